@@ -1,0 +1,94 @@
+// Composition root: wires clock, logger, store, portal client, services and the HTTP layer into one app.
+import cookie from '@fastify/cookie';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import { decodeKey } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { installErrorHandler } from './http/error-handler.js';
+import { gatewayRoutes } from './http/gateway-routes.js';
+import { proxyRoutes } from './http/proxy-routes.js';
+import type { HttpContext } from './http/context.js';
+import { createLogger } from './log.js';
+import { newId } from './mechanisms/random.js';
+import { Sealer } from './mechanisms/sealer.js';
+import { SessionTokens } from './mechanisms/session-token.js';
+import { LoginService } from './services/login.js';
+import { SecondFactorService } from './services/second-factor.js';
+import { securityLog } from './services/security-events.js';
+import { SessionService } from './services/sessions.js';
+import { MfaFailures, ReplayGuard } from './stores/counters.js';
+import type { KvStore } from './stores/kv-store.js';
+import { MemoryKvStore } from './stores/memory-kv-store.js';
+import { BrowserJars, FactorStore, PendingLogins, Sessions } from './stores/records.js';
+import { RedisKvStore } from './stores/redis-kv-store.js';
+import { PortalClient } from './upstream/portal-client.js';
+
+export interface AppOverrides {
+  clock?: Clock;
+  logger?: Logger;
+  /** A store to use instead of the configured one (tests share one across apps). */
+  kv?: KvStore;
+}
+
+export function createKvStore(config: Config, clock: Clock): KvStore {
+  return config.store.type === 'redis' ? new RedisKvStore(config.store.redis) : new MemoryKvStore(clock);
+}
+
+export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const clock = overrides.clock ?? systemClock;
+  const logger = overrides.logger ?? createLogger(config.log.level);
+  const kv = overrides.kv ?? createKvStore(config, clock);
+  const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
+  const tokens = new SessionTokens(
+    config.keys.signing.map((k) => ({ id: k.id, key: decodeKey(k.secret) })),
+    config.session.absoluteTimeoutSeconds,
+  );
+  const security = securityLog(logger);
+  const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000);
+  const pending = new PendingLogins(kv, sealer);
+  const factors = new FactorStore(kv, sealer);
+  const jars = new BrowserJars(kv, sealer, 60 * 60_000);
+  const sessions = new SessionService({
+    clock,
+    sessions: new Sessions(kv, sealer),
+    tokens,
+    limits: { idleMs: config.session.idleTimeoutSeconds * 1000, absoluteMs: config.session.absoluteTimeoutSeconds * 1000 },
+    security,
+  });
+  const ctx: HttpContext = {
+    config,
+    clock,
+    kv,
+    jars,
+    portal,
+    sessions,
+    login: new LoginService({ config, clock, portal, jars, pending, factors, pseudonymKey: decodeKey(config.keys.pseudonym), security }),
+    secondFactor: new SecondFactorService({
+      config, clock, kv, pending, factors, replay: new ReplayGuard(kv), failures: new MfaFailures(kv), sessions, security,
+    }),
+    page: { portalName: config.portal.name, prefix: config.server.prefix },
+  };
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // Request ids are ours; a client-chosen id never reaches the logs.
+    genReqId: () => newId().slice(0, 16),
+    requestIdHeader: false,
+    trustProxy: false,
+    requestTimeout: 120_000,
+    return503OnClosing: true,
+  });
+  await app.register(cookie);
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains');
+  });
+  installErrorHandler(app, ctx.page, config.portal.login.page, config.server.prefix);
+  await app.register(async (scope) => gatewayRoutes(scope, ctx));
+  await app.register(async (scope) => proxyRoutes(scope, ctx));
+  app.addHook('onClose', async () => {
+    await portal.close();
+    if (!overrides.kv) await kv.close();
+  });
+  return app;
+}

@@ -1,0 +1,131 @@
+// Config loading: YAML file → ${ENV} interpolation → *_FILE secrets → schema validation with defaults → extra checks.
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { ConfigSchema, type Config } from './schema.js';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
+const validate = ajv.compile(ConfigSchema);
+
+const SECRET_PATH = /secret|pseudonym/i;
+
+/** Reads, resolves and validates a config file; throws ConfigError listing every problem. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`]);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError([`${file}: not valid YAML (${(err as Error).message.split('\n')[0]})`]);
+  }
+  return resolveConfig(raw ?? {}, { env, baseDir: dirname(resolve(file)) });
+}
+
+/** Validates an already-parsed config object (the same rules as a file). */
+export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; baseDir?: string } = {}): Config {
+  const problems: string[] = [];
+  const value = substitute(structuredClone(raw), '', opts.env ?? process.env, opts.baseDir ?? process.cwd(), problems);
+  if (!validate(value)) {
+    for (const e of validate.errors ?? []) {
+      const path = e.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(top level)';
+      const extra = e.keyword === 'additionalProperties' ? ` '${String(e.params.additionalProperty)}'` : '';
+      const found = SECRET_PATH.test(path) ? '' : `, found ${JSON.stringify(e.data)?.slice(0, 80)}`;
+      problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : found}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  const config = value as Config;
+  problems.push(...checkSemantics(config));
+  if (problems.length) throw new ConfigError(problems);
+  return deepFreeze(config);
+}
+
+/** Replaces ${NAME} in strings with environment values and `key_FILE: path` with the file's content under `key`. */
+function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir: string, problems: string[]): unknown {
+  if (typeof node === 'string') {
+    return node.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const v = env[name];
+      if (v === undefined) problems.push(`${path}: environment variable ${name} is not set`);
+      return v ?? '';
+    });
+  }
+  if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}.${i}`, env, baseDir, problems));
+  if (node && typeof node === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(node)) {
+      const at = path ? `${path}.${k}` : k;
+      if (k.endsWith('_FILE') && typeof v === 'string') {
+        const target = k.slice(0, -'_FILE'.length);
+        try {
+          out[target] = readFileSync(resolve(baseDir, substitute(v, at, env, baseDir, problems) as string), 'utf8').trim();
+        } catch (err) {
+          problems.push(`${at}: cannot read secret file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+        }
+      } else {
+        out[k] = substitute(v, at, env, baseDir, problems);
+      }
+    }
+    return out;
+  }
+  return node;
+}
+
+function checkSemantics(c: Config): string[] {
+  const problems: string[] = [];
+  const regex = (path: string, src: string | undefined) => {
+    if (src === undefined) return;
+    try {
+      new RegExp(src);
+    } catch {
+      problems.push(`${path}: not a valid regular expression, found ${JSON.stringify(src)}`);
+    }
+  };
+  regex('portal.login.success.location', c.portal.login.success.location);
+  regex('portal.login.success.body', c.portal.login.success.body);
+  const keyBytes = (path: string, secret: string, exact?: number) => {
+    const n = decodeKey(secret).length;
+    if (exact !== undefined ? n !== exact : n < 32) problems.push(`${path}: must decode to ${exact ?? 'at least 32'} bytes, found ${n}`);
+  };
+  c.keys.signing.forEach((k, i) => keyBytes(`keys.signing.${i}.secret`, k.secret));
+  c.keys.encryption.forEach((k, i) => keyBytes(`keys.encryption.${i}.secret`, k.secret, 32));
+  keyBytes('keys.pseudonym', c.keys.pseudonym);
+  const ids = (path: string, list: { id: string }[]) => {
+    if (new Set(list.map((k) => k.id)).size !== list.length) problems.push(`${path}: key ids must be unique`);
+  };
+  ids('keys.signing', c.keys.signing);
+  ids('keys.encryption', c.keys.encryption);
+  const prefix = c.server.prefix;
+  for (const [i, p] of [...c.portal.login.paths, ...c.portal.publicPaths, ...c.portal.logoutPaths].entries()) {
+    if (p === prefix || p.startsWith(`${prefix}/`)) problems.push(`portal paths: ${p} (entry ${i}) lies under the gateway prefix ${prefix}`);
+  }
+  if (c.session.idleTimeoutSeconds > c.session.absoluteTimeoutSeconds) {
+    problems.push('session.idleTimeoutSeconds: must not exceed session.absoluteTimeoutSeconds');
+  }
+  return problems;
+}
+
+/** Decodes a base64 or base64url key. */
+export function decodeKey(secret: string): Buffer {
+  return Buffer.from(secret.replaceAll('-', '+').replaceAll('_', '/'), 'base64');
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

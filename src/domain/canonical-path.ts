@@ -1,0 +1,69 @@
+// One canonical form of a request path: what the gateway decides on is byte-for-byte what the portal receives.
+
+export interface CanonicalTarget {
+  /** Normalised, canonically percent-encoded path. */
+  path: string;
+  /** The query string without '?', forwarded unchanged; '' when absent. */
+  query: string;
+}
+
+// Characters left as they are in a path segment (RFC 3986 pchar minus '%' and ';').
+const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
+
+/**
+ * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
+ * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
+ * encoding, invalid UTF-8, ';' path parameters, fragments and absolute-form targets.
+ */
+export function canonicalTarget(rawUrl: string): CanonicalTarget | null {
+  if (!rawUrl.startsWith('/')) return null;
+  const q = rawUrl.indexOf('?');
+  const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  const query = q === -1 ? '' : rawUrl.slice(q + 1);
+  // Only printable ASCII on the wire; '#' never belongs in a request target.
+  if (!/^[\x21-\x7e]*$/.test(rawUrl) || rawUrl.includes('#')) return null;
+  if (rawPath.includes('\\') || rawPath.includes(';')) return null;
+  const bytes: number[] = [];
+  for (let i = 0; i < rawPath.length; i++) {
+    const ch = rawPath.charCodeAt(i);
+    if (ch !== 0x25) {
+      bytes.push(ch);
+      continue;
+    }
+    const hex = rawPath.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
+    const b = parseInt(hex, 16);
+    // Encoded separators, '%' (double encoding), ';' and control characters are refused, not decoded.
+    if (b === 0x2f || b === 0x5c || b === 0x25 || b === 0x3b || b < 0x20 || b === 0x7f) return null;
+    // A decoded '/' never appears, so a decoded byte can never start a segment boundary; mark it for re-encoding.
+    bytes.push(b);
+    i += 2;
+  }
+  let decoded: string;
+  try {
+    decoded = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+  } catch {
+    return null;
+  }
+  const out: string[] = [];
+  const segments = decoded.split('/').slice(1);
+  segments.forEach((seg, i) => {
+    const last = i === segments.length - 1;
+    if (seg === '.' || seg === '..') {
+      if (seg === '..') out.pop();
+      if (last) out.push('');
+    } else if (seg !== '' || last) {
+      out.push(seg);
+    }
+  });
+  return { path: `/${out.map(encodeSegment).join('/')}`, query };
+}
+
+function encodeSegment(seg: string): string {
+  let s = '';
+  for (const ch of seg) {
+    if (KEEP.test(ch)) s += ch;
+    else for (const b of Buffer.from(ch, 'utf8')) s += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return s;
+}

@@ -1,0 +1,68 @@
+// Header hygiene between browser and portal: what may pass, what the gateway sets, what is always removed.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+// RFC 9110 §7.6.1 hop-by-hop fields, plus proxy credentials that are meant for the gateway hop only.
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'proxy-authorization', 'proxy-authenticate', 'http2-settings',
+]);
+
+// Identity and routing headers a portal might trust: only the gateway may set them (SECURITY C-24).
+const IDENTITY = /^(x-forwarded-|forwarded$|x-real-ip$|x-client-ip$|true-client-ip$|remote-user$|x-remote-|x-auth|x-user|x-original-url$|x-rewrite-url$|x-original-uri$|x-middleware-subrequest$|x-mfa-)/;
+
+export interface ForwardContext {
+  clientIp: string;
+  proto: 'http' | 'https';
+  host: string | undefined;
+  cookie: string | undefined;
+}
+
+/** Headers for the portal: client copies of hop-by-hop, identity and cookie headers removed, then ours added. */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: ForwardContext): Record<string, string | string[]> {
+  const named = connectionTokens(incoming.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined) continue;
+    const n = name.toLowerCase();
+    // Underscore spellings (X_Auth_User) reach PHP/CGI apps as the same variable as the dashed form.
+    if (n.includes('_') || HOP_BY_HOP.has(n) || named.has(n) || IDENTITY.test(n) || n === 'cookie' || n === 'host') continue;
+    out[n] = value;
+  }
+  out['x-forwarded-for'] = ctx.clientIp;
+  out['x-forwarded-proto'] = ctx.proto;
+  if (ctx.host) out['x-forwarded-host'] = ctx.host;
+  if (ctx.cookie) out.cookie = ctx.cookie;
+  return out;
+}
+
+/** The portal's response headers for the browser: its cookies stay in the jar except the allow-listed ones. */
+export function browserResponseHeaders(
+  upstream: Record<string, string | string[] | number | undefined>,
+  opts: { browserCookies: readonly string[]; rewriteLocation: (location: string) => string },
+): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  const named = connectionTokens(upstream.connection);
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined) continue;
+    const n = name.toLowerCase();
+    if (HOP_BY_HOP.has(n) || named.has(n)) continue;
+    if (n === 'set-cookie') {
+      const allowed = asList(value).filter((sc) => opts.browserCookies.includes(sc.slice(0, sc.indexOf('=')).trim()));
+      if (allowed.length) out[n] = allowed;
+    } else if (n === 'location' && typeof value === 'string') {
+      out[n] = opts.rewriteLocation(value);
+    } else {
+      out[n] = value;
+    }
+  }
+  return out;
+}
+
+export function asList(v: string | string[] | number | undefined): string[] {
+  if (v === undefined) return [];
+  return Array.isArray(v) ? v : [String(v)];
+}
+
+function connectionTokens(v: string | string[] | number | undefined): Set<string> {
+  return new Set(asList(v).flatMap((s) => s.split(',')).map((t) => t.trim().toLowerCase()).filter(Boolean));
+}

@@ -1,0 +1,22 @@
+// What the HTTP layer is given by the composition root.
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import type { LoginService } from '../services/login.js';
+import type { SecondFactorService } from '../services/second-factor.js';
+import type { SessionService } from '../services/sessions.js';
+import type { KvStore } from '../stores/kv-store.js';
+import type { BrowserJars } from '../stores/records.js';
+import type { PortalClient } from '../upstream/portal-client.js';
+import type { PageContext } from '../ui/pages.js';
+
+export interface HttpContext {
+  config: Config;
+  clock: Clock;
+  kv: KvStore;
+  jars: BrowserJars;
+  portal: PortalClient;
+  login: LoginService;
+  secondFactor: SecondFactorService;
+  sessions: SessionService;
+  page: PageContext;
+}

@@ -1,0 +1,37 @@
+// The one place errors become replies: status + generic message + request id outward, full detail in the log.
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
+import { messagePage, type PageContext } from '../ui/pages.js';
+import { COOKIE, clearOptions } from './cookies.js';
+import { sendPage } from './pages.js';
+
+const BY_STATUS: Partial<Record<number, ErrorCode>> = {
+  400: 'GW_ERR_BAD_REQUEST',
+  404: 'GW_ERR_NOT_FOUND',
+  405: 'GW_ERR_METHOD_NOT_ALLOWED',
+  413: 'GW_ERR_PAYLOAD_TOO_LARGE',
+  415: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE',
+};
+
+export function installErrorHandler(app: FastifyInstance, page: PageContext, loginPage: string, prefix: string): void {
+  app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
+    const code: ErrorCode =
+      error instanceof GatewayError ? error.code : (error.statusCode && error.statusCode < 500 && BY_STATUS[error.statusCode]) || 'GW_ERR_INTERNAL';
+    const { status, message } = ERRORS[code];
+    if (status >= 500) request.log.error({ err: error, code }, 'request failed');
+    else request.log.info({ code, detail: error.message }, 'request refused');
+    const signIn = code === 'GW_ERR_LOGIN_EXPIRED' || code === 'GW_ERR_TOO_MANY_ATTEMPTS' || code === 'GW_ERR_SIGN_IN_REQUIRED';
+    if (signIn) reply.clearCookie(COOKIE.pending, clearOptions);
+    if (reply.sent) return;
+    reply.removeHeader('content-length');
+    if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
+      return reply.code(status).header('cache-control', 'no-store').send({ error: code, message, requestId: request.id });
+    }
+    return sendPage(reply, status, messagePage(page, { message, reference: request.id, signInHref: signIn ? loginPage : undefined }));
+  });
+  // Routes exist for every method the gateway serves, so an unmatched request is a method it refuses.
+  app.setNotFoundHandler((request, reply) => {
+    const code = request.url.startsWith(`${prefix}/`) ? 'GW_ERR_NOT_FOUND' : 'GW_ERR_METHOD_NOT_ALLOWED';
+    return sendPage(reply, ERRORS[code].status, messagePage(page, { message: ERRORS[code].message, reference: request.id }));
+  });
+}

@@ -1,0 +1,181 @@
+// Everything outside the gateway prefix: the intercepted login, then the session check, then the portal.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import replyFrom from '@fastify/reply-from';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
+import { applySetCookies, cookieHeader, type Jar } from '../domain/cookie-jar.js';
+import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
+import { GatewayError } from '../errors.js';
+import { ID_PATTERN, newId } from '../mechanisms/random.js';
+import type { ActiveSession } from '../services/sessions.js';
+import type { HttpContext } from './context.js';
+import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+const LOGIN_BODY_LIMIT = 16 * 1024;
+const BROWSER_JAR_TTL_MS = 60 * 60_000;
+
+type JarOwner = { kind: 'session'; active: ActiveSession } | { kind: 'browser'; id: string; jar: Jar };
+
+export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { config, clock, sessions } = ctx;
+  const prefix = config.server.prefix.toLowerCase();
+  // Each spelling of a login path maps to the configured path, which is what the portal receives.
+  const loginPaths = new Map(config.portal.login.paths.map((p) => [loose(p), p]));
+  const logoutPaths = new Set(config.portal.logoutPaths.map(loose));
+  const portalOrigin = new URL(config.portal.url).origin;
+  const timeoutMs = config.portal.timeoutSeconds * 1000;
+
+  await app.register(replyFrom, {
+    base: portalOrigin,
+    undici: { connections: 256, pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
+    disableRequestLogging: true,
+  });
+  // Bodies stream to the portal untouched; only the login intercept reads one (bounded, below).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+
+  const isPublic = (path: string) =>
+    config.portal.publicPaths.some((p) => path === p || (p.endsWith('/') ? path.startsWith(p) : path.startsWith(`${p}/`)));
+  const rewriteLocation = (location: string) => {
+    if (!/^https?:/i.test(location)) return location;
+    try {
+      const url = new URL(location);
+      return url.origin === portalOrigin ? `${url.pathname}${url.search}${url.hash}` : location;
+    } catch {
+      return location;
+    }
+  };
+  const forwardContext = (req: FastifyRequest, cookie: string | undefined) => ({
+    clientIp: req.socket.remoteAddress ?? '',
+    proto: 'http' as const,
+    host: req.headers.host,
+    cookie,
+  });
+
+  async function handle(req: FastifyRequest, reply: FastifyReply) {
+    const target = canonicalTarget(req.raw.url ?? '');
+    if (!target) throw new GatewayError('GW_ERR_BAD_PATH', 'path refused by canonicalisation');
+    const lowered = loose(target.path);
+    // The reserved prefix never reaches the portal, in any spelling.
+    if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_NOT_FOUND');
+    const loginPath = loginPaths.get(lowered);
+    if (loginPath && req.method !== 'GET' && req.method !== 'HEAD') return interceptLogin(req, reply, { ...target, path: loginPath });
+
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (active) return forward(req, reply, target, { kind: 'session', active }, logoutPaths.has(lowered));
+    if (req.cookies[COOKIE.session]) reply.clearCookie(COOKIE.session, clearOptions);
+    if (isPublic(target.path)) {
+      const id = browserId(req, reply);
+      return forward(req, reply, target, { kind: 'browser', id, jar: await ctx.jars.get(id) }, false);
+    }
+    // A password without its second factor opens nothing: back to the pending step.
+    if (req.cookies[COOKIE.pending]) return reply.redirect(`${config.server.prefix}/continue`, 303);
+    if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(config.portal.login.page, 302);
+    throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED');
+  }
+
+  function browserId(req: FastifyRequest, reply: FastifyReply): string {
+    const id = req.cookies[COOKIE.browser];
+    if (id && ID_PATTERN.test(id)) return id;
+    const fresh = newId();
+    reply.setCookie(COOKIE.browser, fresh, cookieOptions(BROWSER_JAR_TTL_MS / 1000));
+    return fresh;
+  }
+
+  async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget) {
+    const login = config.portal.login;
+    if (!(login.methods as readonly string[]).includes(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', 'login method');
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const expected = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
+    if (type !== expected) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', `login content-type ${type}`);
+    const body = await readBounded(req, LOGIN_BODY_LIMIT);
+    const id = browserId(req, reply);
+    const outcome = await ctx.login.login({
+      browserId: id,
+      method: req.method,
+      path: target.path,
+      query: target.query,
+      headers: req.headers,
+      body,
+      clientIp: req.socket.remoteAddress ?? '',
+      proto: 'http',
+    });
+    if (outcome.kind === 'failed') {
+      // The portal shows its own error; only its cookies are kept back.
+      const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: config.portal.browserCookies, rewriteLocation });
+      delete headers['content-length'];
+      return reply.code(outcome.portal.status).headers(headers).send(outcome.portal.body);
+    }
+    return reply
+      .clearCookie(COOKIE.browser, clearOptions)
+      .setCookie(COOKIE.pending, outcome.pendingId, cookieOptions(config.mfa.pendingTimeoutSeconds))
+      .redirect(`${config.server.prefix}/${outcome.stage}`, 303);
+  }
+
+  function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner, isLogout: boolean) {
+    const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
+    let setCookies: string[] = [];
+    const source = target.query ? `${target.path}?${target.query}` : target.path;
+    return reply.from(source, {
+      timeout: timeoutMs,
+      // The exact canonical path the gateway decided on, and nothing the client chose itself.
+      queryString: () => target.query,
+      rewriteRequestHeaders: (_r, headers) => ({
+        ...upstreamRequestHeaders(headers, forwardContext(req, cookieHeader(jar, target.path, clock.now()))),
+        host: headers.host as string,
+      }),
+      rewriteHeaders: (headers) => {
+        setCookies = asList(headers['set-cookie']);
+        return browserResponseHeaders(headers, { browserCookies: config.portal.browserCookies, rewriteLocation }) as IncomingHttpHeaders;
+      },
+      onResponse: async (_r, rep, res) => {
+        const updated = setCookies.length ? applySetCookies(jar, setCookies, target.path, clock.now()) : undefined;
+        try {
+          if (owner.kind === 'browser' && updated) await ctx.jars.put(owner.id, updated);
+          if (owner.kind === 'session') {
+            const a = owner.active;
+            if (isLogout) {
+              await sessions.end(a, 'portal-logout');
+              rep.clearCookie(COOKIE.session, clearOptions);
+            } else if (updated || a.touch) {
+              await sessions.save({ ...a, record: { ...a.record, jar: updated ?? a.record.jar } });
+            }
+          }
+        } catch (err) {
+          req.log.error({ err }, 'could not save portal cookies');
+        }
+        return rep.send((res as unknown as { stream: Readable }).stream);
+      },
+      onError: (rep, { error }) => {
+        const status = (error as { statusCode?: number }).statusCode;
+        return rep.send(new GatewayError(status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', error.message, { cause: error }));
+      },
+    });
+  }
+
+  app.route({ method: [...METHODS], url: '/*', handler: handle });
+  app.route({ method: [...METHODS], url: '/', handler: handle });
+}
+
+/** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
+function loose(path: string): string {
+  return path.toLowerCase().replace(/\/+$/, '') || '/';
+}
+
+async function readBounded(req: FastifyRequest, limit: number): Promise<Buffer> {
+  const stream = req.body as Readable | undefined;
+  const tooLarge = () => new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'login body too large');
+  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
+  if (!stream) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    // The rest of an oversized body is left unread; the connection closes after the 413.
+    if (size > limit) throw tooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

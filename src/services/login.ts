@@ -1,0 +1,140 @@
+// The intercepted password login: replay to the portal with the browser's jar, decide, hold the portal session.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import { applySetCookies, cookieHeader, setCookieNames, type Jar } from '../domain/cookie-jar.js';
+import { upstreamRequestHeaders } from '../domain/headers.js';
+import { isLoginSuccess } from '../domain/login-success.js';
+import { safeRelativeTarget } from '../domain/redirect.js';
+import { canonicalUsername } from '../domain/username.js';
+import { GatewayError } from '../errors.js';
+import { newId, pseudonym } from '../mechanisms/random.js';
+import type { FactorStore, BrowserJars, PendingLogins } from '../stores/records.js';
+import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
+import type { SecurityLog } from './security-events.js';
+
+export interface LoginRequest {
+  browserId: string;
+  method: string;
+  path: string;
+  query: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  clientIp: string;
+  proto: 'http' | 'https';
+}
+
+export type LoginOutcome =
+  | { kind: 'failed'; portal: PortalResponse }
+  | { kind: 'accepted'; pendingId: string; stage: 'enrol' | 'verify' };
+
+export interface LoginDeps {
+  config: Config;
+  clock: Clock;
+  portal: PortalClient;
+  jars: BrowserJars;
+  pending: PendingLogins;
+  factors: FactorStore;
+  pseudonymKey: Buffer;
+  security: SecurityLog;
+}
+
+export class LoginService {
+  constructor(private readonly d: LoginDeps) {}
+
+  async login(req: LoginRequest): Promise<LoginOutcome> {
+    const { config, clock } = this.d;
+    const login = config.portal.login;
+    const parsed = parseLoginBody(req.body, login.bodyType, login.usernameField);
+    const username = canonicalUsername(parsed.username, login.usernameCase);
+    if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
+    // The portal checks exactly the username the gateway will hold the session for.
+    const body = parsed.withUsername(username);
+    const jar = await this.d.jars.get(req.browserId);
+    const now = clock.now();
+    const headers = upstreamRequestHeaders(req.headers, {
+      clientIp: req.clientIp,
+      proto: req.proto,
+      host: req.headers.host,
+      cookie: cookieHeader(jar, req.path, now),
+    });
+    headers['content-length'] = String(body.length);
+    const answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
+    const setCookies = asArray(answer.headers['set-cookie']);
+    const updated = applySetCookies(jar, setCookies, req.path, clock.now());
+    const location = first(answer.headers.location);
+    const pid = pseudonym(this.d.pseudonymKey, username);
+    const ok = isLoginSuccess(login.success, {
+      status: answer.status,
+      location,
+      setCookieNames: setCookieNames(setCookies),
+      body: answer.body.toString('utf8'),
+    });
+    if (!ok) {
+      await this.d.jars.put(req.browserId, updated);
+      this.d.security('password_failed', { pid, ip: req.clientIp });
+      return { kind: 'failed', portal: answer };
+    }
+    // The pre-login jar now holds an authenticated portal session: move it out so only the second factor releases it.
+    await this.d.jars.take(req.browserId);
+    const factors = await this.d.factors.get(pid);
+    const stage = factors?.totp ? 'verify' : 'enrol';
+    const pendingId = await this.d.pending.create(
+      {
+        pid,
+        username,
+        jar: updated satisfies Jar,
+        continueTo: safeRelativeTarget(location, config.portal.url),
+        csrf: newId(),
+        stage,
+        expiresAt: now + config.mfa.pendingTimeoutSeconds * 1000,
+      },
+      now,
+    );
+    this.d.security('password_ok', { pid, ip: req.clientIp, next: stage });
+    return { kind: 'accepted', pendingId, stage };
+  }
+}
+
+interface ParsedLogin {
+  username: string;
+  withUsername(canonical: string): Buffer;
+}
+
+/** One canonical parse of the login body; duplicate or non-string fields are refused (SECURITY C-35). */
+export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: string): ParsedLogin {
+  const text = body.toString('utf8');
+  if (type === 'form') {
+    const params = new URLSearchParams(text);
+    const names = [...params.keys()];
+    if (new Set(names).size !== names.length) throw new GatewayError('GW_ERR_BAD_REQUEST', 'duplicate form field');
+    const username = params.get(field);
+    if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no username field');
+    return {
+      username,
+      withUsername(canonical) {
+        params.set(field, canonical);
+        return Buffer.from(params.toString());
+      },
+    };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new GatewayError('GW_ERR_BAD_REQUEST', 'login body is not JSON');
+  }
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'login body is not an object');
+  const obj = json as Record<string, unknown>;
+  const username = obj[field];
+  if (typeof username !== 'string') throw new GatewayError('GW_ERR_BAD_REQUEST', 'no username field');
+  return { username, withUsername: (canonical) => Buffer.from(JSON.stringify({ ...obj, [field]: canonical })) };
+}
+
+function asArray(v: string | string[] | undefined): string[] {
+  return v === undefined ? [] : Array.isArray(v) ? v : [v];
+}
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}

@@ -1,0 +1,28 @@
+// One structured log line per security event; users appear only by pseudonymous id.
+import type { Logger } from 'pino';
+
+export type SecurityEventName =
+  | 'password_ok'
+  | 'password_failed'
+  | 'enrolled'
+  | 'mfa_ok'
+  | 'mfa_failed'
+  | 'mfa_replayed'
+  | 'mfa_attempts_exhausted'
+  | 'recovery_code_used'
+  | 'session_started'
+  | 'session_ended';
+
+export interface SecurityEventFields {
+  pid?: string;
+  ip?: string;
+  factor?: 'totp' | 'recovery';
+  reason?: string;
+  [extra: string]: unknown;
+}
+
+export type SecurityLog = (event: SecurityEventName, fields: SecurityEventFields) => void;
+
+export function securityLog(log: Logger): SecurityLog {
+  return (event, fields) => log.info({ security: event, ...fields }, `security event: ${event}`);
+}

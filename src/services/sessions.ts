@@ -1,0 +1,58 @@
+// Gateway sessions: minted after the second factor, checked on every request against the store, ended on logout.
+import type { Clock } from '../clock.js';
+import type { Jar } from '../domain/cookie-jar.js';
+import { sessionState, sessionTtlMs, type SessionLimits } from '../domain/session-times.js';
+import { ID_PATTERN, newId } from '../mechanisms/random.js';
+import type { SessionTokens } from '../mechanisms/session-token.js';
+import type { SessionRecord, Sessions } from '../stores/records.js';
+import type { SecurityLog } from './security-events.js';
+
+export interface ActiveSession {
+  sid: string;
+  record: SessionRecord;
+  /** The idle clock is due to be written back. */
+  touch: boolean;
+}
+
+export class SessionService {
+  constructor(
+    private readonly d: { clock: Clock; sessions: Sessions; tokens: SessionTokens; limits: SessionLimits; security: SecurityLog },
+  ) {}
+
+  /** Creates the session record and returns the signed cookie value. */
+  async start(s: { pid: string; username: string; amr: string[]; jar: Jar }, ip: string): Promise<string> {
+    const now = this.d.clock.now();
+    const record: SessionRecord = { ...s, authTime: now, lastSeen: now, csrf: newId() };
+    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
+    this.d.security('session_started', { pid: s.pid, ip, amr: s.amr });
+    return this.d.tokens.sign({ sub: s.pid, sid }, now);
+  }
+
+  /** The live session behind a cookie value, or null: bad token, unknown, revoked, idle or too old. */
+  async authenticate(cookie: string | undefined): Promise<ActiveSession | null> {
+    if (!cookie) return null;
+    const now = this.d.clock.now();
+    const claims = await this.d.tokens.verify(cookie, now);
+    if (!claims || !ID_PATTERN.test(claims.sid)) return null;
+    const record = await this.d.sessions.get(claims.sid);
+    if (!record || record.pid !== claims.sub) return null;
+    const state = sessionState(record, now, this.d.limits);
+    if (state.state !== 'active') {
+      await this.d.sessions.delete(claims.sid);
+      this.d.security('session_ended', { pid: record.pid, reason: state.state });
+      return null;
+    }
+    return { sid: claims.sid, record, touch: state.touch };
+  }
+
+  /** Writes the record back (new jar or idle clock), marking it seen now. */
+  save(active: ActiveSession): Promise<void> {
+    const record = { ...active.record, lastSeen: this.d.clock.now() };
+    return this.d.sessions.put(active.sid, record, sessionTtlMs(record, this.d.limits));
+  }
+
+  async end(active: ActiveSession, reason: string): Promise<void> {
+    await this.d.sessions.delete(active.sid);
+    this.d.security('session_ended', { pid: active.record.pid, reason });
+  }
+}

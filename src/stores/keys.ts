@@ -1,0 +1,11 @@
+// The key scheme, in one place. Keys of one user share a {hash tag} so multi-key scripts work in Redis Cluster.
+
+export const keys = {
+  browserJar: (browserId: string) => `jar:{${browserId}}`,
+  pendingLogin: (id: string) => `pending:{${id}}`,
+  pendingFailures: (id: string) => `pending:{${id}}:failures`,
+  session: (sid: string) => `session:{${sid}}`,
+  factors: (pid: string) => `user:{${pid}}:factors`,
+  totpStep: (pid: string) => `user:{${pid}}:totp-step`,
+  mfaFailures: (pid: string) => `user:{${pid}}:mfa-failures`,
+} as const;

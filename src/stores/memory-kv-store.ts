@@ -1,0 +1,77 @@
+// The embedded store for a single gateway instance: a Map with expiry read from the injected clock.
+import type { Clock } from '../clock.js';
+import type { KvStore } from './kv-store.js';
+
+interface Entry {
+  value: string;
+  expiresAt: number;
+}
+
+const SWEEP_EVERY = 1000;
+
+export class MemoryKvStore implements KvStore {
+  private readonly map = new Map<string, Entry>();
+  private writes = 0;
+
+  constructor(private readonly clock: Clock) {}
+
+  async get(key: string): Promise<string | null> {
+    return this.live(key)?.value ?? null;
+  }
+
+  async set(key: string, value: string, ttlMs?: number): Promise<void> {
+    this.write(key, value, ttlMs);
+  }
+
+  async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
+    if (this.live(key)) return false;
+    this.write(key, value, ttlMs);
+    return true;
+  }
+
+  async take(key: string): Promise<string | null> {
+    const e = this.live(key);
+    this.map.delete(key);
+    return e?.value ?? null;
+  }
+
+  async delete(key: string): Promise<void> {
+    this.map.delete(key);
+  }
+
+  async increment(key: string, ttlMs: number): Promise<number> {
+    const e = this.live(key);
+    const n = (e ? Number(e.value) : 0) + 1;
+    if (e) e.value = String(n);
+    else this.write(key, String(n), ttlMs);
+    return n;
+  }
+
+  async raiseTo(key: string, value: number, ttlMs: number): Promise<boolean> {
+    const e = this.live(key);
+    if (e && Number(e.value) >= value) return false;
+    this.write(key, String(value), ttlMs);
+    return true;
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.map.clear();
+  }
+
+  private live(key: string): Entry | undefined {
+    const e = this.map.get(key);
+    if (e && e.expiresAt <= this.clock.now()) {
+      this.map.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  private write(key: string, value: string, ttlMs: number | undefined): void {
+    this.map.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + ttlMs });
+    // Expired entries nobody reads again are swept now and then, so memory stays bounded by live state.
+    if (++this.writes % SWEEP_EVERY === 0) for (const k of this.map.keys()) this.live(k);
+  }
+}

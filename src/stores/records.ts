@@ -1,0 +1,159 @@
+// The gateway's records (browser jars, pending logins, sessions, factors), sealed at rest with the key as AAD.
+import type { Jar } from '../domain/cookie-jar.js';
+import type { RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
+import { newId } from '../mechanisms/random.js';
+import type { Sealer } from '../mechanisms/sealer.js';
+import type { KvStore } from './kv-store.js';
+import { keys } from './keys.js';
+
+/** JSON records encrypted under the record's own key, so a record cannot be moved to another key. */
+class SealedRecords<T> {
+  constructor(
+    private readonly kv: KvStore,
+    private readonly sealer: Sealer,
+  ) {}
+
+  async get(key: string): Promise<T | null> {
+    return this.open(key, await this.kv.get(key));
+  }
+
+  async take(key: string): Promise<T | null> {
+    return this.open(key, await this.kv.take(key));
+  }
+
+  put(key: string, value: T, ttlMs?: number): Promise<void> {
+    return this.kv.set(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
+  }
+
+  delete(key: string): Promise<void> {
+    return this.kv.delete(key);
+  }
+
+  private open(key: string, sealed: string | null): T | null {
+    if (sealed === null) return null;
+    try {
+      return JSON.parse(this.sealer.open(sealed, key)) as T;
+    } catch {
+      // Altered, foreign or unreadable records are treated as absent.
+      return null;
+    }
+  }
+}
+
+/** Portal cookies of a browser that has not signed in yet (the pre-login jar). */
+export class BrowserJars {
+  private readonly records: SealedRecords<Jar>;
+  constructor(kv: KvStore, sealer: Sealer, private readonly ttlMs: number) {
+    this.records = new SealedRecords(kv, sealer);
+  }
+  async get(browserId: string): Promise<Jar> {
+    return (await this.records.get(keys.browserJar(browserId))) ?? [];
+  }
+  put(browserId: string, jar: Jar): Promise<void> {
+    return this.records.put(keys.browserJar(browserId), jar, this.ttlMs);
+  }
+  /** Removes and returns the jar: after a password login it moves to the pending login, never to be reused. */
+  async take(browserId: string): Promise<Jar> {
+    return (await this.records.take(keys.browserJar(browserId))) ?? [];
+  }
+}
+
+export type PendingStage = 'enrol' | 'verify' | 'acknowledge';
+
+export interface PendingLogin {
+  pid: string;
+  username: string;
+  jar: Jar;
+  continueTo: string;
+  csrf: string;
+  stage: PendingStage;
+  expiresAt: number;
+  /** The TOTP secret being enrolled; never shown again once enrolment is confirmed. */
+  totpSecret?: string;
+  /** The factor that completed the login (stage 'acknowledge'). */
+  amr?: string[];
+}
+
+/** A password accepted by the portal, waiting for the second factor. */
+export class PendingLogins {
+  private readonly records: SealedRecords<PendingLogin>;
+  constructor(private readonly kv: KvStore, sealer: Sealer) {
+    this.records = new SealedRecords(kv, sealer);
+  }
+  async create(p: PendingLogin, now: number): Promise<string> {
+    const id = newId();
+    await this.records.put(keys.pendingLogin(id), p, p.expiresAt - now);
+    return id;
+  }
+  async get(id: string, now: number): Promise<PendingLogin | null> {
+    const p = await this.records.get(keys.pendingLogin(id));
+    return p && p.expiresAt > now ? p : null;
+  }
+  update(id: string, p: PendingLogin, now: number): Promise<void> {
+    return this.records.put(keys.pendingLogin(id), p, Math.max(1, p.expiresAt - now));
+  }
+  /** Atomically ends the pending login: of parallel finishers, only one gets the record. */
+  async take(id: string, now: number): Promise<PendingLogin | null> {
+    const p = await this.records.take(keys.pendingLogin(id));
+    return p && p.expiresAt > now ? p : null;
+  }
+  async delete(id: string): Promise<void> {
+    await this.records.delete(keys.pendingLogin(id));
+    await this.kv.delete(keys.pendingFailures(id));
+  }
+  /** Counts a wrong code against this pending login. */
+  addFailure(id: string, ttlMs: number): Promise<number> {
+    return this.kv.increment(keys.pendingFailures(id), ttlMs);
+  }
+}
+
+export interface SessionRecord {
+  pid: string;
+  username: string;
+  amr: string[];
+  authTime: number;
+  lastSeen: number;
+  jar: Jar;
+  csrf: string;
+}
+
+export class Sessions {
+  private readonly records: SealedRecords<SessionRecord>;
+  constructor(kv: KvStore, sealer: Sealer) {
+    this.records = new SealedRecords(kv, sealer);
+  }
+  /** Always a fresh id: never the pending login's, never one the client chose. */
+  async create(s: SessionRecord, ttlMs: number): Promise<string> {
+    const sid = newId();
+    await this.records.put(keys.session(sid), s, ttlMs);
+    return sid;
+  }
+  get(sid: string): Promise<SessionRecord | null> {
+    return this.records.get(keys.session(sid));
+  }
+  put(sid: string, s: SessionRecord, ttlMs: number): Promise<void> {
+    return this.records.put(keys.session(sid), s, ttlMs);
+  }
+  delete(sid: string): Promise<void> {
+    return this.records.delete(keys.session(sid));
+  }
+}
+
+export interface UserFactors {
+  totp?: { secret: string; addedAt: number; lastUsedAt?: number };
+  recovery?: RecoveryCodeSet & { addedAt: number };
+}
+
+/** A user's second factors, kept until removed. */
+export class FactorStore {
+  private readonly records: SealedRecords<UserFactors>;
+  constructor(kv: KvStore, sealer: Sealer) {
+    this.records = new SealedRecords(kv, sealer);
+  }
+  get(pid: string): Promise<UserFactors | null> {
+    return this.records.get(keys.factors(pid));
+  }
+  put(pid: string, f: UserFactors): Promise<void> {
+    return this.records.put(keys.factors(pid), f);
+  }
+}

@@ -1,0 +1,50 @@
+// Direct requests from the gateway to the portal (the login replay and logout), with bounded time and size.
+import { Agent, request, errors as undiciErrors } from 'undici';
+import { GatewayError } from '../errors.js';
+
+export interface PortalResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+// A login answer larger than this is not a login page.
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export class PortalClient {
+  private readonly agent: Agent;
+
+  constructor(readonly origin: string, private readonly timeoutMs: number) {
+    this.agent = new Agent({ headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs });
+  }
+
+  async send(opts: { method: string; pathAndQuery: string; headers: Record<string, string | string[]>; body?: Buffer }): Promise<PortalResponse> {
+    try {
+      const res = await request(new URL(opts.pathAndQuery, this.origin), {
+        method: opts.method as 'POST',
+        headers: { ...opts.headers, host: new URL(this.origin).host },
+        body: opts.body,
+        dispatcher: this.agent,
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_BODY_BYTES) {
+          res.body.destroy();
+          throw new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'portal login answer too large');
+        }
+        chunks.push(chunk as Buffer);
+      }
+      return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
+      throw new GatewayError(timeout ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', `portal: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  close(): Promise<void> {
+    return this.agent.close();
+  }
+}

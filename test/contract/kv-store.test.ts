@@ -1,0 +1,145 @@
+// One contract every store backend must pass: memory and a real Redis.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { Sealer } from '../../src/mechanisms/sealer.js';
+import { MfaFailures, ReplayGuard } from '../../src/stores/counters.js';
+import type { KvStore } from '../../src/stores/kv-store.js';
+import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
+import { BrowserJars, FactorStore, PendingLogins, Sessions } from '../../src/stores/records.js';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { FakeClock } from '../helpers/clock.js';
+import { testRedis } from '../helpers/redis.js';
+
+interface Backend {
+  kv: KvStore;
+  /** Lets `ms` pass for TTLs: the fake clock moves, or the test waits for Redis. */
+  pass(ms: number): Promise<void>;
+  now(): number;
+}
+
+function contract(name: string, make: () => Promise<Backend>) {
+  t.test(name, async (t) => {
+    const b = await make();
+    t.teardown(() => b.kv.close());
+    const k = (s: string) => `${s}:${randomBytes(6).toString('hex')}`;
+
+    t.test('get / set / delete', async (t) => {
+      const key = k('a');
+      t.equal(await b.kv.get(key), null);
+      await b.kv.set(key, 'v1', 10_000);
+      t.equal(await b.kv.get(key), 'v1');
+      await b.kv.set(key, 'v2');
+      t.equal(await b.kv.get(key), 'v2', 'overwrite');
+      await b.kv.delete(key);
+      t.equal(await b.kv.get(key), null);
+    });
+
+    t.test('TTL expiry', async (t) => {
+      const key = k('ttl');
+      await b.kv.set(key, 'v', 150);
+      t.equal(await b.kv.get(key), 'v');
+      await b.pass(400);
+      t.equal(await b.kv.get(key), null);
+    });
+
+    t.test('setIfAbsent: one winner among parallel callers', async (t) => {
+      const key = k('nx');
+      const wins = await Promise.all(Array.from({ length: 20 }, () => b.kv.setIfAbsent(key, 'x', 10_000)));
+      t.equal(wins.filter(Boolean).length, 1);
+    });
+
+    t.test('take: atomic read-and-delete', async (t) => {
+      const key = k('take');
+      await b.kv.set(key, 'once', 10_000);
+      const got = await Promise.all(Array.from({ length: 20 }, () => b.kv.take(key)));
+      t.same(got.filter((v) => v !== null), ['once']);
+      t.equal(await b.kv.get(key), null);
+    });
+
+    t.test('increment: exact under concurrency, TTL from creation', async (t) => {
+      const key = k('inc');
+      const results = await Promise.all(Array.from({ length: 50 }, () => b.kv.increment(key, 300)));
+      t.same([...results].sort((x, y) => x - y), Array.from({ length: 50 }, (_, i) => i + 1));
+      await b.pass(600);
+      t.equal(await b.kv.increment(key, 300), 1, 'counter expired and restarts');
+    });
+
+    t.test('raiseTo: compare-and-set upwards only', async (t) => {
+      const key = k('raise');
+      t.ok(await b.kv.raiseTo(key, 5, 10_000));
+      t.notOk(await b.kv.raiseTo(key, 5, 10_000), 'same value refused');
+      t.notOk(await b.kv.raiseTo(key, 4, 10_000), 'lower value refused');
+      t.ok(await b.kv.raiseTo(key, 6, 10_000));
+      const parallel = await Promise.all(Array.from({ length: 20 }, () => b.kv.raiseTo(key, 7, 10_000)));
+      t.equal(parallel.filter(Boolean).length, 1, 'one of many parallel claims');
+    });
+
+    t.test('ping', async (t) => {
+      await t.resolves(b.kv.ping());
+    });
+
+    t.test('records: sealed at rest, typed access', async (t) => {
+      const sealer = new Sealer([{ id: 'k', key: randomBytes(32) }]);
+      const jars = new BrowserJars(b.kv, sealer, 60_000);
+      const id = randomBytes(32).toString('base64url');
+      await jars.put(id, [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }]);
+      t.notMatch((await b.kv.get(`jar:{${id}}`)) ?? '', /portal-secret/, 'jar encrypted at rest');
+      t.same(await jars.take(id), [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }]);
+      t.same(await jars.get(id), [], 'taken once');
+
+      const pending = new PendingLogins(b.kv, sealer);
+      const now = b.now();
+      const rec = { pid: 'p', username: 'alice', jar: [], continueTo: '/', csrf: 'c', stage: 'verify' as const, expiresAt: now + 300_000 };
+      const pid = await pending.create(rec, now);
+      t.same(await pending.get(pid, now), rec);
+      t.equal(await pending.get(pid, now + 300_001), null, 'expired by its own time too');
+      t.equal(await pending.addFailure(pid, 10_000), 1);
+      t.equal(await pending.addFailure(pid, 10_000), 2);
+      const taken = await Promise.all([pending.take(pid, now), pending.take(pid, now)]);
+      t.equal(taken.filter(Boolean).length, 1, 'one finisher');
+
+      const sessions = new Sessions(b.kv, sealer);
+      const s = { pid: 'p', username: 'alice', amr: ['pwd', 'otp'], authTime: now, lastSeen: now, jar: [], csrf: 'x' };
+      const sid = await sessions.create(s, 10_000);
+      const sid2 = await sessions.create(s, 10_000);
+      t.not(sid, sid2, 'fresh ids');
+      t.same(await sessions.get(sid), s);
+      await sessions.delete(sid);
+      t.equal(await sessions.get(sid), null);
+
+      const factors = new FactorStore(b.kv, sealer);
+      await factors.put('p', { totp: { secret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', addedAt: now } });
+      t.notMatch((await b.kv.get('user:{p}:factors')) ?? '', /JBSWY3DP/, 'TOTP secret encrypted at rest');
+      t.equal((await factors.get('p'))?.totp?.secret, 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP');
+      await b.kv.set('user:{q}:factors', (await b.kv.get('user:{p}:factors'))!);
+      t.equal(await factors.get('q'), null, "a record copied under another user's key does not open");
+    });
+
+    t.test('replay guard and failure counter', async (t) => {
+      const replay = new ReplayGuard(b.kv);
+      const pid = k('pid');
+      const claims = await Promise.all(Array.from({ length: 20 }, () => replay.claimStep(pid, 1000)));
+      t.equal(claims.filter(Boolean).length, 1, 'a step is accepted once');
+      t.notOk(await replay.claimStep(pid, 999), 'an older step is refused');
+      t.ok(await replay.claimStep(pid, 1001));
+      const failures = new MfaFailures(b.kv);
+      await Promise.all(Array.from({ length: 10 }, () => failures.add(pid)));
+      t.equal(await failures.add(pid), 11);
+      await failures.reset(pid);
+      t.equal(await failures.add(pid), 1);
+    });
+  });
+}
+
+contract('memory store', async () => {
+  const clock = new FakeClock();
+  return { kv: new MemoryKvStore(clock), now: () => clock.now(), pass: async (ms) => clock.advance(ms) };
+});
+
+contract('redis store', async () => {
+  const redis = await testRedis();
+  t.teardown(() => redis.stop());
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix: `contract-${randomBytes(4).toString('hex')}:`, commandTimeoutMs: 1000 });
+  await kv.ready();
+  return { kv, now: () => Date.now(), pass: (ms) => new Promise((r) => setTimeout(r, ms)) };
+});

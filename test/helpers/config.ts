@@ -1,0 +1,34 @@
+// A valid configuration for tests, with fresh keys; callers override what they need.
+import { randomBytes } from 'node:crypto';
+import { resolveConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+
+export const randomKey = () => randomBytes(32).toString('base64url');
+
+export function rawTestConfig(portalUrl: string): Record<string, any> {
+  return {
+    server: { host: '127.0.0.1', port: 0 },
+    portal: {
+      url: portalUrl,
+      name: 'Riverbend Health Patient Portal',
+      login: { paths: ['/login'], success: { status: [302], location: '^/' } },
+      logoutPaths: ['/logout'],
+      publicPaths: ['/login', '/static/'],
+      browserCookies: ['XSRF-TOKEN'],
+      timeoutSeconds: 2,
+    },
+    mfa: { issuer: 'Riverbend Health' },
+    keys: {
+      signing: [{ id: 's1', secret: randomKey() }],
+      encryption: [{ id: 'e1', secret: randomKey() }],
+      pseudonym: randomKey(),
+    },
+    log: { level: 'silent' },
+  };
+}
+
+export function testConfig(portalUrl: string, patch: (raw: Record<string, any>) => void = () => {}): Config {
+  const raw = rawTestConfig(portalUrl);
+  patch(raw);
+  return resolveConfig(raw);
+}

@@ -1,0 +1,106 @@
+// The real thing on loopback sockets: the demo portal, and the gateway in front of it.
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { generate } from 'otplib';
+import pino from 'pino';
+import { buildApp } from '../../src/app.js';
+import type { Config } from '../../src/config/schema.js';
+import { loggerOptions } from '../../src/log.js';
+import type { KvStore } from '../../src/stores/kv-store.js';
+import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
+import { DEMO_USERS, startDemoPortal, type DemoPortal } from '../fixtures/demo-portal.js';
+import { Browser, inputValue, type Page } from './browser.js';
+import { FakeClock } from './clock.js';
+import { testConfig } from './config.js';
+
+export const ALICE = DEMO_USERS[0]!;
+export const BOB = DEMO_USERS[1]!;
+
+export interface Stack {
+  url: string;
+  app: FastifyInstance;
+  portal: DemoPortal;
+  /** Every request the portal received, in order. */
+  portalRequests: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[];
+  clock: FakeClock;
+  config: Config;
+  /** Every log line the gateway wrote. */
+  logs: string[];
+  browser(): Browser;
+  close(): Promise<void>;
+}
+
+export async function startStack(opts: { kv?: (clock: FakeClock) => KvStore; patch?: (raw: Record<string, any>) => void } = {}): Promise<Stack> {
+  const portalRequests: Stack['portalRequests'] = [];
+  const portal = await startDemoPortal({ onRequest: (r) => portalRequests.push(r) });
+  const clock = new FakeClock(Date.now());
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const config = testConfig(portal.url, (raw) => {
+    raw.log.level = 'info';
+    opts.patch?.(raw);
+  });
+  const kv = opts.kv?.(clock) ?? new MemoryKvStore(clock);
+  const app = await buildApp(config, { clock, kv, logger: pino(loggerOptions('debug'), sink) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  return {
+    url,
+    app,
+    portal,
+    portalRequests,
+    clock,
+    config,
+    logs,
+    browser: () => new Browser(url),
+    close: async () => {
+      await app.close();
+      await kv.close();
+      await portal.close();
+    },
+  };
+}
+
+/** The portal's own login page through the gateway, then its form posted with the password. */
+export async function submitPassword(b: Browser, username: string, password: string): Promise<Page> {
+  const page = await b.get('/login');
+  if (page.status !== 200) throw new Error(`login page answered ${page.status}`);
+  return b.post('/login', { username, password, csrf: inputValue(page.body, 'csrf') });
+}
+
+export function totpAt(secret: string, ms: number): Promise<string> {
+  return generate({ secret, epoch: Math.floor(ms / 1000) });
+}
+
+/** Enrolment after a first password login: returns the secret, the recovery codes and the final answer. */
+export async function enrol(s: Stack, b: Browser): Promise<{ secret: string; codes: string[]; done: Page }> {
+  const page = await b.get(`${s.config.server.prefix}/enrol`);
+  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
+  const csrf = inputValue(page.body, 'csrf');
+  const confirm = await b.post(`${s.config.server.prefix}/enrol`, { csrf, code: await totpAt(secret, s.clock.now()) });
+  const codes = [...confirm.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+  const done = await b.post(`${s.config.server.prefix}/recovery-codes`, { csrf, saved: 'yes' });
+  return { secret, codes, done };
+}
+
+export async function signUpAndEnrol(s: Stack, user = ALICE): Promise<{ b: Browser; secret: string; codes: string[] }> {
+  const b = s.browser();
+  await submitPassword(b, user.username, user.password);
+  const { secret, codes } = await enrol(s, b);
+  return { b, secret, codes };
+}
+
+/** A later sign-in: password, then the TOTP code of the next time step (the last one is already used). */
+export async function signInWithTotp(s: Stack, secret: string, user = ALICE): Promise<{ b: Browser; final: Page }> {
+  s.clock.advance(30_000);
+  const b = s.browser();
+  await submitPassword(b, user.username, user.password);
+  const page = await b.get(`${s.config.server.prefix}/verify`);
+  const final = await b.post(`${s.config.server.prefix}/verify`, { csrf: inputValue(page.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  return { b, final };
+}

@@ -1,0 +1,59 @@
+// A full sign-in writes no password, code, cookie value, token or secret to any log line.
+import t from 'tap';
+import { inputValue } from '../helpers/browser.js';
+import { ALICE, signInWithTotp, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+
+t.test('no secrets in the logs', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const wrong = await submitPassword(b, ALICE.username, 'Wrong-Password-123');
+  t.equal(wrong.status, 200);
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const enrolPage = await b.get('/_mfa/enrol');
+  const secret = /id="secret">([^<]+)</.exec(enrolPage.body)![1]!.replaceAll(' ', '');
+  const csrf = inputValue(enrolPage.body, 'csrf');
+  const badCode = '123456';
+  await b.post('/_mfa/enrol', { csrf, code: badCode });
+  const code1 = await totpAt(secret, s.clock.now());
+  const confirm = await b.post('/_mfa/enrol', { csrf, code: code1 });
+  const codes = [...confirm.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+  await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
+  const echo = JSON.parse((await b.get('/echo', { accept: 'application/json' })).body);
+  const portalSession = /PORTALSESSID=([0-9a-f]+)/.exec(echo.headers.cookie)![1]!;
+  const sessionCookie = b.cookies.get('__Host-mfa-session')!;
+  const second = await signInWithTotp(s, secret);
+  const code2 = await totpAt(secret, s.clock.now());
+  const r = s.browser();
+  await submitPassword(r, ALICE.username, ALICE.password);
+  const pendingId = r.cookies.get('__Host-mfa-pending')!;
+  const browserId = b.cookies.get('__Host-mfa-browser') ?? r.cookies.get('__Host-mfa-browser');
+  await r.post('/_mfa/recovery', { csrf: inputValue((await r.get('/_mfa/recovery')).body, 'csrf'), code: codes[0]! });
+  await r.get('/records?password=QuerySecret99');
+
+  const secrets: Record<string, string | undefined> = {
+    password: ALICE.password,
+    'wrong password': 'Wrong-Password-123',
+    'password in a query': 'QuerySecret99',
+    'TOTP secret': secret,
+    'enrolment code': code1,
+    'wrong code': badCode,
+    'sign-in code': code2,
+    'recovery code': codes[0]!.replaceAll('-', ''),
+    'recovery code (as typed)': codes[0],
+    'portal session': portalSession,
+    'session token': sessionCookie,
+    'session token signature': sessionCookie.split('.')[2],
+    'second session token': second.b.cookies.get('__Host-mfa-session'),
+    'pending id': pendingId,
+    'browser id': browserId,
+  };
+  t.ok(s.logs.length > 20, `${s.logs.length} log lines`);
+  const all = s.logs.join('\n');
+  for (const [what, value] of Object.entries(secrets)) {
+    if (value) t.notOk(all.includes(value), `${what} not logged`);
+  }
+  for (const line of s.logs) JSON.parse(line);
+  const events = s.logs.map((l) => JSON.parse(l).security).filter(Boolean);
+  for (const e of ['password_failed', 'password_ok', 'mfa_failed', 'enrolled', 'session_started', 'mfa_ok', 'recovery_code_used']) t.ok(events.includes(e), `event ${e}`);
+});

@@ -1,0 +1,173 @@
+// The reverse proxy: header hygiene, streamed bodies, the reserved prefix, bad input, portal failures.
+import t from 'tap';
+import { connect } from 'node:net';
+import { request } from 'undici';
+import { inputValue } from '../helpers/browser.js';
+import { ALICE, signUpAndEnrol, startStack, submitPassword } from '../helpers/stack.js';
+
+t.test('identity, forwarding and hop-by-hop headers from the client never reach the portal', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const res = await b.get('/echo', {
+    accept: 'application/json',
+    'x-forwarded-user': 'admin',
+    'x-forwarded-for': '10.0.0.5',
+    'x-forwarded-host': 'evil.example',
+    forwarded: 'for=10.0.0.5',
+    'x-real-ip': '10.0.0.5',
+    'x-auth-user': 'admin',
+    'x-auth-request-email': 'admin@x',
+    'remote-user': 'admin',
+    'x-remote-user': 'admin',
+    x_auth_user: 'admin',
+    'x-original-url': '/admin',
+    'x-middleware-subrequest': 'middleware',
+    'x-custom': 'kept',
+  });
+  const seen = JSON.parse(res.body).headers as Record<string, string>;
+  t.equal(seen['x-custom'], 'kept', 'ordinary headers pass');
+  for (const name of ['x-forwarded-user', 'forwarded', 'x-real-ip', 'x-auth-user', 'x-auth-request-email', 'remote-user', 'x-remote-user', 'x_auth_user', 'x-original-url', 'x-middleware-subrequest']) {
+    t.notOk(name in seen, `${name} removed`);
+  }
+  t.equal(seen['x-forwarded-for'], '127.0.0.1', "the gateway's own value");
+  t.equal(seen['x-forwarded-proto'], 'http', 'a Connection token cannot remove a header the gateway sets');
+  t.match(seen['x-forwarded-host'], /^127\.0\.0\.1:/);
+  t.notOk(String(seen.cookie).includes('__Host-mfa'), "the gateway's own cookies are not forwarded");
+
+  // Connection-named headers (sent raw: HTTP clients normally refuse to send such a Connection header).
+  const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  const raw = await rawRequest(s.url, `GET /echo HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\nCookie: ${cookie}\r\nConnection: keep-alive, X-Forwarded-For, X-Forwarded-Proto, X-Custom\r\nX-Custom: gone\r\n\r\n`);
+  const echoed = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).headers;
+  t.notOk('x-custom' in echoed, 'a header named in Connection is removed');
+  t.equal(echoed['x-forwarded-for'], '127.0.0.1', 'a Connection token cannot remove X-Forwarded-For set by the gateway');
+  t.equal(echoed['x-forwarded-proto'], 'http');
+});
+
+function rawRequest(base: string, text: string): Promise<string> {
+  const { port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(port), '127.0.0.1', () => sock.write(text));
+    let data = '';
+    sock.on('data', (d) => {
+      data += d;
+      const head = data.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(data)?.[1] ?? NaN);
+      if (head !== -1 && Buffer.byteLength(data.slice(head + 4)) >= length) {
+        sock.destroy();
+        resolve(data);
+      }
+    });
+    sock.on('error', reject);
+  });
+}
+
+t.test('request bodies stream to the portal', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const body = Buffer.alloc(5 * 1024 * 1024, 0x61);
+  const res = await b.send('POST', '/echo', body, { 'content-type': 'application/octet-stream', accept: 'application/json' });
+  t.equal(res.status, 200);
+  t.equal(JSON.parse(res.body).bodyBytes, body.length);
+  const json = await b.send('POST', '/echo', JSON.stringify({ a: 1 }), { 'content-type': 'application/json', accept: 'application/json' });
+  t.equal(JSON.parse(json.body).bodyBytes, 7, 'JSON passes through unparsed');
+});
+
+t.test('portal cookies set later stay in the jar and are sent back', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const set = await b.get('/set-cookie-test');
+  t.equal(set.status, 200);
+  t.notOk(b.cookies.has('portal_pref'), 'not given to the browser');
+  const echo = JSON.parse((await b.get('/echo', { accept: 'application/json' })).body);
+  t.match(echo.headers.cookie, 'portal_pref=dark', 'sent to the portal from the jar');
+});
+
+t.test("the gateway prefix is never forwarded, in any spelling", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const before = s.portalRequests.length;
+  for (const path of ['/_mfa/nothing', '/_MFA/enrol', '/_mfa//enrol', '/x/../_mfa/secret', '/_mfa']) {
+    t.equal((await b.get(path)).status, 404, path);
+  }
+  t.equal(s.portalRequests.length, before);
+});
+
+t.test('ambiguous paths get 400 and never reach the portal', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const before = s.portalRequests.length;
+  for (const path of ['/records%2f..%2fadmin', '/records%5c..', '/records%00.css', '/%252e%252e/records', '/records;jsessionid=1', '/records%c0%af']) {
+    const r = await b.get(path);
+    t.equal(r.status, 400, path);
+    t.notMatch(r.body, /at .*\.ts:\d+/, 'no stack trace');
+  }
+  t.equal(s.portalRequests.length, before);
+  const dots = await b.get('/static/../records');
+  t.equal(dots.status, 200, 'dot segments resolved before the decision');
+  t.equal(s.portalRequests.at(-1)!.url, '/records', 'the portal receives exactly the decided path');
+});
+
+t.test('the login intercept: methods, content types, sizes, duplicate fields', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  const before = s.portalRequests.length;
+  t.equal((await b.send('POST', '/login', JSON.stringify({ username: 'alice' }), { 'content-type': 'application/json' })).status, 415, 'wrong body type');
+  t.equal((await b.send('PUT', '/login', 'username=alice', { 'content-type': 'application/x-www-form-urlencoded' })).status, 405, 'method not configured');
+  t.equal((await b.post('/login', { username: 'x'.repeat(20_000), password: 'p' })).status, 413, 'oversized');
+  t.equal((await b.send('POST', '/login', 'username=alice&username=admin&password=x', { 'content-type': 'application/x-www-form-urlencoded' })).status, 400, 'duplicate username');
+  t.equal((await b.post('/login', { password: 'x' })).status, 400, 'no username');
+  t.equal((await b.post('/login', { username: '  ', password: 'x' })).status, 400, 'blank username');
+  t.equal(s.portalRequests.length, before, 'none of these reached the portal');
+  const variant = await b.send('POST', '/LOGIN/', new URLSearchParams({ username: ALICE.username, password: 'wrong', csrf }).toString(), { 'content-type': 'application/x-www-form-urlencoded' });
+  t.equal(variant.status, 200, 'another spelling of the login path is intercepted too');
+  t.match(variant.body, 'Invalid username or password.', 'and sent to the configured login path');
+  t.equal(s.portalRequests.at(-1)!.url, '/login');
+  t.ok(s.logs.some((l) => l.includes('"security":"password_failed"')));
+});
+
+t.test('unauthenticated requests: pages redirect to the login, other methods get 401', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const r = await b.get('/records');
+  t.equal(r.status, 302);
+  t.equal(r.location, '/login');
+  const api = await b.send('POST', '/messages', 'body=hi', { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' });
+  t.equal(api.status, 401);
+  t.same(Object.keys(JSON.parse(api.body)).sort(), ['error', 'message', 'requestId']);
+  t.equal((await b.send('TRACE', '/records')).status, 405);
+  t.equal((await b.get('/static/portal.css')).status, 200, 'public assets pass');
+});
+
+t.test('portal down: 502 page; portal slow: 504 page; no stack traces', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const slow = await b.get('/slow?ms=3000');
+  t.equal(slow.status, 504);
+  t.match(slow.body, 'took too long');
+  await s.portal.close();
+  const down = await b.get('/records');
+  t.equal(down.status, 502);
+  t.match(down.body, 'not reachable');
+  t.notMatch(down.body, /ECONNREFUSED|Error:/);
+  const login = await submitPassword(s.browser(), ALICE.username, ALICE.password).catch(() => null);
+  t.equal(login, null, 'the login page itself is unavailable (502 from the helper)');
+});
+
+t.test('health endpoints', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const live = await request(`${s.url}/_mfa/health/live`);
+  t.equal(live.statusCode, 200);
+  t.same(await live.body.json(), { status: 'ok' });
+  const ready = await request(`${s.url}/_mfa/health/ready`);
+  t.same(await ready.body.json(), { status: 'ready' });
+});

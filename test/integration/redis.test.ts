@@ -1,0 +1,96 @@
+// Sign-in on a real Redis, and failing closed when Redis stops or stalls.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { request } from 'undici';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { inputValue } from '../helpers/browser.js';
+import { startOwnRedis } from '../helpers/redis.js';
+import { ALICE, signInWithTotp, signUpAndEnrol, startStack, submitPassword } from '../helpers/stack.js';
+
+async function redisStack() {
+  const redis = await startOwnRedis();
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix: `it-${randomBytes(4).toString('hex')}:`, commandTimeoutMs: 300 });
+  await kv.ready();
+  const s = await startStack({ kv: () => kv });
+  return { s, redis, kv };
+}
+
+const waitFor = async (fn: () => Promise<boolean>, ms = 15_000) => {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await fn()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+};
+
+t.test('full sign-in with Redis, and nothing readable at rest', async (t) => {
+  const { s, redis } = await redisStack();
+  t.teardown(async () => {
+    await s.close();
+    await redis.stop();
+  });
+  const { b, secret } = await signUpAndEnrol(s);
+  t.match((await b.get('/records')).body, 'Signed in as alice');
+  const second = await signInWithTotp(s, secret);
+  t.equal(second.final.status, 303);
+  const { Redis } = await import('ioredis');
+  const r = new Redis(redis.url);
+  const keys = await r.keys('*');
+  const values = await Promise.all(keys.map((k) => r.get(k).catch(() => '')));
+  r.disconnect();
+  t.ok(keys.some((k) => k.includes(':session:')), 'sessions are in Redis');
+  const dump = keys.join('\n') + values.join('\n');
+  t.notMatch(dump, 'alice', 'no username at rest');
+  t.notMatch(dump, secret, 'no TOTP secret at rest');
+  t.notMatch(dump, 'PORTALSESSID', 'no portal cookie at rest');
+});
+
+t.test('Redis stalled: 503 everywhere it matters, then the same session works again', async (t) => {
+  const { s, redis } = await redisStack();
+  t.teardown(async () => {
+    await s.close();
+    await redis.stop();
+  });
+  const { b } = await signUpAndEnrol(s);
+  t.equal((await b.get('/records')).status, 200);
+  const pid = Number((await import('node:child_process')).execFileSync('sh', ['-c', `redis-cli -u ${redis.url} info server | grep process_id | cut -d: -f2`]).toString().trim());
+  process.kill(pid, 'SIGSTOP');
+  try {
+    const before = s.portalRequests.length;
+    const page = await b.get('/records');
+    t.equal(page.status, 503, 'protected page: fail closed');
+    t.match(page.body, 'temporarily unavailable');
+    const login = await submitPassword(s.browser(), ALICE.username, ALICE.password).catch((e) => e);
+    t.ok(login instanceof Error || login.status === 503, 'login cannot start');
+    t.equal(s.portalRequests.filter((r) => r.url === '/records').length, s.portalRequests.slice(0, before).filter((r) => r.url === '/records').length, 'no protected request reached the portal');
+    const ready = await request(`${s.url}/_mfa/health/ready`);
+    t.equal(ready.statusCode, 503, 'not ready');
+    await ready.body.dump();
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  t.ok(await waitFor(async () => (await b.get('/records')).status === 200), 'the session works again once Redis answers');
+});
+
+t.test('Redis killed mid-test: 503, never a pass-through; restarted: service resumes by itself', async (t) => {
+  const { s, redis } = await redisStack();
+  t.teardown(async () => {
+    await s.close();
+    await redis.stop();
+  });
+  const { b } = await signUpAndEnrol(s);
+  await redis.stop();
+  const statuses = await Promise.all(Array.from({ length: 20 }, () => b.get('/records').then((r) => r.status)));
+  t.same([...new Set(statuses)], [503], 'every request 503');
+  const fresh = s.browser();
+  const loginPage = await fresh.get('/login');
+  t.equal(loginPage.status, 503, 'public pages need the store for their cookie jar too');
+  await redis.restart();
+  t.ok(await waitFor(async () => (await fresh.get('/login')).status === 200), 'recovered');
+  // Redis kept nothing: the old session is gone, so the browser is sent to sign in, not let through.
+  t.equal((await b.get('/records')).status, 302);
+  const afterPassword = await submitPassword(fresh, ALICE.username, ALICE.password);
+  t.equal(afterPassword.status, 303, 'sign-in works again');
+  t.ok(inputValue((await fresh.get(afterPassword.location!)).body, 'csrf'));
+});

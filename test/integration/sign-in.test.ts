@@ -1,0 +1,294 @@
+// Sign-in end to end over real sockets: demo portal, gateway, memory store.
+import t from 'tap';
+import { inputValue } from '../helpers/browser.js';
+import { ALICE, BOB, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+
+t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const loginPage = await b.get('/login');
+  t.equal(loginPage.status, 200);
+  t.match(loginPage.body, 'Riverbend Health Patient Portal', "the portal's own login page, through the gateway");
+  t.notOk(b.cookies.has('PORTALSESSID'), 'the portal session cookie stays in the gateway');
+  t.ok(b.cookies.has('__Host-mfa-browser'));
+  t.ok(b.cookies.has('XSRF-TOKEN'), 'allow-listed portal cookie reaches the browser');
+
+  const afterPassword = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(loginPage.body, 'csrf') });
+  t.equal(afterPassword.status, 303, '303, never 307, after a credential POST');
+  t.equal(afterPassword.location, '/_mfa/enrol');
+  t.ok(b.cookies.has('__Host-mfa-pending'));
+  t.notOk(b.cookies.has('__Host-mfa-session'));
+  t.match(String(afterPassword.headers['set-cookie']), /__Host-mfa-pending=[^;]+; Max-Age=300; Path=\/; HttpOnly; Secure; SameSite=Lax/);
+
+  const enrolPage = await b.get('/_mfa/enrol');
+  t.equal(enrolPage.status, 200);
+  t.equal(enrolPage.headers['cache-control'], 'no-store');
+  t.match(String(enrolPage.headers['content-security-policy']), "frame-ancestors 'none'");
+  t.match(enrolPage.body, /<svg[^>]*>/, 'QR code drawn by the gateway');
+  t.match(enrolPage.body, /id="secret">[A-Z2-7]{4}( [A-Z2-7]{4}){7}</, 'the key in groups');
+  t.match(enrolPage.body, 'autocomplete="one-time-code"');
+  t.match(enrolPage.body, 'inputmode="numeric"');
+  t.notMatch(enrolPage.body.replace(/<a class="skip"[^>]*>[^<]*<\/a>/, ''), /skip|later|not now/i, 'no way to skip');
+  t.same([...enrolPage.body.matchAll(/<form [^>]*action="([^"]+)"/g)].map((m) => m[1]), ['/_mfa/enrol'], 'the only form confirms the code');
+
+  const { codes, done } = await enrol(s, b);
+  t.equal(codes.length, 10, 'ten recovery codes shown');
+  t.equal(done.status, 303);
+  t.equal(done.location, '/records', 'continues where the portal was sending the user');
+  t.notOk(b.cookies.has('__Host-mfa-pending'));
+  t.match(String(done.headers['set-cookie']), /__Host-mfa-session=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Lax/);
+
+  const records = await b.get('/records');
+  t.equal(records.status, 200);
+  t.match(records.body, 'Signed in as alice');
+  t.notOk(b.cookies.has('PORTALSESSID'));
+});
+
+t.test('enrolment page again after confirming shows nothing; the secret is never shown again', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const again = await b.get('/_mfa/enrol');
+  t.equal(again.status, 403);
+  t.notMatch(again.body, /id="secret"/);
+});
+
+t.test('second login asks for the password, then a code', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const b = s.browser();
+  const afterPassword = await submitPassword(b, 'ALICE ', ALICE.password);
+  t.equal(afterPassword.location, '/_mfa/verify', 'spelling variants share one identity and its factor');
+  const verify = await b.get('/_mfa/verify');
+  t.match(verify.body, 'name="code"');
+  t.equal((await b.get('/records')).location, '/_mfa/continue', 'pending login cannot reach portal pages');
+  const final = await b.post('/_mfa/verify', { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(final.status, 303);
+  t.equal(final.location, '/records');
+  t.match((await b.get('/records')).body, 'Signed in as alice');
+});
+
+t.test('recovery code works once', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { codes } = await signUpAndEnrol(s);
+  const use = async (code: string) => {
+    const b = s.browser();
+    await submitPassword(b, ALICE.username, ALICE.password);
+    const page = await b.get('/_mfa/recovery');
+    return b.post('/_mfa/recovery', { csrf: inputValue(page.body, 'csrf'), code });
+  };
+  const first = await use(codes[0]!.toLowerCase());
+  t.equal(first.status, 303, 'accepted, typed in lower case');
+  const second = await use(codes[0]!);
+  t.equal(second.status, 400, 'refused the second time');
+  t.match(second.body, 'That code did not work');
+  t.equal((await use(codes[1]!)).status, 303, 'another code still works');
+});
+
+t.test("wrong password: the portal's own error, no pending login", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const res = await submitPassword(b, ALICE.username, 'wrong password');
+  t.equal(res.status, 200);
+  t.match(res.body, 'Invalid username or password.');
+  t.notOk(b.cookies.has('__Host-mfa-pending'));
+  t.notOk(b.cookies.has('PORTALSESSID'));
+  t.ok(s.logs.some((l) => l.includes('"security":"password_failed"')));
+});
+
+t.test('browser-sent portal cookies are never forwarded', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  // An attacker who knows a valid portal session id gets nothing without a gateway session.
+  const victim = await signUpAndEnrol(s);
+  const echo = JSON.parse((await victim.b.get('/echo', { accept: 'application/json' })).body);
+  const portalCookie = /PORTALSESSID=([0-9a-f]+)/.exec(echo.headers.cookie)![1]!;
+  const attacker = s.browser();
+  attacker.cookies.set('PORTALSESSID', portalCookie);
+  const before = s.portalRequests.length;
+  const res = await attacker.get('/records');
+  t.equal(res.status, 302);
+  t.equal(res.location, '/login');
+  t.equal(s.portalRequests.length, before, 'nothing reached the portal');
+  // With a session, a planted cookie is replaced by the jar's.
+  victim.b.cookies.set('PORTALSESSID', 'planted');
+  const echoed = JSON.parse((await victim.b.get('/echo', { accept: 'application/json' })).body);
+  t.notMatch(echoed.headers.cookie, 'planted');
+  t.match(echoed.headers.cookie, `PORTALSESSID=${portalCookie}`);
+});
+
+t.test('a pending login reaches no portal page', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const before = s.portalRequests.length;
+  for (const path of ['/records', '/messages', '/api/records', '/echo', '/legacy/records']) {
+    const res = await b.get(path);
+    t.equal(res.status, 303, path);
+    t.equal(res.location, '/_mfa/continue');
+  }
+  t.equal(s.portalRequests.length, before, 'nothing reached the portal');
+});
+
+t.test('a replayed code is refused; parallel submissions of one code: exactly one succeeds', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  const { final } = await signInWithTotp(s, secret);
+  t.equal(final.status, 303);
+  // The same code again, from another browser, in the same time step.
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const page = await b.get('/_mfa/verify');
+  const replay = await b.post('/_mfa/verify', { csrf: inputValue(page.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(replay.status, 400);
+  t.ok(s.logs.some((l) => l.includes('"security":"mfa_replayed"')));
+
+  s.clock.advance(30_000);
+  const browsers = await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      const x = s.browser();
+      await submitPassword(x, ALICE.username, ALICE.password);
+      return { x, csrf: inputValue((await x.get('/_mfa/verify')).body, 'csrf') };
+    }),
+  );
+  const code = await totpAt(secret, s.clock.now());
+  const results = await Promise.all(browsers.map(({ x, csrf }) => x.post('/_mfa/verify', { csrf, code })));
+  t.equal(results.filter((r) => r.status === 303).length, 1, 'one success');
+  t.equal(results.filter((r) => r.status === 400).length, 7, 'the rest refused');
+});
+
+t.test('five wrong codes end the pending login', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  for (let i = 1; i <= 4; i++) {
+    const r = await b.post('/_mfa/verify', { csrf, code: '000000' });
+    t.equal(r.status, 400);
+    t.match(r.body, `${5 - i} attempt`);
+  }
+  const fifth = await b.post('/_mfa/verify', { csrf, code: '000000' });
+  t.equal(fifth.status, 429);
+  t.match(fifth.body, 'sign in again');
+  const late = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(late.status, 403, 'even the right code is refused now: the password is needed again');
+});
+
+t.test('a pending login expires after five minutes', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  s.clock.advance(301_000);
+  const r = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(r.status, 403);
+});
+
+t.test('CSRF: gateway forms need the token and a same-origin request', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  const code = await totpAt(secret, s.clock.now());
+  t.equal((await b.post('/_mfa/verify', { code })).status, 403, 'no token');
+  t.equal((await b.post('/_mfa/verify', { csrf: 'x'.repeat(43), code })).status, 403, 'wrong token');
+  t.equal((await b.post('/_mfa/verify', { csrf, code }, { 'sec-fetch-site': 'cross-site' })).status, 403, 'cross-site');
+  t.equal((await b.post('/_mfa/verify', { csrf, code }, { origin: 'https://evil.example' })).status, 403, 'foreign origin');
+  t.equal((await b.post('/_mfa/verify', { csrf, code }, { 'sec-fetch-site': 'same-origin' })).status, 303, 'genuine form');
+});
+
+t.test('session cookies that are forged, tampered, expired, alg:none, wrong kid or oversized mean signed out', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const good = b.cookies.get('__Host-mfa-session')!;
+  const [h, p, sig] = good.split('.') as [string, string, string];
+  const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+  const bad: Record<string, string> = {
+    tampered: `${h}.${enc({ ...claims, sub: 'someone-else' })}.${sig}`,
+    forged: `${h}.${p}.${Buffer.alloc(32, 7).toString('base64url')}`,
+    'alg none': `${enc({ alg: 'none', typ: 'mfa-session+jwt', kid: 's1' })}.${p}.`,
+    'wrong kid': `${enc({ alg: 'HS256', typ: 'mfa-session+jwt', kid: 'other' })}.${p}.${sig}`,
+    oversized: `${h}.${'A'.repeat(6000)}.${sig}`,
+    empty: '',
+  };
+  for (const [name, value] of Object.entries(bad)) {
+    const x = s.browser();
+    x.cookies.set('__Host-mfa-session', value);
+    const r = await x.get('/records');
+    t.equal(r.status, 302, name);
+    t.equal(r.location, '/login', name);
+  }
+  t.equal((await b.get('/records')).status, 200, 'the genuine cookie still works');
+  s.clock.advance(12 * 3600_000 + 1000);
+  t.equal((await b.get('/records')).status, 302, 'expired after the absolute lifetime');
+});
+
+t.test('idle timeout is enforced from the store', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  s.clock.advance(14 * 60_000);
+  t.equal((await b.get('/records')).status, 200, 'activity within 15 minutes');
+  s.clock.advance(14 * 60_000);
+  t.equal((await b.get('/records')).status, 200, 'the idle clock moved with the last request');
+  s.clock.advance(15 * 60_000 + 1000);
+  t.equal((await b.get('/records')).status, 302, 'idle for 15 minutes: signed out');
+});
+
+t.test('logout through the portal or the gateway ends both sessions; the old cookie is dead', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  const old = b.cookies.get('__Host-mfa-session')!;
+  const out = await b.get('/logout');
+  t.equal(out.status, 302);
+  t.notOk(b.cookies.has('__Host-mfa-session'), 'cookie cleared');
+  const replay = s.browser();
+  replay.cookies.set('__Host-mfa-session', old);
+  t.equal((await replay.get('/records')).status, 302, 'replayed cookie refused');
+
+  const { b: b2 } = await signInWithTotp(s, secret);
+  const old2 = b2.cookies.get('__Host-mfa-session')!;
+  const portalCookie = /PORTALSESSID=([0-9a-f]+)/.exec(JSON.parse((await b2.get('/echo', { accept: 'application/json' })).body).headers.cookie)![1]!;
+  const confirm = await b2.get('/_mfa/logout');
+  const done = await b2.post('/_mfa/logout', { csrf: inputValue(confirm.body, 'csrf') });
+  t.equal(done.status, 200);
+  t.notOk(b2.cookies.has('__Host-mfa-session'));
+  const replay2 = s.browser();
+  replay2.cookies.set('__Host-mfa-session', old2);
+  t.equal((await replay2.get('/records')).status, 302, 'replayed cookie refused');
+  t.ok(s.portalRequests.some((r) => r.url === '/logout' && String(r.headers.cookie).includes(portalCookie)), 'the portal session was ended too');
+});
+
+t.test('two users stay apart', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const a = await signUpAndEnrol(s, ALICE);
+  const bob = await signUpAndEnrol(s, BOB);
+  t.match((await a.b.get('/records')).body, 'Signed in as alice');
+  t.match((await bob.b.get('/records')).body, 'Signed in as bob');
+  // Bob's code never completes Alice's login.
+  s.clock.advance(30_000);
+  const x = s.browser();
+  await submitPassword(x, ALICE.username, ALICE.password);
+  const csrf = inputValue((await x.get('/_mfa/verify')).body, 'csrf');
+  t.equal((await x.post('/_mfa/verify', { csrf, code: await totpAt(bob.secret, s.clock.now()) })).status, 400);
+});

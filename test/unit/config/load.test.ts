@@ -1,0 +1,82 @@
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
+import { randomKey, rawTestConfig } from '../../helpers/config.js';
+
+const problemsOf = (fn: () => unknown): string[] => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+};
+
+t.test('defaults are filled in and the result is frozen', async (t) => {
+  const c = resolveConfig(rawTestConfig('http://127.0.0.1:1'));
+  t.equal(c.session.idleTimeoutSeconds, 900);
+  t.equal(c.session.absoluteTimeoutSeconds, 43200);
+  t.equal(c.mfa.maxAttemptsPerLogin, 5);
+  t.equal(c.mfa.pendingTimeoutSeconds, 300);
+  t.equal(c.store.type, 'memory');
+  t.equal(c.server.prefix, '/_mfa');
+  t.ok(Object.isFrozen(c.portal.login));
+});
+
+t.test('every problem is reported with its path, secrets never echoed', async (t) => {
+  const raw = rawTestConfig('ftp://nope');
+  raw.portal.login.bodyType = 'xml';
+  raw.session = { idleTimeoutSeconds: -1 };
+  raw.keys.pseudonym = 'short-secret-value';
+  raw.surprise = true;
+  const problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.some((p) => p.startsWith('portal.url:') && p.includes('ftp://nope')), 'portal.url with what was found');
+  t.ok(problems.some((p) => p.startsWith('portal.login.bodyType:')), 'bodyType');
+  t.ok(problems.some((p) => p.startsWith('session.idleTimeoutSeconds:')), 'idle');
+  t.ok(problems.some((p) => p.startsWith('keys.pseudonym:')), 'pseudonym');
+  t.ok(problems.some((p) => p.includes("'surprise'")), 'unknown option');
+  t.notOk(problems.join('\n').includes('short-secret-value'), 'secret value not printed');
+});
+
+t.test('semantic checks', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.portal.login.success.location = '([';
+  raw.keys.encryption[0].secret = Buffer.alloc(40).toString('base64');
+  raw.portal.publicPaths = ['/_mfa/x'];
+  raw.session = { idleTimeoutSeconds: 50000, absoluteTimeoutSeconds: 40000 };
+  const problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.some((p) => p.startsWith('portal.login.success.location:')));
+  t.ok(problems.some((p) => p.startsWith('keys.encryption.0.secret:')));
+  t.ok(problems.some((p) => p.includes('gateway prefix')));
+  t.ok(problems.some((p) => p.startsWith('session.idleTimeoutSeconds:')));
+});
+
+t.test('${ENV} and *_FILE secrets', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
+  const enc = randomKey();
+  writeFileSync(join(dir, 'enc.key'), `${enc}\n`);
+  const sig = randomKey();
+  writeFileSync(
+    join(dir, 'gw.yaml'),
+    `portal:\n  url: \${PORTAL}\nkeys:\n  signing:\n    - id: s\n      secret: \${SIG}\n  encryption:\n    - id: e\n      secret_FILE: enc.key\n  pseudonym: \${PSEUDO}\n`,
+  );
+  const c = loadConfigFile(join(dir, 'gw.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() });
+  t.equal(c.portal.url, 'http://portal.internal:8080');
+  t.equal(c.keys.signing[0]!.secret, sig);
+  t.equal(c.keys.encryption[0]!.secret, enc, 'file content, trimmed');
+  const problems = problemsOf(() => loadConfigFile(join(dir, 'gw.yaml'), {}));
+  t.ok(problems.some((p) => p.includes('environment variable PORTAL is not set')));
+  t.match(problemsOf(() => loadConfigFile(join(dir, 'missing.yaml')))[0], /cannot read/);
+  writeFileSync(join(dir, 'bad.yaml'), 'portal: [');
+  t.match(problemsOf(() => loadConfigFile(join(dir, 'bad.yaml')))[0], /not valid YAML/);
+});
+
+t.test('the shipped example and demo configs are valid', async (t) => {
+  const env = { MFA_SIGNING_KEY: randomKey(), MFA_PSEUDONYM_KEY: randomKey(), MFA_DEMO_PORTAL_URL: 'http://127.0.0.1:8081', MFA_DEMO_SIGNING_KEY: randomKey(), MFA_DEMO_ENCRYPTION_KEY: randomKey(), MFA_DEMO_PSEUDONYM_KEY: randomKey() };
+  t.doesNotThrow(() => loadConfigFile('config/demo.yaml', env));
+  // The example reads its encryption key from a file that exists only in a deployment.
+  t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', env)), ['keys.encryption.0.secret_FILE: cannot read secret file (ENOENT)', 'keys.encryption.0: must have required property \'secret\'']);
+});

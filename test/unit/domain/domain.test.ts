@@ -1,0 +1,131 @@
+import t from 'tap';
+import { canonicalTarget } from '../../../src/domain/canonical-path.js';
+import { applySetCookies, cookieHeader } from '../../../src/domain/cookie-jar.js';
+import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
+import { isLoginSuccess } from '../../../src/domain/login-success.js';
+import { safeRelativeTarget } from '../../../src/domain/redirect.js';
+import { sessionState, sessionTtlMs } from '../../../src/domain/session-times.js';
+import { canonicalUsername } from '../../../src/domain/username.js';
+
+t.test('canonical usernames', async (t) => {
+  t.equal(canonicalUsername('  Alice ', 'lower'), 'alice');
+  t.equal(canonicalUsername('ALICE', 'lower'), canonicalUsername('alice', 'lower'), 'case variants share one identity');
+  t.equal(canonicalUsername('Alice', 'preserve'), 'Alice');
+  t.equal(canonicalUsername('Ame\u0301lie', 'lower'), canonicalUsername('Am\u00e9lie', 'lower'), 'NFC: composed and decomposed match');
+  t.equal(canonicalUsername('   ', 'lower'), null, 'blank');
+  t.equal(canonicalUsername('alice\nadmin', 'lower'), null, 'control characters');
+  t.equal(canonicalUsername('a'.repeat(257), 'lower'), null, 'too long');
+});
+
+t.test('login success rules: every configured rule must hold', async (t) => {
+  const answer = { status: 302, location: '/records', setCookieNames: ['PORTALSESSID'], body: '' };
+  t.ok(isLoginSuccess({ status: [302] }, answer));
+  t.notOk(isLoginSuccess({ status: [200] }, answer), 'status');
+  t.ok(isLoginSuccess({ status: [302], location: '^/records' }, answer));
+  t.notOk(isLoginSuccess({ status: [302], location: '^/records' }, { ...answer, location: '/login?error=1' }), 'location pattern');
+  t.notOk(isLoginSuccess({ status: [302], location: '^/records' }, { ...answer, location: undefined }), 'no location');
+  t.ok(isLoginSuccess({ status: [302], setCookie: 'PORTALSESSID' }, answer));
+  t.notOk(isLoginSuccess({ status: [302], setCookie: 'AUTH' }, answer), 'cookie missing');
+  t.ok(isLoginSuccess({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: '<h1>Welcome</h1>' }));
+  t.notOk(isLoginSuccess({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: 'Invalid password' }), 'body pattern');
+});
+
+t.test('cookie jar merge', async (t) => {
+  const now = 1_000_000;
+  let jar = applySetCookies([], ['A=1; Path=/; HttpOnly', 'B=2; Path=/app', 'C=3; Max-Age=60'], '/login', now);
+  t.equal(cookieHeader(jar, '/app/x', now), 'B=2; A=1; C=3', 'longest path first; default path of /login is /');
+  t.equal(cookieHeader(jar, '/other', now), 'A=1; C=3', 'path-scoped cookie not sent elsewhere');
+  t.equal(cookieHeader(jar, '/application', now), 'A=1; C=3', '/app does not match /application');
+  jar = applySetCookies(jar, ['A=changed; Path=/'], '/', now);
+  t.equal(cookieHeader(jar, '/', now), 'A=changed; C=3', 'same name and path replaces');
+  jar = applySetCookies(jar, ['A=; Path=/; Max-Age=0'], '/', now);
+  t.equal(cookieHeader(jar, '/', now), 'C=3', 'Max-Age=0 deletes');
+  jar = applySetCookies(jar, ['C=3; Expires=Thu, 01 Jan 1970 00:00:00 GMT'], '/', now);
+  t.equal(cookieHeader(jar, '/', now), undefined, 'past Expires deletes');
+  const expiring = applySetCookies([], ['D=4; Max-Age=10'], '/', now);
+  t.equal(cookieHeader(expiring, '/', now + 11_000), undefined, 'expires with time');
+});
+
+t.test('session timeouts with an injected clock', async (t) => {
+  const limits = { idleMs: 15 * 60_000, absoluteMs: 12 * 3600_000 };
+  const auth = 1_000_000_000;
+  t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 1000, limits), { state: 'active', touch: false });
+  t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 31_000, limits), { state: 'active', touch: true }, 'touch after 30 s');
+  t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 15 * 60_000, limits), { state: 'idle-expired' });
+  t.same(sessionState({ authTime: auth, lastSeen: auth + 12 * 3600_000 - 1000 }, auth + 12 * 3600_000, limits), { state: 'expired' }, 'absolute despite activity');
+  t.equal(sessionTtlMs({ authTime: auth, lastSeen: auth }, limits), 15 * 60_000);
+  t.equal(sessionTtlMs({ authTime: auth, lastSeen: auth + 12 * 3600_000 - 60_000 }, limits), 60_000, 'never beyond the absolute limit');
+});
+
+t.test('canonical path', async (t) => {
+  const ok: [string, string][] = [
+    ['/records', '/records'],
+    ['/a/./b/../c', '/a/c'],
+    ['//records', '/records'],
+    ['/a//b/', '/a/b/'],
+    ['/%61dmin', '/admin'],
+    ['/public/%2e%2e/admin/', '/admin/'],
+    ['/..', '/'],
+    ['/caf%C3%A9', '/caf%C3%A9'],
+    ['/a%20b', '/a%20b'],
+  ];
+  for (const [raw, path] of ok) t.equal(canonicalTarget(raw)?.path, path, raw);
+  t.same(canonicalTarget('/x?a=/admin&b=%2f'), { path: '/x', query: 'a=/admin&b=%2f' }, 'query kept apart and untouched');
+  const bad = ['/a%2fb', '/a%5cb', '/a\\b', '/a%00b', '/a%0d%0a', '/a%252e', '/admin;jsessionid=1', '/a%3bb', '/a%c0%af', '/a%ff', '/a%zz', '/a#b', 'http://evil/x', '*', '/a\u0000b', '/ａdmin', '/a b'];
+  for (const raw of bad) t.equal(canonicalTarget(raw), null, JSON.stringify(raw));
+});
+
+t.test('safe redirects', async (t) => {
+  const o = 'http://portal.internal:8080';
+  t.equal(safeRelativeTarget('/records?x=1', o), '/records?x=1');
+  t.equal(safeRelativeTarget('http://portal.internal:8080/messages', o), '/messages');
+  for (const evil of ['https://evil.example', '//evil.example', '///evil.example', '/\\evil.example', '\\/evil.example', '/\t/evil.example', 'https:evil.example', 'http://portal.internal:8080@evil.example', 'javascript:alert(1)', 'data:text/html,x', '//evil%E3%80%82example'])
+    t.equal(safeRelativeTarget(evil, o), '/', evil);
+  t.equal(safeRelativeTarget(undefined, o), '/');
+});
+
+t.test('request headers to the portal', async (t) => {
+  const h = upstreamRequestHeaders(
+    {
+      host: 'gw.example',
+      accept: 'text/html',
+      'x-forwarded-user': 'admin',
+      'x-forwarded-for': '6.6.6.6',
+      forwarded: 'for=6.6.6.6',
+      'x-auth-user': 'admin',
+      'remote-user': 'admin',
+      'x-remote-user': 'admin',
+      x_auth_user: 'admin',
+      'x-original-url': '/admin',
+      'x-middleware-subrequest': 'middleware',
+      'x-real-ip': '127.0.0.1',
+      cookie: 'PORTALSESSID=planted',
+      connection: 'close, x-keep-me, X-Forwarded-For',
+      'x-keep-me': 'gone',
+      'keep-alive': 'timeout=5',
+      'transfer-encoding': 'chunked',
+      'x-custom': 'kept',
+    },
+    { clientIp: '10.1.2.3', proto: 'https', host: 'gw.example', cookie: 'PORTALSESSID=server' },
+  );
+  t.same(h, {
+    accept: 'text/html',
+    'x-custom': 'kept',
+    'x-forwarded-for': '10.1.2.3',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-host': 'gw.example',
+    cookie: 'PORTALSESSID=server',
+  });
+  const none = upstreamRequestHeaders({ cookie: 'a=b' }, { clientIp: '1.1.1.1', proto: 'http', host: undefined, cookie: undefined });
+  t.notOk('cookie' in none, 'browser cookies never forwarded, even when the jar is empty');
+});
+
+t.test('response headers to the browser', async (t) => {
+  const h = browserResponseHeaders(
+    { 'set-cookie': ['PORTALSESSID=x; HttpOnly', 'XSRF-TOKEN=t; Path=/'], location: 'http://portal/records', connection: 'x-secret', 'x-secret': '1', 'content-type': 'text/html' },
+    { browserCookies: ['XSRF-TOKEN'], rewriteLocation: (l) => l.replace('http://portal', '') },
+  );
+  t.same(h, { 'set-cookie': ['XSRF-TOKEN=t; Path=/'], location: '/records', 'content-type': 'text/html' });
+  const none = browserResponseHeaders({ 'set-cookie': 'PORTALSESSID=x' }, { browserCookies: [], rewriteLocation: (l) => l });
+  t.notOk('set-cookie' in none, 'portal cookies stay in the jar');
+});

@@ -1,0 +1,76 @@
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { SignJWT, base64url } from 'jose';
+import { matchRecoveryCode, newRecoveryCodes } from '../../../src/mechanisms/recovery-codes.js';
+import { Sealer } from '../../../src/mechanisms/sealer.js';
+import { SessionTokens } from '../../../src/mechanisms/session-token.js';
+
+const key = randomBytes(32);
+const tokens = new SessionTokens([{ id: 'k1', key }], 43200);
+const now = 1_800_000_000_000;
+const sid = 'a'.repeat(43);
+
+t.test('sealer: round trip, bound to its record, key rotation', async (t) => {
+  const k1 = { id: 'k1', key: randomBytes(32) };
+  const k2 = { id: 'k2', key: randomBytes(32) };
+  const old = new Sealer([k1]);
+  const sealed = old.seal('secret jar', 'session:{x}');
+  t.notMatch(sealed, /secret jar/);
+  t.equal(old.open(sealed, 'session:{x}'), 'secret jar');
+  t.throws(() => old.open(sealed, 'session:{y}'), { code: 'SEAL_OPEN_FAILED' }, 'moved to another record');
+  const [kid, iv, ct, tag] = sealed.split('.');
+  const flipped = `${kid}.${iv}.${ct!.slice(0, -2)}${ct!.slice(-2) === 'AA' ? 'AB' : 'AA'}.${tag}`;
+  t.throws(() => old.open(flipped, 'session:{x}'), { code: 'SEAL_OPEN_FAILED' }, 'tampered');
+  const rotated = new Sealer([k2, k1]);
+  t.equal(rotated.open(sealed, 'session:{x}'), 'secret jar', 'old records readable after rotation');
+  t.match(rotated.seal('x', 'a'), /^k2\./, 'new records use the first key');
+  t.throws(() => new Sealer([k2]).open(sealed, 'session:{x}'), { code: 'SEAL_OPEN_FAILED' }, 'retired key');
+});
+
+t.test('session tokens: genuine tokens verify', async (t) => {
+  const token = await tokens.sign({ sub: 'pid', sid }, now);
+  t.same(await tokens.verify(token, now + 1000), { sub: 'pid', sid });
+  const [header, payload] = token.split('.').slice(0, 2).map((p) => JSON.parse(Buffer.from(p, 'base64url').toString()));
+  t.same(Object.keys(header).sort(), ['alg', 'kid', 'typ']);
+  t.equal(header.alg, 'HS256');
+  t.same(Object.keys(payload).sort(), ['aud', 'exp', 'iat', 'iss', 'sid', 'sub'], 'short claims, no personal data');
+});
+
+t.test('session tokens: forged, tampered, expired, alg:none, wrong kid, oversized are refused', async (t) => {
+  const token = await tokens.sign({ sub: 'pid', sid }, now);
+  const [h, p, s] = token.split('.') as [string, string, string];
+  const enc = (o: object) => base64url.encode(JSON.stringify(o));
+  const forgedKey = randomBytes(32);
+  const sign = (kid: string, claims: object, alg = 'HS256', k: Uint8Array = key) =>
+    new SignJWT({ sid, ...claims }).setProtectedHeader({ alg, typ: 'mfa-session+jwt', kid }).setSubject('pid').setIssuer('mfa-gateway').setAudience('mfa-gateway:session').setIssuedAt(now / 1000).setExpirationTime(now / 1000 + 3600).sign(k);
+  const cases: [string, string][] = [
+    ['forged with another key', await sign('k1', {}, 'HS256', forgedKey)],
+    ['tampered payload', `${h}.${enc({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), sub: 'other' })}.${s}`],
+    ['truncated signature', `${h}.${p}.${s.slice(0, 10)}`],
+    ['alg none', `${enc({ alg: 'none', typ: 'JWT' })}.${p}.`],
+    ['alg none with kid', `${enc({ alg: 'none', kid: 'k1', typ: 'mfa-session+jwt' })}.${p}.x`],
+    ['wrong kid', await sign('k2', {})],
+    ['path kid', await sign('../../../../dev/null', {})],
+    ['HS512', await sign('k1', {}, 'HS512', randomBytes(64))],
+    ['wrong typ', `${enc({ alg: 'HS256', kid: 'k1', typ: 'JWT' })}.${p}.${s}`],
+    ['oversized', `${h}.${'A'.repeat(5000)}.${s}`],
+    ['empty', ''],
+    ['four segments', `${token}.x`],
+    ['NUL', '\u0000'],
+  ];
+  for (const [name, bad] of cases) t.equal(await tokens.verify(bad, now), null, name);
+  t.equal(await tokens.verify(token, now + 43210_000), null, 'expired');
+  t.equal(await tokens.verify(token, now - 60_000), null, 'issued in the future');
+});
+
+t.test('recovery codes: ten, 80-bit, hashed, each once', async (t) => {
+  const { codes, stored } = await newRecoveryCodes();
+  t.equal(codes.length, 10);
+  t.equal(new Set(codes).size, 10);
+  for (const c of codes) t.match(c, /^[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}$/);
+  t.notMatch(JSON.stringify(stored), codes[0]!.replaceAll('-', ''), 'stored as hashes');
+  t.equal(await matchRecoveryCode(stored, codes[3]!), 3);
+  t.equal(await matchRecoveryCode(stored, codes[3]!.toLowerCase().replaceAll('-', ' ')), 3, 'typed loosely');
+  t.equal(await matchRecoveryCode(stored, 'AAAA-BBBB-CCCC-DDDD'), -1);
+  t.equal(await matchRecoveryCode({ ...stored, hashes: stored.hashes.map((x, i) => (i === 3 ? null : x)) }, codes[3]!), -1, 'used code');
+});
