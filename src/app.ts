@@ -31,6 +31,13 @@ export interface AppOverrides {
   kv?: KvStore;
 }
 
+/** Request ids for log correlation: a random instance prefix and a counter (cheap, unique per instance). */
+function requestIds(): () => string {
+  const instance = newId().slice(0, 8);
+  let n = 0;
+  return () => `${instance}-${(++n).toString(36)}`;
+}
+
 export function createKvStore(config: Config, clock: Clock): KvStore {
   return config.store.type === 'redis' ? new RedisKvStore(config.store.redis) : new MemoryKvStore(clock);
 }
@@ -73,15 +80,16 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Request ids are ours; a client-chosen id never reaches the logs.
-    genReqId: () => newId().slice(0, 16),
+    genReqId: requestIds(),
     requestIdHeader: false,
     trustProxy: false,
     requestTimeout: 120_000,
     return503OnClosing: true,
   });
   await app.register(cookie);
-  app.addHook('onSend', async (_req, reply) => {
+  app.addHook('onRequest', (_req, reply, done) => {
     reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains');
+    done();
   });
   installErrorHandler(app, ctx.page, config.portal.login.page, config.server.prefix);
   await app.register(async (scope) => gatewayRoutes(scope, ctx));

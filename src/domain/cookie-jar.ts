@@ -11,11 +11,14 @@ export interface JarCookie {
 
 export type Jar = readonly JarCookie[];
 
-/** Applies the portal's Set-Cookie headers (RFC 6265 §5.3, one host: Domain is ignored). */
-export function applySetCookies(jar: Jar, setCookies: readonly string[], requestPath: string, now: number): Jar {
+/**
+ * Applies the portal's Set-Cookie headers (RFC 6265 §5.3, one host: Domain is ignored). Cookies named in
+ * `browserOwned` are left to the browser (they are allow-listed to reach it) and never enter the jar.
+ */
+export function applySetCookies(jar: Jar, setCookies: readonly string[], requestPath: string, now: number, browserOwned: readonly string[] = []): Jar {
   const next = jar.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
   for (const sc of parseSetCookie([...setCookies], { decodeValues: false })) {
-    if (!sc.name) continue;
+    if (!sc.name || browserOwned.includes(sc.name)) continue;
     const path = sc.path?.startsWith('/') ? sc.path : defaultPath(requestPath);
     const expiresAt = sc.maxAge !== undefined ? now + sc.maxAge * 1000 : sc.expires?.getTime();
     const at = next.findIndex((c) => c.name === sc.name && c.path === path);
@@ -28,12 +31,26 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
   return next;
 }
 
-/** The Cookie header value for a request to `path`, longest paths first (RFC 6265 §5.4); undefined when empty. */
-export function cookieHeader(jar: Jar, path: string, now: number): string | undefined {
+/**
+ * The Cookie header for a request to `path`: the jar's cookies, longest paths first (RFC 6265 §5.4), then the
+ * browser's own copies of the allow-listed cookies (`browserOwned`) and no other browser cookie.
+ */
+export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?: string, browserOwned: readonly string[] = []): string | undefined {
   const sent = jar
     .filter((c) => (c.expiresAt === undefined || c.expiresAt > now) && pathMatches(path, c.path))
-    .sort((a, b) => b.path.length - a.path.length);
-  return sent.length ? sent.map((c) => `${c.name}=${c.value}`).join('; ') : undefined;
+    .sort((a, b) => b.path.length - a.path.length)
+    .map((c) => `${c.name}=${c.value}`);
+  if (browserHeader && browserOwned.length) {
+    for (const pair of browserHeader.split(';')) {
+      const name = pair.slice(0, pair.indexOf('=')).trim();
+      if (browserOwned.includes(name)) sent.push(pair.trim());
+    }
+  }
+  return sent.length ? sent.join('; ') : undefined;
+}
+
+export function sameJar(a: Jar, b: Jar): boolean {
+  return a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.value === b[i]!.value && c.path === b[i]!.path && c.expiresAt === b[i]!.expiresAt);
 }
 
 export function setCookieNames(setCookies: readonly string[]): string[] {

@@ -63,6 +63,9 @@ export function asList(v: string | string[] | number | undefined): string[] {
   return Array.isArray(v) ? v : [String(v)];
 }
 
+const NONE = new Set<string>();
+
 function connectionTokens(v: string | string[] | number | undefined): Set<string> {
+  if (v === undefined) return NONE;
   return new Set(asList(v).flatMap((s) => s.split(',')).map((t) => t.trim().toLowerCase()).filter(Boolean));
 }

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import replyFrom from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
-import { applySetCookies, cookieHeader, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
 import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
@@ -123,7 +123,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // The exact canonical path the gateway decided on, and nothing the client chose itself.
       queryString: () => target.query,
       rewriteRequestHeaders: (_r, headers) => ({
-        ...upstreamRequestHeaders(headers, forwardContext(req, cookieHeader(jar, target.path, clock.now()))),
+        ...upstreamRequestHeaders(headers, forwardContext(req, cookieHeader(jar, target.path, clock.now(), req.headers.cookie, config.portal.browserCookies))),
         host: headers.host as string,
       }),
       rewriteHeaders: (headers) => {
@@ -131,16 +131,19 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         return browserResponseHeaders(headers, { browserCookies: config.portal.browserCookies, rewriteLocation }) as IncomingHttpHeaders;
       },
       onResponse: async (_r, rep, res) => {
-        const updated = setCookies.length ? applySetCookies(jar, setCookies, target.path, clock.now()) : undefined;
+        // Only cookies for the jar cost a write; allow-listed ones went to the browser.
+        const forJar = setCookies.filter((sc) => !config.portal.browserCookies.includes(sc.slice(0, sc.indexOf('=')).trim()));
+        const updated = forJar.length ? applySetCookies(jar, forJar, target.path, clock.now()) : jar;
+        const changed = sameJar(updated, jar) ? undefined : updated;
         try {
-          if (owner.kind === 'browser' && updated) await ctx.jars.put(owner.id, updated);
+          if (owner.kind === 'browser' && changed) await ctx.jars.put(owner.id, changed);
           if (owner.kind === 'session') {
             const a = owner.active;
             if (isLogout) {
               await sessions.end(a, 'portal-logout');
               rep.clearCookie(COOKIE.session, clearOptions);
-            } else if (updated || a.touch) {
-              await sessions.save({ ...a, record: { ...a.record, jar: updated ?? a.record.jar } });
+            } else if (changed || a.touch) {
+              await sessions.save({ ...a, record: { ...a.record, jar: changed ?? a.record.jar } });
             }
           }
         } catch (err) {

@@ -56,12 +56,12 @@ export class LoginService {
       clientIp: req.clientIp,
       proto: req.proto,
       host: req.headers.host,
-      cookie: cookieHeader(jar, req.path, now),
+      cookie: cookieHeader(jar, req.path, now, req.headers.cookie, config.portal.browserCookies),
     });
     headers['content-length'] = String(body.length);
     const answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
     const setCookies = asArray(answer.headers['set-cookie']);
-    const updated = applySetCookies(jar, setCookies, req.path, clock.now());
+    const updated = applySetCookies(jar, setCookies, req.path, clock.now(), config.portal.browserCookies);
     const location = first(answer.headers.location);
     const pid = pseudonym(this.d.pseudonymKey, username);
     const ok = isLoginSuccess(login.success, {

@@ -120,6 +120,7 @@ t.test('browser-sent portal cookies are never forwarded', async (t) => {
   const echoed = JSON.parse((await victim.b.get('/echo', { accept: 'application/json' })).body);
   t.notMatch(echoed.headers.cookie, 'planted');
   t.match(echoed.headers.cookie, `PORTALSESSID=${portalCookie}`);
+  t.match(echoed.headers.cookie, `XSRF-TOKEN=${victim.b.cookies.get('XSRF-TOKEN')}`, "the allow-listed cookie is the browser's own");
 });
 
 t.test('a pending login reaches no portal page', async (t) => {

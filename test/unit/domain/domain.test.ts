@@ -42,6 +42,10 @@ t.test('cookie jar merge', async (t) => {
   t.equal(cookieHeader(jar, '/', now), 'C=3', 'Max-Age=0 deletes');
   jar = applySetCookies(jar, ['C=3; Expires=Thu, 01 Jan 1970 00:00:00 GMT'], '/', now);
   t.equal(cookieHeader(jar, '/', now), undefined, 'past Expires deletes');
+  const owned = applySetCookies([], ['XSRF-TOKEN=t1; Path=/', 'S=1'], '/', now, ['XSRF-TOKEN']);
+  t.equal(cookieHeader(owned, '/', now), 'S=1', 'allow-listed cookies stay with the browser, not the jar');
+  t.equal(cookieHeader(owned, '/', now, 'S=planted; XSRF-TOKEN=from-browser; other=x', ['XSRF-TOKEN']), 'S=1; XSRF-TOKEN=from-browser', "only the browser's allow-listed cookies are added");
+  t.equal(cookieHeader([], '/', now, 'S=planted', ['XSRF-TOKEN']), undefined, 'nothing else from the browser');
   const expiring = applySetCookies([], ['D=4; Max-Age=10'], '/', now);
   t.equal(cookieHeader(expiring, '/', now + 11_000), undefined, 'expires with time');
 });
