@@ -7,11 +7,13 @@ interface Entry {
   expiresAt: number;
 }
 
-const SWEEP_EVERY = 1000;
+// Each write also checks this many other entries for expiry, so memory stays bounded by live state without a
+// pause that grows with the number of sessions.
+const SWEEP_PER_WRITE = 4;
 
 export class MemoryKvStore implements KvStore {
   private readonly map = new Map<string, Entry>();
-  private writes = 0;
+  private sweep: Iterator<string> = this.map.keys();
 
   constructor(private readonly clock: Clock) {}
 
@@ -71,7 +73,18 @@ export class MemoryKvStore implements KvStore {
 
   private write(key: string, value: string, ttlMs: number | undefined): void {
     this.map.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + ttlMs });
-    // Expired entries nobody reads again are swept now and then, so memory stays bounded by live state.
-    if (++this.writes % SWEEP_EVERY === 0) for (const k of this.map.keys()) this.live(k);
+    for (let i = 0; i < SWEEP_PER_WRITE; i++) {
+      const next = this.sweep.next();
+      if (next.done) {
+        this.sweep = this.map.keys();
+        break;
+      }
+      this.live(next.value);
+    }
+  }
+
+  /** Entries held, expired or not (for tests of the sweep). */
+  get size(): number {
+    return this.map.size;
   }
 }

@@ -136,6 +136,15 @@ contract('memory store', async () => {
   return { kv: new MemoryKvStore(clock), now: () => clock.now(), pass: async (ms) => clock.advance(ms) };
 });
 
+t.test('memory store: expired entries nobody reads are swept as writes go on', async (t) => {
+  const clock = new FakeClock();
+  const kv = new MemoryKvStore(clock);
+  for (let i = 0; i < 1000; i++) await kv.set(`old:${i}`, 'x', 1000);
+  clock.advance(2000);
+  for (let i = 0; i < 1000; i++) await kv.set(`new:${i}`, 'x', 60_000);
+  t.ok(kv.size < 1100, `held ${kv.size} entries, not 2000`);
+});
+
 contract('redis store', async () => {
   const redis = await testRedis();
   t.teardown(() => redis.stop());

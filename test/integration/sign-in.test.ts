@@ -185,6 +185,29 @@ t.test('five wrong codes end the pending login', async (t) => {
   t.equal(late.status, 403, 'even the right code is refused now: the password is needed again');
 });
 
+t.test('wrong codes also count per user across pending logins; a success resets the count', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const failures = () => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'mfa_failed').map((l) => l.failures);
+  for (let login = 0; login < 2; login++) {
+    const b = s.browser();
+    await submitPassword(b, ALICE.username, ALICE.password);
+    const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+    for (let i = 0; i < 3; i++) await b.post('/_mfa/verify', { csrf, code: '000000' });
+  }
+  t.same(failures(), [1, 2, 3, 4, 5, 6], 'entering the password again does not reset the count');
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  t.equal((await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) })).status, 303);
+  const c = s.browser();
+  await submitPassword(c, ALICE.username, ALICE.password);
+  await c.post('/_mfa/verify', { csrf: inputValue((await c.get('/_mfa/verify')).body, 'csrf'), code: '000000' });
+  t.equal(failures().at(-1), 1, 'reset by the success');
+});
+
 t.test('a pending login expires after five minutes', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
