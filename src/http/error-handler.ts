@@ -2,7 +2,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
 import { messagePage, type PageContext } from '../ui/pages.js';
-import { COOKIE, clearOptions } from './cookies.js';
 import { sendPage } from './pages.js';
 
 const BY_STATUS: Partial<Record<number, ErrorCode>> = {
@@ -20,8 +19,9 @@ export function installErrorHandler(app: FastifyInstance, page: PageContext, log
     const { status, message } = ERRORS[code];
     if (status >= 500) request.log.error({ err: error, code }, 'request failed');
     else request.log.info({ code, detail: error.message }, 'request refused');
+    // The pending cookie is left alone: the record in the store decides, and a stray request (a favicon) that
+    // fails must not end a login that is still in progress.
     const signIn = code === 'GW_ERR_LOGIN_EXPIRED' || code === 'GW_ERR_TOO_MANY_ATTEMPTS' || code === 'GW_ERR_SIGN_IN_REQUIRED';
-    if (signIn) reply.clearCookie(COOKIE.pending, clearOptions);
     if (reply.sent) return;
     reply.removeHeader('content-length');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {

@@ -11,7 +11,8 @@ export function sendPage(reply: FastifyReply, status: number, html: string): Fas
       'cache-control': 'no-store',
       'content-security-policy': CSP,
       'x-content-type-options': 'nosniff',
-      'referrer-policy': 'no-referrer',
+      // same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts, defeating the origin check.
+      'referrer-policy': 'same-origin',
       'cross-origin-opener-policy': 'same-origin',
       'x-frame-options': 'DENY',
     })

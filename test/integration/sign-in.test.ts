@@ -54,6 +54,23 @@ t.test('enrolment page again after confirming shows nothing; the secret is never
   t.notMatch(again.body, /id="secret"/);
 });
 
+t.test('stray requests during enrolment (a favicon, a reload) do not end the login', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const page = await b.get('/_mfa/enrol');
+  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
+  const csrf = inputValue(page.body, 'csrf');
+  await b.post('/_mfa/enrol', { csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal((await b.get('/favicon.ico')).location, '/_mfa/continue');
+  t.equal((await b.get('/_mfa/continue')).location, '/_mfa/enrol');
+  t.equal((await b.get('/_mfa/enrol')).status, 403, 'the secret is not shown again');
+  const done = await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
+  t.equal(done.status, 303, 'the login still completes');
+  t.equal((await b.get('/records')).status, 200);
+});
+
 t.test('second login asks for the password, then a code', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
