@@ -71,6 +71,18 @@ t.test('stray requests during enrolment (a favicon, a reload) do not end the log
   t.equal((await b.get('/records')).status, 200);
 });
 
+t.test('the code that confirmed enrolment is consumed: it cannot sign in', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  const again = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(again.status, 400);
+  t.notOk(b.cookies.has('__Host-mfa-session'));
+});
+
 t.test('second login asks for the password, then a code', async (t) => {
   const s = await startStack();
   t.teardown(s.close);

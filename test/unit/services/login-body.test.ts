@@ -1,0 +1,31 @@
+import t from 'tap';
+import { parseLoginBody } from '../../../src/services/login.js';
+
+const refused = (body: string, type: 'form' | 'json') => {
+  try {
+    parseLoginBody(Buffer.from(body), type, 'username');
+    return false;
+  } catch (err) {
+    return (err as { code?: string }).code === 'GW_ERR_BAD_REQUEST';
+  }
+};
+
+t.test('form bodies: one canonical parse, the canonical username is what the portal gets', async (t) => {
+  const parsed = parseLoginBody(Buffer.from('username=+ALICE+&password=p%26w&csrf=x'), 'form', 'username');
+  t.equal(parsed.username, ' ALICE ');
+  t.equal(parsed.withUsername('alice').toString(), 'username=alice&password=p%26w&csrf=x', 'other fields untouched');
+  t.ok(refused('username=alice&username=admin&password=x', 'form'), 'duplicate username');
+  t.ok(refused('username=alice&password=a&password=b', 'form'), 'any duplicate field');
+  t.ok(refused('password=x', 'form'), 'no username');
+});
+
+t.test('JSON bodies', async (t) => {
+  const parsed = parseLoginBody(Buffer.from('{"username":"Alice","password":"pw","remember":true}'), 'json', 'username');
+  t.equal(parsed.username, 'Alice');
+  t.same(JSON.parse(parsed.withUsername('alice').toString()), { username: 'alice', password: 'pw', remember: true });
+  t.ok(refused('{"username":["alice","admin"]}', 'json'), 'array username');
+  t.ok(refused('{"username":{"$ne":null}}', 'json'), 'object username');
+  t.ok(refused('[1,2]', 'json'), 'not an object');
+  t.ok(refused('{"username":', 'json'), 'not JSON');
+  t.ok(refused('{"password":"x"}', 'json'), 'no username');
+});
