@@ -94,33 +94,25 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     return signedIn(reply, done.token, done.continueTo);
   });
 
-  app.get(`${p}/verify`, async (req, reply) => {
-    const pending = await secondFactor.pendingAt(pendingId(req), 'verify');
-    return sendPage(reply, 200, pages.verifyPage(page, { csrf: pending.csrf }));
-  });
-
-  app.post(`${p}/verify`, async (req, reply) => {
-    const id = pendingId(req)!;
-    const pending = await secondFactor.pendingAt(id, 'verify');
-    checkCsrf(req, pending.csrf);
-    const result = await secondFactor.verifyTotp(id, pending, field(req, 'code'), ip(req));
-    if ('token' in result) return signedIn(reply, result.token, result.continueTo);
-    return sendPage(reply, 400, pages.verifyPage(page, { csrf: pending.csrf, error: result.ok ? undefined : messages.wrongCode(result.attemptsLeft) }));
-  });
-
-  app.get(`${p}/recovery`, async (req, reply) => {
-    const pending = await secondFactor.pendingAt(pendingId(req), 'verify');
-    return sendPage(reply, 200, pages.recoveryPage(page, { csrf: pending.csrf }));
-  });
-
-  app.post(`${p}/recovery`, async (req, reply) => {
-    const id = pendingId(req)!;
-    const pending = await secondFactor.pendingAt(id, 'verify');
-    checkCsrf(req, pending.csrf);
-    const result = await secondFactor.verifyRecoveryCode(id, pending, field(req, 'code'), ip(req));
-    if ('token' in result) return signedIn(reply, result.token, result.continueTo);
-    return sendPage(reply, 400, pages.recoveryPage(page, { csrf: pending.csrf, error: result.ok ? undefined : messages.wrongCode(result.attemptsLeft) }));
-  });
+  // Signing in with the authenticator app or with a recovery code: the same form, another check.
+  const codeForms = [
+    { path: 'verify', render: pages.verifyPage, check: secondFactor.verifyTotp.bind(secondFactor) },
+    { path: 'recovery', render: pages.recoveryPage, check: secondFactor.verifyRecoveryCode.bind(secondFactor) },
+  ];
+  for (const form of codeForms) {
+    app.get(`${p}/${form.path}`, async (req, reply) => {
+      const pending = await secondFactor.pendingAt(pendingId(req), 'verify');
+      return sendPage(reply, 200, form.render(page, { csrf: pending.csrf }));
+    });
+    app.post(`${p}/${form.path}`, async (req, reply) => {
+      const id = pendingId(req)!;
+      const pending = await secondFactor.pendingAt(id, 'verify');
+      checkCsrf(req, pending.csrf);
+      const result = await form.check(id, pending, field(req, 'code'), ip(req));
+      if ('token' in result) return signedIn(reply, result.token, result.continueTo);
+      return sendPage(reply, 400, form.render(page, { csrf: pending.csrf, error: result.ok ? undefined : messages.wrongCode(result.attemptsLeft) }));
+    });
+  }
 
   app.get(`${p}/logout`, async (req, reply) => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);

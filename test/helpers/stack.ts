@@ -95,12 +95,17 @@ export async function signUpAndEnrol(s: Stack, user = ALICE): Promise<{ b: Brows
   return { b, secret, codes };
 }
 
+/** Password accepted, code page open: the browser and the form's CSRF token. */
+export async function atCodePage(s: Stack, user = ALICE, form: 'verify' | 'recovery' = 'verify'): Promise<{ b: Browser; csrf: string }> {
+  const b = s.browser();
+  await submitPassword(b, user.username, user.password);
+  return { b, csrf: inputValue((await b.get(`${s.config.server.prefix}/${form}`)).body, 'csrf') };
+}
+
 /** A later sign-in: password, then the TOTP code of the next time step (the last one is already used). */
 export async function signInWithTotp(s: Stack, secret: string, user = ALICE): Promise<{ b: Browser; final: Page }> {
   s.clock.advance(30_000);
-  const b = s.browser();
-  await submitPassword(b, user.username, user.password);
-  const page = await b.get(`${s.config.server.prefix}/verify`);
-  const final = await b.post(`${s.config.server.prefix}/verify`, { csrf: inputValue(page.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  const { b, csrf } = await atCodePage(s, user);
+  const final = await b.post(`${s.config.server.prefix}/verify`, { csrf, code: await totpAt(secret, s.clock.now()) });
   return { b, final };
 }

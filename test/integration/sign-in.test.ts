@@ -1,7 +1,7 @@
 // Sign-in end to end over real sockets: demo portal, gateway, memory store.
 import t from 'tap';
 import { inputValue } from '../helpers/browser.js';
-import { ALICE, BOB, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
 
 t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
   const s = await startStack();
@@ -75,9 +75,7 @@ t.test('the code that confirmed enrolment is consumed: it cannot sign in', async
   const s = await startStack();
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
-  const b = s.browser();
-  await submitPassword(b, ALICE.username, ALICE.password);
-  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  const { b, csrf } = await atCodePage(s);
   const again = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal(again.status, 400);
   t.notOk(b.cookies.has('__Host-mfa-session'));
@@ -199,9 +197,7 @@ t.test('five wrong codes end the pending login', async (t) => {
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
   s.clock.advance(30_000);
-  const b = s.browser();
-  await submitPassword(b, ALICE.username, ALICE.password);
-  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  const { b, csrf } = await atCodePage(s);
   for (let i = 1; i <= 4; i++) {
     const r = await b.post('/_mfa/verify', { csrf, code: '000000' });
     t.equal(r.status, 400);
@@ -221,15 +217,11 @@ t.test('wrong codes also count per user across pending logins; a success resets 
   s.clock.advance(30_000);
   const failures = () => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'mfa_failed').map((l) => l.failures);
   for (let login = 0; login < 2; login++) {
-    const b = s.browser();
-    await submitPassword(b, ALICE.username, ALICE.password);
-    const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+    const { b, csrf } = await atCodePage(s);
     for (let i = 0; i < 3; i++) await b.post('/_mfa/verify', { csrf, code: '000000' });
   }
   t.same(failures(), [1, 2, 3, 4, 5, 6], 'entering the password again does not reset the count');
-  const b = s.browser();
-  await submitPassword(b, ALICE.username, ALICE.password);
-  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  const { b, csrf } = await atCodePage(s);
   t.equal((await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) })).status, 303);
   const c = s.browser();
   await submitPassword(c, ALICE.username, ALICE.password);
@@ -242,9 +234,7 @@ t.test('a pending login expires after five minutes', async (t) => {
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
   s.clock.advance(30_000);
-  const b = s.browser();
-  await submitPassword(b, ALICE.username, ALICE.password);
-  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  const { b, csrf } = await atCodePage(s);
   s.clock.advance(301_000);
   const r = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal(r.status, 403);
@@ -255,9 +245,7 @@ t.test('CSRF: gateway forms need the token and a same-origin request', async (t)
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
   s.clock.advance(30_000);
-  const b = s.browser();
-  await submitPassword(b, ALICE.username, ALICE.password);
-  const csrf = inputValue((await b.get('/_mfa/verify')).body, 'csrf');
+  const { b, csrf } = await atCodePage(s);
   const code = await totpAt(secret, s.clock.now());
   t.equal((await b.post('/_mfa/verify', { code })).status, 403, 'no token');
   t.equal((await b.post('/_mfa/verify', { csrf: 'x'.repeat(43), code })).status, 403, 'wrong token');
@@ -340,8 +328,6 @@ t.test('two users stay apart', async (t) => {
   t.match((await bob.b.get('/records')).body, 'Signed in as bob');
   // Bob's code never completes Alice's login.
   s.clock.advance(30_000);
-  const x = s.browser();
-  await submitPassword(x, ALICE.username, ALICE.password);
-  const csrf = inputValue((await x.get('/_mfa/verify')).body, 'csrf');
+  const { b: x, csrf } = await atCodePage(s);
   t.equal((await x.post('/_mfa/verify', { csrf, code: await totpAt(bob.secret, s.clock.now()) })).status, 400);
 });
