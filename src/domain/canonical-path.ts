@@ -9,6 +9,8 @@ export interface CanonicalTarget {
 
 // Characters left as they are in a path segment (RFC 3986 pchar minus '%' and ';').
 const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
+const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
+const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)/;
 
 /**
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
@@ -20,6 +22,8 @@ export function canonicalTarget(rawUrl: string): CanonicalTarget | null {
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const query = q === -1 ? '' : rawUrl.slice(q + 1);
+  // Most paths are already canonical: nothing encoded, no empty or dot segments.
+  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) return { path: rawPath, query };
   // Only printable ASCII on the wire; '#' never belongs in a request target.
   if (!/^[\x21-\x7e]*$/.test(rawUrl) || rawUrl.includes('#')) return null;
   if (rawPath.includes('\\') || rawPath.includes(';')) return null;

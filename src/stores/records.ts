@@ -8,9 +8,13 @@ import { keys } from './keys.js';
 
 /** JSON records encrypted under the record's own key, so a record cannot be moved to another key. */
 class SealedRecords<T> {
+  /** Records already opened, by key and ciphertext (bounded): a changed record is a new ciphertext, so a miss. */
+  private readonly opened = new Map<string, { sealed: string; value: T }>();
+
   constructor(
     private readonly kv: KvStore,
     private readonly sealer: Sealer,
+    private readonly cacheSize = 0,
   ) {}
 
   async get(key: string): Promise<T | null> {
@@ -26,13 +30,21 @@ class SealedRecords<T> {
   }
 
   delete(key: string): Promise<void> {
+    this.opened.delete(key);
     return this.kv.delete(key);
   }
 
   private open(key: string, sealed: string | null): T | null {
     if (sealed === null) return null;
+    const hit = this.opened.get(key);
+    if (hit?.sealed === sealed) return hit.value;
     try {
-      return JSON.parse(this.sealer.open(sealed, key)) as T;
+      const value = Object.freeze(JSON.parse(this.sealer.open(sealed, key))) as T;
+      if (this.cacheSize) {
+        if (this.opened.size >= this.cacheSize) this.opened.delete(this.opened.keys().next().value!);
+        this.opened.set(key, { sealed, value });
+      }
+      return value;
     } catch {
       // Altered, foreign or unreadable records are treated as absent.
       return null;
@@ -117,10 +129,13 @@ export interface SessionRecord {
   csrf: string;
 }
 
+// Decrypting the session record is the largest cost of a proxied request; opened records are remembered.
+const SESSION_CACHE_SIZE = 10_000;
+
 export class Sessions {
   private readonly records: SealedRecords<SessionRecord>;
   constructor(kv: KvStore, sealer: Sealer) {
-    this.records = new SealedRecords(kv, sealer);
+    this.records = new SealedRecords(kv, sealer, SESSION_CACHE_SIZE);
   }
   /** Always a fresh id: never the pending login's, never one the client chose. */
   async create(s: SessionRecord, ttlMs: number): Promise<string> {
