@@ -9,6 +9,7 @@ import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domai
 import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import type { ActiveSession } from '../services/sessions.js';
+import { sameFieldName } from '../services/login.js';
 import type { HttpContext } from './context.js';
 import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
 
@@ -90,6 +91,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const expected = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
     if (type !== expected) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', `login content-type ${type}`);
+    // The username may come only from the body: a portal that reads the query first would check another account.
+    if ([...new URLSearchParams(target.query).keys()].some((k) => sameFieldName(k, login.usernameField))) {
+      throw new GatewayError('GW_ERR_BAD_REQUEST', 'username in the login query string');
+    }
     const body = await readBounded(req, LOGIN_BODY_LIMIT);
     const id = browserId(req, reply);
     const outcome = await ctx.login.login({

@@ -101,34 +101,58 @@ interface ParsedLogin {
   withUsername(canonical: string): Buffer;
 }
 
-/** One canonical parse of the login body; duplicate or non-string fields are refused (SECURITY C-35). */
+/**
+ * One canonical parse of the login body (SECURITY C-35). Refused: a repeated field, a non-string username, and
+ * any other spelling of the username field (`UserName`), which a portal matching names loosely could read
+ * instead. Form bodies keep every byte of every other field as sent; only the username value is rewritten.
+ */
 export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: string): ParsedLogin {
-  const text = body.toString('utf8');
+  const bad = (why: string) => new GatewayError('GW_ERR_BAD_REQUEST', why);
+  const namesLike = (names: string[]) => names.filter((n) => sameFieldName(n, field));
   if (type === 'form') {
-    const params = new URLSearchParams(text);
-    const names = [...params.keys()];
-    if (new Set(names).size !== names.length) throw new GatewayError('GW_ERR_BAD_REQUEST', 'duplicate form field');
-    const username = params.get(field);
-    if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no username field');
+    // latin1 maps bytes 1:1, so fields the gateway does not touch reach the portal byte for byte.
+    const pairs = body.length ? body.toString('latin1').split('&') : [];
+    const names = pairs.map((p) => decodeFormComponent(p.split('=', 1)[0]!));
+    if (names.some((n) => n === null)) throw bad('malformed form encoding');
+    if (new Set(names).size !== names.length) throw bad('duplicate form field');
+    const at = names.indexOf(field);
+    if (at === -1) throw bad('no username field');
+    if (namesLike(names as string[]).length !== 1) throw bad('another spelling of the username field');
+    const pair = pairs[at]!;
+    const username = decodeFormComponent(pair.includes('=') ? pair.slice(pair.indexOf('=') + 1) : '');
+    if (username === null) throw bad('malformed form encoding');
     return {
       username,
-      withUsername(canonical) {
-        params.set(field, canonical);
-        return Buffer.from(params.toString());
-      },
+      withUsername: (canonical) =>
+        Buffer.from(pairs.map((p, i) => (i === at ? `${p.split('=', 1)[0]}=${encodeURIComponent(canonical)}` : p)).join('&'), 'latin1'),
     };
   }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(body.toString('utf8'));
   } catch {
-    throw new GatewayError('GW_ERR_BAD_REQUEST', 'login body is not JSON');
+    throw bad('login body is not JSON');
   }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'login body is not an object');
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw bad('login body is not an object');
   const obj = json as Record<string, unknown>;
   const username = obj[field];
-  if (typeof username !== 'string') throw new GatewayError('GW_ERR_BAD_REQUEST', 'no username field');
+  if (typeof username !== 'string') throw bad('no username field');
+  if (namesLike(Object.keys(obj)).length !== 1) throw bad('another spelling of the username field');
   return { username, withUsername: (canonical) => Buffer.from(JSON.stringify({ ...obj, [field]: canonical })) };
+}
+
+/** Field names a loosely matching portal (case-insensitive, ignoring - and _) would read as the same field. */
+export function sameFieldName(a: string, b: string): boolean {
+  const fold = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
+  return fold(a) === fold(b);
+}
+
+function decodeFormComponent(s: string): string | null {
+  try {
+    return decodeURIComponent(s.replaceAll('+', ' '));
+  } catch {
+    return null;
+  }
 }
 
 function asArray(v: string | string[] | undefined): string[] {

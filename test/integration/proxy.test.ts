@@ -124,6 +124,9 @@ t.test('the login intercept: methods, content types, sizes, duplicate fields', a
   t.equal((await b.send('POST', '/login', 'username=alice&username=admin&password=x', { 'content-type': 'application/x-www-form-urlencoded' })).status, 400, 'duplicate username');
   t.equal((await b.post('/login', { password: 'x' })).status, 400, 'no username');
   t.equal((await b.post('/login', { username: '  ', password: 'x' })).status, 400, 'blank username');
+  t.equal((await b.post('/login?username=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 400, 'username in the query');
+  t.equal((await b.post('/login?UserName=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 400, 'another spelling in the query');
+  t.equal((await b.post('/login', { username: 'fresh-name', USERNAME: 'alice', password: ALICE.password, csrf })).status, 400, 'another spelling in the body');
   t.equal(s.portalRequests.length, before, 'none of these reached the portal');
   const variant = await b.send('POST', '/LOGIN/', new URLSearchParams({ username: ALICE.username, password: 'wrong', csrf }).toString(), { 'content-type': 'application/x-www-form-urlencoded' });
   t.equal(variant.status, 200, 'another spelling of the login path is intercepted too');

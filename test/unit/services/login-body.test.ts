@@ -17,6 +17,13 @@ t.test('form bodies: one canonical parse, the canonical username is what the por
   t.ok(refused('username=alice&username=admin&password=x', 'form'), 'duplicate username');
   t.ok(refused('username=alice&password=a&password=b', 'form'), 'any duplicate field');
   t.ok(refused('password=x', 'form'), 'no username');
+  t.ok(refused('username=fresh&UserName=alice&password=x', 'form'), 'another spelling of the field');
+  t.ok(refused('username=fresh&user_name=alice&password=x', 'form'), 'underscore spelling');
+  t.ok(refused('username=%E0%A4%A&password=x', 'form'), 'malformed encoding');
+  const latin1 = parseLoginBody(Buffer.from('username=Alice&password=caf%E9+cr%E8me'), 'form', 'username');
+  t.equal(latin1.withUsername('alice').toString('latin1'), 'username=alice&password=caf%E9+cr%E8me', 'other fields byte for byte, whatever their charset');
+  t.equal(parseLoginBody(Buffer.from('username=b%C3%B8b+x&password=p'), 'form', 'username').username, 'bøb x');
+  t.equal(parseLoginBody(Buffer.from('username=x&password=p'), 'form', 'username').withUsername('a&b=c').toString(), 'username=a%26b%3Dc&password=p');
 });
 
 t.test('JSON bodies', async (t) => {
@@ -28,4 +35,5 @@ t.test('JSON bodies', async (t) => {
   t.ok(refused('[1,2]', 'json'), 'not an object');
   t.ok(refused('{"username":', 'json'), 'not JSON');
   t.ok(refused('{"password":"x"}', 'json'), 'no username');
+  t.ok(refused('{"username":"fresh","UserName":"alice","password":"x"}', 'json'), 'another spelling of the field');
 });
