@@ -78,10 +78,11 @@ export class SecondFactorService {
   async verifyRecoveryCode(id: string, p: PendingLogin, input: string, ip: string): Promise<CodeCheck | { ok: true; token: string; continueTo: string }> {
     const factors = await this.d.factors.get(p.pid);
     if (!factors?.recovery) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no recovery codes');
+    const attempt = await this.countAttempt(id, p, ip);
     const index = await matchRecoveryCode(factors.recovery, input);
     // The claim makes "works once" atomic even when the same code is sent twice at the same moment.
     const claimed = index !== -1 && (await this.d.kv.setIfAbsent(`user:{${p.pid}}:recovery:${factors.recovery.salt}:${index}`, '1', RECOVERY_CLAIM_TTL_MS));
-    if (!claimed) return this.failure(id, p, ip, 'recovery', index === -1 ? 'wrong code' : 'code already used');
+    if (!claimed) return this.failure(id, p, ip, attempt, 'recovery', index === -1 ? 'wrong code' : 'code already used');
     const hashes = factors.recovery.hashes.map((h, i) => (i === index ? null : h));
     await this.d.factors.put(p.pid, { ...factors, recovery: { ...factors.recovery, hashes } });
     this.d.security('recovery_code_used', { pid: p.pid, ip, remaining: hashes.filter(Boolean).length });
@@ -89,28 +90,40 @@ export class SecondFactorService {
   }
 
   private async checkTotp(id: string, p: PendingLogin, secret: string, input: string, ip: string): Promise<CodeCheck> {
+    const attempt = await this.countAttempt(id, p, ip);
     const code = normaliseTotpInput(input);
     const step = code === null ? null : await matchTotpStep(secret, code, this.d.clock.now());
-    if (step === null) return this.failure(id, p, ip, 'totp', 'wrong code');
+    if (step === null) return this.failure(id, p, ip, attempt, 'totp', 'wrong code');
     // RFC 6238 §5.2: a step is accepted at most once per user, also across parallel submissions.
     if (!(await this.d.replay.claimStep(p.pid, step))) {
       this.d.security('mfa_replayed', { pid: p.pid, ip, factor: 'totp' });
-      return this.failure(id, p, ip, 'totp', 'code already used');
+      return this.failure(id, p, ip, attempt, 'totp', 'code already used');
     }
     return { ok: true };
   }
 
-  private async failure(id: string, p: PendingLogin, ip: string, factor: 'totp' | 'recovery', reason: string): Promise<CodeCheck> {
-    const ttl = Math.max(1, p.expiresAt - this.d.clock.now());
-    const [n, total] = await Promise.all([this.d.pending.addFailure(id, ttl), this.d.failures.add(p.pid)]);
+  /**
+   * Every code check is counted before it runs, atomically, so parallel guesses cannot outrun the limit: a
+   * pending login never has more than maxAttemptsPerLogin codes checked.
+   */
+  private async countAttempt(id: string, p: PendingLogin, ip: string): Promise<number> {
+    const n = await this.d.pending.countAttempt(id, Math.max(1, p.expiresAt - this.d.clock.now()));
+    if (n > this.d.config.mfa.maxAttemptsPerLogin) await this.endAfterTooMany(id, p, ip);
+    return n;
+  }
+
+  private async failure(id: string, p: PendingLogin, ip: string, attempt: number, factor: 'totp' | 'recovery', reason: string): Promise<CodeCheck> {
+    const total = await this.d.failures.add(p.pid);
     this.d.security('mfa_failed', { pid: p.pid, ip, factor, reason, failures: total });
-    const left = this.d.config.mfa.maxAttemptsPerLogin - n;
-    if (left <= 0) {
-      await this.d.pending.delete(id);
-      this.d.security('mfa_attempts_exhausted', { pid: p.pid, ip });
-      throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', 'pending login ended after too many wrong codes');
-    }
+    const left = this.d.config.mfa.maxAttemptsPerLogin - attempt;
+    if (left <= 0) await this.endAfterTooMany(id, p, ip);
     return { ok: false, attemptsLeft: left };
+  }
+
+  private async endAfterTooMany(id: string, p: PendingLogin, ip: string): Promise<never> {
+    await this.d.pending.delete(id);
+    this.d.security('mfa_attempts_exhausted', { pid: p.pid, ip });
+    throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', 'pending login ended after too many wrong codes');
   }
 
   private async finishVerified(id: string, p: PendingLogin, amr: string[], ip: string, factor: 'totp' | 'recovery') {

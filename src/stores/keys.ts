@@ -3,7 +3,7 @@
 export const keys = {
   browserJar: (browserId: string) => `jar:{${browserId}}`,
   pendingLogin: (id: string) => `pending:{${id}}`,
-  pendingFailures: (id: string) => `pending:{${id}}:failures`,
+  pendingAttempts: (id: string) => `pending:{${id}}:attempts`,
   session: (sid: string) => `session:{${sid}}`,
   factors: (pid: string) => `user:{${pid}}:factors`,
   totpStep: (pid: string) => `user:{${pid}}:totp-step`,

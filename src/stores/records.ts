@@ -111,11 +111,11 @@ export class PendingLogins {
   }
   async delete(id: string): Promise<void> {
     await this.records.delete(keys.pendingLogin(id));
-    await this.kv.delete(keys.pendingFailures(id));
+    await this.kv.delete(keys.pendingAttempts(id));
   }
-  /** Counts a wrong code against this pending login. */
-  addFailure(id: string, ttlMs: number): Promise<number> {
-    return this.kv.increment(keys.pendingFailures(id), ttlMs);
+  /** Counts one code check against this pending login; returns the count so far. */
+  countAttempt(id: string, ttlMs: number): Promise<number> {
+    return this.kv.increment(keys.pendingAttempts(id), ttlMs);
   }
 }
 

@@ -93,8 +93,8 @@ function contract(name: string, make: () => Promise<Backend>) {
       const pid = await pending.create(rec, now);
       t.same(await pending.get(pid, now), rec);
       t.equal(await pending.get(pid, now + 300_001), null, 'expired by its own time too');
-      t.equal(await pending.addFailure(pid, 10_000), 1);
-      t.equal(await pending.addFailure(pid, 10_000), 2);
+      t.equal(await pending.countAttempt(pid, 10_000), 1);
+      t.equal(await pending.countAttempt(pid, 10_000), 2);
       const taken = await Promise.all([pending.take(pid, now), pending.take(pid, now)]);
       t.equal(taken.filter(Boolean).length, 1, 'one finisher');
 

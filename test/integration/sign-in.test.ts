@@ -229,6 +229,20 @@ t.test('wrong codes also count per user across pending logins; a success resets 
   t.equal(failures().at(-1), 1, 'reset by the success');
 });
 
+t.test('parallel wrong codes cannot outrun the limit of one pending login', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const { b, csrf } = await atCodePage(s);
+  const results = await Promise.all(Array.from({ length: 30 }, (_, i) => b.post('/_mfa/verify', { csrf, code: String(100000 + i) })));
+  const checked = s.logs.filter((l) => l.includes('"security":"mfa_failed"')).length;
+  t.equal(checked, 5, 'exactly five codes were checked');
+  t.equal(results.filter((r) => r.status === 400).length, 4);
+  t.ok(results.filter((r) => r.status === 429).length >= 1);
+  t.equal(results.filter((r) => r.status === 303).length, 0);
+});
+
 t.test('a pending login expires after five minutes', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
