@@ -145,8 +145,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           if (owner.kind === 'session') {
             const a = owner.active;
             if (isLogout) {
-              await sessions.end(a, 'portal-logout');
               rep.clearCookie(COOKIE.session, clearOptions);
+              await sessions.end(a, 'portal-logout');
             } else if (changed || a.touch) {
               await sessions.save({ ...a, record: { ...a.record, jar: changed ?? a.record.jar } });
             }

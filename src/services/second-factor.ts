@@ -6,6 +6,7 @@ import { matchRecoveryCode, newRecoveryCodes } from '../mechanisms/recovery-code
 import { matchTotpStep, newTotpSecret, normaliseTotpInput } from '../mechanisms/totp.js';
 import type { MfaFailures, ReplayGuard } from '../stores/counters.js';
 import type { KvStore } from '../stores/kv-store.js';
+import { keys } from '../stores/keys.js';
 import type { FactorStore, PendingLogin, PendingLogins } from '../stores/records.js';
 import type { SecurityLog } from './security-events.js';
 import type { SessionService } from './sessions.js';
@@ -24,8 +25,6 @@ export interface SecondFactorDeps {
   security: SecurityLog;
 }
 
-// A used recovery code stays claimed long after any parallel attempt could race it.
-const RECOVERY_CLAIM_TTL_MS = 24 * 60 * 60_000;
 
 export class SecondFactorService {
   constructor(private readonly d: SecondFactorDeps) {}
@@ -80,8 +79,9 @@ export class SecondFactorService {
     if (!factors?.recovery) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no recovery codes');
     const attempt = await this.countAttempt(id, p, ip);
     const index = await matchRecoveryCode(factors.recovery, input);
-    // The claim makes "works once" atomic even when the same code is sent twice at the same moment.
-    const claimed = index !== -1 && (await this.d.kv.setIfAbsent(`user:{${p.pid}}:recovery:${factors.recovery.salt}:${index}`, '1', RECOVERY_CLAIM_TTL_MS));
+    // The claim, kept for good, makes "works once" atomic even for two uses at the same moment; the marks in
+    // the factor record only count what is left.
+    const claimed = index !== -1 && (await this.d.kv.setIfAbsent(keys.recoveryCodeUsed(p.pid, factors.recovery.salt, index), '1'));
     if (!claimed) return this.failure(id, p, ip, attempt, 'recovery', index === -1 ? 'wrong code' : 'code already used');
     const hashes = factors.recovery.hashes.map((h, i) => (i === index ? null : h));
     await this.d.factors.put(p.pid, { ...factors, recovery: { ...factors.recovery, hashes } });

@@ -45,10 +45,10 @@ export class SessionService {
     return { sid: claims.sid, record, touch: state.touch };
   }
 
-  /** Writes the record back (new jar or idle clock), marking it seen now. */
-  save(active: ActiveSession): Promise<void> {
+  /** Writes the record back (new jar or idle clock), marking it seen now; a session ended meanwhile stays ended. */
+  async save(active: ActiveSession): Promise<void> {
     const record = { ...active.record, lastSeen: this.d.clock.now() };
-    return this.d.sessions.put(active.sid, record, sessionTtlMs(record, this.d.limits));
+    await this.d.sessions.update(active.sid, record, sessionTtlMs(record, this.d.limits));
   }
 
   async end(active: ActiveSession, reason: string): Promise<void> {

@@ -8,4 +8,5 @@ export const keys = {
   factors: (pid: string) => `user:{${pid}}:factors`,
   totpStep: (pid: string) => `user:{${pid}}:totp-step`,
   mfaFailures: (pid: string) => `user:{${pid}}:mfa-failures`,
+  recoveryCodeUsed: (pid: string, setSalt: string, index: number) => `user:{${pid}}:recovery-used:${setSalt}:${index}`,
 } as const;

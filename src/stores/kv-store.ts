@@ -4,8 +4,10 @@ export interface KvStore {
   get(key: string): Promise<string | null>;
   /** Without ttlMs the key is kept until deleted (factor records); everything ephemeral passes one. */
   set(key: string, value: string, ttlMs?: number): Promise<void>;
-  /** Sets only when absent; true when this call set it. */
-  setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
+  /** Sets only when absent; true when this call set it. Without ttlMs the key is kept until deleted. */
+  setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean>;
+  /** Sets only when present (an update never recreates a deleted record); true when this call set it. */
+  setIfPresent(key: string, value: string, ttlMs: number): Promise<boolean>;
   /** Atomic read-and-delete: of many parallel callers, one gets the value. */
   take(key: string): Promise<string | null>;
   delete(key: string): Promise<void>;

@@ -25,8 +25,14 @@ export class MemoryKvStore implements KvStore {
     this.write(key, value, ttlMs);
   }
 
-  async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
+  async setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean> {
     if (this.live(key)) return false;
+    this.write(key, value, ttlMs);
+    return true;
+  }
+
+  async setIfPresent(key: string, value: string, ttlMs: number): Promise<boolean> {
+    if (!this.live(key)) return false;
     this.write(key, value, ttlMs);
     return true;
   }

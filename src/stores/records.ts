@@ -29,6 +29,11 @@ class SealedRecords<T> {
     return this.kv.set(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
   }
 
+  /** Updates a record that still exists; false when it is gone (never recreates it). */
+  update(key: string, value: T, ttlMs: number): Promise<boolean> {
+    return this.kv.setIfPresent(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
+  }
+
   delete(key: string): Promise<void> {
     this.opened.delete(key);
     return this.kv.delete(key);
@@ -146,8 +151,9 @@ export class Sessions {
   get(sid: string): Promise<SessionRecord | null> {
     return this.records.get(keys.session(sid));
   }
-  put(sid: string, s: SessionRecord, ttlMs: number): Promise<void> {
-    return this.records.put(keys.session(sid), s, ttlMs);
+  /** Updates a live session; a session ended meanwhile (logout, expiry) stays ended. */
+  update(sid: string, s: SessionRecord, ttlMs: number): Promise<boolean> {
+    return this.records.update(keys.session(sid), s, ttlMs);
   }
   delete(sid: string): Promise<void> {
     return this.records.delete(keys.session(sid));

@@ -63,8 +63,12 @@ export class RedisKvStore implements KvStore {
     await this.call(() => (ttlMs === undefined ? this.redis.set(key, value) : this.redis.set(key, value, 'PX', ttlMs)));
   }
 
-  async setIfAbsent(key: string, value: string, ttlMs: number) {
-    return (await this.call(() => this.redis.set(key, value, 'PX', ttlMs, 'NX'))) === 'OK';
+  async setIfAbsent(key: string, value: string, ttlMs?: number) {
+    return (await this.call(() => (ttlMs === undefined ? this.redis.set(key, value, 'NX') : this.redis.set(key, value, 'PX', ttlMs, 'NX')))) === 'OK';
+  }
+
+  async setIfPresent(key: string, value: string, ttlMs: number) {
+    return (await this.call(() => this.redis.set(key, value, 'PX', ttlMs, 'XX'))) === 'OK';
   }
 
   take(key: string) {

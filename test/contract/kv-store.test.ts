@@ -48,6 +48,26 @@ function contract(name: string, make: () => Promise<Backend>) {
       t.equal(wins.filter(Boolean).length, 1);
     });
 
+    t.test('setIfPresent: updates, never recreates', async (t) => {
+      const key = k('xx');
+      t.notOk(await b.kv.setIfPresent(key, 'v', 10_000), 'absent: not created');
+      t.equal(await b.kv.get(key), null);
+      await b.kv.set(key, 'v1', 10_000);
+      t.ok(await b.kv.setIfPresent(key, 'v2', 10_000));
+      t.equal(await b.kv.get(key), 'v2');
+      await b.kv.delete(key);
+      t.notOk(await b.kv.setIfPresent(key, 'v3', 10_000), 'deleted: stays deleted');
+      t.equal(await b.kv.get(key), null);
+    });
+
+    t.test('setIfAbsent without a TTL keeps the key', async (t) => {
+      const key = k('nx-keep');
+      t.ok(await b.kv.setIfAbsent(key, 'x'));
+      await b.pass(400);
+      t.equal(await b.kv.get(key), 'x');
+      await b.kv.delete(key);
+    });
+
     t.test('take: atomic read-and-delete', async (t) => {
       const key = k('take');
       await b.kv.set(key, 'once', 10_000);
@@ -104,7 +124,10 @@ function contract(name: string, make: () => Promise<Backend>) {
       const sid2 = await sessions.create(s, 10_000);
       t.not(sid, sid2, 'fresh ids');
       t.same(await sessions.get(sid), s);
+      t.ok(await sessions.update(sid, { ...s, lastSeen: now + 1 }, 10_000));
       await sessions.delete(sid);
+      t.equal(await sessions.get(sid), null);
+      t.notOk(await sessions.update(sid, s, 10_000), 'an ended session is not brought back by a late update');
       t.equal(await sessions.get(sid), null);
 
       const factors = new FactorStore(b.kv, sealer);

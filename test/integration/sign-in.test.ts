@@ -333,6 +333,22 @@ t.test('logout through the portal or the gateway ends both sessions; the old coo
   t.ok(s.portalRequests.some((r) => r.url === '/logout' && String(r.headers.cookie).includes(portalCookie)), 'the portal session was ended too');
 });
 
+t.test('a request still in flight at logout does not bring the session back', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const old = b.cookies.get('__Host-mfa-session')!;
+  s.clock.advance(31_000); // the idle clock is due to be written back by the next response
+  const slow = b.get('/slow?ms=400');
+  await new Promise((r) => setTimeout(r, 100));
+  const out = await b.get('/logout');
+  t.equal(out.status, 302);
+  t.equal((await slow).status, 200);
+  const replay = s.browser();
+  replay.cookies.set('__Host-mfa-session', old);
+  t.equal((await replay.get('/records')).status, 302, 'still signed out');
+});
+
 t.test('two users stay apart', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
