@@ -11,6 +11,8 @@ export interface JarCookie {
 
 export type Jar = readonly JarCookie[];
 
+const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/;
+
 /**
  * Applies the portal's Set-Cookie headers (RFC 6265 §5.3, one host: Domain is ignored). Cookies named in
  * `browserOwned` are left to the browser (they are allow-listed to reach it) and never enter the jar.
@@ -43,7 +45,10 @@ export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?
   if (browserHeader && browserOwned.length) {
     for (const pair of browserHeader.split(';')) {
       const name = pair.slice(0, pair.indexOf('=')).trim();
-      if (browserOwned.includes(name)) sent.push(pair.trim());
+      const value = pair.slice(pair.indexOf('=') + 1).trim();
+      // Only a well-formed value (RFC 6265 cookie-octets): "a, SESSION=x" would smuggle a second cookie to
+      // portals that also split on commas.
+      if (browserOwned.includes(name) && COOKIE_VALUE.test(value)) sent.push(`${name}=${value}`);
     }
   }
   return sent.length ? sent.join('; ') : undefined;

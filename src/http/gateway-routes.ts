@@ -56,11 +56,11 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     }
   });
 
-  // Where a browser with a pending login goes next.
+  // Where a browser with a pending login goes next: the page of its stage.
   app.get(`${p}/continue`, async (req, reply) => {
-    const id = pendingId(req);
-    const pending = id ? await ctx.secondFactor.pendingAt(id, 'verify').catch(() => null) : null;
-    return reply.redirect(pending ? `${p}/verify` : `${p}/enrol`, 303);
+    const stage = await secondFactor.stage(pendingId(req));
+    if (!stage) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no pending login');
+    return reply.redirect(`${p}/${stage === 'acknowledge' ? 'recovery-codes' : stage}`, 303);
   });
 
   app.get(`${p}/enrol`, async (req, reply) => {
@@ -82,6 +82,12 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       return sendPage(reply, 400, pages.enrolPage(page, { qrSvg: await qrSvg(uri), groupedSecret: groupedSecret(secret), csrf: pending.csrf, error: messages.wrongCode(result.attemptsLeft) }));
     }
     return sendPage(reply, 200, pages.recoveryCodesPage(page, { codes: result.codes, csrf: pending.csrf }));
+  });
+
+  // Back at the acknowledgement after leaving it: the codes were shown once and are not shown again.
+  app.get(`${p}/recovery-codes`, async (req, reply) => {
+    const pending = await secondFactor.pendingAt(pendingId(req), 'acknowledge');
+    return sendPage(reply, 200, pages.recoveryCodesPage(page, { codes: [], csrf: pending.csrf }));
   });
 
   app.post(`${p}/recovery-codes`, async (req, reply) => {

@@ -36,6 +36,11 @@ export class SecondFactorService {
     return p;
   }
 
+  /** The stage of a pending login, or null when there is none (store errors are not swallowed). */
+  async stage(id: string | undefined): Promise<PendingLogin['stage'] | null> {
+    return id ? ((await this.d.pending.get(id, this.d.clock.now()))?.stage ?? null) : null;
+  }
+
   /** The secret being enrolled: made once per pending login and shown only until enrolment is confirmed. */
   async enrolmentSecret(id: string, p: PendingLogin): Promise<string> {
     if (p.totpSecret) return p.totpSecret;

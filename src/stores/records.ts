@@ -1,5 +1,6 @@
 // The gateway's records (browser jars, pending logins, sessions, factors), sealed at rest with the key as AAD.
 import type { Jar } from '../domain/cookie-jar.js';
+import { GatewayError } from '../errors.js';
 import type { RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
 import { newId } from '../mechanisms/random.js';
 import type { Sealer } from '../mechanisms/sealer.js';
@@ -14,7 +15,7 @@ class SealedRecords<T> {
   constructor(
     private readonly kv: KvStore,
     private readonly sealer: Sealer,
-    private readonly cacheSize = 0,
+    private readonly opts: { cacheSize?: number; unreadable?: 'absent' | 'fail' } = {},
   ) {}
 
   async get(key: string): Promise<T | null> {
@@ -45,13 +46,15 @@ class SealedRecords<T> {
     if (hit?.sealed === sealed) return hit.value;
     try {
       const value = Object.freeze(JSON.parse(this.sealer.open(sealed, key))) as T;
-      if (this.cacheSize) {
-        if (this.opened.size >= this.cacheSize) this.opened.delete(this.opened.keys().next().value!);
+      if (this.opts.cacheSize) {
+        if (this.opened.size >= this.opts.cacheSize) this.opened.delete(this.opened.keys().next().value!);
         this.opened.set(key, { sealed, value });
       }
       return value;
-    } catch {
-      // Altered, foreign or unreadable records are treated as absent.
+    } catch (cause) {
+      // Altered, foreign or unreadable records: absent where that means "signed out" (fail closed), an error
+      // where absent would mean something weaker (a factor record read as "not enrolled").
+      if (this.opts.unreadable === 'fail') throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `record ${key} cannot be opened`, { cause });
       return null;
     }
   }
@@ -140,7 +143,7 @@ const SESSION_CACHE_SIZE = 10_000;
 export class Sessions {
   private readonly records: SealedRecords<SessionRecord>;
   constructor(kv: KvStore, sealer: Sealer) {
-    this.records = new SealedRecords(kv, sealer, SESSION_CACHE_SIZE);
+    this.records = new SealedRecords(kv, sealer, { cacheSize: SESSION_CACHE_SIZE });
   }
   /** Always a fresh id: never the pending login's, never one the client chose. */
   async create(s: SessionRecord, ttlMs: number): Promise<string> {
@@ -165,11 +168,11 @@ export interface UserFactors {
   recovery?: RecoveryCodeSet & { addedAt: number };
 }
 
-/** A user's second factors, kept until removed. */
+/** A user's second factors, kept until removed. A record that cannot be opened is an error, never "no factor". */
 export class FactorStore {
   private readonly records: SealedRecords<UserFactors>;
   constructor(kv: KvStore, sealer: Sealer) {
-    this.records = new SealedRecords(kv, sealer);
+    this.records = new SealedRecords(kv, sealer, { unreadable: 'fail' });
   }
   get(pid: string): Promise<UserFactors | null> {
     return this.records.get(keys.factors(pid));

@@ -12,6 +12,7 @@ export const messages = {
   wrongCode: (left: number) => `That code did not work. Check the app and try again. ${left} ${left === 1 ? 'attempt' : 'attempts'} left.`,
   recoveryTitle: 'Save your recovery codes',
   recoveryIntro: 'If you lose your phone, each of these codes lets you sign in once. Print them or write them down and keep them somewhere safe. They will not be shown again.',
+  recoveryShownOnce: 'Your recovery codes were shown once, on the previous page, and cannot be shown again. Your authenticator app is set up.',
   recoveryAck: 'I have saved my recovery codes',
   recoveryAckRequired: 'Please confirm that you have saved your recovery codes.',
   continue: 'Continue',

@@ -61,8 +61,12 @@ export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: 
   return layout(
     ctx,
     m.recoveryTitle,
-    `<p>${esc(m.recoveryIntro)}</p>
-<ol class="codes" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>
+    `${
+      v.codes.length
+        ? `<p>${esc(m.recoveryIntro)}</p>
+<ol class="codes" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>`
+        : `<p>${esc(m.recoveryShownOnce)}</p>`
+    }
 <form method="post" action="${ctx.prefix}/recovery-codes">
 <input type="hidden" name="csrf" value="${esc(v.csrf)}">
 ${errorBlock('ack-error', v.error)}

@@ -135,7 +135,8 @@ function contract(name: string, make: () => Promise<Backend>) {
       t.notMatch((await b.kv.get('user:{p}:factors')) ?? '', /JBSWY3DP/, 'TOTP secret encrypted at rest');
       t.equal((await factors.get('p'))?.totp?.secret, 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP');
       await b.kv.set('user:{q}:factors', (await b.kv.get('user:{p}:factors'))!);
-      t.equal(await factors.get('q'), null, "a record copied under another user's key does not open");
+      await t.rejects(factors.get('q'), { code: 'GW_ERR_STORE_UNAVAILABLE' }, "a record copied under another user's key does not open, and is not read as \"no factor\"");
+      t.equal(await factors.get('nobody'), null, 'no record: no factor');
     });
 
     t.test('replay guard and failure counter', async (t) => {

@@ -64,7 +64,11 @@ t.test('stray requests during enrolment (a favicon, a reload) do not end the log
   const csrf = inputValue(page.body, 'csrf');
   await b.post('/_mfa/enrol', { csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal((await b.get('/favicon.ico')).location, '/_mfa/continue');
-  t.equal((await b.get('/_mfa/continue')).location, '/_mfa/enrol');
+  t.equal((await b.get('/_mfa/continue')).location, '/_mfa/recovery-codes', 'back to the step the login is at');
+  const again = await b.get('/_mfa/recovery-codes');
+  t.equal(again.status, 200);
+  t.notMatch(again.body, /<li>/, 'the codes are not shown again');
+  t.match(again.body, 'name="saved"');
   t.equal((await b.get('/_mfa/enrol')).status, 403, 'the secret is not shown again');
   const done = await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
   t.equal(done.status, 303, 'the login still completes');
