@@ -18,9 +18,12 @@ const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/;
  * `browserOwned` are left to the browser (they are allow-listed to reach it) and never enter the jar.
  */
 export function applySetCookies(jar: Jar, setCookies: readonly string[], requestPath: string, now: number, browserOwned: readonly string[] = []): Jar {
+  // Browser-owned cookies are skipped before parsing: a portal re-setting only those costs nothing.
+  const forJar = setCookies.filter((sc) => !browserOwned.includes(cookieName(sc)));
+  if (forJar.length === 0) return jar;
   const next = jar.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
-  for (const sc of parseSetCookie([...setCookies], { decodeValues: false })) {
-    if (!sc.name || browserOwned.includes(sc.name)) continue;
+  for (const sc of parseSetCookie(forJar, { decodeValues: false })) {
+    if (!sc.name) continue;
     const path = sc.path?.startsWith('/') ? sc.path : defaultPath(requestPath);
     const expiresAt = sc.maxAge !== undefined ? now + sc.maxAge * 1000 : sc.expires?.getTime();
     const at = next.findIndex((c) => c.name === sc.name && c.path === path);
@@ -44,7 +47,7 @@ export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?
     .map((c) => `${c.name}=${c.value}`);
   if (browserHeader && browserOwned.length) {
     for (const pair of browserHeader.split(';')) {
-      const name = pair.slice(0, pair.indexOf('=')).trim();
+      const name = cookieName(pair);
       const value = pair.slice(pair.indexOf('=') + 1).trim();
       // Only a well-formed value (RFC 6265 cookie-octets): "a, SESSION=x" would smuggle a second cookie to
       // portals that also split on commas.
@@ -52,6 +55,11 @@ export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?
     }
   }
   return sent.length ? sent.join('; ') : undefined;
+}
+
+/** The name of a `name=value` pair or of a Set-Cookie header. */
+export function cookieName(pairOrSetCookie: string): string {
+  return pairOrSetCookie.slice(0, pairOrSetCookie.indexOf('=')).trim();
 }
 
 export function sameJar(a: Jar, b: Jar): boolean {

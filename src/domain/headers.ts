@@ -1,5 +1,6 @@
 // Header hygiene between browser and portal: what may pass, what the gateway sets, what is always removed.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { cookieName } from './cookie-jar.js';
 
 // RFC 9110 §7.6.1 hop-by-hop fields, plus proxy credentials that are meant for the gateway hop only.
 const HOP_BY_HOP = new Set([
@@ -47,7 +48,7 @@ export function browserResponseHeaders(
     const n = name.toLowerCase();
     if (HOP_BY_HOP.has(n) || named.has(n)) continue;
     if (n === 'set-cookie') {
-      const allowed = asList(value).filter((sc) => opts.browserCookies.includes(sc.slice(0, sc.indexOf('=')).trim()));
+      const allowed = asList(value).filter((sc) => opts.browserCookies.includes(cookieName(sc)));
       if (allowed.length) out[n] = allowed;
     } else if (n === 'location' && typeof value === 'string') {
       out[n] = opts.rewriteLocation(value);

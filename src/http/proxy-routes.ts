@@ -136,9 +136,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         return browserResponseHeaders(headers, { browserCookies: config.portal.browserCookies, rewriteLocation }) as IncomingHttpHeaders;
       },
       onResponse: async (_r, rep, res) => {
-        // Only cookies for the jar cost a write; allow-listed ones went to the browser.
-        const forJar = setCookies.filter((sc) => !config.portal.browserCookies.includes(sc.slice(0, sc.indexOf('=')).trim()));
-        const updated = forJar.length ? applySetCookies(jar, forJar, target.path, clock.now()) : jar;
+        // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
+        const updated = applySetCookies(jar, setCookies, target.path, clock.now(), config.portal.browserCookies);
         const changed = sameJar(updated, jar) ? undefined : updated;
         try {
           if (owner.kind === 'browser' && changed) await ctx.jars.put(owner.id, changed);

@@ -14,12 +14,15 @@ t.test('form bodies: one canonical parse, the canonical username is what the por
   const parsed = parseLoginBody(Buffer.from('username=+ALICE+&password=p%26w&csrf=x'), 'form', 'username');
   t.equal(parsed.username, ' ALICE ');
   t.equal(parsed.withUsername('alice').toString(), 'username=alice&password=p%26w&csrf=x', 'other fields untouched');
-  t.ok(refused('username=alice&username=admin&password=x', 'form'), 'duplicate username');
-  t.ok(refused('username=alice&password=a&password=b', 'form'), 'any duplicate field');
-  t.ok(refused('password=x', 'form'), 'no username');
-  t.ok(refused('username=fresh&UserName=alice&password=x', 'form'), 'another spelling of the field');
-  t.ok(refused('username=fresh&user_name=alice&password=x', 'form'), 'underscore spelling');
-  t.ok(refused('username=%E0%A4%A&password=x', 'form'), 'malformed encoding');
+  const bad: [string, string][] = [
+    ['username=alice&username=admin&password=x', 'duplicate username'],
+    ['username=alice&password=a&password=b', 'any duplicate field'],
+    ['password=x', 'no username'],
+    ['username=fresh&UserName=alice&password=x', 'another spelling of the field'],
+    ['username=fresh&user_name=alice&password=x', 'underscore spelling'],
+    ['username=%E0%A4%A&password=x', 'malformed encoding'],
+  ];
+  for (const [body, why] of bad) t.ok(refused(body, 'form'), why);
   const latin1 = parseLoginBody(Buffer.from('username=Alice&password=caf%E9+cr%E8me'), 'form', 'username');
   t.equal(latin1.withUsername('alice').toString('latin1'), 'username=alice&password=caf%E9+cr%E8me', 'other fields byte for byte, whatever their charset');
   t.equal(parseLoginBody(Buffer.from('username=b%C3%B8b+x&password=p'), 'form', 'username').username, 'bøb x');
@@ -30,10 +33,13 @@ t.test('JSON bodies', async (t) => {
   const parsed = parseLoginBody(Buffer.from('{"username":"Alice","password":"pw","remember":true}'), 'json', 'username');
   t.equal(parsed.username, 'Alice');
   t.same(JSON.parse(parsed.withUsername('alice').toString()), { username: 'alice', password: 'pw', remember: true });
-  t.ok(refused('{"username":["alice","admin"]}', 'json'), 'array username');
-  t.ok(refused('{"username":{"$ne":null}}', 'json'), 'object username');
-  t.ok(refused('[1,2]', 'json'), 'not an object');
-  t.ok(refused('{"username":', 'json'), 'not JSON');
-  t.ok(refused('{"password":"x"}', 'json'), 'no username');
-  t.ok(refused('{"username":"fresh","UserName":"alice","password":"x"}', 'json'), 'another spelling of the field');
+  const bad: [string, string][] = [
+    ['{"username":["alice","admin"]}', 'array username'],
+    ['{"username":{"$ne":null}}', 'object username'],
+    ['[1,2]', 'not an object'],
+    ['{"username":', 'not JSON'],
+    ['{"password":"x"}', 'no username'],
+    ['{"username":"fresh","UserName":"alice","password":"x"}', 'another spelling of the field'],
+  ];
+  for (const [body, why] of bad) t.ok(refused(body, 'json'), why);
 });
