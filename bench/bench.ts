@@ -1,7 +1,7 @@
 // npm run bench: requests/s and latency of one authenticated portal page (a) straight from the demo portal,
 // (b) through a bare @fastify/reply-from proxy with no authentication (the floor of this stack) and (c) through
 // the gateway with a valid session. Each server runs in its own process; autocannon runs in this one.
-// Environment: BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_REDIS_URL (gateway on Redis instead of memory),
+// Environment: BENCH_SECONDS (per round), BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_REDIS_URL (gateway on Redis instead of memory),
 // BENCH_CPU_PROFILE_DIR (write a V8 CPU profile of the gateway there).
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -18,7 +18,8 @@ import { DEMO_USERS, startDemoPortal } from '../test/fixtures/demo-portal.js';
 import { Browser, inputValue } from '../test/helpers/browser.js';
 import { rawTestConfig } from '../test/helpers/config.js';
 
-const DURATION = Number(process.env.BENCH_SECONDS ?? 10);
+const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const PAGE = '/records';
 const self = fileURLToPath(import.meta.url);
@@ -89,20 +90,32 @@ async function stats(proc: ChildProcess): Promise<Stats> {
   return m;
 }
 
-async function measure(name: string, url: string, cookie: string, proc: ChildProcess) {
-  const check = await request(`${url}${PAGE}`, { headers: { cookie } });
-  const body = await check.body.text();
-  if (check.statusCode !== 200 || !body.includes('Signed in as')) throw new Error(`${name}: ${PAGE} is not the authenticated page (${check.statusCode})`);
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  cpu: number;
+  rss: number;
+}
+
+async function measure(name: string, url: string, cookie: string, proc: ChildProcess, seconds: number): Promise<Result> {
   const opts = { url: `${url}${PAGE}`, connections: CONNECTIONS, headers: { cookie } };
-  await autocannon({ ...opts, duration: 2 }); // warm-up
   const before = await stats(proc);
-  const r = await autocannon({ ...opts, duration: DURATION });
+  const r = await autocannon({ ...opts, duration: seconds });
   const after = await stats(proc);
   if (r.non2xx || r.errors || r.timeouts) throw new Error(`${name}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`);
   // CPU time the server process spent per request: the cost that does not depend on the other processes.
   const cpu = (after.cpuMicros - before.cpuMicros) / r.requests.total;
-  return { name, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, cpu, rss: after.rss };
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, cpu, rss: after.rss };
 }
+
+async function checkPage(name: string, url: string, cookie: string): Promise<void> {
+  const check = await request(`${url}${PAGE}`, { headers: { cookie } });
+  const body = await check.body.text();
+  if (check.statusCode !== 200 || !body.includes('Signed in as')) throw new Error(`${name}: ${PAGE} is not the authenticated page (${check.statusCode})`);
+}
+
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const portal = await spawn('portal');
@@ -110,21 +123,33 @@ async function main(): Promise<void> {
   const gateway = await spawn('gateway', portal.url);
   try {
     const portalSession = await portalCookie(portal.url);
-    const results = [
-      await measure('(a) portal directly', portal.url, portalSession, portal.proc),
-      await measure('(b) bare reply-from proxy', bare.url, portalSession, bare.proc),
-      await measure('(c) gateway with a session', gateway.url, await gatewayCookie(gateway.url), gateway.proc),
+    const targets = [
+      { name: '(a) portal directly', url: portal.url, cookie: portalSession, proc: portal.proc, runs: [] as Result[] },
+      { name: '(b) bare reply-from proxy', url: bare.url, cookie: portalSession, proc: bare.proc, runs: [] as Result[] },
+      { name: '(c) gateway with a session', url: gateway.url, cookie: await gatewayCookie(gateway.url), proc: gateway.proc, runs: [] as Result[] },
     ];
-    const [a, b, c] = results as [(typeof results)[0], (typeof results)[0], (typeof results)[0]];
-    console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`);
-    console.log(`load: autocannon, ${CONNECTIONS} connections, ${DURATION} s per target, GET ${PAGE}; store: ${process.env.BENCH_REDIS_URL ? 'redis' : 'memory'}\n`);
-    console.log('target                          req/s     p50 ms   p99 ms   CPU µs/req   RSS MiB');
-    for (const r of results) {
-      console.log(`${r.name.padEnd(30)} ${r.rps.toFixed(0).padStart(7)} ${String(r.p50).padStart(9)} ${String(r.p99).padStart(8)} ${r.cpu.toFixed(0).padStart(12)} ${(r.rss / 2 ** 20).toFixed(0).padStart(9)}`);
+    for (const t of targets) {
+      await checkPage(t.name, t.url, t.cookie);
+      await measure(t.name, t.url, t.cookie, t.proc, 2); // warm-up
     }
-    console.log('');
-    console.log(`gateway/portal ratio: ${(c.rps / a.rps).toFixed(2)}`);
-    console.log(`gateway/bare-proxy ratio: ${(c.rps / b.rps).toFixed(2)}`);
+    // Rounds alternate the order of the targets, so a slow spell of the machine does not fall on one target only.
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const t of order) t.runs.push(await measure(t.name, t.url, t.cookie, t.proc, DURATION));
+    }
+    const [a, b, c] = targets.map((t) => t.runs) as [Result[], Result[], Result[]];
+    const ratio = (x: Result[], y: Result[]) => median(x.map((r, i) => r.rps / y[i]!.rps));
+    console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`);
+    console.log(`load: autocannon, ${CONNECTIONS} connections, ${ROUNDS} rounds of ${DURATION} s per target, GET ${PAGE}; store: ${process.env.BENCH_REDIS_URL ? 'redis' : 'memory'}`);
+    console.log('figures: median of the rounds\n');
+    console.log('target                          req/s     p50 ms   p99 ms   CPU µs/req   RSS MiB');
+    for (const t of targets) {
+      const m = (f: (r: Result) => number) => median(t.runs.map(f));
+      console.log(`${t.name.padEnd(30)} ${m((r) => r.rps).toFixed(0).padStart(7)} ${String(m((r) => r.p50)).padStart(9)} ${String(m((r) => r.p99)).padStart(8)} ${m((r) => r.cpu).toFixed(0).padStart(12)} ${(Math.max(...t.runs.map((r) => r.rss)) / 2 ** 20).toFixed(0).padStart(9)}`);
+    }
+    console.log(`\nper-round gateway/bare-proxy: ${c.map((r, i) => (r.rps / b[i]!.rps).toFixed(2)).join(' ')}`);
+    console.log(`gateway/portal ratio: ${ratio(c, a).toFixed(2)}`);
+    console.log(`gateway/bare-proxy ratio: ${ratio(c, b).toFixed(2)}`);
   } finally {
     for (const p of [portal, bare, gateway]) p.proc.kill();
   }

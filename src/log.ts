@@ -1,17 +1,16 @@
 // Logger options: JSON lines, secrets redacted at known paths, requests logged by path only (never the query).
 import pino, { type Logger, type LoggerOptions } from 'pino';
 
+// Explicit paths, no leading wildcard: a '*.x' path makes pino run the redaction on every binding of every
+// per-request child logger. The serializers below already keep headers and bodies out; these are a second net.
+const SECRET_FIELDS = ['password', 'token', 'secret', 'cookie', 'authorization', 'body', 'headers'];
 const REDACT = [
   'req.headers.cookie',
   'req.headers.authorization',
   'req.headers["proxy-authorization"]',
   'res.headers["set-cookie"]',
-  '*.password',
-  '*.code',
-  '*.token',
-  '*.secret',
-  '*.cookie',
-  '*.authorization',
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((f) => `err.${f}`),
 ];
 
 export function loggerOptions(level: string): LoggerOptions {

@@ -41,20 +41,19 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
  * browser's own copies of the allow-listed cookies (`browserOwned`) and no other browser cookie.
  */
 export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?: string, browserOwned: readonly string[] = []): string | undefined {
-  const sent = jar
-    .filter((c) => (c.expiresAt === undefined || c.expiresAt > now) && pathMatches(path, c.path))
-    .sort((a, b) => b.path.length - a.path.length)
-    .map((c) => `${c.name}=${c.value}`);
-  if (browserHeader && browserOwned.length) {
+  const matching = jar.filter((c) => (c.expiresAt === undefined || c.expiresAt > now) && pathMatches(path, c.path));
+  if (matching.length > 1) matching.sort((a, b) => b.path.length - a.path.length);
+  let header = matching.map((c) => `${c.name}=${c.value}`).join('; ');
+  if (browserHeader && browserOwned.some((name) => browserHeader.includes(name))) {
     for (const pair of browserHeader.split(';')) {
       const name = cookieName(pair);
       const value = pair.slice(pair.indexOf('=') + 1).trim();
       // Only a well-formed value (RFC 6265 cookie-octets): "a, SESSION=x" would smuggle a second cookie to
       // portals that also split on commas.
-      if (browserOwned.includes(name) && COOKIE_VALUE.test(value)) sent.push(`${name}=${value}`);
+      if (browserOwned.includes(name) && COOKIE_VALUE.test(value)) header += `${header ? '; ' : ''}${name}=${value}`;
     }
   }
-  return sent.length ? sent.join('; ') : undefined;
+  return header || undefined;
 }
 
 /** The name of a `name=value` pair or of a Set-Cookie header. */

@@ -14,21 +14,41 @@ const IDENTITY = /^(x-forwarded-|forwarded$|x-real-ip$|x-client-ip$|true-client-
 export interface ForwardContext {
   clientIp: string;
   proto: 'http' | 'https';
+  /** The Host the browser asked for, passed on as X-Forwarded-Host. */
   host: string | undefined;
+  /** The portal's own host, sent as Host. */
+  upstreamHost?: string;
   cookie: string | undefined;
+}
+
+/** Whether a client-sent header may pass to the portal, by lower-case name (without the Connection check). */
+function passes(name: string): boolean {
+  const n = name.toLowerCase();
+  // Underscore spellings (X_Auth_User) reach PHP/CGI apps as the same variable as the dashed form.
+  return !(n.includes('_') || HOP_BY_HOP.has(n) || IDENTITY.test(n) || n === 'cookie' || n === 'host');
+}
+
+// Header names repeat from request to request: each name is judged once (bounded, so junk names cannot grow it).
+const verdicts = new Map<string, boolean>();
+function passesCached(n: string): boolean {
+  let v = verdicts.get(n);
+  if (v === undefined) {
+    v = passes(n);
+    if (verdicts.size < 1000) verdicts.set(n, v);
+  }
+  return v;
 }
 
 /** Headers for the portal: client copies of hop-by-hop, identity and cookie headers removed, then ours added. */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: ForwardContext): Record<string, string | string[]> {
   const named = connectionTokens(incoming.connection);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined) continue;
-    const n = name.toLowerCase();
-    // Underscore spellings (X_Auth_User) reach PHP/CGI apps as the same variable as the dashed form.
-    if (n.includes('_') || HOP_BY_HOP.has(n) || named.has(n) || IDENTITY.test(n) || n === 'cookie' || n === 'host') continue;
+  for (const n in incoming) {
+    const value = incoming[n];
+    if (value === undefined || !passesCached(n) || named.has(n)) continue;
     out[n] = value;
   }
+  if (ctx.upstreamHost) out.host = ctx.upstreamHost;
   out['x-forwarded-for'] = ctx.clientIp;
   out['x-forwarded-proto'] = ctx.proto;
   if (ctx.host) out['x-forwarded-host'] = ctx.host;
@@ -43,10 +63,10 @@ export function browserResponseHeaders(
 ): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   const named = connectionTokens(upstream.connection);
-  for (const [name, value] of Object.entries(upstream)) {
-    if (value === undefined) continue;
-    const n = name.toLowerCase();
-    if (HOP_BY_HOP.has(n) || named.has(n)) continue;
+  // undici gives lower-case names.
+  for (const n in upstream) {
+    const value = upstream[n];
+    if (value === undefined || HOP_BY_HOP.has(n) || named.has(n)) continue;
     if (n === 'set-cookie') {
       const allowed = asList(value).filter((sc) => opts.browserCookies.includes(cookieName(sc)));
       if (allowed.length) out[n] = allowed;
@@ -64,9 +84,11 @@ export function asList(v: string | string[] | number | undefined): string[] {
   return Array.isArray(v) ? v : [String(v)];
 }
 
-const NONE = new Set<string>();
+const NONE: ReadonlySet<string> = new Set<string>();
+// Nearly every message says "keep-alive" or "close": those name no header to remove beyond the hop-by-hop ones.
+const PLAIN_CONNECTION = new Set(['keep-alive', 'close', 'Keep-Alive', 'Close']);
 
-function connectionTokens(v: string | string[] | number | undefined): Set<string> {
-  if (v === undefined) return NONE;
+function connectionTokens(v: string | string[] | number | undefined): ReadonlySet<string> {
+  if (v === undefined || (typeof v === 'string' && PLAIN_CONNECTION.has(v))) return NONE;
   return new Set(asList(v).flatMap((s) => s.split(',')).map((t) => t.trim().toLowerCase()).filter(Boolean));
 }

@@ -48,12 +48,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       return location;
     }
   };
-  const forwardContext = (req: FastifyRequest, cookie: string | undefined) => ({
-    clientIp: req.socket.remoteAddress ?? '',
-    proto: 'http' as const,
-    host: req.headers.host,
-    cookie,
-  });
 
   async function handle(req: FastifyRequest, reply: FastifyReply) {
     const target = canonicalTarget(req.raw.url ?? '');
@@ -127,10 +121,14 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       timeout: timeoutMs,
       // The exact canonical path the gateway decided on, and nothing the client chose itself.
       queryString: () => target.query,
-      rewriteRequestHeaders: (_r, headers) => ({
-        ...upstreamRequestHeaders(headers, forwardContext(req, cookieHeader(jar, target.path, clock.now(), req.headers.cookie, config.portal.browserCookies))),
-        host: headers.host as string,
-      }),
+      rewriteRequestHeaders: (_r, headers) =>
+        upstreamRequestHeaders(headers, {
+          clientIp: req.socket.remoteAddress ?? '',
+          proto: 'http',
+          host: req.headers.host,
+          upstreamHost: headers.host as string,
+          cookie: cookieHeader(jar, target.path, clock.now(), req.headers.cookie, config.portal.browserCookies),
+        }),
       rewriteHeaders: (headers) => {
         setCookies = asList(headers['set-cookie']);
         return browserResponseHeaders(headers, { browserCookies: config.portal.browserCookies, rewriteLocation }) as IncomingHttpHeaders;

@@ -26,8 +26,11 @@ export class SessionTokens {
   // Keys are imported once: importing a raw key on every verification costs more than the HMAC itself.
   private readonly byId: Map<string, KeyObject>;
   private readonly active: { id: string; key: KeyObject };
-  /** token → its claims and expiry; the exact token string is the key, so a changed byte is a cache miss. */
-  private readonly verified = new Map<string, SessionClaims & { exp: number; iat: number }>();
+  /**
+   * signature → the whole token, its claims and expiry. A hit needs the whole token to be equal, so a changed byte
+   * anywhere is a miss; the short signature is the map key because hashing the whole token costs more than the rest.
+   */
+  private readonly verified = new Map<string, SessionClaims & { token: string; exp: number; iat: number }>();
 
   constructor(keys: readonly SigningKey[], private readonly maxAgeSeconds: number) {
     if (!keys[0]) throw new TypeError('SessionTokens needs at least one key');
@@ -49,14 +52,16 @@ export class SessionTokens {
 
   /** Claims of a genuine, unexpired session token, or null for anything else. */
   async verify(token: string, nowMs: number): Promise<SessionClaims | null> {
-    if (token.length > MAX_TOKEN_LENGTH || !SHAPE.test(token)) return null;
-    const cached = this.verified.get(token);
-    if (cached) {
+    if (token.length > MAX_TOKEN_LENGTH) return null;
+    const signature = token.slice(token.lastIndexOf('.') + 1);
+    const cached = this.verified.get(signature);
+    if (cached?.token === token) {
       const now = nowMs / 1000;
       // The same time checks as jwtVerify: expiry and maximum age, with the same tolerance.
       if (now >= cached.exp + 5 || now - cached.iat > this.maxAgeSeconds + 5 || cached.iat > now + 5) return null;
       return { sub: cached.sub, sid: cached.sid };
     }
+    if (!SHAPE.test(token)) return null;
     try {
       const { payload } = await jwtVerify(
         token,
@@ -79,7 +84,7 @@ export class SessionTokens {
       );
       if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') return null;
       if (this.verified.size >= CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(token, { sub: payload.sub, sid: payload.sid, exp: payload.exp!, iat: payload.iat! });
+      this.verified.set(signature, { token, sub: payload.sub, sid: payload.sid, exp: payload.exp!, iat: payload.iat! });
       return { sub: payload.sub, sid: payload.sid };
     } catch (err) {
       if (err instanceof joseErrors.JOSEError) return null;
