@@ -1,0 +1,134 @@
+// The audit record format: one canonical JSON line per record, each chained to the line before it.
+//
+// A record is one line of canonical JSON (keys sorted, no spaces: RFC 8785, which for these flat values is
+// JSON.stringify with sorted keys), ended by "\n". Fields of every record:
+//   seq   1, 2, 3… over the whole chain, continuing across file rotation and restarts
+//   time  ISO-8601 UTC time at which it was written (from the injected clock)
+//   type  "event" | "checkpoint" | "resumed"
+//   prev  hex SHA-256 of the previous record's line (its exact bytes, without "\n"); 64 zeros for seq 1
+//   hash  hex SHA-256 of the canonical JSON of this record without `hash`
+// Per type:
+//   event       event   a flat object of strings, finite numbers, booleans and nulls; users appear only
+//                       by pseudonymous id (`pid`), never by name
+//   checkpoint  upTo    seq of the record just before it
+//               head    `hash` of that record
+//               kid     id of the signing key
+//               sig     base64url Ed25519 signature of the canonical JSON of the checkpoint without `hash` and `sig`
+//   resumed     reason  "truncated" (the file ended in a partial line) or "corrupt" (complete lines that failed
+//                       their own hash check) when the writer started again
+//               skipped how many damaged lines just before it the chain does not continue from: its `prev` is
+//                       the line of the last intact record and its `seq` that record's seq + 1
+import { createHash } from 'node:crypto';
+
+export type AuditValue = string | number | boolean | null;
+/** A field set to undefined is left out, as JSON.stringify does. */
+export type AuditEvent = Readonly<Record<string, AuditValue | undefined>>;
+
+interface RecordBase {
+  seq: number;
+  time: string;
+  prev: string;
+  hash: string;
+}
+export interface EventRecord extends RecordBase {
+  type: 'event';
+  event: AuditEvent;
+}
+export interface CheckpointRecord extends RecordBase {
+  type: 'checkpoint';
+  upTo: number;
+  head: string;
+  kid: string;
+  sig: string;
+}
+export interface ResumedRecord extends RecordBase {
+  type: 'resumed';
+  reason: 'truncated' | 'corrupt';
+  skipped: number;
+}
+export type AuditRecord = EventRecord | CheckpointRecord | ResumedRecord;
+
+type WithoutHash<T> = T extends unknown ? Omit<T, 'hash'> : never;
+/** A record before its hash is computed. */
+export type RecordBody = WithoutHash<AuditRecord>;
+
+/** The `prev` of the first record. */
+export const GENESIS = '0'.repeat(64);
+
+/** RFC 8785 canonical JSON for the values records hold (objects, strings, finite numbers, booleans, null). */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+}
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+/** Adds the hash; returns the record and its line (without "\n"). */
+export function encodeRecord(body: RecordBody): { record: AuditRecord; line: string } {
+  const record = { ...body, hash: sha256Hex(canonicalJson(body)) } as AuditRecord;
+  return { record, line: canonicalJson(record) };
+}
+
+/** Why a value is not a flat event (null when it is one). */
+export function flatEventError(event: unknown): string | null {
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) return 'event is not an object';
+  for (const [key, v] of Object.entries(event)) {
+    const flat = v === null || v === undefined || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+    if (!flat) return `event field "${key}" is not a string, finite number, boolean or null`;
+  }
+  return null;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const FIELDS = {
+  event: ['event'],
+  checkpoint: ['upTo', 'head', 'kid', 'sig'],
+  resumed: ['reason', 'skipped'],
+} as const;
+
+function shapeError(r: Record<string, unknown>): string | null {
+  const type = r.type as keyof typeof FIELDS;
+  if (!Object.hasOwn(FIELDS, type)) return 'unknown record type';
+  const allowed = new Set<string>(['seq', 'time', 'type', 'prev', 'hash', ...FIELDS[type]]);
+  const extra = Object.keys(r).find((k) => !allowed.has(k));
+  if (extra !== undefined) return `unexpected field "${extra}"`;
+  if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return 'seq is not a positive integer';
+  if (typeof r.time !== 'string') return 'time is not a string';
+  if (typeof r.prev !== 'string' || !HEX64.test(r.prev)) return 'prev is not a SHA-256';
+  if (typeof r.hash !== 'string' || !HEX64.test(r.hash)) return 'hash is not a SHA-256';
+  switch (type) {
+    case 'event':
+      return flatEventError(r.event);
+    case 'checkpoint':
+      if (!Number.isSafeInteger(r.upTo) || (r.upTo as number) < 0) return 'upTo is not a seq';
+      if (typeof r.head !== 'string' || !HEX64.test(r.head)) return 'head is not a SHA-256';
+      return typeof r.kid === 'string' && typeof r.sig === 'string' ? null : 'kid or sig is not a string';
+    case 'resumed':
+      if (r.reason !== 'truncated' && r.reason !== 'corrupt') return 'unknown resume reason';
+      return Number.isSafeInteger(r.skipped) && (r.skipped as number) >= 0 ? null : 'skipped is not a count';
+  }
+}
+
+/**
+ * Reads one line. `intact`: the line is exactly the canonical form of the record and its hash matches, so any
+ * byte changed without recomputing the hash shows here; a recomputed hash shows in the next record's `prev`.
+ */
+export function decodeRecord(line: string): { record: AuditRecord; intact: boolean } | { error: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    return { error: 'not JSON' };
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return { error: 'not a JSON object' };
+  const error = shapeError(parsed as Record<string, unknown>);
+  if (error) return { error };
+  const record = parsed as AuditRecord;
+  const { hash, ...body } = record;
+  return { record, intact: canonicalJson(record) === line && sha256Hex(canonicalJson(body)) === hash };
+}

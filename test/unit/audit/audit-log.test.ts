@@ -1,0 +1,246 @@
+// The audit log: chaining, checkpoints, resume after restarts and crashes, rotation, privacy, failures.
+import t from 'tap';
+import { appendFileSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { AuditLog } from '../../../src/audit/audit-log.js';
+import { AuditFileSink, auditFiles } from '../../../src/audit/file-sink.js';
+import { checkpointSignatureValid } from '../../../src/audit/checkpoint.js';
+import { GENESIS, canonicalJson, sha256Hex, type CheckpointRecord } from '../../../src/audit/record.js';
+import { verifyAudit, verifyAuditText } from '../../../src/audit/verify-audit.js';
+import { FakeClock } from '../../helpers/clock.js';
+import { linesOf, openLog, privateKey, publicKey, readSegments, recordsOf, tempDir } from './helpers.js';
+
+const event = (n: number) => ({ name: 'password_ok', pid: `p${n}`, ip: '192.0.2.1' });
+
+t.test('chaining: seq, time, prev and hash link every record', async (t) => {
+  const dir = tempDir(t);
+  const { log, clock } = openLog(dir);
+  log.append(event(1));
+  clock.advance(1000);
+  log.append({ name: 'mfa_ok', pid: 'p1', factor: 'totp', n: 1.5, ok: true, none: null });
+  log.append(event(2));
+  await log.close();
+
+  const lines = linesOf(readFileSync(join(dir, 'audit.jsonl'), 'utf8'));
+  const records = lines.map((l) => JSON.parse(l));
+  t.same(records.map((r) => [r.seq, r.type]), [[1, 'event'], [2, 'event'], [3, 'event'], [4, 'checkpoint']]);
+  t.same(records[1].event, { name: 'mfa_ok', pid: 'p1', factor: 'totp', n: 1.5, ok: true, none: null });
+  t.equal(records[0].time, '2027-01-15T08:00:00.000Z');
+  t.equal(records[1].time, '2027-01-15T08:00:01.000Z', 'time from the injected clock');
+  t.equal(records[0].prev, GENESIS);
+  lines.forEach((line, i) => {
+    const { hash, ...body } = records[i];
+    t.equal(line, canonicalJson(records[i]), `line ${i + 1} is canonical JSON`);
+    t.equal(hash, sha256Hex(canonicalJson(body)), `hash of record ${i + 1}`);
+    if (i > 0) t.equal(records[i].prev, sha256Hex(lines[i - 1]!), `record ${i + 1} chained to the line before`);
+  });
+  t.same(verifyAudit(auditFiles(dir), publicKey), { ok: true, records: 4, checkpoints: 1, lastSealedSeq: 4, problems: [] });
+});
+
+t.test('checkpoints: every N records, after T ms, on close; signed over their content', async (t) => {
+  const dir = tempDir(t);
+  const { log, clock } = openLog(dir, { checkpointEvery: 3, checkpointIntervalMs: 60_000 });
+  for (let i = 1; i <= 7; i++) log.append(event(i));
+  const types = () => recordsOf(dir).map((r) => (r.type === 'checkpoint' ? `C${String(r.upTo)}` : String(r.seq)));
+  t.same(types(), ['1', '2', '3', 'C3', '5', '6', '7', 'C7', '9'], 'every 3 records');
+
+  log.checkpointIfDue();
+  clock.advance(59_999);
+  log.checkpointIfDue();
+  t.equal(recordsOf(dir).length, 9, 'not yet: the oldest unsealed record is younger than T');
+  clock.advance(1);
+  log.checkpointIfDue();
+  t.same(types().slice(-2), ['9', 'C9'], 'T after the oldest unsealed record');
+  log.checkpointIfDue();
+  t.equal(recordsOf(dir).length, 10, 'nothing unsealed: no checkpoint');
+
+  log.append(event(8));
+  clock.advance(60_000);
+  log.append(event(9));
+  t.same(types().slice(-3), ['11', '12', 'C12'], 'append checks T too');
+  log.append(event(10));
+  await log.close();
+  await log.close();
+  t.same(types().slice(-2), ['14', 'C14'], 'close seals the rest, once');
+
+  const checkpoints = recordsOf(dir).filter((r) => r.type === 'checkpoint') as unknown as CheckpointRecord[];
+  const other = generateKeyPairSync('ed25519').publicKey;
+  for (const c of checkpoints) {
+    t.equal(c.kid, 'audit-1');
+    t.equal(c.head, (recordsOf(dir)[c.upTo - 1] as { hash: string }).hash, 'head is the hash of the record before');
+    t.ok(checkpointSignatureValid(c, publicKey), `checkpoint ${c.seq} verifies`);
+    t.notOk(checkpointSignatureValid(c, other), 'not with another key');
+    t.notOk(checkpointSignatureValid({ ...c, upTo: c.upTo - 1 }, publicKey), 'the signature covers upTo');
+  }
+  const report = verifyAudit(auditFiles(dir), publicKey);
+  t.same([report.ok, report.checkpoints, report.lastSealedSeq, report.problems], [true, 5, 15, []]);
+});
+
+t.test('resume after a restart: the chain continues, sealed or not', async (t) => {
+  const dir = tempDir(t);
+  const first = openLog(dir);
+  first.log.append(event(1));
+  await first.log.close();
+  const second = openLog(dir);
+  second.log.append(event(2));
+  // A crash before close: the file as it was before the final checkpoint.
+  const file = join(dir, 'audit.jsonl');
+  const beforeClose = readFileSync(file);
+  await second.log.close();
+  writeFileSync(file, beforeClose);
+  const third = openLog(dir);
+  t.same(third.errors, [], 'an unsealed tail is not damage');
+  third.log.append(event(3));
+  await third.log.close();
+  t.same(recordsOf(dir).map((r) => `${String(r.seq)}${String(r.type)[0]}`), ['1e', '2c', '3e', '4e', '5c']);
+  const report = verifyAudit(auditFiles(dir), publicKey);
+  t.ok(report.ok);
+  t.equal(report.lastSealedSeq, 5);
+});
+
+t.test('resume after a crash mid-write: a resumed record, never a continuation of the partial line', async (t) => {
+  const dir = tempDir(t);
+  const first = openLog(dir);
+  first.log.append(event(1));
+  first.log.append(event(2));
+  await first.log.close();
+  const file = join(dir, 'audit.jsonl');
+  const intact = linesOf(readFileSync(file, 'utf8'));
+  appendFileSync(file, '{"event":{"name":"mfa_ok","pid":"p2"},"hash":"ab');
+
+  const second = openLog(dir);
+  t.same(second.errors.map((e) => [e.code, e.seq]), [['AUDIT_TAIL_DAMAGED', 4]]);
+  second.log.append(event(3));
+  await second.log.close();
+  const lines = linesOf(readFileSync(file, 'utf8'));
+  t.equal(lines.length, 7, 'the partial line is kept, ended by a newline');
+  const resumed = JSON.parse(lines[4]!);
+  t.match(resumed, { seq: 4, type: 'resumed', reason: 'truncated', skipped: 1, prev: sha256Hex(intact[2]!) });
+  t.same(JSON.parse(lines[5]!).seq, 5);
+
+  const report = verifyAudit([file], publicKey);
+  t.notOk(report.ok, 'the lost record stays visible');
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['truncated', 4, 4]]);
+  t.equal(report.lastSealedSeq, 6, 'the chain after the restart verifies');
+});
+
+t.test('resume after a corrupt last line: skipped and reported, whatever it holds', async (t) => {
+  const dir = tempDir(t);
+  const first = openLog(dir);
+  first.log.append(event(1));
+  await first.log.close();
+  const file = join(dir, 'audit.jsonl');
+  const lines = linesOf(readFileSync(file, 'utf8'));
+  writeFileSync(file, `${lines[0]}\n${lines[1]!.replace('"upTo":1', '"upTo":9')}\n`);
+  const second = openLog(dir);
+  await second.log.close();
+  t.match(recordsOf(dir)[2], { seq: 2, type: 'resumed', reason: 'corrupt', skipped: 1, prev: sha256Hex(lines[0]!) });
+  t.match(recordsOf(dir)[3], { seq: 3, type: 'checkpoint' }, 'close seals the resumed record');
+  const report = verifyAudit([file], publicKey);
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['edited', 2, 2]]);
+});
+
+t.test('rotation: files named by their first seq, the chain continuing across files and restarts', async (t) => {
+  const dir = tempDir(t);
+  const maxBytes = 700;
+  const first = openLog(dir, { maxBytes, checkpointEvery: 4 });
+  for (let i = 1; i <= 10; i++) first.log.append(event(i));
+  await first.log.close();
+  const second = openLog(dir, { maxBytes, checkpointEvery: 4 });
+  for (let i = 11; i <= 20; i++) second.log.append(event(i));
+  await second.log.close();
+
+  const names = readdirSync(dir).sort();
+  t.ok(names.length >= 4, `rotated into ${names.length} files`);
+  t.equal(names.at(-1), 'audit.jsonl');
+  for (const s of readSegments(dir)) {
+    t.ok(statSync(join(dir, s.file)).size <= maxBytes, `${s.file} within maxBytes`);
+    const firstSeq = JSON.parse(linesOf(s.text)[0]!).seq as number;
+    if (s.file !== 'audit.jsonl') t.equal(s.file, `audit-${String(firstSeq).padStart(12, '0')}.jsonl`, 'named by its first seq');
+  }
+  t.same(recordsOf(dir).map((r) => r.seq), Array.from({ length: recordsOf(dir).length }, (_, i) => i + 1), 'one chain over all files');
+  const report = verifyAuditText(readSegments(dir), publicKey);
+  t.same([report.ok, report.problems], [true, []]);
+});
+
+t.test('privacy: events with a username or a secret are refused and reported, never written', async (t) => {
+  const dir = tempDir(t);
+  const { log, errors } = openLog(dir);
+  const refused = [
+    { name: 'password_ok', username: 'alice' },
+    { name: 'password_ok', user: 'alice' },
+    { name: 'password_failed', password: 'Correct-Horse-9' },
+    { name: 'mfa_failed', code: '123456' },
+    { name: 'session_started', token: 'eyJhbGciOi.secret-token' },
+    { name: 'enrolled', secret: 'JBSWY3DPEHPK3PXP' },
+    { name: 'proxied', cookie: 'PORTALSESSID=deadbeef' },
+    { name: 'password_ok', User_Name: 'alice' },
+    { name: 'password_ok', Password: 'Correct-Horse-9' },
+    { name: 'nested', pid: { username: 'alice' } },
+    { name: 'not finite', n: Number.NaN },
+  ];
+  for (const e of refused) log.append(e as never);
+  log.append({ name: 'password_ok', pid: 'p1', ip: undefined });
+  await log.close();
+  t.equal(errors.length, refused.length);
+  t.same(recordsOf(dir)[0]!.event, { name: 'password_ok', pid: 'p1' }, 'an undefined field is left out');
+  t.ok(errors.every((e) => e.code === 'AUDIT_EVENT_REFUSED'));
+  t.match(errors[0]!.message, /"username"/, 'the field is named');
+  t.same(log.counts, { appended: 1, refused: refused.length, fileFailures: 0, mirrorFailures: 0 });
+  const written = readSegments(dir).map((s) => s.text).join('');
+  for (const value of ['alice', 'Correct-Horse-9', '123456', 'secret-token', 'JBSWY3DPEHPK3PXP', 'deadbeef']) {
+    t.notMatch(written, value, `${value} not in the audit file`);
+    t.notOk(errors.some((e) => e.message.includes(value)), `${value} not in the errors`);
+  }
+  t.equal(recordsOf(dir).length, 2, 'the good event and the final checkpoint');
+});
+
+t.test('append never throws: failed writes are reported and the chain resumes from the file', async (t) => {
+  const dir = tempDir(t);
+  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
+  let fail: 'no' | 'whole' | 'half' = 'no';
+  const journal = {
+    linesFromEnd: () => sink.linesFromEnd(),
+    endPartialLine: () => sink.endPartialLine(),
+    sync: () => sink.sync(),
+    close: () => sink.close(),
+    write(line: string, seq: number) {
+      if (fail === 'half') {
+        // What a failing write leaves: part of the line, and a sink that reopens the file.
+        appendFileSync(join(dir, 'audit.jsonl'), line.slice(0, 40));
+        sink.close();
+      }
+      if (fail !== 'no') throw new Error('ENOSPC: no space left on device');
+      sink.write(line, seq);
+    },
+  };
+  const errors: string[] = [];
+  const log = new AuditLog({
+    journal,
+    signingKey: privateKey,
+    keyId: 'audit-1',
+    clock: new FakeClock(),
+    onError: (e) => {
+      errors.push(`${e.code} ${e.sink} ${e.seq}`);
+      throw new Error('a failing error handler');
+    },
+  });
+  log.append(event(1));
+  fail = 'whole';
+  t.doesNotThrow(() => log.append(event(2)));
+  fail = 'no';
+  log.append(event(3));
+  fail = 'half';
+  log.append(event(4));
+  fail = 'no';
+  log.append(event(5));
+  await log.close();
+  log.append(event(6));
+  t.same(errors, ['AUDIT_WRITE_FAILED file 2', 'AUDIT_WRITE_FAILED file 3', 'AUDIT_TAIL_DAMAGED file 3', 'AUDIT_CLOSED undefined undefined']);
+  t.same(log.counts, { appended: 3, refused: 0, fileFailures: 2, mirrorFailures: 0 });
+  t.same(recordsOf(dir).filter((r) => r.type === 'event').map((r) => (r.event as { pid: string }).pid), ['p1', 'p3', 'p5']);
+  const report = verifyAudit(auditFiles(dir), publicKey);
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['truncated', 3, 3]], 'only the half-written line');
+  t.equal(report.lastSealedSeq, 5);
+});

@@ -1,0 +1,165 @@
+// Every kind of tampering the verifier must find, each at its exact position.
+import t from 'tap';
+import { generateKeyPairSync } from 'node:crypto';
+import { signCheckpoint, type CheckpointClaims } from '../../../src/audit/checkpoint.js';
+import { GENESIS, canonicalJson, encodeRecord, sha256Hex } from '../../../src/audit/record.js';
+import { verifyAuditText, type AuditReport } from '../../../src/audit/verify-audit.js';
+import { linesOf, openLog, publicKey, readSegments, rewrite, tempDir, textOf } from './helpers.js';
+
+// One trail for every case: 15 events, a checkpoint every 4 records (seq 5, 10, 15) and on close (seq 19),
+// rotated into several files.
+const dir = tempDir(t);
+const { log } = openLog(dir, { maxBytes: 1100, checkpointEvery: 4 });
+for (let i = 1; i <= 15; i++) log.append({ name: i % 2 ? 'password_ok' : 'mfa_ok', pid: `p${i}`, ip: '192.0.2.7' });
+await log.close();
+const trail = readSegments(dir);
+
+type Segments = { file: string; lines: string[] }[];
+const copy = (): Segments => trail.map((s) => ({ file: s.file, lines: linesOf(s.text) }));
+const verify = (segs: Segments, text = (s: Segments[number]) => textOf(s.lines)): AuditReport =>
+  verifyAuditText(segs.map((s) => ({ file: s.file, text: text(s) })), publicKey);
+const parse = (line: string) => JSON.parse(line) as Record<string, unknown> & { seq: number; type: string };
+const summary = (r: AuditReport) => r.problems.map((p) => [p.kind, p.file, p.line, p.seq]);
+
+/** The n-th (0-based) record of a type, where it is. */
+function find(segs: Segments, type: string, n = 0) {
+  const h = segs.flatMap((seg) => seg.lines.map((l, i) => ({ seg, i, l })).filter((h) => parse(h.l).type === type))[n]!;
+  return { seg: h.seg, i: h.i, seq: parse(h.l).seq };
+}
+
+t.test('the untouched trail verifies', async (t) => {
+  t.ok(trail.length >= 4, `${trail.length} files`);
+  const report = verify(copy());
+  t.same(report, { ok: true, records: 19, checkpoints: 4, lastSealedSeq: 19, problems: [] });
+});
+
+t.test('edited: content changed, with or without the hash recomputed, reported at the record', async (t) => {
+  const cases: [string, (line: string) => string][] = [
+    ['content only', (l) => l.replace(/"pid":"p\d+"/, '"pid":"p99"')],
+    ['one byte of whitespace', (l) => l.replace('{"event"', '{ "event"')],
+    ['content and a recomputed hash', (l) => rewrite(l, (r) => ((r.event as Record<string, unknown>).pid = 'p99'))],
+    ['the time, hash recomputed', (l) => rewrite(l, (r) => (r.time = '2020-01-01T00:00:00.000Z'))],
+  ];
+  for (const [name, edit] of cases) {
+    const segs = copy();
+    const { seg, i, seq } = find(segs, 'event', 2);
+    seg.lines[i] = edit(seg.lines[i]!);
+    const report = verify(segs);
+    t.equal(report.ok, false, name);
+    t.same(summary(report), [['edited', seg.file, i + 1, seq]], `${name}: one problem, at the record`);
+  }
+});
+
+t.test('deleted: a missing record is reported where the gap shows, with the missing seq', async (t) => {
+  const segs = copy();
+  const { seg, i, seq } = find(segs, 'event', 2);
+  seg.lines.splice(i, 1);
+  const report = verify(segs);
+  t.same(summary(report)[0], ['deleted', seg.file, i + 1, seq]);
+  t.match(report.problems[0]!.message, `seq ${seq} missing`);
+});
+
+t.test('inserted: a forged record taking a seq, or a copied record, is reported where it sits', async (t) => {
+  const forged = copy();
+  const at = find(forged, 'event', 3);
+  const before = at.i > 0 ? sha256Hex(at.seg.lines[at.i - 1]!) : GENESIS;
+  const fake = encodeRecord({ seq: at.seq, time: '2027-01-15T08:00:00.000Z', type: 'event', event: { name: 'mfa_ok', pid: 'p1' }, prev: before }).line;
+  at.seg.lines.splice(at.i, 0, fake);
+  t.same(summary(verify(forged)), [['inserted', at.seg.file, at.i + 1, at.seq]], 'forged, chained to the record before it');
+
+  const copied = copy();
+  const original = find(copied, 'event', 0);
+  const later = find(copied, 'event', 5);
+  later.seg.lines.splice(later.i, 0, original.seg.lines[original.i]!);
+  t.same(summary(verify(copied)), [['inserted', later.seg.file, later.i + 1, original.seq]], 'a copy of an earlier record');
+});
+
+t.test('reordered: two records swapped, near or far', async (t) => {
+  for (const [a, b] of [[1, 2], [2, 3], [1, 6]] as const) {
+    const segs = copy();
+    const x = find(segs, 'event', a);
+    const y = find(segs, 'event', b);
+    [x.seg.lines[x.i], y.seg.lines[y.i]] = [y.seg.lines[y.i]!, x.seg.lines[x.i]!];
+    const report = verify(segs);
+    t.same(summary(report)[0], ['reordered', x.seg.file, x.i + 1, x.seq], `seq ${x.seq} and ${y.seq}`);
+    t.ok(report.problems.every((p) => p.kind === 'reordered'), 'only reordered');
+    if (b - a === 1) t.equal(report.problems.length, 1, 'one problem for one swap');
+  }
+});
+
+t.test('truncated: a partial final line', async (t) => {
+  const segs = copy();
+  const last = segs.at(-1)!;
+  const line = last.lines.at(-1)!;
+  const report = verify(segs, (s) => (s === last ? textOf(s.lines).slice(0, -1 - Math.floor(line.length / 2)) : textOf(s.lines)));
+  t.equal(report.ok, false);
+  t.same(summary(report).at(-1), ['truncated', last.file, last.lines.length, 19]);
+  t.equal(report.lastSealedSeq, 15, 'the checkpoint before is the last seal');
+  t.same(report.problems[0]!.kind, 'unsealed-tail');
+  t.equal(report.problems[0]!.seq, 16);
+});
+
+t.test('bad-checkpoint: forged with another key, or altered', async (t) => {
+  const other = generateKeyPairSync('ed25519').privateKey;
+  const resign = (line: string, change: (c: CheckpointClaims) => void, key = other) => {
+    const { hash: _hash, sig: _sig, ...claims } = JSON.parse(line) as CheckpointClaims & { hash: string; sig: string };
+    change(claims);
+    return encodeRecord(signCheckpoint(claims, key)).line;
+  };
+  const cases: [string, (line: string) => string, RegExp][] = [
+    ['re-signed with another key', (l) => resign(l, () => {}), /signature does not verify/],
+    ['upTo altered, hash recomputed', (l) => rewrite(l, (r) => (r.upTo = (r.upTo as number) - 1)), /upTo .* signature does not verify/],
+    ['upTo altered and re-signed with another key', (l) => resign(l, (c) => (c.upTo -= 1)), /upTo/],
+    ['head altered, hash kept', (l) => l.replace(/"head":"[0-9a-f]{4}/, '"head":"0000'), /content does not match its hash.*head is not/],
+  ];
+  for (const [name, edit, message] of cases) {
+    const segs = copy();
+    const { seg, i, seq } = find(segs, 'checkpoint', 1);
+    seg.lines[i] = edit(seg.lines[i]!);
+    const report = verify(segs);
+    t.same(summary(report), [['bad-checkpoint', seg.file, i + 1, seq]], name);
+    t.match(report.problems[0]!.message, message, name);
+    t.same([report.checkpoints, report.lastSealedSeq], [3, 19], `${name}: later checkpoints still seal`);
+  }
+});
+
+t.test('files: one missing in the middle, or given out of order', async (t) => {
+  const missing = copy();
+  const [gone] = missing.splice(2, 1);
+  const firstGone = parse(gone!.lines[0]!).seq;
+  const report = verify(missing);
+  t.same(summary(report), [['deleted', missing[2]!.file, 1, firstGone]]);
+  t.match(report.problems[0]!.message, /a file may be missing/);
+
+  const swapped = copy();
+  [swapped[1], swapped[2]] = [swapped[2]!, swapped[1]!];
+  const out = verify(swapped);
+  t.equal(out.ok, false);
+  t.same(summary(out)[0], ['reordered', swapped[1]!.file, 1, parse(swapped[2]!.lines[0]!).seq]);
+  t.ok(out.problems.every((p) => p.kind === 'reordered'));
+});
+
+t.test('unsealed-tail: records after the last checkpoint are reported, and ok stays true', async (t) => {
+  const segs = copy();
+  const last = segs.at(-1)!;
+  last.lines.pop();
+  const appended = encodeRecord({ seq: 19, time: '2027-01-15T09:00:00.000Z', type: 'event', event: { name: 'forged' }, prev: sha256Hex(last.lines.at(-1)!) }).line;
+  last.lines.push(appended);
+  const report = verify(segs);
+  t.equal(report.ok, true, 'the chain itself is intact');
+  t.equal(report.lastSealedSeq, 15);
+  const unsealed = segs.find((s) => s.lines.some((l) => parse(l).seq === 16))!;
+  t.same(summary(report), [['unsealed-tail', unsealed.file, unsealed.lines.findIndex((l) => parse(l).seq === 16) + 1, 16]]);
+  t.match(report.problems[0]!.message, /^4 record\(s\) after the checkpoint at seq 15 are not covered/);
+});
+
+t.test('records and lines that are not records', async (t) => {
+  const segs = copy();
+  const { seg, i, seq } = find(segs, 'event', 1);
+  seg.lines[i] = 'not json';
+  t.same(summary(verify(segs)), [['edited', seg.file, i + 1, seq]], 'garbage in place of a record');
+  const extra = copy();
+  extra[0]!.lines[0] = canonicalJson({ ...parse(extra[0]!.lines[0]!), note: 'x' });
+  t.same(summary(verify(extra))[0], ['edited', extra[0]!.file, 1, 1], 'an unknown field');
+  t.same(verifyAuditText([], publicKey), { ok: true, records: 0, checkpoints: 0, lastSealedSeq: 0, problems: [] }, 'an empty trail');
+});
