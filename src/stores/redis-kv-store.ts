@@ -1,9 +1,11 @@
-// The shared store: Redis through ioredis. Every failure or slow answer surfaces as a 503 (fail closed).
-import { Redis } from 'ioredis';
+// The shared store: Redis (single node, Sentinel or Cluster) through ioredis. Every failure or slow answer is a 503 (fail closed).
+import { Cluster, Redis } from 'ioredis';
 import { GatewayError } from '../errors.js';
 import type { KvStore } from './kv-store.js';
+import { createRedisClient, type RedisConnectionOptions } from './redis-connection.js';
 
-// Lua runs atomically in Redis; ioredis loads each script once and then calls it by its SHA.
+// Lua runs atomically in Redis; ioredis loads each script once and then calls it by its SHA. Each script touches
+// one key only, so in a Cluster it runs on the node that holds that key.
 const INCREMENT = `local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`;
@@ -12,35 +14,27 @@ if cur ~= nil and cur >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 
-type ScriptedRedis = Redis & {
+type ScriptedRedis = (Redis | Cluster) & {
   mfaIncrement(key: string, ttlMs: number): Promise<number>;
   mfaRaiseTo(key: string, value: number, ttlMs: number): Promise<number>;
 };
 
-export interface RedisKvOptions {
-  url: string;
-  keyPrefix: string;
-  commandTimeoutMs: number;
-}
+/** Connection options; without a mode, `{ url, keyPrefix, commandTimeoutMs }` is a single node. */
+export type RedisKvOptions = Omit<RedisConnectionOptions, 'mode'> & { mode?: RedisConnectionOptions['mode'] };
 
 export class RedisKvStore implements KvStore {
   private readonly redis: ScriptedRedis;
+  private readonly timeoutMs: number;
 
-  constructor(opts: RedisKvOptions) {
-    const redis = new Redis(opts.url, {
-      keyPrefix: opts.keyPrefix,
-      commandTimeout: opts.commandTimeoutMs,
-      connectTimeout: Math.max(opts.commandTimeoutMs, 1000),
-      // Never queue commands while disconnected: a request fails at once instead of waiting (fail closed).
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      retryStrategy: (times) => Math.min(times * 100, 1000),
-    });
-    // Connection errors are reported through failing calls and readiness, not as unhandled events.
-    redis.on('error', () => {});
+  /** Takes connection options, or a client made by createRedisClient (the store then owns it and closes it). */
+  constructor(opts: RedisKvOptions | Redis | Cluster) {
+    const redis = opts instanceof Redis || opts instanceof Cluster ? opts : createRedisClient({ ...opts, mode: opts.mode ?? 'single' });
+    const timeoutMs = redis instanceof Cluster ? redis.options.redisOptions?.commandTimeout : redis.options.commandTimeout;
+    if (timeoutMs === undefined) throw new TypeError('the redis client needs a commandTimeout (use createRedisClient)');
     redis.defineCommand('mfaIncrement', { numberOfKeys: 1, lua: INCREMENT });
     redis.defineCommand('mfaRaiseTo', { numberOfKeys: 1, lua: RAISE_TO });
     this.redis = redis as ScriptedRedis;
+    this.timeoutMs = timeoutMs;
   }
 
   /** Resolves once connected (for start-up and tests); requests do not wait for it. */
@@ -96,10 +90,18 @@ export class RedisKvStore implements KvStore {
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {
+    // ioredis times each command from when it reaches a node; in a Cluster, redirections and retries can come
+    // before that, so the whole call gets its own deadline. A write that misses it may still be applied later.
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
     try {
-      return await fn();
+      return await Promise.race([fn(), deadline]);
     } catch (cause) {
       throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `redis: ${(cause as Error).message}`, { cause });
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -1,14 +1,15 @@
-// One contract every store backend must pass: memory and a real Redis.
-import t from 'tap';
+// One contract every store backend must pass: memory, and Redis as a single node, a Cluster and a Sentinel set.
+import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { MfaFailures, ReplayGuard } from '../../src/stores/counters.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { BrowserJars, FactorStore, PendingLogins, Sessions } from '../../src/stores/records.js';
-import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { RedisKvStore, type RedisKvOptions } from '../../src/stores/redis-kv-store.js';
 import { FakeClock } from '../helpers/clock.js';
 import { testRedis } from '../helpers/redis.js';
+import { startCluster, startSentinel } from '../helpers/redis-topologies.js';
 
 interface Backend {
   kv: KvStore;
@@ -17,9 +18,10 @@ interface Backend {
   now(): number;
 }
 
-function contract(name: string, make: () => Promise<Backend>) {
+/** `make` registers the teardown of any servers it starts on the `t` it is given, before it waits for them. */
+function contract(name: string, make: (t: Test) => Promise<Backend>) {
   t.test(name, async (t) => {
-    const b = await make();
+    const b = await make(t);
     t.teardown(() => b.kv.close());
     const k = (s: string) => `${s}:${randomBytes(6).toString('hex')}`;
 
@@ -119,7 +121,7 @@ function contract(name: string, make: () => Promise<Backend>) {
       t.equal(taken.filter(Boolean).length, 1, 'one finisher');
 
       const sessions = new Sessions(b.kv, sealer);
-      const s = { pid: 'p', username: 'alice', amr: ['pwd', 'otp'], authTime: now, lastSeen: now, jar: [], csrf: 'x' };
+      const s = { pid: 'p', username: 'alice', amr: ['pwd', 'otp'], authTime: now, factorTime: now, factor: 'totp' as const, lastSeen: now, jar: [], csrf: 'x' };
       const sid = await sessions.create(s, 10_000);
       const sid2 = await sessions.create(s, 10_000);
       t.not(sid, sid2, 'fresh ids');
@@ -169,10 +171,30 @@ t.test('memory store: expired entries nobody reads are swept as writes go on', a
   t.ok(kv.size < 1100, `held ${kv.size} entries, not 2000`);
 });
 
-contract('redis store', async () => {
+/** A RedisKvStore on servers a backend started; real time passes for TTLs. */
+async function redisBackend(opts: Omit<RedisKvOptions, 'keyPrefix' | 'commandTimeoutMs'>): Promise<Backend> {
+  const kv = new RedisKvStore({ ...opts, keyPrefix: `contract-${randomBytes(4).toString('hex')}:`, commandTimeoutMs: 1000 });
+  await kv.ready().catch(async (err) => {
+    await kv.close();
+    throw err;
+  });
+  return { kv, now: () => Date.now(), pass: (ms) => new Promise((r) => setTimeout(r, ms)) };
+}
+
+contract('redis store: single node', async (t) => {
   const redis = await testRedis();
   t.teardown(() => redis.stop());
-  const kv = new RedisKvStore({ url: redis.url, keyPrefix: `contract-${randomBytes(4).toString('hex')}:`, commandTimeoutMs: 1000 });
-  await kv.ready();
-  return { kv, now: () => Date.now(), pass: (ms) => new Promise((r) => setTimeout(r, ms)) };
+  return redisBackend({ url: redis.url });
+});
+
+contract('redis store: cluster', async (t) => {
+  const cluster = await startCluster();
+  t.teardown(() => cluster.stop());
+  return redisBackend({ mode: 'cluster', nodes: cluster.nodes });
+});
+
+contract('redis store: sentinel', async (t) => {
+  const sentinel = await startSentinel();
+  t.teardown(() => sentinel.stop());
+  return redisBackend({ mode: 'sentinel', sentinels: sentinel.sentinels, masterName: sentinel.masterName });
 });

@@ -1,4 +1,5 @@
 // Test Redis: REDIS_URL when set, otherwise a redis-server the harness starts on a free port (and stops).
+// Cluster and Sentinel sets live in redis-topologies.ts.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
@@ -20,7 +21,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitForPing(url: string, timeoutMs = 10_000): Promise<void> {
+/** `n` distinct free loopback ports (all held open at once, so none is handed out twice). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer().listen(0, '127.0.0.1'));
+  await Promise.all(servers.map((s) => once(s, 'listening')));
+  const ports = servers.map((s) => (s.address() as { port: number }).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+export async function waitForPing(url: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });

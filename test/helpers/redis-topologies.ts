@@ -1,0 +1,218 @@
+// Redis Cluster and Sentinel sets for tests: real redis-server processes on free loopback ports, in a temp dir.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { rmSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { freePorts, waitForPing } from './redis.js';
+
+const HOST = '127.0.0.1';
+const MASTER_NAME = 'mymaster';
+
+export interface Addr {
+  host: string;
+  port: number;
+}
+
+export interface TestCluster {
+  /** The three masters (each holds a third of the slots). */
+  nodes: Addr[];
+  /** Port of the node that holds `key` (the full key, prefix included). */
+  nodeOf(key: string): Promise<number>;
+  pid(port: number): number;
+  stop(): Promise<void>;
+}
+
+export interface TestSentinel {
+  sentinels: Addr[];
+  masterName: string;
+  /** The master's port, as the first sentinel reports it. */
+  master(): Promise<number>;
+  /** Resolves once the replica has applied everything the master has written so far. */
+  waitForSync(): Promise<void>;
+  /** SENTINEL FAILOVER (the old master stays up and becomes a replica); resolves once every sentinel reports the new master. */
+  failover(): Promise<{ from: number; to: number }>;
+  /** Kills the master; resolves once the sentinels have agreed it is down and every one reports the promoted replica. */
+  killMaster(): Promise<{ from: number; to: number }>;
+  stop(): Promise<void>;
+}
+
+/** The servers of one topology and their temp dir; stopAll kills every one, also after a start-up that failed half-way. */
+class Servers {
+  private readonly procs = new Map<number, ChildProcess>();
+  // Last resort when the test process exits without running its teardown.
+  private readonly onExit = () => {
+    this.procs.forEach((p) => p.kill('SIGKILL'));
+    rmSync(this.dir, { recursive: true, force: true });
+  };
+
+  private constructor(readonly dir: string) {
+    process.once('exit', this.onExit);
+  }
+
+  static async create(name: string): Promise<Servers> {
+    return new Servers(await mkdtemp(join(tmpdir(), `mfa-redis-${name}-`)));
+  }
+
+  /** Starts redis-server on `port` and waits until it answers; `args` come first, so a config file may lead. */
+  async start(port: number, args: string[]): Promise<void> {
+    const common = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', this.dir];
+    this.procs.set(port, spawn('redis-server', [...args, ...common], { stdio: 'ignore' }));
+    await waitForPing(`redis://${HOST}:${port}`);
+  }
+
+  pid(port: number): number {
+    const pid = this.procs.get(port)?.pid;
+    if (pid === undefined) throw new Error(`no server of ours on port ${port}`);
+    return pid;
+  }
+
+  async kill(port: number): Promise<void> {
+    const p = this.procs.get(port);
+    this.procs.delete(port);
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill('SIGKILL');
+    await once(p, 'exit');
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.procs.keys()].map((port) => this.kill(port)));
+    process.off('exit', this.onExit);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs one admin command on a fresh connection (no prefix, no retries). */
+async function admin<T = string>(port: number, ...args: (string | number)[]): Promise<T> {
+  const r = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 2000 });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    return (await r.call(String(args[0]), ...args.slice(1))) as T;
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const field = (info: string, name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
+
+/** Three masters, no replicas; resolves once every node says cluster_state:ok. */
+export async function startCluster(): Promise<TestCluster> {
+  const servers = await Servers.create('cluster');
+  try {
+    // The bus ports are chosen too: the default (port + 10000) may be taken or out of range.
+    const [p1, p2, p3, ...bus] = await freePorts(6);
+    const ports = [p1!, p2!, p3!];
+    await Promise.all(
+      ports.map((port, i) =>
+        servers.start(port, ['--cluster-enabled', 'yes', '--cluster-port', String(bus[i]), '--cluster-config-file', join(servers.dir, `nodes-${port}.conf`)]),
+      ),
+    );
+    await promisify(execFile)('redis-cli', ['--cluster', 'create', ...ports.map((p) => `${HOST}:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
+    await waitUntil('cluster state ok', async () => (await Promise.all(ports.map((p) => admin(p, 'CLUSTER', 'INFO')))).every((i) => field(i, 'cluster_state') === 'ok'));
+    return {
+      nodes: ports.map((port) => ({ host: HOST, port })),
+      async nodeOf(key) {
+        const slot = await admin<number>(ports[0]!, 'CLUSTER', 'KEYSLOT', key);
+        const ranges = await admin<[number, number, [string, number]][]>(ports[0]!, 'CLUSTER', 'SLOTS');
+        const range = ranges.find(([from, to]) => slot >= from && slot <= to);
+        if (!range) throw new Error(`no node serves slot ${slot}`);
+        return range[2][1];
+      },
+      pid: (port) => servers.pid(port),
+      stop: () => servers.stopAll(),
+    };
+  } catch (err) {
+    await servers.stopAll();
+    throw err;
+  }
+}
+
+/** One master, one replica, three sentinels (quorum 2, down after 1 s); resolves once every sentinel sees both data nodes. */
+export async function startSentinel(): Promise<TestSentinel> {
+  const servers = await Servers.create('sentinel');
+  try {
+    const [masterPort, replicaPort, ...sentinelPorts] = (await freePorts(5)) as [number, number, number, number, number];
+    // A full sync would otherwise wait 5 s for more replicas to join (repl-diskless-sync-delay).
+    const data = ['--repl-diskless-sync-delay', '0'];
+    // The master refuses writes once no replica follows it, as production should be configured: a master the
+    // sentinels have replaced cannot acknowledge writes that the new master will never see. (Only the first master
+    // has it: with a single replica, a promoted replica that had it would refuse writes until another one joins.)
+    await servers.start(masterPort, [...data, '--min-replicas-to-write', '1']);
+    await servers.start(replicaPort, [...data, '--replicaof', HOST, String(masterPort)]);
+    await waitUntil('replica in sync', async () => field(await admin(replicaPort, 'INFO', 'replication'), 'master_link_status') === 'up');
+    await Promise.all(
+      sentinelPorts.map(async (port) => {
+        const conf = join(servers.dir, `sentinel-${port}.conf`);
+        await writeFile(
+          conf,
+          [
+            `sentinel monitor ${MASTER_NAME} ${HOST} ${masterPort} 2`,
+            `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
+            `sentinel failover-timeout ${MASTER_NAME} 2000`,
+            '',
+          ].join('\n'),
+        );
+        await servers.start(port, [conf, '--sentinel']);
+      }),
+    );
+    const sentinelSees = (port: number) => async () => {
+      const replicas = await admin<string[][]>(port, 'SENTINEL', 'REPLICAS', MASTER_NAME);
+      const ok = (r: string[]) => r[r.indexOf('flags') + 1] === 'slave' && r[r.indexOf('master-link-status') + 1] === 'ok';
+      return replicas.length === 1 && ok(replicas[0]!);
+    };
+    await Promise.all(sentinelPorts.map((port) => waitUntil(`sentinel ${port} sees the replica`, sentinelSees(port))));
+
+    const masterOf = async (port: number) => Number((await admin<[string, string]>(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME))[1]);
+    const master = () => masterOf(sentinelPorts[0]);
+    const dataPorts = [masterPort, replicaPort];
+    const newMaster = async (from: number) => {
+      const to = dataPorts.find((p) => p !== from)!;
+      await waitUntil('every sentinel reports the new master', async () => (await Promise.all(sentinelPorts.map(masterOf))).every((p) => p === to));
+      await waitUntil('new master has the master role', async () => (await admin<[string]>(to, 'ROLE'))[0] === 'master');
+      return { from, to };
+    };
+    return {
+      sentinels: sentinelPorts.map((port) => ({ host: HOST, port })),
+      masterName: MASTER_NAME,
+      master,
+      async waitForSync() {
+        const from = await master();
+        const replica = dataPorts.find((p) => p !== from)!;
+        const target = Number(field(await admin(from, 'INFO', 'replication'), 'master_repl_offset'));
+        await waitUntil('replica offset', async () => Number(field(await admin(replica, 'INFO', 'replication'), 'slave_repl_offset')) >= target);
+      },
+      async failover() {
+        const from = await master();
+        await waitUntil('failover accepted', async () => (await admin(sentinelPorts[0], 'SENTINEL', 'FAILOVER', MASTER_NAME)) === 'OK');
+        return newMaster(from);
+      },
+      async killMaster() {
+        const from = await master();
+        // An objective "down" needs a quorum, so the sentinels must have found each other first (hello every 2 s).
+        const others = async (port: number) => {
+          const m = await admin<string[]>(port, 'SENTINEL', 'MASTER', MASTER_NAME);
+          return Number(m[m.indexOf('num-other-sentinels') + 1]) === 2;
+        };
+        await Promise.all(sentinelPorts.map((port) => waitUntil('sentinels know each other', () => others(port))));
+        await servers.kill(from);
+        return newMaster(from);
+      },
+      stop: () => servers.stopAll(),
+    };
+  } catch (err) {
+    await servers.stopAll();
+    throw err;
+  }
+}

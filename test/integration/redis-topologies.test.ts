@@ -1,0 +1,183 @@
+// The Redis store on Sentinel and Cluster: failing over and stalling nodes, fail closed and back by itself.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { GatewayError } from '../../src/errors.js';
+import { keys } from '../../src/stores/keys.js';
+import { createRedisClient } from '../../src/stores/redis-connection.js';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { startCluster, startSentinel, type TestSentinel } from '../helpers/redis-topologies.js';
+
+const TIMEOUT_MS = 300;
+// Timers and the event loop may add a little to the deadline; far less than a hang would.
+const SLACK_MS = 100;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const prefix = () => `it-${randomBytes(4).toString('hex')}:`;
+
+interface Outcome<T> {
+  value?: T;
+  error?: unknown;
+  ms: number;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
+  const start = performance.now();
+  try {
+    const value = await fn();
+    return { value, ms: performance.now() - start };
+  } catch (error) {
+    return { error, ms: performance.now() - start };
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+const isStoreUnavailable = (err: unknown) => err instanceof GatewayError && err.code === 'GW_ERR_STORE_UNAVAILABLE';
+
+/** GET of one key straight from one node, bypassing the store. */
+async function rawGet(port: number, key: string): Promise<string | null> {
+  const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    return await r.get(key);
+  } finally {
+    r.disconnect();
+  }
+}
+
+function failoverTest(name: string, failOver: (s: TestSentinel) => Promise<{ from: number; to: number }>) {
+  t.test(`Sentinel, ${name}: nothing lost, fail closed meanwhile, back by itself`, async (t) => {
+    const sentinel = await startSentinel();
+    t.teardown(() => sentinel.stop());
+    const keyPrefix = prefix();
+    const kv = new RedisKvStore({ mode: 'sentinel', sentinels: sentinel.sentinels, masterName: sentinel.masterName, keyPrefix, commandTimeoutMs: TIMEOUT_MS });
+    t.teardown(() => kv.close());
+    await kv.ready();
+
+    const sessions = Array.from({ length: 20 }, (_, i) => [keys.session(`s${i}`), `record-${i}`] as const);
+    for (const [key, value] of sessions) await kv.set(key, value, 600_000);
+    const counter = keys.mfaFailures('p');
+    for (let i = 0; i < 5; i++) await kv.increment(counter, 600_000);
+    t.ok(await kv.raiseTo(keys.totpStep('p'), 100, 600_000));
+    await sentinel.waitForSync();
+
+    // Probe one read and one write at a time until the failover is over and the store answers again.
+    let done: { from: number; to: number } | undefined;
+    const failover = failOver(sentinel).then((r) => (done = r));
+    const outcomes: Outcome<unknown>[] = [];
+    const wrongReads: unknown[] = [];
+    const gaps: string[] = [];
+    let count = 5;
+    let doneAt = 0;
+    let backAt = 0;
+    const deadline = Date.now() + 30_000;
+    while (!backAt && Date.now() < deadline) {
+      const [key, value] = sessions[outcomes.length % sessions.length]!;
+      const read = await timed(() => kv.get(key));
+      if (!read.error && read.value !== value) wrongReads.push(read.value);
+      const write = await timed(() => kv.increment(counter, 600_000));
+      if (!write.error) {
+        if (write.value !== count + 1) gaps.push(`${write.value} after ${count}`);
+        count = write.value!;
+      }
+      outcomes.push(read, write);
+      if (done && !doneAt) doneAt = Date.now();
+      if (done && !read.error && !write.error) backAt = Date.now();
+      await sleep(10);
+    }
+    const { from, to } = await failover;
+    t.not(from, to, `failed over from ${from} to ${to}`);
+
+    const failures = outcomes.filter((o) => o.error);
+    t.ok(failures.length > 0, `${failures.length} of ${outcomes.length} calls failed during the failover`);
+    t.same(failures.filter((o) => !isStoreUnavailable(o.error)), [], 'every failure is GW_ERR_STORE_UNAVAILABLE');
+    const slowest = Math.max(...outcomes.map((o) => o.ms));
+    t.ok(slowest <= TIMEOUT_MS + SLACK_MS, `no call took longer than the timeout (slowest: ${Math.round(slowest)} ms)`);
+    t.same(wrongReads, [], 'no read answered a wrong value');
+    t.same(gaps, [], 'no acknowledged write was lost (each increment follows the last one acknowledged)');
+    t.ok(backAt && backAt - doneAt < 5000, `the same store works again ${backAt - doneAt} ms after the sentinels agreed`);
+
+    for (const [key, value] of sessions) t.equal(await kv.get(key), value, `${key} written before is readable after`);
+    t.equal(await kv.increment(counter, 600_000), count + 1, 'the counter carries on from the last acknowledged value');
+    t.notOk(await kv.raiseTo(keys.totpStep('p'), 100, 600_000), 'a step claimed before is still claimed');
+    t.equal(await rawGet(to, keyPrefix + sessions[0]![0]), sessions[0]![1], 'the new master holds the data');
+  });
+}
+
+t.test('options that cannot work are refused before connecting', async (t) => {
+  const base = { keyPrefix: 'mfa:', commandTimeoutMs: 300 };
+  t.throws(() => createRedisClient({ ...base, mode: 'single' }), TypeError, 'single without a url');
+  t.throws(() => createRedisClient({ ...base, mode: 'sentinel', sentinels: [], masterName: 'm' }), TypeError, 'sentinel without sentinels');
+  t.throws(() => createRedisClient({ ...base, mode: 'sentinel', sentinels: [{ host: '127.0.0.1', port: 1 }] }), TypeError, 'sentinel without a master name');
+  t.throws(() => createRedisClient({ ...base, mode: 'cluster', nodes: [] }), TypeError, 'cluster without nodes');
+  t.throws(() => createRedisClient({ ...base, mode: 'cluster', nodes: [{ host: '127.0.0.1', port: 1 }], keyPrefix: '{mfa}:' }), TypeError, 'a hash tag in the prefix');
+});
+
+failoverTest('SENTINEL FAILOVER (the old master stays up)', (s) => s.failover());
+failoverTest('master killed', (s) => s.killMaster());
+
+t.test('Cluster: users spread over every node, and the scripts run on each', async (t) => {
+  const cluster = await startCluster();
+  t.teardown(() => cluster.stop());
+  const keyPrefix = prefix();
+  const kv = new RedisKvStore({ mode: 'cluster', nodes: cluster.nodes, keyPrefix, commandTimeoutMs: TIMEOUT_MS });
+  t.teardown(() => kv.close());
+  await kv.ready();
+
+  // One user per node: pseudonymous ids, as the gateway makes them, until every node holds one.
+  const userOn = new Map<number, string>();
+  while (userOn.size < cluster.nodes.length) {
+    const pid = randomBytes(16).toString('base64url');
+    userOn.set(await cluster.nodeOf(keyPrefix + keys.factors(pid)), pid);
+  }
+  t.equal(userOn.size, 3, 'three users on three nodes');
+
+  for (const [port, pid] of userOn) {
+    const userKeys = [keys.factors(pid), keys.totpStep(pid), keys.mfaFailures(pid), keys.recoveryCodeUsed(pid, 'salt', 3)];
+    const nodes = new Set(await Promise.all(userKeys.map((k) => cluster.nodeOf(keyPrefix + k))));
+    t.same([...nodes], [port], `every key of one user on one node (${port})`);
+
+    t.same([await kv.increment(keys.mfaFailures(pid), 60_000), await kv.increment(keys.mfaFailures(pid), 60_000)], [1, 2], `increment on ${port}`);
+    t.ok(await kv.raiseTo(keys.totpStep(pid), 10, 60_000), `raiseTo on ${port}`);
+    t.notOk(await kv.raiseTo(keys.totpStep(pid), 10, 60_000), `raiseTo refuses the same value on ${port}`);
+    t.ok(await kv.raiseTo(keys.totpStep(pid), 11, 60_000));
+    await kv.set(keys.factors(pid), `factors of ${pid}`);
+    t.equal(await rawGet(port, keyPrefix + keys.factors(pid)), `factors of ${pid}`, `the record lives on ${port}, under the prefix`);
+  }
+});
+
+t.test('Cluster: a stalled node fails its keys within the timeout, the others carry on, then it is back', async (t) => {
+  const cluster = await startCluster();
+  t.teardown(() => cluster.stop());
+  const keyPrefix = prefix();
+  const kv = new RedisKvStore({ mode: 'cluster', nodes: cluster.nodes, keyPrefix, commandTimeoutMs: TIMEOUT_MS });
+  t.teardown(() => kv.close());
+  await kv.ready();
+  const userOn = new Map<number, string>();
+  while (userOn.size < cluster.nodes.length) {
+    const pid = randomBytes(16).toString('base64url');
+    userOn.set(await cluster.nodeOf(keyPrefix + keys.mfaFailures(pid)), pid);
+  }
+
+  const [stalled, others] = [cluster.nodes[0]!.port, cluster.nodes.slice(1).map((n) => n.port)];
+  const pid = cluster.pid(stalled);
+  process.kill(pid, 'SIGSTOP');
+  try {
+    for (let i = 0; i < 3; i++) {
+      const o = await timed(() => kv.increment(keys.mfaFailures(userOn.get(stalled)!), 60_000));
+      t.ok(isStoreUnavailable(o.error), 'the stalled node: GW_ERR_STORE_UNAVAILABLE');
+      t.ok(o.ms <= TIMEOUT_MS + SLACK_MS, `within the timeout (${Math.round(o.ms)} ms)`);
+    }
+    for (const port of others) t.equal(await kv.increment(keys.mfaFailures(userOn.get(port)!), 60_000), 1, `node ${port} unaffected`);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  t.ok(await waitFor(() => kv.get(keys.mfaFailures(userOn.get(stalled)!)).then(() => true)), 'the node answers again through the same store');
+});
