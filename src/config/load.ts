@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { parseCidr } from '../domain/client-address.js';
+import { compilePolicy, type PolicyConfig } from '../domain/policy.js';
 import { ConfigSchema, type Config } from './schema.js';
 
 export class ConfigError extends Error {
@@ -53,7 +55,10 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
   return deepFreeze(config);
 }
 
-/** Replaces ${NAME} in strings with environment values and `key_FILE: path` with the file's content under `key`. */
+/**
+ * Replaces ${NAME} in strings with environment values and `key_FILE: path` with the file's content under `key`;
+ * paths in `*File` and `file` options become absolute, relative to the config file.
+ */
 function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir: string, problems: string[]): unknown {
   if (typeof node === 'string') {
     return node.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
@@ -74,6 +79,9 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         } catch (err) {
           problems.push(`${at}: cannot read secret file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
         }
+      } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {
+        // Files the gateway keeps reading (certificates, CRL, group map) are named relative to the config file.
+        out[k] = resolve(baseDir, substitute(v, at, env, baseDir, problems) as string);
       } else {
         out[k] = substitute(v, at, env, baseDir, problems);
       }
@@ -108,13 +116,39 @@ function checkSemantics(c: Config): string[] {
   ids('keys.signing', c.keys.signing);
   ids('keys.encryption', c.keys.encryption);
   const prefix = c.server.prefix;
-  for (const [i, p] of [...c.portal.login.paths, ...c.portal.publicPaths, ...c.portal.logoutPaths].entries()) {
+  for (const [i, p] of [...c.portal.login.paths, ...c.portal.logoutPaths].entries()) {
     if (p === prefix || p.startsWith(`${prefix}/`)) problems.push(`portal paths: ${p} (entry ${i}) lies under the gateway prefix ${prefix}`);
   }
+  const addresses = (path: string, list: readonly string[]) =>
+    list.forEach((a, i) => {
+      if (!parseCidr(a)) problems.push(`${path}.${i}: not an address or CIDR, found ${JSON.stringify(a)}`);
+    });
+  addresses('server.trustedProxies', c.server.trustedProxies);
+  for (const [name, list] of Object.entries(c.networks)) addresses(`networks.${name}`, list);
+  c.policy.rules.forEach((r, i) => {
+    if (r.decision !== 'step-up' && r.maxAgeSeconds !== undefined) problems.push(`policy.rules.${i}.maxAgeSeconds: only for decision step-up`);
+    if (!r.networks) return;
+    r.networks.forEach((n, j) => {
+      if (!c.networks[n] && !parseCidr(n)) problems.push(`policy.rules.${i}.networks.${j}: neither a network name nor an address, found ${JSON.stringify(n)}`);
+    });
+  });
+  if (new Set(c.policy.rules.map((r) => r.name)).size !== c.policy.rules.length) problems.push('policy.rules: rule names must be unique');
+  try {
+    compilePolicy(policyConfig(c));
+  } catch (err) {
+    problems.push(`policy: ${(err as Error).message}`);
+  }
+  if (c.devices.header && c.server.trustedProxies.length === 0) problems.push('devices.header: needs server.trustedProxies (the header is believed only from them)');
+  if (c.devices.crlFile && !c.devices.caFile) problems.push('devices.crlFile: needs devices.caFile');
   if (c.session.idleTimeoutSeconds > c.session.absoluteTimeoutSeconds) {
     problems.push('session.idleTimeoutSeconds: must not exceed session.absoluteTimeoutSeconds');
   }
   return problems;
+}
+
+/** The policy part of the config, as the pure policy code takes it. */
+export function policyConfig(c: Config): PolicyConfig {
+  return { ...c.policy, networks: c.networks, legacyEndpoints: c.legacyAuth.endpoints };
 }
 
 /** Decodes a base64 or base64url key. */

@@ -19,6 +19,33 @@ const KeyList = (description: string) =>
 const PathList = (def: string[], description: string) =>
   Type.Array(Type.String({ pattern: '^/' }), { default: def, description });
 
+const Decision = Type.Union([Type.Literal('public'), Type.Literal('deny'), Type.Literal('mfa'), Type.Literal('managed-device'), Type.Literal('step-up')], {
+  description: 'public: no sign-in; deny; mfa: signed in with a second factor; managed-device: mfa on a managed device; step-up: mfa recently.',
+});
+const Factor = Type.Union([Type.Literal('totp'), Type.Literal('webauthn'), Type.Literal('recovery')]);
+
+const Rule = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'Shown in logs, metrics and `policy explain`.' }),
+    hosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Host names (case-insensitive).' })),
+    paths: Type.Optional(
+      Type.Array(Type.String({ pattern: '^/' }), {
+        minItems: 1,
+        description: '/x: that path only; /x/ or /x/**: the path and everything below it; * within a segment, ** across segments.',
+      }),
+    ),
+    methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z]+$' }), { minItems: 1, description: 'HTTP methods.' })),
+    networks: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Names from `networks`, or addresses and CIDRs.' })),
+    groups: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'The user must be in one of these groups.' })),
+    device: Type.Optional(Type.Union([Type.Literal('managed'), Type.Literal('unmanaged')], { description: 'The device must (not) be managed.' })),
+    decision: Decision,
+    maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 1, description: 'step-up: the last second factor must be at most this old (default 300).' })),
+    factors: Type.Optional(Type.Array(Factor, { minItems: 1, description: 'mfa and step-up: the second factor must be one of these.' })),
+    allowLegacyAuth: Type.Optional(Type.Boolean({ description: 'Let HTTP Basic/Digest/NTLM/Negotiate through (needs paths and networks).' })),
+  },
+  { additionalProperties: false },
+);
+
 export const ConfigSchema = Type.Object(
   {
     server: Type.Object(
@@ -30,6 +57,28 @@ export const ConfigSchema = Type.Object(
           pattern: '^/[a-z0-9_-]+$',
           description: "Reserved path prefix of the gateway's own pages; never forwarded to the portal.",
         }),
+        hosts: Type.Array(Type.String({ pattern: '^[A-Za-z0-9.:\\[\\]-]+$' }), {
+          minItems: 1,
+          default: ['localhost', '127.0.0.1'],
+          description: 'Host names the gateway answers to (case-insensitive, port ignored); any other Host is refused (421).',
+        }),
+        trustedProxies: Type.Array(Type.String(), {
+          default: [],
+          description: 'Addresses/CIDRs of proxies in front of the gateway whose X-Forwarded-For, Forwarded and X-Forwarded-Proto are believed.',
+        }),
+        pathParameters: Type.Union([Type.Literal('reject'), Type.Literal('allow')], {
+          default: 'reject',
+          description: "reject: a ';' path parameter gets 400; allow: kept and forwarded (rules then match the path without them).",
+        }),
+        tls: Type.Optional(
+          Type.Object(
+            {
+              certFile: Type.String({ minLength: 1, description: 'PEM certificate chain.' }),
+              keyFile: Type.String({ minLength: 1, description: 'PEM private key.' }),
+            },
+            { additionalProperties: false, description: 'Terminate TLS in the gateway (needed for client certificates; passkeys need HTTPS).' },
+          ),
+        ),
       },
       { default: {}, additionalProperties: false, description: 'The listening HTTP server.' },
     ),
@@ -44,6 +93,7 @@ export const ConfigSchema = Type.Object(
             methods: Type.Array(Type.Union([Type.Literal('POST'), Type.Literal('PUT')]), { default: ['POST'], description: 'Methods of the login request.' }),
             bodyType: Type.Union([Type.Literal('form'), Type.Literal('json')], { default: 'form', description: 'Body of the login request: form (application/x-www-form-urlencoded) or json.' }),
             usernameField: Type.String({ minLength: 1, default: 'username', description: 'Name of the username field in the login body.' }),
+            passwordField: Type.String({ minLength: 1, default: 'password', description: 'Name of the password field: in a query string it is refused as legacy authentication.' }),
             usernameCase: Type.Union([Type.Literal('lower'), Type.Literal('preserve')], {
               default: 'lower',
               description: 'lower: usernames are case-insensitive (Alice and alice are one account); preserve: case matters.',
@@ -62,13 +112,60 @@ export const ConfigSchema = Type.Object(
           { default: {}, additionalProperties: false, description: "The portal's own password login, which the gateway intercepts." },
         ),
         logoutPaths: PathList(['/logout'], "The portal's logout path(s): they end the gateway session too."),
-        publicPaths: PathList(['/login', '/static/'], 'Path prefixes reachable without signing in (the login page and its assets).'),
         browserCookies: Type.Array(Type.String({ minLength: 1 }), {
           default: [],
           description: "Portal cookies that may reach the browser (e.g. a double-submit XSRF cookie read by the portal's JavaScript). All others stay in the gateway.",
         }),
       },
       { additionalProperties: false, description: 'The portal behind the gateway.' },
+    ),
+    networks: Type.Record(Type.String({ pattern: '^[A-Za-z][\\w-]*$' }), Type.Array(Type.String(), { minItems: 1 }), {
+      default: {},
+      description: 'Named lists of addresses and CIDRs, used by rules.',
+    }),
+    policy: Type.Object(
+      {
+        default: Type.Union([Type.Literal('deny'), Type.Literal('mfa')], { default: 'deny', description: 'Decision when no rule matches.' }),
+        caseSensitivePaths: Type.Boolean({ default: false, description: 'false: /ADMIN matches a rule for /admin (safe for portals that ignore case).' }),
+        rules: Type.Array(Rule, { minItems: 1, description: 'Ordered rules: the first that matches decides.' }),
+      },
+      { additionalProperties: false, description: 'Conditional access: which requests need what.' },
+    ),
+    legacyAuth: Type.Object(
+      {
+        endpoints: Type.Array(Type.String({ pattern: '^/' }), {
+          default: [],
+          description: 'Old password-taking endpoints (API logins, RPC): always refused. Same pattern syntax as rule paths.',
+        }),
+      },
+      { default: {}, additionalProperties: false, description: 'Legacy authentication (HTTP Basic and friends are refused unless a rule allows them).' },
+    ),
+    devices: Type.Object(
+      {
+        caFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM bundle of the device CA(s): managed devices hold a certificate it issued.' })),
+        crlFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM CRL of the device CA, re-read when it changes.' })),
+        header: Type.Optional(
+          Type.Object(
+            {
+              name: Type.String({ minLength: 1, description: 'Header a TLS-terminating proxy sets with the verified client certificate.' }),
+              format: Type.Union([Type.Literal('pem'), Type.Literal('fingerprint')], {
+                default: 'pem',
+                description: 'pem: URL-encoded PEM (nginx $ssl_client_escaped_cert); fingerprint: SHA-256 hex.',
+              }),
+            },
+            { additionalProperties: false, description: 'Only believed from server.trustedProxies; removed from every request.' },
+          ),
+        ),
+        requireRegistration: Type.Boolean({ default: false, description: 'true: a certificate counts only once registered with `devices register`.' }),
+      },
+      { default: {}, additionalProperties: false, description: 'Managed devices, recognised by client certificate.' },
+    ),
+    groups: Type.Object(
+      {
+        file: Type.Optional(Type.String({ minLength: 1, description: 'YAML or JSON mapping of username to groups, re-read when it changes.' })),
+        loginHeader: Type.Optional(Type.String({ minLength: 1, description: "A response header of the portal's login answer listing the user's groups (comma-separated)." })),
+      },
+      { default: {}, additionalProperties: false, description: 'Where group membership for rules comes from. Unknown users have no groups.' },
     ),
     session: Type.Object(
       {

@@ -1,8 +1,13 @@
 // One canonical form of a request path: what the gateway decides on is byte-for-byte what the portal receives.
 
 export interface CanonicalTarget {
-  /** Normalised, canonically percent-encoded path. */
+  /** Normalised, canonically percent-encoded path: what the portal receives. */
   path: string;
+  /**
+   * The path rules are matched against: `path` itself, or `path` without `;` parameters when they are allowed
+   * (portals route on the segment names, so `/admin;x` is `/admin` to them).
+   */
+  matchPath: string;
   /** The query string without '?', forwarded unchanged; '' when absent. */
   query: string;
 }
@@ -15,18 +20,21 @@ const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)/;
 /**
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
  * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
- * encoding, invalid UTF-8, ';' path parameters, fragments and absolute-form targets.
+ * encoding, invalid UTF-8, ';' path parameters (unless allowed; never on a dot segment, never encoded), fragments
+ * and absolute-form targets.
  */
-export function canonicalTarget(rawUrl: string): CanonicalTarget | null {
+export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
   if (!rawUrl.startsWith('/')) return null;
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const query = q === -1 ? '' : rawUrl.slice(q + 1);
   // Most paths are already canonical: nothing encoded, no empty or dot segments.
-  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) return { path: rawPath, query };
+  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
+    return { path: rawPath, matchPath: rawPath, query };
+  }
   // Only printable ASCII on the wire; '#' never belongs in a request target.
   if (!/^[\x21-\x7e]*$/.test(rawUrl) || rawUrl.includes('#')) return null;
-  if (rawPath.includes('\\') || rawPath.includes(';')) return null;
+  if (rawPath.includes('\\') || (rawPath.includes(';') && !opts.pathParameters)) return null;
   const bytes: number[] = [];
   for (let i = 0; i < rawPath.length; i++) {
     const ch = rawPath.charCodeAt(i);
@@ -51,6 +59,8 @@ export function canonicalTarget(rawUrl: string): CanonicalTarget | null {
   }
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
+  // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading.
+  if (segments.some((seg) => /^\.\.?;/.test(seg))) return null;
   segments.forEach((seg, i) => {
     const last = i === segments.length - 1;
     if (seg === '.' || seg === '..') {
@@ -60,13 +70,15 @@ export function canonicalTarget(rawUrl: string): CanonicalTarget | null {
       out.push(seg);
     }
   });
-  return { path: `/${out.map(encodeSegment).join('/')}`, query };
+  const path = `/${out.map(encodeSegment).join('/')}`;
+  return { path, matchPath: path.includes(';') ? path.replace(/;[^/]*/g, '') : path, query };
 }
 
 function encodeSegment(seg: string): string {
   let s = '';
   for (const ch of seg) {
-    if (KEEP.test(ch)) s += ch;
+    // A raw ';' reaches here only when path parameters are allowed; it stays a parameter delimiter.
+    if (KEEP.test(ch) || ch === ';') s += ch;
     else for (const b of Buffer.from(ch, 'utf8')) s += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return s;

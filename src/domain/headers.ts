@@ -19,6 +19,8 @@ export interface ForwardContext {
   /** The portal's own host, sent as Host. */
   upstreamHost?: string;
   cookie: string | undefined;
+  /** Further lower-case header names never passed on (e.g. the device certificate header). */
+  strip?: ReadonlySet<string>;
 }
 
 /** Whether a client-sent header may pass to the portal, by lower-case name (without the Connection check). */
@@ -45,7 +47,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: Forwa
   const out: Record<string, string | string[]> = {};
   for (const n in incoming) {
     const value = incoming[n];
-    if (value === undefined || !passesCached(n) || named.has(n)) continue;
+    if (value === undefined || !passesCached(n) || named.has(n) || ctx.strip?.has(n)) continue;
     out[n] = value;
   }
   if (ctx.upstreamHost) out.host = ctx.upstreamHost;

@@ -1,6 +1,7 @@
 // What the HTTP layer is given by the composition root.
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import type { AccessService } from '../services/access.js';
 import type { LoginService } from '../services/login.js';
 import type { SecondFactorService } from '../services/second-factor.js';
 import type { SessionService } from '../services/sessions.js';
@@ -15,6 +16,7 @@ export interface HttpContext {
   kv: KvStore;
   jars: BrowserJars;
   portal: PortalClient;
+  access: AccessService;
   login: LoginService;
   secondFactor: SecondFactorService;
   sessions: SessionService;

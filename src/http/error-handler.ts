@@ -1,6 +1,7 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
+import { messages } from '../ui/messages.js';
 import { messagePage, type PageContext } from '../ui/pages.js';
 import { sendPage } from './pages.js';
 
@@ -22,12 +23,17 @@ export function installErrorHandler(app: FastifyInstance, page: PageContext, log
     // The pending cookie is left alone: the record in the store decides, and a stray request (a favicon) that
     // fails must not end a login that is still in progress.
     const signIn = code === 'GW_ERR_LOGIN_EXPIRED' || code === 'GW_ERR_TOO_MANY_ATTEMPTS' || code === 'GW_ERR_SIGN_IN_REQUIRED';
+    const action = signIn
+      ? { href: loginPage, label: messages.signInAgain }
+      : code === 'GW_ERR_STEP_UP_REQUIRED'
+        ? { href: `${prefix}/step-up`, label: messages.stepUpTitle }
+        : undefined;
     if (reply.sent) return;
     reply.removeHeader('content-length');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply.code(status).header('cache-control', 'no-store').send({ error: code, message, requestId: request.id });
     }
-    return sendPage(reply, status, messagePage(page, { message, reference: request.id, signInHref: signIn ? loginPage : undefined }));
+    return sendPage(reply, status, messagePage(page, { message, reference: request.id, action }));
   });
   // Routes exist for every method the gateway serves, so an unmatched request is a method it refuses.
   app.setNotFoundHandler((request, reply) => {

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import formbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
+import { safeRelativeTarget } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { sameToken } from '../mechanisms/random.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
@@ -29,7 +30,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     if (v !== undefined && typeof v !== 'string') throw new GatewayError('GW_ERR_BAD_REQUEST', `repeated field ${name}`);
     return v ?? '';
   };
-  const ip = (req: FastifyRequest) => req.socket.remoteAddress ?? '';
+  const ip = (req: FastifyRequest) => req.client.ip ?? 'unknown';
   /** Same-origin check and synchronizer token (SECURITY R45). */
   const checkCsrf = (req: FastifyRequest, expected: string) => {
     const site = req.headers['sec-fetch-site'];
@@ -120,6 +121,32 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     });
   }
 
+  // Step-up: a signed-in person confirms a second factor again, then goes back to where they were going.
+  const stepUpTarget = (req: FastifyRequest, value: unknown) =>
+    typeof value === 'string' && value !== '' ? safeRelativeTarget(value, config.portal.url) : undefined;
+  const renderStepUp = (req: FastifyRequest, reply: FastifyReply, csrf: string, status: number, to: string | undefined, error?: string) => {
+    const factors = String((req.query as Record<string, unknown>).factors ?? '').split(',').filter(Boolean);
+    // TOTP is what a session can step up with today; a rule asking for another factor gets an explanation instead.
+    const totpAllowed = factors.length === 0 || factors.includes('totp');
+    return sendPage(reply, status, pages.stepUpPage(page, { csrf, to, error, totpAllowed }));
+  };
+  app.get(`${p}/step-up`, async (req, reply) => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (!active) return reply.redirect(config.portal.login.page, 302);
+    return renderStepUp(req, reply, active.record.csrf, 200, stepUpTarget(req, (req.query as Record<string, unknown>).to));
+  });
+  app.post(`${p}/step-up`, async (req, reply) => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'step-up without a session');
+    checkCsrf(req, active.record.csrf);
+    const to = stepUpTarget(req, field(req, 'to'));
+    const result = await secondFactor.stepUpTotp(active, field(req, 'code'), ip(req));
+    if (!result.ok) return renderStepUp(req, reply, active.record.csrf, 400, to, messages.wrongCode(result.attemptsLeft));
+    reply.setCookie(COOKIE.session, result.token, cookieOptions());
+    if (to) return reply.redirect(to, 303);
+    return sendPage(reply, 200, pages.messagePage(page, { title: messages.stepUpDoneTitle, message: messages.stepUpDone }));
+  });
+
   app.get(`${p}/logout`, async (req, reply) => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active) return reply.redirect(config.portal.login.page, 302);
@@ -134,7 +161,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       await sessions.end(active, 'logout');
     }
     reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', '"cookies", "storage"');
-    return sendPage(reply, 200, pages.messagePage(page, { title: messages.signedOutTitle, message: messages.signedOutTitle, signInHref: config.portal.login.page }));
+    return sendPage(reply, 200, pages.messagePage(page, { title: messages.signedOutTitle, message: messages.signedOutTitle, action: { href: config.portal.login.page, label: messages.signInAgain } }));
   });
 }
 

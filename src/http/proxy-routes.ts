@@ -1,17 +1,19 @@
 // Everything outside the gateway prefix: the intercepted login, then the session check, then the portal.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import replyFrom from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
+import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
 import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import type { ActiveSession } from '../services/sessions.js';
-import { sameFieldName } from '../services/login.js';
 import type { HttpContext } from './context.js';
 import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
+import { hostName } from './edge.js';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const LOGIN_BODY_LIMIT = 16 * 1024;
@@ -37,8 +39,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
-  const isPublic = (path: string) =>
-    config.portal.publicPaths.some((p) => path === p || (p.endsWith('/') ? path.startsWith(p) : path.startsWith(`${p}/`)));
   const rewriteLocation = (location: string) => {
     if (!/^https?:/i.test(location)) return location;
     try {
@@ -48,27 +48,63 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       return location;
     }
   };
+  const deviceHeader = config.devices.header?.name.toLowerCase();
+  // Removed from every request to the portal: only the gateway speaks for the device.
+  const stripped: ReadonlySet<string> = new Set(deviceHeader ? [deviceHeader] : []);
+  const trustedProxies = new AddressSet(config.server.trustedProxies);
 
   async function handle(req: FastifyRequest, reply: FastifyReply) {
-    const target = canonicalTarget(req.raw.url ?? '');
+    const target = canonicalTarget(req.raw.url ?? '', { pathParameters: config.server.pathParameters === 'allow' });
     if (!target) throw new GatewayError('GW_ERR_BAD_PATH', 'path refused by canonicalisation');
-    const lowered = loose(target.path);
+    const lowered = loose(target.matchPath);
     // The reserved prefix never reaches the portal, in any spelling.
     if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_NOT_FOUND');
-    const loginPath = loginPaths.get(lowered);
-    if (loginPath && req.method !== 'GET' && req.method !== 'HEAD') return interceptLogin(req, reply, { ...target, path: loginPath });
+    const loginPath = req.method !== 'GET' && req.method !== 'HEAD' ? loginPaths.get(lowered) : undefined;
+    // A login in another spelling goes to the portal as the configured path, and that is what the policy sees.
+    const forwarded: CanonicalTarget = loginPath ? { ...target, path: loginPath, matchPath: loginPath } : target;
 
+    // An invalid session is dropped before any rule runs: the request is simply not signed in.
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
-    if (active) return forward(req, reply, target, { kind: 'session', active }, logoutPaths.has(lowered));
-    if (req.cookies[COOKIE.session]) reply.clearCookie(COOKIE.session, clearOptions);
-    if (isPublic(target.path)) {
-      const id = browserId(req, reply);
-      return forward(req, reply, target, { kind: 'browser', id, jar: await ctx.jars.get(id) }, false);
+    if (!active && req.cookies[COOKIE.session]) reply.clearCookie(COOKIE.session, clearOptions);
+    const tlsCert = (req.socket as TLSSocket).encrypted ? (req.socket as TLSSocket).getPeerX509Certificate() : undefined;
+    const { outcome } = await ctx.access.decide({
+      host: hostName(req)!,
+      method: req.method,
+      path: forwarded.matchPath,
+      query: target.query,
+      authorization: req.headers.authorization,
+      client: req.client,
+      tlsCertificate: tlsCert && { certificate: tlsCert, authorized: (req.socket as TLSSocket).authorized },
+      deviceHeader: deviceHeader && trustedProxies.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '') ? first(req.headers[deviceHeader]) : undefined,
+      session: active,
+    });
+    req.access = { rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid };
+    switch (outcome.verdict) {
+      case 'deny':
+        throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);
+      case 'managed-device':
+        throw new GatewayError('GW_ERR_DEVICE_NOT_MANAGED', outcome.rule);
+      case 'step-up': {
+        const back = target.query ? `${target.path}?${target.query}` : target.path;
+        const factors = outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : '';
+        if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(back)}${factors}`, 303);
+        throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule);
+      }
+      case 'sign-in':
+        // A password without its second factor opens nothing: back to the pending step.
+        if (req.cookies[COOKIE.pending]) return reply.redirect(`${config.server.prefix}/continue`, 303);
+        if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(config.portal.login.page, 302);
+        throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
+      case 'allow':
+        if (loginPath) return interceptLogin(req, reply, forwarded);
+        if (active) return forward(req, reply, forwarded, { kind: 'session', active }, logoutPaths.has(lowered));
+        return forward(req, reply, forwarded, await browserJar(req, reply), false);
     }
-    // A password without its second factor opens nothing: back to the pending step.
-    if (req.cookies[COOKIE.pending]) return reply.redirect(`${config.server.prefix}/continue`, 303);
-    if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(config.portal.login.page, 302);
-    throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED');
+  }
+
+  async function browserJar(req: FastifyRequest, reply: FastifyReply): Promise<JarOwner> {
+    const id = browserId(req, reply);
+    return { kind: 'browser', id, jar: await ctx.jars.get(id) };
   }
 
   function browserId(req: FastifyRequest, reply: FastifyReply): string {
@@ -85,10 +121,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const expected = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
     if (type !== expected) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', `login content-type ${type}`);
-    // The username may come only from the body: a portal that reads the query first would check another account.
-    if ([...new URLSearchParams(target.query).keys()].some((k) => sameFieldName(k, login.usernameField))) {
-      throw new GatewayError('GW_ERR_BAD_REQUEST', 'username in the login query string');
-    }
     const body = await readBounded(req, LOGIN_BODY_LIMIT);
     const id = browserId(req, reply);
     const outcome = await ctx.login.login({
@@ -98,8 +130,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       query: target.query,
       headers: req.headers,
       body,
-      clientIp: req.socket.remoteAddress ?? '',
-      proto: 'http',
+      clientIp: forwardedFor(req),
+      proto: req.client.proto,
     });
     if (outcome.kind === 'failed') {
       // The portal shows its own error; only its cookies are kept back.
@@ -123,9 +155,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       queryString: () => target.query,
       rewriteRequestHeaders: (_r, headers) =>
         upstreamRequestHeaders(headers, {
-          clientIp: req.socket.remoteAddress ?? '',
-          proto: 'http',
+          clientIp: forwardedFor(req),
+          proto: req.client.proto,
           host: req.headers.host,
+          strip: stripped,
           upstreamHost: headers.host as string,
           cookie: cookieHeader(jar, target.path, clock.now(), req.headers.cookie, config.portal.browserCookies),
         }),
@@ -162,6 +195,15 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
   app.route({ method: [...METHODS], url: '/*', handler: handle });
   app.route({ method: [...METHODS], url: '/', handler: handle });
+}
+
+/** X-Forwarded-For for the portal: the client, or the peer when a trusted proxy passed an unreadable address. */
+function forwardedFor(req: FastifyRequest): string {
+  return req.client.ip ?? normaliseAddress(req.socket.remoteAddress ?? '') ?? '';
+}
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }
 
 /** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */

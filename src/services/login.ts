@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { applySetCookies, cookieHeader, setCookieNames, type Jar } from '../domain/cookie-jar.js';
 import { upstreamRequestHeaders } from '../domain/headers.js';
+import { sameFieldName } from '../domain/legacy-auth.js';
 import { isLoginSuccess } from '../domain/login-success.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
 import { canonicalUsername } from '../domain/username.js';
@@ -11,6 +12,7 @@ import { GatewayError } from '../errors.js';
 import { newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore, BrowserJars, PendingLogins } from '../stores/records.js';
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
+import { groupsFromHeader } from './groups.js';
 import type { SecurityLog } from './security-events.js';
 
 export interface LoginRequest {
@@ -88,6 +90,7 @@ export class LoginService {
         csrf: newId(),
         stage,
         expiresAt: now + config.mfa.pendingTimeoutSeconds * 1000,
+        ...(config.groups.loginHeader ? { groups: groupsFromHeader(answer.headers[config.groups.loginHeader.toLowerCase()]) } : {}),
       },
       now,
     );
@@ -139,12 +142,6 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
   if (typeof username !== 'string') throw bad('no username field');
   if (namesLike(Object.keys(obj)).length !== 1) throw bad('another spelling of the username field');
   return { username, withUsername: (canonical) => Buffer.from(JSON.stringify({ ...obj, [field]: canonical })) };
-}
-
-/** Field names a loosely matching portal (case-insensitive, ignoring - and _) would read as the same field. */
-export function sameFieldName(a: string, b: string): boolean {
-  const fold = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
-  return fold(a) === fold(b);
 }
 
 function decodeFormComponent(s: string): string | null {

@@ -1,5 +1,6 @@
 // One structured log line per security event; users appear only by pseudonymous id.
 import type { Logger } from 'pino';
+import type { FactorKind } from '../domain/policy.js';
 
 export type SecurityEventName =
   | 'password_ok'
@@ -11,12 +12,15 @@ export type SecurityEventName =
   | 'mfa_attempts_exhausted'
   | 'recovery_code_used'
   | 'session_started'
-  | 'session_ended';
+  | 'session_ended'
+  | 'step_up_ok'
+  | 'access_denied'
+  | 'legacy_auth_blocked';
 
 export interface SecurityEventFields {
   pid?: string;
   ip?: string;
-  factor?: 'totp' | 'recovery';
+  factor?: FactorKind;
   reason?: string;
   [extra: string]: unknown;
 }

@@ -1,6 +1,7 @@
 // Gateway sessions: minted after the second factor, checked on every request against the store, ended on logout.
 import type { Clock } from '../clock.js';
 import type { Jar } from '../domain/cookie-jar.js';
+import type { FactorKind } from '../domain/policy.js';
 import { sessionState, sessionTtlMs, type SessionLimits } from '../domain/session-times.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import type { SessionTokens } from '../mechanisms/session-token.js';
@@ -20,12 +21,27 @@ export class SessionService {
   ) {}
 
   /** Creates the session record and returns the signed cookie value. */
-  async start(s: { pid: string; username: string; amr: string[]; jar: Jar }, ip: string): Promise<string> {
+  async start(s: { pid: string; username: string; factor: FactorKind; jar: Jar; groups?: string[] }, ip: string): Promise<string> {
     const now = this.d.clock.now();
-    const record: SessionRecord = { ...s, authTime: now, lastSeen: now, csrf: newId() };
+    const record: SessionRecord = { ...s, amr: amrOf(s.factor), authTime: now, factorTime: now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
-    this.d.security('session_started', { pid: s.pid, ip, amr: s.amr });
+    this.d.security('session_started', { pid: s.pid, ip, amr: record.amr });
     return this.d.tokens.sign({ sub: s.pid, sid }, now);
+  }
+
+  /**
+   * A second factor verified again inside a session (step-up): the session moves to a fresh id with the new factor
+   * time (SECURITY R32), keeping its portal cookies; the old id ends. Returns the new cookie value, or null when
+   * the session ended meanwhile.
+   */
+  async reverified(active: ActiveSession, factor: FactorKind, ip: string): Promise<string | null> {
+    const now = this.d.clock.now();
+    const record: SessionRecord = { ...active.record, factor, amr: amrOf(factor), factorTime: now, lastSeen: now, csrf: newId() };
+    // Deleting first: of two parallel step-ups, or a step-up racing a logout, at most one leaves a live session.
+    if (!(await this.d.sessions.take(active.sid))) return null;
+    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
+    this.d.security('step_up_ok', { pid: record.pid, ip, factor });
+    return this.d.tokens.sign({ sub: record.pid, sid }, now);
   }
 
   /** The live session behind a cookie value, or null: bad token, unknown, revoked, idle or too old. */
@@ -55,4 +71,9 @@ export class SessionService {
     await this.d.sessions.delete(active.sid);
     this.d.security('session_ended', { pid: active.record.pid, reason });
   }
+}
+
+/** RFC 8176 authentication method references for the factor used with the portal password. */
+export function amrOf(factor: FactorKind): string[] {
+  return factor === 'webauthn' ? ['pwd', 'hwk'] : ['pwd', 'otp'];
 }

@@ -8,5 +8,8 @@ export const keys = {
   factors: (pid: string) => `user:{${pid}}:factors`,
   totpStep: (pid: string) => `user:{${pid}}:totp-step`,
   mfaFailures: (pid: string) => `user:{${pid}}:mfa-failures`,
+  device: (fingerprint: string) => `device:{${fingerprint}}`,
+  deviceIndex: () => 'devices:index',
+  stepUpAttempts: (sid: string) => `session:{${sid}}:step-up-attempts`,
   recoveryCodeUsed: (pid: string, setSalt: string, index: number) => `user:{${pid}}:recovery-used:${setSalt}:${index}`,
 } as const;

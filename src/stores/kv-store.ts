@@ -17,5 +17,7 @@ export interface KvStore {
   raiseTo(key: string, value: number, ttlMs: number): Promise<boolean>;
   /** Throws when the backend cannot serve requests. */
   ping(): Promise<void>;
+  /** Resolves once the backend can take commands (for commands run once, like the CLI); rejects after a while. */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }

@@ -64,6 +64,8 @@ export class MemoryKvStore implements KvStore {
 
   async ping(): Promise<void> {}
 
+  async ready(): Promise<void> {}
+
   async close(): Promise<void> {
     this.map.clear();
   }

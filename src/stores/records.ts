@@ -1,5 +1,6 @@
 // The gateway's records (browser jars, pending logins, sessions, factors), sealed at rest with the key as AAD.
 import type { Jar } from '../domain/cookie-jar.js';
+import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 import type { RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
 import { newId } from '../mechanisms/random.js';
@@ -91,7 +92,9 @@ export interface PendingLogin {
   /** The TOTP secret being enrolled; never shown again once enrolment is confirmed. */
   totpSecret?: string;
   /** The factor that completed the login (stage 'acknowledge'). */
-  amr?: string[];
+  factor?: FactorKind;
+  /** Groups the portal named in its login answer (groups.loginHeader). */
+  groups?: string[];
 }
 
 /** A password accepted by the portal, waiting for the second factor. */
@@ -131,10 +134,16 @@ export interface SessionRecord {
   pid: string;
   username: string;
   amr: string[];
+  /** Sign-in time: the absolute timeout counts from here. */
   authTime: number;
+  /** When a second factor was last verified (sign-in or step-up), and which. */
+  factorTime: number;
+  factor: FactorKind;
   lastSeen: number;
   jar: Jar;
   csrf: string;
+  /** Groups the portal named in its login answer (groups.loginHeader). */
+  groups?: string[];
 }
 
 // Decrypting the session record is the largest cost of a proxied request; opened records are remembered.
@@ -153,6 +162,10 @@ export class Sessions {
   }
   get(sid: string): Promise<SessionRecord | null> {
     return this.records.get(keys.session(sid));
+  }
+  /** Atomically ends a session and returns its record: of parallel callers, one gets it. */
+  take(sid: string): Promise<SessionRecord | null> {
+    return this.records.take(keys.session(sid));
   }
   /** Updates a live session; a session ended meanwhile (logout, expiry) stays ended. */
   update(sid: string, s: SessionRecord, ttlMs: number): Promise<boolean> {
@@ -179,5 +192,39 @@ export class FactorStore {
   }
   put(pid: string, f: UserFactors): Promise<void> {
     return this.records.put(keys.factors(pid), f);
+  }
+}
+
+export interface DeviceRecord {
+  fingerprint: string;
+  name: string;
+  /** The user the device belongs to (pseudonymous id), when it is bound to one. */
+  pid?: string;
+  status: 'active' | 'revoked';
+  addedAt: number;
+  revokedAt?: number;
+}
+
+/** Registered device certificates (by SHA-256 fingerprint): read on every request a rule about devices sees. */
+export class DeviceRegistry {
+  private readonly records: SealedRecords<DeviceRecord>;
+  private readonly index: SealedRecords<string[]>;
+  constructor(kv: KvStore, sealer: Sealer) {
+    this.records = new SealedRecords(kv, sealer, { cacheSize: 1000, unreadable: 'fail' });
+    this.index = new SealedRecords(kv, sealer, { unreadable: 'fail' });
+  }
+  get(fingerprint: string): Promise<DeviceRecord | null> {
+    return this.records.get(keys.device(fingerprint));
+  }
+  /** Adds or replaces a device (operators only: the index is not updated atomically with the record). */
+  async put(d: DeviceRecord): Promise<void> {
+    await this.records.put(keys.device(d.fingerprint), d);
+    const list = (await this.index.get(keys.deviceIndex())) ?? [];
+    if (!list.includes(d.fingerprint)) await this.index.put(keys.deviceIndex(), [...list, d.fingerprint]);
+  }
+  async list(): Promise<DeviceRecord[]> {
+    const list = (await this.index.get(keys.deviceIndex())) ?? [];
+    const all = await Promise.all(list.map((fp) => this.get(fp)));
+    return all.filter((d): d is DeviceRecord => d !== null);
   }
 }

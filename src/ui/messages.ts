@@ -30,6 +30,12 @@ export const messages = {
   logoutIntro: 'Sign out of the portal on this device?',
   logoutSubmit: 'Sign out',
   signedOutTitle: 'You have signed out',
+  stepUpTitle: 'Confirm it is you',
+  stepUpIntro: 'This page needs a recent second step. Enter the 6-digit code from your authenticator app.',
+  stepUpOtherFactor: 'This page needs a security key or passkey. Add one on your security page, then try again.',
+  stepUpSubmit: 'Confirm',
+  stepUpDoneTitle: 'Confirmed',
+  stepUpDone: 'Thank you. Go back to the page and try again.',
   errorTitle: 'Something needs your attention',
   reference: 'Reference',
 } as const;

@@ -103,6 +103,21 @@ ${codeField({ name: 'code', label: m.recoveryCodeLabel, hint: m.recoveryCodeHint
   );
 }
 
+export function stepUpPage(ctx: PageContext, v: { csrf: string; to: string | undefined; error?: string; totpAllowed: boolean }): string {
+  if (!v.totpAllowed) return layout(ctx, m.stepUpTitle, `<p>${esc(m.stepUpOtherFactor)}</p>`);
+  return layout(
+    ctx,
+    m.stepUpTitle,
+    `<p>${esc(m.stepUpIntro)}</p>
+<form method="post" action="${ctx.prefix}/step-up">
+<input type="hidden" name="csrf" value="${esc(v.csrf)}">
+${v.to ? `<input type="hidden" name="to" value="${esc(v.to)}">` : ''}
+${codeField({ name: 'code', label: m.verifyCodeLabel, hint: m.codeHint, error: v.error, numeric: true })}
+<button type="submit">${esc(m.stepUpSubmit)}</button>
+</form>`,
+  );
+}
+
 export function logoutPage(ctx: PageContext, v: { csrf: string }): string {
   return layout(
     ctx,
@@ -115,12 +130,12 @@ export function logoutPage(ctx: PageContext, v: { csrf: string }): string {
   );
 }
 
-export function messagePage(ctx: PageContext, v: { title?: string; message: string; reference?: string; signInHref?: string }): string {
+export function messagePage(ctx: PageContext, v: { title?: string; message: string; reference?: string; action?: { href: string; label: string } }): string {
   return layout(
     ctx,
     v.title ?? m.errorTitle,
     `<p role="alert">${esc(v.message)}</p>
-${v.signInHref ? `<p><a href="${esc(v.signInHref)}">${esc(m.signInAgain)}</a></p>` : ''}
+${v.action ? `<p><a href="${esc(v.action.href)}">${esc(v.action.label)}</a></p>` : ''}
 ${v.reference ? `<p class="hint">${esc(m.reference)}: ${esc(v.reference)}</p>` : ''}`,
   );
 }

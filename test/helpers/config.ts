@@ -13,11 +13,16 @@ export function rawTestConfig(portalUrl: string): Record<string, any> {
       name: 'Riverbend Health Patient Portal',
       login: { paths: ['/login'], success: { status: [302], location: '^/' } },
       logoutPaths: ['/logout'],
-      publicPaths: ['/login', '/static/'],
       browserCookies: ['XSRF-TOKEN'],
       timeoutSeconds: 2,
     },
     mfa: { issuer: 'Riverbend Health' },
+    policy: {
+      rules: [
+        { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+        { name: 'portal', paths: ['/'], decision: 'mfa' },
+      ],
+    },
     keys: {
       signing: [{ id: 's1', secret: randomKey() }],
       encryption: [{ id: 'e1', secret: randomKey() }],

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { generate } from 'otplib';
 import pino from 'pino';
+import { Agent, type Dispatcher } from 'undici';
 import { buildApp } from '../../src/app.js';
 import type { Config } from '../../src/config/schema.js';
 import { loggerOptions } from '../../src/log.js';
@@ -24,13 +25,17 @@ export interface Stack {
   portalRequests: { method: string; url: string; headers: Record<string, string | string[] | undefined> }[];
   clock: FakeClock;
   config: Config;
+  /** The store the gateway uses. */
+  kv: KvStore;
   /** Every log line the gateway wrote. */
   logs: string[];
-  browser(): Browser;
+  browser(dispatcher?: Dispatcher): Browser;
   close(): Promise<void>;
 }
 
-export async function startStack(opts: { kv?: (clock: FakeClock) => KvStore; patch?: (raw: Record<string, any>) => void } = {}): Promise<Stack> {
+export async function startStack(
+  opts: { kv?: (clock: FakeClock) => KvStore; patch?: (raw: Record<string, any>) => void; /** CA of the gateway's TLS certificate. */ ca?: string } = {},
+): Promise<Stack> {
   const portalRequests: Stack['portalRequests'] = [];
   const portal = await startDemoPortal({ onRequest: (r) => portalRequests.push(r) });
   const clock = new FakeClock(Date.now());
@@ -48,7 +53,8 @@ export async function startStack(opts: { kv?: (clock: FakeClock) => KvStore; pat
   const kv = opts.kv?.(clock) ?? new MemoryKvStore(clock);
   const app = await buildApp(config, { clock, kv, logger: pino(loggerOptions('debug'), sink) });
   await app.listen({ host: '127.0.0.1', port: 0 });
-  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  const defaultDispatcher = opts.ca ? new Agent({ connect: { ca: opts.ca } }) : undefined;
+  const url = `${config.server.tls ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   return {
     url,
     app,
@@ -56,8 +62,9 @@ export async function startStack(opts: { kv?: (clock: FakeClock) => KvStore; pat
     portalRequests,
     clock,
     config,
+    kv,
     logs,
-    browser: () => new Browser(url),
+    browser: (dispatcher?: Dispatcher) => new Browser(url, dispatcher ?? defaultDispatcher),
     close: async () => {
       await app.close();
       await kv.close();

@@ -45,7 +45,7 @@ t.test('semantic checks', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.portal.login.success.location = '([';
   raw.keys.encryption[0].secret = Buffer.alloc(40).toString('base64');
-  raw.portal.publicPaths = ['/_mfa/x'];
+  raw.portal.logoutPaths = ['/_mfa/x'];
   raw.session = { idleTimeoutSeconds: 50000, absoluteTimeoutSeconds: 40000 };
   const problems = problemsOf(() => resolveConfig(raw));
   t.ok(problems.some((p) => p.startsWith('portal.login.success.location:')));
@@ -61,7 +61,7 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
   const sig = randomKey();
   writeFileSync(
     join(dir, 'gw.yaml'),
-    `portal:\n  url: \${PORTAL}\nkeys:\n  signing:\n    - id: s\n      secret: \${SIG}\n  encryption:\n    - id: e\n      secret_FILE: enc.key\n  pseudonym: \${PSEUDO}\n`,
+    `portal:\n  url: \${PORTAL}\npolicy:\n  rules:\n    - { name: all, paths: [/], decision: mfa }\nkeys:\n  signing:\n    - id: s\n      secret: \${SIG}\n  encryption:\n    - id: e\n      secret_FILE: enc.key\n  pseudonym: \${PSEUDO}\n`,
   );
   const c = loadConfigFile(join(dir, 'gw.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() });
   t.equal(c.portal.url, 'http://portal.internal:8080');

@@ -1,0 +1,63 @@
+// `mfa-gateway devices register|list|revoke`: the registry of managed-device certificates, in the configured store.
+import { readFileSync } from 'node:fs';
+import { systemClock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import { decodeKey } from '../config/load.js';
+import { canonicalUsername } from '../domain/username.js';
+import { fingerprintOf, normaliseFingerprint, parseCertificates } from '../mechanisms/certificates.js';
+import { pseudonym } from '../mechanisms/random.js';
+import { Sealer } from '../mechanisms/sealer.js';
+import type { KvStore } from '../stores/kv-store.js';
+import { DeviceRegistry } from '../stores/records.js';
+import { UsageError } from './usage.js';
+
+export interface DeviceArgs {
+  fingerprint?: string;
+  cert?: string;
+  name?: string;
+  user?: string;
+}
+
+export async function devicesCommand(config: Config, kv: KvStore, action: string, a: DeviceArgs): Promise<string[]> {
+  const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
+  const registry = new DeviceRegistry(kv, sealer);
+  const now = systemClock.now();
+  switch (action) {
+    case 'register': {
+      const fingerprint = fingerprintArg(a);
+      let pid: string | undefined;
+      if (a.user !== undefined) {
+        const user = canonicalUsername(a.user, config.portal.login.usernameCase);
+        if (user === null) throw new UsageError('--user is not a usable username');
+        pid = pseudonym(decodeKey(config.keys.pseudonym), user);
+      }
+      await registry.put({ fingerprint, name: a.name ?? fingerprint.slice(0, 12), status: 'active', addedAt: now, ...(pid ? { pid } : {}) });
+      return [`registered ${fingerprint}${pid ? ` for ${a.user}` : ''}`];
+    }
+    case 'revoke': {
+      const fingerprint = fingerprintArg(a);
+      const d = await registry.get(fingerprint);
+      // A device never registered can still be cut off: it is recorded as revoked.
+      await registry.put({ ...(d ?? { fingerprint, name: a.name ?? fingerprint.slice(0, 12), addedAt: now }), status: 'revoked', revokedAt: now });
+      return [`revoked ${fingerprint}: it stops counting as managed on its next request`];
+    }
+    case 'list': {
+      const all = await registry.list();
+      if (!all.length) return ['no devices registered'];
+      return all.map((d) => `${d.fingerprint}  ${d.status.padEnd(7)}  ${new Date(d.addedAt).toISOString()}  ${d.pid ? `user ${d.pid}  ` : ''}${d.name}`);
+    }
+    default:
+      throw new UsageError(`unknown devices action ${action}`);
+  }
+}
+
+function fingerprintArg(a: DeviceArgs): string {
+  if (a.cert) {
+    const [cert] = parseCertificates(readFileSync(a.cert, 'utf8'));
+    if (!cert) throw new UsageError(`${a.cert}: no certificate`);
+    return fingerprintOf(cert);
+  }
+  const fp = a.fingerprint === undefined ? null : normaliseFingerprint(a.fingerprint);
+  if (!fp) throw new UsageError('give --cert FILE or --fingerprint SHA256 (64 hex digits, colons allowed)');
+  return fp;
+}

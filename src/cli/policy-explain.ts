@@ -1,0 +1,63 @@
+// `mfa-gateway policy explain`: which rule decides a request, and why each rule before it did not.
+import type { Config } from '../config/schema.js';
+import { policyConfig } from '../config/load.js';
+import { normaliseAddress } from '../domain/client-address.js';
+import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
+import { compilePolicy, explainAccess, type AccessOutcome, type FactorKind } from '../domain/policy.js';
+import { canonicalUsername } from '../domain/username.js';
+import { canonicalTarget } from '../domain/canonical-path.js';
+import { parseGroupMap } from '../services/groups.js';
+import { readFileSync } from 'node:fs';
+
+export interface ExplainQuery {
+  path: string;
+  ip?: string;
+  user?: string;
+  groups?: string[];
+  method?: string;
+  host?: string;
+  managed?: boolean;
+  factor?: FactorKind;
+  factorAgeSeconds?: number;
+  authorization?: string;
+}
+
+/** The explanation as text lines (the command prints them). */
+export function explainPolicy(config: Config, q: ExplainQuery): string[] {
+  const target = canonicalTarget(q.path, { pathParameters: config.server.pathParameters === 'allow' });
+  if (!target) return [`${q.path}: refused before any rule (400): not a canonical path`];
+  const ip = q.ip === undefined ? null : normaliseAddress(q.ip);
+  const user = q.user === undefined ? null : canonicalUsername(q.user, config.portal.login.usernameCase);
+  const fileGroups = user && config.groups.file ? parseGroupMap(readFileSync(config.groups.file, 'utf8'), config.portal.login.usernameCase).get(user) ?? [] : [];
+  const groups = [...new Set([...fileGroups, ...(q.groups ?? [])])];
+  const { outcome, trace } = explainAccess(compilePolicy(policyConfig(config)), {
+    host: (q.host ?? config.server.hosts[0]!).toLowerCase(),
+    method: (q.method ?? 'GET').toUpperCase(),
+    path: target.matchPath,
+    clientIp: ip,
+    legacyAuth: carriesLegacyCredentials(q.authorization, target.query, [config.portal.login.usernameField, config.portal.login.passwordField]),
+    session: user ? { groups, factorAgeSeconds: q.factorAgeSeconds ?? 0, factor: q.factor ?? 'totp' } : null,
+    device: { managed: q.managed ?? false },
+  });
+  const who = user ? `${user} (groups: ${groups.join(', ') || 'none'}; ${q.factor ?? 'totp'} ${q.factorAgeSeconds ?? 0} s ago)` : 'nobody signed in';
+  return [
+    `request: ${(q.method ?? 'GET').toUpperCase()} ${target.matchPath} from ${ip ?? 'an unknown address'}, ${who}, ${q.managed ? 'managed' : 'unmanaged'} device`,
+    ...trace.map((l) => `  ${l.result === 'no match' ? '-' : '>'} ${l.rule}: ${l.result} (${l.why})`),
+    `decision: ${describe(outcome)}`,
+  ];
+}
+
+function describe(o: AccessOutcome): string {
+  switch (o.verdict) {
+    case 'allow':
+      return `allowed by "${o.rule}" (${o.decision})`;
+    case 'deny':
+      return `denied by "${o.rule}" (${o.reason})`;
+    case 'sign-in':
+      return `sign-in required by "${o.rule}"`;
+    case 'managed-device':
+      return `"${o.rule}" needs a managed device`;
+    case 'step-up':
+      return `"${o.rule}" needs a second factor${o.factors.length ? ` (${o.factors.join(' or ')})` : ''} in the last ${o.maxAgeSeconds} s`;
+  }
+}

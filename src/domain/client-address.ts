@@ -1,0 +1,103 @@
+// Client addresses: address sets (CIDR lists) and the client behind trusted proxies (right-most untrusted hop).
+import { BlockList, isIP } from 'node:net';
+
+/** A set of addresses and networks, e.g. ['10.0.0.0/8', '192.0.2.7', '2001:db8::/32']. */
+export class AddressSet {
+  private readonly list = new BlockList();
+  readonly empty: boolean;
+
+  constructor(readonly entries: readonly string[]) {
+    for (const entry of entries) {
+      const parsed = parseCidr(entry);
+      if (!parsed) throw new TypeError(`not an address or network: ${entry}`);
+      this.list.addSubnet(parsed.address, parsed.prefix, parsed.family);
+    }
+    this.empty = entries.length === 0;
+  }
+
+  has(address: string): boolean {
+    if (this.empty) return false;
+    const family = isIP(address);
+    return family !== 0 && this.list.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  }
+}
+
+/** `a.b.c.d`, `a.b.c.d/n`, an IPv6 address or `ipv6/n`; null when it is none of these. */
+export function parseCidr(entry: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | null {
+  const [address = '', bits, extra] = entry.trim().split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return null;
+  const max = family === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+  if (!(prefix >= 0 && prefix <= max)) return null;
+  return { address, prefix, family: family === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** An address as written by a peer or a proxy: IPv4-mapped IPv6 becomes IPv4; ports and brackets go; else null. */
+export function normaliseAddress(raw: string): string | null {
+  let a = raw.trim();
+  if (a.startsWith('"') && a.endsWith('"')) a = a.slice(1, -1);
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(a);
+  if (bracketed) a = bracketed[1]!;
+  else if (/^[\d.]+:\d{1,5}$/.test(a)) a = a.slice(0, a.lastIndexOf(':'));
+  if (a.toLowerCase().startsWith('::ffff:') && isIP(a.slice(7)) === 4) a = a.slice(7);
+  return isIP(a) ? a.toLowerCase() : null;
+}
+
+export interface ForwardingHeaders {
+  'x-forwarded-for'?: string | string[];
+  forwarded?: string | string[];
+  'x-forwarded-proto'?: string | string[];
+}
+
+export interface ClientView {
+  /** The client's address, or null when a trusted proxy passed one that cannot be read (fail closed). */
+  ip: string | null;
+  /** The scheme the client used: from the socket, or from a trusted proxy's X-Forwarded-Proto. */
+  proto: 'http' | 'https';
+}
+
+/**
+ * Who is asking. Forwarding headers count only when the peer itself is a trusted proxy; then the client is the
+ * right-most address that is not a trusted proxy (SECURITY R55: earlier hops are whatever the client wrote).
+ * X-Forwarded-For is preferred; RFC 7239 Forwarded is read when it is absent.
+ */
+export function clientView(peer: string | undefined, tls: boolean, headers: ForwardingHeaders, trusted: AddressSet): ClientView {
+  const socketIp = normaliseAddress(peer ?? '');
+  const own: ClientView = { ip: socketIp, proto: tls ? 'https' : 'http' };
+  if (socketIp === null || !trusted.has(socketIp)) return own;
+  const hops = forwardedHops(headers);
+  if (hops === null) return { ...own, ip: null };
+  let ip: string | null = socketIp;
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = normaliseAddress(hops[i]!);
+    if (hop === null) return { ...own, ip: null, proto: forwardedProto(headers, own.proto) };
+    ip = hop;
+    if (!trusted.has(hop)) break;
+  }
+  return { ip, proto: forwardedProto(headers, own.proto) };
+}
+
+function forwardedHops(h: ForwardingHeaders): string[] | null {
+  const xff = joined(h['x-forwarded-for']);
+  if (xff !== undefined) return xff.split(',');
+  const fwd = joined(h.forwarded);
+  if (fwd === undefined) return [];
+  const hops: string[] = [];
+  for (const element of fwd.split(',')) {
+    const pair = element.split(';').map((p) => p.trim()).find((p) => p.toLowerCase().startsWith('for='));
+    // A hop without for= (or "for=unknown", an obfuscated name) cannot be placed: nothing to the left counts.
+    if (!pair) return null;
+    hops.push(pair.slice(4));
+  }
+  return hops;
+}
+
+function forwardedProto(h: ForwardingHeaders, fallback: 'http' | 'https'): 'http' | 'https' {
+  const last = joined(h['x-forwarded-proto'])?.split(',').pop()?.trim().toLowerCase();
+  return last === 'https' || last === 'http' ? last : fallback;
+}
+
+function joined(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(',') : v;
+}

@@ -1,0 +1,205 @@
+// Conditional access: ordered rules, first match wins, then the default. A pure function of the request's facts.
+import { AddressSet } from './client-address.js';
+
+export type Decision = 'public' | 'deny' | 'mfa' | 'managed-device' | 'step-up';
+export type FactorKind = 'totp' | 'webauthn' | 'recovery';
+
+export interface RuleConfig {
+  name: string;
+  hosts?: readonly string[];
+  paths?: readonly string[];
+  methods?: readonly string[];
+  /** Named networks (from `networks`) or literal addresses/CIDRs. */
+  networks?: readonly string[];
+  groups?: readonly string[];
+  device?: 'managed' | 'unmanaged';
+  decision: Decision;
+  /** step-up: the last second factor must be at most this old. */
+  maxAgeSeconds?: number;
+  /** step-up (and mfa): the second factor must be one of these. */
+  factors?: readonly FactorKind[];
+  /** Lets requests carrying HTTP Basic/Digest/NTLM/Negotiate credentials through (service paths only). */
+  allowLegacyAuth?: boolean;
+}
+
+export interface PolicyConfig {
+  rules: readonly RuleConfig[];
+  default: 'deny' | 'mfa';
+  caseSensitivePaths: boolean;
+  networks: Readonly<Record<string, readonly string[]>>;
+  /** Old password-taking endpoints (API logins, RPC): always refused. */
+  legacyEndpoints: readonly string[];
+}
+
+/** Everything the decision depends on, gathered by the HTTP layer. */
+export interface RequestFacts {
+  /** Lower-case host name without port. */
+  host: string;
+  method: string;
+  /** The canonical path: exactly the path the portal will receive. */
+  path: string;
+  /** null when a trusted proxy passed an address that cannot be read. */
+  clientIp: string | null;
+  /** Authorization: Basic/Digest/NTLM/Negotiate, or login credentials in the query string. */
+  legacyAuth: boolean;
+  /** null when the request has no valid session. */
+  session: null | { groups: readonly string[]; factorAgeSeconds: number; factor: FactorKind };
+  device: { managed: boolean };
+}
+
+export type AccessOutcome =
+  | { verdict: 'allow'; rule: string; decision: Decision }
+  | { verdict: 'deny'; rule: string; reason: 'rule' | 'legacy-auth' | 'legacy-endpoint' | 'unknown-address' }
+  | { verdict: 'sign-in'; rule: string }
+  | { verdict: 'managed-device'; rule: string }
+  | { verdict: 'step-up'; rule: string; maxAgeSeconds: number; factors: readonly FactorKind[] };
+
+export interface TraceLine {
+  rule: string;
+  result: 'match' | 'no match' | 'needs sign-in';
+  why: string;
+}
+
+interface CompiledRule extends RuleConfig {
+  hostSet?: ReadonlySet<string>;
+  pathRes?: RegExp[];
+  methodSet?: ReadonlySet<string>;
+  addresses?: AddressSet;
+}
+
+export interface CompiledPolicy {
+  rules: readonly CompiledRule[];
+  fallback: CompiledRule;
+  legacyEndpoints: RegExp[];
+  /** Whether any rule looks at the device: device state is only worked out when it can matter. */
+  usesDevices: boolean;
+}
+
+/** Checks and compiles the rules once; throws TypeError naming the rule for anything that cannot be compiled. */
+export function compilePolicy(c: PolicyConfig): CompiledPolicy {
+  const flags = c.caseSensitivePaths ? '' : 'i';
+  const rules = c.rules.map((r): CompiledRule => {
+    if (r.allowLegacyAuth && !r.networks?.length) throw new TypeError(`rule ${r.name}: allowLegacyAuth needs a networks restriction`);
+    if (r.allowLegacyAuth && !r.paths?.length) throw new TypeError(`rule ${r.name}: allowLegacyAuth needs paths naming the service endpoints`);
+    const networks = r.networks?.flatMap((n) => {
+      if (c.networks[n]) return c.networks[n]!;
+      if (/^[A-Za-z][\w-]*$/.test(n)) throw new TypeError(`rule ${r.name}: unknown network ${n}`);
+      return [n];
+    });
+    return {
+      ...r,
+      hostSet: r.hosts && new Set(r.hosts.map((h) => h.toLowerCase())),
+      pathRes: r.paths?.map((p) => pathPattern(p, flags)),
+      methodSet: r.methods && new Set(r.methods.map((m) => m.toUpperCase())),
+      addresses: networks && new AddressSet(networks),
+    };
+  });
+  return {
+    rules,
+    fallback: { name: 'default', decision: c.default },
+    legacyEndpoints: c.legacyEndpoints.map((p) => pathPattern(p, flags)),
+    usesDevices: rules.some((r) => r.device !== undefined || r.decision === 'managed-device'),
+  };
+}
+
+/**
+ * A path pattern: `/login` is that path only; a trailing `/` or `/**` covers the path itself and everything below
+ * it (`/admin/` matches `/admin`, `/admin/` and `/admin/x/y`); `*` matches within one segment, `**` across them.
+ */
+export function pathPattern(pattern: string, flags = ''): RegExp {
+  let p = pattern.endsWith('/**') ? pattern.slice(0, -3) : pattern.endsWith('/') && pattern !== '/' ? pattern.slice(0, -1) : pattern;
+  const below = p !== pattern;
+  if (pattern === '/') p = '';
+  const body = p
+    .split(/(\*\*|\*)/)
+    .map((part) => (part === '**' ? '.*' : part === '*' ? '[^/]*' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${body}${below || pattern === '/' ? '(?:/.*)?' : ''}$`, flags);
+}
+
+/** The decision for one request. */
+export function decideAccess(policy: CompiledPolicy, facts: RequestFacts): AccessOutcome {
+  return evaluate(policy, facts, undefined);
+}
+
+/** The decision and, rule by rule, why each matched or not (for `policy explain`). */
+export function explainAccess(policy: CompiledPolicy, facts: RequestFacts): { outcome: AccessOutcome; trace: TraceLine[] } {
+  const trace: TraceLine[] = [];
+  return { outcome: evaluate(policy, facts, trace), trace };
+}
+
+function evaluate(policy: CompiledPolicy, facts: RequestFacts, trace: TraceLine[] | undefined): AccessOutcome {
+  if (policy.legacyEndpoints.some((re) => re.test(facts.path))) {
+    trace?.push({ rule: 'legacy endpoints', result: 'match', why: `${facts.path} is a listed legacy endpoint` });
+    return { verdict: 'deny', rule: 'legacy endpoints', reason: 'legacy-endpoint' };
+  }
+  for (const rule of policy.rules) {
+    const m = matchRule(rule, facts);
+    switch (m.kind) {
+      case 'miss':
+        trace?.push({ rule: rule.name, result: 'no match', why: m.why });
+        continue;
+      case 'unknown-address':
+        trace?.push({ rule: rule.name, result: 'match', why: 'the rule tests the network and the client address is unknown: fail closed' });
+        return { verdict: 'deny', rule: rule.name, reason: 'unknown-address' };
+      case 'needs-user':
+        // Only the user's groups are unknown: signing in tells whether the rule applies.
+        trace?.push({ rule: rule.name, result: 'needs sign-in', why: 'the rule tests groups and there is no session' });
+        return legacyRefusal(rule, facts) ?? { verdict: 'sign-in', rule: rule.name };
+      case 'match':
+        trace?.push({ rule: rule.name, result: 'match', why: 'every condition holds' });
+        return apply(rule, facts);
+    }
+  }
+  trace?.push({ rule: 'default', result: 'match', why: 'no rule matched' });
+  return apply(policy.fallback, facts);
+}
+
+type RuleMatch = { kind: 'match' } | { kind: 'miss'; why: string } | { kind: 'needs-user' } | { kind: 'unknown-address' };
+
+function matchRule(r: CompiledRule, f: RequestFacts): RuleMatch {
+  const miss = (why: string): RuleMatch => ({ kind: 'miss', why });
+  if (r.hostSet && !r.hostSet.has(f.host)) return miss(`host ${f.host} is not one of ${r.hosts!.join(', ')}`);
+  if (r.methodSet && !r.methodSet.has(f.method)) return miss(`method ${f.method} is not one of ${r.methods!.join(', ')}`);
+  if (r.pathRes && !r.pathRes.some((re) => re.test(f.path))) return miss(`path ${f.path} matches none of ${r.paths!.join(', ')}`);
+  if (r.addresses) {
+    if (f.clientIp === null) return { kind: 'unknown-address' };
+    if (!r.addresses.has(f.clientIp)) return miss(`address ${f.clientIp} is in none of ${r.networks!.join(', ')}`);
+  }
+  if (r.device && (r.device === 'managed') !== f.device.managed) return miss(`the device is ${f.device.managed ? '' : 'not '}managed`);
+  if (r.groups) {
+    if (!f.session) return { kind: 'needs-user' };
+    if (!r.groups.some((g) => f.session!.groups.includes(g))) return miss(`the user is in none of the groups ${r.groups.join(', ')}`);
+  }
+  return { kind: 'match' };
+}
+
+/** Legacy credentials are refused unless the matching rule names this as a service path (SECURITY R57). */
+function legacyRefusal(rule: CompiledRule, f: RequestFacts): AccessOutcome | null {
+  return f.legacyAuth && !rule.allowLegacyAuth ? { verdict: 'deny', rule: rule.name, reason: 'legacy-auth' } : null;
+}
+
+function apply(rule: CompiledRule, f: RequestFacts): AccessOutcome {
+  const name = rule.name;
+  const legacy = legacyRefusal(rule, f);
+  if (legacy) return legacy;
+  switch (rule.decision) {
+    case 'public':
+      return { verdict: 'allow', rule: name, decision: 'public' };
+    case 'deny':
+      return { verdict: 'deny', rule: name, reason: 'rule' };
+    case 'mfa':
+    case 'managed-device':
+    case 'step-up': {
+      if (rule.decision === 'managed-device' && !f.device.managed) return { verdict: 'managed-device', rule: name };
+      if (!f.session) return { verdict: 'sign-in', rule: name };
+      const factors = rule.factors ?? [];
+      const maxAge = rule.decision === 'step-up' ? rule.maxAgeSeconds ?? 300 : Infinity;
+      const factorOk = factors.length === 0 || factors.includes(f.session.factor);
+      if (!factorOk || f.session.factorAgeSeconds > maxAge) {
+        return { verdict: 'step-up', rule: name, maxAgeSeconds: Number.isFinite(maxAge) ? maxAge : 300, factors };
+      }
+      return { verdict: 'allow', rule: name, decision: rule.decision };
+    }
+  }
+}

@@ -1,0 +1,67 @@
+// The first thing every request meets: HSTS, the Host allow-list, and who the client is (behind trusted proxies).
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { AddressSet, clientView, type ClientView } from '../domain/client-address.js';
+import type { AccessOutcome } from '../domain/policy.js';
+import { GatewayError } from '../errors.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The client's address and scheme, worked out once per request. */
+    client: ClientView;
+    /** The access decision for a request to the portal, and for whom (for the access log). */
+    access: { rule: string; verdict: AccessOutcome['verdict']; pid: string | undefined } | null;
+  }
+}
+
+export interface EdgeOptions {
+  hosts: readonly string[];
+  trustedProxies: readonly string[];
+  /** Paths answered whatever the Host (health checks from orchestrators address the gateway by IP). */
+  anyHostPrefix: string;
+}
+
+export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
+  const hosts = new Set(opts.hosts.map((h) => h.toLowerCase()));
+  const trusted = new AddressSet(opts.trustedProxies);
+  app.decorateRequest('client', null as unknown as ClientView);
+  app.decorateRequest('access', null);
+  app.addHook('onRequest', (req, reply, done) => {
+    reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains');
+    req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted);
+    // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
+    const host = hostName(req);
+    if (host === null || (!hosts.has(host) && !req.url.startsWith(opts.anyHostPrefix))) {
+      done(new GatewayError('GW_ERR_UNKNOWN_HOST', `host ${JSON.stringify(req.headers.host)?.slice(0, 100)}`));
+      return;
+    }
+    done();
+  });
+  // One line per request (fastify's own request lines are off): who, what, which rule decided, the answer.
+  app.addHook('onResponse', (req, reply, done) => {
+    if ((req.log as unknown as Logger).isLevelEnabled('info')) {
+      const a = req.access;
+      req.log.info(
+        {
+          method: req.method,
+          path: req.url.split('?', 1)[0],
+          ip: req.client?.ip ?? 'unknown',
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime),
+          ...(a ? { rule: a.rule, verdict: a.verdict, pid: a.pid } : {}),
+        },
+        'request',
+      );
+    }
+    done();
+  });
+}
+
+/** The lower-case host name of the Host header, without port; null when absent or malformed. */
+export function hostName(req: FastifyRequest): string | null {
+  const raw = req.headers.host;
+  if (!raw) return null;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/.exec(raw);
+  return m ? m[1]!.toLowerCase() : null;
+}

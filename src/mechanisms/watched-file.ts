@@ -1,0 +1,44 @@
+// A configuration file the gateway keeps reading (group map, CRL): re-read when its modification time changes.
+import { readFileSync, statSync } from 'node:fs';
+import type { Clock } from '../clock.js';
+
+// How often, at most, the file's modification time is looked at: one stat a second, whatever the traffic.
+const CHECK_INTERVAL_MS = 1000;
+
+export class WatchedFile<T> {
+  private value: T;
+  private mtimeMs: number;
+  private checkedAt: number;
+
+  /** Reads and parses the file now: a file that cannot be read or parsed at start is a configuration error. */
+  constructor(
+    readonly path: string,
+    private readonly parse: (text: string) => T,
+    private readonly clock: Clock,
+    private readonly onReloadError: (err: Error) => void = () => {},
+    private readonly onReload: (value: T) => void = () => {},
+  ) {
+    this.mtimeMs = statSync(path).mtimeMs;
+    this.value = parse(readFileSync(path, 'utf8'));
+    this.checkedAt = clock.now();
+  }
+
+  /** The current content. A changed file that cannot be read or parsed keeps the last good content (and reports). */
+  current(): T {
+    const now = this.clock.now();
+    if (now - this.checkedAt < CHECK_INTERVAL_MS) return this.value;
+    this.checkedAt = now;
+    try {
+      const mtimeMs = statSync(this.path).mtimeMs;
+      if (mtimeMs !== this.mtimeMs) {
+        // Remembered first: a broken file is reported once, and tried again when it changes again.
+        this.mtimeMs = mtimeMs;
+        this.value = this.parse(readFileSync(this.path, 'utf8'));
+        this.onReload(this.value);
+      }
+    } catch (err) {
+      this.onReloadError(err as Error);
+    }
+    return this.value;
+  }
+}

@@ -1,0 +1,70 @@
+// Conditional access for one request: gathers the facts (session, groups, device, legacy credentials) and decides.
+import type { X509Certificate } from 'node:crypto';
+import type { ClientView } from '../domain/client-address.js';
+import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
+import { decideAccess, type AccessOutcome, type CompiledPolicy, type RequestFacts } from '../domain/policy.js';
+import type { Clock } from '../clock.js';
+import type { DeviceService } from './devices.js';
+import type { GroupDirectory } from './groups.js';
+import type { SecurityLog } from './security-events.js';
+import type { ActiveSession } from './sessions.js';
+
+export interface AccessRequest {
+  host: string;
+  method: string;
+  path: string;
+  query: string;
+  authorization: string | undefined;
+  client: ClientView;
+  /** The verified client certificate of a TLS connection, if any. */
+  tlsCertificate: { certificate: X509Certificate; authorized: boolean } | undefined;
+  /** The device header, only when the peer is a trusted proxy. */
+  deviceHeader: string | undefined;
+  session: ActiveSession | null;
+}
+
+const UNMANAGED = { managed: false } as const;
+
+export class AccessService {
+  constructor(
+    private readonly d: {
+      policy: CompiledPolicy;
+      loginFields: readonly string[];
+      clock: Clock;
+      devices: DeviceService;
+      groups: GroupDirectory;
+      security: SecurityLog;
+    },
+  ) {}
+
+  async decide(req: AccessRequest): Promise<{ outcome: AccessOutcome; facts: RequestFacts }> {
+    const s = req.session?.record;
+    const facts: RequestFacts = {
+      host: req.host,
+      method: req.method,
+      path: req.path,
+      clientIp: req.client.ip,
+      legacyAuth: carriesLegacyCredentials(req.authorization, req.query, this.d.loginFields),
+      session: s
+        ? {
+            groups: this.d.groups.groupsOf(s.username, s.groups),
+            factorAgeSeconds: (this.d.clock.now() - s.factorTime) / 1000,
+            factor: s.factor,
+          }
+        : null,
+      // Device state is worked out on every request that a rule could care about, never remembered from sign-in.
+      device: this.d.policy.usesDevices ? await this.d.devices.stateOf(req.tlsCertificate, req.deviceHeader, s?.pid ?? null) : UNMANAGED,
+    };
+    const outcome = decideAccess(this.d.policy, facts);
+    if (outcome.verdict === 'deny' || outcome.verdict === 'managed-device') {
+      this.d.security(outcome.verdict === 'deny' && outcome.reason.startsWith('legacy') ? 'legacy_auth_blocked' : 'access_denied', {
+        pid: s?.pid,
+        ip: req.client.ip ?? 'unknown',
+        rule: outcome.rule,
+        reason: outcome.verdict === 'deny' ? outcome.reason : 'unmanaged-device',
+        path: req.path,
+      });
+    }
+    return { outcome, facts };
+  }
+}

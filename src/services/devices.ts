@@ -1,0 +1,77 @@
+// Managed devices: a client certificate from the device CA, not revoked (CRL or registry), bound to the user if set.
+import { X509Certificate } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { chainsTo, fingerprintOf, normaliseFingerprint, normaliseSerial } from '../mechanisms/certificates.js';
+import type { WatchedFile } from '../mechanisms/watched-file.js';
+import type { DeviceRegistry } from '../stores/records.js';
+
+export interface DeviceState {
+  managed: boolean;
+  fingerprint?: string;
+  /** Why a presented certificate does not count (for logs). */
+  reason?: string;
+}
+
+export interface DeviceServiceDeps {
+  clock: Clock;
+  registry: DeviceRegistry;
+  /** The device CA(s); without them only fingerprints vouched for by a trusted proxy can count. */
+  cas: readonly X509Certificate[];
+  /** Serial numbers revoked by the device CA's CRL (current content of the CRL file). */
+  crl: WatchedFile<Set<string>> | null;
+  headerFormat: 'pem' | 'fingerprint';
+  requireRegistration: boolean;
+}
+
+const NONE: DeviceState = { managed: false };
+
+export class DeviceService {
+  constructor(private readonly d: DeviceServiceDeps) {}
+
+  /**
+   * The state of the device behind this request, checked now: a certificate of the TLS connection (verified by TLS
+   * against the device CA) or one passed by a trusted proxy, then the CRL and the registry. `pid`: the signed-in user.
+   */
+  async stateOf(
+    tls: { certificate: X509Certificate; authorized: boolean } | undefined,
+    header: string | undefined,
+    pid: string | null,
+  ): Promise<DeviceState> {
+    let fingerprint: string | null = null;
+    if (tls) {
+      // TLS checked the chain, validity and CRL at the handshake; validity and CRL are checked again for this request,
+      // since a connection can outlive both.
+      if (!tls.authorized || !this.current(tls.certificate)) return { managed: false, reason: 'certificate not valid' };
+      fingerprint = fingerprintOf(tls.certificate);
+    } else if (header) {
+      fingerprint = this.fromHeader(header);
+      if (fingerprint === null) return { managed: false, reason: 'certificate header not valid' };
+    } else {
+      return NONE;
+    }
+    const record = await this.d.registry.get(fingerprint);
+    if (record?.status === 'revoked') return { managed: false, fingerprint, reason: 'revoked in the registry' };
+    if (!record && this.d.requireRegistration) return { managed: false, fingerprint, reason: 'not registered' };
+    if (record?.pid && record.pid !== pid) return { managed: false, fingerprint, reason: 'registered to another user' };
+    return { managed: true, fingerprint };
+  }
+
+  private current(cert: X509Certificate): boolean {
+    const now = this.d.clock.now();
+    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return false;
+    return !this.d.crl?.current().has(normaliseSerial(cert.serialNumber));
+  }
+
+  /** A certificate (URL-encoded PEM) or fingerprint set by the TLS-terminating proxy. */
+  private fromHeader(value: string): string | null {
+    if (this.d.headerFormat === 'fingerprint') return normaliseFingerprint(value);
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(decodeURIComponent(value));
+    } catch {
+      return null;
+    }
+    if (!chainsTo(cert, this.d.cas, this.d.clock.now()) || !this.current(cert)) return null;
+    return fingerprintOf(cert);
+  }
+}

@@ -1,0 +1,45 @@
+// Group membership for rules: a mapping file (re-read when it changes) and/or groups the portal named at login.
+import { parse as parseYaml } from 'yaml';
+import type { Clock } from '../clock.js';
+import { canonicalUsername, type UsernameCase } from '../domain/username.js';
+import { WatchedFile } from '../mechanisms/watched-file.js';
+
+export type GroupMap = ReadonlyMap<string, readonly string[]>;
+
+const NONE: readonly string[] = [];
+
+export class GroupDirectory {
+  constructor(private readonly file: WatchedFile<GroupMap> | null) {}
+
+  /** The user's groups: from the mapping file and from the portal's login answer. Unknown users have none. */
+  groupsOf(username: string, fromLogin: readonly string[] | undefined): readonly string[] {
+    const mapped = this.file?.current().get(username) ?? NONE;
+    if (!fromLogin?.length) return mapped;
+    return mapped.length ? [...new Set([...mapped, ...fromLogin])] : fromLogin;
+  }
+}
+
+/** Opens the mapping file: `username: [group, …]`, usernames written as people type them (canonicalised here). */
+export function groupFile(path: string, usernameCase: UsernameCase, clock: Clock, onError: (err: Error) => void): WatchedFile<GroupMap> {
+  return new WatchedFile(path, (text) => parseGroupMap(text, usernameCase), clock, onError);
+}
+
+export function parseGroupMap(text: string, usernameCase: UsernameCase): GroupMap {
+  const raw: unknown = parseYaml(text) ?? {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('group file: expected a mapping of username to a list of groups');
+  const map = new Map<string, readonly string[]>();
+  for (const [user, groups] of Object.entries(raw as Record<string, unknown>)) {
+    const name = canonicalUsername(user, usernameCase);
+    if (name === null || !Array.isArray(groups) || !groups.every((g) => typeof g === 'string')) {
+      throw new Error(`group file: entry ${JSON.stringify(user).slice(0, 60)} must be a username with a list of group names`);
+    }
+    map.set(name, Object.freeze([...groups]));
+  }
+  return map;
+}
+
+/** Groups listed by the portal in a login response header (comma-separated). */
+export function groupsFromHeader(value: string | string[] | undefined): string[] {
+  const joined = Array.isArray(value) ? value.join(',') : value ?? '';
+  return [...new Set(joined.split(',').map((g) => g.trim()).filter((g) => /^[\w .:@-]{1,64}$/.test(g)))];
+}

@@ -1,0 +1,65 @@
+// A throw-away PKI for tests, made with the openssl command: a CA, server and client certificates, and a CRL.
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Issued {
+  certFile: string;
+  keyFile: string;
+  cert: string;
+  key: string;
+  /** SHA-256 fingerprint, lower-case hex. */
+  fingerprint: string;
+}
+
+const openssl = (args: string[], cwd: string) => execFileSync('openssl', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+
+export class TestCa {
+  readonly dir: string;
+  readonly ca: Issued;
+  private serial = 1;
+
+  constructor(name: string) {
+    this.dir = mkdtempSync(join(tmpdir(), `mfa-pki-${name}-`));
+    writeFileSync(join(this.dir, 'index.txt'), '');
+    writeFileSync(join(this.dir, 'crlnumber'), '01\n');
+    writeFileSync(
+      join(this.dir, 'ca.cnf'),
+      `[ca]\ndefault_ca = ca\n[ca]\ndatabase = index.txt\ndefault_md = sha256\ncrlnumber = crlnumber\ndefault_crl_days = 1\n`,
+    );
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-subj', `/CN=${name}`, '-keyout', 'ca.key', '-out', 'ca.pem'], this.dir);
+    this.ca = this.load('ca');
+  }
+
+  /** A certificate signed by this CA: a server (with SANs) or a client (device) certificate. */
+  issue(cn: string, opts: { server?: boolean; days?: number } = {}): Issued {
+    const base = `${cn.replace(/\W/g, '_')}-${this.serial}`;
+    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${cn}`, '-keyout', `${base}.key`, '-out', `${base}.csr`], this.dir);
+    const ext = opts.server
+      ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'
+      : 'extendedKeyUsage=clientAuth\n';
+    writeFileSync(join(this.dir, `${base}.ext`), ext);
+    openssl(
+      ['x509', '-req', '-in', `${base}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(0x1000 + this.serial++), '-days', String(opts.days ?? 7), '-extfile', `${base}.ext`, '-out', `${base}.pem`],
+      this.dir,
+    );
+    return this.load(base);
+  }
+
+  /** A CRL (PEM file) revoking these certificates. */
+  crl(revoked: Issued[], file = 'ca.crl.pem'): string {
+    writeFileSync(join(this.dir, 'index.txt'), '');
+    for (const r of revoked) openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.pem', '-revoke', r.certFile], this.dir);
+    openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.pem', '-gencrl', '-out', file], this.dir);
+    return join(this.dir, file);
+  }
+
+  private load(base: string): Issued {
+    const certFile = join(this.dir, `${base}.pem`);
+    const keyFile = join(this.dir, `${base}.key`);
+    const cert = readFileSync(certFile, 'utf8');
+    return { certFile, keyFile, cert, key: readFileSync(keyFile, 'utf8'), fingerprint: new X509Certificate(cert).fingerprint256.replaceAll(':', '').toLowerCase() };
+  }
+}

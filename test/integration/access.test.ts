@@ -1,0 +1,235 @@
+// Conditional access end to end: legacy auth, the path matrix against a closed area, client addresses, hosts,
+// groups, step-up, and `policy explain`, with the demo portal behind the gateway.
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { inputValue, rawRequest, type Browser } from '../helpers/browser.js';
+import { runCli } from '../helpers/cli.js';
+import { ALICE, BOB, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
+
+function accessStack(patch: (raw: Record<string, any>) => void = () => {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-groups-'));
+  const groupsFile = join(dir, 'groups.yaml');
+  writeFileSync(groupsFile, 'Bob: [staff]\n');
+  return startStack({
+    patch: (raw) => {
+      raw.networks = { clinic: ['10.20.0.0/16'] };
+      raw.policy = {
+        rules: [
+          { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+          { name: 'staff admin', paths: ['/admin/'], groups: ['staff'], networks: ['clinic'], decision: 'mfa' },
+          { name: 'admin closed', paths: ['/admin/'], decision: 'deny' },
+          { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300 },
+          { name: 'portal', paths: ['/'], decision: 'mfa' },
+        ],
+      };
+      raw.legacyAuth = { endpoints: ['/api/login'] };
+      raw.groups = { file: groupsFile };
+      patch(raw);
+    },
+  }).then((s) => ({ s, groupsFile }));
+}
+
+const cookieOf = (b: Browser) => [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+const securityEvents = (s: Stack, name: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === name);
+const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+
+t.test('legacy authentication is refused at the gateway: the portal never sees it', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const anon = s.browser();
+  const before = s.portalRequests.length;
+  const basicRes = await anon.get('/legacy/records', { authorization: basic(ALICE.username, ALICE.password) });
+  t.equal(basicRes.status, 403);
+  t.match(basicRes.body, "Please use the portal&#39;s sign-in page");
+  const json = await request(`${s.url}/legacy/records`, { headers: { authorization: basic(ALICE.username, ALICE.password), accept: 'application/json' } });
+  t.match(await json.body.json(), { error: 'GW_ERR_LEGACY_AUTH' });
+  for (const scheme of ['Digest username="alice"', 'NTLM TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAGAbEdAAAADw==', 'Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnY=']) {
+    t.equal((await anon.get('/records', { authorization: scheme })).status, 403, scheme.split(' ')[0]!);
+  }
+  t.equal((await anon.get(`/records?username=alice&password=${encodeURIComponent(ALICE.password)}`)).status, 403, 'credentials in the query');
+  const api = await anon.send('POST', '/api/login', JSON.stringify({ username: ALICE.username, password: ALICE.password }), { 'content-type': 'application/json' });
+  t.equal(api.status, 403, 'the old app login endpoint');
+  t.notOk(api.headers['set-cookie']?.toString().includes('PORTALSESSID'));
+  t.equal(s.portalRequests.length, before, 'none of these reached the portal');
+
+  const { b } = await signUpAndEnrol(s);
+  t.equal((await b.get('/records', { authorization: basic(ALICE.username, ALICE.password) })).status, 403, 'refused with a session too');
+  t.equal((await b.get('/records')).status, 200, 'the same session without the header works');
+  t.notOk(s.portalRequests.some((r) => r.headers.authorization), 'no Authorization header ever forwarded');
+  t.ok(securityEvents(s, 'legacy_auth_blocked').length >= 6, 'each refusal is a security event');
+  t.match(securityEvents(s, 'legacy_auth_blocked')[0], { reason: 'legacy-auth', rule: 'portal', path: '/legacy/records', ip: '127.0.0.1' });
+});
+
+t.test('path matrix: no spelling of /admin/ reaches the portal for a patient (SECURITY C-33)', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const cookie = cookieOf(b);
+  const variants = [
+    '/public/../admin/', '/./admin/', '/admin/./x',
+    '/public/%2e%2e/admin/', '/%2e/admin/', '/public/.%2e/admin/',
+    '/public%2f..%2fadmin/', '/admin%2fx', '/public/..%5cadmin/', '/admin\\x',
+    '/public/%252e%252e/admin/', '/%25%32%66admin/',
+    '/admin;jsessionid=x/', '/admin;/', '/public/..;/admin/',
+    '/ADMIN/', '/Admin/', '/%61dmin/', '/%41DMIN/',
+    '/admin', '/admin/', '//admin/', '/admin//x', '///admin',
+    '/ａdmin/', '/admin%c0%af', '/admin%e2%80%8b', '/%c0%ae%c0%ae/admin/',
+    '/admin%00.css', '/admin%20/', '/admin%09', '/admin%0d%0a', '/admin /',
+    '/admin?x=/public', '/admin%23/public', '/admin#/public',
+    'http://portal.internal/admin/', '*',
+  ];
+  const before = s.portalRequests.length;
+  for (const v of variants) {
+    const raw = await rawRequest(s.url, `GET ${v} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`);
+    const status = Number(raw.slice(9, 12));
+    t.ok([400, 403, 404].includes(status), `${JSON.stringify(v)} → ${status}`);
+    t.notMatch(raw, 'Clinic administration', `${JSON.stringify(v)}: not the admin page`);
+  }
+  const reached = s.portalRequests.slice(before).map((r) => r.url);
+  t.notOk(reached.some((u) => /^\/+admin(\/|$|\?)/i.test(decodeURIComponent(u.replace(/%(?![0-9a-f]{2})/gi, '%25')))), `forwarded: ${reached.join(' ')}`);
+  t.equal((await b.get('/records')).status, 200, 'the session itself still works');
+});
+
+t.test('client address: X-Forwarded-For only from trusted proxies, unreadable fails closed', async (t) => {
+  const untrusted = await accessStack();
+  t.teardown(untrusted.s.close);
+  const bob = (await signUpAndEnrol(untrusted.s, BOB)).b;
+  t.equal((await bob.get('/admin/')).status, 403, 'staff, but from outside the clinic network');
+  t.equal((await bob.get('/admin/', { 'x-forwarded-for': '10.20.0.5' })).status, 403, 'a spoofed X-Forwarded-For from an untrusted peer is ignored');
+  t.equal((await bob.get('/admin/', { forwarded: 'for=10.20.0.5', 'x-real-ip': '10.20.0.5' })).status, 403, 'and Forwarded, X-Real-IP');
+
+  const trusted = await accessStack((raw) => (raw.server.trustedProxies = ['127.0.0.1']));
+  t.teardown(trusted.s.close);
+  const staff = (await signUpAndEnrol(trusted.s, BOB)).b;
+  const ok = await staff.get('/admin/', { 'x-forwarded-for': '6.6.6.6, 10.20.0.5' });
+  t.equal(ok.status, 200, 'behind a trusted proxy: the right-most untrusted hop is the client');
+  t.match(ok.body, 'Clinic administration');
+  const echo = JSON.parse((await staff.get('/echo', { accept: 'application/json', 'x-forwarded-for': '6.6.6.6, 10.20.0.5' })).body);
+  t.equal(echo.headers['x-forwarded-for'], '10.20.0.5', 'the portal gets the client address, not the chain');
+  t.equal((await staff.get('/admin/', { 'x-forwarded-for': '10.20.0.5, a' })).status, 403, 'an unreadable address fails closed');
+  t.equal((await staff.get('/admin/', { 'x-forwarded-for': '198.51.100.1' })).status, 403, 'from elsewhere');
+  const alice = (await signUpAndEnrol(trusted.s, ALICE)).b;
+  t.equal((await alice.get('/admin/', { 'x-forwarded-for': '10.20.0.5' })).status, 403, 'a patient in the clinic network is not staff');
+  t.match(securityEvents(trusted.s, 'access_denied').at(-1), { rule: 'admin closed', reason: 'rule' });
+});
+
+t.test('groups come from the mapping file and its changes apply at once', async (t) => {
+  const { s, groupsFile } = await accessStack((raw) => (raw.server.trustedProxies = ['127.0.0.1']));
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s, BOB);
+  const inClinic = { 'x-forwarded-for': '10.20.0.5' };
+  t.equal((await b.get('/admin/', inClinic)).status, 200);
+  writeFileSync(groupsFile, 'bob: [billing]\n');
+  s.clock.advance(1500);
+  t.equal((await b.get('/admin/', inClinic)).status, 403, 'removed from staff: refused on the next request');
+  writeFileSync(groupsFile, 'bob: [');
+  s.clock.advance(1500);
+  t.equal((await b.get('/admin/', inClinic)).status, 403, 'a broken file keeps the last good content');
+  t.ok(s.logs.some((l) => l.includes('could not re-read a file')));
+});
+
+t.test('unknown hosts are refused; health checks answer any host', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  for (const host of ['evil.example', '127.0.0.1.evil.example', 'gw.example:@evil.example']) {
+    const raw = await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    t.match(raw, /^HTTP\/1\.1 (421|400) /, host);
+  }
+  t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: LOCALHOST:8080\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /, 'case-insensitive, port ignored');
+  t.match(await rawRequest(s.url, `GET /_mfa/health/live HTTP/1.1\r\nHost: 10.1.2.3:8080\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /);
+  t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 400 /, 'no Host at all');
+});
+
+t.test('step-up: an old second factor is asked for again, then the same page; other methods are told to retry', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  t.equal((await b.get('/prescriptions/')).status, 200, 'a fresh sign-in is recent enough');
+  s.clock.advance(301_000);
+  const oldCookie = b.cookies.get('__Host-mfa-session')!;
+  const asked = await b.get('/prescriptions/?page=2');
+  t.equal(asked.status, 303);
+  t.equal(asked.location, '/_mfa/step-up?to=%2Fprescriptions%2F%3Fpage%3D2');
+  const post = await b.post('/prescriptions/', { medicine: 'salbutamol' }, { accept: 'application/json' });
+  t.equal(post.status, 401, 'a POST is not redirected');
+  t.match(JSON.parse(post.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
+  t.equal((await b.get('/records')).status, 200, 'the rest of the portal is unaffected');
+
+  const page = await b.get(asked.location!);
+  t.equal(page.status, 200);
+  const csrf = inputValue(page.body, 'csrf');
+  const wrong = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/?page=2', code: '000000' });
+  t.equal(wrong.status, 400);
+  t.match(wrong.body, 'attempts left');
+  const evil = await b.post('/_mfa/step-up', { csrf, to: '//evil.example/', code: await totpAt(secret, s.clock.now()) });
+  t.equal(evil.status, 303);
+  t.equal(evil.location, '/', 'an unsafe return address becomes the home page');
+  const newCookie = b.cookies.get('__Host-mfa-session')!;
+  t.not(newCookie, oldCookie, 'a fresh session id after the step-up');
+  t.equal((await b.get('/prescriptions/?page=2')).status, 200, 'back in');
+  const retried = await b.post('/prescriptions/', { medicine: 'salbutamol' });
+  t.equal(retried.status, 303, 'the POST goes through now');
+  const old = s.browser();
+  old.cookies.set('__Host-mfa-session', oldCookie);
+  t.equal((await old.get('/records')).status, 302, 'the old session id is dead');
+  t.equal(securityEvents(s, 'step_up_ok').length, 1);
+
+  s.clock.advance(301_000);
+  const again = await b.get('/prescriptions/');
+  const csrf2 = inputValue((await b.get(again.location!)).body, 'csrf');
+  const back = await b.post('/_mfa/step-up', { csrf: csrf2, to: '/prescriptions/', code: await totpAt(secret, s.clock.now()) });
+  t.equal(back.status, 303);
+  t.equal(back.location, '/prescriptions/', 'returned to the same URL');
+  t.equal((await b.post('/_mfa/step-up', { csrf: 'forged', code: '123456' })).status, 403, 'CSRF token required');
+});
+
+t.test('step-up attempts are limited: too many wrong codes end the session', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  s.clock.advance(301_000);
+  const csrf = inputValue((await b.get('/_mfa/step-up?to=/prescriptions/')).body, 'csrf');
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) statuses.push((await b.post('/_mfa/step-up', { csrf, code: '000000' })).status);
+  t.same(statuses.slice(0, 4), [400, 400, 400, 400]);
+  t.equal(statuses[4], 429, 'the fifth wrong code ends it');
+  t.equal((await b.get('/records')).status, 302, 'signed out');
+});
+
+t.test('policy explain tells operators which rule decides and why', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-explain-'));
+  writeFileSync(join(dir, 'groups.yaml'), 'bob: [staff]\n');
+  writeFileSync(
+    join(dir, 'gw.yaml'),
+    `portal: { url: 'http://portal.internal:8080' }
+networks: { clinic: [10.20.0.0/16] }
+groups: { file: groups.yaml }
+policy:
+  rules:
+    - { name: sign-in page, paths: [/login], decision: public }
+    - { name: staff admin, paths: [/admin/], groups: [staff], networks: [clinic], decision: mfa }
+    - { name: admin closed, paths: [/admin/], decision: deny }
+    - { name: portal, paths: [/], decision: mfa }
+keys:
+  signing: [{ id: s, secret: ${'a'.repeat(43)} }]
+  encryption: [{ id: e, secret: ${'b'.repeat(43)} }]
+  pseudonym: ${'c'.repeat(43)}
+`,
+  );
+  const staff = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'Bob', '--path', '/ADMIN/%2e%2e/admin/x', '--ip', '10.20.1.2']);
+  t.equal(staff.code, 0, staff.stderr);
+  t.match(staff.stdout, 'request: GET /admin/x from 10.20.1.2, bob (groups: staff');
+  t.match(staff.stdout, '- sign-in page: no match (path /admin/x matches none of /login)');
+  t.match(staff.stdout, '> staff admin: match');
+  t.match(staff.stdout, 'decision: allowed by "staff admin" (mfa)');
+  const outside = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/admin/', '--ip', '198.51.100.7']);
+  t.match(outside.stdout, 'address 198.51.100.7 is in none of clinic');
+  t.match(outside.stdout, 'decision: denied by "admin closed" (rule)');
+  const anon = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records']);
+  t.match(anon.stdout, 'decision: sign-in required by "portal"');
+  const bad = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml')]);
+  t.equal(bad.code, 2, 'usage error');
+});

@@ -1,0 +1,189 @@
+// Managed devices: client certificates at the gateway's own TLS, behind a TLS-terminating proxy, the CRL and the
+// device registry (also through the CLI, on a shared Redis).
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Agent } from 'undici';
+import { Sealer } from '../../src/mechanisms/sealer.js';
+import { decodeKey } from '../../src/config/load.js';
+import { DeviceRegistry } from '../../src/stores/records.js';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { runCli } from '../helpers/cli.js';
+import { TestCa, type Issued } from '../helpers/pki.js';
+import { testRedis } from '../helpers/redis.js';
+import { ALICE, BOB, signUpAndEnrol, startStack, type Stack } from '../helpers/stack.js';
+
+const serverCa = new TestCa('server');
+const server = serverCa.issue('gateway', { server: true });
+const deviceCa = new TestCa('devices');
+const laptop = deviceCa.issue('laptop-1');
+const laptop2 = deviceCa.issue('laptop-2');
+const stolen = deviceCa.issue('stolen');
+const rogue = new TestCa('rogue').issue('laptop-1');
+const crlFile = deviceCa.crl([stolen]);
+
+const rules = [
+  { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+  { name: 'clinic workstation', paths: ['/admin/'], decision: 'managed-device' },
+  { name: 'portal', paths: ['/'], decision: 'mfa' },
+];
+
+function tlsStack(patch: (raw: Record<string, any>) => void = () => {}) {
+  return startStack({
+    ca: serverCa.ca.cert,
+    patch: (raw) => {
+      raw.server.tls = { certFile: server.certFile, keyFile: server.keyFile };
+      raw.devices = { caFile: deviceCa.ca.certFile, crlFile };
+      raw.policy = { rules };
+      patch(raw);
+    },
+  });
+}
+
+const agent = (cert?: Issued) =>
+  new Agent({ connect: { ca: serverCa.ca.cert, ...(cert ? { cert: cert.cert, key: cert.key } : {}) } });
+
+function registry(s: Stack) {
+  return new DeviceRegistry(s.kv, new Sealer(s.config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) }))));
+}
+
+t.test('TLS client certificates: managed, unmanaged, foreign, revoked', async (t) => {
+  const s = await tlsStack();
+  t.teardown(s.close);
+  t.match(s.url, /^https:/);
+  const managed = (await signUpAndEnrol(s, ALICE)).b;
+  // The same person on a laptop with the device certificate (the session cookie moves with them).
+  const onLaptop = s.browser(agent(laptop));
+  onLaptop.cookies.set('__Host-mfa-session', managed.cookies.get('__Host-mfa-session')!);
+  const ok = await onLaptop.get('/admin/');
+  t.equal(ok.status, 200, 'managed device');
+  t.match(ok.body, 'Clinic administration');
+
+  const none = s.browser(agent());
+  none.cookies.set('__Host-mfa-session', managed.cookies.get('__Host-mfa-session')!);
+  const refused = await none.get('/admin/');
+  t.equal(refused.status, 403, 'no certificate');
+  t.match(refused.body, 'device managed by your organisation');
+  t.equal((await none.get('/records')).status, 200, 'the rest of the portal works without one');
+
+  for (const [name, cert] of [['another CA', rogue], ['revoked in the CRL', stolen]] as const) {
+    const b = s.browser(agent(cert));
+    b.cookies.set('__Host-mfa-session', managed.cookies.get('__Host-mfa-session')!);
+    t.equal((await b.get('/admin/')).status, 403, name);
+  }
+  t.ok(s.logs.some((l) => l.includes('"security":"access_denied"') && l.includes('unmanaged-device')));
+});
+
+t.test('a CRL change applies on the next request, even on an open connection', async (t) => {
+  const s = await tlsStack();
+  t.teardown(s.close);
+  const { b: browser } = await signUpAndEnrol(s, ALICE);
+  const b = s.browser(agent(laptop2));
+  b.cookies.set('__Host-mfa-session', browser.cookies.get('__Host-mfa-session')!);
+  t.equal((await b.get('/admin/')).status, 200);
+  writeFileSync(crlFile, crlText([stolen, laptop2]));
+  s.clock.advance(1500);
+  t.equal((await b.get('/admin/')).status, 403, 'revoked: refused on the same keep-alive connection');
+  const fresh = s.browser(agent(laptop2));
+  fresh.cookies.set('__Host-mfa-session', browser.cookies.get('__Host-mfa-session')!);
+  t.equal((await fresh.get('/admin/')).status, 403, 'and on a new connection');
+  writeFileSync(crlFile, crlText([stolen]));
+  s.clock.advance(1500);
+});
+
+/** The text of a CRL listing `revoked` (made in a file of its own, then copied over the configured one). */
+function crlText(revoked: Issued[]): string {
+  return readFileSync(deviceCa.crl(revoked, `crl-${randomBytes(3).toString('hex')}.pem`), 'utf8');
+}
+
+t.test('the device registry: revoked at once, bound to a user, registration required', async (t) => {
+  const s = await tlsStack((raw) => (raw.devices.requireRegistration = true));
+  t.teardown(s.close);
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const bob = (await signUpAndEnrol(s, BOB)).b;
+  const on = (who: typeof alice, cert: Issued) => {
+    const b = s.browser(agent(cert));
+    b.cookies.set('__Host-mfa-session', who.cookies.get('__Host-mfa-session')!);
+    return b;
+  };
+  const aliceLaptop = on(alice, laptop);
+  t.equal((await aliceLaptop.get('/admin/')).status, 403, 'not registered yet');
+  const reg = registry(s);
+  await reg.put({ fingerprint: laptop.fingerprint, name: 'laptop-1', status: 'active', addedAt: s.clock.now() });
+  t.equal((await aliceLaptop.get('/admin/')).status, 200, 'registered');
+  await reg.put({ fingerprint: laptop.fingerprint, name: 'laptop-1', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
+  t.equal((await aliceLaptop.get('/admin/')).status, 403, 'revoked: refused on the very next request');
+  const { pseudonym } = await import('../../src/mechanisms/random.js');
+  await reg.put({ fingerprint: laptop2.fingerprint, name: 'bob-laptop', status: 'active', addedAt: s.clock.now(), pid: pseudonym(decodeKey(s.config.keys.pseudonym), 'bob') });
+  t.equal((await on(bob, laptop2).get('/admin/')).status, 200, "bob's registered laptop");
+  t.equal((await on(alice, laptop2).get('/admin/')).status, 403, "alice on bob's laptop");
+  t.same((await reg.list()).map((d) => d.name).sort(), ['bob-laptop', 'laptop-1']);
+});
+
+t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {
+  const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
+  const viaProxy = await startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.devices = { caFile: deviceCa.ca.certFile, crlFile: deviceCa.crl([stolen], 'proxy-crl.pem'), header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
+      raw.policy = { rules };
+    },
+  });
+  t.teardown(viaProxy.close);
+  const { b } = await signUpAndEnrol(viaProxy, ALICE);
+  t.equal((await b.get('/admin/', header(laptop))).status, 200, 'verified certificate from the proxy');
+  t.equal((await b.get('/admin/', header(rogue))).status, 403, 'a certificate of another CA');
+  t.equal((await b.get('/admin/', header(stolen))).status, 403, 'a certificate in the CRL');
+  t.equal((await b.get('/admin/', { 'x-ssl-client-cert': 'junk' })).status, 403, 'junk');
+  t.equal((await b.get('/admin/')).status, 403, 'none');
+  const echo = JSON.parse((await b.get('/echo', { ...header(laptop), accept: 'application/json' })).body);
+  t.notOk('x-ssl-client-cert' in echo.headers, 'the header is removed before the portal');
+
+  const direct = await startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['10.0.0.10'];
+      raw.devices = { caFile: deviceCa.ca.certFile, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
+      raw.policy = { rules };
+    },
+  });
+  t.teardown(direct.close);
+  const c = (await signUpAndEnrol(direct, ALICE)).b;
+  t.equal((await c.get('/admin/', header(laptop))).status, 403, 'the same header from a client that is not a trusted proxy is ignored');
+  const echo2 = JSON.parse((await c.get('/echo', { ...header(laptop), accept: 'application/json' })).body);
+  t.notOk('x-ssl-client-cert' in echo2.headers, 'and removed');
+});
+
+t.test('devices CLI on a shared Redis: register, list, revoke take effect in the running gateway', async (t) => {
+  const redis = await testRedis();
+  t.teardown(redis.stop);
+  const keyPrefix = `devices-${randomBytes(4).toString('hex')}:`;
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
+  await kv.ready();
+  const s = await startStack({
+    ca: serverCa.ca.cert,
+    kv: () => kv,
+    patch: (raw) => {
+      raw.server.tls = { certFile: server.certFile, keyFile: server.keyFile };
+      raw.devices = { caFile: deviceCa.ca.certFile, requireRegistration: true };
+      raw.policy = { rules };
+      raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } };
+    },
+  });
+  t.teardown(s.close);
+  const configFile = `${deviceCa.dir}/gw-cli.json`;
+  writeFileSync(configFile, JSON.stringify({ ...s.config, log: { level: 'silent' } }));
+  const cli = (...args: string[]) => runCli(['devices', ...args, '--config', configFile]);
+  const { b: signedIn } = await signUpAndEnrol(s, ALICE);
+  const b = s.browser(agent(laptop));
+  b.cookies.set('__Host-mfa-session', signedIn.cookies.get('__Host-mfa-session')!);
+  t.equal((await b.get('/admin/')).status, 403);
+  const reg = cli('register', '--cert', laptop.certFile, '--name', 'front desk', '--user', 'Alice');
+  t.equal(reg.code, 0, reg.stderr);
+  t.match(reg.stdout, `registered ${laptop.fingerprint} for Alice`);
+  t.equal((await b.get('/admin/')).status, 200, 'registered by the CLI');
+  t.match(cli('list').stdout, new RegExp(`${laptop.fingerprint}  active .* front desk`));
+  t.equal(cli('revoke', '--fingerprint', laptop.fingerprint.match(/../g)!.join(':').toUpperCase()).code, 0, 'colon-separated upper-case fingerprints are fine');
+  t.equal((await b.get('/admin/')).status, 403, 'revoked by the CLI: refused on the next request');
+  t.match(cli('list').stdout, /revoked/);
+  t.equal(cli('register', '--fingerprint', 'xyz').code, 2, 'a bad fingerprint is a usage error');
+});

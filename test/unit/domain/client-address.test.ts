@@ -1,0 +1,55 @@
+// Who the client is: forwarding headers believed only from trusted proxies, right-most untrusted hop, fail closed.
+import t from 'tap';
+import { AddressSet, clientView, normaliseAddress, parseCidr } from '../../../src/domain/client-address.js';
+import { carriesLegacyCredentials } from '../../../src/domain/legacy-auth.js';
+
+const trusted = new AddressSet(['10.0.0.10', '10.1.0.0/16', 'fd00::/8']);
+
+t.test('address sets and CIDRs', async (t) => {
+  t.ok(trusted.has('10.0.0.10'));
+  t.notOk(trusted.has('10.0.0.11'));
+  t.ok(trusted.has('10.1.255.1'));
+  t.ok(trusted.has('fd00::1'));
+  t.notOk(trusted.has('not-an-ip'));
+  t.notOk(new AddressSet([]).has('10.0.0.10'), 'an empty set trusts nobody');
+  for (const bad of ['10.0.0.0/33', '10.0.0/8', 'x', '10.0.0.1/8/1', '::/129', '10.0.0.1/-1']) t.equal(parseCidr(bad), null, bad);
+  t.same(parseCidr('2001:db8::/32'), { address: '2001:db8::', prefix: 32, family: 'ipv6' });
+  t.equal(normaliseAddress('::ffff:192.0.2.1'), '192.0.2.1', 'IPv4-mapped IPv6');
+  t.equal(normaliseAddress('[2001:DB8::1]:443'), '2001:db8::1');
+  t.equal(normaliseAddress('192.0.2.1:8080'), '192.0.2.1');
+  t.equal(normaliseAddress('"192.0.2.1"'), '192.0.2.1');
+  for (const bad of ['a', 'unknown', '_hidden', '192.0.2', '', '1.2.3.4.5']) t.equal(normaliseAddress(bad), null, bad);
+});
+
+t.test('headers from an untrusted peer are ignored', async (t) => {
+  const v = clientView('203.0.113.5', false, { 'x-forwarded-for': '10.20.0.1', forwarded: 'for=10.20.0.1', 'x-forwarded-proto': 'https' }, trusted);
+  t.same(v, { ip: '203.0.113.5', proto: 'http' });
+  t.same(clientView('::ffff:203.0.113.5', true, {}, trusted), { ip: '203.0.113.5', proto: 'https' });
+});
+
+t.test('behind trusted proxies: the right-most address that is not a trusted proxy', async (t) => {
+  t.same(clientView('10.0.0.10', false, { 'x-forwarded-for': '6.6.6.6, 198.51.100.7', 'x-forwarded-proto': 'https' }, trusted), { ip: '198.51.100.7', proto: 'https' });
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': '6.6.6.6, 198.51.100.7, 10.1.2.3' }, trusted).ip, '198.51.100.7', 'trusted hops skipped');
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': ['1.1.1.1', '198.51.100.7'] }, trusted).ip, '198.51.100.7', 'repeated headers joined');
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': '10.1.0.1, 10.1.0.2' }, trusted).ip, '10.1.0.1', 'all trusted: the left-most');
+  t.equal(clientView('10.0.0.10', false, {}, trusted).ip, '10.0.0.10', 'no header: the proxy itself');
+  t.equal(clientView('10.0.0.10', false, { forwarded: 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"' }, trusted).ip, '2001:db8::1', 'RFC 7239');
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': 'garbage, 198.51.100.7' }, trusted).ip, '198.51.100.7', 'junk left of the client does not matter');
+});
+
+t.test('an unreadable address from a trusted proxy fails closed (null)', async (t) => {
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': 'a' }, trusted).ip, null);
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': '198.51.100.7, a' }, trusted).ip, null);
+  t.equal(clientView('10.0.0.10', false, { forwarded: 'for=unknown' }, trusted).ip, null);
+  t.equal(clientView('10.0.0.10', false, { forwarded: 'proto=https' }, trusted).ip, null);
+  t.equal(clientView(undefined, false, {}, trusted).ip, null, 'no peer address');
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-proto': 'gopher' }, trusted).proto, 'http', 'unknown scheme: the socket decides');
+});
+
+t.test('legacy credentials', async (t) => {
+  const fields = ['username', 'password'];
+  for (const h of ['Basic YWxpY2U6cHc=', 'basic x', 'Digest username="a"', 'NTLM TlRMTVNTUAAB', 'Negotiate YII', '  Basic x']) t.ok(carriesLegacyCredentials(h, '', fields), h);
+  for (const h of [undefined, 'Bearer abc', 'Basically', 'Token x']) t.notOk(carriesLegacyCredentials(h, '', fields), String(h));
+  for (const q of ['password=x', 'a=1&username=alice', 'PassWord=x', 'user_name=alice', 'pass-word=1']) t.ok(carriesLegacyCredentials(undefined, q, fields), q);
+  for (const q of ['', 'page=2', 'passwords=1', 'q=password']) t.notOk(carriesLegacyCredentials(undefined, q, fields), q);
+});

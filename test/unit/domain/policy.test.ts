@@ -1,0 +1,135 @@
+// Conditional access as a table: each row is a request's facts and the outcome the policy must give.
+import t from 'tap';
+import { compilePolicy, decideAccess, explainAccess, pathPattern, type RequestFacts, type RuleConfig } from '../../../src/domain/policy.js';
+
+const rules: RuleConfig[] = [
+  { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+  { name: 'health api', hosts: ['api.riverbend.example'], paths: ['/status'], methods: ['GET'], decision: 'public' },
+  { name: 'lab upload', paths: ['/legacy/results'], networks: ['lab'], allowLegacyAuth: true, decision: 'public' },
+  { name: 'staff admin', paths: ['/admin/'], groups: ['staff'], networks: ['office'], decision: 'managed-device', factors: ['webauthn'] },
+  { name: 'admin closed', paths: ['/admin/'], decision: 'deny' },
+  { name: 'prescriptions', paths: ['/prescriptions/**'], methods: ['POST', 'PUT'], decision: 'step-up', maxAgeSeconds: 300 },
+  { name: 'reports', paths: ['/reports/*.pdf'], decision: 'step-up', maxAgeSeconds: 600, factors: ['totp', 'webauthn'] },
+  { name: 'kiosk', paths: ['/kiosk/'], device: 'managed', decision: 'mfa' },
+  { name: 'kiosk elsewhere', paths: ['/kiosk/'], decision: 'deny' },
+  { name: 'portal', paths: ['/'], decision: 'mfa' },
+];
+const policy = compilePolicy({
+  rules,
+  default: 'deny',
+  caseSensitivePaths: false,
+  networks: { office: ['10.20.0.0/16'], lab: ['10.30.0.5'] },
+  legacyEndpoints: ['/api/login', '/xmlrpc.php'],
+});
+
+const patient = { groups: [], factorAgeSeconds: 60, factor: 'totp' as const };
+const staffKey = { groups: ['staff'], factorAgeSeconds: 60, factor: 'webauthn' as const };
+const staffTotp = { groups: ['staff'], factorAgeSeconds: 60, factor: 'totp' as const };
+
+function facts(over: Partial<RequestFacts>): RequestFacts {
+  return { host: 'portal.riverbend.example', method: 'GET', path: '/records', clientIp: '203.0.113.9', legacyAuth: false, session: patient, device: { managed: false }, ...over };
+}
+
+// [description, facts, verdict, rule, detail (reason for deny, decision for allow)]
+const cases: [string, Partial<RequestFacts>, string, string, string?][] = [
+  ['login page, anonymous', { path: '/login', session: null }, 'allow', 'sign-in page', 'public'],
+  ['login page, signed in', { path: '/login' }, 'allow', 'sign-in page', 'public'],
+  ['login page in capitals matches case-insensitively', { path: '/LOGIN', session: null }, 'allow', 'sign-in page', 'public'],
+  ['a sub-path of an exact public path is not public', { path: '/login/extra', session: null }, 'sign-in', 'portal'],
+  ['static asset', { path: '/static/portal.css', session: null }, 'allow', 'sign-in page', 'public'],
+  ['static folder itself', { path: '/static', session: null }, 'allow', 'sign-in page', 'public'],
+  ['a look-alike prefix is not below /static/', { path: '/staticfoo', session: null }, 'sign-in', 'portal'],
+  ['records, anonymous', { path: '/records', session: null }, 'sign-in', 'portal'],
+  ['records, signed in', {}, 'allow', 'portal', 'mfa'],
+  ['root, anonymous', { path: '/', session: null }, 'sign-in', 'portal'],
+  ['host-specific public endpoint on its host', { host: 'api.riverbend.example', path: '/status', session: null }, 'allow', 'health api', 'public'],
+  ['the same path on another host is not public', { path: '/status', session: null }, 'sign-in', 'portal'],
+  ['host-specific rule ignores other methods', { host: 'api.riverbend.example', path: '/status', method: 'POST', session: null }, 'sign-in', 'portal'],
+  ['Basic auth to a protected page is refused', { legacyAuth: true }, 'deny', 'portal', 'legacy-auth'],
+  ['Basic auth to the login page is refused', { path: '/login', legacyAuth: true, session: null }, 'deny', 'sign-in page', 'legacy-auth'],
+  ['Basic auth from the lab host to its endpoint passes', { path: '/legacy/results', clientIp: '10.30.0.5', legacyAuth: true, session: null }, 'allow', 'lab upload', 'public'],
+  ['Basic auth to the lab endpoint from elsewhere is refused', { path: '/legacy/results', clientIp: '10.30.0.6', legacyAuth: true, session: null }, 'deny', 'portal', 'legacy-auth'],
+  ['lab endpoint with an unknown client address fails closed', { path: '/legacy/results', clientIp: null, legacyAuth: true, session: null }, 'deny', 'lab upload', 'unknown-address'],
+  ['legacy API login endpoint always refused', { path: '/api/login', method: 'POST', session: null }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
+  ['legacy endpoint refused even signed in', { path: '/xmlrpc.php', method: 'POST' }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
+  ['legacy endpoint in capitals', { path: '/API/LOGIN', method: 'POST', session: null }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
+  ['admin, patient', { path: '/admin/users' }, 'deny', 'admin closed', 'rule'],
+  ['admin without trailing slash, patient', { path: '/admin' }, 'deny', 'admin closed', 'rule'],
+  ['admin in capitals, patient', { path: '/ADMIN/users' }, 'deny', 'admin closed', 'rule'],
+  ['admin, anonymous: sign in first (the rule tests groups)', { path: '/admin/', session: null, clientIp: '10.20.1.1' }, 'sign-in', 'staff admin'],
+  ['admin, anonymous from outside the office: closed', { path: '/admin/', session: null }, 'deny', 'admin closed', 'rule'],
+  ['admin, staff from the office on a managed device with a passkey', { path: '/admin/', session: staffKey, clientIp: '10.20.1.1', device: { managed: true } }, 'allow', 'staff admin', 'managed-device'],
+  ['admin, staff from the office, unmanaged device', { path: '/admin/', session: staffKey, clientIp: '10.20.1.1' }, 'managed-device', 'staff admin'],
+  ['admin, staff from the office, managed, but TOTP only: step-up to a passkey', { path: '/admin/', session: staffTotp, clientIp: '10.20.1.1', device: { managed: true } }, 'step-up', 'staff admin'],
+  ['admin, staff from home', { path: '/admin/', session: staffKey, clientIp: '198.51.100.7', device: { managed: true } }, 'deny', 'admin closed', 'rule'],
+  ['admin, staff with an unknown client address: fail closed', { path: '/admin/', session: staffKey, clientIp: null, device: { managed: true } }, 'deny', 'staff admin', 'unknown-address'],
+  ['admin, staff from the office over IPv4-mapped address (already normalised)', { path: '/admin/x', session: staffKey, clientIp: '10.20.255.255', device: { managed: true } }, 'allow', 'staff admin', 'managed-device'],
+  ['prescription change with a fresh factor', { path: '/prescriptions/42', method: 'POST', session: { ...patient, factorAgeSeconds: 299 } }, 'allow', 'prescriptions', 'step-up'],
+  ['prescription change exactly at the limit', { path: '/prescriptions/42', method: 'POST', session: { ...patient, factorAgeSeconds: 300 } }, 'allow', 'prescriptions', 'step-up'],
+  ['prescription change with an old factor', { path: '/prescriptions/42', method: 'POST', session: { ...patient, factorAgeSeconds: 301 } }, 'step-up', 'prescriptions'],
+  ['prescription list is only mfa', { path: '/prescriptions/', method: 'GET', session: { ...patient, factorAgeSeconds: 3000 } }, 'allow', 'portal', 'mfa'],
+  ['prescription change, anonymous', { path: '/prescriptions/42', method: 'PUT', session: null }, 'sign-in', 'prescriptions'],
+  ['deeply nested prescription path', { path: '/prescriptions/a/b/c', method: 'PUT', session: { ...patient, factorAgeSeconds: 9999 } }, 'step-up', 'prescriptions'],
+  ['report pdf with a recent TOTP', { path: '/reports/2024.pdf', session: { ...patient, factorAgeSeconds: 100 } }, 'allow', 'reports', 'step-up'],
+  ['report pdf after a recovery code: another factor needed', { path: '/reports/2024.pdf', session: { ...patient, factor: 'recovery', factorAgeSeconds: 10 } }, 'step-up', 'reports'],
+  ['* stays within one segment', { path: '/reports/2024/q1.pdf', session: patient }, 'allow', 'portal', 'mfa'],
+  ['kiosk on a managed device', { path: '/kiosk/', device: { managed: true } }, 'allow', 'kiosk', 'mfa'],
+  ['kiosk on an unmanaged device', { path: '/kiosk/' }, 'deny', 'kiosk elsewhere', 'rule'],
+  ['kiosk, anonymous, managed device: sign in', { path: '/kiosk/x', session: null, device: { managed: true } }, 'sign-in', 'kiosk'],
+];
+
+t.test('policy table', async (t) => {
+  t.ok(cases.length >= 40, 'at least 40 cases');
+  for (const [desc, over, verdict, rule, detail] of cases) {
+    const o = decideAccess(policy, facts(over));
+    t.equal(o.verdict, verdict, `${desc}: verdict`);
+    t.equal(o.rule, rule, `${desc}: rule`);
+    if (o.verdict === 'deny') t.equal(o.reason, detail, `${desc}: reason`);
+    if (o.verdict === 'allow') t.equal(o.decision, detail, `${desc}: decision`);
+  }
+});
+
+t.test('no rule matches: the default decides, deny unless configured', async (t) => {
+  const only = compilePolicy({ rules: [{ name: 'one', paths: ['/one'], decision: 'public' }], default: 'deny', caseSensitivePaths: false, networks: {}, legacyEndpoints: [] });
+  t.same(decideAccess(only, facts({ path: '/other' })), { verdict: 'deny', rule: 'default', reason: 'rule' });
+  const mfaDefault = compilePolicy({ rules: [{ name: 'one', paths: ['/one'], decision: 'public' }], default: 'mfa', caseSensitivePaths: false, networks: {}, legacyEndpoints: [] });
+  t.same(decideAccess(mfaDefault, facts({ path: '/other' })), { verdict: 'allow', rule: 'default', decision: 'mfa' });
+  t.same(decideAccess(mfaDefault, facts({ path: '/other', session: null })), { verdict: 'sign-in', rule: 'default' });
+});
+
+t.test('case-sensitive paths when configured', async (t) => {
+  const p = compilePolicy({ rules: [{ name: 'admin', paths: ['/admin/'], decision: 'deny' }], default: 'mfa', caseSensitivePaths: true, networks: {}, legacyEndpoints: [] });
+  t.equal(decideAccess(p, facts({ path: '/admin/x' })).verdict, 'deny');
+  t.equal(decideAccess(p, facts({ path: '/ADMIN/x' })).verdict, 'allow');
+});
+
+t.test('path patterns', async (t) => {
+  const m = (pattern: string, path: string) => pathPattern(pattern).test(path);
+  t.ok(m('/', '/anything/at/all'));
+  t.ok(m('/a/', '/a') && m('/a/', '/a/') && m('/a/', '/a/b/c'));
+  t.notOk(m('/a/', '/ab'));
+  t.ok(m('/a/**', '/a') && m('/a/**', '/a/b'));
+  t.ok(m('/a/*/c', '/a/b/c'));
+  t.notOk(m('/a/*/c', '/a/b/x/c'));
+  t.ok(m('/a/**/c', '/a/b/x/c'));
+  t.ok(m('/x.css', '/x.css'));
+  t.notOk(m('/x.css', '/xacss'), 'dots are literal');
+  t.notOk(m('/a+b', '/aab'), 'regex characters are literal');
+});
+
+t.test('configuration mistakes are caught at compile time', async (t) => {
+  const base = { default: 'deny' as const, caseSensitivePaths: false, networks: {}, legacyEndpoints: [] };
+  t.throws(() => compilePolicy({ ...base, rules: [{ name: 'x', paths: ['/x'], networks: ['nowhere'], decision: 'mfa' }] }), /unknown network nowhere/);
+  t.throws(() => compilePolicy({ ...base, rules: [{ name: 'x', paths: ['/x'], allowLegacyAuth: true, decision: 'public' }] }), /networks restriction/);
+  t.throws(() => compilePolicy({ ...base, rules: [{ name: 'x', networks: ['10.0.0.0/8'], allowLegacyAuth: true, decision: 'public' }] }), /paths/);
+  t.throws(() => compilePolicy({ ...base, rules: [{ name: 'x', paths: ['/x'], networks: ['10.0.0.0/99'], decision: 'mfa' }] }), /not an address/);
+});
+
+t.test('explain gives the rule that decided and why the others did not', async (t) => {
+  const { outcome, trace } = explainAccess(policy, facts({ path: '/admin/', session: staffKey, clientIp: '198.51.100.7' }));
+  t.equal(outcome.rule, 'admin closed');
+  t.match(trace.find((l) => l.rule === 'staff admin'), { result: 'no match', why: /198\.51\.100\.7 is in none of office/ });
+  t.match(trace.find((l) => l.rule === 'sign-in page'), { result: 'no match', why: /matches none of/ });
+  t.equal(trace.at(-1)!.rule, 'admin closed');
+  t.equal(policy.usesDevices, true);
+});
