@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
 import cookie from '@fastify/cookie';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import { decodeKey, policyConfig } from './config/load.js';
@@ -132,8 +132,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     requestIdHeader: false,
     // Forwarding headers are read only from configured proxies (http/edge.ts), never by fastify itself.
     trustProxy: false,
-    // One access line per request is written by http/edge.ts instead.
-    disableRequestLogging: true,
+    // One access line per request is written by http/edge.ts instead of fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     requestTimeout: 120_000,
     return503OnClosing: true,
     ...(config.server.tls ? { https: tlsOptions(config, deviceCas.length > 0) } : {}),

@@ -11,7 +11,7 @@ declare module 'fastify' {
     /** The client's address and scheme, worked out once per request. */
     client: ClientView;
     /** The access decision for a request to the portal, and for whom (for the access log). */
-    access: { rule: string; verdict: AccessOutcome['verdict']; pid: string | undefined } | null;
+    access: { rule: string; verdict: AccessOutcome['verdict']; pid: string | undefined; path: string } | null;
   }
 }
 
@@ -45,7 +45,8 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
       req.log.info(
         {
           method: req.method,
-          path: req.url.split('?', 1)[0],
+          // The canonical path a rule decided on; the raw one (without its query) for everything else.
+          path: a?.path ?? req.url.split('?', 1)[0],
           ip: req.client?.ip ?? 'unknown',
           status: reply.statusCode,
           ms: Math.round(reply.elapsedTime),
