@@ -1,6 +1,7 @@
 // The few storage primitives every backend provides; the gateway's stores are built on these alone.
 
 export interface KvStore {
+  /** A counter written by increment or incrementCapped reads back as its number in decimal. */
   get(key: string): Promise<string | null>;
   /** Without ttlMs the key is kept until deleted (factor records); everything ephemeral passes one. */
   set(key: string, value: string, ttlMs?: number): Promise<void>;
@@ -13,8 +14,24 @@ export interface KvStore {
   delete(key: string): Promise<void>;
   /** Atomic +1; the TTL starts when the counter is created. */
   increment(key: string, ttlMs: number): Promise<number>;
+  /**
+   * Atomic +1 unless the value is already at `cap` (then unchanged). `capped`: the value is at the cap after this
+   * call; `reached`: this call moved it there (exactly one caller sees it). The TTL starts when the counter is created.
+   */
+  incrementCapped(key: string, cap: number, ttlMs: number): Promise<{ value: number; capped: boolean; reached: boolean }>;
   /** Atomically stores `value` when it is greater than the stored number (or none); true when it was. */
   raiseTo(key: string, value: number, ttlMs: number): Promise<boolean>;
+  /**
+   * One atomic GCRA step (see domain/limits.ts) on the TAT stored at `key`. `nowMs` is the caller's clock, never the
+   * store's. The key expires once the TAT is in the past.
+   */
+  gcra(key: string, emissionIntervalMs: number, burst: number, nowMs: number): Promise<{ allowed: boolean; retryAfterMs: number; remaining: number }>;
+  /** Adds to a set, pushes its TTL to `ttlMs` from now, and returns its size, atomically. */
+  setAdd(key: string, member: string, ttlMs: number): Promise<number>;
+  /** The members of a set, in no particular order; [] when there is none. */
+  setMembers(key: string): Promise<string[]>;
+  /** Removes one member (the TTL is left as it is); an emptied set is gone. */
+  setRemove(key: string, member: string): Promise<void>;
   /** Throws when the backend cannot serve requests. */
   ping(): Promise<void>;
   /** Resolves once the backend can take commands (for commands run once, like the CLI); rejects after a while. */

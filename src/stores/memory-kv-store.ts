@@ -1,9 +1,11 @@
 // The embedded store for a single gateway instance: a Map with expiry read from the injected clock.
 import type { Clock } from '../clock.js';
+import { assertPositiveInteger, gcraStep } from '../domain/limits.js';
 import type { KvStore } from './kv-store.js';
 
 interface Entry {
-  value: string;
+  /** A string, or the members of a set (setAdd); each method reads only its own kind, as Redis does. */
+  value: string | Set<string>;
   expiresAt: number;
 }
 
@@ -11,6 +13,7 @@ interface Entry {
 // pause that grows with the number of sessions.
 const SWEEP_PER_WRITE = 4;
 
+// Every method runs to completion without awaiting, so each one is atomic, as a Lua script is in Redis.
 export class MemoryKvStore implements KvStore {
   private readonly map = new Map<string, Entry>();
   private sweep: Iterator<string> = this.map.keys();
@@ -18,7 +21,7 @@ export class MemoryKvStore implements KvStore {
   constructor(private readonly clock: Clock) {}
 
   async get(key: string): Promise<string | null> {
-    return this.live(key)?.value ?? null;
+    return this.text(key)?.value ?? null;
   }
 
   async set(key: string, value: string, ttlMs?: number): Promise<void> {
@@ -38,7 +41,7 @@ export class MemoryKvStore implements KvStore {
   }
 
   async take(key: string): Promise<string | null> {
-    const e = this.live(key);
+    const e = this.text(key);
     this.map.delete(key);
     return e?.value ?? null;
   }
@@ -48,18 +51,46 @@ export class MemoryKvStore implements KvStore {
   }
 
   async increment(key: string, ttlMs: number): Promise<number> {
-    const e = this.live(key);
-    const n = (e ? Number(e.value) : 0) + 1;
-    if (e) e.value = String(n);
-    else this.write(key, String(n), ttlMs);
-    return n;
+    return this.bump(key, ttlMs);
+  }
+
+  async incrementCapped(key: string, cap: number, ttlMs: number): Promise<{ value: number; capped: boolean; reached: boolean }> {
+    assertPositiveInteger('cap', cap);
+    const n = Number(this.text(key)?.value ?? 0);
+    if (n >= cap) return { value: n, capped: true, reached: false };
+    const value = this.bump(key, ttlMs);
+    return { value, capped: value >= cap, reached: value >= cap };
   }
 
   async raiseTo(key: string, value: number, ttlMs: number): Promise<boolean> {
-    const e = this.live(key);
+    const e = this.text(key);
     if (e && Number(e.value) >= value) return false;
     this.write(key, String(value), ttlMs);
     return true;
+  }
+
+  async gcra(key: string, emissionIntervalMs: number, burst: number, nowMs: number): Promise<{ allowed: boolean; retryAfterMs: number; remaining: number }> {
+    const stored = this.text(key)?.value;
+    const { tat, ...decision } = gcraStep(stored === undefined ? null : Number(stored), nowMs, emissionIntervalMs, burst);
+    if (decision.allowed) this.write(key, String(tat), tat - nowMs);
+    return decision;
+  }
+
+  async setAdd(key: string, member: string, ttlMs: number): Promise<number> {
+    const members = this.members(key) ?? new Set<string>();
+    members.add(member);
+    this.write(key, members, ttlMs);
+    return members.size;
+  }
+
+  async setMembers(key: string): Promise<string[]> {
+    return [...(this.members(key) ?? [])];
+  }
+
+  async setRemove(key: string, member: string): Promise<void> {
+    const members = this.members(key);
+    members?.delete(member);
+    if (members?.size === 0) this.map.delete(key);
   }
 
   async ping(): Promise<void> {}
@@ -68,6 +99,15 @@ export class MemoryKvStore implements KvStore {
 
   async close(): Promise<void> {
     this.map.clear();
+  }
+
+  /** +1 on a string counter; the TTL is set only when the counter is created. */
+  private bump(key: string, ttlMs: number): number {
+    const e = this.text(key);
+    const n = (e ? Number(e.value) : 0) + 1;
+    if (e) e.value = String(n);
+    else this.write(key, String(n), ttlMs);
+    return n;
   }
 
   private live(key: string): Entry | undefined {
@@ -79,7 +119,19 @@ export class MemoryKvStore implements KvStore {
     return e;
   }
 
-  private write(key: string, value: string, ttlMs: number | undefined): void {
+  private text(key: string): { value: string } | undefined {
+    const e = this.live(key);
+    if (e && typeof e.value !== 'string') throw new TypeError(`${key} holds a set, not a string`);
+    return e as { value: string } | undefined;
+  }
+
+  private members(key: string): Set<string> | undefined {
+    const e = this.live(key);
+    if (e && typeof e.value === 'string') throw new TypeError(`${key} holds a string, not a set`);
+    return e?.value as Set<string> | undefined;
+  }
+
+  private write(key: string, value: string | Set<string>, ttlMs: number | undefined): void {
     this.map.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + ttlMs });
     for (let i = 0; i < SWEEP_PER_WRITE; i++) {
       const next = this.sweep.next();

@@ -1,5 +1,6 @@
 // The shared store: Redis (single node, Sentinel or Cluster) through ioredis. Every failure or slow answer is a 503 (fail closed).
 import { Cluster, Redis } from 'ioredis';
+import { assertGcraArgs, assertPositiveInteger } from '../domain/limits.js';
 import { GatewayError } from '../errors.js';
 import type { KvStore } from './kv-store.js';
 import { createRedisClient, type RedisConnectionOptions } from './redis-connection.js';
@@ -13,10 +14,29 @@ const RAISE_TO = `local cur = tonumber(redis.call('GET', KEYS[1]))
 if cur ~= nil and cur >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
+const INCREMENT_CAPPED = `local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then return {n, 0} end
+n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {n, 1}`;
+// gcraStep in domain/limits.ts, line for line. Whole milliseconds are exact in Lua's doubles; %d writes them
+// without an exponent.
+const GCRA = `local now, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1])) or now, now) + interval
+local allowAt = tat - burst * interval
+if now < allowAt then return {0, allowAt - now, 0} end
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', tat - now))
+return {1, 0, math.floor((now - allowAt) / interval)}`;
+const SET_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('SCARD', KEYS[1])`;
 
 type ScriptedRedis = (Redis | Cluster) & {
   mfaIncrement(key: string, ttlMs: number): Promise<number>;
   mfaRaiseTo(key: string, value: number, ttlMs: number): Promise<number>;
+  mfaIncrementCapped(key: string, cap: number, ttlMs: number): Promise<[value: number, counted: number]>;
+  mfaGcra(key: string, nowMs: number, emissionIntervalMs: number, burst: number): Promise<[allowed: number, retryAfterMs: number, remaining: number]>;
+  mfaSetAdd(key: string, member: string, ttlMs: number): Promise<number>;
 };
 
 /** Connection options; without a mode, `{ url, keyPrefix, commandTimeoutMs }` is a single node. */
@@ -33,6 +53,9 @@ export class RedisKvStore implements KvStore {
     if (timeoutMs === undefined) throw new TypeError('the redis client needs a commandTimeout (use createRedisClient)');
     redis.defineCommand('mfaIncrement', { numberOfKeys: 1, lua: INCREMENT });
     redis.defineCommand('mfaRaiseTo', { numberOfKeys: 1, lua: RAISE_TO });
+    redis.defineCommand('mfaIncrementCapped', { numberOfKeys: 1, lua: INCREMENT_CAPPED });
+    redis.defineCommand('mfaGcra', { numberOfKeys: 1, lua: GCRA });
+    redis.defineCommand('mfaSetAdd', { numberOfKeys: 1, lua: SET_ADD });
     this.redis = redis as ScriptedRedis;
     this.timeoutMs = timeoutMs;
   }
@@ -79,6 +102,30 @@ export class RedisKvStore implements KvStore {
 
   async raiseTo(key: string, value: number, ttlMs: number) {
     return (await this.call(() => this.redis.mfaRaiseTo(key, value, ttlMs))) === 1;
+  }
+
+  async incrementCapped(key: string, cap: number, ttlMs: number) {
+    assertPositiveInteger('cap', cap);
+    const [value, counted] = await this.call(() => this.redis.mfaIncrementCapped(key, cap, ttlMs));
+    return { value, capped: value >= cap, reached: counted === 1 && value >= cap };
+  }
+
+  async gcra(key: string, emissionIntervalMs: number, burst: number, nowMs: number) {
+    assertGcraArgs(emissionIntervalMs, burst, nowMs);
+    const [allowed, retryAfterMs, remaining] = await this.call(() => this.redis.mfaGcra(key, nowMs, emissionIntervalMs, burst));
+    return { allowed: allowed === 1, retryAfterMs, remaining };
+  }
+
+  setAdd(key: string, member: string, ttlMs: number) {
+    return this.call(() => this.redis.mfaSetAdd(key, member, ttlMs));
+  }
+
+  setMembers(key: string) {
+    return this.call(() => this.redis.smembers(key));
+  }
+
+  async setRemove(key: string, member: string) {
+    await this.call(() => this.redis.srem(key, member));
   }
 
   async ping() {

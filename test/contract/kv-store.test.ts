@@ -1,11 +1,13 @@
 // One contract every store backend must pass: memory, and Redis as a single node, a Cluster and a Sentinel set.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
+import { gcraStep } from '../../src/domain/limits.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { MfaFailures, ReplayGuard } from '../../src/stores/counters.js';
+import { FactorStore } from '../../src/stores/factor-store.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
-import { BrowserJars, FactorStore, PendingLogins, Sessions } from '../../src/stores/records.js';
+import { BrowserJars, PendingLogins, Sessions } from '../../src/stores/records.js';
 import { RedisKvStore, type RedisKvOptions } from '../../src/stores/redis-kv-store.js';
 import { FakeClock } from '../helpers/clock.js';
 import { testRedis } from '../helpers/redis.js';
@@ -96,6 +98,114 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(parallel.filter(Boolean).length, 1, 'one of many parallel claims');
     });
 
+    t.test('increment: exact under 100 parallel calls, reads back as a number', async (t) => {
+      const key = k('inc-many');
+      for (let i = 0; i < 5; i++) await b.kv.increment(key, 10_000);
+      await Promise.all(Array.from({ length: 100 }, () => b.kv.increment(key, 10_000)));
+      t.equal(await b.kv.get(key), '105');
+    });
+
+    t.test('incrementCapped: counts to the cap, then stays', async (t) => {
+      const key = k('cap');
+      t.same(await b.kv.incrementCapped(key, 3, 10_000), { value: 1, capped: false, reached: false });
+      t.same(await b.kv.incrementCapped(key, 3, 10_000), { value: 2, capped: false, reached: false });
+      t.equal(await b.kv.get(key), '2', 'reads back as a number');
+      t.same(await b.kv.incrementCapped(key, 3, 10_000), { value: 3, capped: true, reached: true }, 'this call reached the cap');
+      t.same(await b.kv.incrementCapped(key, 3, 10_000), { value: 3, capped: true, reached: false }, 'already at the cap: unchanged');
+      t.equal(await b.kv.get(key), '3');
+      t.same(await b.kv.incrementCapped(k('cap1'), 1, 10_000), { value: 1, capped: true, reached: true }, 'cap 1: the first call reaches it');
+      await t.rejects(b.kv.incrementCapped(key, 0, 10_000), TypeError, 'a cap below 1 is a mistake, not "no limit"');
+    });
+
+    t.test('incrementCapped: 50 parallel calls at 99 of 100 end at exactly 100, reached once', async (t) => {
+      const key = k('cap-race');
+      for (let i = 0; i < 99; i++) await b.kv.increment(key, 10_000);
+      const results = await Promise.all(Array.from({ length: 50 }, () => b.kv.incrementCapped(key, 100, 10_000)));
+      t.equal(await b.kv.get(key), '100');
+      t.equal(results.filter((r) => r.reached).length, 1, 'one call reached the cap');
+      t.ok(results.every((r) => r.value === 100 && r.capped), 'every caller sees the cap');
+    });
+
+    t.test('incrementCapped: TTL from creation', async (t) => {
+      const key = k('cap-ttl');
+      await b.kv.incrementCapped(key, 10, 600);
+      await b.pass(300);
+      t.equal((await b.kv.incrementCapped(key, 10, 600)).value, 2, 'a later call does not push the TTL');
+      await b.pass(500);
+      t.equal(await b.kv.get(key), null, 'expired 600 ms after creation');
+    });
+
+    t.test('gcra: burst at one instant, then one per interval as time moves', async (t) => {
+      const key = k('gcra');
+      const t0 = b.now();
+      const burst = await Promise.all(Array.from({ length: 8 }, () => b.kv.gcra(key, 1000, 5, t0)));
+      t.equal(burst.filter((r) => r.allowed).length, 5, 'exactly the burst admitted');
+      t.same(burst.filter((r) => r.allowed).map((r) => r.remaining).sort(), [0, 1, 2, 3, 4]);
+      t.ok(burst.filter((r) => !r.allowed).every((r) => r.retryAfterMs === 1000 && r.remaining === 0), 'refused: one interval to wait');
+      t.same(await b.kv.gcra(key, 1000, 5, t0 + 999), { allowed: false, retryAfterMs: 1, remaining: 0 });
+      t.same(await b.kv.gcra(key, 1000, 5, t0 + 1000), { allowed: true, retryAfterMs: 0, remaining: 0 });
+      t.same(await b.kv.gcra(key, 1000, 5, t0 + 1000), { allowed: false, retryAfterMs: 1000, remaining: 0 });
+      const next = await Promise.all(Array.from({ length: 5 }, () => b.kv.gcra(key, 1000, 5, t0 + 2000)));
+      t.equal(next.filter((r) => r.allowed).length, 1, 'one more per interval, also in parallel');
+      await t.rejects(b.kv.gcra(key, 0, 5, t0), TypeError);
+      await t.rejects(b.kv.gcra(key, 1000, 5, t0 + 0.5), TypeError, 'whole milliseconds only');
+    });
+
+    t.test('gcra: the same answers as the pure step for a scripted sequence', async (t) => {
+      const key = k('gcra-script');
+      const t0 = b.now();
+      // [ms after t0, interval, burst]; the interval and burst change midway, as after a config reload.
+      const script: [number, number, number][] = [
+        [0, 500, 3], [0, 500, 3], [10, 500, 3], [20, 500, 3], [499, 500, 3], [500, 500, 3], [1200, 500, 3],
+        [1200, 500, 3], [1201, 500, 3], [5000, 500, 3], [5000, 500, 3], [5001, 700, 2], [5002, 700, 2], [5800, 700, 2],
+        [5800, 300, 4], [5900, 300, 4], [5901, 300, 4], [9000, 300, 1], [9000, 300, 1], [9299, 300, 1], [9300, 300, 1],
+      ];
+      let tat: number | null = null;
+      for (const [dt, interval, burst] of script) {
+        const step = gcraStep(tat, t0 + dt, interval, burst);
+        tat = step.tat;
+        t.same(await b.kv.gcra(key, interval, burst, t0 + dt), { allowed: step.allowed, retryAfterMs: step.retryAfterMs, remaining: step.remaining }, `at +${dt} ms`);
+      }
+    });
+
+    t.test('gcra: the key expires once the TAT is in the past', async (t) => {
+      const key = k('gcra-ttl');
+      t.equal((await b.kv.gcra(key, 150, 2, b.now())).allowed, true);
+      t.not(await b.kv.get(key), null);
+      await b.pass(400);
+      t.equal(await b.kv.get(key), null);
+    });
+
+    t.test('sets: add, list, remove', async (t) => {
+      const key = k('set');
+      t.same(await b.kv.setMembers(key), [], 'none yet');
+      t.equal(await b.kv.setAdd(key, 'a', 10_000), 1);
+      t.equal(await b.kv.setAdd(key, 'b', 10_000), 2);
+      t.equal(await b.kv.setAdd(key, 'a', 10_000), 2, 'a member counts once');
+      t.same((await b.kv.setMembers(key)).sort(), ['a', 'b']);
+      await b.kv.setRemove(key, 'a');
+      await b.kv.setRemove(key, 'absent');
+      t.same(await b.kv.setMembers(key), ['b']);
+      await b.kv.setRemove(key, 'b');
+      t.same(await b.kv.setMembers(key), []);
+      t.equal(await b.kv.setAdd(key, 'c', 10_000), 1, 'an emptied set starts again');
+      const race = k('set-race');
+      const sizes = await Promise.all(Array.from({ length: 30 }, (_, i) => b.kv.setAdd(race, `m${i % 10}`, 10_000)));
+      t.equal(Math.max(...sizes), 10, 'parallel adds: distinct members counted exactly');
+    });
+
+    t.test('sets: every add pushes the TTL', async (t) => {
+      const key = k('set-ttl');
+      await b.kv.setAdd(key, 'a', 600);
+      await b.pass(400);
+      await b.kv.setAdd(key, 'b', 600);
+      await b.pass(400);
+      t.same((await b.kv.setMembers(key)).sort(), ['a', 'b'], 'kept 600 ms from the last add');
+      await b.kv.setRemove(key, 'b');
+      await b.pass(400);
+      t.same(await b.kv.setMembers(key), [], 'a removal does not push it');
+    });
+
     t.test('ping', async (t) => {
       await t.resolves(b.kv.ping());
     });
@@ -120,22 +230,25 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       const taken = await Promise.all([pending.take(pid, now), pending.take(pid, now)]);
       t.equal(taken.filter(Boolean).length, 1, 'one finisher');
 
-      const sessions = new Sessions(b.kv, sealer);
+      const sessions = new Sessions(b.kv, sealer, 10_000);
       const s = { pid: 'p', username: 'alice', amr: ['pwd', 'otp'], authTime: now, factorTime: now, factor: 'totp' as const, lastSeen: now, jar: [], csrf: 'x' };
       const sid = await sessions.create(s, 10_000);
       const sid2 = await sessions.create(s, 10_000);
       t.not(sid, sid2, 'fresh ids');
       t.same(await sessions.get(sid), s);
+      t.same((await sessions.listIds('p')).sort(), [sid, sid2].sort(), "the user's sessions are listed");
       t.ok(await sessions.update(sid, { ...s, lastSeen: now + 1 }, 10_000));
-      await sessions.delete(sid);
+      await sessions.delete(sid, 'p');
+      t.same(await sessions.listIds('p'), [sid2], 'an ended session leaves the list');
       t.equal(await sessions.get(sid), null);
       t.notOk(await sessions.update(sid, s, 10_000), 'an ended session is not brought back by a late update');
       t.equal(await sessions.get(sid), null);
 
       const factors = new FactorStore(b.kv, sealer);
-      await factors.put('p', { totp: { secret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', addedAt: now } });
+      const totp = { kind: 'totp' as const, id: 'f1', name: 'phone', addedAt: now, secret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP' };
+      await factors.put('p', { factors: [totp] });
       t.notMatch((await b.kv.get('user:{p}:factors')) ?? '', /JBSWY3DP/, 'TOTP secret encrypted at rest');
-      t.equal((await factors.get('p'))?.totp?.secret, 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP');
+      t.same((await factors.get('p'))?.factors, [totp]);
       await b.kv.set('user:{q}:factors', (await b.kv.get('user:{p}:factors'))!);
       await t.rejects(factors.get('q'), { code: 'GW_ERR_STORE_UNAVAILABLE' }, "a record copied under another user's key does not open, and is not read as \"no factor\"");
       t.equal(await factors.get('nobody'), null, 'no record: no factor');

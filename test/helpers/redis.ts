@@ -58,7 +58,7 @@ export async function startOwnRedis(): Promise<TestRedis> {
     await waitForPing(url);
   };
   const stop = async () => {
-    if (!proc || proc.exitCode !== null) return;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const p = proc;
     p.kill('SIGKILL');
     await once(p, 'exit');

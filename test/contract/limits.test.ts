@@ -1,0 +1,179 @@
+// The limiter classes on the memory store and on a real Redis, with a clock the tests move.
+import t, { type Test } from 'tap';
+import { randomBytes } from 'node:crypto';
+import type { KvStore } from '../../src/stores/kv-store.js';
+import { DistinctCounter, FailureCounter, RateLimiter } from '../../src/stores/limits.js';
+import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { FakeClock } from '../helpers/clock.js';
+import { startOwnRedis, testRedis } from '../helpers/redis.js';
+
+const DAY = 24 * 60 * 60_000;
+
+/** `memory`: TTLs follow the fake clock too, so expiry can be asserted (Redis keeps TTLs on real time). */
+function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStore>, memory: boolean) {
+  t.test(name, async (t) => {
+    const clock = new FakeClock();
+    const kv = await make(t, clock);
+    t.teardown(() => kv.close());
+    const id = () => randomBytes(6).toString('hex');
+
+    t.test('RateLimiter: the burst at once, then one per interval', async (t) => {
+      const rate = new RateLimiter(kv, clock);
+      const key = `addr:{${id()}}:login-rate`;
+      const first = await Promise.all(Array.from({ length: 10 }, () => rate.take(key, { perMinute: 60, burst: 3 })));
+      t.equal(first.filter((r) => r.allowed).length, 3, 'exactly the burst, also in parallel');
+      t.same(await rate.take(key, { perMinute: 60, burst: 3 }), { allowed: false, retryAfterMs: 1000 });
+      clock.advance(999);
+      t.same(await rate.take(key, { perMinute: 60, burst: 3 }), { allowed: false, retryAfterMs: 1 });
+      clock.advance(1);
+      t.same(await rate.take(key, { perMinute: 60, burst: 3 }), { allowed: true, retryAfterMs: 0 });
+      t.equal((await rate.take(`addr:{${id()}}:login-rate`, { perMinute: 60, burst: 3 })).allowed, true, 'another key has its own bucket');
+      clock.advance(60_000);
+      const again = await Promise.all(Array.from({ length: 10 }, () => rate.take(key, { perMinute: 60, burst: 3 })));
+      t.equal(again.filter((r) => r.allowed).length, 3, 'idle for long enough: a full burst again');
+    });
+
+    t.test('FailureCounter: free attempts, then a delay from the last failure, doubling', async (t) => {
+      const failures = new FailureCounter(kv, clock, { cap: 10 });
+      const key = `user:{${id()}}:failures:totp`;
+      t.same(await failures.check(key), { allowed: true });
+      for (let n = 1; n <= 5; n++) t.same(await failures.fail(key), { failures: n, locked: false, retryAfterMs: 0 }, `free failure ${n}`);
+      t.same(await failures.check(key), { allowed: true });
+      t.same(await failures.fail(key), { failures: 6, locked: false, retryAfterMs: 1000 });
+      t.same(await failures.check(key), { allowed: false, retryAfterMs: 1000, locked: false });
+      clock.advance(999);
+      t.same(await failures.check(key), { allowed: false, retryAfterMs: 1, locked: false });
+      clock.advance(1);
+      t.same(await failures.check(key), { allowed: true });
+      clock.advance(5000);
+      t.same(await failures.fail(key), { failures: 7, locked: false, retryAfterMs: 2000 }, 'doubled');
+      clock.advance(500);
+      t.same(await failures.check(key), { allowed: false, retryAfterMs: 1500, locked: false }, 'counted from the last failure, not the first');
+    });
+
+    t.test('FailureCounter: locked at the cap until cleared; clear and succeed reset only their key', async (t) => {
+      const failures = new FailureCounter(kv, clock, { cap: 10 });
+      const totp = `user:{${id()}}:failures:totp`;
+      const password = `user:{${id()}}:failures:password`;
+      for (let n = 1; n < 10; n++) await failures.fail(totp);
+      for (let n = 1; n <= 3; n++) await failures.fail(password);
+      t.same(await failures.fail(totp), { failures: 10, locked: true, retryAfterMs: 900_000 }, 'the tenth locks');
+      t.same(await failures.fail(totp), { failures: 10, locked: true, retryAfterMs: 900_000 }, 'no count past the cap');
+      clock.advance(60 * DAY);
+      t.same(await failures.check(totp), { allowed: false, retryAfterMs: 900_000, locked: true }, 'still locked long after');
+      await failures.succeed(password);
+      t.equal((await failures.fail(password)).failures, 1, 'succeed resets its key');
+      t.same(await failures.check(totp), { allowed: false, retryAfterMs: 900_000, locked: true }, '... and only its key');
+      await failures.clear(totp);
+      t.same(await failures.check(totp), { allowed: true }, 'cleared by an operator');
+      t.equal((await failures.fail(totp)).failures, 1);
+    });
+
+    t.test('FailureCounter: exact under parallel failures', async (t) => {
+      const failures = new FailureCounter(kv, clock);
+      const many = `user:{${id()}}:failures:totp`;
+      const results = await Promise.all(Array.from({ length: 60 }, () => failures.fail(many)));
+      t.same(results.map((r) => r.failures).sort((a, b) => a - b), Array.from({ length: 60 }, (_, i) => i + 1), '60 parallel failures: 1..60');
+      const key = `user:{${id()}}:failures:totp`;
+      for (let n = 1; n < 100; n++) await failures.fail(key);
+      const last = await Promise.all(Array.from({ length: 50 }, () => failures.fail(key)));
+      t.ok(last.every((r) => r.failures === 100 && r.locked), '50 parallel at 99: exactly 100, locked');
+      t.same(await failures.check(key), { allowed: false, retryAfterMs: 900_000, locked: true });
+    });
+
+    t.test('FailureCounter.attempt: parallel guesses never outrun the cap', async (t) => {
+      const failures = new FailureCounter(kv, clock);
+      const key = `user:{${id()}}:failures:totp`;
+      for (let n = 1; n < 100; n++) await failures.fail(key);
+      clock.advance(DAY);
+      const attempts = await Promise.all(Array.from({ length: 50 }, () => failures.attempt(key)));
+      const allowed = attempts.filter((a) => a.allowed);
+      t.equal(allowed.length, 1, 'at 99 of 100, after the delay: one guess of 50 parallel ones runs (C-40)...');
+      t.same(allowed[0], { allowed: true, failure: { failures: 100, locked: true, retryAfterMs: 900_000 } }, '... and it already stands as the failure that locks');
+      t.equal(await kv.get(key), '100');
+
+      const fresh = `user:{${id()}}:failures:totp`;
+      const burst = await Promise.all(Array.from({ length: 50 }, () => new FailureCounter(kv, clock, { cap: 5 }).attempt(fresh)));
+      t.equal(burst.filter((a) => a.allowed).length, 5, 'cap 5, 50 parallel guesses from zero: exactly 5 run');
+      const right = `user:{${id()}}:failures:totp`;
+      const a = await failures.attempt(right);
+      t.ok(a.allowed);
+      await failures.succeed(right);
+      t.same(await failures.fail(right), { failures: 1, locked: false, retryAfterMs: 0 }, 'a right guess does not stay counted');
+    });
+
+    t.test('DistinctCounter', async (t) => {
+      const distinct = new DistinctCounter(kv);
+      const addr = `addr:{${id()}}:usernames`;
+      t.equal(await distinct.add(addr, 'pid-a', 60_000), 1);
+      t.equal(await distinct.add(addr, 'pid-b', 60_000), 2);
+      t.equal(await distinct.add(addr, 'pid-a', 60_000), 2, 'a repeated member counts once');
+      const other = `addr:{${id()}}:usernames`;
+      const sizes = await Promise.all(Array.from({ length: 40 }, (_, i) => distinct.add(other, `pid-${i % 20}`, 60_000)));
+      t.equal(Math.max(...sizes), 20, 'exact in parallel');
+    });
+
+    if (memory) {
+      t.test('TTLs (memory store, on the fake clock)', async (t) => {
+        const failures = new FailureCounter(kv, clock, { cap: 10, windowMs: DAY });
+        const soft = `user:{${id()}}:failures:password`;
+        for (let n = 1; n <= 7; n++) await failures.fail(soft);
+        clock.advance(DAY);
+        t.same(await failures.check(soft), { allowed: true }, 'failures are forgotten a window after the first one');
+        t.equal((await failures.fail(soft)).failures, 1);
+
+        const distinct = new DistinctCounter(kv);
+        const addr = `addr:{${id()}}:usernames`;
+        await distinct.add(addr, 'a', 60_000);
+        clock.advance(59_000);
+        t.equal(await distinct.add(addr, 'b', 60_000), 2, 'kept while adds keep coming');
+        clock.advance(59_000);
+        t.equal(await distinct.add(addr, 'c', 60_000), 3);
+        clock.advance(60_000);
+        t.equal(await distinct.add(addr, 'a', 60_000), 1, 'gone after a quiet window');
+
+        const rate = new RateLimiter(kv, clock);
+        const key = `addr:{${id()}}:login-rate`;
+        await rate.take(key, { perMinute: 60, burst: 3 });
+        t.not(await kv.get(key), null);
+        clock.advance(1000);
+        t.equal(await kv.get(key), null, 'a rate key is gone once its TAT is past');
+      });
+    }
+  });
+}
+
+suite('memory store', async (_t, clock) => new MemoryKvStore(clock), true);
+
+suite(
+  'redis store',
+  async (t) => {
+    const redis = await testRedis();
+    t.teardown(() => redis.stop());
+    const kv = new RedisKvStore({ url: redis.url, keyPrefix: `limits-${randomBytes(4).toString('hex')}:`, commandTimeoutMs: 1000 });
+    await kv.ready();
+    return kv;
+  },
+  false,
+);
+
+t.test('redis down: every limiter fails closed, none is skipped (C-38)', async (t) => {
+  const redis = await startOwnRedis();
+  let stopped = false;
+  // The helper's stop() must run once: a second call waits for an exit that already happened.
+  t.teardown(() => (stopped ? undefined : redis.stop()));
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix: 'limits-down:', commandTimeoutMs: 300 });
+  t.teardown(() => kv.close());
+  await kv.ready();
+  await redis.stop();
+  stopped = true;
+  const clock = new FakeClock();
+  const failures = new FailureCounter(kv, clock);
+  const down = { code: 'GW_ERR_STORE_UNAVAILABLE' };
+  await t.rejects(new RateLimiter(kv, clock).take('addr:{x}:login-rate', { perMinute: 60, burst: 3 }), down);
+  await t.rejects(failures.check('user:{x}:failures:totp'), down);
+  await t.rejects(failures.attempt('user:{x}:failures:totp'), down);
+  await t.rejects(failures.fail('user:{x}:failures:totp'), down);
+  await t.rejects(new DistinctCounter(kv).add('addr:{x}:usernames', 'p', 60_000), down);
+});
