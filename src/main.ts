@@ -5,14 +5,18 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { buildApp, createKvStore } from './app.js';
+import { buildApp, type AppOverrides } from './app.js';
 import { devicesCommand } from './cli/devices.js';
+import { issueEnrolmentCodes } from './cli/enrol-codes.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { UsageError } from './cli/usage.js';
-import { systemClock } from './clock.js';
-import { ConfigError, loadConfigFile } from './config/load.js';
+import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { FactorKind } from './domain/policy.js';
+import { createGateway, type Gateway } from './gateway.js';
+import { createLogger } from './log.js';
+import { systemClock } from './clock.js';
+import { MemoryKvStore } from './stores/memory-kv-store.js';
 
 const USAGE = `Usage:
   mfa-gateway serve --config FILE    run the gateway with a config file
@@ -25,6 +29,8 @@ const USAGE = `Usage:
   mfa-gateway devices revoke --config FILE (--cert PEM | --fingerprint SHA256)
   mfa-gateway devices list --config FILE
                                      the registry of managed-device certificates (in the configured store)
+  mfa-gateway enrol-codes issue --config FILE (--user U | --csv FILE)
+                                     enrolment codes to hand out (enrolment.proof: invite); prints CSV
   mfa-gateway help                   show this text`;
 
 const OPTIONS = {
@@ -41,6 +47,7 @@ const OPTIONS = {
   fingerprint: { type: 'string' },
   cert: { type: 'string' },
   name: { type: 'string' },
+  csv: { type: 'string' },
 } as const;
 
 async function main(argv: string[]): Promise<number> {
@@ -50,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
     if (!v.config) throw new UsageError(`${command} needs --config FILE`);
     return loadConfigFile(v.config);
   };
-  const print = (lines: string[]) => process.stdout.write(`${lines.join('\n')}\n`);
+  const print = (lines: string[]): void => void process.stdout.write(`${lines.join('\n')}\n`);
   switch (command) {
     case 'serve':
       return serve(config());
@@ -58,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
       return demo();
     case 'config':
       if (sub !== 'check' || !arg) return usage('config check needs a FILE');
-      loadConfigFile(arg);
+      for (const w of configWarnings(loadConfigFile(arg))) process.stdout.write(`warning: ${w}\n`);
       process.stdout.write(`${arg}: valid\n`);
       return 0;
     case 'policy': {
@@ -80,17 +87,11 @@ async function main(argv: string[]): Promise<number> {
       );
       return 0;
     }
-    case 'devices': {
-      const c = config();
-      const kv = createKvStore(c, systemClock);
-      try {
-        await kv.ready();
-        print(await devicesCommand(c, kv, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user }));
-      } finally {
-        await kv.close();
-      }
-      return 0;
-    }
+    case 'devices':
+      return withGateway(config(), async (gw) => print(await devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user })));
+    case 'enrol-codes':
+      if (sub !== 'issue') return usage('enrol-codes issue needs --config FILE and --user U or --csv FILE');
+      return withGateway(config(), async (gw) => print(await issueEnrolmentCodes(gw, { user: v.user, csv: v.csv })));
     case 'help':
     case undefined:
       process.stdout.write(`${USAGE}\n`);
@@ -100,14 +101,27 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** Runs an operator command against the configured store (logs go to stderr, output to stdout). */
+async function withGateway(config: Config, run: (gw: Gateway) => Promise<void>): Promise<number> {
+  if (config.store.type === 'memory') throw new UsageError('this command acts on the configured store; with store.type memory there is nothing shared to act on');
+  const gw = createGateway(config, { logger: createLogger(config.log.level === 'silent' ? 'silent' : 'warn', process.stderr) });
+  try {
+    await gw.kv.ready();
+    await run(gw);
+  } finally {
+    await gw.close();
+  }
+  return 0;
+}
+
 function usage(problem: string): number {
   process.stderr.write(`mfa-gateway: ${problem}\n${USAGE}\n`);
   return 2;
 }
 
-async function serve(config: Config, banner?: string): Promise<number> {
-  const app = await buildApp(config);
-  if (config.store.type === 'memory') app.log.warn('memory store: sessions and counters are lost on restart and not shared between instances');
+async function serve(config: Config, banner?: string, overrides: AppOverrides = {}): Promise<number> {
+  const app = await buildApp(config, overrides);
+  for (const w of configWarnings(config)) app.log.warn(w);
   await app.listen({ host: config.server.host, port: config.server.port });
   if (banner) process.stdout.write(banner);
   await new Promise<void>((resolve) => {
@@ -123,21 +137,30 @@ async function demo(): Promise<number> {
   const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
   const portal = await startDemoPortal({ port: Number(process.env.PORTAL_PORT ?? 8081) });
   const key = () => randomBytes(32).toString('base64url');
+  const port = Number(process.env.PORT ?? 8080);
   const env = { ...process.env, MFA_DEMO_PORTAL_URL: portal.url, MFA_DEMO_SIGNING_KEY: key(), MFA_DEMO_ENCRYPTION_KEY: key(), MFA_DEMO_PSEUDONYM_KEY: key() };
-  const config = loadConfigFile(join(packageRoot(), 'config', 'demo.yaml'), env);
-  const port = Number(process.env.PORT ?? config.server.port);
-  const user = DEMO_USERS[0]!;
+  const file = loadConfigFile(join(packageRoot(), 'config', 'demo.yaml'), env);
+  // PORT moves the gateway, and with it the origin passkeys are made for.
+  const config: Config = { ...file, server: { ...file.server, port }, webauthn: { ...file.webauthn, origins: [`http://localhost:${port}`] } };
+  // The demo's store is made here, so the enrolment codes it prints are in the store the gateway uses.
+  const kv = new MemoryKvStore(systemClock);
+  const gw = createGateway(config, { kv, logger: createLogger('silent') });
+  const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
   const banner = `
   mfa-gateway demo
   Portal (behind the gateway): ${portal.url}
   Open the gateway:            http://localhost:${port}/
-  Demo login:                  ${user.username} / ${user.password}
-  You will need an authenticator app (or any TOTP app) to enrol. Stop with Ctrl+C.
+
+  Demo logins (password, then the enrolment code the clinic would have given them):
+${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24)} enrolment code ${code}`).join('\n')}
+  bob is in the staff group: only he may open /admin/. Repeat prescriptions (/prescriptions/) ask for a recent
+  second step. Enrol with a passkey (this computer or phone) or an authenticator app. Stop with Ctrl+C.
 
 `;
   try {
-    return await serve({ ...config, server: { ...config.server, port } }, banner);
+    return await serve(config, banner, { kv });
   } finally {
+    await gw.close();
     await portal.close();
   }
 }

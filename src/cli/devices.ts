@@ -1,14 +1,7 @@
 // `mfa-gateway devices register|list|revoke`: the registry of managed-device certificates, in the configured store.
 import { readFileSync } from 'node:fs';
-import { systemClock } from '../clock.js';
-import type { Config } from '../config/schema.js';
-import { decodeKey } from '../config/load.js';
-import { canonicalUsername } from '../domain/username.js';
+import type { Gateway } from '../gateway.js';
 import { fingerprintOf, normaliseFingerprint, parseCertificates } from '../mechanisms/certificates.js';
-import { pseudonym } from '../mechanisms/random.js';
-import { Sealer } from '../mechanisms/sealer.js';
-import type { KvStore } from '../stores/kv-store.js';
-import { DeviceRegistry } from '../stores/records.js';
 import { UsageError } from './usage.js';
 
 export interface DeviceArgs {
@@ -18,18 +11,16 @@ export interface DeviceArgs {
   user?: string;
 }
 
-export async function devicesCommand(config: Config, kv: KvStore, action: string, a: DeviceArgs): Promise<string[]> {
-  const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
-  const registry = new DeviceRegistry(kv, sealer);
-  const now = systemClock.now();
+export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs): Promise<string[]> {
+  const registry = gw.stores.devices;
+  const now = gw.clock.now();
   switch (action) {
     case 'register': {
       const fingerprint = fingerprintArg(a);
       let pid: string | undefined;
       if (a.user !== undefined) {
-        const user = canonicalUsername(a.user, config.portal.login.usernameCase);
-        if (user === null) throw new UsageError('--user is not a usable username');
-        pid = pseudonym(decodeKey(config.keys.pseudonym), user);
+        pid = gw.pidOf(a.user) ?? undefined;
+        if (!pid) throw new UsageError('--user is not a usable username');
       }
       await registry.put({ fingerprint, name: a.name ?? fingerprint.slice(0, 12), status: 'active', addedAt: now, ...(pid ? { pid } : {}) });
       return [`registered ${fingerprint}${pid ? ` for ${a.user}` : ''}`];

@@ -138,12 +138,36 @@ function checkSemantics(c: Config): string[] {
   } catch (err) {
     problems.push(`policy: ${(err as Error).message}`);
   }
+  if (c.enrolment.proof === 'webhook' && !c.enrolment.webhook) problems.push('enrolment.webhook: needed for enrolment.proof: webhook');
+  if ((c.notify.url === undefined) !== (c.notify.secret === undefined)) problems.push('notify: url and secret go together');
+  if (contrastWithWhite(c.ui.accentColour) < 4.5) {
+    problems.push(`ui.accentColour: needs a contrast of 4.5:1 with white text, ${c.ui.accentColour} has ${contrastWithWhite(c.ui.accentColour).toFixed(2)}:1`);
+  }
   if (c.devices.header && c.server.trustedProxies.length === 0) problems.push('devices.header: needs server.trustedProxies (the header is believed only from them)');
   if (c.devices.crlFile && !c.devices.caFile) problems.push('devices.crlFile: needs devices.caFile');
   if (c.session.idleTimeoutSeconds > c.session.absoluteTimeoutSeconds) {
     problems.push('session.idleTimeoutSeconds: must not exceed session.absoluteTimeoutSeconds');
   }
   return problems;
+}
+
+/** WCAG 2.2 contrast ratio of a #rrggbb colour against white. */
+export function contrastWithWhite(hex: string): number {
+  const [r, g, b] = [1, 3, 5].map((i) => {
+    const c = parseInt(hex.slice(i, i + 2), 16) / 255;
+    return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  }) as [number, number, number];
+  return 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05);
+}
+
+/** Warnings that do not stop the gateway but that an operator must see (at start and in `config check`). */
+export function configWarnings(c: Config): string[] {
+  const w: string[] = [];
+  if (c.enrolment.proof === 'first-login') {
+    w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
+  }
+  if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
+  return w;
 }
 
 /** The policy part of the config, as the pure policy code takes it. */

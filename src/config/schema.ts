@@ -182,6 +182,64 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false, description: 'Second factor.' },
     ),
+    enrolment: Type.Object(
+      {
+        proof: Type.Union([Type.Literal('invite'), Type.Literal('webhook'), Type.Literal('first-login')], {
+          default: 'invite',
+          description:
+            'What a user shows, besides the password, to bind a first factor. invite: a one-time code issued ahead; webhook: a code sent through the portal\'s email/SMS; first-login: nothing (trust on first use, set explicitly only).',
+        }),
+        inviteDays: Seconds(30, 'invite: days an enrolment code stays valid.'),
+        webhook: Type.Optional(
+          Type.Object(
+            {
+              url: Type.String({ pattern: '^https?://', description: 'The vendor endpoint that delivers the code to the user.' }),
+              secret: Type.String({ minLength: 32, description: 'HMAC-SHA-256 key signing each call (X-MFA-Signature).' }),
+              codeMinutes: Seconds(10, 'Minutes a delivered code stays valid.'),
+            },
+            { additionalProperties: false, description: 'webhook: where enrolment codes are sent.' },
+          ),
+        ),
+      },
+      { default: {}, additionalProperties: false, description: 'Binding the first second factor.' },
+    ),
+    webauthn: Type.Object(
+      {
+        rpId: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]+$', description: 'Relying party id: the registrable host name (default: the first of server.hosts).' })),
+        rpName: Type.Optional(Type.String({ minLength: 1, description: 'Name shown by the browser (default: portal.name).' })),
+        origins: Type.Optional(
+          Type.Array(Type.String({ pattern: '^https?://[^/]+$' }), { minItems: 1, description: 'Exact origins allowed in ceremonies (default: https://<rpId>).' }),
+        ),
+        userVerification: Type.Union([Type.Literal('preferred'), Type.Literal('required')], {
+          default: 'preferred',
+          description: 'required: the authenticator must verify the user (PIN, biometrics).',
+        }),
+        attestation: Type.Union([Type.Literal('none'), Type.Literal('direct')], { default: 'none', description: 'Attestation asked for at registration.' }),
+      },
+      { default: {}, additionalProperties: false, description: 'Passkeys and security keys.' },
+    ),
+    notify: Type.Object(
+      {
+        url: Type.Optional(Type.String({ pattern: '^https?://', description: 'Receives a signed POST for each factor change, recovery code use and failed second step.' })),
+        secret: Type.Optional(Type.String({ minLength: 32, description: 'HMAC-SHA-256 key signing each call (X-MFA-Signature).' })),
+        retries: Type.Integer({ minimum: 0, maximum: 10, default: 3, description: 'Further attempts after a failed delivery (1 s, 2 s, 4 s … apart).' }),
+        timeoutSeconds: Seconds(5, 'How long one delivery may take.'),
+      },
+      { default: {}, additionalProperties: false, description: 'Notifications to the portal vendor ("was this you?").' },
+    ),
+    ui: Type.Object(
+      {
+        logoFile: Type.Optional(Type.String({ minLength: 1, description: 'PNG, SVG, JPEG or WebP logo shown on the gateway pages.' })),
+        accentColour: Type.String({
+          pattern: '^#[0-9a-fA-F]{6}$',
+          default: '#0b5cad',
+          description: 'Colour of the header, buttons and links; needs 4.5:1 contrast with white.',
+        }),
+        defaultLanguage: Type.String({ pattern: '^[a-z]{2,3}(-[a-z0-9]+)?$', default: 'en', description: 'Language when the browser asks for none we have.' }),
+        localesDir: Type.Optional(Type.String({ minLength: 1, description: 'Folder of <language>.json message files (translations of the built-in English).' })),
+      },
+      { default: {}, additionalProperties: false, description: "The gateway's own pages." },
+    ),
     keys: Type.Object(
       {
         signing: KeyList('Session signing keys (HS256). The first signs; all verify.'),

@@ -2,13 +2,16 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { AccessService } from '../services/access.js';
+import type { EnrolmentService } from '../services/enrolment.js';
+import type { FactorService } from '../services/factors.js';
 import type { LoginService } from '../services/login.js';
+import type { PendingService } from '../services/pending.js';
 import type { SecondFactorService } from '../services/second-factor.js';
 import type { SessionService } from '../services/sessions.js';
 import type { KvStore } from '../stores/kv-store.js';
 import type { BrowserJars } from '../stores/records.js';
 import type { PortalClient } from '../upstream/portal-client.js';
-import type { PageContext } from '../ui/pages.js';
+import type { UiSettings } from './pages.js';
 
 export interface HttpContext {
   config: Config;
@@ -18,7 +21,10 @@ export interface HttpContext {
   portal: PortalClient;
   access: AccessService;
   login: LoginService;
+  pending: PendingService;
+  enrolment: EnrolmentService;
   secondFactor: SecondFactorService;
+  factors: FactorService;
   sessions: SessionService;
-  page: PageContext;
+  ui: UiSettings;
 }

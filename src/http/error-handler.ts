@@ -1,9 +1,8 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
-import { messages } from '../ui/messages.js';
-import { messagePage, type PageContext } from '../ui/pages.js';
-import { sendPage } from './pages.js';
+import { messagePage } from '../ui/pages.js';
+import { pageContext, sendPage, type UiSettings } from './pages.js';
 
 const BY_STATUS: Partial<Record<number, ErrorCode>> = {
   400: 'GW_ERR_BAD_REQUEST',
@@ -13,31 +12,35 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
   415: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE',
 };
 
-export function installErrorHandler(app: FastifyInstance, page: PageContext, loginPage: string, prefix: string): void {
+export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginPage: string): void {
+  const prefix = ui.prefix;
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
     const code: ErrorCode =
       error instanceof GatewayError ? error.code : (error.statusCode && error.statusCode < 500 && BY_STATUS[error.statusCode]) || 'GW_ERR_INTERNAL';
-    const { status, message } = ERRORS[code];
+    const { status } = ERRORS[code];
     if (status >= 500) request.log.error({ err: error, code }, 'request failed');
     else request.log.info({ code, detail: error.message }, 'request refused');
+    if (reply.sent) return;
     // The pending cookie is left alone: the record in the store decides, and a stray request (a favicon) that
     // fails must not end a login that is still in progress.
     const signIn = code === 'GW_ERR_LOGIN_EXPIRED' || code === 'GW_ERR_TOO_MANY_ATTEMPTS' || code === 'GW_ERR_SIGN_IN_REQUIRED';
-    const action = signIn
-      ? { href: loginPage, label: messages.signInAgain }
-      : code === 'GW_ERR_STEP_UP_REQUIRED'
-        ? { href: `${prefix}/step-up`, label: messages.stepUpTitle }
-        : undefined;
-    if (reply.sent) return;
+    const ctx = pageContext(ui, request);
+    const message = ctx.t(`error.${code}`);
     reply.removeHeader('content-length');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply.code(status).header('cache-control', 'no-store').send({ error: code, message, requestId: request.id });
     }
-    return sendPage(reply, status, messagePage(page, { message, reference: request.id, action }));
+    const action = signIn
+      ? ({ href: loginPage, label: 'signInAgain' } as const)
+      : code === 'GW_ERR_STEP_UP_REQUIRED'
+        ? ({ href: `${prefix}/step-up`, label: 'stepUpTitle' } as const)
+        : undefined;
+    return sendPage(reply, status, ctx, messagePage(ctx, { message, reference: request.id, ...(action ? { action } : {}) }));
   });
   // Routes exist for every method the gateway serves, so an unmatched request is a method it refuses.
   app.setNotFoundHandler((request, reply) => {
     const code = request.url.startsWith(`${prefix}/`) ? 'GW_ERR_NOT_FOUND' : 'GW_ERR_METHOD_NOT_ALLOWED';
-    return sendPage(reply, ERRORS[code].status, messagePage(page, { message: ERRORS[code].message, reference: request.id }));
+    const ctx = pageContext(ui, request);
+    return sendPage(reply, ERRORS[code].status, ctx, messagePage(ctx, { message: ctx.t(`error.${code}`), reference: request.id }));
   });
 }

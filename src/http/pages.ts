@@ -1,15 +1,29 @@
-// Sending the gateway's own HTML pages with their security headers (SECURITY R44).
-import type { FastifyReply } from 'fastify';
+// Sending the gateway's own HTML pages: the request's language, a fresh CSP nonce, the security headers (R44).
+import { randomBytes } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Messages } from '../ui/i18n.js';
+import type { PageContext } from '../ui/pages.js';
 
-const CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+export interface UiSettings {
+  messages: Messages;
+  portalName: string;
+  prefix: string;
+  hasLogo: boolean;
+}
 
-export function sendPage(reply: FastifyReply, status: number, html: string): FastifyReply {
+export function pageContext(ui: UiSettings, req: FastifyRequest): PageContext {
+  const { lang, t } = ui.messages.forRequest(req.headers['accept-language']);
+  return { portalName: ui.portalName, prefix: ui.prefix, hasLogo: ui.hasLogo, lang, t, nonce: randomBytes(16).toString('base64') };
+}
+
+export function sendPage(reply: FastifyReply, status: number, ctx: PageContext, html: string): FastifyReply {
   return reply
     .code(status)
     .headers({
       'content-type': 'text/html; charset=utf-8',
+      'content-language': ctx.lang,
       'cache-control': 'no-store',
-      'content-security-policy': CSP,
+      'content-security-policy': `default-src 'none'; script-src 'nonce-${ctx.nonce}'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`,
       'x-content-type-options': 'nosniff',
       // same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts, defeating the origin check.
       'referrer-policy': 'same-origin',

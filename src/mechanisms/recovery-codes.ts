@@ -1,5 +1,6 @@
-// Recovery codes: ten 80-bit codes from a CSPRNG, shown once, stored as salted scrypt hashes, each usable once.
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+// Codes people type from paper or a message: recovery codes (ten, 80 bits each), enrolment codes (60 bits by
+// letter or at the clinic; 8 digits by email or SMS). From a CSPRNG, stored only as salted scrypt hashes.
+import { randomBytes, randomInt, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 
 const scryptAsync = promisify(scrypt) as (pw: string, salt: Buffer, len: number, opts: object) => Promise<Buffer>;
@@ -14,12 +15,14 @@ export interface RecoveryCodeSet {
 
 export const RECOVERY_CODE_COUNT = 10;
 
+/** `length` characters × 5 bits, grouped by four: ABCD-EFGH-… */
+function letterCode(length: number): string {
+  const chars = Array.from(randomBytes(length), (b) => ALPHABET[b & 31]).join('');
+  return chars.match(/.{4}/g)!.join('-');
+}
+
 export async function newRecoveryCodes(): Promise<{ codes: string[]; stored: RecoveryCodeSet }> {
-  const codes = Array.from({ length: RECOVERY_CODE_COUNT }, () => {
-    const bytes = randomBytes(16);
-    const chars = Array.from(bytes, (b) => ALPHABET[b & 31]).join(''); // 16 chars × 5 bits = 80 bits
-    return chars.match(/.{4}/g)!.join('-');
-  });
+  const codes = Array.from({ length: RECOVERY_CODE_COUNT }, () => letterCode(16)); // 80 bits each
   const salt = randomBytes(16);
   const hashes = await Promise.all(codes.map((c) => hash(normalise(c), salt)));
   return { codes, stored: { salt: salt.toString('base64'), hashes: hashes.map((h) => h.toString('base64')) } };
@@ -43,4 +46,22 @@ function normalise(input: string): string {
 
 function hash(code: string, salt: Buffer): Promise<Buffer> {
   return scryptAsync(code, salt, 32, SCRYPT);
+}
+
+export interface HashedCode {
+  salt: string;
+  hash: string;
+}
+
+/** An enrolment code: 12 letters and digits (60 bits) for letters and the clinic, or 8 digits for email and SMS. */
+export async function newEnrolmentCode(kind: 'letters' | 'digits'): Promise<{ code: string; stored: HashedCode }> {
+  const code = kind === 'letters' ? letterCode(12) : String(randomInt(0, 100_000_000)).padStart(8, '0');
+  const salt = randomBytes(16);
+  return { code, stored: { salt: salt.toString('base64'), hash: (await hash(normalise(code), salt)).toString('base64') } };
+}
+
+export async function matchesCode(stored: HashedCode, input: string): Promise<boolean> {
+  const code = normalise(input);
+  if (code.length === 0 || code.length > 32) return false;
+  return timingSafeEqual(Buffer.from(stored.hash, 'base64'), await hash(code, Buffer.from(stored.salt, 'base64')));
 }

@@ -102,8 +102,8 @@ export async function registrationOptions(
     timeout: WEBAUTHN_TIMEOUT_MS,
     attestationType: rp.attestation,
     excludeCredentials: exclude.map((c) => ({ id: c.id, transports: c.transports })),
-    // A second factor after the password: no need to fill a security key's few resident slots.
-    authenticatorSelection: { residentKey: 'discouraged', userVerification: rp.userVerification },
+    // Phones and computers make a passkey; a security key with few slots may still make a non-resident credential.
+    authenticatorSelection: { residentKey: 'preferred', userVerification: rp.userVerification },
     supportedAlgorithmIDs: [...WEBAUTHN_ALGORITHMS],
   });
 }

@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { chainsTo, fingerprintOf, normaliseFingerprint, normaliseSerial } from '../mechanisms/certificates.js';
 import type { WatchedFile } from '../mechanisms/watched-file.js';
-import type { DeviceRegistry } from '../stores/records.js';
+import type { DeviceRegistry } from '../stores/device-registry.js';
 
 export interface DeviceState {
   managed: boolean;

@@ -10,7 +10,8 @@ import { safeRelativeTarget } from '../domain/redirect.js';
 import { canonicalUsername } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
 import { newId, pseudonym } from '../mechanisms/random.js';
-import type { FactorStore, BrowserJars, PendingLogins } from '../stores/records.js';
+import type { FactorStore } from '../stores/factor-store.js';
+import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
 import type { SecurityLog } from './security-events.js';
@@ -28,7 +29,7 @@ export interface LoginRequest {
 
 export type LoginOutcome =
   | { kind: 'failed'; portal: PortalResponse }
-  | { kind: 'accepted'; pendingId: string; stage: 'enrol' | 'verify' };
+  | { kind: 'accepted'; pendingId: string; stage: PendingStage };
 
 export interface LoginDeps {
   config: Config;
@@ -80,7 +81,8 @@ export class LoginService {
     // The pre-login jar now holds an authenticated portal session: move it out so only the second factor releases it.
     await this.d.jars.take(req.browserId);
     const factors = await this.d.factors.get(pid);
-    const stage = factors?.totp ? 'verify' : 'enrol';
+    // No factor yet: the enrolment proof comes first, unless trust on first use was chosen explicitly.
+    const stage: PendingStage = factors?.factors.length ? 'verify' : config.enrolment.proof === 'first-login' ? 'enrol' : 'proof';
     const pendingId = await this.d.pending.create(
       {
         pid,

@@ -1,193 +1,154 @@
-// The second factor: TOTP enrolment at first login, verification with TOTP or a recovery code, step-up in a session.
+// Proving a second factor: at sign-in (TOTP, passkey or a recovery code) and as a step-up inside a session.
+import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
-import { matchRecoveryCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
-import { matchTotpStep, newTotpSecret, normaliseTotpInput } from '../mechanisms/totp.js';
-import type { MfaFailures, ReplayGuard } from '../stores/counters.js';
+import { matchRecoveryCode } from '../mechanisms/recovery-codes.js';
+import { authenticationOptions, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
+import type { MfaFailures } from '../stores/counters.js';
+import type { Challenges, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
-import type { FactorStore, PendingLogin, PendingLogins } from '../stores/records.js';
+import type { PendingLogin } from '../stores/records.js';
+import type { Attempts, Ceremony, Refused } from './ceremony.js';
+import type { Notifier } from './notifier.js';
+import type { PendingService, SignedIn } from './pending.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession, SessionService } from './sessions.js';
-
-export type CodeCheck = { ok: true } | { ok: false; attemptsLeft: number };
-export type SignedIn = { ok: true; token: string; continueTo: string };
+import type { TotpChecks } from './totp-checks.js';
 
 export interface SecondFactorDeps {
   config: Config;
   clock: Clock;
   kv: KvStore;
-  pending: PendingLogins;
   factors: FactorStore;
-  replay: ReplayGuard;
+  challenges: Challenges;
+  attempts: Attempts;
+  totp: TotpChecks;
   failures: MfaFailures;
+  pending: PendingService;
   sessions: SessionService;
+  rp: RelyingParty;
+  notifier: Notifier;
   security: SecurityLog;
 }
 
-/** Where codes are being checked: a pending login or a session asking for step-up. Attempts are counted per ceremony. */
-interface Ceremony {
-  pid: string;
-  /** Counts one code check (atomically, before it runs) and returns the count so far. */
-  count(): Promise<number>;
-  /** Ends the ceremony after too many wrong codes. */
-  end(): Promise<void>;
-}
+export type SteppedUp = { ok: true; token: string };
 
 export class SecondFactorService {
   constructor(private readonly d: SecondFactorDeps) {}
 
-  /** The pending login behind a cookie value, when it exists, has not expired and is at `stage`. */
-  async pendingAt(id: string | undefined, stage: PendingLogin['stage']): Promise<PendingLogin> {
-    const p = id ? await this.d.pending.get(id, this.d.clock.now()) : null;
-    if (!p || p.stage !== stage) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', `no pending login at stage ${stage}`);
-    return p;
+  /** Which kinds of factor the user can sign in with (the verify page offers these). */
+  async kindsOf(pid: string): Promise<{ totp: boolean; webauthn: boolean; recovery: boolean }> {
+    const f = await this.d.factors.get(pid);
+    return {
+      totp: Boolean(f?.factors.some((x) => x.kind === 'totp')),
+      webauthn: Boolean(f?.factors.some((x) => x.kind === 'webauthn')),
+      recovery: Boolean(f?.recovery?.hashes.some((h) => h !== null)),
+    };
   }
 
-  /** The stage of a pending login, or null when there is none (store errors are not swallowed). */
-  async stage(id: string | undefined): Promise<PendingLogin['stage'] | null> {
-    return id ? ((await this.d.pending.get(id, this.d.clock.now()))?.stage ?? null) : null;
+  async verifyTotp(id: string, p: PendingLogin, input: string, ip: string): Promise<SignedIn | Refused> {
+    const check = await this.d.totp.checkUser(this.d.attempts.ofLogin(id, p), input, ip);
+    return check.ok ? this.signedIn(id, p, 'totp', ip) : check;
   }
 
-  /** The secret being enrolled: made once per pending login and shown only until enrolment is confirmed. */
-  async enrolmentSecret(id: string, p: PendingLogin): Promise<string> {
-    if (p.totpSecret) return p.totpSecret;
-    const secret = newTotpSecret();
-    await this.d.pending.update(id, { ...p, totpSecret: secret }, this.d.clock.now());
-    return secret;
-  }
-
-  /** Activates the TOTP factor after one valid code (which is consumed) and returns the recovery codes to show once. */
-  async confirmEnrolment(id: string, p: PendingLogin, input: string, ip: string): Promise<{ ok: true; codes: string[] } | Exclude<CodeCheck, { ok: true }>> {
-    if (!p.totpSecret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'enrolment not started');
-    const check = await this.checkTotp(this.pendingCeremony(id, p), p.totpSecret, input, ip);
-    if (!check.ok) return check;
-    // A factor bound meanwhile through another pending login is never overwritten.
-    if ((await this.d.factors.get(p.pid))?.totp) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'factor already enrolled');
-    const now = this.d.clock.now();
-    const { codes, stored } = await newRecoveryCodes();
-    await this.d.factors.put(p.pid, { totp: { secret: p.totpSecret, addedAt: now, lastUsedAt: now }, recovery: { ...stored, addedAt: now } });
-    const { totpSecret: _dropped, ...rest } = p;
-    await this.d.pending.update(id, { ...rest, stage: 'acknowledge', factor: 'totp' }, now);
-    this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
-    return { ok: true, codes };
-  }
-
-  /** After the recovery codes were acknowledged: the session starts. */
-  async acknowledge(id: string, ip: string): Promise<SignedIn> {
-    return this.finish(id, 'acknowledge', ip);
-  }
-
-  async verifyTotp(id: string, p: PendingLogin, input: string, ip: string): Promise<CodeCheck | SignedIn> {
-    const check = await this.checkUserTotp(this.pendingCeremony(id, p), input, ip);
-    if (!check.ok) return check;
-    return this.finishVerified(id, p, 'totp', ip);
-  }
-
-  async verifyRecoveryCode(id: string, p: PendingLogin, input: string, ip: string): Promise<CodeCheck | SignedIn> {
+  async verifyRecoveryCode(id: string, p: PendingLogin, input: string, ip: string): Promise<SignedIn | Refused> {
     const factors = await this.d.factors.get(p.pid);
     if (!factors?.recovery) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no recovery codes');
-    const ceremony = this.pendingCeremony(id, p);
-    const attempt = await this.countAttempt(ceremony, ip);
+    const c = this.d.attempts.ofLogin(id, p);
+    const attempt = await this.d.attempts.begin(c, ip);
     const index = await matchRecoveryCode(factors.recovery, input);
     // The claim, kept for good, makes "works once" atomic even for two uses at the same moment; the marks in
     // the factor record only count what is left.
     const claimed = index !== -1 && (await this.d.kv.setIfAbsent(keys.recoveryCodeUsed(p.pid, factors.recovery.salt, index), '1'));
-    if (!claimed) return this.failure(ceremony, ip, attempt, 'recovery', index === -1 ? 'wrong code' : 'code already used');
+    if (!claimed) return this.d.attempts.failed(c, ip, attempt, 'recovery', index === -1 ? 'wrong code' : 'code already used');
     const hashes = factors.recovery.hashes.map((h, i) => (i === index ? null : h));
     await this.d.factors.put(p.pid, { ...factors, recovery: { ...factors.recovery, hashes } });
-    this.d.security('recovery_code_used', { pid: p.pid, ip, remaining: hashes.filter(Boolean).length });
-    return this.finishVerified(id, p, 'recovery', ip);
+    const remaining = hashes.filter(Boolean).length;
+    this.d.security('recovery_code_used', { pid: p.pid, ip, remaining });
+    this.d.notifier.notify({ event: 'recovery_code_used', user: p.username, ip, details: { remaining } });
+    return this.signedIn(id, p, 'recovery', ip);
   }
 
-  /** Step-up inside a session: a TOTP code again; the session moves to a fresh id. Too many wrong codes end it. */
-  async stepUpTotp(active: ActiveSession, input: string, ip: string): Promise<Exclude<CodeCheck, { ok: true }> | { ok: true; token: string }> {
-    const { pid } = active.record;
-    const attemptsKey = keys.stepUpAttempts(active.sid);
-    const ceremony: Ceremony = {
-      pid,
-      count: () => this.d.kv.increment(attemptsKey, this.d.config.mfa.pendingTimeoutSeconds * 1000),
-      end: () => this.d.sessions.end(active, 'step-up attempts exhausted'),
-    };
-    const check = await this.checkUserTotp(ceremony, input, ip);
-    if (!check.ok) return check;
-    await this.d.kv.delete(attemptsKey);
-    await this.d.failures.reset(pid);
-    const token = await this.d.sessions.reverified(active, 'totp', ip);
-    if (!token) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'session ended during step-up');
-    return { ok: true, token };
+  /** Authentication options for a passkey at sign-in; the challenge is bound to this pending login. */
+  pendingPasskeyOptions(id: string, p: PendingLogin): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    return this.passkeyOptions(`pending:${id}`, p.pid);
   }
 
-  private pendingCeremony(id: string, p: PendingLogin): Ceremony {
-    return {
-      pid: p.pid,
-      count: () => this.d.pending.countAttempt(id, Math.max(1, p.expiresAt - this.d.clock.now())),
-      end: () => this.d.pending.delete(id),
-    };
+  async verifyPasskey(id: string, p: PendingLogin, response: unknown, ip: string): Promise<SignedIn | Refused> {
+    const check = await this.checkPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, ip);
+    return check.ok ? this.signedIn(id, p, 'webauthn', ip) : check;
   }
 
-  /** Checks a code against the user's enrolled TOTP factor, and notes its use. */
-  private async checkUserTotp(c: Ceremony, input: string, ip: string): Promise<CodeCheck> {
-    const factors = await this.d.factors.get(c.pid);
-    if (!factors?.totp) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no TOTP factor');
-    const check = await this.checkTotp(c, factors.totp.secret, input, ip);
-    if (check.ok) await this.d.factors.put(c.pid, { ...factors, totp: { ...factors.totp, lastUsedAt: this.d.clock.now() } });
-    return check;
+  /** Step-up with a TOTP code: the session moves to a fresh id. Too many wrong codes end it. */
+  async stepUpTotp(active: ActiveSession, input: string, ip: string): Promise<SteppedUp | Refused> {
+    const check = await this.d.totp.checkUser(this.stepUpCeremony(active), input, ip);
+    return check.ok ? this.steppedUp(active, 'totp', ip) : check;
   }
 
-  private async checkTotp(c: Ceremony, secret: string, input: string, ip: string): Promise<CodeCheck> {
-    const attempt = await this.countAttempt(c, ip);
-    const code = normaliseTotpInput(input);
-    const step = code === null ? null : await matchTotpStep(secret, code, this.d.clock.now());
-    if (step === null) return this.failure(c, ip, attempt, 'totp', 'wrong code');
-    // RFC 6238 §5.2: a step is accepted at most once per user, also across parallel submissions.
-    if (!(await this.d.replay.claimStep(c.pid, step))) {
-      this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
-      return this.failure(c, ip, attempt, 'totp', 'code already used');
+  stepUpPasskeyOptions(active: ActiveSession): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    return this.passkeyOptions(`session:${active.sid}`, active.record.pid);
+  }
+
+  async stepUpPasskey(active: ActiveSession, response: unknown, ip: string): Promise<SteppedUp | Refused> {
+    const check = await this.checkPasskey(`session:${active.sid}`, this.stepUpCeremony(active), response, ip);
+    return check.ok ? this.steppedUp(active, 'webauthn', ip) : check;
+  }
+
+  private stepUpCeremony(active: ActiveSession): Ceremony {
+    return this.d.attempts.ofSession(active, this.d.config.mfa.pendingTimeoutSeconds * 1000);
+  }
+
+  private async passkeyOptions(owner: string, pid: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const factors = await this.d.factors.get(pid);
+    const credentials = (factors?.factors ?? []).flatMap((f) => (f.kind === 'webauthn' ? [f.credential] : []));
+    if (!credentials.length) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no passkey registered');
+    const challenge = newChallenge();
+    await this.d.challenges.put(owner, { challenge, pid, ceremony: 'authenticate', expiresAt: this.d.clock.now() + WEBAUTHN_TIMEOUT_MS }, WEBAUTHN_TIMEOUT_MS);
+    return authenticationOptions(this.d.rp, credentials, challenge);
+  }
+
+  /** WA3 §7.2 around the mechanism: the challenge of this ceremony, a credential of this user, the counter stored. */
+  private async checkPasskey(owner: string, c: Ceremony, response: unknown, ip: string): Promise<{ ok: true } | Refused> {
+    const attempt = await this.d.attempts.begin(c, ip);
+    // The challenge was made for this login or session, for authentication, and is used once (R21, C-42).
+    const challenge = await this.d.challenges.take(owner, 'authenticate');
+    if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) {
+      return this.d.attempts.failed(c, ip, attempt, 'webauthn', 'no live authentication challenge');
     }
+    const factors = await this.d.factors.get(c.pid);
+    const id = typeof (response as { id?: unknown } | null)?.id === 'string' ? (response as { id: string }).id : '';
+    // The assertion comes from a credential of the user whose password was just checked (R23, C-44).
+    const factor = factors?.factors.find((f): f is WebAuthnFactor => f.kind === 'webauthn' && f.credential.id === id);
+    if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, 'webauthn', "not one of the user's credentials");
+    const result = await verifyAuthentication(this.d.rp, response, challenge.challenge, factor.credential, factors.userHandle);
+    if (!result.ok) {
+      if (result.reason === 'counter-regression') {
+        this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id });
+        this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name } });
+      }
+      return this.d.attempts.failed(c, ip, attempt, 'webauthn', result.reason);
+    }
+    // The counter and backup state are stored only after every check passed (WA3 §7.2).
+    const now = this.d.clock.now();
+    const updated: WebAuthnFactor = { ...factor, lastUsedAt: now, credential: { ...factor.credential, counter: result.counter, backedUp: result.backedUp } };
+    await this.d.factors.put(c.pid, { ...factors, factors: factors.factors.map((f) => (f.id === factor.id ? updated : f)) });
     return { ok: true };
   }
 
-  /**
-   * Every code check is counted before it runs, atomically, so parallel guesses cannot outrun the limit: a
-   * ceremony never has more than maxAttemptsPerLogin codes checked.
-   */
-  private async countAttempt(c: Ceremony, ip: string): Promise<number> {
-    const n = await c.count();
-    if (n > this.d.config.mfa.maxAttemptsPerLogin) await this.endAfterTooMany(c, ip);
-    return n;
-  }
-
-  private async failure(c: Ceremony, ip: string, attempt: number, factor: FactorKind, reason: string): Promise<CodeCheck> {
-    const total = await this.d.failures.add(c.pid);
-    this.d.security('mfa_failed', { pid: c.pid, ip, factor, reason, failures: total });
-    const left = this.d.config.mfa.maxAttemptsPerLogin - attempt;
-    if (left <= 0) await this.endAfterTooMany(c, ip);
-    return { ok: false, attemptsLeft: left };
-  }
-
-  private async endAfterTooMany(c: Ceremony, ip: string): Promise<never> {
-    await c.end();
-    this.d.security('mfa_attempts_exhausted', { pid: c.pid, ip });
-    throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', 'ceremony ended after too many wrong codes');
-  }
-
-  private async finishVerified(id: string, p: PendingLogin, factor: FactorKind, ip: string): Promise<SignedIn> {
+  private async signedIn(id: string, p: PendingLogin, factor: FactorKind, ip: string): Promise<SignedIn> {
     await this.d.failures.reset(p.pid);
     this.d.security('mfa_ok', { pid: p.pid, ip, factor });
-    return this.finish(id, 'verify', ip, factor);
+    return this.d.pending.finish(id, 'verify', ip, factor);
   }
 
-  private async finish(id: string, stage: PendingLogin['stage'], ip: string, verified?: FactorKind): Promise<SignedIn> {
-    const now = this.d.clock.now();
-    // Taking the record ends the pending login atomically: parallel finishers cannot both start a session.
-    const p = await this.d.pending.take(id, now);
-    const factor = verified ?? p?.factor;
-    if (!p || p.stage !== stage || !factor) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
-    await this.d.pending.delete(id);
-    const token = await this.d.sessions.start({ pid: p.pid, username: p.username, factor, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
-    return { ok: true, token, continueTo: p.continueTo };
+  private async steppedUp(active: ActiveSession, factor: FactorKind, ip: string): Promise<SteppedUp> {
+    await this.d.kv.delete(keys.stepUpAttempts(active.sid));
+    await this.d.failures.reset(active.record.pid);
+    const token = await this.d.sessions.reverified(active, factor, ip);
+    if (!token) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'session ended during step-up');
+    return { ok: true, token };
   }
 }

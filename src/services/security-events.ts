@@ -14,13 +14,21 @@ export type SecurityEventName =
   | 'session_started'
   | 'session_ended'
   | 'step_up_ok'
+  | 'enrolment_code_sent'
+  | 'enrolment_proof_ok'
+  | 'factor_added'
+  | 'factor_removed'
+  | 'factor_renamed'
+  | 'recovery_codes_regenerated'
+  | 'other_sessions_signed_out'
+  | 'webauthn_counter_regression'
   | 'access_denied'
   | 'legacy_auth_blocked';
 
 export interface SecurityEventFields {
   pid?: string;
   ip?: string;
-  factor?: FactorKind;
+  factor?: FactorKind | 'enrolment-code';
   reason?: string;
   [extra: string]: unknown;
 }

@@ -37,7 +37,7 @@ export class SessionService {
   async reverified(active: ActiveSession, factor: FactorKind, ip: string): Promise<string | null> {
     const now = this.d.clock.now();
     const record: SessionRecord = { ...active.record, factor, amr: amrOf(factor), factorTime: now, lastSeen: now, csrf: newId() };
-    // Deleting first: of two parallel step-ups, or a step-up racing a logout, at most one leaves a live session.
+    // Taking first: of two parallel step-ups, or a step-up racing a logout, at most one leaves a live session.
     if (!(await this.d.sessions.take(active.sid))) return null;
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
     this.d.security('step_up_ok', { pid: record.pid, ip, factor });
@@ -54,7 +54,7 @@ export class SessionService {
     if (!record || record.pid !== claims.sub) return null;
     const state = sessionState(record, now, this.d.limits);
     if (state.state !== 'active') {
-      await this.d.sessions.delete(claims.sid);
+      await this.d.sessions.delete(claims.sid, record.pid);
       this.d.security('session_ended', { pid: record.pid, reason: state.state });
       return null;
     }
@@ -68,8 +68,26 @@ export class SessionService {
   }
 
   async end(active: ActiveSession, reason: string): Promise<void> {
-    await this.d.sessions.delete(active.sid);
+    await this.d.sessions.delete(active.sid, active.record.pid);
     this.d.security('session_ended', { pid: active.record.pid, reason });
+  }
+
+  /** Ends every other session of the same user; returns how many were live. */
+  async endOthers(active: ActiveSession, reason: string): Promise<number> {
+    return this.endAll(active.record.pid, reason, active.sid);
+  }
+
+  /** Ends all sessions of a user (but `keep`); returns how many were live. */
+  async endAll(pid: string, reason: string, keep?: string): Promise<number> {
+    let ended = 0;
+    for (const sid of await this.d.sessions.listIds(pid)) {
+      if (sid === keep) continue;
+      if (await this.d.sessions.take(sid)) {
+        ended++;
+        this.d.security('session_ended', { pid, reason });
+      }
+    }
+    return ended;
   }
 }
 

@@ -1,65 +1,12 @@
-// The gateway's records (browser jars, pending logins, sessions, factors), sealed at rest with the key as AAD.
+// The records of a sign-in: browser jars, pending logins and sessions, sealed at rest.
 import type { Jar } from '../domain/cookie-jar.js';
 import type { FactorKind } from '../domain/policy.js';
-import { GatewayError } from '../errors.js';
-import type { RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
+import type { HashedCode } from '../mechanisms/recovery-codes.js';
 import { newId } from '../mechanisms/random.js';
 import type { Sealer } from '../mechanisms/sealer.js';
 import type { KvStore } from './kv-store.js';
 import { keys } from './keys.js';
-
-/** JSON records encrypted under the record's own key, so a record cannot be moved to another key. */
-class SealedRecords<T> {
-  /** Records already opened, by key and ciphertext (bounded): a changed record is a new ciphertext, so a miss. */
-  private readonly opened = new Map<string, { sealed: string; value: T }>();
-
-  constructor(
-    private readonly kv: KvStore,
-    private readonly sealer: Sealer,
-    private readonly opts: { cacheSize?: number; unreadable?: 'absent' | 'fail' } = {},
-  ) {}
-
-  async get(key: string): Promise<T | null> {
-    return this.open(key, await this.kv.get(key));
-  }
-
-  async take(key: string): Promise<T | null> {
-    return this.open(key, await this.kv.take(key));
-  }
-
-  put(key: string, value: T, ttlMs?: number): Promise<void> {
-    return this.kv.set(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
-  }
-
-  /** Updates a record that still exists; false when it is gone (never recreates it). */
-  update(key: string, value: T, ttlMs: number): Promise<boolean> {
-    return this.kv.setIfPresent(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
-  }
-
-  delete(key: string): Promise<void> {
-    this.opened.delete(key);
-    return this.kv.delete(key);
-  }
-
-  private open(key: string, sealed: string | null): T | null {
-    if (sealed === null) return null;
-    const hit = this.opened.get(key);
-    if (hit?.sealed === sealed) return hit.value;
-    try {
-      const value = Object.freeze(JSON.parse(this.sealer.open(sealed, key))) as T;
-      if (this.opts.cacheSize) {
-        if (this.opened.size >= this.opts.cacheSize) this.opened.delete(this.opened.keys().next().value!);
-        this.opened.set(key, { sealed, value });
-      }
-      return value;
-    } catch (cause) {
-      // Altered, foreign or unreadable records: absent where that means "signed out" (fail closed), an error
-      // where absent would mean something weaker (a factor record read as "not enrolled").
-      if (this.opts.unreadable === 'fail') throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `record ${key} cannot be opened`, { cause });
-      return null;
-    }
-  }
-}
+import { SealedRecords } from './sealed-records.js';
 
 /** Portal cookies of a browser that has not signed in yet (the pre-login jar). */
 export class BrowserJars {
@@ -79,7 +26,8 @@ export class BrowserJars {
   }
 }
 
-export type PendingStage = 'enrol' | 'verify' | 'acknowledge';
+/** proof: the enrolment proof is due; enrol: choose and set up a first factor; verify: sign in with one; acknowledge: recovery codes shown. */
+export type PendingStage = 'proof' | 'enrol' | 'verify' | 'acknowledge';
 
 export interface PendingLogin {
   pid: string;
@@ -91,6 +39,12 @@ export interface PendingLogin {
   expiresAt: number;
   /** The TOTP secret being enrolled; never shown again once enrolment is confirmed. */
   totpSecret?: string;
+  /** enrolment.proof webhook: the code sent to the user (hashed) and until when it works. */
+  proofCode?: HashedCode & { expiresAt: number };
+  /** Recovery codes of a first enrolment, held (sealed) only until the page that shows them once. */
+  recoveryCodes?: string[];
+  /** A failed second step was already reported to the notify webhook for this login. */
+  failureNotified?: boolean;
   /** The factor that completed the login (stage 'acknowledge'). */
   factor?: FactorKind;
   /** Groups the portal named in its login answer (groups.loginHeader). */
@@ -151,80 +105,36 @@ const SESSION_CACHE_SIZE = 10_000;
 
 export class Sessions {
   private readonly records: SealedRecords<SessionRecord>;
-  constructor(kv: KvStore, sealer: Sealer) {
+  /** `indexTtlMs`: how long the list of a user's sessions is kept after the last sign-in (the absolute timeout). */
+  constructor(private readonly kv: KvStore, sealer: Sealer, private readonly indexTtlMs: number) {
     this.records = new SealedRecords(kv, sealer, { cacheSize: SESSION_CACHE_SIZE });
   }
   /** Always a fresh id: never the pending login's, never one the client chose. */
   async create(s: SessionRecord, ttlMs: number): Promise<string> {
     const sid = newId();
     await this.records.put(keys.session(sid), s, ttlMs);
+    await this.kv.setAdd(keys.userSessions(s.pid), sid, this.indexTtlMs);
     return sid;
   }
   get(sid: string): Promise<SessionRecord | null> {
     return this.records.get(keys.session(sid));
   }
   /** Atomically ends a session and returns its record: of parallel callers, one gets it. */
-  take(sid: string): Promise<SessionRecord | null> {
-    return this.records.take(keys.session(sid));
+  async take(sid: string): Promise<SessionRecord | null> {
+    const s = await this.records.take(keys.session(sid));
+    if (s) await this.kv.setRemove(keys.userSessions(s.pid), sid);
+    return s;
   }
   /** Updates a live session; a session ended meanwhile (logout, expiry) stays ended. */
   update(sid: string, s: SessionRecord, ttlMs: number): Promise<boolean> {
     return this.records.update(keys.session(sid), s, ttlMs);
   }
-  delete(sid: string): Promise<void> {
-    return this.records.delete(keys.session(sid));
+  async delete(sid: string, pid: string): Promise<void> {
+    await this.records.delete(keys.session(sid));
+    await this.kv.setRemove(keys.userSessions(pid), sid);
   }
-}
-
-export interface UserFactors {
-  totp?: { secret: string; addedAt: number; lastUsedAt?: number };
-  recovery?: RecoveryCodeSet & { addedAt: number };
-}
-
-/** A user's second factors, kept until removed. A record that cannot be opened is an error, never "no factor". */
-export class FactorStore {
-  private readonly records: SealedRecords<UserFactors>;
-  constructor(kv: KvStore, sealer: Sealer) {
-    this.records = new SealedRecords(kv, sealer, { unreadable: 'fail' });
-  }
-  get(pid: string): Promise<UserFactors | null> {
-    return this.records.get(keys.factors(pid));
-  }
-  put(pid: string, f: UserFactors): Promise<void> {
-    return this.records.put(keys.factors(pid), f);
-  }
-}
-
-export interface DeviceRecord {
-  fingerprint: string;
-  name: string;
-  /** The user the device belongs to (pseudonymous id), when it is bound to one. */
-  pid?: string;
-  status: 'active' | 'revoked';
-  addedAt: number;
-  revokedAt?: number;
-}
-
-/** Registered device certificates (by SHA-256 fingerprint): read on every request a rule about devices sees. */
-export class DeviceRegistry {
-  private readonly records: SealedRecords<DeviceRecord>;
-  private readonly index: SealedRecords<string[]>;
-  constructor(kv: KvStore, sealer: Sealer) {
-    this.records = new SealedRecords(kv, sealer, { cacheSize: 1000, unreadable: 'fail' });
-    this.index = new SealedRecords(kv, sealer, { unreadable: 'fail' });
-  }
-  get(fingerprint: string): Promise<DeviceRecord | null> {
-    return this.records.get(keys.device(fingerprint));
-  }
-  /** Adds or replaces a device (operators only: the index is not updated atomically with the record). */
-  async put(d: DeviceRecord): Promise<void> {
-    await this.records.put(keys.device(d.fingerprint), d);
-    const list = (await this.index.get(keys.deviceIndex())) ?? [];
-    if (!list.includes(d.fingerprint)) await this.index.put(keys.deviceIndex(), [...list, d.fingerprint]);
-  }
-  async list(): Promise<DeviceRecord[]> {
-    const list = (await this.index.get(keys.deviceIndex())) ?? [];
-    const all = await Promise.all(list.map((fp) => this.get(fp)));
-    return all.filter((d): d is DeviceRecord => d !== null);
+  /** The ids of a user's sessions (some may have expired since). */
+  listIds(pid: string): Promise<string[]> {
+    return this.kv.setMembers(keys.userSessions(pid));
   }
 }

@@ -1,25 +1,51 @@
-// The gateway's server-rendered pages: plain HTML forms that work without JavaScript, no external assets.
-import { messages as m } from './messages.js';
+// The gateway's server-rendered pages: plain HTML forms that work without JavaScript (passkeys aside), no external
+// assets, every text from the message catalogue.
+import type { MessageKey, Translate } from './i18n.js';
 
 export interface PageContext {
   portalName: string;
   prefix: string;
+  lang: string;
+  t: Translate;
+  /** The nonce of this response's Content-Security-Policy, for the passkey scripts. */
+  nonce: string;
+  hasLogo: boolean;
+}
+
+/** A passkey button: the script asks the gateway for options, runs the browser ceremony and posts the result. */
+export interface PasskeyAction {
+  ceremony: 'register' | 'authenticate';
+  optionsUrl: string;
+  finishUrl: string;
+  csrf: string;
+  label: MessageKey;
+  /** A text field whose value is sent as the credential's name (registration). */
+  nameField?: boolean;
 }
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-function layout(ctx: PageContext, title: string, body: string): string {
+function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: boolean } = {}): string {
+  const { t, prefix } = ctx;
+  const scripts = opts.scripts
+    ? `<script nonce="${ctx.nonce}" src="${prefix}/assets/webauthn-browser.js"></script>
+<script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
+    : '';
   return `<!doctype html>
-<html lang="en">
+<html lang="${esc(ctx.lang)}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)} – ${esc(ctx.portalName)}</title>
-<link rel="stylesheet" href="${ctx.prefix}/assets/gateway.css">
+<link rel="stylesheet" href="${prefix}/assets/gateway.css">
+${scripts}
 </head>
 <body>
-<a class="skip" href="#main">${m.skipLink}</a>
-<header>${esc(ctx.portalName)}</header>
+<a class="skip" href="#main">${esc(t('skipLink'))}</a>
+<header>
+<p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}${esc(ctx.portalName)}</p>
+<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${esc(t('securityLink'))}</a></nav>
+</header>
 <main id="main">
 <h1>${esc(title)}</h1>
 ${body}
@@ -28,114 +54,259 @@ ${body}
 </html>`;
 }
 
+/** An error tied to its field: announced, described-by and aria-invalid (WCAG 3.3.1, 4.1.3). */
 function errorBlock(id: string, error: string | undefined): string {
   return error ? `<p id="${id}" class="error" role="alert">${esc(error)}</p>` : '';
 }
 
-function codeField(opts: { name: string; label: string; hint: string; error?: string; numeric: boolean }): string {
-  const describedBy = ['code-hint', opts.error ? 'code-error' : ''].filter(Boolean).join(' ');
-  const numeric = opts.numeric ? ' inputmode="numeric" pattern="[0-9 ]*" maxlength="7"' : ' maxlength="24" autocapitalize="characters"';
-  return `<label for="code">${esc(opts.label)}</label>
-<p id="code-hint" class="hint">${esc(opts.hint)}</p>
-${errorBlock('code-error', opts.error)}
-<input type="text" id="code" name="${opts.name}" autocomplete="one-time-code" spellcheck="false" required autofocus${numeric} aria-describedby="${describedBy}"${opts.error ? ' aria-invalid="true"' : ''}>`;
+function hidden(name: string, value: string | undefined): string {
+  return value === undefined ? '' : `<input type="hidden" name="${name}" value="${esc(value)}">`;
 }
 
-export function enrolPage(ctx: PageContext, v: { qrSvg: string; groupedSecret: string; csrf: string; error?: string }): string {
+interface FieldOpts {
+  id: string;
+  name: string;
+  label: string;
+  hint?: string;
+  error?: string;
+  kind: 'otp' | 'code' | 'text';
+  value?: string;
+  autofocus?: boolean;
+}
+
+function field(o: FieldOpts): string {
+  const describedBy = [o.hint ? `${o.id}-hint` : '', o.error ? `${o.id}-error` : ''].filter(Boolean).join(' ');
+  const attrs =
+    o.kind === 'otp'
+      ? ' inputmode="numeric" pattern="[0-9 ]*" maxlength="7" autocomplete="one-time-code" spellcheck="false"'
+      : o.kind === 'code'
+        ? ' maxlength="24" autocapitalize="characters" autocomplete="one-time-code" spellcheck="false"'
+        : ' maxlength="60" autocomplete="off"';
+  return `<label for="${o.id}">${esc(o.label)}</label>
+${o.hint ? `<p id="${o.id}-hint" class="hint">${esc(o.hint)}</p>` : ''}
+${errorBlock(`${o.id}-error`, o.error)}
+<input type="text" id="${o.id}" name="${o.name}"${o.kind === 'text' ? '' : ' required'}${o.autofocus ? ' autofocus' : ''}${attrs}${o.value ? ` value="${esc(o.value)}"` : ''}${describedBy ? ` aria-describedby="${describedBy}"` : ''}${o.error ? ' aria-invalid="true"' : ''}>`;
+}
+
+function passkeyButton(ctx: PageContext, a: PasskeyAction): string {
+  const { t } = ctx;
+  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}" data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}">
+${a.nameField ? field({ id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
+<button type="button" class="passkey-start" disabled>${esc(t(a.label))}</button>
+<p class="passkey-status error" role="alert" hidden></p>
+<noscript><p class="hint">${esc(t('jsNeeded'))}</p></noscript>
+</div>`;
+}
+
+function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string): string {
+  return `<form method="post" action="${ctx.prefix}${action}" novalidate>
+${hidden('csrf', csrf)}
+${inner}
+<button type="submit">${esc(submit)}</button>
+</form>`;
+}
+
+export function proofPage(ctx: PageContext, v: { csrf: string; mode: 'invite' | 'webhook'; sent?: { minutes: number }; error?: string; missing?: boolean }): string {
+  const { t } = ctx;
+  const intro = v.mode === 'invite' ? t('proofIntroInvite') : t('proofIntroWebhook');
+  const send =
+    v.mode === 'webhook'
+      ? `${v.sent ? `<p role="status">${esc(t('proofSent', { minutes: v.sent.minutes }))}</p>` : ''}
+${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proofSend'))}`
+      : '';
+  const entry =
+    v.mode === 'invite' || v.sent
+      ? form(
+          ctx,
+          '/enrol/proof',
+          v.csrf,
+          field({
+            id: 'proof',
+            name: 'code',
+            label: t('proofLabel'),
+            hint: v.mode === 'invite' ? t('proofHintInvite') : t('proofHintWebhook'),
+            error: v.error,
+            kind: v.mode === 'invite' ? 'code' : 'otp',
+            autofocus: true,
+          }),
+          t('proofSubmit'),
+        )
+      : '';
+  return layout(ctx, t('proofTitle'), `<p>${esc(intro)}</p>
+${v.mode === 'invite' ? `<p class="hint">${esc(t('proofMissing'))}</p>` : ''}
+${send}
+${entry}`);
+}
+
+export function choosePage(ctx: PageContext, v: { csrf: string; passkey: PasskeyAction }): string {
+  const { t } = ctx;
   return layout(
     ctx,
-    m.enrolTitle,
-    `<p>${esc(m.enrolIntro)}</p>
-<div class="qr" role="img" aria-label="${esc(m.enrolQrAlt)}">${v.qrSvg}</div>
-<p>${esc(m.enrolKeyIntro)}</p>
-<p class="key" id="secret">${esc(v.groupedSecret)}</p>
-<form method="post" action="${ctx.prefix}/enrol">
-<input type="hidden" name="csrf" value="${esc(v.csrf)}">
-${codeField({ name: 'code', label: m.enrolCodeLabel, hint: m.codeHint, error: v.error, numeric: true })}
-<button type="submit">${esc(m.enrolSubmit)}</button>
-</form>`,
+    t('chooseTitle'),
+    `<p>${esc(t('chooseIntro'))}</p>
+<section aria-labelledby="choose-passkey">
+<h2 id="choose-passkey">${esc(t('choosePasskey'))}</h2>
+<p>${esc(t('choosePasskeyHint'))}</p>
+${passkeyButton(ctx, v.passkey)}
+</section>
+<section aria-labelledby="choose-totp">
+<h2 id="choose-totp">${esc(t('chooseTotp'))}</h2>
+<p>${esc(t('chooseTotpHint'))}</p>
+<p><a class="button" href="${ctx.prefix}/enrol/totp">${esc(t('continue'))}</a></p>
+</section>`,
+    { scripts: true },
   );
 }
 
-export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: string; error?: string }): string {
+export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; groupedSecret: string; error?: string; name?: string; nameField: boolean }): string {
+  const { t } = ctx;
   return layout(
     ctx,
-    m.recoveryTitle,
+    t('enrolTitle'),
+    `<p>${esc(t('enrolIntro'))}</p>
+<div class="qr" role="img" aria-label="${esc(t('enrolQrAlt'))}">${v.qrSvg}</div>
+<p>${esc(t('enrolKeyIntro'))}</p>
+<p class="key" id="secret">${esc(v.groupedSecret)}</p>
+${form(
+  ctx,
+  v.action,
+  v.csrf,
+  `${v.nameField ? field({ id: 'name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: v.name ?? t('totpDefaultName') }) : ''}
+${field({ id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: true })}`,
+  t('enrolSubmit'),
+)}`,
+  );
+}
+
+export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: string; action: string; error?: string }): string {
+  const { t } = ctx;
+  return layout(
+    ctx,
+    t('recoveryTitle'),
     `${
       v.codes.length
-        ? `<p>${esc(m.recoveryIntro)}</p>
+        ? `<p>${esc(t('recoveryIntro'))}</p>
 <ol class="codes" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>`
-        : `<p>${esc(m.recoveryShownOnce)}</p>`
+        : `<p>${esc(t('recoveryShownOnce'))}</p>`
     }
-<form method="post" action="${ctx.prefix}/recovery-codes">
-<input type="hidden" name="csrf" value="${esc(v.csrf)}">
+<form method="post" action="${ctx.prefix}${v.action}">
+${hidden('csrf', v.csrf)}
 ${errorBlock('ack-error', v.error)}
-<p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${esc(m.recoveryAck)}</label></p>
-<button type="submit">${esc(m.continue)}</button>
+<p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${esc(t('recoveryAck'))}</label></p>
+<button type="submit">${esc(t('continue'))}</button>
 </form>`,
   );
 }
 
-export function verifyPage(ctx: PageContext, v: { csrf: string; error?: string }): string {
+/** Signing in or stepping up: a passkey button and/or the TOTP form, whichever the user has. */
+export function verifyPage(
+  ctx: PageContext,
+  v: { title: MessageKey; intro?: MessageKey; action: string; csrf: string; totp: boolean; passkey?: PasskeyAction; to?: string; error?: string; recoveryLink: boolean; note?: MessageKey },
+): string {
+  const { t } = ctx;
+  const totpForm = v.totp
+    ? `${v.passkey ? `<h2>${esc(t('verifyOr'))}</h2>` : `<p>${esc(t('verifyIntro'))}</p>`}
+${form(ctx, v.action, v.csrf, `${hidden('to', v.to)}
+${field({ id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: !v.passkey })}`, t('verifySubmit'))}`
+    : '';
   return layout(
     ctx,
-    m.verifyTitle,
-    `<p>${esc(m.verifyIntro)}</p>
-<form method="post" action="${ctx.prefix}/verify">
-<input type="hidden" name="csrf" value="${esc(v.csrf)}">
-${codeField({ name: 'code', label: m.verifyCodeLabel, hint: m.codeHint, error: v.error, numeric: true })}
-<button type="submit">${esc(m.verifySubmit)}</button>
-</form>
-<p><a href="${ctx.prefix}/recovery">${esc(m.useRecovery)}</a></p>`,
+    t(v.title),
+    `${v.intro ? `<p>${esc(t(v.intro))}</p>` : ''}
+${v.note ? `<p class="notice" role="status">${esc(t(v.note))}</p>` : ''}
+${v.passkey ? passkeyButton(ctx, v.passkey) : ''}
+${totpForm}
+${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${esc(t('useRecovery'))}</a></p>` : ''}`,
+    { scripts: Boolean(v.passkey) },
   );
 }
 
 export function recoveryPage(ctx: PageContext, v: { csrf: string; error?: string }): string {
+  const { t } = ctx;
   return layout(
     ctx,
-    m.recoveryCodeTitle,
-    `<form method="post" action="${ctx.prefix}/recovery">
-<input type="hidden" name="csrf" value="${esc(v.csrf)}">
-${codeField({ name: 'code', label: m.recoveryCodeLabel, hint: m.recoveryCodeHint, error: v.error, numeric: false })}
-<button type="submit">${esc(m.verifySubmit)}</button>
-</form>
-<p><a href="${ctx.prefix}/verify">${esc(m.useApp)}</a></p>`,
+    t('recoveryCodeTitle'),
+    `${form(ctx, '/recovery', v.csrf, field({ id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', autofocus: true }), t('verifySubmit'))}
+<p><a href="${ctx.prefix}/verify">${esc(t('useOtherWays'))}</a></p>`,
   );
 }
 
-export function stepUpPage(ctx: PageContext, v: { csrf: string; to: string | undefined; error?: string; totpAllowed: boolean }): string {
-  if (!v.totpAllowed) return layout(ctx, m.stepUpTitle, `<p>${esc(m.stepUpOtherFactor)}</p>`);
+export function passkeySetupPage(ctx: PageContext, v: { passkey: PasskeyAction; otherWay?: string }): string {
+  const { t } = ctx;
   return layout(
     ctx,
-    m.stepUpTitle,
-    `<p>${esc(m.stepUpIntro)}</p>
-<form method="post" action="${ctx.prefix}/step-up">
-<input type="hidden" name="csrf" value="${esc(v.csrf)}">
-${v.to ? `<input type="hidden" name="to" value="${esc(v.to)}">` : ''}
-${codeField({ name: 'code', label: m.verifyCodeLabel, hint: m.codeHint, error: v.error, numeric: true })}
-<button type="submit">${esc(m.stepUpSubmit)}</button>
-</form>`,
+    t('passkeyTitle'),
+    `<p>${esc(t('passkeyIntro'))}</p>
+${passkeyButton(ctx, v.passkey)}
+${v.otherWay ? `<p><a href="${ctx.prefix}${v.otherWay}">${esc(t('otherWay'))}</a></p>` : ''}`,
+    { scripts: true },
+  );
+}
+
+export interface FactorView {
+  id: string;
+  kind: 'totp' | 'webauthn';
+  name: string;
+  addedAt: number;
+  lastUsedAt?: number;
+}
+
+export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; notice?: MessageKey; error?: string }): string {
+  const { t } = ctx;
+  const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+  const onlyOne = v.factors.length === 1;
+  const items = v.factors
+    .map(
+      (f) => `<li>
+<p><strong>${esc(f.name)}</strong> – ${esc(t(`securityKind.${f.kind}`))}<br>
+<span class="hint">${esc(t('securityAdded', { date: date(f.addedAt) }))}, ${esc(f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>
+<form method="post" action="${ctx.prefix}/security/rename" class="inline">
+${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
+<label for="rename-${esc(f.id)}">${esc(t('securityRenameLabel', { name: f.name }))}</label>
+<input type="text" id="rename-${esc(f.id)}" name="name" maxlength="60" required autocomplete="off">
+<button type="submit">${esc(t('securityRename'))}</button>
+</form>
+${
+  onlyOne
+    ? `<p class="hint">${esc(t('securityLastFactor'))}</p>`
+    : `<form method="post" action="${ctx.prefix}/security/remove">${hidden('csrf', v.csrf)}${hidden('factor', f.id)}<button type="submit" class="secondary">${esc(t('securityRemove', { name: f.name }))}</button></form>`
+}
+</li>`,
+    )
+    .join('\n');
+  return layout(
+    ctx,
+    t('securityTitle'),
+    `${v.notice ? `<p class="notice" role="status">${esc(t(v.notice))}</p>` : ''}
+${errorBlock('security-error', v.error)}
+<p>${esc(t('securityIntro'))}</p>
+<h2>${esc(t('securityFactors'))}</h2>
+<ul class="factors">${items}</ul>
+<p><a class="button" href="${ctx.prefix}/security/totp">${esc(t('securityAddTotp'))}</a>
+<a class="button" href="${ctx.prefix}/security/passkey">${esc(t('securityAddPasskey'))}</a></p>
+<h2>${esc(t('securityRecovery'))}</h2>
+<p>${esc(t('securityRecoveryLeft', { left: v.recoveryLeft }))}</p>
+${form(ctx, '/security/recovery-codes', v.csrf, `<p class="hint">${esc(t('securityRecoveryNewHint'))}</p>`, t('securityRecoveryNew'))}
+<h2>${esc(t('securitySessions'))}</h2>
+<p>${esc(t('securitySessionsHint'))}</p>
+${form(ctx, '/security/sign-out-others', v.csrf, '', t('securitySignOutOthers'))}
+<p><a href="/">${esc(t('backToPortal'))}</a> · <a href="${ctx.prefix}/logout">${esc(t('signOutLink'))}</a></p>`,
   );
 }
 
 export function logoutPage(ctx: PageContext, v: { csrf: string }): string {
-  return layout(
-    ctx,
-    m.logoutTitle,
-    `<p>${esc(m.logoutIntro)}</p>
-<form method="post" action="${ctx.prefix}/logout">
-<input type="hidden" name="csrf" value="${esc(v.csrf)}">
-<button type="submit">${esc(m.logoutSubmit)}</button>
-</form>`,
-  );
+  const { t } = ctx;
+  return layout(ctx, t('logoutTitle'), `<p>${esc(t('logoutIntro'))}</p>
+${form(ctx, '/logout', v.csrf, '', t('logoutSubmit'))}`);
 }
 
-export function messagePage(ctx: PageContext, v: { title?: string; message: string; reference?: string; action?: { href: string; label: string } }): string {
+export function messagePage(ctx: PageContext, v: { title?: MessageKey; message: string; reference?: string; action?: { href: string; label: MessageKey } }): string {
+  const { t } = ctx;
   return layout(
     ctx,
-    v.title ?? m.errorTitle,
+    t(v.title ?? 'errorTitle'),
     `<p role="alert">${esc(v.message)}</p>
-${v.action ? `<p><a href="${esc(v.action.href)}">${esc(v.action.label)}</a></p>` : ''}
-${v.reference ? `<p class="hint">${esc(m.reference)}: ${esc(v.reference)}</p>` : ''}`,
+${v.action ? `<p><a href="${esc(v.action.href)}">${esc(t(v.action.label))}</a></p>` : ''}
+${v.reference ? `<p class="hint">${esc(t('reference'))}: ${esc(v.reference)}</p>` : ''}`,
   );
 }

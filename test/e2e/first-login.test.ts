@@ -28,6 +28,8 @@ t.test('first login and a second sign-in in Chromium, on a phone-sized screen', 
   await page.fill('#password', ALICE.password);
   await page.click('button[type=submit]');
   await page.waitForURL(/\/_mfa\/enrol$/);
+  await page.click('a[href="/_mfa/enrol/totp"]');
+  await page.waitForURL(/\/_mfa\/enrol\/totp$/);
   t.ok(await page.isVisible('svg'), 'QR code shown');
   const secret = (await page.textContent('#secret'))!.replaceAll(' ', '');
   const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);

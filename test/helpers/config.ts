@@ -17,6 +17,10 @@ export function rawTestConfig(portalUrl: string): Record<string, any> {
       timeoutSeconds: 2,
     },
     mfa: { issuer: 'Riverbend Health' },
+    // Most tests are about what comes after enrolment; the enrolment proof has tests of its own.
+    enrolment: { proof: 'first-login' },
+    // Passkey tests use a software authenticator on the page origin http://localhost.
+    webauthn: { rpId: 'localhost', origins: ['http://localhost'] },
     policy: {
       rules: [
         { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },

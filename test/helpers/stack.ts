@@ -11,6 +11,7 @@ import type { KvStore } from '../../src/stores/kv-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { DEMO_USERS, startDemoPortal, type DemoPortal } from '../fixtures/demo-portal.js';
 import { Browser, inputValue, type Page } from './browser.js';
+import type { AssertionKnobs, SoftAuthenticator } from './soft-authenticator.js';
 import { FakeClock } from './clock.js';
 import { testConfig } from './config.js';
 
@@ -84,14 +85,17 @@ export function totpAt(secret: string, ms: number): Promise<string> {
   return generate({ secret, epoch: Math.floor(ms / 1000) });
 }
 
-/** Enrolment after a first password login: returns the secret, the recovery codes and the final answer. */
+/** Enrolment with an authenticator app after a first password login: the secret, the recovery codes, the final answer. */
 export async function enrol(s: Stack, b: Browser): Promise<{ secret: string; codes: string[]; done: Page }> {
-  const page = await b.get(`${s.config.server.prefix}/enrol`);
+  const p = s.config.server.prefix;
+  const page = await b.get(`${p}/enrol/totp`);
   const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
   const csrf = inputValue(page.body, 'csrf');
-  const confirm = await b.post(`${s.config.server.prefix}/enrol`, { csrf, code: await totpAt(secret, s.clock.now()) });
-  const codes = [...confirm.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
-  const done = await b.post(`${s.config.server.prefix}/recovery-codes`, { csrf, saved: 'yes' });
+  const confirm = await b.post(`${p}/enrol/totp`, { csrf, code: await totpAt(secret, s.clock.now()) });
+  if (confirm.location !== `${p}/recovery-codes`) throw new Error(`enrolment answered ${confirm.status} ${confirm.location}`);
+  const shown = await b.get(`${p}/recovery-codes`);
+  const codes = [...shown.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+  const done = await b.post(`${p}/recovery-codes`, { csrf, saved: 'yes' });
   return { secret, codes, done };
 }
 
@@ -115,4 +119,43 @@ export async function signInWithTotp(s: Stack, secret: string, user = ALICE): Pr
   const { b, csrf } = await atCodePage(s, user);
   const final = await b.post(`${s.config.server.prefix}/verify`, { csrf, code: await totpAt(secret, s.clock.now()) });
   return { b, final };
+}
+
+/** A JSON call of the passkey script: CSRF header, same-origin. */
+export async function jsonCall(b: Browser, path: string, csrf: string, body: unknown = {}): Promise<{ status: number; json: any }> {
+  const res = await b.send('POST', path, JSON.stringify(body), { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': csrf });
+  return { status: res.status, json: res.body ? JSON.parse(res.body) : null };
+}
+
+/** The CSRF token a page gives its passkey script. */
+export function passkeyCsrf(html: string): string {
+  const m = /data-csrf="([^"]+)"/.exec(html);
+  if (!m) throw new Error('no passkey button on the page');
+  return m[1]!;
+}
+
+/** First login enrolling a passkey: password, options, the authenticator's answer, recovery codes, session. */
+export async function signUpWithPasskey(s: Stack, auth: SoftAuthenticator, user = ALICE): Promise<{ b: Browser; codes: string[] }> {
+  const b = s.browser();
+  await submitPassword(b, user.username, user.password);
+  const p = s.config.server.prefix;
+  const csrf = passkeyCsrf((await b.get(`${p}/enrol`)).body);
+  const options = await jsonCall(b, `${p}/enrol/passkey/options`, csrf);
+  const finished = await jsonCall(b, `${p}/enrol/passkey`, csrf, { credential: auth.register(options.json), name: 'Test key' });
+  if (finished.status !== 200) throw new Error(`passkey enrolment answered ${finished.status} ${JSON.stringify(finished.json)}`);
+  const shown = await b.get(finished.json.next);
+  const codes = [...shown.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+  await b.post(`${p}/recovery-codes`, { csrf, saved: 'yes' });
+  return { b, codes };
+}
+
+/** A later sign-in with a passkey: password, then the assertion. Returns the browser and the final JSON answer. */
+export async function signInWithPasskey(s: Stack, auth: SoftAuthenticator, user = ALICE, knobs: AssertionKnobs = {}): Promise<{ b: Browser; answer: { status: number; json: any } }> {
+  const b = s.browser();
+  await submitPassword(b, user.username, user.password);
+  const p = s.config.server.prefix;
+  const csrf = passkeyCsrf((await b.get(`${p}/verify`)).body);
+  const options = await jsonCall(b, `${p}/verify/passkey/options`, csrf);
+  const answer = await jsonCall(b, `${p}/verify/passkey`, csrf, { credential: auth.authenticate(options.json, knobs) });
+  return { b, answer };
 }

@@ -163,7 +163,7 @@ t.test('step-up: an old second factor is asked for again, then the same page; ot
   const csrf = inputValue(page.body, 'csrf');
   const wrong = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/?page=2', code: '000000' });
   t.equal(wrong.status, 400);
-  t.match(wrong.body, 'attempts left');
+  t.match(wrong.body, 'Attempts left: 4.');
   const evil = await b.post('/_mfa/step-up', { csrf, to: '//evil.example/', code: await totpAt(secret, s.clock.now()) });
   t.equal(evil.status, 303);
   t.equal(evil.location, '/', 'an unsafe return address becomes the home page');

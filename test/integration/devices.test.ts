@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'undici';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { decodeKey } from '../../src/config/load.js';
-import { DeviceRegistry } from '../../src/stores/records.js';
+import { DeviceRegistry } from '../../src/stores/device-registry.js';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { runCli } from '../helpers/cli.js';
 import { TestCa, type Issued } from '../helpers/pki.js';

@@ -10,14 +10,14 @@ t.test('no secrets in the logs', async (t) => {
   const wrong = await submitPassword(b, ALICE.username, 'Wrong-Password-123');
   t.equal(wrong.status, 200);
   await submitPassword(b, ALICE.username, ALICE.password);
-  const enrolPage = await b.get('/_mfa/enrol');
+  const enrolPage = await b.get('/_mfa/enrol/totp');
   const secret = /id="secret">([^<]+)</.exec(enrolPage.body)![1]!.replaceAll(' ', '');
   const csrf = inputValue(enrolPage.body, 'csrf');
   const badCode = '123456';
-  await b.post('/_mfa/enrol', { csrf, code: badCode });
+  await b.post('/_mfa/enrol/totp', { csrf, code: badCode });
   const code1 = await totpAt(secret, s.clock.now());
-  const confirm = await b.post('/_mfa/enrol', { csrf, code: code1 });
-  const codes = [...confirm.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+  await b.post('/_mfa/enrol/totp', { csrf, code: code1 });
+  const codes = [...(await b.get('/_mfa/recovery-codes')).body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
   await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
   const echo = JSON.parse((await b.get('/echo', { accept: 'application/json' })).body);
   const portalSession = /PORTALSESSID=([0-9a-f]+)/.exec(echo.headers.cookie)![1]!;

@@ -21,16 +21,25 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   t.notOk(b.cookies.has('__Host-mfa-session'));
   t.match(String(afterPassword.headers['set-cookie']), /__Host-mfa-pending=[^;]+; Max-Age=300; Path=\/; HttpOnly; Secure; SameSite=Lax/);
 
-  const enrolPage = await b.get('/_mfa/enrol');
+  const choice = await b.get('/_mfa/enrol');
+  t.equal(choice.status, 200);
+  t.match(choice.body, 'A passkey or security key');
+  t.match(choice.body, 'href="/_mfa/enrol/totp"', 'or an authenticator app');
+  const noSkip = (html: string) => html.replace(/<a class="skip"[^>]*>[^<]*<\/a>/, '');
+  t.notMatch(noSkip(choice.body), /skip|later|not now/i, 'no way to skip');
+  const links = [...noSkip(choice.body).matchAll(/href="([^"]+)"/g)].map((m) => m[1]).filter((h) => !h!.startsWith('/_mfa/assets/'));
+  t.same(links, ['/_mfa/security', '/_mfa/enrol/totp'], 'nothing leads to the portal from here');
+  const enrolPage = await b.get('/_mfa/enrol/totp');
   t.equal(enrolPage.status, 200);
   t.equal(enrolPage.headers['cache-control'], 'no-store');
   t.match(String(enrolPage.headers['content-security-policy']), "frame-ancestors 'none'");
+  t.match(String(enrolPage.headers['content-security-policy']), /script-src 'nonce-[A-Za-z0-9+\/=]{24}'/);
   t.match(enrolPage.body, /<svg[^>]*>/, 'QR code drawn by the gateway');
   t.match(enrolPage.body, /id="secret">[A-Z2-7]{4}( [A-Z2-7]{4}){7}</, 'the key in groups');
   t.match(enrolPage.body, 'autocomplete="one-time-code"');
   t.match(enrolPage.body, 'inputmode="numeric"');
-  t.notMatch(enrolPage.body.replace(/<a class="skip"[^>]*>[^<]*<\/a>/, ''), /skip|later|not now/i, 'no way to skip');
-  t.same([...enrolPage.body.matchAll(/<form [^>]*action="([^"]+)"/g)].map((m) => m[1]), ['/_mfa/enrol'], 'the only form confirms the code');
+  t.notMatch(noSkip(enrolPage.body), /skip|later|not now/i, 'no way to skip');
+  t.same([...enrolPage.body.matchAll(/<form [^>]*action="([^"]+)"/g)].map((m) => m[1]), ['/_mfa/enrol/totp'], 'the only form confirms the code');
 
   const { codes, done } = await enrol(s, b);
   t.equal(codes.length, 10, 'ten recovery codes shown');
@@ -59,17 +68,19 @@ t.test('stray requests during enrolment (a favicon, a reload) do not end the log
   t.teardown(s.close);
   const b = s.browser();
   await submitPassword(b, ALICE.username, ALICE.password);
-  const page = await b.get('/_mfa/enrol');
+  const page = await b.get('/_mfa/enrol/totp');
   const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
   const csrf = inputValue(page.body, 'csrf');
-  await b.post('/_mfa/enrol', { csrf, code: await totpAt(secret, s.clock.now()) });
+  await b.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal((await b.get('/favicon.ico')).location, '/_mfa/continue');
   t.equal((await b.get('/_mfa/continue')).location, '/_mfa/recovery-codes', 'back to the step the login is at');
+  const first = await b.get('/_mfa/recovery-codes');
+  t.equal([...first.body.matchAll(/<li>/g)].length, 10, 'the codes, shown once');
   const again = await b.get('/_mfa/recovery-codes');
   t.equal(again.status, 200);
   t.notMatch(again.body, /<li>/, 'the codes are not shown again');
   t.match(again.body, 'name="saved"');
-  t.equal((await b.get('/_mfa/enrol')).status, 403, 'the secret is not shown again');
+  t.equal((await b.get('/_mfa/enrol/totp')).status, 403, 'the secret is not shown again');
   const done = await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
   t.equal(done.status, 303, 'the login still completes');
   t.equal((await b.get('/records')).status, 200);
@@ -205,7 +216,7 @@ t.test('five wrong codes end the pending login', async (t) => {
   for (let i = 1; i <= 4; i++) {
     const r = await b.post('/_mfa/verify', { csrf, code: '000000' });
     t.equal(r.status, 400);
-    t.match(r.body, `${5 - i} attempt`);
+    t.match(r.body, `Attempts left: ${5 - i}.`);
   }
   const fifth = await b.post('/_mfa/verify', { csrf, code: '000000' });
   t.equal(fifth.status, 429);
@@ -365,4 +376,27 @@ t.test('two users stay apart', async (t) => {
   s.clock.advance(30_000);
   const { b: x, csrf } = await atCodePage(s);
   t.equal((await x.post('/_mfa/verify', { csrf, code: await totpAt(bob.secret, s.clock.now()) })).status, 400);
+});
+
+t.test('pages in the language the browser asks for, from a dropped-in message file; branding from config', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-ui-'));
+  writeFileSync(join(dir, 'mi.json'), JSON.stringify({ chooseTitle: 'Kōwhiria tō hīkoi tuarua' }));
+  writeFileSync(join(dir, 'logo.svg'), '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
+  const s = await startStack({ patch: (raw) => (raw.ui = { localesDir: dir, logoFile: join(dir, 'logo.svg'), accentColour: '#7a1f5c' }) });
+  t.teardown(s.close);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const mi = await b.get('/_mfa/enrol', { 'accept-language': 'mi-NZ,en;q=0.8' });
+  t.match(mi.body, '<html lang="mi">');
+  t.match(mi.body, '<h1>Kōwhiria tō hīkoi tuarua</h1>');
+  t.equal(mi.headers['content-language'], 'mi');
+  t.match((await b.get('/_mfa/enrol', { 'accept-language': 'de' })).body, '<h1>Choose your second step</h1>');
+  t.match(mi.body, '<img src="/_mfa/assets/logo" alt="" class="logo">');
+  const logo = await b.get('/_mfa/assets/logo');
+  t.equal(logo.headers['content-type'], 'image/svg+xml');
+  t.match(String(logo.headers['content-security-policy']), "default-src 'none'");
+  t.match((await b.get('/_mfa/assets/gateway.css')).body, '--accent: #7a1f5c');
 });

@@ -1,0 +1,48 @@
+// Reading the gateway's own forms and JSON calls: one value per field, the CSRF checks, the client's address.
+import type { FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors.js';
+import { sameToken } from '../mechanisms/random.js';
+
+type Body = Record<string, unknown>;
+
+/** A form field or JSON string member; repeated fields are refused, absent ones are ''. */
+export function field(req: FastifyRequest, name: string): string {
+  const v = (req.body as Body | undefined)?.[name];
+  if (v !== undefined && typeof v !== 'string') throw new GatewayError('GW_ERR_BAD_REQUEST', `field ${name} is not one text value`);
+  return v ?? '';
+}
+
+/** A member of a JSON body, as sent (checked by whoever reads it). */
+export function member(req: FastifyRequest, name: string): unknown {
+  const body = req.body;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'body is not a JSON object');
+  return (body as Body)[name];
+}
+
+/**
+ * A state-changing request from one of the gateway's own pages (SECURITY R45): same-site by Sec-Fetch-Site and
+ * Origin, and the synchronizer token of the login or session (a form field, or the X-CSRF-Token header of a
+ * JSON call).
+ */
+export function checkCsrf(req: FastifyRequest, expected: string): void {
+  const site = req.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new GatewayError('GW_ERR_CSRF', `sec-fetch-site ${site}`);
+  const origin = req.headers.origin;
+  if (origin !== undefined && (origin === 'null' || hostOf(origin) !== req.headers.host)) throw new GatewayError('GW_ERR_CSRF', 'cross-origin request');
+  const header = req.headers['x-csrf-token'];
+  const token = typeof header === 'string' ? header : field(req, 'csrf');
+  if (!sameToken(token, expected)) throw new GatewayError('GW_ERR_CSRF', 'csrf token mismatch');
+}
+
+/** The client's address for logs, limits and notifications ('unknown' when a trusted proxy passed junk). */
+export function clientIp(req: FastifyRequest): string {
+  return req.client.ip ?? 'unknown';
+}
+
+function hostOf(origin: string): string | undefined {
+  try {
+    return new URL(origin).host;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,148 @@
+// The security page under the gateway prefix: the user's factors, adding and removing them, recovery codes,
+// signing out other devices. Every change needs a second factor in the last 5 minutes and the session's CSRF token.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors.js';
+import { qrSvg } from '../mechanisms/qr.js';
+import { groupedSecret, totpUri } from '../mechanisms/totp.js';
+import { CHANGE_WINDOW_MS } from '../services/factors.js';
+import type { ActiveSession } from '../services/sessions.js';
+import type { MessageKey } from '../ui/i18n.js';
+import * as pages from '../ui/pages.js';
+import type { HttpContext } from './context.js';
+import { COOKIE } from './cookies.js';
+import { checkCsrf, clientIp, field, member } from './forms.js';
+import { pageContext, sendPage } from './pages.js';
+
+const NOTICES: Record<string, MessageKey> = { done: 'securityDone', 'signed-out': 'securitySignedOutOthers' };
+
+export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { config, sessions, factors, enrolment, ui, clock } = ctx;
+  const p = config.server.prefix;
+  const page = (req: FastifyRequest) => pageContext(ui, req);
+  const recent = (active: ActiveSession) => clock.now() - active.record.factorTime <= CHANGE_WINDOW_MS;
+
+  /**
+   * The signed-in session, for a page (GET: signed out → the login page; factor too old → step-up and back) or for
+   * a change (POST: CSRF, then a recent factor or GW_ERR_STEP_UP_REQUIRED).
+   */
+  const forPage = async (req: FastifyRequest, reply: FastifyReply): Promise<ActiveSession | null> => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (!active) {
+      void reply.redirect(config.portal.login.page, 302);
+      return null;
+    }
+    if (!recent(active)) {
+      void reply.redirect(`${p}/step-up?to=${encodeURIComponent(req.url.split('?', 1)[0]!)}`, 303);
+      return null;
+    }
+    return active;
+  };
+  const forChange = async (req: FastifyRequest): Promise<ActiveSession> => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session');
+    checkCsrf(req, active.record.csrf);
+    factors.requireRecent(active);
+    return active;
+  };
+  const done = (reply: FastifyReply, notice = 'done') => reply.redirect(`${p}/security?notice=${notice}`, 303);
+
+  app.get(`${p}/security`, async (req, reply) => {
+    const active = await forPage(req, reply);
+    if (!active) return reply;
+    const mine = await factors.list(active.record.pid);
+    const notice = NOTICES[String((req.query as Record<string, unknown>).notice ?? '')];
+    const c = page(req);
+    return sendPage(
+      reply,
+      200,
+      c,
+      pages.securityPage(c, {
+        csrf: active.record.csrf,
+        factors: mine.factors.map(({ id, kind, name, addedAt, lastUsedAt }) => ({ id, kind, name, addedAt, ...(lastUsedAt ? { lastUsedAt } : {}) })),
+        recoveryLeft: mine.recovery?.hashes.filter(Boolean).length ?? 0,
+        ...(notice ? { notice } : {}),
+      }),
+    );
+  });
+
+  app.post(`${p}/security/rename`, async (req, reply) => {
+    const active = await forChange(req);
+    await factors.rename(active, field(req, 'factor'), field(req, 'name'), clientIp(req));
+    return done(reply);
+  });
+  app.post(`${p}/security/remove`, async (req, reply) => {
+    const active = await forChange(req);
+    await factors.remove(active, field(req, 'factor'), clientIp(req));
+    return done(reply);
+  });
+  app.post(`${p}/security/sign-out-others`, async (req, reply) => {
+    const active = await forChange(req);
+    await factors.signOutOthers(active, clientIp(req));
+    return done(reply, 'signed-out');
+  });
+  app.post(`${p}/security/recovery-codes`, async (req, reply) => {
+    const active = await forChange(req);
+    const codes = await factors.newRecoveryCodes(active, clientIp(req));
+    const c = page(req);
+    return sendPage(reply, 200, c, pages.recoveryCodesPage(c, { codes, csrf: active.record.csrf, action: '/security/recovery-codes/saved' }));
+  });
+  app.post(`${p}/security/recovery-codes/saved`, async (req, reply) => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session');
+    checkCsrf(req, active.record.csrf);
+    return done(reply);
+  });
+
+  // Adding an authenticator app: a new secret, confirmed by its first code.
+  const totpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, error?: string, name?: string) => {
+    const secret = await enrolment.sessionTotpSecret(active);
+    const uri = totpUri({ issuer: config.mfa.issuer, account: active.record.username, secret });
+    const c = page(req);
+    return sendPage(
+      reply,
+      status,
+      c,
+      pages.totpSetupPage(c, { action: '/security/totp', csrf: active.record.csrf, qrSvg: await qrSvg(uri), groupedSecret: groupedSecret(secret), nameField: true, ...(error ? { error } : {}), ...(name ? { name } : {}) }),
+    );
+  };
+  app.get(`${p}/security/totp`, async (req, reply) => {
+    const active = await forPage(req, reply);
+    return active ? totpPage(req, reply, active, 200) : reply;
+  });
+  app.post(`${p}/security/totp`, async (req, reply) => {
+    const active = await forChange(req);
+    const ip = clientIp(req);
+    const result = await enrolment.confirmSessionTotp(active, field(req, 'code'), field(req, 'name') || page(req).t('totpDefaultName'), ip);
+    if (!result.ok) return totpPage(req, reply, active, 400, page(req).t('wrongCode', { left: result.attemptsLeft }), field(req, 'name'));
+    await factors.afterChange(active, ip);
+    return done(reply);
+  });
+
+  // Adding a passkey or security key.
+  app.get(`${p}/security/passkey`, async (req, reply) => {
+    const active = await forPage(req, reply);
+    if (!active) return reply;
+    const c = page(req);
+    return sendPage(
+      reply,
+      200,
+      c,
+      pages.passkeySetupPage(c, {
+        passkey: { ceremony: 'register', optionsUrl: `${p}/security/passkey/options`, finishUrl: `${p}/security/passkey`, csrf: active.record.csrf, label: 'passkeyCreate', nameField: true },
+      }),
+    );
+  });
+  app.post(`${p}/security/passkey/options`, { bodyLimit: 64 * 1024 }, async (req) => {
+    const active = await forChange(req);
+    return enrolment.sessionPasskeyOptions(active);
+  });
+  app.post(`${p}/security/passkey`, { bodyLimit: 64 * 1024 }, async (req, reply) => {
+    const active = await forChange(req);
+    const ip = clientIp(req);
+    const name = typeof member(req, 'name') === 'string' ? (member(req, 'name') as string) : '';
+    const result = await enrolment.confirmSessionPasskey(active, member(req, 'credential'), name || page(req).t('passkeyDefaultName'), ip);
+    if (!result.ok) return reply.code(400).send({ error: 'refused', message: page(req).t('passkeyFailed'), attemptsLeft: result.attemptsLeft });
+    await factors.afterChange(active, ip);
+    return { next: `${p}/security?notice=done` };
+  });
+}

@@ -1,0 +1,271 @@
+// The second half of signing in, under the gateway prefix: enrolment proof, first factor, recovery codes, the
+// second factor at each sign-in, step-up, and logout.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
+import { safeRelativeTarget } from '../domain/redirect.js';
+import { GatewayError } from '../errors.js';
+import { qrSvg } from '../mechanisms/qr.js';
+import { groupedSecret, totpUri } from '../mechanisms/totp.js';
+import type { Refused } from '../services/ceremony.js';
+import type { ActiveSession } from '../services/sessions.js';
+import type { PendingStage } from '../stores/records.js';
+import type { MessageKey } from '../ui/i18n.js';
+import * as pages from '../ui/pages.js';
+import type { HttpContext } from './context.js';
+import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
+import { checkCsrf, clientIp, field, member } from './forms.js';
+import { pageContext, sendPage } from './pages.js';
+
+const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'enrol', verify: 'verify', acknowledge: 'recovery-codes' };
+// WebAuthn responses with attestation are larger than a form; still bounded.
+const JSON_LIMIT = 64 * 1024;
+
+export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { config, pending, enrolment, secondFactor, sessions, ui } = ctx;
+  const p = config.server.prefix;
+  const pendingId = (req: FastifyRequest) => req.cookies[COOKIE.pending];
+  const page = (req: FastifyRequest) => pageContext(ui, req);
+  const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
+  const signedIn = (reply: FastifyReply, token: string) => reply.clearCookie(COOKIE.pending, clearOptions).setCookie(COOKIE.session, token, cookieOptions());
+  /** A JSON call from the passkey script: its answer when refused (message in the page's language). */
+  const refusedJson = (req: FastifyRequest, reply: FastifyReply, r: Refused) => reply.code(400).send({ error: 'refused', message: wrong(req, r), attemptsLeft: r.attemptsLeft });
+  const json = { bodyLimit: JSON_LIMIT };
+
+  // Where a browser with a pending login goes next: the page of its stage.
+  app.get(`${p}/continue`, async (req, reply) => {
+    const stage = await pending.stage(pendingId(req));
+    if (!stage) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no pending login');
+    return reply.redirect(`${p}/${PAGE_OF_STAGE[stage]}`, 303);
+  });
+
+  // 1. The enrolment proof: an invitation code, or a code sent through the portal's own channel.
+  const proofMode = config.enrolment.proof === 'webhook' ? 'webhook' : 'invite';
+  app.get(`${p}/proof`, async (req, reply) => {
+    const { p: login } = await pending.at(pendingId(req), 'proof');
+    const sent = login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
+    return sendPage(reply, 200, page(req), pages.proofPage(page(req), { csrf: login.csrf, mode: proofMode, ...(sent ? { sent } : {}) }));
+  });
+  app.post(`${p}/enrol/proof/send`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'proof');
+    checkCsrf(req, login.csrf);
+    if (proofMode !== 'webhook') throw new GatewayError('GW_ERR_NOT_FOUND', 'codes are not sent in this mode');
+    const delivered = await enrolment.sendProofCode(id, login, clientIp(req));
+    if (!delivered) throw new GatewayError('GW_ERR_CODE_NOT_SENT', 'enrolment webhook did not accept the code');
+    return reply.redirect(`${p}/proof`, 303);
+  });
+  app.post(`${p}/enrol/proof`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'proof');
+    checkCsrf(req, login.csrf);
+    const result = await enrolment.confirmProof(id, login, field(req, 'code'), clientIp(req));
+    if (result.ok) return reply.redirect(`${p}/enrol`, 303);
+    const ctx2 = page(req);
+    const sent = proofMode === 'webhook' && login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
+    return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: wrong(req, result, 'proofWrong'), ...(sent ? { sent } : {}) }));
+  });
+
+  // 2. The first factor: a passkey, or an authenticator app (works without JavaScript).
+  const enrolPasskey = (csrf: string): pages.PasskeyAction => ({
+    ceremony: 'register',
+    optionsUrl: `${p}/enrol/passkey/options`,
+    finishUrl: `${p}/enrol/passkey`,
+    csrf,
+    label: 'passkeyCreate',
+    nameField: true,
+  });
+  app.get(`${p}/enrol`, async (req, reply) => {
+    const { p: login } = await pending.at(pendingId(req), 'enrol');
+    const c = page(req);
+    return sendPage(reply, 200, c, pages.choosePage(c, { csrf: login.csrf, passkey: enrolPasskey(login.csrf) }));
+  });
+  const totpPage = async (req: FastifyRequest, reply: FastifyReply, status: number, v: { secret: string; account: string; csrf: string; action: string; error?: string; nameField: boolean }) => {
+    const uri = totpUri({ issuer: config.mfa.issuer, account: v.account, secret: v.secret });
+    const c = page(req);
+    return sendPage(reply, status, c, pages.totpSetupPage(c, { action: v.action, csrf: v.csrf, qrSvg: await qrSvg(uri), groupedSecret: groupedSecret(v.secret), nameField: v.nameField, ...(v.error ? { error: v.error } : {}) }));
+  };
+  app.get(`${p}/enrol/totp`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'enrol');
+    const secret = await enrolment.pendingTotpSecret(id, login);
+    return totpPage(req, reply, 200, { secret, account: login.username, csrf: login.csrf, action: '/enrol/totp', nameField: false });
+  });
+  app.post(`${p}/enrol/totp`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'enrol');
+    checkCsrf(req, login.csrf);
+    const result = await enrolment.confirmPendingTotp(id, login, field(req, 'code'), page(req).t('totpDefaultName'), clientIp(req));
+    if (!result.ok) return totpPage(req, reply, 400, { secret: login.totpSecret ?? '', account: login.username, csrf: login.csrf, action: '/enrol/totp', error: wrong(req, result), nameField: false });
+    await pending.holdRecoveryCodes(id, result.recoveryCodes ?? []);
+    return reply.redirect(`${p}/recovery-codes`, 303);
+  });
+  app.post(`${p}/enrol/passkey/options`, json, async (req) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'enrol');
+    checkCsrf(req, login.csrf);
+    return enrolment.pendingPasskeyOptions(id, login);
+  });
+  app.post(`${p}/enrol/passkey`, json, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'enrol');
+    checkCsrf(req, login.csrf);
+    const name = typeof member(req, 'name') === 'string' ? (member(req, 'name') as string) : '';
+    const result = await enrolment.confirmPendingPasskey(id, login, member(req, 'credential'), name || page(req).t('passkeyDefaultName'), clientIp(req));
+    if (!result.ok) return refusedJson(req, reply, result);
+    await pending.holdRecoveryCodes(id, result.recoveryCodes ?? []);
+    return { next: `${p}/recovery-codes` };
+  });
+
+  // 3. Recovery codes: shown once (taken from the pending login as they are shown), then acknowledged.
+  app.get(`${p}/recovery-codes`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'acknowledge');
+    const codes = await pending.takeRecoveryCodes(id, login);
+    const c = page(req);
+    return sendPage(reply, 200, c, pages.recoveryCodesPage(c, { codes, csrf: login.csrf, action: '/recovery-codes' }));
+  });
+  app.post(`${p}/recovery-codes`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'acknowledge');
+    checkCsrf(req, login.csrf);
+    // The codes are never shown again; the person confirms they kept them before the portal opens.
+    if (field(req, 'saved') !== 'yes') {
+      const c = page(req);
+      return sendPage(reply, 400, c, pages.recoveryCodesPage(c, { codes: [], csrf: login.csrf, action: '/recovery-codes', error: c.t('recoveryAckRequired') }));
+    }
+    const done = await pending.finish(id, 'acknowledge', clientIp(req));
+    return signedIn(reply, done.token).redirect(done.continueTo, 303);
+  });
+
+  // 4. Every later sign-in: a passkey, the authenticator app, or a recovery code.
+  const verifyPage = async (req: FastifyRequest, reply: FastifyReply, status: number, error?: string) => {
+    const { p: login } = await pending.at(pendingId(req), 'verify');
+    const kinds = await secondFactor.kindsOf(login.pid);
+    const c = page(req);
+    const passkey: pages.PasskeyAction | undefined = kinds.webauthn
+      ? { ceremony: 'authenticate', optionsUrl: `${p}/verify/passkey/options`, finishUrl: `${p}/verify/passkey`, csrf: login.csrf, label: 'verifyPasskey' }
+      : undefined;
+    return sendPage(reply, status, c, pages.verifyPage(c, { title: 'verifyTitle', action: '/verify', csrf: login.csrf, totp: kinds.totp, recoveryLink: kinds.recovery, ...(passkey ? { passkey } : {}), ...(error ? { error } : {}) }));
+  };
+  app.get(`${p}/verify`, (req, reply) => verifyPage(req, reply, 200));
+  app.post(`${p}/verify`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'verify');
+    checkCsrf(req, login.csrf);
+    const result = await secondFactor.verifyTotp(id, login, field(req, 'code'), clientIp(req));
+    if (!result.ok) return verifyPage(req, reply, 400, wrong(req, result));
+    return signedIn(reply, result.token).redirect(result.continueTo, 303);
+  });
+  app.post(`${p}/verify/passkey/options`, json, async (req) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'verify');
+    checkCsrf(req, login.csrf);
+    return secondFactor.pendingPasskeyOptions(id, login);
+  });
+  app.post(`${p}/verify/passkey`, json, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'verify');
+    checkCsrf(req, login.csrf);
+    const result = await secondFactor.verifyPasskey(id, login, member(req, 'credential'), clientIp(req));
+    if (!result.ok) return refusedJson(req, reply, result);
+    signedIn(reply, result.token);
+    return { next: result.continueTo };
+  });
+  app.get(`${p}/recovery`, async (req, reply) => {
+    const { p: login } = await pending.at(pendingId(req), 'verify');
+    const c = page(req);
+    return sendPage(reply, 200, c, pages.recoveryPage(c, { csrf: login.csrf }));
+  });
+  app.post(`${p}/recovery`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'verify');
+    checkCsrf(req, login.csrf);
+    const result = await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
+    if (result.ok) return signedIn(reply, result.token).redirect(result.continueTo, 303);
+    const c = page(req);
+    return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: wrong(req, result) }));
+  });
+
+  // 5. Step-up: a signed-in person confirms a second factor again, then goes back to where they were going.
+  const session = async (req: FastifyRequest): Promise<ActiveSession> => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session');
+    return active;
+  };
+  const backTo = (value: string) => (value ? safeRelativeTarget(value, config.portal.url) : undefined);
+  const stepUpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, to: string | undefined, error?: string) => {
+    const query = req.query as Record<string, unknown>;
+    const wanted = String(query.factors ?? field(req, 'factors')).split(',').filter(Boolean);
+    const kinds = await secondFactor.kindsOf(active.record.pid);
+    const allows = (kind: 'totp' | 'webauthn') => kinds[kind] && (wanted.length === 0 || wanted.includes(kind));
+    const c = page(req);
+    const toParam = to ? `?to=${encodeURIComponent(to)}` : '';
+    const passkey: pages.PasskeyAction | undefined = allows('webauthn')
+      ? { ceremony: 'authenticate', optionsUrl: `${p}/step-up/passkey/options`, finishUrl: `${p}/step-up/passkey${toParam}`, csrf: active.record.csrf, label: 'verifyPasskey' }
+      : undefined;
+    return sendPage(
+      reply,
+      status,
+      c,
+      pages.verifyPage(c, {
+        title: 'stepUpTitle',
+        intro: 'stepUpIntro',
+        action: '/step-up',
+        csrf: active.record.csrf,
+        totp: allows('totp'),
+        recoveryLink: false,
+        ...(to ? { to } : {}),
+        ...(passkey ? { passkey } : {}),
+        ...(error ? { error } : {}),
+        // A rule asking for a kind of factor the user does not have: say how to get one.
+        ...(!allows('totp') && !passkey ? { note: 'stepUpOtherFactor' as const } : {}),
+      }),
+    );
+  };
+  app.get(`${p}/step-up`, async (req, reply) => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (!active) return reply.redirect(config.portal.login.page, 302);
+    return stepUpPage(req, reply, active, 200, backTo(String((req.query as Record<string, unknown>).to ?? '')));
+  });
+  app.post(`${p}/step-up`, async (req, reply) => {
+    const active = await session(req);
+    checkCsrf(req, active.record.csrf);
+    const to = backTo(field(req, 'to'));
+    const result = await secondFactor.stepUpTotp(active, field(req, 'code'), clientIp(req));
+    if (!result.ok) return stepUpPage(req, reply, active, 400, to, wrong(req, result));
+    reply.setCookie(COOKIE.session, result.token, cookieOptions());
+    if (to) return reply.redirect(to, 303);
+    const c = page(req);
+    return sendPage(reply, 200, c, pages.messagePage(c, { title: 'stepUpDoneTitle', message: c.t('stepUpDone') }));
+  });
+  app.post(`${p}/step-up/passkey/options`, json, async (req) => {
+    const active = await session(req);
+    checkCsrf(req, active.record.csrf);
+    return secondFactor.stepUpPasskeyOptions(active);
+  });
+  app.post(`${p}/step-up/passkey`, json, async (req, reply) => {
+    const active = await session(req);
+    checkCsrf(req, active.record.csrf);
+    const result = await secondFactor.stepUpPasskey(active, member(req, 'credential'), clientIp(req));
+    if (!result.ok) return refusedJson(req, reply, result);
+    reply.setCookie(COOKIE.session, result.token, cookieOptions());
+    return { next: backTo(String((req.query as Record<string, unknown>).to ?? '')) ?? '/' };
+  });
+
+  // 6. Signing out: the gateway session and the portal's.
+  app.get(`${p}/logout`, async (req, reply) => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (!active) return reply.redirect(config.portal.login.page, 302);
+    const c = page(req);
+    return sendPage(reply, 200, c, pages.logoutPage(c, { csrf: active.record.csrf }));
+  });
+  app.post(`${p}/logout`, async (req, reply) => {
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    if (active) {
+      checkCsrf(req, active.record.csrf);
+      await endPortalSession(ctx, active.record.jar, clientIp(req));
+      await sessions.end(active, 'logout');
+    }
+    reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', '"cookies", "storage"');
+    const c = page(req);
+    return sendPage(reply, 200, c, pages.messagePage(c, { title: 'signedOutTitle', message: c.t('signedOutTitle'), action: { href: config.portal.login.page, label: 'signInAgain' } }));
+  });
+}
+
+/** Calls the portal's logout with the session's jar so the portal session ends too; failures are only logged. */
+async function endPortalSession(ctx: HttpContext, jar: Jar, clientIp: string): Promise<void> {
+  const path = ctx.config.portal.logoutPaths[0];
+  if (!path) return;
+  const cookie = cookieHeader(jar, path, ctx.clock.now());
+  await ctx.portal
+    .send({ method: 'GET', pathAndQuery: path, headers: { 'x-forwarded-for': clientIp, ...(cookie ? { cookie } : {}) } })
+    .catch(() => undefined);
+}

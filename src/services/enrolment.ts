@@ -1,0 +1,206 @@
+// Binding second factors: the enrolment proof at first login, the first factor (TOTP or passkey) with recovery
+// codes, and further factors added from the security page.
+import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import { newId } from '../mechanisms/random.js';
+import { matchesCode, newEnrolmentCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
+import { newTotpSecret } from '../mechanisms/totp.js';
+import { newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
+import type { Challenges, CredentialOwners, EnrolmentCodes, Factor, FactorStore, UserFactors } from '../stores/factor-store.js';
+import type { KvStore } from '../stores/kv-store.js';
+import { keys } from '../stores/keys.js';
+import type { PendingLogin, PendingLogins } from '../stores/records.js';
+import type { Attempts, Ceremony, Refused } from './ceremony.js';
+import type { Notifier, Webhooks } from './notifier.js';
+import type { SecurityLog } from './security-events.js';
+import type { ActiveSession } from './sessions.js';
+import type { TotpChecks } from './totp-checks.js';
+
+export interface EnrolmentDeps {
+  config: Config;
+  clock: Clock;
+  kv: KvStore;
+  pending: PendingLogins;
+  factors: FactorStore;
+  owners: CredentialOwners;
+  codes: EnrolmentCodes;
+  challenges: Challenges;
+  attempts: Attempts;
+  totp: TotpChecks;
+  rp: RelyingParty;
+  webhooks: Webhooks;
+  notifier: Notifier;
+  security: SecurityLog;
+}
+
+/** A factor has been bound: for a first enrolment, the recovery codes to show once. */
+export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
+
+// A TOTP secret being set up from the security page waits this long for its first code.
+const SETUP_TTL_MS = 10 * 60_000;
+
+export class EnrolmentService {
+  constructor(private readonly d: EnrolmentDeps) {}
+
+  /** enrolment.proof invite: a new code for the user (replacing any earlier one), valid `inviteDays`. */
+  async issueInvite(pid: string): Promise<{ code: string; expiresAt: number }> {
+    const { code, stored } = await newEnrolmentCode('letters');
+    const ttl = this.d.config.enrolment.inviteDays * 24 * 60 * 60_000;
+    const expiresAt = this.d.clock.now() + ttl;
+    await this.d.codes.put(pid, { ...stored, expiresAt }, ttl);
+    return { code, expiresAt };
+  }
+
+  /** enrolment.proof webhook: a fresh code for this login, sent through the vendor's channel. False when not delivered. */
+  async sendProofCode(id: string, p: PendingLogin, ip: string): Promise<boolean> {
+    const hook = this.d.config.enrolment.webhook;
+    if (!hook) throw new GatewayError('GW_ERR_NOT_FOUND', 'enrolment webhook not configured');
+    const { code, stored } = await newEnrolmentCode('digits');
+    const now = this.d.clock.now();
+    const expiresAt = Math.min(p.expiresAt, now + hook.codeMinutes * 60_000);
+    await this.d.pending.update(id, { ...p, proofCode: { ...stored, expiresAt } }, now);
+    const delivered = await this.d.webhooks.post(hook, { event: 'enrolment_code', user: p.username, code, expiresAt: new Date(expiresAt).toISOString() });
+    this.d.security('enrolment_code_sent', { pid: p.pid, ip, delivered });
+    return delivered;
+  }
+
+  /** The enrolment proof of a pending login: an invitation code or the code just sent. Then a factor can be chosen. */
+  async confirmProof(id: string, p: PendingLogin, input: string, ip: string): Promise<{ ok: true } | Refused> {
+    const c = this.d.attempts.ofLogin(id, p);
+    const attempt = await this.d.attempts.begin(c, ip);
+    const now = this.d.clock.now();
+    let ok: boolean;
+    if (this.d.config.enrolment.proof === 'webhook') {
+      ok = p.proofCode !== undefined && p.proofCode.expiresAt > now && (await matchesCode(p.proofCode, input));
+    } else {
+      const invite = await this.d.codes.get(p.pid);
+      // Taking the code makes "works once" atomic; a code that does not match is left for the right person.
+      ok = invite !== null && invite.expiresAt > now && (await matchesCode(invite, input)) && (await this.d.codes.take(p.pid)) !== null;
+    }
+    if (!ok) return this.d.attempts.failed(c, ip, attempt, 'enrolment-code', 'wrong, expired or used enrolment code');
+    const { proofCode: _used, ...rest } = p;
+    await this.d.pending.update(id, { ...rest, stage: 'enrol' }, now);
+    this.d.security('enrolment_proof_ok', { pid: p.pid, ip, proof: this.d.config.enrolment.proof });
+    return { ok: true };
+  }
+
+  /** The secret being enrolled at first login: made once per pending login, shown until confirmed. */
+  async pendingTotpSecret(id: string, p: PendingLogin): Promise<string> {
+    if (p.totpSecret) return p.totpSecret;
+    const secret = newTotpSecret();
+    await this.d.pending.update(id, { ...p, totpSecret: secret }, this.d.clock.now());
+    return secret;
+  }
+
+  /** First factor, TOTP: active after one valid code (which is consumed). */
+  async confirmPendingTotp(id: string, p: PendingLogin, input: string, name: string, ip: string): Promise<Bound | Refused> {
+    if (!p.totpSecret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'enrolment not started');
+    const check = await this.d.totp.checkSecret(this.d.attempts.ofLogin(id, p), p.totpSecret, input, ip);
+    if (!check.ok) return check;
+    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), true, p.username, ip);
+    const { totpSecret: _shown, ...rest } = p;
+    await this.d.pending.update(id, { ...rest, stage: 'acknowledge', factor: 'totp' }, this.d.clock.now());
+    this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
+    return bound;
+  }
+
+  /** Registration options for a passkey at first login; the challenge is bound to this pending login. */
+  pendingPasskeyOptions(id: string, p: PendingLogin): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    return this.passkeyOptions(`pending:${id}`, p.pid, p.username);
+  }
+
+  async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
+    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, true);
+    if (!bound.ok) return bound;
+    await this.d.pending.update(id, { ...p, stage: 'acknowledge', factor: 'webauthn' }, this.d.clock.now());
+    this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });
+    return bound;
+  }
+
+  /** Security page: a new TOTP secret for a signed-in user, kept briefly until its first code. */
+  async sessionTotpSecret(active: ActiveSession): Promise<string> {
+    const key = keys.factorSetup(active.sid);
+    const existing = await this.d.kv.get(key);
+    if (existing) return existing;
+    const secret = newTotpSecret();
+    await this.d.kv.set(key, secret, SETUP_TTL_MS);
+    return secret;
+  }
+
+  async confirmSessionTotp(active: ActiveSession, input: string, name: string, ip: string): Promise<Bound | Refused> {
+    const key = keys.factorSetup(active.sid);
+    const secret = await this.d.kv.get(key);
+    if (!secret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'TOTP set-up expired');
+    const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active, SETUP_TTL_MS), secret, input, ip);
+    if (!check.ok) return check;
+    await this.d.kv.delete(key);
+    return this.bind(active.record.pid, this.totpFactor(secret, name), false, active.record.username, ip);
+  }
+
+  sessionPasskeyOptions(active: ActiveSession): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    return this.passkeyOptions(`session:${active.sid}`, active.record.pid, active.record.username);
+  }
+
+  confirmSessionPasskey(active: ActiveSession, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
+    return this.registerPasskey(`session:${active.sid}`, this.d.attempts.ofSession(active, WEBAUTHN_TIMEOUT_MS), response, name, ip, false);
+  }
+
+  /** Confirmed by its first code, which counts as its first use. */
+  private totpFactor(secret: string, name: string): Factor {
+    const now = this.d.clock.now();
+    return { id: newId().slice(0, 16), kind: 'totp', name: factorName(name, 'Authenticator app'), addedAt: now, lastUsedAt: now, secret };
+  }
+
+  private async passkeyOptions(owner: string, pid: string, username: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    const factors = await this.d.factors.get(pid);
+    const handle = factors?.userHandle ?? newId();
+    // The user handle is made once and kept, so every credential of a user names the same handle.
+    if (!factors?.userHandle) await this.d.factors.put(pid, { ...(factors ?? { factors: [] }), userHandle: handle });
+    const challenge = newChallenge();
+    await this.d.challenges.put(owner, { challenge, pid, ceremony: 'register', expiresAt: this.d.clock.now() + WEBAUTHN_TIMEOUT_MS }, WEBAUTHN_TIMEOUT_MS);
+    const existing = (factors?.factors ?? []).flatMap((f) => (f.kind === 'webauthn' ? [f.credential] : []));
+    return registrationOptions(this.d.rp, { handle, name: username, displayName: username }, existing, challenge);
+  }
+
+  private async registerPasskey(owner: string, c: Ceremony, response: unknown, name: string, ip: string, first: boolean): Promise<Bound | Refused> {
+    const attempt = await this.d.attempts.begin(c, ip);
+    // The challenge was made for this login or session and for registration, and is used once (R21, C-42).
+    const challenge = await this.d.challenges.take(owner, 'register');
+    if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) {
+      return this.d.attempts.failed(c, ip, attempt, 'webauthn', 'no live registration challenge');
+    }
+    const result = await verifyRegistration(this.d.rp, response, challenge.challenge);
+    if (!result.ok) return this.d.attempts.failed(c, ip, attempt, 'webauthn', result.reason);
+    // A credential id belongs to one user only (WA3 §7.1, C-44).
+    if (!(await this.d.owners.claim(result.credential.id, c.pid))) return this.d.attempts.failed(c, ip, attempt, 'webauthn', 'credential id already registered');
+    const factor: Factor = { id: newId().slice(0, 16), kind: 'webauthn', name: factorName(name, 'Passkey'), addedAt: this.d.clock.now(), credential: result.credential };
+    return this.bind(c.pid, factor, first, c.username, ip);
+  }
+
+  /** Adds a factor; a first factor comes with a new set of recovery codes. Other factors are never overwritten. */
+  private async bind(pid: string, factor: Factor, first: boolean, username: string, ip: string): Promise<Bound> {
+    const current: UserFactors = (await this.d.factors.get(pid)) ?? { factors: [] };
+    // A first factor bound meanwhile through another pending login is not followed by a second "first" one.
+    if (first && current.factors.length) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'a factor was enrolled meanwhile');
+    const now = this.d.clock.now();
+    let recoveryCodes: string[] | undefined;
+    let recovery = current.recovery;
+    if (first) {
+      const made = await newRecoveryCodes();
+      recoveryCodes = made.codes;
+      recovery = { ...made.stored, addedAt: now };
+    }
+    await this.d.factors.put(pid, { ...current, factors: [...current.factors, factor], ...(recovery ? { recovery } : {}) });
+    this.d.security('factor_added', { pid, ip, factor: factor.kind });
+    this.d.notifier.notify({ event: first ? 'enrolled' : 'factor_added', user: username, ip, details: { kind: factor.kind, name: factor.name } });
+    return { ok: true, factor, ...(recoveryCodes ? { recoveryCodes } : {}) };
+  }
+}
+
+/** What a person called a factor: trimmed, control characters removed, at most 60 characters. */
+export function factorName(input: string, fallback: string): string {
+  const name = input.normalize('NFC').replace(/\p{Cc}/gu, '').trim().slice(0, 60);
+  return name || fallback;
+}

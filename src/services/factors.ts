@@ -1,0 +1,82 @@
+// The security page's changes: rename or remove a factor, new recovery codes, signing out other devices. Each
+// needs a second factor within the last 5 minutes (SECURITY R27), and each ends the user's other sessions.
+import type { Clock } from '../clock.js';
+import { GatewayError } from '../errors.js';
+import { newRecoveryCodes } from '../mechanisms/recovery-codes.js';
+import type { CredentialOwners, Factor, FactorStore, UserFactors } from '../stores/factor-store.js';
+import type { Notifier } from './notifier.js';
+import type { SecurityLog } from './security-events.js';
+import type { ActiveSession, SessionService } from './sessions.js';
+import { factorName } from './enrolment.js';
+
+/** How recent the last second factor must be for a change (NIST SP 800-63B binding: re-authenticate). */
+export const CHANGE_WINDOW_MS = 5 * 60_000;
+
+export class FactorService {
+  constructor(
+    private readonly d: { clock: Clock; factors: FactorStore; owners: CredentialOwners; sessions: SessionService; notifier: Notifier; security: SecurityLog },
+  ) {}
+
+  /** Throws GW_ERR_STEP_UP_REQUIRED unless a second factor was verified in this session within the window. */
+  requireRecent(active: ActiveSession): void {
+    if (this.d.clock.now() - active.record.factorTime > CHANGE_WINDOW_MS) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', 'change needs a recent second factor');
+  }
+
+  async list(pid: string): Promise<UserFactors> {
+    return (await this.d.factors.get(pid)) ?? { factors: [] };
+  }
+
+  async rename(active: ActiveSession, factorId: string, name: string, ip: string): Promise<void> {
+    this.requireRecent(active);
+    const current = await this.list(active.record.pid);
+    const factor = this.find(current, factorId);
+    const renamed = { ...factor, name: factorName(name, factor.name) };
+    await this.d.factors.put(active.record.pid, { ...current, factors: current.factors.map((f) => (f.id === factorId ? renamed : f)) });
+    this.d.security('factor_renamed', { pid: active.record.pid, ip, factor: factor.kind });
+    await this.afterChange(active, ip);
+  }
+
+  /** Removes a factor; never the last one, so the account always keeps a second factor. */
+  async remove(active: ActiveSession, factorId: string, ip: string): Promise<void> {
+    this.requireRecent(active);
+    const current = await this.list(active.record.pid);
+    const factor = this.find(current, factorId);
+    if (current.factors.length <= 1) throw new GatewayError('GW_ERR_BAD_REQUEST', 'the last factor cannot be removed');
+    await this.d.factors.put(active.record.pid, { ...current, factors: current.factors.filter((f) => f.id !== factorId) });
+    if (factor.kind === 'webauthn') await this.d.owners.release(factor.credential.id);
+    this.d.security('factor_removed', { pid: active.record.pid, ip, factor: factor.kind });
+    this.d.notifier.notify({ event: 'factor_removed', user: active.record.username, ip, details: { kind: factor.kind, name: factor.name } });
+    await this.afterChange(active, ip);
+  }
+
+  /** A new set of ten recovery codes, shown once; the old ones stop working. */
+  async newRecoveryCodes(active: ActiveSession, ip: string): Promise<string[]> {
+    this.requireRecent(active);
+    const current = await this.list(active.record.pid);
+    const { codes, stored } = await newRecoveryCodes();
+    await this.d.factors.put(active.record.pid, { ...current, recovery: { ...stored, addedAt: this.d.clock.now() } });
+    this.d.security('recovery_codes_regenerated', { pid: active.record.pid, ip });
+    this.d.notifier.notify({ event: 'recovery_codes_regenerated', user: active.record.username, ip });
+    await this.afterChange(active, ip);
+    return codes;
+  }
+
+  async signOutOthers(active: ActiveSession, ip: string): Promise<void> {
+    this.requireRecent(active);
+    const ended = await this.d.sessions.endOthers(active, 'signed out from another device');
+    this.d.security('other_sessions_signed_out', { pid: active.record.pid, ip, ended });
+    this.d.notifier.notify({ event: 'other_sessions_signed_out', user: active.record.username, ip, details: { ended } });
+  }
+
+  /** A change to the factors ends the user's other sessions (ASVS 7.4.3): whoever else was in must sign in again. */
+  async afterChange(active: ActiveSession, ip: string): Promise<void> {
+    const ended = await this.d.sessions.endOthers(active, 'factors changed');
+    if (ended) this.d.security('other_sessions_signed_out', { pid: active.record.pid, ip, ended });
+  }
+
+  private find(f: UserFactors, factorId: string): Factor {
+    const factor = f.factors.find((x) => x.id === factorId);
+    if (!factor) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no such factor');
+    return factor;
+  }
+}

@@ -1,0 +1,107 @@
+// Signed webhooks to the portal vendor: "was this you?" notifications and enrolment-code delivery. Delivery is
+// retried a bounded number of times in the background and never holds up a sign-in.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import { request } from 'undici';
+import type { Clock } from '../clock.js';
+
+export type NotificationEvent =
+  | 'enrolled'
+  | 'factor_added'
+  | 'factor_removed'
+  | 'recovery_code_used'
+  | 'recovery_codes_regenerated'
+  | 'second_factor_failed'
+  | 'webauthn_counter_regression'
+  | 'other_sessions_signed_out';
+
+export interface Notification {
+  event: NotificationEvent;
+  /** The portal username, so the vendor can reach the person through the portal's own channel. */
+  user: string;
+  ip: string;
+  details?: Record<string, string | number | boolean>;
+}
+
+export interface WebhookTarget {
+  url: string;
+  secret: string;
+}
+
+const HEADER = 'x-mfa-signature';
+
+/** `t=<unix seconds>,v1=<hex HMAC-SHA-256 of "<t>.<body>">` (the timestamp makes a captured call useless later). */
+export function signatureHeader(body: string, secret: string, nowMs: number): string {
+  const t = Math.floor(nowMs / 1000);
+  return `t=${t},v1=${createHmac('sha256', secret).update(`${t}.${body}`).digest('hex')}`;
+}
+
+/** What a receiver does: the signature matches and the timestamp is within `toleranceSeconds` of now. */
+export function verifySignature(body: string, header: string, secret: string, nowMs: number, toleranceSeconds = 300): boolean {
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
+  if (!m) return false;
+  const expected = createHmac('sha256', secret).update(`${m[1]}.${body}`).digest();
+  const given = Buffer.from(m[2]!, 'hex');
+  return Math.abs(nowMs / 1000 - Number(m[1])) <= toleranceSeconds && timingSafeEqual(expected, given);
+}
+
+export class Webhooks {
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly d: { clock: Clock; log: Logger; timeoutMs: number; retries: number; retryDelayMs: number },
+  ) {}
+
+  /** One signed POST; resolves true when the receiver answered 2xx. */
+  async post(target: WebhookTarget, payload: object): Promise<boolean> {
+    const body = JSON.stringify(payload);
+    try {
+      const res = await request(target.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [HEADER]: signatureHeader(body, target.secret, this.d.clock.now()) },
+        body,
+        headersTimeout: this.d.timeoutMs,
+        bodyTimeout: this.d.timeoutMs,
+      });
+      await res.body.dump();
+      return res.statusCode >= 200 && res.statusCode < 300;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Delivers in the background with bounded retries; failures are logged, never thrown. */
+  send(target: WebhookTarget, payload: { event: string; [field: string]: unknown }): void {
+    const job = (async () => {
+      for (let attempt = 1; attempt <= this.d.retries + 1; attempt++) {
+        if (await this.post(target, payload)) return;
+        this.d.log.warn({ webhook: payload.event, attempt }, 'webhook delivery failed');
+        if (attempt <= this.d.retries) await new Promise((r) => setTimeout(r, this.d.retryDelayMs * 2 ** (attempt - 1)).unref());
+      }
+      this.d.log.error({ webhook: payload.event }, 'webhook not delivered: giving up');
+    })();
+    this.inFlight.add(job);
+    void job.finally(() => this.inFlight.delete(job));
+  }
+
+  /** Waits for deliveries still running, at most `maxMs` (shutdown must not hang on a vendor endpoint). */
+  async settle(maxMs = 2000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all([...this.inFlight]), new Promise((r) => (timer = setTimeout(r, maxMs)))]);
+    clearTimeout(timer);
+  }
+}
+
+/** The notify webhook: one event per security-relevant change, for the vendor to tell the user. */
+export class Notifier {
+  constructor(
+    private readonly webhooks: Webhooks,
+    private readonly target: WebhookTarget | null,
+    private readonly clock: Clock,
+  ) {}
+
+  notify(n: Notification): void {
+    if (!this.target) return;
+    this.webhooks.send(this.target, { ...n, time: new Date(this.clock.now()).toISOString() });
+  }
+}

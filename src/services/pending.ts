@@ -1,0 +1,52 @@
+// A pending login (password accepted, second factor outstanding): looked up by the browser's cookie, finished once.
+import type { Clock } from '../clock.js';
+import type { FactorKind } from '../domain/policy.js';
+import { GatewayError } from '../errors.js';
+import type { PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
+import type { SessionService } from './sessions.js';
+
+export type SignedIn = { ok: true; token: string; continueTo: string };
+
+export class PendingService {
+  constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService }) {}
+
+  /** The pending login behind a cookie value, when it exists, has not expired and is at `stage`. */
+  async at(id: string | undefined, stage: PendingStage): Promise<{ id: string; p: PendingLogin }> {
+    const p = id ? await this.d.pending.get(id, this.d.clock.now()) : null;
+    if (!id || !p || p.stage !== stage) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', `no pending login at stage ${stage}`);
+    return { id, p };
+  }
+
+  /** The stage of a pending login, or null when there is none (store errors are not swallowed). */
+  async stage(id: string | undefined): Promise<PendingStage | null> {
+    return id ? ((await this.d.pending.get(id, this.d.clock.now()))?.stage ?? null) : null;
+  }
+
+  /** Keeps a first enrolment's recovery codes until the page that shows them. */
+  async holdRecoveryCodes(id: string, codes: string[]): Promise<void> {
+    const now = this.d.clock.now();
+    const p = await this.d.pending.get(id, now);
+    if (p) await this.d.pending.update(id, { ...p, recoveryCodes: codes }, now);
+  }
+
+  /** The codes to show, once: they leave the record as they are shown. */
+  async takeRecoveryCodes(id: string, p: PendingLogin): Promise<string[]> {
+    if (!p.recoveryCodes) return [];
+    const { recoveryCodes, ...rest } = p;
+    await this.d.pending.update(id, rest, this.d.clock.now());
+    return recoveryCodes;
+  }
+
+  /**
+   * Ends the pending login and starts the session. Taking the record makes this atomic: of parallel finishers only
+   * one starts a session, and only from the stage it was checked at.
+   */
+  async finish(id: string, stage: PendingStage, ip: string, verified?: FactorKind): Promise<SignedIn> {
+    const p = await this.d.pending.take(id, this.d.clock.now());
+    const factor = verified ?? p?.factor;
+    if (!p || p.stage !== stage || !factor) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
+    await this.d.pending.delete(id);
+    const token = await this.d.sessions.start({ pid: p.pid, username: p.username, factor, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
+    return { ok: true, token, continueTo: p.continueTo };
+  }
+}

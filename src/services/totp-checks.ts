@@ -1,0 +1,50 @@
+// Checking a TOTP code: within ±1 step of the server's time, each step accepted once per user (RFC 6238 §5.2).
+import type { Clock } from '../clock.js';
+import { matchTotpStep, normaliseTotpInput } from '../mechanisms/totp.js';
+import type { ReplayGuard } from '../stores/counters.js';
+import type { FactorStore, TotpFactor } from '../stores/factor-store.js';
+import type { Attempts, Ceremony, CodeCheck, Refused } from './ceremony.js';
+import type { SecurityLog } from './security-events.js';
+
+export class TotpChecks {
+  constructor(private readonly d: { clock: Clock; replay: ReplayGuard; attempts: Attempts; factors: FactorStore; security: SecurityLog }) {}
+
+  /** A code for one secret (a factor being set up). */
+  async checkSecret(c: Ceremony, secret: string, input: string, ip: string): Promise<CodeCheck> {
+    const attempt = await this.d.attempts.begin(c, ip);
+    const step = await this.matchingStep([secret], input);
+    return step === null ? this.d.attempts.failed(c, ip, attempt, 'totp', 'wrong code') : this.claim(c, step.step, attempt, ip);
+  }
+
+  /** A code for any of the user's authenticator apps; the one it matched is marked used. */
+  async checkUser(c: Ceremony, input: string, ip: string): Promise<{ ok: true; factor: TotpFactor } | Refused> {
+    const attempt = await this.d.attempts.begin(c, ip);
+    const factors = await this.d.factors.get(c.pid);
+    const apps = (factors?.factors ?? []).filter((f): f is TotpFactor => f.kind === 'totp');
+    const match = await this.matchingStep(apps.map((f) => f.secret), input);
+    if (match === null) return this.d.attempts.failed(c, ip, attempt, 'totp', 'wrong code');
+    const claimed = await this.claim(c, match.step, attempt, ip);
+    if (!claimed.ok) return claimed;
+    const factor = apps[match.index]!;
+    const now = this.d.clock.now();
+    await this.d.factors.put(c.pid, { ...factors!, factors: factors!.factors.map((f) => (f.id === factor.id ? { ...f, lastUsedAt: now } : f)) });
+    return { ok: true, factor };
+  }
+
+  private async matchingStep(secrets: string[], input: string): Promise<{ step: number; index: number } | null> {
+    const code = normaliseTotpInput(input);
+    if (code === null) return null;
+    for (const [index, secret] of secrets.entries()) {
+      const step = await matchTotpStep(secret, code, this.d.clock.now());
+      if (step !== null) return { step, index };
+    }
+    return null;
+  }
+
+  /** A step is accepted at most once per user, also across parallel submissions and across the user's apps. */
+  private async claim(c: Ceremony, step: number, attempt: number, ip: string): Promise<CodeCheck> {
+    if (await this.d.replay.claimStep(c.pid, step)) return { ok: true };
+    this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
+    return this.d.attempts.failed(c, ip, attempt, 'totp', 'code already used');
+  }
+}

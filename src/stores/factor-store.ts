@@ -1,0 +1,100 @@
+// A user's second factors and what binds them: factor records, credential ownership, enrolment codes, challenges.
+import type { HashedCode, RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
+import type { Sealer } from '../mechanisms/sealer.js';
+import type { StoredCredential } from '../mechanisms/webauthn.js';
+import type { KvStore } from './kv-store.js';
+import { keys } from './keys.js';
+import { SealedRecords } from './sealed-records.js';
+
+interface FactorBase {
+  /** Random, names the factor in forms (rename, remove) and in counters. */
+  id: string;
+  name: string;
+  addedAt: number;
+  lastUsedAt?: number;
+}
+export type TotpFactor = FactorBase & { kind: 'totp'; secret: string };
+export type WebAuthnFactor = FactorBase & { kind: 'webauthn'; credential: StoredCredential };
+export type Factor = TotpFactor | WebAuthnFactor;
+
+export interface UserFactors {
+  factors: Factor[];
+  recovery?: RecoveryCodeSet & { addedAt: number };
+  /** The WebAuthn user handle: random, made once per user (WA3 §14.6.1). */
+  userHandle?: string;
+}
+
+/** A user's second factors, kept until removed. A record that cannot be opened is an error, never "no factor". */
+export class FactorStore {
+  private readonly records: SealedRecords<UserFactors>;
+  constructor(kv: KvStore, sealer: Sealer) {
+    this.records = new SealedRecords(kv, sealer, { unreadable: 'fail' });
+  }
+  get(pid: string): Promise<UserFactors | null> {
+    return this.records.get(keys.factors(pid));
+  }
+  put(pid: string, f: UserFactors): Promise<void> {
+    return this.records.put(keys.factors(pid), f);
+  }
+  delete(pid: string): Promise<void> {
+    return this.records.delete(keys.factors(pid));
+  }
+}
+
+/** Which user a WebAuthn credential id belongs to: claimed once, so an id can never serve two users (WA3 §7.1). */
+export class CredentialOwners {
+  constructor(private readonly kv: KvStore) {}
+  /** True when the id was free and is now this user's. */
+  claim(credentialId: string, pid: string): Promise<boolean> {
+    return this.kv.setIfAbsent(keys.credentialOwner(credentialId), pid);
+  }
+  release(credentialId: string): Promise<void> {
+    return this.kv.delete(keys.credentialOwner(credentialId));
+  }
+}
+
+export interface EnrolmentCode extends HashedCode {
+  expiresAt: number;
+}
+
+/** Invitation codes issued ahead of enrolment (enrolment.proof: invite): one live code per user, used once. */
+export class EnrolmentCodes {
+  private readonly records: SealedRecords<EnrolmentCode>;
+  constructor(kv: KvStore, sealer: Sealer) {
+    this.records = new SealedRecords(kv, sealer, { unreadable: 'fail' });
+  }
+  get(pid: string): Promise<EnrolmentCode | null> {
+    return this.records.get(keys.enrolmentCode(pid));
+  }
+  put(pid: string, code: EnrolmentCode, ttlMs: number): Promise<void> {
+    return this.records.put(keys.enrolmentCode(pid), code, ttlMs);
+  }
+  /** Atomically takes the code: of two parallel uses, one gets it. */
+  take(pid: string): Promise<EnrolmentCode | null> {
+    return this.records.take(keys.enrolmentCode(pid));
+  }
+}
+
+export interface Challenge {
+  challenge: string;
+  pid: string;
+  ceremony: 'register' | 'authenticate';
+  expiresAt: number;
+}
+
+/**
+ * WebAuthn challenges, stored server-side and bound to where they were asked for (a pending login or a session)
+ * and to the ceremony type; each is taken once (SECURITY R21).
+ */
+export class Challenges {
+  private readonly records: SealedRecords<Challenge>;
+  constructor(kv: KvStore, sealer: Sealer) {
+    this.records = new SealedRecords(kv, sealer);
+  }
+  put(owner: string, c: Challenge, ttlMs: number): Promise<void> {
+    return this.records.put(keys.challenge(owner, c.ceremony), c, ttlMs);
+  }
+  take(owner: string, ceremony: Challenge['ceremony']): Promise<Challenge | null> {
+    return this.records.take(keys.challenge(owner, ceremony));
+  }
+}

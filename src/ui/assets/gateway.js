@@ -1,0 +1,50 @@
+// Passkeys on the gateway's pages: ask the gateway for options, run the browser ceremony, send the result back.
+// Everything else on these pages works without JavaScript.
+(function () {
+  'use strict';
+  var wa = window.SimpleWebAuthnBrowser;
+  function post(url, csrf, body) {
+    return fetch(url, {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': csrf },
+      body: JSON.stringify(body),
+    }).then(function (res) {
+      return res.json().then(function (json) {
+        if (!res.ok) throw Object.assign(new Error(json.message || 'failed'), { serverMessage: json.message });
+        return json;
+      });
+    });
+  }
+  function setUp(box) {
+    var button = box.querySelector('.passkey-start');
+    var status = box.querySelector('.passkey-status');
+    var nameInput = box.querySelector('input[name="name"]');
+    if (!wa || !wa.browserSupportsWebAuthn()) return;
+    button.disabled = false;
+    button.addEventListener('click', function () {
+      button.disabled = true;
+      status.hidden = true;
+      var csrf = box.dataset.csrf;
+      post(box.dataset.options, csrf, {})
+        .then(function (options) {
+          return box.dataset.ceremony === 'register'
+            ? wa.startRegistration({ optionsJSON: options })
+            : wa.startAuthentication({ optionsJSON: options });
+        })
+        .then(function (credential) {
+          return post(box.dataset.finish, csrf, { credential: credential, name: nameInput ? nameInput.value : undefined });
+        })
+        .then(function (done) {
+          window.location.assign(done.next);
+        })
+        .catch(function (err) {
+          status.textContent = err && err.serverMessage ? err.serverMessage : err && err.name === 'NotAllowedError' ? box.dataset.cancelled : box.dataset.failed;
+          status.hidden = false;
+          button.disabled = false;
+          button.focus();
+        });
+    });
+  }
+  document.querySelectorAll('.passkey').forEach(setUp);
+})();

@@ -1,0 +1,48 @@
+// A vendor's webhook endpoint for tests: records every call; answers with the statuses it is given, then 200
+// (status 0: never answers, like a hung endpoint).
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+
+export interface Received {
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  json: Record<string, unknown>;
+}
+
+export async function startReceiver(
+  statuses: number[] = [],
+): Promise<{ url: string; calls: Received[]; hanging: () => number; waitFor(n: number): Promise<void>; close(): Promise<void> }> {
+  const calls: Received[] = [];
+  let hanging = 0;
+  const queue = [...statuses];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      const status = queue.shift() ?? 200;
+      if (status === 0) {
+        hanging++;
+        return;
+      }
+      if (status === 200) calls.push({ headers: req.headers, body, json: JSON.parse(body) });
+      res.writeHead(status).end();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
+  return {
+    url,
+    calls,
+    hanging: () => hanging,
+    waitFor: async (n) => {
+      const deadline = Date.now() + 10_000;
+      while (calls.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (calls.length < n) throw new Error(`expected ${n} webhook calls, got ${calls.length}`);
+    },
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}

@@ -1,0 +1,169 @@
+// The enrolment proof: with only the password, nobody can bind a first factor. Invitation codes (issued ahead,
+// by the CLI too), codes sent through the vendor's webhook, and trust on first use only when chosen.
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createGateway } from '../../src/gateway.js';
+import { verifySignature } from '../../src/services/notifier.js';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { inputValue, type Browser } from '../helpers/browser.js';
+import { runCli } from '../helpers/cli.js';
+import { testRedis } from '../helpers/redis.js';
+import { startReceiver } from '../helpers/webhook-receiver.js';
+import { ALICE, BOB, enrol, startStack, submitPassword, type Stack } from '../helpers/stack.js';
+
+const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
+
+/** Issues an invitation code the way the CLI does: a gateway on the same store. */
+async function issue(s: Stack, username: string): Promise<string> {
+  const gw = createGateway(s.config, { kv: s.kv, clock: s.clock, logger: (await import('pino')).default({ level: 'silent' }) });
+  const { code } = await gw.enrolment.issueInvite(gw.pidOf(username)!);
+  return code;
+}
+
+async function atProof(s: Stack, user = ALICE): Promise<{ b: Browser; csrf: string }> {
+  const b = s.browser();
+  const answer = await submitPassword(b, user.username, user.password);
+  if (answer.location !== '/_mfa/proof') throw new Error(`expected the proof step, got ${answer.location}`);
+  return { b, csrf: inputValue((await b.get('/_mfa/proof')).body, 'csrf') };
+}
+
+t.test('invite: no way to a factor without the code', async (t) => {
+  const s = await startStack({ patch: invite });
+  t.teardown(s.close);
+  const { b, csrf } = await atProof(s);
+  const page = await b.get('/_mfa/proof');
+  t.match(page.body, 'enrolment code you were given');
+  for (const path of ['/_mfa/enrol', '/_mfa/enrol/totp']) t.equal((await b.get(path)).status, 403, `${path} before the proof`);
+  t.equal((await b.post('/_mfa/enrol/totp', { csrf, code: '123456' })).status, 403, 'confirming a factor before the proof');
+  const opts = await b.send('POST', '/_mfa/enrol/passkey/options', '{}', { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': csrf });
+  t.equal(opts.status, 403, 'passkey options before the proof');
+  t.equal((await b.get('/records')).location, '/_mfa/continue', 'the portal stays closed');
+  t.equal((await b.get('/_mfa/continue')).location, '/_mfa/proof');
+  const none = await b.post('/_mfa/enrol/proof', { csrf, code: 'ABCD-EFGH-JKLM' });
+  t.equal(none.status, 400, 'no code was issued for this user: any code is wrong');
+  t.match(none.body, 'Attempts left: 4');
+});
+
+t.test('invite: the right code, once; wrong, expired and reused codes refused', async (t) => {
+  const s = await startStack({ patch: invite });
+  t.teardown(s.close);
+  const code = await issue(s, 'Alice');
+  const { b, csrf } = await atProof(s);
+  const wrong = await b.post('/_mfa/enrol/proof', { csrf, code: 'AAAA-BBBB-CCCC' });
+  t.equal(wrong.status, 400);
+  t.equal(wrong.body.match(/aria-invalid="true"/g)?.length, 1, 'the field is marked');
+  const ok = await b.post('/_mfa/enrol/proof', { csrf, code: code.toLowerCase().replaceAll('-', ' ') });
+  t.equal(ok.status, 303, 'case and separators do not matter');
+  t.equal(ok.location, '/_mfa/enrol');
+  const { done } = await enrol(s, b);
+  t.equal(done.location, '/records');
+  t.ok(s.logs.some((l) => l.includes('"security":"enrolment_proof_ok"')));
+
+  // The same code a second time (another browser with the password) does not work.
+  const reset = await issue(s, 'bob');
+  const other = await atProof(s, BOB);
+  t.equal((await other.b.post('/_mfa/enrol/proof', { csrf: other.csrf, code })).status, 400, "alice's used code for bob");
+  t.equal((await other.b.post('/_mfa/enrol/proof', { csrf: other.csrf, code: reset })).status, 303, "bob's own code");
+
+  // Expired.
+  const s2 = await startStack({ patch: (raw) => (raw.enrolment = { proof: 'invite', inviteDays: 1 }) });
+  t.teardown(s2.close);
+  const old = await issue(s2, 'alice');
+  s2.clock.advance(24 * 60 * 60_000 + 1);
+  const late = await atProof(s2);
+  t.equal((await late.b.post('/_mfa/enrol/proof', { csrf: late.csrf, code: old })).status, 400, 'expired');
+});
+
+t.test('invite: guessing is limited like codes, and a re-entered password does not reset it', async (t) => {
+  const s = await startStack({ patch: invite });
+  t.teardown(s.close);
+  await issue(s, 'alice');
+  const statuses: number[] = [];
+  const { b, csrf } = await atProof(s);
+  for (let i = 0; i < 6; i++) statuses.push((await b.post('/_mfa/enrol/proof', { csrf, code: `AAAA-BBBB-CCC${i}` })).status);
+  t.same(statuses, [400, 400, 400, 400, 429, 403], 'five guesses per login, then the password again');
+  const parallel = await atProof(s);
+  const burst = await Promise.all(Array.from({ length: 20 }, (_, i) => parallel.b.post('/_mfa/enrol/proof', { csrf: parallel.csrf, code: `ZZZZ-ZZZZ-ZZ${i % 10}${i % 3}` })));
+  t.equal(burst.filter((r) => r.status === 400).length, 4, 'parallel guesses cannot outrun the limit');
+  const failures = s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'mfa_failed' && l.factor === 'enrolment-code').map((l) => l.failures);
+  t.equal(Math.max(...failures), failures.length, 'counted per user across logins');
+});
+
+t.test('webhook: a code sent through the vendor, signed; typed in to enrol', async (t) => {
+  const receiver = await startReceiver([500]);
+  t.teardown(receiver.close);
+  const secret = randomBytes(32).toString('hex');
+  const s = await startStack({ patch: (raw) => (raw.enrolment = { proof: 'webhook', webhook: { url: receiver.url, secret, codeMinutes: 10 } }) });
+  t.teardown(s.close);
+  const { b, csrf } = await atProof(s);
+  t.match((await b.get('/_mfa/proof')).body, 'Send me a code');
+  const failed = await b.post('/_mfa/enrol/proof/send', { csrf });
+  t.equal(failed.status, 502, 'the vendor endpoint failed: said so, nothing pretended');
+  t.equal((await b.post('/_mfa/enrol/proof/send', { csrf })).status, 303);
+  t.equal(receiver.calls.length, 1);
+  const call = receiver.calls[0]!;
+  t.ok(verifySignature(call.body, String(call.headers['x-mfa-signature']), secret, s.clock.now()), 'signed with the configured secret');
+  t.notOk(verifySignature(call.body, String(call.headers['x-mfa-signature']), 'x'.repeat(64), s.clock.now()), 'and not with another');
+  t.match(call.json, { event: 'enrolment_code', user: 'alice', code: /^\d{8}$/, expiresAt: String });
+  t.match((await b.get('/_mfa/proof')).body, 'We have sent you a code');
+  t.equal((await b.post('/_mfa/enrol/proof', { csrf, code: '00000000' === call.json.code ? '11111111' : '00000000' })).status, 400);
+  t.equal((await b.post('/_mfa/enrol/proof', { csrf, code: String(call.json.code) })).status, 303);
+  t.equal((await b.get('/_mfa/continue')).location, '/_mfa/enrol');
+
+  // A code expires, and a new one replaces the old.
+  const c = await atProof(s, BOB);
+  await c.b.post('/_mfa/enrol/proof/send', { csrf: c.csrf });
+  const first = String(receiver.calls.at(-1)!.json.code);
+  await c.b.post('/_mfa/enrol/proof/send', { csrf: c.csrf });
+  const second = String(receiver.calls.at(-1)!.json.code);
+  if (first !== second) t.equal((await c.b.post('/_mfa/enrol/proof', { csrf: c.csrf, code: first })).status, 400, 'the replaced code');
+  s.clock.advance(10 * 60_000 + 1);
+  const late = await c.b.post('/_mfa/enrol/proof', { csrf: c.csrf, code: second });
+  t.ok([400, 403].includes(late.status), 'expired (or the login itself expired)');
+});
+
+t.test('first-login: only when chosen, and config check warns', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.enrolment = { proof: 'first-login' }) });
+  t.teardown(s.close);
+  const b = s.browser();
+  t.equal((await submitPassword(b, ALICE.username, ALICE.password)).location, '/_mfa/enrol', 'straight to a factor');
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-tofu-'));
+  writeFileSync(
+    join(dir, 'gw.yaml'),
+    `portal: { url: 'http://portal.internal:8080' }\nenrolment: { proof: first-login }\npolicy: { rules: [{ name: all, paths: [/], decision: mfa }] }\nkeys:\n  signing: [{ id: s, secret: ${'a'.repeat(43)} }]\n  encryption: [{ id: e, secret: ${'b'.repeat(43)} }]\n  pseudonym: ${'c'.repeat(43)}\n`,
+  );
+  const check = runCli(['config', 'check', join(dir, 'gw.yaml')]);
+  t.equal(check.code, 0);
+  t.match(check.stdout, 'warning: enrolment.proof is first-login: anyone who knows a password can bind');
+  t.equal(s.config.enrolment.proof, 'first-login');
+  t.equal((await import('../helpers/config.js')).testConfig('http://x', (raw) => delete raw.enrolment).enrolment.proof, 'invite', 'the default is invite');
+});
+
+t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (t) => {
+  const redis = await testRedis();
+  t.teardown(redis.stop);
+  const keyPrefix = `enrol-${randomBytes(4).toString('hex')}:`;
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
+  await kv.ready();
+  const s = await startStack({ kv: () => kv, patch: (raw) => ((raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } }), invite(raw)) });
+  t.teardown(s.close);
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-enrol-'));
+  const configFile = join(dir, 'gw.json');
+  writeFileSync(configFile, JSON.stringify({ ...s.config, log: { level: 'silent' } }));
+  writeFileSync(join(dir, 'users.csv'), 'username,name\nAlice,Alice Ngata\nbob,Bob Smith\n');
+  const bulk = runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'users.csv')]);
+  t.equal(bulk.code, 0, bulk.stderr);
+  const lines = bulk.stdout.trim().split('\n');
+  t.equal(lines[0], 'username,code,expires');
+  t.match(lines[1], /^Alice,[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4},\d{4}-\d\d-\d\d$/);
+  const aliceCode = lines[1]!.split(',')[1]!;
+  const { b, csrf } = await atProof(s);
+  t.equal((await b.post('/_mfa/enrol/proof', { csrf, code: aliceCode })).status, 303, 'a code printed by the CLI works in the gateway');
+  t.notOk(bulk.stdout.includes('pid'), 'only what is handed out');
+  const one = runCli(['enrol-codes', 'issue', '--config', configFile, '--user', 'bob']);
+  t.match(one.stdout, /^username,code,expires\nbob,/);
+  t.equal(runCli(['enrol-codes', 'issue', '--config', configFile]).code, 2, 'usage');
+});

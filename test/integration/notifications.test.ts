@@ -1,0 +1,70 @@
+// The notify webhook: signed events for the vendor to tell the user ("was this you?"), retried a bounded number
+// of times, never holding up a sign-in.
+import t from 'tap';
+import { signatureHeader, verifySignature } from '../../src/services/notifier.js';
+import { startReceiver } from '../helpers/webhook-receiver.js';
+import { atCodePage, signUpAndEnrol, startStack, totpAt } from '../helpers/stack.js';
+
+const SECRET = 'k'.repeat(40);
+
+t.test('a correct password followed by wrong codes: one signed event per login', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => (raw.notify = { url: receiver.url, secret: SECRET }) });
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  await receiver.waitFor(1);
+  s.clock.advance(30_000);
+  const { b, csrf } = await atCodePage(s);
+  for (let i = 0; i < 3; i++) await b.post('/_mfa/verify', { csrf, code: '000000' });
+  t.equal((await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) })).status, 303);
+  await receiver.waitFor(2);
+  await new Promise((r) => setTimeout(r, 200));
+  const failed = receiver.calls.filter((c) => c.json.event === 'second_factor_failed');
+  t.equal(failed.length, 1, 'once per login, not per wrong code');
+  t.match(failed[0]!.json, { user: 'alice', ip: '127.0.0.1', details: { factor: 'totp' }, time: String });
+  t.ok(verifySignature(failed[0]!.body, String(failed[0]!.headers['x-mfa-signature']), SECRET, Date.now()), 'signed');
+  t.notOk(JSON.stringify(receiver.calls).includes('000000'), 'no code in any event');
+});
+
+t.test('delivery is retried, then given up and logged; sign-in never waits for it', async (t) => {
+  const hung = await startReceiver([0]);
+  t.teardown(hung.close);
+  const s0 = await startStack({ patch: (raw) => (raw.notify = { url: hung.url, secret: SECRET, timeoutSeconds: 30 }) });
+  t.teardown(s0.close);
+  const { b: signedIn } = await signUpAndEnrol(s0);
+  t.equal((await signedIn.get('/records')).status, 200, 'signed in');
+  t.equal(hung.hanging(), 1, 'while the vendor endpoint has still not answered');
+
+  const flaky = await startReceiver([500]);
+  t.teardown(flaky.close);
+  const s = await startStack({ patch: (raw) => (raw.notify = { url: flaky.url, secret: SECRET, retries: 1 }) });
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  await flaky.waitFor(1);
+  t.equal(flaky.calls[0]!.json.event, 'enrolled', 'delivered on the second attempt');
+
+  const dead = await startReceiver([500, 500, 500]);
+  t.teardown(dead.close);
+  const s2 = await startStack({ patch: (raw) => (raw.notify = { url: dead.url, secret: SECRET, retries: 1 }) });
+  t.teardown(s2.close);
+  await signUpAndEnrol(s2);
+  const deadline = Date.now() + 5000;
+  while (!s2.logs.some((l) => l.includes('webhook not delivered')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  t.ok(s2.logs.some((l) => l.includes('"webhook":"enrolled"') && l.includes('webhook delivery failed')), 'each failure logged');
+  t.ok(s2.logs.some((l) => l.includes('webhook not delivered')), 'and the giving up');
+  t.equal(dead.calls.length, 0);
+});
+
+t.test('signatures: what a receiver checks', async (t) => {
+  const now = 1_800_000_000_000;
+  const body = '{"event":"factor_added"}';
+  const header = signatureHeader(body, SECRET, now);
+  t.match(header, /^t=1800000000,v1=[0-9a-f]{64}$/);
+  t.ok(verifySignature(body, header, SECRET, now));
+  t.ok(verifySignature(body, header, SECRET, now + 299_000), 'within 5 minutes');
+  t.notOk(verifySignature(body, header, SECRET, now + 301_000), 'too old: a replayed call');
+  t.notOk(verifySignature(`${body} `, header, SECRET, now), 'body changed');
+  t.notOk(verifySignature(body, header.replace('t=1800000000', 't=1800000001'), SECRET, now), 'timestamp changed');
+  t.notOk(verifySignature(body, 'v1=abc', SECRET, now), 'malformed');
+});

@@ -1,0 +1,177 @@
+// Passkeys and security keys over HTTP with a software authenticator: enrolment, sign-in, step-up, and one refusal
+// per relying-party check that lives in the gateway (challenge binding, ownership, counters, uniqueness).
+import t from 'tap';
+import { inputValue } from '../helpers/browser.js';
+import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { startReceiver } from '../helpers/webhook-receiver.js';
+import { ALICE, BOB, jsonCall, passkeyCsrf, signInWithPasskey, signUpWithPasskey, startStack, submitPassword, type Stack } from '../helpers/stack.js';
+
+const ORIGIN = 'http://localhost';
+const events = (s: Stack, name: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === name);
+
+t.test('first login with a passkey, then signing in with it', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  const { b, codes } = await signUpWithPasskey(s, auth);
+  t.equal(codes.length, 10, 'recovery codes after a passkey enrolment too');
+  t.match((await b.get('/records')).body, 'Signed in as alice');
+  t.equal(events(s, 'enrolled')[0].factor, 'webauthn');
+
+  const { b: again, answer } = await signInWithPasskey(s, auth);
+  t.equal(answer.status, 200);
+  t.equal(answer.json.next, '/records');
+  t.ok(again.cookies.has('__Host-mfa-session'), 'the JSON answer carries the session cookie');
+  t.notOk(again.cookies.has('__Host-mfa-pending'));
+  t.match((await again.get('/records')).body, 'Signed in as alice');
+  const verify = await (async () => {
+    const c = s.browser();
+    await submitPassword(c, ALICE.username, ALICE.password);
+    return (await c.get('/_mfa/verify')).body;
+  })();
+  t.match(verify, 'Use your passkey or security key');
+  t.notMatch(verify, 'name="code"', 'no code field for a user without an authenticator app');
+  t.match(verify, /<script nonce="[^"]+" src="\/_mfa\/assets\/webauthn-browser\.js">/, 'the browser library, from the gateway itself');
+  t.equal((await again.get('/_mfa/assets/webauthn-browser.js')).status, 200);
+});
+
+t.test('each check the gateway owns refuses, and a refused passkey counts as a wrong attempt', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const alice = new SoftAuthenticator({ origin: ORIGIN });
+  const bob = new SoftAuthenticator({ origin: ORIGIN });
+  await signUpWithPasskey(s, alice, ALICE);
+  await signUpWithPasskey(s, bob, BOB);
+
+  const start = async (user = ALICE) => {
+    const b = s.browser();
+    await submitPassword(b, user.username, user.password);
+    const csrf = passkeyCsrf((await b.get('/_mfa/verify')).body);
+    return { b, csrf, options: (await jsonCall(b, '/_mfa/verify/passkey/options', csrf)).json };
+  };
+  const finish = (x: Awaited<ReturnType<typeof start>>, credential: unknown) => jsonCall(x.b, '/_mfa/verify/passkey', x.csrf, { credential });
+  const lastReason = () => events(s, 'mfa_failed').at(-1)?.reason;
+
+  // A challenge is used once.
+  const once = await start();
+  const assertion = alice.authenticate(once.options);
+  t.equal((await finish(once, assertion)).status, 200, 'the genuine assertion');
+  const replay = await start();
+  t.equal((await finish(replay, assertion)).status, 400, 'the same assertion replayed on a new login (old challenge)');
+  t.equal(lastReason(), 'challenge');
+  const reuse = await start();
+  const first = alice.authenticate(reuse.options);
+  await finish(reuse, alice.authenticate(reuse.options, { origin: 'https://evil.example' }));
+  t.equal((await finish(reuse, first)).status, 400, 'a challenge already taken (even by a failed attempt) is gone');
+  t.equal(lastReason(), 'no live authentication challenge');
+
+  // A challenge belongs to one login, one user, one ceremony.
+  const a = await start(ALICE);
+  const b = await start(BOB);
+  t.equal((await finish(a, alice.authenticate({ ...b.options, allowCredentials: undefined }))).status, 400, "another user's challenge");
+  t.equal(lastReason(), 'challenge');
+  const enrolChallenge = await start(ALICE);
+  t.equal((await finish(enrolChallenge, alice.authenticate(enrolChallenge.options, { type: 'webauthn.create' }))).status, 400, 'a create-type response at sign-in');
+  t.equal(lastReason(), 'type');
+
+  // The assertion must come from a credential of the user whose password was just checked (C-44).
+  const cross = await start(ALICE);
+  t.equal((await finish(cross, bob.authenticate({ ...cross.options, allowCredentials: undefined }))).status, 400, "bob's credential for alice");
+  t.equal(lastReason(), "not one of the user's credentials");
+  const stolenHandle = await start(ALICE);
+  t.equal((await finish(stolenHandle, alice.authenticate(stolenHandle.options, { userHandle: bob.credentials[0]!.userHandle }))).status, 400, 'a user handle of another user');
+  t.equal(lastReason(), 'user-handle');
+
+  // Relying-party checks (the mechanism has one unit test per check; these prove the gateway passes its config).
+  for (const [what, knobs, reason] of [
+    ['a phishing origin', { origin: 'https://evil.example' }, 'origin'],
+    ['http vs https origin of the same host', { origin: 'https://localhost' }, 'origin'],
+    ['the rp id hash of another domain', { rpId: 'evil.example' }, 'rp-id'],
+    ['no user presence', { flags: { up: false, uv: true } }, 'user-presence'],
+  ] as const) {
+    const x = await start(BOB);
+    t.equal((await finish(x, bob.authenticate(x.options, knobs))).status, 400, what);
+    t.equal(lastReason(), reason, `${what}: ${reason}`);
+  }
+
+  const c = await start(BOB);
+  const refused = await finish(c, bob.authenticate(c.options, { origin: 'https://evil.example' }));
+  t.match(refused.json, { error: 'refused', attemptsLeft: 4 });
+  t.ok(events(s, 'mfa_failed').some((e) => e.factor === 'webauthn' && e.reason === 'origin'), 'the precise reason is in the log');
+});
+
+t.test('a sign counter that does not increase is refused and raises a security event and a notification', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => (raw.notify = { url: receiver.url, secret: 'n'.repeat(32) }) });
+  t.teardown(s.close);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  await signUpWithPasskey(s, auth);
+  const clone = auth.clone();
+  t.equal((await signInWithPasskey(s, auth)).answer.status, 200, 'counter 1');
+  t.equal((await signInWithPasskey(s, auth)).answer.status, 200, 'counter 2');
+  const cloned = await signInWithPasskey(s, clone);
+  t.equal(cloned.answer.status, 400, 'a cloned authenticator answering with counter 1');
+  t.equal(events(s, 'webauthn_counter_regression').length, 1);
+  await receiver.waitFor(2);
+  t.ok(receiver.calls.some((c) => c.json.event === 'webauthn_counter_regression' && c.json.user === 'alice'));
+  t.equal((await signInWithPasskey(s, auth)).answer.status, 200, 'the genuine authenticator still works');
+});
+
+t.test('a credential id can belong to one user only', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const alice = new SoftAuthenticator({ origin: ORIGIN });
+  await signUpWithPasskey(s, alice, ALICE);
+  const attacker = new SoftAuthenticator({ origin: ORIGIN });
+  const b = s.browser();
+  await submitPassword(b, BOB.username, BOB.password);
+  const csrf = passkeyCsrf((await b.get('/_mfa/enrol')).body);
+  const options = await jsonCall(b, '/_mfa/enrol/passkey/options', csrf);
+  const dup = await jsonCall(b, '/_mfa/enrol/passkey', csrf, { credential: attacker.register(options.json, { credentialId: alice.credentials[0]!.id }) });
+  t.equal(dup.status, 400, "registering alice's credential id for bob is refused");
+  t.equal(events(s, 'mfa_failed').at(-1).reason, 'credential id already registered');
+  t.equal((await b.get('/_mfa/continue')).location, '/_mfa/enrol', 'bob has no factor');
+});
+
+t.test('user verification, when required', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.webauthn.userVerification = 'required') });
+  t.teardown(s.close);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = passkeyCsrf((await b.get('/_mfa/enrol')).body);
+  const options = await jsonCall(b, '/_mfa/enrol/passkey/options', csrf);
+  t.equal(options.json.authenticatorSelection.userVerification, 'required');
+  t.equal((await jsonCall(b, '/_mfa/enrol/passkey', csrf, { credential: auth.register(options.json, { flags: { up: true, uv: false } }) })).status, 400, 'UV missing');
+  t.equal(events(s, 'mfa_failed').at(-1).reason, 'user-verification');
+  const retry = await jsonCall(b, '/_mfa/enrol/passkey/options', csrf);
+  t.equal((await jsonCall(b, '/_mfa/enrol/passkey', csrf, { credential: auth.register(retry.json) })).status, 200, 'UV present');
+});
+
+t.test('step-up with a passkey, and rules that ask for one', async (t) => {
+  const s = await startStack({
+    patch: (raw) =>
+      (raw.policy.rules = [
+        { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+        { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['webauthn'] },
+        { name: 'portal', paths: ['/'], decision: 'mfa' },
+      ]),
+  });
+  t.teardown(s.close);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  const { b } = await signUpWithPasskey(s, auth);
+  s.clock.advance(301_000);
+  const asked = await b.get('/prescriptions/');
+  t.equal(asked.location, '/_mfa/step-up?to=%2Fprescriptions%2F&factors=webauthn');
+  const page = await b.get(asked.location!);
+  t.notMatch(page.body, 'name="code"', 'a passkey is asked for, not a code');
+  const csrf = passkeyCsrf(page.body);
+  const options = await jsonCall(b, '/_mfa/step-up/passkey/options', csrf);
+  const before = b.cookies.get('__Host-mfa-session');
+  const done = await jsonCall(b, '/_mfa/step-up/passkey?to=%2Fprescriptions%2F', csrf, { credential: auth.authenticate(options.json) });
+  t.same(done, { status: 200, json: { next: '/prescriptions/' } });
+  t.not(b.cookies.get('__Host-mfa-session'), before, 'a fresh session id');
+  t.equal((await b.get('/prescriptions/')).status, 200);
+  t.equal(inputValue((await b.get('/_mfa/logout')).body, 'csrf').length, 43);
+});

@@ -1,0 +1,144 @@
+// The security page: list, add (app or passkey), rename, remove (never the last), new recovery codes, sign out
+// other devices. Every change needs a recent second factor and the CSRF token, ends other sessions and is notified.
+import t from 'tap';
+import { inputValue, type Browser } from '../helpers/browser.js';
+import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { startReceiver } from '../helpers/webhook-receiver.js';
+import { ALICE, jsonCall, passkeyCsrf, signInWithTotp, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
+
+const factorIds = (html: string) => [...html.matchAll(/name="factor" value="([^"]+)"/g)].map((m) => m[1]!);
+
+async function setUp(t: Tap.Test) {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => (raw.notify = { url: receiver.url, secret: 's'.repeat(32), retries: 0 }) });
+  t.teardown(s.close);
+  return { s, receiver };
+}
+
+async function securityPage(b: Browser) {
+  const page = await b.get('/_mfa/security');
+  if (page.status !== 200) throw new Error(`security page answered ${page.status} ${page.location}`);
+  return { page, csrf: inputValue(page.body, 'csrf') };
+}
+
+async function addApp(s: Stack, b: Browser, name: string): Promise<string> {
+  const setup = await b.get('/_mfa/security/totp');
+  const secret = /id="secret">([^<]+)</.exec(setup.body)![1]!.replaceAll(' ', '');
+  s.clock.advance(30_000);
+  const r = await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name, code: await totpAt(secret, s.clock.now()) });
+  if (r.location !== '/_mfa/security?notice=done') throw new Error(`adding an app answered ${r.status}`);
+  return secret;
+}
+
+t.test('list, add an app and a passkey, rename, remove; the last factor stays', async (t) => {
+  const { s, receiver } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  const { page } = await securityPage(b);
+  t.match(page.body, 'Authenticator app');
+  t.match(page.body, /Added \d{4}-\d\d-\d\d, last used \d{4}-\d\d-\d\d/);
+  t.match(page.body, 'This is your only second step, so it cannot be removed');
+  t.equal(factorIds(page.body).length, 1, 'one factor: it can be renamed, not removed');
+  t.match(page.body, '10 of 10 recovery codes left.');
+
+  const second = await addApp(s, b, 'Tablet');
+  t.not(second, secret, 'a new secret');
+  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
+  const passkeyPage = await b.get('/_mfa/security/passkey');
+  const csrf = passkeyCsrf(passkeyPage.body);
+  const options = await jsonCall(b, '/_mfa/security/passkey/options', csrf);
+  t.same(options.json.excludeCredentials, [], 'nothing to exclude yet');
+  const added = await jsonCall(b, '/_mfa/security/passkey', csrf, { credential: auth.register(options.json), name: 'Blue key <script>' });
+  t.same(added, { status: 200, json: { next: '/_mfa/security?notice=done' } });
+
+  const { page: three, csrf: c3 } = await securityPage(b);
+  t.match(three.body, 'Blue key &#60;script&#62;', 'names are escaped');
+  t.match(three.body, 'Passkey or security key');
+  const ids = factorIds(three.body);
+  t.equal(new Set(ids).size, 3);
+  t.equal((await b.post('/_mfa/security/rename', { csrf: c3, factor: ids[0]!, name: 'My phone' })).status, 303);
+  t.match((await securityPage(b)).page.body, '<strong>My phone</strong>');
+  t.equal((await b.post('/_mfa/security/remove', { csrf: c3, factor: ids[0]! })).status, 303);
+  t.equal((await b.post('/_mfa/security/remove', { csrf: c3, factor: ids[0]! })).status, 400, 'gone already');
+  const { page: two } = await securityPage(b);
+  t.notMatch(two.body, 'My phone');
+  const rest = [...new Set(factorIds(two.body))];
+  t.equal((await b.post('/_mfa/security/remove', { csrf: c3, factor: rest[0]! })).status, 303);
+  const last = [...new Set(factorIds((await securityPage(b)).page.body))];
+  t.equal((await b.post('/_mfa/security/remove', { csrf: c3, factor: last[0]! })).status, 400, 'never the last factor');
+  t.equal(last.length, 1);
+
+  await receiver.waitFor(5);
+  t.same(receiver.calls.map((c) => c.json.event), ['enrolled', 'factor_added', 'factor_added', 'factor_removed', 'factor_removed']);
+  t.ok(receiver.calls.every((c) => c.json.user === 'alice' && typeof c.json.time === 'string'));
+});
+
+t.test('changes need a second factor in the last 5 minutes and the CSRF token', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  const { csrf, page } = await securityPage(b);
+  const id = factorIds(page.body)[0]!;
+  t.equal((await b.post('/_mfa/security/rename', { csrf: 'x'.repeat(43), factor: id, name: 'x' })).status, 403, 'no CSRF token');
+  t.equal((await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'x' }, { origin: 'https://evil.example' })).status, 403, 'cross-site');
+  t.equal((await b.post('/_mfa/security/sign-out-others', { csrf }, { 'sec-fetch-site': 'cross-site' })).status, 403, 'cross-site by Sec-Fetch-Site');
+  s.clock.advance(5 * 60_000 + 1);
+  const stale = await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'x' }, { accept: 'application/json' });
+  t.equal(stale.status, 401);
+  t.match(JSON.parse(stale.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
+  t.equal((await b.post('/_mfa/security/recovery-codes', { csrf })).status, 401, 'new recovery codes too');
+  t.equal((await b.get('/_mfa/security')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity', 'the page itself asks for a step-up first');
+  t.equal((await b.get('/_mfa/security/totp')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp');
+  const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity');
+  const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code: await totpAt(secret, s.clock.now()) });
+  t.equal(back.location, '/_mfa/security', 'and comes back');
+  const fresh = await securityPage(b);
+  t.equal((await b.post('/_mfa/security/rename', { csrf: fresh.csrf, factor: id, name: 'Phone' })).status, 303, 'now it works');
+  t.equal((await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Phone' })).status, 403, 'the CSRF token of the old session id is dead');
+});
+
+t.test('new recovery codes replace the old; every change ends the other sessions; sign out other devices', async (t) => {
+  const { s, receiver } = await setUp(t);
+  const { b, secret, codes } = await signUpAndEnrol(s);
+  const other = (await signInWithTotp(s, secret)).b;
+  const third = (await signInWithTotp(s, secret)).b;
+  t.equal((await other.get('/records')).status, 200);
+  const { csrf } = await securityPage(b);
+  const fresh = await b.post('/_mfa/security/recovery-codes', { csrf });
+  const newCodes = [...fresh.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+  t.equal(newCodes.length, 10);
+  t.notSame(newCodes, codes);
+  t.equal((await b.post('/_mfa/security/recovery-codes/saved', { csrf: inputValue(fresh.body, 'csrf') })).location, '/_mfa/security?notice=done');
+  t.equal((await other.get('/records')).status, 302, 'the other session ended');
+  t.equal((await third.get('/records')).status, 302, 'and the third');
+  t.equal((await b.get('/records')).status, 200, 'this one goes on');
+  t.match((await securityPage(b)).page.body, '10 of 10 recovery codes left.');
+  // The old codes no longer sign in.
+  s.clock.advance(30_000);
+  const r = s.browser();
+  await (await import('../helpers/stack.js')).submitPassword(r, ALICE.username, ALICE.password);
+  const old = await r.post('/_mfa/recovery', { csrf: inputValue((await r.get('/_mfa/recovery')).body, 'csrf'), code: codes[0]! });
+  t.equal(old.status, 400, 'an old recovery code');
+  const ok = await r.post('/_mfa/recovery', { csrf: inputValue((await r.get('/_mfa/recovery')).body, 'csrf'), code: newCodes[0]! });
+  t.equal(ok.status, 303, 'a new one');
+
+  const { csrf: c2 } = await securityPage(b);
+  t.equal((await b.post('/_mfa/security/sign-out-others', { csrf: c2 })).location, '/_mfa/security?notice=signed-out');
+  t.equal((await r.get('/records')).status, 302, 'signed out elsewhere');
+  t.equal((await b.get('/records')).status, 200);
+  await receiver.waitFor(4);
+  t.ok(receiver.calls.some((c) => c.json.event === 'recovery_codes_regenerated'));
+  t.ok(receiver.calls.some((c) => c.json.event === 'recovery_code_used' && (c.json.details as Record<string, number>).remaining === 9));
+  t.ok(receiver.calls.some((c) => c.json.event === 'other_sessions_signed_out'));
+});
+
+t.test('signed out: the security page sends you to sign in; it is linked from every gateway page', async (t) => {
+  const { s } = await setUp(t);
+  const b = s.browser();
+  t.equal((await b.get('/_mfa/security')).location, '/login');
+  t.equal((await b.post('/_mfa/security/rename', { csrf: 'x', factor: 'y', name: 'z' })).status, 401);
+  const { b: signed } = await signUpAndEnrol(s);
+  for (const path of ['/_mfa/security', '/_mfa/logout', '/_mfa/step-up', '/_mfa/security/totp']) {
+    t.match((await signed.get(path)).body, 'href="/_mfa/security"', `${path} links to it`);
+  }
+  t.match((await b.get('/_mfa/nothing')).body, 'href="/_mfa/security"', 'error pages too');
+});
