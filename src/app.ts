@@ -52,15 +52,31 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     trustProxy: false,
     // One access line per request is written by http/edge.ts instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    requestTimeout: 120_000,
+    // Slow or huge requests cannot hold the gateway (SECURITY R53, C-36, C-37).
+    requestTimeout: config.server.requestTimeoutSeconds * 1000,
+    keepAliveTimeout: config.server.keepAliveTimeoutSeconds * 1000,
     return503OnClosing: true,
-    ...(config.server.tls ? { https: tlsOptions(config, config.devices.caFile !== undefined) } : {}),
+    // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over).
+    ...(config.server.tls
+      ? { https: { ...tlsOptions(config, config.devices.caFile !== undefined), maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000 } }
+      : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000 } }),
   });
+  app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;
   await app.register(cookie);
   installEdge(app, { hosts: config.server.hosts, trustedProxies: config.server.trustedProxies, anyHostPrefix: `${config.server.prefix}/health/` });
   installErrorHandler(app, gateway.ui, config.portal.login.page);
   await app.register(async (scope) => gatewayRoutes(scope, gateway));
   await app.register(async (scope) => proxyRoutes(scope, gateway));
+  // Shutting down: answers still going out close their connection, so keep-alive clients do not hold the close open.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
   app.addHook('onClose', () => gateway.close());
   return app;
 }

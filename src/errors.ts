@@ -11,16 +11,19 @@ export const ERRORS = {
   GW_ERR_LEGACY_AUTH: { status: 403 },
   GW_ERR_DEVICE_NOT_MANAGED: { status: 403 },
   GW_ERR_LOGIN_EXPIRED: { status: 403 },
+  GW_ERR_FACTOR_LOCKED: { status: 403 },
   GW_ERR_NOT_FOUND: { status: 404 },
   GW_ERR_METHOD_NOT_ALLOWED: { status: 405 },
   GW_ERR_PAYLOAD_TOO_LARGE: { status: 413 },
   GW_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415 },
   GW_ERR_UNKNOWN_HOST: { status: 421 },
   GW_ERR_TOO_MANY_ATTEMPTS: { status: 429 },
+  GW_ERR_RATE_LIMITED: { status: 429 },
   GW_ERR_INTERNAL: { status: 500 },
   GW_ERR_UPSTREAM_UNAVAILABLE: { status: 502 },
   GW_ERR_CODE_NOT_SENT: { status: 502 },
   GW_ERR_STORE_UNAVAILABLE: { status: 503 },
+  GW_ERR_PORTAL_BUSY: { status: 503 },
   GW_ERR_UPSTREAM_TIMEOUT: { status: 504 },
 } as const satisfies Record<string, { status: number }>;
 
@@ -31,10 +34,14 @@ export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+  /** Sent as Retry-After (429 and 503 answers that know when to come back). */
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; retryAfterMs?: number }) {
     super(detail ?? code, options);
     this.name = 'GatewayError';
     this.code = code;
     this.status = ERRORS[code].status;
+    this.retryAfterSeconds = options?.retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(options.retryAfterMs / 1000));
   }
 }

@@ -22,13 +22,14 @@ import { EnrolmentService } from './services/enrolment.js';
 import { FactorService } from './services/factors.js';
 import { GroupDirectory, groupFile } from './services/groups.js';
 import { LoginService } from './services/login.js';
+import { LoginLimits } from './services/login-limits.js';
 import { Notifier, Webhooks } from './services/notifier.js';
 import { PendingService } from './services/pending.js';
 import { SecondFactorService } from './services/second-factor.js';
-import { securityLog } from './services/security-events.js';
+import { securityLog, type SecurityLog } from './services/security-events.js';
 import { SessionService } from './services/sessions.js';
 import { TotpChecks } from './services/totp-checks.js';
-import { MfaFailures, ReplayGuard } from './stores/counters.js';
+import { ReplayGuard } from './stores/counters.js';
 import { DeviceRegistry } from './stores/device-registry.js';
 import { Challenges, CredentialOwners, EnrolmentCodes, FactorStore } from './stores/factor-store.js';
 import type { KvStore } from './stores/kv-store.js';
@@ -50,6 +51,8 @@ export interface GatewayOverrides {
 export interface Gateway extends HttpContext {
   logger: Logger;
   stores: { factors: FactorStore; devices: DeviceRegistry; sealer: Sealer };
+  limits: { login: LoginLimits; attempts: Attempts };
+  security: SecurityLog;
   /** The pseudonymous id of a username as typed (canonicalised first); null when it is not a usable username. */
   pidOf(username: string): string | null;
   /** Waits for background work (webhooks), closes the portal client and, unless given, the store. */
@@ -88,7 +91,6 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const challenges = new Challenges(kv, sealer);
   const owners = new CredentialOwners(kv);
   const jars = new BrowserJars(kv, sealer, 60 * 60_000);
-  const failures = new MfaFailures(kv);
   const sessions = new SessionService({
     clock,
     sessions: new Sessions(kv, sealer, config.session.absoluteTimeoutSeconds * 1000),
@@ -98,9 +100,10 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   });
   const webhooks = new Webhooks({ clock, log: logger, timeoutMs: config.notify.timeoutSeconds * 1000, retries: config.notify.retries, retryDelayMs: 1000 });
   const notifier = new Notifier(webhooks, config.notify.url && config.notify.secret ? { url: config.notify.url, secret: config.notify.secret } : null, clock);
-  const attempts = new Attempts({ clock, kv, pending: pendingLogins, sessions, failures, security, notifier, maxAttempts: config.mfa.maxAttemptsPerLogin });
+  const attempts = new Attempts({ config, clock, kv, pending: pendingLogins, sessions, security, notifier });
   const totp = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors: factorStore, security });
   const rp = relyingParty(config);
+  const loginLimits = new LoginLimits({ config, clock, kv, security, notifier });
   const pending = new PendingService({ clock, pending: pendingLogins, sessions });
   const pseudonymKey = decodeKey(config.keys.pseudonym);
   const registry = new DeviceRegistry(kv, sealer);
@@ -131,11 +134,11 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     sessions,
     access,
     pending,
-    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, security }),
+    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, limits: loginLimits, security }),
     enrolment: new EnrolmentService({
       config, clock, kv, pending: pendingLogins, factors: factorStore, owners, codes: new EnrolmentCodes(kv, sealer), challenges, attempts, totp, rp, webhooks, notifier, security,
     }),
-    secondFactor: new SecondFactorService({ config, clock, kv, factors: factorStore, challenges, attempts, totp, failures, pending, sessions, rp, notifier, security }),
+    secondFactor: new SecondFactorService({ config, clock, kv, factors: factorStore, challenges, attempts, totp, pending, sessions, rp, notifier, security }),
     factors: new FactorService({ clock, factors: factorStore, owners, sessions, notifier, security }),
     ui: {
       messages: new Messages(config.ui.localesDir, config.ui.defaultLanguage),
@@ -145,6 +148,8 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     },
       logger,
     stores: { factors: factorStore, devices: registry, sealer },
+    limits: { login: loginLimits, attempts },
+    security,
     pidOf: (username) => {
       const name = canonicalUsername(username, config.portal.login.usernameCase);
       return name === null ? null : pseudonym(pseudonymKey, name);

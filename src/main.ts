@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { buildApp, type AppOverrides } from './app.js';
 import { devicesCommand } from './cli/devices.js';
 import { issueEnrolmentCodes } from './cli/enrol-codes.js';
+import { blocksCommand, lockoutsCommand } from './cli/limits.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { UsageError } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
@@ -31,6 +32,10 @@ const USAGE = `Usage:
                                      the registry of managed-device certificates (in the configured store)
   mfa-gateway enrol-codes issue --config FILE (--user U | --csv FILE)
                                      enrolment codes to hand out (enrolment.proof: invite); prints CSV
+  mfa-gateway blocks list|clear --config FILE [--ip A]
+                                     client addresses blocked for credential stuffing
+  mfa-gateway lockouts list|clear --config FILE [--user U] [--factor totp|webauthn|recovery|enrolment-code]
+                                     factors disabled after too many failures
   mfa-gateway help                   show this text`;
 
 const OPTIONS = {
@@ -42,12 +47,12 @@ const OPTIONS = {
   method: { type: 'string' },
   host: { type: 'string' },
   managed: { type: 'boolean' },
-  factor: { type: 'string' },
   'factor-age': { type: 'string' },
   fingerprint: { type: 'string' },
   cert: { type: 'string' },
   name: { type: 'string' },
   csv: { type: 'string' },
+  factor: { type: 'string' },
 } as const;
 
 async function main(argv: string[]): Promise<number> {
@@ -89,6 +94,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'devices':
       return withGateway(config(), async (gw) => print(await devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user })));
+    case 'blocks':
+      return withGateway(config(), async (gw) => print(await blocksCommand(gw, sub ?? '', { ip: v.ip })));
+    case 'lockouts':
+      return withGateway(config(), async (gw) => print(await lockoutsCommand(gw, sub ?? '', { user: v.user, factor: v.factor })));
     case 'enrol-codes':
       if (sub !== 'issue') return usage('enrol-codes issue needs --config FILE and --user U or --csv FILE');
       return withGateway(config(), async (gw) => print(await issueEnrolmentCodes(gw, { user: v.user, csv: v.csv })));

@@ -19,6 +19,30 @@ const KeyList = (description: string) =>
 const PathList = (def: string[], description: string) =>
   Type.Array(Type.String({ pattern: '^/' }), { default: def, description });
 
+const HostPort = Type.Object({ host: Type.String({ minLength: 1 }), port: Type.Integer({ minimum: 1, maximum: 65535 }) }, { additionalProperties: false });
+
+const Rate = (perMinute: number, burst: number, description: string) =>
+  Type.Object(
+    {
+      perMinute: Type.Integer({ minimum: 1, default: perMinute, description: 'Sustained requests per minute.' }),
+      burst: Type.Integer({ minimum: 1, default: burst, description: 'Requests allowed at once.' }),
+    },
+    { default: {}, additionalProperties: false, description },
+  );
+
+const Delay = (free: number, baseSeconds: number, maxSeconds: number, description: string, cap?: number) =>
+  Type.Object(
+    {
+      freeAttempts: Type.Integer({ minimum: 0, default: free, description: 'Consecutive failures without any wait.' }),
+      baseSeconds: Type.Integer({ minimum: 1, default: baseSeconds, description: 'Wait after the first failure beyond those; it doubles with each further one.' }),
+      maxSeconds: Type.Integer({ minimum: 1, default: maxSeconds, description: 'The longest wait between attempts.' }),
+      ...(cap === undefined
+        ? {}
+        : { cap: Type.Integer({ minimum: 1, maximum: 100, default: cap, description: 'Consecutive failures that disable it until it is bound again or an operator clears it (NIST SP 800-63B: at most 100).' }) }),
+    },
+    { default: {}, additionalProperties: false, description },
+  );
+
 const Decision = Type.Union([Type.Literal('public'), Type.Literal('deny'), Type.Literal('mfa'), Type.Literal('managed-device'), Type.Literal('step-up')], {
   description: 'public: no sign-in; deny; mfa: signed in with a second factor; managed-device: mfa on a managed device; step-up: mfa recently.',
 });
@@ -70,6 +94,13 @@ export const ConfigSchema = Type.Object(
           default: 'reject',
           description: "reject: a ';' path parameter gets 400; allow: kept and forwarded (rules then match the path without them).",
         }),
+        requestTimeoutSeconds: Seconds(120, 'A request (headers and body) taking longer is cut off (408).'),
+        headersTimeoutSeconds: Seconds(15, 'Request headers taking longer are cut off (slow clients).'),
+        keepAliveTimeoutSeconds: Seconds(65, 'An idle keep-alive connection is closed after this.'),
+        maxHeaderBytes: Type.Integer({ minimum: 4096, maximum: 65536, default: 16384, description: 'Larger request headers get 431.' }),
+        maxBodyBytes: Type.Integer({ minimum: 1024, default: 10485760, description: 'Larger request bodies to the portal get 413.' }),
+        maxInFlight: Type.Integer({ minimum: 1, default: 512, description: 'Requests waiting for the portal at once; more get 503 at once instead of piling up.' }),
+        shutdownGraceSeconds: Seconds(10, 'On SIGTERM, how long requests in flight may finish before connections are closed.'),
         tls: Type.Optional(
           Type.Object(
             {
@@ -167,6 +198,34 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false, description: 'Where group membership for rules comes from. Unknown users have no groups.' },
     ),
+    limits: Type.Object(
+      {
+        password: Type.Object(
+          {
+            perAccount: Delay(5, 1, 900, 'Wrong passwords per account: a growing wait, never a lockout an attacker could cause.'),
+            perAddress: Delay(20, 1, 900, 'Wrong passwords from one client address.'),
+            addressRate: Rate(30, 10, 'Password attempts from one client address.'),
+            globalRate: Rate(600, 100, 'Password attempts through the gateway as a whole.'),
+          },
+          { default: {}, additionalProperties: false, description: 'The password step (the login intercept).' },
+        ),
+        secondFactor: Delay(5, 30, 3600, 'Wrong second factors per user and kind (app codes, passkeys), across logins.', 100),
+        enrolmentCode: Delay(5, 30, 3600, 'Wrong enrolment codes per user, across logins.', 20),
+        recoveryCode: Delay(5, 30, 3600, 'Wrong recovery codes per user, across logins.', 20),
+        stuffing: Type.Object(
+          {
+            distinctAccounts: Type.Integer({ minimum: 2, default: 20, description: 'Distinct usernames tried from one address within the window that get it blocked.' }),
+            windowMinutes: Type.Integer({ minimum: 1, default: 10, description: 'The window for distinct usernames and the failure ratio.' }),
+            blockMinutes: Type.Integer({ minimum: 1, default: 60, description: 'How long a blocked address stays blocked.' }),
+            failureRatio: Type.Number({ minimum: 0.5, maximum: 1, default: 0.9, description: 'Share of failed passwords across the gateway that tightens the global rate.' }),
+            minAttempts: Type.Integer({ minimum: 10, default: 200, description: 'Attempts in the window before the ratio counts.' }),
+            tightenedPercent: Type.Integer({ minimum: 1, maximum: 100, default: 20, description: 'The global rate, in percent, while tightened.' }),
+          },
+          { default: {}, additionalProperties: false, description: 'Credential stuffing and password spraying detection.' },
+        ),
+      },
+      { default: {}, additionalProperties: false, description: 'Rate limits and lockouts, shared by every instance through the store.' },
+    ),
     session: Type.Object(
       {
         idleTimeoutSeconds: Seconds(900, 'A session with no request for this long ends (enforced server-side).'),
@@ -253,8 +312,25 @@ export const ConfigSchema = Type.Object(
         type: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'memory: one instance only; redis: shared by any number of instances.' }),
         redis: Type.Object(
           {
-            url: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379', description: 'Redis URL (rediss:// for TLS).' }),
-            keyPrefix: Type.String({ default: 'mfa:', description: 'Prefix of every key the gateway writes.' }),
+            mode: Type.Union([Type.Literal('single'), Type.Literal('sentinel'), Type.Literal('cluster')], { default: 'single', description: 'How Redis is deployed.' }),
+            url: Type.String({ pattern: '^rediss?://', default: 'redis://127.0.0.1:6379', description: 'single: server URL (rediss:// for TLS; user:password@ allowed).' }),
+            sentinels: Type.Array(HostPort, { default: [], description: 'sentinel: sentinel addresses.' }),
+            masterName: Type.Optional(Type.String({ minLength: 1, description: 'sentinel: name of the monitored master.' })),
+            nodes: Type.Array(HostPort, { default: [], description: 'cluster: seed nodes; the rest is discovered.' }),
+            username: Type.Optional(Type.String({ minLength: 1, description: 'Redis ACL user (sentinel, cluster, or single when not in the URL).' })),
+            password: Type.Optional(Type.String({ minLength: 1, description: 'Redis password (give it as password_FILE).' })),
+            sentinelPassword: Type.Optional(Type.String({ minLength: 1, description: 'Password of the sentinels themselves.' })),
+            tls: Type.Optional(
+              Type.Object(
+                {
+                  ca: Type.Optional(Type.String({ minLength: 1, description: 'CA bundle (PEM) to verify Redis; give it as ca_FILE.' })),
+                  servername: Type.Optional(Type.String({ minLength: 1, description: 'Name to verify in the certificate (nodes are reached by IP in cluster/sentinel).' })),
+                  rejectUnauthorized: Type.Boolean({ default: true, description: 'Verify the server certificate.' }),
+                },
+                { additionalProperties: false, description: 'TLS to Redis and the sentinels (present means on).' },
+              ),
+            ),
+            keyPrefix: Type.String({ pattern: '^[^{}]*$', default: 'mfa:', description: 'Prefix of every key the gateway writes (no braces).' }),
             commandTimeoutMs: Type.Integer({ minimum: 50, default: 1000, description: 'A Redis call slower than this counts as a failure (fail closed).' }),
           },
           { default: {}, additionalProperties: false },

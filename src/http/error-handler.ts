@@ -27,6 +27,9 @@ export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginP
     const ctx = pageContext(ui, request);
     const message = ctx.t(`error.${code}`);
     reply.removeHeader('content-length');
+    if (error instanceof GatewayError && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
+    // The rest of a body too large is never read: the connection closes after this answer instead of draining it.
+    if (code === 'GW_ERR_PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply.code(status).header('cache-control', 'no-store').send({ error: code, message, requestId: request.id });
     }

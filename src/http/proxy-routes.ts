@@ -1,6 +1,6 @@
 // Everything outside the gateway prefix: the intercepted login, then the session check, then the portal.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import replyFrom from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -35,9 +35,22 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     undici: { connections: 256, pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
     disableRequestLogging: true,
   });
-  // Bodies stream to the portal untouched; only the login intercept reads one (bounded, below).
+  // Bodies stream to the portal untouched, up to server.maxBodyBytes; only the login intercept reads one (bounded).
+  const maxBody = config.server.maxBodyBytes;
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+  app.addContentTypeParser('*', (req, payload, done) => {
+    if (Number(req.headers['content-length'] ?? 0) > maxBody) return done(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'declared body too large'), undefined);
+    done(null, payload.pipe(bounded(maxBody)));
+  });
+
+  // Requests waiting for the portal: beyond the cap they are refused at once instead of piling up (a slow portal
+  // must not take every socket and all memory with it).
+  let inFlight = 0;
+  const occupy = (reply: FastifyReply) => {
+    if (inFlight >= config.server.maxInFlight) throw new GatewayError('GW_ERR_PORTAL_BUSY', `${inFlight} requests in flight`, { retryAfterMs: 1000 });
+    inFlight++;
+    reply.raw.once('close', () => inFlight--);
+  };
 
   const rewriteLocation = (location: string) => {
     if (!/^https?:/i.test(location)) return location;
@@ -96,7 +109,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(config.portal.login.page, 302);
         throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
       case 'allow':
-        if (loginPath) return interceptLogin(req, reply, forwarded);
+        if (loginPath) {
+          occupy(reply);
+          return interceptLogin(req, reply, forwarded);
+        }
         if (active) return forward(req, reply, forwarded, { kind: 'session', active }, logoutPaths.has(lowered));
         return forward(req, reply, forwarded, await browserJar(req, reply), false);
     }
@@ -130,7 +146,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       query: target.query,
       headers: req.headers,
       body,
-      clientIp: forwardedFor(req),
+      clientIp: req.client.ip,
+      forwardedFor: forwardedFor(req),
       proto: req.client.proto,
     });
     if (outcome.kind === 'failed') {
@@ -146,6 +163,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   }
 
   function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner, isLogout: boolean) {
+    occupy(reply);
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
     const source = target.query ? `${target.path}?${target.query}` : target.path;
@@ -187,6 +205,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         return rep.send((res as unknown as { stream: Readable }).stream);
       },
       onError: (rep, { error }) => {
+        if ((req.body as { tooLarge?: boolean } | undefined)?.tooLarge) return rep.send(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
         const status = (error as { statusCode?: number }).statusCode;
         return rep.send(new GatewayError(status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', error.message, { cause: error }));
       },
@@ -209,6 +228,22 @@ function first(v: string | string[] | undefined): string | undefined {
 /** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
 function loose(path: string): string {
   return path.toLowerCase().replace(/\/+$/, '') || '/';
+}
+
+/** A pass-through that fails once more than `max` bytes went through (marked, so the error becomes a 413). */
+function bounded(max: number): Transform & { tooLarge?: boolean } {
+  let seen = 0;
+  const t: Transform & { tooLarge?: boolean } = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > max) {
+        t.tooLarge = true;
+        return cb(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
+      }
+      cb(null, chunk);
+    },
+  });
+  return t;
 }
 
 async function readBounded(req: FastifyRequest, limit: number): Promise<Buffer> {

@@ -1,11 +1,12 @@
-// Where codes and passkeys are checked (a pending login, a session's step-up or factor set-up) and the limit on
-// wrong attempts there: each check is counted before it runs, and too many end the ceremony.
+// Where codes and passkeys are checked (a pending login, a session's step-up or factor set-up) and the limits on
+// wrong attempts: per ceremony (5, then the password again or the session ends) and per user and kind of factor
+// across ceremonies (a growing wait, then the kind is disabled at the cap: NIST SP 800-63B §3.2.2, SECURITY R6–R8).
 import type { Clock } from '../clock.js';
-import type { FactorKind } from '../domain/policy.js';
+import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
-import type { MfaFailures } from '../stores/counters.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
+import { FailureCounter } from '../stores/limits.js';
 import type { PendingLogin, PendingLogins } from '../stores/records.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
@@ -13,6 +14,10 @@ import type { ActiveSession, SessionService } from './sessions.js';
 
 export type CodeCheck = { ok: true } | { ok: false; attemptsLeft: number };
 export type Refused = Exclude<CodeCheck, { ok: true }>;
+
+/** What is being tried: each kind has its own failure counter per user. */
+export type AttemptKind = 'totp' | 'webauthn' | 'recovery' | 'enrolment-code';
+export const ATTEMPT_KINDS: readonly AttemptKind[] = ['totp', 'webauthn', 'recovery', 'enrolment-code'];
 
 export interface Ceremony {
   pid: string;
@@ -27,19 +32,35 @@ export interface Ceremony {
   firstFailure(): Promise<boolean>;
 }
 
+/** One counted attempt: its number in the ceremony and the user's consecutive failures of this kind so far. */
+export interface Attempt {
+  n: number;
+  kind: AttemptKind;
+  failures: number;
+  /** This was the last attempt before the cap: if it is wrong, the kind is disabled. */
+  last: boolean;
+}
+
 export interface AttemptDeps {
+  config: Config;
   clock: Clock;
   kv: KvStore;
   pending: PendingLogins;
   sessions: SessionService;
-  failures: MfaFailures;
   security: SecurityLog;
   notifier: Notifier;
-  maxAttempts: number;
 }
 
 export class Attempts {
-  constructor(private readonly d: AttemptDeps) {}
+  private readonly counters: Record<AttemptKind, FailureCounter>;
+
+  constructor(private readonly d: AttemptDeps) {
+    const l = d.config.limits;
+    const counter = (p: { freeAttempts: number; baseSeconds: number; maxSeconds: number; cap?: number }) =>
+      new FailureCounter(d.kv, d.clock, { freeAttempts: p.freeAttempts, baseMs: p.baseSeconds * 1000, maxMs: p.maxSeconds * 1000, ...(p.cap ? { cap: p.cap } : {}) });
+    const factors = counter(l.secondFactor);
+    this.counters = { totp: factors, webauthn: factors, recovery: counter(l.recoveryCode), 'enrolment-code': counter(l.enrolmentCode) };
+  }
 
   ofLogin(id: string, p: PendingLogin): Ceremony {
     const { pending, clock } = this.d;
@@ -72,23 +93,59 @@ export class Attempts {
   }
 
   /**
-   * Counts a check before it runs, so parallel guesses cannot outrun the limit: a ceremony never has more than
-   * `maxAttempts` checks. Returns the attempt number.
+   * Counts an attempt before it is checked, in the ceremony and for the user, so parallel guesses cannot outrun
+   * either limit (C-40): the attempt stands as a failure unless succeeded() follows. Throws when the ceremony is used
+   * up, the user must wait, or this kind of factor is disabled.
    */
-  async begin(c: Ceremony, ip: string): Promise<number> {
+  async begin(c: Ceremony, ip: string, kind: AttemptKind): Promise<Attempt> {
     const n = await c.count();
-    if (n > this.d.maxAttempts) await this.exhausted(c, ip);
-    return n;
+    if (n > this.d.config.mfa.maxAttemptsPerLogin) await this.exhausted(c, ip);
+    const a = await this.counters[kind].attempt(keys.factorFailures(c.pid, kind));
+    if (!a.allowed) {
+      if (a.locked) throw new GatewayError('GW_ERR_FACTOR_LOCKED', `${kind} disabled after too many failures`);
+      throw new GatewayError('GW_ERR_RATE_LIMITED', `${kind}: wait after failures`, { retryAfterMs: a.retryAfterMs });
+    }
+    return { n, kind, failures: a.failure.failures, last: a.failure.locked };
   }
 
-  /** A wrong code or a refused passkey: counted per user across ceremonies, reported, and the ceremony ends at the limit. */
-  async failed(c: Ceremony, ip: string, attempt: number, factor: FactorKind | 'enrolment-code', reason: string): Promise<Refused> {
-    const total = await this.d.failures.add(c.pid);
-    this.d.security('mfa_failed', { pid: c.pid, ip, factor, reason, failures: total });
-    if (c.kind === 'login' && (await c.firstFailure())) this.d.notifier.notify({ event: 'second_factor_failed', user: c.username, ip, details: { factor } });
-    const left = this.d.maxAttempts - attempt;
+  /** The attempt was right: the user's counter of this kind (only) starts again. */
+  succeeded(c: Ceremony, a: Attempt): Promise<void> {
+    return this.counters[a.kind].succeed(keys.factorFailures(c.pid, a.kind));
+  }
+
+  /** A wrong code or a refused passkey: logged, reported once per login, and the ceremony ends at its limit. */
+  async failed(c: Ceremony, ip: string, a: Attempt, reason: string): Promise<Refused> {
+    this.d.security('mfa_failed', { pid: c.pid, ip, factor: a.kind, reason, failures: a.failures });
+    if (a.last) await this.locked(c, ip, a.kind);
+    if (c.kind === 'login' && (await c.firstFailure())) this.d.notifier.notify({ event: 'second_factor_failed', user: c.username, ip, details: { factor: a.kind } });
+    const left = this.d.config.mfa.maxAttemptsPerLogin - a.n;
     if (left <= 0) await this.exhausted(c, ip);
     return { ok: false, attemptsLeft: left };
+  }
+
+  /** Operator: turns a kind back on (or all kinds) for a user. */
+  async clear(pid: string, kind?: AttemptKind): Promise<void> {
+    for (const k of kind ? [kind] : ATTEMPT_KINDS) {
+      await this.counters[k].clear(keys.factorFailures(pid, k));
+      await this.d.kv.setRemove(keys.lockoutIndex(), `${pid}:${k}`);
+    }
+  }
+
+  /** Disabled kinds of factor, by user. */
+  async lockedOut(): Promise<{ pid: string; kind: AttemptKind }[]> {
+    const out: { pid: string; kind: AttemptKind }[] = [];
+    for (const member of await this.d.kv.setMembers(keys.lockoutIndex())) {
+      const [pid = '', kind] = member.split(':') as [string, AttemptKind];
+      if ((await this.counters[kind].check(keys.factorFailures(pid, kind))).allowed) await this.d.kv.setRemove(keys.lockoutIndex(), member);
+      else out.push({ pid, kind });
+    }
+    return out;
+  }
+
+  private async locked(c: Ceremony, ip: string, kind: AttemptKind): Promise<void> {
+    await this.d.kv.setAdd(keys.lockoutIndex(), `${c.pid}:${kind}`, 365 * 24 * 60 * 60_000);
+    this.d.security('factor_locked', { pid: c.pid, ip, factor: kind });
+    this.d.notifier.notify({ event: 'factor_locked', user: c.username, ip, details: { kind } });
   }
 
   private async exhausted(c: Ceremony, ip: string): Promise<never> {

@@ -69,7 +69,7 @@ export class EnrolmentService {
   /** The enrolment proof of a pending login: an invitation code or the code just sent. Then a factor can be chosen. */
   async confirmProof(id: string, p: PendingLogin, input: string, ip: string): Promise<{ ok: true } | Refused> {
     const c = this.d.attempts.ofLogin(id, p);
-    const attempt = await this.d.attempts.begin(c, ip);
+    const attempt = await this.d.attempts.begin(c, ip, 'enrolment-code');
     const now = this.d.clock.now();
     let ok: boolean;
     if (this.d.config.enrolment.proof === 'webhook') {
@@ -79,7 +79,8 @@ export class EnrolmentService {
       // Taking the code makes "works once" atomic; a code that does not match is left for the right person.
       ok = invite !== null && invite.expiresAt > now && (await matchesCode(invite, input)) && (await this.d.codes.take(p.pid)) !== null;
     }
-    if (!ok) return this.d.attempts.failed(c, ip, attempt, 'enrolment-code', 'wrong, expired or used enrolment code');
+    if (!ok) return this.d.attempts.failed(c, ip, attempt, 'wrong, expired or used enrolment code');
+    await this.d.attempts.succeeded(c, attempt);
     const { proofCode: _used, ...rest } = p;
     await this.d.pending.update(id, { ...rest, stage: 'enrol' }, now);
     this.d.security('enrolment_proof_ok', { pid: p.pid, ip, proof: this.d.config.enrolment.proof });
@@ -165,16 +166,17 @@ export class EnrolmentService {
   }
 
   private async registerPasskey(owner: string, c: Ceremony, response: unknown, name: string, ip: string, first: boolean): Promise<Bound | Refused> {
-    const attempt = await this.d.attempts.begin(c, ip);
+    const attempt = await this.d.attempts.begin(c, ip, 'webauthn');
     // The challenge was made for this login or session and for registration, and is used once (R21, C-42).
     const challenge = await this.d.challenges.take(owner, 'register');
     if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) {
-      return this.d.attempts.failed(c, ip, attempt, 'webauthn', 'no live registration challenge');
+      return this.d.attempts.failed(c, ip, attempt, 'no live registration challenge');
     }
     const result = await verifyRegistration(this.d.rp, response, challenge.challenge);
-    if (!result.ok) return this.d.attempts.failed(c, ip, attempt, 'webauthn', result.reason);
+    if (!result.ok) return this.d.attempts.failed(c, ip, attempt, result.reason);
     // A credential id belongs to one user only (WA3 §7.1, C-44).
-    if (!(await this.d.owners.claim(result.credential.id, c.pid))) return this.d.attempts.failed(c, ip, attempt, 'webauthn', 'credential id already registered');
+    if (!(await this.d.owners.claim(result.credential.id, c.pid))) return this.d.attempts.failed(c, ip, attempt, 'credential id already registered');
+    await this.d.attempts.succeeded(c, attempt);
     const factor: Factor = { id: newId().slice(0, 16), kind: 'webauthn', name: factorName(name, 'Passkey'), addedAt: this.d.clock.now(), credential: result.credential };
     return this.bind(c.pid, factor, first, c.username, ip);
   }
@@ -193,6 +195,9 @@ export class EnrolmentService {
       recovery = { ...made.stored, addedAt: now };
     }
     await this.d.factors.put(pid, { ...current, factors: [...current.factors, factor], ...(recovery ? { recovery } : {}) });
+    // A kind disabled after too many failures is back once a factor of that kind is bound again (63B §3.2.2).
+    await this.d.attempts.clear(pid, factor.kind);
+    if (first) await this.d.attempts.clear(pid, 'recovery');
     this.d.security('factor_added', { pid, ip, factor: factor.kind });
     this.d.notifier.notify({ event: first ? 'enrolled' : 'factor_added', user: username, ip, details: { kind: factor.kind, name: factor.name } });
     return { ok: true, factor, ...(recoveryCodes ? { recoveryCodes } : {}) };

@@ -14,6 +14,7 @@ import type { FactorStore } from '../stores/factor-store.js';
 import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
+import type { LoginLimits } from './login-limits.js';
 import type { SecurityLog } from './security-events.js';
 
 export interface LoginRequest {
@@ -23,7 +24,10 @@ export interface LoginRequest {
   query: string;
   headers: IncomingHttpHeaders;
   body: Buffer;
-  clientIp: string;
+  /** The client's address for limits (null: a trusted proxy passed one that cannot be read). */
+  clientIp: string | null;
+  /** What the portal gets as X-Forwarded-For. */
+  forwardedFor: string;
   proto: 'http' | 'https';
 }
 
@@ -39,6 +43,7 @@ export interface LoginDeps {
   pending: PendingLogins;
   factors: FactorStore;
   pseudonymKey: Buffer;
+  limits: LoginLimits;
   security: SecurityLog;
 }
 
@@ -51,12 +56,20 @@ export class LoginService {
     const parsed = parseLoginBody(req.body, login.bodyType, login.usernameField);
     const username = canonicalUsername(parsed.username, login.usernameCase);
     if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
+    const pid = pseudonym(this.d.pseudonymKey, username);
+    const ip = req.clientIp ?? 'unknown';
+    // Limits come before the portal sees the password, for existing and unknown usernames alike.
+    const admission = await this.d.limits.admit(pid, req.clientIp);
+    if (!admission.ok) {
+      this.d.security('password_throttled', { pid, ip, reason: admission.reason });
+      throw new GatewayError('GW_ERR_RATE_LIMITED', admission.reason, { retryAfterMs: admission.retryAfterMs });
+    }
     // The portal checks exactly the username the gateway will hold the session for.
     const body = parsed.withUsername(username);
     const jar = await this.d.jars.get(req.browserId);
     const now = clock.now();
     const headers = upstreamRequestHeaders(req.headers, {
-      clientIp: req.clientIp,
+      clientIp: req.forwardedFor,
       proto: req.proto,
       host: req.headers.host,
       cookie: cookieHeader(jar, req.path, now, req.headers.cookie, config.portal.browserCookies),
@@ -66,7 +79,6 @@ export class LoginService {
     const setCookies = asArray(answer.headers['set-cookie']);
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), config.portal.browserCookies);
     const location = first(answer.headers.location);
-    const pid = pseudonym(this.d.pseudonymKey, username);
     const ok = isLoginSuccess(login.success, {
       status: answer.status,
       location,
@@ -75,9 +87,11 @@ export class LoginService {
     });
     if (!ok) {
       await this.d.jars.put(req.browserId, updated);
-      this.d.security('password_failed', { pid, ip: req.clientIp });
+      await this.d.limits.failed(pid, req.clientIp);
+      this.d.security('password_failed', { pid, ip });
       return { kind: 'failed', portal: answer };
     }
+    await this.d.limits.succeeded(pid);
     // The pre-login jar now holds an authenticated portal session: move it out so only the second factor releases it.
     await this.d.jars.take(req.browserId);
     const factors = await this.d.factors.get(pid);
@@ -96,7 +110,7 @@ export class LoginService {
       },
       now,
     );
-    this.d.security('password_ok', { pid, ip: req.clientIp, next: stage });
+    this.d.security('password_ok', { pid, ip, next: stage });
     return { kind: 'accepted', pendingId, stage };
   }
 }

@@ -13,7 +13,11 @@ export type NotificationEvent =
   | 'recovery_codes_regenerated'
   | 'second_factor_failed'
   | 'webauthn_counter_regression'
-  | 'other_sessions_signed_out';
+  | 'other_sessions_signed_out'
+  | 'factor_locked';
+
+/** Alerts for the operator: attacks on the login, not about one user. */
+export type AlertEvent = 'address_blocked' | 'login_failure_surge';
 
 export interface Notification {
   event: NotificationEvent;
@@ -103,5 +107,10 @@ export class Notifier {
   notify(n: Notification): void {
     if (!this.target) return;
     this.webhooks.send(this.target, { ...n, time: new Date(this.clock.now()).toISOString() });
+  }
+
+  alert(event: AlertEvent, details: Record<string, string | number | boolean>): void {
+    if (!this.target) return;
+    this.webhooks.send(this.target, { event, alert: true, details, time: new Date(this.clock.now()).toISOString() });
   }
 }

@@ -6,7 +6,6 @@ import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 import { matchRecoveryCode } from '../mechanisms/recovery-codes.js';
 import { authenticationOptions, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
-import type { MfaFailures } from '../stores/counters.js';
 import type { Challenges, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
@@ -26,7 +25,6 @@ export interface SecondFactorDeps {
   challenges: Challenges;
   attempts: Attempts;
   totp: TotpChecks;
-  failures: MfaFailures;
   pending: PendingService;
   sessions: SessionService;
   rp: RelyingParty;
@@ -58,12 +56,13 @@ export class SecondFactorService {
     const factors = await this.d.factors.get(p.pid);
     if (!factors?.recovery) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no recovery codes');
     const c = this.d.attempts.ofLogin(id, p);
-    const attempt = await this.d.attempts.begin(c, ip);
+    const attempt = await this.d.attempts.begin(c, ip, 'recovery');
     const index = await matchRecoveryCode(factors.recovery, input);
     // The claim, kept for good, makes "works once" atomic even for two uses at the same moment; the marks in
     // the factor record only count what is left.
     const claimed = index !== -1 && (await this.d.kv.setIfAbsent(keys.recoveryCodeUsed(p.pid, factors.recovery.salt, index), '1'));
-    if (!claimed) return this.d.attempts.failed(c, ip, attempt, 'recovery', index === -1 ? 'wrong code' : 'code already used');
+    if (!claimed) return this.d.attempts.failed(c, ip, attempt, index === -1 ? 'wrong code' : 'code already used');
+    await this.d.attempts.succeeded(c, attempt);
     const hashes = factors.recovery.hashes.map((h, i) => (i === index ? null : h));
     await this.d.factors.put(p.pid, { ...factors, recovery: { ...factors.recovery, hashes } });
     const remaining = hashes.filter(Boolean).length;
@@ -112,25 +111,26 @@ export class SecondFactorService {
 
   /** WA3 §7.2 around the mechanism: the challenge of this ceremony, a credential of this user, the counter stored. */
   private async checkPasskey(owner: string, c: Ceremony, response: unknown, ip: string): Promise<{ ok: true } | Refused> {
-    const attempt = await this.d.attempts.begin(c, ip);
+    const attempt = await this.d.attempts.begin(c, ip, 'webauthn');
     // The challenge was made for this login or session, for authentication, and is used once (R21, C-42).
     const challenge = await this.d.challenges.take(owner, 'authenticate');
     if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) {
-      return this.d.attempts.failed(c, ip, attempt, 'webauthn', 'no live authentication challenge');
+      return this.d.attempts.failed(c, ip, attempt, 'no live authentication challenge');
     }
     const factors = await this.d.factors.get(c.pid);
     const id = typeof (response as { id?: unknown } | null)?.id === 'string' ? (response as { id: string }).id : '';
     // The assertion comes from a credential of the user whose password was just checked (R23, C-44).
     const factor = factors?.factors.find((f): f is WebAuthnFactor => f.kind === 'webauthn' && f.credential.id === id);
-    if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, 'webauthn', "not one of the user's credentials");
+    if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
     const result = await verifyAuthentication(this.d.rp, response, challenge.challenge, factor.credential, factors.userHandle);
     if (!result.ok) {
       if (result.reason === 'counter-regression') {
         this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id });
         this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name } });
       }
-      return this.d.attempts.failed(c, ip, attempt, 'webauthn', result.reason);
+      return this.d.attempts.failed(c, ip, attempt, result.reason);
     }
+    await this.d.attempts.succeeded(c, attempt);
     // The counter and backup state are stored only after every check passed (WA3 §7.2).
     const now = this.d.clock.now();
     const updated: WebAuthnFactor = { ...factor, lastUsedAt: now, credential: { ...factor.credential, counter: result.counter, backedUp: result.backedUp } };
@@ -139,14 +139,12 @@ export class SecondFactorService {
   }
 
   private async signedIn(id: string, p: PendingLogin, factor: FactorKind, ip: string): Promise<SignedIn> {
-    await this.d.failures.reset(p.pid);
     this.d.security('mfa_ok', { pid: p.pid, ip, factor });
     return this.d.pending.finish(id, 'verify', ip, factor);
   }
 
   private async steppedUp(active: ActiveSession, factor: FactorKind, ip: string): Promise<SteppedUp> {
     await this.d.kv.delete(keys.stepUpAttempts(active.sid));
-    await this.d.failures.reset(active.record.pid);
     const token = await this.d.sessions.reverified(active, factor, ip);
     if (!token) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'session ended during step-up');
     return { ok: true, token };

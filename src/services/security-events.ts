@@ -23,7 +23,13 @@ export type SecurityEventName =
   | 'other_sessions_signed_out'
   | 'webauthn_counter_regression'
   | 'access_denied'
-  | 'legacy_auth_blocked';
+  | 'legacy_auth_blocked'
+  | 'password_throttled'
+  | 'address_blocked'
+  | 'login_failure_surge'
+  | 'factor_locked'
+  | 'lockout_cleared'
+  | 'block_cleared';
 
 export interface SecurityEventFields {
   pid?: string;

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import { matchTotpStep, normaliseTotpInput } from '../mechanisms/totp.js';
 import type { ReplayGuard } from '../stores/counters.js';
 import type { FactorStore, TotpFactor } from '../stores/factor-store.js';
-import type { Attempts, Ceremony, CodeCheck, Refused } from './ceremony.js';
+import type { Attempt, Attempts, Ceremony, CodeCheck, Refused } from './ceremony.js';
 import type { SecurityLog } from './security-events.js';
 
 export class TotpChecks {
@@ -11,18 +11,18 @@ export class TotpChecks {
 
   /** A code for one secret (a factor being set up). */
   async checkSecret(c: Ceremony, secret: string, input: string, ip: string): Promise<CodeCheck> {
-    const attempt = await this.d.attempts.begin(c, ip);
+    const attempt = await this.d.attempts.begin(c, ip, 'totp');
     const step = await this.matchingStep([secret], input);
-    return step === null ? this.d.attempts.failed(c, ip, attempt, 'totp', 'wrong code') : this.claim(c, step.step, attempt, ip);
+    return step === null ? this.d.attempts.failed(c, ip, attempt, 'wrong code') : this.claim(c, step.step, attempt, ip);
   }
 
   /** A code for any of the user's authenticator apps; the one it matched is marked used. */
   async checkUser(c: Ceremony, input: string, ip: string): Promise<{ ok: true; factor: TotpFactor } | Refused> {
-    const attempt = await this.d.attempts.begin(c, ip);
+    const attempt = await this.d.attempts.begin(c, ip, 'totp');
     const factors = await this.d.factors.get(c.pid);
     const apps = (factors?.factors ?? []).filter((f): f is TotpFactor => f.kind === 'totp');
     const match = await this.matchingStep(apps.map((f) => f.secret), input);
-    if (match === null) return this.d.attempts.failed(c, ip, attempt, 'totp', 'wrong code');
+    if (match === null) return this.d.attempts.failed(c, ip, attempt, 'wrong code');
     const claimed = await this.claim(c, match.step, attempt, ip);
     if (!claimed.ok) return claimed;
     const factor = apps[match.index]!;
@@ -42,9 +42,12 @@ export class TotpChecks {
   }
 
   /** A step is accepted at most once per user, also across parallel submissions and across the user's apps. */
-  private async claim(c: Ceremony, step: number, attempt: number, ip: string): Promise<CodeCheck> {
-    if (await this.d.replay.claimStep(c.pid, step)) return { ok: true };
+  private async claim(c: Ceremony, step: number, attempt: Attempt, ip: string): Promise<CodeCheck> {
+    if (await this.d.replay.claimStep(c.pid, step)) {
+      await this.d.attempts.succeeded(c, attempt);
+      return { ok: true };
+    }
     this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
-    return this.d.attempts.failed(c, ip, attempt, 'totp', 'code already used');
+    return this.d.attempts.failed(c, ip, attempt, 'code already used');
   }
 }

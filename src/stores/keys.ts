@@ -16,5 +16,17 @@ export const keys = {
   deviceIndex: () => 'devices:index',
   stepUpAttempts: (sid: string) => `session:{${sid}}:step-up-attempts`,
   factorSetup: (sid: string) => `session:{${sid}}:factor-setup`,
+  // Limits: per account and per client address, each with its own hash tag; global ones share {login}.
+  passwordFailures: (pid: string) => `user:{${pid}}:failures:password`,
+  factorFailures: (pid: string, kind: string) => `user:{${pid}}:failures:${kind}`,
+  addressFailures: (address: string) => `addr:{${address}}:failures:password`,
+  addressRate: (address: string) => `addr:{${address}}:login-rate`,
+  addressUsernames: (address: string) => `addr:{${address}}:usernames`,
+  addressBlock: (address: string) => `addr:{${address}}:blocked`,
+  globalRate: () => '{login}:rate',
+  loginTightened: () => '{login}:tightened',
+  loginStats: (minute: number, what: 'successes' | 'failures') => `{login}:stats:${minute}:${what}`,
+  blockIndex: () => '{login}:blocked-addresses',
+  lockoutIndex: () => '{login}:locked-factors',
   recoveryCodeUsed: (pid: string, setSalt: string, index: number) => `user:{${pid}}:recovery-used:${setSalt}:${index}`,
 } as const;

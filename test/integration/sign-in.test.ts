@@ -180,7 +180,8 @@ t.test('a pending login reaches no portal page', async (t) => {
 });
 
 t.test('a replayed code is refused; parallel submissions of one code: exactly one succeeds', async (t) => {
-  const s = await startStack();
+  // The per-user wait after failures is tested on its own; here every parallel submission gets checked.
+  const s = await startStack({ patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 50 } }) });
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
   const { final } = await signInWithTotp(s, secret);
@@ -226,7 +227,7 @@ t.test('five wrong codes end the pending login', async (t) => {
 });
 
 t.test('wrong codes also count per user across pending logins; a success resets the count', async (t) => {
-  const s = await startStack();
+  const s = await startStack({ patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 10 } }) });
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
   s.clock.advance(30_000);

@@ -1,0 +1,41 @@
+// `mfa-gateway blocks list|clear` and `lockouts list|clear`: blocked client addresses and disabled factors.
+import { ATTEMPT_KINDS, type AttemptKind } from '../services/ceremony.js';
+import type { Gateway } from '../gateway.js';
+import { UsageError } from './usage.js';
+
+export async function blocksCommand(gw: Gateway, action: string, a: { ip?: string }): Promise<string[]> {
+  const login = gw.limits.login;
+  switch (action) {
+    case 'list': {
+      const blocked = await login.blocked();
+      return blocked.length ? blocked.map((b) => `${b.address}  until ${new Date(b.until).toISOString()}`) : ['no blocked addresses'];
+    }
+    case 'clear':
+      if (!a.ip) throw new UsageError('blocks clear needs --ip ADDRESS');
+      await login.unblock(a.ip);
+      gw.security('block_cleared', { ip: a.ip });
+      return [`cleared ${a.ip}`];
+    default:
+      throw new UsageError(`unknown blocks action ${action}`);
+  }
+}
+
+export async function lockoutsCommand(gw: Gateway, action: string, a: { user?: string; factor?: string }): Promise<string[]> {
+  const attempts = gw.limits.attempts;
+  switch (action) {
+    case 'list': {
+      const locked = await attempts.lockedOut();
+      return locked.length ? locked.map((l) => `user ${l.pid}  ${l.kind}`) : ['no disabled factors'];
+    }
+    case 'clear': {
+      const pid = a.user === undefined ? null : gw.pidOf(a.user);
+      if (!pid) throw new UsageError('lockouts clear needs --user USERNAME');
+      if (a.factor !== undefined && !ATTEMPT_KINDS.includes(a.factor as AttemptKind)) throw new UsageError(`--factor is one of ${ATTEMPT_KINDS.join(', ')}`);
+      await attempts.clear(pid, a.factor as AttemptKind | undefined);
+      gw.security('lockout_cleared', { pid, kinds: a.factor ?? 'all' });
+      return [`cleared ${a.factor ?? 'every kind of factor'} for ${a.user}`];
+    }
+    default:
+      throw new UsageError(`unknown lockouts action ${action}`);
+  }
+}

@@ -1,0 +1,138 @@
+// Limits on the password step, shared by every instance through the store: per account, per client address and
+// for the gateway as a whole, and the detection of credential stuffing and password spraying (SECURITY R9, C-01, C-02).
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import { FailureCounter, RateLimiter, DistinctCounter } from '../stores/limits.js';
+import type { KvStore } from '../stores/kv-store.js';
+import { keys } from '../stores/keys.js';
+import type { Notifier } from './notifier.js';
+import type { SecurityLog } from './security-events.js';
+
+export type Admission = { ok: true } | { ok: false; retryAfterMs: number; reason: string };
+
+const MINUTE = 60_000;
+
+/**
+ * The bucket of a client address: IPv6 by its /64 (one subscriber gets a whole /64, so single addresses would give an
+ * attacker endless fresh buckets); an unknown address shares one bucket.
+ */
+export function addressBucket(ip: string | null): string {
+  if (ip === null) return 'unknown';
+  if (!ip.includes(':')) return ip;
+  const [head = '', tail = ''] = ip.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const full = ip.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${full.slice(0, 4).map((h) => h.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
+export class LoginLimits {
+  private readonly rate: RateLimiter;
+  private readonly accounts: FailureCounter;
+  private readonly addresses: FailureCounter;
+  private readonly distinct: DistinctCounter;
+
+  constructor(private readonly d: { config: Config; clock: Clock; kv: KvStore; security: SecurityLog; notifier: Notifier }) {
+    const l = d.config.limits.password;
+    const delay = (p: { freeAttempts: number; baseSeconds: number; maxSeconds: number }) => ({ freeAttempts: p.freeAttempts, baseMs: p.baseSeconds * 1000, maxMs: p.maxSeconds * 1000 });
+    this.rate = new RateLimiter(d.kv, d.clock);
+    // No cap on the password step: a lockout there is a lockout anyone who knows a username can cause (R9).
+    this.accounts = new FailureCounter(d.kv, d.clock, { ...delay(l.perAccount), cap: Number.MAX_SAFE_INTEGER, windowMs: 24 * 60 * MINUTE });
+    this.addresses = new FailureCounter(d.kv, d.clock, { ...delay(l.perAddress), cap: Number.MAX_SAFE_INTEGER, windowMs: 24 * 60 * MINUTE });
+    this.distinct = new DistinctCounter(d.kv);
+  }
+
+  /**
+   * Whether a password may reach the portal now. The answer is the same whether or not the account exists: every
+   * canonical username has its counter (the portal alone knows which exist).
+   */
+  async admit(pid: string, ip: string | null): Promise<Admission> {
+    const { kv, config } = this.d;
+    const bucket = addressBucket(ip);
+    const l = config.limits.password;
+    const blocked = await kv.get(keys.addressBlock(bucket));
+    if (blocked !== null) return { ok: false, retryAfterMs: Number(blocked) - this.d.clock.now(), reason: 'address blocked' };
+    const tightened = (await kv.get(keys.loginTightened())) !== null;
+    const global = tightened ? { perMinute: Math.max(1, Math.floor((l.globalRate.perMinute * config.limits.stuffing.tightenedPercent) / 100)), burst: 1 } : l.globalRate;
+    const checks: [string, Promise<{ allowed: boolean; retryAfterMs?: number }>][] = [
+      ['global rate', this.rate.take(keys.globalRate(), global)],
+      ['address rate', this.rate.take(keys.addressRate(bucket), l.addressRate)],
+      ['address failures', this.addresses.check(keys.addressFailures(bucket))],
+      ['account failures', this.accounts.check(keys.passwordFailures(pid))],
+    ];
+    for (const [reason, check] of checks) {
+      const c = await check;
+      if (!c.allowed) return { ok: false, retryAfterMs: Math.max(1000, c.retryAfterMs ?? 0), reason };
+    }
+    return { ok: true };
+  }
+
+  async failed(pid: string, ip: string | null): Promise<void> {
+    const bucket = addressBucket(ip);
+    await this.accounts.fail(keys.passwordFailures(pid));
+    await this.addresses.fail(keys.addressFailures(bucket));
+    await this.count('failures');
+    await this.watchAddress(pid, bucket);
+    await this.watchRatio();
+  }
+
+  /** A right password resets the account's counter only: an attacker's own login cannot clear an address. */
+  async succeeded(pid: string): Promise<void> {
+    await this.accounts.succeed(keys.passwordFailures(pid));
+    await this.count('successes');
+  }
+
+  /** Operator: lifts the block of an address (`mfa-gateway blocks clear`). */
+  async unblock(ip: string): Promise<void> {
+    const bucket = addressBucket(ip);
+    await this.d.kv.delete(keys.addressBlock(bucket));
+    await this.d.kv.delete(keys.addressUsernames(bucket));
+    await this.addresses.clear(keys.addressFailures(bucket));
+    await this.d.kv.setRemove(keys.blockIndex(), bucket);
+  }
+
+  /** Blocked addresses with the time each block ends. */
+  async blocked(): Promise<{ address: string; until: number }[]> {
+    const out: { address: string; until: number }[] = [];
+    for (const bucket of await this.d.kv.setMembers(keys.blockIndex())) {
+      const until = await this.d.kv.get(keys.addressBlock(bucket));
+      if (until === null) await this.d.kv.setRemove(keys.blockIndex(), bucket);
+      else out.push({ address: bucket, until: Number(until) });
+    }
+    return out;
+  }
+
+  /** Many distinct accounts failing from one address: stuffing or spraying. The address is blocked for a while. */
+  private async watchAddress(pid: string, bucket: string): Promise<void> {
+    const s = this.d.config.limits.stuffing;
+    const windowMs = s.windowMinutes * MINUTE;
+    const n = await this.distinct.add(keys.addressUsernames(bucket), pid, windowMs);
+    if (n < s.distinctAccounts || bucket === 'unknown') return;
+    const blockMs = s.blockMinutes * MINUTE;
+    const until = this.d.clock.now() + blockMs;
+    if (!(await this.d.kv.setIfAbsent(keys.addressBlock(bucket), String(until), blockMs))) return;
+    await this.d.kv.setAdd(keys.blockIndex(), bucket, blockMs);
+    this.d.security('address_blocked', { ip: bucket, accounts: n, minutes: s.blockMinutes });
+    this.d.notifier.alert('address_blocked', { address: bucket, accounts: n, minutes: s.blockMinutes });
+  }
+
+  /** Mostly failures across the whole login route (spraying from many addresses): the global rate tightens. */
+  private async watchRatio(): Promise<void> {
+    const s = this.d.config.limits.stuffing;
+    const minute = Math.floor(this.d.clock.now() / MINUTE);
+    const minutes = Array.from({ length: s.windowMinutes }, (_, i) => minute - i);
+    const sum = async (what: 'successes' | 'failures') => (await Promise.all(minutes.map((m) => this.d.kv.get(keys.loginStats(m, what))))).reduce((a, v) => a + Number(v ?? 0), 0);
+    const failures = await sum('failures');
+    const attempts = failures + (await sum('successes'));
+    if (attempts < s.minAttempts || failures / attempts < s.failureRatio) return;
+    if (!(await this.d.kv.setIfAbsent(keys.loginTightened(), '1', s.windowMinutes * MINUTE))) return;
+    this.d.security('login_failure_surge', { attempts, failures, percent: s.tightenedPercent });
+    this.d.notifier.alert('login_failure_surge', { attempts, failures, tightenedPercent: s.tightenedPercent });
+  }
+
+  /** Per-minute counts of failed and accepted passwords. */
+  private count(what: 'successes' | 'failures'): Promise<number> {
+    const minute = Math.floor(this.d.clock.now() / MINUTE);
+    return this.d.kv.increment(keys.loginStats(minute, what), (this.d.config.limits.stuffing.windowMinutes + 1) * MINUTE);
+  }
+}

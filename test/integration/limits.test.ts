@@ -1,0 +1,186 @@
+// Limits on the password step and on second factors, credential-stuffing detection, and the server's own limits
+// (bodies, headers, slow clients, requests in flight), with the demo portal behind the gateway.
+import t from 'tap';
+import { connect } from 'node:net';
+import pino from 'pino';
+import { request } from 'undici';
+import { createGateway } from '../../src/gateway.js';
+import { inputValue, rawRequest, type Page } from '../helpers/browser.js';
+import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
+
+const events = (s: Stack, name: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === name);
+/** What an answer says, without what differs on every request anyway (request id, date, fresh tokens). */
+const shape = (p: Page) => ({
+  status: p.status,
+  retryAfter: p.headers['retry-after'],
+  body: p.body.replace(/Reference: [\w-]+/, 'Reference: x').replace(/name="csrf" value="[^"]+"/, 'csrf'),
+});
+
+t.test('passwords per account: a growing wait, the same for unknown usernames; a success resets only that account', async (t) => {
+  // The address limits are out of the way here: they have tests of their own.
+  const s = await startStack({ patch: (raw) => (raw.limits = { password: { addressRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 100 } } }) });
+  t.teardown(s.close);
+  const b = s.browser();
+  const tries = async (username: string, n: number) => {
+    const out: Page[] = [];
+    for (let i = 0; i < n; i++) out.push(await submitPassword(b, username, 'wrong-password'));
+    return out;
+  };
+  const known = await tries(ALICE.username, 7);
+  const unknown = await tries('nobody-here', 7);
+  t.same(known.slice(0, 6).map((p) => p.status), [200, 200, 200, 200, 200, 200], 'five free failures, and a sixth attempt: the portal answers');
+  t.equal(known[6]!.status, 429, 'after the sixth failure, a wait');
+  t.equal(known[6]!.headers['retry-after'], '1');
+  t.same(shape(known[6]!), shape(unknown[6]!), 'throttled: the same answer whether or not the account exists');
+  t.same(shape(known[0]!), shape(unknown[0]!), 'a wrong password and an unknown user: the same answer');
+  t.equal((await b.get('/records')).status, 302);
+  s.clock.advance(1000);
+  t.equal((await submitPassword(b, ALICE.username, 'wrong-password')).status, 200, 'after the wait');
+  t.equal((await submitPassword(b, ALICE.username, 'wrong-password')).headers['retry-after'], '2', 'the wait doubles');
+  s.clock.advance(2000);
+  t.equal((await submitPassword(b, ALICE.username, ALICE.password)).status, 303, 'the right password after the wait');
+  t.equal((await submitPassword(s.browser(), ALICE.username, 'wrong-password')).status, 200, 'a success reset the account');
+  t.equal((await submitPassword(s.browser(), 'nobody-here', 'wrong-password')).status, 200, 'another account, after its own wait…');
+  const own = await submitPassword(s.browser(), 'nobody-here', 'wrong-password');
+  t.equal(own.headers['retry-after'], '2', '…keeps its own count (seven failures: 2 s)');
+  t.ok(events(s, 'password_throttled').length >= 2);
+  t.match(events(s, 'password_throttled')[0], { reason: 'account failures', ip: '127.0.0.1' });
+});
+
+t.test('second factors: a growing wait across logins, the factor disabled at the cap, an operator turns it back on', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 120, cap: 8 } }) });
+  t.teardown(s.close);
+  const { secret, codes } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const wrong = async () => {
+    const { b, csrf } = await atCodePage(s);
+    return b.post('/_mfa/verify', { csrf, code: '000000' }, { accept: 'application/json' });
+  };
+  const statuses = [];
+  for (let i = 0; i < 4; i++) statuses.push((await wrong()).status);
+  t.same(statuses, [400, 400, 400, 400], 'each on a fresh password step: the count goes on');
+  const waited = await wrong();
+  t.equal(waited.status, 429, 'after the free failures, a wait');
+  t.equal(waited.headers['retry-after'], '30');
+  t.match(JSON.parse(waited.body), { error: 'GW_ERR_RATE_LIMITED' });
+  for (let i = 5; i <= 8; i++) {
+    s.clock.advance(121_000);
+    t.equal((await wrong()).status, 400, `failure ${i} after the wait`);
+  }
+  s.clock.advance(121_000);
+  const { b, csrf } = await atCodePage(s);
+  const locked = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) }, { accept: 'application/json' });
+  t.equal(locked.status, 403, 'at the cap even the right code is refused');
+  t.match(JSON.parse(locked.body), { error: 'GW_ERR_FACTOR_LOCKED' });
+  t.equal(events(s, 'factor_locked').length, 1);
+  // Another kind of factor still works: the recovery codes have their own counter.
+  const rb = s.browser();
+  await submitPassword(rb, ALICE.username, ALICE.password);
+  const rec = await rb.post('/_mfa/recovery', { csrf: inputValue((await rb.get('/_mfa/recovery')).body, 'csrf'), code: codes[0]! });
+  t.equal(rec.status, 303, 'a recovery code signs in');
+  // The operator clears the lock (as `mfa-gateway lockouts clear` does).
+  const gw = createGateway(s.config, { kv: s.kv, clock: s.clock, logger: pino({ level: 'silent' }) });
+  t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }]);
+  await gw.limits.attempts.clear(gw.pidOf('alice')!, 'totp');
+  t.same(await gw.limits.attempts.lockedOut(), []);
+  s.clock.advance(30_000);
+  const again = await atCodePage(s);
+  t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'back on');
+});
+
+t.test('credential stuffing from one address (rotating X-Forwarded-For, untrusted): limits hold, the address is blocked', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.limits = { password: { addressRate: { perMinute: 100_000, burst: 100_000 }, globalRate: { perMinute: 100_000, burst: 100_000 } } }) });
+  t.teardown(s.close);
+  const before = s.portalRequests.filter((r) => r.method === 'POST').length;
+  const statuses = new Map<number, number>();
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  const attack = Array.from({ length: 2000 }, (_, i) => i);
+  for (let i = 0; i < attack.length; i += 25) {
+    const batch = await Promise.all(
+      attack.slice(i, i + 25).map((n) =>
+        b.post('/login', { username: `victim${n}`, password: 'Summer2024!', csrf }, { 'x-forwarded-for': `10.${n % 250}.${(n >> 8) % 250}.1` }),
+      ),
+    );
+    for (const r of batch) statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+  }
+  const reached = s.portalRequests.filter((r) => r.method === 'POST').length - before;
+  t.ok(reached <= 25 + 20, `the portal saw ${reached} of 2000 attempts`);
+  t.ok((statuses.get(429) ?? 0) >= 1900, `refused: ${statuses.get(429)}`);
+  t.equal(events(s, 'address_blocked').length, 1, 'one block, not one per attempt');
+  t.match(events(s, 'address_blocked')[0], { ip: '127.0.0.1', accounts: 20 });
+  t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 429, 'the blocked address is blocked for everyone');
+  const gw = createGateway(s.config, { kv: s.kv, clock: s.clock, logger: pino({ level: 'silent' }) });
+  t.same((await gw.limits.login.blocked()).map((x) => x.address), ['127.0.0.1']);
+  s.clock.advance(60 * 60_000 + 1);
+  t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 303, 'the block ends by itself');
+});
+
+t.test('a surge of failures across the gateway tightens the global rate and raises an alert', async (t) => {
+  const s = await startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.limits = { password: { globalRate: { perMinute: 6000, burst: 6000 } }, stuffing: { minAttempts: 50, failureRatio: 0.9, tightenedPercent: 1 } };
+    },
+  });
+  t.teardown(s.close);
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  // Password spraying: one password, many accounts, each from its own (trusted, real) address.
+  for (let i = 0; i < 60; i++) await b.post('/login', { username: `staff${i}`, password: 'Welcome1', csrf }, { 'x-forwarded-for': `198.51.100.${i}` });
+  t.equal(events(s, 'login_failure_surge').length, 1);
+  const answers = [];
+  for (let i = 0; i < 3; i++) answers.push((await submitPassword(s.browser(), `other${i}`, 'x')).status);
+  t.ok(answers.includes(429), `the global rate is tight now: ${answers}`);
+});
+
+t.test('server limits: bodies, headers, slow clients, requests in flight', async (t) => {
+  const s = await startStack({ patch: (raw) => Object.assign(raw.server, { maxBodyBytes: 1024 * 1024, maxHeaderBytes: 8192, headersTimeoutSeconds: 1, maxInFlight: 2 }) });
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  const big = await b.send('POST', '/echo', Buffer.alloc(2 * 1024 * 1024, 1), { 'content-type': 'application/octet-stream', accept: 'application/json' });
+  t.equal(big.status, 413, 'declared too large');
+  const chunked = await request(`${s.url}/echo`, {
+    method: 'POST',
+    headers: { cookie, 'content-type': 'application/octet-stream', accept: 'application/json' },
+    body: (async function* () {
+      for (let i = 0; i < 40; i++) yield Buffer.alloc(64 * 1024, 2);
+    })(),
+  });
+  t.equal(chunked.statusCode, 413, 'streamed past the limit');
+  await chunked.body.dump();
+  t.equal((await b.send('POST', '/echo', Buffer.alloc(100 * 1024, 1), { 'content-type': 'application/octet-stream', accept: 'application/json' })).status, 200, 'within the limit');
+  const headers = await rawRequest(s.url, `GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(10_000)}\r\n\r\n`);
+  t.match(headers, /^HTTP\/1\.1 431 /, 'headers too large');
+
+  const slow = await new Promise<string>((resolve) => {
+    const sock = connect(Number(new URL(s.url).port), '127.0.0.1', () => sock.write('GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\n'));
+    let data = '';
+    sock.on('data', (d) => (data += d));
+    sock.on('close', () => resolve(data));
+  });
+  t.match(slow, /^(HTTP\/1\.1 408 [^]*|)$/, 'headers never finished: the connection is closed after headersTimeout');
+
+  const slowPage = () => b.get('/slow?ms=600', { accept: 'application/json' });
+  const results = await Promise.all([slowPage(), slowPage(), (async () => (await new Promise((r) => setTimeout(r, 100)), slowPage()))()]);
+  t.same(results.map((r) => r.status).sort(), [200, 200, 503], 'the third request waiting for the portal is refused at once');
+  const busy = results.find((r) => r.status === 503)!;
+  t.match(JSON.parse(busy.body), { error: 'GW_ERR_PORTAL_BUSY' });
+  t.equal(busy.headers['retry-after'], '1');
+  t.equal((await b.get('/records')).status, 200, 'and the gateway serves again when they are done');
+});
+
+t.test('graceful shutdown: requests in flight finish, new ones are refused', async (t) => {
+  const s = await startStack();
+  const { b } = await signUpAndEnrol(s);
+  const inFlight = b.get('/slow?ms=500');
+  await new Promise((r) => setTimeout(r, 100));
+  const closing = s.close();
+  const answer = await inFlight;
+  t.equal(answer.status, 200, 'the request in flight got its answer');
+  t.equal(answer.body, 'slow ok');
+  await closing;
+  await t.rejects(request(`${s.url}/login`), 'closed afterwards');
+  void BOB;
+});
