@@ -134,7 +134,15 @@ async function serve(config: Config, banner?: string, overrides: AppOverrides = 
   await app.listen({ host: config.server.host, port: config.server.port });
   if (banner) process.stdout.write(banner);
   await new Promise<void>((resolve) => {
-    const stop = () => void app.close().then(resolve);
+    const stop = () => {
+      // Requests in flight may finish; after the grace period the connections still open are closed.
+      const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceSeconds * 1000);
+      force.unref();
+      void app.close().then(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
