@@ -38,7 +38,11 @@ export class GatewayError extends Error {
   readonly retryAfterSeconds: number | undefined;
 
   constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+    // A refusal (4xx) is an answer, not a fault: no stack trace, which costs more than the rest of a refused request.
+    const depth = Error.stackTraceLimit;
+    if (ERRORS[code].status < 500) Error.stackTraceLimit = 0;
     super(detail ?? code, options);
+    Error.stackTraceLimit = depth;
     this.name = 'GatewayError';
     this.code = code;
     this.status = ERRORS[code].status;

@@ -37,6 +37,7 @@ import { MemoryKvStore } from './stores/memory-kv-store.js';
 import { BrowserJars, PendingLogins, Sessions } from './stores/records.js';
 import { RedisKvStore } from './stores/redis-kv-store.js';
 import { Messages } from './ui/i18n.js';
+import { InFlight } from './upstream/in-flight.js';
 import { PortalClient } from './upstream/portal-client.js';
 
 export interface GatewayOverrides {
@@ -51,7 +52,6 @@ export interface GatewayOverrides {
 export interface Gateway extends HttpContext {
   logger: Logger;
   stores: { factors: FactorStore; devices: DeviceRegistry; sealer: Sealer };
-  limits: { login: LoginLimits; attempts: Attempts };
   security: SecurityLog;
   /** The pseudonymous id of a username as typed (canonicalised first); null when it is not a usable username. */
   pidOf(username: string): string | null;
@@ -85,7 +85,8 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     config.session.absoluteTimeoutSeconds,
   );
   const security = securityLog(logger);
-  const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000);
+  const inFlight = new InFlight(config.server.maxInFlight);
+  const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, inFlight);
   const pendingLogins = new PendingLogins(kv, sealer);
   const factorStore = new FactorStore(kv, sealer);
   const challenges = new Challenges(kv, sealer);
@@ -131,6 +132,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     kv,
     jars,
     portal,
+    inFlight,
     sessions,
     access,
     pending,

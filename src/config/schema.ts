@@ -206,6 +206,12 @@ export const ConfigSchema = Type.Object(
             perAddress: Delay(20, 1, 900, 'Wrong passwords from one client address.'),
             addressRate: Rate(30, 10, 'Password attempts from one client address.'),
             globalRate: Rate(600, 100, 'Password attempts through the gateway as a whole.'),
+            refusalDelayMs: Type.Integer({
+              minimum: 0,
+              maximum: 10_000,
+              default: 1000,
+              description: 'A login refused for its address (blocked, too fast, too many failures) is answered after this delay (at most the wait itself): a flood from one address slows to the pace of its connections.',
+            }),
           },
           { default: {}, additionalProperties: false, description: 'The password step (the login intercept).' },
         ),

@@ -2,6 +2,8 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { AccessService } from '../services/access.js';
+import type { Attempts } from '../services/ceremony.js';
+import type { LoginLimits } from '../services/login-limits.js';
 import type { EnrolmentService } from '../services/enrolment.js';
 import type { FactorService } from '../services/factors.js';
 import type { LoginService } from '../services/login.js';
@@ -10,6 +12,7 @@ import type { SecondFactorService } from '../services/second-factor.js';
 import type { SessionService } from '../services/sessions.js';
 import type { KvStore } from '../stores/kv-store.js';
 import type { BrowserJars } from '../stores/records.js';
+import type { InFlight } from '../upstream/in-flight.js';
 import type { PortalClient } from '../upstream/portal-client.js';
 import type { UiSettings } from './pages.js';
 
@@ -19,6 +22,8 @@ export interface HttpContext {
   kv: KvStore;
   jars: BrowserJars;
   portal: PortalClient;
+  /** Requests waiting for the portal (proxied and login replays), capped by server.maxInFlight. */
+  inFlight: InFlight;
   access: AccessService;
   login: LoginService;
   pending: PendingService;
@@ -26,5 +31,6 @@ export interface HttpContext {
   secondFactor: SecondFactorService;
   factors: FactorService;
   sessions: SessionService;
+  limits: { login: LoginLimits; attempts: Attempts };
   ui: UiSettings;
 }

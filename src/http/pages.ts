@@ -11,9 +11,24 @@ export interface UiSettings {
   hasLogo: boolean;
 }
 
+// The nonce of a page, once its scripts asked for one; pages without scripts allow none.
+const nonces = new WeakMap<PageContext, string>();
+
 export function pageContext(ui: UiSettings, req: FastifyRequest): PageContext {
   const { lang, t } = ui.messages.forRequest(req.headers['accept-language']);
-  return { portalName: ui.portalName, prefix: ui.prefix, hasLogo: ui.hasLogo, lang, t, nonce: randomBytes(16).toString('base64') };
+  const ctx: PageContext = {
+    portalName: ui.portalName,
+    prefix: ui.prefix,
+    hasLogo: ui.hasLogo,
+    lang,
+    t,
+    get nonce() {
+      let n = nonces.get(ctx);
+      if (!n) nonces.set(ctx, (n = randomBytes(16).toString('base64')));
+      return n;
+    },
+  };
+  return ctx;
 }
 
 export function sendPage(reply: FastifyReply, status: number, ctx: PageContext, html: string): FastifyReply {
@@ -23,7 +38,7 @@ export function sendPage(reply: FastifyReply, status: number, ctx: PageContext, 
       'content-type': 'text/html; charset=utf-8',
       'content-language': ctx.lang,
       'cache-control': 'no-store',
-      'content-security-policy': `default-src 'none'; script-src 'nonce-${ctx.nonce}'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`,
+      'content-security-policy': `default-src 'none'; script-src ${nonces.has(ctx) ? `'nonce-${nonces.get(ctx)}'` : "'none'"}; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`,
       'x-content-type-options': 'nosniff',
       // same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts, defeating the origin check.
       'referrer-policy': 'same-origin',

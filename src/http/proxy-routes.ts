@@ -43,14 +43,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     done(null, payload.pipe(bounded(maxBody)));
   });
 
-  // Requests waiting for the portal: beyond the cap they are refused at once instead of piling up (a slow portal
-  // must not take every socket and all memory with it).
-  let inFlight = 0;
-  const occupy = (reply: FastifyReply) => {
-    if (inFlight >= config.server.maxInFlight) throw new GatewayError('GW_ERR_PORTAL_BUSY', `${inFlight} requests in flight`, { retryAfterMs: 1000 });
-    inFlight++;
-    reply.raw.once('close', () => inFlight--);
-  };
 
   const rewriteLocation = (location: string) => {
     if (!/^https?:/i.test(location)) return location;
@@ -109,10 +101,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(config.portal.login.page, 302);
         throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
       case 'allow':
-        if (loginPath) {
-          occupy(reply);
-          return interceptLogin(req, reply, forwarded);
-        }
+        if (loginPath) return interceptLogin(req, reply, forwarded);
         if (active) return forward(req, reply, forwarded, { kind: 'session', active }, logoutPaths.has(lowered));
         return forward(req, reply, forwarded, await browserJar(req, reply), false);
     }
@@ -137,7 +126,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const expected = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
     if (type !== expected) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', `login content-type ${type}`);
-    const body = await readBounded(req, LOGIN_BODY_LIMIT);
     const id = browserId(req, reply);
     const outcome = await ctx.login.login({
       browserId: id,
@@ -145,7 +133,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       path: target.path,
       query: target.query,
       headers: req.headers,
-      body,
+      body: () => readBounded(req, LOGIN_BODY_LIMIT),
       clientIp: req.client.ip,
       forwardedFor: forwardedFor(req),
       proto: req.client.proto,
@@ -163,7 +151,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   }
 
   function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner, isLogout: boolean) {
-    occupy(reply);
+    reply.raw.once('close', ctx.inFlight.enter());
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
     const source = target.query ? `${target.path}?${target.query}` : target.path;

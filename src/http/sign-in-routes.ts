@@ -28,7 +28,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
   const signedIn = (reply: FastifyReply, token: string) => reply.clearCookie(COOKIE.pending, clearOptions).setCookie(COOKIE.session, token, cookieOptions());
   /** A JSON call from the passkey script: its answer when refused (message in the page's language). */
-  const refusedJson = (req: FastifyRequest, reply: FastifyReply, r: Refused) => reply.code(400).send({ error: 'refused', message: wrong(req, r), attemptsLeft: r.attemptsLeft });
+  const refusedJson = (req: FastifyRequest, reply: FastifyReply, r: Refused) =>
+    reply.code(400).send({ error: 'refused', message: page(req).t('passkeyFailed'), attemptsLeft: r.attemptsLeft });
   const json = { bodyLimit: JSON_LIMIT };
 
   // Where a browser with a pending login goes next: the page of its stage.

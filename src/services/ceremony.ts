@@ -26,6 +26,8 @@ export interface Ceremony {
   kind: 'login' | 'session';
   /** Counts one check (atomically) and returns the count so far. */
   count(): Promise<number>;
+  /** A check passed: the count starts again (the next step of a login has its own attempts). */
+  reset(): Promise<void>;
   /** Ends the ceremony after too many wrong attempts. */
   end(): Promise<void>;
   /** The first failure of a login is reported to the vendor once ("was this you?"). */
@@ -69,6 +71,7 @@ export class Attempts {
       username: p.username,
       kind: 'login',
       count: () => pending.countAttempt(id, Math.max(1, p.expiresAt - clock.now())),
+      reset: () => pending.resetAttempts(id),
       end: () => pending.delete(id),
       firstFailure: async () => {
         const now = clock.now();
@@ -87,6 +90,7 @@ export class Attempts {
       username: active.record.username,
       kind: 'session',
       count: () => this.d.kv.increment(key, ttlMs),
+      reset: () => this.d.kv.delete(key),
       end: () => this.d.sessions.end(active, 'too many wrong codes'),
       firstFailure: async () => false,
     };
@@ -108,9 +112,10 @@ export class Attempts {
     return { n, kind, failures: a.failure.failures, last: a.failure.locked };
   }
 
-  /** The attempt was right: the user's counter of this kind (only) starts again. */
-  succeeded(c: Ceremony, a: Attempt): Promise<void> {
-    return this.counters[a.kind].succeed(keys.factorFailures(c.pid, a.kind));
+  /** The attempt was right: the ceremony's count and the user's counter of this kind (only) start again. */
+  async succeeded(c: Ceremony, a: Attempt): Promise<void> {
+    await c.reset();
+    await this.counters[a.kind].succeed(keys.factorFailures(c.pid, a.kind));
   }
 
   /** A wrong code or a refused passkey: logged, reported once per login, and the ceremony ends at its limit. */

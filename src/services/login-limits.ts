@@ -12,6 +12,8 @@ export type Admission = { ok: true } | { ok: false; retryAfterMs: number; reason
 
 const MINUTE = 60_000;
 
+const refused = (retryAfterMs: number, reason: string): Admission => ({ ok: false, retryAfterMs: Math.max(1000, retryAfterMs), reason });
+
 /**
  * The bucket of a client address: IPv6 by its /64 (one subscriber gets a whole /64, so single addresses would give an
  * attacker endless fresh buckets); an unknown address shares one bucket.
@@ -26,7 +28,12 @@ export function addressBucket(ip: string | null): string {
   return `${full.slice(0, 4).map((h) => h.replace(/^0+(?=.)/, '')).join(':')}::/64`;
 }
 
+// A block seen in the store is remembered here for at most this long (or until it ends): under an attack, refusing
+// costs no store round trip. Only blocks are remembered, never their absence, so this can only refuse more.
+const BLOCK_MEMORY_MS = 5000;
+
 export class LoginLimits {
+  private readonly knownBlocks = new Map<string, number>();
   private readonly rate: RateLimiter;
   private readonly accounts: FailureCounter;
   private readonly addresses: FailureCounter;
@@ -43,28 +50,48 @@ export class LoginLimits {
   }
 
   /**
-   * Whether a password may reach the portal now. The answer is the same whether or not the account exists: every
-   * canonical username has its counter (the portal alone knows which exist).
+   * Whether a login from this address may be read at all: not blocked, within its rate, not waiting after failures.
+   * Checked before the body is read, so a flood from one address costs little and uses none of the global rate.
    */
-  async admit(pid: string, ip: string | null): Promise<Admission> {
-    const { kv, config } = this.d;
+  async admitAddress(ip: string | null): Promise<Admission> {
+    const blocked = await this.blockOf(ip);
+    if (blocked) return blocked;
     const bucket = addressBucket(ip);
-    const l = config.limits.password;
-    const blocked = await kv.get(keys.addressBlock(bucket));
-    if (blocked !== null) return { ok: false, retryAfterMs: Number(blocked) - this.d.clock.now(), reason: 'address blocked' };
-    const tightened = (await kv.get(keys.loginTightened())) !== null;
-    const global = tightened ? { perMinute: Math.max(1, Math.floor((l.globalRate.perMinute * config.limits.stuffing.tightenedPercent) / 100)), burst: 1 } : l.globalRate;
-    const checks: [string, Promise<{ allowed: boolean; retryAfterMs?: number }>][] = [
-      ['global rate', this.rate.take(keys.globalRate(), global)],
-      ['address rate', this.rate.take(keys.addressRate(bucket), l.addressRate)],
-      ['address failures', this.addresses.check(keys.addressFailures(bucket))],
-      ['account failures', this.accounts.check(keys.passwordFailures(pid))],
-    ];
-    for (const [reason, check] of checks) {
-      const c = await check;
-      if (!c.allowed) return { ok: false, retryAfterMs: Math.max(1000, c.retryAfterMs ?? 0), reason };
+    const l = this.d.config.limits.password;
+    const rate = await this.rate.take(keys.addressRate(bucket), l.addressRate);
+    if (!rate.allowed) return refused(rate.retryAfterMs, 'address rate');
+    const failures = await this.addresses.check(keys.addressFailures(bucket));
+    return failures.allowed ? { ok: true } : refused(failures.retryAfterMs, 'address failures');
+  }
+
+  /**
+   * Whether this account's password may reach the portal now, and the gateway's overall rate. The answer is the same
+   * whether or not the account exists: every canonical username has its counter (the portal alone knows which exist).
+   */
+  async admitAccount(pid: string): Promise<Admission> {
+    const failures = await this.accounts.check(keys.passwordFailures(pid));
+    if (!failures.allowed) return refused(failures.retryAfterMs, 'account failures');
+    const l = this.d.config.limits.password;
+    const tightened = (await this.d.kv.get(keys.loginTightened())) !== null;
+    const percent = this.d.config.limits.stuffing.tightenedPercent;
+    const global = tightened ? { perMinute: Math.max(1, Math.floor((l.globalRate.perMinute * percent) / 100)), burst: 1 } : l.globalRate;
+    const rate = await this.rate.take(keys.globalRate(), global);
+    return rate.allowed ? { ok: true } : refused(rate.retryAfterMs, 'global rate');
+  }
+
+  /** A blocked address (remembered briefly, see BLOCK_MEMORY_MS). */
+  private async blockOf(ip: string | null): Promise<Exclude<Admission, { ok: true }> | null> {
+    const bucket = addressBucket(ip);
+    const now = this.d.clock.now();
+    let until = this.knownBlocks.get(bucket);
+    if (until === undefined || until <= now) {
+      this.knownBlocks.delete(bucket);
+      const stored = await this.d.kv.get(keys.addressBlock(bucket));
+      if (stored === null) return null;
+      until = Number(stored);
+      if (this.knownBlocks.size < 10_000) this.knownBlocks.set(bucket, Math.min(until, now + BLOCK_MEMORY_MS));
     }
-    return { ok: true };
+    return { ok: false, retryAfterMs: until - now, reason: 'address blocked' };
   }
 
   async failed(pid: string, ip: string | null): Promise<void> {
@@ -85,6 +112,7 @@ export class LoginLimits {
   /** Operator: lifts the block of an address (`mfa-gateway blocks clear`). */
   async unblock(ip: string): Promise<void> {
     const bucket = addressBucket(ip);
+    this.knownBlocks.delete(bucket);
     await this.d.kv.delete(keys.addressBlock(bucket));
     await this.d.kv.delete(keys.addressUsernames(bucket));
     await this.addresses.clear(keys.addressFailures(bucket));

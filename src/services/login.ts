@@ -14,7 +14,7 @@ import type { FactorStore } from '../stores/factor-store.js';
 import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
-import type { LoginLimits } from './login-limits.js';
+import type { Admission, LoginLimits } from './login-limits.js';
 import type { SecurityLog } from './security-events.js';
 
 export interface LoginRequest {
@@ -23,7 +23,8 @@ export interface LoginRequest {
   path: string;
   query: string;
   headers: IncomingHttpHeaders;
-  body: Buffer;
+  /** Reads the body (bounded); called only once the client's address is admitted. */
+  body: () => Promise<Buffer>;
   /** The client's address for limits (null: a trusted proxy passed one that cannot be read). */
   clientIp: string | null;
   /** What the portal gets as X-Forwarded-For. */
@@ -53,17 +54,21 @@ export class LoginService {
   async login(req: LoginRequest): Promise<LoginOutcome> {
     const { config, clock } = this.d;
     const login = config.portal.login;
-    const parsed = parseLoginBody(req.body, login.bodyType, login.usernameField);
+    const ip = req.clientIp ?? 'unknown';
+    // Limits come before the portal sees the password: first the address (before the body is even read)…
+    const address = await this.d.limits.admitAddress(req.clientIp);
+    if (!address.ok) {
+      // Answered slowly: each of the flooding client's connections then carries about one attempt per delay.
+      const delay = Math.min(address.retryAfterMs, config.limits.password.refusalDelayMs);
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    }
+    throwIfRefused(address, ip, undefined, this.d.security);
+    const parsed = parseLoginBody(await req.body(), login.bodyType, login.usernameField);
     const username = canonicalUsername(parsed.username, login.usernameCase);
     if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
     const pid = pseudonym(this.d.pseudonymKey, username);
-    const ip = req.clientIp ?? 'unknown';
-    // Limits come before the portal sees the password, for existing and unknown usernames alike.
-    const admission = await this.d.limits.admit(pid, req.clientIp);
-    if (!admission.ok) {
-      this.d.security('password_throttled', { pid, ip, reason: admission.reason });
-      throw new GatewayError('GW_ERR_RATE_LIMITED', admission.reason, { retryAfterMs: admission.retryAfterMs });
-    }
+    // …then the account, existing or not, and the gateway's overall rate.
+    throwIfRefused(await this.d.limits.admitAccount(pid), ip, pid, this.d.security);
     // The portal checks exactly the username the gateway will hold the session for.
     const body = parsed.withUsername(username);
     const jar = await this.d.jars.get(req.browserId);
@@ -113,6 +118,13 @@ export class LoginService {
     this.d.security('password_ok', { pid, ip, next: stage });
     return { kind: 'accepted', pendingId, stage };
   }
+}
+
+/** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */
+function throwIfRefused(a: Admission, ip: string, pid: string | undefined, security: SecurityLog): void {
+  if (a.ok) return;
+  if (a.reason !== 'address blocked') security('password_throttled', { ...(pid ? { pid } : {}), ip, reason: a.reason });
+  throw new GatewayError('GW_ERR_RATE_LIMITED', a.reason, { retryAfterMs: a.retryAfterMs });
 }
 
 interface ParsedLogin {

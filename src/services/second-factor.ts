@@ -144,7 +144,6 @@ export class SecondFactorService {
   }
 
   private async steppedUp(active: ActiveSession, factor: FactorKind, ip: string): Promise<SteppedUp> {
-    await this.d.kv.delete(keys.stepUpAttempts(active.sid));
     const token = await this.d.sessions.reverified(active, factor, ip);
     if (!token) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'session ended during step-up');
     return { ok: true, token };

@@ -82,6 +82,9 @@ export class PendingLogins {
   countAttempt(id: string, ttlMs: number): Promise<number> {
     return this.kv.increment(keys.pendingAttempts(id), ttlMs);
   }
+  resetAttempts(id: string): Promise<void> {
+    return this.kv.delete(keys.pendingAttempts(id));
+  }
 }
 
 export interface SessionRecord {

@@ -27,6 +27,7 @@ const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
 
 function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: boolean } = {}): string {
   const { t, prefix } = ctx;
+  // At the end of <body>: the passkey script looks for its buttons when it runs (in <head>, it found none).
   const scripts = opts.scripts
     ? `<script nonce="${ctx.nonce}" src="${prefix}/assets/webauthn-browser.js"></script>
 <script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
@@ -38,7 +39,6 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)} – ${esc(ctx.portalName)}</title>
 <link rel="stylesheet" href="${prefix}/assets/gateway.css">
-${scripts}
 </head>
 <body>
 <a class="skip" href="#main">${esc(t('skipLink'))}</a>
@@ -50,6 +50,7 @@ ${scripts}
 <h1>${esc(title)}</h1>
 ${body}
 </main>
+${scripts}
 </body>
 </html>`;
 }
@@ -189,10 +190,10 @@ export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: 
 <ol class="codes" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>`
         : `<p>${esc(t('recoveryShownOnce'))}</p>`
     }
-<form method="post" action="${ctx.prefix}${v.action}">
+<form method="post" action="${ctx.prefix}${v.action}" novalidate>
 ${hidden('csrf', v.csrf)}
 ${errorBlock('ack-error', v.error)}
-<p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${esc(t('recoveryAck'))}</label></p>
+<p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' autofocus aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${esc(t('recoveryAck'))}</label></p>
 <button type="submit">${esc(t('continue'))}</button>
 </form>`,
   );
@@ -207,7 +208,7 @@ export function verifyPage(
   const totpForm = v.totp
     ? `${v.passkey ? `<h2>${esc(t('verifyOr'))}</h2>` : `<p>${esc(t('verifyIntro'))}</p>`}
 ${form(ctx, v.action, v.csrf, `${hidden('to', v.to)}
-${field({ id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: !v.passkey })}`, t('verifySubmit'))}`
+${field({ id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: !v.passkey || v.error !== undefined })}`, t('verifySubmit'))}`
     : '';
   return layout(
     ctx,

@@ -1,6 +1,7 @@
 // Direct requests from the gateway to the portal (the login replay and logout), with bounded time and size.
 import { Agent, request, errors as undiciErrors } from 'undici';
 import { GatewayError } from '../errors.js';
+import type { InFlight } from './in-flight.js';
 
 export interface PortalResponse {
   status: number;
@@ -14,11 +15,12 @@ const MAX_BODY_BYTES = 1024 * 1024;
 export class PortalClient {
   private readonly agent: Agent;
 
-  constructor(readonly origin: string, private readonly timeoutMs: number) {
+  constructor(readonly origin: string, private readonly timeoutMs: number, private readonly inFlight: InFlight) {
     this.agent = new Agent({ headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs });
   }
 
   async send(opts: { method: string; pathAndQuery: string; headers: Record<string, string | string[]>; body?: Buffer }): Promise<PortalResponse> {
+    const leave = this.inFlight.enter();
     try {
       const res = await request(new URL(opts.pathAndQuery, this.origin), {
         method: opts.method as 'POST',
@@ -41,6 +43,8 @@ export class PortalClient {
       if (err instanceof GatewayError) throw err;
       const timeout = err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError;
       throw new GatewayError(timeout ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', `portal: ${(err as Error).message}`, { cause: err });
+    } finally {
+      leave();
     }
   }
 

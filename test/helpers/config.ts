@@ -19,6 +19,8 @@ export function rawTestConfig(portalUrl: string): Record<string, any> {
     mfa: { issuer: 'Riverbend Health' },
     // Most tests are about what comes after enrolment; the enrolment proof has tests of its own.
     enrolment: { proof: 'first-login' },
+    // Refused logins are answered at once in tests (the delay has a test of its own).
+    limits: { password: { refusalDelayMs: 0 } },
     // Passkey tests use a software authenticator on the page origin http://localhost.
     webauthn: { rpId: 'localhost', origins: ['http://localhost'] },
     policy: {
@@ -40,4 +42,13 @@ export function testConfig(portalUrl: string, patch: (raw: Record<string, any>) 
   const raw = rawTestConfig(portalUrl);
   patch(raw);
   return resolveConfig(raw);
+}
+
+/** Merges `patch` into `target`, object by object (a patch of one limit keeps the others). */
+export function merge(target: Record<string, any>, patch: Record<string, any>): Record<string, any> {
+  for (const [k, v] of Object.entries(patch)) {
+    if (v && typeof v === 'object' && !Array.isArray(v) && target[k] && typeof target[k] === 'object') merge(target[k], v);
+    else target[k] = v;
+  }
+  return target;
 }

@@ -53,7 +53,7 @@ export async function startStack(
   });
   const kv = opts.kv?.(clock) ?? new MemoryKvStore(clock);
   const app = await buildApp(config, { clock, kv, logger: pino(loggerOptions('debug'), sink) });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: config.server.port });
   const defaultDispatcher = opts.ca ? new Agent({ connect: { ca: opts.ca } }) : undefined;
   const url = `${config.server.tls ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   return {

@@ -6,6 +6,7 @@ import pino from 'pino';
 import { request } from 'undici';
 import { createGateway } from '../../src/gateway.js';
 import { inputValue, rawRequest, type Page } from '../helpers/browser.js';
+import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
 
 const events = (s: Stack, name: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === name);
@@ -18,7 +19,7 @@ const shape = (p: Page) => ({
 
 t.test('passwords per account: a growing wait, the same for unknown usernames; a success resets only that account', async (t) => {
   // The address limits are out of the way here: they have tests of their own.
-  const s = await startStack({ patch: (raw) => (raw.limits = { password: { addressRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 100 } } }) });
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 100 } } } }) });
   t.teardown(s.close);
   const b = s.browser();
   const tries = async (username: string, n: number) => {
@@ -48,7 +49,7 @@ t.test('passwords per account: a growing wait, the same for unknown usernames; a
 });
 
 t.test('second factors: a growing wait across logins, the factor disabled at the cap, an operator turns it back on', async (t) => {
-  const s = await startStack({ patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 120, cap: 8 } }) });
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 120, cap: 8 } } }) });
   t.teardown(s.close);
   const { secret, codes } = await signUpAndEnrol(s);
   s.clock.advance(30_000);
@@ -89,7 +90,7 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
 });
 
 t.test('credential stuffing from one address (rotating X-Forwarded-For, untrusted): limits hold, the address is blocked', async (t) => {
-  const s = await startStack({ patch: (raw) => (raw.limits = { password: { addressRate: { perMinute: 100_000, burst: 100_000 }, globalRate: { perMinute: 100_000, burst: 100_000 } } }) });
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 100_000, burst: 100_000 }, globalRate: { perMinute: 100_000, burst: 100_000 } } } }) });
   t.teardown(s.close);
   const before = s.portalRequests.filter((r) => r.method === 'POST').length;
   const statuses = new Map<number, number>();
@@ -120,7 +121,7 @@ t.test('a surge of failures across the gateway tightens the global rate and rais
   const s = await startStack({
     patch: (raw) => {
       raw.server.trustedProxies = ['127.0.0.1'];
-      raw.limits = { password: { globalRate: { perMinute: 6000, burst: 6000 } }, stuffing: { minAttempts: 50, failureRatio: 0.9, tightenedPercent: 1 } };
+      merge(raw, { limits: { password: { globalRate: { perMinute: 6000, burst: 6000 } }, stuffing: { minAttempts: 50, failureRatio: 0.9, tightenedPercent: 1 } } });
     },
   });
   t.teardown(s.close);
@@ -183,4 +184,17 @@ t.test('graceful shutdown: requests in flight finish, new ones are refused', asy
   await closing;
   await t.rejects(request(`${s.url}/login`), 'closed afterwards');
   void BOB;
+});
+
+t.test('a login refused for its address is answered slowly (a flood slows to the pace of its connections)', async (t) => {
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 1, burst: 1 }, refusalDelayMs: 300 } } }) });
+  t.teardown(s.close);
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  t.equal((await b.post('/login', { username: 'a', password: 'x', csrf })).status, 200);
+  const started = performance.now();
+  const refused = await b.post('/login', { username: 'b', password: 'x', csrf });
+  t.equal(refused.status, 429);
+  t.ok(performance.now() - started >= 280, 'held for the refusal delay before the answer');
+  t.equal(refused.headers['retry-after'], '60');
 });

@@ -1,6 +1,7 @@
 // Sign-in end to end over real sockets: demo portal, gateway, memory store.
 import t from 'tap';
 import { inputValue } from '../helpers/browser.js';
+import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
 
 t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
@@ -33,7 +34,8 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   t.equal(enrolPage.status, 200);
   t.equal(enrolPage.headers['cache-control'], 'no-store');
   t.match(String(enrolPage.headers['content-security-policy']), "frame-ancestors 'none'");
-  t.match(String(enrolPage.headers['content-security-policy']), /script-src 'nonce-[A-Za-z0-9+\/=]{24}'/);
+  t.match(String(enrolPage.headers['content-security-policy']), "script-src 'none'", 'no script on the app page');
+  t.match(String(choice.headers['content-security-policy']), /script-src 'nonce-[A-Za-z0-9+\/=]{24}'/, 'the passkey scripts by nonce');
   t.match(enrolPage.body, /<svg[^>]*>/, 'QR code drawn by the gateway');
   t.match(enrolPage.body, /id="secret">[A-Z2-7]{4}( [A-Z2-7]{4}){7}</, 'the key in groups');
   t.match(enrolPage.body, 'autocomplete="one-time-code"');
@@ -181,7 +183,7 @@ t.test('a pending login reaches no portal page', async (t) => {
 
 t.test('a replayed code is refused; parallel submissions of one code: exactly one succeeds', async (t) => {
   // The per-user wait after failures is tested on its own; here every parallel submission gets checked.
-  const s = await startStack({ patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 50 } }) });
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 50 } } }) });
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
   const { final } = await signInWithTotp(s, secret);
@@ -227,7 +229,7 @@ t.test('five wrong codes end the pending login', async (t) => {
 });
 
 t.test('wrong codes also count per user across pending logins; a success resets the count', async (t) => {
-  const s = await startStack({ patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 10 } }) });
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 10 } } }) });
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
   s.clock.advance(30_000);

@@ -46,5 +46,10 @@
         });
     });
   }
-  document.querySelectorAll('.passkey').forEach(setUp);
+  function start() {
+    document.querySelectorAll('.passkey').forEach(setUp);
+  }
+  // The pages load this script at the end of <body>; loaded any earlier, it waits for the buttons to exist.
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
 })();

@@ -1,0 +1,271 @@
+// Every gateway screen in Chromium: axe-core (WCAG 2.0–2.2 A and AA), the WCAG 2.2 AA points the pages must meet
+// checked in the browser (labels, errors tied to fields, code fields, visible focus, reflow and zoom), and a
+// screenshot of each at a phone and a desktop width.
+import t from 'tap';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import {
+  DESKTOP,
+  PHONE,
+  addVirtualAuthenticator,
+  andWait,
+  axeViolations,
+  focused,
+  horizontalOverflow,
+  launchChromium,
+  newPage,
+  pressTab,
+  screenshotDir,
+  shownSecret,
+  startE2eStack,
+  submit,
+  submitPassword,
+  tabbableCount,
+  wrongTotp,
+  type E2eStack,
+  type FocusStop,
+} from '../helpers/e2e.js';
+import { inputValue } from '../helpers/browser.js';
+import { ALICE, BOB, enrol, submitPassword as submitHttpPassword, totpAt } from '../helpers/stack.js';
+
+const P = '/_mfa';
+const SHOTS = screenshotDir();
+// E2E_DOCS_SCREENSHOTS=1 also refreshes the few phone-width screenshots the README shows.
+const DOCS = process.env.E2E_DOCS_SCREENSHOTS ? join(import.meta.dirname, '..', '..', 'docs', 'screenshots') : undefined;
+const FOR_DOCS = new Set(['choose', 'totp-enrol', 'verify-passkey-totp', 'security-notice']);
+const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
+t.comment(`screenshots: ${SHOTS}`);
+const browser = await launchChromium(t);
+
+type Test = Parameters<Parameters<typeof t.test>[0]>[0];
+
+interface Expect {
+  /** The id of the field the page shows an error for (none: the page shows no field error). */
+  errorFor?: string;
+  /** The code field (#code or #proof) and what it takes: six digits, or letters and digits. */
+  code?: { id: string; digits: boolean };
+}
+
+/** All checks of one screen, as it is now; leaves it as it was found (phone width, top of the page). */
+async function screen(t: Test, page: Page, name: string, expect: Expect = {}): Promise<void> {
+  await t.test(name, async (t) => {
+    // A page answering a mistake opens with focus on the field to correct (WCAG 3.3.1, 3.3.3).
+    if (expect.errorFor) t.equal((await focused(page)).element.split(' ')[0], `input#${expect.errorFor}`, 'the field with the error has focus');
+    t.same(await axeViolations(page), [], 'axe: no violations of WCAG 2.2 A and AA rules');
+
+    // What the page says about itself, read in one go.
+    const facts = await page.evaluate((codeId) => {
+      const visible = (e: Element) => e.checkVisibility();
+      const code = codeId ? document.getElementById(codeId) : null;
+      return {
+        lang: document.documentElement.lang,
+        h1: document.querySelectorAll('h1').length,
+        securityLink: document.querySelectorAll('header nav a[href="/_mfa/security"]').length,
+        fields: [...document.querySelectorAll<HTMLInputElement>('input:not([type=hidden])')].map((i) => ({
+          id: i.id,
+          labels: [...(i.labels ?? [])].map((l) => (visible(l) ? l.textContent!.trim() : '')),
+        })),
+        code: code && { autocomplete: code.getAttribute('autocomplete'), inputmode: code.getAttribute('inputmode') },
+        errors: [...document.querySelectorAll('.error')].filter(visible).map((e) => ({ id: e.id, role: e.getAttribute('role'), text: e.textContent!.trim() })),
+        invalid: [...document.querySelectorAll('[aria-invalid="true"]')].map((e) => ({ id: e.id, describedBy: e.getAttribute('aria-describedby') ?? '' })),
+      };
+    }, expect.code?.id);
+
+    // One of the gateway's own pages: language, one h1, and the way to the sign-in settings.
+    t.equal(facts.lang, 'en', 'language of the page');
+    t.equal(facts.h1, 1, 'one h1');
+    t.equal(facts.securityLink, 1, 'links to the security page');
+
+    // Fields have a visible label of their own (WCAG 1.3.1, 3.3.2, 4.1.2).
+    for (const f of facts.fields) t.ok(f.labels.length === 1 && f.labels[0], `#${f.id} has a visible label (${f.labels.join(' | ')})`);
+
+    // Code fields: the browser and password managers may fill them; the phone shows digits only where only
+    // digits are asked for (a recovery or invitation code has letters).
+    if (expect.code) {
+      t.equal(facts.code?.autocomplete, 'one-time-code', 'autocomplete="one-time-code"');
+      t.equal(facts.code?.inputmode, expect.code.digits ? 'numeric' : null, expect.code.digits ? 'inputmode="numeric"' : 'no numeric keyboard for a code with letters');
+    }
+
+    // An error is announced and tied to its field; without one, nothing is marked invalid (WCAG 3.3.1, 4.1.3).
+    const { errors, invalid } = facts;
+    if (expect.errorFor) {
+      t.equal(errors.length, 1, 'one error shown');
+      t.equal(errors[0]?.role, 'alert', 'announced (role=alert)');
+      t.ok(errors[0]?.text, `with a message: ${errors[0]?.text}`);
+      t.same(invalid.map((i) => i.id), [expect.errorFor], `#${expect.errorFor} is aria-invalid`);
+      t.ok(invalid[0]?.describedBy.split(' ').includes(errors[0]?.id ?? '-'), 'the field is described by the error');
+    } else {
+      t.same(errors, [], 'no error shown');
+      t.same(invalid, [], 'no field marked invalid');
+    }
+
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(SHOTS, `${name}-phone.png`) });
+    if (DOCS && FOR_DOCS.has(name)) copyFileSync(join(SHOTS, `${name}-phone.png`), join(DOCS, `${name}.png`));
+
+    // Reflow (WCAG 1.4.10) is defined at 320 CSS px: a 1280 px window at 400% zoom. Page zoom in Chrome is CSS px
+    // getting bigger, so the layout viewport shrinks by the zoom factor: 200% zoom of a 1280×800 window lays the
+    // page out in 640×400 CSS px (1.4.4). Setting those viewports gives the same layout as zooming, and
+    // deviceScaleFactor would only change how finely it is drawn.
+    for (const viewport of [
+      { width: 320, height: 640 },
+      { width: 640, height: 400 },
+    ]) {
+      await page.setViewportSize(viewport);
+      t.equal(await horizontalOverflow(page), 0, `no horizontal scrolling at ${viewport.width} CSS px`);
+    }
+    await page.setViewportSize(DESKTOP);
+    await page.screenshot({ path: join(SHOTS, `${name}-desktop.png`) });
+    await page.setViewportSize(PHONE);
+
+    // Every tabbable element is reached with Tab and shows where focus is (WCAG 2.1.1, 2.4.7, 2.4.11).
+    const count = await tabbableCount(page);
+    const seen = new Map<number, FocusStop>();
+    for (let i = 0; i < 2 * count + 2 && seen.size < count; i++) {
+      const stop = await pressTab(page);
+      if (stop.index >= 0) seen.set(stop.index, stop);
+    }
+    t.equal(seen.size, count, `Tab reaches all ${count} tabbable elements`);
+    const hidden = [...seen.values()].filter((s) => !s.visible);
+    t.same(hidden, [], 'each shows an outline or box-shadow when focused, on screen');
+    await page.evaluate(() => {
+      (document.activeElement as HTMLElement | null)?.blur();
+      window.scrollTo(0, 0);
+    });
+  });
+}
+
+const url = (page: Page) => new URL(page.url()).pathname;
+
+t.test('the checks see problems when there are some', async (t) => {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  await page.goto(`${s.base}${P}/nothing`);
+  await page.evaluate(() => {
+    const main = document.querySelector('main')!;
+    main.append(Object.assign(document.createElement('input'), { type: 'text' }));
+    const faint = Object.assign(document.createElement('p'), { textContent: 'faint text' });
+    faint.style.color = '#bbbbbb';
+    const wide = Object.assign(document.createElement('pre'), { textContent: 'x'.repeat(200) });
+    main.append(faint, wide);
+    for (const a of document.querySelectorAll<HTMLElement>('a')) {
+      a.style.outline = 'none';
+      a.style.boxShadow = 'none';
+    }
+  });
+  const ids = (await axeViolations(page)).map((v) => v.id);
+  t.ok(ids.includes('label'), 'an unlabelled field');
+  t.ok(ids.includes('color-contrast'), 'text with too little contrast');
+  t.ok((await horizontalOverflow(page)) > 0, 'a line wider than the window');
+  let stop: FocusStop;
+  do stop = await pressTab(page);
+  while (stop.index >= 0 && stop.tag !== 'a');
+  t.equal(stop.tag, 'a', 'a link has focus');
+  t.equal(stop.visible, false, 'a focused link without outline or shadow');
+});
+
+t.test('gateway screens', async (t) => {
+  const s: E2eStack = await startE2eStack(t, { patch: invite });
+  if (DOCS) mkdirSync(DOCS, { recursive: true });
+
+  t.test('enrolment (invitation code) and the signed-in pages', async (t) => {
+    const { context, page } = await newPage(t, browser);
+    await addVirtualAuthenticator(context, page);
+    const invitation = await s.issueInvite(ALICE.username);
+    await submitPassword(page, s);
+    t.equal(url(page), `${P}/proof`);
+    await screen(t, page, 'proof', { code: { id: 'proof', digits: false } });
+    await page.fill('#proof', 'AAAA-BBBB-CCCC');
+    await submit(page);
+    await screen(t, page, 'proof-error', { errorFor: 'proof', code: { id: 'proof', digits: false } });
+    await page.fill('#proof', invitation);
+    await submit(page);
+
+    t.equal(url(page), `${P}/enrol`);
+    await screen(t, page, 'choose');
+    await andWait(page, page.click(`a[href="${P}/enrol/totp"]`));
+    await screen(t, page, 'totp-enrol', { code: { id: 'code', digits: true } });
+    const secret = await shownSecret(page);
+    await page.fill('#code', await wrongTotp(secret, s.clock.now()));
+    await submit(page);
+    await screen(t, page, 'totp-enrol-error', { errorFor: 'code', code: { id: 'code', digits: true } });
+    await page.fill('#code', await totpAt(secret, s.clock.now()));
+    await submit(page);
+
+    t.equal(url(page), `${P}/recovery-codes`);
+    await screen(t, page, 'recovery-codes');
+    await submit(page);
+    await screen(t, page, 'recovery-codes-error', { errorFor: 'ack' });
+    await page.check('#ack');
+    await submit(page);
+    t.equal(url(page), '/records', 'signed in');
+
+    await page.goto(`${s.base}${P}/security`);
+    await screen(t, page, 'security');
+    await andWait(page, page.click(`a[href="${P}/security/totp"]`));
+    await screen(t, page, 'add-app', { code: { id: 'code', digits: true } });
+    s.clock.advance(30_000);
+    await page.fill('#code', await wrongTotp(await shownSecret(page), s.clock.now()));
+    await submit(page);
+    await screen(t, page, 'add-app-error', { errorFor: 'code', code: { id: 'code', digits: true } });
+
+    await page.goto(`${s.base}${P}/security`);
+    await andWait(page, page.click(`a[href="${P}/security/passkey"]`));
+    await screen(t, page, 'passkey-setup');
+    await andWait(page, page.click('.passkey-start'));
+    t.equal(`${url(page)}${new URL(page.url()).search}`, `${P}/security?notice=done`, 'passkey added');
+    await screen(t, page, 'security-notice');
+
+    await page.goto(`${s.base}${P}/step-up`);
+    await screen(t, page, 'step-up', { code: { id: 'code', digits: true } });
+    s.clock.advance(30_000);
+    await page.fill('#code', await wrongTotp(secret, s.clock.now()));
+    await submit(page);
+    await screen(t, page, 'step-up-error', { errorFor: 'code', code: { id: 'code', digits: true } });
+    await page.fill('#code', await totpAt(secret, s.clock.now()));
+    await submit(page);
+    await screen(t, page, 'step-up-done');
+
+    await page.goto(`${s.base}${P}/logout`);
+    await screen(t, page, 'logout');
+    await submit(page);
+    await screen(t, page, 'signed-out');
+
+    await submitPassword(page, s);
+    t.equal(url(page), `${P}/verify`);
+    await screen(t, page, 'verify-passkey-totp', { code: { id: 'code', digits: true } });
+    await andWait(page, page.click(`a[href="${P}/recovery"]`));
+    await screen(t, page, 'recovery', { code: { id: 'code', digits: false } });
+    await page.fill('#code', 'AAAA-BBBB-CCCC-DDDD');
+    await submit(page);
+    await screen(t, page, 'recovery-error', { errorFor: 'code', code: { id: 'code', digits: false } });
+
+    const missing = await page.goto(`${s.base}${P}/nothing`);
+    t.equal(missing?.status(), 404);
+    await screen(t, page, 'not-found');
+    // The login is at its verify step: the enrolment page of another step answers LOGIN_EXPIRED.
+    const expired = await page.goto(`${s.base}${P}/enrol`);
+    t.equal(expired?.status(), 403);
+    t.match(await page.textContent('main'), 'Your sign-in has expired');
+    await screen(t, page, 'login-expired');
+  });
+
+  t.test('signing in with an authenticator app only', async (t) => {
+    // Bob enrols over plain HTTP (the screens of that are checked above), then signs in in Chromium.
+    const http = s.browser();
+    await submitHttpPassword(http, BOB.username, BOB.password);
+    const proof = await http.post(`${P}/enrol/proof`, { csrf: inputValue((await http.get(`${P}/proof`)).body, 'csrf'), code: await s.issueInvite(BOB.username) });
+    t.equal(proof.location, `${P}/enrol`, 'invitation accepted');
+    const { secret } = await enrol(s, http);
+    s.clock.advance(30_000);
+    const { page } = await newPage(t, browser);
+    await submitPassword(page, s, BOB);
+    t.equal(url(page), `${P}/verify`);
+    t.equal(await page.locator('.passkey').count(), 0, 'no passkey button');
+    await screen(t, page, 'verify-totp', { code: { id: 'code', digits: true } });
+    await page.fill('#code', await wrongTotp(secret, s.clock.now()));
+    await submit(page);
+    await screen(t, page, 'verify-totp-error', { errorFor: 'code', code: { id: 'code', digits: true } });
+  });
+});

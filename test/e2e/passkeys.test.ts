@@ -1,0 +1,102 @@
+// Passkeys in Chromium with a virtual authenticator (Chrome DevTools Protocol): enrolment at first login, signing in
+// with it, a ceremony that fails, and the security page adding a passkey and removing an authenticator app.
+import t from 'tap';
+import type { Page } from 'playwright-core';
+import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword } from '../helpers/e2e.js';
+
+const P = '/_mfa';
+const url = (page: Page) => new URL(page.url()).pathname;
+const browser = await launchChromium(t);
+
+t.test('first login with a passkey, sign out, sign in with it; a failed ceremony says so', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  const authenticator = await addVirtualAuthenticator(context, page);
+
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/enrol`);
+  const create = page.getByRole('button', { name: 'Create passkey' });
+  t.equal(await create.isEnabled(), true, 'the script has enabled the passkey button (disabled without JavaScript)');
+  await page.fill('#passkey-name', 'This laptop');
+  await andWait(page, create.click());
+  t.equal(url(page), `${P}/recovery-codes`, 'the passkey is registered');
+  const [credential, ...more] = await authenticator.credentials();
+  t.same(more, [], 'one credential');
+  t.equal(credential?.rpId, 'localhost', 'for the relying party localhost');
+  t.equal((await shownCodes(page)).length, 10, 'recovery codes after a passkey too');
+  await page.check('#ack');
+  await submit(page);
+  t.equal(url(page), '/records');
+  t.match(await page.textContent('body'), 'Signed in as alice');
+
+  await page.goto(`${s.base}${P}/security`);
+  t.match(await page.textContent('.factors'), /This laptop – Passkey or security key/, 'listed by the name given');
+
+  await page.goto(`${s.base}/records`);
+  await andWait(page, page.getByRole('link', { name: 'Sign out' }).click());
+  t.equal(url(page), '/login', "signed out with the portal's own link");
+
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/verify`);
+  t.equal(await page.locator('#code').count(), 0, 'no code field for a user without an authenticator app');
+  await andWait(page, page.getByRole('button', { name: 'Use your passkey or security key' }).click());
+  t.equal(url(page), '/records', 'signed in with the passkey');
+  t.match(await page.textContent('body'), 'Signed in as alice');
+  t.ok((await authenticator.credentials())[0]!.signCount > credential!.signCount, 'the authenticator signed again');
+
+  // The authenticator loses its passkey: the ceremony fails in the browser, and the page says so.
+  await authenticator.cdp.send('WebAuthn.clearCredentials', { authenticatorId: authenticator.id });
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  await submitPassword(page, s);
+  const use = page.getByRole('button', { name: 'Use your passkey or security key' });
+  await use.click();
+  const status = page.getByRole('alert');
+  await status.waitFor({ timeout: 10_000 });
+  t.equal(await status.textContent(), 'The passkey request was cancelled or timed out. Try again when you are ready.', 'announced (role=alert)');
+  t.equal(url(page), `${P}/verify`, 'still on the sign-in page');
+  t.equal(await use.isEnabled(), true, 'the button can be used again');
+  t.match((await focused(page)).element, /^button "Use your passkey/, 'focus back on the button');
+  t.same(await axeViolations(page), [], 'axe: the page with the message has no WCAG 2.2 A/AA violations');
+});
+
+t.test('security page: add a passkey, remove the authenticator app; the passkey signs in', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  const authenticator = await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  await enrolTotp(page, s);
+  t.equal(url(page), '/records');
+
+  // The security page is linked from every gateway page, e.g. the sign-out page.
+  await page.goto(`${s.base}${P}/logout`);
+  await andWait(page, page.getByRole('navigation').getByRole('link', { name: 'Your sign-in settings' }).click());
+  t.equal(url(page), `${P}/security`);
+  t.equal(await page.locator('.factors > li').count(), 1);
+  t.match(await page.textContent('.factors'), 'This is your only second step, so it cannot be removed');
+  t.equal(await page.getByRole('button', { name: /^Remove/ }).count(), 0, 'the only factor cannot be removed');
+
+  await andWait(page, page.getByRole('link', { name: 'Add a passkey or security key' }).click());
+  t.equal(url(page), `${P}/security/passkey`);
+  await page.fill('#passkey-name', 'Blue key');
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  t.equal(`${url(page)}${new URL(page.url()).search}`, `${P}/security?notice=done`);
+  t.match(await page.getByRole('status').textContent(), 'Your change is saved');
+  t.equal((await authenticator.credentials()).length, 1, 'the authenticator holds the new passkey');
+  t.equal(await page.locator('.factors > li').count(), 2, 'two factors');
+
+  await andWait(page, page.getByRole('button', { name: 'Remove Authenticator app' }).click());
+  t.match(await page.getByRole('status').textContent(), 'Your change is saved');
+  const left = await page.locator('.factors > li').allTextContents();
+  t.equal(left.length, 1, 'one factor left');
+  t.match(left[0], /Blue key – Passkey or security key/);
+  t.match(left[0], 'This is your only second step');
+
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/verify`);
+  t.equal(await page.locator('#code').count(), 0, 'no code field: the authenticator app is gone');
+  await andWait(page, page.getByRole('button', { name: 'Use your passkey or security key' }).click());
+  t.equal(url(page), '/records', 'signed in with the passkey added on the security page');
+});
