@@ -5,14 +5,41 @@ import type { SecureContextOptions } from 'node:tls';
 import cookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from './config/schema.js';
-import { createGateway, type GatewayOverrides } from './gateway.js';
-import { installEdge } from './http/edge.js';
+import type { ErrorCode } from './errors.js';
+import { createGateway, type Gateway, type GatewayOverrides } from './gateway.js';
+import { installEdge, type AnsweredRequest } from './http/edge.js';
 import { installErrorHandler } from './http/error-handler.js';
 import { gatewayRoutes } from './http/gateway-routes.js';
 import { proxyRoutes } from './http/proxy-routes.js';
 import { newId } from './mechanisms/random.js';
 
-export type AppOverrides = Omit<GatewayOverrides, 'onCrlChange'>;
+export type AppOverrides = Omit<GatewayOverrides, 'onCrlChange' | 'auditWriter'>;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The gateway behind the app (the demo issues its enrolment codes with it; tests inspect it). */
+    gateway: Gateway;
+  }
+}
+
+const UPSTREAM_ERRORS: Partial<Record<ErrorCode, 'unavailable' | 'timeout' | 'busy'>> = {
+  GW_ERR_UPSTREAM_UNAVAILABLE: 'unavailable',
+  GW_ERR_UPSTREAM_TIMEOUT: 'timeout',
+  GW_ERR_PORTAL_BUSY: 'busy',
+};
+
+/** Each answered request to metrics and, with audit.requests, to the audit trail (who, device, what, rule, answer). */
+function answered(gateway: Gateway): (r: AnsweredRequest) => void {
+  const { metrics, audit } = gateway;
+  const auditRequests = gateway.config.audit.requests && audit !== null;
+  return (r) => {
+    metrics.request(r.access?.rule, r.access?.verdict, r.status, r.ms / 1000);
+    if (auditRequests && r.access) {
+      const a = r.access;
+      audit.append({ kind: 'request', pid: a.pid, device: a.device, ip: r.ip, method: r.method, path: a.path, rule: a.rule, verdict: a.verdict, status: r.status, ms: r.ms });
+    }
+  };
+}
 
 /** Request ids for log correlation: a random instance prefix and a counter (cheap, unique per instance). */
 function requestIds(): () => string {
@@ -63,8 +90,19 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;
   await app.register(cookie);
-  installEdge(app, { hosts: config.server.hosts, trustedProxies: config.server.trustedProxies, anyHostPrefix: `${config.server.prefix}/health/` });
-  installErrorHandler(app, gateway.ui, config.portal.login.page);
+  app.decorate('gateway', gateway);
+  installEdge(app, {
+    hosts: config.server.hosts,
+    trustedProxies: config.server.trustedProxies,
+    // Health checks address the gateway by IP, the portal fetches the JWKS, and a forward-auth proxy (Traefik) asks
+    // with its own Host; the endpoint checks X-Forwarded-Host itself.
+    anyHost: [`${config.server.prefix}/health/`, `${config.server.prefix}/jwks.json`, `${config.server.prefix}/forward-auth`],
+    answered: answered(gateway),
+  });
+  installErrorHandler(app, gateway.ui, config.portal.login.page, (code) => {
+    const kind = UPSTREAM_ERRORS[code];
+    if (kind) gateway.metrics.upstreamError(kind);
+  });
   await app.register(async (scope) => gatewayRoutes(scope, gateway));
   await app.register(async (scope) => proxyRoutes(scope, gateway));
   // Shutting down: answers still going out close their connection, so keep-alive clients do not hold the close open.
@@ -76,6 +114,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   app.addHook('onSend', (_req, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
     done(null, payload);
+  });
+  // Key ages in `keys status` and the report count from when a gateway first ran with each key.
+  // In the background, once the store answers: a store that is down at start must not hold the gateway back.
+  app.addHook('onReady', async () => {
+    void gateway.kv
+      .ready()
+      .then(() => gateway.admin.noteKeys())
+      .catch((err: unknown) => app.log.warn({ err }, 'could not note the configured keys in the store'));
   });
   app.addHook('onClose', () => gateway.close());
   return app;

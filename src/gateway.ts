@@ -2,25 +2,34 @@
 // CLI and the tests build on it.
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import type { AuditLog } from './audit/audit-log.js';
+import { openAudit } from './audit/open-audit.js';
 import { systemClock, type Clock } from './clock.js';
-import { decodeKey, policyConfig } from './config/load.js';
+import { decodeKey, policyConfig, reportPolicyConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { compilePolicy } from './domain/policy.js';
+import type { BrowserCookies } from './domain/cookie-jar.js';
+import { compilePolicy, type PolicyConfig } from './domain/policy.js';
 import { canonicalUsername } from './domain/username.js';
 import type { HttpContext } from './http/context.js';
 import { createLogger } from './log.js';
+import { measuredStore } from './metrics/measured-store.js';
+import { Metrics } from './metrics/metrics.js';
 import { crlSerials, parseCertificates } from './mechanisms/certificates.js';
 import { pseudonym } from './mechanisms/random.js';
+import { AssertionSigner } from './mechanisms/assertion.js';
 import { Sealer } from './mechanisms/sealer.js';
 import { SessionTokens } from './mechanisms/session-token.js';
 import { WatchedFile } from './mechanisms/watched-file.js';
 import type { RelyingParty } from './mechanisms/webauthn.js';
 import { AccessService } from './services/access.js';
+import { AdminService } from './services/admin.js';
+import { assuranceReport } from './services/report.js';
 import { Attempts } from './services/ceremony.js';
 import { DeviceService } from './services/devices.js';
 import { EnrolmentService } from './services/enrolment.js';
 import { FactorService } from './services/factors.js';
 import { GroupDirectory, groupFile } from './services/groups.js';
+import { IdentityService } from './services/identity.js';
 import { LoginService } from './services/login.js';
 import { LoginLimits } from './services/login-limits.js';
 import { Notifier, Webhooks } from './services/notifier.js';
@@ -47,12 +56,20 @@ export interface GatewayOverrides {
   kv?: KvStore;
   /** Called when the CRL file changed (the HTTP app gives it to TLS). */
   onCrlChange?: () => void;
+  /** Whose audit chain this process writes: the gateway's (default), the admin CLI's, or none (read-only commands). */
+  auditWriter?: 'gateway' | 'admin' | 'none';
+  /** Also collect process and Node.js metrics (the server does; tests and the CLI need not). */
+  processMetrics?: boolean;
 }
 
 export interface Gateway extends HttpContext {
   logger: Logger;
   stores: { factors: FactorStore; devices: DeviceRegistry; sealer: Sealer };
+  admin: AdminService;
   security: SecurityLog;
+  /** The audit trail, when audit.enabled. */
+  audit: AuditLog | null;
+  metrics: Metrics;
   /** The pseudonymous id of a username as typed (canonicalised first); null when it is not a usable username. */
   pidOf(username: string): string | null;
   /** Waits for background work (webhooks), closes the portal client and, unless given, the store. */
@@ -78,13 +95,25 @@ export function relyingParty(config: Config): RelyingParty {
 export function createGateway(config: Config, overrides: GatewayOverrides = {}): Gateway {
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createLogger(config.log.level);
-  const kv = overrides.kv ?? createKvStore(config, clock);
+  const rawKv = overrides.kv ?? createKvStore(config, clock);
+  const metrics = new Metrics({ defaultMetrics: overrides.processMetrics ?? false });
+  const kv = measuredStore(rawKv, metrics);
   const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
   const tokens = new SessionTokens(
     config.keys.signing.map((k) => ({ id: k.id, key: decodeKey(k.secret) })),
     config.session.absoluteTimeoutSeconds,
   );
-  const security = securityLog(logger);
+  const writer = overrides.auditWriter ?? 'gateway';
+  const audit = writer === 'none' ? null : openAudit(config, {
+    clock,
+    writer,
+    redis: rawKv instanceof RedisKvStore ? rawKv.client : null,
+    onError: (err) => {
+      metrics.auditFailure(err.code);
+      logger.error({ err, sink: err.sink, seq: err.seq }, 'audit trail failure');
+    },
+  });
+  const security = securityLog(logger, audit?.log ?? null, metrics);
   const inFlight = new InFlight(config.server.maxInFlight);
   const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, inFlight);
   const pendingLogins = new PendingLogins(kv, sealer);
@@ -92,9 +121,11 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const challenges = new Challenges(kv, sealer);
   const owners = new CredentialOwners(kv);
   const jars = new BrowserJars(kv, sealer, 60 * 60_000);
+  const enrolmentCodes = new EnrolmentCodes(kv, sealer);
+  const sessionRecords = new Sessions(kv, sealer, config.session.absoluteTimeoutSeconds * 1000);
   const sessions = new SessionService({
     clock,
-    sessions: new Sessions(kv, sealer, config.session.absoluteTimeoutSeconds * 1000),
+    sessions: sessionRecords,
     tokens,
     limits: { idleMs: config.session.idleTimeoutSeconds * 1000, absoluteMs: config.session.absoluteTimeoutSeconds * 1000 },
     security,
@@ -104,6 +135,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const attempts = new Attempts({ config, clock, kv, pending: pendingLogins, sessions, security, notifier });
   const totp = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors: factorStore, security });
   const rp = relyingParty(config);
+  const browserCookies: BrowserCookies = config.forwardAuth.enabled ? 'all' : config.portal.browserCookies;
   const loginLimits = new LoginLimits({ config, clock, kv, security, notifier });
   const pending = new PendingService({ clock, pending: pendingLogins, sessions });
   const pseudonymKey = decodeKey(config.keys.pseudonym);
@@ -111,35 +143,48 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const deviceCas = config.devices.caFile ? parseCertificates(readFileSync(config.devices.caFile, 'utf8')) : [];
   const reloadError = (what: string) => (err: Error) => logger.error({ err, file: what }, 'could not re-read a file: keeping its last good content');
   const crl = config.devices.crlFile ? new WatchedFile(config.devices.crlFile, crlSerials, clock, reloadError('devices.crlFile'), () => overrides.onCrlChange?.()) : null;
-  const access = new AccessService({
-    policy: compilePolicy(policyConfig(config)),
-    loginFields: [config.portal.login.usernameField, config.portal.login.passwordField],
+  const groups = new GroupDirectory(config.groups.file ? groupFile(config.groups.file, config.portal.login.usernameCase, clock, reloadError('groups.file')) : null);
+  const devices = new DeviceService({
     clock,
-    devices: new DeviceService({
-      clock,
-      registry,
-      cas: deviceCas,
-      crl,
-      headerFormat: config.devices.header?.format ?? 'pem',
-      requireRegistration: config.devices.requireRegistration,
-    }),
-    groups: new GroupDirectory(config.groups.file ? groupFile(config.groups.file, config.portal.login.usernameCase, clock, reloadError('groups.file')) : null),
-    security,
+    registry,
+    cas: deviceCas,
+    crl,
+    headerFormat: config.devices.header?.format ?? 'pem',
+    requireRegistration: config.devices.requireRegistration,
   });
+  const accessUnder = (policy: PolicyConfig) =>
+    new AccessService({ policy: compilePolicy(policy), loginFields: [config.portal.login.usernameField, config.portal.login.passwordField], clock, devices, groups, security });
+  const access = accessUnder(policyConfig(config));
+  const assertion = config.identity.assertion;
+  const identity = new IdentityService({
+    config,
+    clock,
+    groups,
+    signer: assertion ? new AssertionSigner(assertion.signingKey, assertion.keyId, 'mfa-gateway', assertion.audience ?? new URL(config.portal.url).origin, assertion.lifetimeSeconds) : null,
+  });
+  const enrolment = new EnrolmentService({
+    config, clock, kv, sealer, pending: pendingLogins, factors: factorStore, owners, codes: enrolmentCodes, challenges, attempts, totp, rp, webhooks, notifier, security,
+  });
+  const admin = new AdminService({
+    config, clock, kv, sealer, factors: factorStore, owners, codes: enrolmentCodes, sessions, sessionRecords, devices: registry, attempts, enrolment, security,
+  });
+  // Only the gateway speaks for the device and the user.
+  const reservedHeaders = new Set([...(config.devices.header ? [config.devices.header.name.toLowerCase()] : []), ...identity.headerNames]);
   return {
     config,
     clock,
     kv,
+    reservedHeaders,
     jars,
     portal,
     inFlight,
+    browserCookies,
     sessions,
     access,
+    identity,
     pending,
-    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, limits: loginLimits, security }),
-    enrolment: new EnrolmentService({
-      config, clock, kv, pending: pendingLogins, factors: factorStore, owners, codes: new EnrolmentCodes(kv, sealer), challenges, attempts, totp, rp, webhooks, notifier, security,
-    }),
+    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, limits: loginLimits, browserCookies, reservedHeaders, security }),
+    enrolment,
     secondFactor: new SecondFactorService({ config, clock, kv, factors: factorStore, challenges, attempts, totp, pending, sessions, rp, notifier, security }),
     factors: new FactorService({ clock, factors: factorStore, owners, sessions, notifier, security }),
     ui: {
@@ -148,10 +193,16 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
       prefix: config.server.prefix,
       hasLogo: config.ui.logoFile !== undefined,
     },
-      logger,
+    logger,
     stores: { factors: factorStore, devices: registry, sealer },
+    admin,
+    report: config.admin.report.groups.length
+      ? { access: accessUnder(reportPolicyConfig(config)), build: (period) => assuranceReport({ config, kv, factors: factorStore, admin }, period, clock.now()) }
+      : null,
     limits: { login: loginLimits, attempts },
     security,
+    audit: audit?.log ?? null,
+    metrics,
     pidOf: (username) => {
       const name = canonicalUsername(username, config.portal.login.usernameCase);
       return name === null ? null : pseudonym(pseudonymKey, name);
@@ -159,7 +210,8 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     close: async () => {
       await webhooks.settle();
       await portal.close();
-      if (!overrides.kv) await kv.close();
+      await audit?.close();
+      if (!overrides.kv) await rawKv.close();
     },
   };
 }

@@ -1,4 +1,5 @@
 // Logger options: JSON lines, secrets redacted at known paths, requests logged by path only (never the query).
+import { hostname } from 'node:os';
 import pino, { type Logger, type LoggerOptions } from 'pino';
 
 // Explicit paths, no leading wildcard: a '*.x' path makes pino run the redaction on every binding of every
@@ -16,6 +17,8 @@ const REDACT = [
 export function loggerOptions(level: string): LoggerOptions {
   return {
     level,
+    // "pid" in a line is the user's pseudonymous id: the process id is left out (one process per container).
+    base: { hostname: hostname() },
     redact: { paths: REDACT, censor: '[redacted]' },
     serializers: {
       req: (req: { id?: string; method?: string; url?: string; socket?: { remoteAddress?: string } }) => ({

@@ -1,23 +1,28 @@
 #!/usr/bin/env node
 // The mfa-gateway command line: the only place that reads argv and the environment.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { buildApp, type AppOverrides } from './app.js';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import { AuditDirInUse } from './audit/dir-lock.js';
+import { keysCommand, operatorFrom, recordAdmin, sessionsCommand, userCommand } from './cli/admin.js';
+import { auditPublicKey, auditVerify, auditWho } from './cli/audit.js';
 import { devicesCommand } from './cli/devices.js';
 import { issueEnrolmentCodes } from './cli/enrol-codes.js';
 import { blocksCommand, lockoutsCommand } from './cli/limits.js';
 import { explainPolicy } from './cli/policy-explain.js';
+import { reportCommand } from './cli/report.js';
 import { UsageError } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { FactorKind } from './domain/policy.js';
 import { createGateway, type Gateway } from './gateway.js';
+import { startAdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
-import { systemClock } from './clock.js';
-import { MemoryKvStore } from './stores/memory-kv-store.js';
 
 const USAGE = `Usage:
   mfa-gateway serve --config FILE    run the gateway with a config file
@@ -26,10 +31,27 @@ const USAGE = `Usage:
   mfa-gateway policy explain --config FILE --path P [--ip A] [--user U] [--groups g1,g2] [--method M]
                              [--host H] [--managed] [--factor totp|webauthn|recovery] [--factor-age SECONDS]
                                      which rule decides a request, and why
+  mfa-gateway report --config FILE [--days N | --from DATE --to DATE] [--format text|json|html] [--audit-dir DIR]…
+                                     the assurance report for a period (default: the last 30 days)
+  mfa-gateway audit verify (--config FILE | --public-key PEM) FILE|DIR…
+                                     check an audit trail: edited, deleted, inserted, reordered, truncated records
+  mfa-gateway audit who --config FILE USERNAME
+                                     the pseudonym a user has in the audit trail, the logs and the store
+  mfa-gateway audit public-key --config FILE
+                                     the public key auditors verify checkpoints with
+
+  Admin commands act on the configured store and are audited: each needs --operator NAME --reason TEXT.
+  mfa-gateway user show|export|reset-factors|erase --config FILE --user U [--yes]
+                                     a user's factors and sessions (no secrets); everything held as JSON;
+                                     remove every factor (re-enrolment with the enrolment proof); erase (with --yes)
+  mfa-gateway sessions revoke --config FILE (--user U | --all)
+                                     end the sessions of one user or of everybody
+  mfa-gateway keys rotate|status --config FILE
+                                     re-seal every record with the first encryption key; keys in use and their ages
   mfa-gateway devices register --config FILE (--cert PEM | --fingerprint SHA256) [--name N] [--user U]
   mfa-gateway devices revoke --config FILE (--cert PEM | --fingerprint SHA256)
   mfa-gateway devices list --config FILE
-                                     the registry of managed-device certificates (in the configured store)
+                                     the registry of managed-device certificates
   mfa-gateway enrol-codes issue --config FILE (--user U | --csv FILE)
                                      enrolment codes to hand out (enrolment.proof: invite); prints CSV
   mfa-gateway blocks list|clear --config FILE [--ip A]
@@ -53,7 +75,19 @@ const OPTIONS = {
   name: { type: 'string' },
   csv: { type: 'string' },
   factor: { type: 'string' },
+  operator: { type: 'string' },
+  reason: { type: 'string' },
+  yes: { type: 'boolean' },
+  all: { type: 'boolean' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  days: { type: 'string' },
+  format: { type: 'string' },
+  'audit-dir': { type: 'string', multiple: true },
+  'public-key': { type: 'string' },
 } as const;
+
+type Values = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>['values'];
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, values: v } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
@@ -92,15 +126,42 @@ async function main(argv: string[]): Promise<number> {
       );
       return 0;
     }
+    case 'report':
+      // The report only reads the trails: it writes none (and needs no write access to them).
+      return withGateway(config(), 'none', async (gw) => {
+        process.stdout.write(await reportCommand(gw, { from: v.from, to: v.to, days: v.days, format: v.format, auditDirs: v['audit-dir'] }));
+      });
+    case 'audit':
+      switch (sub) {
+        case 'verify': {
+          const r = auditVerify(positionals.slice(2), { publicKeyFile: v['public-key'], config: v.config ? config() : undefined });
+          print(r.lines);
+          return r.ok ? 0 : 1;
+        }
+        case 'who':
+          print([auditWho(config(), arg)]);
+          return 0;
+        case 'public-key':
+          print([auditPublicKey(config())]);
+          return 0;
+        default:
+          return usage('audit verify|who|public-key');
+      }
+    case 'user':
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => userCommand(gw, sub ?? '', { user: v.user, yes: v.yes }));
+    case 'sessions':
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => sessionsCommand(gw, sub ?? '', { user: v.user, all: v.all }));
+    case 'keys':
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => keysCommand(gw, sub ?? ''));
     case 'devices':
-      return withGateway(config(), async (gw) => print(await devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user })));
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user }));
     case 'blocks':
-      return withGateway(config(), async (gw) => print(await blocksCommand(gw, sub ?? '', { ip: v.ip })));
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => blocksCommand(gw, sub ?? '', { ip: v.ip }));
     case 'lockouts':
-      return withGateway(config(), async (gw) => print(await lockoutsCommand(gw, sub ?? '', { user: v.user, factor: v.factor })));
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => lockoutsCommand(gw, sub ?? '', { user: v.user, factor: v.factor }));
     case 'enrol-codes':
       if (sub !== 'issue') return usage('enrol-codes issue needs --config FILE and --user U or --csv FILE');
-      return withGateway(config(), async (gw) => print(await issueEnrolmentCodes(gw, { user: v.user, csv: v.csv })));
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => issueEnrolmentCodes(gw, { user: v.user, csv: v.csv }));
     case 'help':
     case undefined:
       process.stdout.write(`${USAGE}\n`);
@@ -110,10 +171,30 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Runs an operator command against the configured store (logs go to stderr, output to stdout). */
-async function withGateway(config: Config, run: (gw: Gateway) => Promise<void>): Promise<number> {
+/**
+ * An admin command: run against the configured store and written to the admin audit chain with the operator, the
+ * reason, the user's pseudonym (never the name) and the outcome.
+ */
+function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => Promise<string[]>): Promise<number> {
+  const by = operatorFrom(v);
+  action = action.trim();
+  return withGateway(config, 'admin', async (gw) => {
+    const target = { pid: v.user === undefined ? undefined : (gw.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint: v.fingerprint, all: v.all };
+    try {
+      const lines = await run(gw);
+      recordAdmin(gw, by, action, { ...target, outcome: 'ok' });
+      process.stdout.write(`${lines.join('\n')}\n`);
+    } catch (err) {
+      recordAdmin(gw, by, action, { ...target, outcome: 'failed' });
+      throw err;
+    }
+  });
+}
+
+/** Runs a command against the configured store (logs go to stderr, output to stdout). */
+async function withGateway(config: Config, writer: 'admin' | 'none', run: (gw: Gateway) => Promise<void>): Promise<number> {
   if (config.store.type === 'memory') throw new UsageError('this command acts on the configured store; with store.type memory there is nothing shared to act on');
-  const gw = createGateway(config, { logger: createLogger(config.log.level === 'silent' ? 'silent' : 'warn', process.stderr) });
+  const gw = createGateway(config, { auditWriter: writer, logger: createLogger(config.log.level === 'silent' ? 'silent' : 'warn', process.stderr) });
   try {
     await gw.kv.ready();
     await run(gw);
@@ -128,17 +209,19 @@ function usage(problem: string): number {
   return 2;
 }
 
-async function serve(config: Config, banner?: string, overrides: AppOverrides = {}): Promise<number> {
-  const app = await buildApp(config, overrides);
+async function serve(config: Config, built?: { app: FastifyInstance; banner: string }): Promise<number> {
+  const app = built?.app ?? (await buildApp(config, { processMetrics: config.admin.enabled }));
   for (const w of configWarnings(config)) app.log.warn(w);
   await app.listen({ host: config.server.host, port: config.server.port });
-  if (banner) process.stdout.write(banner);
+  const admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.kv.ping() }) : null;
+  if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
+  if (built) process.stdout.write(built.banner);
   await new Promise<void>((resolve) => {
     const stop = () => {
       // Requests in flight may finish; after the grace period the connections still open are closed.
       const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceSeconds * 1000);
       force.unref();
-      void app.close().then(() => {
+      void Promise.all([app.close(), admin?.close()]).then(() => {
         clearTimeout(force);
         resolve();
       });
@@ -155,13 +238,26 @@ async function demo(): Promise<number> {
   const portal = await startDemoPortal({ port: Number(process.env.PORTAL_PORT ?? 8081) });
   const key = () => randomBytes(32).toString('base64url');
   const port = Number(process.env.PORT ?? 8080);
-  const env = { ...process.env, MFA_DEMO_PORTAL_URL: portal.url, MFA_DEMO_SIGNING_KEY: key(), MFA_DEMO_ENCRYPTION_KEY: key(), MFA_DEMO_PSEUDONYM_KEY: key() };
+  const auditDir = mkdtempSync(join(tmpdir(), 'mfa-gateway-demo-audit-'));
+  const env = {
+    ...process.env,
+    MFA_DEMO_PORTAL_URL: portal.url,
+    MFA_DEMO_SIGNING_KEY: key(),
+    MFA_DEMO_ENCRYPTION_KEY: key(),
+    MFA_DEMO_PSEUDONYM_KEY: key(),
+    MFA_DEMO_AUDIT_KEY: key(),
+    MFA_DEMO_AUDIT_DIR: auditDir,
+  };
   const file = loadConfigFile(join(packageRoot(), 'config', 'demo.yaml'), env);
   // PORT moves the gateway, and with it the origin passkeys are made for.
-  const config: Config = { ...file, server: { ...file.server, port }, webauthn: { ...file.webauthn, origins: [`http://localhost:${port}`] } };
-  // The demo's store is made here, so the enrolment codes it prints are in the store the gateway uses.
-  const kv = new MemoryKvStore(systemClock);
-  const gw = createGateway(config, { kv, logger: createLogger('silent') });
+  const config: Config = {
+    ...file,
+    server: { ...file.server, port },
+    webauthn: { ...file.webauthn, origins: [`http://localhost:${port}`] },
+    admin: { ...file.admin, port: Number(process.env.ADMIN_PORT ?? file.admin.port) },
+  };
+  const app = await buildApp(config, { processMetrics: config.admin.enabled });
+  const gw = app.gateway;
   const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
   const banner = `
   mfa-gateway demo
@@ -170,14 +266,16 @@ async function demo(): Promise<number> {
 
   Demo logins (password, then the enrolment code the clinic would have given them):
 ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24)} enrolment code ${code}`).join('\n')}
-  bob is in the staff group: only he may open /admin/. Repeat prescriptions (/prescriptions/) ask for a recent
-  second step. Enrol with a passkey (this computer or phone) or an authenticator app. Stop with Ctrl+C.
+  bob is in the staff group: only he may open /admin/ and the assurance report at /_mfa/admin/report. Repeat
+  prescriptions (/prescriptions/) ask for a recent second step. Enrol with a passkey (this computer or phone) or
+  an authenticator app. Stop with Ctrl+C.
+
+  Audit trail: ${auditDir}   Metrics: http://127.0.0.1:${config.admin.port}/metrics
 
 `;
   try {
-    return await serve(config, banner, { kv });
+    return await serve(config, { app, banner });
   } finally {
-    await gw.close();
     await portal.close();
   }
 }
@@ -191,7 +289,7 @@ function packageRoot(): string {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof ConfigError) process.stderr.write(`mfa-gateway: ${err.message}\n`);
+    if (err instanceof ConfigError || err instanceof AuditDirInUse) process.stderr.write(`mfa-gateway: ${err.message}\n`);
     else if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
       process.exit(usage((err as Error).message));
     } else process.stderr.write(`mfa-gateway: ${(err as Error).stack ?? String(err)}\n`);

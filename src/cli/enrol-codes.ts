@@ -13,7 +13,6 @@ export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?:
     const pid = gw.pidOf(user);
     if (!pid) throw new UsageError(`not a usable username: ${JSON.stringify(user)}`);
     const { code, expiresAt } = await gw.enrolment.issueInvite(pid);
-    gw.logger.info({ security: 'enrolment_code_issued', pid }, 'security event: enrolment_code_issued');
     lines.push(`${user},${code},${new Date(expiresAt).toISOString().slice(0, 10)}`);
   }
   return lines;

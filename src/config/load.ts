@@ -17,7 +17,7 @@ export class ConfigError extends Error {
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
 const validate = ajv.compile(ConfigSchema);
 
-const SECRET_PATH = /secret|pseudonym/i;
+const SECRET_PATH = /secret|pseudonym|signingKey|password/i;
 
 /** Reads, resolves and validates a config file; throws ConfigError listing every problem. */
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -132,6 +132,9 @@ function checkSemantics(c: Config): string[] {
       if (!c.networks[n] && !parseCidr(n)) problems.push(`policy.rules.${i}.networks.${j}: neither a network name nor an address, found ${JSON.stringify(n)}`);
     });
   });
+  c.admin.report.networks.forEach((n, j) => {
+    if (!c.networks[n] && !parseCidr(n)) problems.push(`admin.report.networks.${j}: neither a network name nor an address, found ${JSON.stringify(n)}`);
+  });
   if (new Set(c.policy.rules.map((r) => r.name)).size !== c.policy.rules.length) problems.push('policy.rules: rule names must be unique');
   try {
     compilePolicy(policyConfig(c));
@@ -143,6 +146,10 @@ function checkSemantics(c: Config): string[] {
   if (contrastWithWhite(c.ui.accentColour) < 4.5) {
     problems.push(`ui.accentColour: needs a contrast of 4.5:1 with white text, ${c.ui.accentColour} has ${contrastWithWhite(c.ui.accentColour).toFixed(2)}:1`);
   }
+  if (c.audit.enabled && !c.audit.signingKey) problems.push('audit.signingKey: needed when audit.enabled');
+  if (c.audit.redisStream.enabled && c.store.type !== 'redis') problems.push('audit.redisStream: needs store.type redis');
+  if (c.store.redis.mode === 'sentinel' && (!c.store.redis.sentinels.length || !c.store.redis.masterName)) problems.push('store.redis: sentinel mode needs sentinels and masterName');
+  if (c.store.redis.mode === 'cluster' && !c.store.redis.nodes.length) problems.push('store.redis.nodes: cluster mode needs seed nodes');
   if (c.devices.header && c.server.trustedProxies.length === 0) problems.push('devices.header: needs server.trustedProxies (the header is believed only from them)');
   if (c.devices.crlFile && !c.devices.caFile) problems.push('devices.crlFile: needs devices.caFile');
   if (c.session.idleTimeoutSeconds > c.session.absoluteTimeoutSeconds) {
@@ -173,6 +180,16 @@ export function configWarnings(c: Config): string[] {
 /** The policy part of the config, as the pure policy code takes it. */
 export function policyConfig(c: Config): PolicyConfig {
   return { ...c.policy, networks: c.networks, legacyEndpoints: c.legacyAuth.endpoints };
+}
+
+/**
+ * The rule in front of the report page, as a policy of its own: signed in with a second factor, in one of the
+ * groups (and networks); everybody else is refused.
+ */
+export function reportPolicyConfig(c: Config): PolicyConfig {
+  const { groups, networks } = c.admin.report;
+  const rule = { name: 'admin report', paths: [`${c.server.prefix}/admin/report`], groups, ...(networks.length ? { networks } : {}), decision: 'mfa' as const };
+  return { rules: [rule], default: 'deny', caseSensitivePaths: true, networks: c.networks, legacyEndpoints: [] };
 }
 
 /** Decodes a base64 or base64url key. */

@@ -305,6 +305,67 @@ export const ConfigSchema = Type.Object(
       },
       { default: {}, additionalProperties: false, description: "The gateway's own pages." },
     ),
+    identity: Type.Object(
+      {
+        userHeader: Type.Optional(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9-]*$', description: 'Header carrying the signed-in username to the portal.' })),
+        groupsHeader: Type.Optional(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9-]*$', description: "Header carrying the user's groups (comma-separated) to the portal." })),
+        assertion: Type.Optional(
+          Type.Object(
+            {
+              header: Type.String({ pattern: '^[A-Za-z][A-Za-z0-9-]*$', default: 'X-MFA-Assertion', description: 'Header carrying the signed assertion (a JWT).' }),
+              signingKey: Type.String({ minLength: 32, description: 'EC P-256 private key (PKCS#8 PEM) signing assertions (ES256); give it as signingKey_FILE.' }),
+              keyId: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', default: 'assertion-1', description: 'kid of the key, published at the JWKS endpoint.' }),
+              audience: Type.Optional(Type.String({ minLength: 1, description: 'aud of the assertion (default: portal.url).' })),
+              lifetimeSeconds: Type.Integer({ minimum: 10, maximum: 3600, default: 120, description: 'How long an assertion is valid; one is reused for a session until half of this is left.' }),
+            },
+            { additionalProperties: false, description: 'A short-lived JWT (sub, groups, amr, auth_time) the portal can verify with the JWKS at <prefix>/jwks.json.' },
+          ),
+        ),
+      },
+      { default: {}, additionalProperties: false, description: 'Telling the portal who is asking (client-sent copies are always removed).' },
+    ),
+    forwardAuth: Type.Object(
+      {
+        enabled: Type.Boolean({ default: false, description: 'Answer <prefix>/forward-auth for nginx auth_request, Caddy forward_auth and Traefik forwardAuth.' }),
+      },
+      { default: {}, additionalProperties: false, description: 'Forward-auth mode: a proxy in front asks the gateway about each request.' },
+    ),
+    audit: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, description: 'Write the hash-chained audit trail (needs signingKey).' }),
+        dir: Type.String({ minLength: 1, default: 'audit', description: 'Directory of audit.jsonl and its rotated files (one gateway instance per directory).' }),
+        maxFileBytes: Type.Integer({ minimum: 4096, default: 10485760, description: 'Rotate before the current file would grow past this.' }),
+        checkpointEvery: Type.Integer({ minimum: 1, default: 1000, description: 'At most this many records between signed checkpoints.' }),
+        checkpointIntervalSeconds: Seconds(60, 'Unsealed records get a signed checkpoint once the oldest is this old.'),
+        signingKey: Type.Optional(Type.String({ minLength: 32, description: 'Ed25519 private key (PKCS#8 PEM or a base64 32-byte seed) signing checkpoints; give it as signingKey_FILE.' })),
+        keyId: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', default: 'audit-1', description: 'kid written into each checkpoint.' }),
+        requests: Type.Boolean({ default: false, description: 'Also audit every request to the portal (who, device, method, path, rule, status, latency).' }),
+        redisStream: Type.Object(
+          {
+            enabled: Type.Boolean({ default: false, description: "Copy every record to a Redis stream (the store's Redis) for shipping." }),
+            key: Type.String({ minLength: 1, default: 'audit', description: 'Stream key (after store.redis.keyPrefix).' }),
+            maxLen: Type.Integer({ minimum: 1000, default: 100000, description: 'Approximate number of records the stream keeps.' }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
+      },
+      { default: {}, additionalProperties: false, description: 'The tamper-evident audit trail.' },
+    ),
+    admin: Type.Object(
+      {
+        host: Type.String({ default: '127.0.0.1', description: 'Address of the admin listener (metrics, health).' }),
+        port: Type.Integer({ minimum: 0, maximum: 65535, default: 9090, description: 'Port of the admin listener: /metrics, /health/live, /health/ready (0: any free port).' }),
+        enabled: Type.Boolean({ default: true, description: 'Run the admin listener.' }),
+        report: Type.Object(
+          {
+            groups: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Groups whose signed-in members may open <prefix>/admin/report (none: the page is off).' }),
+            networks: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'And only from these networks (names from `networks`, or addresses/CIDRs); none: any.' }),
+          },
+          { default: {}, additionalProperties: false, description: 'The read-only assurance report page on the gateway itself, behind this rule.' },
+        ),
+      },
+      { default: {}, additionalProperties: false, description: 'Metrics and health for operators, on a port of their own.' },
+    ),
     keys: Type.Object(
       {
         signing: KeyList('Session signing keys (HS256). The first signs; all verify.'),

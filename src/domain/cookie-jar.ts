@@ -11,15 +11,28 @@ export interface JarCookie {
 
 export type Jar = readonly JarCookie[];
 
+/**
+ * Which portal cookies the browser holds: the allow-list (`portal.browserCookies`; all others stay in the jar), or
+ * 'all' in forward-auth mode, where the browser talks to the portal through another proxy.
+ */
+export type BrowserCookies = readonly string[] | 'all';
+
+/** The gateway's own cookies: never the portal's, never forwarded. */
+const GATEWAY_COOKIE = /^__Host-mfa-/;
+
+export function heldByBrowser(name: string, policy: BrowserCookies): boolean {
+  return policy === 'all' ? !GATEWAY_COOKIE.test(name) : policy.includes(name);
+}
+
 const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/;
 
 /**
  * Applies the portal's Set-Cookie headers (RFC 6265 §5.3, one host: Domain is ignored). Cookies named in
  * `browserOwned` are left to the browser (they are allow-listed to reach it) and never enter the jar.
  */
-export function applySetCookies(jar: Jar, setCookies: readonly string[], requestPath: string, now: number, browserOwned: readonly string[] = []): Jar {
+export function applySetCookies(jar: Jar, setCookies: readonly string[], requestPath: string, now: number, browserOwned: BrowserCookies = []): Jar {
   // Browser-owned cookies are skipped before parsing: a portal re-setting only those costs nothing.
-  const forJar = setCookies.filter((sc) => !browserOwned.includes(cookieName(sc)));
+  const forJar = setCookies.filter((sc) => !heldByBrowser(cookieName(sc), browserOwned));
   if (forJar.length === 0) return jar;
   const next = jar.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
   for (const sc of parseSetCookie(forJar, { decodeValues: false })) {
@@ -40,17 +53,17 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
  * The Cookie header for a request to `path`: the jar's cookies, longest paths first (RFC 6265 §5.4), then the
  * browser's own copies of the allow-listed cookies (`browserOwned`) and no other browser cookie.
  */
-export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?: string, browserOwned: readonly string[] = []): string | undefined {
+export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?: string, browserOwned: BrowserCookies = []): string | undefined {
   const matching = jar.filter((c) => (c.expiresAt === undefined || c.expiresAt > now) && pathMatches(path, c.path));
   if (matching.length > 1) matching.sort((a, b) => b.path.length - a.path.length);
   let header = matching.map((c) => `${c.name}=${c.value}`).join('; ');
-  if (browserHeader && browserOwned.some((name) => browserHeader.includes(name))) {
+  if (browserHeader && (browserOwned === 'all' || browserOwned.some((name) => browserHeader.includes(name)))) {
     for (const pair of browserHeader.split(';')) {
       const name = cookieName(pair);
       const value = pair.slice(pair.indexOf('=') + 1).trim();
       // Only a well-formed value (RFC 6265 cookie-octets): "a, SESSION=x" would smuggle a second cookie to
       // portals that also split on commas.
-      if (browserOwned.includes(name) && COOKIE_VALUE.test(value)) header += `${header ? '; ' : ''}${name}=${value}`;
+      if (heldByBrowser(name, browserOwned) && COOKIE_VALUE.test(value)) header += `${header ? '; ' : ''}${name}=${value}`;
     }
   }
   return header || undefined;
@@ -79,3 +92,4 @@ function defaultPath(requestPath: string): string {
   const i = requestPath.lastIndexOf('/');
   return i <= 0 ? '/' : requestPath.slice(0, i);
 }
+

@@ -1,6 +1,6 @@
 // Header hygiene between browser and portal: what may pass, what the gateway sets, what is always removed.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { cookieName } from './cookie-jar.js';
+import { cookieName, heldByBrowser, type BrowserCookies } from './cookie-jar.js';
 
 // RFC 9110 §7.6.1 hop-by-hop fields, plus proxy credentials that are meant for the gateway hop only.
 const HOP_BY_HOP = new Set([
@@ -21,6 +21,8 @@ export interface ForwardContext {
   cookie: string | undefined;
   /** Further lower-case header names never passed on (e.g. the device certificate header). */
   strip?: ReadonlySet<string>;
+  /** Headers the gateway itself adds (identity to the portal), lower-case names. */
+  add?: Readonly<Record<string, string>>;
 }
 
 /** Whether a client-sent header may pass to the portal, by lower-case name (without the Connection check). */
@@ -55,13 +57,14 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: Forwa
   out['x-forwarded-proto'] = ctx.proto;
   if (ctx.host) out['x-forwarded-host'] = ctx.host;
   if (ctx.cookie) out.cookie = ctx.cookie;
+  if (ctx.add) Object.assign(out, ctx.add);
   return out;
 }
 
 /** The portal's response headers for the browser: its cookies stay in the jar except the allow-listed ones. */
 export function browserResponseHeaders(
   upstream: Record<string, string | string[] | number | undefined>,
-  opts: { browserCookies: readonly string[]; rewriteLocation: (location: string) => string },
+  opts: { browserCookies: BrowserCookies; rewriteLocation: (location: string) => string },
 ): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   const named = connectionTokens(upstream.connection);
@@ -70,7 +73,7 @@ export function browserResponseHeaders(
     const value = upstream[n];
     if (value === undefined || HOP_BY_HOP.has(n) || named.has(n)) continue;
     if (n === 'set-cookie') {
-      const allowed = asList(value).filter((sc) => opts.browserCookies.includes(cookieName(sc)));
+      const allowed = asList(value).filter((sc) => heldByBrowser(cookieName(sc), opts.browserCookies));
       if (allowed.length) out[n] = allowed;
     } else if (n === 'location' && typeof value === 'string') {
       out[n] = opts.rewriteLocation(value);

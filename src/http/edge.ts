@@ -11,15 +11,36 @@ declare module 'fastify' {
     /** The client's address and scheme, worked out once per request. */
     client: ClientView;
     /** The access decision for a request to the portal, and for whom (for the access log). */
-    access: { rule: string; verdict: AccessOutcome['verdict']; pid: string | undefined; path: string } | null;
+    access: RequestAccess | null;
   }
+}
+
+export interface RequestAccess {
+  rule: string;
+  verdict: AccessOutcome['verdict'];
+  pid: string | undefined;
+  path: string;
+  /** SHA-256 fingerprint of the client certificate, when a rule looked at the device. */
+  device: string | undefined;
+}
+
+/** What the access line says about a request, also given to metrics and the audit trail. */
+export interface AnsweredRequest {
+  method: string;
+  path: string;
+  ip: string;
+  status: number;
+  ms: number;
+  access: RequestAccess | null;
 }
 
 export interface EdgeOptions {
   hosts: readonly string[];
   trustedProxies: readonly string[];
-  /** Paths answered whatever the Host (health checks from orchestrators address the gateway by IP). */
-  anyHostPrefix: string;
+  /** Paths answered whatever the Host (health checks address the gateway by IP, the portal fetches the JWKS). */
+  anyHost: readonly string[];
+  /** Every answered request, after its access line. */
+  answered: (r: AnsweredRequest) => void;
 }
 
 export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
@@ -32,7 +53,7 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted);
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
     const host = hostName(req);
-    if (host === null || (!hosts.has(host) && !req.url.startsWith(opts.anyHostPrefix))) {
+    if (host === null || (!hosts.has(host) && !opts.anyHost.some((p) => req.url.startsWith(p)))) {
       done(new GatewayError('GW_ERR_UNKNOWN_HOST', `host ${JSON.stringify(req.headers.host)?.slice(0, 100)}`));
       return;
     }
@@ -40,21 +61,20 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
   });
   // One line per request (fastify's own request lines are off): who, what, which rule decided, the answer.
   app.addHook('onResponse', (req, reply, done) => {
+    const a = req.access;
+    const r: AnsweredRequest = {
+      method: req.method,
+      // The canonical path a rule decided on; the raw one (without its query) for everything else.
+      path: a?.path ?? req.url.split('?', 1)[0]!,
+      ip: req.client?.ip ?? 'unknown',
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime),
+      access: a,
+    };
     if ((req.log as unknown as Logger).isLevelEnabled('info')) {
-      const a = req.access;
-      req.log.info(
-        {
-          method: req.method,
-          // The canonical path a rule decided on; the raw one (without its query) for everything else.
-          path: a?.path ?? req.url.split('?', 1)[0],
-          ip: req.client?.ip ?? 'unknown',
-          status: reply.statusCode,
-          ms: Math.round(reply.elapsedTime),
-          ...(a ? { rule: a.rule, verdict: a.verdict, pid: a.pid } : {}),
-        },
-        'request',
-      );
+      req.log.info({ method: r.method, path: r.path, ip: r.ip, status: r.status, ms: r.ms, ...(a ? { rule: a.rule, verdict: a.verdict, pid: a.pid } : {}) }, 'request');
     }
+    opts.answered(r);
     done();
   });
 }

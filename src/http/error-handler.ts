@@ -12,12 +12,14 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
   415: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE',
 };
 
-export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginPage: string): void {
+/** `refused` hears every code answered (for metrics). */
+export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginPage: string, refused: (code: ErrorCode) => void): void {
   const prefix = ui.prefix;
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
     const code: ErrorCode =
       error instanceof GatewayError ? error.code : (error.statusCode && error.statusCode < 500 && BY_STATUS[error.statusCode]) || 'GW_ERR_INTERNAL';
     const { status } = ERRORS[code];
+    refused(code);
     if (status >= 500) request.log.error({ err: error, code }, 'request failed');
     else request.log.info({ code, detail: error.message }, 'request refused');
     if (reply.sent) return;

@@ -4,7 +4,12 @@ import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import formbody from '@fastify/formbody';
 import type { FastifyInstance } from 'fastify';
+import { GatewayError } from '../errors.js';
+import { reportHtml } from '../ui/report.js';
 import type { HttpContext } from './context.js';
+import { COOKIE } from './cookies.js';
+import { hostName } from './edge.js';
+import { forwardAuthRoutes } from './forward-auth.js';
 import { securityRoutes } from './security-routes.js';
 import { signInRoutes } from './sign-in-routes.js';
 
@@ -44,6 +49,44 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
     }
   });
 
+  app.get(`${p}/jwks.json`, async (_req, reply) => {
+    const jwks = await ctx.identity.jwks();
+    if (!jwks) throw new GatewayError('GW_ERR_NOT_FOUND', 'no identity assertion configured');
+    return reply.header('cache-control', 'public, max-age=300').send(jwks);
+  });
+
+  if (ctx.report) {
+    const report = ctx.report;
+    // The assurance report, read-only, for the groups (and networks) of admin.report; ?days=N (default 30).
+    app.get(`${p}/admin/report`, async (req, reply) => {
+      const active = await ctx.sessions.authenticate(req.cookies[COOKIE.session]);
+      const { outcome } = await report.access.decide({
+        host: hostName(req)!,
+        method: 'GET',
+        path: `${p}/admin/report`,
+        query: '',
+        authorization: req.headers.authorization,
+        client: req.client,
+        tlsCertificate: undefined,
+        deviceHeader: undefined,
+        session: active,
+      });
+      if (outcome.verdict === 'sign-in') return reply.redirect(ctx.config.portal.login.page, 302);
+      if (outcome.verdict !== 'allow') throw new GatewayError('GW_ERR_ACCESS_DENIED', `admin report: ${outcome.verdict}`);
+      const days = Number((req.query as Record<string, unknown>).days ?? 30);
+      if (!Number.isInteger(days) || days < 1 || days > 3660) throw new GatewayError('GW_ERR_BAD_REQUEST', 'days');
+      const now = ctx.clock.now();
+      const html = reportHtml(await report.build({ from: now - days * 86_400_000, to: now }));
+      return reply
+        .header('content-type', 'text/html; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        .header('x-content-type-options', 'nosniff')
+        .send(html);
+    });
+  }
+
   await signInRoutes(app, ctx);
   await securityRoutes(app, ctx);
+  if (ctx.config.forwardAuth.enabled) await forwardAuthRoutes(app, ctx);
 }

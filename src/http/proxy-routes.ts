@@ -19,7 +19,7 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as 
 const LOGIN_BODY_LIMIT = 16 * 1024;
 const BROWSER_JAR_TTL_MS = 60 * 60_000;
 
-type JarOwner = { kind: 'session'; active: ActiveSession } | { kind: 'browser'; id: string; jar: Jar };
+type JarOwner = { kind: 'session'; active: ActiveSession; identity: Readonly<Record<string, string>> } | { kind: 'browser'; id: string; jar: Jar };
 
 export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, clock, sessions } = ctx;
@@ -54,8 +54,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     }
   };
   const deviceHeader = config.devices.header?.name.toLowerCase();
-  // Removed from every request to the portal: only the gateway speaks for the device.
-  const stripped: ReadonlySet<string> = new Set(deviceHeader ? [deviceHeader] : []);
   const trustedProxies = new AddressSet(config.server.trustedProxies);
 
   async function handle(req: FastifyRequest, reply: FastifyReply) {
@@ -72,7 +70,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active && req.cookies[COOKIE.session]) reply.clearCookie(COOKIE.session, clearOptions);
     const tlsCert = (req.socket as TLSSocket).encrypted ? (req.socket as TLSSocket).getPeerX509Certificate() : undefined;
-    const { outcome } = await ctx.access.decide({
+    const { outcome, device } = await ctx.access.decide({
       host: hostName(req)!,
       method: req.method,
       path: forwarded.matchPath,
@@ -83,7 +81,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       deviceHeader: deviceHeader && trustedProxies.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '') ? first(req.headers[deviceHeader]) : undefined,
       session: active,
     });
-    req.access = { rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: forwarded.path };
+    req.access = { rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: forwarded.path, device };
     switch (outcome.verdict) {
       case 'deny':
         throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);
@@ -102,7 +100,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
       case 'allow':
         if (loginPath) return interceptLogin(req, reply, forwarded);
-        if (active) return forward(req, reply, forwarded, { kind: 'session', active }, logoutPaths.has(lowered));
+        if (active) return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active) : {} }, logoutPaths.has(lowered));
         return forward(req, reply, forwarded, await browserJar(req, reply), false);
     }
   }
@@ -140,7 +138,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     });
     if (outcome.kind === 'failed') {
       // The portal shows its own error; only its cookies are kept back.
-      const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: config.portal.browserCookies, rewriteLocation });
+      const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: ctx.browserCookies, rewriteLocation });
       delete headers['content-length'];
       return reply.code(outcome.portal.status).headers(headers).send(outcome.portal.body);
     }
@@ -164,17 +162,18 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           clientIp: forwardedFor(req),
           proto: req.client.proto,
           host: req.headers.host,
-          strip: stripped,
+          strip: ctx.reservedHeaders,
           upstreamHost: headers.host as string,
-          cookie: cookieHeader(jar, target.path, clock.now(), req.headers.cookie, config.portal.browserCookies),
+          cookie: cookieHeader(jar, target.path, clock.now(), req.headers.cookie, ctx.browserCookies),
+          ...(owner.kind === 'session' ? { add: owner.identity } : {}),
         }),
       rewriteHeaders: (headers) => {
         setCookies = asList(headers['set-cookie']);
-        return browserResponseHeaders(headers, { browserCookies: config.portal.browserCookies, rewriteLocation }) as IncomingHttpHeaders;
+        return browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation }) as IncomingHttpHeaders;
       },
       onResponse: async (_r, rep, res) => {
         // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
-        const updated = applySetCookies(jar, setCookies, target.path, clock.now(), config.portal.browserCookies);
+        const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
         const changed = sameJar(updated, jar) ? undefined : updated;
         try {
           if (owner.kind === 'browser' && changed) await ctx.jars.put(owner.id, changed);

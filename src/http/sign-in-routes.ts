@@ -7,6 +7,7 @@ import { GatewayError } from '../errors.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import type { Refused } from '../services/ceremony.js';
+import type { SignedIn } from '../services/pending.js';
 import type { ActiveSession } from '../services/sessions.js';
 import type { PendingStage } from '../stores/records.js';
 import type { MessageKey } from '../ui/i18n.js';
@@ -26,7 +27,18 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const pendingId = (req: FastifyRequest) => req.cookies[COOKIE.pending];
   const page = (req: FastifyRequest) => pageContext(ui, req);
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
-  const signedIn = (reply: FastifyReply, token: string) => reply.clearCookie(COOKIE.pending, clearOptions).setCookie(COOKIE.session, token, cookieOptions());
+  /** The session starts: the pending cookie goes, the session cookie comes, and in forward-auth mode the portal's. */
+  const signedIn = (req: FastifyRequest, reply: FastifyReply, done: SignedIn) => {
+    reply.clearCookie(COOKIE.pending, clearOptions).setCookie(COOKIE.session, done.token, cookieOptions());
+    if (ctx.browserCookies === 'all') {
+      const now = ctx.clock.now();
+      for (const c of done.jar.filter((x) => x.expiresAt === undefined || x.expiresAt > now)) {
+        const maxAge = c.expiresAt === undefined ? {} : { maxAge: Math.floor((c.expiresAt - now) / 1000) };
+        reply.setCookie(c.name, c.value, { path: c.path, httpOnly: true, secure: req.client.proto === 'https', sameSite: 'lax', encode: (v) => v, ...maxAge });
+      }
+    }
+    return reply;
+  };
   /** A JSON call from the passkey script: its answer when refused (message in the page's language). */
   const refusedJson = (req: FastifyRequest, reply: FastifyReply, r: Refused) =>
     reply.code(400).send({ error: 'refused', message: page(req).t('passkeyFailed'), attemptsLeft: r.attemptsLeft });
@@ -127,7 +139,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       return sendPage(reply, 400, c, pages.recoveryCodesPage(c, { codes: [], csrf: login.csrf, action: '/recovery-codes', error: c.t('recoveryAckRequired') }));
     }
     const done = await pending.finish(id, 'acknowledge', clientIp(req));
-    return signedIn(reply, done.token).redirect(done.continueTo, 303);
+    return signedIn(req, reply, done).redirect(done.continueTo, 303);
   });
 
   // 4. Every later sign-in: a passkey, the authenticator app, or a recovery code.
@@ -146,7 +158,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyTotp(id, login, field(req, 'code'), clientIp(req));
     if (!result.ok) return verifyPage(req, reply, 400, wrong(req, result));
-    return signedIn(reply, result.token).redirect(result.continueTo, 303);
+    return signedIn(req, reply, result).redirect(result.continueTo, 303);
   });
   app.post(`${p}/verify/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'verify');
@@ -158,7 +170,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyPasskey(id, login, member(req, 'credential'), clientIp(req));
     if (!result.ok) return refusedJson(req, reply, result);
-    signedIn(reply, result.token);
+    signedIn(req, reply, result);
     return { next: result.continueTo };
   });
   app.get(`${p}/recovery`, async (req, reply) => {
@@ -170,7 +182,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const { id, p: login } = await pending.at(pendingId(req), 'verify');
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
-    if (result.ok) return signedIn(reply, result.token).redirect(result.continueTo, 303);
+    if (result.ok) return signedIn(req, reply, result).redirect(result.continueTo, 303);
     const c = page(req);
     return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: wrong(req, result) }));
   });

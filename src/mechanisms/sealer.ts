@@ -21,6 +21,17 @@ export class Sealer {
     this.byId = new Map(keys.map((k) => [k.id, k.key]));
   }
 
+  /** The id of the key that seals. */
+  get activeId(): string {
+    return this.active.id;
+  }
+
+  /** The id of the key a sealed value was sealed with (not checked), or null when it is not one. */
+  static keyIdOf(sealed: string): string | null {
+    const parts = sealed.split('.');
+    return parts.length === 4 && parts[0] ? parts[0] : null;
+  }
+
   /** Returns `kid.iv.ciphertext.tag` (base64url); `aad` binds the ciphertext to the record it belongs to. */
   seal(plaintext: string, aad: string): string {
     const iv = randomBytes(12);

@@ -4,7 +4,7 @@ import type { ClientView } from '../domain/client-address.js';
 import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
 import { decideAccess, type AccessOutcome, type CompiledPolicy, type RequestFacts } from '../domain/policy.js';
 import type { Clock } from '../clock.js';
-import type { DeviceService } from './devices.js';
+import type { DeviceService, DeviceState } from './devices.js';
 import type { GroupDirectory } from './groups.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession } from './sessions.js';
@@ -37,8 +37,11 @@ export class AccessService {
     },
   ) {}
 
-  async decide(req: AccessRequest): Promise<{ outcome: AccessOutcome; facts: RequestFacts }> {
+  /** The decision, and the client certificate's fingerprint when a rule looked at the device. */
+  async decide(req: AccessRequest): Promise<{ outcome: AccessOutcome; device: string | undefined }> {
     const s = req.session?.record;
+    // Device state is worked out on every request that a rule could care about, never remembered from sign-in.
+    const device: DeviceState = this.d.policy.usesDevices ? await this.d.devices.stateOf(req.tlsCertificate, req.deviceHeader, s?.pid ?? null) : UNMANAGED;
     const facts: RequestFacts = {
       host: req.host,
       method: req.method,
@@ -52,8 +55,7 @@ export class AccessService {
             factor: s.factor,
           }
         : null,
-      // Device state is worked out on every request that a rule could care about, never remembered from sign-in.
-      device: this.d.policy.usesDevices ? await this.d.devices.stateOf(req.tlsCertificate, req.deviceHeader, s?.pid ?? null) : UNMANAGED,
+      device,
     };
     const outcome = decideAccess(this.d.policy, facts);
     if (outcome.verdict === 'deny' || outcome.verdict === 'managed-device') {
@@ -65,6 +67,6 @@ export class AccessService {
         path: req.path,
       });
     }
-    return { outcome, facts };
+    return { outcome, device: device.fingerprint };
   }
 }

@@ -6,12 +6,14 @@ import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { newId } from '../mechanisms/random.js';
 import { matchesCode, newEnrolmentCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
+import type { Sealer } from '../mechanisms/sealer.js';
 import { newTotpSecret } from '../mechanisms/totp.js';
 import { newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
 import type { Challenges, CredentialOwners, EnrolmentCodes, Factor, FactorStore, UserFactors } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { PendingLogin, PendingLogins } from '../stores/records.js';
+import { SealedRecords } from '../stores/sealed-records.js';
 import type { Attempts, Ceremony, Refused } from './ceremony.js';
 import type { Notifier, Webhooks } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
@@ -22,6 +24,7 @@ export interface EnrolmentDeps {
   config: Config;
   clock: Clock;
   kv: KvStore;
+  sealer: Sealer;
   pending: PendingLogins;
   factors: FactorStore;
   owners: CredentialOwners;
@@ -42,7 +45,12 @@ export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
 const SETUP_TTL_MS = 10 * 60_000;
 
 export class EnrolmentService {
-  constructor(private readonly d: EnrolmentDeps) {}
+  /** TOTP secrets being set up from the security page, sealed like every other secret at rest. */
+  private readonly setups: SealedRecords<string>;
+
+  constructor(private readonly d: EnrolmentDeps) {
+    this.setups = new SealedRecords(d.kv, d.sealer);
+  }
 
   /** enrolment.proof invite: a new code for the user (replacing any earlier one), valid `inviteDays`. */
   async issueInvite(pid: string): Promise<{ code: string; expiresAt: number }> {
@@ -50,6 +58,7 @@ export class EnrolmentService {
     const ttl = this.d.config.enrolment.inviteDays * 24 * 60 * 60_000;
     const expiresAt = this.d.clock.now() + ttl;
     await this.d.codes.put(pid, { ...stored, expiresAt }, ttl);
+    this.d.security('enrolment_code_issued', { pid });
     return { code, expiresAt };
   }
 
@@ -123,20 +132,20 @@ export class EnrolmentService {
   /** Security page: a new TOTP secret for a signed-in user, kept briefly until its first code. */
   async sessionTotpSecret(active: ActiveSession): Promise<string> {
     const key = keys.factorSetup(active.sid);
-    const existing = await this.d.kv.get(key);
+    const existing = await this.setups.get(key);
     if (existing) return existing;
     const secret = newTotpSecret();
-    await this.d.kv.set(key, secret, SETUP_TTL_MS);
+    await this.setups.put(key, secret, SETUP_TTL_MS);
     return secret;
   }
 
   async confirmSessionTotp(active: ActiveSession, input: string, name: string, ip: string): Promise<Bound | Refused> {
     const key = keys.factorSetup(active.sid);
-    const secret = await this.d.kv.get(key);
+    const secret = await this.setups.get(key);
     if (!secret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'TOTP set-up expired');
     const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active, SETUP_TTL_MS), secret, input, ip);
     if (!check.ok) return check;
-    await this.d.kv.delete(key);
+    await this.setups.delete(key);
     return this.bind(active.record.pid, this.totpFactor(secret, name), false, active.record.username, ip);
   }
 

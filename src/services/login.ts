@@ -2,7 +2,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import { applySetCookies, cookieHeader, setCookieNames, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies } from '../domain/cookie-jar.js';
 import { upstreamRequestHeaders } from '../domain/headers.js';
 import { sameFieldName } from '../domain/legacy-auth.js';
 import { isLoginSuccess } from '../domain/login-success.js';
@@ -45,6 +45,9 @@ export interface LoginDeps {
   factors: FactorStore;
   pseudonymKey: Buffer;
   limits: LoginLimits;
+  browserCookies: BrowserCookies;
+  /** Headers a client may not send the portal (identity, device). */
+  reservedHeaders: ReadonlySet<string>;
   security: SecurityLog;
 }
 
@@ -77,12 +80,13 @@ export class LoginService {
       clientIp: req.forwardedFor,
       proto: req.proto,
       host: req.headers.host,
-      cookie: cookieHeader(jar, req.path, now, req.headers.cookie, config.portal.browserCookies),
+      cookie: cookieHeader(jar, req.path, now, req.headers.cookie, this.d.browserCookies),
+      strip: this.d.reservedHeaders,
     });
     headers['content-length'] = String(body.length);
     const answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
     const setCookies = asArray(answer.headers['set-cookie']);
-    const updated = applySetCookies(jar, setCookies, req.path, clock.now(), config.portal.browserCookies);
+    const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);
     const location = first(answer.headers.location);
     const ok = isLoginSuccess(login.success, {
       status: answer.status,
@@ -91,7 +95,7 @@ export class LoginService {
       body: answer.body.toString('utf8'),
     });
     if (!ok) {
-      await this.d.jars.put(req.browserId, updated);
+      if (updated !== jar) await this.d.jars.put(req.browserId, updated);
       await this.d.limits.failed(pid, req.clientIp);
       this.d.security('password_failed', { pid, ip });
       return { kind: 'failed', portal: answer };
@@ -106,7 +110,8 @@ export class LoginService {
       {
         pid,
         username,
-        jar: updated satisfies Jar,
+        // A successful answer's cookies are all held, also in forward-auth mode: only the second factor releases them.
+        jar: this.d.browserCookies === 'all' ? applySetCookies(jar, setCookies, req.path, now, []) : updated,
         continueTo: safeRelativeTarget(location, config.portal.url),
         csrf: newId(),
         stage,

@@ -1,11 +1,13 @@
 // A pending login (password accepted, second factor outstanding): looked up by the browser's cookie, finished once.
 import type { Clock } from '../clock.js';
+import type { Jar } from '../domain/cookie-jar.js';
 import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 import type { PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
 import type { SessionService } from './sessions.js';
 
-export type SignedIn = { ok: true; token: string; continueTo: string };
+/** A finished login: the session cookie value, where to go, and the portal's cookies (released in forward-auth mode). */
+export type SignedIn = { ok: true; token: string; continueTo: string; jar: Jar };
 
 export class PendingService {
   constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService }) {}
@@ -47,6 +49,6 @@ export class PendingService {
     if (!p || p.stage !== stage || !factor) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
     await this.d.pending.delete(id);
     const token = await this.d.sessions.start({ pid: p.pid, username: p.username, factor, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
-    return { ok: true, token, continueTo: p.continueTo };
+    return { ok: true, token, continueTo: p.continueTo, jar: p.jar };
   }
 }

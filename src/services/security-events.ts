@@ -1,5 +1,8 @@
-// One structured log line per security event; users appear only by pseudonymous id.
+// Every security event goes to the log, the audit trail and the metrics; users appear only by pseudonymous id.
 import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AuditEvent, AuditValue } from '../audit/record.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { FactorKind } from '../domain/policy.js';
 
 export type SecurityEventName =
@@ -15,6 +18,7 @@ export type SecurityEventName =
   | 'session_ended'
   | 'step_up_ok'
   | 'enrolment_code_sent'
+  | 'enrolment_code_issued'
   | 'enrolment_proof_ok'
   | 'factor_added'
   | 'factor_removed'
@@ -29,7 +33,9 @@ export type SecurityEventName =
   | 'login_failure_surge'
   | 'factor_locked'
   | 'lockout_cleared'
-  | 'block_cleared';
+  | 'block_cleared'
+  | 'factors_reset'
+  | 'user_erased';
 
 export interface SecurityEventFields {
   pid?: string;
@@ -41,6 +47,20 @@ export interface SecurityEventFields {
 
 export type SecurityLog = (event: SecurityEventName, fields: SecurityEventFields) => void;
 
-export function securityLog(log: Logger): SecurityLog {
-  return (event, fields) => log.info({ security: event, ...fields }, `security event: ${event}`);
+export function securityLog(log: Logger, audit: AuditLog | null, metrics: Metrics | null): SecurityLog {
+  return (event, fields) => {
+    log.info({ security: event, ...fields }, `security event: ${event}`);
+    audit?.append({ kind: 'security', event, ...flat(fields) });
+    metrics?.securityEvent(event, fields);
+  };
+}
+
+/** Audit events are flat: a list (amr) becomes "a,b"; anything else that is not a plain value becomes its JSON. */
+export function flat(fields: Readonly<Record<string, unknown>>): AuditEvent {
+  const out: Record<string, AuditValue | undefined> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (v === undefined || v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) out[k] = v;
+    else out[k] = Array.isArray(v) ? v.join(',') : JSON.stringify(v);
+  }
+  return out;
 }

@@ -25,7 +25,7 @@ export class SessionService {
     const now = this.d.clock.now();
     const record: SessionRecord = { ...s, amr: amrOf(s.factor), authTime: now, factorTime: now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
-    this.d.security('session_started', { pid: s.pid, ip, amr: record.amr });
+    this.d.security('session_started', { pid: s.pid, ip, factor: s.factor, amr: record.amr });
     return this.d.tokens.sign({ sub: s.pid, sid }, now);
   }
 

@@ -8,7 +8,6 @@ export const keys = {
   factors: (pid: string) => `user:{${pid}}:factors`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
   totpStep: (pid: string) => `user:{${pid}}:totp-step`,
-  mfaFailures: (pid: string) => `user:{${pid}}:mfa-failures`,
   credentialOwner: (credentialId: string) => `webauthn-credential:{${credentialId}}`,
   enrolmentCode: (pid: string) => `user:{${pid}}:enrolment-code`,
   challenge: (owner: string, ceremony: string) => `challenge:{${owner}}:${ceremony}`,
@@ -29,4 +28,20 @@ export const keys = {
   blockIndex: () => '{login}:blocked-addresses',
   lockoutIndex: () => '{login}:locked-factors',
   recoveryCodeUsed: (pid: string, setSalt: string, index: number) => `user:{${pid}}:recovery-used:${setSalt}:${index}`,
+  recoveryCodeUsedPrefix: (pid: string) => `user:{${pid}}:recovery-used:`,
+  /** When the store first saw a configured key (for key ages in `keys status` and the report). */
+  keySeen: (purpose: string, id: string) => `keys:first-seen:${purpose}:${id}`,
 } as const;
+
+// Keys whose values are sealed records (opened with the key name as associated data): what key rotation re-seals.
+const SEALED = [
+  /^jar:\{[^}]+\}$/,
+  /^pending:\{[^}]+\}$/,
+  /^session:\{[^}]+\}(:factor-setup)?$/,
+  /^user:\{[^}]+\}:(factors|enrolment-code)$/,
+  /^challenge:\{.+\}:(register|authenticate)$/,
+  /^device:\{[^}]+\}$/,
+  /^devices:index$/,
+];
+
+export const isSealedKey = (key: string): boolean => SEALED.some((re) => re.test(key));

@@ -32,6 +32,13 @@ export interface KvStore {
   setMembers(key: string): Promise<string[]>;
   /** Removes one member (the TTL is left as it is); an emptied set is gone. */
   setRemove(key: string, member: string): Promise<void>;
+  /** Replaces a string value only while it is still `expected`, keeping its TTL; true when it did. */
+  replaceIf(key: string, expected: string, value: string): Promise<boolean>;
+  /**
+   * Every key starting with `prefix`, in batches (for admin commands: export, erase, key rotation, reports; never on
+   * a request). Keys written during the scan may or may not be listed.
+   */
+  scanKeys(prefix: string): AsyncIterable<string[]>;
   /** Throws when the backend cannot serve requests. */
   ping(): Promise<void>;
   /** Resolves once the backend can take commands (for commands run once, like the CLI); rejects after a while. */

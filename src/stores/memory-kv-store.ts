@@ -93,6 +93,18 @@ export class MemoryKvStore implements KvStore {
     if (members?.size === 0) this.map.delete(key);
   }
 
+  async replaceIf(key: string, expected: string, value: string): Promise<boolean> {
+    const e = this.text(key);
+    if (e?.value !== expected) return false;
+    e.value = value;
+    return true;
+  }
+
+  async *scanKeys(prefix: string): AsyncIterable<string[]> {
+    const now = this.clock.now();
+    yield [...this.map].filter(([k, e]) => k.startsWith(prefix) && e.expiresAt > now).map(([k]) => k);
+  }
+
   async ping(): Promise<void> {}
 
   async ready(): Promise<void> {}

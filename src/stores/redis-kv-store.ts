@@ -31,12 +31,17 @@ const SET_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('SCARD', KEYS[1])`;
 
+const REPLACE_IF = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1`;
+
 type ScriptedRedis = (Redis | Cluster) & {
   mfaIncrement(key: string, ttlMs: number): Promise<number>;
   mfaRaiseTo(key: string, value: number, ttlMs: number): Promise<number>;
   mfaIncrementCapped(key: string, cap: number, ttlMs: number): Promise<[value: number, counted: number]>;
   mfaGcra(key: string, nowMs: number, emissionIntervalMs: number, burst: number): Promise<[allowed: number, retryAfterMs: number, remaining: number]>;
   mfaSetAdd(key: string, member: string, ttlMs: number): Promise<number>;
+  mfaReplaceIf(key: string, expected: string, value: string): Promise<number>;
 };
 
 /** Connection options; without a mode, `{ url, keyPrefix, commandTimeoutMs }` is a single node. */
@@ -56,8 +61,14 @@ export class RedisKvStore implements KvStore {
     redis.defineCommand('mfaIncrementCapped', { numberOfKeys: 1, lua: INCREMENT_CAPPED });
     redis.defineCommand('mfaGcra', { numberOfKeys: 1, lua: GCRA });
     redis.defineCommand('mfaSetAdd', { numberOfKeys: 1, lua: SET_ADD });
+    redis.defineCommand('mfaReplaceIf', { numberOfKeys: 1, lua: REPLACE_IF });
     this.redis = redis as ScriptedRedis;
     this.timeoutMs = timeoutMs;
+  }
+
+  /** The client, for the audit trail's stream mirror (which fails fast on the same timeouts). */
+  get client(): Redis | Cluster {
+    return this.redis;
   }
 
   /** Resolves once connected (for start-up and tests); requests do not wait for it. */
@@ -126,6 +137,25 @@ export class RedisKvStore implements KvStore {
 
   async setRemove(key: string, member: string) {
     await this.call(() => this.redis.srem(key, member));
+  }
+
+  async replaceIf(key: string, expected: string, value: string) {
+    return (await this.call(() => this.redis.mfaReplaceIf(key, expected, value))) === 1;
+  }
+
+  async *scanKeys(prefix: string): AsyncIterable<string[]> {
+    // SCAN sees keys as stored: with the client's keyPrefix, which MATCH needs and results lose.
+    const stored = this.redis.options.keyPrefix ?? '';
+    const match = `${(stored + prefix).replace(/[*?[\]\\]/g, '\\$&')}*`;
+    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, found] = await this.call(() => node.scan(cursor, 'MATCH', match, 'COUNT', 500));
+        cursor = next;
+        if (found.length) yield found.map((k) => k.slice(stored.length));
+      } while (cursor !== '0');
+    }
   }
 
   async ping() {

@@ -7,3 +7,6 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { code: num
   const r = spawnSync(process.execPath, [TS_LOADER, 'src/main.ts', ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** Every admin command names its operator and reason (they go into the audit trail). */
+export const OPERATOR = ['--operator', 'Dana Helpdesk', '--reason', 'ticket 4711'];

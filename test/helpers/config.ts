@@ -1,9 +1,23 @@
 // A valid configuration for tests, with fresh keys; callers override what they need.
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { resolveConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 
 export const randomKey = () => randomBytes(32).toString('base64url');
+
+// Every test gateway writes its audit trail (as production does), each in a directory of its own under this one.
+let auditRoot: string | undefined;
+export function freshAuditDir(): string {
+  if (!auditRoot) {
+    const root = mkdtempSync(join(tmpdir(), 'mfa-audit-'));
+    auditRoot = root;
+    process.once('exit', () => rmSync(root, { recursive: true, force: true }));
+  }
+  return mkdtempSync(join(auditRoot, 'gw-'));
+}
 
 export function rawTestConfig(portalUrl: string): Record<string, any> {
   return {
@@ -34,6 +48,9 @@ export function rawTestConfig(portalUrl: string): Record<string, any> {
       encryption: [{ id: 'e1', secret: randomKey() }],
       pseudonym: randomKey(),
     },
+    audit: { dir: freshAuditDir(), signingKey: randomKey() },
+    // Gateways run by `serve` in tests take any free admin port.
+    admin: { port: 0 },
     log: { level: 'silent' },
   };
 }

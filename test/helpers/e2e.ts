@@ -8,7 +8,6 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { chromium, type Browser as Chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
 import { buildApp } from '../../src/app.js';
-import { createGateway } from '../../src/gateway.js';
 import { loggerOptions } from '../../src/log.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { startDemoPortal, type DemoUser } from '../fixtures/demo-portal.js';
@@ -100,7 +99,7 @@ async function listenOnce(opts: { patch?: (raw: Record<string, any>) => void }):
     logs,
     browser: () => new Browser(url),
     issueInvite: async (username) => {
-      const gw = createGateway(config, { kv, clock, logger: pino({ level: 'silent' }) });
+      const gw = app.gateway;
       return (await gw.enrolment.issueInvite(gw.pidOf(username)!)).code;
     },
     close: async () => {

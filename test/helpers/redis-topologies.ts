@@ -37,6 +37,12 @@ export interface TestSentinel {
   failover(): Promise<{ from: number; to: number }>;
   /** Kills the master; resolves once the sentinels have agreed it is down and every one reports the promoted replica. */
   killMaster(): Promise<{ from: number; to: number }>;
+  /**
+   * Stalls one sentinel (SIGSTOP): it still accepts connections but answers nothing until resumed. The other two still
+   * make a quorum; until resumed, the methods above ask only them.
+   */
+  pause(port: number): void;
+  resume(port: number): void;
   stop(): Promise<void>;
 }
 
@@ -174,12 +180,14 @@ export async function startSentinel(): Promise<TestSentinel> {
     };
     await Promise.all(sentinelPorts.map((port) => waitUntil(`sentinel ${port} sees the replica`, sentinelSees(port))));
 
+    const paused = new Set<number>();
+    const live = () => sentinelPorts.filter((p) => !paused.has(p));
     const masterOf = async (port: number) => Number((await admin<[string, string]>(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME))[1]);
-    const master = () => masterOf(sentinelPorts[0]);
+    const master = () => masterOf(live()[0]!);
     const dataPorts = [masterPort, replicaPort];
     const newMaster = async (from: number) => {
       const to = dataPorts.find((p) => p !== from)!;
-      await waitUntil('every sentinel reports the new master', async () => (await Promise.all(sentinelPorts.map(masterOf))).every((p) => p === to));
+      await waitUntil('every sentinel reports the new master', async () => (await Promise.all(live().map(masterOf))).every((p) => p === to));
       await waitUntil('new master has the master role', async () => (await admin<[string]>(to, 'ROLE'))[0] === 'master');
       return { from, to };
     };
@@ -195,19 +203,28 @@ export async function startSentinel(): Promise<TestSentinel> {
       },
       async failover() {
         const from = await master();
-        await waitUntil('failover accepted', async () => (await admin(sentinelPorts[0], 'SENTINEL', 'FAILOVER', MASTER_NAME)) === 'OK');
+        await waitUntil('failover accepted', async () => (await admin(live()[0]!, 'SENTINEL', 'FAILOVER', MASTER_NAME)) === 'OK');
         return newMaster(from);
       },
       async killMaster() {
         const from = await master();
-        // An objective "down" needs a quorum, so the sentinels must have found each other first (hello every 2 s).
-        const others = async (port: number) => {
-          const m = await admin<string[]>(port, 'SENTINEL', 'MASTER', MASTER_NAME);
-          return Number(m[m.indexOf('num-other-sentinels') + 1]) === 2;
+        // An objective "down" needs a quorum, so the sentinels that answer must have found each other first (hello every 2 s).
+        const knowsTheOthers = async (port: number) => {
+          const known = (await admin<string[][]>(port, 'SENTINEL', 'SENTINELS', MASTER_NAME)).map((s) => Number(s[s.indexOf('port') + 1]));
+          return live().every((p) => p === port || known.includes(p));
         };
-        await Promise.all(sentinelPorts.map((port) => waitUntil('sentinels know each other', () => others(port))));
+        await Promise.all(live().map((port) => waitUntil('sentinels know each other', () => knowsTheOthers(port))));
         await servers.kill(from);
         return newMaster(from);
+      },
+      pause(port) {
+        if (!sentinelPorts.includes(port)) throw new Error(`${port} is not one of the sentinels`);
+        process.kill(servers.pid(port), 'SIGSTOP');
+        paused.add(port);
+      },
+      resume(port) {
+        process.kill(servers.pid(port), 'SIGCONT');
+        paused.delete(port);
       },
       stop: () => servers.stopAll(),
     };

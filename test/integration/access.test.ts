@@ -205,6 +205,7 @@ t.test('policy explain tells operators which rule decides and why', async (t) =>
   writeFileSync(
     join(dir, 'gw.yaml'),
     `portal: { url: 'http://portal.internal:8080' }
+audit: { enabled: false }
 networks: { clinic: [10.20.0.0/16] }
 groups: { file: groups.yaml }
 policy:

@@ -24,7 +24,7 @@ async function client(url: string): Promise<Redis> {
 
 /** The `line` field of every stream entry, in order. */
 const streamLines = async (redis: Redis, key: string) =>
-  (await redis.xrange(key, '-', '+')).map(([, fields]) => (fields[0] === 'line' ? fields[1]! : `unexpected field ${String(fields[0])}`));
+  (await redis.xrange(key, '-', '+')).map(([, fields]) => (fields[0] === 'source' && fields[1] === 'test' && fields[2] === 'line' ? fields[3]! : `unexpected fields ${fields.join(' ')}`));
 const fileLines = (dir: string) => readSegments(dir).flatMap((s) => linesOf(s.text));
 const event = (i: number) => ({ name: 'session_started', pid: `p${i}`, ip: '198.51.100.4' });
 
@@ -36,7 +36,7 @@ t.test('the Redis stream holds the same lines as the file, across rotation, and 
     await server.stop();
   });
   const dir = tempDir(t);
-  const { log, errors } = openLog(dir, { maxBytes: 1000, checkpointEvery: 5, mirrors: [new RedisAuditSink(redis, { key: 'audit', maxLen: 10_000 })] });
+  const { log, errors } = openLog(dir, { maxBytes: 1000, checkpointEvery: 5, mirrors: [new RedisAuditSink(redis, { key: 'audit', source: 'test', maxLen: 10_000 })] });
   for (let i = 1; i <= 12; i++) log.append(event(i));
   await log.close();
 
@@ -57,7 +57,7 @@ t.test('a stopped Redis does not stop the file; every missed line is reported', 
     if (!stopped) await server.stop();
   });
   const dir = tempDir(t);
-  const { log, errors } = openLog(dir, { checkpointEvery: 100, mirrors: [new RedisAuditSink(redis, { key: 'audit', maxLen: 10_000 })] });
+  const { log, errors } = openLog(dir, { checkpointEvery: 100, mirrors: [new RedisAuditSink(redis, { key: 'audit', source: 'test', maxLen: 10_000 })] });
   for (let i = 1; i <= 3; i++) log.append(event(i));
   await new Promise((r) => setImmediate(r));
   t.equal((await streamLines(redis, 'audit')).length, 3, 'mirrored while Redis is up');

@@ -8,7 +8,7 @@ import { Sealer } from '../../src/mechanisms/sealer.js';
 import { decodeKey } from '../../src/config/load.js';
 import { DeviceRegistry } from '../../src/stores/device-registry.js';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
-import { runCli } from '../helpers/cli.js';
+import { OPERATOR, runCli } from '../helpers/cli.js';
 import { TestCa, type Issued } from '../helpers/pki.js';
 import { testRedis } from '../helpers/redis.js';
 import { ALICE, BOB, signUpAndEnrol, startStack, type Stack } from '../helpers/stack.js';
@@ -172,7 +172,7 @@ t.test('devices CLI on a shared Redis: register, list, revoke take effect in the
   t.teardown(s.close);
   const configFile = `${deviceCa.dir}/gw-cli.json`;
   writeFileSync(configFile, JSON.stringify({ ...s.config, log: { level: 'silent' } }));
-  const cli = (...args: string[]) => runCli(['devices', ...args, '--config', configFile]);
+  const cli = (...args: string[]) => runCli(['devices', ...args, '--config', configFile, ...OPERATOR]);
   const { b: signedIn } = await signUpAndEnrol(s, ALICE);
   const b = s.browser(agent(laptop));
   b.cookies.set('__Host-mfa-session', signedIn.cookies.get('__Host-mfa-session')!);

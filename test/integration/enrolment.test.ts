@@ -5,20 +5,19 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createGateway } from '../../src/gateway.js';
 import { verifySignature } from '../../src/services/notifier.js';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
-import { runCli } from '../helpers/cli.js';
+import { OPERATOR, runCli } from '../helpers/cli.js';
 import { testRedis } from '../helpers/redis.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { ALICE, BOB, enrol, startStack, submitPassword, type Stack } from '../helpers/stack.js';
 
 const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
 
-/** Issues an invitation code the way the CLI does: a gateway on the same store. */
+/** Issues an invitation code the way the CLI does (the CLI itself has a test below). */
 async function issue(s: Stack, username: string): Promise<string> {
-  const gw = createGateway(s.config, { kv: s.kv, clock: s.clock, logger: (await import('pino')).default({ level: 'silent' }) });
+  const gw = s.app.gateway;
   const { code } = await gw.enrolment.issueInvite(gw.pidOf(username)!);
   return code;
 }
@@ -135,7 +134,7 @@ t.test('first-login: only when chosen, and config check warns', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-tofu-'));
   writeFileSync(
     join(dir, 'gw.yaml'),
-    `portal: { url: 'http://portal.internal:8080' }\nenrolment: { proof: first-login }\npolicy: { rules: [{ name: all, paths: [/], decision: mfa }] }\nkeys:\n  signing: [{ id: s, secret: ${'a'.repeat(43)} }]\n  encryption: [{ id: e, secret: ${'b'.repeat(43)} }]\n  pseudonym: ${'c'.repeat(43)}\n`,
+    `portal: { url: 'http://portal.internal:8080' }\naudit: { enabled: false }\nenrolment: { proof: first-login }\npolicy: { rules: [{ name: all, paths: [/], decision: mfa }] }\nkeys:\n  signing: [{ id: s, secret: ${'a'.repeat(43)} }]\n  encryption: [{ id: e, secret: ${'b'.repeat(43)} }]\n  pseudonym: ${'c'.repeat(43)}\n`,
   );
   const check = runCli(['config', 'check', join(dir, 'gw.yaml')]);
   t.equal(check.code, 0);
@@ -156,7 +155,7 @@ t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (
   const configFile = join(dir, 'gw.json');
   writeFileSync(configFile, JSON.stringify({ ...s.config, log: { level: 'silent' } }));
   writeFileSync(join(dir, 'users.csv'), 'username,name\nAlice,Alice Ngata\nbob,Bob Smith\n');
-  const bulk = runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'users.csv')]);
+  const bulk = runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'users.csv'), ...OPERATOR]);
   t.equal(bulk.code, 0, bulk.stderr);
   const lines = bulk.stdout.trim().split('\n');
   t.equal(lines[0], 'username,code,expires');
@@ -165,7 +164,7 @@ t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (
   const { b, csrf } = await atProof(s);
   t.equal((await b.post('/_mfa/enrol/proof', { csrf, code: aliceCode })).status, 303, 'a code printed by the CLI works in the gateway');
   t.notOk(bulk.stdout.includes('pid'), 'only what is handed out');
-  const one = runCli(['enrol-codes', 'issue', '--config', configFile, '--user', 'bob']);
+  const one = runCli(['enrol-codes', 'issue', '--config', configFile, '--user', 'bob', ...OPERATOR]);
   t.match(one.stdout, /^username,code,expires\nbob,/);
-  t.equal(runCli(['enrol-codes', 'issue', '--config', configFile]).code, 2, 'usage');
+  t.equal(runCli(['enrol-codes', 'issue', '--config', configFile, ...OPERATOR]).code, 2, 'usage');
 });

@@ -2,9 +2,7 @@
 // (bodies, headers, slow clients, requests in flight), with the demo portal behind the gateway.
 import t from 'tap';
 import { connect } from 'node:net';
-import pino from 'pino';
 import { request } from 'undici';
-import { createGateway } from '../../src/gateway.js';
 import { inputValue, rawRequest, type Page } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
@@ -80,7 +78,7 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   const rec = await rb.post('/_mfa/recovery', { csrf: inputValue((await rb.get('/_mfa/recovery')).body, 'csrf'), code: codes[0]! });
   t.equal(rec.status, 303, 'a recovery code signs in');
   // The operator clears the lock (as `mfa-gateway lockouts clear` does).
-  const gw = createGateway(s.config, { kv: s.kv, clock: s.clock, logger: pino({ level: 'silent' }) });
+  const gw = s.app.gateway;
   t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }]);
   await gw.limits.attempts.clear(gw.pidOf('alice')!, 'totp');
   t.same(await gw.limits.attempts.lockedOut(), []);
@@ -111,7 +109,7 @@ t.test('credential stuffing from one address (rotating X-Forwarded-For, untruste
   t.equal(events(s, 'address_blocked').length, 1, 'one block, not one per attempt');
   t.match(events(s, 'address_blocked')[0], { ip: '127.0.0.1', accounts: 20 });
   t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 429, 'the blocked address is blocked for everyone');
-  const gw = createGateway(s.config, { kv: s.kv, clock: s.clock, logger: pino({ level: 'silent' }) });
+  const gw = s.app.gateway;
   t.same((await gw.limits.login.blocked()).map((x) => x.address), ['127.0.0.1']);
   s.clock.advance(60 * 60_000 + 1);
   t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 303, 'the block ends by itself');

@@ -37,8 +37,10 @@ t.test('first login with a passkey, then signing in with it', async (t) => {
 });
 
 t.test('each check the gateway owns refuses, and a refused passkey counts as a wrong attempt', async (t) => {
-  // Many refusals in a row for one user: the per-user wait is tested elsewhere.
-  const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 50 } } }) });
+  // Many refusals in a row for one user, many logins from one address: those limits are tested elsewhere.
+  const s = await startStack({
+    patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 50 }, password: { addressRate: { perMinute: 600, burst: 100 } } } }),
+  });
   t.teardown(s.close);
   const alice = new SoftAuthenticator({ origin: ORIGIN });
   const bob = new SoftAuthenticator({ origin: ORIGIN });

@@ -63,7 +63,7 @@ function failoverTest(name: string, failOver: (s: TestSentinel) => Promise<{ fro
 
     const sessions = Array.from({ length: 20 }, (_, i) => [keys.session(`s${i}`), `record-${i}`] as const);
     for (const [key, value] of sessions) await kv.set(key, value, 600_000);
-    const counter = keys.mfaFailures('p');
+    const counter = keys.factorFailures('p', 'totp');
     for (let i = 0; i < 5; i++) await kv.increment(counter, 600_000);
     t.ok(await kv.raiseTo(keys.totpStep('p'), 100, 600_000));
     await sentinel.waitForSync();
@@ -102,7 +102,13 @@ function failoverTest(name: string, failOver: (s: TestSentinel) => Promise<{ fro
     t.ok(slowest <= TIMEOUT_MS + SLACK_MS, `no call took longer than the timeout (slowest: ${Math.round(slowest)} ms)`);
     t.same(wrongReads, [], 'no read answered a wrong value');
     t.same(gaps, [], 'no acknowledged write was lost (each increment follows the last one acknowledged)');
-    t.ok(backAt && backAt - doneAt < 5000, `the same store works again ${backAt - doneAt} ms after the sentinels agreed`);
+    const lastError = (failures.at(-1)?.error as Error | undefined)?.message;
+    t.ok(
+      backAt && backAt - doneAt < 5000,
+      backAt
+        ? `the same store works again ${backAt - doneAt} ms after the sentinels agreed`
+        : `the same store works again within 30 s (it did not: client status ${kv.client.status}, last error: ${lastError})`,
+    );
 
     for (const [key, value] of sessions) t.equal(await kv.get(key), value, `${key} written before is readable after`);
     t.equal(await kv.increment(counter, 600_000), count + 1, 'the counter carries on from the last acknowledged value');
@@ -123,6 +129,32 @@ t.test('options that cannot work are refused before connecting', async (t) => {
 failoverTest('SENTINEL FAILOVER (the old master stays up)', (s) => s.failover());
 failoverTest('master killed', (s) => s.killMaster());
 
+// The race behind "master killed" failing now and then: +switch-master reaching ioredis' failover detector while the
+// client is between connections, asking the sentinels for the master. ioredis then ended the client for good ("Connection
+// is closed."); redis-connection.ts makes it start that attempt over. Here one sentinel stalls, so the client's questions
+// hang on it (it asks each in turn) while the other two fail over and announce it.
+t.test('Sentinel: a failover announced while the client is asking the sentinels does not end the client', async (t) => {
+  const sentinel = await startSentinel();
+  t.teardown(() => sentinel.stop());
+  // Long enough for the stalled sentinel to hold the client's question until the failover is over.
+  const kv = new RedisKvStore({ mode: 'sentinel', sentinels: sentinel.sentinels, masterName: sentinel.masterName, keyPrefix: prefix(), commandTimeoutMs: 15_000 });
+  t.teardown(() => kv.close());
+  await kv.ready();
+  await kv.set('k', 'v');
+
+  const stalled = sentinel.sentinels[0]!.port;
+  sentinel.pause(stalled);
+  let resumed = false;
+  t.teardown(() => (resumed ? undefined : sentinel.resume(stalled)));
+  const { from, to } = await sentinel.killMaster();
+  t.not(from, to, `failed over from ${from} to ${to} without the stalled sentinel`);
+  t.equal(kv.client.status, 'connecting', 'the client was still asking the sentinels when the failover was announced');
+
+  sentinel.resume(stalled);
+  resumed = true;
+  t.ok(await waitFor(() => kv.get('k').then((v) => v === 'v'), 5000), `the same store works again (client status ${kv.client.status})`);
+});
+
 t.test('Cluster: users spread over every node, and the scripts run on each', async (t) => {
   const cluster = await startCluster();
   t.teardown(() => cluster.stop());
@@ -140,11 +172,11 @@ t.test('Cluster: users spread over every node, and the scripts run on each', asy
   t.equal(userOn.size, 3, 'three users on three nodes');
 
   for (const [port, pid] of userOn) {
-    const userKeys = [keys.factors(pid), keys.totpStep(pid), keys.mfaFailures(pid), keys.recoveryCodeUsed(pid, 'salt', 3)];
+    const userKeys = [keys.factors(pid), keys.totpStep(pid), keys.factorFailures(pid, 'totp'), keys.recoveryCodeUsed(pid, 'salt', 3)];
     const nodes = new Set(await Promise.all(userKeys.map((k) => cluster.nodeOf(keyPrefix + k))));
     t.same([...nodes], [port], `every key of one user on one node (${port})`);
 
-    t.same([await kv.increment(keys.mfaFailures(pid), 60_000), await kv.increment(keys.mfaFailures(pid), 60_000)], [1, 2], `increment on ${port}`);
+    t.same([await kv.increment(keys.factorFailures(pid, 'totp'), 60_000), await kv.increment(keys.factorFailures(pid, 'totp'), 60_000)], [1, 2], `increment on ${port}`);
     t.ok(await kv.raiseTo(keys.totpStep(pid), 10, 60_000), `raiseTo on ${port}`);
     t.notOk(await kv.raiseTo(keys.totpStep(pid), 10, 60_000), `raiseTo refuses the same value on ${port}`);
     t.ok(await kv.raiseTo(keys.totpStep(pid), 11, 60_000));
@@ -163,7 +195,7 @@ t.test('Cluster: a stalled node fails its keys within the timeout, the others ca
   const userOn = new Map<number, string>();
   while (userOn.size < cluster.nodes.length) {
     const pid = randomBytes(16).toString('base64url');
-    userOn.set(await cluster.nodeOf(keyPrefix + keys.mfaFailures(pid)), pid);
+    userOn.set(await cluster.nodeOf(keyPrefix + keys.factorFailures(pid, 'totp')), pid);
   }
 
   const [stalled, others] = [cluster.nodes[0]!.port, cluster.nodes.slice(1).map((n) => n.port)];
@@ -171,13 +203,13 @@ t.test('Cluster: a stalled node fails its keys within the timeout, the others ca
   process.kill(pid, 'SIGSTOP');
   try {
     for (let i = 0; i < 3; i++) {
-      const o = await timed(() => kv.increment(keys.mfaFailures(userOn.get(stalled)!), 60_000));
+      const o = await timed(() => kv.increment(keys.factorFailures(userOn.get(stalled)!, 'totp'), 60_000));
       t.ok(isStoreUnavailable(o.error), 'the stalled node: GW_ERR_STORE_UNAVAILABLE');
       t.ok(o.ms <= TIMEOUT_MS + SLACK_MS, `within the timeout (${Math.round(o.ms)} ms)`);
     }
-    for (const port of others) t.equal(await kv.increment(keys.mfaFailures(userOn.get(port)!), 60_000), 1, `node ${port} unaffected`);
+    for (const port of others) t.equal(await kv.increment(keys.factorFailures(userOn.get(port)!, 'totp'), 60_000), 1, `node ${port} unaffected`);
   } finally {
     process.kill(pid, 'SIGCONT');
   }
-  t.ok(await waitFor(() => kv.get(keys.mfaFailures(userOn.get(stalled)!)).then(() => true)), 'the node answers again through the same store');
+  t.ok(await waitFor(() => kv.get(keys.factorFailures(userOn.get(stalled)!, 'totp')).then(() => true)), 'the node answers again through the same store');
 });

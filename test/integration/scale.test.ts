@@ -82,7 +82,8 @@ t.test('two gateway processes on one Redis: log in on one, finish on the other, 
   raw.log.level = 'warn';
   const files = [portA, portB].map((port, i) => {
     const file = join(dir, `gw-${i}.json`);
-    writeFileSync(file, JSON.stringify({ ...raw, server: { ...raw.server, port } }));
+    // One audit directory per instance, as in production.
+    writeFileSync(file, JSON.stringify({ ...raw, server: { ...raw.server, port }, audit: { ...raw.audit, dir: join(dir, `audit-${i}`) } }));
     return file;
   });
   const a = await gatewayProcess(files[0]!, portA);
@@ -158,7 +159,7 @@ t.test('Redis killed and restarted under a stream of requests: 503 or the right 
 });
 
 t.test('operators list and clear blocks and lockouts with the CLI, on the shared Redis', async (t) => {
-  const { runCli } = await import('../helpers/cli.js');
+  const { OPERATOR, runCli } = await import('../helpers/cli.js');
   const redis = await testRedis();
   t.teardown(redis.stop);
   const keyPrefix = prefix();
@@ -179,9 +180,9 @@ t.test('operators list and clear blocks and lockouts with the CLI, on the shared
 
   for (const user of ['u1', 'u2', 'u3']) await submitPassword(s.browser(), user, 'wrong');
   t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 429, 'the address is blocked');
-  const listed = runCli(['blocks', 'list', '--config', configFile]);
+  const listed = runCli(['blocks', 'list', '--config', configFile, ...OPERATOR]);
   t.match(listed.stdout, /^127\.0\.0\.1 {2}until \d{4}-/);
-  t.equal(runCli(['blocks', 'clear', '--config', configFile, '--ip', '127.0.0.1']).code, 0);
+  t.equal(runCli(['blocks', 'clear', '--config', configFile, '--ip', '127.0.0.1', ...OPERATOR]).code, 0);
   // A gateway remembers a block it has seen for up to 5 s (so a flood costs it no store round trip).
   s.clock.advance(5001);
   t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 303, 'cleared by the operator');
@@ -197,7 +198,7 @@ t.test('operators list and clear blocks and lockouts with the CLI, on the shared
   const { totpAt } = await import('../helpers/stack.js');
   const csrf = inputValue((await c.get('/_mfa/verify')).body, 'csrf');
   t.equal((await c.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) })).status, 403, 'the app is disabled');
-  const cleared = runCli(['lockouts', 'clear', '--config', configFile, '--user', 'Alice', '--factor', 'totp']);
+  const cleared = runCli(['lockouts', 'clear', '--config', configFile, '--user', 'Alice', '--factor', 'totp', ...OPERATOR]);
   t.equal(cleared.code, 0, cleared.stderr);
   t.match(cleared.stdout, 'cleared totp for Alice');
   t.equal((await c.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'back on');

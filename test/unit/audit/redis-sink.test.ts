@@ -7,9 +7,9 @@ t.test('redis sink: XADD with approximate trimming, and a bound on lines waiting
   const calls: unknown[][] = [];
   let answer = (): Promise<string> => Promise.resolve('1-0');
   const fake = { xadd: (...args: unknown[]) => (calls.push(args), answer()) } as unknown as Redis;
-  const sink = new RedisAuditSink(fake, { key: 'audit', maxLen: 5000, maxPending: 2 });
+  const sink = new RedisAuditSink(fake, { key: 'audit', source: 'gw-1', maxLen: 5000, maxPending: 2 });
   await sink.write('{"seq":1}');
-  t.same(calls, [['audit', 'MAXLEN', '~', 5000, '*', 'line', '{"seq":1}']]);
+  t.same(calls, [['audit', 'MAXLEN', '~', 5000, '*', 'source', 'gw-1', 'line', '{"seq":1}']]);
 
   answer = () => new Promise(() => {});
   void sink.write('a');

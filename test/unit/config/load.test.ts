@@ -54,6 +54,19 @@ t.test('semantic checks', async (t) => {
   t.ok(problems.some((p) => p.startsWith('session.idleTimeoutSeconds:')));
 });
 
+t.test('the audit trail is on unless turned off, and then needs its signing key', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  delete raw.audit.signingKey;
+  t.ok(problemsOf(() => resolveConfig(raw)).includes('audit.signingKey: needed when audit.enabled'), 'no key: refused');
+  raw.audit.enabled = false;
+  t.same(problemsOf(() => resolveConfig(raw)), [], 'turned off explicitly: no key needed');
+  delete raw.audit.enabled;
+  raw.audit.signingKey = randomKey();
+  t.equal(resolveConfig(raw).audit.enabled, true, 'on by default');
+  raw.audit.redisStream = { enabled: true };
+  t.ok(problemsOf(() => resolveConfig(raw)).includes('audit.redisStream: needs store.type redis'), 'a stream needs Redis');
+});
+
 t.test('${ENV} and *_FILE secrets', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
   const enc = randomKey();
@@ -61,7 +74,7 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
   const sig = randomKey();
   writeFileSync(
     join(dir, 'gw.yaml'),
-    `portal:\n  url: \${PORTAL}\npolicy:\n  rules:\n    - { name: all, paths: [/], decision: mfa }\nkeys:\n  signing:\n    - id: s\n      secret: \${SIG}\n  encryption:\n    - id: e\n      secret_FILE: enc.key\n  pseudonym: \${PSEUDO}\n`,
+    `audit:\n  enabled: false\nportal:\n  url: \${PORTAL}\npolicy:\n  rules:\n    - { name: all, paths: [/], decision: mfa }\nkeys:\n  signing:\n    - id: s\n      secret: \${SIG}\n  encryption:\n    - id: e\n      secret_FILE: enc.key\n  pseudonym: \${PSEUDO}\n`,
   );
   const c = loadConfigFile(join(dir, 'gw.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() });
   t.equal(c.portal.url, 'http://portal.internal:8080');
@@ -75,8 +88,16 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
 });
 
 t.test('the shipped example and demo configs are valid', async (t) => {
-  const env = { MFA_SIGNING_KEY: randomKey(), MFA_PSEUDONYM_KEY: randomKey(), MFA_DEMO_PORTAL_URL: 'http://127.0.0.1:8081', MFA_DEMO_SIGNING_KEY: randomKey(), MFA_DEMO_ENCRYPTION_KEY: randomKey(), MFA_DEMO_PSEUDONYM_KEY: randomKey() };
+  const env = {
+    ...{ MFA_SIGNING_KEY: randomKey(), MFA_PSEUDONYM_KEY: randomKey(), MFA_AUDIT_KEY: randomKey(), MFA_DEMO_PORTAL_URL: 'http://127.0.0.1:8081' },
+    ...{ MFA_DEMO_SIGNING_KEY: randomKey(), MFA_DEMO_ENCRYPTION_KEY: randomKey(), MFA_DEMO_PSEUDONYM_KEY: randomKey(), MFA_DEMO_AUDIT_KEY: randomKey(), MFA_DEMO_AUDIT_DIR: '/tmp/audit' },
+  };
   t.doesNotThrow(() => loadConfigFile('config/demo.yaml', env));
-  // The example reads its encryption key from a file that exists only in a deployment.
-  t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', env)), ['keys.encryption.0.secret_FILE: cannot read secret file (ENOENT)', 'keys.encryption.0: must have required property \'secret\'']);
+  // The example reads two keys from files that exist only in a deployment.
+  t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', env)).sort(), [
+    'identity.assertion.signingKey_FILE: cannot read secret file (ENOENT)',
+    "identity.assertion: must have required property 'signingKey'",
+    'keys.encryption.0.secret_FILE: cannot read secret file (ENOENT)',
+    "keys.encryption.0: must have required property 'secret'",
+  ].sort());
 });

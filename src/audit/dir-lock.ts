@@ -1,0 +1,99 @@
+// One writer per audit directory: a lock file naming the host and process that hold it, so two writers never fork
+// a chain, also when the directory is a volume shared by containers (each has its own host name, often pid 1).
+import { closeSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+const LOCK = 'audit.lock';
+/** The holder touches its lock this often; a lock of another host untouched for STALE_MS is taken over. */
+export const HEARTBEAT_MS = 10_000;
+export const STALE_MS = 30_000;
+/** Lock files this process holds: its own pid in a lock file is otherwise read as "left by an earlier life". */
+const held = new Set<string>();
+
+/** Another writer holds the directory. */
+export class AuditDirInUse extends Error {}
+
+interface Holder {
+  host: string;
+  pid: number;
+}
+
+/**
+ * Takes the directory's lock, waiting up to `waitMs` while another writer holds it; throws AuditDirInUse when it
+ * cannot. Taken over: a lock of this host whose process is gone (or is an earlier life of this pid, as after a
+ * container restart), and a lock of another host not touched for STALE_MS (its holder crashed).
+ * Returns the release function.
+ */
+export function lockAuditDir(dir: string, waitMs = 0, now: () => number = Date.now): () => void {
+  const file = join(dir, LOCK);
+  const deadline = now() + waitMs;
+  for (;;) {
+    try {
+      const fd = openSync(file, 'wx', 0o600);
+      writeSync(fd, JSON.stringify({ host: hostname(), pid: process.pid }));
+      closeSync(fd);
+      return hold(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const found = readLock(file);
+    if (!found) continue; // released meanwhile
+    if (!held.has(file) && isStale(found.holder, found.touched, now())) {
+      rmSync(file, { force: true });
+      continue;
+    }
+    if (now() >= deadline) {
+      throw new AuditDirInUse(
+        `the audit directory ${dir} is in use by process ${found.holder.pid} on ${found.holder.host} (one writer per directory; ` +
+          `a lock left by a crashed writer on another host expires ${STALE_MS / 1000} s after its last heartbeat)`,
+      );
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+  }
+}
+
+function hold(file: string): () => void {
+  held.add(file);
+  const beat = setInterval(() => {
+    const t = new Date();
+    try {
+      utimesSync(file, t, t);
+    } catch {
+      // The directory is gone or read-only: writing the trail fails too, and says so.
+    }
+  }, HEARTBEAT_MS);
+  beat.unref();
+  return () => {
+    clearInterval(beat);
+    held.delete(file);
+    rmSync(file, { force: true });
+  };
+}
+
+function readLock(file: string): { holder: Holder; touched: number } | null {
+  try {
+    const touched = statSync(file).mtimeMs;
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<Holder>;
+    return { holder: { host: String(parsed.host ?? ''), pid: Number(parsed.pid) }, touched };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    // Unreadable or half-written: judged by its age alone.
+    return { holder: { host: '', pid: NaN }, touched: statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0 };
+  }
+}
+
+function isStale(holder: Holder, touched: number, now: number): boolean {
+  if (holder.host === hostname()) return !isLive(holder.pid);
+  return now - touched > STALE_MS;
+}
+
+function isLive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,62 @@
+// The audit trail a process writes, as configured: the file journal (locked to this process) and the Redis mirror.
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { Cluster, Redis } from 'ioredis';
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import type { AuditError } from './audit-error.js';
+import { AuditLog } from './audit-log.js';
+import { lockAuditDir } from './dir-lock.js';
+import { AuditFileSink } from './file-sink.js';
+import { RedisAuditSink } from './redis-sink.js';
+import { parseSigningKey } from './signing-key.js';
+
+export interface OpenAuditOptions {
+  clock: Clock;
+  /** "gateway" writes audit.dir; "admin" (the admin CLI) writes its own chain in audit.dir/admin. */
+  writer: 'gateway' | 'admin';
+  /** The store's Redis client, for the stream mirror. */
+  redis: Redis | Cluster | null;
+  onError: (err: AuditError) => void;
+}
+
+/** The audit directory a writer uses. */
+export function auditDir(config: Config, writer: 'gateway' | 'admin'): string {
+  return writer === 'admin' ? join(config.audit.dir, 'admin') : config.audit.dir;
+}
+
+/** The open trail and its closer (final checkpoint, then the lock released), or null when auditing is off. */
+export function openAudit(config: Config, opts: OpenAuditOptions): { log: AuditLog; close: () => Promise<void> } | null {
+  const a = config.audit;
+  if (!a.enabled) return null;
+  const dir = auditDir(config, opts.writer);
+  const journal = new AuditFileSink({ dir, maxBytes: a.maxFileBytes });
+  // Admin commands wait for one another; a second gateway on the same directory is refused at once.
+  const release = lockAuditDir(dir, opts.writer === 'admin' ? 10_000 : 0);
+  try {
+    const source = opts.writer === 'admin' ? `${hostname()}/admin` : hostname();
+    const log = new AuditLog({
+      journal,
+      mirrors: a.redisStream.enabled && opts.redis ? [new RedisAuditSink(opts.redis, { key: a.redisStream.key, source, maxLen: a.redisStream.maxLen })] : [],
+      signingKey: parseSigningKey(a.signingKey!),
+      keyId: a.keyId,
+      clock: opts.clock,
+      checkpointEvery: a.checkpointEvery,
+      checkpointIntervalMs: a.checkpointIntervalSeconds * 1000,
+      onError: opts.onError,
+    });
+    return {
+      log,
+      close: async () => {
+        try {
+          await log.close();
+        } finally {
+          release();
+        }
+      },
+    };
+  } catch (err) {
+    release();
+    throw err;
+  }
+}

@@ -1,0 +1,97 @@
+// The admin commands on users, sessions and keys, and the operator accountability every store-acting command needs.
+import type { AuditValue } from '../audit/record.js';
+import type { Gateway } from '../gateway.js';
+import type { UserSummary } from '../services/admin.js';
+import { UsageError } from './usage.js';
+
+/** Who ran an admin command, and why: written with the action into the admin audit chain. */
+export interface Operator {
+  operator: string;
+  reason: string;
+}
+
+const FREE_TEXT = /^[^\p{Cc}]{1,200}$/u;
+
+/** --operator and --reason, both required; the reason must not name the user (the audit trail holds only pseudonyms). */
+export function operatorFrom(v: { operator?: string; reason?: string; user?: string }): Operator {
+  const operator = v.operator?.trim() ?? '';
+  const reason = v.reason?.trim() ?? '';
+  if (!FREE_TEXT.test(operator) || !FREE_TEXT.test(reason)) throw new UsageError('admin commands need --operator NAME and --reason TEXT (each 1-200 characters): every action is audited');
+  if (v.user && reason.toLowerCase().includes(v.user.trim().toLowerCase())) throw new UsageError('--reason must not contain the username (refer to a ticket instead): the audit trail keeps only pseudonyms');
+  return { operator, reason };
+}
+
+/** One admin action in the audit trail (and the log): what, by whom, why, on whom (pseudonym), and how it ended. */
+export function recordAdmin(gw: Gateway, by: Operator, action: string, fields: Readonly<Record<string, AuditValue | undefined>>): void {
+  gw.audit?.append({ kind: 'admin', action, operator: by.operator, reason: by.reason, ...fields });
+  gw.logger.info({ admin: action, operator: by.operator, ...fields }, `admin action: ${action}`);
+}
+
+export async function userCommand(gw: Gateway, action: string, a: { user?: string; yes?: boolean }): Promise<string[]> {
+  const pid = a.user === undefined ? null : gw.pidOf(a.user);
+  if (!pid) throw new UsageError(`user ${action} needs --user USERNAME`);
+  switch (action) {
+    case 'show':
+      return showUser(a.user!, await gw.admin.show(pid));
+    case 'export':
+      return [JSON.stringify({ username: a.user, ...(await gw.admin.export(pid)) }, null, 2)];
+    case 'reset-factors': {
+      const r = await gw.admin.resetFactors(pid);
+      return [
+        `removed every factor of ${a.user} and ended ${r.sessionsEnded} session(s); the next sign-in enrols again`,
+        ...(r.invite ? [`enrolment code (give it only after checking who is asking): ${r.invite.code}  expires ${new Date(r.invite.expiresAt).toISOString().slice(0, 10)}`] : []),
+      ];
+    }
+    case 'erase': {
+      if (!a.yes) throw new UsageError('user erase deletes everything held about the user: add --yes');
+      const r = await gw.admin.erase(pid);
+      return [`erased ${a.user} (${r.keysDeleted} key(s)); the audit trail keeps its pseudonymous records of user ${pid}`];
+    }
+    default:
+      throw new UsageError(`unknown user action ${action}`);
+  }
+}
+
+export async function sessionsCommand(gw: Gateway, action: string, a: { user?: string; all?: boolean }): Promise<string[]> {
+  if (action !== 'revoke') throw new UsageError(`unknown sessions action ${action}`);
+  if (a.all) return [`ended ${await gw.admin.revokeAllSessions()} session(s) of every user`];
+  const pid = a.user === undefined ? null : gw.pidOf(a.user);
+  if (!pid) throw new UsageError('sessions revoke needs --user USERNAME or --all');
+  return [`ended ${await gw.admin.revokeSessions(pid)} session(s) of ${a.user}`];
+}
+
+export async function keysCommand(gw: Gateway, action: string): Promise<string[]> {
+  switch (action) {
+    case 'rotate': {
+      const r = await gw.admin.rotateKeys();
+      return [
+        `re-sealed ${r.resealed} record(s) with encryption key ${gw.stores.sealer.activeId}; ${r.current} already used it${r.unreadable ? `; ${r.unreadable} could not be opened with any configured key` : ''}`,
+        'run `keys status` to see whether an old key still seals anything',
+      ];
+    }
+    case 'status': {
+      const now = gw.clock.now();
+      return (await gw.admin.keyStatus()).map((k) => {
+        const age = k.firstSeen === null ? 'age unknown' : `first seen ${Math.floor((now - k.firstSeen) / 86_400_000)} day(s) ago`;
+        const use = k.purpose === 'encryption' ? `${k.records} record(s)` : k.active ? 'signs new sessions' : 'verifies sessions signed before the rotation';
+        const configured = gw.config.keys[k.purpose].some((c) => c.id === k.id) ? '' : '  NOT CONFIGURED: these records cannot be read';
+        return `${k.purpose.padEnd(10)}  ${k.id.padEnd(12)}  ${k.active ? 'active ' : 'old    '}  ${age}  ${use}${configured}`;
+      });
+    }
+    default:
+      throw new UsageError(`unknown keys action ${action}`);
+  }
+}
+
+function showUser(username: string, u: UserSummary): string[] {
+  const lines = [`user ${username} (pseudonym ${u.pid})`];
+  lines.push(u.factors.length ? 'factors:' : 'factors: none (the next sign-in enrols)');
+  for (const f of u.factors) lines.push(`  ${f.kind.padEnd(8)}  ${f.name}  added ${f.addedAt}  last used ${f.lastUsedAt ?? 'never'}  id ${f.id}`);
+  if (u.recoveryCodes) lines.push(`recovery codes: a set of ${u.recoveryCodes.total}, made ${u.recoveryCodes.addedAt}`);
+  lines.push(u.sessions.length ? 'sessions:' : 'sessions: none');
+  for (const s of u.sessions) lines.push(`  signed in ${s.signedInAt} with ${s.factor}, last seen ${s.lastSeenAt}`);
+  if (u.devices.length) lines.push('devices:', ...u.devices.map((d) => `  ${d.fingerprint}  ${d.status}  ${d.name}`));
+  if (u.disabledFactorKinds.length) lines.push(`disabled after too many failures: ${u.disabledFactorKinds.join(', ')}`);
+  if (u.enrolmentCode) lines.push(`an enrolment code is waiting, until ${u.enrolmentCode.expiresAt}`);
+  return lines;
+}

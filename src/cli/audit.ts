@@ -1,0 +1,47 @@
+// `mfa-gateway audit verify|who|public-key`: checking a trail, finding a user's pseudonym, the auditors' key.
+import { readFileSync, statSync } from 'node:fs';
+import { auditFiles } from '../audit/file-sink.js';
+import { publicKeyPem } from '../audit/signing-key.js';
+import { verifyAudit, type AuditReport } from '../audit/verify-audit.js';
+import type { Config } from '../config/schema.js';
+import { canonicalUsername } from '../domain/username.js';
+import { decodeKey } from '../config/load.js';
+import { pseudonym } from '../mechanisms/random.js';
+import { UsageError } from './usage.js';
+
+/**
+ * Verifies trails with the public key from a PEM file or from the config's signing key. Each directory is one
+ * trail (its files in chain order; not its subdirectories, such as the admin trail); files named one by one form
+ * one trail, in the order given. Returns the lines to print and whether every trail verified.
+ */
+export function auditVerify(paths: readonly string[], key: { publicKeyFile?: string; config?: Config }): { lines: string[]; ok: boolean } {
+  if (!paths.length) throw new UsageError('audit verify needs FILE… (audit files in chain order) or DIR… (audit directories)');
+  const pem = key.publicKeyFile ? readFileSync(key.publicKeyFile, 'utf8') : key.config?.audit.signingKey ? publicKeyPem(key.config.audit.signingKey) : null;
+  if (!pem) throw new UsageError('audit verify needs --public-key FILE, or --config FILE with audit.signingKey');
+  const dirs = paths.filter((p) => statSync(p).isDirectory());
+  const files = paths.filter((p) => !dirs.includes(p));
+  const trails = [...dirs.map((d) => ({ name: d, files: auditFiles(d) })), ...(files.length ? [{ name: files.join(' '), files }] : [])];
+  const results = trails.map((trail) => ({ name: trail.name, ...describe(verifyAudit(trail.files, pem)) }));
+  if (results.length === 1) return results[0]!;
+  return { lines: results.flatMap((r) => [`${r.name}:`, ...r.lines.map((l) => `  ${l}`)]), ok: results.every((r) => r.ok) };
+}
+
+function describe(r: AuditReport): { lines: string[]; ok: boolean } {
+  const lines = r.problems.map((p) => `${p.file}:${p.line}${p.seq === undefined ? '' : ` (seq ${p.seq})`}  ${p.kind}: ${p.message}`);
+  const summary = `${r.records} record(s), ${r.checkpoints} signed checkpoint(s), sealed up to seq ${r.lastSealedSeq}`;
+  lines.push(r.ok ? `OK: ${summary}` : `FAILED: ${r.problems.filter((p) => p.kind !== 'unsealed-tail').length} problem(s); ${summary}`);
+  return { lines, ok: r.ok };
+}
+
+/** The pseudonym a username has in the audit trail, the logs and the store. */
+export function auditWho(config: Config, username: string | undefined): string {
+  const name = username === undefined ? null : canonicalUsername(username, config.portal.login.usernameCase);
+  if (name === null) throw new UsageError('audit who needs a USERNAME');
+  return pseudonym(decodeKey(config.keys.pseudonym), name);
+}
+
+/** The public key auditors verify checkpoints with (SPKI PEM). */
+export function auditPublicKey(config: Config): string {
+  if (!config.audit.signingKey) throw new UsageError('audit public-key needs audit.signingKey in the config');
+  return publicKeyPem(config.audit.signingKey).trimEnd();
+}

@@ -1,0 +1,263 @@
+// The assurance report: what the audit events of a period, the stores and the configuration show, as plain data.
+import type { FactorKind, PolicyConfig, RuleConfig } from './policy.js';
+
+type EventValue = string | number | boolean | null | undefined;
+type Event = Readonly<Record<string, EventValue>>;
+
+export interface ReportInput {
+  /** Epoch ms: `from` inclusive, `to` exclusive. */
+  period: { from: number; to: number };
+  generatedAt: number;
+  /** Audit event records in any order; those outside the period are ignored. */
+  records: readonly { time: string; event: Event }[];
+  /** Pids holding at least one factor, and how many factors of each kind are held now (recovery: users holding a code set). */
+  store: { enrolledUsers: ReadonlySet<string>; factorsByKind: Readonly<Record<FactorKind, number>> };
+  policy: PolicyConfig;
+  /** The security settings in force, worded by the caller. */
+  settings: readonly { name: string; value: string }[];
+  /** firstSeen: epoch ms, or null when unknown. */
+  keys: readonly { purpose: string; id: string; inUse: boolean; firstSeen: number | null }[];
+  /** null: the audit trail is disabled. */
+  audit: { ok: boolean; records: number; checkpoints: number; lastSealedSeq: number; problems: readonly AuditProblemView[] } | null;
+}
+
+export interface AuditProblemView {
+  file: string;
+  line: number;
+  seq?: number;
+  kind: string;
+  message: string;
+}
+
+/** Counts by name, largest first, then by name. */
+export type Tally = { name: string; count: number }[];
+
+export interface Report {
+  /** ISO-8601 times; `to` is exclusive. */
+  period: { from: string; to: string };
+  generatedAt: string;
+  signIns: { total: number; withSecondFactor: number; withoutSecondFactor: number; secondFactorPercent: number; allSecondFactor: boolean };
+  coverage: { usersSeen: number; enrolledOfSeen: number; enrolledPercent: number; totalEnrolled: number };
+  factors: { held: Record<FactorKind, number>; usedInPeriod: Record<FactorKind, number> };
+  failures: {
+    passwordFailed: number;
+    passwordThrottled: number;
+    mfaFailed: { total: number; byFactor: Tally };
+    mfaReplayed: number;
+    mfaAttemptsExhausted: number;
+    webauthnCounterRegressions: number;
+  };
+  lockouts: {
+    factorLocked: { total: number; byFactor: Tally };
+    addressBlocked: number;
+    loginFailureSurges: number;
+    lockoutsCleared: number;
+    blocksCleared: number;
+  };
+  legacyAuthBlocked: { total: number; byRule: Tally };
+  policyDenials: { total: number; byRule: { rule: string; count: number; reasons: Tally }[] };
+  adminActions: { total: number; byAction: Tally };
+  policy: {
+    description: string[];
+    settings: { name: string; value: string }[];
+    keys: { purpose: string; id: string; inUse: boolean; ageDays: number | null }[];
+  };
+  audit:
+    | { status: 'disabled' }
+    | { status: 'verified' | 'problems'; records: number; checkpoints: number; lastSealedSeq: number; problems: AuditProblemView[] };
+  /** Plain-language warnings; empty when there is nothing to flag. */
+  findings: string[];
+}
+
+const DAY_MS = 86_400_000;
+const MAX_KEY_AGE_DAYS = 365;
+const FACTOR_KINDS: readonly FactorKind[] = ['totp', 'webauthn', 'recovery'];
+const SECOND_FACTOR_AMR = new Set(['otp', 'hwk']);
+
+export function buildReport(input: ReportInput): Report {
+  const { from, to } = input.period;
+  const inPeriod = input.records.filter((r) => {
+    const t = Date.parse(r.time);
+    return t >= from && t < to;
+  });
+  const security = (name: string) => inPeriod.map((r) => r.event).filter((e) => e.kind === 'security' && e.event === name);
+  const count = (name: string) => security(name).length;
+  const field = (name: string, key: string) => security(name).map((e) => String(e[key] ?? 'unknown'));
+
+  const sessions = security('session_started');
+  const withSecondFactor = sessions.filter(hasSecondFactor).length;
+  const seen = new Set(security('password_ok').flatMap((e) => (typeof e.pid === 'string' ? [e.pid] : [])));
+  const enrolledOfSeen = [...seen].filter((pid) => input.store.enrolledUsers.has(pid)).length;
+  const mfaFailed = field('mfa_failed', 'factor');
+  const factorLocked = field('factor_locked', 'factor');
+  const legacy = field('legacy_auth_blocked', 'rule');
+  const denials = security('access_denied');
+  const admin = inPeriod.map((r) => r.event).filter((e) => e.kind === 'admin');
+  const used = field('mfa_ok', 'factor');
+
+  const report: Omit<Report, 'findings'> = {
+    period: { from: iso(from), to: iso(to) },
+    generatedAt: iso(input.generatedAt),
+    signIns: {
+      total: sessions.length,
+      withSecondFactor,
+      withoutSecondFactor: sessions.length - withSecondFactor,
+      secondFactorPercent: percent(withSecondFactor, sessions.length),
+      allSecondFactor: withSecondFactor === sessions.length,
+    },
+    coverage: { usersSeen: seen.size, enrolledOfSeen, enrolledPercent: percent(enrolledOfSeen, seen.size), totalEnrolled: input.store.enrolledUsers.size },
+    factors: {
+      held: { ...input.store.factorsByKind },
+      usedInPeriod: Object.fromEntries(FACTOR_KINDS.map((k) => [k, used.filter((f) => f === k).length])) as Record<FactorKind, number>,
+    },
+    failures: {
+      passwordFailed: count('password_failed'),
+      passwordThrottled: count('password_throttled'),
+      mfaFailed: { total: mfaFailed.length, byFactor: tally(mfaFailed) },
+      mfaReplayed: count('mfa_replayed'),
+      mfaAttemptsExhausted: count('mfa_attempts_exhausted'),
+      webauthnCounterRegressions: count('webauthn_counter_regression'),
+    },
+    lockouts: {
+      factorLocked: { total: factorLocked.length, byFactor: tally(factorLocked) },
+      addressBlocked: count('address_blocked'),
+      loginFailureSurges: count('login_failure_surge'),
+      lockoutsCleared: count('lockout_cleared'),
+      blocksCleared: count('block_cleared'),
+    },
+    legacyAuthBlocked: { total: legacy.length, byRule: tally(legacy) },
+    policyDenials: {
+      total: denials.length,
+      byRule: tally(denials.map((e) => String(e.rule ?? 'unknown'))).map(({ name, count }) => ({
+        rule: name,
+        count,
+        reasons: tally(denials.filter((e) => String(e.rule ?? 'unknown') === name).map((e) => String(e.reason ?? 'unknown'))),
+      })),
+    },
+    adminActions: { total: admin.length, byAction: tally(admin.map((e) => String(e.action ?? 'unknown'))) },
+    policy: {
+      description: describePolicy(input.policy),
+      settings: input.settings.map((s) => ({ ...s })),
+      keys: input.keys.map((k) => ({
+        purpose: k.purpose,
+        id: k.id,
+        inUse: k.inUse,
+        ageDays: k.firstSeen === null ? null : Math.max(0, Math.floor((input.generatedAt - k.firstSeen) / DAY_MS)),
+      })),
+    },
+    audit: input.audit
+      ? {
+          status: input.audit.ok ? 'verified' : 'problems',
+          records: input.audit.records,
+          checkpoints: input.audit.checkpoints,
+          lastSealedSeq: input.audit.lastSealedSeq,
+          problems: input.audit.problems.map((p) => ({ ...p })),
+        }
+      : { status: 'disabled' },
+  };
+  return { ...report, findings: findings(report) };
+}
+
+/** RFC 8176 methods other than the password, or the factor used. */
+function hasSecondFactor(e: Event): boolean {
+  const amr = typeof e.amr === 'string' ? e.amr.split(',').map((m) => m.trim()) : [];
+  return amr.some((m) => SECOND_FACTOR_AMR.has(m)) || FACTOR_KINDS.includes(e.factor as FactorKind);
+}
+
+/** Rounded down to one decimal, so that anything short of all never shows as 100; 100 when there is nothing to count. */
+function percent(part: number, whole: number): number {
+  return whole === 0 ? 100 : Math.floor((part * 1000) / whole) / 10;
+}
+
+function tally(names: readonly string[]): Tally {
+  const counts = new Map<string, number>();
+  for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
+  return [...counts]
+    .map(([name, count]) => ({ name, count }))
+    .sort((a, b) => b.count - a.count || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+function findings(r: Omit<Report, 'findings'>): string[] {
+  const out: string[] = [];
+  if (!r.signIns.allSecondFactor) {
+    out.push(`${plural(r.signIns.withoutSecondFactor, 'sign-in')} without a second factor (${r.signIns.secondFactorPercent} % with one): this must be 100 %.`);
+  }
+  if (r.coverage.enrolledOfSeen < r.coverage.usersSeen) {
+    const { usersSeen, enrolledOfSeen, enrolledPercent } = r.coverage;
+    out.push(`Of the users who entered their password, ${enrolledOfSeen} of ${usersSeen} have a second factor set up (${enrolledPercent} %): this should be 100 %.`);
+  }
+  if (r.audit.status === 'disabled') out.push('The audit trail is switched off: sign-ins and changes cannot be proven afterwards.');
+  if (r.audit.status === 'problems') {
+    out.push(`The audit trail failed its check (${plural(r.audit.problems.length, 'problem')}): records may have been altered or removed.`);
+  }
+  for (const k of r.policy.keys) {
+    if (k.inUse && k.ageDays !== null && k.ageDays > MAX_KEY_AGE_DAYS) out.push(`The ${k.purpose} key "${k.id}" is ${k.ageDays} days old: replace it (at most ${MAX_KEY_AGE_DAYS} days).`);
+  }
+  if (r.legacyAuthBlocked.total > 0) {
+    out.push(`${plural(r.legacyAuthBlocked.total, 'old-style login')} (HTTP Basic and similar) refused: a program or device still sends passwords that way.`);
+  }
+  if (r.failures.webauthnCounterRegressions > 0) {
+    out.push(`${plural(r.failures.webauthnCounterRegressions, 'passkey')} reported a counter that went backwards: a security key may have been copied.`);
+  }
+  return out;
+}
+
+const FACTOR_WORDS: Record<FactorKind, string> = { totp: 'an authenticator app code', webauthn: 'a passkey', recovery: 'a recovery code' };
+
+/** The effective policy in plain words: one sentence per rule in order, then the default and legacy authentication. */
+export function describePolicy(policy: PolicyConfig): string[] {
+  const fallback = policy.default === 'deny' ? 'are refused' : 'need a sign-in with a second factor';
+  return [
+    ...policy.rules.map((r) => describeRule(r, policy.networks)),
+    `Requests that no rule covers ${fallback}.`,
+    'Old-style logins (HTTP Basic, Digest, NTLM, Negotiate, or passwords in the address) are refused unless a rule says otherwise.',
+    policy.legacyEndpoints.length > 0
+      ? `These old password endpoints are always refused: ${policy.legacyEndpoints.join(', ')}.`
+      : 'No old password endpoints are listed.',
+  ];
+}
+
+function describeRule(r: RuleConfig, networks: PolicyConfig['networks']): string {
+  const conditions = [
+    r.paths && `to ${orList(r.paths.map((p) => (p === '/' || p === '/**' ? 'any page' : p)))}`,
+    r.hosts && `on ${orList(r.hosts)}`,
+    r.networks && `from ${orList(r.networks.map((n) => (networks[n] ? `the ${n} network` : n)))}`,
+    r.device && (r.device === 'managed' ? 'on a managed device' : 'on a device that is not managed'),
+    r.groups && `by members of ${orList(r.groups)}`,
+  ].filter((c): c is string => Boolean(c));
+  const subject = r.methods ? `${orList(r.methods.map((m) => m.toUpperCase()))} requests` : conditions.length > 0 ? 'Requests' : 'All requests';
+  const legacy = r.allowLegacyAuth ? '; old-style logins (HTTP Basic and similar) are let through' : '';
+  return `${[subject, ...conditions, decisionWords(r)].join(' ')}${legacy}.`;
+}
+
+function decisionWords(r: RuleConfig): string {
+  const which = r.factors ? ` (${orList(r.factors.map((f) => FACTOR_WORDS[f]))})` : '';
+  switch (r.decision) {
+    case 'public':
+      return 'are open to everyone, without signing in';
+    case 'deny':
+      return 'are refused';
+    case 'mfa':
+      return `need a sign-in with a second factor${which}`;
+    case 'managed-device':
+      return `need a managed device and a sign-in with a second factor${which}`;
+    case 'step-up':
+      return `need a second factor${which} no older than ${duration(r.maxAgeSeconds ?? 300)}`;
+  }
+}
+
+function duration(seconds: number): string {
+  if (seconds % 3600 === 0) return plural(seconds / 3600, 'hour');
+  if (seconds % 60 === 0) return plural(seconds / 60, 'minute');
+  return plural(seconds, 'second');
+}
+
+function orList(items: readonly string[]): string {
+  return items.length <= 1 ? items.join('') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`;
+}

@@ -1,0 +1,65 @@
+// Forward-auth mode: a proxy in front (nginx auth_request, Caddy forward_auth, Traefik forwardAuth) asks the gateway
+// about each request of the browser and sends it to the portal only on a 200. Same sessions, same policy.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { canonicalTarget } from '../domain/canonical-path.js';
+import { AddressSet, normaliseAddress } from '../domain/client-address.js';
+import { GatewayError } from '../errors.js';
+import type { HttpContext } from './context.js';
+import { COOKIE } from './cookies.js';
+
+export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
+  const { config, sessions, access, identity } = ctx;
+  const p = config.server.prefix;
+  const trusted = new AddressSet(config.server.trustedProxies);
+  const hosts = new Set(config.server.hosts.map((h) => h.toLowerCase()));
+  const deviceHeader = config.devices.header?.name.toLowerCase();
+  const one = (req: FastifyRequest, name: string) => {
+    const v = req.headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+
+  const handler = async (req: FastifyRequest, reply: FastifyReply) => {
+    // Only the proxy may ask: its X-Forwarded-* headers describe the browser's request (SECURITY R55).
+    if (!trusted.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '')) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'forward-auth caller is not a trusted proxy');
+    const target = canonicalTarget(one(req, 'x-forwarded-uri') ?? '/', { pathParameters: config.server.pathParameters === 'allow' });
+    if (!target) throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI refused by canonicalisation');
+    const host = (one(req, 'x-forwarded-host') ?? '').toLowerCase().replace(/:\d+$/, '');
+    if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    const { outcome, device } = await access.decide({
+      host,
+      method: (one(req, 'x-forwarded-method') ?? 'GET').toUpperCase(),
+      path: target.matchPath,
+      query: target.query,
+      authorization: req.headers.authorization,
+      client: req.client,
+      tlsCertificate: undefined,
+      // The proxy in front terminates TLS: its device header (from a trusted proxy, as every caller here is) counts.
+      deviceHeader: deviceHeader ? one(req, deviceHeader) : undefined,
+      session: active,
+    });
+    req.access = { rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };
+    reply.header('cache-control', 'no-store');
+    const send = (to: string) =>
+      (req.query as Record<string, unknown>).redirect === 'true' ? reply.redirect(to, 302) : reply.code(401).header('x-mfa-redirect', to).send();
+    switch (outcome.verdict) {
+      case 'allow':
+        if (active) {
+          if (active.touch) await sessions.save(active);
+          reply.headers(await identity.headersFor(active));
+        }
+        return reply.code(200).send();
+      case 'sign-in':
+        return send(config.portal.login.page);
+      case 'step-up': {
+        const back = target.query ? `${target.path}?${target.query}` : target.path;
+        return send(`${p}/step-up?to=${encodeURIComponent(back)}${outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : ''}`);
+      }
+      case 'deny':
+        throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);
+      case 'managed-device':
+        throw new GatewayError('GW_ERR_DEVICE_NOT_MANAGED', outcome.rule);
+    }
+  };
+  app.route({ method: ['GET', 'HEAD'], url: `${p}/forward-auth`, handler });
+}

@@ -1,0 +1,204 @@
+// Prometheus metrics of one gateway process, in a registry of its own; the app calls the small methods below.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/*
+ * | Metric                                    | Type      | Labels                                | Meaning                                                          |
+ * |-------------------------------------------|-----------|---------------------------------------|------------------------------------------------------------------|
+ * | mfa_gateway_security_events_total         | counter   | event                                 | Every security event, by name (password_ok, factor_locked, …)    |
+ * | mfa_gateway_password_checks_total         | counter   | outcome: ok, failed, throttled        | Password step: the portal said yes or no, or a limit refused it  |
+ * | mfa_gateway_second_factor_checks_total    | counter   | factor, outcome: ok, failed, replayed | Second-factor checks: sign-in, step-up, enrolment codes          |
+ * | mfa_gateway_second_factor_exhausted_total | counter   | –                                     | Logins or step-ups ended after too many wrong codes              |
+ * | mfa_gateway_sign_ins_total                | counter   | –                                     | Sessions started: sign-ins completed with both factors           |
+ * | mfa_gateway_enrolments_total              | counter   | factor                                | First factors bound at enrolment                                 |
+ * | mfa_gateway_factor_lockouts_total         | counter   | factor                                | A kind of factor disabled for a user after too many failures     |
+ * | mfa_gateway_address_blocks_total          | counter   | –                                     | Client addresses blocked for credential stuffing                 |
+ * | mfa_gateway_login_failure_surges_total    | counter   | –                                     | Gateway-wide password failure surges (global rate tightened)     |
+ * | mfa_gateway_legacy_auth_blocked_total     | counter   | rule, reason                          | Legacy authentication refused (legacy-auth, legacy-endpoint)     |
+ * | mfa_gateway_access_denied_total           | counter   | rule, reason                          | Policy denials (rule, unknown-address, unmanaged-device)         |
+ * | mfa_gateway_request_duration_seconds      | histogram | rule, status_class                    | Time to answer a request, by deciding rule ("none": no rule)     |
+ * | mfa_gateway_policy_decisions_total        | counter   | rule, verdict                         | Access decisions (allow, deny, sign-in, managed-device, step-up) |
+ * | mfa_gateway_upstream_errors_total         | counter   | kind: unavailable, timeout, busy      | Portal unreachable (502), too slow (504), too many waiting (503) |
+ * | mfa_gateway_store_call_duration_seconds   | histogram | –                                     | Time of each store (Redis) call, failed ones included            |
+ * | mfa_gateway_store_errors_total            | counter   | –                                     | Store calls that failed or timed out (each one fails closed)     |
+ * | mfa_gateway_audit_failures_total          | counter   | kind                                  | Audit trail failures by AuditError code (AUDIT_WRITE_FAILED, …)  |
+ * | mfa_gateway_ready                         | gauge     | –                                     | 1 when the latest readiness check passed, 0 when it failed       |
+ * | process_*, nodejs_*                       | various   | prom-client defaults                  | CPU, memory, heap, event-loop lag, handles, GC                   |
+ *
+ * Labels never carry a user, an address or a path. Free-text values (rule names, event names, audit kinds) are
+ * bounded: past `maxLabelValues` distinct values per label, further ones are counted as "other".
+ */
+
+export type UpstreamErrorKind = 'unavailable' | 'timeout' | 'busy';
+
+export interface MetricsOptions {
+  /** Collect prom-client's process and Node.js metrics (default true). */
+  defaultMetrics?: boolean;
+  /** Distinct values kept per free-text label before "other" (default 100). */
+  maxLabelValues?: number;
+}
+
+const FACTORS = new Set(['totp', 'webauthn', 'recovery', 'enrolment-code']);
+const VERDICTS = new Set(['allow', 'deny', 'sign-in', 'managed-device', 'step-up']);
+const DENY_REASONS = new Set(['rule', 'unknown-address', 'unmanaged-device', 'legacy-auth', 'legacy-endpoint']);
+const UPSTREAM_KINDS = new Set<string>(['unavailable', 'timeout', 'busy']);
+const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+const oneOf = (set: ReadonlySet<string>, v: unknown, fallback = 'other'): string => (typeof v === 'string' && set.has(v) ? v : fallback);
+
+/** The first `max` distinct values of a free-text label pass; later ones become "other". */
+class BoundedValues {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max: number) {}
+
+  of(v: unknown): string {
+    const s = typeof v === 'string' && v !== '' ? v.slice(0, 120) : 'none';
+    if (this.seen.has(s)) return s;
+    if (this.seen.size >= this.max) return 'other';
+    this.seen.add(s);
+    return s;
+  }
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly events: BoundedValues;
+  private readonly rules: BoundedValues;
+  private readonly auditKinds: BoundedValues;
+
+  private readonly securityEvents = this.counter('mfa_gateway_security_events_total', 'Security events, by name.', ['event']);
+  private readonly passwordChecks = this.counter('mfa_gateway_password_checks_total', 'Password step outcomes: ok, failed (the portal said no), throttled (refused by a limit).', ['outcome']);
+  private readonly secondFactorChecks = this.counter('mfa_gateway_second_factor_checks_total', 'Second-factor checks at sign-in, step-up and enrolment proof, by factor and outcome.', ['factor', 'outcome']);
+  private readonly exhausted = this.counter('mfa_gateway_second_factor_exhausted_total', 'Logins or step-ups ended after too many wrong second-factor attempts.');
+  private readonly signIns = this.counter('mfa_gateway_sign_ins_total', 'Sessions started: sign-ins completed with both factors.');
+  private readonly enrolments = this.counter('mfa_gateway_enrolments_total', 'First factors bound at enrolment, by factor.', ['factor']);
+  private readonly lockouts = this.counter('mfa_gateway_factor_lockouts_total', 'Kinds of factor disabled for a user after too many failures, by factor.', ['factor']);
+  private readonly addressBlocks = this.counter('mfa_gateway_address_blocks_total', 'Client addresses blocked for credential stuffing.');
+  private readonly surges = this.counter('mfa_gateway_login_failure_surges_total', 'Gateway-wide password failure surges (global login rate tightened).');
+  private readonly legacyBlocked = this.counter('mfa_gateway_legacy_auth_blocked_total', 'Legacy authentication refused, by rule and reason.', ['rule', 'reason']);
+  private readonly accessDenied = this.counter('mfa_gateway_access_denied_total', 'Requests denied by the access policy, by rule and reason.', ['rule', 'reason']);
+  private readonly requestDuration = new Histogram({
+    name: 'mfa_gateway_request_duration_seconds',
+    help: 'Time to answer a request, by the rule that decided it ("none" when no rule did) and status class.',
+    labelNames: ['rule', 'status_class'],
+    buckets: REQUEST_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly decisions = this.counter('mfa_gateway_policy_decisions_total', 'Access policy decisions, by rule and verdict.', ['rule', 'verdict']);
+  private readonly upstreamErrors = this.counter('mfa_gateway_upstream_errors_total', 'Portal errors: unavailable (502), timeout (504), busy (503, too many requests waiting).', ['kind']);
+  private readonly storeDuration = new Histogram({
+    name: 'mfa_gateway_store_call_duration_seconds',
+    help: 'Time of each store call, failed ones included.',
+    buckets: STORE_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly storeErrors = this.counter('mfa_gateway_store_errors_total', 'Store calls that failed or timed out.');
+  private readonly auditFailures = this.counter('mfa_gateway_audit_failures_total', 'Audit trail failures, by AuditError code.', ['kind']);
+  private readonly readyGauge = new Gauge({ name: 'mfa_gateway_ready', help: '1 when the last readiness check passed, 0 when it failed.', registers: [this.registry] });
+
+  constructor(opts: MetricsOptions = {}) {
+    const max = opts.maxLabelValues ?? 100;
+    this.events = new BoundedValues(max);
+    this.rules = new BoundedValues(max);
+    this.auditKinds = new BoundedValues(max);
+    // Zero series for the outcomes alerts divide by, so a ratio exists before the first failure.
+    for (const outcome of ['ok', 'failed', 'throttled']) this.passwordChecks.inc({ outcome }, 0);
+    for (const kind of UPSTREAM_KINDS) this.upstreamErrors.inc({ kind }, 0);
+    this.storeErrors.inc(0);
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** One security event (name as in services/security-events.ts); only its factor, reason and rule are read. */
+  securityEvent(name: string, fields: Readonly<Record<string, unknown>> = {}): void {
+    this.securityEvents.inc({ event: this.events.of(name) });
+    const factor = oneOf(FACTORS, fields.factor, 'unknown');
+    switch (name) {
+      case 'password_ok':
+        return this.passwordChecks.inc({ outcome: 'ok' });
+      case 'password_failed':
+        return this.passwordChecks.inc({ outcome: 'failed' });
+      case 'password_throttled':
+        return this.passwordChecks.inc({ outcome: 'throttled' });
+      case 'mfa_ok':
+      case 'step_up_ok':
+        return this.secondFactorChecks.inc({ factor, outcome: 'ok' });
+      case 'enrolment_proof_ok':
+        return this.secondFactorChecks.inc({ factor: 'enrolment-code', outcome: 'ok' });
+      case 'mfa_failed':
+        return this.secondFactorChecks.inc({ factor, outcome: 'failed' });
+      case 'mfa_replayed':
+        return this.secondFactorChecks.inc({ factor: oneOf(FACTORS, fields.factor, 'totp'), outcome: 'replayed' });
+      case 'mfa_attempts_exhausted':
+        return this.exhausted.inc();
+      case 'session_started':
+        return this.signIns.inc();
+      case 'enrolled':
+        return this.enrolments.inc({ factor });
+      case 'factor_locked':
+        return this.lockouts.inc({ factor });
+      case 'address_blocked':
+        return this.addressBlocks.inc();
+      case 'login_failure_surge':
+        return this.surges.inc();
+      case 'legacy_auth_blocked':
+        return this.legacyBlocked.inc({ rule: this.rules.of(fields.rule), reason: oneOf(DENY_REASONS, fields.reason) });
+      case 'access_denied':
+        return this.accessDenied.inc({ rule: this.rules.of(fields.rule), reason: oneOf(DENY_REASONS, fields.reason) });
+    }
+  }
+
+  /** One answered request: the deciding rule and verdict (undefined when no rule decided), its status and duration. */
+  request(rule: string | undefined, verdict: string | undefined, status: number, seconds: number): void {
+    const r = rule === undefined ? 'none' : this.rules.of(rule);
+    const statusClass = status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
+    this.requestDuration.observe({ rule: r, status_class: statusClass }, seconds);
+    if (rule !== undefined && verdict !== undefined) this.decisions.inc({ rule: r, verdict: oneOf(VERDICTS, verdict) });
+  }
+
+  /** The portal could not be reached (502), was too slow (504), or too many requests were waiting for it (503). */
+  upstreamError(kind: UpstreamErrorKind): void {
+    this.upstreamErrors.inc({ kind: oneOf(UPSTREAM_KINDS, kind) });
+  }
+
+  /** One store call and how long it took; failures (errors and timeouts) are counted too. */
+  storeCall(ok: boolean, seconds: number): void {
+    this.storeDuration.observe(seconds);
+    if (!ok) this.storeErrors.inc();
+  }
+
+  /** Runs one store call and records it with storeCall; the result or error passes through unchanged. */
+  async timeStore<T>(call: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      const value = await call();
+      this.storeCall(true, (performance.now() - start) / 1000);
+      return value;
+    } catch (err) {
+      this.storeCall(false, (performance.now() - start) / 1000);
+      throw err;
+    }
+  }
+
+  /** An audit trail failure, by its AuditError code (e.g. AUDIT_WRITE_FAILED, AUDIT_MIRROR_FAILED). */
+  auditFailure(kind: string): void {
+    this.auditFailures.inc({ kind: this.auditKinds.of(kind) });
+  }
+
+  /** The outcome of the latest readiness check (the admin server sets it). */
+  readiness(ok: boolean): void {
+    this.readyGauge.set(ok ? 1 : 0);
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private counter(name: string, help: string, labelNames: string[] = []): Counter<string> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+}

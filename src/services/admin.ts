@@ -1,0 +1,228 @@
+// What operators do to users and keys (the admin CLI): show, reset factors, revoke sessions, export, erase, rotate.
+// Never shows a secret; every change also goes through the security events (and so to the audit trail).
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import { Sealer } from '../mechanisms/sealer.js';
+import type { DeviceRegistry } from '../stores/device-registry.js';
+import type { CredentialOwners, EnrolmentCodes, FactorStore, UserFactors } from '../stores/factor-store.js';
+import { isSealedKey, keys } from '../stores/keys.js';
+import type { KvStore } from '../stores/kv-store.js';
+import type { Sessions } from '../stores/records.js';
+import type { Attempts } from './ceremony.js';
+import type { EnrolmentService } from './enrolment.js';
+import type { SecurityLog } from './security-events.js';
+import type { SessionService } from './sessions.js';
+
+export interface AdminDeps {
+  config: Config;
+  clock: Clock;
+  kv: KvStore;
+  sealer: Sealer;
+  factors: FactorStore;
+  owners: CredentialOwners;
+  codes: EnrolmentCodes;
+  sessions: SessionService;
+  sessionRecords: Sessions;
+  devices: DeviceRegistry;
+  attempts: Attempts;
+  enrolment: EnrolmentService;
+  security: SecurityLog;
+}
+
+/** What the gateway holds about a user, without a secret: for `user show` and the access request export. */
+export interface UserSummary {
+  pid: string;
+  factors: { id: string; kind: string; name: string; addedAt: string; lastUsedAt: string | null }[];
+  recoveryCodes: { total: number; addedAt: string } | null;
+  sessions: { signedInAt: string; lastSeenAt: string; factor: string; amr: string[]; secondFactorAt: string }[];
+  devices: { fingerprint: string; name: string; status: string; addedAt: string }[];
+  disabledFactorKinds: string[];
+  enrolmentCode: { expiresAt: string } | null;
+}
+
+export interface KeyUse {
+  purpose: 'encryption' | 'signing';
+  id: string;
+  /** Seals or signs new data (the first key of its list). */
+  active: boolean;
+  /** When the store first saw this key configured; null before any gateway started with it. */
+  firstSeen: number | null;
+  /** Records sealed under it (encryption keys only). */
+  records?: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const sessionKey = /^session:\{([^}]+)\}$/;
+
+export class AdminService {
+  constructor(private readonly d: AdminDeps) {}
+
+  async show(pid: string): Promise<UserSummary> {
+    const f = await this.d.factors.get(pid);
+    const sessions = [];
+    for (const sid of await this.d.sessionRecords.listIds(pid)) {
+      const s = await this.d.sessionRecords.get(sid);
+      if (s) sessions.push({ signedInAt: iso(s.authTime), lastSeenAt: iso(s.lastSeen), factor: s.factor, amr: s.amr, secondFactorAt: iso(s.factorTime) });
+    }
+    const locked = (await this.d.attempts.lockedOut()).filter((l) => l.pid === pid).map((l) => l.kind);
+    const code = await this.d.codes.get(pid);
+    return {
+      pid,
+      factors: (f?.factors ?? []).map((x) => ({ id: x.id, kind: x.kind, name: x.name, addedAt: iso(x.addedAt), lastUsedAt: x.lastUsedAt ? iso(x.lastUsedAt) : null })),
+      recoveryCodes: f?.recovery ? { total: f.recovery.hashes.length, addedAt: iso(f.recovery.addedAt) } : null,
+      sessions,
+      devices: (await this.d.devices.list()).filter((x) => x.pid === pid).map((x) => ({ fingerprint: x.fingerprint, name: x.name, status: x.status, addedAt: iso(x.addedAt) })),
+      disabledFactorKinds: locked,
+      enrolmentCode: code ? { expiresAt: iso(code.expiresAt) } : null,
+    };
+  }
+
+  /**
+   * Removes every factor, ends every session and turns every kind back on: the next sign-in enrols again, with the
+   * enrolment proof. With proof "invite", returns the new enrolment code to hand to the user once their identity is checked.
+   */
+  async resetFactors(pid: string): Promise<{ sessionsEnded: number; invite: { code: string; expiresAt: number } | null }> {
+    const f = await this.d.factors.get(pid);
+    await this.forgetFactors(pid, f);
+    const sessionsEnded = await this.d.sessions.endAll(pid, 'factors-reset');
+    this.d.security('factors_reset', { pid, factors: f?.factors.length ?? 0 });
+    const invite = this.d.config.enrolment.proof === 'invite' ? await this.d.enrolment.issueInvite(pid) : null;
+    return { sessionsEnded, invite };
+  }
+
+  revokeSessions(pid: string): Promise<number> {
+    return this.d.sessions.endAll(pid, 'revoked');
+  }
+
+  /** Ends every session of every user. */
+  async revokeAllSessions(): Promise<number> {
+    let ended = 0;
+    for await (const batch of this.d.kv.scanKeys('session:{')) {
+      for (const key of batch) {
+        const sid = sessionKey.exec(key)?.[1];
+        const s = sid ? await this.d.sessionRecords.take(sid) : null;
+        if (!s) continue;
+        ended++;
+        this.d.security('session_ended', { pid: s.pid, reason: 'revoked' });
+      }
+    }
+    return ended;
+  }
+
+  /** Everything held about a user, as plain JSON for an access request (secrets are named, never given). */
+  async export(pid: string): Promise<UserSummary & { exportedAt: string; withheld: string[] }> {
+    return {
+      exportedAt: iso(this.d.clock.now()),
+      ...(await this.show(pid)),
+      withheld: ['TOTP secrets', 'passkey public keys', 'recovery code hashes', 'enrolment code hashes', 'portal session cookies'],
+    };
+  }
+
+  /**
+   * Right to erasure: factors, sessions, logins in progress, counters, device bindings and every key of the user.
+   * The audit trail keeps its pseudonymous records (it cannot be edited without breaking the chain).
+   */
+  async erase(pid: string): Promise<{ keysDeleted: number }> {
+    await this.forgetFactors(pid, await this.d.factors.get(pid));
+    await this.d.sessions.endAll(pid, 'erased');
+    for (const device of await this.d.devices.list()) {
+      if (device.pid === pid) await this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) });
+    }
+    let keysDeleted = 0;
+    // Logins in progress and WebAuthn challenges name the user only inside their sealed record.
+    for (const prefix of ['pending:{', 'challenge:{']) {
+      for await (const batch of this.d.kv.scanKeys(prefix)) {
+        for (const key of batch) {
+          if (isSealedKey(key) && (await this.opened(key))?.pid === pid) {
+            await this.d.kv.delete(key);
+            keysDeleted++;
+          }
+        }
+      }
+    }
+    for await (const batch of this.d.kv.scanKeys(`user:{${pid}}`)) {
+      for (const key of batch) await this.d.kv.delete(key);
+      keysDeleted += batch.length;
+    }
+    this.d.security('user_erased', { pid, keys: keysDeleted });
+    return { keysDeleted };
+  }
+
+  /**
+   * Re-seals every record still sealed under an older encryption key with the first one, and notes when each
+   * configured key was first seen. A record changed meanwhile is left to its writer (who seals with the new key).
+   */
+  async rotateKeys(): Promise<{ resealed: number; current: number; unreadable: number }> {
+    await this.noteKeys();
+    const out = { resealed: 0, current: 0, unreadable: 0 };
+    for await (const batch of this.d.kv.scanKeys('')) {
+      for (const key of batch) {
+        if (!isSealedKey(key)) continue;
+        const sealed = await this.d.kv.get(key);
+        if (sealed === null) continue;
+        if (Sealer.keyIdOf(sealed) === this.d.sealer.activeId) {
+          out.current++;
+          continue;
+        }
+        let plain: string;
+        try {
+          plain = this.d.sealer.open(sealed, key);
+        } catch {
+          out.unreadable++;
+          continue;
+        }
+        if (await this.d.kv.replaceIf(key, sealed, this.d.sealer.seal(plain, key))) out.resealed++;
+      }
+    }
+    return out;
+  }
+
+  /** The configured keys: which is active, how old, and (encryption) how many records each still seals. */
+  async keyStatus(): Promise<KeyUse[]> {
+    const records = new Map<string, number>();
+    for await (const batch of this.d.kv.scanKeys('')) {
+      for (const key of batch) {
+        if (!isSealedKey(key)) continue;
+        const kid = Sealer.keyIdOf((await this.d.kv.get(key)) ?? '');
+        if (kid !== null) records.set(kid, (records.get(kid) ?? 0) + 1);
+      }
+    }
+    const uses: KeyUse[] = [];
+    for (const purpose of ['encryption', 'signing'] as const) {
+      for (const [i, k] of this.d.config.keys[purpose].entries()) {
+        const seen = await this.d.kv.get(keys.keySeen(purpose, k.id));
+        uses.push({ purpose, id: k.id, active: i === 0, firstSeen: seen === null ? null : Number(seen), ...(purpose === 'encryption' ? { records: records.get(k.id) ?? 0 } : {}) });
+      }
+    }
+    for (const [kid, n] of records) {
+      if (!this.d.config.keys.encryption.some((k) => k.id === kid)) uses.push({ purpose: 'encryption', id: kid, active: false, firstSeen: null, records: n });
+    }
+    return uses;
+  }
+
+  /** Remembers when each configured key was first seen (for key ages); the gateway calls it at start. */
+  async noteKeys(): Promise<void> {
+    const now = String(this.d.clock.now());
+    for (const purpose of ['encryption', 'signing'] as const) {
+      for (const k of this.d.config.keys[purpose]) await this.d.kv.setIfAbsent(keys.keySeen(purpose, k.id), now);
+    }
+  }
+
+  private async forgetFactors(pid: string, f: UserFactors | null): Promise<void> {
+    for (const x of f?.factors ?? []) if (x.kind === 'webauthn') await this.d.owners.release(x.credential.id);
+    await this.d.factors.delete(pid);
+    await this.d.attempts.clear(pid);
+    await this.d.kv.delete(keys.totpStep(pid));
+    for await (const batch of this.d.kv.scanKeys(keys.recoveryCodeUsedPrefix(pid))) for (const key of batch) await this.d.kv.delete(key);
+  }
+
+  private async opened(key: string): Promise<{ pid?: unknown } | null> {
+    const sealed = await this.d.kv.get(key);
+    if (sealed === null) return null;
+    try {
+      return JSON.parse(this.d.sealer.open(sealed, key)) as { pid?: unknown };
+    } catch {
+      return null;
+    }
+  }
+}

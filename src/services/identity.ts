@@ -1,0 +1,55 @@
+// Telling the portal who is asking: optional user and groups headers, and a signed assertion reused per session
+// until half its lifetime is left (signing on every request would cost more than the rest of the request).
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/schema.js';
+import type { JWK } from 'jose';
+import type { AssertionSigner } from '../mechanisms/assertion.js';
+import type { GroupDirectory } from './groups.js';
+import type { ActiveSession } from './sessions.js';
+
+const CACHE_SIZE = 10_000;
+const NONE: Readonly<Record<string, string>> = Object.freeze({});
+
+export class IdentityService {
+  private readonly cached = new Map<string, { token: string; renewAt: number }>();
+  /** Lower-case names of every identity header: client-sent copies are always removed. */
+  readonly headerNames: readonly string[];
+  /** Whether any identity header is configured (the proxy skips the work when not). */
+  readonly enabled: boolean;
+
+  constructor(private readonly d: { config: Config; clock: Clock; groups: GroupDirectory; signer: AssertionSigner | null }) {
+    const i = d.config.identity;
+    this.headerNames = [i.userHeader, i.groupsHeader, d.signer ? i.assertion?.header : undefined].filter((h): h is string => !!h).map((h) => h.toLowerCase());
+    this.enabled = this.headerNames.length > 0;
+  }
+
+  /** The JWK Set of the assertion key, or null when no assertion is configured. */
+  jwks(): Promise<{ keys: JWK[] }> | null {
+    return this.d.signer?.jwks() ?? null;
+  }
+
+  async headersFor(active: ActiveSession): Promise<Readonly<Record<string, string>>> {
+    if (!this.enabled) return NONE;
+    const { identity } = this.d.config;
+    const r = active.record;
+    const groups = this.d.groups.groupsOf(r.username, r.groups);
+    const out: Record<string, string> = {};
+    if (identity.userHeader) out[identity.userHeader.toLowerCase()] = r.username;
+    if (identity.groupsHeader) out[identity.groupsHeader.toLowerCase()] = groups.join(',');
+    if (this.d.signer && identity.assertion) out[identity.assertion.header.toLowerCase()] = await this.assertion(active, groups);
+    return out;
+  }
+
+  private async assertion(active: ActiveSession, groups: readonly string[]): Promise<string> {
+    const now = this.d.clock.now();
+    // Keyed by session id and factor time: a step-up (new id) or a new factor makes a new assertion.
+    const key = `${active.sid}:${active.record.factorTime}`;
+    const hit = this.cached.get(key);
+    if (hit && hit.renewAt > now) return hit.token;
+    const signer = this.d.signer!;
+    const token = await signer.sign({ sub: active.record.username, groups, amr: active.record.amr, authTime: Math.floor(active.record.factorTime / 1000) }, now);
+    if (this.cached.size >= CACHE_SIZE) this.cached.delete(this.cached.keys().next().value!);
+    this.cached.set(key, { token, renewAt: now + (signer.lifetimeSeconds * 1000) / 2 });
+    return token;
+  }
+}

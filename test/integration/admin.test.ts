@@ -1,0 +1,207 @@
+// The admin commands: show, export, reset, revoke, erase and key rotation, on the memory store and on a real Redis
+// (through the real command line), each audited with its operator and reason.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { keysCommand, operatorFrom, sessionsCommand, userCommand } from '../../src/cli/admin.js';
+import { auditFiles } from '../../src/audit/file-sink.js';
+import type { Gateway } from '../../src/gateway.js';
+import type { KvStore } from '../../src/stores/kv-store.js';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { Sealer } from '../../src/mechanisms/sealer.js';
+import { Browser } from '../helpers/browser.js';
+import { OPERATOR, runCli } from '../helpers/cli.js';
+import { randomKey } from '../helpers/config.js';
+import { testRedis } from '../helpers/redis.js';
+import { ALICE, BOB, signInWithTotp, signUpAndEnrol, startStack, submitPassword, type Stack } from '../helpers/stack.js';
+
+/** Every key in the store, and what every sealed record holds once opened. */
+async function dump(kv: KvStore, sealer: Sealer): Promise<{ keys: string[]; opened: string[] }> {
+  const keys: string[] = [];
+  for await (const batch of kv.scanKeys('')) keys.push(...batch);
+  const opened: string[] = [];
+  for (const key of keys) {
+    const value = await kv.get(key).catch(() => null);
+    if (value && Sealer.keyIdOf(value)) {
+      try {
+        opened.push(sealer.open(value, key));
+      } catch {
+        // not a sealed record after all
+      }
+    }
+  }
+  return { keys, opened };
+}
+
+const signedIn = async (b: Browser) => (await b.get('/records')).status === 200;
+
+t.test('memory store: show, export, revoke, reset and erase one user, leaving the others alone', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const alice = await signUpAndEnrol(s);
+  const bob = await signUpAndEnrol(s, BOB);
+  const pid = gw.pidOf(ALICE.username)!;
+
+  const shown = (await userCommand(gw, 'show', { user: 'Alice' })).join('\n');
+  t.match(shown, `user Alice (pseudonym ${pid})`);
+  t.match(shown, /totp +Authenticator app/);
+  t.match(shown, 'recovery codes: a set of 10');
+  t.match(shown, /sessions:\n {2}signed in .* with totp/);
+  const exported = (await userCommand(gw, 'export', { user: 'alice' }))[0]!;
+  const data = JSON.parse(exported);
+  t.equal(data.pid, pid);
+  t.equal(data.factors.length, 1);
+  t.equal(data.sessions.length, 1);
+  t.ok(data.withheld.includes('TOTP secrets'));
+  for (const secret of [alice.secret, ...alice.codes]) {
+    t.notOk(shown.includes(secret) || exported.includes(secret), 'no secret or recovery code is shown or exported');
+  }
+
+  t.same(await sessionsCommand(gw, 'revoke', { user: 'alice' }), ['ended 1 session(s) of alice']);
+  t.notOk(await signedIn(alice.b), 'her session is gone');
+  t.ok(await signedIn(bob.b), "Bob's is not");
+
+  const reset = await userCommand(gw, 'reset-factors', { user: 'alice' });
+  t.match(reset[0], 'removed every factor of alice');
+  t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).location, '/_mfa/enrol', 'her next sign-in enrols again');
+  t.equal((await signInWithTotp(s, bob.secret, BOB)).final.status, 303, 'Bob still signs in with his app');
+
+  await t.rejects(userCommand(gw, 'erase', { user: 'alice' }), /--yes/, 'erase needs --yes');
+  await signUpAndEnrol(s);
+  t.match((await userCommand(gw, 'erase', { user: 'alice', yes: true }))[0], 'erased alice');
+  const after = await dump(s.kv, gw.stores.sealer);
+  t.same(after.keys.filter((k) => k.includes(pid)), [], 'no key names her');
+  t.same(after.opened.filter((v) => v.includes(pid) || v.toLowerCase().includes('"alice"')), [], 'no record holds her');
+  t.ok(after.keys.some((k) => k.includes(gw.pidOf(BOB.username)!)), 'Bob is still there');
+  t.ok(await signedIn(bob.b));
+
+  t.same(await sessionsCommand(gw, 'revoke', { all: true }), ['ended 2 session(s) of every user'], 'both of Bob’s');
+  t.notOk(await signedIn(bob.b), 'every session ended');
+});
+
+t.test('key rotation: records re-sealed with the new key; sessions and factors keep working; the old key can go', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const alice = await signUpAndEnrol(s);
+  const old = { enc: s.config.keys.encryption[0]!, sig: s.config.keys.signing[0]! };
+  const fresh = { enc: { id: 'e2', secret: randomKey() }, sig: { id: 's2', secret: randomKey() } };
+  /** Another gateway on the same store with other keys, sharing the browser's cookies. */
+  const withKeys = async (encryption: object[], signing: object[], cookies = alice.b.cookies): Promise<{ s2: Stack; gw: Gateway; b: Browser }> => {
+    const s2 = await startStack({ kv: () => s.kv, patch: (raw) => (raw.keys = { ...raw.keys, encryption, signing, pseudonym: s.config.keys.pseudonym }) });
+    t.teardown(async () => {
+      await s2.app.close();
+      await s2.portal.close();
+    });
+    const b = s2.browser();
+    Object.defineProperty(b, 'cookies', { value: cookies });
+    return { s2, gw: s2.app.gateway, b };
+  };
+  // Each stack has a portal of its own: "signed in" here means the gateway let the request through to it.
+  const passes = async (x: { s2: Stack; b: Browser }) => {
+    const n = x.s2.portalRequests.length;
+    await x.b.get('/records');
+    return x.s2.portalRequests.length > n;
+  };
+
+  // (A copy of her cookies: a gateway that cannot open a session tells the browser to drop its cookie.)
+  const onlyNew = await withKeys([fresh.enc], [fresh.sig, old.sig], new Map(alice.b.cookies));
+  t.notOk(await passes(onlyNew), 'before rotation, a gateway without the old key cannot open her session');
+  t.equal((await submitPassword(onlyNew.s2.browser(), ALICE.username, ALICE.password)).status, 503, 'before rotation, a gateway without the old key cannot read her factors: it fails closed');
+
+  const both = await withKeys([fresh.enc, old.enc], [fresh.sig, old.sig]);
+  t.ok(await passes(both), 'during rotation the old session works');
+  const before = await keysCommand(both.gw, 'status');
+  t.match(before.join('\n'), /encryption {2}e1 .* old .* [1-9]\d* record\(s\)/);
+  const rotated = await keysCommand(both.gw, 'rotate');
+  t.match(rotated[0], /^re-sealed [1-9]\d* record\(s\) with encryption key e2/);
+  t.match((await keysCommand(both.gw, 'status')).join('\n'), /encryption {2}e1 .* 0 record\(s\)/, 'nothing left under the old key');
+  t.match((await keysCommand(both.gw, 'rotate'))[0], /^re-sealed 0 record/, 'a second run has nothing to do');
+
+  const after = await withKeys([fresh.enc], [fresh.sig, old.sig]);
+  t.ok(await passes(after), 'the old encryption key removed: her session (signed with the old signing key) still works');
+  t.equal((await signInWithTotp(after.s2, alice.secret)).final.status, 303, 'and her authenticator app still signs her in');
+});
+
+t.test('real Redis, real command line: every admin command, each in the admin audit chain with operator and reason', async (t) => {
+  const redis = await testRedis();
+  t.teardown(redis.stop);
+  const keyPrefix = `admin-${randomBytes(4).toString('hex')}:`;
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
+  await kv.ready();
+  const s = await startStack({ kv: () => kv, patch: (raw) => (raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } }) });
+  t.teardown(s.close);
+  const alice = await signUpAndEnrol(s);
+  const bob = await signUpAndEnrol(s, BOB);
+  const gw = s.app.gateway;
+  const pid = gw.pidOf(ALICE.username)!;
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
+  const configFile = join(dir, 'gw.json');
+  writeFileSync(configFile, JSON.stringify({ ...s.config, log: { level: 'silent' } }));
+  const cli = (...args: string[]) => runCli([...args, '--config', configFile, ...OPERATOR]);
+
+  const shown = cli('user', 'show', '--user', 'alice');
+  t.equal(shown.code, 0, shown.stderr);
+  t.match(shown.stdout, /totp +Authenticator app/);
+  const exported = cli('user', 'export', '--user', 'alice');
+  t.equal(JSON.parse(exported.stdout).pid, pid);
+  t.notOk(exported.stdout.includes(alice.secret), 'no secret exported');
+
+  t.match(cli('sessions', 'revoke', '--user', 'alice').stdout, 'ended 1 session(s) of alice');
+  t.notOk(await signedIn(alice.b));
+  t.match(cli('user', 'reset-factors', '--user', 'alice').stdout, 'removed every factor of alice');
+  t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).location, '/_mfa/enrol');
+
+  const erased = cli('user', 'erase', '--user', 'alice', '--yes');
+  t.equal(erased.code, 0, erased.stderr);
+  const left: string[] = [];
+  for await (const batch of kv.scanKeys('')) left.push(...batch);
+  t.same(left.filter((k) => k.includes(pid)), [], 'no key of hers in Redis');
+  t.ok(left.some((k) => k.includes(gw.pidOf(BOB.username)!)));
+
+  t.ok(await signedIn(bob.b));
+  t.match(cli('sessions', 'revoke', '--all').stdout, 'ended 1 session(s) of every user', "Bob's");
+  t.notOk(await signedIn(bob.b));
+
+  // Refused: no operator, a reason naming the user, erase without --yes.
+  t.equal(runCli(['user', 'show', '--config', configFile, '--user', 'bob']).code, 2, 'no --operator/--reason');
+  const naming = runCli(['user', 'show', '--config', configFile, '--user', 'bob', '--operator', 'Dana', '--reason', 'Bob called']);
+  t.equal(naming.code, 2);
+  t.match(naming.stderr, '--reason must not contain the username');
+  t.equal(cli('user', 'erase', '--user', 'bob').code, 2, 'erase without --yes');
+
+  // Rotation on Redis: a config with a new first encryption key (Bob's factors are left to re-seal).
+  const rotatedFile = join(dir, 'rotated.json');
+  writeFileSync(rotatedFile, JSON.stringify({ ...s.config, keys: { ...s.config.keys, encryption: [{ id: 'e2', secret: randomKey() }, ...s.config.keys.encryption] }, log: { level: 'silent' } }));
+  const rot = runCli(['keys', 'rotate', '--config', rotatedFile, ...OPERATOR]);
+  t.match(rot.stdout, /^re-sealed [1-9]\d* record\(s\) with encryption key e2/, rot.stderr);
+  t.match(runCli(['keys', 'status', '--config', rotatedFile, ...OPERATOR]).stdout, /encryption {2}e1 .* 0 record\(s\)/);
+
+  // The admin chain: one record per command, with operator, reason, the pseudonym and the outcome; no names.
+  const adminDir = join(s.config.audit.dir, 'admin');
+  t.ok(existsSync(adminDir));
+  const text = auditFiles(adminDir).map((f) => readFileSync(f, 'utf8')).join('');
+  const actions = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.type === 'event' && r.event.kind === 'admin').map((r) => r.event);
+  t.same(
+    actions.map((a) => `${a.action} ${a.outcome}`),
+    ['user show ok', 'user export ok', 'sessions revoke ok', 'user reset-factors ok', 'user erase ok', 'sessions revoke ok', 'user erase failed', 'keys rotate ok', 'keys status ok'],
+  );
+  t.ok(actions.every((a) => a.operator === 'Dana Helpdesk' && a.reason === 'ticket 4711'));
+  t.equal(actions[0].pid, pid, 'the user by pseudonym');
+  t.notOk(/"(alice|bob)"/i.test(text), 'no username in the admin chain');
+  t.ok(text.includes('"event":"factors_reset"') && text.includes('"event":"user_erased"'), 'the security events of the commands are in the chain too');
+  const verified = runCli(['audit', 'verify', '--config', configFile, adminDir]);
+  t.equal(verified.code, 0, verified.stdout);
+  t.match(verified.stdout, /^OK: \d+ record\(s\), [1-9]\d* signed checkpoint\(s\)/m);
+});
+
+t.test('operator and reason are required and free of control characters', async (t) => {
+  t.same(operatorFrom({ operator: ' Dana ', reason: 'ticket 1' }), { operator: 'Dana', reason: 'ticket 1' });
+  t.throws(() => operatorFrom({ reason: 'x' }), /--operator/);
+  t.throws(() => operatorFrom({ operator: 'Dana', reason: '' }), /--reason/);
+  t.throws(() => operatorFrom({ operator: 'Dana\nforged', reason: 'x' }), /--operator/);
+  t.throws(() => operatorFrom({ operator: 'Dana', reason: 'x'.repeat(201) }), /--reason/);
+  t.throws(() => operatorFrom({ operator: 'Dana', reason: 'ALICE asked', user: 'alice' }), /must not contain the username/);
+});

@@ -1,0 +1,143 @@
+// The audit trail of a real run: what a sign-in, a refusal and browsing leave in it (by pseudonym, never a secret),
+// checked by the real command line (`audit verify`, `audit who`, `report`) and the report page.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { auditFiles } from '../../src/audit/file-sink.js';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { runCli } from '../helpers/cli.js';
+import { testRedis } from '../helpers/redis.js';
+import { merge } from '../helpers/config.js';
+import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+
+const lines = (dir: string) =>
+  auditFiles(dir)
+    .flatMap((f) => readFileSync(f, 'utf8').split('\n'))
+    .filter(Boolean);
+
+t.test('a real run leaves a verifiable trail of pseudonymous events, and the report and its page count them', async (t) => {
+  const redis = await testRedis();
+  t.teardown(redis.stop);
+  const keyPrefix = `audit-${randomBytes(4).toString('hex')}:`;
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
+  await kv.ready();
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-trail-'));
+  writeFileSync(join(dir, 'groups.yaml'), 'alice: [staff]\n');
+  const s = await startStack({
+    kv: () => kv,
+    patch: (raw) => {
+      raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } };
+      raw.groups = { file: join(dir, 'groups.yaml') };
+      raw.audit.requests = true;
+      merge(raw, { limits: { secondFactor: { freeAttempts: 3, cap: 3 }, stuffing: { distinctAccounts: 3 } } });
+      raw.admin.report = { groups: ['staff'] };
+      raw.policy.rules.splice(1, 0, { name: 'no bulk export', paths: ['/export'], decision: 'deny' });
+    },
+  });
+  const gw = s.app.gateway;
+
+  // The run: two enrolments, a wrong password, a wrong code, a later sign-in, browsing, a refusal, legacy auth.
+  const alice = await signUpAndEnrol(s);
+  const bob = await signUpAndEnrol(s, BOB);
+  t.equal((await submitPassword(s.browser(), ALICE.username, 'not her password')).status, 200, 'the portal shows its own error');
+  const wrong = await atCodePage(s);
+  const wrongCode = async (secret: string) => {
+    const valid = new Set(await Promise.all([-2, -1, 0, 1, 2].map((step) => totpAt(secret, s.clock.now() + step * 30_000))));
+    return ['123456', '654321', '111111', '222222', '333333', '444444'].find((c) => !valid.has(c))!;
+  };
+  t.equal((await wrong.b.post('/_mfa/verify', { csrf: wrong.csrf, code: await wrongCode(alice.secret) })).status, 400, 'a wrong code');
+  const later = await signInWithTotp(s, alice.secret);
+  t.equal(later.final.status, 303);
+  t.equal((await later.b.get('/records')).status, 200);
+  t.equal((await later.b.get('/export')).status, 403, 'the deny rule');
+  t.equal((await s.browser().get('/records', { authorization: `Basic ${Buffer.from('alice:x').toString('base64')}` })).status, 403, 'legacy auth');
+
+  // The report page: for staff (alice), not for other users (bob), a sign-in for nobody.
+  const page = await later.b.get('/_mfa/admin/report?days=7');
+  t.equal(page.status, 200, 'staff see the report page');
+  t.match(page.body, /100\s*%/);
+  t.match(page.headers['content-security-policy'], "frame-ancestors 'none'");
+  t.equal((await bob.b.get('/_mfa/admin/report')).status, 403, 'a user outside admin.report.groups is refused');
+  t.equal((await s.browser().get('/_mfa/admin/report')).status, 302, 'signed out: to the sign-in page');
+  t.equal((await later.b.get('/_mfa/admin/report?days=0')).status, 400, 'a bad period');
+
+  // A lockout (bob's app codes at the cap of 3) and an address block (3 usernames failing from one address).
+  const guess = await atCodePage(s, BOB);
+  for (let i = 0; i < 3; i++) await guess.b.post('/_mfa/verify', { csrf: guess.csrf, code: await wrongCode(bob.secret) });
+  t.equal((await guess.b.post('/_mfa/verify', { csrf: guess.csrf, code: await totpAt(bob.secret, s.clock.now()) })).status, 403, "bob's app codes are disabled");
+  for (const username of ['mallory', 'eve']) await submitPassword(s.browser(), username, 'guess');
+  t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 429, 'the address is blocked');
+
+  const pid = gw.pidOf(ALICE.username)!;
+  const bobPid = gw.pidOf(BOB.username)!;
+  await s.close(); // the final checkpoint
+
+  // The records: the events above, by pseudonym, with nothing a thief or a snoop could use.
+  const raw = lines(s.config.audit.dir);
+  const records = raw.map((l) => JSON.parse(l));
+  const events = records.filter((r) => r.type === 'event').map((r) => r.event);
+  const security = (name: string) => events.filter((e) => e.kind === 'security' && e.event === name);
+  t.equal(security('session_started').length, 3);
+  t.ok(security('session_started').every((e) => e.factor === 'totp'), 'every session with its second factor');
+  t.equal(security('password_failed')[0].pid, pid);
+  t.same(security('mfa_failed').map((e) => e.pid), [pid, bobPid, bobPid, bobPid]);
+  t.same(security('factor_locked').map((e) => `${e.pid} ${e.factor}`), [`${bobPid} totp`]);
+  t.equal(security('address_blocked').length, 1);
+  t.same(security('access_denied').map((e) => `${e.rule} ${e.path}`), ['no bulk export /export', 'default /_mfa/admin/report'], 'both refusals, bob at the report page too');
+  t.equal(security('legacy_auth_blocked').length, 1);
+  const browsed = events.find((e) => e.kind === 'request' && e.path === '/records' && e.status === 200);
+  t.match(browsed, { pid, method: 'GET', rule: 'portal', verdict: 'allow', ms: Number }, 'a proxied request: who, what, which rule, the answer, the time');
+  t.ok(records.some((r) => r.type === 'checkpoint'), 'signed checkpoints');
+
+  const text = raw.join('\n');
+  const secrets = [ALICE.password, BOB.password, alice.secret, bob.secret, ...alice.codes, ...bob.codes, ...[...later.b.cookies.values()], ...[...bob.b.cookies.values()]];
+  t.same(secrets.filter((x) => text.includes(x)), [], 'no password, TOTP secret, recovery code or cookie');
+  for (const name of ['alice', 'bob', 'Alice Ngata']) t.notOk(text.toLowerCase().includes(`"${name.toLowerCase()}"`), `no username or name (${name})`);
+  const keys = new Set(events.flatMap((e) => Object.keys(e)));
+  t.same(['username', 'user', 'password', 'code', 'secret', 'cookie', 'token'].filter((k) => keys.has(k)), [], 'no field for a name or a secret');
+
+  // The command line: the pseudonym for an investigator, the chain verified, then broken.
+  const configFile = join(dir, 'gw.json');
+  writeFileSync(configFile, JSON.stringify({ ...s.config, log: { level: 'silent' } }));
+  const who = runCli(['audit', 'who', 'ALICE ', '--config', configFile]);
+  t.equal(who.stdout.trim(), pid, 'audit who: the same pseudonym for any spelling');
+  const ok = runCli(['audit', 'verify', '--config', configFile, s.config.audit.dir]);
+  t.equal(ok.code, 0, ok.stdout + ok.stderr);
+  t.match(ok.stdout, new RegExp(`^OK: ${records.length} record\\(s\\)`, 'm'));
+
+  const copy = mkdtempSync(join(tmpdir(), 'mfa-trail-edited-'));
+  cpSync(s.config.audit.dir, copy, { recursive: true });
+  const [file] = auditFiles(copy);
+  const edited = readFileSync(file!, 'utf8').split('\n');
+  const target = edited.findIndex((l) => l.includes('"access_denied"'));
+  edited[target] = edited[target]!.replace('"no bulk export"', '"portal"');
+  writeFileSync(file!, edited.join('\n'));
+  const broken = runCli(['audit', 'verify', '--config', configFile, copy]);
+  t.equal(broken.code, 1, 'an edited record fails verification');
+  t.match(broken.stdout, `${file}:${target + 1}`, 'and the output says where');
+  t.match(broken.stdout, /edited/);
+  const both = runCli(['audit', 'verify', '--config', configFile, s.config.audit.dir, copy]);
+  t.equal(both.code, 1, 'several directories: each its own trail, failing if one fails');
+  t.match(both.stdout, `${s.config.audit.dir}:\n  OK: ${records.length} record(s)`);
+  t.match(both.stdout, `${copy}:\n  ${file}:${target + 1}`);
+
+  // The report: the numbers of this run, from the trail and the store.
+  const period = ['--from', new Date(s.clock.now() - 86_400_000).toISOString(), '--to', new Date(s.clock.now() + 86_400_000).toISOString()];
+  const json = runCli(['report', '--config', configFile, '--format', 'json', ...period]);
+  t.equal(json.code, 0, json.stderr);
+  const report = JSON.parse(json.stdout);
+  t.match(report.signIns, { total: 3, withSecondFactor: 3, allSecondFactor: true, secondFactorPercent: 100 });
+  t.match(report.coverage, { usersSeen: 2, enrolledOfSeen: 2, totalEnrolled: 2 });
+  t.equal(report.factors.held.totp, 2);
+  t.match(report.failures, { passwordFailed: 3, mfaFailed: { total: 4, byFactor: [{ name: 'totp', count: 4 }] } });
+  t.match(report.lockouts, { factorLocked: { total: 1, byFactor: [{ name: 'totp', count: 1 }] }, addressBlocked: 1 });
+  t.equal(report.legacyAuthBlocked.total, 1);
+  t.equal(report.policyDenials.total, 2);
+  t.same(report.policyDenials.byRule.map((r: { rule: string; count: number }) => `${r.rule} ${r.count}`).sort(), ['default 1', 'no bulk export 1']);
+  t.equal(report.audit.status, 'verified');
+  const plain = runCli(['report', '--config', configFile, ...period]);
+  t.match(plain.stdout, /100 %/);
+  t.match(plain.stdout, 'no bulk export');
+});

@@ -1,0 +1,196 @@
+// Forward-auth mode end to end: a real nginx running docs/forward-auth/nginx.conf in front of the demo portal asks
+// the gateway about each request; and the gateway's endpoint itself, called as a proxy calls it.
+import t, { type Test } from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { Browser, inputValue } from '../helpers/browser.js';
+import { startNginx, type TestNginx } from '../helpers/nginx.js';
+import { ALICE, enrol, signUpAndEnrol, startStack, type Stack, totpAt } from '../helpers/stack.js';
+
+function forwardAuthStack(patch: (raw: Record<string, any>) => void = () => {}): Promise<Stack> {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-groups-'));
+  const groupsFile = join(dir, 'groups.yaml');
+  writeFileSync(groupsFile, 'alice: [patients, carers]\n');
+  return startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.forwardAuth = { enabled: true };
+      raw.identity = { userHeader: 'X-MFA-User', groupsHeader: 'X-MFA-Groups' };
+      raw.policy = {
+        rules: [
+          { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+          { name: 'admin closed', paths: ['/admin/'], decision: 'deny' },
+          { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300 },
+          { name: 'portal', paths: ['/'], decision: 'mfa' },
+        ],
+      };
+      raw.groups = { file: groupsFile };
+      patch(raw);
+    },
+  });
+}
+
+/** The gateway and the portal, and nginx in front of both; all stopped when the test ends. */
+async function behindNginx(t: Test): Promise<{ s: Stack; nginx: TestNginx; browser: () => Browser }> {
+  const s = await forwardAuthStack();
+  const nginx = await startNginx({ gateway: s.url, portal: s.portal.url }).catch(async (err) => {
+    await s.close();
+    throw err;
+  });
+  t.teardown(async () => {
+    if (!t.passing()) console.error(`nginx error log:\n${nginx.errorLog()}`);
+    await nginx.close();
+    await s.close();
+  });
+  return { s, nginx, browser: () => new Browser(nginx.url, nginx.dispatcher) };
+}
+
+/** Password and authenticator-app enrolment, all through nginx. */
+async function signIn(s: Stack, b: Browser, loginPath = '/login'): Promise<string> {
+  const form = await b.get('/login');
+  const password = await b.post(loginPath, { username: ALICE.username, password: ALICE.password, csrf: inputValue(form.body, 'csrf') });
+  if (password.location !== '/_mfa/enrol') throw new Error(`password login answered ${password.status} ${password.location}`);
+  const { secret, done } = await enrol(s, b);
+  if (done.status !== 303) throw new Error(`enrolment answered ${done.status}`);
+  return secret;
+}
+
+const basic = (u: string, p: string) => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
+const cookieOf = (b: Browser) => [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+const reachedPortal = (s: Stack, from: number) => s.portalRequests.slice(from).map((r) => r.url);
+
+t.test('signed out: nginx sends the browser to the login page, which the gateway serves', async (t) => {
+  const { s, browser } = await behindNginx(t);
+  const b = browser();
+  const records = await b.get('/records');
+  t.equal(records.status, 302, 'a portal page needs a sign-in');
+  t.equal(records.location, '/login');
+  t.same(reachedPortal(s, 0), [], 'the portal never saw the request');
+
+  const page = await b.get('/login', { 'x-mfa-user': 'admin' });
+  t.equal(page.status, 200);
+  t.match(page.body, 'name="password"', "the portal's own login form");
+  t.ok(b.cookies.has('PORTALSESSID'), "forward-auth mode: the portal's pre-login cookie is the browser's");
+  const css = await b.get('/static/portal.css', { 'x-mfa-user': 'admin', 'x-mfa-groups': 'staff' });
+  t.equal(css.status, 200, 'a public path, asked about and let through');
+  t.notOk(
+    s.portalRequests.some((r) => r.headers['x-mfa-user'] !== undefined || r.headers['x-mfa-groups'] !== undefined),
+    'no identity header reaches the portal for a signed-out browser, whatever the client sent',
+  );
+});
+
+t.test('sign in through nginx; the portal is told who is asking, and only by the gateway', async (t) => {
+  const { s, browser } = await behindNginx(t);
+  const b = browser();
+  await signIn(s, b, '/LOGIN/');
+  t.ok(b.cookies.has('__Host-mfa-session'), 'the gateway session, set through nginx');
+
+  const records = await b.get('/records');
+  t.equal(records.status, 200);
+  t.match(records.body, 'Health records for Alice Ngata', "the portal's page, served straight from the portal");
+  const echoed = await b.get('/echo', { accept: 'application/json', 'x-mfa-user': 'admin', 'x-mfa-groups': 'staff' });
+  t.equal(echoed.status, 200);
+  const { headers } = JSON.parse(echoed.body);
+  t.equal(headers['x-mfa-user'], 'alice', "the gateway's answer, not the client's header");
+  t.same(String(headers['x-mfa-groups']).split(',').sort(), ['carers', 'patients']);
+  t.notOk(s.portalRequests.some((r) => /admin|staff/.test(`${r.headers['x-mfa-user']} ${r.headers['x-mfa-groups']}`)), 'the client-sent identity never reached the portal');
+
+  const thief = browser();
+  thief.cookies.set('PORTALSESSID', b.cookies.get('PORTALSESSID')!);
+  const stolen = await thief.get('/records');
+  t.equal(stolen.status, 302, "the portal's cookie alone gets nowhere: every location asks the gateway");
+
+  const beforeLogout = new Map(b.cookies);
+  const out = await b.get('/logout');
+  t.equal(out.status, 302, "the portal's logout answer, through the gateway");
+  const old = browser();
+  for (const [k, v] of beforeLogout) old.cookies.set(k, v);
+  t.equal((await old.get('/records')).status, 302, 'the gateway session ended with the logout');
+});
+
+t.test('the policy decides at nginx: closed areas, legacy authentication and odd paths never reach the portal', async (t) => {
+  const { s, browser } = await behindNginx(t);
+  const b = browser();
+  await signIn(s, b);
+  const before = s.portalRequests.length;
+  for (const path of ['/admin/', '/ADMIN/', '/%61dmin/', '/admin/x']) {
+    t.equal((await b.get(path)).status, 403, `${path}: denied`);
+  }
+  const anon = await browser().get('/legacy/records', { authorization: basic(ALICE.username, ALICE.password) });
+  t.equal(anon.status, 403, 'HTTP Basic is refused');
+  t.equal((await b.get('/legacy/records', { authorization: basic(ALICE.username, ALICE.password) })).status, 403, 'with a session too');
+  // nginx turns any auth answer other than 2xx, 401 and 403 into 500: closed either way.
+  t.equal((await b.get('/admin%2fx')).status, 500, "the gateway's 400 for a non-canonical path");
+  t.same(reachedPortal(s, before), [], 'none of these reached the portal');
+  t.notOk(s.portalRequests.some((r) => r.headers.authorization), 'no Authorization header ever reached the portal');
+  t.equal((await b.get('/records')).status, 200, 'the session itself still works');
+});
+
+t.test('step-up through nginx: sent to the step-up page, then back to the same URL', async (t) => {
+  const { s, browser } = await behindNginx(t);
+  const b = browser();
+  const secret = await signIn(s, b);
+  t.equal((await b.get('/prescriptions/')).status, 200, 'a fresh sign-in is recent enough');
+  s.clock.advance(301_000);
+  const asked = await b.get('/prescriptions/?page=2');
+  t.equal(asked.status, 302);
+  t.equal(asked.location, '/_mfa/step-up?to=%2Fprescriptions%2F%3Fpage%3D2');
+  const page = await b.get(asked.location!);
+  t.equal(page.status, 200);
+  const back = await b.post('/_mfa/step-up', { csrf: inputValue(page.body, 'csrf'), to: '/prescriptions/?page=2', code: await totpAt(secret, s.clock.now()) });
+  t.equal(back.status, 303);
+  t.equal(back.location, '/prescriptions/?page=2');
+  t.equal((await b.get('/prescriptions/?page=2')).status, 200, 'back in');
+});
+
+t.test('the endpoint, called as a proxy calls it', async (t) => {
+  const s = await forwardAuthStack();
+  t.teardown(s.close);
+  const ask = async (uri: string, headers: Record<string, string> = {}, opts: { query?: string; method?: 'GET' | 'HEAD'; base?: string } = {}) => {
+    const res = await request(`${opts.base ?? s.url}/_mfa/forward-auth${opts.query ?? ''}`, {
+      method: opts.method ?? 'GET',
+      headers: {
+        'x-forwarded-method': 'GET',
+        'x-forwarded-uri': uri,
+        'x-forwarded-host': 'localhost',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-for': '203.0.113.9',
+        ...headers,
+      },
+    });
+    await res.body.dump();
+    return { status: res.statusCode, headers: res.headers };
+  };
+
+  const anon = await ask('/records?x=1');
+  t.equal(anon.status, 401, 'signed out: sign in first');
+  t.equal(anon.headers['x-mfa-redirect'], '/login');
+  t.notOk(anon.headers['x-mfa-user']);
+  const redirected = await ask('/records', {}, { query: '?redirect=true' });
+  t.equal(redirected.status, 302, '?redirect=true: an answer the proxy can pass to the browser (Caddy, Traefik)');
+  t.equal(redirected.headers.location, '/login');
+  t.equal((await ask('/records', {}, { method: 'HEAD' })).status, 401, 'HEAD too');
+  const pub = await ask('/login');
+  t.equal(pub.status, 200, 'a public path');
+  t.notOk(pub.headers['x-mfa-user'], 'without identity headers');
+
+  const { b } = await signUpAndEnrol(s);
+  const cookie = cookieOf(b);
+  const allowed = await ask('/records', { cookie });
+  t.equal(allowed.status, 200);
+  t.equal(allowed.headers['x-mfa-user'], 'alice');
+  t.same(String(allowed.headers['x-mfa-groups']).split(',').sort(), ['carers', 'patients']);
+  t.equal((await ask('/admin/', { cookie })).status, 403, 'a deny rule');
+  t.equal((await ask('/records', { cookie, authorization: basic(ALICE.username, ALICE.password) })).status, 403, 'HTTP Basic');
+  t.equal((await ask('/admin%2fx', { cookie })).status, 400, 'a URI that is not a canonical path');
+  t.equal((await ask('/records', { cookie, 'x-forwarded-host': 'evil.example' })).status, 421, 'a host not in server.hosts');
+
+  const elsewhere = await forwardAuthStack((raw) => (raw.server.trustedProxies = ['10.9.9.9']));
+  t.teardown(elsewhere.close);
+  const { b: other } = await signUpAndEnrol(elsewhere);
+  const untrusted = await ask('/records', { cookie: cookieOf(other) }, { base: elsewhere.url });
+  t.equal(untrusted.status, 403, 'a caller that is not one of server.trustedProxies');
+  t.notOk(untrusted.headers['x-mfa-user'], 'and learns nothing');
+});

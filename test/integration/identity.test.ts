@@ -1,0 +1,95 @@
+// Identity to the portal: user and groups headers, and the signed assertion, verified with jose against the JWKS.
+import t from 'tap';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
+import { request } from 'undici';
+import { ALICE, BOB, signUpAndEnrol, startStack, type Stack } from '../helpers/stack.js';
+
+const ecKey = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+const SPOOFED = { 'x-mfa-user': 'admin', 'X-MFA-Groups': 'staff,root', 'x-mfa-assertion': 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.' };
+
+async function identityStack(t: { teardown(fn: () => unknown): void }): Promise<Stack> {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-identity-'));
+  writeFileSync(join(dir, 'groups.yaml'), 'alice: [patients, carers]\n');
+  const s = await startStack({
+    patch: (raw) => {
+      raw.groups = { file: join(dir, 'groups.yaml') };
+      raw.identity = { userHeader: 'X-MFA-User', groupsHeader: 'X-MFA-Groups', assertion: { signingKey: ecKey(), keyId: 'portal-2026', lifetimeSeconds: 120 } };
+    },
+  });
+  t.teardown(s.close);
+  return s;
+}
+
+async function jwks(s: Stack): Promise<JSONWebKeySet> {
+  // The portal fetches it by the gateway's internal address: any Host is answered.
+  const res = await request(`${s.url}/_mfa/jwks.json`, { headers: { host: 'gateway.internal' } });
+  t.equal(res.statusCode, 200, 'the JWKS answers any Host');
+  return (await res.body.json()) as JSONWebKeySet;
+}
+
+t.test('the portal learns who is asking and can verify it with the JWKS', async (t) => {
+  const s = await identityStack(t);
+  const { b } = await signUpAndEnrol(s);
+  const seen = JSON.parse((await b.get('/echo', SPOOFED)).body).headers as Record<string, string>;
+  t.equal(seen['x-mfa-user'], ALICE.username, 'the user header is the signed-in user, not the client copy');
+  t.equal(seen['x-mfa-groups'], 'patients,carers', 'groups from the group file, not the client copy');
+
+  const token = seen['x-mfa-assertion']!;
+  const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(await jwks(s)), {
+    issuer: 'mfa-gateway',
+    audience: new URL(s.portal.url).origin,
+    algorithms: ['ES256'],
+    currentDate: new Date(s.clock.now()),
+  });
+  t.equal(protectedHeader.kid, 'portal-2026');
+  t.equal(payload.sub, ALICE.username);
+  t.same(payload.groups, ['patients', 'carers']);
+  t.same(payload.amr, ['pwd', 'otp'], 'RFC 8176: password and one-time code');
+  t.equal(payload.auth_time, Math.floor(s.clock.now() / 1000), 'when the second factor was verified');
+  t.equal(payload.exp! - payload.iat!, 120);
+
+  // Cached per session: the next request carries the same assertion until half its life is left.
+  const again = JSON.parse((await b.get('/echo')).body).headers['x-mfa-assertion'];
+  t.equal(again, token, 'not signed again on every request');
+  s.clock.advance(61_000);
+  const renewed = JSON.parse((await b.get('/echo')).body).headers['x-mfa-assertion'];
+  t.not(renewed, token, 'renewed once half its lifetime has passed');
+  t.equal(decodeJwt(renewed).iat, Math.floor(s.clock.now() / 1000));
+
+  // A forged or altered assertion does not verify.
+  const [h, p, sig] = token.split('.');
+  const forgedPayload = Buffer.from(JSON.stringify({ ...payload, sub: BOB.username })).toString('base64url');
+  await t.rejects(jwtVerify(`${h}.${forgedPayload}.${sig}`, createLocalJWKSet(await jwks(s))), 'an edited subject fails the signature');
+  await t.rejects(jwtVerify(SPOOFED['x-mfa-assertion'], createLocalJWKSet(await jwks(s))), 'an unsigned token is refused');
+  t.ok(p);
+});
+
+t.test('client-sent identity headers never reach the portal', async (t) => {
+  const s = await identityStack(t);
+  const anon = s.browser();
+  // A public page: the portal sees no identity at all, whatever the client sent.
+  await anon.get('/login', SPOOFED);
+  const login = s.portalRequests.at(-1)!;
+  t.equal(login.url, '/login');
+  for (const h of ['x-mfa-user', 'x-mfa-groups', 'x-mfa-assertion']) t.equal(login.headers[h], undefined, `${h} removed from a public request`);
+  // The password post itself: replayed to the portal without them.
+  const b = s.browser();
+  const page = await b.get('/login');
+  const csrf = /name="csrf" value="([^"]+)"/.exec(page.body)![1]!;
+  await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf }, SPOOFED);
+  const replay = s.portalRequests.findLast((r) => r.method === 'POST' && r.url === '/login')!;
+  for (const h of ['x-mfa-user', 'x-mfa-groups', 'x-mfa-assertion']) t.equal(replay.headers[h], undefined, `${h} removed from the login replay`);
+});
+
+t.test('without identity settings: no JWKS, nothing added, and client copies still removed', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  t.equal((await request(`${s.url}/_mfa/jwks.json`)).statusCode, 404);
+  const { b } = await signUpAndEnrol(s);
+  const seen = JSON.parse((await b.get('/echo', { ...SPOOFED, 'x-remote-user': 'admin' })).body).headers as Record<string, string>;
+  for (const h of ['x-mfa-user', 'x-mfa-groups', 'x-mfa-assertion', 'x-remote-user']) t.equal(seen[h], undefined, `${h} never passes`);
+});

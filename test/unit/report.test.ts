@@ -1,0 +1,283 @@
+// The assurance report: every number from a scripted month of audit events, the findings, the plain-words policy,
+// and the text and HTML renderings.
+import t from 'tap';
+import type { PolicyConfig } from '../../src/domain/policy.js';
+import { buildReport, describePolicy, type ReportInput } from '../../src/domain/report.js';
+import { reportHtml, reportText } from '../../src/ui/report.js';
+
+const FROM = Date.parse('2025-03-01T00:00:00Z');
+const TO = Date.parse('2025-04-01T00:00:00Z');
+const GENERATED = Date.parse('2025-04-01T06:00:00Z');
+const DAY = 86_400_000;
+
+type Event = ReportInput['records'][number]['event'];
+const at = (time: string, event: Event) => ({ time, event });
+const sec = (time: string, event: string, fields: Event = {}) => at(time, { kind: 'security', event, ...fields });
+
+const records: ReportInput['records'] = [
+  // Three users, five sign-ins: app codes, passkeys, a recovery code.
+  sec('2025-03-02T08:00:00.000Z', 'password_ok', { pid: 'p1' }),
+  sec('2025-03-02T08:00:05.000Z', 'mfa_ok', { pid: 'p1', factor: 'totp' }),
+  sec('2025-03-02T08:00:05.000Z', 'session_started', { pid: 'p1', amr: 'pwd,otp' }),
+  sec('2025-03-03T08:00:00.000Z', 'password_ok', { pid: 'p1' }),
+  sec('2025-03-03T08:00:05.000Z', 'mfa_ok', { pid: 'p1', factor: 'webauthn' }),
+  sec('2025-03-03T08:00:05.000Z', 'session_started', { pid: 'p1', amr: 'pwd,hwk', factor: 'webauthn' }),
+  sec('2025-03-04T09:00:00.000Z', 'password_ok', { pid: 'p2' }),
+  sec('2025-03-04T09:00:05.000Z', 'mfa_ok', { pid: 'p2', factor: 'webauthn' }),
+  sec('2025-03-04T09:00:05.000Z', 'session_started', { pid: 'p2', amr: 'pwd,hwk' }),
+  sec('2025-03-05T09:00:00.000Z', 'password_ok', { pid: 'p2' }),
+  sec('2025-03-05T09:00:05.000Z', 'mfa_ok', { pid: 'p2', factor: 'totp' }),
+  sec('2025-03-05T09:00:05.000Z', 'session_started', { pid: 'p2', factor: 'totp' }),
+  sec('2025-03-06T10:00:00.000Z', 'password_ok', { pid: 'p3' }),
+  sec('2025-03-06T10:00:05.000Z', 'recovery_code_used', { pid: 'p3' }),
+  sec('2025-03-06T10:00:05.000Z', 'mfa_ok', { pid: 'p3', factor: 'recovery' }),
+  sec('2025-03-06T10:00:05.000Z', 'session_started', { pid: 'p3', amr: 'pwd,otp', factor: 'recovery' }),
+  // Failures, the first at the very start of the period (inclusive).
+  sec('2025-03-01T00:00:00.000Z', 'password_failed', { pid: 'p1' }),
+  sec('2025-03-07T11:00:00.000Z', 'password_failed', { pid: 'p2' }),
+  sec('2025-03-07T11:00:01.000Z', 'password_failed', { pid: 'p2' }),
+  sec('2025-03-07T11:00:02.000Z', 'password_failed', {}),
+  sec('2025-03-07T11:00:03.000Z', 'password_throttled', { reason: 'account' }),
+  sec('2025-03-08T12:00:00.000Z', 'mfa_failed', { pid: 'p1', factor: 'totp', reason: 'wrong' }),
+  sec('2025-03-08T12:00:01.000Z', 'mfa_failed', { pid: 'p1', factor: 'webauthn', reason: 'bad signature' }),
+  sec('2025-03-08T12:00:02.000Z', 'mfa_replayed', { pid: 'p1', factor: 'totp' }),
+  sec('2025-03-09T12:00:00.000Z', 'factor_locked', { pid: 'p2', factor: 'totp' }),
+  sec('2025-03-09T13:00:00.000Z', 'address_blocked', { ip: '203.0.113.0/24' }),
+  sec('2025-03-10T07:00:00.000Z', 'legacy_auth_blocked', { rule: 'portal', reason: 'legacy-auth' }),
+  sec('2025-03-10T07:00:01.000Z', 'legacy_auth_blocked', { rule: 'legacy endpoints', reason: 'legacy-endpoint' }),
+  sec('2025-03-11T07:00:00.000Z', 'access_denied', { rule: 'staff admin', reason: 'unmanaged-device', path: '/admin/' }),
+  sec('2025-03-11T07:00:01.000Z', 'access_denied', { rule: 'admin closed', reason: 'rule', path: '/admin/' }),
+  sec('2025-03-11T07:00:02.000Z', 'access_denied', { rule: 'admin closed', reason: 'rule', path: '/admin/x' }),
+  at('2025-03-12T07:00:00.000Z', { kind: 'admin', action: 'lockout_clear', operator: 'ops', reason: 'user called', pid: 'p2' }),
+  sec('2025-03-12T07:00:00.000Z', 'lockout_cleared', { pid: 'p2', factor: 'totp' }),
+  // Request lines are not security events.
+  at('2025-03-12T08:00:00.000Z', { kind: 'request', pid: 'p1', method: 'GET', path: '/admin/', rule: 'admin closed', verdict: 'deny', status: 403, ms: 2 }),
+  // Outside the period: ignored, whatever they are (the end is exclusive).
+  sec('2025-02-28T23:59:59.999Z', 'session_started', { pid: 'p9', amr: 'pwd' }),
+  sec('2025-02-28T23:59:59.999Z', 'password_ok', { pid: 'p9' }),
+  sec('2025-04-01T00:00:00.000Z', 'password_failed', { pid: 'p1' }),
+  sec('2025-04-01T00:00:00.000Z', 'access_denied', { rule: 'admin closed', reason: 'rule' }),
+  sec('2025-04-02T00:00:00.000Z', 'legacy_auth_blocked', { rule: 'portal', reason: 'legacy-auth' }),
+  at('2025-02-01T00:00:00.000Z', { kind: 'admin', action: 'block_clear', operator: 'ops', reason: 'old' }),
+];
+
+const policy: PolicyConfig = {
+  rules: [
+    { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+    { name: 'appointments', paths: ['/appointments/*'], networks: ['clinic'], groups: ['staff'], decision: 'step-up', maxAgeSeconds: 900 },
+    { name: 'admin closed', paths: ['/admin/'], decision: 'deny' },
+    { name: 'portal', paths: ['/'], decision: 'mfa' },
+  ],
+  default: 'deny',
+  caseSensitivePaths: false,
+  networks: { clinic: ['10.20.0.0/16'] },
+  legacyEndpoints: ['/api/login', '/xmlrpc.php'],
+};
+
+function input(over: Partial<ReportInput> = {}): ReportInput {
+  return {
+    period: { from: FROM, to: TO },
+    generatedAt: GENERATED,
+    records,
+    store: { enrolledUsers: new Set(['p1', 'p2', 'p3', 'p7']), factorsByKind: { totp: 3, webauthn: 2, recovery: 4 } },
+    policy,
+    settings: [
+      { name: 'Session lifetime', value: '8 hours' },
+      { name: 'Wrong codes before a lock', value: '100' },
+    ],
+    keys: [
+      { purpose: 'session cookie', id: 'cookie-2025', inUse: true, firstSeen: GENERATED - 30 * DAY - 1 },
+      { purpose: 'session cookie', id: 'cookie-2023', inUse: false, firstSeen: GENERATED - 800 * DAY },
+      { purpose: 'audit signing', id: 'audit-1', inUse: true, firstSeen: null },
+    ],
+    audit: {
+      ok: true,
+      records: 40,
+      checkpoints: 3,
+      lastSealedSeq: 36,
+      problems: [{ file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the checkpoint at seq 36 are not covered by a signature' }],
+    },
+    ...over,
+  };
+}
+
+t.test('every number of a scripted month', async (t) => {
+  const r = buildReport(input());
+  t.same(r.period, { from: '2025-03-01T00:00:00.000Z', to: '2025-04-01T00:00:00.000Z' });
+  t.equal(r.generatedAt, '2025-04-01T06:00:00.000Z');
+  t.same(r.signIns, { total: 5, withSecondFactor: 5, withoutSecondFactor: 0, secondFactorPercent: 100, allSecondFactor: true });
+  t.same(r.coverage, { usersSeen: 3, enrolledOfSeen: 3, enrolledPercent: 100, totalEnrolled: 4 });
+  t.same(r.factors, { held: { totp: 3, webauthn: 2, recovery: 4 }, usedInPeriod: { totp: 2, webauthn: 2, recovery: 1 } });
+  t.same(r.failures, {
+    passwordFailed: 4,
+    passwordThrottled: 1,
+    mfaFailed: { total: 2, byFactor: [{ name: 'totp', count: 1 }, { name: 'webauthn', count: 1 }] },
+    mfaReplayed: 1,
+    mfaAttemptsExhausted: 0,
+    webauthnCounterRegressions: 0,
+  });
+  t.same(r.lockouts, { factorLocked: { total: 1, byFactor: [{ name: 'totp', count: 1 }] }, addressBlocked: 1, loginFailureSurges: 0, lockoutsCleared: 1, blocksCleared: 0 });
+  t.same(r.legacyAuthBlocked, { total: 2, byRule: [{ name: 'legacy endpoints', count: 1 }, { name: 'portal', count: 1 }] });
+  t.same(r.policyDenials, {
+    total: 3,
+    byRule: [
+      { rule: 'admin closed', count: 2, reasons: [{ name: 'rule', count: 2 }] },
+      { rule: 'staff admin', count: 1, reasons: [{ name: 'unmanaged-device', count: 1 }] },
+    ],
+  });
+  t.same(r.adminActions, { total: 1, byAction: [{ name: 'lockout_clear', count: 1 }] });
+  t.same(r.policy.description, describePolicy(policy));
+  t.same(r.policy.settings, input().settings);
+  t.same(r.policy.keys, [
+    { purpose: 'session cookie', id: 'cookie-2025', inUse: true, ageDays: 30 },
+    { purpose: 'session cookie', id: 'cookie-2023', inUse: false, ageDays: 800 },
+    { purpose: 'audit signing', id: 'audit-1', inUse: true, ageDays: null },
+  ]);
+  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, lastSealedSeq: 36, problems: input().audit!.problems });
+  t.same(r.findings, ['2 old-style logins (HTTP Basic and similar) refused: a program or device still sends passwords that way.'], 'an unsealed tail and a retired old key are not findings');
+  t.same(JSON.parse(JSON.stringify(r)), r, 'JSON-safe');
+});
+
+t.test('a sign-in with the password alone breaks the 100 %', async (t) => {
+  const r = buildReport(input({ records: [...records, sec('2025-03-20T10:00:00.000Z', 'session_started', { pid: 'p2', amr: 'pwd' })] }));
+  t.same(r.signIns, { total: 6, withSecondFactor: 5, withoutSecondFactor: 1, secondFactorPercent: 83.3, allSecondFactor: false });
+  t.equal(r.findings[0], '1 sign-in without a second factor (83.3 % with one): this must be 100 %.');
+  t.match(reportText(r), /Without a second factor +1\n/);
+});
+
+t.test('shares are rounded down, so anything short of all never reads 100', async (t) => {
+  const many = Array.from({ length: 1999 }, (_, i) => sec('2025-03-20T10:00:00.000Z', 'session_started', { pid: `u${i}`, amr: 'pwd,otp' }));
+  const r = buildReport(input({ records: [...many, sec('2025-03-20T10:00:00.000Z', 'session_started', { pid: 'x', amr: 'pwd' })] }));
+  t.equal(r.signIns.secondFactorPercent, 99.9);
+});
+
+t.test('no sign-ins: 100 in the data, "no sign-ins" in the text', async (t) => {
+  const r = buildReport(input({ records: [] }));
+  t.same(r.signIns, { total: 0, withSecondFactor: 0, withoutSecondFactor: 0, secondFactorPercent: 100, allSecondFactor: true });
+  t.equal(r.coverage.enrolledPercent, 100);
+  t.match(reportText(r), /Share with a second factor \(must be 100 %\) +no sign-ins\n/);
+  t.match(reportText(r), /Old-style logins refused\n-+\nNone in this period\./);
+});
+
+t.test('coverage: a user who entered their password but has no second factor', async (t) => {
+  const r = buildReport(input({ records: [...records, sec('2025-03-21T10:00:00.000Z', 'password_ok', { pid: 'p4' })] }));
+  t.same(r.coverage, { usersSeen: 4, enrolledOfSeen: 3, enrolledPercent: 75, totalEnrolled: 4 });
+  t.ok(r.findings.includes('Of the users who entered their password, 3 of 4 have a second factor set up (75 %): this should be 100 %.'));
+});
+
+t.test('findings: old keys in use, a passkey counter going backwards', async (t) => {
+  const r = buildReport(
+    input({
+      records: [sec('2025-03-21T10:00:00.000Z', 'webauthn_counter_regression', { pid: 'p1' })],
+      keys: [{ purpose: 'session cookie', id: 'k-old', inUse: true, firstSeen: GENERATED - 366 * DAY }],
+    }),
+  );
+  t.same(r.findings, [
+    'The session cookie key "k-old" is 366 days old: replace it (at most 365 days).',
+    '1 passkey reported a counter that went backwards: a security key may have been copied.',
+  ]);
+});
+
+t.test('audit problems show in the findings, the text and the HTML', async (t) => {
+  const problem = { file: 'audit/audit-2025-03.jsonl', line: 7, seq: 7, kind: 'edited', message: 'content does not match its hash' };
+  const r = buildReport(input({ audit: { ok: false, records: 40, checkpoints: 2, lastSealedSeq: 20, problems: [problem] } }));
+  t.same(r.audit, { status: 'problems', records: 40, checkpoints: 2, lastSealedSeq: 20, problems: [problem] });
+  t.ok(r.findings.includes('The audit trail failed its check (1 problem): records may have been altered or removed.'));
+  const text = reportText(r);
+  t.match(text, 'Result: PROBLEMS FOUND');
+  t.match(text, /audit\/audit-2025-03\.jsonl:7 +7 +edited +content does not match its hash/);
+  const html = reportHtml(r);
+  t.match(html, '<th scope="row">audit/audit-2025-03.jsonl:7</th><td class="num">7</td><td>edited</td><td>content does not match its hash</td>');
+});
+
+t.test('audit trail switched off', async (t) => {
+  const r = buildReport(input({ audit: null }));
+  t.same(r.audit, { status: 'disabled' });
+  t.ok(r.findings.includes('The audit trail is switched off: sign-ins and changes cannot be proven afterwards.'));
+  t.match(reportText(r), 'The audit trail is switched off.');
+});
+
+t.test('text: headed sections, aligned numbers, the policy in plain words', async (t) => {
+  const text = reportText(buildReport(input()));
+  t.ok(text.endsWith('\n'));
+  t.match(text, /^MFA gateway assurance report\nPeriod: 2025-03-01 00:00 UTC to 2025-04-01 00:00 UTC\n/);
+  for (const heading of ['Findings', 'Sign-ins', 'Enrolment', 'Failed attempts', 'Access policy', 'Keys', 'Audit trail']) {
+    t.match(text, `\n${heading}\n${'-'.repeat(heading.length)}\n`);
+  }
+  t.match(text, 'Requests to /appointments/* from the clinic network by members of staff need a second factor no older than 15 minutes.');
+  t.match(text, /  Authenticator app +3 +2\n  Passkey +2 +2\n  Recovery codes +4 +1\n/);
+  const ends = text
+    .split('\n')
+    .filter((l) => /^ {2}(Sign-ins|With a second factor|Without a second factor) +\d+$/.test(l))
+    .map((l) => l.length);
+  t.equal(ends.length, 3);
+  t.equal(new Set(ends).size, 1, 'numbers end in one column');
+});
+
+t.test('HTML: one self-contained printable page, every value escaped', async (t) => {
+  const hostile = '<script>alert(1)</script>';
+  const r = buildReport(
+    input({
+      records: [...records, sec('2025-03-21T10:00:00.000Z', 'access_denied', { rule: hostile, reason: '"><img src=x onerror=alert(1)>' })],
+      settings: [{ name: 'Portal name', value: `Riverbend & Co ${hostile}` }],
+    }),
+  );
+  const html = reportHtml(r);
+  t.ok(html.startsWith('<!doctype html>\n<html lang="en">'));
+  t.match(html, /<title>MFA gateway assurance report, 2025-03-01 00:00 UTC to 2025-04-01 00:00 UTC<\/title>/);
+  t.match(html, /<style>[^]*@media print[^]*<\/style>/);
+  t.match(html, '<caption>Requests refused: 4</caption>');
+  t.match(html, '<th scope="col">Rule</th>');
+  t.match(html, '<th scope="row">&#60;script&#62;alert(1)&#60;/script&#62;</th>');
+  t.match(html, 'Riverbend &#38; Co');
+  t.notMatch(html, hostile);
+  t.notMatch(html, '<img');
+  t.notMatch(html, /<script|<link|<[^>]*\s(?:src|href)=|url\(/i, 'no scripts, no external resources');
+  t.match(html, '<li>Requests to /appointments/* from the clinic network by members of staff need a second factor no older than 15 minutes.</li>');
+});
+
+t.test('describePolicy: each decision and condition in plain words, then the default and legacy endpoints', async (t) => {
+  const lines = describePolicy({
+    rules: [
+      { name: 'public', paths: ['/login', '/static/'], decision: 'public' },
+      { name: 'closed', paths: ['/admin/'], decision: 'deny' },
+      { name: 'portal', paths: ['/'], decision: 'mfa' },
+      { name: 'strong', hosts: ['staff.example'], decision: 'mfa', factors: ['webauthn'] },
+      { name: 'kiosk', paths: ['/kiosk/'], device: 'managed', decision: 'managed-device' },
+      { name: 'not kiosk', device: 'unmanaged', decision: 'deny' },
+      { name: 'appointments', paths: ['/appointments/*'], networks: ['clinic'], groups: ['staff'], decision: 'step-up', maxAgeSeconds: 900 },
+      { name: 'prescriptions', paths: ['/prescriptions/**'], methods: ['post', 'PUT'], groups: ['doctors', 'nurses'], decision: 'step-up', factors: ['totp', 'webauthn'] },
+      { name: 'reports', paths: ['/reports/*.pdf'], decision: 'step-up', maxAgeSeconds: 7200 },
+      { name: 'quick', paths: ['/sign/'], decision: 'step-up', maxAgeSeconds: 90 },
+      { name: 'lab', paths: ['/legacy/results'], networks: ['lab', '10.30.0.5'], allowLegacyAuth: true, decision: 'public' },
+      { name: 'rest', decision: 'mfa' },
+    ],
+    default: 'mfa',
+    caseSensitivePaths: false,
+    networks: { clinic: ['10.20.0.0/16'], lab: ['10.30.0.0/24'] },
+    legacyEndpoints: [],
+  });
+  t.same(lines, [
+    'Requests to /login or /static/ are open to everyone, without signing in.',
+    'Requests to /admin/ are refused.',
+    'Requests to any page need a sign-in with a second factor.',
+    'Requests on staff.example need a sign-in with a second factor (a passkey).',
+    'Requests to /kiosk/ on a managed device need a managed device and a sign-in with a second factor.',
+    'Requests on a device that is not managed are refused.',
+    'Requests to /appointments/* from the clinic network by members of staff need a second factor no older than 15 minutes.',
+    'POST or PUT requests to /prescriptions/** by members of doctors or nurses need a second factor (an authenticator app code or a passkey) no older than 5 minutes.',
+    'Requests to /reports/*.pdf need a second factor no older than 2 hours.',
+    'Requests to /sign/ need a second factor no older than 90 seconds.',
+    'Requests to /legacy/results from the lab network or 10.30.0.5 are open to everyone, without signing in; old-style logins (HTTP Basic and similar) are let through.',
+    'All requests need a sign-in with a second factor.',
+    'Requests that no rule covers need a sign-in with a second factor.',
+    'Old-style logins (HTTP Basic, Digest, NTLM, Negotiate, or passwords in the address) are refused unless a rule says otherwise.',
+    'No old password endpoints are listed.',
+  ]);
+  const denyDefault = describePolicy({ ...policy, rules: [] });
+  t.same(denyDefault, [
+    'Requests that no rule covers are refused.',
+    'Old-style logins (HTTP Basic, Digest, NTLM, Negotiate, or passwords in the address) are refused unless a rule says otherwise.',
+    'These old password endpoints are always refused: /api/login, /xmlrpc.php.',
+  ]);
+});
