@@ -96,7 +96,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     trustedProxies: config.server.trustedProxies,
     // Health checks address the gateway by IP, the portal fetches the JWKS, and a forward-auth proxy (Traefik) asks
     // with its own Host; the endpoint checks X-Forwarded-Host itself.
-    anyHost: [`${config.server.prefix}/health/`, `${config.server.prefix}/jwks.json`, `${config.server.prefix}/forward-auth`],
+    anyHost: ['health/live', 'health/ready', 'jwks.json', 'forward-auth'].map((p) => `${config.server.prefix}/${p}`),
     answered: answered(gateway),
   });
   installErrorHandler(app, gateway.ui, config.portal.login.page, (code) => {

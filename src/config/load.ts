@@ -50,6 +50,8 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
   }
   if (problems.length) throw new ConfigError(problems);
   const config = value as Config;
+  // The audit directory (its default too) is where the config file is, like every other path in it.
+  config.audit.dir = resolve(opts.baseDir ?? process.cwd(), config.audit.dir);
   problems.push(...checkSemantics(config));
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze(config);
@@ -150,6 +152,7 @@ function checkSemantics(c: Config): string[] {
   if (c.audit.redisStream.enabled && c.store.type !== 'redis') problems.push('audit.redisStream: needs store.type redis');
   if (c.store.redis.mode === 'sentinel' && (!c.store.redis.sentinels.length || !c.store.redis.masterName)) problems.push('store.redis: sentinel mode needs sentinels and masterName');
   if (c.store.redis.mode === 'cluster' && !c.store.redis.nodes.length) problems.push('store.redis.nodes: cluster mode needs seed nodes');
+  if (c.store.redis.mode === 'cluster' && c.store.redis.replicaAcks) problems.push('store.redis.replicaAcks: not available in cluster mode');
   if (c.devices.header && c.server.trustedProxies.length === 0) problems.push('devices.header: needs server.trustedProxies (the header is believed only from them)');
   if (c.devices.crlFile && !c.devices.caFile) problems.push('devices.crlFile: needs devices.caFile');
   if (c.session.idleTimeoutSeconds > c.session.absoluteTimeoutSeconds) {

@@ -399,6 +399,12 @@ export const ConfigSchema = Type.Object(
             ),
             keyPrefix: Type.String({ pattern: '^[^{}]*$', default: 'mfa:', description: 'Prefix of every key the gateway writes (no braces).' }),
             commandTimeoutMs: Type.Integer({ minimum: 50, default: 1000, description: 'A Redis call slower than this counts as a failure (fail closed).' }),
+            replicaAcks: Type.Integer({
+              minimum: 0,
+              maximum: 5,
+              default: 0,
+              description: 'single, sentinel: a write counts only once this many replicas hold it (WAIT); 1 with Sentinel closes the window in which a failover loses writes only the old master had.',
+            }),
           },
           { default: {}, additionalProperties: false },
         ),

@@ -193,6 +193,7 @@ function findings(r: Omit<Report, 'findings'>): string[] {
     out.push(`Of the users who entered their password, ${enrolledOfSeen} of ${usersSeen} have a second factor set up (${enrolledPercent} %): this should be 100 %.`);
   }
   if (r.audit.status === 'disabled') out.push('The audit trail is switched off: sign-ins and changes cannot be proven afterwards.');
+  else if (r.audit.records === 0) out.push('No audit records were found: check audit.dir (or --audit-dir); a trail that is missing proves nothing.');
   if (r.audit.status === 'problems') {
     out.push(`The audit trail failed its check (${plural(r.audit.problems.length, 'problem')}): records may have been altered or removed.`);
   }

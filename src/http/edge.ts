@@ -53,7 +53,8 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted);
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
     const host = hostName(req);
-    if (host === null || (!hosts.has(host) && !opts.anyHost.some((p) => req.url.startsWith(p)))) {
+    // The exempt paths are compared whole and as sent: /_mfa/jwks.json/../x is not exempt (it would reach the portal).
+    if (host === null || (!hosts.has(host) && !opts.anyHost.includes(req.url.split('?')[0]!))) {
       done(new GatewayError('GW_ERR_UNKNOWN_HOST', `host ${JSON.stringify(req.headers.host)?.slice(0, 100)}`));
       return;
     }

@@ -15,6 +15,8 @@ import { signInRoutes } from './sign-in-routes.js';
 
 // Gateway forms are tiny; anything bigger is not one of ours.
 const FORM_BODY_LIMIT = 16 * 1024;
+// The report page is built again for the same period at most this often.
+const REPORT_REUSE_MS = 5 * 60_000;
 const asset = (name: string) => readFileSync(new URL(`../ui/assets/${name}`, import.meta.url));
 // The browser half of @simplewebauthn, served from the gateway's own origin (no CDN).
 const WEBAUTHN_BROWSER = readFileSync(join(dirname(createRequire(import.meta.url).resolve('@simplewebauthn/browser')), '..', 'dist', 'bundle', 'index.umd.min.js'));
@@ -57,6 +59,19 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
 
   if (ctx.report) {
     const report = ctx.report;
+    // Building reads the whole audit trail and scans the store: at most once per period length every 5 minutes,
+    // shared by concurrent viewers, so refreshing the page cannot load the gateway.
+    const built = new Map<number, { at: number; html: Promise<string> }>();
+    const page = (days: number): Promise<string> => {
+      const now = ctx.clock.now();
+      const hit = built.get(days);
+      if (hit && now - hit.at < REPORT_REUSE_MS) return hit.html;
+      if (built.size >= 8) built.clear();
+      const html = report.build({ from: now - days * 86_400_000, to: now }).then(reportHtml);
+      built.set(days, { at: now, html });
+      html.catch(() => built.delete(days));
+      return html;
+    };
     // The assurance report, read-only, for the groups (and networks) of admin.report; ?days=N (default 30).
     app.get(`${p}/admin/report`, async (req, reply) => {
       const active = await ctx.sessions.authenticate(req.cookies[COOKIE.session]);
@@ -75,8 +90,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       if (outcome.verdict !== 'allow') throw new GatewayError('GW_ERR_ACCESS_DENIED', `admin report: ${outcome.verdict}`);
       const days = Number((req.query as Record<string, unknown>).days ?? 30);
       if (!Number.isInteger(days) || days < 1 || days > 3660) throw new GatewayError('GW_ERR_BAD_REQUEST', 'days');
-      const now = ctx.clock.now();
-      const html = reportHtml(await report.build({ from: now - days * 86_400_000, to: now }));
+      const html = await page(days);
       return reply
         .header('content-type', 'text/html; charset=utf-8')
         .header('cache-control', 'no-store')

@@ -166,19 +166,6 @@ export class Metrics {
     if (!ok) this.storeErrors.inc();
   }
 
-  /** Runs one store call and records it with storeCall; the result or error passes through unchanged. */
-  async timeStore<T>(call: () => Promise<T>): Promise<T> {
-    const start = performance.now();
-    try {
-      const value = await call();
-      this.storeCall(true, (performance.now() - start) / 1000);
-      return value;
-    } catch (err) {
-      this.storeCall(false, (performance.now() - start) / 1000);
-      throw err;
-    }
-  }
-
   /** An audit trail failure, by its AuditError code (e.g. AUDIT_WRITE_FAILED, AUDIT_MIRROR_FAILED). */
   auditFailure(kind: string): void {
     this.auditFailures.inc({ kind: this.auditKinds.of(kind) });

@@ -1,5 +1,6 @@
 // What operators do to users and keys (the admin CLI): show, reset factors, revoke sessions, export, erase, rotate.
 // Never shows a secret; every change also goes through the security events (and so to the audit trail).
+import { GatewayError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { Sealer } from '../mechanisms/sealer.js';
@@ -123,7 +124,12 @@ export class AdminService {
    * The audit trail keeps its pseudonymous records (it cannot be edited without breaking the chain).
    */
   async erase(pid: string): Promise<{ keysDeleted: number }> {
-    await this.forgetFactors(pid, await this.d.factors.get(pid));
+    // A factor record no configured key opens (its key already retired) is erased all the same.
+    const f = await this.d.factors.get(pid).catch((err: unknown) => {
+      if (err instanceof GatewayError && err.message.endsWith('cannot be opened')) return null;
+      throw err;
+    });
+    await this.forgetFactors(pid, f);
     await this.d.sessions.endAll(pid, 'erased');
     for (const device of await this.d.devices.list()) {
       if (device.pid === pid) await this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) });

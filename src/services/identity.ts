@@ -34,8 +34,8 @@ export class IdentityService {
     const r = active.record;
     const groups = this.d.groups.groupsOf(r.username, r.groups);
     const out: Record<string, string> = {};
-    if (identity.userHeader) out[identity.userHeader.toLowerCase()] = r.username;
-    if (identity.groupsHeader) out[identity.groupsHeader.toLowerCase()] = groups.join(',');
+    if (identity.userHeader) out[identity.userHeader.toLowerCase()] = headerValue(r.username);
+    if (identity.groupsHeader) out[identity.groupsHeader.toLowerCase()] = groups.map(headerValue).join(',');
     if (this.d.signer && identity.assertion) out[identity.assertion.header.toLowerCase()] = await this.assertion(active, groups);
     return out;
   }
@@ -52,4 +52,12 @@ export class IdentityService {
     this.cached.set(key, { token, renewAt: now + (signer.lifetimeSeconds * 1000) / 2 });
     return token;
   }
+}
+
+/**
+ * A name as a header value: header values carry printable ASCII only, so anything else (and `%`, and `,` which
+ * separates groups) is percent-encoded UTF-8; decodeURIComponent gives the name back. "alice" stays "alice".
+ */
+export function headerValue(name: string): string {
+  return name.replace(/[^\x21-\x7e]|[%,]/gu, encodeURIComponent);
 }

@@ -44,15 +44,20 @@ type ScriptedRedis = (Redis | Cluster) & {
   mfaReplaceIf(key: string, expected: string, value: string): Promise<number>;
 };
 
-/** Connection options; without a mode, `{ url, keyPrefix, commandTimeoutMs }` is a single node. */
-export type RedisKvOptions = Omit<RedisConnectionOptions, 'mode'> & { mode?: RedisConnectionOptions['mode'] };
+/**
+ * Connection options; without a mode, `{ url, keyPrefix, commandTimeoutMs }` is a single node. `replicaAcks`: a write
+ * succeeds only once that many replicas hold it (default 0; not in Cluster mode).
+ */
+export type RedisKvOptions = Omit<RedisConnectionOptions, 'mode'> & { mode?: RedisConnectionOptions['mode']; replicaAcks?: number };
 
 export class RedisKvStore implements KvStore {
   private readonly redis: ScriptedRedis;
   private readonly timeoutMs: number;
+  private readonly replicaAcks: number;
 
   /** Takes connection options, or a client made by createRedisClient (the store then owns it and closes it). */
   constructor(opts: RedisKvOptions | Redis | Cluster) {
+    if (!(opts instanceof Redis || opts instanceof Cluster) && opts.mode === 'cluster' && opts.replicaAcks) throw new TypeError('replicaAcks is not available in cluster mode');
     const redis = opts instanceof Redis || opts instanceof Cluster ? opts : createRedisClient({ ...opts, mode: opts.mode ?? 'single' });
     const timeoutMs = redis instanceof Cluster ? redis.options.redisOptions?.commandTimeout : redis.options.commandTimeout;
     if (timeoutMs === undefined) throw new TypeError('the redis client needs a commandTimeout (use createRedisClient)');
@@ -64,6 +69,7 @@ export class RedisKvStore implements KvStore {
     redis.defineCommand('mfaReplaceIf', { numberOfKeys: 1, lua: REPLACE_IF });
     this.redis = redis as ScriptedRedis;
     this.timeoutMs = timeoutMs;
+    this.replicaAcks = opts instanceof Redis || opts instanceof Cluster ? 0 : (opts.replicaAcks ?? 0);
   }
 
   /** The client, for the audit trail's stream mirror (which fails fast on the same timeouts). */
@@ -88,47 +94,47 @@ export class RedisKvStore implements KvStore {
   }
 
   async set(key: string, value: string, ttlMs?: number) {
-    await this.call(() => (ttlMs === undefined ? this.redis.set(key, value) : this.redis.set(key, value, 'PX', ttlMs)));
+    await this.write(() => (ttlMs === undefined ? this.redis.set(key, value) : this.redis.set(key, value, 'PX', ttlMs)));
   }
 
   async setIfAbsent(key: string, value: string, ttlMs?: number) {
-    return (await this.call(() => (ttlMs === undefined ? this.redis.set(key, value, 'NX') : this.redis.set(key, value, 'PX', ttlMs, 'NX')))) === 'OK';
+    return (await this.write(() => (ttlMs === undefined ? this.redis.set(key, value, 'NX') : this.redis.set(key, value, 'PX', ttlMs, 'NX')))) === 'OK';
   }
 
   async setIfPresent(key: string, value: string, ttlMs: number) {
-    return (await this.call(() => this.redis.set(key, value, 'PX', ttlMs, 'XX'))) === 'OK';
+    return (await this.write(() => this.redis.set(key, value, 'PX', ttlMs, 'XX'))) === 'OK';
   }
 
   take(key: string) {
-    return this.call(() => this.redis.getdel(key));
+    return this.write(() => this.redis.getdel(key));
   }
 
   async delete(key: string) {
-    await this.call(() => this.redis.del(key));
+    await this.write(() => this.redis.del(key));
   }
 
   increment(key: string, ttlMs: number) {
-    return this.call(() => this.redis.mfaIncrement(key, ttlMs));
+    return this.write(() => this.redis.mfaIncrement(key, ttlMs));
   }
 
   async raiseTo(key: string, value: number, ttlMs: number) {
-    return (await this.call(() => this.redis.mfaRaiseTo(key, value, ttlMs))) === 1;
+    return (await this.write(() => this.redis.mfaRaiseTo(key, value, ttlMs))) === 1;
   }
 
   async incrementCapped(key: string, cap: number, ttlMs: number) {
     assertPositiveInteger('cap', cap);
-    const [value, counted] = await this.call(() => this.redis.mfaIncrementCapped(key, cap, ttlMs));
+    const [value, counted] = await this.write(() => this.redis.mfaIncrementCapped(key, cap, ttlMs));
     return { value, capped: value >= cap, reached: counted === 1 && value >= cap };
   }
 
   async gcra(key: string, emissionIntervalMs: number, burst: number, nowMs: number) {
     assertGcraArgs(emissionIntervalMs, burst, nowMs);
-    const [allowed, retryAfterMs, remaining] = await this.call(() => this.redis.mfaGcra(key, nowMs, emissionIntervalMs, burst));
+    const [allowed, retryAfterMs, remaining] = await this.write(() => this.redis.mfaGcra(key, nowMs, emissionIntervalMs, burst));
     return { allowed: allowed === 1, retryAfterMs, remaining };
   }
 
   setAdd(key: string, member: string, ttlMs: number) {
-    return this.call(() => this.redis.mfaSetAdd(key, member, ttlMs));
+    return this.write(() => this.redis.mfaSetAdd(key, member, ttlMs));
   }
 
   setMembers(key: string) {
@@ -136,11 +142,11 @@ export class RedisKvStore implements KvStore {
   }
 
   async setRemove(key: string, member: string) {
-    await this.call(() => this.redis.srem(key, member));
+    await this.write(() => this.redis.srem(key, member));
   }
 
   async replaceIf(key: string, expected: string, value: string) {
-    return (await this.call(() => this.redis.mfaReplaceIf(key, expected, value))) === 1;
+    return (await this.write(() => this.redis.mfaReplaceIf(key, expected, value))) === 1;
   }
 
   async *scanKeys(prefix: string): AsyncIterable<string[]> {
@@ -164,6 +170,23 @@ export class RedisKvStore implements KvStore {
 
   async close() {
     this.redis.disconnect();
+  }
+
+  /**
+   * A write, acknowledged once `replicaAcks` replicas hold it: with asynchronous replication, a write only the master
+   * had is lost when a replica takes over (a failure count, a used TOTP step). WAIT on the same connection covers it.
+   * Fewer acknowledgements fail the call like a timeout (the write may still have been applied).
+   */
+  private write<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.replicaAcks) return this.call(fn);
+    const deadline = Date.now() + this.timeoutMs;
+    return this.call(async () => {
+      const result = await fn();
+      // Half of what is left of the call's time: Redis ends a WAIT on its clock tick (100 ms by default), not to the ms.
+      const acks = await (this.redis as Redis).wait(this.replicaAcks, Math.max(10, Math.floor((deadline - Date.now()) / 2)));
+      if (acks < this.replicaAcks) throw new Error(`${acks} of ${this.replicaAcks} replica(s) acknowledged the write`);
+      return result;
+    });
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {

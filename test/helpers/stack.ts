@@ -1,4 +1,5 @@
 // The real thing on loopback sockets: the demo portal, and the gateway in front of it.
+import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { generate } from 'otplib';
@@ -9,11 +10,13 @@ import type { Config } from '../../src/config/schema.js';
 import { loggerOptions } from '../../src/log.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
+import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { DEMO_USERS, startDemoPortal, type DemoPortal } from '../fixtures/demo-portal.js';
 import { Browser, inputValue, type Page } from './browser.js';
 import type { AssertionKnobs, SoftAuthenticator } from './soft-authenticator.js';
 import { FakeClock } from './clock.js';
 import { testConfig } from './config.js';
+import { testRedis } from './redis.js';
 
 export const ALICE = DEMO_USERS[0]!;
 export const BOB = DEMO_USERS[1]!;
@@ -34,8 +37,15 @@ export interface Stack {
   close(): Promise<void>;
 }
 
+export interface StackOptions {
+  kv?: (clock: FakeClock) => KvStore;
+  patch?: (raw: Record<string, any>) => void;
+  /** CA of the gateway's TLS certificate. */
+  ca?: string;
+}
+
 export async function startStack(
-  opts: { kv?: (clock: FakeClock) => KvStore; patch?: (raw: Record<string, any>) => void; /** CA of the gateway's TLS certificate. */ ca?: string } = {},
+  opts: StackOptions = {},
 ): Promise<Stack> {
   const portalRequests: Stack['portalRequests'] = [];
   const portal = await startDemoPortal({ onRequest: (r) => portalRequests.push(r) });
@@ -75,6 +85,26 @@ export async function startStack(
 }
 
 /** The portal's own login page through the gateway, then its form posted with the password. */
+/**
+ * A stack on a real Redis, under a key prefix of its own, with `store` in its config pointing there: the command line
+ * (given the same config) acts on the running gateway's data. Stops the Redis at teardown; the caller closes the stack.
+ */
+export async function startRedisStack(t: { teardown(fn: () => unknown): void }, opts: Omit<StackOptions, 'kv'> = {}): Promise<Stack> {
+  const redis = await testRedis();
+  t.teardown(redis.stop);
+  const keyPrefix = `it-${randomBytes(4).toString('hex')}:`;
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
+  await kv.ready();
+  return startStack({
+    ...opts,
+    kv: () => kv,
+    patch: (raw) => {
+      raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } };
+      opts.patch?.(raw);
+    },
+  });
+}
+
 export async function submitPassword(b: Browser, username: string, password: string): Promise<Page> {
   const page = await b.get('/login');
   if (page.status !== 200) throw new Error(`login page answered ${page.status}`);

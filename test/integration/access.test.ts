@@ -140,6 +140,13 @@ t.test('unknown hosts are refused; health checks answer any host', async (t) => 
   }
   t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: LOCALHOST:8080\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /, 'case-insensitive, port ignored');
   t.match(await rawRequest(s.url, `GET /_mfa/health/live HTTP/1.1\r\nHost: 10.1.2.3:8080\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /);
+  // The exempt paths only, whole: no way through them to the portal with a Host of the client's choosing.
+  const before = s.portalRequests.length;
+  for (const path of ['/_mfa/health/live/../../login', '/_mfa/jwks.json/../../login', '/_mfa/forward-auth/%2e%2e/%2e%2e/login', '/_mfa/health/../../login']) {
+    const raw = await rawRequest(s.url, `GET ${path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n`);
+    t.match(raw, /^HTTP\/1\.1 421 /, `${path} with an unknown host`);
+  }
+  t.equal(s.portalRequests.length, before, 'nothing reached the portal');
   t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 400 /, 'no Host at all');
 });
 

@@ -1,7 +1,6 @@
 // The admin commands: show, export, reset, revoke, erase and key rotation, on the memory store and on a real Redis
 // (through the real command line), each audited with its operator and reason.
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,13 +8,11 @@ import { keysCommand, operatorFrom, sessionsCommand, userCommand } from '../../s
 import { auditFiles } from '../../src/audit/file-sink.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
-import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { randomKey } from '../helpers/config.js';
-import { testRedis } from '../helpers/redis.js';
-import { ALICE, BOB, signInWithTotp, signUpAndEnrol, startStack, submitPassword, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, signInWithTotp, signUpAndEnrol, startStack, submitPassword, type Stack, startRedisStack } from '../helpers/stack.js';
 
 /** Every key in the store, and what every sealed record holds once opened. */
 async function dump(kv: KvStore, sealer: Sealer): Promise<{ keys: string[]; opened: string[] }> {
@@ -82,6 +79,23 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
   t.notOk(await signedIn(bob.b), 'every session ended');
 });
 
+t.test('erase also removes what no configured key opens any more (a retired encryption key)', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  const pid = s.app.gateway.pidOf(ALICE.username)!;
+  const other = await startStack({ kv: () => s.kv, patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e9', secret: randomKey() }], pseudonym: s.config.keys.pseudonym }) });
+  t.teardown(async () => {
+    await other.app.close();
+    await other.portal.close();
+  });
+  await t.rejects(userCommand(other.app.gateway, 'show', { user: 'alice' }), /cannot be opened/, 'her factor record cannot be read');
+  t.match((await userCommand(other.app.gateway, 'erase', { user: 'alice', yes: true }))[0], 'erased alice');
+  const left: string[] = [];
+  for await (const batch of s.kv.scanKeys('')) left.push(...batch);
+  t.same(left.filter((k) => k.includes(pid)), [], 'no key of hers is left');
+});
+
 t.test('key rotation: records re-sealed with the new key; sessions and factors keep working; the old key can go', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
@@ -126,12 +140,7 @@ t.test('key rotation: records re-sealed with the new key; sessions and factors k
 });
 
 t.test('real Redis, real command line: every admin command, each in the admin audit chain with operator and reason', async (t) => {
-  const redis = await testRedis();
-  t.teardown(redis.stop);
-  const keyPrefix = `admin-${randomBytes(4).toString('hex')}:`;
-  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
-  await kv.ready();
-  const s = await startStack({ kv: () => kv, patch: (raw) => (raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } }) });
+  const s = await startRedisStack(t);
   t.teardown(s.close);
   const alice = await signUpAndEnrol(s);
   const bob = await signUpAndEnrol(s, BOB);
@@ -157,7 +166,7 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   const erased = cli('user', 'erase', '--user', 'alice', '--yes');
   t.equal(erased.code, 0, erased.stderr);
   const left: string[] = [];
-  for await (const batch of kv.scanKeys('')) left.push(...batch);
+  for await (const batch of s.kv.scanKeys('')) left.push(...batch);
   t.same(left.filter((k) => k.includes(pid)), [], 'no key of hers in Redis');
   t.ok(left.some((k) => k.includes(gw.pidOf(BOB.username)!)));
 

@@ -1,16 +1,13 @@
 // The audit trail of a real run: what a sign-in, a refusal and browsing leave in it (by pseudonym, never a secret),
 // checked by the real command line (`audit verify`, `audit who`, `report`) and the report page.
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditFiles } from '../../src/audit/file-sink.js';
-import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { runCli } from '../helpers/cli.js';
-import { testRedis } from '../helpers/redis.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, submitPassword, totpAt, startRedisStack } from '../helpers/stack.js';
 
 const lines = (dir: string) =>
   auditFiles(dir)
@@ -18,17 +15,10 @@ const lines = (dir: string) =>
     .filter(Boolean);
 
 t.test('a real run leaves a verifiable trail of pseudonymous events, and the report and its page count them', async (t) => {
-  const redis = await testRedis();
-  t.teardown(redis.stop);
-  const keyPrefix = `audit-${randomBytes(4).toString('hex')}:`;
-  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
-  await kv.ready();
   const dir = mkdtempSync(join(tmpdir(), 'mfa-trail-'));
   writeFileSync(join(dir, 'groups.yaml'), 'alice: [staff]\n');
-  const s = await startStack({
-    kv: () => kv,
+  const s = await startRedisStack(t, {
     patch: (raw) => {
-      raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } };
       raw.groups = { file: join(dir, 'groups.yaml') };
       raw.audit.requests = true;
       merge(raw, { limits: { secondFactor: { freeAttempts: 3, cap: 3 }, stuffing: { distinctAccounts: 3 } } });
@@ -59,6 +49,9 @@ t.test('a real run leaves a verifiable trail of pseudonymous events, and the rep
   t.equal(page.status, 200, 'staff see the report page');
   t.match(page.body, /100\s*%/);
   t.match(page.headers['content-security-policy'], "frame-ancestors 'none'");
+  t.equal((await later.b.get('/_mfa/admin/report?days=7')).body, page.body, 'a reload within 5 minutes is the same page (built once)');
+  s.clock.advance(5 * 60_000);
+  t.not((await later.b.get('/_mfa/admin/report?days=7')).body, page.body, 'after 5 minutes it is built again');
   t.equal((await bob.b.get('/_mfa/admin/report')).status, 403, 'a user outside admin.report.groups is refused');
   t.equal((await s.browser().get('/_mfa/admin/report')).status, 302, 'signed out: to the sign-in page');
   t.equal((await later.b.get('/_mfa/admin/report?days=0')).status, 400, 'a bad period');

@@ -7,11 +7,9 @@ import { Agent } from 'undici';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { decodeKey } from '../../src/config/load.js';
 import { DeviceRegistry } from '../../src/stores/device-registry.js';
-import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { TestCa, type Issued } from '../helpers/pki.js';
-import { testRedis } from '../helpers/redis.js';
-import { ALICE, BOB, signUpAndEnrol, startStack, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, signUpAndEnrol, startStack, type Stack, startRedisStack } from '../helpers/stack.js';
 
 const serverCa = new TestCa('server');
 const server = serverCa.issue('gateway', { server: true });
@@ -154,19 +152,12 @@ t.test('behind a TLS-terminating proxy: the certificate header counts only from 
 });
 
 t.test('devices CLI on a shared Redis: register, list, revoke take effect in the running gateway', async (t) => {
-  const redis = await testRedis();
-  t.teardown(redis.stop);
-  const keyPrefix = `devices-${randomBytes(4).toString('hex')}:`;
-  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
-  await kv.ready();
-  const s = await startStack({
+  const s = await startRedisStack(t, {
     ca: serverCa.ca.cert,
-    kv: () => kv,
     patch: (raw) => {
       raw.server.tls = { certFile: server.certFile, keyFile: server.keyFile };
       raw.devices = { caFile: deviceCa.ca.certFile, requireRegistration: true };
       raw.policy = { rules };
-      raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } };
     },
   });
   t.teardown(s.close);

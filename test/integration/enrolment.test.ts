@@ -6,12 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { verifySignature } from '../../src/services/notifier.js';
-import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
-import { testRedis } from '../helpers/redis.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { ALICE, BOB, enrol, startStack, submitPassword, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, enrol, startStack, submitPassword, type Stack, startRedisStack } from '../helpers/stack.js';
 
 const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
 
@@ -144,12 +142,7 @@ t.test('first-login: only when chosen, and config check warns', async (t) => {
 });
 
 t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (t) => {
-  const redis = await testRedis();
-  t.teardown(redis.stop);
-  const keyPrefix = `enrol-${randomBytes(4).toString('hex')}:`;
-  const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
-  await kv.ready();
-  const s = await startStack({ kv: () => kv, patch: (raw) => ((raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix } }), invite(raw)) });
+  const s = await startRedisStack(t, { patch: invite });
   t.teardown(s.close);
   const dir = mkdtempSync(join(tmpdir(), 'mfa-enrol-'));
   const configFile = join(dir, 'gw.json');

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { request } from 'undici';
+import { headerValue } from '../../src/services/identity.js';
 import { ALICE, BOB, signUpAndEnrol, startStack, type Stack } from '../helpers/stack.js';
 
 const ecKey = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
@@ -92,4 +93,14 @@ t.test('without identity settings: no JWKS, nothing added, and client copies sti
   const { b } = await signUpAndEnrol(s);
   const seen = JSON.parse((await b.get('/echo', { ...SPOOFED, 'x-remote-user': 'admin' })).body).headers as Record<string, string>;
   for (const h of ['x-mfa-user', 'x-mfa-groups', 'x-mfa-assertion', 'x-remote-user']) t.equal(seen[h], undefined, `${h} never passes`);
+});
+
+t.test('names that are not printable ASCII reach the portal percent-encoded, never as a broken header', async (t) => {
+  for (const name of ['alice', 'Łukasz', 'josé', 'a b', '100%', 'x,y', 'a@b.org', '😀']) {
+    const value = headerValue(name);
+    t.match(value, /^[\x21-\x7e]+$/, `${name}: printable ASCII only`);
+    t.notOk(value.includes(','), `${name}: no comma (groups are comma-separated)`);
+    t.equal(decodeURIComponent(value), name, `${name}: decodeURIComponent gives it back`);
+  }
+  t.equal(headerValue('alice'), 'alice', 'plain names unchanged');
 });

@@ -197,6 +197,12 @@ t.test('audit trail switched off', async (t) => {
   t.match(reportText(r), 'The audit trail is switched off.');
 });
 
+t.test('an audit trail with no records is a finding, not a clean bill', async (t) => {
+  const r = buildReport(input({ audit: { ok: true, records: 0, checkpoints: 0, lastSealedSeq: 0, problems: [] } }));
+  t.ok(r.findings.includes('No audit records were found: check audit.dir (or --audit-dir); a trail that is missing proves nothing.'));
+  t.notOk(buildReport(input()).findings.some((f) => f.startsWith('No audit records')), 'not when there are records');
+});
+
 t.test('text: headed sections, aligned numbers, the policy in plain words', async (t) => {
   const text = reportText(buildReport(input()));
   t.ok(text.endsWith('\n'));

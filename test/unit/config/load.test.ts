@@ -67,6 +67,16 @@ t.test('the audit trail is on unless turned off, and then needs its signing key'
   t.ok(problemsOf(() => resolveConfig(raw)).includes('audit.redisStream: needs store.type redis'), 'a stream needs Redis');
 });
 
+t.test('replica acknowledgements: single and sentinel, not cluster', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.store = { type: 'redis', redis: { mode: 'sentinel', sentinels: [{ host: '10.0.0.1', port: 26379 }], masterName: 'm', replicaAcks: 1 } };
+  t.equal(resolveConfig(raw).store.redis.replicaAcks, 1);
+  raw.store.redis = { mode: 'cluster', nodes: [{ host: '10.0.0.1', port: 6379 }], replicaAcks: 1 };
+  t.ok(problemsOf(() => resolveConfig(raw)).includes('store.redis.replicaAcks: not available in cluster mode'));
+  raw.store.redis.replicaAcks = 0;
+  t.same(problemsOf(() => resolveConfig(raw)), []);
+});
+
 t.test('${ENV} and *_FILE secrets', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
   const enc = randomKey();
