@@ -4,18 +4,10 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { chromium, type Browser as Chromium, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
-import { buildApp } from '../../src/app.js';
-import { loggerOptions } from '../../src/log.js';
-import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
-import { startDemoPortal, type DemoUser } from '../fixtures/demo-portal.js';
-import { Browser } from './browser.js';
-import { FakeClock } from './clock.js';
-import { testConfig } from './config.js';
+import type { DemoUser } from '../fixtures/demo-portal.js';
 import { freePort } from './redis.js';
-import { ALICE, totpAt, type Stack } from './stack.js';
+import { ALICE, startStack, totpAt, type Stack } from './stack.js';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -60,52 +52,19 @@ export async function startE2eStack(t: Teardown, opts: { patch?: (raw: Record<st
 async function listenOnce(opts: { patch?: (raw: Record<string, any>) => void }): Promise<E2eStack> {
   const port = await freePort();
   const base = `http://localhost:${port}`;
-  const portalRequests: Stack['portalRequests'] = [];
-  const portal = await startDemoPortal({ onRequest: (r) => portalRequests.push(r) });
-  const clock = new FakeClock(Date.now());
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(...String(chunk).split('\n').filter(Boolean));
-      cb();
+  const s = await startStack({
+    patch: (raw) => {
+      raw.server.port = port;
+      raw.webauthn = { rpId: 'localhost', origins: [base] };
+      opts.patch?.(raw);
     },
   });
-  const config = testConfig(portal.url, (raw) => {
-    raw.log.level = 'info';
-    raw.server.port = port;
-    raw.webauthn = { rpId: 'localhost', origins: [base] };
-    opts.patch?.(raw);
-  });
-  const kv = new MemoryKvStore(clock);
-  const logger = pino(loggerOptions('debug'), sink);
-  const app = await buildApp(config, { clock, kv, logger });
-  try {
-    await app.listen({ host: config.server.host, port: config.server.port });
-  } catch (err) {
-    await app.close();
-    await portal.close();
-    throw err;
-  }
-  const url = `http://127.0.0.1:${port}`;
   return {
-    url,
+    ...s,
     base,
-    app,
-    portal,
-    portalRequests,
-    clock,
-    config,
-    kv,
-    logs,
-    browser: () => new Browser(url),
     issueInvite: async (username) => {
-      const gw = app.gateway;
+      const gw = s.app.gateway;
       return (await gw.enrolment.issueInvite(gw.pidOf(username)!)).code;
-    },
-    close: async () => {
-      await app.close();
-      await kv.close();
-      await portal.close();
     },
   };
 }

@@ -63,7 +63,13 @@ export async function startStack(
   });
   const kv = opts.kv?.(clock) ?? new MemoryKvStore(clock);
   const app = await buildApp(config, { clock, kv, logger: pino(loggerOptions('debug'), sink) });
-  await app.listen({ host: '127.0.0.1', port: config.server.port });
+  try {
+    await app.listen({ host: '127.0.0.1', port: config.server.port });
+  } catch (err) {
+    await app.close();
+    await portal.close();
+    throw err;
+  }
   const defaultDispatcher = opts.ca ? new Agent({ connect: { ca: opts.ca } }) : undefined;
   const url = `${config.server.tls ? 'https' : 'http'}://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   return {

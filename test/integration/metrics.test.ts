@@ -93,10 +93,10 @@ t.test('liveness, readiness, and nothing else on the port', async (t) => {
   t.match(await get('/health/ready?verbose=1'), { status: 200 }, 'a query string changes nothing');
   t.match(await get('/metrics'), { status: 200, body: /^mfa_gateway_ready 1$/m });
 
-  failure = new Error('store unavailable: connect ECONNREFUSED 127.0.0.1:6379\n    at stack frames');
+  failure = new Error('store unavailable: connect ECONNREFUSED 127.0.0.1:6390\n    at stack frames');
   const down = await get('/health/ready');
   t.equal(down.status, 503);
-  t.same(JSON.parse(down.body), { status: 'unavailable', reason: 'store unavailable: connect ECONNREFUSED 127.0.0.1:6379' });
+  t.same(JSON.parse(down.body), { status: 'unavailable', reason: 'store unavailable: connect ECONNREFUSED 127.0.0.1:6390' });
   t.match(await get('/metrics'), { status: 200, body: /^mfa_gateway_ready 0$/m }, 'metrics still served while not ready');
   t.match(await get('/health/live'), { status: 200 }, 'live while not ready');
 
