@@ -1,5 +1,6 @@
 // One writer per audit directory: a lock file naming the host and process that hold it, so two writers never fork
 // a chain, also when the directory is a volume shared by containers (each has its own host name, often pid 1).
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -17,23 +18,31 @@ export class AuditDirInUse extends Error {}
 interface Holder {
   host: string;
   pid: number;
+  /** Tells this holder's lock file from a later one of the same host and pid. */
+  token?: string;
 }
 
 /**
  * Takes the directory's lock, waiting up to `waitMs` while another writer holds it; throws AuditDirInUse when it
  * cannot. Taken over: a lock of this host whose process is gone (or is an earlier life of this pid, as after a
- * container restart), and a lock of another host not touched for STALE_MS (its holder crashed).
- * Returns the release function.
+ * container restart), and a lock of another host not touched for STALE_MS (its holder crashed). Should another
+ * writer take it over all the same (this process was frozen for longer than STALE_MS), the heartbeat notices and
+ * calls `onLost` once. Returns the release function.
  */
-export function lockAuditDir(dir: string, waitMs = 0, now: () => number = Date.now): () => void {
+export function lockAuditDir(
+  dir: string,
+  opts: { waitMs?: number; onLost?: () => void; now?: () => number; heartbeatMs?: number } = {},
+): () => void {
+  const { waitMs = 0, onLost = () => {}, now = Date.now, heartbeatMs = HEARTBEAT_MS } = opts;
   const file = join(dir, LOCK);
   const deadline = now() + waitMs;
   for (;;) {
     try {
       const fd = openSync(file, 'wx', 0o600);
-      writeSync(fd, JSON.stringify({ host: hostname(), pid: process.pid }));
+      const token = randomBytes(12).toString('hex');
+      writeSync(fd, JSON.stringify({ host: hostname(), pid: process.pid, token }));
       closeSync(fd);
-      return hold(file);
+      return hold(file, token, onLost, heartbeatMs);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
@@ -53,21 +62,28 @@ export function lockAuditDir(dir: string, waitMs = 0, now: () => number = Date.n
   }
 }
 
-function hold(file: string): () => void {
+function hold(file: string, token: string, onLost: () => void, heartbeatMs: number): () => void {
   held.add(file);
   const beat = setInterval(() => {
+    if (readLock(file)?.holder.token !== token) {
+      // Another writer holds it now (or it is gone): touching it would keep that writer's lock alive.
+      clearInterval(beat);
+      onLost();
+      return;
+    }
     const t = new Date();
     try {
       utimesSync(file, t, t);
     } catch {
       // The directory is gone or read-only: writing the trail fails too, and says so.
     }
-  }, HEARTBEAT_MS);
+  }, heartbeatMs);
   beat.unref();
   return () => {
     clearInterval(beat);
     held.delete(file);
-    rmSync(file, { force: true });
+    // Only its own lock: one another writer took over stays.
+    if (readLock(file)?.holder.token === token) rmSync(file, { force: true });
   };
 }
 
@@ -75,7 +91,7 @@ function readLock(file: string): { holder: Holder; touched: number } | null {
   try {
     const touched = statSync(file).mtimeMs;
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<Holder>;
-    return { holder: { host: String(parsed.host ?? ''), pid: Number(parsed.pid) }, touched };
+    return { holder: { host: String(parsed.host ?? ''), pid: Number(parsed.pid), token: typeof parsed.token === 'string' ? parsed.token : undefined }, touched };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     // Unreadable or half-written: judged by its age alone.

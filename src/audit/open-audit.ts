@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import type { AuditError } from './audit-error.js';
+import { AuditError } from './audit-error.js';
 import { AuditLog } from './audit-log.js';
 import { lockAuditDir } from './dir-lock.js';
 import { AuditFileSink } from './file-sink.js';
@@ -32,7 +32,10 @@ export function openAudit(config: Config, opts: OpenAuditOptions): { log: AuditL
   const dir = auditDir(config, opts.writer);
   const journal = new AuditFileSink({ dir, maxBytes: a.maxFileBytes });
   // Admin commands wait for one another; a second gateway on the same directory is refused at once.
-  const release = lockAuditDir(dir, opts.writer === 'admin' ? 10_000 : 0);
+  const release = lockAuditDir(dir, {
+    waitMs: opts.writer === 'admin' ? 10_000 : 0,
+    onLost: () => opts.onError(new AuditError('AUDIT_LOCK_LOST', dir)),
+  });
   try {
     const source = opts.writer === 'admin' ? `${hostname()}/admin` : hostname();
     const log = new AuditLog({

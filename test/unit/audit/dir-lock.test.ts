@@ -1,7 +1,7 @@
 // One writer per audit directory: refused while another writer holds it, taken over only from a writer that is gone.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { lockAuditDir, STALE_MS } from '../../../src/audit/dir-lock.js';
@@ -56,7 +56,22 @@ t.test('an admin command waits for the lock', async (t) => {
   const dir = tempDir(t);
   const release = lockAuditDir(dir);
   const started = Date.now();
-  t.throws(() => lockAuditDir(dir, 300), /in use by process/);
+  t.throws(() => lockAuditDir(dir, { waitMs: 300 }), /in use by process/);
   t.ok(Date.now() - started >= 290, 'waited before giving up');
   release();
+});
+
+t.test('a holder whose lock was taken over notices it, stops touching it, and leaves it at release', async (t) => {
+  const dir = tempDir(t);
+  let lost = 0;
+  const release = lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
+  await new Promise((r) => setTimeout(r, 60));
+  t.equal(lost, 0, 'its own lock: nothing to report');
+  // Another container judged it stale (this process was frozen) and took it.
+  leave(dir, { host: 'other-container', pid: 1, token: 'theirs' }, STALE_MS + 5000);
+  await new Promise((r) => setTimeout(r, 80));
+  t.equal(lost, 1, 'reported once');
+  t.ok(Date.now() - statSync(lockFile(dir)).mtimeMs > STALE_MS, "the other writer's lock is not touched");
+  release();
+  t.match(readFileSync(lockFile(dir), 'utf8'), /other-container/, 'and not removed at release');
 });
