@@ -25,6 +25,7 @@ import {
   wrongTotp,
   type E2eStack,
   type FocusStop,
+  url,
 } from '../helpers/e2e.js';
 import { inputValue } from '../helpers/browser.js';
 import { ALICE, BOB, enrol, submitPassword as submitHttpPassword, totpAt } from '../helpers/stack.js';
@@ -136,7 +137,6 @@ async function screen(t: Test, page: Page, name: string, expect: Expect = {}): P
   });
 }
 
-const url = (page: Page) => new URL(page.url()).pathname;
 
 t.test('the checks see problems when there are some', async (t) => {
   const s = await startE2eStack(t);

@@ -1,11 +1,9 @@
 // Passkeys in Chromium with a virtual authenticator (Chrome DevTools Protocol): enrolment at first login, signing in
 // with it, a ceremony that fails, and the security page adding a passkey and removing an authenticator app.
 import t from 'tap';
-import type { Page } from 'playwright-core';
-import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword } from '../helpers/e2e.js';
+import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
 
 const P = '/_mfa';
-const url = (page: Page) => new URL(page.url()).pathname;
 const browser = await launchChromium(t);
 
 t.test('first login with a passkey, sign out, sign in with it; a failed ceremony says so', async (t) => {

@@ -1,7 +1,6 @@
 // An authenticator app in Chromium: first login and enrolment, a later sign-in, a recovery code instead, and the
 // whole enrolment with the keyboard alone.
 import t from 'tap';
-import type { Page } from 'playwright-core';
 import {
   andWait,
   enrolTotp,
@@ -16,11 +15,11 @@ import {
   submitPassword,
   wrongTotp,
   type FocusStop,
+  url,
 } from '../helpers/e2e.js';
 import { ALICE, totpAt } from '../helpers/stack.js';
 
 const P = '/_mfa';
-const url = (page: Page) => new URL(page.url()).pathname;
 const browser = await launchChromium(t);
 
 t.test('first login: an authenticator app, then the records page; a later sign-in with a code', async (t) => {

@@ -12,6 +12,9 @@ import { ALICE, startStack, totpAt, type Stack } from './stack.js';
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
+/** The path of the page a browser tab shows (where the gateway or the portal sent it). */
+export const url = (page: Page) => new URL(page.url()).pathname;
+
 export const PHONE = { width: 390, height: 844 };
 export const DESKTOP = { width: 1280, height: 800 };
 
