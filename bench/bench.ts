@@ -19,6 +19,7 @@ import { generate } from 'otplib';
 import { request } from 'undici';
 import { buildApp } from '../src/app.js';
 import { resolveConfig } from '../src/config/load.js';
+import { tuneRuntime } from '../src/runtime.js';
 import { DEMO_USERS, startDemoPortal } from '../test/fixtures/demo-portal.js';
 import { Browser, inputValue } from '../test/helpers/browser.js';
 import { rawTestConfig } from '../test/helpers/config.js';
@@ -35,6 +36,8 @@ const self = fileURLToPath(import.meta.url);
 async function child(): Promise<void> {
   const [role, arg, redisUrl] = process.argv.slice(2);
   if (role === 'attack') return attackProcess(arg!);
+  // Every server runs with the V8 settings of `mfa-gateway serve`, the bare proxy and the portal too.
+  tuneRuntime();
   let url: string;
   let portalLogins = 0;
   if (role === 'portal') {

@@ -23,6 +23,7 @@ import type { FactorKind } from './domain/policy.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { startAdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
+import { tuneRuntime } from './runtime.js';
 
 const USAGE = `Usage:
   mfa-gateway serve --config FILE    run the gateway with a config file
@@ -210,6 +211,7 @@ function usage(problem: string): number {
 }
 
 async function serve(config: Config, built?: { app: FastifyInstance; banner: string }): Promise<number> {
+  tuneRuntime();
   const app = built?.app ?? (await buildApp(config, { processMetrics: config.admin.enabled }));
   for (const w of configWarnings(config)) app.log.warn(w);
   await app.listen({ host: config.server.host, port: config.server.port });
