@@ -4,6 +4,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { SecureContextOptions } from 'node:tls';
 import cookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { ErrorCode } from './errors.js';
 import { createGateway, type Gateway, type GatewayOverrides } from './gateway.js';
@@ -11,6 +12,7 @@ import { installEdge, type AnsweredRequest } from './http/edge.js';
 import { installErrorHandler } from './http/error-handler.js';
 import { gatewayRoutes } from './http/gateway-routes.js';
 import { proxyRoutes } from './http/proxy-routes.js';
+import { requestLogger } from './log.js';
 import { newId } from './mechanisms/random.js';
 
 export type AppOverrides = Omit<GatewayOverrides, 'onCrlChange' | 'auditWriter'>;
@@ -74,6 +76,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     loggerInstance: gateway.logger as FastifyBaseLogger,
     // Request ids are ours; a client-chosen id never reaches the logs.
     genReqId: requestIds(),
+    childLoggerFactory: (logger, bindings, opts) => requestLogger(logger as Logger, bindings, opts) as FastifyBaseLogger,
     requestIdHeader: false,
     // Forwarding headers are read only from configured proxies (http/edge.ts), never by fastify itself.
     trustProxy: false,

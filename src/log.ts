@@ -1,6 +1,6 @@
 // Logger options: JSON lines, secrets redacted at known paths, requests logged by path only (never the query).
 import { hostname } from 'node:os';
-import pino, { type Logger, type LoggerOptions } from 'pino';
+import pino, { type Bindings, type ChildLoggerOptions, type Logger, type LoggerOptions } from 'pino';
 
 // Explicit paths, no leading wildcard: a '*.x' path makes pino run the redaction on every binding of every
 // per-request child logger. The serializers below already keep headers and bodies out; these are a second net.
@@ -36,4 +36,70 @@ export function loggerOptions(level: string): LoggerOptions {
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
   return destination ? pino(loggerOptions(level), destination) : pino(loggerOptions(level));
+}
+
+type Write = (...args: unknown[]) => void;
+
+/**
+ * Fastify's logger of one request (its childLoggerFactory): the pino child that carries the request id is made when
+ * the request first writes a line. Most requests write none below the info level, and making a child for every one
+ * costs about 2 % of a proxied request.
+ */
+class RequestLogger {
+  private made: Logger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly childBindings: Bindings,
+    private readonly opts: ChildLoggerOptions,
+  ) {}
+
+  private get logger(): Logger {
+    return (this.made ??= this.parent.child(this.childBindings, this.opts));
+  }
+
+  get level(): string {
+    return this.parent.level;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return this.parent.isLevelEnabled(level);
+  }
+
+  private write(level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace', args: unknown[]): void {
+    if (this.parent.isLevelEnabled(level)) (this.logger[level] as Write)(...args);
+  }
+
+  fatal(...args: unknown[]): void {
+    this.write('fatal', args);
+  }
+  error(...args: unknown[]): void {
+    this.write('error', args);
+  }
+  warn(...args: unknown[]): void {
+    this.write('warn', args);
+  }
+  info(...args: unknown[]): void {
+    this.write('info', args);
+  }
+  debug(...args: unknown[]): void {
+    this.write('debug', args);
+  }
+  trace(...args: unknown[]): void {
+    this.write('trace', args);
+  }
+  silent(): void {}
+
+  child(bindings: Bindings, opts?: ChildLoggerOptions): Logger {
+    return this.logger.child(bindings, opts);
+  }
+
+  bindings(): Bindings {
+    return this.logger.bindings();
+  }
+}
+
+/** fastify's childLoggerFactory; a request with a level of its own gets its child at once. */
+export function requestLogger(parent: Logger, bindings: Bindings, opts: ChildLoggerOptions): Logger {
+  return opts.level ? parent.child(bindings, opts) : (new RequestLogger(parent, bindings, opts) as unknown as Logger);
 }

@@ -137,7 +137,7 @@ function evaluate(policy: CompiledPolicy, facts: RequestFacts, trace: TraceLine[
     const m = matchRule(rule, facts);
     switch (m.kind) {
       case 'miss':
-        trace?.push({ rule: rule.name, result: 'no match', why: m.why });
+        trace?.push({ rule: rule.name, result: 'no match', why: m.why() });
         continue;
       case 'unknown-address':
         trace?.push({ rule: rule.name, result: 'match', why: 'the rule tests the network and the client address is unknown: fail closed' });
@@ -155,21 +155,22 @@ function evaluate(policy: CompiledPolicy, facts: RequestFacts, trace: TraceLine[
   return apply(policy.fallback, facts);
 }
 
-type RuleMatch = { kind: 'match' } | { kind: 'miss'; why: string } | { kind: 'needs-user' } | { kind: 'unknown-address' };
+// A miss says why only when asked (policy explain): the reason is not built on every request.
+type RuleMatch = { kind: 'match' } | { kind: 'miss'; why: () => string } | { kind: 'needs-user' } | { kind: 'unknown-address' };
 
 function matchRule(r: CompiledRule, f: RequestFacts): RuleMatch {
-  const miss = (why: string): RuleMatch => ({ kind: 'miss', why });
-  if (r.hostSet && !r.hostSet.has(f.host)) return miss(`host ${f.host} is not one of ${r.hosts!.join(', ')}`);
-  if (r.methodSet && !r.methodSet.has(f.method)) return miss(`method ${f.method} is not one of ${r.methods!.join(', ')}`);
-  if (r.pathRes && !r.pathRes.some((re) => re.test(f.path))) return miss(`path ${f.path} matches none of ${r.paths!.join(', ')}`);
+  const miss = (why: () => string): RuleMatch => ({ kind: 'miss', why });
+  if (r.hostSet && !r.hostSet.has(f.host)) return miss(() => `host ${f.host} is not one of ${r.hosts!.join(', ')}`);
+  if (r.methodSet && !r.methodSet.has(f.method)) return miss(() => `method ${f.method} is not one of ${r.methods!.join(', ')}`);
+  if (r.pathRes && !r.pathRes.some((re) => re.test(f.path))) return miss(() => `path ${f.path} matches none of ${r.paths!.join(', ')}`);
   if (r.addresses) {
     if (f.clientIp === null) return { kind: 'unknown-address' };
-    if (!r.addresses.has(f.clientIp)) return miss(`address ${f.clientIp} is in none of ${r.networks!.join(', ')}`);
+    if (!r.addresses.has(f.clientIp)) return miss(() => `address ${f.clientIp} is in none of ${r.networks!.join(', ')}`);
   }
-  if (r.device && (r.device === 'managed') !== f.device.managed) return miss(`the device is ${f.device.managed ? '' : 'not '}managed`);
+  if (r.device && (r.device === 'managed') !== f.device.managed) return miss(() => `the device is ${f.device.managed ? '' : 'not '}managed`);
   if (r.groups) {
     if (!f.session) return { kind: 'needs-user' };
-    if (!r.groups.some((g) => f.session!.groups.includes(g))) return miss(`the user is in none of the groups ${r.groups.join(', ')}`);
+    if (!r.groups.some((g) => f.session!.groups.includes(g))) return miss(() => `the user is in none of the groups ${r.groups!.join(', ')}`);
   }
   return { kind: 'match' };
 }

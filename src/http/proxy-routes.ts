@@ -18,6 +18,7 @@ import { hostName } from './edge.js';
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const LOGIN_BODY_LIMIT = 16 * 1024;
 const BROWSER_JAR_TTL_MS = 60 * 60_000;
+const BUFFERED_ANSWER_BYTES = 64 * 1024;
 
 type JarOwner = { kind: 'session'; active: ActiveSession; identity: Readonly<Record<string, string>> } | { kind: 'browser'; id: string; jar: Jar };
 
@@ -189,7 +190,16 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         } catch (err) {
           req.log.error({ err }, 'could not save portal cookies');
         }
-        return rep.send((res as unknown as { stream: Readable }).stream);
+        const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
+        if (!bufferable(req.method, statusCode, headers['content-length'])) return rep.send(stream);
+        try {
+          return rep.send(Buffer.from(await stream.arrayBuffer()));
+        } catch (error) {
+          // Nothing was sent yet: the browser gets an error page instead of a page cut short.
+          for (const name of Object.keys(headers)) rep.removeHeader(name);
+          const timedOut = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
+          return rep.send(new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
+        }
       },
       onError: (rep, { error }) => {
         if ((req.body as { tooLarge?: boolean } | undefined)?.tooLarge) return rep.send(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
@@ -201,6 +211,16 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
   app.route({ method: [...METHODS], url: '/*', handler: handle });
   app.route({ method: [...METHODS], url: '/', handler: handle });
+}
+
+/**
+ * Whether a portal answer is read whole and sent in one write: a small body of declared length (as nginx's proxy
+ * buffering does). Anything larger, of unknown length (chunked, event streams) or without a body streams through.
+ */
+function bufferable(method: string, status: number, contentLength: string | string[] | undefined): boolean {
+  if (method === 'HEAD' || status < 200 || status === 204 || status === 304 || typeof contentLength !== 'string') return false;
+  const length = Number(contentLength);
+  return Number.isSafeInteger(length) && length <= BUFFERED_ANSWER_BYTES;
 }
 
 /** X-Forwarded-For for the portal: the client, or the peer when a trusted proxy passed an unreadable address. */

@@ -50,17 +50,24 @@ export class SessionTokens {
       .sign(this.active.key);
   }
 
+  /**
+   * The answer for a token verified before, without waiting: its claims, or null when it has expired since;
+   * undefined when the token is not among those remembered (then `verify` decides).
+   */
+  known(token: string, nowMs: number): SessionClaims | null | undefined {
+    if (token.length > MAX_TOKEN_LENGTH) return null;
+    const cached = this.verified.get(token.slice(token.lastIndexOf('.') + 1));
+    if (cached?.token !== token) return undefined;
+    const now = nowMs / 1000;
+    // The same time checks as jwtVerify: expiry and maximum age, with the same tolerance.
+    if (now >= cached.exp + 5 || now - cached.iat > this.maxAgeSeconds + 5 || cached.iat > now + 5) return null;
+    return { sub: cached.sub, sid: cached.sid };
+  }
+
   /** Claims of a genuine, unexpired session token, or null for anything else. */
   async verify(token: string, nowMs: number): Promise<SessionClaims | null> {
-    if (token.length > MAX_TOKEN_LENGTH) return null;
-    const signature = token.slice(token.lastIndexOf('.') + 1);
-    const cached = this.verified.get(signature);
-    if (cached?.token === token) {
-      const now = nowMs / 1000;
-      // The same time checks as jwtVerify: expiry and maximum age, with the same tolerance.
-      if (now >= cached.exp + 5 || now - cached.iat > this.maxAgeSeconds + 5 || cached.iat > now + 5) return null;
-      return { sub: cached.sub, sid: cached.sid };
-    }
+    const known = this.known(token, nowMs);
+    if (known !== undefined) return known;
     if (!SHAPE.test(token)) return null;
     try {
       const { payload } = await jwtVerify(
@@ -84,7 +91,7 @@ export class SessionTokens {
       );
       if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') return null;
       if (this.verified.size >= CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(signature, { token, sub: payload.sub, sid: payload.sid, exp: payload.exp!, iat: payload.iat! });
+      this.verified.set(token.slice(token.lastIndexOf('.') + 1), { token, sub: payload.sub, sid: payload.sid, exp: payload.exp!, iat: payload.iat! });
       return { sub: payload.sub, sid: payload.sid };
     } catch (err) {
       if (err instanceof joseErrors.JOSEError) return null;

@@ -1,5 +1,6 @@
 // Prometheus metrics of one gateway process, in a registry of its own; the app calls the small methods below.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 /*
  * | Metric                                    | Type      | Labels                                | Meaning                                                          |
@@ -77,21 +78,17 @@ export class Metrics {
   private readonly surges = this.counter('mfa_gateway_login_failure_surges_total', 'Gateway-wide password failure surges (global login rate tightened).');
   private readonly legacyBlocked = this.counter('mfa_gateway_legacy_auth_blocked_total', 'Legacy authentication refused, by rule and reason.', ['rule', 'reason']);
   private readonly accessDenied = this.counter('mfa_gateway_access_denied_total', 'Requests denied by the access policy, by rule and reason.', ['rule', 'reason']);
-  private readonly requestDuration = new Histogram({
-    name: 'mfa_gateway_request_duration_seconds',
-    help: 'Time to answer a request, by the rule that decided it ("none" when no rule did) and status class.',
-    labelNames: ['rule', 'status_class'],
-    buckets: REQUEST_BUCKETS,
-    registers: [this.registry],
-  });
-  private readonly decisions = this.counter('mfa_gateway_policy_decisions_total', 'Access policy decisions, by rule and verdict.', ['rule', 'verdict']);
+  // Updated on every request: the cheaper kind (hot-metrics.ts).
+  private readonly requestDuration = new HotHistogram(
+    'mfa_gateway_request_duration_seconds',
+    'Time to answer a request, by the rule that decided it ("none" when no rule did) and status class.',
+    ['rule', 'status_class'],
+    REQUEST_BUCKETS,
+    this.registry,
+  );
+  private readonly decisions = new HotCounter('mfa_gateway_policy_decisions_total', 'Access policy decisions, by rule and verdict.', ['rule', 'verdict'], this.registry);
   private readonly upstreamErrors = this.counter('mfa_gateway_upstream_errors_total', 'Portal errors: unavailable (502), timeout (504), busy (503, too many requests waiting).', ['kind']);
-  private readonly storeDuration = new Histogram({
-    name: 'mfa_gateway_store_call_duration_seconds',
-    help: 'Time of each store call, failed ones included.',
-    buckets: STORE_BUCKETS,
-    registers: [this.registry],
-  });
+  private readonly storeDuration = new HotHistogram('mfa_gateway_store_call_duration_seconds', 'Time of each store call, failed ones included.', [], STORE_BUCKETS, this.registry);
   private readonly storeErrors = this.counter('mfa_gateway_store_errors_total', 'Store calls that failed or timed out.');
   private readonly auditFailures = this.counter('mfa_gateway_audit_failures_total', 'Audit trail failures, by AuditError code.', ['kind']);
   private readonly readyGauge = new Gauge({ name: 'mfa_gateway_ready', help: '1 when the last readiness check passed, 0 when it failed.', registers: [this.registry] });
@@ -151,8 +148,8 @@ export class Metrics {
   request(rule: string | undefined, verdict: string | undefined, status: number, seconds: number): void {
     const r = rule === undefined ? 'none' : this.rules.of(rule);
     const statusClass = status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
-    this.requestDuration.observe({ rule: r, status_class: statusClass }, seconds);
-    if (rule !== undefined && verdict !== undefined) this.decisions.inc({ rule: r, verdict: oneOf(VERDICTS, verdict) });
+    this.requestDuration.observe([r, statusClass], seconds);
+    if (rule !== undefined && verdict !== undefined) this.decisions.inc([r, oneOf(VERDICTS, verdict)]);
   }
 
   /** The portal could not be reached (502), was too slow (504), or too many requests were waiting for it (503). */
@@ -162,7 +159,7 @@ export class Metrics {
 
   /** One store call and how long it took; failures (errors and timeouts) are counted too. */
   storeCall(ok: boolean, seconds: number): void {
-    this.storeDuration.observe(seconds);
+    this.storeDuration.observe([], seconds);
     if (!ok) this.storeErrors.inc();
   }
 

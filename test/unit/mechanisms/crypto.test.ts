@@ -63,6 +63,18 @@ t.test('session tokens: forged, tampered, expired, alg:none, wrong kid, oversize
   t.equal(await tokens.verify(token, now - 60_000), null, 'issued in the future');
 });
 
+t.test('session tokens: known answers only for a token verified before, with the same time checks', async (t) => {
+  const fresh = new SessionTokens([{ id: 'k1', key }], 43200);
+  const token = await fresh.sign({ sub: 'pid', sid }, now);
+  t.equal(fresh.known(token, now), undefined, 'never verified: verify decides');
+  t.same(await fresh.verify(token, now), { sub: 'pid', sid });
+  t.same(fresh.known(token, now + 1000), { sub: 'pid', sid }, 'verified before');
+  const [h, p, s] = token.split('.') as [string, string, string];
+  t.equal(fresh.known(`${h}.${p}x.${s}`, now), undefined, 'same signature, another token: not known');
+  t.equal(fresh.known(token, now + 43210_000), null, 'expired since');
+  t.equal(fresh.known(token, now - 60_000), null, 'issued in the future');
+});
+
 t.test('recovery codes: ten, 80-bit, hashed, each once', async (t) => {
   const { codes, stored } = await newRecoveryCodes();
   t.equal(codes.length, 10);

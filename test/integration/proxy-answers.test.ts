@@ -1,0 +1,87 @@
+// Portal answers: a small one of declared length is read whole before it is sent (so one that breaks off becomes an
+// error page, never a page cut short); a large one, or one of unknown length, streams through as it comes.
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t, { type Test } from 'tap';
+import { request } from 'undici';
+import { buildApp } from '../../src/app.js';
+import { resolveConfig } from '../../src/config/load.js';
+import { rawTestConfig } from '../helpers/config.js';
+
+const CHUNK = Buffer.alloc(100 * 1024, 0x61);
+
+async function listen(server: ReturnType<typeof createServer>): Promise<string> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** A portal whose public /static/ answers misbehave on purpose; `release` lets the held large answer finish. */
+async function start(t: Test) {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let finished = false;
+  const portal = createServer((req: IncomingMessage, res: ServerResponse) => {
+    switch (req.url) {
+      case '/static/small':
+        return res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' }).end('hello');
+      case '/static/cut':
+        // Declares 1000 bytes, sends 10, then the connection drops.
+        res.writeHead(200, { 'content-type': 'text/html', 'content-length': '1000', 'x-portal': 'yes' });
+        res.write('x'.repeat(10));
+        return void setTimeout(() => res.socket?.destroy(), 50);
+      case '/static/large':
+        // Half of a large answer, then nothing more until the test has seen the first bytes (or 5 s have passed).
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(2 * CHUNK.length) });
+        res.write(CHUNK);
+        return void Promise.race([released, new Promise((r) => setTimeout(r, 5000).unref())]).then(() => {
+          finished = true;
+          res.end(CHUNK);
+        });
+      default:
+        res.writeHead(404).end();
+    }
+  });
+  const portalUrl = await listen(portal);
+  const app = await buildApp(resolveConfig(rawTestConfig(portalUrl)));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    portal.closeAllConnections();
+    portal.close();
+  });
+  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, release, finished: () => finished };
+}
+
+t.test('a small answer arrives whole', async (t) => {
+  const s = await start(t);
+  const res = await request(`${s.url}/static/small`);
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['content-length'], '5');
+  t.equal(await res.body.text(), 'hello');
+});
+
+t.test('a small answer that breaks off is a 502 page, without the portal headers, not a page cut short', async (t) => {
+  const s = await start(t);
+  const res = await request(`${s.url}/static/cut`, { headers: { accept: 'text/html' } });
+  const body = await res.body.text();
+  t.equal(res.statusCode, 502);
+  t.match(body, 'not reachable');
+  t.notOk(body.includes('xxxxxxxxxx'), 'none of the partial answer');
+  t.notOk('x-portal' in res.headers, 'the portal headers of the broken answer are gone');
+});
+
+t.test('a large answer streams: its first bytes arrive before the portal has sent the rest', async (t) => {
+  const s = await start(t);
+  const res = await request(`${s.url}/static/large`);
+  t.equal(res.statusCode, 200);
+  const chunks = res.body[Symbol.asyncIterator]();
+  const first = await chunks.next();
+  t.ok(!first.done && (first.value as Buffer).length > 0, 'bytes arrived');
+  t.notOk(s.finished(), 'while the portal was still holding the rest');
+  s.release();
+  let total = (first.value as Buffer).length;
+  for (let c = await chunks.next(); !c.done; c = await chunks.next()) total += (c.value as Buffer).length;
+  t.equal(total, 2 * CHUNK.length, 'all of it');
+});
