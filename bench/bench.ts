@@ -25,8 +25,8 @@ import { Browser, inputValue } from '../test/helpers/browser.js';
 import { rawTestConfig } from '../test/helpers/config.js';
 import { freePort, waitForPing } from '../test/helpers/redis.js';
 
-const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const DURATION = Number(process.env.BENCH_SECONDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const ONLY = process.env.BENCH_ONLY;
 const PAGE = '/records';
