@@ -56,7 +56,7 @@ export class SessionTokens {
    */
   known(token: string, nowMs: number): SessionClaims | null | undefined {
     if (token.length > MAX_TOKEN_LENGTH) return null;
-    const cached = this.verified.get(token.slice(token.lastIndexOf('.') + 1));
+    const cached = this.verified.get(signatureOf(token));
     if (cached?.token !== token) return undefined;
     const now = nowMs / 1000;
     // The same time checks as jwtVerify: expiry and maximum age, with the same tolerance.
@@ -91,11 +91,16 @@ export class SessionTokens {
       );
       if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') return null;
       if (this.verified.size >= CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(token.slice(token.lastIndexOf('.') + 1), { token, sub: payload.sub, sid: payload.sid, exp: payload.exp!, iat: payload.iat! });
+      this.verified.set(signatureOf(token), { token, sub: payload.sub, sid: payload.sid, exp: payload.exp!, iat: payload.iat! });
       return { sub: payload.sub, sid: payload.sid };
     } catch (err) {
       if (err instanceof joseErrors.JOSEError) return null;
       throw err;
     }
   }
+}
+
+/** The third part of a compact JWT: the key of the remembered tokens. */
+function signatureOf(token: string): string {
+  return token.slice(token.lastIndexOf('.') + 1);
 }

@@ -14,6 +14,7 @@ interface Series {
   labels: Record<string, string>;
   /** Observations per bucket (not cumulative), the last one for +Inf; a counter has only that one. */
   counts: number[];
+  /** A histogram's sum of observed values. */
   sum: number;
 }
 
@@ -59,11 +60,11 @@ export class HotCounter extends HotMetric {
   }
 
   inc(labelValues: readonly string[]): void {
-    this.seriesOf(labelValues).sum += 1;
+    this.seriesOf(labelValues).counts[0]! += 1;
   }
 
   protected values(s: Series): Line[] {
-    return [{ labels: s.labels, value: s.sum }];
+    return [{ labels: s.labels, value: s.counts[0]! }];
   }
 }
 
