@@ -150,7 +150,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   }
 
   function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner, isLogout: boolean) {
-    reply.raw.once('close', ctx.inFlight.enter());
+    reply.raw.on('close', ctx.inFlight.enter());
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
     const source = target.query ? `${target.path}?${target.query}` : target.path;
