@@ -84,10 +84,10 @@ async function portalCookie(url: string): Promise<string> {
   const user = DEMO_USERS[0]!;
   const page = await b.get('/login');
   await b.post('/login', { username: user.username, password: user.password, csrf: inputValue(page.body, 'csrf') });
-  return [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  return cookieHeaderOf(b);
 }
 
-/** Signs up on a gateway (first login, authenticator app) and returns the session cookie. */
+/** Signs up on a gateway (first login, authenticator app) and returns the Cookie header a browser then sends. */
 async function gatewayCookie(url: string, user = DEMO_USERS[0]!): Promise<string> {
   const b = new Browser(url);
   const page = await b.get('/login');
@@ -97,7 +97,12 @@ async function gatewayCookie(url: string, user = DEMO_USERS[0]!): Promise<string
   const csrf = inputValue(enrol.body, 'csrf');
   await b.post('/_mfa/enrol/totp', { csrf, code: await generate({ secret }) });
   await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
-  return `__Host-mfa-session=${b.cookies.get('__Host-mfa-session')}`;
+  return cookieHeaderOf(b);
+}
+
+/** Every cookie the browser holds (on the gateway: its session, and the portal cookies allow-listed to the browser). */
+function cookieHeaderOf(b: Browser): string {
+  return [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
 }
 
 interface Stats {
