@@ -31,6 +31,11 @@ async function start(t: Test) {
         res.writeHead(200, { 'content-type': 'text/html', 'content-length': '1000', 'x-portal': 'yes' });
         res.write('x'.repeat(10));
         return void setTimeout(() => res.socket?.destroy(), 50);
+      case '/static/stall':
+        // Declares 1000 bytes, sends 10, then nothing for longer than portal.timeoutSeconds (2 s in tests).
+        res.writeHead(200, { 'content-type': 'text/html', 'content-length': '1000' });
+        res.write('x'.repeat(10));
+        return void setTimeout(() => res.socket?.destroy(), 4000).unref();
       case '/static/large':
         // Half of a large answer, then nothing more until the test has seen the first bytes (or 5 s have passed).
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(2 * CHUNK.length) });
@@ -70,6 +75,15 @@ t.test('a small answer that breaks off is a 502 page, without the portal headers
   t.match(body, 'not reachable');
   t.notOk(body.includes('xxxxxxxxxx'), 'none of the partial answer');
   t.notOk('x-portal' in res.headers, 'the portal headers of the broken answer are gone');
+});
+
+t.test('a small answer that stalls past the portal timeout is a 504 page', async (t) => {
+  const s = await start(t);
+  const res = await request(`${s.url}/static/stall`, { headers: { accept: 'text/html' } });
+  const body = await res.body.text();
+  t.equal(res.statusCode, 504);
+  t.match(body, 'took too long');
+  t.notOk(body.includes('xxxxxxxxxx'), 'none of the partial answer');
 });
 
 t.test('a large answer streams: its first bytes arrive before the portal has sent the rest', async (t) => {
