@@ -8,6 +8,8 @@
 // Each server runs in its own process; autocannon runs in this one.
 // Environment: BENCH_ONLY (stuffing|instances|proxy), BENCH_SECONDS (per round), BENCH_ROUNDS, BENCH_CONNECTIONS,
 // BENCH_REDIS_URL (a Redis to use; otherwise one is started when redis-server is there), BENCH_CPU_PROFILE_DIR.
+// First, as in src/main.ts: importing it keeps the shape of Node's tick objects (src/runtime.ts).
+import { tuneRuntime } from '../src/runtime.js';
 import { fork, spawn as spawnProcess, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { cpus, totalmem } from 'node:os';
@@ -19,7 +21,6 @@ import { generate } from 'otplib';
 import { request } from 'undici';
 import { buildApp } from '../src/app.js';
 import { resolveConfig } from '../src/config/load.js';
-import { tuneRuntime } from '../src/runtime.js';
 import { DEMO_USERS, startDemoPortal } from '../test/fixtures/demo-portal.js';
 import { Browser, inputValue } from '../test/helpers/browser.js';
 import { rawTestConfig } from '../test/helpers/config.js';

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // The mfa-gateway command line: the only place that reads argv and the environment.
+// First: importing it keeps the shape of Node's tick objects, before loading the rest can lose it (runtime.ts).
+import { tuneRuntime } from './runtime.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +25,6 @@ import type { FactorKind } from './domain/policy.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { startAdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
-import { tuneRuntime } from './runtime.js';
 
 const USAGE = `Usage:
   mfa-gateway serve --config FILE    run the gateway with a config file

@@ -1,7 +1,8 @@
 // Runs the real command line (src/main.ts) in a child process, as an operator would.
 import { spawnSync } from 'node:child_process';
 
-const TS_LOADER = process.execArgv.find((a) => a.includes('@tapjs/typescript')) ?? '--import=tsx';
+/** The TypeScript loader the tests run with, for child processes that run source files. */
+export const TS_LOADER = process.execArgv.find((a) => a.includes('@tapjs/typescript')) ?? '--import=tsx';
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [TS_LOADER, 'src/main.ts', ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });

@@ -1,0 +1,25 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TS_LOADER } from '../helpers/cli.js';
+
+/** How many of nextTick's property stores V8 reports as megamorphic after idle full collections. */
+function megamorphicTickStores(dir: string, kept: boolean): number {
+  // A file, not a pipe: V8 writes the description with C stdio, and a full pipe would drop part of it.
+  const out = join(dir, kept ? 'kept.txt' : 'plain.txt');
+  const fd = openSync(out, 'w');
+  const args = ['--expose-gc', '--allow-natives-syntax', TS_LOADER, 'test/fixtures/tick-shape.ts', ...(kept ? ['kept'] : [])];
+  const r = spawnSync(process.execPath, args, { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', timeout: 60_000 });
+  closeSync(fd);
+  if (r.status !== 0) throw new Error(`tick-shape exited ${r.status}: ${r.stderr}`);
+  const lines = readFileSync(out, 'utf8').split('\n').filter((l) => l.includes('DefineKeyedOwnPropertyInLiteral'));
+  if (lines.length === 0) throw new Error('no feedback of the tick object literal in the output');
+  return lines.filter((l) => l.includes('MEGAMORPHIC')).length;
+}
+
+t.test("the runtime module keeps the shape of Node's tick objects across idle full collections", async (t) => {
+  const dir = t.testdir();
+  t.ok(megamorphicTickStores(dir, false) > 0, 'without it, the tick object stores become megamorphic (the slow path)');
+  t.equal(megamorphicTickStores(dir, true), 0, 'with it imported first, they stay monomorphic');
+});
