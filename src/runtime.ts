@@ -32,14 +32,14 @@ keepTickShape();
  * is first imported (loading the gateway's modules already runs some).
  */
 function keepTickShape(): void {
-  if (keptTicks.length > 0) return;
+  // Enabled only around one nextTick and disabled outside its own callback, so no async hook (nor promise hook) is
+  // left running.
   const hook = createHook({
     init(_id, type, _trigger, resource) {
-      if (type !== 'TickObject') return;
-      keptTicks.push(resource);
-      hook.disable();
+      if (type === 'TickObject' && keptTicks.length === 0) keptTicks.push(resource);
     },
   });
   hook.enable();
   process.nextTick(() => {});
+  hook.disable();
 }
