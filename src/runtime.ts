@@ -19,8 +19,6 @@ export function tuneRuntime(): void {
   setFlagsFromString('--no-allocation-site-pretenuring');
 }
 
-keepTickShape();
-
 /**
  * Keeps one of Node's tick objects (made by every `process.nextTick`, several per proxied request) for the life of
  * the process. Node builds them with an object literal whose keys are symbols; V8 remembers the shapes such a
@@ -43,3 +41,5 @@ function keepTickShape(): void {
   process.nextTick(() => {});
   hook.disable();
 }
+
+keepTickShape();
