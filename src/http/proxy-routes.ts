@@ -28,8 +28,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   // Each spelling of a login path maps to the configured path, which is what the portal receives.
   const loginPaths = new Map(config.portal.login.paths.map((p) => [loose(p), p]));
   const logoutPaths = new Set(config.portal.logoutPaths.map(loose));
-  const portalOrigin = new URL(config.portal.url).origin;
-  const portalHost = new URL(config.portal.url).host;
+  const { origin: portalOrigin, host: portalHost } = new URL(config.portal.url);
   const timeoutMs = config.portal.timeoutSeconds * 1000;
 
   await app.register(replyFrom, {
