@@ -1,10 +1,8 @@
 // Gathers the assurance report's inputs: the audit trail (read and verified), the factor records, the configuration.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { auditDir } from '../audit/open-audit.js';
 import { auditFiles } from '../audit/file-sink.js';
-import { decodeRecord } from '../audit/record.js';
 import { publicKeyPem } from '../audit/signing-key.js';
-import { verifyAudit, type AuditReport } from '../audit/verify-audit.js';
 import { policyConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { FactorKind } from '../domain/policy.js';
@@ -12,6 +10,7 @@ import { buildReport, type Report, type ReportInput } from '../domain/report.js'
 import type { FactorStore } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import type { AdminService } from './admin.js';
+import { readTrailOffThread } from './report-trail.js';
 
 export interface ReportDeps {
   config: Config;
@@ -29,18 +28,20 @@ const factorKey = /^user:\{([^}]+)\}:factors$/;
 export async function assuranceReport(d: ReportDeps, period: { from: number; to: number }, now: number, dirs?: readonly string[]): Promise<Report> {
   const { config } = d;
   const chains = !config.audit.enabled ? [] : dirs?.length ? dirs : (['gateway', 'admin'] as const).map((w) => auditDir(config, w)).filter(existsSync);
-  const files = chains.map((dir) => auditFiles(dir));
-  const input: ReportInput = {
+  const trail = await readTrailOffThread({
+    chains: chains.map((dir) => auditFiles(dir)),
+    publicKeyPem: config.audit.enabled ? publicKeyPem(config.audit.signingKey!) : null,
+  });
+  return buildReport({
     period,
     generatedAt: now,
-    records: files.flat().flatMap(eventRecords),
+    records: trail.records,
     store: await factorCounts(d),
     policy: policyConfig(config),
     settings: settingsInForce(config),
     keys: (await d.admin.keyStatus()).map((k) => ({ purpose: k.purpose, id: k.id, inUse: k.active, firstSeen: k.firstSeen })),
-    audit: config.audit.enabled ? combine(files.map((f) => verifyAudit(f, publicKeyPem(config.audit.signingKey!)))) : null,
-  };
-  return buildReport(input);
+    audit: trail.audit,
+  });
 }
 
 /** The security settings in force, in words a practice manager can check. */
@@ -64,16 +65,6 @@ export function settingsInForce(c: Config): { name: string; value: string }[] {
   ];
 }
 
-function eventRecords(file: string): ReportInput['records'] {
-  const out: { time: string; event: Record<string, string | number | boolean | null> }[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (!line) continue;
-    const decoded = decodeRecord(line);
-    if ('record' in decoded && decoded.record.type === 'event') out.push({ time: decoded.record.time, event: decoded.record.event as Record<string, string | number | boolean | null> });
-  }
-  return out;
-}
-
 async function factorCounts(d: ReportDeps): Promise<ReportInput['store']> {
   const enrolledUsers = new Set<string>();
   const factorsByKind: Record<FactorKind, number> = { totp: 0, webauthn: 0, recovery: 0 };
@@ -88,15 +79,4 @@ async function factorCounts(d: ReportDeps): Promise<ReportInput['store']> {
     }
   }
   return { enrolledUsers, factorsByKind };
-}
-
-/** The gateway's chain and the admin CLI's, as one verdict. */
-function combine(reports: AuditReport[]): NonNullable<ReportInput['audit']> {
-  return {
-    ok: reports.every((r) => r.ok),
-    records: reports.reduce((n, r) => n + r.records, 0),
-    checkpoints: reports.reduce((n, r) => n + r.checkpoints, 0),
-    lastSealedSeq: reports[0]?.lastSealedSeq ?? 0,
-    problems: reports.flatMap((r) => r.problems),
-  };
 }

@@ -1,0 +1,66 @@
+// The report's reading of the audit trails: every line of every file decoded and the chains verified. A trail of
+// months takes seconds of CPU, so it runs in a worker thread (this same module) and the gateway goes on serving.
+import { readFileSync } from 'node:fs';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { decodeRecord } from '../audit/record.js';
+import { verifyAudit, type AuditReport } from '../audit/verify-audit.js';
+import type { ReportInput } from '../domain/report.js';
+
+export interface TrailRequest {
+  /** One list of files per chain (the gateway's, the admin CLI's, or one per instance), each in chain order. */
+  chains: readonly (readonly string[])[];
+  /** The public key of the checkpoints (PEM); null when the audit trail is disabled. */
+  publicKeyPem: string | null;
+}
+
+export interface TrailReading {
+  /** Every audit event (request records left out); the report keeps those of its period. */
+  records: ReportInput['records'];
+  /** The verdict on every chain; null when the audit trail is disabled. */
+  audit: ReportInput['audit'];
+}
+
+const TASK = 'mfa-gateway:report-trail';
+
+/** Reads and verifies the trails in a worker thread; rejects if the worker fails. */
+export async function readTrailOffThread(request: TrailRequest): Promise<TrailReading> {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { task: TASK, request } });
+  return new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the audit trail reader stopped (exit code ${code}) without an answer`)));
+  });
+}
+
+/** The same, on the calling thread. */
+export function readTrail({ chains, publicKeyPem }: TrailRequest): TrailReading {
+  return {
+    records: chains.flat().flatMap(eventRecords),
+    audit: publicKeyPem === null ? null : combine(chains.map((c) => verifyAudit(c, publicKeyPem))),
+  };
+}
+
+function eventRecords(file: string): ReportInput['records'] {
+  const out: { time: string; event: Record<string, string | number | boolean | null> }[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line) continue;
+    const decoded = decodeRecord(line);
+    if ('record' in decoded && decoded.record.type === 'event') out.push({ time: decoded.record.time, event: decoded.record.event as Record<string, string | number | boolean | null> });
+  }
+  return out;
+}
+
+/** The gateway's chain and the admin CLI's, as one verdict. */
+function combine(reports: AuditReport[]): NonNullable<ReportInput['audit']> {
+  return {
+    ok: reports.every((r) => r.ok),
+    records: reports.reduce((n, r) => n + r.records, 0),
+    checkpoints: reports.reduce((n, r) => n + r.checkpoints, 0),
+    lastSealedSeq: reports[0]?.lastSealedSeq ?? 0,
+    problems: reports.flatMap((r) => r.problems),
+  };
+}
+
+if (!isMainThread && (workerData as { task?: string } | null)?.task === TASK) {
+  parentPort!.postMessage(readTrail((workerData as { request: TrailRequest }).request));
+}

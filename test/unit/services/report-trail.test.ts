@@ -1,0 +1,68 @@
+// The report reads the audit trail in a worker thread: the same reading as on the calling thread, and the event
+// loop keeps turning while a long trail is checked.
+import t, { type Test } from 'tap';
+import { auditFiles } from '../../../src/audit/file-sink.js';
+import { publicKeyPem } from '../../../src/audit/signing-key.js';
+import { readTrail, readTrailOffThread, type TrailRequest } from '../../../src/services/report-trail.js';
+import { openLog, privateKey, tempDir } from '../audit/helpers.js';
+
+/** A trail of `n` events (checkpointed as the gateway does), as a report request. */
+async function trail(t: Test, n: number): Promise<TrailRequest> {
+  const dir = tempDir(t);
+  const { log, clock } = openLog(dir, { maxBytes: 64 * 1024 * 1024 });
+  for (let i = 1; i <= n; i++) {
+    log.append({ kind: 'security', event: i % 2 ? 'password_ok' : 'mfa_ok', pid: `p${i % 97}`, ip: '192.0.2.1' });
+    if (i % 100 === 0) clock.advance(1000);
+  }
+  await log.close();
+  return { chains: [auditFiles(dir)], publicKeyPem: publicKeyPem(privateKey) };
+}
+
+/** The longest gap between turns of the event loop while `work` runs (and a moment after), in ms. */
+async function longestStall<T>(work: () => Promise<T>): Promise<{ result: T; ms: number }> {
+  let last = performance.now();
+  let ms = 0;
+  const tick = setInterval(() => {
+    const now = performance.now();
+    ms = Math.max(ms, now - last);
+    last = now;
+  }, 5);
+  const result = await work();
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  clearInterval(tick);
+  return { result, ms };
+}
+
+t.test('the worker reads what the calling thread reads', async (t) => {
+  const request = await trail(t, 300);
+  const here = readTrail(request);
+  t.equal(here.records.length, 300, 'every event');
+  t.match(here.audit, { ok: true, records: 300 + here.audit!.checkpoints });
+  t.same(await readTrailOffThread(request), here);
+  t.same(await readTrailOffThread({ chains: [], publicKeyPem: null }), { records: [], audit: null }, 'audit trail disabled');
+});
+
+t.test('a damaged trail is reported the same way from the worker', async (t) => {
+  const request = await trail(t, 50);
+  const { writeFileSync, readFileSync } = await import('node:fs');
+  const file = request.chains[0]![0]!;
+  writeFileSync(file, readFileSync(file, 'utf8').replace('"p7"', '"p8"'));
+  const off = await readTrailOffThread(request);
+  t.equal(off.audit!.ok, false);
+  t.match(off.audit!.problems, [{ kind: 'edited' }]);
+  t.same(off, readTrail(request));
+});
+
+t.test('a worker that fails rejects instead of hanging', async (t) => {
+  await t.rejects(readTrailOffThread({ chains: [['/nonexistent/audit-0001.log']], publicKeyPem: null }), /ENOENT/);
+});
+
+t.test('the event loop keeps turning while a long trail is checked', async (t) => {
+  const request = await trail(t, 40_000);
+  // The control: read on this thread, the same trail stalls the loop for the whole reading.
+  const blocking = await longestStall(async () => readTrail(request));
+  t.ok(blocking.ms > 200, `read on the calling thread, the loop stalls ${blocking.ms.toFixed(0)} ms`);
+  const off = await longestStall(() => readTrailOffThread(request));
+  t.ok(off.ms < blocking.ms / 3, `in the worker, the longest stall is ${off.ms.toFixed(0)} ms`);
+  t.equal(off.result.records.length, 40_000);
+});
