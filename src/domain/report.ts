@@ -74,12 +74,15 @@ const MAX_KEY_AGE_DAYS = 365;
 const FACTOR_KINDS: readonly FactorKind[] = ['totp', 'webauthn', 'recovery'];
 const SECOND_FACTOR_AMR = new Set(['otp', 'hwk']);
 
+/** Whether an audit record's time falls in [from, to). */
+export function withinPeriod(record: { time: string }, period: { from: number; to: number }): boolean {
+  const t = Date.parse(record.time);
+  return t >= period.from && t < period.to;
+}
+
 export function buildReport(input: ReportInput): Report {
   const { from, to } = input.period;
-  const inPeriod = input.records.filter((r) => {
-    const t = Date.parse(r.time);
-    return t >= from && t < to;
-  });
+  const inPeriod = input.records.filter((r) => withinPeriod(r, input.period));
   const security = (name: string) => inPeriod.map((r) => r.event).filter((e) => e.kind === 'security' && e.event === name);
   const count = (name: string) => security(name).length;
   const field = (name: string, key: string) => security(name).map((e) => String(e[key] ?? 'unknown'));

@@ -4,17 +4,19 @@ import { readFileSync } from 'node:fs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { decodeRecord } from '../audit/record.js';
 import { verifyAudit, type AuditReport } from '../audit/verify-audit.js';
-import type { ReportInput } from '../domain/report.js';
+import { withinPeriod, type ReportInput } from '../domain/report.js';
 
 export interface TrailRequest {
   /** One list of files per chain (the gateway's, the admin CLI's, or one per instance), each in chain order. */
   chains: readonly (readonly string[])[];
   /** The public key of the checkpoints (PEM); null when the audit trail is disabled. */
   publicKeyPem: string | null;
+  /** Only the events of this period come back: what crosses between threads grows with the period, not the trail. */
+  period: { from: number; to: number };
 }
 
 export interface TrailReading {
-  /** Every audit event (request records left out); the report keeps those of its period. */
+  /** The audit events of the period (request records left out). */
   records: ReportInput['records'];
   /** The verdict on every chain; null when the audit trail is disabled. */
   audit: ReportInput['audit'];
@@ -33,9 +35,12 @@ export async function readTrailOffThread(request: TrailRequest): Promise<TrailRe
 }
 
 /** The same, on the calling thread. */
-export function readTrail({ chains, publicKeyPem }: TrailRequest): TrailReading {
+export function readTrail({ chains, publicKeyPem, period }: TrailRequest): TrailReading {
   return {
-    records: chains.flat().flatMap(eventRecords),
+    records: chains
+      .flat()
+      .flatMap(eventRecords)
+      .filter((r) => withinPeriod(r, period)),
     audit: publicKeyPem === null ? null : combine(chains.map((c) => verifyAudit(c, publicKeyPem))),
   };
 }

@@ -31,6 +31,7 @@ export async function assuranceReport(d: ReportDeps, period: { from: number; to:
   const trail = await readTrailOffThread({
     chains: chains.map((dir) => auditFiles(dir)),
     publicKeyPem: config.audit.enabled ? publicKeyPem(config.audit.signingKey!) : null,
+    period,
   });
   return buildReport({
     period,

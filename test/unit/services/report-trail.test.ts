@@ -6,7 +6,10 @@ import { publicKeyPem } from '../../../src/audit/signing-key.js';
 import { readTrail, readTrailOffThread, type TrailRequest } from '../../../src/services/report-trail.js';
 import { openLog, privateKey, tempDir } from '../audit/helpers.js';
 
-/** A trail of `n` events (checkpointed as the gateway does), as a report request. */
+const START = 1_800_000_000_000; // the FakeClock's start
+const ALL = { from: START, to: START + 365 * 86_400_000 };
+
+/** A trail of `n` events (checkpointed as the gateway does, one second apart per hundred), as a report request. */
 async function trail(t: Test, n: number): Promise<TrailRequest> {
   const dir = tempDir(t);
   const { log, clock } = openLog(dir, { maxBytes: 64 * 1024 * 1024 });
@@ -15,7 +18,7 @@ async function trail(t: Test, n: number): Promise<TrailRequest> {
     if (i % 100 === 0) clock.advance(1000);
   }
   await log.close();
-  return { chains: [auditFiles(dir)], publicKeyPem: publicKeyPem(privateKey) };
+  return { chains: [auditFiles(dir)], publicKeyPem: publicKeyPem(privateKey), period: ALL };
 }
 
 /** The longest gap between turns of the event loop while `work` runs (and a moment after), in ms. */
@@ -39,7 +42,16 @@ t.test('the worker reads what the calling thread reads', async (t) => {
   t.equal(here.records.length, 300, 'every event');
   t.match(here.audit, { ok: true, records: 300 + here.audit!.checkpoints });
   t.same(await readTrailOffThread(request), here);
-  t.same(await readTrailOffThread({ chains: [], publicKeyPem: null }), { records: [], audit: null }, 'audit trail disabled');
+  t.same(await readTrailOffThread({ chains: [], publicKeyPem: null, period: ALL }), { records: [], audit: null }, 'audit trail disabled');
+});
+
+t.test('only the events of the period come back; the whole trail is verified', async (t) => {
+  const request = await trail(t, 300);
+  // Events 1..100 at START, 101..200 a second later, 201..300 two seconds later.
+  const off = await readTrailOffThread({ ...request, period: { from: START + 1000, to: START + 2000 } });
+  t.equal(off.records.length, 100, 'the second hundred');
+  t.ok(off.records.every((r) => r.time === new Date(START + 1000).toISOString()));
+  t.equal(off.audit!.records, readTrail(request).audit!.records, 'the verdict covers every record');
 });
 
 t.test('a damaged trail is reported the same way from the worker', async (t) => {
@@ -54,7 +66,7 @@ t.test('a damaged trail is reported the same way from the worker', async (t) => 
 });
 
 t.test('a worker that fails rejects instead of hanging', async (t) => {
-  await t.rejects(readTrailOffThread({ chains: [['/nonexistent/audit-0001.log']], publicKeyPem: null }), /ENOENT/);
+  await t.rejects(readTrailOffThread({ chains: [['/nonexistent/audit-0001.log']], publicKeyPem: null, period: ALL }), /ENOENT/);
 });
 
 t.test('the event loop keeps turning while a long trail is checked', async (t) => {
