@@ -87,7 +87,7 @@ function showUser(username: string, u: UserSummary): string[] {
   const lines = [`user ${username} (pseudonym ${u.pid})`];
   lines.push(u.factors.length ? 'factors:' : 'factors: none (the next sign-in enrols)');
   for (const f of u.factors) lines.push(`  ${f.kind.padEnd(8)}  ${f.name}  added ${f.addedAt}  last used ${f.lastUsedAt ?? 'never'}  id ${f.id}`);
-  if (u.recoveryCodes) lines.push(`recovery codes: a set of ${u.recoveryCodes.total}, made ${u.recoveryCodes.addedAt}`);
+  if (u.recoveryCodes) lines.push(`recovery codes: ${u.recoveryCodes.left} of a set of ${u.recoveryCodes.total} left, made ${u.recoveryCodes.addedAt}`);
   lines.push(u.sessions.length ? 'sessions:' : 'sessions: none');
   for (const s of u.sessions) lines.push(`  signed in ${s.signedInAt} with ${s.factor}, last seen ${s.lastSeenAt}`);
   if (u.devices.length) lines.push('devices:', ...u.devices.map((d) => `  ${d.fingerprint}  ${d.status}  ${d.name}`));

@@ -34,7 +34,8 @@ export interface AdminDeps {
 export interface UserSummary {
   pid: string;
   factors: { id: string; kind: string; name: string; addedAt: string; lastUsedAt: string | null }[];
-  recoveryCodes: { total: number; addedAt: string } | null;
+  /** The set made at `addedAt`: how many codes it had, how many are still unused. */
+  recoveryCodes: { total: number; left: number; addedAt: string } | null;
   sessions: { signedInAt: string; lastSeenAt: string; factor: string; amr: string[]; secondFactorAt: string }[];
   devices: { fingerprint: string; name: string; status: string; addedAt: string }[];
   disabledFactorKinds: string[];
@@ -70,7 +71,7 @@ export class AdminService {
     return {
       pid,
       factors: (f?.factors ?? []).map((x) => ({ id: x.id, kind: x.kind, name: x.name, addedAt: iso(x.addedAt), lastUsedAt: x.lastUsedAt ? iso(x.lastUsedAt) : null })),
-      recoveryCodes: f?.recovery ? { total: f.recovery.hashes.length, addedAt: iso(f.recovery.addedAt) } : null,
+      recoveryCodes: f?.recovery ? { total: f.recovery.hashes.length, left: f.recovery.hashes.filter(Boolean).length, addedAt: iso(f.recovery.addedAt) } : null,
       sessions,
       devices: (await this.d.devices.list()).filter((x) => x.pid === pid).map((x) => ({ fingerprint: x.fingerprint, name: x.name, status: x.status, addedAt: iso(x.addedAt) })),
       disabledFactorKinds: locked,

@@ -9,7 +9,7 @@ import { auditFiles } from '../../src/audit/file-sink.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
-import { Browser } from '../helpers/browser.js';
+import { Browser, inputValue } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { randomKey } from '../helpers/config.js';
 import { ALICE, BOB, signInWithTotp, signUpAndEnrol, startStack, submitPassword, type Stack, startRedisStack } from '../helpers/stack.js';
@@ -34,6 +34,17 @@ async function dump(kv: KvStore, sealer: Sealer): Promise<{ keys: string[]; open
 
 const signedIn = async (b: Browser) => (await b.get('/records')).status === 200;
 
+t.test('user show counts the recovery codes left, not the set', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { codes } = await signUpAndEnrol(s);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const page = await b.get('/_mfa/recovery');
+  t.equal((await b.post('/_mfa/recovery', { csrf: inputValue(page.body, 'csrf'), code: codes[0]! })).status, 303, 'one code used');
+  t.match((await userCommand(s.app.gateway, 'show', { user: 'alice' })).join('\n'), 'recovery codes: 9 of a set of 10 left');
+});
+
 t.test('memory store: show, export, revoke, reset and erase one user, leaving the others alone', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
@@ -45,7 +56,7 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
   const shown = (await userCommand(gw, 'show', { user: 'Alice' })).join('\n');
   t.match(shown, `user Alice (pseudonym ${pid})`);
   t.match(shown, /totp +Authenticator app/);
-  t.match(shown, 'recovery codes: a set of 10');
+  t.match(shown, 'recovery codes: 10 of a set of 10 left');
   t.match(shown, /sessions:\n {2}signed in .* with totp/);
   const exported = (await userCommand(gw, 'export', { user: 'alice' }))[0]!;
   const data = JSON.parse(exported);
