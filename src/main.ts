@@ -3,7 +3,7 @@
 // First: importing it keeps the shape of Node's tick objects, before loading the rest can lose it (runtime.ts).
 import { tuneRuntime } from './runtime.js';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { AuditDirInUse } from './audit/dir-lock.js';
+import { publicKeyPem } from './audit/signing-key.js';
 import { keysCommand, operatorFrom, recordAdmin, sessionsCommand, userCommand } from './cli/admin.js';
 import { auditPublicKey, auditVerify, auditWho } from './cli/audit.js';
 import { devicesCommand } from './cli/devices.js';
@@ -259,6 +260,9 @@ async function demo(): Promise<number> {
     webauthn: { ...file.webauthn, origins: [`http://localhost:${port}`] },
     admin: { ...file.admin, port: Number(process.env.ADMIN_PORT ?? file.admin.port) },
   };
+  // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would.
+  const publicKeyFile = `${auditDir}.public-key.pem`;
+  writeFileSync(publicKeyFile, publicKeyPem(config.audit.signingKey!));
   const app = await buildApp(config, { processMetrics: config.admin.enabled });
   const gw = app.gateway;
   const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
@@ -274,6 +278,7 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
   an authenticator app. Stop with Ctrl+C.
 
   Audit trail: ${auditDir}   Metrics: http://127.0.0.1:${config.admin.port}/metrics
+  Check the trail: node dist/src/main.js audit verify --public-key ${publicKeyFile} ${auditDir}
 
 `;
   try {

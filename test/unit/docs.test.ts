@@ -33,6 +33,18 @@ t.test('every configuration option is in the README', async (t) => {
   for (const { path, arrayPath } of paths) t.ok(documented(path) || (arrayPath !== undefined && documented(arrayPath)), path);
 });
 
+t.test('every configuration option is in the commented example config', async (t) => {
+  // Keys as written, set or commented out (`# name:`), with `_FILE` variants counting as the option.
+  const example = readFileSync('config/gateway.example.yaml', 'utf8');
+  const keys = new Set([...example.matchAll(/^\s*(?:#\s*)?(?:-\s+)?([A-Za-z]+)(?:_FILE)?:/gm)].map((m) => m[1]!));
+  for (const m of example.matchAll(/\{([^}]*)\}/g)) for (const k of m[1]!.matchAll(/([A-Za-z]+):/g)) keys.add(k[1]!);
+  for (const { path } of optionPaths(ConfigSchema, '')) {
+    const leaf = path.split('.').at(-1)!.replace('[]', '');
+    if (leaf === '<name>') continue;
+    t.ok(keys.has(leaf), path);
+  }
+});
+
 t.test('every error code is in the README, with its status', async (t) => {
   for (const [code, { status }] of Object.entries(ERRORS)) t.match(readme, `| \`${code}\` | ${status} |`, code);
 });

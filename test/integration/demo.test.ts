@@ -1,0 +1,39 @@
+// `mfa-gateway demo` from the real command line: it prints the gateway's address and the demo logins, serves the
+// portal's login page through the gateway, and leaves an audit trail that checks with the key it prints.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { TS_LOADER, runCli } from '../helpers/cli.js';
+import { freePorts } from '../helpers/redis.js';
+
+t.test('the demo starts, serves the portal through the gateway, and its audit trail verifies', async (t) => {
+  const [port, portalPort, adminPort] = await freePorts(3);
+  const proc = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'demo'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PORT: String(port), PORTAL_PORT: String(portalPort), ADMIN_PORT: String(adminPort) },
+  });
+  t.teardown(() => proc.kill('SIGKILL'));
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.resume();
+  for (let i = 0; i < 300 && !out.includes('Check the trail:'); i++) {
+    if (proc.exitCode !== null) break;
+    await sleep(100);
+  }
+  t.match(out, `Open the gateway:            http://localhost:${port}/`);
+  t.match(out, /alice +correct horse battery +enrolment code [A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}/);
+
+  const login = await request(`http://localhost:${port}/login`);
+  t.equal(login.statusCode, 200);
+  t.match(await login.body.text(), 'name="password"', "the portal's own login page, through the gateway");
+
+  const check = /Check the trail: node dist\/src\/main\.js audit verify --public-key (\S+) (\S+)/.exec(out);
+  t.ok(check, 'the command that checks the trail');
+  proc.kill('SIGTERM');
+  await once(proc, 'exit');
+  const verified = runCli(['audit', 'verify', '--public-key', check![1]!, check![2]!]);
+  t.equal(verified.code, 0, verified.stdout + verified.stderr);
+  t.match(verified.stdout, /^OK: /m);
+});
