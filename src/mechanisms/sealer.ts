@@ -6,6 +6,8 @@ export interface SealKey {
   key: Buffer;
 }
 
+const TAG_BYTES = 16;
+
 export class SealError extends Error {
   readonly code = 'SEAL_OPEN_FAILED';
 }
@@ -47,7 +49,8 @@ export class Sealer {
     const key = kid === undefined ? undefined : this.byId.get(kid);
     if (!key || iv === undefined || ct === undefined || tag === undefined || extra !== undefined) throw new SealError('unknown key or malformed record');
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+      // The full 16-byte tag only: GCM would also check a shortened one, which is far easier to forge.
+      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(aad));
       decipher.setAuthTag(Buffer.from(tag, 'base64url'));
       return Buffer.concat([decipher.update(Buffer.from(ct, 'base64url')), decipher.final()]).toString('utf8');

@@ -21,6 +21,11 @@ t.test('sealer: round trip, bound to its record, key rotation', async (t) => {
   const [kid, iv, ct, tag] = sealed.split('.');
   const flipped = `${kid}.${iv}.${ct!.slice(0, -2)}${ct!.slice(-2) === 'AA' ? 'AB' : 'AA'}.${tag}`;
   t.throws(() => old.open(flipped, 'session:{x}'), { code: 'SEAL_OPEN_FAILED' }, 'tampered');
+  // A truncated GCM tag is a prefix of the full one: without the length check it would open.
+  for (const bytes of [4, 8, 12, 15]) {
+    const short = `${kid}.${iv}.${ct}.${Buffer.from(tag!, 'base64url').subarray(0, bytes).toString('base64url')}`;
+    t.throws(() => old.open(short, 'session:{x}'), { code: 'SEAL_OPEN_FAILED' }, `a ${bytes}-byte tag`);
+  }
   const rotated = new Sealer([k2, k1]);
   t.equal(rotated.open(sealed, 'session:{x}'), 'secret jar', 'old records readable after rotation');
   t.match(rotated.seal('x', 'a'), /^k2\./, 'new records use the first key');
