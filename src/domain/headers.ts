@@ -8,8 +8,20 @@ const HOP_BY_HOP = new Set([
   'proxy-authorization', 'proxy-authenticate', 'http2-settings',
 ]);
 
-// Identity and routing headers a portal might trust: only the gateway may set them (SECURITY C-24).
-const IDENTITY = /^(x-forwarded-|forwarded$|x-real-ip$|x-client-ip$|true-client-ip$|remote-user$|x-remote-|x-auth|x-user|x-original-url$|x-rewrite-url$|x-original-uri$|x-middleware-subrequest$|x-mfa-)/;
+// Identity, client-address, client-certificate and routing headers a portal (or the framework under it) might
+// trust, as set by other proxies and identity-aware load balancers: only the gateway may set them (SECURITY C-24).
+// Method overrides too: the portal would act on another method than the one the rules judged.
+const IDENTITY = new RegExp(
+  '^(' +
+    [
+      'x-forwarded-', 'forwarded$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$', 'true-client-ip$', 'cf-connecting-ip$',
+      'remote-user$', 'x-remote-', 'x-auth', 'x-user', 'x-webauth-', 'x-email$', 'x-preferred-username$', 'x-principal',
+      'x-ssl-', 'ssl-client', 'x-client-cert', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
+      'x-ms-client-principal', 'cf-access-', 'x-original-url$', 'x-rewrite-url$', 'x-original-uri$', 'x-original-method$',
+      'x-http-method-override$', 'x-http-method$', 'x-method-override$', 'x-middleware-subrequest$', 'x-mfa-',
+    ].join('|') +
+    ')',
+);
 
 export interface ForwardContext {
   clientIp: string;

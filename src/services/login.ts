@@ -84,6 +84,8 @@ export class LoginService {
       strip: this.d.reservedHeaders,
     });
     headers['content-length'] = String(body.length);
+    // The answer is judged by its bytes (the body rule), so it is asked for uncompressed.
+    headers['accept-encoding'] = 'identity';
     const answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
     const setCookies = asArray(answer.headers['set-cookie']);
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);

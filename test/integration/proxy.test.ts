@@ -22,11 +22,33 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     x_auth_user: 'admin',
     'x-original-url': '/admin',
     'x-middleware-subrequest': 'middleware',
+    'x-webauth-user': 'admin',
+    'x-email': 'admin@x',
+    'x-preferred-username': 'admin',
+    'x-ssl-client-s-dn': 'CN=admin',
+    'ssl-client-cert': 'forged',
+    'x-client-cert': 'forged',
+    'x-amzn-oidc-identity': 'admin',
+    'x-goog-authenticated-user-email': 'admin@x',
+    'x-ms-client-principal-name': 'admin',
+    'cf-access-authenticated-user-email': 'admin@x',
+    'x-principal': 'admin',
+    'client-ip': '10.0.0.5',
+    'x-cluster-client-ip': '10.0.0.5',
+    'x-http-method-override': 'DELETE',
+    'x-method-override': 'DELETE',
     'x-custom': 'kept',
+    'x-username-hint': 'still an x-user* header',
+    'x-emailer-campaign': 'kept too',
   });
   const seen = JSON.parse(res.body).headers as Record<string, string>;
   t.equal(seen['x-custom'], 'kept', 'ordinary headers pass');
-  for (const name of ['x-forwarded-user', 'forwarded', 'x-real-ip', 'x-auth-user', 'x-auth-request-email', 'remote-user', 'x-remote-user', 'x_auth_user', 'x-original-url', 'x-middleware-subrequest']) {
+  t.equal(seen['x-emailer-campaign'], 'kept too', 'a header that only starts like one is not an identity header');
+  for (const name of [
+    ...['x-forwarded-user', 'forwarded', 'x-real-ip', 'x-auth-user', 'x-auth-request-email', 'remote-user', 'x-remote-user', 'x_auth_user', 'x-original-url', 'x-middleware-subrequest'],
+    ...['x-webauth-user', 'x-email', 'x-preferred-username', 'x-ssl-client-s-dn', 'ssl-client-cert', 'x-client-cert', 'x-amzn-oidc-identity', 'x-goog-authenticated-user-email'],
+    ...['x-ms-client-principal-name', 'cf-access-authenticated-user-email', 'x-principal', 'client-ip', 'x-cluster-client-ip', 'x-http-method-override', 'x-method-override', 'x-username-hint'],
+  ]) {
     t.notOk(name in seen, `${name} removed`);
   }
   t.equal(seen['x-forwarded-for'], '127.0.0.1', "the gateway's own value");

@@ -133,6 +133,20 @@ t.test('recovery code works once', async (t) => {
   t.equal((await use(codes[1]!)).status, 303, 'another code still works');
 });
 
+t.test('the login replay asks the portal for an uncompressed answer, which the body rule can read', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b: signedIn } = await signUpAndEnrol(s);
+  const b = s.browser();
+  const page = await b.get('/login');
+  const before = s.portalRequests.length;
+  await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(page.body, 'csrf') }, { 'accept-encoding': 'gzip, deflate, br' });
+  const replay = s.portalRequests.slice(before).find((r) => r.method === 'POST' && r.url === '/login')!;
+  t.equal(replay.headers['accept-encoding'], 'identity');
+  t.equal((await signedIn.get('/records', { 'accept-encoding': 'gzip, deflate, br' })).status, 200);
+  t.equal(s.portalRequests.at(-1)!.headers['accept-encoding'], 'gzip, deflate, br', 'other requests ask as the browser asked');
+});
+
 t.test("wrong password: the portal's own error, no pending login", async (t) => {
   const s = await startStack();
   t.teardown(s.close);
