@@ -20,7 +20,9 @@ const LOGIN_BODY_LIMIT = 16 * 1024;
 const BROWSER_JAR_TTL_MS = 60 * 60_000;
 const BUFFERED_ANSWER_BYTES = 64 * 1024;
 
-type JarOwner = { kind: 'session'; active: ActiveSession; identity: Readonly<Record<string, string>> } | { kind: 'browser'; id: string; jar: Jar };
+type JarOwner =
+  | { kind: 'session'; active: ActiveSession; identity: Readonly<Record<string, string>>; /** Logged out by this request. */ ended: boolean }
+  | { kind: 'browser'; id: string; jar: Jar };
 
 export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, clock, sessions } = ctx;
@@ -101,8 +103,15 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
       case 'allow':
         if (loginPath) return interceptLogin(req, reply, forwarded);
-        if (active) return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active) : {} }, logoutPaths.has(lowered));
-        return forward(req, reply, forwarded, await browserJar(req, reply), false);
+        if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
+        // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
+        // portal still gets the request with the session's cookies, to end its own session.
+        const ended = logoutPaths.has(lowered);
+        if (ended) {
+          reply.clearCookie(COOKIE.session, clearOptions);
+          await sessions.end(active, 'portal-logout');
+        }
+        return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active) : {}, ended });
     }
   }
 
@@ -149,7 +158,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       .redirect(`${config.server.prefix}/${outcome.stage}`, 303);
   }
 
-  function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner, isLogout: boolean) {
+  function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner) {
     reply.raw.on('close', ctx.inFlight.enter());
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
@@ -179,14 +188,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         const changed = sameJar(updated, jar) ? undefined : updated;
         try {
           if (owner.kind === 'browser' && changed) await ctx.jars.put(owner.id, changed);
-          if (owner.kind === 'session') {
+          if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
             const a = owner.active;
-            if (isLogout) {
-              rep.clearCookie(COOKIE.session, clearOptions);
-              await sessions.end(a, 'portal-logout');
-            } else if (changed || a.touch) {
-              await sessions.save({ ...a, record: { ...a.record, jar: changed ?? a.record.jar } });
-            }
+            await sessions.save({ ...a, record: { ...a.record, jar: changed ?? a.record.jar } });
           }
         } catch (err) {
           req.log.error({ err }, 'could not save portal cookies');

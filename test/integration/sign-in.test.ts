@@ -365,6 +365,21 @@ t.test('logout through the portal or the gateway ends both sessions; the old coo
   t.ok(s.portalRequests.some((r) => r.url === '/logout' && String(r.headers.cookie).includes(portalCookie)), 'the portal session was ended too');
 });
 
+t.test('logout through the portal ends the gateway session even when the portal does not answer', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const old = b.cookies.get('__Host-mfa-session')!;
+  await s.portal.close();
+  const out = await b.get('/logout');
+  t.equal(out.status, 502, "the portal's failure is shown");
+  t.notOk(b.cookies.has('__Host-mfa-session'), 'cookie cleared');
+  const replay = s.browser();
+  replay.cookies.set('__Host-mfa-session', old);
+  t.equal((await replay.get('/records')).status, 302, 'the old cookie is dead: signed out at the gateway');
+  t.equal((await b.get('/records')).status, 302, 'another page is not a way back in');
+});
+
 t.test('a request still in flight at logout does not bring the session back', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
