@@ -189,8 +189,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         try {
           if (owner.kind === 'browser' && changed) await ctx.jars.put(owner.id, changed);
           if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
-            const a = owner.active;
-            await sessions.save({ ...a, record: { ...a.record, jar: changed ?? a.record.jar } });
+            // The answer's cookies go onto the jar as it is now (see SessionService.save).
+            await sessions.save(owner.active, changed ? (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies) : undefined);
           }
         } catch (err) {
           req.log.error({ err }, 'could not save portal cookies');

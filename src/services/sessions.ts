@@ -63,9 +63,15 @@ export class SessionService {
     return { sid: claims.sid, record, touch: state.touch };
   }
 
-  /** Writes the record back (new jar or idle clock), marking it seen now; a session ended meanwhile stays ended. */
-  async save(active: ActiveSession): Promise<void> {
-    const record = { ...active.record, lastSeen: this.d.clock.now() };
+  /**
+   * Marks the session seen now and applies `updateJar` (what one portal answer changed) to its jar, both on the record
+   * as it is in the store now: a slow request must not write back the jar it started with over cookies a faster
+   * request saved meanwhile. A session ended meanwhile stays ended.
+   */
+  async save(active: ActiveSession, updateJar: (jar: Jar) => Jar = (jar) => jar): Promise<void> {
+    const current = await this.d.sessions.get(active.sid);
+    if (!current || current.pid !== active.record.pid) return;
+    const record = { ...current, jar: updateJar(current.jar), lastSeen: this.d.clock.now() };
     await this.d.sessions.update(active.sid, record, sessionTtlMs(record, this.d.limits));
   }
 

@@ -397,6 +397,20 @@ t.test('a request still in flight at logout does not bring the session back', as
   t.equal((await replay.get('/echo')).status, 302, 'still signed out at the gateway');
 });
 
+t.test('a slow request writing back the idle clock keeps the cookies a faster request saved meanwhile', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  s.clock.advance(31_000); // the idle clock is due to be written back by the next responses
+  const slow = b.get('/slow?ms=400');
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal((await b.get('/set-cookie-test')).status, 200, 'the portal sets portal_pref meanwhile');
+  t.equal((await slow).status, 200);
+  const echoed = JSON.parse((await b.get('/echo', { accept: 'application/json' })).body).headers.cookie;
+  t.match(echoed, 'portal_pref=dark', 'the cookie is still in the jar');
+  t.match(echoed, /PORTALSESSID=/, 'and so is the portal session');
+});
+
 t.test('two users stay apart', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
