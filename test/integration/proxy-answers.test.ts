@@ -36,6 +36,10 @@ async function start(t: Test) {
         res.writeHead(200, { 'content-type': 'text/html', 'content-length': '1000' });
         res.write('x'.repeat(10));
         return void setTimeout(() => res.socket?.destroy(), 4000).unref();
+      case '/login':
+        // The password check never answers (longer than portal.timeoutSeconds).
+        req.resume();
+        return void setTimeout(() => res.socket?.destroy(), 4000).unref();
       case '/static/large':
         // Half of a large answer, then nothing more until the test has seen the first bytes (or 5 s have passed).
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(2 * CHUNK.length) });
@@ -56,7 +60,11 @@ async function start(t: Test) {
     portal.closeAllConnections();
     portal.close();
   });
-  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, release, finished: () => finished };
+  const closePortal = () => {
+    portal.closeAllConnections();
+    return new Promise((r) => portal.close(r));
+  };
+  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, release, finished: () => finished, closePortal };
 }
 
 t.test('a small answer arrives whole', async (t) => {
@@ -98,4 +106,25 @@ t.test('a large answer streams: its first bytes arrive before the portal has sen
   let total = (first.value as Buffer).length;
   for (let c = await chunks.next(); !c.done; c = await chunks.next()) total += (c.value as Buffer).length;
   t.equal(total, 2 * CHUNK.length, 'all of it');
+});
+
+t.test('the password check itself: a portal that does not answer in time is a 504 page, one that is down a 502', async (t) => {
+  const s = await start(t);
+  const login = () =>
+    request(`${s.url}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' },
+      body: 'username=alice&password=correct+horse+battery',
+    });
+  const stalled = await login();
+  const stalledBody = await stalled.body.text();
+  t.equal(stalled.statusCode, 504);
+  t.match(stalledBody, 'took too long');
+  t.notOk('set-cookie' in stalled.headers && String(stalled.headers['set-cookie']).includes('__Host-mfa-pending'), 'no pending login');
+  await s.closePortal();
+  const down = await login();
+  const downBody = await down.body.text();
+  t.equal(down.statusCode, 502);
+  t.match(downBody, 'not reachable');
+  t.notMatch(downBody, /ECONNREFUSED|Error:|correct horse/);
 });
