@@ -101,7 +101,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (req.cookies[COOKIE.pending]) return reply.redirect(`${config.server.prefix}/continue`, 303);
         if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(config.portal.login.page, 302);
         throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
-      case 'allow':
+      case 'allow': {
         if (loginPath) return interceptLogin(req, reply, forwarded);
         if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
         // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
@@ -112,6 +112,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           await sessions.end(active, 'portal-logout');
         }
         return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active) : {}, ended });
+      }
     }
   }
 
