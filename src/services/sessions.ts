@@ -8,6 +8,9 @@ import type { SessionTokens } from '../mechanisms/session-token.js';
 import type { SessionRecord, Sessions } from '../stores/records.js';
 import type { SecurityLog } from './security-events.js';
 
+/** Compare-and-set rounds before a save gives up (each lost round means another write landed). */
+const SAVE_ATTEMPTS = 5;
+
 export interface ActiveSession {
   sid: string;
   record: SessionRecord;
@@ -65,14 +68,17 @@ export class SessionService {
 
   /**
    * Marks the session seen now and applies `updateJar` (what one portal answer changed) to its jar, both on the record
-   * as it is in the store now: a slow request must not write back the jar it started with over cookies a faster
-   * request saved meanwhile. A session ended meanwhile stays ended.
+   * as it is in the store, compared and set: of two answers finishing at once, neither undoes the other's cookies,
+   * and a slow request does not write back the jar it started with. A session ended meanwhile stays ended.
    */
   async save(active: ActiveSession, updateJar: (jar: Jar) => Jar = (jar) => jar): Promise<void> {
-    const current = await this.d.sessions.get(active.sid);
-    if (!current || current.pid !== active.record.pid) return;
-    const record = { ...current, jar: updateJar(current.jar), lastSeen: this.d.clock.now() };
-    await this.d.sessions.update(active.sid, record, sessionTtlMs(record, this.d.limits));
+    for (let attempt = 0; attempt < SAVE_ATTEMPTS; attempt++) {
+      const current = await this.d.sessions.getVersioned(active.sid);
+      if (!current || current.value.pid !== active.record.pid) return;
+      const record = { ...current.value, jar: updateJar(current.value.jar), lastSeen: this.d.clock.now() };
+      if (await this.d.sessions.replace(active.sid, current.version, record, sessionTtlMs(record, this.d.limits))) return;
+    }
+    throw new Error(`session record changed ${SAVE_ATTEMPTS} times while being saved`);
   }
 
   async end(active: ActiveSession, reason: string): Promise<void> {

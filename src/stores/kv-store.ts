@@ -7,8 +7,6 @@ export interface KvStore {
   set(key: string, value: string, ttlMs?: number): Promise<void>;
   /** Sets only when absent; true when this call set it. Without ttlMs the key is kept until deleted. */
   setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean>;
-  /** Sets only when present (an update never recreates a deleted record); true when this call set it. */
-  setIfPresent(key: string, value: string, ttlMs: number): Promise<boolean>;
   /** Atomic read-and-delete: of many parallel callers, one gets the value. */
   take(key: string): Promise<string | null>;
   delete(key: string): Promise<void>;
@@ -32,8 +30,8 @@ export interface KvStore {
   setMembers(key: string): Promise<string[]>;
   /** Removes one member (the TTL is left as it is); an emptied set is gone. */
   setRemove(key: string, member: string): Promise<void>;
-  /** Replaces a string value only while it is still `expected`, keeping its TTL; true when it did. */
-  replaceIf(key: string, expected: string, value: string): Promise<boolean>;
+  /** Replaces a string value only while it is still `expected`, keeping its TTL (or setting `ttlMs`); true when it did. */
+  replaceIf(key: string, expected: string, value: string, ttlMs?: number): Promise<boolean>;
   /**
    * Every key starting with `prefix`, in batches (for admin commands: export, erase, key rotation, reports; never on
    * a request). Keys written during the scan may or may not be listed.

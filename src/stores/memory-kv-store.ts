@@ -34,12 +34,6 @@ export class MemoryKvStore implements KvStore {
     return true;
   }
 
-  async setIfPresent(key: string, value: string, ttlMs: number): Promise<boolean> {
-    if (!this.live(key)) return false;
-    this.write(key, value, ttlMs);
-    return true;
-  }
-
   async take(key: string): Promise<string | null> {
     const e = this.text(key);
     this.map.delete(key);
@@ -93,10 +87,11 @@ export class MemoryKvStore implements KvStore {
     if (members?.size === 0) this.map.delete(key);
   }
 
-  async replaceIf(key: string, expected: string, value: string): Promise<boolean> {
+  async replaceIf(key: string, expected: string, value: string, ttlMs?: number): Promise<boolean> {
     const e = this.text(key);
     if (e?.value !== expected) return false;
-    e.value = value;
+    if (ttlMs === undefined) e.value = value;
+    else this.write(key, value, ttlMs);
     return true;
   }
 

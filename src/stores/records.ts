@@ -128,9 +128,13 @@ export class Sessions {
     if (s) await this.kv.setRemove(keys.userSessions(s.pid), sid);
     return s;
   }
-  /** Updates a live session; a session ended meanwhile (logout, expiry) stays ended. */
-  update(sid: string, s: SessionRecord, ttlMs: number): Promise<boolean> {
-    return this.records.update(keys.session(sid), s, ttlMs);
+  /** A session with its version, for `replace`. */
+  getVersioned(sid: string): Promise<{ value: SessionRecord; version: string } | null> {
+    return this.records.getVersioned(keys.session(sid));
+  }
+  /** Replaces a session only while it is at `version`: false when another write came first or it ended (it stays ended). */
+  replace(sid: string, version: string, s: SessionRecord, ttlMs: number): Promise<boolean> {
+    return this.records.replace(keys.session(sid), version, s, ttlMs);
   }
   async delete(sid: string, pid: string): Promise<void> {
     await this.records.delete(keys.session(sid));

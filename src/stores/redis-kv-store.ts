@@ -32,7 +32,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('SCARD', KEYS[1])`;
 
 const REPLACE_IF = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1`;
 
 type ScriptedRedis = (Redis | Cluster) & {
@@ -41,7 +41,7 @@ type ScriptedRedis = (Redis | Cluster) & {
   mfaIncrementCapped(key: string, cap: number, ttlMs: number): Promise<[value: number, counted: number]>;
   mfaGcra(key: string, nowMs: number, emissionIntervalMs: number, burst: number): Promise<[allowed: number, retryAfterMs: number, remaining: number]>;
   mfaSetAdd(key: string, member: string, ttlMs: number): Promise<number>;
-  mfaReplaceIf(key: string, expected: string, value: string): Promise<number>;
+  mfaReplaceIf(key: string, expected: string, value: string, ttlMs: string): Promise<number>;
 };
 
 /**
@@ -101,10 +101,6 @@ export class RedisKvStore implements KvStore {
     return (await this.write(() => (ttlMs === undefined ? this.redis.set(key, value, 'NX') : this.redis.set(key, value, 'PX', ttlMs, 'NX')))) === 'OK';
   }
 
-  async setIfPresent(key: string, value: string, ttlMs: number) {
-    return (await this.write(() => this.redis.set(key, value, 'PX', ttlMs, 'XX'))) === 'OK';
-  }
-
   take(key: string) {
     return this.write(() => this.redis.getdel(key));
   }
@@ -145,8 +141,9 @@ export class RedisKvStore implements KvStore {
     await this.write(() => this.redis.srem(key, member));
   }
 
-  async replaceIf(key: string, expected: string, value: string) {
-    return (await this.write(() => this.redis.mfaReplaceIf(key, expected, value))) === 1;
+  async replaceIf(key: string, expected: string, value: string, ttlMs?: number) {
+    // An empty TTL keeps the key's own.
+    return (await this.write(() => this.redis.mfaReplaceIf(key, expected, value, ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)))))) === 1;
   }
 
   async *scanKeys(prefix: string): AsyncIterable<string[]> {

@@ -26,9 +26,16 @@ export class SealedRecords<T> {
     return this.kv.set(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
   }
 
-  /** Updates a record that still exists; false when it is gone (never recreates it). */
-  update(key: string, value: T, ttlMs: number): Promise<boolean> {
-    return this.kv.setIfPresent(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
+  /** The record with its stored form, the version `replace` compares against. */
+  async getVersioned(key: string): Promise<{ value: T; version: string } | null> {
+    const version = await this.kv.get(key);
+    const value = this.open(key, version);
+    return value === null ? null : { value, version: version! };
+  }
+
+  /** Replaces the record only while it is still at `version`; false when it changed or is gone. */
+  replace(key: string, version: string, value: T, ttlMs: number): Promise<boolean> {
+    return this.kv.replaceIf(key, version, this.sealer.seal(JSON.stringify(value), key), ttlMs);
   }
 
   delete(key: string): Promise<void> {

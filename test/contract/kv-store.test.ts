@@ -52,15 +52,21 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(wins.filter(Boolean).length, 1);
     });
 
-    t.test('setIfPresent: updates, never recreates', async (t) => {
-      const key = k('xx');
-      t.notOk(await b.kv.setIfPresent(key, 'v', 10_000), 'absent: not created');
-      t.equal(await b.kv.get(key), null);
-      await b.kv.set(key, 'v1', 10_000);
-      t.ok(await b.kv.setIfPresent(key, 'v2', 10_000));
-      t.equal(await b.kv.get(key), 'v2');
+    t.test('replaceIf with a TTL: compare-and-set that sets the new TTL and never recreates', async (t) => {
+      const key = k('cas-ttl');
+      t.notOk(await b.kv.replaceIf(key, 'v1', 'v2', 10_000), 'absent: nothing replaced');
+      t.equal(await b.kv.get(key), null, 'absent: not created');
+      await b.kv.set(key, 'v1', 2000);
+      t.notOk(await b.kv.replaceIf(key, 'other', 'v2', 10_000), 'another value: kept');
+      t.ok(await b.kv.replaceIf(key, 'v1', 'v2', 10_000));
+      await b.pass(2500);
+      t.equal(await b.kv.get(key), 'v2', 'the new TTL holds, not the old one');
+      t.ok(await b.kv.replaceIf(key, 'v2', 'v3', 1000));
+      await b.pass(1500);
+      t.equal(await b.kv.get(key), null, 'a shorter new TTL ends it');
+      await b.kv.set(key, 'v4', 10_000);
       await b.kv.delete(key);
-      t.notOk(await b.kv.setIfPresent(key, 'v3', 10_000), 'deleted: stays deleted');
+      t.notOk(await b.kv.replaceIf(key, 'v4', 'v5', 10_000), 'deleted: stays deleted');
       t.equal(await b.kv.get(key), null);
     });
 
@@ -238,11 +244,16 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.not(sid, sid2, 'fresh ids');
       t.same(await sessions.get(sid), s);
       t.same((await sessions.listIds('p')).sort(), [sid, sid2].sort(), "the user's sessions are listed");
-      t.ok(await sessions.update(sid, { ...s, lastSeen: now + 1 }, 10_000));
+      const first = (await sessions.getVersioned(sid))!;
+      t.same(first.value, s);
+      t.ok(await sessions.replace(sid, first.version, { ...s, lastSeen: now + 1 }, 10_000));
+      t.notOk(await sessions.replace(sid, first.version, { ...s, lastSeen: now + 2 }, 10_000), 'a write from a version read before another write is refused');
+      t.equal((await sessions.get(sid))!.lastSeen, now + 1);
+      const second = (await sessions.getVersioned(sid))!;
       await sessions.delete(sid, 'p');
       t.same(await sessions.listIds('p'), [sid2], 'an ended session leaves the list');
       t.equal(await sessions.get(sid), null);
-      t.notOk(await sessions.update(sid, s, 10_000), 'an ended session is not brought back by a late update');
+      t.notOk(await sessions.replace(sid, second.version, s, 10_000), 'an ended session is not brought back by a late write');
       t.equal(await sessions.get(sid), null);
 
       const factors = new FactorStore(b.kv, sealer);

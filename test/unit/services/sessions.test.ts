@@ -1,0 +1,50 @@
+// Session writes are compared and set: answers finishing at once each keep their portal cookies.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { Sealer } from '../../../src/mechanisms/sealer.js';
+import { SessionTokens } from '../../../src/mechanisms/session-token.js';
+import { SessionService } from '../../../src/services/sessions.js';
+import { MemoryKvStore } from '../../../src/stores/memory-kv-store.js';
+import { Sessions } from '../../../src/stores/records.js';
+import { FakeClock } from '../../helpers/clock.js';
+
+async function signedIn() {
+  const clock = new FakeClock();
+  const kv = new MemoryKvStore(clock);
+  const sessions = new Sessions(kv, new Sealer([{ id: 'e1', key: randomBytes(32) }]), 43_200_000);
+  const service = new SessionService({
+    clock,
+    sessions,
+    tokens: new SessionTokens([{ id: 's1', key: randomBytes(32) }], 43_200),
+    limits: { idleMs: 900_000, absoluteMs: 43_200_000 },
+    security: () => {},
+  });
+  const cookie = await service.start({ pid: 'p1', username: 'alice', factor: 'totp', jar: [{ name: 'PORTALSESSID', value: 'a', path: '/' }] }, '192.0.2.1');
+  const active = (await service.authenticate(cookie))!;
+  return { clock, sessions, service, active };
+}
+
+const add = (name: string) => (jar: readonly { name: string; value: string; path: string }[]) => [...jar, { name, value: '1', path: '/' }];
+
+t.test("two saves at once: both answers' cookies are kept, and the idle clock moves", async (t) => {
+  const { clock, sessions, service, active } = await signedIn();
+  clock.advance(60_000);
+  await Promise.all([service.save(active, add('first')), service.save(active, add('second'))]);
+  const record = (await sessions.get(active.sid))!;
+  t.same(record.jar.map((c) => c.name).sort(), ['PORTALSESSID', 'first', 'second']);
+  t.equal(record.lastSeen, clock.now());
+});
+
+t.test('a save that only moves the idle clock keeps cookies saved after the request began', async (t) => {
+  const { sessions, service, active } = await signedIn();
+  await service.save(active, add('meanwhile'));
+  await service.save(active);
+  t.same((await sessions.get(active.sid))!.jar.map((c) => c.name), ['PORTALSESSID', 'meanwhile']);
+});
+
+t.test('a session ended meanwhile stays ended', async (t) => {
+  const { sessions, service, active } = await signedIn();
+  await service.end(active, 'logout');
+  await service.save(active, add('late'));
+  t.equal(await sessions.get(active.sid), null);
+});
