@@ -3,6 +3,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import { qrSvg } from '../mechanisms/qr.js';
+import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import { CHANGE_WINDOW_MS } from '../services/factors.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -59,7 +60,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
       pages.securityPage(c, {
         csrf: active.record.csrf,
         factors: mine.factors.map(({ id, kind, name, addedAt, lastUsedAt }) => ({ id, kind, name, addedAt, ...(lastUsedAt ? { lastUsedAt } : {}) })),
-        recoveryLeft: mine.recovery?.hashes.filter(Boolean).length ?? 0,
+        recoveryLeft: mine.recovery ? codesLeft(mine.recovery) : 0,
         ...(notice ? { notice } : {}),
       }),
     );

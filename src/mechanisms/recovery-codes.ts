@@ -15,6 +15,11 @@ export interface RecoveryCodeSet {
 
 export const RECOVERY_CODE_COUNT = 10;
 
+/** How many codes of a set are still unused. */
+export function codesLeft(set: RecoveryCodeSet): number {
+  return set.hashes.filter((h) => h !== null).length;
+}
+
 /** `length` characters × 5 bits, grouped by four: ABCD-EFGH-… */
 function letterCode(length: number): string {
   const chars = Array.from(randomBytes(length), (b) => ALPHABET[b & 31]).join('');

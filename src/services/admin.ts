@@ -3,6 +3,7 @@
 import { GatewayError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { Sealer } from '../mechanisms/sealer.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
 import type { CredentialOwners, EnrolmentCodes, FactorStore, UserFactors } from '../stores/factor-store.js';
@@ -71,7 +72,7 @@ export class AdminService {
     return {
       pid,
       factors: (f?.factors ?? []).map((x) => ({ id: x.id, kind: x.kind, name: x.name, addedAt: iso(x.addedAt), lastUsedAt: x.lastUsedAt ? iso(x.lastUsedAt) : null })),
-      recoveryCodes: f?.recovery ? { total: f.recovery.hashes.length, left: f.recovery.hashes.filter(Boolean).length, addedAt: iso(f.recovery.addedAt) } : null,
+      recoveryCodes: f?.recovery ? { total: f.recovery.hashes.length, left: codesLeft(f.recovery), addedAt: iso(f.recovery.addedAt) } : null,
       sessions,
       devices: (await this.d.devices.list()).filter((x) => x.pid === pid).map((x) => ({ fingerprint: x.fingerprint, name: x.name, status: x.status, addedAt: iso(x.addedAt) })),
       disabledFactorKinds: locked,

@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
-import { matchRecoveryCode } from '../mechanisms/recovery-codes.js';
+import { codesLeft, matchRecoveryCode } from '../mechanisms/recovery-codes.js';
 import { authenticationOptions, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
 import type { Challenges, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
@@ -43,7 +43,7 @@ export class SecondFactorService {
     return {
       totp: Boolean(f?.factors.some((x) => x.kind === 'totp')),
       webauthn: Boolean(f?.factors.some((x) => x.kind === 'webauthn')),
-      recovery: Boolean(f?.recovery?.hashes.some((h) => h !== null)),
+      recovery: f?.recovery ? codesLeft(f.recovery) > 0 : false,
     };
   }
 
@@ -63,9 +63,9 @@ export class SecondFactorService {
     const claimed = index !== -1 && (await this.d.kv.setIfAbsent(keys.recoveryCodeUsed(p.pid, factors.recovery.salt, index), '1'));
     if (!claimed) return this.d.attempts.failed(c, ip, attempt, index === -1 ? 'wrong code' : 'code already used');
     await this.d.attempts.succeeded(c, attempt);
-    const hashes = factors.recovery.hashes.map((h, i) => (i === index ? null : h));
-    await this.d.factors.put(p.pid, { ...factors, recovery: { ...factors.recovery, hashes } });
-    const remaining = hashes.filter(Boolean).length;
+    const recovery = { ...factors.recovery, hashes: factors.recovery.hashes.map((h, i) => (i === index ? null : h)) };
+    await this.d.factors.put(p.pid, { ...factors, recovery });
+    const remaining = codesLeft(recovery);
     this.d.security('recovery_code_used', { pid: p.pid, ip, remaining });
     this.d.notifier.notify({ event: 'recovery_code_used', user: p.username, ip, details: { remaining } });
     return this.signedIn(id, p, 'recovery', ip);
