@@ -114,6 +114,8 @@ async function main(argv: string[]): Promise<number> {
       if (sub !== 'explain' || !v.path) return usage('policy explain needs --config FILE and --path P');
       const factor = v.factor as FactorKind | undefined;
       if (factor !== undefined && !['totp', 'webauthn', 'recovery'].includes(factor)) return usage('--factor is totp, webauthn or recovery');
+      const factorAge = v['factor-age'];
+      if (factorAge !== undefined && !/^\d{1,9}$/.test(factorAge)) return usage('--factor-age is a whole number of seconds');
       print(
         explainPolicy(config(), {
           path: v.path,
@@ -124,7 +126,7 @@ async function main(argv: string[]): Promise<number> {
           host: v.host,
           managed: v.managed,
           factor,
-          factorAgeSeconds: v['factor-age'] === undefined ? undefined : Number(v['factor-age']),
+          factorAgeSeconds: factorAge === undefined ? undefined : Number(factorAge),
         }),
       );
       return 0;
@@ -298,7 +300,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof ConfigError || err instanceof AuditDirInUse) process.stderr.write(`mfa-gateway: ${err.message}\n`);
-    else if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS_')) {
       process.exit(usage((err as Error).message));
     } else process.stderr.write(`mfa-gateway: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);

@@ -50,8 +50,10 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
   }
   if (problems.length) throw new ConfigError(problems);
   const config = value as Config;
-  // The audit directory (its default too) is where the config file is, like every other path in it.
+  // The audit directory (its default too) and the locales folder are where the config file is, like every other
+  // path in it.
   config.audit.dir = resolve(opts.baseDir ?? process.cwd(), config.audit.dir);
+  if (config.ui.localesDir) config.ui.localesDir = resolve(opts.baseDir ?? process.cwd(), config.ui.localesDir);
   problems.push(...checkSemantics(config));
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze(config);

@@ -221,7 +221,7 @@ export const ConfigSchema = Type.Object(
         stuffing: Type.Object(
           {
             distinctAccounts: Type.Integer({ minimum: 2, default: 20, description: 'Distinct usernames tried from one address within the window that get it blocked.' }),
-            windowMinutes: Type.Integer({ minimum: 1, default: 10, description: 'The window for distinct usernames and the failure ratio.' }),
+            windowMinutes: Type.Integer({ minimum: 1, default: 10, description: 'The window for the failure ratio; for distinct usernames, the pause between failures after which the count starts again.' }),
             blockMinutes: Type.Integer({ minimum: 1, default: 60, description: 'How long a blocked address stays blocked.' }),
             failureRatio: Type.Number({ minimum: 0.5, maximum: 1, default: 0.9, description: 'Share of failed passwords across the gateway that tightens the global rate.' }),
             minAttempts: Type.Integer({ minimum: 10, default: 200, description: 'Attempts in the window before the ratio counts.' }),
@@ -301,7 +301,7 @@ export const ConfigSchema = Type.Object(
           description: 'Colour of the header, buttons and links; needs 4.5:1 contrast with white.',
         }),
         defaultLanguage: Type.String({ pattern: '^[a-z]{2,3}(-[a-z0-9]+)?$', default: 'en', description: 'Language when the browser asks for none we have.' }),
-        localesDir: Type.Optional(Type.String({ minLength: 1, description: 'Folder of <language>.json message files (translations of the built-in English).' })),
+        localesDir: Type.Optional(Type.String({ minLength: 1, description: 'Folder of <language>.json message files (translations of the built-in English), relative to the config file.' })),
       },
       { default: {}, additionalProperties: false, description: "The gateway's own pages." },
     ),

@@ -59,8 +59,10 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   }
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
-  // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading.
-  if (segments.some((seg) => /^\.\.?;/.test(seg))) return null;
+  // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading. Nor has a segment of
+  // parameters alone before another ('/;x/admin' is '//admin' to them, then '/admin'); only the last may be one
+  // ('/app/;jsessionid=…', as servlet containers rewrite URLs).
+  if (segments.some((seg, i) => /^\.\.?;/.test(seg) || (seg.startsWith(';') && i < segments.length - 1))) return null;
   segments.forEach((seg, i) => {
     const last = i === segments.length - 1;
     if (seg === '.' || seg === '..') {

@@ -2,11 +2,15 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { cookieName, heldByBrowser, type BrowserCookies } from './cookie-jar.js';
 
-// RFC 9110 §7.6.1 hop-by-hop fields, plus proxy credentials that are meant for the gateway hop only.
+// RFC 9110 §7.6.1 hop-by-hop fields, plus proxy credentials that are meant for the gateway hop only, and Expect:
+// Node has already answered a 100-continue, and the portal client refuses requests that carry one.
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authorization', 'proxy-authenticate', 'http2-settings',
+  'proxy-authorization', 'proxy-authenticate', 'http2-settings', 'expect',
 ]);
+
+// The gateway's own answer headers: the portal cannot weaken them (HSTS max-age=0 would switch HSTS off).
+const GATEWAY_OWNED = new Set(['strict-transport-security']);
 
 // Identity, client-address, client-certificate and routing headers a portal (or the framework under it) might
 // trust, as set by other proxies and identity-aware load balancers: only the gateway may set them (SECURITY C-24).
@@ -83,12 +87,13 @@ export function browserResponseHeaders(
   // undici gives lower-case names.
   for (const n in upstream) {
     const value = upstream[n];
-    if (value === undefined || HOP_BY_HOP.has(n) || named.has(n)) continue;
+    if (value === undefined || HOP_BY_HOP.has(n) || GATEWAY_OWNED.has(n) || named.has(n)) continue;
     if (n === 'set-cookie') {
       const allowed = asList(value).filter((sc) => heldByBrowser(cookieName(sc), opts.browserCookies));
       if (allowed.length) out[n] = allowed;
-    } else if (n === 'location' && typeof value === 'string') {
-      out[n] = opts.rewriteLocation(value);
+    } else if (n === 'location') {
+      // A repeated Location is malformed: the first one, rewritten like a single one, never the portal's origin.
+      out[n] = opts.rewriteLocation(asList(value)[0]!);
     } else {
       out[n] = value;
     }

@@ -3,9 +3,13 @@
 // Schemes that carry a password (or a Windows logon) straight to the portal, skipping the second factor.
 const LEGACY_SCHEME = /^\s*(basic|digest|ntlm|negotiate)(\s|$)/i;
 
-/** Field names a loosely matching portal (case-insensitive, ignoring - and _) would read as the same field. */
+/**
+ * Field names a loosely matching portal would read as the same field: case-insensitive, ignoring -, _, . and
+ * whitespace (PHP turns . and spaces into _), and only up to a NUL or a [ (PHP ends a name at a NUL, and PHP, Rails
+ * and qs read `name[]` or `name[x]` as the field `name`).
+ */
 export function sameFieldName(a: string, b: string): boolean {
-  const fold = (s: string) => s.toLowerCase().replace(/[-_\s]/g, '');
+  const fold = (s: string) => s.split(/[\0[]/, 1)[0]!.toLowerCase().replace(/[-_.\s]/g, '');
   return fold(a) === fold(b);
 }
 

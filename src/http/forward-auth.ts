@@ -21,8 +21,13 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
     // Only the proxy may ask: its X-Forwarded-* headers describe the browser's request (SECURITY R55).
     if (!trusted.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '')) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'forward-auth caller is not a trusted proxy');
-    const target = canonicalTarget(one(req, 'x-forwarded-uri') ?? '/', { pathParameters: config.server.pathParameters === 'allow' });
-    if (!target) throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI refused by canonicalisation');
+    // The proxy sends the portal the URI as the browser wrote it, so only a URI already in canonical form is judged:
+    // the path the rules see is then the one the portal gets ('/admin/x/../../public' would be judged as '/public').
+    const uri = one(req, 'x-forwarded-uri');
+    const target = uri === undefined ? null : canonicalTarget(uri, { pathParameters: config.server.pathParameters === 'allow' });
+    if (!target || (target.query ? `${target.path}?${target.query}` : target.path) !== uri) {
+      throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI missing or not in canonical form');
+    }
     const host = (one(req, 'x-forwarded-host') ?? '').toLowerCase().replace(/:\d+$/, '');
     if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);

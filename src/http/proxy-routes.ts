@@ -163,10 +163,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     reply.raw.on('close', ctx.inFlight.enter());
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
-    const source = target.query ? `${target.path}?${target.query}` : target.path;
-    return reply.from(source, {
+    // The exact canonical path the gateway decided on, and the query as sent (reply-from would decode one in the
+    // path, and fail on a query it cannot decode).
+    return reply.from(target.path, {
       timeout: timeoutMs,
-      // The exact canonical path the gateway decided on, and nothing the client chose itself.
       queryString: () => target.query,
       // From the request's own headers: reply-from's copy of them is a slow (dictionary-mode) object to go through.
       rewriteRequestHeaders: () =>

@@ -74,11 +74,16 @@ export class Attempts {
       reset: () => pending.resetAttempts(id),
       end: () => pending.delete(id),
       firstFailure: async () => {
-        const now = clock.now();
-        const current = await pending.get(id, now);
-        if (!current || current.failureNotified) return false;
-        await pending.update(id, { ...current, failureNotified: true }, now);
-        return true;
+        let first = false;
+        const marked = await pending.update(
+          id,
+          (current) => {
+            first = !current.failureNotified;
+            return first ? { ...current, failureNotified: true } : current;
+          },
+          clock.now(),
+        );
+        return marked !== null && first;
       },
     };
   }

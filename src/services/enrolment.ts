@@ -12,6 +12,7 @@ import { newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT
 import type { Challenges, CredentialOwners, EnrolmentCodes, Factor, FactorStore, UserFactors } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
+import { RateLimiter } from '../stores/limits.js';
 import type { PendingLogin, PendingLogins } from '../stores/records.js';
 import { SealedRecords } from '../stores/sealed-records.js';
 import type { Attempts, Ceremony, Refused } from './ceremony.js';
@@ -44,12 +45,17 @@ export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
 // A TOTP secret being set up from the security page waits this long for its first code.
 const SETUP_TTL_MS = 10 * 60_000;
 
+// Enrolment codes sent through the vendor's channel, per user: three at once, then one a minute.
+const PROOF_SENDS = { perMinute: 1, burst: 3 };
+
 export class EnrolmentService {
   /** TOTP secrets being set up from the security page, sealed like every other secret at rest. */
   private readonly setups: SealedRecords<string>;
+  private readonly sends: RateLimiter;
 
   constructor(private readonly d: EnrolmentDeps) {
     this.setups = new SealedRecords(d.kv, d.sealer);
+    this.sends = new RateLimiter(d.kv, d.clock);
   }
 
   /** enrolment.proof invite: a new code for the user (replacing any earlier one), valid `inviteDays`. */
@@ -62,14 +68,19 @@ export class EnrolmentService {
     return { code, expiresAt };
   }
 
-  /** enrolment.proof webhook: a fresh code for this login, sent through the vendor's channel. False when not delivered. */
+  /**
+   * enrolment.proof webhook: a fresh code for this login, sent through the vendor's channel. False when not delivered.
+   * At most PROOF_SENDS per user at once, then one a minute: a password alone cannot flood the user with messages.
+   */
   async sendProofCode(id: string, p: PendingLogin, ip: string): Promise<boolean> {
     const hook = this.d.config.enrolment.webhook;
     if (!hook) throw new GatewayError('GW_ERR_NOT_FOUND', 'enrolment webhook not configured');
+    const rate = await this.sends.take(keys.proofCodeSends(p.pid), PROOF_SENDS);
+    if (!rate.allowed) throw new GatewayError('GW_ERR_RATE_LIMITED', 'enrolment codes sent too often', { retryAfterMs: rate.retryAfterMs });
     const { code, stored } = await newEnrolmentCode('digits');
     const now = this.d.clock.now();
     const expiresAt = Math.min(p.expiresAt, now + hook.codeMinutes * 60_000);
-    await this.d.pending.update(id, { ...p, proofCode: { ...stored, expiresAt } }, now);
+    if (!(await this.d.pending.update(id, (cur) => ({ ...cur, proofCode: { ...stored, expiresAt } }), now))) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login ended');
     const delivered = await this.d.webhooks.post(hook, { event: 'enrolment_code', user: p.username, code, expiresAt: new Date(expiresAt).toISOString() });
     this.d.security('enrolment_code_sent', { pid: p.pid, ip, delivered });
     return delivered;
@@ -90,8 +101,8 @@ export class EnrolmentService {
     }
     if (!ok) return this.d.attempts.failed(c, ip, attempt, 'wrong, expired or used enrolment code');
     await this.d.attempts.succeeded(c, attempt);
-    const { proofCode: _used, ...rest } = p;
-    await this.d.pending.update(id, { ...rest, stage: 'enrol' }, now);
+    const moved = await this.d.pending.update(id, ({ proofCode: _used, ...rest }) => ({ ...rest, stage: 'enrol' }), now);
+    if (!moved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login ended');
     this.d.security('enrolment_proof_ok', { pid: p.pid, ip, proof: this.d.config.enrolment.proof });
     return { ok: true };
   }
@@ -100,8 +111,10 @@ export class EnrolmentService {
   async pendingTotpSecret(id: string, p: PendingLogin): Promise<string> {
     if (p.totpSecret) return p.totpSecret;
     const secret = newTotpSecret();
-    await this.d.pending.update(id, { ...p, totpSecret: secret }, this.d.clock.now());
-    return secret;
+    // Of two pages opened at once, both show the secret that was kept.
+    const kept = await this.d.pending.update(id, (cur) => (cur.totpSecret ? cur : { ...cur, totpSecret: secret }), this.d.clock.now());
+    if (!kept?.totpSecret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login ended');
+    return kept.totpSecret;
   }
 
   /** First factor, TOTP: active after one valid code (which is consumed). */
@@ -110,8 +123,7 @@ export class EnrolmentService {
     const check = await this.d.totp.checkSecret(this.d.attempts.ofLogin(id, p), p.totpSecret, input, ip);
     if (!check.ok) return check;
     const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), true, p.username, ip);
-    const { totpSecret: _shown, ...rest } = p;
-    await this.d.pending.update(id, { ...rest, stage: 'acknowledge', factor: 'totp' }, this.d.clock.now());
+    await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', factor: 'totp' }), this.d.clock.now());
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
     return bound;
   }
@@ -124,7 +136,7 @@ export class EnrolmentService {
   async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
     const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, true);
     if (!bound.ok) return bound;
-    await this.d.pending.update(id, { ...p, stage: 'acknowledge', factor: 'webauthn' }, this.d.clock.now());
+    await this.d.pending.update(id, (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn' }), this.d.clock.now());
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });
     return bound;
   }
@@ -164,13 +176,12 @@ export class EnrolmentService {
   }
 
   private async passkeyOptions(owner: string, pid: string, username: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
-    const factors = await this.d.factors.get(pid);
-    const handle = factors?.userHandle ?? newId();
     // The user handle is made once and kept, so every credential of a user names the same handle.
-    if (!factors?.userHandle) await this.d.factors.put(pid, { ...(factors ?? { factors: [] }), userHandle: handle });
+    const factors = (await this.d.factors.update(pid, (cur) => (cur?.userHandle ? cur : { ...(cur ?? { factors: [] }), userHandle: newId() })))!;
+    const handle = factors.userHandle!;
     const challenge = newChallenge();
     await this.d.challenges.put(owner, { challenge, pid, ceremony: 'register', expiresAt: this.d.clock.now() + WEBAUTHN_TIMEOUT_MS }, WEBAUTHN_TIMEOUT_MS);
-    const existing = (factors?.factors ?? []).flatMap((f) => (f.kind === 'webauthn' ? [f.credential] : []));
+    const existing = factors.factors.flatMap((f) => (f.kind === 'webauthn' ? [f.credential] : []));
     return registrationOptions(this.d.rp, { handle, name: username, displayName: username }, existing, challenge);
   }
 
@@ -192,18 +203,15 @@ export class EnrolmentService {
 
   /** Adds a factor; a first factor comes with a new set of recovery codes. Other factors are never overwritten. */
   private async bind(pid: string, factor: Factor, first: boolean, username: string, ip: string): Promise<Bound> {
-    const current: UserFactors = (await this.d.factors.get(pid)) ?? { factors: [] };
-    // A first factor bound meanwhile through another pending login is not followed by a second "first" one.
-    if (first && current.factors.length) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'a factor was enrolled meanwhile');
     const now = this.d.clock.now();
-    let recoveryCodes: string[] | undefined;
-    let recovery = current.recovery;
-    if (first) {
-      const made = await newRecoveryCodes();
-      recoveryCodes = made.codes;
-      recovery = { ...made.stored, addedAt: now };
-    }
-    await this.d.factors.put(pid, { ...current, factors: [...current.factors, factor], ...(recovery ? { recovery } : {}) });
+    const made = first ? await newRecoveryCodes() : undefined;
+    await this.d.factors.update(pid, (cur) => {
+      const current: UserFactors = cur ?? { factors: [] };
+      // A first factor bound meanwhile through another pending login is not followed by a second "first" one.
+      if (first && current.factors.length) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'a factor was enrolled meanwhile');
+      return { ...current, factors: [...current.factors, factor], ...(made ? { recovery: { ...made.stored, addedAt: now } } : {}) };
+    });
+    const recoveryCodes = made?.codes;
     // A kind disabled after too many failures is back once a factor of that kind is bound again (63B §3.2.2).
     await this.d.attempts.clear(pid, factor.kind);
     if (first) await this.d.attempts.clear(pid, 'recovery');

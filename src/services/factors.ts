@@ -28,21 +28,29 @@ export class FactorService {
 
   async rename(active: ActiveSession, factorId: string, name: string, ip: string): Promise<void> {
     this.requireRecent(active);
-    const current = await this.list(active.record.pid);
-    const factor = this.find(current, factorId);
-    const renamed = { ...factor, name: factorName(name, factor.name) };
-    await this.d.factors.put(active.record.pid, { ...current, factors: current.factors.map((f) => (f.id === factorId ? renamed : f)) });
-    this.d.security('factor_renamed', { pid: active.record.pid, ip, factor: factor.kind });
+    let factor: Factor | undefined;
+    await this.d.factors.update(active.record.pid, (cur) => {
+      const current = cur ?? { factors: [] };
+      factor = this.find(current, factorId);
+      const renamed = { ...factor, name: factorName(name, factor.name) };
+      return { ...current, factors: current.factors.map((f) => (f.id === factorId ? renamed : f)) };
+    });
+    this.d.security('factor_renamed', { pid: active.record.pid, ip, factor: factor!.kind });
     await this.afterChange(active, ip);
   }
 
   /** Removes a factor; never the last one, so the account always keeps a second factor. */
   async remove(active: ActiveSession, factorId: string, ip: string): Promise<void> {
     this.requireRecent(active);
-    const current = await this.list(active.record.pid);
-    const factor = this.find(current, factorId);
-    if (current.factors.length <= 1) throw new GatewayError('GW_ERR_BAD_REQUEST', 'the last factor cannot be removed');
-    await this.d.factors.put(active.record.pid, { ...current, factors: current.factors.filter((f) => f.id !== factorId) });
+    let removed: Factor | undefined;
+    // Judged on the factors as they are when written: two removals at once cannot leave the account without one.
+    await this.d.factors.update(active.record.pid, (cur) => {
+      const current = cur ?? { factors: [] };
+      removed = this.find(current, factorId);
+      if (current.factors.length <= 1) throw new GatewayError('GW_ERR_BAD_REQUEST', 'the last factor cannot be removed');
+      return { ...current, factors: current.factors.filter((f) => f.id !== factorId) };
+    });
+    const factor = removed!;
     if (factor.kind === 'webauthn') await this.d.owners.release(factor.credential.id);
     this.d.security('factor_removed', { pid: active.record.pid, ip, factor: factor.kind });
     this.d.notifier.notify({ event: 'factor_removed', user: active.record.username, ip, details: { kind: factor.kind, name: factor.name } });
@@ -52,9 +60,9 @@ export class FactorService {
   /** A new set of ten recovery codes, shown once; the old ones stop working. */
   async newRecoveryCodes(active: ActiveSession, ip: string): Promise<string[]> {
     this.requireRecent(active);
-    const current = await this.list(active.record.pid);
     const { codes, stored } = await newRecoveryCodes();
-    await this.d.factors.put(active.record.pid, { ...current, recovery: { ...stored, addedAt: this.d.clock.now() } });
+    const addedAt = this.d.clock.now();
+    await this.d.factors.update(active.record.pid, (cur) => ({ ...(cur ?? { factors: [] }), recovery: { ...stored, addedAt } }));
     this.d.security('recovery_codes_regenerated', { pid: active.record.pid, ip });
     this.d.notifier.notify({ event: 'recovery_codes_regenerated', user: active.record.username, ip });
     await this.afterChange(active, ip);

@@ -67,16 +67,21 @@ export class LoginLimits {
   /**
    * Whether this account's password may reach the portal now, and the gateway's overall rate. The answer is the same
    * whether or not the account exists: every canonical username has its counter (the portal alone knows which exist).
+   * An admitted password counts as a failure of the account until succeeded(), so parallel guesses cannot all pass
+   * one check (failed() does not count it again). A password the account's wait refuses uses none of the overall rate.
    */
   async admitAccount(pid: string): Promise<Admission> {
-    const failures = await this.accounts.check(keys.passwordFailures(pid));
-    if (!failures.allowed) return refused(failures.retryAfterMs, 'account failures');
+    const key = keys.passwordFailures(pid);
+    const waiting = await this.accounts.check(key);
+    if (!waiting.allowed) return refused(waiting.retryAfterMs, 'account failures');
     const l = this.d.config.limits.password;
     const tightened = (await this.d.kv.get(keys.loginTightened())) !== null;
     const percent = this.d.config.limits.stuffing.tightenedPercent;
     const global = tightened ? { perMinute: Math.max(1, Math.floor((l.globalRate.perMinute * percent) / 100)), burst: 1 } : l.globalRate;
     const rate = await this.rate.take(keys.globalRate(), global);
-    return rate.allowed ? { ok: true } : refused(rate.retryAfterMs, 'global rate');
+    if (!rate.allowed) return refused(rate.retryAfterMs, 'global rate');
+    const attempt = await this.accounts.attempt(key);
+    return attempt.allowed ? { ok: true } : refused(attempt.retryAfterMs, 'account failures');
   }
 
   /** A blocked address (remembered briefly, see BLOCK_MEMORY_MS). */
@@ -96,7 +101,6 @@ export class LoginLimits {
 
   async failed(pid: string, ip: string | null): Promise<void> {
     const bucket = addressBucket(ip);
-    await this.accounts.fail(keys.passwordFailures(pid));
     await this.addresses.fail(keys.addressFailures(bucket));
     await this.count('failures');
     await this.watchAddress(pid, bucket);

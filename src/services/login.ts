@@ -1,5 +1,6 @@
 // The intercepted password login: replay to the portal with the browser's jar, decide, hold the portal session.
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies } from '../domain/cookie-jar.js';
@@ -15,6 +16,7 @@ import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
 import type { Admission, LoginLimits } from './login-limits.js';
+import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 
 export interface LoginRequest {
@@ -49,6 +51,8 @@ export interface LoginDeps {
   /** Headers a client may not send the portal (identity, device). */
   reservedHeaders: ReadonlySet<string>;
   security: SecurityLog;
+  notifier: Notifier;
+  log: Logger;
 }
 
 export class LoginService {
@@ -119,11 +123,28 @@ export class LoginService {
         stage,
         expiresAt: now + config.mfa.pendingTimeoutSeconds * 1000,
         ...(config.groups.loginHeader ? { groups: groupsFromHeader(answer.headers[config.groups.loginHeader.toLowerCase()]) } : {}),
+        ip,
       },
       now,
     );
     this.d.security('password_ok', { pid, ip, next: stage });
+    // A right password whose second step never came is told to the person once the login has expired (R11).
+    clock.after(config.mfa.pendingTimeoutSeconds * 1000 + 1000, () => void this.reportAbandoned(pendingId));
     return { kind: 'accepted', pendingId, stage };
+  }
+
+  /** An expired login that was neither finished nor ended, nor already reported for a wrong code. */
+  private async reportAbandoned(id: string): Promise<void> {
+    try {
+      const p = await this.d.pending.takeAbandoned(id, this.d.clock.now());
+      // 'acknowledge': a factor was just bound; only the recovery codes page was left.
+      if (!p || p.stage === 'acknowledge' || p.failureNotified) return;
+      this.d.security('mfa_abandoned', { pid: p.pid, ip: p.ip, stage: p.stage });
+      const at = new Date(p.expiresAt - this.d.config.mfa.pendingTimeoutSeconds * 1000).toISOString();
+      this.d.notifier.notify({ event: 'second_factor_abandoned', user: p.username, ip: p.ip, details: { passwordAt: at } });
+    } catch (err) {
+      this.d.log.warn({ err }, 'could not check for an abandoned login');
+    }
   }
 }
 
@@ -152,6 +173,8 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
     const pairs = body.length ? body.toString('latin1').split('&') : [];
     const names = pairs.map((p) => decodeFormComponent(p.split('=', 1)[0]!));
     if (names.some((n) => n === null)) throw bad('malformed form encoding');
+    // No form has such a name; a portal may cut it short or drop the character, and read another field.
+    if (names.some((n) => /[\x00-\x1f\x7f]/.test(n!))) throw bad('control character in a field name');
     if (new Set(names).size !== names.length) throw bad('duplicate form field');
     const at = names.indexOf(field);
     if (at === -1) throw bad('no username field');

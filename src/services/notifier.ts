@@ -12,6 +12,7 @@ export type NotificationEvent =
   | 'recovery_code_used'
   | 'recovery_codes_regenerated'
   | 'second_factor_failed'
+  | 'second_factor_abandoned'
   | 'webauthn_counter_regression'
   | 'other_sessions_signed_out'
   | 'factor_locked';

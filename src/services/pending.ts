@@ -26,17 +26,24 @@ export class PendingService {
 
   /** Keeps a first enrolment's recovery codes until the page that shows them. */
   async holdRecoveryCodes(id: string, codes: string[]): Promise<void> {
-    const now = this.d.clock.now();
-    const p = await this.d.pending.get(id, now);
-    if (p) await this.d.pending.update(id, { ...p, recoveryCodes: codes }, now);
+    await this.d.pending.update(id, (cur) => ({ ...cur, recoveryCodes: codes }), this.d.clock.now());
   }
 
   /** The codes to show, once: they leave the record as they are shown. */
   async takeRecoveryCodes(id: string, p: PendingLogin): Promise<string[]> {
     if (!p.recoveryCodes) return [];
-    const { recoveryCodes, ...rest } = p;
-    await this.d.pending.update(id, rest, this.d.clock.now());
-    return recoveryCodes;
+    // Taken from the record as it is, so two pages opened at once do not both show them.
+    let taken: string[] = [];
+    const left = await this.d.pending.update(
+      id,
+      (cur) => {
+        const { recoveryCodes = [], ...rest } = cur;
+        taken = recoveryCodes;
+        return recoveryCodes.length ? rest : cur;
+      },
+      this.d.clock.now(),
+    );
+    return left ? taken : [];
   }
 
   /**

@@ -6,7 +6,7 @@ import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 import { codesLeft, matchRecoveryCode } from '../mechanisms/recovery-codes.js';
 import { authenticationOptions, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
-import type { Challenges, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
+import type { Challenges, Factor, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { PendingLogin } from '../stores/records.js';
@@ -63,9 +63,11 @@ export class SecondFactorService {
     const claimed = index !== -1 && (await this.d.kv.setIfAbsent(keys.recoveryCodeUsed(p.pid, factors.recovery.salt, index), '1'));
     if (!claimed) return this.d.attempts.failed(c, ip, attempt, index === -1 ? 'wrong code' : 'code already used');
     await this.d.attempts.succeeded(c, attempt);
-    const recovery = { ...factors.recovery, hashes: factors.recovery.hashes.map((h, i) => (i === index ? null : h)) };
-    await this.d.factors.put(p.pid, { ...factors, recovery });
-    const remaining = codesLeft(recovery);
+    // Marked on the set as it is now; a set replaced meanwhile is left alone (its codes are new).
+    const marked = await this.d.factors.update(p.pid, (cur) =>
+      cur?.recovery?.salt === factors.recovery!.salt ? { ...cur, recovery: { ...cur.recovery, hashes: cur.recovery.hashes.map((h, i) => (i === index ? null : h)) } } : cur,
+    );
+    const remaining = marked?.recovery ? codesLeft(marked.recovery) : 0;
     this.d.security('recovery_code_used', { pid: p.pid, ip, remaining });
     this.d.notifier.notify({ event: 'recovery_code_used', user: p.username, ip, details: { remaining } });
     return this.signedIn(id, p, 'recovery', ip);
@@ -133,8 +135,9 @@ export class SecondFactorService {
     await this.d.attempts.succeeded(c, attempt);
     // The counter and backup state are stored only after every check passed (WA3 §7.2).
     const now = this.d.clock.now();
-    const updated: WebAuthnFactor = { ...factor, lastUsedAt: now, credential: { ...factor.credential, counter: result.counter, backedUp: result.backedUp } };
-    await this.d.factors.put(c.pid, { ...factors, factors: factors.factors.map((f) => (f.id === factor.id ? updated : f)) });
+    const used = (f: Factor): Factor => (f.id === factor.id && f.kind === 'webauthn' ? { ...f, lastUsedAt: now, credential: { ...f.credential, counter: result.counter, backedUp: result.backedUp } } : f);
+    // On the factors as they are now: a passkey removed meanwhile stays removed.
+    await this.d.factors.update(c.pid, (cur) => (cur ? { ...cur, factors: cur.factors.map(used) } : cur));
     return { ok: true };
   }
 

@@ -13,6 +13,7 @@ export type SecurityEventName =
   | 'mfa_failed'
   | 'mfa_replayed'
   | 'mfa_attempts_exhausted'
+  | 'mfa_abandoned'
   | 'recovery_code_used'
   | 'session_started'
   | 'session_ended'

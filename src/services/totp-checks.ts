@@ -27,7 +27,8 @@ export class TotpChecks {
     if (!claimed.ok) return claimed;
     const factor = apps[match.index]!;
     const now = this.d.clock.now();
-    await this.d.factors.put(c.pid, { ...factors!, factors: factors!.factors.map((f) => (f.id === factor.id ? { ...f, lastUsedAt: now } : f)) });
+    // On the factors as they are now: an app removed meanwhile stays removed.
+    await this.d.factors.update(c.pid, (cur) => (cur ? { ...cur, factors: cur.factors.map((f) => (f.id === factor.id ? { ...f, lastUsedAt: now } : f)) } : cur));
     return { ok: true, factor };
   }
 

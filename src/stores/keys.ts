@@ -27,6 +27,7 @@ export const keys = {
   loginStats: (minute: number, what: 'successes' | 'failures') => `{login}:stats:${minute}:${what}`,
   blockIndex: () => '{login}:blocked-addresses',
   lockoutIndex: () => '{login}:locked-factors',
+  proofCodeSends: (pid: string) => `user:{${pid}}:proof-code-sends`,
   recoveryCodeUsed: (pid: string, setSalt: string, index: number) => `user:{${pid}}:recovery-used:${setSalt}:${index}`,
   recoveryCodeUsedPrefix: (pid: string) => `user:{${pid}}:recovery-used:`,
   /** When the store first saw a configured key (for key ages in `keys status` and the report). */

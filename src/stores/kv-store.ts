@@ -1,5 +1,14 @@
 // The few storage primitives every backend provides; the gateway's stores are built on these alone.
 
+/**
+ * A TTL as every backend applies it: whole milliseconds, at least 1 (Redis refuses PX 0 and fractions, and a script
+ * that failed on its PEXPIRE would leave a key without one).
+ */
+export function storeTtl(ttlMs: number): number {
+  if (!Number.isFinite(ttlMs)) throw new TypeError(`ttlMs must be a finite number, got ${ttlMs}`);
+  return Math.max(1, Math.ceil(ttlMs));
+}
+
 export interface KvStore {
   /** A counter written by increment or incrementCapped reads back as its number in decimal. */
   get(key: string): Promise<string | null>;

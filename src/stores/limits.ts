@@ -55,28 +55,38 @@ export class FailureCounter {
 
   /** Whether an attempt may run now. Read-only: for guesses that may come in parallel, use attempt(). */
   async check(key: string): Promise<FailureCheck> {
-    // The count is read before the time (fail() writes them the other way round): a failure landing in between makes
-    // the answer stricter, never looser.
-    const failures = Number((await this.kv.get(key)) ?? 0);
-    const last = await this.kv.get(lastKey(key));
-    return failureCheck(failures, last === null ? null : Number(last), this.clock.now(), this.policy);
+    const { failures, last } = await this.read(key);
+    return failureCheck(failures, last, this.clock.now(), this.policy);
   }
 
   /** Counts one failure, atomically. */
   async fail(key: string): Promise<FailureCount> {
-    return (await this.count(key)).failure;
+    await this.kv.raiseTo(lastKey(key), this.clock.now(), this.windowMs);
+    const { value, capped, reached } = await this.kv.incrementCapped(key, this.policy.cap, this.windowMs);
+    // Without a TTL the lock outlives the window. A late write at most re-locks a key cleared in that instant.
+    if (reached) await this.kv.set(key, String(value));
+    return { failures: value, locked: capped, retryAfterMs: this.delayAfter(value) };
   }
 
   /**
-   * check() and fail() before the guess is verified: the attempt stands as a failure unless succeed() follows. Of
-   * parallel guesses none gets past the cap, so at most `cap` are ever verified (C-40); check-then-fail lets every
-   * guess already in flight through.
+   * check() and fail() before the guess is verified: the attempt stands as a failure unless succeed() follows. The
+   * count moves from the number checked to the next only if no other attempt was counted in between (compare and
+   * set), so of parallel guesses one goes ahead and the others are refused as if they came during the wait: neither
+   * the delays nor the cap can be outrun by sending guesses at once (C-40, R6).
    */
   async attempt(key: string): Promise<Attempt> {
-    const c = await this.check(key);
+    const { failures, last } = await this.read(key);
+    const now = this.clock.now();
+    const c = failureCheck(failures, last, now, this.policy);
     if (!c.allowed) return c;
-    const { failure, counted } = await this.count(key);
-    return counted ? { allowed: true, failure } : { allowed: false, retryAfterMs: failure.retryAfterMs, locked: true };
+    // The time first: an attempt that then loses the count only makes the next wait stricter.
+    await this.kv.raiseTo(lastKey(key), now, this.windowMs);
+    const next = failures + 1;
+    const counted = failures === 0 ? await this.kv.setIfAbsent(key, String(next), this.windowMs) : await this.kv.replaceIf(key, String(failures), String(next));
+    if (!counted) return { allowed: false, retryAfterMs: Math.max(1000, this.delayAfter(next)), locked: false };
+    const locked = next >= this.policy.cap;
+    if (locked) await this.kv.set(key, String(next));
+    return { allowed: true, failure: { failures: next, locked, retryAfterMs: this.delayAfter(next) } };
   }
 
   /** After a success: this key starts again from zero. */
@@ -89,13 +99,18 @@ export class FailureCounter {
     return this.reset(key);
   }
 
-  private async count(key: string): Promise<{ failure: FailureCount; counted: boolean }> {
-    await this.kv.raiseTo(lastKey(key), this.clock.now(), this.windowMs);
-    const { value, capped, reached } = await this.kv.incrementCapped(key, this.policy.cap, this.windowMs);
-    // Without a TTL the lock outlives the window. A late write at most re-locks a key cleared in that instant.
-    if (reached) await this.kv.set(key, String(value));
-    const failure = { failures: value, locked: capped, retryAfterMs: capped ? this.policy.maxMs : delayAfterFailures(value, this.policy) };
-    return { failure, counted: !capped || reached };
+  /**
+   * The count and the time of the last failure. The count is read first (the writers set the time first), so a
+   * failure landing in between makes the answer stricter, never looser.
+   */
+  private async read(key: string): Promise<{ failures: number; last: number | null }> {
+    const failures = Number((await this.kv.get(key)) ?? 0);
+    const last = await this.kv.get(lastKey(key));
+    return { failures, last: last === null ? null : Number(last) };
+  }
+
+  private delayAfter(failures: number): number {
+    return failures >= this.policy.cap ? this.policy.maxMs : delayAfterFailures(failures, this.policy);
   }
 
   private async reset(key: string): Promise<void> {

@@ -1,7 +1,7 @@
 // The embedded store for a single gateway instance: a Map with expiry read from the injected clock.
 import type { Clock } from '../clock.js';
 import { assertPositiveInteger, gcraStep } from '../domain/limits.js';
-import type { KvStore } from './kv-store.js';
+import { storeTtl, type KvStore } from './kv-store.js';
 
 interface Entry {
   /** A string, or the members of a set (setAdd); each method reads only its own kind, as Redis does. */
@@ -139,7 +139,7 @@ export class MemoryKvStore implements KvStore {
   }
 
   private write(key: string, value: string | Set<string>, ttlMs: number | undefined): void {
-    this.map.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + ttlMs });
+    this.map.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + storeTtl(ttlMs) });
     for (let i = 0; i < SWEEP_PER_WRITE; i++) {
       const next = this.sweep.next();
       if (next.done) {

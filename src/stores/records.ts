@@ -49,7 +49,16 @@ export interface PendingLogin {
   factor?: FactorKind;
   /** Groups the portal named in its login answer (groups.loginHeader). */
   groups?: string[];
+  /** The client's address at the password step (for the notification of an abandoned login). */
+  ip: string;
 }
+
+// A pending login is kept this long past its expiry (unusable), so an abandoned one can still be told apart from one
+// that was finished or ended.
+const ABANDONED_GRACE_MS = 5 * 60_000;
+
+/** Compare-and-set rounds before an update of a pending login gives up (each lost round means another write landed). */
+const UPDATE_ATTEMPTS = 5;
 
 /** A password accepted by the portal, waiting for the second factor. */
 export class PendingLogins {
@@ -59,15 +68,27 @@ export class PendingLogins {
   }
   async create(p: PendingLogin, now: number): Promise<string> {
     const id = newId();
-    await this.records.put(keys.pendingLogin(id), p, p.expiresAt - now);
+    await this.records.put(keys.pendingLogin(id), p, p.expiresAt - now + ABANDONED_GRACE_MS);
     return id;
   }
   async get(id: string, now: number): Promise<PendingLogin | null> {
     const p = await this.records.get(keys.pendingLogin(id));
     return p && p.expiresAt > now ? p : null;
   }
-  update(id: string, p: PendingLogin, now: number): Promise<void> {
-    return this.records.put(keys.pendingLogin(id), p, Math.max(1, p.expiresAt - now));
+  /**
+   * Applies `change` to the record as it is in the store, compared and set (retried a few times): a change never
+   * brings back a login that ended meanwhile, nor undoes another request's change. Returns the record as written
+   * (`change` may return its argument to write nothing), or null when the login has ended or expired.
+   */
+  async update(id: string, change: (p: PendingLogin) => PendingLogin, now: number): Promise<PendingLogin | null> {
+    const key = keys.pendingLogin(id);
+    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+      const current = await this.records.getVersioned(key);
+      if (!current || current.value.expiresAt <= now) return null;
+      const next = change(current.value);
+      if (next === current.value || (await this.records.replace(key, current.version, next, next.expiresAt - now + ABANDONED_GRACE_MS))) return next;
+    }
+    throw new Error(`pending login changed ${UPDATE_ATTEMPTS} times while being updated`);
   }
   /** Atomically ends the pending login: of parallel finishers, only one gets the record. */
   async take(id: string, now: number): Promise<PendingLogin | null> {
@@ -77,6 +98,14 @@ export class PendingLogins {
   async delete(id: string): Promise<void> {
     await this.records.delete(keys.pendingLogin(id));
     await this.kv.delete(keys.pendingAttempts(id));
+  }
+  /** After its expiry: the login, taken, when it was neither finished nor ended (null otherwise). */
+  async takeAbandoned(id: string, now: number): Promise<PendingLogin | null> {
+    const key = keys.pendingLogin(id);
+    const p = await this.records.get(key);
+    // Still live: not abandoned (yet). Expired ones are never changed, so the one taken is the one read.
+    if (!p || p.expiresAt > now) return null;
+    return this.records.take(key);
   }
   /** Counts one code check against this pending login; returns the count so far. */
   countAttempt(id: string, ttlMs: number): Promise<number> {

@@ -2,7 +2,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { assertGcraArgs, assertPositiveInteger } from '../domain/limits.js';
 import { GatewayError } from '../errors.js';
-import type { KvStore } from './kv-store.js';
+import { storeTtl, type KvStore } from './kv-store.js';
 import { createRedisClient, type RedisConnectionOptions } from './redis-connection.js';
 
 // Lua runs atomically in Redis; ioredis loads each script once and then calls it by its SHA. Each script touches
@@ -94,11 +94,11 @@ export class RedisKvStore implements KvStore {
   }
 
   async set(key: string, value: string, ttlMs?: number) {
-    await this.write(() => (ttlMs === undefined ? this.redis.set(key, value) : this.redis.set(key, value, 'PX', ttlMs)));
+    await this.write(() => (ttlMs === undefined ? this.redis.set(key, value) : this.redis.set(key, value, 'PX', storeTtl(ttlMs))));
   }
 
   async setIfAbsent(key: string, value: string, ttlMs?: number) {
-    return (await this.write(() => (ttlMs === undefined ? this.redis.set(key, value, 'NX') : this.redis.set(key, value, 'PX', ttlMs, 'NX')))) === 'OK';
+    return (await this.write(() => (ttlMs === undefined ? this.redis.set(key, value, 'NX') : this.redis.set(key, value, 'PX', storeTtl(ttlMs), 'NX')))) === 'OK';
   }
 
   take(key: string) {
@@ -110,16 +110,16 @@ export class RedisKvStore implements KvStore {
   }
 
   increment(key: string, ttlMs: number) {
-    return this.write(() => this.redis.mfaIncrement(key, ttlMs));
+    return this.write(() => this.redis.mfaIncrement(key, storeTtl(ttlMs)));
   }
 
   async raiseTo(key: string, value: number, ttlMs: number) {
-    return (await this.write(() => this.redis.mfaRaiseTo(key, value, ttlMs))) === 1;
+    return (await this.write(() => this.redis.mfaRaiseTo(key, value, storeTtl(ttlMs)))) === 1;
   }
 
   async incrementCapped(key: string, cap: number, ttlMs: number) {
     assertPositiveInteger('cap', cap);
-    const [value, counted] = await this.write(() => this.redis.mfaIncrementCapped(key, cap, ttlMs));
+    const [value, counted] = await this.write(() => this.redis.mfaIncrementCapped(key, cap, storeTtl(ttlMs)));
     return { value, capped: value >= cap, reached: counted === 1 && value >= cap };
   }
 
@@ -130,7 +130,7 @@ export class RedisKvStore implements KvStore {
   }
 
   setAdd(key: string, member: string, ttlMs: number) {
-    return this.write(() => this.redis.mfaSetAdd(key, member, ttlMs));
+    return this.write(() => this.redis.mfaSetAdd(key, member, storeTtl(ttlMs)));
   }
 
   setMembers(key: string) {
@@ -143,7 +143,7 @@ export class RedisKvStore implements KvStore {
 
   async replaceIf(key: string, expected: string, value: string, ttlMs?: number) {
     // An empty TTL keeps the key's own.
-    return (await this.write(() => this.redis.mfaReplaceIf(key, expected, value, ttlMs === undefined ? '' : String(Math.max(1, Math.ceil(ttlMs)))))) === 1;
+    return (await this.write(() => this.redis.mfaReplaceIf(key, expected, value, ttlMs === undefined ? '' : String(storeTtl(ttlMs))))) === 1;
   }
 
   async *scanKeys(prefix: string): AsyncIterable<string[]> {

@@ -33,9 +33,14 @@ export class SealedRecords<T> {
     return value === null ? null : { value, version: version! };
   }
 
-  /** Replaces the record only while it is still at `version`; false when it changed or is gone. */
-  replace(key: string, version: string, value: T, ttlMs: number): Promise<boolean> {
+  /** Replaces the record only while it is still at `version` (keeping its TTL unless given); false when it changed or is gone. */
+  replace(key: string, version: string, value: T, ttlMs?: number): Promise<boolean> {
     return this.kv.replaceIf(key, version, this.sealer.seal(JSON.stringify(value), key), ttlMs);
+  }
+
+  /** Writes the record only when there is none; false when there is one. */
+  create(key: string, value: T, ttlMs?: number): Promise<boolean> {
+    return this.kv.setIfAbsent(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
   }
 
   delete(key: string): Promise<void> {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { gcraStep } from '../../src/domain/limits.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { ReplayGuard } from '../../src/stores/counters.js';
-import { FactorStore } from '../../src/stores/factor-store.js';
+import { FactorStore, type UserFactors } from '../../src/stores/factor-store.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { BrowserJars, PendingLogins, Sessions } from '../../src/stores/records.js';
@@ -258,9 +258,28 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
 
       const factors = new FactorStore(b.kv, sealer);
       const totp = { kind: 'totp' as const, id: 'f1', name: 'phone', addedAt: now, secret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP' };
-      await factors.put('p', { factors: [totp] });
+      await factors.update('p', () => ({ factors: [totp] }));
       t.notMatch((await b.kv.get('user:{p}:factors')) ?? '', /JBSWY3DP/, 'TOTP secret encrypted at rest');
       t.same((await factors.get('p'))?.factors, [totp]);
+      // Changes at once each apply to the factors as they are: none is lost, none undoes another.
+      const used = (n: number) => (f: UserFactors | null) => ({ ...f!, factors: f!.factors.map((x) => ({ ...x, lastUsedAt: n })) });
+      const added = { ...totp, id: 'f2', name: 'tablet' };
+      await Promise.all([factors.update('p', used(now + 5)), factors.update('p', (f) => ({ ...f!, factors: [...f!.factors, added] })), factors.update('p', (f) => ({ ...f!, userHandle: 'h' }))]);
+      const after = (await factors.get('p'))!;
+      t.same(after.factors.map((f) => f.id).sort(), ['f1', 'f2'], 'the added factor is kept');
+      t.equal(after.userHandle, 'h');
+      t.ok(await factors.update('p', (f) => f), 'a change that writes nothing');
+      const giveUp = () => {
+        throw new Error('given up');
+      };
+      await t.rejects(factors.update('p', giveUp), /given up/, 'a change may give up');
+      const fresh = k('fresh');
+      const firstFactor = (i: number) => (f: UserFactors | null) => {
+        if (f) throw new Error('taken');
+        return { factors: [{ ...totp, id: `n${i}` }] };
+      };
+      const firsts = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => factors.update(fresh, firstFactor(i))));
+      t.equal(firsts.filter((r) => r.status === 'fulfilled').length, 1, 'of parallel first factors, one is created');
       await b.kv.set('user:{q}:factors', (await b.kv.get('user:{p}:factors'))!);
       await t.rejects(factors.get('q'), { code: 'GW_ERR_STORE_UNAVAILABLE' }, "a record copied under another user's key does not open, and is not read as \"no factor\"");
       t.equal(await factors.get('nobody'), null, 'no record: no factor');
@@ -273,6 +292,16 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(claims.filter(Boolean).length, 1, 'a step is accepted once');
       t.notOk(await replay.claimStep(pid, 999), 'an older step is refused');
       t.ok(await replay.claimStep(pid, 1001));
+    });
+
+    t.test('TTLs of 0 or a fraction of a millisecond: the same answers on every store, and the key still expires', async (t) => {
+      const [a, c, s] = [k('ttl-a'), k('ttl-c'), k('ttl-s')];
+      await b.kv.set(a, 'v', 0);
+      t.equal(await b.kv.increment(c, 0.5), 1);
+      t.equal(await b.kv.setAdd(s, 'm', 0), 1, 'the set holds its member');
+      await b.pass(50);
+      for (const key of [a, c]) t.equal(await b.kv.get(key), null, `${key} expired`);
+      t.same(await b.kv.setMembers(s), [], 'the set expired');
     });
 
     t.test('replaceIf: compare-and-set that keeps the TTL and never recreates', async (t) => {

@@ -82,7 +82,7 @@ function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStor
       t.same(await failures.check(key), { allowed: false, retryAfterMs: 900_000, locked: true });
     });
 
-    t.test('FailureCounter.attempt: parallel guesses never outrun the cap', async (t) => {
+    t.test('FailureCounter.attempt: parallel guesses never outrun the delays or the cap', async (t) => {
       const failures = new FailureCounter(kv, clock);
       const key = `user:{${id()}}:failures:totp`;
       for (let n = 1; n < 100; n++) await failures.fail(key);
@@ -93,9 +93,27 @@ function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStor
       t.same(allowed[0], { allowed: true, failure: { failures: 100, locked: true, retryAfterMs: 900_000 } }, '... and it already stands as the failure that locks');
       t.equal(await kv.get(key), '100');
 
+      // At one instant, in waves of 50 parallel guesses: the same guesses run as one after the other would, the free
+      // attempts and the one the delay allows after them, and then none until the wait is over.
       const fresh = `user:{${id()}}:failures:totp`;
-      const burst = await Promise.all(Array.from({ length: 50 }, () => new FailureCounter(kv, clock, { cap: 5 }).attempt(fresh)));
-      t.equal(burst.filter((a) => a.allowed).length, 5, 'cap 5, 50 parallel guesses from zero: exactly 5 run');
+      let ran = 0;
+      for (let wave = 0; wave < 20; wave++) {
+        const results = await Promise.all(Array.from({ length: 50 }, () => failures.attempt(fresh)));
+        ran += results.filter((a) => a.allowed).length;
+        const refused = results.filter((a) => !a.allowed);
+        t.ok(refused.every((a) => !a.allowed && a.retryAfterMs >= 1000 && !a.locked), 'refused ones wait');
+      }
+      t.equal(ran, 6, '20 waves of 50 parallel guesses: 6 run (5 free, then 1 before the first delay)');
+      t.equal(await kv.get(fresh), '6');
+      clock.advance(1000);
+      const after = await Promise.all(Array.from({ length: 50 }, () => failures.attempt(fresh)));
+      t.equal(after.filter((a) => a.allowed).length, 1, 'after the wait: one more');
+      const capped = `user:{${id()}}:failures:totp`;
+      const five = new FailureCounter(kv, clock, { cap: 5, freeAttempts: 10 });
+      let runs = 0;
+      for (let wave = 0; wave < 10; wave++) runs += (await Promise.all(Array.from({ length: 50 }, () => five.attempt(capped)))).filter((a) => a.allowed).length;
+      t.equal(runs, 5, 'cap 5: 5 run in all');
+      t.same(await five.check(capped), { allowed: false, retryAfterMs: 900_000, locked: true });
       const right = `user:{${id()}}:failures:totp`;
       const a = await failures.attempt(right);
       t.ok(a.allowed);

@@ -240,4 +240,13 @@ keys:
   t.match(anon.stdout, 'decision: sign-in required by "portal"');
   const bad = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml')]);
   t.equal(bad.code, 2, 'usage error');
+  // A factor age that is not a number is refused, not read as "fresh enough" (NaN compares false to any maximum).
+  const age = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/admin/', '--factor-age', 'abc']);
+  t.equal(age.code, 2, 'factor age not a number');
+  t.match(age.stderr, '--factor-age is a whole number of seconds');
+  // Malformed arguments are usage errors too (exit 2, the usage text), not a crash with a stack trace.
+  const noValue = runCli(['policy', 'explain', '--path', '/x', '--config']);
+  t.equal(noValue.code, 2, 'option without its value');
+  t.notMatch(noValue.stderr, /\n\s+at /, 'no stack trace');
+  t.equal(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/x', '--managed=yes']).code, 2, 'value for a flag');
 });

@@ -119,8 +119,18 @@ t.test('webhook: a code sent through the vendor, signed; typed in to enrol', asy
   await c.b.post('/_mfa/enrol/proof/send', { csrf: c.csrf });
   const second = String(receiver.calls.at(-1)!.json.code);
   if (first !== second) t.equal((await c.b.post('/_mfa/enrol/proof', { csrf: c.csrf, code: first })).status, 400, 'the replaced code');
+  // A password alone cannot flood the user with messages: three at once, then one a minute.
+  t.equal((await c.b.post('/_mfa/enrol/proof/send', { csrf: c.csrf })).status, 303, 'a third code');
+  const sent = receiver.calls.length;
+  const flood = await c.b.post('/_mfa/enrol/proof/send', { csrf: c.csrf });
+  t.equal(flood.status, 429, 'a fourth at once is refused');
+  t.ok(Number(flood.headers['retry-after']) > 0, 'with Retry-After');
+  t.equal(receiver.calls.length, sent, 'and not sent');
+  s.clock.advance(60_000);
+  t.equal((await c.b.post('/_mfa/enrol/proof/send', { csrf: c.csrf })).status, 303, 'a minute later, one more');
+  const second2 = String(receiver.calls.at(-1)!.json.code);
   s.clock.advance(10 * 60_000 + 1);
-  const late = await c.b.post('/_mfa/enrol/proof', { csrf: c.csrf, code: second });
+  const late = await c.b.post('/_mfa/enrol/proof', { csrf: c.csrf, code: second2 });
   t.ok([400, 403].includes(late.status), 'expired (or the login itself expired)');
 });
 

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { signatureHeader, verifySignature } from '../../src/services/notifier.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { atCodePage, signUpAndEnrol, startStack, totpAt } from '../helpers/stack.js';
+import { atCodePage, signInWithTotp, signUpAndEnrol, startStack, totpAt } from '../helpers/stack.js';
 
 const SECRET = 'k'.repeat(40);
 
@@ -25,6 +25,37 @@ t.test('a correct password followed by wrong codes: one signed event per login',
   t.match(failed[0]!.json, { user: 'alice', ip: '127.0.0.1', details: { factor: 'totp' }, time: String });
   t.ok(verifySignature(failed[0]!.body, String(failed[0]!.headers['x-mfa-signature']), SECRET, Date.now()), 'signed');
   t.notOk(JSON.stringify(receiver.calls).includes('000000'), 'no code in any event');
+});
+
+t.test('a correct password whose second step never came: told once, when the login has expired', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => (raw.notify = { url: receiver.url, secret: SECRET }) });
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  await receiver.waitFor(1);
+  const abandoned = () => receiver.calls.filter((c) => c.json.event === 'second_factor_abandoned');
+  await atCodePage(s);
+  s.clock.advance(4 * 60_000);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(abandoned().length, 0, 'not while the login can still be finished');
+  s.clock.advance(60_000 + 1000);
+  await receiver.waitFor(2);
+  t.equal(abandoned().length, 1);
+  t.match(abandoned()[0]!.json, { user: 'alice', ip: '127.0.0.1', details: { passwordAt: String }, time: String });
+  t.ok(s.logs.some((l) => l.includes('"security":"mfa_abandoned"')), 'and a security event');
+
+  // Finished, or already told about for a wrong code: nothing more.
+  const calls = receiver.calls.length;
+  const finished = await signInWithTotp(s, secret);
+  t.equal(finished.final.status, 303);
+  s.clock.advance(30_000);
+  const { b, csrf } = await atCodePage(s);
+  await b.post('/_mfa/verify', { csrf, code: '000000' });
+  await receiver.waitFor(calls + 1);
+  s.clock.advance(6 * 60_000);
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(receiver.calls.slice(calls).map((c) => c.json.event), ['second_factor_failed'], 'only the wrong code was told');
 });
 
 t.test('delivery is retried, then given up and logged; sign-in never waits for it', async (t) => {

@@ -97,6 +97,16 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
   t.match(problemsOf(() => loadConfigFile(join(dir, 'bad.yaml')))[0], /not valid YAML/);
 });
 
+t.test('folders named in the config are relative to the config file, not to the working directory', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
+  const raw = rawTestConfig('http://portal.internal');
+  writeFileSync(join(dir, 'gw.yaml'), JSON.stringify({ ...raw, audit: { ...raw.audit, dir: 'trail' }, ui: { localesDir: 'locales' } }));
+  const c = loadConfigFile(join(dir, 'gw.yaml'));
+  t.equal(c.audit.dir, join(dir, 'trail'));
+  t.equal(c.ui.localesDir, join(dir, 'locales'));
+  t.equal(resolveConfig({ ...rawTestConfig('http://portal.internal'), ui: { localesDir: '/srv/locales' } }).ui.localesDir, '/srv/locales', 'an absolute folder stays');
+});
+
 t.test('the shipped example and demo configs are valid', async (t) => {
   const env = {
     ...{ MFA_SIGNING_KEY: randomKey(), MFA_PSEUDONYM_KEY: randomKey(), MFA_AUDIT_KEY: randomKey(), MFA_DEMO_PORTAL_URL: 'http://127.0.0.1:8081' },

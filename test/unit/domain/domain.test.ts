@@ -111,6 +111,7 @@ t.test('request headers to the portal', async (t) => {
       'keep-alive': 'timeout=5',
       'transfer-encoding': 'chunked',
       'x-custom': 'kept',
+      expect: '100-continue',
     },
     { clientIp: '10.1.2.3', proto: 'https', host: 'gw.example', cookie: 'PORTALSESSID=server' },
   );
@@ -134,4 +135,7 @@ t.test('response headers to the browser', async (t) => {
   t.same(h, { 'set-cookie': ['XSRF-TOKEN=t; Path=/'], location: '/records', 'content-type': 'text/html' });
   const none = browserResponseHeaders({ 'set-cookie': 'PORTALSESSID=x' }, { browserCookies: [], rewriteLocation: (l) => l });
   t.notOk('set-cookie' in none, 'portal cookies stay in the jar');
+  const rewrite = (l: string) => l.replace('http://portal', '');
+  t.same(browserResponseHeaders({ location: ['http://portal/a', 'http://portal/b'] }, { browserCookies: [], rewriteLocation: rewrite }), { location: '/a' }, 'a repeated Location: the first, rewritten');
+  t.same(browserResponseHeaders({ 'strict-transport-security': 'max-age=0', 'content-type': 'text/html' }, { browserCookies: [], rewriteLocation: rewrite }), { 'content-type': 'text/html' }, "the portal cannot replace the gateway's HSTS");
 });

@@ -20,6 +20,13 @@ t.test('form bodies: one canonical parse, the canonical username is what the por
     ['password=x', 'no username'],
     ['username=fresh&UserName=alice&password=x', 'another spelling of the field'],
     ['username=fresh&user_name=alice&password=x', 'underscore spelling'],
+    // PHP ends a name at a NUL and keeps the last value: the portal would sign in alice, the gateway mallory.
+    ['username=mallory&username%00=alice&password=x', 'NUL in the field name'],
+    ['username=mallory&user.name=alice&password=x', 'dot spelling (PHP reads user_name)'],
+    ['username=mallory&user+name=alice&password=x', 'space spelling'],
+    ['username=mallory&username[]=alice&password=x', 'array spelling'],
+    ['username=mallory&username%5B0%5D=alice&password=x', 'encoded array spelling'],
+    ['username=alice&pass%01word=x', 'control character in any field name'],
     ['username=%E0%A4%A&password=x', 'malformed encoding'],
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'form'), why);
@@ -40,6 +47,7 @@ t.test('JSON bodies', async (t) => {
     ['{"username":', 'not JSON'],
     ['{"password":"x"}', 'no username'],
     ['{"username":"fresh","UserName":"alice","password":"x"}', 'another spelling of the field'],
+    ['{"username":"mallory","username\\u0000":"alice","password":"x"}', 'NUL in a key'],
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'json'), why);
 });
