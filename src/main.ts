@@ -300,7 +300,7 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof ConfigError || err instanceof AuditDirInUse) process.stderr.write(`mfa-gateway: ${err.message}\n`);
-    else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS_')) {
+    else if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
       process.exit(usage((err as Error).message));
     } else process.stderr.write(`mfa-gateway: ${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);

@@ -76,6 +76,19 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   return { path, matchPath: path.includes(';') ? path.replace(/;[^/]*/g, '') : path, query };
 }
 
+/**
+ * Whether a target canonicalTarget accepted names the same segments as its canonical form, differing at most in
+ * percent-encoding (no dot or empty segment to resolve, in any encoding): a proxy that passes the target on as sent
+ * then gives the portal the path that was judged.
+ */
+export function sameSegments(rawUrl: string): boolean {
+  const segments = rawUrl.split('?', 1)[0]!.split('/').slice(1);
+  return segments.every((seg, i) => {
+    const s = decodeURIComponent(seg);
+    return s !== '.' && s !== '..' && (s !== '' || i === segments.length - 1);
+  });
+}
+
 function encodeSegment(seg: string): string {
   let s = '';
   for (const ch of seg) {

@@ -4,13 +4,14 @@
 const LEGACY_SCHEME = /^\s*(basic|digest|ntlm|negotiate)(\s|$)/i;
 
 /**
- * Field names a loosely matching portal would read as the same field: case-insensitive, ignoring -, _, . and
- * whitespace (PHP turns . and spaces into _), and only up to a NUL or a [ (PHP ends a name at a NUL, and PHP, Rails
- * and qs read `name[]` or `name[x]` as the field `name`).
+ * Whether a portal matching names loosely would read `name` as the configured `field`: case-insensitive, ignoring
+ * -, _, . and whitespace (PHP turns . and spaces into _), only up to a NUL (where PHP ends a name), and, for a field
+ * without brackets of its own, only up to a [ (PHP, Rails and qs read `name[]` or `name[x]` as the field `name`).
  */
-export function sameFieldName(a: string, b: string): boolean {
-  const fold = (s: string) => s.split(/[\0[]/, 1)[0]!.toLowerCase().replace(/[-_.\s]/g, '');
-  return fold(a) === fold(b);
+export function sameFieldName(name: string, field: string): boolean {
+  const cut = field.includes('[') ? /\0/ : /[\0[]/;
+  const fold = (s: string) => s.split(cut, 1)[0]!.toLowerCase().replace(/[-_.\s]/g, '');
+  return fold(name) === fold(field);
 }
 
 /** Authorization with a legacy scheme, or one of the login form's fields (in any spelling) in the query string. */

@@ -1,7 +1,7 @@
 // Forward-auth mode: a proxy in front (nginx auth_request, Caddy forward_auth, Traefik forwardAuth) asks the gateway
 // about each request of the browser and sends it to the portal only on a 200. Same sessions, same policy.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalTarget } from '../domain/canonical-path.js';
+import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { GatewayError } from '../errors.js';
 import type { HttpContext } from './context.js';
@@ -21,13 +21,11 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
     // Only the proxy may ask: its X-Forwarded-* headers describe the browser's request (SECURITY R55).
     if (!trusted.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '')) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'forward-auth caller is not a trusted proxy');
-    // The proxy sends the portal the URI as the browser wrote it, so only a URI already in canonical form is judged:
-    // the path the rules see is then the one the portal gets ('/admin/x/../../public' would be judged as '/public').
+    // The proxy sends the portal the URI as the browser wrote it, so only a URI with nothing to resolve is judged: the
+    // path the rules see is then the one the portal gets ('/admin/x/../../public' would be judged as '/public').
     const uri = one(req, 'x-forwarded-uri');
     const target = uri === undefined ? null : canonicalTarget(uri, { pathParameters: config.server.pathParameters === 'allow' });
-    if (!target || (target.query ? `${target.path}?${target.query}` : target.path) !== uri) {
-      throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI missing or not in canonical form');
-    }
+    if (!target || !sameSegments(uri!)) throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI missing or with segments to resolve');
     const host = (one(req, 'x-forwarded-host') ?? '').toLowerCase().replace(/:\d+$/, '');
     if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);

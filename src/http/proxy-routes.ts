@@ -146,6 +146,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       clientIp: req.client.ip,
       forwardedFor: forwardedFor(req),
       proto: req.client.proto,
+      replacesPending: req.cookies[COOKIE.pending],
     });
     if (outcome.kind === 'failed') {
       // The portal shows its own error; only its cookies are kept back.

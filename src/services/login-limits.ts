@@ -2,17 +2,19 @@
 // for the gateway as a whole, and the detection of credential stuffing and password spraying (SECURITY R9, C-01, C-02).
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import { FailureCounter, RateLimiter, DistinctCounter } from '../stores/limits.js';
+import { FailureCounter, RateLimiter, DistinctCounter, type FailureCount } from '../stores/limits.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 
 export type Admission = { ok: true } | { ok: false; retryAfterMs: number; reason: string };
+/** An admitted password and what it counted against its account (for unjudged()). */
+export type AccountAdmission = { ok: true; counted: FailureCount } | Extract<Admission, { ok: false }>;
 
 const MINUTE = 60_000;
 
-const refused = (retryAfterMs: number, reason: string): Admission => ({ ok: false, retryAfterMs: Math.max(1000, retryAfterMs), reason });
+const refused = (retryAfterMs: number, reason: string): Extract<Admission, { ok: false }> => ({ ok: false, retryAfterMs: Math.max(1000, retryAfterMs), reason });
 
 /**
  * The bucket of a client address: IPv6 by its /64 (one subscriber gets a whole /64, so single addresses would give an
@@ -70,7 +72,7 @@ export class LoginLimits {
    * An admitted password counts as a failure of the account until succeeded(), so parallel guesses cannot all pass
    * one check (failed() does not count it again). A password the account's wait refuses uses none of the overall rate.
    */
-  async admitAccount(pid: string): Promise<Admission> {
+  async admitAccount(pid: string): Promise<AccountAdmission> {
     const key = keys.passwordFailures(pid);
     const waiting = await this.accounts.check(key);
     if (!waiting.allowed) return refused(waiting.retryAfterMs, 'account failures');
@@ -81,7 +83,12 @@ export class LoginLimits {
     const rate = await this.rate.take(keys.globalRate(), global);
     if (!rate.allowed) return refused(rate.retryAfterMs, 'global rate');
     const attempt = await this.accounts.attempt(key);
-    return attempt.allowed ? { ok: true } : refused(attempt.retryAfterMs, 'account failures');
+    return attempt.allowed ? { ok: true, counted: attempt.failure } : refused(attempt.retryAfterMs, 'account failures');
+  }
+
+  /** A password the portal never judged (it did not answer) does not count against its account. */
+  unjudged(pid: string, counted: FailureCount): Promise<void> {
+    return this.accounts.release(keys.passwordFailures(pid), counted);
   }
 
   /** A blocked address (remembered briefly, see BLOCK_MEMORY_MS). */

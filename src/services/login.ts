@@ -10,12 +10,12 @@ import { isLoginSuccess } from '../domain/login-success.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
 import { canonicalUsername } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
-import { newId, pseudonym } from '../mechanisms/random.js';
+import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
-import type { Admission, LoginLimits } from './login-limits.js';
+import type { AccountAdmission, Admission, LoginLimits } from './login-limits.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 
@@ -32,6 +32,8 @@ export interface LoginRequest {
   /** What the portal gets as X-Forwarded-For. */
   forwardedFor: string;
   proto: 'http' | 'https';
+  /** The browser's pending login, if it has one: a new password step replaces it. */
+  replacesPending: string | undefined;
 }
 
 export type LoginOutcome =
@@ -75,7 +77,8 @@ export class LoginService {
     if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
     const pid = pseudonym(this.d.pseudonymKey, username);
     // …then the account, existing or not, and the gateway's overall rate.
-    throwIfRefused(await this.d.limits.admitAccount(pid), ip, pid, this.d.security);
+    const admitted = await this.d.limits.admitAccount(pid);
+    throwIfRefused(admitted, ip, pid, this.d.security);
     // The portal checks exactly the username the gateway will hold the session for.
     const body = parsed.withUsername(username);
     const jar = await this.d.jars.get(req.browserId);
@@ -90,7 +93,14 @@ export class LoginService {
     headers['content-length'] = String(body.length);
     // The answer is judged by its bytes (the body rule), so it is asked for uncompressed.
     headers['accept-encoding'] = 'identity';
-    const answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
+    let answer: PortalResponse;
+    try {
+      answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
+    } catch (err) {
+      // The portal never judged the password: it does not count against the account.
+      await this.d.limits.unjudged(pid, admitted.counted).catch((cause: unknown) => this.d.log.warn({ err: cause }, 'could not take back an unjudged login attempt'));
+      throw err;
+    }
     const setCookies = asArray(answer.headers['set-cookie']);
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);
     const location = first(answer.headers.location);
@@ -127,6 +137,8 @@ export class LoginService {
       },
       now,
     );
+    // Replaced, not abandoned: the person went back and entered the password again.
+    if (req.replacesPending && ID_PATTERN.test(req.replacesPending)) await this.d.pending.delete(req.replacesPending);
     this.d.security('password_ok', { pid, ip, next: stage });
     // A right password whose second step never came is told to the person once the login has expired (R11).
     clock.after(config.mfa.pendingTimeoutSeconds * 1000 + 1000, () => void this.reportAbandoned(pendingId));
@@ -149,7 +161,7 @@ export class LoginService {
 }
 
 /** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */
-function throwIfRefused(a: Admission, ip: string, pid: string | undefined, security: SecurityLog): void {
+function throwIfRefused<A extends Admission | AccountAdmission>(a: A, ip: string, pid: string | undefined, security: SecurityLog): asserts a is Extract<A, { ok: true }> {
   if (a.ok) return;
   if (a.reason !== 'address blocked') security('password_throttled', { ...(pid ? { pid } : {}), ip, reason: a.reason });
   throw new GatewayError('GW_ERR_RATE_LIMITED', a.reason, { retryAfterMs: a.retryAfterMs });

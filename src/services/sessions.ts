@@ -8,9 +8,6 @@ import type { SessionTokens } from '../mechanisms/session-token.js';
 import type { SessionRecord, Sessions } from '../stores/records.js';
 import type { SecurityLog } from './security-events.js';
 
-/** Compare-and-set rounds before a save gives up (each lost round means another write landed). */
-const SAVE_ATTEMPTS = 5;
-
 export interface ActiveSession {
   sid: string;
   record: SessionRecord;
@@ -72,13 +69,11 @@ export class SessionService {
    * and a slow request does not write back the jar it started with. A session ended meanwhile stays ended.
    */
   async save(active: ActiveSession, updateJar: (jar: Jar) => Jar = (jar) => jar): Promise<void> {
-    for (let attempt = 0; attempt < SAVE_ATTEMPTS; attempt++) {
-      const current = await this.d.sessions.getVersioned(active.sid);
-      if (!current || current.value.pid !== active.record.pid) return;
-      const record = { ...current.value, jar: updateJar(current.value.jar), lastSeen: this.d.clock.now() };
-      if (await this.d.sessions.replace(active.sid, current.version, record, sessionTtlMs(record, this.d.limits))) return;
-    }
-    throw new Error(`session record changed ${SAVE_ATTEMPTS} times while being saved`);
+    await this.d.sessions.change(
+      active.sid,
+      (s) => (s.pid === active.record.pid ? { ...s, jar: updateJar(s.jar), lastSeen: this.d.clock.now() } : s),
+      (s) => sessionTtlMs(s, this.d.limits),
+    );
   }
 
   async end(active: ActiveSession, reason: string): Promise<void> {

@@ -24,9 +24,6 @@ export interface UserFactors {
   userHandle?: string;
 }
 
-/** Compare-and-set rounds before a change of a user's factors gives up (each lost round means another write landed). */
-const UPDATE_ATTEMPTS = 5;
-
 /** A user's second factors, kept until removed. A record that cannot be opened is an error, never "no factor". */
 export class FactorStore {
   private readonly records: SealedRecords<UserFactors>;
@@ -37,21 +34,11 @@ export class FactorStore {
     return this.records.get(keys.factors(pid));
   }
   /**
-   * Applies `change` to the user's factors as they are in the store (null: none yet), compared and set, retried a
-   * few times: a sign-in marking a factor used cannot write back a factor or a recovery set removed meanwhile, nor
-   * can two changes undo each other. `change` may throw to give up, or return its argument to write nothing.
-   * Returns the factors as they then are.
+   * Applies `change` to the user's factors as they are in the store (null: none yet; see SealedRecords.change): a
+   * sign-in marking a factor used cannot write back a factor or a recovery set removed meanwhile.
    */
-  async update(pid: string, change: (current: UserFactors | null) => UserFactors | null): Promise<UserFactors | null> {
-    const key = keys.factors(pid);
-    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-      const current = await this.records.getVersioned(key);
-      const next = change(current?.value ?? null);
-      if (next === (current?.value ?? null)) return next;
-      if (next === null) throw new TypeError('a change cannot remove the factors record (use delete)');
-      if (current ? await this.records.replace(key, current.version, next) : await this.records.create(key, next)) return next;
-    }
-    throw new Error(`factors changed ${UPDATE_ATTEMPTS} times while being updated`);
+  update(pid: string, change: (current: UserFactors | null) => UserFactors | null): Promise<UserFactors | null> {
+    return this.records.change(keys.factors(pid), change);
   }
   delete(pid: string): Promise<void> {
     return this.records.delete(keys.factors(pid));

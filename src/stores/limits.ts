@@ -26,6 +26,9 @@ export interface FailureCount {
 
 export type Attempt = { allowed: true; failure: FailureCount } | Extract<FailureCheck, { allowed: false }>;
 
+// Compare-and-set rounds of one attempt before it is refused (each lost round means another attempt was counted).
+const ATTEMPT_ROUNDS = 5;
+
 /** 100 is the most NIST SP 800-63B §3.2.2 allows; pass a lower cap where fewer guesses suffice. */
 export const DEFAULT_FAILURE_POLICY: FailurePolicy = { ...DEFAULT_DELAY, cap: 100 };
 
@@ -69,24 +72,33 @@ export class FailureCounter {
   }
 
   /**
-   * check() and fail() before the guess is verified: the attempt stands as a failure unless succeed() follows. The
-   * count moves from the number checked to the next only if no other attempt was counted in between (compare and
-   * set), so of parallel guesses one goes ahead and the others are refused as if they came during the wait: neither
-   * the delays nor the cap can be outrun by sending guesses at once (C-40, R6).
+   * check() and fail() before the guess is verified: the attempt stands as a failure unless succeed() (or release())
+   * follows. The count moves from the number checked to the next only if no other attempt was counted in between
+   * (compare and set); an attempt that loses checks again against the new count. So parallel guesses run exactly
+   * as many as consecutive ones would: neither the delays nor the cap can be outrun by sending them at once (C-40,
+   * R6), and a double-submitted form within the free attempts still goes through.
    */
   async attempt(key: string): Promise<Attempt> {
-    const { failures, last } = await this.read(key);
-    const now = this.clock.now();
-    const c = failureCheck(failures, last, now, this.policy);
-    if (!c.allowed) return c;
-    // The time first: an attempt that then loses the count only makes the next wait stricter.
-    await this.kv.raiseTo(lastKey(key), now, this.windowMs);
-    const next = failures + 1;
-    const counted = failures === 0 ? await this.kv.setIfAbsent(key, String(next), this.windowMs) : await this.kv.replaceIf(key, String(failures), String(next));
-    if (!counted) return { allowed: false, retryAfterMs: Math.max(1000, this.delayAfter(next)), locked: false };
-    const locked = next >= this.policy.cap;
-    if (locked) await this.kv.set(key, String(next));
-    return { allowed: true, failure: { failures: next, locked, retryAfterMs: this.delayAfter(next) } };
+    for (let round = 0; round < ATTEMPT_ROUNDS; round++) {
+      const { failures, last, stored } = await this.read(key);
+      const now = this.clock.now();
+      const c = failureCheck(failures, last, now, this.policy);
+      if (!c.allowed) return c;
+      // The time first: an attempt that then loses the count only makes the next wait stricter.
+      await this.kv.raiseTo(lastKey(key), now, this.windowMs);
+      const next = failures + 1;
+      const counted = stored === null ? await this.kv.setIfAbsent(key, String(next), this.windowMs) : await this.kv.replaceIf(key, stored, String(next));
+      if (!counted) continue;
+      const locked = next >= this.policy.cap;
+      if (locked) await this.kv.set(key, String(next));
+      return { allowed: true, failure: { failures: next, locked, retryAfterMs: this.delayAfter(next) } };
+    }
+    return { allowed: false, retryAfterMs: 1000, locked: false };
+  }
+
+  /** Takes back an attempt that was never judged (the portal did not answer), unless another was counted since. */
+  async release(key: string, counted: FailureCount): Promise<void> {
+    await this.kv.replaceIf(key, String(counted.failures), String(counted.failures - 1));
   }
 
   /** After a success: this key starts again from zero. */
@@ -103,10 +115,10 @@ export class FailureCounter {
    * The count and the time of the last failure. The count is read first (the writers set the time first), so a
    * failure landing in between makes the answer stricter, never looser.
    */
-  private async read(key: string): Promise<{ failures: number; last: number | null }> {
-    const failures = Number((await this.kv.get(key)) ?? 0);
+  private async read(key: string): Promise<{ failures: number; last: number | null; stored: string | null }> {
+    const stored = await this.kv.get(key);
     const last = await this.kv.get(lastKey(key));
-    return { failures, last: last === null ? null : Number(last) };
+    return { failures: Number(stored ?? 0), last: last === null ? null : Number(last), stored };
   }
 
   private delayAfter(failures: number): number {

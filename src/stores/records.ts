@@ -57,9 +57,6 @@ export interface PendingLogin {
 // that was finished or ended.
 const ABANDONED_GRACE_MS = 5 * 60_000;
 
-/** Compare-and-set rounds before an update of a pending login gives up (each lost round means another write landed). */
-const UPDATE_ATTEMPTS = 5;
-
 /** A password accepted by the portal, waiting for the second factor. */
 export class PendingLogins {
   private readonly records: SealedRecords<PendingLogin>;
@@ -81,14 +78,9 @@ export class PendingLogins {
    * (`change` may return its argument to write nothing), or null when the login has ended or expired.
    */
   async update(id: string, change: (p: PendingLogin) => PendingLogin, now: number): Promise<PendingLogin | null> {
-    const key = keys.pendingLogin(id);
-    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-      const current = await this.records.getVersioned(key);
-      if (!current || current.value.expiresAt <= now) return null;
-      const next = change(current.value);
-      if (next === current.value || (await this.records.replace(key, current.version, next, next.expiresAt - now + ABANDONED_GRACE_MS))) return next;
-    }
-    throw new Error(`pending login changed ${UPDATE_ATTEMPTS} times while being updated`);
+    const live = (p: PendingLogin | null) => (p && p.expiresAt > now ? p : null);
+    const p = await this.records.change(keys.pendingLogin(id), (cur) => (live(cur) ? change(cur!) : cur), (next) => next.expiresAt - now + ABANDONED_GRACE_MS);
+    return live(p);
   }
   /** Atomically ends the pending login: of parallel finishers, only one gets the record. */
   async take(id: string, now: number): Promise<PendingLogin | null> {
@@ -157,13 +149,9 @@ export class Sessions {
     if (s) await this.kv.setRemove(keys.userSessions(s.pid), sid);
     return s;
   }
-  /** A session with its version, for `replace`. */
-  getVersioned(sid: string): Promise<{ value: SessionRecord; version: string } | null> {
-    return this.records.getVersioned(keys.session(sid));
-  }
-  /** Replaces a session only while it is at `version`: false when another write came first or it ended (it stays ended). */
-  replace(sid: string, version: string, s: SessionRecord, ttlMs: number): Promise<boolean> {
-    return this.records.replace(keys.session(sid), version, s, ttlMs);
+  /** Changes a live session as it is in the store (see SealedRecords.change); an ended one stays ended. */
+  change(sid: string, change: (s: SessionRecord) => SessionRecord, ttlMs: (s: SessionRecord) => number): Promise<SessionRecord | null> {
+    return this.records.change(keys.session(sid), (cur) => (cur ? change(cur) : cur), ttlMs);
   }
   async delete(sid: string, pid: string): Promise<void> {
     await this.records.delete(keys.session(sid));

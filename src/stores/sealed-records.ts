@@ -3,6 +3,9 @@ import { GatewayError } from '../errors.js';
 import type { Sealer } from '../mechanisms/sealer.js';
 import type { KvStore } from './kv-store.js';
 
+/** Compare-and-set rounds of one change before it gives up (each lost round means another write landed). */
+const CHANGE_ATTEMPTS = 5;
+
 /** JSON records encrypted under the record's own key, so a record cannot be moved to another key. */
 export class SealedRecords<T> {
   /** Records already opened, by key and ciphertext (bounded): a changed record is a new ciphertext, so a miss. */
@@ -26,21 +29,24 @@ export class SealedRecords<T> {
     return this.kv.set(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
   }
 
-  /** The record with its stored form, the version `replace` compares against. */
-  async getVersioned(key: string): Promise<{ value: T; version: string } | null> {
-    const version = await this.kv.get(key);
-    const value = this.open(key, version);
-    return value === null ? null : { value, version: version! };
-  }
-
-  /** Replaces the record only while it is still at `version` (keeping its TTL unless given); false when it changed or is gone. */
-  replace(key: string, version: string, value: T, ttlMs?: number): Promise<boolean> {
-    return this.kv.replaceIf(key, version, this.sealer.seal(JSON.stringify(value), key), ttlMs);
-  }
-
-  /** Writes the record only when there is none; false when there is one. */
-  create(key: string, value: T, ttlMs?: number): Promise<boolean> {
-    return this.kv.setIfAbsent(key, this.sealer.seal(JSON.stringify(value), key), ttlMs);
+  /**
+   * Applies `change` to the record as it is in the store (null: none), compared and set, retried a few times: of
+   * changes at once none undoes another, and a late one never brings back a record deleted meanwhile unless it
+   * means to create one (from null). `change` may throw to give up, or return its argument to write nothing.
+   * `ttlMs` gives the TTL of the record written (none: kept, or none for a new one). Returns the record as it then is.
+   */
+  async change(key: string, change: (current: T | null) => T | null, ttlMs?: (next: T) => number): Promise<T | null> {
+    for (let attempt = 0; attempt < CHANGE_ATTEMPTS; attempt++) {
+      const version = await this.kv.get(key);
+      const current = this.open(key, version);
+      const next = change(current);
+      if (next === current) return next;
+      if (next === null) throw new TypeError(`a change cannot delete ${key}`);
+      const sealed = this.sealer.seal(JSON.stringify(next), key);
+      const written = current === null ? await this.kv.setIfAbsent(key, sealed, ttlMs?.(next)) : await this.kv.replaceIf(key, version!, sealed, ttlMs?.(next));
+      if (written) return next;
+    }
+    throw new Error(`${key} changed ${CHANGE_ATTEMPTS} times while being changed`);
   }
 
   delete(key: string): Promise<void> {

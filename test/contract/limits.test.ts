@@ -114,6 +114,16 @@ function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStor
       for (let wave = 0; wave < 10; wave++) runs += (await Promise.all(Array.from({ length: 50 }, () => five.attempt(capped)))).filter((a) => a.allowed).length;
       t.equal(runs, 5, 'cap 5: 5 run in all');
       t.same(await five.check(capped), { allowed: false, retryAfterMs: 900_000, locked: true });
+      const unjudged = `user:{${id()}}:failures:password`;
+      const one = await failures.attempt(unjudged);
+      const two = await failures.attempt(unjudged);
+      t.ok(one.allowed && two.allowed);
+      if (two.allowed) await failures.release(unjudged, two.failure);
+      t.equal(await kv.get(unjudged), '1', 'an attempt never judged is taken back');
+      if (one.allowed) await failures.release(unjudged, one.failure);
+      await failures.attempt(unjudged);
+      if (two.allowed) await failures.release(unjudged, two.failure);
+      t.equal(await kv.get(unjudged), '1', '... but not once another was counted since');
       const right = `user:{${id()}}:failures:totp`;
       const a = await failures.attempt(right);
       t.ok(a.allowed);

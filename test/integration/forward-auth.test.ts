@@ -115,14 +115,14 @@ t.test('the policy decides at nginx: closed areas, legacy authentication and odd
   const b = browser();
   await signIn(s, b);
   const before = s.portalRequests.length;
-  for (const path of ['/admin/', '/ADMIN/', '/admin/x']) {
+  for (const path of ['/admin/', '/ADMIN/', '/%61dmin/', '/admin/x']) {
     t.equal((await b.get(path)).status, 403, `${path}: denied`);
   }
   const anon = await browser().get('/legacy/records', { authorization: basic(ALICE.username, ALICE.password) });
   t.equal(anon.status, 403, 'HTTP Basic is refused');
   t.equal((await b.get('/legacy/records', { authorization: basic(ALICE.username, ALICE.password) })).status, 403, 'with a session too');
   // nginx turns any auth answer other than 2xx, 401 and 403 into 500: closed either way.
-  for (const path of ['/admin%2fx', '/%61dmin/']) t.equal((await b.get(path)).status, 500, `${path}: the gateway's 400 for a non-canonical path`);
+  t.equal((await b.get('/admin%2fx')).status, 500, "the gateway's 400 for a non-canonical path");
   t.same(reachedPortal(s, before), [], 'none of these reached the portal');
   t.notOk(s.portalRequests.some((r) => r.headers.authorization), 'no Authorization header ever reached the portal');
   t.equal((await b.get('/records')).status, 200, 'the session itself still works');
@@ -187,10 +187,13 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   t.equal((await ask('/admin%2fx', { cookie })).status, 400, 'a URI that is not a canonical path');
   // The proxy passes the URI on as sent: one the gateway would have to normalise to judge is refused, never judged
   // as another path than the portal gets.
-  for (const uri of ['/admin/x/../../login', '/admin/%2e%2e/records', '/admin/..', '//records', '/%72ecords']) {
-    t.equal((await ask(uri, { cookie })).status, 400, `not in canonical form: ${uri}`);
+  for (const uri of ['/admin/x/../../login', '/admin/%2e%2e/records', '/admin/..', '/admin/./', '//records', '/records//x']) {
+    t.equal((await ask(uri, { cookie })).status, 400, `segments to resolve: ${uri}`);
   }
   t.equal((await ask('/records?a=/../admin&b=%2f', { cookie })).status, 200, 'the query is not part of the path');
+  t.equal((await ask('/records?', { cookie })).status, 200, 'an empty query');
+  t.equal((await ask('/%72ecords', { cookie })).status, 200, 'percent-encoding alone is judged as decoded');
+  t.equal((await ask('/%61dmin/', { cookie })).status, 403, '... also where that means a deny');
   const noUri = await request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-host': 'localhost', cookie } });
   await noUri.body.dump();
   t.equal(noUri.statusCode, 400, 'no X-Forwarded-Uri: refused, not judged as /');

@@ -3,7 +3,8 @@
 import t from 'tap';
 import { signatureHeader, verifySignature } from '../../src/services/notifier.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { atCodePage, signInWithTotp, signUpAndEnrol, startStack, totpAt } from '../helpers/stack.js';
+import { inputValue } from '../helpers/browser.js';
+import { ALICE, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
 
 const SECRET = 'k'.repeat(40);
 
@@ -45,10 +46,16 @@ t.test('a correct password whose second step never came: told once, when the log
   t.match(abandoned()[0]!.json, { user: 'alice', ip: '127.0.0.1', details: { passwordAt: String }, time: String });
   t.ok(s.logs.some((l) => l.includes('"security":"mfa_abandoned"')), 'and a security event');
 
-  // Finished, or already told about for a wrong code: nothing more.
+  // Finished, replaced by a new password step, or already told about for a wrong code: nothing more.
   const calls = receiver.calls.length;
   const finished = await signInWithTotp(s, secret);
   t.equal(finished.final.status, 303);
+  const again = s.browser();
+  await submitPassword(again, ALICE.username, ALICE.password);
+  t.equal((await submitPassword(again, ALICE.username, ALICE.password)).location, '/_mfa/verify', 'back, and the password again');
+  s.clock.advance(30_000);
+  const verify = await again.post('/_mfa/verify', { csrf: inputValue((await again.get('/_mfa/verify')).body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(verify.status, 303);
   s.clock.advance(30_000);
   const { b, csrf } = await atCodePage(s);
   await b.post('/_mfa/verify', { csrf, code: '000000' });

@@ -30,6 +30,10 @@ t.test('form bodies: one canonical parse, the canonical username is what the por
     ['username=%E0%A4%A&password=x', 'malformed encoding'],
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'form'), why);
+  // Portals whose fields have brackets of their own (Magento's login[username], Devise's user[email]).
+  const nested = parseLoginBody(Buffer.from('login%5Busername%5D=alice&login%5Bpassword%5D=pw'), 'form', 'login[username]');
+  t.equal(nested.username, 'alice', 'a bracketed field name is its own field');
+  t.throws(() => parseLoginBody(Buffer.from('login[username]=mallory&login[username]%00=alice&login[password]=pw'), 'form', 'login[username]'), { code: 'GW_ERR_BAD_REQUEST' }, 'NUL spelling of a bracketed field');
   const latin1 = parseLoginBody(Buffer.from('username=Alice&password=caf%E9+cr%E8me'), 'form', 'username');
   t.equal(latin1.withUsername('alice').toString('latin1'), 'username=alice&password=caf%E9+cr%E8me', 'other fields byte for byte, whatever their charset');
   t.equal(parseLoginBody(Buffer.from('username=b%C3%B8b+x&password=p'), 'form', 'username').username, 'bøb x');
