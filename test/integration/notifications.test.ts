@@ -1,6 +1,6 @@
 // The notify webhook: signed events for the vendor to tell the user ("was this you?"), retried a bounded number
 // of times, never holding up a sign-in.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { signatureHeader, verifySignature } from '../../src/services/notifier.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { inputValue } from '../helpers/browser.js';
@@ -8,13 +8,19 @@ import { ALICE, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPa
 
 const SECRET = 'k'.repeat(40);
 
-t.test('a correct password followed by wrong codes: one signed event per login', async (t) => {
+/** A gateway that notifies a receiver, with alice enrolled (her `enrolled` event already received). */
+async function enrolledWithReceiver(t: Test) {
   const receiver = await startReceiver();
   t.teardown(receiver.close);
   const s = await startStack({ patch: (raw) => (raw.notify = { url: receiver.url, secret: SECRET }) });
   t.teardown(s.close);
   const { secret } = await signUpAndEnrol(s);
   await receiver.waitFor(1);
+  return { receiver, s, secret };
+}
+
+t.test('a correct password followed by wrong codes: one signed event per login', async (t) => {
+  const { receiver, s, secret } = await enrolledWithReceiver(t);
   s.clock.advance(30_000);
   const { b, csrf } = await atCodePage(s);
   for (let i = 0; i < 3; i++) await b.post('/_mfa/verify', { csrf, code: '000000' });
@@ -29,12 +35,7 @@ t.test('a correct password followed by wrong codes: one signed event per login',
 });
 
 t.test('a correct password whose second step never came: told once, when the login has expired', async (t) => {
-  const receiver = await startReceiver();
-  t.teardown(receiver.close);
-  const s = await startStack({ patch: (raw) => (raw.notify = { url: receiver.url, secret: SECRET }) });
-  t.teardown(s.close);
-  const { secret } = await signUpAndEnrol(s);
-  await receiver.waitFor(1);
+  const { receiver, s, secret } = await enrolledWithReceiver(t);
   const abandoned = () => receiver.calls.filter((c) => c.json.event === 'second_factor_abandoned');
   await atCodePage(s);
   s.clock.advance(4 * 60_000);
