@@ -80,7 +80,7 @@ export class EnrolmentService {
     const { code, stored } = await newEnrolmentCode('digits');
     const now = this.d.clock.now();
     const expiresAt = Math.min(p.expiresAt, now + hook.codeMinutes * 60_000);
-    if (!(await this.d.pending.update(id, (cur) => ({ ...cur, proofCode: { ...stored, expiresAt } }), now))) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login ended');
+    await this.changeLive(id, (cur) => ({ ...cur, proofCode: { ...stored, expiresAt } }), now);
     const delivered = await this.d.webhooks.post(hook, { event: 'enrolment_code', user: p.username, code, expiresAt: new Date(expiresAt).toISOString() });
     this.d.security('enrolment_code_sent', { pid: p.pid, ip, delivered });
     return delivered;
@@ -101,8 +101,7 @@ export class EnrolmentService {
     }
     if (!ok) return this.d.attempts.failed(c, ip, attempt, 'wrong, expired or used enrolment code');
     await this.d.attempts.succeeded(c, attempt);
-    const moved = await this.d.pending.update(id, ({ proofCode: _used, ...rest }) => ({ ...rest, stage: 'enrol' }), now);
-    if (!moved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login ended');
+    await this.changeLive(id, ({ proofCode: _used, ...rest }) => ({ ...rest, stage: 'enrol' }), now);
     this.d.security('enrolment_proof_ok', { pid: p.pid, ip, proof: this.d.config.enrolment.proof });
     return { ok: true };
   }
@@ -112,9 +111,8 @@ export class EnrolmentService {
     if (p.totpSecret) return p.totpSecret;
     const secret = newTotpSecret();
     // Of two pages opened at once, both show the secret that was kept.
-    const kept = await this.d.pending.update(id, (cur) => (cur.totpSecret ? cur : { ...cur, totpSecret: secret }), this.d.clock.now());
-    if (!kept?.totpSecret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login ended');
-    return kept.totpSecret;
+    const kept = await this.changeLive(id, (cur) => (cur.totpSecret ? cur : { ...cur, totpSecret: secret }), this.d.clock.now());
+    return kept.totpSecret!;
   }
 
   /** First factor, TOTP: active after one valid code (which is consumed). */
@@ -199,6 +197,13 @@ export class EnrolmentService {
     await this.d.attempts.succeeded(c, attempt);
     const factor: Factor = { id: newId().slice(0, 16), kind: 'webauthn', name: factorName(name, 'Passkey'), addedAt: this.d.clock.now(), credential: result.credential };
     return this.bind(c.pid, factor, first, c.username, ip);
+  }
+
+  /** Changes the pending login as it is now; it must not have ended meanwhile. */
+  private async changeLive(id: string, change: (p: PendingLogin) => PendingLogin, now: number): Promise<PendingLogin> {
+    const p = await this.d.pending.update(id, change, now);
+    if (!p) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login ended');
+    return p;
   }
 
   /** Adds a factor; a first factor comes with a new set of recovery codes. Other factors are never overwritten. */

@@ -56,6 +56,9 @@ export interface PendingLogin {
 // A pending login is kept this long past its expiry (unusable), so an abandoned one can still be told apart from one
 // that was finished or ended.
 const ABANDONED_GRACE_MS = 5 * 60_000;
+const kept = (p: PendingLogin, now: number) => p.expiresAt - now + ABANDONED_GRACE_MS;
+/** The login when it can still be finished; null when absent or expired. */
+const live = (p: PendingLogin | null, now: number) => (p && p.expiresAt > now ? p : null);
 
 /** A password accepted by the portal, waiting for the second factor. */
 export class PendingLogins {
@@ -65,12 +68,11 @@ export class PendingLogins {
   }
   async create(p: PendingLogin, now: number): Promise<string> {
     const id = newId();
-    await this.records.put(keys.pendingLogin(id), p, p.expiresAt - now + ABANDONED_GRACE_MS);
+    await this.records.put(keys.pendingLogin(id), p, kept(p, now));
     return id;
   }
   async get(id: string, now: number): Promise<PendingLogin | null> {
-    const p = await this.records.get(keys.pendingLogin(id));
-    return p && p.expiresAt > now ? p : null;
+    return live(await this.records.get(keys.pendingLogin(id)), now);
   }
   /**
    * Applies `change` to the record as it is in the store, compared and set (retried a few times): a change never
@@ -78,14 +80,12 @@ export class PendingLogins {
    * (`change` may return its argument to write nothing), or null when the login has ended or expired.
    */
   async update(id: string, change: (p: PendingLogin) => PendingLogin, now: number): Promise<PendingLogin | null> {
-    const live = (p: PendingLogin | null) => (p && p.expiresAt > now ? p : null);
-    const p = await this.records.change(keys.pendingLogin(id), (cur) => (live(cur) ? change(cur!) : cur), (next) => next.expiresAt - now + ABANDONED_GRACE_MS);
-    return live(p);
+    const p = await this.records.change(keys.pendingLogin(id), (cur) => (live(cur, now) ? change(cur!) : cur), (next) => kept(next, now));
+    return live(p, now);
   }
   /** Atomically ends the pending login: of parallel finishers, only one gets the record. */
   async take(id: string, now: number): Promise<PendingLogin | null> {
-    const p = await this.records.take(keys.pendingLogin(id));
-    return p && p.expiresAt > now ? p : null;
+    return live(await this.records.take(keys.pendingLogin(id)), now);
   }
   async delete(id: string): Promise<void> {
     await this.records.delete(keys.pendingLogin(id));
@@ -96,7 +96,7 @@ export class PendingLogins {
     const key = keys.pendingLogin(id);
     const p = await this.records.get(key);
     // Still live: not abandoned (yet). Expired ones are never changed, so the one taken is the one read.
-    if (!p || p.expiresAt > now) return null;
+    if (!p || live(p, now)) return null;
     return this.records.take(key);
   }
   /** Counts one code check against this pending login; returns the count so far. */
