@@ -82,11 +82,12 @@ export function createKvStore(config: Config, clock: Clock): KvStore {
 
 /** The gateway as a WebAuthn relying party: from the config, never from a request (SECURITY R25). */
 export function relyingParty(config: Config): RelyingParty {
-  const id = config.webauthn.rpId ?? config.server.hosts[0]!.replace(/^\[|\]$/g, '');
+  // Host names are case-insensitive, and browsers send them (in the origin and the RP ID hash) in lower case.
+  const id = (config.webauthn.rpId ?? config.server.hosts[0]!.replace(/^\[|\]$/g, '')).toLowerCase();
   return {
     id,
     name: config.webauthn.rpName ?? config.portal.name,
-    origins: config.webauthn.origins ?? [`https://${id}`],
+    origins: (config.webauthn.origins ?? [`https://${id}`]).map((o) => o.toLowerCase()),
     userVerification: config.webauthn.userVerification,
     attestation: config.webauthn.attestation,
   };

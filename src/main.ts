@@ -302,7 +302,7 @@ main(process.argv.slice(2)).then(
     if (err instanceof ConfigError || err instanceof AuditDirInUse) process.stderr.write(`mfa-gateway: ${err.message}\n`);
     else if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
       process.exit(usage((err as Error).message));
-    } else process.stderr.write(`mfa-gateway: ${(err as Error).stack ?? String(err)}\n`);
+    } else process.stderr.write(`mfa-gateway: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   },
 );

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { checkpointSignatureValid } from './checkpoint.js';
 import { GENESIS, decodeRecord, sha256Hex, type AuditRecord } from './record.js';
 
-export type AuditProblemKind = 'edited' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-checkpoint' | 'unsealed-tail';
+export type AuditProblemKind = 'edited' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-checkpoint' | 'unsealed-tail' | 'unsigned' | 'empty';
 
 /** Where a problem first shows: file, 1-based line, and the seq at that point of the chain. */
 export interface AuditProblem {
@@ -16,7 +16,7 @@ export interface AuditProblem {
 }
 
 export interface AuditReport {
-  /** No problem other than `unsealed-tail`. */
+  /** No problem other than `unsealed-tail` (a trail with no record, or none signed, is not ok: it could be forged). */
   ok: boolean;
   /** Lines that are records. */
   records: number;
@@ -177,9 +177,14 @@ export function verifyAuditText(segments: readonly { file: string; text: string 
   const tail = lines.filter((l) => l.index > (lastSealed?.index ?? -1) && 'record' in l.decoded && !skippedBy.has(l.index));
   const firstTail = tail[0];
   if (firstTail && 'record' in firstTail.decoded) {
-    const after = lastSealed && 'record' in lastSealed.decoded ? `the checkpoint at seq ${lastSealed.decoded.record.seq}` : 'the start (no valid checkpoint)';
-    report(firstTail, 'unsealed-tail', `${tail.length} record(s) after ${after} are not covered by a signature`, firstTail.decoded.record.seq);
+    if (lastSealed && 'record' in lastSealed.decoded) {
+      report(firstTail, 'unsealed-tail', `${tail.length} record(s) after the checkpoint at seq ${lastSealed.decoded.record.seq} are not covered by a signature`, firstTail.decoded.record.seq);
+    } else {
+      // Anyone can write a chain of hashes: without one valid signature the trail cannot be told from a forged one.
+      report(firstTail, 'unsigned', `no valid checkpoint: none of the ${tail.length} record(s) is covered by a signature`, firstTail.decoded.record.seq);
+    }
   }
+  if (records === 0) found.push({ index: 0, file: segments[0]?.file ?? '', line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied' });
 
   const problems = found.sort((a, b) => a.index - b.index).map(({ index: _index, ...p }) => p);
   return {

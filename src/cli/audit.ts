@@ -1,5 +1,5 @@
 // `mfa-gateway audit verify|who|public-key`: checking a trail, finding a user's pseudonym, the auditors' key.
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { auditFiles } from '../audit/file-sink.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { verifyAudit, type AuditReport } from '../audit/verify-audit.js';
@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import { canonicalUsername } from '../domain/username.js';
 import { decodeKey } from '../config/load.js';
 import { pseudonym } from '../mechanisms/random.js';
-import { UsageError } from './usage.js';
+import { UsageError, readArgumentFile } from './usage.js';
 
 /**
  * Verifies trails with the public key from a PEM file or from the config's signing key. Each directory is one
@@ -16,8 +16,10 @@ import { UsageError } from './usage.js';
  */
 export function auditVerify(paths: readonly string[], key: { publicKeyFile?: string; config?: Config }): { lines: string[]; ok: boolean } {
   if (!paths.length) throw new UsageError('audit verify needs FILE… (audit files in chain order) or DIR… (audit directories)');
-  const pem = key.publicKeyFile ? readFileSync(key.publicKeyFile, 'utf8') : key.config?.audit.signingKey ? publicKeyPem(key.config.audit.signingKey) : null;
+  const pem = key.publicKeyFile ? readArgumentFile(key.publicKeyFile, '--public-key') : key.config?.audit.signingKey ? publicKeyPem(key.config.audit.signingKey) : null;
   if (!pem) throw new UsageError('audit verify needs --public-key FILE, or --config FILE with audit.signingKey');
+  const missing = paths.filter((p) => !existsSync(p));
+  if (missing.length) throw new UsageError(`audit verify: no such file or directory: ${missing.join(', ')}`);
   const dirs = paths.filter((p) => statSync(p).isDirectory());
   const files = paths.filter((p) => !dirs.includes(p));
   const trails = [...dirs.map((d) => ({ name: d, files: auditFiles(d) })), ...(files.length ? [{ name: files.join(' '), files }] : [])];

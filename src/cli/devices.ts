@@ -1,8 +1,7 @@
 // `mfa-gateway devices register|list|revoke`: the registry of managed-device certificates, in the configured store.
-import { readFileSync } from 'node:fs';
 import type { Gateway } from '../gateway.js';
 import { fingerprintOf, normaliseFingerprint, parseCertificates } from '../mechanisms/certificates.js';
-import { UsageError } from './usage.js';
+import { UsageError, readArgumentFile } from './usage.js';
 
 export interface DeviceArgs {
   fingerprint?: string;
@@ -44,7 +43,7 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
 
 function fingerprintArg(a: DeviceArgs): string {
   if (a.cert) {
-    const [cert] = parseCertificates(readFileSync(a.cert, 'utf8'));
+    const [cert] = parseCertificates(readArgumentFile(a.cert, '--cert'));
     if (!cert) throw new UsageError(`${a.cert}: no certificate`);
     return fingerprintOf(cert);
   }

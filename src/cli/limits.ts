@@ -1,4 +1,5 @@
 // `mfa-gateway blocks list|clear` and `lockouts list|clear`: blocked client addresses and disabled factors.
+import { normaliseAddress } from '../domain/client-address.js';
 import { ATTEMPT_KINDS, type AttemptKind } from '../services/ceremony.js';
 import type { Gateway } from '../gateway.js';
 import { UsageError } from './usage.js';
@@ -10,11 +11,15 @@ export async function blocksCommand(gw: Gateway, action: string, a: { ip?: strin
       const blocked = await login.blocked();
       return blocked.length ? blocked.map((b) => `${b.address}  until ${new Date(b.until).toISOString()}`) : ['no blocked addresses'];
     }
-    case 'clear':
+    case 'clear': {
       if (!a.ip) throw new UsageError('blocks clear needs --ip ADDRESS');
-      await login.unblock(a.ip);
-      gw.security('block_cleared', { ip: a.ip });
-      return [`cleared ${a.ip}`];
+      // Spelt as the gateway spells the addresses it blocks (::ffff:192.0.2.7 is 192.0.2.7, IPv6 in lower case).
+      const ip = normaliseAddress(a.ip);
+      if (!ip) throw new UsageError(`--ip is not an IP address: ${JSON.stringify(a.ip)}`);
+      await login.unblock(ip);
+      gw.security('block_cleared', { ip });
+      return [`cleared ${ip}`];
+    }
     default:
       throw new UsageError(`unknown blocks action ${action}`);
   }

@@ -1,8 +1,10 @@
 // Config loading: YAML file → ${ENV} interpolation → *_FILE secrets → schema validation with defaults → extra checks.
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
 import { compilePolicy, type PolicyConfig } from '../domain/policy.js';
 import { ConfigSchema, type Config } from './schema.js';
@@ -17,7 +19,17 @@ export class ConfigError extends Error {
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose: true });
 const validate = ajv.compile(ConfigSchema);
 
-const SECRET_PATH = /secret|pseudonym|signingKey|password/i;
+const SECRET_PATH = /secret|pseudonym|signingKey|password|token/i;
+
+/**
+ * What a problem message shows of the value found: a plain value only, never one under a secret's path, never an
+ * object or list (a mis-indented `keys.signing` holds the key itself), never a URL or address with credentials.
+ */
+function found(path: string, data: unknown): string {
+  if (data === null || typeof data === 'object' || SECRET_PATH.test(path)) return '';
+  if (typeof data === 'string' && data.includes('@')) return '';
+  return `, found ${JSON.stringify(data)?.slice(0, 80)}`;
+}
 
 /** Reads, resolves and validates a config file; throws ConfigError listing every problem. */
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Config {
@@ -44,8 +56,7 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
     for (const e of validate.errors ?? []) {
       const path = e.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(top level)';
       const extra = e.keyword === 'additionalProperties' ? ` '${String(e.params.additionalProperty)}'` : '';
-      const found = SECRET_PATH.test(path) ? '' : `, found ${JSON.stringify(e.data)?.slice(0, 80)}`;
-      problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : found}`);
+      problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : found(path, e.data)}`);
     }
   }
   if (problems.length) throw new ConfigError(problems);
@@ -151,6 +162,13 @@ function checkSemantics(c: Config): string[] {
     problems.push(`ui.accentColour: needs a contrast of 4.5:1 with white text, ${c.ui.accentColour} has ${contrastWithWhite(c.ui.accentColour).toFixed(2)}:1`);
   }
   if (c.audit.enabled && !c.audit.signingKey) problems.push('audit.signingKey: needed when audit.enabled');
+  // Keys are read here, so a bad one is a problem by path rather than a failure at start.
+  if (c.audit.signingKey && !readable(() => parseSigningKey(c.audit.signingKey!))) problems.push('audit.signingKey: not an Ed25519 private key (PKCS#8 PEM or a base64 32-byte seed)');
+  const assertionKey = c.identity.assertion?.signingKey;
+  if (assertionKey && !readable(() => createPrivateKey(assertionKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) {
+    problems.push('identity.assertion.signingKey: not an EC P-256 private key (PKCS#8 PEM)');
+  }
+  if (c.admin.enabled && c.admin.port !== 0 && c.admin.port === c.server.port && c.admin.host === c.server.host) problems.push('admin.port: the same address as server.port');
   if (c.audit.redisStream.enabled && c.store.type !== 'redis') problems.push('audit.redisStream: needs store.type redis');
   if (c.store.redis.mode === 'sentinel' && (!c.store.redis.sentinels.length || !c.store.redis.masterName)) problems.push('store.redis: sentinel mode needs sentinels and masterName');
   if (c.store.redis.mode === 'cluster' && !c.store.redis.nodes.length) problems.push('store.redis.nodes: cluster mode needs seed nodes');
@@ -161,6 +179,15 @@ function checkSemantics(c: Config): string[] {
     problems.push('session.idleTimeoutSeconds: must not exceed session.absoluteTimeoutSeconds');
   }
   return problems;
+}
+
+/** Whether `read` returns true without throwing. */
+function readable(read: () => unknown): boolean {
+  try {
+    return read() !== false;
+  } catch {
+    return false;
+  }
 }
 
 /** WCAG 2.2 contrast ratio of a #rrggbb colour against white. */

@@ -97,14 +97,16 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
   return {
     rules,
     fallback: { name: 'default', decision: c.default },
-    legacyEndpoints: c.legacyEndpoints.map((p) => pathPattern(p, flags)),
+    // An endpoint is refused with everything below it: portals that read path info (`/xmlrpc.php/x`) run it there too.
+    legacyEndpoints: c.legacyEndpoints.map((p) => pathPattern(p.endsWith('/') || p.endsWith('/**') ? p : `${p}/`, flags)),
     usesDevices: rules.some((r) => r.device !== undefined || r.decision === 'managed-device'),
   };
 }
 
 /**
- * A path pattern: `/login` is that path only; a trailing `/` or `/**` covers the path itself and everything below
- * it (`/admin/` matches `/admin`, `/admin/` and `/admin/x/y`); `*` matches within one segment, `**` across them.
+ * A path pattern: `/login` is that path (with or without a trailing slash, which legacy portals treat alike); a
+ * trailing `/` or `/**` covers the path itself and everything below it (`/admin/` matches `/admin`, `/admin/` and
+ * `/admin/x/y`); `*` matches within one segment, `**` across any number of them, none included (`/a/` `**` `/b` matches `/a/b`).
  */
 export function pathPattern(pattern: string, flags = ''): RegExp {
   let p = pattern.endsWith('/**') ? pattern.slice(0, -3) : pattern.endsWith('/') && pattern !== '/' ? pattern.slice(0, -1) : pattern;
@@ -113,8 +115,10 @@ export function pathPattern(pattern: string, flags = ''): RegExp {
   const body = p
     .split(/(\*\*|\*)/)
     .map((part) => (part === '**' ? '.*' : part === '*' ? '[^/]*' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
-    .join('');
-  return new RegExp(`^${body}${below || pattern === '/' ? '(?:/.*)?' : ''}$`, flags);
+    .join('')
+    // Literal dots are escaped above, so `/.*/` can only come from `/**/`: it may stand for no segment at all.
+    .replaceAll('/.*/', '(?:/.*)?/');
+  return new RegExp(`^${body}${below || pattern === '/' ? '(?:/.*)?' : '/?'}$`, flags);
 }
 
 /** The decision for one request. */

@@ -6,6 +6,7 @@ import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { GatewayError } from '../errors.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
+import { loose } from './proxy-routes.js';
 
 export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, access, identity } = ctx;
@@ -13,6 +14,8 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   const trusted = new AddressSet(config.server.trustedProxies);
   const hosts = new Set(config.server.hosts.map((h) => h.toLowerCase()));
   const deviceHeader = config.devices.header?.name.toLowerCase();
+  const loginPaths = new Set(config.portal.login.paths.map(loose));
+  const logoutPaths = new Set(config.portal.logoutPaths.map(loose));
   const one = (req: FastifyRequest, name: string) => {
     const v = req.headers[name];
     return Array.isArray(v) ? v[0] : v;
@@ -28,10 +31,19 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (!target || !sameSegments(uri!)) throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI missing or with segments to resolve');
     const host = (one(req, 'x-forwarded-host') ?? '').toLowerCase().replace(/:\d+$/, '');
     if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');
+    // Without the method, method rules (a step-up for POST) cannot be judged: refused, like a missing URI.
+    const method = one(req, 'x-forwarded-method')?.toUpperCase();
+    if (!method) throw new GatewayError('GW_ERR_BAD_REQUEST', 'X-Forwarded-Method missing');
+    // The login (other than its page) and the logout belong to the gateway: a spelling the proxy's routes missed
+    // (`/login;jsessionid=1`) must not take a password to the portal, or log out of the portal alone.
+    const lowered = loose(target.matchPath);
+    if (logoutPaths.has(lowered) || (loginPaths.has(lowered) && method !== 'GET' && method !== 'HEAD')) {
+      throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
+    }
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     const { outcome, device } = await access.decide({
       host,
-      method: (one(req, 'x-forwarded-method') ?? 'GET').toUpperCase(),
+      method,
       path: target.matchPath,
       query: target.query,
       authorization: req.headers.authorization,

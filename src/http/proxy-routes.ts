@@ -240,7 +240,7 @@ function first(v: string | string[] | undefined): string | undefined {
 }
 
 /** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
-function loose(path: string): string {
+export function loose(path: string): string {
   return path.toLowerCase().replace(/\/+$/, '') || '/';
 }
 

@@ -115,6 +115,10 @@ t.test('a real run leaves a verifiable trail of pseudonymous events, and the rep
   t.equal(both.code, 1, 'several directories: each its own trail, failing if one fails');
   t.match(both.stdout, `${s.config.audit.dir}:\n  OK: ${records.length} record(s)`);
   t.match(both.stdout, `${copy}:\n  ${file}:${target + 1}`);
+  t.match(runCli(['audit', 'verify', '--config', configFile, join(copy, 'nothing-here')]), { code: 2, stderr: /no such file or directory/ }, 'a path that is not there: usage error');
+  const emptied = mkdtempSync(join(tmpdir(), 'mfa-emptied-'));
+  writeFileSync(join(emptied, 'audit.jsonl'), '');
+  t.match(runCli(['audit', 'verify', '--config', configFile, emptied]), { code: 1, stdout: /empty: no records/ }, 'an emptied trail fails');
 
   // The report: the numbers of this run, from the trail and the store.
   const period = ['--from', new Date(s.clock.now() - 86_400_000).toISOString(), '--to', new Date(s.clock.now() + 86_400_000).toISOString()];

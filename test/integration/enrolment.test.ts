@@ -164,6 +164,13 @@ t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (
   t.equal(lines[0], 'username,code,expires');
   t.match(lines[1], /^Alice,[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4},\d{4}-\d\d-\d\d$/);
   const aliceCode = lines[1]!.split(',')[1]!;
+  // A file with one unusable name issues nothing: Alice's code, handed out above, is not replaced by one never shown.
+  writeFileSync(join(dir, 'bad.csv'), 'username\nAlice\nbob\ncar\tol\n');
+  const bad = runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'bad.csv'), ...OPERATOR]);
+  t.equal(bad.code, 2, 'a bad row: usage error');
+  t.match(bad.stderr, /not a usable username \(no code was issued\): "car\\tol"/);
+  t.equal(bad.stdout, '', 'no codes printed');
+  t.match(runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'missing.csv'), ...OPERATOR]), { code: 2, stderr: /--csv \S+missing\.csv: cannot read \(ENOENT\)/ }, 'a missing file: usage error');
   const { b, csrf } = await atProof(s);
   t.equal((await b.post('/_mfa/enrol/proof', { csrf, code: aliceCode })).status, 303, 'a code printed by the CLI works in the gateway');
   t.notOk(bulk.stdout.includes('pid'), 'only what is handed out');

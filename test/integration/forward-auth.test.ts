@@ -197,6 +197,15 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   const noUri = await request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-host': 'localhost', cookie } });
   await noUri.body.dump();
   t.equal(noUri.statusCode, 400, 'no X-Forwarded-Uri: refused, not judged as /');
+  const noMethod = await request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-uri': '/prescriptions/', 'x-forwarded-host': 'localhost', cookie } });
+  await noMethod.body.dump();
+  t.equal(noMethod.statusCode, 400, 'no X-Forwarded-Method: refused, not judged as GET');
+  // The login and the logout belong to the gateway: one the proxy's routes let through is refused, never allowed
+  // on to the portal (a password checked without the login limits, a portal logout leaving the session running).
+  t.equal((await ask('/login', { cookie, 'x-forwarded-method': 'POST' })).status, 403, 'a login POST');
+  t.equal((await ask('/LOGIN/', { 'x-forwarded-method': 'post' })).status, 403, 'in another spelling, signed out');
+  t.equal((await ask('/logout', { cookie })).status, 403, 'the logout');
+  t.equal((await ask('/login', { cookie })).status, 200, 'GET of the login page is still judged (public)');
   t.equal((await ask('/records', { cookie, 'x-forwarded-host': 'evil.example' })).status, 421, 'a host not in server.hosts');
 
   const elsewhere = await forwardAuthStack((raw) => (raw.server.trustedProxies = ['10.9.9.9']));

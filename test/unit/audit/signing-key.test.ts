@@ -60,6 +60,6 @@ t.test('signing key: an auditor with only the public key PEM verifies the trail'
   t.same(verifyAuditText(readSegments(dir), createPublicKey(publicOnly)).problems, [], 'as a KeyObject');
   t.same(verifyAuditText(readSegments(dir), { 'audit-1': publicOnly }).problems, [], 'by key id');
   const other = verifyAuditText(readSegments(dir), { 'audit-2': publicOnly });
-  t.same(other.problems.map((p) => [p.kind, p.seq]), [['unsealed-tail', 1], ['bad-checkpoint', 2]], 'unknown key id; in file order');
+  t.same(other.problems.map((p) => [p.kind, p.seq]), [['unsigned', 1], ['bad-checkpoint', 2]], 'unknown key id; in file order');
   t.match(other.problems[1]!.message, /unknown key id "audit-1"/);
 });

@@ -161,5 +161,19 @@ t.test('records and lines that are not records', async (t) => {
   const extra = copy();
   extra[0]!.lines[0] = canonicalJson({ ...parse(extra[0]!.lines[0]!), note: 'x' });
   t.same(summary(verify(extra))[0], ['edited', extra[0]!.file, 1, 1], 'an unknown field');
-  t.same(verifyAuditText([], publicKey), { ok: true, records: 0, checkpoints: 0, lastSealedSeq: 0, problems: [] }, 'an empty trail');
+});
+
+t.test('a trail with no record, or with no valid checkpoint, does not verify: it could be forged', async (t) => {
+  const empty = verifyAuditText([{ file: 'audit.jsonl', text: '' }], publicKey);
+  t.same([empty.ok, empty.problems.map((p) => p.kind)], [false, ['empty']], 'an emptied file');
+  t.same(verifyAuditText([], publicKey).problems.map((p) => p.kind), ['empty'], 'no file at all');
+  // A chain of records with correct hashes but no checkpoint: anyone could have written it.
+  const lines = copy().flatMap((s) => s.lines);
+  const firstCheckpoint = lines.findIndex((l) => parse(l).type === 'checkpoint');
+  const forged = [{ file: 'audit.jsonl', lines: lines.slice(0, firstCheckpoint) }];
+  const report = verify(forged);
+  t.equal(report.ok, false, 'records but no signature: not ok');
+  t.same(summary(report), [['unsigned', 'audit.jsonl', 1, 1]], 'said as such, at the first record');
+  const sealed = verify([{ file: 'audit.jsonl', lines: lines.slice(0, firstCheckpoint + 1) }]);
+  t.same([sealed.ok, sealed.problems], [true, []], 'the same records with their checkpoint verify');
 });

@@ -1,8 +1,10 @@
 import t from 'tap';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
+import { relyingParty } from '../../../src/gateway.js';
 import { randomKey, rawTestConfig } from '../../helpers/config.js';
 
 const problemsOf = (fn: () => unknown): string[] => {
@@ -41,6 +43,19 @@ t.test('every problem is reported with its path, secrets never echoed', async (t
   t.notOk(problems.join('\n').includes('short-secret-value'), 'secret value not printed');
 });
 
+t.test('a mis-shaped secret or a URL with credentials is not echoed either', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  // `keys.signing` indented without its `- `: an object where a list belongs, holding the key itself.
+  const signing = raw.keys.signing[0];
+  raw.keys.signing = signing;
+  raw.store = { type: 'redis', redis: { url: 'redis//default:S3cretRedisPw@10.0.0.5:6379' } };
+  const problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.some((p) => p.startsWith('keys.signing:')), 'the problem is reported');
+  t.ok(problems.some((p) => p.startsWith('store.redis.url:')), 'the URL problem is reported');
+  t.notOk(problems.join('\n').includes(signing.secret), 'the key is not printed');
+  t.notOk(problems.join('\n').includes('S3cretRedisPw'), 'the password is not printed');
+});
+
 t.test('semantic checks', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.portal.login.success.location = '([';
@@ -52,6 +67,23 @@ t.test('semantic checks', async (t) => {
   t.ok(problems.some((p) => p.startsWith('keys.encryption.0.secret:')));
   t.ok(problems.some((p) => p.includes('gateway prefix')));
   t.ok(problems.some((p) => p.startsWith('session.idleTimeoutSeconds:')));
+});
+
+t.test('keys that cannot be read and a port taken twice are problems by path, not failures at start', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.audit.signingKey = 'not-an-ed25519-key-but-long-enough-for-schema';
+  raw.identity = { assertion: { signingKey: 'not-a-pem-but-long-enough-for-the-schema-check' } };
+  raw.server = { ...raw.server, port: 8080 };
+  raw.admin = { ...raw.admin, enabled: true, port: 8080 };
+  const problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.some((p) => p.startsWith('audit.signingKey: not an Ed25519')), 'audit key');
+  t.ok(problems.some((p) => p.startsWith('identity.assertion.signingKey: not an EC P-256')), 'assertion key');
+  t.ok(problems.some((p) => p.startsWith('admin.port:')), 'one port for both listeners');
+  raw.admin.port = 9090;
+  raw.identity.assertion.signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  delete raw.audit.signingKey;
+  raw.audit.enabled = false;
+  t.same(problemsOf(() => resolveConfig(raw)), [], 'good keys and two ports: no problem');
 });
 
 t.test('the audit trail is on unless turned off, and then needs its signing key', async (t) => {
@@ -120,4 +152,15 @@ t.test('the shipped example and demo configs are valid', async (t) => {
     'keys.encryption.0.secret_FILE: cannot read secret file (ENOENT)',
     "keys.encryption.0: must have required property 'secret'",
   ].sort());
+});
+
+t.test('the WebAuthn relying party is in lower case, as browsers send it, however the hosts are written', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.server = { ...raw.server, hosts: ['Portal.Example.org'] };
+  delete raw.webauthn;
+  const rp = relyingParty(resolveConfig(raw));
+  t.equal(rp.id, 'portal.example.org');
+  t.same(rp.origins, ['https://portal.example.org']);
+  raw.webauthn = { rpId: 'example.org', origins: ['https://Portal.Example.org:8443'] };
+  t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org:8443']);
 });

@@ -52,6 +52,9 @@ const cases: [string, Partial<RequestFacts>, string, string, string?][] = [
   ['lab endpoint with an unknown client address fails closed', { path: '/legacy/results', clientIp: null, legacyAuth: true, session: null }, 'deny', 'lab upload', 'unknown-address'],
   ['legacy API login endpoint always refused', { path: '/api/login', method: 'POST', session: null }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
   ['legacy endpoint refused even signed in', { path: '/xmlrpc.php', method: 'POST' }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
+  ['legacy endpoint with a trailing slash refused', { path: '/api/login/', method: 'POST', session: null }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
+  ['legacy endpoint with path info refused', { path: '/xmlrpc.php/x', method: 'POST' }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
+  ['a longer name is not the legacy endpoint', { path: '/api/loginhelp', method: 'GET' }, 'allow', 'portal', 'mfa'],
   ['legacy endpoint in capitals', { path: '/API/LOGIN', method: 'POST', session: null }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
   ['admin, patient', { path: '/admin/users' }, 'deny', 'admin closed', 'rule'],
   ['admin without trailing slash, patient', { path: '/admin' }, 'deny', 'admin closed', 'rule'],
@@ -112,6 +115,10 @@ t.test('path patterns', async (t) => {
   t.ok(m('/a/*/c', '/a/b/c'));
   t.notOk(m('/a/*/c', '/a/b/x/c'));
   t.ok(m('/a/**/c', '/a/b/x/c'));
+  t.ok(m('/a/**/c', '/a/c'), '** may stand for no segment');
+  t.notOk(m('/a/**/c', '/ac') || m('/a/**/c', '/a/xc'), 'but the slashes stay');
+  t.ok(m('/x', '/x') && m('/x', '/x/'), 'an exact path, with or without a trailing slash');
+  t.notOk(m('/x', '/x/y') || m('/x', '/xy'), 'nothing below an exact path');
   t.ok(m('/x.css', '/x.css'));
   t.notOk(m('/x.css', '/xacss'), 'dots are literal');
   t.notOk(m('/a+b', '/aab'), 'regex characters are literal');
