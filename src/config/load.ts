@@ -1,6 +1,6 @@
 // Config loading: YAML file → ${ENV} interpolation → *_FILE secrets → schema validation with defaults → extra checks.
 import { createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
@@ -162,7 +162,17 @@ function checkSemantics(c: Config): string[] {
     problems.push(`ui.accentColour: needs a contrast of 4.5:1 with white text, ${c.ui.accentColour} has ${contrastWithWhite(c.ui.accentColour).toFixed(2)}:1`);
   }
   if (c.audit.enabled && !c.audit.signingKey) problems.push('audit.signingKey: needed when audit.enabled');
-  // Keys are read here, so a bad one is a problem by path rather than a failure at start.
+  // Files read at start are looked for here, and keys read, so a missing or bad one is a problem by path rather
+  // than a failure at start.
+  const files: [string, string | undefined][] = [
+    ['server.tls.certFile', c.server.tls?.certFile],
+    ['server.tls.keyFile', c.server.tls?.keyFile],
+    ['devices.caFile', c.devices.caFile],
+    ['devices.crlFile', c.devices.crlFile],
+    ['groups.file', c.groups.file],
+    ['ui.logoFile', c.ui.logoFile],
+  ];
+  for (const [path, file] of files) if (file !== undefined && !existsSync(file)) problems.push(`${path}: no such file: ${file}`);
   if (c.audit.signingKey && !readable(() => parseSigningKey(c.audit.signingKey!))) problems.push('audit.signingKey: not an Ed25519 private key (PKCS#8 PEM or a base64 32-byte seed)');
   const assertionKey = c.identity.assertion?.signingKey;
   if (assertionKey && !readable(() => createPrivateKey(assertionKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) {

@@ -197,13 +197,18 @@ export async function verifyAuthentication(
     check(result.verified, 'signature');
     const info = result.authenticationInfo;
     // The sign counter moved forward unless both counters are 0; otherwise the authenticator may be cloned (R24, C-43).
-    check((info.newCounter === 0 && credential.counter === 0) || info.newCounter > credential.counter, 'counter-regression');
+    check(counterMoved(info.newCounter, credential.counter), 'counter-regression');
     // Backup eligibility never changes after creation (WA3 §7.2, BE flag).
     check((info.credentialDeviceType === 'multiDevice') === (credential.deviceType === 'multiDevice'), 'backup-state');
     return { ok: true, counter: info.newCounter, backedUp: info.credentialBackedUp, userVerified: info.userVerified };
   } catch (err) {
     return rejection(err);
   }
+}
+
+/** Whether an assertion's sign counter is past the stored one (both 0: an authenticator that keeps no counter). */
+export function counterMoved(received: number, stored: number): boolean {
+  return (received === 0 && stored === 0) || received > stored;
 }
 
 class Rejection extends Error {

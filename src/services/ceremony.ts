@@ -58,8 +58,11 @@ export class Attempts {
 
   constructor(private readonly d: AttemptDeps) {
     const l = d.config.limits;
+    // A user's failures of a kind are never forgotten with time, only by a success or an operator: otherwise 99
+    // guesses, a pause until they expire, and 99 more would never reach the cap (R6). These keys exist only for
+    // users who passed the password, so they are bounded by the users.
     const counter = (p: { freeAttempts: number; baseSeconds: number; maxSeconds: number; cap?: number }) =>
-      new FailureCounter(d.kv, d.clock, { freeAttempts: p.freeAttempts, baseMs: p.baseSeconds * 1000, maxMs: p.maxSeconds * 1000, ...(p.cap ? { cap: p.cap } : {}) });
+      new FailureCounter(d.kv, d.clock, { freeAttempts: p.freeAttempts, baseMs: p.baseSeconds * 1000, maxMs: p.maxSeconds * 1000, windowMs: null, ...(p.cap ? { cap: p.cap } : {}) });
     const factors = counter(l.secondFactor);
     this.counters = { totp: factors, webauthn: factors, recovery: counter(l.recoveryCode), 'enrolment-code': counter(l.enrolmentCode) };
   }

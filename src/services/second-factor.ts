@@ -5,8 +5,8 @@ import type { Config } from '../config/schema.js';
 import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 import { codesLeft, matchRecoveryCode } from '../mechanisms/recovery-codes.js';
-import { authenticationOptions, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
-import type { Challenges, Factor, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
+import { authenticationOptions, counterMoved, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
+import type { Challenges, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { PendingLogin } from '../stores/records.js';
@@ -125,19 +125,26 @@ export class SecondFactorService {
     const factor = factors?.factors.find((f): f is WebAuthnFactor => f.kind === 'webauthn' && f.credential.id === id);
     if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
     const result = await verifyAuthentication(this.d.rp, response, challenge.challenge, factor.credential, factors.userHandle);
-    if (!result.ok) {
-      if (result.reason === 'counter-regression') {
-        this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id });
-        this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name } });
-      }
-      return this.d.attempts.failed(c, ip, attempt, result.reason);
-    }
-    await this.d.attempts.succeeded(c, attempt);
-    // The counter and backup state are stored only after every check passed (WA3 §7.2).
+    const regressed = () => {
+      this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id });
+      this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name } });
+      return this.d.attempts.failed(c, ip, attempt, 'counter-regression');
+    };
+    if (!result.ok) return result.reason === 'counter-regression' ? regressed() : this.d.attempts.failed(c, ip, attempt, result.reason);
+    // The counter and backup state are stored only after every check passed (WA3 §7.2), on the factors as they are
+    // now (a passkey removed meanwhile stays removed), and the counter is checked again there: of two assertions
+    // with the same counter checked at once (a cloned authenticator racing the real one), the second is refused.
     const now = this.d.clock.now();
-    const used = (f: Factor): Factor => (f.id === factor.id && f.kind === 'webauthn' ? { ...f, lastUsedAt: now, credential: { ...f.credential, counter: result.counter, backedUp: result.backedUp } } : f);
-    // On the factors as they are now: a passkey removed meanwhile stays removed.
-    await this.d.factors.update(c.pid, (cur) => (cur ? { ...cur, factors: cur.factors.map(used) } : cur));
+    let behind = false;
+    await this.d.factors.update(c.pid, (cur) => {
+      const stored = cur?.factors.find((f): f is WebAuthnFactor => f.id === factor.id && f.kind === 'webauthn');
+      behind = stored !== undefined && !counterMoved(result.counter, stored.credential.counter);
+      if (!cur || !stored || behind) return cur;
+      const used: WebAuthnFactor = { ...stored, lastUsedAt: now, credential: { ...stored.credential, counter: result.counter, backedUp: result.backedUp } };
+      return { ...cur, factors: cur.factors.map((f) => (f === stored ? used : f)) };
+    });
+    if (behind) return regressed();
+    await this.d.attempts.succeeded(c, attempt);
     return { ok: true };
   }
 

@@ -36,9 +36,11 @@ export class SessionService {
    */
   async reverified(active: ActiveSession, factor: FactorKind, ip: string): Promise<string | null> {
     const now = this.d.clock.now();
-    const record: SessionRecord = { ...active.record, factor, amr: amrOf(factor), factorTime: now, lastSeen: now, csrf: newId() };
-    // Taking first: of two parallel step-ups, or a step-up racing a logout, at most one leaves a live session.
-    if (!(await this.d.sessions.take(active.sid))) return null;
+    // Taking first: of two parallel step-ups, or a step-up racing a logout, at most one leaves a live session. The
+    // new record starts from the one taken, not the one this request began with: portal cookies saved meanwhile stay.
+    const current = await this.d.sessions.take(active.sid);
+    if (!current || current.pid !== active.record.pid) return null;
+    const record: SessionRecord = { ...current, factor, amr: amrOf(factor), factorTime: now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
     this.d.security('step_up_ok', { pid: record.pid, ip, factor });
     return this.d.tokens.sign({ sub: record.pid, sid }, now);

@@ -33,7 +33,8 @@ const ATTEMPT_ROUNDS = 5;
 export const DEFAULT_FAILURE_POLICY: FailurePolicy = { ...DEFAULT_DELAY, cap: 100 };
 
 // Consecutive failures are forgotten this long after the first one (it bounds the keys that guesses at unknown
-// usernames leave behind); a lock, once reached, is kept until cleared.
+// usernames leave behind); a lock, once reached, is kept until cleared. The time of the last failure is kept as
+// long: every delay is far shorter.
 const DEFAULT_WINDOW_MS = 30 * 24 * 60 * 60_000;
 
 /**
@@ -43,12 +44,13 @@ const DEFAULT_WINDOW_MS = 30 * 24 * 60 * 60_000;
  */
 export class FailureCounter {
   private readonly policy: FailurePolicy;
-  private readonly windowMs: number;
+  /** How long the count lasts after its first failure; null: until a success or an operator clears it. */
+  private readonly windowMs: number | null;
 
   constructor(
     private readonly kv: KvStore,
     private readonly clock: Clock,
-    opts: Partial<FailurePolicy> & { windowMs?: number } = {},
+    opts: Partial<FailurePolicy> & { windowMs?: number | null } = {},
   ) {
     const { windowMs = DEFAULT_WINDOW_MS, ...policy } = opts;
     this.policy = { ...DEFAULT_FAILURE_POLICY, ...policy };
@@ -64,10 +66,11 @@ export class FailureCounter {
 
   /** Counts one failure, atomically. */
   async fail(key: string): Promise<FailureCount> {
-    await this.kv.raiseTo(lastKey(key), this.clock.now(), this.windowMs);
-    const { value, capped, reached } = await this.kv.incrementCapped(key, this.policy.cap, this.windowMs);
-    // Without a TTL the lock outlives the window. A late write at most re-locks a key cleared in that instant.
-    if (reached) await this.kv.set(key, String(value));
+    await this.kv.raiseTo(lastKey(key), this.clock.now(), this.windowMs ?? DEFAULT_WINDOW_MS);
+    const { value, capped, reached } = await this.kv.incrementCapped(key, this.policy.cap, this.windowMs ?? DEFAULT_WINDOW_MS);
+    // Without a TTL the lock (or a count that is never forgotten) outlives the window. A late write at most re-locks
+    // a key cleared in that instant.
+    if (reached || this.windowMs === null) await this.kv.set(key, String(value));
     return { failures: value, locked: capped, retryAfterMs: this.delayAfter(value) };
   }
 
@@ -85,9 +88,9 @@ export class FailureCounter {
       const c = failureCheck(failures, last, now, this.policy);
       if (!c.allowed) return c;
       // The time first: an attempt that then loses the count only makes the next wait stricter.
-      await this.kv.raiseTo(lastKey(key), now, this.windowMs);
+      await this.kv.raiseTo(lastKey(key), now, this.windowMs ?? DEFAULT_WINDOW_MS);
       const next = failures + 1;
-      const counted = stored === null ? await this.kv.setIfAbsent(key, String(next), this.windowMs) : await this.kv.replaceIf(key, stored, String(next));
+      const counted = stored === null ? await this.kv.setIfAbsent(key, String(next), this.windowMs ?? undefined) : await this.kv.replaceIf(key, stored, String(next));
       if (!counted) continue;
       const locked = next >= this.policy.cap;
       if (locked) await this.kv.set(key, String(next));

@@ -151,6 +151,17 @@ function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStor
         t.same(await failures.check(soft), { allowed: true }, 'failures are forgotten a window after the first one');
         t.equal((await failures.fail(soft)).failures, 1);
 
+        // Without a window (a user's second factor), a pause resets nothing: 99 guesses, a long wait, and the next one
+        // is the hundredth.
+        const kept = new FailureCounter(kv, clock, { cap: 5, freeAttempts: 10, windowMs: null });
+        const factor = `user:{${id()}}:failures:totp`;
+        for (let n = 1; n <= 4; n++) t.equal((await kept.attempt(factor)).allowed, true);
+        clock.advance(400 * DAY);
+        t.match(await kept.attempt(factor), { allowed: true, failure: { failures: 5, locked: true } }, 'counted on, to the cap');
+        t.match(await kept.check(factor), { allowed: false, locked: true });
+        await kept.succeed(factor);
+        t.same(await kept.check(factor), { allowed: true }, 'a success clears it');
+
         const distinct = new DistinctCounter(kv);
         const addr = `addr:{${id()}}:usernames`;
         await distinct.add(addr, 'a', 60_000);

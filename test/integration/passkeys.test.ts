@@ -122,6 +122,31 @@ t.test('a sign counter that does not increase is refused and raises a security e
   t.equal((await signInWithPasskey(s, auth)).answer.status, 200, 'the genuine authenticator still works');
 });
 
+t.test('a cloned authenticator racing the genuine one with the same counter: one gets in, the other is refused', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  await signUpWithPasskey(s, auth);
+  const clone = auth.clone();
+  const p = s.config.server.prefix;
+  // Three rounds: each refusal counts against the user's passkey attempts.
+  for (let round = 0; round < 3; round++) {
+    // Both logins are at the passkey step, with their challenges, before either answers.
+    const logins = [];
+    for (const who of [auth, clone]) {
+      const b = s.browser();
+      await submitPassword(b, ALICE.username, ALICE.password);
+      const csrf = passkeyCsrf((await b.get(`${p}/verify`)).body);
+      logins.push({ b, csrf, who, options: (await jsonCall(b, `${p}/verify/passkey/options`, csrf)).json });
+    }
+    // Both sign with the same counter, higher than any before (the clone has kept up), sent at once.
+    const counter = 10 + round;
+    const answers = await Promise.all(logins.map((l) => jsonCall(l.b, `${p}/verify/passkey`, l.csrf, { credential: l.who.authenticate(l.options, { counter }) })));
+    t.same(answers.map((a) => a.status).sort(), [200, 400], `round ${round}: exactly one of the two`);
+  }
+  t.equal(events(s, 'webauthn_counter_regression').length, 3, 'each refusal is a counter regression');
+});
+
 t.test('a credential id can belong to one user only', async (t) => {
   const s = await startStack();
   t.teardown(s.close);

@@ -86,6 +86,20 @@ t.test('keys that cannot be read and a port taken twice are problems by path, no
   t.same(problemsOf(() => resolveConfig(raw)), [], 'good keys and two ports: no problem');
 });
 
+t.test('a file the gateway reads at start must be there', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.groups = { ...raw.groups, file: '/nonexistent/groups.yaml' };
+  raw.ui = { ...raw.ui, logoFile: '/nonexistent/logo.png' };
+  const problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.includes('groups.file: no such file: /nonexistent/groups.yaml'), 'groups.file');
+  t.ok(problems.includes('ui.logoFile: no such file: /nonexistent/logo.png'), 'ui.logoFile');
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-files-'));
+  writeFileSync(join(dir, 'groups.yaml'), 'alice: [patients]\n');
+  raw.groups.file = join(dir, 'groups.yaml');
+  delete raw.ui.logoFile;
+  t.same(problemsOf(() => resolveConfig(raw)), [], 'there: no problem');
+});
+
 t.test('the audit trail is on unless turned off, and then needs its signing key', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   delete raw.audit.signingKey;

@@ -1,4 +1,5 @@
-// Session writes are compared and set: answers finishing at once each keep their portal cookies.
+// Session writes are compared and set: answers finishing at once each keep their portal cookies, and a step-up keeps
+// the ones saved while it ran.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../../src/mechanisms/sealer.js';
@@ -47,4 +48,21 @@ t.test('a session ended meanwhile stays ended', async (t) => {
   await service.end(active, 'logout');
   await service.save(active, add('late'));
   t.equal(await sessions.get(active.sid), null);
+});
+
+t.test('a step-up keeps the portal cookies another answer saved while it ran', async (t) => {
+  const { service, active } = await signedIn();
+  // Another tab's portal answer rotates the portal session cookie after this request read the session.
+  await service.save(active, () => [{ name: 'PORTALSESSID', value: 'rotated', path: '/' }]);
+  const token = await service.reverified(active, 'webauthn', '192.0.2.1');
+  const moved = (await service.authenticate(token!))!;
+  t.same(moved.record.jar, [{ name: 'PORTALSESSID', value: 'rotated', path: '/' }], 'the rotated cookie, not the one read at the start');
+  t.same(moved.record.amr, ['pwd', 'hwk'], 'with the new factor');
+  t.not(moved.sid, active.sid, 'under a fresh id');
+});
+
+t.test('a step-up of a session that ended meanwhile starts nothing', async (t) => {
+  const { service, active } = await signedIn();
+  await service.end(active, 'logout');
+  t.equal(await service.reverified(active, 'totp', '192.0.2.1'), null);
 });
