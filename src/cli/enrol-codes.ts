@@ -14,8 +14,10 @@ export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?:
   const pids = users.map((user) => ({ user, pid: gw.pidOf(user) }));
   const unusable = pids.filter((u) => !u.pid).map((u) => JSON.stringify(u.user));
   if (unusable.length) throw new UsageError(`not a usable username (no code was issued): ${unusable.join(', ')}`);
+  // One code per user: a second row for the same user (`Alice`, `alice`) would replace the code printed for the first.
+  const once = pids.filter((u, i) => pids.findIndex((v) => v.pid === u.pid) === i);
   const lines = ['username,code,expires'];
-  for (const { user, pid } of pids) {
+  for (const { user, pid } of once) {
     const { code, expiresAt } = await gw.enrolment.issueInvite(pid!);
     lines.push(`${user},${code},${new Date(expiresAt).toISOString().slice(0, 10)}`);
   }

@@ -1,5 +1,6 @@
 // `mfa-gateway blocks list|clear` and `lockouts list|clear`: blocked client addresses and disabled factors.
 import { normaliseAddress } from '../domain/client-address.js';
+import { addressBucket } from '../services/login-limits.js';
 import { ATTEMPT_KINDS, type AttemptKind } from '../services/ceremony.js';
 import type { Gateway } from '../gateway.js';
 import { UsageError } from './usage.js';
@@ -13,12 +14,14 @@ export async function blocksCommand(gw: Gateway, action: string, a: { ip?: strin
     }
     case 'clear': {
       if (!a.ip) throw new UsageError('blocks clear needs --ip ADDRESS');
-      // Spelt as the gateway spells the addresses it blocks (::ffff:192.0.2.7 is 192.0.2.7, IPv6 in lower case).
-      const ip = normaliseAddress(a.ip);
-      if (!ip) throw new UsageError(`--ip is not an IP address: ${JSON.stringify(a.ip)}`);
+      // Spelt as the gateway spells the addresses it blocks (::ffff:192.0.2.7 is 192.0.2.7, IPv6 in lower case), or
+      // as `blocks list` prints an IPv6 block (its /64).
+      const range = /^(.+)\/64$/.exec(a.ip);
+      const ip = normaliseAddress(range ? range[1]! : a.ip);
+      if (!ip || (range && !ip.includes(':'))) throw new UsageError(`--ip is not an IP address: ${JSON.stringify(a.ip)}`);
       await login.unblock(ip);
-      gw.security('block_cleared', { ip });
-      return [`cleared ${ip}`];
+      gw.security('block_cleared', { ip: addressBucket(ip) });
+      return [`cleared ${addressBucket(ip)}`];
     }
     default:
       throw new UsageError(`unknown blocks action ${action}`);

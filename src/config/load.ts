@@ -178,7 +178,9 @@ function checkSemantics(c: Config): string[] {
   if (assertionKey && !readable(() => createPrivateKey(assertionKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) {
     problems.push('identity.assertion.signingKey: not an EC P-256 private key (PKCS#8 PEM)');
   }
-  if (c.admin.enabled && c.admin.port !== 0 && c.admin.port === c.server.port && c.admin.host === c.server.host) problems.push('admin.port: the same address as server.port');
+  const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
+  const sameHost = c.admin.host === c.server.host || wildcard(c.admin.host) || wildcard(c.server.host);
+  if (c.admin.enabled && c.admin.port !== 0 && c.admin.port === c.server.port && sameHost) problems.push('admin.port: the same address as server.port');
   if (c.audit.redisStream.enabled && c.store.type !== 'redis') problems.push('audit.redisStream: needs store.type redis');
   if (c.store.redis.mode === 'sentinel' && (!c.store.redis.sentinels.length || !c.store.redis.masterName)) problems.push('store.redis: sentinel mode needs sentinels and masterName');
   if (c.store.redis.mode === 'cluster' && !c.store.redis.nodes.length) problems.push('store.redis.nodes: cluster mode needs seed nodes');

@@ -4,6 +4,9 @@ import type { FactorKind, PolicyConfig, RuleConfig } from './policy.js';
 type EventValue = string | number | boolean | null | undefined;
 type Event = Readonly<Record<string, EventValue>>;
 
+/** Problems that mean "nothing signed yet" (a new or idle gateway), not that anything was altered. */
+const NOT_YET_SIGNED: ReadonlySet<string> = new Set(['empty', 'unsigned', 'unsealed-tail']);
+
 export interface ReportInput {
   /** Epoch ms: `from` inclusive, `to` exclusive. */
   period: { from: number; to: number };
@@ -64,7 +67,7 @@ export interface Report {
   };
   audit:
     | { status: 'disabled' }
-    | { status: 'verified' | 'problems'; records: number; checkpoints: number; lastSealedSeq: number; problems: AuditProblemView[] };
+    | { status: 'verified' | 'unsigned' | 'problems'; records: number; checkpoints: number; lastSealedSeq: number; problems: AuditProblemView[] };
   /** Plain-language warnings; empty when there is nothing to flag. */
   findings: string[];
 }
@@ -150,7 +153,7 @@ export function buildReport(input: ReportInput): Report {
     },
     audit: input.audit
       ? {
-          status: input.audit.ok ? 'verified' : 'problems',
+          status: input.audit.ok ? 'verified' : input.audit.problems.every((p) => NOT_YET_SIGNED.has(p.kind)) ? 'unsigned' : 'problems',
           records: input.audit.records,
           checkpoints: input.audit.checkpoints,
           lastSealedSeq: input.audit.lastSealedSeq,
@@ -197,6 +200,9 @@ function findings(r: Omit<Report, 'findings'>): string[] {
   }
   if (r.audit.status === 'disabled') out.push('The audit trail is switched off: sign-ins and changes cannot be proven afterwards.');
   else if (r.audit.records === 0) out.push('No audit records were found: check audit.dir (or --audit-dir); a trail that is missing proves nothing.');
+  if (r.audit.status === 'unsigned' && r.audit.records > 0) {
+    out.push('No audit record is covered by a signature yet: normal for a minute after a gateway first writes (audit.checkpointIntervalSeconds); a trail that stays so cannot be told from a forged one.');
+  }
   if (r.audit.status === 'problems') {
     out.push(`The audit trail failed its check (${plural(r.audit.problems.length, 'problem')}): records may have been altered or removed.`);
   }

@@ -132,17 +132,21 @@ export class SecondFactorService {
     };
     if (!result.ok) return result.reason === 'counter-regression' ? regressed() : this.d.attempts.failed(c, ip, attempt, result.reason);
     // The counter and backup state are stored only after every check passed (WA3 §7.2), on the factors as they are
-    // now (a passkey removed meanwhile stays removed), and the counter is checked again there: of two assertions
+    // now (a passkey removed meanwhile stays removed, and signs nobody in), and the counter is checked again there: of two assertions
     // with the same counter checked at once (a cloned authenticator racing the real one), the second is refused.
     const now = this.d.clock.now();
     let behind = false;
+    let removed = false;
     await this.d.factors.update(c.pid, (cur) => {
       const stored = cur?.factors.find((f): f is WebAuthnFactor => f.id === factor.id && f.kind === 'webauthn');
+      removed = stored === undefined;
       behind = stored !== undefined && !counterMoved(result.counter, stored.credential.counter);
       if (!cur || !stored || behind) return cur;
       const used: WebAuthnFactor = { ...stored, lastUsedAt: now, credential: { ...stored.credential, counter: result.counter, backedUp: result.backedUp } };
       return { ...cur, factors: cur.factors.map((f) => (f === stored ? used : f)) };
     });
+    // A passkey removed while its assertion was checked (a stolen one, say) opens nothing.
+    if (removed) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
     if (behind) return regressed();
     await this.d.attempts.succeeded(c, attempt);
     return { ok: true };

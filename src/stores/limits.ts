@@ -121,7 +121,9 @@ export class FailureCounter {
   private async read(key: string): Promise<{ failures: number; last: number | null; stored: string | null }> {
     const stored = await this.kv.get(key);
     const last = await this.kv.get(lastKey(key));
-    return { failures: Number(stored ?? 0), last: last === null ? null : Number(last), stored };
+    // A count kept for good outlives the time of its last failure (kept 30 days): its wait is long over by then.
+    const since = last !== null ? Number(last) : stored !== null && this.windowMs === null ? 0 : null;
+    return { failures: Number(stored ?? 0), last: since, stored };
   }
 
   private delayAfter(failures: number): number {

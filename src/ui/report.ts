@@ -169,7 +169,12 @@ function sections(r: Report): Section[] {
 
 function auditSection(a: Report['audit']): Section {
   if (a.status === 'disabled') return { title: 'Audit trail', notes: ['The audit trail is switched off.'], tables: [] };
-  const result = a.status === 'verified' ? 'Result: verified, no sign of tampering.' : 'Result: PROBLEMS FOUND. Records may have been altered or removed.';
+  const result =
+    a.status === 'verified'
+      ? 'Result: verified, no sign of tampering.'
+      : a.status === 'unsigned'
+        ? 'Result: not verified: no record is signed yet, so the trail cannot be told from a forged one.'
+        : 'Result: PROBLEMS FOUND. Records may have been altered or removed.';
   const checked: Table = {
     caption: 'Check of the audit trail',
     rows: [

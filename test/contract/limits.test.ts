@@ -161,6 +161,13 @@ function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStor
         t.match(await kept.check(factor), { allowed: false, locked: true });
         await kept.succeed(factor);
         t.same(await kept.check(factor), { allowed: true }, 'a success clears it');
+        // Past the free attempts, then back after the time of the last failure has expired: the wait is long over.
+        const waited = new FailureCounter(kv, clock, { cap: 100, freeAttempts: 2, windowMs: null });
+        const other = `user:{${id()}}:failures:totp`;
+        for (let n = 1; n <= 3; n++) await waited.attempt(other);
+        t.equal((await waited.check(other)).allowed, false, 'a wait after the free attempts');
+        clock.advance(31 * DAY);
+        t.match(await waited.attempt(other), { allowed: true, failure: { failures: 4 } }, 'allowed a month later, the count kept');
 
         const distinct = new DistinctCounter(kv);
         const addr = `addr:{${id()}}:usernames`;

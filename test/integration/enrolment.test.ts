@@ -171,6 +171,8 @@ t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (
   t.match(bad.stderr, /not a usable username \(no code was issued\): "car\\tol"/);
   t.equal(bad.stdout, '', 'no codes printed');
   t.match(runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'missing.csv'), ...OPERATOR]), { code: 2, stderr: /--csv \S+missing\.csv: cannot read \(ENOENT\)/ }, 'a missing file: usage error');
+  writeFileSync(join(dir, 'twice.csv'), 'username\nbob\nBOB\n');
+  t.match(runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'twice.csv'), ...OPERATOR]).stdout, /^username,code,expires\nbob,[^\n]+\n?$/, 'one code per user, not one printed and then replaced');
   const { b, csrf } = await atProof(s);
   t.equal((await b.post('/_mfa/enrol/proof', { csrf, code: aliceCode })).status, 303, 'a code printed by the CLI works in the gateway');
   t.notOk(bulk.stdout.includes('pid'), 'only what is handed out');

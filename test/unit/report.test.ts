@@ -203,6 +203,17 @@ t.test('an audit trail with no records is a finding, not a clean bill', async (t
   t.notOk(buildReport(input()).findings.some((f) => f.startsWith('No audit records')), 'not when there are records');
 });
 
+t.test('a trail not signed yet (a new gateway) is "not verified", not tampered with', async (t) => {
+  const unsigned = { file: 'audit/audit.jsonl', line: 1, seq: 1, kind: 'unsigned', message: 'no valid checkpoint: none of the 3 record(s) is covered by a signature' };
+  const r = buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, lastSealedSeq: 0, problems: [unsigned] } }));
+  t.equal(r.audit.status, 'unsigned');
+  t.ok(r.findings.some((f) => f.startsWith('No audit record is covered by a signature yet')));
+  t.notOk(r.findings.some((f) => f.startsWith('The audit trail failed its check')), 'no claim of tampering');
+  t.match(reportText(r), 'Result: not verified: no record is signed yet');
+  const edited = { ...unsigned, line: 2, seq: 2, kind: 'edited', message: 'content does not match its hash' };
+  t.equal(buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, lastSealedSeq: 0, problems: [unsigned, edited] } })).audit.status, 'problems', 'with another problem: problems');
+});
+
 t.test('text: headed sections, aligned numbers, the policy in plain words', async (t) => {
   const text = reportText(buildReport(input()));
   t.ok(text.endsWith('\n'));

@@ -79,6 +79,8 @@ t.test('keys that cannot be read and a port taken twice are problems by path, no
   t.ok(problems.some((p) => p.startsWith('audit.signingKey: not an Ed25519')), 'audit key');
   t.ok(problems.some((p) => p.startsWith('identity.assertion.signingKey: not an EC P-256')), 'assertion key');
   t.ok(problems.some((p) => p.startsWith('admin.port:')), 'one port for both listeners');
+  const wildcard = { ...raw, server: { ...raw.server, host: '0.0.0.0' } };
+  t.ok(problemsOf(() => resolveConfig(wildcard)).some((p) => p.startsWith('admin.port:')), 'also when one listens on every address');
   raw.admin.port = 9090;
   raw.identity.assertion.signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   delete raw.audit.signingKey;
