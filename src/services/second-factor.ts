@@ -132,8 +132,8 @@ export class SecondFactorService {
     };
     if (!result.ok) return result.reason === 'counter-regression' ? regressed() : this.d.attempts.failed(c, ip, attempt, result.reason);
     // The counter and backup state are stored only after every check passed (WA3 §7.2), on the factors as they are
-    // now (a passkey removed meanwhile stays removed, and signs nobody in), and the counter is checked again there: of two assertions
-    // with the same counter checked at once (a cloned authenticator racing the real one), the second is refused.
+    // now, and the counter is checked again there: of two assertions with the same counter checked at once (a cloned
+    // authenticator racing the real one), the second is refused.
     const now = this.d.clock.now();
     let behind = false;
     let removed = false;

@@ -46,6 +46,8 @@ export class FailureCounter {
   private readonly policy: FailurePolicy;
   /** How long the count lasts after its first failure; null: until a success or an operator clears it. */
   private readonly windowMs: number | null;
+  /** How long the time of the last failure is kept (as long as the count, or the default window). */
+  private readonly lastTtlMs: number;
 
   constructor(
     private readonly kv: KvStore,
@@ -55,6 +57,7 @@ export class FailureCounter {
     const { windowMs = DEFAULT_WINDOW_MS, ...policy } = opts;
     this.policy = { ...DEFAULT_FAILURE_POLICY, ...policy };
     this.windowMs = windowMs;
+    this.lastTtlMs = windowMs ?? DEFAULT_WINDOW_MS;
     assertPositiveInteger('cap', this.policy.cap);
   }
 
@@ -66,8 +69,8 @@ export class FailureCounter {
 
   /** Counts one failure, atomically. */
   async fail(key: string): Promise<FailureCount> {
-    await this.kv.raiseTo(lastKey(key), this.clock.now(), this.windowMs ?? DEFAULT_WINDOW_MS);
-    const { value, capped, reached } = await this.kv.incrementCapped(key, this.policy.cap, this.windowMs ?? DEFAULT_WINDOW_MS);
+    await this.kv.raiseTo(lastKey(key), this.clock.now(), this.lastTtlMs);
+    const { value, capped, reached } = await this.kv.incrementCapped(key, this.policy.cap, this.lastTtlMs);
     // Without a TTL the lock (or a count that is never forgotten) outlives the window. A late write at most re-locks
     // a key cleared in that instant.
     if (reached || this.windowMs === null) await this.kv.set(key, String(value));
@@ -88,7 +91,7 @@ export class FailureCounter {
       const c = failureCheck(failures, last, now, this.policy);
       if (!c.allowed) return c;
       // The time first: an attempt that then loses the count only makes the next wait stricter.
-      await this.kv.raiseTo(lastKey(key), now, this.windowMs ?? DEFAULT_WINDOW_MS);
+      await this.kv.raiseTo(lastKey(key), now, this.lastTtlMs);
       const next = failures + 1;
       const counted = stored === null ? await this.kv.setIfAbsent(key, String(next), this.windowMs ?? undefined) : await this.kv.replaceIf(key, stored, String(next));
       if (!counted) continue;
