@@ -1,7 +1,7 @@
 // The admin commands: show, export, reset, revoke, erase and key rotation, on the memory store and on a real Redis
 // (through the real command line), each audited with its operator and reason.
 import t from 'tap';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { keysCommand, operatorFrom, sessionsCommand, userCommand } from '../../src/cli/admin.js';
@@ -215,6 +215,24 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   const verified = runCli(['audit', 'verify', '--config', configFile, adminDir]);
   t.equal(verified.code, 0, verified.stdout);
   t.match(verified.stdout, /^OK: \d+ record\(s\), [1-9]\d* signed checkpoint\(s\)/m);
+});
+
+t.test('an admin command whose audit record cannot be written exits 1, saying the action was carried out', async (t) => {
+  const s = await startRedisStack(t);
+  t.teardown(s.close);
+  const alice = await signUpAndEnrol(s);
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
+  const configFile = join(dir, 'gw.json');
+  // The admin trail of its own directory, whose journal is a full disk: every write fails (ENOSPC), reading finds nothing.
+  const auditDir = join(dir, 'audit');
+  mkdirSync(join(auditDir, 'admin'), { recursive: true });
+  symlinkSync('/dev/full', join(auditDir, 'admin', 'audit.jsonl'));
+  writeFileSync(configFile, JSON.stringify({ ...s.config, audit: { ...s.config.audit, dir: auditDir }, log: { level: 'silent' } }));
+  const revoked = runCli(['sessions', 'revoke', '--user', 'alice', '--config', configFile, ...OPERATOR]);
+  t.equal(revoked.code, 1, revoked.stderr);
+  t.match(revoked.stdout, 'ended 1 session(s) of alice', 'the action itself was done');
+  t.match(revoked.stderr, 'the command was carried out, but its audit record could not be written');
+  t.notOk(await signedIn(alice.b));
 });
 
 t.test('operator and reason are required and free of control characters', async (t) => {
