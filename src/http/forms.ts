@@ -25,13 +25,18 @@ export function member(req: FastifyRequest, name: string): unknown {
  * JSON call).
  */
 export function checkCsrf(req: FastifyRequest, expected: string): void {
+  checkSameOrigin(req);
+  const header = req.headers['x-csrf-token'];
+  const token = typeof header === 'string' ? header : field(req, 'csrf');
+  if (!sameToken(token, expected)) throw new GatewayError('GW_ERR_CSRF', 'csrf token mismatch');
+}
+
+/** Refuses a request another site made the browser send (Fetch Metadata, then Origin), when the browser says so. */
+export function checkSameOrigin(req: FastifyRequest): void {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new GatewayError('GW_ERR_CSRF', `sec-fetch-site ${site}`);
   const origin = req.headers.origin;
   if (origin !== undefined && (origin === 'null' || hostOf(origin) !== req.headers.host)) throw new GatewayError('GW_ERR_CSRF', 'cross-origin request');
-  const header = req.headers['x-csrf-token'];
-  const token = typeof header === 'string' ? header : field(req, 'csrf');
-  if (!sameToken(token, expected)) throw new GatewayError('GW_ERR_CSRF', 'csrf token mismatch');
 }
 
 /** The client's address for logs, limits and notifications ('unknown' when a trusted proxy passed junk). */

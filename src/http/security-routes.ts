@@ -14,7 +14,10 @@ import { COOKIE } from './cookies.js';
 import { checkCsrf, clientIp, field, member } from './forms.js';
 import { pageContext, sendPage } from './pages.js';
 
-const NOTICES: Record<string, MessageKey> = { done: 'securityDone', 'signed-out': 'securitySignedOutOthers' };
+const NOTICES = new Map<string, MessageKey>([
+  ['done', 'securityDone'],
+  ['signed-out', 'securitySignedOutOthers'],
+]);
 
 export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, factors, enrolment, ui, clock } = ctx;
@@ -51,7 +54,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const active = await forPage(req, reply);
     if (!active) return reply;
     const mine = await factors.list(active.record.pid);
-    const notice = NOTICES[String((req.query as Record<string, unknown>).notice ?? '')];
+    const notice = NOTICES.get(String((req.query as Record<string, unknown>).notice ?? ''));
     const c = page(req);
     return sendPage(
       reply,

@@ -14,7 +14,7 @@ import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
 import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
-import { checkCsrf, clientIp, field, member } from './forms.js';
+import { checkCsrf, checkSameOrigin, clientIp, field, member } from './forms.js';
 import { pageContext, sendPage } from './pages.js';
 
 const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'enrol', verify: 'verify', acknowledge: 'recovery-codes' };
@@ -266,6 +266,10 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       checkCsrf(req, active.record.csrf);
       await endPortalSession(ctx, active.record.jar, clientIp(req));
       await sessions.end(active, 'logout');
+    } else {
+      // No session (or a SameSite cookie another site's form did not get): still no clearing of this site's
+      // cookies, a sign-in in progress among them, at another site's request.
+      checkSameOrigin(req);
     }
     reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', '"cookies", "storage"');
     const c = page(req);

@@ -70,16 +70,18 @@ interface FieldOpts {
   label: string;
   hint?: string;
   error?: string;
-  kind: 'otp' | 'code' | 'text';
+  /** otp: a 6-digit code; digits: a longer one (8-digit enrolment codes); code: letters and digits from paper. */
+  kind: 'otp' | 'digits' | 'code' | 'text';
   value?: string;
   autofocus?: boolean;
 }
 
 function field(o: FieldOpts): string {
   const describedBy = [o.hint ? `${o.id}-hint` : '', o.error ? `${o.id}-error` : ''].filter(Boolean).join(' ');
+  // Room for the separators people type (a space, or "1234-5678"), never fewer than the code's own characters.
   const attrs =
-    o.kind === 'otp'
-      ? ' inputmode="numeric" pattern="[0-9 ]*" maxlength="7" autocomplete="one-time-code" spellcheck="false"'
+    o.kind === 'otp' || o.kind === 'digits'
+      ? ` inputmode="numeric" pattern="[0-9 -]*" maxlength="${o.kind === 'otp' ? 7 : 10}" autocomplete="one-time-code" spellcheck="false"`
       : o.kind === 'code'
         ? ' maxlength="24" autocapitalize="characters" autocomplete="one-time-code" spellcheck="false"'
         : ' maxlength="60" autocomplete="off"';
@@ -127,7 +129,7 @@ ${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proo
             label: t('proofLabel'),
             hint: v.mode === 'invite' ? t('proofHintInvite') : t('proofHintWebhook'),
             error: v.error,
-            kind: v.mode === 'invite' ? 'code' : 'otp',
+            kind: v.mode === 'invite' ? 'code' : 'digits',
             autofocus: true,
           }),
           t('proofSubmit'),

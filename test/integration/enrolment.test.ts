@@ -107,7 +107,11 @@ t.test('webhook: a code sent through the vendor, signed; typed in to enrol', asy
   t.ok(verifySignature(call.body, String(call.headers['x-mfa-signature']), secret, s.clock.now()), 'signed with the configured secret');
   t.notOk(verifySignature(call.body, String(call.headers['x-mfa-signature']), 'x'.repeat(64), s.clock.now()), 'and not with another');
   t.match(call.json, { event: 'enrolment_code', user: 'alice', code: /^\d{8}$/, expiresAt: String });
-  t.match((await b.get('/_mfa/proof')).body, 'We have sent you a code');
+  const entry = (await b.get('/_mfa/proof')).body;
+  t.match(entry, 'We have sent you a code');
+  // A browser cuts what is typed or pasted at maxlength: the field takes the whole code.
+  const maxlength = Number(/<input[^>]* id="proof"[^>]* maxlength="(\d+)"/.exec(entry)?.[1]);
+  t.ok(maxlength >= String(call.json.code).length, `the code field takes ${String(call.json.code).length} digits (maxlength ${maxlength})`);
   t.equal((await b.post('/_mfa/enrol/proof', { csrf, code: '00000000' === call.json.code ? '11111111' : '00000000' })).status, 400);
   t.equal((await b.post('/_mfa/enrol/proof', { csrf, code: String(call.json.code) })).status, 303);
   t.equal((await b.get('/_mfa/continue')).location, '/_mfa/enrol');

@@ -365,6 +365,25 @@ t.test('logout through the portal or the gateway ends both sessions; the old coo
   t.ok(s.portalRequests.some((r) => r.url === '/logout' && String(r.headers.cookie).includes(portalCookie)), 'the portal session was ended too');
 });
 
+t.test('a sign-out form posted from another site clears nothing; from the gateway, with no session, it does', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  // A password typed, the second step not yet done: a cross-site POST (which SameSite keeps the session cookie from)
+  // must not wipe this sign-in in progress with Clear-Site-Data.
+  await submitPassword(b, ALICE.username, ALICE.password);
+  t.ok(b.cookies.has('__Host-mfa-pending'));
+  for (const headers of [{ 'sec-fetch-site': 'cross-site' }, { origin: 'https://evil.example' }]) {
+    const r = await b.post('/_mfa/logout', {}, headers);
+    t.equal(r.status, 403, `${Object.keys(headers)[0]}: refused`);
+    t.notOk(r.headers['clear-site-data'], 'nothing cleared');
+  }
+  t.ok(b.cookies.has('__Host-mfa-pending'), 'the sign-in goes on');
+  const own = await b.post('/_mfa/logout', {}, { 'sec-fetch-site': 'same-origin' });
+  t.equal(own.status, 200, 'the gateway\'s own form, no session: signed out page');
+  t.equal(own.headers['clear-site-data'], '"cookies", "storage"');
+});
+
 t.test('logout through the portal ends the gateway session even when the portal does not answer', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
