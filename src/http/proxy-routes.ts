@@ -19,6 +19,10 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as 
 const LOGIN_BODY_LIMIT = 16 * 1024;
 const BROWSER_JAR_TTL_MS = 60 * 60_000;
 const BUFFERED_ANSWER_BYTES = 64 * 1024;
+// A request goes to the portal once: reply-from would repeat a GET the portal answered 503 up to ten times (and
+// one whose connection failed), multiplying the load on a portal in trouble. The browser gets the portal's answer
+// or the gateway's error page.
+const noRetry = () => null;
 
 type JarOwner =
   | { kind: 'session'; active: ActiveSession; identity: Readonly<Record<string, string>>; /** Logged out by this request. */ ended: boolean }
@@ -35,7 +39,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
   await app.register(replyFrom, {
     base: portalOrigin,
-    undici: { connections: 256, pipelining: 1, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
+    // reply-from turns certificate checks off unless told otherwise: an https portal is verified (system CAs and
+    // NODE_EXTRA_CA_CERTS), as the login replay's client does by default.
+    undici: { connections: 256, pipelining: 1, connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connect: { rejectUnauthorized: true } },
     disableRequestLogging: true,
   });
   // Bodies stream to the portal untouched, up to server.maxBodyBytes; only the login intercept reads one (bounded).
@@ -168,6 +174,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // path, and fail on a query it cannot decode).
     return reply.from(target.path, {
       timeout: timeoutMs,
+      retryDelay: noRetry,
       queryString: () => target.query,
       // From the request's own headers: reply-from's copy of them is a slow (dictionary-mode) object to go through.
       rewriteRequestHeaders: () =>

@@ -1,5 +1,7 @@
 // Runs the real command line (src/main.ts) in a child process, as an operator would.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
 
 /** The TypeScript loader the tests run with, for child processes that run source files. */
 export const TS_LOADER = process.execArgv.find((a) => a.includes('@tapjs/typescript')) ?? '--import=tsx';
@@ -11,3 +13,16 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { code: num
 
 /** Every admin command names its operator and reason (they go into the audit trail). */
 export const OPERATOR = ['--operator', 'Dana Helpdesk', '--reason', 'ticket 4711'];
+
+/** A gateway process from the real command line (`serve`) on a config file, once it is ready on `port`. */
+export async function gatewayProcess(configFile: string, port: number, env: NodeJS.ProcessEnv = {}): Promise<{ proc: ChildProcess; url: string }> {
+  const proc = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    if (proc.exitCode !== null) throw new Error(`gateway exited with ${proc.exitCode}`);
+    if (await request(`${url}/_mfa/health/ready`).then((r) => (r.body.dump(), r.statusCode === 200), () => false)) return { proc, url };
+    await sleep(100);
+  }
+  proc.kill();
+  throw new Error('gateway did not start');
+}

@@ -181,6 +181,19 @@ t.test('portal down: 502 page; portal slow: 504 page; no stack traces', async (t
   t.equal(login, null, 'the login page itself is unavailable (502 from the helper)');
 });
 
+t.test("the portal's own 503 is passed on as it is, once: the gateway never repeats a request", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const started = Date.now();
+  const r = await b.get('/maintenance');
+  t.equal(r.status, 503);
+  t.equal(r.body, 'down for maintenance', "the portal's page");
+  t.equal(r.headers['retry-after'], '1');
+  t.equal(s.portalRequests.filter((p) => p.url === '/maintenance').length, 1, 'one request to the portal');
+  t.ok(Date.now() - started < 1000, 'at once');
+});
+
 t.test('health endpoints', async (t) => {
   const s = await startStack();
   t.teardown(s.close);

@@ -1,7 +1,6 @@
 // The gateway at scale: signing in on Redis Cluster and Sentinel (through a failover), two gateway processes on one
 // Redis sharing logins, sessions and limits, and Redis killed and restarted under a stream of requests.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -11,6 +10,7 @@ import { request } from 'undici';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { DEMO_USERS, startDemoPortal } from '../fixtures/demo-portal.js';
 import { Browser, inputValue } from '../helpers/browser.js';
+import { gatewayProcess } from '../helpers/cli.js';
 import { rawTestConfig } from '../helpers/config.js';
 import { freePort, startOwnRedis, testRedis } from '../helpers/redis.js';
 import { startCluster, startSentinel } from '../helpers/redis-topologies.js';
@@ -56,19 +56,6 @@ t.test('signing in on Sentinel, through a failover', async (t) => {
   t.ok(back, 'the session written before the failover is still there');
   t.equal((await signInWithTotp(s, secret)).final.status, 303, 'and a new sign-in works');
 });
-
-/** A gateway process from the real command line, on a config file. */
-async function gatewayProcess(configFile: string, port: number): Promise<{ proc: ChildProcess; url: string }> {
-  const loader = process.execArgv.find((a) => a.includes('@tapjs/typescript'))!;
-  const proc = spawn(process.execPath, [loader, 'src/main.ts', 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    if (proc.exitCode !== null) throw new Error(`gateway exited with ${proc.exitCode}`);
-    if (await request(`${url}/_mfa/health/ready`).then((r) => (r.body.dump(), r.statusCode === 200), () => false)) return { proc, url };
-    await sleep(100);
-  }
-  throw new Error('gateway did not start');
-}
 
 t.test('two gateway processes on one Redis: log in on one, finish on the other, browse on both; limits shared', async (t) => {
   const redis = await testRedis();
