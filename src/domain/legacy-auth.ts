@@ -18,7 +18,8 @@ export function sameFieldName(name: string, field: string): boolean {
 export function carriesLegacyCredentials(authorization: string | undefined, query: string, loginFields: readonly string[]): boolean {
   if (authorization !== undefined && LEGACY_SCHEME.test(authorization)) return true;
   if (!query) return false;
-  for (const key of new URLSearchParams(query).keys()) {
+  // Names after a ";" too: some portals split query fields on it as on "&".
+  for (const key of new URLSearchParams(query.replaceAll(';', '&')).keys()) {
     if (loginFields.some((f) => sameFieldName(key, f))) return true;
   }
   return false;

@@ -138,9 +138,14 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget) {
     const login = config.portal.login;
     if (!(login.methods as readonly string[]).includes(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', 'login method');
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const [type = '', ...params] = (req.headers['content-type'] ?? '').split(';').map((p) => p.trim().toLowerCase());
     const expected = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
     if (type !== expected) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', `login content-type ${type}`);
+    // The gateway reads the body as sent: a portal that decoded another charset or unpacked a compressed body would
+    // read other fields than the gateway checked.
+    if (params.some((p) => p.startsWith('charset=') && !/^charset="?utf-8"?$/.test(p))) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'login charset');
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding && encoding !== 'identity') throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'login content-encoding');
     const id = browserId(req, reply);
     const outcome = await ctx.login.login({
       browserId: id,

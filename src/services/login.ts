@@ -181,6 +181,9 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
   const bad = (why: string) => new GatewayError('GW_ERR_BAD_REQUEST', why);
   const namesLike = (names: string[]) => names.filter((n) => sameFieldName(n, field));
   if (type === 'form') {
+    // A browser sends ";" as %3B; some portals (CGI.pm, older Python) split fields on it too, and would read
+    // `x=1;username=other` as a field of its own.
+    if (body.includes(0x3b)) throw bad('";" in a form body');
     // latin1 maps bytes 1:1, so fields the gateway does not touch reach the portal byte for byte.
     const pairs = body.length ? body.toString('latin1').split('&') : [];
     const names = pairs.map((p) => decodeFormComponent(p.split('=', 1)[0]!));
@@ -207,11 +210,21 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
     throw bad('login body is not JSON');
   }
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw bad('login body is not an object');
+  // No login form nests deeply; thousands of levels would make writing the body back for the portal throw.
+  if (deeperThan(json, MAX_JSON_DEPTH)) throw bad('login body nested too deeply');
   const obj = json as Record<string, unknown>;
   const username = obj[field];
   if (typeof username !== 'string') throw bad('no username field');
   if (namesLike(Object.keys(obj)).length !== 1) throw bad('another spelling of the username field');
   return { username, withUsername: (canonical) => Buffer.from(JSON.stringify({ ...obj, [field]: canonical })) };
+}
+
+const MAX_JSON_DEPTH = 32;
+
+function deeperThan(value: unknown, levels: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (levels === 0) return true;
+  return Object.values(value).some((v) => deeperThan(v, levels - 1));
 }
 
 function decodeFormComponent(s: string): string | null {

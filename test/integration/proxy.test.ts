@@ -143,7 +143,15 @@ t.test('the login intercept: methods, content types, sizes, duplicate fields', a
   t.equal((await b.post('/login?username=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'username in the query: refused as legacy credentials');
   t.equal((await b.post('/login?UserName=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'another spelling in the query');
   t.equal((await b.post('/login', { username: 'fresh-name', USERNAME: 'alice', password: ALICE.password, csrf })).status, 400, 'another spelling in the body');
+  const form = new URLSearchParams({ username: ALICE.username, password: ALICE.password, csrf }).toString();
+  t.equal((await b.send('POST', '/login', `x=1;username=bob&${form}`, { 'content-type': 'application/x-www-form-urlencoded' })).status, 400, 'a ";" separator in the body');
+  t.equal((await b.post('/login?x=1;username=bob', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'a username after ";" in the query');
+  t.equal((await b.send('POST', '/login', form, { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'gzip' })).status, 415, 'a compressed body');
+  t.equal((await b.send('POST', '/login', form, { 'content-type': 'application/x-www-form-urlencoded; charset=utf-16' })).status, 415, 'another charset');
   t.equal(s.portalRequests.length, before, 'none of these reached the portal');
+  const utf8 = await b.send('POST', '/login', new URLSearchParams({ username: ALICE.username, password: 'wrong', csrf }).toString(), { 'content-type': 'application/x-www-form-urlencoded; charset=UTF-8', 'content-encoding': 'identity' });
+  t.equal(utf8.status, 200, 'charset=UTF-8 and Content-Encoding: identity are what they say: the portal judges the password');
+  t.match(utf8.body, 'Invalid username or password.');
   const variant = await b.send('POST', '/LOGIN/', new URLSearchParams({ username: ALICE.username, password: 'wrong', csrf }).toString(), { 'content-type': 'application/x-www-form-urlencoded' });
   t.equal(variant.status, 200, 'another spelling of the login path is intercepted too');
   t.match(variant.body, 'Invalid username or password.', 'and sent to the configured login path');

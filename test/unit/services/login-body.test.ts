@@ -28,6 +28,9 @@ t.test('form bodies: one canonical parse, the canonical username is what the por
     ['username=mallory&username%5B0%5D=alice&password=x', 'encoded array spelling'],
     ['username=alice&pass%01word=x', 'control character in any field name'],
     ['username=%E0%A4%A&password=x', 'malformed encoding'],
+    // A portal splitting on ";" too reads username=victim, the gateway alice.
+    ['x=1;username=victim&username=alice&password=x', 'a ";" separator'],
+    ['username=alice&password=a;b', 'a raw ";" anywhere (browsers send %3B)'],
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'form'), why);
   // Portals whose fields have brackets of their own (Magento's login[username], Devise's user[email]).
@@ -52,6 +55,11 @@ t.test('JSON bodies', async (t) => {
     ['{"password":"x"}', 'no username'],
     ['{"username":"fresh","UserName":"alice","password":"x"}', 'another spelling of the field'],
     ['{"username":"mallory","username\\u0000":"alice","password":"x"}', 'NUL in a key'],
+    [`{"username":"alice","x":${'['.repeat(8000)}${']'.repeat(8000)}}`, 'thousands of levels (writing it back would throw)'],
+    [`{"username":"alice","x":${'{"a":'.repeat(33)}1${'}'.repeat(33)}}`, 'more than 32 levels'],
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'json'), why);
+  const nested = `{"username":"alice","x":${'{"a":'.repeat(31)}1${'}'.repeat(31)}}`;
+  t.equal(parseLoginBody(Buffer.from(nested), 'json', 'username').withUsername('alice').toString(), nested, '32 levels are fine');
+  t.equal(parseLoginBody(Buffer.from('username=alice&password=a%3Bb'), 'form', 'username').username, 'alice', 'an encoded ";" is fine');
 });
