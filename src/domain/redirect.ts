@@ -15,3 +15,19 @@ export function safeRelativeTarget(target: string | undefined, origin: string): 
   const rel = `${url.pathname}${url.search}`;
   return rel.startsWith('/') && !rel.startsWith('//') ? rel : '/';
 }
+
+/**
+ * A portal's Location for the browser: an absolute URL on the portal's own origin becomes a path on the gateway;
+ * anything else passes as sent. The path keeps one leading slash: `http://portal//evil.example/` is harmless on the
+ * portal's origin, but as `//evil.example/` a browser would go to another host.
+ */
+export function browserLocation(location: string, portalOrigin: string): string {
+  if (!/^https?:/i.test(location)) return location;
+  let url: URL;
+  try {
+    url = new URL(location);
+  } catch {
+    return location;
+  }
+  return url.origin === portalOrigin ? `${url.pathname.replace(/^\/+/, '/')}${url.search}${url.hash}` : location;
+}

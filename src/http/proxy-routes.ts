@@ -1,5 +1,5 @@
 // Everything outside the gateway prefix: the intercepted login, then the session check, then the portal.
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import replyFrom from '@fastify/reply-from';
@@ -8,6 +8,7 @@ import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
+import { browserLocation } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -53,15 +54,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   });
 
 
-  const rewriteLocation = (location: string) => {
-    if (!/^https?:/i.test(location)) return location;
-    try {
-      const url = new URL(location);
-      return url.origin === portalOrigin ? `${url.pathname}${url.search}${url.hash}` : location;
-    } catch {
-      return location;
-    }
-  };
+  const rewriteLocation = (location: string) => browserLocation(location, portalOrigin);
   const deviceHeader = config.devices.header?.name.toLowerCase();
   const trustedProxies = new AddressSet(config.server.trustedProxies);
 
@@ -175,6 +168,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     reply.raw.on('close', ctx.inFlight.enter());
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
+    let forwardedHeaders: OutgoingHttpHeaders = {};
     // The exact canonical path the gateway decided on, and the query as sent (reply-from would decode one in the
     // path, and fail on a query it cannot decode).
     return reply.from(target.path, {
@@ -194,7 +188,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         }),
       rewriteHeaders: (headers) => {
         setCookies = asList(headers['set-cookie']);
-        return browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation }) as IncomingHttpHeaders;
+        forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation });
+        return forwardedHeaders as IncomingHttpHeaders;
       },
       onResponse: async (_r, rep, res) => {
         // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
@@ -214,8 +209,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         try {
           return rep.send(Buffer.from(await stream.arrayBuffer()));
         } catch (error) {
-          // Nothing was sent yet: the browser gets an error page instead of a page cut short.
-          for (const name of Object.keys(headers)) rep.removeHeader(name);
+          // Nothing was sent yet: the browser gets an error page instead of a page cut short, without the portal's
+          // headers (the gateway's own, HSTS among them, stay).
+          for (const name of Object.keys(forwardedHeaders)) rep.removeHeader(name);
           const timedOut = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
           return rep.send(new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
         }

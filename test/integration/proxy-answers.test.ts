@@ -28,7 +28,7 @@ async function start(t: Test) {
         return res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' }).end('hello');
       case '/static/cut':
         // Declares 1000 bytes, sends 10, then the connection drops.
-        res.writeHead(200, { 'content-type': 'text/html', 'content-length': '1000', 'x-portal': 'yes' });
+        res.writeHead(200, { 'content-type': 'text/html', 'content-length': '1000', 'x-portal': 'yes', 'strict-transport-security': 'max-age=0' });
         res.write('x'.repeat(10));
         return void setTimeout(() => res.socket?.destroy(), 50);
       case '/static/stall':
@@ -83,6 +83,7 @@ t.test('a small answer that breaks off is a 502 page, without the portal headers
   t.match(body, 'not reachable');
   t.notOk(body.includes('xxxxxxxxxx'), 'none of the partial answer');
   t.notOk('x-portal' in res.headers, 'the portal headers of the broken answer are gone');
+  t.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains', "the gateway's own stay");
 });
 
 t.test('a small answer that stalls past the portal timeout is a 504 page', async (t) => {

@@ -3,7 +3,7 @@ import { canonicalTarget } from '../../../src/domain/canonical-path.js';
 import { applySetCookies, cookieHeader } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { isLoginSuccess } from '../../../src/domain/login-success.js';
-import { safeRelativeTarget } from '../../../src/domain/redirect.js';
+import { browserLocation, safeRelativeTarget } from '../../../src/domain/redirect.js';
 import { sessionState, sessionTtlMs } from '../../../src/domain/session-times.js';
 import { canonicalUsername } from '../../../src/domain/username.js';
 
@@ -88,6 +88,16 @@ t.test('safe redirects', async (t) => {
   for (const evil of ['https://evil.example', '//evil.example', '///evil.example', '/\\evil.example', '\\/evil.example', '/\t/evil.example', 'https:evil.example', 'http://portal.internal:8080@evil.example', 'javascript:alert(1)', 'data:text/html,x', '//evil%E3%80%82example'])
     t.equal(safeRelativeTarget(evil, o), '/', evil);
   t.equal(safeRelativeTarget(undefined, o), '/');
+});
+
+t.test("the portal's Location, for the browser", async (t) => {
+  const o = 'http://portal.internal:8080';
+  t.equal(browserLocation('http://portal.internal:8080/messages?a=1#top', o), '/messages?a=1#top', 'its own origin: a path on the gateway');
+  t.equal(browserLocation('HTTP://PORTAL.INTERNAL:8080/x', o), '/x');
+  for (const path of ['//evil.example/', '///evil.example/', '/\\evil.example/', '/\\/evil.example/'])
+    t.equal(browserLocation(`http://portal.internal:8080${path}`, o), '/evil.example/', `${path}: never a host to the browser`);
+  for (const other of ['https://elsewhere.example/x', 'http://portal.internal:9090/x', '/relative', 'relative', 'http://[bad'])
+    t.equal(browserLocation(other, o), other, `${other}: as sent`);
 });
 
 t.test('request headers to the portal', async (t) => {
