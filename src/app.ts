@@ -6,14 +6,16 @@ import cookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
-import type { ErrorCode } from './errors.js';
+import { ERRORS, type ErrorCode } from './errors.js';
 import { createGateway, type Gateway, type GatewayOverrides } from './gateway.js';
-import { installEdge, type AnsweredRequest } from './http/edge.js';
+import { HSTS, installEdge, type AnsweredRequest } from './http/edge.js';
 import { installErrorHandler } from './http/error-handler.js';
+import { pageContext, sendPage } from './http/pages.js';
 import { gatewayRoutes } from './http/gateway-routes.js';
 import { proxyRoutes } from './http/proxy-routes.js';
 import { requestLogger } from './log.js';
 import { newId } from './mechanisms/random.js';
+import { messagePage } from './ui/pages.js';
 
 export type AppOverrides = Omit<GatewayOverrides, 'onCrlChange' | 'auditWriter'>;
 
@@ -86,6 +88,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     requestTimeout: config.server.requestTimeoutSeconds * 1000,
     keepAliveTimeout: config.server.keepAliveTimeoutSeconds * 1000,
     return503OnClosing: true,
+    // A malformed escape (`/%zz`) is refused by the router before any hook runs: answered as the gateway's own
+    // canonicalisation refuses a path (http/proxy-routes.ts), with its page and HSTS, the path not echoed.
+    frameworkErrors: (error, req, reply) => {
+      req.log.info({ code: 'GW_ERR_BAD_PATH', detail: error.code }, 'request refused');
+      gateway.metrics.request(undefined, undefined, ERRORS.GW_ERR_BAD_PATH.status, 0);
+      const ctx = pageContext(gateway.ui, req);
+      return sendPage(reply.header('strict-transport-security', HSTS), ERRORS.GW_ERR_BAD_PATH.status, ctx, messagePage(ctx, { message: ctx.t('error.GW_ERR_BAD_PATH'), reference: req.id }));
+    },
     // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over).
     ...(config.server.tls
       ? { https: { ...tlsOptions(config, config.devices.caFile !== undefined), maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000 } }

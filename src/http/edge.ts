@@ -43,13 +43,16 @@ export interface EdgeOptions {
   answered: (r: AnsweredRequest) => void;
 }
 
+/** On every answer, the gateway's own (the portal's is never passed on). */
+export const HSTS = 'max-age=31536000; includeSubDomains';
+
 export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
   const hosts = new Set(opts.hosts.map((h) => h.toLowerCase()));
   const trusted = new AddressSet(opts.trustedProxies);
   app.decorateRequest('client', null as unknown as ClientView);
   app.decorateRequest('access', null);
   app.addHook('onRequest', (req, reply, done) => {
-    reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains');
+    reply.header('strict-transport-security', HSTS);
     req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted);
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
     const host = hostName(req);
