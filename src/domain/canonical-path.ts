@@ -20,8 +20,8 @@ const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)/;
 /**
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
  * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
- * encoding, invalid UTF-8, ';' path parameters (unless allowed; never on a dot segment, never encoded), fragments
- * and absolute-form targets.
+ * encoding, invalid UTF-8, characters NFKC would change, ';' path parameters (unless allowed; never on a dot
+ * segment, never encoded), fragments and absolute-form targets.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
   if (!rawUrl.startsWith('/')) return null;
@@ -57,6 +57,9 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   } catch {
     return null;
   }
+  // A character that compatibility normalisation changes (fullwidth `ａ`, ligatures, superscripts) is another
+  // character to a portal that applies NFKC or Windows' best-fit mapping: `/%EF%BD%81dmin` would be its `/admin`.
+  if (decoded.normalize('NFKC') !== decoded) return null;
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
   // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading. Nor has a segment of
