@@ -1,6 +1,6 @@
 // The second half of signing in, under the gateway prefix: enrolment proof, first factor, recovery codes, the
 // second factor at each sign-in, step-up, and logout.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
@@ -264,8 +264,9 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (active) {
       checkCsrf(req, active.record.csrf);
-      await endPortalSession(ctx, active.record.jar, clientIp(req));
+      // The gateway session ends first, so it ends even when the portal is slow or does not answer.
       await sessions.end(active, 'logout');
+      await endPortalSession(ctx, active.record.jar, clientIp(req), req.log);
     } else {
       // No session (or a SameSite cookie another site's form did not get): still no clearing of this site's
       // cookies, a sign-in in progress among them, at another site's request.
@@ -278,11 +279,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
 }
 
 /** Calls the portal's logout with the session's jar so the portal session ends too; failures are only logged. */
-async function endPortalSession(ctx: HttpContext, jar: Jar, clientIp: string): Promise<void> {
+async function endPortalSession(ctx: HttpContext, jar: Jar, clientIp: string, log: FastifyBaseLogger): Promise<void> {
   const path = ctx.config.portal.logoutPaths[0];
   if (!path) return;
   const cookie = cookieHeader(jar, path, ctx.clock.now());
   await ctx.portal
     .send({ method: 'GET', pathAndQuery: path, headers: { 'x-forwarded-for': clientIp, ...(cookie ? { cookie } : {}) } })
-    .catch(() => undefined);
+    .catch((err: unknown) => log.warn({ err }, 'could not end the portal session'));
 }

@@ -384,6 +384,20 @@ t.test('a sign-out form posted from another site clears nothing; from the gatewa
   t.equal(own.headers['clear-site-data'], '"cookies", "storage"');
 });
 
+t.test("the gateway's sign-out ends its session even when the portal does not answer, and says so in the log", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const old = b.cookies.get('__Host-mfa-session')!;
+  const confirm = await b.get('/_mfa/logout');
+  await s.portal.close();
+  t.equal((await b.post('/_mfa/logout', { csrf: inputValue(confirm.body, 'csrf') })).status, 200, 'signed out');
+  const replay = s.browser();
+  replay.cookies.set('__Host-mfa-session', old);
+  t.equal((await replay.get('/records')).status, 302, 'the old cookie is dead');
+  t.ok(s.logs.some((l) => l.includes('could not end the portal session')));
+});
+
 t.test('logout through the portal ends the gateway session even when the portal does not answer', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
