@@ -1,6 +1,7 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
+import type { MessageKey } from '../ui/i18n.js';
 import { messagePage } from '../ui/pages.js';
 import { pageContext, sendPage, type UiSettings } from './pages.js';
 
@@ -15,6 +16,23 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
 /** `refused` hears every code answered (for metrics). */
 export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginPage: string, refused: (code: ErrorCode) => void): void {
   const prefix = ui.prefix;
+  /** Where the page's one link leads, so that no step of signing in is a dead end (`gateway`: a gateway page). */
+  const nextStep = (code: ErrorCode, gateway: boolean): { href: string; label: MessageKey } | undefined => {
+    switch (code) {
+      case 'GW_ERR_LOGIN_EXPIRED':
+      case 'GW_ERR_TOO_MANY_ATTEMPTS':
+      case 'GW_ERR_SIGN_IN_REQUIRED':
+        return { href: loginPage, label: 'signInAgain' };
+      case 'GW_ERR_STEP_UP_REQUIRED':
+        return { href: `${prefix}/step-up`, label: 'stepUpTitle' };
+      // Back to the step being done (another method, a recovery code), or the sign-in once the login has expired.
+      case 'GW_ERR_FACTOR_LOCKED':
+      case 'GW_ERR_RATE_LIMITED':
+        return gateway ? { href: `${prefix}/continue`, label: 'continue' } : { href: loginPage, label: 'signInAgain' };
+      default:
+        return undefined;
+    }
+  };
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
     const code: ErrorCode =
       error instanceof GatewayError ? error.code : (error.statusCode && error.statusCode < 500 && BY_STATUS[error.statusCode]) || 'GW_ERR_INTERNAL';
@@ -25,7 +43,6 @@ export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginP
     if (reply.sent) return;
     // The pending cookie is left alone: the record in the store decides, and a stray request (a favicon) that
     // fails must not end a login that is still in progress.
-    const signIn = code === 'GW_ERR_LOGIN_EXPIRED' || code === 'GW_ERR_TOO_MANY_ATTEMPTS' || code === 'GW_ERR_SIGN_IN_REQUIRED';
     const ctx = pageContext(ui, request);
     const message = ctx.t(`error.${code}`);
     reply.removeHeader('content-length');
@@ -35,11 +52,7 @@ export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginP
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply.code(status).header('cache-control', 'no-store').send({ error: code, message, requestId: request.id });
     }
-    const action = signIn
-      ? ({ href: loginPage, label: 'signInAgain' } as const)
-      : code === 'GW_ERR_STEP_UP_REQUIRED'
-        ? ({ href: `${prefix}/step-up`, label: 'stepUpTitle' } as const)
-        : undefined;
+    const action = nextStep(code, request.url.startsWith(`${prefix}/`));
     return sendPage(reply, status, ctx, messagePage(ctx, { message, reference: request.id, ...(action ? { action } : {}) }));
   });
   // Routes exist for every method the gateway serves, so an unmatched request is a method it refuses.

@@ -62,6 +62,8 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.equal(waited.status, 429, 'after the free failures, a wait');
   t.equal(waited.headers['retry-after'], '30');
   t.match(JSON.parse(waited.body), { error: 'GW_ERR_RATE_LIMITED' });
+  const { b: wb, csrf: wcsrf } = await atCodePage(s);
+  t.match((await wb.post('/_mfa/verify', { csrf: wcsrf, code: '000000' })).body, '<a href="/_mfa/continue">Continue</a>', 'the wait page leads back too');
   for (let i = 5; i <= 8; i++) {
     s.clock.advance(121_000);
     t.equal((await wrong()).status, 400, `failure ${i} after the wait`);
@@ -72,6 +74,13 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.equal(locked.status, 403, 'at the cap even the right code is refused');
   t.match(JSON.parse(locked.body), { error: 'GW_ERR_FACTOR_LOCKED' });
   t.equal(events(s, 'factor_locked').length, 1);
+  // The page says what next: back to the sign-in step, where a recovery code or another factor can be used.
+  const lockedPage = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(lockedPage.status, 403);
+  t.match(lockedPage.body, '<a href="/_mfa/continue">Continue</a>');
+  const onward = await b.get('/_mfa/continue');
+  t.equal(onward.location, '/_mfa/verify', 'which leads back to the step, with its recovery link');
+  t.match((await b.get('/_mfa/verify')).body, 'Use a recovery code');
   // Another kind of factor still works: the recovery codes have their own counter.
   const rb = s.browser();
   await submitPassword(rb, ALICE.username, ALICE.password);
