@@ -139,9 +139,12 @@ export class EnrolmentService {
     return bound;
   }
 
-  /** Security page: a new TOTP secret for a signed-in user, kept briefly until its first code. */
+  /**
+   * Security page: a new TOTP secret for a signed-in user, kept briefly until its first code. Kept for the user, not
+   * the session: a step-up in between (a new session id) must not change the key already scanned.
+   */
   async sessionTotpSecret(active: ActiveSession): Promise<string> {
-    const key = keys.factorSetup(active.sid);
+    const key = keys.factorSetup(active.record.pid);
     const existing = await this.setups.get(key);
     if (existing) return existing;
     const secret = newTotpSecret();
@@ -150,7 +153,7 @@ export class EnrolmentService {
   }
 
   async confirmSessionTotp(active: ActiveSession, input: string, name: string, ip: string): Promise<Bound | Refused> {
-    const key = keys.factorSetup(active.sid);
+    const key = keys.factorSetup(active.record.pid);
     const secret = await this.setups.get(key);
     if (!secret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'TOTP set-up expired');
     const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active, SETUP_TTL_MS), secret, input, ip);

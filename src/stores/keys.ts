@@ -14,7 +14,7 @@ export const keys = {
   device: (fingerprint: string) => `device:{${fingerprint}}`,
   deviceIndex: () => 'devices:index',
   stepUpAttempts: (sid: string) => `session:{${sid}}:step-up-attempts`,
-  factorSetup: (sid: string) => `session:{${sid}}:factor-setup`,
+  factorSetup: (pid: string) => `user:{${pid}}:factor-setup`,
   // Limits: per account and per client address, each with its own hash tag; global ones share {login}.
   passwordFailures: (pid: string) => `user:{${pid}}:failures:password`,
   factorFailures: (pid: string, kind: string) => `user:{${pid}}:failures:${kind}`,

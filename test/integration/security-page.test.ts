@@ -31,6 +31,24 @@ async function addApp(s: Stack, b: Browser, name: string): Promise<string> {
   return secret;
 }
 
+t.test('an app being added keeps its key across the step-up its confirmation may need', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  const setup = await b.get('/_mfa/security/totp');
+  const scanned = /id="secret">([^<]+)</.exec(setup.body)![1]!.replaceAll(' ', '');
+  s.clock.advance(5 * 60_000 + 1);
+  const late = await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code: await totpAt(scanned, s.clock.now()) });
+  t.equal(late.status, 401, 'the factor is too old: a step-up first');
+  const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp');
+  const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security/totp', code: await totpAt(secret, s.clock.now()) });
+  t.equal(back.location, '/_mfa/security/totp');
+  const again = await b.get('/_mfa/security/totp');
+  t.equal(/id="secret">([^<]+)</.exec(again.body)![1]!.replaceAll(' ', ''), scanned, 'the key already in the app');
+  s.clock.advance(30_000);
+  const done = await b.post('/_mfa/security/totp', { csrf: inputValue(again.body, 'csrf'), name: 'Tablet', code: await totpAt(scanned, s.clock.now()) });
+  t.equal(done.location, '/_mfa/security?notice=done', 'confirmed with its code');
+});
+
 t.test('list, add an app and a passkey, rename, remove; the last factor stays', async (t) => {
   const { s, receiver } = await setUp(t);
   const { b, secret } = await signUpAndEnrol(s);
