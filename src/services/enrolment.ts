@@ -95,9 +95,10 @@ export class EnrolmentService {
     if (this.d.config.enrolment.proof === 'webhook') {
       ok = p.proofCode !== undefined && p.proofCode.expiresAt > now && (await matchesCode(p.proofCode, input));
     } else {
+      // Checked here, used up when the first factor is bound (bind): a login that runs out of time in between
+      // leaves the letter's code for the next try.
       const invite = await this.d.codes.get(p.pid);
-      // Taking the code makes "works once" atomic; a code that does not match is left for the right person.
-      ok = invite !== null && invite.expiresAt > now && (await matchesCode(invite, input)) && (await this.d.codes.take(p.pid)) !== null;
+      ok = invite !== null && invite.expiresAt > now && (await matchesCode(invite, input));
     }
     if (!ok) return this.d.attempts.failed(c, ip, attempt, 'wrong, expired or used enrolment code');
     await this.d.attempts.succeeded(c, attempt);
@@ -213,6 +214,11 @@ export class EnrolmentService {
   private async bind(pid: string, factor: Factor, first: boolean, username: string, ip: string): Promise<Bound> {
     const now = this.d.clock.now();
     const made = first ? await newRecoveryCodes() : undefined;
+    // The invitation works once: of two logins that both showed it, only the first to bind a factor has it (taken
+    // atomically); the other would bind a second first factor anyway, which the update below refuses too.
+    if (first && this.d.config.enrolment.proof === 'invite' && (await this.d.codes.take(pid)) === null) {
+      throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was used meanwhile');
+    }
     await this.d.factors.update(pid, (cur) => {
       const current: UserFactors = cur ?? { factors: [] };
       // A first factor bound meanwhile through another pending login is not followed by a second "first" one.

@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { verifySignature } from '../../src/services/notifier.js';
+import { keys } from '../../src/stores/keys.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { ALICE, BOB, enrol, startStack, submitPassword, type Stack, startRedisStack } from '../helpers/stack.js';
+import { ALICE, BOB, enrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
 const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
 
@@ -72,6 +73,28 @@ t.test('invite: the right code, once; wrong, expired and reused codes refused', 
   s2.clock.advance(24 * 60 * 60_000 + 1);
   const late = await atProof(s2);
   t.equal((await late.b.post('/_mfa/enrol/proof', { csrf: late.csrf, code: old })).status, 400, 'expired');
+});
+
+t.test('invite: a login that runs out of time after the code keeps the code for the next try; binding uses it up', async (t) => {
+  const s = await startStack({ patch: invite });
+  t.teardown(s.close);
+  const code = await issue(s, 'alice');
+  const first = await atProof(s);
+  t.equal((await first.b.post('/_mfa/enrol/proof', { csrf: first.csrf, code })).location, '/_mfa/enrol');
+  await first.b.get('/_mfa/enrol/totp');
+  s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 + 1);
+  t.equal((await first.b.get('/_mfa/enrol/totp')).status, 403, 'too slow: the login ended');
+  // Two tries with the password and the letter: both get past the code, only one binds a factor.
+  const again = await atProof(s);
+  const twin = await atProof(s);
+  t.equal((await again.b.post('/_mfa/enrol/proof', { csrf: again.csrf, code })).location, '/_mfa/enrol', 'the same code, next try');
+  t.equal((await twin.b.post('/_mfa/enrol/proof', { csrf: twin.csrf, code })).location, '/_mfa/enrol', 'and in a second browser');
+  t.equal((await enrol(s, again.b)).done.location, '/records', 'enrolled');
+  const secret = /id="secret">([^<]+)</.exec((await twin.b.get('/_mfa/enrol/totp')).body)![1]!.replaceAll(' ', '');
+  s.clock.advance(30_000); // a code of a time step not used yet
+  const late = await twin.b.post('/_mfa/enrol/totp', { csrf: twin.csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(late.status, 403, 'the second cannot bind another first factor');
+  t.equal(await s.app.gateway.kv.get(keys.enrolmentCode(s.app.gateway.pidOf('alice')!)), null, 'the code is used up');
 });
 
 t.test('invite: guessing is limited like codes, and a re-entered password does not reset it', async (t) => {
