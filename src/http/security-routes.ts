@@ -5,7 +5,7 @@ import { GatewayError } from '../errors.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
-import { CHANGE_WINDOW_MS } from '../services/factors.js';
+import { CHANGE_WINDOW_MS, recoverySetOf } from '../services/factors.js';
 import type { ActiveSession } from '../services/sessions.js';
 import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
@@ -64,6 +64,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
         csrf: active.record.csrf,
         factors: mine.factors.map(({ id, kind, name, addedAt, lastUsedAt }) => ({ id, kind, name, addedAt, ...(lastUsedAt ? { lastUsedAt } : {}) })),
         recoveryLeft: mine.recovery ? codesLeft(mine.recovery) : 0,
+        recoverySet: recoverySetOf(mine),
         ...(notice ? { notice } : {}),
       }),
     );
@@ -86,7 +87,10 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   });
   app.post(`${p}/security/recovery-codes`, async (req, reply) => {
     const active = await forChange(req);
-    const codes = await factors.newRecoveryCodes(active, clientIp(req));
+    const codes = await factors.newRecoveryCodes(active, field(req, 'replaces'), clientIp(req));
+    // The form was sent again (Back, then resend): the set it meant to replace is gone already; the codes just
+    // printed stay the ones that work.
+    if (!codes) return reply.redirect(`${p}/security`, 303);
     const c = page(req);
     return sendPage(reply, 200, c, pages.recoveryCodesPage(c, { codes, csrf: active.record.csrf, action: '/security/recovery-codes/saved' }));
   });

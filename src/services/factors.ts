@@ -57,12 +57,18 @@ export class FactorService {
     await this.afterChange(active, ip);
   }
 
-  /** A new set of ten recovery codes, shown once; the old ones stop working. */
-  async newRecoveryCodes(active: ActiveSession, ip: string): Promise<string[]> {
+  /**
+   * A new set of ten recovery codes, shown once; the old ones stop working. `replaces` names the set the page showed
+   * (recoverySetOf): when that set was replaced meanwhile (the same form sent twice), nothing changes (null).
+   */
+  async newRecoveryCodes(active: ActiveSession, replaces: string, ip: string): Promise<string[] | null> {
     this.requireRecent(active);
     const { codes, stored } = await newRecoveryCodes();
     const addedAt = this.d.clock.now();
-    await this.d.factors.update(active.record.pid, (cur) => ({ ...(cur ?? { factors: [] }), recovery: { ...stored, addedAt } }));
+    const updated = await this.d.factors.update(active.record.pid, (cur) =>
+      recoverySetOf(cur ?? { factors: [] }) === replaces ? { ...(cur ?? { factors: [] }), recovery: { ...stored, addedAt } } : cur,
+    );
+    if (updated?.recovery?.salt !== stored.salt) return null;
     this.d.security('recovery_codes_regenerated', { pid: active.record.pid, ip });
     this.d.notifier.notify({ event: 'recovery_codes_regenerated', user: active.record.username, ip });
     await this.afterChange(active, ip);
@@ -87,4 +93,9 @@ export class FactorService {
     if (!factor) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no such factor');
     return factor;
   }
+}
+
+/** Which recovery code set a user has (when it was made; '' for none), named by the page that offers to replace it. */
+export function recoverySetOf(f: UserFactors): string {
+  return f.recovery ? String(f.recovery.addedAt) : '';
 }

@@ -254,7 +254,7 @@ export interface FactorView {
   lastUsedAt?: number;
 }
 
-export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; notice?: MessageKey; error?: string }): string {
+export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoverySet: string; notice?: MessageKey; error?: string }): string {
   const { t } = ctx;
   const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
   const onlyOne = v.factors.length === 1;
@@ -289,7 +289,7 @@ ${errorBlock('security-error', v.error)}
 <a class="button" href="${ctx.prefix}/security/passkey">${esc(t('securityAddPasskey'))}</a></p>
 <h2>${esc(t('securityRecovery'))}</h2>
 <p>${esc(t('securityRecoveryLeft', { left: v.recoveryLeft }))}</p>
-${form(ctx, '/security/recovery-codes', v.csrf, `<p class="hint">${esc(t('securityRecoveryNewHint'))}</p>`, t('securityRecoveryNew'))}
+${form(ctx, '/security/recovery-codes', v.csrf, `${hidden('replaces', v.recoverySet)}<p class="hint">${esc(t('securityRecoveryNewHint'))}</p>`, t('securityRecoveryNew'))}
 <h2>${esc(t('securitySessions'))}</h2>
 <p>${esc(t('securitySessionsHint'))}</p>
 ${form(ctx, '/security/sign-out-others', v.csrf, '', t('securitySignOutOthers'))}

@@ -126,11 +126,16 @@ t.test('new recovery codes replace the old; every change ends the other sessions
   const other = (await signInWithTotp(s, secret)).b;
   const third = (await signInWithTotp(s, secret)).b;
   t.equal((await other.get('/records')).status, 200);
-  const { csrf } = await securityPage(b);
-  const fresh = await b.post('/_mfa/security/recovery-codes', { csrf });
+  const { csrf, page } = await securityPage(b);
+  const replaces = inputValue(page.body, 'replaces');
+  const fresh = await b.post('/_mfa/security/recovery-codes', { csrf, replaces });
   const newCodes = [...fresh.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
   t.equal(newCodes.length, 10);
   t.notSame(newCodes, codes);
+  // The same form sent again (Back, then resend): no third set behind the person's back.
+  const resent = await b.post('/_mfa/security/recovery-codes', { csrf, replaces });
+  t.equal(resent.location, '/_mfa/security', 'back to the page, no new codes');
+  t.notMatch(resent.body, /<li>[A-Z2-9-]{19}<\/li>/);
   t.equal((await b.post('/_mfa/security/recovery-codes/saved', { csrf: inputValue(fresh.body, 'csrf') })).location, '/_mfa/security?notice=done');
   t.equal((await other.get('/records')).status, 302, 'the other session ended');
   t.equal((await third.get('/records')).status, 302, 'and the third');
