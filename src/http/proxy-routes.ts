@@ -2,7 +2,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import replyFrom from '@fastify/reply-from';
+import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
@@ -165,13 +165,13 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   }
 
   function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner) {
-    reply.raw.on('close', ctx.inFlight.enter());
+    // The place is kept until the portal has answered (or failed, or timed out), also when the browser has gone
+    // away meanwhile: the portal is still working on the request, and the cap is on the portal's load.
+    const leave = ctx.inFlight.enter();
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
     let forwardedHeaders: OutgoingHttpHeaders = {};
-    // The exact canonical path the gateway decided on, and the query as sent (reply-from would decode one in the
-    // path, and fail on a query it cannot decode).
-    return reply.from(target.path, {
+    const options: FastifyReplyFromHooks = {
       timeout: timeoutMs,
       retryDelay: noRetry,
       queryString: () => target.query,
@@ -187,6 +187,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           ...(owner.kind === 'session' ? { add: owner.identity } : {}),
         }),
       rewriteHeaders: (headers) => {
+        leave();
         setCookies = asList(headers['set-cookie']);
         forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation });
         return forwardedHeaders as IncomingHttpHeaders;
@@ -217,11 +218,21 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         }
       },
       onError: (rep, { error }) => {
+        leave();
         if ((req.body as { tooLarge?: boolean } | undefined)?.tooLarge) return rep.send(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
         const status = (error as { statusCode?: number }).statusCode;
         return rep.send(new GatewayError(status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', error.message, { cause: error }));
       },
-    });
+    };
+    try {
+      // The exact canonical path the gateway decided on, and the query as sent (reply-from would decode one in the
+      // path, and fail on a query it cannot decode).
+      return reply.from(target.path, options);
+    } catch (err) {
+      // Refused before anything was sent (reply-from checks the path once more).
+      leave();
+      throw err;
+    }
   }
 
   app.route({ method: [...METHODS], url: '/*', handler: handle });

@@ -177,6 +177,20 @@ t.test('server limits: bodies, headers, slow clients, requests in flight', async
   t.match(JSON.parse(busy.body), { error: 'GW_ERR_PORTAL_BUSY' });
   t.equal(busy.headers['retry-after'], '1');
   t.equal((await b.get('/records')).status, 200, 'and the gateway serves again when they are done');
+
+  // Requests whose clients went away keep their places until the portal has answered them: abandoning requests
+  // cannot pile more work on the portal than the cap.
+  for (let i = 0; i < 2; i++) {
+    const gone = new AbortController();
+    const pending = request(`${s.url}/slow?ms=800`, { headers: { cookie, accept: 'application/json' }, signal: gone.signal }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    gone.abort();
+    await pending;
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal((await b.get('/records', { accept: 'application/json' })).status, 503, 'the portal is still busy with the abandoned ones');
+  await new Promise((r) => setTimeout(r, 900));
+  t.equal((await b.get('/records')).status, 200, 'their places are free once the portal has answered them');
 });
 
 t.test('graceful shutdown: requests in flight finish, new ones are refused', async (t) => {
