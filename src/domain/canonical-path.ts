@@ -15,13 +15,14 @@ export interface CanonicalTarget {
 // Characters left as they are in a path segment (RFC 3986 pchar minus '%' and ';').
 const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
 const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
-const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)/;
+// Also names ending in a dot or starting with two: the slow path refuses those.
+const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
 
 /**
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
  * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
- * encoding, invalid UTF-8, characters NFKC would change, ';' path parameters (unless allowed; never on a dot
- * segment, never encoded), fragments and absolute-form targets.
+ * encoding, invalid UTF-8, characters NFKC would change, names ending in '.' or ' ' or starting with '..', ';'
+ * path parameters (unless allowed; never on a dot segment, never encoded), fragments and absolute-form targets.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
   if (!rawUrl.startsWith('/')) return null;
@@ -66,6 +67,9 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // parameters alone before another ('/;x/admin' is '//admin' to them, then '/admin'); only the last may be one
   // ('/app/;jsessionid=…', as servlet containers rewrite URLs).
   if (segments.some((seg, i) => /^\.\.?;/.test(seg) || (seg.startsWith(';') && i < segments.length - 1))) return null;
+  // Windows drops a name's trailing dots and spaces (`/admin.` is `/admin` to IIS), and a name starting with `..`
+  // reads as a dot segment to some servers (reply-from refuses to send one).
+  if (segments.some((seg) => seg !== '.' && seg !== '..' && (/[. ]$/.test(seg) || seg.startsWith('..')))) return null;
   segments.forEach((seg, i) => {
     const last = i === segments.length - 1;
     if (seg === '.' || seg === '..') {
