@@ -9,7 +9,7 @@ import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import type { Refused } from '../services/ceremony.js';
 import type { SignedIn } from '../services/pending.js';
 import type { ActiveSession } from '../services/sessions.js';
-import type { PendingStage } from '../stores/records.js';
+import type { PendingLogin, PendingStage } from '../stores/records.js';
 import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
@@ -26,6 +26,12 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const p = config.server.prefix;
   const pendingId = (req: FastifyRequest) => req.cookies[COOKIE.pending];
   const page = (req: FastifyRequest) => pageContext(ui, req);
+  /** A page of a sign-in in progress, which says how long is left to finish it. */
+  const pendingPage = (req: FastifyRequest, login: PendingLogin) => {
+    const c = page(req);
+    c.minutesLeft = Math.max(1, Math.ceil((login.expiresAt - ctx.clock.now()) / 60_000));
+    return c;
+  };
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
   /** The session starts: the pending cookie goes, the session cookie comes, and in forward-auth mode the portal's. */
   const signedIn = (req: FastifyRequest, reply: FastifyReply, done: SignedIn) => {
@@ -56,7 +62,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.get(`${p}/proof`, async (req, reply) => {
     const { p: login } = await pending.at(pendingId(req), 'proof');
     const sent = login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
-    return sendPage(reply, 200, page(req), pages.proofPage(page(req), { csrf: login.csrf, mode: proofMode, ...(sent ? { sent } : {}) }));
+    const c = pendingPage(req, login);
+    return sendPage(reply, 200, c, pages.proofPage(c, { csrf: login.csrf, mode: proofMode, ...(sent ? { sent } : {}) }));
   });
   app.post(`${p}/enrol/proof/send`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'proof');
@@ -71,7 +78,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const result = await enrolment.confirmProof(id, login, field(req, 'code'), clientIp(req));
     if (result.ok) return reply.redirect(`${p}/enrol`, 303);
-    const ctx2 = page(req);
+    const ctx2 = pendingPage(req, login);
     const sent = proofMode === 'webhook' && login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
     return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: wrong(req, result, 'proofWrong'), ...(sent ? { sent } : {}) }));
   });
@@ -87,24 +94,24 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   });
   app.get(`${p}/enrol`, async (req, reply) => {
     const { p: login } = await pending.at(pendingId(req), 'enrol');
-    const c = page(req);
+    const c = pendingPage(req, login);
     return sendPage(reply, 200, c, pages.choosePage(c, { csrf: login.csrf, passkey: enrolPasskey(login.csrf) }));
   });
-  const totpPage = async (req: FastifyRequest, reply: FastifyReply, status: number, v: { secret: string; account: string; csrf: string; action: string; error?: string; nameField: boolean }) => {
-    const uri = totpUri({ issuer: config.mfa.issuer, account: v.account, secret: v.secret });
-    const c = page(req);
-    return sendPage(reply, status, c, pages.totpSetupPage(c, { action: v.action, csrf: v.csrf, qrSvg: await qrSvg(uri), groupedSecret: groupedSecret(v.secret), nameField: v.nameField, ...(v.error ? { error: v.error } : {}) }));
+  const totpPage = async (req: FastifyRequest, reply: FastifyReply, status: number, login: PendingLogin, v: { secret: string; error?: string }) => {
+    const uri = totpUri({ issuer: config.mfa.issuer, account: login.username, secret: v.secret });
+    const c = pendingPage(req, login);
+    return sendPage(reply, status, c, pages.totpSetupPage(c, { action: '/enrol/totp', csrf: login.csrf, qrSvg: await qrSvg(uri), groupedSecret: groupedSecret(v.secret), nameField: false, ...(v.error ? { error: v.error } : {}) }));
   };
   app.get(`${p}/enrol/totp`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
     const secret = await enrolment.pendingTotpSecret(id, login);
-    return totpPage(req, reply, 200, { secret, account: login.username, csrf: login.csrf, action: '/enrol/totp', nameField: false });
+    return totpPage(req, reply, 200, login, { secret });
   });
   app.post(`${p}/enrol/totp`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
     checkCsrf(req, login.csrf);
     const result = await enrolment.confirmPendingTotp(id, login, field(req, 'code'), page(req).t('totpDefaultName'), clientIp(req));
-    if (!result.ok) return totpPage(req, reply, 400, { secret: login.totpSecret ?? '', account: login.username, csrf: login.csrf, action: '/enrol/totp', error: wrong(req, result), nameField: false });
+    if (!result.ok) return totpPage(req, reply, 400, login, { secret: login.totpSecret ?? '', error: wrong(req, result) });
     await pending.holdRecoveryCodes(id, result.recoveryCodes ?? []);
     return reply.redirect(`${p}/recovery-codes`, 303);
   });
@@ -127,7 +134,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.get(`${p}/recovery-codes`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'acknowledge');
     const codes = await pending.takeRecoveryCodes(id, login);
-    const c = page(req);
+    const c = pendingPage(req, login);
     return sendPage(reply, 200, c, pages.recoveryCodesPage(c, { codes, csrf: login.csrf, action: '/recovery-codes' }));
   });
   app.post(`${p}/recovery-codes`, async (req, reply) => {
@@ -135,7 +142,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     // The codes are never shown again; the person confirms they kept them before the portal opens.
     if (field(req, 'saved') !== 'yes') {
-      const c = page(req);
+      const c = pendingPage(req, login);
       return sendPage(reply, 400, c, pages.recoveryCodesPage(c, { codes: [], csrf: login.csrf, action: '/recovery-codes', error: c.t('recoveryAckRequired') }));
     }
     const done = await pending.finish(id, 'acknowledge', clientIp(req));
@@ -146,7 +153,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const verifyPage = async (req: FastifyRequest, reply: FastifyReply, status: number, error?: string) => {
     const { p: login } = await pending.at(pendingId(req), 'verify');
     const kinds = await secondFactor.kindsOf(login.pid);
-    const c = page(req);
+    const c = pendingPage(req, login);
     const passkey: pages.PasskeyAction | undefined = kinds.webauthn
       ? { ceremony: 'authenticate', optionsUrl: `${p}/verify/passkey/options`, finishUrl: `${p}/verify/passkey`, csrf: login.csrf, label: 'verifyPasskey' }
       : undefined;
@@ -175,7 +182,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   });
   app.get(`${p}/recovery`, async (req, reply) => {
     const { p: login } = await pending.at(pendingId(req), 'verify');
-    const c = page(req);
+    const c = pendingPage(req, login);
     return sendPage(reply, 200, c, pages.recoveryPage(c, { csrf: login.csrf }));
   });
   app.post(`${p}/recovery`, async (req, reply) => {
@@ -183,7 +190,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
     if (result.ok) return signedIn(req, reply, result).redirect(result.continueTo, 303);
-    const c = page(req);
+    const c = pendingPage(req, login);
     return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: wrong(req, result) }));
   });
 

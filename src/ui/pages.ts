@@ -10,6 +10,8 @@ export interface PageContext {
   /** The nonce of this response's Content-Security-Policy, for the passkey scripts. */
   nonce: string;
   hasLogo: boolean;
+  /** A sign-in in progress: the minutes left to finish it, said at the top of its pages (WCAG 2.2.1). */
+  minutesLeft?: number;
 }
 
 /** A passkey button: the script asks the gateway for options, runs the browser ceremony and posts the result. */
@@ -48,6 +50,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 </header>
 <main id="main">
 <h1>${esc(title)}</h1>
+${ctx.minutesLeft !== undefined ? `<p class="hint">${esc(t('minutesLeft', { minutes: ctx.minutesLeft }))}</p>` : ''}
 ${body}
 </main>
 ${scripts}

@@ -115,6 +115,23 @@ t.test('second login asks for the password, then a code', async (t) => {
   t.match((await b.get('/records')).body, 'Signed in as alice');
 });
 
+t.test('the pages of a sign-in in progress say how long is left to finish it', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const first = s.browser();
+  await submitPassword(first, ALICE.username, ALICE.password);
+  t.match((await first.get('/_mfa/enrol')).body, 'You have 5 min left to finish signing in.', 'enrolment');
+  t.match((await first.get('/_mfa/enrol/totp')).body, 'You have 5 min left');
+  await enrol(s, first);
+  const { b } = await atCodePage(s);
+  s.clock.advance(3 * 60_000 + 10_000);
+  t.match((await b.get('/_mfa/verify')).body, 'You have 2 min left', 'the code page, later');
+  t.match((await b.get('/_mfa/recovery')).body, 'You have 2 min left');
+  const security = await first.get('/_mfa/security');
+  t.equal(security.status, 200);
+  t.notMatch(security.body, 'min left', 'not on the pages of a session');
+});
+
 t.test('recovery code works once', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
