@@ -60,7 +60,9 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   }
   // A character that compatibility normalisation changes (fullwidth `ａ`, ligatures, superscripts) is another
   // character to a portal that applies NFKC or Windows' best-fit mapping: `/%EF%BD%81dmin` would be its `/admin`.
-  if (decoded.normalize('NFKC') !== decoded) return null;
+  // So is one that even canonical normalisation turns into ASCII (the Kelvin sign is `K`, U+037E is `;`). Names
+  // in decomposed form (`u` and a combining diaeresis, as macOS writes them) are fine.
+  if (/[^\x00-\x7f]/.test(decoded) && normalisesAway(decoded)) return null;
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
   // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading. Nor has a segment of
@@ -104,4 +106,9 @@ function encodeSegment(seg: string): string {
     else for (const b of Buffer.from(ch, 'utf8')) s += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return s;
+}
+
+/** Whether normalisation makes another text of `text`: NFKC beyond NFC, or a character NFC alone turns into ASCII. */
+function normalisesAway(text: string): boolean {
+  return text.normalize('NFKC') !== text.normalize('NFC') || [...text].some((ch) => ch > '\x7f' && /^[\x00-\x7f]+$/.test(ch.normalize('NFC')));
 }

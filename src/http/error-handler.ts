@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
 import type { MessageKey } from '../ui/i18n.js';
 import { messagePage } from '../ui/pages.js';
+import { COOKIE } from './cookies.js';
 import { pageContext, sendPage, type UiSettings } from './pages.js';
 
 const BY_STATUS: Partial<Record<number, ErrorCode>> = {
@@ -16,8 +17,11 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
 /** `refused` hears every code answered (for metrics). */
 export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginPage: string, refused: (code: ErrorCode) => void): void {
   const prefix = ui.prefix;
-  /** Where the page's one link leads, so that no step of signing in is a dead end (`gateway`: a gateway page). */
-  const nextStep = (code: ErrorCode, gateway: boolean): { href: string; label: MessageKey } | undefined => {
+  /**
+   * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
+   * progress (a pending cookie), `gateway` for a gateway page (else the portal's login was refused).
+   */
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean): { href: string; label: MessageKey } | undefined => {
     switch (code) {
       case 'GW_ERR_LOGIN_EXPIRED':
       case 'GW_ERR_TOO_MANY_ATTEMPTS':
@@ -25,10 +29,12 @@ export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginP
         return { href: loginPage, label: 'signInAgain' };
       case 'GW_ERR_STEP_UP_REQUIRED':
         return { href: `${prefix}/step-up`, label: 'stepUpTitle' };
-      // Back to the step being done (another method, a recovery code), or the sign-in once the login has expired.
+      // Back to the step being done (another method, a recovery code): of a sign-in, or of a signed-in person's
+      // step-up (the security page's changes need one too); a refused portal login: its page.
       case 'GW_ERR_FACTOR_LOCKED':
       case 'GW_ERR_RATE_LIMITED':
-        return gateway ? { href: `${prefix}/continue`, label: 'continue' } : { href: loginPage, label: 'signInAgain' };
+        if (!gateway) return { href: loginPage, label: 'signInAgain' };
+        return signingIn ? { href: `${prefix}/continue`, label: 'continue' } : { href: `${prefix}/step-up`, label: 'stepUpTitle' };
       default:
         return undefined;
     }
@@ -52,7 +58,7 @@ export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginP
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply.code(status).header('cache-control', 'no-store').send({ error: code, message, requestId: request.id });
     }
-    const action = nextStep(code, request.url.startsWith(`${prefix}/`));
+    const action = nextStep(code, request.url.startsWith(`${prefix}/`), request.cookies?.[COOKIE.pending] !== undefined);
     return sendPage(reply, status, ctx, messagePage(ctx, { message, reference: request.id, ...(action ? { action } : {}) }));
   });
   // Routes exist for every method the gateway serves, so an unmatched request is a method it refuses.

@@ -1,6 +1,6 @@
 // Everything outside the gateway prefix: the intercepted login, then the session check, then the portal.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { Transform, type Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -50,7 +50,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (req, payload, done) => {
     if (Number(req.headers['content-length'] ?? 0) > maxBody) return done(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'declared body too large'), undefined);
-    done(null, payload.pipe(bounded(maxBody)));
+    // pipeline, not pipe: a browser that goes away mid-body ends the stream with an error, so the portal request
+    // fails (and gives back its in-flight place) instead of waiting for the rest.
+    const body = bounded(maxBody);
+    pipeline(payload, body, () => {});
+    done(null, body);
   });
 
 

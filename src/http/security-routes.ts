@@ -17,6 +17,7 @@ import { pageContext, sendPage } from './pages.js';
 const NOTICES = new Map<string, MessageKey>([
   ['done', 'securityDone'],
   ['signed-out', 'securitySignedOutOthers'],
+  ['codes-kept', 'securityCodesKept'],
 ]);
 
 export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
@@ -87,10 +88,12 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   });
   app.post(`${p}/security/recovery-codes`, async (req, reply) => {
     const active = await forChange(req);
-    const codes = await factors.newRecoveryCodes(active, field(req, 'replaces'), clientIp(req));
+    // The set the page offered to replace (a page from before this field existed sends none: no check).
+    const replaces = Object.hasOwn((req.body as object | undefined) ?? {}, 'replaces') ? field(req, 'replaces') : undefined;
+    const codes = await factors.newRecoveryCodes(active, replaces, clientIp(req));
     // The form was sent again (Back, then resend): the set it meant to replace is gone already; the codes just
     // printed stay the ones that work.
-    if (!codes) return reply.redirect(`${p}/security`, 303);
+    if (!codes) return done(reply, 'codes-kept');
     const c = page(req);
     return sendPage(reply, 200, c, pages.recoveryCodesPage(c, { codes, csrf: active.record.csrf, action: '/security/recovery-codes/saved' }));
   });

@@ -216,15 +216,20 @@ export class EnrolmentService {
     const made = first ? await newRecoveryCodes() : undefined;
     // The invitation works once: of two logins that both showed it, only the first to bind a factor has it (taken
     // atomically); the other would bind a second first factor anyway, which the update below refuses too.
-    if (first && this.d.config.enrolment.proof === 'invite' && (await this.d.codes.take(pid)) === null) {
-      throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was used meanwhile');
+    const invite = first && this.d.config.enrolment.proof === 'invite' ? await this.d.codes.take(pid) : undefined;
+    if (invite === null) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was used meanwhile');
+    try {
+      await this.d.factors.update(pid, (cur) => {
+        const current: UserFactors = cur ?? { factors: [] };
+        // A first factor bound meanwhile through another pending login is not followed by a second "first" one.
+        if (first && current.factors.length) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'a factor was enrolled meanwhile');
+        return { ...current, factors: [...current.factors, factor], ...(made ? { recovery: { ...made.stored, addedAt: now } } : {}) };
+      });
+    } catch (err) {
+      // Nothing was bound: the letter's code is put back for the next try.
+      if (invite) await this.d.codes.put(pid, invite, Math.max(1, invite.expiresAt - now)).catch(() => undefined);
+      throw err;
     }
-    await this.d.factors.update(pid, (cur) => {
-      const current: UserFactors = cur ?? { factors: [] };
-      // A first factor bound meanwhile through another pending login is not followed by a second "first" one.
-      if (first && current.factors.length) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'a factor was enrolled meanwhile');
-      return { ...current, factors: [...current.factors, factor], ...(made ? { recovery: { ...made.stored, addedAt: now } } : {}) };
-    });
     const recoveryCodes = made?.codes;
     // A kind disabled after too many failures is back once a factor of that kind is bound again (63B §3.2.2).
     await this.d.attempts.clear(pid, factor.kind);

@@ -61,12 +61,12 @@ export class FactorService {
    * A new set of ten recovery codes, shown once; the old ones stop working. `replaces` names the set the page showed
    * (recoverySetOf): when that set was replaced meanwhile (the same form sent twice), nothing changes (null).
    */
-  async newRecoveryCodes(active: ActiveSession, replaces: string, ip: string): Promise<string[] | null> {
+  async newRecoveryCodes(active: ActiveSession, replaces: string | undefined, ip: string): Promise<string[] | null> {
     this.requireRecent(active);
     const { codes, stored } = await newRecoveryCodes();
     const addedAt = this.d.clock.now();
     const updated = await this.d.factors.update(active.record.pid, (cur) =>
-      recoverySetOf(cur ?? { factors: [] }) === replaces ? { ...(cur ?? { factors: [] }), recovery: { ...stored, addedAt } } : cur,
+      replaces === undefined || recoverySetOf(cur ?? { factors: [] }) === replaces ? { ...(cur ?? { factors: [] }), recovery: { ...stored, addedAt } } : cur,
     );
     if (updated?.recovery?.salt !== stored.salt) return null;
     this.d.security('recovery_codes_regenerated', { pid: active.record.pid, ip });

@@ -134,8 +134,9 @@ t.test('new recovery codes replace the old; every change ends the other sessions
   t.notSame(newCodes, codes);
   // The same form sent again (Back, then resend): no third set behind the person's back.
   const resent = await b.post('/_mfa/security/recovery-codes', { csrf, replaces });
-  t.equal(resent.location, '/_mfa/security', 'back to the page, no new codes');
+  t.equal(resent.location, '/_mfa/security?notice=codes-kept', 'back to the page, no new codes');
   t.notMatch(resent.body, /<li>[A-Z2-9-]{19}<\/li>/);
+  t.match((await b.get('/_mfa/security?notice=codes-kept')).body, 'The codes you were shown last are the ones that work.');
   t.equal((await b.post('/_mfa/security/recovery-codes/saved', { csrf: inputValue(fresh.body, 'csrf') })).location, '/_mfa/security?notice=done');
   t.equal((await other.get('/records')).status, 302, 'the other session ended');
   t.equal((await third.get('/records')).status, 302, 'and the third');
