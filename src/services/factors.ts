@@ -59,7 +59,8 @@ export class FactorService {
 
   /**
    * A new set of ten recovery codes, shown once; the old ones stop working. `replaces` names the set the page showed
-   * (recoverySetOf): when that set was replaced meanwhile (the same form sent twice), nothing changes (null).
+   * (recoverySetOf): when that set was replaced meanwhile (the same form sent twice), nothing changes (null);
+   * undefined replaces whatever set there is.
    */
   async newRecoveryCodes(active: ActiveSession, replaces: string | undefined, ip: string): Promise<string[] | null> {
     this.requireRecent(active);

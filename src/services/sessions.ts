@@ -15,6 +15,8 @@ export interface ActiveSession {
   touch: boolean;
 }
 
+const END_ALL_ROUNDS = 5;
+
 export class SessionService {
   constructor(
     private readonly d: { clock: Clock; sessions: Sessions; tokens: SessionTokens; limits: SessionLimits; security: SecurityLog },
@@ -88,15 +90,26 @@ export class SessionService {
     return this.endAll(active.record.pid, reason, active.sid);
   }
 
-  /** Ends all sessions of a user (but `keep`); returns how many were live. */
+  /**
+   * Ends all sessions of a user (but `keep`); returns how many were live. Listed again after each round that ended
+   * one, so a sign-in finishing while the list was being gone through is ended too (a few rounds at most: each
+   * new session needs a whole sign-in). Ids whose session already expired leave the list.
+   */
   async endAll(pid: string, reason: string, keep?: string): Promise<number> {
     let ended = 0;
-    for (const sid of await this.d.sessions.listIds(pid)) {
-      if (sid === keep) continue;
-      if (await this.d.sessions.take(sid)) {
-        ended++;
-        this.d.security('session_ended', { pid, reason });
+    for (let round = 0; round < END_ALL_ROUNDS; round++) {
+      let thisRound = 0;
+      for (const sid of await this.d.sessions.listIds(pid)) {
+        if (sid === keep) continue;
+        if (await this.d.sessions.take(sid)) {
+          thisRound++;
+          this.d.security('session_ended', { pid, reason });
+        } else {
+          await this.d.sessions.delete(sid, pid);
+        }
       }
+      ended += thisRound;
+      if (thisRound === 0) break;
     }
     return ended;
   }

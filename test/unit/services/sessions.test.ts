@@ -66,3 +66,19 @@ t.test('a step-up of a session that ended meanwhile starts nothing', async (t) =
   await service.end(active, 'logout');
   t.equal(await service.reverified(active, 'totp', '192.0.2.1'), null);
 });
+
+t.test('ending all sessions also ends one whose sign-in finished while they were being ended', async (t) => {
+  const { sessions, service } = await signedIn();
+  const other = await service.start({ pid: 'p1', username: 'alice', factor: 'totp', jar: [] }, '192.0.2.1');
+  // A sign-in of the same user finishes just after the list of sessions was read.
+  const list = sessions.listIds.bind(sessions);
+  let late: string | undefined;
+  sessions.listIds = async (pid) => {
+    const ids = await list(pid);
+    late ??= await service.start({ pid: 'p1', username: 'alice', factor: 'totp', jar: [] }, '192.0.2.2');
+    return ids;
+  };
+  t.equal(await service.endAll('p1', 'revoked'), 3, 'the two listed, and the late one');
+  for (const cookie of [other, late!]) t.equal(await service.authenticate(cookie), null);
+  t.same(await list('p1'), [], 'nothing left, nor any id of a session gone');
+});
