@@ -6,16 +6,14 @@ import cookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
-import { ERRORS, type ErrorCode } from './errors.js';
+import { ERRORS, GatewayError, type ErrorCode } from './errors.js';
 import { createGateway, type Gateway, type GatewayOverrides } from './gateway.js';
 import { HSTS, installEdge, type AnsweredRequest } from './http/edge.js';
-import { installErrorHandler } from './http/error-handler.js';
-import { pageContext, sendPage } from './http/pages.js';
+import { errorReply, installErrorHandler } from './http/error-handler.js';
 import { gatewayRoutes } from './http/gateway-routes.js';
 import { proxyRoutes } from './http/proxy-routes.js';
 import { requestLogger } from './log.js';
 import { newId } from './mechanisms/random.js';
-import { messagePage } from './ui/pages.js';
 
 export type AppOverrides = Omit<GatewayOverrides, 'onCrlChange' | 'auditWriter'>;
 
@@ -74,6 +72,10 @@ function tlsOptions(config: Config, clientCerts: boolean): SecureContextOptions 
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   // The CRL is also given to TLS: a new handshake with a revoked certificate is not authorised.
   const gateway = createGateway(config, { ...overrides, onCrlChange: () => config.server.tls && (app.server as HttpsServer).setSecureContext(tlsOptions(config, true)) });
+  const answerError = errorReply(gateway.ui, config.portal.login.page, (code) => {
+    const kind = UPSTREAM_ERRORS[code];
+    if (kind) gateway.metrics.upstreamError(kind);
+  });
   const app = Fastify({
     loggerInstance: gateway.logger as FastifyBaseLogger,
     // Request ids are ours; a client-chosen id never reaches the logs.
@@ -91,10 +93,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // A malformed escape (`/%zz`) is refused by the router before any hook runs: answered as the gateway's own
     // canonicalisation refuses a path (http/proxy-routes.ts), with its page and HSTS, the path not echoed.
     frameworkErrors: (error, req, reply) => {
-      req.log.info({ code: 'GW_ERR_BAD_PATH', detail: error.code }, 'request refused');
       gateway.metrics.request(undefined, undefined, ERRORS.GW_ERR_BAD_PATH.status, 0);
-      const ctx = pageContext(gateway.ui, req);
-      return sendPage(reply.header('strict-transport-security', HSTS), ERRORS.GW_ERR_BAD_PATH.status, ctx, messagePage(ctx, { message: ctx.t('error.GW_ERR_BAD_PATH'), reference: req.id }));
+      answerError(new GatewayError('GW_ERR_BAD_PATH', error.code), req, reply.header('strict-transport-security', HSTS));
     },
     // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over).
     ...(config.server.tls
@@ -112,10 +112,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     anyHost: ['health/live', 'health/ready', 'jwks.json', 'forward-auth'].map((p) => `${config.server.prefix}/${p}`),
     answered: answered(gateway),
   });
-  installErrorHandler(app, gateway.ui, config.portal.login.page, (code) => {
-    const kind = UPSTREAM_ERRORS[code];
-    if (kind) gateway.metrics.upstreamError(kind);
-  });
+  installErrorHandler(app, gateway.ui, answerError);
   await app.register(async (scope) => gatewayRoutes(scope, gateway));
   await app.register(async (scope) => proxyRoutes(scope, gateway));
   // Shutting down: answers still going out close their connection, so keep-alive clients do not hold the close open.

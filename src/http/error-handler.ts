@@ -1,5 +1,5 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
 import type { MessageKey } from '../ui/i18n.js';
 import { messagePage } from '../ui/pages.js';
@@ -14,8 +14,10 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
   415: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE',
 };
 
-/** `refused` hears every code answered (for metrics). */
-export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginPage: string, refused: (code: ErrorCode) => void): void {
+export type ErrorReply = (error: FastifyError | GatewayError, request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined;
+
+/** How an error is answered (the app's error handler; also its router's refusals). `refused` hears every code answered (for metrics). */
+export function errorReply(ui: UiSettings, loginPage: string, refused: (code: ErrorCode) => void): ErrorReply {
   const prefix = ui.prefix;
   /**
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
@@ -39,14 +41,14 @@ export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginP
         return undefined;
     }
   };
-  app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
+  return (error, request, reply) => {
     const code: ErrorCode =
       error instanceof GatewayError ? error.code : (error.statusCode && error.statusCode < 500 && BY_STATUS[error.statusCode]) || 'GW_ERR_INTERNAL';
     const { status } = ERRORS[code];
     refused(code);
     if (status >= 500) request.log.error({ err: error, code }, 'request failed');
     else request.log.info({ code, detail: error.message }, 'request refused');
-    if (reply.sent) return;
+    if (reply.sent) return undefined;
     // The pending cookie is left alone: the record in the store decides, and a stray request (a favicon) that
     // fails must not end a login that is still in progress.
     const ctx = pageContext(ui, request);
@@ -60,7 +62,12 @@ export function installErrorHandler(app: FastifyInstance, ui: UiSettings, loginP
     }
     const action = nextStep(code, request.url.startsWith(`${prefix}/`), request.cookies?.[COOKIE.pending] !== undefined);
     return sendPage(reply, status, ctx, messagePage(ctx, { message, reference: request.id, ...(action ? { action } : {}) }));
-  });
+  };
+}
+
+export function installErrorHandler(app: FastifyInstance, ui: UiSettings, answer: ErrorReply): void {
+  const prefix = ui.prefix;
+  app.setErrorHandler(answer);
   // Routes exist for every method the gateway serves, so an unmatched request is a method it refuses.
   app.setNotFoundHandler((request, reply) => {
     const code = request.url.startsWith(`${prefix}/`) ? 'GW_ERR_NOT_FOUND' : 'GW_ERR_METHOD_NOT_ALLOWED';
