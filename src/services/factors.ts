@@ -66,9 +66,10 @@ export class FactorService {
     this.requireRecent(active);
     const { codes, stored } = await newRecoveryCodes();
     const addedAt = this.d.clock.now();
-    const updated = await this.d.factors.update(active.record.pid, (cur) =>
-      replaces === undefined || recoverySetOf(cur ?? { factors: [] }) === replaces ? { ...(cur ?? { factors: [] }), recovery: { ...stored, addedAt } } : cur,
-    );
+    const updated = await this.d.factors.update(active.record.pid, (cur) => {
+      const current = cur ?? { factors: [] };
+      return replaces === undefined || recoverySetOf(current) === replaces ? { ...current, recovery: { ...stored, addedAt } } : cur;
+    });
     if (updated?.recovery?.salt !== stored.salt) return null;
     this.d.security('recovery_codes_regenerated', { pid: active.record.pid, ip });
     this.d.notifier.notify({ event: 'recovery_codes_regenerated', user: active.record.username, ip });
