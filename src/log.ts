@@ -29,9 +29,26 @@ export function loggerOptions(level: string): LoggerOptions {
         ip: req.socket?.remoteAddress,
       }),
       res: (res: { statusCode?: number }) => ({ status: res.statusCode }),
-      err: pino.stdSerializers.err,
+      err: errorFields,
     },
   };
+}
+
+// What a logged error keeps besides its type, message and stack. Only these: errors also carry what they were about
+// (undici's parse error the rest of the portal's answer, Set-Cookie included; Node's the raw request bytes).
+const ERROR_FIELDS = ['code', 'status', 'statusCode', 'errno', 'syscall', 'retryAfterSeconds', 'sink', 'seq'] as const;
+
+/** The error serializer: pino's (type, message and stack with their causes) cut down to the fields above. */
+export function errorFields(err: Error): unknown {
+  const full = pino.stdSerializers.err(err) as unknown;
+  return typeof full === 'object' && full !== null ? keptFields(full as Record<string, unknown>) : full;
+}
+
+function keptFields(full: Record<string, unknown>): Record<string, unknown> {
+  const kept: Record<string, unknown> = { type: full.type, message: full.message, stack: full.stack };
+  for (const field of ERROR_FIELDS) if (full[field] !== undefined) kept[field] = full[field];
+  if (Array.isArray(full.aggregateErrors)) kept.aggregateErrors = full.aggregateErrors.map((e) => (typeof e === 'object' && e !== null ? keptFields(e as Record<string, unknown>) : e));
+  return kept;
 }
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {

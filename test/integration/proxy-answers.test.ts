@@ -3,13 +3,18 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../../src/app.js';
 import { resolveConfig } from '../../src/config/load.js';
+import { loggerOptions } from '../../src/log.js';
 import { rawTestConfig } from '../helpers/config.js';
 
 const CHUNK = Buffer.alloc(100 * 1024, 0x61);
+const PORTAL_SECRET = 'S3CRETPORTALSESSION';
+const PATIENT = 'Jane Doe 1234';
 
 async function listen(server: ReturnType<typeof createServer>): Promise<string> {
   server.listen(0, '127.0.0.1');
@@ -36,6 +41,9 @@ async function start(t: Test) {
         res.writeHead(200, { 'content-type': 'text/html', 'content-length': '1000' });
         res.write('x'.repeat(10));
         return void setTimeout(() => res.socket?.destroy(), 4000).unref();
+      case '/static/malformed':
+        // A header with a control character (undici refuses the answer), then the portal's session cookie and a page.
+        return void req.socket.end(`HTTP/1.1 200 OK\r\nX-Legacy: a\u0001b\r\nSet-Cookie: PORTALSESSID=${PORTAL_SECRET}\r\nContent-Length: 28\r\n\r\n<p>Patient: ${PATIENT}</p>`);
       case '/login':
         // The password check never answers (longer than portal.timeoutSeconds).
         req.resume();
@@ -53,7 +61,14 @@ async function start(t: Test) {
     }
   });
   const portalUrl = await listen(portal);
-  const app = await buildApp(resolveConfig(rawTestConfig(portalUrl)));
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const app = await buildApp(resolveConfig(rawTestConfig(portalUrl)), { logger: pino(loggerOptions('debug'), sink) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
     await app.close();
@@ -64,7 +79,7 @@ async function start(t: Test) {
     portal.closeAllConnections();
     return new Promise((r) => portal.close(r));
   };
-  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, release, finished: () => finished, closePortal };
+  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, release, finished: () => finished, closePortal, logs };
 }
 
 t.test('a small answer arrives whole', async (t) => {
@@ -84,6 +99,18 @@ t.test('a small answer that breaks off is a 502 page, without the portal headers
   t.notOk(body.includes('xxxxxxxxxx'), 'none of the partial answer');
   t.notOk('x-portal' in res.headers, 'the portal headers of the broken answer are gone');
   t.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains', "the gateway's own stay");
+});
+
+t.test('an answer the gateway cannot parse is a 502 page, and none of its bytes reach the log', async (t) => {
+  const s = await start(t);
+  const res = await request(`${s.url}/static/malformed`, { headers: { accept: 'text/html' } });
+  const body = await res.body.text();
+  t.equal(res.statusCode, 502);
+  t.notOk(body.includes(PORTAL_SECRET) || body.includes(PATIENT), 'not in the page');
+  const log = s.logs.join('');
+  t.match(log, 'HTTPParserError', 'the error is logged');
+  t.notOk(log.includes(PORTAL_SECRET), 'the portal session is not logged');
+  t.notOk(log.includes(PATIENT), 'the page is not logged');
 });
 
 t.test('a small answer that stalls past the portal timeout is a 504 page', async (t) => {

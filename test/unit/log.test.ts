@@ -40,3 +40,21 @@ t.test('request logger: a request with a level of its own gets that level', asyn
   await new Promise((r) => setImmediate(r));
   t.same(lines.map((l) => [l.msg, l.reqId]), [['written at debug', 'r-2']]);
 });
+
+t.test('a logged error keeps its type, message, stack and code, never what it was about', async (t) => {
+  const { lines, stream } = sink();
+  const parseError = Object.assign(new Error('Parse Error: Invalid header value char'), {
+    code: 'HPE_INVALID_HEADER_TOKEN',
+    rawPacket: Buffer.from('GET / HTTP/1.1\r\nCookie: PORTALSESSID=S3CRET\r\n'),
+    data: 'Set-Cookie: PORTALSESSID=S3CRET',
+  });
+  createLogger('warn', stream).warn({ err: new AggregateError([parseError], 'connect failed') }, 'failed');
+  createLogger('warn', stream).warn(parseError, 'failed');
+  await new Promise((r) => setImmediate(r));
+  t.equal(lines.length, 2);
+  t.notOk(JSON.stringify(lines).includes('S3CRET'));
+  const [aggregate, single] = lines.map((l) => l.err as Record<string, unknown>);
+  t.same(Object.keys(single!).sort(), ['code', 'message', 'stack', 'type']);
+  t.equal(single!.code, 'HPE_INVALID_HEADER_TOKEN');
+  t.match(aggregate!.aggregateErrors, [{ code: 'HPE_INVALID_HEADER_TOKEN' }]);
+});
