@@ -38,7 +38,7 @@ function answered(gateway: Gateway): (r: AnsweredRequest) => void {
     metrics.request(r.access?.rule, r.access?.verdict, r.status, r.ms / 1000);
     if (auditRequests && r.access) {
       const a = r.access;
-      audit.append({ kind: 'request', pid: a.pid, device: a.device, ip: r.ip, method: r.method, path: a.path, rule: a.rule, verdict: a.verdict, status: r.status, ms: r.ms });
+      audit.append({ kind: 'request', pid: a.pid, device: a.device, ip: r.ip, method: r.method, path: r.path, rule: a.rule, verdict: a.verdict, status: r.status, ms: r.ms });
     }
   };
 }

@@ -98,6 +98,14 @@ export function sameSegments(rawUrl: string): boolean {
   });
 }
 
+/**
+ * A path as logs and the audit trail show it: `;` parameter values left out (a servlet portal's `;jsessionid=…` is
+ * its session credential).
+ */
+export function loggedPath(path: string): string {
+  return path.includes(';') ? path.replace(/;([^/;=]*)=[^/;]*/g, ';$1=…') : path;
+}
+
 function encodeSegment(seg: string): string {
   let s = '';
   for (const ch of seg) {

@@ -2,6 +2,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { loggedPath } from '../domain/canonical-path.js';
 import { AddressSet, clientView, type ClientView } from '../domain/client-address.js';
 import type { AccessOutcome } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
@@ -69,7 +70,7 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     const r: AnsweredRequest = {
       method: req.method,
       // The canonical path a rule decided on; the raw one (without its query) for everything else.
-      path: a?.path ?? req.url.split('?', 1)[0]!,
+      path: loggedPath(a?.path ?? req.url.split('?', 1)[0]!),
       ip: req.client?.ip ?? 'unknown',
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime),
