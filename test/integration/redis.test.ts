@@ -1,6 +1,8 @@
 // Sign-in on a real Redis, and failing closed when Redis stops or stalls.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { request } from 'undici';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { inputValue } from '../helpers/browser.js';
@@ -71,6 +73,38 @@ t.test('Redis stalled: 503 everywhere it matters, then the same session works ag
     process.kill(pid, 'SIGCONT');
   }
   t.ok(await waitFor(async () => (await b.get('/records')).status === 200), 'the session works again once Redis answers');
+});
+
+t.test('a Redis connection that goes silent (no close, no reset) is dropped, and a new one serves', async (t) => {
+  const redis = await startOwnRedis();
+  // A relay to Redis that can turn its existing connections into a black hole; connections made later pass.
+  const silenced = new Set<Socket>();
+  let connections = 0;
+  const relay = createServer((client) => {
+    connections++;
+    const upstream = connect(Number(new URL(redis.url).port), '127.0.0.1');
+    const pass = (from: Socket, to: Socket) => from.on('data', (d) => silenced.has(client) || to.write(d));
+    pass(client, upstream);
+    pass(upstream, client);
+    for (const s of [client, upstream]) s.on('error', () => {}).on('close', () => (client.destroy(), upstream.destroy()));
+  });
+  relay.listen(0, '127.0.0.1');
+  await once(relay, 'listening');
+  const open = new Set<Socket>();
+  relay.on('connection', (c) => (open.add(c), c.on('close', () => open.delete(c))));
+  const kv = new RedisKvStore({ url: `redis://127.0.0.1:${(relay.address() as AddressInfo).port}`, keyPrefix: 'silent:', commandTimeoutMs: 200 });
+  t.teardown(async () => {
+    await kv.close();
+    for (const c of open) c.destroy();
+    relay.close();
+    await redis.stop();
+  });
+  await kv.ready();
+  await kv.ping();
+  for (const c of open) silenced.add(c);
+  await t.rejects(kv.ping(), 'a call on the silent connection fails (fail closed)');
+  t.ok(await waitFor(() => kv.ping().then(() => true, () => false), 5000), 'a new connection answers within seconds');
+  t.equal(connections, 2, 'the silent one was dropped for a new one');
 });
 
 t.test('Redis killed mid-test: 503, never a pass-through; restarted: service resumes by itself', async (t) => {
