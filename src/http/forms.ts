@@ -36,7 +36,10 @@ export function checkSameOrigin(req: FastifyRequest): void {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new GatewayError('GW_ERR_CSRF', `sec-fetch-site ${site}`);
   const origin = req.headers.origin;
-  if (origin !== undefined && (origin === 'null' || hostOf(origin) !== req.headers.host)) throw new GatewayError('GW_ERR_CSRF', 'cross-origin request');
+  if (origin === undefined) return;
+  const from = urlOf(origin);
+  // Another host, or the plain-http site of this host sending to the https gateway (a network attacker's page).
+  if (!from || from.host !== req.headers.host || (req.client.proto === 'https' && from.protocol !== 'https:')) throw new GatewayError('GW_ERR_CSRF', 'cross-origin request');
 }
 
 /** The client's address for logs, limits and notifications ('unknown' when a trusted proxy passed junk). */
@@ -44,9 +47,9 @@ export function clientIp(req: FastifyRequest): string {
   return req.client.ip ?? 'unknown';
 }
 
-function hostOf(origin: string): string | undefined {
+function urlOf(origin: string): URL | undefined {
   try {
-    return new URL(origin).host;
+    return new URL(origin);
   } catch {
     return undefined;
   }
