@@ -12,7 +12,7 @@ export const AUDIT_ERRORS = {
   /** On start, the end of the audit file was damaged; a `resumed` record notes it in the chain. */
   AUDIT_TAIL_DAMAGED: 'audit file tail damaged; chain resumed from the last intact record',
   /** Another writer took over this process's audit directory lock: two writers may now fork the chain. */
-  AUDIT_LOCK_LOST: 'audit directory lock taken over by another writer',
+  AUDIT_LOCK_LOST: 'audit directory lock taken over by another writer, or no longer readable',
   /** append() after close(): the event was dropped. */
   AUDIT_CLOSED: 'audit log closed',
 } as const;

@@ -65,7 +65,7 @@ export function lockAuditDir(
 function hold(file: string, token: string, onLost: () => void, heartbeatMs: number): () => void {
   held.add(file);
   const beat = setInterval(() => {
-    if (readLock(file)?.holder.token !== token) {
+    if (!stillHeld(file, token)) {
       // Another writer holds it now (or it is gone): touching it would keep that writer's lock alive.
       clearInterval(beat);
       onLost();
@@ -83,8 +83,20 @@ function hold(file: string, token: string, onLost: () => void, heartbeatMs: numb
     clearInterval(beat);
     held.delete(file);
     // Only its own lock: one another writer took over stays.
-    if (readLock(file)?.holder.token === token) rmSync(file, { force: true });
+    if (stillHeld(file, token)) rmSync(file, { force: true });
   };
+}
+
+/**
+ * Whether the lock file is still this holder's. One that cannot be read at all (the directory replaced by a file,
+ * unreadable, a failing disk) is not: this runs in a timer, where an exception would end the gateway.
+ */
+function stillHeld(file: string, token: string): boolean {
+  try {
+    return readLock(file)?.holder.token === token;
+  } catch {
+    return false;
+  }
 }
 
 function readLock(file: string): { holder: Holder; touched: number } | null {

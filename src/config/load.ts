@@ -20,15 +20,24 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose
 const validate = ajv.compile(ConfigSchema);
 
 const SECRET_PATH = /secret|pseudonym|signingKey|password|token/i;
+/**
+ * Options holding secrets, or URLs that may carry them: a value found anywhere under them may be a secret moved
+ * by a mis-indentation (`keys.signing` written as the key itself), whatever the option's own name.
+ */
+const SECRET_TREES = ['keys', 'identity.assertion', 'store.redis', 'audit', 'enrolment.webhook', 'notify'];
 
 /**
  * What a problem message shows of the value found: a plain value only, never one under a secret's path, never an
- * object or list (a mis-indented `keys.signing` holds the key itself), never a URL or address with credentials.
+ * object or list (a mis-indented `keys.signing` holds the key itself), never a URL with credentials or a query.
  */
 function found(path: string, data: unknown): string {
-  if (data === null || typeof data === 'object' || SECRET_PATH.test(path)) return '';
-  if (typeof data === 'string' && data.includes('@')) return '';
+  if (data === null || typeof data === 'object' || isSecretPath(path)) return '';
+  if (typeof data === 'string' && /[@?]/.test(data)) return '';
   return `, found ${JSON.stringify(data)?.slice(0, 80)}`;
+}
+
+function isSecretPath(path: string): boolean {
+  return SECRET_PATH.test(path) || SECRET_TREES.some((tree) => path === tree || path.startsWith(`${tree}.`));
 }
 
 /** Reads, resolves and validates a config file; throws ConfigError listing every problem. */
@@ -113,7 +122,7 @@ function checkSemantics(c: Config): string[] {
     try {
       new RegExp(src);
     } catch {
-      problems.push(`${path}: not a valid regular expression, found ${JSON.stringify(src)}`);
+      problems.push(`${path}: not a valid regular expression${found(path, src)}`);
     }
   };
   regex('portal.login.success.location', c.portal.login.success.location);
@@ -136,7 +145,7 @@ function checkSemantics(c: Config): string[] {
   }
   const addresses = (path: string, list: readonly string[]) =>
     list.forEach((a, i) => {
-      if (!parseCidr(a)) problems.push(`${path}.${i}: not an address or CIDR, found ${JSON.stringify(a)}`);
+      if (!parseCidr(a)) problems.push(`${path}.${i}: not an address or CIDR${found(`${path}.${i}`, a)}`);
     });
   addresses('server.trustedProxies', c.server.trustedProxies);
   for (const [name, list] of Object.entries(c.networks)) addresses(`networks.${name}`, list);
@@ -144,11 +153,13 @@ function checkSemantics(c: Config): string[] {
     if (r.decision !== 'step-up' && r.maxAgeSeconds !== undefined) problems.push(`policy.rules.${i}.maxAgeSeconds: only for decision step-up`);
     if (!r.networks) return;
     r.networks.forEach((n, j) => {
-      if (!c.networks[n] && !parseCidr(n)) problems.push(`policy.rules.${i}.networks.${j}: neither a network name nor an address, found ${JSON.stringify(n)}`);
+      const at = `policy.rules.${i}.networks.${j}`;
+      if (!c.networks[n] && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${found(at, n)}`);
     });
   });
   c.admin.report.networks.forEach((n, j) => {
-    if (!c.networks[n] && !parseCidr(n)) problems.push(`admin.report.networks.${j}: neither a network name nor an address, found ${JSON.stringify(n)}`);
+    const at = `admin.report.networks.${j}`;
+    if (!c.networks[n] && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${found(at, n)}`);
   });
   if (new Set(c.policy.rules.map((r) => r.name)).size !== c.policy.rules.length) problems.push('policy.rules: rule names must be unique');
   try {

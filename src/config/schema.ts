@@ -4,11 +4,11 @@ import { Type, type Static } from '@sinclair/typebox';
 const Seconds = (def: number, description: string, min = 1) =>
   Type.Integer({ minimum: min, default: def, description });
 
-const KeyList = (description: string) =>
+const KeyList = (description: string, idPattern: string) =>
   Type.Array(
     Type.Object(
       {
-        id: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', description: 'Key id, written into tokens and records so keys can be rotated.' }),
+        id: Type.String({ pattern: idPattern, description: 'Key id, written into tokens and records so keys can be rotated.' }),
         secret: Type.String({ minLength: 43, description: 'At least 32 random bytes, base64 or base64url encoded.' }),
       },
       { additionalProperties: false },
@@ -58,7 +58,7 @@ const Rule = Type.Object(
         description: '/x: that path only; /x/ or /x/**: the path and everything below it; * within a segment, ** across segments.',
       }),
     ),
-    methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z]+$' }), { minItems: 1, description: 'HTTP methods.' })),
+    methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z]+$' }), { minItems: 1, description: 'HTTP methods. GET covers HEAD (servers answer HEAD with the GET handler).' })),
     networks: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Names from `networks`, or addresses and CIDRs.' })),
     groups: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'The user must be in one of these groups.' })),
     device: Type.Optional(Type.Union([Type.Literal('managed'), Type.Literal('unmanaged')], { description: 'The device must (not) be managed.' })),
@@ -368,8 +368,9 @@ export const ConfigSchema = Type.Object(
     ),
     keys: Type.Object(
       {
-        signing: KeyList('Session signing keys (HS256). The first signs; all verify.'),
-        encryption: KeyList('Encryption keys for records at rest (AES-256-GCM). The first encrypts; all decrypt.'),
+        signing: KeyList('Session signing keys (HS256). The first signs; all verify.', '^[A-Za-z0-9._-]{1,32}$'),
+        // No "." in these ids: it separates the parts of a sealed record (kid.iv.ciphertext.tag).
+        encryption: KeyList('Encryption keys for records at rest (AES-256-GCM). The first encrypts; all decrypt.', '^[A-Za-z0-9_-]{1,32}$'),
         pseudonym: Type.String({ minLength: 43, description: 'Key that turns usernames into pseudonymous ids (HMAC-SHA-256).' }),
       },
       { additionalProperties: false, description: 'Secrets. Use ${ENV_VAR} or a *_FILE key to keep them out of the file.' },

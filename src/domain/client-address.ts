@@ -60,29 +60,35 @@ export interface ClientView {
 /**
  * Who is asking. Forwarding headers count only when the peer itself is a trusted proxy; then the client is the
  * right-most address that is not a trusted proxy (SECURITY R55: earlier hops are whatever the client wrote).
- * X-Forwarded-For is preferred; RFC 7239 Forwarded is read when it is absent.
+ * X-Forwarded-For and RFC 7239 Forwarded are both read: a proxy that writes one passes a client's own copy of the
+ * other on, and which one the proxy wrote cannot be told, so when they name different clients the address is unknown.
  */
 export function clientView(peer: string | undefined, tls: boolean, headers: ForwardingHeaders, trusted: AddressSet): ClientView {
   const socketIp = normaliseAddress(peer ?? '');
   const own: ClientView = { ip: socketIp, proto: tls ? 'https' : 'http' };
   if (socketIp === null || !trusted.has(socketIp)) return own;
-  const hops = forwardedHops(headers);
-  if (hops === null) return { ...own, ip: null };
-  let ip: string | null = socketIp;
-  for (let i = hops.length - 1; i >= 0; i--) {
-    const hop = normaliseAddress(hops[i]!);
-    if (hop === null) return { ...own, ip: null, proto: forwardedProto(headers, own.proto) };
-    ip = hop;
-    if (!trusted.has(hop)) break;
-  }
+  const xff = joined(headers['x-forwarded-for']);
+  const fwd = joined(headers.forwarded);
+  const fromXff = xff === undefined ? undefined : nearestUntrusted(xff.split(','), socketIp, trusted);
+  const fromFwd = fwd === undefined ? undefined : nearestUntrusted(forwardedFor(fwd), socketIp, trusted);
+  const ip = fromXff === undefined ? (fromFwd === undefined ? socketIp : fromFwd) : fromFwd === undefined || fromFwd === fromXff ? fromXff : null;
   return { ip, proto: forwardedProto(headers, own.proto) };
 }
 
-function forwardedHops(h: ForwardingHeaders): string[] | null {
-  const xff = joined(h['x-forwarded-for']);
-  if (xff !== undefined) return xff.split(',');
-  const fwd = joined(h.forwarded);
-  if (fwd === undefined) return [];
+/** Right to left, the first hop that is not a trusted proxy (or the left-most); null when a hop cannot be read. */
+function nearestUntrusted(hops: string[] | null, socketIp: string, trusted: AddressSet): string | null {
+  if (hops === null) return null;
+  let ip = socketIp;
+  for (let i = hops.length - 1; i >= 0; i--) {
+    const hop = normaliseAddress(hops[i]!);
+    if (hop === null) return null;
+    ip = hop;
+    if (!trusted.has(hop)) break;
+  }
+  return ip;
+}
+
+function forwardedFor(fwd: string): string[] | null {
   const hops: string[] = [];
   for (const element of fwd.split(',')) {
     const pair = element.split(';').map((p) => p.trim()).find((p) => p.toLowerCase().startsWith('for='));

@@ -1,4 +1,5 @@
 // Conditional access: ordered rules, first match wins, then the default. A pure function of the request's facts.
+import { canonicalTarget } from './canonical-path.js';
 import { AddressSet } from './client-address.js';
 
 export type Decision = 'public' | 'deny' | 'mfa' | 'managed-device' | 'step-up';
@@ -86,14 +87,18 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
       if (/^[A-Za-z][\w-]*$/.test(n)) throw new TypeError(`rule ${r.name}: unknown network ${n}`);
       return [n];
     });
+    const problem = r.paths?.map(uncanonical).find((m) => m !== null);
+    if (problem) throw new TypeError(`rule ${r.name}: ${problem}`);
     return {
       ...r,
       hostSet: r.hosts && new Set(r.hosts.map((h) => h.toLowerCase())),
       pathRes: r.paths?.map((p) => pathPattern(p, flags)),
-      methodSet: r.methods && new Set(r.methods.map((m) => m.toUpperCase())),
+      methodSet: r.methods && methodSet(r.methods),
       addresses: networks && new AddressSet(networks),
     };
   });
+  const endpointProblem = c.legacyEndpoints.map(uncanonical).find((m) => m !== null);
+  if (endpointProblem) throw new TypeError(`legacy endpoint ${endpointProblem}`);
   return {
     rules,
     fallback: { name: 'default', decision: c.default },
@@ -101,6 +106,31 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
     legacyEndpoints: c.legacyEndpoints.map((p) => pathPattern(p.endsWith('/') || p.endsWith('/**') ? p : `${p}/`, flags)),
     usesDevices: rules.some((r) => r.device !== undefined || r.decision === 'managed-device'),
   };
+}
+
+/**
+ * Why a path pattern could never match, or null. Patterns are matched against the canonical path, in which all but
+ * a few ASCII characters are percent-encoded: `/mātauranga/` as written would match nothing, silently.
+ */
+function uncanonical(pattern: string): string | null {
+  // As a browser would send the pattern's text; `*` is a character the canonical form keeps, so wildcards stay.
+  let raw = '';
+  for (const ch of pattern) {
+    if (/[A-Za-z0-9\-._~!$&'()*+,=:@/%]/.test(ch)) raw += ch;
+    else for (const b of Buffer.from(ch, 'utf8')) raw += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  const canonical = canonicalTarget(raw)?.path;
+  if (canonical === undefined) {
+    return `path ${pattern} can never match a canonical path (';', '\\', an encoded '/' or '%', a name ending in '.' or starting with '..', a character Unicode normalisation changes)`;
+  }
+  return canonical === pattern ? null : `path ${pattern} is matched against the canonical (percent-encoded) path: write it as ${canonical}`;
+}
+
+/** The methods a rule names; GET covers HEAD, which servers answer by running the GET handler. */
+function methodSet(methods: readonly string[]): ReadonlySet<string> {
+  const set = new Set(methods.map((m) => m.toUpperCase()));
+  if (set.has('GET')) set.add('HEAD');
+  return set;
 }
 
 /**
@@ -119,6 +149,23 @@ export function pathPattern(pattern: string, flags = ''): RegExp {
     // Literal dots are escaped above, so `/.*/` can only come from `/**/`: it may stand for no segment at all.
     .replaceAll('/.*/', '(?:/.*)?/');
   return new RegExp(`^${body}${below || pattern === '/' ? '(?:/.*)?' : '/?'}$`, flags);
+}
+
+// `_method` in the query: Symfony, Laravel and PHP portals built on them act on that method instead (PHP drops
+// leading spaces, reads '.', ' ' and '[' as '_', and `_method[x]` as `_method`).
+const METHOD_OVERRIDE = /^[ .[_]method(\[|$)/i;
+
+/**
+ * Whether the query asks the portal for another method than the request's: the rules would judge one method and the
+ * portal act on another (a POST past a rule for DELETE): the HTTP layer refuses such a request instead of judging it.
+ */
+export function carriesMethodOverride(query: string): boolean {
+  if (!query) return false;
+  // Names after a ";" too, as for legacy credentials: some portals split query fields on it as on "&".
+  for (const key of new URLSearchParams(query.replaceAll(';', '&')).keys()) {
+    if (METHOD_OVERRIDE.test(key.split('\0', 1)[0]!.trimStart())) return true;
+  }
+  return false;
 }
 
 /** The decision for one request. */

@@ -19,6 +19,8 @@ export class Sealer {
   /** The first key seals; every key opens. */
   constructor(keys: readonly SealKey[]) {
     if (!keys[0] || keys.some((k) => k.key.length !== 32)) throw new TypeError('Sealer needs 32-byte keys');
+    // "." separates the parts of a sealed value: a record sealed under such an id could never be opened.
+    if (keys.some((k) => k.id.includes('.'))) throw new TypeError('Sealer key ids cannot contain "."');
     this.active = keys[0];
     this.byId = new Map(keys.map((k) => [k.id, k.key]));
   }

@@ -93,6 +93,18 @@ t.test('path matrix: no spelling of /admin/ reaches the portal for a patient (SE
   t.equal((await b.get('/records')).status, 200, 'the session itself still works');
 });
 
+t.test('a method override in the query is refused: the portal would act on another method than the one judged', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const before = s.portalRequests.length;
+  for (const q of ['_method=DELETE', '_METHOD=put', '.method=delete', '_method[]=delete', 'a=1;_method=delete']) {
+    t.equal((await b.post(`/records?${q}`, {})).status, 403, q);
+  }
+  t.equal(s.portalRequests.length, before, 'none reached the portal');
+  t.equal((await b.get('/records?method=card&payment_method=x')).status, 200, 'fields that are not an override pass');
+});
+
 t.test('client address: X-Forwarded-For only from trusted proxies, unreadable fails closed', async (t) => {
   const untrusted = await accessStack();
   t.teardown(untrusted.s.close);
@@ -110,6 +122,9 @@ t.test('client address: X-Forwarded-For only from trusted proxies, unreadable fa
   const echo = JSON.parse((await staff.get('/echo', { accept: 'application/json', 'x-forwarded-for': '6.6.6.6, 10.20.0.5' })).body);
   t.equal(echo.headers['x-forwarded-for'], '10.20.0.5', 'the portal gets the client address, not the chain');
   t.equal((await staff.get('/admin/', { 'x-forwarded-for': '10.20.0.5, a' })).status, 403, 'an unreadable address fails closed');
+  t.equal((await staff.get('/admin/', { forwarded: 'for=10.20.0.5', 'x-forwarded-for': '10.20.0.5' })).status, 200, 'Forwarded and X-Forwarded-For naming the same client');
+  // A proxy that writes only Forwarded passes the client's own X-Forwarded-For on: which is which cannot be told.
+  t.equal((await staff.get('/admin/', { forwarded: 'for=198.51.100.1', 'x-forwarded-for': '10.20.0.5' })).status, 403, 'naming different clients: unknown, fails closed');
   t.equal((await staff.get('/admin/', { 'x-forwarded-for': '198.51.100.1' })).status, 403, 'from elsewhere');
   const alice = (await signUpAndEnrol(trusted.s, ALICE)).b;
   t.equal((await alice.get('/admin/', { 'x-forwarded-for': '10.20.0.5' })).status, 403, 'a patient in the clinic network is not staff');

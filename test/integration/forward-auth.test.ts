@@ -1,12 +1,13 @@
 // Forward-auth mode end to end: a real nginx running docs/forward-auth/nginx.conf in front of the demo portal asks
 // the gateway about each request; and the gateway's endpoint itself, called as a proxy calls it.
 import t, { type Test } from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { startNginx, type TestNginx } from '../helpers/nginx.js';
+import { TestCa } from '../helpers/pki.js';
 import { ALICE, enrol, signUpAndEnrol, startStack, type Stack, totpAt } from '../helpers/stack.js';
 
 function forwardAuthStack(patch: (raw: Record<string, any>) => void = () => {}): Promise<Stack> {
@@ -33,8 +34,8 @@ function forwardAuthStack(patch: (raw: Record<string, any>) => void = () => {}):
 }
 
 /** The gateway and the portal, and nginx in front of both; all stopped when the test ends. */
-async function behindNginx(t: Test): Promise<{ s: Stack; nginx: TestNginx; browser: () => Browser }> {
-  const s = await forwardAuthStack();
+async function behindNginx(t: Test, patch?: (raw: Record<string, any>) => void): Promise<{ s: Stack; nginx: TestNginx; browser: () => Browser }> {
+  const s = await forwardAuthStack(patch);
   const nginx = await startNginx({ gateway: s.url, portal: s.portal.url }).catch(async (err) => {
     await s.close();
     throw err;
@@ -126,6 +127,59 @@ t.test('the policy decides at nginx: closed areas, legacy authentication and odd
   t.same(reachedPortal(s, before), [], 'none of these reached the portal');
   t.notOk(s.portalRequests.some((r) => r.headers.authorization), 'no Authorization header ever reached the portal');
   t.equal((await b.get('/records')).status, 200, 'the session itself still works');
+});
+
+t.test("nginx sets the device header itself: a browser's own copy, even of a real device certificate, does not count", async (t) => {
+  const deviceCa = new TestCa('devices');
+  t.teardown(() => rmSync(deviceCa.dir, { recursive: true, force: true }));
+  const laptop = deviceCa.issue('laptop-1');
+  const { s, browser } = await behindNginx(t, (raw) => {
+    raw.devices = { caFile: deviceCa.ca.certFile, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
+    raw.policy.rules.splice(1, 1, { name: 'clinic workstation', paths: ['/admin/'], decision: 'managed-device' });
+  });
+  const b = browser();
+  await signIn(s, b);
+  // Certificates are public: the header as nginx writes it ($ssl_client_escaped_cert), sent by the browser instead.
+  const forged = { 'x-ssl-client-cert': encodeURIComponent(laptop.cert) };
+  const before = s.portalRequests.length;
+  t.equal((await b.get('/admin/', forged)).status, 403, 'the forged header is not a managed device');
+  t.same(reachedPortal(s, before), [], 'and the portal never saw the request');
+  t.equal((await b.get('/echo', { ...forged, accept: 'application/json' })).status, 200);
+  t.notOk(s.portalRequests.some((r) => r.headers['x-ssl-client-cert'] !== undefined), 'nor does the header reach the portal');
+  // The same header from the proxy itself (as nginx sends the certificate it verified) is believed.
+  const fromProxy = await request(`${s.url}/_mfa/forward-auth`, {
+    headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/admin/', 'x-forwarded-host': 'localhost', 'x-forwarded-for': '203.0.113.9', cookie: cookieOf(b), ...forged },
+  });
+  await fromProxy.body.dump();
+  t.equal(fromProxy.statusCode, 200, 'a managed device when the proxy sends it');
+});
+
+t.test('methods: a rule for GET covers HEAD, and a method override in the query is refused', async (t) => {
+  const s = await forwardAuthStack((raw) =>
+    raw.policy.rules.splice(
+      1,
+      0,
+      { name: 'no record downloads', paths: ['/records/export'], methods: ['GET'], decision: 'deny' },
+      { name: 'records kept', paths: ['/records/'], methods: ['DELETE'], decision: 'deny' },
+    ),
+  );
+  t.teardown(s.close);
+  const cookie = cookieOf((await signUpAndEnrol(s)).b);
+  const ask = async (method: string, uri: string) => {
+    const res = await request(`${s.url}/_mfa/forward-auth`, {
+      headers: { 'x-forwarded-method': method, 'x-forwarded-uri': uri, 'x-forwarded-host': 'localhost', 'x-forwarded-for': '203.0.113.9', cookie },
+    });
+    await res.body.dump();
+    return res.statusCode;
+  };
+  t.equal(await ask('GET', '/records/export'), 403, 'GET: denied');
+  t.equal(await ask('HEAD', '/records/export'), 403, 'HEAD runs the GET handler: denied too');
+  t.equal(await ask('DELETE', '/records/1'), 403, 'DELETE: denied');
+  t.equal(await ask('POST', '/records/1'), 200, 'a POST is allowed');
+  // Symfony and Laravel act on `_method` (POST ... ?_method=DELETE is a DELETE to them).
+  t.equal(await ask('POST', '/records/1?_method=DELETE'), 403, 'a POST the portal would take for a DELETE: refused');
+  t.equal(await ask('GET', '/records/1?.method=delete'), 403, 'in any spelling PHP reads as _method');
+  t.equal(await ask('GET', '/records/1?method=card'), 200, 'another field is not an override');
 });
 
 t.test('step-up through nginx: sent to the step-up page, then back to the same URL', async (t) => {

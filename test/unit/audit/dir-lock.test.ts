@@ -1,7 +1,7 @@
 // One writer per audit directory: refused while another writer holds it, taken over only from a writer that is gone.
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { lockAuditDir, STALE_MS } from '../../../src/audit/dir-lock.js';
@@ -74,4 +74,25 @@ t.test('a holder whose lock was taken over notices it, stops touching it, and le
   t.ok(Date.now() - statSync(lockFile(dir)).mtimeMs > STALE_MS, "the other writer's lock is not touched");
   release();
   t.match(readFileSync(lockFile(dir), 'utf8'), /other-container/, 'and not removed at release');
+});
+
+t.test('a holder whose directory was replaced by a file reports the lock lost and keeps running', async (t) => {
+  const dir = tempDir(t);
+  let lost = 0;
+  const crashes: unknown[] = [];
+  // An exception in the heartbeat timer would end the process: caught here so the test can say so.
+  const crash = (err: unknown) => crashes.push(err);
+  process.on('uncaughtException', crash);
+  t.teardown(() => void process.off('uncaughtException', crash));
+  const release = lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
+  await new Promise((r) => setTimeout(r, 60));
+  t.equal(lost, 0, 'its own lock: nothing to report');
+  // Reading the lock now fails with ENOTDIR, not ENOENT.
+  rmSync(dir, { recursive: true });
+  writeFileSync(dir, 'not a directory');
+  await new Promise((r) => setTimeout(r, 80));
+  t.same(crashes, [], 'no exception escaped the heartbeat');
+  t.equal(lost, 1, 'reported once');
+  t.doesNotThrow(release, 'released without a lock to remove');
+  t.equal(readFileSync(dir, 'utf8'), 'not a directory', 'the file in its place is left alone');
 });

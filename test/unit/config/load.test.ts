@@ -56,6 +56,57 @@ t.test('a mis-shaped secret or a URL with credentials is not echoed either', asy
   t.notOk(problems.join('\n').includes('S3cretRedisPw'), 'the password is not printed');
 });
 
+t.test('nothing found under an option that holds secrets is echoed, whatever the option is called', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  const [signing, encryption] = [randomKey(), randomKey()];
+  // Mis-indented lists: the key itself where a list, or an entry of one, belongs.
+  raw.keys.signing = signing;
+  raw.keys.encryption = [encryption];
+  raw.identity = { assertion: { signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), keyId: 'pasted A1kEy+' } };
+  raw.store = { type: 'redis', redis: { url: 'S3cretRedisPw' } };
+  raw.audit.keyId = 'pasted Au0dit+';
+  raw.enrolment = { proof: 'webhook', webhook: { url: 'vendor.example/hook/S3cretPathToken', secret: randomKey() } };
+  raw.notify = { url: 'not a url?token=N0tifyToken', secret: randomKey() };
+  const problems = problemsOf(() => resolveConfig(raw));
+  for (const path of ['keys.signing', 'keys.encryption.0', 'identity.assertion.keyId', 'store.redis.url', 'audit.keyId', 'enrolment.webhook.url', 'notify.url']) {
+    t.ok(problems.some((p) => p.startsWith(`${path}:`)), `${path}: the problem is reported`);
+  }
+  const secrets = { signing, encryption, assertion: 'A1kEy', redis: 'S3cretRedisPw', audit: 'Au0dit', webhook: 'S3cretPathToken', notify: 'N0tifyToken' };
+  for (const [where, secret] of Object.entries(secrets)) t.notOk(problems.join('\n').includes(secret), `the ${where} secret is not printed`);
+  t.notOk(problems.some((p) => p.includes('found')), 'nothing found is shown');
+});
+
+t.test('a value with a query or credentials is never echoed; a harmless one is', async (t) => {
+  const raw = rawTestConfig('http://portal.internal/?token=P0rtalToken');
+  raw.server = { ...raw.server, port: 70000 };
+  let problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.includes('server.port: must be <= 65535, found 70000'), 'a wrong port is shown');
+  t.ok(problems.some((p) => p.startsWith('portal.url:')), 'the URL problem is reported');
+  t.notOk(problems.join('\n').includes('P0rtalToken'), 'the URL with a query is not printed');
+
+  const semantic = rawTestConfig('http://127.0.0.1:1');
+  semantic.server = { ...semantic.server, trustedProxies: ['10.0.0.300', 'proxy.internal?token=Pr0xyToken'] };
+  semantic.portal.login.success.location = '([';
+  semantic.portal.login.success.body = '(?<=token=B0dyToken';
+  semantic.admin = { ...semantic.admin, report: { groups: ['ops'], networks: ['vpn', 'ops@vpn'] } };
+  problems = problemsOf(() => resolveConfig(semantic));
+  t.ok(problems.includes('server.trustedProxies.0: not an address or CIDR, found "10.0.0.300"'), 'a wrong address is shown');
+  t.ok(problems.includes('portal.login.success.location: not a valid regular expression, found "(["'), 'a wrong expression is shown');
+  t.ok(problems.includes('admin.report.networks.0: neither a network name nor an address, found "vpn"'), 'an unknown network is shown');
+  t.ok(problems.includes('server.trustedProxies.1: not an address or CIDR'), 'an address with a query is not');
+  t.ok(problems.includes('portal.login.success.body: not a valid regular expression'), 'nor an expression with one');
+  t.ok(problems.includes('admin.report.networks.1: neither a network name nor an address'), 'nor one with an @');
+});
+
+t.test('an encryption key id has no ".", which separates the parts of a sealed record; a signing key id may', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.keys.encryption[0].id = 'enc.2026';
+  t.same(problemsOf(() => resolveConfig(raw)), ['keys.encryption.0.id: must match pattern "^[A-Za-z0-9_-]{1,32}$"'], 'enc.2026 is refused');
+  raw.keys.encryption[0].id = 'enc-2026';
+  raw.keys.signing[0].id = 'sig.2026';
+  t.same(problemsOf(() => resolveConfig(raw)), [], 'enc-2026 and sig.2026 are fine');
+});
+
 t.test('semantic checks', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.portal.login.success.location = '([';

@@ -46,6 +46,19 @@ t.test('an unreadable address from a trusted proxy fails closed (null)', async (
   t.equal(clientView('10.0.0.10', false, { 'x-forwarded-proto': 'gopher' }, trusted).proto, 'http', 'unknown scheme: the socket decides');
 });
 
+t.test('X-Forwarded-For and Forwarded both from a trusted proxy: believed only when they name the same client', async (t) => {
+  const both = (xff: string, forwarded: string) => clientView('10.0.0.10', false, { 'x-forwarded-for': xff, forwarded, 'x-forwarded-proto': 'https' }, trusted);
+  t.same(both('198.51.100.7', 'for=198.51.100.7'), { ip: '198.51.100.7', proto: 'https' }, 'they agree');
+  t.equal(both('6.6.6.6, 198.51.100.7, 10.1.2.3', 'for="198.51.100.7:4711", for=10.1.2.3').ip, '198.51.100.7', 'the same client behind the same trusted hops');
+  // A proxy that writes only Forwarded passes the client's own X-Forwarded-For on, and the other way round.
+  t.same(both('10.20.0.5', 'for=198.51.100.7'), { ip: null, proto: 'https' }, "a client's X-Forwarded-For next to the proxy's Forwarded: unknown");
+  t.equal(both('198.51.100.7', 'for=10.20.0.5').ip, null, "a client's Forwarded next to the proxy's X-Forwarded-For: unknown");
+  t.equal(both('198.51.100.7', 'for=unknown').ip, null, 'one of them unreadable: unknown');
+  t.equal(clientView('10.0.0.10', false, { forwarded: 'for=198.51.100.7' }, trusted).ip, '198.51.100.7', 'Forwarded alone, as before');
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': '198.51.100.7' }, trusted).ip, '198.51.100.7', 'X-Forwarded-For alone, as before');
+  t.equal(clientView('10.0.0.10', false, { 'x-forwarded-proto': 'https' }, trusted).proto, 'https', 'neither: the proxy itself, its scheme');
+});
+
 t.test('legacy credentials', async (t) => {
   const fields = ['username', 'password'];
   for (const h of ['Basic YWxpY2U6cHc=', 'basic x', 'Digest username="a"', 'NTLM TlRMTVNTUAAB', 'Negotiate YII', '  Basic x']) t.ok(carriesLegacyCredentials(h, '', fields), h);

@@ -1,6 +1,6 @@
 // Conditional access as a table: each row is a request's facts and the outcome the policy must give.
 import t from 'tap';
-import { compilePolicy, decideAccess, explainAccess, pathPattern, type RequestFacts, type RuleConfig } from '../../../src/domain/policy.js';
+import { carriesMethodOverride, compilePolicy, decideAccess, explainAccess, pathPattern, type RequestFacts, type RuleConfig } from '../../../src/domain/policy.js';
 
 const rules: RuleConfig[] = [
   { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
@@ -122,6 +122,47 @@ t.test('path patterns', async (t) => {
   t.ok(m('/x.css', '/x.css'));
   t.notOk(m('/x.css', '/xacss'), 'dots are literal');
   t.notOk(m('/a+b', '/aab'), 'regex characters are literal');
+});
+
+t.test('a rule for GET covers HEAD, which servers answer with the GET handler', async (t) => {
+  const p = compilePolicy({
+    rules: [
+      { name: 'no downloads', paths: ['/export/'], methods: ['get'], decision: 'deny' },
+      { name: 'changes', paths: ['/export/'], methods: ['POST'], decision: 'step-up' },
+      { name: 'portal', paths: ['/'], decision: 'mfa' },
+    ],
+    default: 'deny',
+    caseSensitivePaths: false,
+    networks: {},
+    legacyEndpoints: [],
+  });
+  for (const method of ['GET', 'HEAD']) t.equal(decideAccess(p, facts({ path: '/export/x', method })).rule, 'no downloads', method);
+  t.equal(decideAccess(p, facts({ path: '/export/x', method: 'OPTIONS' })).rule, 'portal', 'other methods are not covered');
+  t.equal(decideAccess(p, facts({ path: '/export/x', method: 'HEAD', session: { ...patient, factorAgeSeconds: 9999 } })).verdict, 'deny', 'HEAD is not a POST');
+});
+
+t.test('a method override in the query is recognised in the spellings portals read', async (t) => {
+  for (const q of ['_method=DELETE', 'a=1&_method=put', '_METHOD=delete', 'a=1;_method=DELETE', '.method=DELETE', '%5Fmethod=DELETE', '_method[]=DELETE', ' _method=DELETE', '_method']) {
+    t.ok(carriesMethodOverride(q), q);
+  }
+  for (const q of ['', 'method=card', 'payment_method=card', '_methods=x', 'q=_method', '_method_x=1']) t.notOk(carriesMethodOverride(q), q);
+});
+
+t.test('a path pattern the canonical form would spell differently is refused, with the spelling to use', async (t) => {
+  const compile = (paths: string[], legacyEndpoints: string[] = []) =>
+    compilePolicy({ rules: [{ name: 'x', paths, decision: 'deny' }], default: 'deny', caseSensitivePaths: false, networks: {}, legacyEndpoints });
+  t.throws(() => compile(['/mātauranga/']), /rule x: path \/mātauranga\/ is matched against the canonical \(percent-encoded\) path: write it as \/m%C4%81tauranga\//);
+  t.throws(() => compile(['/my docs/**']), /write it as \/my%20docs\/\*\*/);
+  t.throws(() => compile(['/a|b']), /write it as \/a%7Cb/);
+  t.throws(() => compile(['/{id}/*']), /write it as \/%7Bid%7D\/\*/);
+  t.throws(() => compile(['/m%c4%81tauranga/']), /write it as \/m%C4%81tauranga\//, 'lower-case escapes');
+  t.throws(() => compile(['/%41dmin/']), /write it as \/Admin\//, 'an escape the canonical form decodes');
+  t.throws(() => compile(['/a/../admin/']), /write it as \/admin\//);
+  t.throws(() => compile(['/admin;x']), /can never match/);
+  t.throws(() => compile(['/ａdmin/']), /can never match/, 'a character NFKC changes');
+  t.throws(() => compile(['/x'], ['/api/lögin']), /legacy endpoint path \/api\/lögin .* write it as \/api\/l%C3%B6gin/);
+  const p = compile(['/m%C4%81tauranga/', '/reports/*.pdf', '/a/**/c', "/x-y_z.~!$&'()+,=:@/"]);
+  t.equal(decideAccess(p, facts({ path: '/m%C4%81tauranga/x' })).rule, 'x', 'the encoded spelling matches');
 });
 
 t.test('configuration mistakes are caught at compile time', async (t) => {

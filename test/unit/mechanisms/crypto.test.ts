@@ -32,6 +32,13 @@ t.test('sealer: round trip, bound to its record, key rotation', async (t) => {
   t.throws(() => new Sealer([k2]).open(sealed, 'session:{x}'), { code: 'SEAL_OPEN_FAILED' }, 'retired key');
 });
 
+t.test('sealer: a key id with "." is refused, as sealed values are split on it', async (t) => {
+  t.throws(() => new Sealer([{ id: 'enc.2026', key: randomBytes(32) }]), /cannot contain "\."/, 'as the sealing key');
+  t.throws(() => new Sealer([{ id: 'e1', key: randomBytes(32) }, { id: 'enc.2025', key: randomBytes(32) }]), /cannot contain "\."/, 'as an older key');
+  const plain = new Sealer([{ id: 'enc-2026_a', key: randomBytes(32) }]);
+  t.equal(plain.open(plain.seal('jar', 'session:{x}'), 'session:{x}'), 'jar', 'letters, digits, "-" and "_" round-trip');
+});
+
 t.test('session tokens: genuine tokens verify', async (t) => {
   const token = await tokens.sign({ sub: 'pid', sid }, now);
   t.same(await tokens.verify(token, now + 1000), { sub: 'pid', sid });
