@@ -1,5 +1,5 @@
 // The audit journal on disk: JSON lines appended to audit.jsonl, rotated by size to audit-<first seq>.jsonl.
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditJournal } from './audit-log.js';
 
@@ -20,6 +20,28 @@ export function auditFiles(dir: string): string[] {
   const names = readdirSync(dir).filter((n) => ROTATED.test(n)).sort();
   if (existsSync(join(dir, CURRENT))) names.push(CURRENT);
   return names.map((n) => join(dir, n));
+}
+
+const READ_ATTEMPTS = 5;
+
+/**
+ * The text of a directory's audit files in chain order, as one consistent reading: a writer that rotated meanwhile
+ * renamed the current file, so its records would be missing from what was read (the new current file in their place).
+ * The files are listed again after reading, and read again when a file was added.
+ */
+export function readAuditDir(dir: string): { file: string; text: string }[] {
+  for (let attempt = 1; ; attempt++) {
+    const files = auditFiles(dir);
+    let segments: { file: string; text: string }[];
+    try {
+      segments = files.map((file) => ({ file, text: readFileSync(file, 'utf8') }));
+    } catch (err) {
+      // Listed, then renamed before it was read.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < READ_ATTEMPTS) continue;
+      throw err;
+    }
+    if (attempt === READ_ATTEMPTS || auditFiles(dir).join('\n') === files.join('\n')) return segments;
+  }
 }
 
 export class AuditFileSink implements AuditJournal {

@@ -1,8 +1,8 @@
 // `mfa-gateway audit verify|who|public-key`: checking a trail, finding a user's pseudonym, the auditors' key.
 import { existsSync, statSync } from 'node:fs';
-import { auditFiles } from '../audit/file-sink.js';
+import { readAuditDir } from '../audit/file-sink.js';
 import { publicKeyPem } from '../audit/signing-key.js';
-import { verifyAudit, type AuditReport } from '../audit/verify-audit.js';
+import { verifyAudit, verifyAuditText, type AuditReport } from '../audit/verify-audit.js';
 import type { Config } from '../config/schema.js';
 import { canonicalUsername } from '../domain/username.js';
 import { decodeKey } from '../config/load.js';
@@ -22,8 +22,11 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   if (missing.length) throw new UsageError(`audit verify: no such file or directory: ${missing.join(', ')}`);
   const dirs = paths.filter((p) => statSync(p).isDirectory());
   const files = paths.filter((p) => !dirs.includes(p));
-  const trails = [...dirs.map((d) => ({ name: d, files: auditFiles(d) })), ...(files.length ? [{ name: files.join(' '), files }] : [])];
-  const results = trails.map((trail) => ({ name: trail.name, ...describe(verifyAudit(trail.files, pem)) }));
+  // A directory is read as one consistent reading (a running gateway may rotate its file meanwhile).
+  const results = [
+    ...dirs.map((d) => ({ name: d, ...describe(verifyAuditText(readAuditDir(d), pem)) })),
+    ...(files.length ? [{ name: files.join(' '), ...describe(verifyAudit(files, pem)) }] : []),
+  ];
   if (results.length === 1) return results[0]!;
   return { lines: results.flatMap((r) => [`${r.name}:`, ...r.lines.map((l) => `  ${l}`)]), ok: results.every((r) => r.ok) };
 }

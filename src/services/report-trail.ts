@@ -1,14 +1,14 @@
 // The report's reading of the audit trails: every line of every file decoded and the chains verified. A trail of
 // months takes seconds of CPU, so it runs in a worker thread (this same module) and the gateway goes on serving.
-import { readFileSync } from 'node:fs';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { readAuditDir } from '../audit/file-sink.js';
 import { decodeRecord } from '../audit/record.js';
-import { verifyAudit, type AuditReport } from '../audit/verify-audit.js';
+import { verifyAuditText, type AuditReport } from '../audit/verify-audit.js';
 import { withinPeriod, type ReportInput } from '../domain/report.js';
 
 export interface TrailRequest {
-  /** One list of files per chain (the gateway's, the admin CLI's, or one per instance), each in chain order. */
-  chains: readonly (readonly string[])[];
+  /** One audit directory per chain (the gateway's, the admin CLI's, or one per instance). */
+  dirs: readonly string[];
   /** The public key of the checkpoints (PEM); null when the audit trail is disabled. */
   publicKeyPem: string | null;
   /** Only the events of this period come back: what crosses between threads grows with the period, not the trail. */
@@ -35,19 +35,21 @@ export async function readTrailOffThread(request: TrailRequest): Promise<TrailRe
 }
 
 /** The same, on the calling thread. */
-export function readTrail({ chains, publicKeyPem, period }: TrailRequest): TrailReading {
+export function readTrail({ dirs, publicKeyPem, period }: TrailRequest): TrailReading {
+  // Each chain read once: its events and its verdict come from the same text.
+  const chains = dirs.map(readAuditDir);
   return {
     records: chains
       .flat()
       .flatMap(eventRecords)
       .filter((r) => withinPeriod(r, period)),
-    audit: publicKeyPem === null ? null : combine(chains.map((c) => verifyAudit(c, publicKeyPem))),
+    audit: publicKeyPem === null ? null : combine(chains.map((c) => verifyAuditText(c, publicKeyPem))),
   };
 }
 
-function eventRecords(file: string): ReportInput['records'] {
+function eventRecords({ text }: { text: string }): ReportInput['records'] {
   const out: { time: string; event: Record<string, string | number | boolean | null> }[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
+  for (const line of text.split('\n')) {
     if (!line) continue;
     const decoded = decodeRecord(line);
     if ('record' in decoded && decoded.record.type === 'event') out.push({ time: decoded.record.time, event: decoded.record.event as Record<string, string | number | boolean | null> });

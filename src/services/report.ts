@@ -1,7 +1,6 @@
 // Gathers the assurance report's inputs: the audit trail (read and verified), the factor records, the configuration.
 import { existsSync } from 'node:fs';
 import { auditDir } from '../audit/open-audit.js';
-import { auditFiles } from '../audit/file-sink.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { policyConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -29,7 +28,7 @@ export async function assuranceReport(d: ReportDeps, period: { from: number; to:
   const { config } = d;
   const chains = !config.audit.enabled ? [] : dirs?.length ? dirs : (['gateway', 'admin'] as const).map((w) => auditDir(config, w)).filter(existsSync);
   const trail = await readTrailOffThread({
-    chains: chains.map((dir) => auditFiles(dir)),
+    dirs: chains,
     publicKeyPem: config.audit.enabled ? publicKeyPem(config.audit.signingKey!) : null,
     period,
   });

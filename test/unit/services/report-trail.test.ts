@@ -18,7 +18,7 @@ async function trail(t: Test, n: number): Promise<TrailRequest> {
     if (i % 100 === 0) clock.advance(1000);
   }
   await log.close();
-  return { chains: [auditFiles(dir)], publicKeyPem: publicKeyPem(privateKey), period: ALL };
+  return { dirs: [dir], publicKeyPem: publicKeyPem(privateKey), period: ALL };
 }
 
 /** The longest gap between turns of the event loop while `work` runs (and a moment after), in ms. */
@@ -42,7 +42,7 @@ t.test('the worker reads what the calling thread reads', async (t) => {
   t.equal(here.records.length, 300, 'every event');
   t.match(here.audit, { ok: true, records: 300 + here.audit!.checkpoints });
   t.same(await readTrailOffThread(request), here);
-  t.same(await readTrailOffThread({ chains: [], publicKeyPem: null, period: ALL }), { records: [], audit: null }, 'audit trail disabled');
+  t.same(await readTrailOffThread({ dirs: [], publicKeyPem: null, period: ALL }), { records: [], audit: null }, 'audit trail disabled');
 });
 
 t.test('only the events of the period come back; the whole trail is verified', async (t) => {
@@ -57,7 +57,7 @@ t.test('only the events of the period come back; the whole trail is verified', a
 t.test('a damaged trail is reported the same way from the worker', async (t) => {
   const request = await trail(t, 50);
   const { writeFileSync, readFileSync } = await import('node:fs');
-  const file = request.chains[0]![0]!;
+  const file = auditFiles(request.dirs[0]!)[0]!;
   writeFileSync(file, readFileSync(file, 'utf8').replace('"p7"', '"p8"'));
   const off = await readTrailOffThread(request);
   t.equal(off.audit!.ok, false);
@@ -66,7 +66,29 @@ t.test('a damaged trail is reported the same way from the worker', async (t) => 
 });
 
 t.test('a worker that fails rejects instead of hanging', async (t) => {
-  await t.rejects(readTrailOffThread({ chains: [['/nonexistent/audit-0001.log']], publicKeyPem: null, period: ALL }), /ENOENT/);
+  await t.rejects(readTrailOffThread({ dirs: ['/nonexistent/audit'], publicKeyPem: null, period: ALL }), /ENOENT/);
+});
+
+t.test('a trail read while its writer rotates files is read whole: no records reported missing', async (t) => {
+  const dir = tempDir(t);
+  // Small files: the writer (this thread) rotates every few records while the worker reads.
+  const { log } = openLog(dir, { maxBytes: 4 * 1024, checkpointEvery: 10 });
+  const append = () => log.append({ kind: 'security', event: 'password_ok', pid: 'p1', ip: '192.0.2.1' });
+  for (let i = 0; i < 200; i++) append();
+  let writing = true;
+  const writer = (async () => {
+    while (writing) {
+      for (let i = 0; i < 5; i++) append();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  })();
+  const readings = [];
+  for (let i = 0; i < 3; i++) readings.push(await readTrailOffThread({ dirs: [dir], publicKeyPem: publicKeyPem(privateKey), period: ALL }));
+  writing = false;
+  await writer;
+  await log.close();
+  t.ok(auditFiles(dir).length > 100, `${auditFiles(dir).length} files written`);
+  t.same(readings.flatMap((r) => r.audit!.problems.filter((p) => p.kind !== 'unsealed-tail')), [], 'every reading verified');
 });
 
 t.test('the event loop keeps turning while a long trail is checked', async (t) => {
