@@ -39,10 +39,6 @@ function connect(opts: RedisConnectionOptions): Redis | Cluster {
     password: opts.password,
     tls: opts.tls,
     commandTimeout: opts.commandTimeoutMs,
-    // A peer that stops answering without closing the connection (a node gone behind a stale route) would keep it
-    // "ready" until the kernel gives up (about 15 minutes): silence while calls wait drops it and reconnects. Longer
-    // than a call may take, a replica-acknowledged write's WAIT included.
-    socketTimeout: 2 * opts.commandTimeoutMs,
     connectTimeout: Math.max(opts.commandTimeoutMs, 1000),
     maxRetriesPerRequest: 0,
   };

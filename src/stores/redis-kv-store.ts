@@ -50,10 +50,15 @@ type ScriptedRedis = (Redis | Cluster) & {
  */
 export type RedisKvOptions = Omit<RedisConnectionOptions, 'mode'> & { mode?: RedisConnectionOptions['mode']; replicaAcks?: number };
 
+// ioredis' commandTimeout and the call's own deadline (below).
+const TIMED_OUT = /^(Command timed out|no answer within)/;
+
 export class RedisKvStore implements KvStore {
   private readonly redis: ScriptedRedis;
   private readonly timeoutMs: number;
   private readonly replicaAcks: number;
+  /** When calls started to time out with no answer since (see timedOut()). */
+  private silentSince: number | undefined;
 
   /** Takes connection options, or a client made by createRedisClient (the store then owns it and closes it). */
   constructor(opts: RedisKvOptions | Redis | Cluster) {
@@ -194,11 +199,29 @@ export class RedisKvStore implements KvStore {
       timer = setTimeout(() => reject(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
     try {
-      return await Promise.race([fn(), deadline]);
+      const result = await Promise.race([fn(), deadline]);
+      this.silentSince = undefined;
+      return result;
     } catch (cause) {
+      if (TIMED_OUT.test((cause as Error).message)) this.timedOut();
       throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `redis: ${(cause as Error).message}`, { cause });
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * A connection that goes silent without closing (a node gone behind a stale route) stays "ready" until the kernel
+   * gives up, about 15 minutes: calls that keep timing out, with no answer in between, for twice the call timeout
+   * make a new one. Not a single moment of timeouts: a process that was busy for a while finds every waiting call
+   * timed out at once, on a connection that works. Not in a Cluster: one silent node would cut the others off too.
+   */
+  private timedOut(): void {
+    if (this.redis instanceof Cluster) return;
+    const now = Date.now();
+    this.silentSince ??= now;
+    if (now - this.silentSince < 2 * this.timeoutMs) return;
+    this.silentSince = undefined;
+    this.redis.disconnect(true);
   }
 }

@@ -101,6 +101,12 @@ t.test('a Redis connection that goes silent (no close, no reset) is dropped, and
   });
   await kv.ready();
   await kv.ping();
+  // A busy moment (the process did not turn its event loop for a second) times out the call waiting meanwhile.
+  const waiting = kv.ping().then(() => 'answered', () => 'timed out');
+  for (const until = Date.now() + 1000; Date.now() < until; );
+  await waiting;
+  await kv.ping();
+  t.equal(connections, 1, 'a busy moment does not drop a working connection');
   for (const c of open) silenced.add(c);
   await t.rejects(kv.ping(), 'a call on the silent connection fails (fail closed)');
   t.ok(await waitFor(() => kv.ping().then(() => true, () => false), 5000), 'a new connection answers within seconds');
