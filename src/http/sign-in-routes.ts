@@ -111,9 +111,10 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
     checkCsrf(req, login.csrf);
     const result = await enrolment.confirmPendingTotp(id, login, field(req, 'code'), page(req).t('totpDefaultName'), clientIp(req));
-    if (!result.ok) return totpPage(req, reply, 400, login, { secret: login.totpSecret ?? '', error: wrong(req, result) });
-    await pending.holdRecoveryCodes(id, result.recoveryCodes ?? []);
-    return reply.redirect(`${p}/recovery-codes`, 303);
+    if (result.ok) return reply.redirect(`${p}/recovery-codes`, 303);
+    // The form sent twice: the other submission enrolled with the code (used up for this one); both go on.
+    if ((await pending.stage(id)) === 'acknowledge') return reply.redirect(`${p}/recovery-codes`, 303);
+    return totpPage(req, reply, 400, login, { secret: login.totpSecret ?? '', error: wrong(req, result) });
   });
   app.post(`${p}/enrol/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
@@ -126,7 +127,6 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const name = typeof member(req, 'name') === 'string' ? (member(req, 'name') as string) : '';
     const result = await enrolment.confirmPendingPasskey(id, login, member(req, 'credential'), name || page(req).t('passkeyDefaultName'), clientIp(req));
     if (!result.ok) return refusedJson(req, reply, result);
-    await pending.holdRecoveryCodes(id, result.recoveryCodes ?? []);
     return { next: `${p}/recovery-codes` };
   });
 

@@ -87,13 +87,17 @@ export class AdminService {
   async resetFactors(pid: string): Promise<{ sessionsEnded: number; invite: { code: string; expiresAt: number } | null }> {
     const f = await this.d.factors.get(pid);
     await this.forgetFactors(pid, f);
+    // Before the new invitation: no sign-in begun before the reset can bind a factor or finish with an old one.
+    await this.deleteRecordsOf(pid, ['pending:{']);
     const sessionsEnded = await this.d.sessions.endAll(pid, 'factors-reset');
     this.d.security('factors_reset', { pid, factors: f?.factors.length ?? 0 });
     const invite = this.d.config.enrolment.proof === 'invite' ? await this.d.enrolment.issueInvite(pid) : null;
     return { sessionsEnded, invite };
   }
 
-  revokeSessions(pid: string): Promise<number> {
+  /** Ends every session of the user and every sign-in in progress (its password step is no better than a session). */
+  async revokeSessions(pid: string): Promise<number> {
+    await this.deleteRecordsOf(pid, ['pending:{']);
     return this.d.sessions.endAll(pid, 'revoked');
   }
 
@@ -136,18 +140,7 @@ export class AdminService {
     for (const device of await this.d.devices.list()) {
       if (device.pid === pid) await this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) });
     }
-    let keysDeleted = 0;
-    // Logins in progress and WebAuthn challenges name the user only inside their sealed record.
-    for (const prefix of ['pending:{', 'challenge:{']) {
-      for await (const batch of this.d.kv.scanKeys(prefix)) {
-        for (const key of batch) {
-          if (isSealedKey(key) && (await this.opened(key))?.pid === pid) {
-            await this.d.kv.delete(key);
-            keysDeleted++;
-          }
-        }
-      }
-    }
+    let keysDeleted = await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{']);
     for await (const batch of this.d.kv.scanKeys(`user:{${pid}}`)) {
       for (const key of batch) await this.d.kv.delete(key);
       keysDeleted += batch.length;
@@ -222,6 +215,25 @@ export class AdminService {
     await this.d.attempts.clear(pid);
     await this.d.kv.delete(keys.totpStep(pid));
     for await (const batch of this.d.kv.scanKeys(keys.recoveryCodeUsedPrefix(pid))) for (const key of batch) await this.d.kv.delete(key);
+  }
+
+  /**
+   * Deletes the user's sealed records under `prefixes` (logins in progress, WebAuthn challenges), which name the user
+   * only inside the record: each is opened. Returns how many were deleted.
+   */
+  private async deleteRecordsOf(pid: string, prefixes: string[]): Promise<number> {
+    let deleted = 0;
+    for (const prefix of prefixes) {
+      for await (const batch of this.d.kv.scanKeys(prefix)) {
+        for (const key of batch) {
+          if (isSealedKey(key) && (await this.opened(key))?.pid === pid) {
+            await this.d.kv.delete(key);
+            deleted++;
+          }
+        }
+      }
+    }
+    return deleted;
   }
 
   private async opened(key: string): Promise<{ pid?: unknown } | null> {

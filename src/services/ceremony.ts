@@ -38,7 +38,8 @@ export interface Ceremony {
 export interface Attempt {
   n: number;
   kind: AttemptKind;
-  failures: number;
+  /** Absent while the attempt does not count against the user (a passkey answer not yet judged wrong). */
+  failures?: number;
   /** This was the last attempt before the cap: if it is wrong, the kind is disabled. */
   last: boolean;
 }
@@ -91,13 +92,17 @@ export class Attempts {
     };
   }
 
-  ofSession(active: ActiveSession, ttlMs: number): Ceremony {
+  ofSession(active: ActiveSession): Ceremony {
     const key = keys.stepUpAttempts(active.sid);
+    // The count lasts as long as the session can: one that expired sooner would let a stolen session try 4 codes,
+    // wait, and try 4 more, never reaching the limit that ends it. A step-up keeps the sign-in time, so its new
+    // session ends no later.
+    const lifetimeMs = () => Math.max(1, active.record.authTime + this.d.config.session.absoluteTimeoutSeconds * 1000 - this.d.clock.now());
     return {
       pid: active.record.pid,
       username: active.record.username,
       kind: 'session',
-      count: () => this.d.kv.increment(key, ttlMs),
+      count: () => this.d.kv.increment(key, lifetimeMs()),
       reset: () => this.d.kv.delete(key),
       end: () => this.d.sessions.end(active, 'too many wrong codes'),
       firstFailure: async () => false,
@@ -110,14 +115,28 @@ export class Attempts {
    * up, the user must wait, or this kind of factor is disabled.
    */
   async begin(c: Ceremony, ip: string, kind: AttemptKind): Promise<Attempt> {
-    const n = await c.count();
-    if (n > this.d.config.mfa.maxAttemptsPerLogin) await this.exhausted(c, ip);
+    const n = await this.counted(c, ip);
     const a = await this.counters[kind].attempt(keys.factorFailures(c.pid, kind));
-    if (!a.allowed) {
-      if (a.locked) throw new GatewayError('GW_ERR_FACTOR_LOCKED', `${kind} disabled after too many failures`);
-      throw new GatewayError('GW_ERR_RATE_LIMITED', `${kind}: wait after failures`, { retryAfterMs: a.retryAfterMs });
-    }
+    if (!a.allowed) refuse(kind, a);
     return { n, kind, failures: a.failure.failures, last: a.failure.locked };
+  }
+
+  /**
+   * A passkey answer: counted in the ceremony only, and refused as begin() refuses while the user must wait or
+   * passkeys are disabled. A signature cannot be guessed, so the user's counter only counts a clone's answers
+   * (againstUser()): a wrong or junk answer would otherwise let anyone holding the password disable the user's passkeys.
+   */
+  async beginPasskey(c: Ceremony, ip: string): Promise<Attempt> {
+    const n = await this.counted(c, ip);
+    const a = await this.counters.webauthn.check(keys.factorFailures(c.pid, 'webauthn'));
+    if (!a.allowed) refuse('webauthn', a);
+    return { n, kind: 'webauthn', last: false };
+  }
+
+  /** A passkey answer signed right but by a clone (its counter behind): it counts against the user (R6). */
+  async againstUser(c: Ceremony, a: Attempt): Promise<Attempt> {
+    const f = await this.counters[a.kind].fail(keys.factorFailures(c.pid, a.kind));
+    return { ...a, failures: f.failures, last: f.locked };
   }
 
   /** The attempt was right: the ceremony's count and the user's counter of this kind (only) start again. */
@@ -161,9 +180,21 @@ export class Attempts {
     this.d.notifier.notify({ event: 'factor_locked', user: c.username, ip, details: { kind } });
   }
 
+  /** Counts the attempt in the ceremony; ends the ceremony past its limit. */
+  private async counted(c: Ceremony, ip: string): Promise<number> {
+    const n = await c.count();
+    if (n > this.d.config.mfa.maxAttemptsPerLogin) await this.exhausted(c, ip);
+    return n;
+  }
+
   private async exhausted(c: Ceremony, ip: string): Promise<never> {
     await c.end();
     this.d.security('mfa_attempts_exhausted', { pid: c.pid, ip });
     throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', 'ceremony ended after too many wrong attempts');
   }
+}
+
+function refuse(kind: AttemptKind, a: { retryAfterMs: number; locked: boolean }): never {
+  if (a.locked) throw new GatewayError('GW_ERR_FACTOR_LOCKED', `${kind} disabled after too many failures`);
+  throw new GatewayError('GW_ERR_RATE_LIMITED', `${kind}: wait after failures`, { retryAfterMs: a.retryAfterMs });
 }

@@ -7,7 +7,7 @@ import { GatewayError } from '../errors.js';
 import { newId } from '../mechanisms/random.js';
 import { matchesCode, newEnrolmentCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
 import type { Sealer } from '../mechanisms/sealer.js';
-import { newTotpSecret } from '../mechanisms/totp.js';
+import { matchTotpStep, newTotpSecret, normaliseTotpInput } from '../mechanisms/totp.js';
 import { newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
 import type { Challenges, CredentialOwners, EnrolmentCodes, Factor, FactorStore, UserFactors } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
@@ -45,8 +45,13 @@ export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
 // A TOTP secret being set up from the security page waits this long for its first code.
 const SETUP_TTL_MS = 10 * 60_000;
 
-// Enrolment codes sent through the vendor's channel, per user: three at once, then one a minute.
+// Enrolment codes sent through the vendor's channel, per user: three at once, then one a minute; and, since the
+// password can be entered again and again, ten a day (ten at once, then one every 144 minutes).
 const PROOF_SENDS = { perMinute: 1, burst: 3 };
+const PROOF_SENDS_DAILY = { perMinute: 10 / (24 * 60), burst: 10 };
+
+// A first-enrolment form sent twice: the second submission waits at most this long for the first to bind the factor.
+const TWIN_WAIT = { rounds: 40, ms: 50 };
 
 export class EnrolmentService {
   /** TOTP secrets being set up from the security page, sealed like every other secret at rest. */
@@ -64,6 +69,8 @@ export class EnrolmentService {
     const ttl = this.d.config.enrolment.inviteDays * 24 * 60 * 60_000;
     const expiresAt = this.d.clock.now() + ttl;
     await this.d.codes.put(pid, { ...stored, expiresAt }, ttl);
+    // A new letter is a new start: wrong codes typed before it no longer lock the user out.
+    await this.d.attempts.clear(pid, 'enrolment-code');
     this.d.security('enrolment_code_issued', { pid });
     return { code, expiresAt };
   }
@@ -77,6 +84,9 @@ export class EnrolmentService {
     if (!hook) throw new GatewayError('GW_ERR_NOT_FOUND', 'enrolment webhook not configured');
     const rate = await this.sends.take(keys.proofCodeSends(p.pid), PROOF_SENDS);
     if (!rate.allowed) throw new GatewayError('GW_ERR_RATE_LIMITED', 'enrolment codes sent too often', { retryAfterMs: rate.retryAfterMs });
+    // Taken only once the per-minute limit let the request through: refused requests do not use up the day.
+    const daily = await this.sends.take(keys.proofCodeSendsDaily(p.pid), PROOF_SENDS_DAILY);
+    if (!daily.allowed) throw new GatewayError('GW_ERR_RATE_LIMITED', 'daily limit of enrolment codes sent reached', { retryAfterMs: daily.retryAfterMs });
     const { code, stored } = await newEnrolmentCode('digits');
     const now = this.d.clock.now();
     const expiresAt = Math.min(p.expiresAt, now + hook.codeMinutes * 60_000);
@@ -92,6 +102,7 @@ export class EnrolmentService {
     const attempt = await this.d.attempts.begin(c, ip, 'enrolment-code');
     const now = this.d.clock.now();
     let ok: boolean;
+    let proved: string | undefined;
     if (this.d.config.enrolment.proof === 'webhook') {
       ok = p.proofCode !== undefined && p.proofCode.expiresAt > now && (await matchesCode(p.proofCode, input));
     } else {
@@ -99,10 +110,11 @@ export class EnrolmentService {
       // leaves the letter's code for the next try.
       const invite = await this.d.codes.get(p.pid);
       ok = invite !== null && invite.expiresAt > now && (await matchesCode(invite, input));
+      proved = invite?.salt;
     }
     if (!ok) return this.d.attempts.failed(c, ip, attempt, 'wrong, expired or used enrolment code');
     await this.d.attempts.succeeded(c, attempt);
-    await this.changeLive(id, ({ proofCode: _used, ...rest }) => ({ ...rest, stage: 'enrol' }), now);
+    await this.changeLive(id, ({ proofCode: _used, ...rest }) => ({ ...rest, stage: 'enrol', ...(proved ? { invite: proved } : {}) }), now);
     this.d.security('enrolment_proof_ok', { pid: p.pid, ip, proof: this.d.config.enrolment.proof });
     return { ok: true };
   }
@@ -120,9 +132,16 @@ export class EnrolmentService {
   async confirmPendingTotp(id: string, p: PendingLogin, input: string, name: string, ip: string): Promise<Bound | Refused> {
     if (!p.totpSecret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'enrolment not started');
     const check = await this.d.totp.checkSecret(this.d.attempts.ofLogin(id, p), p.totpSecret, input, ip);
-    if (!check.ok) return check;
-    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), true, p.username, ip);
-    await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', factor: 'totp' }), this.d.clock.now());
+    if (!check.ok) {
+      // The right code, already used: the form was sent twice and the other submission is binding the factor. Its
+      // outcome is awaited (briefly), so that this answer can go on to the recovery codes too.
+      const code = normaliseTotpInput(input);
+      if (code !== null && (await matchTotpStep(p.totpSecret, code, this.d.clock.now())) !== null) await this.awaitOtherSubmission(id);
+      return check;
+    }
+    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), true, p.username, ip, p.invite);
+    // The codes come with the stage: the page of that stage never finds it without them.
+    await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', factor: 'totp', recoveryCodes: bound.recoveryCodes ?? [] }), this.d.clock.now());
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
     return bound;
   }
@@ -133,31 +152,27 @@ export class EnrolmentService {
   }
 
   async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
-    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, true);
+    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, true, p.invite);
     if (!bound.ok) return bound;
-    await this.d.pending.update(id, (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn' }), this.d.clock.now());
+    await this.d.pending.update(id, (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', recoveryCodes: bound.recoveryCodes ?? [] }), this.d.clock.now());
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });
     return bound;
   }
 
   /**
-   * Security page: a new TOTP secret for a signed-in user, kept briefly until its first code. Kept for the user, not
-   * the session: a step-up in between (a new session id) must not change the key already scanned.
+   * Security page: a new TOTP secret for a signed-in user, kept briefly until its first code. Kept for the session by
+   * its sign-in time, which a step-up in between (a new session id) keeps: the key already scanned stays; another
+   * session of the user never sees it (R13). Set only when absent: two pages opened at once show the same secret.
    */
   async sessionTotpSecret(active: ActiveSession): Promise<string> {
-    const key = keys.factorSetup(active.record.pid);
-    const existing = await this.setups.get(key);
-    if (existing) return existing;
-    const secret = newTotpSecret();
-    await this.setups.put(key, secret, SETUP_TTL_MS);
-    return secret;
+    return (await this.setups.change(setupKey(active), (cur) => cur ?? newTotpSecret(), () => SETUP_TTL_MS))!;
   }
 
   async confirmSessionTotp(active: ActiveSession, input: string, name: string, ip: string): Promise<Bound | Refused> {
-    const key = keys.factorSetup(active.record.pid);
+    const key = setupKey(active);
     const secret = await this.setups.get(key);
     if (!secret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'TOTP set-up expired');
-    const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active, SETUP_TTL_MS), secret, input, ip);
+    const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active), secret, input, ip);
     if (!check.ok) return check;
     await this.setups.delete(key);
     return this.bind(active.record.pid, this.totpFactor(secret, name), false, active.record.username, ip);
@@ -168,7 +183,7 @@ export class EnrolmentService {
   }
 
   confirmSessionPasskey(active: ActiveSession, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
-    return this.registerPasskey(`session:${active.sid}`, this.d.attempts.ofSession(active, WEBAUTHN_TIMEOUT_MS), response, name, ip, false);
+    return this.registerPasskey(`session:${active.sid}`, this.d.attempts.ofSession(active), response, name, ip, false);
   }
 
   /** Confirmed by its first code, which counts as its first use. */
@@ -187,8 +202,9 @@ export class EnrolmentService {
     return registrationOptions(this.d.rp, { handle, name: username, displayName: username }, existing, challenge);
   }
 
-  private async registerPasskey(owner: string, c: Ceremony, response: unknown, name: string, ip: string, first: boolean): Promise<Bound | Refused> {
-    const attempt = await this.d.attempts.begin(c, ip, 'webauthn');
+  private async registerPasskey(owner: string, c: Ceremony, response: unknown, name: string, ip: string, first: boolean, proved?: string): Promise<Bound | Refused> {
+    // Registering guesses no secret: a refused answer counts in this ceremony only, never against the user's passkeys.
+    const attempt = await this.d.attempts.beginPasskey(c, ip);
     // The challenge was made for this login or session and for registration, and is used once (R21, C-42).
     const challenge = await this.d.challenges.take(owner, 'register');
     if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) {
@@ -200,7 +216,21 @@ export class EnrolmentService {
     if (!(await this.d.owners.claim(result.credential.id, c.pid))) return this.d.attempts.failed(c, ip, attempt, 'credential id already registered');
     await this.d.attempts.succeeded(c, attempt);
     const factor: Factor = { id: newId().slice(0, 16), kind: 'webauthn', name: factorName(name, 'Passkey'), addedAt: this.d.clock.now(), credential: result.credential };
-    return this.bind(c.pid, factor, first, c.username, ip);
+    try {
+      return await this.bind(c.pid, factor, first, c.username, ip, proved);
+    } catch (err) {
+      // Nothing was bound: the credential id is free again.
+      await this.d.owners.release(result.credential.id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Waits while the pending login is still at the factor step, at most TWIN_WAIT. */
+  private async awaitOtherSubmission(id: string): Promise<void> {
+    for (let round = 0; round < TWIN_WAIT.rounds; round++) {
+      if ((await this.d.pending.get(id, this.d.clock.now()))?.stage !== 'enrol') return;
+      await new Promise((r) => setTimeout(r, TWIN_WAIT.ms));
+    }
   }
 
   /** Changes the pending login as it is now; it must not have ended meanwhile. */
@@ -210,8 +240,11 @@ export class EnrolmentService {
     return p;
   }
 
-  /** Adds a factor; a first factor comes with a new set of recovery codes. Other factors are never overwritten. */
-  private async bind(pid: string, factor: Factor, first: boolean, username: string, ip: string): Promise<Bound> {
+  /**
+   * Adds a factor; a first factor comes with a new set of recovery codes. Other factors are never overwritten.
+   * `proved`: the salt of the invitation code the pending login showed.
+   */
+  private async bind(pid: string, factor: Factor, first: boolean, username: string, ip: string, proved?: string): Promise<Bound> {
     const now = this.d.clock.now();
     const made = first ? await newRecoveryCodes() : undefined;
     // The invitation works once: of two logins that both showed it, only the first to bind a factor has it (taken
@@ -219,6 +252,8 @@ export class EnrolmentService {
     const invite = first && this.d.config.enrolment.proof === 'invite' ? await this.d.codes.take(pid) : undefined;
     if (invite === null) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was used meanwhile');
     try {
+      // Only the code this login showed: one issued since (a reset, a new letter) was never shown to it.
+      if (invite && invite.salt !== proved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was replaced meanwhile');
       await this.d.factors.update(pid, (cur) => {
         const current: UserFactors = cur ?? { factors: [] };
         // A first factor bound meanwhile through another pending login is not followed by a second "first" one.
@@ -239,6 +274,9 @@ export class EnrolmentService {
     return { ok: true, factor, ...(recoveryCodes ? { recoveryCodes } : {}) };
   }
 }
+
+/** A TOTP set-up of the security page: per session, by sign-in time (kept by a step-up). */
+const setupKey = (active: ActiveSession) => keys.factorSetup(active.record.pid, active.record.authTime);
 
 /** What a person called a factor: trimmed, control characters removed, at most 60 characters. */
 export function factorName(input: string, fallback: string): string {

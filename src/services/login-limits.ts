@@ -143,10 +143,13 @@ export class LoginLimits {
 
   /** Many distinct accounts failing from one address: stuffing or spraying. The address is blocked for a while. */
   private async watchAddress(pid: string, bucket: string): Promise<void> {
+    // The shared bucket of unreadable addresses is never blocked (that would block every such client): its set would
+    // only grow by one member per username tried.
+    if (bucket === 'unknown') return;
     const s = this.d.config.limits.stuffing;
     const windowMs = s.windowMinutes * MINUTE;
     const n = await this.distinct.add(keys.addressUsernames(bucket), pid, windowMs);
-    if (n < s.distinctAccounts || bucket === 'unknown') return;
+    if (n < s.distinctAccounts) return;
     const blockMs = s.blockMinutes * MINUTE;
     const until = this.d.clock.now() + blockMs;
     if (!(await this.d.kv.setIfAbsent(keys.addressBlock(bucket), String(until), blockMs))) return;

@@ -24,11 +24,6 @@ export class PendingService {
     return id ? ((await this.d.pending.get(id, this.d.clock.now()))?.stage ?? null) : null;
   }
 
-  /** Keeps a first enrolment's recovery codes until the page that shows them. */
-  async holdRecoveryCodes(id: string, codes: string[]): Promise<void> {
-    await this.d.pending.update(id, (cur) => ({ ...cur, recoveryCodes: codes }), this.d.clock.now());
-  }
-
   /** The codes to show, once: they leave the record as they are shown. */
   async takeRecoveryCodes(id: string, p: PendingLogin): Promise<string[]> {
     if (!p.recoveryCodes) return [];

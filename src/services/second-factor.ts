@@ -99,7 +99,7 @@ export class SecondFactorService {
   }
 
   private stepUpCeremony(active: ActiveSession): Ceremony {
-    return this.d.attempts.ofSession(active, this.d.config.mfa.pendingTimeoutSeconds * 1000);
+    return this.d.attempts.ofSession(active);
   }
 
   private async passkeyOptions(owner: string, pid: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
@@ -113,7 +113,7 @@ export class SecondFactorService {
 
   /** WA3 §7.2 around the mechanism: the challenge of this ceremony, a credential of this user, the counter stored. */
   private async checkPasskey(owner: string, c: Ceremony, response: unknown, ip: string): Promise<{ ok: true } | Refused> {
-    const attempt = await this.d.attempts.begin(c, ip, 'webauthn');
+    const attempt = await this.d.attempts.beginPasskey(c, ip);
     // The challenge was made for this login or session, for authentication, and is used once (R21, C-42).
     const challenge = await this.d.challenges.take(owner, 'authenticate');
     if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) {
@@ -125,12 +125,15 @@ export class SecondFactorService {
     const factor = factors?.factors.find((f): f is WebAuthnFactor => f.kind === 'webauthn' && f.credential.id === id);
     if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
     const result = await verifyAuthentication(this.d.rp, response, challenge.challenge, factor.credential, factors.userHandle);
-    const regressed = () => {
+    const regressed = async () => {
       this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id });
       this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name } });
-      return this.d.attempts.failed(c, ip, attempt, 'counter-regression');
+      return this.d.attempts.failed(c, ip, await this.d.attempts.againstUser(c, attempt), 'counter-regression');
     };
-    if (!result.ok) return result.reason === 'counter-regression' ? regressed() : this.d.attempts.failed(c, ip, attempt, result.reason);
+    if (!result.ok && result.reason === 'counter-regression') return regressed();
+    // Only a clone's answer (above: its signature right, its counter behind) counts against the user. A wrong
+    // signature cannot be a guess, and anyone holding the password can make one from the options' credential ids.
+    if (!result.ok) return this.d.attempts.failed(c, ip, attempt, result.reason);
     // The counter and backup state are stored only after every check passed (WA3 §7.2), on the factors as they are
     // now, and the counter is checked again there: of two assertions with the same counter checked at once (a cloned
     // authenticator racing the real one), the second is refused.

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import { matchTotpStep, normaliseTotpInput } from '../mechanisms/totp.js';
 import type { ReplayGuard } from '../stores/counters.js';
 import type { FactorStore, TotpFactor } from '../stores/factor-store.js';
-import type { Attempt, Attempts, Ceremony, CodeCheck, Refused } from './ceremony.js';
+import type { Attempts, Ceremony, CodeCheck, Refused } from './ceremony.js';
 import type { SecurityLog } from './security-events.js';
 
 export class TotpChecks {
@@ -13,7 +13,10 @@ export class TotpChecks {
   async checkSecret(c: Ceremony, secret: string, input: string, ip: string): Promise<CodeCheck> {
     const attempt = await this.d.attempts.begin(c, ip, 'totp');
     const step = await this.matchingStep([secret], input);
-    return step === null ? this.d.attempts.failed(c, ip, attempt, 'wrong code') : this.claim(c, step.step, attempt, ip);
+    if (step === null) return this.d.attempts.failed(c, ip, attempt, 'wrong code');
+    if (!(await this.claim(c, step.step, ip))) return this.d.attempts.failed(c, ip, attempt, 'code already used');
+    await this.d.attempts.succeeded(c, attempt);
+    return { ok: true };
   }
 
   /** A code for any of the user's authenticator apps; the one it matched is marked used. */
@@ -23,12 +26,17 @@ export class TotpChecks {
     const apps = (factors?.factors ?? []).filter((f): f is TotpFactor => f.kind === 'totp');
     const match = await this.matchingStep(apps.map((f) => f.secret), input);
     if (match === null) return this.d.attempts.failed(c, ip, attempt, 'wrong code');
-    const claimed = await this.claim(c, match.step, attempt, ip);
-    if (!claimed.ok) return claimed;
+    if (!(await this.claim(c, match.step, ip))) return this.d.attempts.failed(c, ip, attempt, 'code already used');
     const factor = apps[match.index]!;
     const now = this.d.clock.now();
-    // On the factors as they are now: an app removed meanwhile stays removed.
-    await this.d.factors.update(c.pid, (cur) => (cur ? { ...cur, factors: cur.factors.map((f) => (f.id === factor.id ? { ...f, lastUsedAt: now } : f)) } : cur));
+    // On the factors as they are now: an app removed meanwhile stays removed, and opens nothing (a stolen one, say).
+    let removed = false;
+    await this.d.factors.update(c.pid, (cur) => {
+      removed = !cur?.factors.some((f) => f.id === factor.id);
+      return cur && !removed ? { ...cur, factors: cur.factors.map((f) => (f.id === factor.id ? { ...f, lastUsedAt: now } : f)) } : cur;
+    });
+    if (removed) return this.d.attempts.failed(c, ip, attempt, "not one of the user's authenticator apps");
+    await this.d.attempts.succeeded(c, attempt);
     return { ok: true, factor };
   }
 
@@ -43,12 +51,9 @@ export class TotpChecks {
   }
 
   /** A step is accepted at most once per user, also across parallel submissions and across the user's apps. */
-  private async claim(c: Ceremony, step: number, attempt: Attempt, ip: string): Promise<CodeCheck> {
-    if (await this.d.replay.claimStep(c.pid, step)) {
-      await this.d.attempts.succeeded(c, attempt);
-      return { ok: true };
-    }
+  private async claim(c: Ceremony, step: number, ip: string): Promise<boolean> {
+    if (await this.d.replay.claimStep(c.pid, step)) return true;
     this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
-    return this.d.attempts.failed(c, ip, attempt, 'code already used');
+    return false;
   }
 }

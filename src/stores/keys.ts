@@ -14,7 +14,8 @@ export const keys = {
   device: (fingerprint: string) => `device:{${fingerprint}}`,
   deviceIndex: () => 'devices:index',
   stepUpAttempts: (sid: string) => `session:{${sid}}:step-up-attempts`,
-  factorSetup: (pid: string) => `user:{${pid}}:factor-setup`,
+  /** A TOTP secret being set up from the security page, per session (by its sign-in time, which a step-up keeps). */
+  factorSetup: (pid: string, authTime: number) => `user:{${pid}}:factor-setup:${authTime}`,
   // Limits: per account and per client address, each with its own hash tag; global ones share {login}.
   passwordFailures: (pid: string) => `user:{${pid}}:failures:password`,
   factorFailures: (pid: string, kind: string) => `user:{${pid}}:failures:${kind}`,
@@ -28,6 +29,7 @@ export const keys = {
   blockIndex: () => '{login}:blocked-addresses',
   lockoutIndex: () => '{login}:locked-factors',
   proofCodeSends: (pid: string) => `user:{${pid}}:proof-code-sends`,
+  proofCodeSendsDaily: (pid: string) => `user:{${pid}}:proof-code-sends:daily`,
   recoveryCodeUsed: (pid: string, setSalt: string, index: number) => `user:{${pid}}:recovery-used:${setSalt}:${index}`,
   recoveryCodeUsedPrefix: (pid: string) => `user:{${pid}}:recovery-used:`,
   /** When the store first saw a configured key (for key ages in `keys status` and the report). */
@@ -38,8 +40,8 @@ export const keys = {
 const SEALED = [
   /^jar:\{[^}]+\}$/,
   /^pending:\{[^}]+\}$/,
-  /^session:\{[^}]+\}(:factor-setup)?$/,
-  /^user:\{[^}]+\}:(factors|enrolment-code)$/,
+  /^session:\{[^}]+\}$/,
+  /^user:\{[^}]+\}:(factors|enrolment-code|factor-setup:\d+)$/,
   /^challenge:\{.+\}:(register|authenticate)$/,
   /^device:\{[^}]+\}$/,
   /^devices:index$/,

@@ -41,6 +41,8 @@ export interface PendingLogin {
   totpSecret?: string;
   /** enrolment.proof webhook: the code sent to the user (hashed) and until when it works. */
   proofCode?: HashedCode & { expiresAt: number };
+  /** enrolment.proof invite: the salt of the letter's code this login showed (bind uses up that one only). */
+  invite?: string;
   /** Recovery codes of a first enrolment, held (sealed) only until the page that shows them once. */
   recoveryCodes?: string[];
   /** A failed second step was already reported to the notify webhook for this login. */

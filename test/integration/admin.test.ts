@@ -12,7 +12,7 @@ import { Sealer } from '../../src/mechanisms/sealer.js';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { randomKey } from '../helpers/config.js';
-import { ALICE, BOB, signInWithTotp, signUpAndEnrol, startStack, submitPassword, type Stack, startRedisStack } from '../helpers/stack.js';
+import { ALICE, BOB, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
 /** Every key in the store, and what every sealed record holds once opened. */
 async function dump(kv: KvStore, sealer: Sealer): Promise<{ keys: string[]; opened: string[] }> {
@@ -242,4 +242,60 @@ t.test('operator and reason are required and free of control characters', async 
   t.throws(() => operatorFrom({ operator: 'Dana\nforged', reason: 'x' }), /--operator/);
   t.throws(() => operatorFrom({ operator: 'Dana', reason: 'x'.repeat(201) }), /--reason/);
   t.throws(() => operatorFrom({ operator: 'Dana', reason: 'ALICE asked', user: 'alice' }), /must not contain the username/);
+});
+
+t.test('a reset or a revocation also ends the sign-ins in progress of the user', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  // At the recovery codes of a first enrolment (the factor bound) when the help desk resets the factors.
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const page = await b.get('/_mfa/enrol/totp');
+  const csrf = inputValue(page.body, 'csrf');
+  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
+  t.equal((await b.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) })).location, '/_mfa/recovery-codes');
+  await userCommand(gw, 'reset-factors', { user: 'alice' });
+  t.equal((await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' })).status, 403, 'no session from a sign-in begun before the reset');
+  t.notOk(await signedIn(b));
+
+  // At the code page, password accepted, when the sessions are revoked.
+  const bob = await signUpAndEnrol(s, BOB);
+  s.clock.advance(30_000);
+  const x = s.browser();
+  await submitPassword(x, BOB.username, BOB.password);
+  const verify = await x.get('/_mfa/verify');
+  t.same(await sessionsCommand(gw, 'revoke', { user: 'bob' }), ['ended 1 session(s) of bob']);
+  t.equal((await x.post('/_mfa/verify', { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(bob.secret, s.clock.now()) })).status, 403, 'the sign-in in progress ended too');
+  t.notOk(await signedIn(x));
+  t.equal((await signInWithTotp(s, bob.secret, BOB)).final.status, 303, 'a sign-in begun after it works');
+});
+
+t.test('key rotation and key status include the key of an app being set up from the security page', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const alice = await signUpAndEnrol(s);
+  const setup = await alice.b.get('/_mfa/security/totp');
+  const scanned = /id="secret">([^<]+)</.exec(setup.body)![1]!.replaceAll(' ', '');
+  const setupKeys: string[] = [];
+  for await (const batch of s.kv.scanKeys('user:{')) setupKeys.push(...batch.filter((k) => k.includes(':factor-setup')));
+  t.equal(setupKeys.length, 1);
+  const s2 = await startStack({
+    kv: () => s.kv,
+    patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e2', secret: randomKey() }, s.config.keys.encryption[0]], signing: s.config.keys.signing, pseudonym: s.config.keys.pseudonym }),
+  });
+  t.teardown(async () => {
+    await s2.app.close();
+    await s2.portal.close();
+  });
+  let sealed = 0;
+  for await (const batch of s.kv.scanKeys('')) for (const key of batch) if (Sealer.keyIdOf((await s.kv.get(key).catch(() => null)) ?? '') === 'e1') sealed++;
+  const status = await s2.app.gateway.admin.keyStatus();
+  t.equal(status.find((u) => u.id === 'e1')?.records, sealed, 'key status counts every record sealed under the key');
+  await keysCommand(s2.app.gateway, 'rotate');
+  t.equal(Sealer.keyIdOf((await s.kv.get(setupKeys[0]!))!), 'e2', 're-sealed with the new key');
+  const b = s2.browser();
+  Object.defineProperty(b, 'cookies', { value: alice.b.cookies });
+  const again = await b.get('/_mfa/security/totp');
+  t.equal(/id="secret">([^<]+)</.exec(again.body)![1]!.replaceAll(' ', ''), scanned, 'the key being set up still opens');
 });

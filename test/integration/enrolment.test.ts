@@ -10,7 +10,8 @@ import { keys } from '../../src/stores/keys.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { ALICE, BOB, enrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
+import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { ALICE, BOB, enrol, jsonCall, passkeyCsrf, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
 const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
 
@@ -206,4 +207,80 @@ t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (
   const one = runCli(['enrol-codes', 'issue', '--config', configFile, '--user', 'bob', ...OPERATOR]);
   t.match(one.stdout, /^username,code,expires\nbob,/);
   t.equal(runCli(['enrol-codes', 'issue', '--config', configFile, ...OPERATOR]).code, 2, 'usage');
+});
+
+const secretOf = (html: string) => /id="secret">([^<]+)</.exec(html)![1]!.replaceAll(' ', '');
+
+t.test('invite: a factor reset ends a sign-in past the old code; a sign-in binds only with the code it showed', async (t) => {
+  const s = await startStack({ patch: invite });
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const pid = gw.pidOf('alice')!;
+  // Someone with the password and an old letter's code, at the factor step, when the help desk resets.
+  const attacker = await atProof(s);
+  t.equal((await attacker.b.post('/_mfa/enrol/proof', { csrf: attacker.csrf, code: await issue(s, 'alice') })).location, '/_mfa/enrol');
+  const secret = secretOf((await attacker.b.get('/_mfa/enrol/totp')).body);
+  const { invite: fresh } = await gw.admin.resetFactors(pid);
+  t.equal((await attacker.b.post('/_mfa/enrol/totp', { csrf: attacker.csrf, code: await totpAt(secret, s.clock.now()) })).status, 403, 'the reset ended that sign-in');
+  t.equal(await gw.stores.factors.get(pid), null, 'no factor bound');
+
+  // A sign-in whose code was replaced by a new letter meanwhile does not use up (nor bind with) the new one.
+  const late = await atProof(s);
+  t.equal((await late.b.post('/_mfa/enrol/proof', { csrf: late.csrf, code: fresh!.code })).location, '/_mfa/enrol');
+  const lateSecret = secretOf((await late.b.get('/_mfa/enrol/totp')).body);
+  const newest = await issue(s, 'alice');
+  s.clock.advance(30_000);
+  t.equal((await late.b.post('/_mfa/enrol/totp', { csrf: late.csrf, code: await totpAt(lateSecret, s.clock.now()) })).status, 403, 'not bound with a code it never showed');
+  t.equal(await gw.stores.factors.get(pid), null, 'no factor bound');
+  const user = await atProof(s);
+  t.equal((await user.b.post('/_mfa/enrol/proof', { csrf: user.csrf, code: newest })).location, '/_mfa/enrol', 'the newest code still works');
+  s.clock.advance(30_000);
+  t.equal((await enrol(s, user.b)).done.location, '/records', 'and enrols');
+});
+
+t.test('invite: a new letter lifts the lock of too many wrong enrolment codes', async (t) => {
+  const s = await startStack({ patch: (raw) => (invite(raw), (raw.limits.enrolmentCode = { freeAttempts: 5, baseSeconds: 30, maxSeconds: 3600, cap: 3 })) });
+  t.teardown(s.close);
+  await issue(s, 'alice');
+  const { b, csrf } = await atProof(s);
+  const statuses: number[] = [];
+  for (let i = 0; i < 4; i++) statuses.push((await b.post('/_mfa/enrol/proof', { csrf, code: `AAAA-BBBB-CCC${i}` })).status);
+  t.same(statuses, [400, 400, 400, 403], 'locked after three');
+  const code = await issue(s, 'alice');
+  const again = await atProof(s);
+  t.equal((await again.b.post('/_mfa/enrol/proof', { csrf: again.csrf, code })).location, '/_mfa/enrol', "the new letter's code works");
+});
+
+t.test('webhook: at most ten enrolment codes a day, however often the password is entered again', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => (raw.enrolment = { proof: 'webhook', webhook: { url: receiver.url, secret: 'w'.repeat(64), codeMinutes: 10 } }) });
+  t.teardown(s.close);
+  for (let i = 0; i < 10; i++) {
+    const { b, csrf } = await atProof(s);
+    t.equal((await b.post('/_mfa/enrol/proof/send', { csrf })).status, 303, `code ${i + 1}`);
+    s.clock.advance(2 * 60_000);
+  }
+  const { b, csrf } = await atProof(s);
+  const refused = await b.post('/_mfa/enrol/proof/send', { csrf });
+  t.equal(refused.status, 429, 'the eleventh is refused');
+  t.ok(Number(refused.headers['retry-after']) > 60 * 60, 'for more than an hour');
+  t.equal(receiver.calls.length, 10, 'and not sent');
+});
+
+t.test('a passkey whose binding fails leaves its credential id free', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  // Two sign-ins at the factor step; the first enrols an app, the second then tries a passkey.
+  const first = s.browser();
+  await submitPassword(first, ALICE.username, ALICE.password);
+  const second = s.browser();
+  await submitPassword(second, ALICE.username, ALICE.password);
+  const csrf = passkeyCsrf((await second.get('/_mfa/enrol')).body);
+  const options = await jsonCall(second, '/_mfa/enrol/passkey/options', csrf);
+  t.equal((await enrol(s, first)).done.location, '/records');
+  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
+  const refused = await jsonCall(second, '/_mfa/enrol/passkey', csrf, { credential: auth.register(options.json), name: 'Key' });
+  t.equal(refused.status, 403, 'a factor was enrolled meanwhile');
+  t.equal(await s.kv.get(keys.credentialOwner(auth.credentials[0]!.id)), null, 'the credential id is not kept for her');
 });

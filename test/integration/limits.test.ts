@@ -102,6 +102,24 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'back on');
 });
 
+t.test('step-up: five wrong codes end the session, however slowly they come', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const csrf = inputValue((await b.get('/_mfa/step-up')).body, 'csrf');
+  const wrong = () => b.post('/_mfa/step-up', { csrf, code: '000000' }, { accept: 'application/json' });
+  const statuses = [];
+  for (let i = 0; i < 4; i++) statuses.push((await wrong()).status);
+  t.same(statuses, [400, 400, 400, 400]);
+  // Longer than a sign-in may take, well within the session's idle and absolute limits.
+  s.clock.advance(6 * 60_000);
+  t.equal((await b.get('/records')).status, 200, 'the session is still live');
+  const fifth = await wrong();
+  t.equal(fifth.status, 429, 'the fifth wrong code, after the pause');
+  t.match(JSON.parse(fifth.body), { error: 'GW_ERR_TOO_MANY_ATTEMPTS' });
+  t.equal((await b.get('/records')).status, 302, 'the session has ended');
+});
+
 t.test('credential stuffing from one address (rotating X-Forwarded-For, untrusted): limits hold, the address is blocked', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 100_000, burst: 100_000 }, globalRate: { perMinute: 100_000, burst: 100_000 } } } }) });
   t.teardown(s.close);

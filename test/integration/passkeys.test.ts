@@ -104,6 +104,45 @@ t.test('each check the gateway owns refuses, and a refused passkey counts as a w
   t.ok(events(s, 'mfa_failed').some((e) => e.factor === 'webauthn' && e.reason === 'origin'), 'the precise reason is in the log');
 });
 
+t.test('answers that are no signature, from someone holding only the password, end the sign-in but never lock the passkey', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const alice = new SoftAuthenticator({ origin: ORIGIN });
+  await signUpWithPasskey(s, alice);
+  const own = alice.credentials[0]!.id;
+  for (let round = 0; round < 3; round++) {
+    const b = s.browser();
+    await submitPassword(b, ALICE.username, ALICE.password);
+    const csrf = passkeyCsrf((await b.get('/_mfa/verify')).body);
+    const post = (credential: unknown) => jsonCall(b, '/_mfa/verify/passkey', csrf, { credential });
+    const options = () => jsonCall(b, '/_mfa/verify/passkey/options', csrf);
+    const answers = [await post('junk'), await post({ id: own, rawId: own, type: 'public-key', response: {} })];
+    await options();
+    answers.push(await post({ id: 'AAAA', rawId: 'AAAA', type: 'public-key', response: {} }));
+    await options();
+    answers.push(await post({ id: own, rawId: own, type: 'public-key', response: { clientDataJSON: 'e30' } }));
+    answers.push(await post({}));
+    t.same(answers.map((a) => a.status), [400, 400, 400, 400, 429], `round ${round}: the fifth refusal ends the sign-in`);
+    t.match(answers[4]!.json, { error: 'GW_ERR_TOO_MANY_ATTEMPTS' });
+    t.match((await post('junk')).json, { error: 'GW_ERR_LOGIN_EXPIRED' }, 'the password must be entered again');
+  }
+  t.notOk(events(s, 'mfa_failed').some((e) => 'failures' in e), 'none counted against alice');
+  t.equal((await signInWithPasskey(s, alice)).answer.status, 200, 'the genuine passkey still signs in');
+  // A wrong signature (anyone can make one from the options' credential ids) does not count either; a clone's answer
+  // (signed right, counter behind) does.
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = passkeyCsrf((await b.get('/_mfa/verify')).body);
+  const options = (await jsonCall(b, '/_mfa/verify/passkey/options', csrf)).json;
+  const forged = alice.authenticate(options);
+  forged.response.signature = alice.authenticate(options).response.signature;
+  t.equal((await jsonCall(b, '/_mfa/verify/passkey', csrf, { credential: forged })).status, 400);
+  t.notOk('failures' in events(s, 'mfa_failed').at(-1)!, 'a wrong signature: not counted against alice');
+  t.match(events(s, 'mfa_failed').at(-1), { reason: 'signature' });
+  t.equal((await signInWithPasskey(s, alice.clone(), ALICE, { counter: 1 })).answer.status, 400);
+  t.match(events(s, 'mfa_failed').at(-1), { reason: 'counter-regression', failures: 1 });
+});
+
 t.test('a sign counter that does not increase is refused and raises a security event and a notification', async (t) => {
   const receiver = await startReceiver();
   t.teardown(receiver.close);

@@ -172,3 +172,19 @@ t.test('signed out: the security page sends you to sign in; it is linked from ev
   }
   t.match((await b.get('/_mfa/nothing')).body, 'href="/_mfa/security"', 'error pages too');
 });
+
+t.test('an app being added: one key per set-up, however many pages are opened at once, and not shared with other sessions', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  const keyOf = (html: string) => /id="secret">([^<]+)</.exec(html)![1]!.replaceAll(' ', '');
+  const active = (await s.app.gateway.sessions.authenticate(b.cookies.get('__Host-mfa-session')))!;
+  const [one, two] = await Promise.all([s.app.gateway.enrolment.sessionTotpSecret(active), s.app.gateway.enrolment.sessionTotpSecret(active)]);
+  t.equal(one, two, 'two pages opened at once show the same key');
+  const pages = [await b.get('/_mfa/security/totp')];
+  t.equal(keyOf(pages[0]!.body), one, 'and keep showing it');
+  const { b: other } = await signInWithTotp(s, secret);
+  const elsewhere = await other.get('/_mfa/security/totp');
+  t.equal(elsewhere.status, 200);
+  t.not(keyOf(elsewhere.body), keyOf(pages[0]!.body), 'another session of the user gets a key of its own');
+  t.equal(keyOf((await b.get('/_mfa/security/totp')).body), keyOf(pages[0]!.body), 'the first session keeps its own');
+});

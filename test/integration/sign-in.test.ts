@@ -504,3 +504,19 @@ t.test('pages in the language the browser asks for, from a dropped-in message fi
   t.match(String(logo.headers['content-security-policy']), "default-src 'none'");
   t.match((await b.get('/_mfa/assets/gateway.css')).body, '--accent: #7a1f5c');
 });
+
+t.test('the enrolment form sent twice at once: both go on to the recovery codes, which are there', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const page = await b.get('/_mfa/enrol/totp');
+  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
+  const form = { csrf: inputValue(page.body, 'csrf'), code: await totpAt(secret, s.clock.now()) };
+  const answers = await Promise.all([b.post('/_mfa/enrol/totp', form), b.post('/_mfa/enrol/totp', form)]);
+  t.same(answers.map((a) => [a.status, a.location]), [[303, '/_mfa/recovery-codes'], [303, '/_mfa/recovery-codes']], 'neither says the code did not work');
+  const shown = await b.get('/_mfa/recovery-codes');
+  t.equal([...shown.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].length, 10, 'the codes are shown');
+  const done = await b.post('/_mfa/recovery-codes', { csrf: form.csrf, saved: 'yes' });
+  t.equal(done.location, '/records', 'signed in');
+});
