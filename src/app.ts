@@ -107,6 +107,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   installEdge(app, {
     hosts: config.server.hosts,
     trustedProxies: config.server.trustedProxies,
+    forwardedHeader: config.server.forwardedHeader,
     // Health checks address the gateway by IP, the portal fetches the JWKS, and a forward-auth proxy (Traefik) asks
     // with its own Host; the endpoint checks X-Forwarded-Host itself.
     anyHost: ['health/live', 'health/ready', 'jwks.json', 'forward-auth'].map((p) => `${config.server.prefix}/${p}`),

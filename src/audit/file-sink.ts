@@ -29,12 +29,12 @@ const READ_ATTEMPTS = 5;
  * renamed the current file, so its records would be missing from what was read (the new current file in their place).
  * The files are listed again after reading, and read again when a file was added.
  */
-export function readAuditDir(dir: string): { file: string; text: string }[] {
+export function readAuditDir(dir: string, read = (file: string) => readFileSync(file, 'utf8')): { file: string; text: string }[] {
   for (let attempt = 1; ; attempt++) {
     const files = auditFiles(dir);
     let segments: { file: string; text: string }[];
     try {
-      segments = files.map((file) => ({ file, text: readFileSync(file, 'utf8') }));
+      segments = files.map((file) => ({ file, text: read(file) }));
     } catch (err) {
       // Listed, then renamed before it was read.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < READ_ATTEMPTS) continue;

@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import { policyConfig } from '../config/load.js';
 import { normaliseAddress } from '../domain/client-address.js';
 import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
-import { compilePolicy, explainAccess, type AccessOutcome, type FactorKind } from '../domain/policy.js';
+import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type FactorKind } from '../domain/policy.js';
 import { canonicalUsername } from '../domain/username.js';
 import { canonicalTarget } from '../domain/canonical-path.js';
 import { parseGroupMap } from '../services/groups.js';
@@ -36,6 +36,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
     path: target.matchPath,
     clientIp: ip,
     legacyAuth: carriesLegacyCredentials(q.authorization, target.query, [config.portal.login.usernameField, config.portal.login.passwordField]),
+    methodOverride: carriesMethodOverride(target.query),
     session: user ? { groups, factorAgeSeconds: q.factorAgeSeconds ?? 0, factor: q.factor ?? 'totp' } : null,
     device: { managed: q.managed ?? false },
   });

@@ -88,7 +88,11 @@ export const ConfigSchema = Type.Object(
         }),
         trustedProxies: Type.Array(Type.String(), {
           default: [],
-          description: 'Addresses/CIDRs of proxies in front of the gateway whose X-Forwarded-For, Forwarded and X-Forwarded-Proto are believed.',
+          description: 'Addresses/CIDRs of proxies in front of the gateway whose forwarding header (forwardedHeader) and X-Forwarded-Proto are believed.',
+        }),
+        forwardedHeader: Type.Union([Type.Literal('x-forwarded-for'), Type.Literal('forwarded')], {
+          default: 'x-forwarded-for',
+          description: 'The header the trusted proxies write the client address in: X-Forwarded-For, or RFC 7239 Forwarded. Only that one is read (a proxy passes a client\'s own copy of the other on).',
         }),
         pathParameters: Type.Union([Type.Literal('reject'), Type.Literal('allow')], {
           default: 'reject',

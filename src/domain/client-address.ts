@@ -57,21 +57,23 @@ export interface ClientView {
   proto: 'http' | 'https';
 }
 
+/** The forwarding header the trusted proxies write (server.forwardedHeader). */
+export type ForwardedHeader = 'x-forwarded-for' | 'forwarded';
+
 /**
  * Who is asking. Forwarding headers count only when the peer itself is a trusted proxy; then the client is the
- * right-most address that is not a trusted proxy (SECURITY R55: earlier hops are whatever the client wrote).
- * X-Forwarded-For and RFC 7239 Forwarded are both read: a proxy that writes one passes a client's own copy of the
- * other on, and which one the proxy wrote cannot be told, so when they name different clients the address is unknown.
+ * right-most address that is not a trusted proxy (SECURITY R55: earlier hops are whatever the client wrote). Only the
+ * header the proxies write is read: a proxy passes a client's own copy of the other on.
  */
-export function clientView(peer: string | undefined, tls: boolean, headers: ForwardingHeaders, trusted: AddressSet): ClientView {
+export function clientView(peer: string | undefined, tls: boolean, headers: ForwardingHeaders, trusted: AddressSet, header: ForwardedHeader = 'x-forwarded-for'): ClientView {
   const socketIp = normaliseAddress(peer ?? '');
   const own: ClientView = { ip: socketIp, proto: tls ? 'https' : 'http' };
   if (socketIp === null || !trusted.has(socketIp)) return own;
-  const xff = joined(headers['x-forwarded-for']);
-  const fwd = joined(headers.forwarded);
-  const fromXff = xff === undefined ? undefined : nearestUntrusted(xff.split(','), socketIp, trusted);
-  const fromFwd = fwd === undefined ? undefined : nearestUntrusted(forwardedFor(fwd), socketIp, trusted);
-  const ip = fromXff === undefined ? (fromFwd === undefined ? socketIp : fromFwd) : fromFwd === undefined || fromFwd === fromXff ? fromXff : null;
+  const value = joined(headers[header]);
+  const other = joined(headers[header === 'forwarded' ? 'x-forwarded-for' : 'forwarded']);
+  // Without the header its proxies write, a request is the peer's own; with only the other one it is a client's
+  // copy that came through, where the proxy wrote nothing: the address is unknown (fail closed).
+  const ip = value !== undefined ? nearestUntrusted(header === 'forwarded' ? forwardedFor(value) : value.split(','), socketIp, trusted) : other === undefined ? socketIp : null;
   return { ip, proto: forwardedProto(headers, own.proto) };
 }
 

@@ -43,6 +43,8 @@ export interface RequestFacts {
   clientIp: string | null;
   /** Authorization: Basic/Digest/NTLM/Negotiate, or login credentials in the query string. */
   legacyAuth: boolean;
+  /** A method override in the query string (carriesMethodOverride). */
+  methodOverride: boolean;
   /** null when the request has no valid session. */
   session: null | { groups: readonly string[]; factorAgeSeconds: number; factor: FactorKind };
   device: { managed: boolean };
@@ -50,7 +52,7 @@ export interface RequestFacts {
 
 export type AccessOutcome =
   | { verdict: 'allow'; rule: string; decision: Decision }
-  | { verdict: 'deny'; rule: string; reason: 'rule' | 'legacy-auth' | 'legacy-endpoint' | 'unknown-address' }
+  | { verdict: 'deny'; rule: string; reason: 'rule' | 'legacy-auth' | 'legacy-endpoint' | 'unknown-address' | 'method-override' }
   | { verdict: 'sign-in'; rule: string }
   | { verdict: 'managed-device'; rule: string }
   | { verdict: 'step-up'; rule: string; maxAgeSeconds: number; factors: readonly FactorKind[] };
@@ -155,10 +157,7 @@ export function pathPattern(pattern: string, flags = ''): RegExp {
 // leading spaces, reads '.', ' ' and '[' as '_', and `_method[x]` as `_method`).
 const METHOD_OVERRIDE = /^[ .[_]method(\[|$)/i;
 
-/**
- * Whether the query asks the portal for another method than the request's: the rules would judge one method and the
- * portal act on another (a POST past a rule for DELETE): the HTTP layer refuses such a request instead of judging it.
- */
+/** Whether the query asks the portal for another method than the request's (such a request is denied). */
 export function carriesMethodOverride(query: string): boolean {
   if (!query) return false;
   // Names after a ";" too, as for legacy credentials: some portals split query fields on it as on "&".
@@ -180,6 +179,11 @@ export function explainAccess(policy: CompiledPolicy, facts: RequestFacts): { ou
 }
 
 function evaluate(policy: CompiledPolicy, facts: RequestFacts, trace: TraceLine[] | undefined): AccessOutcome {
+  // The rules would judge one method and the portal act on another (a POST past a rule for DELETE).
+  if (facts.methodOverride) {
+    trace?.push({ rule: 'method override', result: 'match', why: 'the query asks the portal for another method (_method)' });
+    return { verdict: 'deny', rule: 'method override', reason: 'method-override' };
+  }
   if (policy.legacyEndpoints.some((re) => re.test(facts.path))) {
     trace?.push({ rule: 'legacy endpoints', result: 'match', why: `${facts.path} is a listed legacy endpoint` });
     return { verdict: 'deny', rule: 'legacy endpoints', reason: 'legacy-endpoint' };

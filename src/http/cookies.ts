@@ -8,6 +8,8 @@ export const COOKIE = {
   pending: '__Host-mfa-pending',
   /** A browser that has not signed in: names its pre-login jar of portal cookies. */
   browser: '__Host-mfa-browser',
+  /** A browser that finished a sign-in: its password attempts for that account wait on a count of their own. */
+  known: '__Host-mfa-known',
 } as const;
 
 export const cookieOptions = (maxAgeSeconds?: number): CookieSerializeOptions => ({

@@ -3,7 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { loggedPath } from '../domain/canonical-path.js';
-import { AddressSet, clientView, type ClientView } from '../domain/client-address.js';
+import { AddressSet, clientView, type ClientView, type ForwardedHeader } from '../domain/client-address.js';
 import type { AccessOutcome } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 
@@ -38,6 +38,7 @@ export interface AnsweredRequest {
 export interface EdgeOptions {
   hosts: readonly string[];
   trustedProxies: readonly string[];
+  forwardedHeader: ForwardedHeader;
   /** Paths answered whatever the Host (health checks address the gateway by IP, the portal fetches the JWKS). */
   anyHost: readonly string[];
   /** Every answered request, after its access line. */
@@ -54,7 +55,7 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
   app.decorateRequest('access', null);
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('strict-transport-security', HSTS);
-    req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted);
+    req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted, opts.forwardedHeader);
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
     const host = hostName(req);
     // The exempt paths are compared whole and as sent: /_mfa/jwks.json/../x is not exempt (it would reach the portal).

@@ -3,7 +3,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
-import { carriesMethodOverride } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
@@ -41,8 +40,6 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (logoutPaths.has(lowered) || (loginPaths.has(lowered) && method !== 'GET' && method !== 'HEAD')) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }
-    // `?_method=DELETE`: the portal would act on another method than the one judged.
-    if (carriesMethodOverride(target.query)) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'method override in the query');
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     const { outcome, device } = await access.decide({
       host,

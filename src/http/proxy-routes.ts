@@ -8,7 +8,6 @@ import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
-import { carriesMethodOverride } from '../domain/policy.js';
 import { browserLocation } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
@@ -73,8 +72,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // A login in another spelling goes to the portal as the configured path, and that is what the policy sees.
     const forwarded: CanonicalTarget = loginPath ? { ...target, path: loginPath, matchPath: loginPath } : target;
 
-    // `?_method=DELETE`: the portal would act on another method than the one judged.
-    if (carriesMethodOverride(target.query)) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'method override in the query');
     // An invalid session is dropped before any rule runs: the request is simply not signed in.
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active && req.cookies[COOKIE.session]) reply.clearCookie(COOKIE.session, clearOptions);
@@ -158,6 +155,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       forwardedFor: forwardedFor(req),
       proto: req.client.proto,
       replacesPending: req.cookies[COOKIE.pending],
+      knownBrowser: req.cookies[COOKIE.known],
     });
     if (outcome.kind === 'failed') {
       // The portal shows its own error; only its cookies are kept back.

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
+import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import type { Refused } from '../services/ceremony.js';
@@ -33,9 +34,15 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return c;
   };
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
-  /** The session starts: the pending cookie goes, the session cookie comes, and in forward-auth mode the portal's. */
+  /**
+   * The session starts: the pending cookie goes, the session cookie comes (with a known-browser token for the
+   * account), and in forward-auth mode the portal's.
+   */
   const signedIn = (req: FastifyRequest, reply: FastifyReply, done: SignedIn) => {
-    reply.clearCookie(COOKIE.pending, clearOptions).setCookie(COOKIE.session, done.token, cookieOptions());
+    reply
+      .clearCookie(COOKIE.pending, clearOptions)
+      .setCookie(COOKIE.session, done.token, cookieOptions())
+      .setCookie(COOKIE.known, ctx.login.knownBrowserToken(done.pid), cookieOptions(KNOWN_BROWSER_SECONDS));
     if (ctx.browserCookies === 'all') {
       const now = ctx.clock.now();
       for (const c of done.jar.filter((x) => x.expiresAt === undefined || x.expiresAt > now)) {

@@ -15,7 +15,7 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
  * | mfa_gateway_address_blocks_total          | counter   | –                                     | Client addresses blocked for credential stuffing                 |
  * | mfa_gateway_login_failure_surges_total    | counter   | –                                     | Gateway-wide password failure surges (global rate tightened)     |
  * | mfa_gateway_legacy_auth_blocked_total     | counter   | rule, reason                          | Legacy authentication refused (legacy-auth, legacy-endpoint)     |
- * | mfa_gateway_access_denied_total           | counter   | rule, reason                          | Policy denials (rule, unknown-address, unmanaged-device)         |
+ * | mfa_gateway_access_denied_total           | counter   | rule, reason                          | Policy denials (rule, unknown-address, unmanaged-device, method-override) |
  * | mfa_gateway_request_duration_seconds      | histogram | rule, status_class                    | Time to answer a request, by deciding rule ("none": no rule)     |
  * | mfa_gateway_policy_decisions_total        | counter   | rule, verdict                         | Access decisions (allow, deny, sign-in, managed-device, step-up) |
  * | mfa_gateway_upstream_errors_total         | counter   | kind: unavailable, timeout, busy      | Portal unreachable (502), too slow (504), too many waiting (503) |
@@ -40,7 +40,7 @@ export interface MetricsOptions {
 
 const FACTORS = new Set(['totp', 'webauthn', 'recovery', 'enrolment-code']);
 const VERDICTS = new Set(['allow', 'deny', 'sign-in', 'managed-device', 'step-up']);
-const DENY_REASONS = new Set(['rule', 'unknown-address', 'unmanaged-device', 'legacy-auth', 'legacy-endpoint']);
+const DENY_REASONS = new Set(['rule', 'unknown-address', 'unmanaged-device', 'method-override', 'legacy-auth', 'legacy-endpoint']);
 const UPSTREAM_KINDS = new Set<string>(['unavailable', 'timeout', 'busy']);
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];

@@ -2,7 +2,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { ClientView } from '../domain/client-address.js';
 import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
-import { decideAccess, type AccessOutcome, type CompiledPolicy, type RequestFacts } from '../domain/policy.js';
+import { carriesMethodOverride, decideAccess, type AccessOutcome, type CompiledPolicy, type RequestFacts } from '../domain/policy.js';
 import type { Clock } from '../clock.js';
 import type { DeviceService, DeviceState } from './devices.js';
 import type { GroupDirectory } from './groups.js';
@@ -48,6 +48,7 @@ export class AccessService {
       path: req.path,
       clientIp: req.client.ip,
       legacyAuth: carriesLegacyCredentials(req.authorization, req.query, this.d.loginFields),
+      methodOverride: carriesMethodOverride(req.query),
       session: s
         ? {
             groups: this.d.groups.groupsOf(s.username, s.groups),

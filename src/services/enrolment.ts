@@ -46,7 +46,7 @@ export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
 const SETUP_TTL_MS = 10 * 60_000;
 
 // Enrolment codes sent through the vendor's channel, per user: three at once, then one a minute; and, since the
-// password can be entered again and again, ten a day (ten at once, then one every 144 minutes).
+// password can be entered again and again, beyond ten one every 144 minutes (about ten a day sustained).
 const PROOF_SENDS = { perMinute: 1, burst: 3 };
 const PROOF_SENDS_DAILY = { perMinute: 10 / (24 * 60), burst: 10 };
 
@@ -249,10 +249,13 @@ export class EnrolmentService {
     const made = first ? await newRecoveryCodes() : undefined;
     // The invitation works once: of two logins that both showed it, only the first to bind a factor has it (taken
     // atomically); the other would bind a second first factor anyway, which the update below refuses too.
-    const invite = first && this.d.config.enrolment.proof === 'invite' ? await this.d.codes.take(pid) : undefined;
+    const inviteMode = first && this.d.config.enrolment.proof === 'invite';
+    // Only the code this login showed: one issued since (a reset, a new letter) was never shown to it. Checked before
+    // the code is taken (taking and putting back would hide it from a proof checked meanwhile), and again after.
+    if (inviteMode && (await this.d.codes.get(pid))?.salt !== proved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was replaced meanwhile');
+    const invite = inviteMode ? await this.d.codes.take(pid) : undefined;
     if (invite === null) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was used meanwhile');
     try {
-      // Only the code this login showed: one issued since (a reset, a new letter) was never shown to it.
       if (invite && invite.salt !== proved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was replaced meanwhile');
       await this.d.factors.update(pid, (cur) => {
         const current: UserFactors = cur ?? { factors: [] };

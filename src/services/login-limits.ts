@@ -9,8 +9,8 @@ import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 
 export type Admission = { ok: true } | { ok: false; retryAfterMs: number; reason: string };
-/** An admitted password and what it counted against its account (for unjudged()). */
-export type AccountAdmission = { ok: true; counted: FailureCount } | Extract<Admission, { ok: false }>;
+/** An admitted password, the count it went on and what it counted there (for unjudged() and succeeded()). */
+export type AccountAdmission = { ok: true; key: string; counted: FailureCount } | Extract<Admission, { ok: false }>;
 
 const MINUTE = 60_000;
 
@@ -71,9 +71,11 @@ export class LoginLimits {
    * whether or not the account exists: every canonical username has its counter (the portal alone knows which exist).
    * An admitted password counts as a failure of the account until succeeded(), so parallel guesses cannot all pass
    * one check (failed() does not count it again). A password the account's wait refuses uses none of the overall rate.
+   * A known browser of the account (`browser`: its id) has a count of its own: strangers' wrong passwords, which
+   * make the account's count wait, never keep out the browsers its owner signed in with (no lockout by username).
    */
-  async admitAccount(pid: string): Promise<AccountAdmission> {
-    const key = keys.passwordFailures(pid);
+  async admitAccount(pid: string, browser: string | null): Promise<AccountAdmission> {
+    const key = browser ? keys.knownBrowserFailures(pid, browser) : keys.passwordFailures(pid);
     const waiting = await this.accounts.check(key);
     if (!waiting.allowed) return refused(waiting.retryAfterMs, 'account failures');
     const l = this.d.config.limits.password;
@@ -83,12 +85,12 @@ export class LoginLimits {
     const rate = await this.rate.take(keys.globalRate(), global);
     if (!rate.allowed) return refused(rate.retryAfterMs, 'global rate');
     const attempt = await this.accounts.attempt(key);
-    return attempt.allowed ? { ok: true, counted: attempt.failure } : refused(attempt.retryAfterMs, 'account failures');
+    return attempt.allowed ? { ok: true, key, counted: attempt.failure } : refused(attempt.retryAfterMs, 'account failures');
   }
 
   /** A password the portal never judged (it did not answer) does not count against its account. */
-  unjudged(pid: string, counted: FailureCount): Promise<void> {
-    return this.accounts.release(keys.passwordFailures(pid), counted);
+  unjudged(admitted: { key: string; counted: FailureCount }): Promise<void> {
+    return this.accounts.release(admitted.key, admitted.counted);
   }
 
   /** A blocked address (remembered briefly, see BLOCK_MEMORY_MS). */
@@ -114,9 +116,9 @@ export class LoginLimits {
     await this.watchRatio();
   }
 
-  /** A right password resets the account's counter only: an attacker's own login cannot clear an address. */
-  async succeeded(pid: string): Promise<void> {
-    await this.accounts.succeed(keys.passwordFailures(pid));
+  /** A right password resets the count it went on only: an attacker's own login cannot clear an address. */
+  async succeeded(admitted: { key: string }): Promise<void> {
+    await this.accounts.succeed(admitted.key);
     await this.count('successes');
   }
 

@@ -10,6 +10,7 @@ import { isLoginSuccess } from '../domain/login-success.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
 import { canonicalUsername } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
+import { knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
 import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
@@ -34,6 +35,8 @@ export interface LoginRequest {
   proto: 'http' | 'https';
   /** The browser's pending login, if it has one: a new password step replaces it. */
   replacesPending: string | undefined;
+  /** The browser's known-browser token, if it has one (mechanisms/known-browser.ts). */
+  knownBrowser: string | undefined;
 }
 
 export type LoginOutcome =
@@ -60,6 +63,11 @@ export interface LoginDeps {
 export class LoginService {
   constructor(private readonly d: LoginDeps) {}
 
+  /** The token that makes this browser a known browser of the account, given when a sign-in finishes. */
+  knownBrowserToken(pid: string): string {
+    return knownBrowserToken(this.d.pseudonymKey, pid, this.d.clock.now());
+  }
+
   async login(req: LoginRequest): Promise<LoginOutcome> {
     const { config, clock } = this.d;
     const login = config.portal.login;
@@ -76,8 +84,9 @@ export class LoginService {
     const username = canonicalUsername(parsed.username, login.usernameCase);
     if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
     const pid = pseudonym(this.d.pseudonymKey, username);
-    // …then the account, existing or not, and the gateway's overall rate.
-    const admitted = await this.d.limits.admitAccount(pid);
+    // …then the account, existing or not (a browser its owner signed in with on a count of its own), and the
+    // gateway's overall rate.
+    const admitted = await this.d.limits.admitAccount(pid, knownBrowserId(this.d.pseudonymKey, pid, req.knownBrowser, clock.now()));
     throwIfRefused(admitted, ip, pid, this.d.security);
     // The portal checks exactly the username the gateway will hold the session for.
     const body = parsed.withUsername(username);
@@ -98,7 +107,7 @@ export class LoginService {
       answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
     } catch (err) {
       // The portal never judged the password: it does not count against the account.
-      await this.d.limits.unjudged(pid, admitted.counted).catch((cause: unknown) => this.d.log.warn({ err: cause }, 'could not take back an unjudged login attempt'));
+      await this.d.limits.unjudged(admitted).catch((cause: unknown) => this.d.log.warn({ err: cause }, 'could not take back an unjudged login attempt'));
       throw err;
     }
     const setCookies = asArray(answer.headers['set-cookie']);
@@ -116,7 +125,7 @@ export class LoginService {
       this.d.security('password_failed', { pid, ip });
       return { kind: 'failed', portal: answer };
     }
-    await this.d.limits.succeeded(pid);
+    await this.d.limits.succeeded(admitted);
     // The pre-login jar now holds an authenticated portal session: move it out so only the second factor releases it.
     await this.d.jars.take(req.browserId);
     const factors = await this.d.factors.get(pid);

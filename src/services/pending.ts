@@ -7,7 +7,7 @@ import type { PendingLogin, PendingLogins, PendingStage } from '../stores/record
 import type { SessionService } from './sessions.js';
 
 /** A finished login: the session cookie value, where to go, and the portal's cookies (released in forward-auth mode). */
-export type SignedIn = { ok: true; token: string; continueTo: string; jar: Jar };
+export type SignedIn = { ok: true; pid: string; token: string; continueTo: string; jar: Jar };
 
 export class PendingService {
   constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService }) {}
@@ -51,6 +51,6 @@ export class PendingService {
     if (!p || p.stage !== stage || !factor) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
     await this.d.pending.delete(id);
     const token = await this.d.sessions.start({ pid: p.pid, username: p.username, factor, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
-    return { ok: true, token, continueTo: p.continueTo, jar: p.jar };
+    return { ok: true, pid: p.pid, token, continueTo: p.continueTo, jar: p.jar };
   }
 }

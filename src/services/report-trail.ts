@@ -37,7 +37,7 @@ export async function readTrailOffThread(request: TrailRequest): Promise<TrailRe
 /** The same, on the calling thread. */
 export function readTrail({ dirs, publicKeyPem, period }: TrailRequest): TrailReading {
   // Each chain read once: its events and its verdict come from the same text.
-  const chains = dirs.map(readAuditDir);
+  const chains = dirs.map((dir) => readAuditDir(dir));
   return {
     records: chains
       .flat()

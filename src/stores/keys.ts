@@ -18,6 +18,8 @@ export const keys = {
   factorSetup: (pid: string, authTime: number) => `user:{${pid}}:factor-setup:${authTime}`,
   // Limits: per account and per client address, each with its own hash tag; global ones share {login}.
   passwordFailures: (pid: string) => `user:{${pid}}:failures:password`,
+  /** The password failures of one known browser of the account (its own count: see mechanisms/known-browser.ts). */
+  knownBrowserFailures: (pid: string, browser: string) => `user:{${pid}}:failures:password:${browser}`,
   factorFailures: (pid: string, kind: string) => `user:{${pid}}:failures:${kind}`,
   addressFailures: (address: string) => `addr:{${address}}:failures:password`,
   addressRate: (address: string) => `addr:{${address}}:login-rate`,

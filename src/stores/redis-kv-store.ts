@@ -57,8 +57,9 @@ export class RedisKvStore implements KvStore {
   private readonly redis: ScriptedRedis;
   private readonly timeoutMs: number;
   private readonly replicaAcks: number;
-  /** When calls started to time out with no answer since (see timedOut()). */
+  /** When calls began to time out with no answer since (see timedOut()), and whether a ping is out to check. */
   private silentSince: number | undefined;
+  private probing = false;
 
   /** Takes connection options, or a client made by createRedisClient (the store then owns it and closes it). */
   constructor(opts: RedisKvOptions | Redis | Cluster) {
@@ -213,15 +214,24 @@ export class RedisKvStore implements KvStore {
   /**
    * A connection that goes silent without closing (a node gone behind a stale route) stays "ready" until the kernel
    * gives up, about 15 minutes: calls that keep timing out, with no answer in between, for twice the call timeout
-   * make a new one. Not a single moment of timeouts: a process that was busy for a while finds every waiting call
-   * timed out at once, on a connection that works. Not in a Cluster: one silent node would cut the others off too.
+   * make a new one. A timeout also sends a ping: when it is answered (a stall that passed, or a process that was busy
+   * for a while and found every waiting call timed out at once), the connection works and nothing is replaced. Not
+   * in a Cluster: one silent node would cut the others off too.
    */
   private timedOut(): void {
     if (this.redis instanceof Cluster) return;
     const now = Date.now();
     this.silentSince ??= now;
-    if (now - this.silentSince < 2 * this.timeoutMs) return;
-    this.silentSince = undefined;
-    this.redis.disconnect(true);
+    if (now - this.silentSince >= 2 * this.timeoutMs) {
+      this.silentSince = undefined;
+      this.redis.disconnect(true);
+      return;
+    }
+    if (this.probing) return;
+    this.probing = true;
+    this.redis
+      .ping()
+      .then(() => (this.silentSince = undefined), () => undefined)
+      .finally(() => (this.probing = false));
   }
 }

@@ -24,6 +24,7 @@ const REASONS: Readonly<Record<string, string>> = {
   rule: 'refused by the rule',
   'unmanaged-device': 'device not managed',
   'unknown-address': 'address unknown',
+  'method-override': 'method override in the address',
   'legacy-endpoint': 'old password endpoint',
   'legacy-auth': 'old-style login',
 };

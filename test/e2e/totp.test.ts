@@ -57,7 +57,7 @@ t.test('first login: an authenticator app, then the records page; a later sign-i
   t.equal(url(page), '/records', 'on to the page first asked for');
   t.match(await page.textContent('body'), 'Signed in as alice');
   const cookies = await context.cookies();
-  t.same(cookies.map((c) => c.name).sort(), ['XSRF-TOKEN', '__Host-mfa-session'], 'the browser holds only the gateway session and the allow-listed cookie');
+  t.same(cookies.map((c) => c.name).sort(), ['XSRF-TOKEN', '__Host-mfa-known', '__Host-mfa-session'], "the browser holds only the gateway's session and known-browser token, and the allow-listed cookie");
   t.equal(cookies.find((c) => c.name === '__Host-mfa-session')?.httpOnly, true);
 
   // The portal's own sign-out link ends the gateway session too.

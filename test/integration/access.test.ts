@@ -102,6 +102,7 @@ t.test('a method override in the query is refused: the portal would act on anoth
     t.equal((await b.post(`/records?${q}`, {})).status, 403, q);
   }
   t.equal(s.portalRequests.length, before, 'none reached the portal');
+  t.match(securityEvents(s, 'access_denied').at(-1), { rule: 'method override', reason: 'method-override', path: '/records' }, 'a decision like any other: a security event');
   t.equal((await b.get('/records?method=card&payment_method=x')).status, 200, 'fields that are not an override pass');
 });
 
@@ -122,9 +123,14 @@ t.test('client address: X-Forwarded-For only from trusted proxies, unreadable fa
   const echo = JSON.parse((await staff.get('/echo', { accept: 'application/json', 'x-forwarded-for': '6.6.6.6, 10.20.0.5' })).body);
   t.equal(echo.headers['x-forwarded-for'], '10.20.0.5', 'the portal gets the client address, not the chain');
   t.equal((await staff.get('/admin/', { 'x-forwarded-for': '10.20.0.5, a' })).status, 403, 'an unreadable address fails closed');
-  t.equal((await staff.get('/admin/', { forwarded: 'for=10.20.0.5', 'x-forwarded-for': '10.20.0.5' })).status, 200, 'Forwarded and X-Forwarded-For naming the same client');
-  // A proxy that writes only Forwarded passes the client's own X-Forwarded-For on: which is which cannot be told.
-  t.equal((await staff.get('/admin/', { forwarded: 'for=198.51.100.1', 'x-forwarded-for': '10.20.0.5' })).status, 403, 'naming different clients: unknown, fails closed');
+  // Only the header the proxies write (server.forwardedHeader) is read: they pass a client's own copy of the other on.
+  t.equal((await staff.get('/admin/', { forwarded: 'for=10.20.0.5', 'x-forwarded-for': '198.51.100.1' })).status, 403, "a client's Forwarded is not read");
+  t.equal((await staff.get('/admin/', { forwarded: 'for=unknown', 'x-forwarded-for': '10.20.0.5' })).status, 200, 'nor can it make the address unknown');
+  const rfc = await accessStack((raw) => ((raw.server.trustedProxies = ['127.0.0.1']), (raw.server.forwardedHeader = 'forwarded')));
+  t.teardown(rfc.s.close);
+  const behindRfc = (await signUpAndEnrol(rfc.s, BOB)).b;
+  t.equal((await behindRfc.get('/admin/', { forwarded: 'for="10.20.0.5:4711"' })).status, 200, 'proxies that write Forwarded: read from it');
+  t.equal((await behindRfc.get('/admin/', { forwarded: 'for=198.51.100.1', 'x-forwarded-for': '10.20.0.5' })).status, 403, "then a client's X-Forwarded-For is not read");
   t.equal((await staff.get('/admin/', { 'x-forwarded-for': '198.51.100.1' })).status, 403, 'from elsewhere');
   const alice = (await signUpAndEnrol(trusted.s, ALICE)).b;
   t.equal((await alice.get('/admin/', { 'x-forwarded-for': '10.20.0.5' })).status, 403, 'a patient in the clinic network is not staff');

@@ -220,7 +220,10 @@ t.test('invite: a factor reset ends a sign-in past the old code; a sign-in binds
   const attacker = await atProof(s);
   t.equal((await attacker.b.post('/_mfa/enrol/proof', { csrf: attacker.csrf, code: await issue(s, 'alice') })).location, '/_mfa/enrol');
   const secret = secretOf((await attacker.b.get('/_mfa/enrol/totp')).body);
+  const pendingKey = keys.pendingLogin(attacker.b.cookies.get('__Host-mfa-pending')!);
+  t.not(await gw.kv.get(pendingKey), null);
   const { invite: fresh } = await gw.admin.resetFactors(pid);
+  t.equal(await gw.kv.get(pendingKey), null, 'the reset deleted the sign-in in progress');
   t.equal((await attacker.b.post('/_mfa/enrol/totp', { csrf: attacker.csrf, code: await totpAt(secret, s.clock.now()) })).status, 403, 'the reset ended that sign-in');
   t.equal(await gw.stores.factors.get(pid), null, 'no factor bound');
 
@@ -251,7 +254,7 @@ t.test('invite: a new letter lifts the lock of too many wrong enrolment codes', 
   t.equal((await again.b.post('/_mfa/enrol/proof', { csrf: again.csrf, code })).location, '/_mfa/enrol', "the new letter's code works");
 });
 
-t.test('webhook: at most ten enrolment codes a day, however often the password is entered again', async (t) => {
+t.test('webhook: beyond ten enrolment codes, one every 2.4 hours, however often the password is entered again', async (t) => {
   const receiver = await startReceiver();
   t.teardown(receiver.close);
   const s = await startStack({ patch: (raw) => (raw.enrolment = { proof: 'webhook', webhook: { url: receiver.url, secret: 'w'.repeat(64), codeMinutes: 10 } }) });

@@ -135,7 +135,7 @@ t.test("nginx sets the device header itself: a browser's own copy, even of a rea
   const laptop = deviceCa.issue('laptop-1');
   const { s, browser } = await behindNginx(t, (raw) => {
     raw.devices = { caFile: deviceCa.ca.certFile, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
-    raw.policy.rules.splice(1, 1, { name: 'clinic workstation', paths: ['/admin/'], decision: 'managed-device' });
+    raw.policy.rules.splice(1, 1, { name: 'clinic workstation', paths: ['/admin/'], decision: 'managed-device' }, { name: 'sign out at workstations', paths: ['/logout'], decision: 'managed-device' });
   });
   const b = browser();
   await signIn(s, b);
@@ -146,6 +146,8 @@ t.test("nginx sets the device header itself: a browser's own copy, even of a rea
   t.same(reachedPortal(s, before), [], 'and the portal never saw the request');
   t.equal((await b.get('/echo', { ...forged, accept: 'application/json' })).status, 200);
   t.notOk(s.portalRequests.some((r) => r.headers['x-ssl-client-cert'] !== undefined), 'nor does the header reach the portal');
+  // nginx passes the login and the logout to the gateway itself: there too the header is nginx's, not the browser's.
+  t.equal((await b.get('/logout', forged)).status, 403, 'a request nginx passes to the gateway: not a managed device either');
   // The same header from the proxy itself (as nginx sends the certificate it verified) is believed.
   const fromProxy = await request(`${s.url}/_mfa/forward-auth`, {
     headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/admin/', 'x-forwarded-host': 'localhost', 'x-forwarded-for': '203.0.113.9', cookie: cookieOf(b), ...forged },

@@ -4,6 +4,7 @@ import t from 'tap';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { request } from 'undici';
+import { knownBrowserToken } from '../../src/mechanisms/known-browser.js';
 import { inputValue, rawRequest, type Browser, type Page } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
@@ -45,6 +46,40 @@ t.test('passwords per account: a growing wait, the same for unknown usernames; a
   t.equal(own.headers['retry-after'], '2', '…keeps its own count (seven failures: 2 s)');
   t.ok(events(s, 'password_throttled').length >= 2);
   t.match(events(s, 'password_throttled')[0], { reason: 'account failures', ip: '127.0.0.1' });
+});
+
+t.test("a browser its owner signed in with is not kept out by strangers' wrong passwords (no lockout by username)", async (t) => {
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 100 } } } }) });
+  t.teardown(s.close);
+  const { b: own } = await signUpAndEnrol(s);
+  const token = own.cookies.get('__Host-mfa-known')!;
+  t.ok(token, 'a finished sign-in makes the browser known');
+  const bobToken = (await signUpAndEnrol(s, BOB)).b.cookies.get('__Host-mfa-known')!;
+  const browserWith = (known: string) => {
+    const b = s.browser();
+    b.cookies.set('__Host-mfa-known', known);
+    return b;
+  };
+  // Someone who knows only the username keeps the account's count at its longest wait.
+  const stranger = s.browser();
+  for (let i = 0; i < 12; i++) await submitPassword(stranger, ALICE.username, 'wrong-password');
+  t.equal((await submitPassword(stranger, ALICE.username, ALICE.password)).status, 429, 'the account waits, even for the right password');
+  t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 429, 'so does a browser never signed in');
+  t.equal((await submitPassword(browserWith(bobToken), ALICE.username, ALICE.password)).status, 429, "another account's known browser");
+  t.equal((await submitPassword(browserWith(`${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`), ALICE.username, ALICE.password)).status, 429, 'an altered token');
+  t.equal((await submitPassword(browserWith(token), ALICE.username, ALICE.password)).status, 303, "the owner's browser signs in");
+  const [id, , tag] = token.split('.');
+  const older = knownBrowserToken(Buffer.alloc(32), 'x', 0).split('.')[1];
+  t.equal((await submitPassword(browserWith(`${id}.${older}.${tag}`), ALICE.username, ALICE.password)).status, 429, 'a token with another issue time');
+  // The known browser's own count: its wrong passwords wait too, and do not touch the account's.
+  const known = browserWith(token);
+  const tries = [];
+  for (let i = 0; i < 7; i++) tries.push((await submitPassword(known, ALICE.username, 'wrong-password')).status);
+  t.same(tries, [200, 200, 200, 200, 200, 200, 429], 'wrong passwords from the known browser wait on its own count');
+  s.clock.advance(181 * 24 * 60 * 60_000);
+  t.equal((await submitPassword(s.browser(), ALICE.username, 'wrong-password')).status, 200, '(the account is no longer waiting)');
+  for (let i = 0; i < 12; i++) await submitPassword(stranger, ALICE.username, 'wrong-password');
+  t.equal((await submitPassword(browserWith(token), ALICE.username, ALICE.password)).status, 429, 'a token 180 days old no longer counts');
 });
 
 t.test('second factors: a growing wait across logins, the factor disabled at the cap, an operator turns it back on', async (t) => {

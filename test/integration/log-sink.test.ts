@@ -49,6 +49,7 @@ t.test('no secrets in the logs', async (t) => {
     'second session token': second.b.cookies.get('__Host-mfa-session'),
     'pending id': pendingId,
     'browser id': browserId,
+    'known-browser token': b.cookies.get('__Host-mfa-known'),
   };
   t.ok(s.logs.length > 20, `${s.logs.length} log lines`);
   const all = s.logs.join('\n');

@@ -1,6 +1,7 @@
 // Sign-in on a real Redis, and failing closed when Redis stops or stalls.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { request } from 'undici';
@@ -107,6 +108,19 @@ t.test('a Redis connection that goes silent (no close, no reset) is dropped, and
   await waiting;
   await kv.ping();
   t.equal(connections, 1, 'a busy moment does not drop a working connection');
+  // Two short stalls far apart (each times out a call, whose answer then comes late) are no silence either.
+  const pid = Number(execFileSync('sh', ['-c', `redis-cli -u ${redis.url} info server | grep process_id | cut -d: -f2`]).toString().trim());
+  const stall = async () => {
+    process.kill(pid, 'SIGSTOP');
+    await kv.ping().catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    process.kill(pid, 'SIGCONT');
+  };
+  await stall();
+  await new Promise((r) => setTimeout(r, 1000));
+  await stall();
+  await kv.ping();
+  t.equal(connections, 1, 'two stalls far apart do not drop it');
   for (const c of open) silenced.add(c);
   await t.rejects(kv.ping(), 'a call on the silent connection fails (fail closed)');
   t.ok(await waitFor(() => kv.ping().then(() => true, () => false), 5000), 'a new connection answers within seconds');

@@ -16,7 +16,7 @@ const policy = compilePolicy({
   legacyEndpoints: [],
 });
 const decide = (path: string) =>
-  decideAccess(policy, { host: 'gw', method: 'GET', path, clientIp: '192.0.2.1', legacyAuth: false, session: { groups: [], factorAgeSeconds: 1, factor: 'totp' }, device: { managed: false } });
+  decideAccess(policy, { host: 'gw', method: 'GET', path, clientIp: '192.0.2.1', legacyAuth: false, methodOverride: false, session: { groups: [], factorAgeSeconds: 1, factor: 'totp' }, device: { managed: false } });
 
 // Characters that matter to path parsers, plus ordinary ones and some non-ASCII.
 const pathChar = fc.constantFrom('/', '/', '.', '.', '%', '2', 'e', 'E', 'f', 'F', '5', 'c', '0', 'a', 'd', 'm', 'i', 'n', ';', '\\', '?', '#', ' ', '\t', '\u0000', 'é', 'ａ', '\u200b', '~', '+', '@', ':');

@@ -27,7 +27,7 @@ const staffKey = { groups: ['staff'], factorAgeSeconds: 60, factor: 'webauthn' a
 const staffTotp = { groups: ['staff'], factorAgeSeconds: 60, factor: 'totp' as const };
 
 function facts(over: Partial<RequestFacts>): RequestFacts {
-  return { host: 'portal.riverbend.example', method: 'GET', path: '/records', clientIp: '203.0.113.9', legacyAuth: false, session: patient, device: { managed: false }, ...over };
+  return { host: 'portal.riverbend.example', method: 'GET', path: '/records', clientIp: '203.0.113.9', legacyAuth: false, methodOverride: false, session: patient, device: { managed: false }, ...over };
 }
 
 // [description, facts, verdict, rule, detail (reason for deny, decision for allow)]
@@ -50,6 +50,7 @@ const cases: [string, Partial<RequestFacts>, string, string, string?][] = [
   ['Basic auth from the lab host to its endpoint passes', { path: '/legacy/results', clientIp: '10.30.0.5', legacyAuth: true, session: null }, 'allow', 'lab upload', 'public'],
   ['Basic auth to the lab endpoint from elsewhere is refused', { path: '/legacy/results', clientIp: '10.30.0.6', legacyAuth: true, session: null }, 'deny', 'portal', 'legacy-auth'],
   ['lab endpoint with an unknown client address fails closed', { path: '/legacy/results', clientIp: null, legacyAuth: true, session: null }, 'deny', 'lab upload', 'unknown-address'],
+  ['a method override in the query is refused before any rule, even on a public page', { path: '/login', methodOverride: true, session: null }, 'deny', 'method override', 'method-override'],
   ['legacy API login endpoint always refused', { path: '/api/login', method: 'POST', session: null }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
   ['legacy endpoint refused even signed in', { path: '/xmlrpc.php', method: 'POST' }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
   ['legacy endpoint with a trailing slash refused', { path: '/api/login/', method: 'POST', session: null }, 'deny', 'legacy endpoints', 'legacy-endpoint'],
