@@ -184,7 +184,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     access,
     identity,
     pending,
-    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, limits: loginLimits, browserCookies, reservedHeaders, security, notifier, log: logger }),
+    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, kv, limits: loginLimits, browserCookies, reservedHeaders, security, notifier, log: logger }),
     enrolment,
     secondFactor: new SecondFactorService({ config, clock, kv, factors: factorStore, challenges, attempts, totp, pending, sessions, rp, notifier, security }),
     factors: new FactorService({ clock, factors: factorStore, owners, sessions, notifier, security }),

@@ -38,11 +38,13 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
    * The session starts: the pending cookie goes, the session cookie comes (with a known-browser token for the
    * account), and in forward-auth mode the portal's.
    */
-  const signedIn = (req: FastifyRequest, reply: FastifyReply, done: SignedIn) => {
+  const signedIn = async (req: FastifyRequest, reply: FastifyReply, done: SignedIn) => {
     reply
       .clearCookie(COOKIE.pending, clearOptions)
-      .setCookie(COOKIE.session, done.token, cookieOptions())
-      .setCookie(COOKIE.known, ctx.login.knownBrowserToken(done.pid), cookieOptions(KNOWN_BROWSER_SECONDS));
+      .setCookie(COOKIE.session, done.token, cookieOptions());
+    // The session has started: a store that fails now costs the browser its token, not the sign-in.
+    const known = await ctx.login.knownBrowserToken(done.pid).catch((err: unknown) => void req.log.warn({ err }, 'could not give a known-browser token'));
+    if (known) reply.setCookie(COOKIE.known, known, cookieOptions(KNOWN_BROWSER_SECONDS));
     if (ctx.browserCookies === 'all') {
       const now = ctx.clock.now();
       for (const c of done.jar.filter((x) => x.expiresAt === undefined || x.expiresAt > now)) {
@@ -50,7 +52,6 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
         reply.setCookie(c.name, c.value, { path: c.path, httpOnly: true, secure: req.client.proto === 'https', sameSite: 'lax', encode: (v) => v, ...maxAge });
       }
     }
-    return reply;
   };
   /** A JSON call from the passkey script: its answer when refused (message in the page's language). */
   const refusedJson = (req: FastifyRequest, reply: FastifyReply, r: Refused) =>
@@ -153,7 +154,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       return sendPage(reply, 400, c, pages.recoveryCodesPage(c, { codes: [], csrf: login.csrf, action: '/recovery-codes', error: c.t('recoveryAckRequired') }));
     }
     const done = await pending.finish(id, 'acknowledge', clientIp(req));
-    return signedIn(req, reply, done).redirect(done.continueTo, 303);
+    await signedIn(req, reply, done);
+    return reply.redirect(done.continueTo, 303);
   });
 
   // 4. Every later sign-in: a passkey, the authenticator app, or a recovery code.
@@ -172,7 +174,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyTotp(id, login, field(req, 'code'), clientIp(req));
     if (!result.ok) return verifyPage(req, reply, 400, wrong(req, result));
-    return signedIn(req, reply, result).redirect(result.continueTo, 303);
+    await signedIn(req, reply, result);
+    return reply.redirect(result.continueTo, 303);
   });
   app.post(`${p}/verify/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'verify');
@@ -184,7 +187,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyPasskey(id, login, member(req, 'credential'), clientIp(req));
     if (!result.ok) return refusedJson(req, reply, result);
-    signedIn(req, reply, result);
+    await signedIn(req, reply, result);
     return { next: result.continueTo };
   });
   app.get(`${p}/recovery`, async (req, reply) => {
@@ -196,7 +199,10 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const { id, p: login } = await pending.at(pendingId(req), 'verify');
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
-    if (result.ok) return signedIn(req, reply, result).redirect(result.continueTo, 303);
+    if (result.ok) {
+      await signedIn(req, reply, result);
+      return reply.redirect(result.continueTo, 303);
+    }
     const c = pendingPage(req, login);
     return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: wrong(req, result) }));
   });

@@ -3,6 +3,8 @@
 import { GatewayError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
+import { newId } from '../mechanisms/random.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { Sealer } from '../mechanisms/sealer.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
@@ -89,6 +91,7 @@ export class AdminService {
     await this.forgetFactors(pid, f);
     // Before the new invitation: no sign-in begun before the reset can bind a factor or finish with an old one.
     await this.deleteRecordsOf(pid, ['pending:{']);
+    await this.forgetKnownBrowsers(pid);
     const sessionsEnded = await this.d.sessions.endAll(pid, 'factors-reset');
     this.d.security('factors_reset', { pid, factors: f?.factors.length ?? 0 });
     const invite = this.d.config.enrolment.proof === 'invite' ? await this.d.enrolment.issueInvite(pid) : null;
@@ -98,6 +101,7 @@ export class AdminService {
   /** Ends every session of the user and every sign-in in progress (its password step is no better than a session). */
   async revokeSessions(pid: string): Promise<number> {
     await this.deleteRecordsOf(pid, ['pending:{']);
+    await this.forgetKnownBrowsers(pid);
     return this.d.sessions.endAll(pid, 'revoked');
   }
 
@@ -215,6 +219,12 @@ export class AdminService {
     await this.d.attempts.clear(pid);
     await this.d.kv.delete(keys.totpStep(pid));
     for await (const batch of this.d.kv.scanKeys(keys.recoveryCodeUsedPrefix(pid))) for (const key of batch) await this.d.kv.delete(key);
+  }
+
+  /** Retires the user's known-browser tokens: their password attempts count on the account's count again. */
+  private async forgetKnownBrowsers(pid: string): Promise<void> {
+    // Tokens work at most KNOWN_BROWSER_SECONDS: so long the epoch that retired the older ones must stay.
+    await this.d.kv.set(keys.knownBrowserEpoch(pid), newId(), KNOWN_BROWSER_SECONDS * 1000);
   }
 
   /**

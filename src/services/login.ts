@@ -13,6 +13,8 @@ import { GatewayError } from '../errors.js';
 import { knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
 import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
+import type { KvStore } from '../stores/kv-store.js';
+import { keys } from '../stores/keys.js';
 import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
@@ -51,6 +53,7 @@ export interface LoginDeps {
   pending: PendingLogins;
   factors: FactorStore;
   pseudonymKey: Buffer;
+  kv: KvStore;
   limits: LoginLimits;
   browserCookies: BrowserCookies;
   /** Headers a client may not send the portal (identity, device). */
@@ -64,8 +67,12 @@ export class LoginService {
   constructor(private readonly d: LoginDeps) {}
 
   /** The token that makes this browser a known browser of the account, given when a sign-in finishes. */
-  knownBrowserToken(pid: string): string {
-    return knownBrowserToken(this.d.pseudonymKey, pid, this.d.clock.now());
+  async knownBrowserToken(pid: string): Promise<string> {
+    return knownBrowserToken(this.d.pseudonymKey, pid, await this.knownBrowserEpoch(pid), this.d.clock.now());
+  }
+
+  private async knownBrowserEpoch(pid: string): Promise<string> {
+    return (await this.d.kv.get(keys.knownBrowserEpoch(pid))) ?? '';
   }
 
   async login(req: LoginRequest): Promise<LoginOutcome> {
@@ -86,7 +93,8 @@ export class LoginService {
     const pid = pseudonym(this.d.pseudonymKey, username);
     // …then the account, existing or not (a browser its owner signed in with on a count of its own), and the
     // gateway's overall rate.
-    const admitted = await this.d.limits.admitAccount(pid, knownBrowserId(this.d.pseudonymKey, pid, req.knownBrowser, clock.now()));
+    const known = req.knownBrowser && knownBrowserId(this.d.pseudonymKey, pid, await this.knownBrowserEpoch(pid), req.knownBrowser, clock.now());
+    const admitted = await this.d.limits.admitAccount(pid, known || null);
     throwIfRefused(admitted, ip, pid, this.d.security);
     // The portal checks exactly the username the gateway will hold the session for.
     const body = parsed.withUsername(username);

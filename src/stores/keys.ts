@@ -20,6 +20,8 @@ export const keys = {
   passwordFailures: (pid: string) => `user:{${pid}}:failures:password`,
   /** The password failures of one known browser of the account (its own count: see mechanisms/known-browser.ts). */
   knownBrowserFailures: (pid: string, browser: string) => `user:{${pid}}:failures:password:${browser}`,
+  /** Changed at a factor reset or a revocation: the account's known-browser tokens given before stop counting. */
+  knownBrowserEpoch: (pid: string) => `user:{${pid}}:known-browser-epoch`,
   factorFailures: (pid: string, kind: string) => `user:{${pid}}:failures:${kind}`,
   addressFailures: (address: string) => `addr:{${address}}:failures:password`,
   addressRate: (address: string) => `addr:{${address}}:login-rate`,
