@@ -17,10 +17,10 @@ export function sameFieldName(name: string, field: string): boolean {
 /** Authorization with a legacy scheme, or one of the login form's fields (in any spelling) in the query string. */
 export function carriesLegacyCredentials(authorization: string | undefined, query: string, loginFields: readonly string[]): boolean {
   if (authorization !== undefined && LEGACY_SCHEME.test(authorization)) return true;
-  if (!query) return false;
-  // Names after a ";" too: some portals split query fields on it as on "&".
-  for (const key of new URLSearchParams(query.replaceAll(';', '&')).keys()) {
-    if (loginFields.some((f) => sameFieldName(key, f))) return true;
-  }
-  return false;
+  return queryFieldNames(query).some((key) => loginFields.some((f) => sameFieldName(key, f)));
+}
+
+/** The field names of a query string, names after a ";" too: some portals split query fields on it as on "&". */
+export function queryFieldNames(query: string): string[] {
+  return query ? [...new URLSearchParams(query.replaceAll(';', '&')).keys()] : [];
 }

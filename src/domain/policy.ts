@@ -1,6 +1,7 @@
 // Conditional access: ordered rules, first match wins, then the default. A pure function of the request's facts.
 import { canonicalTarget } from './canonical-path.js';
 import { AddressSet } from './client-address.js';
+import { queryFieldNames } from './legacy-auth.js';
 
 export type Decision = 'public' | 'deny' | 'mfa' | 'managed-device' | 'step-up';
 export type FactorKind = 'totp' | 'webauthn' | 'recovery';
@@ -159,12 +160,7 @@ const METHOD_OVERRIDE = /^[ .[_]method(\[|$)/i;
 
 /** Whether the query asks the portal for another method than the request's (such a request is denied). */
 export function carriesMethodOverride(query: string): boolean {
-  if (!query) return false;
-  // Names after a ";" too, as for legacy credentials: some portals split query fields on it as on "&".
-  for (const key of new URLSearchParams(query.replaceAll(';', '&')).keys()) {
-    if (METHOD_OVERRIDE.test(key.split('\0', 1)[0]!.trimStart())) return true;
-  }
-  return false;
+  return queryFieldNames(query).some((key) => METHOD_OVERRIDE.test(key.split('\0', 1)[0]!.trimStart()));
 }
 
 /** The decision for one request. */

@@ -121,12 +121,16 @@ export function totpAt(secret: string, ms: number): Promise<string> {
   return generate({ secret, epoch: Math.floor(ms / 1000) });
 }
 
+/** The authenticator-app enrolment page after a first password login: the secret it shows and the form's token. */
+export async function totpEnrolmentForm(s: Stack, b: Browser): Promise<{ secret: string; csrf: string }> {
+  const page = await b.get(`${s.config.server.prefix}/enrol/totp`);
+  return { secret: /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', ''), csrf: inputValue(page.body, 'csrf') };
+}
+
 /** Enrolment with an authenticator app after a first password login: the secret, the recovery codes, the final answer. */
 export async function enrol(s: Stack, b: Browser): Promise<{ secret: string; codes: string[]; done: Page }> {
   const p = s.config.server.prefix;
-  const page = await b.get(`${p}/enrol/totp`);
-  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
-  const csrf = inputValue(page.body, 'csrf');
+  const { secret, csrf } = await totpEnrolmentForm(s, b);
   const confirm = await b.post(`${p}/enrol/totp`, { csrf, code: await totpAt(secret, s.clock.now()) });
   if (confirm.location !== `${p}/recovery-codes`) throw new Error(`enrolment answered ${confirm.status} ${confirm.location}`);
   const shown = await b.get(`${p}/recovery-codes`);

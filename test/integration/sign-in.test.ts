@@ -2,7 +2,7 @@
 import t from 'tap';
 import { inputValue } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
 t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
   const s = await startStack();
@@ -70,9 +70,7 @@ t.test('stray requests during enrolment (a favicon, a reload) do not end the log
   t.teardown(s.close);
   const b = s.browser();
   await submitPassword(b, ALICE.username, ALICE.password);
-  const page = await b.get('/_mfa/enrol/totp');
-  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
-  const csrf = inputValue(page.body, 'csrf');
+  const { secret, csrf } = await totpEnrolmentForm(s, b);
   await b.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal((await b.get('/favicon.ico')).location, '/_mfa/continue');
   t.equal((await b.get('/_mfa/continue')).location, '/_mfa/recovery-codes', 'back to the step the login is at');
@@ -510,9 +508,8 @@ t.test('the enrolment form sent twice at once: both go on to the recovery codes,
   t.teardown(s.close);
   const b = s.browser();
   await submitPassword(b, ALICE.username, ALICE.password);
-  const page = await b.get('/_mfa/enrol/totp');
-  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
-  const form = { csrf: inputValue(page.body, 'csrf'), code: await totpAt(secret, s.clock.now()) };
+  const { secret, csrf } = await totpEnrolmentForm(s, b);
+  const form = { csrf, code: await totpAt(secret, s.clock.now()) };
   const answers = await Promise.all([b.post('/_mfa/enrol/totp', form), b.post('/_mfa/enrol/totp', form)]);
   t.same(answers.map((a) => [a.status, a.location]), [[303, '/_mfa/recovery-codes'], [303, '/_mfa/recovery-codes']], 'neither says the code did not work');
   const shown = await b.get('/_mfa/recovery-codes');
