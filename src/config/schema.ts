@@ -88,7 +88,7 @@ export const ConfigSchema = Type.Object(
         }),
         trustedProxies: Type.Array(Type.String(), {
           default: [],
-          description: 'Addresses/CIDRs of proxies in front of the gateway whose forwarding header (forwardedHeader) and X-Forwarded-Proto are believed.',
+          description: 'Addresses/CIDRs of proxies in front of the gateway whose forwarding header (forwardedHeader) and the scheme it goes with (X-Forwarded-Proto, or Forwarded\'s proto=) are believed.',
         }),
         forwardedHeader: Type.Union([Type.Literal('x-forwarded-for'), Type.Literal('forwarded')], {
           default: 'x-forwarded-for',

@@ -53,7 +53,7 @@ export interface ForwardingHeaders {
 export interface ClientView {
   /** The client's address, or null when a trusted proxy passed one that cannot be read (fail closed). */
   ip: string | null;
-  /** The scheme the client used: from the socket, or from a trusted proxy's X-Forwarded-Proto. */
+  /** The scheme the client used: from the socket, or from a trusted proxy's header (X-Forwarded-Proto, or Forwarded's proto=). */
   proto: 'http' | 'https';
 }
 
@@ -74,7 +74,8 @@ export function clientView(peer: string | undefined, tls: boolean, headers: Forw
   // Without the header its proxies write, a request is the peer's own; with only the other one it is a client's
   // copy that came through, where the proxy wrote nothing: the address is unknown (fail closed).
   const ip = value !== undefined ? nearestUntrusted(header === 'forwarded' ? forwardedFor(value) : value.split(','), socketIp, trusted) : other === undefined ? socketIp : null;
-  return { ip, proto: forwardedProto(headers, own.proto) };
+  const proto = header === 'forwarded' ? (value === undefined ? undefined : forwardedParam(value.split(',').pop()!, 'proto')) : joined(headers['x-forwarded-proto'])?.split(',').pop();
+  return { ip, proto: scheme(proto) ?? own.proto };
 }
 
 /** Right to left, the first hop that is not a trusted proxy (or the left-most); null when a hop cannot be read. */
@@ -93,17 +94,23 @@ function nearestUntrusted(hops: string[] | null, socketIp: string, trusted: Addr
 function forwardedFor(fwd: string): string[] | null {
   const hops: string[] = [];
   for (const element of fwd.split(',')) {
-    const pair = element.split(';').map((p) => p.trim()).find((p) => p.toLowerCase().startsWith('for='));
+    const hop = forwardedParam(element, 'for');
     // A hop without for= (or "for=unknown", an obfuscated name) cannot be placed: nothing to the left counts.
-    if (!pair) return null;
-    hops.push(pair.slice(4));
+    if (hop === undefined) return null;
+    hops.push(hop);
   }
   return hops;
 }
 
-function forwardedProto(h: ForwardingHeaders, fallback: 'http' | 'https'): 'http' | 'https' {
-  const last = joined(h['x-forwarded-proto'])?.split(',').pop()?.trim().toLowerCase();
-  return last === 'https' || last === 'http' ? last : fallback;
+/** The value of one parameter (`for`, `proto`) of one element of a Forwarded header (RFC 7239 §4). */
+function forwardedParam(element: string, name: string): string | undefined {
+  const pair = element.split(';').map((p) => p.trim()).find((p) => p.toLowerCase().startsWith(`${name}=`));
+  return pair?.slice(name.length + 1);
+}
+
+function scheme(v: string | undefined): 'http' | 'https' | undefined {
+  const s = v?.trim().replace(/^"(.*)"$/, '$1').toLowerCase();
+  return s === 'https' || s === 'http' ? s : undefined;
 }
 
 function joined(v: string | string[] | undefined): string | undefined {
