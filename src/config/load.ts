@@ -127,6 +127,7 @@ function checkSemantics(c: Config): string[] {
   };
   regex('portal.login.success.location', c.portal.login.success.location);
   regex('portal.login.success.body', c.portal.login.success.body);
+  regex('portal.login.usernamePattern', c.portal.login.usernamePattern);
   const keyBytes = (path: string, secret: string, exact?: number) => {
     const n = decodeKey(secret).length;
     if (exact !== undefined ? n !== exact : n < 32) problems.push(`${path}: must decode to ${exact ?? 'at least 32'} bytes, found ${n}`);

@@ -133,6 +133,12 @@ export const ConfigSchema = Type.Object(
               default: 'lower',
               description: 'lower: usernames are case-insensitive (Alice and alice are one account); preserve: case matters.',
             }),
+            usernamePattern: Type.Optional(
+              Type.String({
+                description:
+                  'Regular expression the whole canonical username must match (e.g. ^[a-z0-9._-]+$): for a portal that accepts several names for one account (an email address as well as a username), the one form the gateway accepts; other logins are refused before the portal sees them.',
+              }),
+            ),
             page: Type.String({ pattern: '^/', default: '/login', description: 'Where a signed-out browser is sent (GET) to sign in.' }),
             success: Type.Object(
               {

@@ -4,11 +4,16 @@ export type UsernameCase = 'lower' | 'preserve';
 
 const MAX_LENGTH = 256;
 
-/** Trim, Unicode NFC, optional lower-casing; null when nothing usable is left or control characters appear. */
+/**
+ * Trim, Unicode NFKC, optional lower-casing; null when nothing usable is left or invisible characters appear. NFKC
+ * folds compatibility forms (full-width `ａlice`, ligatures) into the letters a portal's collation may take them for;
+ * invisible characters (controls, zero-width and other format characters, soft hyphens) are refused rather than
+ * dropped: a portal that ignores them would read another spelling of an account as the account itself.
+ */
 export function canonicalUsername(raw: string, rule: UsernameCase): string | null {
-  const trimmed = raw.normalize('NFC').trim();
+  const trimmed = raw.normalize('NFKC').trim();
   if (trimmed.length === 0 || trimmed.length > MAX_LENGTH) return null;
-  // Control characters never belong in a username and would smuggle line breaks into logs.
-  if (/\p{Cc}/u.test(trimmed)) return null;
+  // Control characters would also smuggle line breaks into logs.
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u.test(trimmed)) return null;
   return rule === 'lower' ? trimmed.toLowerCase() : trimmed;
 }

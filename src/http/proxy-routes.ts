@@ -11,6 +11,7 @@ import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domai
 import { browserLocation } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
+import { loginContentType } from '../services/login.js';
 import type { ActiveSession } from '../services/sessions.js';
 import type { HttpContext } from './context.js';
 import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
@@ -135,12 +136,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget) {
     const login = config.portal.login;
     if (!(login.methods as readonly string[]).includes(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', 'login method');
-    const [type = '', ...params] = (req.headers['content-type'] ?? '').split(';').map((p) => p.trim().toLowerCase());
-    const expected = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
-    if (type !== expected) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', `login content-type ${type}`);
-    // The gateway reads the body as sent: a portal that decoded another charset or unpacked a compressed body would
-    // read other fields than the gateway checked.
-    if (params.some((p) => p.startsWith('charset=') && !/^charset="?utf-8"?$/.test(p))) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'login charset');
+    if (loginContentType(req.headers['content-type'], login.bodyType) === null) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'login content-type');
+    // The gateway reads the body as sent: a portal that unpacked a compressed body would read other fields than the
+    // gateway checked.
     const encoding = req.headers['content-encoding']?.trim().toLowerCase();
     if (encoding && encoding !== 'identity') throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'login content-encoding');
     const id = browserId(req, reply);
@@ -202,7 +200,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
         const changed = sameJar(updated, jar) ? undefined : updated;
         try {
-          if (owner.kind === 'browser' && changed) await ctx.jars.put(owner.id, changed);
+          if (owner.kind === 'browser' && changed) await ctx.jars.update(owner.id, jar, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
           if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
             // The answer's cookies go onto the jar as it is now (see SessionService.save).
             await sessions.save(owner.active, changed ? (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies) : undefined);

@@ -64,7 +64,13 @@ export interface LoginDeps {
 }
 
 export class LoginService {
-  constructor(private readonly d: LoginDeps) {}
+  /** portal.login.usernamePattern, anchored: the whole username must match. */
+  private readonly usernamePattern: RegExp | undefined;
+
+  constructor(private readonly d: LoginDeps) {
+    const pattern = d.config.portal.login.usernamePattern;
+    this.usernamePattern = pattern === undefined ? undefined : new RegExp(`^(?:${pattern})$`);
+  }
 
   /** The token that makes this browser a known browser of the account, given when a sign-in finishes. */
   async knownBrowserToken(pid: string): Promise<string> {
@@ -89,7 +95,7 @@ export class LoginService {
     throwIfRefused(address, ip, undefined, this.d.security);
     const parsed = parseLoginBody(await req.body(), login.bodyType, login.usernameField);
     const username = canonicalUsername(parsed.username, login.usernameCase);
-    if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
+    if (username === null || (this.usernamePattern && !this.usernamePattern.test(username))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
     const pid = pseudonym(this.d.pseudonymKey, username);
     // …then the account, existing or not (a browser its owner signed in with on a count of its own), and the
     // gateway's overall rate.
@@ -98,7 +104,10 @@ export class LoginService {
     throwIfRefused(admitted, ip, pid, this.d.security);
     // The portal checks exactly the username the gateway will hold the session for.
     const body = parsed.withUsername(username);
-    const jar = await this.d.jars.get(req.browserId);
+    // The pre-login jar is taken, not read: of two logins sent at once from one browser only one gets its portal
+    // session (a portal that keeps the session id at login would otherwise sign both into one session, as whichever
+    // account it checked last). A failed login puts it back.
+    const jar = await this.d.jars.take(req.browserId);
     const now = clock.now();
     const headers = upstreamRequestHeaders(req.headers, {
       clientIp: req.forwardedFor,
@@ -107,6 +116,8 @@ export class LoginService {
       cookie: cookieHeader(jar, req.path, now, req.headers.cookie, this.d.browserCookies),
       strip: this.d.reservedHeaders,
     });
+    // The type as checked, and no other parameter than the charset the gateway read the body in.
+    headers['content-type'] = loginContentType(req.headers['content-type'], login.bodyType)!;
     headers['content-length'] = String(body.length);
     // The answer is judged by its bytes (the body rule), so it is asked for uncompressed.
     headers['accept-encoding'] = 'identity';
@@ -114,7 +125,8 @@ export class LoginService {
     try {
       answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
     } catch (err) {
-      // The portal never judged the password: it does not count against the account.
+      // The portal never judged the password: it does not count against the account. The jar stays taken: the portal
+      // may have signed its session in all the same.
       await this.d.limits.unjudged(admitted).catch((cause: unknown) => this.d.log.warn({ err: cause }, 'could not take back an unjudged login attempt'));
       throw err;
     }
@@ -128,14 +140,12 @@ export class LoginService {
       body: answer.body.toString('utf8'),
     });
     if (!ok) {
-      if (updated !== jar) await this.d.jars.put(req.browserId, updated);
+      if (updated.length) await this.d.jars.put(req.browserId, updated);
       await this.d.limits.failed(pid, req.clientIp);
       this.d.security('password_failed', { pid, ip });
       return { kind: 'failed', portal: answer };
     }
     await this.d.limits.succeeded(admitted);
-    // The pre-login jar now holds an authenticated portal session: move it out so only the second factor releases it.
-    await this.d.jars.take(req.browserId);
     const factors = await this.d.factors.get(pid);
     // No factor yet: the enrolment proof comes first, unless trust on first use was chosen explicitly.
     const stage: PendingStage = factors?.factors.length ? 'verify' : config.enrolment.proof === 'first-login' ? 'enrol' : 'proof';
@@ -184,6 +194,20 @@ function throwIfRefused<A extends Admission | AccountAdmission>(a: A, ip: string
   throw new GatewayError('GW_ERR_RATE_LIMITED', a.reason, { retryAfterMs: a.retryAfterMs });
 }
 
+/**
+ * The Content-Type the portal gets for a login body, or null when the browser's cannot be accepted: the configured
+ * type, with at most `charset=utf-8` (the charset the gateway reads the body in). Any other parameter is refused: a
+ * portal that decoded another charset (`charset = cp037`, `charset*=`) would read other fields than the gateway checked.
+ */
+export function loginContentType(header: string | undefined, bodyType: 'form' | 'json'): string | null {
+  const [type = '', ...params] = (header ?? '').split(';').map((p) => p.trim().toLowerCase());
+  const expected = bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
+  if (type !== expected) return null;
+  const named = params.filter((p) => p !== '');
+  if (named.length > 1 || named.some((p) => !/^charset="?utf-8"?$/.test(p))) return null;
+  return named.length ? `${expected}; charset=utf-8` : expected;
+}
+
 interface ParsedLogin {
   username: string;
   withUsername(canonical: string): Buffer;
@@ -201,6 +225,8 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
     // A browser sends ";" as %3B; some portals (CGI.pm, older Python) split fields on it too, and would read
     // `x=1;username=other` as a field of its own.
     if (body.includes(0x3b)) throw bad('";" in a form body');
+    // A browser percent-encodes every other byte too; a raw one is read in whatever charset the portal assumes.
+    if (body.some((b) => b > 0x7e)) throw bad('raw non-ASCII byte in a form body');
     // latin1 maps bytes 1:1, so fields the gateway does not touch reach the portal byte for byte.
     const pairs = body.length ? body.toString('latin1').split('&') : [];
     const names = pairs.map((p) => decodeFormComponent(p.split('=', 1)[0]!));

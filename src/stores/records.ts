@@ -20,6 +20,14 @@ export class BrowserJars {
   put(browserId: string, jar: Jar): Promise<void> {
     return this.records.put(keys.browserJar(browserId), jar, this.ttlMs);
   }
+  /**
+   * Applies one portal answer's cookies to the jar as it is now (compared and set). A request that began with
+   * cookies in the jar never recreates it: a password login took it meanwhile, and its portal session belongs to
+   * that login alone.
+   */
+  async update(browserId: string, startedWith: Jar, apply: (jar: Jar) => Jar): Promise<void> {
+    await this.records.change(keys.browserJar(browserId), (cur) => (cur ? apply(cur) : startedWith.length ? cur : apply([])), () => this.ttlMs);
+  }
   /** Removes and returns the jar: after a password login it moves to the pending login, never to be reused. */
   async take(browserId: string): Promise<Jar> {
     return (await this.records.take(keys.browserJar(browserId))) ?? [];

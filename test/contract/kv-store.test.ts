@@ -225,6 +225,14 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.notMatch((await b.kv.get(`jar:{${id}}`)) ?? '', /portal-secret/, 'jar encrypted at rest');
       t.same(await jars.take(id), [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }]);
       t.same(await jars.get(id), [], 'taken once');
+      // An answer to a request that began with the jar a login then took does not bring the jar back; one that began
+      // without a jar starts one, and later answers apply to the jar as it is then.
+      const add = (name: string) => (jar: readonly { name: string; value: string; path: string }[]) => [...jar, { name, value: '1', path: '/' }];
+      await jars.update(id, [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }], add('late'));
+      t.equal(await b.kv.get(`jar:{${id}}`), null, 'a taken jar stays taken');
+      await jars.update(id, [], add('a'));
+      await Promise.all([jars.update(id, [], add('b')), jars.update(id, [], add('c'))]);
+      t.same((await jars.get(id)).map((c) => c.name).sort(), ['a', 'b', 'c'], 'compared and set: no answer undoes another');
 
       const pending = new PendingLogins(b.kv, sealer);
       const now = b.now();

@@ -88,10 +88,12 @@ t.test('a value with a query or credentials is never echoed; a harmless one is',
   semantic.server = { ...semantic.server, trustedProxies: ['10.0.0.300', 'proxy.internal?token=Pr0xyToken'] };
   semantic.portal.login.success.location = '([';
   semantic.portal.login.success.body = '(?<=token=B0dyToken';
+  semantic.portal.login.usernamePattern = '[a-z';
   semantic.admin = { ...semantic.admin, report: { groups: ['ops'], networks: ['vpn', 'ops@vpn'] } };
   problems = problemsOf(() => resolveConfig(semantic));
   t.ok(problems.includes('server.trustedProxies.0: not an address or CIDR, found "10.0.0.300"'), 'a wrong address is shown');
   t.ok(problems.includes('portal.login.success.location: not a valid regular expression, found "(["'), 'a wrong expression is shown');
+  t.ok(problems.includes('portal.login.usernamePattern: not a valid regular expression, found "[a-z"'), 'the username pattern is checked too');
   t.ok(problems.includes('admin.report.networks.0: neither a network name nor an address, found "vpn"'), 'an unknown network is shown');
   t.ok(problems.includes('server.trustedProxies.1: not an address or CIDR'), 'an address with a query is not');
   t.ok(problems.includes('portal.login.success.body: not a valid regular expression'), 'nor an expression with one');

@@ -14,6 +14,10 @@ t.test('canonical usernames', async (t) => {
   t.equal(canonicalUsername('Ame\u0301lie', 'lower'), canonicalUsername('Am\u00e9lie', 'lower'), 'NFC: composed and decomposed match');
   t.equal(canonicalUsername('   ', 'lower'), null, 'blank');
   t.equal(canonicalUsername('alice\nadmin', 'lower'), null, 'control characters');
+  t.equal(canonicalUsername('\uff41lice', 'lower'), 'alice', 'NFKC: a full-width letter is the letter');
+  for (const [hidden, why] of [['ali\u200bce', 'zero-width space'], ['ali\u00adce', 'soft hyphen'], ['alice\u200d', 'zero-width joiner'], ['ali\ufeffce', 'byte order mark'], ['ali\u2028ce', 'line separator'], ['ali\u3164ce', 'Hangul filler']]) {
+    t.equal(canonicalUsername(hidden!, 'lower'), null, why);
+  }
   t.equal(canonicalUsername('a'.repeat(257), 'lower'), null, 'too long');
 });
 

@@ -1,0 +1,98 @@
+// The intercepted login against what a browser (or an attacker's script) can send at once or in odd spellings.
+import t from 'tap';
+import { loginContentType, parseLoginBody } from '../../src/services/login.js';
+import { inputValue } from '../helpers/browser.js';
+import { ALICE, BOB, enrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+
+t.test('two logins sent at once from one browser: only one gets its portal session', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const p = s.config.server.prefix;
+  // Bob's own account, with his authenticator app.
+  const own = s.browser();
+  await submitPassword(own, BOB.username, BOB.password);
+  const { secret } = await enrol(s, own);
+
+  // One pre-login browser (its portal session in the gateway's jar), then Bob's and Alice's passwords at once.
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  const twin = s.browser();
+  for (const [k, v] of b.cookies) twin.cookies.set(k, v);
+  const [bob, alice] = await Promise.all([
+    b.post('/login', { username: BOB.username, password: BOB.password, csrf }),
+    twin.post('/login', { username: ALICE.username, password: ALICE.password, csrf }),
+  ]);
+  const accepted = [bob, alice].filter((r) => r.status === 303);
+  t.ok(accepted.length <= 1, `at most one login goes on to the second factor (answers ${bob.status}, ${alice.status})`);
+  if (bob.status === 303) {
+    s.clock.advance(30_000);
+    const verify = await b.get(`${p}/verify`);
+    const done = await b.post(`${p}/verify`, { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+    t.equal(done.status, 303);
+    const records = await b.get('/records');
+    t.match(records.body, `Signed in as ${BOB.username}`, "Bob's second factor opens Bob's portal session");
+    t.notMatch(records.body, ALICE.name, "never Alice's");
+  }
+  // Each login on its own still works: the jar was only taken by the one that had it.
+  const again = s.browser();
+  t.equal((await submitPassword(again, ALICE.username, ALICE.password)).status, 303, 'a later login from a fresh page goes on');
+});
+
+t.test('a failed login keeps the browser its portal session (the portal\'s error page comes with a new form token)', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const failed = await submitPassword(b, ALICE.username, 'wrong');
+  t.equal(failed.status, 200);
+  t.match(failed.body, 'Invalid username or password.');
+  const retry = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(failed.body, 'csrf') });
+  t.equal(retry.status, 303, 'the form on the error page works: the jar was put back');
+});
+
+t.test('login Content-Type: the configured type with at most charset=utf-8, and the portal gets exactly that', async (t) => {
+  t.equal(loginContentType('application/x-www-form-urlencoded', 'form'), 'application/x-www-form-urlencoded');
+  t.equal(loginContentType('Application/X-WWW-Form-Urlencoded; Charset="UTF-8"', 'form'), 'application/x-www-form-urlencoded; charset=utf-8');
+  t.equal(loginContentType('application/json', 'json'), 'application/json');
+  for (const bad of [
+    'application/x-www-form-urlencoded; charset = cp037',
+    "application/x-www-form-urlencoded; charset*=utf-8''cp037",
+    'application/x-www-form-urlencoded; xcharset=cp037',
+    'application/x-www-form-urlencoded; charset=utf-8; charset=cp037',
+    'application/x-www-form-urlencoded; charset=utf-8; boundary=x',
+    'application/x-www-form-urlencoded; charset=iso-8859-1',
+    'application/json',
+    undefined,
+  ]) t.equal(loginContentType(bad, 'form'), null, String(bad));
+
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  const form = new URLSearchParams({ username: ALICE.username, password: 'wrong', csrf }).toString();
+  const before = s.portalRequests.length;
+  for (const type of ['application/x-www-form-urlencoded; charset = cp037', "application/x-www-form-urlencoded; charset*=utf-8''cp037", 'application/x-www-form-urlencoded; xcharset=cp037']) {
+    t.equal((await b.send('POST', '/login', form, { 'content-type': type })).status, 415, type);
+  }
+  t.equal(s.portalRequests.length, before, 'none reached the portal');
+  t.equal((await b.send('POST', '/login', form, { 'content-type': 'application/x-www-form-urlencoded; Charset="UTF-8"' })).status, 200);
+  t.equal(s.portalRequests.at(-1)!.headers['content-type'], 'application/x-www-form-urlencoded; charset=utf-8', 'the portal gets the type as checked');
+  t.equal((await b.send('POST', '/login', form, { 'content-type': 'application/x-www-form-urlencoded' })).status, 200);
+  t.equal(s.portalRequests.at(-1)!.headers['content-type'], 'application/x-www-form-urlencoded', 'no charset added when none was sent');
+});
+
+t.test('form bodies: raw bytes beyond ASCII are refused (a browser percent-encodes them)', async (t) => {
+  t.throws(() => parseLoginBody(Buffer.from('username=alic\xe9&password=x', 'latin1'), 'form', 'username'), { code: 'GW_ERR_BAD_REQUEST' });
+  t.throws(() => parseLoginBody(Buffer.from('username=alice&password=\xc3\xa9&x\x7f=1', 'latin1'), 'form', 'username'), { code: 'GW_ERR_BAD_REQUEST' });
+  t.equal(parseLoginBody(Buffer.from('username=alic%C3%A9&password=x'), 'form', 'username').username, 'alicé', 'percent-encoded: fine');
+});
+
+t.test('portal.login.usernamePattern: one form of a name per account; other logins never reach the portal', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.portal.login.usernamePattern = '[a-z0-9._-]+') });
+  t.teardown(s.close);
+  const before = s.portalRequests.filter((r) => r.method === 'POST').length;
+  for (const name of ['alice@riverbend.example', 'Alice Ngata']) {
+    t.equal((await submitPassword(s.browser(), name, ALICE.password)).status, 400, name);
+  }
+  t.equal(s.portalRequests.filter((r) => r.method === 'POST').length, before, 'none reached the portal');
+  t.equal((await submitPassword(s.browser(), ALICE.username.toUpperCase(), ALICE.password)).status, 303, 'the pattern applies to the canonical (lower-case) name');
+});
