@@ -73,17 +73,21 @@ export class LoginLimits {
    * one check (failed() does not count it again). A password the account's wait refuses uses none of the overall rate.
    * A known browser of the account (`browser`: its id) has a count of its own: strangers' wrong passwords, which
    * make the account's count wait, never keep out the browsers its owner signed in with (no lockout by username).
+   * Nor does the overall rate, which a flood from many addresses drains (tightened, to a trickle): a known browser's
+   * token is good for one account only and comes only from a finished sign-in, so it does not help an attack.
    */
   async admitAccount(pid: string, browser: string | null): Promise<AccountAdmission> {
     const key = browser ? keys.knownBrowserFailures(pid, browser) : keys.passwordFailures(pid);
     const waiting = await this.accounts.check(key);
     if (!waiting.allowed) return refused(waiting.retryAfterMs, 'account failures');
-    const l = this.d.config.limits.password;
-    const tightened = (await this.d.kv.get(keys.loginTightened())) !== null;
-    const percent = this.d.config.limits.stuffing.tightenedPercent;
-    const global = tightened ? { perMinute: Math.max(1, Math.floor((l.globalRate.perMinute * percent) / 100)), burst: 1 } : l.globalRate;
-    const rate = await this.rate.take(keys.globalRate(), global);
-    if (!rate.allowed) return refused(rate.retryAfterMs, 'global rate');
+    if (!browser) {
+      const l = this.d.config.limits.password;
+      const tightened = (await this.d.kv.get(keys.loginTightened())) !== null;
+      const percent = this.d.config.limits.stuffing.tightenedPercent;
+      const global = tightened ? { perMinute: Math.max(1, Math.floor((l.globalRate.perMinute * percent) / 100)), burst: 1 } : l.globalRate;
+      const rate = await this.rate.take(keys.globalRate(), global);
+      if (!rate.allowed) return refused(rate.retryAfterMs, 'global rate');
+    }
     const attempt = await this.accounts.attempt(key);
     return attempt.allowed ? { ok: true, key, counted: attempt.failure } : refused(attempt.retryAfterMs, 'account failures');
   }

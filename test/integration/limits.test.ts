@@ -209,6 +209,7 @@ t.test('a surge of failures across the gateway tightens the global rate and rais
     },
   });
   t.teardown(s.close);
+  const owner = (await signUpAndEnrol(s)).b.cookies.get('__Host-mfa-known')!;
   const b = s.browser();
   const csrf = inputValue((await b.get('/login')).body, 'csrf');
   // Password spraying: one password, many accounts, each from its own (trusted, real) address.
@@ -217,6 +218,18 @@ t.test('a surge of failures across the gateway tightens the global rate and rais
   const answers = [];
   for (let i = 0; i < 3; i++) answers.push((await submitPassword(s.browser(), `other${i}`, 'x')).status);
   t.ok(answers.includes(429), `the global rate is tight now: ${answers}`);
+  // The flood does not keep out a browser its owner signed in with (its token counts for that account only).
+  const known = s.browser();
+  known.cookies.set('__Host-mfa-known', owner);
+  const drained = [];
+  for (let i = 0; i < 3; i++) drained.push((await submitPassword(s.browser(), `more${i}`, 'x')).status);
+  t.ok(drained.includes(429), `still tight for others: ${drained}`);
+  t.equal((await submitPassword(known, ALICE.username, ALICE.password)).status, 303, 'the known browser signs in');
+  const stranger = s.browser();
+  stranger.cookies.set('__Host-mfa-known', owner);
+  const other = [];
+  for (let i = 0; i < 3; i++) other.push((await submitPassword(stranger, `someone${i}`, 'x')).status);
+  t.ok(other.includes(429), `the token does not lift the rate for other accounts: ${other}`);
 });
 
 t.test('server limits: bodies, headers, slow clients, requests in flight', async (t) => {
