@@ -1,5 +1,5 @@
 // Config loading: YAML file → ${ENV} interpolation → *_FILE secrets → schema validation with defaults → extra checks.
-import { createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
@@ -149,6 +149,12 @@ function checkSemantics(c: Config): string[] {
       if (!parseCidr(a)) problems.push(`${path}.${i}: not an address or CIDR${found(`${path}.${i}`, a)}`);
     });
   addresses('server.trustedProxies', c.server.trustedProxies);
+  // Proxies sit on a network of the operator's; a range wider than any such network (0.0.0.0/0) would let every
+  // client write its own address, scheme and device header.
+  c.server.trustedProxies.forEach((a, i) => {
+    const cidr = parseCidr(a);
+    if (cidr && cidr.prefix < (cidr.family === 'ipv4' ? 8 : 7)) problems.push(`server.trustedProxies.${i}: wider than any proxy network (/8 for IPv4, /7 for IPv6)${found(`server.trustedProxies.${i}`, a)}`);
+  });
   for (const [name, list] of Object.entries(c.networks)) addresses(`networks.${name}`, list);
   c.policy.rules.forEach((r, i) => {
     if (r.decision !== 'step-up' && r.maxAgeSeconds !== undefined) problems.push(`policy.rules.${i}.maxAgeSeconds: only for decision step-up`);
@@ -169,6 +175,9 @@ function checkSemantics(c: Config): string[] {
     problems.push(`policy: ${(err as Error).message}`);
   }
   if (c.enrolment.proof === 'webhook' && !c.enrolment.webhook) problems.push('enrolment.webhook: needed for enrolment.proof: webhook');
+  // Enrolment codes (the proof that binds a first factor) and notifications leave only over TLS, or to this machine.
+  if (c.enrolment.webhook && !safeOutbound(c.enrolment.webhook.url)) problems.push('enrolment.webhook.url: https:// needed (plain http only to a loopback address)');
+  if (c.notify.url && !safeOutbound(c.notify.url)) problems.push('notify.url: https:// needed (plain http only to a loopback address)');
   if ((c.notify.url === undefined) !== (c.notify.secret === undefined)) problems.push('notify: url and secret go together');
   if (contrastWithWhite(c.ui.accentColour) < 4.5) {
     problems.push(`ui.accentColour: needs a contrast of 4.5:1 with white text, ${c.ui.accentColour} has ${contrastWithWhite(c.ui.accentColour).toFixed(2)}:1`);
@@ -185,6 +194,9 @@ function checkSemantics(c: Config): string[] {
     ['ui.logoFile', c.ui.logoFile],
   ];
   for (const [path, file] of files) if (file !== undefined && !existsSync(file)) problems.push(`${path}: no such file: ${file}`);
+  const tls = c.server.tls;
+  if (tls && existsSync(tls.certFile) && !readable(() => new X509Certificate(readFileSync(tls.certFile)))) problems.push('server.tls.certFile: not a PEM certificate');
+  if (tls && existsSync(tls.keyFile) && !readable(() => createPrivateKey(readFileSync(tls.keyFile)))) problems.push('server.tls.keyFile: not a PEM private key');
   if (c.audit.signingKey && !readable(() => parseSigningKey(c.audit.signingKey!))) problems.push('audit.signingKey: not an Ed25519 private key (PKCS#8 PEM or a base64 32-byte seed)');
   const assertionKey = c.identity.assertion?.signingKey;
   if (assertionKey && !readable(() => createPrivateKey(assertionKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) {
@@ -230,7 +242,18 @@ export function configWarnings(c: Config): string[] {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
   if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
+  if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');
   return w;
+}
+
+/** https, or plain http to a loopback address. */
+function safeOutbound(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'https:' || ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname) || /^127\.\d+\.\d+\.\d+$/.test(u.hostname);
+  } catch {
+    return false;
+  }
 }
 
 /** The policy part of the config, as the pure policy code takes it. */

@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
+import { ConfigError, configWarnings, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
 import { relyingParty } from '../../../src/gateway.js';
 import { randomKey, rawTestConfig } from '../../helpers/config.js';
 
@@ -232,4 +232,29 @@ t.test('the WebAuthn relying party is in lower case, as browsers send it, howeve
   t.same(rp.origins, ['https://portal.example.org']);
   raw.webauthn = { rpId: 'example.org', origins: ['https://Portal.Example.org:8443'] };
   t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org:8443']);
+});
+
+t.test('unsafe settings: proxy ranges wider than a network, plain-http outbound URLs, TLS files that are not PEM', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.server = { ...raw.server, trustedProxies: ['0.0.0.0/0', '::/0', '10.0.0.0/8', 'fc00::/7', '192.0.2.7'] };
+  raw.enrolment = { proof: 'webhook', webhook: { url: 'http://vendor.example/hook', secret: randomKey() } };
+  raw.notify = { url: 'http://alerts.example/in', secret: randomKey() };
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-tls-'));
+  writeFileSync(join(dir, 'junk.pem'), 'not a certificate');
+  raw.server.tls = { certFile: join(dir, 'junk.pem'), keyFile: join(dir, 'junk.pem') };
+  const problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.some((p) => p.startsWith('server.trustedProxies.0: wider than any proxy network')), 'everyone as a proxy: refused');
+  t.ok(problems.some((p) => p.startsWith('server.trustedProxies.1: wider than any proxy network')), 'IPv6 too');
+  t.notOk(problems.some((p) => /trustedProxies\.[234]/.test(p)), 'a private network or one address is fine');
+  t.ok(problems.includes('enrolment.webhook.url: https:// needed (plain http only to a loopback address)'));
+  t.ok(problems.includes('notify.url: https:// needed (plain http only to a loopback address)'));
+  t.ok(problems.includes('server.tls.certFile: not a PEM certificate'));
+  t.ok(problems.includes('server.tls.keyFile: not a PEM private key'));
+
+  const local = rawTestConfig('http://127.0.0.1:1');
+  local.enrolment = { proof: 'webhook', webhook: { url: 'http://127.0.0.1:9999/hook', secret: randomKey() } };
+  local.notify = { url: 'https://alerts.example/in', secret: randomKey() };
+  t.same(problemsOf(() => resolveConfig(local)), [], 'https, or plain http on this machine');
+  t.notOk(configWarnings(resolveConfig(local)).some((w) => w.startsWith('portal.url')), 'a portal on loopback: no warning');
+  t.ok(configWarnings(resolveConfig(rawTestConfig('http://portal.internal:8080'))).some((w) => w.startsWith('portal.url is plain http')), 'a plain-http portal elsewhere: a warning');
 });
