@@ -14,15 +14,18 @@ const GATEWAY_OWNED = new Set(['strict-transport-security']);
 
 // Identity, client-address, client-certificate and routing headers a portal (or the framework under it) might
 // trust, as set by other proxies and identity-aware load balancers: only the gateway may set them (SECURITY C-24).
-// Method overrides too: the portal would act on another method than the one the rules judged.
+// Method overrides too: the portal would act on another method than the one the rules judged. And Proxy (httpoxy):
+// a CGI or FastCGI portal sees it as HTTP_PROXY, which many HTTP clients take as the proxy for their own requests.
 const IDENTITY = new RegExp(
   '^(' +
     [
       'x-forwarded-', 'forwarded$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$', 'true-client-ip$', 'cf-connecting-ip$',
-      'remote-user$', 'x-remote-', 'x-auth', 'x-user', 'x-webauth-', 'x-email$', 'x-preferred-username$', 'x-principal',
+      'remote-', 'x-remote-', 'x-auth', 'x-user', 'x-webauth-', 'x-email$', 'x-preferred-username$', 'x-principal', 'x-proxy-user$',
+      'x-groups$', 'x-roles$',
       'x-ssl-', 'ssl-client', 'x-client-cert', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
       'x-ms-client-principal', 'cf-access-', 'x-original-url$', 'x-rewrite-url$', 'x-original-uri$', 'x-original-method$',
-      'x-http-method-override$', 'x-http-method$', 'x-method-override$', 'x-middleware-subrequest$', 'x-mfa-',
+      'x-original-host$', 'x-host$', 'x-http-method-override$', 'x-http-method$', 'x-method-override$', 'x-middleware-subrequest$',
+      'x-mfa-', 'proxy$',
     ].join('|') +
     ')',
 );
@@ -91,14 +94,31 @@ export function browserResponseHeaders(
     if (n === 'set-cookie') {
       const allowed = asList(value).filter((sc) => heldByBrowser(cookieName(sc), opts.browserCookies));
       if (allowed.length) out[n] = allowed;
-    } else if (n === 'location') {
+    } else if (n === 'location' || n === 'content-location') {
       // A repeated Location is malformed: the first one, rewritten like a single one, never the portal's origin.
+      // Content-Location names the portal's origin as Location does.
       out[n] = opts.rewriteLocation(asList(value)[0]!);
+    } else if (n === 'refresh') {
+      // `Refresh: 0; url=…` is a redirect too.
+      out[n] = refreshWith(asList(value)[0]!, opts.rewriteLocation);
     } else {
       out[n] = value;
     }
   }
   return out;
+}
+
+// Refresh: `<seconds>[;|,] [url=]['|"]<url>` as browsers read it (HTML "shared declarative refresh steps").
+const REFRESH_URL = /^(\s*[\d.]+\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)/i;
+
+/** A Refresh header with its URL rewritten; the delay, the quotes and anything after a closing quote as sent. */
+function refreshWith(refresh: string, rewrite: (url: string) => string): string {
+  const m = REFRESH_URL.exec(refresh);
+  if (!m) return refresh;
+  const start = m[0].length;
+  const end = m[2] ? refresh.indexOf(m[2], start) : -1;
+  const stop = end === -1 ? refresh.length : end;
+  return refresh.slice(0, start) + rewrite(refresh.slice(start, stop)) + refresh.slice(stop);
 }
 
 export function asList(v: string | string[] | number | undefined): string[] {

@@ -4,14 +4,36 @@
 const LEGACY_SCHEME = /^\s*(basic|digest|ntlm|negotiate)(\s|$)/i;
 
 /**
- * Whether a portal matching names loosely would read `name` as the configured `field`: case-insensitive, ignoring
- * -, _, . and whitespace (PHP turns . and spaces into _), only up to a NUL (where PHP ends a name), and, for a field
- * without brackets of its own, only up to a [ (PHP, Rails and qs read `name[]` or `name[x]` as the field `name`).
+ * Whether a portal matching names loosely would read `name` as the configured `field` (SECURITY C-35): the field's
+ * keys begin the keys of the name as PHP reads it or as a lenient parser (older Rack) does, each key compared
+ * case-insensitively and ignoring -, _, . and whitespace (PHP drops leading spaces and turns spaces and dots into _),
+ * and a name only up to a NUL (where PHP ends it). So `name[]` and `name[x]` are the field `name` (PHP, Rails and qs
+ * read them so), and `login[username]x` is `login[username]` (PHP ignores what follows the last `]`).
  */
 export function sameFieldName(name: string, field: string): boolean {
-  const cut = field.includes('[') ? /\0/ : /[\0[]/;
-  const fold = (s: string) => s.split(cut, 1)[0]!.toLowerCase().replace(/[-_.\s]/g, '');
-  return fold(name) === fold(field);
+  const want = phpKeys(field).map(foldKey);
+  const cut = name.split('\0', 1)[0]!;
+  const begins = (keys: string[]) => want.every((k, i) => i < keys.length && foldKey(keys[i]!) === k);
+  return begins(phpKeys(cut)) || begins(cut.split(/[[\]]+/).filter(Boolean));
+}
+
+const foldKey = (key: string) => key.toLowerCase().replace(/[-_.\s]/g, '');
+
+/**
+ * The keys PHP reads a field name as: `a[b][c]` is a, b, c. A [ without a ] after it is no array: PHP turns it into
+ * _ (`user[name` is user_name), and what follows a ] that no [ follows is ignored.
+ */
+function phpKeys(name: string): string[] {
+  const open = name.indexOf('[');
+  if (open === -1 || name.indexOf(']', open) === -1) return [name.replaceAll('[', '_')];
+  const keys = [name.slice(0, open)];
+  for (let at = open; name[at] === '['; ) {
+    const close = name.indexOf(']', at + 1);
+    if (close === -1) break;
+    keys.push(name.slice(at + 1, close));
+    at = close + 1;
+  }
+  return keys;
 }
 
 /** Authorization with a legacy scheme, or one of the login form's fields (in any spelling) in the query string. */

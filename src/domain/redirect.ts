@@ -17,15 +17,18 @@ export function safeRelativeTarget(target: string | undefined, origin: string): 
 }
 
 /**
- * A portal's Location for the browser: an absolute URL on the portal's own origin becomes a path on the gateway;
- * anything else passes as sent. The path keeps one leading slash: `http://portal//evil.example/` is harmless on the
- * portal's origin, but as `//evil.example/` a browser would go to another host.
+ * A portal's Location (or Content-Location, or Refresh URL) for the browser: an absolute or scheme-relative URL on
+ * the portal's own origin becomes a path on the gateway; anything else passes as sent. The path keeps one leading
+ * slash: `http://portal//evil.example/` is harmless on the portal's origin, but as `//evil.example/` a browser would
+ * go to another host.
  */
 export function browserLocation(location: string, portalOrigin: string): string {
-  if (!/^https?:/i.test(location)) return location;
+  // `//portal.internal:8080/x` (or with backslashes, which browsers read as slashes) names the portal's host, with
+  // the scheme of the request the portal answered: resolved against the portal's origin.
+  if (!/^(https?:|[/\\]{2})/i.test(location)) return location;
   let url: URL;
   try {
-    url = new URL(location);
+    url = new URL(location, portalOrigin);
   } catch {
     return location;
   }

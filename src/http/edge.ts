@@ -56,6 +56,11 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('strict-transport-security', HSTS);
     req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted, opts.forwardedHeader);
+    // Node keeps the first of two Host headers, a proxy or the portal may read the last: one Host, or no answer.
+    if (repeatedHost(req.raw.rawHeaders)) {
+      done(new GatewayError('GW_ERR_BAD_REQUEST', 'more than one Host header'));
+      return;
+    }
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
     const host = hostName(req);
     // The exempt paths are compared whole and as sent: /_mfa/jwks.json/../x is not exempt (it would reach the portal).
@@ -83,6 +88,22 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     opts.answered(r);
     done();
   });
+}
+
+/**
+ * Whether raw headers (name, value, name, ...) hold Host more than once. On every request: one pass, allocating
+ * nothing for the usual spellings.
+ */
+function repeatedHost(raw: string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 4 && (n === 'Host' || n === 'host' || n.toLowerCase() === 'host')) {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
 }
 
 /** The lower-case host name of the Host header, without port; null when absent or malformed. */

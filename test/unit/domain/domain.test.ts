@@ -105,6 +105,12 @@ t.test("the portal's Location, for the browser", async (t) => {
     t.equal(browserLocation(`http://portal.internal:8080${path}`, o), '/evil.example/', `${path}: never a host to the browser`);
   for (const other of ['https://elsewhere.example/x', 'http://portal.internal:9090/x', '/relative', 'relative', 'http://[bad'])
     t.equal(browserLocation(other, o), other, `${other}: as sent`);
+  // Scheme-relative: the portal's host with the scheme of the request it answered, never shown to the browser.
+  for (const own of ['//portal.internal:8080/home?a=1', '//PORTAL.internal:8080/home?a=1', '\\\\portal.internal:8080/home?a=1', '/\\portal.internal:8080/home?a=1'])
+    t.equal(browserLocation(own, o), '/home?a=1', `${own}: a path on the gateway`);
+  t.equal(browserLocation('//portal.internal:8080//evil.example/', o), '/evil.example/', 'and still never a host');
+  for (const other of ['//elsewhere.example/x', '//portal.internal:9090/x', '//portal.internal/x', '//[bad'])
+    t.equal(browserLocation(other, o), other, `${other}: another host, as sent`);
 });
 
 t.test('request headers to the portal', async (t) => {
@@ -122,6 +128,17 @@ t.test('request headers to the portal', async (t) => {
       'x-original-url': '/admin',
       'x-middleware-subrequest': 'middleware',
       'x-real-ip': '127.0.0.1',
+      'remote-groups': 'admins',
+      'remote-email': 'admin@x',
+      'remote-name': 'Admin',
+      'x-groups': 'admins',
+      'x-roles': 'admin',
+      'x-proxy-user': 'admin',
+      'x-original-host': 'admin.internal',
+      'x-host': 'admin.internal',
+      proxy: 'http://evil.example:3128',
+      'x-hostname-hint': 'kept',
+      'proxy-status': 'kept',
       cookie: 'PORTALSESSID=planted',
       connection: 'close, x-keep-me, X-Forwarded-For',
       'x-keep-me': 'gone',
@@ -134,6 +151,8 @@ t.test('request headers to the portal', async (t) => {
   );
   t.same(h, {
     accept: 'text/html',
+    'x-hostname-hint': 'kept',
+    'proxy-status': 'kept',
     'x-custom': 'kept',
     'x-forwarded-for': '10.1.2.3',
     'x-forwarded-proto': 'https',
@@ -155,4 +174,19 @@ t.test('response headers to the browser', async (t) => {
   const rewrite = (l: string) => l.replace('http://portal', '');
   t.same(browserResponseHeaders({ location: ['http://portal/a', 'http://portal/b'] }, { browserCookies: [], rewriteLocation: rewrite }), { location: '/a' }, 'a repeated Location: the first, rewritten');
   t.same(browserResponseHeaders({ 'strict-transport-security': 'max-age=0', 'content-type': 'text/html' }, { browserCookies: [], rewriteLocation: rewrite }), { 'content-type': 'text/html' }, "the portal cannot replace the gateway's HSTS");
+  // Content-Location and the URL of a Refresh name the portal's origin as a Location does.
+  const o = 'http://portal.internal:8080';
+  const portal = (headers: Record<string, string>) => browserResponseHeaders(headers, { browserCookies: [], rewriteLocation: (l) => browserLocation(l, o) });
+  t.same(portal({ 'content-location': 'http://portal.internal:8080/records/1' }), { 'content-location': '/records/1' });
+  t.same(portal({ 'content-location': '//portal.internal:8080/records/1' }), { 'content-location': '/records/1' });
+  const refreshes: [string, string][] = [
+    ['0; url=http://portal.internal:8080/home', '0; url=/home'],
+    ['5;URL=//portal.internal:8080/home', '5;URL=/home'],
+    ["0; url='http://portal.internal:8080/home'", "0; url='/home'"],
+    ['0.5, "http://portal.internal:8080/home" x', '0.5, "/home" x'],
+    ['0 http://portal.internal:8080/home', '0 /home'],
+  ];
+  for (const [sent, seen] of refreshes) t.same(portal({ refresh: sent }), { refresh: seen }, sent);
+  for (const sent of ['0; url=https://elsewhere.example/x', '0; url=/home', '30', 'soon; url=http://portal.internal:8080/x'])
+    t.same(portal({ refresh: sent }), { refresh: sent }, `${sent}: as sent`);
 });

@@ -37,6 +37,14 @@ t.test('form bodies: one canonical parse, the canonical username is what the por
   const nested = parseLoginBody(Buffer.from('login%5Busername%5D=alice&login%5Bpassword%5D=pw'), 'form', 'login[username]');
   t.equal(nested.username, 'alice', 'a bracketed field name is its own field');
   t.throws(() => parseLoginBody(Buffer.from('login[username]=mallory&login[username]%00=alice&login[password]=pw'), 'form', 'login[username]'), { code: 'GW_ERR_BAD_REQUEST' }, 'NUL spelling of a bracketed field');
+  // PHP ignores what follows the last ], and reads login[username][] as the field too (the later one wins).
+  for (const other of ['login[username]x', 'login[username][]', 'login[User_Name]'])
+    t.throws(() => parseLoginBody(Buffer.from(`login[username]=mallory&${encodeURIComponent(other)}=alice`), 'form', 'login[username]'), { code: 'GW_ERR_BAD_REQUEST' }, other);
+  t.equal(parseLoginBody(Buffer.from('login[username]=alice&login[usernames]=x&login=y'), 'form', 'login[username]').username, 'alice', 'other keys of the same array');
+  // PHP turns a [ without a ] after it into _: it reads user[name as user_name, the gateway would have read alice.
+  for (const other of ['user[name', 'user[name[', ' user.name'])
+    t.throws(() => parseLoginBody(Buffer.from(`user_name=alice&${encodeURIComponent(other)}=bob&password=bobpw`), 'form', 'user_name'), { code: 'GW_ERR_BAD_REQUEST' }, `${other}: PHP reads user_name`);
+  t.equal(parseLoginBody(Buffer.from('user_name=alice&user[name]=x&password=pw'), 'form', 'user_name').username, 'alice', 'user[name] is the array user: another field');
   const latin1 = parseLoginBody(Buffer.from('username=Alice&password=caf%E9+cr%E8me'), 'form', 'username');
   t.equal(latin1.withUsername('alice').toString('latin1'), 'username=alice&password=caf%E9+cr%E8me', 'other fields byte for byte, whatever their charset');
   t.equal(parseLoginBody(Buffer.from('username=b%C3%B8b+x&password=p'), 'form', 'username').username, 'bøb x');

@@ -1,0 +1,117 @@
+// Between browser and portal, over real sockets: one Host per request, client identity headers removed, the
+// portal's internal origin kept out of the redirect headers, and field names a PHP portal reads as the login fields.
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t, { type Test } from 'tap';
+import { request } from 'undici';
+import { buildApp } from '../../src/app.js';
+import { resolveConfig } from '../../src/config/load.js';
+import { rawRequest } from '../helpers/browser.js';
+import { rawTestConfig } from '../helpers/config.js';
+
+/** A portal whose public /static/ paths echo the request headers or redirect as the test asks. */
+async function start(t: Test, patch: (raw: Record<string, any>) => void = () => {}) {
+  const seen: { method: string; url: string; headers: IncomingMessage['headers'] }[] = [];
+  const portal = createServer((req: IncomingMessage, res: ServerResponse) => {
+    seen.push({ method: req.method!, url: req.url!, headers: req.headers });
+    req.resume();
+    const { pathname, searchParams } = new URL(req.url!, 'http://portal');
+    if (pathname === '/static/echo') return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(req.headers));
+    if (pathname === '/static/moved') {
+      const to = searchParams.get('to')!;
+      return res.writeHead(302, { location: to, 'content-location': to, refresh: `0; url=${to}` }).end();
+    }
+    // A wrong password, as far as the gateway can tell: the portal's own page.
+    if (pathname === '/login') return res.writeHead(200, { 'content-type': 'text/plain' }).end('portal login page');
+    res.writeHead(404).end();
+  });
+  portal.listen(0, '127.0.0.1');
+  await once(portal, 'listening');
+  const portalUrl = `http://127.0.0.1:${(portal.address() as AddressInfo).port}`;
+  const raw = rawTestConfig(portalUrl);
+  patch(raw);
+  const app = await buildApp(resolveConfig(raw));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    portal.closeAllConnections();
+    portal.close();
+  });
+  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, portalUrl, seen };
+}
+
+t.test('one Host header per request', async (t) => {
+  const s = await start(t);
+  const ask = (hosts: string) => rawRequest(s.url, `GET /static/echo HTTP/1.1\r\n${hosts}Connection: close\r\n\r\n`);
+  t.match(await ask('Host: 127.0.0.1\r\n'), /^HTTP\/1\.1 200/, 'one Host: answered');
+  t.equal(s.seen.length, 1);
+  for (const hosts of ['Host: 127.0.0.1\r\nHost: admin.internal\r\n', 'Host: 127.0.0.1\r\nhost: 127.0.0.1\r\n', 'HOST: 127.0.0.1\r\nX-A: 1\r\nhOsT: admin.internal\r\n']) {
+    const res = await ask(hosts);
+    t.match(res, /^HTTP\/1\.1 400/, `${JSON.stringify(hosts)}: refused`);
+    t.match(res, 'The request could not be understood.');
+  }
+  t.equal(s.seen.length, 1, 'none of them reached the portal');
+});
+
+t.test('identity, routing and proxy headers from the client never reach the portal', async (t) => {
+  const s = await start(t);
+  const sent = {
+    'remote-user': 'admin',
+    'remote-groups': 'admins',
+    'remote-email': 'admin@x',
+    'remote-name': 'Admin',
+    'x-groups': 'admins',
+    'x-roles': 'admin',
+    'x-proxy-user': 'admin',
+    'x-original-host': 'admin.internal',
+    'x-host': 'admin.internal',
+    proxy: 'http://evil.example:3128',
+  };
+  const res = await request(`${s.url}/static/echo`, { headers: { ...sent, 'x-custom': 'kept', 'x-hostname-hint': 'kept too' } });
+  const echoed = (await res.body.json()) as Record<string, string>;
+  t.equal(echoed['x-custom'], 'kept', 'ordinary headers pass');
+  t.equal(echoed['x-hostname-hint'], 'kept too', 'a header that only starts like one passes');
+  for (const name of Object.keys(sent)) t.notOk(name in echoed, `${name} removed`);
+});
+
+t.test("the portal's redirect headers never name its internal origin", async (t) => {
+  const s = await start(t);
+  const moved = (to: string) => request(`${s.url}/static/moved?to=${encodeURIComponent(to)}`);
+  const internal = new URL(s.portalUrl).host;
+  for (const to of [`${s.portalUrl}/home?a=1`, `//${internal}/home?a=1`]) {
+    const res = await moved(to);
+    t.equal(res.statusCode, 302);
+    t.same([res.headers.location, res.headers['content-location'], res.headers.refresh], ['/home?a=1', '/home?a=1', '0; url=/home?a=1'], `${to}: a path on the gateway`);
+    await res.body.dump();
+  }
+  for (const to of ['https://elsewhere.example/x', '//elsewhere.example/x', '/home']) {
+    const res = await moved(to);
+    t.same([res.headers.location, res.headers['content-location'], res.headers.refresh], [to, to, `0; url=${to}`], `${to}: as sent`);
+    await res.body.dump();
+  }
+});
+
+t.test('field names a PHP portal reads as a login field', async (t) => {
+  const s = await start(t, (raw) => Object.assign(raw.portal.login, { usernameField: 'user_name', passwordField: 'pass_word' }));
+  const login = (body: string) =>
+    request(`${s.url}/login`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'text/html' }, body });
+  const plain = await login('user_name=alice&user[name]=x&pass_word=pw');
+  t.equal(plain.statusCode, 200, 'user[name] is another field (the array user): the portal judges the password');
+  t.match(await plain.body.text(), 'portal login page');
+  const before = s.seen.length;
+  // PHP turns a [ without a ] after it into _ and keeps the later field: it would sign in bob, the gateway alice.
+  for (const body of ['user_name=alice&user[name=bob&pass_word=bobpw', 'user_name=alice&user[name[=bob&pass_word=bobpw']) {
+    const res = await login(body);
+    t.equal(res.statusCode, 400, body);
+    await res.body.dump();
+  }
+  const query = async (q: string) => {
+    const res = await request(`${s.url}/static/echo?${q}`);
+    await res.body.dump();
+    return res.statusCode;
+  };
+  t.equal(await query('pass[word=x'), 403, 'PHP reads pass[word as pass_word: legacy credentials');
+  t.equal(s.seen.length, before, 'none of them reached the portal');
+  t.equal(await query('pass[word]=x&page[size]=10'), 200, 'pass[word] and page[size] are other fields');
+});
