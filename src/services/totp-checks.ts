@@ -1,4 +1,6 @@
-// Checking a TOTP code: within ±1 step of the server's time, each step accepted once per user (RFC 6238 §5.2).
+// Checking a TOTP code: within ±1 step of the server's time, each step accepted once per user (RFC 6238 §5.2); the
+// first code of a secret being set up, once per set-up.
+import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { matchTotpStep, normaliseTotpInput } from '../mechanisms/totp.js';
 import type { ReplayGuard } from '../stores/counters.js';
@@ -9,12 +11,16 @@ import type { SecurityLog } from './security-events.js';
 export class TotpChecks {
   constructor(private readonly d: { clock: Clock; replay: ReplayGuard; attempts: Attempts; factors: FactorStore; security: SecurityLog }) {}
 
-  /** A code for one secret (a factor being set up). */
+  /**
+   * A code for one secret (a factor being set up). Its step is claimed for this set-up, not on the user's own mark:
+   * the security page asks for a recent second factor, so the user's other app has usually just given its code for the
+   * same step, and the new app's code must not be refused for it. The user's mark is raised to the step all the same.
+   */
   async checkSecret(c: Ceremony, secret: string, input: string, ip: string): Promise<CodeCheck> {
     const attempt = await this.d.attempts.begin(c, ip, 'totp');
     const step = await this.matchingStep([secret], input);
     if (step === null) return this.d.attempts.failed(c, ip, attempt, 'wrong code');
-    if (!(await this.claim(c, step.step, ip))) return this.d.attempts.failed(c, ip, attempt, 'code already used');
+    if (!(await this.claimSetup(c, secret, step.step, ip))) return this.d.attempts.failed(c, ip, attempt, 'code already used');
     await this.d.attempts.succeeded(c, attempt);
     return { ok: true };
   }
@@ -56,4 +62,22 @@ export class TotpChecks {
     this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
     return false;
   }
+
+  /**
+   * A step of a secret being set up is accepted at most once for that secret, also across parallel submissions (the
+   * form sent twice: see awaitOtherSubmission in enrolment.ts); the user's mark then covers it too.
+   */
+  private async claimSetup(c: Ceremony, secret: string, step: number, ip: string): Promise<boolean> {
+    if (await this.d.replay.claimSetupStep(c.pid, setupId(secret), step)) return true;
+    this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
+    return false;
+  }
+}
+
+/**
+ * Names a set-up in store keys without its secret: each set-up (a pending login's, a session's) has a secret of its
+ * own, 160 random bits, so a one-way digest of it names the set-up and tells nothing about it.
+ */
+function setupId(secret: string): string {
+  return createHash('sha256').update('mfa-gateway totp set-up\0').update(secret).digest('hex').slice(0, 32);
 }

@@ -11,4 +11,17 @@ export class ReplayGuard {
   claimStep(pid: string, step: number): Promise<boolean> {
     return this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS);
   }
+
+  /**
+   * The first code of a secret being set up: a step is accepted at most once per set-up (`setup` names it, without
+   * its secret), atomically, so of two parallel submissions of one code only one binds the app. The user's own mark
+   * is not asked: the code the user's other app just gave for the same step (a step-up, usually) takes nothing from
+   * a new app's. Then the user's mark is raised to the step (never lowered, whether or not it moved), so the code that
+   * set the app up cannot also sign in once the app is bound.
+   */
+  async claimSetupStep(pid: string, setup: string, step: number): Promise<boolean> {
+    if (!(await this.kv.raiseTo(keys.totpSetupStep(pid, setup), step, STEP_TTL_MS))) return false;
+    await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS);
+    return true;
+  }
 }

@@ -8,6 +8,11 @@ export const keys = {
   factors: (pid: string) => `user:{${pid}}:factors`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
   totpStep: (pid: string) => `user:{${pid}}:totp-step`,
+  /**
+   * The TOTP replay mark of one secret being set up (a first enrolment or an app added from the security page), named
+   * by a digest of that secret (`setup`), never the secret itself. A plain number, not sealed.
+   */
+  totpSetupStep: (pid: string, setup: string) => `user:{${pid}}:totp-setup-step:${setup}`,
   credentialOwner: (credentialId: string) => `webauthn-credential:{${credentialId}}`,
   enrolmentCode: (pid: string) => `user:{${pid}}:enrolment-code`,
   challenge: (owner: string, ceremony: string) => `challenge:{${owner}}:${ceremony}`,
