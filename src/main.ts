@@ -181,8 +181,10 @@ async function main(argv: string[]): Promise<number> {
  * reason, the user's pseudonym (never the name) and the outcome.
  */
 function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => Promise<string[]>): Promise<number> {
-  const by = operatorFrom(v);
   action = action.trim();
+  // Without an action there is nothing to carry out, nor to write to the audit trail.
+  if (!action.includes(' ')) return Promise.resolve(usage(`${action} needs an action (see help)`));
+  const by = operatorFrom(v);
   return withGateway(config, 'admin', async (gw) => {
     const target = { pid: v.user === undefined ? undefined : (gw.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint: v.fingerprint, all: v.all };
     try {

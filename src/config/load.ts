@@ -7,6 +7,8 @@ import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
 import { compilePolicy, type PolicyConfig } from '../domain/policy.js';
+import { parseGroupMap } from '../services/groups.js';
+import { Messages } from '../ui/i18n.js';
 import { ConfigSchema, type Config } from './schema.js';
 
 export class ConfigError extends Error {
@@ -62,8 +64,16 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
   const problems: string[] = [];
   const value = substitute(structuredClone(raw), '', opts.env ?? process.env, opts.baseDir ?? process.cwd(), problems);
   if (!validate(value)) {
-    for (const e of validate.errors ?? []) {
+    const errors = validate.errors ?? [];
+    for (const e of errors) {
       const path = e.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(top level)';
+      // A choice of fixed values (TypeBox unions of literals): one line naming them, not one per value.
+      const choices = errors.filter((c) => c.keyword === 'const' && c.instancePath === e.instancePath && c.schemaPath.startsWith(`${e.schemaPath}/`));
+      if (e.keyword === 'anyOf' && choices.length) {
+        problems.push(`${path}: must be one of ${choices.map((c) => String(c.params.allowedValue)).join(', ')}${found(path, e.data)}`);
+        continue;
+      }
+      if (e.keyword === 'const' && errors.some((a) => a.keyword === 'anyOf' && a.instancePath === e.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`))) continue;
       const extra = e.keyword === 'additionalProperties' ? ` '${String(e.params.additionalProperty)}'` : '';
       problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : found(path, e.data)}`);
     }
@@ -101,7 +111,7 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         try {
           out[target] = readFileSync(resolve(baseDir, substitute(v, at, env, baseDir, problems) as string), 'utf8').trim();
         } catch (err) {
-          problems.push(`${at}: cannot read secret file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+          problems.push(`${at}: cannot read secret file ${resolve(baseDir, String(v))} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
         }
       } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {
         // Files the gateway keeps reading (certificates, CRL, group map) are named relative to the config file.
@@ -194,6 +204,22 @@ function checkSemantics(c: Config): string[] {
     ['ui.logoFile', c.ui.logoFile],
   ];
   for (const [path, file] of files) if (file !== undefined && !existsSync(file)) problems.push(`${path}: no such file: ${file}`);
+  const failure = (build: () => unknown) => {
+    try {
+      build();
+      return null;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  // What serve builds from files at start is built here too, so check finds what would stop serve.
+  const ui = failure(() => new Messages(c.ui.localesDir, c.ui.defaultLanguage));
+  if (ui) problems.push(`${ui.startsWith('no messages for the default language') ? 'ui.defaultLanguage' : 'ui.localesDir'}: ${ui}`);
+  const groups = c.groups.file;
+  const groupProblem = groups && existsSync(groups) && failure(() => parseGroupMap(readFileSync(groups, 'utf8'), c.portal.login.usernameCase));
+  if (groupProblem) problems.push(`groups.file: ${groupProblem}`);
+  const ca = c.devices.caFile;
+  if (ca && existsSync(ca) && !readable(() => new X509Certificate(readFileSync(ca)))) problems.push('devices.caFile: not a PEM certificate');
   const tls = c.server.tls;
   if (tls && existsSync(tls.certFile) && !readable(() => new X509Certificate(readFileSync(tls.certFile)))) problems.push('server.tls.certFile: not a PEM certificate');
   if (tls && existsSync(tls.keyFile) && !readable(() => createPrivateKey(readFileSync(tls.keyFile)))) problems.push('server.tls.keyFile: not a PEM private key');

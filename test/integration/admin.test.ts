@@ -191,6 +191,9 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   t.equal(naming.code, 2);
   t.match(naming.stderr, '--reason must not contain the username');
   t.equal(cli('user', 'erase', '--user', 'bob').code, 2, 'erase without --yes');
+  const bare = cli('user', '--user', 'bob');
+  t.equal(bare.code, 2, 'no action');
+  t.match(bare.stderr, 'mfa-gateway: user needs an action');
 
   // Rotation on Redis: a config with a new first encryption key (Bob's factors are left to re-seal).
   const rotatedFile = join(dir, 'rotated.json');

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, configWarnings, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
@@ -201,11 +201,12 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
 t.test('folders named in the config are relative to the config file, not to the working directory', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
   const raw = rawTestConfig('http://portal.internal');
+  mkdirSync(join(dir, 'locales'));
   writeFileSync(join(dir, 'gw.yaml'), JSON.stringify({ ...raw, audit: { ...raw.audit, dir: 'trail' }, ui: { localesDir: 'locales' } }));
   const c = loadConfigFile(join(dir, 'gw.yaml'));
   t.equal(c.audit.dir, join(dir, 'trail'));
   t.equal(c.ui.localesDir, join(dir, 'locales'));
-  t.equal(resolveConfig({ ...rawTestConfig('http://portal.internal'), ui: { localesDir: '/srv/locales' } }).ui.localesDir, '/srv/locales', 'an absolute folder stays');
+  t.equal(resolveConfig({ ...rawTestConfig('http://portal.internal'), ui: { localesDir: dir } }, { baseDir: '/srv' }).ui.localesDir, dir, 'an absolute folder stays');
 });
 
 t.test('the shipped example and demo configs are valid', async (t) => {
@@ -216,9 +217,9 @@ t.test('the shipped example and demo configs are valid', async (t) => {
   t.doesNotThrow(() => loadConfigFile('config/demo.yaml', env));
   // The example reads two keys from files that exist only in a deployment.
   t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', env)).sort(), [
-    'identity.assertion.signingKey_FILE: cannot read secret file (ENOENT)',
+    'identity.assertion.signingKey_FILE: cannot read secret file /run/secrets/mfa_assertion_key (ENOENT)',
     "identity.assertion: must have required property 'signingKey'",
-    'keys.encryption.0.secret_FILE: cannot read secret file (ENOENT)',
+    'keys.encryption.0.secret_FILE: cannot read secret file /run/secrets/mfa_encryption_key (ENOENT)',
     "keys.encryption.0: must have required property 'secret'",
   ].sort());
 });
@@ -257,4 +258,26 @@ t.test('unsafe settings: proxy ranges wider than a network, plain-http outbound 
   t.same(problemsOf(() => resolveConfig(local)), [], 'https, or plain http on this machine');
   t.notOk(configWarnings(resolveConfig(local)).some((w) => w.startsWith('portal.url')), 'a portal on loopback: no warning');
   t.ok(configWarnings(resolveConfig(rawTestConfig('http://portal.internal:8080'))).some((w) => w.startsWith('portal.url is plain http')), 'a plain-http portal elsewhere: a warning');
+});
+
+t.test('config check builds what serve builds from files, and names a choice of values once', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-files-'));
+  writeFileSync(join(dir, 'groups.yaml'), '- just a list');
+  writeFileSync(join(dir, 'ca.pem'), 'not a certificate');
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.ui = { defaultLanguage: 'de' };
+  raw.groups = { file: join(dir, 'groups.yaml') };
+  raw.devices = { caFile: join(dir, 'ca.pem') };
+  let problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.includes('ui.defaultLanguage: no messages for the default language de'), 'a language without messages');
+  t.ok(problems.some((p) => p.startsWith('groups.file: group file: expected a mapping')), 'a group file that does not parse');
+  t.ok(problems.includes('devices.caFile: not a PEM certificate'), 'a CA file that is not one');
+  raw.ui = { localesDir: join(dir, 'missing') };
+  problems = problemsOf(() => resolveConfig(raw));
+  t.ok(problems.some((p) => p.startsWith('ui.localesDir: ENOENT')), 'a missing locales folder');
+
+  const choice = rawTestConfig('http://127.0.0.1:1');
+  choice.log.level = 'quiet';
+  problems = problemsOf(() => resolveConfig(choice));
+  t.same(problems, ['log.level: must be one of fatal, error, warn, info, debug, trace, silent, found "quiet"'], 'one line with the values allowed');
 });
