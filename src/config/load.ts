@@ -137,6 +137,8 @@ function checkSemantics(c: Config): string[] {
   };
   regex('portal.login.success.location', c.portal.login.success.location);
   regex('portal.login.success.body', c.portal.login.success.body);
+  regex('portal.login.failure.location', c.portal.login.failure?.location);
+  regex('portal.login.failure.body', c.portal.login.failure?.body);
   regex('portal.login.usernamePattern', c.portal.login.usernamePattern);
   const keyBytes = (path: string, secret: string, exact?: number) => {
     const n = decodeKey(secret).length;

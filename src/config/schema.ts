@@ -149,6 +149,21 @@ export const ConfigSchema = Type.Object(
               },
               { default: {}, additionalProperties: false, description: 'How the gateway recognises a successful login: every rule given must hold.' },
             ),
+            failure: Type.Optional(
+              Type.Object(
+                {
+                  status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { minItems: 1, description: 'Status codes of a refused login response.' })),
+                  location: Type.Optional(Type.String({ description: 'Regular expression the Location header of a refused login must match.' })),
+                  setCookie: Type.Optional(Type.String({ description: 'Name of a cookie the portal sets on a refused login.' })),
+                  body: Type.Optional(Type.String({ description: 'Regular expression the body of a refused login must match.' })),
+                },
+                {
+                  additionalProperties: false,
+                  description:
+                    "How a refused login looks. When given, only such an answer is shown to the browser (the portal's error page); one that is neither a success nor a refusal (perhaps a success the success rules miss) gets a 502 page, and its cookies are dropped.",
+                },
+              ),
+            ),
           },
           { default: {}, additionalProperties: false, description: "The portal's own password login, which the gateway intercepts." },
         ),

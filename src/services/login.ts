@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies } from '../domain/cookie-jar.js';
 import { upstreamRequestHeaders } from '../domain/headers.js';
 import { sameFieldName } from '../domain/legacy-auth.js';
-import { isLoginSuccess } from '../domain/login-success.js';
+import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
 import { canonicalUsername } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
@@ -133,12 +133,16 @@ export class LoginService {
     const setCookies = asArray(answer.headers['set-cookie']);
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);
     const location = first(answer.headers.location);
-    const ok = isLoginSuccess(login.success, {
-      status: answer.status,
-      location,
-      setCookieNames: setCookieNames(setCookies),
-      body: answer.body.toString('utf8'),
-    });
+    const facts: PortalAnswer = { status: answer.status, location, setCookieNames: setCookieNames(setCookies), body: answer.body.toString('utf8') };
+    const ok = answerMatches(login.success, facts);
+    if (!ok && login.failure && !answerMatches(login.failure, facts)) {
+      // Neither a success nor a refusal as configured: perhaps a success the rules miss (a `next` the location rule
+      // does not expect, a page in another language). Its page and cookies go nowhere, the jar stays taken, and the
+      // password counts as a failure (a guess must not learn more here than from a refusal).
+      await this.d.limits.failed(pid, req.clientIp);
+      this.d.security('password_failed', { pid, ip, reason: 'unrecognised answer' });
+      throw new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `login answer ${answer.status} matches neither portal.login.success nor portal.login.failure`);
+    }
     if (!ok) {
       if (updated.length) await this.d.jars.put(req.browserId, updated);
       await this.d.limits.failed(pid, req.clientIp);

@@ -96,3 +96,35 @@ t.test('portal.login.usernamePattern: one form of a name per account; other logi
   t.equal(s.portalRequests.filter((r) => r.method === 'POST').length, before, 'none reached the portal');
   t.equal((await submitPassword(s.browser(), ALICE.username.toUpperCase(), ALICE.password)).status, 303, 'the pattern applies to the canonical (lower-case) name');
 });
+
+t.test('portal.login.failure: an answer that is neither a success nor a refusal is not shown, and its portal session is dropped', async (t) => {
+  const strict = (raw: Record<string, any>) => {
+    raw.portal.login.success = { status: [302], location: '^/records$' };
+    raw.portal.login.failure = { status: [200, 403] };
+  };
+  const s = await startStack({ patch: strict });
+  t.teardown(s.close);
+  // A success the rules miss: the portal sends the browser on to the `next` page, which the location rule does not expect.
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login?next=/messages')).body, 'csrf');
+  const unrecognised = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf, next: '/messages' });
+  t.equal(unrecognised.status, 502, 'a 502 page');
+  t.notOk(unrecognised.location, 'not sent on to the portal page');
+  t.notOk(Object.keys(unrecognised.headers).includes('set-cookie') && String(unrecognised.headers['set-cookie']).includes('PORTALSESSID'), 'no portal session cookie');
+  t.equal((await b.get('/messages')).status, 302, 'the portal page still needs a sign-in');
+  t.ok(s.logs.some((l) => l.includes('"security":"password_failed"') && l.includes('unrecognised answer')), 'counted and logged as a failed password');
+  // The jar it used stays taken: a new login page is a new portal session, and its form works.
+  const again = await submitPassword(b, ALICE.username, ALICE.password);
+  t.equal(again.status, 303, 'a recognised success goes on to the second factor');
+  // A refusal that matches the failure rules is shown as before.
+  const wrong = await submitPassword(s.browser(), ALICE.username, 'wrong');
+  t.equal(wrong.status, 200);
+  t.match(wrong.body, 'Invalid username or password.');
+
+  // Without failure rules, whatever is not a success is shown as the portal's answer (the documented default).
+  const open = await startStack({ patch: (raw) => (raw.portal.login.success = { status: [302], location: '^/records$' }) });
+  t.teardown(open.close);
+  const o = open.browser();
+  const ocsrf = inputValue((await o.get('/login?next=/messages')).body, 'csrf');
+  t.equal((await o.post('/login', { username: ALICE.username, password: ALICE.password, csrf: ocsrf, next: '/messages' })).location, '/messages');
+});

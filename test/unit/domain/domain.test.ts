@@ -2,7 +2,7 @@ import t from 'tap';
 import { canonicalTarget } from '../../../src/domain/canonical-path.js';
 import { applySetCookies, cookieHeader } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
-import { isLoginSuccess } from '../../../src/domain/login-success.js';
+import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, safeRelativeTarget } from '../../../src/domain/redirect.js';
 import { sessionState, sessionTtlMs } from '../../../src/domain/session-times.js';
 import { canonicalUsername } from '../../../src/domain/username.js';
@@ -23,15 +23,15 @@ t.test('canonical usernames', async (t) => {
 
 t.test('login success rules: every configured rule must hold', async (t) => {
   const answer = { status: 302, location: '/records', setCookieNames: ['PORTALSESSID'], body: '' };
-  t.ok(isLoginSuccess({ status: [302] }, answer));
-  t.notOk(isLoginSuccess({ status: [200] }, answer), 'status');
-  t.ok(isLoginSuccess({ status: [302], location: '^/records' }, answer));
-  t.notOk(isLoginSuccess({ status: [302], location: '^/records' }, { ...answer, location: '/login?error=1' }), 'location pattern');
-  t.notOk(isLoginSuccess({ status: [302], location: '^/records' }, { ...answer, location: undefined }), 'no location');
-  t.ok(isLoginSuccess({ status: [302], setCookie: 'PORTALSESSID' }, answer));
-  t.notOk(isLoginSuccess({ status: [302], setCookie: 'AUTH' }, answer), 'cookie missing');
-  t.ok(isLoginSuccess({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: '<h1>Welcome</h1>' }));
-  t.notOk(isLoginSuccess({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: 'Invalid password' }), 'body pattern');
+  t.ok(answerMatches({ status: [302] }, answer));
+  t.notOk(answerMatches({ status: [200] }, answer), 'status');
+  t.ok(answerMatches({ status: [302], location: '^/records' }, answer));
+  t.notOk(answerMatches({ status: [302], location: '^/records' }, { ...answer, location: '/login?error=1' }), 'location pattern');
+  t.notOk(answerMatches({ status: [302], location: '^/records' }, { ...answer, location: undefined }), 'no location');
+  t.ok(answerMatches({ status: [302], setCookie: 'PORTALSESSID' }, answer));
+  t.notOk(answerMatches({ status: [302], setCookie: 'AUTH' }, answer), 'cookie missing');
+  t.ok(answerMatches({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: '<h1>Welcome</h1>' }));
+  t.notOk(answerMatches({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: 'Invalid password' }), 'body pattern');
 });
 
 t.test('cookie jar merge', async (t) => {
