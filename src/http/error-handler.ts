@@ -1,6 +1,7 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
+import { OtherStage } from '../services/pending.js';
 import type { MessageKey } from '../ui/i18n.js';
 import { messagePage } from '../ui/pages.js';
 import { COOKIE } from './cookies.js';
@@ -60,8 +61,10 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply.code(status).header('cache-control', 'no-store').send({ error: code, message, requestId: request.id });
     }
+    // A page of a step already done (Back) while the sign-in goes on: the page of the step it is at, not an end.
+    if (error instanceof OtherStage) return reply.header('cache-control', 'no-store').redirect(`${prefix}/continue`, 303);
     const action = nextStep(code, request.url.startsWith(`${prefix}/`), request.cookies?.[COOKIE.pending] !== undefined);
-    return sendPage(reply, status, ctx, messagePage(ctx, { message, reference: request.id, ...(action ? { action } : {}) }));
+    return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
 }
 
@@ -72,6 +75,6 @@ export function installErrorHandler(app: FastifyInstance, ui: UiSettings, answer
   app.setNotFoundHandler((request, reply) => {
     const code = request.url.startsWith(`${prefix}/`) ? 'GW_ERR_NOT_FOUND' : 'GW_ERR_METHOD_NOT_ALLOWED';
     const ctx = pageContext(ui, request);
-    return sendPage(reply, ERRORS[code].status, ctx, messagePage(ctx, { message: ctx.t(`error.${code}`), reference: request.id }));
+    return sendPage(reply, ERRORS[code].status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id }));
   });
 }

@@ -101,6 +101,11 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session');
     checkCsrf(req, active.record.csrf);
+    // As at enrolment: the new codes are never shown again, so the person confirms they kept them.
+    if (field(req, 'saved') !== 'yes') {
+      const c = page(req);
+      return sendPage(reply, 400, c, pages.recoveryCodesPage(c, { codes: [], csrf: active.record.csrf, action: '/security/recovery-codes/saved', error: c.t('recoveryAckRequired') }));
+    }
     return done(reply);
   });
 

@@ -236,10 +236,14 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
         totp: allows('totp'),
         recoveryLink: false,
         ...(to ? { to } : {}),
+        // Sent back with the form, so that a wrong code's answer offers only what the rule accepts.
+        ...(wanted.length ? { factors: wanted.join(',') } : {}),
         ...(passkey ? { passkey } : {}),
         ...(error ? { error } : {}),
-        // A rule asking for a kind of factor the user does not have: say how to get one.
-        ...(!allows('totp') && !passkey ? { note: 'stepUpOtherFactor' as const } : {}),
+        // A rule asking for a kind of factor the user does not have: say which, and how to get one.
+        ...(!allows('totp') && !passkey ? { note: wanted.includes('totp') && !wanted.includes('webauthn') ? ('stepUpNeedsTotp' as const) : ('stepUpOtherFactor' as const) } : {}),
+        // Recovery codes do not step up; a new sign-in with one does, where the rule takes any factor.
+        ...(active.record.factor === 'recovery' && kinds.recovery && (wanted.length === 0 || wanted.includes('recovery')) ? { recoverySignOut: true } : {}),
       }),
     );
   };
@@ -294,7 +298,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     }
     reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', '"cookies", "storage"');
     const c = page(req);
-    return sendPage(reply, 200, c, pages.messagePage(c, { title: 'signedOutTitle', message: c.t('signedOutTitle'), action: { href: config.portal.login.page, label: 'signInAgain' } }));
+    return sendPage(reply, 200, c, pages.messagePage(c, { title: 'signedOutTitle', action: { href: config.portal.login.page, label: 'signInAgain' } }));
   });
 }
 

@@ -9,13 +9,21 @@ import type { SessionService } from './sessions.js';
 /** A finished login: the session cookie value, where to go, and the portal's cookies (released in forward-auth mode). */
 export type SignedIn = { ok: true; pid: string; token: string; continueTo: string; jar: Jar };
 
+/** A pending login that is still alive but at another stage than the one asked for (Back to a step already done). */
+export class OtherStage extends GatewayError {
+  constructor(asked: PendingStage, at: PendingStage) {
+    super('GW_ERR_LOGIN_EXPIRED', `pending login at stage ${at}, not ${asked}`);
+  }
+}
+
 export class PendingService {
   constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService }) {}
 
-  /** The pending login behind a cookie value, when it exists, has not expired and is at `stage`. */
+  /** The pending login behind a cookie value, when it exists, has not expired and is at `stage` (else OtherStage). */
   async at(id: string | undefined, stage: PendingStage): Promise<{ id: string; p: PendingLogin }> {
     const p = id ? await this.d.pending.get(id, this.d.clock.now()) : null;
-    if (!id || !p || p.stage !== stage) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', `no pending login at stage ${stage}`);
+    if (!id || !p) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', `no pending login at stage ${stage}`);
+    if (p.stage !== stage) throw new OtherStage(stage, p.stage);
     return { id, p };
   }
 

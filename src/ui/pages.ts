@@ -27,7 +27,8 @@ export interface PasskeyAction {
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: boolean } = {}): string {
+/** `error`: the page answers a mistake in one of its fields, and its title says so first (WCAG 2.4.2, 3.3.1). */
+function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: boolean; error?: boolean } = {}): string {
   const { t, prefix } = ctx;
   // At the end of <body>: the passkey script looks for its buttons when it runs (in <head>, it found none).
   const scripts = opts.scripts
@@ -39,7 +40,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)} – ${esc(ctx.portalName)}</title>
+<title>${esc(opts.error ? t('errorPageTitle', { title }) : title)} – ${esc(ctx.portalName)}</title>
 <link rel="stylesheet" href="${prefix}/assets/gateway.css">
 </head>
 <body>
@@ -96,7 +97,7 @@ ${errorBlock(`${o.id}-error`, o.error)}
 
 function passkeyButton(ctx: PageContext, a: PasskeyAction): string {
   const { t } = ctx;
-  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}" data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}">
+  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}" data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}" data-unsupported="${esc(t('passkeyUnsupported'))}">
 ${a.nameField ? field({ id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
 <button type="button" class="passkey-start" disabled>${esc(t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>
@@ -133,15 +134,21 @@ ${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proo
             hint: v.mode === 'invite' ? t('proofHintInvite') : t('proofHintWebhook'),
             error: v.error,
             kind: v.mode === 'invite' ? 'code' : 'digits',
-            autofocus: true,
+            // Only to correct a mistake: arriving, a screen reader starts at the top, with the instructions.
+            autofocus: v.error !== undefined,
           }),
           t('proofSubmit'),
         )
       : '';
-  return layout(ctx, t('proofTitle'), `<p>${esc(intro)}</p>
+  return layout(
+    ctx,
+    t('proofTitle'),
+    `<p>${esc(intro)}</p>
 ${v.mode === 'invite' ? `<p class="hint">${esc(t('proofMissing'))}</p>` : ''}
 ${send}
-${entry}`);
+${entry}`,
+    { error: v.error !== undefined },
+  );
 }
 
 export function choosePage(ctx: PageContext, v: { csrf: string; passkey: PasskeyAction }): string {
@@ -164,6 +171,7 @@ ${passkeyButton(ctx, v.passkey)}
   );
 }
 
+/** The code field takes focus only to correct a mistake: arriving, the QR code and the key come first, uncovered by a keyboard. */
 export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; groupedSecret: string; error?: string; name?: string; nameField: boolean }): string {
   const { t } = ctx;
   return layout(
@@ -178,9 +186,10 @@ ${form(
   v.action,
   v.csrf,
   `${v.nameField ? field({ id: 'name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: v.name ?? t('totpDefaultName') }) : ''}
-${field({ id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: true })}`,
+${field({ id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`,
   t('enrolSubmit'),
 )}`,
+    { error: v.error !== undefined },
   );
 }
 
@@ -201,18 +210,19 @@ ${errorBlock('ack-error', v.error)}
 <p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' autofocus aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${esc(t('recoveryAck'))}</label></p>
 <button type="submit">${esc(t('continue'))}</button>
 </form>`,
+    { error: v.error !== undefined },
   );
 }
 
 /** Signing in or stepping up: a passkey button and/or the TOTP form, whichever the user has. */
 export function verifyPage(
   ctx: PageContext,
-  v: { title: MessageKey; intro?: MessageKey; action: string; csrf: string; totp: boolean; passkey?: PasskeyAction; to?: string; error?: string; recoveryLink: boolean; note?: MessageKey },
+  v: { title: MessageKey; intro?: MessageKey; action: string; csrf: string; totp: boolean; passkey?: PasskeyAction; to?: string; factors?: string; error?: string; recoveryLink: boolean; note?: MessageKey; recoverySignOut?: boolean },
 ): string {
   const { t } = ctx;
   const totpForm = v.totp
     ? `${v.passkey ? `<h2>${esc(t('verifyOr'))}</h2>` : `<p>${esc(t('verifyIntro'))}</p>`}
-${form(ctx, v.action, v.csrf, `${hidden('to', v.to)}
+${form(ctx, v.action, v.csrf, `${hidden('to', v.to)}${hidden('factors', v.factors)}
 ${field({ id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: !v.passkey || v.error !== undefined })}`, t('verifySubmit'))}`
     : '';
   return layout(
@@ -222,8 +232,9 @@ ${field({ id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHi
 ${v.note ? `<p class="notice" role="status">${esc(t(v.note))}</p>` : ''}
 ${v.passkey ? passkeyButton(ctx, v.passkey) : ''}
 ${totpForm}
-${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${esc(t('useRecovery'))}</a></p>` : ''}`,
-    { scripts: Boolean(v.passkey) },
+${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${esc(t('useRecovery'))}</a></p>` : ''}
+${v.recoverySignOut ? `<p>${esc(t('stepUpRecovery'))} <a href="${ctx.prefix}/logout">${esc(t('signOutLink'))}</a></p>` : ''}`,
+    { scripts: Boolean(v.passkey), error: v.error !== undefined },
   );
 }
 
@@ -234,6 +245,7 @@ export function recoveryPage(ctx: PageContext, v: { csrf: string; error?: string
     t('recoveryCodeTitle'),
     `${form(ctx, '/recovery', v.csrf, field({ id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', autofocus: true }), t('verifySubmit'))}
 <p><a href="${ctx.prefix}/verify">${esc(t('useOtherWays'))}</a></p>`,
+    { error: v.error !== undefined },
   );
 }
 
@@ -306,12 +318,13 @@ export function logoutPage(ctx: PageContext, v: { csrf: string }): string {
 ${form(ctx, '/logout', v.csrf, '', t('logoutSubmit'))}`);
 }
 
-export function messagePage(ctx: PageContext, v: { title?: MessageKey; message: string; reference?: string; action?: { href: string; label: MessageKey } }): string {
+/** A page that says one thing; an error page's title and heading are the error's own message, so no `message` repeats it. */
+export function messagePage(ctx: PageContext, v: { title: MessageKey; message?: string; reference?: string; action?: { href: string; label: MessageKey } }): string {
   const { t } = ctx;
   return layout(
     ctx,
-    t(v.title ?? 'errorTitle'),
-    `<p role="alert">${esc(v.message)}</p>
+    t(v.title),
+    `${v.message ? `<p role="alert">${esc(v.message)}</p>` : ''}
 ${v.action ? `<p><a href="${esc(v.action.href)}">${esc(t(v.action.label))}</a></p>` : ''}
 ${v.reference ? `<p class="hint">${esc(t('reference'))}: ${esc(v.reference)}</p>` : ''}`,
   );

@@ -244,10 +244,15 @@ t.test('gateway screens', async (t) => {
     const missing = await page.goto(`${s.base}${P}/nothing`);
     t.equal(missing?.status(), 404);
     await screen(t, page, 'not-found');
-    // The login is at its verify step: the enrolment page of another step answers LOGIN_EXPIRED.
-    const expired = await page.goto(`${s.base}${P}/enrol`);
+    // The login is at its verify step: the enrolment page of a step already done leads on to it.
+    await page.goto(`${s.base}${P}/enrol`);
+    t.equal(url(page), `${P}/verify`, 'Back to the enrolment: the step the login is at');
+    // Out of time: the page's title and heading say so.
+    s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 + 1);
+    const expired = await page.goto(`${s.base}${P}/verify`);
     t.equal(expired?.status(), 403);
-    t.match(await page.textContent('main'), 'Your sign-in has expired');
+    t.equal(await page.textContent('h1'), 'Your sign-in has expired. Please sign in again.');
+    t.match(await page.title(), /^Your sign-in has expired\./);
     await screen(t, page, 'login-expired');
   });
 

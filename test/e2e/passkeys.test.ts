@@ -98,3 +98,16 @@ t.test('security page: add a passkey, remove the authenticator app; the passkey 
   await andWait(page, page.getByRole('button', { name: 'Use your passkey or security key' }).click());
   t.equal(url(page), '/records', 'signed in with the passkey added on the security page');
 });
+
+t.test('JavaScript on, but a browser without passkeys: the page says so instead of a button that never wakes', async (t) => {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  // JavaScript on, no WebAuthn: as in an old browser or one that turned passkeys off.
+  await page.addInitScript(() => delete (window as { PublicKeyCredential?: unknown }).PublicKeyCredential);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/enrol`);
+  const status = page.getByRole('alert');
+  t.equal(await status.textContent(), 'This browser cannot use passkeys here. Use another way, or another browser.', 'announced (role=alert)');
+  t.equal(await page.getByRole('button', { name: 'Create passkey' }).isEnabled(), false, 'the button stays off');
+  t.same(await axeViolations(page), [], 'axe: no WCAG 2.2 A/AA violations');
+});

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { inputValue, rawRequest, type Browser } from '../helpers/browser.js';
 import { runCli } from '../helpers/cli.js';
-import { ALICE, BOB, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
 
 function accessStack(patch: (raw: Record<string, any>) => void = () => {}) {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-groups-'));
@@ -270,4 +270,17 @@ keys:
   t.equal(noValue.code, 2, 'option without its value');
   t.notMatch(noValue.stderr, /\n\s+at /, 'no stack trace');
   t.equal(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/x', '--managed=yes']).code, 2, 'value for a flag');
+});
+
+t.test('step-up after a sign-in with a recovery code: the page says a new sign-in with one is the way', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { codes } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const { b, csrf } = await atCodePage(s, undefined, 'recovery');
+  t.equal((await b.post('/_mfa/recovery', { csrf, code: codes[0]! })).status, 303, 'signed in with a recovery code');
+  s.clock.advance(301_000);
+  const page = await b.get((await b.get('/prescriptions/')).location!);
+  t.match(page.body, 'Sign out, then sign in again with another recovery code.');
+  t.match(page.body, '<a href="/_mfa/logout">Sign out</a>');
 });

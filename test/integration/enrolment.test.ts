@@ -35,8 +35,14 @@ t.test('invite: no way to a factor without the code', async (t) => {
   const { b, csrf } = await atProof(s);
   const page = await b.get('/_mfa/proof');
   t.match(page.body, 'enrolment code you were given');
-  for (const path of ['/_mfa/enrol', '/_mfa/enrol/totp']) t.equal((await b.get(path)).status, 403, `${path} before the proof`);
-  t.equal((await b.post('/_mfa/enrol/totp', { csrf, code: '123456' })).status, 403, 'confirming a factor before the proof');
+  t.notMatch(page.body, 'autofocus', 'no field takes focus: the page is read from the top');
+  // The pages of later steps lead back to the proof (by /_mfa/continue), never to a factor.
+  for (const path of ['/_mfa/enrol', '/_mfa/enrol/totp']) {
+    const early = await b.get(path);
+    t.equal(early.location, '/_mfa/continue', `${path} before the proof`);
+    t.notMatch(early.body, /id="secret"|passkey/);
+  }
+  t.equal((await b.post('/_mfa/enrol/totp', { csrf, code: '123456' })).location, '/_mfa/continue', 'confirming a factor before the proof');
   const opts = await b.send('POST', '/_mfa/enrol/passkey/options', '{}', { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': csrf });
   t.equal(opts.status, 403, 'passkey options before the proof');
   t.equal((await b.get('/records')).location, '/_mfa/continue', 'the portal stays closed');
@@ -44,6 +50,7 @@ t.test('invite: no way to a factor without the code', async (t) => {
   const none = await b.post('/_mfa/enrol/proof', { csrf, code: 'ABCD-EFGH-JKLM' });
   t.equal(none.status, 400, 'no code was issued for this user: any code is wrong');
   t.match(none.body, 'Attempts left: 4');
+  t.match(none.body, /<input [^>]*id="proof"[^>]* autofocus[^>]* aria-invalid="true">/, 'a wrong code: focus on the field to correct');
 });
 
 t.test('invite: the right code, once; wrong, expired and reused codes refused', async (t) => {

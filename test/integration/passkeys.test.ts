@@ -5,7 +5,7 @@ import { inputValue } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, jsonCall, passkeyCsrf, signInWithPasskey, signUpWithPasskey, startStack, submitPassword, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, jsonCall, passkeyCsrf, signInWithPasskey, signUpWithPasskey, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
 
 const ORIGIN = 'http://localhost';
 const events = (s: Stack, name: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === name);
@@ -242,4 +242,53 @@ t.test('step-up with a passkey, and rules that ask for one', async (t) => {
   t.not(b.cookies.get('__Host-mfa-session'), before, 'a fresh session id');
   t.equal((await b.get('/prescriptions/')).status, 200);
   t.equal(inputValue((await b.get('/_mfa/logout')).body, 'csrf').length, 43);
+});
+
+t.test('step-up for a rule that wants an authenticator app: a wrong code keeps to what the rule accepts', async (t) => {
+  const s = await startStack({
+    patch: (raw) =>
+      (raw.policy.rules = [
+        { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+        { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['totp'] },
+        { name: 'portal', paths: ['/'], decision: 'mfa' },
+      ]),
+  });
+  t.teardown(s.close);
+  const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN }));
+  const setup = await b.get('/_mfa/security/totp');
+  const secret = /id="secret">([^<]+)</.exec(setup.body)![1]!.replaceAll(' ', '');
+  const added = await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Phone', code: await totpAt(secret, s.clock.now()) });
+  t.equal(added.location, '/_mfa/security?notice=done', 'she has a passkey and an app');
+  s.clock.advance(301_000);
+  const asked = await b.get('/prescriptions/');
+  t.equal(asked.location, '/_mfa/step-up?to=%2Fprescriptions%2F&factors=totp');
+  const page = await b.get(asked.location!);
+  t.match(page.body, 'name="code"');
+  t.notMatch(page.body, 'class="passkey"', 'the passkey is not offered: the rule does not take it');
+  // The form as the page has it, with a wrong code.
+  const wrong = await b.post('/_mfa/step-up', { csrf: inputValue(page.body, 'csrf'), to: inputValue(page.body, 'to'), factors: inputValue(page.body, 'factors'), code: '000000' });
+  t.equal(wrong.status, 400);
+  t.match(wrong.body, 'Attempts left: 4.');
+  t.notMatch(wrong.body, 'class="passkey"', 'nor after a wrong code');
+  t.equal(inputValue(wrong.body, 'factors'), 'totp', 'the restriction goes on with the form');
+  const right = await b.post('/_mfa/step-up', { csrf: inputValue(wrong.body, 'csrf'), to: inputValue(wrong.body, 'to'), factors: inputValue(wrong.body, 'factors'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(right.location, '/prescriptions/');
+  t.equal((await b.get('/prescriptions/')).status, 200);
+});
+
+t.test('step-up for a rule that wants an authenticator app, by someone with only a passkey: the page says an app is needed', async (t) => {
+  const s = await startStack({
+    patch: (raw) =>
+      (raw.policy.rules = [
+        { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+        { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['totp'] },
+        { name: 'portal', paths: ['/'], decision: 'mfa' },
+      ]),
+  });
+  t.teardown(s.close);
+  const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN }));
+  s.clock.advance(301_000);
+  const page = await b.get((await b.get('/prescriptions/')).location!);
+  t.match(page.body, 'This page needs an authenticator app.');
+  t.notMatch(page.body, 'This page needs a passkey');
 });

@@ -4,9 +4,11 @@ import t from 'tap';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { ALICE, jsonCall, passkeyCsrf, signInWithTotp, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
+import { ALICE, atCodePage, jsonCall, passkeyCsrf, signInWithTotp, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
 
 const factorIds = (html: string) => [...html.matchAll(/name="factor" value="([^"]+)"/g)].map((m) => m[1]!);
+const replayed = (s: Stack) => s.logs.filter((l) => l.includes('"security":"mfa_replayed"')).length;
+const shownSecret = (html: string) => /id="secret">([^<]+)</.exec(html)![1]!.replaceAll(' ', '');
 
 async function setUp(t: Tap.Test) {
   const receiver = await startReceiver();
@@ -137,7 +139,14 @@ t.test('new recovery codes replace the old; every change ends the other sessions
   t.equal(resent.location, '/_mfa/security?notice=codes-kept', 'back to the page, no new codes');
   t.notMatch(resent.body, /<li>[A-Z2-9-]{19}<\/li>/);
   t.match((await b.get('/_mfa/security?notice=codes-kept')).body, 'The codes you were shown last are the ones that work.');
-  t.equal((await b.post('/_mfa/security/recovery-codes/saved', { csrf: inputValue(fresh.body, 'csrf') })).location, '/_mfa/security?notice=done');
+  // As at enrolment, the person confirms they kept the codes.
+  const unsaved = await b.post('/_mfa/security/recovery-codes/saved', { csrf: inputValue(fresh.body, 'csrf') });
+  t.equal(unsaved.status, 400, 'not ticked');
+  t.match(unsaved.body, 'Please confirm that you have saved your recovery codes.');
+  t.match(unsaved.body, /<input type="checkbox" id="ack"[^>]* aria-invalid="true"/);
+  t.match(unsaved.body, 'action="/_mfa/security/recovery-codes/saved"');
+  t.notMatch(unsaved.body, /<li>[A-Z2-9-]{19}<\/li>/, 'the codes are not shown again');
+  t.equal((await b.post('/_mfa/security/recovery-codes/saved', { csrf: inputValue(unsaved.body, 'csrf'), saved: 'yes' })).location, '/_mfa/security?notice=done');
   t.equal((await other.get('/records')).status, 302, 'the other session ended');
   t.equal((await third.get('/records')).status, 302, 'and the third');
   t.equal((await b.get('/records')).status, 200, 'this one goes on');
@@ -187,4 +196,92 @@ t.test('an app being added: one key per set-up, however many pages are opened at
   t.equal(elsewhere.status, 200);
   t.not(keyOf(elsewhere.body), keyOf(pages[0]!.body), 'another session of the user gets a key of its own');
   t.equal(keyOf((await b.get('/_mfa/security/totp')).body), keyOf(pages[0]!.body), 'the first session keeps its own');
+});
+
+t.test("an app added in the time step the user's other app just signed in with: its code for that step is accepted", async (t) => {
+  const { s } = await setUp(t);
+  const { secret } = await signUpAndEnrol(s);
+  // Signed in with the phone's code for step S (the sign-in is the recent second factor the page asks for).
+  const { b, final } = await signInWithTotp(s, secret);
+  t.equal(final.status, 303, 'signed in with the first app');
+  const before = replayed(s);
+  const setup = await b.get('/_mfa/security/totp');
+  t.equal(setup.status, 200);
+  const tablet = shownSecret(setup.body);
+  // Still step S: the new app's code for it.
+  const added = await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code: await totpAt(tablet, s.clock.now()) });
+  t.equal(added.location, '/_mfa/security?notice=done', 'the new app is added');
+  t.equal(replayed(s), before, 'no replay reported');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 2, 'two apps');
+
+  // The code that set the tablet up cannot also sign in, nor step up: step S is used.
+  const { b: other, csrf } = await atCodePage(s);
+  const signIn = await other.post('/_mfa/verify', { csrf, code: await totpAt(tablet, s.clock.now()) });
+  t.equal(signIn.status, 400, "the new app's enrolment code does not sign in");
+  t.equal(replayed(s), before + 1, 'reported as replayed');
+  const step = await b.get('/_mfa/step-up');
+  const stepUp = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), code: await totpAt(tablet, s.clock.now()) });
+  t.equal(stepUp.status, 400, 'nor steps up');
+  t.equal(replayed(s), before + 2);
+
+  // The next step: the tablet signs in.
+  const { final: later } = await signInWithTotp(s, tablet);
+  t.equal(later.status, 303, 'the new app signs in with a fresh code');
+});
+
+t.test('the code that set up an app from the security page is consumed: it cannot sign in', async (t) => {
+  const { s } = await setUp(t);
+  const { secret } = await signUpAndEnrol(s);
+  const { b } = await signInWithTotp(s, secret);
+  // Confirmed in the next step, one the user's other app has not used.
+  const tablet = await addApp(s, b, 'Tablet');
+  const { b: other, csrf } = await atCodePage(s);
+  const signIn = await other.post('/_mfa/verify', { csrf, code: await totpAt(tablet, s.clock.now()) });
+  t.equal(signIn.status, 400, 'its step is used for the user');
+});
+
+t.test("an app added right after a step-up: the new app's code for the step the step-up used is accepted", async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  s.clock.advance(5 * 60_000 + 1);
+  t.equal((await b.get('/_mfa/security/totp')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp', 'a step-up first');
+  const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp');
+  const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security/totp', code: await totpAt(secret, s.clock.now()) });
+  t.equal(back.location, '/_mfa/security/totp', 'stepped up with the first app');
+  const before = replayed(s);
+  const setup = await b.get('/_mfa/security/totp');
+  const tablet = shownSecret(setup.body);
+  const added = await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code: await totpAt(tablet, s.clock.now()) });
+  t.equal(added.location, '/_mfa/security?notice=done', 'the new app is added in the same step');
+  t.equal(replayed(s), before, 'no replay reported');
+  // The same code again (the form sent once more): the app is bound already, the set-up is gone.
+  const again = await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code: await totpAt(tablet, s.clock.now()) });
+  t.not(again.location, '/_mfa/security?notice=done', 'not bound twice');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 2, 'two apps');
+});
+
+t.test('the code of an app being added, sent twice at once: one app is bound', async (t) => {
+  const { s } = await setUp(t);
+  const { secret } = await signUpAndEnrol(s);
+  const { b } = await signInWithTotp(s, secret);
+  const setup = await b.get('/_mfa/security/totp');
+  const tablet = shownSecret(setup.body);
+  const code = await totpAt(tablet, s.clock.now());
+  // Through the pages: one binds the app; the other finds it bound (the set-up gone) or the code used.
+  const form = { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code };
+  const answers = await Promise.all([b.post('/_mfa/security/totp', form), b.post('/_mfa/security/totp', form)]);
+  t.same(answers.map((a) => a.location === '/_mfa/security?notice=done').sort(), [false, true], 'one binds the app');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 2, 'the first app and one new one');
+
+  // Both past the set-up's secret at once (the service itself): the step of the set-up is claimed once.
+  const next = await b.get('/_mfa/security/totp');
+  const phone2 = shownSecret(next.body);
+  t.not(phone2, tablet, 'a new set-up, a new key');
+  const active = (await s.app.gateway.sessions.authenticate(b.cookies.get('__Host-mfa-session')))!;
+  const before = replayed(s);
+  const again = await totpAt(phone2, s.clock.now());
+  const results = await Promise.all([0, 1].map(() => s.app.gateway.enrolment.confirmSessionTotp(active, again, 'Second phone', '192.0.2.1')));
+  t.same(results.map((r) => r.ok).sort(), [false, true], 'one bound, the other refused: code already used');
+  t.equal(replayed(s), before + 1, 'reported as replayed');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 3, 'one more app, not two');
 });

@@ -40,6 +40,13 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   t.match(enrolPage.body, /id="secret">[A-Z2-7]{4}( [A-Z2-7]{4}){7}</, 'the key in groups');
   t.match(enrolPage.body, 'autocomplete="one-time-code"');
   t.match(enrolPage.body, 'inputmode="numeric"');
+  t.notMatch(enrolPage.body, 'autofocus', 'no field takes focus: the instructions, the QR code and the key come first');
+  const wrongCode = await b.post('/_mfa/enrol/totp', { csrf: inputValue(enrolPage.body, 'csrf'), code: '000000' });
+  t.equal(wrongCode.status, 400);
+  t.match(wrongCode.body, /<input [^>]*id="code"[^>]* autofocus[^>]* aria-invalid="true">/, 'a wrong code: focus on the field to correct');
+  t.match(wrongCode.body, '<title>Error: Set up your authenticator app – Riverbend Health Patient Portal</title>', 'the title says there is a mistake to correct');
+  t.match(wrongCode.body, '<h1>Set up your authenticator app</h1>');
+  t.match(enrolPage.body, '<title>Set up your authenticator app – ');
   t.notMatch(noSkip(enrolPage.body), /skip|later|not now/i, 'no way to skip');
   t.same([...enrolPage.body.matchAll(/<form [^>]*action="([^"]+)"/g)].map((m) => m[1]), ['/_mfa/enrol/totp'], 'the only form confirms the code');
 
@@ -80,7 +87,9 @@ t.test('stray requests during enrolment (a favicon, a reload) do not end the log
   t.equal(again.status, 200);
   t.notMatch(again.body, /<li>/, 'the codes are not shown again');
   t.match(again.body, 'name="saved"');
-  t.equal((await b.get('/_mfa/enrol/totp')).status, 403, 'the secret is not shown again');
+  const back = await b.get('/_mfa/enrol/totp');
+  t.equal(back.location, '/_mfa/continue', 'the secret is not shown again: on to the step the login is at');
+  t.notMatch(back.body, /id="secret"/);
   const done = await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
   t.equal(done.status, 303, 'the login still completes');
   t.equal((await b.get('/records')).status, 200);
@@ -299,6 +308,35 @@ t.test('a pending login expires after five minutes', async (t) => {
   s.clock.advance(301_000);
   const r = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal(r.status, 403);
+  t.match(r.body, '<title>Your sign-in has expired. Please sign in again. – Riverbend Health Patient Portal</title>', 'the title says what happened');
+  t.match(r.body, '<h1>Your sign-in has expired. Please sign in again.</h1>');
+  t.match(r.body, '<a href="/login">Sign in again</a>');
+  t.equal((await b.get('/_mfa/enrol')).status, 403, 'a page of another step: expired too, no way round');
+  const missing = await b.get('/_mfa/nothing');
+  t.equal(missing.status, 404);
+  t.match(missing.body, '<title>Page not found. – Riverbend Health Patient Portal</title>');
+  t.notMatch(missing.body, 'Something needs your attention');
+});
+
+t.test('Back to a step already done, while the sign-in goes on: on to the step it is at', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const { secret, csrf } = await totpEnrolmentForm(s, b);
+  const code = await totpAt(secret, s.clock.now());
+  t.equal((await b.post('/_mfa/enrol/totp', { csrf, code })).location, '/_mfa/recovery-codes', 'the app is set up');
+  const back = await b.get('/_mfa/enrol/totp');
+  t.equal(back.status, 303, 'Back to the set-up page');
+  t.equal(back.location, '/_mfa/continue');
+  t.equal(back.headers['cache-control'], 'no-store');
+  t.equal((await b.get(back.location!)).location, '/_mfa/recovery-codes', 'which is the recovery codes');
+  t.equal((await b.post('/_mfa/enrol/totp', { csrf, code })).location, '/_mfa/continue', 'the set-up form sent again');
+  t.equal((await b.get('/_mfa/enrol')).location, '/_mfa/continue');
+  const json = await b.send('POST', '/_mfa/enrol/passkey/options', '{}', { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': csrf });
+  t.equal(json.status, 403, 'a call of the passkey script gets its JSON answer, not a redirect');
+  t.match(JSON.parse(json.body), { error: 'GW_ERR_LOGIN_EXPIRED' });
+  t.equal((await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' })).location, '/records', 'the sign-in goes on');
 });
 
 t.test('CSRF: gateway forms need the token and a same-origin request', async (t) => {

@@ -20,7 +20,12 @@
     var button = box.querySelector('.passkey-start');
     var status = box.querySelector('.passkey-status');
     var nameInput = box.querySelector('input[name="name"]');
-    if (!wa || !wa.browserSupportsWebAuthn()) return;
+    // A browser without passkeys: say so (and that other ways work), not a button that stays off unexplained.
+    if (!wa || !wa.browserSupportsWebAuthn()) {
+      status.textContent = box.dataset.unsupported;
+      status.hidden = false;
+      return;
+    }
     button.disabled = false;
     button.addEventListener('click', function () {
       button.disabled = true;
