@@ -140,11 +140,12 @@ export class AdminService {
       throw err;
     });
     await this.forgetFactors(pid, f);
+    // Sign-ins in progress first: one on its recovery-codes page would otherwise start a session after the sweep.
+    let keysDeleted = await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{']);
     await this.d.sessions.endAll(pid, 'erased');
     for (const device of await this.d.devices.list()) {
       if (device.pid === pid) await this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) });
     }
-    let keysDeleted = await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{']);
     for await (const batch of this.d.kv.scanKeys(`user:{${pid}}`)) {
       for (const key of batch) await this.d.kv.delete(key);
       keysDeleted += batch.length;

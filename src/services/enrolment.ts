@@ -261,6 +261,9 @@ export class EnrolmentService {
         const current: UserFactors = cur ?? { factors: [] };
         // A first factor bound meanwhile through another pending login is not followed by a second "first" one.
         if (first && current.factors.length) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'a factor was enrolled meanwhile');
+        // An added factor joins the factors the session was signed in with: none left means an operator reset them
+        // meanwhile, and the factor of a session being ended must not become the account's only one.
+        if (!first && !current.factors.length) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'the factors were reset meanwhile');
         return { ...current, factors: [...current.factors, factor], ...(made ? { recovery: { ...made.stored, addedAt: now } } : {}) };
       });
     } catch (err) {

@@ -92,24 +92,25 @@ export class SessionService {
 
   /**
    * Ends all sessions of a user (but `keep`); returns how many were live. Listed again after each round that ended
-   * one, so a sign-in finishing while the list was being gone through is ended too (a few rounds at most: each
-   * new session needs a whole sign-in). Ids whose session already expired leave the list.
+   * one, or found one gone (a step-up moving it to a new id), so a sign-in or step-up finishing while the list was
+   * being gone through is ended too (a few rounds at most: each new session needs a whole sign-in). Ids whose
+   * session already expired leave the list.
    */
   async endAll(pid: string, reason: string, keep?: string): Promise<number> {
     let ended = 0;
     for (let round = 0; round < END_ALL_ROUNDS; round++) {
-      let thisRound = 0;
+      let changed = false;
       for (const sid of await this.d.sessions.listIds(pid)) {
         if (sid === keep) continue;
+        changed = true;
         if (await this.d.sessions.take(sid)) {
-          thisRound++;
+          ended++;
           this.d.security('session_ended', { pid, reason });
         } else {
           await this.d.sessions.delete(sid, pid);
         }
       }
-      ended += thisRound;
-      if (thisRound === 0) break;
+      if (!changed) break;
     }
     return ended;
   }

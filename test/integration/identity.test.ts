@@ -25,6 +25,8 @@ async function identityStack(t: { teardown(fn: () => unknown): void }): Promise<
   return s;
 }
 
+const groupsFileOf = (s: Stack) => s.config.groups.file!;
+
 async function jwks(s: Stack): Promise<JSONWebKeySet> {
   // The portal fetches it by the gateway's internal address: any Host is answered.
   const res = await request(`${s.url}/_mfa/jwks.json`, { headers: { host: 'gateway.internal' } });
@@ -60,6 +62,13 @@ t.test('the portal learns who is asking and can verify it with the JWKS', async 
   const renewed = JSON.parse((await b.get('/echo')).body).headers['x-mfa-assertion'];
   t.not(renewed, token, 'renewed once half its lifetime has passed');
   t.equal(decodeJwt(renewed).iat, Math.floor(s.clock.now() / 1000));
+
+  // A change in the group file reaches the assertion with the next request, not when the cached one is renewed.
+  writeFileSync(groupsFileOf(s), 'alice: [patients]\n');
+  s.clock.advance(1500);
+  const regrouped = JSON.parse((await b.get('/echo')).body).headers as Record<string, string>;
+  t.equal(regrouped['x-mfa-groups'], 'patients');
+  t.same(decodeJwt(regrouped['x-mfa-assertion']!).groups, ['patients'], 'the assertion names the groups as they are now');
 
   // A forged or altered assertion does not verify.
   const [h, p, sig] = token.split('.');

@@ -285,3 +285,18 @@ t.test('the code of an app being added, sent twice at once: one app is bound', a
   t.equal(replayed(s), before + 1, 'reported as replayed');
   t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 3, 'one more app, not two');
 });
+
+t.test('an app added while an operator resets the factors does not become the account\'s only factor', async (t) => {
+  const { s } = await setUp(t);
+  const { b } = await signUpAndEnrol(s);
+  const { pidOf, stores } = s.app.gateway;
+  const pid = pidOf(ALICE.username)!;
+  const setup = await b.get('/_mfa/security/totp');
+  const secret = /id="secret">([^<]+)</.exec(setup.body)![1]!.replaceAll(' ', '');
+  // The reset has removed the factors and not yet ended the sessions (it goes through the pending logins first).
+  await stores.factors.delete(pid);
+  s.clock.advance(30_000);
+  const r = await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Attacker', code: await totpAt(secret, s.clock.now()) });
+  t.equal(r.status, 401, 'refused');
+  t.equal(await stores.factors.get(pid), null, 'no factor was bound: the next login goes through the enrolment proof');
+});

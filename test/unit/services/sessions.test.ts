@@ -82,3 +82,20 @@ t.test('ending all sessions also ends one whose sign-in finished while they were
   for (const cookie of [other, late!]) t.equal(await service.authenticate(cookie), null);
   t.same(await list('p1'), [], 'nothing left, nor any id of a session gone');
 });
+
+t.test('ending all sessions also ends one that a step-up moved to a new id while they were being ended', async (t) => {
+  const { sessions, service, active } = await signedIn();
+  // The step-up takes the listed session just before endAll does, and its new session is listed only afterwards.
+  const take = sessions.take.bind(sessions);
+  let moved: string | null | undefined;
+  sessions.take = async (sid) => {
+    if (moved === undefined && sid === active.sid) {
+      moved = null;
+      moved = await service.reverified(active, 'totp', '192.0.2.1');
+    }
+    return take(sid);
+  };
+  t.equal(await service.endAll('p1', 'revoked'), 1, 'the moved session');
+  t.ok(moved, 'the step-up went through');
+  t.equal(await service.authenticate(moved!), null, 'and its session is ended');
+});
