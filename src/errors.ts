@@ -22,6 +22,7 @@ export const ERRORS = {
   GW_ERR_INTERNAL: { status: 500 },
   GW_ERR_UPSTREAM_UNAVAILABLE: { status: 502 },
   GW_ERR_CODE_NOT_SENT: { status: 502 },
+  GW_ERR_LOGIN_UNRECOGNISED: { status: 502 },
   GW_ERR_STORE_UNAVAILABLE: { status: 503 },
   GW_ERR_PORTAL_BUSY: { status: 503 },
   GW_ERR_UPSTREAM_TIMEOUT: { status: 504 },

@@ -1,6 +1,7 @@
 // Config loading: YAML file → ${ENV} interpolation → *_FILE secrets → schema validation with defaults → extra checks.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
@@ -108,10 +109,11 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
       const at = path ? `${path}.${k}` : k;
       if (k.endsWith('_FILE') && typeof v === 'string') {
         const target = k.slice(0, -'_FILE'.length);
+        const file = resolve(baseDir, substitute(v, at, env, baseDir, problems) as string);
         try {
-          out[target] = readFileSync(resolve(baseDir, substitute(v, at, env, baseDir, problems) as string), 'utf8').trim();
+          out[target] = readFileSync(file, 'utf8').trim();
         } catch (err) {
-          problems.push(`${at}: cannot read secret file ${resolve(baseDir, String(v))} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+          problems.push(`${at}: cannot read secret file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
         }
       } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {
         // Files the gateway keeps reading (certificates, CRL, group map) are named relative to the config file.
@@ -164,8 +166,7 @@ function checkSemantics(c: Config): string[] {
   // Proxies sit on a network of the operator's; a range wider than any such network (0.0.0.0/0) would let every
   // client write its own address, scheme and device header.
   c.server.trustedProxies.forEach((a, i) => {
-    const cidr = parseCidr(a);
-    if (cidr && cidr.prefix < (cidr.family === 'ipv4' ? 8 : 7)) problems.push(`server.trustedProxies.${i}: wider than any proxy network (/8 for IPv4, /7 for IPv6)${found(`server.trustedProxies.${i}`, a)}`);
+    if (tooWide(a)) problems.push(`server.trustedProxies.${i}: wider than any proxy network (/8 for IPv4, /7 for IPv6)${found(`server.trustedProxies.${i}`, a)}`);
   });
   for (const [name, list] of Object.entries(c.networks)) addresses(`networks.${name}`, list);
   c.policy.rules.forEach((r, i) => {
@@ -187,9 +188,6 @@ function checkSemantics(c: Config): string[] {
     problems.push(`policy: ${(err as Error).message}`);
   }
   if (c.enrolment.proof === 'webhook' && !c.enrolment.webhook) problems.push('enrolment.webhook: needed for enrolment.proof: webhook');
-  // Enrolment codes (the proof that binds a first factor) and notifications leave only over TLS, or to this machine.
-  if (c.enrolment.webhook && !safeOutbound(c.enrolment.webhook.url)) problems.push('enrolment.webhook.url: https:// needed (plain http only to a loopback address)');
-  if (c.notify.url && !safeOutbound(c.notify.url)) problems.push('notify.url: https:// needed (plain http only to a loopback address)');
   if ((c.notify.url === undefined) !== (c.notify.secret === undefined)) problems.push('notify: url and secret go together');
   if (contrastWithWhite(c.ui.accentColour) < 4.5) {
     problems.push(`ui.accentColour: needs a contrast of 4.5:1 with white text, ${c.ui.accentColour} has ${contrastWithWhite(c.ui.accentColour).toFixed(2)}:1`);
@@ -270,8 +268,28 @@ export function configWarnings(c: Config): string[] {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
   if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
+  // Plain http to another machine is a warning, not an error: a service mesh may carry it over mutual TLS.
   if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');
+  if (c.enrolment.webhook && !safeOutbound(c.enrolment.webhook.url)) w.push('enrolment.webhook.url is plain http to another machine: enrolment codes cross the network unencrypted');
+  if (c.notify.url && !safeOutbound(c.notify.url)) w.push('notify.url is plain http to another machine: notifications cross the network unencrypted');
   return w;
+}
+
+/**
+ * A range wider than /8 of IPv4 or /7 of IPv6. An IPv6 range over IPv4-mapped addresses (::ffff:0:0/96) holds IPv4
+ * clients too (Node matches them against it): one that covers more than an IPv4 /8 of them is too wide as well.
+ */
+function tooWide(entry: string): boolean {
+  const cidr = parseCidr(entry);
+  if (!cidr) return false;
+  if (cidr.family === 'ipv4') return cidr.prefix < 8;
+  if (cidr.prefix < 7) return true;
+  const range = new BlockList();
+  range.addSubnet(cidr.address, cidr.prefix, 'ipv6');
+  const mapped = new BlockList();
+  mapped.addSubnet('::ffff:0:0', 96, 'ipv6');
+  const holdsMapped = cidr.prefix >= 96 ? mapped.check(cidr.address, 'ipv6') : range.check('::ffff:0:0', 'ipv6');
+  return holdsMapped && cidr.prefix < 96 + 8;
 }
 
 /** https, or plain http to a loopback address. */

@@ -73,27 +73,32 @@ export function clientView(peer: string | undefined, tls: boolean, headers: Forw
   const other = joined(headers[header === 'forwarded' ? 'x-forwarded-for' : 'forwarded']);
   // Without the header its proxies write, a request is the peer's own; with only the other one it is a client's
   // copy that came through, where the proxy wrote nothing: the address is unknown (fail closed).
-  const ip = value !== undefined ? nearestUntrusted(header === 'forwarded' ? forwardedFor(value) : value.split(','), socketIp, trusted) : other === undefined ? socketIp : null;
-  const proto = header === 'forwarded' ? (value === undefined ? undefined : forwardedParam(value.split(',').pop()!, 'proto')) : joined(headers['x-forwarded-proto'])?.split(',').pop();
-  return { ip, proto: scheme(proto) ?? own.proto };
+  const unforwarded = other === undefined ? socketIp : null;
+  if (header === 'x-forwarded-for') {
+    const ip = value === undefined ? unforwarded : (nearestUntrusted(value.split(','), trusted)?.ip ?? null);
+    return { ip, proto: scheme(joined(headers['x-forwarded-proto'])?.split(',').pop()) ?? own.proto };
+  }
+  if (value === undefined) return { ip: unforwarded, proto: own.proto };
+  // RFC 7239: each element describes one hop; the scheme is the one of the element the client's address came from.
+  const elements = value.split(',');
+  const client = nearestUntrusted(forwardedFor(elements), trusted);
+  return { ip: client?.ip ?? null, proto: (client && scheme(forwardedParam(elements[client.at]!, 'proto'))) ?? own.proto };
 }
 
-/** Right to left, the first hop that is not a trusted proxy (or the left-most); null when a hop cannot be read. */
-function nearestUntrusted(hops: string[] | null, socketIp: string, trusted: AddressSet): string | null {
+/** Right to left, the first hop that is not a trusted proxy (or the left-most), and where; null when a hop cannot be read. */
+function nearestUntrusted(hops: string[] | null, trusted: AddressSet): { ip: string; at: number } | null {
   if (hops === null) return null;
-  let ip = socketIp;
   for (let i = hops.length - 1; i >= 0; i--) {
     const hop = normaliseAddress(hops[i]!);
     if (hop === null) return null;
-    ip = hop;
-    if (!trusted.has(hop)) break;
+    if (!trusted.has(hop) || i === 0) return { ip: hop, at: i };
   }
-  return ip;
+  return null;
 }
 
-function forwardedFor(fwd: string): string[] | null {
+function forwardedFor(elements: string[]): string[] | null {
   const hops: string[] = [];
-  for (const element of fwd.split(',')) {
+  for (const element of elements) {
     const hop = forwardedParam(element, 'for');
     // A hop without for= (or "for=unknown", an obfuscated name) cannot be placed: nothing to the left counts.
     if (hop === undefined) return null;

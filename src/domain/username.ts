@@ -13,7 +13,10 @@ const MAX_LENGTH = 256;
 export function canonicalUsername(raw: string, rule: UsernameCase): string | null {
   const trimmed = raw.normalize('NFKC').trim();
   if (trimmed.length === 0 || trimmed.length > MAX_LENGTH) return null;
-  // Control characters would also smuggle line breaks into logs.
-  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u.test(trimmed)) return null;
+  // Control characters would also smuggle line breaks into logs. The zero-width (non-)joiner is part of how Persian
+  // and Indic names are written: allowed between two letters or marks of such a script, never in Latin, Greek or
+  // Cyrillic (no name there has one, and `ali\u200dce` would pass for alice).
+  const visible = trimmed.replace(/(?<=[\p{L}\p{M}](?<![\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}]))[\u200c\u200d](?=[\p{L}\p{M}](?<![\p{Script=Latin}\p{Script=Greek}\p{Script=Cyrillic}]))/gu, '');
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u.test(visible)) return null;
   return rule === 'lower' ? trimmed.toLowerCase() : trimmed;
 }

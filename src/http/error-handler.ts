@@ -27,6 +27,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
   const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean): { href: string; label: MessageKey } | undefined => {
     switch (code) {
       case 'GW_ERR_LOGIN_EXPIRED':
+      case 'GW_ERR_LOGIN_UNRECOGNISED':
       case 'GW_ERR_TOO_MANY_ATTEMPTS':
       case 'GW_ERR_SIGN_IN_REQUIRED':
         return { href: loginPage, label: 'signInAgain' };

@@ -141,7 +141,7 @@ export class LoginService {
       // password counts as a failure (a guess must not learn more here than from a refusal).
       await this.d.limits.failed(pid, req.clientIp);
       this.d.security('password_failed', { pid, ip, reason: 'unrecognised answer' });
-      throw new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `login answer ${answer.status} matches neither portal.login.success nor portal.login.failure`);
+      throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', `login answer ${answer.status} matches neither portal.login.success nor portal.login.failure`);
     }
     if (!ok) {
       if (updated.length) await this.d.jars.put(req.browserId, updated);

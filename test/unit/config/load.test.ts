@@ -235,9 +235,9 @@ t.test('the WebAuthn relying party is in lower case, as browsers send it, howeve
   t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org:8443']);
 });
 
-t.test('unsafe settings: proxy ranges wider than a network, plain-http outbound URLs, TLS files that are not PEM', async (t) => {
+t.test('unsafe settings: proxy ranges wider than a network, TLS files that are not PEM; plain-http outbound URLs warn', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
-  raw.server = { ...raw.server, trustedProxies: ['0.0.0.0/0', '::/0', '10.0.0.0/8', 'fc00::/7', '192.0.2.7'] };
+  raw.server = { ...raw.server, trustedProxies: ['0.0.0.0/0', '::/0', '10.0.0.0/8', 'fc00::/7', '192.0.2.7', '::/8', '::ffff:0:0/96', '::ffff:10.0.0.0/104'] };
   raw.enrolment = { proof: 'webhook', webhook: { url: 'http://vendor.example/hook', secret: randomKey() } };
   raw.notify = { url: 'http://alerts.example/in', secret: randomKey() };
   const dir = mkdtempSync(join(tmpdir(), 'mfa-tls-'));
@@ -246,17 +246,23 @@ t.test('unsafe settings: proxy ranges wider than a network, plain-http outbound 
   const problems = problemsOf(() => resolveConfig(raw));
   t.ok(problems.some((p) => p.startsWith('server.trustedProxies.0: wider than any proxy network')), 'everyone as a proxy: refused');
   t.ok(problems.some((p) => p.startsWith('server.trustedProxies.1: wider than any proxy network')), 'IPv6 too');
-  t.notOk(problems.some((p) => /trustedProxies\.[234]/.test(p)), 'a private network or one address is fine');
-  t.ok(problems.includes('enrolment.webhook.url: https:// needed (plain http only to a loopback address)'));
-  t.ok(problems.includes('notify.url: https:// needed (plain http only to a loopback address)'));
+  t.notOk(problems.some((p) => /trustedProxies\.[2347]/.test(p)), 'a private network or one address is fine (also IPv4 written as IPv6)');
+  t.ok(problems.some((p) => p.startsWith('server.trustedProxies.5: wider')), 'an IPv6 range holding every IPv4-mapped address');
+  t.ok(problems.some((p) => p.startsWith('server.trustedProxies.6: wider')), 'all of IPv4, written as IPv6');
   t.ok(problems.includes('server.tls.certFile: not a PEM certificate'));
   t.ok(problems.includes('server.tls.keyFile: not a PEM private key'));
 
+  const plain = rawTestConfig('http://127.0.0.1:1');
+  plain.enrolment = { proof: 'webhook', webhook: { url: 'http://vendor.example/hook', secret: randomKey() } };
+  plain.notify = { url: 'http://alerts.example/in', secret: randomKey() };
+  const warned = configWarnings(resolveConfig(plain));
+  t.ok(warned.some((w) => w.startsWith('enrolment.webhook.url is plain http')), 'enrolment codes over plain http: a warning');
+  t.ok(warned.some((w) => w.startsWith('notify.url is plain http')), 'notifications too');
   const local = rawTestConfig('http://127.0.0.1:1');
   local.enrolment = { proof: 'webhook', webhook: { url: 'http://127.0.0.1:9999/hook', secret: randomKey() } };
   local.notify = { url: 'https://alerts.example/in', secret: randomKey() };
-  t.same(problemsOf(() => resolveConfig(local)), [], 'https, or plain http on this machine');
-  t.notOk(configWarnings(resolveConfig(local)).some((w) => w.startsWith('portal.url')), 'a portal on loopback: no warning');
+  t.same(problemsOf(() => resolveConfig(local)), []);
+  t.notOk(configWarnings(resolveConfig(local)).some((w) => /url is plain http/.test(w)), 'https, or plain http on this machine: no warning');
   t.ok(configWarnings(resolveConfig(rawTestConfig('http://portal.internal:8080'))).some((w) => w.startsWith('portal.url is plain http')), 'a plain-http portal elsewhere: a warning');
 });
 

@@ -55,7 +55,8 @@ t.test('only the header the trusted proxies write is read: they pass a client\'s
   t.equal(clientView('10.0.0.10', false, { forwarded: 'for=198.51.100.7' }, trusted).ip, null, 'the other header alone (a client\'s copy, the proxy wrote none): unknown');
   t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': '10.20.0.5' }, trusted, 'forwarded').ip, null, 'the same the other way round');
   t.equal(clientView('10.0.0.10', false, { 'x-forwarded-proto': 'https' }, trusted).proto, 'https', 'X-Forwarded-For proxies: the scheme from X-Forwarded-Proto');
-  t.equal(clientView('10.0.0.10', false, { forwarded: 'for=198.51.100.7;proto=http, for=10.1.0.1;proto="HTTPS"' }, trusted, 'forwarded').proto, 'https', 'Forwarded proxies: from the last element\'s proto=');
+  t.equal(clientView('10.0.0.10', false, { forwarded: 'for=198.51.100.7;proto="HTTPS"' }, trusted, 'forwarded').proto, 'https', 'Forwarded proxies: from proto=');
+  t.same(clientView('10.0.0.10', false, { forwarded: 'for=6.6.6.6;proto=http, for=198.51.100.7;proto=https, for=10.1.0.1;proto=http' }, trusted, 'forwarded'), { ip: '198.51.100.7', proto: 'https' }, 'of the element the client\'s address came from, not a later hop\'s');
   t.equal(clientView('10.0.0.10', true, { forwarded: 'for=198.51.100.7;proto=http', 'x-forwarded-proto': 'https' }, trusted, 'forwarded').proto, 'http', 'a client\'s X-Forwarded-Proto is not read');
   t.equal(clientView('10.0.0.10', false, { forwarded: 'for=198.51.100.7', 'x-forwarded-proto': 'https' }, trusted, 'forwarded').proto, 'http', 'without proto=: the socket\'s scheme');
   t.equal(clientView('10.0.0.10', false, { 'x-forwarded-proto': 'https' }, trusted, 'forwarded').proto, 'http', 'nor without Forwarded');
