@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { upstreamRequestHeaders } from '../domain/headers.js';
 import { sameFieldName } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
@@ -44,6 +44,17 @@ export interface LoginRequest {
 export type LoginOutcome =
   | { kind: 'failed'; portal: PortalResponse }
   | { kind: 'accepted'; pendingId: string; stage: PendingStage };
+
+/** A login of one browser on its way to the portal (`pid`), and once it succeeded, its pending login. */
+interface LoginInFlight {
+  pid: string;
+  pendingId?: string;
+  stage?: PendingStage;
+}
+
+/** How long a finished login's outcome waits for the same form sent twice, and how often that one looks. */
+const TWIN_MS = 10_000;
+const TWIN_POLL_MS = 50;
 
 export interface LoginDeps {
   config: Config;
@@ -104,10 +115,51 @@ export class LoginService {
     throwIfRefused(admitted, ip, pid, this.d.security);
     // The portal checks exactly the username the gateway will hold the session for.
     const body = parsed.withUsername(username);
-    // The pre-login jar is taken, not read: of two logins sent at once from one browser only one gets its portal
-    // session (a portal that keeps the session id at login would otherwise sign both into one session, as whichever
-    // account it checked last). A failed login puts it back.
+    // Logins of one browser go to the portal one at a time (a form sent twice, two tabs): the pre-login jar holds one
+    // portal session, and a portal that keeps the session id at login would otherwise sign both into it, as
+    // whichever account it checked last. A second login waits for the first; that one's success for the same
+    // account is the answer to both (the browser shows only the last answer it asked for).
+    const marker = keys.loginInFlight(req.browserId);
+    const busy = JSON.stringify({ pid } satisfies LoginInFlight);
+    const busyMs = (config.portal.timeoutSeconds + 5) * 1000;
+    if (!(await this.d.kv.setIfAbsent(marker, busy, busyMs))) {
+      const other = await this.otherLogin(marker);
+      if (other?.pendingId && other.pid === pid && (await this.d.pending.get(other.pendingId, clock.now()))) {
+        await this.d.limits.unjudged(admitted);
+        return { kind: 'accepted', pendingId: other.pendingId, stage: other.stage! };
+      }
+      await this.d.kv.set(marker, busy, busyMs);
+    }
+    // Taken, not read: a successful login moves it into its pending login; a failed one puts it back.
     const jar = await this.d.jars.take(req.browserId);
+    let outcome: LoginOutcome | undefined;
+    try {
+      outcome = await this.replay(req, { pid, username, ip, body, jar, admitted });
+      return outcome;
+    } finally {
+      const done: LoginInFlight | null = outcome?.kind === 'accepted' ? { pid, pendingId: outcome.pendingId, stage: outcome.stage } : null;
+      await (done ? this.d.kv.set(marker, JSON.stringify(done), TWIN_MS) : this.d.kv.delete(marker)).catch((err: unknown) => this.d.log.warn({ err }, 'could not mark the login done'));
+    }
+  }
+
+  /** The other login of this browser, awaited until it is done (null: it did not succeed, or took too long). */
+  private async otherLogin(marker: string): Promise<LoginInFlight | null> {
+    const rounds = Math.ceil((this.d.config.portal.timeoutSeconds * 1000 + 1000) / TWIN_POLL_MS);
+    for (let i = 0; i < rounds; i++) {
+      const value = await this.d.kv.get(marker);
+      if (value === null) return null;
+      const other = JSON.parse(value) as LoginInFlight;
+      if (other.pendingId) return other;
+      await new Promise((r) => setTimeout(r, TWIN_POLL_MS));
+    }
+    return null;
+  }
+
+  /** The password login sent to the portal, with the browser's pre-login jar, and its answer judged. */
+  private async replay(req: LoginRequest, a: { pid: string; username: string; ip: string; body: Buffer; jar: Jar; admitted: Extract<AccountAdmission, { ok: true }> }): Promise<LoginOutcome> {
+    const { config, clock } = this.d;
+    const login = config.portal.login;
+    const { pid, username, ip, body, jar, admitted } = a;
     const now = clock.now();
     const headers = upstreamRequestHeaders(req.headers, {
       clientIp: req.forwardedFor,

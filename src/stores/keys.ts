@@ -2,6 +2,8 @@
 
 export const keys = {
   browserJar: (browserId: string) => `jar:{${browserId}}`,
+  /** A password login of the browser on its way to the portal, then its outcome (briefly): see LoginService. */
+  loginInFlight: (browserId: string) => `jar:{${browserId}}:login`,
   pendingLogin: (id: string) => `pending:{${id}}`,
   pendingAttempts: (id: string) => `pending:{${id}}:attempts`,
   session: (sid: string) => `session:{${sid}}`,

@@ -41,6 +41,34 @@ t.test('two logins sent at once from one browser: only one gets its portal sessi
   t.equal((await submitPassword(again, ALICE.username, ALICE.password)).status, 303, 'a later login from a fresh page goes on');
 });
 
+t.test('the same form sent twice at once: both answers go on to the second factor, with one login at the portal', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const p = s.config.server.prefix;
+  const own = s.browser();
+  await submitPassword(own, BOB.username, BOB.password);
+  const { secret } = await enrol(s, own);
+
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  const twin = s.browser();
+  for (const [k, v] of b.cookies) twin.cookies.set(k, v);
+  const before = s.portalRequests.filter((r) => r.method === 'POST').length;
+  const [first, second] = await Promise.all([b.post('/login', { username: BOB.username, password: BOB.password, csrf }), twin.post('/login', { username: BOB.username, password: BOB.password, csrf })]);
+  t.same([first.status, second.status], [303, 303], 'both go on');
+  t.equal(first.location, `${p}/verify`);
+  t.equal(second.location, `${p}/verify`);
+  t.equal(s.portalRequests.filter((r) => r.method === 'POST').length - before, 1, 'one password login reached the portal');
+  t.equal(twin.cookies.get('__Host-mfa-pending'), b.cookies.get('__Host-mfa-pending'), 'the same sign-in');
+  t.notOk(s.logs.some((l) => l.includes('"security":"password_failed"')), 'no failed password counted');
+  // The browser shows whichever answer came last: either one finishes the sign-in.
+  s.clock.advance(30_000);
+  const verify = await twin.get(`${p}/verify`);
+  const done = await twin.post(`${p}/verify`, { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(done.status, 303);
+  t.match((await twin.get('/records')).body, `Signed in as ${BOB.username}`);
+});
+
 t.test('a failed login keeps the browser its portal session (the portal\'s error page comes with a new form token)', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
