@@ -101,6 +101,9 @@ export function browserResponseHeaders(
     } else if (n === 'refresh') {
       // `Refresh: 0; url=…` is a redirect too.
       out[n] = refreshWith(asList(value)[0]!, opts.rewriteLocation);
+    } else if (n === 'link') {
+      // `Link: <http://portal.internal/style.css>; rel=preload`: each target as a Location.
+      out[n] = asList(value).map((v) => v.replace(/<([^>]*)>/g, (_m, url: string) => `<${opts.rewriteLocation(url)}>`));
     } else {
       out[n] = value;
     }

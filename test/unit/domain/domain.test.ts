@@ -188,6 +188,7 @@ t.test('response headers to the browser', async (t) => {
     ['0 http://portal.internal:8080/home', '0 /home'],
   ];
   for (const [sent, seen] of refreshes) t.same(portal({ refresh: sent }), { refresh: seen }, sent);
+  t.same(portal({ link: '<http://portal.internal:8080/app.css>; rel=preload; as=style, </x.js>; rel=preload, <https://cdn.example/f.woff2>; rel=preload' }), { link: ['</app.css>; rel=preload; as=style, </x.js>; rel=preload, <https://cdn.example/f.woff2>; rel=preload'] }, 'Link targets on the portal\'s origin, others as sent');
   for (const sent of ['0; url=https://elsewhere.example/x', '0; url=/home', '30', 'soon; url=http://portal.internal:8080/x'])
     t.same(portal({ refresh: sent }), { refresh: sent }, `${sent}: as sent`);
 });
