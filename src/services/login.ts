@@ -1,4 +1,5 @@
 // The intercepted password login: replay to the portal with the browser's jar, decide, hold the portal session.
+import { createHmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
@@ -45,16 +46,32 @@ export type LoginOutcome =
   | { kind: 'failed'; portal: PortalResponse }
   | { kind: 'accepted'; pendingId: string; stage: PendingStage };
 
-/** A login of one browser on its way to the portal (`pid`), and once it succeeded, its pending login. */
+/**
+ * The login of one browser on its way to the portal (`token`: which one; `form`: a MAC of what it sent), then
+ * (`done`) its outcome: the pending login it made, if it succeeded.
+ */
 interface LoginInFlight {
-  pid: string;
+  token: string;
+  form: string;
+  done?: true;
   pendingId?: string;
   stage?: PendingStage;
+}
+
+/** A marker that cannot be read counts as a finished login that made nothing (its turn can be taken). */
+function parseInFlight(value: string): LoginInFlight {
+  try {
+    return JSON.parse(value) as LoginInFlight;
+  } catch {
+    return { token: '', form: '', done: true };
+  }
 }
 
 /** How long a finished login's outcome waits for the same form sent twice, and how often that one looks. */
 const TWIN_MS = 10_000;
 const TWIN_POLL_MS = 50;
+/** A portal answer can take up to this many portal timeouts (to connect, for its headers, for its body). */
+const BUSY_PORTAL_TIMEOUTS = 3;
 
 export interface LoginDeps {
   config: Config;
@@ -117,42 +134,50 @@ export class LoginService {
     const body = parsed.withUsername(username);
     // Logins of one browser go to the portal one at a time (a form sent twice, two tabs): the pre-login jar holds one
     // portal session, and a portal that keeps the session id at login would otherwise sign both into it, as
-    // whichever account it checked last. A second login waits for the first; that one's success for the same
-    // account is the answer to both (the browser shows only the last answer it asked for).
+    // whichever account it checked last. A second login waits for the first; when it is the same form sent again
+    // (byte for byte, password and all), the first one's success is its answer too (the browser shows only the last
+    // answer it asked for).
     const marker = keys.loginInFlight(req.browserId);
-    const busy = JSON.stringify({ pid } satisfies LoginInFlight);
-    const busyMs = (config.portal.timeoutSeconds + 5) * 1000;
-    if (!(await this.d.kv.setIfAbsent(marker, busy, busyMs))) {
-      const other = await this.otherLogin(marker);
-      if (other?.pendingId && other.pid === pid && (await this.d.pending.get(other.pendingId, clock.now()))) {
-        await this.d.limits.unjudged(admitted);
-        return { kind: 'accepted', pendingId: other.pendingId, stage: other.stage! };
-      }
-      await this.d.kv.set(marker, busy, busyMs);
+    const form = createHmac('sha256', this.d.pseudonymKey).update(`${req.method}\0${req.path}\0${req.query}\0`).update(body).digest('base64url');
+    const mine = JSON.stringify({ token: newId(), form } satisfies LoginInFlight);
+    const turn = await this.awaitTurn(marker, mine, form);
+    if (turn !== 'mine' && turn !== 'late') {
+      await this.d.limits.unjudged(admitted);
+      return { kind: 'accepted', pendingId: turn.pendingId!, stage: turn.stage! };
     }
-    // Taken, not read: a successful login moves it into its pending login; a failed one puts it back.
+    // Taken, not read: a successful login moves it into its pending login; a failed one puts it back. Taking it is
+    // what keeps two accounts apart, also when a login waited too long for its turn ('late').
     const jar = await this.d.jars.take(req.browserId);
     let outcome: LoginOutcome | undefined;
     try {
       outcome = await this.replay(req, { pid, username, ip, body, jar, admitted });
       return outcome;
     } finally {
-      const done: LoginInFlight | null = outcome?.kind === 'accepted' ? { pid, pendingId: outcome.pendingId, stage: outcome.stage } : null;
-      await (done ? this.d.kv.set(marker, JSON.stringify(done), TWIN_MS) : this.d.kv.delete(marker)).catch((err: unknown) => this.d.log.warn({ err }, 'could not mark the login done'));
+      const done: LoginInFlight = { token: newId(), form, done: true, ...(outcome?.kind === 'accepted' ? { pendingId: outcome.pendingId, stage: outcome.stage } : {}) };
+      if (turn === 'mine') await this.d.kv.replaceIf(marker, mine, JSON.stringify(done), TWIN_MS).catch((err: unknown) => this.d.log.warn({ err }, 'could not mark the login done'));
     }
   }
 
-  /** The other login of this browser, awaited until it is done (null: it did not succeed, or took too long). */
-  private async otherLogin(marker: string): Promise<LoginInFlight | null> {
-    const rounds = Math.ceil((this.d.config.portal.timeoutSeconds * 1000 + 1000) / TWIN_POLL_MS);
-    for (let i = 0; i < rounds; i++) {
+  /**
+   * Waits until no other login of this browser is on its way to the portal, and marks this one (`mine`). Returns
+   * 'mine', 'late' (the other took longer than a portal answer can: this one goes on unmarked), or the other
+   * login's outcome when it was this same form and it succeeded (its pending login still there).
+   */
+  private async awaitTurn(marker: string, mine: string, form: string): Promise<'mine' | 'late' | LoginInFlight> {
+    const busyMs = BUSY_PORTAL_TIMEOUTS * this.d.config.portal.timeoutSeconds * 1000 + 5000;
+    for (let i = 0; i < busyMs / TWIN_POLL_MS; i++) {
+      if (await this.d.kv.setIfAbsent(marker, mine, busyMs)) return 'mine';
       const value = await this.d.kv.get(marker);
-      if (value === null) return null;
-      const other = JSON.parse(value) as LoginInFlight;
-      if (other.pendingId) return other;
+      if (value === null) continue;
+      const other = parseInFlight(value);
+      if (other.done) {
+        if (other.form === form && other.pendingId && (await this.d.pending.get(other.pendingId, this.d.clock.now()))) return other;
+        // Of several logins waiting for this one, one takes the next turn; the others wait for it.
+        if (await this.d.kv.replaceIf(marker, value, mine, busyMs)) return 'mine';
+      }
       await new Promise((r) => setTimeout(r, TWIN_POLL_MS));
     }
-    return null;
+    return 'late';
   }
 
   /** The password login sent to the portal, with the browser's pre-login jar, and its answer judged. */

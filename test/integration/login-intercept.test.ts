@@ -8,10 +8,13 @@ t.test('two logins sent at once from one browser: only one gets its portal sessi
   const s = await startStack();
   t.teardown(s.close);
   const p = s.config.server.prefix;
-  // Bob's own account, with his authenticator app.
-  const own = s.browser();
-  await submitPassword(own, BOB.username, BOB.password);
-  const { secret } = await enrol(s, own);
+  // Both accounts with their authenticator apps (one of them the attacker's own).
+  const secrets = new Map<string, string>();
+  for (const user of [BOB, ALICE]) {
+    const own = s.browser();
+    await submitPassword(own, user.username, user.password);
+    secrets.set(user.username, (await enrol(s, own)).secret);
+  }
 
   // One pre-login browser (its portal session in the gateway's jar), then Bob's and Alice's passwords at once.
   const b = s.browser();
@@ -27,18 +30,17 @@ t.test('two logins sent at once from one browser: only one gets its portal sessi
   t.equal(withSession.length, 1, 'exactly one of the two carried the browser\'s portal session');
   const accepted = [bob, alice].filter((r) => r.status === 303);
   t.equal(accepted.length, 1, `one login goes on to the second factor (answers ${bob.status}, ${alice.status})`);
-  if (bob.status === 303) {
-    s.clock.advance(30_000);
-    const verify = await b.get(`${p}/verify`);
-    const done = await b.post(`${p}/verify`, { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
-    t.equal(done.status, 303);
-    const records = await b.get('/records');
-    t.match(records.body, `Signed in as ${BOB.username}`, "Bob's second factor opens Bob's portal session");
-    t.notMatch(records.body, ALICE.name, "never Alice's");
-  }
+  // Whichever went on: its own second factor opens its own account's portal session, never the other's.
+  const [winner, loser, browser] = bob.status === 303 ? [BOB, ALICE, b] : [ALICE, BOB, twin];
+  s.clock.advance(30_000);
+  const verify = await browser.get(`${p}/verify`);
+  const done = await browser.post(`${p}/verify`, { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(secrets.get(winner.username)!, s.clock.now()) });
+  t.equal(done.status, 303);
+  const records = await browser.get('/records');
+  t.match(records.body, `Signed in as ${winner.username}`, "the second factor opens that account's portal session");
+  t.notMatch(records.body, loser.name, "never the other account's");
   // Each login on its own still works: the jar was only taken by the one that had it.
-  const again = s.browser();
-  t.equal((await submitPassword(again, ALICE.username, ALICE.password)).status, 303, 'a later login from a fresh page goes on');
+  t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 303, 'a later login from a fresh page goes on');
 });
 
 t.test('the same form sent twice at once: both answers go on to the second factor, with one login at the portal', async (t) => {
@@ -67,6 +69,27 @@ t.test('the same form sent twice at once: both answers go on to the second facto
   const done = await twin.post(`${p}/verify`, { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
   t.equal(done.status, 303);
   t.match((await twin.get('/records')).body, `Signed in as ${BOB.username}`);
+});
+
+t.test('the same browser sending another password for the account gets no share of a sign-in that succeeded', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  const copy = () => {
+    const c = s.browser();
+    for (const [k, v] of b.cookies) c.cookies.set(k, v);
+    return c;
+  };
+  const [wrongCopy, laterCopy] = [copy(), copy()];
+  const [right, wrong] = await Promise.all([b.post('/login', { username: BOB.username, password: BOB.password, csrf }), wrongCopy.post('/login', { username: BOB.username, password: 'wrong-password', csrf })]);
+  const pendingOf = (x: typeof b) => x.cookies.get('__Host-mfa-pending');
+  t.equal(right.status, 303);
+  t.not(wrong.status, 303, 'a wrong password sent at the same time is not handed the sign-in');
+  t.notOk(pendingOf(wrongCopy), 'nor its pending cookie');
+  const later = await laterCopy.post('/login', { username: BOB.username, password: 'wrong-password', csrf });
+  t.not(later.status, 303, 'nor one sent just after');
+  t.notOk(pendingOf(laterCopy));
 });
 
 t.test('a failed login keeps the browser its portal session (the portal\'s error page comes with a new form token)', async (t) => {
