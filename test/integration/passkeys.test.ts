@@ -244,15 +244,16 @@ t.test('step-up with a passkey, and rules that ask for one', async (t) => {
   t.equal(inputValue((await b.get('/_mfa/logout')).body, 'csrf').length, 43);
 });
 
+/** Rules where /prescriptions/ needs an authenticator app verified in the last 5 minutes. */
+const appStepUpRules = (raw: Record<string, any>) =>
+  (raw.policy.rules = [
+    { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+    { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['totp'] },
+    { name: 'portal', paths: ['/'], decision: 'mfa' },
+  ]);
+
 t.test('step-up for a rule that wants an authenticator app: a wrong code keeps to what the rule accepts', async (t) => {
-  const s = await startStack({
-    patch: (raw) =>
-      (raw.policy.rules = [
-        { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
-        { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['totp'] },
-        { name: 'portal', paths: ['/'], decision: 'mfa' },
-      ]),
-  });
+  const s = await startStack({ patch: appStepUpRules });
   t.teardown(s.close);
   const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN }));
   const setup = await b.get('/_mfa/security/totp');
@@ -277,14 +278,7 @@ t.test('step-up for a rule that wants an authenticator app: a wrong code keeps t
 });
 
 t.test('step-up for a rule that wants an authenticator app, by someone with only a passkey: the page says an app is needed', async (t) => {
-  const s = await startStack({
-    patch: (raw) =>
-      (raw.policy.rules = [
-        { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
-        { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['totp'] },
-        { name: 'portal', paths: ['/'], decision: 'mfa' },
-      ]),
-  });
+  const s = await startStack({ patch: appStepUpRules });
   t.teardown(s.close);
   const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN }));
   s.clock.advance(301_000);
