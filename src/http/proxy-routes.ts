@@ -136,13 +136,15 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget) {
     const login = config.portal.login;
     if (!(login.methods as readonly string[]).includes(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', 'login method');
-    if (loginContentType(req.headers['content-type'], login.bodyType) === null) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'login content-type');
+    const contentType = loginContentType(req.headers['content-type'], login.bodyType);
+    if (contentType === null) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'login content-type');
     // The gateway reads the body as sent: a portal that unpacked a compressed body would read other fields than the
     // gateway checked.
     const encoding = req.headers['content-encoding']?.trim().toLowerCase();
     if (encoding && encoding !== 'identity') throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'login content-encoding');
     const id = browserId(req, reply);
     const outcome = await ctx.login.login({
+      contentType,
       browserId: id,
       method: req.method,
       path: target.path,

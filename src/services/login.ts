@@ -25,6 +25,8 @@ import type { SecurityLog } from './security-events.js';
 
 export interface LoginRequest {
   browserId: string;
+  /** The Content-Type as checked (loginContentType): what the portal gets. */
+  contentType: string;
   method: string;
   path: string;
   query: string;
@@ -194,7 +196,7 @@ export class LoginService {
       strip: this.d.reservedHeaders,
     });
     // The type as checked, and no other parameter than the charset the gateway read the body in.
-    headers['content-type'] = loginContentType(req.headers['content-type'], login.bodyType)!;
+    headers['content-type'] = req.contentType;
     headers['content-length'] = String(body.length);
     // The answer is judged by its bytes (the body rule), so it is asked for uncompressed.
     headers['accept-encoding'] = 'identity';
