@@ -237,6 +237,10 @@ function checkSemantics(c: Config): string[] {
   if (c.store.redis.mode === 'cluster' && c.store.redis.replicaAcks) problems.push('store.redis.replicaAcks: not available in cluster mode');
   if (c.devices.header && c.server.trustedProxies.length === 0) problems.push('devices.header: needs server.trustedProxies (the header is believed only from them)');
   if (c.devices.crlFile && !c.devices.caFile) problems.push('devices.crlFile: needs devices.caFile');
+  // A fingerprint names no serial number: the CRL could not be checked for devices known by one.
+  if (c.devices.crlFile && c.devices.header?.format === 'fingerprint') {
+    problems.push('devices.crlFile: cannot be checked with devices.header.format fingerprint; use format pem, or revoke devices with `mfa-gateway devices revoke`');
+  }
   if (c.session.idleTimeoutSeconds > c.session.absoluteTimeoutSeconds) {
     problems.push('session.idleTimeoutSeconds: must not exceed session.absoluteTimeoutSeconds');
   }

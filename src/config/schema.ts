@@ -65,7 +65,7 @@ const Rule = Type.Object(
     decision: Decision,
     maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 1, description: 'step-up: the last second factor must be at most this old (default 300).' })),
     factors: Type.Optional(Type.Array(Factor, { minItems: 1, description: 'mfa and step-up: the second factor must be one of these.' })),
-    allowLegacyAuth: Type.Optional(Type.Boolean({ description: 'Let HTTP Basic/Digest/NTLM/Negotiate through (needs paths and networks).' })),
+    allowLegacyAuth: Type.Optional(Type.Boolean({ description: 'Let HTTP Basic/Digest and login fields in the query through (needs paths and networks); NTLM and Negotiate stay refused.' })),
   },
   { additionalProperties: false },
 );

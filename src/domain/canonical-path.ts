@@ -46,8 +46,9 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
     const hex = rawPath.slice(i + 1, i + 3);
     if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
     const b = parseInt(hex, 16);
-    // Encoded separators, '%' (double encoding), ';' and control characters are refused, not decoded.
-    if (b === 0x2f || b === 0x5c || b === 0x25 || b === 0x3b || b < 0x20 || b === 0x7f) return null;
+    // Encoded separators, '%' (double encoding), ';', '?' and '#' (a portal that decodes before it splits the URL
+    // reads `/admin%23/x` as `/admin`) and control characters are refused, not decoded.
+    if (b === 0x2f || b === 0x5c || b === 0x25 || b === 0x3b || b === 0x3f || b === 0x23 || b < 0x20 || b === 0x7f) return null;
     // A decoded '/' never appears, so a decoded byte can never start a segment boundary; mark it for re-encoding.
     bytes.push(b);
     i += 2;

@@ -2,6 +2,15 @@
 
 // Schemes that carry a password (or a Windows logon) straight to the portal, skipping the second factor.
 const LEGACY_SCHEME = /^\s*(basic|digest|ntlm|negotiate)(\s|$)/i;
+// Windows logons sign in the connection, not the request: the portal would take every later request on that
+// (shared, kept-alive) portal connection as the same account, whoever's browser sent it.
+const CONNECTION_SCHEME = /^\s*(ntlm|negotiate)(\s|$)/i;
+
+/**
+ * Credentials that let a password alone reach the portal: 'request' (Basic, Digest, the login form's fields in the
+ * query) or 'connection' (NTLM, Negotiate); false for none.
+ */
+export type LegacyCredentials = false | 'request' | 'connection';
 
 /**
  * Whether a portal matching names loosely would read `name` as the configured `field` (SECURITY C-35): the field's
@@ -37,9 +46,9 @@ function phpKeys(name: string): string[] {
 }
 
 /** Authorization with a legacy scheme, or one of the login form's fields (in any spelling) in the query string. */
-export function carriesLegacyCredentials(authorization: string | undefined, query: string, loginFields: readonly string[]): boolean {
-  if (authorization !== undefined && LEGACY_SCHEME.test(authorization)) return true;
-  return queryFieldNames(query).some((key) => loginFields.some((f) => sameFieldName(key, f)));
+export function carriesLegacyCredentials(authorization: string | undefined, query: string, loginFields: readonly string[]): LegacyCredentials {
+  if (authorization !== undefined && LEGACY_SCHEME.test(authorization)) return CONNECTION_SCHEME.test(authorization) ? 'connection' : 'request';
+  return queryFieldNames(query).some((key) => loginFields.some((f) => sameFieldName(key, f))) && 'request';
 }
 
 /** The field names of a query string, names after a ";" too: some portals split query fields on it as on "&". */

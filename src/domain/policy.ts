@@ -1,7 +1,7 @@
 // Conditional access: ordered rules, first match wins, then the default. A pure function of the request's facts.
 import { canonicalTarget } from './canonical-path.js';
 import { AddressSet } from './client-address.js';
-import { queryFieldNames } from './legacy-auth.js';
+import { queryFieldNames, type LegacyCredentials } from './legacy-auth.js';
 
 export type Decision = 'public' | 'deny' | 'mfa' | 'managed-device' | 'step-up';
 export type FactorKind = 'totp' | 'webauthn' | 'recovery';
@@ -42,8 +42,8 @@ export interface RequestFacts {
   path: string;
   /** null when a trusted proxy passed an address that cannot be read. */
   clientIp: string | null;
-  /** Authorization: Basic/Digest/NTLM/Negotiate, or login credentials in the query string. */
-  legacyAuth: boolean;
+  /** Authorization: Basic/Digest/NTLM/Negotiate, or login credentials in the query string (carriesLegacyCredentials). */
+  legacyAuth: LegacyCredentials;
   /** A method override in the query string (carriesMethodOverride). */
   methodOverride: boolean;
   /** null when the request has no valid session. */
@@ -226,9 +226,14 @@ function matchRule(r: CompiledRule, f: RequestFacts): RuleMatch {
   return { kind: 'match' };
 }
 
-/** Legacy credentials are refused unless the matching rule names this as a service path (SECURITY R57). */
+/**
+ * Legacy credentials are refused unless the matching rule names this as a service path (SECURITY R57); NTLM and
+ * Negotiate always, as they sign in a portal connection that other browsers' requests share.
+ */
 function legacyRefusal(rule: CompiledRule, f: RequestFacts): AccessOutcome | null {
-  return f.legacyAuth && !rule.allowLegacyAuth ? { verdict: 'deny', rule: rule.name, reason: 'legacy-auth' } : null;
+  if (!f.legacyAuth) return null;
+  if (!rule.allowLegacyAuth) return { verdict: 'deny', rule: rule.name, reason: 'legacy-auth' };
+  return f.legacyAuth === 'connection' ? { verdict: 'deny', rule: rule.name, reason: 'legacy-auth' } : null;
 }
 
 function apply(rule: CompiledRule, f: RequestFacts): AccessOutcome {

@@ -118,7 +118,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
       reply,
       status,
       c,
-      pages.totpSetupPage(c, { action: '/security/totp', csrf: active.record.csrf, qrSvg: await qrSvg(uri), groupedSecret: groupedSecret(secret), nameField: true, ...(error ? { error } : {}), ...(name ? { name } : {}) }),
+      pages.totpSetupPage(c, { action: '/security/totp', csrf: active.record.csrf, qrSvg: await qrSvg(uri), uri, groupedSecret: groupedSecret(secret), nameField: true, ...(error ? { error } : {}), ...(name ? { name } : {}) }),
     );
   };
   app.get(`${p}/security/totp`, async (req, reply) => {

@@ -108,7 +108,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const totpPage = async (req: FastifyRequest, reply: FastifyReply, status: number, login: PendingLogin, v: { secret: string; error?: string }) => {
     const uri = totpUri({ issuer: config.mfa.issuer, account: login.username, secret: v.secret });
     const c = pendingPage(req, login);
-    return sendPage(reply, status, c, pages.totpSetupPage(c, { action: '/enrol/totp', csrf: login.csrf, qrSvg: await qrSvg(uri), groupedSecret: groupedSecret(v.secret), nameField: false, ...(v.error ? { error: v.error } : {}) }));
+    return sendPage(reply, status, c, pages.totpSetupPage(c, { action: '/enrol/totp', csrf: login.csrf, qrSvg: await qrSvg(uri), uri, groupedSecret: groupedSecret(v.secret), nameField: false, ...(v.error ? { error: v.error } : {}) }));
   };
   app.get(`${p}/enrol/totp`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');

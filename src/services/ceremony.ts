@@ -133,6 +133,15 @@ export class Attempts {
     return { n, kind: 'webauthn', last: false };
   }
 
+  /**
+   * A factor being set up: counted in the ceremony only. A set-up guesses no secret (the person sees the key, or
+   * makes the credential), so it is neither refused nor counted for the user: a kind disabled after too many
+   * failures comes back by setting up a new one of that kind (see bind in enrolment.ts).
+   */
+  async beginSetup(c: Ceremony, ip: string, kind: 'totp' | 'webauthn'): Promise<Attempt> {
+    return { n: await this.counted(c, ip), kind, last: false };
+  }
+
   /** A passkey answer signed right but by a clone (its counter behind): it counts against the user (R6). */
   async againstUser(c: Ceremony, a: Attempt): Promise<Attempt> {
     const f = await this.counters[a.kind].fail(keys.factorFailures(c.pid, a.kind));

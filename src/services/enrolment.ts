@@ -203,8 +203,7 @@ export class EnrolmentService {
   }
 
   private async registerPasskey(owner: string, c: Ceremony, response: unknown, name: string, ip: string, first: boolean, proved?: string): Promise<Bound | Refused> {
-    // Registering guesses no secret: a refused answer counts in this ceremony only, never against the user's passkeys.
-    const attempt = await this.d.attempts.beginPasskey(c, ip);
+    const attempt = await this.d.attempts.beginSetup(c, ip, 'webauthn');
     // The challenge was made for this login or session and for registration, and is used once (R21, C-42).
     const challenge = await this.d.challenges.take(owner, 'register');
     if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) {

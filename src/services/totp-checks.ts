@@ -17,7 +17,7 @@ export class TotpChecks {
    * same step, and the new app's code must not be refused for it. The user's mark is raised to the step all the same.
    */
   async checkSecret(c: Ceremony, secret: string, input: string, ip: string): Promise<CodeCheck> {
-    const attempt = await this.d.attempts.begin(c, ip, 'totp');
+    const attempt = await this.d.attempts.beginSetup(c, ip, 'totp');
     const step = await this.matchingStep([secret], input);
     if (step === null) return this.d.attempts.failed(c, ip, attempt, 'wrong code');
     if (!(await this.claimSetup(c, secret, step.step, ip))) return this.d.attempts.failed(c, ip, attempt, 'code already used');

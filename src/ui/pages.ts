@@ -172,7 +172,8 @@ ${passkeyButton(ctx, v.passkey)}
 }
 
 /** The code field takes focus only to correct a mistake: arriving, the QR code and the key come first, uncovered by a keyboard. */
-export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; groupedSecret: string; error?: string; name?: string; nameField: boolean }): string {
+/** The key also as an otpauth link: on the phone that holds the app, a tap adds it (a QR code on that screen cannot be scanned). */
+export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; uri: string; groupedSecret: string; error?: string; name?: string; nameField: boolean }): string {
   const { t } = ctx;
   return layout(
     ctx,
@@ -181,6 +182,7 @@ export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: strin
 <div class="qr" role="img" aria-label="${esc(t('enrolQrAlt'))}">${v.qrSvg}</div>
 <p>${esc(t('enrolKeyIntro'))}</p>
 <p class="key" id="secret">${esc(v.groupedSecret)}</p>
+<p><a href="${esc(v.uri)}">${esc(t('enrolOpenApp'))}</a></p>
 ${form(
   ctx,
   v.action,

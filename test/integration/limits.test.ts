@@ -155,6 +155,38 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'back on');
 });
 
+t.test('a kind disabled at the cap comes back when the user sets up a new one of that kind', async (t) => {
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 120, cap: 8 } } }) });
+  t.teardown(s.close);
+  const { secret, codes } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const wrong = async () => {
+    const { b, csrf } = await atCodePage(s);
+    return b.post('/_mfa/verify', { csrf, code: '000000' }, { accept: 'application/json' });
+  };
+  for (let i = 0; i < 4; i++) await wrong();
+  for (let i = 5; i <= 8; i++) {
+    s.clock.advance(121_000);
+    await wrong();
+  }
+  s.clock.advance(121_000);
+  const gw = s.app.gateway;
+  t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }], 'someone with the password disabled the app');
+  const rb = s.browser();
+  await submitPassword(rb, ALICE.username, ALICE.password);
+  t.equal((await rb.post('/_mfa/recovery', { csrf: inputValue((await rb.get('/_mfa/recovery')).body, 'csrf'), code: codes[0]! })).status, 303, 'a recovery code signs in');
+  const setup = await rb.get('/_mfa/security/totp');
+  const fresh = /id="secret">([^<]+)</.exec(setup.body)![1]!.replaceAll(' ', '');
+  const wrongSetup = await rb.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'New phone', code: '000000' }, { accept: 'application/json' });
+  t.equal(wrongSetup.status, 400, 'a mistyped set-up code is a mistake to correct, not a lock');
+  const added = await rb.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'New phone', code: await totpAt(fresh, s.clock.now()) });
+  t.equal(added.status, 303, 'the new app is set up while the kind is disabled');
+  t.same(await gw.limits.attempts.lockedOut(), [], 'and the kind is back');
+  s.clock.advance(30_000);
+  const again = await atCodePage(s);
+  t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'the apps sign in again');
+});
+
 t.test('step-up: five wrong codes end the session, however slowly they come', async (t) => {
   const s = await startStack();
   t.teardown(s.close);

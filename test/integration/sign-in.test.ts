@@ -38,6 +38,8 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   t.match(String(choice.headers['content-security-policy']), /script-src 'nonce-[A-Za-z0-9+\/=]{24}'/, 'the passkey scripts by nonce');
   t.match(enrolPage.body, /<svg[^>]*>/, 'QR code drawn by the gateway');
   t.match(enrolPage.body, /id="secret">[A-Z2-7]{4}( [A-Z2-7]{4}){7}</, 'the key in groups');
+  const secretShown = /id="secret">([^<]+)</.exec(enrolPage.body)![1]!.replaceAll(' ', '');
+  t.match(enrolPage.body, new RegExp(`<a href="otpauth://totp/[^"]*secret=${secretShown}[^"]*">Setting up on this phone\\?`), 'the same key as a link for an app on this phone');
   t.match(enrolPage.body, 'autocomplete="one-time-code"');
   t.match(enrolPage.body, 'inputmode="numeric"');
   t.notMatch(enrolPage.body, 'autofocus', 'no field takes focus: the instructions, the QR code and the key come first');

@@ -278,6 +278,10 @@ t.test('config check builds what serve builds from files, and names a choice of 
   t.ok(problems.includes('ui.defaultLanguage: no messages for the default language de'), 'a language without messages');
   t.ok(problems.some((p) => p.startsWith('groups.file: group file: expected a mapping')), 'a group file that does not parse');
   t.ok(problems.includes('devices.caFile: not a PEM certificate'), 'a CA file that is not one');
+  raw.devices = { caFile: join(dir, 'ca.pem'), crlFile: join(dir, 'ca.pem'), header: { name: 'X-Client-Cert', format: 'fingerprint' } };
+  t.ok(problemsOf(() => resolveConfig(raw)).some((p) => p.startsWith('devices.crlFile: cannot be checked with devices.header.format fingerprint')), 'a CRL with fingerprints only');
+  raw.devices.header = { name: 'X-Client-Cert', format: 'pem' };
+  t.notOk(problemsOf(() => resolveConfig(raw)).some((p) => p.startsWith('devices.crlFile: cannot')), 'a CRL with certificates');
   raw.ui = { localesDir: join(dir, 'missing') };
   problems = problemsOf(() => resolveConfig(raw));
   t.ok(problems.some((p) => p.startsWith('ui.localesDir: ENOENT')), 'a missing locales folder');

@@ -32,6 +32,7 @@ t.test('an app removed between the check of its code and the mark of its use: re
   const outcomes: string[] = [];
   const attempts = {
     begin: async () => ({ n: 1, kind: 'totp', failures: 1, last: false }),
+    beginSetup: async () => ({ n: 1, kind: 'totp', last: false }),
     succeeded: async () => void outcomes.push('succeeded'),
     failed: async (_c: Ceremony, _ip: string, _a: unknown, reason: string) => (outcomes.push(reason), { ok: false, attemptsLeft: 4 }),
   } as unknown as Attempts;
@@ -53,6 +54,7 @@ async function setUpChecks(kv: KvStore, clock: FakeClock) {
   const events: string[] = [];
   const attempts = {
     begin: async () => ({ n: 1, kind: 'totp', failures: 1, last: false }),
+    beginSetup: async () => ({ n: 1, kind: 'totp', last: false }),
     succeeded: async () => void outcomes.push('succeeded'),
     failed: async (_c: Ceremony, _ip: string, _a: unknown, reason: string) => (outcomes.push(reason), { ok: false, attemptsLeft: 4 }),
   } as unknown as Attempts;
