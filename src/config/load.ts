@@ -276,6 +276,9 @@ export function configWarnings(c: Config): string[] {
   if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');
   if (c.enrolment.webhook && !safeOutbound(c.enrolment.webhook.url)) w.push('enrolment.webhook.url is plain http to another machine: enrolment codes cross the network unencrypted');
   if (c.notify.url && !safeOutbound(c.notify.url)) w.push('notify.url is plain http to another machine: notifications cross the network unencrypted');
+  if (c.devices.header?.format === 'fingerprint' && !c.devices.requireRegistration) {
+    w.push("devices.header.format is fingerprint without devices.requireRegistration: a revoked or bound certificate re-signed by its holder (another fingerprint, the same key) is not recognised");
+  }
   return w;
 }
 

@@ -1,9 +1,65 @@
 // Client certificates of managed devices: fingerprints, chain and validity checks, and CRL serial numbers.
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 
 /** SHA-256 fingerprint as lower-case hex without separators (what `devices register` takes). */
 export function fingerprintOf(cert: X509Certificate | { fingerprint256: string }): string {
   return normaliseFingerprint(cert.fingerprint256) ?? '';
+}
+
+// Orders of the curves a device CA may sign with (SEC 2).
+const CURVE_ORDERS: Readonly<Record<string, bigint>> = {
+  prime256v1: 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n,
+  secp384r1: 0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n,
+  secp521r1: 0x01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n,
+};
+
+/**
+ * The fingerprints a certificate issued by one of `cas` is known by: its own and, when an ECDSA key signed it, that
+ * of its twin with the signature's other valid S (n − s). Anyone holding a certificate can make the twin: it is
+ * signed as well, for the same key and serial number, but has another fingerprint, so a device revoked or bound to
+ * a user by one fingerprint must be looked up by both.
+ */
+export function fingerprintsOf(cert: X509Certificate, cas: readonly X509Certificate[]): string[] {
+  const own = fingerprintOf(cert);
+  const curve = cas.find((ca) => cert.checkIssued(ca))?.publicKey.asymmetricKeyDetails?.namedCurve;
+  const order = curve === undefined ? undefined : CURVE_ORDERS[curve];
+  const twin = order === undefined ? null : ecdsaTwin(cert.raw, order);
+  return twin ? [own, createHash('sha256').update(twin).digest('hex')] : [own];
+}
+
+/** The certificate (DER) with S of its ECDSA signature replaced by n − s; null when it holds no such signature. */
+function ecdsaTwin(der: Buffer, order: bigint): Buffer | null {
+  try {
+    const certificate = tlv(der, 0);
+    const tbs = tlv(der, certificate.start);
+    const algorithm = tlv(der, tbs.end);
+    const bits = tlv(der, algorithm.end);
+    if (bits.tag !== 0x03 || der[bits.start] !== 0) return null;
+    const sig = der.subarray(bits.start + 1, bits.end);
+    const pair = tlv(sig, 0);
+    const r = tlv(sig, pair.start);
+    const s = tlv(sig, r.end);
+    if (pair.tag !== 0x30 || r.tag !== 0x02 || s.tag !== 0x02 || s.end !== pair.end) return null;
+    const value = BigInt(`0x${sig.subarray(s.start, s.end).toString('hex') || '0'}`);
+    if (value <= 0n || value >= order) return null;
+    const signature = encode(0x30, Buffer.concat([sig.subarray(pair.start, r.end), encodeInteger(order - value)]));
+    return encode(0x30, Buffer.concat([der.subarray(certificate.start, algorithm.end), encode(0x03, Buffer.concat([Buffer.from([0]), signature]))]));
+  } catch {
+    return null;
+  }
+}
+
+function encodeInteger(n: bigint): Buffer {
+  const hex = n.toString(16);
+  const bytes = Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex');
+  return encode(0x02, bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+}
+
+/** A DER element: tag, minimal length, content. */
+function encode(tag: number, content: Buffer): Buffer {
+  const n = content.length;
+  const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
+  return Buffer.concat([Buffer.from([tag, ...length]), content]);
 }
 
 /** Accepts `AB:CD:…` or plain hex (any case); null unless it is 32 bytes of hex. */
@@ -72,14 +128,14 @@ export function crlSerials(pem: string): Set<string> {
 function tlv(buf: Buffer, offset: number): { tag: number; start: number; end: number } {
   const tag = buf[offset];
   let len = buf[offset + 1];
-  if (tag === undefined || len === undefined) throw new Error('truncated CRL');
+  if (tag === undefined || len === undefined) throw new Error('truncated DER');
   let start = offset + 2;
   if (len & 0x80) {
     const n = len & 0x7f;
-    if (n === 0 || n > 4) throw new Error('unsupported length in CRL');
+    if (n === 0 || n > 4) throw new Error('unsupported DER length');
     len = buf.readUIntBE(start, n);
     start += n;
   }
-  if (start + len > buf.length) throw new Error('truncated CRL');
+  if (start + len > buf.length) throw new Error('truncated DER');
   return { tag, start, end: start + len };
 }

@@ -1,7 +1,7 @@
 // Managed devices: a client certificate from the device CA, not revoked (CRL or registry), bound to the user if set.
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import { chainsTo, fingerprintOf, normaliseFingerprint, normaliseSerial } from '../mechanisms/certificates.js';
+import { chainsTo, fingerprintsOf, normaliseFingerprint, normaliseSerial } from '../mechanisms/certificates.js';
 import type { WatchedFile } from '../mechanisms/watched-file.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
 
@@ -37,22 +37,24 @@ export class DeviceService {
     header: string | undefined,
     pid: string | null,
   ): Promise<DeviceState> {
-    let fingerprint: string | null = null;
+    let fingerprints: string[] | null;
     if (tls) {
       // TLS checked the chain, validity and CRL at the handshake; validity and CRL are checked again for this request,
       // since a connection can outlive both.
       if (!tls.authorized || !this.current(tls.certificate)) return { managed: false, reason: 'certificate not valid' };
-      fingerprint = fingerprintOf(tls.certificate);
+      fingerprints = fingerprintsOf(tls.certificate, this.d.cas);
     } else if (header) {
-      fingerprint = this.fromHeader(header);
-      if (fingerprint === null) return { managed: false, reason: 'certificate header not valid' };
+      fingerprints = this.fromHeader(header);
+      if (fingerprints === null) return { managed: false, reason: 'certificate header not valid' };
     } else {
       return NONE;
     }
-    const record = await this.d.registry.get(fingerprint);
-    if (record?.status === 'revoked') return { managed: false, fingerprint, reason: 'revoked in the registry' };
-    if (!record && this.d.requireRegistration) return { managed: false, fingerprint, reason: 'not registered' };
-    if (record?.pid && record.pid !== pid) return { managed: false, fingerprint, reason: 'registered to another user' };
+    // A certificate's twin (see fingerprintsOf) is the same device: a record under either fingerprint applies.
+    const fingerprint = fingerprints[0]!;
+    const records = (await Promise.all(fingerprints.map((f) => this.d.registry.get(f)))).filter((r) => r !== null);
+    if (records.some((r) => r.status === 'revoked')) return { managed: false, fingerprint, reason: 'revoked in the registry' };
+    if (!records.length && this.d.requireRegistration) return { managed: false, fingerprint, reason: 'not registered' };
+    if (records.some((r) => r.pid && r.pid !== pid)) return { managed: false, fingerprint, reason: 'registered to another user' };
     return { managed: true, fingerprint };
   }
 
@@ -62,9 +64,12 @@ export class DeviceService {
     return !this.d.crl?.current().has(normaliseSerial(cert.serialNumber));
   }
 
-  /** A certificate (URL-encoded PEM) or fingerprint set by the TLS-terminating proxy. */
-  private fromHeader(value: string): string | null {
-    if (this.d.headerFormat === 'fingerprint') return normaliseFingerprint(value);
+  /** A certificate (URL-encoded PEM) or fingerprint set by the TLS-terminating proxy: the fingerprints it is known by. */
+  private fromHeader(value: string): string[] | null {
+    if (this.d.headerFormat === 'fingerprint') {
+      const fingerprint = normaliseFingerprint(value);
+      return fingerprint === null ? null : [fingerprint];
+    }
     let cert: X509Certificate;
     try {
       cert = new X509Certificate(decodeURIComponent(value));
@@ -72,6 +77,6 @@ export class DeviceService {
       return null;
     }
     if (!chainsTo(cert, this.d.cas, this.d.clock.now()) || !this.current(cert)) return null;
-    return fingerprintOf(cert);
+    return fingerprintsOf(cert, this.d.cas);
   }
 }

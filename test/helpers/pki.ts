@@ -63,3 +63,45 @@ export class TestCa {
     return { certFile, keyFile, cert, key: readFileSync(keyFile, 'utf8'), fingerprint: new X509Certificate(cert).fingerprint256.replaceAll(':', '').toLowerCase() };
   }
 }
+
+const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/**
+ * The twin of a certificate signed with P-256: S of the signature replaced by n − s. Anyone holding the certificate
+ * can make it; it verifies as well, with the same key and serial number, under another fingerprint.
+ */
+export function twinOf(issued: Issued, dir: string): Issued {
+  const der = new X509Certificate(issued.cert).raw;
+  const tlv = (b: Buffer, at: number) => {
+    let length = b[at + 1]!;
+    let start = at + 2;
+    if (length & 0x80) {
+      const n = length & 0x7f;
+      length = b.readUIntBE(start, n);
+      start += n;
+    }
+    return { at, start, end: start + length };
+  };
+  const encode = (tag: number, content: Buffer) => {
+    const n = content.length;
+    const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+    return Buffer.concat([Buffer.from([tag, ...length]), content]);
+  };
+  const certificate = tlv(der, 0);
+  const tbs = tlv(der, certificate.start);
+  const algorithm = tlv(der, tbs.end);
+  const bits = tlv(der, algorithm.end);
+  const sig = der.subarray(bits.start + 1, bits.end);
+  const r = tlv(sig, tlv(sig, 0).start);
+  const s = tlv(sig, r.end);
+  let hex = (P256_ORDER - BigInt(`0x${sig.subarray(s.start, s.end).toString('hex')}`)).toString(16);
+  if (hex.length % 2) hex = `0${hex}`;
+  const bytes = Buffer.from(hex, 'hex');
+  const twinS = encode(0x02, bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+  const signature = encode(0x30, Buffer.concat([sig.subarray(r.at, r.end), twinS]));
+  const twin = encode(0x30, Buffer.concat([der.subarray(certificate.start, algorithm.end), encode(0x03, Buffer.concat([Buffer.from([0]), signature]))]));
+  const cert = `-----BEGIN CERTIFICATE-----\n${twin.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
+  const certFile = join(dir, `twin-${issued.fingerprint.slice(0, 8)}.pem`);
+  writeFileSync(certFile, cert);
+  return { ...issued, certFile, cert, fingerprint: new X509Certificate(cert).fingerprint256.replaceAll(':', '').toLowerCase() };
+}

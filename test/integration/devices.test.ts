@@ -8,7 +8,7 @@ import { Sealer } from '../../src/mechanisms/sealer.js';
 import { decodeKey } from '../../src/config/load.js';
 import { DeviceRegistry } from '../../src/stores/device-registry.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
-import { TestCa, type Issued } from '../helpers/pki.js';
+import { TestCa, twinOf, type Issued } from '../helpers/pki.js';
 import { ALICE, BOB, signUpAndEnrol, startStack, type Stack, startRedisStack } from '../helpers/stack.js';
 
 const serverCa = new TestCa('server');
@@ -118,6 +118,31 @@ t.test('the device registry: revoked at once, bound to a user, registration requ
   t.same((await reg.list()).map((d) => d.name).sort(), ['bob-laptop', 'laptop-1']);
 });
 
+t.test("a certificate's twin (its signature's other S: another fingerprint, the same device) is the same device to the registry", async (t) => {
+  const s = await tlsStack();
+  t.teardown(s.close);
+  const twin = twinOf(laptop, deviceCa.dir);
+  t.not(twin.fingerprint, laptop.fingerprint, 'the twin has a fingerprint of its own');
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const bob = (await signUpAndEnrol(s, BOB)).b;
+  const on = (who: typeof alice, cert: Issued) => {
+    const b = s.browser(agent(cert));
+    b.cookies.set('__Host-mfa-session', who.cookies.get('__Host-mfa-session')!);
+    return b;
+  };
+  t.equal((await on(alice, twin).get('/admin/')).status, 200, 'the twin is accepted by TLS: a managed device while nothing is registered');
+  const reg = registry(s);
+  const { pseudonym } = await import('../../src/mechanisms/random.js');
+  await reg.put({ fingerprint: laptop.fingerprint, name: 'laptop-1', status: 'active', addedAt: s.clock.now(), pid: pseudonym(decodeKey(s.config.keys.pseudonym), 'alice') });
+  t.equal((await on(bob, twin).get('/admin/')).status, 403, "alice's laptop, bound to her, as its twin in bob's hands");
+  t.equal((await on(alice, twin).get('/admin/')).status, 200, 'and in hers');
+  await reg.put({ fingerprint: laptop.fingerprint, name: 'laptop-1', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
+  t.equal((await on(alice, laptop).get('/admin/')).status, 403, 'revoked');
+  t.equal((await on(alice, twin).get('/admin/')).status, 403, 'revoked as its twin too');
+  await reg.put({ fingerprint: laptop2.fingerprint, name: 'laptop-2', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
+  t.equal((await on(alice, twinOf(twinOf(laptop2, deviceCa.dir), deviceCa.dir)).get('/admin/')).status, 403, "the twin's twin is the certificate itself");
+});
+
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {
   const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
   const viaProxy = await startStack({
@@ -133,6 +158,8 @@ t.test('behind a TLS-terminating proxy: the certificate header counts only from 
   t.equal((await b.get('/admin/', header(rogue))).status, 403, 'a certificate of another CA');
   t.equal((await b.get('/admin/', header(stolen))).status, 403, 'a certificate in the CRL');
   t.equal((await b.get('/admin/', { 'x-ssl-client-cert': 'junk' })).status, 403, 'junk');
+  await registry(viaProxy).put({ fingerprint: laptop2.fingerprint, name: 'laptop-2', status: 'revoked', addedAt: viaProxy.clock.now(), revokedAt: viaProxy.clock.now() });
+  t.equal((await b.get('/admin/', header(twinOf(laptop2, deviceCa.dir)))).status, 403, "a revoked certificate's twin from the proxy");
   t.equal((await b.get('/admin/')).status, 403, 'none');
   const echo = JSON.parse((await b.get('/echo', { ...header(laptop), accept: 'application/json' })).body);
   t.notOk('x-ssl-client-cert' in echo.headers, 'the header is removed before the portal');

@@ -264,6 +264,12 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.same(problemsOf(() => resolveConfig(local)), []);
   t.notOk(configWarnings(resolveConfig(local)).some((w) => /url is plain http/.test(w)), 'https, or plain http on this machine: no warning');
   t.ok(configWarnings(resolveConfig(rawTestConfig('http://portal.internal:8080'))).some((w) => w.startsWith('portal.url is plain http')), 'a plain-http portal elsewhere: a warning');
+  const byFingerprint = rawTestConfig('http://127.0.0.1:1');
+  byFingerprint.server.trustedProxies = ['127.0.0.1'];
+  byFingerprint.devices = { header: { name: 'X-Client-Cert', format: 'fingerprint' } };
+  t.ok(configWarnings(resolveConfig(byFingerprint)).some((w) => w.startsWith('devices.header.format is fingerprint')), 'devices known by fingerprint alone: a warning');
+  byFingerprint.devices.requireRegistration = true;
+  t.notOk(configWarnings(resolveConfig(byFingerprint)).some((w) => w.startsWith('devices.header.format')), 'unless only registered ones count');
 });
 
 t.test('config check builds what serve builds from files, and names a choice of values once', async (t) => {
