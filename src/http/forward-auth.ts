@@ -8,6 +8,8 @@ import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 import { loose } from './proxy-routes.js';
 
+const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+
 export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, access, identity } = ctx;
   const p = config.server.prefix;
@@ -36,6 +38,9 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (!method) throw new GatewayError('GW_ERR_BAD_REQUEST', 'X-Forwarded-Method missing');
     // The login (other than its page) and the logout belong to the gateway: a spelling the proxy's routes missed
     // (`/login;jsessionid=1`) must not take a password to the portal, or log out of the portal alone.
+    // The proxy passes the browser's headers on to the portal (the gateway strips these when it proxies itself): one
+    // that asks for another method would have the portal act on a method the rules did not judge.
+    if (OVERRIDE_HEADERS.some((name) => req.headers[name] !== undefined)) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'method override header');
     const lowered = loose(target.matchPath);
     if (logoutPaths.has(lowered) || (loginPaths.has(lowered) && method !== 'GET' && method !== 'HEAD')) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
