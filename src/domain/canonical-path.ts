@@ -107,6 +107,28 @@ export function loggedPath(path: string): string {
   return path.includes(';') ? path.replace(/;([^/;=]*)=[^/;]*/g, ';$1=…') : path;
 }
 
+/**
+ * A canonical path (or path pattern) with its letters beyond ASCII folded to one case, for matching regardless of
+ * case: a case-insensitive portal (IIS, a servlet comparing with equalsIgnoreCase) takes `/M%C4%80TAURANGA/` for
+ * `/m%C4%81tauranga/`. ASCII is left as it is, for the case-insensitive match that follows. One character for one,
+ * as those portals compare (`ß` stays `ß`); `İ` and `ı` are `i`, as Java's equalsIgnoreCase has them.
+ */
+export function foldCase(path: string): string {
+  if (!path.includes('%')) return path;
+  return decodeURIComponent(path)
+    .split('/')
+    .map((seg) => encodeSegment([...seg].map(foldLetter).join('')))
+    .join('/');
+}
+
+function foldLetter(ch: string): string {
+  if (ch <= '\x7f') return ch;
+  if (ch === '\u0130') return 'i';
+  const upper = ch.toUpperCase();
+  const lower = [...upper].length === 1 ? upper.toLowerCase() : ch.toLowerCase();
+  return [...lower].length === 1 ? lower : ch;
+}
+
 function encodeSegment(seg: string): string {
   let s = '';
   for (const ch of seg) {

@@ -1,5 +1,5 @@
 // Conditional access: ordered rules, first match wins, then the default. A pure function of the request's facts.
-import { canonicalTarget } from './canonical-path.js';
+import { canonicalTarget, foldCase } from './canonical-path.js';
 import { AddressSet } from './client-address.js';
 import { queryFieldNames, type LegacyCredentials } from './legacy-auth.js';
 
@@ -77,11 +77,14 @@ export interface CompiledPolicy {
   legacyEndpoints: RegExp[];
   /** Whether any rule looks at the device: device state is only worked out when it can matter. */
   usesDevices: boolean;
+  /** Paths match regardless of case (patterns are folded already): a request's path is folded too (foldCase). */
+  foldCase: boolean;
 }
 
 /** Checks and compiles the rules once; throws TypeError naming the rule for anything that cannot be compiled. */
 export function compilePolicy(c: PolicyConfig): CompiledPolicy {
   const flags = c.caseSensitivePaths ? '' : 'i';
+  const fold = (p: string) => (c.caseSensitivePaths ? p : foldCase(p));
   const rules = c.rules.map((r): CompiledRule => {
     if (r.allowLegacyAuth && !r.networks?.length) throw new TypeError(`rule ${r.name}: allowLegacyAuth needs a networks restriction`);
     if (r.allowLegacyAuth && !r.paths?.length) throw new TypeError(`rule ${r.name}: allowLegacyAuth needs paths naming the service endpoints`);
@@ -95,7 +98,7 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
     return {
       ...r,
       hostSet: r.hosts && new Set(r.hosts.map((h) => h.toLowerCase())),
-      pathRes: r.paths?.map((p) => pathPattern(p, flags)),
+      pathRes: r.paths?.map((p) => pathPattern(fold(p), flags)),
       methodSet: r.methods && methodSet(r.methods),
       addresses: networks && new AddressSet(networks),
     };
@@ -106,7 +109,8 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
     rules,
     fallback: { name: 'default', decision: c.default },
     // An endpoint is refused with everything below it: portals that read path info (`/xmlrpc.php/x`) run it there too.
-    legacyEndpoints: c.legacyEndpoints.map((p) => pathPattern(p.endsWith('/') || p.endsWith('/**') ? p : `${p}/`, flags)),
+    legacyEndpoints: c.legacyEndpoints.map((p) => pathPattern(fold(p.endsWith('/') || p.endsWith('/**') ? p : `${p}/`), flags)),
+    foldCase: !c.caseSensitivePaths,
     usesDevices: rules.some((r) => r.device !== undefined || r.decision === 'managed-device'),
   };
 }
@@ -174,7 +178,8 @@ export function explainAccess(policy: CompiledPolicy, facts: RequestFacts): { ou
   return { outcome: evaluate(policy, facts, trace), trace };
 }
 
-function evaluate(policy: CompiledPolicy, facts: RequestFacts, trace: TraceLine[] | undefined): AccessOutcome {
+function evaluate(policy: CompiledPolicy, requested: RequestFacts, trace: TraceLine[] | undefined): AccessOutcome {
+  const facts = policy.foldCase && requested.path.includes('%') ? { ...requested, path: foldCase(requested.path) } : requested;
   // The rules would judge one method and the portal act on another (a POST past a rule for DELETE).
   if (facts.methodOverride) {
     trace?.push({ rule: 'method override', result: 'match', why: 'the query asks the portal for another method (_method)' });

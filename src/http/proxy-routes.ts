@@ -4,7 +4,7 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
+import { canonicalTarget, foldCase, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
@@ -265,7 +265,7 @@ function first(v: string | string[] | undefined): string | undefined {
 
 /** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
 export function loose(path: string): string {
-  return path.toLowerCase().replace(/\/+$/, '') || '/';
+  return foldCase(path).toLowerCase().replace(/\/+$/, '') || '/';
 }
 
 /** A pass-through that fails once more than `max` bytes went through (marked, so the error becomes a 413). */

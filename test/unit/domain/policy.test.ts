@@ -1,5 +1,6 @@
 // Conditional access as a table: each row is a request's facts and the outcome the policy must give.
 import t from 'tap';
+import { canonicalTarget, foldCase } from '../../../src/domain/canonical-path.js';
 import { carriesMethodOverride, compilePolicy, decideAccess, explainAccess, pathPattern, type RequestFacts, type RuleConfig } from '../../../src/domain/policy.js';
 
 const rules: RuleConfig[] = [
@@ -106,6 +107,25 @@ t.test('case-sensitive paths when configured', async (t) => {
   const p = compilePolicy({ rules: [{ name: 'admin', paths: ['/admin/'], decision: 'deny' }], default: 'mfa', caseSensitivePaths: true, networks: {}, legacyEndpoints: [] });
   t.equal(decideAccess(p, facts({ path: '/admin/x' })).verdict, 'deny');
   t.equal(decideAccess(p, facts({ path: '/ADMIN/x' })).verdict, 'allow');
+});
+
+t.test('regardless of case: letters beyond ASCII too, one character for one', async (t) => {
+  const rules = [
+    { name: 'archive', paths: ['/m%C4%81tauranga/'], decision: 'deny' as const },
+    { name: 'info', paths: ['/info/'], decision: 'public' as const },
+  ];
+  const insensitive = compilePolicy({ rules, default: 'mfa', caseSensitivePaths: false, networks: {}, legacyEndpoints: ['/api/r%C3%A9sum%C3%A9'] });
+  const path = (p: string) => canonicalTarget(p)!.path;
+  const verdict = (path: string) => decideAccess(insensitive, facts({ path })).verdict;
+  t.equal(verdict(path('/m%C4%81tauranga/x')), 'deny');
+  t.equal(verdict(path('/M%C4%80TAURANGA/x')), 'deny', 'upper-case macron a: the same folder to a case-insensitive portal');
+  t.equal(verdict(path('/M%C4%81tauranga/x')), 'deny');
+  t.match(decideAccess(insensitive, facts({ path: path('/API/R%C3%89SUM%C3%89') })), { verdict: 'deny', reason: 'legacy-endpoint' }, 'a legacy endpoint in capitals');
+  t.match(decideAccess(insensitive, facts({ path: path('/%C4%B0nfo/x'), session: null })), { verdict: 'allow', rule: 'info' }, 'İ is i to Java');
+  t.match(decideAccess(insensitive, facts({ path: path('/stra%C3%9Fe/') })), { rule: 'default' }, 'ß is not ss');
+  const sensitive = compilePolicy({ rules, default: 'mfa', caseSensitivePaths: true, networks: {}, legacyEndpoints: [] });
+  t.equal(decideAccess(sensitive, facts({ path: path('/M%C4%80TAURANGA/x') })).verdict, 'allow', 'case-sensitive: another folder');
+  t.equal(foldCase('/M%C4%80TAURANGA/%C3%89t%C3%A9;x'), '/M%C4%81TAURANGA/%C3%A9t%C3%A9;x', 'ASCII left to the case-insensitive match');
 });
 
 t.test('path patterns', async (t) => {
