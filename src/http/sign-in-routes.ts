@@ -8,7 +8,8 @@ import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import type { Refused } from '../services/ceremony.js';
-import type { SignedIn } from '../services/pending.js';
+import { OtherStage, type SignedIn } from '../services/pending.js';
+import { twinForm } from '../services/second-factor.js';
 import type { ActiveSession } from '../services/sessions.js';
 import type { PendingLogin, PendingStage } from '../stores/records.js';
 import type { MessageKey } from '../ui/i18n.js';
@@ -51,6 +52,23 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
         const maxAge = c.expiresAt === undefined ? {} : { maxAge: Math.floor((c.expiresAt - now) / 1000) };
         reply.setCookie(c.name, c.value, { path: c.path, httpOnly: true, secure: req.client.proto === 'https', sameSite: 'lax', encode: (v) => v, ...maxAge });
       }
+    }
+  };
+  const finished = async (req: FastifyRequest, reply: FastifyReply, done: SignedIn) => {
+    await signedIn(req, reply, done);
+    return reply.redirect(done.continueTo, 303);
+  };
+  /**
+   * The pending login at `stage`; or, when there is none, the sign-in that a twin of `form` finished it with (the form
+   * sent twice: see PendingService.twin). Otherwise the login has expired, as pending.at says.
+   */
+  const pendingOrTwin = async (req: FastifyRequest, stage: PendingStage, form: string): Promise<{ id: string; p: PendingLogin; twin?: undefined } | { twin: SignedIn }> => {
+    try {
+      return await pending.at(pendingId(req), stage);
+    } catch (err) {
+      const twin = err instanceof OtherStage ? null : await pending.twin(pendingId(req), stage, form);
+      if (twin) return { twin };
+      throw err;
     }
   };
   /** A JSON call from the passkey script: its answer when refused (message in the page's language). */
@@ -146,16 +164,17 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return sendPage(reply, 200, c, pages.recoveryCodesPage(c, { codes, csrf: login.csrf, action: '/recovery-codes' }));
   });
   app.post(`${p}/recovery-codes`, async (req, reply) => {
-    const { id, p: login } = await pending.at(pendingId(req), 'acknowledge');
+    const form = twinForm(field(req, 'csrf'), field(req, 'saved'));
+    const at = await pendingOrTwin(req, 'acknowledge', form);
+    if (at.twin) return finished(req, reply, at.twin);
+    const { id, p: login } = at;
     checkCsrf(req, login.csrf);
     // The codes are never shown again; the person confirms they kept them before the portal opens.
     if (field(req, 'saved') !== 'yes') {
       const c = pendingPage(req, login);
       return sendPage(reply, 400, c, pages.recoveryCodesPage(c, { codes: [], csrf: login.csrf, action: '/recovery-codes', error: c.t('recoveryAckRequired') }));
     }
-    const done = await pending.finish(id, 'acknowledge', clientIp(req));
-    await signedIn(req, reply, done);
-    return reply.redirect(done.continueTo, 303);
+    return finished(req, reply, await pending.finish(id, 'acknowledge', clientIp(req), undefined, form));
   });
 
   // 4. Every later sign-in: a passkey, the authenticator app, or a recovery code.
@@ -170,12 +189,16 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   };
   app.get(`${p}/verify`, (req, reply) => verifyPage(req, reply, 200));
   app.post(`${p}/verify`, async (req, reply) => {
-    const { id, p: login } = await pending.at(pendingId(req), 'verify');
+    const form = twinForm(field(req, 'csrf'), field(req, 'code'));
+    const at = await pendingOrTwin(req, 'verify', form);
+    if (at.twin) return finished(req, reply, at.twin);
+    const { id, p: login } = at;
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyTotp(id, login, field(req, 'code'), clientIp(req));
-    if (!result.ok) return verifyPage(req, reply, 400, wrong(req, result));
-    await signedIn(req, reply, result);
-    return reply.redirect(result.continueTo, 303);
+    if (result.ok) return finished(req, reply, result);
+    // Refused as the code was just used, by this same form sent a moment before: that one's sign-in.
+    const twin = await pending.twin(id, 'verify', form);
+    return twin ? finished(req, reply, twin) : verifyPage(req, reply, 400, wrong(req, result));
   });
   app.post(`${p}/verify/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'verify');
@@ -196,13 +219,15 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return sendPage(reply, 200, c, pages.recoveryPage(c, { csrf: login.csrf }));
   });
   app.post(`${p}/recovery`, async (req, reply) => {
-    const { id, p: login } = await pending.at(pendingId(req), 'verify');
+    const form = twinForm(field(req, 'csrf'), field(req, 'code'));
+    const at = await pendingOrTwin(req, 'verify', form);
+    if (at.twin) return finished(req, reply, at.twin);
+    const { id, p: login } = at;
     checkCsrf(req, login.csrf);
     const result = await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
-    if (result.ok) {
-      await signedIn(req, reply, result);
-      return reply.redirect(result.continueTo, 303);
-    }
+    if (result.ok) return finished(req, reply, result);
+    const twin = await pending.twin(id, 'verify', form);
+    if (twin) return finished(req, reply, twin);
     const c = pendingPage(req, login);
     return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: wrong(req, result) }));
   });

@@ -1,4 +1,5 @@
 // A pending login (password accepted, second factor outstanding): looked up by the browser's cookie, finished once.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Jar } from '../domain/cookie-jar.js';
 import type { FactorKind } from '../domain/policy.js';
@@ -15,6 +16,11 @@ export class OtherStage extends GatewayError {
     super('GW_ERR_LOGIN_EXPIRED', `pending login at stage ${at}, not ${asked}`);
   }
 }
+
+// A form sent twice (a second tap while the first answer is on its way) finds the sign-in the first started for this
+// long; a second submission arriving while the first is finishing waits for it at most TWIN_WAIT.
+const TWIN_KEEP_MS = 30_000;
+const TWIN_WAIT = { rounds: 20, ms: 50 };
 
 export class PendingService {
   constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService }) {}
@@ -53,12 +59,39 @@ export class PendingService {
    * Ends the pending login and starts the session. Taking the record makes this atomic: of parallel finishers only
    * one starts a session, and only from the stage it was checked at.
    */
-  async finish(id: string, stage: PendingStage, ip: string, verified?: FactorKind): Promise<SignedIn> {
+  async finish(id: string, stage: PendingStage, ip: string, verified?: FactorKind, form?: string): Promise<SignedIn> {
     const p = await this.d.pending.take(id, this.d.clock.now());
     const factor = verified ?? p?.factor;
     if (!p || p.stage !== stage || !factor) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
     await this.d.pending.delete(id);
     const token = await this.d.sessions.start({ pid: p.pid, username: p.username, factor, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
-    return { ok: true, pid: p.pid, token, continueTo: p.continueTo, jar: p.jar };
+    const done: SignedIn = { ok: true, pid: p.pid, token, continueTo: p.continueTo, jar: p.jar };
+    if (form !== undefined) await this.d.pending.putFinished(id, { pid: done.pid, token, continueTo: done.continueTo, jar: done.jar, form: formDigest(stage, form) }, TWIN_KEEP_MS);
+    return done;
   }
+
+  /**
+   * The sign-in a form sent twice gets (a second tap while the first answer is on its way): the browser drops the
+   * first answer, which carried the session cookie, and shows the second's. When the same form (`form`: what the
+   * person sent, the login's CSRF token with it) finished this pending login in the last seconds, the second
+   * submission gets the same sign-in; null otherwise, at once while the pending login is still there.
+   */
+  async twin(id: string | undefined, stage: PendingStage, form: string): Promise<SignedIn | null> {
+    if (!id) return null;
+    for (let round = 0; ; round++) {
+      const f = await this.d.pending.getFinished(id);
+      if (f) return sameDigest(f.form, formDigest(stage, form)) ? { ok: true, pid: f.pid, token: f.token, continueTo: f.continueTo, jar: f.jar } : null;
+      // Not finished (yet): the first submission may be starting the session; a live login was not finished.
+      if (round >= TWIN_WAIT.rounds || (await this.stage(id)) !== null) return null;
+      await new Promise((r) => setTimeout(r, TWIN_WAIT.ms));
+    }
+  }
+}
+
+function formDigest(stage: PendingStage, form: string): string {
+  return createHash('sha256').update(`${stage}\n${form}`).digest('hex');
+}
+
+function sameDigest(a: string, b: string): boolean {
+  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }

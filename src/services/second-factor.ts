@@ -34,6 +34,11 @@ export interface SecondFactorDeps {
 
 export type SteppedUp = { ok: true; token: string };
 
+/** The form a second submission must repeat to get the same sign-in: the login's CSRF token and the code as typed. */
+export function twinForm(csrf: string, code: string): string {
+  return `${csrf}\n${code}`;
+}
+
 export class SecondFactorService {
   constructor(private readonly d: SecondFactorDeps) {}
 
@@ -49,7 +54,7 @@ export class SecondFactorService {
 
   async verifyTotp(id: string, p: PendingLogin, input: string, ip: string): Promise<SignedIn | Refused> {
     const check = await this.d.totp.checkUser(this.d.attempts.ofLogin(id, p), input, ip);
-    return check.ok ? this.signedIn(id, p, 'totp', ip) : check;
+    return check.ok ? this.signedIn(id, p, 'totp', ip, input) : check;
   }
 
   async verifyRecoveryCode(id: string, p: PendingLogin, input: string, ip: string): Promise<SignedIn | Refused> {
@@ -70,7 +75,7 @@ export class SecondFactorService {
     const remaining = marked?.recovery ? codesLeft(marked.recovery) : 0;
     this.d.security('recovery_code_used', { pid: p.pid, ip, remaining });
     this.d.notifier.notify({ event: 'recovery_code_used', user: p.username, ip, details: { remaining } });
-    return this.signedIn(id, p, 'recovery', ip);
+    return this.signedIn(id, p, 'recovery', ip, input);
   }
 
   /** Authentication options for a passkey at sign-in; the challenge is bound to this pending login. */
@@ -155,9 +160,10 @@ export class SecondFactorService {
     return { ok: true };
   }
 
-  private async signedIn(id: string, p: PendingLogin, factor: FactorKind, ip: string): Promise<SignedIn> {
+  /** `code`: what the person typed, for a second submission of the same form (see PendingService.twin). */
+  private async signedIn(id: string, p: PendingLogin, factor: FactorKind, ip: string, code?: string): Promise<SignedIn> {
     this.d.security('mfa_ok', { pid: p.pid, ip, factor });
-    return this.d.pending.finish(id, 'verify', ip, factor);
+    return this.d.pending.finish(id, 'verify', ip, factor, code === undefined ? undefined : twinForm(p.csrf, code));
   }
 
   private async steppedUp(active: ActiveSession, factor: FactorKind, ip: string): Promise<SteppedUp> {

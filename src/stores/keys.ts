@@ -6,6 +6,8 @@ export const keys = {
   loginInFlight: (browserId: string) => `jar:{${browserId}}:login`,
   pendingLogin: (id: string) => `pending:{${id}}`,
   pendingAttempts: (id: string) => `pending:{${id}}:attempts`,
+  /** A pending login just finished, for a second submission of the form that finished it (see PendingService.twin). */
+  pendingFinished: (id: string) => `pending:{${id}}:finished`,
   session: (sid: string) => `session:{${sid}}`,
   factors: (pid: string) => `user:{${pid}}:factors`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
@@ -50,7 +52,7 @@ export const keys = {
 // Keys whose values are sealed records (opened with the key name as associated data): what key rotation re-seals.
 const SEALED = [
   /^jar:\{[^}]+\}$/,
-  /^pending:\{[^}]+\}$/,
+  /^pending:\{[^}]+\}(:finished)?$/,
   /^session:\{[^}]+\}$/,
   /^user:\{[^}]+\}:(factors|enrolment-code|factor-setup:\d+)$/,
   /^challenge:\{.+\}:(register|authenticate)$/,

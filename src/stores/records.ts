@@ -71,10 +71,21 @@ const kept = (p: PendingLogin, now: number) => p.expiresAt - now + ABANDONED_GRA
 const live = (p: PendingLogin | null, now: number) => (p && p.expiresAt > now ? p : null);
 
 /** A password accepted by the portal, waiting for the second factor. */
+/** A finished pending login, kept briefly: the session it started and a digest of the form that finished it. */
+export interface FinishedLogin {
+  pid: string;
+  token: string;
+  continueTo: string;
+  jar: Jar;
+  form: string;
+}
+
 export class PendingLogins {
   private readonly records: SealedRecords<PendingLogin>;
+  private readonly finishedRecords: SealedRecords<FinishedLogin>;
   constructor(private readonly kv: KvStore, sealer: Sealer) {
     this.records = new SealedRecords(kv, sealer);
+    this.finishedRecords = new SealedRecords(kv, sealer);
   }
   async create(p: PendingLogin, now: number): Promise<string> {
     const id = newId();
@@ -108,6 +119,12 @@ export class PendingLogins {
     // Still live: not abandoned (yet). Expired ones are never changed, so the one taken is the one read.
     if (!p || live(p, now)) return null;
     return this.records.take(key);
+  }
+  putFinished(id: string, f: FinishedLogin, ttlMs: number): Promise<void> {
+    return this.finishedRecords.put(keys.pendingFinished(id), f, ttlMs);
+  }
+  getFinished(id: string): Promise<FinishedLogin | null> {
+    return this.finishedRecords.get(keys.pendingFinished(id));
   }
   /** Counts one code check against this pending login; returns the count so far. */
   countAttempt(id: string, ttlMs: number): Promise<number> {

@@ -1,6 +1,6 @@
 // Sign-in end to end over real sockets: demo portal, gateway, memory store.
 import t from 'tap';
-import { inputValue } from '../helpers/browser.js';
+import { inputValue, type Browser } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
@@ -248,6 +248,60 @@ t.test('a replayed code is refused; parallel submissions of one code: exactly on
   const results = await Promise.all(browsers.map(({ x, csrf }) => x.post('/_mfa/verify', { csrf, code })));
   t.equal(results.filter((r) => r.status === 303).length, 1, 'one success');
   t.equal(results.filter((r) => r.status === 400).length, 7, 'the rest refused');
+});
+
+t.test('a sign-in form sent twice (a second tap): both answers carry the same session; nothing else gets it', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret, codes } = await signUpAndEnrol(s);
+  const twinOf = (b: Browser) => {
+    const twin = s.browser();
+    for (const [k, v] of b.cookies) twin.cookies.set(k, v);
+    return twin;
+  };
+  s.clock.advance(30_000);
+  let { b, csrf } = await atCodePage(s);
+  const code = await totpAt(secret, s.clock.now());
+  // The browser as it was when the form went off the first time; it never sees the first answer.
+  const [tap2, other, late] = [twinOf(b), twinOf(b), twinOf(b)];
+  const first = await b.post('/_mfa/verify', { csrf, code });
+  t.equal(first.status, 303, 'the first submission signs in');
+  const second = await tap2.post('/_mfa/verify', { csrf, code });
+  t.equal(second.status, 303, 'the second one too');
+  t.equal(second.location, first.location, 'to the same page');
+  t.equal(tap2.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'), 'with the same session');
+  t.notOk(tap2.cookies.has('__Host-mfa-pending'));
+  t.equal((await tap2.get('/records')).status, 200);
+  t.equal((await other.post('/_mfa/verify', { csrf, code: '123456' })).status, 403, 'another code with the same pending cookie: the sign-in has expired');
+  t.notOk(other.cookies.has('__Host-mfa-session'));
+  s.clock.advance(31_000);
+  t.equal((await late.post('/_mfa/verify', { csrf, code })).status, 403, 'the same form half a minute later: expired');
+
+  // Sent twice at once: both sign in, to one session.
+  ({ b, csrf } = await atCodePage(s));
+  const next = await totpAt(secret, s.clock.now());
+  const again = twinOf(b);
+  const answers = await Promise.all([b.post('/_mfa/verify', { csrf, code: next }), again.post('/_mfa/verify', { csrf, code: next })]);
+  t.same(answers.map((a) => a.status), [303, 303], 'both at once');
+  t.equal(again.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'));
+
+  // A recovery code, the same.
+  ({ b, csrf } = await atCodePage(s, ALICE, 'recovery'));
+  const tapped = twinOf(b);
+  t.equal((await b.post('/_mfa/recovery', { csrf, code: codes[0]! })).status, 303);
+  t.equal((await tapped.post('/_mfa/recovery', { csrf, code: codes[0]! })).status, 303, 'a recovery code form sent twice');
+  t.equal(tapped.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'));
+
+  // The recovery codes acknowledged twice at the end of enrolment.
+  const bob = s.browser();
+  await submitPassword(bob, BOB.username, BOB.password);
+  const form = await totpEnrolmentForm(s, bob);
+  await bob.post('/_mfa/enrol/totp', { csrf: form.csrf, code: await totpAt(form.secret, s.clock.now()) });
+  await bob.get('/_mfa/recovery-codes');
+  const bob2 = twinOf(bob);
+  t.equal((await bob.post('/_mfa/recovery-codes', { csrf: form.csrf, saved: 'yes' })).status, 303);
+  t.equal((await bob2.post('/_mfa/recovery-codes', { csrf: form.csrf, saved: 'yes' })).status, 303, 'the acknowledgement sent twice');
+  t.equal(bob2.cookies.get('__Host-mfa-session'), bob.cookies.get('__Host-mfa-session'));
 });
 
 t.test('five wrong codes end the pending login', async (t) => {
