@@ -24,8 +24,9 @@ export interface KvStore {
   /**
    * Atomic +1 unless the value is already at `cap` (then unchanged). `capped`: the value is at the cap after this
    * call; `reached`: this call moved it there (exactly one caller sees it). The TTL starts when the counter is created.
+   * A counter at the cap, or with ttlMs null, is kept until deleted: the call drops any TTL it had, in the same step.
    */
-  incrementCapped(key: string, cap: number, ttlMs: number): Promise<{ value: number; capped: boolean; reached: boolean }>;
+  incrementCapped(key: string, cap: number, ttlMs: number | null): Promise<{ value: number; capped: boolean; reached: boolean }>;
   /** Atomically stores `value` when it is greater than the stored number (or none); true when it was. */
   raiseTo(key: string, value: number, ttlMs: number): Promise<boolean>;
   /**

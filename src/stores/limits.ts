@@ -67,13 +67,13 @@ export class FailureCounter {
     return failureCheck(failures, last, this.clock.now(), this.policy);
   }
 
-  /** Counts one failure, atomically. */
+  /**
+   * Counts one failure, in one atomic step: the store itself keeps the lock (or a count without a window) until it is
+   * cleared. Nothing is written back afterwards, which, from another instance, could undo newer counts or a clear().
+   */
   async fail(key: string): Promise<FailureCount> {
     await this.kv.raiseTo(lastKey(key), this.clock.now(), this.lastTtlMs);
-    const { value, capped, reached } = await this.kv.incrementCapped(key, this.policy.cap, this.lastTtlMs);
-    // Without a TTL the lock (or a count that is never forgotten) outlives the window. A late write at most re-locks
-    // a key cleared in that instant.
-    if (reached || this.windowMs === null) await this.kv.set(key, String(value));
+    const { value, capped } = await this.kv.incrementCapped(key, this.policy.cap, this.windowMs);
     return { failures: value, locked: capped, retryAfterMs: this.delayAfter(value) };
   }
 
@@ -96,7 +96,9 @@ export class FailureCounter {
       const counted = stored === null ? await this.kv.setIfAbsent(key, String(next), this.windowMs ?? undefined) : await this.kv.replaceIf(key, stored, String(next));
       if (!counted) continue;
       const locked = next >= this.policy.cap;
-      if (locked) await this.kv.set(key, String(next));
+      // A lock outlives the window. Without one the count already has no TTL, and a late write could only bring
+      // back a lock cleared in that instant.
+      if (locked && this.windowMs !== null) await this.kv.set(key, String(next));
       return { allowed: true, failure: { failures: next, locked, retryAfterMs: this.delayAfter(next) } };
     }
     return { allowed: false, retryAfterMs: 1000, locked: false };

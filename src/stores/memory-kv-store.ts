@@ -48,12 +48,13 @@ export class MemoryKvStore implements KvStore {
     return this.bump(key, ttlMs);
   }
 
-  async incrementCapped(key: string, cap: number, ttlMs: number): Promise<{ value: number; capped: boolean; reached: boolean }> {
+  async incrementCapped(key: string, cap: number, ttlMs: number | null): Promise<{ value: number; capped: boolean; reached: boolean }> {
     assertPositiveInteger('cap', cap);
     const n = Number(this.text(key)?.value ?? 0);
-    if (n >= cap) return { value: n, capped: true, reached: false };
-    const value = this.bump(key, ttlMs);
-    return { value, capped: value >= cap, reached: value >= cap };
+    const value = n < cap ? this.bump(key, ttlMs ?? undefined) : n;
+    // Kept until deleted, as PERSIST does in Redis.
+    if (ttlMs === null || value >= cap) this.live(key)!.expiresAt = Infinity;
+    return { value, capped: value >= cap, reached: n < cap && value >= cap };
   }
 
   async raiseTo(key: string, value: number, ttlMs: number): Promise<boolean> {
@@ -108,8 +109,8 @@ export class MemoryKvStore implements KvStore {
     this.map.clear();
   }
 
-  /** +1 on a string counter; the TTL is set only when the counter is created. */
-  private bump(key: string, ttlMs: number): number {
+  /** +1 on a string counter; the TTL is set only when the counter is created (none without ttlMs). */
+  private bump(key: string, ttlMs: number | undefined): number {
     const e = this.text(key);
     const n = (e ? Number(e.value) : 0) + 1;
     if (e) e.value = String(n);

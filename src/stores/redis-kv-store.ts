@@ -14,11 +14,13 @@ const RAISE_TO = `local cur = tonumber(redis.call('GET', KEYS[1]))
 if cur ~= nil and cur >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
-const INCREMENT_CAPPED = `local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n >= tonumber(ARGV[1]) then return {n, 0} end
-n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return {n, 1}`;
+// An empty TTL, or the cap: the counter is kept until deleted (PERSIST drops a TTL it was created with).
+const INCREMENT_CAPPED = `local n, cap = tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1])
+local counted = 0
+if n < cap then n, counted = redis.call('INCR', KEYS[1]), 1 end
+if ARGV[2] == '' or n >= cap then redis.call('PERSIST', KEYS[1])
+elseif n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {n, counted}`;
 // gcraStep in domain/limits.ts, line for line. Whole milliseconds are exact in Lua's doubles; %d writes them
 // without an exponent.
 const GCRA = `local now, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -38,7 +40,7 @@ return 1`;
 type ScriptedRedis = (Redis | Cluster) & {
   mfaIncrement(key: string, ttlMs: number): Promise<number>;
   mfaRaiseTo(key: string, value: number, ttlMs: number): Promise<number>;
-  mfaIncrementCapped(key: string, cap: number, ttlMs: number): Promise<[value: number, counted: number]>;
+  mfaIncrementCapped(key: string, cap: number, ttlMs: number | ''): Promise<[value: number, counted: number]>;
   mfaGcra(key: string, nowMs: number, emissionIntervalMs: number, burst: number): Promise<[allowed: number, retryAfterMs: number, remaining: number]>;
   mfaSetAdd(key: string, member: string, ttlMs: number): Promise<number>;
   mfaReplaceIf(key: string, expected: string, value: string, ttlMs: string): Promise<number>;
@@ -123,9 +125,9 @@ export class RedisKvStore implements KvStore {
     return (await this.write(() => this.redis.mfaRaiseTo(key, value, storeTtl(ttlMs)))) === 1;
   }
 
-  async incrementCapped(key: string, cap: number, ttlMs: number) {
+  async incrementCapped(key: string, cap: number, ttlMs: number | null) {
     assertPositiveInteger('cap', cap);
-    const [value, counted] = await this.write(() => this.redis.mfaIncrementCapped(key, cap, storeTtl(ttlMs)));
+    const [value, counted] = await this.write(() => this.redis.mfaIncrementCapped(key, cap, ttlMs === null ? '' : storeTtl(ttlMs)));
     return { value, capped: value >= cap, reached: counted === 1 && value >= cap };
   }
 

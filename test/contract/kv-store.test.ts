@@ -141,6 +141,25 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(await b.kv.get(key), null, 'expired 2 s after creation');
     });
 
+    t.test('incrementCapped: kept until deleted at the cap or with no TTL, in the same step (a TTL it had is dropped)', async (t) => {
+      const [reached, atCap, kept, fresh] = [k('cap-reached'), k('cap-at'), k('cap-kept'), k('cap-fresh')];
+      await b.kv.incrementCapped(reached, 2, 1000);
+      t.same(await b.kv.incrementCapped(reached, 2, 1000), { value: 2, capped: true, reached: true });
+      await b.kv.set(atCap, '3', 1000);
+      t.same(await b.kv.incrementCapped(atCap, 3, 1000), { value: 3, capped: true, reached: false });
+      await b.kv.increment(kept, 1000);
+      t.same(await b.kv.incrementCapped(kept, 10, null), { value: 2, capped: false, reached: false });
+      t.same(await b.kv.incrementCapped(fresh, 10, null), { value: 1, capped: false, reached: false });
+      await b.pass(1500);
+      t.equal(await b.kv.get(reached), '2', 'the call that reached the cap dropped the TTL');
+      t.equal(await b.kv.get(atCap), '3', 'a call at the cap, too');
+      t.equal(await b.kv.get(kept), '2', 'without a TTL: the one it was created with is dropped');
+      t.equal(await b.kv.get(fresh), '1', 'without a TTL: created without one');
+      t.equal((await b.kv.incrementCapped(reached, 2, 1000)).value, 2, 'still at the cap');
+      await b.kv.delete(reached);
+      t.same(await b.kv.incrementCapped(reached, 2, 1000), { value: 1, capped: false, reached: false }, 'deleted: counts from zero');
+    });
+
     t.test('gcra: burst at one instant, then one per interval as time moves', async (t) => {
       const key = k('gcra');
       const t0 = b.now();

@@ -10,12 +10,17 @@ import { startOwnRedis, testRedis } from '../helpers/redis.js';
 
 const DAY = 24 * 60 * 60_000;
 
-/** `memory`: TTLs follow the fake clock too, so expiry can be asserted (Redis keeps TTLs on real time). */
-function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStore>, memory: boolean) {
+/**
+ * `make` gives the store and `other`, the store of a second gateway instance on the same data (its own Redis
+ * connection; the memory store serves one process, so it is the same one). `memory`: TTLs follow the fake clock
+ * too, so expiry can be asserted (Redis keeps TTLs on real time).
+ */
+function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<{ kv: KvStore; other: KvStore }>, memory: boolean) {
   t.test(name, async (t) => {
     const clock = new FakeClock();
-    const kv = await make(t, clock);
+    const { kv, other } = await make(t, clock);
     t.teardown(() => kv.close());
+    t.teardown(() => other.close());
     const id = () => randomBytes(6).toString('hex');
 
     t.test('RateLimiter: the burst at once, then one per interval', async (t) => {
@@ -80,6 +85,49 @@ function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStor
       const last = await Promise.all(Array.from({ length: 50 }, () => failures.fail(key)));
       t.ok(last.every((r) => r.failures === 100 && r.locked), '50 parallel at 99: exactly 100, locked');
       t.same(await failures.check(key), { allowed: false, retryAfterMs: 900_000, locked: true });
+    });
+
+    t.test('FailureCounter without a window: exact across instances, and nothing counted comes back after a clear', async (t) => {
+      // Two gateway instances count the same user's failures (R6): each count is one atomic step, so none is lost
+      // to another instance's write.
+      const mine = new FailureCounter(kv, clock, { windowMs: null });
+      const theirs = new FailureCounter(other, clock, { windowMs: null });
+      for (let round = 0; round < 10; round++) {
+        const key = `user:{${id()}}:failures:webauthn`;
+        await Promise.all(Array.from({ length: 60 }, (_, i) => (i % 2 ? mine : theirs).fail(key)));
+        t.equal(await kv.get(key), '60', `round ${round}: 60 parallel failures, 60 counted`);
+      }
+
+      // The other instance clears the key (an operator, or a success) as soon as the first write to it returns,
+      // before fail() or attempt() does: the clear must stand.
+      const clearedAfterFirstWrite = (key: string): KvStore => {
+        let cleared = false;
+        return new Proxy(kv, {
+          get(target, prop) {
+            const value: unknown = Reflect.get(target, prop, target);
+            if (typeof value !== 'function') return value;
+            return async (...args: unknown[]) => {
+              const result: unknown = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+              if (prop !== 'get' && args[0] === key && !cleared) {
+                cleared = true;
+                await theirs.clear(key);
+              }
+              return result;
+            };
+          },
+        });
+      };
+      const policy = { cap: 5, freeAttempts: 10, windowMs: null };
+      const counter = new FailureCounter(kv, clock, policy);
+      const failed = `user:{${id()}}:failures:totp`;
+      for (let n = 1; n <= 4; n++) await counter.fail(failed);
+      t.match(await new FailureCounter(clearedAfterFirstWrite(failed), clock, policy).fail(failed), { failures: 5, locked: true });
+      t.same(await counter.check(failed), { allowed: true }, 'fail(): the clear stands');
+      t.equal((await counter.fail(failed)).failures, 1, 'counting starts again from zero');
+      const attempted = `user:{${id()}}:failures:totp`;
+      for (let n = 1; n <= 4; n++) await counter.attempt(attempted);
+      t.match(await new FailureCounter(clearedAfterFirstWrite(attempted), clock, policy).attempt(attempted), { allowed: true, failure: { failures: 5, locked: true } });
+      t.same(await counter.check(attempted), { allowed: true }, 'attempt(): the clear stands');
     });
 
     t.test('FailureCounter.attempt: parallel guesses never outrun the delays or the cap', async (t) => {
@@ -190,16 +238,24 @@ function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStor
   });
 }
 
-suite('memory store', async (_t, clock) => new MemoryKvStore(clock), true);
+suite(
+  'memory store',
+  async (_t, clock) => {
+    const kv = new MemoryKvStore(clock);
+    return { kv, other: kv };
+  },
+  true,
+);
 
 suite(
   'redis store',
   async (t) => {
     const redis = await testRedis();
     t.teardown(() => redis.stop());
-    const kv = new RedisKvStore({ url: redis.url, keyPrefix: `limits-${randomBytes(4).toString('hex')}:`, commandTimeoutMs: 1000 });
-    await kv.ready();
-    return kv;
+    const keyPrefix = `limits-${randomBytes(4).toString('hex')}:`;
+    const [kv, other] = [0, 1].map(() => new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 }));
+    await Promise.all([kv!.ready(), other!.ready()]);
+    return { kv: kv!, other: other! };
   },
   false,
 );
