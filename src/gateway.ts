@@ -204,6 +204,11 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     security,
     audit: audit?.log ?? null,
     metrics,
+    ready: async () => {
+      await kv.ping();
+      // Another writer took the trail's directory over: this one no longer records (see openAudit).
+      if (audit?.log.stoppedBy) throw audit.log.stoppedBy;
+    },
     pidOf: (username) => {
       const name = canonicalUsername(username, config.portal.login.usernameCase);
       return name === null ? null : pseudonym(pseudonymKey, name);

@@ -227,7 +227,7 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
   const app = built?.app ?? (await buildApp(config, { processMetrics: config.admin.enabled }));
   for (const w of configWarnings(config)) app.log.warn(w);
   await app.listen({ host: config.server.host, port: config.server.port });
-  const admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.kv.ping() }) : null;
+  const admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.ready() }) : null;
   if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
   if (built) process.stdout.write(built.banner);
   await new Promise<void>((resolve) => {

@@ -11,8 +11,8 @@ export const AUDIT_ERRORS = {
   AUDIT_MIRROR_FAILED: 'audit mirror write failed',
   /** On start, the end of the audit file was damaged; a `resumed` record notes it in the chain. */
   AUDIT_TAIL_DAMAGED: 'audit file tail damaged; chain resumed from the last intact record',
-  /** Another writer took over this process's audit directory lock: two writers may now fork the chain. */
-  AUDIT_LOCK_LOST: 'audit directory lock taken over by another writer, or no longer readable',
+  /** Another writer took over this process's audit directory lock (or it cannot be read): this process stopped writing the trail. */
+  AUDIT_LOCK_LOST: 'audit directory lock taken over by another writer, or no longer readable; audit trail closed',
   /** append() after close(): the event was dropped. */
   AUDIT_CLOSED: 'audit log closed',
 } as const;

@@ -1,8 +1,8 @@
 // The audit log: appends hash-chained records to the journal and its mirrors, and seals them with signed checkpoints.
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { AuditError } from './audit-error.js';
-import { signCheckpoint } from './checkpoint.js';
+import { checkpointSignatureValid, signCheckpoint } from './checkpoint.js';
 import { refuseEvent } from './event-guard.js';
 import { GENESIS, decodeRecord, encodeRecord, sha256Hex, type AuditEvent, type AuditRecord, type RecordBody } from './record.js';
 
@@ -37,6 +37,11 @@ export interface AuditLogOptions {
   checkpointIntervalMs?: number;
   /** Every refused event and failed write, for the app's log and metrics. Never called with a username or a secret. */
   onError?: (err: AuditError) => void;
+  /**
+   * Whether the journal is still this process's to write (its directory lock), asked before each record: once
+   * false, the log stops as abandon() does.
+   */
+  owned?: () => boolean;
 }
 
 type Base = { seq: number; time: string; prev: string };
@@ -55,7 +60,11 @@ export class AuditLog {
   private unsealed = 0;
   private oldestUnsealedAt = 0;
   private needsResume = false;
+  /** Records found after the last valid checkpoint on resume, not yet stated in a `resumed` record. */
+  private unsealedFound = 0;
   private closed = false;
+  private stopped: AuditError | undefined;
+  private readonly publicKey: KeyObject;
 
   /** Continues the chain from the journal's last intact record; reading the journal may throw (at start-up only). */
   constructor(private readonly opts: AuditLogOptions) {
@@ -63,6 +72,7 @@ export class AuditLog {
     this.intervalMs = opts.checkpointIntervalMs ?? 60_000;
     if (!Number.isSafeInteger(this.every) || this.every < 1 || !(this.intervalMs > 0)) throw new TypeError('AuditLog needs checkpointEvery >= 1 and checkpointIntervalMs > 0');
     if (opts.signingKey.asymmetricKeyType !== 'ed25519' || opts.signingKey.type !== 'private') throw new TypeError('AuditLog needs an Ed25519 private key');
+    this.publicKey = createPublicKey(opts.signingKey);
     this.resume();
     // Node timers hold at most 2^31-1 ms (about 24.8 days); longer intervals still count on append.
     this.timer = setInterval(() => this.checkpointIfDue(), Math.min(this.intervalMs, 2 ** 31 - 1)).unref();
@@ -88,6 +98,29 @@ export class AuditLog {
   checkpointIfDue(): void {
     if (this.closed || this.unsealed === 0) return;
     if (this.unsealed >= this.every || this.opts.clock.now() - this.oldestUnsealedAt >= this.intervalMs) this.checkpoint();
+  }
+
+  /** Why the log stopped writing before close() (the directory lock was lost), for readiness checks; else undefined. */
+  get stoppedBy(): AuditError | undefined {
+    return this.stopped;
+  }
+
+  /**
+   * Stops writing at once, without a final checkpoint: the journal is no longer this process's (another writer
+   * took over its directory), and any record written now, a checkpoint too, would fork that writer's chain. Later
+   * events are dropped and reported as AUDIT_CLOSED.
+   */
+  abandon(reason: AuditError): void {
+    if (this.closed) return;
+    clearInterval(this.timer);
+    this.closed = true;
+    this.stopped = reason;
+    this.report(reason);
+    try {
+      this.opts.journal.close();
+    } catch {
+      // Not this process's file any more: the loss is what it reports.
+    }
   }
 
   /** Writes a final checkpoint, waits for the mirrors and closes the journal. */
@@ -119,6 +152,10 @@ export class AuditLog {
 
   /** Builds the next record and appends it; false (reported) when the journal refused it. */
   private write(build: (base: Base) => RecordBody): boolean {
+    if (this.opts.owned?.() === false) {
+      this.abandon(new AuditError('AUDIT_LOCK_LOST'));
+      return false;
+    }
     try {
       if (this.needsResume) {
         this.resume();
@@ -167,36 +204,62 @@ export class AuditLog {
    * Finds the last intact record (complete line, valid hash) and continues after it. Damaged lines after it (a
    * partial line from a crash, or lines failing their own hash) are not continued from: the partial line is ended
    * with "\n" and a `resumed` record, chained to the intact record, says how many lines it skips and why.
+   * Intact is not authentic: anyone can chain a record without the key. So when the chain found is not the one this
+   * process was writing (at start, always), the `resumed` record also says how many records no valid checkpoint
+   * signs, before anything else: the next checkpoint signs that statement rather than vouching for them.
    */
   private resume(): void {
     this.needsResume = false;
     let anchor: { record: AuditRecord; line: string } | undefined;
     let skipped = 0;
     let partial = false;
-    for (const { line, complete } of this.opts.journal.linesFromEnd()) {
-      const decoded = complete ? decodeRecord(line) : undefined;
-      if (decoded && 'record' in decoded && decoded.intact) {
-        anchor = { record: decoded.record, line };
-        break;
+    // Read by hand, so that the lines before the anchor can be read on from where the search stopped.
+    const lines = this.opts.journal.linesFromEnd()[Symbol.iterator]();
+    let unchanged: boolean;
+    try {
+      for (let next = lines.next(); !next.done; next = lines.next()) {
+        const { line, complete } = next.value;
+        const decoded = complete ? decodeRecord(line) : undefined;
+        if (decoded && 'record' in decoded && decoded.intact) {
+          anchor = { record: decoded.record, line };
+          break;
+        }
+        skipped++;
+        partial ||= !complete;
       }
-      skipped++;
-      partial ||= !complete;
+      unchanged = anchor !== undefined && anchor.record.seq === this.seq && sha256Hex(anchor.line) === this.prevLine;
+      if (!unchanged) this.unsealedFound = anchor ? Math.max(0, anchor.record.seq - this.lastSealedSeq(anchor.record, lines)) : 0;
+    } finally {
+      lines.return?.();
     }
     if (partial) this.opts.journal.endPartialLine();
     const now = this.opts.clock.now();
-    const unchanged = anchor !== undefined && anchor.record.seq === this.seq && sha256Hex(anchor.line) === this.prevLine;
     if (!unchanged) {
       this.seq = anchor?.record.seq ?? 0;
       this.prevLine = anchor ? sha256Hex(anchor.line) : GENESIS;
       this.head = anchor?.record.hash ?? GENESIS;
-      // How many records after the last checkpoint is not known without reading back further: "some".
-      this.unsealed = anchor && anchor.record.type !== 'checkpoint' ? 1 : 0;
+      this.unsealed = this.unsealedFound > 0 ? 1 : 0;
       this.oldestUnsealedAt = now;
     }
-    if (skipped > 0) {
-      this.report(new AuditError('AUDIT_TAIL_DAMAGED', `${skipped} damaged line(s) after seq ${this.seq}`, { sink: 'file', seq: this.seq + 1 }));
-      this.write((base) => ({ ...base, type: 'resumed', reason: partial ? 'truncated' : 'corrupt', skipped }));
+    if (skipped > 0) this.report(new AuditError('AUDIT_TAIL_DAMAGED', `${skipped} damaged line(s) after seq ${this.seq}`, { sink: 'file', seq: this.seq + 1 }));
+    // Kept until written: a failed write resumes again, from the same anchor, and states it then.
+    const unsealed = this.unsealedFound;
+    if (skipped > 0 || unsealed > 0) {
+      const reason = skipped === 0 ? 'unsealed' : partial ? 'truncated' : 'corrupt';
+      if (this.write((base) => ({ ...base, type: 'resumed', reason, skipped, ...(unsealed > 0 ? { unsealed } : {}) }))) this.unsealedFound = 0;
     }
+  }
+
+  /** Seq of the last checkpoint signed with this log's key, from `record` back (0 if none): what is sealed. */
+  private lastSealedSeq(record: AuditRecord, before: Iterator<{ line: string; complete: boolean }>): number {
+    if (record.type === 'checkpoint' && checkpointSignatureValid(record, this.publicKey)) return record.seq;
+    for (let next = before.next(); !next.done; next = before.next()) {
+      const decoded = next.value.complete ? decodeRecord(next.value.line) : undefined;
+      if (decoded && 'record' in decoded && decoded.intact && decoded.record.type === 'checkpoint' && checkpointSignatureValid(decoded.record, this.publicKey)) {
+        return decoded.record.seq;
+      }
+    }
+    return 0;
   }
 
   private report(err: AuditError): void {

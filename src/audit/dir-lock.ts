@@ -6,11 +6,11 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 const LOCK = 'audit.lock';
-/** The holder touches its lock this often; a lock of another host untouched for STALE_MS is taken over. */
+/** The holder touches its lock this often; a lock untouched for STALE_MS is taken over. */
 export const HEARTBEAT_MS = 10_000;
 export const STALE_MS = 30_000;
-/** Lock files this process holds: its own pid in a lock file is otherwise read as "left by an earlier life". */
-const held = new Set<string>();
+/** Lock files this process holds: its own pid in a lock file is otherwise read as "perhaps an earlier life". */
+const heldFiles = new Set<string>();
 
 /** Another writer holds the directory. */
 export class AuditDirInUse extends Error {}
@@ -22,68 +22,99 @@ interface Holder {
   token?: string;
 }
 
+export interface AuditDirLock {
+  /**
+   * Whether this process still holds the lock. Answered from memory while the heartbeat keeps time; after a pause
+   * (the process was frozen, so another writer may have judged the lock stale) the lock file is read first.
+   */
+  held(): boolean;
+  /** Removes the lock file, unless another writer holds it now. */
+  release(): void;
+}
+
 /**
  * Takes the directory's lock, waiting up to `waitMs` while another writer holds it; throws AuditDirInUse when it
- * cannot. Taken over: a lock of this host whose process is gone (or is an earlier life of this pid, as after a
- * container restart), and a lock of another host not touched for STALE_MS (its holder crashed). Should another
- * writer take it over all the same (this process was frozen for longer than STALE_MS), the heartbeat notices and
- * calls `onLost` once. Returns the release function.
+ * cannot. A lock is taken over only once its heartbeat is older than STALE_MS: a host name and a pid do not tell
+ * a live writer from a dead one, as two containers sharing a host name (host networking) both run as pid 1 and
+ * see different processes behind the same pid. On this host, a lock whose process is still running here is kept
+ * even then (frozen, not gone); one whose process is not running here (gone, or its pid is ours: perhaps an
+ * earlier life, as after a container restart) is waited for until it is stale, rather than refused at once, so
+ * a restart after a crash gets the lock. Should another writer take it over all the same (this process was
+ * frozen for longer than STALE_MS), the heartbeat or `held()` notices and `onLost` is called once.
  */
 export function lockAuditDir(
   dir: string,
   opts: { waitMs?: number; onLost?: () => void; now?: () => number; heartbeatMs?: number } = {},
-): () => void {
+): AuditDirLock {
   const { waitMs = 0, onLost = () => {}, now = Date.now, heartbeatMs = HEARTBEAT_MS } = opts;
   const file = join(dir, LOCK);
-  const deadline = now() + waitMs;
+  let deadline = now() + waitMs;
+  let waitedForLeft = false;
   for (;;) {
     try {
       const fd = openSync(file, 'wx', 0o600);
       const token = randomBytes(12).toString('hex');
       writeSync(fd, JSON.stringify({ host: hostname(), pid: process.pid, token }));
       closeSync(fd);
-      return hold(file, token, onLost, heartbeatMs);
+      return hold(file, token, onLost, heartbeatMs, now);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const found = readLock(file);
     if (!found) continue; // released meanwhile
-    if (!held.has(file) && isStale(found.holder, found.touched, now())) {
+    const mine = heldFiles.has(file);
+    if (!mine && isStale(found.holder, found.touched, now())) {
       rmSync(file, { force: true });
       continue;
+    }
+    if (!mine && !waitedForLeft && looksLeft(found.holder)) {
+      // Stale within STALE_MS of its last heartbeat if its writer is gone; a writer still touching it keeps it.
+      waitedForLeft = true;
+      deadline = Math.max(deadline, Math.min(found.touched, now()) + STALE_MS + 250);
     }
     if (now() >= deadline) {
       throw new AuditDirInUse(
         `the audit directory ${dir} is in use by process ${found.holder.pid} on ${found.holder.host} (one writer per directory; ` +
-          `a lock left by a crashed writer on another host expires ${STALE_MS / 1000} s after its last heartbeat)`,
+          `a lock left by a crashed writer expires ${STALE_MS / 1000} s after its last heartbeat)`,
       );
     }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
 }
 
-function hold(file: string, token: string, onLost: () => void, heartbeatMs: number): () => void {
-  held.add(file);
-  const beat = setInterval(() => {
+function hold(file: string, token: string, onLost: () => void, heartbeatMs: number, now: () => number): AuditDirLock {
+  heldFiles.add(file);
+  let lastBeat = now();
+  let lost = false;
+  const beat = (): boolean => {
+    if (lost) return false;
     if (!stillHeld(file, token)) {
       // Another writer holds it now (or it is gone): touching it would keep that writer's lock alive.
-      clearInterval(beat);
+      lost = true;
+      clearInterval(timer);
       onLost();
-      return;
+      return false;
     }
     const t = new Date();
     try {
       utimesSync(file, t, t);
+      lastBeat = now();
     } catch {
-      // The directory is gone or read-only: writing the trail fails too, and says so.
+      // The directory is gone or read-only: writing the trail fails too, and says so. Not a beat: the lock ages.
     }
-  }, heartbeatMs);
-  beat.unref();
-  return () => {
-    clearInterval(beat);
-    held.delete(file);
-    // Only its own lock: one another writer took over stays.
-    if (stillHeld(file, token)) rmSync(file, { force: true });
+    return true;
+  };
+  const timer = setInterval(beat, heartbeatMs);
+  timer.unref();
+  return {
+    // A missed beat means this process was paused: the lock may be another writer's by now.
+    held: () => !lost && (now() - lastBeat < 2 * heartbeatMs || beat()),
+    release: () => {
+      clearInterval(timer);
+      heldFiles.delete(file);
+      // Only its own lock: one another writer took over stays.
+      if (stillHeld(file, token)) rmSync(file, { force: true });
+    },
   };
 }
 
@@ -111,11 +142,17 @@ function readLock(file: string): { holder: Holder; touched: number } | null {
   }
 }
 
+/** Untouched for STALE_MS, and not the lock of a process still running on this host. */
 function isStale(holder: Holder, touched: number, now: number): boolean {
-  if (holder.host === hostname()) return !isLive(holder.pid);
-  return now - touched > STALE_MS;
+  return now - touched > STALE_MS && !(holder.host === hostname() && isLive(holder.pid));
 }
 
+/** A lock of this host whose process is not running here: most likely left by a crash of this gateway. */
+function looksLeft(holder: Holder): boolean {
+  return holder.host === hostname() && !isLive(holder.pid);
+}
+
+/** Whether a process other than this one runs with that pid here (in this pid namespace). */
 function isLive(pid: number): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return false;
   try {

@@ -31,10 +31,13 @@ export function openAudit(config: Config, opts: OpenAuditOptions): { log: AuditL
   if (!a.enabled) return null;
   const dir = auditDir(config, opts.writer);
   const journal = new AuditFileSink({ dir, maxBytes: a.maxFileBytes });
-  // Admin commands wait for one another; a second gateway on the same directory is refused at once.
-  const release = lockAuditDir(dir, {
+  // Set once open: should another writer take the lock over, this process stops writing rather than fork its chain.
+  let opened: AuditLog | undefined;
+  // Admin commands wait for one another; a second gateway on the same directory is refused at once (unless the lock
+  // looks left by a crash on this host: then it waits for that lock to go stale).
+  const lock = lockAuditDir(dir, {
     waitMs: opts.writer === 'admin' ? 10_000 : 0,
-    onLost: () => opts.onError(new AuditError('AUDIT_LOCK_LOST', dir)),
+    onLost: () => opened?.abandon(new AuditError('AUDIT_LOCK_LOST', dir)),
   });
   try {
     const source = opts.writer === 'admin' ? `${hostname()}/admin` : hostname();
@@ -47,19 +50,21 @@ export function openAudit(config: Config, opts: OpenAuditOptions): { log: AuditL
       checkpointEvery: a.checkpointEvery,
       checkpointIntervalMs: a.checkpointIntervalSeconds * 1000,
       onError: opts.onError,
+      owned: lock.held,
     });
+    opened = log;
     return {
       log,
       close: async () => {
         try {
           await log.close();
         } finally {
-          release();
+          lock.release();
         }
       },
     };
   } catch (err) {
-    release();
+    lock.release();
     throw err;
   }
 }

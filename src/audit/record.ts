@@ -14,10 +14,15 @@
 //               head    `hash` of that record
 //               kid     id of the signing key
 //               sig     base64url Ed25519 signature of the canonical JSON of the checkpoint without `hash` and `sig`
-//   resumed     reason  "truncated" (the file ended in a partial line) or "corrupt" (complete lines that failed
-//                       their own hash check) when the writer started again
+//   resumed     reason  "truncated" (the file ended in a partial line), "corrupt" (complete lines that failed
+//                       their own hash check) or "unsealed" (no damage, but records no checkpoint signs) when the
+//                       writer started again
 //               skipped how many damaged lines just before it the chain does not continue from: its `prev` is
 //                       the line of the last intact record and its `seq` that record's seq + 1
+//               unsealed (left out when 0; absent in older trails) how many records just before it, seqs
+//                       seq-unsealed..seq-1, no valid checkpoint signed when the writer resumed: it stopped before
+//                       sealing them (a crash), or they were appended by someone without the key. The checkpoints
+//                       after it sign this statement, which does not vouch for those records.
 import { createHash } from 'node:crypto';
 
 export type AuditValue = string | number | boolean | null;
@@ -43,8 +48,10 @@ export interface CheckpointRecord extends RecordBase {
 }
 export interface ResumedRecord extends RecordBase {
   type: 'resumed';
-  reason: 'truncated' | 'corrupt';
+  reason: 'truncated' | 'corrupt' | 'unsealed';
   skipped: number;
+  /** Left out when 0, and absent in older trails. */
+  unsealed?: number;
 }
 export type AuditRecord = EventRecord | CheckpointRecord | ResumedRecord;
 
@@ -88,7 +95,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const FIELDS = {
   event: ['event'],
   checkpoint: ['upTo', 'head', 'kid', 'sig'],
-  resumed: ['reason', 'skipped'],
+  resumed: ['reason', 'skipped', 'unsealed'],
 } as const;
 
 function shapeError(r: Record<string, unknown>): string | null {
@@ -109,7 +116,8 @@ function shapeError(r: Record<string, unknown>): string | null {
       if (typeof r.head !== 'string' || !HEX64.test(r.head)) return 'head is not a SHA-256';
       return typeof r.kid === 'string' && typeof r.sig === 'string' ? null : 'kid or sig is not a string';
     case 'resumed':
-      if (r.reason !== 'truncated' && r.reason !== 'corrupt') return 'unknown resume reason';
+      if (r.reason !== 'truncated' && r.reason !== 'corrupt' && r.reason !== 'unsealed') return 'unknown resume reason';
+      if (r.unsealed !== undefined && !(Number.isSafeInteger(r.unsealed) && (r.unsealed as number) >= 0)) return 'unsealed is not a count';
       return Number.isSafeInteger(r.skipped) && (r.skipped as number) >= 0 ? null : 'skipped is not a count';
   }
 }

@@ -4,6 +4,10 @@ import { readFileSync } from 'node:fs';
 import { checkpointSignatureValid } from './checkpoint.js';
 import { GENESIS, decodeRecord, sha256Hex, type AuditRecord } from './record.js';
 
+/**
+ * `unsealed-tail` is the one warning: records no signature of their writer covers, at the end of the trail or where a
+ * `resumed` record says the writer found them on restart (normal after a crash, suspicious otherwise).
+ */
 export type AuditProblemKind = 'edited' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-checkpoint' | 'unsealed-tail' | 'unsigned' | 'empty';
 
 /** Where a problem first shows: file, 1-based line, and the seq at that point of the chain. */
@@ -171,6 +175,25 @@ export function verifyAuditText(segments: readonly { file: string; text: string 
     before = state;
     state = { expected: r.seq + 1, prevLine: sha256Hex(l.text), lastHash: r.hash, last: current };
     trusted = intact && (r.type !== 'checkpoint' || sealed);
+  }
+
+  // Records a `resumed` record says no valid checkpoint covered when the writer started again. The checkpoints after
+  // it sign that statement, not those records: they are an unsealed tail of their own (unless still in the last one).
+  for (const l of lines) {
+    if (!('record' in l.decoded) || !l.decoded.intact || skippedBy.has(l.index)) continue;
+    const r = l.decoded.record;
+    if (r.type !== 'resumed' || !r.unsealed) continue;
+    const [first, last] = [r.seq - r.unsealed, r.seq - 1];
+    const at = lines[bySeq.get(first)?.[0] ?? l.index]!;
+    if (at.index > (lastSealed?.index ?? -1)) continue;
+    const which = first === last ? `seq ${first}` : `seqs ${first}..${last}`;
+    report(
+      at,
+      'unsealed-tail',
+      `${r.unsealed} record(s) (${which}) had no valid checkpoint when the writer resumed at ${pos(l)}: later checkpoints sign that statement, ` +
+        'not these records (a crash before their checkpoint, records added without the key, or a checkpoint removed)',
+      first,
+    );
   }
 
   // Records after the last valid checkpoint: intact as far as the chain shows, but no signature covers them.

@@ -43,4 +43,6 @@ export interface HttpContext {
   reservedHeaders: ReadonlySet<string>;
   /** Which portal cookies the browser holds: the allow-list, or all of them in forward-auth mode. */
   browserCookies: BrowserCookies;
+  /** Resolves when the gateway can serve: the store answers and the audit trail, when on, is still written. */
+  ready(): Promise<void>;
 }

@@ -44,7 +44,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   app.get(`${p}/health/live`, async () => ({ status: 'ok' }));
   app.get(`${p}/health/ready`, async (_req, reply) => {
     try {
-      await ctx.kv.ping();
+      await ctx.ready();
       return { status: 'ready' };
     } catch {
       return reply.code(503).send({ status: 'unavailable' });

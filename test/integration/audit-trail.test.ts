@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import { runCli } from '../helpers/cli.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, submitPassword, totpAt, startRedisStack } from '../helpers/stack.js';
+import { request } from 'undici';
+import { AuditError } from '../../src/audit/audit-error.js';
+import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, submitPassword, totpAt, startRedisStack, startStack } from '../helpers/stack.js';
 
 const lines = (dir: string) =>
   auditFiles(dir)
@@ -137,4 +139,18 @@ t.test('a real run leaves a verifiable trail of pseudonymous events, and the rep
   const plain = runCli(['report', '--config', configFile, ...period]);
   t.match(plain.stdout, /100 %/);
   t.match(plain.stdout, 'no bulk export');
+});
+
+t.test('a gateway whose audit directory another writer took over stops writing the trail, and is not ready', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const ready = async () => {
+    const r = await request(`${s.url}/_mfa/health/ready`);
+    await r.body.dump();
+    return r.statusCode;
+  };
+  t.equal(await ready(), 200);
+  s.app.gateway.audit!.abandon(new AuditError('AUDIT_LOCK_LOST', s.config.audit.dir));
+  t.equal(await ready(), 503, 'not ready: it no longer records');
+  t.equal((await request(`${s.url}/_mfa/health/live`)).statusCode, 200, 'still alive (a restart is what it needs)');
 });

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { AuditLog } from '../../../src/audit/audit-log.js';
 import { AuditFileSink, auditFiles } from '../../../src/audit/file-sink.js';
-import { checkpointSignatureValid } from '../../../src/audit/checkpoint.js';
-import { GENESIS, canonicalJson, sha256Hex, type CheckpointRecord } from '../../../src/audit/record.js';
+import { checkpointSignatureValid, signCheckpoint } from '../../../src/audit/checkpoint.js';
+import { GENESIS, canonicalJson, encodeRecord, sha256Hex, type CheckpointRecord, type RecordBody } from '../../../src/audit/record.js';
 import { verifyAudit, verifyAuditText } from '../../../src/audit/verify-audit.js';
+import { auditVerify } from '../../../src/cli/audit.js';
 import { FakeClock } from '../../helpers/clock.js';
 import { linesOf, openLog, privateKey, publicKey, readSegments, recordsOf, tempDir } from './helpers.js';
 
@@ -77,7 +78,7 @@ t.test('checkpoints: every N records, after T ms, on close; signed over their co
   t.same([report.ok, report.checkpoints, report.lastSealedSeq, report.problems], [true, 5, 15, []]);
 });
 
-t.test('resume after a restart: the chain continues, sealed or not', async (t) => {
+t.test('resume after a restart: the chain continues; records no checkpoint sealed are said to be so', async (t) => {
   const dir = tempDir(t);
   const first = openLog(dir);
   first.log.append(event(1));
@@ -93,10 +94,112 @@ t.test('resume after a restart: the chain continues, sealed or not', async (t) =
   t.same(third.errors, [], 'an unsealed tail is not damage');
   third.log.append(event(3));
   await third.log.close();
-  t.same(recordsOf(dir).map((r) => `${String(r.seq)}${String(r.type)[0]}`), ['1e', '2c', '3e', '4e', '5c']);
+  t.same(recordsOf(dir).map((r) => `${String(r.seq)}${String(r.type)[0]}`), ['1e', '2c', '3e', '4r', '5e', '6c']);
+  t.match(recordsOf(dir)[3], { type: 'resumed', reason: 'unsealed', skipped: 0, unsealed: 1 }, 'before anything else');
   const report = verifyAudit(auditFiles(dir), publicKey);
-  t.ok(report.ok);
-  t.equal(report.lastSealedSeq, 5);
+  t.ok(report.ok, 'a crash is not tampering');
+  t.equal(report.lastSealedSeq, 6);
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['unsealed-tail', 3, 3]], 'but its unsealed record stays visible');
+
+  // After a clean shutdown (a final checkpoint) there is nothing to say.
+  const fourth = openLog(dir);
+  await fourth.log.close();
+  t.equal(recordsOf(dir).length, 6);
+});
+
+t.test('a record appended by someone without the key is not signed as if the writer had written it', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'audit.jsonl');
+  const first = openLog(dir);
+  first.log.append(event(1));
+  await first.log.close();
+  // Correctly chained after the final checkpoint: anyone with write access to the directory can do this.
+  const forge = (seq: number, body: Record<string, unknown>) => {
+    const last = linesOf(readFileSync(file, 'utf8')).at(-1)!;
+    appendFileSync(file, `${encodeRecord({ seq, time: '2027-01-15T08:00:00.000Z', prev: sha256Hex(last), ...body } as RecordBody).line}\n`);
+  };
+  forge(3, { type: 'event', event: { name: 'session_started', pid: 'mallory' } });
+
+  const second = openLog(dir);
+  second.log.append(event(2));
+  await second.log.close();
+  t.same(recordsOf(dir).map((r) => `${String(r.seq)}${String(r.type)[0]}`), ['1e', '2c', '3e', '4r', '5e', '6c']);
+  t.match(recordsOf(dir)[3], { reason: 'unsealed', skipped: 0, unsealed: 1 }, 'the restart says so, and its checkpoint signs that');
+  const report = verifyAudit([file], publicKey);
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['unsealed-tail', 3, 3]], 'the forged record is not taken as signed');
+  t.match(report.problems[0]!.message, `1 record(s) (seq 3) had no valid checkpoint when the writer resumed at ${file}:4`);
+  // What an operator sees: the warning, and OK (a crash leaves the same).
+  const pem = join(dir, 'public.pem');
+  writeFileSync(pem, publicKey.export({ type: 'spki', format: 'pem' }));
+  const cli = auditVerify([file], { publicKeyFile: pem });
+  t.ok(cli.ok);
+  t.match(cli.lines, [`${file}:3 (seq 3)  unsealed-tail: 1 record(s) (seq 3) had no valid checkpoint`, /^OK: 6 record\(s\), 2 signed checkpoint\(s\)/]);
+
+  // A forged checkpoint does not seal: only one that verifies with the writer's key does.
+  const other = generateKeyPairSync('ed25519').privateKey;
+  forge(7, { type: 'event', event: { name: 'factor_removed', pid: 'victim' } });
+  const head = (JSON.parse(linesOf(readFileSync(file, 'utf8')).at(-1)!) as { hash: string }).hash;
+  forge(8, signCheckpoint({ seq: 8, time: '2027-01-15T08:00:00.000Z', prev: sha256Hex(linesOf(readFileSync(file, 'utf8')).at(-1)!), type: 'checkpoint', upTo: 7, head, kid: 'audit-1' }, other));
+  const third = openLog(dir);
+  await third.log.close();
+  t.match(recordsOf(dir)[8], { seq: 9, type: 'resumed', unsealed: 2 });
+  t.match(
+    verifyAudit([file], publicKey).problems.map((p) => [p.kind, p.line, p.seq]),
+    [['unsealed-tail', 3, 3], ['unsealed-tail', 7, 7], ['bad-checkpoint', 8, 8]],
+  );
+});
+
+t.test('the statement of an unsealed tail is kept until written: a failed write states it at the next', async (t) => {
+  const dir = tempDir(t);
+  const first = openLog(dir);
+  first.log.append(event(1));
+  await first.log.close();
+  const second = openLog(dir);
+  second.log.append(event(2)); // then a crash, before its checkpoint
+  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
+  let fail = true;
+  const errors: string[] = [];
+  const log = new AuditLog({
+    journal: {
+      linesFromEnd: () => sink.linesFromEnd(),
+      endPartialLine: () => sink.endPartialLine(),
+      sync: () => sink.sync(),
+      close: () => sink.close(),
+      write(line, seq) {
+        if (fail) throw new Error('EIO: i/o error, write');
+        sink.write(line, seq);
+      },
+    },
+    signingKey: privateKey,
+    keyId: 'audit-1',
+    clock: new FakeClock(),
+    onError: (e) => errors.push(e.code),
+  });
+  t.same(errors, ['AUDIT_WRITE_FAILED'], 'the resumed record could not be written at start');
+  fail = false;
+  log.append(event(3));
+  await log.close();
+  t.same(recordsOf(dir).map((r) => `${String(r.seq)}${String(r.type)[0]}`), ['1e', '2c', '3e', '4r', '5e', '6c'], 'written before the next record');
+  t.match(recordsOf(dir)[3], { reason: 'unsealed', unsealed: 1 });
+});
+
+t.test('a crash mid-write after unsealed records: one resumed record says both', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'audit.jsonl');
+  const first = openLog(dir);
+  first.log.append(event(1));
+  await first.log.close();
+  const second = openLog(dir);
+  second.log.append(event(2));
+  second.log.append(event(3));
+  // A crash: no final checkpoint, half a line.
+  appendFileSync(file, '{"event":{"name":"mfa_ok"');
+  const third = openLog(dir);
+  await third.log.close();
+  t.match(recordsOf(dir)[4], { seq: 5, type: 'resumed', reason: 'truncated', skipped: 1, unsealed: 2 });
+  const report = verifyAudit([file], publicKey);
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['unsealed-tail', 3, 3], ['truncated', 5, 5]]);
+  t.match(report.problems[0]!.message, /^2 record\(s\) \(seqs 3\.\.4\) had no valid checkpoint/);
 });
 
 t.test('resume after a crash mid-write: a resumed record, never a continuation of the partial line', async (t) => {
@@ -135,10 +238,11 @@ t.test('resume after a corrupt last line: skipped and reported, whatever it hold
   writeFileSync(file, `${lines[0]}\n${lines[1]!.replace('"upTo":1', '"upTo":9')}\n`);
   const second = openLog(dir);
   await second.log.close();
-  t.match(recordsOf(dir)[2], { seq: 2, type: 'resumed', reason: 'corrupt', skipped: 1, prev: sha256Hex(lines[0]!) });
+  // The damaged line was the checkpoint of seq 1: no valid signature covers that record any more.
+  t.match(recordsOf(dir)[2], { seq: 2, type: 'resumed', reason: 'corrupt', skipped: 1, unsealed: 1, prev: sha256Hex(lines[0]!) });
   t.match(recordsOf(dir)[3], { seq: 3, type: 'checkpoint' }, 'close seals the resumed record');
   const report = verifyAudit([file], publicKey);
-  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['edited', 2, 2]]);
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['unsealed-tail', 1, 1], ['edited', 2, 2]]);
 });
 
 t.test('rotation: files named by their first seq, the chain continuing across files and restarts', async (t) => {

@@ -1,11 +1,16 @@
-// One writer per audit directory: refused while another writer holds it, taken over only from a writer that is gone.
+// One writer per audit directory: refused while another writer holds it, taken over only from a writer that is gone,
+// and a holder that lost it stops writing rather than fork the chain.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { AuditError } from '../../../src/audit/audit-error.js';
+import { AuditLog } from '../../../src/audit/audit-log.js';
 import { lockAuditDir, STALE_MS } from '../../../src/audit/dir-lock.js';
-import { tempDir } from './helpers.js';
+import { AuditFileSink } from '../../../src/audit/file-sink.js';
+import { systemClock } from '../../../src/clock.js';
+import { privateKey, recordsOf, tempDir } from './helpers.js';
 
 const lockFile = (dir: string) => join(dir, 'audit.lock');
 const leave = (dir: string, holder: object, ageMs = 0) => {
@@ -13,32 +18,58 @@ const leave = (dir: string, holder: object, ageMs = 0) => {
   const at = new Date(Date.now() - ageMs);
   utimesSync(lockFile(dir), at, at);
 };
+/**
+ * A clock that runs 2 s ahead at every reading, so that waiting out STALE_MS takes a few polls. `beat`, when given,
+ * is the other writer's heartbeat: its lock is touched at every reading, as a live writer keeps touching it.
+ */
+const racing = (beat?: string) => {
+  let ahead = 0;
+  return () => {
+    const now = Date.now() + (ahead += 2000);
+    if (beat) utimesSync(beat, new Date(now), new Date(now));
+    return now;
+  };
+};
 
 t.test('a second writer is refused until the first releases', async (t) => {
   const dir = tempDir(t);
-  const release = lockAuditDir(dir);
+  const lock = lockAuditDir(dir);
   t.ok(existsSync(lockFile(dir)));
+  t.ok(lock.held());
   t.throws(() => lockAuditDir(dir), /in use by process/, 'the same process cannot open it twice');
   t.throws(() => lockAuditDir(dir), new RegExp(`in use by process ${process.pid} on ${hostname()}`));
-  release();
+  lock.release();
   t.notOk(existsSync(lockFile(dir)), 'released: the lock file is gone');
-  lockAuditDir(dir)();
+  lockAuditDir(dir).release();
 });
 
-t.test('on this host: a live process keeps it; a dead one, or an earlier life of this pid, loses it', async (t) => {
+t.test('on this host: a live process keeps it; a dead one, or an earlier life of this pid, loses it once stale', async (t) => {
   const dir = tempDir(t);
   const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
   t.teardown(() => child.kill());
-  leave(dir, { host: hostname(), pid: child.pid });
-  t.throws(() => lockAuditDir(dir), /in use by process/, 'a live process on this host');
+  leave(dir, { host: hostname(), pid: child.pid }, STALE_MS + 5000);
+  t.throws(() => lockAuditDir(dir), /in use by process/, 'a live process on this host, even without a heartbeat (frozen, not gone)');
   child.kill();
   await new Promise((r) => child.once('exit', r));
-  lockAuditDir(dir)();
+  lockAuditDir(dir).release();
   t.pass('taken over from a process that is gone');
 
   leave(dir, { host: hostname(), pid: process.pid });
-  lockAuditDir(dir)();
-  t.pass('taken over from an earlier life of this pid (a restarted container is pid 1 again)');
+  const started = Date.now();
+  lockAuditDir(dir, { now: racing() }).release();
+  t.pass('taken over from an earlier life of this pid (a restarted container is pid 1 again), once its heartbeat is stale');
+  t.ok(Date.now() - started >= 300, 'waited for it to go stale, rather than refusing at once');
+});
+
+t.test('on this host: a lock still touched is kept, whatever its pid (two containers sharing a host name)', async (t) => {
+  // With host networking both containers have this host name and run as pid 1: the other one's pid 1 is not us,
+  // and a pid not running here may run in the other container.
+  for (const pid of [process.pid, 4_190_001]) {
+    const dir = tempDir(t);
+    leave(dir, { host: hostname(), pid, token: 'theirs' });
+    t.throws(() => lockAuditDir(dir, { now: racing(lockFile(dir)) }), /in use by process/, `pid ${pid}, its heartbeat going on`);
+    t.match(readFileSync(lockFile(dir), 'utf8'), /theirs/, 'its lock is left alone');
+  }
 });
 
 t.test('another host (a container on a shared volume): kept while its heartbeat is fresh, taken over once stale', async (t) => {
@@ -46,7 +77,7 @@ t.test('another host (a container on a shared volume): kept while its heartbeat 
   leave(dir, { host: 'other-container', pid: 1 }, 1000);
   t.throws(() => lockAuditDir(dir), /in use by process 1 on other-container/, 'pid 1 elsewhere is not this pid 1');
   leave(dir, { host: 'other-container', pid: 1 }, STALE_MS + 5000);
-  lockAuditDir(dir)();
+  lockAuditDir(dir).release();
   t.pass('a lock not touched for longer than the stale time is taken over');
   writeFileSync(lockFile(dir), '{"host":');
   t.throws(() => lockAuditDir(dir), /in use by process/, 'a fresh unreadable lock is respected');
@@ -54,25 +85,26 @@ t.test('another host (a container on a shared volume): kept while its heartbeat 
 
 t.test('an admin command waits for the lock', async (t) => {
   const dir = tempDir(t);
-  const release = lockAuditDir(dir);
+  const lock = lockAuditDir(dir);
   const started = Date.now();
   t.throws(() => lockAuditDir(dir, { waitMs: 300 }), /in use by process/);
   t.ok(Date.now() - started >= 290, 'waited before giving up');
-  release();
+  lock.release();
 });
 
 t.test('a holder whose lock was taken over notices it, stops touching it, and leaves it at release', async (t) => {
   const dir = tempDir(t);
   let lost = 0;
-  const release = lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
+  const lock = lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
   await new Promise((r) => setTimeout(r, 60));
   t.equal(lost, 0, 'its own lock: nothing to report');
   // Another container judged it stale (this process was frozen) and took it.
   leave(dir, { host: 'other-container', pid: 1, token: 'theirs' }, STALE_MS + 5000);
   await new Promise((r) => setTimeout(r, 80));
   t.equal(lost, 1, 'reported once');
+  t.notOk(lock.held());
   t.ok(Date.now() - statSync(lockFile(dir)).mtimeMs > STALE_MS, "the other writer's lock is not touched");
-  release();
+  lock.release();
   t.match(readFileSync(lockFile(dir), 'utf8'), /other-container/, 'and not removed at release');
 });
 
@@ -84,7 +116,7 @@ t.test('a holder whose directory was replaced by a file reports the lock lost an
   const crash = (err: unknown) => crashes.push(err);
   process.on('uncaughtException', crash);
   t.teardown(() => void process.off('uncaughtException', crash));
-  const release = lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
+  const lock = lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
   await new Promise((r) => setTimeout(r, 60));
   t.equal(lost, 0, 'its own lock: nothing to report');
   // Reading the lock now fails with ENOTDIR, not ENOENT.
@@ -93,6 +125,44 @@ t.test('a holder whose directory was replaced by a file reports the lock lost an
   await new Promise((r) => setTimeout(r, 80));
   t.same(crashes, [], 'no exception escaped the heartbeat');
   t.equal(lost, 1, 'reported once');
-  t.doesNotThrow(release, 'released without a lock to remove');
+  t.doesNotThrow(lock.release, 'released without a lock to remove');
   t.equal(readFileSync(dir, 'utf8'), 'not a directory', 'the file in its place is left alone');
+});
+
+t.test('a log whose lock was taken over stops writing: no record after the loss, no final checkpoint', async (t) => {
+  // Wired as openAudit wires it; `now` stands for the time this process lives in, which a freeze makes jump.
+  const open = (dir: string, now: () => number) => {
+    const errors: string[] = [];
+    let log: AuditLog | undefined;
+    const lock = lockAuditDir(dir, { heartbeatMs: 20, now, onLost: () => log?.abandon(new AuditError('AUDIT_LOCK_LOST', dir)) });
+    log = new AuditLog({ journal: new AuditFileSink({ dir, maxBytes: 1_000_000 }), signingKey: privateKey, keyId: 'k', clock: systemClock, owned: lock.held, onError: (e) => errors.push(e.code) });
+    t.teardown(lock.release);
+    return { log, errors };
+  };
+  const takeOver = (dir: string) => leave(dir, { host: 'other-container', pid: 1, token: 'theirs' });
+
+  // Noticed by the heartbeat.
+  const dir = tempDir(t);
+  const { log, errors } = open(dir, Date.now);
+  log.append({ name: 'before' });
+  takeOver(dir);
+  await new Promise((r) => setTimeout(r, 80));
+  log.append({ name: 'after' });
+  await log.close();
+  t.same(recordsOf(dir).map((r) => r.seq), [1], 'only the record written while it held the lock');
+  t.same(errors, ['AUDIT_LOCK_LOST', 'AUDIT_CLOSED']);
+  t.equal(log.stoppedBy?.code, 'AUDIT_LOCK_LOST', 'for readiness checks');
+
+  // Right after a freeze, before the heartbeat had a chance to run: the first record checks the lock itself.
+  const frozen = tempDir(t);
+  let pausedFor = 0;
+  const other = open(frozen, () => Date.now() + pausedFor);
+  other.log.append({ name: 'before' });
+  takeOver(frozen);
+  pausedFor = STALE_MS + 5000;
+  other.log.append({ name: 'after' });
+  t.same(recordsOf(frozen).map((r) => r.seq), [1], 'not appended to the chain of the writer that took over');
+  t.same(other.errors, ['AUDIT_LOCK_LOST']);
+  await other.log.close();
+  t.same(recordsOf(frozen).map((r) => r.seq), [1]);
 });
