@@ -7,7 +7,7 @@ import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
-import { compilePolicy, type PolicyConfig } from '../domain/policy.js';
+import { compilePolicy, uncanonical, type PolicyConfig } from '../domain/policy.js';
 import { parseGroupMap } from '../services/groups.js';
 import { Messages } from '../ui/i18n.js';
 import { ConfigSchema, type Config } from './schema.js';
@@ -157,6 +157,10 @@ function checkSemantics(c: Config): string[] {
   const prefix = c.server.prefix;
   for (const [i, p] of [...c.portal.login.paths, ...c.portal.logoutPaths].entries()) {
     if (p === prefix || p.startsWith(`${prefix}/`)) problems.push(`portal paths: ${p} (entry ${i}) lies under the gateway prefix ${prefix}`);
+    // Requests are matched in their canonical form: a path in another never matches (and `%` alone is no path). The
+    // gateway's sign-out calls the first logout path as written, query and all.
+    const problem = uncanonical(p.split('?', 1)[0]!);
+    if (problem) problems.push(`portal paths (entry ${i}): ${problem}`);
   }
   const addresses = (path: string, list: readonly string[]) =>
     list.forEach((a, i) => {

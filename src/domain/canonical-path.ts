@@ -115,9 +115,9 @@ export function loggedPath(path: string): string {
  */
 export function foldCase(path: string): string {
   if (!path.includes('%')) return path;
-  return decodeURIComponent(path)
+  return path
     .split('/')
-    .map((seg) => encodeSegment([...seg].map(foldLetter).join('')))
+    .map((seg) => encodeSegment([...decodeURIComponent(seg)].map(foldLetter).join('')))
     .join('/');
 }
 

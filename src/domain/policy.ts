@@ -119,7 +119,7 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
  * Why a path pattern could never match, or null. Patterns are matched against the canonical path, in which all but
  * a few ASCII characters are percent-encoded: `/mātauranga/` as written would match nothing, silently.
  */
-function uncanonical(pattern: string): string | null {
+export function uncanonical(pattern: string): string | null {
   // As a browser would send the pattern's text; `*` is a character the canonical form keeps, so wildcards stay.
   let raw = '';
   for (const ch of pattern) {

@@ -8,7 +8,7 @@ import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 import { loose } from './proxy-routes.js';
 
-const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+const OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
 
 export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, access, identity } = ctx;
@@ -40,7 +40,8 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     // (`/login;jsessionid=1`) must not take a password to the portal, or log out of the portal alone.
     // The proxy passes the browser's headers on to the portal (the gateway strips these when it proxies itself): one
     // that asks for another method would have the portal act on a method the rules did not judge.
-    if (OVERRIDE_HEADERS.some((name) => req.headers[name] !== undefined)) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'method override header');
+    // In any spelling a CGI or FastCGI portal reads as the same variable (X_HTTP_Method_Override).
+    if (Object.keys(req.headers).some((name) => OVERRIDE_HEADERS.has(name.replaceAll('_', '-')))) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'method override header');
     const lowered = loose(target.matchPath);
     if (logoutPaths.has(lowered) || (loginPaths.has(lowered) && method !== 'GET' && method !== 'HEAD')) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');

@@ -63,6 +63,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
    * sent twice: see PendingService.twin). Otherwise the login has expired, as pending.at says.
    */
   const pendingOrTwin = async (req: FastifyRequest, stage: PendingStage, form: string): Promise<{ id: string; p: PendingLogin; twin?: undefined } | { twin: SignedIn }> => {
+    // Before anything is read: a request from another site gets nothing, not even a wait.
+    checkSameOrigin(req);
     try {
       return await pending.at(pendingId(req), stage);
     } catch (err) {

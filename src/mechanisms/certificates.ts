@@ -21,7 +21,9 @@ const CURVE_ORDERS: Readonly<Record<string, bigint>> = {
  */
 export function fingerprintsOf(cert: X509Certificate, cas: readonly X509Certificate[]): string[] {
   const own = fingerprintOf(cert);
-  const curve = cas.find((ca) => cert.checkIssued(ca))?.publicKey.asymmetricKeyDetails?.namedCurve;
+  // The issuer: a CA of the bundle, or the intermediate a TLS client sent with its certificate.
+  const issuer = cas.find((ca) => cert.checkIssued(ca)) ?? cert.issuerCertificate;
+  const curve = issuer?.publicKey.asymmetricKeyDetails?.namedCurve;
   const order = curve === undefined ? undefined : CURVE_ORDERS[curve];
   const twin = order === undefined ? null : ecdsaTwin(cert.raw, order);
   return twin ? [own, createHash('sha256').update(twin).digest('hex')] : [own];

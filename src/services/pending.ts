@@ -60,6 +60,8 @@ export class PendingService {
    * one starts a session, and only from the stage it was checked at.
    */
   async finish(id: string, stage: PendingStage, ip: string, verified?: FactorKind, form?: string): Promise<SignedIn> {
+    // A second submission of the form finds this while the session is being started, and waits for it (see twin).
+    if (form !== undefined) await this.d.pending.markFinishing(id, TWIN_WAIT.rounds * TWIN_WAIT.ms);
     const p = await this.d.pending.take(id, this.d.clock.now());
     const factor = verified ?? p?.factor;
     if (!p || p.stage !== stage || !factor) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
@@ -74,15 +76,18 @@ export class PendingService {
    * The sign-in a form sent twice gets (a second tap while the first answer is on its way): the browser drops the
    * first answer, which carried the session cookie, and shows the second's. When the same form (`form`: what the
    * person sent, the login's CSRF token with it) finished this pending login in the last seconds, the second
-   * submission gets the same sign-in; null otherwise, at once while the pending login is still there.
+   * submission gets the same sign-in, once. Any other form ends the chance (a double tap sends the same one, so
+   * nobody can try codes against it); null then, and whenever no finish is under way or done.
    */
   async twin(id: string | undefined, stage: PendingStage, form: string): Promise<SignedIn | null> {
     if (!id) return null;
     for (let round = 0; ; round++) {
       const f = await this.d.pending.getFinished(id);
-      if (f) return sameDigest(f.form, formDigest(stage, form)) ? { ok: true, pid: f.pid, token: f.token, continueTo: f.continueTo, jar: f.jar } : null;
-      // Not finished (yet): the first submission may be starting the session; a live login was not finished.
-      if (round >= TWIN_WAIT.rounds || (await this.stage(id)) !== null) return null;
+      if (f) {
+        await this.d.pending.deleteFinished(id);
+        return sameDigest(f.form, formDigest(stage, form)) ? { ok: true, pid: f.pid, token: f.token, continueTo: f.continueTo, jar: f.jar } : null;
+      }
+      if (round >= TWIN_WAIT.rounds || !(await this.d.pending.finishing(id))) return null;
       await new Promise((r) => setTimeout(r, TWIN_WAIT.ms));
     }
   }

@@ -8,6 +8,7 @@ export const keys = {
   pendingAttempts: (id: string) => `pending:{${id}}:attempts`,
   /** A pending login just finished, for a second submission of the form that finished it (see PendingService.twin). */
   pendingFinished: (id: string) => `pending:{${id}}:finished`,
+  pendingFinishing: (id: string) => `pending:{${id}}:finishing`,
   session: (sid: string) => `session:{${sid}}`,
   factors: (pid: string) => `user:{${pid}}:factors`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,

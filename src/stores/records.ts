@@ -70,7 +70,6 @@ const kept = (p: PendingLogin, now: number) => p.expiresAt - now + ABANDONED_GRA
 /** The login when it can still be finished; null when absent or expired. */
 const live = (p: PendingLogin | null, now: number) => (p && p.expiresAt > now ? p : null);
 
-/** A password accepted by the portal, waiting for the second factor. */
 /** A finished pending login, kept briefly: the session it started and a digest of the form that finished it. */
 export interface FinishedLogin {
   pid: string;
@@ -80,6 +79,7 @@ export interface FinishedLogin {
   form: string;
 }
 
+/** A password accepted by the portal, waiting for the second factor. */
 export class PendingLogins {
   private readonly records: SealedRecords<PendingLogin>;
   private readonly finishedRecords: SealedRecords<FinishedLogin>;
@@ -125,6 +125,16 @@ export class PendingLogins {
   }
   getFinished(id: string): Promise<FinishedLogin | null> {
     return this.finishedRecords.get(keys.pendingFinished(id));
+  }
+  deleteFinished(id: string): Promise<void> {
+    return this.finishedRecords.delete(keys.pendingFinished(id));
+  }
+  /** Marks the login as being finished (briefly): a second submission of the form then waits for the outcome. */
+  async markFinishing(id: string, ttlMs: number): Promise<void> {
+    await this.kv.set(keys.pendingFinishing(id), '1', ttlMs);
+  }
+  async finishing(id: string): Promise<boolean> {
+    return (await this.kv.get(keys.pendingFinishing(id))) !== null;
   }
   /** Counts one code check against this pending login; returns the count so far. */
   countAttempt(id: string, ttlMs: number): Promise<number> {

@@ -141,6 +141,26 @@ t.test("a certificate's twin (its signature's other S: another fingerprint, the 
   t.equal((await on(alice, twin).get('/admin/')).status, 403, 'revoked as its twin too');
   await reg.put({ fingerprint: laptop2.fingerprint, name: 'laptop-2', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
   t.equal((await on(alice, twinOf(twinOf(laptop2, deviceCa.dir), deviceCa.dir)).get('/admin/')).status, 403, "the twin's twin is the certificate itself");
+
+});
+
+t.test('a certificate of an intermediate CA the device sends along: its twin is known too', async (t) => {
+  // devices.caFile holds the root only; no CRL (TLS would then want the intermediate's CRL too).
+  const s = await tlsStack((raw) => delete raw.devices.crlFile);
+  t.teardown(s.close);
+  const site = deviceCa.intermediate('site-ca');
+  const issued = site.issue('laptop-3');
+  const withChain = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${site.ca.cert}` });
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const on = (cert: Issued) => {
+    const b = s.browser(agent(withChain(cert)));
+    b.cookies.set('__Host-mfa-session', alice.cookies.get('__Host-mfa-session')!);
+    return b;
+  };
+  t.equal((await on(issued).get('/admin/')).status, 200, 'managed, sent with its chain');
+  await registry(s).put({ fingerprint: issued.fingerprint, name: 'laptop-3', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
+  t.equal((await on(issued).get('/admin/')).status, 403, 'revoked');
+  t.equal((await on(twinOf(issued, site.dir)).get('/admin/')).status, 403, 'revoked as its twin too');
 });
 
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {

@@ -288,6 +288,11 @@ t.test('config check builds what serve builds from files, and names a choice of 
   t.ok(problemsOf(() => resolveConfig(raw)).some((p) => p.startsWith('devices.crlFile: cannot be checked with devices.header.format fingerprint')), 'a CRL with fingerprints only');
   raw.devices.header = { name: 'X-Client-Cert', format: 'pem' };
   t.notOk(problemsOf(() => resolveConfig(raw)).some((p) => p.startsWith('devices.crlFile: cannot')), 'a CRL with certificates');
+  const odd = rawTestConfig('http://127.0.0.1:1');
+  odd.portal.login.paths = ['/legacy/100%/login', '/caf\u00e9/login'];
+  problems = problemsOf(() => resolveConfig(odd));
+  t.ok(problems.some((p) => p.startsWith('portal paths (entry 0): path /legacy/100%/login can never match')), 'a stray % in a login path: refused, not a crash');
+  t.ok(problems.includes('portal paths (entry 1): path /caf\u00e9/login is matched against the canonical (percent-encoded) path: write it as /caf%C3%A9/login'));
   raw.ui = { localesDir: join(dir, 'missing') };
   problems = problemsOf(() => resolveConfig(raw));
   t.ok(problems.some((p) => p.startsWith('ui.localesDir: ENOENT')), 'a missing locales folder');

@@ -1,8 +1,10 @@
 // Pending logins change by compare-and-set: a change never brings back a login that ended, nor undoes another's.
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Sealer } from '../../../src/mechanisms/sealer.js';
 import { MemoryKvStore } from '../../../src/stores/memory-kv-store.js';
+import { PendingService } from '../../../src/services/pending.js';
+import type { SessionService } from '../../../src/services/sessions.js';
 import { PendingLogins, type PendingLogin } from '../../../src/stores/records.js';
 import { FakeClock } from '../../helpers/clock.js';
 
@@ -41,4 +43,35 @@ t.test('an expired login is not changed', async (t) => {
   t.same(await pending.update(id, (p) => p, clock.now()), await pending.get(id, clock.now()), 'a change that returns the record leaves it as it is');
   clock.advance(300_000);
   t.equal(await pending.update(id, (p) => ({ ...p, stage: 'enrol' }), clock.now()), null, 'expired');
+});
+
+t.test('a form sent twice: the same form gets the sign-in once, while it is being finished too; anything else ends the chance', async (t) => {
+  const { pending, id } = await pendingLogin();
+  let reads = 0;
+  const getFinished = pending.getFinished.bind(pending);
+  pending.getFinished = (x: string) => (reads++, getFinished(x));
+  const sessions = { start: async () => 'token-1' } as unknown as SessionService;
+  const service = new PendingService({ clock: new FakeClock(), pending, sessions });
+  t.equal(await service.twin('no-such-login', 'verify', 'c\n123456'), null, 'no login finishing or finished');
+  t.equal(reads, 1, 'answered at once: nothing to wait for');
+
+  const done = await service.finish(id, 'verify', '192.0.2.1', 'totp', 'c\n123456');
+  t.match(await service.twin(id, 'verify', 'c\n123456'), { ok: true, token: 'token-1', pid: 'p1', continueTo: '/' }, 'the same form: the same sign-in');
+  t.equal(done.token, 'token-1');
+  t.equal(await service.twin(id, 'verify', 'c\n123456'), null, 'once');
+
+  const other = await pendingLogin();
+  const second = new PendingService({ clock: other.clock, pending: other.pending, sessions });
+  await second.finish(other.id, 'verify', '192.0.2.1', 'totp', 'c\n123456');
+  t.equal(await second.twin(other.id, 'acknowledge', 'c\n123456'), null, 'another stage');
+  t.equal(await second.twin(other.id, 'verify', 'c\n123456'), null, 'after any other form, not even the right one');
+
+  // The first submission still starting the session: the second waits for it.
+  const third = await pendingLogin();
+  const waiting = new PendingService({ clock: third.clock, pending: third.pending, sessions });
+  await third.pending.markFinishing(third.id, 1000);
+  const answer = waiting.twin(third.id, 'verify', 'c\n000111');
+  await new Promise((r) => setTimeout(r, 120));
+  await third.pending.putFinished(third.id, { pid: 'p1', token: 'token-3', continueTo: '/x', jar: [], form: createHash('sha256').update('verify\nc\n000111').digest('hex') }, 30_000);
+  t.match(await answer, { token: 'token-3', continueTo: '/x' });
 });
