@@ -7,6 +7,7 @@ import { Agent } from 'undici';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { decodeKey } from '../../src/config/load.js';
 import { DeviceRegistry } from '../../src/stores/device-registry.js';
+import type { Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { TestCa, twinOf, type Issued } from '../helpers/pki.js';
 import { ALICE, BOB, signUpAndEnrol, startStack, type Stack, startRedisStack } from '../helpers/stack.js';
@@ -18,6 +19,10 @@ const laptop = deviceCa.issue('laptop-1');
 const laptop2 = deviceCa.issue('laptop-2');
 const stolen = deviceCa.issue('stolen');
 const rogue = new TestCa('rogue').issue('laptop-1');
+// Made before any gateway starts: a test gateway's clock begins at its start, and a certificate is valid from the
+// second it was made.
+const site = deviceCa.intermediate('site-ca');
+const issued = site.issue('laptop-3');
 const crlFile = deviceCa.crl([stolen]);
 
 const rules = [
@@ -40,6 +45,13 @@ function tlsStack(patch: (raw: Record<string, any>) => void = () => {}) {
 
 const agent = (cert?: Issued) =>
   new Agent({ connect: { ca: serverCa.ca.cert, ...(cert ? { cert: cert.cert, key: cert.key } : {}) } });
+
+/** A browser presenting `cert`, signed in as `who` is. */
+function withSession(s: Stack, who: Browser, cert: Issued): Browser {
+  const b = s.browser(agent(cert));
+  b.cookies.set('__Host-mfa-session', who.cookies.get('__Host-mfa-session')!);
+  return b;
+}
 
 function registry(s: Stack) {
   return new DeviceRegistry(s.kv, new Sealer(s.config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) }))));
@@ -99,11 +111,7 @@ t.test('the device registry: revoked at once, bound to a user, registration requ
   t.teardown(s.close);
   const alice = (await signUpAndEnrol(s, ALICE)).b;
   const bob = (await signUpAndEnrol(s, BOB)).b;
-  const on = (who: typeof alice, cert: Issued) => {
-    const b = s.browser(agent(cert));
-    b.cookies.set('__Host-mfa-session', who.cookies.get('__Host-mfa-session')!);
-    return b;
-  };
+  const on = (who: Browser, cert: Issued) => withSession(s, who, cert);
   const aliceLaptop = on(alice, laptop);
   t.equal((await aliceLaptop.get('/admin/')).status, 403, 'not registered yet');
   const reg = registry(s);
@@ -125,11 +133,7 @@ t.test("a certificate's twin (its signature's other S: another fingerprint, the 
   t.not(twin.fingerprint, laptop.fingerprint, 'the twin has a fingerprint of its own');
   const alice = (await signUpAndEnrol(s, ALICE)).b;
   const bob = (await signUpAndEnrol(s, BOB)).b;
-  const on = (who: typeof alice, cert: Issued) => {
-    const b = s.browser(agent(cert));
-    b.cookies.set('__Host-mfa-session', who.cookies.get('__Host-mfa-session')!);
-    return b;
-  };
+  const on = (who: Browser, cert: Issued) => withSession(s, who, cert);
   t.equal((await on(alice, twin).get('/admin/')).status, 200, 'the twin is accepted by TLS: a managed device while nothing is registered');
   const reg = registry(s);
   const { pseudonym } = await import('../../src/mechanisms/random.js');
@@ -148,15 +152,9 @@ t.test('a certificate of an intermediate CA the device sends along: its twin is 
   // devices.caFile holds the root only; no CRL (TLS would then want the intermediate's CRL too).
   const s = await tlsStack((raw) => delete raw.devices.crlFile);
   t.teardown(s.close);
-  const site = deviceCa.intermediate('site-ca');
-  const issued = site.issue('laptop-3');
   const withChain = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${site.ca.cert}` });
   const alice = (await signUpAndEnrol(s, ALICE)).b;
-  const on = (cert: Issued) => {
-    const b = s.browser(agent(withChain(cert)));
-    b.cookies.set('__Host-mfa-session', alice.cookies.get('__Host-mfa-session')!);
-    return b;
-  };
+  const on = (cert: Issued) => withSession(s, alice, withChain(cert));
   t.equal((await on(issued).get('/admin/')).status, 200, 'managed, sent with its chain');
   await registry(s).put({ fingerprint: issued.fingerprint, name: 'laptop-3', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
   t.equal((await on(issued).get('/admin/')).status, 403, 'revoked');

@@ -9,6 +9,12 @@ import { inputValue, rawRequest, type Browser, type Page } from '../helpers/brow
 import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
 
+/** A wrong code on a fresh password step (JSON answer). */
+async function wrongCode(s: Stack) {
+  const { b, csrf } = await atCodePage(s);
+  return b.post('/_mfa/verify', { csrf, code: '000000' }, { accept: 'application/json' });
+}
+
 const events = (s: Stack, name: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === name);
 /** What an answer says, without what differs on every request anyway (request id, date, fresh tokens). */
 const shape = (p: Page) => ({
@@ -105,10 +111,7 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.teardown(s.close);
   const { secret, codes } = await signUpAndEnrol(s);
   s.clock.advance(30_000);
-  const wrong = async () => {
-    const { b, csrf } = await atCodePage(s);
-    return b.post('/_mfa/verify', { csrf, code: '000000' }, { accept: 'application/json' });
-  };
+  const wrong = () => wrongCode(s);
   const statuses = [];
   for (let i = 0; i < 4; i++) statuses.push((await wrong()).status);
   t.same(statuses, [400, 400, 400, 400], 'each on a fresh password step: the count goes on');
@@ -160,10 +163,7 @@ t.test('a kind disabled at the cap comes back when the user sets up a new one of
   t.teardown(s.close);
   const { secret, codes } = await signUpAndEnrol(s);
   s.clock.advance(30_000);
-  const wrong = async () => {
-    const { b, csrf } = await atCodePage(s);
-    return b.post('/_mfa/verify', { csrf, code: '000000' }, { accept: 'application/json' });
-  };
+  const wrong = () => wrongCode(s);
   for (let i = 0; i < 4; i++) await wrong();
   for (let i = 5; i <= 8; i++) {
     s.clock.advance(121_000);

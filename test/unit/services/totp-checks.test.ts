@@ -30,12 +30,7 @@ t.test('an app removed between the check of its code and the mark of its use: re
     return f;
   };
   const outcomes: string[] = [];
-  const attempts = {
-    begin: async () => ({ n: 1, kind: 'totp', failures: 1, last: false }),
-    beginSetup: async () => ({ n: 1, kind: 'totp', last: false }),
-    succeeded: async () => void outcomes.push('succeeded'),
-    failed: async (_c: Ceremony, _ip: string, _a: unknown, reason: string) => (outcomes.push(reason), { ok: false, attemptsLeft: 4 }),
-  } as unknown as Attempts;
+  const attempts = recordingAttempts(outcomes);
   const checks = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors, security: () => {} });
   const c = { pid: 'p1', username: 'alice', kind: 'login' } as Ceremony;
   const result = await checks.checkUser(c, await totpAt(secret, clock.now()), '192.0.2.1');
@@ -43,6 +38,16 @@ t.test('an app removed between the check of its code and the mark of its use: re
   t.same(outcomes, ["not one of the user's authenticator apps"], 'counted as a failure, never as a success');
   t.same((await read('p1'))?.factors, [], 'the app stays removed');
 });
+
+/** Attempts that always allow, recording each outcome (a success, or the reason of a failure) in `outcomes`. */
+function recordingAttempts(outcomes: string[]): Attempts {
+  return {
+    begin: async () => ({ n: 1, kind: 'totp', failures: 1, last: false }),
+    beginSetup: async () => ({ n: 1, kind: 'totp', last: false }),
+    succeeded: async () => void outcomes.push('succeeded'),
+    failed: async (_c: Ceremony, _ip: string, _a: unknown, reason: string) => (outcomes.push(reason), { ok: false, attemptsLeft: 4 }),
+  } as unknown as Attempts;
+}
 
 /** Checks on `kv` for one user with one app ("Phone"), recording the outcome of every attempt and security event. */
 async function setUpChecks(kv: KvStore, clock: FakeClock) {
@@ -52,12 +57,7 @@ async function setUpChecks(kv: KvStore, clock: FakeClock) {
   await factors.update(pid, () => ({ factors: [{ id: 'phone', kind: 'totp', name: 'Phone', addedAt: clock.now(), secret: phone }] }));
   const outcomes: string[] = [];
   const events: string[] = [];
-  const attempts = {
-    begin: async () => ({ n: 1, kind: 'totp', failures: 1, last: false }),
-    beginSetup: async () => ({ n: 1, kind: 'totp', last: false }),
-    succeeded: async () => void outcomes.push('succeeded'),
-    failed: async (_c: Ceremony, _ip: string, _a: unknown, reason: string) => (outcomes.push(reason), { ok: false, attemptsLeft: 4 }),
-  } as unknown as Attempts;
+  const attempts = recordingAttempts(outcomes);
   const checks = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors, security: (event) => void events.push(event) });
   const c = { pid, username: 'alice', kind: 'session' } as Ceremony;
   /** Binds a set-up secret as the user's second app (what enrolment does once its code was accepted). */
