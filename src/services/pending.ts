@@ -82,11 +82,8 @@ export class PendingService {
   async twin(id: string | undefined, stage: PendingStage, form: string): Promise<SignedIn | null> {
     if (!id) return null;
     for (let round = 0; ; round++) {
-      const f = await this.d.pending.getFinished(id);
-      if (f) {
-        await this.d.pending.deleteFinished(id);
-        return sameDigest(f.form, formDigest(stage, form)) ? { ok: true, pid: f.pid, token: f.token, continueTo: f.continueTo, jar: f.jar } : null;
-      }
+      const f = await this.d.pending.takeFinished(id);
+      if (f) return sameDigest(f.form, formDigest(stage, form)) ? { ok: true, pid: f.pid, token: f.token, continueTo: f.continueTo, jar: f.jar } : null;
       if (round >= TWIN_WAIT.rounds || !(await this.d.pending.finishing(id))) return null;
       await new Promise((r) => setTimeout(r, TWIN_WAIT.ms));
     }

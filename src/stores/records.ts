@@ -123,11 +123,9 @@ export class PendingLogins {
   putFinished(id: string, f: FinishedLogin, ttlMs: number): Promise<void> {
     return this.finishedRecords.put(keys.pendingFinished(id), f, ttlMs);
   }
-  getFinished(id: string): Promise<FinishedLogin | null> {
-    return this.finishedRecords.get(keys.pendingFinished(id));
-  }
-  deleteFinished(id: string): Promise<void> {
-    return this.finishedRecords.delete(keys.pendingFinished(id));
+  /** Atomically: of parallel takers, one gets it. */
+  takeFinished(id: string): Promise<FinishedLogin | null> {
+    return this.finishedRecords.take(keys.pendingFinished(id));
   }
   /** Marks the login as being finished (briefly): a second submission of the form then waits for the outcome. */
   async markFinishing(id: string, ttlMs: number): Promise<void> {

@@ -48,8 +48,8 @@ t.test('an expired login is not changed', async (t) => {
 t.test('a form sent twice: the same form gets the sign-in once, while it is being finished too; anything else ends the chance', async (t) => {
   const { pending, id } = await pendingLogin();
   let reads = 0;
-  const getFinished = pending.getFinished.bind(pending);
-  pending.getFinished = (x: string) => (reads++, getFinished(x));
+  const takeFinished = pending.takeFinished.bind(pending);
+  pending.takeFinished = (x: string) => (reads++, takeFinished(x));
   const sessions = { start: async () => 'token-1' } as unknown as SessionService;
   const service = new PendingService({ clock: new FakeClock(), pending, sessions });
   t.equal(await service.twin('no-such-login', 'verify', 'c\n123456'), null, 'no login finishing or finished');
