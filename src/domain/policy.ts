@@ -236,9 +236,8 @@ function matchRule(r: CompiledRule, f: RequestFacts): RuleMatch {
  * Negotiate always, as they sign in a portal connection that other browsers' requests share.
  */
 function legacyRefusal(rule: CompiledRule, f: RequestFacts): AccessOutcome | null {
-  if (!f.legacyAuth) return null;
-  if (!rule.allowLegacyAuth) return { verdict: 'deny', rule: rule.name, reason: 'legacy-auth' };
-  return f.legacyAuth === 'connection' ? { verdict: 'deny', rule: rule.name, reason: 'legacy-auth' } : null;
+  const refused = f.legacyAuth === 'connection' || (f.legacyAuth === 'request' && !rule.allowLegacyAuth);
+  return refused ? { verdict: 'deny', rule: rule.name, reason: 'legacy-auth' } : null;
 }
 
 function apply(rule: CompiledRule, f: RequestFacts): AccessOutcome {
