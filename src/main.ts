@@ -22,7 +22,7 @@ import { reportCommand } from './cli/report.js';
 import { UsageError } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
-import type { FactorKind } from './domain/policy.js';
+import type { RuleFactor } from './domain/policy.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { startAdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
@@ -32,7 +32,7 @@ const USAGE = `Usage:
   mfa-gateway demo                   run a demo portal with the gateway in front of it (memory store)
   mfa-gateway config check FILE      validate a config file and report every problem
   mfa-gateway policy explain --config FILE --path P [--ip A] [--user U] [--groups g1,g2] [--method M]
-                             [--host H] [--managed] [--factor totp|webauthn|recovery] [--factor-age SECONDS]
+                             [--host H] [--managed] [--factor totp|webauthn|device-bound-passkey|recovery] [--factor-age SECONDS]
                                      which rule decides a request, and why
   mfa-gateway report --config FILE [--days N | --from DATE --to DATE] [--format text|json|html] [--audit-dir DIR]…
                                      the assurance report for a period (default: the last 30 days)
@@ -112,8 +112,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'policy': {
       if (sub !== 'explain' || !v.path) return usage('policy explain needs --config FILE and --path P');
-      const factor = v.factor as FactorKind | undefined;
-      if (factor !== undefined && !['totp', 'webauthn', 'recovery'].includes(factor)) return usage('--factor is totp, webauthn or recovery');
+      const factor = v.factor as RuleFactor | undefined;
+      if (factor !== undefined && !['totp', 'webauthn', 'device-bound-passkey', 'recovery'].includes(factor)) return usage('--factor is totp, webauthn, device-bound-passkey or recovery');
       const factorAge = v['factor-age'];
       if (factorAge !== undefined && !/^\d{1,9}$/.test(factorAge)) return usage('--factor-age is a whole number of seconds');
       print(

@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import { policyConfig } from '../config/load.js';
 import { normaliseAddress } from '../domain/client-address.js';
 import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
-import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type FactorKind } from '../domain/policy.js';
+import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { canonicalUsername } from '../domain/username.js';
 import { canonicalTarget } from '../domain/canonical-path.js';
 import { parseGroupMap } from '../services/groups.js';
@@ -17,7 +17,8 @@ export interface ExplainQuery {
   method?: string;
   host?: string;
   managed?: boolean;
-  factor?: FactorKind;
+  /** The session's last second factor; `webauthn` is then a synced passkey. */
+  factor?: RuleFactor;
   factorAgeSeconds?: number;
   authorization?: string;
 }
@@ -37,7 +38,14 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
     clientIp: ip,
     legacyAuth: carriesLegacyCredentials(q.authorization, target.query, [config.portal.login.usernameField, config.portal.login.passwordField]),
     methodOverride: carriesMethodOverride(target.query),
-    session: user ? { groups, factorAgeSeconds: q.factorAgeSeconds ?? 0, factor: q.factor ?? 'totp' } : null,
+    session: user
+      ? {
+          groups,
+          factorAgeSeconds: q.factorAgeSeconds ?? 0,
+          factor: q.factor === 'device-bound-passkey' ? 'webauthn' : q.factor ?? 'totp',
+          deviceBound: q.factor === 'device-bound-passkey',
+        }
+      : null,
     device: { managed: q.managed ?? false },
   });
   const who = user ? `${user} (groups: ${groups.join(', ') || 'none'}; ${q.factor ?? 'totp'} ${q.factorAgeSeconds ?? 0} s ago)` : 'nobody signed in';

@@ -46,7 +46,9 @@ const Delay = (free: number, baseSeconds: number, maxSeconds: number, descriptio
 const Decision = Type.Union([Type.Literal('public'), Type.Literal('deny'), Type.Literal('mfa'), Type.Literal('managed-device'), Type.Literal('step-up')], {
   description: 'public: no sign-in; deny; mfa: signed in with a second factor; managed-device: mfa on a managed device; step-up: mfa recently.',
 });
-const Factor = Type.Union([Type.Literal('totp'), Type.Literal('webauthn'), Type.Literal('recovery')]);
+const Factor = Type.Union([Type.Literal('totp'), Type.Literal('webauthn'), Type.Literal('device-bound-passkey'), Type.Literal('recovery')], {
+  description: 'totp: an authenticator app; webauthn: any passkey or security key; device-bound-passkey: one that cannot leave its device (a security key, a passkey that is not synced); recovery: a recovery code.',
+});
 
 const Rule = Type.Object(
   {

@@ -5,6 +5,12 @@ import { queryFieldNames, type LegacyCredentials } from './legacy-auth.js';
 
 export type Decision = 'public' | 'deny' | 'mfa' | 'managed-device' | 'step-up';
 export type FactorKind = 'totp' | 'webauthn' | 'recovery';
+/**
+ * What a rule can ask for: a kind of factor, or a passkey that cannot leave its device (WebAuthn backup eligibility
+ * BE=0: a security key, or a passkey its authenticator does not sync). A synced passkey (BE=1) is `webauthn` only,
+ * never this (NIST SP 800-63B-4: syncable authenticators are not for AAL3; SECURITY R4).
+ */
+export type RuleFactor = FactorKind | 'device-bound-passkey';
 
 export interface RuleConfig {
   name: string;
@@ -19,7 +25,7 @@ export interface RuleConfig {
   /** step-up: the last second factor must be at most this old. */
   maxAgeSeconds?: number;
   /** step-up (and mfa): the second factor must be one of these. */
-  factors?: readonly FactorKind[];
+  factors?: readonly RuleFactor[];
   /** Lets requests carrying HTTP Basic/Digest/NTLM/Negotiate credentials through (service paths only). */
   allowLegacyAuth?: boolean;
 }
@@ -47,7 +53,13 @@ export interface RequestFacts {
   /** A method override in the query string (carriesMethodOverride). */
   methodOverride: boolean;
   /** null when the request has no valid session. */
-  session: null | { groups: readonly string[]; factorAgeSeconds: number; factor: FactorKind };
+  session: null | {
+    groups: readonly string[];
+    factorAgeSeconds: number;
+    factor: FactorKind;
+    /** The factor was a passkey that cannot be copied off its device (BE=0). */
+    deviceBound: boolean;
+  };
   device: { managed: boolean };
 }
 
@@ -56,7 +68,7 @@ export type AccessOutcome =
   | { verdict: 'deny'; rule: string; reason: 'rule' | 'legacy-auth' | 'legacy-endpoint' | 'unknown-address' | 'method-override' }
   | { verdict: 'sign-in'; rule: string }
   | { verdict: 'managed-device'; rule: string }
-  | { verdict: 'step-up'; rule: string; maxAgeSeconds: number; factors: readonly FactorKind[] };
+  | { verdict: 'step-up'; rule: string; maxAgeSeconds: number; factors: readonly RuleFactor[] };
 
 export interface TraceLine {
   rule: string;
@@ -240,6 +252,11 @@ function legacyRefusal(rule: CompiledRule, f: RequestFacts): AccessOutcome | nul
   return refused ? { verdict: 'deny', rule: rule.name, reason: 'legacy-auth' } : null;
 }
 
+/** Whether the session's last second factor is one the rule names. */
+function satisfies(session: NonNullable<RequestFacts['session']>, wanted: RuleFactor): boolean {
+  return wanted === 'device-bound-passkey' ? session.factor === 'webauthn' && session.deviceBound : session.factor === wanted;
+}
+
 function apply(rule: CompiledRule, f: RequestFacts): AccessOutcome {
   const name = rule.name;
   const legacy = legacyRefusal(rule, f);
@@ -256,7 +273,7 @@ function apply(rule: CompiledRule, f: RequestFacts): AccessOutcome {
       if (!f.session) return { verdict: 'sign-in', rule: name };
       const factors = rule.factors ?? [];
       const maxAge = rule.decision === 'step-up' ? rule.maxAgeSeconds ?? 300 : Infinity;
-      const factorOk = factors.length === 0 || factors.includes(f.session.factor);
+      const factorOk = factors.length === 0 || factors.some((k) => satisfies(f.session!, k));
       if (!factorOk || f.session.factorAgeSeconds > maxAge) {
         return { verdict: 'step-up', rule: name, maxAgeSeconds: Number.isFinite(maxAge) ? maxAge : 300, factors };
       }

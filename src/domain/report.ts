@@ -1,5 +1,5 @@
 // The assurance report: what the audit events of a period, the stores and the configuration show, as plain data.
-import type { FactorKind, PolicyConfig, RuleConfig } from './policy.js';
+import type { FactorKind, PolicyConfig, RuleConfig, RuleFactor } from './policy.js';
 
 type EventValue = string | number | boolean | null | undefined;
 type Event = Readonly<Record<string, EventValue>>;
@@ -75,7 +75,7 @@ export interface Report {
 const DAY_MS = 86_400_000;
 const MAX_KEY_AGE_DAYS = 365;
 const FACTOR_KINDS: readonly FactorKind[] = ['totp', 'webauthn', 'recovery'];
-const SECOND_FACTOR_AMR = new Set(['otp', 'hwk']);
+const SECOND_FACTOR_AMR = new Set(['otp', 'hwk', 'swk']);
 
 /** Whether an audit record's time falls in [from, to). */
 export function withinPeriod(record: { time: string }, period: { from: number; to: number }): boolean {
@@ -218,7 +218,12 @@ function findings(r: Omit<Report, 'findings'>): string[] {
   return out;
 }
 
-const FACTOR_WORDS: Record<FactorKind, string> = { totp: 'an authenticator app code', webauthn: 'a passkey', recovery: 'a recovery code' };
+const FACTOR_WORDS: Record<RuleFactor, string> = {
+  totp: 'an authenticator app code',
+  webauthn: 'a passkey',
+  'device-bound-passkey': 'a passkey that cannot leave its device',
+  recovery: 'a recovery code',
+};
 
 /** The effective policy in plain words: one sentence per rule in order, then the default and legacy authentication. */
 export function describePolicy(policy: PolicyConfig): string[] {

@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
+import { isDeviceBound } from '../mechanisms/webauthn.js';
 import { CHANGE_WINDOW_MS, recoverySetOf } from '../services/factors.js';
 import type { ActiveSession } from '../services/sessions.js';
 import type { MessageKey } from '../ui/i18n.js';
@@ -63,7 +64,13 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
       c,
       pages.securityPage(c, {
         csrf: active.record.csrf,
-        factors: mine.factors.map(({ id, kind, name, addedAt, lastUsedAt }) => ({ id, kind, name, addedAt, ...(lastUsedAt ? { lastUsedAt } : {}) })),
+        factors: mine.factors.map((f) => ({
+          id: f.id,
+          kind: f.kind === 'webauthn' && isDeviceBound(f.credential) ? 'device-bound-passkey' : f.kind,
+          name: f.name,
+          addedAt: f.addedAt,
+          ...(f.lastUsedAt ? { lastUsedAt: f.lastUsedAt } : {}),
+        })),
         recoveryLeft: mine.recovery ? codesLeft(mine.recovery) : 0,
         recoverySet: recoverySetOf(mine),
         ...(notice ? { notice } : {}),

@@ -2,6 +2,7 @@
 // second factor at each sign-in, step-up, and logout.
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
+import type { RuleFactor } from '../domain/policy.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
@@ -245,12 +246,22 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const query = req.query as Record<string, unknown>;
     const wanted = String(query.factors ?? field(req, 'factors')).split(',').filter(Boolean);
     const kinds = await secondFactor.kindsOf(active.record.pid);
-    const allows = (kind: 'totp' | 'webauthn') => kinds[kind] && (wanted.length === 0 || wanted.includes(kind));
+    const takes = (kind: RuleFactor) => wanted.length === 0 || wanted.includes(kind);
+    const totp = kinds.totp && takes('totp');
+    // A rule that takes only passkeys that cannot leave their device: only those are offered.
+    const deviceBoundOnly = !takes('webauthn') && takes('device-bound-passkey');
     const c = page(req);
     const toParam = to ? `?to=${encodeURIComponent(to)}` : '';
-    const passkey: pages.PasskeyAction | undefined = allows('webauthn')
-      ? { ceremony: 'authenticate', optionsUrl: `${p}/step-up/passkey/options`, finishUrl: `${p}/step-up/passkey${toParam}`, csrf: active.record.csrf, label: 'verifyPasskey' }
-      : undefined;
+    const passkey: pages.PasskeyAction | undefined =
+      (takes('webauthn') && kinds.webauthn) || (deviceBoundOnly && kinds.deviceBoundPasskey)
+        ? {
+            ceremony: 'authenticate',
+            optionsUrl: `${p}/step-up/passkey/options${deviceBoundOnly ? '?only=device-bound' : ''}`,
+            finishUrl: `${p}/step-up/passkey${toParam}`,
+            csrf: active.record.csrf,
+            label: 'verifyPasskey',
+          }
+        : undefined;
     return sendPage(
       reply,
       status,
@@ -260,7 +271,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
         intro: 'stepUpIntro',
         action: '/step-up',
         csrf: active.record.csrf,
-        totp: allows('totp'),
+        totp,
         recoveryLink: false,
         ...(to ? { to } : {}),
         // Sent back with the form, so that a wrong code's answer offers only what the rule accepts.
@@ -268,7 +279,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
         ...(passkey ? { passkey } : {}),
         ...(error ? { error } : {}),
         // A rule asking for a kind of factor the user does not have: say which, and how to get one.
-        ...(!allows('totp') && !passkey ? { note: wanted.includes('totp') && !wanted.includes('webauthn') ? ('stepUpNeedsTotp' as const) : ('stepUpOtherFactor' as const) } : {}),
+        ...(!totp && !passkey ? { note: stepUpNote(wanted) } : {}),
         // Recovery codes do not step up; a new sign-in with one does, where the rule takes any factor.
         ...(active.record.factor === 'recovery' && kinds.recovery && (wanted.length === 0 || wanted.includes('recovery')) ? { recoverySignOut: true } : {}),
       }),
@@ -293,7 +304,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/step-up/passkey/options`, json, async (req) => {
     const active = await session(req);
     checkCsrf(req, active.record.csrf);
-    return secondFactor.stepUpPasskeyOptions(active);
+    return secondFactor.stepUpPasskeyOptions(active, (req.query as Record<string, unknown>).only === 'device-bound');
   });
   app.post(`${p}/step-up/passkey`, json, async (req, reply) => {
     const active = await session(req);
@@ -337,4 +348,11 @@ async function endPortalSession(ctx: HttpContext, jar: Jar, clientIp: string, lo
   await ctx.portal
     .send({ method: 'GET', pathAndQuery: path, headers: { 'x-forwarded-for': clientIp, ...(cookie ? { cookie } : {}) } })
     .catch((err: unknown) => log.warn({ err }, 'could not end the portal session'));
+}
+
+/** What the step-up page says when the user has no factor the rule takes. */
+function stepUpNote(wanted: readonly string[]): 'stepUpNeedsTotp' | 'stepUpNeedsDeviceBound' | 'stepUpOtherFactor' {
+  if (wanted.includes('webauthn')) return 'stepUpOtherFactor';
+  if (wanted.includes('device-bound-passkey')) return 'stepUpNeedsDeviceBound';
+  return wanted.includes('totp') ? 'stepUpNeedsTotp' : 'stepUpOtherFactor';
 }

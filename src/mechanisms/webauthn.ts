@@ -80,6 +80,11 @@ const TRANSPORTS = new Set(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-
 // A member named twice may be read differently by two parsers (C-45).
 const CLIENT_DATA_MEMBERS = /"(type|challenge|origin|crossOrigin|topOrigin)"\s*:/g;
 
+/** Whether a credential cannot leave its authenticator: not backup eligible (BE=0), fixed at its creation. */
+export function isDeviceBound(credential: StoredCredential): boolean {
+  return credential.deviceType === 'singleDevice';
+}
+
 /** 32 bytes from the CSPRNG, base64url (R21: at least 16). */
 export function newChallenge(): string {
   return randomBytes(32).toString('base64url');

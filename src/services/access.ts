@@ -54,6 +54,7 @@ export class AccessService {
             groups: this.d.groups.groupsOf(s.username, s.groups),
             factorAgeSeconds: (this.d.clock.now() - s.factorTime) / 1000,
             factor: s.factor,
+            deviceBound: s.deviceBound === true,
           }
         : null,
       device,

@@ -8,7 +8,7 @@ import { newId } from '../mechanisms/random.js';
 import { matchesCode, newEnrolmentCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
 import type { Sealer } from '../mechanisms/sealer.js';
 import { matchTotpStep, newTotpSecret, normaliseTotpInput } from '../mechanisms/totp.js';
-import { newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
+import { isDeviceBound, newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
 import type { Challenges, CredentialOwners, EnrolmentCodes, Factor, FactorStore, UserFactors } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
@@ -154,7 +154,12 @@ export class EnrolmentService {
   async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
     const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, true, p.invite);
     if (!bound.ok) return bound;
-    await this.d.pending.update(id, (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', recoveryCodes: bound.recoveryCodes ?? [] }), this.d.clock.now());
+    const deviceBound = bound.factor.kind === 'webauthn' && isDeviceBound(bound.factor.credential);
+    await this.d.pending.update(
+      id,
+      (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', ...(deviceBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
+      this.d.clock.now(),
+    );
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });
     return bound;
   }

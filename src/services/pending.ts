@@ -2,10 +2,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Jar } from '../domain/cookie-jar.js';
-import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 import type { PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
-import type { SessionService } from './sessions.js';
+import type { Proof, SessionService } from './sessions.js';
 
 /** A finished login: the session cookie value, where to go, and the portal's cookies (released in forward-auth mode). */
 export type SignedIn = { ok: true; pid: string; token: string; continueTo: string; jar: Jar };
@@ -59,14 +58,14 @@ export class PendingService {
    * Ends the pending login and starts the session. Taking the record makes this atomic: of parallel finishers only
    * one starts a session, and only from the stage it was checked at.
    */
-  async finish(id: string, stage: PendingStage, ip: string, verified?: FactorKind, form?: string): Promise<SignedIn> {
+  async finish(id: string, stage: PendingStage, ip: string, verified?: Proof, form?: string): Promise<SignedIn> {
     // A second submission of the form finds this while the session is being started, and waits for it (see twin).
     if (form !== undefined) await this.d.pending.markFinishing(id, TWIN_WAIT.rounds * TWIN_WAIT.ms);
     const p = await this.d.pending.take(id, this.d.clock.now());
-    const factor = verified ?? p?.factor;
-    if (!p || p.stage !== stage || !factor) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
+    const proof = verified ?? (p?.factor && { factor: p.factor, deviceBound: p.deviceBound === true });
+    if (!p || p.stage !== stage || !proof) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
     await this.d.pending.delete(id);
-    const token = await this.d.sessions.start({ pid: p.pid, username: p.username, factor, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
+    const token = await this.d.sessions.start({ pid: p.pid, username: p.username, proof, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
     const done: SignedIn = { ok: true, pid: p.pid, token, continueTo: p.continueTo, jar: p.jar };
     if (form !== undefined) await this.d.pending.putFinished(id, { pid: done.pid, token, continueTo: done.continueTo, jar: done.jar, form: formDigest(stage, form) }, TWIN_KEEP_MS);
     return done;

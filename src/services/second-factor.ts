@@ -2,10 +2,9 @@
 import type { PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import type { FactorKind } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
 import { codesLeft, matchRecoveryCode } from '../mechanisms/recovery-codes.js';
-import { authenticationOptions, counterMoved, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
+import { authenticationOptions, counterMoved, isDeviceBound, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
 import type { Challenges, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
@@ -14,7 +13,7 @@ import type { Attempts, Ceremony, Refused } from './ceremony.js';
 import type { Notifier } from './notifier.js';
 import type { PendingService, SignedIn } from './pending.js';
 import type { SecurityLog } from './security-events.js';
-import type { ActiveSession, SessionService } from './sessions.js';
+import type { ActiveSession, Proof, SessionService } from './sessions.js';
 import type { TotpChecks } from './totp-checks.js';
 
 export interface SecondFactorDeps {
@@ -43,18 +42,19 @@ export class SecondFactorService {
   constructor(private readonly d: SecondFactorDeps) {}
 
   /** Which kinds of factor the user can sign in with (the verify page offers these). */
-  async kindsOf(pid: string): Promise<{ totp: boolean; webauthn: boolean; recovery: boolean }> {
+  async kindsOf(pid: string): Promise<{ totp: boolean; webauthn: boolean; deviceBoundPasskey: boolean; recovery: boolean }> {
     const f = await this.d.factors.get(pid);
     return {
       totp: Boolean(f?.factors.some((x) => x.kind === 'totp')),
       webauthn: Boolean(f?.factors.some((x) => x.kind === 'webauthn')),
+      deviceBoundPasskey: Boolean(f?.factors.some((x) => x.kind === 'webauthn' && isDeviceBound(x.credential))),
       recovery: f?.recovery ? codesLeft(f.recovery) > 0 : false,
     };
   }
 
   async verifyTotp(id: string, p: PendingLogin, input: string, ip: string): Promise<SignedIn | Refused> {
     const check = await this.d.totp.checkUser(this.d.attempts.ofLogin(id, p), input, ip);
-    return check.ok ? this.signedIn(id, p, 'totp', ip, input) : check;
+    return check.ok ? this.signedIn(id, p, { factor: 'totp' }, ip, input) : check;
   }
 
   async verifyRecoveryCode(id: string, p: PendingLogin, input: string, ip: string): Promise<SignedIn | Refused> {
@@ -75,7 +75,7 @@ export class SecondFactorService {
     const remaining = marked?.recovery ? codesLeft(marked.recovery) : 0;
     this.d.security('recovery_code_used', { pid: p.pid, ip, remaining });
     this.d.notifier.notify({ event: 'recovery_code_used', user: p.username, ip, details: { remaining } });
-    return this.signedIn(id, p, 'recovery', ip, input);
+    return this.signedIn(id, p, { factor: 'recovery' }, ip, input);
   }
 
   /** Authentication options for a passkey at sign-in; the challenge is bound to this pending login. */
@@ -85,31 +85,32 @@ export class SecondFactorService {
 
   async verifyPasskey(id: string, p: PendingLogin, response: unknown, ip: string): Promise<SignedIn | Refused> {
     const check = await this.checkPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, ip);
-    return check.ok ? this.signedIn(id, p, 'webauthn', ip) : check;
+    return check.ok ? this.signedIn(id, p, { factor: 'webauthn', deviceBound: check.deviceBound }, ip) : check;
   }
 
   /** Step-up with a TOTP code: the session moves to a fresh id. Too many wrong codes end it. */
   async stepUpTotp(active: ActiveSession, input: string, ip: string): Promise<SteppedUp | Refused> {
     const check = await this.d.totp.checkUser(this.stepUpCeremony(active), input, ip);
-    return check.ok ? this.steppedUp(active, 'totp', ip) : check;
+    return check.ok ? this.steppedUp(active, { factor: 'totp' }, ip) : check;
   }
 
-  stepUpPasskeyOptions(active: ActiveSession): Promise<PublicKeyCredentialRequestOptionsJSON> {
-    return this.passkeyOptions(`session:${active.sid}`, active.record.pid);
+  /** `deviceBoundOnly`: for a rule that takes only a passkey that cannot leave its device, only those are offered. */
+  stepUpPasskeyOptions(active: ActiveSession, deviceBoundOnly: boolean): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    return this.passkeyOptions(`session:${active.sid}`, active.record.pid, deviceBoundOnly);
   }
 
   async stepUpPasskey(active: ActiveSession, response: unknown, ip: string): Promise<SteppedUp | Refused> {
     const check = await this.checkPasskey(`session:${active.sid}`, this.stepUpCeremony(active), response, ip);
-    return check.ok ? this.steppedUp(active, 'webauthn', ip) : check;
+    return check.ok ? this.steppedUp(active, { factor: 'webauthn', deviceBound: check.deviceBound }, ip) : check;
   }
 
   private stepUpCeremony(active: ActiveSession): Ceremony {
     return this.d.attempts.ofSession(active);
   }
 
-  private async passkeyOptions(owner: string, pid: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  private async passkeyOptions(owner: string, pid: string, deviceBoundOnly = false): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const factors = await this.d.factors.get(pid);
-    const credentials = (factors?.factors ?? []).flatMap((f) => (f.kind === 'webauthn' ? [f.credential] : []));
+    const credentials = (factors?.factors ?? []).flatMap((f) => (f.kind === 'webauthn' && (!deviceBoundOnly || isDeviceBound(f.credential)) ? [f.credential] : []));
     if (!credentials.length) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no passkey registered');
     const challenge = newChallenge();
     await this.d.challenges.put(owner, { challenge, pid, ceremony: 'authenticate', expiresAt: this.d.clock.now() + WEBAUTHN_TIMEOUT_MS }, WEBAUTHN_TIMEOUT_MS);
@@ -117,7 +118,7 @@ export class SecondFactorService {
   }
 
   /** WA3 §7.2 around the mechanism: the challenge of this ceremony, a credential of this user, the counter stored. */
-  private async checkPasskey(owner: string, c: Ceremony, response: unknown, ip: string): Promise<{ ok: true } | Refused> {
+  private async checkPasskey(owner: string, c: Ceremony, response: unknown, ip: string): Promise<{ ok: true; deviceBound: boolean } | Refused> {
     const attempt = await this.d.attempts.beginPasskey(c, ip);
     // The challenge was made for this login or session, for authentication, and is used once (R21, C-42).
     const challenge = await this.d.challenges.take(owner, 'authenticate');
@@ -157,17 +158,18 @@ export class SecondFactorService {
     if (removed) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
     if (behind) return regressed();
     await this.d.attempts.succeeded(c, attempt);
-    return { ok: true };
+    // Its backup eligibility is the stored one (verifyAuthentication checked the assertion's against it).
+    return { ok: true, deviceBound: isDeviceBound(factor.credential) };
   }
 
   /** `code`: what the person typed, for a second submission of the same form (see PendingService.twin). */
-  private async signedIn(id: string, p: PendingLogin, factor: FactorKind, ip: string, code?: string): Promise<SignedIn> {
-    this.d.security('mfa_ok', { pid: p.pid, ip, factor });
-    return this.d.pending.finish(id, 'verify', ip, factor, code === undefined ? undefined : twinForm(p.csrf, code));
+  private async signedIn(id: string, p: PendingLogin, proof: Proof, ip: string, code?: string): Promise<SignedIn> {
+    this.d.security('mfa_ok', { pid: p.pid, ip, factor: proof.factor });
+    return this.d.pending.finish(id, 'verify', ip, proof, code === undefined ? undefined : twinForm(p.csrf, code));
   }
 
-  private async steppedUp(active: ActiveSession, factor: FactorKind, ip: string): Promise<SteppedUp> {
-    const token = await this.d.sessions.reverified(active, factor, ip);
+  private async steppedUp(active: ActiveSession, proof: Proof, ip: string): Promise<SteppedUp> {
+    const token = await this.d.sessions.reverified(active, proof, ip);
     if (!token) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'session ended during step-up');
     return { ok: true, token };
   }

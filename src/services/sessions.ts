@@ -15,6 +15,13 @@ export interface ActiveSession {
   touch: boolean;
 }
 
+/** The second factor a sign-in or step-up was completed with. */
+export interface Proof {
+  factor: FactorKind;
+  /** A passkey that cannot leave its device (WebAuthn BE=0). */
+  deviceBound?: boolean;
+}
+
 const END_ALL_ROUNDS = 5;
 
 export class SessionService {
@@ -23,11 +30,12 @@ export class SessionService {
   ) {}
 
   /** Creates the session record and returns the signed cookie value. */
-  async start(s: { pid: string; username: string; factor: FactorKind; jar: Jar; groups?: string[] }, ip: string): Promise<string> {
+  async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[] }, ip: string): Promise<string> {
     const now = this.d.clock.now();
-    const record: SessionRecord = { ...s, amr: amrOf(s.factor), authTime: now, factorTime: now, lastSeen: now, csrf: newId() };
+    const { proof, ...rest } = s;
+    const record: SessionRecord = { ...rest, ...proven(proof), authTime: now, factorTime: now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
-    this.d.security('session_started', { pid: s.pid, ip, factor: s.factor, amr: record.amr });
+    this.d.security('session_started', { pid: s.pid, ip, factor: proof.factor, amr: record.amr });
     return this.d.tokens.sign({ sub: s.pid, sid }, now);
   }
 
@@ -36,15 +44,16 @@ export class SessionService {
    * time (SECURITY R32), keeping its portal cookies; the old id ends. Returns the new cookie value, or null when
    * the session ended meanwhile.
    */
-  async reverified(active: ActiveSession, factor: FactorKind, ip: string): Promise<string | null> {
+  async reverified(active: ActiveSession, proof: Proof, ip: string): Promise<string | null> {
     const now = this.d.clock.now();
     // Taking first: of two parallel step-ups, or a step-up racing a logout, at most one leaves a live session. The
     // new record starts from the one taken, not the one this request began with: portal cookies saved meanwhile stay.
     const current = await this.d.sessions.take(active.sid);
     if (!current || current.pid !== active.record.pid) return null;
-    const record: SessionRecord = { ...current, factor, amr: amrOf(factor), factorTime: now, lastSeen: now, csrf: newId() };
+    const { deviceBound: _before, ...kept } = current;
+    const record: SessionRecord = { ...kept, ...proven(proof), factorTime: now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
-    this.d.security('step_up_ok', { pid: record.pid, ip, factor });
+    this.d.security('step_up_ok', { pid: record.pid, ip, factor: proof.factor, amr: record.amr });
     return this.d.tokens.sign({ sub: record.pid, sid }, now);
   }
 
@@ -117,6 +126,8 @@ export class SessionService {
 }
 
 /** RFC 8176 authentication method references for the factor used with the portal password. */
-export function amrOf(factor: FactorKind): string[] {
-  return factor === 'webauthn' ? ['pwd', 'hwk'] : ['pwd', 'otp'];
+/** A session record's factor fields (RFC 8176 amr: a passkey that cannot leave its device is a hardware-secured key). */
+function proven(proof: Proof): Pick<SessionRecord, 'factor' | 'amr' | 'deviceBound'> {
+  if (proof.factor !== 'webauthn') return { factor: proof.factor, amr: ['pwd', 'otp'] };
+  return proof.deviceBound ? { factor: 'webauthn', amr: ['pwd', 'hwk'], deviceBound: true } : { factor: 'webauthn', amr: ['pwd', 'swk'] };
 }

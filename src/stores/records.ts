@@ -57,6 +57,8 @@ export interface PendingLogin {
   failureNotified?: boolean;
   /** The factor that completed the login (stage 'acknowledge'). */
   factor?: FactorKind;
+  /** That factor was a passkey that cannot leave its device (see RuleFactor). */
+  deviceBound?: true;
   /** Groups the portal named in its login answer (groups.loginHeader). */
   groups?: string[];
   /** The client's address at the password step (for the notification of an abandoned login). */
@@ -152,6 +154,8 @@ export interface SessionRecord {
   /** When a second factor was last verified (sign-in or step-up), and which. */
   factorTime: number;
   factor: FactorKind;
+  /** That factor was a passkey that cannot leave its device (see RuleFactor); absent otherwise. */
+  deviceBound?: true;
   lastSeen: number;
   jar: Jar;
   csrf: string;

@@ -265,7 +265,8 @@ ${v.otherWay ? `<p><a href="${ctx.prefix}${v.otherWay}">${esc(t('otherWay'))}</a
 
 export interface FactorView {
   id: string;
-  kind: 'totp' | 'webauthn';
+  /** webauthn: a passkey that can be synced. */
+  kind: 'totp' | 'webauthn' | 'device-bound-passkey';
   name: string;
   addedAt: number;
   lastUsedAt?: number;

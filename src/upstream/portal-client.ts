@@ -15,7 +15,7 @@ const MAX_BODY_BYTES = 1024 * 1024;
 export class PortalClient {
   private readonly agent: Agent;
 
-  constructor(readonly origin: string, private readonly timeoutMs: number, private readonly inFlight: InFlight) {
+  constructor(readonly origin: string, timeoutMs: number, private readonly inFlight: InFlight) {
     this.agent = new Agent({ headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs });
   }
 

@@ -28,7 +28,7 @@ t.test('first login with a passkey, sign out, sign in with it; a failed ceremony
   t.match(await page.textContent('body'), 'Signed in as alice');
 
   await page.goto(`${s.base}${P}/security`);
-  t.match(await page.textContent('.factors'), /This laptop – Passkey or security key/, 'listed by the name given');
+  t.match(await page.textContent('.factors'), /This laptop – Security key or passkey on one device/, 'listed by the name given');
 
   await page.goto(`${s.base}/records`);
   await andWait(page, page.getByRole('link', { name: 'Sign out' }).click());
@@ -87,7 +87,7 @@ t.test('security page: add a passkey, remove the authenticator app; the passkey 
   t.match(await page.getByRole('status').textContent(), 'Your change is saved');
   const left = await page.locator('.factors > li').allTextContents();
   t.equal(left.length, 1, 'one factor left');
-  t.match(left[0], /Blue key – Passkey or security key/);
+  t.match(left[0], /Blue key – Security key or passkey on one device/);
   t.match(left[0], 'This is your only second step');
 
   await page.goto(`${s.base}${P}/logout`);

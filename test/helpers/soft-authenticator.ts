@@ -84,6 +84,8 @@ export interface SoftAuthenticatorOptions {
   countsSignatures?: boolean;
   attachment?: 'platform' | 'cross-platform';
   transports?: string[];
+  /** true: its credentials are backup eligible and backed up, as a synced passkey's (default false: device-bound). */
+  synced?: boolean;
 }
 
 export class SoftAuthenticator {
@@ -92,12 +94,14 @@ export class SoftAuthenticator {
   private readonly countsSignatures: boolean;
   private readonly attachment: 'platform' | 'cross-platform';
   private readonly transports: string[];
+  private readonly synced: boolean;
 
   constructor(options: SoftAuthenticatorOptions = {}) {
     this.origin = options.origin ?? 'https://gw.example';
     this.countsSignatures = options.countsSignatures ?? true;
     this.attachment = options.attachment ?? 'platform';
     this.transports = options.transports ?? ['internal'];
+    this.synced = options.synced ?? false;
   }
 
   /** The host of the origin: the rp id used when the server's options name none. */
@@ -127,7 +131,7 @@ export class SoftAuthenticator {
     );
     const id = knobs.credentialId ?? randomBytes(32).toString('base64url');
     const idBytes = Buffer.from(id, 'base64url');
-    const flags = { up: true, uv: true, be: false, bs: false, ...knobs.flags };
+    const flags = { up: true, uv: true, be: this.synced, bs: this.synced, ...knobs.flags };
     const counter = knobs.counter ?? 0;
     const idLength = Buffer.alloc(2);
     idLength.writeUInt16BE(idBytes.length);

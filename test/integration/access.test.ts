@@ -241,6 +241,7 @@ policy:
     - { name: sign-in page, paths: [/login], decision: public }
     - { name: staff admin, paths: [/admin/], groups: [staff], networks: [clinic], decision: mfa }
     - { name: admin closed, paths: [/admin/], decision: deny }
+    - { name: controlled drugs, paths: [/controlled/], decision: mfa, factors: [device-bound-passkey] }
     - { name: portal, paths: [/], decision: mfa }
 keys:
   signing: [{ id: s, secret: ${'a'.repeat(43)} }]
@@ -259,6 +260,10 @@ keys:
   t.match(outside.stdout, 'decision: denied by "admin closed" (rule)');
   const anon = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records']);
   t.match(anon.stdout, 'decision: sign-in required by "portal"');
+  const explain = (factor: string) => runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/controlled/', '--factor', factor]);
+  t.match(explain('webauthn').stdout, 'decision: "controlled drugs" needs a second factor (device-bound-passkey)', 'a synced passkey is not enough');
+  t.match(explain('device-bound-passkey').stdout, 'decision: allowed by "controlled drugs" (mfa)');
+  t.match(explain('security-key').stderr, '--factor is totp, webauthn, device-bound-passkey or recovery');
   const bad = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml')]);
   t.equal(bad.code, 2, 'usage error');
   // A factor age that is not a number is refused, not read as "fresh enough" (NaN compares false to any maximum).

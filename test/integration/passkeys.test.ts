@@ -286,3 +286,72 @@ t.test('step-up for a rule that wants an authenticator app, by someone with only
   t.match(page.body, 'This page needs an authenticator app.');
   t.notMatch(page.body, 'This page needs a passkey');
 });
+
+/** Rules where /prescriptions/ needs, in the last 5 minutes, a passkey that cannot leave its device (SECURITY R4). */
+const deviceBoundRules = (raw: Record<string, any>) =>
+  (raw.policy.rules = [
+    { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+    { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['device-bound-passkey'] },
+    { name: 'portal', paths: ['/'], decision: 'mfa' },
+  ]);
+
+t.test('a synced passkey never passes a rule that wants one bound to its device; a security key does', async (t) => {
+  const s = await startStack({ patch: deviceBoundRules });
+  t.teardown(s.close);
+  const synced = new SoftAuthenticator({ origin: ORIGIN, synced: true });
+  const { b } = await signUpWithPasskey(s, synced);
+  t.same(events(s, 'session_started').at(-1).amr, ['pwd', 'swk'], 'a synced passkey is no hardware-secured key');
+  t.equal((await b.get('/records')).status, 200, 'other pages take any factor');
+
+  // Just signed in with a synced passkey: not enough for this page.
+  const asked = await b.get('/prescriptions/');
+  t.equal(asked.location, '/_mfa/step-up?to=%2Fprescriptions%2F&factors=device-bound-passkey');
+  const page = await b.get(asked.location!);
+  t.match(page.body, 'This page needs a security key, or a passkey that stays on one device');
+  t.notMatch(page.body, 'class="passkey"', 'her synced passkey is not offered');
+  // Stepping up with the synced passkey anyway (a page made by hand) does not open the page.
+  const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const anyPasskey = await jsonCall(b, '/_mfa/step-up/passkey/options', csrf);
+  t.equal((await jsonCall(b, '/_mfa/step-up/passkey', csrf, { credential: synced.authenticate(anyPasskey.json) })).status, 200);
+  t.equal((await b.get('/prescriptions/')).location, asked.location, 'still asked for a device-bound passkey');
+  t.same(events(s, 'step_up_ok').at(-1).amr, ['pwd', 'swk']);
+
+  // She adds a security key; the step-up offers only that one.
+  const key = new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] });
+  const addCsrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const addOptions = await jsonCall(b, '/_mfa/security/passkey/options', addCsrf);
+  t.equal((await jsonCall(b, '/_mfa/security/passkey', addCsrf, { credential: key.register(addOptions.json), name: 'Blue key' })).status, 200);
+  const listed = (await b.get('/_mfa/security')).body;
+  t.match(listed, 'Test key</strong> – Passkey, synced to your other devices');
+  t.match(listed, 'Blue key</strong> – Security key or passkey on one device', 'the security page tells them apart');
+  const offered = await b.get(asked.location!);
+  t.match(offered.body, 'class="passkey"');
+  t.match(offered.body, 'data-options="/_mfa/step-up/passkey/options?only=device-bound"');
+  const stepCsrf = passkeyCsrf(offered.body);
+  const options = await jsonCall(b, '/_mfa/step-up/passkey/options?only=device-bound', stepCsrf);
+  t.same(
+    options.json.allowCredentials.map((c: { id: string }) => c.id),
+    [key.credentials[0]!.id],
+    'only the security key is allowed',
+  );
+  t.throws(() => synced.authenticate(options.json), 'the synced passkey cannot answer');
+  const done = await jsonCall(b, '/_mfa/step-up/passkey?to=%2Fprescriptions%2F', stepCsrf, { credential: key.authenticate(options.json) });
+  t.same(done, { status: 200, json: { next: '/prescriptions/' } });
+  t.same(events(s, 'step_up_ok').at(-1).amr, ['pwd', 'hwk']);
+  t.equal((await b.get('/prescriptions/')).status, 200);
+
+  // A later step-up with the synced passkey takes the device-bound proof away again.
+  s.clock.advance(301_000);
+  const againCsrf = passkeyCsrf((await b.get(asked.location!)).body);
+  const again = await jsonCall(b, '/_mfa/step-up/passkey/options', againCsrf);
+  t.equal((await jsonCall(b, '/_mfa/step-up/passkey', againCsrf, { credential: synced.authenticate(again.json, { credentialId: synced.credentials[0]!.id }) })).status, 200);
+  t.equal((await b.get('/prescriptions/')).location, asked.location);
+});
+
+t.test('a first enrolment with a security key is device-bound from the start', async (t) => {
+  const s = await startStack({ patch: deviceBoundRules });
+  t.teardown(s.close);
+  const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN }));
+  t.same(events(s, 'session_started').at(-1).amr, ['pwd', 'hwk']);
+  t.equal((await b.get('/prescriptions/')).status, 200);
+});

@@ -79,7 +79,7 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
 
   const { page: three, csrf: c3 } = await securityPage(b);
   t.match(three.body, 'Blue key &#60;script&#62;', 'names are escaped');
-  t.match(three.body, 'Passkey or security key');
+  t.match(three.body, 'Blue key &#60;script&#62;</strong> – Security key or passkey on one device');
   const ids = factorIds(three.body);
   t.equal(new Set(ids).size, 3);
   t.equal((await b.post('/_mfa/security/rename', { csrf: c3, factor: ids[0]!, name: 'My phone' })).status, 303);

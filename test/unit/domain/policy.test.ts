@@ -10,6 +10,7 @@ const rules: RuleConfig[] = [
   { name: 'staff admin', paths: ['/admin/'], groups: ['staff'], networks: ['office'], decision: 'managed-device', factors: ['webauthn'] },
   { name: 'admin closed', paths: ['/admin/'], decision: 'deny' },
   { name: 'prescriptions', paths: ['/prescriptions/**'], methods: ['POST', 'PUT'], decision: 'step-up', maxAgeSeconds: 300 },
+  { name: 'controlled drugs', paths: ['/controlled/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['device-bound-passkey'] },
   { name: 'reports', paths: ['/reports/*.pdf'], decision: 'step-up', maxAgeSeconds: 600, factors: ['totp', 'webauthn'] },
   { name: 'kiosk', paths: ['/kiosk/'], device: 'managed', decision: 'mfa' },
   { name: 'kiosk elsewhere', paths: ['/kiosk/'], decision: 'deny' },
@@ -23,9 +24,10 @@ const policy = compilePolicy({
   legacyEndpoints: ['/api/login', '/xmlrpc.php'],
 });
 
-const patient = { groups: [], factorAgeSeconds: 60, factor: 'totp' as const };
-const staffKey = { groups: ['staff'], factorAgeSeconds: 60, factor: 'webauthn' as const };
-const staffTotp = { groups: ['staff'], factorAgeSeconds: 60, factor: 'totp' as const };
+const patient = { groups: [], factorAgeSeconds: 60, factor: 'totp' as const, deviceBound: false };
+const staffKey = { groups: ['staff'], factorAgeSeconds: 60, factor: 'webauthn' as const, deviceBound: true };
+const staffTotp = { groups: ['staff'], factorAgeSeconds: 60, factor: 'totp' as const, deviceBound: false };
+const syncedPasskey = { groups: [], factorAgeSeconds: 60, factor: 'webauthn' as const, deviceBound: false };
 
 function facts(over: Partial<RequestFacts>): RequestFacts {
   return { host: 'portal.riverbend.example', method: 'GET', path: '/records', clientIp: '203.0.113.9', legacyAuth: false, methodOverride: false, session: patient, device: { managed: false }, ...over };
@@ -77,6 +79,11 @@ const cases: [string, Partial<RequestFacts>, string, string, string?][] = [
   ['prescription change, anonymous', { path: '/prescriptions/42', method: 'PUT', session: null }, 'sign-in', 'prescriptions'],
   ['deeply nested prescription path', { path: '/prescriptions/a/b/c', method: 'PUT', session: { ...patient, factorAgeSeconds: 9999 } }, 'step-up', 'prescriptions'],
   ['report pdf with a recent TOTP', { path: '/reports/2024.pdf', session: { ...patient, factorAgeSeconds: 100 } }, 'allow', 'reports', 'step-up'],
+  ['a synced passkey never passes a rule for device-bound passkeys (R4)', { path: '/controlled/x', session: syncedPasskey }, 'step-up', 'controlled drugs'],
+  ['an app code does not either', { path: '/controlled/x', session: staffTotp }, 'step-up', 'controlled drugs'],
+  ['a device-bound passkey does', { path: '/controlled/x', session: staffKey }, 'allow', 'controlled drugs', 'step-up'],
+  ['a synced passkey is a passkey', { path: '/reports/2024.pdf', session: syncedPasskey }, 'allow', 'reports', 'step-up'],
+  ['a device-bound passkey is a passkey too', { path: '/reports/2024.pdf', session: staffKey }, 'allow', 'reports', 'step-up'],
   ['report pdf after a recovery code: another factor needed', { path: '/reports/2024.pdf', session: { ...patient, factor: 'recovery', factorAgeSeconds: 10 } }, 'step-up', 'reports'],
   ['* stays within one segment', { path: '/reports/2024/q1.pdf', session: patient }, 'allow', 'portal', 'mfa'],
   ['kiosk on a managed device', { path: '/kiosk/', device: { managed: true } }, 'allow', 'kiosk', 'mfa'],

@@ -55,14 +55,14 @@ t.test('a form sent twice: the same form gets the sign-in once, while it is bein
   t.equal(await service.twin('no-such-login', 'verify', 'c\n123456'), null, 'no login finishing or finished');
   t.equal(reads, 1, 'answered at once: nothing to wait for');
 
-  const done = await service.finish(id, 'verify', '192.0.2.1', 'totp', 'c\n123456');
+  const done = await service.finish(id, 'verify', '192.0.2.1', { factor: 'totp' }, 'c\n123456');
   t.match(await service.twin(id, 'verify', 'c\n123456'), { ok: true, token: 'token-1', pid: 'p1', continueTo: '/' }, 'the same form: the same sign-in');
   t.equal(done.token, 'token-1');
   t.equal(await service.twin(id, 'verify', 'c\n123456'), null, 'once');
 
   const other = await pendingLogin();
   const second = new PendingService({ clock: other.clock, pending: other.pending, sessions });
-  await second.finish(other.id, 'verify', '192.0.2.1', 'totp', 'c\n123456');
+  await second.finish(other.id, 'verify', '192.0.2.1', { factor: 'totp' }, 'c\n123456');
   t.equal(await second.twin(other.id, 'acknowledge', 'c\n123456'), null, 'another stage');
   t.equal(await second.twin(other.id, 'verify', 'c\n123456'), null, 'after any other form, not even the right one');
 

@@ -20,7 +20,7 @@ async function signedIn() {
     limits: { idleMs: 900_000, absoluteMs: 43_200_000 },
     security: () => {},
   });
-  const cookie = await service.start({ pid: 'p1', username: 'alice', factor: 'totp', jar: [{ name: 'PORTALSESSID', value: 'a', path: '/' }] }, '192.0.2.1');
+  const cookie = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [{ name: 'PORTALSESSID', value: 'a', path: '/' }] }, '192.0.2.1');
   const active = (await service.authenticate(cookie))!;
   return { clock, sessions, service, active };
 }
@@ -54,28 +54,42 @@ t.test('a step-up keeps the portal cookies another answer saved while it ran', a
   const { service, active } = await signedIn();
   // Another tab's portal answer rotates the portal session cookie after this request read the session.
   await service.save(active, () => [{ name: 'PORTALSESSID', value: 'rotated', path: '/' }]);
-  const token = await service.reverified(active, 'webauthn', '192.0.2.1');
+  const token = await service.reverified(active, { factor: 'webauthn', deviceBound: true }, '192.0.2.1');
   const moved = (await service.authenticate(token!))!;
   t.same(moved.record.jar, [{ name: 'PORTALSESSID', value: 'rotated', path: '/' }], 'the rotated cookie, not the one read at the start');
   t.same(moved.record.amr, ['pwd', 'hwk'], 'with the new factor');
+  t.equal(moved.record.deviceBound, true);
   t.not(moved.sid, active.sid, 'under a fresh id');
+});
+
+t.test('a passkey that can be synced is recorded as one, also after a step-up with a device-bound one', async (t) => {
+  const { service, active } = await signedIn();
+  const bound = (await service.authenticate((await service.reverified(active, { factor: 'webauthn', deviceBound: true }, '192.0.2.1'))!))!;
+  const synced = (await service.authenticate((await service.reverified(bound, { factor: 'webauthn', deviceBound: false }, '192.0.2.1'))!))!;
+  t.same(synced.record.amr, ['pwd', 'swk'], 'RFC 8176: a software-secured key');
+  t.equal(synced.record.deviceBound, undefined, 'the earlier proof does not carry over');
+  const app = (await service.authenticate((await service.reverified(synced, { factor: 'totp', deviceBound: true }, '192.0.2.1'))!))!;
+  t.same(app.record.amr, ['pwd', 'otp']);
+  t.equal(app.record.deviceBound, undefined, 'only a passkey can be device-bound');
+  const fresh = (await service.authenticate(await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'webauthn' }, jar: [] }, '192.0.2.1')))!;
+  t.same([fresh.record.amr, fresh.record.deviceBound], [['pwd', 'swk'], undefined]);
 });
 
 t.test('a step-up of a session that ended meanwhile starts nothing', async (t) => {
   const { service, active } = await signedIn();
   await service.end(active, 'logout');
-  t.equal(await service.reverified(active, 'totp', '192.0.2.1'), null);
+  t.equal(await service.reverified(active, { factor: 'totp' }, '192.0.2.1'), null);
 });
 
 t.test('ending all sessions also ends one whose sign-in finished while they were being ended', async (t) => {
   const { sessions, service } = await signedIn();
-  const other = await service.start({ pid: 'p1', username: 'alice', factor: 'totp', jar: [] }, '192.0.2.1');
+  const other = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.1');
   // A sign-in of the same user finishes just after the list of sessions was read.
   const list = sessions.listIds.bind(sessions);
   let late: string | undefined;
   sessions.listIds = async (pid) => {
     const ids = await list(pid);
-    late ??= await service.start({ pid: 'p1', username: 'alice', factor: 'totp', jar: [] }, '192.0.2.2');
+    late ??= await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.2');
     return ids;
   };
   t.equal(await service.endAll('p1', 'revoked'), 3, 'the two listed, and the late one');
@@ -91,7 +105,7 @@ t.test('ending all sessions also ends one that a step-up moved to a new id while
   sessions.take = async (sid) => {
     if (moved === undefined && sid === active.sid) {
       moved = null;
-      moved = await service.reverified(active, 'totp', '192.0.2.1');
+      moved = await service.reverified(active, { factor: 'totp' }, '192.0.2.1');
     }
     return take(sid);
   };
