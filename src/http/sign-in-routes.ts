@@ -253,7 +253,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const c = page(req);
     const toParam = to ? `?to=${encodeURIComponent(to)}` : '';
     const passkey: pages.PasskeyAction | undefined =
-      (takes('webauthn') && kinds.webauthn) || (deviceBoundOnly && kinds.deviceBoundPasskey)
+      (deviceBoundOnly ? kinds.deviceBoundPasskey : takes('webauthn') && kinds.webauthn)
         ? {
             ceremony: 'authenticate',
             optionsUrl: `${p}/step-up/passkey/options${deviceBoundOnly ? '?only=device-bound' : ''}`,
@@ -290,16 +290,31 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (!active) return reply.redirect(config.portal.login.page, 302);
     return stepUpPage(req, reply, active, 200, backTo(String((req.query as Record<string, unknown>).to ?? '')));
   });
-  app.post(`${p}/step-up`, async (req, reply) => {
-    const active = await session(req);
-    checkCsrf(req, active.record.csrf);
-    const to = backTo(field(req, 'to'));
-    const result = await secondFactor.stepUpTotp(active, field(req, 'code'), clientIp(req));
-    if (!result.ok) return stepUpPage(req, reply, active, 400, to, wrong(req, result));
-    reply.setCookie(COOKIE.session, result.token, cookieOptions());
+  const steppedUp = (req: FastifyRequest, reply: FastifyReply, token: string, to: string | undefined) => {
+    reply.setCookie(COOKIE.session, token, cookieOptions());
     if (to) return reply.redirect(to, 303);
     const c = page(req);
     return sendPage(reply, 200, c, pages.messagePage(c, { title: 'stepUpDoneTitle', message: c.t('stepUpDone') }));
+  };
+  app.post(`${p}/step-up`, async (req, reply) => {
+    // Before anything is read: a request from another site gets nothing, not even a wait.
+    checkSameOrigin(req);
+    const cookie = req.cookies[COOKIE.session];
+    const form = twinForm(field(req, 'csrf'), field(req, 'code'));
+    const to = backTo(field(req, 'to'));
+    const active = await sessions.authenticate(cookie);
+    if (!active) {
+      // The same form sent a moment before moved this session to a new id (a second tap): that one's step-up.
+      const twin = await sessions.twin(cookie, form);
+      if (!twin) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session');
+      return steppedUp(req, reply, twin, to);
+    }
+    checkCsrf(req, active.record.csrf);
+    const result = await secondFactor.stepUpTotp(active, field(req, 'code'), clientIp(req));
+    if (result.ok) return steppedUp(req, reply, result.token, to);
+    // Refused as the code was just used, by this same form sent a moment before: that one's step-up.
+    const twin = await sessions.twin(cookie, form);
+    return twin ? steppedUp(req, reply, twin, to) : stepUpPage(req, reply, active, 400, to, wrong(req, result));
   });
   app.post(`${p}/step-up/passkey/options`, json, async (req) => {
     const active = await session(req);
@@ -351,8 +366,8 @@ async function endPortalSession(ctx: HttpContext, jar: Jar, clientIp: string, lo
 }
 
 /** What the step-up page says when the user has no factor the rule takes. */
-function stepUpNote(wanted: readonly string[]): 'stepUpNeedsTotp' | 'stepUpNeedsDeviceBound' | 'stepUpOtherFactor' {
+function stepUpNote(wanted: readonly string[]): MessageKey {
   if (wanted.includes('webauthn')) return 'stepUpOtherFactor';
-  if (wanted.includes('device-bound-passkey')) return 'stepUpNeedsDeviceBound';
+  if (wanted.includes('device-bound-passkey')) return wanted.includes('totp') ? 'stepUpNeedsTotpOrDeviceBound' : 'stepUpNeedsDeviceBound';
   return wanted.includes('totp') ? 'stepUpNeedsTotp' : 'stepUpOtherFactor';
 }

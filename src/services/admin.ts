@@ -15,7 +15,7 @@ import type { Sessions } from '../stores/records.js';
 import type { Attempts } from './ceremony.js';
 import type { EnrolmentService } from './enrolment.js';
 import type { SecurityLog } from './security-events.js';
-import type { SessionService } from './sessions.js';
+import { amrOf, type SessionService } from './sessions.js';
 
 export interface AdminDeps {
   config: Config;
@@ -67,7 +67,7 @@ export class AdminService {
     const sessions = [];
     for (const sid of await this.d.sessionRecords.listIds(pid)) {
       const s = await this.d.sessionRecords.get(sid);
-      if (s) sessions.push({ signedInAt: iso(s.authTime), lastSeenAt: iso(s.lastSeen), factor: s.factor, amr: s.amr, secondFactorAt: iso(s.factorTime) });
+      if (s) sessions.push({ signedInAt: iso(s.authTime), lastSeenAt: iso(s.lastSeen), factor: s.factor, amr: amrOf(s), secondFactorAt: iso(s.factorTime) });
     }
     const locked = (await this.d.attempts.lockedOut()).filter((l) => l.pid === pid).map((l) => l.kind);
     const code = await this.d.codes.get(pid);
@@ -143,6 +143,8 @@ export class AdminService {
     // Sign-ins in progress first: one on its recovery-codes page would otherwise start a session after the sweep.
     let keysDeleted = await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{']);
     await this.d.sessions.endAll(pid, 'erased');
+    // What is left under session ids: a step-up's outcome, kept briefly for the same form sent again.
+    keysDeleted += await this.deleteRecordsOf(pid, ['session:{'], (key) => key.endsWith(':moved'));
     for (const device of await this.d.devices.list()) {
       if (device.pid === pid) await this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) });
     }
@@ -232,12 +234,13 @@ export class AdminService {
    * Deletes the user's sealed records under `prefixes` (logins in progress, WebAuthn challenges), which name the user
    * only inside the record: each is opened. Returns how many were deleted.
    */
-  private async deleteRecordsOf(pid: string, prefixes: string[]): Promise<number> {
+  /** The sealed records under `prefixes` (those `only` picks by key) that belong to the user. */
+  private async deleteRecordsOf(pid: string, prefixes: string[], only: (key: string) => boolean = () => true): Promise<number> {
     let deleted = 0;
     for (const prefix of prefixes) {
       for await (const batch of this.d.kv.scanKeys(prefix)) {
         for (const key of batch) {
-          if (isSealedKey(key) && (await this.opened(key))?.pid === pid) {
+          if (isSealedKey(key) && only(key) && (await this.opened(key))?.pid === pid) {
             await this.d.kv.delete(key);
             deleted++;
           }

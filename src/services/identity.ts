@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import type { JWK } from 'jose';
 import type { AssertionSigner } from '../mechanisms/assertion.js';
 import type { GroupDirectory } from './groups.js';
-import type { ActiveSession } from './sessions.js';
+import { amrOf, type ActiveSession } from './sessions.js';
 
 const CACHE_SIZE = 10_000;
 const NONE: Readonly<Record<string, string>> = Object.freeze({});
@@ -49,7 +49,7 @@ export class IdentityService {
     const hit = this.cached.get(key);
     if (hit && hit.renewAt > now && hit.groups === joined) return hit.token;
     const signer = this.d.signer!;
-    const token = await signer.sign({ sub: active.record.username, groups, amr: active.record.amr, authTime: Math.floor(active.record.factorTime / 1000) }, now);
+    const token = await signer.sign({ sub: active.record.username, groups, amr: amrOf(active.record), authTime: Math.floor(active.record.factorTime / 1000) }, now);
     if (this.cached.size >= CACHE_SIZE) this.cached.delete(this.cached.keys().next().value!);
     this.cached.set(key, { token, renewAt: now + (signer.lifetimeSeconds * 1000) / 2, groups: joined });
     return token;

@@ -1,5 +1,4 @@
 // A pending login (password accepted, second factor outstanding): looked up by the browser's cookie, finished once.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Jar } from '../domain/cookie-jar.js';
 import { GatewayError } from '../errors.js';
@@ -15,11 +14,6 @@ export class OtherStage extends GatewayError {
     super('GW_ERR_LOGIN_EXPIRED', `pending login at stage ${at}, not ${asked}`);
   }
 }
-
-// A form sent twice (a second tap while the first answer is on its way) finds the sign-in the first started for this
-// long; a second submission arriving while the first is finishing waits for it at most TWIN_WAIT.
-const TWIN_KEEP_MS = 30_000;
-const TWIN_WAIT = { rounds: 20, ms: 50 };
 
 export class PendingService {
   constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService }) {}
@@ -60,14 +54,14 @@ export class PendingService {
    */
   async finish(id: string, stage: PendingStage, ip: string, verified?: Proof, form?: string): Promise<SignedIn> {
     // A second submission of the form finds this while the session is being started, and waits for it (see twin).
-    if (form !== undefined) await this.d.pending.markFinishing(id, TWIN_WAIT.rounds * TWIN_WAIT.ms);
+    if (form !== undefined) await this.d.pending.finished.markBusy(id);
     const p = await this.d.pending.take(id, this.d.clock.now());
     const proof = verified ?? (p?.factor && { factor: p.factor, deviceBound: p.deviceBound === true });
     if (!p || p.stage !== stage || !proof) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
     await this.d.pending.delete(id);
     const token = await this.d.sessions.start({ pid: p.pid, username: p.username, proof, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
     const done: SignedIn = { ok: true, pid: p.pid, token, continueTo: p.continueTo, jar: p.jar };
-    if (form !== undefined) await this.d.pending.putFinished(id, { pid: done.pid, token, continueTo: done.continueTo, jar: done.jar, form: formDigest(stage, form) }, TWIN_KEEP_MS);
+    if (form !== undefined) await this.d.pending.finished.put(id, `${stage}\n${form}`, { pid: done.pid, token, continueTo: done.continueTo, jar: done.jar });
     return done;
   }
 
@@ -79,20 +73,7 @@ export class PendingService {
    * nobody can try codes against it); null then, and whenever no finish is under way or done.
    */
   async twin(id: string | undefined, stage: PendingStage, form: string): Promise<SignedIn | null> {
-    if (!id) return null;
-    for (let round = 0; ; round++) {
-      const f = await this.d.pending.takeFinished(id);
-      if (f) return sameDigest(f.form, formDigest(stage, form)) ? { ok: true, pid: f.pid, token: f.token, continueTo: f.continueTo, jar: f.jar } : null;
-      if (round >= TWIN_WAIT.rounds || !(await this.d.pending.finishing(id))) return null;
-      await new Promise((r) => setTimeout(r, TWIN_WAIT.ms));
-    }
+    const f = id ? await this.d.pending.finished.take(id, `${stage}\n${form}`) : null;
+    return f && { ok: true, ...f };
   }
-}
-
-function formDigest(stage: PendingStage, form: string): string {
-  return createHash('sha256').update(`${stage}\n${form}`).digest('hex');
-}
-
-function sameDigest(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }

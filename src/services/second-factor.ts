@@ -33,7 +33,7 @@ export interface SecondFactorDeps {
 
 export type SteppedUp = { ok: true; token: string };
 
-/** The form a second submission must repeat to get the same sign-in: the login's CSRF token and the code as typed. */
+/** The form a second submission must repeat to get the same sign-in or step-up: the page's CSRF token and the code as typed. */
 export function twinForm(csrf: string, code: string): string {
   return `${csrf}\n${code}`;
 }
@@ -91,7 +91,7 @@ export class SecondFactorService {
   /** Step-up with a TOTP code: the session moves to a fresh id. Too many wrong codes end it. */
   async stepUpTotp(active: ActiveSession, input: string, ip: string): Promise<SteppedUp | Refused> {
     const check = await this.d.totp.checkUser(this.stepUpCeremony(active), input, ip);
-    return check.ok ? this.steppedUp(active, { factor: 'totp' }, ip) : check;
+    return check.ok ? this.steppedUp(active, { factor: 'totp' }, ip, twinForm(active.record.csrf, input)) : check;
   }
 
   /** `deviceBoundOnly`: for a rule that takes only a passkey that cannot leave its device, only those are offered. */
@@ -168,8 +168,9 @@ export class SecondFactorService {
     return this.d.pending.finish(id, 'verify', ip, proof, code === undefined ? undefined : twinForm(p.csrf, code));
   }
 
-  private async steppedUp(active: ActiveSession, proof: Proof, ip: string): Promise<SteppedUp> {
-    const token = await this.d.sessions.reverified(active, proof, ip);
+  /** `form`: the step-up form as sent, for a second submission of it (see SessionService.twin). */
+  private async steppedUp(active: ActiveSession, proof: Proof, ip: string, form?: string): Promise<SteppedUp> {
+    const token = await this.d.sessions.reverified(active, proof, ip, form);
     if (!token) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'session ended during step-up');
     return { ok: true, token };
   }

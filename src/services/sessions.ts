@@ -15,12 +15,8 @@ export interface ActiveSession {
   touch: boolean;
 }
 
-/** The second factor a sign-in or step-up was completed with. */
-export interface Proof {
-  factor: FactorKind;
-  /** A passkey that cannot leave its device (WebAuthn BE=0). */
-  deviceBound?: boolean;
-}
+/** The second factor a sign-in or step-up was completed with; a passkey says whether it can leave its device (BE=0). */
+export type Proof = { factor: 'webauthn'; deviceBound: boolean } | { factor: Exclude<FactorKind, 'webauthn'> };
 
 const END_ALL_ROUNDS = 5;
 
@@ -35,7 +31,7 @@ export class SessionService {
     const { proof, ...rest } = s;
     const record: SessionRecord = { ...rest, ...proven(proof), authTime: now, factorTime: now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
-    this.d.security('session_started', { pid: s.pid, ip, factor: proof.factor, amr: record.amr });
+    this.d.security('session_started', { pid: s.pid, ip, factor: proof.factor, amr: amrOf(record) });
     return this.d.tokens.sign({ sub: s.pid, sid }, now);
   }
 
@@ -44,17 +40,32 @@ export class SessionService {
    * time (SECURITY R32), keeping its portal cookies; the old id ends. Returns the new cookie value, or null when
    * the session ended meanwhile.
    */
-  async reverified(active: ActiveSession, proof: Proof, ip: string): Promise<string | null> {
+  async reverified(active: ActiveSession, proof: Proof, ip: string, form?: string): Promise<string | null> {
+    // A second submission of the form finds this while the session is being moved, and waits for it (see twin).
+    if (form !== undefined) await this.d.sessions.moved.markBusy(active.sid);
     const now = this.d.clock.now();
     // Taking first: of two parallel step-ups, or a step-up racing a logout, at most one leaves a live session. The
     // new record starts from the one taken, not the one this request began with: portal cookies saved meanwhile stay.
     const current = await this.d.sessions.take(active.sid);
     if (!current || current.pid !== active.record.pid) return null;
-    const { deviceBound: _before, ...kept } = current;
-    const record: SessionRecord = { ...kept, ...proven(proof), factorTime: now, lastSeen: now, csrf: newId() };
+    const record: SessionRecord = { ...current, ...proven(proof), factorTime: now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
-    this.d.security('step_up_ok', { pid: record.pid, ip, factor: proof.factor, amr: record.amr });
-    return this.d.tokens.sign({ sub: record.pid, sid }, now);
+    this.d.security('step_up_ok', { pid: record.pid, ip, factor: proof.factor, amr: amrOf(record) });
+    const token = await this.d.tokens.sign({ sub: record.pid, sid }, now);
+    if (form !== undefined) await this.d.sessions.moved.put(active.sid, form, { pid: record.pid, token });
+    return token;
+  }
+
+  /**
+   * The step-up a form sent twice gets (a second tap while the first answer, with the new cookie, is on its way): the
+   * new session's cookie value when the same form (`form`: what the person sent, with the session's CSRF token) moved
+   * the session of `cookie` in the last seconds; once, and only for that form (see FormTwins). Null otherwise.
+   */
+  async twin(cookie: string | undefined, form: string): Promise<string | null> {
+    const claims = cookie ? await this.d.tokens.verify(cookie, this.d.clock.now()) : null;
+    if (!claims || !ID_PATTERN.test(claims.sid)) return null;
+    const moved = await this.d.sessions.moved.take(claims.sid, form);
+    return moved?.pid === claims.sub ? moved.token : null;
   }
 
   /** The live session behind a cookie value, or null: bad token, unknown, revoked, idle or too old. */
@@ -125,9 +136,16 @@ export class SessionService {
   }
 }
 
-/** RFC 8176 authentication method references for the factor used with the portal password. */
-/** A session record's factor fields (RFC 8176 amr: a passkey that cannot leave its device is a hardware-secured key). */
-function proven(proof: Proof): Pick<SessionRecord, 'factor' | 'amr' | 'deviceBound'> {
-  if (proof.factor !== 'webauthn') return { factor: proof.factor, amr: ['pwd', 'otp'] };
-  return proof.deviceBound ? { factor: 'webauthn', amr: ['pwd', 'hwk'], deviceBound: true } : { factor: 'webauthn', amr: ['pwd', 'swk'] };
+/** A session record's factor fields; `deviceBound` replaces (or, undefined, removes) the one the session had. */
+function proven(proof: Proof): Pick<SessionRecord, 'factor' | 'deviceBound'> {
+  return { factor: proof.factor, deviceBound: proof.factor === 'webauthn' && proof.deviceBound ? true : undefined };
+}
+
+/**
+ * RFC 8176 methods of a session: the portal's password, then a one-time code, or a key: `hwk` (hardware-secured) for a
+ * passkey that cannot leave its device by its authenticator's word, `swk` for one that can be synced.
+ */
+export function amrOf(s: Pick<SessionRecord, 'factor' | 'deviceBound'>): string[] {
+  if (s.factor !== 'webauthn') return ['pwd', 'otp'];
+  return ['pwd', s.deviceBound ? 'hwk' : 'swk'];
 }

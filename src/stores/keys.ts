@@ -10,6 +10,9 @@ export const keys = {
   pendingFinished: (id: string) => `pending:{${id}}:finished`,
   pendingFinishing: (id: string) => `pending:{${id}}:finishing`,
   session: (sid: string) => `session:{${sid}}`,
+  /** A session a step-up just moved to a new id, for a second submission of the step-up form (see SessionService.twin). */
+  sessionMoved: (sid: string) => `session:{${sid}}:moved`,
+  sessionMoving: (sid: string) => `session:{${sid}}:moving`,
   factors: (pid: string) => `user:{${pid}}:factors`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
   totpStep: (pid: string) => `user:{${pid}}:totp-step`,
@@ -54,7 +57,7 @@ export const keys = {
 const SEALED = [
   /^jar:\{[^}]+\}$/,
   /^pending:\{[^}]+\}(:finished)?$/,
-  /^session:\{[^}]+\}$/,
+  /^session:\{[^}]+\}(:moved)?$/,
   /^user:\{[^}]+\}:(factors|enrolment-code|factor-setup:\d+)$/,
   /^challenge:\{.+\}:(register|authenticate)$/,
   /^device:\{[^}]+\}$/,

@@ -6,6 +6,7 @@ import { newId } from '../mechanisms/random.js';
 import type { Sealer } from '../mechanisms/sealer.js';
 import type { KvStore } from './kv-store.js';
 import { keys } from './keys.js';
+import { FormTwins } from './form-twins.js';
 import { SealedRecords } from './sealed-records.js';
 
 /** Portal cookies of a browser that has not signed in yet (the pre-login jar). */
@@ -72,22 +73,22 @@ const kept = (p: PendingLogin, now: number) => p.expiresAt - now + ABANDONED_GRA
 /** The login when it can still be finished; null when absent or expired. */
 const live = (p: PendingLogin | null, now: number) => (p && p.expiresAt > now ? p : null);
 
-/** A finished pending login, kept briefly: the session it started and a digest of the form that finished it. */
+/** A finished pending login, kept briefly for the same form sent again: the session it started. */
 export interface FinishedLogin {
   pid: string;
   token: string;
   continueTo: string;
   jar: Jar;
-  form: string;
 }
 
 /** A password accepted by the portal, waiting for the second factor. */
 export class PendingLogins {
   private readonly records: SealedRecords<PendingLogin>;
-  private readonly finishedRecords: SealedRecords<FinishedLogin>;
+  /** Logins just finished, by pending id (see PendingService.twin). */
+  readonly finished: FormTwins<FinishedLogin>;
   constructor(private readonly kv: KvStore, sealer: Sealer) {
     this.records = new SealedRecords(kv, sealer);
-    this.finishedRecords = new SealedRecords(kv, sealer);
+    this.finished = new FormTwins(kv, sealer, { outcome: keys.pendingFinished, busy: keys.pendingFinishing });
   }
   async create(p: PendingLogin, now: number): Promise<string> {
     const id = newId();
@@ -122,20 +123,6 @@ export class PendingLogins {
     if (!p || live(p, now)) return null;
     return this.records.take(key);
   }
-  putFinished(id: string, f: FinishedLogin, ttlMs: number): Promise<void> {
-    return this.finishedRecords.put(keys.pendingFinished(id), f, ttlMs);
-  }
-  /** Atomically: of parallel takers, one gets it. */
-  takeFinished(id: string): Promise<FinishedLogin | null> {
-    return this.finishedRecords.take(keys.pendingFinished(id));
-  }
-  /** Marks the login as being finished (briefly): a second submission of the form then waits for the outcome. */
-  async markFinishing(id: string, ttlMs: number): Promise<void> {
-    await this.kv.set(keys.pendingFinishing(id), '1', ttlMs);
-  }
-  async finishing(id: string): Promise<boolean> {
-    return (await this.kv.get(keys.pendingFinishing(id))) !== null;
-  }
   /** Counts one code check against this pending login; returns the count so far. */
   countAttempt(id: string, ttlMs: number): Promise<number> {
     return this.kv.increment(keys.pendingAttempts(id), ttlMs);
@@ -148,7 +135,6 @@ export class PendingLogins {
 export interface SessionRecord {
   pid: string;
   username: string;
-  amr: string[];
   /** Sign-in time: the absolute timeout counts from here. */
   authTime: number;
   /** When a second factor was last verified (sign-in or step-up), and which. */
@@ -168,9 +154,12 @@ const SESSION_CACHE_SIZE = 10_000;
 
 export class Sessions {
   private readonly records: SealedRecords<SessionRecord>;
+  /** Sessions a step-up just moved to a new id, by the old id: the new session's cookie value (see SessionService.twin). */
+  readonly moved: FormTwins<{ pid: string; token: string }>;
   /** `indexTtlMs`: how long the list of a user's sessions is kept after the last sign-in (the absolute timeout). */
   constructor(private readonly kv: KvStore, sealer: Sealer, private readonly indexTtlMs: number) {
     this.records = new SealedRecords(kv, sealer, { cacheSize: SESSION_CACHE_SIZE });
+    this.moved = new FormTwins(kv, sealer, { outcome: keys.sessionMoved, busy: keys.sessionMoving });
   }
   /** Always a fresh id: never the pending login's, never one the client chose. */
   async create(s: SessionRecord, ttlMs: number): Promise<string> {

@@ -214,6 +214,55 @@ t.test('step-up: an old second factor is asked for again, then the same page; ot
   t.equal((await b.post('/_mfa/step-up', { csrf: 'forged', code: '123456' })).status, 403, 'CSRF token required');
 });
 
+t.test('a step-up form sent twice (a second tap): both answers carry the same new session; nothing else gets it', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  const twinOf = (from: Browser) => {
+    const twin = s.browser();
+    for (const [k, v] of from.cookies) twin.cookies.set(k, v);
+    return twin;
+  };
+  s.clock.advance(301_000);
+  const csrf = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
+  const code = await totpAt(secret, s.clock.now());
+  // The browser as it was when the form went off the first time; it never sees the first answer.
+  const [tap2, tap3] = [twinOf(b), twinOf(b)];
+  const first = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code });
+  t.equal(first.location, '/prescriptions/', 'the first submission steps up');
+  const second = await tap2.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code });
+  t.equal(second.location, '/prescriptions/', 'the second one too, instead of a sign-in page');
+  t.equal(tap2.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'), 'with the same new session');
+  t.equal((await tap2.get('/prescriptions/')).status, 200);
+  t.equal(securityEvents(s, 'step_up_ok').length, 1, 'one step-up');
+  t.equal((await tap3.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code })).status, 401, 'once: a third copy finds nothing');
+
+  // Another form first ends the chance; and half a minute later it is gone.
+  s.clock.advance(301_000);
+  const csrf2 = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
+  const code2 = await totpAt(secret, s.clock.now());
+  const [guess, tapped] = [twinOf(b), twinOf(b)];
+  t.equal((await b.post('/_mfa/step-up', { csrf: csrf2, to: '/prescriptions/', code: code2 })).status, 303);
+  t.equal((await guess.post('/_mfa/step-up', { csrf: csrf2, to: '/prescriptions/', code: '000000' })).status, 401);
+  t.equal((await tapped.post('/_mfa/step-up', { csrf: csrf2, to: '/prescriptions/', code: code2 })).status, 401, 'not even the right one after another form');
+  s.clock.advance(301_000);
+  const csrf3 = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
+  const code3 = await totpAt(secret, s.clock.now());
+  const slow = twinOf(b);
+  t.equal((await b.post('/_mfa/step-up', { csrf: csrf3, to: '/prescriptions/', code: code3 })).status, 303);
+  s.clock.advance(31_000);
+  t.equal((await slow.post('/_mfa/step-up', { csrf: csrf3, to: '/prescriptions/', code: code3 })).status, 401, 'the same form half a minute later');
+
+  // Sent twice at once: both step up, to one session.
+  s.clock.advance(301_000);
+  const csrf4 = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
+  const code4 = await totpAt(secret, s.clock.now());
+  const again = twinOf(b);
+  const answers = await Promise.all([b.post('/_mfa/step-up', { csrf: csrf4, to: '/prescriptions/', code: code4 }), again.post('/_mfa/step-up', { csrf: csrf4, to: '/prescriptions/', code: code4 })]);
+  t.same(answers.map((a) => a.location), ['/prescriptions/', '/prescriptions/'], 'both at once');
+  t.equal(again.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'));
+});
+
 t.test('step-up attempts are limited: too many wrong codes end the session', async (t) => {
   const { s } = await accessStack();
   t.teardown(s.close);

@@ -321,8 +321,14 @@ t.test('a synced passkey never passes a rule that wants one bound to its device;
   const addCsrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
   const addOptions = await jsonCall(b, '/_mfa/security/passkey/options', addCsrf);
   t.equal((await jsonCall(b, '/_mfa/security/passkey', addCsrf, { credential: key.register(addOptions.json), name: 'Blue key' })).status, 200);
+  // A passkey that may be synced but is not yet (BE=1, BS=0) can be synced all the same.
+  const eligible = new SoftAuthenticator({ origin: ORIGIN });
+  const eligibleOptions = await jsonCall(b, '/_mfa/security/passkey/options', addCsrf);
+  const eligibleKey = eligible.register(eligibleOptions.json, { flags: { be: true, bs: false } });
+  t.equal((await jsonCall(b, '/_mfa/security/passkey', addCsrf, { credential: eligibleKey, name: 'Green key' })).status, 200);
   const listed = (await b.get('/_mfa/security')).body;
-  t.match(listed, 'Test key</strong> – Passkey, synced to your other devices');
+  t.match(listed, 'Test key</strong> – Passkey that can be synced to your other devices');
+  t.match(listed, 'Green key</strong> – Passkey that can be synced to your other devices');
   t.match(listed, 'Blue key</strong> – Security key or passkey on one device', 'the security page tells them apart');
   const offered = await b.get(asked.location!);
   t.match(offered.body, 'class="passkey"');
@@ -335,6 +341,7 @@ t.test('a synced passkey never passes a rule that wants one bound to its device;
     'only the security key is allowed',
   );
   t.throws(() => synced.authenticate(options.json), 'the synced passkey cannot answer');
+  t.throws(() => eligible.authenticate(options.json), 'nor one that could be synced');
   const done = await jsonCall(b, '/_mfa/step-up/passkey?to=%2Fprescriptions%2F', stepCsrf, { credential: key.authenticate(options.json) });
   t.same(done, { status: 200, json: { next: '/prescriptions/' } });
   t.same(events(s, 'step_up_ok').at(-1).amr, ['pwd', 'hwk']);
@@ -354,4 +361,21 @@ t.test('a first enrolment with a security key is device-bound from the start', a
   const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN }));
   t.same(events(s, 'session_started').at(-1).amr, ['pwd', 'hwk']);
   t.equal((await b.get('/prescriptions/')).status, 200);
+});
+
+t.test('a rule that takes an app or a device-bound passkey, by someone with only a synced passkey: the page names both', async (t) => {
+  const s = await startStack({
+    patch: (raw) =>
+      (raw.policy.rules = [
+        { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
+        { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['totp', 'device-bound-passkey'] },
+        { name: 'portal', paths: ['/'], decision: 'mfa' },
+      ]),
+  });
+  t.teardown(s.close);
+  const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN, synced: true }));
+  const page = await b.get((await b.get('/prescriptions/')).location!);
+  t.match(page.body, 'This page needs an authenticator app, a security key, or a passkey that stays on one device');
+  t.notMatch(page.body, 'class="passkey"');
+  t.notMatch(page.body, 'name="code"');
 });

@@ -4,7 +4,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../../src/mechanisms/sealer.js';
 import { SessionTokens } from '../../../src/mechanisms/session-token.js';
-import { SessionService } from '../../../src/services/sessions.js';
+import { amrOf, SessionService, type Proof } from '../../../src/services/sessions.js';
 import { MemoryKvStore } from '../../../src/stores/memory-kv-store.js';
 import { Sessions } from '../../../src/stores/records.js';
 import { FakeClock } from '../../helpers/clock.js';
@@ -57,22 +57,22 @@ t.test('a step-up keeps the portal cookies another answer saved while it ran', a
   const token = await service.reverified(active, { factor: 'webauthn', deviceBound: true }, '192.0.2.1');
   const moved = (await service.authenticate(token!))!;
   t.same(moved.record.jar, [{ name: 'PORTALSESSID', value: 'rotated', path: '/' }], 'the rotated cookie, not the one read at the start');
-  t.same(moved.record.amr, ['pwd', 'hwk'], 'with the new factor');
+  t.same(amrOf(moved.record), ['pwd', 'hwk'], 'with the new factor');
   t.equal(moved.record.deviceBound, true);
   t.not(moved.sid, active.sid, 'under a fresh id');
 });
 
 t.test('a passkey that can be synced is recorded as one, also after a step-up with a device-bound one', async (t) => {
   const { service, active } = await signedIn();
-  const bound = (await service.authenticate((await service.reverified(active, { factor: 'webauthn', deviceBound: true }, '192.0.2.1'))!))!;
-  const synced = (await service.authenticate((await service.reverified(bound, { factor: 'webauthn', deviceBound: false }, '192.0.2.1'))!))!;
-  t.same(synced.record.amr, ['pwd', 'swk'], 'RFC 8176: a software-secured key');
+  const step = async (from: typeof active, proof: Proof) => (await service.authenticate((await service.reverified(from, proof, '192.0.2.1'))!))!;
+  const bound = await step(active, { factor: 'webauthn', deviceBound: true });
+  const app = await step(bound, { factor: 'totp' });
+  t.same([amrOf(app.record), app.record.deviceBound], [['pwd', 'otp'], undefined], 'an app code replaces the device-bound proof');
+  const synced = await step(await step(app, { factor: 'webauthn', deviceBound: true }), { factor: 'webauthn', deviceBound: false });
+  t.same(amrOf(synced.record), ['pwd', 'swk'], 'RFC 8176: a software-secured key');
   t.equal(synced.record.deviceBound, undefined, 'the earlier proof does not carry over');
-  const app = (await service.authenticate((await service.reverified(synced, { factor: 'totp', deviceBound: true }, '192.0.2.1'))!))!;
-  t.same(app.record.amr, ['pwd', 'otp']);
-  t.equal(app.record.deviceBound, undefined, 'only a passkey can be device-bound');
-  const fresh = (await service.authenticate(await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'webauthn' }, jar: [] }, '192.0.2.1')))!;
-  t.same([fresh.record.amr, fresh.record.deviceBound], [['pwd', 'swk'], undefined]);
+  const fresh = (await service.authenticate(await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'webauthn', deviceBound: false }, jar: [] }, '192.0.2.1')))!;
+  t.same([amrOf(fresh.record), fresh.record.deviceBound], [['pwd', 'swk'], undefined]);
 });
 
 t.test('a step-up of a session that ended meanwhile starts nothing', async (t) => {
