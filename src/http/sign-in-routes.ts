@@ -9,6 +9,7 @@ import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import type { Refused } from '../services/ceremony.js';
+import { moreTimeUntil } from '../services/login.js';
 import { OtherStage, type SignedIn } from '../services/pending.js';
 import { twinForm } from '../services/second-factor.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -29,10 +30,12 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const p = config.server.prefix;
   const pendingId = (req: FastifyRequest) => req.cookies[COOKIE.pending];
   const page = (req: FastifyRequest) => pageContext(ui, req);
-  /** A page of a sign-in in progress, which says how long is left to finish it. */
+  /** A page of a sign-in in progress, which says how long is left to finish it, and offers more time while it can. */
   const pendingPage = (req: FastifyRequest, login: PendingLogin) => {
     const c = page(req);
-    c.minutesLeft = Math.max(1, Math.ceil((login.expiresAt - ctx.clock.now()) / 60_000));
+    const now = ctx.clock.now();
+    const more = moreTimeUntil(login, now, config.mfa.pendingTimeoutSeconds * 1000) !== null;
+    c.timeLimit = { minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)), ...(more ? { moreTimeCsrf: login.csrf } : {}) };
     return c;
   };
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
@@ -83,6 +86,17 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.get(`${p}/continue`, async (req, reply) => {
     const stage = await pending.stage(pendingId(req));
     if (!stage) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no pending login');
+    return reply.redirect(`${p}/${PAGE_OF_STAGE[stage]}`, 303);
+  });
+
+  // More time for a sign-in in progress (WCAG 2.2.1: a button on each of its pages), then back to its page.
+  app.post(`${p}/more-time`, async (req, reply) => {
+    const stage = await pending.stage(pendingId(req));
+    if (!stage) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no pending login');
+    const { id, p: login } = await pending.at(pendingId(req), stage);
+    checkCsrf(req, login.csrf);
+    const expiresAt = await ctx.login.moreTime(id);
+    reply.setCookie(COOKIE.pending, id, cookieOptions(Math.ceil((expiresAt - ctx.clock.now()) / 1000)));
     return reply.redirect(`${p}/${PAGE_OF_STAGE[stage]}`, 303);
   });
 

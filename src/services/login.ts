@@ -16,7 +16,7 @@ import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
-import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
+import { PENDING_MAX_MS, type BrowserJars, type PendingLogin, type PendingLogins, type PendingStage } from '../stores/records.js';
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
 import type { AccountAdmission, Admission, LoginLimits } from './login-limits.js';
@@ -242,6 +242,7 @@ export class LoginService {
         csrf: newId(),
         stage,
         expiresAt: now + config.mfa.pendingTimeoutSeconds * 1000,
+        passwordAt: now,
         ...(config.groups.loginHeader ? { groups: groupsFromHeader(answer.headers[config.groups.loginHeader.toLowerCase()]) } : {}),
         ip,
       },
@@ -255,6 +256,29 @@ export class LoginService {
     return { kind: 'accepted', pendingId, stage };
   }
 
+  /**
+   * More time for a sign-in in progress, asked for on one of its pages (WCAG 2.2.1): its whole time again from now, up to
+   * an hour after the password. Returns when it now expires; an expired login gets none.
+   */
+  async moreTime(id: string): Promise<number> {
+    const now = this.d.clock.now();
+    const timeoutMs = this.d.config.mfa.pendingTimeoutSeconds * 1000;
+    let extended = false;
+    const p = await this.d.pending.update(
+      id,
+      (cur) => {
+        const until = moreTimeUntil(cur, now, timeoutMs);
+        extended = until !== null;
+        return until === null ? cur : { ...cur, expiresAt: until };
+      },
+      now,
+    );
+    if (!p) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'no pending login to give more time');
+    // The check for an abandoned login, at the new end (the one planned finds it still going, and passes).
+    if (extended) this.d.clock.after(p.expiresAt - now + 1000, () => void this.reportAbandoned(id));
+    return p.expiresAt;
+  }
+
   /** An expired login that was neither finished nor ended, nor already reported for a wrong code. */
   private async reportAbandoned(id: string): Promise<void> {
     try {
@@ -262,12 +286,19 @@ export class LoginService {
       // 'acknowledge': a factor was just bound; only the recovery codes page was left.
       if (!p || p.stage === 'acknowledge' || p.failureNotified) return;
       this.d.security('mfa_abandoned', { pid: p.pid, ip: p.ip, stage: p.stage });
-      const at = new Date(p.expiresAt - this.d.config.mfa.pendingTimeoutSeconds * 1000).toISOString();
+      const at = new Date(p.passwordAt ?? p.expiresAt - this.d.config.mfa.pendingTimeoutSeconds * 1000).toISOString();
       this.d.notifier.notify({ event: 'second_factor_abandoned', user: p.username, ip: p.ip, details: { passwordAt: at } });
     } catch (err) {
       this.d.log.warn({ err }, 'could not check for an abandoned login');
     }
   }
+}
+
+/** The new end of a sign-in in progress given more time now, or null when it can get no more. */
+export function moreTimeUntil(p: Pick<PendingLogin, 'expiresAt' | 'passwordAt'>, now: number, timeoutMs: number): number | null {
+  if (p.passwordAt === undefined || p.expiresAt <= now) return null;
+  const until = Math.min(now + timeoutMs, p.passwordAt + PENDING_MAX_MS);
+  return until > p.expiresAt ? until : null;
 }
 
 /** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */

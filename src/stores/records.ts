@@ -35,6 +35,9 @@ export class BrowserJars {
   }
 }
 
+/** The longest a sign-in in progress can be given, from the password on (the longest `mfa.pendingTimeoutSeconds`). */
+export const PENDING_MAX_MS = 60 * 60_000;
+
 /** proof: the enrolment proof is due; enrol: choose and set up a first factor; verify: sign in with one; acknowledge: recovery codes shown. */
 export type PendingStage = 'proof' | 'enrol' | 'verify' | 'acknowledge';
 
@@ -46,6 +49,8 @@ export interface PendingLogin {
   csrf: string;
   stage: PendingStage;
   expiresAt: number;
+  /** When the portal accepted the password (records from before this was kept have none: they get no more time). */
+  passwordAt?: number;
   /** The TOTP secret being enrolled; never shown again once enrolment is confirmed. */
   totpSecret?: string;
   /** enrolment.proof webhook: the code sent to the user (hashed) and until when it works. */

@@ -10,8 +10,11 @@ export interface PageContext {
   /** The nonce of this response's Content-Security-Policy, for the passkey scripts. */
   nonce: string;
   hasLogo: boolean;
-  /** A sign-in in progress: the minutes left to finish it, said at the top of its pages (WCAG 2.2.1). */
-  minutesLeft?: number;
+  /**
+   * A sign-in in progress: the minutes left to finish it, said at the top of its pages, with a button for more time
+   * while it can be given (`csrf`: the login's token) (WCAG 2.2.1).
+   */
+  timeLimit?: { minutesLeft: number; moreTimeCsrf?: string };
 }
 
 /** A passkey button: the script asks the gateway for options, runs the browser ceremony and posts the result. */
@@ -51,12 +54,19 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 </header>
 <main id="main">
 <h1>${esc(title)}</h1>
-${ctx.minutesLeft !== undefined ? `<p class="hint">${esc(t('minutesLeft', { minutes: ctx.minutesLeft }))}</p>` : ''}
+${ctx.timeLimit ? timeLimitNotice(ctx, ctx.timeLimit) : ''}
 ${body}
 </main>
 ${scripts}
 </body>
 </html>`;
+}
+
+function timeLimitNotice(ctx: PageContext, v: NonNullable<PageContext['timeLimit']>): string {
+  const notice = `<p class="hint">${esc(ctx.t('minutesLeft', { minutes: v.minutesLeft }))}</p>`;
+  if (v.moreTimeCsrf === undefined) return notice;
+  return `${notice}
+<form method="post" action="${ctx.prefix}/more-time" class="inline">${hidden('csrf', v.moreTimeCsrf)}<button type="submit" class="secondary">${esc(ctx.t('moreTime'))}</button></form>`;
 }
 
 /** An error tied to its field: announced, described-by and aria-invalid (WCAG 3.3.1, 4.1.3). */

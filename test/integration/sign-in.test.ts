@@ -141,6 +141,59 @@ t.test('the pages of a sign-in in progress say how long is left to finish it', a
   t.notMatch(security.body, 'min left', 'not on the pages of a session');
 });
 
+t.test('a sign-in in progress gets more time from a button on its pages, up to an hour after the password', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const { b, csrf } = await atCodePage(s);
+  s.clock.advance(4 * 60_000);
+  const late = await b.get('/_mfa/verify');
+  t.match(late.body, 'You have 1 min left');
+  t.match(late.body, /<form method="post" action="\/_mfa\/more-time" class="inline"><input type="hidden" name="csrf" value="[^"]+"><button type="submit" class="secondary">I need more time<\/button><\/form>/);
+  t.equal((await b.post('/_mfa/more-time', { csrf: 'forged' })).status, 403, 'the login\'s CSRF token, as every form');
+  t.equal((await b.post('/_mfa/more-time', { csrf }, { origin: 'https://evil.example' })).status, 403, 'never from another site');
+  t.match((await b.get('/_mfa/verify')).body, 'You have 1 min left', 'neither gave any');
+  const wrong = async () => (await b.post('/_mfa/verify', { csrf, code: '000000' })).body;
+  for (let i = 0; i < 3; i++) await wrong();
+  const more = await b.post('/_mfa/more-time', { csrf });
+  t.equal(more.status, 303);
+  t.equal(more.location, '/_mfa/verify', 'back to the page of its step');
+  t.match(String(more.headers['set-cookie']), /__Host-mfa-pending=[^;]+;.*Max-Age=300/, 'the pending cookie lives as long');
+  t.match((await b.get('/_mfa/verify')).body, 'You have 5 min left');
+  s.clock.advance(4 * 60_000);
+  t.match(await wrong(), 'Attempts left: 1.', 'more time is no more tries: the count goes on past the first end');
+
+  // Up to an hour after the password, then no more button.
+  for (let i = 0; i < 12; i++) {
+    await b.post('/_mfa/more-time', { csrf });
+    s.clock.advance(4 * 60_000);
+  }
+  t.match((await b.get('/_mfa/verify')).body, 'more-time', '56 minutes after the password, 1 min left: more time is offered');
+  await b.post('/_mfa/more-time', { csrf });
+  const last = await b.get('/_mfa/verify');
+  t.match(last.body, 'You have 4 min left', 'until an hour after the password, not 5 min more');
+  t.notMatch(last.body, 'more-time', 'and no more after that');
+  t.equal((await b.post('/_mfa/more-time', { csrf })).status, 303, 'asking anyway changes nothing');
+  t.match((await b.get('/_mfa/verify')).body, 'You have 4 min left');
+  t.equal((await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) })).location, '/records', 'signed in 56 minutes after the password');
+
+  // An abandoned login is reported at its last end, not its first.
+  const { b: other, csrf: otherCsrf } = await atCodePage(s);
+  const abandoned = () => s.logs.filter((l) => l.includes('"security":"mfa_abandoned"')).length;
+  const before = abandoned();
+  s.clock.advance(4 * 60_000);
+  await other.post('/_mfa/more-time', { csrf: otherCsrf });
+  const settled = () => new Promise((r) => setTimeout(r, 200));
+  s.clock.advance(2 * 60_000);
+  await settled();
+  t.equal(abandoned(), before, 'not at the first end');
+  s.clock.advance(4 * 60_000);
+  await settled();
+  t.equal(abandoned(), before + 1, 'at the new one');
+  t.equal((await other.post('/_mfa/more-time', { csrf: otherCsrf })).status, 403, 'an expired login gets no more time');
+});
+
 t.test('recovery code works once', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
