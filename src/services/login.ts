@@ -268,8 +268,8 @@ export class LoginService {
       id,
       (cur) => {
         const until = moreTimeUntil(cur, now, timeoutMs);
-        extended = until !== null;
-        return until === null ? cur : { ...cur, expiresAt: until };
+        extended = until !== null && until > cur.expiresAt;
+        return extended ? { ...cur, expiresAt: until! } : cur;
       },
       now,
     );
@@ -294,11 +294,13 @@ export class LoginService {
   }
 }
 
-/** The new end of a sign-in in progress given more time now, or null when it can get no more. */
+/**
+ * The end of a sign-in in progress given more time now (its whole time again, never less than it has), or null when
+ * it can get no more: expired, an hour after the password already, or a record from before the password time was kept.
+ */
 export function moreTimeUntil(p: Pick<PendingLogin, 'expiresAt' | 'passwordAt'>, now: number, timeoutMs: number): number | null {
-  if (p.passwordAt === undefined || p.expiresAt <= now) return null;
-  const until = Math.min(now + timeoutMs, p.passwordAt + PENDING_MAX_MS);
-  return until > p.expiresAt ? until : null;
+  if (p.passwordAt === undefined || p.expiresAt <= now || p.expiresAt >= p.passwordAt + PENDING_MAX_MS) return null;
+  return Math.max(p.expiresAt, Math.min(now + timeoutMs, p.passwordAt + PENDING_MAX_MS));
 }
 
 /** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */

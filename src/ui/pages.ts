@@ -54,19 +54,18 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 </header>
 <main id="main">
 <h1>${esc(title)}</h1>
-${ctx.timeLimit ? timeLimitNotice(ctx, ctx.timeLimit) : ''}
+${ctx.timeLimit ? `<p class="hint">${esc(t('minutesLeft', { minutes: ctx.timeLimit.minutesLeft }))}</p>` : ''}
 ${body}
+${ctx.timeLimit?.moreTimeCsrf !== undefined ? moreTimeForm(ctx, ctx.timeLimit.moreTimeCsrf) : ''}
 </main>
 ${scripts}
 </body>
 </html>`;
 }
 
-function timeLimitNotice(ctx: PageContext, v: NonNullable<PageContext['timeLimit']>): string {
-  const notice = `<p class="hint">${esc(ctx.t('minutesLeft', { minutes: v.minutesLeft }))}</p>`;
-  if (v.moreTimeCsrf === undefined) return notice;
-  return `${notice}
-<form method="post" action="${ctx.prefix}/more-time" class="inline">${hidden('csrf', v.moreTimeCsrf)}<button type="submit" class="secondary">${esc(ctx.t('moreTime'))}</button></form>`;
+/** After the page's own form, so that its button comes first; the time left is said at the top. */
+function moreTimeForm(ctx: PageContext, csrf: string): string {
+  return `<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', csrf)}<button type="submit" class="secondary">${esc(ctx.t('moreTime'))}</button></form>`;
 }
 
 /** An error tied to its field: announced, described-by and aria-invalid (WCAG 3.3.1, 4.1.3). */

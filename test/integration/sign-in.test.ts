@@ -129,7 +129,9 @@ t.test('the pages of a sign-in in progress say how long is left to finish it', a
   t.teardown(s.close);
   const first = s.browser();
   await submitPassword(first, ALICE.username, ALICE.password);
-  t.match((await first.get('/_mfa/enrol')).body, 'You have 5 min left to finish signing in.', 'enrolment');
+  const enrolPage = (await first.get('/_mfa/enrol')).body;
+  t.match(enrolPage, 'You have 5 min left to finish signing in.', 'enrolment');
+  t.match(enrolPage, 'I need more time', 'with a button for more, from the start');
   t.match((await first.get('/_mfa/enrol/totp')).body, 'You have 5 min left');
   await enrol(s, first);
   const { b } = await atCodePage(s);
@@ -150,7 +152,7 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
   s.clock.advance(4 * 60_000);
   const late = await b.get('/_mfa/verify');
   t.match(late.body, 'You have 1 min left');
-  t.match(late.body, /<form method="post" action="\/_mfa\/more-time" class="inline"><input type="hidden" name="csrf" value="[^"]+"><button type="submit" class="secondary">I need more time<\/button><\/form>/);
+  t.match(late.body, /<form method="post" action="\/_mfa\/more-time" class="more-time"><input type="hidden" name="csrf" value="[^"]+"><button type="submit" class="secondary">I need more time<\/button><\/form>/);
   t.equal((await b.post('/_mfa/more-time', { csrf: 'forged' })).status, 403, 'the login\'s CSRF token, as every form');
   t.equal((await b.post('/_mfa/more-time', { csrf }, { origin: 'https://evil.example' })).status, 403, 'never from another site');
   t.match((await b.get('/_mfa/verify')).body, 'You have 1 min left', 'neither gave any');
