@@ -269,7 +269,13 @@ export const ConfigSchema = Type.Object(
     mfa: Type.Object(
       {
         issuer: Type.String({ minLength: 1, default: 'Patient portal', description: 'Issuer shown in authenticator apps.' }),
-        pendingTimeoutSeconds: Type.Integer({ minimum: 30, maximum: 3600, default: 300, description: 'Time allowed between the password and the second factor (30 s to 1 h); the person can ask for as much again, up to an hour after the password.' }),
+        pendingTimeoutSeconds: Type.Integer({ minimum: 30, maximum: 3600, default: 300, description: 'Time allowed between the password and the second factor (30 s to 1 h); the person can ask for as much again, up to pendingMaxSeconds.' }),
+        pendingMaxSeconds: Type.Integer({
+          minimum: 30,
+          maximum: 3600,
+          default: 3600,
+          description: 'The longest a sign-in in progress can last, from the password, with "I need more time" (at most pendingTimeoutSeconds: no more time is offered).',
+        }),
         maxAttemptsPerLogin: Type.Integer({ minimum: 1, maximum: 10, default: 5, description: 'Wrong codes allowed before the password must be entered again.' }),
       },
       { default: {}, additionalProperties: false, description: 'Second factor.' },

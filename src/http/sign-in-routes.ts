@@ -4,12 +4,12 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
 import type { RuleFactor } from '../domain/policy.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
+import { moreTimeUntil } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import type { Refused } from '../services/ceremony.js';
-import { moreTimeUntil } from '../services/login.js';
 import { OtherStage, type SignedIn } from '../services/pending.js';
 import { twinForm } from '../services/second-factor.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -22,6 +22,8 @@ import { checkCsrf, checkSameOrigin, clientIp, field, member } from './forms.js'
 import { pageContext, sendPage } from './pages.js';
 
 const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'enrol', verify: 'verify', acknowledge: 'recovery-codes' };
+// The pages of each stage that offer more time, and where "I need more time" comes back to.
+const MORE_TIME_PAGES: Record<PendingStage, readonly string[]> = { proof: ['proof'], enrol: ['enrol', 'enrol/totp'], verify: ['verify', 'recovery'], acknowledge: [] };
 // WebAuthn responses with attestation are larger than a form; still bounded.
 const JSON_LIMIT = 64 * 1024;
 
@@ -34,8 +36,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const pendingPage = (req: FastifyRequest, login: PendingLogin) => {
     const c = page(req);
     const now = ctx.clock.now();
-    const more = moreTimeUntil(login, now, config.mfa.pendingTimeoutSeconds * 1000) !== null;
-    c.timeLimit = { minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)), ...(more ? { moreTimeCsrf: login.csrf } : {}) };
+    // The page itself: its path, or the path of its form when a form answers with the page again.
+    const path = req.url.split('?', 1)[0]!.slice(p.length + 1);
+    const here = path === 'enrol/proof' ? 'proof' : path;
+    const more = MORE_TIME_PAGES[login.stage].includes(here) && moreTimeUntil(login, now, config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000) !== null;
+    c.timeLimit = { minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)), ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}) };
     return c;
   };
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
@@ -97,7 +102,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const expiresAt = await ctx.login.moreTime(id);
     reply.setCookie(COOKIE.pending, id, cookieOptions(Math.ceil((expiresAt - ctx.clock.now()) / 1000)));
-    return reply.redirect(`${p}/${PAGE_OF_STAGE[stage]}`, 303);
+    const back = field(req, 'back');
+    return reply.redirect(`${p}/${MORE_TIME_PAGES[stage].includes(back) ? back : PAGE_OF_STAGE[stage]}`, 303);
   });
 
   // 1. The enrolment proof: an invitation code, or a code sent through the portal's own channel.

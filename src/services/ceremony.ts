@@ -7,7 +7,8 @@ import { GatewayError } from '../errors.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import { FailureCounter } from '../stores/limits.js';
-import { PENDING_MAX_MS, type PendingLogin, type PendingLogins } from '../stores/records.js';
+import type { PendingLogin, PendingLogins } from '../stores/records.js';
+import { latestEnd } from '../domain/session-times.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession, SessionService } from './sessions.js';
@@ -75,7 +76,7 @@ export class Attempts {
       username: p.username,
       kind: 'login',
       // Kept as long as the login can be given more time: more time never brings back tries already used.
-      count: () => pending.countAttempt(id, Math.max(1, (p.passwordAt === undefined ? p.expiresAt : p.passwordAt + PENDING_MAX_MS) - clock.now())),
+      count: () => pending.countAttempt(id, Math.max(1, latestEnd(p, this.d.config.mfa.pendingMaxSeconds * 1000) - clock.now())),
       reset: () => pending.resetAttempts(id),
       end: () => pending.delete(id),
       firstFailure: async () => {

@@ -3,6 +3,7 @@
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import { latestEnd } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import { newId } from '../mechanisms/random.js';
 import { matchesCode, newEnrolmentCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
@@ -89,7 +90,8 @@ export class EnrolmentService {
     if (!daily.allowed) throw new GatewayError('GW_ERR_RATE_LIMITED', 'daily limit of enrolment codes sent reached', { retryAfterMs: daily.retryAfterMs });
     const { code, stored } = await newEnrolmentCode('digits');
     const now = this.d.clock.now();
-    const expiresAt = Math.min(p.expiresAt, now + hook.codeMinutes * 60_000);
+    // Never past the latest end the login can be given ("I need more time"); its own end stops the check anyway.
+    const expiresAt = Math.min(latestEnd(p, this.d.config.mfa.pendingMaxSeconds * 1000), now + hook.codeMinutes * 60_000);
     await this.changeLive(id, (cur) => ({ ...cur, proofCode: { ...stored, expiresAt } }), now);
     const delivered = await this.d.webhooks.post(hook, { event: 'enrolment_code', user: p.username, code, expiresAt: new Date(expiresAt).toISOString() });
     this.d.security('enrolment_code_sent', { pid: p.pid, ip, delivered });

@@ -9,6 +9,7 @@ import { upstreamRequestHeaders } from '../domain/headers.js';
 import { sameFieldName } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
+import { moreTimeUntil } from '../domain/session-times.js';
 import { canonicalUsername } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
 import { knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
@@ -16,7 +17,7 @@ import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
-import { PENDING_MAX_MS, type BrowserJars, type PendingLogin, type PendingLogins, type PendingStage } from '../stores/records.js';
+import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
 import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
 import type { AccountAdmission, Admission, LoginLimits } from './login-limits.js';
@@ -257,18 +258,19 @@ export class LoginService {
   }
 
   /**
-   * More time for a sign-in in progress, asked for on one of its pages (WCAG 2.2.1): its whole time again from now, up to
-   * an hour after the password. Returns when it now expires; an expired login gets none.
+   * More time for a sign-in in progress, asked for on one of its pages: its whole time again from now, up to
+   * `mfa.pendingMaxSeconds` after the password. Returns when it now expires; an expired login gets none.
    */
   async moreTime(id: string): Promise<number> {
     const now = this.d.clock.now();
-    const timeoutMs = this.d.config.mfa.pendingTimeoutSeconds * 1000;
+    const { pendingTimeoutSeconds, pendingMaxSeconds } = this.d.config.mfa;
     let extended = false;
     const p = await this.d.pending.update(
       id,
       (cur) => {
-        const until = moreTimeUntil(cur, now, timeoutMs);
-        extended = until !== null && until > cur.expiresAt;
+        const until = moreTimeUntil(cur, now, pendingTimeoutSeconds * 1000, pendingMaxSeconds * 1000);
+        // At least a minute more, or nothing: each extension is a write and a check planned at its end.
+        extended = until !== null && until - cur.expiresAt >= MIN_MORE_TIME_MS;
         return extended ? { ...cur, expiresAt: until! } : cur;
       },
       now,
@@ -294,14 +296,7 @@ export class LoginService {
   }
 }
 
-/**
- * The end of a sign-in in progress given more time now (its whole time again, never less than it has), or null when
- * it can get no more: expired, an hour after the password already, or a record from before the password time was kept.
- */
-export function moreTimeUntil(p: Pick<PendingLogin, 'expiresAt' | 'passwordAt'>, now: number, timeoutMs: number): number | null {
-  if (p.passwordAt === undefined || p.expiresAt <= now || p.expiresAt >= p.passwordAt + PENDING_MAX_MS) return null;
-  return Math.max(p.expiresAt, Math.min(now + timeoutMs, p.passwordAt + PENDING_MAX_MS));
-}
+const MIN_MORE_TIME_MS = 60_000;
 
 /** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */
 function throwIfRefused<A extends Admission | AccountAdmission>(a: A, ip: string, pid: string | undefined, security: SecurityLog): asserts a is Extract<A, { ok: true }> {

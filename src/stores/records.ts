@@ -35,9 +35,6 @@ export class BrowserJars {
   }
 }
 
-/** The longest a sign-in in progress can be given, from the password on (the longest `mfa.pendingTimeoutSeconds`). */
-export const PENDING_MAX_MS = 60 * 60_000;
-
 /** proof: the enrolment proof is due; enrol: choose and set up a first factor; verify: sign in with one; acknowledge: recovery codes shown. */
 export type PendingStage = 'proof' | 'enrol' | 'verify' | 'acknowledge';
 

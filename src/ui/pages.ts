@@ -12,9 +12,9 @@ export interface PageContext {
   hasLogo: boolean;
   /**
    * A sign-in in progress: the minutes left to finish it, said at the top of its pages, with a button for more time
-   * while it can be given (`csrf`: the login's token) (WCAG 2.2.1).
+   * while it can be given (`csrf`: the login's token; `back`: this page, under the prefix).
    */
-  timeLimit?: { minutesLeft: number; moreTimeCsrf?: string };
+  timeLimit?: { minutesLeft: number; moreTime?: { csrf: string; back: string } };
 }
 
 /** A passkey button: the script asks the gateway for options, runs the browser ceremony and posts the result. */
@@ -56,7 +56,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <h1>${esc(title)}</h1>
 ${ctx.timeLimit ? `<p class="hint">${esc(t('minutesLeft', { minutes: ctx.timeLimit.minutesLeft }))}</p>` : ''}
 ${body}
-${ctx.timeLimit?.moreTimeCsrf !== undefined ? moreTimeForm(ctx, ctx.timeLimit.moreTimeCsrf) : ''}
+${ctx.timeLimit?.moreTime ? moreTimeForm(ctx, ctx.timeLimit.moreTime) : ''}
 </main>
 ${scripts}
 </body>
@@ -64,8 +64,8 @@ ${scripts}
 }
 
 /** After the page's own form, so that its button comes first; the time left is said at the top. */
-function moreTimeForm(ctx: PageContext, csrf: string): string {
-  return `<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', csrf)}<button type="submit" class="secondary">${esc(ctx.t('moreTime'))}</button></form>`;
+function moreTimeForm(ctx: PageContext, v: { csrf: string; back: string }): string {
+  return `<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', v.csrf)}${hidden('back', v.back)}<button type="submit" class="secondary">${esc(ctx.t('moreTime'))}</button></form>`;
 }
 
 /** An error tied to its field: announced, described-by and aria-invalid (WCAG 3.3.1, 4.1.3). */

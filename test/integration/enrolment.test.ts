@@ -169,6 +169,21 @@ t.test('webhook: a code sent through the vendor, signed; typed in to enrol', asy
   t.ok([400, 403].includes(late.status), 'expired (or the login itself expired)');
 });
 
+t.test('a code sent before more time was asked for works as long as it says (10 minutes), in the longer login', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => (raw.enrolment = { proof: 'webhook', webhook: { url: receiver.url, secret: 'w'.repeat(64), codeMinutes: 10 } }) });
+  t.teardown(s.close);
+  const { b, csrf } = await atProof(s);
+  s.clock.advance(60_000);
+  await b.post('/_mfa/enrol/proof/send', { csrf });
+  const code = String(receiver.calls.at(-1)!.json.code);
+  s.clock.advance(3 * 60_000);
+  t.equal((await b.post('/_mfa/more-time', { csrf, back: 'proof' })).location, '/_mfa/proof');
+  s.clock.advance(90_000);
+  t.equal((await b.post('/_mfa/enrol/proof', { csrf, code })).location, '/_mfa/enrol', 'at 5:30, past the first end of the login');
+});
+
 t.test('first-login: only when chosen, and config check warns', async (t) => {
   const s = await startStack({ patch: (raw) => (raw.enrolment = { proof: 'first-login' }) });
   t.teardown(s.close);

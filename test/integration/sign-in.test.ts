@@ -133,7 +133,13 @@ t.test('the pages of a sign-in in progress say how long is left to finish it', a
   t.match(enrolPage, 'You have 5 min left to finish signing in.', 'enrolment');
   t.match(enrolPage, 'I need more time', 'with a button for more, from the start');
   t.match((await first.get('/_mfa/enrol/totp')).body, 'You have 5 min left');
-  await enrol(s, first);
+  const { secret, csrf } = await totpEnrolmentForm(s, first);
+  await first.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) });
+  const codesPage = (await first.get('/_mfa/recovery-codes')).body;
+  t.match(codesPage, 'You have 5 min left');
+  t.notMatch(codesPage, 'more-time', 'no more time at the recovery codes: shown once, they would be gone after it');
+  t.equal((await first.post('/_mfa/more-time', { csrf })).location, '/_mfa/recovery-codes', 'asked anyway: nothing changes');
+  await first.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
   const { b } = await atCodePage(s);
   s.clock.advance(3 * 60_000 + 10_000);
   t.match((await b.get('/_mfa/verify')).body, 'You have 2 min left', 'the code page, later');
@@ -152,7 +158,7 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
   s.clock.advance(4 * 60_000);
   const late = await b.get('/_mfa/verify');
   t.match(late.body, 'You have 1 min left');
-  t.match(late.body, /<form method="post" action="\/_mfa\/more-time" class="more-time"><input type="hidden" name="csrf" value="[^"]+"><button type="submit" class="secondary">I need more time<\/button><\/form>/);
+  t.match(late.body, /<form method="post" action="\/_mfa\/more-time" class="more-time"><input type="hidden" name="csrf" value="[^"]+"><input type="hidden" name="back" value="verify"><button type="submit" class="secondary">I need more time<\/button><\/form>/);
   t.equal((await b.post('/_mfa/more-time', { csrf: 'forged' })).status, 403, 'the login\'s CSRF token, as every form');
   t.equal((await b.post('/_mfa/more-time', { csrf }, { origin: 'https://evil.example' })).status, 403, 'never from another site');
   t.match((await b.get('/_mfa/verify')).body, 'You have 1 min left', 'neither gave any');
@@ -163,6 +169,8 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
   t.equal(more.location, '/_mfa/verify', 'back to the page of its step');
   t.match(String(more.headers['set-cookie']), /__Host-mfa-pending=[^;]+;.*Max-Age=300/, 'the pending cookie lives as long');
   t.match((await b.get('/_mfa/verify')).body, 'You have 5 min left');
+  t.equal((await b.post('/_mfa/more-time', { csrf, back: 'recovery' })).location, '/_mfa/recovery', 'back to the page it was asked on');
+  t.equal((await b.post('/_mfa/more-time', { csrf, back: 'enrol/totp' })).location, '/_mfa/verify', 'never to a page of another step');
   s.clock.advance(4 * 60_000);
   t.match(await wrong(), 'Attempts left: 1.', 'more time is no more tries: the count goes on past the first end');
 
