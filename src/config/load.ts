@@ -283,6 +283,11 @@ export function configWarnings(c: Config): string[] {
   if (c.devices.header?.format === 'fingerprint' && !c.devices.requireRegistration) {
     w.push("devices.header.format is fingerprint without devices.requireRegistration: a revoked or bound certificate re-signed by its holder (another fingerprint, the same key) is not recognised");
   }
+  c.policy.rules.forEach((r, i) => {
+    if (r.factors?.includes('webauthn') && r.factors.includes('device-bound-passkey')) {
+      w.push(`policy.rules.${i}.factors: webauthn takes every passkey, synced ones too, so device-bound-passkey adds nothing (list it without webauthn to refuse synced passkeys)`);
+    }
+  });
   return w;
 }
 

@@ -3,12 +3,12 @@
 // across ceremonies (a growing wait, then the kind is disabled at the cap: NIST SP 800-63B §3.2.2, SECURITY R6–R8).
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import { latestEnd } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import { FailureCounter } from '../stores/limits.js';
 import type { PendingLogin, PendingLogins } from '../stores/records.js';
-import { latestEnd } from '../domain/session-times.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession, SessionService } from './sessions.js';

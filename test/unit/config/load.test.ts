@@ -270,6 +270,11 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.ok(configWarnings(resolveConfig(byFingerprint)).some((w) => w.startsWith('devices.header.format is fingerprint')), 'devices known by fingerprint alone: a warning');
   byFingerprint.devices.requireRegistration = true;
   t.notOk(configWarnings(resolveConfig(byFingerprint)).some((w) => w.startsWith('devices.header.format')), 'unless only registered ones count');
+  const both = rawTestConfig('http://127.0.0.1:1');
+  both.policy.rules = [{ name: 'staff', paths: ['/admin/'], decision: 'mfa', factors: ['webauthn', 'device-bound-passkey'] }, ...both.policy.rules];
+  t.ok(configWarnings(resolveConfig(both)).some((w) => w.startsWith('policy.rules.0.factors: webauthn takes every passkey')), 'a rule that means device-bound but takes synced passkeys: a warning');
+  both.policy.rules[0].factors = ['device-bound-passkey', 'totp'];
+  t.notOk(configWarnings(resolveConfig(both)).some((w) => w.startsWith('policy.rules')), 'device-bound alone (or with an app): no warning');
 });
 
 t.test('config check builds what serve builds from files, and names a choice of values once', async (t) => {
