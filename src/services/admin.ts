@@ -231,10 +231,9 @@ export class AdminService {
   }
 
   /**
-   * Deletes the user's sealed records under `prefixes` (logins in progress, WebAuthn challenges), which name the user
-   * only inside the record: each is opened. Returns how many were deleted.
+   * Deletes the user's sealed records under `prefixes` (logins in progress, WebAuthn challenges, a step-up's outcome)
+   * that `only` picks by key, which name the user only inside the record: each is opened. Returns how many were deleted.
    */
-  /** The sealed records under `prefixes` (those `only` picks by key) that belong to the user. */
   private async deleteRecordsOf(pid: string, prefixes: string[], only: (key: string) => boolean = () => true): Promise<number> {
     let deleted = 0;
     for (const prefix of prefixes) {

@@ -111,6 +111,13 @@ export async function startRedisStack(t: { teardown(fn: () => unknown): void }, 
   });
 }
 
+/** The browser as it is now, copied (its cookies): what it sends again if a form goes off twice. */
+export function copyOf(s: Stack, b: Browser): Browser {
+  const copy = s.browser();
+  for (const [k, v] of b.cookies) copy.cookies.set(k, v);
+  return copy;
+}
+
 export async function submitPassword(b: Browser, username: string, password: string): Promise<Page> {
   const page = await b.get('/login');
   if (page.status !== 200) throw new Error(`login page answered ${page.status}`);

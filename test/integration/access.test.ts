@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { inputValue, rawRequest, type Browser } from '../helpers/browser.js';
 import { runCli } from '../helpers/cli.js';
-import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, copyOf, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
 
 function accessStack(patch: (raw: Record<string, any>) => void = () => {}) {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-groups-'));
@@ -218,16 +218,11 @@ t.test('a step-up form sent twice (a second tap): both answers carry the same ne
   const { s } = await accessStack();
   t.teardown(s.close);
   const { b, secret } = await signUpAndEnrol(s);
-  const twinOf = (from: Browser) => {
-    const twin = s.browser();
-    for (const [k, v] of from.cookies) twin.cookies.set(k, v);
-    return twin;
-  };
   s.clock.advance(301_000);
   const csrf = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
   const code = await totpAt(secret, s.clock.now());
   // The browser as it was when the form went off the first time; it never sees the first answer.
-  const [tap2, tap3] = [twinOf(b), twinOf(b)];
+  const [tap2, tap3] = [copyOf(s, b), copyOf(s, b)];
   const first = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code });
   t.equal(first.location, '/prescriptions/', 'the first submission steps up');
   const second = await tap2.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code });
@@ -241,14 +236,14 @@ t.test('a step-up form sent twice (a second tap): both answers carry the same ne
   s.clock.advance(301_000);
   const csrf2 = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
   const code2 = await totpAt(secret, s.clock.now());
-  const [guess, tapped] = [twinOf(b), twinOf(b)];
+  const [guess, tapped] = [copyOf(s, b), copyOf(s, b)];
   t.equal((await b.post('/_mfa/step-up', { csrf: csrf2, to: '/prescriptions/', code: code2 })).status, 303);
   t.equal((await guess.post('/_mfa/step-up', { csrf: csrf2, to: '/prescriptions/', code: '000000' })).status, 401);
   t.equal((await tapped.post('/_mfa/step-up', { csrf: csrf2, to: '/prescriptions/', code: code2 })).status, 401, 'not even the right one after another form');
   s.clock.advance(301_000);
   const csrf3 = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
   const code3 = await totpAt(secret, s.clock.now());
-  const slow = twinOf(b);
+  const slow = copyOf(s, b);
   t.equal((await b.post('/_mfa/step-up', { csrf: csrf3, to: '/prescriptions/', code: code3 })).status, 303);
   s.clock.advance(31_000);
   t.equal((await slow.post('/_mfa/step-up', { csrf: csrf3, to: '/prescriptions/', code: code3 })).status, 401, 'the same form half a minute later');
@@ -257,7 +252,7 @@ t.test('a step-up form sent twice (a second tap): both answers carry the same ne
   s.clock.advance(301_000);
   const csrf4 = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
   const code4 = await totpAt(secret, s.clock.now());
-  const again = twinOf(b);
+  const again = copyOf(s, b);
   const answers = await Promise.all([b.post('/_mfa/step-up', { csrf: csrf4, to: '/prescriptions/', code: code4 }), again.post('/_mfa/step-up', { csrf: csrf4, to: '/prescriptions/', code: code4 })]);
   t.same(answers.map((a) => a.location), ['/prescriptions/', '/prescriptions/'], 'both at once');
   t.equal(again.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'));

@@ -1,8 +1,8 @@
 // Sign-in end to end over real sockets: demo portal, gateway, memory store.
 import t from 'tap';
-import { inputValue, type Browser } from '../helpers/browser.js';
+import { inputValue } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, copyOf, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
 t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
   const s = await startStack();
@@ -317,16 +317,11 @@ t.test('a sign-in form sent twice (a second tap): both answers carry the same se
   const s = await startStack();
   t.teardown(s.close);
   const { secret, codes } = await signUpAndEnrol(s);
-  const twinOf = (b: Browser) => {
-    const twin = s.browser();
-    for (const [k, v] of b.cookies) twin.cookies.set(k, v);
-    return twin;
-  };
   s.clock.advance(30_000);
   let { b, csrf } = await atCodePage(s);
   const code = await totpAt(secret, s.clock.now());
   // The browser as it was when the form went off the first time; it never sees the first answer.
-  const [tap2, other, late] = [twinOf(b), twinOf(b), twinOf(b)];
+  const [tap2, other, late] = [copyOf(s, b), copyOf(s, b), copyOf(s, b)];
   const first = await b.post('/_mfa/verify', { csrf, code });
   t.equal(first.status, 303, 'the first submission signs in');
   const second = await tap2.post('/_mfa/verify', { csrf, code });
@@ -343,14 +338,14 @@ t.test('a sign-in form sent twice (a second tap): both answers carry the same se
   // Sent twice at once: both sign in, to one session.
   ({ b, csrf } = await atCodePage(s));
   const next = await totpAt(secret, s.clock.now());
-  const again = twinOf(b);
+  const again = copyOf(s, b);
   const answers = await Promise.all([b.post('/_mfa/verify', { csrf, code: next }), again.post('/_mfa/verify', { csrf, code: next })]);
   t.same(answers.map((a) => a.status), [303, 303], 'both at once');
   t.equal(again.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'));
 
   // A recovery code, the same.
   ({ b, csrf } = await atCodePage(s, ALICE, 'recovery'));
-  const tapped = twinOf(b);
+  const tapped = copyOf(s, b);
   t.equal((await b.post('/_mfa/recovery', { csrf, code: codes[0]! })).status, 303);
   t.equal((await tapped.post('/_mfa/recovery', { csrf, code: codes[0]! })).status, 303, 'a recovery code form sent twice');
   t.equal(tapped.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'));
@@ -361,7 +356,7 @@ t.test('a sign-in form sent twice (a second tap): both answers carry the same se
   const form = await totpEnrolmentForm(s, bob);
   await bob.post('/_mfa/enrol/totp', { csrf: form.csrf, code: await totpAt(form.secret, s.clock.now()) });
   await bob.get('/_mfa/recovery-codes');
-  const bob2 = twinOf(bob);
+  const bob2 = copyOf(s, bob);
   t.equal((await bob.post('/_mfa/recovery-codes', { csrf: form.csrf, saved: 'yes' })).status, 303);
   t.equal((await bob2.post('/_mfa/recovery-codes', { csrf: form.csrf, saved: 'yes' })).status, 303, 'the acknowledgement sent twice');
   t.equal(bob2.cookies.get('__Host-mfa-session'), bob.cookies.get('__Host-mfa-session'));
