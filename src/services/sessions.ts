@@ -100,6 +100,18 @@ export class SessionService {
     );
   }
 
+  /**
+   * The session no longer counts as proven with a passkey that cannot leave its device: one was removed, and it may
+   * have been the one that proved it. A page that wants such a passkey asks again.
+   */
+  async forgetDeviceBound(active: ActiveSession): Promise<void> {
+    await this.d.sessions.change(
+      active.sid,
+      (s) => (s.pid === active.record.pid ? { ...s, deviceBound: undefined } : s),
+      (s) => sessionTtlMs(s, this.d.limits),
+    );
+  }
+
   async end(active: ActiveSession, reason: string): Promise<void> {
     await this.d.sessions.delete(active.sid, active.record.pid);
     this.d.security('session_ended', { pid: active.record.pid, reason });

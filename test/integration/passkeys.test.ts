@@ -363,6 +363,30 @@ t.test('a first enrolment with a security key is device-bound from the start', a
   t.equal((await b.get('/prescriptions/')).status, 200);
 });
 
+t.test('removing a device-bound key takes the device-bound proof from the session; removing a synced passkey does not', async (t) => {
+  const s = await startStack({ patch: deviceBoundRules });
+  t.teardown(s.close);
+  const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN }));
+  const addCsrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const synced = new SoftAuthenticator({ origin: ORIGIN, synced: true });
+  const addOptions = await jsonCall(b, '/_mfa/security/passkey/options', addCsrf);
+  t.equal((await jsonCall(b, '/_mfa/security/passkey', addCsrf, { credential: synced.register(addOptions.json), name: 'Phone' })).status, 200);
+  const removeForm = async (name: string) => {
+    const page = (await b.get('/_mfa/security')).body;
+    const item = page.slice(page.indexOf(`<strong>${name}</strong>`));
+    return { csrf: inputValue(page, 'csrf'), factor: /name="factor" value="([^"]+)"/.exec(item)![1]! };
+  };
+
+  t.equal((await b.post('/_mfa/security/remove', await removeForm('Phone'))).status, 303);
+  t.equal((await b.get('/prescriptions/')).status, 200, 'the key that signed in is still there');
+  const synced2 = new SoftAuthenticator({ origin: ORIGIN, synced: true });
+  const again = await jsonCall(b, '/_mfa/security/passkey/options', addCsrf);
+  t.equal((await jsonCall(b, '/_mfa/security/passkey', addCsrf, { credential: synced2.register(again.json), name: 'Tablet' })).status, 200);
+  t.equal((await b.post('/_mfa/security/remove', await removeForm('Test key'))).status, 303);
+  t.equal((await b.get('/prescriptions/')).location, '/_mfa/step-up?to=%2Fprescriptions%2F&factors=device-bound-passkey', 'the key that proved it is gone');
+  t.equal((await b.get('/records')).status, 200, 'still signed in');
+});
+
 t.test('a rule that takes an app or a device-bound passkey, by someone with only a synced passkey: the page names both', async (t) => {
   const s = await startStack({
     patch: (raw) =>
