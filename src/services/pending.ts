@@ -2,6 +2,7 @@
 import type { Clock } from '../clock.js';
 import type { Jar } from '../domain/cookie-jar.js';
 import { GatewayError } from '../errors.js';
+import type { FactorStore } from '../stores/factor-store.js';
 import type { PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
 import type { Proof, SessionService } from './sessions.js';
 
@@ -16,7 +17,7 @@ export class OtherStage extends GatewayError {
 }
 
 export class PendingService {
-  constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService }) {}
+  constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService; factors: FactorStore }) {}
 
   /** The pending login behind a cookie value, when it exists, has not expired and is at `stage` (else OtherStage). */
   async at(id: string | undefined, stage: PendingStage): Promise<{ id: string; p: PendingLogin }> {
@@ -59,6 +60,10 @@ export class PendingService {
     const proof = verified ?? (p?.factor && { factor: p.factor, deviceBound: p.deviceBound === true });
     if (!p || p.stage !== stage || !proof) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
     await this.d.pending.delete(id);
+    // A factor enrolled at this login proves it only while the user still has it.
+    if (!verified && p.factorId && !(await this.d.factors.get(p.pid))?.factors.some((f) => f.id === p.factorId)) {
+      throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the factor enrolled at this login was removed');
+    }
     const token = await this.d.sessions.start({ pid: p.pid, username: p.username, proof, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip);
     const done: SignedIn = { ok: true, pid: p.pid, token, continueTo: p.continueTo, jar: p.jar };
     if (form !== undefined) await this.d.pending.finished.put(id, `${stage}\n${form}`, { pid: done.pid, token, continueTo: done.continueTo, jar: done.jar });

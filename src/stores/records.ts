@@ -60,6 +60,8 @@ export interface PendingLogin {
   failureNotified?: boolean;
   /** The factor that completed the login (stage 'acknowledge'). */
   factor?: FactorKind;
+  /** Its id: the login finishes only while the user still has it (removed meanwhile from another browser: not). */
+  factorId?: string;
   /** That factor was a passkey that cannot leave its device (see RuleFactor). */
   deviceBound?: true;
   /** Groups the portal named in its login answer (groups.loginHeader). */

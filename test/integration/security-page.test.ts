@@ -4,7 +4,7 @@ import t from 'tap';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { ALICE, atCodePage, jsonCall, passkeyCsrf, signInWithTotp, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, jsonCall, passkeyCsrf, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack } from '../helpers/stack.js';
 
 const factorIds = (html: string) => [...html.matchAll(/name="factor" value="([^"]+)"/g)].map((m) => m[1]!);
 const replayed = (s: Stack) => s.logs.filter((l) => l.includes('"security":"mfa_replayed"')).length;
@@ -49,6 +49,30 @@ t.test('an app being added keeps its key across the step-up its confirmation may
   s.clock.advance(30_000);
   const done = await b.post('/_mfa/security/totp', { csrf: inputValue(again.body, 'csrf'), name: 'Tablet', code: await totpAt(scanned, s.clock.now()) });
   t.equal(done.location, '/_mfa/security?notice=done', 'confirmed with its code');
+});
+
+t.test('a first sign-in left at its recovery codes does not finish once the factor it enrolled was removed elsewhere', async (t) => {
+  const { s } = await setUp(t);
+  /** A first sign-in up to its recovery codes; in another browser, signed in with its app, a second app added and one removed. */
+  const leftAtCodes = async (user: typeof ALICE, removeEnrolled: boolean) => {
+    const first = s.browser();
+    await submitPassword(first, user.username, user.password);
+    const { secret, csrf } = await totpEnrolmentForm(s, first);
+    t.equal((await first.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) })).location, '/_mfa/recovery-codes');
+    const { b } = await signInWithTotp(s, secret, user);
+    await addApp(s, b, 'Tablet');
+    const { page, csrf: c } = await securityPage(b);
+    const ids = [...new Set(factorIds(page.body))];
+    const tablet = factorIds(page.body.slice(page.body.indexOf('<strong>Tablet</strong>')))[0]!;
+    t.equal((await b.post('/_mfa/security/remove', { csrf: c, factor: removeEnrolled ? ids.find((id) => id !== tablet)! : tablet })).status, 303);
+    return first.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
+  };
+  const kept = await leftAtCodes(BOB, false);
+  t.equal(kept.status, 303, 'another factor removed: the sign-in finishes');
+  const removed = await leftAtCodes(ALICE, true);
+  t.equal(removed.status, 403, 'the enrolled factor removed: the sign-in has expired');
+  t.match(removed.body, 'Sign in again');
+  t.equal(s.logs.filter((l) => l.includes('"security":"session_started"')).length, 3, 'the two other browsers and Bob');
 });
 
 t.test('list, add an app and a passkey, rename, remove; the last factor stays', async (t) => {

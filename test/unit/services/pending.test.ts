@@ -2,6 +2,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../../src/mechanisms/sealer.js';
+import { FactorStore } from '../../../src/stores/factor-store.js';
 import { MemoryKvStore } from '../../../src/stores/memory-kv-store.js';
 import { PendingService } from '../../../src/services/pending.js';
 import type { SessionService } from '../../../src/services/sessions.js';
@@ -10,10 +11,12 @@ import { FakeClock } from '../../helpers/clock.js';
 
 async function pendingLogin() {
   const clock = new FakeClock();
-  const pending = new PendingLogins(new MemoryKvStore(clock), new Sealer([{ id: 'e1', key: randomBytes(32) }]));
+  const kv = new MemoryKvStore(clock);
+  const sealer = new Sealer([{ id: 'e1', key: randomBytes(32) }]);
+  const pending = new PendingLogins(kv, sealer);
   const record: PendingLogin = { pid: 'p1', username: 'alice', jar: [], continueTo: '/', csrf: 'c', stage: 'verify', expiresAt: clock.now() + 300_000, ip: '192.0.2.1' };
   const id = await pending.create(record, clock.now());
-  return { clock, pending, id };
+  return { clock, pending, id, factors: new FactorStore(kv, sealer) };
 }
 
 t.test('a change after the login ended (finished or out of attempts) does not bring it back', async (t) => {
@@ -46,9 +49,9 @@ t.test('an expired login is not changed', async (t) => {
 });
 
 t.test('a form sent twice: the same form gets the sign-in once, while it is being finished too; anything else ends the chance', async (t) => {
-  const { pending, id } = await pendingLogin();
+  const { pending, id, factors } = await pendingLogin();
   const sessions = { start: async () => 'token-1' } as unknown as SessionService;
-  const service = new PendingService({ clock: new FakeClock(), pending, sessions });
+  const service = new PendingService({ clock: new FakeClock(), pending, sessions, factors });
   t.equal(await service.twin('no-such-login', 'verify', 'c\n123456'), null, 'no login finishing or finished');
   t.equal(await service.twin(undefined, 'verify', 'c\n123456'), null, 'no pending cookie');
 
@@ -58,14 +61,14 @@ t.test('a form sent twice: the same form gets the sign-in once, while it is bein
   t.equal(await service.twin(id, 'verify', 'c\n123456'), null, 'once');
 
   const other = await pendingLogin();
-  const second = new PendingService({ clock: other.clock, pending: other.pending, sessions });
+  const second = new PendingService({ clock: other.clock, pending: other.pending, sessions, factors: other.factors });
   await second.finish(other.id, 'verify', '192.0.2.1', { factor: 'totp' }, 'c\n123456');
   t.equal(await second.twin(other.id, 'acknowledge', 'c\n123456'), null, 'another stage');
   t.equal(await second.twin(other.id, 'verify', 'c\n123456'), null, 'after any other form, not even the right one');
 
   // The first submission still starting the session: the second waits for it.
   const third = await pendingLogin();
-  const waiting = new PendingService({ clock: third.clock, pending: third.pending, sessions });
+  const waiting = new PendingService({ clock: third.clock, pending: third.pending, sessions, factors: third.factors });
   await third.pending.finished.markBusy(third.id);
   const answer = waiting.twin(third.id, 'verify', 'c\n000111');
   await new Promise((r) => setTimeout(r, 120));
