@@ -154,6 +154,9 @@ function checkSemantics(c: Config): string[] {
   };
   ids('keys.signing', c.keys.signing);
   ids('keys.encryption', c.keys.encryption);
+  if (c.mfa.pendingMaxSeconds < c.mfa.pendingTimeoutSeconds) {
+    problems.push(`mfa.pendingMaxSeconds: must be at least mfa.pendingTimeoutSeconds (${c.mfa.pendingTimeoutSeconds}; the same: no more time is offered), found ${c.mfa.pendingMaxSeconds}`);
+  }
   const prefix = c.server.prefix;
   for (const [i, p] of [...c.portal.login.paths, ...c.portal.logoutPaths].entries()) {
     if (p === prefix || p.startsWith(`${prefix}/`)) problems.push(`portal paths: ${p} (entry ${i}) lies under the gateway prefix ${prefix}`);

@@ -274,7 +274,7 @@ export const ConfigSchema = Type.Object(
           minimum: 30,
           maximum: 3600,
           default: 3600,
-          description: 'The longest a sign-in in progress can last, from the password, with "I need more time" (at most pendingTimeoutSeconds: no more time is offered).',
+          description: 'The longest a sign-in in progress can last, from the password, with "I need more time"; at least pendingTimeoutSeconds (no more than a minute above it: no more time is offered).',
         }),
         maxAttemptsPerLogin: Type.Integer({ minimum: 1, maximum: 10, default: 5, description: 'Wrong codes allowed before the password must be entered again.' }),
       },

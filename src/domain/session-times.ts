@@ -39,13 +39,28 @@ export function latestEnd(p: PendingTimes, maxMs: number): number {
   return p.passwordAt === undefined ? p.expiresAt : Math.max(p.expiresAt, p.passwordAt + maxMs);
 }
 
+/** The least more time given at once: each extension is a write, and a check planned at its end. */
+export const MIN_MORE_TIME_MS = 60_000;
+
 /**
- * The end of a sign-in in progress given more time now (its whole time again, never less than it has), or null when
- * it can get none: expired, at its latest end already, a record without its password time, or at the recovery codes
- * (shown once: the page cannot be shown again to give more time on it).
+ * The end of a sign-in in progress given more time now (its whole time again), or null when that would not be at
+ * least a minute more: asked too soon, expired, near its latest end, a record without its password time, or at the
+ * recovery codes (shown once: the page cannot be shown again to give more time on it).
  */
 export function moreTimeUntil(p: PendingTimes, now: number, timeoutMs: number, maxMs: number): number | null {
-  const latest = latestEnd(p, maxMs);
-  if (p.passwordAt === undefined || p.stage === 'acknowledge' || p.expiresAt <= now || p.expiresAt >= latest) return null;
-  return Math.max(p.expiresAt, Math.min(now + timeoutMs, latest));
+  if (!extensible(p) || p.expiresAt <= now) return null;
+  const until = Math.min(now + timeoutMs, latestEnd(p, maxMs));
+  return until - p.expiresAt >= MIN_MORE_TIME_MS ? until : null;
+}
+
+/**
+ * Whether the pages of a sign-in in progress offer more time: when asking before it ends can give some. From the
+ * start, as a page is not drawn again by itself (asked too soon, it gives nothing yet, and the page says how long is left).
+ */
+export function offersMoreTime(p: PendingTimes, now: number, timeoutMs: number, maxMs: number): boolean {
+  return extensible(p) && p.expiresAt > now && Math.min(timeoutMs, latestEnd(p, maxMs) - p.expiresAt) > MIN_MORE_TIME_MS;
+}
+
+function extensible(p: PendingTimes): boolean {
+  return p.passwordAt !== undefined && p.stage !== 'acknowledge';
 }

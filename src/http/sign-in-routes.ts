@@ -4,7 +4,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
 import type { RuleFactor } from '../domain/policy.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
-import { moreTimeUntil } from '../domain/session-times.js';
+import { offersMoreTime } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
 import { qrSvg } from '../mechanisms/qr.js';
@@ -39,7 +39,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     // The page itself: its path, or the path of its form when a form answers with the page again.
     const path = req.url.split('?', 1)[0]!.slice(p.length + 1);
     const here = path === 'enrol/proof' ? 'proof' : path;
-    const more = MORE_TIME_PAGES[login.stage].includes(here) && moreTimeUntil(login, now, config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000) !== null;
+    const more = MORE_TIME_PAGES[login.stage].includes(here) && offersMoreTime(login, now, config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
     c.timeLimit = { minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)), ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}) };
     return c;
   };

@@ -269,9 +269,8 @@ export class LoginService {
       id,
       (cur) => {
         const until = moreTimeUntil(cur, now, pendingTimeoutSeconds * 1000, pendingMaxSeconds * 1000);
-        // At least a minute more, or nothing: each extension is a write and a check planned at its end.
-        extended = until !== null && until - cur.expiresAt >= MIN_MORE_TIME_MS;
-        return extended ? { ...cur, expiresAt: until! } : cur;
+        extended = until !== null;
+        return until !== null ? { ...cur, expiresAt: until } : cur;
       },
       now,
     );
@@ -295,8 +294,6 @@ export class LoginService {
     }
   }
 }
-
-const MIN_MORE_TIME_MS = 60_000;
 
 /** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */
 function throwIfRefused<A extends Admission | AccountAdmission>(a: A, ip: string, pid: string | undefined, security: SecurityLog): asserts a is Extract<A, { ok: true }> {

@@ -28,6 +28,14 @@ t.test('defaults are filled in and the result is frozen', async (t) => {
   t.ok(Object.isFrozen(c.portal.login));
 });
 
+t.test('a sign-in in progress cannot be limited to less than its own time limit', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.mfa = { ...raw.mfa, pendingTimeoutSeconds: 900, pendingMaxSeconds: 600 };
+  t.same(problemsOf(() => resolveConfig(raw)), ['mfa.pendingMaxSeconds: must be at least mfa.pendingTimeoutSeconds (900; the same: no more time is offered), found 600']);
+  raw.mfa.pendingMaxSeconds = 900;
+  t.equal(resolveConfig(raw).mfa.pendingMaxSeconds, 900, 'the same: no more time');
+});
+
 t.test('every problem is reported with its path, secrets never echoed', async (t) => {
   const raw = rawTestConfig('ftp://nope');
   raw.portal.login.bodyType = 'xml';

@@ -1,6 +1,6 @@
 // More time for a sign-in in progress: its whole time again from now, up to its latest end, never less.
 import t from 'tap';
-import { latestEnd, moreTimeUntil } from '../../../src/domain/session-times.js';
+import { latestEnd, moreTimeUntil, offersMoreTime } from '../../../src/domain/session-times.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -8,12 +8,27 @@ const login = (passwordAt: number | undefined, expiresAt: number, stage = 'verif
 
 t.test('the whole time again from now', async (t) => {
   t.equal(moreTimeUntil(login(0, 5 * MIN), 4 * MIN, 5 * MIN, HOUR), 9 * MIN);
-  t.equal(moreTimeUntil(login(0, 5 * MIN), 0, 5 * MIN, HOUR), 5 * MIN, 'at once: nothing more yet, but the button is there');
+  t.equal(moreTimeUntil(login(0, 5 * MIN), 0, 5 * MIN, HOUR), null, 'at once: nothing more yet');
+  t.equal(moreTimeUntil(login(0, 5 * MIN), MIN - 1, 5 * MIN, HOUR), null, 'less than a minute more: nothing');
+  t.equal(moreTimeUntil(login(0, 5 * MIN), MIN, 5 * MIN, HOUR), 6 * MIN, 'a minute more');
+});
+
+t.test('the pages offer more time from the start, when asking before the end can give at least a minute', async (t) => {
+  t.ok(offersMoreTime(login(0, 5 * MIN), 0, 5 * MIN, HOUR), 'at once: the button is there (the page is not drawn again by itself)');
+  t.ok(offersMoreTime(login(0, 57 * MIN), 56 * MIN, 5 * MIN, HOUR), 'three minutes short of the latest end');
+  t.notOk(offersMoreTime(login(0, 59 * MIN), 58 * MIN, 5 * MIN, HOUR), 'a minute short of it: asking could never give a minute');
+  t.notOk(offersMoreTime(login(0, MIN), 0, MIN, HOUR), 'a time limit of a minute: each ask would give less');
+  t.notOk(offersMoreTime(login(0, 5 * MIN), 0, 5 * MIN, 5 * MIN + MIN), 'a maximum only a minute past the time limit');
+  t.ok(offersMoreTime(login(0, 5 * MIN), 0, 5 * MIN, 5 * MIN + 2 * MIN));
+  t.notOk(offersMoreTime(login(0, 5 * MIN), 5 * MIN, 5 * MIN, HOUR), 'expired');
+  t.notOk(offersMoreTime(login(undefined, 5 * MIN), 0, 5 * MIN, HOUR), 'a record from before passwordAt was kept');
+  t.notOk(offersMoreTime(login(0, 5 * MIN, 'acknowledge'), 0, 5 * MIN, HOUR), 'the codes are shown once');
 });
 
 t.test('never past the latest end (mfa.pendingMaxSeconds after the password)', async (t) => {
   t.equal(moreTimeUntil(login(0, 57 * MIN), 56 * MIN, 5 * MIN, HOUR), HOUR);
   t.equal(moreTimeUntil(login(0, HOUR), 58 * MIN, 5 * MIN, HOUR), null, 'at it: no more');
+  t.equal(moreTimeUntil(login(0, 59 * MIN + 1), 58 * MIN, 5 * MIN, HOUR), null, 'less than a minute from it: no more');
   t.equal(moreTimeUntil(login(0, 5 * MIN), 4 * MIN, 5 * MIN, 6 * MIN), 6 * MIN, 'a shorter maximum');
   t.equal(moreTimeUntil(login(0, 5 * MIN), 4 * MIN, 5 * MIN, 5 * MIN), null, 'a maximum no longer than the time limit: none');
   t.equal(latestEnd(login(0, 5 * MIN), HOUR), HOUR);
