@@ -57,6 +57,9 @@ export class PendingService {
     // A second submission of the form finds this while the session is being started, and waits for it (see twin).
     if (form !== undefined) await this.d.pending.finished.markBusy(id);
     const p = await this.d.pending.take(id, this.d.clock.now());
+    // Two submissions of the same form at once: the one that did not take the record gets the other's sign-in.
+    const twin = !p && form !== undefined ? await this.twin(id, stage, form) : null;
+    if (twin) return twin;
     const proof = verified ?? (p?.factor && { factor: p.factor, deviceBound: p.deviceBound === true });
     if (!p || p.stage !== stage || !proof) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
     await this.d.pending.delete(id);

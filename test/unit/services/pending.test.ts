@@ -75,3 +75,24 @@ t.test('a form sent twice: the same form gets the sign-in once, while it is bein
   await third.pending.finished.put(third.id, 'verify\nc\n000111', { pid: 'p1', token: 'token-3', continueTo: '/x', jar: [] });
   t.match(await answer, { token: 'token-3', continueTo: '/x' });
 });
+
+t.test('the same form finishing twice at once: one session, both get it; another form gets nothing', async (t) => {
+  let started = 0;
+  const sessions = { start: async () => `token-${++started}` } as unknown as SessionService;
+  const { clock, pending, id, factors } = await pendingLogin();
+  await pending.update(id, (p) => ({ ...p, stage: 'acknowledge', factor: 'totp' }), clock.now());
+  const service = new PendingService({ clock, pending, sessions, factors });
+  const both = await Promise.all([service.finish(id, 'acknowledge', '192.0.2.1', undefined, 'c\nyes'), service.finish(id, 'acknowledge', '192.0.2.1', undefined, 'c\nyes')]);
+  t.same(both.map((d) => d.token), ['token-1', 'token-1']);
+  t.equal(started, 1);
+
+  const other = await pendingLogin();
+  await other.pending.update(other.id, (p) => ({ ...p, stage: 'acknowledge', factor: 'totp' }), other.clock.now());
+  const second = new PendingService({ clock: other.clock, pending: other.pending, sessions, factors: other.factors });
+  const [first, forged] = await Promise.allSettled([
+    second.finish(other.id, 'acknowledge', '192.0.2.1', undefined, 'c\nyes'),
+    second.finish(other.id, 'acknowledge', '192.0.2.1', undefined, 'c\nother'),
+  ]);
+  t.match(first, { status: 'fulfilled', value: { token: 'token-2' } });
+  t.match(forged, { status: 'rejected', reason: { code: 'GW_ERR_LOGIN_EXPIRED' } });
+});
