@@ -33,8 +33,7 @@ type JarOwner =
 export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, clock, sessions } = ctx;
   const prefix = config.server.prefix.toLowerCase();
-  // Each spelling of a login path maps to the configured path, which is what the portal receives.
-  const loginPaths = new Map(config.portal.login.paths.map((p) => [loose(p), p]));
+  const loginPathOf = loginPathMatcher(config.portal.login.paths);
   const logoutPaths = new Set(config.portal.logoutPaths.map(loose));
   const { origin: portalOrigin, host: portalHost } = new URL(config.portal.url);
   const timeoutMs = config.portal.timeoutSeconds * 1000;
@@ -69,8 +68,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const lowered = loose(target.matchPath);
     // The reserved prefix never reaches the portal, in any spelling.
     if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_NOT_FOUND');
-    const loginPath = req.method !== 'GET' && req.method !== 'HEAD' ? loginPaths.get(lowered) : undefined;
-    // A login in another spelling goes to the portal as the configured path, and that is what the policy sees.
+    const loginPath = req.method !== 'GET' && req.method !== 'HEAD' ? loginPathOf(lowered) : undefined;
+    // A login in another spelling, or below its path, goes to the portal as the configured path, and that is what the
+    // policy sees.
     const forwarded: CanonicalTarget = loginPath ? { ...target, path: loginPath, matchPath: loginPath } : target;
 
     // An invalid session is dropped before any rule runs: the request is simply not signed in.
@@ -266,6 +266,16 @@ function first(v: string | string[] | undefined): string | undefined {
 /** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
 export function loose(path: string): string {
   return foldCase(path).toLowerCase().replace(/\/+$/, '') || '/';
+}
+
+/**
+ * The configured login path a request path (as `loose` gives it) is a login at, or undefined. Each spelling of a
+ * login path is that path, and so is everything below it (below `/`, nothing): a portal that reads path info (`/login.php/x`) runs its
+ * login there, and forwarded with a session's jar it would sign that session in as whoever's password came with it.
+ */
+export function loginPathMatcher(paths: readonly string[]): (lowered: string) => string | undefined {
+  const spellings = paths.map((p) => [loose(p), p] as const);
+  return (lowered) => spellings.find(([s]) => lowered === s || (s !== '/' && lowered.startsWith(`${s}/`)))?.[1];
 }
 
 /** A pass-through that fails once more than `max` bytes went through (marked, so the error becomes a 413). */
