@@ -32,6 +32,12 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     'x-goog-authenticated-user-email': 'admin@x',
     'x-ms-client-principal-name': 'admin',
     'cf-access-authenticated-user-email': 'admin@x',
+    'x-ms-token-aad-id-token': 'forged',
+    'x-arr-clientcert': 'forged',
+    'gap-auth': 'admin',
+    'x-consumer-username': 'admin',
+    'x-credential-identifier': 'admin',
+    'x-anonymous-consumer': 'false',
     'x-principal': 'admin',
     'client-ip': '10.0.0.5',
     'x-cluster-client-ip': '10.0.0.5',
@@ -48,6 +54,7 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     ...['x-forwarded-user', 'forwarded', 'x-real-ip', 'x-auth-user', 'x-auth-request-email', 'remote-user', 'x-remote-user', 'x_auth_user', 'x-original-url', 'x-middleware-subrequest'],
     ...['x-webauth-user', 'x-email', 'x-preferred-username', 'x-ssl-client-s-dn', 'ssl-client-cert', 'x-client-cert', 'x-amzn-oidc-identity', 'x-goog-authenticated-user-email'],
     ...['x-ms-client-principal-name', 'cf-access-authenticated-user-email', 'x-principal', 'client-ip', 'x-cluster-client-ip', 'x-http-method-override', 'x-method-override', 'x-username-hint'],
+    ...['x-ms-token-aad-id-token', 'x-arr-clientcert', 'gap-auth', 'x-consumer-username', 'x-credential-identifier', 'x-anonymous-consumer'],
   ]) {
     t.notOk(name in seen, `${name} removed`);
   }
