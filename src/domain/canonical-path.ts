@@ -22,15 +22,16 @@ const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
  * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
  * encoding, invalid UTF-8, characters NFKC would change, names ending in '.' or ' ' or starting with '..', ';'
- * path parameters (unless allowed; never on a dot segment, never encoded), fragments and absolute-form targets.
+ * path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))` segments,
+ * fragments and absolute-form targets.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
   if (!rawUrl.startsWith('/')) return null;
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const query = q === -1 ? '' : rawUrl.slice(q + 1);
-  // Most paths are already canonical: nothing encoded, no empty or dot segments.
-  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
+  // Most paths are already canonical: nothing encoded, no empty or dot segments, no segment starting with '('.
+  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
     return { path: rawPath, matchPath: rawPath, query };
   }
   // Only printable ASCII on the wire; '#' never belongs in a request target.
@@ -73,6 +74,9 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // Windows drops a name's trailing dots and spaces (`/admin.` is `/admin` to IIS), and a name starting with `..`
   // reads as a dot segment to some servers (reply-from refuses to send one).
   if (segments.some((seg) => seg !== '.' && seg !== '..' && (/[. ]$/.test(seg) || seg.startsWith('..')))) return null;
+  // ASP.NET takes a segment like `(S(x))` (cookieless session, forms ticket, anonymous id) out of the path before it
+  // routes, in any app: `/(S(x))/admin/` is its `/admin/`, which the rules would never have seen.
+  if (segments.some((seg) => /^\([A-Za-z]\(/.test(seg))) return null;
   segments.forEach((seg, i) => {
     const last = i === segments.length - 1;
     if (seg === '.' || seg === '..') {
