@@ -171,8 +171,9 @@ export function pathPattern(pattern: string, flags = ''): RegExp {
 }
 
 // `_method` in the query: Symfony, Laravel and PHP portals built on them act on that method instead (PHP drops
-// leading spaces, reads '.', ' ' and '[' as '_', and `_method[x]` as `_method`).
-const METHOD_OVERRIDE = /^[ .[_]method(\[|$)/i;
+// leading spaces, reads '.', ' ' and '[' as '_', and `_method[x]` as `_method`). ASP.NET MVC reads
+// `X-HTTP-Method-Override` from the query of a POST as it reads the header; the other override headers' names too.
+const METHOD_OVERRIDE = /^(?:[ .[_]method|x[-_ .[]http[-_ .[]method(?:[-_ .[]override)?|x[-_ .[]method[-_ .[]override)(\[|$)/i;
 
 /** Whether the query asks the portal for another method than the request's (such a request is denied). */
 export function carriesMethodOverride(query: string): boolean {
@@ -194,7 +195,7 @@ function evaluate(policy: CompiledPolicy, requested: RequestFacts, trace: TraceL
   const facts = policy.foldCase && requested.path.includes('%') ? { ...requested, path: foldCase(requested.path) } : requested;
   // The rules would judge one method and the portal act on another (a POST past a rule for DELETE).
   if (facts.methodOverride) {
-    trace?.push({ rule: 'method override', result: 'match', why: 'the query asks the portal for another method (_method)' });
+    trace?.push({ rule: 'method override', result: 'match', why: 'the query asks the portal for another method (_method, X-HTTP-Method-Override)' });
     return { verdict: 'deny', rule: 'method override', reason: 'method-override' };
   }
   if (policy.legacyEndpoints.some((re) => re.test(facts.path))) {
