@@ -86,8 +86,7 @@ export function clientView(peer: string | undefined, tls: boolean, headers: Forw
 }
 
 /** Right to left, the first hop that is not a trusted proxy (or the left-most), and where; null when a hop cannot be read. */
-function nearestUntrusted(hops: string[] | null, trusted: AddressSet): { ip: string; at: number } | null {
-  if (hops === null) return null;
+function nearestUntrusted(hops: string[], trusted: AddressSet): { ip: string; at: number } | null {
   for (let i = hops.length - 1; i >= 0; i--) {
     const hop = normaliseAddress(hops[i]!);
     if (hop === null) return null;
@@ -96,15 +95,12 @@ function nearestUntrusted(hops: string[] | null, trusted: AddressSet): { ip: str
   return null;
 }
 
-function forwardedFor(elements: string[]): string[] | null {
-  const hops: string[] = [];
-  for (const element of elements) {
-    const hop = forwardedParam(element, 'for');
-    // A hop without for= (or "for=unknown", an obfuscated name) cannot be placed: nothing to the left counts.
-    if (hop === undefined) return null;
-    hops.push(hop);
-  }
-  return hops;
+/**
+ * Each element's `for=`. One without it (or with `for=unknown`, an obfuscated name) is an unreadable hop: the client
+ * is not found past it, but one to its right still counts (what is left of the client is the client's own writing).
+ */
+function forwardedFor(elements: string[]): string[] {
+  return elements.map((element) => forwardedParam(element, 'for') ?? '');
 }
 
 /** The value of one parameter (`for`, `proto`) of one element of a Forwarded header (RFC 7239 §4). */

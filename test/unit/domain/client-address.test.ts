@@ -42,6 +42,10 @@ t.test('an unreadable address from a trusted proxy fails closed (null)', async (
   t.equal(clientView('10.0.0.10', false, { 'x-forwarded-for': '198.51.100.7, a' }, trusted).ip, null);
   t.equal(clientView('10.0.0.10', false, { forwarded: 'for=unknown' }, trusted, 'forwarded').ip, null);
   t.equal(clientView('10.0.0.10', false, { forwarded: 'proto=https' }, trusted, 'forwarded').ip, null);
+  // Left of the client is the client's own writing: an element there without for= hides nothing.
+  t.equal(clientView('10.0.0.10', false, { forwarded: 'by=x, for=198.51.100.7' }, trusted, 'forwarded').ip, '198.51.100.7', 'junk left of the client does not matter (Forwarded)');
+  t.equal(clientView('10.0.0.10', false, { forwarded: 'for=unknown, for=198.51.100.7, for=10.1.0.1' }, trusted, 'forwarded').ip, '198.51.100.7');
+  t.equal(clientView('10.0.0.10', false, { forwarded: 'for=198.51.100.7, by=x' }, trusted, 'forwarded').ip, null, 'an unreadable hop right of the client: unknown');
   t.equal(clientView(undefined, false, {}, trusted).ip, null, 'no peer address');
   t.equal(clientView('10.0.0.10', false, { 'x-forwarded-proto': 'gopher' }, trusted).proto, 'http', 'unknown scheme: the socket decides');
 });
