@@ -242,6 +242,11 @@ export const ConfigSchema = Type.Object(
           },
           { default: {}, additionalProperties: false, description: 'The password step (the login intercept).' },
         ),
+        newBrowsers: Rate(
+          120,
+          60,
+          'Browsers new to the gateway, per client address, whose portal cookies it keeps before sign-in (a cookie jar each, kept an hour); beyond it such a page is answered 429.',
+        ),
         secondFactor: Delay(5, 30, 3600, 'Wrong second factors per user and kind (app codes, passkeys), across logins.', 100),
         enrolmentCode: Delay(5, 30, 3600, 'Wrong enrolment codes per user, across logins.', 20),
         recoveryCode: Delay(5, 30, 3600, 'Wrong recovery codes per user, across logins.', 20),

@@ -201,8 +201,15 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
         const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
         const changed = sameJar(updated, jar) ? undefined : updated;
+        let refusedForMs: number | undefined;
         try {
-          if (owner.kind === 'browser' && changed) await ctx.jars.update(owner.id, jar, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
+          if (owner.kind === 'browser' && changed) {
+            // A jar that starts here is a new record for an hour: new ones are limited per address (an id in the
+            // cookie is no proof, a client can make them up).
+            const admitted = jar.length === 0 ? await ctx.limits.login.admitNewBrowser(req.client.ip) : undefined;
+            if (admitted && !admitted.allowed) refusedForMs = admitted.retryAfterMs;
+            else await ctx.jars.update(owner.id, jar, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
+          }
           if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
             // The answer's cookies go onto the jar as it is now (see SessionService.save).
             await sessions.save(owner.active, changed ? (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies) : undefined);
@@ -211,15 +218,17 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           req.log.error({ err }, 'could not save portal cookies');
         }
         const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
+        if (refusedForMs !== undefined) {
+          stream.resume();
+          return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', 'too many new browsers from this address', { retryAfterMs: refusedForMs }));
+        }
         if (!bufferable(req.method, statusCode, headers['content-length'])) return rep.send(stream);
         try {
           return rep.send(Buffer.from(await stream.arrayBuffer()));
         } catch (error) {
-          // Nothing was sent yet: the browser gets an error page instead of a page cut short, without the portal's
-          // headers (the gateway's own, HSTS among them, stay).
-          for (const name of Object.keys(forwardedHeaders)) rep.removeHeader(name);
+          // An error page instead of a page cut short.
           const timedOut = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
-          return rep.send(new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
+          return sendInstead(rep, forwardedHeaders, new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
         }
       },
       onError: (rep, { error }) => {
@@ -242,6 +251,15 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
   app.route({ method: [...METHODS], url: '/*', handler: handle });
   app.route({ method: [...METHODS], url: '/', handler: handle });
+}
+
+/**
+ * The gateway's page in place of the portal's answer, of which nothing was sent yet: without the portal's headers
+ * (the gateway's own, HSTS among them, stay).
+ */
+function sendInstead(reply: { removeHeader(name: string): unknown; send(payload: GatewayError): unknown }, portalHeaders: OutgoingHttpHeaders, error: GatewayError) {
+  for (const name of Object.keys(portalHeaders)) reply.removeHeader(name);
+  return reply.send(error);
 }
 
 /**

@@ -67,6 +67,14 @@ export class LoginLimits {
   }
 
   /**
+   * Whether a browser new to the gateway may have its portal cookies kept: each is a cookie jar in the store for an
+   * hour, so one address opening pages without the gateway's cookie could otherwise fill the store.
+   */
+  admitNewBrowser(ip: string | null): Promise<{ allowed: boolean; retryAfterMs: number }> {
+    return this.rate.take(keys.newBrowserRate(addressBucket(ip)), this.d.config.limits.newBrowsers);
+  }
+
+  /**
    * Whether this account's password may reach the portal now, and the gateway's overall rate. The answer is the same
    * whether or not the account exists: every canonical username has its counter (the portal alone knows which exist).
    * An admitted password counts as a failure of the account until succeeded(), so parallel guesses cannot all pass

@@ -38,6 +38,7 @@ export const keys = {
   factorFailures: (pid: string, kind: string) => `user:{${pid}}:failures:${kind}`,
   addressFailures: (address: string) => `addr:{${address}}:failures:password`,
   addressRate: (address: string) => `addr:{${address}}:login-rate`,
+  newBrowserRate: (address: string) => `addr:{${address}}:new-browsers`,
   addressUsernames: (address: string) => `addr:{${address}}:usernames`,
   addressBlock: (address: string) => `addr:{${address}}:blocked`,
   globalRate: () => '{login}:rate',

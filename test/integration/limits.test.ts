@@ -233,6 +233,36 @@ t.test('credential stuffing from one address (rotating X-Forwarded-For, untruste
   t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 303, 'the block ends by itself');
 });
 
+t.test('new browsers per address: each keeps a portal cookie jar for an hour, so beyond the rate their pages get 429', async (t) => {
+  const s = await startStack({ patch: (raw) => merge(raw, { server: { trustedProxies: ['127.0.0.1'] }, limits: { newBrowsers: { perMinute: 1, burst: 3 } } }) });
+  t.teardown(s.close);
+  const jars = async () => {
+    let n = 0;
+    for await (const batch of s.kv.scanKeys('jar:')) n += batch.length;
+    return n;
+  };
+  const first = s.browser();
+  for (const b of [first, s.browser(), s.browser()]) t.equal((await b.get('/login')).status, 200, 'within the burst');
+  t.equal(await jars(), 3, 'a jar each');
+  const before = s.portalRequests.length;
+  const refused = await s.browser().get('/login');
+  t.equal(refused.status, 429, 'one more new browser from the address');
+  t.equal(refused.headers['retry-after'], '60');
+  t.match(refused.body, 'Too many attempts');
+  t.notMatch(String(refused.headers['set-cookie']), 'PORTALSESSID', "none of the portal's cookies");
+  t.equal(s.portalRequests.length - before, 1, 'the portal was asked (only its answer shows whether a jar would start)');
+  const madeUp = s.browser();
+  madeUp.cookies.set('__Host-mfa-browser', 'A'.repeat(43));
+  t.equal((await madeUp.get('/login')).status, 429, 'a browser id the client made up is no proof of an earlier visit');
+  t.equal(await jars(), 3, 'no jar for either');
+  t.equal((await s.browser().get('/static/portal.css')).status, 200, 'a page that sets no portal cookie starts no jar: not counted');
+  t.equal((await s.browser().get('/login', { 'x-forwarded-for': '198.51.100.7' })).status, 200, 'another address has its own rate');
+  // A browser that has its jar goes on: its login works.
+  t.equal((await submitPassword(first, ALICE.username, ALICE.password)).status, 303, 'a browser with its jar signs in');
+  s.clock.advance(60_000);
+  t.equal((await s.browser().get('/login')).status, 200, 'a minute later, one more');
+});
+
 t.test('a surge of failures across the gateway tightens the global rate and raises an alert', async (t) => {
   const s = await startStack({
     patch: (raw) => {
