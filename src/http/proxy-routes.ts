@@ -293,7 +293,12 @@ export function loose(path: string): string {
  */
 export function loginPathMatcher(paths: readonly string[]): (lowered: string) => string | undefined {
   const spellings = paths.map((p) => [loose(p), p] as const);
-  return (lowered) => spellings.find(([s]) => lowered === s || (s !== '/' && lowered.startsWith(`${s}/`)))?.[1];
+  // Servlet form login: Jetty signs a session in at any path with a `/j_security_check` segment (Tomcat at any path
+  // ending in one), whatever comes before it.
+  const formLogin = spellings.find(([s]) => s.endsWith('/j_security_check'))?.[1];
+  return (lowered) =>
+    spellings.find(([s]) => lowered === s || (s !== '/' && lowered.startsWith(`${s}/`)))?.[1] ??
+    (formLogin && /\/j_security_check(\/|$)/.test(lowered) ? formLogin : undefined);
 }
 
 /** A pass-through that fails once more than `max` bytes went through (marked, so the error becomes a 413). */
