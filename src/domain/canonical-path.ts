@@ -23,13 +23,16 @@ const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
  * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
  * encoding, invalid UTF-8, characters NFKC would change, names ending in '.' or ' ' or starting with '..', ';'
  * path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))` segments,
- * fragments and absolute-form targets.
+ * fragments, absolute-form targets, and a query starting with '/'.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
   if (!rawUrl.startsWith('/')) return null;
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const query = q === -1 ? '' : rawUrl.slice(q + 1);
+  // A query that starts with '/' is the route to CodeIgniter (`/?/admin/users`, `/index.php?/login`): a path the
+  // rules would never see.
+  if (query.startsWith('/')) return null;
   // Most paths are already canonical: nothing encoded, no empty or dot segments, no segment starting with '('.
   if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
     return { path: rawPath, matchPath: rawPath, query };

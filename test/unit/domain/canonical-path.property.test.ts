@@ -54,7 +54,7 @@ function spellingOf(path: string) {
 t.test('no spelling of a denied path is let through', async () => {
   const denied = fc.oneof(spellingOf('/admin/'), spellingOf('/admin/users'), spellingOf('/admin'), spellingOf('/public/../admin/'));
   fc.assert(
-    fc.property(denied, fc.constantFrom('', '?x=/public', '?/login'), (path, query) => {
+    fc.property(denied, fc.constantFrom('', '?x=/public', '?a/login'), (path, query) => {
       const target = canonicalTarget(`${path}${query}`);
       return target === null || decide(target.matchPath).verdict === 'deny';
     }),
