@@ -86,7 +86,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     trustProxy: false,
     // One access line per request is written by http/edge.ts instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    // Slow or huge requests cannot hold the gateway (SECURITY R53, C-36, C-37).
+    // Slow or huge requests cannot hold the gateway (SECURITY R53, C-36, C-37). The bodies the gateway reads itself
+    // (its forms and JSON calls; routes that need more say so) are small; bodies to the portal stream through and
+    // have server.maxBodyBytes.
+    bodyLimit: 16 * 1024,
     requestTimeout: config.server.requestTimeoutSeconds * 1000,
     keepAliveTimeout: config.server.keepAliveTimeoutSeconds * 1000,
     return503OnClosing: true,
