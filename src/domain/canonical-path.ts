@@ -106,12 +106,17 @@ export function sameSegments(rawUrl: string): boolean {
   });
 }
 
+// A path goes into the access line and any security event of its request: a longer one is cut, or a client could
+// have each refused request write kilobytes to the audit trail.
+const LOGGED_PATH_CHARS = 256;
+
 /**
  * A path as logs and the audit trail show it: `;` parameter values left out (a servlet portal's `;jsessionid=…` is
- * its session credential).
+ * its session credential), and cut after 256 characters (marked with `…`).
  */
 export function loggedPath(path: string): string {
-  return path.includes(';') ? path.replace(/;([^/;=]*)=[^/;]*/g, ';$1=…') : path;
+  const shown = path.includes(';') ? path.replace(/;([^/;=]*)=[^/;]*/g, ';$1=…') : path;
+  return shown.length > LOGGED_PATH_CHARS ? `${shown.slice(0, LOGGED_PATH_CHARS)}…` : shown;
 }
 
 /**

@@ -1,5 +1,6 @@
 // Conditional access for one request: gathers the facts (session, groups, device, legacy credentials) and decides.
 import type { X509Certificate } from 'node:crypto';
+import { loggedPath } from '../domain/canonical-path.js';
 import type { ClientView } from '../domain/client-address.js';
 import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
 import { carriesMethodOverride, decideAccess, type AccessOutcome, type CompiledPolicy, type RequestFacts } from '../domain/policy.js';
@@ -66,7 +67,7 @@ export class AccessService {
         ip: req.client.ip ?? 'unknown',
         rule: outcome.rule,
         reason: outcome.verdict === 'deny' ? outcome.reason : 'unmanaged-device',
-        path: req.path,
+        path: loggedPath(req.path),
       });
     }
     return { outcome, device: device.fingerprint };

@@ -80,3 +80,16 @@ t.test("a servlet portal's ;jsessionid= in a path reaches neither the log nor th
   t.notOk(log.includes('S3CRETJSID'), 'not in the log');
   t.notOk(trail.includes('S3CRETJSID'), 'not in the trail');
 });
+
+t.test('a long path is cut in the log and the audit trail: a refused request cannot write kilobytes to them', async (t) => {
+  const s = await startStack({ patch: (raw) => raw.policy.rules.unshift({ name: 'closed', paths: ['/admin/'], decision: 'deny' }) });
+  const long = `/admin/${'a'.repeat(8000)}`;
+  t.equal((await s.browser().get(long, { authorization: 'Basic eDp5' })).status, 403, 'legacy credentials');
+  t.equal((await s.browser().get(long)).status, 403, 'a deny rule');
+  await s.close();
+  const trail = auditFiles(s.config.audit.dir).map((f) => readFileSync(f, 'utf8')).join('');
+  const cut = `"${long.slice(0, 256)}…"`;
+  t.equal(trail.split(cut).length - 1, 2, 'both refusals in the trail, each path cut at 256 characters');
+  t.equal(s.logs.filter((l) => l.includes(cut)).length, 4, 'and in the log: each security event and access line');
+  t.notOk(trail.includes('a'.repeat(300)) || s.logs.some((l) => l.includes('a'.repeat(300))), 'never the whole path');
+});
