@@ -12,6 +12,7 @@ export interface CanonicalTarget {
   query: string;
 }
 
+const MAX_PATH_CHARS = 4096;
 // Characters left as they are in a path segment (RFC 3986 pchar minus '%' and ';').
 const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
 const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
@@ -23,12 +24,14 @@ const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
  * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
  * encoding, invalid UTF-8, characters NFKC would change, names ending in '.' or ' ' or starting with '..', ';'
  * path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))` segments,
- * fragments, absolute-form targets, and a query starting with '/'.
+ * fragments, absolute-form targets, a query starting with '/', and a path longer than 4096 characters.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
   if (!rawUrl.startsWith('/')) return null;
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  // IIS's own limit (maxUrl): no portal needs more, and it bounds the time rules with wildcards take to match.
+  if (rawPath.length > MAX_PATH_CHARS) return null;
   const query = q === -1 ? '' : rawUrl.slice(q + 1);
   // A query that starts with '/' is the route to CodeIgniter (`/?/admin/users`, `/index.php?/login`): a path the
   // rules would never see.

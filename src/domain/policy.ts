@@ -105,7 +105,7 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
       if (/^[A-Za-z][\w-]*$/.test(n)) throw new TypeError(`rule ${r.name}: unknown network ${n}`);
       return [n];
     });
-    const problem = r.paths?.map(uncanonical).find((m) => m !== null);
+    const problem = r.paths?.map(patternProblem).find((m) => m !== null);
     if (problem) throw new TypeError(`rule ${r.name}: ${problem}`);
     return {
       ...r,
@@ -115,7 +115,7 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
       addresses: networks && new AddressSet(networks),
     };
   });
-  const endpointProblem = c.legacyEndpoints.map(uncanonical).find((m) => m !== null);
+  const endpointProblem = c.legacyEndpoints.map(patternProblem).find((m) => m !== null);
   if (endpointProblem) throw new TypeError(`legacy endpoint ${endpointProblem}`);
   return {
     rules,
@@ -125,6 +125,22 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
     foldCase: !c.caseSensitivePaths,
     usesDevices: rules.some((r) => r.device !== undefined || r.decision === 'managed-device'),
   };
+}
+
+/** Why a path pattern cannot be used, or null: it could never match, or it has too many wildcards. */
+function patternProblem(pattern: string): string | null {
+  return uncanonical(pattern) ?? wildcardProblem(pattern);
+}
+
+/**
+ * More wildcards than a path can be matched against in little time: each `**` (and each `*` within one name) is
+ * tried at every position the ones before it leave, so the time grows with the path's length to the power of their
+ * number. Two are quick even for the longest path the gateway takes; three would let a client's path stall it.
+ */
+function wildcardProblem(pattern: string): string | null {
+  if ((pattern.match(/\*\*/g)?.length ?? 0) > 2) return `path ${pattern} has more than two '**' (each multiplies the time to match a long path)`;
+  const crowded = pattern.split('/').find((name) => (name.replaceAll('**', '').match(/\*/g)?.length ?? 0) > 2);
+  return crowded === undefined ? null : `path ${pattern} has more than two '*' in '${crowded}' (each multiplies the time to match a long path)`;
 }
 
 /**

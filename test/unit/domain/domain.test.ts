@@ -89,6 +89,8 @@ t.test('canonical path', async (t) => {
   t.equal(canonicalTarget('/a.b/c.d.html')?.path, '/a.b/c.d.html', 'dots inside names are fine');
   const bad = ['/admin.', '/admin./x', '/login.php..', '/admin%20', '/admin%2e', '/files/..hidden', '/a/..b/c', '/%EF%BD%81dmin/', '/%EF%AC%81le', '/x%C2%B9', '/%E2%84%AAey', '/a%CD%BEb', '/a%2fb', '/a%5cb', '/a\\b', '/a%00b', '/a%0d%0a', '/a%252e', '/admin;jsessionid=1', '/a%3bb', '/admin%23/public', '/admin%3F', '/a%3fb', '/a%23', '/a%c0%af', '/a%ff', '/a%zz', '/a#b', 'http://evil/x', '*', '/a\u0000b', '/ａdmin', '/a b'];
   // ASP.NET's cookieless segments, in any encoding and place: the portal routes as if they were not there.
+  t.equal(canonicalTarget(`/${'a'.repeat(4095)}`)?.path.length, 4096, 'a path of 4096 characters');
+  bad.push(`/${'a'.repeat(4096)}`);
   bad.push('/?/admin/users', '/index.php?/login', '/records?/x');
   bad.push('/(S(x))/admin/', '/(A(x)F(y))/login', '/app/(X(1)S(x))/admin', '/%28S%28x%29%29/admin', '/(s(x))/admin', '/(S(x))');
   for (const raw of bad) t.equal(canonicalTarget(raw), null, JSON.stringify(raw));

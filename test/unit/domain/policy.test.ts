@@ -177,6 +177,20 @@ t.test('a method override in the query is recognised in the spellings portals re
   for (const q of ['', 'method=card', 'payment_method=card', '_methods=x', 'q=_method', '_method_x=1', 'x-http-method-overrides=1', 'http-method-override=DELETE', 'q=X-HTTP-Method-Override']) t.notOk(carriesMethodOverride(q), q);
 });
 
+t.test('a path pattern with more wildcards than a long path can be matched against quickly is refused', async (t) => {
+  const compile = (paths: string[], legacyEndpoints: string[] = []) =>
+    compilePolicy({ rules: [{ name: 'x', paths, decision: 'deny' }], default: 'deny', caseSensitivePaths: false, networks: {}, legacyEndpoints });
+  t.throws(() => compile(['/records/**/documents/**/files/**/download']), /rule x: path \/records\/\*\*\/documents\/\*\*\/files\/\*\*\/download has more than two '\*\*'/);
+  t.throws(() => compile(['/a/*x*y*z']), /has more than two '\*' in '\*x\*y\*z'/);
+  t.throws(() => compile([], ['/**/x/**/y/**']), /legacy endpoint path .* more than two '\*\*'/);
+  const p = compile(['/a/**/b/**', '/api/*/records/*/files/**', '/reports/*-*.pdf']);
+  t.equal(decideAccess(p, facts({ path: '/api/1/records/2/files/x/y' })).rule, 'x', 'two of each, and one per name in many names');
+  t.equal(decideAccess(p, facts({ path: '/reports/2024-06.pdf' })).rule, 'x');
+  // As README advises for portals that take a format suffix for the same route (Rails, older Spring).
+  const suffixed = compile(['/export*/']);
+  for (const path of ['/export', '/export.csv', '/export/x']) t.equal(decideAccess(suffixed, facts({ path })).rule, 'x', path);
+});
+
 t.test('a path pattern the canonical form would spell differently is refused, with the spelling to use', async (t) => {
   const compile = (paths: string[], legacyEndpoints: string[] = []) =>
     compilePolicy({ rules: [{ name: 'x', paths, decision: 'deny' }], default: 'deny', caseSensitivePaths: false, networks: {}, legacyEndpoints });
