@@ -26,6 +26,12 @@ export function heldByBrowser(name: string, policy: BrowserCookies): boolean {
 
 const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/;
 
+// What RFC 6265 §6.1 says a portal can count on, and no more: 50 cookies (the oldest go first, as in browsers) of
+// 4096 bytes each. A jar is decrypted and sealed again on every change, and a portal that sets a cookie without a
+// Path on a public page would otherwise add one per folder a client asks for.
+const MAX_COOKIES = 50;
+const MAX_COOKIE_BYTES = 4096;
+
 /**
  * Applies the portal's Set-Cookie headers (RFC 6265 §5.3, one host: Domain is ignored). Cookies named in
  * `browserOwned` are left to the browser (they are allow-listed to reach it) and never enter the jar.
@@ -36,7 +42,7 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
   if (forJar.length === 0) return jar;
   const next = jar.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
   for (const sc of parseSetCookie(forJar, { decodeValues: false })) {
-    if (!sc.name) continue;
+    if (!sc.name || sc.name.length + sc.value.length > MAX_COOKIE_BYTES) continue;
     const path = sc.path?.startsWith('/') ? sc.path : defaultPath(requestPath);
     const expiresAt = sc.maxAge !== undefined ? now + sc.maxAge * 1000 : sc.expires?.getTime();
     const at = next.findIndex((c) => c.name === sc.name && c.path === path);
@@ -46,6 +52,7 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
     if (at !== -1) next.splice(at, 1, ...(gone ? [] : [cookie]));
     else if (!gone) next.push(cookie);
   }
+  if (next.length > MAX_COOKIES) next.splice(0, next.length - MAX_COOKIES);
   return next;
 }
 
