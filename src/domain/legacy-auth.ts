@@ -51,7 +51,16 @@ export function carriesLegacyCredentials(authorization: string | undefined, quer
   return queryFieldNames(query).some((key) => loginFields.some((f) => sameFieldName(key, f))) && 'request';
 }
 
-/** The field names of a query string, names after a ";" too: some portals split query fields on it as on "&". */
+/**
+ * The field names of a query string as the most lenient portal reads them: names after a ";" too (some split query
+ * fields on it as on "&"), and `%uXXXX` as the character XXXX, as ASP.NET and older Jetty decode it
+ * (`%u0075sername` is their `username`).
+ */
 export function queryFieldNames(query: string): string[] {
-  return query ? [...new URLSearchParams(query.replaceAll(';', '&')).keys()] : [];
+  return query ? [...new URLSearchParams(query.replaceAll(';', '&').replace(/%u([0-9A-Fa-f]{4})/g, utf8Escape)).keys()] : [];
+}
+
+function utf8Escape(_: string, hex: string): string {
+  const ch = String.fromCharCode(parseInt(hex, 16));
+  return /[\uD800-\uDFFF]/.test(ch) ? '%EF%BF%BD' : encodeURIComponent(ch);
 }

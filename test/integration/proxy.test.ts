@@ -153,6 +153,7 @@ t.test('the login intercept: methods, content types, sizes, duplicate fields', a
   t.equal((await b.post('/login', { username: '  ', password: 'x' })).status, 400, 'blank username');
   t.equal((await b.post('/login?username=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'username in the query: refused as legacy credentials');
   t.equal((await b.post('/login?UserName=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'another spelling in the query');
+  t.equal((await b.post('/login?%u0075sername=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, '%u-encoded, as ASP.NET reads it');
   t.equal((await b.post('/login', { username: 'fresh-name', USERNAME: 'alice', password: ALICE.password, csrf })).status, 400, 'another spelling in the body');
   const form = new URLSearchParams({ username: ALICE.username, password: ALICE.password, csrf }).toString();
   t.equal((await b.send('POST', '/login', `x=1;username=bob&${form}`, { 'content-type': 'application/x-www-form-urlencoded' })).status, 400, 'a ";" separator in the body');

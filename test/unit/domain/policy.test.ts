@@ -171,7 +171,7 @@ t.test('a rule for GET covers HEAD, which servers answer with the GET handler', 
 });
 
 t.test('a method override in the query is recognised in the spellings portals read', async (t) => {
-  for (const q of ['_method=DELETE', 'a=1&_method=put', '_METHOD=delete', 'a=1;_method=DELETE', '.method=DELETE', '%5Fmethod=DELETE', '_method[]=DELETE', ' _method=DELETE', '_method', 'X-HTTP-Method-Override=DELETE', 'x-http-method-override=put', 'X_HTTP_Method_Override=DELETE', 'x.http.method.override=DELETE', 'X-HTTP-Method=DELETE', 'X-Method-Override=DELETE', '%58-HTTP-Method-Override=DELETE']) {
+  for (const q of ['_method=DELETE', 'a=1&_method=put', '_METHOD=delete', 'a=1;_method=DELETE', '.method=DELETE', '%5Fmethod=DELETE', '_method[]=DELETE', ' _method=DELETE', '_method', 'X-HTTP-Method-Override=DELETE', 'x-http-method-override=put', 'X_HTTP_Method_Override=DELETE', 'x.http.method.override=DELETE', 'X-HTTP-Method=DELETE', 'X-Method-Override=DELETE', '%58-HTTP-Method-Override=DELETE', '%u0058-HTTP-Method-Override=DELETE', '%u005Fmethod=PUT']) {
     t.ok(carriesMethodOverride(q), q);
   }
   for (const q of ['', 'method=card', 'payment_method=card', '_methods=x', 'q=_method', '_method_x=1', 'x-http-method-overrides=1', 'http-method-override=DELETE', 'q=X-HTTP-Method-Override']) t.notOk(carriesMethodOverride(q), q);
