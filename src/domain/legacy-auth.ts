@@ -45,10 +45,14 @@ function phpKeys(name: string): string[] {
   return keys;
 }
 
-/** Authorization with a legacy scheme, or one of the login form's fields (in any spelling) in the query string. */
+/**
+ * Authorization with a legacy scheme, or one of the login form's fields (in any spelling) in the query string, also
+ * inside another field (`session[username]`: Rails reads a login wrapped so when the query brings the wrapper).
+ */
 export function carriesLegacyCredentials(authorization: string | undefined, query: string, loginFields: readonly string[]): LegacyCredentials {
   if (authorization !== undefined && LEGACY_SCHEME.test(authorization)) return CONNECTION_SCHEME.test(authorization) ? 'connection' : 'request';
-  return queryFieldNames(query).some((key) => loginFields.some((f) => sameFieldName(key, f))) && 'request';
+  const inside = (key: string) => key.split(/[[\]]+/).slice(1);
+  return queryFieldNames(query).some((key) => loginFields.some((f) => sameFieldName(key, f) || inside(key).some((k) => sameFieldName(k, f)))) && 'request';
 }
 
 /**

@@ -367,6 +367,10 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
   const username = obj[field];
   if (typeof username !== 'string') throw bad('no username field');
   if (namesLike(Object.keys(obj)).length !== 1) throw bad('another spelling of the username field');
+  // Rails wraps a JSON login as `session: {username}` unless the body brings such a wrapper itself, whose username
+  // the portal would then check instead.
+  const nested = (v: unknown): boolean => v !== null && typeof v === 'object' && Object.values(v).some((w) => w !== null && typeof w === 'object' && (namesLike(Object.keys(w)).length > 0 || nested(w)));
+  if (nested(obj)) throw bad('the username field inside another field');
   return { username, withUsername: (canonical) => Buffer.from(JSON.stringify({ ...obj, [field]: canonical })) };
 }
 

@@ -65,9 +65,13 @@ t.test('JSON bodies', async (t) => {
     ['{"username":"mallory","username\\u0000":"alice","password":"x"}', 'NUL in a key'],
     [`{"username":"alice","x":${'['.repeat(8000)}${']'.repeat(8000)}}`, 'thousands of levels (writing it back would throw)'],
     [`{"username":"alice","x":${'{"a":'.repeat(33)}1${'}'.repeat(33)}}`, 'more than 32 levels'],
+    // Rails reads a wrapper the client sent instead of wrapping the body itself.
+    ['{"username":"alice","password":"x","session":{"username":"bob","password":"y"}}', 'the username inside a wrapper'],
+    ['{"username":"alice","a":[{"User_Name":"bob"}]}', 'deeper, in another spelling'],
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'json'), why);
   const nested = `{"username":"alice","x":${'{"a":'.repeat(31)}1${'}'.repeat(31)}}`;
   t.equal(parseLoginBody(Buffer.from(nested), 'json', 'username').withUsername('alice').toString(), nested, '32 levels are fine');
+  t.equal(parseLoginBody(Buffer.from('{"username":"alice","device":{"name":"phone"}}'), 'json', 'username').username, 'alice', 'other nested fields are fine');
   t.equal(parseLoginBody(Buffer.from('username=alice&password=a%3Bb'), 'form', 'username').username, 'alice', 'an encoded ";" is fine');
 });
