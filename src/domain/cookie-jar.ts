@@ -26,9 +26,10 @@ export function heldByBrowser(name: string, policy: BrowserCookies): boolean {
 
 const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/;
 
-// What RFC 6265 §6.1 says a portal can count on, and no more: 50 cookies (the oldest go first, as in browsers) of
-// 4096 bytes each. A jar is decrypted and sealed again on every change, and a portal that sets a cookie without a
-// Path on a public page would otherwise add one per folder a client asks for.
+// What RFC 6265 §6.1 says a portal can count on, and no more: 50 cookies of 4096 bytes each. A jar is decrypted and
+// sealed again on every change, and a portal that sets a cookie without a Path on a public page would otherwise add
+// one per folder a client asks for. Beyond 50 the oldest cookie of a narrower path goes first: such a flood never
+// pushes out the session cookie (Path=/), however long ago it was set.
 const MAX_COOKIES = 50;
 const MAX_COOKIE_BYTES = 4096;
 
@@ -52,7 +53,10 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
     if (at !== -1) next.splice(at, 1, ...(gone ? [] : [cookie]));
     else if (!gone) next.push(cookie);
   }
-  if (next.length > MAX_COOKIES) next.splice(0, next.length - MAX_COOKIES);
+  while (next.length > MAX_COOKIES) {
+    const narrower = next.findIndex((c) => c.path !== '/');
+    next.splice(narrower === -1 ? 0 : narrower, 1);
+  }
   return next;
 }
 

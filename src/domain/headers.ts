@@ -16,6 +16,8 @@ const GATEWAY_OWNED = new Set(['strict-transport-security']);
 // trust, as set by other proxies and identity-aware load balancers: only the gateway may set them (SECURITY C-24).
 // Method overrides too: the portal would act on another method than the one the rules judged. And Proxy (httpoxy):
 // a CGI or FastCGI portal sees it as HTTP_PROXY, which many HTTP clients take as the proxy for their own requests.
+/** Headers that ask the portal to act on another method than the request's (ASP.NET MVC, Express, Rails, Spring). */
+export const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 const IDENTITY = new RegExp(
   '^(' +
     [
@@ -23,10 +25,10 @@ const IDENTITY = new RegExp(
       'remote-', 'x-remote-', 'x-auth', 'x-user', 'x-webauth-', 'x-email$', 'x-preferred-username$', 'x-principal', 'x-proxy-user$',
       'x-groups$', 'x-roles$',
       'x-ssl-', 'ssl-client', 'x-client-cert', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
-      'x-ms-client-principal', 'x-ms-token-aad-', 'x-arr-clientcert$', 'cf-access-', 'gap-auth$', 'x-consumer-', 'x-credential-identifier$',
+      'x-ms-client-principal', 'x-ms-token-aad-', 'x-arr-clientcert$', 'cf-access-', 'gap-auth$', 'x-consumer-', 'x-credential-',
       'x-anonymous-consumer$', 'x-original-url$', 'x-rewrite-url$', 'x-original-uri$', 'x-original-method$',
-      'x-original-host$', 'x-host$', 'x-http-method-override$', 'x-http-method$', 'x-method-override$', 'x-middleware-subrequest$',
-      'x-mfa-', 'proxy$',
+      'x-original-host$', 'x-host$', 'x-middleware-subrequest$', 'x-mfa-', 'proxy$',
+      ...METHOD_OVERRIDE_HEADERS.map((name) => `${name}$`),
     ].join('|') +
     ')',
 );

@@ -45,14 +45,19 @@ function phpKeys(name: string): string[] {
   return keys;
 }
 
-/**
- * Authorization with a legacy scheme, or one of the login form's fields (in any spelling) in the query string, also
- * inside another field (`session[username]`: Rails reads a login wrapped so when the query brings the wrapper).
- */
+/** Authorization with a legacy scheme, or one of the login form's fields (in any spelling) in the query string. */
 export function carriesLegacyCredentials(authorization: string | undefined, query: string, loginFields: readonly string[]): LegacyCredentials {
   if (authorization !== undefined && LEGACY_SCHEME.test(authorization)) return CONNECTION_SCHEME.test(authorization) ? 'connection' : 'request';
-  const inside = (key: string) => key.split(/[[\]]+/).slice(1);
-  return queryFieldNames(query).some((key) => loginFields.some((f) => sameFieldName(key, f) || inside(key).some((k) => sameFieldName(k, f)))) && 'request';
+  return queryFieldNames(query).some((key) => loginFields.some((f) => sameFieldName(key, f))) && 'request';
+}
+
+/**
+ * Whether a query holds one of the login form's fields inside another (`session[username]`): on the login request,
+ * Rails then reads that wrapper instead of wrapping the body itself. Elsewhere such fields are ordinary
+ * (`filter[username]`).
+ */
+export function queryWrapsLoginField(query: string, loginFields: readonly string[]): boolean {
+  return queryFieldNames(query).some((key) => key.split(/[[\]]+/).slice(1).some((inner) => loginFields.some((f) => sameFieldName(inner, f))));
 }
 
 /**

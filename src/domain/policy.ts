@@ -133,14 +133,17 @@ function patternProblem(pattern: string): string | null {
 }
 
 /**
- * More wildcards than a path can be matched against in little time: each `**` (and each `*` within one name) is
- * tried at every position the ones before it leave, so the time grows with the path's length to the power of their
- * number. Two are quick even for the longest path the gateway takes; three would let a client's path stall it.
+ * More wildcards than a path can be matched against in little time. Each `**`, and each `*` within the same name, is
+ * tried at every position the others leave, so the time grows with the path's length to the power of their number
+ * (a `*` alone in its name is held to that name by the `/` around it). Two are quick even for the longest path the
+ * gateway takes; three would let a client's path stall it.
  */
 function wildcardProblem(pattern: string): string | null {
-  if ((pattern.match(/\*\*/g)?.length ?? 0) > 2) return `path ${pattern} has more than two '**' (each multiplies the time to match a long path)`;
-  const crowded = pattern.split('/').find((name) => (name.replaceAll('**', '').match(/\*/g)?.length ?? 0) > 2);
-  return crowded === undefined ? null : `path ${pattern} has more than two '*' in '${crowded}' (each multiplies the time to match a long path)`;
+  if (/\*{3,}/.test(pattern)) return `path ${pattern} has three or more '*' in a row (write '*' or '**')`;
+  const names = pattern.split('/');
+  const across = names.reduce((n, name) => n + (name.match(/\*\*/g)?.length ?? 0), 0);
+  const within = Math.max(...names.map((name) => name.replaceAll('**', '').match(/\*/g)?.length ?? 0));
+  return across + within > 2 ? `path ${pattern} has more wildcards than a long path can be matched against quickly: at most two '**' and '*' in one name together` : null;
 }
 
 /**

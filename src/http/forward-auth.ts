@@ -3,12 +3,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
+import { METHOD_OVERRIDE_HEADERS } from '../domain/headers.js';
+import { portalPaths } from '../domain/portal-paths.js';
 import { GatewayError } from '../errors.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
-import { loginPathMatcher, loose } from './proxy-routes.js';
 
-const OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-http-method', 'x-method-override']);
+const OVERRIDE_HEADERS = new Set(METHOD_OVERRIDE_HEADERS);
 
 export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, access, identity } = ctx;
@@ -16,8 +17,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   const trusted = new AddressSet(config.server.trustedProxies);
   const hosts = new Set(config.server.hosts.map((h) => h.toLowerCase()));
   const deviceHeader = config.devices.header?.name.toLowerCase();
-  const loginPathOf = loginPathMatcher(config.portal.login.paths);
-  const logoutPaths = new Set(config.portal.logoutPaths.map(loose));
+  const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
   const one = (req: FastifyRequest, name: string) => {
     const v = req.headers[name];
     return Array.isArray(v) ? v[0] : v;
@@ -37,13 +37,12 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     const method = one(req, 'x-forwarded-method')?.toUpperCase();
     if (!method) throw new GatewayError('GW_ERR_BAD_REQUEST', 'X-Forwarded-Method missing');
     // The login (other than its page) and the logout belong to the gateway: a spelling the proxy's routes missed
-    // (`/login;jsessionid=1`, `/login/x`) must not take a password to the portal, or log out of the portal alone.
+    // (`/login;jsessionid=1`, `/login.php/x`) must not take a password to the portal, or log out of the portal alone.
     // The proxy passes the browser's headers on to the portal (the gateway strips these when it proxies itself): one
     // that asks for another method would have the portal act on a method the rules did not judge.
     // In any spelling a CGI or FastCGI portal reads as the same variable (X_HTTP_Method_Override).
     if (Object.keys(req.headers).some((name) => OVERRIDE_HEADERS.has(name.replaceAll('_', '-')))) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'method override header');
-    const lowered = loose(target.matchPath);
-    if (logoutPaths.has(lowered) || (loginPathOf(lowered) && method !== 'GET' && method !== 'HEAD')) {
+    if (paths.isLogout(target.matchPath) || paths.loginPathOf(target.matchPath, method)) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);

@@ -4,10 +4,11 @@ import { pipeline, Transform, type Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalTarget, foldCase, type CanonicalTarget } from '../domain/canonical-path.js';
+import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
+import { loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
@@ -33,8 +34,7 @@ type JarOwner =
 export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, clock, sessions } = ctx;
   const prefix = config.server.prefix.toLowerCase();
-  const loginPathOf = loginPathMatcher(config.portal.login.paths);
-  const logoutPaths = new Set(config.portal.logoutPaths.map(loose));
+  const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
   const { origin: portalOrigin, host: portalHost } = new URL(config.portal.url);
   const timeoutMs = config.portal.timeoutSeconds * 1000;
 
@@ -68,7 +68,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const lowered = loose(target.matchPath);
     // The reserved prefix never reaches the portal, in any spelling.
     if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_NOT_FOUND');
-    const loginPath = req.method !== 'GET' && req.method !== 'HEAD' ? loginPathOf(lowered) : undefined;
+    const loginPath = paths.loginPathOf(target.matchPath, req.method);
     // A login in another spelling, or below its path, goes to the portal as the configured path, and that is what the
     // policy sees.
     const forwarded: CanonicalTarget = loginPath ? { ...target, path: loginPath, matchPath: loginPath } : target;
@@ -110,7 +110,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
         // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
         // portal still gets the request with the session's cookies, to end its own session.
-        const ended = logoutPaths.has(lowered);
+        const ended = paths.isLogout(target.matchPath);
         if (ended) {
           reply.clearCookie(COOKIE.session, clearOptions);
           await sessions.end(active, 'portal-logout');
@@ -279,26 +279,6 @@ function forwardedFor(req: FastifyRequest): string {
 
 function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
-}
-
-/** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
-export function loose(path: string): string {
-  return foldCase(path).toLowerCase().replace(/\/+$/, '') || '/';
-}
-
-/**
- * The configured login path a request path (as `loose` gives it) is a login at, or undefined. Each spelling of a
- * login path is that path, and so is everything below it (below `/`, nothing): a portal that reads path info (`/login.php/x`) runs its
- * login there, and forwarded with a session's jar it would sign that session in as whoever's password came with it.
- */
-export function loginPathMatcher(paths: readonly string[]): (lowered: string) => string | undefined {
-  const spellings = paths.map((p) => [loose(p), p] as const);
-  // Servlet form login: Jetty signs a session in at any path with a `/j_security_check` segment (Tomcat at any path
-  // ending in one), whatever comes before it.
-  const formLogin = spellings.find(([s]) => s.endsWith('/j_security_check'))?.[1];
-  return (lowered) =>
-    spellings.find(([s]) => lowered === s || (s !== '/' && lowered.startsWith(`${s}/`)))?.[1] ??
-    (formLogin && /\/j_security_check(\/|$)/.test(lowered) ? formLogin : undefined);
 }
 
 /** A pass-through that fails once more than `max` bytes went through (marked, so the error becomes a 413). */

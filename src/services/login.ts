@@ -6,7 +6,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { upstreamRequestHeaders } from '../domain/headers.js';
-import { sameFieldName } from '../domain/legacy-auth.js';
+import { queryWrapsLoginField, sameFieldName } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { safeRelativeTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
@@ -124,6 +124,7 @@ export class LoginService {
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     }
     throwIfRefused(address, ip, undefined, this.d.security);
+    if (queryWrapsLoginField(req.query, [login.usernameField, login.passwordField])) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a login field inside another in the query');
     const parsed = parseLoginBody(await req.body(), login.bodyType, login.usernameField);
     const username = canonicalUsername(parsed.username, login.usernameCase);
     if (username === null || (this.usernamePattern && !this.usernamePattern.test(username))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');

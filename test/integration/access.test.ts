@@ -104,6 +104,7 @@ t.test('a method override in the query is refused: the portal would act on anoth
   t.equal(s.portalRequests.length, before, 'none reached the portal');
   t.match(securityEvents(s, 'access_denied').at(-1), { rule: 'method override', reason: 'method-override', path: '/records' }, 'a decision like any other: a security event');
   t.equal((await b.get('/records?method=card&payment_method=x')).status, 200, 'fields that are not an override pass');
+  t.equal((await b.get('/records?filter[username]=alice')).status, 200, 'a login field inside another is only the login request\'s concern');
 });
 
 t.test('client address: X-Forwarded-For only from trusted proxies, unreadable fails closed', async (t) => {

@@ -37,6 +37,7 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     'gap-auth': 'admin',
     'x-consumer-username': 'admin',
     'x-credential-identifier': 'admin',
+    'x-credential-username': 'admin',
     'x-anonymous-consumer': 'false',
     'x-principal': 'admin',
     'client-ip': '10.0.0.5',
@@ -54,7 +55,7 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     ...['x-forwarded-user', 'forwarded', 'x-real-ip', 'x-auth-user', 'x-auth-request-email', 'remote-user', 'x-remote-user', 'x_auth_user', 'x-original-url', 'x-middleware-subrequest'],
     ...['x-webauth-user', 'x-email', 'x-preferred-username', 'x-ssl-client-s-dn', 'ssl-client-cert', 'x-client-cert', 'x-amzn-oidc-identity', 'x-goog-authenticated-user-email'],
     ...['x-ms-client-principal-name', 'cf-access-authenticated-user-email', 'x-principal', 'client-ip', 'x-cluster-client-ip', 'x-http-method-override', 'x-method-override', 'x-username-hint'],
-    ...['x-ms-token-aad-id-token', 'x-arr-clientcert', 'gap-auth', 'x-consumer-username', 'x-credential-identifier', 'x-anonymous-consumer'],
+    ...['x-ms-token-aad-id-token', 'x-arr-clientcert', 'gap-auth', 'x-consumer-username', 'x-credential-identifier', 'x-credential-username', 'x-anonymous-consumer'],
   ]) {
     t.notOk(name in seen, `${name} removed`);
   }
@@ -154,6 +155,7 @@ t.test('the login intercept: methods, content types, sizes, duplicate fields', a
   t.equal((await b.post('/login?username=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'username in the query: refused as legacy credentials');
   t.equal((await b.post('/login?UserName=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'another spelling in the query');
   t.equal((await b.post('/login?%u0075sername=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, '%u-encoded, as ASP.NET reads it');
+  t.equal((await b.post('/login?session[username]=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 400, 'inside another field (a Rails login wrapper)');
   t.equal((await b.post('/login', { username: 'fresh-name', USERNAME: 'alice', password: ALICE.password, csrf })).status, 400, 'another spelling in the body');
   const form = new URLSearchParams({ username: ALICE.username, password: ALICE.password, csrf }).toString();
   t.equal((await b.send('POST', '/login', `x=1;username=bob&${form}`, { 'content-type': 'application/x-www-form-urlencoded' })).status, 400, 'a ";" separator in the body');

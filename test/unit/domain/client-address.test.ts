@@ -1,7 +1,7 @@
 // Who the client is: forwarding headers believed only from trusted proxies, right-most untrusted hop, fail closed.
 import t from 'tap';
 import { AddressSet, clientView, normaliseAddress, parseCidr } from '../../../src/domain/client-address.js';
-import { carriesLegacyCredentials } from '../../../src/domain/legacy-auth.js';
+import { carriesLegacyCredentials, queryWrapsLoginField } from '../../../src/domain/legacy-auth.js';
 
 const trusted = new AddressSet(['10.0.0.10', '10.1.0.0/16', 'fd00::/8']);
 
@@ -75,12 +75,17 @@ t.test('legacy credentials', async (t) => {
   for (const q of ['', 'page=2', 'passwords=1', 'q=password']) t.notOk(carriesLegacyCredentials(undefined, q, fields), q);
   // ASP.NET reads %uXXXX as that character: %u0075sername is its username.
   for (const q of ['%u0075sername=bob', 'a=1&%u0070assword=x', '%u0070%u0061ssword=x']) t.ok(carriesLegacyCredentials(undefined, q, fields), q);
-  // Rails reads a login wrapped in another field when the query brings the wrapper (wrap_parameters).
-  for (const q of ['session[username]=bob', 'session%5Bpassword%5D=x', 'a[b][pass_word]=x']) t.ok(carriesLegacyCredentials(undefined, q, fields), q);
-  for (const q of ['q=%u0070assword', '%u0078sername=1', '%ud800=1', '%u00=1', 'session[id]=1', 'sort[name]=asc']) t.notOk(carriesLegacyCredentials(undefined, q, fields), q);
+  // Login fields inside another are the login request's concern (queryWrapsLoginField), not every request's.
+  for (const q of ['q=%u0070assword', '%u0078sername=1', '%ud800=1', '%u00=1', 'filter[username]=alice']) t.notOk(carriesLegacyCredentials(undefined, q, fields), q);
   // PHP reads pass[word (a [ without a ] after it) as pass_word, and password[x] or password[] as the field password.
   for (const q of ['pass[word=x', 'pass%5Bword=x', 'password[]=x', 'password[0]=x', '+pass.word=x', 'user[name[=x'])
     t.ok(carriesLegacyCredentials(undefined, q, ['user_name', 'pass_word']), q);
   for (const q of ['pass[word]=x', 'user[id]=1&sort[name]=asc', 'passwordx[=1'])
     t.notOk(carriesLegacyCredentials(undefined, q, ['user_name', 'pass_word']), `${q}: another field`);
+});
+
+t.test("a login field inside another in the query (Rails reads such a wrapper on the login request)", async (t) => {
+  const fields = ['username', 'password'];
+  for (const q of ['session[username]=bob', 'session%5Bpassword%5D=x', 'a[b][pass_word]=x', 'x=1&session[User_Name]=bob']) t.ok(queryWrapsLoginField(q, fields), q);
+  for (const q of ['', 'username=bob', 'session[id]=1', 'sort[name]=asc', 'q=session[username]']) t.notOk(queryWrapsLoginField(q, fields), q);
 });

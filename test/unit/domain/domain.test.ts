@@ -35,15 +35,20 @@ t.test('login success rules: every configured rule must hold', async (t) => {
   t.notOk(answerMatches({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: 'Invalid password' }), 'body pattern');
 });
 
-t.test('cookie jar: at most 50 cookies, the oldest going first, each of at most 4096 bytes (RFC 6265 §6.1)', async (t) => {
+t.test('cookie jar: at most 50 cookies, the oldest of a narrower path going first, each of at most 4096 bytes (RFC 6265 §6.1)', async (t) => {
   const now = 1_000_000;
   let jar = applySetCookies([], ['SESSION=1; Path=/'], '/', now);
   // A portal that sets a cookie without a Path: one per folder a client asks for.
   for (let i = 0; i < 60; i++) jar = applySetCookies(jar, ['seen=1'], `/static/d${i}/x`, now);
   t.equal(jar.length, 50, 'no more than 50');
   t.same(jar.at(-1), { name: 'seen', value: '1', path: '/static/d59' }, 'the newest kept');
-  t.notOk(jar.some((c) => c.name === 'SESSION' || c.path === '/static/d9'), 'the oldest gone');
-  t.equal(jar[0]!.path, '/static/d10');
+  t.same(jar[0], { name: 'SESSION', value: '1', path: '/' }, 'the session cookie (Path=/) stays, though the oldest');
+  t.notOk(jar.some((c) => c.path === '/static/d10'), 'the oldest of the others gone');
+  t.equal(jar[1]!.path, '/static/d11');
+  let root = applySetCookies([], Array.from({ length: 52 }, (_, i) => `c${i}=1; Path=/`), '/', now);
+  t.same([root.length, root[0]!.name], [50, 'c2'], 'all of Path=/: the oldest go');
+  root = applySetCookies(root, ['c2=2; Path=/'], '/', now);
+  t.equal(root[0]!.value, '2', 'a cookie set again keeps its place');
   const big = applySetCookies([], [`BIG=${'x'.repeat(4094)}`, `FITS=${'x'.repeat(4092)}`], '/', now);
   t.same(big.map((c) => c.name), ['FITS'], 'a cookie over 4096 bytes (name and value) is not kept');
 });

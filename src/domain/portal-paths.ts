@@ -1,0 +1,39 @@
+// Which requests are the portal's login and logout: the gateway intercepts the one and ends its session at the other.
+import { foldCase } from './canonical-path.js';
+
+/** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
+export function loose(path: string): string {
+  return foldCase(path).toLowerCase().replace(/\/+$/, '') || '/';
+}
+
+export interface PortalPaths {
+  /**
+   * The configured login path a request (its canonical match path) is a login at, or undefined; never for GET or
+   * HEAD, which only show the login page.
+   */
+  loginPathOf(path: string, method: string): string | undefined;
+  isLogout(path: string): boolean;
+}
+
+/**
+ * Each spelling of a login path is that path. So, for the login's methods, is everything below a login path that
+ * names a script (`/login.php/x`, `/Login.aspx/x`: PHP and ASP.NET run the script there, with path info), and for
+ * servlet form login any path with a `/j_security_check` segment (Jetty signs a session in at each). Forwarded with a
+ * signed-in session's jar, such a request would sign that session in as whoever's password came with it.
+ */
+export function portalPaths(login: { paths: readonly string[]; methods: readonly string[] }, logoutPaths: readonly string[]): PortalPaths {
+  const spellings = login.paths.map((p) => ({ path: p, loose: loose(p), script: /\.[^/]*$/.test(p) }));
+  const formLogin = spellings.find((s) => s.loose.endsWith('/j_security_check'))?.path;
+  const logouts = new Set(logoutPaths.map(loose));
+  return {
+    loginPathOf(path, method) {
+      if (method === 'GET' || method === 'HEAD') return undefined;
+      const lowered = loose(path);
+      const exact = spellings.find((s) => lowered === s.loose);
+      if (exact || !login.methods.includes(method)) return exact?.path;
+      const below = spellings.find((s) => s.script && lowered.startsWith(`${s.loose}/`));
+      return below?.path ?? (formLogin && /\/j_security_check(\/|$)/.test(lowered) ? formLogin : undefined);
+    },
+    isLogout: (path) => logouts.has(loose(path)),
+  };
+}
