@@ -6,13 +6,11 @@ export function loose(path: string): string {
   return foldCase(path).toLowerCase().replace(/\/+$/, '') || '/';
 }
 
+/** Both take a request's canonical match path as `loose` gives it (worked out once per request). */
 export interface PortalPaths {
-  /**
-   * The configured login path a request (its canonical match path) is a login at, or undefined; never for GET or
-   * HEAD, which only show the login page.
-   */
-  loginPathOf(path: string, method: string): string | undefined;
-  isLogout(path: string): boolean;
+  /** The configured login path a request is a login at, or undefined; never for GET or HEAD (the login page). */
+  loginPathOf(lowered: string, method: string): string | undefined;
+  isLogout(lowered: string): boolean;
 }
 
 /**
@@ -26,14 +24,13 @@ export function portalPaths(login: { paths: readonly string[]; methods: readonly
   const formLogin = spellings.find((s) => s.loose.endsWith('/j_security_check'))?.path;
   const logouts = new Set(logoutPaths.map(loose));
   return {
-    loginPathOf(path, method) {
+    loginPathOf(lowered, method) {
       if (method === 'GET' || method === 'HEAD') return undefined;
-      const lowered = loose(path);
       const exact = spellings.find((s) => lowered === s.loose);
       if (exact || !login.methods.includes(method)) return exact?.path;
       const below = spellings.find((s) => s.script && lowered.startsWith(`${s.loose}/`));
       return below?.path ?? (formLogin && /\/j_security_check(\/|$)/.test(lowered) ? formLogin : undefined);
     },
-    isLogout: (path) => logouts.has(loose(path)),
+    isLogout: (lowered) => logouts.has(lowered),
   };
 }

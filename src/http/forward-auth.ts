@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { METHOD_OVERRIDE_HEADERS } from '../domain/headers.js';
-import { portalPaths } from '../domain/portal-paths.js';
+import { loose, portalPaths } from '../domain/portal-paths.js';
 import { GatewayError } from '../errors.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
@@ -42,7 +42,8 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     // that asks for another method would have the portal act on a method the rules did not judge.
     // In any spelling a CGI or FastCGI portal reads as the same variable (X_HTTP_Method_Override).
     if (Object.keys(req.headers).some((name) => OVERRIDE_HEADERS.has(name.replaceAll('_', '-')))) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'method override header');
-    if (paths.isLogout(target.matchPath) || paths.loginPathOf(target.matchPath, method)) {
+    const lowered = loose(target.matchPath);
+    if (paths.isLogout(lowered) || paths.loginPathOf(lowered, method)) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);

@@ -68,7 +68,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const lowered = loose(target.matchPath);
     // The reserved prefix never reaches the portal, in any spelling.
     if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_NOT_FOUND');
-    const loginPath = paths.loginPathOf(target.matchPath, req.method);
+    const loginPath = paths.loginPathOf(lowered, req.method);
     // A login in another spelling, or below its path, goes to the portal as the configured path, and that is what the
     // policy sees.
     const forwarded: CanonicalTarget = loginPath ? { ...target, path: loginPath, matchPath: loginPath } : target;
@@ -110,7 +110,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
         // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
         // portal still gets the request with the session's cookies, to end its own session.
-        const ended = paths.isLogout(target.matchPath);
+        const ended = paths.isLogout(lowered);
         if (ended) {
           reply.clearCookie(COOKIE.session, clearOptions);
           await sessions.end(active, 'portal-logout');

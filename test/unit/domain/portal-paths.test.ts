@@ -1,6 +1,12 @@
 // Which requests are the portal's login and logout.
 import t from 'tap';
-import { portalPaths } from '../../../src/domain/portal-paths.js';
+import { loose, portalPaths as paths } from '../../../src/domain/portal-paths.js';
+
+/** As the routes use them: on the request's path as `loose` gives it. */
+const portalPaths = (login: { paths: string[]; methods: string[] }, logout: string[]) => {
+  const p = paths(login, logout);
+  return { loginPathOf: (path: string, method: string) => p.loginPathOf(loose(path), method), isLogout: (path: string) => p.isLogout(loose(path)) };
+};
 
 t.test('a login path in any spelling; below it only for a script, and only for the login methods', async (t) => {
   const p = portalPaths({ paths: ['/Login', '/auth/login.php'], methods: ['POST'] }, ['/logout']);
