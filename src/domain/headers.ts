@@ -12,12 +12,13 @@ const HOP_BY_HOP = new Set([
 // The gateway's own answer headers: the portal cannot weaken them (HSTS max-age=0 would switch HSTS off).
 const GATEWAY_OWNED = new Set(['strict-transport-security']);
 
+/** Headers that ask the portal to act on another method than the request's (ASP.NET MVC, Express, Rails, Spring). */
+export const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
+
 // Identity, client-address, client-certificate and routing headers a portal (or the framework under it) might
 // trust, as set by other proxies and identity-aware load balancers: only the gateway may set them (SECURITY C-24).
 // Method overrides too: the portal would act on another method than the one the rules judged. And Proxy (httpoxy):
 // a CGI or FastCGI portal sees it as HTTP_PROXY, which many HTTP clients take as the proxy for their own requests.
-/** Headers that ask the portal to act on another method than the request's (ASP.NET MVC, Express, Rails, Spring). */
-export const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 const IDENTITY = new RegExp(
   '^(' +
     [

@@ -69,8 +69,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // The reserved prefix never reaches the portal, in any spelling.
     if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_NOT_FOUND');
     const loginPath = paths.loginPathOf(lowered, req.method);
-    // A login in another spelling, or below its path, goes to the portal as the configured path, and that is what the
-    // policy sees.
+    // A login in another spelling, or below a login script, goes to the portal as the configured path, and that is what
+    // the policy sees.
     const forwarded: CanonicalTarget = loginPath ? { ...target, path: loginPath, matchPath: loginPath } : target;
 
     // An invalid session is dropped before any rule runs: the request is simply not signed in.
