@@ -105,7 +105,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000 } }),
   });
   app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;
-  await app.register(cookie);
+  // Cookies are read by the edge hook (http/edge.ts), not by a hook of the plugin's own.
+  await app.register(cookie, { hook: false });
   app.decorate('gateway', gateway);
   installEdge(app, {
     hosts: config.server.hosts,

@@ -98,7 +98,8 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const logger = overrides.logger ?? createLogger(config.log.level);
   const rawKv = overrides.kv ?? createKvStore(config, clock);
   const metrics = new Metrics({ defaultMetrics: overrides.processMetrics ?? false });
-  const kv = measuredStore(rawKv, metrics);
+  // Redis calls are timed and counted; the embedded store's are map lookups that cannot fail, not worth a timer each.
+  const kv = rawKv instanceof MemoryKvStore ? rawKv : measuredStore(rawKv, metrics);
   const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
   const tokens = new SessionTokens(
     config.keys.signing.map((k) => ({ id: k.id, key: decodeKey(k.secret) })),

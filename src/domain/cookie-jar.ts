@@ -38,6 +38,7 @@ const MAX_COOKIE_BYTES = 4096;
  * `browserOwned` are left to the browser (they are allow-listed to reach it) and never enter the jar.
  */
 export function applySetCookies(jar: Jar, setCookies: readonly string[], requestPath: string, now: number, browserOwned: BrowserCookies = []): Jar {
+  if (setCookies.length === 0) return jar;
   // Browser-owned cookies are skipped before parsing: a portal re-setting only those costs nothing.
   const forJar = setCookies.filter((sc) => !heldByBrowser(cookieName(sc), browserOwned));
   if (forJar.length === 0) return jar;
@@ -67,14 +68,16 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
 export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?: string, browserOwned: BrowserCookies = []): string | undefined {
   const matching = jar.filter((c) => (c.expiresAt === undefined || c.expiresAt > now) && pathMatches(path, c.path));
   if (matching.length > 1) matching.sort((a, b) => b.path.length - a.path.length);
-  let header = matching.map((c) => `${c.name}=${c.value}`).join('; ');
+  let header = '';
+  for (const c of matching) header += `${header ? '; ' : ''}${c.name}=${c.value}`;
   if (browserHeader && (browserOwned === 'all' || browserOwned.some((name) => browserHeader.includes(name)))) {
     for (const pair of browserHeader.split(';')) {
       const name = cookieName(pair);
+      if (!heldByBrowser(name, browserOwned)) continue;
       const value = pair.slice(pair.indexOf('=') + 1).trim();
       // Only a well-formed value (RFC 6265 cookie-octets): "a, SESSION=x" would smuggle a second cookie to
       // portals that also split on commas.
-      if (heldByBrowser(name, browserOwned) && COOKIE_VALUE.test(value)) header += `${header ? '; ' : ''}${name}=${value}`;
+      if (COOKIE_VALUE.test(value)) header += `${header ? '; ' : ''}${name}=${value}`;
     }
   }
   return header || undefined;
@@ -86,7 +89,7 @@ export function cookieName(pairOrSetCookie: string): string {
 }
 
 export function sameJar(a: Jar, b: Jar): boolean {
-  return a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.value === b[i]!.value && c.path === b[i]!.path && c.expiresAt === b[i]!.expiresAt);
+  return a === b || (a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.value === b[i]!.value && c.path === b[i]!.path && c.expiresAt === b[i]!.expiresAt));
 }
 
 export function setCookieNames(setCookies: readonly string[]): string[] {

@@ -225,7 +225,7 @@ function evaluate(policy: CompiledPolicy, requested: RequestFacts, trace: TraceL
     const m = matchRule(rule, facts);
     switch (m.kind) {
       case 'miss':
-        trace?.push({ rule: rule.name, result: 'no match', why: m.why() });
+        trace?.push({ rule: rule.name, result: 'no match', why: whyMissed(m.failed, rule, facts) });
         continue;
       case 'unknown-address':
         trace?.push({ rule: rule.name, result: 'match', why: 'the rule tests the network and the client address is unknown: fail closed' });
@@ -243,24 +243,48 @@ function evaluate(policy: CompiledPolicy, requested: RequestFacts, trace: TraceL
   return apply(policy.fallback, facts);
 }
 
-// A miss says why only when asked (policy explain): the reason is not built on every request.
-type RuleMatch = { kind: 'match' } | { kind: 'miss'; why: () => string } | { kind: 'needs-user' } | { kind: 'unknown-address' };
+// A miss names the condition that failed; why, in words, is worked out only when asked (policy explain).
+type Condition = 'host' | 'method' | 'path' | 'network' | 'device' | 'groups';
+type RuleMatch = { kind: 'match' } | { kind: 'miss'; failed: Condition } | { kind: 'needs-user' } | { kind: 'unknown-address' };
+
+// The answers are constants: a request that passes several rules allocates nothing to find out.
+const MATCH: RuleMatch = { kind: 'match' };
+const NEEDS_USER: RuleMatch = { kind: 'needs-user' };
+const UNKNOWN_ADDRESS: RuleMatch = { kind: 'unknown-address' };
+const MISS = Object.fromEntries((['host', 'method', 'path', 'network', 'device', 'groups'] as const).map((c) => [c, { kind: 'miss', failed: c }])) as Record<Condition, RuleMatch>;
 
 function matchRule(r: CompiledRule, f: RequestFacts): RuleMatch {
-  const miss = (why: () => string): RuleMatch => ({ kind: 'miss', why });
-  if (r.hostSet && !r.hostSet.has(f.host)) return miss(() => `host ${f.host} is not one of ${r.hosts!.join(', ')}`);
-  if (r.methodSet && !r.methodSet.has(f.method)) return miss(() => `method ${f.method} is not one of ${r.methods!.join(', ')}`);
-  if (r.pathRes && !r.pathRes.some((re) => re.test(f.path))) return miss(() => `path ${f.path} matches none of ${r.paths!.join(', ')}`);
+  if (r.hostSet && !r.hostSet.has(f.host)) return MISS.host;
+  if (r.methodSet && !r.methodSet.has(f.method)) return MISS.method;
+  if (r.pathRes && !r.pathRes.some((re) => re.test(f.path))) return MISS.path;
   if (r.addresses) {
-    if (f.clientIp === null) return { kind: 'unknown-address' };
-    if (!r.addresses.has(f.clientIp)) return miss(() => `address ${f.clientIp} is in none of ${r.networks!.join(', ')}`);
+    if (f.clientIp === null) return UNKNOWN_ADDRESS;
+    if (!r.addresses.has(f.clientIp)) return MISS.network;
   }
-  if (r.device && (r.device === 'managed') !== f.device.managed) return miss(() => `the device is ${f.device.managed ? '' : 'not '}managed`);
+  if (r.device && (r.device === 'managed') !== f.device.managed) return MISS.device;
   if (r.groups) {
-    if (!f.session) return { kind: 'needs-user' };
-    if (!r.groups.some((g) => f.session!.groups.includes(g))) return miss(() => `the user is in none of the groups ${r.groups!.join(', ')}`);
+    if (!f.session) return NEEDS_USER;
+    if (!r.groups.some((g) => f.session!.groups.includes(g))) return MISS.groups;
   }
-  return { kind: 'match' };
+  return MATCH;
+}
+
+/** Why a rule did not match a request, for policy explain. */
+function whyMissed(failed: Condition, r: CompiledRule, f: RequestFacts): string {
+  switch (failed) {
+    case 'host':
+      return `host ${f.host} is not one of ${r.hosts!.join(', ')}`;
+    case 'method':
+      return `method ${f.method} is not one of ${r.methods!.join(', ')}`;
+    case 'path':
+      return `path ${f.path} matches none of ${r.paths!.join(', ')}`;
+    case 'network':
+      return `address ${f.clientIp} is in none of ${r.networks!.join(', ')}`;
+    case 'device':
+      return `the device is ${f.device.managed ? '' : 'not '}managed`;
+    case 'groups':
+      return `the user is in none of the groups ${r.groups!.join(', ')}`;
+  }
 }
 
 /**

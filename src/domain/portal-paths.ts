@@ -3,7 +3,8 @@ import { foldCase } from './canonical-path.js';
 
 /** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
 export function loose(path: string): string {
-  return foldCase(path).toLowerCase().replace(/\/+$/, '') || '/';
+  const lowered = foldCase(path).toLowerCase();
+  return (lowered.endsWith('/') ? lowered.replace(/\/+$/, '') : lowered) || '/';
 }
 
 /** Both take a request's canonical match path as `loose` gives it (worked out once per request). */

@@ -62,7 +62,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   const deviceHeader = config.devices.header?.name.toLowerCase();
   const trustedProxies = new AddressSet(config.server.trustedProxies);
 
-  async function handle(req: FastifyRequest, reply: FastifyReply) {
+  async function handle(req: FastifyRequest, reply: FastifyReply): Promise<void> {
     const target = canonicalTarget(req.raw.url ?? '', { pathParameters: config.server.pathParameters === 'allow' });
     if (!target) throw new GatewayError('GW_ERR_BAD_PATH', 'path refused by canonicalisation');
     const lowered = loose(target.matchPath);
@@ -97,13 +97,13 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       case 'step-up': {
         const back = target.query ? `${target.path}?${target.query}` : target.path;
         const factors = outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : '';
-        if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(back)}${factors}`, 303);
+        if (req.method === 'GET' || req.method === 'HEAD') return void reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(back)}${factors}`, 303);
         throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule);
       }
       case 'sign-in':
         // A password without its second factor opens nothing: back to the pending step.
-        if (req.cookies[COOKIE.pending]) return reply.redirect(`${config.server.prefix}/continue`, 303);
-        if (req.method === 'GET' || req.method === 'HEAD') return reply.redirect(config.portal.login.page, 302);
+        if (req.cookies[COOKIE.pending]) return void reply.redirect(`${config.server.prefix}/continue`, 303);
+        if (req.method === 'GET' || req.method === 'HEAD') return void reply.redirect(config.portal.login.page, 302);
         throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
       case 'allow': {
         if (loginPath) return interceptLogin(req, reply, forwarded);
@@ -133,7 +133,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     return fresh;
   }
 
-  async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget) {
+  async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget): Promise<void> {
     const login = config.portal.login;
     if (!(login.methods as readonly string[]).includes(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', 'login method');
     const contentType = loginContentType(req.headers['content-type'], login.bodyType);
@@ -161,15 +161,16 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // The portal shows its own error; only its cookies are kept back.
       const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: ctx.browserCookies, rewriteLocation });
       delete headers['content-length'];
-      return reply.code(outcome.portal.status).headers(headers).send(outcome.portal.body);
+      reply.code(outcome.portal.status).headers(headers).send(outcome.portal.body);
+      return;
     }
-    return reply
+    reply
       .clearCookie(COOKIE.browser, clearOptions)
       .setCookie(COOKIE.pending, outcome.pendingId, cookieOptions(config.mfa.pendingTimeoutSeconds))
       .redirect(`${config.server.prefix}/${outcome.stage}`, 303);
   }
 
-  function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner) {
+  function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner): void {
     // The place is kept until the portal has answered (or failed, or timed out), also when the browser has gone
     // away meanwhile: the portal is still working on the request, and the cap is on the portal's load.
     const leave = ctx.inFlight.enter();
@@ -189,7 +190,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           strip: ctx.reservedHeaders,
           upstreamHost: portalHost,
           cookie: cookieHeader(jar, target.path, clock.now(), req.headers.cookie, ctx.browserCookies),
-          ...(owner.kind === 'session' ? { add: owner.identity } : {}),
+          add: owner.kind === 'session' ? owner.identity : undefined,
         }),
       rewriteHeaders: (headers) => {
         leave();
@@ -197,7 +198,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation });
         return forwardedHeaders as IncomingHttpHeaders;
       },
-      onResponse: async (_r, rep, res) => {
+      // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call
+      // its then(), on every request.
+      onResponse: async (_r, rep, res): Promise<void> => {
         // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
         const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
         const changed = sameJar(updated, jar) ? undefined : updated;
@@ -220,16 +223,23 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
         if (refusedForMs !== undefined) {
           stream.resume();
-          return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', 'too many new browsers from this address', { retryAfterMs: refusedForMs }));
+          sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', 'too many new browsers from this address', { retryAfterMs: refusedForMs }));
+          return;
         }
-        if (!bufferable(req.method, statusCode, headers['content-length'])) return rep.send(stream);
+        if (!bufferable(req.method, statusCode, headers['content-length'])) {
+          rep.send(stream);
+          return;
+        }
+        let body: Buffer;
         try {
-          return rep.send(Buffer.from(await stream.arrayBuffer()));
+          body = Buffer.from(await stream.arrayBuffer());
         } catch (error) {
           // An error page instead of a page cut short.
           const timedOut = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
-          return sendInstead(rep, forwardedHeaders, new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
+          sendInstead(rep, forwardedHeaders, new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
+          return;
         }
+        rep.send(body);
       },
       onError: (rep, { error }) => {
         leave();
@@ -241,7 +251,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     try {
       // The exact canonical path the gateway decided on, and the query as sent (reply-from would decode one in the
       // path, and fail on a query it cannot decode).
-      return reply.from(target.path, options);
+      reply.from(target.path, options);
     } catch (err) {
       // Refused before anything was sent (reply-from checks the path once more).
       leave();
@@ -249,17 +259,26 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     }
   }
 
-  app.route({ method: [...METHODS], url: '/*', handler: handle });
-  app.route({ method: [...METHODS], url: '/', handler: handle });
+  // Every path of `handle` sends its answer itself. fastify is not given its promise: it would wait on it, and an
+  // answer still on its way (the portal's) would need a listener for its end, on every request. An error is sent as
+  // fastify sends one an async handler throws.
+  const handler = (req: FastifyRequest, reply: FastifyReply): void => {
+    handle(req, reply).catch((err: unknown) => {
+      if (reply.sent) req.log.error({ err }, 'error after the answer was sent');
+      else reply.send(err instanceof Error ? err : new Error(String(err)));
+    });
+  };
+  app.route({ method: [...METHODS], url: '/*', handler });
+  app.route({ method: [...METHODS], url: '/', handler });
 }
 
 /**
  * The gateway's page in place of the portal's answer, of which nothing was sent yet: without the portal's headers
  * (the gateway's own, HSTS among them, stay).
  */
-function sendInstead(reply: { removeHeader(name: string): unknown; send(payload: GatewayError): unknown }, portalHeaders: OutgoingHttpHeaders, error: GatewayError) {
+function sendInstead(reply: { removeHeader(name: string): unknown; send(payload: GatewayError): unknown }, portalHeaders: OutgoingHttpHeaders, error: GatewayError): void {
   for (const name of Object.keys(portalHeaders)) reply.removeHeader(name);
-  return reply.send(error);
+  reply.send(error);
 }
 
 /**

@@ -20,7 +20,7 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
  * | mfa_gateway_policy_decisions_total        | counter   | rule, verdict                         | Access decisions (allow, deny, sign-in, managed-device, step-up) |
  * | mfa_gateway_upstream_errors_total         | counter   | kind: unavailable, timeout, busy      | Portal unreachable (502), too slow (504), too many waiting (503) |
  * | mfa_gateway_store_call_duration_seconds   | histogram | –                                     | Time of each store (Redis) call, failed ones included            |
- * | mfa_gateway_store_errors_total            | counter   | –                                     | Store calls that failed or timed out (each one fails closed)     |
+ * | mfa_gateway_store_errors_total            | counter   | –                                     | Redis calls that failed or timed out (each one fails closed)     |
  * | mfa_gateway_audit_failures_total          | counter   | kind                                  | Audit trail failures by AuditError code (AUDIT_WRITE_FAILED, …)  |
  * | mfa_gateway_ready                         | gauge     | –                                     | 1 when the latest readiness check passed, 0 when it failed       |
  * | process_*, nodejs_*                       | various   | prom-client defaults                  | CPU, memory, heap, event-loop lag, handles, GC                   |
@@ -45,6 +45,8 @@ const UPSTREAM_KINDS = new Set<string>(['unavailable', 'timeout', 'busy']);
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
+/** Status classes by the status's first digit (1xx to 5xx); anything else is 'other'. */
+const STATUS_CLASSES: readonly (string | undefined)[] = [undefined, '1xx', '2xx', '3xx', '4xx', '5xx'];
 const oneOf = (set: ReadonlySet<string>, v: unknown, fallback = 'other'): string => (typeof v === 'string' && set.has(v) ? v : fallback);
 
 /** The first `max` distinct values of a free-text label pass; later ones become "other". */
@@ -88,8 +90,8 @@ export class Metrics {
   );
   private readonly decisions = new HotCounter('mfa_gateway_policy_decisions_total', 'Access policy decisions, by rule and verdict.', ['rule', 'verdict'], this.registry);
   private readonly upstreamErrors = this.counter('mfa_gateway_upstream_errors_total', 'Portal errors: unavailable (502), timeout (504), busy (503, too many requests waiting).', ['kind']);
-  private readonly storeDuration = new HotHistogram('mfa_gateway_store_call_duration_seconds', 'Time of each store call, failed ones included.', [], STORE_BUCKETS, this.registry);
-  private readonly storeErrors = this.counter('mfa_gateway_store_errors_total', 'Store calls that failed or timed out.');
+  private readonly storeDuration = new HotHistogram('mfa_gateway_store_call_duration_seconds', 'Time of each Redis call, failed ones included.', [], STORE_BUCKETS, this.registry);
+  private readonly storeErrors = this.counter('mfa_gateway_store_errors_total', 'Redis calls that failed or timed out.');
   private readonly auditFailures = this.counter('mfa_gateway_audit_failures_total', 'Audit trail failures, by AuditError code.', ['kind']);
   private readonly readyGauge = new Gauge({ name: 'mfa_gateway_ready', help: '1 when the last readiness check passed, 0 when it failed.', registers: [this.registry] });
 
@@ -147,9 +149,8 @@ export class Metrics {
   /** One answered request: the deciding rule and verdict (undefined when no rule decided), its status and duration. */
   request(rule: string | undefined, verdict: string | undefined, status: number, seconds: number): void {
     const r = rule === undefined ? 'none' : this.rules.of(rule);
-    const statusClass = status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
-    this.requestDuration.observe([r, statusClass], seconds);
-    if (rule !== undefined && verdict !== undefined) this.decisions.inc([r, oneOf(VERDICTS, verdict)]);
+    this.requestDuration.observe(seconds, r, STATUS_CLASSES[Math.floor(status / 100)] ?? 'other');
+    if (rule !== undefined && verdict !== undefined) this.decisions.inc(r, oneOf(VERDICTS, verdict));
   }
 
   /** The portal could not be reached (502), was too slow (504), or too many requests were waiting for it (503). */
@@ -159,7 +160,7 @@ export class Metrics {
 
   /** One store call and how long it took; failures (errors and timeouts) are counted too. */
   storeCall(ok: boolean, seconds: number): void {
-    this.storeDuration.observe([], seconds);
+    this.storeDuration.observe(seconds);
     if (!ok) this.storeErrors.inc();
   }
 

@@ -47,6 +47,16 @@ t.test('full sign-in with Redis, and nothing readable at rest', async (t) => {
   t.notMatch(dump, 'alice', 'no username at rest');
   t.notMatch(dump, secret, 'no TOTP secret at rest');
   t.notMatch(dump, 'PORTALSESSID', 'no portal cookie at rest');
+  const count = /^mfa_gateway_store_call_duration_seconds_count (\d+)$/m.exec(await s.app.gateway.metrics.text());
+  t.ok(Number(count?.[1]) > 10, 'every Redis call is timed');
+});
+
+t.test('the embedded memory store is not timed: its calls are map lookups', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  t.match((await b.get('/records')).body, 'Signed in as alice');
+  t.match(await s.app.gateway.metrics.text(), /^mfa_gateway_store_call_duration_seconds_count 0$/m);
 });
 
 t.test('Redis stalled: 503 everywhere it matters, then the same session works again', async (t) => {

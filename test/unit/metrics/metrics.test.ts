@@ -182,6 +182,26 @@ t.test('store calls: latency of every call, errors counted; measuredStore passes
   t.ok(s.includes('mfa_gateway_store_call_duration_seconds_bucket{le="0.5"} 3'), 'the 1-second call is above 0.5 s, the others below');
 });
 
+t.test('measuredStore times the methods of a class instance too, and is still one', async (t) => {
+  const m = fresh();
+  class Store {
+    readonly prefix = 'mfa:';
+    async get(key: string) {
+      return `${this.prefix}${key}`;
+    }
+  }
+  class Bigger extends Store {
+    async set() {
+      return 'set';
+    }
+  }
+  const measured = measuredStore(new Bigger(), m);
+  t.ok(measured instanceof Store);
+  t.equal(await measured.get('k'), 'mfa:k', 'an inherited method, on the store itself');
+  t.equal(await measured.set(), 'set');
+  t.ok((await samples(m)).includes('mfa_gateway_store_call_duration_seconds_count 2'), 'both calls timed');
+});
+
 t.test('readiness gauge', async (t) => {
   const m = fresh();
   m.readiness(true);
