@@ -177,6 +177,50 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
     let forwardedHeaders: OutgoingHttpHeaders = {};
+
+    /** The portal's answer to the browser: the jar updated from its cookies, then its body (a small one read whole). */
+    async function passOn(res: unknown): Promise<void> {
+      // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
+      const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
+      const changed = sameJar(updated, jar) ? undefined : updated;
+      let refusedForMs: number | undefined;
+      try {
+        if (owner.kind === 'browser' && changed) {
+          // A jar that starts here is a new record for an hour: new ones are limited per address (an id in the
+          // cookie is no proof, a client can make them up).
+          const admitted = jar.length === 0 ? await ctx.limits.login.admitNewBrowser(req.client.ip) : undefined;
+          if (admitted && !admitted.allowed) refusedForMs = admitted.retryAfterMs;
+          else await ctx.jars.update(owner.id, jar, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
+        }
+        if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
+          // The answer's cookies go onto the jar as it is now (see SessionService.save).
+          await sessions.save(owner.active, changed ? (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies) : undefined);
+        }
+      } catch (err) {
+        req.log.error({ err }, 'could not save portal cookies');
+      }
+      const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
+      if (refusedForMs !== undefined) {
+        stream.resume();
+        sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', 'too many new browsers from this address', { retryAfterMs: refusedForMs }));
+        return;
+      }
+      if (!bufferable(req.method, statusCode, headers['content-length'])) {
+        reply.send(stream);
+        return;
+      }
+      let body: Buffer;
+      try {
+        body = Buffer.from(await stream.arrayBuffer());
+      } catch (error) {
+        // An error page instead of a page cut short.
+        const timedOut = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
+        sendInstead(reply, forwardedHeaders, new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
+        return;
+      }
+      reply.send(body);
+    }
+
     const options: FastifyReplyFromHooks = {
       timeout: timeoutMs,
       retryDelay: noRetry,
@@ -199,47 +243,12 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call
-      // its then(), on every request.
-      onResponse: async (_r, rep, res): Promise<void> => {
-        // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
-        const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
-        const changed = sameJar(updated, jar) ? undefined : updated;
-        let refusedForMs: number | undefined;
-        try {
-          if (owner.kind === 'browser' && changed) {
-            // A jar that starts here is a new record for an hour: new ones are limited per address (an id in the
-            // cookie is no proof, a client can make them up).
-            const admitted = jar.length === 0 ? await ctx.limits.login.admitNewBrowser(req.client.ip) : undefined;
-            if (admitted && !admitted.allowed) refusedForMs = admitted.retryAfterMs;
-            else await ctx.jars.update(owner.id, jar, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
-          }
-          if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
-            // The answer's cookies go onto the jar as it is now (see SessionService.save).
-            await sessions.save(owner.active, changed ? (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies) : undefined);
-          }
-        } catch (err) {
-          req.log.error({ err }, 'could not save portal cookies');
-        }
-        const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
-        if (refusedForMs !== undefined) {
-          stream.resume();
-          sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', 'too many new browsers from this address', { retryAfterMs: refusedForMs }));
-          return;
-        }
-        if (!bufferable(req.method, statusCode, headers['content-length'])) {
-          rep.send(stream);
-          return;
-        }
-        let body: Buffer;
-        try {
-          body = Buffer.from(await stream.arrayBuffer());
-        } catch (error) {
-          // An error page instead of a page cut short.
-          const timedOut = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
-          sendInstead(rep, forwardedHeaders, new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
-          return;
-        }
-        rep.send(body);
+      // its then(), on every request. What fails unexpectedly on the way is an error page, never an unheard rejection.
+      onResponse: (_r, rep, res) => {
+        passOn(res).catch((err: unknown) => {
+          if (rep.sent) req.log.error({ err }, 'could not pass the portal answer on');
+          else sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer could not be passed on', { cause: err }));
+        });
       },
       onError: (rep, { error }) => {
         leave();
