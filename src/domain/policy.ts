@@ -244,14 +244,15 @@ function evaluate(policy: CompiledPolicy, requested: RequestFacts, trace: TraceL
 }
 
 // A miss names the condition that failed; why, in words, is worked out only when asked (policy explain).
-type Condition = 'host' | 'method' | 'path' | 'network' | 'device' | 'groups';
+const CONDITIONS = ['host', 'method', 'path', 'network', 'device', 'groups'] as const;
+type Condition = (typeof CONDITIONS)[number];
 type RuleMatch = { kind: 'match' } | { kind: 'miss'; failed: Condition } | { kind: 'needs-user' } | { kind: 'unknown-address' };
 
 // The answers are constants: a request that passes several rules allocates nothing to find out.
 const MATCH: RuleMatch = { kind: 'match' };
 const NEEDS_USER: RuleMatch = { kind: 'needs-user' };
 const UNKNOWN_ADDRESS: RuleMatch = { kind: 'unknown-address' };
-const MISS = Object.fromEntries((['host', 'method', 'path', 'network', 'device', 'groups'] as const).map((c) => [c, { kind: 'miss', failed: c }])) as Record<Condition, RuleMatch>;
+const MISS = Object.fromEntries(CONDITIONS.map((c) => [c, { kind: 'miss', failed: c }])) as Record<Condition, RuleMatch>;
 
 function matchRule(r: CompiledRule, f: RequestFacts): RuleMatch {
   if (r.hostSet && !r.hostSet.has(f.host)) return MISS.host;
