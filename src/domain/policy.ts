@@ -1,6 +1,7 @@
 // Conditional access: ordered rules, first match wins, then the default. A pure function of the request's facts.
 import { canonicalTarget, foldCase } from './canonical-path.js';
 import { AddressSet } from './client-address.js';
+import { METHOD_OVERRIDE_HEADERS } from './headers.js';
 import { queryFieldNames, type LegacyCredentials } from './legacy-auth.js';
 
 export type Decision = 'public' | 'deny' | 'mfa' | 'managed-device' | 'step-up';
@@ -191,8 +192,9 @@ export function pathPattern(pattern: string, flags = ''): RegExp {
 
 // `_method` in the query: Symfony, Laravel and PHP portals built on them act on that method instead (PHP drops
 // leading spaces, reads '.', ' ' and '[' as '_', and `_method[x]` as `_method`). ASP.NET MVC reads
-// `X-HTTP-Method-Override` from the query of a POST as it reads the header; the other override headers' names too.
-const METHOD_OVERRIDE = /^(?:[ .[_]method|x[-_ .[]http[-_ .[]method(?:[-_ .[]override)?|x[-_ .[]method[-_ .[]override)(\[|$)/i;
+// `X-HTTP-Method-Override` from the query of a POST as it reads the header; the other override headers' names too
+// (each '-' in any of the spellings PHP reads as '_').
+const METHOD_OVERRIDE = new RegExp(`^(?:[ .[_]method|${METHOD_OVERRIDE_HEADERS.map((name) => name.replaceAll('-', '[-_ .[]')).join('|')})(\\[|$)`, 'i');
 
 /** Whether the query asks the portal for another method than the request's (such a request is denied). */
 export function carriesMethodOverride(query: string): boolean {
