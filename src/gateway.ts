@@ -77,7 +77,7 @@ export interface Gateway extends HttpContext {
 }
 
 export function createKvStore(config: Config, clock: Clock): KvStore {
-  return config.store.type === 'redis' ? new RedisKvStore(config.store.redis) : new MemoryKvStore(clock);
+  return config.store.type === 'redis' ? new RedisKvStore(config.store.redis) : new MemoryKvStore(clock, config.store.memory.maxEntries);
 }
 
 /** The gateway as a WebAuthn relying party: from the config, never from a request (SECURITY R25). */

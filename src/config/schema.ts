@@ -416,6 +416,16 @@ export const ConfigSchema = Type.Object(
     store: Type.Object(
       {
         type: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'memory: one instance only; redis: shared by any number of instances.' }),
+        memory: Type.Object(
+          {
+            maxEntries: Type.Integer({
+              minimum: 1000,
+              default: 1_000_000,
+              description: 'memory: keys held at most (about 200 to 400 bytes each); beyond, a new key is refused and its request fails closed (503).',
+            }),
+          },
+          { default: {}, additionalProperties: false },
+        ),
         redis: Type.Object(
           {
             mode: Type.Union([Type.Literal('single'), Type.Literal('sentinel'), Type.Literal('cluster')], { default: 'single', description: 'How Redis is deployed.' }),

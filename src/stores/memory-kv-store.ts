@@ -1,6 +1,7 @@
 // The embedded store for a single gateway instance: a Map with expiry read from the injected clock.
 import type { Clock } from '../clock.js';
 import { assertPositiveInteger, gcraStep } from '../domain/limits.js';
+import { GatewayError } from '../errors.js';
 import { storeTtl, type KvStore } from './kv-store.js';
 
 interface Entry {
@@ -12,13 +13,19 @@ interface Entry {
 // Each write also checks this many other entries for expiry, so memory stays bounded by live state without a
 // pause that grows with the number of sessions.
 const SWEEP_PER_WRITE = 4;
+// A write of a new key into a full store first checks up to this many entries for expiry, to make room.
+const SWEEP_WHEN_FULL = 1000;
 
 // Every method runs to completion without awaiting, so each one is atomic, as a Lua script is in Redis.
 export class MemoryKvStore implements KvStore {
   private readonly map = new Map<string, Entry>();
   private sweep: Iterator<string> = this.map.keys();
 
-  constructor(private readonly clock: Clock) {}
+  /** `maxEntries`: live keys held at most; a new key beyond them is refused (none given: no cap). */
+  constructor(
+    private readonly clock: Clock,
+    private readonly maxEntries = Infinity,
+  ) {}
 
   async get(key: string): Promise<string | null> {
     return this.text(key)?.value ?? null;
@@ -140,14 +147,22 @@ export class MemoryKvStore implements KvStore {
   }
 
   private write(key: string, value: string | Set<string>, ttlMs: number | undefined): void {
+    // Full: a new key is refused (the request fails closed, as with Redis down) instead of memory growing until
+    // the process dies; keys already held can still change, so signed-in people keep working.
+    if (this.map.size >= this.maxEntries && !this.map.has(key)) {
+      this.sweepSome(SWEEP_WHEN_FULL);
+      if (this.map.size >= this.maxEntries) throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `memory store full (store.memory.maxEntries: ${this.maxEntries})`);
+    }
     this.map.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + storeTtl(ttlMs) });
-    for (let i = 0; i < SWEEP_PER_WRITE; i++) {
+    this.sweepSome(SWEEP_PER_WRITE);
+  }
+
+  /** Checks up to `n` entries for expiry, going round the map. */
+  private sweepSome(n: number): void {
+    for (let i = 0; i < n; i++) {
       const next = this.sweep.next();
-      if (next.done) {
-        this.sweep = this.map.keys();
-        break;
-      }
-      this.live(next.value);
+      if (next.done) this.sweep = this.map.keys();
+      else this.live(next.value);
     }
   }
 

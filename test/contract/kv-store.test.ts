@@ -1,7 +1,9 @@
 // One contract every store backend must pass: memory, and Redis as a single node, a Cluster and a Sentinel set.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
+import { resolveConfig } from '../../src/config/load.js';
 import { gcraStep } from '../../src/domain/limits.js';
+import { createKvStore } from '../../src/gateway.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { ReplayGuard } from '../../src/stores/counters.js';
 import { FactorStore, type UserFactors } from '../../src/stores/factor-store.js';
@@ -10,6 +12,7 @@ import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { BrowserJars, PendingLogins, Sessions } from '../../src/stores/records.js';
 import { RedisKvStore, type RedisKvOptions } from '../../src/stores/redis-kv-store.js';
 import { FakeClock } from '../helpers/clock.js';
+import { rawTestConfig } from '../helpers/config.js';
 import { testRedis } from '../helpers/redis.js';
 import { startCluster, startSentinel } from '../helpers/redis-topologies.js';
 
@@ -378,6 +381,57 @@ t.test('memory store: expired entries nobody reads are swept as writes go on', a
   clock.advance(2000);
   for (let i = 0; i < 1000; i++) await kv.set(`new:${i}`, 'x', 60_000);
   t.ok(kv.size < 1100, `held ${kv.size} entries, not 2000`);
+});
+
+t.test('memory store: beyond maxEntries a new key is refused (fail closed); keys held still change', async (t) => {
+  const clock = new FakeClock();
+  const kv = new MemoryKvStore(clock, 3);
+  await kv.set('a', '1', 60_000);
+  await kv.increment('b', 60_000);
+  await kv.setAdd('c', 'm', 60_000);
+  const full = { code: 'GW_ERR_STORE_UNAVAILABLE', message: /memory store full/ };
+  await t.rejects(kv.set('d', '1', 60_000), full, 'set');
+  await t.rejects(kv.setIfAbsent('d', '1', 60_000), full, 'setIfAbsent');
+  await t.rejects(kv.increment('d', 60_000), full, 'increment');
+  await t.rejects(kv.incrementCapped('d', 5, 60_000), full, 'incrementCapped');
+  await t.rejects(kv.gcra('d', 1000, 5, clock.now()), full, 'gcra');
+  await t.rejects(kv.setAdd('d', 'm', 60_000), full, 'setAdd');
+  await t.rejects(kv.raiseTo('d', 5, 60_000), full, 'raiseTo');
+  t.equal(kv.size, 3);
+  t.equal(await kv.get('d'), null, 'nothing of a refused write is kept');
+  // What is held goes on working: a signed-in session is changed, counted, compared and set.
+  await kv.set('a', '2', 60_000);
+  t.equal(await kv.increment('b', 60_000), 2);
+  t.equal(await kv.setAdd('c', 'n', 60_000), 2);
+  t.equal(await kv.replaceIf('a', '2', '3', 60_000), true);
+  t.equal(await kv.get('a'), '3');
+  // A key deleted or taken makes room.
+  await kv.delete('b');
+  await kv.set('d', '1', 60_000);
+  t.equal(await kv.get('d'), '1');
+});
+
+t.test('memory store: a full store makes room from expired entries before it refuses', async (t) => {
+  const clock = new FakeClock();
+  const kv = new MemoryKvStore(clock, 100);
+  for (let i = 0; i < 100; i++) await kv.set(`old:${i}`, 'x', 1000);
+  clock.advance(2000);
+  // Nobody read the expired entries; a new key finds them expired and takes their place.
+  for (let i = 0; i < 100; i++) await kv.set(`new:${i}`, 'x', 60_000);
+  t.equal(kv.size, 100);
+  t.equal(await kv.get('new:99'), 'x');
+});
+
+t.test('memory store: the gateway takes its cap from store.memory.maxEntries', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.store = { type: 'memory', memory: { maxEntries: 1000 } };
+  const kv = createKvStore(resolveConfig(raw), new FakeClock());
+  for (let i = 0; i < 1000; i++) await kv.set(`k:${i}`, 'x', 60_000);
+  await t.rejects(kv.set('one-more', 'x', 60_000), { code: 'GW_ERR_STORE_UNAVAILABLE' });
+  const unset = rawTestConfig('http://127.0.0.1:1');
+  t.equal(resolveConfig(unset).store.memory.maxEntries, 1_000_000, 'a million by default');
+  raw.store = { type: 'memory', memory: { maxEntries: 10 } };
+  t.throws(() => resolveConfig(raw), /maxEntries/, 'a cap below a thousand is refused');
 });
 
 /** A RedisKvStore on servers a backend started; real time passes for TTLs. */

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { request } from 'undici';
 import { knownBrowserToken } from '../../src/mechanisms/known-browser.js';
+import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue, rawRequest, type Browser, type Page } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
@@ -261,6 +262,31 @@ t.test('new browsers per address: each keeps a portal cookie jar for an hour, so
   t.equal((await submitPassword(first, ALICE.username, ALICE.password)).status, 303, 'a browser with its jar signs in');
   s.clock.advance(60_000);
   t.equal((await s.browser().get('/login')).status, 200, 'a minute later, one more');
+});
+
+t.test('a full memory store: new sign-ins fail closed (503, nothing reaches the portal), signed-in people go on', async (t) => {
+  let store!: MemoryKvStore;
+  const s = await startStack({ kv: (clock) => (store = new MemoryKvStore(clock, 1000)) });
+  t.teardown(s.close);
+  const { b: alice } = await signUpAndEnrol(s);
+  // What a flood of failing usernames leaves behind: keys for a day, up to the cap.
+  for (let i = 0; store.size < 1000; i++) await s.kv.set(`flood:${i}`, 'x', 60_000);
+  const bob = s.browser();
+  const page = await bob.get('/login');
+  t.equal(page.status, 200, "the login page is the portal's (its cookie jar is not kept)");
+  const before = s.portalRequests.length;
+  const refused = await bob.post('/login', { username: BOB.username, password: BOB.password, csrf: inputValue(page.body, 'csrf') });
+  t.equal(refused.status, 503, 'a new sign-in fails closed');
+  t.match(refused.body, 'Sign-in is temporarily unavailable');
+  t.notMatch(refused.body, /memory store|maxEntries/, 'the reason stays in the log');
+  t.equal(s.portalRequests.length, before, 'the password never reached the portal');
+  t.ok(s.logs.some((l) => l.includes('memory store full')), 'the log says why');
+  const records = await alice.get('/records');
+  t.equal(records.status, 200, 'a signed-in user keeps browsing');
+  t.match(records.body, `Signed in as ${ALICE.username}`);
+  // The flood's keys expire and make room again.
+  s.clock.advance(61_000);
+  t.equal((await submitPassword(s.browser(), BOB.username, BOB.password)).status, 303, 'room again: a sign-in goes on');
 });
 
 t.test('a surge of failures across the gateway tightens the global rate and raises an alert', async (t) => {
