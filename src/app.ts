@@ -130,13 +130,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     if (closing) reply.header('connection', 'close');
     done(null, payload);
   });
-  // Key ages in `keys status` and the report count from when a gateway first ran with each key.
+  // Key ages in `keys status` and the report count from when a gateway first ran with each key; what in the store's
+  // settings weakens the gateway, in the log.
   // In the background, once the store answers: a store that is down at start must not hold the gateway back.
   app.addHook('onReady', async () => {
-    void gateway.kv
-      .ready()
-      .then(() => gateway.admin.noteKeys())
-      .catch((err: unknown) => app.log.warn({ err }, 'could not note the configured keys in the store'));
+    const ready = gateway.kv.ready();
+    void ready.then(() => gateway.admin.noteKeys()).catch((err: unknown) => app.log.warn({ err }, 'could not note the configured keys in the store'));
+    void ready
+      .then(() => gateway.kv.warnings())
+      .then((warnings) => warnings.forEach((w) => app.log.warn(w)))
+      // A store that is not ready is logged just above.
+      .catch(() => {});
   });
   app.addHook('onClose', () => gateway.close());
   return app;

@@ -51,5 +51,7 @@ export interface KvStore {
   ping(): Promise<void>;
   /** Resolves once the backend can take commands (for commands run once, like the CLI); rejects after a while. */
   ready(): Promise<void>;
+  /** Settings of the backend that weaken what the gateway guarantees, one line each, for the log at start ([]: none). */
+  warnings(): Promise<string[]>;
   close(): Promise<void>;
 }

@@ -112,6 +112,10 @@ export class MemoryKvStore implements KvStore {
 
   async ready(): Promise<void> {}
 
+  async warnings(): Promise<string[]> {
+    return [];
+  }
+
   async close(): Promise<void> {
     this.map.clear();
   }

@@ -173,6 +173,26 @@ export class RedisKvStore implements KvStore {
     await this.call(() => this.redis.ping());
   }
 
+  /**
+   * An evicting maxmemory-policy: under memory pressure Redis would drop keys that have a TTL (used TOTP steps, failure
+   * counts, sessions), so a code could be replayed or a wait skipped. Checked on each master; a policy that cannot be
+   * read (CONFIG is often refused on managed Redis) is said too.
+   */
+  async warnings(): Promise<string[]> {
+    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+    const found: string[] = [];
+    for (const node of nodes) {
+      const where = this.redis instanceof Cluster ? ` on ${node.options.host}:${node.options.port}` : '';
+      try {
+        const [, policy] = (await this.call(() => node.config('GET', 'maxmemory-policy'))) as string[];
+        if (policy !== 'noeviction') found.push(`Redis maxmemory-policy is ${policy}${where}: when memory runs short Redis drops keys (used codes, failure counts); set noeviction`);
+      } catch {
+        found.push(`Redis maxmemory-policy could not be read${where}: make sure it is noeviction`);
+      }
+    }
+    return found;
+  }
+
   async close() {
     this.redis.disconnect();
   }

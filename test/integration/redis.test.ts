@@ -59,6 +59,31 @@ t.test('the embedded memory store is not timed: its calls are map lookups', asyn
   t.match(await s.app.gateway.metrics.text(), /^mfa_gateway_store_call_duration_seconds_count 0$/m);
 });
 
+t.test('an evicting maxmemory-policy is said in the log at start (it would drop used codes and failure counts)', async (t) => {
+  const redis = await startOwnRedis();
+  t.teardown(redis.stop);
+  const admin = new RedisKvStore({ url: redis.url, keyPrefix: 'policy:', commandTimeoutMs: 1000 });
+  t.teardown(() => admin.close());
+  await admin.ready();
+  t.same(await admin.warnings(), [], "noeviction, Redis's default: nothing to say");
+  await admin.client.config('SET', 'maxmemory-policy', 'volatile-lru');
+  t.match(await admin.warnings(), [/^Redis maxmemory-policy is volatile-lru: .*set noeviction$/]);
+  // A user that may not read the settings (as on many managed services): said too, the store still works.
+  await admin.client.acl('SETUSER', 'gateway', 'on', '>gateway-pass', '~*', '&*', '+@all', '-config');
+  const limited = new RedisKvStore({ url: redis.url.replace('redis://', 'redis://gateway:gateway-pass@'), keyPrefix: 'policy:', commandTimeoutMs: 1000 });
+  t.teardown(() => limited.close());
+  await limited.ready();
+  t.match(await limited.warnings(), [/^Redis maxmemory-policy could not be read: make sure it is noeviction$/]);
+  await limited.set('k', 'v', 60_000);
+  t.equal(await limited.get('k'), 'v');
+
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix: 'policy-app:', commandTimeoutMs: 1000 });
+  const s = await startStack({ kv: () => kv });
+  t.teardown(s.close);
+  t.ok(await waitFor(async () => s.logs.some((l) => JSON.parse(l).msg?.startsWith('Redis maxmemory-policy is volatile-lru'))), 'the gateway logs it once it has started');
+  t.equal(JSON.parse(s.logs.find((l) => l.includes('maxmemory-policy'))!).level, 40, 'as a warning');
+});
+
 t.test('Redis stalled: 503 everywhere it matters, then the same session works again', async (t) => {
   const { s, redis } = await redisStack();
   t.teardown(async () => {
