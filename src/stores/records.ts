@@ -169,7 +169,14 @@ export class Sessions {
   async create(s: SessionRecord, ttlMs: number): Promise<string> {
     const sid = newId();
     await this.records.put(keys.session(sid), s, ttlMs);
-    await this.kv.setAdd(keys.userSessions(s.pid), sid, this.indexTtlMs);
+    const index = keys.userSessions(s.pid);
+    await this.kv.setAdd(index, sid, this.indexTtlMs);
+    // A session that expired without being ended (a browser closed) leaves its id; each sign-in clears those out, so
+    // the list stays the size of the user's live sessions, however often the user signs in. An id is listed only
+    // once its record was written, so one without a record has ended.
+    for (const old of await this.kv.setMembers(index)) {
+      if (old !== sid && (await this.kv.get(keys.session(old))) === null) await this.kv.setRemove(index, old);
+    }
     return sid;
   }
   get(sid: string): Promise<SessionRecord | null> {

@@ -287,6 +287,12 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(await sessions.get(sid), null);
       t.equal(await sessions.change(sid, (x) => ({ ...x, lastSeen: now + 2 }), ttl), null, 'an ended session is not brought back by a late change');
       t.equal(await sessions.get(sid), null);
+      // Sessions left to expire (browsers closed) leave the list at the user's next sign-in.
+      const short = await sessions.create(s, 300);
+      t.same((await sessions.listIds('p')).sort(), [sid2, short].sort());
+      await b.pass(400);
+      const sid3 = await sessions.create(s, 10_000);
+      t.same((await sessions.listIds('p')).sort(), [sid2, sid3].sort(), 'an expired session leaves the list at the next sign-in');
 
       const factors = new FactorStore(b.kv, sealer);
       const totp = { kind: 'totp' as const, id: 'f1', name: 'phone', addedAt: now, secret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP' };
