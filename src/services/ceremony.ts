@@ -5,7 +5,7 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { latestEnd } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
-import type { KvStore } from '../stores/kv-store.js';
+import { liveMembers, type KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import { FailureCounter } from '../stores/limits.js';
 import type { PendingLogin, PendingLogins } from '../stores/records.js';
@@ -176,13 +176,10 @@ export class Attempts {
 
   /** Disabled kinds of factor, by user. */
   async lockedOut(): Promise<{ pid: string; kind: AttemptKind }[]> {
-    const out: { pid: string; kind: AttemptKind }[] = [];
-    for (const member of await this.d.kv.setMembers(keys.lockoutIndex())) {
+    return liveMembers(this.d.kv, keys.lockoutIndex(), async (member) => {
       const [pid = '', kind] = member.split(':') as [string, AttemptKind];
-      if ((await this.counters[kind].check(keys.factorFailures(pid, kind))).allowed) await this.d.kv.setRemove(keys.lockoutIndex(), member);
-      else out.push({ pid, kind });
-    }
-    return out;
+      return (await this.counters[kind].check(keys.factorFailures(pid, kind))).allowed ? null : { pid, kind };
+    });
   }
 
   private async locked(c: Ceremony, ip: string, kind: AttemptKind): Promise<void> {

@@ -3,7 +3,7 @@
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { FailureCounter, RateLimiter, DistinctCounter, type FailureCount } from '../stores/limits.js';
-import type { KvStore } from '../stores/kv-store.js';
+import { liveMembers, type KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
@@ -146,13 +146,10 @@ export class LoginLimits {
 
   /** Blocked addresses with the time each block ends. */
   async blocked(): Promise<{ address: string; until: number }[]> {
-    const out: { address: string; until: number }[] = [];
-    for (const bucket of await this.d.kv.setMembers(keys.blockIndex())) {
+    return liveMembers(this.d.kv, keys.blockIndex(), async (bucket) => {
       const until = await this.d.kv.get(keys.addressBlock(bucket));
-      if (until === null) await this.d.kv.setRemove(keys.blockIndex(), bucket);
-      else out.push({ address: bucket, until: Number(until) });
-    }
-    return out;
+      return until === null ? null : { address: bucket, until: Number(until) };
+    });
   }
 
   /** Many distinct accounts failing from one address: stuffing or spraying. The address is blocked for a while. */

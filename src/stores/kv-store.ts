@@ -9,6 +9,20 @@ export function storeTtl(ttlMs: number): number {
   return Math.max(1, Math.ceil(ttlMs));
 }
 
+/**
+ * What `live` makes of each member of the set at `index` (null: that member's record is gone, and it leaves the set).
+ * For index sets whose members can outlive what they point to.
+ */
+export async function liveMembers<T>(kv: KvStore, index: string, live: (member: string) => Promise<T | null>): Promise<T[]> {
+  const out: T[] = [];
+  for (const member of await kv.setMembers(index)) {
+    const found = await live(member);
+    if (found === null) await kv.setRemove(index, member);
+    else out.push(found);
+  }
+  return out;
+}
+
 export interface KvStore {
   /** A counter written by increment or incrementCapped reads back as its number in decimal. */
   get(key: string): Promise<string | null>;

@@ -4,7 +4,7 @@ import type { FactorKind } from '../domain/policy.js';
 import type { HashedCode } from '../mechanisms/recovery-codes.js';
 import { newId } from '../mechanisms/random.js';
 import type { Sealer } from '../mechanisms/sealer.js';
-import type { KvStore } from './kv-store.js';
+import { liveMembers, type KvStore } from './kv-store.js';
 import { keys } from './keys.js';
 import { FormTwins } from './form-twins.js';
 import { SealedRecords } from './sealed-records.js';
@@ -174,9 +174,7 @@ export class Sessions {
     // A session that expired without being ended (a browser closed) leaves its id; each sign-in clears those out, so
     // the list stays the size of the user's live sessions, however often the user signs in. An id is listed only
     // once its record was written, so one without a record has ended.
-    for (const old of await this.kv.setMembers(index)) {
-      if (old !== sid && (await this.kv.get(keys.session(old))) === null) await this.kv.setRemove(index, old);
-    }
+    await liveMembers(this.kv, index, async (id) => (id === sid || (await this.kv.get(keys.session(id))) !== null ? id : null));
     return sid;
   }
   get(sid: string): Promise<SessionRecord | null> {
