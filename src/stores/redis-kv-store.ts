@@ -158,8 +158,7 @@ export class RedisKvStore implements KvStore {
     // SCAN sees keys as stored: with the client's keyPrefix, which MATCH needs and results lose.
     const stored = this.redis.options.keyPrefix ?? '';
     const match = `${(stored + prefix).replace(/[*?[\]\\]/g, '\\$&')}*`;
-    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
-    for (const node of nodes) {
+    for (const node of this.masters()) {
       let cursor = '0';
       do {
         const [next, found] = await this.call(() => node.scan(cursor, 'MATCH', match, 'COUNT', 500));
@@ -179,9 +178,8 @@ export class RedisKvStore implements KvStore {
    * read (CONFIG is often refused on managed Redis) is said too.
    */
   async warnings(): Promise<string[]> {
-    const nodes = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
     const found: string[] = [];
-    for (const node of nodes) {
+    for (const node of this.masters()) {
       const where = this.redis instanceof Cluster ? ` on ${node.options.host}:${node.options.port}` : '';
       try {
         const [, policy] = (await this.call(() => node.config('GET', 'maxmemory-policy'))) as string[];
@@ -195,6 +193,11 @@ export class RedisKvStore implements KvStore {
 
   async close() {
     this.redis.disconnect();
+  }
+
+  /** The nodes that hold the data: each master of a Cluster, or the one server. */
+  private masters(): Redis[] {
+    return this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
   }
 
   /**

@@ -30,6 +30,10 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
     t.teardown(() => b.kv.close());
     const k = (s: string) => `${s}:${randomBytes(6).toString('hex')}`;
 
+    t.test('nothing in the backend settings weakens the gateway (Redis as it starts: noeviction, on every master)', async (t) => {
+      t.same(await b.kv.warnings(), []);
+    });
+
     t.test('get / set / delete', async (t) => {
       const key = k('a');
       t.equal(await b.kv.get(key), null);
