@@ -98,7 +98,8 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const logger = overrides.logger ?? createLogger(config.log.level);
   const rawKv = overrides.kv ?? createKvStore(config, clock);
   const metrics = new Metrics({ defaultMetrics: overrides.processMetrics ?? false });
-  // Redis calls are timed and counted; the embedded store's are map lookups that cannot fail, not worth a timer each.
+  // Redis calls are timed and counted; the embedded store's are map lookups, not worth a timer each (its one failure,
+  // a full store, is a 503 and a `memory store full` log line).
   const kv = rawKv instanceof MemoryKvStore ? rawKv : measuredStore(rawKv, metrics);
   const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
   const tokens = new SessionTokens(
