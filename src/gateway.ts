@@ -98,8 +98,9 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const logger = overrides.logger ?? createLogger(config.log.level);
   const rawKv = overrides.kv ?? createKvStore(config, clock);
   const metrics = new Metrics({ defaultMetrics: overrides.processMetrics ?? false });
-  // Redis calls are timed and counted; the embedded store's are map lookups, not worth a timer each (its one failure,
-  // a full store, is a 503 and a `memory store full` log line).
+  // Redis calls are timed and counted; the embedded store's are map lookups, not worth a timer each: only its one
+  // failure, a write refused by a full store, is counted.
+  if (rawKv instanceof MemoryKvStore) rawKv.onRefused(() => metrics.storeRefused());
   const kv = rawKv instanceof MemoryKvStore ? rawKv : measuredStore(rawKv, metrics);
   const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
   const tokens = new SessionTokens(

@@ -20,7 +20,7 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
  * | mfa_gateway_policy_decisions_total        | counter   | rule, verdict                         | Access decisions (allow, deny, sign-in, managed-device, step-up) |
  * | mfa_gateway_upstream_errors_total         | counter   | kind: unavailable, timeout, busy      | Portal unreachable (502), too slow (504), too many waiting (503) |
  * | mfa_gateway_store_call_duration_seconds   | histogram | –                                     | Time of each store (Redis) call, failed ones included            |
- * | mfa_gateway_store_errors_total            | counter   | –                                     | Redis calls that failed or timed out (each one fails closed)     |
+ * | mfa_gateway_store_errors_total            | counter   | –                                     | Failed store calls: Redis errors and timeouts, full memory store |
  * | mfa_gateway_audit_failures_total          | counter   | kind                                  | Audit trail failures by AuditError code (AUDIT_WRITE_FAILED, …)  |
  * | mfa_gateway_ready                         | gauge     | –                                     | 1 when the latest readiness check passed, 0 when it failed       |
  * | process_*, nodejs_*                       | various   | prom-client defaults                  | CPU, memory, heap, event-loop lag, handles, GC                   |
@@ -91,7 +91,7 @@ export class Metrics {
   private readonly decisions = new HotCounter('mfa_gateway_policy_decisions_total', 'Access policy decisions, by rule and verdict.', ['rule', 'verdict'], this.registry);
   private readonly upstreamErrors = this.counter('mfa_gateway_upstream_errors_total', 'Portal errors: unavailable (502), timeout (504), busy (503, too many requests waiting).', ['kind']);
   private readonly storeDuration = new HotHistogram('mfa_gateway_store_call_duration_seconds', 'Time of each Redis call, failed ones included.', [], STORE_BUCKETS, this.registry);
-  private readonly storeErrors = this.counter('mfa_gateway_store_errors_total', 'Redis calls that failed or timed out.');
+  private readonly storeErrors = this.counter('mfa_gateway_store_errors_total', 'Store calls that failed: Redis calls that failed or timed out, writes refused by a full memory store.');
   private readonly auditFailures = this.counter('mfa_gateway_audit_failures_total', 'Audit trail failures, by AuditError code.', ['kind']);
   private readonly readyGauge = new Gauge({ name: 'mfa_gateway_ready', help: '1 when the last readiness check passed, 0 when it failed.', registers: [this.registry] });
 
@@ -162,6 +162,11 @@ export class Metrics {
   storeCall(ok: boolean, seconds: number): void {
     this.storeDuration.observe(seconds);
     if (!ok) this.storeErrors.inc();
+  }
+
+  /** A write the embedded store refused because it is full (store.memory.maxEntries). */
+  storeRefused(): void {
+    this.storeErrors.inc();
   }
 
   /** An audit trail failure, by its AuditError code (e.g. AUDIT_WRITE_FAILED, AUDIT_MIRROR_FAILED). */

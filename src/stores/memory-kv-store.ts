@@ -20,12 +20,18 @@ const SWEEP_WHEN_FULL = 1000;
 export class MemoryKvStore implements KvStore {
   private readonly map = new Map<string, Entry>();
   private sweep: Iterator<string> = this.map.keys();
+  private refused: () => void = () => {};
 
   /** `maxEntries`: live keys held at most; a new key beyond them is refused (none given: no cap). */
   constructor(
     private readonly clock: Clock,
     private readonly maxEntries = Infinity,
   ) {}
+
+  /** Calls `listener` on each write refused because the store is full (the gateway counts them as store errors). */
+  onRefused(listener: () => void): void {
+    this.refused = listener;
+  }
 
   async get(key: string): Promise<string | null> {
     return this.text(key)?.value ?? null;
@@ -155,7 +161,10 @@ export class MemoryKvStore implements KvStore {
     // the process dies; keys already held can still change, so signed-in people keep working.
     if (this.map.size >= this.maxEntries && !this.map.has(key)) {
       this.sweepSome(SWEEP_WHEN_FULL);
-      if (this.map.size >= this.maxEntries) throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `memory store full (store.memory.maxEntries: ${this.maxEntries})`);
+      if (this.map.size >= this.maxEntries) {
+        this.refused();
+        throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `memory store full (store.memory.maxEntries: ${this.maxEntries})`);
+      }
     }
     this.map.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + storeTtl(ttlMs) });
     this.sweepSome(SWEEP_PER_WRITE);

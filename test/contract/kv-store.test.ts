@@ -396,9 +396,12 @@ t.test('memory store: expired entries nobody reads are swept as writes go on', a
 t.test('memory store: beyond maxEntries a new key is refused (fail closed); keys held still change', async (t) => {
   const clock = new FakeClock();
   const kv = new MemoryKvStore(clock, 3);
+  let refused = 0;
+  kv.onRefused(() => refused++);
   await kv.set('a', '1', 60_000);
   await kv.increment('b', 60_000);
   await kv.setAdd('c', 'm', 60_000);
+  t.equal(refused, 0, 'writes with room are not refusals');
   const full = { code: 'GW_ERR_STORE_UNAVAILABLE', message: /memory store full/ };
   await t.rejects(kv.set('d', '1', 60_000), full, 'set');
   await t.rejects(kv.setIfAbsent('d', '1', 60_000), full, 'setIfAbsent');
@@ -408,6 +411,7 @@ t.test('memory store: beyond maxEntries a new key is refused (fail closed); keys
   await t.rejects(kv.setAdd('d', 'm', 60_000), full, 'setAdd');
   await t.rejects(kv.raiseTo('d', 5, 60_000), full, 'raiseTo');
   t.equal(kv.size, 3);
+  t.equal(refused, 7, 'each refusal is reported (the gateway counts them as store errors)');
   t.equal(await kv.get('d'), null, 'nothing of a refused write is kept');
   // What is held goes on working: a signed-in session is changed, counted, compared and set.
   await kv.set('a', '2', 60_000);
@@ -415,6 +419,7 @@ t.test('memory store: beyond maxEntries a new key is refused (fail closed); keys
   t.equal(await kv.setAdd('c', 'n', 60_000), 2);
   t.equal(await kv.replaceIf('a', '2', '3', 60_000), true);
   t.equal(await kv.get('a'), '3');
+  t.equal(refused, 7, 'changes to held keys are not refusals');
   // A key deleted or taken makes room.
   await kv.delete('b');
   await kv.set('d', '1', 60_000);

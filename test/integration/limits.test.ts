@@ -281,12 +281,16 @@ t.test('a full memory store: new sign-ins fail closed (503, nothing reaches the 
   t.notMatch(refused.body, /memory store|maxEntries/, 'the reason stays in the log');
   t.equal(s.portalRequests.length, before, 'the password never reached the portal');
   t.ok(s.logs.some((l) => l.includes('memory store full')), 'the log says why');
+  const storeErrors = async () => Number(/^mfa_gateway_store_errors_total (\d+)$/m.exec(await s.app.gateway.metrics.text())![1]);
+  const refusals = await storeErrors();
+  t.ok(refusals >= 1, `counted as store errors (the alert on them fires): ${refusals}`);
   const records = await alice.get('/records');
   t.equal(records.status, 200, 'a signed-in user keeps browsing');
   t.match(records.body, `Signed in as ${ALICE.username}`);
   // The flood's keys expire and make room again.
   s.clock.advance(61_000);
   t.equal((await submitPassword(s.browser(), BOB.username, BOB.password)).status, 303, 'room again: a sign-in goes on');
+  t.equal(await storeErrors(), refusals, 'a store with room counts no error');
 });
 
 t.test('a surge of failures across the gateway tightens the global rate and raises an alert', async (t) => {
