@@ -43,6 +43,8 @@ export interface Attempt {
   failures?: number;
   /** This was the last attempt before the cap: if it is wrong, the kind is disabled. */
   last: boolean;
+  /** A factor being set up: it counts in the ceremony only, right or wrong. */
+  setup?: true;
 }
 
 export interface AttemptDeps {
@@ -137,11 +139,13 @@ export class Attempts {
 
   /**
    * A factor being set up: counted in the ceremony only. A set-up guesses no secret (the person sees the key, or
-   * makes the credential), so it is neither refused nor counted for the user: a kind disabled after too many
-   * failures comes back by setting up a new one of that kind (see bind in enrolment.ts).
+   * makes the credential), so it is neither refused nor counted for the user; nor does its success reset the user's
+   * count, which would let a set-up that is never bound (a stale sign-in's) wipe the failures of guesses at the
+   * user's real factor. A kind disabled after too many failures comes back when a new one of that kind is bound
+   * (see bind in enrolment.ts).
    */
   async beginSetup(c: Ceremony, ip: string, kind: 'totp' | 'webauthn'): Promise<Attempt> {
-    return { n: await this.counted(c, ip), kind, last: false };
+    return { n: await this.counted(c, ip), kind, last: false, setup: true };
   }
 
   /** A passkey answer signed right but by a clone (its counter behind): it counts against the user (R6). */
@@ -150,10 +154,10 @@ export class Attempts {
     return { ...a, failures: f.failures, last: f.locked };
   }
 
-  /** The attempt was right: the ceremony's count and the user's counter of this kind (only) start again. */
+  /** The attempt was right: the ceremony's count and (but for a set-up) the user's counter of this kind start again. */
   async succeeded(c: Ceremony, a: Attempt): Promise<void> {
     await c.reset();
-    await this.counters[a.kind].succeed(keys.factorFailures(c.pid, a.kind));
+    if (!a.setup) await this.counters[a.kind].succeed(keys.factorFailures(c.pid, a.kind));
   }
 
   /** A wrong code or a refused passkey: logged, reported once per login, and the ceremony ends at its limit. */

@@ -11,7 +11,7 @@ import { inputValue, type Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
-import { ALICE, BOB, enrol, jsonCall, passkeyCsrf, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, enrol, jsonCall, passkeyCsrf, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
 const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
 
@@ -103,6 +103,33 @@ t.test('invite: a login that runs out of time after the code keeps the code for 
   const late = await twin.b.post('/_mfa/enrol/totp', { csrf: twin.csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal(late.status, 403, 'the second cannot bind another first factor');
   t.equal(await s.app.gateway.kv.get(keys.enrolmentCode(s.app.gateway.pidOf('alice')!)), null, 'the code is used up');
+});
+
+t.test("a set-up confirmed but never bound (a stale sign-in's) leaves the user's count of wrong codes as it was", async (t) => {
+  const s = await startStack({ patch: invite });
+  t.teardown(s.close);
+  const code = await issue(s, 'alice');
+  // Someone with the password and the letter opens the app page; the user binds first, through another sign-in.
+  const stale = await atProof(s);
+  t.equal((await stale.b.post('/_mfa/enrol/proof', { csrf: stale.csrf, code })).location, '/_mfa/enrol');
+  const secret = /id="secret">([^<]+)</.exec((await stale.b.get('/_mfa/enrol/totp')).body)![1]!.replaceAll(' ', '');
+  const user = await atProof(s);
+  await user.b.post('/_mfa/enrol/proof', { csrf: user.csrf, code });
+  const { secret: real } = await enrol(s, user.b);
+  // Wrong codes for the user's app, over fresh sign-ins, until the user's count makes the next one wait.
+  const guess = async () => {
+    const { b, csrf } = await atCodePage(s);
+    const wrong = (await totpAt(real, s.clock.now())) === '000000' ? '111111' : '000000';
+    return (await b.post('/_mfa/verify', { csrf, code: wrong })).status;
+  };
+  let status = 0;
+  for (let i = 0; i < 20 && status !== 429; i++) status = await guess();
+  t.equal(status, 429, 'wrong codes: the user must wait');
+  // The stale sign-in confirms its own app: refused (the user has a factor), and it must not wipe the count.
+  s.clock.advance(1000);
+  const confirmed = await stale.b.post('/_mfa/enrol/totp', { csrf: stale.csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(confirmed.status, 403, 'nothing is bound');
+  t.equal(await guess(), 429, 'the next guess still waits');
 });
 
 t.test('invite: guessing is limited like codes, and a re-entered password does not reset it', async (t) => {
