@@ -33,13 +33,19 @@ export function checkCsrf(req: FastifyRequest, expected: string): void {
 
 /** Refuses a request another site made the browser send (Fetch Metadata, then Origin), when the browser says so. */
 export function checkSameOrigin(req: FastifyRequest): void {
+  const reason = crossSite(req);
+  if (reason) throw new GatewayError('GW_ERR_CSRF', reason);
+}
+
+/** Why a request is one another site made the browser send, when the browser says so (null: it does not). */
+export function crossSite(req: FastifyRequest): string | null {
   const site = req.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new GatewayError('GW_ERR_CSRF', `sec-fetch-site ${site}`);
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return `sec-fetch-site ${site}`;
   const origin = req.headers.origin;
-  if (origin === undefined) return;
+  if (origin === undefined) return null;
   const from = urlOf(origin);
   // Another host, or the plain-http site of this host sending to the https gateway (a network attacker's page).
-  if (!from || from.host !== req.headers.host || (req.client.proto === 'https' && from.protocol !== 'https:')) throw new GatewayError('GW_ERR_CSRF', 'cross-origin request');
+  return !from || from.host !== req.headers.host || (req.client.proto === 'https' && from.protocol !== 'https:') ? 'cross-origin request' : null;
 }
 
 /** The client's address for logs, limits and notifications ('unknown' when a trusted proxy passed junk). */

@@ -17,6 +17,7 @@ import type { ActiveSession } from '../services/sessions.js';
 import type { HttpContext } from './context.js';
 import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
 import { hostName } from './edge.js';
+import { crossSite } from './forms.js';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const LOGIN_BODY_LIMIT = 16 * 1024;
@@ -109,8 +110,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (loginPath) return interceptLogin(req, reply, forwarded);
         if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
         // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
-        // portal still gets the request with the session's cookies, to end its own session.
+        // portal still gets the request with the session's cookies, to end its own session. Another site can send the
+        // browser there too (the SameSite=Lax cookie goes along on a link): then the person confirms on the gateway's
+        // sign-out page instead, as for the gateway's own logout.
         const ended = paths.isLogout(lowered);
+        if (ended && crossSite(req)) return void reply.redirect(`${config.server.prefix}/logout`, 303);
         if (ended) {
           reply.clearCookie(COOKIE.session, clearOptions);
           await sessions.end(active, 'portal-logout');

@@ -532,6 +532,24 @@ t.test('logout through the portal or the gateway ends both sessions; the old coo
   t.ok(s.portalRequests.some((r) => r.url === '/logout' && String(r.headers.cookie).includes(portalCookie)), 'the portal session was ended too');
 });
 
+t.test("another site's link to the portal's logout ends nothing: the person confirms on the gateway's sign-out page", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const before = s.portalRequests.length;
+  for (const headers of [{ 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { origin: 'https://evil.example' }]) {
+    const out = await b.get('/logout', headers);
+    t.equal(out.status, 303, `${JSON.stringify(headers)}: sent to the confirmation`);
+    t.equal(out.location, '/_mfa/logout');
+  }
+  t.equal(s.portalRequests.length, before, 'the portal was not asked to sign out');
+  t.equal((await b.get('/records')).status, 200, 'still signed in');
+  const confirm = await b.get('/_mfa/logout');
+  t.match(confirm.body, 'csrf', 'the sign-out page, with its form');
+  t.equal((await b.get('/logout', { 'sec-fetch-site': 'same-origin' })).status, 302, "the portal's own link, from its page: signed out");
+  t.equal((await b.get('/records')).status, 302);
+});
+
 t.test('a sign-out form posted from another site clears nothing; from the gateway, with no session, it does', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
