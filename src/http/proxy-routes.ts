@@ -181,6 +181,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
     let setCookies: string[] = [];
     let forwardedHeaders: OutgoingHttpHeaders = {};
+    // reply-from goes on to onResponse after onError for an answer whose status it cannot set (outside 100–599).
+    let failed = false;
 
     /** The portal's answer to the browser: the jar updated from its cookies, then its body (a small one read whole). */
     async function passOn(res: unknown): Promise<void> {
@@ -249,16 +251,19 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call
       // its then(), on every request. What fails unexpectedly on the way is an error page, never an unheard rejection.
       onResponse: (_r, rep, res) => {
+        if (failed) return void (res as { stream: Readable }).stream.resume();
         passOn(res).catch((err: unknown) => {
           if (rep.sent) req.log.error({ err }, 'could not pass the portal answer on');
           else sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer could not be passed on', { cause: err }));
         });
       },
+      // Also after the portal's headers were put on the reply (an answer whose status cannot be set): they go.
       onError: (rep, { error }) => {
         leave();
-        if ((req.body as { tooLarge?: boolean } | undefined)?.tooLarge) return rep.send(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
+        failed = true;
+        if ((req.body as { tooLarge?: boolean } | undefined)?.tooLarge) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
         const status = (error as { statusCode?: number }).statusCode;
-        return rep.send(new GatewayError(status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', error.message, { cause: error }));
+        return sendInstead(rep, forwardedHeaders, new GatewayError(status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', error.message, { cause: error }));
       },
     };
     try {

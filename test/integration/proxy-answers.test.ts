@@ -44,6 +44,9 @@ async function start(t: Test) {
       case '/static/malformed':
         // A header with a control character (undici refuses the answer), then the portal's session cookie and a page.
         return void req.socket.end(`HTTP/1.1 200 OK\r\nX-Legacy: a\u0001b\r\nSet-Cookie: PORTALSESSID=${PORTAL_SECRET}\r\nContent-Length: 28\r\n\r\n<p>Patient: ${PATIENT}</p>`);
+      case '/static/bad-status':
+        // A status no HTTP answer can have, with headers the browser must not get.
+        return void req.socket.end(`HTTP/1.1 600 Odd\r\nX-Portal: yes\r\nSet-Cookie: XSRF-TOKEN=from-portal\r\nLocation: https://evil.example/\r\nContent-Length: 2\r\n\r\nok`);
       case '/login':
         // The password check never answers (longer than portal.timeoutSeconds).
         req.resume();
@@ -111,6 +114,19 @@ t.test('an answer the gateway cannot parse is a 502 page, and none of its bytes 
   t.match(log, 'HTTPParserError', 'the error is logged');
   t.notOk(log.includes(PORTAL_SECRET), 'the portal session is not logged');
   t.notOk(log.includes(PATIENT), 'the page is not logged');
+});
+
+t.test('an answer with a status outside 100–599 is a 502 page without any of its headers, answered once', async (t) => {
+  const s = await start(t);
+  const res = await request(`${s.url}/static/bad-status`, { headers: { accept: 'text/html' } });
+  const body = await res.body.text();
+  t.equal(res.statusCode, 502);
+  t.match(body, 'not reachable');
+  t.notOk('x-portal' in res.headers || 'location' in res.headers, 'no portal header');
+  t.notMatch(String(res.headers['set-cookie']), 'XSRF-TOKEN', "not even an allow-listed cookie (the gateway's own may be set)");
+  t.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains', "the gateway's own stay");
+  t.equal((await request(`${s.url}/static/small`)).statusCode, 200, 'the gateway goes on');
+  t.notMatch(s.logs.join(''), /already sent/, 'no second answer was tried');
 });
 
 t.test('a small answer that stalls past the portal timeout is a 504 page', async (t) => {
