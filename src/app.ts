@@ -1,6 +1,7 @@
 // The HTTP app: fastify with the edge checks, the gateway's own routes and the proxy, around a Gateway.
 import { readFileSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
 import cookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -105,6 +106,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000 } }),
   });
   app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;
+  // CONNECT never reaches fastify (Node gives its socket to a `connect` listener, or drops it unanswered): answered
+  // as other methods the gateway does not proxy are, and the connection closed.
+  app.server.on('connect', (_req, socket: Duplex) => {
+    socket.on('error', () => {});
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nstrict-transport-security: ${HSTS}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+  });
   // Cookies are read by the edge hook (http/edge.ts), not by a hook of the plugin's own.
   await app.register(cookie, { hook: false });
   app.decorate('gateway', gateway);

@@ -184,6 +184,9 @@ t.test('unauthenticated requests: pages redirect to the login, other methods get
   t.equal(api.status, 401);
   t.same(Object.keys(JSON.parse(api.body)).sort(), ['error', 'message', 'requestId']);
   t.equal((await b.send('TRACE', '/records')).status, 405);
+  const connect = await rawRequest(s.url, `CONNECT 127.0.0.1:${new URL(s.portal.url).port} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  t.match(connect, /^HTTP\/1\.1 405 /, 'CONNECT: 405, no tunnel');
+  t.equal((await b.get('/static/portal.css')).status, 200, 'and the gateway goes on');
   t.equal((await b.get('/static/portal.css')).status, 200, 'public assets pass');
 });
 
