@@ -172,8 +172,12 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const admin = new AdminService({
     config, clock, kv, sealer, factors: factorStore, owners, codes: enrolmentCodes, sessions, sessionRecords, devices: registry, attempts, enrolment, security,
   });
-  // Only the gateway speaks for the device and the user.
-  const reservedHeaders = new Set([...(config.devices.header ? [config.devices.header.name.toLowerCase()] : []), ...identity.headerNames]);
+  // Only the gateway speaks for the device and the user, and the portal's own trusted headers come from nobody.
+  const reservedHeaders = new Set([
+    ...(config.devices.header ? [config.devices.header.name.toLowerCase()] : []),
+    ...identity.headerNames,
+    ...config.portal.stripHeaders.map((name) => name.toLowerCase()),
+  ]);
   return {
     config,
     clock,

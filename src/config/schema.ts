@@ -174,6 +174,10 @@ export const ConfigSchema = Type.Object(
           default: [],
           description: "Portal cookies that may reach the browser (e.g. a double-submit XSRF cookie read by the portal's JavaScript). All others stay in the gateway.",
         }),
+        stripHeaders: Type.Array(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^`|~-]+$' }), {
+          default: [],
+          description: 'Further request headers the portal trusts (its own identity or client-address headers) that a client must never send it: removed from every request, besides the built-in list.',
+        }),
       },
       { additionalProperties: false, description: 'The portal behind the gateway.' },
     ),

@@ -22,7 +22,9 @@ export const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method
 const IDENTITY = new RegExp(
   '^(' +
     [
-      'x-forwarded-', 'forwarded$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$', 'true-client-ip$', 'cf-connecting-ip$',
+      'x-forwarded-', 'forwarded$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$', 'true-client-ip$', 'x-true-client-ip$',
+      'cf-connecting-ip', 'fastly-client-ip$', 'x-originating-ip$', 'x-original-forwarded-for$', 'x-envoy-', 'front-end-https$',
+      'x-pomerium-', 'shib-', 'auth-user$', 'oidc-claim-',
       'remote-', 'x-remote-', 'x-auth', 'x-user', 'x-webauth-', 'x-email$', 'x-preferred-username$', 'x-principal', 'x-proxy-user$',
       'x-groups$', 'x-roles$',
       'x-ssl-', 'ssl-client', 'x-client-cert', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',

@@ -5,7 +5,7 @@ import { inputValue, rawRequest } from '../helpers/browser.js';
 import { ALICE, signUpAndEnrol, startStack, submitPassword } from '../helpers/stack.js';
 
 t.test('identity, forwarding and hop-by-hop headers from the client never reach the portal', async (t) => {
-  const s = await startStack();
+  const s = await startStack({ patch: (raw) => (raw.portal.stripHeaders = ['X-Portal-Operator']) });
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
   const res = await b.get('/echo', {
@@ -47,6 +47,18 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     'x-custom': 'kept',
     'x-username-hint': 'still an x-user* header',
     'x-emailer-campaign': 'kept too',
+    'x-originating-ip': '10.0.0.5',
+    'x-true-client-ip': '10.0.0.5',
+    'cf-connecting-ipv6': '2001:db8::5',
+    'fastly-client-ip': '10.0.0.5',
+    'x-original-forwarded-for': '10.0.0.5',
+    'x-envoy-original-path': '/admin',
+    'x-pomerium-claim-email': 'admin@x',
+    'shib-identity-provider': 'forged',
+    'auth-user': 'admin',
+    'front-end-https': 'on',
+    'oidc-claim-email': 'admin@x',
+    'x-portal-operator': 'admin',
   });
   const seen = JSON.parse(res.body).headers as Record<string, string>;
   t.equal(seen['x-custom'], 'kept', 'ordinary headers pass');
@@ -56,6 +68,8 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     ...['x-webauth-user', 'x-email', 'x-preferred-username', 'x-ssl-client-s-dn', 'ssl-client-cert', 'x-client-cert', 'x-amzn-oidc-identity', 'x-goog-authenticated-user-email'],
     ...['x-ms-client-principal-name', 'cf-access-authenticated-user-email', 'x-principal', 'client-ip', 'x-cluster-client-ip', 'x-http-method-override', 'x-method-override', 'x-username-hint'],
     ...['x-ms-token-aad-id-token', 'x-arr-clientcert', 'gap-auth', 'x-consumer-username', 'x-credential-identifier', 'x-credential-username', 'x-anonymous-consumer'],
+    ...['x-originating-ip', 'x-true-client-ip', 'cf-connecting-ipv6', 'fastly-client-ip', 'x-original-forwarded-for', 'x-envoy-original-path', 'x-pomerium-claim-email'],
+    ...['shib-identity-provider', 'auth-user', 'front-end-https', 'oidc-claim-email', 'x-portal-operator'],
   ]) {
     t.notOk(name in seen, `${name} removed`);
   }
