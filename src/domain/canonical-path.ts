@@ -16,13 +16,16 @@ const MAX_PATH_CHARS = 4096;
 // Characters left as they are in a path segment (RFC 3986 pchar minus '%' and ';').
 const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
 const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
+// Characters Windows' best-fit conversion to an ANSI code page turns into `\` or `/`.
+const BEST_FIT_SEPARATOR = /[\u00a5\u20a9\u2215\u2216\u2044]/;
 // Also names ending in a dot or starting with two: the slow path refuses those.
 const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
 
 /**
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
  * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
- * encoding, invalid UTF-8, characters NFKC would change, names ending in '.' or ' ' or starting with '..', ';'
+ * encoding, invalid UTF-8, characters NFKC would change or Windows would read as a separator, NTFS stream names
+ * ('::$'), names ending in '.' or ' ' (before any parameters) or starting with '..', ';'
  * path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))` segments,
  * fragments, absolute-form targets, a query starting with '/', and a path longer than 4096 characters.
  */
@@ -37,7 +40,7 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // rules would never see.
   if (query.startsWith('/')) return null;
   // Most paths are already canonical: nothing encoded, no empty or dot segments, no segment starting with '('.
-  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
+  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && !rawPath.includes('::') && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
     return { path: rawPath, matchPath: rawPath, query };
   }
   // Only printable ASCII on the wire; '#' never belongs in a request target.
@@ -71,6 +74,10 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // So is one that even canonical normalisation turns into ASCII (the Kelvin sign is `K`, U+037E is `;`). Names
   // in decomposed form (`u` and a combining diaeresis, as macOS writes them) are fine.
   if (/[^\x00-\x7f]/.test(decoded) && normalisesAway(decoded)) return null;
+  // Windows also maps characters NFKC keeps to a separator when a name goes through an ANSI code page ("best fit":
+  // `¥` is `\` in Japanese, `₩` in Korean, `∕` and `⁄` are `/`), and NTFS reads `admin::$INDEX_ALLOCATION` as the
+  // folder `admin`.
+  if (BEST_FIT_SEPARATOR.test(decoded) || decoded.includes('::$')) return null;
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
   // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading. Nor has a segment of
@@ -78,8 +85,10 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // ('/app/;jsessionid=…', as servlet containers rewrite URLs).
   if (segments.some((seg, i) => /^\.\.?;/.test(seg) || (seg.startsWith(';') && i < segments.length - 1))) return null;
   // Windows drops a name's trailing dots and spaces (`/admin.` is `/admin` to IIS), and a name starting with `..`
-  // reads as a dot segment to some servers (reply-from refuses to send one).
-  if (segments.some((seg) => seg !== '.' && seg !== '..' && (/[. ]$/.test(seg) || seg.startsWith('..')))) return null;
+  // reads as a dot segment to some servers (reply-from refuses to send one). The name is what comes before its
+  // parameters: the rules see `/admin.;x` as `/admin.`.
+  const nameOf = (seg: string) => (seg.includes(';') ? seg.slice(0, seg.indexOf(';')) : seg);
+  if (segments.some((seg) => seg !== '.' && seg !== '..' && (/[. ]$/.test(nameOf(seg)) || seg.startsWith('..')))) return null;
   // ASP.NET takes a segment like `(S(x))` (cookieless session, forms ticket, anonymous id) out of the path before it
   // routes, in any app: `/(S(x))/admin/` is its `/admin/`, which the rules would never have seen.
   if (segments.some((seg) => /^\([A-Za-z]\(/.test(seg))) return null;

@@ -76,7 +76,7 @@ t.test('with path parameters allowed, rules see the path without them and dot se
   const opts = { pathParameters: true };
   t.same(canonicalTarget('/admin;jsessionid=x/users', opts), { path: '/admin;jsessionid=x/users', matchPath: '/admin/users', query: '' });
   t.equal(decide(canonicalTarget('/admin;x/', opts)!.matchPath).verdict, 'deny');
-  for (const raw of ['/public/..;/admin/', '/public/.;x/admin', '/a%3bb', '/;x/admin/', '/;x/login', '/a/;x/../admin', '/records/;x/']) {
+  for (const raw of ['/public/..;/admin/', '/public/.;x/admin', '/a%3bb', '/;x/admin/', '/;x/login', '/a/;x/../admin', '/records/;x/', '/admin.;x/', '/admin%20;x/secret', '/login.;x']) {
     t.equal(canonicalTarget(raw, opts), null, raw);
   }
   t.same(canonicalTarget('/app/;jsessionid=x', opts), { path: '/app/;jsessionid=x', matchPath: '/app/', query: '' }, 'parameters alone in the last segment');

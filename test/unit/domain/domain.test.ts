@@ -99,6 +99,8 @@ t.test('canonical path', async (t) => {
     ['/a%20b', '/a%20b'],
     ['/files/report(1).pdf', '/files/report(1).pdf'],
     ['/files/(draft)/x', '/files/(draft)/x'],
+    ['/wiki/Special:Search', '/wiki/Special:Search'],
+    ['/prices/%E2%82%AC', '/prices/%E2%82%AC'],
   ];
   for (const [raw, path] of ok) t.equal(canonicalTarget(raw)?.path, path, raw);
   t.same(canonicalTarget('/x?a=/admin&b=%2f'), { path: '/x', matchPath: '/x', query: 'a=/admin&b=%2f' }, 'query kept apart and untouched');
@@ -111,6 +113,9 @@ t.test('canonical path', async (t) => {
   bad.push(`/${'a'.repeat(4096)}`);
   bad.push('/?/admin/users', '/index.php?/login', '/records?/x');
   bad.push('/(S(x))/admin/', '/(A(x)F(y))/login', '/app/(X(1)S(x))/admin', '/%28S%28x%29%29/admin', '/(s(x))/admin', '/(S(x))');
+  // Windows' best-fit separators (Japanese `¥`, Korean `₩`, `∕`, `⁄`, `∖`) and NTFS stream names, raw and encoded.
+  bad.push('/static/x%C2%A5..%C2%A5admin', '/a%E2%82%A9b', '/static%E2%88%95..%E2%88%95admin', '/a%E2%81%84b', '/a%E2%88%96b');
+  bad.push('/admin::$INDEX_ALLOCATION/', '/admin%3A%3A$DATA', '/login.aspx::$DATA');
   for (const raw of bad) t.equal(canonicalTarget(raw), null, JSON.stringify(raw));
 });
 
