@@ -286,7 +286,12 @@ export function configWarnings(c: Config): string[] {
   if (c.devices.header?.format === 'fingerprint' && !c.devices.requireRegistration) {
     w.push("devices.header.format is fingerprint without devices.requireRegistration: a revoked or bound certificate re-signed by its holder (another fingerprint, the same key) is not recognised");
   }
+  const hosts = new Set(c.server.hosts.map((h) => h.toLowerCase()));
   c.policy.rules.forEach((r, i) => {
+    // Every name in server.hosts reaches the same portal, and the client chooses which it sends.
+    if (r.decision === 'public' && r.hosts && [...hosts].some((h) => !r.hosts!.some((x) => x.toLowerCase() === h))) {
+      w.push(`policy.rules.${i}.hosts: a public rule for some host names is public for anyone who sends one of them (the client chooses the Host, and every name in server.hosts reaches the same portal)`);
+    }
     if (r.factors?.includes('webauthn') && r.factors.includes('device-bound-passkey')) {
       w.push(`policy.rules.${i}.factors: webauthn takes every passkey, synced ones too, so device-bound-passkey adds nothing (list it without webauthn to refuse synced passkeys)`);
     }

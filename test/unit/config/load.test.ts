@@ -272,6 +272,13 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.same(problemsOf(() => resolveConfig(local)), []);
   t.notOk(configWarnings(resolveConfig(local)).some((w) => /url is plain http/.test(w)), 'https, or plain http on this machine: no warning');
   t.ok(configWarnings(resolveConfig(rawTestConfig('http://portal.internal:8080'))).some((w) => w.startsWith('portal.url is plain http')), 'a plain-http portal elsewhere: a warning');
+  const kiosk = rawTestConfig('http://127.0.0.1:1');
+  kiosk.server.hosts = ['portal.example', 'kiosk.example'];
+  kiosk.policy.rules.unshift({ name: 'kiosk pages', hosts: ['Kiosk.example'], paths: ['/records'], decision: 'public' }, { name: 'kiosk closed', hosts: ['kiosk.example'], paths: ['/admin/'], decision: 'deny' });
+  const hostWarnings = configWarnings(resolveConfig(kiosk)).filter((w) => w.includes('.hosts:'));
+  t.same(hostWarnings.map((w) => w.split(':')[0]), ['policy.rules.0.hosts'], 'a public rule for one of the host names warns; a deny rule does not');
+  kiosk.policy.rules[0].hosts = ['portal.example', 'KIOSK.example'];
+  t.notOk(configWarnings(resolveConfig(kiosk)).some((w) => w.includes('.hosts:')), 'one for every host name does not');
   const byFingerprint = rawTestConfig('http://127.0.0.1:1');
   byFingerprint.server.trustedProxies = ['127.0.0.1'];
   byFingerprint.devices = { header: { name: 'X-Client-Cert', format: 'fingerprint' } };
