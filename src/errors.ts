@@ -16,6 +16,7 @@ export const ERRORS = {
   GW_ERR_METHOD_NOT_ALLOWED: { status: 405 },
   GW_ERR_PAYLOAD_TOO_LARGE: { status: 413 },
   GW_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415 },
+  GW_ERR_SIGNED_IN_MEANWHILE: { status: 409 },
   GW_ERR_UNKNOWN_HOST: { status: 421 },
   GW_ERR_TOO_MANY_ATTEMPTS: { status: 429 },
   GW_ERR_RATE_LIMITED: { status: 429 },

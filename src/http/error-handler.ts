@@ -33,6 +33,8 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
         return { href: loginPage, label: 'signInAgain' };
       case 'GW_ERR_STEP_UP_REQUIRED':
         return { href: `${prefix}/step-up`, label: 'stepUpTitle' };
+      case 'GW_ERR_SIGNED_IN_MEANWHILE':
+        return { href: `${prefix}/continue`, label: 'continue' };
       // Back to the step being done (another method, a recovery code): of a sign-in, or of a signed-in person's
       // step-up (the security page's changes need one too); a refused portal login: its page.
       case 'GW_ERR_FACTOR_LOCKED':

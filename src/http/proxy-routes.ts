@@ -190,6 +190,14 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
       const changed = sameJar(updated, jar) ? undefined : updated;
       let refusedForMs: number | undefined;
+      // A password login of this browser took the jar while the portal answered: a portal that keeps its session id
+      // at login may have answered as the account just signed in, before its second factor. The answer is withheld
+      // (taken before the password reached the portal, the jar is still there when an earlier answer is checked).
+      if (owner.kind === 'browser' && jar.length > 0 && !(await ctx.jars.held(owner.id))) {
+        (res as { stream: Readable }).stream.resume();
+        sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_SIGNED_IN_MEANWHILE', 'the pre-login jar was taken by a password login'));
+        return;
+      }
       try {
         if (owner.kind === 'browser' && changed) {
           // A jar that starts here is a new record for an hour: new ones are limited per address (an id in the

@@ -43,6 +43,27 @@ t.test('two logins sent at once from one browser: only one gets its portal sessi
   t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 303, 'a later login from a fresh page goes on');
 });
 
+t.test('a public page asked for while a password is checked: its answer, which may be the account\'s, is withheld', async (t) => {
+  // The demo portal keeps its session id at login: the pre-login jar's session is the one the password signs in.
+  const s = await startStack({ patch: (raw) => raw.policy.rules.unshift({ name: 'public slow page', paths: ['/slow'], decision: 'public' }) });
+  t.teardown(s.close);
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  t.equal((await b.get('/slow?who=1')).body, 'slow ok: nobody', 'before: the public page, not signed in');
+  // The portal reads the session after 500 ms; the password is checked meanwhile.
+  const during = b.get('/slow?ms=500&who=1');
+  await new Promise((r) => setTimeout(r, 100));
+  const login = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf });
+  t.equal(login.status, 303, 'the password is right');
+  const withheld = await during;
+  t.equal(withheld.status, 409, 'the answer that came after the password is withheld');
+  t.notMatch(withheld.body, ALICE.username, "nothing of the account's page");
+  t.match(withheld.body, 'finish signing in');
+  t.ok(s.logs.some((l) => l.includes('GW_ERR_SIGNED_IN_MEANWHILE')));
+  t.equal((await b.get('/slow?who=1')).body, 'slow ok: nobody', 'after: the public page again, without the signed-in portal session');
+  t.equal((await b.get('/records')).location, '/_mfa/continue', 'and the portal pages wait for the second factor');
+});
+
 t.test('a password sent below a login script is the login: it never reaches the portal with a session\'s jar', async (t) => {
   // PHP and ASP.NET run a script with path info: `/login.php/x` is `/login.php`, and forwarded with a signed-in
   // session's jar it would switch that session to the account whose password came with it.
