@@ -6,7 +6,7 @@ import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
-import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, sameJar, stillHolds, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation } from '../domain/redirect.js';
@@ -192,8 +192,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       let refusedForMs: number | undefined;
       // A password login of this browser took the jar while the portal answered: a portal that keeps its session id
       // at login may have answered as the account just signed in, before its second factor. The answer is withheld
-      // (taken before the password reached the portal, the jar is still there when an earlier answer is checked).
-      if (owner.kind === 'browser' && jar.length > 0 && !(await ctx.jars.held(owner.id))) {
+      // (taken before the password reached the portal, the jar is still there when an earlier answer is checked). A
+      // jar made again since under the same id (a client can keep sending it) holds other portal cookies.
+      if (owner.kind === 'browser' && jar.length > 0 && !stillHolds(await ctx.jars.get(owner.id), jar)) {
         (res as { stream: Readable }).stream.resume();
         sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_SIGNED_IN_MEANWHILE', 'the pre-login jar was taken by a password login'));
         return;

@@ -29,10 +29,6 @@ export class BrowserJars {
   async update(browserId: string, startedWith: Jar, apply: (jar: Jar) => Jar): Promise<void> {
     await this.records.change(keys.browserJar(browserId), (cur) => (cur ? apply(cur) : startedWith.length ? cur : apply([])), () => this.ttlMs);
   }
-  /** Whether the browser has a jar (none: never made, or taken by a password login). */
-  async held(browserId: string): Promise<boolean> {
-    return (await this.records.get(keys.browserJar(browserId))) !== null;
-  }
   /** Removes and returns the jar: after a password login it moves to the pending login, never to be reused. */
   async take(browserId: string): Promise<Jar> {
     return (await this.records.take(keys.browserJar(browserId))) ?? [];

@@ -53,8 +53,14 @@ t.test('a public page asked for while a password is checked: its answer, which m
   // The portal reads the session after 500 ms; the password is checked meanwhile.
   const during = b.get('/slow?ms=500&who=1');
   await new Promise((r) => setTimeout(r, 100));
+  const browserId = b.cookies.get('__Host-mfa-browser')!;
   const login = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf });
   t.equal(login.status, 303, 'the password is right');
+  // A client that keeps the browser id has a jar made again under it (another portal session) meanwhile.
+  const same = s.browser();
+  same.cookies.set('__Host-mfa-browser', browserId);
+  t.equal((await same.get('/login')).status, 200);
+  t.equal(same.cookies.get('__Host-mfa-browser'), browserId, 'under the same id');
   const withheld = await during;
   t.equal(withheld.status, 409, 'the answer that came after the password is withheld');
   t.notMatch(withheld.body, ALICE.username, "nothing of the account's page");

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { canonicalTarget } from '../../../src/domain/canonical-path.js';
-import { applySetCookies, cookieHeader } from '../../../src/domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, stillHolds } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, safeRelativeTarget } from '../../../src/domain/redirect.js';
@@ -221,4 +221,14 @@ t.test('response headers to the browser', async (t) => {
   t.same(portal({ link: '<http://portal.internal:8080/app.css>; rel=preload; as=style, </x.js>; rel=preload, <https://cdn.example/f.woff2>; rel=preload' }), { link: ['</app.css>; rel=preload; as=style, </x.js>; rel=preload, <https://cdn.example/f.woff2>; rel=preload'] }, 'Link targets on the portal\'s origin, others as sent');
   for (const sent of ['0; url=https://elsewhere.example/x', '0; url=/home', '30', 'soon; url=http://portal.internal:8080/x'])
     t.same(portal({ refresh: sent }), { refresh: sent }, `${sent}: as sent`);
+});
+
+t.test('stillHolds: every cookie a request was sent with is still in the jar as it was (more may have come)', async (t) => {
+  const sent = [{ name: 'SID', value: 'a', path: '/' }];
+  t.ok(stillHolds(sent, sent));
+  t.ok(stillHolds([...sent, { name: 'pref', value: 'dark', path: '/' }], sent), 'a cookie added meanwhile');
+  t.notOk(stillHolds([], sent), 'the jar taken');
+  t.notOk(stillHolds([{ name: 'SID', value: 'b', path: '/' }], sent), 'made again: another session under the same name');
+  t.notOk(stillHolds([{ name: 'SID', value: 'a', path: '/app' }], sent), 'another path');
+  t.ok(stillHolds([], []), 'nothing was sent');
 });
