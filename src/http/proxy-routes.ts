@@ -263,7 +263,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (failed) return void (res as { stream: Readable }).stream.resume();
         passOn(res).catch((err: unknown) => {
           if (rep.sent) req.log.error({ err }, 'could not pass the portal answer on');
-          else sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer could not be passed on', { cause: err }));
+          // The gateway's own failures (the store, checking a withheld answer) keep their code.
+          else sendInstead(rep, forwardedHeaders, err instanceof GatewayError ? err : new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer could not be passed on', { cause: err }));
         });
       },
       // Also after the portal's headers were put on the reply (an answer whose status cannot be set): they go.

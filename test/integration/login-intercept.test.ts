@@ -1,6 +1,8 @@
 // The intercepted login against what a browser (or an attacker's script) can send at once or in odd spellings.
 import t from 'tap';
+import { GatewayError } from '../../src/errors.js';
 import { loginContentType, parseLoginBody } from '../../src/services/login.js';
+import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue } from '../helpers/browser.js';
 import { ALICE, BOB, enrol, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
 
@@ -68,6 +70,30 @@ t.test('a public page asked for while a password is checked: its answer, which m
   t.ok(s.logs.some((l) => l.includes('GW_ERR_SIGNED_IN_MEANWHILE')));
   t.equal((await b.get('/slow?who=1')).body, 'slow ok: nobody', 'after: the public page again, without the signed-in portal session');
   t.equal((await b.get('/records')).location, '/_mfa/continue', 'and the portal pages wait for the second factor');
+});
+
+t.test('a public page whose jar cannot be checked when its answer comes (the store failing) is not passed on', async (t) => {
+  let failing = false;
+  const s = await startStack({
+    patch: (raw) => raw.policy.rules.unshift({ name: 'public slow page', paths: ['/slow'], decision: 'public' }),
+    kv: (clock) =>
+      new (class extends MemoryKvStore {
+        override async get(key: string): Promise<string | null> {
+          if (failing) throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', 'store down (test)');
+          return super.get(key);
+        }
+      })(clock),
+  });
+  t.teardown(s.close);
+  const b = s.browser();
+  await b.get('/login');
+  const during = b.get('/slow?ms=300&who=1');
+  await new Promise((r) => setTimeout(r, 100));
+  failing = true;
+  const answer = await during;
+  failing = false;
+  t.equal(answer.status, 503, 'fails closed, as the store does');
+  t.notMatch(answer.body, 'slow ok');
 });
 
 t.test('a password sent below a login script is the login: it never reaches the portal with a session\'s jar', async (t) => {
