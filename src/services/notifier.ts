@@ -13,6 +13,7 @@ export type NotificationEvent =
   | 'recovery_codes_regenerated'
   | 'second_factor_failed'
   | 'second_factor_abandoned'
+  | 'second_factor_replayed'
   | 'webauthn_counter_regression'
   | 'other_sessions_signed_out'
   | 'factor_locked';

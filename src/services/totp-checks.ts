@@ -6,10 +6,11 @@ import { matchTotpStep, normaliseTotpInput } from '../mechanisms/totp.js';
 import type { ReplayGuard } from '../stores/counters.js';
 import type { FactorStore, TotpFactor } from '../stores/factor-store.js';
 import type { Attempts, Ceremony, CodeCheck, Refused } from './ceremony.js';
+import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 
 export class TotpChecks {
-  constructor(private readonly d: { clock: Clock; replay: ReplayGuard; attempts: Attempts; factors: FactorStore; security: SecurityLog }) {}
+  constructor(private readonly d: { clock: Clock; replay: ReplayGuard; attempts: Attempts; factors: FactorStore; security: SecurityLog; notifier: Notifier }) {}
 
   /**
    * A code for one secret (a factor being set up). Its step is claimed for this set-up, not on the user's own mark:
@@ -60,6 +61,9 @@ export class TotpChecks {
   private async claim(c: Ceremony, step: number, ip: string): Promise<boolean> {
     if (await this.d.replay.claimStep(c.pid, step)) return true;
     this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
+    // A code already accepted, sent with the password (or in a session) again: someone may have seen it, over a
+    // shoulder or through a phishing page that passed it on (R16). Each time, not once per login as a wrong code.
+    this.d.notifier.notify({ event: 'second_factor_replayed', user: c.username, ip, details: { factor: 'totp' } });
     return false;
   }
 

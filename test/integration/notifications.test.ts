@@ -34,6 +34,24 @@ t.test('a correct password followed by wrong codes: one signed event per login',
   t.notOk(JSON.stringify(receiver.calls).includes('000000'), 'no code in any event');
 });
 
+t.test('a code sent again after it was accepted: told each time, without the code', async (t) => {
+  const { receiver, s, secret } = await enrolledWithReceiver(t);
+  s.clock.advance(30_000);
+  const code = await totpAt(secret, s.clock.now());
+  const { final } = await signInWithTotp(s, secret);
+  t.equal(final.status, 303, 'the code signs in once');
+  for (let i = 0; i < 2; i++) {
+    const { b, csrf } = await atCodePage(s);
+    t.equal((await b.post('/_mfa/verify', { csrf, code })).status, 400, 'the same code again: refused');
+  }
+  await receiver.waitFor(4);
+  await new Promise((r) => setTimeout(r, 200));
+  const replayed = receiver.calls.filter((c) => c.json.event === 'second_factor_replayed');
+  t.equal(replayed.length, 2, 'each replay');
+  t.match(replayed[0]!.json, { user: 'alice', ip: '127.0.0.1', details: { factor: 'totp' }, time: String });
+  t.notOk(JSON.stringify(receiver.calls).includes(code), 'no code in any event');
+});
+
 t.test('a correct password whose second step never came: told once, when the login has expired', async (t) => {
   const { receiver, s, secret } = await enrolledWithReceiver(t);
   const abandoned = () => receiver.calls.filter((c) => c.json.event === 'second_factor_abandoned');

@@ -7,6 +7,7 @@ import { isSealedKey } from '../../../src/stores/keys.js';
 import { Sealer } from '../../../src/mechanisms/sealer.js';
 import { newTotpSecret } from '../../../src/mechanisms/totp.js';
 import type { Attempts, Ceremony } from '../../../src/services/ceremony.js';
+import type { Notifier } from '../../../src/services/notifier.js';
 import { TotpChecks } from '../../../src/services/totp-checks.js';
 import { ReplayGuard } from '../../../src/stores/counters.js';
 import { FactorStore } from '../../../src/stores/factor-store.js';
@@ -15,6 +16,8 @@ import { RedisKvStore } from '../../../src/stores/redis-kv-store.js';
 import { FakeClock } from '../../helpers/clock.js';
 import { testRedis } from '../../helpers/redis.js';
 import { totpAt } from '../../helpers/stack.js';
+
+const silent = { notify: () => {} } as unknown as Notifier;
 
 t.test('an app removed between the check of its code and the mark of its use: refused', async (t) => {
   const clock = new FakeClock();
@@ -31,7 +34,7 @@ t.test('an app removed between the check of its code and the mark of its use: re
   };
   const outcomes: string[] = [];
   const attempts = recordingAttempts(outcomes);
-  const checks = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors, security: () => {} });
+  const checks = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors, security: () => {}, notifier: silent });
   const c = { pid: 'p1', username: 'alice', kind: 'login' } as Ceremony;
   const result = await checks.checkUser(c, await totpAt(secret, clock.now()), '192.0.2.1');
   t.same(result, { ok: false, attemptsLeft: 4 }, 'refused');
@@ -58,7 +61,7 @@ async function setUpChecks(kv: KvStore, clock: FakeClock) {
   const outcomes: string[] = [];
   const events: string[] = [];
   const attempts = recordingAttempts(outcomes);
-  const checks = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors, security: (event) => void events.push(event) });
+  const checks = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors, security: (event) => void events.push(event), notifier: silent });
   const c = { pid, username: 'alice', kind: 'session' } as Ceremony;
   /** Binds a set-up secret as the user's second app (what enrolment does once its code was accepted). */
   const bind = (secret: string) => factors.update(pid, (cur) => ({ ...cur!, factors: [...cur!.factors, { id: 'tablet', kind: 'totp', name: 'Tablet', addedAt: clock.now(), secret }] }));
