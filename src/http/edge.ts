@@ -17,6 +17,8 @@ declare module 'fastify' {
 }
 
 export interface RequestAccess {
+  /** The method the rules judged: the request's own, or in forward-auth mode the one the proxy forwards. */
+  method: string;
   rule: string;
   verdict: AccessOutcome['verdict'];
   pid: string | undefined;
@@ -77,7 +79,7 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
   app.addHook('onResponse', (req, reply, done) => {
     const a = req.access;
     const r: AnsweredRequest = {
-      method: req.method,
+      method: a?.method ?? req.method,
       // The canonical path a rule decided on; the raw one (without its query) for everything else.
       path: loggedPath(a?.path ?? req.url.split('?', 1)[0]!),
       ip: req.client?.ip ?? 'unknown',

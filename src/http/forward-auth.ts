@@ -33,9 +33,11 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (!target || !sameSegments(uri!)) throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI missing or with segments to resolve');
     const host = (one(req, 'x-forwarded-host') ?? '').toLowerCase().replace(/:\d+$/, '');
     if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');
-    // Without the method, method rules (a step-up for POST) cannot be judged: refused, like a missing URI.
-    const method = one(req, 'x-forwarded-method')?.toUpperCase();
-    if (!method) throw new GatewayError('GW_ERR_BAD_REQUEST', 'X-Forwarded-Method missing');
+    // Without the method, method rules (a step-up for POST) cannot be judged: refused, like a missing URI. So is more
+    // than one (a proxy that adds the header to the client's: Node joins them as `POST, GET`), which no rule matches.
+    const sent = req.headers['x-forwarded-method'];
+    if (typeof sent !== 'string' || !/^[A-Za-z]{1,20}$/.test(sent)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'X-Forwarded-Method missing or not one method');
+    const method = sent.toUpperCase();
     // The login (other than its page) and the logout belong to the gateway: a spelling the proxy's routes missed
     // (`/login;jsessionid=1`, `/login.php/x`) must not take a password to the portal, or log out of the portal alone.
     // The proxy passes the browser's headers on to the portal (the gateway strips these when it proxies itself): one
@@ -59,7 +61,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
       deviceHeader: deviceHeader ? one(req, deviceHeader) : undefined,
       session: active,
     });
-    req.access = { rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };
+    req.access = { method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };
     reply.header('cache-control', 'no-store');
     const send = (to: string) =>
       (req.query as Record<string, unknown>).redirect === 'true' ? reply.redirect(to, 302) : reply.code(401).header('x-mfa-redirect', to).send();

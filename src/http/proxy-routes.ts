@@ -89,7 +89,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       deviceHeader: deviceHeader && trustedProxies.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '') ? first(req.headers[deviceHeader]) : undefined,
       session: active,
     });
-    req.access = { rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: forwarded.path, device };
+    req.access = { method: req.method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: forwarded.path, device };
     switch (outcome.verdict) {
       case 'deny':
         throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);

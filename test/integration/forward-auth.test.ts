@@ -258,6 +258,16 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   const noMethod = await request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-uri': '/prescriptions/', 'x-forwarded-host': 'localhost', cookie } });
   await noMethod.body.dump();
   t.equal(noMethod.statusCode, 400, 'no X-Forwarded-Method: refused, not judged as GET');
+  // Two methods (a proxy that adds the header to the client's own; Node joins them) match no method rule: refused.
+  for (const method of ['POST, GET', 'DELETE,GET', 'G ET', '']) {
+    t.equal((await ask('/prescriptions/1', { cookie, 'x-forwarded-method': method })).status, 400, `X-Forwarded-Method ${JSON.stringify(method)}`);
+  }
+  const twice = await request(`${s.url}/_mfa/forward-auth`, { headers: ['x-forwarded-method', 'DELETE', 'x-forwarded-method', 'GET', 'x-forwarded-uri', '/records/1', 'x-forwarded-host', 'localhost', 'cookie', cookie] });
+  await twice.body.dump();
+  t.equal(twice.statusCode, 400, 'the header twice');
+  // The access line tells the method judged, not the proxy's subrequest's.
+  t.equal((await ask('/records', { cookie, 'x-forwarded-method': 'PUT' })).status, 200);
+  t.ok(s.logs.some((l) => /"method":"PUT","path":"\/records"/.test(l) && l.includes('"msg":"request"')), 'logged as PUT');
   // The login and the logout belong to the gateway: one the proxy's routes let through is refused, never allowed
   // on to the portal (a password checked without the login limits, a portal logout leaving the session running).
   t.equal((await ask('/login', { cookie, 'x-forwarded-method': 'POST' })).status, 403, 'a login POST');
