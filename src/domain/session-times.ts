@@ -19,7 +19,12 @@ export type SessionState = { state: 'active'; touch: boolean } | { state: 'idle-
 export function sessionState(s: SessionTimes, now: number, limits: SessionLimits): SessionState {
   if (now - s.authTime >= limits.absoluteMs) return { state: 'expired' };
   if (now - s.lastSeen >= limits.idleMs) return { state: 'idle-expired' };
-  return { state: 'active', touch: now - s.lastSeen >= Math.min(TOUCH_INTERVAL_MS, limits.idleMs / 4) };
+  return { state: 'active', touch: touchDue(s, now, limits) };
+}
+
+/** Whether the idle clock is due to be written back. */
+export function touchDue(s: SessionTimes, now: number, limits: SessionLimits): boolean {
+  return now - s.lastSeen >= Math.min(TOUCH_INTERVAL_MS, limits.idleMs / 4);
 }
 
 /** How long the store should keep the record: until the earlier of the two timeouts. */

@@ -107,6 +107,8 @@ export class AdminService {
 
   /** Ends every session of every user. */
   async revokeAllSessions(): Promise<number> {
+    // First: a step-up moving a session while the keys are gone through starts no new one (Sessions.create).
+    await this.d.sessionRecords.markEnded(null, this.d.clock.now());
     let ended = 0;
     for await (const batch of this.d.kv.scanKeys('session:{')) {
       for (const key of batch) {
@@ -152,6 +154,10 @@ export class AdminService {
       for (const key of batch) await this.d.kv.delete(key);
       keysDeleted += batch.length;
     }
+    // The sweep took the marks that retire the user's known-browser tokens and stop sign-ins begun before now: set
+    // again (the same username gets the same pseudonym, so an account made again would inherit what they retired).
+    await this.forgetKnownBrowsers(pid);
+    await this.d.sessionRecords.markEnded(pid, this.d.clock.now());
     this.d.security('user_erased', { pid, keys: keysDeleted });
     return { keysDeleted };
   }

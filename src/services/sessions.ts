@@ -1,8 +1,9 @@
 // Gateway sessions: minted after the second factor, checked on every request against the store, ended on logout.
 import type { Clock } from '../clock.js';
-import type { Jar } from '../domain/cookie-jar.js';
+import { sameJar, type Jar } from '../domain/cookie-jar.js';
 import type { FactorKind } from '../domain/policy.js';
-import { sessionState, sessionTtlMs, type SessionLimits } from '../domain/session-times.js';
+import { sessionState, sessionTtlMs, touchDue, type SessionLimits } from '../domain/session-times.js';
+import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import type { SessionTokens } from '../mechanisms/session-token.js';
 import type { SessionRecord, Sessions } from '../stores/records.js';
@@ -25,12 +26,16 @@ export class SessionService {
     private readonly d: { clock: Clock; sessions: Sessions; tokens: SessionTokens; limits: SessionLimits; security: SecurityLog },
   ) {}
 
-  /** Creates the session record and returns the signed cookie value. */
-  async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[] }, ip: string): Promise<string> {
+  /**
+   * Creates the session record and returns the signed cookie value. `passwordAt`: when the sign-in began; the user's
+   * sessions ended since (a factor reset, a revocation) end it too, so it never starts.
+   */
+  async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[] }, ip: string, passwordAt: number): Promise<string> {
     const now = this.d.clock.now();
     const { proof, ...rest } = s;
     const record: SessionRecord = { ...rest, ...proven(proof), authTime: now, factorTime: now, lastSeen: now, csrf: newId() };
-    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
+    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits), passwordAt);
+    if (!sid) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's sessions were ended during the sign-in");
     this.d.security('session_started', { pid: s.pid, ip, factor: proof.factor, amr: amrOf(record) });
     return this.d.tokens.sign({ sub: s.pid, sid }, now);
   }
@@ -49,7 +54,8 @@ export class SessionService {
     const current = await this.d.sessions.take(active.sid);
     if (!current || current.pid !== active.record.pid) return null;
     const record: SessionRecord = { ...current, ...proven(proof), factorTime: now, lastSeen: now, csrf: newId() };
-    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
+    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits), now);
+    if (!sid) return null;
     this.d.security('step_up_ok', { pid: record.pid, ip, factor: proof.factor, amr: amrOf(record) });
     const token = await this.d.tokens.sign({ sub: record.pid, sid }, now);
     if (form !== undefined) await this.d.sessions.moved.put(active.sid, form, { pid: record.pid, token });
@@ -95,7 +101,15 @@ export class SessionService {
   async save(active: ActiveSession, updateJar: (jar: Jar) => Jar = (jar) => jar): Promise<void> {
     await this.d.sessions.change(
       active.sid,
-      (s) => (s.pid === active.record.pid ? { ...s, jar: updateJar(s.jar), lastSeen: this.d.clock.now() } : s),
+      (s) => {
+        if (s.pid !== active.record.pid) return s;
+        const jar = updateJar(s.jar);
+        const now = this.d.clock.now();
+        // The requests of one page load all find the idle clock due: one writes it, the others then write only a
+        // changed jar (each write may lose a round of compare-and-set to another, and a jar's must not run out).
+        if (sameJar(jar, s.jar) && !touchDue(s, now, this.d.limits)) return s;
+        return { ...s, jar, lastSeen: now };
+      },
       (s) => sessionTtlMs(s, this.d.limits),
     );
   }
@@ -129,6 +143,8 @@ export class SessionService {
    * session already expired leave the list.
    */
   async endAll(pid: string, reason: string, keep?: string): Promise<number> {
+    // First: a sign-in or step-up finishing while the list is gone through starts no session (Sessions.create).
+    await this.d.sessions.markEnded(pid, this.d.clock.now());
     let ended = 0;
     for (let round = 0; round < END_ALL_ROUNDS; round++) {
       let changed = false;

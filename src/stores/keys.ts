@@ -15,6 +15,10 @@ export const keys = {
   sessionMoving: (sid: string) => `session:{${sid}}:moving`,
   factors: (pid: string) => `user:{${pid}}:factors`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
+  /** When the user's sessions were last all ended: a sign-in or step-up begun before then starts no session. */
+  userSessionsEnded: (pid: string) => `user:{${pid}}:sessions-ended`,
+  /** When every session was last ended (`sessions revoke --all`), likewise. */
+  allSessionsEnded: () => '{sessions}:ended',
   totpStep: (pid: string) => `user:{${pid}}:totp-step`,
   /**
    * The TOTP replay mark of one secret being set up (a first enrolment or an app added from the security page), named

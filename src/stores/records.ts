@@ -155,6 +155,8 @@ export interface SessionRecord {
 
 // Decrypting the session record is the largest cost of a proxied request; opened records are remembered.
 const SESSION_CACHE_SIZE = 10_000;
+// A mark of ended sessions outlives any sign-in begun before it (a pending login lasts at most pendingMaxSeconds).
+const ENDED_MARK_TTL_MS = 24 * 60 * 60_000;
 
 export class Sessions {
   private readonly records: SealedRecords<SessionRecord>;
@@ -165,17 +167,35 @@ export class Sessions {
     this.records = new SealedRecords(kv, sealer, { cacheSize: SESSION_CACHE_SIZE });
     this.moved = new FormTwins(kv, sealer, { outcome: keys.sessionMoved, busy: keys.sessionMoving });
   }
-  /** Always a fresh id: never the pending login's, never one the client chose. */
-  async create(s: SessionRecord, ttlMs: number): Promise<string> {
+  /**
+   * Always a fresh id: never the pending login's, never one the client chose. Null when the user's sessions (or all)
+   * were ended after `begunAt`, when the sign-in or step-up making this one began: it is ended too.
+   */
+  async create(s: SessionRecord, ttlMs: number, begunAt: number): Promise<string | null> {
     const sid = newId();
     await this.records.put(keys.session(sid), s, ttlMs);
     const index = keys.userSessions(s.pid);
     await this.kv.setAdd(index, sid, this.indexTtlMs);
+    // Looked at only once the id is listed: an ending that marked its time after this look lists the id and ends it.
+    if (Math.max(await this.endedAt(keys.userSessionsEnded(s.pid)), await this.endedAt(keys.allSessionsEnded())) >= begunAt) {
+      await this.delete(sid, s.pid);
+      return null;
+    }
     // A session that expired without being ended (a browser closed) leaves its id; each sign-in clears those out, so
     // the list stays the size of the user's live sessions, however often the user signs in. An id is listed only
     // once its record was written, so one without a record has ended.
     await liveMembers(this.kv, index, async (id) => (id === sid || (await this.kv.get(keys.session(id))) !== null ? id : null));
     return sid;
+  }
+  /**
+   * Marks that the user's sessions (pid), or all sessions (null), are being ended now, before they are: a sign-in or
+   * step-up that began earlier and lists its session after this starts none (see create).
+   */
+  async markEnded(pid: string | null, now: number): Promise<void> {
+    await this.kv.raiseTo(pid === null ? keys.allSessionsEnded() : keys.userSessionsEnded(pid), now, ENDED_MARK_TTL_MS);
+  }
+  private async endedAt(key: string): Promise<number> {
+    return Number((await this.kv.get(key)) ?? -Infinity);
   }
   get(sid: string): Promise<SessionRecord | null> {
     return this.records.get(keys.session(sid));

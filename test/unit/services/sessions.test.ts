@@ -20,7 +20,7 @@ async function signedIn() {
     limits: { idleMs: 900_000, absoluteMs: 43_200_000 },
     security: () => {},
   });
-  const cookie = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [{ name: 'PORTALSESSID', value: 'a', path: '/' }] }, '192.0.2.1');
+  const cookie = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [{ name: 'PORTALSESSID', value: 'a', path: '/' }] }, '192.0.2.1', clock.now());
   const active = (await service.authenticate(cookie))!;
   return { clock, sessions, service, active };
 }
@@ -34,6 +34,17 @@ t.test("two saves at once: both answers' cookies are kept, and the idle clock mo
   const record = (await sessions.get(active.sid))!;
   t.same(record.jar.map((c) => c.name).sort(), ['PORTALSESSID', 'first', 'second']);
   t.equal(record.lastSeen, clock.now());
+});
+
+t.test('a page load whose requests all find the idle clock due: the one cookie among them is kept, no save fails', async (t) => {
+  for (let load = 0; load < 20; load++) {
+    const { clock, sessions, service, active } = await signedIn();
+    clock.advance(60_000);
+    const requests = Array.from({ length: 10 }, (_, i) => service.save(active, i === 7 ? add('renewed') : undefined));
+    const results = await Promise.allSettled(requests);
+    t.same(results.filter((r) => r.status === 'rejected'), [], `load ${load}: every save went through`);
+    t.ok((await sessions.get(active.sid))!.jar.some((c) => c.name === 'renewed'), `load ${load}: the cookie is kept`);
+  }
 });
 
 t.test('a save that only moves the idle clock keeps cookies saved after the request began', async (t) => {
@@ -63,7 +74,7 @@ t.test('a step-up keeps the portal cookies another answer saved while it ran', a
 });
 
 t.test('a passkey that can be synced is recorded as one, also after a step-up with a device-bound one', async (t) => {
-  const { service, active } = await signedIn();
+  const { clock, service, active } = await signedIn();
   const step = async (from: typeof active, proof: Proof) => (await service.authenticate((await service.reverified(from, proof, '192.0.2.1'))!))!;
   const bound = await step(active, { factor: 'webauthn', deviceBound: true });
   const app = await step(bound, { factor: 'totp' });
@@ -71,7 +82,7 @@ t.test('a passkey that can be synced is recorded as one, also after a step-up wi
   const synced = await step(await step(app, { factor: 'webauthn', deviceBound: true }), { factor: 'webauthn', deviceBound: false });
   t.same(amrOf(synced.record), ['pwd', 'swk'], 'RFC 8176: a software-secured key');
   t.equal(synced.record.deviceBound, undefined, 'the earlier proof does not carry over');
-  const fresh = (await service.authenticate(await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'webauthn', deviceBound: false }, jar: [] }, '192.0.2.1')))!;
+  const fresh = (await service.authenticate(await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'webauthn', deviceBound: false }, jar: [] }, '192.0.2.1', clock.now())))!;
   t.same([amrOf(fresh.record), fresh.record.deviceBound], [['pwd', 'swk'], undefined]);
 });
 
@@ -81,20 +92,42 @@ t.test('a step-up of a session that ended meanwhile starts nothing', async (t) =
   t.equal(await service.reverified(active, { factor: 'totp' }, '192.0.2.1'), null);
 });
 
-t.test('ending all sessions also ends one whose sign-in finished while they were being ended', async (t) => {
-  const { sessions, service } = await signedIn();
-  const other = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.1');
-  // A sign-in of the same user finishes just after the list of sessions was read.
+t.test('ending all sessions: a sign-in begun before, finishing while they are being ended, starts no session', async (t) => {
+  const { clock, sessions, service } = await signedIn();
+  const passwordAt = clock.now();
+  const other = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.1', passwordAt);
+  clock.advance(1000);
+  // A sign-in of the same user (password given before the ending) finishes just after the list of sessions was read.
   const list = sessions.listIds.bind(sessions);
-  let late: string | undefined;
+  let late: Promise<string> | undefined;
   sessions.listIds = async (pid) => {
     const ids = await list(pid);
-    late ??= await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.2');
+    late ??= service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.2', passwordAt);
     return ids;
   };
-  t.equal(await service.endAll('p1', 'revoked'), 3, 'the two listed, and the late one');
-  for (const cookie of [other, late!]) t.equal(await service.authenticate(cookie), null);
+  t.equal(await service.endAll('p1', 'revoked'), 2, 'the two listed');
+  await t.rejects(late!, { code: 'GW_ERR_LOGIN_EXPIRED' }, 'the late sign-in starts no session');
+  t.equal(await service.authenticate(other), null);
   t.same(await list('p1'), [], 'nothing left, nor any id of a session gone');
+  clock.advance(1000);
+  const after = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.2', clock.now());
+  t.ok(await service.authenticate(after), 'a sign-in begun after the ending works');
+});
+
+t.test('ending all sessions: the order of a sign-in and the ending does not matter (the session is listed, or refused)', async (t) => {
+  // Every interleaving of create (record, list, look at the mark) with endAll (mark, list, end), by yielding at each step.
+  for (let delay = 0; delay < 8; delay++) {
+    const { clock, sessions, service } = await signedIn();
+    const passwordAt = clock.now();
+    clock.advance(1000);
+    const signIn = (async () => {
+      for (let i = 0; i < delay; i++) await Promise.resolve();
+      return service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.2', passwordAt).catch(() => null);
+    })();
+    await service.endAll('p1', 'revoked');
+    const cookie = await signIn;
+    t.equal(cookie && (await service.authenticate(cookie)), null, `yielding ${delay} times first: no live session`);
+  }
 });
 
 t.test('ending all sessions also ends one that a step-up moved to a new id while they were being ended', async (t) => {
@@ -109,7 +142,18 @@ t.test('ending all sessions also ends one that a step-up moved to a new id while
     }
     return take(sid);
   };
-  t.equal(await service.endAll('p1', 'revoked'), 1, 'the moved session');
-  t.ok(moved, 'the step-up went through');
-  t.equal(await service.authenticate(moved!), null, 'and its session is ended');
+  t.equal(await service.endAll('p1', 'revoked'), 0, 'the step-up took it first');
+  t.equal(moved, null, 'and starts no new session: the ending came after it began');
+  t.same(await sessions.listIds('p1'), [], 'nothing left');
+});
+
+t.test('all sessions ended (revoke --all): a sign-in or step-up begun before starts no session; later ones do', async (t) => {
+  const { clock, sessions, service, active } = await signedIn();
+  const passwordAt = clock.now();
+  // The mark comes first, then the sweep over every session key; these finish while the sweep runs.
+  await sessions.markEnded(null, clock.now() + 1);
+  await t.rejects(service.start({ pid: 'p2', username: 'bob', proof: { factor: 'totp' }, jar: [] }, '192.0.2.2', passwordAt), { code: 'GW_ERR_LOGIN_EXPIRED' }, 'a sign-in of any user');
+  t.equal(await service.reverified(active, { factor: 'totp' }, '192.0.2.1'), null, 'a step-up');
+  clock.advance(5000);
+  t.ok(await service.authenticate(await service.start({ pid: 'p2', username: 'bob', proof: { factor: 'totp' }, jar: [] }, '192.0.2.2', clock.now())), 'a sign-in begun after');
 });
