@@ -12,12 +12,18 @@ export interface AuditJournal {
   linesFromEnd(): Iterable<{ line: string; complete: boolean }>;
   /** Ends a partial last line with "\n", so that the next record starts a line of its own. */
   endPartialLine(): void;
-  /** Appends one record's line (without "\n"); throws when it could not. */
+  /** Appends one record's line (without "\n"); throws when it could not (AuditFileMoved: see there). */
   write(line: string, seq: number): void;
   /** Makes what was written durable. */
   sync(): void;
   close(): void;
 }
+
+/**
+ * What a journal throws when the file it was writing was renamed or deleted by something else: the records it took
+ * since are not in the trail. The log resumes from what is there, says how many are missing, and writes on.
+ */
+export class AuditFileMoved extends Error {}
 
 /** A copy of the chain elsewhere (the Redis stream). It may miss lines; the journal is the record. */
 export interface AuditMirror {
@@ -62,6 +68,8 @@ export class AuditLog {
   private needsResume = false;
   /** Records found after the last valid checkpoint on resume, not yet stated in a `resumed` record. */
   private unsealedFound = 0;
+  /** Records this process wrote that a resume no longer found (see AuditFileMoved); stated in the `resumed` record. */
+  private missingFound = 0;
   private closed = false;
   private stopped: AuditError | undefined;
   private readonly publicKey: KeyObject;
@@ -150,8 +158,12 @@ export class AuditLog {
     }
   }
 
-  /** Builds the next record and appends it; false (reported) when the journal refused it. */
-  private write(build: (base: Base) => RecordBody): boolean {
+  /**
+   * Builds the next record and appends it; false (reported) when the journal refused it. A current file that was
+   * renamed or deleted meanwhile is reported, the chain resumes from what the directory holds (saying what is
+   * missing), and the record is written after that (once).
+   */
+  private write(build: (base: Base) => RecordBody, retry = true): boolean {
     if (this.opts.owned?.() === false) {
       this.abandon(new AuditError('AUDIT_LOCK_LOST'));
       return false;
@@ -172,7 +184,7 @@ export class AuditLog {
       this.needsResume = true;
       this.counts.fileFailures++;
       this.report(new AuditError('AUDIT_WRITE_FAILED', errorText(cause), { cause, sink: 'file', seq: this.seq + 1 }));
-      return false;
+      return cause instanceof AuditFileMoved && retry ? this.write(build, false) : false;
     }
   }
 
@@ -228,6 +240,8 @@ export class AuditLog {
         partial ||= !complete;
       }
       unchanged = anchor !== undefined && anchor.record.seq === this.seq && sha256Hex(anchor.line) === this.prevLine;
+      // Records this process wrote that the directory no longer holds (its current file renamed or deleted).
+      if (!unchanged && this.seq > (anchor?.record.seq ?? 0)) this.missingFound = this.seq - (anchor?.record.seq ?? 0);
       if (!unchanged) this.unsealedFound = anchor ? Math.max(0, anchor.record.seq - this.lastSealedSeq(anchor.record, lines)) : 0;
     } finally {
       lines.return?.();
@@ -244,9 +258,11 @@ export class AuditLog {
     if (skipped > 0) this.report(new AuditError('AUDIT_TAIL_DAMAGED', `${skipped} damaged line(s) after seq ${this.seq}`, { sink: 'file', seq: this.seq + 1 }));
     // Kept until written: a failed write resumes again, from the same anchor, and states it then.
     const unsealed = this.unsealedFound;
-    if (skipped > 0 || unsealed > 0) {
-      const reason = skipped === 0 ? 'unsealed' : partial ? 'truncated' : 'corrupt';
-      if (this.write((base) => ({ ...base, type: 'resumed', reason, skipped, ...(unsealed > 0 ? { unsealed } : {}) }))) this.unsealedFound = 0;
+    const missing = this.missingFound;
+    if (skipped > 0 || unsealed > 0 || missing > 0) {
+      const reason = skipped > 0 ? (partial ? 'truncated' : 'corrupt') : missing > 0 ? 'missing' : 'unsealed';
+      const stated = this.write((base) => ({ ...base, type: 'resumed', reason, skipped, ...(unsealed > 0 ? { unsealed } : {}), ...(missing > 0 ? { missing } : {}) }));
+      if (stated) this.unsealedFound = this.missingFound = 0;
     }
   }
 

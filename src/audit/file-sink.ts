@@ -1,7 +1,7 @@
 // The audit journal on disk: JSON lines appended to audit.jsonl, rotated by size to audit-<first seq>.jsonl.
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AuditJournal } from './audit-log.js';
+import { AuditFileMoved, type AuditJournal } from './audit-log.js';
 
 export interface AuditFileOptions {
   /** One writer per directory: two gateways must not share one. */
@@ -75,6 +75,7 @@ export class AuditFileSink implements AuditJournal {
 
   write(line: string, seq: number): void {
     const bytes = Buffer.from(`${line}\n`);
+    this.checkNotMoved();
     this.open();
     if (this.size > 0 && this.size + bytes.length > this.opts.maxBytes) this.rotate(seq);
     const fd = this.open();
@@ -95,6 +96,27 @@ export class AuditFileSink implements AuditJournal {
     } finally {
       closeSync(fd);
     }
+  }
+
+  /**
+   * The open file must still be the directory's current file: one renamed (logrotate) or deleted meanwhile would take
+   * every record into a file `audit verify` never reads. Such a file is let go (the next write opens a new one) and
+   * the write fails, so the log resumes from what the directory holds and says what is missing.
+   */
+  private checkNotMoved(): void {
+    if (this.fd === undefined) return;
+    const open = fstatSync(this.fd);
+    let named: { ino: number; dev: number } | undefined;
+    try {
+      named = statSync(this.current);
+    } catch {
+      named = undefined;
+    }
+    if (named?.ino === open.ino && named.dev === open.dev) return;
+    const fd = this.fd;
+    this.fd = undefined;
+    closeSync(fd);
+    throw new AuditFileMoved(`${CURRENT} was renamed or deleted while open: the records written to it since are not in the trail`);
   }
 
   private get current(): string {

@@ -15,14 +15,17 @@
 //               kid     id of the signing key
 //               sig     base64url Ed25519 signature of the canonical JSON of the checkpoint without `hash` and `sig`
 //   resumed     reason  "truncated" (the file ended in a partial line), "corrupt" (complete lines that failed
-//                       their own hash check) or "unsealed" (no damage, but records no checkpoint signs) when the
-//                       writer started again
+//                       their own hash check), "unsealed" (no damage, but records no checkpoint signs) when the
+//                       writer started again, or "missing" (records this writer wrote are gone: its current file
+//                       was renamed or deleted while it ran)
 //               skipped how many damaged lines just before it the chain does not continue from: its `prev` is
 //                       the line of the last intact record and its `seq` that record's seq + 1
 //               unsealed (left out when 0; absent in older trails) how many records just before it, seqs
 //                       seq-unsealed..seq-1, no valid checkpoint signed when the writer resumed: it stopped before
 //                       sealing them (a crash), or they were appended by someone without the key. The checkpoints
 //                       after it sign this statement, which does not vouch for those records.
+//               missing (left out when 0) how many records this writer had written after the intact record it
+//                       continues from that the trail no longer holds: `audit verify` reports them.
 import { createHash } from 'node:crypto';
 
 export type AuditValue = string | number | boolean | null;
@@ -48,10 +51,12 @@ export interface CheckpointRecord extends RecordBase {
 }
 export interface ResumedRecord extends RecordBase {
   type: 'resumed';
-  reason: 'truncated' | 'corrupt' | 'unsealed';
+  reason: 'truncated' | 'corrupt' | 'unsealed' | 'missing';
   skipped: number;
   /** Left out when 0, and absent in older trails. */
   unsealed?: number;
+  /** Records this writer had written after `seq - 1` that the trail no longer holds; left out when 0. */
+  missing?: number;
 }
 export type AuditRecord = EventRecord | CheckpointRecord | ResumedRecord;
 
@@ -95,7 +100,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const FIELDS = {
   event: ['event'],
   checkpoint: ['upTo', 'head', 'kid', 'sig'],
-  resumed: ['reason', 'skipped', 'unsealed'],
+  resumed: ['reason', 'skipped', 'unsealed', 'missing'],
 } as const;
 
 function shapeError(r: Record<string, unknown>): string | null {
@@ -116,8 +121,9 @@ function shapeError(r: Record<string, unknown>): string | null {
       if (typeof r.head !== 'string' || !HEX64.test(r.head)) return 'head is not a SHA-256';
       return typeof r.kid === 'string' && typeof r.sig === 'string' ? null : 'kid or sig is not a string';
     case 'resumed':
-      if (r.reason !== 'truncated' && r.reason !== 'corrupt' && r.reason !== 'unsealed') return 'unknown resume reason';
+      if (r.reason !== 'truncated' && r.reason !== 'corrupt' && r.reason !== 'unsealed' && r.reason !== 'missing') return 'unknown resume reason';
       if (r.unsealed !== undefined && !(Number.isSafeInteger(r.unsealed) && (r.unsealed as number) >= 0)) return 'unsealed is not a count';
+      if (r.missing !== undefined && !(Number.isSafeInteger(r.missing) && (r.missing as number) > 0)) return 'missing is not a count';
       return Number.isSafeInteger(r.skipped) && (r.skipped as number) >= 0 ? null : 'skipped is not a count';
   }
 }

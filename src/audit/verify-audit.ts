@@ -153,6 +153,11 @@ export function verifyAuditText(segments: readonly { file: string; text: string 
     }
     lastKind = kind;
 
+    // Records the writer says it wrote and the trail no longer holds (its current file renamed or deleted meanwhile).
+    if (r.type === 'resumed' && r.missing) {
+      report(l, 'deleted', `${r.missing} record(s) the writer had written after seq ${r.seq - 1} are missing: its current file was renamed or deleted while it ran`, r.seq);
+    }
+
     // Every checkpoint carries a valid signature of the configured key and covers the record just before it.
     // (Where it is out of place, the problem above says so already: its upTo and head are not held against it.)
     let sealed = false;

@@ -1,6 +1,6 @@
 // The audit log: chaining, checkpoints, resume after restarts and crashes, rotation, privacy, failures.
 import t from 'tap';
-import { appendFileSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { AuditLog } from '../../../src/audit/audit-log.js';
@@ -347,4 +347,25 @@ t.test('append never throws: failed writes are reported and the chain resumes fr
   const report = verifyAudit(auditFiles(dir), publicKey);
   t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['truncated', 3, 3]], 'only the half-written line');
   t.equal(report.lastSealedSeq, 5);
+});
+
+t.test('a current file renamed (logrotate) or deleted while the writer runs: reported, the gap stated, verify fails', async (t) => {
+  for (const how of ['renamed', 'deleted'] as const) {
+    const dir = tempDir(t);
+    const { log, errors } = openLog(dir, { checkpointEvery: 1000 });
+    for (let n = 1; n <= 4; n++) log.append(event(n));
+    if (how === 'renamed') renameSync(join(dir, 'audit.jsonl'), join(dir, 'audit.jsonl.1'));
+    else unlinkSync(join(dir, 'audit.jsonl'));
+    log.append(event(5));
+    log.append(event(6));
+    await log.close();
+    t.same(errors.map((e) => e.code), ['AUDIT_WRITE_FAILED'], `${how}: reported at the next write`);
+    t.match(errors[0]!.message, /renamed or deleted/);
+    const records = recordsOf(dir);
+    t.match(records[0], { type: 'resumed', reason: 'missing', missing: 4, seq: 1 }, `${how}: the new file starts by saying what is missing`);
+    t.same(records.filter((r) => r.type === 'event').map((r) => (r.event as { pid: string }).pid), ['p5', 'p6'], `${how}: the records after it are kept`);
+    const report = verifyAuditText(readSegments(dir), publicKey);
+    t.equal(report.ok, false, `${how}: verify fails`);
+    t.match(report.problems, [{ kind: 'deleted', message: /4 record\(s\) the writer had written after seq 0 are missing/ }]);
+  }
 });
