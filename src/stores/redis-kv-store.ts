@@ -7,19 +7,22 @@ import { createRedisClient, type RedisConnectionOptions } from './redis-connecti
 
 // Lua runs atomically in Redis; ioredis loads each script once and then calls it by its SHA. Each script touches
 // one key only, so in a Cluster it runs on the node that holds that key.
-const INCREMENT = `local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+// The TTL is given to a counter this call creates only (one holding "0" keeps its own, as in the memory store).
+const INCREMENT = `local existed = redis.call('EXISTS', KEYS[1])
+local n = redis.call('INCR', KEYS[1])
+if existed == 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`;
 const RAISE_TO = `local cur = tonumber(redis.call('GET', KEYS[1]))
 if cur ~= nil and cur >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 // An empty TTL, or the cap: the counter is kept until deleted (PERSIST drops a TTL it was created with).
-const INCREMENT_CAPPED = `local n, cap = tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[1])
+const INCREMENT_CAPPED = `local cur = redis.call('GET', KEYS[1])
+local n, cap = tonumber(cur or '0'), tonumber(ARGV[1])
 local counted = 0
 if n < cap then n, counted = redis.call('INCR', KEYS[1]), 1 end
 if ARGV[2] == '' or n >= cap then redis.call('PERSIST', KEYS[1])
-elseif n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+elseif not cur then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return {n, counted}`;
 // gcraStep in domain/limits.ts, line for line. Whole milliseconds are exact in Lua's doubles; %d writes them
 // without an exponent.

@@ -101,6 +101,16 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(await b.kv.increment(key, 2000), 1, 'counter expired and restarts');
     });
 
+    t.test('increment and incrementCapped of a counter at "0": its own TTL is kept, not started again', async (t) => {
+      for (const bump of [(key: string) => b.kv.increment(key, 60_000), (key: string) => b.kv.incrementCapped(key, 5, 60_000)]) {
+        const key = k('zero');
+        await b.kv.set(key, '0', 1000);
+        await bump(key);
+        await b.pass(1500);
+        t.equal(await b.kv.get(key), null, 'gone when its own TTL ran out');
+      }
+    });
+
     t.test('raiseTo: compare-and-set upwards only', async (t) => {
       const key = k('raise');
       t.ok(await b.kv.raiseTo(key, 5, 10_000));
