@@ -14,7 +14,7 @@ import { AuditDirInUse } from './audit/dir-lock.js';
 import { publicKeyPem } from './audit/signing-key.js';
 import { keysCommand, operatorFrom, recordAdmin, sessionsCommand, userCommand } from './cli/admin.js';
 import { auditPublicKey, auditVerify, auditWho } from './cli/audit.js';
-import { devicesCommand } from './cli/devices.js';
+import { devicesCommand, fingerprintArg } from './cli/devices.js';
 import { issueEnrolmentCodes } from './cli/enrol-codes.js';
 import { blocksCommand, lockoutsCommand } from './cli/limits.js';
 import { explainPolicy } from './cli/policy-explain.js';
@@ -186,7 +186,9 @@ function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => 
   if (!action.includes(' ')) return Promise.resolve(usage(`${action} needs an action (see help)`));
   const by = operatorFrom(v);
   return withGateway(config, 'admin', async (gw) => {
-    const target = { pid: v.user === undefined ? undefined : (gw.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint: v.fingerprint, all: v.all };
+    // A device named by its certificate file is recorded by the certificate's fingerprint.
+    const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;
+    const target = { pid: v.user === undefined ? undefined : (gw.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint, all: v.all };
     try {
       const lines = await run(gw);
       recordAdmin(gw, by, action, { ...target, outcome: 'ok' });

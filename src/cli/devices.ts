@@ -41,7 +41,8 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
   }
 }
 
-function fingerprintArg(a: DeviceArgs): string {
+/** The device a command names, by --cert or --fingerprint (normalised, as the registry keys it). */
+export function fingerprintArg(a: DeviceArgs): string {
   if (a.cert) {
     const [cert] = parseCertificates(readArgumentFile(a.cert, '--cert'));
     if (!cert) throw new UsageError(`${a.cert}: no certificate`);

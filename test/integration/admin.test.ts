@@ -11,6 +11,7 @@ import type { KvStore } from '../../src/stores/kv-store.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
+import { TestCa } from '../helpers/pki.js';
 import { randomKey } from '../helpers/config.js';
 import { ALICE, BOB, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
@@ -196,6 +197,10 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   t.equal(naming.code, 2);
   t.match(naming.stderr, '--reason must not contain the username');
   t.equal(cli('user', 'erase', '--user', 'bob').code, 2, 'erase without --yes');
+  // A device named by its certificate file is recorded by its fingerprint.
+  const laptop = new TestCa('admin-devices').issue('laptop');
+  t.equal(cli('devices', 'register', '--cert', laptop.certFile).code, 0);
+  t.equal(cli('devices', 'revoke', '--cert', laptop.certFile).code, 0);
   const bare = cli('user', '--user', 'bob');
   t.equal(bare.code, 2, 'no action');
   t.match(bare.stderr, 'mfa-gateway: user needs an action');
@@ -214,8 +219,9 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   const actions = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.type === 'event' && r.event.kind === 'admin').map((r) => r.event);
   t.same(
     actions.map((a) => `${a.action} ${a.outcome}`),
-    ['user show ok', 'user export ok', 'sessions revoke ok', 'user reset-factors ok', 'user erase ok', 'sessions revoke ok', 'user erase failed', 'keys rotate ok', 'keys status ok'],
+    ['user show ok', 'user export ok', 'sessions revoke ok', 'user reset-factors ok', 'user erase ok', 'sessions revoke ok', 'user erase failed', 'devices register ok', 'devices revoke ok', 'keys rotate ok', 'keys status ok'],
   );
+  t.same(actions.filter((a) => a.action.startsWith('devices')).map((a) => a.fingerprint), [laptop.fingerprint, laptop.fingerprint], 'the device, by the fingerprint of the certificate given');
   t.ok(actions.every((a) => a.operator === 'Dana Helpdesk' && a.reason === 'ticket 4711'));
   t.equal(actions[0].pid, pid, 'the user by pseudonym');
   t.notOk(/"(alice|bob)"/i.test(text), 'no username in the admin chain');
