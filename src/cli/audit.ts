@@ -1,4 +1,5 @@
 // `mfa-gateway audit verify|who|public-key`: checking a trail, finding a user's pseudonym, the auditors' key.
+import { createPublicKey } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { readAuditDir } from '../audit/file-sink.js';
 import { publicKeyPem } from '../audit/signing-key.js';
@@ -18,6 +19,12 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   if (!paths.length) throw new UsageError('audit verify needs FILE… (audit files in chain order) or DIR… (audit directories)');
   const pem = key.publicKeyFile ? readArgumentFile(key.publicKeyFile, '--public-key') : key.config?.audit.signingKey ? publicKeyPem(key.config.audit.signingKey) : null;
   if (!pem) throw new UsageError('audit verify needs --public-key FILE, or --config FILE with audit.signingKey');
+  // A key that cannot be read is the command's fault (exit 2), never a trail that fails to verify (exit 1).
+  try {
+    createPublicKey(pem);
+  } catch {
+    throw new UsageError(`--public-key ${key.publicKeyFile}: not a public key (PEM)`);
+  }
   const missing = paths.filter((p) => !existsSync(p));
   if (missing.length) throw new UsageError(`audit verify: no such file or directory: ${missing.join(', ')}`);
   const dirs = paths.filter((p) => statSync(p).isDirectory());

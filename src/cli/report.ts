@@ -1,4 +1,5 @@
 // `mfa-gateway report`: the assurance report for a period, as text, JSON or printable HTML.
+import { existsSync, statSync } from 'node:fs';
 import type { Gateway } from '../gateway.js';
 import { assuranceReport } from '../services/report.js';
 import { reportHtml, reportText } from '../ui/report.js';
@@ -27,6 +28,8 @@ export function reportPeriod(a: ReportArgs, now: number): { from: number; to: nu
 export async function reportCommand(gw: Gateway, a: ReportArgs): Promise<string> {
   const format = a.format ?? 'text';
   if (!['text', 'json', 'html'].includes(format)) throw new UsageError('--format is text, json or html');
+  const missing = (a.auditDirs ?? []).filter((d) => !existsSync(d) || !statSync(d).isDirectory());
+  if (missing.length) throw new UsageError(`--audit-dir: no such directory: ${missing.join(', ')}`);
   const now = gw.clock.now();
   const report = await assuranceReport({ config: gw.config, kv: gw.kv, factors: gw.stores.factors, admin: gw.admin }, reportPeriod(a, now), now, a.auditDirs);
   return format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : format === 'html' ? reportHtml(report) : reportText(report);

@@ -121,6 +121,9 @@ t.test('a real run leaves a verifiable trail of pseudonymous events, and the rep
   const emptied = mkdtempSync(join(tmpdir(), 'mfa-emptied-'));
   writeFileSync(join(emptied, 'audit.jsonl'), '');
   t.match(runCli(['audit', 'verify', '--config', configFile, emptied]), { code: 1, stdout: /empty: no records/ }, 'an emptied trail fails');
+  const notAKey = join(emptied, 'not-a-key.pem');
+  writeFileSync(notAKey, 'hello\n');
+  t.match(runCli(['audit', 'verify', '--public-key', notAKey, copy]), { code: 2, stderr: /not a public key/ }, 'a key that cannot be read: usage error, not a failed trail');
 
   // The report: the numbers of this run, from the trail and the store.
   const period = ['--from', new Date(s.clock.now() - 86_400_000).toISOString(), '--to', new Date(s.clock.now() + 86_400_000).toISOString()];
@@ -136,6 +139,7 @@ t.test('a real run leaves a verifiable trail of pseudonymous events, and the rep
   t.equal(report.policyDenials.total, 2);
   t.same(report.policyDenials.byRule.map((r: { rule: string; count: number }) => `${r.rule} ${r.count}`).sort(), ['default 1', 'no bulk export 1']);
   t.equal(report.audit.status, 'verified');
+  t.match(runCli(['report', '--config', configFile, '--audit-dir', join(copy, 'nothing-here'), ...period]), { code: 2, stderr: /no such directory/ }, 'an --audit-dir that is not there: usage error');
   const plain = runCli(['report', '--config', configFile, ...period]);
   t.match(plain.stdout, /100 %/);
   t.match(plain.stdout, 'no bulk export');
