@@ -14,7 +14,8 @@ export interface ReportInput {
   /** Audit event records in any order; those outside the period are ignored. */
   records: readonly { time: string; event: Event }[];
   /** Pids holding at least one factor, and how many factors of each kind are held now (recovery: users holding a code set). */
-  store: { enrolledUsers: ReadonlySet<string>; factorsByKind: Readonly<Record<FactorKind, number>> };
+  /** `unreadableFactorRecords`: users whose factor record no configured key opens (their key was removed). */
+  store: { enrolledUsers: ReadonlySet<string>; factorsByKind: Readonly<Record<FactorKind, number>>; unreadableFactorRecords: number };
   policy: PolicyConfig;
   /** The security settings in force, worded by the caller. */
   settings: readonly { name: string; value: string }[];
@@ -41,7 +42,7 @@ export interface Report {
   generatedAt: string;
   signIns: { total: number; withSecondFactor: number; withoutSecondFactor: number; secondFactorPercent: number; allSecondFactor: boolean };
   coverage: { usersSeen: number; enrolledOfSeen: number; enrolledPercent: number; totalEnrolled: number };
-  factors: { held: Record<FactorKind, number>; usedInPeriod: Record<FactorKind, number> };
+  factors: { held: Record<FactorKind, number>; usedInPeriod: Record<FactorKind, number>; unreadableRecords: number };
   failures: {
     passwordFailed: number;
     passwordThrottled: number;
@@ -115,6 +116,7 @@ export function buildReport(input: ReportInput): Report {
     factors: {
       held: { ...input.store.factorsByKind },
       usedInPeriod: Object.fromEntries(FACTOR_KINDS.map((k) => [k, used.filter((f) => f === k).length])) as Record<FactorKind, number>,
+      unreadableRecords: input.store.unreadableFactorRecords,
     },
     failures: {
       passwordFailed: count('password_failed'),
@@ -205,6 +207,9 @@ function findings(r: Omit<Report, 'findings'>): string[] {
   }
   if (r.audit.status === 'problems') {
     out.push(`The audit trail failed its check (${plural(r.audit.problems.length, 'problem')}): records may have been altered or removed.`);
+  }
+  if (r.factors.unreadableRecords > 0) {
+    out.push(`${plural(r.factors.unreadableRecords, "user's factor record", "users' factor records")} cannot be opened with the configured encryption keys (a key was removed before \`keys rotate\` re-sealed them): those users cannot sign in. Configure the old key again and run \`keys rotate\`.`);
   }
   for (const k of r.policy.keys) {
     if (k.inUse && k.ageDays !== null && k.ageDays > MAX_KEY_AGE_DAYS) out.push(`The ${k.purpose} key "${k.id}" is ${k.ageDays} days old: replace it (at most ${MAX_KEY_AGE_DAYS} days).`);

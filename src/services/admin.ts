@@ -1,6 +1,5 @@
 // What operators do to users and keys (the admin CLI): show, reset factors, revoke sessions, export, erase, rotate.
 // Never shows a secret; every change also goes through the security events (and so to the audit trail).
-import { GatewayError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
@@ -12,6 +11,7 @@ import type { CredentialOwners, EnrolmentCodes, FactorStore, UserFactors } from 
 import { isSealedKey, keys } from '../stores/keys.js';
 import type { KvStore } from '../stores/kv-store.js';
 import type { Sessions } from '../stores/records.js';
+import { UnreadableRecord } from '../stores/sealed-records.js';
 import type { Attempts } from './ceremony.js';
 import type { EnrolmentService } from './enrolment.js';
 import type { SecurityLog } from './security-events.js';
@@ -138,7 +138,7 @@ export class AdminService {
   async erase(pid: string): Promise<{ keysDeleted: number }> {
     // A factor record no configured key opens (its key already retired) is erased all the same.
     const f = await this.d.factors.get(pid).catch((err: unknown) => {
-      if (err instanceof GatewayError && err.message.endsWith('cannot be opened')) return null;
+      if (err instanceof UnreadableRecord) return null;
       throw err;
     });
     await this.forgetFactors(pid, f);

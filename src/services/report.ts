@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.js';
 import type { FactorKind } from '../domain/policy.js';
 import { buildReport, type Report, type ReportInput } from '../domain/report.js';
 import type { FactorStore } from '../stores/factor-store.js';
+import { UnreadableRecord } from '../stores/sealed-records.js';
 import type { KvStore } from '../stores/kv-store.js';
 import type { AdminService } from './admin.js';
 import { readTrailOffThread } from './report-trail.js';
@@ -68,15 +69,23 @@ export function settingsInForce(c: Config): { name: string; value: string }[] {
 async function factorCounts(d: ReportDeps): Promise<ReportInput['store']> {
   const enrolledUsers = new Set<string>();
   const factorsByKind: Record<FactorKind, number> = { totp: 0, webauthn: 0, recovery: 0 };
+  let unreadableFactorRecords = 0;
   for await (const batch of d.kv.scanKeys('user:{')) {
     for (const key of batch) {
       const pid = factorKey.exec(key)?.[1];
-      const f = pid ? await d.factors.get(pid) : null;
+      // A record no configured key opens is counted (a finding), not the end of the report.
+      const f = pid
+        ? await d.factors.get(pid).catch((err: unknown) => {
+            if (!(err instanceof UnreadableRecord)) throw err;
+            unreadableFactorRecords++;
+            return null;
+          })
+        : null;
       if (!pid || !f || f.factors.length === 0) continue;
       enrolledUsers.add(pid);
       for (const x of f.factors) factorsByKind[x.kind]++;
       if (f.recovery) factorsByKind.recovery++;
     }
   }
-  return { enrolledUsers, factorsByKind };
+  return { enrolledUsers, factorsByKind, unreadableFactorRecords };
 }

@@ -3,6 +3,13 @@ import { GatewayError } from '../errors.js';
 import type { Sealer } from '../mechanisms/sealer.js';
 import type { KvStore } from './kv-store.js';
 
+/** A record no configured key opens (its key retired, or altered): a 503 where it is read on a request. */
+export class UnreadableRecord extends GatewayError {
+  constructor(key: string, cause: unknown) {
+    super('GW_ERR_STORE_UNAVAILABLE', `record ${key} cannot be opened`, { cause });
+  }
+}
+
 /** Compare-and-set rounds of one change before it gives up (each lost round means another write landed). */
 const CHANGE_ATTEMPTS = 5;
 
@@ -68,7 +75,7 @@ export class SealedRecords<T> {
     } catch (cause) {
       // Altered, foreign or unreadable records: absent where that means "signed out" (fail closed), an error
       // where absent would mean something weaker (a factor record read as "not enrolled").
-      if (this.opts.unreadable === 'fail') throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `record ${key} cannot be opened`, { cause });
+      if (this.opts.unreadable === 'fail') throw new UnreadableRecord(key, cause);
       return null;
     }
   }

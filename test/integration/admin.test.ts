@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { keysCommand, operatorFrom, sessionsCommand, userCommand } from '../../src/cli/admin.js';
+import { reportCommand } from '../../src/cli/report.js';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
@@ -107,6 +108,9 @@ t.test('erase also removes what no configured key opens any more (a retired encr
     await other.portal.close();
   });
   await t.rejects(userCommand(other.app.gateway, 'show', { user: 'alice' }), /cannot be opened/, 'her factor record cannot be read');
+  const report = JSON.parse(await reportCommand(other.app.gateway, { format: 'json' }));
+  t.equal(report.factors.unreadableRecords, 1, 'the report counts it, and is still made');
+  t.ok(report.findings.some((f: string) => /^1 user's factor record cannot be opened/.test(f)), 'a finding');
   t.match((await userCommand(other.app.gateway, 'erase', { user: 'alice', yes: true }))[0], 'erased alice');
   const left: string[] = [];
   for await (const batch of s.kv.scanKeys('')) left.push(...batch);

@@ -79,7 +79,7 @@ function input(over: Partial<ReportInput> = {}): ReportInput {
     period: { from: FROM, to: TO },
     generatedAt: GENERATED,
     records,
-    store: { enrolledUsers: new Set(['p1', 'p2', 'p3', 'p7']), factorsByKind: { totp: 3, webauthn: 2, recovery: 4 } },
+    store: { enrolledUsers: new Set(['p1', 'p2', 'p3', 'p7']), factorsByKind: { totp: 3, webauthn: 2, recovery: 4 }, unreadableFactorRecords: 0 },
     policy,
     settings: [
       { name: 'Session lifetime', value: '8 hours' },
@@ -107,7 +107,7 @@ t.test('every number of a scripted month', async (t) => {
   t.equal(r.generatedAt, '2025-04-01T06:00:00.000Z');
   t.same(r.signIns, { total: 5, withSecondFactor: 5, withoutSecondFactor: 0, secondFactorPercent: 100, allSecondFactor: true });
   t.same(r.coverage, { usersSeen: 3, enrolledOfSeen: 3, enrolledPercent: 100, totalEnrolled: 4 });
-  t.same(r.factors, { held: { totp: 3, webauthn: 2, recovery: 4 }, usedInPeriod: { totp: 2, webauthn: 2, recovery: 1 } });
+  t.same(r.factors, { held: { totp: 3, webauthn: 2, recovery: 4 }, usedInPeriod: { totp: 2, webauthn: 2, recovery: 1 }, unreadableRecords: 0 });
   t.same(r.failures, {
     passwordFailed: 4,
     passwordThrottled: 1,
@@ -176,6 +176,12 @@ t.test('findings: old keys in use, a passkey counter going backwards', async (t)
     'The session cookie key "k-old" is 366 days old: replace it (at most 365 days).',
     '1 passkey reported a counter that went backwards: a security key may have been copied.',
   ]);
+});
+
+t.test('findings: factor records no configured key opens', async (t) => {
+  const r = buildReport(input({ store: { enrolledUsers: new Set(['p1']), factorsByKind: { totp: 1, webauthn: 0, recovery: 1 }, unreadableFactorRecords: 2 } }));
+  t.equal(r.factors.unreadableRecords, 2);
+  t.ok(r.findings.some((f) => /^2 users' factor records cannot be opened with the configured encryption keys/.test(f)), 'a finding');
 });
 
 t.test('audit problems show in the findings, the text and the HTML', async (t) => {
