@@ -205,6 +205,15 @@ function findings(r: Omit<Report, 'findings'>): string[] {
   if (r.audit.status === 'unsigned' && r.audit.records > 0) {
     out.push('No audit record is covered by a signature yet: normal for a minute after a gateway first writes (audit.checkpointIntervalSeconds); a trail that stays so cannot be told from a forged one.');
   }
+  // Unsigned records inside the signed chain: stated by the writer when it resumed (a crash before their checkpoint,
+  // or records added without the key while it was stopped). The figures count them; no signature vouches for them.
+  if (r.audit.status !== 'disabled') {
+    const sealedUpTo = r.audit.lastSealedSeq;
+    const unsigned = r.audit.problems.filter((p) => p.kind === 'unsealed-tail' && p.seq !== undefined && p.seq <= sealedUpTo);
+    if (unsigned.length > 0) {
+      out.push(`The audit trail holds records no signature covers (${unsigned.map((p) => `from seq ${p.seq}`).join(', ')}), found when the gateway started again: after a crash that is expected; otherwise they may have been added without the key. The figures count them: check them with \`audit verify\`.`);
+    }
+  }
   if (r.audit.status === 'problems') {
     out.push(`The audit trail failed its check (${plural(r.audit.problems.length, 'problem')}): records may have been altered or removed.`);
   }

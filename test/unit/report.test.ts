@@ -184,6 +184,15 @@ t.test('findings: factor records no configured key opens', async (t) => {
   t.ok(r.findings.some((f) => /^2 users' factor records cannot be opened with the configured encryption keys/.test(f)), 'a finding');
 });
 
+t.test('findings: records no signature covers inside the signed chain (a resumed writer), not the usual tail', async (t) => {
+  const inside = { file: 'audit/audit.jsonl', line: 12, seq: 12, kind: 'unsealed-tail', message: '3 record(s) (seqs 12..14) had no valid checkpoint when the writer resumed' };
+  const tail = { file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the checkpoint at seq 36 are not covered by a signature' };
+  const r = buildReport(input({ audit: { ok: true, records: 40, checkpoints: 3, lastSealedSeq: 36, problems: [inside, tail] } }));
+  t.equal(r.audit.status, 'verified');
+  t.same(r.findings.filter((f) => f.startsWith('The audit trail holds records no signature covers')).length, 1, 'flagged once');
+  t.match(r.findings.join('\n'), 'from seq 12)', 'the records inside the chain, not the tail');
+});
+
 t.test('audit problems show in the findings, the text and the HTML', async (t) => {
   const problem = { file: 'audit/audit-2025-03.jsonl', line: 7, seq: 7, kind: 'edited', message: 'content does not match its hash' };
   const r = buildReport(input({ audit: { ok: false, records: 40, checkpoints: 2, lastSealedSeq: 20, problems: [problem] } }));
