@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
 import { compilePolicy, uncanonical, type PolicyConfig } from '../domain/policy.js';
+import { parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
 import { parseGroupMap } from '../services/groups.js';
 import { Messages } from '../ui/i18n.js';
 import { ConfigSchema, type Config } from './schema.js';
@@ -227,6 +228,11 @@ function checkSemantics(c: Config): string[] {
   if (groupProblem) problems.push(`groups.file: ${groupProblem}`);
   const ca = c.devices.caFile;
   if (ca && existsSync(ca) && !readable(() => new X509Certificate(readFileSync(ca)))) problems.push('devices.caFile: not a PEM certificate');
+  else if (ca && existsSync(ca)) {
+    // A certificate's ECDSA twin (another fingerprint, the same device) is found only for curves of known order.
+    const odd = parseCertificates(readFileSync(ca, 'utf8')).find((c) => !twinsKnown(c));
+    if (odd) problems.push(`devices.caFile: an EC key on curve ${odd.publicKey.asymmetricKeyDetails?.namedCurve ?? 'unknown'} (use P-256, P-384, P-521, secp256k1 or a brainpool curve, or RSA)`);
+  }
   const tls = c.server.tls;
   if (tls && existsSync(tls.certFile) && !readable(() => new X509Certificate(readFileSync(tls.certFile)))) problems.push('server.tls.certFile: not a PEM certificate');
   if (tls && existsSync(tls.keyFile) && !readable(() => createPrivateKey(readFileSync(tls.keyFile)))) problems.push('server.tls.keyFile: not a PEM private key');

@@ -6,12 +6,22 @@ export function fingerprintOf(cert: X509Certificate | { fingerprint256: string }
   return normaliseFingerprint(cert.fingerprint256) ?? '';
 }
 
-// Orders of the curves a device CA may sign with (SEC 2).
+// Orders of the curves a device CA may sign with (SEC 2, RFC 5639); config check refuses a CA on any other curve.
 const CURVE_ORDERS: Readonly<Record<string, bigint>> = {
   prime256v1: 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n,
   secp384r1: 0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n,
   secp521r1: 0x01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n,
+  secp256k1: 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n,
+  brainpoolP256r1: 0xa9fb57dba1eea9bc3e660a909d838d718c397aa3b561a6f7901e0e82974856a7n,
+  brainpoolP384r1: 0x8cb91e82a3386d280f5d6f7e50e641df152f7109ed5456b31f166e6cac0425a7cf3ab6af6b7fc3103b883202e9046565n,
+  brainpoolP512r1: 0xaadd9db8dbe9c48b3fd4e6ae33c9fc07cb308db3b3c9d20ed6639cca70330870553e5c414ca92619418661197fac10471db1d381085ddaddb58796829ca90069n,
 };
+
+/** Whether a CA's key signs certificates whose ECDSA twins can be found (not EC, or EC on a curve of known order). */
+export function twinsKnown(ca: X509Certificate): boolean {
+  const details = ca.publicKey.asymmetricKeyDetails;
+  return ca.publicKey.asymmetricKeyType !== 'ec' || (details?.namedCurve !== undefined && details.namedCurve in CURVE_ORDERS);
+}
 
 /**
  * The fingerprints a certificate issued by one of `cas` is known by: its own and, when an ECDSA key signed it, that

@@ -21,7 +21,8 @@ export class TestCa {
   readonly ca: Issued;
   private serial = 1;
 
-  constructor(name: string) {
+  /** `curve`: of the CA's key, which signs every certificate it issues (OpenSSL's name). */
+  constructor(name: string, readonly curve = 'P-256') {
     this.dir = mkdtempSync(join(tmpdir(), `mfa-pki-${name}-`));
     writeFileSync(join(this.dir, 'index.txt'), '');
     writeFileSync(join(this.dir, 'crlnumber'), '01\n');
@@ -29,7 +30,7 @@ export class TestCa {
       join(this.dir, 'ca.cnf'),
       `[ca]\ndefault_ca = ca\n[ca]\ndatabase = index.txt\ndefault_md = sha256\ncrlnumber = crlnumber\ndefault_crl_days = 1\n`,
     );
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-subj', `/CN=${name}`, '-keyout', 'ca.key', '-out', 'ca.pem'], this.dir);
+    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', `ec_paramgen_curve:${curve}`, '-nodes', '-days', '30', '-subj', `/CN=${name}`, '-keyout', 'ca.key', '-out', 'ca.pem'], this.dir);
     this.ca = this.load('ca');
   }
 
@@ -80,7 +81,7 @@ const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc6
  * The twin of a certificate signed with P-256: S of the signature replaced by n − s. Anyone holding the certificate
  * can make it; it verifies as well, with the same key and serial number, under another fingerprint.
  */
-export function twinOf(issued: Issued, dir: string): Issued {
+export function twinOf(issued: Issued, dir: string, order = P256_ORDER): Issued {
   const der = new X509Certificate(issued.cert).raw;
   const tlv = (b: Buffer, at: number) => {
     let length = b[at + 1]!;
@@ -104,7 +105,7 @@ export function twinOf(issued: Issued, dir: string): Issued {
   const sig = der.subarray(bits.start + 1, bits.end);
   const r = tlv(sig, tlv(sig, 0).start);
   const s = tlv(sig, r.end);
-  let hex = (P256_ORDER - BigInt(`0x${sig.subarray(s.start, s.end).toString('hex')}`)).toString(16);
+  let hex = (order - BigInt(`0x${sig.subarray(s.start, s.end).toString('hex')}`)).toString(16);
   if (hex.length % 2) hex = `0${hex}`;
   const bytes = Buffer.from(hex, 'hex');
   const twinS = encode(0x02, bytes[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);

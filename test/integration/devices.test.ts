@@ -1,14 +1,16 @@
 // Managed devices: client certificates at the gateway's own TLS, behind a TLS-terminating proxy, the CRL and the
 // device registry (also through the CLI, on a shared Redis).
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'undici';
 import { Sealer } from '../../src/mechanisms/sealer.js';
-import { decodeKey } from '../../src/config/load.js';
+import { ConfigError, decodeKey, resolveConfig } from '../../src/config/load.js';
+import { fingerprintsOf } from '../../src/mechanisms/certificates.js';
 import { DeviceRegistry } from '../../src/stores/device-registry.js';
 import type { Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
+import { rawTestConfig } from '../helpers/config.js';
 import { TestCa, twinOf, type Issued } from '../helpers/pki.js';
 import { ALICE, BOB, signUpAndEnrol, startStack, type Stack, startRedisStack } from '../helpers/stack.js';
 
@@ -222,4 +224,26 @@ t.test('devices CLI on a shared Redis: register, list, revoke take effect in the
   t.equal((await b.get('/admin/')).status, 403, 'revoked by the CLI: refused on the next request');
   t.match(cli('list').stdout, /revoked/);
   t.equal(cli('register', '--fingerprint', 'xyz').code, 2, 'a bad fingerprint is a usage error');
+});
+
+t.test('twins are found for a CA on a brainpool curve too; a CA on a curve of unknown order is refused by config check', async (t) => {
+  const BRAINPOOL_P256_ORDER = 0xa9fb57dba1eea9bc3e660a909d838d718c397aa3b561a6f7901e0e82974856a7n;
+  const bp = new TestCa('brainpool', 'brainpoolP256r1');
+  const device = bp.issue('kiosk');
+  const twin = twinOf(device, bp.dir, BRAINPOOL_P256_ORDER);
+  t.ok(new X509Certificate(twin.cert).verify(new X509Certificate(bp.ca.cert).publicKey), 'the twin is signed as well');
+  t.not(twin.fingerprint, device.fingerprint);
+  t.same(fingerprintsOf(new X509Certificate(device.cert), [new X509Certificate(bp.ca.cert)]).sort(), [device.fingerprint, twin.fingerprint].sort(), 'both fingerprints name the device');
+
+  const odd = new TestCa('odd-curve', 'secp224r1');
+  const problems = (caFile: string) => {
+    try {
+      resolveConfig({ ...rawTestConfig('http://127.0.0.1:1'), devices: { caFile } });
+      return [];
+    } catch (err) {
+      return (err as ConfigError).problems;
+    }
+  };
+  t.match(problems(odd.ca.certFile), [/^devices\.caFile: an EC key on curve secp224r1/]);
+  t.same(problems(bp.ca.certFile), [], 'a brainpool CA is fine');
 });
