@@ -134,6 +134,7 @@ async function main(argv: string[]): Promise<number> {
     case 'report':
       // The report only reads the trails: it writes none (and needs no write access to them).
       return withGateway(config(), 'none', async (gw) => {
+        await gw.kv.ready();
         process.stdout.write(await reportCommand(gw, { from: v.from, to: v.to, days: v.days, format: v.format, auditDirs: v['audit-dir'] }));
       });
     case 'audit':
@@ -190,6 +191,8 @@ function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => 
     const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;
     const target = { pid: v.user === undefined ? undefined : (gw.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint, all: v.all };
     try {
+      // Inside: a store that cannot be reached is a failed run, and recorded as one.
+      await gw.kv.ready();
       const lines = await run(gw);
       recordAdmin(gw, by, action, { ...target, outcome: 'ok' });
       process.stdout.write(`${lines.join('\n')}\n`);
@@ -200,12 +203,11 @@ function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => 
   });
 }
 
-/** Runs a command against the configured store (logs go to stderr, output to stdout). */
+/** Runs a command against the configured store, which `run` waits for (logs go to stderr, output to stdout). */
 async function withGateway(config: Config, writer: 'admin' | 'none', run: (gw: Gateway) => Promise<void>): Promise<number> {
   if (config.store.type === 'memory') throw new UsageError('this command acts on the configured store; with store.type memory there is nothing shared to act on');
   const gw = createGateway(config, { auditWriter: writer, logger: createLogger(config.log.level === 'silent' ? 'silent' : 'warn', process.stderr) });
   try {
-    await gw.kv.ready();
     await run(gw);
   } finally {
     await gw.close();

@@ -253,6 +253,21 @@ t.test('an admin command whose audit record cannot be written exits 1, saying th
   t.notOk(await signedIn(alice.b));
 });
 
+t.test('an admin command that cannot reach the store fails, and is recorded as failed', async (t) => {
+  const s = await startRedisStack(t);
+  t.teardown(s.close);
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
+  const configFile = join(dir, 'gw.json');
+  const auditDir = join(dir, 'audit');
+  // Nothing listens on port 1.
+  writeFileSync(configFile, JSON.stringify({ ...s.config, store: { ...s.config.store, redis: { ...s.config.store.redis, url: 'redis://127.0.0.1:1' } }, audit: { ...s.config.audit, dir: auditDir }, log: { level: 'silent' } }));
+  const revoked = runCli(['sessions', 'revoke', '--user', 'alice', '--config', configFile, ...OPERATOR]);
+  t.not(revoked.code, 0, 'fails');
+  const text = auditFiles(join(auditDir, 'admin')).map((f) => readFileSync(f, 'utf8')).join('');
+  const actions = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.type === 'event' && r.event.kind === 'admin').map((r) => r.event);
+  t.same(actions.map((a) => `${a.action} ${a.outcome}`), ['sessions revoke failed'], 'the attempt is in the admin trail');
+});
+
 t.test('operator and reason are required and free of control characters', async (t) => {
   t.same(operatorFrom({ operator: ' Dana ', reason: 'ticket 1' }), { operator: 'Dana', reason: 'ticket 1' });
   t.throws(() => operatorFrom({ reason: 'x' }), /--operator/);
