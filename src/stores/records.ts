@@ -177,7 +177,8 @@ export class Sessions {
     const index = keys.userSessions(s.pid);
     await this.kv.setAdd(index, sid, this.indexTtlMs);
     // Looked at only once the id is listed: an ending that marked its time after this look lists the id and ends it.
-    if (Math.max(await this.endedAt(keys.userSessionsEnded(s.pid)), await this.endedAt(keys.allSessionsEnded())) >= begunAt) {
+    // (In the same millisecond as the ending, it began after it: a new sign-in at once is not refused.)
+    if (Math.max(await this.endedAt(keys.userSessionsEnded(s.pid)), await this.endedAt(keys.allSessionsEnded())) > begunAt) {
       await this.delete(sid, s.pid);
       return null;
     }
