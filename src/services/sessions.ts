@@ -56,6 +56,7 @@ export class SessionService {
     const record: SessionRecord = { ...current, ...proven(proof), factorTime: now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits), now);
     if (!sid) return null;
+    await this.d.sessions.noteMove(active.sid, sid);
     this.d.security('step_up_ok', { pid: record.pid, ip, factor: proof.factor, amr: amrOf(record) });
     const token = await this.d.tokens.sign({ sub: record.pid, sid }, now);
     if (form !== undefined) await this.d.sessions.moved.put(active.sid, form, { pid: record.pid, token });
@@ -99,19 +100,20 @@ export class SessionService {
    * and a slow request does not write back the jar it started with. A session ended meanwhile stays ended.
    */
   async save(active: ActiveSession, updateJar: (jar: Jar) => Jar = (jar) => jar): Promise<void> {
-    await this.d.sessions.change(
-      active.sid,
-      (s) => {
-        if (s.pid !== active.record.pid) return s;
-        const jar = updateJar(s.jar);
-        const now = this.d.clock.now();
-        // The requests of one page load all find the idle clock due: one writes it, the others then write only a
-        // changed jar (each write may lose a round of compare-and-set to another, and a jar's must not run out).
-        if (sameJar(jar, s.jar) && !touchDue(s, now, this.d.limits)) return s;
-        return { ...s, jar, lastSeen: now };
-      },
-      (s) => sessionTtlMs(s, this.d.limits),
-    );
+    const apply = (s: SessionRecord): SessionRecord => {
+      if (s.pid !== active.record.pid) return s;
+      const jar = updateJar(s.jar);
+      const now = this.d.clock.now();
+      // The requests of one page load all find the idle clock due: one writes it, the others then write only a
+      // changed jar (each write may lose a round of compare-and-set to another, and a jar's must not run out).
+      if (sameJar(jar, s.jar) && !touchDue(s, now, this.d.limits)) return s;
+      return { ...s, jar, lastSeen: now };
+    };
+    const ttl = (s: SessionRecord) => sessionTtlMs(s, this.d.limits);
+    if ((await this.d.sessions.change(active.sid, apply, ttl)) !== null) return;
+    // Gone: ended, or moved by a step-up while this request waited for the portal (its cookies belong to the new id).
+    const to = await this.d.sessions.movedTo(active.sid);
+    if (to) await this.d.sessions.change(to, apply, ttl);
   }
 
   /**

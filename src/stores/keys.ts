@@ -13,6 +13,8 @@ export const keys = {
   /** A session a step-up just moved to a new id, for a second submission of the step-up form (see SessionService.twin). */
   sessionMoved: (sid: string) => `session:{${sid}}:moved`,
   sessionMoving: (sid: string) => `session:{${sid}}:moving`,
+  /** The id a step-up moved a session to, for the portal answers still on their way for the old one. */
+  sessionMovedTo: (sid: string) => `session:{${sid}}:moved-to`,
   factors: (pid: string) => `user:{${pid}}:factors`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
   /** When the user's sessions were last all ended: a sign-in or step-up begun before then starts no session. */

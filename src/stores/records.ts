@@ -157,6 +157,8 @@ export interface SessionRecord {
 const SESSION_CACHE_SIZE = 10_000;
 // A mark of ended sessions outlives any sign-in begun before it (a pending login lasts at most pendingMaxSeconds).
 const ENDED_MARK_TTL_MS = 24 * 60 * 60_000;
+// A request begun before a step-up can still be waiting for the portal this long (beyond any portal timeout).
+const MOVE_NOTE_TTL_MS = 5 * 60_000;
 
 export class Sessions {
   private readonly records: SealedRecords<SessionRecord>;
@@ -194,6 +196,14 @@ export class Sessions {
    */
   async markEnded(pid: string | null, now: number): Promise<void> {
     await this.kv.raiseTo(pid === null ? keys.allSessionsEnded() : keys.userSessionsEnded(pid), now, ENDED_MARK_TTL_MS);
+  }
+  /** Notes that a step-up moved the session `from` to `to` (see movedTo). */
+  noteMove(from: string, to: string): Promise<void> {
+    return this.kv.set(keys.sessionMovedTo(from), to, MOVE_NOTE_TTL_MS);
+  }
+  /** Where a step-up moved the session lately (requests begun before it still name the old id), or null. */
+  movedTo(sid: string): Promise<string | null> {
+    return this.kv.get(keys.sessionMovedTo(sid));
   }
   private async endedAt(key: string): Promise<number> {
     return Number((await this.kv.get(key)) ?? -Infinity);

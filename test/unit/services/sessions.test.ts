@@ -54,6 +54,18 @@ t.test('a save that only moves the idle clock keeps cookies saved after the requ
   t.same((await sessions.get(active.sid))!.jar.map((c) => c.name), ['PORTALSESSID', 'meanwhile']);
 });
 
+t.test('a portal answer that comes after a step-up moved the session: its cookies go to the new session', async (t) => {
+  const { service, active } = await signedIn();
+  // A request begins (it holds the session as it was), then a step-up moves the session to a new id.
+  const moved = (await service.authenticate((await service.reverified(active, { factor: 'totp' }, '192.0.2.1'))!))!;
+  await service.save(active, add('rotated'));
+  const now = (await service.authenticate((await service.reverified(moved, { factor: 'totp' }, '192.0.2.1'))!))!;
+  t.ok(now.record.jar.some((c) => c.name === 'rotated'), 'kept, also through a later step-up');
+  await service.end(now, 'logout');
+  await service.save(moved, add('late'));
+  t.equal(await service.authenticate((await service.reverified(now, { factor: 'totp' }, '192.0.2.1')) ?? undefined), null, 'an ended session stays ended');
+});
+
 t.test('a session ended meanwhile stays ended', async (t) => {
   const { sessions, service, active } = await signedIn();
   await service.end(active, 'logout');
