@@ -9,6 +9,8 @@ import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 
 export type Admission = { ok: true } | { ok: false; retryAfterMs: number; reason: string };
+/** An admitted address; `turn`: it had waited after failures, and this login is the one it lets through now. */
+export type AddressAdmission = { ok: true; turn?: string } | Extract<Admission, { ok: false }>;
 /** An admitted password, the count it went on and what it counted there (for unjudged() and succeeded()). */
 export type AccountAdmission = { ok: true; key: string; counted: FailureCount } | Extract<Admission, { ok: false }>;
 
@@ -53,17 +55,23 @@ export class LoginLimits {
 
   /**
    * Whether a login from this address may be read at all: not blocked, within its rate, not waiting after failures.
-   * Checked before the body is read, so a flood from one address costs little and uses none of the global rate.
+   * Checked before the body is read, so a flood from one address costs little and uses none of the global rate. When
+   * a wait after failures ends, one login goes first (its `turn`, given back with endTurn() when it is done, or after
+   * `holdMs`): a burst sent at that moment would otherwise all pass the same check.
    */
-  async admitAddress(ip: string | null): Promise<Admission> {
+  async admitAddress(ip: string | null, holdMs: number): Promise<AddressAdmission> {
     const blocked = await this.blockOf(ip);
     if (blocked) return blocked;
     const bucket = addressBucket(ip);
     const l = this.d.config.limits.password;
     const rate = await this.rate.take(keys.addressRate(bucket), l.addressRate);
     if (!rate.allowed) return refused(rate.retryAfterMs, 'address rate');
-    const failures = await this.addresses.check(keys.addressFailures(bucket));
-    return failures.allowed ? { ok: true } : refused(failures.retryAfterMs, 'address failures');
+    const failures = await this.addresses.turn(keys.addressFailures(bucket), holdMs);
+    return failures.allowed ? { ok: true, turn: failures.turn } : refused(failures.retryAfterMs, 'address failures');
+  }
+
+  endTurn(turn: string): Promise<void> {
+    return this.addresses.endTurn(turn);
   }
 
   /**

@@ -113,17 +113,36 @@ export class LoginService {
   }
 
   async login(req: LoginRequest): Promise<LoginOutcome> {
-    const { config, clock } = this.d;
-    const login = config.portal.login;
+    const { config } = this.d;
     const ip = req.clientIp ?? 'unknown';
     // Limits come before the portal sees the password: first the address (before the body is even read)…
-    const address = await this.d.limits.admitAddress(req.clientIp);
+    const address = await this.d.limits.admitAddress(req.clientIp, this.longestLoginMs());
     if (!address.ok) {
       // Answered slowly: each of the flooding client's connections then carries about one attempt per delay.
       const delay = Math.min(address.retryAfterMs, config.limits.password.refusalDelayMs);
       if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     }
     throwIfRefused(address, ip, undefined, this.d.security);
+    try {
+      return await this.afterAddress(req, ip);
+    } finally {
+      if (address.turn) await this.d.limits.endTurn(address.turn).catch((err: unknown) => this.d.log.warn({ err }, "could not end the address's login turn"));
+    }
+  }
+
+  /** The longest a login can take: its wait for the browser's turn (awaitTurn), then the portal's answer. */
+  private longestLoginMs(): number {
+    return this.busyMs() + this.d.config.portal.timeoutSeconds * 1000;
+  }
+
+  /** How long one login of a browser can keep the next waiting for its turn. */
+  private busyMs(): number {
+    return BUSY_PORTAL_TIMEOUTS * this.d.config.portal.timeoutSeconds * 1000 + 5000;
+  }
+
+  private async afterAddress(req: LoginRequest, ip: string): Promise<LoginOutcome> {
+    const { config, clock } = this.d;
+    const login = config.portal.login;
     if (queryWrapsLoginField(req.query, [login.usernameField, login.passwordField])) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a login field inside another in the query');
     const parsed = parseLoginBody(await req.body(), login.bodyType, login.usernameField);
     const username = canonicalUsername(parsed.username, login.usernameCase);
@@ -168,7 +187,7 @@ export class LoginService {
    * login's outcome when it was this same form and it succeeded (its pending login still there).
    */
   private async awaitTurn(marker: string, mine: string, form: string): Promise<'mine' | 'late' | LoginInFlight> {
-    const busyMs = BUSY_PORTAL_TIMEOUTS * this.d.config.portal.timeoutSeconds * 1000 + 5000;
+    const busyMs = this.busyMs();
     for (let i = 0; i < busyMs / TWIN_POLL_MS; i++) {
       if (await this.d.kv.setIfAbsent(marker, mine, busyMs)) return 'mine';
       const value = await this.d.kv.get(marker);

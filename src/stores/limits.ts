@@ -104,6 +104,29 @@ export class FailureCounter {
     return { allowed: false, retryAfterMs: 1000, locked: false };
   }
 
+  /**
+   * check(), and once failures have made attempts wait, one attempt at a time: when a wait ends, the first attempt
+   * takes the turn and the others are refused until it is given back with endTurn() (or `holdMs` has passed). A
+   * failure it adds starts a new wait, with a turn of its own. For a count that many people share (an address), where
+   * counting every attempt up front as attempt() does would count their parallel successes as failures.
+   */
+  async turn(key: string, holdMs: number): Promise<FailureCheck & { turn?: string }> {
+    const { failures, last } = await this.read(key);
+    const c = failureCheck(failures, last, this.clock.now(), this.policy);
+    if (!c.allowed || delayAfterFailures(failures, this.policy) === 0) return c;
+    const turn = `${key}:turn:${last}`;
+    if (!(await this.kv.setIfAbsent(turn, '1', holdMs))) return { allowed: false, retryAfterMs: 1000, locked: false };
+    // A failure counted since the count was read (its attempt then gave this turn back) started a new wait.
+    const now = await this.read(key);
+    if (now.failures === failures && now.last === last) return { allowed: true, turn };
+    await this.kv.delete(turn);
+    return { allowed: false, retryAfterMs: 1000, locked: false };
+  }
+
+  endTurn(turn: string): Promise<void> {
+    return this.kv.delete(turn);
+  }
+
   /** Takes back an attempt that was never judged (the portal did not answer), unless another was counted since. */
   async release(key: string, counted: FailureCount): Promise<void> {
     await this.kv.replaceIf(key, String(counted.failures), String(counted.failures - 1));

@@ -179,6 +179,40 @@ function suite(name: string, make: (t: Test, clock: FakeClock) => Promise<{ kv: 
       t.same(await failures.fail(right), { failures: 1, locked: false, retryAfterMs: 0 }, 'a right guess does not stay counted');
     });
 
+    t.test('FailureCounter.turn: within the free failures every attempt goes; after a wait, one at a time', async (t) => {
+      const failures = new FailureCounter(kv, clock, { freeAttempts: 2, baseMs: 1000, maxMs: 60_000, cap: 100 });
+      const shared = new FailureCounter(other, clock, { freeAttempts: 2, baseMs: 1000, maxMs: 60_000, cap: 100 });
+      const key = `addr:{${id()}}:failures:password`;
+      const free = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? shared : failures).turn(key, 60_000)));
+      t.ok(free.every((c) => c.allowed && c.turn === undefined), 'no wait yet: all at once, no turn taken');
+      for (let n = 0; n < 3; n++) await failures.fail(key);
+      t.same(await failures.turn(key, 60_000), { allowed: false, retryAfterMs: 1000, locked: false }, 'waiting');
+      clock.advance(1000);
+      const ended = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? shared : failures).turn(key, 60_000)));
+      const going = ended.filter((c) => c.allowed);
+      t.equal(going.length, 1, 'the wait ended: one attempt of ten, across instances');
+      t.match(going[0], { turn: `${key}:turn:` });
+      t.ok(ended.filter((c) => !c.allowed).every((c) => !c.allowed && c.retryAfterMs === 1000), 'the others: try again shortly');
+      await failures.endTurn(going[0]!.turn!);
+      const next = await shared.turn(key, 60_000);
+      t.equal(next.allowed, true, 'given back without a failure (a success): the next goes');
+      await shared.endTurn(next.turn!);
+      // Another attempt fails (and gives its turn back) between this one's reading the count and taking the turn.
+      const failsMeanwhile = new Proxy(kv, {
+        get(target, prop) {
+          const value: unknown = Reflect.get(target, prop, target);
+          if (typeof value !== 'function') return value;
+          return async (...args: unknown[]) => {
+            if (prop === 'setIfAbsent') await shared.fail(key);
+            return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          };
+        },
+      });
+      const late = new FailureCounter(failsMeanwhile, clock, { freeAttempts: 2, baseMs: 1000, maxMs: 60_000, cap: 100 });
+      t.same(await late.turn(key, 60_000), { allowed: false, retryAfterMs: 1000, locked: false }, 'a failure counted meanwhile: no turn on the wait before it');
+      t.equal((await failures.turn(key, 60_000)).allowed, false, 'that failure started a new wait');
+    });
+
     t.test('DistinctCounter', async (t) => {
       const distinct = new DistinctCounter(kv);
       const addr = `addr:{${id()}}:usernames`;
@@ -276,6 +310,7 @@ t.test('redis down: every limiter fails closed, none is skipped (C-38)', async (
   await t.rejects(new RateLimiter(kv, clock).take('addr:{x}:login-rate', { perMinute: 60, burst: 3 }), down);
   await t.rejects(failures.check('user:{x}:failures:totp'), down);
   await t.rejects(failures.attempt('user:{x}:failures:totp'), down);
+  await t.rejects(failures.turn('addr:{x}:failures:password', 60_000), down);
   await t.rejects(failures.fail('user:{x}:failures:totp'), down);
   await t.rejects(new DistinctCounter(kv).add('addr:{x}:usernames', 'p', 60_000), down);
 });

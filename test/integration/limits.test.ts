@@ -55,6 +55,48 @@ t.test('passwords per account: a growing wait, the same for unknown usernames; a
   t.match(events(s, 'password_throttled')[0], { reason: 'account failures', ip: '127.0.0.1' });
 });
 
+t.test('wrong passwords per address: a growing wait, and when it ends one login at a time (a burst sent then does not all pass)', async (t) => {
+  const s = await startStack({
+    patch: (raw) =>
+      merge(raw, {
+        limits: {
+          password: { addressRate: { perMinute: 1000, burst: 1000 }, globalRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 2, baseSeconds: 1, maxSeconds: 900 } },
+          stuffing: { distinctAccounts: 1000 },
+        },
+      }),
+  });
+  t.teardown(s.close);
+  let n = 0;
+  // Each guess at a username of its own (no account's count in the way), from a browser of its own.
+  const guess = () => submitPassword(s.browser(), `guess${n++}`, 'wrong-password');
+  const posts = () => s.portalRequests.filter((r) => r.method === 'POST').length;
+  /** `count` guesses sent at once, their login pages fetched first: their statuses and how many reached the portal. */
+  const burst = async (count: number) => {
+    const forms = await Promise.all(Array.from({ length: count }, async () => {
+      const b = s.browser();
+      return { b, csrf: inputValue((await b.get('/login')).body, 'csrf') };
+    }));
+    const before = posts();
+    const pages = await Promise.all(forms.map(({ b, csrf }) => b.post('/login', { username: `guess${n++}`, password: 'wrong-password', csrf })));
+    return { statuses: pages.map((p) => p.status).sort(), reached: posts() - before };
+  };
+  t.same((await burst(2)).statuses, [200, 200], 'within the free failures, logins at once all go to the portal');
+  t.equal((await guess()).status, 200, 'the third failure (no wait before it)');
+  const waiting = await guess();
+  t.equal(waiting.status, 429, 'then the address waits');
+  t.equal(waiting.headers['retry-after'], '1');
+  t.match(events(s, 'password_throttled').at(-1), { reason: 'address failures' });
+  s.clock.advance(1000);
+  const after = await burst(6);
+  t.equal(after.reached, 1, 'when the wait ends, one of six logins sent at once reaches the portal');
+  t.same(after.statuses, [200, 429, 429, 429, 429, 429]);
+  t.equal((await guess()).headers['retry-after'], '2', 'its failure doubled the wait');
+  s.clock.advance(2000);
+  t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 303, 'a right password after the wait');
+  t.equal((await guess()).status, 200, 'gives the turn back at once (the next login goes on)…');
+  t.equal((await guess()).headers['retry-after'], '4', "…and does not clear the address's count (an attacker's own login would)");
+});
+
 t.test("a browser its owner signed in with is not kept out by strangers' wrong passwords (no lockout by username)", async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 100 } } } }) });
   t.teardown(s.close);
