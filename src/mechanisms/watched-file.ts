@@ -1,5 +1,6 @@
-// A configuration file the gateway keeps reading (group map, CRL): re-read when its modification time changes.
-import { readFileSync, statSync } from 'node:fs';
+// A configuration file the gateway keeps reading (group map, CRL): re-read when its modification time, size or inode
+// changes.
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import type { Clock } from '../clock.js';
 
 // How often, at most, the file's modification time is looked at: one stat a second, whatever the traffic.
@@ -7,7 +8,7 @@ const CHECK_INTERVAL_MS = 1000;
 
 export class WatchedFile<T> {
   private value: T;
-  private mtimeMs: number;
+  private version: string;
   private checkedAt: number;
 
   /** Reads and parses the file now: a file that cannot be read or parsed at start is a configuration error. */
@@ -18,7 +19,7 @@ export class WatchedFile<T> {
     private readonly onReloadError: (err: Error) => void = () => {},
     private readonly onReload: (value: T) => void = () => {},
   ) {
-    this.mtimeMs = statSync(path).mtimeMs;
+    this.version = versionOf(statSync(path));
     this.value = parse(readFileSync(path, 'utf8'));
     this.checkedAt = clock.now();
   }
@@ -29,10 +30,10 @@ export class WatchedFile<T> {
     if (now - this.checkedAt < CHECK_INTERVAL_MS) return this.value;
     this.checkedAt = now;
     try {
-      const mtimeMs = statSync(this.path).mtimeMs;
-      if (mtimeMs !== this.mtimeMs) {
+      const version = versionOf(statSync(this.path));
+      if (version !== this.version) {
         // Remembered first: a broken file is reported once, and tried again when it changes again.
-        this.mtimeMs = mtimeMs;
+        this.version = version;
         this.value = this.parse(readFileSync(this.path, 'utf8'));
         this.onReload(this.value);
       }
@@ -41,4 +42,14 @@ export class WatchedFile<T> {
     }
     return this.value;
   }
+}
+
+/**
+ * What tells one content of the file from the next. Not the modification time alone: the kernel stamps it at the
+ * granularity of its clock tick, so a file read while being written (emptied, then filled) can be complete a moment
+ * later with the same time, and would be kept half-read. Its size has grown meanwhile; a file replaced by a rename
+ * has another inode.
+ */
+function versionOf(stats: Stats): string {
+  return `${stats.mtimeMs}/${stats.size}/${stats.ino}`;
 }
