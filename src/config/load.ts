@@ -278,6 +278,9 @@ export function contrastWithWhite(hex: string): number {
   return 1.05 / (0.2126 * r + 0.7152 * g + 0.0722 * b + 0.05);
 }
 
+/** Methods a portal may take from a POST body's method override. */
+const OVERRIDABLE = ['PUT', 'PATCH', 'DELETE'];
+
 /** Warnings that do not stop the gateway but that an operator must see (at start and in `config check`). */
 export function configWarnings(c: Config): string[] {
   const w: string[] = [];
@@ -297,6 +300,11 @@ export function configWarnings(c: Config): string[] {
     // Every name in server.hosts reaches the same portal, and the client chooses which it sends.
     if (r.decision === 'public' && r.hosts && [...hosts].some((h) => !r.hosts!.some((x) => x.toLowerCase() === h))) {
       w.push(`policy.rules.${i}.hosts: a public rule for some host names is public for anyone who sends one of them (the client chooses the Host, and every name in server.hosts reaches the same portal)`);
+    }
+    // Bodies stream to the portal unread: a `_method` form field is not seen by the rules.
+    const methods = r.methods?.map((m) => m.toUpperCase());
+    if (r.decision !== 'public' && methods?.some((m) => OVERRIDABLE.includes(m)) && !methods.includes('POST')) {
+      w.push(`policy.rules.${i}.methods: a rule for ${methods.filter((m) => OVERRIDABLE.includes(m)).join(', ')} without POST does not cover a POST whose body asks the portal for that method (a _method form field, as Rails, Laravel and Symfony read it): add POST, or switch body overrides off in the portal`);
     }
     if (r.factors?.includes('webauthn') && r.factors.includes('device-bound-passkey')) {
       w.push(`policy.rules.${i}.factors: webauthn takes every passkey, synced ones too, so device-bound-passkey adds nothing (list it without webauthn to refuse synced passkeys)`);

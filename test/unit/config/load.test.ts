@@ -290,6 +290,17 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.ok(configWarnings(resolveConfig(both)).some((w) => w.startsWith('policy.rules.0.factors: webauthn takes every passkey')), 'a rule that means device-bound but takes synced passkeys: a warning');
   both.policy.rules[0].factors = ['device-bound-passkey', 'totp'];
   t.notOk(configWarnings(resolveConfig(both)).some((w) => w.startsWith('policy.rules')), 'device-bound alone (or with an app): no warning');
+  const deletes = rawTestConfig('http://127.0.0.1:1');
+  deletes.policy.rules = [
+    { name: 'no deleting', paths: ['/records/**'], methods: ['delete', 'PUT'], decision: 'deny' },
+    { name: 'open deletes', paths: ['/drafts/**'], methods: ['DELETE'], decision: 'public' },
+    ...deletes.policy.rules,
+  ];
+  const overrides = configWarnings(resolveConfig(deletes)).filter((w) => w.includes('.methods:'));
+  t.same(overrides.map((w) => w.split(':')[0]), ['policy.rules.0.methods'], 'a rule for DELETE or PUT without POST: a warning (not a public one)');
+  t.match(overrides[0], /for DELETE, PUT without POST/);
+  deletes.policy.rules[0].methods = ['DELETE', 'POST'];
+  t.notOk(configWarnings(resolveConfig(deletes)).some((w) => w.includes('.methods:')), 'with POST: no warning');
 });
 
 t.test('config check builds what serve builds from files, and names a choice of values once', async (t) => {
