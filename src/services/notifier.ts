@@ -51,6 +51,10 @@ export function verifySignature(body: string, header: string, secret: string, no
   return Math.abs(nowMs / 1000 - Number(m[1])) <= toleranceSeconds && timingSafeEqual(expected, given);
 }
 
+// Deliveries running or waiting for a retry at once: beyond, new ones are dropped (and logged). Alerts come from
+// attacks on the login, so an endpoint that is down or slow must not let them pile up.
+const MAX_DELIVERIES = 200;
+
 export class Webhooks {
   private readonly inFlight = new Set<Promise<void>>();
 
@@ -58,7 +62,11 @@ export class Webhooks {
     private readonly d: { clock: Clock; log: Logger; timeoutMs: number; retries: number; retryDelayMs: number },
   ) {}
 
-  /** One signed POST; resolves true when the receiver answered 2xx. */
+  /**
+   * One signed POST; resolves true when the receiver answered 2xx, within the delivery time whatever the receiver
+   * does (the timeout covers connecting, the answer and its body: undici's own timeouts are per pause, and a receiver
+   * sending a byte now and then would never reach them).
+   */
   async post(target: WebhookTarget, payload: object): Promise<boolean> {
     const body = JSON.stringify(payload);
     try {
@@ -66,11 +74,12 @@ export class Webhooks {
         method: 'POST',
         headers: { 'content-type': 'application/json', [HEADER]: signatureHeader(body, target.secret, this.d.clock.now()) },
         body,
-        headersTimeout: this.d.timeoutMs,
-        bodyTimeout: this.d.timeoutMs,
+        signal: AbortSignal.timeout(this.d.timeoutMs),
       });
-      await res.body.dump();
-      return res.statusCode >= 200 && res.statusCode < 300;
+      const delivered = res.statusCode >= 200 && res.statusCode < 300;
+      // The answer's body says nothing more; read (so the connection can serve the next call) until the deadline.
+      await res.body.dump().catch(() => {});
+      return delivered;
     } catch {
       return false;
     }
@@ -78,6 +87,10 @@ export class Webhooks {
 
   /** Delivers in the background with bounded retries; failures are logged, never thrown. */
   send(target: WebhookTarget, payload: { event: string; [field: string]: unknown }): void {
+    if (this.inFlight.size >= MAX_DELIVERIES) {
+      this.d.log.error({ webhook: payload.event, waiting: this.inFlight.size }, 'webhook not delivered: too many deliveries waiting');
+      return;
+    }
     const job = (async () => {
       for (let attempt = 1; attempt <= this.d.retries + 1; attempt++) {
         if (await this.post(target, payload)) return;

@@ -1,0 +1,69 @@
+// Webhook delivery against receivers that misbehave: a delivery never takes longer than its timeout, and deliveries
+// waiting on a dead endpoint do not pile up.
+import t from 'tap';
+import { createServer, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { systemClock } from '../../../src/clock.js';
+import { Webhooks } from '../../../src/services/notifier.js';
+import { startReceiver } from '../../helpers/webhook-receiver.js';
+
+const target = (url: string) => ({ url, secret: 'k'.repeat(40) });
+
+function webhooks(timeoutMs: number) {
+  const lines: string[] = [];
+  const log = pino(new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) }));
+  return { hooks: new Webhooks({ clock: systemClock, log, timeoutMs, retries: 0, retryDelayMs: 10 }), lines };
+}
+
+t.test('a receiver that answers 200 and then sends its body a byte at a time: delivered, within the timeout', async (t) => {
+  const open = new Set<ServerResponse>();
+  const server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-length': '100000' });
+    open.add(res);
+    const drip = setInterval(() => res.write('x'), 50);
+    res.on('close', () => (clearInterval(drip), open.delete(res)));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    for (const res of open) res.destroy();
+    server.close();
+  });
+  const { hooks } = webhooks(500);
+  const started = Date.now();
+  t.equal(await hooks.post(target(`http://127.0.0.1:${(server.address() as { port: number }).port}/hook`), { event: 'x' }), true, 'its status said delivered');
+  t.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms (timeout 500 ms)`);
+});
+
+t.test('a receiver that sends its headers a byte at a time: not delivered, within the timeout', async (t) => {
+  const server = createServer();
+  server.on('connection', (socket) => {
+    const drip = setInterval(() => socket.write('H'), 50);
+    socket.on('close', () => clearInterval(drip));
+    socket.on('error', () => {});
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.closeAllConnections() ?? server.close());
+  const { hooks } = webhooks(500);
+  const started = Date.now();
+  t.equal(await hooks.post(target(`http://127.0.0.1:${(server.address() as { port: number }).port}/hook`), { event: 'x' }), false);
+  t.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
+});
+
+t.test('deliveries waiting on an endpoint that never answers are capped; the ones beyond are dropped and logged', async (t) => {
+  const hung = await startReceiver(Array.from({ length: 250 }, () => 0));
+  t.teardown(hung.close);
+  const { hooks, lines } = webhooks(30_000);
+  for (let i = 0; i < 210; i++) hooks.send(target(hung.url), { event: 'address_blocked' });
+  const deadline = Date.now() + 10_000;
+  while (hung.hanging() < 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(hung.hanging(), 200, 'two hundred reach the endpoint and wait');
+  const dropped = lines.filter((l) => l.includes('too many deliveries waiting'));
+  t.equal(dropped.length, 10, 'the other ten are dropped, each logged');
+  t.match(JSON.parse(dropped[0]!), { webhook: 'address_blocked', waiting: 200 });
+});
