@@ -51,3 +51,13 @@ export class GatewayError extends Error {
     this.retryAfterSeconds = options?.retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(options.retryAfterMs / 1000));
   }
 }
+
+/**
+ * The code for a portal answer that broke off on its way (undici's errors: `UND_ERR_*` codes, and its HTTP parser's
+ * HTTPParserError): a timeout or an unusable answer. Undefined for any other error.
+ */
+export function portalFailureCode(error: unknown): 'GW_ERR_UPSTREAM_TIMEOUT' | 'GW_ERR_UPSTREAM_UNAVAILABLE' | undefined {
+  const { code, name } = (error ?? {}) as { code?: unknown; name?: unknown };
+  if (code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT') return 'GW_ERR_UPSTREAM_TIMEOUT';
+  return (typeof code === 'string' && code.startsWith('UND_ERR_')) || name === 'HTTPParserError' ? 'GW_ERR_UPSTREAM_UNAVAILABLE' : undefined;
+}

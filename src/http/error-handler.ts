@@ -1,6 +1,6 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ERRORS, GatewayError, type ErrorCode } from '../errors.js';
+import { ERRORS, GatewayError, portalFailureCode, type ErrorCode } from '../errors.js';
 import { OtherStage } from '../services/pending.js';
 import type { MessageKey } from '../ui/i18n.js';
 import { messagePage } from '../ui/pages.js';
@@ -46,8 +46,11 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     }
   };
   return (error, request, reply) => {
+    // Besides the gateway's own errors: a portal answer streaming through that broke off before anything was sent.
     const code: ErrorCode =
-      error instanceof GatewayError ? error.code : (error.statusCode && error.statusCode < 500 && BY_STATUS[error.statusCode]) || 'GW_ERR_INTERNAL';
+      error instanceof GatewayError
+        ? error.code
+        : (portalFailureCode(error) ?? ((error.statusCode && error.statusCode < 500 && BY_STATUS[error.statusCode]) || 'GW_ERR_INTERNAL'));
     const { status } = ERRORS[code];
     refused(code);
     if (status >= 500) request.log.error({ err: error, code }, 'request failed');
@@ -62,7 +65,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     // The rest of a body too large is never read: the connection closes after this answer instead of draining it.
     if (code === 'GW_ERR_PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
-      return reply.code(status).header('cache-control', 'no-store').send({ error: code, message, requestId: request.id });
+      return reply.code(status).header('cache-control', 'no-store').header('content-type', 'application/json; charset=utf-8').send({ error: code, message, requestId: request.id });
     }
     // A page of a step already done (Back) while the sign-in goes on: the page of the step it is at, not an end.
     if (error instanceof OtherStage) return reply.header('cache-control', 'no-store').redirect(`${prefix}/continue`, 303);

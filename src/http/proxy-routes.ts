@@ -10,7 +10,7 @@ import { applySetCookies, cookieHeader, sameJar, stillHolds, type Jar } from '..
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation } from '../domain/redirect.js';
-import { GatewayError } from '../errors.js';
+import { GatewayError, portalFailureCode } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import { loginContentType } from '../services/login.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -221,6 +221,13 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         return;
       }
       if (!bufferable(req.method, statusCode, headers['content-length'])) {
+        // An answer that breaks off before anything was sent gets the error page (error-handler.ts), without the
+        // portal's headers: fastify has already put them on the response itself, as well as on the reply.
+        stream.once('error', () => {
+          if (reply.raw.headersSent) return;
+          for (const name of Object.keys(forwardedHeaders)) reply.raw.removeHeader(name);
+          for (const name of Object.keys(forwardedHeaders)) reply.removeHeader(name);
+        });
         reply.send(stream);
         return;
       }
@@ -229,8 +236,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         body = Buffer.from(await stream.arrayBuffer());
       } catch (error) {
         // An error page instead of a page cut short.
-        const timedOut = (error as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
-        sendInstead(reply, forwardedHeaders, new GatewayError(timedOut ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
+        sendInstead(reply, forwardedHeaders, new GatewayError(portalFailureCode(error) ?? 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
         return;
       }
       reply.send(body);

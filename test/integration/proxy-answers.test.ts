@@ -47,6 +47,14 @@ async function start(t: Test) {
       case '/static/bad-status':
         // A status no HTTP answer can have, with headers the browser must not get.
         return void req.socket.end(`HTTP/1.1 600 Odd\r\nX-Portal: yes\r\nSet-Cookie: XSRF-TOKEN=from-portal\r\nLocation: https://evil.example/\r\nContent-Length: 2\r\n\r\nok`);
+      case '/static/stream-stall':
+        // The headers of a download of unknown length (streamed through), then nothing past portal.timeoutSeconds.
+        res.writeHead(200, { 'content-type': 'application/pdf', 'content-disposition': 'attachment; filename=letter.pdf', 'transfer-encoding': 'chunked', 'x-portal': 'yes' });
+        res.flushHeaders();
+        return void setTimeout(() => res.socket?.destroy(), 4000).unref();
+      case '/static/stream-broken':
+        // The same, with a chunk undici cannot parse.
+        return void req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Encoding: gzip\r\nX-Portal: yes\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n');
       case '/login':
         // The password check never answers (longer than portal.timeoutSeconds).
         req.resume();
@@ -136,6 +144,22 @@ t.test('a small answer that stalls past the portal timeout is a 504 page', async
   t.equal(res.statusCode, 504);
   t.match(body, 'took too long');
   t.notOk(body.includes('xxxxxxxxxx'), 'none of the partial answer');
+});
+
+t.test('a streamed answer that breaks off before its first byte: the error page (504, 502), without the portal headers', async (t) => {
+  const s = await start(t);
+  for (const [path, status, code] of [['/static/stream-stall', 504, 'GW_ERR_UPSTREAM_TIMEOUT'], ['/static/stream-broken', 502, 'GW_ERR_UPSTREAM_UNAVAILABLE']] as const) {
+    const page = await request(`${s.url}${path}`, { headers: { accept: 'text/html' } });
+    t.equal(page.statusCode, status, path);
+    t.match(await page.body.text(), status === 504 ? 'took too long' : 'not reachable');
+    t.equal(page.headers['content-type'], 'text/html; charset=utf-8');
+    for (const name of ['content-disposition', 'content-encoding', 'x-portal']) t.notOk(name in page.headers, `no ${name}`);
+    t.equal(page.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains', "the gateway's own stay");
+    const json = await request(`${s.url}${path}`, { headers: { accept: 'application/json' } });
+    t.equal(json.statusCode, status);
+    t.equal(json.headers['content-type'], 'application/json; charset=utf-8');
+    t.match(await json.body.json(), { error: code, requestId: String });
+  }
 });
 
 t.test('a large answer streams: its first bytes arrive before the portal has sent the rest', async (t) => {
