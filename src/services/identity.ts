@@ -11,7 +11,7 @@ const CACHE_SIZE = 10_000;
 const NONE: Readonly<Record<string, string>> = Object.freeze({});
 
 export class IdentityService {
-  private readonly cached = new Map<string, { token: string; renewAt: number; groups: string }>();
+  private readonly cached = new Map<string, { token: string; renewAt: number; groups: string; amr: string[] }>();
   /** Lower-case names of every identity header: client-sent copies are always removed. */
   readonly headerNames: readonly string[];
   /** Whether any identity header is configured (the proxy skips the work when not). */
@@ -43,15 +43,16 @@ export class IdentityService {
   private async assertion(active: ActiveSession, groups: readonly string[]): Promise<string> {
     const now = this.d.clock.now();
     // Keyed by session id and factor time: a step-up (new id) or a new factor makes a new assertion, and so do
-    // changed groups (the group file), which the portal must not go on believing.
+    // changed groups (the group file) and a changed proof (a removed passkey no longer counts as `hwk`), which the
+    // portal must not go on believing.
     const key = `${active.sid}:${active.record.factorTime}`;
-    const joined = groups.join(',');
+    const claims = { groups: groups.join(','), amr: amrOf(active.record) };
     const hit = this.cached.get(key);
-    if (hit && hit.renewAt > now && hit.groups === joined) return hit.token;
+    if (hit && hit.renewAt > now && hit.groups === claims.groups && hit.amr.join() === claims.amr.join()) return hit.token;
     const signer = this.d.signer!;
-    const token = await signer.sign({ sub: active.record.username, groups, amr: amrOf(active.record), authTime: Math.floor(active.record.factorTime / 1000) }, now);
+    const token = await signer.sign({ sub: active.record.username, groups, amr: claims.amr, authTime: Math.floor(active.record.factorTime / 1000) }, now);
     if (this.cached.size >= CACHE_SIZE) this.cached.delete(this.cached.keys().next().value!);
-    this.cached.set(key, { token, renewAt: now + (signer.lifetimeSeconds * 1000) / 2, groups: joined });
+    this.cached.set(key, { token, renewAt: now + (signer.lifetimeSeconds * 1000) / 2, ...claims });
     return token;
   }
 }

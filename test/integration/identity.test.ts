@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { request } from 'undici';
 import { headerValue } from '../../src/services/identity.js';
-import { ALICE, BOB, signUpAndEnrol, startStack, type Stack } from '../helpers/stack.js';
+import { inputValue } from '../helpers/browser.js';
+import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { ALICE, BOB, signUpAndEnrol, signUpWithPasskey, startStack, totpAt, type Stack } from '../helpers/stack.js';
 
 const ecKey = () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
 const SPOOFED = { 'x-mfa-user': 'admin', 'X-MFA-Groups': 'staff,root', 'x-mfa-assertion': 'eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.' };
@@ -112,4 +114,23 @@ t.test('names that are not printable ASCII reach the portal percent-encoded, nev
     t.equal(decodeURIComponent(value), name, `${name}: decodeURIComponent gives it back`);
   }
   t.equal(headerValue('alice'), 'alice', 'plain names unchanged');
+});
+
+t.test('a removed passkey that proved the session: the next assertion no longer says hwk', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.identity = { assertion: { signingKey: ecKey(), lifetimeSeconds: 3600 } }) });
+  t.teardown(s.close);
+  // Device-bound (BE=0): the session counts as proven with a key that cannot leave its device.
+  const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: 'http://localhost' }));
+  const amr = async () => decodeJwt(JSON.parse((await b.get('/echo')).body).headers['x-mfa-assertion']).amr;
+  t.same(await amr(), ['pwd', 'hwk']);
+  // An app added, so the passkey can go.
+  const setup = await b.get('/_mfa/security/totp');
+  const secret = /id="secret">([^<]+)</.exec(setup.body)![1]!.replaceAll(' ', '');
+  s.clock.advance(30_000);
+  t.equal((await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'app', code: await totpAt(secret, s.clock.now()) })).status, 303);
+  const pid = s.app.gateway.pidOf(ALICE.username)!;
+  const passkey = (await s.app.gateway.stores.factors.get(pid))!.factors.find((f) => f.kind === 'webauthn')!;
+  const page = await b.get('/_mfa/security');
+  t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(page.body, 'csrf'), factor: passkey.id })).status, 303);
+  t.same(await amr(), ['pwd', 'swk'], "within the cached assertion's lifetime: a new one");
 });
