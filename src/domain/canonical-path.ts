@@ -132,6 +132,17 @@ export function loggedPath(path: string): string {
 }
 
 /**
+ * A request target as the client sent it, for a request no rule decided on (refused earlier): its path as
+ * loggedPath shows one, `;` parameters sent encoded (`%3B`) too. A target that is not a path (absolute-form, which
+ * can carry `user:password@`, or `*`) or that starts with an authority (`//user:password@host/…`) is not shown.
+ */
+export function loggedTarget(url: string): string {
+  const path = url.split('?', 1)[0]!;
+  if (!path.startsWith('/') || path.startsWith('//')) return '(not a path)';
+  return loggedPath(path.replace(/%3b/gi, ';'));
+}
+
+/**
  * A canonical path (or path pattern) with its letters beyond ASCII folded to one case, for matching regardless of
  * case: a case-insensitive portal (IIS, a servlet comparing with equalsIgnoreCase) takes `/M%C4%80TAURANGA/` for
  * `/m%C4%81tauranga/`. ASCII is left as it is, for the case-insensitive match that follows. One character for one,

@@ -2,7 +2,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { loggedPath } from '../domain/canonical-path.js';
+import { loggedPath, loggedTarget } from '../domain/canonical-path.js';
 import { AddressSet, clientView, type ClientView, type ForwardedHeader } from '../domain/client-address.js';
 import type { AccessOutcome } from '../domain/policy.js';
 import { GatewayError } from '../errors.js';
@@ -80,8 +80,8 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     const a = req.access;
     const r: AnsweredRequest = {
       method: a?.method ?? req.method,
-      // The canonical path a rule decided on; the raw one (without its query) for everything else.
-      path: loggedPath(a?.path ?? req.url.split('?', 1)[0]!),
+      // The canonical path a rule decided on; the target as sent (its path only) for everything else.
+      path: a ? loggedPath(a.path) : loggedTarget(req.url),
       ip: req.client?.ip ?? 'unknown',
       status: reply.statusCode,
       ms: Math.round(reply.elapsedTime),

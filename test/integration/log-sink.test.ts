@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { auditFiles } from '../../src/audit/file-sink.js';
-import { inputValue } from '../helpers/browser.js';
+import { inputValue, rawRequest } from '../helpers/browser.js';
 import { ALICE, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
 
 t.test('no secrets in the logs', async (t) => {
@@ -79,6 +79,19 @@ t.test("a servlet portal's ;jsessionid= in a path reaches neither the log nor th
   t.match(trail, '/records;jsessionid=…', 'the path is in the trail, its parameter value left out');
   t.notOk(log.includes('S3CRETJSID'), 'not in the log');
   t.notOk(trail.includes('S3CRETJSID'), 'not in the trail');
+});
+
+t.test('a refused request target is logged by its path only: no credentials of an absolute-form target, no encoded ;jsessionid=', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.audit.requests = true) });
+  const ask = (target: string) => rawRequest(s.url, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+  t.match(await ask('http://alice:S3cretPassw0rd@127.0.0.1/records'), /^HTTP\/1.1 400/, 'absolute form: refused');
+  t.match(await ask('/records/%3Bjsessionid=S3CRETJSID4'), /^HTTP\/1.1 400/, 'an encoded ;: refused');
+  await s.close();
+  const log = s.logs.join('\n');
+  const trail = auditFiles(s.config.audit.dir).map((f) => readFileSync(f, 'utf8')).join('');
+  t.match(log, '"path":"(not a path)"', 'the access line says what was refused');
+  t.match(log, '"path":"/records/;jsessionid=…"');
+  for (const secret of ['S3cretPassw0rd', 'S3CRETJSID4']) t.notOk(log.includes(secret) || trail.includes(secret), `${secret} in neither the log nor the trail`);
 });
 
 t.test('a long path is cut in the log and the audit trail: a refused request cannot write kilobytes to them', async (t) => {

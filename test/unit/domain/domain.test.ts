@@ -1,5 +1,5 @@
 import t from 'tap';
-import { canonicalTarget } from '../../../src/domain/canonical-path.js';
+import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-path.js';
 import { applySetCookies, cookieHeader, stillHolds } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
@@ -231,4 +231,14 @@ t.test('stillHolds: every cookie a request was sent with is still in the jar as 
   t.notOk(stillHolds([{ name: 'SID', value: 'b', path: '/' }], sent), 'made again: another session under the same name');
   t.notOk(stillHolds([{ name: 'SID', value: 'a', path: '/app' }], sent), 'another path');
   t.ok(stillHolds([], []), 'nothing was sent');
+});
+
+t.test('loggedTarget: the path of a refused target, never an authority or parameter values', async (t) => {
+  t.equal(loggedTarget('/records/%zz?q=secret'), '/records/%zz', 'the query is left out');
+  t.equal(loggedTarget('/a;jsessionid=S3CRET/b'), '/a;jsessionid=…/b');
+  t.equal(loggedTarget('/a%3Bjsessionid=S3CRET'), '/a;jsessionid=…', 'encoded ; too');
+  t.equal(loggedTarget('http://alice:pw@host/records'), '(not a path)', 'absolute form (user:password@)');
+  t.equal(loggedTarget('//alice:pw@host/records'), '(not a path)', 'an authority');
+  t.equal(loggedTarget('*'), '(not a path)');
+  t.equal(loggedTarget(`/${'a'.repeat(300)}`), `/${'a'.repeat(255)}…`, 'cut');
 });
