@@ -56,9 +56,20 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   try {
     raw = parseYaml(text);
   } catch (err) {
-    throw new ConfigError([`${file}: not valid YAML (${(err as Error).message.split('\n')[0]})`]);
+    throw new ConfigError([`${file}: not valid YAML (${yamlProblem(err)})`]);
   }
   return resolveConfig(raw ?? {}, { env, baseDir: dirname(resolve(file)) });
+}
+
+/**
+ * What is wrong with a YAML text, without any of it: the parser's messages can quote the text (an unquoted secret
+ * starting with `*` is read as an alias, and its name is in the message).
+ */
+function yamlProblem(err: unknown): string {
+  const { code, linePos } = err as { code?: string; linePos?: { line: number; col: number }[] };
+  if (err instanceof ReferenceError) return 'an alias (a value starting with *) that names no anchor: quote such a value';
+  const at = linePos?.[0];
+  return `${code ?? 'unreadable'}${at ? ` at line ${at.line}, column ${at.col}` : ''}`;
 }
 
 /** Validates an already-parsed config object (the same rules as a file). */

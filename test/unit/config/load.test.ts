@@ -203,7 +203,16 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
   t.ok(problems.some((p) => p.includes('environment variable PORTAL is not set')));
   t.match(problemsOf(() => loadConfigFile(join(dir, 'missing.yaml')))[0], /cannot read/);
   writeFileSync(join(dir, 'bad.yaml'), 'portal: [');
-  t.match(problemsOf(() => loadConfigFile(join(dir, 'bad.yaml')))[0], /not valid YAML/);
+  t.match(problemsOf(() => loadConfigFile(join(dir, 'bad.yaml')))[0], /not valid YAML \(\w+ at line 1, column \d+\)/);
+  // An unquoted secret that YAML reads as an alias, or that breaks the syntax: the problem, never the value.
+  writeFileSync(join(dir, 'alias.yaml'), 'store:\n  redis:\n    password: *Hunter2Redis\n');
+  const alias = problemsOf(() => loadConfigFile(join(dir, 'alias.yaml')))[0]!;
+  t.match(alias, /not valid YAML \(an alias/);
+  t.notMatch(alias, 'Hunter2Redis');
+  writeFileSync(join(dir, 'broken.yaml'), 'keys:\n  pseudonym: "S3cretPseudonymKey\n');
+  const broken = problemsOf(() => loadConfigFile(join(dir, 'broken.yaml')))[0]!;
+  t.match(broken, /not valid YAML \(MISSING_CHAR at line \d+, column \d+\)/);
+  t.notMatch(broken, 'S3cret');
 });
 
 t.test('folders named in the config are relative to the config file, not to the working directory', async (t) => {
