@@ -70,6 +70,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
           name: f.name,
           addedAt: f.addedAt,
           ...(f.lastUsedAt ? { lastUsedAt: f.lastUsedAt } : {}),
+          ...(f.kind === 'webauthn' && f.suspectSince !== undefined ? { suspect: true } : {}),
         })),
         recoveryLeft: mine.recovery ? codesLeft(mine.recovery) : 0,
         recoverySet: recoverySetOf(mine),

@@ -110,7 +110,9 @@ export class SecondFactorService {
 
   private async passkeyOptions(owner: string, pid: string, deviceBoundOnly = false): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const factors = await this.d.factors.get(pid);
-    const credentials = (factors?.factors ?? []).flatMap((f) => (f.kind === 'webauthn' && (!deviceBoundOnly || isDeviceBound(f.credential)) ? [f.credential] : []));
+    const credentials = (factors?.factors ?? []).flatMap((f) =>
+      f.kind === 'webauthn' && f.suspectSince === undefined && (!deviceBoundOnly || isDeviceBound(f.credential)) ? [f.credential] : [],
+    );
     if (!credentials.length) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no passkey registered');
     const challenge = newChallenge();
     await this.d.challenges.put(owner, { challenge, pid, ceremony: 'authenticate', expiresAt: this.d.clock.now() + WEBAUTHN_TIMEOUT_MS }, WEBAUTHN_TIMEOUT_MS);
@@ -130,8 +132,14 @@ export class SecondFactorService {
     // The assertion comes from a credential of the user whose password was just checked (R23, C-44).
     const factor = factors?.factors.find((f): f is WebAuthnFactor => f.kind === 'webauthn' && f.credential.id === id);
     if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
+    // A copy of it answered before: neither the copy nor the original opens anything (which is which is unknown).
+    if (factor.suspectSince !== undefined) return this.d.attempts.failed(c, ip, attempt, 'suspect-credential');
     const result = await verifyAuthentication(this.d.rp, response, challenge.challenge, factor.credential, factors.userHandle);
     const regressed = async () => {
+      const now = this.d.clock.now();
+      await this.d.factors.update(c.pid, (cur) =>
+        cur ? { ...cur, factors: cur.factors.map((f) => (f.id === factor.id && f.kind === 'webauthn' && f.suspectSince === undefined ? { ...f, suspectSince: now } : f)) } : cur,
+      );
       this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id });
       this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name } });
       return this.d.attempts.failed(c, ip, await this.d.attempts.againstUser(c, attempt), 'counter-regression');
@@ -146,16 +154,19 @@ export class SecondFactorService {
     const now = this.d.clock.now();
     let behind = false;
     let removed = false;
+    let suspect = false;
     await this.d.factors.update(c.pid, (cur) => {
       const stored = cur?.factors.find((f): f is WebAuthnFactor => f.id === factor.id && f.kind === 'webauthn');
       removed = stored === undefined;
+      suspect = stored?.suspectSince !== undefined;
       behind = stored !== undefined && !counterMoved(result.counter, stored.credential.counter);
-      if (!cur || !stored || behind) return cur;
+      if (!cur || !stored || suspect || behind) return cur;
       const used: WebAuthnFactor = { ...stored, lastUsedAt: now, credential: { ...stored.credential, counter: result.counter, backedUp: result.backedUp } };
       return { ...cur, factors: cur.factors.map((f) => (f === stored ? used : f)) };
     });
     // A passkey removed while its assertion was checked (a stolen one, say) opens nothing.
     if (removed) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
+    if (suspect) return this.d.attempts.failed(c, ip, attempt, 'suspect-credential');
     if (behind) return regressed();
     await this.d.attempts.succeeded(c, attempt);
     // Its backup eligibility is the stored one (verifyAuthentication checked the assertion's against it).

@@ -14,7 +14,15 @@ interface FactorBase {
   lastUsedAt?: number;
 }
 export type TotpFactor = FactorBase & { kind: 'totp'; secret: string };
-export type WebAuthnFactor = FactorBase & { kind: 'webauthn'; credential: StoredCredential };
+export type WebAuthnFactor = FactorBase & {
+  kind: 'webauthn';
+  credential: StoredCredential;
+  /**
+   * When an answer with its sign counter behind showed that a copy of it exists (WA3 §6.1.1): refused from then on,
+   * the copy's answers and the original's alike, until the user removes it and registers a key again.
+   */
+  suspectSince?: number;
+};
 export type Factor = TotpFactor | WebAuthnFactor;
 
 export interface UserFactors {

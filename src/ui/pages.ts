@@ -279,6 +279,8 @@ export interface FactorView {
   name: string;
   addedAt: number;
   lastUsedAt?: number;
+  /** A passkey a copy of which answered: it opens nothing until removed (and a key registered again). */
+  suspect?: boolean;
 }
 
 export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoverySet: string; notice?: MessageKey; error?: string }): string {
@@ -289,7 +291,7 @@ export function securityPage(ctx: PageContext, v: { csrf: string; factors: Facto
     .map(
       (f) => `<li>
 <p><strong>${esc(f.name)}</strong> – ${esc(t(`securityKind.${f.kind}`))}<br>
-<span class="hint">${esc(t('securityAdded', { date: date(f.addedAt) }))}, ${esc(f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>
+<span class="hint">${esc(t('securityAdded', { date: date(f.addedAt) }))}, ${esc(f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${esc(t('securitySuspect'))}</p>` : ''}
 <form method="post" action="${ctx.prefix}/security/rename" class="inline">
 ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
 <label for="rename-${esc(f.id)}">${esc(t('securityRenameLabel', { name: f.name }))}</label>
