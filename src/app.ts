@@ -100,10 +100,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       gateway.metrics.request(undefined, undefined, ERRORS.GW_ERR_BAD_PATH.status, 0);
       answerError(new GatewayError('GW_ERR_BAD_PATH', error.code), req, reply.header('strict-transport-security', HSTS));
     },
-    // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over).
+    // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over). A
+    // request without Host is left to the edge hook (421 with the gateway's page and HSTS), not answered by Node.
     ...(config.server.tls
-      ? { https: { ...tlsOptions(config, config.devices.caFile !== undefined), maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000 } }
-      : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000 } }),
+      ? { https: { ...tlsOptions(config, config.devices.caFile !== undefined), maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }
+      : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }),
   });
   app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;
   // CONNECT never reaches fastify (Node gives its socket to a `connect` listener, or drops it unanswered): answered

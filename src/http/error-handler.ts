@@ -75,11 +75,11 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
 }
 
 export function installErrorHandler(app: FastifyInstance, ui: UiSettings, answer: ErrorReply): void {
-  const prefix = ui.prefix;
   app.setErrorHandler(answer);
-  // Routes exist for every method the gateway serves, so an unmatched request is a method it refuses.
+  // Routes exist for every method the gateway serves, on every path (the proxy's catch the paths the gateway's own
+  // do not), so an unmatched request is a method it refuses, also under the gateway's prefix.
   app.setNotFoundHandler((request, reply) => {
-    const code = request.url.startsWith(`${prefix}/`) ? 'GW_ERR_NOT_FOUND' : 'GW_ERR_METHOD_NOT_ALLOWED';
+    const code = 'GW_ERR_METHOD_NOT_ALLOWED';
     const ctx = pageContext(ui, request);
     return sendPage(reply, ERRORS[code].status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id }));
   });

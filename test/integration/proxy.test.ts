@@ -198,6 +198,9 @@ t.test('unauthenticated requests: pages redirect to the login, other methods get
   t.equal(api.status, 401);
   t.same(Object.keys(JSON.parse(api.body)).sort(), ['error', 'message', 'requestId']);
   t.equal((await b.send('TRACE', '/records')).status, 405);
+  t.equal((await b.send('TRACE', '/_mfa/verify')).status, 405, 'also on a page of the gateway');
+  t.equal((await b.send('PROPFIND', '/_mfa/nothing-here')).status, 405, 'and under its prefix');
+  t.equal((await b.send('PUT', '/_mfa/nothing-here')).status, 404, 'a method it serves, under its prefix: no such page');
   const connect = await rawRequest(s.url, `CONNECT 127.0.0.1:${new URL(s.portal.url).port} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
   t.match(connect, /^HTTP\/1\.1 405 /, 'CONNECT: 405, no tunnel');
   t.equal((await b.get('/static/portal.css')).status, 200, 'and the gateway goes on');
