@@ -15,6 +15,9 @@ t.test('canonical usernames', async (t) => {
   t.equal(canonicalUsername('   ', 'lower'), null, 'blank');
   t.equal(canonicalUsername('alice\nadmin', 'lower'), null, 'control characters');
   t.equal(canonicalUsername('\uff41lice', 'lower'), 'alice', 'NFKC: a full-width letter is the letter');
+  t.equal(canonicalUsername('jos\ud800', 'lower'), null, 'a lone surrogate (it would become U+FFFD, another name)');
+  t.equal(canonicalUsername('\udc00jos', 'lower'), null, 'a lone low surrogate');
+  t.equal(canonicalUsername('jos\ud83d\ude00', 'lower'), 'jos\ud83d\ude00', 'a surrogate pair is a character like any other');
   t.equal(canonicalUsername('\u0639\u0644\u06cc\u200c\u0631\u0636\u0627', 'lower'), '\u0639\u0644\u06cc\u200c\u0631\u0636\u0627', 'a zero-width non-joiner inside a Persian name is kept');
   for (const [hidden, why] of [['ali\u200bce', 'zero-width space'], ['ali\u00adce', 'soft hyphen'], ['alice\u200d', 'zero-width joiner'], ['ali\u200dce', 'zero-width joiner between Latin letters'], ['ali\u200cce', 'zero-width non-joiner between Latin letters'], ['ali\ufeffce', 'byte order mark'], ['ali\u2028ce', 'line separator'], ['ali\u3164ce', 'Hangul filler']]) {
     t.equal(canonicalUsername(hidden!, 'lower'), null, why);
