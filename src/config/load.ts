@@ -1,14 +1,15 @@
 // Config loading: YAML file → ${ENV} interpolation → *_FILE secrets → schema validation with defaults → extra checks.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
 import { compilePolicy, uncanonical, type PolicyConfig } from '../domain/policy.js';
-import { parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
+import { crlSerials, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
 import { parseGroupMap } from '../services/groups.js';
 import { Messages } from '../ui/i18n.js';
 import { ConfigSchema, type Config } from './schema.js';
@@ -193,12 +194,12 @@ function checkSemantics(c: Config): string[] {
     if (!r.networks) return;
     r.networks.forEach((n, j) => {
       const at = `policy.rules.${i}.networks.${j}`;
-      if (!c.networks[n] && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${found(at, n)}`);
+      if (!Object.hasOwn(c.networks, n) && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${found(at, n)}`);
     });
   });
   c.admin.report.networks.forEach((n, j) => {
     const at = `admin.report.networks.${j}`;
-    if (!c.networks[n] && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${found(at, n)}`);
+    if (!Object.hasOwn(c.networks, n) && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${found(at, n)}`);
   });
   if (new Set(c.policy.rules.map((r) => r.name)).size !== c.policy.rules.length) problems.push('policy.rules: rule names must be unique');
   try {
@@ -222,7 +223,12 @@ function checkSemantics(c: Config): string[] {
     ['groups.file', c.groups.file],
     ['ui.logoFile', c.ui.logoFile],
   ];
-  for (const [path, file] of files) if (file !== undefined && !existsSync(file)) problems.push(`${path}: no such file: ${file}`);
+  for (const [path, file] of files) {
+    const stats = file === undefined ? undefined : statSync(file, { throwIfNoEntry: false });
+    if (file !== undefined && !stats) problems.push(`${path}: no such file: ${file}`);
+    else if (stats && !stats.isFile()) problems.push(`${path}: not a file: ${file}`);
+  }
+  const isFile = (file: string) => statSync(file, { throwIfNoEntry: false })?.isFile() === true;
   const failure = (build: () => unknown) => {
     try {
       build();
@@ -235,18 +241,26 @@ function checkSemantics(c: Config): string[] {
   const ui = failure(() => new Messages(c.ui.localesDir, c.ui.defaultLanguage));
   if (ui) problems.push(`${ui.startsWith('no messages for the default language') ? 'ui.defaultLanguage' : 'ui.localesDir'}: ${ui}`);
   const groups = c.groups.file;
-  const groupProblem = groups && existsSync(groups) && failure(() => parseGroupMap(readFileSync(groups, 'utf8'), c.portal.login.usernameCase));
+  const groupProblem = groups && isFile(groups) && failure(() => parseGroupMap(readFileSync(groups, 'utf8'), c.portal.login.usernameCase));
   if (groupProblem) problems.push(`groups.file: ${groupProblem}`);
   const ca = c.devices.caFile;
-  if (ca && existsSync(ca) && !readable(() => new X509Certificate(readFileSync(ca)))) problems.push('devices.caFile: not a PEM certificate');
-  else if (ca && existsSync(ca)) {
+  if (ca && isFile(ca) && !readable(() => new X509Certificate(readFileSync(ca)))) problems.push('devices.caFile: not a PEM certificate');
+  else if (ca && isFile(ca)) {
     // A certificate's ECDSA twin (another fingerprint, the same device) is found only for curves of known order.
     const odd = parseCertificates(readFileSync(ca, 'utf8')).find((c) => !twinsKnown(c));
     if (odd) problems.push(`devices.caFile: an EC key on curve ${odd.publicKey.asymmetricKeyDetails?.namedCurve ?? 'unknown'} (use P-256, P-384, P-521, secp256k1 or a brainpool curve, or RSA)`);
   }
+  const crl = c.devices.crlFile;
+  const crlProblem = crl && isFile(crl) && failure(() => crlSerials(readFileSync(crl, 'utf8')));
+  if (crlProblem) problems.push(`devices.crlFile: ${crlProblem}`);
   const tls = c.server.tls;
-  if (tls && existsSync(tls.certFile) && !readable(() => new X509Certificate(readFileSync(tls.certFile)))) problems.push('server.tls.certFile: not a PEM certificate');
-  if (tls && existsSync(tls.keyFile) && !readable(() => createPrivateKey(readFileSync(tls.keyFile)))) problems.push('server.tls.keyFile: not a PEM private key');
+  const certOk = tls && isFile(tls.certFile) && readable(() => new X509Certificate(readFileSync(tls.certFile)));
+  const keyOk = tls && isFile(tls.keyFile) && readable(() => createPrivateKey(readFileSync(tls.keyFile)));
+  if (tls && isFile(tls.certFile) && !certOk) problems.push('server.tls.certFile: not a PEM certificate');
+  if (tls && isFile(tls.keyFile) && !keyOk) problems.push('server.tls.keyFile: not a PEM private key');
+  if (tls && certOk && keyOk && !readable(() => createSecureContext({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }))) {
+    problems.push("server.tls.keyFile: not the private key of server.tls.certFile's certificate");
+  }
   if (c.audit.signingKey && !readable(() => parseSigningKey(c.audit.signingKey!))) problems.push('audit.signingKey: not an Ed25519 private key (PKCS#8 PEM or a base64 32-byte seed)');
   const assertionKey = c.identity.assertion?.signingKey;
   if (assertionKey && !readable(() => createPrivateKey(assertionKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) {

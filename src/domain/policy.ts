@@ -102,7 +102,7 @@ export function compilePolicy(c: PolicyConfig): CompiledPolicy {
     if (r.allowLegacyAuth && !r.networks?.length) throw new TypeError(`rule ${r.name}: allowLegacyAuth needs a networks restriction`);
     if (r.allowLegacyAuth && !r.paths?.length) throw new TypeError(`rule ${r.name}: allowLegacyAuth needs paths naming the service endpoints`);
     const networks = r.networks?.flatMap((n) => {
-      if (c.networks[n]) return c.networks[n]!;
+      if (Object.hasOwn(c.networks, n)) return c.networks[n]!;
       if (/^[A-Za-z][\w-]*$/.test(n)) throw new TypeError(`rule ${r.name}: unknown network ${n}`);
       return [n];
     });

@@ -256,7 +256,7 @@ function describeRule(r: RuleConfig, networks: PolicyConfig['networks']): string
   const conditions = [
     r.paths && `to ${orList(r.paths.map((p) => (p === '/' || p === '/**' ? 'any page' : p)))}`,
     r.hosts && `on ${orList(r.hosts)}`,
-    r.networks && `from ${orList(r.networks.map((n) => (networks[n] ? `the ${n} network` : n)))}`,
+    r.networks && `from ${orList(r.networks.map((n) => (Object.hasOwn(networks, n) ? `the ${n} network` : n)))}`,
     r.device && (r.device === 'managed' ? 'on a managed device' : 'on a device that is not managed'),
     r.groups && `by members of ${orList(r.groups)}`,
   ].filter((c): c is string => Boolean(c));

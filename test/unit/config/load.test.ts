@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { ConfigError, configWarnings, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
 import { relyingParty } from '../../../src/gateway.js';
 import { randomKey, rawTestConfig } from '../../helpers/config.js';
+import { TestCa } from '../../helpers/pki.js';
 
 const problemsOf = (fn: () => unknown): string[] => {
   try {
@@ -328,6 +329,23 @@ t.test('config check builds what serve builds from files, and names a choice of 
   t.ok(problemsOf(() => resolveConfig(raw)).some((p) => p.startsWith('devices.crlFile: cannot be checked with devices.header.format fingerprint')), 'a CRL with fingerprints only');
   raw.devices.header = { name: 'X-Client-Cert', format: 'pem' };
   t.notOk(problemsOf(() => resolveConfig(raw)).some((p) => p.startsWith('devices.crlFile: cannot')), 'a CRL with certificates');
+  t.ok(problemsOf(() => resolveConfig(raw)).includes('devices.crlFile: no X509 CRL in file'), 'a CRL file that holds no CRL');
+  // What serve would refuse at start, check finds: a key that is not the certificate's, a directory for a file, and
+  // a network name that only an object's prototype has.
+  const pki = new TestCa('check');
+  const gw = pki.issue('gw.example', { server: true });
+  const mismatched = rawTestConfig('http://127.0.0.1:1');
+  mismatched.server.tls = { certFile: gw.certFile, keyFile: pki.issue('other.example', { server: true }).keyFile };
+  mismatched.ui = { logoFile: dir };
+  mismatched.admin = { report: { networks: ['hasOwnProperty'] } };
+  mismatched.policy.rules.unshift({ name: 'odd', paths: ['/x'], networks: ['constructor'], decision: 'mfa' });
+  const found = problemsOf(() => resolveConfig(mismatched));
+  t.ok(found.includes("server.tls.keyFile: not the private key of server.tls.certFile's certificate"), "a key that is not the certificate's");
+  t.ok(found.includes(`ui.logoFile: not a file: ${dir}`), 'a directory for the logo');
+  t.ok(found.some((p) => p.startsWith('admin.report.networks.0: neither a network name nor an address')), 'hasOwnProperty is no network');
+  t.ok(found.some((p) => p.startsWith('policy.rules.0.networks.0: neither a network name nor an address')), 'nor is constructor');
+  mismatched.server.tls.keyFile = gw.keyFile;
+  t.notOk(problemsOf(() => resolveConfig(mismatched)).some((p) => p.startsWith('server.tls')), 'the pair that goes together');
   const odd = rawTestConfig('http://127.0.0.1:1');
   odd.portal.login.paths = ['/legacy/100%/login', '/caf\u00e9/login'];
   problems = problemsOf(() => resolveConfig(odd));
