@@ -22,6 +22,7 @@ import { reportCommand } from './cli/report.js';
 import { UsageError } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { normaliseAddress } from './domain/client-address.js';
 import type { RuleFactor } from './domain/policy.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { startAdminServer } from './http/admin-server.js';
@@ -116,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
       if (factor !== undefined && !['totp', 'webauthn', 'device-bound-passkey', 'recovery'].includes(factor)) return usage('--factor is totp, webauthn, device-bound-passkey or recovery');
       const factorAge = v['factor-age'];
       if (factorAge !== undefined && !/^\d{1,9}$/.test(factorAge)) return usage('--factor-age is a whole number of seconds');
+      if (v.ip !== undefined && normaliseAddress(v.ip) === null) return usage('--ip is an IPv4 or IPv6 address');
       print(
         explainPolicy(config(), {
           path: v.path,

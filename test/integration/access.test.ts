@@ -317,6 +317,10 @@ keys:
   const age = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/admin/', '--factor-age', 'abc']);
   t.equal(age.code, 2, 'factor age not a number');
   t.match(age.stderr, '--factor-age is a whole number of seconds');
+  // An address that is none is refused, not taken for an unknown client address (which denies network rules).
+  const ip = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/admin/', '--ip', '10.20.1.x']);
+  t.equal(ip.code, 2, 'not an address');
+  t.match(ip.stderr, '--ip is an IPv4 or IPv6 address');
   // Malformed arguments are usage errors too (exit 2, the usage text), not a crash with a stack trace.
   const noValue = runCli(['policy', 'explain', '--path', '/x', '--config']);
   t.equal(noValue.code, 2, 'option without its value');
