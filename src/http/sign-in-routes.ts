@@ -182,7 +182,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   // 3. Recovery codes: shown once (taken from the pending login as they are shown), then acknowledged.
   app.get(`${p}/recovery-codes`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'acknowledge');
-    const codes = await pending.takeRecoveryCodes(id, login);
+    // HEAD (a prefetch, a link checker) shows nothing, so it takes nothing.
+    const codes = req.method === 'HEAD' ? [] : await pending.takeRecoveryCodes(id, login);
     const c = pendingPage(req, login);
     return sendPage(reply, 200, c, pages.recoveryCodesPage(c, { codes, csrf: login.csrf, action: '/recovery-codes' }));
   });

@@ -83,8 +83,9 @@ t.test('stray requests during enrolment (a favicon, a reload) do not end the log
   await b.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal((await b.get('/favicon.ico')).location, '/_mfa/continue');
   t.equal((await b.get('/_mfa/continue')).location, '/_mfa/recovery-codes', 'back to the step the login is at');
+  t.equal((await b.send('HEAD', '/_mfa/recovery-codes')).status, 200, 'a HEAD (a prefetch) answers without a body…');
   const first = await b.get('/_mfa/recovery-codes');
-  t.equal([...first.body.matchAll(/<li>/g)].length, 10, 'the codes, shown once');
+  t.equal([...first.body.matchAll(/<li>/g)].length, 10, '…and leaves the codes to be shown, once');
   const again = await b.get('/_mfa/recovery-codes');
   t.equal(again.status, 200);
   t.notMatch(again.body, /<li>/, 'the codes are not shown again');
