@@ -57,7 +57,6 @@ export class AuditLog {
   readonly counts = { appended: 0, refused: 0, fileFailures: 0, mirrorFailures: 0 };
   private readonly every: number;
   private readonly intervalMs: number;
-  private readonly timer: NodeJS.Timeout;
   private readonly pending = new Set<Promise<void>>();
   // The end of the chain: seq, hash of its line (the next `prev`) and its `hash` (the next checkpoint's `head`).
   private seq = 0;
@@ -82,8 +81,6 @@ export class AuditLog {
     if (opts.signingKey.asymmetricKeyType !== 'ed25519' || opts.signingKey.type !== 'private') throw new TypeError('AuditLog needs an Ed25519 private key');
     this.publicKey = createPublicKey(opts.signingKey);
     this.resume();
-    // Node timers hold at most 2^31-1 ms (about 24.8 days); longer intervals still count on append.
-    this.timer = setInterval(() => this.checkpointIfDue(), Math.min(this.intervalMs, 2 ** 31 - 1)).unref();
   }
 
   /** Adds an event to the chain. Never throws: refusals and failures go to onError and the counts. */
@@ -120,7 +117,6 @@ export class AuditLog {
    */
   abandon(reason: AuditError): void {
     if (this.closed) return;
-    clearInterval(this.timer);
     this.closed = true;
     this.stopped = reason;
     this.report(reason);
@@ -134,7 +130,6 @@ export class AuditLog {
   /** Writes a final checkpoint, waits for the mirrors and closes the journal. */
   async close(): Promise<void> {
     if (this.closed) return;
-    clearInterval(this.timer);
     if (this.unsealed > 0) this.checkpoint();
     this.closed = true;
     await Promise.all(this.pending);
@@ -193,7 +188,25 @@ export class AuditLog {
     this.prevLine = sha256Hex(line);
     this.head = record.hash;
     if (record.type === 'checkpoint') this.unsealed = 0;
-    else if (this.unsealed++ === 0) this.oldestUnsealedAt = now;
+    else if (this.unsealed++ === 0) {
+      this.oldestUnsealedAt = now;
+      this.checkWhenDue();
+    }
+  }
+
+  /**
+   * A checkpoint when the oldest unsealed record has waited the interval, also when nothing else is appended: timed
+   * from that record, not from a tick that may come almost a whole interval after it. Only the batch that set it
+   * acts on it; a timer holds at most about 24.8 days, so a longer wait goes in steps.
+   */
+  private checkWhenDue(): void {
+    const batch = this.oldestUnsealedAt;
+    const wait = batch + this.intervalMs - this.opts.clock.now();
+    this.opts.clock.after(Math.min(Math.max(wait, 0), 2 ** 31 - 1), () => {
+      if (this.closed || this.unsealed === 0 || this.oldestUnsealedAt !== batch) return;
+      if (this.opts.clock.now() - batch >= this.intervalMs) this.checkpointIfDue();
+      else this.checkWhenDue();
+    });
   }
 
   private mirror(mirror: AuditMirror, line: string, seq: number): void {
@@ -254,6 +267,7 @@ export class AuditLog {
       this.head = anchor?.record.hash ?? GENESIS;
       this.unsealed = this.unsealedFound > 0 ? 1 : 0;
       this.oldestUnsealedAt = now;
+      if (this.unsealed > 0) this.checkWhenDue();
     }
     if (skipped > 0) this.report(new AuditError('AUDIT_TAIL_DAMAGED', `${skipped} damaged line(s) after seq ${this.seq}`, { sink: 'file', seq: this.seq + 1 }));
     // Kept until written: a failed write resumes again, from the same anchor, and states it then.

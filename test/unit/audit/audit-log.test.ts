@@ -39,6 +39,25 @@ t.test('chaining: seq, time, prev and hash link every record', async (t) => {
   t.same(verifyAudit(auditFiles(dir), publicKey), { ok: true, records: 4, checkpoints: 1, lastSealedSeq: 4, problems: [] });
 });
 
+t.test('a checkpoint comes T after the oldest unsealed record, with nothing else appended (not up to a tick later)', async (t) => {
+  const dir = tempDir(t);
+  const { log, clock } = openLog(dir, { checkpointEvery: 1000, checkpointIntervalMs: 60_000 });
+  clock.advance(59_000);
+  log.append(event(1));
+  clock.advance(59_999);
+  t.equal(recordsOf(dir).filter((r) => r.type === 'checkpoint').length, 0, 'not yet');
+  clock.advance(1);
+  t.same(recordsOf(dir).at(-1), { ...recordsOf(dir).at(-1), type: 'checkpoint', upTo: 1 }, 'T after it, by itself');
+  log.append(event(2));
+  clock.advance(30_000);
+  log.append(event(3));
+  clock.advance(30_000);
+  t.match(recordsOf(dir).at(-1), { type: 'checkpoint', upTo: 4 }, 'timed from the oldest of the next batch');
+  clock.advance(120_000);
+  t.equal(recordsOf(dir).filter((r) => r.type === 'checkpoint').length, 2, 'nothing unsealed: no more');
+  await log.close();
+});
+
 t.test('checkpoints: every N records, after T ms, on close; signed over their content', async (t) => {
   const dir = tempDir(t);
   const { log, clock } = openLog(dir, { checkpointEvery: 3, checkpointIntervalMs: 60_000 });
@@ -58,12 +77,12 @@ t.test('checkpoints: every N records, after T ms, on close; signed over their co
 
   log.append(event(8));
   clock.advance(60_000);
+  t.same(types().slice(-2), ['11', 'C11'], 'T after the oldest unsealed record, without an append');
   log.append(event(9));
-  t.same(types().slice(-3), ['11', '12', 'C12'], 'append checks T too');
   log.append(event(10));
   await log.close();
   await log.close();
-  t.same(types().slice(-2), ['14', 'C14'], 'close seals the rest, once');
+  t.same(types().slice(-3), ['13', '14', 'C14'], 'close seals the rest, once');
 
   const checkpoints = recordsOf(dir).filter((r) => r.type === 'checkpoint') as unknown as CheckpointRecord[];
   const other = generateKeyPairSync('ed25519').publicKey;
