@@ -6,10 +6,10 @@ const MAX_LENGTH = 256;
 
 /**
  * Trim, Unicode NFKC, optional lower-casing; null when nothing usable is left, or invisible characters or lone
- * surrogates appear. NFKC
- * folds compatibility forms (full-width `ａlice`, ligatures) into the letters a portal's collation may take them for;
- * invisible characters (controls, zero-width and other format characters, soft hyphens) are refused rather than
- * dropped: a portal that ignores them would read another spelling of an account as the account itself.
+ * surrogates appear. NFKC folds compatibility forms (full-width `ａlice`, ligatures) into the letters a portal's
+ * collation may take them for; invisible characters (controls, zero-width and other format characters, soft hyphens)
+ * are refused rather than dropped: a portal that ignores them would read another spelling of an account as the
+ * account itself.
  */
 export function canonicalUsername(raw: string, rule: UsernameCase): string | null {
   const trimmed = raw.normalize('NFKC').trim();

@@ -225,8 +225,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         // portal's headers: fastify has already put them on the response itself, as well as on the reply.
         stream.once('error', () => {
           if (reply.raw.headersSent) return;
-          for (const name of Object.keys(forwardedHeaders)) reply.raw.removeHeader(name);
-          for (const name of Object.keys(forwardedHeaders)) reply.removeHeader(name);
+          for (const name of Object.keys(forwardedHeaders)) {
+            reply.raw.removeHeader(name);
+            reply.removeHeader(name);
+          }
         });
         reply.send(stream);
         return;

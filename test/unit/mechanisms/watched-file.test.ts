@@ -1,5 +1,5 @@
 // A file the gateway keeps reading (group map, CRL): changes are picked up, a broken one keeps the last good content.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,12 @@ import { FakeClock } from '../../helpers/clock.js';
 
 /** A JSON list of names, as a stand-in for the group map or the CRL: a half-written one does not parse. */
 const parse = (text: string) => JSON.parse(text) as string[];
+
+/** A watched file holding ["a"], with the errors and reloads it reported. */
+function watched(t: Test) {
+  const { path, clock, errors, reloads, file } = watched(t);
+  return { path, clock, errors, reloads, file };
+}
 
 t.test('a change is read within a second; a file that does not parse keeps the last good content and is reported once', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'watched-'));
@@ -41,13 +47,7 @@ t.test('a change is read within a second; a file that does not parse keeps the l
 });
 
 t.test('a file read while it was being written is read again once complete, though its modification time is the same', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'watched-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const path = join(dir, 'list.json');
-  writeFileSync(path, '["a"]');
-  const clock = new FakeClock();
-  const errors: Error[] = [];
-  const file = new WatchedFile(path, parse, clock, (err) => errors.push(err));
+  const { path, clock, errors, file } = watched(t);
   // The writer has emptied the file and written part of it, then the rest within the same clock tick of the kernel
   // (the same modification time, set here by hand).
   writeFileSync(path, '["a","b",');
