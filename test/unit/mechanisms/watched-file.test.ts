@@ -11,11 +11,6 @@ const parse = (text: string) => JSON.parse(text) as string[];
 
 /** A watched file holding ["a"], with the errors and reloads it reported. */
 function watched(t: Test) {
-  const { path, clock, errors, reloads, file } = watched(t);
-  return { path, clock, errors, reloads, file };
-}
-
-t.test('a change is read within a second; a file that does not parse keeps the last good content and is reported once', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'watched-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, 'list.json');
@@ -24,6 +19,11 @@ t.test('a change is read within a second; a file that does not parse keeps the l
   const errors: Error[] = [];
   const reloads: string[][] = [];
   const file = new WatchedFile(path, parse, clock, (err) => errors.push(err), (v) => reloads.push(v));
+  return { path, clock, errors, reloads, file };
+}
+
+t.test('a change is read within a second; a file that does not parse keeps the last good content and is reported once', async (t) => {
+  const { path, clock, errors, reloads, file } = watched(t);
   t.same(file.current(), ['a']);
   writeFileSync(path, '["a","b"]');
   utimesSync(path, 1000, 1000);
