@@ -57,6 +57,11 @@ export class SessionService {
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits), now);
     if (!sid) return null;
     await this.d.sessions.noteMove(active.sid, sid);
+    // A logout of the old session at this moment (see end) ends the new one: here, or there through the note.
+    if (await this.d.sessions.endedLately(active.sid)) {
+      await this.d.sessions.delete(sid, record.pid);
+      return null;
+    }
     this.d.security('step_up_ok', { pid: record.pid, ip, factor: proof.factor, amr: amrOf(record) });
     const token = await this.d.tokens.sign({ sub: record.pid, sid }, now);
     if (form !== undefined) await this.d.sessions.moved.put(active.sid, form, { pid: record.pid, token });
@@ -128,8 +133,17 @@ export class SessionService {
     );
   }
 
+  /**
+   * Ends the session, and the one a step-up moved it to while this request was on its way (a logout in one tab, a
+   * step-up in another): the step-up took the record first, so deleting it alone would leave the person signed in.
+   * Noted before the move is looked for, as the step-up notes its move before it looks at this: one of the two sees
+   * the other.
+   */
   async end(active: ActiveSession, reason: string): Promise<void> {
     await this.d.sessions.delete(active.sid, active.record.pid);
+    await this.d.sessions.noteEnded(active.sid);
+    const to = await this.d.sessions.movedTo(active.sid);
+    if (to) await this.d.sessions.delete(to, active.record.pid);
     this.d.security('session_ended', { pid: active.record.pid, reason });
   }
 

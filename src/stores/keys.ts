@@ -15,6 +15,8 @@ export const keys = {
   sessionMoving: (sid: string) => `session:{${sid}}:moving`,
   /** The id a step-up moved a session to, for the portal answers still on their way for the old one. */
   sessionMovedTo: (sid: string) => `session:{${sid}}:moved-to`,
+  /** A session ended (logout) lately: a step-up that took it at that moment does not start its new one. */
+  sessionEnded: (sid: string) => `session:{${sid}}:ended`,
   factors: (pid: string) => `user:{${pid}}:factors`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
   /** When the user's sessions were last all ended: a sign-in or step-up begun before then starts no session. */

@@ -205,6 +205,14 @@ export class Sessions {
   movedTo(sid: string): Promise<string | null> {
     return this.kv.get(keys.sessionMovedTo(sid));
   }
+  /** Notes that the session `sid` was ended (see endedLately). */
+  noteEnded(sid: string): Promise<void> {
+    return this.kv.set(keys.sessionEnded(sid), '1', MOVE_NOTE_TTL_MS);
+  }
+  /** Whether the session `sid` was ended in the last minutes. */
+  async endedLately(sid: string): Promise<boolean> {
+    return (await this.kv.get(keys.sessionEnded(sid))) !== null;
+  }
   private async endedAt(key: string): Promise<number> {
     return Number((await this.kv.get(key)) ?? -Infinity);
   }

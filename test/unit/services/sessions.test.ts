@@ -13,16 +13,11 @@ async function signedIn() {
   const clock = new FakeClock();
   const kv = new MemoryKvStore(clock);
   const sessions = new Sessions(kv, new Sealer([{ id: 'e1', key: randomBytes(32) }]), 43_200_000);
-  const service = new SessionService({
-    clock,
-    sessions,
-    tokens: new SessionTokens([{ id: 's1', key: randomBytes(32) }], 43_200),
-    limits: { idleMs: 900_000, absoluteMs: 43_200_000 },
-    security: () => {},
-  });
+  const d = { clock, sessions, tokens: new SessionTokens([{ id: 's1', key: randomBytes(32) }], 43_200), limits: { idleMs: 900_000, absoluteMs: 43_200_000 }, security: () => {} };
+  const service = new SessionService(d);
   const cookie = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [{ name: 'PORTALSESSID', value: 'a', path: '/' }] }, '192.0.2.1', clock.now());
   const active = (await service.authenticate(cookie))!;
-  return { clock, sessions, service, active };
+  return { clock, sessions, service, active, d };
 }
 
 const add = (name: string) => (jar: readonly { name: string; value: string; path: string }[]) => [...jar, { name, value: '1', path: '/' }];
@@ -168,4 +163,27 @@ t.test('all sessions ended (revoke --all): a sign-in or step-up begun before sta
   t.equal(await service.reverified(active, { factor: 'totp' }, '192.0.2.1'), null, 'a step-up');
   clock.advance(5000);
   t.ok(await service.authenticate(await service.start({ pid: 'p2', username: 'bob', proof: { factor: 'totp' }, jar: [] }, '192.0.2.2', clock.now())), 'a sign-in begun after');
+});
+
+t.test('a logout racing a step-up (two tabs): neither order leaves the person signed in', async (t) => {
+  // The logout's request found the session, then a step-up moved it to a new id, then the logout ended "it".
+  {
+    const { service, active } = await signedIn();
+    const moved = (await service.reverified(active, { factor: 'totp' }, '192.0.2.1'))!;
+    t.ok(await service.authenticate(moved), 'the step-up made a new session');
+    await service.end(active, 'logout');
+    t.equal(await service.authenticate(moved), null, 'the logout ended the session the step-up moved it to');
+  }
+  // The logout lands while the step-up runs: after the step-up noted its move, before it looked for an ending.
+  {
+    const { sessions, service, active, d } = await signedIn();
+    const racing = Object.create(sessions) as Sessions;
+    racing.noteMove = async (from, to) => {
+      await sessions.noteMove(from, to);
+      await service.end(active, 'logout');
+    };
+    const stepping = new SessionService({ ...d, sessions: racing });
+    t.equal(await stepping.reverified(active, { factor: 'totp' }, '192.0.2.1'), null, 'the step-up starts no session');
+    t.same(await sessions.listIds('p1'), [], 'none is left');
+  }
 });
