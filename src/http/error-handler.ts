@@ -65,7 +65,10 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     // The rest of a body too large is never read: the connection closes after this answer instead of draining it.
     if (code === 'GW_ERR_PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
-      return reply.code(status).header('cache-control', 'no-store').header('content-type', 'application/json; charset=utf-8').send({ error: code, message, requestId: request.id });
+      return reply
+        .code(status)
+        .headers({ 'cache-control': 'no-store', 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' })
+        .send({ error: code, message, requestId: request.id });
     }
     // A page of a step already done (Back) while the sign-in goes on: the page of the step it is at, not an end.
     if (error instanceof OtherStage) return reply.header('cache-control', 'no-store').redirect(`${prefix}/continue`, 303);

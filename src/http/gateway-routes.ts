@@ -27,6 +27,13 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   const { config } = ctx;
   const p = config.server.prefix;
   await app.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
+  // Every answer of the gateway's own routes (JSON calls too): never read as another type, never cached unless it
+  // says so (the assets do). The proxy's routes are another scope: portal answers keep their own headers.
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (!reply.hasHeader('x-content-type-options')) reply.header('x-content-type-options', 'nosniff');
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    done(null, payload);
+  });
 
   // The accent colour comes from the config (its contrast with white is checked there).
   const css = asset('gateway.css').toString('utf8').replace('--accent: #0b5cad', `--accent: ${config.ui.accentColour}`);

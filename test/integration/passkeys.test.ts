@@ -36,6 +36,25 @@ t.test('first login with a passkey, then signing in with it', async (t) => {
   t.equal((await again.get('/_mfa/assets/webauthn-browser.js')).status, 200);
 });
 
+t.test("the gateway's JSON answers: not sniffed, not cached; a JSON error too", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  await signUpWithPasskey(s, new SoftAuthenticator({ origin: ORIGIN }));
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = passkeyCsrf((await b.get('/_mfa/verify')).body);
+  const call = (path: string, token: string) => b.send('POST', path, '{}', { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': token });
+  const options = await call('/_mfa/verify/passkey/options', csrf);
+  t.equal(options.status, 200);
+  t.match(options.headers, { 'content-type': /^application\/json/, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }, 'the challenge');
+  const refused = await call('/_mfa/verify/passkey/options', 'not-the-token');
+  t.equal(refused.status, 403);
+  t.match(refused.headers, { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }, 'a refusal');
+  const portalPath = await s.browser().send('DELETE', '/records', '', { accept: 'application/json' });
+  t.equal(portalPath.status, 401);
+  t.match(portalPath.headers, { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' }, 'an error on a portal path');
+});
+
 t.test('each check the gateway owns refuses, and a refused passkey counts as a wrong attempt', async (t) => {
   // Many refusals in a row for one user, many logins from one address: those limits are tested elsewhere.
   const s = await startStack({
