@@ -93,7 +93,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     bodyLimit: 16 * 1024,
     requestTimeout: config.server.requestTimeoutSeconds * 1000,
     keepAliveTimeout: config.server.keepAliveTimeoutSeconds * 1000,
-    return503OnClosing: true,
+    // Requests that come on a connection still open while the gateway shuts down get the gateway's own 503
+    // (http/edge.ts), not fastify's.
+    return503OnClosing: false,
     // A malformed escape (`/%zz`) is refused by the router before any hook runs: answered as the gateway's own
     // canonicalisation refuses a path (http/proxy-routes.ts), with its page and HSTS, the path not echoed.
     frameworkErrors: (error, req, reply) => {
@@ -116,6 +118,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // Cookies are read by the edge hook (http/edge.ts), not by a hook of the plugin's own.
   await app.register(cookie, { hook: false });
   app.decorate('gateway', gateway);
+  // Shutting down: new requests are refused, and answers still going out close their connection, so keep-alive
+  // clients do not hold the close open.
+  let closing = false;
   installEdge(app, {
     hosts: config.server.hosts,
     trustedProxies: config.server.trustedProxies,
@@ -124,12 +129,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // with its own Host; the endpoint checks X-Forwarded-Host itself.
     anyHost: ['health/live', 'health/ready', 'jwks.json', 'forward-auth'].map((p) => `${config.server.prefix}/${p}`),
     answered: answered(gateway),
+    closing: () => closing,
   });
   installErrorHandler(app, gateway.ui, answerError);
   await app.register(async (scope) => gatewayRoutes(scope, gateway));
   await app.register(async (scope) => proxyRoutes(scope, gateway));
-  // Shutting down: answers still going out close their connection, so keep-alive clients do not hold the close open.
-  let closing = false;
   app.addHook('preClose', (done) => {
     closing = true;
     done();

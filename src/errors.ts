@@ -26,6 +26,7 @@ export const ERRORS = {
   GW_ERR_LOGIN_UNRECOGNISED: { status: 502 },
   GW_ERR_STORE_UNAVAILABLE: { status: 503 },
   GW_ERR_PORTAL_BUSY: { status: 503 },
+  GW_ERR_SHUTTING_DOWN: { status: 503 },
   GW_ERR_UPSTREAM_TIMEOUT: { status: 504 },
 } as const satisfies Record<string, { status: number }>;
 

@@ -45,6 +45,8 @@ export interface EdgeOptions {
   anyHost: readonly string[];
   /** Every answered request, after its access line. */
   answered: (r: AnsweredRequest) => void;
+  /** Whether the gateway is shutting down (new requests are refused). */
+  closing: () => boolean;
 }
 
 /** On every answer, the gateway's own (the portal's is never passed on). */
@@ -61,6 +63,11 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     req.cookies = req.headers.cookie ? app.parseCookie(req.headers.cookie) : {};
     reply.header('strict-transport-security', HSTS);
     req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted, opts.forwardedHeader);
+    // A request on a connection still open while the gateway shuts down: the client tries again, on another instance.
+    if (opts.closing()) {
+      done(new GatewayError('GW_ERR_SHUTTING_DOWN', 'shutting down', { retryAfterMs: 1000 }));
+      return;
+    }
     // Node keeps the first of two Host headers, a proxy or the portal may read the last: one Host, or no answer.
     if (repeatedHost(req.raw.rawHeaders)) {
       done(new GatewayError('GW_ERR_BAD_REQUEST', 'more than one Host header'));

@@ -454,6 +454,30 @@ t.test('graceful shutdown: requests in flight finish, new ones are refused', asy
   void BOB;
 });
 
+t.test('shutting down: a request that comes on a connection still open gets the gateway\'s 503 and the connection closes', async (t) => {
+  const s = await startStack();
+  const { b } = await signUpAndEnrol(s);
+  const inFlight = b.get('/slow?ms=500');
+  // A connection whose request has begun is not idle: the close waits for it.
+  const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
+  await once(sock, 'connect');
+  let received = '';
+  sock.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  sock.write('GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+  await new Promise((r) => setTimeout(r, 100));
+  const closing = s.close();
+  await new Promise((r) => setTimeout(r, 50));
+  sock.write('Accept: application/json\r\n\r\n');
+  await once(sock, 'close');
+  t.match(received, /^HTTP\/1\.1 503 /, 'refused');
+  t.match(received, /\r\nstrict-transport-security: max-age=/i, 'with HSTS');
+  t.match(received, /\r\nretry-after: 1\r\n/i);
+  t.match(received, /\r\nconnection: close\r\n/i);
+  t.match(received, /"error":"GW_ERR_SHUTTING_DOWN"/, "the gateway's own error, not the framework's");
+  t.equal((await inFlight).status, 200, 'the request in flight still got its answer');
+  await closing;
+});
+
 t.test('a login refused for its address is answered slowly (a flood slows to the pace of its connections)', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 1, burst: 1 }, refusalDelayMs: 300 } } }) });
   t.teardown(s.close);
