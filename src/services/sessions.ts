@@ -20,6 +20,8 @@ export interface ActiveSession {
 export type Proof = { factor: 'webauthn'; deviceBound: boolean } | { factor: Exclude<FactorKind, 'webauthn'> };
 
 const END_ALL_ROUNDS = 5;
+// Step-ups a logout follows: moves of the session while the logout was on its way (see SessionService.end).
+const FOLLOWED_MOVES = 5;
 
 export class SessionService {
   constructor(
@@ -134,16 +136,19 @@ export class SessionService {
   }
 
   /**
-   * Ends the session, and the one a step-up moved it to while this request was on its way (a logout in one tab, a
+   * Ends the session, and the ones step-ups moved it to while this request was on its way (a logout in one tab, a
    * step-up in another): the step-up took the record first, so deleting it alone would leave the person signed in.
    * Noted before the move is looked for, as the step-up notes its move before it looks at this: one of the two sees
    * the other.
    */
   async end(active: ActiveSession, reason: string): Promise<void> {
-    await this.d.sessions.delete(active.sid, active.record.pid);
-    await this.d.sessions.noteEnded(active.sid);
-    const to = await this.d.sessions.movedTo(active.sid);
-    if (to) await this.d.sessions.delete(to, active.record.pid);
+    // Each move is followed in the same way, a few at most (each one is a second factor verified again meanwhile).
+    let sid: string | null = active.sid;
+    for (let hop = 0; sid !== null && hop < FOLLOWED_MOVES; hop++) {
+      await this.d.sessions.delete(sid, active.record.pid);
+      await this.d.sessions.noteEnded(sid);
+      sid = await this.d.sessions.movedTo(sid);
+    }
     this.d.security('session_ended', { pid: active.record.pid, reason });
   }
 

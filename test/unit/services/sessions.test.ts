@@ -174,6 +174,14 @@ t.test('a logout racing a step-up (two tabs): neither order leaves the person si
     await service.end(active, 'logout');
     t.equal(await service.authenticate(moved), null, 'the logout ended the session the step-up moved it to');
   }
+  // Two step-ups (two more tabs) moved it twice while the logout was on its way.
+  {
+    const { service, active } = await signedIn();
+    const once = (await service.authenticate((await service.reverified(active, { factor: 'totp' }, '192.0.2.1'))!))!;
+    const twice = (await service.reverified(once, { factor: 'totp' }, '192.0.2.1'))!;
+    await service.end(active, 'logout');
+    t.equal(await service.authenticate(twice), null, 'the logout ended the session the second step-up moved it to');
+  }
   // The logout lands while the step-up runs: after the step-up noted its move, before it looked for an ending.
   {
     const { sessions, service, active, d } = await signedIn();
