@@ -15,12 +15,13 @@ export interface PortalPaths {
 }
 
 /**
- * Each spelling of a login path is that path. So, for the login's methods, is everything below a login path that
- * names a script (`/login.php/x`, `/Login.aspx/x`: PHP and ASP.NET run the script there, with path info), and for
- * servlet form login any path with a `/j_security_check` segment (Jetty signs a session in at each). Forwarded with a
- * signed-in session's jar, such a request would sign that session in as whoever's password came with it.
+ * Each spelling of a login path is that path. So is everything below a login path that names a script
+ * (`/login.php/x`, `/Login.aspx/x`: PHP and ASP.NET run the script there, with path info), and for servlet form login
+ * any path with a `/j_security_check` segment (Jetty signs a session in at each, whatever the method). Forwarded with
+ * a signed-in session's jar, such a request would sign that session in as whoever's password came with it: in any
+ * method but GET and HEAD (the login page) it is the login, and a method the login does not take gets 405.
  */
-export function portalPaths(login: { paths: readonly string[]; methods: readonly string[] }, logoutPaths: readonly string[]): PortalPaths {
+export function portalPaths(login: { paths: readonly string[] }, logoutPaths: readonly string[]): PortalPaths {
   const spellings = login.paths.map((p) => ({ path: p, loose: loose(p), script: /\.[^/]*$/.test(p) }));
   const formLogin = spellings.find((s) => s.loose.endsWith('/j_security_check'))?.path;
   const logouts = new Set(logoutPaths.map(loose));
@@ -28,7 +29,7 @@ export function portalPaths(login: { paths: readonly string[]; methods: readonly
     loginPathOf(lowered, method) {
       if (method === 'GET' || method === 'HEAD') return undefined;
       const exact = spellings.find((s) => lowered === s.loose);
-      if (exact || !login.methods.includes(method)) return exact?.path;
+      if (exact) return exact.path;
       const below = spellings.find((s) => s.script && lowered.startsWith(`${s.loose}/`));
       return below?.path ?? (formLogin && /\/j_security_check(\/|$)/.test(lowered) ? formLogin : undefined);
     },

@@ -276,6 +276,15 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   t.equal((await ask('/login', { cookie })).status, 200, 'GET of the login page is still judged (public)');
   t.equal((await ask('/records', { cookie, 'x-forwarded-host': 'evil.example' })).status, 421, 'a host not in server.hosts');
 
+  // Below a login script, and at any j_security_check, in a method the login does not take too (Jetty signs in there
+  // whatever the method).
+  const scripts = await forwardAuthStack((raw) => (raw.portal.login.paths = ['/login', '/login.php', '/app/j_security_check']));
+  t.teardown(scripts.close);
+  const scriptCookie = cookieOf((await signUpAndEnrol(scripts)).b);
+  for (const uri of ['/login.php/x', '/other/j_security_check']) {
+    for (const method of ['POST', 'PUT']) t.equal((await ask(uri, { cookie: scriptCookie, 'x-forwarded-method': method }, { base: scripts.url })).status, 403, `${method} ${uri}`);
+  }
+
   const elsewhere = await forwardAuthStack((raw) => (raw.server.trustedProxies = ['10.9.9.9']));
   t.teardown(elsewhere.close);
   const { b: other } = await signUpAndEnrol(elsewhere);

@@ -99,7 +99,7 @@ t.test('a public page whose jar cannot be checked when its answer comes (the sto
 t.test('a password sent below a login script is the login: it never reaches the portal with a session\'s jar', async (t) => {
   // PHP and ASP.NET run a script with path info: `/login.php/x` is `/login.php`, and forwarded with a signed-in
   // session's jar it would switch that session to the account whose password came with it.
-  const s = await startStack({ patch: (raw) => (raw.portal.login.paths = ['/login', '/login.php']) });
+  const s = await startStack({ patch: (raw) => (raw.portal.login.paths = ['/login', '/login.php', '/app/j_security_check']) });
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s, ALICE);
   await b.get('/records');
@@ -112,6 +112,13 @@ t.test('a password sent below a login script is the login: it never reaches the 
     const sent = s.portalRequests.slice(before);
     t.same(sent.map((q) => `${q.method} ${q.url}`), ['POST /login.php'], 'intercepted: sent as the configured login path');
     t.notMatch(String(sent[0]?.headers.cookie), aliceJar!, "with the browser's pre-login jar, not Alice's session's");
+  }
+  // In another method too: Jetty signs in at any j_security_check whatever the method, and reads PUT forms.
+  for (const path of ['/login.php/x', '/other/j_security_check']) {
+    const before = s.portalRequests.length;
+    const r = await b.send('PUT', path, new URLSearchParams({ username: BOB.username, password: BOB.password }).toString(), { 'content-type': 'application/x-www-form-urlencoded' });
+    t.equal(r.status, 405, `PUT ${path}: the login, in a method it does not take`);
+    t.equal(s.portalRequests.length, before, 'nothing reached the portal');
   }
   t.match((await b.get('/records')).body, `Signed in as ${ALICE.username}`, "Alice's session is still Alice's at the portal");
   // Below a route name (`/login`) are other routes of the portal (Spring's /login/oauth2/code/…): ordinary requests.
