@@ -174,11 +174,13 @@ function methodSet(methods: readonly string[]): ReadonlySet<string> {
 
 /**
  * A path pattern: `/login` is that path (with or without a trailing slash, which legacy portals treat alike); a
- * trailing `/` or `/**` covers the path itself and everything below it (`/admin/` matches `/admin`, `/admin/` and
- * `/admin/x/y`); `*` matches within one segment, `**` across any number of them, none included (`/a/` `**` `/b` matches `/a/b`).
+ * trailing `/` or `/**`, or a run of them, covers the path itself and everything below it (`/admin/` matches
+ * `/admin`, `/admin/` and `/admin/x/y`); `*` matches within one segment, `**` across any number of them, none included (`/a/` `**` `/b` matches `/a/b`).
  */
 export function pathPattern(pattern: string, flags = ''): RegExp {
-  let p = pattern.endsWith('/**') ? pattern.slice(0, -3) : pattern.endsWith('/') && pattern !== '/' ? pattern.slice(0, -1) : pattern;
+  // A trailing run of them (`/admin/**/`, `/admin/**/**`) is the same: the path itself and everything below it.
+  let p = pattern;
+  while (p !== '/' && (p.endsWith('/') || p.endsWith('/**'))) p = p.slice(0, p.endsWith('/') ? -1 : -3);
   const below = p !== pattern;
   if (pattern === '/') p = '';
   const body = p

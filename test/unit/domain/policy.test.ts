@@ -141,6 +141,9 @@ t.test('path patterns', async (t) => {
   t.ok(m('/a/', '/a') && m('/a/', '/a/') && m('/a/', '/a/b/c'));
   t.notOk(m('/a/', '/ab'));
   t.ok(m('/a/**', '/a') && m('/a/**', '/a/b'));
+  for (const pattern of ['/a/**/', '/a/**/**', '/a/**/**/'])
+    t.ok(m(pattern, '/a') && m(pattern, '/a/') && m(pattern, '/a/b/c'), `${pattern}: the path itself and everything below, as /a/**`);
+  t.ok(m('/**/', '/') && m('/**/', '/x/y'));
   t.ok(m('/a/*/c', '/a/b/c'));
   t.notOk(m('/a/*/c', '/a/b/x/c'));
   t.ok(m('/a/**/c', '/a/b/x/c'));
