@@ -35,8 +35,8 @@ export class SessionService {
   async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[] }, ip: string, passwordAt: number): Promise<string> {
     const now = this.d.clock.now();
     const { proof, ...rest } = s;
-    const record: SessionRecord = { ...rest, ...proven(proof), authTime: now, factorTime: now, lastSeen: now, csrf: newId() };
-    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits), passwordAt);
+    const record: SessionRecord = { ...rest, ...proven(proof), authTime: now, since: passwordAt, factorTime: now, lastSeen: now, csrf: newId() };
+    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
     if (!sid) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's sessions were ended during the sign-in");
     this.d.security('session_started', { pid: s.pid, ip, factor: proof.factor, amr: amrOf(record) });
     return this.d.tokens.sign({ sub: s.pid, sid }, now);
@@ -56,7 +56,10 @@ export class SessionService {
     const current = await this.d.sessions.take(active.sid);
     if (!current || current.pid !== active.record.pid) return null;
     const record: SessionRecord = { ...current, ...proven(proof), factorTime: now, lastSeen: now, csrf: newId() };
-    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits), now);
+    // The new id continues the session (its `since` too): an ending of the user's sessions since it began ends it,
+    // also one whose sweep began before this step-up (it may have found neither id: the old one taken, the new one
+    // not yet listed).
+    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
     if (!sid) return null;
     await this.d.sessions.noteMove(active.sid, sid);
     // A logout of the old session at this moment (see end) ends the new one: here, or there through the note.
@@ -164,8 +167,11 @@ export class SessionService {
    * session already expired leave the list.
    */
   async endAll(pid: string, reason: string, keep?: string): Promise<number> {
-    // First: a sign-in or step-up finishing while the list is gone through starts no session (Sessions.create).
-    await this.d.sessions.markEnded(pid, this.d.clock.now());
+    // First: a sign-in or step-up finishing while the list is gone through starts no session (Sessions.create). The
+    // session kept counts from now on, so its own step-ups go on (one at this very moment may end it: it fails safe).
+    const now = this.d.clock.now();
+    await this.d.sessions.markEnded(pid, now);
+    if (keep !== undefined) await this.d.sessions.change(keep, (s) => (s.pid === pid ? { ...s, since: now } : s), (s) => sessionTtlMs(s, this.d.limits));
     let ended = 0;
     for (let round = 0; round < END_ALL_ROUNDS; round++) {
       let changed = false;

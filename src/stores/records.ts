@@ -141,6 +141,12 @@ export interface SessionRecord {
   username: string;
   /** Sign-in time: the absolute timeout counts from here. */
   authTime: number;
+  /**
+   * Since when the session counts for an ending of the user's (or all) sessions (see Sessions.create): when its
+   * sign-in began; kept by its step-ups; moved on when the person ended their other sessions from it. Records
+   * written before it was kept have authTime.
+   */
+  since?: number;
   /** When a second factor was last verified (sign-in or step-up), and which. */
   factorTime: number;
   factor: FactorKind;
@@ -171,9 +177,10 @@ export class Sessions {
   }
   /**
    * Always a fresh id: never the pending login's, never one the client chose. Null when the user's sessions (or all)
-   * were ended after `begunAt`, when the sign-in or step-up making this one began: it is ended too.
+   * were ended after the session began (`since`): it is ended too.
    */
-  async create(s: SessionRecord, ttlMs: number, begunAt: number): Promise<string | null> {
+  async create(s: SessionRecord, ttlMs: number): Promise<string | null> {
+    const begunAt = s.since ?? s.authTime;
     const sid = newId();
     await this.records.put(keys.session(sid), s, ttlMs);
     const index = keys.userSessions(s.pid);

@@ -283,8 +283,8 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
 
       const sessions = new Sessions(b.kv, sealer, 10_000);
       const s = { pid: 'p', username: 'alice', amr: ['pwd', 'otp'], authTime: now, factorTime: now, factor: 'totp' as const, lastSeen: now, jar: [], csrf: 'x' };
-      const sid = (await sessions.create(s, 10_000, now))!;
-      const sid2 = (await sessions.create(s, 10_000, now))!;
+      const sid = (await sessions.create(s, 10_000))!;
+      const sid2 = (await sessions.create(s, 10_000))!;
       t.not(sid, sid2, 'fresh ids');
       t.same(await sessions.get(sid), s);
       t.same((await sessions.listIds('p')).sort(), [sid, sid2].sort(), "the user's sessions are listed");
@@ -302,10 +302,10 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(await sessions.change(sid, (x) => ({ ...x, lastSeen: now + 2 }), ttl), null, 'an ended session is not brought back by a late change');
       t.equal(await sessions.get(sid), null);
       // Sessions left to expire (browsers closed) leave the list at the user's next sign-in.
-      const short = (await sessions.create(s, 300, now))!;
+      const short = (await sessions.create(s, 300))!;
       t.same((await sessions.listIds('p')).sort(), [sid2, short].sort());
       await b.pass(400);
-      const sid3 = (await sessions.create(s, 10_000, now))!;
+      const sid3 = (await sessions.create(s, 10_000))!;
       t.same((await sessions.listIds('p')).sort(), [sid2, sid3].sort(), 'an expired session leaves the list at the next sign-in');
 
       const factors = new FactorStore(b.kv, sealer);

@@ -154,6 +154,56 @@ t.test('ending all sessions also ends one that a step-up moved to a new id while
   t.equal(await service.authenticate(moved!), null, 'and its session is ended');
 });
 
+t.test("a step-up that begins while the user's sessions are being ended starts no session", async (t) => {
+  const { clock, sessions, service, active } = await signedIn();
+  clock.advance(1000);
+  // The ending marks its time, then lists the sessions. In between, a step-up begins: it takes the session (no longer
+  // listed) and has not listed its new one yet when the list is read.
+  const create = sessions.create.bind(sessions);
+  let atCreate!: () => void;
+  const reachedCreate = new Promise<void>((r) => (atCreate = r));
+  let goOn!: () => void;
+  const created = new Promise<void>((r) => (goOn = r));
+  sessions.create = async (...args) => {
+    atCreate();
+    await created;
+    return create(...args);
+  };
+  const listIds = sessions.listIds.bind(sessions);
+  let stepUp: Promise<string | null> | undefined;
+  sessions.listIds = async (pid) => {
+    if (!stepUp) {
+      clock.advance(1000);
+      stepUp = service.reverified(active, { factor: 'totp' }, '192.0.2.1');
+      await reachedCreate;
+    }
+    return listIds(pid);
+  };
+  await service.endAll('p1', 'revoked');
+  goOn();
+  t.equal(await stepUp, null, 'the step-up starts no session');
+  t.same(await listIds('p1'), [], 'none is left');
+});
+
+t.test('all sessions ended (revoke --all): a session signed in before cannot step up into a new one, even after the mark', async (t) => {
+  const { clock, sessions, service, active } = await signedIn();
+  clock.advance(1000);
+  await sessions.markEnded(null, clock.now());
+  clock.advance(1000);
+  t.equal(await service.reverified(active, { factor: 'totp' }, '192.0.2.1'), null, 'refused (the sweep over the session keys may have missed both ids)');
+});
+
+t.test('"sign out other sessions": the session that did it goes on, and can step up later', async (t) => {
+  const { clock, service, active } = await signedIn();
+  const other = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.9', clock.now());
+  clock.advance(1000);
+  t.equal(await service.endOthers(active, 'signed out from another device'), 1);
+  t.equal(await service.authenticate(other), null, 'the other one ended');
+  clock.advance(1000);
+  const moved = await service.reverified(active, { factor: 'totp' }, '192.0.2.1');
+  t.ok(moved && (await service.authenticate(moved)), 'a step-up of the one kept starts its new session');
+});
+
 t.test('all sessions ended (revoke --all): a sign-in or step-up begun before starts no session; later ones do', async (t) => {
   const { clock, sessions, service, active } = await signedIn();
   const passwordAt = clock.now();
