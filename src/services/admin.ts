@@ -150,12 +150,15 @@ export class AdminService {
     for (const device of await this.d.devices.list()) {
       if (device.pid === pid) await this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) });
     }
+    // The marks that retire the user's known-browser tokens and stop sign-ins begun before now stay throughout (a
+    // sign-in finishing meanwhile would find none), and are moved on to now at the end (the same username gets the
+    // same pseudonym, so an account made again would inherit what they retired).
+    const marks = new Set([keys.userSessionsEnded(pid), keys.knownBrowserEpoch(pid)]);
     for await (const batch of this.d.kv.scanKeys(`user:{${pid}}`)) {
-      for (const key of batch) await this.d.kv.delete(key);
-      keysDeleted += batch.length;
+      const erased = batch.filter((key) => !marks.has(key));
+      for (const key of erased) await this.d.kv.delete(key);
+      keysDeleted += erased.length;
     }
-    // The sweep took the marks that retire the user's known-browser tokens and stop sign-ins begun before now: set
-    // again (the same username gets the same pseudonym, so an account made again would inherit what they retired).
     await this.forgetKnownBrowsers(pid);
     await this.d.sessionRecords.markEnded(pid, this.d.clock.now());
     this.d.security('user_erased', { pid, keys: keysDeleted });

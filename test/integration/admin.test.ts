@@ -9,6 +9,7 @@ import { reportCommand } from '../../src/cli/report.js';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
+import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
@@ -95,6 +96,44 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
 
   t.same(await sessionsCommand(gw, 'revoke', { all: true }), ['ended 2 session(s) of every user'], 'both of Bob’s');
   t.notOk(await signedIn(bob.b), 'every session ended');
+});
+
+t.test('erase: a sign-in begun before it and finishing while it runs starts no session (the marks stay throughout)', async (t) => {
+  let whileSweeping: (() => Promise<void>) | null = null;
+  const s = await startStack({
+    kv: (clock) => {
+      const kv = new MemoryKvStore(clock);
+      const scan = kv.scanKeys.bind(kv);
+      // The erasure's sweep over the user's keys: a sign-in finishes just after it.
+      kv.scanKeys = async function* (prefix) {
+        yield* scan(prefix);
+        const hook = whileSweeping;
+        if (hook && prefix.startsWith('user:{')) {
+          whileSweeping = null;
+          await hook();
+        }
+      };
+      return kv;
+    },
+  });
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  const gw = s.app.gateway;
+  const pid = gw.pidOf(ALICE.username)!;
+  const passwordAt = s.clock.now() - 5000;
+  let token: string | undefined;
+  // Once the erasure has ended her sessions: then just after its sweep over her keys.
+  const endAll = gw.sessions.endAll.bind(gw.sessions);
+  gw.sessions.endAll = async (...args) => {
+    const ended = await endAll(...args);
+    whileSweeping = async () => {
+      token = await gw.sessions.start({ pid, username: ALICE.username, proof: { factor: 'totp' }, jar: [] }, '192.0.2.1', passwordAt).catch(() => undefined);
+    };
+    return ended;
+  };
+  await gw.admin.erase(pid);
+  t.equal(whileSweeping, null, 'the sign-in finished during the sweep');
+  t.equal(token && (await gw.sessions.authenticate(token)), undefined, 'it started no session');
 });
 
 t.test('erase also removes what no configured key opens any more (a retired encryption key)', async (t) => {
