@@ -143,7 +143,7 @@ export class EnrolmentService {
     }
     const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), true, p.username, ip, p.invite);
     // The codes come with the stage: the page of that stage never finds it without them.
-    await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', factor: 'totp', factorId: bound.factor.id, recoveryCodes: bound.recoveryCodes ?? [] }), this.d.clock.now());
+    await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', factor: 'totp', factorAt: this.d.clock.now(), factorId: bound.factor.id, recoveryCodes: bound.recoveryCodes ?? [] }), this.d.clock.now());
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
     return bound;
   }
@@ -159,7 +159,7 @@ export class EnrolmentService {
     const deviceBound = bound.factor.kind === 'webauthn' && isDeviceBound(bound.factor.credential);
     await this.d.pending.update(
       id,
-      (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', factorId: bound.factor.id, ...(deviceBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
+      (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', factorAt: this.d.clock.now(), factorId: bound.factor.id, ...(deviceBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
       this.d.clock.now(),
     );
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });

@@ -68,7 +68,8 @@ export class PendingService {
       throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the factor enrolled at this login was removed');
     }
     // A login kept from before the password time was recorded counts as begun at once (before any ending).
-    const token = await this.d.sessions.start({ pid: p.pid, username: p.username, proof, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}) }, ip, p.passwordAt ?? 0);
+    const factorAt = verified ? undefined : p.factorAt;
+    const token = await this.d.sessions.start({ pid: p.pid, username: p.username, proof, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}), ...(factorAt ? { factorAt } : {}) }, ip, p.passwordAt ?? 0);
     const done: SignedIn = { ok: true, pid: p.pid, token, continueTo: p.continueTo, jar: p.jar };
     if (form !== undefined) await this.d.pending.finished.put(id, `${stage}\n${form}`, { pid: done.pid, token, continueTo: done.continueTo, jar: done.jar });
     return done;

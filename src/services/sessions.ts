@@ -32,10 +32,11 @@ export class SessionService {
    * Creates the session record and returns the signed cookie value. `passwordAt`: when the sign-in began; the user's
    * sessions ended since (a factor reset, a revocation) end it too, so it never starts.
    */
-  async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[] }, ip: string, passwordAt: number): Promise<string> {
+  async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[]; factorAt?: number }, ip: string, passwordAt: number): Promise<string> {
     const now = this.d.clock.now();
-    const { proof, ...rest } = s;
-    const record: SessionRecord = { ...rest, ...proven(proof), authTime: now, since: passwordAt, factorTime: now, lastSeen: now, csrf: newId() };
+    // `factorAt`: when the factor was verified, if not now (at enrolment, before the recovery codes were acknowledged).
+    const { proof, factorAt, ...rest } = s;
+    const record: SessionRecord = { ...rest, ...proven(proof), authTime: now, since: passwordAt, factorTime: factorAt ?? now, lastSeen: now, csrf: newId() };
     const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
     if (!sid) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's sessions were ended during the sign-in");
     this.d.security('session_started', { pid: s.pid, ip, factor: proof.factor, amr: amrOf(record) });

@@ -60,6 +60,8 @@ export interface PendingLogin {
   failureNotified?: boolean;
   /** The factor that completed the login (stage 'acknowledge'). */
   factor?: FactorKind;
+  /** When it was verified: the session's second-factor time (the recovery codes are acknowledged later). */
+  factorAt?: number;
   /** Its id: the login finishes only while the user still has it (removed meanwhile from another browser: not). */
   factorId?: string;
   /** That factor was a passkey that cannot leave its device (see RuleFactor). */

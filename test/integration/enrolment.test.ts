@@ -11,7 +11,7 @@ import { inputValue, type Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
-import { ALICE, BOB, atCodePage, enrol, jsonCall, passkeyCsrf, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, enrol, jsonCall, passkeyCsrf, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack, startRedisStack } from '../helpers/stack.js';
 
 const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
 
@@ -28,6 +28,23 @@ async function atProof(s: Stack, user = ALICE): Promise<{ b: Browser; csrf: stri
   if (answer.location !== '/_mfa/proof') throw new Error(`expected the proof step, got ${answer.location}`);
   return { b, csrf: inputValue((await b.get('/_mfa/proof')).body, 'csrf') };
 }
+
+t.test('the first session counts its second factor from the code checked at enrolment, not from the recovery codes saved later', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const p = s.config.server.prefix;
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const { secret, csrf } = await totpEnrolmentForm(s, b);
+  const checkedAt = s.clock.now();
+  t.equal((await b.post(`${p}/enrol/totp`, { csrf, code: await totpAt(secret, checkedAt) })).location, `${p}/recovery-codes`);
+  await b.get(`${p}/recovery-codes`);
+  s.clock.advance(290_000);
+  await b.post(`${p}/recovery-codes`, { csrf, saved: 'yes' });
+  const active = await s.app.gateway.sessions.authenticate(b.cookies.get('__Host-mfa-session'));
+  t.equal(active?.record.factorTime, checkedAt, 'the time of the code');
+  t.ok(active!.record.authTime >= checkedAt + 290_000, 'the session itself begins when it is started');
+});
 
 t.test('invite: no way to a factor without the code', async (t) => {
   const s = await startStack({ patch: invite });
