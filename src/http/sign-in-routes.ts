@@ -18,7 +18,7 @@ import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
 import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
-import { checkCsrf, checkSameOrigin, clientIp, field, member } from './forms.js';
+import { checkCsrf, checkSameOrigin, clientIp, crossSite, field, member } from './forms.js';
 import { pageContext, sendPage } from './pages.js';
 
 const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'enrol', verify: 'verify', acknowledge: 'recovery-codes' };
@@ -359,7 +359,12 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return sendPage(reply, 200, c, pages.logoutPage(c, { csrf: active.record.csrf }));
   });
   app.post(`${p}/logout`, async (req, reply) => {
-    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    const active = await sessions.authenticate(req.cookies[COOKIE.session]).catch((err: unknown) => {
+      // The store is down: the session cannot be ended now (it runs out at its idle timeout), but this browser
+      // forgets it (a shared computer), asked from this site; the answer says it did not work.
+      if (err instanceof GatewayError && err.code === 'GW_ERR_STORE_UNAVAILABLE' && !crossSite(req)) reply.clearCookie(COOKIE.session, clearOptions);
+      throw err;
+    });
     if (active) {
       checkCsrf(req, active.record.csrf);
       // The gateway session ends first, so it ends even when the portal is slow or does not answer.

@@ -175,6 +175,15 @@ t.test('Redis killed mid-test: 503, never a pass-through; restarted: service res
   const fresh = s.browser();
   const loginPage = await fresh.get('/login');
   t.equal(loginPage.status, 503, 'public pages need the store for their cookie jar too');
+  // Signing out now: the session cannot be ended, but the browser forgets it (not at another site's request).
+  const copy = s.browser();
+  for (const [k, v] of b.cookies) copy.cookies.set(k, v);
+  const crossSite = await copy.post('/_mfa/logout', { csrf: 'x' }, { 'sec-fetch-site': 'cross-site' });
+  t.equal(crossSite.status, 503);
+  t.ok(copy.cookies.has('__Host-mfa-session'), 'another site cannot have it cleared');
+  const out = await copy.post('/_mfa/logout', { csrf: 'x' });
+  t.equal(out.status, 503, 'logout: the session could not be ended');
+  t.notOk(copy.cookies.has('__Host-mfa-session'), 'but the browser no longer holds it');
   await redis.restart();
   t.ok(await waitFor(async () => (await fresh.get('/login')).status === 200), 'recovered');
   // Redis kept nothing: the old session is gone, so the browser is sent to sign in, not let through.
