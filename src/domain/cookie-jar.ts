@@ -46,10 +46,10 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
   for (const sc of parseSetCookie(forJar, { decodeValues: false })) {
     if (!sc.name || sc.name.length + sc.value.length > MAX_COOKIE_BYTES) continue;
     const path = sc.path?.startsWith('/') ? sc.path : defaultPath(requestPath);
-    const expiresAt = sc.maxAge !== undefined ? now + sc.maxAge * 1000 : sc.expires?.getTime();
+    const expiresAt = expiresAtOf(sc, now);
     const at = next.findIndex((c) => c.name === sc.name && c.path === path);
     const cookie: JarCookie = expiresAt === undefined ? { name: sc.name, value: sc.value, path } : { name: sc.name, value: sc.value, path, expiresAt };
-    const gone = expiresAt !== undefined && (Number.isNaN(expiresAt) || expiresAt <= now);
+    const gone = expired(expiresAt, now);
     // A replaced cookie keeps its place, so the Cookie header order stays stable (RFC 6265 §5.3 step 11.3).
     if (at !== -1) next.splice(at, 1, ...(gone ? [] : [cookie]));
     else if (!gone) next.push(cookie);
@@ -97,8 +97,23 @@ export function sameJar(a: Jar, b: Jar): boolean {
   return a === b || (a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.value === b[i]!.value && c.path === b[i]!.path && c.expiresAt === b[i]!.expiresAt));
 }
 
-export function setCookieNames(setCookies: readonly string[]): string[] {
-  return parseSetCookie([...setCookies], { decodeValues: false }).map((c) => c.name);
+/**
+ * The names of the cookies that Set-Cookie headers set: not those they delete (an empty value, `Max-Age=0`, an
+ * `Expires` in the past), which many portals send with a refused login.
+ */
+export function setCookieNames(setCookies: readonly string[], now: number): string[] {
+  return parseSetCookie([...setCookies], { decodeValues: false })
+    .filter((c) => c.value !== '' && !expired(expiresAtOf(c, now), now))
+    .map((c) => c.name);
+}
+
+/** When a cookie expires: Max-Age first (RFC 6265 §5.3), undefined for a session cookie (NaN: unreadable). */
+function expiresAtOf(sc: { maxAge?: number; expires?: Date }, now: number): number | undefined {
+  return sc.maxAge !== undefined ? now + sc.maxAge * 1000 : sc.expires?.getTime();
+}
+
+function expired(expiresAt: number | undefined, now: number): boolean {
+  return expiresAt !== undefined && (Number.isNaN(expiresAt) || expiresAt <= now);
 }
 
 function pathMatches(requestPath: string, cookiePath: string): boolean {

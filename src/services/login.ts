@@ -18,7 +18,7 @@ import type { FactorStore } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
-import type { PortalClient, PortalResponse } from '../upstream/portal-client.js';
+import { bodyText, type PortalClient, type PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
 import type { AccountAdmission, Admission, LoginLimits } from './login-limits.js';
 import type { Notifier } from './notifier.js';
@@ -233,9 +233,12 @@ export class LoginService {
     const setCookies = asArray(answer.headers['set-cookie']);
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);
     const location = first(answer.headers.location);
-    const facts: PortalAnswer = { status: answer.status, location, setCookieNames: setCookieNames(setCookies), body: answer.body.toString('utf8') };
-    const ok = answerMatches(login.success, facts);
-    if (!ok && login.failure && !answerMatches(login.failure, facts)) {
+    const text = bodyText(answer);
+    const facts: PortalAnswer = { status: answer.status, location, setCookieNames: setCookieNames(setCookies, clock.now()), body: text ?? '' };
+    // A body rule cannot judge a body the gateway cannot read: neither a success nor a refusal.
+    const unreadable = text === null && (login.success.body !== undefined || login.failure?.body !== undefined);
+    const ok = !unreadable && answerMatches(login.success, facts);
+    if (unreadable || (!ok && login.failure && !answerMatches(login.failure, facts))) {
       // Neither a success nor a refusal as configured: perhaps a success the rules miss (a `next` the location rule
       // does not expect, a page in another language). Its page and cookies go nowhere, the jar stays taken, and the
       // password counts as a failure (a guess must not learn more here than from a refusal).

@@ -1,4 +1,5 @@
 // Direct requests from the gateway to the portal (the login replay and logout), with bounded time and size.
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import { Agent, request, errors as undiciErrors } from 'undici';
 import { GatewayError } from '../errors.js';
 import type { InFlight } from './in-flight.js';
@@ -28,6 +29,11 @@ export class PortalClient {
         body: opts.body,
         dispatcher: this.agent,
       });
+      // Node passes a status line of 600 and above on; no browser or rule can make sense of it.
+      if (res.statusCode > 599) {
+        await res.body.dump();
+        throw new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', `portal answered with status ${res.statusCode}`);
+      }
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of res.body) {
@@ -50,5 +56,23 @@ export class PortalClient {
 
   close(): Promise<void> {
     return this.agent.close();
+  }
+}
+
+/**
+ * The answer's body as text, decoded as its Content-Encoding says (gzip, deflate, br: a portal may compress although
+ * asked not to), up to the size limit; null for another encoding, or a body that does not decode within the limit.
+ */
+export function bodyText(res: PortalResponse): string | null {
+  const encoding = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
+  const limit = { maxOutputLength: MAX_BODY_BYTES };
+  try {
+    if (encoding === '' || encoding === 'identity') return res.body.toString('utf8');
+    if (encoding === 'gzip' || encoding === 'x-gzip') return gunzipSync(res.body, limit).toString('utf8');
+    if (encoding === 'deflate') return inflateSync(res.body, limit).toString('utf8');
+    if (encoding === 'br') return brotliDecompressSync(res.body, limit).toString('utf8');
+    return null;
+  } catch {
+    return null;
   }
 }

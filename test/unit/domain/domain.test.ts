@@ -1,6 +1,6 @@
 import t from 'tap';
 import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-path.js';
-import { applySetCookies, cookieHeader, stillHolds } from '../../../src/domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, setCookieNames, stillHolds } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, safeRelativeTarget } from '../../../src/domain/redirect.js';
@@ -36,6 +36,14 @@ t.test('login success rules: every configured rule must hold', async (t) => {
   t.notOk(answerMatches({ status: [302], setCookie: 'AUTH' }, answer), 'cookie missing');
   t.ok(answerMatches({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: '<h1>Welcome</h1>' }));
   t.notOk(answerMatches({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: 'Invalid password' }), 'body pattern');
+});
+
+t.test('the cookies a login answer sets: not those it deletes', async (t) => {
+  const now = Date.UTC(2026, 0, 1);
+  t.same(setCookieNames(['AUTH=tok; Path=/; HttpOnly', 'THEME=dark; Max-Age=60'], now), ['AUTH', 'THEME']);
+  for (const deletion of ['AUTH=; Path=/', 'AUTH=x; Max-Age=0', 'AUTH=x; Max-Age=-1', 'AUTH=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT', 'AUTH=x; Expires=nonsense'])
+    t.same(setCookieNames([deletion], now), [], deletion);
+  t.same(setCookieNames(['AUTH=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=60'], now), ['AUTH'], 'Max-Age comes first');
 });
 
 t.test('cookie jar: at most 50 cookies, the oldest of a narrower path going first, each of at most 4096 bytes (RFC 6265 §6.1)', async (t) => {

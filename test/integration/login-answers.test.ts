@@ -1,0 +1,102 @@
+// Login answers of portals unlike the demo portal: a refusal that deletes the cookie a success sets, an answer
+// compressed although the gateway asked for none, a status no rule can judge.
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import t, { type Test } from 'tap';
+import { buildApp } from '../../src/app.js';
+import { resolveConfig } from '../../src/config/load.js';
+import { Browser } from '../helpers/browser.js';
+import { rawTestConfig } from '../helpers/config.js';
+
+type LoginAnswer = (password: string, res: ServerResponse) => void;
+
+/** A gateway in front of a portal whose login answers as `answer` says; `cookies`: what its login page was sent. */
+async function start(t: Test, answer: LoginAnswer, patch: (raw: Record<string, any>) => void) {
+  const cookies: string[] = [];
+  const portal = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = new URL(req.url!, 'http://portal').pathname;
+      if (path === '/login' && req.method === 'GET') {
+        cookies.push(req.headers.cookie ?? '');
+        return void res.writeHead(200, { 'content-type': 'text/html' }).end('<form method="post">login</form>');
+      }
+      if (path === '/login' && req.method === 'POST') return answer(new URLSearchParams(Buffer.concat(chunks).toString()).get('password') ?? '', res);
+      res.writeHead(404).end();
+    });
+  });
+  portal.listen(0, '127.0.0.1');
+  await once(portal, 'listening');
+  const raw = rawTestConfig(`http://127.0.0.1:${(portal.address() as AddressInfo).port}`);
+  patch(raw);
+  const app = await buildApp(resolveConfig(raw));
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await app.close();
+    portal.closeAllConnections();
+    portal.close();
+  });
+  const b = new Browser(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`);
+  /** Whether the portal's signed-in cookie reached the browser, or the portal with the browser's next request. */
+  const leaked = async () => {
+    await b.get('/login');
+    return b.cookies.has('AUTH') || /AUTH=tok/.test(cookies.at(-1)!);
+  };
+  return { b, leaked };
+}
+
+t.test('a refusal that deletes the cookie the success rule names is a refusal', async (t) => {
+  const { b } = await start(
+    t,
+    (password, res) =>
+      password === 'right'
+        ? res.writeHead(302, { location: '/home', 'set-cookie': 'AUTH=tok; Path=/; HttpOnly' }).end()
+        : // Refused: back to the form, and any stale cookie deleted (a common pattern).
+          res.writeHead(302, { location: '/login?error=1', 'set-cookie': 'AUTH=; Path=/; Max-Age=0' }).end(),
+    (raw) => (raw.portal.login.success = { status: [302], setCookie: 'AUTH' }),
+  );
+  const wrong = await b.post('/login', { username: 'alice', password: 'wrong' });
+  t.equal(wrong.location, '/login?error=1', "the portal's own refusal");
+  t.notOk(b.cookies.has('__Host-mfa-pending'), 'no second step');
+  const right = await b.post('/login', { username: 'alice', password: 'right' });
+  t.equal(right.location, '/_mfa/enrol', 'the right password goes on to the second step');
+});
+
+t.test('a compressed login answer is judged by its decoded body', async (t) => {
+  const page = (html: string, cookie?: string) => (res: ServerResponse) =>
+    res.writeHead(200, { 'content-type': 'text/html', 'content-encoding': 'gzip', ...(cookie ? { 'set-cookie': cookie } : {}) }).end(gzipSync(html));
+  const { b, leaked } = await start(
+    t,
+    (password, res) => (password === 'right' ? page('<h1>Welcome alice</h1>', 'AUTH=tok; Path=/')(res) : page('<p>Wrong password</p>')(res)),
+    (raw) => (raw.portal.login.success = { status: [200], body: 'Welcome' }),
+  );
+  const wrong = await b.post('/login', { username: 'alice', password: 'wrong' });
+  t.equal(wrong.status, 200, "a refusal: the portal's page");
+  const right = await b.post('/login', { username: 'alice', password: 'right' });
+  t.equal(right.location, '/_mfa/enrol', 'a success: on to the second step');
+  t.notOk(await leaked(), "the portal's signed-in session stays with the gateway");
+});
+
+t.test('a login answer whose body cannot be read is neither a success nor a refusal when a body rule must judge it', async (t) => {
+  const { b, leaked } = await start(
+    t,
+    (_password, res) => res.writeHead(200, { 'content-type': 'text/html', 'content-encoding': 'zstd', 'set-cookie': 'AUTH=tok; Path=/' }).end('<h1>Welcome alice</h1>'),
+    (raw) => (raw.portal.login.success = { status: [200], body: 'Welcome' }),
+  );
+  const answer = await b.post('/login', { username: 'alice', password: 'right' }, { accept: 'application/json' });
+  t.equal(answer.status, 502);
+  t.match(JSON.parse(answer.body), { error: 'GW_ERR_LOGIN_UNRECOGNISED' });
+  t.notOk(await leaked(), "the answer's session cookie went nowhere");
+});
+
+t.test('a login answered with a status outside 100–599 is the 502 of a portal that cannot be used', async (t) => {
+  // Node's server refuses to write such a status: written raw.
+  const { b, leaked } = await start(t, (_password, res) => res.socket!.end('HTTP/1.1 600 Odd\r\nset-cookie: AUTH=tok; Path=/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'), () => {});
+  const answer = await b.post('/login', { username: 'alice', password: 'right' }, { accept: 'application/json' });
+  t.equal(answer.status, 502);
+  t.match(JSON.parse(answer.body), { error: 'GW_ERR_UPSTREAM_UNAVAILABLE' });
+  t.notOk(await leaked());
+});
