@@ -27,7 +27,7 @@ const IDENTITY = new RegExp(
       'x-pomerium-', 'shib-', 'auth-user$', 'oidc-claim-',
       'remote-', 'x-remote-', 'x-auth', 'x-user', 'x-webauth-', 'x-email$', 'x-preferred-username$', 'x-principal', 'x-proxy-user$',
       'x-groups$', 'x-roles$',
-      'x-ssl-', 'ssl-client', 'x-client-cert', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
+      'x-ssl-', 'ssl-client', 'x-client-cert', 'client-cert$', 'client-cert-chain$', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
       'x-ms-client-principal', 'x-ms-token-aad-', 'x-arr-clientcert$', 'cf-access-', 'gap-auth$', 'x-consumer-', 'x-credential-',
       'x-anonymous-consumer$', 'x-original-url$', 'x-rewrite-url$', 'x-original-uri$', 'x-original-method$',
       'x-original-host$', 'x-host$', 'x-middleware-subrequest$', 'x-mfa-', 'proxy$',

@@ -28,6 +28,9 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     'x-ssl-client-s-dn': 'CN=admin',
     'ssl-client-cert': 'forged',
     'x-client-cert': 'forged',
+    // RFC 9440.
+    'client-cert': ':Zm9yZ2Vk:',
+    'client-cert-chain': ':Zm9yZ2Vk:',
     'x-amzn-oidc-identity': 'admin',
     'x-goog-authenticated-user-email': 'admin@x',
     'x-ms-client-principal-name': 'admin',
@@ -69,7 +72,7 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     ...['x-ms-client-principal-name', 'cf-access-authenticated-user-email', 'x-principal', 'client-ip', 'x-cluster-client-ip', 'x-http-method-override', 'x-method-override', 'x-username-hint'],
     ...['x-ms-token-aad-id-token', 'x-arr-clientcert', 'gap-auth', 'x-consumer-username', 'x-credential-identifier', 'x-credential-username', 'x-anonymous-consumer'],
     ...['x-originating-ip', 'x-true-client-ip', 'cf-connecting-ipv6', 'fastly-client-ip', 'x-original-forwarded-for', 'x-envoy-original-path', 'x-pomerium-claim-email'],
-    ...['shib-identity-provider', 'auth-user', 'front-end-https', 'oidc-claim-email', 'x-portal-operator'],
+    ...['shib-identity-provider', 'auth-user', 'front-end-https', 'oidc-claim-email', 'x-portal-operator', 'client-cert', 'client-cert-chain'],
   ]) {
     t.notOk(name in seen, `${name} removed`);
   }
