@@ -27,10 +27,11 @@ const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
  * encoding, invalid UTF-8, characters NFKC would change or Windows would read as a separator, NTFS stream names
  * ('::$'), names ending in '.' or ' ' (before any parameters) or starting with '..', ';'
  * path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))` segments,
- * fragments, absolute-form targets, a query starting with '/', and a path longer than 4096 characters.
+ * fragments, absolute-form targets and ones starting with `//` (an authority to URL parsers, which can carry
+ * `user:password@`), a query starting with '/', and a path longer than 4096 characters.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
-  if (!rawUrl.startsWith('/')) return null;
+  if (!rawUrl.startsWith('/') || rawUrl.startsWith('//')) return null;
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   // IIS's own limit (maxUrl): no portal needs more, and it bounds the time rules with wildcards take to match.
@@ -133,13 +134,13 @@ export function loggedPath(path: string): string {
 
 /**
  * A request target as the client sent it, for a request no rule decided on (refused earlier): its path as
- * loggedPath shows one, `;` parameters sent encoded (`%3B`) too. A target that is not a path (absolute-form, which
+ * loggedPath shows one, `;` parameters sent encoded (`%3B`, `%3D`) too. A target that is not a path (absolute-form, which
  * can carry `user:password@`, or `*`) or that starts with an authority (`//user:password@host/…`) is not shown.
  */
 export function loggedTarget(url: string): string {
   const path = url.split('?', 1)[0]!;
   if (!path.startsWith('/') || path.startsWith('//')) return '(not a path)';
-  return loggedPath(path.replace(/%3b/gi, ';'));
+  return loggedPath(path.replace(/%3b/gi, ';').replace(/%3d/gi, '='));
 }
 
 /**

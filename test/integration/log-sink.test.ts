@@ -86,12 +86,14 @@ t.test('a refused request target is logged by its path only: no credentials of a
   const ask = (target: string) => rawRequest(s.url, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
   t.match(await ask('http://alice:S3cretPassw0rd@127.0.0.1/records'), /^HTTP\/1.1 400/, 'absolute form: refused');
   t.match(await ask('/records/%3Bjsessionid=S3CRETJSID4'), /^HTTP\/1.1 400/, 'an encoded ;: refused');
+  t.match(await ask('/records;jsessionid%3DS3CRETJSID5'), /^HTTP\/1.1 400/, 'an encoded =: refused');
+  t.match(await ask('//alice:S3cretPassw0rd6@127.0.0.1/records'), /^HTTP\/1.1 400/, 'a target starting with an authority: refused');
   await s.close();
   const log = s.logs.join('\n');
   const trail = auditFiles(s.config.audit.dir).map((f) => readFileSync(f, 'utf8')).join('');
   t.match(log, '"path":"(not a path)"', 'the access line says what was refused');
   t.match(log, '"path":"/records/;jsessionid=…"');
-  for (const secret of ['S3cretPassw0rd', 'S3CRETJSID4']) t.notOk(log.includes(secret) || trail.includes(secret), `${secret} in neither the log nor the trail`);
+  for (const secret of ['S3cretPassw0rd', 'S3CRETJSID4', 'S3CRETJSID5', 'S3cretPassw0rd6']) t.notOk(log.includes(secret) || trail.includes(secret), `${secret} in neither the log nor the trail`);
 });
 
 t.test('a long path is cut in the log and the audit trail: a refused request cannot write kilobytes to them', async (t) => {
