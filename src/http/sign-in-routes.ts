@@ -26,6 +26,9 @@ const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'en
 const MORE_TIME_PAGES: Record<PendingStage, readonly string[]> = { proof: ['proof'], enrol: ['enrol', 'enrol/totp'], verify: ['verify', 'recovery'], acknowledge: [] };
 // WebAuthn responses with attestation are larger than a form; still bounded.
 const JSON_LIMIT = 64 * 1024;
+/** A cookie name (an RFC 9110 token), and what a cookie's value or path may hold in a header: printable ASCII but ';'. */
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const COOKIE_TEXT = /^[\x20-\x3a\x3c-\x7e]*$/;
 
 export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, pending, enrolment, secondFactor, sessions, ui } = ctx;
@@ -56,10 +59,17 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const known = await ctx.login.knownBrowserToken(done.pid).catch((err: unknown) => void req.log.warn({ err }, 'could not give a known-browser token'));
     if (known) reply.setCookie(COOKIE.known, known, cookieOptions(KNOWN_BROWSER_SECONDS));
     if (ctx.browserCookies === 'all') {
+      // Written as the portal wrote them (the cookie serializer refuses values a portal may use, a space among them),
+      // but only what a header can carry.
       const now = ctx.clock.now();
+      const secure = req.client.proto === 'https' ? '; Secure' : '';
       for (const c of done.jar.filter((x) => x.expiresAt === undefined || x.expiresAt > now)) {
-        const maxAge = c.expiresAt === undefined ? {} : { maxAge: Math.floor((c.expiresAt - now) / 1000) };
-        reply.setCookie(c.name, c.value, { path: c.path, httpOnly: true, secure: req.client.proto === 'https', sameSite: 'lax', encode: (v) => v, ...maxAge });
+        if (!COOKIE_NAME.test(c.name) || !COOKIE_TEXT.test(c.value) || !COOKIE_TEXT.test(c.path)) {
+          req.log.warn({ cookie: c.name.slice(0, 100) }, 'a portal cookie that cannot be given to the browser');
+          continue;
+        }
+        const maxAge = c.expiresAt === undefined ? '' : `; Max-Age=${Math.floor((c.expiresAt - now) / 1000)}`;
+        reply.header('set-cookie', `${c.name}=${c.value}; Path=${c.path}${maxAge}; HttpOnly${secure}; SameSite=Lax`);
       }
     }
   };

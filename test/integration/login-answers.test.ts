@@ -3,12 +3,16 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
+import pino from 'pino';
 import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { resolveConfig } from '../../src/config/load.js';
+import { loggerOptions } from '../../src/log.js';
 import { Browser } from '../helpers/browser.js';
 import { rawTestConfig } from '../helpers/config.js';
+import { enrol, type Stack } from '../helpers/stack.js';
 
 type LoginAnswer = (password: string, res: ServerResponse) => void;
 
@@ -32,7 +36,15 @@ async function start(t: Test, answer: LoginAnswer, patch: (raw: Record<string, a
   await once(portal, 'listening');
   const raw = rawTestConfig(`http://127.0.0.1:${(portal.address() as AddressInfo).port}`);
   patch(raw);
-  const app = await buildApp(resolveConfig(raw));
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const config = resolveConfig(raw);
+  const app = await buildApp(config, { logger: pino(loggerOptions('debug'), sink) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
     await app.close();
@@ -45,7 +57,9 @@ async function start(t: Test, answer: LoginAnswer, patch: (raw: Record<string, a
     await b.get('/login');
     return b.cookies.has('AUTH') || /AUTH=tok/.test(cookies.at(-1)!);
   };
-  return { b, leaked };
+  // What the enrolment helper needs of a stack.
+  const stack = { config, clock: { now: () => Date.now() } } as unknown as Stack;
+  return { b, leaked, logs, stack };
 }
 
 t.test('a refusal that deletes the cookie the success rule names is a refusal', async (t) => {
@@ -99,4 +113,17 @@ t.test('a login answered with a status outside 100–599 is the 502 of a portal 
   t.equal(answer.status, 502);
   t.match(JSON.parse(answer.body), { error: 'GW_ERR_UPSTREAM_UNAVAILABLE' });
   t.notOk(await leaked());
+});
+
+t.test("forward-auth mode: the portal's cookies go to the browser as the portal wrote them, a space in a value too", async (t) => {
+  const value = 'S3cretPortalSess Value42';
+  const { b, logs, stack } = await start(t, (_password, res) => res.writeHead(302, { location: '/', 'set-cookie': `PORTALSESSID=${value}; Path=/; HttpOnly` }).end(), (raw) => {
+    raw.server.trustedProxies = ['127.0.0.1'];
+    raw.forwardAuth = { enabled: true };
+  });
+  t.equal((await b.post('/login', { username: 'alice', password: 'right' })).location, '/_mfa/enrol');
+  const { done } = await enrol(stack, b);
+  t.equal(done.status, 303, 'signed in');
+  t.equal(b.cookies.get('PORTALSESSID'), value, "the portal's session cookie, as the portal set it");
+  t.notOk(logs.join('\n').includes('S3cretPortalSess'), 'its value is in no log line');
 });
