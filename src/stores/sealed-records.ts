@@ -48,12 +48,12 @@ export class SealedRecords<T> {
       const current = this.open(key, version);
       const next = change(current);
       if (next === current) return next;
-      if (next === null) throw new TypeError(`a change cannot delete ${key}`);
+      if (next === null) throw new TypeError(`a change cannot delete a ${kindOf(key)} record`);
       const sealed = this.sealer.seal(JSON.stringify(next), key);
       const written = current === null ? await this.kv.setIfAbsent(key, sealed, ttlMs?.(next)) : await this.kv.replaceIf(key, version!, sealed, ttlMs?.(next));
       if (written) return next;
     }
-    throw new Error(`${key} changed ${CHANGE_ATTEMPTS} times while being changed`);
+    throw new Error(`a ${kindOf(key)} record changed ${CHANGE_ATTEMPTS} times while being changed`);
   }
 
   delete(key: string): Promise<void> {
@@ -79,4 +79,9 @@ export class SealedRecords<T> {
       return null;
     }
   }
+}
+
+/** What kind of record a key names (`jar`, `pending`, `session`…), for messages: keys hold ids that are credentials. */
+function kindOf(key: string): string {
+  return key.split(':', 1)[0]!;
 }
