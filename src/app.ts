@@ -1,5 +1,6 @@
 // The HTTP app: fastify with the edge checks, the gateway's own routes and the proxy, around a Gateway.
 import { readFileSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
@@ -42,6 +43,16 @@ function answered(gateway: Gateway): (r: AnsweredRequest) => void {
       audit.append({ kind: 'request', pid: a.pid, device: a.device, ip: r.ip, method: r.method, path: r.path, rule: a.rule, verdict: a.verdict, status: r.status, ms: r.ms });
     }
   };
+}
+
+/** A whole HTTP answer for a request the server could not read: the error's code as JSON, HSTS, no keep-alive. */
+function rawErrorAnswer(code: ErrorCode, message: string): string {
+  const body = JSON.stringify({ error: code, message });
+  const status = ERRORS[code].status;
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nstrict-transport-security: ${HSTS}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `x-content-type-options: nosniff\r\ncache-control: no-store\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
+  );
 }
 
 /** Request ids for log correlation: a random instance prefix and a counter (cheap, unique per instance). */
@@ -101,6 +112,16 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     frameworkErrors: (error, req, reply) => {
       gateway.metrics.request(undefined, undefined, ERRORS.GW_ERR_BAD_PATH.status, 0);
       answerError(new GatewayError('GW_ERR_BAD_PATH', error.code), req, reply.header('strict-transport-security', HSTS));
+    },
+    // A request Node cannot read (headers too large, malformed, too slow to arrive) is answered before any hook: the
+    // gateway's code and HSTS, the connection closed.
+    clientErrorHandler: (err, socket) => {
+      const { code } = err as NodeJS.ErrnoException;
+      if (code === 'ECONNRESET' || socket.destroyed) return;
+      const refusal: ErrorCode = code === 'HPE_HEADER_OVERFLOW' ? 'GW_ERR_HEADERS_TOO_LARGE' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'GW_ERR_REQUEST_TIMEOUT' : 'GW_ERR_BAD_REQUEST';
+      gateway.metrics.request(undefined, undefined, ERRORS[refusal].status, 0);
+      if (socket.writable) socket.write(rawErrorAnswer(refusal, gateway.ui.messages.forRequest(undefined).t(`error.${refusal}`)));
+      socket.destroy();
     },
     // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over). A
     // request without Host is left to the edge hook (421 with the gateway's page and HSTS), not answered by Node.

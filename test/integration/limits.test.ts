@@ -391,6 +391,10 @@ t.test('server limits: bodies, headers, slow clients, requests in flight', async
   t.ok(b.cookies.has('__Host-mfa-session'), 'and nothing was done');
   const headers = await rawRequest(s.url, `GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(10_000)}\r\n\r\n`);
   t.match(headers, /^HTTP\/1\.1 431 /, 'headers too large');
+  t.match(headers, /\r\nstrict-transport-security: max-age=/, 'with HSTS');
+  t.match(headers, /"error":"GW_ERR_HEADERS_TOO_LARGE"/, "the gateway's code");
+  const malformed = await rawRequest(s.url, `GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bad: a\x01b\r\n\r\n`);
+  t.match(malformed, /^HTTP\/1\.1 400 [^]*\r\nstrict-transport-security: [^]*"error":"GW_ERR_BAD_REQUEST"/, 'a malformed request: 400, HSTS, the code');
 
   const slow = await new Promise<string>((resolve) => {
     const sock = connect(Number(new URL(s.url).port), '127.0.0.1', () => sock.write('GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\n'));
@@ -398,7 +402,7 @@ t.test('server limits: bodies, headers, slow clients, requests in flight', async
     sock.on('data', (d) => (data += d));
     sock.on('close', () => resolve(data));
   });
-  t.match(slow, /^(HTTP\/1\.1 408 [^]*|)$/, 'headers never finished: the connection is closed after headersTimeout');
+  t.match(slow, /^(HTTP\/1\.1 408 [^]*"error":"GW_ERR_REQUEST_TIMEOUT"[^]*|)$/, 'headers never finished: the connection is closed after headersTimeout');
 
   const slowPage = () => b.get('/slow?ms=600', { accept: 'application/json' });
   const results = await Promise.all([slowPage(), slowPage(), (async () => (await new Promise((r) => setTimeout(r, 100)), slowPage()))()]);
