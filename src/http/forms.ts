@@ -41,7 +41,8 @@ export function checkSameOrigin(req: FastifyRequest): void {
 export function crossSite(req: FastifyRequest): string | null {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none') return `sec-fetch-site ${site}`;
-  const origin = req.headers.origin;
+  // Without either header (older browsers, on a GET), the Referer when there is one.
+  const origin = req.headers.origin ?? req.headers.referer;
   if (origin === undefined) return null;
   const from = urlOf(origin);
   // Another host, or the plain-http site of this host sending to the https gateway (a network attacker's page).

@@ -191,6 +191,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
 
   // 3. Recovery codes: shown once (taken from the pending login as they are shown), then acknowledged.
   app.get(`${p}/recovery-codes`, async (req, reply) => {
+    // Their one showing is not used up by another site (a window it opens and closes at once).
+    checkSameOrigin(req);
     const { id, p: login } = await pending.at(pendingId(req), 'acknowledge');
     // HEAD (a prefetch, a link checker) shows nothing, so it takes nothing.
     const codes = req.method === 'HEAD' ? [] : await pending.takeRecoveryCodes(id, login);

@@ -84,6 +84,7 @@ t.test('stray requests during enrolment (a favicon, a reload) do not end the log
   t.equal((await b.get('/favicon.ico')).location, '/_mfa/continue');
   t.equal((await b.get('/_mfa/continue')).location, '/_mfa/recovery-codes', 'back to the step the login is at');
   t.equal((await b.send('HEAD', '/_mfa/recovery-codes')).status, 200, 'a HEAD (a prefetch) answers without a body…');
+  t.equal((await b.get('/_mfa/recovery-codes', { 'sec-fetch-site': 'cross-site' })).status, 403, '…another site (a window it opens and closes) gets nothing…');
   const first = await b.get('/_mfa/recovery-codes');
   t.equal([...first.body.matchAll(/<li>/g)].length, 10, '…and leaves the codes to be shown, once');
   const again = await b.get('/_mfa/recovery-codes');
@@ -538,7 +539,8 @@ t.test("another site's link to the portal's logout ends nothing: the person conf
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
   const before = s.portalRequests.length;
-  for (const headers of [{ 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { origin: 'https://evil.example' }]) {
+  // The last: an older browser, which sends neither Fetch Metadata nor Origin on a GET, but a Referer.
+  for (const headers of [{ 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { origin: 'https://evil.example' }, { referer: 'https://evil.example/page' }]) {
     const out = await b.get('/logout', headers);
     t.equal(out.status, 303, `${JSON.stringify(headers)}: sent to the confirmation`);
     t.equal(out.location, '/_mfa/logout');
