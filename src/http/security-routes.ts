@@ -8,6 +8,7 @@ import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import { isDeviceBound } from '../mechanisms/webauthn.js';
 import { CHANGE_WINDOW_MS, recoverySetOf } from '../services/factors.js';
 import type { ActiveSession } from '../services/sessions.js';
+import { removable, usable } from '../stores/factor-store.js';
 import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
@@ -70,7 +71,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
           name: f.name,
           addedAt: f.addedAt,
           ...(f.lastUsedAt ? { lastUsedAt: f.lastUsedAt } : {}),
-          ...(f.kind === 'webauthn' && f.suspectSince !== undefined ? { suspect: true } : {}),
+          ...(usable(f) ? {} : { suspect: true }),
+          removable: removable(mine.factors, f.id),
         })),
         recoveryLeft: mine.recovery ? codesLeft(mine.recovery) : 0,
         recoverySet: recoverySetOf(mine),

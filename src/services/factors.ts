@@ -4,7 +4,7 @@ import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { newRecoveryCodes } from '../mechanisms/recovery-codes.js';
 import { isDeviceBound } from '../mechanisms/webauthn.js';
-import type { CredentialOwners, Factor, FactorStore, UserFactors } from '../stores/factor-store.js';
+import { removable, type CredentialOwners, type Factor, type FactorStore, type UserFactors } from '../stores/factor-store.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession, SessionService } from './sessions.js';
@@ -40,7 +40,7 @@ export class FactorService {
     await this.afterChange(active, ip);
   }
 
-  /** Removes a factor; never the last one, so the account always keeps a second factor. */
+  /** Removes a factor; never the last usable one, so the account always keeps a second factor that works. */
   async remove(active: ActiveSession, factorId: string, ip: string): Promise<void> {
     this.requireRecent(active);
     let removed: Factor | undefined;
@@ -48,7 +48,8 @@ export class FactorService {
     await this.d.factors.update(active.record.pid, (cur) => {
       const current = cur ?? { factors: [] };
       removed = this.find(current, factorId);
-      if (current.factors.length <= 1) throw new GatewayError('GW_ERR_BAD_REQUEST', 'the last factor cannot be removed');
+      // A passkey marked as copied proves nothing: it does not count as the factor that is left.
+      if (!removable(current.factors, factorId)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'the last usable factor cannot be removed');
       return { ...current, factors: current.factors.filter((f) => f.id !== factorId) };
     });
     const factor = removed!;

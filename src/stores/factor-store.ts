@@ -25,6 +25,16 @@ export type WebAuthnFactor = FactorBase & {
 };
 export type Factor = TotpFactor | WebAuthnFactor;
 
+/** Whether a factor can still prove anything: not a passkey a copy of which answered. */
+export function usable(f: Factor): boolean {
+  return !(f.kind === 'webauthn' && f.suspectSince !== undefined);
+}
+
+/** Whether removing the factor `id` leaves the person a second factor that works. */
+export function removable(factors: readonly Factor[], id: string): boolean {
+  return factors.some((f) => f.id !== id && usable(f));
+}
+
 export interface UserFactors {
   factors: Factor[];
   recovery?: RecoveryCodeSet & { addedAt: number };

@@ -281,12 +281,13 @@ export interface FactorView {
   lastUsedAt?: number;
   /** A passkey a copy of which answered: it opens nothing until removed (and a key registered again). */
   suspect?: boolean;
+  /** Another factor that works is left without it. */
+  removable: boolean;
 }
 
 export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoverySet: string; notice?: MessageKey; error?: string }): string {
   const { t } = ctx;
   const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
-  const onlyOne = v.factors.length === 1;
   const items = v.factors
     .map(
       (f) => `<li>
@@ -299,7 +300,7 @@ ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
 <button type="submit">${esc(t('securityRename'))}</button>
 </form>
 ${
-  onlyOne
+  !f.removable
     ? `<p class="hint">${esc(t('securityLastFactor'))}</p>`
     : `<form method="post" action="${ctx.prefix}/security/remove">${hidden('csrf', v.csrf)}${hidden('factor', f.id)}<button type="submit" class="secondary">${esc(t('securityRemove', { name: f.name }))}</button></form>`
 }

@@ -5,7 +5,7 @@ import { inputValue } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, jsonCall, passkeyCsrf, signInWithPasskey, signUpWithPasskey, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, jsonCall, passkeyCsrf, signInWithPasskey, signUpAndEnrol, signUpWithPasskey, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
 
 const ORIGIN = 'http://localhost';
 const events = (s: Stack, name: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === name);
@@ -193,6 +193,28 @@ t.test('a sign counter that does not increase: refused, a security event and a n
   const recovery = inputValue((await later.get('/_mfa/recovery')).body, 'csrf');
   t.equal((await later.post('/_mfa/recovery', { csrf: recovery, code: codes[0]! })).status, 303);
   t.match((await later.get('/_mfa/security')).body, 'A copy of this key was used to sign in, so it no longer works.');
+});
+
+t.test('a passkey marked as copied does not count as the factor left: the app beside it cannot be removed, the passkey can', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const options = await jsonCall(b, '/_mfa/security/passkey/options', csrf);
+  t.equal((await jsonCall(b, '/_mfa/security/passkey', csrf, { credential: auth.register(options.json), name: 'Key' })).status, 200);
+  const clone = auth.clone();
+  t.equal((await signInWithPasskey(s, auth)).answer.status, 200);
+  t.equal((await signInWithPasskey(s, clone)).answer.status, 400, 'the copy: the key is suspect from now on');
+  const page = await b.get('/_mfa/security');
+  const ids = [...new Set([...page.body.matchAll(/name="factor" value="([^"]+)"/g)].map((m) => m[1]!))];
+  const appId = ids.find((id) => page.body.indexOf(`value="${id}"`) < page.body.indexOf('Key'))!;
+  const keyId = ids.find((id) => id !== appId)!;
+  t.match(page.body, 'This is your only second step, so it cannot be removed.', 'the page says so');
+  const form = inputValue(page.body, 'csrf');
+  t.equal((await b.post('/_mfa/security/remove', { csrf: form, factor: appId })).status, 400, 'the app: refused');
+  t.equal((await b.post('/_mfa/security/remove', { csrf: form, factor: keyId })).status, 303, 'the copied key: removed');
+  t.ok(await s.app.gateway.factors.list(s.app.gateway.pidOf(ALICE.username)!).then((f) => f.factors.length === 1 && f.factors[0]!.kind === 'totp'), 'the app is left');
 });
 
 t.test('a cloned authenticator racing the genuine one with the same counter: one gets in, the other is refused', async (t) => {
