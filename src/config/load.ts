@@ -122,6 +122,8 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
       const at = path ? `${path}.${k}` : k;
       if (k.endsWith('_FILE') && typeof v === 'string') {
         const target = k.slice(0, -'_FILE'.length);
+        // Both: which one wins would depend on their order in the file (for keys.pseudonym, every enrolment).
+        if (Object.hasOwn(node, target)) problems.push(`${path ? `${path}.` : ''}${target}: give either ${target} or ${k}, not both`);
         const file = resolve(baseDir, substitute(v, at, env, baseDir, problems) as string);
         try {
           out[target] = readFileSync(file, 'utf8').trim();
@@ -267,13 +269,16 @@ function checkSemantics(c: Config): string[] {
     problems.push('identity.assertion.signingKey: not an EC P-256 private key (PKCS#8 PEM)');
   }
   const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
-  const sameHost = c.admin.host === c.server.host || wildcard(c.admin.host) || wildcard(c.server.host);
+  // `localhost` is the loopback address of either family.
+  const listening = (host: string) => (host === 'localhost' ? ['127.0.0.1', '::1'] : [host]);
+  const sameHost = wildcard(c.admin.host) || wildcard(c.server.host) || listening(c.admin.host).some((a) => listening(c.server.host).includes(a));
   if (c.admin.enabled && c.admin.port !== 0 && c.admin.port === c.server.port && sameHost) problems.push('admin.port: the same address as server.port');
   if (c.audit.redisStream.enabled && c.store.type !== 'redis') problems.push('audit.redisStream: needs store.type redis');
   if (c.store.redis.mode === 'sentinel' && (!c.store.redis.sentinels.length || !c.store.redis.masterName)) problems.push('store.redis: sentinel mode needs sentinels and masterName');
   if (c.store.redis.mode === 'cluster' && !c.store.redis.nodes.length) problems.push('store.redis.nodes: cluster mode needs seed nodes');
   if (c.store.redis.mode === 'cluster' && c.store.redis.replicaAcks) problems.push('store.redis.replicaAcks: not available in cluster mode');
   if (c.devices.header && c.server.trustedProxies.length === 0) problems.push('devices.header: needs server.trustedProxies (the header is believed only from them)');
+  if (c.forwardAuth.enabled && c.server.trustedProxies.length === 0) problems.push('forwardAuth.enabled: needs server.trustedProxies (the proxies that may ask)');
   if (c.devices.crlFile && !c.devices.caFile) problems.push('devices.crlFile: needs devices.caFile');
   // A fingerprint names no serial number: the CRL could not be checked for devices known by one.
   if (c.devices.crlFile && c.devices.header?.format === 'fingerprint') {

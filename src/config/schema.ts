@@ -83,10 +83,10 @@ export const ConfigSchema = Type.Object(
           pattern: '^/[a-z0-9_-]+$',
           description: "Reserved path prefix of the gateway's own pages; never forwarded to the portal.",
         }),
-        hosts: Type.Array(Type.String({ pattern: '^[A-Za-z0-9.:\\[\\]-]+$' }), {
+        hosts: Type.Array(Type.String({ pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+)$' }), {
           minItems: 1,
           default: ['localhost', '127.0.0.1'],
-          description: 'Host names the gateway answers to (case-insensitive, port ignored); any other Host is refused (421).',
+          description: 'Host names the gateway answers to (case-insensitive, without a port: the port a request names is ignored; IPv6 in brackets); any other Host is refused (421).',
         }),
         trustedProxies: Type.Array(Type.String(), {
           default: [],

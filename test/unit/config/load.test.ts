@@ -1,6 +1,6 @@
 import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, configWarnings, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
@@ -187,6 +187,27 @@ t.test('replica acknowledgements: single and sentinel, not cluster', async (t) =
   t.same(problemsOf(() => resolveConfig(raw)), []);
 });
 
+t.test('settings that would start a gateway nothing can reach: refused at check', async (t) => {
+  const withHosts = (hosts: string[]) => problemsOf(() => resolveConfig({ ...rawTestConfig('http://127.0.0.1:1'), server: { ...rawTestConfig('http://127.0.0.1:1').server, hosts } }));
+  for (const host of ['portal.example.org:443', '::1', '[::1]:8443']) t.ok(withHosts([host]).some((p) => p.startsWith('server.hosts.0:')), `${host}: a Host never equal to it`);
+  t.same(withHosts(['portal.example.org', '[::1]', '127.0.0.1']), [], 'names, bracketed IPv6 and IPv4');
+
+  const listeners = (serverHost: string, adminHost: string) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.server = { ...raw.server, host: serverHost, port: 18080 };
+    raw.admin = { ...raw.admin, enabled: true, host: adminHost, port: 18080 };
+    return problemsOf(() => resolveConfig(raw)).includes('admin.port: the same address as server.port');
+  };
+  t.ok(listeners('127.0.0.1', 'localhost'), 'localhost is 127.0.0.1');
+  t.ok(listeners('::1', 'localhost'), 'and ::1');
+  t.ok(listeners('0.0.0.0', '127.0.0.1'), 'a wildcard takes every address');
+  t.notOk(listeners('127.0.0.1', '127.0.0.2'), 'two loopback addresses are two');
+
+  const forwardAuth = rawTestConfig('http://127.0.0.1:1');
+  forwardAuth.forwardAuth = { enabled: true };
+  t.ok(problemsOf(() => resolveConfig(forwardAuth)).includes('forwardAuth.enabled: needs server.trustedProxies (the proxies that may ask)'));
+});
+
 t.test('${ENV} and *_FILE secrets', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
   const enc = randomKey();
@@ -202,6 +223,9 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
   t.equal(c.keys.encryption[0]!.secret, enc, 'file content, trimmed');
   const problems = problemsOf(() => loadConfigFile(join(dir, 'gw.yaml'), {}));
   t.ok(problems.some((p) => p.includes('environment variable PORTAL is not set')));
+  // A secret given both ways: which one counted would depend on their order in the file.
+  writeFileSync(join(dir, 'both.yaml'), readFileSync(join(dir, 'gw.yaml'), 'utf8').replace('  pseudonym: ${PSEUDO}\n', '  pseudonym: ${PSEUDO}\n  pseudonym_FILE: enc.key\n'));
+  t.same(problemsOf(() => loadConfigFile(join(dir, 'both.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() })), ['keys.pseudonym: give either pseudonym or pseudonym_FILE, not both']);
   t.match(problemsOf(() => loadConfigFile(join(dir, 'missing.yaml')))[0], /cannot read/);
   writeFileSync(join(dir, 'bad.yaml'), 'portal: [');
   t.match(problemsOf(() => loadConfigFile(join(dir, 'bad.yaml')))[0], /not valid YAML \(\w+ at line 1, column \d+\)/);
