@@ -37,7 +37,8 @@ export function addressBucket(ip: string | null): string {
 const BLOCK_MEMORY_MS = 5000;
 
 export class LoginLimits {
-  private readonly knownBlocks = new Map<string, number>();
+  /** Blocked address buckets: until when, and when to read the store again (a block cleared meanwhile). */
+  private readonly knownBlocks = new Map<string, { until: number; recheckAt: number }>();
   private readonly rate: RateLimiter;
   private readonly accounts: FailureCounter;
   private readonly addresses: FailureCounter;
@@ -117,15 +118,17 @@ export class LoginLimits {
   private async blockOf(ip: string | null): Promise<Exclude<Admission, { ok: true }> | null> {
     const bucket = addressBucket(ip);
     const now = this.d.clock.now();
-    let until = this.knownBlocks.get(bucket);
-    if (until === undefined || until <= now) {
+    let known = this.knownBlocks.get(bucket);
+    if (known === undefined || known.recheckAt <= now) {
       this.knownBlocks.delete(bucket);
       const stored = await this.d.kv.get(keys.addressBlock(bucket));
       if (stored === null) return null;
-      until = Number(stored);
-      if (this.knownBlocks.size < 10_000) this.knownBlocks.set(bucket, Math.min(until, now + BLOCK_MEMORY_MS));
+      const until = Number(stored);
+      known = { until, recheckAt: Math.min(until, now + BLOCK_MEMORY_MS) };
+      if (this.knownBlocks.size < 10_000) this.knownBlocks.set(bucket, known);
     }
-    return { ok: false, retryAfterMs: until - now, reason: 'address blocked' };
+    // Retry-After says when the block ends, also when the answer came from memory.
+    return { ok: false, retryAfterMs: known.until - now, reason: 'address blocked' };
   }
 
   async failed(pid: string, ip: string | null): Promise<void> {

@@ -494,3 +494,25 @@ t.test('a login refused for its address is answered slowly (a flood slows to the
   t.ok(performance.now() - started >= 280, 'held for the refusal delay before the answer');
   t.equal(refused.headers['retry-after'], '60');
 });
+
+t.test("a blocked address is told when the block ends, also by the answers the gateway gives from memory", async (t) => {
+  const s = await startStack({
+    patch: (raw) =>
+      merge(raw, {
+        limits: {
+          password: { addressRate: { perMinute: 100_000, burst: 100_000 }, globalRate: { perMinute: 100_000, burst: 100_000 }, perAddress: { freeAttempts: 1000 } },
+          stuffing: { distinctAccounts: 3, blockMinutes: 60 },
+        },
+      }),
+  });
+  t.teardown(s.close);
+  for (const user of ['u1', 'u2', 'u3']) await submitPassword(s.browser(), user, 'wrong');
+  const waits: string[] = [];
+  for (const step of [0, 0, 2000]) {
+    s.clock.advance(step);
+    const refused = await submitPassword(s.browser(), ALICE.username, ALICE.password);
+    t.equal(refused.status, 429);
+    waits.push(String(refused.headers['retry-after']));
+  }
+  t.same(waits, ['3600', '3600', '3598']);
+});
