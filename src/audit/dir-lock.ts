@@ -51,14 +51,25 @@ export function lockAuditDir(
   let deadline = now() + waitMs;
   let waitedForLeft = false;
   for (;;) {
+    let fd: number;
     try {
-      const fd = openSync(file, 'wx', 0o600);
-      const token = randomBytes(12).toString('hex');
-      writeSync(fd, JSON.stringify({ host: hostname(), pid: process.pid, token }));
-      closeSync(fd);
-      return hold(file, token, onLost, heartbeatMs, now);
+      fd = openSync(file, 'wx', 0o600);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      fd = -1;
+    }
+    if (fd !== -1) {
+      const token = randomBytes(12).toString('hex');
+      try {
+        writeSync(fd, JSON.stringify({ host: hostname(), pid: process.pid, token }));
+      } catch (err) {
+        // A full disk: no empty lock is left behind to refuse the next start.
+        rmSync(file, { force: true });
+        throw err;
+      } finally {
+        closeSync(fd);
+      }
+      return hold(file, token, onLost, heartbeatMs, now);
     }
     const found = readLock(file);
     if (!found) continue; // released meanwhile
@@ -67,14 +78,17 @@ export function lockAuditDir(
       rmSync(file, { force: true });
       continue;
     }
-    if (!mine && !waitedForLeft && looksLeft(found.holder)) {
+    // A lock of this host's whose process is gone, or one that names nobody (its writer stopped between making it and
+    // writing it): most likely left by a crash.
+    if (!mine && !waitedForLeft && (looksLeft(found.holder) || found.holder.host === '')) {
       // Stale within STALE_MS of its last heartbeat if its writer is gone; a writer still touching it keeps it.
       waitedForLeft = true;
       deadline = Math.max(deadline, Math.min(found.touched, now()) + STALE_MS + 250);
     }
     if (now() >= deadline) {
+      const holder = found.holder.host === '' ? 'a lock file that names no writer' : `process ${found.holder.pid} on ${found.holder.host}`;
       throw new AuditDirInUse(
-        `the audit directory ${dir} is in use by process ${found.holder.pid} on ${found.holder.host} (one writer per directory; ` +
+        `the audit directory ${dir} is in use by ${holder} (one writer per directory; ` +
           `a lock left by a crashed writer expires ${STALE_MS / 1000} s after its last heartbeat)`,
       );
     }
