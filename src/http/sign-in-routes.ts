@@ -303,6 +303,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
         title: 'stepUpTitle',
         intro: 'stepUpIntro',
         action: '/step-up',
+        submit: 'stepUpSubmit',
         csrf: active.record.csrf,
         totp,
         recoveryLink: false,

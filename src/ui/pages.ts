@@ -50,7 +50,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <a class="skip" href="#main">${esc(t('skipLink'))}</a>
 <header>
 <p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}${esc(ctx.portalName)}</p>
-<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${esc(t('securityLink'))}</a></nav>
+${ctx.timeLimit ? '' : `<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${esc(t('securityLink'))}</a></nav>`}
 </header>
 <main id="main">
 <h1>${esc(title)}</h1>
@@ -94,9 +94,10 @@ function field(o: FieldOpts): string {
   // Room for the separators people type (a space, or "1234-5678"), never fewer than the code's own characters.
   const attrs =
     o.kind === 'otp' || o.kind === 'digits'
-      ? ` inputmode="numeric" pattern="[0-9 -]*" maxlength="${o.kind === 'otp' ? 7 : 10}" autocomplete="one-time-code" spellcheck="false"`
+      ? ` class="code" inputmode="numeric" pattern="[0-9 -]*" maxlength="${o.kind === 'otp' ? 7 : 10}" autocomplete="one-time-code" spellcheck="false"`
       : o.kind === 'code'
-        ? ' maxlength="24" autocapitalize="characters" autocomplete="one-time-code" spellcheck="false"'
+        ? // Letters from paper: not a code a phone or password manager could offer.
+          ' class="code" maxlength="24" autocapitalize="characters" autocomplete="off" autocorrect="off" spellcheck="false"'
         : ' maxlength="60" autocomplete="off"';
   return `<label for="${o.id}">${esc(o.label)}</label>
 ${o.hint ? `<p id="${o.id}-hint" class="hint">${esc(o.hint)}</p>` : ''}
@@ -104,13 +105,14 @@ ${errorBlock(`${o.id}-error`, o.error)}
 <input type="text" id="${o.id}" name="${o.name}"${o.kind === 'text' ? '' : ' required'}${o.autofocus ? ' autofocus' : ''}${attrs}${o.value ? ` value="${esc(o.value)}"` : ''}${describedBy ? ` aria-describedby="${describedBy}"` : ''}${o.error ? ' aria-invalid="true"' : ''}>`;
 }
 
-function passkeyButton(ctx: PageContext, a: PasskeyAction): string {
+/** `withoutJs`: what the page says a browser without JavaScript can do instead (an app form is on the page by default). */
+function passkeyButton(ctx: PageContext, a: PasskeyAction, withoutJs: MessageKey = 'jsNeeded'): string {
   const { t } = ctx;
   return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}" data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}" data-unsupported="${esc(t('passkeyUnsupported'))}">
 ${a.nameField ? field({ id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
 <button type="button" class="passkey-start" disabled>${esc(t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>
-<noscript><p class="hint">${esc(t('jsNeeded'))}</p></noscript>
+<noscript><p class="hint">${esc(t(withoutJs))}</p></noscript>
 </div>`;
 }
 
@@ -228,20 +230,20 @@ ${errorBlock('ack-error', v.error)}
 /** Signing in or stepping up: a passkey button and/or the TOTP form, whichever the user has. */
 export function verifyPage(
   ctx: PageContext,
-  v: { title: MessageKey; intro?: MessageKey; action: string; csrf: string; totp: boolean; passkey?: PasskeyAction; to?: string; factors?: string; error?: string; recoveryLink: boolean; note?: MessageKey; recoverySignOut?: boolean },
+  v: { title: MessageKey; intro?: MessageKey; action: string; csrf: string; totp: boolean; passkey?: PasskeyAction; to?: string; factors?: string; error?: string; recoveryLink: boolean; note?: MessageKey; recoverySignOut?: boolean; submit?: MessageKey },
 ): string {
   const { t } = ctx;
   const totpForm = v.totp
     ? `${v.passkey ? `<h2>${esc(t('verifyOr'))}</h2>` : `<p>${esc(t('verifyIntro'))}</p>`}
 ${form(ctx, v.action, v.csrf, `${hidden('to', v.to)}${hidden('factors', v.factors)}
-${field({ id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: !v.passkey || v.error !== undefined })}`, t('verifySubmit'))}`
+${field({ id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`, t(v.submit ?? 'verifySubmit'))}`
     : '';
   return layout(
     ctx,
     t(v.title),
     `${v.intro ? `<p>${esc(t(v.intro))}</p>` : ''}
 ${v.note ? `<p class="notice" role="status">${esc(t(v.note))}</p>` : ''}
-${v.passkey ? passkeyButton(ctx, v.passkey) : ''}
+${v.passkey ? passkeyButton(ctx, v.passkey, v.totp ? 'jsNeeded' : v.recoveryLink ? 'jsNeededOrRecovery' : 'jsNeededOnly') : ''}
 ${totpForm}
 ${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${esc(t('useRecovery'))}</a></p>` : ''}
 ${v.recoverySignOut ? `<p>${esc(t('stepUpRecovery'))} <a href="${ctx.prefix}/logout">${esc(t('signOutLink'))}</a></p>` : ''}`,
@@ -254,7 +256,7 @@ export function recoveryPage(ctx: PageContext, v: { csrf: string; error?: string
   return layout(
     ctx,
     t('recoveryCodeTitle'),
-    `${form(ctx, '/recovery', v.csrf, field({ id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', autofocus: true }), t('verifySubmit'))}
+    `${form(ctx, '/recovery', v.csrf, field({ id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', autofocus: v.error !== undefined }), t('verifySubmit'))}
 <p><a href="${ctx.prefix}/verify">${esc(t('useOtherWays'))}</a></p>`,
     { error: v.error !== undefined },
   );

@@ -191,9 +191,12 @@ t.test('step-up: an old second factor is asked for again, then the same page; ot
 
   const page = await b.get(asked.location!);
   t.equal(page.status, 200);
+  t.match(page.body, '<button type="submit">Confirm</button>', 'confirming, not signing in: the person is signed in');
+  t.notMatch(page.body, 'autofocus', 'the page is read from the top (the time, what to do)');
   const csrf = inputValue(page.body, 'csrf');
   const wrong = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/?page=2', code: '000000' });
   t.equal(wrong.status, 400);
+  t.match(wrong.body, /<input [^>]*id="code"[^>]* autofocus/, 'a wrong code: focus on the field to correct');
   t.match(wrong.body, 'Attempts left: 4.');
   const evil = await b.post('/_mfa/step-up', { csrf, to: '//evil.example/', code: await totpAt(secret, s.clock.now()) });
   t.equal(evil.status, 303);

@@ -456,3 +456,19 @@ t.test('a rule that takes an app or a device-bound passkey, by someone with only
   t.notMatch(page.body, 'class="passkey"');
   t.notMatch(page.body, 'name="code"');
 });
+
+t.test('someone with only a passkey, in a browser without JavaScript, is told what can be done instead', async (t) => {
+  const s = await startStack({
+    patch: (raw) => raw.policy.rules.splice(raw.policy.rules.length - 1, 0, { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 60 }),
+  });
+  t.teardown(s.close);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  const { b } = await signUpWithPasskey(s, auth);
+  const noScript = (html: string) => /<noscript><p class="hint">([^<]*)<\/p><\/noscript>/.exec(html)?.[1];
+  const c = s.browser();
+  await submitPassword(c, ALICE.username, ALICE.password);
+  t.equal(noScript((await c.get('/_mfa/verify')).body), 'Passkeys need JavaScript in your browser. Turn it on, or use a recovery code.', 'signing in: no app to offer');
+  s.clock.advance(120_000);
+  const stepUp = await b.get('/_mfa/step-up?to=%2Fprescriptions%2F');
+  t.equal(noScript(stepUp.body), 'Passkeys need JavaScript in your browser. Turn it on, or use another browser.', 'a step-up: recovery codes do not step up');
+});

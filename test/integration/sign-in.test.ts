@@ -29,7 +29,7 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   const noSkip = (html: string) => html.replace(/<a class="skip"[^>]*>[^<]*<\/a>/, '');
   t.notMatch(noSkip(choice.body), /skip|later|not now/i, 'no way to skip');
   const links = [...noSkip(choice.body).matchAll(/href="([^"]+)"/g)].map((m) => m[1]).filter((h) => !h!.startsWith('/_mfa/assets/'));
-  t.same(links, ['/_mfa/security', '/_mfa/enrol/totp'], 'nothing leads to the portal from here');
+  t.same(links, ['/_mfa/enrol/totp'], 'nothing leads to the portal from here, nor to the sign-in settings a sign-in in progress has none of');
   const enrolPage = await b.get('/_mfa/enrol/totp');
   t.equal(enrolPage.status, 200);
   t.equal(enrolPage.headers['cache-control'], 'no-store');
@@ -145,7 +145,11 @@ t.test('the pages of a sign-in in progress say how long is left to finish it', a
   const { b } = await atCodePage(s);
   s.clock.advance(3 * 60_000 + 10_000);
   t.match((await b.get('/_mfa/verify')).body, 'You have 2 min left', 'the code page, later');
-  t.match((await b.get('/_mfa/recovery')).body, 'You have 2 min left');
+  const recovery = (await b.get('/_mfa/recovery')).body;
+  t.match(recovery, 'You have 2 min left');
+  t.notMatch(recovery, 'autofocus', 'read from the top, the time left first');
+  t.match(recovery, /<input [^>]*id="code"[^>]* autocomplete="off"/, 'letters from paper: nothing for a phone to offer');
+  t.notMatch((await b.get('/_mfa/verify')).body, 'autofocus');
   const security = await first.get('/_mfa/security');
   t.equal(security.status, 200);
   t.notMatch(security.body, 'min left', 'not on the pages of a session');
