@@ -53,7 +53,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     if (Number(req.headers['content-length'] ?? 0) > maxBody) return done(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'declared body too large'), undefined);
     // pipeline, not pipe: a browser that goes away mid-body ends the stream with an error, so the portal request
     // fails (and gives back its in-flight place) instead of waiting for the rest.
-    const body = bounded(maxBody);
+    const body = bounded(maxBody, timeoutMs);
     pipeline(payload, body, () => {});
     done(null, body);
   });
@@ -279,7 +279,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       onError: (rep, { error }) => {
         leave();
         failed = true;
-        if ((req.body as { tooLarge?: boolean } | undefined)?.tooLarge) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
+        const body = req.body as BoundedBody | undefined;
+        if (body?.tooLarge) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
+        if (body?.stalled) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_REQUEST_TIMEOUT', 'the body stopped arriving'));
         const status = (error as { statusCode?: number }).statusCode;
         return sendInstead(rep, forwardedHeaders, new GatewayError(status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', error.message, { cause: error }));
       },
@@ -336,11 +338,23 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** A pass-through that fails once more than `max` bytes went through (marked, so the error becomes a 413). */
-function bounded(max: number): Transform & { tooLarge?: boolean } {
+type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean };
+
+/**
+ * A pass-through that fails once more than `max` bytes went through, or when no byte came for `idleMs` (marked, so
+ * the error becomes a 413 or a 408): a body that stops arriving would hold its place among the requests waiting for
+ * the portal until the server's request timeout.
+ */
+function bounded(max: number, idleMs: number): BoundedBody {
   let seen = 0;
-  const t: Transform & { tooLarge?: boolean } = new Transform({
+  const stall = () => {
+    t.stalled = true;
+    t.destroy(new GatewayError('GW_ERR_REQUEST_TIMEOUT', 'the body stopped arriving'));
+  };
+  const timer = setTimeout(stall, idleMs);
+  const t: BoundedBody = new Transform({
     transform(chunk: Buffer, _enc, cb) {
+      timer.refresh();
       seen += chunk.length;
       if (seen > max) {
         t.tooLarge = true;
@@ -348,7 +362,12 @@ function bounded(max: number): Transform & { tooLarge?: boolean } {
       }
       cb(null, chunk);
     },
+    flush(cb) {
+      clearTimeout(timer);
+      cb();
+    },
   });
+  t.once('close', () => clearTimeout(timer));
   return t;
 }
 

@@ -516,3 +516,29 @@ t.test("a blocked address is told when the block ends, also by the answers the g
   }
   t.same(waits, ['3600', '3600', '3598']);
 });
+
+t.test('a request body that stops arriving gives back its place among the requests waiting for the portal', async (t) => {
+  const s = await startStack({ patch: (raw) => Object.assign(raw.server, { maxInFlight: 2 }) });
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  // Two uploads that send a few bytes of a declared hundred, then nothing (the connections stay open).
+  const answers = await Promise.all(
+    [0, 1].map(async () => {
+      const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
+      t.teardown(() => sock.destroy());
+      await once(sock, 'connect');
+      let answer = '';
+      sock.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      sock.write(`POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\nAccept: application/json\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nabc`);
+      await new Promise((r) => setTimeout(r, 300));
+      const busy = await b.get('/records', { accept: 'application/json' });
+      // portal.timeoutSeconds (2 s in the tests) without a byte: the upload is cut off.
+      await new Promise((r) => setTimeout(r, 2500));
+      return { busy: busy.status, answer };
+    }),
+  );
+  t.ok(answers.some((a) => a.busy === 503), 'while they hold their places, the portal is busy for others');
+  for (const a of answers) t.match(a.answer, /^HTTP\/1\.1 408 [^]*GW_ERR_REQUEST_TIMEOUT/, 'each stalled upload: 408');
+  t.equal((await b.get('/records', { accept: 'application/json' })).status, 200, 'their places are free again');
+});
