@@ -98,7 +98,11 @@ export function browserResponseHeaders(
     const value = upstream[n];
     if (value === undefined || HOP_BY_HOP.has(n) || GATEWAY_OWNED.has(n) || named.has(n)) continue;
     if (n === 'set-cookie') {
-      const allowed = asList(value).filter((sc) => heldByBrowser(cookieName(sc), opts.browserCookies));
+      // Host-only, as the gateway's host: the portal's Domain names the portal's host (which the browser would refuse)
+      // or a parent domain (which would hand the cookie to sibling sites).
+      const allowed = asList(value)
+        .filter((sc) => heldByBrowser(cookieName(sc), opts.browserCookies))
+        .map((sc) => sc.replace(/;\s*domain\s*=[^;]*/gi, ''));
       if (allowed.length) out[n] = allowed;
     } else if (n === 'location' || n === 'content-location') {
       // A repeated Location is malformed: the first one, rewritten like a single one, never the portal's origin.

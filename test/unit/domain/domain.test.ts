@@ -212,6 +212,8 @@ t.test('response headers to the browser', async (t) => {
     { browserCookies: ['XSRF-TOKEN'], rewriteLocation: (l) => l.replace('http://portal', '') },
   );
   t.same(h, { 'set-cookie': ['XSRF-TOKEN=t; Path=/'], location: '/records', 'content-type': 'text/html' });
+  const scoped = browserResponseHeaders({ 'set-cookie': ['XSRF-TOKEN=t; Domain=portal.internal; Path=/', 'XSRF-TOKEN=u;domain=.example.org; Secure'] }, { browserCookies: ['XSRF-TOKEN'], rewriteLocation: (l) => l });
+  t.same(scoped['set-cookie'], ['XSRF-TOKEN=t; Path=/', 'XSRF-TOKEN=u; Secure'], "host-only: the portal's Domain would be refused, or widen the cookie to sibling sites");
   const none = browserResponseHeaders({ 'set-cookie': 'PORTALSESSID=x' }, { browserCookies: [], rewriteLocation: (l) => l });
   t.notOk('set-cookie' in none, 'portal cookies stay in the jar');
   const rewrite = (l: string) => l.replace('http://portal', '');
