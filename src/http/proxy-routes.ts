@@ -1,6 +1,6 @@
 // Everything outside the gateway prefix: the intercepted login, then the session check, then the portal.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { pipeline, Transform, type Readable } from 'node:stream';
+import { pipeline, Readable, Transform } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -241,7 +241,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         sendInstead(reply, forwardedHeaders, new GatewayError(portalFailureCode(error) ?? 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
         return;
       }
-      reply.send(body);
+      // Without a type of the portal's, none is added (fastify would call a Buffer application/octet-stream: the
+      // browser would download a page it should show).
+      reply.send(headers['content-type'] === undefined ? Readable.from([body]) : body);
     }
 
     const options: FastifyReplyFromHooks = {

@@ -31,6 +31,9 @@ async function start(t: Test) {
     switch (req.url) {
       case '/static/small':
         return res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' }).end('hello');
+      case '/static/untyped':
+        // No Content-Type: the browser decides what it is.
+        return res.writeHead(200, { 'content-length': '13' }).end('<b>hello</b>\n');
       case '/static/cut':
         // Declares 1000 bytes, sends 10, then the connection drops.
         res.writeHead(200, { 'content-type': 'text/html', 'content-length': '1000', 'x-portal': 'yes', 'strict-transport-security': 'max-age=0' });
@@ -92,6 +95,14 @@ async function start(t: Test) {
   };
   return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, release, finished: () => finished, closePortal, logs };
 }
+
+t.test('an answer without a Content-Type gets none from the gateway either', async (t) => {
+  const s = await start(t);
+  const res = await request(`${s.url}/static/untyped`);
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['content-type'], undefined, 'not application/octet-stream: the browser would download the page');
+  t.equal(await res.body.text(), '<b>hello</b>\n');
+});
 
 t.test('a small answer arrives whole', async (t) => {
   const s = await start(t);
