@@ -265,6 +265,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         leave();
         setCookies = asList(headers['set-cookie']);
         forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation });
+        // A signed-in person's page is theirs: a shared cache in front of the gateway may not keep one the portal said
+        // nothing about (it may keep a 200 with Last-Modified for a while, RFC 9111 §4.2.2).
+        if (owner.kind === 'session' && forwardedHeaders['cache-control'] === undefined) forwardedHeaders['cache-control'] = 'private';
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call

@@ -248,3 +248,12 @@ t.test('health endpoints', async (t) => {
   const ready = await request(`${s.url}/_mfa/health/ready`);
   t.same(await ready.body.json(), { status: 'ready' });
 });
+
+t.test("a signed-in person's page that says nothing of caching is private; one that does, and public ones, are as the portal sent them", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  t.equal((await b.get('/records')).headers['cache-control'], 'private', 'no shared cache keeps it');
+  t.equal((await s.browser().get('/login')).headers['cache-control'], undefined, 'signed out: as the portal sent it');
+  t.equal((await b.get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', "the portal's own word stands");
+});
