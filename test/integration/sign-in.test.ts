@@ -90,6 +90,7 @@ t.test('stray requests during enrolment (a favicon, a reload) do not end the log
   const again = await b.get('/_mfa/recovery-codes');
   t.equal(again.status, 200);
   t.notMatch(again.body, /<li>/, 'the codes are not shown again');
+  t.match(again.body, 'make new ones in your sign-in settings once you are signed in', 'and the page says how to get new ones');
   t.match(again.body, 'name="saved"');
   const back = await b.get('/_mfa/enrol/totp');
   t.equal(back.location, '/_mfa/continue', 'the secret is not shown again: on to the step the login is at');
