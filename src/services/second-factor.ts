@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { codesLeft, matchRecoveryCode } from '../mechanisms/recovery-codes.js';
 import { authenticationOptions, counterMoved, isDeviceBound, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
-import type { Challenges, FactorStore, WebAuthnFactor } from '../stores/factor-store.js';
+import { usable, type Challenges, type FactorStore, type WebAuthnFactor } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { PendingLogin } from '../stores/records.js';
@@ -111,7 +111,7 @@ export class SecondFactorService {
   private async passkeyOptions(owner: string, pid: string, deviceBoundOnly = false): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const factors = await this.d.factors.get(pid);
     const credentials = (factors?.factors ?? []).flatMap((f) =>
-      f.kind === 'webauthn' && f.suspectSince === undefined && (!deviceBoundOnly || isDeviceBound(f.credential)) ? [f.credential] : [],
+      f.kind === 'webauthn' && usable(f) && (!deviceBoundOnly || isDeviceBound(f.credential)) ? [f.credential] : [],
     );
     if (!credentials.length) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no passkey registered');
     const challenge = newChallenge();
@@ -133,12 +133,12 @@ export class SecondFactorService {
     const factor = factors?.factors.find((f): f is WebAuthnFactor => f.kind === 'webauthn' && f.credential.id === id);
     if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
     // A copy of it answered before: neither the copy nor the original opens anything (which is which is unknown).
-    if (factor.suspectSince !== undefined) return this.d.attempts.failed(c, ip, attempt, 'suspect-credential');
+    if (!usable(factor)) return this.d.attempts.failed(c, ip, attempt, 'suspect-credential');
     const result = await verifyAuthentication(this.d.rp, response, challenge.challenge, factor.credential, factors.userHandle);
     const regressed = async () => {
       const now = this.d.clock.now();
       await this.d.factors.update(c.pid, (cur) =>
-        cur ? { ...cur, factors: cur.factors.map((f) => (f.id === factor.id && f.kind === 'webauthn' && f.suspectSince === undefined ? { ...f, suspectSince: now } : f)) } : cur,
+        cur ? { ...cur, factors: cur.factors.map((f) => (f.id === factor.id && f.kind === 'webauthn' && usable(f) ? { ...f, suspectSince: now } : f)) } : cur,
       );
       this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id });
       this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name } });
