@@ -220,6 +220,15 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', 'too many new browsers from this address', { retryAfterMs: refusedForMs }));
         return;
       }
+      if (statusCode === 304 || statusCode === 204) {
+        // No body, whatever length the answer declares: a 304 may give that of the page it did not send again (RFC
+        // 9110 §8.6; IIS and Java stacks do), and undici then fails the answer for the bytes it lacks, after its
+        // headers. The answer is passed on as it is; a 204 without the length it may not have.
+        stream.on('error', () => {}).resume();
+        if (statusCode === 204) reply.removeHeader('content-length');
+        reply.send();
+        return;
+      }
       if (!bufferable(req.method, statusCode, headers['content-length'])) {
         // An answer that breaks off before anything was sent gets the error page (error-handler.ts), without the
         // portal's headers: fastify has already put them on the response itself, as well as on the reply.
@@ -329,7 +338,7 @@ function sendInstead(reply: { removeHeader(name: string): unknown; send(payload:
  * buffering does). Anything larger, of unknown length (chunked, event streams) or without a body streams through.
  */
 function bufferable(method: string, status: number, contentLength: string | string[] | undefined): boolean {
-  if (method === 'HEAD' || status < 200 || status === 204 || status === 304 || typeof contentLength !== 'string') return false;
+  if (method === 'HEAD' || status < 200 || typeof contentLength !== 'string') return false;
   const length = Number(contentLength);
   return Number.isSafeInteger(length) && length <= BUFFERED_ANSWER_BYTES;
 }

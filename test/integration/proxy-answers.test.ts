@@ -1,7 +1,7 @@
 // Portal answers: a small one of declared length is read whole before it is sent (so one that breaks off becomes an
 // error page, never a page cut short); a large one, or one of unknown length, streams through as it comes.
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent, createServer, get as httpGet, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
@@ -31,6 +31,14 @@ async function start(t: Test) {
     switch (req.url) {
       case '/static/small':
         return res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' }).end('hello');
+      case '/static/cached':
+        // As IIS and many Java stacks answer a conditional GET: a 304 that declares the length of the page it did not
+        // send again (RFC 9110 §8.6 allows it).
+        if (req.headers['if-none-match'] === '"v1"') return res.writeHead(304, { etag: '"v1"', 'content-length': '5', 'x-portal': 'yes' }).end();
+        return res.writeHead(200, { etag: '"v1"', 'content-type': 'text/plain', 'content-length': '5' }).end('hello');
+      case '/static/nothing':
+        // A 204 that declares a length it may not have (RFC 9110 §8.6).
+        return void req.socket.write('HTTP/1.1 204 No Content\r\nX-Portal: yes\r\nContent-Length: 5\r\n\r\n');
       case '/static/untyped':
         // No Content-Type: the browser decides what it is.
         return res.writeHead(200, { 'content-length': '13' }).end('<b>hello</b>\n');
@@ -102,6 +110,42 @@ t.test('an answer without a Content-Type gets none from the gateway either', asy
   t.equal(res.statusCode, 200);
   t.equal(res.headers['content-type'], undefined, 'not application/octet-stream: the browser would download the page');
   t.equal(await res.body.text(), '<b>hello</b>\n');
+});
+
+t.test('a 304 that declares the length of the page it did not send passes as a 304, and the connection serves on', async (t) => {
+  const s = await start(t);
+  // Node's client, as a browser reads a 304 (undici's, like the gateway's, fails one with a Content-Length).
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
+  const get = (headers: Record<string, string>) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      httpGet(`${s.url}/static/cached`, { agent, headers }, (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      }).on('error', reject);
+    });
+  for (let i = 0; i < 3; i++) {
+    const res = await get({ 'if-none-match': '"v1"' });
+    t.equal(res.status, 304, 'not a 502');
+    t.equal(res.headers.etag, '"v1"');
+    t.equal(res.headers['x-portal'], 'yes');
+    t.equal(res.body, '');
+  }
+  const fresh = await get({});
+  t.equal(fresh.status, 200);
+  t.equal(fresh.body, 'hello');
+});
+
+t.test('a 204 that declares a length passes as a 204, without it', async (t) => {
+  const s = await start(t);
+  for (let i = 0; i < 2; i++) {
+    const res = await request(`${s.url}/static/nothing`);
+    t.equal(res.statusCode, 204, 'not a 502');
+    t.equal(res.headers['x-portal'], 'yes');
+    t.equal(res.headers['content-length'], undefined);
+    t.equal(await res.body.text(), '');
+  }
 });
 
 t.test('a small answer arrives whole', async (t) => {
