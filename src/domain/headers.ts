@@ -15,26 +15,39 @@ const GATEWAY_OWNED = new Set(['strict-transport-security']);
 /** Headers that ask the portal to act on another method than the request's (ASP.NET MVC, Express, Rails, Spring). */
 export const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
-// Identity, client-address, client-certificate and routing headers a portal (or the framework under it) might
-// trust, as set by other proxies and identity-aware load balancers: only the gateway may set them (SECURITY C-24).
-// Method overrides too: the portal would act on another method than the one the rules judged. And Proxy (httpoxy):
-// a CGI or FastCGI portal sees it as HTTP_PROXY, which many HTTP clients take as the proxy for their own requests.
-const IDENTITY = new RegExp(
-  '^(' +
-    [
-      'x-forwarded-', 'forwarded$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$', 'true-client-ip$', 'x-true-client-ip$',
-      'cf-connecting-ip', 'fastly-client-ip$', 'x-originating-ip$', 'x-original-forwarded-for$', 'x-envoy-', 'front-end-https$',
-      'x-pomerium-', 'shib-', 'auth-user$', 'oidc-claim-',
-      'remote-', 'x-remote-', 'x-auth', 'x-user', 'x-webauth-', 'x-email$', 'x-preferred-username$', 'x-principal', 'x-proxy-user$',
-      'x-groups$', 'x-roles$',
-      'x-ssl-', 'ssl-client', 'x-client-cert', 'client-cert$', 'client-cert-chain$', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
-      'x-ms-client-principal', 'x-ms-token-aad-', 'x-arr-clientcert$', 'cf-access-', 'gap-auth$', 'x-consumer-', 'x-credential-',
-      'x-anonymous-consumer$', 'x-original-url$', 'x-rewrite-url$', 'x-original-uri$', 'x-original-method$',
-      'x-original-host$', 'x-host$', 'x-middleware-subrequest$', 'x-mfa-', 'proxy$',
-      ...METHOD_OVERRIDE_HEADERS.map((name) => `${name}$`),
-    ].join('|') +
-    ')',
-);
+// Client-address and routing headers, as proxies, CDNs and load balancers set them: only the gateway may set them
+// for the portal (SECURITY C-24). In forward-auth mode the proxy in front passes them on, and may set some itself.
+const FORWARDED_ADDRESS = '(for|proto|host|port|server|ssl|scheme|method|uri|prefix)$';
+const ADDRESS = [
+  `x-forwarded-${FORWARDED_ADDRESS}`, 'forwarded$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$', 'true-client-ip$', 'x-true-client-ip$',
+  'cf-connecting-ip', 'fastly-client-ip$', 'x-originating-ip$', 'x-original-forwarded-for$', 'x-envoy-', 'front-end-https$',
+];
+// Headers that would have the portal act for another user, on another path, method or client certificate, as set by
+// identity-aware proxies and URL rewriters, and Proxy (httpoxy: a CGI or FastCGI portal sees it as HTTP_PROXY, which
+// many HTTP clients take as the proxy for their own requests). Never from a client, in either mode.
+const ACTING = [
+  // X-Forwarded-User, -Email, -Groups, -Access-Token (oauth2-proxy and the like).
+  `x-forwarded-(?!${FORWARDED_ADDRESS})`,
+  'x-pomerium-', 'shib-', 'auth-user$', 'oidc-claim-',
+  'remote-', 'x-remote-', 'x-auth', 'x-user', 'x-webauth-', 'x-email$', 'x-preferred-username$', 'x-principal', 'x-proxy-user$',
+  'x-groups$', 'x-roles$',
+  'x-ssl-', 'ssl-client', 'x-client-cert', 'client-cert$', 'client-cert-chain$', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
+  'x-ms-client-principal', 'x-ms-token-aad-', 'x-arr-clientcert$', 'cf-access-', 'gap-auth$', 'x-consumer-', 'x-credential-',
+  'x-anonymous-consumer$', 'x-original-url$', 'x-rewrite-url$', 'x-original-uri$', 'x-original-method$',
+  'x-original-host$', 'x-host$', 'x-middleware-subrequest$', 'x-mfa-', 'proxy$',
+  ...METHOD_OVERRIDE_HEADERS.map((name) => `${name}$`),
+];
+const matcher = (patterns: string[]) => new RegExp(`^(${patterns.join('|')})`);
+const IDENTITY = matcher([...ADDRESS, ...ACTING]);
+const ACTING_HEADER = matcher(ACTING);
+
+/**
+ * Whether a client's header (lower-case name) would have the portal act for another user, path, method or client
+ * certificate; underscore spellings too (X_Original_URL reaches PHP/CGI apps as the same variable).
+ */
+export function actsOnPortal(name: string): boolean {
+  return ACTING_HEADER.test(name.replaceAll('_', '-'));
+}
 
 export interface ForwardContext {
   clientIp: string;

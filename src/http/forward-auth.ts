@@ -3,17 +3,16 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
-import { METHOD_OVERRIDE_HEADERS } from '../domain/headers.js';
+import { actsOnPortal } from '../domain/headers.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
 import { GatewayError } from '../errors.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 
-const OVERRIDE_HEADERS = new Set(METHOD_OVERRIDE_HEADERS);
-
 export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, access, identity } = ctx;
   const p = config.server.prefix;
+  const prefix = p.toLowerCase();
   const trusted = new AddressSet(config.server.trustedProxies);
   const hosts = new Set(config.server.hosts.map((h) => h.toLowerCase()));
   const deviceHeader = config.devices.header?.name.toLowerCase();
@@ -41,10 +40,14 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     // The login (other than its page) and the logout belong to the gateway: a spelling the proxy's routes missed
     // (`/login;jsessionid=1`, `/login.php/x`) must not take a password to the portal, or log out of the portal alone.
     // The proxy passes the browser's headers on to the portal (the gateway strips these when it proxies itself): one
-    // that asks for another method would have the portal act on a method the rules did not judge.
-    // In any spelling a CGI or FastCGI portal reads as the same variable (X_HTTP_Method_Override).
-    if (Object.keys(req.headers).some((name) => OVERRIDE_HEADERS.has(name.replaceAll('_', '-')))) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'method override header');
+    // that has the portal act for another user, on another path or method (X-Original-URL, Remote-User,
+    // X-HTTP-Method-Override), in any spelling a CGI or FastCGI portal reads as the same variable, would have it act
+    // on something the rules did not judge. The device header is the proxy's own.
+    const acting = Object.keys(req.headers).find((name) => name !== deviceHeader && actsOnPortal(name));
+    if (acting) throw new GatewayError('GW_ERR_ACCESS_DENIED', `client header ${acting.slice(0, 40)}`);
     const lowered = loose(target.matchPath);
+    // The gateway's prefix never reaches the portal, in any spelling (the proxy's routes for it may match one only).
+    if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'the gateway prefix sent to forward-auth');
     if (paths.isLogout(lowered) || paths.loginPathOf(lowered, method)) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }

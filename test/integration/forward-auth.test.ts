@@ -74,8 +74,9 @@ t.test('signed out: nginx sends the browser to the login page, which the gateway
   t.equal(page.status, 200);
   t.match(page.body, 'name="password"', "the portal's own login form");
   t.ok(b.cookies.has('PORTALSESSID'), "forward-auth mode: the portal's pre-login cookie is the browser's");
-  const css = await b.get('/static/portal.css', { 'x-mfa-user': 'admin', 'x-mfa-groups': 'staff' });
-  t.equal(css.status, 200, 'a public path, asked about and let through');
+  t.equal((await b.get('/static/portal.css')).status, 200, 'a public path, asked about and let through');
+  // The gateway sees the browser's headers on the auth request: one that names a user is refused outright.
+  t.equal((await b.get('/static/portal.css', { 'x-mfa-user': 'admin', 'x-mfa-groups': 'staff' })).status, 403, 'a client-sent identity header: refused');
   t.notOk(
     s.portalRequests.some((r) => r.headers['x-mfa-user'] !== undefined || r.headers['x-mfa-groups'] !== undefined),
     'no identity header reaches the portal for a signed-out browser, whatever the client sent',
@@ -91,10 +92,13 @@ t.test('sign in through nginx; the portal is told who is asking, and only by the
   const records = await b.get('/records');
   t.equal(records.status, 200);
   t.match(records.body, 'Health records for Alice Ngata', "the portal's page, served straight from the portal");
-  const echoed = await b.get('/echo', { accept: 'application/json', 'x-mfa-user': 'admin', 'x-mfa-groups': 'staff' });
+  t.equal((await b.get('/echo', { accept: 'application/json', 'x-mfa-user': 'admin', 'x-mfa-groups': 'staff' })).status, 403, 'a client-sent identity header: refused');
+  // The browser's X-Forwarded-Host too is nginx's to set (the portal may build links from it).
+  const echoed = await b.get('/echo', { accept: 'application/json', 'x-forwarded-host': 'evil.example' });
   t.equal(echoed.status, 200);
   const { headers } = JSON.parse(echoed.body);
-  t.equal(headers['x-mfa-user'], 'alice', "the gateway's answer, not the client's header");
+  t.equal(headers['x-mfa-user'], 'alice', "the gateway's answer");
+  t.equal(headers['x-forwarded-host'], '127.0.0.1', "nginx's (the Host it was asked for), not the browser's");
   t.same(String(headers['x-mfa-groups']).split(',').sort(), ['carers', 'patients']);
   t.notOk(s.portalRequests.some((r) => /admin|staff/.test(`${r.headers['x-mfa-user']} ${r.headers['x-mfa-groups']}`)), 'the client-sent identity never reached the portal');
 
@@ -184,6 +188,12 @@ t.test('methods: a rule for GET covers HEAD, and a method override in the query 
   t.equal(await ask('GET', '/records/1?method=card'), 200, 'another field is not an override');
   // The proxy passes the browser's headers on to the portal: an override header there is another method too.
   for (const name of ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override', 'X_HTTP_Method_Override']) t.equal(await ask('POST', '/records/1', { [name]: 'DELETE' }), 403, `${name}: refused`);
+  // So is one that has the portal act on another path (IIS URL Rewrite, Zend, older Symfony), or for another user.
+  for (const [name, value] of [['X-Original-URL', '/records/export'], ['X-Rewrite-URL', '/records/export'], ['X_Original_URL', '/records/export'], ['X-Original-Method', 'DELETE'], ['Remote-User', 'admin'], ['X-Forwarded-User', 'admin'], ['X-MFA-User', 'admin'], ['X-Middleware-Subrequest', 'middleware']]) {
+    t.equal(await ask('GET', '/records/1', { [name]: value }), 403, `${name}: refused`);
+  }
+  // Address headers a CDN or load balancer in front sets are the portal's business: they pass.
+  for (const name of ['X-Real-IP', 'CF-Connecting-IP', 'Forwarded']) t.equal(await ask('GET', '/records/1', { [name]: 'for=198.51.100.7' }), 200, `${name}: passes`);
 });
 
 t.test('step-up through nginx: sent to the step-up page, then back to the same URL', async (t) => {
@@ -274,6 +284,8 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   t.equal((await ask('/LOGIN/', { 'x-forwarded-method': 'post' })).status, 403, 'in another spelling, signed out');
   t.equal((await ask('/logout', { cookie })).status, 403, 'the logout');
   t.equal((await ask('/login', { cookie })).status, 200, 'GET of the login page is still judged (public)');
+  // The gateway's prefix never reaches the portal, in a spelling the proxy's routes for it do not match either.
+  for (const uri of ['/_MFA/security', '/_Mfa/', '/_mfa']) t.equal((await ask(uri, { cookie })).status, 403, `the prefix as ${uri}`);
   t.equal((await ask('/records', { cookie, 'x-forwarded-host': 'evil.example' })).status, 421, 'a host not in server.hosts');
 
   // Below a login script, and at any j_security_check, in a method the login does not take too (Jetty signs in there
