@@ -27,16 +27,25 @@ export function twinsKnown(ca: X509Certificate): boolean {
  * The fingerprints a certificate issued by one of `cas` is known by: its own and, when an ECDSA key signed it, that
  * of its twin with the signature's other valid S (n − s). Anyone holding a certificate can make the twin: it is
  * signed as well, for the same key and serial number, but has another fingerprint, so a device revoked or bound to
- * a user by one fingerprint must be looked up by both.
+ * a user by one fingerprint must be looked up by both. Null when the twin cannot be known, so the certificate must
+ * not count: no certificate of the bundle or of the chain the client sent signed it (a client can put anything in
+ * its chain before the intermediate TLS used), or its issuer has an EC key on a curve of unknown order.
  */
-export function fingerprintsOf(cert: X509Certificate, cas: readonly X509Certificate[]): string[] {
+export function fingerprintsOf(cert: X509Certificate, cas: readonly X509Certificate[]): string[] | null {
+  const issuer = [...cas, ...sentChain(cert)].find((c) => cert.checkIssued(c) && cert.verify(c.publicKey));
+  if (!issuer || !twinsKnown(issuer)) return null;
   const own = fingerprintOf(cert);
-  // The issuer: a CA of the bundle, or the intermediate a TLS client sent with its certificate.
-  const issuer = cas.find((ca) => cert.checkIssued(ca)) ?? cert.issuerCertificate;
-  const curve = issuer?.publicKey.asymmetricKeyDetails?.namedCurve;
+  const curve = issuer.publicKey.asymmetricKeyDetails?.namedCurve;
   const order = curve === undefined ? undefined : CURVE_ORDERS[curve];
   const twin = order === undefined ? null : ecdsaTwin(cert.raw, order);
   return twin ? [own, createHash('sha256').update(twin).digest('hex')] : [own];
+}
+
+/** The certificates a TLS client sent after its own (at most a few: a chain is short). */
+function sentChain(cert: X509Certificate): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  for (let c = cert.issuerCertificate; c && chain.length < 8 && !chain.some((d) => d.fingerprint256 === c!.fingerprint256); c = c.issuerCertificate) chain.push(c);
+  return chain;
 }
 
 /** The certificate (DER) with S of its ECDSA signature replaced by n − s; null when it holds no such signature. */

@@ -43,6 +43,7 @@ export class DeviceService {
       // since a connection can outlive both.
       if (!tls.authorized || !this.current(tls.certificate)) return { managed: false, reason: 'certificate not valid' };
       fingerprints = fingerprintsOf(tls.certificate, this.d.cas);
+      if (fingerprints === null) return { managed: false, reason: 'certificate issuer not known' };
     } else if (header) {
       fingerprints = this.fromHeader(header);
       if (fingerprints === null) return { managed: false, reason: 'certificate header not valid' };

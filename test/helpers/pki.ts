@@ -49,9 +49,12 @@ export class TestCa {
     return this.load(base);
   }
 
-  /** An intermediate CA under this one: its certificate is issued by this CA, and it issues certificates itself. */
-  intermediate(name: string): TestCa {
-    const child = new TestCa(name);
+  /**
+   * An intermediate CA under this one: its certificate is issued by this CA, and it issues certificates itself
+   * (`curve`: of its own key).
+   */
+  intermediate(name: string, curve = 'P-256'): TestCa {
+    const child = new TestCa(name, curve);
     openssl(['req', '-new', '-key', 'ca.key', '-subj', `/CN=${name}`, '-out', 'ca.csr'], child.dir);
     writeFileSync(join(child.dir, 'ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
     openssl(['x509', '-req', '-in', join(child.dir, 'ca.csr'), '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(0x9000 + this.serial++), '-days', '30', '-extfile', join(child.dir, 'ca.ext'), '-out', join(child.dir, 'ca.pem')], this.dir);

@@ -25,7 +25,13 @@ const rogue = new TestCa('rogue').issue('laptop-1');
 // second it was made.
 const site = deviceCa.intermediate('site-ca');
 const issued = site.issue('laptop-3');
+const unrevoked = site.issue('laptop-4');
 const crlFile = deviceCa.crl([stolen]);
+// A certificate on a curve of unknown order (config check refuses such a CA in devices.caFile, not in a chain).
+const decoy = new TestCa('decoy', 'secp224r1');
+const oddSite = deviceCa.intermediate('odd-site', 'secp224r1');
+const kiosk = oddSite.issue('kiosk');
+const P224_ORDER = 0xffffffffffffffffffffffffffff16a2e0b8f03e13dd29455c5c2a3dn;
 
 const rules = [
   { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
@@ -161,6 +167,16 @@ t.test('a certificate of an intermediate CA the device sends along: its twin is 
   await registry(s).put({ fingerprint: issued.fingerprint, name: 'laptop-3', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
   t.equal((await on(issued).get('/admin/')).status, 403, 'revoked');
   t.equal((await on(twinOf(issued, site.dir)).get('/admin/')).status, 403, 'revoked as its twin too');
+  // TLS finds the intermediate wherever it is in the chain; the gateway must find the same issuer, or the twin's
+  // fingerprint is not looked up.
+  const decoyFirst = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${decoy.ca.cert}${site.ca.cert}` });
+  t.equal((await withSession(s, alice, decoyFirst(twinOf(issued, site.dir))).get('/admin/')).status, 403, 'revoked as its twin, with another certificate before the intermediate');
+  t.equal((await withSession(s, alice, decoyFirst(unrevoked)).get('/admin/')).status, 200, 'such a chain still counts for a device that is not revoked');
+  // An intermediate whose key is on a curve of unknown order: the twins of its certificates cannot be found.
+  const withOdd = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${oddSite.ca.cert}` });
+  t.equal((await withSession(s, alice, withOdd(kiosk)).get('/admin/')).status, 403, 'a certificate of such an intermediate does not count');
+  await registry(s).put({ fingerprint: kiosk.fingerprint, name: 'kiosk', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
+  t.equal((await withSession(s, alice, withOdd(twinOf(kiosk, oddSite.dir, P224_ORDER))).get('/admin/')).status, 403, 'nor its twin, revoked or not');
 });
 
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {
