@@ -76,7 +76,8 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
     const host = hostName(req);
     // The exempt paths are compared whole and as sent: /_mfa/jwks.json/../x is not exempt (it would reach the portal).
-    if (host === null || (!hosts.has(host) && !opts.anyHost.includes(req.url.split('?')[0]!))) {
+    // They are answered without a Host too (a load balancer's HTTP/1.0 probe).
+    if ((host === null || !hosts.has(host)) && !opts.anyHost.includes(req.url.split('?')[0]!)) {
       done(new GatewayError('GW_ERR_UNKNOWN_HOST', `host ${JSON.stringify(req.headers.host)?.slice(0, 100)}`));
       return;
     }

@@ -172,6 +172,9 @@ t.test('unknown hosts are refused; health checks answer any host', async (t) => 
   const noHost = await rawRequest(s.url, `GET /login HTTP/1.1\r\nConnection: close\r\n\r\n`);
   t.match(noHost, /^HTTP\/1\.1 421 /, 'no Host at all');
   t.match(noHost, /strict-transport-security: max-age=31536000/i, "the gateway's answer, not Node's bare one");
+  // A load balancer's probe may send none (HTTP/1.0, HAProxy's httpchk by default).
+  for (const path of ['/_mfa/health/live', '/_mfa/health/ready']) t.match(await rawRequest(s.url, `GET ${path} HTTP/1.0\r\n\r\n`), /^HTTP\/1\.1 200 /, `${path} without a Host`);
+  t.match(await rawRequest(s.url, `GET /_mfa/health/live/../../login HTTP/1.0\r\n\r\n`), /^HTTP\/1\.1 421 /, 'only the exempt paths, whole');
 });
 
 t.test('step-up: an old second factor is asked for again, then the same page; other methods are told to retry', async (t) => {
