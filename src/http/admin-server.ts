@@ -40,9 +40,15 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   });
   return {
     url: urlOf(server.address() as AddressInfo),
+    // A request still arriving (half its headers sent) would hold the close: Node stops checking its timeouts once
+    // the server closes. Answers take at most the readiness timeout; what is still open after that is cut off.
     close: () =>
       new Promise<void>((resolve, reject) => {
-        server.close((err) => (err ? reject(err) : resolve()));
+        const cut = setTimeout(() => server.closeAllConnections(), (opts.readyTimeoutMs ?? 2000) + 1000);
+        server.close((err) => {
+          clearTimeout(cut);
+          return err ? reject(err) : resolve();
+        });
         server.closeIdleConnections();
       }),
   };

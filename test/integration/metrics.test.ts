@@ -1,4 +1,6 @@
 // The admin server on a real socket: a scripted run's exact counters on /metrics, liveness, readiness, 404 elsewhere.
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import t from 'tap';
 import { startAdminServer } from '../../src/http/admin-server.js';
 import { Metrics } from '../../src/metrics/metrics.js';
@@ -129,4 +131,16 @@ t.test('close() stops the listener; a port in use is an error at start', async (
   await fetch(`${a.url}/health/live`);
   await a.close();
   await t.rejects(fetch(`${a.url}/health/live`));
+});
+
+t.test('closing the admin listener does not wait for a client that never finishes its request', async (t) => {
+  const admin = await startAdminServer({ host: '127.0.0.1', port: 0, metrics: new Metrics(), ready: async () => {}, readyTimeoutMs: 200 });
+  const { port } = new URL(admin.url);
+  const socket = connect(Number(port), '127.0.0.1');
+  await once(socket, 'connect');
+  socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+  t.teardown(() => socket.destroy());
+  await new Promise((r) => setTimeout(r, 100));
+  const closed = await Promise.race([admin.close().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
+  t.ok(closed, 'closed within 5 s');
 });
