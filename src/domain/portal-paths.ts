@@ -24,7 +24,12 @@ export interface PortalPaths {
 export function portalPaths(login: { paths: readonly string[] }, logoutPaths: readonly string[]): PortalPaths {
   const spellings = login.paths.map((p) => ({ path: p, loose: loose(p), script: /\.[^/]*$/.test(p) }));
   const formLogin = spellings.find((s) => s.loose.endsWith('/j_security_check'))?.path;
-  const logouts = new Set(logoutPaths.map(loose));
+  // A logout path is its path whatever the query (the gateway's sign-out calls it as configured, query and all), and
+  // everything below it when it names a script: the portal logs out there too.
+  const logouts = logoutPaths.map((p) => {
+    const path = p.split('?', 1)[0]!;
+    return { loose: loose(path), script: /\.[^/]*$/.test(path) };
+  });
   return {
     loginPathOf(lowered, method) {
       if (method === 'GET' || method === 'HEAD') return undefined;
@@ -33,6 +38,6 @@ export function portalPaths(login: { paths: readonly string[] }, logoutPaths: re
       const below = spellings.find((s) => s.script && lowered.startsWith(`${s.loose}/`));
       return below?.path ?? (formLogin && /\/j_security_check(\/|$)/.test(lowered) ? formLogin : undefined);
     },
-    isLogout: (lowered) => logouts.has(lowered),
+    isLogout: (lowered) => logouts.some((l) => lowered === l.loose || (l.script && lowered.startsWith(`${l.loose}/`))),
   };
 }

@@ -22,6 +22,13 @@ t.test('a login path in any spelling, and below it for a script; in any method b
   t.equal(portalPaths({ paths: ['/']}, []).loginPathOf('/records', 'POST'), undefined, 'below `/`: nothing');
   t.ok(p.isLogout('/LogOut/'));
   t.notOk(p.isLogout('/logout/x'));
+  // Configured with a query (what the gateway's sign-out calls): the path is the logout, whatever the query.
+  const q = portalPaths({ paths: ['/login'] }, ['/logout?everywhere=1', '/auth/signout.php']);
+  t.ok(q.isLogout('/logout'), 'a logout path configured with a query');
+  t.notOk(q.isLogout('/logout?everywhere=1'), 'requests are matched on their path, which never holds the query');
+  // Below a script, the script runs (path info): the portal logs out there too.
+  t.ok(q.isLogout('/auth/signout.php/x'), 'below a logout script');
+  t.notOk(q.isLogout('/auth/signout.phpx'));
 });
 
 t.test('servlet form login: a j_security_check segment anywhere is the login (Jetty signs a session in there)', async (t) => {
