@@ -34,7 +34,7 @@ const ACTING = [
   'x-ssl-', 'ssl-client', 'x-client-cert', 'client-cert$', 'client-cert-chain$', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
   'x-ms-client-principal', 'x-ms-token-aad-', 'x-arr-clientcert$', 'cf-access-', 'gap-auth$', 'x-consumer-', 'x-credential-',
   'x-anonymous-consumer$', 'x-original-url$', 'x-rewrite-url$', 'x-original-uri$', 'x-original-method$',
-  'x-original-host$', 'x-host$', 'x-middleware-subrequest$', 'x-mfa-', 'proxy$',
+  'x-original-host$', 'x-host$', 'x-middleware-subrequest$', 'x-mfa-', 'proxy$', 'proxy-authorization$',
   ...METHOD_OVERRIDE_HEADERS.map((name) => `${name}$`),
 ];
 const matcher = (patterns: string[]) => new RegExp(`^(${patterns.join('|')})`);

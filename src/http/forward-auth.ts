@@ -16,6 +16,8 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   const trusted = new AddressSet(config.server.trustedProxies);
   const hosts = new Set(config.server.hosts.map((h) => h.toLowerCase()));
   const deviceHeader = config.devices.header?.name.toLowerCase();
+  // The identity headers the gateway answers with and the portal's own trusted ones (portal.stripHeaders).
+  const reserved = new Set([...ctx.reservedHeaders].map((name) => name.replaceAll('_', '-')));
   const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
   const one = (req: FastifyRequest, name: string) => {
     const v = req.headers[name];
@@ -41,9 +43,10 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     // (`/login;jsessionid=1`, `/login.php/x`) must not take a password to the portal, or log out of the portal alone.
     // The proxy passes the browser's headers on to the portal (the gateway strips these when it proxies itself): one
     // that has the portal act for another user, on another path or method (X-Original-URL, Remote-User,
-    // X-HTTP-Method-Override), in any spelling a CGI or FastCGI portal reads as the same variable, would have it act
-    // on something the rules did not judge. The device header is the proxy's own.
-    const acting = Object.keys(req.headers).find((name) => name !== deviceHeader && actsOnPortal(name));
+    // X-HTTP-Method-Override, the configured identity headers and portal.stripHeaders), in any spelling a CGI or
+    // FastCGI portal reads as the same variable, would have it act on something the rules did not judge. The device
+    // header is the proxy's own.
+    const acting = Object.keys(req.headers).find((name) => name !== deviceHeader && (actsOnPortal(name) || reserved.has(name.replaceAll('_', '-'))));
     if (acting) throw new GatewayError('GW_ERR_ACCESS_DENIED', `client header ${acting.slice(0, 40)}`);
     const lowered = loose(target.matchPath);
     // The gateway's prefix never reaches the portal, in any spelling (the proxy's routes for it may match one only).
