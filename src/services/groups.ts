@@ -30,12 +30,19 @@ export function parseGroupMap(text: string, usernameCase: UsernameCase): GroupMa
   const map = new Map<string, readonly string[]>();
   for (const [user, groups] of Object.entries(raw as Record<string, unknown>)) {
     const name = canonicalUsername(user, usernameCase);
-    if (name === null || !Array.isArray(groups) || !groups.every((g) => typeof g === 'string')) {
+    if (name === null || !Array.isArray(groups) || !groups.every(isGroupName)) {
       throw new Error(`group file: entry ${JSON.stringify(user).slice(0, 60)} must be a username with a list of group names`);
     }
+    // Two spellings of one person (`alice`, `Alice`): the later would silently replace the groups of the earlier.
+    if (map.has(name)) throw new Error(`group file: entry ${JSON.stringify(user).slice(0, 60)} names the same user as an earlier one`);
     map.set(name, Object.freeze([...groups]));
   }
   return map;
+}
+
+/** A group name: text a header or an assertion can carry (no control or format characters, no lone surrogate). */
+function isGroupName(g: unknown): g is string {
+  return typeof g === 'string' && g.length > 0 && g.length <= 256 && !/[\p{Cc}\p{Cf}\p{Cs}]/u.test(g);
 }
 
 /** Groups listed by the portal in a login response header (comma-separated). */

@@ -46,7 +46,8 @@ export class IdentityService {
     // changed groups (the group file) and a changed proof (a removed passkey no longer counts as `hwk`), which the
     // portal must not go on believing.
     const key = `${active.sid}:${active.record.factorTime}`;
-    const claims = { groups: groups.join(','), amr: amrOf(active.record) };
+    // JSON, not joined with commas: ["cn=staff,o=clinic"] and ["cn=staff", "o=clinic"] are other groups.
+    const claims = { groups: JSON.stringify(groups), amr: amrOf(active.record) };
     const hit = this.cached.get(key);
     if (hit && hit.renewAt > now && hit.groups === claims.groups && hit.amr.join() === claims.amr.join()) return hit.token;
     const signer = this.d.signer!;

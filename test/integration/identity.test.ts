@@ -134,3 +134,17 @@ t.test('a removed passkey that proved the session: the next assertion no longer 
   t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(page.body, 'csrf'), factor: passkey.id })).status, 303);
   t.same(await amr(), ['pwd', 'swk'], "within the cached assertion's lifetime: a new one");
 });
+
+t.test('groups that change only in where the commas fall make a new assertion', async (t) => {
+  const s = await identityStack(t);
+  writeFileSync(groupsFileOf(s), 'alice: ["cn=staff,o=clinic"]\n');
+  s.clock.advance(1500);
+  const { b } = await signUpAndEnrol(s);
+  const first = JSON.parse((await b.get('/echo')).body).headers;
+  t.same(decodeJwt(first['x-mfa-assertion']).groups, ['cn=staff,o=clinic']);
+  // LDAP-style names hold commas: one group, then two.
+  writeFileSync(groupsFileOf(s), 'alice: ["cn=staff", "o=clinic"]\n');
+  s.clock.advance(1500);
+  const second = JSON.parse((await b.get('/echo')).body).headers;
+  t.same(decodeJwt(second['x-mfa-assertion']).groups, ['cn=staff', 'o=clinic'], 'not the earlier list, signed earlier');
+});
