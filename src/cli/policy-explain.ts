@@ -6,6 +6,8 @@ import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { canonicalUsername } from '../domain/username.js';
 import { canonicalTarget } from '../domain/canonical-path.js';
+import { loose, portalPaths } from '../domain/portal-paths.js';
+import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
 import { readFileSync } from 'node:fs';
 
@@ -27,14 +29,24 @@ export interface ExplainQuery {
 export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   const target = canonicalTarget(q.path, { pathParameters: config.server.pathParameters === 'allow' });
   if (!target) return [`${q.path}: refused before any rule (400): not a canonical path`];
+  const host = parseHost(q.host ?? config.server.hosts[0]);
+  if (!host) return [`host ${JSON.stringify(q.host)}: refused before any rule (421): not a host name`];
+  const method = (q.method ?? 'GET').toUpperCase();
+  const lowered = loose(target.matchPath);
+  const prefix = config.server.prefix.toLowerCase();
+  if (lowered === prefix || lowered.startsWith(`${prefix}/`)) {
+    return [`${target.matchPath}: one of the gateway's own routes (server.prefix), never the portal's: not decided by these rules`];
+  }
+  // As the proxy does: a login in another spelling, or below a login script, is judged as the configured login path.
+  const path = portalPaths(config.portal.login, config.portal.logoutPaths).loginPathOf(lowered, method) ?? target.matchPath;
   const ip = q.ip === undefined ? null : normaliseAddress(q.ip);
   const user = q.user === undefined ? null : canonicalUsername(q.user, config.portal.login.usernameCase);
   const fileGroups = user && config.groups.file ? parseGroupMap(readFileSync(config.groups.file, 'utf8'), config.portal.login.usernameCase).get(user) ?? [] : [];
   const groups = [...new Set([...fileGroups, ...(q.groups ?? [])])];
   const { outcome, trace } = explainAccess(compilePolicy(policyConfig(config)), {
-    host: (q.host ?? config.server.hosts[0]!).toLowerCase(),
-    method: (q.method ?? 'GET').toUpperCase(),
-    path: target.matchPath,
+    host,
+    method,
+    path,
     clientIp: ip,
     legacyAuth: carriesLegacyCredentials(q.authorization, target.query, [config.portal.login.usernameField, config.portal.login.passwordField]),
     methodOverride: carriesMethodOverride(target.query),
@@ -50,7 +62,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   });
   const who = user ? `${user} (groups: ${groups.join(', ') || 'none'}; ${q.factor ?? 'totp'} ${q.factorAgeSeconds ?? 0} s ago)` : 'nobody signed in';
   return [
-    `request: ${(q.method ?? 'GET').toUpperCase()} ${target.matchPath} from ${ip ?? 'an unknown address'}, ${who}, ${q.managed ? 'managed' : 'unmanaged'} device`,
+    `request: ${method} ${path}${path === target.matchPath ? '' : ` (the login, sent as ${target.matchPath})`} from ${ip ?? 'an unknown address'}, ${who}, ${q.managed ? 'managed' : 'unmanaged'} device`,
     ...trace.map((l) => `  ${l.result === 'no match' ? '-' : '>'} ${l.rule}: ${l.result} (${l.why})`),
     `decision: ${describe(outcome)}`,
   ];

@@ -121,7 +121,11 @@ function repeatedHost(raw: string[]): boolean {
 
 /** The lower-case host name of the Host header, without port; null when absent or malformed. */
 export function hostName(req: FastifyRequest): string | null {
-  const raw = req.headers.host;
+  return parseHost(req.headers.host);
+}
+
+/** A Host value's lower-case host name, without port; null when absent or malformed. */
+export function parseHost(raw: string | undefined): string | null {
   if (!raw) return null;
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/.exec(raw);
   return m ? m[1]!.toLowerCase() : null;

@@ -313,6 +313,12 @@ keys:
   t.match(outside.stdout, 'decision: denied by "admin closed" (rule)');
   const anon = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records']);
   t.match(anon.stdout, 'decision: sign-in required by "portal"');
+  // As the running gateway judges them: a login in another spelling as the login path, a Host with its port, the
+  // gateway's own routes not by these rules.
+  const login = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/LOGIN/', '--method', 'POST', '--host', 'localhost:8443']);
+  t.match(login.stdout, 'request: POST /login (the login, sent as /LOGIN/)');
+  t.match(login.stdout, 'decision: allowed by "sign-in page" (public)');
+  t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/_MFA/admin/report', '--user', 'bob']).stdout, "one of the gateway's own routes");
   const explain = (factor: string) => runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/controlled/', '--factor', factor]);
   t.match(explain('webauthn').stdout, 'decision: "controlled drugs" needs a second factor (device-bound-passkey)', 'a synced passkey is not enough');
   t.match(explain('device-bound-passkey').stdout, 'decision: allowed by "controlled drugs" (mfa)');
