@@ -17,7 +17,7 @@ import type { ActiveSession } from '../services/sessions.js';
 import type { HttpContext } from './context.js';
 import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
 import { hostName } from './edge.js';
-import { crossSite } from './forms.js';
+import { checkSameOrigin, crossSite } from './forms.js';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const LOGIN_BODY_LIMIT = 16 * 1024;
@@ -138,6 +138,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   }
 
   async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget): Promise<void> {
+    // Another site's form would sign the browser in as whoever's password it sends (login CSRF), replacing a sign-in
+    // in progress, for a portal whose login form has no token of its own. Refused before any cookie changes.
+    checkSameOrigin(req);
     const login = config.portal.login;
     if (!(login.methods as readonly string[]).includes(req.method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', 'login method');
     const contentType = loginContentType(req.headers['content-type'], login.bodyType);

@@ -189,6 +189,26 @@ t.test('a failed login keeps the browser its portal session (the portal\'s error
   t.equal(retry.status, 303, 'the form on the error page works: the jar was put back');
 });
 
+t.test('a login another site posts (login CSRF) is refused before it reaches the portal, changing no cookie', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const page = await b.get('/login');
+  const browserCookie = b.cookies.get('__Host-mfa-browser');
+  const form = { username: ALICE.username, password: ALICE.password, csrf: inputValue(page.body, 'csrf') };
+  const before = s.portalRequests.length;
+  for (const headers of [{ 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' }, { 'sec-fetch-site': 'same-site' }, { origin: 'https://evil.example' }]) {
+    const r = await b.post('/login', form, headers);
+    t.equal(r.status, 403, JSON.stringify(headers));
+    t.match(r.body, 'This form has expired');
+  }
+  t.equal(s.portalRequests.length, before, 'no password reached the portal');
+  t.notOk(b.cookies.has('__Host-mfa-pending'), 'no sign-in planted in the browser');
+  t.equal(b.cookies.get('__Host-mfa-browser'), browserCookie, "the browser's pre-login jar kept");
+  const same = await b.post('/login', form, { 'sec-fetch-site': 'same-origin', origin: s.url });
+  t.equal(same.status, 303, 'the form on its own page still signs in');
+});
+
 t.test('login Content-Type: the configured type with at most charset=utf-8, and the portal gets exactly that', async (t) => {
   t.equal(loginContentType('application/x-www-form-urlencoded', 'form'), 'application/x-www-form-urlencoded');
   t.equal(loginContentType('Application/X-WWW-Form-Urlencoded; Charset="UTF-8"', 'form'), 'application/x-www-form-urlencoded; charset=utf-8');
