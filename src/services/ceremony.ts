@@ -116,11 +116,16 @@ export class Attempts {
   /**
    * Counts an attempt before it is checked, in the ceremony and for the user, so parallel guesses cannot outrun
    * either limit (C-40): the attempt stands as a failure unless succeeded() follows. Throws when the ceremony is used
-   * up, the user must wait, or this kind of factor is disabled.
+   * up, the user must wait, or this kind of factor is disabled. A try refused for the wait or the disabled factor
+   * checks no code, so it does not count in the ceremony either: else anyone holding the password could put the user
+   * into a wait with wrong codes and have their own correct codes at a step-up end their session.
    */
   async begin(c: Ceremony, ip: string, kind: AttemptKind): Promise<Attempt> {
+    const key = keys.factorFailures(c.pid, kind);
+    const waiting = await this.counters[kind].check(key);
+    if (!waiting.allowed) refuse(kind, waiting);
     const n = await this.counted(c, ip);
-    const a = await this.counters[kind].attempt(keys.factorFailures(c.pid, kind));
+    const a = await this.counters[kind].attempt(key);
     if (!a.allowed) refuse(kind, a);
     return { n, kind, failures: a.failure.failures, last: a.failure.locked };
   }
@@ -131,10 +136,9 @@ export class Attempts {
    * (againstUser()): a wrong or junk answer would otherwise let anyone holding the password disable the user's passkeys.
    */
   async beginPasskey(c: Ceremony, ip: string): Promise<Attempt> {
-    const n = await this.counted(c, ip);
     const a = await this.counters.webauthn.check(keys.factorFailures(c.pid, 'webauthn'));
     if (!a.allowed) refuse('webauthn', a);
-    return { n, kind: 'webauthn', last: false };
+    return { n: await this.counted(c, ip), kind: 'webauthn', last: false };
   }
 
   /**

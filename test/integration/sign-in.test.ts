@@ -406,6 +406,26 @@ t.test('wrong codes also count per user across pending logins; a success resets 
   t.equal(failures().at(-1), 1, 'reset by the success');
 });
 
+t.test("tries refused for the user's wait check no code and use up no tries: someone with the password cannot end a session", async (t) => {
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 6000, burst: 1000 }, perAddress: { freeAttempts: 1000 } } } }) });
+  t.teardown(s.close);
+  const { b: victim, secret } = await signUpAndEnrol(s);
+  // Wrong codes after the password, in fresh sign-ins, until the user must wait.
+  let refused = 0;
+  for (let i = 0; refused === 0 && i < 20; i++) {
+    const { b, csrf } = await atCodePage(s);
+    if ((await b.post('/_mfa/verify', { csrf, code: String(100000 + i) })).status === 429) refused++;
+  }
+  t.equal(refused, 1, 'the user must wait');
+  const csrf = inputValue((await victim.get('/_mfa/step-up')).body, 'csrf');
+  for (let i = 0; i < s.config.mfa.maxAttemptsPerLogin + 1; i++) {
+    s.clock.advance(1000);
+    t.equal((await victim.post('/_mfa/step-up', { csrf, code: await totpAt(secret, s.clock.now()) })).status, 429, 'refused while the wait lasts');
+  }
+  t.equal((await victim.get('/records')).status, 200, 'the session is still there');
+  t.notOk(s.logs.some((l) => l.includes('too many wrong codes')), 'not ended for wrong codes never checked');
+});
+
 t.test('parallel wrong codes cannot outrun the limit of one pending login', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
