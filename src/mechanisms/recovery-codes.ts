@@ -36,7 +36,7 @@ export async function newRecoveryCodes(): Promise<{ codes: string[]; stored: Rec
 /** Index of the unused code that matches `input`, or -1. */
 export async function matchRecoveryCode(set: RecoveryCodeSet, input: string): Promise<number> {
   const code = normalise(input);
-  if (code.length !== 16) return -1;
+  if (!/^[A-Z2-9]{16}$/.test(code)) return -1;
   const h = await hash(code, Buffer.from(set.salt, 'base64'));
   let found = -1;
   set.hashes.forEach((stored, i) => {
@@ -45,8 +45,9 @@ export async function matchRecoveryCode(set: RecoveryCodeSet, input: string): Pr
   return found;
 }
 
+/** As typed from paper: spaces, dashes and lower case allowed; ASCII only (`ſ` upper-cases to S, `ß` to SS). */
 function normalise(input: string): string {
-  return input.toUpperCase().replace(/[\s-]/g, '');
+  return input.replace(/[\s-]/g, '').replace(/[a-z]/g, (c) => c.toUpperCase());
 }
 
 function hash(code: string, salt: Buffer): Promise<Buffer> {

@@ -103,5 +103,11 @@ t.test('recovery codes: ten, 80-bit, hashed, each once', async (t) => {
   t.equal(await matchRecoveryCode(stored, codes[3]!), 3);
   t.equal(await matchRecoveryCode(stored, codes[3]!.toLowerCase().replaceAll('-', ' ')), 3, 'typed loosely');
   t.equal(await matchRecoveryCode(stored, 'AAAA-BBBB-CCCC-DDDD'), -1);
+  // Letters that upper-case to the code's (long s to S) are other letters, not the code.
+  let withS = await newRecoveryCodes();
+  while (!withS.codes.some((c) => c.includes('S'))) withS = await newRecoveryCodes();
+  const i = withS.codes.findIndex((c) => c.includes('S'));
+  t.equal(await matchRecoveryCode(withS.stored, withS.codes[i]!.toLowerCase()), i);
+  t.equal(await matchRecoveryCode(withS.stored, withS.codes[i]!.replace('S', 'ſ')), -1, 'a non-ASCII letter');
   t.equal(await matchRecoveryCode({ ...stored, hashes: stored.hashes.map((x, i) => (i === 3 ? null : x)) }, codes[3]!), -1, 'used code');
 });
