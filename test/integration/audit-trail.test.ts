@@ -51,6 +51,8 @@ t.test('a real run leaves a verifiable trail of pseudonymous events, and the rep
   t.equal(page.status, 200, 'staff see the report page');
   t.match(page.body, /100\s*%/);
   t.match(page.headers['content-security-policy'], "frame-ancestors 'none'");
+  // As every gateway page: no referrer beyond the gateway, no opener, no framing in older browsers either.
+  t.match(page.headers, { 'referrer-policy': 'same-origin', 'cross-origin-opener-policy': 'same-origin', 'x-frame-options': 'DENY', 'x-content-type-options': 'nosniff' });
   t.equal((await later.b.get('/_mfa/admin/report?days=7')).body, page.body, 'a reload within 5 minutes is the same page (built once)');
   s.clock.advance(5 * 60_000);
   t.not((await later.b.get('/_mfa/admin/report?days=7')).body, page.body, 'after 5 minutes it is built again');
