@@ -37,3 +37,11 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
   t.equal(verified.code, 0, verified.stdout + verified.stderr);
   t.match(verified.stdout, /^OK: /m);
 });
+
+t.test('a port that is not one is a usage error, before anything starts', async (t) => {
+  for (const name of ['PORT', 'PORTAL_PORT', 'ADMIN_PORT']) {
+    const r = runCli(['demo'], { [name]: 'abc' });
+    t.equal(r.code, 2, name);
+    t.match(r.stderr, `${name} is a port number`);
+  }
+});
