@@ -10,6 +10,7 @@ import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 import { hostName } from './edge.js';
 import { forwardAuthRoutes } from './forward-auth.js';
+import { PAGE_HEADERS } from './pages.js';
 import { securityRoutes } from './security-routes.js';
 import { signInRoutes } from './sign-in-routes.js';
 
@@ -102,10 +103,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         .header('content-type', 'text/html; charset=utf-8')
         .header('cache-control', 'no-store')
         .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
-        .header('x-content-type-options', 'nosniff')
-        .header('referrer-policy', 'same-origin')
-        .header('cross-origin-opener-policy', 'same-origin')
-        .header('x-frame-options', 'DENY')
+        .headers(PAGE_HEADERS)
         .send(html);
     });
   }

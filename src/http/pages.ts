@@ -31,6 +31,15 @@ export function pageContext(ui: UiSettings, req: FastifyRequest): PageContext {
   return ctx;
 }
 
+/** Headers of every HTML page of the gateway's, besides its type, language, caching and CSP. */
+export const PAGE_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  // same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts, defeating the origin check.
+  'referrer-policy': 'same-origin',
+  'cross-origin-opener-policy': 'same-origin',
+  'x-frame-options': 'DENY',
+} as const;
+
 export function sendPage(reply: FastifyReply, status: number, ctx: PageContext, html: string): FastifyReply {
   return reply
     .code(status)
@@ -39,11 +48,7 @@ export function sendPage(reply: FastifyReply, status: number, ctx: PageContext, 
       'content-language': ctx.lang,
       'cache-control': 'no-store',
       'content-security-policy': `default-src 'none'; script-src ${nonces.has(ctx) ? `'nonce-${nonces.get(ctx)}'` : "'none'"}; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`,
-      'x-content-type-options': 'nosniff',
-      // same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts, defeating the origin check.
-      'referrer-policy': 'same-origin',
-      'cross-origin-opener-policy': 'same-origin',
-      'x-frame-options': 'DENY',
+      ...PAGE_HEADERS,
     })
     .send(html);
 }
