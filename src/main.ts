@@ -254,15 +254,14 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
 
 /** The demo: the legacy portal on one loopback port, the gateway on another, fresh keys each run. */
 async function demo(): Promise<number> {
-  const ports = { PORT: 8080, PORTAL_PORT: 8081, ADMIN_PORT: undefined } as const;
-  for (const name of Object.keys(ports)) {
+  for (const name of ['PORT', 'PORTAL_PORT', 'ADMIN_PORT']) {
     const v = process.env[name];
     if (v !== undefined && !/^\d{1,5}$/.test(v)) return usage(`${name} is a port number (0 to 65535), found ${JSON.stringify(v.slice(0, 20))}`);
   }
   const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
-  const portal = await startDemoPortal({ port: Number(process.env.PORTAL_PORT ?? ports.PORTAL_PORT) });
+  const portal = await startDemoPortal({ port: Number(process.env.PORTAL_PORT ?? 8081) });
   const key = () => randomBytes(32).toString('base64url');
-  const port = Number(process.env.PORT ?? ports.PORT);
+  const port = Number(process.env.PORT ?? 8080);
   const auditDir = mkdtempSync(join(tmpdir(), 'mfa-gateway-demo-audit-'));
   const env = {
     ...process.env,
