@@ -6,7 +6,7 @@ import { carriesLegacyCredentials } from '../domain/legacy-auth.js';
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { canonicalUsername } from '../domain/username.js';
 import { canonicalTarget } from '../domain/canonical-path.js';
-import { loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
 import { readFileSync } from 'node:fs';
@@ -34,7 +34,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   const method = (q.method ?? 'GET').toUpperCase();
   const lowered = loose(target.matchPath);
   const prefix = config.server.prefix.toLowerCase();
-  if (lowered === prefix || lowered.startsWith(`${prefix}/`)) {
+  if (inPrefix(lowered, prefix)) {
     return [`${target.matchPath}: one of the gateway's own routes (server.prefix), never the portal's: not decided by these rules`];
   }
   // As the proxy does: a login in another spelling, or below a login script, is judged as the configured login path.

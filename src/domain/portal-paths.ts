@@ -7,6 +7,14 @@ export function loose(path: string): string {
   return (lowered.endsWith('/') ? lowered.replace(/\/+$/, '') : lowered) || '/';
 }
 
+/**
+ * Whether a path as `loose` gives it lies in the gateway's reserved prefix (lower case): those are never the
+ * portal's, in any spelling.
+ */
+export function inPrefix(lowered: string, prefix: string): boolean {
+  return lowered === prefix || lowered.startsWith(`${prefix}/`);
+}
+
 /** Both take a request's canonical match path as `loose` gives it (worked out once per request). */
 export interface PortalPaths {
   /** The configured login path a request is a login at, or undefined; never for GET or HEAD (the login page). */

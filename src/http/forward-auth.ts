@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal } from '../domain/headers.js';
-import { loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { GatewayError } from '../errors.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
@@ -50,7 +50,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (acting) throw new GatewayError('GW_ERR_ACCESS_DENIED', `client header ${acting.slice(0, 40)}`);
     const lowered = loose(target.matchPath);
     // The gateway's prefix never reaches the portal, in any spelling (the proxy's routes for it may match one only).
-    if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'the gateway prefix sent to forward-auth');
+    if (inPrefix(lowered, prefix)) throw new GatewayError('GW_ERR_ACCESS_DENIED', 'the gateway prefix sent to forward-auth');
     if (paths.isLogout(lowered) || paths.loginPathOf(lowered, method)) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }

@@ -8,7 +8,7 @@ import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, stillHolds, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
-import { loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation } from '../domain/redirect.js';
 import { GatewayError, portalFailureCode } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
@@ -68,7 +68,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     if (!target) throw new GatewayError('GW_ERR_BAD_PATH', 'path refused by canonicalisation');
     const lowered = loose(target.matchPath);
     // The reserved prefix never reaches the portal, in any spelling.
-    if (lowered === prefix || lowered.startsWith(`${prefix}/`)) throw new GatewayError('GW_ERR_NOT_FOUND');
+    if (inPrefix(lowered, prefix)) throw new GatewayError('GW_ERR_NOT_FOUND');
     const loginPath = paths.loginPathOf(lowered, req.method);
     // A login in another spelling, or below a login script, goes to the portal as the configured path, and that is what
     // the policy sees.
