@@ -26,7 +26,17 @@ export function sameFieldName(name: string, field: string): boolean {
   return begins(phpKeys(cut)) || begins(cut.split(/[[\]]+/).filter(Boolean));
 }
 
-const foldKey = (key: string) => key.toLowerCase().replace(/[-_.\s]/g, '');
+/**
+ * A key as the loosest comparison reads it: case-insensitive as Java's equalsIgnoreCase or Python's casefold (`ſ` is
+ * s, `ı` and `İ` are i, `ｕ` is u), accents dropped, and without -, _, . and whitespace.
+ */
+const foldKey = (key: string) =>
+  key
+    .toUpperCase()
+    .toLowerCase()
+    .normalize('NFKD')
+    .replace(/\p{M}/gu, '')
+    .replace(/[-_.\s]/g, '');
 
 /**
  * The keys PHP reads a field name as: `a[b][c]` is a, b, c. A [ without a ] after it is no array: PHP turns it into

@@ -1,4 +1,5 @@
 // The intercepted password login: replay to the portal with the browser's jar, decide, hold the portal session.
+import { isUtf8 } from 'node:buffer';
 import { createHmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
@@ -377,9 +378,12 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
         Buffer.from(pairs.map((p, i) => (i === at ? `${p.split('=', 1)[0]}=${encodeURIComponent(canonical)}` : p)).join('&'), 'latin1'),
     };
   }
+  // JSON is UTF-8 (RFC 8259): other bytes would not reach the portal as sent once decoded.
+  if (!isUtf8(body)) throw bad('login body is not UTF-8');
+  const text = body.toString('utf8');
   let json: unknown;
   try {
-    json = JSON.parse(body.toString('utf8'));
+    json = JSON.parse(text);
   } catch {
     throw bad('login body is not JSON');
   }
@@ -394,7 +398,61 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
   // the portal would then check instead.
   const nested = (v: unknown): boolean => v !== null && typeof v === 'object' && Object.values(v).some((w) => w !== null && typeof w === 'object' && (namesLike(Object.keys(w)).length > 0 || nested(w)));
   if (nested(obj)) throw bad('the username field inside another field');
-  return { username, withUsername: (canonical) => Buffer.from(JSON.stringify({ ...obj, [field]: canonical })) };
+  const { values, repeated } = jsonLayout(text);
+  // JSON.parse keeps a repeated key's last value; a portal's parser may keep the first.
+  if (repeated) throw bad('duplicate JSON key');
+  const [start, end] = values.get(field)!;
+  // Only the username's bytes change: numbers beyond 2^53, key order and all else reach the portal as sent.
+  return { username, withUsername: (canonical) => Buffer.from(text.slice(0, start) + JSON.stringify(canonical) + text.slice(end)) };
+}
+
+/**
+ * The layout of a JSON object's text (one JSON.parse has read): where the value of each top-level key lies, without
+ * the whitespace around it, and whether any object in it repeats a key.
+ */
+function jsonLayout(text: string): { values: Map<string, [number, number]>; repeated: boolean } {
+  const values = new Map<string, [number, number]>();
+  // Per open bracket: an object's keys so far, or null for an array.
+  const open: (Set<string> | null)[] = [];
+  let repeated = false;
+  let keyNext = false;
+  let key = '';
+  let start = -1;
+  const blank = (c: string | undefined) => c === ' ' || c === '\t' || c === '\n' || c === '\r';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const keys = open.at(-1);
+      if (keys && keyNext) {
+        const name = JSON.parse(text.slice(i, j + 1)) as string;
+        if (keys.has(name)) repeated = true;
+        keys.add(name);
+        key = name;
+        keyNext = false;
+      }
+      i = j;
+    } else if (c === '{' || c === '[') {
+      open.push(c === '{' ? new Set() : null);
+      keyNext = c === '{';
+    } else if (c === ':' && open.length === 1) {
+      start = i + 1;
+    } else if (c === ',' || c === '}' || c === ']') {
+      if (open.length === 1 && c !== ']' && start !== -1) {
+        let [s, e] = [start, i];
+        while (blank(text[s])) s++;
+        while (blank(text[e - 1])) e--;
+        values.set(key, [s, e]);
+      }
+      if (c === ',') keyNext = open.at(-1) !== null;
+      else {
+        open.pop();
+        keyNext = false;
+      }
+    }
+  }
+  return { values, repeated };
 }
 
 const MAX_JSON_DEPTH = 32;

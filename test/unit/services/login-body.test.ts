@@ -24,6 +24,8 @@ t.test('form bodies: one canonical parse, the canonical username is what the por
     ['username=mallory&username%00=alice&password=x', 'NUL in the field name'],
     ['username=mallory&user.name=alice&password=x', 'dot spelling (PHP reads user_name)'],
     ['username=mallory&user+name=alice&password=x', 'space spelling'],
+    ['username=mallory&u%C5%BFername=alice&password=x', 'a long s (Java equalsIgnoreCase reads it as s)'],
+    ['username=mallory&u%EF%BD%93ername=alice&password=x', 'a full-width letter'],
     ['username=mallory&username[]=alice&password=x', 'array spelling'],
     ['username=mallory&username%5B0%5D=alice&password=x', 'encoded array spelling'],
     ['username=alice&pass%01word=x', 'control character in any field name'],
@@ -68,10 +70,24 @@ t.test('JSON bodies', async (t) => {
     // Rails reads a wrapper the client sent instead of wrapping the body itself.
     ['{"username":"alice","password":"x","session":{"username":"bob","password":"y"}}', 'the username inside a wrapper'],
     ['{"username":"alice","a":[{"User_Name":"bob"}]}', 'deeper, in another spelling'],
+    // Java's equalsIgnoreCase and Python's casefold read these as the field.
+    ['{"username":"mallory","uſername":"alice","password":"x"}', 'a long s'],
+    ['{"username":"mallory","ＵSERNAME":"alice","password":"x"}', 'a full-width letter'],
+    ['{"username":"alice","password":"a","password":"b"}', 'a repeated key (JSON.parse keeps the last, other parsers the first)'],
+    ['{"username":"alice","device":{"id":1,"id":2}}', 'a repeated key further in'],
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'json'), why);
+  t.throws(() => parseLoginBody(Buffer.from([...Buffer.from('{"username":"alice","password":"'), 0xff, ...Buffer.from('"}')]), 'json', 'username'), { code: 'GW_ERR_BAD_REQUEST' }, 'bytes that are not UTF-8');
   const nested = `{"username":"alice","x":${'{"a":'.repeat(31)}1${'}'.repeat(31)}}`;
   t.equal(parseLoginBody(Buffer.from(nested), 'json', 'username').withUsername('alice').toString(), nested, '32 levels are fine');
   t.equal(parseLoginBody(Buffer.from('{"username":"alice","device":{"name":"phone"}}'), 'json', 'username').username, 'alice', 'other nested fields are fine');
   t.equal(parseLoginBody(Buffer.from('username=alice&password=a%3Bb'), 'form', 'username').username, 'alice', 'an encoded ";" is fine');
+  // The username's value is the only change: numbers beyond 2^53, 1e400, key order and spacing reach the portal as sent.
+  const sent = '{ "2":"a", "tenant": 9007199254740993, "username" :\t"Alice" , "big":1e400,"password":"p\\u00e9\\"w","x":{"username2":[]}}';
+  t.equal(
+    parseLoginBody(Buffer.from(sent), 'json', 'username').withUsername('alice').toString(),
+    sent.replace('"Alice"', '"alice"'),
+  );
+  t.equal(parseLoginBody(Buffer.from('{"username":"Zoë","a":"é"}'), 'json', 'username').withUsername('zoë\u2028').toString(), '{"username":"zoë\u2028","a":"é"}', 'UTF-8 kept');
+  t.equal(parseLoginBody(Buffer.from('{"a":{"b":["{"]},"username":"A"}'), 'json', 'username').withUsername('a').toString(), '{"a":{"b":["{"]},"username":"a"}', 'after nested values');
 });
