@@ -10,7 +10,8 @@ export interface AuditFileOptions {
   maxBytes: number;
 }
 
-const CURRENT = 'audit.jsonl';
+/** The file a writer appends to; rotated files are audit-<first seq>.jsonl. */
+export const CURRENT = 'audit.jsonl';
 // Zero-padded so that sorting names gives chain order; "~n" (sorts after ".") only if a name is ever taken twice.
 const ROTATED = /^audit-\d{12}(~\d+)?\.jsonl$/;
 const CHUNK = 64 * 1024;

@@ -1,6 +1,8 @@
 // The auditor's check of an audit trail: chain, order, completeness and checkpoint signatures, with positions.
 import { KeyObject, createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { CURRENT } from './file-sink.js';
 import { checkpointSignatureValid } from './checkpoint.js';
 import { GENESIS, decodeRecord, sha256Hex, type AuditRecord } from './record.js';
 
@@ -41,6 +43,25 @@ export function verifyAudit(files: readonly string[], publicKey: AuditPublicKeys
     files.map((file) => ({ file, text: readFileSync(file, 'utf8') })),
     publicKey,
   );
+}
+
+/**
+ * verifyAuditText on a directory's reading (readAuditDir). A trail that has rotated ends in its current file, which
+ * the record that rotated the last file starts: one that ends in a rotated file lost the current file's records, and
+ * with them the checkpoint that sealed the records before them.
+ */
+export function verifyAuditDir(dir: string, segments: readonly { file: string; text: string }[], publicKey: AuditPublicKeys): AuditReport {
+  // A directory without records is named as such in the report.
+  const report = verifyAuditText(segments.length ? segments : [{ file: dir, text: '' }], publicKey);
+  const last = segments.filter((s) => s.text !== '').at(-1);
+  if (!last || basename(last.file) === CURRENT) return report;
+  const missing: AuditProblem = {
+    file: join(dir, CURRENT),
+    line: 0,
+    kind: 'deleted',
+    message: `the trail ends in ${basename(last.file)}: the records of the current file after it are missing (the file was deleted or emptied)`,
+  };
+  return { ...report, ok: false, problems: [...report.problems, missing] };
 }
 
 interface Line {

@@ -3,7 +3,7 @@
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { readAuditDir } from '../audit/file-sink.js';
 import { decodeRecord } from '../audit/record.js';
-import { verifyAuditText, type AuditReport } from '../audit/verify-audit.js';
+import { verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
 import { withinPeriod, type ReportInput } from '../domain/report.js';
 
 export interface TrailRequest {
@@ -43,7 +43,7 @@ export function readTrail({ dirs, publicKeyPem, period }: TrailRequest): TrailRe
       .flat()
       .flatMap(eventRecords)
       .filter((r) => withinPeriod(r, period)),
-    audit: publicKeyPem === null ? null : combine(chains.map((c) => verifyAuditText(c, publicKeyPem))),
+    audit: publicKeyPem === null ? null : combine(chains.map((c, i) => verifyAuditDir(dirs[i]!, c, publicKeyPem))),
   };
 }
 

@@ -3,7 +3,10 @@ import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
 import { signCheckpoint, type CheckpointClaims } from '../../../src/audit/checkpoint.js';
 import { GENESIS, canonicalJson, encodeRecord, sha256Hex } from '../../../src/audit/record.js';
-import { verifyAuditText, type AuditReport } from '../../../src/audit/verify-audit.js';
+import { cpSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readAuditDir } from '../../../src/audit/file-sink.js';
+import { verifyAuditDir, verifyAuditText, type AuditReport } from '../../../src/audit/verify-audit.js';
 import { linesOf, openLog, publicKey, readSegments, rewrite, tempDir, textOf } from './helpers.js';
 
 // One trail for every case: 15 events, a checkpoint every 4 records (seq 5, 10, 15) and on close (seq 19),
@@ -176,4 +179,28 @@ t.test('a trail with no record, or with no valid checkpoint, does not verify: it
   t.same(summary(report), [['unsigned', 'audit.jsonl', 1, 1]], 'said as such, at the first record');
   const sealed = verify([{ file: 'audit.jsonl', lines: lines.slice(0, firstCheckpoint + 1) }]);
   t.same([sealed.ok, sealed.problems], [true, []], 'the same records with their checkpoint verify');
+});
+
+t.test('a directory whose trail ends in a rotated file lost its current file: deleted, not an unsealed tail', async (t) => {
+  const check = (d: string) => verifyAuditDir(d, readAuditDir(d), publicKey);
+  t.same([check(dir).ok, check(dir).problems], [true, []], 'the directory as written');
+  for (const [name, damage] of [
+    ['deleted', (d: string) => rmSync(join(d, 'audit.jsonl'))],
+    ['emptied', (d: string) => writeFileSync(join(d, 'audit.jsonl'), '')],
+  ] as const) {
+    const cut = join(tempDir(t), 'trail');
+    cpSync(dir, cut, { recursive: true });
+    damage(cut);
+    const report = check(cut);
+    t.equal(report.ok, false, `current file ${name}`);
+    t.same(report.problems.at(-1), {
+      file: join(cut, 'audit.jsonl'),
+      line: 0,
+      kind: 'deleted',
+      message: `the trail ends in ${trail.at(-2)!.file}: the records of the current file after it are missing (the file was deleted or emptied)`,
+    });
+    t.same(verifyAuditText(readAuditDir(cut), publicKey).ok, true, 'its records alone seem intact');
+  }
+  const none = tempDir(t);
+  t.same(check(none).problems, [{ file: none, line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied' }], 'a directory without audit files is named');
 });
