@@ -342,7 +342,7 @@ export const ConfigSchema = Type.Object(
           default: '#0b5cad',
           description: 'Colour of the header, buttons and links; needs 4.5:1 contrast with white.',
         }),
-        defaultLanguage: Type.String({ pattern: '^[a-z]{2,3}(-[a-z0-9]+)?$', default: 'en', description: 'Language when the browser asks for none we have.' }),
+        defaultLanguage: Type.String({ pattern: '^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$', default: 'en', description: 'Language when the browser asks for none we have (a language tag, such as mi or pt-BR).' }),
         localesDir: Type.Optional(Type.String({ minLength: 1, description: 'Folder of <language>.json message files (translations of the built-in English), relative to the config file.' })),
       },
       { default: {}, additionalProperties: false, description: "The gateway's own pages." },

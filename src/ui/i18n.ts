@@ -13,23 +13,32 @@ export class Messages {
   private readonly catalogues = new Map<string, Catalogue>([['en', en]]);
 
   /**
-   * `dir`: a folder of `<language>.json` files (e.g. `mi.json`) with the same keys as the English catalogue; a key
-   * left out falls back to English, an unknown key or a placeholder that English does not have is an error.
+   * `dir`: a folder of `<language>.json` files (e.g. `mi.json`, `pt-BR.json`) with the same keys as the English
+   * catalogue; a key left out falls back to English. An unknown key, a file name that is no language tag, and a
+   * message whose placeholders differ from English's (one left out would drop the number of tries left, or make
+   * every factor's Remove button read the same) are errors.
    */
-  constructor(dir: string | undefined, readonly defaultLanguage = 'en') {
+  constructor(dir: string | undefined, defaultLanguage = 'en') {
     for (const file of dir ? readdirSync(dir).filter((f) => f.endsWith('.json')) : []) {
       const lang = file.slice(0, -5).toLowerCase();
+      if (!LANGUAGE_TAG.test(lang)) throw new Error(`${file}: the name is not a language tag (such as mi.json or pt-BR.json)`);
       const messages = JSON.parse(readFileSync(join(dir!, file), 'utf8')) as Record<string, unknown>;
       for (const [key, text] of Object.entries(messages)) {
-        if (!(key in en)) throw new Error(`${file}: unknown message ${key}`);
+        if (!Object.hasOwn(en, key)) throw new Error(`${file}: unknown message ${key}`);
         if (typeof text !== 'string') throw new Error(`${file}: message ${key} is not text`);
-        const unknown = placeholders(text).filter((p) => !placeholders(en[key as MessageKey]).includes(p));
+        const [theirs, english] = [placeholders(text), placeholders(en[key as MessageKey])];
+        const unknown = theirs.filter((p) => !english.includes(p));
         if (unknown.length) throw new Error(`${file}: message ${key} uses ${unknown.map((p) => `{${p}}`).join(', ')}, which English does not`);
+        const left = english.filter((p) => !theirs.includes(p));
+        if (left.length) throw new Error(`${file}: message ${key} leaves out ${left.map((p) => `{${p}}`).join(', ')}, which English has`);
       }
       this.catalogues.set(lang, { ...en, ...(messages as Catalogue) });
     }
-    if (!this.catalogues.has(defaultLanguage)) throw new Error(`no messages for the default language ${defaultLanguage}`);
+    this.defaultLanguage = defaultLanguage.toLowerCase();
+    if (!this.catalogues.has(this.defaultLanguage)) throw new Error(`no messages for the default language ${defaultLanguage}`);
   }
+
+  readonly defaultLanguage: string;
 
   get languages(): string[] {
     return [...this.catalogues.keys()];
@@ -54,7 +63,13 @@ function placeholders(text: string): string[] {
   return [...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
 }
 
-/** RFC 9110 §12.5.4: the highest-weighted language we have, by full tag or by primary subtag. */
+/** A language tag as a catalogue's file name gives it (lower case): a primary language and subtags. */
+const LANGUAGE_TAG = /^[a-z]{2,3}(-[a-z0-9]{1,8})*$/;
+
+/**
+ * RFC 9110 §12.5.4: the highest-weighted language we have, by full tag, by its primary language, or else by another
+ * tag of that language (`pt` finds `pt-br`). A weight that is not one (`q=abc`, `q=5`) leaves its language out.
+ */
 function negotiate(header: string | undefined, have: ReadonlyMap<string, unknown>): string | undefined {
   if (!header) return undefined;
   const wanted = header
@@ -62,8 +77,9 @@ function negotiate(header: string | undefined, have: ReadonlyMap<string, unknown
     .slice(0, 20)
     .map((part) => {
       const [tag = '', ...params] = part.trim().toLowerCase().split(';');
-      const q = Number(/^\s*q=([0-9.]+)\s*$/.exec(params.find((p) => p.trim().startsWith('q=')) ?? '')?.[1] ?? 1);
-      return { tag: tag.trim(), q: Number.isFinite(q) ? q : 0 };
+      const weight = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+      const q = weight === undefined ? 1 : /^q=(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(weight) ? Number(weight.slice(2)) : 0;
+      return { tag: tag.trim(), q };
     })
     .filter((w) => w.q > 0)
     .sort((a, b) => b.q - a.q);
@@ -71,6 +87,8 @@ function negotiate(header: string | undefined, have: ReadonlyMap<string, unknown
     if (have.has(tag)) return tag;
     const primary = tag.split('-')[0]!;
     if (have.has(primary)) return primary;
+    const sibling = [...have.keys()].find((lang) => lang.split('-')[0] === primary);
+    if (sibling) return sibling;
   }
   return undefined;
 }

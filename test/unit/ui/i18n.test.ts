@@ -26,12 +26,29 @@ t.test('a language is a file drop; missing messages fall back to English', async
   t.equal(m.forRequest('mi;q=0, en').lang, 'en', 'q=0 means not wanted');
   t.equal(m.forRequest(undefined).lang, 'en');
   t.equal(m.forRequest('*').lang, 'en');
+  // A weight that is not one leaves its language out, rather than putting it first.
+  for (const bad of ['q=abc', 'q=-1', 'q=5', 'q=1.5', 'q=0.1234']) t.equal(m.forRequest(`mi;${bad}, en;q=0.5`).lang, 'en', bad);
+  t.equal(m.forRequest('mi;q=0.001, en;q=0').lang, 'mi', 'three decimals');
+  t.equal(m.forRequest('mi;Q=1.0').lang, 'mi', 'q in capitals');
+});
+
+t.test('a catalogue with a region is found by its language too; file names and the default language in any case', async (t) => {
+  const m = new Messages(localesDir({ 'pt-BR.json': { verifyTitle: 'Confirme' }, 'fr.json': {} }), 'PT-br');
+  t.equal(m.defaultLanguage, 'pt-br');
+  t.equal(m.forRequest('pt').lang, 'pt-br', 'pt finds pt-BR');
+  t.equal(m.forRequest('pt-PT, fr;q=0.5').lang, 'pt-br', 'as does another region of it, before a lower weight');
+  t.equal(m.forRequest('pt-BR').lang, 'pt-br');
+  t.equal(m.forRequest('fr-CA, pt;q=0.5').lang, 'fr', 'the language itself before another region');
 });
 
 t.test('a broken translation file is a start-up error naming the problem', async (t) => {
   t.throws(() => new Messages(localesDir({ 'xx.json': { noSuchMessage: 'x' } })), /xx\.json: unknown message noSuchMessage/);
   t.throws(() => new Messages(localesDir({ 'xx.json': { wrongCode: 'Left: {remaining}' } })), /uses \{remaining\}, which English does not/);
   t.throws(() => new Messages(localesDir({ 'xx.json': { wrongCode: 5 } })), /is not text/);
+  t.throws(() => new Messages(localesDir({ 'xx.json': { wrongCode: 'Wrong code.' } })), /xx\.json: message wrongCode leaves out \{left\}, which English has/);
+  t.throws(() => new Messages(localesDir({ 'xx.json': { toString: 'x' } })), /unknown message toString/, 'names every object has are no messages');
+  t.throws(() => new Messages(localesDir({ 'fr_CA.json': {} })), /fr_CA\.json: the name is not a language tag/);
+  t.throws(() => new Messages(localesDir({ 'messages.json': {} })), /not a language tag/);
   t.throws(() => new Messages(localesDir({ 'xx.json': '{' })), /JSON/);
   t.throws(() => new Messages(undefined, 'fr'), /no messages for the default language fr/);
   t.equal(new Messages(localesDir({ 'fr.json': {} }), 'fr').forRequest(undefined).lang, 'fr', 'a dropped-in default language');
