@@ -256,7 +256,7 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
 async function demo(): Promise<number> {
   for (const name of ['PORT', 'PORTAL_PORT', 'ADMIN_PORT']) {
     const v = process.env[name];
-    if (v !== undefined && !/^\d{1,5}$/.test(v)) return usage(`${name} is a port number (0 to 65535), found ${JSON.stringify(v.slice(0, 20))}`);
+    if (v !== undefined && !(/^\d{1,5}$/.test(v) && Number(v) <= 65535)) return usage(`${name} is a port number (0 to 65535), found ${JSON.stringify(v.slice(0, 20))}`);
   }
   const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
   const portal = await startDemoPortal({ port: Number(process.env.PORTAL_PORT ?? 8081) });

@@ -40,8 +40,10 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
 
 t.test('a port that is not one is a usage error, before anything starts', async (t) => {
   for (const name of ['PORT', 'PORTAL_PORT', 'ADMIN_PORT']) {
-    const r = runCli(['demo'], { [name]: 'abc' });
-    t.equal(r.code, 2, name);
-    t.match(r.stderr, `${name} is a port number`);
+    for (const value of ['abc', '65536']) {
+      const r = runCli(['demo'], { [name]: value });
+      t.equal(r.code, 2, `${name}=${value}`);
+      t.match(r.stderr, `${name} is a port number`);
+    }
   }
 });
