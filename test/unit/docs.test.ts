@@ -1,4 +1,4 @@
-// The README keeps up with the code: every config option, every error code and every command is documented.
+// The README keeps up with the code: every config option (and its default), every error code, every command and flag.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import type { TSchema } from '@sinclair/typebox';
@@ -33,6 +33,23 @@ t.test('every configuration option is in the README', async (t) => {
   for (const { path, arrayPath } of paths) t.ok(documented(path) || (arrayPath !== undefined && documented(arrayPath)), path);
 });
 
+t.test("the README's default of each option is the schema's", async (t) => {
+  const cells = new Map([...readme.matchAll(/^\| `([^`]+)` \| ([^|]*?) \|/gm)].map((m) => [m[1]!, m[2]!.trim()]));
+  const show = (v: unknown): string => (Array.isArray(v) ? `[${v.map(show).join(', ')}]` : String(v));
+  let compared = 0;
+  const walk = (schema: TSchema, path: string): void => {
+    const s = schema as TSchema & { properties?: Record<string, TSchema>; items?: TSchema };
+    if (s.properties) return Object.entries(s.properties).forEach(([k, v]) => walk(v, path ? `${path}.${k}` : k));
+    if (s.type === 'array' && (s.items as { properties?: unknown } | undefined)?.properties) return walk(s.items!, `${path}[]`);
+    const cell = cells.get(path);
+    if (cell === undefined || !('default' in s) || (typeof s.default === 'object' && !Array.isArray(s.default))) return;
+    compared++;
+    t.equal(cell, `\`${show(s.default)}\``, path);
+  };
+  walk(ConfigSchema, '');
+  t.ok(compared > 50, `${compared} defaults compared`);
+});
+
 t.test('every configuration option is in the commented example config', async (t) => {
   // Keys as written, set or commented out (`# name:`), with `_FILE` variants counting as the option.
   const example = readFileSync('config/gateway.example.yaml', 'utf8');
@@ -52,7 +69,12 @@ t.test('every error code is in the README, with its status', async (t) => {
 t.test('every command is in the README', async (t) => {
   const main = readFileSync('src/main.ts', 'utf8');
   const usage = /const USAGE = `([\s\S]+?)`;/.exec(main)![1]!;
-  const commands = [...usage.matchAll(/^ {2}mfa-gateway ([a-z-]+(?: [a-z-]+)?)/gm)].map((m) => m[1]!);
-  t.ok(commands.length >= 6);
+  // `user show|export` is two commands.
+  const commands = [...usage.matchAll(/^ {2}mfa-gateway ([a-z-]+)(?: ([a-z|-]+))?/gm)].flatMap((m) => (m[2] ?? '').split('|').map((sub) => `${m[1]} ${sub}`.trim()));
+  t.ok(commands.length >= 20, `${commands.length} commands`);
   for (const c of commands) t.match(readme, `\`mfa-gateway ${c}`, c);
+  const options = /const OPTIONS = \{([\s\S]+?)\n\} as const;/.exec(main)![1]!;
+  const flags = [...options.matchAll(/^ {2}'?([a-z-]+)'?:/gm)].map((m) => m[1]!);
+  t.ok(flags.length >= 20, `${flags.length} flags`);
+  for (const f of flags) t.match(readme, `--${f}`, `--${f}`);
 });
