@@ -8,7 +8,7 @@ import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import { isDeviceBound } from '../mechanisms/webauthn.js';
 import { CHANGE_WINDOW_MS, recoverySetOf } from '../services/factors.js';
 import type { ActiveSession } from '../services/sessions.js';
-import { removable, usable } from '../stores/factor-store.js';
+import { deviceBound, removable, usable } from '../stores/factor-store.js';
 import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
@@ -67,7 +67,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
         csrf: active.record.csrf,
         factors: mine.factors.map((f) => ({
           id: f.id,
-          kind: f.kind === 'webauthn' && isDeviceBound(f.credential) ? 'device-bound-passkey' : f.kind,
+          kind: f.kind === 'webauthn' && isDeviceBound(f.credential) ? (deviceBound(f) ? 'device-bound-passkey' : 'key-without-proof') : f.kind,
           name: f.name,
           addedAt: f.addedAt,
           ...(f.lastUsedAt ? { lastUsedAt: f.lastUsedAt } : {}),

@@ -9,8 +9,8 @@ import { newId } from '../mechanisms/random.js';
 import { matchesCode, newEnrolmentCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
 import type { Sealer } from '../mechanisms/sealer.js';
 import { matchTotpStep, newTotpSecret, normaliseTotpInput } from '../mechanisms/totp.js';
-import { isDeviceBound, newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
-import type { Challenges, CredentialOwners, EnrolmentCodes, Factor, FactorStore, UserFactors } from '../stores/factor-store.js';
+import { newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
+import { deviceBound, withPasskey, type Challenges, type CredentialOwners, type EnrolmentCodes, type Factor, type FactorStore, type UserFactors } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import { RateLimiter } from '../stores/limits.js';
@@ -154,12 +154,12 @@ export class EnrolmentService {
   }
 
   async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
-    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, true, p.invite);
+    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, { first: true, proved: p.invite });
     if (!bound.ok) return bound;
-    const deviceBound = bound.factor.kind === 'webauthn' && isDeviceBound(bound.factor.credential);
+    const isDeviceBound = bound.factor.kind === 'webauthn' && deviceBound(bound.factor);
     await this.d.pending.update(
       id,
-      (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', factorAt: this.d.clock.now(), factorId: bound.factor.id, ...(deviceBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
+      (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', factorAt: this.d.clock.now(), factorId: bound.factor.id, ...(isDeviceBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
       this.d.clock.now(),
     );
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });
@@ -190,7 +190,8 @@ export class EnrolmentService {
   }
 
   confirmSessionPasskey(active: ActiveSession, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
-    return this.registerPasskey(`session:${active.sid}`, this.d.attempts.ofSession(active), response, name, ip, false);
+    // The session's last proof: a device-bound passkey, or not (see withPasskey).
+    return this.registerPasskey(`session:${active.sid}`, this.d.attempts.ofSession(active), response, name, ip, { first: false, provenByKey: active.record.deviceBound === true });
   }
 
   /** Confirmed by its first code, which counts as its first use. */
@@ -209,7 +210,14 @@ export class EnrolmentService {
     return registrationOptions(this.d.rp, { handle, name: username, displayName: username }, existing, challenge);
   }
 
-  private async registerPasskey(owner: string, c: Ceremony, response: unknown, name: string, ip: string, first: boolean, proved?: string): Promise<Bound | Refused> {
+  private async registerPasskey(
+    owner: string,
+    c: Ceremony,
+    response: unknown,
+    name: string,
+    ip: string,
+    how: { first: true; proved: string | undefined } | { first: false; provenByKey: boolean },
+  ): Promise<Bound | Refused> {
     const attempt = await this.d.attempts.beginSetup(c, ip, 'webauthn');
     // The challenge was made for this login or session and for registration, and is used once (R21, C-42).
     const challenge = await this.d.challenges.take(owner, 'register');
@@ -223,7 +231,7 @@ export class EnrolmentService {
     await this.d.attempts.succeeded(c, attempt);
     const factor: Factor = { id: newId().slice(0, 16), kind: 'webauthn', name: factorName(name, 'Passkey'), addedAt: this.d.clock.now(), credential: result.credential };
     try {
-      return await this.bind(c.pid, factor, first, c.username, ip, proved);
+      return how.first ? await this.bind(c.pid, factor, true, c.username, ip, how.proved) : await this.bind(c.pid, factor, false, c.username, ip, undefined, how.provenByKey);
     } catch (err) {
       // Nothing was bound: the credential id is free again.
       await this.d.owners.release(result.credential.id).catch(() => undefined);
@@ -248,9 +256,10 @@ export class EnrolmentService {
 
   /**
    * Adds a factor; a first factor comes with a new set of recovery codes. Other factors are never overwritten.
-   * `proved`: the salt of the invitation code the pending login showed.
+   * `proved`: the salt of the invitation code the pending login showed. `provenByKey`: a device-bound passkey proved
+   * the session adding a passkey (a first factor needs no proof: see withPasskey).
    */
-  private async bind(pid: string, factor: Factor, first: boolean, username: string, ip: string, proved?: string): Promise<Bound> {
+  private async bind(pid: string, factor: Factor, first: boolean, username: string, ip: string, proved?: string, provenByKey = first): Promise<Bound> {
     const now = this.d.clock.now();
     const made = first ? await newRecoveryCodes() : undefined;
     // The invitation works once: of two logins that both showed it, only the first to bind a factor has it (taken
@@ -261,6 +270,8 @@ export class EnrolmentService {
     if (inviteMode && (await this.d.codes.get(pid))?.salt !== proved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was replaced meanwhile');
     const invite = inviteMode ? await this.d.codes.take(pid) : undefined;
     if (invite === null) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was used meanwhile');
+    // The factor as stored (a passkey may be marked: see withPasskey).
+    let bound = factor;
     try {
       if (invite && invite.salt !== proved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was replaced meanwhile');
       await this.d.factors.update(pid, (cur) => {
@@ -270,7 +281,9 @@ export class EnrolmentService {
         // An added factor joins the factors the session was signed in with: none left means an operator reset them
         // meanwhile, and the factor of a session being ended must not become the account's only one.
         if (!first && !current.factors.length) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'the factors were reset meanwhile');
-        return { ...current, factors: [...current.factors, factor], ...(made ? { recovery: { ...made.stored, addedAt: now } } : {}) };
+        const added = factor.kind === 'webauthn' ? withPasskey(current, factor, provenByKey) : { ...current, factors: [...current.factors, factor] };
+        bound = added.factors.at(-1)!;
+        return { ...added, ...(made ? { recovery: { ...made.stored, addedAt: now } } : {}) };
       });
     } catch (err) {
       // Nothing was bound: the letter's code is put back for the next try.
@@ -283,7 +296,7 @@ export class EnrolmentService {
     if (first) await this.d.attempts.clear(pid, 'recovery');
     this.d.security('factor_added', { pid, ip, factor: factor.kind });
     this.d.notifier.notify({ event: first ? 'enrolled' : 'factor_added', user: username, ip, details: { kind: factor.kind, name: factor.name } });
-    return { ok: true, factor, ...(recoveryCodes ? { recoveryCodes } : {}) };
+    return { ok: true, factor: bound, ...(recoveryCodes ? { recoveryCodes } : {}) };
   }
 }
 

@@ -3,8 +3,7 @@
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { newRecoveryCodes } from '../mechanisms/recovery-codes.js';
-import { isDeviceBound } from '../mechanisms/webauthn.js';
-import { removable, type CredentialOwners, type Factor, type FactorStore, type UserFactors } from '../stores/factor-store.js';
+import { deviceBound, removable, type CredentialOwners, type Factor, type FactorStore, type UserFactors } from '../stores/factor-store.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession, SessionService } from './sessions.js';
@@ -54,7 +53,7 @@ export class FactorService {
     });
     const factor = removed!;
     if (factor.kind === 'webauthn') await this.d.owners.release(factor.credential.id);
-    if (factor.kind === 'webauthn' && isDeviceBound(factor.credential) && active.record.deviceBound) await this.d.sessions.forgetDeviceBound(active);
+    if (factor.kind === 'webauthn' && deviceBound(factor) && active.record.deviceBound) await this.d.sessions.forgetDeviceBound(active);
     this.d.security('factor_removed', { pid: active.record.pid, ip, factor: factor.kind });
     this.d.notifier.notify({ event: 'factor_removed', user: active.record.username, ip, details: { kind: factor.kind, name: factor.name } });
     await this.afterChange(active, ip);

@@ -4,8 +4,8 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { codesLeft, matchRecoveryCode } from '../mechanisms/recovery-codes.js';
-import { authenticationOptions, counterMoved, isDeviceBound, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
-import { usable, type Challenges, type FactorStore, type WebAuthnFactor } from '../stores/factor-store.js';
+import { authenticationOptions, counterMoved, newChallenge, verifyAuthentication, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
+import { deviceBound, usable, type Challenges, type FactorStore, type WebAuthnFactor } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { PendingLogin } from '../stores/records.js';
@@ -47,7 +47,7 @@ export class SecondFactorService {
     return {
       totp: Boolean(f?.factors.some((x) => x.kind === 'totp')),
       webauthn: Boolean(f?.factors.some((x) => x.kind === 'webauthn')),
-      deviceBoundPasskey: Boolean(f?.factors.some((x) => x.kind === 'webauthn' && isDeviceBound(x.credential))),
+      deviceBoundPasskey: Boolean(f?.factors.some((x) => x.kind === 'webauthn' && deviceBound(x))),
       recovery: f?.recovery ? codesLeft(f.recovery) > 0 : false,
     };
   }
@@ -111,7 +111,7 @@ export class SecondFactorService {
   private async passkeyOptions(owner: string, pid: string, deviceBoundOnly = false): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const factors = await this.d.factors.get(pid);
     const credentials = (factors?.factors ?? []).flatMap((f) =>
-      f.kind === 'webauthn' && usable(f) && (!deviceBoundOnly || isDeviceBound(f.credential)) ? [f.credential] : [],
+      f.kind === 'webauthn' && usable(f) && (!deviceBoundOnly || deviceBound(f)) ? [f.credential] : [],
     );
     if (!credentials.length) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no passkey registered');
     const challenge = newChallenge();
@@ -170,7 +170,7 @@ export class SecondFactorService {
     if (behind) return regressed();
     await this.d.attempts.succeeded(c, attempt);
     // Its backup eligibility is the stored one (verifyAuthentication checked the assertion's against it).
-    return { ok: true, deviceBound: isDeviceBound(factor.credential) };
+    return { ok: true, deviceBound: deviceBound(factor) };
   }
 
   /** `code`: what the person typed, for a second submission of the same form (see PendingService.twin). */

@@ -1,7 +1,7 @@
 // A user's second factors and what binds them: factor records, credential ownership, enrolment codes, challenges.
 import type { HashedCode, RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
 import type { Sealer } from '../mechanisms/sealer.js';
-import type { StoredCredential } from '../mechanisms/webauthn.js';
+import { isDeviceBound, type StoredCredential } from '../mechanisms/webauthn.js';
 import type { KvStore } from './kv-store.js';
 import { keys } from './keys.js';
 import { SealedRecords } from './sealed-records.js';
@@ -22,12 +22,36 @@ export type WebAuthnFactor = FactorBase & {
    * the copy's answers and the original's alike, until the user removes it and registers a key again.
    */
   suspectSince?: number;
+  /**
+   * A passkey that cannot leave its device, added by a session that no such passkey proved, to an account that had
+   * one already: it does not count as device-bound (see withPasskey).
+   */
+  boundWithoutKey?: true;
 };
 export type Factor = TotpFactor | WebAuthnFactor;
 
 /** Whether a factor can still prove anything: not a passkey a copy of which answered. */
 export function usable(f: Factor): boolean {
   return !(f.kind === 'webauthn' && f.suspectSince !== undefined);
+}
+
+/** Whether a passkey passes rules that take only one that cannot leave its device. */
+export function deviceBound(f: WebAuthnFactor): boolean {
+  return isDeviceBound(f.credential) && !f.boundWithoutKey;
+}
+
+/**
+ * The factors with a passkey added (NIST SP 800-63B §6.1.2.1: binding an authenticator at a level needs a proof at
+ * that level). Once an account has had a device-bound passkey, another one counts as device-bound only when added
+ * by a session such a passkey proved (`provenByKey`): someone holding the password and an app code or a recovery
+ * code cannot add a security key of their own that passes where the person's key is needed. The first one counts
+ * however the session was proved, as at enrolment: the person has no such key to prove it with.
+ */
+export function withPasskey(current: UserFactors, factor: WebAuthnFactor, provenByKey: boolean): UserFactors {
+  if (!isDeviceBound(factor.credential)) return { ...current, factors: [...current.factors, factor] };
+  const had = current.hadDeviceBoundKey || current.factors.some((f) => f.kind === 'webauthn' && deviceBound(f));
+  if (had && !provenByKey) return { ...current, factors: [...current.factors, { ...factor, boundWithoutKey: true }] };
+  return { ...current, factors: [...current.factors, factor], hadDeviceBoundKey: true };
 }
 
 /** Whether removing the factor `id` leaves the person a second factor that works. */
@@ -40,6 +64,8 @@ export interface UserFactors {
   recovery?: RecoveryCodeSet & { addedAt: number };
   /** The WebAuthn user handle: random, made once per user (WA3 §14.6.1). */
   userHandle?: string;
+  /** A device-bound passkey was bound (and counted): kept when it is removed (see withPasskey). */
+  hadDeviceBoundKey?: true;
 }
 
 /** A user's second factors, kept until removed. A record that cannot be opened is an error, never "no factor". */

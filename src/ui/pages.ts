@@ -276,8 +276,8 @@ ${v.otherWay ? `<p><a href="${ctx.prefix}${v.otherWay}">${esc(t('otherWay'))}</a
 
 export interface FactorView {
   id: string;
-  /** webauthn: a passkey that can be synced. */
-  kind: 'totp' | 'webauthn' | 'device-bound-passkey';
+  /** webauthn: a passkey that can be synced; key-without-proof: one on one device that does not count as such (withPasskey). */
+  kind: 'totp' | 'webauthn' | 'device-bound-passkey' | 'key-without-proof';
   name: string;
   addedAt: number;
   lastUsedAt?: number;

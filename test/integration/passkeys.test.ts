@@ -408,6 +408,65 @@ t.test('a synced passkey never passes a rule that wants one bound to its device;
   t.equal((await b.get('/prescriptions/')).location, asked.location);
 });
 
+t.test('once an account has a security key, another counts as one only when a security key proved the session adding it', async (t) => {
+  const s = await startStack({ patch: deviceBoundRules });
+  t.teardown(s.close);
+  const keyA = new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] });
+  const { b } = await signUpWithPasskey(s, keyA);
+  // A step-up moves the session to a new id, with a new CSRF token.
+  const csrf = async () => passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const add = async (auth: SoftAuthenticator, name: string) => {
+    const token = await csrf();
+    const options = await jsonCall(b, '/_mfa/security/passkey/options', token);
+    t.equal((await jsonCall(b, '/_mfa/security/passkey', token, { credential: auth.register(options.json), name })).status, 200, `${name} added`);
+  };
+  const stepUp = async (auth: SoftAuthenticator) => {
+    const token = await csrf();
+    const options = await jsonCall(b, '/_mfa/step-up/passkey/options', token);
+    t.equal((await jsonCall(b, '/_mfa/step-up/passkey', token, { credential: auth.authenticate(options.json, { credentialId: auth.credentials[0]!.id }) })).status, 200);
+  };
+  const kindOf = async (name: string) => {
+    const page = (await b.get('/_mfa/security')).body;
+    return new RegExp(`<strong>${name}</strong> – ([^<]+)<`).exec(page)![1]!;
+  };
+  const deviceBoundIds = async () => (await jsonCall(b, '/_mfa/step-up/passkey/options?only=device-bound', await csrf())).json.allowCredentials.map((c: { id: string }) => c.id);
+  const phone = new SoftAuthenticator({ origin: ORIGIN, synced: true });
+  await add(phone, 'Phone');
+
+  // Proved by the synced passkey (as someone holding the password and a phished app code would be): a key added now
+  // is a second factor, not a security key.
+  await stepUp(phone);
+  const keyB = new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] });
+  await add(keyB, 'Key B');
+  t.equal(await kindOf('Key B'), 'Security key or passkey on one device, added without one of your keys: not accepted where a security key is needed');
+  t.equal(await kindOf('Test key'), 'Security key or passkey on one device', 'the key from the enrolment');
+  t.same(await deviceBoundIds(), [keyA.credentials[0]!.id], 'only the first key is offered where one is needed');
+  await stepUp(keyB);
+  t.same(events(s, 'step_up_ok').at(-1).amr, ['pwd', 'swk'], 'it signs in as a passkey, not a security key');
+  t.equal((await b.get('/prescriptions/')).location, '/_mfa/step-up?to=%2Fprescriptions%2F&factors=device-bound-passkey');
+
+  // Proved by the first key: the next one counts.
+  await stepUp(keyA);
+  t.equal((await b.get('/prescriptions/')).status, 200);
+  const keyC = new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['nfc'] });
+  await add(keyC, 'Key C');
+  t.equal(await kindOf('Key C'), 'Security key or passkey on one device');
+  t.same((await deviceBoundIds()).sort(), [keyA.credentials[0]!.id, keyC.credentials[0]!.id].sort());
+  await stepUp(keyC);
+  t.same(events(s, 'step_up_ok').at(-1).amr, ['pwd', 'hwk']);
+
+  // Removing the counted keys does not make the account one that never had a key.
+  for (const name of ['Test key', 'Key C']) {
+    const page = (await b.get('/_mfa/security')).body;
+    const factor = /name="factor" value="([^"]+)"/.exec(page.slice(page.indexOf(`<strong>${name}</strong>`)))![1]!;
+    t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(page, 'csrf'), factor })).status, 303, `${name} removed`);
+  }
+  await stepUp(phone);
+  const keyD = new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] });
+  await add(keyD, 'Key D');
+  t.match(await kindOf('Key D'), 'added without one of your keys');
+});
+
 t.test('a first enrolment with a security key is device-bound from the start', async (t) => {
   const s = await startStack({ patch: deviceBoundRules });
   t.teardown(s.close);
