@@ -3,7 +3,7 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
 import type { RuleFactor } from '../domain/policy.js';
-import { safeRelativeTarget } from '../domain/redirect.js';
+import { returnTarget } from '../domain/redirect.js';
 import { offersMoreTime } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
@@ -274,7 +274,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session');
     return active;
   };
-  const backTo = (value: string) => (value ? safeRelativeTarget(value, config.portal.url) : undefined);
+  const backTo = (value: string) => (value ? returnTarget(value, config) : undefined);
   const stepUpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, to: string | undefined, error?: string) => {
     const query = req.query as Record<string, unknown>;
     const wanted = String(query.factors ?? field(req, 'factors')).split(',').filter(Boolean);

@@ -9,7 +9,7 @@ import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies, typ
 import { upstreamRequestHeaders } from '../domain/headers.js';
 import { queryWrapsLoginField, sameFieldName } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
-import { safeRelativeTarget } from '../domain/redirect.js';
+import { returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
 import { canonicalUsername } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
@@ -263,7 +263,7 @@ export class LoginService {
         username,
         // A successful answer's cookies are all held, also in forward-auth mode: only the second factor releases them.
         jar: this.d.browserCookies === 'all' ? applySetCookies(jar, setCookies, req.path, now, []) : updated,
-        continueTo: safeRelativeTarget(location, config.portal.url),
+        continueTo: returnTarget(location, config),
         csrf: newId(),
         stage,
         expiresAt: now + config.mfa.pendingTimeoutSeconds * 1000,

@@ -3,9 +3,10 @@ import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-pat
 import { applySetCookies, cookieHeader, setCookieNames, stillHolds } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
-import { browserLocation, safeRelativeTarget } from '../../../src/domain/redirect.js';
+import { browserLocation, returnTarget } from '../../../src/domain/redirect.js';
 import { sessionState, sessionTtlMs } from '../../../src/domain/session-times.js';
 import { canonicalUsername } from '../../../src/domain/username.js';
+import { testConfig } from '../../helpers/config.js';
 
 t.test('canonical usernames', async (t) => {
   t.equal(canonicalUsername('  Alice ', 'lower'), 'alice');
@@ -132,12 +133,17 @@ t.test('canonical path', async (t) => {
 });
 
 t.test('safe redirects', async (t) => {
-  const o = 'http://portal.internal:8080';
-  t.equal(safeRelativeTarget('/records?x=1', o), '/records?x=1');
-  t.equal(safeRelativeTarget('http://portal.internal:8080/messages', o), '/messages');
+  const config = testConfig('http://portal.internal:8080', (raw) => (raw.portal.logoutPaths = ['/logout', '/signout.php']));
+  const back = (target: string | undefined) => returnTarget(target, config);
+  t.equal(back('/records?x=1'), '/records?x=1');
+  t.equal(back('http://portal.internal:8080/messages'), '/messages');
   for (const evil of ['https://evil.example', '//evil.example', '///evil.example', '/\\evil.example', '\\/evil.example', '/\t/evil.example', 'https:evil.example', 'http://portal.internal:8080@evil.example', 'javascript:alert(1)', 'data:text/html,x', '//evil%E3%80%82example'])
-    t.equal(safeRelativeTarget(evil, o), '/', evil);
-  t.equal(safeRelativeTarget(undefined, o), '/');
+    t.equal(back(evil), '/', evil);
+  t.equal(back(undefined), '/');
+  // Followed after a sign-in or a step-up, these would act: end the session just proved, or call the gateway.
+  for (const acting of ['/logout', '/LOGOUT/', '/logout?x=1', '/signout.php/x', '/%6cogout', '/_mfa/logout', '/_MFA/security', '/_mfa'])
+    t.equal(back(acting), '/', acting);
+  t.equal(back('/logout-help'), '/logout-help', 'another page');
 });
 
 t.test("the portal's Location, for the browser", async (t) => {
