@@ -25,7 +25,7 @@ const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
  * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
  * encoding, invalid UTF-8, characters NFKC would change or Windows would read as a separator, NTFS stream names
- * ('::$'), names ending in '.' or ' ' (before any parameters) or starting with '..', ';'
+ * (':$'), names ending in '.' or ' ' (before any parameters) or starting with '..', ';'
  * path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))` segments,
  * fragments, absolute-form targets and ones starting with `//` (an authority to URL parsers, which can carry
  * `user:password@`), a query starting with '/', and a path longer than 4096 characters.
@@ -41,7 +41,7 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // rules would never see.
   if (query.startsWith('/')) return null;
   // Most paths are already canonical: nothing encoded, no empty or dot segments, no segment starting with '('.
-  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && !rawPath.includes('::') && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
+  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && !rawPath.includes(':') && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
     return { path: rawPath, matchPath: rawPath, query };
   }
   // Only printable ASCII on the wire; '#' never belongs in a request target.
@@ -76,9 +76,9 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // in decomposed form (`u` and a combining diaeresis, as macOS writes them) are fine.
   if (/[^\x00-\x7f]/.test(decoded) && normalisesAway(decoded)) return null;
   // Windows also maps characters NFKC keeps to a separator when a name goes through an ANSI code page ("best fit":
-  // `¥` is `\` in Japanese, `₩` in Korean, `∕` and `⁄` are `/`), and NTFS reads `admin::$INDEX_ALLOCATION` as the
-  // folder `admin`.
-  if (BEST_FIT_SEPARATOR.test(decoded) || decoded.includes('::$')) return null;
+  // `¥` is `\` in Japanese, `₩` in Korean, `∕` and `⁄` are `/`), and NTFS reads `admin::$INDEX_ALLOCATION` and
+  // `admin:$I30:$INDEX_ALLOCATION` as the folder `admin`: no stream name (`:$`) passes.
+  if (BEST_FIT_SEPARATOR.test(decoded) || decoded.includes(':$')) return null;
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
   // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading. Nor has a segment of

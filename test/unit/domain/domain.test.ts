@@ -126,7 +126,7 @@ t.test('canonical path', async (t) => {
   bad.push('/(S(x))/admin/', '/(A(x)F(y))/login', '/app/(X(1)S(x))/admin', '/%28S%28x%29%29/admin', '/(s(x))/admin', '/(S(x))');
   // Windows' best-fit separators (Japanese `¥`, Korean `₩`, `∕`, `⁄`, `∖`) and NTFS stream names, raw and encoded.
   bad.push('/static/x%C2%A5..%C2%A5admin', '/a%E2%82%A9b', '/static%E2%88%95..%E2%88%95admin', '/a%E2%81%84b', '/a%E2%88%96b');
-  bad.push('/admin::$INDEX_ALLOCATION/', '/admin%3A%3A$DATA', '/login.aspx::$DATA');
+  bad.push('/admin::$INDEX_ALLOCATION/', '/admin%3A%3A$DATA', '/login.aspx::$DATA', '/admin:$I30:$INDEX_ALLOCATION/x', '/admin:$i30:$index_allocation/', '/admin%3A%24I30%3A%24INDEX_ALLOCATION/x');
   // An authority to URL parsers (and a place for `user:password@`, which would reach the log and the portal).
   bad.push('//records', '//alice:secret@host/records', '///admin');
   for (const raw of bad) t.equal(canonicalTarget(raw), null, JSON.stringify(raw));
