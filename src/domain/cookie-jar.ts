@@ -88,11 +88,6 @@ export function cookieName(pairOrSetCookie: string): string {
   return pairOrSetCookie.slice(0, pairOrSetCookie.indexOf('=')).trim();
 }
 
-/** Whether `jar` still holds every cookie of `earlier` as it was (it may hold more). */
-export function stillHolds(jar: Jar, earlier: Jar): boolean {
-  return earlier.every((c) => jar.some((d) => d.name === c.name && d.path === c.path && d.value === c.value));
-}
-
 export function sameJar(a: Jar, b: Jar): boolean {
   return a === b || (a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.value === b[i]!.value && c.path === b[i]!.path && c.expiresAt === b[i]!.expiresAt));
 }

@@ -6,7 +6,7 @@ import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
-import { applySetCookies, cookieHeader, sameJar, stillHolds, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
 import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation } from '../domain/redirect.js';
@@ -30,7 +30,7 @@ const noRetry = () => null;
 
 type JarOwner =
   | { kind: 'session'; active: ActiveSession; identity: Readonly<Record<string, string>>; /** Logged out by this request. */ ended: boolean }
-  | { kind: 'browser'; id: string; jar: Jar };
+  | { kind: 'browser'; id: string; jar: Jar; /** The jar's round, if there was one (BrowserJars). */ round?: string };
 
 export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, clock, sessions } = ctx;
@@ -126,7 +126,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
   async function browserJar(req: FastifyRequest, reply: FastifyReply): Promise<JarOwner> {
     const id = browserId(req, reply);
-    return { kind: 'browser', id, jar: await ctx.jars.get(id) };
+    const { round, cookies } = await ctx.jars.get(id);
+    return { kind: 'browser', id, jar: cookies, ...(round === undefined ? {} : { round }) };
   }
 
   function browserId(req: FastifyRequest, reply: FastifyReply): string {
@@ -195,9 +196,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       let refusedForMs: number | undefined;
       // A password login of this browser took the jar while the portal answered: a portal that keeps its session id
       // at login may have answered as the account just signed in, before its second factor. The answer is withheld
-      // (taken before the password reached the portal, the jar is still there when an earlier answer is checked). A
-      // jar made again since under the same id (a client can keep sending it) holds other portal cookies.
-      if (owner.kind === 'browser' && jar.length > 0 && !stillHolds(await ctx.jars.get(owner.id), jar)) {
+      // (taken before the password reached the portal, the jar is still there when an earlier answer is checked; a
+      // login that failed puts it back as a new round). Other answers changing its cookies meanwhile keep its round.
+      if (owner.kind === 'browser' && owner.round !== undefined && (await ctx.jars.get(owner.id)).round !== owner.round) {
         (res as { stream: Readable }).stream.resume();
         sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_SIGNED_IN_MEANWHILE', 'the pre-login jar was taken by a password login'));
         return;
@@ -206,9 +207,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (owner.kind === 'browser' && changed) {
           // A jar that starts here is a new record for an hour: new ones are limited per address (an id in the
           // cookie is no proof, a client can make them up).
-          const admitted = jar.length === 0 ? await ctx.limits.login.admitNewBrowser(req.client.ip) : undefined;
+          const admitted = owner.round === undefined ? await ctx.limits.login.admitNewBrowser(req.client.ip) : undefined;
           if (admitted && !admitted.allowed) refusedForMs = admitted.retryAfterMs;
-          else await ctx.jars.update(owner.id, jar, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
+          else await ctx.jars.update(owner.id, owner.round, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
         }
         if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
           // The answer's cookies go onto the jar as it is now (see SessionService.save).

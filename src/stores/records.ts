@@ -11,28 +11,43 @@ import { SealedRecords } from './sealed-records.js';
 
 /** Portal cookies of a browser that has not signed in yet (the pre-login jar). */
 export class BrowserJars {
-  private readonly records: SealedRecords<Jar>;
+  private readonly records: SealedRecords<BrowserJar>;
   constructor(kv: KvStore, sealer: Sealer, private readonly ttlMs: number) {
     this.records = new SealedRecords(kv, sealer);
   }
-  async get(browserId: string): Promise<Jar> {
-    return (await this.records.get(keys.browserJar(browserId))) ?? [];
+  /** The jar, and its round (undefined: there is none). */
+  async get(browserId: string): Promise<{ round?: string; cookies: Jar }> {
+    return (await this.records.get(keys.browserJar(browserId))) ?? { cookies: [] };
   }
-  put(browserId: string, jar: Jar): Promise<void> {
-    return this.records.put(keys.browserJar(browserId), jar, this.ttlMs);
+  /** A jar put back by a password login that failed: a new round. */
+  put(browserId: string, cookies: Jar): Promise<void> {
+    return this.records.put(keys.browserJar(browserId), { round: newId(), cookies }, this.ttlMs);
   }
   /**
-   * Applies one portal answer's cookies to the jar as it is now (compared and set). A request that began with
-   * cookies in the jar never recreates it: a password login took it meanwhile, and its portal session belongs to
-   * that login alone.
+   * Applies one portal answer's cookies to the jar as it is now (compared and set). A request that began with a jar
+   * (`startedIn`, its round) changes only that round's: a password login took it meanwhile, and its portal session
+   * belongs to that login alone.
    */
-  async update(browserId: string, startedWith: Jar, apply: (jar: Jar) => Jar): Promise<void> {
-    await this.records.change(keys.browserJar(browserId), (cur) => (cur ? apply(cur) : startedWith.length ? cur : apply([])), () => this.ttlMs);
+  async update(browserId: string, startedIn: string | undefined, apply: (jar: Jar) => Jar): Promise<void> {
+    await this.records.change(
+      keys.browserJar(browserId),
+      (cur) => (cur ? (startedIn === undefined || cur.round === startedIn ? { ...cur, cookies: apply(cur.cookies) } : cur) : startedIn === undefined ? { round: newId(), cookies: apply([]) } : cur),
+      () => this.ttlMs,
+    );
   }
-  /** Removes and returns the jar: after a password login it moves to the pending login, never to be reused. */
+  /** Removes and returns the jar's cookies: after a password login they move to the pending login, never to be reused. */
   async take(browserId: string): Promise<Jar> {
-    return (await this.records.take(keys.browserJar(browserId))) ?? [];
+    return (await this.records.take(keys.browserJar(browserId)))?.cookies ?? [];
   }
+}
+
+/**
+ * A pre-login jar and its round: made with the jar, kept by the portal's answers (which may change any cookie, as a
+ * load balancer's stickiness cookie does on each), new when a password login takes the jar and puts it back.
+ */
+interface BrowserJar {
+  round: string;
+  cookies: Jar;
 }
 
 /** proof: the enrolment proof is due; enrol: choose and set up a first factor; verify: sign in with one; acknowledge: recovery codes shown. */

@@ -259,16 +259,27 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       const id = randomBytes(32).toString('base64url');
       await jars.put(id, [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }]);
       t.notMatch((await b.kv.get(`jar:{${id}}`)) ?? '', /portal-secret/, 'jar encrypted at rest');
+      const { round: first } = await jars.get(id);
       t.same(await jars.take(id), [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }]);
-      t.same(await jars.get(id), [], 'taken once');
-      // An answer to a request that began with the jar a login then took does not bring the jar back; one that began
-      // without a jar starts one, and later answers apply to the jar as it is then.
+      t.same(await jars.get(id), { cookies: [] }, 'taken once');
+      // An answer to a request that began with the jar a login then took does not bring the jar back, nor changes
+      // the one a failed login put back; one that began without a jar starts one, and later answers apply to the jar
+      // as it is then, keeping its round.
       const add = (name: string) => (jar: readonly { name: string; value: string; path: string }[]) => [...jar, { name, value: '1', path: '/' }];
-      await jars.update(id, [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }], add('late'));
+      await jars.update(id, first, add('late'));
       t.equal(await b.kv.get(`jar:{${id}}`), null, 'a taken jar stays taken');
-      await jars.update(id, [], add('a'));
-      await Promise.all([jars.update(id, [], add('b')), jars.update(id, [], add('c'))]);
-      t.same((await jars.get(id)).map((c) => c.name).sort(), ['a', 'b', 'c'], 'compared and set: no answer undoes another');
+      await jars.put(id, []);
+      const { round: putBack } = await jars.get(id);
+      t.not(putBack, first, 'put back: a new round');
+      await jars.update(id, first, add('late'));
+      t.same((await jars.get(id)).cookies, [], 'not changed by an answer of the round before');
+      await jars.take(id);
+      await jars.update(id, undefined, add('a'));
+      const { round } = await jars.get(id);
+      await Promise.all([jars.update(id, undefined, add('b')), jars.update(id, round, add('c'))]);
+      const merged = await jars.get(id);
+      t.same(merged.cookies.map((c) => c.name).sort(), ['a', 'b', 'c'], 'compared and set: no answer undoes another');
+      t.equal(merged.round, round, 'answers keep the round');
 
       const pending = new PendingLogins(b.kv, sealer);
       const now = b.now();

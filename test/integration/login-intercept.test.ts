@@ -1,4 +1,5 @@
 // The intercepted login against what a browser (or an attacker's script) can send at once or in odd spellings.
+import { createServer } from 'node:http';
 import t from 'tap';
 import { GatewayError } from '../../src/errors.js';
 import { loginContentType, parseLoginBody } from '../../src/services/login.js';
@@ -70,6 +71,25 @@ t.test('a public page asked for while a password is checked: its answer, which m
   t.ok(s.logs.some((l) => l.includes('GW_ERR_SIGNED_IN_MEANWHILE')));
   t.equal((await b.get('/slow?who=1')).body, 'slow ok: nobody', 'after: the public page again, without the signed-in portal session');
   t.equal((await b.get('/records')).location, '/_mfa/continue', 'and the portal pages wait for the second factor');
+});
+
+t.test('answers that change the pre-login cookies meanwhile are no password login: the page loads whole', async (t) => {
+  // A load balancer's stickiness cookie (AWS ALB) has a new value on each answer; so has a session cookie some
+  // frameworks encrypt again on each (Rails' expire_after).
+  let n = 0;
+  const portal = createServer((req, res) => {
+    setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain', 'set-cookie': `AWSALB=v${++n}; Path=/; Max-Age=604800` }).end(`ok ${req.headers.cookie}`), Number(new URL(req.url!, 'http://x').searchParams.get('ms') ?? 0));
+  });
+  await new Promise<void>((r) => portal.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise((r) => portal.close(r)));
+  const s = await startStack({ patch: (raw) => (raw.portal.url = `http://127.0.0.1:${(portal.address() as { port: number }).port}`) });
+  t.teardown(s.close);
+  const b = s.browser();
+  t.equal((await b.get('/login')).status, 200, 'the first answer starts the jar');
+  const [fast, slow] = await Promise.all([b.get('/static/a.css?ms=20'), b.get('/static/b.js?ms=300')]);
+  t.same([fast.status, slow.status], [200, 200], 'both assets, the slower after the faster changed the cookie');
+  t.notOk(s.logs.some((l) => l.includes('GW_ERR_SIGNED_IN_MEANWHILE')));
+  t.match((await b.get('/static/c.css')).body, /^ok AWSALB=v3$/, 'the jar holds the latest value');
 });
 
 t.test('a public page whose jar cannot be checked when its answer comes (the store failing) is not passed on', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-path.js';
-import { applySetCookies, cookieHeader, setCookieNames, stillHolds } from '../../../src/domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, setCookieNames } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, returnTarget } from '../../../src/domain/redirect.js';
@@ -243,15 +243,6 @@ t.test('response headers to the browser', async (t) => {
     t.same(portal({ refresh: sent }), { refresh: sent }, `${sent}: as sent`);
 });
 
-t.test('stillHolds: every cookie a request was sent with is still in the jar as it was (more may have come)', async (t) => {
-  const sent = [{ name: 'SID', value: 'a', path: '/' }];
-  t.ok(stillHolds(sent, sent));
-  t.ok(stillHolds([...sent, { name: 'pref', value: 'dark', path: '/' }], sent), 'a cookie added meanwhile');
-  t.notOk(stillHolds([], sent), 'the jar taken');
-  t.notOk(stillHolds([{ name: 'SID', value: 'b', path: '/' }], sent), 'made again: another session under the same name');
-  t.notOk(stillHolds([{ name: 'SID', value: 'a', path: '/app' }], sent), 'another path');
-  t.ok(stillHolds([], []), 'nothing was sent');
-});
 
 t.test('loggedTarget: the path of a refused target, never an authority or parameter values', async (t) => {
   t.equal(loggedTarget('/records/%zz?q=secret'), '/records/%zz', 'the query is left out');
