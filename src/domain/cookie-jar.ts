@@ -28,8 +28,8 @@ const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/;
 
 // What RFC 6265 §6.1 says a portal can count on, and no more: 50 cookies of 4096 bytes each. A jar is decrypted and
 // sealed again on every change, and a portal that sets a cookie without a Path on a public page would otherwise add
-// one per folder a client asks for. Beyond 50 the oldest cookie of a narrower path goes first: such a flood never
-// pushes out the session cookie (Path=/), however long ago it was set.
+// one per folder a client asks for. Beyond 50, such a flood goes first (see evictee): it never pushes out the session
+// cookie, set on the portal's root or on its context path (a servlet's `JSESSIONID; Path=/portal`), however long ago.
 const MAX_COOKIES = 50;
 const MAX_COOKIE_BYTES = 4096;
 
@@ -54,11 +54,24 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
     if (at !== -1) next.splice(at, 1, ...(gone ? [] : [cookie]));
     else if (!gone) next.push(cookie);
   }
-  while (next.length > MAX_COOKIES) {
-    const narrower = next.findIndex((c) => c.path !== '/');
-    next.splice(narrower === -1 ? 0 : narrower, 1);
-  }
+  while (next.length > MAX_COOKIES) next.splice(evictee(next), 1);
   return next;
+}
+
+/**
+ * Where the cookie a full jar lets go is: the oldest of a name set at more than one path (a page that sets a cookie
+ * without a Path, in every folder asked for), else the oldest of the narrowest (longest) path.
+ */
+function evictee(jar: Jar): number {
+  const seen = new Map<string, number>();
+  for (const c of jar) seen.set(c.name, (seen.get(c.name) ?? 0) + 1);
+  const repeated = jar.findIndex((c) => seen.get(c.name)! > 1);
+  if (repeated !== -1) return repeated;
+  let at = 0;
+  jar.forEach((c, i) => {
+    if (c.path.length > jar[at]!.path.length) at = i;
+  });
+  return at;
 }
 
 /**

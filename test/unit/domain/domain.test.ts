@@ -61,6 +61,12 @@ t.test('cookie jar: at most 50 cookies, the oldest of a narrower path going firs
   t.same([root.length, root[0]!.name], [50, 'c2'], 'all of Path=/: the oldest go');
   root = applySetCookies(root, ['c2=2; Path=/'], '/', now);
   t.equal(root[0]!.value, '2', 'a cookie set again keeps its place');
+  // A servlet's session cookie on its context path, older than every cookie of the flood.
+  let servlet = applySetCookies([], ['JSESSIONID=abc; Path=/portal; HttpOnly'], '/portal/login', now);
+  for (let i = 0; i < 55; i++) servlet = applySetCookies(servlet, ['lastView=1'], `/portal/records/r${i}/view`, now);
+  t.same([servlet.length, servlet[0]], [50, { name: 'JSESSIONID', value: 'abc', path: '/portal' }], 'a session cookie on a context path stays too');
+  const unique = applySetCookies([], [...Array.from({ length: 50 }, (_, i) => `c${i}=1; Path=/app`), 'deep=1; Path=/app/x/y', 'late=1; Path=/app/z'], '/', now);
+  t.same([unique.length, unique.some((c) => c.name === 'deep'), unique[0]!.name], [50, false, 'c0'], 'no name repeated: the narrowest path goes first');
   const big = applySetCookies([], [`BIG=${'x'.repeat(4094)}`, `FITS=${'x'.repeat(4092)}`], '/', now);
   t.same(big.map((c) => c.name), ['FITS'], 'a cookie over 4096 bytes (name and value) is not kept');
 });
