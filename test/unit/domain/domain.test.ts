@@ -47,7 +47,7 @@ t.test('the cookies a login answer sets: not those it deletes', async (t) => {
   t.same(setCookieNames(['AUTH=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=60'], now), ['AUTH'], 'Max-Age comes first');
 });
 
-t.test('cookie jar: at most 50 cookies, the oldest of a narrower path going first, each of at most 4096 bytes (RFC 6265 §6.1)', async (t) => {
+t.test('cookie jar: at most 50 cookies, a flood of one name going first, then the narrowest path, each of at most 4096 bytes (RFC 6265 §6.1)', async (t) => {
   const now = 1_000_000;
   let jar = applySetCookies([], ['SESSION=1; Path=/'], '/', now);
   // A portal that sets a cookie without a Path: one per folder a client asks for.
