@@ -10,13 +10,18 @@ export class UnreadableRecord extends GatewayError {
   }
 }
 
-/** Compare-and-set rounds of one change before it gives up (each lost round means another write landed). */
+/**
+ * Compare-and-set rounds of one change before it gives up (each lost round means another write landed). Changes of
+ * one record in this process go one after another, so only other instances' writes can cost a round.
+ */
 const CHANGE_ATTEMPTS = 5;
 
 /** JSON records encrypted under the record's own key, so a record cannot be moved to another key. */
 export class SealedRecords<T> {
   /** Records already opened, by key and ciphertext (bounded): a changed record is a new ciphertext, so a miss. */
   private readonly opened = new Map<string, { sealed: string; value: T }>();
+  /** The last change of each record under way in this process, which the next one waits for. */
+  private readonly changing = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly kv: KvStore,
@@ -42,7 +47,22 @@ export class SealedRecords<T> {
    * means to create one (from null). `change` may throw to give up, or return its argument to write nothing.
    * `ttlMs` gives the TTL of the record written (none: kept, or none for a new one). Returns the record as it then is.
    */
-  async change(key: string, change: (current: T | null) => T | null, ttlMs?: (next: T) => number): Promise<T | null> {
+  change(key: string, change: (current: T | null) => T | null, ttlMs?: (next: T) => number): Promise<T | null> {
+    // Forty answers of one session setting cookies at once would otherwise each lose rounds to the others, and some
+    // run out of them: their cookies lost.
+    const run = (this.changing.get(key) ?? Promise.resolve()).then(() => this.changeNow(key, change, ttlMs));
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.changing.set(key, settled);
+    void settled.then(() => {
+      if (this.changing.get(key) === settled) this.changing.delete(key);
+    });
+    return run;
+  }
+
+  private async changeNow(key: string, change: (current: T | null) => T | null, ttlMs?: (next: T) => number): Promise<T | null> {
     for (let attempt = 0; attempt < CHANGE_ATTEMPTS; attempt++) {
       const version = await this.kv.get(key);
       const current = this.open(key, version);

@@ -280,6 +280,9 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       const merged = await jars.get(id);
       t.same(merged.cookies.map((c) => c.name).sort(), ['a', 'b', 'c'], 'compared and set: no answer undoes another');
       t.equal(merged.round, round, 'answers keep the round');
+      // Forty answers at once, each setting a cookie: none lost (each would otherwise lose rounds to the others).
+      await Promise.all(Array.from({ length: 40 }, (_, i) => jars.update(id, round, add(`p${i}`))));
+      t.equal((await jars.get(id)).cookies.length, 43, 'forty changes at once, all kept');
 
       const pending = new PendingLogins(b.kv, sealer);
       const now = b.now();
