@@ -43,10 +43,11 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
   const forJar = setCookies.filter((sc) => !heldByBrowser(cookieName(sc), browserOwned));
   if (forJar.length === 0) return jar;
   const next = jar.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
-  for (const sc of parseSetCookie(forJar, { decodeValues: false })) {
-    if (!sc.name || sc.name.length + sc.value.length > MAX_COOKIE_BYTES) continue;
+  for (const raw of forJar) {
+    const sc = parseSetCookie(raw, { decodeValues: false })[0];
+    if (!sc?.name || sc.name.length + sc.value.length > MAX_COOKIE_BYTES) continue;
     const path = sc.path?.startsWith('/') ? sc.path : defaultPath(requestPath);
-    const expiresAt = expiresAtOf(sc, now);
+    const expiresAt = expiresAtOf(sc, raw, now);
     const at = next.findIndex((c) => c.name === sc.name && c.path === path);
     const cookie: JarCookie = expiresAt === undefined ? { name: sc.name, value: sc.value, path } : { name: sc.name, value: sc.value, path, expiresAt };
     const gone = expired(expiresAt, now);
@@ -110,18 +111,49 @@ export function sameJar(a: Jar, b: Jar): boolean {
  * `Expires` in the past), which many portals send with a refused login.
  */
 export function setCookieNames(setCookies: readonly string[], now: number): string[] {
-  return parseSetCookie([...setCookies], { decodeValues: false })
-    .filter((c) => c.value !== '' && !expired(expiresAtOf(c, now), now))
-    .map((c) => c.name);
+  return setCookies.flatMap((raw) => {
+    const c = parseSetCookie(raw, { decodeValues: false })[0];
+    return c && c.value !== '' && !expired(expiresAtOf(c, raw, now), now) ? [c.name] : [];
+  });
 }
 
-/** When a cookie expires: Max-Age first (RFC 6265 §5.3), undefined for a session cookie (NaN: unreadable). */
-function expiresAtOf(sc: { maxAge?: number; expires?: Date }, now: number): number | undefined {
-  return sc.maxAge !== undefined ? now + sc.maxAge * 1000 : sc.expires?.getTime();
+/**
+ * When a cookie expires: Max-Age first (RFC 6265 §5.3), else its last Expires read as browsers read dates
+ * (cookieDate); undefined for a session cookie, also when Expires cannot be read (§5.2.1: the attribute is ignored).
+ */
+function expiresAtOf(sc: { maxAge?: number }, raw: string, now: number): number | undefined {
+  if (sc.maxAge !== undefined) return now + sc.maxAge * 1000;
+  const expires = [...raw.matchAll(/;\s*expires\s*=([^;]*)/gi)].at(-1)?.[1];
+  return expires === undefined ? undefined : cookieDate(expires);
 }
 
 function expired(expiresAt: number | undefined, now: number): boolean {
-  return expiresAt !== undefined && (Number.isNaN(expiresAt) || expiresAt <= now);
+  return expiresAt !== undefined && expiresAt <= now;
+}
+
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+
+/** RFC 6265 §5.1.1, the date format of cookies: `Expires=0` or `-1` is no date (JavaScript's Date reads years). */
+function cookieDate(text: string): number | undefined {
+  let time: number[] | undefined;
+  let day: number | undefined;
+  let month: number | undefined;
+  let year: number | undefined;
+  for (const token of text.split(/[\x09\x20-\x2f\x3b-\x40\x5b-\x60\x7b-\x7e]+/).filter(Boolean)) {
+    const hms = time === undefined ? /^(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\D|$)/.exec(token) : null;
+    if (hms) time = hms.slice(1, 4).map(Number);
+    else if (day === undefined && /^\d{1,2}(?:\D|$)/.test(token)) day = parseInt(token, 10);
+    else if (month === undefined && MONTHS.includes(token.slice(0, 3).toLowerCase())) month = MONTHS.indexOf(token.slice(0, 3).toLowerCase());
+    else if (year === undefined && /^\d{2,4}(?:\D|$)/.test(token)) year = parseInt(token, 10);
+  }
+  if (time === undefined || day === undefined || month === undefined || year === undefined) return undefined;
+  if (year >= 70 && year <= 99) year += 1900;
+  else if (year >= 0 && year <= 69) year += 2000;
+  const [h, m, s] = time as [number, number, number];
+  if (day < 1 || day > 31 || year < 1601 || h > 23 || m > 59 || s > 59) return undefined;
+  const at = Date.UTC(year, month, day, h, m, s);
+  // No 30 February.
+  return new Date(at).getUTCDate() === day ? at : undefined;
 }
 
 function pathMatches(requestPath: string, cookiePath: string): boolean {

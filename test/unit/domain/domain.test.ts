@@ -42,9 +42,12 @@ t.test('login success rules: every configured rule must hold', async (t) => {
 t.test('the cookies a login answer sets: not those it deletes', async (t) => {
   const now = Date.UTC(2026, 0, 1);
   t.same(setCookieNames(['AUTH=tok; Path=/; HttpOnly', 'THEME=dark; Max-Age=60'], now), ['AUTH', 'THEME']);
-  for (const deletion of ['AUTH=; Path=/', 'AUTH=x; Max-Age=0', 'AUTH=x; Max-Age=-1', 'AUTH=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT', 'AUTH=x; Expires=nonsense'])
+  for (const deletion of ['AUTH=; Path=/', 'AUTH=x; Max-Age=0', 'AUTH=x; Max-Age=-1', 'AUTH=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT', 'AUTH=x; Expires=Thursday, 01-Jan-70 00:00:00 GMT'])
     t.same(setCookieNames([deletion], now), [], deletion);
   t.same(setCookieNames(['AUTH=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=60'], now), ['AUTH'], 'Max-Age comes first');
+  // An Expires no browser reads as a date is ignored (RFC 6265 §5.2.1): a session cookie, not a deletion.
+  for (const kept of ['AUTH=x; Expires=nonsense', 'AUTH=x; Expires=0', 'AUTH=x; Expires=-1', 'AUTH=x; Expires=Feb 30 2000 10:00:00', 'AUTH=x; Expires=Thu, 01 Jan 1970 25:00:00 GMT'])
+    t.same(setCookieNames([kept], now), ['AUTH'], kept);
 });
 
 t.test('cookie jar: at most 50 cookies, a flood of one name going first, then the narrowest path, each of at most 4096 bytes (RFC 6265 §6.1)', async (t) => {
@@ -83,6 +86,14 @@ t.test('cookie jar merge', async (t) => {
   t.equal(cookieHeader(jar, '/', now), 'C=3', 'Max-Age=0 deletes');
   jar = applySetCookies(jar, ['C=3; Expires=Thu, 01 Jan 1970 00:00:00 GMT'], '/', now);
   t.equal(cookieHeader(jar, '/', now), undefined, 'past Expires deletes');
+  jar = applySetCookies([], ['SID=abc; Path=/'], '/', now);
+  jar = applySetCookies(jar, ['SID=new; Path=/; Expires=0'], '/', now);
+  t.same(jar, [{ name: 'SID', value: 'new', path: '/' }], 'Expires=0 (legacy code meaning "session cookie") is no date: kept, without expiry');
+  // Dates as browsers read them: other spellings, trailing text, two-digit years; the last Expires counts.
+  const future = now + 1000;
+  for (const date of ['Wed, 01 Jan 2070 00:00:00 GMT garbage', '1 jan 2070 0:0:0', 'Thu, 01 Jan 1970 00:00:00 GMT; Expires=Wed, 01 Jan 2070 00:00:00 GMT'])
+    t.equal(applySetCookies([], [`T=1; Path=/; Expires=${date}`], '/', future)[0]?.expiresAt, Date.UTC(2070, 0, 1), date);
+  t.equal(applySetCookies([], ['T=1; Path=/; Expires=Sun, 01-Jan-69 00:00:00 GMT'], '/', future)[0]?.expiresAt, Date.UTC(2069, 0, 1), 'a two-digit year below 70 is 20xx');
   const owned = applySetCookies([], ['XSRF-TOKEN=t1; Path=/', 'S=1'], '/', now, ['XSRF-TOKEN']);
   t.equal(cookieHeader(owned, '/', now), 'S=1', 'allow-listed cookies stay with the browser, not the jar');
   t.equal(cookieHeader(owned, '/', now, 'S=planted; XSRF-TOKEN=from-browser; other=x', ['XSRF-TOKEN']), 'S=1; XSRF-TOKEN=from-browser', "only the browser's allow-listed cookies are added");
