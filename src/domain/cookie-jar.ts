@@ -60,14 +60,15 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
 }
 
 /**
- * Where the cookie a full jar lets go is: the oldest of a name set at more than one path (a page that sets a cookie
+ * Where the cookie a full jar lets go is: the oldest of the name set at the most paths (a page that sets a cookie
  * without a Path, in every folder asked for), else the oldest of the narrowest (longest) path.
  */
 function evictee(jar: Jar): number {
   const seen = new Map<string, number>();
   for (const c of jar) seen.set(c.name, (seen.get(c.name) ?? 0) + 1);
-  const repeated = jar.findIndex((c) => seen.get(c.name)! > 1);
-  if (repeated !== -1) return repeated;
+  let flood: string | undefined;
+  for (const [name, count] of seen) if (count > 1 && count > (seen.get(flood!) ?? 1)) flood = name;
+  if (flood !== undefined) return jar.findIndex((c) => c.name === flood);
   let at = 0;
   jar.forEach((c, i) => {
     if (c.path.length > jar[at]!.path.length) at = i;

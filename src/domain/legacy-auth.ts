@@ -30,13 +30,9 @@ export function sameFieldName(name: string, field: string): boolean {
  * A key as the loosest comparison reads it: case-insensitive as Java's equalsIgnoreCase or Python's casefold (`ſ` is
  * s, `ı` and `İ` are i, `ｕ` is u), accents dropped, and without -, _, . and whitespace.
  */
-const foldKey = (key: string) =>
-  key
-    .toUpperCase()
-    .toLowerCase()
-    .normalize('NFKD')
-    .replace(/\p{M}/gu, '')
-    .replace(/[-_.\s]/g, '');
+const foldKey = (key: string) => unmarked(unmarked(key).toUpperCase().toLowerCase()).replace(/[-_.\s]/g, '');
+// Compatibility forms decomposed first (`𝐔` is U), then accents dropped.
+const unmarked = (s: string) => s.normalize('NFKD').replace(/\p{M}/gu, '');
 
 /**
  * The keys PHP reads a field name as: `a[b][c]` is a, b, c. A [ without a ] after it is no array: PHP turns it into

@@ -1,21 +1,20 @@
 // Redirect safety: only relative paths on the portal's own origin are followed; anything else becomes '/'.
 import type { Config } from '../config/schema.js';
 import { canonicalTarget } from './canonical-path.js';
-import { inPrefix, loose, portalPaths } from './portal-paths.js';
+import { loose, portalPaths } from './portal-paths.js';
 
 /**
  * Where a sign-in or a step-up sends the browser on to (the portal's Location after the password, a step-up's `to`):
- * a path on the portal, but not one that acts when followed. The portal's logout would end the session just proved
- * (another site's link to `/login?next=/logout` or `step-up?to=/logout` would sign the person out without the
- * confirmation a logout from elsewhere gets), and the gateway's own routes are no portal page. Those become '/'.
+ * a path on the portal's origin (the gateway's own pages among them: the security page asks for a step-up and comes
+ * back), but not the portal's logout, which would end the session just proved: another site's link to
+ * `/login?next=/logout` or `step-up?to=/logout` would sign the person out without the confirmation a logout from
+ * elsewhere gets. That becomes '/'.
  */
 export function returnTarget(target: string | undefined, config: Pick<Config, 'server' | 'portal'>): string {
   const safe = safeRelativeTarget(target, config.portal.url);
   const canonical = canonicalTarget(safe, { pathParameters: config.server.pathParameters === 'allow' });
   if (!canonical) return '/';
-  const lowered = loose(canonical.matchPath);
-  const acts = portalPaths(config.portal.login, config.portal.logoutPaths).isLogout(lowered) || inPrefix(lowered, config.server.prefix.toLowerCase());
-  return acts ? '/' : safe;
+  return portalPaths(config.portal.login, config.portal.logoutPaths).isLogout(loose(canonical.matchPath)) ? '/' : safe;
 }
 
 /** Returns a path+query on `origin`, or '/' for anything that could lead elsewhere (RFC 9700 §4.11). */

@@ -49,7 +49,9 @@ export class FactorService {
       removed = this.find(current, factorId);
       // A passkey marked as copied proves nothing: it does not count as the factor that is left.
       if (!removable(current.factors, factorId)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'the last usable factor cannot be removed');
-      return { ...current, factors: current.factors.filter((f) => f.id !== factorId) };
+      // The account had a device-bound passkey, also when it was bound before the mark was kept (withPasskey).
+      const had = removed.kind === 'webauthn' && deviceBound(removed) ? { hadDeviceBoundKey: true as const } : {};
+      return { ...current, factors: current.factors.filter((f) => f.id !== factorId), ...had };
     });
     const factor = removed!;
     if (factor.kind === 'webauthn') await this.d.owners.release(factor.credential.id);

@@ -11,13 +11,13 @@ import { SealedRecords } from './sealed-records.js';
 
 /** Portal cookies of a browser that has not signed in yet (the pre-login jar). */
 export class BrowserJars {
-  private readonly records: SealedRecords<BrowserJar>;
+  private readonly records: SealedRecords<BrowserJar | Jar>;
   constructor(kv: KvStore, sealer: Sealer, private readonly ttlMs: number) {
     this.records = new SealedRecords(kv, sealer);
   }
   /** The jar, and its round (undefined: there is none). */
   async get(browserId: string): Promise<{ round?: string; cookies: Jar }> {
-    return (await this.records.get(keys.browserJar(browserId))) ?? { cookies: [] };
+    return roundOf(await this.records.get(keys.browserJar(browserId)));
   }
   /** A jar put back by a password login that failed: a new round. */
   put(browserId: string, cookies: Jar): Promise<void> {
@@ -31,13 +31,17 @@ export class BrowserJars {
   async update(browserId: string, startedIn: string | undefined, apply: (jar: Jar) => Jar): Promise<void> {
     await this.records.change(
       keys.browserJar(browserId),
-      (cur) => (cur ? (startedIn === undefined || cur.round === startedIn ? { ...cur, cookies: apply(cur.cookies) } : cur) : startedIn === undefined ? { round: newId(), cookies: apply([]) } : cur),
+      (stored) => {
+        const cur = stored && roundOf(stored);
+        if (!cur) return startedIn === undefined ? { round: newId(), cookies: apply([]) } : stored;
+        return startedIn === undefined || cur.round === startedIn ? { round: cur.round ?? newId(), cookies: apply(cur.cookies) } : stored;
+      },
       () => this.ttlMs,
     );
   }
   /** Removes and returns the jar's cookies: after a password login they move to the pending login, never to be reused. */
   async take(browserId: string): Promise<Jar> {
-    return (await this.records.take(keys.browserJar(browserId)))?.cookies ?? [];
+    return roundOf(await this.records.take(keys.browserJar(browserId))).cookies;
   }
 }
 
@@ -48,6 +52,12 @@ export class BrowserJars {
 interface BrowserJar {
   round: string;
   cookies: Jar;
+}
+
+/** A stored jar as { round, cookies }: one written before jars had rounds is its cookies alone, with no round. */
+function roundOf(stored: BrowserJar | Jar | null): { round?: string; cookies: Jar } {
+  if (stored === null) return { cookies: [] };
+  return 'cookies' in stored ? stored : { cookies: stored };
 }
 
 /** proof: the enrolment proof is due; enrol: choose and set up a first factor; verify: sign in with one; acknowledge: recovery codes shown. */

@@ -78,16 +78,17 @@ function negotiate(header: string | undefined, have: ReadonlyMap<string, unknown
     .map((part) => {
       const [tag = '', ...params] = part.trim().toLowerCase().split(';');
       const weight = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
-      const q = weight === undefined ? 1 : /^q=(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(weight) ? Number(weight.slice(2)) : 0;
+      const q = weight === undefined ? 1 : /^q=(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(weight) ? Number(weight.slice(2)) : NaN;
       return { tag: tag.trim(), q };
-    })
-    .filter((w) => w.q > 0)
-    .sort((a, b) => b.q - a.q);
-  for (const { tag } of wanted) {
-    if (have.has(tag)) return tag;
+    });
+  // q=0: not wanted, also where another tag would lead to it (`pt-BR;q=0, pt`).
+  const refused = new Set(wanted.filter((w) => w.q === 0).map((w) => w.tag));
+  const usable = (lang: string) => have.has(lang) && !refused.has(lang);
+  for (const { tag } of wanted.filter((w) => w.q > 0).sort((a, b) => b.q - a.q)) {
+    if (usable(tag)) return tag;
     const primary = tag.split('-')[0]!;
-    if (have.has(primary)) return primary;
-    const sibling = [...have.keys()].find((lang) => lang.split('-')[0] === primary);
+    if (usable(primary)) return primary;
+    const sibling = [...have.keys()].find((lang) => lang.split('-')[0] === primary && usable(lang));
     if (sibling) return sibling;
   }
   return undefined;

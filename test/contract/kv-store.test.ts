@@ -280,6 +280,14 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       const merged = await jars.get(id);
       t.same(merged.cookies.map((c) => c.name).sort(), ['a', 'b', 'c'], 'compared and set: no answer undoes another');
       t.equal(merged.round, round, 'answers keep the round');
+      // A jar written before jars had rounds (its cookies alone): read, changed (given a round) and taken.
+      const earlier = randomBytes(32).toString('base64url');
+      await b.kv.set(`jar:{${earlier}}`, sealer.seal(JSON.stringify([{ name: 'OLD', value: '1', path: '/' }]), `jar:{${earlier}}`));
+      t.same(await jars.get(earlier), { cookies: [{ name: 'OLD', value: '1', path: '/' }] });
+      await jars.update(earlier, undefined, add('new'));
+      const upgraded = await jars.get(earlier);
+      t.same([typeof upgraded.round, upgraded.cookies.map((c) => c.name)], ['string', ['OLD', 'new']]);
+      t.same(await jars.take(earlier), upgraded.cookies);
       // Forty answers at once, each setting a cookie: none lost (each would otherwise lose rounds to the others).
       await Promise.all(Array.from({ length: 40 }, (_, i) => jars.update(id, round, add(`p${i}`))));
       t.equal((await jars.get(id)).cookies.length, 43, 'forty changes at once, all kept');

@@ -1,6 +1,10 @@
 // Passkeys and security keys over HTTP with a software authenticator: enrolment, sign-in, step-up, and one refusal
 // per relying-party check that lives in the gateway (challenge binding, ownership, counters, uniqueness).
 import t from 'tap';
+import { decodeKey } from '../../src/config/load.js';
+import { Sealer } from '../../src/mechanisms/sealer.js';
+import type { UserFactors } from '../../src/stores/factor-store.js';
+import { SealedRecords } from '../../src/stores/sealed-records.js';
 import { inputValue } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
@@ -465,6 +469,42 @@ t.test('once an account has a security key, another counts as one only when a se
   const keyD = new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] });
   await add(keyD, 'Key D');
   t.match(await kindOf('Key D'), 'added without one of your keys');
+});
+
+t.test('an account whose key was bound before the mark was kept: removing the key leaves the mark', async (t) => {
+  const s = await startStack({ patch: deviceBoundRules });
+  t.teardown(s.close);
+  const keyA = new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] });
+  const { b } = await signUpWithPasskey(s, keyA);
+  // The factor record as an earlier release wrote it: without hadDeviceBoundKey.
+  const records = new SealedRecords<UserFactors>(s.kv, new Sealer(s.config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) }))));
+  let key = '';
+  for await (const batch of s.kv.scanKeys('user:')) key = batch.find((k) => k.endsWith(':factors')) ?? key;
+  const { hadDeviceBoundKey, ...earlier } = (await records.get(key))!;
+  t.equal(hadDeviceBoundKey, true, 'written at enrolment now');
+  await records.put(key, earlier);
+
+  const csrf = async () => passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const add = async (auth: SoftAuthenticator, name: string) => {
+    const token = await csrf();
+    const options = await jsonCall(b, '/_mfa/security/passkey/options', token);
+    t.equal((await jsonCall(b, '/_mfa/security/passkey', token, { credential: auth.register(options.json), name })).status, 200, `${name} added`);
+  };
+  const stepUp = async (auth: SoftAuthenticator) => {
+    const token = await csrf();
+    const options = await jsonCall(b, '/_mfa/step-up/passkey/options', token);
+    t.equal((await jsonCall(b, '/_mfa/step-up/passkey', token, { credential: auth.authenticate(options.json, { credentialId: auth.credentials[0]!.id }) })).status, 200);
+  };
+  const phone = new SoftAuthenticator({ origin: ORIGIN, synced: true });
+  await add(phone, 'Phone');
+  await stepUp(phone);
+  const page = (await b.get('/_mfa/security')).body;
+  const factor = /name="factor" value="([^"]+)"/.exec(page.slice(page.indexOf('<strong>Test key</strong>')))![1]!;
+  t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(page, 'csrf'), factor })).status, 303, "the person's key removed");
+  t.equal((await records.get(key))!.hadDeviceBoundKey, true, 'the removal keeps that the account had one');
+  await stepUp(phone);
+  await add(new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] }), 'Key X');
+  t.match((await b.get('/_mfa/security')).body, /<strong>Key X<\/strong> – [^<]*added without one of your keys/);
 });
 
 t.test('a first enrolment with a security key is device-bound from the start', async (t) => {

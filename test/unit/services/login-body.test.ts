@@ -73,6 +73,7 @@ t.test('JSON bodies', async (t) => {
     // Java's equalsIgnoreCase and Python's casefold read these as the field.
     ['{"username":"mallory","uſername":"alice","password":"x"}', 'a long s'],
     ['{"username":"mallory","ＵSERNAME":"alice","password":"x"}', 'a full-width letter'],
+    ['{"username":"mallory","𝐔sername":"alice","password":"x"}', 'a mathematical capital'],
     ['{"username":"alice","password":"a","password":"b"}', 'a repeated key (JSON.parse keeps the last, other parsers the first)'],
     ['{"username":"alice","device":{"id":1,"id":2}}', 'a repeated key further in'],
   ];

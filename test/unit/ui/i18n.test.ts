@@ -39,6 +39,9 @@ t.test('a catalogue with a region is found by its language too; file names and t
   t.equal(m.forRequest('pt-PT, fr;q=0.5').lang, 'pt-br', 'as does another region of it, before a lower weight');
   t.equal(m.forRequest('pt-BR').lang, 'pt-br');
   t.equal(m.forRequest('fr-CA, pt;q=0.5').lang, 'fr', 'the language itself before another region');
+  const brazil = new Messages(localesDir({ 'pt-BR.json': {} }));
+  t.equal(brazil.forRequest('pt-BR;q=0, pt').lang, 'en', 'q=0 refuses a catalogue another tag would lead to');
+  t.equal(brazil.forRequest('pt-PT;q=0, pt').lang, 'pt-br', 'a refused region refuses only itself');
 });
 
 t.test('a broken translation file is a start-up error naming the problem', async (t) => {
