@@ -19,7 +19,7 @@ import { issueEnrolmentCodes } from './cli/enrol-codes.js';
 import { blocksCommand, lockoutsCommand } from './cli/limits.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { reportCommand } from './cli/report.js';
-import { UsageError } from './cli/usage.js';
+import { PartialOutput, UsageError } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { normaliseAddress } from './domain/client-address.js';
@@ -200,7 +200,9 @@ function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => 
       process.stdout.write(`${lines.join('\n')}\n`);
     } catch (err) {
       recordAdmin(gw, by, action, { ...target, outcome: 'failed' });
-      throw err;
+      if (!(err instanceof PartialOutput)) throw err;
+      process.stdout.write(`${err.lines.join('\n')}\n`);
+      throw err.cause;
     }
   });
 }

@@ -54,6 +54,7 @@ export async function userCommand(gw: Gateway, action: string, a: { user?: strin
 
 export async function sessionsCommand(gw: Gateway, action: string, a: { user?: string; all?: boolean }): Promise<string[]> {
   if (action !== 'revoke') throw new UsageError(`unknown sessions action ${action}`);
+  if (a.all && a.user !== undefined) throw new UsageError('sessions revoke takes --user USERNAME or --all, not both');
   if (a.all) return [`ended ${await gw.admin.revokeAllSessions()} session(s) of every user`];
   const pid = a.user === undefined ? null : gw.pidOf(a.user);
   if (!pid) throw new UsageError('sessions revoke needs --user USERNAME or --all');

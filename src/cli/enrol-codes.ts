@@ -1,11 +1,12 @@
 // `mfa-gateway enrol-codes issue`: enrolment codes to hand out by letter or at the clinic (enrolment.proof: invite).
 import type { Gateway } from '../gateway.js';
-import { UsageError, readArgumentFile } from './usage.js';
+import { PartialOutput, UsageError, readArgumentFile } from './usage.js';
 
 /**
  * One user (`--user`) or every username in the first column of a CSV file (`--csv`; a header line is skipped).
  * Every username is checked before the first code is issued: a new code replaces the earlier one, so a file that
- * stopped half-way would have replaced codes already handed out without printing the new ones.
+ * stopped half-way would have replaced codes already handed out without printing the new ones. For the same reason
+ * a store failing part-way ends in PartialOutput: the codes issued so far are printed.
  */
 export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?: string }): Promise<string[]> {
   if (gw.config.enrolment.proof !== 'invite') throw new UsageError(`enrolment codes are for enrolment.proof: invite (this config uses ${gw.config.enrolment.proof})`);
@@ -18,13 +19,61 @@ export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?:
   const once = pids.filter((u, i) => pids.findIndex((v) => v.pid === u.pid) === i);
   const lines = ['username,code,expires'];
   for (const { user, pid } of once) {
-    const { code, expiresAt } = await gw.enrolment.issueInvite(pid!);
-    lines.push(`${user},${code},${new Date(expiresAt).toISOString().slice(0, 10)}`);
+    try {
+      const { code, expiresAt } = await gw.enrolment.issueInvite(pid!);
+      lines.push([user, code, new Date(expiresAt).toISOString().slice(0, 10)].map(csvCell).join(','));
+    } catch (err) {
+      // The store failed part-way: the codes issued so far replaced earlier ones, and are printed all the same.
+      if (lines.length === 1) throw err;
+      throw new PartialOutput(lines, err);
+    }
   }
   return lines;
 }
 
 function usernamesFromCsv(text: string): string[] {
-  const rows = text.split(/\r?\n/).map((l) => l.split(',')[0]!.trim().replace(/^"(.*)"$/, '$1')).filter(Boolean);
-  return /^(user(name)?|login|email)$/i.test(rows[0] ?? '') ? rows.slice(1) : rows;
+  let rows: string[][];
+  try {
+    rows = csvRows(text.replace(/^\uFEFF/, ''));
+  } catch (err) {
+    throw new UsageError(`--csv: ${(err as Error).message} (no code was issued)`);
+  }
+  const names = rows.map((r) => r[0]!.trim()).filter(Boolean);
+  return /^(user(name)?|login|email)$/i.test(names[0] ?? '') ? names.slice(1) : names;
+}
+
+/** The rows of a CSV text (RFC 4180: quoted fields with commas, line breaks and doubled quotes; CRLF or LF). */
+function csvRows(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c !== '"') field += c;
+      else if (text[i + 1] === '"') field += text[i++];
+      else quoted = false;
+    } else if (c === '"' && field === '') quoted = true;
+    else if (c === ',') {
+      row.push(field);
+      field = '';
+    } else if (c === '\n' || c === '\r') {
+      if (c === '\r' && text[i + 1] === '\n') i++;
+      rows.push([...row, field]);
+      [row, field] = [[], ''];
+    } else field += c;
+  }
+  if (quoted) throw new Error('a quoted field is not closed');
+  if (field !== '' || row.length) rows.push([...row, field]);
+  return rows;
+}
+
+/**
+ * A CSV cell (RFC 4180), safe to open in a spreadsheet: a cell a spreadsheet would run as a formula (`=`, `+`, `-`,
+ * `@`, a tab or a carriage return first) starts with `'`, as OWASP advises.
+ */
+function csvCell(value: string): string {
+  const inert = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+  return /[",\r\n]/.test(inert) ? `"${inert.replaceAll('"', '""')}"` : inert;
 }

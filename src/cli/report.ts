@@ -15,14 +15,32 @@ export interface ReportArgs {
   auditDirs?: string[];
 }
 
-/** The period: --from/--to (dates or ISO times), or the last --days (default 30) up to now. */
+/**
+ * The period: --from/--to, or the last --days (default 30) up to now. A date is a UTC day: `--to 2026-05-04` takes
+ * that day in, so `--from D --to D` is the day D. A time needs its offset (`Z`, `+02:00`): without one it would be read
+ * in the machine's own zone.
+ */
 export function reportPeriod(a: ReportArgs, now: number): { from: number; to: number } {
-  const to = a.to === undefined ? now : Date.parse(a.to);
+  if (a.days !== undefined && (a.from !== undefined || a.to !== undefined)) throw new UsageError('give --days N or --from/--to, not both');
+  const to = a.to === undefined ? now : instant(a.to, '--to', DAY_MS);
   const days = a.days === undefined ? 30 : Number(a.days);
   if (!Number.isInteger(days) || days < 1) throw new UsageError('--days is a whole number of days');
-  const from = a.from === undefined ? to - days * DAY_MS : Date.parse(a.from);
-  if (!Number.isFinite(from) || !Number.isFinite(to) || from >= to) throw new UsageError('--from and --to are dates (2026-11-01) or ISO times, --from before --to');
+  const from = a.from === undefined ? to - days * DAY_MS : instant(a.from, '--from', 0);
+  if (from >= to) throw new UsageError('--from comes before --to');
   return { from, to };
+}
+
+/** A date (`2026-05-01`, its UTC day's start plus `dayEnd`) or an ISO time with its offset, as given (no 30 February). */
+function instant(text: string, option: string, dayEnd: number): number {
+  const date = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  const time = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/.exec(text);
+  const parts = date ?? time;
+  const at = Date.parse(text);
+  const day = parts && Date.UTC(Number(parts[1]), Number(parts[2]) - 1, Number(parts[3]));
+  if (!parts || !Number.isFinite(at) || new Date(day!).toISOString().slice(0, 10) !== text.slice(0, 10)) {
+    throw new UsageError(`${option} is a date (2026-05-01) or an ISO time with its offset (2026-05-01T08:00Z), found ${JSON.stringify(text.slice(0, 40))}`);
+  }
+  return date ? at + dayEnd : at;
 }
 
 export async function reportCommand(gw: Gateway, a: ReportArgs): Promise<string> {

@@ -3,6 +3,19 @@ import { readFileSync } from 'node:fs';
 
 export class UsageError extends Error {}
 
+/**
+ * A command that failed after it made part of its output, which must not be lost (enrolment codes issued before the
+ * store failed replaced the earlier ones): the lines are printed, then the cause is reported.
+ */
+export class PartialOutput extends Error {
+  constructor(
+    readonly lines: string[],
+    override readonly cause: unknown,
+  ) {
+    super('stopped part-way', { cause });
+  }
+}
+
 /** A file named on the command line, read whole; one that cannot be read is a usage error, not a crash. */
 export function readArgumentFile(file: string, option: string): string {
   try {

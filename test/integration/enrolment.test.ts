@@ -273,6 +273,13 @@ t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (
   const one = runCli(['enrol-codes', 'issue', '--config', configFile, '--user', 'bob', ...OPERATOR]);
   t.match(one.stdout, /^username,code,expires\nbob,/);
   t.equal(runCli(['enrol-codes', 'issue', '--config', configFile, ...OPERATOR]).code, 2, 'usage');
+  // RFC 4180 in (a BOM, CRLF, quoted names with commas and quotes), and out: quoted where needed, never a formula.
+  writeFileSync(join(dir, 'quoted.csv'), '\uFEFFusername,name\r\n"smith, j",J Smith\r\n"o""brien",x\r\n=cmd|\' /C calc\'!A0,y\r\n');
+  const quoted = runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'quoted.csv'), ...OPERATOR]);
+  t.equal(quoted.code, 0, quoted.stderr);
+  t.match(quoted.stdout, /^username,code,expires\n"smith, j",[A-Z2-9-]{14},[\d-]{10}\n"o""brien",[A-Z2-9-]{14},[\d-]{10}\n'=cmd\|' \/C calc'!A0,[A-Z2-9-]{14},[\d-]{10}\n$/);
+  writeFileSync(join(dir, 'open.csv'), 'username\n"alice\n');
+  t.match(runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'open.csv'), ...OPERATOR]), { code: 2, stderr: /--csv: a quoted field is not closed \(no code was issued\)/ });
 });
 
 const secretOf = (html: string) => /id="secret">([^<]+)</.exec(html)![1]!.replaceAll(' ', '');

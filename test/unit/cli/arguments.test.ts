@@ -1,0 +1,31 @@
+// Command-line arguments refused before anything runs: report periods, sessions revoke's choice.
+import t from 'tap';
+import { sessionsCommand } from '../../../src/cli/admin.js';
+import { reportPeriod } from '../../../src/cli/report.js';
+import { UsageError } from '../../../src/cli/usage.js';
+import type { Gateway } from '../../../src/gateway.js';
+
+const DAY = 86_400_000;
+
+t.test('report periods: UTC days with --to included, times with their offset, nothing rolled over', async (t) => {
+  const now = Date.UTC(2026, 5, 15, 12);
+  t.same(reportPeriod({}, now), { from: now - 30 * DAY, to: now }, 'the last 30 days');
+  t.same(reportPeriod({ days: '7' }, now), { from: now - 7 * DAY, to: now });
+  t.same(reportPeriod({ from: '2026-05-01', to: '2026-05-04' }, now), { from: Date.UTC(2026, 4, 1), to: Date.UTC(2026, 4, 5) }, '1 to 4 May, the 4th included');
+  t.same(reportPeriod({ from: '2026-05-01', to: '2026-05-01' }, now), { from: Date.UTC(2026, 4, 1), to: Date.UTC(2026, 4, 2) }, 'one day');
+  t.same(reportPeriod({ from: '2026-05-01T08:00+02:00', to: '2026-05-01T10:30:00.5Z' }, now), { from: Date.UTC(2026, 4, 1, 6), to: Date.UTC(2026, 4, 1, 10, 30, 0, 500) }, 'times as given');
+  t.same(reportPeriod({ to: '2026-05-04' }, now), { from: Date.UTC(2026, 4, 5) - 30 * DAY, to: Date.UTC(2026, 4, 5) }, '30 days up to a day');
+  for (const bad of [
+    { from: '2026-02-01', to: '2026-02-30' },
+    { from: '2026-05-01T00:00', to: '2026-05-02' },
+    { from: 'May 1 2026', to: '2026-05-02' },
+    { from: '2026-05-03', to: '2026-05-02' },
+    { days: '7', from: '2026-05-01', to: '2026-05-02' },
+    { days: '0' },
+  ])
+    t.throws(() => reportPeriod(bad, now), UsageError, JSON.stringify(bad));
+});
+
+t.test('sessions revoke takes --user or --all, not both', async (t) => {
+  await t.rejects(sessionsCommand({} as Gateway, 'revoke', { user: 'alice', all: true }), UsageError);
+});

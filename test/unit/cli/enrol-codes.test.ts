@@ -1,0 +1,32 @@
+// Enrolment codes from a CSV: a store failing part-way still prints the codes issued before it failed.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { issueEnrolmentCodes } from '../../../src/cli/enrol-codes.js';
+import { PartialOutput } from '../../../src/cli/usage.js';
+import type { Gateway } from '../../../src/gateway.js';
+
+t.test('codes issued before the store fails are printed, then the failure', async (t) => {
+  const csv = join(mkdtempSync(join(tmpdir(), 'mfa-codes-')), 'users.csv');
+  writeFileSync(csv, 'username\nann\nben\ncat\n');
+  const down = new Error('redis: OOM command not allowed');
+  let issued = 0;
+  const gw = {
+    config: { enrolment: { proof: 'invite' } },
+    pidOf: (user: string) => `pid-${user}`,
+    enrolment: {
+      issueInvite: async () => {
+        if (++issued === 3) throw down;
+        return { code: `CODE-000${issued}`, expiresAt: Date.UTC(2027, 0, 4) };
+      },
+    },
+  } as unknown as Gateway;
+  const err = await issueEnrolmentCodes(gw, { csv }).catch((e: unknown) => e);
+  t.ok(err instanceof PartialOutput);
+  t.same((err as PartialOutput).lines, ['username,code,expires', 'ann,CODE-0001,2027-01-04', 'ben,CODE-0002,2027-01-04'], 'the two codes that replaced earlier ones');
+  t.equal((err as PartialOutput).cause, down);
+  issued = 2;
+  writeFileSync(csv, 'username\ncat\n');
+  t.equal(await issueEnrolmentCodes(gw, { csv }).catch((e: unknown) => e), down, 'nothing issued: the failure alone');
+});
