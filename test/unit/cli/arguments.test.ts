@@ -7,6 +7,15 @@ import type { Gateway } from '../../../src/gateway.js';
 
 const DAY = 86_400_000;
 
+function refused(run: () => unknown): boolean {
+  try {
+    run();
+    return false;
+  } catch (err) {
+    return err instanceof UsageError;
+  }
+}
+
 t.test('report periods: UTC days with --to included, times with their offset, nothing rolled over', async (t) => {
   const now = Date.UTC(2026, 5, 15, 12);
   t.same(reportPeriod({}, now), { from: now - 30 * DAY, to: now }, 'the last 30 days');
@@ -23,7 +32,7 @@ t.test('report periods: UTC days with --to included, times with their offset, no
     { days: '7', from: '2026-05-01', to: '2026-05-02' },
     { days: '0' },
   ])
-    t.throws(() => reportPeriod(bad, now), UsageError, JSON.stringify(bad));
+    t.ok(refused(() => reportPeriod(bad, now)), JSON.stringify(bad));
 });
 
 t.test('sessions revoke takes --user or --all, not both', async (t) => {
