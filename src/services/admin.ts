@@ -142,6 +142,14 @@ export class AdminService {
       throw err;
     });
     await this.forgetFactors(pid, f);
+    // What names her by value rather than by key: her passkeys' credential ids (also when her factor record could not
+    // be opened to list them), and the usernames an address tried (kept for the credential-stuffing window).
+    for await (const batch of this.d.kv.scanKeys(keys.credentialOwnerPrefix())) {
+      for (const key of batch) if ((await this.d.kv.get(key)) === pid) await this.d.kv.delete(key);
+    }
+    for await (const batch of this.d.kv.scanKeys(keys.addressPrefix())) {
+      for (const key of batch) if (key.endsWith(':usernames')) await this.d.kv.setRemove(key, pid);
+    }
     // Sign-ins in progress first: one on its recovery-codes page would otherwise start a session after the sweep.
     let keysDeleted = await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{']);
     await this.d.sessions.endAll(pid, 'erased');

@@ -30,6 +30,7 @@ export const keys = {
    */
   totpSetupStep: (pid: string, setup: string) => `user:{${pid}}:totp-setup-step:${setup}`,
   credentialOwner: (credentialId: string) => `webauthn-credential:{${credentialId}}`,
+  credentialOwnerPrefix: () => 'webauthn-credential:{',
   enrolmentCode: (pid: string) => `user:{${pid}}:enrolment-code`,
   challenge: (owner: string, ceremony: string) => `challenge:{${owner}}:${ceremony}`,
   device: (fingerprint: string) => `device:{${fingerprint}}`,
@@ -48,6 +49,7 @@ export const keys = {
   addressRate: (address: string) => `addr:{${address}}:login-rate`,
   newBrowserRate: (address: string) => `addr:{${address}}:new-browsers`,
   addressUsernames: (address: string) => `addr:{${address}}:usernames`,
+  addressPrefix: () => 'addr:{',
   addressBlock: (address: string) => `addr:{${address}}:blocked`,
   globalRate: () => '{login}:rate',
   loginTightened: () => '{login}:tightened',

@@ -9,6 +9,7 @@ import { reportCommand } from '../../src/cli/report.js';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
+import { CredentialOwners } from '../../src/stores/factor-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { Browser, inputValue } from '../helpers/browser.js';
@@ -141,6 +142,10 @@ t.test('erase also removes what no configured key opens any more (a retired encr
   t.teardown(s.close);
   await signUpAndEnrol(s);
   const pid = s.app.gateway.pidOf(ALICE.username)!;
+  // What names her by value: a passkey's credential id (her factor record, which lists it, will not open), and the
+  // usernames an address tried.
+  t.ok(await new CredentialOwners(s.kv).claim('her-credential', pid));
+  await submitPassword(s.browser(), ALICE.username, 'wrong password');
   const other = await startStack({ kv: () => s.kv, patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e9', secret: randomKey() }], pseudonym: s.config.keys.pseudonym }) });
   t.teardown(async () => {
     await other.app.close();
@@ -154,6 +159,12 @@ t.test('erase also removes what no configured key opens any more (a retired encr
   const left: string[] = [];
   for await (const batch of s.kv.scanKeys('')) left.push(...batch);
   t.same(left.filter((k) => k.includes(pid) && !isErasureMark(k)), [], 'no key of hers is left');
+  const naming: string[] = [];
+  for (const key of left) {
+    const value = key.endsWith(':usernames') ? await s.kv.setMembers(key) : [await s.kv.get(key)];
+    if (value.includes(pid)) naming.push(key);
+  }
+  t.same(naming, [], 'nor a value naming her');
 });
 
 t.test('key rotation: records re-sealed with the new key; sessions and factors keep working; the old key can go', async (t) => {
