@@ -376,7 +376,7 @@ export const ConfigSchema = Type.Object(
       {
         enabled: Type.Boolean({ default: true, description: 'Write the hash-chained audit trail (needs signingKey).' }),
         dir: Type.String({ minLength: 1, default: 'audit', description: 'Directory of audit.jsonl and its rotated files (one gateway instance per directory).' }),
-        maxFileBytes: Type.Integer({ minimum: 4096, default: 10485760, description: 'Rotate before the current file would grow past this.' }),
+        maxFileBytes: Type.Integer({ minimum: 4096, maximum: 268435456, default: 10485760, description: 'Rotate before the current file would grow past this (at most 256 MiB: audit verify and the report read each file whole).' }),
         checkpointEvery: Type.Integer({ minimum: 1, default: 1000, description: 'At most this many records between signed checkpoints.' }),
         checkpointIntervalSeconds: Seconds(60, 'Unsealed records get a signed checkpoint once the oldest is this old.'),
         signingKey: Type.Optional(Type.String({ minLength: 32, description: 'Ed25519 private key (PKCS#8 PEM or a base64 32-byte seed) signing checkpoints; give it as signingKey_FILE.' })),
