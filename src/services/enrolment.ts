@@ -156,10 +156,10 @@ export class EnrolmentService {
   async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
     const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, { first: true, proved: p.invite });
     if (!bound.ok) return bound;
-    const isDeviceBound = bound.factor.kind === 'webauthn' && deviceBound(bound.factor);
+    const keyBound = bound.factor.kind === 'webauthn' && deviceBound(bound.factor);
     await this.d.pending.update(
       id,
-      (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', factorAt: this.d.clock.now(), factorId: bound.factor.id, ...(isDeviceBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
+      (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', factorAt: this.d.clock.now(), factorId: bound.factor.id, ...(keyBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
       this.d.clock.now(),
     );
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });

@@ -1,11 +1,11 @@
 // Passkeys and security keys over HTTP with a software authenticator: enrolment, sign-in, step-up, and one refusal
 // per relying-party check that lives in the gateway (challenge binding, ownership, counters, uniqueness).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { decodeKey } from '../../src/config/load.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import type { UserFactors } from '../../src/stores/factor-store.js';
 import { SealedRecords } from '../../src/stores/sealed-records.js';
-import { inputValue } from '../helpers/browser.js';
+import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { merge } from '../helpers/config.js';
@@ -412,23 +412,33 @@ t.test('a synced passkey never passes a rule that wants one bound to its device;
   t.equal((await b.get('/prescriptions/')).location, asked.location);
 });
 
+/**
+ * A signed-in person adding a passkey on the security page, and stepping up with one (by its first credential). A
+ * step-up moves the session to a new id, with a new CSRF token: each call takes the current one.
+ */
+function passkeyActions(t: Test, b: Browser) {
+  const csrf = async () => passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  return {
+    csrf,
+    async add(auth: SoftAuthenticator, name: string) {
+      const token = await csrf();
+      const options = await jsonCall(b, '/_mfa/security/passkey/options', token);
+      t.equal((await jsonCall(b, '/_mfa/security/passkey', token, { credential: auth.register(options.json), name })).status, 200, `${name} added`);
+    },
+    async stepUp(auth: SoftAuthenticator) {
+      const token = await csrf();
+      const options = await jsonCall(b, '/_mfa/step-up/passkey/options', token);
+      t.equal((await jsonCall(b, '/_mfa/step-up/passkey', token, { credential: auth.authenticate(options.json, { credentialId: auth.credentials[0]!.id }) })).status, 200);
+    },
+  };
+}
+
 t.test('once an account has a security key, another counts as one only when a security key proved the session adding it', async (t) => {
   const s = await startStack({ patch: deviceBoundRules });
   t.teardown(s.close);
   const keyA = new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] });
   const { b } = await signUpWithPasskey(s, keyA);
-  // A step-up moves the session to a new id, with a new CSRF token.
-  const csrf = async () => passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
-  const add = async (auth: SoftAuthenticator, name: string) => {
-    const token = await csrf();
-    const options = await jsonCall(b, '/_mfa/security/passkey/options', token);
-    t.equal((await jsonCall(b, '/_mfa/security/passkey', token, { credential: auth.register(options.json), name })).status, 200, `${name} added`);
-  };
-  const stepUp = async (auth: SoftAuthenticator) => {
-    const token = await csrf();
-    const options = await jsonCall(b, '/_mfa/step-up/passkey/options', token);
-    t.equal((await jsonCall(b, '/_mfa/step-up/passkey', token, { credential: auth.authenticate(options.json, { credentialId: auth.credentials[0]!.id }) })).status, 200);
-  };
+  const { csrf, add, stepUp } = passkeyActions(t, b);
   const kindOf = async (name: string) => {
     const page = (await b.get('/_mfa/security')).body;
     return new RegExp(`<strong>${name}</strong> – ([^<]+)<`).exec(page)![1]!;
@@ -484,17 +494,7 @@ t.test('an account whose key was bound before the mark was kept: removing the ke
   t.equal(hadDeviceBoundKey, true, 'written at enrolment now');
   await records.put(key, earlier);
 
-  const csrf = async () => passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
-  const add = async (auth: SoftAuthenticator, name: string) => {
-    const token = await csrf();
-    const options = await jsonCall(b, '/_mfa/security/passkey/options', token);
-    t.equal((await jsonCall(b, '/_mfa/security/passkey', token, { credential: auth.register(options.json), name })).status, 200, `${name} added`);
-  };
-  const stepUp = async (auth: SoftAuthenticator) => {
-    const token = await csrf();
-    const options = await jsonCall(b, '/_mfa/step-up/passkey/options', token);
-    t.equal((await jsonCall(b, '/_mfa/step-up/passkey', token, { credential: auth.authenticate(options.json, { credentialId: auth.credentials[0]!.id }) })).status, 200);
-  };
+  const { add, stepUp } = passkeyActions(t, b);
   const phone = new SoftAuthenticator({ origin: ORIGIN, synced: true });
   await add(phone, 'Phone');
   await stepUp(phone);
