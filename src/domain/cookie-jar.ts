@@ -67,7 +67,8 @@ function evictee(jar: Jar): number {
   const seen = new Map<string, number>();
   for (const c of jar) seen.set(c.name, (seen.get(c.name) ?? 0) + 1);
   let flood: string | undefined;
-  for (const [name, count] of seen) if (count > 1 && count > (seen.get(flood!) ?? 1)) flood = name;
+  let most = 1;
+  for (const [name, count] of seen) if (count > most) [flood, most] = [name, count];
   if (flood !== undefined) return jar.findIndex((c) => c.name === flood);
   let at = 0;
   jar.forEach((c, i) => {
