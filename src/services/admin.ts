@@ -142,8 +142,8 @@ export class AdminService {
       throw err;
     });
     await this.forgetFactors(pid, f);
-    // What names her by value rather than by key: her passkeys' credential ids (also when her factor record could not
-    // be opened to list them), and the usernames an address tried (kept for the credential-stuffing window).
+    // What names the user by value rather than by key: the passkeys' credential ids (also when the factor record could
+    // not be opened to list them), and the usernames an address tried (kept for the credential-stuffing window).
     for await (const batch of this.d.kv.scanKeys(keys.credentialOwnerPrefix())) {
       for (const key of batch) if ((await this.d.kv.get(key)) === pid) await this.d.kv.delete(key);
     }
