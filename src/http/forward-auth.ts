@@ -79,7 +79,8 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
         }
         return reply.code(200).send();
       case 'sign-in':
-        return send(config.portal.login.page);
+        // A password without its second factor: back to the pending step, as in proxy mode.
+        return send(req.cookies[COOKIE.pending] ? `${p}/continue` : config.portal.login.page);
       case 'step-up': {
         const back = target.query ? `${target.path}?${target.query}` : target.path;
         return send(`${p}/step-up?to=${encodeURIComponent(back)}${outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : ''}`);

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { COOKIE } from '../../src/http/cookies.js';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { startNginx, type TestNginx } from '../helpers/nginx.js';
 import { TestCa } from '../helpers/pki.js';
@@ -242,6 +243,8 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   t.equal(redirected.status, 302, '?redirect=true: an answer the proxy can pass to the browser (Caddy, Traefik)');
   t.equal(redirected.headers.location, '/login');
   t.equal((await ask('/records', {}, { method: 'HEAD' })).status, 401, 'HEAD too');
+  const midway = await ask('/records', { cookie: `${COOKIE.pending}=x` });
+  t.same([midway.status, midway.headers['x-mfa-redirect']], [401, '/_mfa/continue'], 'a password without its second factor: back to that step, as the gateway itself would');
   const pub = await ask('/login');
   t.equal(pub.status, 200, 'a public path');
   t.notOk(pub.headers['x-mfa-user'], 'without identity headers');
