@@ -40,6 +40,12 @@ export interface EnrolmentDeps {
   security: SecurityLog;
 }
 
+/**
+ * How a factor is bound: the first at first login (`proved`: the salt of the invitation code the pending login
+ * showed), or another by a signed-in session (`provenByKey`: a device-bound passkey proved it).
+ */
+type Binding = { first: true; proved: string | undefined } | { first: false; provenByKey: boolean };
+
 /** A factor has been bound: for a first enrolment, the recovery codes to show once. */
 export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
 
@@ -141,7 +147,7 @@ export class EnrolmentService {
       if (code !== null && (await matchTotpStep(p.totpSecret, code, this.d.clock.now())) !== null) await this.awaitOtherSubmission(id);
       return check;
     }
-    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), true, p.username, ip, p.invite);
+    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), p.username, ip, { first: true, proved: p.invite });
     // The codes come with the stage: the page of that stage never finds it without them.
     await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', factor: 'totp', factorAt: this.d.clock.now(), factorId: bound.factor.id, recoveryCodes: bound.recoveryCodes ?? [] }), this.d.clock.now());
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
@@ -182,7 +188,7 @@ export class EnrolmentService {
     const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active), secret, input, ip);
     if (!check.ok) return check;
     await this.setups.delete(key);
-    return this.bind(active.record.pid, this.totpFactor(secret, name), false, active.record.username, ip);
+    return this.bind(active.record.pid, this.totpFactor(secret, name), active.record.username, ip, { first: false, provenByKey: active.record.deviceBound === true });
   }
 
   sessionPasskeyOptions(active: ActiveSession): Promise<PublicKeyCredentialCreationOptionsJSON> {
@@ -216,7 +222,7 @@ export class EnrolmentService {
     response: unknown,
     name: string,
     ip: string,
-    how: { first: true; proved: string | undefined } | { first: false; provenByKey: boolean },
+    how: Binding,
   ): Promise<Bound | Refused> {
     const attempt = await this.d.attempts.beginSetup(c, ip, 'webauthn');
     // The challenge was made for this login or session and for registration, and is used once (R21, C-42).
@@ -231,7 +237,7 @@ export class EnrolmentService {
     await this.d.attempts.succeeded(c, attempt);
     const factor: Factor = { id: newId().slice(0, 16), kind: 'webauthn', name: factorName(name, 'Passkey'), addedAt: this.d.clock.now(), credential: result.credential };
     try {
-      return how.first ? await this.bind(c.pid, factor, true, c.username, ip, how.proved) : await this.bind(c.pid, factor, false, c.username, ip, undefined, how.provenByKey);
+      return await this.bind(c.pid, factor, c.username, ip, how);
     } catch (err) {
       // Nothing was bound: the credential id is free again.
       await this.d.owners.release(result.credential.id).catch(() => undefined);
@@ -256,10 +262,12 @@ export class EnrolmentService {
 
   /**
    * Adds a factor; a first factor comes with a new set of recovery codes. Other factors are never overwritten.
-   * `proved`: the salt of the invitation code the pending login showed. `provenByKey`: a device-bound passkey proved
-   * the session adding a passkey (a first factor needs no proof: see withPasskey).
    */
-  private async bind(pid: string, factor: Factor, first: boolean, username: string, ip: string, proved?: string, provenByKey = first): Promise<Bound> {
+  private async bind(pid: string, factor: Factor, username: string, ip: string, how: Binding): Promise<Bound> {
+    const { first } = how;
+    const proved = how.first ? how.proved : undefined;
+    // A first factor needs no proof of a device-bound passkey (see withPasskey).
+    const provenByKey = how.first || how.provenByKey;
     const now = this.d.clock.now();
     const made = first ? await newRecoveryCodes() : undefined;
     // The invitation works once: of two logins that both showed it, only the first to bind a factor has it (taken
