@@ -348,7 +348,7 @@ interface ParsedLogin {
 /**
  * One canonical parse of the login body (SECURITY C-35). Refused: a repeated field, a non-string username, and
  * any other spelling of the username field (`UserName`), which a portal matching names loosely could read
- * instead. Form bodies keep every byte of every other field as sent; only the username value is rewritten.
+ * instead. Form and JSON bodies keep every byte of every other field as sent; only the username value is rewritten.
  */
 export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: string): ParsedLogin {
   const bad = (why: string) => new GatewayError('GW_ERR_BAD_REQUEST', why);
