@@ -1,5 +1,5 @@
 // The audit journal on disk: JSON lines appended to audit.jsonl, rotated by size to audit-<first seq>.jsonl.
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditFileMoved, type AuditJournal } from './audit-log.js';
 
@@ -25,23 +25,47 @@ export function auditFiles(dir: string): string[] {
 
 const READ_ATTEMPTS = 5;
 
+/** Audit files open for reading, each as far as it reached when opened (a writer may go on appending). */
+export interface OpenAuditFiles {
+  readonly files: readonly { name: string; size: number }[];
+  /** The lines of file i, first to last, read afresh on each call; bytes after its last "\n" are a partial line. */
+  lines(i: number): Generator<{ line: string; complete: boolean }>;
+  close(): void;
+}
+
+/** Opens the given files, in the order given. */
+export function openAuditFiles(files: readonly string[], open = (file: string) => openSync(file, 'r')): OpenAuditFiles {
+  const fds: number[] = [];
+  const close = () => fds.forEach((fd) => closeSync(fd));
+  try {
+    for (const file of files) fds.push(open(file));
+  } catch (err) {
+    close();
+    throw err;
+  }
+  const sizes = fds.map((fd) => fstatSync(fd).size);
+  return { files: files.map((name, i) => ({ name, size: sizes[i]! })), lines: (i) => linesFrom(fds[i]!, sizes[i]!), close };
+}
+
 /**
- * The text of a directory's audit files in chain order, as one consistent reading: a writer that rotated meanwhile
- * renamed the current file, so its records would be missing from what was read (the new current file in their place).
- * The files are listed again after reading, and read again when a file was added.
+ * A directory's audit files in chain order, open as one consistent reading: a writer that rotated between the listing
+ * and the opening renamed the current file, so its records would be missing (the new current file in their place).
+ * The files are listed again once open, and opened again when a file was added. A rotation after that changes
+ * nothing: an open file is read under any name, as far as it reached when opened.
  */
-export function readAuditDir(dir: string, read = (file: string) => readFileSync(file, 'utf8')): { file: string; text: string }[] {
+export function openAuditDir(dir: string, open?: (file: string) => number): OpenAuditFiles {
   for (let attempt = 1; ; attempt++) {
     const files = auditFiles(dir);
-    let segments: { file: string; text: string }[];
+    let opened: OpenAuditFiles;
     try {
-      segments = files.map((file) => ({ file, text: read(file) }));
+      opened = openAuditFiles(files, open);
     } catch (err) {
-      // Listed, then renamed before it was read.
+      // Listed, then renamed before it was opened.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < READ_ATTEMPTS) continue;
       throw err;
     }
-    if (attempt === READ_ATTEMPTS || auditFiles(dir).join('\n') === files.join('\n')) return segments;
+    if (attempt === READ_ATTEMPTS || auditFiles(dir).join('\n') === files.join('\n')) return opened;
+    opened.close();
   }
 }
 
@@ -172,6 +196,28 @@ function firstSeqOf(file: string): number | undefined {
   } finally {
     closeSync(fd);
   }
+}
+
+/** A file's first `size` bytes as lines, read in chunks; bytes after the last "\n" are a partial line. */
+function* linesFrom(fd: number, size: number): Generator<{ line: string; complete: boolean }> {
+  const chunk = Buffer.alloc(Math.min(CHUNK, size));
+  // The start of a line that began in an earlier chunk.
+  let begun: Buffer | undefined;
+  for (let pos = 0; pos < size; ) {
+    const n = readSync(fd, chunk, 0, Math.min(CHUNK, size - pos), pos);
+    if (n === 0) break; // cut short since it was opened
+    pos += n;
+    const bytes = chunk.subarray(0, n);
+    let start = 0;
+    for (let nl = bytes.indexOf(0x0a); nl !== -1; nl = bytes.indexOf(0x0a, start)) {
+      const piece = bytes.subarray(start, nl);
+      yield { line: (begun ? Buffer.concat([begun, piece]) : piece).toString('utf8'), complete: true };
+      begun = undefined;
+      start = nl + 1;
+    }
+    if (start < n) begun = Buffer.concat(begun ? [begun, bytes.subarray(start)] : [bytes.subarray(start)]);
+  }
+  if (begun) yield { line: begun.toString('utf8'), complete: false };
 }
 
 /** A file's lines, last first, read in chunks from the end; bytes after the last "\n" are a partial line. */

@@ -133,6 +133,15 @@ function shapeError(r: Record<string, unknown>): string | null {
  * byte changed without recomputing the hash shows here; a recomputed hash shows in the next record's `prev`.
  */
 export function decodeRecord(line: string): { record: AuditRecord; intact: boolean } | { error: string } {
+  const parsed = parseRecord(line);
+  if (!('record' in parsed)) return parsed;
+  const { record } = parsed;
+  const { hash, ...body } = record;
+  return { record, intact: canonicalJson(record) === line && sha256Hex(canonicalJson(body)) === hash };
+}
+
+/** Reads one line as a record of the right shape, without checking its bytes or its hash (decodeRecord does). */
+export function parseRecord(line: string): { record: AuditRecord } | { error: string } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(line);
@@ -141,8 +150,5 @@ export function decodeRecord(line: string): { record: AuditRecord; intact: boole
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return { error: 'not a JSON object' };
   const error = shapeError(parsed as Record<string, unknown>);
-  if (error) return { error };
-  const record = parsed as AuditRecord;
-  const { hash, ...body } = record;
-  return { record, intact: canonicalJson(record) === line && sha256Hex(canonicalJson(body)) === hash };
+  return error ? { error } : { record: parsed as AuditRecord };
 }

@@ -1,10 +1,9 @@
 // The auditor's check of an audit trail: chain, order, completeness and checkpoint signatures, with positions.
 import { KeyObject, createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { CURRENT } from './file-sink.js';
+import { CURRENT, openAuditDir, openAuditFiles, type OpenAuditFiles } from './file-sink.js';
 import { checkpointSignatureValid } from './checkpoint.js';
-import { GENESIS, decodeRecord, sha256Hex, type AuditRecord } from './record.js';
+import { GENESIS, decodeRecord, parseRecord, sha256Hex, type AuditRecord, type ResumedRecord } from './record.js';
 
 /**
  * `unsealed-tail` is the one warning: records no signature of their writer covers, at the end of the trail or where a
@@ -37,37 +36,67 @@ export interface AuditReport {
 /** One public key (PEM or KeyObject; a private key is accepted too) for every checkpoint, or keys by key id. */
 export type AuditPublicKeys = KeyObject | string | Readonly<Record<string, KeyObject | string>>;
 
+/** A trail to check: its files in chain order, each read line by line as often as asked (a check reads it twice). */
+export type Trail = Pick<OpenAuditFiles, 'files' | 'lines'>;
+
+/** A trail's records as they are read, each with its bytes checked (damaged and misplaced ones too). */
+export type RecordVisitor = (record: AuditRecord) => void;
+
 /** Verifies the given files, which must be the whole trail in chain order (see auditFiles). */
 export function verifyAudit(files: readonly string[], publicKey: AuditPublicKeys): AuditReport {
-  return verifyAuditText(
-    files.map((file) => ({ file, text: readFileSync(file, 'utf8') })),
-    publicKey,
-  );
+  const trail = openAuditFiles(files);
+  try {
+    return verifyTrail(trail, publicKey);
+  } finally {
+    trail.close();
+  }
 }
 
 /**
- * verifyAuditText on a directory's reading (readAuditDir). A trail that has rotated ends in its current file, which
- * the record that rotated the last file starts: one that ends in a rotated file lost the current file's records, and
- * with them the checkpoint that sealed the records before them.
+ * Verifies a directory's trail, read as one consistent reading (openAuditDir); `visit` sees each record on the way. A
+ * trail that has rotated ends in its current file, which the record that rotated the last file starts: one that ends
+ * in a rotated file lost the current file's records, and with them the checkpoint that sealed the records before them.
  */
-export function verifyAuditDir(dir: string, segments: readonly { file: string; text: string }[], publicKey: AuditPublicKeys): AuditReport {
-  // A directory without records is named as such in the report.
-  const report = verifyAuditText(segments.length ? segments : [{ file: dir, text: '' }], publicKey);
-  const last = segments.filter((s) => s.text !== '').at(-1);
-  if (!last || basename(last.file) === CURRENT) return report;
-  const missing: AuditProblem = {
-    file: join(dir, CURRENT),
-    line: 0,
-    kind: 'deleted',
-    message: `the trail ends in ${basename(last.file)}: the records of the current file after it are missing (the file was deleted or emptied)`,
+export function verifyAuditDir(dir: string, publicKey: AuditPublicKeys, visit?: RecordVisitor): AuditReport {
+  const trail = openAuditDir(dir);
+  try {
+    // A directory without records is named as such in the report.
+    const report = verifyTrail(trail.files.length ? trail : textTrail([{ file: dir, text: '' }]), publicKey, visit);
+    const last = trail.files.filter((f) => f.size > 0).at(-1);
+    if (!last || basename(last.name) === CURRENT) return report;
+    const missing: AuditProblem = {
+      file: join(dir, CURRENT),
+      line: 0,
+      kind: 'deleted',
+      message: `the trail ends in ${basename(last.name)}: the records of the current file after it are missing (the file was deleted or emptied)`,
+    };
+    return { ...report, ok: false, problems: [...report.problems, missing] };
+  } finally {
+    trail.close();
+  }
+}
+
+/** verifyAudit on file contents already read. */
+export function verifyAuditText(segments: readonly { file: string; text: string }[], publicKey: AuditPublicKeys): AuditReport {
+  return verifyTrail(textTrail(segments), publicKey);
+}
+
+function textTrail(segments: readonly { file: string; text: string }[]): Trail {
+  return {
+    files: segments.map(({ file, text }) => ({ name: file, size: text.length })),
+    *lines(i) {
+      const { text } = segments[i]!;
+      if (text === '') return;
+      const parts = text.split('\n');
+      const last = parts.pop()!;
+      for (const line of parts) yield { line, complete: true };
+      if (last !== '') yield { line: last, complete: false };
+    },
   };
-  return { ...report, ok: false, problems: [...report.problems, missing] };
 }
 
 interface Line {
   index: number;
-  file: string;
-  line: number;
   text: string;
   decoded: { record: AuditRecord; intact: boolean } | { error: string };
 }
@@ -80,25 +109,21 @@ interface State {
   last: (Line & { decoded: { record: AuditRecord } }) | undefined;
 }
 
-/** verifyAudit on file contents already read. */
-export function verifyAuditText(segments: readonly { file: string; text: string }[], publicKey: AuditPublicKeys): AuditReport {
+/**
+ * The check, in two readings of the trail. The first notes a few numbers a line (what the second needs to know ahead:
+ * where each seq is, which lines a later `resumed` record skipped); the second follows the chain with one line in
+ * hand. Memory grows with the number of lines by about 16 bytes each, not with the trail's size.
+ */
+export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: RecordVisitor): AuditReport {
   const keyFor = keyResolver(publicKey);
-  const lines = splitLines(segments);
+  const ix = indexTrail(trail);
   const found: (AuditProblem & { index: number })[] = [];
-  const report = (l: Line, kind: AuditProblemKind, message: string, seq?: number) =>
-    found.push({ index: l.index, file: l.file, line: l.line, ...(seq === undefined ? {} : { seq }), kind, message });
-
-  // Lines a `resumed` record says it skipped: damage the writer found when it restarted.
-  const skippedBy = new Map<number, Line>();
-  for (const l of lines) {
-    if ('record' in l.decoded && l.decoded.record.type === 'resumed') {
-      for (let i = Math.max(0, l.index - l.decoded.record.skipped); i < l.index; i++) skippedBy.set(i, l);
-    }
-  }
-  const bySeq = new Map<number, number[]>();
-  for (const l of lines) {
-    if ('record' in l.decoded && !skippedBy.has(l.index)) bySeq.set(l.decoded.record.seq, [...(bySeq.get(l.decoded.record.seq) ?? []), l.index]);
-  }
+  const report = (index: number, kind: AuditProblemKind, message: string, seq?: number) =>
+    found.push({ index, ...ix.where(index), ...(seq === undefined ? {} : { seq }), kind, message });
+  const pos = (index: number) => {
+    const { file, line } = ix.where(index);
+    return `${file}:${line}`;
+  };
 
   let state: State = { expected: 1, prevLine: GENESIS, lastHash: undefined, last: undefined };
   let before = state;
@@ -108,22 +133,27 @@ export function verifyAuditText(segments: readonly { file: string; text: string 
   let lastKind: AuditProblemKind | undefined;
   let records = 0;
   let checkpoints = 0;
-  let lastSealed: Line | undefined;
+  let lastSealed: { index: number; seq: number } | undefined;
+  // The records after the last valid checkpoint so far: how many, and the first.
+  let tail = 0;
+  let firstTail: { index: number; seq: number } | undefined;
+  // Intact `resumed` records that count records no valid checkpoint covered (checked once the last checkpoint is known).
+  const unsealedClaims: { index: number; seq: number; unsealed: number }[] = [];
 
-  for (const l of lines) {
+  for (const l of linesOf(trail, decodeRecord)) {
     // Damaged lines the writer skipped on restart are reported once, and not part of the chain.
-    const resumed = skippedBy.get(l.index);
-    if (resumed) {
-      if (skippedBy.get(l.index - 1) !== resumed) {
-        const reason = 'record' in resumed.decoded && resumed.decoded.record.type === 'resumed' ? resumed.decoded.record.reason : 'corrupt';
-        report(l, reason === 'truncated' ? 'truncated' : 'edited', `damaged line(s) the writer skipped when it restarted (see ${pos(resumed)})`, state.expected);
+    const resumed = ix.skippedBy[l.index]!;
+    if (resumed !== -1) {
+      if (l.index === 0 || ix.skippedBy[l.index - 1] !== resumed) {
+        report(l.index, ix.skipReasons.get(resumed) === 'truncated' ? 'truncated' : 'edited', `damaged line(s) the writer skipped when it restarted (see ${pos(resumed)})`, state.expected);
       }
+      if ('record' in l.decoded) visit?.(l.decoded.record);
       continue;
     }
     // Every line is a whole record: a partial last line is a truncation, anything else unreadable an edit.
     if (!('record' in l.decoded)) {
       const partial = l.decoded.error === PARTIAL;
-      report(l, partial ? 'truncated' : 'edited', partial ? 'partial line: the file ends without a newline' : `not a record: ${l.decoded.error}`, state.expected);
+      report(l.index, partial ? 'truncated' : 'edited', partial ? 'partial line: the file ends without a newline' : `not a record: ${l.decoded.error}`, state.expected);
       state = { ...state, expected: state.expected + 1 };
       trusted = false;
       lastKind = undefined;
@@ -131,15 +161,19 @@ export function verifyAuditText(segments: readonly { file: string; text: string 
     }
     const { record: r, intact } = l.decoded;
     const current = l as Line & { decoded: { record: AuditRecord } };
+    visit?.(r);
     records++;
+    tail++;
+    firstTail ??= { index: l.index, seq: r.seq };
+    if (r.type === 'resumed' && r.unsealed && intact) unsealedClaims.push({ index: l.index, seq: r.seq, unsealed: r.unsealed });
 
     // Every record's bytes are the canonical form of its content and match its hash (checkpoints: below).
-    if (!intact && r.type !== 'checkpoint') report(l, 'edited', 'content does not match its hash', r.seq);
+    if (!intact && r.type !== 'checkpoint') report(l.index, 'edited', 'content does not match its hash', r.seq);
 
     // A record that takes the seq of the record just before it, and links to what that one linked to, shows
     // that one was inserted: drop it from the chain and take this one in its place.
-    if (r.seq < state.expected && r.seq === state.last?.decoded.record.seq && r.prev === before.prevLine && (bySeq.get(r.seq)?.length ?? 0) > 1) {
-      report(state.last, 'inserted', `seq ${r.seq} is taken again by ${pos(l)}, which follows on from the record before this one`, r.seq);
+    if (r.seq < state.expected && r.seq === state.last?.decoded.record.seq && r.prev === before.prevLine && ix.withSeq(r.seq).length > 1) {
+      report(state.last.index, 'inserted', `seq ${r.seq} is taken again by ${pos(l.index)}, which follows on from the record before this one`, r.seq);
       state = before;
       lastKind = undefined;
     }
@@ -149,34 +183,34 @@ export function verifyAuditText(segments: readonly { file: string; text: string 
     const linked = r.seq === state.expected && r.prev === state.prevLine;
     if (r.seq === state.expected) {
       if (!linked && trusted) {
-        if (state.last) report(state.last, 'edited', `its line does not match the prev of seq ${r.seq} at ${pos(l)}: one of them was altered`, state.last.decoded.record.seq);
-        else report(l, 'edited', 'the first record does not start from 64 zeros', r.seq);
+        if (state.last) report(state.last.index, 'edited', `its line does not match the prev of seq ${r.seq} at ${pos(l.index)}: one of them was altered`, state.last.decoded.record.seq);
+        else report(l.index, 'edited', 'the first record does not start from 64 zeros', r.seq);
       }
     } else if (r.seq > state.expected) {
-      const elsewhere = bySeq.get(state.expected)?.[0];
+      const elsewhere = ix.withSeq(state.expected)[0];
       kind = elsewhere === undefined ? 'deleted' : 'reordered';
       const missing = r.seq - 1 > state.expected ? `seqs ${state.expected}..${r.seq - 1}` : `seq ${state.expected}`;
       const message =
         elsewhere === undefined
-          ? `${missing} missing${l.line === 1 && state.last ? ' before this file: a file may be missing' : ''}`
-          : `seq ${r.seq} where ${state.expected} was expected; ${state.expected} is at ${pos(lines[elsewhere]!)}`;
-      if (kind !== lastKind) report(l, kind, message, state.expected);
+          ? `${missing} missing${ix.where(l.index).line === 1 && state.last ? ' before this file: a file may be missing' : ''}`
+          : `seq ${r.seq} where ${state.expected} was expected; ${state.expected} is at ${pos(elsewhere)}`;
+      if (kind !== lastKind) report(l.index, kind, message, state.expected);
     } else {
-      const other = bySeq.get(r.seq)?.find((i) => i !== l.index);
+      const other = ix.withSeq(r.seq).find((i) => i !== l.index);
       if (other !== undefined) {
         // A copy of a record found elsewhere: reported, and left out of the chain.
-        report(l, 'inserted', `seq ${r.seq} is also at ${pos(lines[other]!)}`, r.seq);
+        report(l.index, 'inserted', `seq ${r.seq} is also at ${pos(other)}`, r.seq);
         lastKind = undefined;
         continue;
       }
       kind = 'reordered';
-      if (kind !== lastKind) report(l, kind, `seq ${r.seq} comes after seq ${state.expected - 1}`, r.seq);
+      if (kind !== lastKind) report(l.index, kind, `seq ${r.seq} comes after seq ${state.expected - 1}`, r.seq);
     }
     lastKind = kind;
 
     // Records the writer says it wrote and the trail no longer holds (its current file renamed or deleted meanwhile).
     if (r.type === 'resumed' && r.missing) {
-      report(l, 'deleted', `${r.missing} record(s) the writer had written after seq ${r.seq - 1} are missing: its current file was renamed or deleted while it ran`, r.seq);
+      report(l.index, 'deleted', `${r.missing} record(s) the writer had written after seq ${r.seq - 1} are missing: its current file was renamed or deleted while it ran`, r.seq);
     }
 
     // Every checkpoint carries a valid signature of the configured key and covers the record just before it.
@@ -190,11 +224,13 @@ export function verifyAuditText(segments: readonly { file: string; text: string 
       const key = keyFor(r.kid);
       if (!key) wrong.push(`unknown key id "${r.kid}"`);
       else if (!checkpointSignatureValid(r, key)) wrong.push('signature does not verify');
-      if (wrong.length > 0) report(l, 'bad-checkpoint', wrong.join('; '), r.seq);
+      if (wrong.length > 0) report(l.index, 'bad-checkpoint', wrong.join('; '), r.seq);
       sealed = wrong.length === 0;
       if (sealed) {
         checkpoints++;
-        lastSealed = l;
+        lastSealed = { index: l.index, seq: r.seq };
+        tail = 0;
+        firstTail = undefined;
       }
     }
 
@@ -205,63 +241,114 @@ export function verifyAuditText(segments: readonly { file: string; text: string 
 
   // Records a `resumed` record says no valid checkpoint covered when the writer started again. The checkpoints after
   // it sign that statement, not those records: they are an unsealed tail of their own (unless still in the last one).
-  for (const l of lines) {
-    if (!('record' in l.decoded) || !l.decoded.intact || skippedBy.has(l.index)) continue;
-    const r = l.decoded.record;
-    if (r.type !== 'resumed' || !r.unsealed) continue;
-    const [first, last] = [r.seq - r.unsealed, r.seq - 1];
-    const at = lines[bySeq.get(first)?.[0] ?? l.index]!;
-    if (at.index > (lastSealed?.index ?? -1)) continue;
+  for (const { index, seq, unsealed } of unsealedClaims) {
+    const [first, last] = [seq - unsealed, seq - 1];
+    const at = ix.withSeq(first)[0] ?? index;
+    if (at > (lastSealed?.index ?? -1)) continue;
     const which = first === last ? `seq ${first}` : `seqs ${first}..${last}`;
     report(
       at,
       'unsealed-tail',
-      `${r.unsealed} record(s) (${which}) had no valid checkpoint when the writer resumed at ${pos(l)}: later checkpoints sign that statement, ` +
+      `${unsealed} record(s) (${which}) had no valid checkpoint when the writer resumed at ${pos(index)}: later checkpoints sign that statement, ` +
         'not these records (a crash before their checkpoint, records added without the key, or a checkpoint removed)',
       first,
     );
   }
 
   // Records after the last valid checkpoint: intact as far as the chain shows, but no signature covers them.
-  const tail = lines.filter((l) => l.index > (lastSealed?.index ?? -1) && 'record' in l.decoded && !skippedBy.has(l.index));
-  const firstTail = tail[0];
-  if (firstTail && 'record' in firstTail.decoded) {
-    if (lastSealed && 'record' in lastSealed.decoded) {
-      report(firstTail, 'unsealed-tail', `${tail.length} record(s) after the checkpoint at seq ${lastSealed.decoded.record.seq} are not covered by a signature`, firstTail.decoded.record.seq);
+  if (firstTail) {
+    if (lastSealed) {
+      report(firstTail.index, 'unsealed-tail', `${tail} record(s) after the checkpoint at seq ${lastSealed.seq} are not covered by a signature`, firstTail.seq);
     } else {
       // Anyone can write a chain of hashes: without one valid signature the trail cannot be told from a forged one.
-      report(firstTail, 'unsigned', `no valid checkpoint: none of the ${tail.length} record(s) is covered by a signature`, firstTail.decoded.record.seq);
+      report(firstTail.index, 'unsigned', `no valid checkpoint: none of the ${tail} record(s) is covered by a signature`, firstTail.seq);
     }
   }
-  if (records === 0) found.push({ index: 0, file: segments[0]?.file ?? '', line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied' });
+  if (records === 0) found.push({ index: 0, file: trail.files[0]?.name ?? '', line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied' });
 
   const problems = found.sort((a, b) => a.index - b.index).map(({ index: _index, ...p }) => p);
-  return {
-    ok: problems.every((p) => p.kind === 'unsealed-tail'),
-    records,
-    checkpoints,
-    lastSealedSeq: lastSealed && 'record' in lastSealed.decoded ? lastSealed.decoded.record.seq : 0,
-    problems,
-  };
+  return { ok: problems.every((p) => p.kind === 'unsealed-tail'), records, checkpoints, lastSealedSeq: lastSealed?.seq ?? 0, problems };
 }
 
 const PARTIAL = 'partial line';
-const pos = (l: Line) => `${l.file}:${l.line}`;
 
-/** Every line of every file, numbered; bytes after a file's last "\n" are a partial line, whatever they hold. */
-function splitLines(segments: readonly { file: string; text: string }[]): Line[] {
-  const lines: Line[] = [];
-  for (const { file, text } of segments) {
-    if (text === '') continue;
-    const parts = text.split('\n');
-    const endsWithNewline = parts.at(-1) === '';
-    if (endsWithNewline) parts.pop();
-    parts.forEach((t, i) => {
-      const partial = !endsWithNewline && i === parts.length - 1;
-      lines.push({ index: lines.length, file, line: i + 1, text: t, decoded: partial ? { error: PARTIAL } : decodeRecord(t) });
-    });
+/** Every line of every file, numbered from 0 across the files; a partial line is not decoded. */
+function* linesOf<D extends { error: string } | { record: AuditRecord }>(trail: Trail, decode: (text: string) => D): Generator<{ index: number; text: string; decoded: D | { error: string } }> {
+  let index = 0;
+  for (let f = 0; f < trail.files.length; f++) {
+    for (const { line, complete } of trail.lines(f)) yield { index: index++, text: line, decoded: complete ? decode(line) : { error: PARTIAL } };
   }
-  return lines;
+}
+
+/** What the check needs to know ahead, from a first reading: a few numbers a line. */
+interface TrailIndex {
+  /** For each line a `resumed` record says it skipped, the index of that record (the last such); -1 otherwise. */
+  skippedBy: Int32Array;
+  /** The reason of each `resumed` record that skipped lines, by its index. */
+  skipReasons: Map<number, ResumedRecord['reason']>;
+  /** Indices of the records that are not skipped and have this seq, first to last. */
+  withSeq(seq: number): number[];
+  /** File and 1-based line of a line index. */
+  where(index: number): { file: string; line: number };
+}
+
+function indexTrail(trail: Trail): TrailIndex {
+  const starts: number[] = [];
+  // The seq of each line that is a record (NaN for the others), grown as lines come.
+  let seqs = new Float64Array(1024);
+  const resumed: { index: number; skipped: number; reason: ResumedRecord['reason'] }[] = [];
+  let count = 0;
+  for (let f = 0; f < trail.files.length; f++) {
+    starts.push(count);
+    for (const { line, complete } of trail.lines(f)) {
+      if (count === seqs.length) {
+        const grown = new Float64Array(2 * count);
+        grown.set(seqs);
+        seqs = grown;
+      }
+      const parsed = complete ? parseRecord(line) : undefined;
+      const r = parsed && 'record' in parsed ? parsed.record : undefined;
+      seqs[count] = r ? r.seq : NaN;
+      if (r?.type === 'resumed' && r.skipped > 0) resumed.push({ index: count, skipped: r.skipped, reason: r.reason });
+      count++;
+    }
+  }
+  const skippedBy = new Int32Array(count).fill(-1);
+  for (const { index, skipped } of resumed) skippedBy.fill(index, Math.max(0, index - skipped), index);
+
+  // The records in the chain, by seq and then by position: already so in a trail whose seqs never go back.
+  const chain: number[] = [];
+  for (let i = 0; i < count; i++) if (!Number.isNaN(seqs[i]) && skippedBy[i] === -1) chain.push(i);
+  const bySeq = Uint32Array.from(chain);
+  if (!bySeq.every((i, k) => k === 0 || seqs[bySeq[k - 1]!]! <= seqs[i]!)) bySeq.sort((a, b) => seqs[a]! - seqs[b]! || a - b);
+  const firstWith = (seq: number) => {
+    let [lo, hi] = [0, bySeq.length];
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (seqs[bySeq[mid]!]! < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  return {
+    skippedBy,
+    skipReasons: new Map(resumed.map((r) => [r.index, r.reason])),
+    withSeq(seq) {
+      const out: number[] = [];
+      for (let k = firstWith(seq); k < bySeq.length && seqs[bySeq[k]!] === seq; k++) out.push(bySeq[k]!);
+      return out;
+    },
+    where(index) {
+      // The last file whose first line is at or before this one (empty files share the next file's start).
+      let [lo, hi] = [0, starts.length - 1];
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >>> 1;
+        if (starts[mid]! <= index) lo = mid;
+        else hi = mid - 1;
+      }
+      return { file: trail.files[lo]?.name ?? '', line: index - (starts[lo] ?? 0) + 1 };
+    },
+  };
 }
 
 function keyResolver(keys: AuditPublicKeys): (kid: string) => KeyObject | undefined {

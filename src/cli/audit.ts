@@ -1,7 +1,6 @@
 // `mfa-gateway audit verify|who|public-key`: checking a trail, finding a user's pseudonym, the auditors' key.
 import { createPublicKey } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { readAuditDir } from '../audit/file-sink.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { verifyAudit, verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
 import type { Config } from '../config/schema.js';
@@ -31,7 +30,7 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   const files = paths.filter((p) => !dirs.includes(p));
   // A directory is read as one consistent reading (a running gateway may rotate its file meanwhile).
   const results = [
-    ...dirs.map((d) => ({ name: d, ...describe(verifyAuditDir(d, readAuditDir(d), pem)) })),
+    ...dirs.map((d) => ({ name: d, ...describe(verifyAuditDir(d, pem)) })),
     ...(files.length ? [{ name: files.join(' '), ...describe(verifyAudit(files, pem)) }] : []),
   ];
   if (results.length === 1) return results[0]!;

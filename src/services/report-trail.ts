@@ -1,8 +1,8 @@
 // The report's reading of the audit trails: every line of every file decoded and the chains verified. A trail of
 // months takes seconds of CPU, so it runs in a worker thread (this same module) and the gateway goes on serving.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { readAuditDir } from '../audit/file-sink.js';
-import { decodeRecord } from '../audit/record.js';
+import { openAuditDir } from '../audit/file-sink.js';
+import { parseRecord, type AuditRecord } from '../audit/record.js';
 import { verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
 import { withinPeriod, type ReportInput } from '../domain/report.js';
 
@@ -36,25 +36,26 @@ export async function readTrailOffThread(request: TrailRequest): Promise<TrailRe
 
 /** The same, on the calling thread. */
 export function readTrail({ dirs, publicKeyPem, period }: TrailRequest): TrailReading {
-  // Each chain read once: its events and its verdict come from the same text.
-  const chains = dirs.map((dir) => readAuditDir(dir));
-  return {
-    records: chains
-      .flat()
-      .flatMap(eventRecords)
-      .filter((r) => withinPeriod(r, period)),
-    audit: publicKeyPem === null ? null : combine(chains.map((c, i) => verifyAuditDir(dirs[i]!, c, publicKeyPem))),
+  // Each chain read as one reading: its events and its verdict come from the same lines.
+  const records: ReportInput['records'][number][] = [];
+  const keep = (r: AuditRecord) => {
+    if (r.type === 'event' && withinPeriod(r, period)) records.push({ time: r.time, event: r.event });
   };
-}
-
-function eventRecords({ text }: { text: string }): ReportInput['records'] {
-  const out: { time: string; event: Record<string, string | number | boolean | null> }[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const decoded = decodeRecord(line);
-    if ('record' in decoded && decoded.record.type === 'event') out.push({ time: decoded.record.time, event: decoded.record.event as Record<string, string | number | boolean | null> });
+  if (publicKeyPem !== null) return { records, audit: combine(dirs.map((dir) => verifyAuditDir(dir, publicKeyPem, keep))) };
+  for (const dir of dirs) {
+    const trail = openAuditDir(dir);
+    try {
+      for (let f = 0; f < trail.files.length; f++) {
+        for (const { line, complete } of trail.lines(f)) {
+          const parsed = complete ? parseRecord(line) : undefined;
+          if (parsed && 'record' in parsed) keep(parsed.record);
+        }
+      }
+    } finally {
+      trail.close();
+    }
   }
-  return out;
+  return { records, audit: null };
 }
 
 /** The gateway's chain and the admin CLI's, as one verdict. */

@@ -3,10 +3,10 @@ import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
 import { signCheckpoint, type CheckpointClaims } from '../../../src/audit/checkpoint.js';
 import { GENESIS, canonicalJson, encodeRecord, sha256Hex } from '../../../src/audit/record.js';
-import { cpSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readAuditDir } from '../../../src/audit/file-sink.js';
-import { verifyAuditDir, verifyAuditText, type AuditReport } from '../../../src/audit/verify-audit.js';
+import { auditFiles } from '../../../src/audit/file-sink.js';
+import { verifyAudit, verifyAuditDir, verifyAuditText, type AuditReport } from '../../../src/audit/verify-audit.js';
 import { linesOf, openLog, publicKey, readSegments, rewrite, tempDir, textOf } from './helpers.js';
 
 // One trail for every case: 15 events, a checkpoint every 4 records (seq 5, 10, 15) and on close (seq 19),
@@ -182,7 +182,7 @@ t.test('a trail with no record, or with no valid checkpoint, does not verify: it
 });
 
 t.test('a directory whose trail ends in a rotated file lost its current file: deleted, not an unsealed tail', async (t) => {
-  const check = (d: string) => verifyAuditDir(d, readAuditDir(d), publicKey);
+  const check = (d: string) => verifyAuditDir(d, publicKey);
   t.same([check(dir).ok, check(dir).problems], [true, []], 'the directory as written');
   for (const [name, damage] of [
     ['deleted', (d: string) => rmSync(join(d, 'audit.jsonl'))],
@@ -199,8 +199,41 @@ t.test('a directory whose trail ends in a rotated file lost its current file: de
       kind: 'deleted',
       message: `the trail ends in ${trail.at(-2)!.file}: the records of the current file after it are missing (the file was deleted or emptied)`,
     });
-    t.same(verifyAuditText(readAuditDir(cut), publicKey).ok, true, 'its records alone seem intact');
+    t.same(verifyAudit(auditFiles(cut), publicKey).ok, true, 'its records alone seem intact');
   }
   const none = tempDir(t);
   t.same(check(none).problems, [{ file: none, line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied' }], 'a directory without audit files is named');
+});
+
+t.test('read from its files in chunks, a trail gets the report its text gets, damage at chunk edges included', async (t) => {
+  const big = tempDir(t);
+  const { log: writer } = openLog(big, { maxBytes: 200_000, checkpointEvery: 50 });
+  // Two-, three- and four-byte characters, so that chunk edges fall inside characters too.
+  for (let i = 1; i <= 1500; i++) writer.append({ name: 'note', pid: `p${i}`, text: `é€😀 ${'x'.repeat(i % 97)}` });
+  await writer.close();
+  const files = auditFiles(big);
+  t.ok(files.length >= 2, `${files.length} files`);
+  const fromText = () => verifyAuditText(files.map((file) => ({ file, text: readFileSync(file, 'utf8') })), publicKey);
+  const check = (what: string) => {
+    const report = verifyAudit(files, publicKey);
+    t.same(report, fromText(), what);
+    return report;
+  };
+  t.same(check('untouched').problems, []);
+  const bytes = readFileSync(files[0]!);
+  // The line across the first chunk edge (64 KiB), edited inside a character; a line deleted after the second edge.
+  const edge = 64 * 1024;
+  const [start, end] = [bytes.lastIndexOf(0x0a, edge) + 1, bytes.indexOf(0x0a, edge)];
+  const euro = bytes.indexOf('€', start);
+  t.ok(euro > start && euro < end, 'the line holds the characters');
+  const next = bytes.indexOf(0x0a, 2 * edge);
+  const cut = Buffer.concat([bytes.subarray(0, euro + 1), Buffer.from([0x41]), bytes.subarray(euro + 2, next + 1), bytes.subarray(bytes.indexOf(0x0a, next + 1) + 1)]);
+  writeFileSync(files[0]!, cut);
+  // The current file ends in the middle of a four-byte character.
+  const last = readFileSync(files.at(-1)!);
+  writeFileSync(files.at(-1)!, last.subarray(0, last.indexOf('😀', last.length - 200) + 2));
+  t.same(
+    check('damaged').problems.map((p) => p.kind),
+    ['edited', 'deleted', 'unsealed-tail', 'truncated'],
+  );
 });
