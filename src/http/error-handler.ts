@@ -26,10 +26,13 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
    */
   const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean): { href: string; label: MessageKey } | undefined => {
     switch (code) {
+      case 'GW_ERR_SIGN_IN_REQUIRED':
+        // A portal page asked for before the second factor: on to it.
+        if (signingIn && !gateway) return { href: `${prefix}/continue`, label: 'continue' };
+        return { href: loginPage, label: 'signInAgain' };
       case 'GW_ERR_LOGIN_EXPIRED':
       case 'GW_ERR_LOGIN_UNRECOGNISED':
       case 'GW_ERR_TOO_MANY_ATTEMPTS':
-      case 'GW_ERR_SIGN_IN_REQUIRED':
         return { href: loginPage, label: 'signInAgain' };
       case 'GW_ERR_STEP_UP_REQUIRED':
         return { href: `${prefix}/step-up`, label: 'stepUpTitle' };

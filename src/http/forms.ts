@@ -1,4 +1,5 @@
-// Reading the gateway's own forms and JSON calls: one value per field, the CSRF checks, the client's address.
+// Reading requests: the gateway's own forms and JSON calls (one value per field), the CSRF checks, whether a request
+// opens a page, the client's address.
 import type { FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
 import { sameToken } from '../mechanisms/random.js';
@@ -47,6 +48,19 @@ export function crossSite(req: FastifyRequest): string | null {
   const from = urlOf(origin);
   // Another host, or the plain-http site of this host sending to the https gateway (a network attacker's page).
   return !from || from.host !== req.headers.host || (req.client.proto === 'https' && from.protocol !== 'https:') ? 'cross-origin request' : null;
+}
+
+/**
+ * Whether a GET or HEAD is the browser opening a page (a link, the address bar, a form), which a redirect serves. A
+ * script's call (fetch or XMLHttpRequest: `Sec-Fetch-Mode` other than `navigate`, or `X-Requested-With:
+ * XMLHttpRequest`) would follow a redirect to a page it cannot use: it gets a status it can act on instead. A browser
+ * that sends neither header is taken to open a page.
+ */
+export function opensPage(req: FastifyRequest): boolean {
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  const mode = req.headers['sec-fetch-mode'];
+  if (mode !== undefined && mode !== 'navigate') return false;
+  return String(req.headers['x-requested-with']).toLowerCase() !== 'xmlhttprequest';
 }
 
 /** The client's address for logs, limits and notifications ('unknown' when a trusted proxy passed junk). */

@@ -17,7 +17,7 @@ import type { ActiveSession } from '../services/sessions.js';
 import type { HttpContext } from './context.js';
 import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
 import { hostName } from './edge.js';
-import { checkSameOrigin, crossSite } from './forms.js';
+import { checkSameOrigin, crossSite, opensPage } from './forms.js';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const LOGIN_BODY_LIMIT = 16 * 1024;
@@ -98,14 +98,14 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       case 'step-up': {
         const back = target.query ? `${target.path}?${target.query}` : target.path;
         const factors = outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : '';
-        if (req.method === 'GET' || req.method === 'HEAD') return void reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(back)}${factors}`, 303);
+        if (opensPage(req)) return void reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(back)}${factors}`, 303);
         throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule);
       }
       case 'sign-in':
+        if (!opensPage(req)) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
         // A password without its second factor opens nothing: back to the pending step.
         if (req.cookies[COOKIE.pending]) return void reply.redirect(`${config.server.prefix}/continue`, 303);
-        if (req.method === 'GET' || req.method === 'HEAD') return void reply.redirect(config.portal.login.page, 302);
-        throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
+        return void reply.redirect(config.portal.login.page, 302);
       case 'allow': {
         if (loginPath) return interceptLogin(req, reply, forwarded);
         if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));

@@ -190,6 +190,9 @@ t.test('step-up: an old second factor is asked for again, then the same page; ot
   const post = await b.post('/prescriptions/', { medicine: 'salbutamol' }, { accept: 'application/json' });
   t.equal(post.status, 401, 'a POST is not redirected');
   t.match(JSON.parse(post.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
+  const fetched = await b.get('/prescriptions/', { 'sec-fetch-mode': 'cors', accept: '*/*' });
+  t.equal(fetched.status, 401, "a script's GET is not redirected either");
+  t.match(JSON.parse(fetched.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
   t.equal((await b.get('/records')).status, 200, 'the rest of the portal is unaffected');
 
   const page = await b.get(asked.location!);

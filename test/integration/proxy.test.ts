@@ -200,6 +200,15 @@ t.test('unauthenticated requests: pages redirect to the login, other methods get
   const api = await b.send('POST', '/messages', 'body=hi', { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' });
   t.equal(api.status, 401);
   t.same(Object.keys(JSON.parse(api.body)).sort(), ['error', 'message', 'requestId']);
+  // A script's GET (fetch, XMLHttpRequest) would follow a redirect to a page it cannot use: 401, as JSON for it.
+  for (const headers of [{ 'sec-fetch-mode': 'cors', accept: '*/*' }, { 'x-requested-with': 'XMLHttpRequest', accept: 'application/json' }]) {
+    const call = await b.get('/api/records', headers);
+    t.equal(call.status, 401, JSON.stringify(headers));
+    t.match(JSON.parse(call.body), { error: 'GW_ERR_SIGN_IN_REQUIRED' });
+  }
+  for (const headers of [{ 'sec-fetch-mode': 'navigate' }, { 'x-requested-with': 'com.example.portal-app' }]) {
+    t.equal((await b.get('/records', headers)).location, '/login', `a page opened: ${JSON.stringify(headers)}`);
+  }
   t.equal((await b.send('TRACE', '/records')).status, 405);
   t.equal((await b.send('TRACE', '/_mfa/verify')).status, 405, 'also on a page of the gateway');
   t.equal((await b.send('PROPFIND', '/_mfa/nothing-here')).status, 405, 'and under its prefix');

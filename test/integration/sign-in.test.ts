@@ -288,6 +288,13 @@ t.test('a pending login reaches no portal page', async (t) => {
     t.equal(res.status, 303, path);
     t.equal(res.location, '/_mfa/continue');
   }
+  // Not a page being opened: told so, with the way on for a person.
+  const posted = await b.post('/messages', { body: 'hi' });
+  t.equal(posted.status, 401, 'a form sent');
+  t.match(posted.body, 'href="/_mfa/continue"');
+  const fetched = await b.get('/api/records', { 'sec-fetch-mode': 'cors', accept: '*/*' });
+  t.equal(fetched.status, 401, "a script's call");
+  t.match(JSON.parse(fetched.body), { error: 'GW_ERR_SIGN_IN_REQUIRED' });
   t.equal(s.portalRequests.length, before, 'nothing reached the portal');
 });
 
