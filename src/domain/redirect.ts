@@ -17,6 +17,15 @@ export function returnTarget(target: string | undefined, config: Pick<Config, 's
   return portalPaths(config.portal.login, config.portal.logoutPaths).isLogout(loose(canonical.matchPath)) ? '/' : safe;
 }
 
+/**
+ * The portal's login page for a browser on its way to `target` (a path and query): a `{target}` in `portal.login.page`
+ * (`/Account/Login?ReturnUrl={target}`) becomes it, percent-encoded, so that a portal that sends the browser on after
+ * the password sends it to the page it asked for.
+ */
+export function loginPageFor(page: string, target = '/'): string {
+  return page.replaceAll('{target}', encodeURIComponent(target));
+}
+
 /** Returns a path+query on `origin`, or '/' for anything that could lead elsewhere (RFC 9700 §4.11). */
 function safeRelativeTarget(target: string | undefined, origin: string): string {
   if (!target) return '/';

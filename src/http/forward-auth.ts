@@ -5,6 +5,7 @@ import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal } from '../domain/headers.js';
 import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
+import { loginPageFor } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
@@ -69,6 +70,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     });
     req.access = { method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };
     reply.header('cache-control', 'no-store');
+    const back = target.query ? `${target.path}?${target.query}` : target.path;
     const send = (to: string) =>
       (req.query as Record<string, unknown>).redirect === 'true' ? reply.redirect(to, 302) : reply.code(401).header('x-mfa-redirect', to).send();
     switch (outcome.verdict) {
@@ -80,11 +82,9 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
         return reply.code(200).send();
       case 'sign-in':
         // A password without its second factor: back to the pending step, as in proxy mode.
-        return send(req.cookies[COOKIE.pending] ? `${p}/continue` : config.portal.login.page);
-      case 'step-up': {
-        const back = target.query ? `${target.path}?${target.query}` : target.path;
+        return send(req.cookies[COOKIE.pending] ? `${p}/continue` : loginPageFor(config.portal.login.page, back));
+      case 'step-up':
         return send(`${p}/step-up?to=${encodeURIComponent(back)}${outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : ''}`);
-      }
       case 'deny':
         throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);
       case 'managed-device':

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import formbody from '@fastify/formbody';
 import type { FastifyInstance } from 'fastify';
+import { loginPageFor } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { reportHtml } from '../ui/report.js';
 import type { HttpContext } from './context.js';
@@ -94,7 +95,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         deviceHeader: undefined,
         session: active,
       });
-      if (outcome.verdict === 'sign-in') return reply.redirect(ctx.config.portal.login.page, 302);
+      if (outcome.verdict === 'sign-in') return reply.redirect(loginPageFor(ctx.config.portal.login.page, req.url), 302);
       if (outcome.verdict !== 'allow') throw new GatewayError('GW_ERR_ACCESS_DENIED', `admin report: ${outcome.verdict}`);
       const days = Number((req.query as Record<string, unknown>).days ?? 30);
       if (!Number.isInteger(days) || days < 1 || days > 3660) throw new GatewayError('GW_ERR_BAD_REQUEST', 'days');

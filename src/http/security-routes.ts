@@ -1,6 +1,7 @@
 // The security page under the gateway prefix: the user's factors, adding and removing them, recovery codes,
 // signing out other devices. Every change needs a second factor in the last 5 minutes and the session's CSRF token.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { loginPageFor } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
@@ -35,7 +36,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   const forPage = async (req: FastifyRequest, reply: FastifyReply): Promise<ActiveSession | null> => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active) {
-      void reply.redirect(config.portal.login.page, 302);
+      void reply.redirect(loginPageFor(config.portal.login.page, req.url), 302);
       return null;
     }
     if (!recent(active)) {

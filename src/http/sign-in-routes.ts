@@ -3,7 +3,7 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
 import type { RuleFactor } from '../domain/policy.js';
-import { returnTarget } from '../domain/redirect.js';
+import { loginPageFor, returnTarget } from '../domain/redirect.js';
 import { offersMoreTime } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
@@ -321,7 +321,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   };
   app.get(`${p}/step-up`, async (req, reply) => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
-    if (!active) return reply.redirect(config.portal.login.page, 302);
+    if (!active) return reply.redirect(loginPageFor(config.portal.login.page), 302);
     return stepUpPage(req, reply, active, 200, backTo(String((req.query as Record<string, unknown>).to ?? '')));
   });
   const steppedUp = (req: FastifyRequest, reply: FastifyReply, token: string, to: string | undefined) => {
@@ -367,7 +367,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   // 6. Signing out: the gateway session and the portal's.
   app.get(`${p}/logout`, async (req, reply) => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
-    if (!active) return reply.redirect(config.portal.login.page, 302);
+    if (!active) return reply.redirect(loginPageFor(config.portal.login.page), 302);
     const c = page(req);
     return sendPage(reply, 200, c, pages.logoutPage(c, { csrf: active.record.csrf }));
   });
@@ -390,7 +390,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     }
     reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', '"cookies", "storage"');
     const c = page(req);
-    return sendPage(reply, 200, c, pages.messagePage(c, { title: 'signedOutTitle', action: { href: config.portal.login.page, label: 'signInAgain' } }));
+    return sendPage(reply, 200, c, pages.messagePage(c, { title: 'signedOutTitle', action: { href: loginPageFor(config.portal.login.page), label: 'signInAgain' } }));
   });
 }
 

@@ -309,3 +309,23 @@ t.test('portal.login.failure: an answer that is neither a success nor a refusal 
   const ocsrf = inputValue((await o.get('/login?next=/messages')).body, 'csrf');
   t.equal((await o.post('/login', { username: ALICE.username, password: ALICE.password, csrf: ocsrf, next: '/messages' })).location, '/messages');
 });
+
+t.test('portal.login.page with {target}: a page asked for while signed out is where the sign-in ends', async (t) => {
+  const s = await startStack({ patch: (raw) => void (raw.portal.login.page = '/login?next={target}') });
+  t.teardown(s.close);
+  const b = s.browser();
+  const asked = await b.get('/messages?folder=in%20box');
+  t.equal(asked.status, 302);
+  t.equal(asked.location, '/login?next=%2Fmessages%3Ffolder%3Din%2520box', 'the path and query asked for, percent-encoded');
+  // The portal's login form carries it on, and its answer to the password names it.
+  const page = await b.get(asked.location!);
+  const next = inputValue(page.body, 'next');
+  t.equal(next, '/messages?folder=in%20box');
+  const password = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(page.body, 'csrf'), next });
+  t.equal(password.status, 303, 'the password accepted');
+  const { done } = await enrol(s, b);
+  t.equal(done.location, '/messages?folder=in%20box', 'after the second factor: the page asked for');
+  // Where no page was asked for (an error page's link, the signed-out page), the way on is '/'.
+  t.match((await s.browser().send('POST', '/messages', 'a=1', { 'content-type': 'application/x-www-form-urlencoded' })).body, 'href="/login?next=%2F"');
+  t.equal((await s.browser().get('/_mfa/security')).location, '/login?next=%2F_mfa%2Fsecurity', 'a gateway page asked for');
+});
