@@ -99,6 +99,15 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: Forwa
   return out;
 }
 
+/**
+ * The portal's Set-Cookie lines of the cookies the browser holds, for the browser: host-only, as the gateway's host
+ * (the portal's Domain names the portal's host, which the browser would refuse, or a parent domain, which would hand
+ * the cookie to sibling sites).
+ */
+export function browserSetCookies(setCookies: readonly string[], browserCookies: BrowserCookies): string[] {
+  return setCookies.filter((sc) => heldByBrowser(cookieName(sc), browserCookies)).map((sc) => sc.replace(/;\s*domain\s*=[^;]*/gi, ''));
+}
+
 /** The portal's response headers for the browser: its cookies stay in the jar except the allow-listed ones. */
 export function browserResponseHeaders(
   upstream: Record<string, string | string[] | number | undefined>,
@@ -111,11 +120,7 @@ export function browserResponseHeaders(
     const value = upstream[n];
     if (value === undefined || HOP_BY_HOP.has(n) || GATEWAY_OWNED.has(n) || named.has(n)) continue;
     if (n === 'set-cookie') {
-      // Host-only, as the gateway's host: the portal's Domain names the portal's host (which the browser would refuse)
-      // or a parent domain (which would hand the cookie to sibling sites).
-      const allowed = asList(value)
-        .filter((sc) => heldByBrowser(cookieName(sc), opts.browserCookies))
-        .map((sc) => sc.replace(/;\s*domain\s*=[^;]*/gi, ''));
+      const allowed = browserSetCookies(asList(value), opts.browserCookies);
       if (allowed.length) out[n] = allowed;
     } else if (n === 'location' || n === 'content-location') {
       // A repeated Location is malformed: the first one, rewritten like a single one, never the portal's origin.

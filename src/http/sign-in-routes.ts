@@ -49,7 +49,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
   /**
    * The session starts: the pending cookie goes, the session cookie comes (with a known-browser token for the
-   * account), and in forward-auth mode the portal's.
+   * account), and the portal's the browser holds: those its login answer set, and in forward-auth mode all of them.
    */
   const signedIn = async (req: FastifyRequest, reply: FastifyReply, done: SignedIn) => {
     reply
@@ -58,6 +58,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     // The session has started: a store that fails now costs the browser its token, not the sign-in.
     const known = await ctx.login.knownBrowserToken(done.pid).catch((err: unknown) => void req.log.warn({ err }, 'could not give a known-browser token'));
     if (known) reply.setCookie(COOKIE.known, known, cookieOptions(KNOWN_BROWSER_SECONDS));
+    for (const line of done.browserSetCookies ?? []) reply.header('set-cookie', line);
     if (ctx.browserCookies === 'all') {
       // Written as the portal wrote them (the cookie serializer refuses values a portal may use, a space among them),
       // but only what a header can carry.

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
-import { upstreamRequestHeaders } from '../domain/headers.js';
+import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { queryWrapsLoginField, sameFieldName } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { returnTarget } from '../domain/redirect.js';
@@ -256,6 +256,8 @@ export class LoginService {
     await this.d.limits.succeeded(admitted);
     const factors = await this.d.factors.get(pid);
     // No factor yet: the enrolment proof comes first, unless trust on first use was chosen explicitly.
+    // The answer's cookies the browser holds (a double-submit XSRF token minted at login) reach it with the session.
+    const forBrowser = this.d.browserCookies === 'all' ? [] : browserSetCookies(setCookies, this.d.browserCookies);
     const stage: PendingStage = factors?.factors.length ? 'verify' : config.enrolment.proof === 'first-login' ? 'enrol' : 'proof';
     const pendingId = await this.d.pending.create(
       {
@@ -269,6 +271,7 @@ export class LoginService {
         expiresAt: now + config.mfa.pendingTimeoutSeconds * 1000,
         passwordAt: now,
         ...(config.groups.loginHeader ? { groups: groupsFromHeader(answer.headers[config.groups.loginHeader.toLowerCase()]) } : {}),
+        ...(forBrowser.length ? { browserSetCookies: forBrowser } : {}),
         ip,
       },
       now,

@@ -1,13 +1,15 @@
 // A pending login (password accepted, second factor outstanding): looked up by the browser's cookie, finished once.
 import type { Clock } from '../clock.js';
-import type { Jar } from '../domain/cookie-jar.js';
 import { GatewayError } from '../errors.js';
 import type { FactorStore } from '../stores/factor-store.js';
-import type { PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
+import type { FinishedLogin, PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
 import type { Proof, SessionService } from './sessions.js';
 
-/** A finished login: the session cookie value, where to go, and the portal's cookies (released in forward-auth mode). */
-export type SignedIn = { ok: true; pid: string; token: string; continueTo: string; jar: Jar };
+/**
+ * A finished login: the session cookie value, where to go, and the portal's cookies (the jar, released in
+ * forward-auth mode; the login answer's cookies the browser holds).
+ */
+export type SignedIn = { ok: true } & FinishedLogin;
 
 /** A pending login that is still alive but at another stage than the one asked for (Back to a step already done). */
 export class OtherStage extends GatewayError {
@@ -70,9 +72,9 @@ export class PendingService {
     // A login kept from before the password time was recorded counts as begun at once (before any ending).
     const factorAt = verified ? undefined : p.factorAt;
     const token = await this.d.sessions.start({ pid: p.pid, username: p.username, proof, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}), ...(factorAt ? { factorAt } : {}) }, ip, p.passwordAt ?? 0);
-    const done: SignedIn = { ok: true, pid: p.pid, token, continueTo: p.continueTo, jar: p.jar };
-    if (form !== undefined) await this.d.pending.finished.put(id, `${stage}\n${form}`, { pid: done.pid, token, continueTo: done.continueTo, jar: done.jar });
-    return done;
+    const finished: FinishedLogin = { pid: p.pid, token, continueTo: p.continueTo, jar: p.jar, ...(p.browserSetCookies ? { browserSetCookies: p.browserSetCookies } : {}) };
+    if (form !== undefined) await this.d.pending.finished.put(id, `${stage}\n${form}`, finished);
+    return { ok: true, ...finished };
   }
 
   /**

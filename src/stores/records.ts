@@ -93,6 +93,8 @@ export interface PendingLogin {
   deviceBound?: true;
   /** Groups the portal named in its login answer (groups.loginHeader). */
   groups?: string[];
+  /** The login answer's Set-Cookie lines for cookies the browser holds (portal.browserCookies), given it at the end. */
+  browserSetCookies?: string[];
   /** The client's address at the password step (for the notification of an abandoned login). */
   ip: string;
 }
@@ -110,6 +112,7 @@ export interface FinishedLogin {
   token: string;
   continueTo: string;
   jar: Jar;
+  browserSetCookies?: string[];
 }
 
 /** A password accepted by the portal, waiting for the second factor. */

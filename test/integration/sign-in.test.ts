@@ -14,6 +14,7 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   t.notOk(b.cookies.has('PORTALSESSID'), 'the portal session cookie stays in the gateway');
   t.ok(b.cookies.has('__Host-mfa-browser'));
   t.ok(b.cookies.has('XSRF-TOKEN'), 'allow-listed portal cookie reaches the browser');
+  const xsrf = b.cookies.get('XSRF-TOKEN');
 
   const afterPassword = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(loginPage.body, 'csrf') });
   t.equal(afterPassword.status, 303, '303, never 307, after a credential POST');
@@ -21,6 +22,7 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   t.ok(b.cookies.has('__Host-mfa-pending'));
   t.notOk(b.cookies.has('__Host-mfa-session'));
   t.match(String(afterPassword.headers['set-cookie']), /__Host-mfa-pending=[^;]+; Max-Age=300; Path=\/; HttpOnly; Secure; SameSite=Lax/);
+  t.equal(b.cookies.get('XSRF-TOKEN'), xsrf, "the portal's new XSRF token waits for the second factor");
 
   const choice = await b.get('/_mfa/enrol');
   t.equal(choice.status, 200);
@@ -58,6 +60,8 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   t.equal(done.location, '/records', 'continues where the portal was sending the user');
   t.notOk(b.cookies.has('__Host-mfa-pending'));
   t.match(String(done.headers['set-cookie']), /__Host-mfa-session=[^;]+; Path=\/; HttpOnly; Secure; SameSite=Lax/);
+  t.match(String(done.headers['set-cookie']), /XSRF-TOKEN=[^;]+; Path=\/; SameSite=Lax/, 'then comes with the session');
+  t.not(b.cookies.get('XSRF-TOKEN'), xsrf, 'the token the portal minted at login');
 
   const records = await b.get('/records');
   t.equal(records.status, 200);
