@@ -33,6 +33,41 @@ const UPSTREAM_ERRORS: Partial<Record<ErrorCode, 'unavailable' | 'timeout' | 'bu
   GW_ERR_PORTAL_BUSY: 'busy',
 };
 
+/**
+ * Key ages in `keys status` and the report count from when a gateway first ran with each key: they are noted in the
+ * store. What in the store's settings weakens the gateway (an evicting maxmemory-policy) goes to the log.
+ *
+ * Both each time the store becomes ready (KvStore.onReady), in the background: a store that is down at start must not
+ * hold the gateway back, however long it takes to come up, and after a failover or a restart the server may be set
+ * otherwise, or empty. One check at a time. A warning is logged when the store's warnings differ from those last
+ * logged, not again on each reconnection. Returns the function that stops the checks (when the app closes).
+ */
+function checkStoreWhenReady(gateway: Gateway, log: FastifyBaseLogger): () => void {
+  let stopped = false;
+  let logged = '[]';
+  let queue = Promise.resolve();
+  const check = async () => {
+    if (stopped) return;
+    try {
+      await gateway.admin.noteKeys();
+    } catch (err) {
+      // The next reconnection tries again.
+      if (!stopped) log.warn({ err }, 'could not note the configured keys in the store');
+    }
+    const warnings = await gateway.kv.warnings().catch(() => null);
+    if (stopped || warnings === null || JSON.stringify(warnings) === logged) return;
+    logged = JSON.stringify(warnings);
+    for (const w of warnings) log.warn(w);
+  };
+  const off = gateway.kv.onReady(() => {
+    queue = queue.then(check);
+  });
+  return () => {
+    stopped = true;
+    off();
+  };
+}
+
 /** Each answered request to metrics and, with audit.requests, to the audit trail (who, device, what, rule, answer). */
 function answered(gateway: Gateway): (r: AnsweredRequest) => void {
   const { metrics, audit } = gateway;
@@ -143,6 +178,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // Shutting down: new requests are refused, and answers still going out close their connection, so keep-alive
   // clients do not hold the close open.
   let closing = false;
+  let stopStoreChecks = () => {};
   installEdge(app, {
     hosts: config.server.hosts,
     trustedProxies: config.server.trustedProxies,
@@ -158,23 +194,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(async (scope) => proxyRoutes(scope, gateway));
   app.addHook('preClose', (done) => {
     closing = true;
+    stopStoreChecks();
     done();
   });
   app.addHook('onSend', (_req, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
     done(null, payload);
   });
-  // Key ages in `keys status` and the report count from when a gateway first ran with each key; what in the store's
-  // settings weakens the gateway, in the log.
-  // In the background, once the store answers: a store that is down at start must not hold the gateway back.
   app.addHook('onReady', async () => {
-    const ready = gateway.kv.ready();
-    void ready.then(() => gateway.admin.noteKeys()).catch((err: unknown) => app.log.warn({ err }, 'could not note the configured keys in the store'));
-    void ready
-      .then(() => gateway.kv.warnings())
-      .then((warnings) => warnings.forEach((w) => app.log.warn(w)))
-      // A store that is not ready is logged just above.
-      .catch(() => {});
+    stopStoreChecks = checkStoreWhenReady(gateway, app.log);
   });
   app.addHook('onClose', () => gateway.close());
   return app;

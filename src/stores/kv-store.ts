@@ -65,7 +65,13 @@ export interface KvStore {
   ping(): Promise<void>;
   /** Resolves once the backend can take commands (for commands run once, like the CLI); rejects after a while. */
   ready(): Promise<void>;
-  /** Settings of the backend that weaken what the gateway guarantees, one line each, for the log at start ([]: none). */
+  /**
+   * Calls `listener` each time the backend becomes able to take commands: at once when it already can, and again
+   * after every reconnection (Redis started late or restarted, a Sentinel failover, a Cluster that lost every node),
+   * however long that takes. For checks of the backend itself. Returns the function that stops the calls.
+   */
+  onReady(listener: () => void): () => void;
+  /** Settings of the backend that weaken what the gateway guarantees, one line each, for the log ([]: none). */
   warnings(): Promise<string[]>;
   close(): Promise<void>;
 }

@@ -118,6 +118,11 @@ export class MemoryKvStore implements KvStore {
 
   async ready(): Promise<void> {}
 
+  onReady(listener: () => void): () => void {
+    listener();
+    return () => {};
+  }
+
   async warnings(): Promise<string[]> {
     return [];
   }

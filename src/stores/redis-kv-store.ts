@@ -100,6 +100,13 @@ export class RedisKvStore implements KvStore {
     });
   }
 
+  /** ioredis says 'ready' on every connection, the first and each one after (for a Cluster: once its slots are known). */
+  onReady(listener: () => void): () => void {
+    this.redis.on('ready', listener);
+    if (this.redis.status === 'ready') listener();
+    return () => void this.redis.off('ready', listener);
+  }
+
   get(key: string) {
     return this.call(() => this.redis.get(key));
   }

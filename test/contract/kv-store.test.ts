@@ -34,6 +34,15 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.same(await b.kv.warnings(), []);
     });
 
+    t.test('onReady: a backend that can take commands is said at once; stopped, nothing more', async (t) => {
+      let calls = 0;
+      const off = b.kv.onReady(() => calls++);
+      t.equal(calls, 1);
+      off();
+      off();
+      t.equal(calls, 1);
+    });
+
     t.test('get / set / delete', async (t) => {
       const key = k('a');
       t.equal(await b.kv.get(key), null);

@@ -48,13 +48,13 @@ export async function waitForPing(url: string, timeoutMs = 10_000): Promise<void
   }
 }
 
-/** A redis-server of our own, which a test may stop and restart. */
-export async function startOwnRedis(): Promise<TestRedis> {
-  const port = await freePort();
+/** A redis-server of our own, which a test may stop and restart: on `port` (a free one if not given), with `args` added. */
+export async function startOwnRedis(opts: { port?: number; args?: string[] } = {}): Promise<TestRedis> {
+  const port = opts.port ?? (await freePort());
   const url = `redis://127.0.0.1:${port}`;
   let proc: ChildProcess | undefined;
   const start = async () => {
-    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...(opts.args ?? [])], { stdio: 'ignore' });
     await waitForPing(url);
   };
   const stop = async () => {

@@ -5,9 +5,11 @@ import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { request } from 'undici';
+import { Redis } from 'ioredis';
+import { keys as storeKeys } from '../../src/stores/keys.js';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { inputValue } from '../helpers/browser.js';
-import { startOwnRedis } from '../helpers/redis.js';
+import { freePort, startOwnRedis, type TestRedis } from '../helpers/redis.js';
 import { ALICE, signInWithTotp, signUpAndEnrol, startStack, submitPassword } from '../helpers/stack.js';
 
 async function redisStack() {
@@ -82,6 +84,41 @@ t.test('an evicting maxmemory-policy is said in the log at start (it would drop 
   t.teardown(s.close);
   t.ok(await waitFor(async () => s.logs.some((l) => JSON.parse(l).msg?.startsWith('Redis maxmemory-policy is volatile-lru'))), 'the gateway logs it once it has started');
   t.equal(JSON.parse(s.logs.find((l) => l.includes('maxmemory-policy'))!).level, 40, 'as a warning');
+});
+
+t.test('Redis up only well after the gateway: the start-up checks run once it is, and again on each reconnection', async (t) => {
+  const port = await freePort();
+  const kv = new RedisKvStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: 'late:', commandTimeoutMs: 300 });
+  const s = await startStack({ kv: () => kv });
+  let redis: TestRedis | undefined;
+  t.teardown(async () => {
+    await s.close();
+    await redis?.stop();
+  });
+  // Longer than kv.ready() waits (5 s), as when Redis and the gateway start together, or a Sentinel set is forming.
+  await new Promise((r) => setTimeout(r, 5500));
+  redis = await startOwnRedis({ port, args: ['--maxmemory-policy', 'allkeys-lru'] });
+  const policy = () => s.logs.map((l) => JSON.parse(l).msg as string | undefined).filter((m) => m?.startsWith('Redis maxmemory-policy'));
+  const seen = storeKeys.keySeen('encryption', s.config.keys.encryption[0]!.id);
+  t.ok(await waitFor(async () => policy().length > 0 && (await kv.get(seen).catch(() => null)) !== null, 5000), 'checked once Redis is up');
+  t.match(policy(), [/^Redis maxmemory-policy is allkeys-lru: /]);
+
+  // A reconnection (a restart, a failover) checks again: an emptied store gets its keys noted again, and a warning
+  // is logged again only when it changed.
+  const admin = new Redis(redis.url);
+  t.teardown(() => admin.disconnect());
+  const reconnect = async () => {
+    await admin.del(`late:${seen}`);
+    await admin.client('KILL', 'TYPE', 'normal');
+    t.ok(await waitFor(async () => (await kv.get(seen).catch(() => null)) !== null, 5000), 'keys noted again');
+  };
+  await reconnect();
+  await admin.config('SET', 'maxmemory-policy', 'volatile-ttl');
+  await reconnect();
+  t.ok(await waitFor(async () => policy().length > 1, 5000));
+  // Checks run one at a time: the first reconnection's is over before the second's.
+  t.match(policy()[1], /^Redis maxmemory-policy is volatile-ttl: /, 'the same policy is not said again, another one is');
+  t.equal(policy().length, 2);
 });
 
 t.test('Redis stalled: 503 everywhere it matters, then the same session works again', async (t) => {
