@@ -1,4 +1,4 @@
-// Redirect safety: only relative paths on the portal's own origin are followed; anything else becomes '/'.
+// Redirect safety: only paths on the portal's own origin or the gateway's hosts are followed; anything else becomes '/'.
 import type { Config } from '../config/schema.js';
 import { canonicalTarget } from './canonical-path.js';
 import { loose, portalPaths } from './portal-paths.js';
@@ -6,12 +6,12 @@ import { loose, portalPaths } from './portal-paths.js';
 /**
  * Where a sign-in or a step-up sends the browser on to (the portal's Location after the password, a step-up's `to`):
  * a path on the portal's origin (the gateway's own pages among them: the security page asks for a step-up and comes
- * back), but not the portal's logout, which would end the session just proved: another site's link to
+ * back), or on a host the gateway answers to (a portal that builds its redirects from X-Forwarded-Host), but not the portal's logout, which would end the session just proved: another site's link to
  * `/login?next=/logout` or `step-up?to=/logout` would sign the person out without the confirmation a logout from
  * elsewhere gets. That becomes '/'.
  */
 export function returnTarget(target: string | undefined, config: Pick<Config, 'server' | 'portal'>): string {
-  const safe = safeRelativeTarget(target, config.portal.url);
+  const safe = safeRelativeTarget(target, config.portal.url, config.server.hosts);
   const canonical = canonicalTarget(safe, { pathParameters: config.server.pathParameters === 'allow' });
   if (!canonical) return '/';
   return portalPaths(config.portal.login, config.portal.logoutPaths).isLogout(loose(canonical.matchPath)) ? '/' : safe;
@@ -26,8 +26,8 @@ export function loginPageFor(page: string, target = '/'): string {
   return page.replaceAll('{target}', encodeURIComponent(target));
 }
 
-/** Returns a path+query on `origin`, or '/' for anything that could lead elsewhere (RFC 9700 §4.11). */
-function safeRelativeTarget(target: string | undefined, origin: string): string {
+/** Returns a path+query on `origin` or on one of `hosts`, or '/' for anything that could lead elsewhere (RFC 9700 §4.11). */
+function safeRelativeTarget(target: string | undefined, origin: string, hosts: readonly string[]): string {
   if (!target) return '/';
   // Backslashes, whitespace and control characters are read as '/' or dropped by some browsers.
   if (/[\\\s\p{Cc}]/u.test(target)) return '/';
@@ -37,7 +37,8 @@ function safeRelativeTarget(target: string | undefined, origin: string): string 
   } catch {
     return '/';
   }
-  if (url.origin !== new URL(origin).origin) return '/';
+  const ours = url.origin === new URL(origin).origin || (/^https?:$/.test(url.protocol) && hosts.some((h) => h.toLowerCase() === url.hostname));
+  if (!ours || url.username || url.password) return '/';
   const rel = `${url.pathname}${url.search}`;
   return rel.startsWith('/') && !rel.startsWith('//') ? rel : '/';
 }

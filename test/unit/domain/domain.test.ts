@@ -155,6 +155,11 @@ t.test('safe redirects', async (t) => {
   const back = (target: string | undefined) => returnTarget(target, config);
   t.equal(back('/records?x=1'), '/records?x=1');
   t.equal(back('http://portal.internal:8080/messages'), '/messages');
+  // A portal that builds its redirects from X-Forwarded-Host names a host of the gateway (server.hosts), on any port.
+  for (const own of ['https://localhost/messages?a=1', 'http://LOCALHOST:8443/messages?a=1', 'https://127.0.0.1:9/messages?a=1'])
+    t.equal(back(own), '/messages?a=1', own);
+  for (const other of ['https://localhost.evil.example/x', 'https://user:pw@localhost/x', 'ftp://localhost/x', 'https://127.0.0.2/x'])
+    t.equal(back(other), '/', other);
   for (const evil of ['https://evil.example', '//evil.example', '///evil.example', '/\\evil.example', '\\/evil.example', '/\t/evil.example', 'https:evil.example', 'http://portal.internal:8080@evil.example', 'javascript:alert(1)', 'data:text/html,x', '//evil%E3%80%82example'])
     t.equal(back(evil), '/', evil);
   t.equal(back(undefined), '/');
