@@ -2,6 +2,7 @@
 // letter or at the clinic; 8 digits by email or SMS). From a CSPRNG, stored only as salted scrypt hashes.
 import { randomBytes, randomInt, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
+import { typedCode } from './typed-code.js';
 
 const scryptAsync = promisify(scrypt) as (pw: string, salt: Buffer, len: number, opts: object) => Promise<Buffer>;
 const ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789'; // no 0/O, 1/I: read aloud and typed from paper
@@ -45,9 +46,9 @@ export async function matchRecoveryCode(set: RecoveryCodeSet, input: string): Pr
   return found;
 }
 
-/** As typed from paper: spaces, dashes and lower case allowed; ASCII only (`ſ` upper-cases to S, `ß` to SS). */
+/** As typed from paper (typedCode), lower case allowed; letters ASCII only (`ſ` upper-cases to S, `ß` to SS). */
 function normalise(input: string): string {
-  return input.replace(/[\s-]/g, '').replace(/[a-z]/g, (c) => c.toUpperCase());
+  return typedCode(input).replace(/[a-z]/g, (c) => c.toUpperCase());
 }
 
 function hash(code: string, salt: Buffer): Promise<Buffer> {

@@ -1,5 +1,6 @@
 // TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps, ±1 step) on top of otplib; the time always comes from the server.
 import { generateSecret, generateURI, verify } from 'otplib';
+import { typedCode } from './typed-code.js';
 
 export const TOTP_PERIOD_SECONDS = 30;
 
@@ -17,9 +18,9 @@ export function groupedSecret(secret: string): string {
   return secret.match(/.{1,4}/g)?.join(' ') ?? secret;
 }
 
-/** Normalises what a person typed: spaces removed; exactly six ASCII digits or null. */
+/** Normalises what a person typed (typedCode): exactly six digits, or null. */
 export function normaliseTotpInput(input: string): string | null {
-  const code = input.replace(/[\s-]/g, '');
+  const code = typedCode(input);
   return /^[0-9]{6}$/.test(code) ? code : null;
 }
 

@@ -44,13 +44,21 @@ t.test('accepts ±1 step, refuses ±2 steps', async (t) => {
   t.equal(await matchTotpStep(SEED, await at(2), now), null);
 });
 
-t.test('input normalisation: six ASCII digits only', async (t) => {
+t.test('input normalisation: six digits, as typed on any keypad', async (t) => {
   t.equal(normaliseTotpInput(' 287 082 '), '287082');
   t.equal(normaliseTotpInput('287-082'), '287082');
+  t.equal(normaliseTotpInput('287\u2013082\u00a0'), '287082', 'a dash, a no-break space');
+  t.equal(normaliseTotpInput('٢٨٧٠٨٢'), '287082', 'Arabic-Indic digits');
+  t.equal(normaliseTotpInput('\u200f۲۸۷۰۸۲\u200f'), '287082', 'Persian digits with right-to-left marks');
+  t.equal(normaliseTotpInput('२८७०८२'), '287082', 'Devanagari digits');
+  t.equal(normaliseTotpInput('２８７０８２'), '287082', 'full-width digits');
+  t.equal(normaliseTotpInput('𝟐𝟖𝟕𝟎𝟖𝟐'), '287082', 'digits of a run that follows another (mathematical bold)');
+  t.equal(normaliseTotpInput('\u{116da}\u{116d0}\u{116d9}'), null, 'three digits (Myanmar, a second run of ten right after the first)');
+  t.equal(normaliseTotpInput('\u{116da}\u{116db}\u{116dc}\u{116d0}\u{116d1}\u{116d2}'), '012012');
   t.equal(normaliseTotpInput('2870821'), null, '7 digits');
   t.equal(normaliseTotpInput('28708'), null, '5 digits');
-  t.equal(normaliseTotpInput('٢٨٧٠٨٢'), null, 'Arabic-Indic digits');
   t.equal(normaliseTotpInput('28708a'), null);
+  t.equal(normaliseTotpInput('²⁸⁷⁰⁸²'), null, 'superscripts are no digits typed');
 });
 
 t.test('secrets: 20 bytes, unique; URI and grouping', async (t) => {
