@@ -2,7 +2,8 @@
 import type { AuditValue } from '../audit/record.js';
 import type { Gateway } from '../gateway.js';
 import type { UserSummary } from '../services/admin.js';
-import { UsageError } from './usage.js';
+import { PartlyDone } from '../services/best-effort.js';
+import { PartialOutput, UsageError } from './usage.js';
 
 /** Who ran an admin command, and why: written with the action into the admin audit chain. */
 export interface Operator {
@@ -36,7 +37,7 @@ export async function userCommand(gw: Gateway, action: string, a: { user?: strin
     case 'export':
       return [JSON.stringify({ username: a.user, ...(await gw.admin.export(pid)) }, null, 2)];
     case 'reset-factors': {
-      const r = await gw.admin.resetFactors(pid);
+      const r = await partly(gw.admin.resetFactors(pid), (r) => [`ended ${r.sessionsEnded} session(s) of ${a.user}; the factors may not all be removed`]);
       return [
         `removed every factor of ${a.user} and ended ${r.sessionsEnded} session(s); the next sign-in enrols again`,
         ...(r.invite ? [`enrolment code (give it only after checking who is asking): ${r.invite.code}  expires ${new Date(r.invite.expiresAt).toISOString().slice(0, 10)}`] : []),
@@ -44,7 +45,7 @@ export async function userCommand(gw: Gateway, action: string, a: { user?: strin
     }
     case 'erase': {
       if (!a.yes) throw new UsageError('user erase deletes everything held about the user: add --yes');
-      const r = await gw.admin.erase(pid);
+      const r = await partly(gw.admin.erase(pid), (r) => [`erased ${a.user} in part (${r.keysDeleted} key(s))`]);
       return [`erased ${a.user} (${r.keysDeleted} key(s)); the audit trail keeps its pseudonymous records of user ${pid}`];
     }
     default:
@@ -55,10 +56,24 @@ export async function userCommand(gw: Gateway, action: string, a: { user?: strin
 export async function sessionsCommand(gw: Gateway, action: string, a: { user?: string; all?: boolean }): Promise<string[]> {
   if (action !== 'revoke') throw new UsageError(`unknown sessions action ${action}`);
   if (a.all && a.user !== undefined) throw new UsageError('sessions revoke takes --user USERNAME or --all, not both');
-  if (a.all) return [`ended ${await gw.admin.revokeAllSessions()} session(s) of every user`];
+  const ended = (n: number) => [`ended ${n} session(s) of ${a.all ? 'every user' : a.user}`];
+  if (a.all) return ended(await partly(gw.admin.revokeAllSessions(), ended));
   const pid = a.user === undefined ? null : gw.pidOf(a.user);
   if (!pid) throw new UsageError('sessions revoke needs --user USERNAME or --all');
-  return [`ended ${await gw.admin.revokeSessions(pid)} session(s) of ${a.user}`];
+  return ended(await partly(gw.admin.revokeSessions(pid), ended));
+}
+
+/**
+ * What an action gave; one that failed part-way (PartlyDone: the store failed, and the steps it could still do were
+ * done) prints `done`'s lines with a note, then its failure (exit 1).
+ */
+async function partly<T>(action: Promise<T>, done: (partial: T) => string[]): Promise<T> {
+  try {
+    return await action;
+  } catch (err) {
+    if (!(err instanceof PartlyDone)) throw err;
+    throw new PartialOutput([...done(err.done as T), 'not finished: a step failed; what could still be ended or deleted was (run the command again once the store works)'], err.cause);
+  }
 }
 
 export async function keysCommand(gw: Gateway, action: string): Promise<string[]> {

@@ -12,6 +12,7 @@ import { isSealedKey, keys } from '../stores/keys.js';
 import type { KvStore } from '../stores/kv-store.js';
 import type { Sessions } from '../stores/records.js';
 import { UnreadableRecord } from '../stores/sealed-records.js';
+import { BestEffort } from './best-effort.js';
 import type { Attempts } from './ceremony.js';
 import type { EnrolmentService } from './enrolment.js';
 import type { SecurityLog } from './security-events.js';
@@ -87,12 +88,17 @@ export class AdminService {
    * enrolment proof. With proof "invite", returns the new enrolment code to hand to the user once their identity is checked.
    */
   async resetFactors(pid: string): Promise<{ sessionsEnded: number; invite: { code: string; expiresAt: number } | null }> {
-    const f = await this.d.factors.get(pid);
-    await this.forgetFactors(pid, f);
+    // A step that fails does not stop the others (see BestEffort): the sessions end even when the store is full.
+    const effort = new BestEffort();
+    // Unread, the factors stay (for the command run again); the rest goes on.
+    const f = await effort.run(() => this.d.factors.get(pid));
+    if (f !== undefined) await this.forgetFactors(pid, f, effort);
     // Before the new invitation: no sign-in begun before the reset can bind a factor or finish with an old one.
-    await this.deleteRecordsOf(pid, ['pending:{']);
-    await this.forgetKnownBrowsers(pid);
-    const sessionsEnded = await this.d.sessions.endAll(pid, 'factors-reset');
+    await this.deleteRecordsOf(pid, ['pending:{'], effort);
+    await effort.run(() => this.forgetKnownBrowsers(pid));
+    const sessionsEnded = await this.d.sessions.endAll(pid, 'factors-reset', undefined, effort);
+    // A reset that failed part-way is not one: no event says it was done, and no invitation is issued until it is.
+    if (effort.failed) return effort.result({ sessionsEnded, invite: null });
     this.d.security('factors_reset', { pid, factors: f?.factors.length ?? 0 });
     const invite = this.d.config.enrolment.proof === 'invite' ? await this.d.enrolment.issueInvite(pid) : null;
     return { sessionsEnded, invite };
@@ -100,26 +106,33 @@ export class AdminService {
 
   /** Ends every session of the user and every sign-in in progress (its password step is no better than a session). */
   async revokeSessions(pid: string): Promise<number> {
-    await this.deleteRecordsOf(pid, ['pending:{']);
-    await this.forgetKnownBrowsers(pid);
-    return this.d.sessions.endAll(pid, 'revoked');
+    const effort = new BestEffort();
+    await this.deleteRecordsOf(pid, ['pending:{'], effort);
+    await effort.run(() => this.forgetKnownBrowsers(pid));
+    return effort.result(await this.d.sessions.endAll(pid, 'revoked', undefined, effort));
   }
 
   /** Ends every session of every user. */
   async revokeAllSessions(): Promise<number> {
-    // First: a step-up moving a session while the keys are gone through starts no new one (Sessions.create).
-    await this.d.sessionRecords.markEnded(null, this.d.clock.now());
+    const effort = new BestEffort();
+    // First: a step-up moving a session while the keys are gone through starts no new one (Sessions.create), nor does
+    // a sign-in in progress. Not written (the store full), it stops nothing: the sessions found are taken all the
+    // same, and the sign-ins in progress, which it would have stopped, are ended.
+    const marked = await effort.run(async () => (await this.d.sessionRecords.markEnded(null, this.d.clock.now()), true));
+    if (!marked) await this.deleteRecordsOf(null, ['pending:{'], effort);
     let ended = 0;
-    for await (const batch of this.d.kv.scanKeys('session:{')) {
-      for (const key of batch) {
-        const sid = sessionKey.exec(key)?.[1];
-        const s = sid ? await this.d.sessionRecords.take(sid) : null;
-        if (!s) continue;
-        ended++;
-        this.d.security('session_ended', { pid: s.pid, reason: 'revoked' });
+    await effort.run(async () => {
+      for await (const batch of this.d.kv.scanKeys('session:{')) {
+        for (const key of batch) {
+          const sid = sessionKey.exec(key)?.[1];
+          const s = sid ? await effort.run(() => this.d.sessionRecords.take(sid)) : null;
+          if (!s) continue;
+          ended++;
+          this.d.security('session_ended', { pid: s.pid, reason: 'revoked' });
+        }
       }
-    }
-    return ended;
+    });
+    return effort.result(ended);
   }
 
   /** Everything held about a user, as plain JSON for an access request (secrets are named, never given). */
@@ -136,41 +149,57 @@ export class AdminService {
    * The audit trail keeps its pseudonymous records (it cannot be edited without breaking the chain).
    */
   async erase(pid: string): Promise<{ keysDeleted: number }> {
+    // A step that fails does not stop the others (see BestEffort): the sessions end, and what can be deleted is, even
+    // when the store is full.
+    const effort = new BestEffort();
     // A factor record no configured key opens (its key already retired) is erased all the same.
-    const f = await this.d.factors.get(pid).catch((err: unknown) => {
-      if (err instanceof UnreadableRecord) return null;
-      throw err;
-    });
-    await this.forgetFactors(pid, f);
+    const f = await effort.run(() =>
+      this.d.factors.get(pid).catch((err: unknown) => {
+        if (err instanceof UnreadableRecord) return null;
+        throw err;
+      }),
+    );
+    await this.forgetFactors(pid, f ?? null, effort);
     // What names the user by value rather than by key: the passkeys' credential ids (also when the factor record could
     // not be opened to list them), and the usernames an address tried (kept for the credential-stuffing window).
-    for await (const batch of this.d.kv.scanKeys(keys.credentialOwnerPrefix())) {
-      for (const key of batch) if ((await this.d.kv.get(key)) === pid) await this.d.kv.delete(key);
-    }
-    for await (const batch of this.d.kv.scanKeys(keys.addressPrefix())) {
-      for (const key of batch) if (key.endsWith(':usernames')) await this.d.kv.setRemove(key, pid);
-    }
+    await effort.run(async () => {
+      for await (const batch of this.d.kv.scanKeys(keys.credentialOwnerPrefix())) {
+        for (const key of batch) await effort.run(async () => ((await this.d.kv.get(key)) === pid ? this.d.kv.delete(key) : undefined));
+      }
+    });
+    await effort.run(async () => {
+      for await (const batch of this.d.kv.scanKeys(keys.addressPrefix())) {
+        for (const key of batch) if (key.endsWith(':usernames')) await effort.run(() => this.d.kv.setRemove(key, pid));
+      }
+    });
     // Sign-ins in progress first: one on its recovery-codes page would otherwise start a session after the sweep.
-    let keysDeleted = await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{']);
-    await this.d.sessions.endAll(pid, 'erased');
+    let keysDeleted = await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{'], effort);
+    await this.d.sessions.endAll(pid, 'erased', undefined, effort);
     // What is left under session ids: a step-up's outcome, kept briefly for the same form sent again.
-    keysDeleted += await this.deleteRecordsOf(pid, ['session:{'], (key) => key.endsWith(':moved'));
-    for (const device of await this.d.devices.list()) {
-      if (device.pid === pid) await this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) });
+    keysDeleted += await this.deleteRecordsOf(pid, ['session:{'], effort, (key) => key.endsWith(':moved'));
+    for (const device of (await effort.run(() => this.d.devices.list())) ?? []) {
+      if (device.pid === pid) await effort.run(() => this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) }));
     }
     // The marks that retire the user's known-browser tokens and stop sign-ins begun before now stay throughout (a
     // sign-in finishing meanwhile would find none), and are moved on to now at the end (the same username gets the
     // same pseudonym, so an account made again would inherit what they retired).
     const marks = new Set([keys.userSessionsEnded(pid), keys.knownBrowserEpoch(pid)]);
-    for await (const batch of this.d.kv.scanKeys(`user:{${pid}}`)) {
-      const erased = batch.filter((key) => !marks.has(key));
-      for (const key of erased) await this.d.kv.delete(key);
-      keysDeleted += erased.length;
-    }
-    await this.forgetKnownBrowsers(pid);
-    await this.d.sessionRecords.markEnded(pid, this.d.clock.now());
-    this.d.security('user_erased', { pid, keys: keysDeleted });
-    return { keysDeleted };
+    await effort.run(async () => {
+      for await (const batch of this.d.kv.scanKeys(`user:{${pid}}`)) {
+        for (const key of batch) {
+          if (marks.has(key)) continue;
+          await effort.run(async () => {
+            await this.d.kv.delete(key);
+            keysDeleted++;
+          });
+        }
+      }
+    });
+    await effort.run(() => this.forgetKnownBrowsers(pid));
+    await effort.run(() => this.d.sessionRecords.markEnded(pid, this.d.clock.now()));
+    // An erasure that failed part-way is not one: no event says it was done (the command run again finishes it).
+    if (!effort.failed) this.d.security('user_erased', { pid, keys: keysDeleted });
+    return effort.result({ keysDeleted });
   }
 
   /**
@@ -233,12 +262,14 @@ export class AdminService {
     }
   }
 
-  private async forgetFactors(pid: string, f: UserFactors | null): Promise<void> {
-    for (const x of f?.factors ?? []) if (x.kind === 'webauthn') await this.d.owners.release(x.credential.id);
-    await this.d.factors.delete(pid);
-    await this.d.attempts.clear(pid);
-    await this.d.kv.delete(keys.totpStep(pid));
-    for await (const batch of this.d.kv.scanKeys(keys.recoveryCodeUsedPrefix(pid))) for (const key of batch) await this.d.kv.delete(key);
+  private async forgetFactors(pid: string, f: UserFactors | null, effort: BestEffort): Promise<void> {
+    for (const x of f?.factors ?? []) if (x.kind === 'webauthn') await effort.run(() => this.d.owners.release(x.credential.id));
+    await effort.run(() => this.d.factors.delete(pid));
+    await effort.run(() => this.d.attempts.clear(pid));
+    await effort.run(() => this.d.kv.delete(keys.totpStep(pid)));
+    await effort.run(async () => {
+      for await (const batch of this.d.kv.scanKeys(keys.recoveryCodeUsedPrefix(pid))) for (const key of batch) await effort.run(() => this.d.kv.delete(key));
+    });
   }
 
   /** Retires the user's known-browser tokens: their password attempts count on the account's count again. */
@@ -249,19 +280,25 @@ export class AdminService {
 
   /**
    * Deletes the user's sealed records under `prefixes` (logins in progress, WebAuthn challenges, a step-up's outcome)
-   * that `only` picks by key, which name the user only inside the record: each is opened. Returns how many were deleted.
+   * that `only` picks by key, which name the user only inside the record: each is opened (not for `pid` null: every
+   * user's). Returns how many were deleted. One that cannot be read or deleted is left, its failure kept in `effort`,
+   * and the others are still gone through.
    */
-  private async deleteRecordsOf(pid: string, prefixes: string[], only: (key: string) => boolean = () => true): Promise<number> {
+  private async deleteRecordsOf(pid: string | null, prefixes: string[], effort: BestEffort, only: (key: string) => boolean = () => true): Promise<number> {
     let deleted = 0;
     for (const prefix of prefixes) {
-      for await (const batch of this.d.kv.scanKeys(prefix)) {
-        for (const key of batch) {
-          if (isSealedKey(key) && only(key) && (await this.opened(key))?.pid === pid) {
-            await this.d.kv.delete(key);
-            deleted++;
+      await effort.run(async () => {
+        for await (const batch of this.d.kv.scanKeys(prefix)) {
+          for (const key of batch) {
+            if (!isSealedKey(key) || !only(key)) continue;
+            await effort.run(async () => {
+              if (pid !== null && (await this.opened(key))?.pid !== pid) return;
+              await this.d.kv.delete(key);
+              deleted++;
+            });
           }
         }
-      }
+      });
     }
     return deleted;
   }

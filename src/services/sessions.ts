@@ -7,6 +7,7 @@ import { GatewayError } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import type { SessionTokens } from '../mechanisms/session-token.js';
 import type { SessionRecord, Sessions } from '../stores/records.js';
+import { BestEffort } from './best-effort.js';
 import type { SecurityLog } from './security-events.js';
 
 export interface ActiveSession {
@@ -166,28 +167,36 @@ export class SessionService {
    * one, or found one gone (a step-up moving it to a new id), so a sign-in or step-up finishing while the list was
    * being gone through is ended too (a few rounds at most: each new session needs a whole sign-in). Ids whose
    * session already expired leave the list.
+   *
+   * A step that fails does not stop the others (see BestEffort): a mark the store refuses (full) still leaves every
+   * listed session taken. The first failure is thrown at the end; with `effort`, it is kept there instead, for the
+   * caller to go on with its own steps.
    */
-  async endAll(pid: string, reason: string, keep?: string): Promise<number> {
+  async endAll(pid: string, reason: string, keep?: string, effort?: BestEffort): Promise<number> {
+    const steps = effort ?? new BestEffort();
     // First: a sign-in or step-up finishing while the list is gone through starts no session (Sessions.create). The
     // session kept counts from now on, so its own step-ups go on (one at this very moment may end it: it fails safe).
     const now = this.d.clock.now();
-    await this.d.sessions.markEnded(pid, now);
-    if (keep !== undefined) await this.d.sessions.change(keep, (s) => (s.pid === pid ? { ...s, since: now } : s), (s) => sessionTtlMs(s, this.d.limits));
+    await steps.run(() => this.d.sessions.markEnded(pid, now));
+    if (keep !== undefined) await steps.run(() => this.d.sessions.change(keep, (s) => (s.pid === pid ? { ...s, since: now } : s), (s) => sessionTtlMs(s, this.d.limits)));
     let ended = 0;
     for (let round = 0; round < END_ALL_ROUNDS; round++) {
+      const listed = await steps.run(() => this.d.sessions.listIds(pid));
       let changed = false;
-      for (const sid of await this.d.sessions.listIds(pid)) {
+      for (const sid of listed ?? []) {
         if (sid === keep) continue;
         changed = true;
-        if (await this.d.sessions.take(sid)) {
+        const taken = await steps.run(() => this.d.sessions.take(sid));
+        if (taken) {
           ended++;
           this.d.security('session_ended', { pid, reason });
-        } else {
-          await this.d.sessions.delete(sid, pid);
+        } else if (taken === null) {
+          await steps.run(() => this.d.sessions.delete(sid, pid));
         }
       }
       if (!changed) break;
     }
+    if (!effort) steps.rethrow();
     return ended;
   }
 }

@@ -119,6 +119,8 @@ export class RedisKvStore implements KvStore {
     return (await this.write(() => (ttlMs === undefined ? this.redis.set(key, value, 'NX') : this.redis.set(key, value, 'PX', storeTtl(ttlMs), 'NX')))) === 'OK';
   }
 
+  // take, delete and setRemove are plain commands, which Redis still runs at maxmemory with noeviction (it refuses
+  // commands that may need memory, and a script from its first such call): sessions can be ended with Redis full.
   take(key: string) {
     return this.write(() => this.redis.getdel(key));
   }

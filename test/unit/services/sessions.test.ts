@@ -245,3 +245,22 @@ t.test('a logout racing a step-up (two tabs): neither order leaves the person si
     t.same(await sessions.listIds('p1'), [], 'none is left');
   }
 });
+
+t.test('ending all sessions with the store full: a mark it refuses still leaves every listed session ended, then fails', async (t) => {
+  const { clock, sessions, service, active } = await signedIn();
+  const start = () => service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.9', clock.now());
+  const other = await start();
+  // The store refuses new keys (full), as the marks are; it still deletes.
+  const refused = new Error('OOM command not allowed');
+  sessions.markEnded = async () => {
+    throw refused;
+  };
+  await t.rejects(service.endOthers(active, 'signed out from another device'), refused, 'signing out the others fails');
+  t.equal(await service.authenticate(other), null, 'but the other session ended');
+  t.ok(await sessions.get(active.sid), 'the one kept goes on');
+  const third = await start();
+  await t.rejects(service.endAll('p1', 'revoked'), refused, 'ending them all fails');
+  t.equal(await service.authenticate(third), null, 'but every one ended');
+  t.equal(await sessions.get(active.sid), null);
+  t.same(await sessions.listIds('p1'), [], 'none is left');
+});
