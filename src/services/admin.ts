@@ -90,6 +90,8 @@ export class AdminService {
   async resetFactors(pid: string): Promise<{ sessionsEnded: number; invite: { code: string; expiresAt: number } | null }> {
     // A step that fails does not stop the others (see BestEffort): the sessions end even when the store is full.
     const effort = new BestEffort();
+    // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
+    await effort.run(() => this.d.sessionRecords.markEnded(pid, this.d.clock.now()));
     // Unread, the factors stay (for the command run again); the rest goes on.
     const f = await effort.run(() => this.d.factors.get(pid));
     if (f !== undefined) await this.forgetFactors(pid, f, effort);
@@ -152,6 +154,8 @@ export class AdminService {
     // A step that fails does not stop the others (see BestEffort): the sessions end, and what can be deleted is, even
     // when the store is full.
     const effort = new BestEffort();
+    // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
+    await effort.run(() => this.d.sessionRecords.markEnded(pid, this.d.clock.now()));
     // A factor record no configured key opens (its key already retired) is erased all the same.
     const f = await effort.run(() =>
       this.d.factors.get(pid).catch((err: unknown) => {

@@ -14,7 +14,7 @@ import { deviceBound, withPasskey, type Challenges, type CredentialOwners, type 
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import { RateLimiter } from '../stores/limits.js';
-import type { PendingLogin, PendingLogins } from '../stores/records.js';
+import type { PendingLogin, PendingLogins, Sessions } from '../stores/records.js';
 import { SealedRecords } from '../stores/sealed-records.js';
 import type { Attempts, Ceremony, Refused } from './ceremony.js';
 import type { Notifier, Webhooks } from './notifier.js';
@@ -38,13 +38,15 @@ export interface EnrolmentDeps {
   webhooks: Webhooks;
   notifier: Notifier;
   security: SecurityLog;
+  /** For the marks of the user's sessions ended (see bind). */
+  sessionRecords: Sessions;
 }
 
 /**
  * How a factor is bound: the first at first login (`proved`: the salt of the invitation code the pending login
- * showed), or another by a signed-in session (`provenByKey`: a device-bound passkey proved it).
+ * showed; `since`: when its password was accepted), or another by a signed-in session (`provenByKey`: a device-bound passkey proved it).
  */
-type Binding = { first: true; proved: string | undefined } | { first: false; provenByKey: boolean };
+type Binding = { first: true; proved: string | undefined; since: number } | { first: false; provenByKey: boolean };
 
 /** A factor has been bound: for a first enrolment, the recovery codes to show once. */
 export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
@@ -147,7 +149,7 @@ export class EnrolmentService {
       if (code !== null && (await matchTotpStep(p.totpSecret, code, this.d.clock.now())) !== null) await this.awaitOtherSubmission(id);
       return check;
     }
-    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), p.username, ip, { first: true, proved: p.invite });
+    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), p.username, ip, { first: true, proved: p.invite, since: p.passwordAt ?? 0 });
     // The codes come with the stage: the page of that stage never finds it without them.
     await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', factor: 'totp', factorAt: this.d.clock.now(), factorId: bound.factor.id, recoveryCodes: bound.recoveryCodes ?? [] }), this.d.clock.now());
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
@@ -160,7 +162,7 @@ export class EnrolmentService {
   }
 
   async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
-    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, { first: true, proved: p.invite });
+    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, { first: true, proved: p.invite, since: p.passwordAt ?? 0 });
     if (!bound.ok) return bound;
     const keyBound = bound.factor.kind === 'webauthn' && deviceBound(bound.factor);
     await this.d.pending.update(
@@ -297,6 +299,17 @@ export class EnrolmentService {
       // Nothing was bound: the letter's code is put back for the next try.
       if (invite) await this.d.codes.put(pid, invite, Math.max(1, invite.expiresAt - now)).catch(() => undefined);
       throw err;
+    }
+    // An operator's reset or erasure marks the user's sessions ended before it removes the factors. A first factor of
+    // a sign-in begun before that mark, written after the removal, is taken back (written, then the mark looked at, as
+    // Sessions.create does): the reset is never undone by a sign-in it could not see.
+    if (first && (await this.d.sessionRecords.endedSince(pid, how.since))) {
+      await this.d.factors.update(pid, (cur) => {
+        if (!cur?.factors.some((f) => f.id === bound.id)) return cur;
+        const { recovery: _made, ...rest } = cur;
+        return { ...rest, factors: rest.factors.filter((f) => f.id !== bound.id) };
+      });
+      throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's factors were reset during the sign-in");
     }
     const recoveryCodes = made?.codes;
     // A kind disabled after too many failures is back once a factor of that kind is bound again (63B §3.2.2).

@@ -314,6 +314,34 @@ t.test('invite: a factor reset ends a sign-in past the old code; a sign-in binds
   t.equal((await enrol(s, user.b)).done.location, '/records', 'and enrols');
 });
 
+t.test('a factor reset while a first factor is being bound: the factor is taken back, the reset stands', async (t) => {
+  const s = await startStack({ patch: invite });
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const pid = gw.pidOf('alice')!;
+  const attacker = await atProof(s);
+  t.equal((await attacker.b.post('/_mfa/enrol/proof', { csrf: attacker.csrf, code: await issue(s, 'alice') })).location, '/_mfa/enrol');
+  const secret = secretOf((await attacker.b.get('/_mfa/enrol/totp')).body);
+  // The help desk's reset runs whole between the sign-in's checks and its write of the factor (another instance).
+  const factors = gw.stores.factors;
+  const update = factors.update.bind(factors);
+  let resets = 0;
+  factors.update = async (id, change) => {
+    if (resets++ === 0) {
+      s.clock.advance(1);
+      await gw.admin.resetFactors(pid);
+    }
+    return update(id, change);
+  };
+  t.teardown(() => void (factors.update = update));
+  const bound = await attacker.b.post('/_mfa/enrol/totp', { csrf: attacker.csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(resets > 0, true, 'the reset ran during the bind');
+  t.equal(bound.status, 403, 'the sign-in is told it ended');
+  t.same((await gw.stores.factors.get(pid))?.factors ?? [], [], 'no factor left: the next sign-in enrols with the new letter');
+  const user = await atProof(s);
+  t.equal((await user.b.get('/_mfa/continue')).location, '/_mfa/proof', 'the person is asked for the new letter, not for a code of an app they do not have');
+});
+
 t.test('invite: a new letter lifts the lock of too many wrong enrolment codes', async (t) => {
   const s = await startStack({ patch: (raw) => (invite(raw), (raw.limits.enrolmentCode = { freeAttempts: 5, baseSeconds: 30, maxSeconds: 3600, cap: 3 })) });
   t.teardown(s.close);
