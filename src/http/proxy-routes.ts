@@ -76,7 +76,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
     // An invalid session is dropped before any rule runs: the request is simply not signed in.
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
-    if (!active && req.cookies[COOKIE.session]) reply.clearCookie(COOKIE.session, clearOptions);
+    if (!active && req.cookies[COOKIE.session]) {
+      reply.clearCookie(COOKIE.session, clearOptions);
+      // The portal's logout, its session gone a moment ago (a step-up in another tab took it): what it moved to ends.
+      if (paths.isLogout(lowered) && !crossSite(req)) await sessions.endGone(req.cookies[COOKIE.session], 'portal-logout');
+    }
     const tlsCert = (req.socket as TLSSocket).encrypted ? (req.socket as TLSSocket).getPeerX509Certificate() : undefined;
     const { outcome, device } = await ctx.access.decide({
       host: hostName(req)!,

@@ -386,8 +386,10 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       await endPortalSession(ctx, active.record.jar, clientIp(req), req.log);
     } else {
       // No session (or a SameSite cookie another site's form did not get): still no clearing of this site's
-      // cookies, a sign-in in progress among them, at another site's request.
+      // cookies, a sign-in in progress among them, at another site's request. A step-up in another tab that took the
+      // session a moment ago ends with it.
       checkSameOrigin(req);
+      await sessions.endGone(req.cookies[COOKIE.session], 'logout');
     }
     reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', '"cookies", "storage"');
     const c = page(req);

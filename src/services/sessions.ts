@@ -147,14 +147,32 @@ export class SessionService {
    * the other.
    */
   async end(active: ActiveSession, reason: string): Promise<void> {
-    // Each move is followed in the same way, a few at most (each one is a second factor verified again meanwhile).
-    let sid: string | null = active.sid;
-    for (let hop = 0; sid !== null && hop < FOLLOWED_MOVES; hop++) {
-      await this.d.sessions.delete(sid, active.record.pid);
-      await this.d.sessions.noteEnded(sid);
-      sid = await this.d.sessions.movedTo(sid);
-    }
+    await this.endFrom(active.sid, active.record.pid);
     this.d.security('session_ended', { pid: active.record.pid, reason });
+  }
+
+  /**
+   * A logout whose cookie leads to no session any more: a step-up in another tab may have taken it a moment ago, its
+   * new session not yet noted as a move. The cookie's session is noted as ended all the same, and what it moved to is
+   * ended (see end): otherwise that step-up's session would outlive the logout.
+   */
+  async endGone(cookie: string | undefined, reason: string): Promise<void> {
+    const claims = cookie ? await this.d.tokens.verify(cookie, this.d.clock.now()) : null;
+    if (!claims || !ID_PATTERN.test(claims.sid)) return;
+    if (await this.endFrom(claims.sid, claims.sub)) this.d.security('session_ended', { pid: claims.sub, reason });
+  }
+
+  /** Ends the session and each one step-ups moved it to, a few at most (each a second factor verified again); whether it had moved. */
+  private async endFrom(sid: string, pid: string): Promise<boolean> {
+    let next: string | null = sid;
+    let moved = false;
+    for (let hop = 0; next !== null && hop < FOLLOWED_MOVES; hop++) {
+      await this.d.sessions.delete(next, pid);
+      await this.d.sessions.noteEnded(next);
+      next = await this.d.sessions.movedTo(next);
+      moved ||= next !== null;
+    }
+    return moved;
   }
 
   /** Ends every other session of the same user; returns how many were live. */

@@ -270,6 +270,24 @@ t.test('a step-up form sent twice (a second tap): both answers carry the same ne
   t.equal(again.cookies.get('__Host-mfa-session'), b.cookies.get('__Host-mfa-session'));
 });
 
+t.test('a logout sent with the cookie a step-up in another tab has just replaced ends the new session too', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  for (const [user, logout] of [
+    [ALICE, (b: Browser) => b.post('/_mfa/logout', {})],
+    [BOB, (b: Browser) => b.get('/logout')],
+  ] as const) {
+    const { b, secret } = await signUpAndEnrol(s, user);
+    s.clock.advance(301_000);
+    const csrf = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
+    const otherTab = copyOf(s, b);
+    t.equal((await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code: await totpAt(secret, s.clock.now()) })).location, '/prescriptions/');
+    t.equal((await b.get('/records')).status, 200, 'stepped up, on a new session');
+    await logout(otherTab);
+    t.equal((await b.get('/records')).status, 302, 'signed out: the session the step-up moved to ended with the old one');
+  }
+});
+
 t.test('step-up attempts are limited: too many wrong codes end the session', async (t) => {
   const { s } = await accessStack();
   t.teardown(s.close);

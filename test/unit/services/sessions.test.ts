@@ -17,7 +17,7 @@ async function signedIn() {
   const service = new SessionService(d);
   const cookie = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [{ name: 'PORTALSESSID', value: 'a', path: '/' }] }, '192.0.2.1', clock.now());
   const active = (await service.authenticate(cookie))!;
-  return { clock, sessions, service, active, d };
+  return { clock, sessions, service, active, d, cookie };
 }
 
 const add = (name: string) => (jar: readonly { name: string; value: string; path: string }[]) => [...jar, { name, value: '1', path: '/' }];
@@ -243,6 +243,37 @@ t.test('a logout racing a step-up (two tabs): neither order leaves the person si
     const stepping = new SessionService({ ...d, sessions: racing });
     t.equal(await stepping.reverified(active, { factor: 'totp' }, '192.0.2.1'), null, 'the step-up starts no session');
     t.same(await sessions.listIds('p1'), [], 'none is left');
+  }
+});
+
+t.test('a logout that finds its session gone (a step-up in another tab took it): what the step-up made ends too', async (t) => {
+  // The step-up finished first: the logout's cookie, the old one, leads to no session.
+  {
+    const { service, active, cookie } = await signedIn();
+    const moved = (await service.reverified(active, { factor: 'totp' }, '192.0.2.1'))!;
+    t.equal(await service.authenticate(cookie), null, "the logout's cookie finds nothing");
+    await service.endGone(cookie, 'logout');
+    t.equal(await service.authenticate(moved), null, 'the session the step-up made is ended');
+  }
+  // The logout comes between the step-up's taking of the session and its new one.
+  {
+    const { sessions, service, active, d, cookie } = await signedIn();
+    const racing = Object.create(sessions) as Sessions;
+    racing.create = async (record, ttl) => {
+      await service.endGone(cookie, 'logout');
+      return sessions.create(record, ttl);
+    };
+    const stepping = new SessionService({ ...d, sessions: racing });
+    t.equal(await stepping.reverified(active, { factor: 'totp' }, '192.0.2.1'), null, 'the step-up starts no session');
+    t.same(await sessions.listIds('p1'), [], 'none is left');
+  }
+  // A cookie that is not the gateway's ends nothing.
+  {
+    const { service, active } = await signedIn();
+    const moved = (await service.reverified(active, { factor: 'totp' }, '192.0.2.1'))!;
+    await service.endGone('not-a-token', 'logout');
+    await service.endGone(undefined, 'logout');
+    t.ok(await service.authenticate(moved), 'the session goes on');
   }
 });
 
