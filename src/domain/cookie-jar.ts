@@ -164,7 +164,17 @@ function pathMatches(requestPath: string, cookiePath: string): boolean {
   return cookiePath.endsWith('/') || requestPath[cookiePath.length] === '/';
 }
 
-function defaultPath(requestPath: string): string {
+/**
+ * A Set-Cookie line to be sent in answer to another request than the one it answered: its path made explicit, the
+ * default path of `requestPath` when it names none (or its last Path does not start with "/", RFC 6265 §5.2.4).
+ */
+export function withExplicitPath(setCookie: string, requestPath: string): string {
+  const last = [...setCookie.matchAll(/;\s*path\s*=([^;]*)/gi)].at(-1)?.[1]!.trim();
+  return last?.startsWith('/') ? setCookie : `${setCookie}; Path=${defaultPath(requestPath)}`;
+}
+
+/** RFC 6265 §5.1.4: the path a cookie set without one (or with one not starting with "/") gets, from its request's. */
+export function defaultPath(requestPath: string): string {
   const i = requestPath.lastIndexOf('/');
   return i <= 0 ? '/' : requestPath.slice(0, i);
 }

@@ -5,7 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import { applySetCookies, cookieHeader, setCookieNames, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { queryWrapsLoginField, sameFieldName } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
@@ -257,7 +257,8 @@ export class LoginService {
     const factors = await this.d.factors.get(pid);
     // No factor yet: the enrolment proof comes first, unless trust on first use was chosen explicitly.
     // The answer's cookies the browser holds (a double-submit XSRF token minted at login) reach it with the session.
-    const forBrowser = this.d.browserCookies === 'all' ? [] : browserSetCookies(setCookies, this.d.browserCookies);
+    // They go out in answer to a gateway page, not to the login: a cookie set without a path keeps the login's.
+    const forBrowser = this.d.browserCookies === 'all' ? [] : browserSetCookies(setCookies, this.d.browserCookies).map((line) => withExplicitPath(line, req.path));
     const stage: PendingStage = factors?.factors.length ? 'verify' : config.enrolment.proof === 'first-login' ? 'enrol' : 'proof';
     const pendingId = await this.d.pending.create(
       {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-path.js';
-import { applySetCookies, cookieHeader, setCookieNames } from '../../../src/domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, setCookieNames, withExplicitPath } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, returnTarget } from '../../../src/domain/redirect.js';
@@ -103,6 +103,16 @@ t.test('cookie jar merge', async (t) => {
   t.equal(cookieHeader([], '/', now, 'XSRF-TOKEN="a b"', ['XSRF-TOKEN']), undefined, 'whitespace or quotes: dropped');
   const expiring = applySetCookies([], ['D=4; Max-Age=10'], '/', now);
   t.equal(cookieHeader(expiring, '/', now + 11_000), undefined, 'expires with time');
+});
+
+t.test('a Set-Cookie line sent in answer to another request keeps the path of its own (RFC 6265 §5.1.4, §5.2.4)', async (t) => {
+  t.equal(withExplicitPath('XSRF-TOKEN=a; SameSite=Lax', '/login'), 'XSRF-TOKEN=a; SameSite=Lax; Path=/');
+  t.equal(withExplicitPath('XSRF-TOKEN=a', '/app/j_security_check'), 'XSRF-TOKEN=a; Path=/app');
+  t.equal(withExplicitPath('XSRF-TOKEN=a; Path=/portal; Secure', '/app/login'), 'XSRF-TOKEN=a; Path=/portal; Secure', 'a path of its own');
+  t.equal(withExplicitPath('XSRF-TOKEN=a; path = /x', '/app/login'), 'XSRF-TOKEN=a; path = /x');
+  t.equal(withExplicitPath('XSRF-TOKEN=a; Path=relative', '/app/login'), 'XSRF-TOKEN=a; Path=relative; Path=/app', 'a path that is none');
+  t.equal(withExplicitPath('XSRF-TOKEN=a; Path=/x; Path=', '/app/login'), 'XSRF-TOKEN=a; Path=/x; Path=; Path=/app', 'the last one counts');
+  t.equal(withExplicitPath('XSRF-TOKEN=/path=/x', '/login'), 'XSRF-TOKEN=/path=/x; Path=/', 'a value is no attribute');
 });
 
 t.test('session timeouts with an injected clock', async (t) => {
