@@ -43,7 +43,13 @@ export function openAuditFiles(files: readonly string[], open = (file: string) =
     close();
     throw err;
   }
-  const sizes = fds.map((fd) => fstatSync(fd).size);
+  let sizes: number[];
+  try {
+    sizes = fds.map((fd) => fstatSync(fd).size);
+  } catch (err) {
+    close();
+    throw err;
+  }
   return { files: files.map((name, i) => ({ name, size: sizes[i]! })), lines: (i) => linesFrom(fds[i]!, sizes[i]!), close };
 }
 
@@ -64,7 +70,15 @@ export function openAuditDir(dir: string, open?: (file: string) => number): Open
       if ((err as NodeJS.ErrnoException).code === 'ENOENT' && attempt < READ_ATTEMPTS) continue;
       throw err;
     }
-    if (attempt === READ_ATTEMPTS || auditFiles(dir).join('\n') === files.join('\n')) return opened;
+    let same: boolean;
+    try {
+      same = attempt === READ_ATTEMPTS || auditFiles(dir).join('\n') === files.join('\n');
+    } catch (err) {
+      // The directory went away meanwhile.
+      opened.close();
+      throw err;
+    }
+    if (same) return opened;
     opened.close();
   }
 }
@@ -201,8 +215,8 @@ function firstSeqOf(file: string): number | undefined {
 /** A file's first `size` bytes as lines, read in chunks; bytes after the last "\n" are a partial line. */
 function* linesFrom(fd: number, size: number): Generator<{ line: string; complete: boolean }> {
   const chunk = Buffer.alloc(Math.min(CHUNK, size));
-  // The start of a line that began in an earlier chunk.
-  let begun: Buffer | undefined;
+  // The pieces of a line begun in earlier chunks (copied: the chunk is read into again), joined once it ends.
+  const begun: Buffer[] = [];
   for (let pos = 0; pos < size; ) {
     const n = readSync(fd, chunk, 0, Math.min(CHUNK, size - pos), pos);
     if (n === 0) break; // cut short since it was opened
@@ -211,13 +225,12 @@ function* linesFrom(fd: number, size: number): Generator<{ line: string; complet
     let start = 0;
     for (let nl = bytes.indexOf(0x0a); nl !== -1; nl = bytes.indexOf(0x0a, start)) {
       const piece = bytes.subarray(start, nl);
-      yield { line: (begun ? Buffer.concat([begun, piece]) : piece).toString('utf8'), complete: true };
-      begun = undefined;
+      yield { line: (begun.length ? Buffer.concat([...begun.splice(0), piece]) : piece).toString('utf8'), complete: true };
       start = nl + 1;
     }
-    if (start < n) begun = Buffer.concat(begun ? [begun, bytes.subarray(start)] : [bytes.subarray(start)]);
+    if (start < n) begun.push(Buffer.from(bytes.subarray(start)));
   }
-  if (begun) yield { line: begun.toString('utf8'), complete: false };
+  if (begun.length) yield { line: Buffer.concat(begun).toString('utf8'), complete: false };
 }
 
 /** A file's lines, last first, read in chunks from the end; bytes after the last "\n" are a partial line. */

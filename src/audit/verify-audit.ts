@@ -140,7 +140,12 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
   // Intact `resumed` records that count records no valid checkpoint covered (checked once the last checkpoint is known).
   const unsealedClaims: { index: number; seq: number; unsealed: number }[] = [];
 
+  let read = 0;
   for (const l of linesOf(trail, decodeRecord)) {
+    // The second reading must be the first one's: files changed in between (by hand: a running writer's appends are
+    // not read) would make every position a guess.
+    if (l.index >= ix.count || !Object.is('record' in l.decoded ? l.decoded.record.seq : NaN, ix.seqAt(l.index))) throw changedWhileRead();
+    read++;
     // Damaged lines the writer skipped on restart are reported once, and not part of the chain.
     const resumed = ix.skippedBy[l.index]!;
     if (resumed !== -1) {
@@ -239,6 +244,8 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
     trusted = intact && (r.type !== 'checkpoint' || sealed);
   }
 
+  if (read !== ix.count) throw changedWhileRead();
+
   // Records a `resumed` record says no valid checkpoint covered when the writer started again. The checkpoints after
   // it sign that statement, not those records: they are an unsealed tail of their own (unless still in the last one).
   for (const { index, seq, unsealed } of unsealedClaims) {
@@ -272,6 +279,8 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
 
 const PARTIAL = 'partial line';
 
+const changedWhileRead = () => new Error('the audit files changed between the two readings of the check: check them again');
+
 /** Every line of every file, numbered from 0 across the files; a partial line is not decoded. */
 function* linesOf<D extends { error: string } | { record: AuditRecord }>(trail: Trail, decode: (text: string) => D): Generator<{ index: number; text: string; decoded: D | { error: string } }> {
   let index = 0;
@@ -282,6 +291,10 @@ function* linesOf<D extends { error: string } | { record: AuditRecord }>(trail: 
 
 /** What the check needs to know ahead, from a first reading: a few numbers a line. */
 interface TrailIndex {
+  /** Lines read. */
+  count: number;
+  /** The seq of a line that is a record; NaN for the others. */
+  seqAt(index: number): number;
   /** For each line a `resumed` record says it skipped, the index of that record (the last such); -1 otherwise. */
   skippedBy: Int32Array;
   /** The reason of each `resumed` record that skipped lines, by its index. */
@@ -331,6 +344,8 @@ function indexTrail(trail: Trail): TrailIndex {
     return lo;
   };
   return {
+    count,
+    seqAt: (index) => seqs[index]!,
     skippedBy,
     skipReasons: new Map(resumed.map((r) => [r.index, r.reason])),
     withSeq(seq) {

@@ -3,10 +3,10 @@ import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
 import { signCheckpoint, type CheckpointClaims } from '../../../src/audit/checkpoint.js';
 import { GENESIS, canonicalJson, encodeRecord, sha256Hex } from '../../../src/audit/record.js';
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { auditFiles } from '../../../src/audit/file-sink.js';
-import { verifyAudit, verifyAuditDir, verifyAuditText, type AuditReport } from '../../../src/audit/verify-audit.js';
+import { auditFiles, openAuditDir } from '../../../src/audit/file-sink.js';
+import { verifyAudit, verifyAuditDir, verifyAuditText, verifyTrail, type AuditReport, type Trail } from '../../../src/audit/verify-audit.js';
 import { linesOf, openLog, publicKey, readSegments, rewrite, tempDir, textOf } from './helpers.js';
 
 // One trail for every case: 15 events, a checkpoint every 4 records (seq 5, 10, 15) and on close (seq 19),
@@ -236,4 +236,48 @@ t.test('read from its files in chunks, a trail gets the report its text gets, da
     check('damaged').problems.map((p) => p.kind),
     ['edited', 'deleted', 'unsealed-tail', 'truncated'],
   );
+});
+
+t.test('files changed between the two readings of the check: an error, never a verdict on positions that moved', async (t) => {
+  const segments = copy();
+  let readings = 0;
+  const changing: Trail = {
+    files: segments.map((s) => ({ name: s.file, size: 1 })),
+    *lines(i) {
+      if (i === 0) readings++;
+      // The second reading lost a line of the second file.
+      const lines = readings > 1 && i === 1 ? segments[i]!.lines.slice(1) : segments[i]!.lines;
+      for (const line of lines) yield { line, complete: true };
+    },
+  };
+  try {
+    verifyTrail(changing, publicKey);
+    t.fail('no error');
+  } catch (err) {
+    t.match(err, { message: /changed between the two readings/ });
+  }
+  readings = -10;
+  t.same(verifyTrail(changing, publicKey).problems, [], 'the same files read the same twice verify');
+});
+
+t.test('a directory that goes away while its files are opened: the error, and none of them left open', async (t) => {
+  const gone = join(tempDir(t), 'trail');
+  cpSync(dir, gone, { recursive: true });
+  const openFds = () => readdirSync('/proc/self/fd').length;
+  const before = openFds();
+  let opened = 0;
+  const files = auditFiles(gone).length;
+  const open = (file: string) => {
+    const fd = openSync(file, 'r');
+    // Once every file is open, before they are listed again.
+    if (++opened === files) renameSync(gone, `${gone}-moved`);
+    return fd;
+  };
+  try {
+    openAuditDir(gone, open);
+    t.fail('no error');
+  } catch (err) {
+    t.match(err, { code: 'ENOENT' });
+  }
+  t.equal(openFds(), before, 'every file it opened is closed');
 });
