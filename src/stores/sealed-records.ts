@@ -12,9 +12,12 @@ export class UnreadableRecord extends GatewayError {
 
 /**
  * Compare-and-set rounds of one change before it gives up (each lost round means another write landed). Changes of
- * one record in this process go one after another, so only other instances' writes can cost a round.
+ * one record in this process go one after another, so only other instances' writes can cost a round; with a page
+ * load spread over several instances, each keeps losing to the others unless it waits: a random while, longer after
+ * each round lost (at most about 0.8 s in all).
  */
-const CHANGE_ATTEMPTS = 5;
+const CHANGE_ATTEMPTS = 20;
+const afterLostRound = (attempt: number) => new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 ** attempt)));
 
 /** JSON records encrypted under the record's own key, so a record cannot be moved to another key. */
 export class SealedRecords<T> {
@@ -72,6 +75,7 @@ export class SealedRecords<T> {
       const sealed = this.sealer.seal(JSON.stringify(next), key);
       const written = current === null ? await this.kv.setIfAbsent(key, sealed, ttlMs?.(next)) : await this.kv.replaceIf(key, version!, sealed, ttlMs?.(next));
       if (written) return next;
+      if (attempt < CHANGE_ATTEMPTS - 1) await afterLostRound(attempt);
     }
     throw new Error(`a ${kindOf(key)} record changed ${CHANGE_ATTEMPTS} times while being changed`);
   }
