@@ -15,12 +15,13 @@ export interface UiSettings {
 const nonces = new WeakMap<PageContext, string>();
 
 export function pageContext(ui: UiSettings, req: FastifyRequest): PageContext {
-  const { lang, t } = ui.messages.forRequest(req.headers['accept-language']);
+  const { lang, dir, t } = ui.messages.forRequest(req.headers['accept-language']);
   const ctx: PageContext = {
     portalName: ui.portalName,
     prefix: ui.prefix,
     hasLogo: ui.hasLogo,
     lang,
+    dir,
     t,
     get nonce() {
       let n = nonces.get(ctx);

@@ -44,11 +44,11 @@ export class Messages {
     return [...this.catalogues.keys()];
   }
 
-  /** The best language for an Accept-Language header, and its translate function. */
-  forRequest(acceptLanguage: string | undefined): { lang: string; t: Translate } {
+  /** The best language for an Accept-Language header, the direction of its script, and its translate function. */
+  forRequest(acceptLanguage: string | undefined): { lang: string; dir: 'ltr' | 'rtl'; t: Translate } {
     const lang = negotiate(acceptLanguage, this.catalogues) ?? this.defaultLanguage;
     const catalogue = this.catalogues.get(lang)!;
-    return { lang, t: (key, params) => fill(catalogue[key] ?? en[key], params) };
+    return { lang, dir: textDirection(lang), t: (key, params) => fill(catalogue[key] ?? en[key], params) };
   }
 }
 
@@ -61,6 +61,14 @@ function fill(text: string, params: Record<string, string | number> | undefined)
 
 function placeholders(text: string): string[] {
   return [...text.matchAll(/\{(\w+)\}/g)].map((m) => m[1]!);
+}
+
+// The living scripts written right to left: Arabic, Hebrew, Syriac, Thaana, N'Ko, Adlam, Hanifi Rohingya.
+const RIGHT_TO_LEFT = new Set(['Arab', 'Hebr', 'Syrc', 'Thaa', 'Nkoo', 'Adlm', 'Rohg']);
+
+/** Right to left for a language whose script (named in its tag, or its usual one) is written so: ar, he, fa, ur, ku-Arab… */
+function textDirection(lang: string): 'ltr' | 'rtl' {
+  return RIGHT_TO_LEFT.has(new Intl.Locale(lang).maximize().script ?? '') ? 'rtl' : 'ltr';
 }
 
 /** A language tag as a catalogue's file name gives it (lower case): a primary language and subtags. */

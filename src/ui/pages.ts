@@ -6,6 +6,8 @@ export interface PageContext {
   portalName: string;
   prefix: string;
   lang: string;
+  /** The direction of the language's script. */
+  dir: 'ltr' | 'rtl';
   t: Translate;
   /** The nonce of this response's Content-Security-Policy, for the passkey scripts. */
   nonce: string;
@@ -39,7 +41,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
     : '';
   return `<!doctype html>
-<html lang="${esc(ctx.lang)}">
+<html lang="${esc(ctx.lang)}" dir="${ctx.dir}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -192,7 +194,7 @@ export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: strin
     `<p>${esc(t('enrolIntro'))}</p>
 <div class="qr" role="img" aria-label="${esc(t('enrolQrAlt'))}">${v.qrSvg}</div>
 <p>${esc(t('enrolKeyIntro'))}</p>
-<p class="key" id="secret">${esc(v.groupedSecret)}</p>
+<p class="key" dir="ltr" id="secret">${esc(v.groupedSecret)}</p>
 <p><a href="${esc(v.uri)}">${esc(t('enrolOpenApp'))}</a></p>
 ${form(
   ctx,
@@ -214,7 +216,7 @@ export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: 
     `${
       v.codes.length
         ? `<p>${esc(t('recoveryIntro'))}</p>
-<ol class="codes" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>`
+<ol class="codes" dir="ltr" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>`
         : `<p>${esc(t('recoveryShownOnce'))}</p>`
     }
 <form method="post" action="${ctx.prefix}${v.action}" novalidate>

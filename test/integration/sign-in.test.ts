@@ -695,13 +695,16 @@ t.test('pages in the language the browser asks for, from a dropped-in message fi
   const { join } = await import('node:path');
   const dir = mkdtempSync(join(tmpdir(), 'mfa-ui-'));
   writeFileSync(join(dir, 'mi.json'), JSON.stringify({ chooseTitle: 'Kōwhiria tō hīkoi tuarua' }));
+  writeFileSync(join(dir, 'ar.json'), JSON.stringify({ chooseTitle: 'اختر خطوتك الثانية' }));
   writeFileSync(join(dir, 'logo.svg'), '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
   const s = await startStack({ patch: (raw) => (raw.ui = { localesDir: dir, logoFile: join(dir, 'logo.svg'), accentColour: '#7a1f5c' }) });
   t.teardown(s.close);
   const b = s.browser();
   await submitPassword(b, ALICE.username, ALICE.password);
   const mi = await b.get('/_mfa/enrol', { 'accept-language': 'mi-NZ,en;q=0.8' });
-  t.match(mi.body, '<html lang="mi">');
+  t.match(mi.body, '<html lang="mi" dir="ltr">');
+  const ar = await b.get('/_mfa/enrol', { 'accept-language': 'ar-EG' });
+  t.match(ar.body, '<html lang="ar" dir="rtl">', 'a language written right to left is laid out so');
   t.match(mi.body, '<h1>Kōwhiria tō hīkoi tuarua</h1>');
   t.equal(mi.headers['content-language'], 'mi');
   t.match((await b.get('/_mfa/enrol', { 'accept-language': 'de' })).body, '<h1>Choose your second step</h1>');

@@ -32,6 +32,13 @@ t.test('a language is a file drop; missing messages fall back to English', async
   t.equal(m.forRequest('mi;Q=1.0').lang, 'mi', 'q in capitals');
 });
 
+t.test('the direction of each language: right to left for those written so', async (t) => {
+  const m = new Messages(localesDir({ 'ar.json': {}, 'he.json': {}, 'fa-IR.json': {}, 'ur.json': {}, 'dv.json': {}, 'mi.json': {}, 'ku-Arab.json': {}, 'pa.json': {} }));
+  for (const [lang, dir] of [['ar', 'rtl'], ['he', 'rtl'], ['fa-IR', 'rtl'], ['ur', 'rtl'], ['dv', 'rtl'], ['ku-Arab', 'rtl'], ['pa', 'ltr'], ['mi', 'ltr'], ['en', 'ltr']] as const) {
+    t.equal(m.forRequest(lang).dir, dir, lang);
+  }
+});
+
 t.test('a catalogue with a region is found by its language too; file names and the default language in any case', async (t) => {
   const m = new Messages(localesDir({ 'pt-BR.json': { verifyTitle: 'Confirme' }, 'fr.json': {} }), 'PT-br');
   t.equal(m.defaultLanguage, 'pt-br');
