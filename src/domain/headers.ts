@@ -108,10 +108,16 @@ export function browserSetCookies(setCookies: readonly string[], browserCookies:
   return setCookies.filter((sc) => heldByBrowser(cookieName(sc), browserCookies)).map((sc) => sc.replace(/;\s*domain\s*=[^;]*/gi, ''));
 }
 
-/** The portal's response headers for the browser: its cookies stay in the jar except the allow-listed ones. */
+/**
+ * The portal's response headers for the browser: its cookies stay in the jar except the allow-listed ones. A page
+ * (HTML) is never kept by the browser, whoever asked (`no-store`, whatever the portal said): on a shared computer,
+ * Back after a sign-out would show the last person's records again (from the back/forward cache or the HTTP cache),
+ * or the portal's login form with their password still in it. Other answers to a signed-in person (`signedIn`) that
+ * say nothing of caching are not kept either (a JSON record); the portal's own caching of its scripts and images stands.
+ */
 export function browserResponseHeaders(
   upstream: Record<string, string | string[] | number | undefined>,
-  opts: { browserCookies: BrowserCookies; rewriteLocation: (location: string) => string },
+  opts: { browserCookies: BrowserCookies; rewriteLocation: (location: string) => string; signedIn: boolean },
 ): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   const named = connectionTokens(upstream.connection);
@@ -136,8 +142,11 @@ export function browserResponseHeaders(
       out[n] = value;
     }
   }
+  if (PAGE_TYPE.test(String(out['content-type'] ?? '')) || (opts.signedIn && out['cache-control'] === undefined)) out['cache-control'] = 'no-store';
   return out;
 }
+
+const PAGE_TYPE = /^\s*(text\/html|application\/xhtml\+xml)\s*(;|$)/i;
 
 // Refresh: `<seconds>[;|,] [url=]['|"]<url>` as browsers read it (HTML "shared declarative refresh steps").
 const REFRESH_URL = /^(\s*[\d.]+\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)/i;

@@ -21,3 +21,9 @@ export const cookieOptions = (maxAgeSeconds?: number): CookieSerializeOptions =>
 });
 
 export const clearOptions: CookieSerializeOptions = { path: '/', httpOnly: true, secure: true, sameSite: 'lax' };
+
+/**
+ * What a browser forgets at a sign-out, the gateway's or the portal's logout (a shared computer): its cookies of this
+ * site (the known-browser token among them), its storage, and its cache (pages kept for Back).
+ */
+export const CLEAR_SITE_DATA = '"cache", "cookies", "storage"';

@@ -15,7 +15,7 @@ import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import { loginContentType } from '../services/login.js';
 import type { ActiveSession } from '../services/sessions.js';
 import type { HttpContext } from './context.js';
-import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
+import { CLEAR_SITE_DATA, COOKIE, clearOptions, cookieOptions } from './cookies.js';
 import { hostName } from './edge.js';
 import { checkSameOrigin, crossSite, opensPage } from './forms.js';
 
@@ -171,7 +171,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     });
     if (outcome.kind === 'failed') {
       // The portal shows its own error; only its cookies are kept back.
-      const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: ctx.browserCookies, rewriteLocation });
+      const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: false });
       delete headers['content-length'];
       reply.code(outcome.portal.status).headers(headers).send(outcome.portal.body);
       return;
@@ -281,10 +281,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       rewriteHeaders: (headers) => {
         leave();
         setCookies = asList(headers['set-cookie']);
-        forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation });
-        // A signed-in person's page is theirs: a shared cache in front of the gateway may not keep one the portal said
-        // nothing about (it may keep a 200 with Last-Modified for a while, RFC 9111 §4.2.2).
-        if (owner.kind === 'session' && forwardedHeaders['cache-control'] === undefined) forwardedHeaders['cache-control'] = 'private';
+        forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: owner.kind === 'session' });
+        // The portal's logout: the browser forgets what the session left in it, as at the gateway's sign-out.
+        if (owner.kind === 'session' && owner.ended) forwardedHeaders['clear-site-data'] = CLEAR_SITE_DATA;
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call

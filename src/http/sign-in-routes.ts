@@ -17,7 +17,7 @@ import type { PendingLogin, PendingStage } from '../stores/records.js';
 import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
-import { COOKIE, clearOptions, cookieOptions } from './cookies.js';
+import { CLEAR_SITE_DATA, COOKIE, clearOptions, cookieOptions } from './cookies.js';
 import { checkCsrf, checkSameOrigin, clientIp, crossSite, field, member } from './forms.js';
 import { pageContext, sendPage } from './pages.js';
 
@@ -391,7 +391,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       checkSameOrigin(req);
       await sessions.endGone(req.cookies[COOKIE.session], 'logout');
     }
-    reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', '"cookies", "storage"');
+    reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', CLEAR_SITE_DATA);
     const c = page(req);
     return sendPage(reply, 200, c, pages.messagePage(c, { title: 'signedOutTitle', action: { href: loginPageFor(config.portal.login.page), label: 'signInAgain' } }));
   });

@@ -20,10 +20,13 @@ export const DESKTOP = { width: 1280, height: 800 };
 
 type Teardown = { teardown(fn: () => unknown): void };
 
-/** One headless Chromium per test file (never downloaded: Debian's, or CHROMIUM_PATH). */
-export async function launchChromium(t: Teardown): Promise<Chromium> {
+/**
+ * One headless Chromium per test file (never downloaded: Debian's, or CHROMIUM_PATH). `backForwardCache`: on, as in
+ * the browsers people use (playwright turns it off).
+ */
+export async function launchChromium(t: Teardown, opts: { backForwardCache?: boolean } = {}): Promise<Chromium> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install chromium)`);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, ...(opts.backForwardCache ? { ignoreDefaultArgs: ['--disable-back-forward-cache'] } : {}) });
   t.teardown(() => browser.close());
   return browser;
 }

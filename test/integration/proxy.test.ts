@@ -258,11 +258,17 @@ t.test('health endpoints', async (t) => {
   t.same(await ready.body.json(), { status: 'ready' });
 });
 
-t.test("a signed-in person's page that says nothing of caching is private; one that does, and public ones, are as the portal sent them", async (t) => {
+t.test('no page is kept by the browser (Back on a shared computer); a signed-in answer that says nothing of caching is not either; scripts and styles as the portal said', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
-  t.equal((await b.get('/records')).headers['cache-control'], 'private', 'no shared cache keeps it');
-  t.equal((await s.browser().get('/login')).headers['cache-control'], undefined, 'signed out: as the portal sent it');
-  t.equal((await b.get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', "the portal's own word stands");
+  t.equal((await b.get('/records')).headers['cache-control'], 'no-store', "a patient's page");
+  t.equal((await b.get('/api/records', { accept: 'application/json' })).headers['cache-control'], 'no-store', 'their records as JSON');
+  const login = await s.browser().get('/login');
+  t.equal(login.headers['cache-control'], 'no-store', 'signed out, the login form (Back would show it with the password typed in)');
+  t.equal((await b.get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', "the portal's own word stands for its style sheet");
+  t.equal((await s.browser().get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', 'signed out too');
+  // The portal's refusal of a password: its login form again.
+  const refused = await s.browser().post('/login', { username: ALICE.username, password: 'wrong', csrf: inputValue(login.body, 'csrf') });
+  t.equal(refused.headers['cache-control'], 'no-store', 'its error page too');
 });

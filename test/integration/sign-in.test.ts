@@ -553,6 +553,7 @@ t.test('logout through the portal or the gateway ends both sessions; the old coo
   const out = await b.get('/logout');
   t.equal(out.status, 302);
   t.notOk(b.cookies.has('__Host-mfa-session'), 'cookie cleared');
+  t.equal(out.headers['clear-site-data'], '"cache", "cookies", "storage"', 'the browser forgets the pages kept for Back, and the known-browser token');
   const replay = s.browser();
   replay.cookies.set('__Host-mfa-session', old);
   t.equal((await replay.get('/records')).status, 302, 'replayed cookie refused');
@@ -605,7 +606,7 @@ t.test('a sign-out form posted from another site clears nothing; from the gatewa
   t.ok(b.cookies.has('__Host-mfa-pending'), 'the sign-in goes on');
   const own = await b.post('/_mfa/logout', {}, { 'sec-fetch-site': 'same-origin' });
   t.equal(own.status, 200, 'the gateway\'s own form, no session: signed out page');
-  t.equal(own.headers['clear-site-data'], '"cookies", "storage"');
+  t.equal(own.headers['clear-site-data'], '"cache", "cookies", "storage"');
 });
 
 t.test("the gateway's sign-out ends its own session first: a slow or absent portal does not keep it alive", async (t) => {
