@@ -167,7 +167,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     signer: assertion ? new AssertionSigner(assertion.signingKey, assertion.keyId, 'mfa-gateway', assertion.audience ?? new URL(config.portal.url).origin, assertion.lifetimeSeconds) : null,
   });
   const enrolment = new EnrolmentService({
-    config, clock, kv, sealer, pending: pendingLogins, factors: factorStore, owners, codes: enrolmentCodes, challenges, attempts, totp, rp, webhooks, notifier, security, sessionRecords,
+    config, clock, kv, sealer, pending: pendingLogins, factors: factorStore, owners, codes: enrolmentCodes, challenges, attempts, totp, rp, webhooks, notifier, security,
   });
   const admin = new AdminService({
     config, clock, kv, sealer, factors: factorStore, owners, codes: enrolmentCodes, sessions, sessionRecords, devices: registry, attempts, enrolment, security,

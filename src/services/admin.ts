@@ -91,7 +91,7 @@ export class AdminService {
     // A step that fails does not stop the others (see BestEffort): the sessions end even when the store is full.
     const effort = new BestEffort();
     // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
-    await effort.run(() => this.d.sessionRecords.markEnded(pid, this.d.clock.now()));
+    await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
     // Unread, the factors stay (for the command run again); the rest goes on.
     const f = await effort.run(() => this.d.factors.get(pid));
     if (f !== undefined) await this.forgetFactors(pid, f, effort);
@@ -155,7 +155,7 @@ export class AdminService {
     // when the store is full.
     const effort = new BestEffort();
     // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
-    await effort.run(() => this.d.sessionRecords.markEnded(pid, this.d.clock.now()));
+    await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
     // A factor record no configured key opens (its key already retired) is erased all the same.
     const f = await effort.run(() =>
       this.d.factors.get(pid).catch((err: unknown) => {
@@ -184,10 +184,10 @@ export class AdminService {
     for (const device of (await effort.run(() => this.d.devices.list())) ?? []) {
       if (device.pid === pid) await effort.run(() => this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) }));
     }
-    // The marks that retire the user's known-browser tokens and stop sign-ins begun before now stay throughout (a
-    // sign-in finishing meanwhile would find none), and are moved on to now at the end (the same username gets the
+    // The marks that retire the user's known-browser tokens, stop sign-ins begun before now and take back a first factor
+    // they bind stay throughout (a sign-in finishing meanwhile would find none), and are moved on to now at the end (the same username gets the
     // same pseudonym, so an account made again would inherit what they retired).
-    const marks = new Set([keys.userSessionsEnded(pid), keys.knownBrowserEpoch(pid)]);
+    const marks = new Set([keys.userSessionsEnded(pid), keys.knownBrowserEpoch(pid), keys.factorsRemoved(pid)]);
     await effort.run(async () => {
       for await (const batch of this.d.kv.scanKeys(`user:{${pid}}`)) {
         for (const key of batch) {
@@ -201,6 +201,7 @@ export class AdminService {
     });
     await effort.run(() => this.forgetKnownBrowsers(pid));
     await effort.run(() => this.d.sessionRecords.markEnded(pid, this.d.clock.now()));
+    await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
     // An erasure that failed part-way is not one: no event says it was done (the command run again finishes it).
     if (!effort.failed) this.d.security('user_erased', { pid, keys: keysDeleted });
     return effort.result({ keysDeleted });

@@ -14,7 +14,7 @@ import { deviceBound, withPasskey, type Challenges, type CredentialOwners, type 
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import { RateLimiter } from '../stores/limits.js';
-import type { PendingLogin, PendingLogins, Sessions } from '../stores/records.js';
+import type { PendingLogin, PendingLogins } from '../stores/records.js';
 import { SealedRecords } from '../stores/sealed-records.js';
 import type { Attempts, Ceremony, Refused } from './ceremony.js';
 import type { Notifier, Webhooks } from './notifier.js';
@@ -38,8 +38,6 @@ export interface EnrolmentDeps {
   webhooks: Webhooks;
   notifier: Notifier;
   security: SecurityLog;
-  /** For the marks of the user's sessions ended (see bind). */
-  sessionRecords: Sessions;
 }
 
 /**
@@ -280,11 +278,13 @@ export class EnrolmentService {
     if (inviteMode && (await this.d.codes.get(pid))?.salt !== proved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was replaced meanwhile');
     const invite = inviteMode ? await this.d.codes.take(pid) : undefined;
     if (invite === null) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was used meanwhile');
-    // The factor as stored (a passkey may be marked: see withPasskey).
+    // The factor as stored (a passkey may be marked: see withPasskey), and the record as the write found it.
     let bound = factor;
+    let found: UserFactors | null = null;
     try {
       if (invite && invite.salt !== proved) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the enrolment code was replaced meanwhile');
       await this.d.factors.update(pid, (cur) => {
+        found = cur;
         const current: UserFactors = cur ?? { factors: [] };
         // A first factor bound meanwhile through another pending login is not followed by a second "first" one.
         if (first && current.factors.length) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'a factor was enrolled meanwhile');
@@ -300,15 +300,13 @@ export class EnrolmentService {
       if (invite) await this.d.codes.put(pid, invite, Math.max(1, invite.expiresAt - now)).catch(() => undefined);
       throw err;
     }
-    // An operator's reset or erasure marks the user's sessions ended before it removes the factors. A first factor of
-    // a sign-in begun before that mark, written after the removal, is taken back (written, then the mark looked at, as
-    // Sessions.create does): the reset is never undone by a sign-in it could not see.
-    if (first && (await this.d.sessionRecords.endedSince(pid, how.since))) {
-      await this.d.factors.update(pid, (cur) => {
-        if (!cur?.factors.some((f) => f.id === bound.id)) return cur;
-        const { recovery: _made, ...rest } = cur;
-        return { ...rest, factors: rest.factors.filter((f) => f.id !== bound.id) };
-      });
+    // An operator's reset or erasure marks the factors removed before it removes them. A first factor of a sign-in
+    // begun before that mark, written after the removal, is taken back (written, then the mark looked at, as
+    // Sessions.create does): the reset is never undone by a sign-in it could not see. The record goes back to what
+    // this write found (none: deleted).
+    if (first && (await this.d.factors.removedSince(pid, how.since))) {
+      const left = await this.d.factors.update(pid, (cur) => (cur?.factors.some((f) => f.id === bound.id) ? (found ?? { factors: [] }) : cur));
+      if (found === null && left?.factors.length === 0) await this.d.factors.delete(pid);
       throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's factors were reset during the sign-in");
     }
     const recoveryCodes = made?.codes;

@@ -68,10 +68,16 @@ export interface UserFactors {
   hadDeviceBoundKey?: true;
 }
 
+// Longer than any sign-in in progress can last (mfa.pendingMaxSeconds is at most an hour).
+const REMOVED_MARK_TTL_MS = 24 * 60 * 60_000;
+
 /** A user's second factors, kept until removed. A record that cannot be opened is an error, never "no factor". */
 export class FactorStore {
   private readonly records: SealedRecords<UserFactors>;
-  constructor(kv: KvStore, sealer: Sealer) {
+  constructor(
+    private readonly kv: KvStore,
+    sealer: Sealer,
+  ) {
     this.records = new SealedRecords(kv, sealer, { unreadable: 'fail' });
   }
   get(pid: string): Promise<UserFactors | null> {
@@ -86,6 +92,14 @@ export class FactorStore {
   }
   delete(pid: string): Promise<void> {
     return this.records.delete(keys.factors(pid));
+  }
+  /** Marks that an operator is removing the user's factors now, before they are (see removedSince). */
+  async markRemoved(pid: string, now: number): Promise<void> {
+    await this.kv.raiseTo(keys.factorsRemoved(pid), now, REMOVED_MARK_TTL_MS);
+  }
+  /** Whether an operator removed the user's factors after `since`. */
+  async removedSince(pid: string, since: number): Promise<boolean> {
+    return Number((await this.kv.get(keys.factorsRemoved(pid))) ?? -Infinity) > since;
   }
 }
 

@@ -18,6 +18,8 @@ export const keys = {
   /** A session ended (logout) lately: a step-up that took it at that moment does not start its new one. */
   sessionEnded: (sid: string) => `session:{${sid}}:ended`,
   factors: (pid: string) => `user:{${pid}}:factors`,
+  /** When an operator last removed the user's factors (a reset, an erasure): a first factor of a sign-in begun before is taken back. */
+  factorsRemoved: (pid: string) => `user:{${pid}}:factors-removed`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
   /** When the user's sessions were last all ended: a sign-in or step-up begun before then starts no session. */
   userSessionsEnded: (pid: string) => `user:{${pid}}:sessions-ended`,

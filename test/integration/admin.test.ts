@@ -90,7 +90,7 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
   t.match((await userCommand(gw, 'erase', { user: 'alice', yes: true }))[0], 'erased alice');
   const after = await dump(s.kv, gw.stores.sealer);
   t.same(after.keys.filter((k) => k.includes(pid) && !isErasureMark(k)), [], 'no key names her');
-  t.equal(after.keys.filter((k) => k.includes(pid) && isErasureMark(k)).length, 2, 'but the two marks that retire what came before (no personal data)');
+  t.equal(after.keys.filter((k) => k.includes(pid) && isErasureMark(k)).length, 3, 'but the three marks that retire what came before (no personal data)');
   t.same(after.opened.filter((v) => v.includes(pid) || v.toLowerCase().includes('"alice"')), [], 'no record holds her');
   t.ok(after.keys.some((k) => k.includes(gw.pidOf(BOB.username)!)), 'Bob is still there');
   t.ok(await signedIn(bob.b));
@@ -383,7 +383,10 @@ t.test('key rotation and key status include the key of an app being set up from 
   t.equal(/id="secret">([^<]+)</.exec(again.body)![1]!.replaceAll(' ', ''), scanned, 'the key being set up still opens');
 });
 
-/** What erasure leaves of a user: a random epoch that retires her known-browser tokens, the time her sessions ended. */
+/**
+ * What erasure leaves of a user: a random epoch that retires her known-browser tokens, the time her sessions ended,
+ * the time her factors were removed.
+ */
 function isErasureMark(key: string): boolean {
-  return key.endsWith(':known-browser-epoch') || key.endsWith(':sessions-ended');
+  return key.endsWith(':known-browser-epoch') || key.endsWith(':sessions-ended') || key.endsWith(':factors-removed');
 }

@@ -337,9 +337,33 @@ t.test('a factor reset while a first factor is being bound: the factor is taken 
   const bound = await attacker.b.post('/_mfa/enrol/totp', { csrf: attacker.csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal(resets > 0, true, 'the reset ran during the bind');
   t.equal(bound.status, 403, 'the sign-in is told it ended');
-  t.same((await gw.stores.factors.get(pid))?.factors ?? [], [], 'no factor left: the next sign-in enrols with the new letter');
+  t.equal(await gw.stores.factors.get(pid), null, 'the factors as the reset left them (none): the next sign-in enrols with the new letter');
   const user = await atProof(s);
   t.equal((await user.b.get('/_mfa/continue')).location, '/_mfa/proof', 'the person is asked for the new letter, not for a code of an app they do not have');
+});
+
+t.test('sessions revoked while a first factor is being bound: the factor stays (only a reset takes it back)', async (t) => {
+  const s = await startStack({ patch: invite });
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const pid = gw.pidOf('alice')!;
+  const person = await atProof(s);
+  t.equal((await person.b.post('/_mfa/enrol/proof', { csrf: person.csrf, code: await issue(s, 'alice') })).location, '/_mfa/enrol');
+  const secret = secretOf((await person.b.get('/_mfa/enrol/totp')).body);
+  const factors = gw.stores.factors;
+  const update = factors.update.bind(factors);
+  let revoked = 0;
+  factors.update = async (id, change) => {
+    if (revoked++ === 0) {
+      s.clock.advance(1);
+      await gw.admin.revokeAllSessions();
+    }
+    return update(id, change);
+  };
+  t.teardown(() => void (factors.update = update));
+  const bound = await person.b.post('/_mfa/enrol/totp', { csrf: person.csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(bound.location, '/_mfa/recovery-codes', 'bound');
+  t.equal((await gw.stores.factors.get(pid))?.factors.length, 1, 'the app is the account\'s factor: the letter was not spent for nothing');
 });
 
 t.test('invite: a new letter lifts the lock of too many wrong enrolment codes', async (t) => {
