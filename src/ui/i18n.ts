@@ -11,6 +11,8 @@ type Catalogue = Readonly<Record<string, string>>;
 
 export class Messages {
   private readonly catalogues = new Map<string, Catalogue>([['en', en]]);
+  /** The direction of each catalogue's language, worked out once. */
+  private readonly directions = new Map<string, 'ltr' | 'rtl'>();
 
   /**
    * `dir`: a folder of `<language>.json` files (e.g. `mi.json`, `pt-BR.json`) with the same keys as the English
@@ -36,6 +38,7 @@ export class Messages {
     }
     this.defaultLanguage = defaultLanguage.toLowerCase();
     if (!this.catalogues.has(this.defaultLanguage)) throw new Error(`no messages for the default language ${defaultLanguage}`);
+    for (const lang of this.catalogues.keys()) this.directions.set(lang, textDirection(lang));
   }
 
   readonly defaultLanguage: string;
@@ -48,7 +51,7 @@ export class Messages {
   forRequest(acceptLanguage: string | undefined): { lang: string; dir: 'ltr' | 'rtl'; t: Translate } {
     const lang = negotiate(acceptLanguage, this.catalogues) ?? this.defaultLanguage;
     const catalogue = this.catalogues.get(lang)!;
-    return { lang, dir: textDirection(lang), t: (key, params) => fill(catalogue[key] ?? en[key], params) };
+    return { lang, dir: this.directions.get(lang)!, t: (key, params) => fill(catalogue[key] ?? en[key], params) };
   }
 }
 
@@ -66,9 +69,19 @@ function placeholders(text: string): string[] {
 // The living scripts written right to left: Arabic, Hebrew, Syriac, Thaana, N'Ko, Adlam, Hanifi Rohingya.
 const RIGHT_TO_LEFT = new Set(['Arab', 'Hebr', 'Syrc', 'Thaa', 'Nkoo', 'Adlm', 'Rohg']);
 
-/** Right to left for a language whose script (named in its tag, or its usual one) is written so: ar, he, fa, ur, ku-Arab… */
+/**
+ * Right to left for a language whose script (named in its tag, or its usual one) is written so: ar, he, fa, ur,
+ * ku-Arab… A tag Intl does not take (`zh-yue`, an extended language subtag) goes by its primary language.
+ */
 function textDirection(lang: string): 'ltr' | 'rtl' {
-  return RIGHT_TO_LEFT.has(new Intl.Locale(lang).maximize().script ?? '') ? 'rtl' : 'ltr';
+  for (const tag of [lang, lang.split('-', 1)[0]!]) {
+    try {
+      return RIGHT_TO_LEFT.has(new Intl.Locale(tag).maximize().script ?? '') ? 'rtl' : 'ltr';
+    } catch {
+      // the next, shorter tag
+    }
+  }
+  return 'ltr';
 }
 
 /** A language tag as a catalogue's file name gives it (lower case): a primary language and subtags. */

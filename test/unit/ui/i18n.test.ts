@@ -37,6 +37,10 @@ t.test('the direction of each language: right to left for those written so', asy
   for (const [lang, dir] of [['ar', 'rtl'], ['he', 'rtl'], ['fa-IR', 'rtl'], ['ur', 'rtl'], ['dv', 'rtl'], ['ku-Arab', 'rtl'], ['pa', 'ltr'], ['mi', 'ltr'], ['en', 'ltr']] as const) {
     t.equal(m.forRequest(lang).dir, dir, lang);
   }
+  // Language tags Intl does not take (an extended language subtag, a grandfathered tag) go by their primary language.
+  const odd = new Messages(localesDir({ 'zh-yue.json': {}, 'ar-aao.json': {}, 'en-gb-oed.json': {} }), 'zh-yue');
+  for (const [lang, dir] of [['zh-yue', 'ltr'], ['ar-aao', 'rtl'], ['en-gb-oed', 'ltr']] as const) t.equal(odd.forRequest(lang).dir, dir, lang);
+  t.equal(odd.forRequest(undefined).lang, 'zh-yue', 'and one may be the default');
 });
 
 t.test('a catalogue with a region is found by its language too; file names and the default language in any case', async (t) => {
