@@ -69,6 +69,8 @@ export class SealedRecords<T> {
     for (let attempt = 0; attempt < CHANGE_ATTEMPTS; attempt++) {
       const version = await this.kv.get(key);
       const current = this.open(key, version);
+      // There, but no configured key opens it (read as none): no round can write over it.
+      if (version !== null && current === null) throw new Error(`a ${kindOf(key)} record that cannot be opened cannot be changed`);
       const next = change(current);
       if (next === current) return next;
       if (next === null) throw new TypeError(`a change cannot delete a ${kindOf(key)} record`);

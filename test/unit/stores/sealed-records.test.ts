@@ -37,3 +37,14 @@ t.test('changes of one record from several instances at once: none is lost', asy
   t.same(results.filter((r) => r.status === 'rejected'), [], 'every change went through');
   t.equal((await instances[0]!.get(key))!.names.length, 80, 'and every one is kept');
 });
+
+t.test('a record no configured key opens cannot be changed: said at once, without rounds of waiting', async (t) => {
+  const kv = new MemoryKvStore(new FakeClock());
+  const key = 'jar:{b1}';
+  await new SealedRecords<{ n: number }>(kv, new Sealer([{ id: 'old', key: randomBytes(32) }])).put(key, { n: 1 });
+  const records = new SealedRecords<{ n: number }>(kv, new Sealer([{ id: 'new', key: randomBytes(32) }]));
+  let rounds = 0;
+  const err = await records.change(key, (cur) => (rounds++, { n: (cur?.n ?? 0) + 1 })).catch((e: Error) => e);
+  t.match(err, { message: 'a jar record that cannot be opened cannot be changed' });
+  t.equal(rounds, 0, 'no round tried');
+});
