@@ -169,7 +169,8 @@ function pathMatches(requestPath: string, cookiePath: string): boolean {
  * default path of `requestPath` when it names none (or its last Path does not start with "/", RFC 6265 §5.2.4).
  */
 export function withExplicitPath(setCookie: string, requestPath: string): string {
-  const last = [...setCookie.matchAll(/;\s*path\s*=([^;]*)/gi)].at(-1)?.[1]!.trim();
+  // `; Path` without a value is one too (empty: the default).
+  const last = [...setCookie.matchAll(/;\s*path\s*(?:=([^;]*))?(?=;|$)/gi)].at(-1)?.[1]?.trim() ?? undefined;
   return last?.startsWith('/') ? setCookie : `${setCookie}; Path=${defaultPath(requestPath)}`;
 }
 

@@ -113,6 +113,8 @@ t.test('a Set-Cookie line sent in answer to another request keeps the path of it
   t.equal(withExplicitPath('XSRF-TOKEN=a; Path=relative', '/app/login'), 'XSRF-TOKEN=a; Path=relative; Path=/app', 'a path that is none');
   t.equal(withExplicitPath('XSRF-TOKEN=a; Path=/x; Path=', '/app/login'), 'XSRF-TOKEN=a; Path=/x; Path=; Path=/app', 'the last one counts');
   t.equal(withExplicitPath('XSRF-TOKEN=/path=/x', '/login'), 'XSRF-TOKEN=/path=/x; Path=/', 'a value is no attribute');
+  t.equal(withExplicitPath('XSRF-TOKEN=a; Path=/x; Path', '/app/login'), 'XSRF-TOKEN=a; Path=/x; Path; Path=/app', 'a last Path without a value');
+  t.equal(withExplicitPath('XSRF-TOKEN=a; Pathology=/x', '/app/login'), 'XSRF-TOKEN=a; Pathology=/x; Path=/app', 'another attribute');
 });
 
 t.test('session timeouts with an injected clock', async (t) => {
@@ -249,19 +251,28 @@ t.test('request headers to the portal', async (t) => {
 t.test('response headers to the browser', async (t) => {
   const h = browserResponseHeaders(
     { 'set-cookie': ['PORTALSESSID=x; HttpOnly', 'XSRF-TOKEN=t; Path=/'], location: 'http://portal/records', connection: 'x-secret', 'x-secret': '1', 'content-type': 'text/html' },
-    { browserCookies: ['XSRF-TOKEN'], rewriteLocation: (l) => l.replace('http://portal', '') },
+    { browserCookies: ['XSRF-TOKEN'], rewriteLocation: (l) => l.replace('http://portal', ''), signedIn: false },
   );
-  t.same(h, { 'set-cookie': ['XSRF-TOKEN=t; Path=/'], location: '/records', 'content-type': 'text/html' });
-  const scoped = browserResponseHeaders({ 'set-cookie': ['XSRF-TOKEN=t; Domain=portal.internal; Path=/', 'XSRF-TOKEN=u;domain=.example.org; Secure'] }, { browserCookies: ['XSRF-TOKEN'], rewriteLocation: (l) => l });
+  t.same(h, { 'set-cookie': ['XSRF-TOKEN=t; Path=/'], location: '/records', 'content-type': 'text/html', 'cache-control': 'no-store' });
+  const scoped = browserResponseHeaders({ 'set-cookie': ['XSRF-TOKEN=t; Domain=portal.internal; Path=/', 'XSRF-TOKEN=u;domain=.example.org; Secure'] }, { browserCookies: ['XSRF-TOKEN'], rewriteLocation: (l) => l, signedIn: false });
   t.same(scoped['set-cookie'], ['XSRF-TOKEN=t; Path=/', 'XSRF-TOKEN=u; Secure'], "host-only: the portal's Domain would be refused, or widen the cookie to sibling sites");
-  const none = browserResponseHeaders({ 'set-cookie': 'PORTALSESSID=x' }, { browserCookies: [], rewriteLocation: (l) => l });
+  const none = browserResponseHeaders({ 'set-cookie': 'PORTALSESSID=x' }, { browserCookies: [], rewriteLocation: (l) => l, signedIn: false });
   t.notOk('set-cookie' in none, 'portal cookies stay in the jar');
   const rewrite = (l: string) => l.replace('http://portal', '');
-  t.same(browserResponseHeaders({ location: ['http://portal/a', 'http://portal/b'] }, { browserCookies: [], rewriteLocation: rewrite }), { location: '/a' }, 'a repeated Location: the first, rewritten');
-  t.same(browserResponseHeaders({ 'strict-transport-security': 'max-age=0', 'content-type': 'text/html' }, { browserCookies: [], rewriteLocation: rewrite }), { 'content-type': 'text/html' }, "the portal cannot replace the gateway's HSTS");
+  t.same(browserResponseHeaders({ location: ['http://portal/a', 'http://portal/b'] }, { browserCookies: [], rewriteLocation: rewrite, signedIn: false }), { location: '/a' }, 'a repeated Location: the first, rewritten');
+  t.same(browserResponseHeaders({ 'strict-transport-security': 'max-age=0', 'content-type': 'image/png' }, { browserCookies: [], rewriteLocation: rewrite, signedIn: false }), { 'content-type': 'image/png' }, "the portal cannot replace the gateway's HSTS");
+  // No page is kept by the browser; other answers to a signed-in person only as the portal says.
+  const caching = (headers: Record<string, string>, signedIn: boolean) => browserResponseHeaders(headers, { browserCookies: [], rewriteLocation: rewrite, signedIn })['cache-control'];
+  for (const type of ['text/html', 'text/html; charset=utf-8', 'TEXT/HTML;charset=UTF-8', 'application/xhtml+xml']) {
+    t.equal(caching({ 'content-type': type, 'cache-control': 'public, max-age=600' }, false), 'no-store', `${type}: whatever the portal said`);
+  }
+  t.equal(caching({ 'content-type': 'text/htmlx' }, false), undefined, 'another type');
+  t.equal(caching({ 'content-type': 'application/json' }, true), 'no-store', 'signed in, nothing said');
+  t.equal(caching({ 'content-type': 'application/json', 'cache-control': 'private, max-age=60' }, true), 'private, max-age=60', 'signed in, as said');
+  t.equal(caching({ 'content-type': 'text/css' }, false), undefined, 'signed out, as said (nothing)');
   // Content-Location and the URL of a Refresh name the portal's origin as a Location does.
   const o = 'http://portal.internal:8080';
-  const portal = (headers: Record<string, string>) => browserResponseHeaders(headers, { browserCookies: [], rewriteLocation: (l) => browserLocation(l, o) });
+  const portal = (headers: Record<string, string>) => browserResponseHeaders(headers, { browserCookies: [], rewriteLocation: (l) => browserLocation(l, o), signedIn: false });
   t.same(portal({ 'content-location': 'http://portal.internal:8080/records/1' }), { 'content-location': '/records/1' });
   t.same(portal({ 'content-location': '//portal.internal:8080/records/1' }), { 'content-location': '/records/1' });
   const refreshes: [string, string][] = [
