@@ -1,13 +1,13 @@
 // The enrolment proof: with only the password, nobody can bind a first factor. Invitation codes (issued ahead,
 // by the CLI too), codes sent through the vendor's webhook, and trust on first use only when chosen.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { verifySignature } from '../../src/services/notifier.js';
 import { keys } from '../../src/stores/keys.js';
-import { inputValue, type Browser } from '../helpers/browser.js';
+import { inputValue, type Browser, type Page } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
@@ -314,28 +314,37 @@ t.test('invite: a factor reset ends a sign-in past the old code; a sign-in binds
   t.equal((await enrol(s, user.b)).done.location, '/records', 'and enrols');
 });
 
+/**
+ * A first enrolment (invite: proof, then the app's first code) with `meanwhile` run whole between the sign-in's checks
+ * and its write of the factor, as another instance would; the answer to the code.
+ */
+async function bindWith(t: Test, s: Stack, meanwhile: () => Promise<unknown>): Promise<Page> {
+  const person = await atProof(s);
+  t.equal((await person.b.post('/_mfa/enrol/proof', { csrf: person.csrf, code: await issue(s, 'alice') })).location, '/_mfa/enrol');
+  const secret = secretOf((await person.b.get('/_mfa/enrol/totp')).body);
+  const factors = s.app.gateway.stores.factors;
+  const update = factors.update.bind(factors);
+  let calls = 0;
+  factors.update = async (id, change) => {
+    if (calls++ === 0) {
+      s.clock.advance(1);
+      await meanwhile();
+    }
+    return update(id, change);
+  };
+  t.teardown(() => void (factors.update = update));
+  const answer = await person.b.post('/_mfa/enrol/totp', { csrf: person.csrf, code: await totpAt(secret, s.clock.now()) });
+  t.ok(calls > 0, 'it ran during the bind');
+  return answer;
+}
+
 t.test('a factor reset while a first factor is being bound: the factor is taken back, the reset stands', async (t) => {
   const s = await startStack({ patch: invite });
   t.teardown(s.close);
   const gw = s.app.gateway;
   const pid = gw.pidOf('alice')!;
-  const attacker = await atProof(s);
-  t.equal((await attacker.b.post('/_mfa/enrol/proof', { csrf: attacker.csrf, code: await issue(s, 'alice') })).location, '/_mfa/enrol');
-  const secret = secretOf((await attacker.b.get('/_mfa/enrol/totp')).body);
-  // The help desk's reset runs whole between the sign-in's checks and its write of the factor (another instance).
-  const factors = gw.stores.factors;
-  const update = factors.update.bind(factors);
-  let resets = 0;
-  factors.update = async (id, change) => {
-    if (resets++ === 0) {
-      s.clock.advance(1);
-      await gw.admin.resetFactors(pid);
-    }
-    return update(id, change);
-  };
-  t.teardown(() => void (factors.update = update));
-  const bound = await attacker.b.post('/_mfa/enrol/totp', { csrf: attacker.csrf, code: await totpAt(secret, s.clock.now()) });
-  t.equal(resets > 0, true, 'the reset ran during the bind');
+  // The help desk resets while someone with the password and an old letter's code binds an app.
+  const bound = await bindWith(t, s, () => gw.admin.resetFactors(pid));
   t.equal(bound.status, 403, 'the sign-in is told it ended');
   t.equal(await gw.stores.factors.get(pid), null, 'the factors as the reset left them (none): the next sign-in enrols with the new letter');
   const user = await atProof(s);
@@ -346,24 +355,9 @@ t.test('sessions revoked while a first factor is being bound: the factor stays (
   const s = await startStack({ patch: invite });
   t.teardown(s.close);
   const gw = s.app.gateway;
-  const pid = gw.pidOf('alice')!;
-  const person = await atProof(s);
-  t.equal((await person.b.post('/_mfa/enrol/proof', { csrf: person.csrf, code: await issue(s, 'alice') })).location, '/_mfa/enrol');
-  const secret = secretOf((await person.b.get('/_mfa/enrol/totp')).body);
-  const factors = gw.stores.factors;
-  const update = factors.update.bind(factors);
-  let revoked = 0;
-  factors.update = async (id, change) => {
-    if (revoked++ === 0) {
-      s.clock.advance(1);
-      await gw.admin.revokeAllSessions();
-    }
-    return update(id, change);
-  };
-  t.teardown(() => void (factors.update = update));
-  const bound = await person.b.post('/_mfa/enrol/totp', { csrf: person.csrf, code: await totpAt(secret, s.clock.now()) });
+  const bound = await bindWith(t, s, () => gw.admin.revokeAllSessions());
   t.equal(bound.location, '/_mfa/recovery-codes', 'bound');
-  t.equal((await gw.stores.factors.get(pid))?.factors.length, 1, 'the app is the account\'s factor: the letter was not spent for nothing');
+  t.equal((await gw.stores.factors.get(gw.pidOf('alice')!))?.factors.length, 1, "the app is the account's factor: the letter was not spent for nothing");
 });
 
 t.test('invite: a new letter lifts the lock of too many wrong enrolment codes', async (t) => {
