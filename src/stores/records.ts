@@ -217,7 +217,7 @@ export class Sessions {
     await this.kv.setAdd(index, sid, this.indexTtlMs);
     // Looked at only once the id is listed: an ending that marked its time after this look lists the id and ends it.
     // (In the same millisecond as the ending, it began after it: a new sign-in at once is not refused.)
-    if (await this.endedSince(s.pid, begunAt)) {
+    if (Math.max(await this.endedAt(keys.userSessionsEnded(s.pid)), await this.endedAt(keys.allSessionsEnded())) > begunAt) {
       await this.delete(sid, s.pid);
       return null;
     }
@@ -249,10 +249,6 @@ export class Sessions {
   /** Whether the session `sid` was ended in the last minutes. */
   async endedLately(sid: string): Promise<boolean> {
     return (await this.kv.get(keys.sessionEnded(sid))) !== null;
-  }
-  /** Whether the user's sessions, or all, were ended (markEnded) after `begunAt`. */
-  async endedSince(pid: string, begunAt: number): Promise<boolean> {
-    return Math.max(await this.endedAt(keys.userSessionsEnded(pid)), await this.endedAt(keys.allSessionsEnded())) > begunAt;
   }
   private async endedAt(key: string): Promise<number> {
     return Number((await this.kv.get(key)) ?? -Infinity);
