@@ -78,8 +78,12 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active && req.cookies[COOKIE.session]) {
       reply.clearCookie(COOKIE.session, clearOptions);
-      // The portal's logout, its session gone a moment ago (a step-up in another tab took it): what it moved to ends.
-      if (paths.isLogout(lowered) && !crossSite(req)) await sessions.endGone(req.cookies[COOKIE.session], 'portal-logout');
+      // The portal's logout, its session gone a moment ago (a step-up in another tab took it): what it moved to ends,
+      // and the browser forgets what the session left in it.
+      if (paths.isLogout(lowered) && !crossSite(req)) {
+        await sessions.endGone(req.cookies[COOKIE.session], 'portal-logout');
+        reply.header('clear-site-data', CLEAR_SITE_DATA);
+      }
     }
     const tlsCert = (req.socket as TLSSocket).encrypted ? (req.socket as TLSSocket).getPeerX509Certificate() : undefined;
     const { outcome, device } = await ctx.access.decide({
@@ -120,7 +124,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         const ended = paths.isLogout(lowered);
         if (ended && crossSite(req)) return void reply.redirect(`${config.server.prefix}/logout`, 303);
         if (ended) {
-          reply.clearCookie(COOKIE.session, clearOptions);
+          // Set on the reply itself, so that an error page (the portal down or slow) carries them too.
+          reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', CLEAR_SITE_DATA);
           await sessions.end(active, 'portal-logout');
         }
         return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active) : {}, ended });
@@ -282,8 +287,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         leave();
         setCookies = asList(headers['set-cookie']);
         forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: owner.kind === 'session' });
-        // The portal's logout: the browser forgets what the session left in it, as at the gateway's sign-out.
-        if (owner.kind === 'session' && owner.ended) forwardedHeaders['clear-site-data'] = CLEAR_SITE_DATA;
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call

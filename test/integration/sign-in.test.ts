@@ -590,6 +590,17 @@ t.test("another site's link to the portal's logout ends nothing: the person conf
   t.equal((await b.get('/records')).status, 302);
 });
 
+t.test("the portal's logout with the portal down: the 502 page still tells the browser to forget what the session left", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  await s.portal.close();
+  const out = await b.get('/logout');
+  t.equal(out.status, 502);
+  t.equal(out.headers['clear-site-data'], '"cache", "cookies", "storage"');
+  t.notOk(b.cookies.has('__Host-mfa-session'), 'and the session cookie goes');
+});
+
 t.test('a sign-out form posted from another site clears nothing; from the gateway, with no session, it does', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
