@@ -303,10 +303,13 @@ export class EnrolmentService {
     // An operator's reset or erasure marks the factors removed before it removes them. A first factor of a sign-in
     // begun before that mark, written after the removal, is taken back (written, then the mark looked at, as
     // Sessions.create does): the reset is never undone by a sign-in it could not see. The record goes back to what
-    // this write found (none: deleted).
+    // this write found (none: deleted), compared first: a factor bound since by a sign-in after the reset stays.
     if (first && (await this.d.factors.removedSince(pid, how.since))) {
-      const left = await this.d.factors.update(pid, (cur) => (cur?.factors.some((f) => f.id === bound.id) ? (found ?? { factors: [] }) : cur));
-      if (found === null && left?.factors.length === 0) await this.d.factors.delete(pid);
+      const ours = (cur: UserFactors | null) => cur?.factors.some((f) => f.id === bound.id) === true;
+      // (Set in the update's callback, which the type checker does not follow.)
+      const before = found as UserFactors | null;
+      if (before === null) await this.d.factors.deleteIf(pid, ours);
+      else await this.d.factors.update(pid, (cur) => (ours(cur) ? before : cur));
       throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's factors were reset during the sign-in");
     }
     const recoveryCodes = made?.codes;

@@ -93,6 +93,10 @@ export class FactorStore {
   delete(pid: string): Promise<void> {
     return this.records.delete(keys.factors(pid));
   }
+  /** Deletes the user's factors while they are as `holds` wants them (not changed since); whether it did. */
+  deleteIf(pid: string, holds: (current: UserFactors) => boolean): Promise<boolean> {
+    return this.records.deleteIf(keys.factors(pid), holds);
+  }
   /** Marks that an operator is removing the user's factors now, before they are (see removedSince). */
   async markRemoved(pid: string, now: number): Promise<void> {
     await this.kv.raiseTo(keys.factorsRemoved(pid), now, REMOVED_MARK_TTL_MS);

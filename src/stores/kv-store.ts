@@ -56,6 +56,8 @@ export interface KvStore {
   setRemove(key: string, member: string): Promise<void>;
   /** Replaces a string value only while it is still `expected`, keeping its TTL (or setting `ttlMs`); true when it did. */
   replaceIf(key: string, expected: string, value: string, ttlMs?: number): Promise<boolean>;
+  /** Deletes a string value only while it is still `expected`; true when it did. */
+  deleteIf(key: string, expected: string): Promise<boolean>;
   /**
    * Every key starting with `prefix`, in batches (for admin commands: export, erase, key rotation, reports; never on
    * a request). Keys written during the scan may or may not be listed.

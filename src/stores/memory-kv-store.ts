@@ -109,6 +109,12 @@ export class MemoryKvStore implements KvStore {
     return true;
   }
 
+  async deleteIf(key: string, expected: string): Promise<boolean> {
+    if (this.text(key)?.value !== expected) return false;
+    this.map.delete(key);
+    return true;
+  }
+
   async *scanKeys(prefix: string): AsyncIterable<string[]> {
     const now = this.clock.now();
     yield [...this.map].filter(([k, e]) => k.startsWith(prefix) && e.expiresAt > now).map(([k]) => k);

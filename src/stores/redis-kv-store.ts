@@ -39,6 +39,10 @@ return redis.call('SCARD', KEYS[1])`;
 const REPLACE_IF = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1`;
+// Deleting needs no memory: Redis runs this when full too (a script without flags is refused only at a write that needs memory).
+const DELETE_IF = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`;
 
 type ScriptedRedis = (Redis | Cluster) & {
   mfaIncrement(key: string, ttlMs: number): Promise<number>;
@@ -47,6 +51,7 @@ type ScriptedRedis = (Redis | Cluster) & {
   mfaGcra(key: string, nowMs: number, emissionIntervalMs: number, burst: number): Promise<[allowed: number, retryAfterMs: number, remaining: number]>;
   mfaSetAdd(key: string, member: string, ttlMs: number): Promise<number>;
   mfaReplaceIf(key: string, expected: string, value: string, ttlMs: string): Promise<number>;
+  mfaDeleteIf(key: string, expected: string): Promise<number>;
 };
 
 /**
@@ -78,6 +83,7 @@ export class RedisKvStore implements KvStore {
     redis.defineCommand('mfaGcra', { numberOfKeys: 1, lua: GCRA });
     redis.defineCommand('mfaSetAdd', { numberOfKeys: 1, lua: SET_ADD });
     redis.defineCommand('mfaReplaceIf', { numberOfKeys: 1, lua: REPLACE_IF });
+    redis.defineCommand('mfaDeleteIf', { numberOfKeys: 1, lua: DELETE_IF });
     this.redis = redis as ScriptedRedis;
     this.timeoutMs = timeoutMs;
     this.replicaAcks = opts instanceof Redis || opts instanceof Cluster ? 0 : (opts.replicaAcks ?? 0);
@@ -164,6 +170,10 @@ export class RedisKvStore implements KvStore {
   async replaceIf(key: string, expected: string, value: string, ttlMs?: number) {
     // An empty TTL keeps the key's own.
     return (await this.write(() => this.redis.mfaReplaceIf(key, expected, value, ttlMs === undefined ? '' : String(storeTtl(ttlMs))))) === 1;
+  }
+
+  async deleteIf(key: string, expected: string) {
+    return (await this.write(() => this.redis.mfaDeleteIf(key, expected))) === 1;
   }
 
   async *scanKeys(prefix: string): AsyncIterable<string[]> {

@@ -87,6 +87,15 @@ export class SealedRecords<T> {
     return this.kv.delete(key);
   }
 
+  /** Deletes the record while it is as `holds` wants it (compared and deleted: not one written since); whether it did. */
+  async deleteIf(key: string, holds: (current: T) => boolean): Promise<boolean> {
+    const version = await this.kv.get(key);
+    const current = this.open(key, version);
+    if (version === null || current === null || !holds(current)) return false;
+    this.opened.delete(key);
+    return this.kv.deleteIf(key, version);
+  }
+
   private open(key: string, sealed: string | null): T | null {
     if (sealed === null) return null;
     const hit = this.opened.get(key);

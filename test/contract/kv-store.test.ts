@@ -86,6 +86,16 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(await b.kv.get(key), null);
     });
 
+    t.test('deleteIf: compare-and-delete', async (t) => {
+      const key = k('cad');
+      t.notOk(await b.kv.deleteIf(key, 'v1'), 'absent: nothing to delete');
+      await b.kv.set(key, 'v1', 10_000);
+      t.notOk(await b.kv.deleteIf(key, 'other'), 'another value: kept');
+      t.equal(await b.kv.get(key), 'v1');
+      t.ok(await b.kv.deleteIf(key, 'v1'));
+      t.equal(await b.kv.get(key), null, 'deleted');
+    });
+
     t.test('setIfAbsent without a TTL keeps the key', async (t) => {
       const key = k('nx-keep');
       t.ok(await b.kv.setIfAbsent(key, 'x'));

@@ -48,3 +48,21 @@ t.test('a record no configured key opens cannot be changed: said at once, withou
   t.match(err, { message: 'a jar record that cannot be opened cannot be changed' });
   t.equal(rounds, 0, 'no round tried');
 });
+
+t.test('deleteIf: only the record as it was asked about', async (t) => {
+  const kv = new MemoryKvStore(new FakeClock());
+  const sealer = new Sealer([{ id: 'e1', key: randomBytes(32) }]);
+  const records = new SealedRecords<{ n: number }>(kv, sealer);
+  const key = 'user:{p1}:factors';
+  t.notOk(await records.deleteIf(key, () => true), 'none: nothing deleted');
+  await records.put(key, { n: 1 });
+  t.notOk(await records.deleteIf(key, (r) => r.n === 2), 'not as wanted: kept');
+  t.same(await records.get(key), { n: 1 });
+  // Written again between the look and the delete (another instance): kept.
+  const racing = Object.create(kv) as MemoryKvStore;
+  racing.deleteIf = async (k, expected) => (await records.put(key, { n: 1 }), kv.deleteIf(k, expected));
+  t.notOk(await new SealedRecords<{ n: number }>(racing, sealer).deleteIf(key, () => true), 'written since: kept');
+  t.same(await records.get(key), { n: 1 });
+  t.ok(await records.deleteIf(key, (r) => r.n === 1));
+  t.equal(await records.get(key), null, 'deleted');
+});
