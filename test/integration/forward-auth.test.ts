@@ -93,6 +93,8 @@ t.test('sign in through nginx; the portal is told who is asking, and only by the
   const records = await b.get('/records');
   t.equal(records.status, 200);
   t.match(records.body, 'Health records for Alice Ngata', "the portal's page, served straight from the portal");
+  t.equal(records.headers['cache-control'], 'no-store', 'not kept by the browser (Back on a shared computer)');
+  t.equal((await b.get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', "the portal's caching of its style sheet stands");
   t.equal((await b.get('/echo', { accept: 'application/json', 'x-mfa-user': 'admin', 'x-mfa-groups': 'staff' })).status, 403, 'a client-sent identity header: refused');
   // The browser's X-Forwarded-Host too is nginx's to set (the portal may build links from it).
   const echoed = await b.get('/echo', { accept: 'application/json', 'x-forwarded-host': 'evil.example' });
