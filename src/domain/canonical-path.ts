@@ -12,6 +12,11 @@ export interface CanonicalTarget {
   query: string;
 }
 
+/** The path and the query (with its '?', when there is one) of a request, as a way back names it. */
+export function pathAndQuery(t: { path: string; query: string }): string {
+  return t.query ? `${t.path}?${t.query}` : t.path;
+}
+
 const MAX_PATH_CHARS = 4096;
 // Characters left as they are in a path segment (RFC 3986 pchar minus '%' and ';').
 const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;

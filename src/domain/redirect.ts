@@ -6,9 +6,10 @@ import { loose, portalPaths } from './portal-paths.js';
 /**
  * Where a sign-in or a step-up sends the browser on to (the portal's Location after the password, a step-up's `to`):
  * a path on the portal's origin (the gateway's own pages among them: the security page asks for a step-up and comes
- * back), or on a host the gateway answers to (a portal that builds its redirects from X-Forwarded-Host), but not the portal's logout, which would end the session just proved: another site's link to
- * `/login?next=/logout` or `step-up?to=/logout` would sign the person out without the confirmation a logout from
- * elsewhere gets. That becomes '/'.
+ * back), or on a host the gateway answers to (a portal that builds its redirects from X-Forwarded-Host), but not the
+ * portal's logout, which would end the session just proved: another site's link to `/login?next=/logout` or
+ * `step-up?to=/logout` would sign the person out without the confirmation a logout from elsewhere gets. That becomes
+ * '/'.
  */
 export function returnTarget(target: string | undefined, config: Pick<Config, 'server' | 'portal'>): string {
   const safe = safeRelativeTarget(target, config.portal.url, config.server.hosts);

@@ -1,7 +1,7 @@
 // Forward-auth mode: a proxy in front (nginx auth_request, Caddy forward_auth, Traefik forwardAuth) asks the gateway
 // about each request of the browser and sends it to the portal only on a 200. Same sessions, same policy.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
+import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal } from '../domain/headers.js';
 import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
@@ -70,7 +70,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     });
     req.access = { method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };
     reply.header('cache-control', 'no-store');
-    const back = target.query ? `${target.path}?${target.query}` : target.path;
+    const back = pathAndQuery(target);
     const send = (to: string) =>
       (req.query as Record<string, unknown>).redirect === 'true' ? reply.redirect(to, 302) : reply.code(401).header('x-mfa-redirect', to).send();
     switch (outcome.verdict) {

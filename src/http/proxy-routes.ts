@@ -4,7 +4,7 @@ import { pipeline, Readable, Transform } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalTarget, type CanonicalTarget } from '../domain/canonical-path.js';
+import { canonicalTarget, pathAndQuery, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
@@ -98,7 +98,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       session: active,
     });
     req.access = { method: req.method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: forwarded.path, device };
-    const back = target.query ? `${target.path}?${target.query}` : target.path;
     switch (outcome.verdict) {
       case 'deny':
         throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);
@@ -106,14 +105,14 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         throw new GatewayError('GW_ERR_DEVICE_NOT_MANAGED', outcome.rule);
       case 'step-up': {
         const factors = outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : '';
-        if (opensPage(req)) return void reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(back)}${factors}`, 303);
+        if (opensPage(req)) return void reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(pathAndQuery(target))}${factors}`, 303);
         throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule);
       }
       case 'sign-in':
         if (!opensPage(req)) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
         // A password without its second factor opens nothing: back to the pending step.
         if (req.cookies[COOKIE.pending]) return void reply.redirect(`${config.server.prefix}/continue`, 303);
-        return void reply.redirect(loginPageFor(config.portal.login.page, back), 302);
+        return void reply.redirect(loginPageFor(config.portal.login.page, pathAndQuery(target)), 302);
       case 'allow': {
         if (loginPath) return interceptLogin(req, reply, forwarded);
         if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));

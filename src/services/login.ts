@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import { pathAndQuery } from '../domain/canonical-path.js';
 import { applySetCookies, cookieHeader, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { queryWrapsLoginField, sameFieldName } from '../domain/legacy-auth.js';
@@ -224,7 +225,7 @@ export class LoginService {
     headers['accept-encoding'] = 'identity';
     let answer: PortalResponse;
     try {
-      answer = await this.d.portal.send({ method: req.method, pathAndQuery: req.query ? `${req.path}?${req.query}` : req.path, headers, body });
+      answer = await this.d.portal.send({ method: req.method, pathAndQuery: pathAndQuery(req), headers, body });
     } catch (err) {
       // The portal never judged the password: it does not count against the account. The jar stays taken: the portal
       // may have signed its session in all the same.
