@@ -147,7 +147,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const deviceCas = config.devices.caFile ? parseCertificates(readFileSync(config.devices.caFile, 'utf8')) : [];
   const reloadError = (what: string) => (err: Error) => logger.error({ err, file: what }, 'could not re-read a file: keeping its last good content');
   const crl = config.devices.crlFile ? new WatchedFile(config.devices.crlFile, crlSerials, clock, reloadError('devices.crlFile'), () => overrides.onCrlChange?.()) : null;
-  const groups = new GroupDirectory(config.groups.file ? groupFile(config.groups.file, config.portal.login.usernameCase, clock, reloadError('groups.file')) : null);
+  const groups = new GroupDirectory(config.groups.file ? groupFile(config.groups.file, config.portal.login.usernameCase, clock, reloadError('groups.file')) : null, config.groups.loginHeader !== undefined);
   const devices = new DeviceService({
     clock,
     registry,

@@ -9,12 +9,20 @@ export type GroupMap = ReadonlyMap<string, readonly string[]>;
 const NONE: readonly string[] = [];
 
 export class GroupDirectory {
-  constructor(private readonly file: WatchedFile<GroupMap> | null) {}
+  /**
+   * `fromLogin`: whether groups.loginHeader is set. Groups a session took from the login answer count only then: a
+   * header found spoofable and taken out of the config stops counting at once, also for sessions begun before (on
+   * this instance, or on another that still has it during a rollout).
+   */
+  constructor(
+    private readonly file: WatchedFile<GroupMap> | null,
+    private readonly fromLogin: boolean,
+  ) {}
 
   /** The user's groups: from the mapping file and from the portal's login answer. Unknown users have none. */
   groupsOf(username: string, fromLogin: readonly string[] | undefined): readonly string[] {
     const mapped = this.file?.current().get(username) ?? NONE;
-    if (!fromLogin?.length) return mapped;
+    if (!this.fromLogin || !fromLogin?.length) return mapped;
     return mapped.length ? [...new Set([...mapped, ...fromLogin])] : fromLogin;
   }
 }

@@ -148,3 +148,20 @@ t.test('groups that change only in where the commas fall make a new assertion', 
   const second = JSON.parse((await b.get('/echo')).body).headers;
   t.same(decodeJwt(second['x-mfa-assertion']).groups, ['cn=staff', 'o=clinic'], 'not the earlier list, signed earlier');
 });
+
+t.test("groups the portal names in its login answer (groups.loginHeader) reach the rules and the portal", async (t) => {
+  const s = await startStack({
+    patch: (raw) => {
+      raw.groups = { loginHeader: 'X-Portal-Roles' };
+      raw.identity = { groupsHeader: 'X-MFA-Groups' };
+      raw.policy.rules = [{ name: 'staff only', paths: ['/admin/'], groups: ['staff'], decision: 'mfa' }, { name: 'no admin', paths: ['/admin/'], decision: 'deny' }, ...raw.policy.rules];
+    },
+  });
+  t.teardown(s.close);
+  const bob = await signUpAndEnrol(s, BOB);
+  t.equal(JSON.parse((await bob.b.get('/echo', { 'x-portal-roles': 'root' })).body).headers['x-mfa-groups'], 'staff', "the portal's login answer named him staff");
+  t.equal((await bob.b.get('/admin/')).status, 200, 'a staff rule lets him in');
+  const alice = await signUpAndEnrol(s);
+  t.equal(JSON.parse((await alice.b.get('/echo')).body).headers['x-mfa-groups'], '', 'none named for her');
+  t.equal((await alice.b.get('/admin/')).status, 403, 'and the staff rule does not match');
+});
