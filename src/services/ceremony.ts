@@ -123,10 +123,10 @@ export class Attempts {
   async begin(c: Ceremony, ip: string, kind: AttemptKind): Promise<Attempt> {
     const key = keys.factorFailures(c.pid, kind);
     const waiting = await this.counters[kind].check(key);
-    if (!waiting.allowed) refuse(kind, waiting);
+    if (!waiting.allowed) return this.refused(c, ip, kind, waiting);
     const n = await this.counted(c, ip);
     const a = await this.counters[kind].attempt(key);
-    if (!a.allowed) refuse(kind, a);
+    if (!a.allowed) return this.refused(c, ip, kind, a);
     return { n, kind, failures: a.failure.failures, last: a.failure.locked };
   }
 
@@ -137,7 +137,7 @@ export class Attempts {
    */
   async beginPasskey(c: Ceremony, ip: string): Promise<Attempt> {
     const a = await this.counters.webauthn.check(keys.factorFailures(c.pid, 'webauthn'));
-    if (!a.allowed) refuse('webauthn', a);
+    if (!a.allowed) return this.refused(c, ip, 'webauthn', a);
     return { n: await this.counted(c, ip), kind: 'webauthn', last: false };
   }
 
@@ -188,6 +188,19 @@ export class Attempts {
       const [pid = '', kind] = member.split(':') as [string, AttemptKind];
       return (await this.counters[kind].check(keys.factorFailures(pid, kind))).allowed ? null : { pid, kind };
     });
+  }
+
+  /**
+   * Refuses a try. A kind found disabled that no failure disabled (its count reached a cap lowered since, on this
+   * instance or on another of a rollout) is disabled now as one would be: kept until cleared, listed, logged and
+   * notified, so the help desk sees why the person's right codes are refused.
+   */
+  private async refused(c: Ceremony, ip: string, kind: AttemptKind, a: { retryAfterMs: number; locked: boolean }): Promise<never> {
+    if (a.locked && !(await this.d.kv.setMembers(keys.lockoutIndex())).includes(`${c.pid}:${kind}`)) {
+      await this.counters[kind].keepLock(keys.factorFailures(c.pid, kind));
+      await this.locked(c, ip, kind);
+    }
+    refuse(kind, a);
   }
 
   private async locked(c: Ceremony, ip: string, kind: AttemptKind): Promise<void> {

@@ -201,6 +201,39 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'back on');
 });
 
+t.test('a cap lowered below standing counts: a kind found disabled is disabled as at the cap (listed, logged, kept)', async (t) => {
+  // Two gateways on one store (and keys), as in a rolling deploy: the old config counted six failures, the new cap is five.
+  let kv: MemoryKvStore | undefined;
+  const shared = (clock: ConstructorParameters<typeof MemoryKvStore>[0]) => (kv ??= new MemoryKvStore(clock));
+  let keys: unknown;
+  const old = await startStack({
+    kv: shared,
+    patch: (raw) => {
+      keys = raw.keys;
+      merge(raw, { limits: { secondFactor: { freeAttempts: 10, cap: 20 } } });
+    },
+  });
+  t.teardown(old.close);
+  const { secret } = await signUpAndEnrol(old);
+  old.clock.advance(30_000);
+  for (let i = 0; i < 6; i++) await wrongCode(old);
+  const lowered = await startStack({ kv: shared, patch: (raw) => merge(raw, { keys, limits: { secondFactor: { freeAttempts: 3, cap: 5 } } }) });
+  t.teardown(lowered.close);
+  lowered.clock.advance(old.clock.now() - lowered.clock.now());
+  const gw = lowered.app.gateway;
+  const { b, csrf } = await atCodePage(lowered);
+  const refused = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, lowered.clock.now()) }, { accept: 'application/json' });
+  t.match(JSON.parse(refused.body), { error: 'GW_ERR_FACTOR_LOCKED' }, 'the right code is refused');
+  t.equal(events(lowered, 'factor_locked').length, 1, 'logged as disabled');
+  t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }], 'listed for the help desk');
+  await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, lowered.clock.now()) });
+  t.equal(events(lowered, 'factor_locked').length, 1, 'once');
+  // Kept until cleared, as a lock reached at the cap is, not forgotten with the count's window.
+  old.clock.advance(31 * 24 * 60 * 60_000);
+  lowered.clock.advance(31 * 24 * 60 * 60_000);
+  t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }], 'a month later');
+});
+
 t.test('a kind disabled at the cap comes back when the user sets up a new one of that kind', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 120, cap: 8 } } }) });
   t.teardown(s.close);
