@@ -24,7 +24,8 @@ type Probe = { ok: true } | { ok: false; reason: string };
 
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const probe = readinessProbe(opts.ready, opts.readyTimeoutMs ?? 2000);
-  const server = createServer({ maxHeaderSize: 8192 }, (req, res) => {
+  // The timeouts below are checked every second (Node's default: every 30 s, which let a half request sit 30 s).
+  const server = createServer({ maxHeaderSize: 8192, connectionsCheckingInterval: 1000 }, (req, res) => {
     handle(req, res, opts.metrics, probe).catch(() => send(res, 500, { status: 'error' }));
   });
   // Scrapers and probes are quick; slow or idle connections are cut off.

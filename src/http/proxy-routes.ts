@@ -54,6 +54,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // pipeline, not pipe: a browser that goes away mid-body ends the stream with an error, so the portal request
     // fails (and gives back its in-flight place) instead of waiting for the rest.
     const body = bounded(maxBody, timeoutMs);
+    // A client that goes away mid-body (or breaks its framing) fails the portal request: its fault, not the portal's.
+    payload.once('error', () => (body.brokeOff = true));
     pipeline(payload, body, () => {});
     done(null, body);
   });
@@ -305,6 +307,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         const body = req.body as BoundedBody | undefined;
         if (body?.tooLarge) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
         if (body?.stalled) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_REQUEST_TIMEOUT', 'the body stopped arriving'));
+        if (body?.brokeOff) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_BAD_REQUEST', 'the body broke off'));
         const status = (error as { statusCode?: number }).statusCode;
         return sendInstead(rep, forwardedHeaders, new GatewayError(status === 504 ? 'GW_ERR_UPSTREAM_TIMEOUT' : 'GW_ERR_UPSTREAM_UNAVAILABLE', error.message, { cause: error }));
       },
@@ -361,7 +364,7 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean };
+type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff?: boolean };
 
 /**
  * A pass-through that fails once more than `max` bytes went through, or when no byte came for `idleMs` (marked, so
@@ -401,11 +404,16 @@ async function readBounded(req: FastifyRequest, limit: number): Promise<Buffer> 
   if (!stream) return Buffer.alloc(0);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    // The rest of an oversized body is left unread; the connection closes after the 413.
-    if (size > limit) throw tooLarge();
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of stream) {
+      size += (chunk as Buffer).length;
+      // The rest of an oversized body is left unread; the connection closes after the 413.
+      if (size > limit) throw tooLarge();
+      chunks.push(chunk as Buffer);
+    }
+  } catch (err) {
+    // A client gone mid-body, or its framing broken: a bad request, not the gateway's failure.
+    throw err instanceof GatewayError ? err : new GatewayError('GW_ERR_BAD_REQUEST', 'the login body broke off', { cause: err });
   }
   return Buffer.concat(chunks);
 }

@@ -550,6 +550,30 @@ t.test("a blocked address is told when the block ends, also by the answers the g
   t.same(waits, ['3600', '3600', '3598']);
 });
 
+t.test("a body its client breaks off is the client's mistake (400, logged as refused), not the portal's or the gateway's fault", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  const port = Number(new URL(s.url).port);
+  const brokenOff = async (head: string, sent: string) => {
+    const sock = connect(port, '127.0.0.1');
+    t.teardown(() => sock.destroy());
+    await once(sock, 'connect');
+    sock.write(head + sent);
+    await new Promise((r) => setTimeout(r, 200));
+    sock.destroy();
+    await new Promise((r) => setTimeout(r, 300));
+  };
+  const before = s.logs.length;
+  // An upload to the portal, and a login, each cut off after a few of the bytes they declared.
+  await brokenOff(`POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n`, 'hello');
+  await brokenOff('POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n', 'username=alice&pa');
+  const lines = s.logs.slice(before).map((l) => JSON.parse(l) as { level: number; code?: string });
+  t.same(lines.filter((l) => l.level >= 50), [], 'no error line (and so no portal failure counted)');
+  t.same(lines.filter((l) => l.code).map((l) => l.code), ['GW_ERR_BAD_REQUEST', 'GW_ERR_BAD_REQUEST']);
+});
+
 t.test('a request body that stops arriving gives back its place among the requests waiting for the portal', async (t) => {
   const s = await startStack({ patch: (raw) => Object.assign(raw.server, { maxInFlight: 2 }) });
   t.teardown(s.close);

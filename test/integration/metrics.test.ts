@@ -144,3 +144,19 @@ t.test('closing the admin listener does not wait for a client that never finishe
   const closed = await Promise.race([admin.close().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000))]);
   t.ok(closed, 'closed within 5 s');
 });
+
+t.test('a request whose headers never end is cut off at headersTimeout (408), not at the 30 s sweep of Node', async (t) => {
+  const admin = await startAdminServer({ host: '127.0.0.1', port: 0, metrics: new Metrics({ defaultMetrics: false }), ready: async () => {} });
+  t.teardown(admin.close);
+  const socket = connect(Number(new URL(admin.url).port), '127.0.0.1');
+  t.teardown(() => socket.destroy());
+  await once(socket, 'connect');
+  let answer = '';
+  socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+  const started = Date.now();
+  socket.write('GET /metrics HTTP/1.1\r\n');
+  await once(socket, 'close');
+  t.match(answer, /^HTTP\/1\.1 408/);
+  // headersTimeout is 5 s, checked every second (Node's default sweep, every 30 s, took up to 30).
+  t.ok(Date.now() - started < 8000, `cut off after ${Date.now() - started} ms`);
+});
