@@ -251,6 +251,11 @@ export const ConfigSchema = Type.Object(
           60,
           'Browsers new to the gateway, per client address, whose portal cookies it keeps before sign-in (a cookie jar each, kept an hour); beyond it such a page is answered 429.',
         ),
+        newBrowsersOverall: Rate(
+          3000,
+          1000,
+          'Browsers new to the gateway across all addresses: bounds the cookie jars in the store whatever the number of addresses a flood comes from (a full store would refuse every new sign-in for up to an hour after it).',
+        ),
         secondFactor: Delay(5, 30, 3600, 'Wrong second factors per user and kind (app codes, passkeys), across logins.', 100),
         enrolmentCode: Delay(5, 30, 3600, 'Wrong enrolment codes per user, across logins.', 20),
         recoveryCode: Delay(5, 30, 3600, 'Wrong recovery codes per user, across logins.', 20),

@@ -77,10 +77,12 @@ export class LoginLimits {
 
   /**
    * Whether a browser new to the gateway may have its portal cookies kept: each is a cookie jar in the store for an
-   * hour, so one address opening pages without the gateway's cookie could otherwise fill the store.
+   * hour, so one address opening pages without the gateway's cookie, or a flood from many, could otherwise fill the
+   * store. Per address first: a refused address uses none of the overall rate.
    */
-  admitNewBrowser(ip: string | null): Promise<{ allowed: boolean; retryAfterMs: number }> {
-    return this.rate.take(keys.newBrowserRate(addressBucket(ip)), this.d.config.limits.newBrowsers);
+  async admitNewBrowser(ip: string | null): Promise<{ allowed: boolean; retryAfterMs: number }> {
+    const own = await this.rate.take(keys.newBrowserRate(addressBucket(ip)), this.d.config.limits.newBrowsers);
+    return own.allowed ? this.rate.take(keys.newBrowsersOverall(), this.d.config.limits.newBrowsersOverall) : own;
   }
 
   /**

@@ -50,6 +50,7 @@ export const keys = {
   addressFailures: (address: string) => `addr:{${address}}:failures:password`,
   addressRate: (address: string) => `addr:{${address}}:login-rate`,
   newBrowserRate: (address: string) => `addr:{${address}}:new-browsers`,
+  newBrowsersOverall: () => '{login}:new-browsers',
   addressUsernames: (address: string) => `addr:{${address}}:usernames`,
   addressPrefix: () => 'addr:{',
   addressBlock: (address: string) => `addr:{${address}}:blocked`,

@@ -339,6 +339,24 @@ t.test('new browsers per address: each keeps a portal cookie jar for an hour, so
   t.equal((await s.browser().get('/login')).status, 200, 'a minute later, one more');
 });
 
+t.test('new browsers across all addresses: a flood from many addresses cannot fill the store with jars', async (t) => {
+  const s = await startStack({ patch: (raw) => merge(raw, { server: { trustedProxies: ['127.0.0.1'] }, limits: { newBrowsersOverall: { perMinute: 1, burst: 3 } } }) });
+  t.teardown(s.close);
+  const from = (i: number) => ({ 'x-forwarded-for': `198.51.100.${i}` });
+  const first = s.browser();
+  t.equal((await first.get('/login', from(1))).status, 200);
+  for (let i = 2; i <= 3; i++) t.equal((await s.browser().get('/login', from(i))).status, 200, `address ${i}: within the burst`);
+  const refused = await s.browser().get('/login', from(4));
+  t.equal(refused.status, 429, 'a fourth address: the overall rate is used up');
+  t.equal(refused.headers['retry-after'], '60');
+  let jars = 0;
+  for await (const batch of s.kv.scanKeys('jar:')) jars += batch.length;
+  t.equal(jars, 3, 'no jar for it');
+  t.equal((await submitPassword(first, ALICE.username, ALICE.password)).status, 303, 'a browser with its jar signs in');
+  s.clock.advance(60_000);
+  t.equal((await s.browser().get('/login', from(5))).status, 200, 'a minute later, one more');
+});
+
 t.test('a full memory store: new sign-ins fail closed (503, nothing reaches the portal), signed-in people go on', async (t) => {
   let store!: MemoryKvStore;
   const s = await startStack({ kv: (clock) => (store = new MemoryKvStore(clock, 1000)) });
