@@ -226,7 +226,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           await sessions.save(owner.active, changed ? (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies) : undefined);
         }
       } catch (err) {
-        req.log.error({ err }, 'could not save portal cookies');
+        // The store failing (full, or Redis gone: counted in its metric, and the readiness check tells) is one short
+        // line per page, which still goes to the browser; anything else is a fault, with its stack.
+        if (err instanceof GatewayError) req.log.warn({ code: err.code, detail: err.message }, 'could not save portal cookies');
+        else req.log.error({ err }, 'could not save portal cookies');
       }
       const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
       if (refusedForMs !== undefined) {

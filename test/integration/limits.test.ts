@@ -365,8 +365,14 @@ t.test('a full memory store: new sign-ins fail closed (503, nothing reaches the 
   // What a flood of failing usernames leaves behind: keys for a day, up to the cap.
   for (let i = 0; store.size < 1000; i++) await s.kv.set(`flood:${i}`, 'x', 60_000);
   const bob = s.browser();
+  const logged = s.logs.length;
   const page = await bob.get('/login');
   t.equal(page.status, 200, "the login page is the portal's (its cookie jar is not kept)");
+  t.match(
+    s.logs.slice(logged).map((l) => JSON.parse(l)),
+    [{ level: 40, msg: 'could not save portal cookies', code: 'GW_ERR_STORE_UNAVAILABLE', detail: /memory store full/, err: undefined }],
+    'one short warning for the page, no stack: a flood of such pages would write kilobytes each',
+  );
   const before = s.portalRequests.length;
   const refused = await bob.post('/login', { username: BOB.username, password: BOB.password, csrf: inputValue(page.body, 'csrf') });
   t.equal(refused.status, 503, 'a new sign-in fails closed');
