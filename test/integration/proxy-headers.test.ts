@@ -54,6 +54,19 @@ t.test('one Host header per request', async (t) => {
   t.equal(s.seen.length, 1, 'none of them reached the portal');
 });
 
+t.test('a WebSocket handshake is not proxied: the portal gets a plain request, after the same checks', async (t) => {
+  const s = await start(t);
+  const handshake = (path: string) =>
+    rawRequest(s.url, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+  const open = await handshake('/static/echo');
+  t.match(open, /^HTTP\/1\.1 200 /, 'a plain answer, not 101 Switching Protocols');
+  const echoed = JSON.parse(/\{.*\}/.exec(open)![0]) as Record<string, string>;
+  t.equal(echoed.upgrade, undefined, 'the portal saw no Upgrade');
+  t.notMatch(echoed.connection ?? '', /upgrade/i);
+  t.match(await handshake('/records'), /^HTTP\/1\.1 302 /, 'a protected path signs in first');
+  t.same(s.seen.map((r) => r.url), ['/static/echo'], 'which the portal never saw');
+});
+
 t.test('identity, routing and proxy headers from the client never reach the portal', async (t) => {
   const s = await start(t);
   const sent = {
