@@ -65,8 +65,9 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     const message = ctx.t(`error.${code}`);
     reply.removeHeader('content-length');
     if (error instanceof GatewayError && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-    // The rest of a body too large is never read: the connection closes after this answer instead of draining it.
-    if (code === 'GW_ERR_PAYLOAD_TOO_LARGE') reply.header('connection', 'close');
+    // The rest of a body not read (too large, or the portal failed while it came) never will be: the connection closes
+    // after this answer instead of waiting for it.
+    if (!request.raw.complete) reply.header('connection', 'close');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply
         .code(status)

@@ -55,7 +55,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // fails (and gives back its in-flight place) instead of waiting for the rest.
     const body = bounded(maxBody, timeoutMs);
     // A client that goes away mid-body (or breaks its framing) fails the portal request: its fault, not the portal's.
-    payload.once('error', () => (body.brokeOff = true));
+    // Its side fails first; when the portal fails, undici has destroyed the body before the pipeline tears this down.
+    payload.once('error', () => {
+      if (!body.destroyed) body.brokeOff = true;
+    });
     pipeline(payload, body, () => {});
     done(null, body);
   });
@@ -203,7 +206,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
       const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
       const changed = sameJar(updated, jar) ? undefined : updated;
-      let refusedForMs: number | undefined;
+      let refused: { retryAfterMs: number; reason: string } | undefined;
       // A password login of this browser took the jar while the portal answered: a portal that keeps its session id
       // at login may have answered as the account just signed in, before its second factor. The answer is withheld
       // (taken before the password reached the portal, the jar is still there when an earlier answer is checked; a
@@ -215,10 +218,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       }
       try {
         if (owner.kind === 'browser' && changed) {
-          // A jar that starts here is a new record for an hour: new ones are limited per address (an id in the
-          // cookie is no proof, a client can make them up).
+          // A jar that starts here is a new record for an hour: new ones are limited per address and in all (an id in
+          // the cookie is no proof, a client can make them up).
           const admitted = owner.round === undefined ? await ctx.limits.login.admitNewBrowser(req.client.ip) : undefined;
-          if (admitted && !admitted.allowed) refusedForMs = admitted.retryAfterMs;
+          if (admitted && !admitted.allowed) refused = admitted;
           else await ctx.jars.update(owner.id, owner.round, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
         }
         if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
@@ -232,9 +235,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         else req.log.error({ err }, 'could not save portal cookies');
       }
       const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
-      if (refusedForMs !== undefined) {
+      if (refused) {
         stream.resume();
-        sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', 'too many new browsers from this address', { retryAfterMs: refusedForMs }));
+        sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', refused.reason, { retryAfterMs: refused.retryAfterMs }));
         return;
       }
       if (statusCode === 304 || statusCode === 204) {

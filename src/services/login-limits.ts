@@ -80,9 +80,10 @@ export class LoginLimits {
    * hour, so one address opening pages without the gateway's cookie, or a flood from many, could otherwise fill the
    * store. Per address first: a refused address uses none of the overall rate.
    */
-  async admitNewBrowser(ip: string | null): Promise<{ allowed: boolean; retryAfterMs: number }> {
+  async admitNewBrowser(ip: string | null): Promise<{ allowed: boolean; retryAfterMs: number; reason: string }> {
     const own = await this.rate.take(keys.newBrowserRate(addressBucket(ip)), this.d.config.limits.newBrowsers);
-    return own.allowed ? this.rate.take(keys.newBrowsersOverall(), this.d.config.limits.newBrowsersOverall) : own;
+    if (!own.allowed) return { ...own, reason: 'too many new browsers from this address' };
+    return { ...(await this.rate.take(keys.newBrowsersOverall(), this.d.config.limits.newBrowsersOverall)), reason: 'too many new browsers in all' };
   }
 
   /**

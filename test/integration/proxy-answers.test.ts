@@ -66,6 +66,14 @@ async function start(t: Test) {
       case '/static/stream-broken':
         // The same, with a chunk undici cannot parse.
         return void req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Encoding: gzip\r\nX-Portal: yes\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n');
+      case '/static/upload-drop': {
+        // Reads 64 KiB of an upload, then the connection drops (a worker crashed, a body limit of its own).
+        let n = 0;
+        return void req.on('data', (d: Buffer) => {
+          n += d.length;
+          if (n > 65536) req.socket.destroy();
+        });
+      }
       case '/login':
         // The password check never answers (longer than portal.timeoutSeconds).
         req.resume();
@@ -165,6 +173,16 @@ t.test('a small answer that breaks off is a 502 page, without the portal headers
   t.notOk(body.includes('xxxxxxxxxx'), 'none of the partial answer');
   t.notOk('x-portal' in res.headers, 'the portal headers of the broken answer are gone');
   t.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains', "the gateway's own stay");
+});
+
+t.test("a portal that drops an upload half-way is the portal's failure (502), not the client's, and the connection closes", async (t) => {
+  const s = await start(t);
+  const res = await request(`${s.url}/static/upload-drop`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', accept: 'application/json' }, body: Buffer.alloc(2 * 1024 * 1024, 1) });
+  t.equal(res.statusCode, 502);
+  // The rest of the upload is never read: the connection closes, instead of waiting for the request timeout.
+  t.equal(res.headers.connection, 'close');
+  t.match(await res.body.json(), { error: 'GW_ERR_UPSTREAM_UNAVAILABLE' });
+  t.match(s.logs.join(''), /"level":50[^\n]*"code":"GW_ERR_UPSTREAM_UNAVAILABLE"/, 'logged as a portal failure');
 });
 
 t.test('an answer the gateway cannot parse is a 502 page, and none of its bytes reach the log', async (t) => {
