@@ -123,10 +123,10 @@ export class Attempts {
   async begin(c: Ceremony, ip: string, kind: AttemptKind): Promise<Attempt> {
     const key = keys.factorFailures(c.pid, kind);
     const waiting = await this.counters[kind].check(key);
-    if (!waiting.allowed) return this.refused(c, ip, kind, waiting);
+    if (!waiting.allowed) return this.refused(c, kind, waiting);
     const n = await this.counted(c, ip);
     const a = await this.counters[kind].attempt(key);
-    if (!a.allowed) return this.refused(c, ip, kind, a);
+    if (!a.allowed) return this.refused(c, kind, a);
     return { n, kind, failures: a.failure.failures, last: a.failure.locked };
   }
 
@@ -137,7 +137,7 @@ export class Attempts {
    */
   async beginPasskey(c: Ceremony, ip: string): Promise<Attempt> {
     const a = await this.counters.webauthn.check(keys.factorFailures(c.pid, 'webauthn'));
-    if (!a.allowed) return this.refused(c, ip, 'webauthn', a);
+    if (!a.allowed) return this.refused(c, 'webauthn', a);
     return { n: await this.counted(c, ip), kind: 'webauthn', last: false };
   }
 
@@ -191,20 +191,22 @@ export class Attempts {
   }
 
   /**
-   * Refuses a try. A kind found disabled that no failure disabled (its count reached a cap lowered since, on this
-   * instance or on another of a rollout) is disabled now as one would be: kept until cleared, listed, logged and
-   * notified, so the help desk sees why the person's right codes are refused.
+   * Refuses a try. A kind found disabled is listed (idempotent): one whose count reached a cap lowered since (on this
+   * instance or on another of a rollout) was never listed, and the help desk would not see why the person's right
+   * codes are refused. Listing only: a listed kind that is not disabled (an attempt at the cap still in flight that
+   * then succeeds, an operator's clear meanwhile) drops out of the list when it is read.
    */
-  private async refused(c: Ceremony, ip: string, kind: AttemptKind, a: { retryAfterMs: number; locked: boolean }): Promise<never> {
-    if (a.locked && !(await this.d.kv.setMembers(keys.lockoutIndex())).includes(`${c.pid}:${kind}`)) {
-      await this.counters[kind].keepLock(keys.factorFailures(c.pid, kind));
-      await this.locked(c, ip, kind);
-    }
+  private async refused(c: Ceremony, kind: AttemptKind, a: { retryAfterMs: number; locked: boolean }): Promise<never> {
+    if (a.locked) await this.list(c.pid, kind);
     refuse(kind, a);
   }
 
+  private list(pid: string, kind: AttemptKind): Promise<number> {
+    return this.d.kv.setAdd(keys.lockoutIndex(), `${pid}:${kind}`, 365 * 24 * 60 * 60_000);
+  }
+
   private async locked(c: Ceremony, ip: string, kind: AttemptKind): Promise<void> {
-    await this.d.kv.setAdd(keys.lockoutIndex(), `${c.pid}:${kind}`, 365 * 24 * 60 * 60_000);
+    await this.list(c.pid, kind);
     this.d.security('factor_locked', { pid: c.pid, ip, factor: kind });
     this.d.notifier.notify({ event: 'factor_locked', user: c.username, ip, details: { kind } });
   }

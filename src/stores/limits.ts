@@ -104,12 +104,6 @@ export class FailureCounter {
     return { allowed: false, retryAfterMs: 1000, locked: false };
   }
 
-  /** A count found at the cap (a cap lowered since it was counted) is kept as a lock reached is: until cleared. */
-  async keepLock(key: string): Promise<void> {
-    const { stored } = await this.read(key);
-    if (stored !== null && this.windowMs !== null) await this.kv.set(key, stored);
-  }
-
   /**
    * check(), and once failures have made attempts wait, one attempt at a time: when a wait ends, the first attempt
    * takes the turn and the others are refused until it is given back with endTurn() (or `holdMs` has passed). A

@@ -201,7 +201,7 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'back on');
 });
 
-t.test('a cap lowered below standing counts: a kind found disabled is disabled as at the cap (listed, logged, kept)', async (t) => {
+t.test('a cap lowered below standing counts: a kind found disabled at its next try is listed for the help desk', async (t) => {
   // Two gateways on one store (and keys), as in a rolling deploy: the old config counted six failures, the new cap is five.
   let kv: MemoryKvStore | undefined;
   const shared = (clock: ConstructorParameters<typeof MemoryKvStore>[0]) => (kv ??= new MemoryKvStore(clock));
@@ -221,17 +221,14 @@ t.test('a cap lowered below standing counts: a kind found disabled is disabled a
   t.teardown(lowered.close);
   lowered.clock.advance(old.clock.now() - lowered.clock.now());
   const gw = lowered.app.gateway;
+  t.same(await gw.limits.attempts.lockedOut(), [], 'not listed before');
   const { b, csrf } = await atCodePage(lowered);
   const refused = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, lowered.clock.now()) }, { accept: 'application/json' });
   t.match(JSON.parse(refused.body), { error: 'GW_ERR_FACTOR_LOCKED' }, 'the right code is refused');
-  t.equal(events(lowered, 'factor_locked').length, 1, 'logged as disabled');
   t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }], 'listed for the help desk');
-  await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, lowered.clock.now()) });
-  t.equal(events(lowered, 'factor_locked').length, 1, 'once');
-  // Kept until cleared, as a lock reached at the cap is, not forgotten with the count's window.
-  old.clock.advance(31 * 24 * 60 * 60_000);
-  lowered.clock.advance(31 * 24 * 60 * 60_000);
-  t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }], 'a month later');
+  await gw.limits.attempts.clear(gw.pidOf('alice')!, 'totp');
+  const again = await atCodePage(lowered);
+  t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, lowered.clock.now()) })).status, 303, 'cleared, the app signs in');
 });
 
 t.test('a kind disabled at the cap comes back when the user sets up a new one of that kind', async (t) => {
