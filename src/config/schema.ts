@@ -129,7 +129,10 @@ export const ConfigSchema = Type.Object(
             paths: PathList(['/login'], "The portal's password login path(s), intercepted by the gateway."),
             methods: Type.Array(Type.Union([Type.Literal('POST'), Type.Literal('PUT')]), { default: ['POST'], description: 'Methods of the login request.' }),
             bodyType: Type.Union([Type.Literal('form'), Type.Literal('json')], { default: 'form', description: 'Body of the login request: form (application/x-www-form-urlencoded) or json.' }),
-            usernameField: Type.String({ minLength: 1, default: 'username', description: 'Name of the username field in the login body.' }),
+            usernameField: Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 8, uniqueItems: true })], {
+              default: 'username',
+              description: 'Name of the username field in the login body; a list when the login paths name it differently (username at /login, j_username at /j_security_check): a body must hold exactly one of them.',
+            }),
             passwordField: Type.String({ minLength: 1, default: 'password', description: 'Name of the password field: in a query string it is refused as legacy authentication.' }),
             usernameCase: Type.Union([Type.Literal('lower'), Type.Literal('preserve')], {
               default: 'lower',

@@ -26,6 +26,24 @@ export function sameFieldName(name: string, field: string): boolean {
   return begins(phpKeys(cut)) || begins(cut.split(/[[\]]+/).filter(Boolean));
 }
 
+/** The configured name(s) of the username field (portal.login.usernameField: one, or a list). */
+export function usernameFields(login: { usernameField: string | readonly string[] }): readonly string[] {
+  return typeof login.usernameField === 'string' ? [login.usernameField] : login.usernameField;
+}
+
+/**
+ * Whether a form or JSON field is named as login forms commonly name their username (`j_username`, `UserName`,
+ * `email`, `login_id`, ASP.NET's `ctl00$Main$UserName`...): a field the portal may read the username from at a login
+ * path whose field the configuration does not name. The whole name is compared, folded (`user[password]` is not
+ * `user`), and an ASP.NET name by its last part. Not `login`, which names many a form's submit button.
+ */
+export function namedLikeAUsername(name: string): boolean {
+  const whole = name.split('\0', 1)[0]!;
+  return USERNAME_NAMES.has(foldKey(whole)) || USERNAME_NAMES.has(foldKey(whole.slice(whole.lastIndexOf('$') + 1)));
+}
+
+const USERNAME_NAMES = new Set(['username', 'jusername', 'user', 'userid', 'loginid', 'loginname', 'logonname', 'email', 'emailaddress']);
+
 /**
  * A key as the loosest comparison reads it: case-insensitive as Java's equalsIgnoreCase or Python's casefold (`ſ` is
  * s, `ı` and `İ` are i, `ｕ` is u), accents dropped, and without -, _, . and whitespace.

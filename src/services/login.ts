@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js';
 import { pathAndQuery } from '../domain/canonical-path.js';
 import { applySetCookies, cookieHeader, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
-import { queryWrapsLoginField, sameFieldName } from '../domain/legacy-auth.js';
+import { namedLikeAUsername, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
@@ -145,8 +145,8 @@ export class LoginService {
   private async afterAddress(req: LoginRequest, ip: string): Promise<LoginOutcome> {
     const { config, clock } = this.d;
     const login = config.portal.login;
-    if (queryWrapsLoginField(req.query, [login.usernameField, login.passwordField])) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a login field inside another in the query');
-    const parsed = parseLoginBody(await req.body(), login.bodyType, login.usernameField);
+    if (queryWrapsLoginField(req.query, [...usernameFields(login), login.passwordField])) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a login field inside another in the query');
+    const parsed = parseLoginBody(await req.body(), login.bodyType, usernameFields(login));
     const username = canonicalUsername(parsed.username, login.usernameCase);
     if (username === null || (this.usernamePattern && !this.usernamePattern.test(username))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
     const pid = pseudonym(this.d.pseudonymKey, username);
@@ -351,13 +351,24 @@ interface ParsedLogin {
 }
 
 /**
- * One canonical parse of the login body (SECURITY C-35). Refused: a repeated field, a non-string username, and
- * any other spelling of the username field (`UserName`), which a portal matching names loosely could read
- * instead. Form and JSON bodies keep every byte of every other field as sent; only the username value is rewritten.
+ * One canonical parse of the login body (SECURITY C-35). Refused: a repeated field, a non-string username, any
+ * other spelling of the username field (`UserName`), which a portal matching names loosely could read instead, more
+ * than one of the configured username fields, and a field named as login forms name a username that is not
+ * configured (`j_username`): at a login path whose field the configuration misses, the portal would sign in the
+ * account named there, the gateway the one in the configured field. Form and JSON bodies keep every byte of every
+ * other field as sent; only the username value is rewritten.
  */
-export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: string): ParsedLogin {
+export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: readonly string[]): ParsedLogin {
   const bad = (why: string) => new GatewayError('GW_ERR_BAD_REQUEST', why);
-  const namesLike = (names: string[]) => names.filter((n) => sameFieldName(n, field));
+  const namesLike = (names: string[]) => names.filter((n) => fields.some((f) => sameFieldName(n, f)));
+  // The one configured field the body holds, after the checks every body gets.
+  const usernameField = (names: string[]): string => {
+    const held = fields.filter((f) => names.includes(f));
+    if (held.length === 0) throw bad('no username field');
+    if (namesLike(names).length !== 1) throw bad('another spelling of the username field, or more than one');
+    if (names.some((n) => n !== held[0] && namedLikeAUsername(n))) throw bad('a field named like a username that is not configured');
+    return held[0]!;
+  };
   if (type === 'form') {
     // A browser sends ";" as %3B; some portals (CGI.pm, older Python) split fields on it too, and would read
     // `x=1;username=other` as a field of its own.
@@ -371,9 +382,7 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
     // No form has such a name; a portal may cut it short or drop the character, and read another field.
     if (names.some((n) => /[\x00-\x1f\x7f]/.test(n!))) throw bad('control character in a field name');
     if (new Set(names).size !== names.length) throw bad('duplicate form field');
-    const at = names.indexOf(field);
-    if (at === -1) throw bad('no username field');
-    if (namesLike(names as string[]).length !== 1) throw bad('another spelling of the username field');
+    const at = names.indexOf(usernameField(names as string[]));
     const pair = pairs[at]!;
     const username = decodeFormComponent(pair.includes('=') ? pair.slice(pair.indexOf('=') + 1) : '');
     if (username === null) throw bad('malformed form encoding');
@@ -396,9 +405,9 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', field: strin
   // No login form nests deeply; thousands of levels would make writing the body back for the portal throw.
   if (deeperThan(json, MAX_JSON_DEPTH)) throw bad('login body nested too deeply');
   const obj = json as Record<string, unknown>;
+  const field = usernameField(Object.keys(obj));
   const username = obj[field];
   if (typeof username !== 'string') throw bad('no username field');
-  if (namesLike(Object.keys(obj)).length !== 1) throw bad('another spelling of the username field');
   // Rails wraps a JSON login as `session: {username}` unless the body brings such a wrapper itself, whose username
   // the portal would then check instead.
   const nested = (v: unknown): boolean => v !== null && typeof v === 'object' && Object.values(v).some((w) => w !== null && typeof w === 'object' && (namesLike(Object.keys(w)).length > 0 || nested(w)));

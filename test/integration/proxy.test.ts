@@ -174,6 +174,9 @@ t.test('the login intercept: methods, content types, sizes, duplicate fields', a
   t.equal((await b.post('/login?%u0075sername=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, '%u-encoded, as ASP.NET reads it');
   t.equal((await b.post('/login?session[username]=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 400, 'inside another field (a Rails login wrapper)');
   t.equal((await b.post('/login', { username: 'fresh-name', USERNAME: 'alice', password: ALICE.password, csrf })).status, 400, 'another spelling in the body');
+  // A servlet login (j_security_check) reads j_username: listed as a login path without it, the portal would sign in
+  // alice while the gateway held the sign-in for fresh-name.
+  t.equal((await b.post('/login', { username: 'fresh-name', j_username: 'alice', j_password: ALICE.password, csrf })).status, 400, "another form's username field");
   const form = new URLSearchParams({ username: ALICE.username, password: ALICE.password, csrf }).toString();
   t.equal((await b.send('POST', '/login', `x=1;username=bob&${form}`, { 'content-type': 'application/x-www-form-urlencoded' })).status, 400, 'a ";" separator in the body');
   t.equal((await b.post('/login?x=1;username=bob', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'a username after ";" in the query');
@@ -271,4 +274,16 @@ t.test('no page is kept by the browser (Back on a shared computer); a signed-in 
   // The portal's refusal of a password: its login form again.
   const refused = await s.browser().post('/login', { username: ALICE.username, password: 'wrong', csrf: inputValue(login.body, 'csrf') });
   t.equal(refused.headers['cache-control'], 'no-store', 'its error page too');
+});
+
+t.test('usernameField as a list (login paths that name the field differently): a body with one of them signs in', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.portal.login.usernameField = ['j_username', 'username']) });
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  t.equal((await b.get('/records')).status, 200);
+  const other = s.browser();
+  const csrf = inputValue((await other.get('/login')).body, 'csrf');
+  const before = s.portalRequests.length;
+  t.equal((await other.post('/login', { username: 'fresh-name', j_username: 'alice', password: ALICE.password, csrf })).status, 400, 'both at once');
+  t.equal(s.portalRequests.length, before, 'refused before the portal');
 });

@@ -3,7 +3,7 @@ import { parseLoginBody } from '../../../src/services/login.js';
 
 const refused = (body: string, type: 'form' | 'json') => {
   try {
-    parseLoginBody(Buffer.from(body), type, 'username');
+    parseLoginBody(Buffer.from(body), type, ['username']);
     return false;
   } catch (err) {
     return (err as { code?: string }).code === 'GW_ERR_BAD_REQUEST';
@@ -11,7 +11,7 @@ const refused = (body: string, type: 'form' | 'json') => {
 };
 
 t.test('form bodies: one canonical parse, the canonical username is what the portal gets', async (t) => {
-  const parsed = parseLoginBody(Buffer.from('username=+ALICE+&password=p%26w&csrf=x'), 'form', 'username');
+  const parsed = parseLoginBody(Buffer.from('username=+ALICE+&password=p%26w&csrf=x'), 'form', ['username']);
   t.equal(parsed.username, ' ALICE ');
   t.equal(parsed.withUsername('alice').toString(), 'username=alice&password=p%26w&csrf=x', 'other fields untouched');
   const bad: [string, string][] = [
@@ -36,25 +36,25 @@ t.test('form bodies: one canonical parse, the canonical username is what the por
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'form'), why);
   // Portals whose fields have brackets of their own (Magento's login[username], Devise's user[email]).
-  const nested = parseLoginBody(Buffer.from('login%5Busername%5D=alice&login%5Bpassword%5D=pw'), 'form', 'login[username]');
+  const nested = parseLoginBody(Buffer.from('login%5Busername%5D=alice&login%5Bpassword%5D=pw'), 'form', ['login[username]']);
   t.equal(nested.username, 'alice', 'a bracketed field name is its own field');
-  t.throws(() => parseLoginBody(Buffer.from('login[username]=mallory&login[username]%00=alice&login[password]=pw'), 'form', 'login[username]'), { code: 'GW_ERR_BAD_REQUEST' }, 'NUL spelling of a bracketed field');
+  t.throws(() => parseLoginBody(Buffer.from('login[username]=mallory&login[username]%00=alice&login[password]=pw'), 'form', ['login[username]']), { code: 'GW_ERR_BAD_REQUEST' }, 'NUL spelling of a bracketed field');
   // PHP ignores what follows the last ], and reads login[username][] as the field too (the later one wins).
   for (const other of ['login[username]x', 'login[username][]', 'login[User_Name]'])
-    t.throws(() => parseLoginBody(Buffer.from(`login[username]=mallory&${encodeURIComponent(other)}=alice`), 'form', 'login[username]'), { code: 'GW_ERR_BAD_REQUEST' }, other);
-  t.equal(parseLoginBody(Buffer.from('login[username]=alice&login[usernames]=x&login=y'), 'form', 'login[username]').username, 'alice', 'other keys of the same array');
+    t.throws(() => parseLoginBody(Buffer.from(`login[username]=mallory&${encodeURIComponent(other)}=alice`), 'form', ['login[username]']), { code: 'GW_ERR_BAD_REQUEST' }, other);
+  t.equal(parseLoginBody(Buffer.from('login[username]=alice&login[usernames]=x&login=y'), 'form', ['login[username]']).username, 'alice', 'other keys of the same array');
   // PHP turns a [ without a ] after it into _: it reads user[name as user_name, the gateway would have read alice.
   for (const other of ['user[name', 'user[name[', ' user.name'])
-    t.throws(() => parseLoginBody(Buffer.from(`user_name=alice&${encodeURIComponent(other)}=bob&password=bobpw`), 'form', 'user_name'), { code: 'GW_ERR_BAD_REQUEST' }, `${other}: PHP reads user_name`);
-  t.equal(parseLoginBody(Buffer.from('user_name=alice&user[name]=x&password=pw'), 'form', 'user_name').username, 'alice', 'user[name] is the array user: another field');
-  const latin1 = parseLoginBody(Buffer.from('username=Alice&password=caf%E9+cr%E8me'), 'form', 'username');
+    t.throws(() => parseLoginBody(Buffer.from(`user_name=alice&${encodeURIComponent(other)}=bob&password=bobpw`), 'form', ['user_name']), { code: 'GW_ERR_BAD_REQUEST' }, `${other}: PHP reads user_name`);
+  t.equal(parseLoginBody(Buffer.from('user_name=alice&user[name]=x&password=pw'), 'form', ['user_name']).username, 'alice', 'user[name] is the array user: another field');
+  const latin1 = parseLoginBody(Buffer.from('username=Alice&password=caf%E9+cr%E8me'), 'form', ['username']);
   t.equal(latin1.withUsername('alice').toString('latin1'), 'username=alice&password=caf%E9+cr%E8me', 'other fields byte for byte, whatever their charset');
-  t.equal(parseLoginBody(Buffer.from('username=b%C3%B8b+x&password=p'), 'form', 'username').username, 'bøb x');
-  t.equal(parseLoginBody(Buffer.from('username=x&password=p'), 'form', 'username').withUsername('a&b=c').toString(), 'username=a%26b%3Dc&password=p');
+  t.equal(parseLoginBody(Buffer.from('username=b%C3%B8b+x&password=p'), 'form', ['username']).username, 'bøb x');
+  t.equal(parseLoginBody(Buffer.from('username=x&password=p'), 'form', ['username']).withUsername('a&b=c').toString(), 'username=a%26b%3Dc&password=p');
 });
 
 t.test('JSON bodies', async (t) => {
-  const parsed = parseLoginBody(Buffer.from('{"username":"Alice","password":"pw","remember":true}'), 'json', 'username');
+  const parsed = parseLoginBody(Buffer.from('{"username":"Alice","password":"pw","remember":true}'), 'json', ['username']);
   t.equal(parsed.username, 'Alice');
   t.same(JSON.parse(parsed.withUsername('alice').toString()), { username: 'alice', password: 'pw', remember: true });
   const bad: [string, string][] = [
@@ -78,17 +78,54 @@ t.test('JSON bodies', async (t) => {
     ['{"username":"alice","device":{"id":1,"id":2}}', 'a repeated key further in'],
   ];
   for (const [body, why] of bad) t.ok(refused(body, 'json'), why);
-  t.throws(() => parseLoginBody(Buffer.from([...Buffer.from('{"username":"alice","password":"'), 0xff, ...Buffer.from('"}')]), 'json', 'username'), { code: 'GW_ERR_BAD_REQUEST' }, 'bytes that are not UTF-8');
+  t.throws(() => parseLoginBody(Buffer.from([...Buffer.from('{"username":"alice","password":"'), 0xff, ...Buffer.from('"}')]), 'json', ['username']), { code: 'GW_ERR_BAD_REQUEST' }, 'bytes that are not UTF-8');
   const nested = `{"username":"alice","x":${'{"a":'.repeat(31)}1${'}'.repeat(31)}}`;
-  t.equal(parseLoginBody(Buffer.from(nested), 'json', 'username').withUsername('alice').toString(), nested, '32 levels are fine');
-  t.equal(parseLoginBody(Buffer.from('{"username":"alice","device":{"name":"phone"}}'), 'json', 'username').username, 'alice', 'other nested fields are fine');
-  t.equal(parseLoginBody(Buffer.from('username=alice&password=a%3Bb'), 'form', 'username').username, 'alice', 'an encoded ";" is fine');
+  t.equal(parseLoginBody(Buffer.from(nested), 'json', ['username']).withUsername('alice').toString(), nested, '32 levels are fine');
+  t.equal(parseLoginBody(Buffer.from('{"username":"alice","device":{"name":"phone"}}'), 'json', ['username']).username, 'alice', 'other nested fields are fine');
+  t.equal(parseLoginBody(Buffer.from('username=alice&password=a%3Bb'), 'form', ['username']).username, 'alice', 'an encoded ";" is fine');
   // The username's value is the only change: numbers beyond 2^53, 1e400, key order and spacing reach the portal as sent.
   const sent = '{ "2":"a", "tenant": 9007199254740993, "username" :\t"Alice" , "big":1e400,"password":"p\\u00e9\\"w","x":{"username2":[]}}';
   t.equal(
-    parseLoginBody(Buffer.from(sent), 'json', 'username').withUsername('alice').toString(),
+    parseLoginBody(Buffer.from(sent), 'json', ['username']).withUsername('alice').toString(),
     sent.replace('"Alice"', '"alice"'),
   );
-  t.equal(parseLoginBody(Buffer.from('{"username":"Zoë","a":"é"}'), 'json', 'username').withUsername('zoë\u2028').toString(), '{"username":"zoë\u2028","a":"é"}', 'UTF-8 kept');
-  t.equal(parseLoginBody(Buffer.from('{"a":{"b":["{"]},"username":"A"}'), 'json', 'username').withUsername('a').toString(), '{"a":{"b":["{"]},"username":"a"}', 'after nested values');
+  t.equal(parseLoginBody(Buffer.from('{"username":"Zoë","a":"é"}'), 'json', ['username']).withUsername('zoë\u2028').toString(), '{"username":"zoë\u2028","a":"é"}', 'UTF-8 kept');
+  t.equal(parseLoginBody(Buffer.from('{"a":{"b":["{"]},"username":"A"}'), 'json', ['username']).withUsername('a').toString(), '{"a":{"b":["{"]},"username":"a"}', 'after nested values');
+});
+
+t.test('login paths that name the username field differently: each name configured, exactly one in a body', async (t) => {
+  const fields = ['username', 'j_username'];
+  const java = parseLoginBody(Buffer.from('j_username=Alice&j_password=pw'), 'form', fields);
+  t.equal(java.username, 'Alice');
+  t.equal(java.withUsername('alice').toString(), 'j_username=alice&j_password=pw', 'the field it came in is the one rewritten');
+  t.equal(parseLoginBody(Buffer.from('{"j_username":"alice","password":"pw"}'), 'json', fields).username, 'alice');
+  const refusedWith = (body: string, type: 'form' | 'json', names: string[]) => {
+    try {
+      parseLoginBody(Buffer.from(body), type, names);
+      return false;
+    } catch (err) {
+      return (err as { code?: string }).code === 'GW_ERR_BAD_REQUEST';
+    }
+  };
+  // The portal at /j_security_check would sign in alice; the gateway must not hold the sign-in for mallory.
+  t.ok(refusedWith('j_username=alice&j_password=pw&username=mallory', 'form', fields), 'two configured fields at once');
+  t.ok(refusedWith('{"username":"mallory","j_username":"alice"}', 'json', fields), 'the same in JSON');
+  // With only `username` configured, a field commonly holding the username elsewhere is refused all the same.
+  for (const [body, why] of [
+    ['j_username=alice&j_password=pw&username=mallory', 'a servlet form field'],
+    ['username=mallory&password=pw&Email=alice%40example.org', 'an email field'],
+    ['username=mallory&password=pw&ctl00%24Main%24UserName=alice', 'an ASP.NET field'],
+    ['username=mallory&password=pw&user_id=alice', 'user_id'],
+  ] as const) {
+    t.ok(refusedWith(body, 'form', ['username']), why);
+  }
+  t.ok(refusedWith('{"username":"mallory","email":"alice@example.org"}', 'json', ['username']), 'an email key in JSON');
+  // What login forms carry besides their username stays accepted.
+  for (const [body, names] of [
+    ['username=alice&password=pw&login=Sign+in&remember=1&csrf=x', ['username']],
+    ['user%5Bemail%5D=alice%40example.org&user%5Bpassword%5D=pw', ['user[email]']],
+    ['ctl00%24Main%24UserName=alice&ctl00%24Main%24Password=pw&__VIEWSTATE=x&ctl00%24Main%24Login=Log+in', ['ctl00$Main$UserName']],
+  ] as const) {
+    t.notOk(refusedWith(body, 'form', [...names]), body);
+  }
 });
