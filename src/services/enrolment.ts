@@ -187,7 +187,8 @@ export class EnrolmentService {
     if (!secret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'TOTP set-up expired');
     const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active), secret, input, ip);
     if (!check.ok) return check;
-    await this.setups.delete(key);
+    // Taken once: the same set-up confirmed in two tabs at once (each with a code of its own) binds one app.
+    if (!(await this.setups.deleteIf(key, (cur) => cur === secret))) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'TOTP set-up confirmed meanwhile');
     return this.bind(active.record.pid, this.totpFactor(secret, name), active.record.username, ip, { first: false, provenByKey: active.record.deviceBound === true });
   }
 

@@ -309,6 +309,14 @@ t.test('the code of an app being added, sent twice at once: one app is bound', a
   t.same(results.map((r) => r.ok).sort(), [false, true], 'one bound, the other refused: code already used');
   t.equal(replayed(s), before + 1, 'reported as replayed');
   t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 3, 'one more app, not two');
+
+  // One set-up confirmed in two tabs at once, each with a code of its own (the last step's and this one's).
+  const third = shownSecret((await b.get('/_mfa/security/totp')).body);
+  s.clock.advance(30_000);
+  const codes = [await totpAt(third, s.clock.now() - 30_000), await totpAt(third, s.clock.now())];
+  const settled = await Promise.allSettled(codes.map((code, i) => s.app.gateway.enrolment.confirmSessionTotp(active, code, `Tab ${i}`, '192.0.2.1')));
+  t.equal(settled.filter((r) => r.status === 'fulfilled' && r.value.ok).length, 1, 'one binds the app');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 4, 'once');
 });
 
 t.test('an app added while an operator resets the factors does not become the account\'s only factor', async (t) => {
