@@ -157,12 +157,7 @@ export class AdminService {
     // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
     await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
     // A factor record no configured key opens (its key already retired) is erased all the same.
-    const f = await effort.run(() =>
-      this.d.factors.get(pid).catch((err: unknown) => {
-        if (err instanceof UnreadableRecord) return null;
-        throw err;
-      }),
-    );
+    const f = await effort.run(() => this.d.factors.get(pid).catch(unreadableAsNone));
     await this.forgetFactors(pid, f ?? null, effort);
     // What names the user by value rather than by key: the passkeys' credential ids (also when the factor record could
     // not be opened to list them), and the usernames an address tried (kept for the credential-stuffing window).
@@ -268,8 +263,11 @@ export class AdminService {
   }
 
   private async forgetFactors(pid: string, f: UserFactors | null, effort: BestEffort): Promise<void> {
-    for (const x of f?.factors ?? []) if (x.kind === 'webauthn') await effort.run(() => this.d.owners.release(x.credential.id));
-    await effort.run(() => this.d.factors.delete(pid));
+    // Taken, not deleted: a passkey the user added since `f` was read goes too, and its id is released with the others
+    // (else no account could ever register that key again).
+    const taken = await effort.run(() => this.d.factors.take(pid).catch(unreadableAsNone));
+    const passkeys = [...(f?.factors ?? []), ...(taken?.factors ?? [])].flatMap((x) => (x.kind === 'webauthn' ? [x.credential.id] : []));
+    for (const id of new Set(passkeys)) await effort.run(() => this.d.owners.release(id));
     await effort.run(() => this.d.attempts.clear(pid));
     await effort.run(() => this.d.kv.delete(keys.totpStep(pid)));
     await effort.run(async () => {
@@ -317,4 +315,10 @@ export class AdminService {
       return null;
     }
   }
+}
+
+/** A record no configured key opens counts as none (erased all the same). */
+function unreadableAsNone(err: unknown): null {
+  if (err instanceof UnreadableRecord) return null;
+  throw err;
 }

@@ -93,6 +93,10 @@ export class FactorStore {
   delete(pid: string): Promise<void> {
     return this.records.delete(keys.factors(pid));
   }
+  /** Deletes the user's factors and returns them as they were (gone even when no configured key opens them). */
+  take(pid: string): Promise<UserFactors | null> {
+    return this.records.take(keys.factors(pid));
+  }
   /** Deletes the user's factors while they are as `holds` wants them (not changed since); whether it did. */
   deleteIf(pid: string, holds: (current: UserFactors) => boolean): Promise<boolean> {
     return this.records.deleteIf(keys.factors(pid), holds);

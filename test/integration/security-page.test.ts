@@ -333,3 +333,24 @@ t.test('an app added while an operator resets the factors does not become the ac
   t.equal(r.status, 401, 'refused');
   t.equal(await stores.factors.get(pid), null, 'no factor was bound: the next login goes through the enrolment proof');
 });
+
+t.test("a passkey added just after a reset read the factors: its id is released with the others (the key can be registered again)", async (t) => {
+  const { s } = await setUp(t);
+  const { b } = await signUpAndEnrol(s);
+  const gw = s.app.gateway;
+  const pid = gw.pidOf(ALICE.username)!;
+  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
+  const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const credential = auth.register((await jsonCall(b, '/_mfa/security/passkey/options', csrf)).json);
+  // The reset reads the factors (an app only), then the passkey is bound, then the reset goes on.
+  const read = gw.stores.factors.get.bind(gw.stores.factors);
+  gw.stores.factors.get = async (p: string) => {
+    const seen = await read(p);
+    t.equal((await jsonCall(b, '/_mfa/security/passkey', csrf, { credential, name: 'Key' })).status, 200, 'bound meanwhile');
+    gw.stores.factors.get = read;
+    return seen;
+  };
+  await gw.admin.resetFactors(pid);
+  t.equal(await gw.stores.factors.get(pid), null, 'every factor gone');
+  t.equal(await s.kv.get(`webauthn-credential:{${credential.id}}`), null, "the passkey's id released too");
+});
