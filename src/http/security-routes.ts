@@ -8,6 +8,7 @@ import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import { isDeviceBound } from '../mechanisms/webauthn.js';
 import { CHANGE_WINDOW_MS, recoverySetOf } from '../services/factors.js';
+import { twinForm } from '../services/second-factor.js';
 import type { ActiveSession } from '../services/sessions.js';
 import { deviceBound, removable, usable } from '../stores/factor-store.js';
 import type { MessageKey } from '../ui/i18n.js';
@@ -101,7 +102,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const active = await forChange(req);
     // The set the page offered to replace (a page from before this field existed sends none: no check).
     const replaces = Object.hasOwn((req.body as object | undefined) ?? {}, 'replaces') ? field(req, 'replaces') : undefined;
-    const codes = await factors.newRecoveryCodes(active, replaces, clientIp(req));
+    const codes = await factors.newRecoveryCodes(active, replaces, clientIp(req), twinForm(field(req, 'csrf'), replaces ?? ''));
     // The form was sent again (Back, then resend): the set it meant to replace is gone already; the codes just
     // printed stay the ones that work.
     if (!codes) return done(reply, 'codes-kept');

@@ -66,15 +66,24 @@ export class FactorService {
    * (recoverySetOf): when that set was replaced meanwhile (the same form sent twice), nothing changes (null);
    * undefined replaces whatever set there is.
    */
-  async newRecoveryCodes(active: ActiveSession, replaces: string | undefined, ip: string): Promise<string[] | null> {
+  /**
+   * A new set replacing the set `replaces` (the one the page showed). Null when that set is gone already: the form was
+   * sent again later (Back, then resend), and the codes printed last are the ones that work. The same form sent again
+   * at once (a double-click, `form`: its CSRF token and set) gets the codes the first one made, which the browser
+   * shows instead of the first answer.
+   */
+  async newRecoveryCodes(active: ActiveSession, replaces: string | undefined, ip: string, form: string): Promise<string[] | null> {
     this.requireRecent(active);
+    const { pid } = active.record;
     const { codes, stored } = await newRecoveryCodes();
     const addedAt = this.d.clock.now();
-    const updated = await this.d.factors.update(active.record.pid, (cur) => {
+    await this.d.factors.codesMade.markBusy(pid);
+    const updated = await this.d.factors.update(pid, (cur) => {
       const current = cur ?? { factors: [] };
       return replaces === undefined || recoverySetOf(current) === replaces ? { ...current, recovery: { ...stored, addedAt } } : cur;
     });
-    if (updated?.recovery?.salt !== stored.salt) return null;
+    if (updated?.recovery?.salt !== stored.salt) return (await this.d.factors.codesMade.take(pid, form))?.codes ?? null;
+    await this.d.factors.codesMade.put(pid, form, { codes });
     this.d.security('recovery_codes_regenerated', { pid: active.record.pid, ip });
     this.d.notifier.notify({ event: 'recovery_codes_regenerated', user: active.record.username, ip });
     await this.afterChange(active, ip);

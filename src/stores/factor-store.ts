@@ -4,6 +4,7 @@ import type { Sealer } from '../mechanisms/sealer.js';
 import { isDeviceBound, type StoredCredential } from '../mechanisms/webauthn.js';
 import type { KvStore } from './kv-store.js';
 import { keys } from './keys.js';
+import { FormTwins } from './form-twins.js';
 import { SealedRecords } from './sealed-records.js';
 
 interface FactorBase {
@@ -74,11 +75,14 @@ const REMOVED_MARK_TTL_MS = 24 * 60 * 60_000;
 /** A user's second factors, kept until removed. A record that cannot be opened is an error, never "no factor". */
 export class FactorStore {
   private readonly records: SealedRecords<UserFactors>;
+  /** Recovery codes just made, by user: a double-click on "make new codes" shows the second answer the same codes. */
+  readonly codesMade: FormTwins<{ codes: string[] }>;
   constructor(
     private readonly kv: KvStore,
     sealer: Sealer,
   ) {
     this.records = new SealedRecords(kv, sealer, { unreadable: 'fail' });
+    this.codesMade = new FormTwins(kv, sealer, { outcome: keys.recoveryCodesMade, busy: keys.recoveryCodesMaking });
   }
   get(pid: string): Promise<UserFactors | null> {
     return this.records.get(keys.factors(pid));

@@ -18,6 +18,9 @@ export const keys = {
   /** A session ended (logout) lately: a step-up that took it at that moment does not start its new one. */
   sessionEnded: (sid: string) => `session:{${sid}}:ended`,
   factors: (pid: string) => `user:{${pid}}:factors`,
+  /** New recovery codes just made on the security page, for a second submission of its form (see FactorService). */
+  recoveryCodesMade: (pid: string) => `user:{${pid}}:recovery-codes-made`,
+  recoveryCodesMaking: (pid: string) => `user:{${pid}}:recovery-codes-making`,
   /** When an operator last removed the user's factors (a reset, an erasure): a first factor of a sign-in begun before is taken back. */
   factorsRemoved: (pid: string) => `user:{${pid}}:factors-removed`,
   userSessions: (pid: string) => `user:{${pid}}:sessions`,
