@@ -317,6 +317,11 @@ export function configWarnings(c: Config): string[] {
   if (c.enrolment.proof === 'first-login') {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
+  if (!c.portal.login.failure) {
+    w.push(
+      "portal.login.failure is not set: a login answer that is not a success counts as a refused password, shown with its cookies kept for the browser's public pages; a right password your success rules miss (an interstitial page) would leave the portal signed in there",
+    );
+  }
   if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
   // Plain http to another machine is a warning, not an error: a service mesh may carry it over mutual TLS.
   if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');

@@ -300,6 +300,9 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   const warned = configWarnings(resolveConfig(plain));
   t.ok(warned.some((w) => w.startsWith('enrolment.webhook.url is plain http')), 'enrolment codes over plain http: a warning');
   t.ok(warned.some((w) => w.startsWith('notify.url is plain http')), 'notifications too');
+  t.ok(warned.some((w) => w.startsWith('portal.login.failure is not set')), 'no rule for a refused login: a warning');
+  plain.portal.login.failure = { status: [200] };
+  t.notOk(configWarnings(resolveConfig(plain)).some((w) => w.startsWith('portal.login.failure')), 'with one: none');
   const local = rawTestConfig('http://127.0.0.1:1');
   local.enrolment = { proof: 'webhook', webhook: { url: 'http://127.0.0.1:9999/hook', secret: randomKey() } };
   local.notify = { url: 'https://alerts.example/in', secret: randomKey() };
