@@ -34,12 +34,15 @@ export function usernameFields(login: { usernameField: string | readonly string[
 /**
  * Whether a form or JSON field is named as login forms commonly name their username (`j_username`, `UserName`,
  * `email`, `login_id`, ASP.NET's `ctl00$Main$UserName`...): a field the portal may read the username from at a login
- * path whose field the configuration does not name. The whole name is compared, folded (`user[password]` is not
- * `user`), and an ASP.NET name by its last part. Not `login`, which names many a form's submit button.
+ * path whose field the configuration does not name. The whole name is compared, folded, also as PHP reads it
+ * (`user[name` is user_name), but not its array keys (`user[password]` is not `user`); an ASP.NET name by its last
+ * part. Not `login`, which names many a form's submit button.
  */
 export function namedLikeAUsername(name: string): boolean {
   const whole = name.split('\0', 1)[0]!;
-  return USERNAME_NAMES.has(foldKey(whole)) || USERNAME_NAMES.has(foldKey(whole.slice(whole.lastIndexOf('$') + 1)));
+  const php = phpKeys(whole);
+  const readings = [whole, whole.slice(whole.lastIndexOf('$') + 1), ...(php.length === 1 ? php : [])];
+  return readings.some((r) => USERNAME_NAMES.has(foldKey(r)));
 }
 
 const USERNAME_NAMES = new Set(['username', 'jusername', 'user', 'userid', 'loginid', 'loginname', 'logonname', 'email', 'emailaddress']);
@@ -90,7 +93,12 @@ export function queryWrapsLoginField(query: string, loginFields: readonly string
  * (`%u0075sername` is their `username`).
  */
 export function queryFieldNames(query: string): string[] {
-  return query ? [...new URLSearchParams(query.replaceAll(';', '&').replace(/%u([0-9A-Fa-f]{4})/g, utf8Escape)).keys()] : [];
+  return queryFields(query).map(([name]) => name);
+}
+
+/** The fields of a query string, name and value, read as queryFieldNames reads them. */
+export function queryFields(query: string): [string, string][] {
+  return query ? [...new URLSearchParams(query.replaceAll(';', '&').replace(/%u([0-9A-Fa-f]{4})/g, utf8Escape))] : [];
 }
 
 function utf8Escape(_: string, hex: string): string {

@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js';
 import { pathAndQuery } from '../domain/canonical-path.js';
 import { applySetCookies, cookieHeader, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
-import { namedLikeAUsername, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
+import { namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
@@ -147,6 +147,8 @@ export class LoginService {
     const login = config.portal.login;
     if (queryWrapsLoginField(req.query, [...usernameFields(login), login.passwordField])) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a login field inside another in the query');
     const parsed = parseLoginBody(await req.body(), login.bodyType, usernameFields(login));
+    // A servlet container reads its j_username from the query as well as from the body.
+    if (queryFields(req.query).some(([n, v]) => otherUsername(n, v, parsed.username))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a field named like a username in the query');
     const username = canonicalUsername(parsed.username, login.usernameCase);
     if (username === null || (this.usernamePattern && !this.usernamePattern.test(username))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
     const pid = pseudonym(this.d.pseudonymKey, username);
@@ -366,7 +368,6 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: read
     const held = fields.filter((f) => names.includes(f));
     if (held.length === 0) throw bad('no username field');
     if (namesLike(names).length !== 1) throw bad('another spelling of the username field, or more than one');
-    if (names.some((n) => n !== held[0] && namedLikeAUsername(n))) throw bad('a field named like a username that is not configured');
     return held[0]!;
   };
   if (type === 'form') {
@@ -383,9 +384,13 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: read
     if (names.some((n) => /[\x00-\x1f\x7f]/.test(n!))) throw bad('control character in a field name');
     if (new Set(names).size !== names.length) throw bad('duplicate form field');
     const at = names.indexOf(usernameField(names as string[]));
-    const pair = pairs[at]!;
-    const username = decodeFormComponent(pair.includes('=') ? pair.slice(pair.indexOf('=') + 1) : '');
+    // Decoded only where read: other fields reach the portal as sent, in whatever charset.
+    const valueOf = (i: number) => decodeFormComponent(pairs[i]!.includes('=') ? pairs[i]!.slice(pairs[i]!.indexOf('=') + 1) : '');
+    const username = valueOf(at);
     if (username === null) throw bad('malformed form encoding');
+    // A value that does not decode (another charset) is another name.
+    const another = (n: string, i: number) => i !== at && otherUsername(n, valueOf(i) ?? '\0', username);
+    if ((names as string[]).some(another)) throw bad('a field named like a username that is not configured');
     return {
       username,
       withUsername: (canonical) =>
@@ -408,6 +413,7 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: read
   const field = usernameField(Object.keys(obj));
   const username = obj[field];
   if (typeof username !== 'string') throw bad('no username field');
+  if (Object.entries(obj).some(([n, v]) => n !== field && typeof v === 'string' && otherUsername(n, v, username))) throw bad('a field named like a username that is not configured');
   // Rails wraps a JSON login as `session: {username}` unless the body brings such a wrapper itself, whose username
   // the portal would then check instead.
   const nested = (v: unknown): boolean => v !== null && typeof v === 'object' && Object.values(v).some((w) => w !== null && typeof w === 'object' && (namesLike(Object.keys(w)).length > 0 || nested(w)));
@@ -475,6 +481,14 @@ function deeperThan(value: unknown, levels: number): boolean {
   if (value === null || typeof value !== 'object') return false;
   if (levels === 0) return true;
   return Object.values(value).some((v) => deeperThan(v, levels - 1));
+}
+
+/**
+ * A field besides the configured one, named as login forms name a username, that names another account: at a login
+ * path whose field the configuration misses, the portal would read it. Empty, or the same name, it changes nothing.
+ */
+export function otherUsername(name: string, value: string, username: string): boolean {
+  return value !== '' && value !== username && namedLikeAUsername(name);
 }
 
 function decodeFormComponent(s: string): string | null {

@@ -285,5 +285,9 @@ t.test('usernameField as a list (login paths that name the field differently): a
   const csrf = inputValue((await other.get('/login')).body, 'csrf');
   const before = s.portalRequests.length;
   t.equal((await other.post('/login', { username: 'fresh-name', j_username: 'alice', password: ALICE.password, csrf })).status, 400, 'both at once');
+  t.equal((await other.post('/login?j_username=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 403, 'one in the query: credentials in the query');
+  // A field named like a username that is not configured, in the query, where a servlet container reads it too.
+  t.equal((await other.post('/login?user_id=alice', { username: 'fresh-name', password: ALICE.password, csrf })).status, 400, 'user_id');
+  t.equal((await other.post('/login?email=alice%40example.org', { username: 'fresh-name', password: ALICE.password, csrf })).status, 400, 'email');
   t.equal(s.portalRequests.length, before, 'refused before the portal');
 });

@@ -129,3 +129,23 @@ t.test('login paths that name the username field differently: each name configur
     t.notOk(refusedWith(body, 'form', [...names]), body);
   }
 });
+
+t.test('fields named like a username: every reading of the name, only when they name another account', async (t) => {
+  const refusedWith = (body: string, type: 'form' | 'json', names: string[]) => {
+    try {
+      parseLoginBody(Buffer.from(body), type, names);
+      return false;
+    } catch (err) {
+      return (err as { code?: string }).code === 'GW_ERR_BAD_REQUEST';
+    }
+  };
+  // PHP reads a [ without a ] after it as _: user[name is user_name, j[username is j_username.
+  for (const other of ['user[name', 'j[username', 'login[id', 'email[address'])
+    t.ok(refusedWith(`login%5Busername%5D=mallory&password=pw&${encodeURIComponent(other)}=alice`, 'form', ['login[username]']), other);
+  // Empty, or naming the same account, they change nothing: an ASP.NET page posting its password-recovery box, a
+  // JSON login sending the address as both email and username.
+  t.notOk(refusedWith('ctl00%24Main%24Login1%24UserName=alice&ctl00%24Main%24Login1%24Password=pw&ctl00%24Main%24Recovery%24UserName=', 'form', ['ctl00$Main$Login1$UserName']), 'an empty one');
+  t.notOk(refusedWith('{"email":"a@example.org","username":"a@example.org","password":"pw"}', 'json', ['username']), 'the same name twice');
+  t.notOk(refusedWith('{"username":"alice","user":{"remember":true},"userId":null,"password":"pw"}', 'json', ['username']), 'values that hold no name');
+  t.ok(refusedWith('username=mallory&password=pw&email=%E9', 'form', ['username']), 'a value in another charset counts as another name');
+});
