@@ -1,4 +1,5 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
+import { Readable } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, GatewayError, portalFailureCode, type ErrorCode } from '../errors.js';
 import { OtherStage } from '../services/pending.js';
@@ -65,9 +66,9 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     const message = ctx.t(`error.${code}`);
     reply.removeHeader('content-length');
     if (error instanceof GatewayError && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-    // The rest of a body not read (too large, or the portal failed while it came) never will be: the connection closes
-    // after this answer instead of waiting for it.
-    if (!request.raw.complete) reply.header('connection', 'close');
+    // The rest of a body too large, or of one the portal failed while it came, is never read: the connection closes
+    // after this answer instead of waiting for it. (A body not read at all, a refused request's, Node reads past.)
+    if (code === 'GW_ERR_PAYLOAD_TOO_LARGE' || (request.body instanceof Readable && request.body.destroyed && !request.raw.complete)) reply.header('connection', 'close');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply
         .code(status)

@@ -181,6 +181,11 @@ t.test("a portal that drops an upload half-way is the portal's failure (502), no
   t.equal(res.statusCode, 502);
   // The rest of the upload is never read: the connection closes, instead of waiting for the request timeout.
   t.equal(res.headers.connection, 'close');
+  // A small body the gateway refused before reading it is read past: that connection serves on.
+  const refused = await request(`${s.url}/records`, { method: 'POST', headers: { 'content-type': 'text/plain', accept: 'application/json' }, body: 'abc' });
+  await refused.body.dump();
+  t.equal(refused.statusCode, 401);
+  t.equal(refused.headers.connection, 'keep-alive');
   t.match(await res.body.json(), { error: 'GW_ERR_UPSTREAM_UNAVAILABLE' });
   t.match(s.logs.join(''), /"level":50[^\n]*"code":"GW_ERR_UPSTREAM_UNAVAILABLE"/, 'logged as a portal failure');
 });
