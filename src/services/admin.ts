@@ -7,7 +7,7 @@ import { newId } from '../mechanisms/random.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { Sealer } from '../mechanisms/sealer.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
-import type { CredentialOwners, EnrolmentCodes, FactorStore, UserFactors } from '../stores/factor-store.js';
+import type { CredentialOwners, EnrolmentCodes, FactorStore } from '../stores/factor-store.js';
 import { isSealedKey, keys } from '../stores/keys.js';
 import type { KvStore } from '../stores/kv-store.js';
 import type { Sessions } from '../stores/records.js';
@@ -94,7 +94,7 @@ export class AdminService {
     await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
     // Unread, the factors stay (for the command run again); the rest goes on.
     const f = await effort.run(() => this.d.factors.get(pid));
-    if (f !== undefined) await this.forgetFactors(pid, f, effort);
+    if (f !== undefined) await this.forgetFactors(pid, effort);
     // Before the new invitation: no sign-in begun before the reset can bind a factor or finish with an old one.
     await this.deleteRecordsOf(pid, ['pending:{'], effort);
     await effort.run(() => this.forgetKnownBrowsers(pid));
@@ -157,8 +157,7 @@ export class AdminService {
     // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
     await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
     // A factor record no configured key opens (its key already retired) is erased all the same.
-    const f = await effort.run(() => this.d.factors.get(pid).catch(unreadableAsNone));
-    await this.forgetFactors(pid, f ?? null, effort);
+    await this.forgetFactors(pid, effort);
     // What names the user by value rather than by key: the passkeys' credential ids (also when the factor record could
     // not be opened to list them), and the usernames an address tried (kept for the credential-stuffing window).
     await effort.run(async () => {
@@ -262,12 +261,11 @@ export class AdminService {
     }
   }
 
-  private async forgetFactors(pid: string, f: UserFactors | null, effort: BestEffort): Promise<void> {
-    // Taken, not deleted: a passkey the user added since `f` was read goes too, and its id is released with the others
-    // (else no account could ever register that key again).
+  private async forgetFactors(pid: string, effort: BestEffort): Promise<void> {
+    // Taken, not read and deleted: the ids released are those of the passkeys deleted, one added a moment ago too (else
+    // no account could ever register that key again). A record no key opens is deleted all the same.
     const taken = await effort.run(() => this.d.factors.take(pid).catch(unreadableAsNone));
-    const passkeys = [...(f?.factors ?? []), ...(taken?.factors ?? [])].flatMap((x) => (x.kind === 'webauthn' ? [x.credential.id] : []));
-    for (const id of new Set(passkeys)) await effort.run(() => this.d.owners.release(id));
+    for (const x of taken?.factors ?? []) if (x.kind === 'webauthn') await effort.run(() => this.d.owners.release(x.credential.id));
     await effort.run(() => this.d.attempts.clear(pid));
     await effort.run(() => this.d.kv.delete(keys.totpStep(pid)));
     await effort.run(async () => {

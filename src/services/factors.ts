@@ -11,6 +11,8 @@ import { factorName } from './enrolment.js';
 
 /** How recent the last second factor must be for a change (NIST SP 800-63B binding: re-authenticate). */
 export const CHANGE_WINDOW_MS = 5 * 60_000;
+/** A form sent again within this long of the change it made is taken for a double-click (its twin). */
+const DOUBLE_SUBMIT_MS = 5000;
 
 export class FactorService {
   constructor(
@@ -77,12 +79,16 @@ export class FactorService {
     const { pid } = active.record;
     const { codes, stored } = await newRecoveryCodes();
     const addedAt = this.d.clock.now();
-    await this.d.factors.codesMade.markBusy(pid);
     const updated = await this.d.factors.update(pid, (cur) => {
       const current = cur ?? { factors: [] };
       return replaces === undefined || recoverySetOf(current) === replaces ? { ...current, recovery: { ...stored, addedAt } } : cur;
     });
-    if (updated?.recovery?.salt !== stored.salt) return (await this.d.factors.codesMade.take(pid, form))?.codes ?? null;
+    if (updated?.recovery?.salt !== stored.salt) {
+      // A set made a moment ago: this is the twin of the form that made it, and waits for its codes (see FormTwins).
+      if (!updated?.recovery || addedAt - updated.recovery.addedAt > DOUBLE_SUBMIT_MS) return null;
+      await this.d.factors.codesMade.markBusy(pid);
+      return (await this.d.factors.codesMade.take(pid, form))?.codes ?? null;
+    }
     await this.d.factors.codesMade.put(pid, form, { codes });
     this.d.security('recovery_codes_regenerated', { pid: active.record.pid, ip });
     this.d.notifier.notify({ event: 'recovery_codes_regenerated', user: active.record.username, ip });

@@ -41,6 +41,8 @@ export class FormTwins<T extends object> {
     for (let round = 0; ; round++) {
       const kept = await this.records.take(this.keyOf.outcome(id));
       if (kept) {
+        // A mark the twin set itself, after the outcome was put (see FactorService.newRecoveryCodes), goes too.
+        await this.kv.delete(this.keyOf.busy(id));
         const { form: sent, ...value } = kept;
         return sameDigest(sent, digest(form)) ? (value as unknown as T) : null;
       }
