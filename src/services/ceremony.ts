@@ -197,8 +197,9 @@ export class Attempts {
    * then succeeds, an operator's clear meanwhile) drops out of the list when it is read.
    */
   private async refused(c: Ceremony, kind: AttemptKind, a: { retryAfterMs: number; locked: boolean }): Promise<never> {
-    if (a.locked) await this.list(c.pid, kind);
-    refuse(kind, a);
+    if (!a.locked) throw new GatewayError('GW_ERR_RATE_LIMITED', `${kind}: wait after failures`, { retryAfterMs: a.retryAfterMs });
+    await this.list(c.pid, kind);
+    throw new GatewayError('GW_ERR_FACTOR_LOCKED', `${kind} disabled after too many failures`);
   }
 
   private list(pid: string, kind: AttemptKind): Promise<number> {
@@ -225,7 +226,3 @@ export class Attempts {
   }
 }
 
-function refuse(kind: AttemptKind, a: { retryAfterMs: number; locked: boolean }): never {
-  if (a.locked) throw new GatewayError('GW_ERR_FACTOR_LOCKED', `${kind} disabled after too many failures`);
-  throw new GatewayError('GW_ERR_RATE_LIMITED', `${kind}: wait after failures`, { retryAfterMs: a.retryAfterMs });
-}

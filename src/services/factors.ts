@@ -65,14 +65,10 @@ export class FactorService {
 
   /**
    * A new set of ten recovery codes, shown once; the old ones stop working. `replaces` names the set the page showed
-   * (recoverySetOf): when that set was replaced meanwhile (the same form sent twice), nothing changes (null);
-   * undefined replaces whatever set there is.
-   */
-  /**
-   * A new set replacing the set `replaces` (the one the page showed). Null when that set is gone already: the form was
-   * sent again later (Back, then resend), and the codes printed last are the ones that work. The same form sent again
-   * at once (a double-click, `form`: its CSRF token and set) gets the codes the first one made, which the browser
-   * shows instead of the first answer.
+   * (recoverySetOf; undefined replaces whatever set there is). When that set is gone already, nothing changes (null):
+   * the form was sent again later (Back, then resend), and the codes printed last are the ones that work. The same
+   * form sent again at once (a double-click, `form`: its CSRF token and set) gets the codes the first one made, which
+   * the browser shows instead of the first answer.
    */
   async newRecoveryCodes(active: ActiveSession, replaces: string | undefined, ip: string, form: string): Promise<string[] | null> {
     this.requireRecent(active);
