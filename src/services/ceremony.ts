@@ -225,4 +225,3 @@ export class Attempts {
     throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', 'ceremony ended after too many wrong attempts');
   }
 }
-
