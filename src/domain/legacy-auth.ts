@@ -35,13 +35,14 @@ export function usernameFields(login: { usernameField: string | readonly string[
  * Whether a form or JSON field is named as login forms commonly name their username (`j_username`, `UserName`,
  * `email`, `login_id`, ASP.NET's `ctl00$Main$UserName`...): a field the portal may read the username from at a login
  * path whose field the configuration does not name. The whole name is compared, folded, also as PHP reads it
- * (`user[name` is user_name), but not its array keys (`user[password]` is not `user`); an ASP.NET name by its last
- * part. Not `login`, which names many a form's submit button.
+ * (`user[name` is user_name) and as a list (`email[]`, `email[0]`: PHP, Rails and qs read a list of one), but not
+ * by an array key (`user[password]` is not `user`); an ASP.NET name by its last part. Not `login`, which names many
+ * a form's submit button.
  */
 export function namedLikeAUsername(name: string): boolean {
   const whole = name.split('\0', 1)[0]!;
-  const php = phpKeys(whole);
-  const readings = [whole, whole.slice(whole.lastIndexOf('$') + 1), ...(php.length === 1 ? php : [])];
+  const [first = '', ...rest] = phpKeys(whole);
+  const readings = [whole, whole.slice(whole.lastIndexOf('$') + 1), ...(rest.every((k) => /^\d*$/.test(k)) ? [first] : [])];
   return readings.some((r) => USERNAME_NAMES.has(foldKey(r)));
 }
 

@@ -413,7 +413,7 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: read
   const field = usernameField(Object.keys(obj));
   const username = obj[field];
   if (typeof username !== 'string') throw bad('no username field');
-  if (Object.entries(obj).some(([n, v]) => n !== field && typeof v === 'string' && otherUsername(n, v, username))) throw bad('a field named like a username that is not configured');
+  if (Object.entries(obj).some(([n, v]) => n !== field && otherUsername(n, v, username))) throw bad('a field named like a username that is not configured');
   // Rails wraps a JSON login as `session: {username}` unless the body brings such a wrapper itself, whose username
   // the portal would then check instead.
   const nested = (v: unknown): boolean => v !== null && typeof v === 'object' && Object.values(v).some((w) => w !== null && typeof w === 'object' && (namesLike(Object.keys(w)).length > 0 || nested(w)));
@@ -484,11 +484,15 @@ function deeperThan(value: unknown, levels: number): boolean {
 }
 
 /**
- * A field besides the configured one, named as login forms name a username, that names another account: at a login
- * path whose field the configuration misses, the portal would read it. Empty, or the same name, it changes nothing.
+ * A field besides the configured one, named as login forms name a username, that may name another account: at a
+ * login path whose field the configuration misses, the portal would read it. Empty, null, true or false, or the same
+ * name in another case or spacing, it names none; a number, a list or an object may (a portal reads 12345 or
+ * ["alice"] as a name).
  */
-export function otherUsername(name: string, value: string, username: string): boolean {
-  return value !== '' && value !== username && namedLikeAUsername(name);
+export function otherUsername(name: string, value: unknown, username: string): boolean {
+  if (value === '' || value === null || typeof value === 'boolean') return false;
+  if (typeof value === 'string' && canonicalUsername(value, 'lower') === canonicalUsername(username, 'lower')) return false;
+  return namedLikeAUsername(name);
 }
 
 function decodeFormComponent(s: string): string | null {

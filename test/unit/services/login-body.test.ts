@@ -146,6 +146,15 @@ t.test('fields named like a username: every reading of the name, only when they 
   // JSON login sending the address as both email and username.
   t.notOk(refusedWith('ctl00%24Main%24Login1%24UserName=alice&ctl00%24Main%24Login1%24Password=pw&ctl00%24Main%24Recovery%24UserName=', 'form', ['ctl00$Main$Login1$UserName']), 'an empty one');
   t.notOk(refusedWith('{"email":"a@example.org","username":"a@example.org","password":"pw"}', 'json', ['username']), 'the same name twice');
-  t.notOk(refusedWith('{"username":"alice","user":{"remember":true},"userId":null,"password":"pw"}', 'json', ['username']), 'values that hold no name');
+  t.notOk(refusedWith('{"username":"alice","user":true,"userId":null,"email":"","password":"pw"}', 'json', ['username']), 'values that hold no name');
+  t.notOk(refusedWith('username=Alice&password=pw&email=+alice+', 'form', ['username']), 'the same name in another case or spacing');
   t.ok(refusedWith('username=mallory&password=pw&email=%E9', 'form', ['username']), 'a value in another charset counts as another name');
+  // A portal reads a number, a list of one or an object as a name too (Jackson makes 12345 a string; an ORM makes a
+  // list an IN).
+  for (const value of ['12345', '["alice@example.org"]', '{"0":"alice"}'])
+    t.ok(refusedWith(`{"username":"mallory","password":"pw","j_username":${value}}`, 'json', ['username']), value);
+  // A list of one in a form: PHP, Rails and qs read email[] and email[0] as email.
+  for (const other of ['email[]', 'email[0]', 'j_username[]'])
+    t.ok(refusedWith(`username=mallory&password=pw&${encodeURIComponent(other)}=alice`, 'form', ['username']), other);
+  t.notOk(refusedWith('user%5Bemail%5D=alice&user%5Bpassword%5D=pw&user%5Bremember_me%5D=1', 'form', ['user[email]']), "an array's other keys are other fields");
 });
