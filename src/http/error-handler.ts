@@ -66,9 +66,10 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     const message = ctx.t(`error.${code}`);
     reply.removeHeader('content-length');
     if (error instanceof GatewayError && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-    // The rest of a body too large, or of one the portal failed while it came, is never read: the connection closes
-    // after this answer instead of waiting for it. (A body not read at all, a refused request's, Node reads past.)
-    if (code === 'GW_ERR_PAYLOAD_TOO_LARGE' || (request.body instanceof Readable && request.body.destroyed && !request.raw.complete)) reply.header('connection', 'close');
+    // The rest of a body too large, or of one still coming to the portal (it failed meanwhile, or the request was
+    // refused before it went), is never read: the connection closes after this answer instead of waiting for it. A
+    // body already in whole (a small one) leaves the connection serving on.
+    if (code === 'GW_ERR_PAYLOAD_TOO_LARGE' || (request.body instanceof Readable && !request.raw.complete)) reply.header('connection', 'close');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply
         .code(status)
