@@ -43,3 +43,14 @@ t.test('nothing being reached: answered at once; being reached: waited for; kept
   clock.advance(30_001);
   t.equal(await store.take('d', 'f'), null, 'gone after 30 s');
 });
+
+t.test('a twin that marked itself busy after the outcome was put takes it and leaves no mark behind', async (t) => {
+  const { store, kv, takes } = twins();
+  await store.put('d', 'f', { token: 'w' });
+  await store.markBusy('d');
+  t.same(await store.take('d', 'f'), { token: 'w' });
+  t.equal(await kv.get('t:d:busy'), null, 'the mark is gone');
+  const before = takes();
+  t.equal(await store.take('d', 'f'), null);
+  t.equal(takes() - before, 1, 'so a later look does not wait on it');
+});
