@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { pathAndQuery } from '../domain/canonical-path.js';
-import { applySetCookies, cookieHeader, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, cookieName, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
@@ -217,7 +217,7 @@ export class LoginService {
       clientIp: req.forwardedFor,
       proto: req.proto,
       host: req.headers.host,
-      cookie: cookieHeader(jar, req.path, now, req.headers.cookie, this.d.browserCookies),
+      cookie: cookieHeader(jar, req.path, now, withoutLoginFields(req.headers.cookie, [...usernameFields(login), login.passwordField]), this.d.browserCookies),
       strip: this.d.reservedHeaders,
     });
     // The type as checked, and no other parameter than the charset the gateway read the body in.
@@ -481,6 +481,19 @@ function deeperThan(value: unknown, levels: number): boolean {
   if (value === null || typeof value !== 'object') return false;
   if (levels === 0) return true;
   return Object.values(value).some((v) => deeperThan(v, levels - 1));
+}
+
+/**
+ * The browser's own cookies for the login (forward-auth mode passes them on), less any named as a login field: PHP's
+ * $_REQUEST and ASP.NET's Request[] read a cookie where the form has no such field, or instead of it.
+ */
+function withoutLoginFields(header: string | undefined, fields: readonly string[]): string | undefined {
+  if (!header) return header;
+  const named = (pair: string) => {
+    const name = cookieName(pair);
+    return namedLikeAUsername(name) || fields.some((f) => sameFieldName(name, f));
+  };
+  return header.split(';').filter((pair) => !named(pair)).join(';') || undefined;
 }
 
 /**

@@ -218,6 +218,20 @@ t.test('step-up through nginx: sent to the step-up page, then back to the same U
   t.equal((await b.get('/prescriptions/?page=2')).status, 200, 'back in');
 });
 
+t.test("the login's own browser cookies reach the portal, but none named as a login field", async (t) => {
+  const s = await forwardAuthStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  // PHP's $_REQUEST (cookies after the form) and ASP.NET's Request[] read these where the form has none, or instead.
+  for (const [name, value] of [['j_username', 'victim'], ['Email', 'victim%40example.org'], ['username', 'victim'], ['password', 'x'], ['theme', 'dark']]) b.cookies.set(name!, value!);
+  const before = s.portalRequests.length;
+  t.equal((await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf })).status, 303);
+  const cookie = String(s.portalRequests.slice(before).find((r) => r.method === 'POST')!.headers.cookie);
+  t.match(cookie, 'theme=dark', 'other browser cookies pass, as in forward-auth mode');
+  t.notMatch(cookie, /j_username|Email|username=|password=/i, 'none named as a login field');
+});
+
 t.test('the endpoint, called as a proxy calls it', async (t) => {
   const s = await forwardAuthStack();
   t.teardown(s.close);
