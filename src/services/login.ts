@@ -12,7 +12,7 @@ import { namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, u
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
-import { canonicalUsername } from '../domain/username.js';
+import { canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
 import { knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
 import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
@@ -146,9 +146,9 @@ export class LoginService {
     const { config, clock } = this.d;
     const login = config.portal.login;
     if (queryWrapsLoginField(req.query, [...usernameFields(login), login.passwordField])) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a login field inside another in the query');
-    const parsed = parseLoginBody(await req.body(), login.bodyType, usernameFields(login));
+    const parsed = parseLoginBody(await req.body(), login.bodyType, usernameFields(login), login.usernameCase);
     // A servlet container reads its j_username from the query as well as from the body.
-    if (queryFields(req.query).some(([n, v]) => otherUsername(n, v, parsed.username))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a field named like a username in the query');
+    if (queryFields(req.query).some(([n, v]) => otherUsername(n, v, parsed.username, login.usernameCase))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a field named like a username in the query');
     const username = canonicalUsername(parsed.username, login.usernameCase);
     if (username === null || (this.usernamePattern && !this.usernamePattern.test(username))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
     const pid = pseudonym(this.d.pseudonymKey, username);
@@ -360,7 +360,7 @@ interface ParsedLogin {
  * account named there, the gateway the one in the configured field. Form and JSON bodies keep every byte of every
  * other field as sent; only the username value is rewritten.
  */
-export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: readonly string[]): ParsedLogin {
+export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: readonly string[], usernameCase: UsernameCase = 'lower'): ParsedLogin {
   const bad = (why: string) => new GatewayError('GW_ERR_BAD_REQUEST', why);
   const namesLike = (names: string[]) => names.filter((n) => fields.some((f) => sameFieldName(n, f)));
   // The one configured field the body holds, after the checks every body gets.
@@ -389,7 +389,7 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: read
     const username = valueOf(at);
     if (username === null) throw bad('malformed form encoding');
     // A value that does not decode (another charset) is another name.
-    const another = (n: string, i: number) => i !== at && otherUsername(n, valueOf(i) ?? '\0', username);
+    const another = (n: string, i: number) => i !== at && otherUsername(n, valueOf(i) ?? '\0', username, usernameCase);
     if ((names as string[]).some(another)) throw bad('a field named like a username that is not configured');
     return {
       username,
@@ -413,7 +413,7 @@ export function parseLoginBody(body: Buffer, type: 'form' | 'json', fields: read
   const field = usernameField(Object.keys(obj));
   const username = obj[field];
   if (typeof username !== 'string') throw bad('no username field');
-  if (Object.entries(obj).some(([n, v]) => n !== field && otherUsername(n, v, username))) throw bad('a field named like a username that is not configured');
+  if (Object.entries(obj).some(([n, v]) => n !== field && otherUsername(n, v, username, usernameCase))) throw bad('a field named like a username that is not configured');
   // Rails wraps a JSON login as `session: {username}` unless the body brings such a wrapper itself, whose username
   // the portal would then check instead.
   const nested = (v: unknown): boolean => v !== null && typeof v === 'object' && Object.values(v).some((w) => w !== null && typeof w === 'object' && (namesLike(Object.keys(w)).length > 0 || nested(w)));
@@ -498,14 +498,19 @@ function withoutLoginFields(header: string | undefined, fields: readonly string[
 
 /**
  * A field besides the configured one, named as login forms name a username, that may name another account: at a
- * login path whose field the configuration misses, the portal would read it. Empty, null, true or false, or the same
- * name in another case or spacing, it names none; a number, a list or an object may (a portal reads 12345 or
- * ["alice"] as a name).
+ * login path whose field the configuration misses, the portal would read it. A string or a number in it names one
+ * (a portal reads 12345 or ["alice"] as a name), unless it is empty or names the same account (as usernameCase
+ * compares names); null, true and false, and lists and objects without such a value, name none.
  */
-export function otherUsername(name: string, value: unknown, username: string): boolean {
-  if (value === '' || value === null || typeof value === 'boolean') return false;
-  if (typeof value === 'string' && canonicalUsername(value, 'lower') === canonicalUsername(username, 'lower')) return false;
-  return namedLikeAUsername(name);
+export function otherUsername(name: string, value: unknown, username: string, usernameCase: UsernameCase): boolean {
+  const same = canonicalUsername(username, usernameCase);
+  return namedLikeAUsername(name) && namesIn(value).some((v) => v !== '' && canonicalUsername(v, usernameCase) !== same);
+}
+
+function namesIn(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (typeof value === 'number') return [String(value)];
+  return value !== null && typeof value === 'object' ? Object.values(value).flatMap(namesIn) : [];
 }
 
 function decodeFormComponent(s: string): string | null {

@@ -147,6 +147,10 @@ t.test('fields named like a username: every reading of the name, only when they 
   t.notOk(refusedWith('ctl00%24Main%24Login1%24UserName=alice&ctl00%24Main%24Login1%24Password=pw&ctl00%24Main%24Recovery%24UserName=', 'form', ['ctl00$Main$Login1$UserName']), 'an empty one');
   t.notOk(refusedWith('{"email":"a@example.org","username":"a@example.org","password":"pw"}', 'json', ['username']), 'the same name twice');
   t.notOk(refusedWith('{"username":"alice","user":true,"userId":null,"email":"","password":"pw"}', 'json', ['username']), 'values that hold no name');
+  t.notOk(refusedWith('{"username":"alice","user":{"remember":true},"email":[],"password":"pw"}', 'json', ['username']), 'nor a list or an object without one');
+  t.notOk(refusedWith('{"username":"12345","user_id":12345,"password":"pw"}', 'json', ['username']), 'a number naming the same account');
+  // Where case tells accounts apart, Alice and alice are two.
+  t.throws(() => parseLoginBody(Buffer.from('username=Alice&password=pw&email=alice'), 'form', ['username'], 'preserve'), { code: 'GW_ERR_BAD_REQUEST' }, 'usernameCase preserve: another account');
   t.notOk(refusedWith('username=Alice&password=pw&email=+alice+', 'form', ['username']), 'the same name in another case or spacing');
   t.ok(refusedWith('username=mallory&password=pw&email=%E9', 'form', ['username']), 'a value in another charset counts as another name');
   // A portal reads a number, a list of one or an object as a name too (Jackson makes 12345 a string; an ORM makes a
