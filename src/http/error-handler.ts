@@ -1,5 +1,4 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
-import { Readable } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, GatewayError, portalFailureCode, type ErrorCode } from '../errors.js';
 import { OtherStage } from '../services/pending.js';
@@ -7,6 +6,7 @@ import type { MessageKey } from '../ui/i18n.js';
 import { messagePage } from '../ui/pages.js';
 import { COOKIE } from './cookies.js';
 import { pageContext, sendPage, type UiSettings } from './pages.js';
+import { bodyStillComing } from './proxy-routes.js';
 
 const BY_STATUS: Partial<Record<number, ErrorCode>> = {
   400: 'GW_ERR_BAD_REQUEST',
@@ -66,10 +66,9 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     const message = ctx.t(`error.${code}`);
     reply.removeHeader('content-length');
     if (error instanceof GatewayError && error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds));
-    // The rest of a body too large, or of one still coming to the portal (it failed meanwhile, or the request was
-    // refused before it went), is never read: the connection closes after this answer instead of waiting for it. A
-    // body already in whole (a small one) leaves the connection serving on.
-    if (code === 'GW_ERR_PAYLOAD_TOO_LARGE' || (request.body instanceof Readable && !request.raw.complete)) reply.header('connection', 'close');
+    // The rest of a body too large, or of one still coming (see bodyStillComing), is never read: the connection closes
+    // after this answer instead of waiting for it.
+    if (code === 'GW_ERR_PAYLOAD_TOO_LARGE' || bodyStillComing(request)) reply.header('connection', 'close');
     if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
       return reply
         .code(status)

@@ -370,7 +370,18 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff?: boolean };
+type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff?: boolean; /** Bytes come so far. */ received?: number };
+
+/**
+ * Whether a proxied request's body is still coming (the portal failed meanwhile, or the request was refused before
+ * it went): its rest would never be read, so the connection closes after the answer. One already in whole (a small
+ * body comes with its headers) leaves the connection serving on; `complete` says so only a moment later.
+ */
+export function bodyStillComing(req: FastifyRequest): boolean {
+  const body = req.body as BoundedBody | undefined;
+  if (!(body instanceof Transform) || req.raw.complete || body.writableEnded) return false;
+  return body.received !== Number(req.headers['content-length']);
+}
 
 /**
  * A pass-through that fails once more than `max` bytes went through, or when no byte came for `idleMs` (marked, so
@@ -388,6 +399,7 @@ function bounded(max: number, idleMs: number): BoundedBody {
     transform(chunk: Buffer, _enc, cb) {
       timer.refresh();
       seen += chunk.length;
+      t.received = seen;
       if (seen > max) {
         t.tooLarge = true;
         return cb(new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));

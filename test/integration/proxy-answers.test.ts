@@ -10,6 +10,7 @@ import { request } from 'undici';
 import { buildApp } from '../../src/app.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { loggerOptions } from '../../src/log.js';
+import { rawRequest } from '../helpers/browser.js';
 import { rawTestConfig } from '../helpers/config.js';
 
 const CHUNK = Buffer.alloc(100 * 1024, 0x61);
@@ -187,6 +188,9 @@ t.test("a portal that drops an upload half-way is the portal's failure (502), no
   t.equal(refused.statusCode, 401);
   t.equal(refused.headers.connection, 'close');
   t.equal((await request(`${s.url}/static/small`)).statusCode, 200, 'the next request, on a new connection, is answered');
+  // A small body that came whole with its headers: the connection serves on.
+  const small = await rawRequest(s.url, `POST /records HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc`);
+  t.match(small, /^HTTP\/1\.1 401 [^]*\r\nconnection: keep-alive\r\n/i);
   t.match(await res.body.json(), { error: 'GW_ERR_UPSTREAM_UNAVAILABLE' });
   t.match(s.logs.join(''), /"level":50[^\n]*"code":"GW_ERR_UPSTREAM_UNAVAILABLE"/, 'logged as a portal failure');
 });
