@@ -503,14 +503,15 @@ function withoutLoginFields(header: string | undefined, fields: readonly string[
  * compares names); null, true and false, and lists and objects without such a value, name none.
  */
 export function otherUsername(name: string, value: unknown, username: string, usernameCase: UsernameCase): boolean {
+  if (!namedLikeAUsername(name)) return false;
   const same = canonicalUsername(username, usernameCase);
-  return namedLikeAUsername(name) && namesIn(value).some((v) => v !== '' && canonicalUsername(v, usernameCase) !== same);
-}
-
-function namesIn(value: unknown): string[] {
-  if (typeof value === 'string') return [value];
-  if (typeof value === 'number') return [String(value)];
-  return value !== null && typeof value === 'object' ? Object.values(value).flatMap(namesIn) : [];
+  const another = (v: unknown): boolean => {
+    if (typeof v === 'string') return v !== '' && canonicalUsername(v, usernameCase) !== same;
+    // Past 2^53, or not whole, the number read here may not be the one the portal reads (it gets the text as sent).
+    if (typeof v === 'number') return !Number.isSafeInteger(v) || canonicalUsername(String(v), usernameCase) !== same;
+    return v !== null && typeof v === 'object' && Object.values(v).some(another);
+  };
+  return another(value);
 }
 
 function decodeFormComponent(s: string): string | null {
