@@ -8,7 +8,7 @@ import { systemClock, type Clock } from './clock.js';
 import { decodeKey, policyConfig, reportPolicyConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { BrowserCookies } from './domain/cookie-jar.js';
-import { usernameFields } from './domain/legacy-auth.js';
+import { loginFields } from './domain/legacy-auth.js';
 import { compilePolicy, type PolicyConfig } from './domain/policy.js';
 import { canonicalUsername } from './domain/username.js';
 import type { HttpContext } from './http/context.js';
@@ -158,7 +158,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     requireRegistration: config.devices.requireRegistration,
   });
   const accessUnder = (policy: PolicyConfig) =>
-    new AccessService({ policy: compilePolicy(policy), loginFields: [...usernameFields(config.portal.login), config.portal.login.passwordField], clock, devices, groups, security });
+    new AccessService({ policy: compilePolicy(policy), loginFields: loginFields(config.portal.login), clock, devices, groups, security });
   const access = accessUnder(policyConfig(config));
   const assertion = config.identity.assertion;
   const identity = new IdentityService({

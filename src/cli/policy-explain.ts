@@ -2,7 +2,7 @@
 import type { Config } from '../config/schema.js';
 import { policyConfig } from '../config/load.js';
 import { normaliseAddress } from '../domain/client-address.js';
-import { carriesLegacyCredentials, usernameFields } from '../domain/legacy-auth.js';
+import { carriesLegacyCredentials, loginFields } from '../domain/legacy-auth.js';
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { canonicalUsername } from '../domain/username.js';
 import { canonicalTarget } from '../domain/canonical-path.js';
@@ -48,7 +48,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
     method,
     path,
     clientIp: ip,
-    legacyAuth: carriesLegacyCredentials(q.authorization, target.query, [...usernameFields(config.portal.login), config.portal.login.passwordField]),
+    legacyAuth: carriesLegacyCredentials(q.authorization, target.query, loginFields(config.portal.login)),
     methodOverride: carriesMethodOverride(target.query),
     session: user
       ? {

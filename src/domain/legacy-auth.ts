@@ -31,6 +31,11 @@ export function usernameFields(login: { usernameField: string | readonly string[
   return typeof login.usernameField === 'string' ? [login.usernameField] : login.usernameField;
 }
 
+/** Every configured login field: the username field(s) and the password field. */
+export function loginFields(login: { usernameField: string | readonly string[]; passwordField: string }): string[] {
+  return [...usernameFields(login), login.passwordField];
+}
+
 /**
  * Whether a form or JSON field is named as login forms commonly name their username (`j_username`, `UserName`,
  * `email`, `login_id`, ASP.NET's `ctl00$Main$UserName`...): a field the portal may read the username from at a login

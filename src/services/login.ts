@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js';
 import { pathAndQuery } from '../domain/canonical-path.js';
 import { applySetCookies, cookieHeader, cookieName, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
-import { namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
+import { loginFields, namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
@@ -145,7 +145,7 @@ export class LoginService {
   private async afterAddress(req: LoginRequest, ip: string): Promise<LoginOutcome> {
     const { config, clock } = this.d;
     const login = config.portal.login;
-    if (queryWrapsLoginField(req.query, [...usernameFields(login), login.passwordField])) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a login field inside another in the query');
+    if (queryWrapsLoginField(req.query, loginFields(login))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a login field inside another in the query');
     const parsed = parseLoginBody(await req.body(), login.bodyType, usernameFields(login), login.usernameCase);
     // A servlet container reads its j_username from the query as well as from the body.
     if (queryFields(req.query).some(([n, v]) => otherUsername(n, v, parsed.username, login.usernameCase))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a field named like a username in the query');
@@ -217,7 +217,7 @@ export class LoginService {
       clientIp: req.forwardedFor,
       proto: req.proto,
       host: req.headers.host,
-      cookie: cookieHeader(jar, req.path, now, withoutLoginFields(req.headers.cookie, [...usernameFields(login), login.passwordField]), this.d.browserCookies),
+      cookie: cookieHeader(jar, req.path, now, withoutLoginFields(req.headers.cookie, loginFields(login)), this.d.browserCookies),
       strip: this.d.reservedHeaders,
     });
     // The type as checked, and no other parameter than the charset the gateway read the body in.
@@ -502,7 +502,7 @@ function withoutLoginFields(header: string | undefined, fields: readonly string[
  * (a portal reads 12345 or ["alice"] as a name), unless it is empty or names the same account (as usernameCase
  * compares names); null, true and false, and lists and objects without such a value, name none.
  */
-export function otherUsername(name: string, value: unknown, username: string, usernameCase: UsernameCase): boolean {
+function otherUsername(name: string, value: unknown, username: string, usernameCase: UsernameCase): boolean {
   if (!namedLikeAUsername(name)) return false;
   const same = canonicalUsername(username, usernameCase);
   const another = (v: unknown): boolean => {
