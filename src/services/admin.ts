@@ -175,8 +175,9 @@ export class AdminService {
     await this.d.sessions.endAll(pid, 'erased', undefined, effort);
     // What is left under session ids: a step-up's outcome, kept briefly for the same form sent again.
     keysDeleted += await this.deleteRecordsOf(pid, ['session:{'], effort, (key) => key.endsWith(':moved'));
+    // A device bound to the user is revoked with the binding gone: unbound, it would count as managed for every account.
     for (const device of (await effort.run(() => this.d.devices.list())) ?? []) {
-      if (device.pid === pid) await effort.run(() => this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: device.status, addedAt: device.addedAt, ...(device.revokedAt ? { revokedAt: device.revokedAt } : {}) }));
+      if (device.pid === pid) await effort.run(() => this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: 'revoked', addedAt: device.addedAt, revokedAt: device.revokedAt ?? this.d.clock.now() }));
     }
     // The marks that retire the user's known-browser tokens, stop sign-ins begun before now and take back a first factor
     // they bind stay throughout (a sign-in finishing meanwhile would find none), and are moved on to now at the end (the same username gets the

@@ -132,6 +132,13 @@ t.test('the device registry: revoked at once, bound to a user, registration requ
   t.equal((await on(bob, laptop2).get('/admin/')).status, 200, "bob's registered laptop");
   t.equal((await on(alice, laptop2).get('/admin/')).status, 403, "alice on bob's laptop");
   t.same((await reg.list()).map((d) => d.name).sort(), ['bob-laptop', 'laptop-1']);
+
+  // Bob erased: his laptop is no one's managed device (unbound, it would be everyone's).
+  const { userCommand } = await import('../../src/cli/admin.js');
+  await userCommand(s.app.gateway, 'erase', { user: 'bob', yes: true });
+  t.equal((await on(alice, laptop2).get('/admin/')).status, 403, "alice on the erased user's laptop");
+  const left = (await reg.list()).find((d) => d.name === 'bob-laptop')!;
+  t.same([left.pid, left.status], [undefined, 'revoked'], 'the binding gone, the laptop revoked');
 });
 
 t.test("a certificate's twin (its signature's other S: another fingerprint, the same device) is the same device to the registry", async (t) => {
