@@ -10,7 +10,7 @@ import type { Config } from './config/schema.js';
 import type { BrowserCookies } from './domain/cookie-jar.js';
 import { loginFields } from './domain/legacy-auth.js';
 import { compilePolicy, type PolicyConfig } from './domain/policy.js';
-import { canonicalUsername } from './domain/username.js';
+import { accountNames } from './domain/username.js';
 import type { HttpContext } from './http/context.js';
 import { createLogger } from './log.js';
 import { measuredStore } from './metrics/measured-store.js';
@@ -144,6 +144,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const loginLimits = new LoginLimits({ config, clock, kv, security, notifier });
   const pending = new PendingService({ clock, pending: pendingLogins, sessions, factors: factorStore });
   const pseudonymKey = decodeKey(config.keys.pseudonym);
+  const accountName = accountNames(config.portal.login);
   const registry = new DeviceRegistry(kv, sealer);
   const deviceCas = config.devices.caFile ? parseCertificates(readFileSync(config.devices.caFile, 'utf8')) : [];
   const reloadError = (what: string) => (err: Error) => logger.error({ err, file: what }, 'could not re-read a file: keeping its last good content');
@@ -171,7 +172,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     config, clock, kv, sealer, pending: pendingLogins, factors: factorStore, owners, codes: enrolmentCodes, challenges, attempts, totp, rp, webhooks, notifier, security,
   });
   const admin = new AdminService({
-    config, clock, kv, sealer, factors: factorStore, owners, codes: enrolmentCodes, sessions, sessionRecords, devices: registry, attempts, enrolment, security,
+    config, clock, kv, sealer, factors: factorStore, owners, codes: enrolmentCodes, sessions, sessionRecords, devices: registry, attempts, enrolment, security, notifier,
   });
   // Only the gateway speaks for the device and the user, and the portal's own trusted headers come from nobody.
   const reservedHeaders = new Set([
@@ -218,7 +219,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
       if (audit?.log.stoppedBy) throw audit.log.stoppedBy;
     },
     pidOf: (username) => {
-      const name = canonicalUsername(username, config.portal.login.usernameCase);
+      const name = accountName(username);
       return name === null ? null : pseudonym(pseudonymKey, name);
     },
     close: async () => {

@@ -1,9 +1,10 @@
 // The admin commands on users, sessions and keys, and the operator accountability every store-acting command needs.
 import type { AuditValue } from '../audit/record.js';
+import { accountNames } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
 import type { UserSummary } from '../services/admin.js';
 import { PartlyDone } from '../services/best-effort.js';
-import { PartialOutput, UsageError } from './usage.js';
+import { PartialOutput, UsageError, userPid } from './usage.js';
 
 /** Who ran an admin command, and why: written with the action into the admin audit chain. */
 export interface Operator {
@@ -29,17 +30,21 @@ export function recordAdmin(gw: Gateway, by: Operator, action: string, fields: R
 }
 
 export async function userCommand(gw: Gateway, action: string, a: { user?: string; yes?: boolean }): Promise<string[]> {
-  const pid = a.user === undefined ? null : gw.pidOf(a.user);
-  if (!pid) throw new UsageError(`user ${action} needs --user USERNAME`);
+  const pid = userPid(gw, a.user, `user ${action} needs --user USERNAME`);
   switch (action) {
     case 'show':
       return showUser(a.user!, await gw.admin.show(pid));
     case 'export':
       return [JSON.stringify({ username: a.user, ...(await gw.admin.export(pid)) }, null, 2)];
     case 'reset-factors': {
-      const r = await partly(gw.admin.resetFactors(pid), (r) => [`ended ${r.sessionsEnded} session(s) of ${a.user}; the factors may not all be removed`]);
+      const r = await partly(gw.admin.resetFactors(pid, accountNames(gw.config.portal.login)(a.user!)!), (r) => [`ended ${r.sessionsEnded} session(s) of ${a.user}; the factors may not all be removed`]);
+      const ended = `ended ${r.sessionsEnded} session(s)`;
       return [
-        `removed every factor of ${a.user} and ended ${r.sessionsEnded} session(s); the next sign-in enrols again`,
+        r.factorsRemoved === null
+          ? `removed the factor record of ${a.user}, which no configured key opens, and ${ended}; the next sign-in enrols again`
+          : r.factorsRemoved
+            ? `removed every factor of ${a.user} (${r.factorsRemoved}) and ${ended}; the next sign-in enrols again`
+            : `${a.user} held no factor: check the spelling (a name never enrolled holds none); ${ended}`,
         ...(r.invite ? [`enrolment code (give it only after checking who is asking): ${r.invite.code}  expires ${new Date(r.invite.expiresAt).toISOString().slice(0, 10)}`] : []),
       ];
     }
@@ -58,8 +63,7 @@ export async function sessionsCommand(gw: Gateway, action: string, a: { user?: s
   if (a.all && a.user !== undefined) throw new UsageError('sessions revoke takes --user USERNAME or --all, not both');
   const ended = (n: number) => [`ended ${n} session(s) of ${a.all ? 'every user' : a.user}`];
   if (a.all) return ended(await partly(gw.admin.revokeAllSessions(), ended));
-  const pid = a.user === undefined ? null : gw.pidOf(a.user);
-  if (!pid) throw new UsageError('sessions revoke needs --user USERNAME or --all');
+  const pid = userPid(gw, a.user, 'sessions revoke needs --user USERNAME or --all');
   return ended(await partly(gw.admin.revokeSessions(pid), ended));
 }
 

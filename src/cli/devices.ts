@@ -1,7 +1,7 @@
 // `mfa-gateway devices register|list|revoke`: the registry of managed-device certificates, in the configured store.
 import type { Gateway } from '../gateway.js';
 import { fingerprintOf, normaliseFingerprint, parseCertificates } from '../mechanisms/certificates.js';
-import { UsageError, readArgumentFile } from './usage.js';
+import { UsageError, readArgumentFile, userPid } from './usage.js';
 
 export interface DeviceArgs {
   fingerprint?: string;
@@ -16,11 +16,7 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
   switch (action) {
     case 'register': {
       const fingerprint = fingerprintArg(a);
-      let pid: string | undefined;
-      if (a.user !== undefined) {
-        pid = gw.pidOf(a.user) ?? undefined;
-        if (!pid) throw new UsageError('--user is not a usable username');
-      }
+      const pid = a.user === undefined ? undefined : userPid(gw, a.user, 'devices register --user needs USERNAME');
       await registry.put({ fingerprint, name: a.name ?? fingerprint.slice(0, 12), status: 'active', addedAt: now, ...(pid ? { pid } : {}) });
       return [`registered ${fingerprint}${pid ? ` for ${a.user}` : ''}`];
     }

@@ -39,6 +39,8 @@ function usernamesFromCsv(text: string): string[] {
     throw new UsageError(`--csv: ${(err as Error).message} (no code was issued)`);
   }
   const names = rows.map((r) => r[0]!.trim()).filter(Boolean);
+  // A spreadsheet saved with semicolons or tabs (as in many locales) would make each whole line a username.
+  if (names.some((n) => /[;\t]/.test(n))) throw new UsageError('--csv: a name holds ";" or a tab: save the file separated by commas (no code was issued)');
   return /^(user(name)?|login|email)$/i.test(names[0] ?? '') ? names.slice(1) : names;
 }
 

@@ -3,7 +3,7 @@ import { normaliseAddress } from '../domain/client-address.js';
 import { addressBucket } from '../services/login-limits.js';
 import { ATTEMPT_KINDS, type AttemptKind } from '../services/ceremony.js';
 import type { Gateway } from '../gateway.js';
-import { UsageError } from './usage.js';
+import { UsageError, userPid } from './usage.js';
 
 export async function blocksCommand(gw: Gateway, action: string, a: { ip?: string }): Promise<string[]> {
   const login = gw.limits.login;
@@ -36,12 +36,11 @@ export async function lockoutsCommand(gw: Gateway, action: string, a: { user?: s
       return locked.length ? locked.map((l) => `user ${l.pid}  ${l.kind}`) : ['no disabled factors'];
     }
     case 'clear': {
-      const pid = a.user === undefined ? null : gw.pidOf(a.user);
-      if (!pid) throw new UsageError('lockouts clear needs --user USERNAME');
+      const pid = userPid(gw, a.user, 'lockouts clear needs --user USERNAME');
       if (a.factor !== undefined && !ATTEMPT_KINDS.includes(a.factor as AttemptKind)) throw new UsageError(`--factor is one of ${ATTEMPT_KINDS.join(', ')}`);
-      await attempts.clear(pid, a.factor as AttemptKind | undefined);
+      const disabled = await attempts.clear(pid, a.factor as AttemptKind | undefined);
       gw.security('lockout_cleared', { pid, kinds: a.factor ?? 'all' });
-      return [`cleared ${a.factor ?? 'every kind of factor'} for ${a.user}`];
+      return [`cleared ${a.factor ?? 'every kind of factor'} for ${a.user}: ${disabled.length ? `${disabled.join(', ')} turned back on` : 'none was disabled (check the spelling)'}`];
     }
     default:
       throw new UsageError(`unknown lockouts action ${action}`);

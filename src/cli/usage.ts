@@ -1,5 +1,6 @@
 // A command used the wrong way: main prints the message and the usage text, and exits 2.
 import { readFileSync } from 'node:fs';
+import type { Gateway } from '../gateway.js';
 
 export class UsageError extends Error {}
 
@@ -14,6 +15,17 @@ export class PartialOutput extends Error {
   ) {
     super('stopped part-way', { cause });
   }
+}
+
+/**
+ * The pseudonym of the user named by `--user`: a usage error with `missing` when there is none, and one naming it when
+ * no sign-in could use the name (a spelling the login refuses would act on an account nobody signs in to).
+ */
+export function userPid(gw: Pick<Gateway, 'pidOf'>, user: string | undefined, missing: string): string {
+  if (user === undefined) throw new UsageError(missing);
+  const pid = gw.pidOf(user);
+  if (!pid) throw new UsageError(`not a usable username (no sign-in can use it): ${JSON.stringify(user)}`);
+  return pid;
 }
 
 /** A file named on the command line, read whole; one that cannot be read is a usage error, not a crash. */

@@ -11,6 +11,18 @@ const MAX_LENGTH = 256;
  * are refused rather than dropped: a portal that ignores them would read another spelling of an account as the
  * account itself.
  */
+/**
+ * The account name a sign-in uses for `raw`: canonical, and matching `usernamePattern` (anchored: the whole name) when
+ * one is configured; null when no sign-in could use it. The login and the admin commands use the same rule.
+ */
+export function accountNames(login: { usernameCase: UsernameCase; usernamePattern?: string | undefined }): (raw: string) => string | null {
+  const pattern = login.usernamePattern === undefined ? undefined : new RegExp(`^(?:${login.usernamePattern})$`);
+  return (raw) => {
+    const name = canonicalUsername(raw, login.usernameCase);
+    return name !== null && (!pattern || pattern.test(name)) ? name : null;
+  };
+}
+
 export function canonicalUsername(raw: string, rule: UsernameCase): string | null {
   const trimmed = raw.normalize('NFKC').trim();
   if (trimmed.length === 0 || trimmed.length > MAX_LENGTH) return null;

@@ -15,6 +15,7 @@ import { UnreadableRecord } from '../stores/sealed-records.js';
 import { BestEffort } from './best-effort.js';
 import type { Attempts } from './ceremony.js';
 import type { EnrolmentService } from './enrolment.js';
+import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 import { amrOf, type SessionService } from './sessions.js';
 
@@ -32,6 +33,7 @@ export interface AdminDeps {
   attempts: Attempts;
   enrolment: EnrolmentService;
   security: SecurityLog;
+  notifier: Notifier;
 }
 
 /** What the gateway holds about a user, without a secret: for `user show` and the access request export. */
@@ -86,24 +88,25 @@ export class AdminService {
   /**
    * Removes every factor, ends every session and turns every kind back on: the next sign-in enrols again, with the
    * enrolment proof. With proof "invite", returns the new enrolment code to hand to the user once their identity is checked.
+   * `username`: the account's name, for the notification.
    */
-  async resetFactors(pid: string): Promise<{ sessionsEnded: number; invite: { code: string; expiresAt: number } | null }> {
+  async resetFactors(pid: string, username: string): Promise<{ factorsRemoved: number | null; sessionsEnded: number; invite: { code: string; expiresAt: number } | null }> {
     // A step that fails does not stop the others (see BestEffort): the sessions end even when the store is full.
     const effort = new BestEffort();
     // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
     await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
-    // Unread, the factors stay (for the command run again); the rest goes on.
-    const f = await effort.run(() => this.d.factors.get(pid));
-    if (f !== undefined) await this.forgetFactors(pid, effort);
+    const factorsRemoved = await this.forgetFactors(pid, effort);
     // Before the new invitation: no sign-in begun before the reset can bind a factor or finish with an old one.
     await this.deleteRecordsOf(pid, ['pending:{'], effort);
     await effort.run(() => this.forgetKnownBrowsers(pid));
     const sessionsEnded = await this.d.sessions.endAll(pid, 'factors-reset', undefined, effort);
     // A reset that failed part-way is not one: no event says it was done, and no invitation is issued until it is.
-    if (effort.failed) return effort.result({ sessionsEnded, invite: null });
-    this.d.security('factors_reset', { pid, factors: f?.factors.length ?? 0 });
+    if (effort.failed) return effort.result({ factorsRemoved, sessionsEnded, invite: null });
+    this.d.security('factors_reset', { pid, factors: factorsRemoved ?? 'unreadable' });
+    // "Was this you?": a reset is how a caller posing as the person at the help desk takes an account over.
+    if (factorsRemoved !== 0) this.d.notifier.notify({ event: 'factors_reset', user: username });
     const invite = this.d.config.enrolment.proof === 'invite' ? await this.d.enrolment.issueInvite(pid) : null;
-    return { sessionsEnded, invite };
+    return { factorsRemoved, sessionsEnded, invite };
   }
 
   /** Ends every session of the user and every sign-in in progress (its password step is no better than a session). */
@@ -262,16 +265,21 @@ export class AdminService {
     }
   }
 
-  private async forgetFactors(pid: string, effort: BestEffort): Promise<void> {
+  /**
+   * Removes the user's factors and what goes with them; how many there were, null for a record no configured key opens
+   * (deleted all the same: the person cannot sign in with it).
+   */
+  private async forgetFactors(pid: string, effort: BestEffort): Promise<number | null> {
     // Taken, not read and deleted: the ids released are those of the passkeys deleted, one added a moment ago too (else
-    // no account could ever register that key again). A record no key opens is deleted all the same.
-    const taken = await effort.run(() => this.d.factors.take(pid).catch(unreadableAsNone));
+    // no account could ever register that key again).
+    const taken = await effort.run(() => this.d.factors.take(pid).then((f) => f ?? { factors: [] }, unreadableAsNone));
     for (const x of taken?.factors ?? []) if (x.kind === 'webauthn') await effort.run(() => this.d.owners.release(x.credential.id));
     await effort.run(() => this.d.attempts.clear(pid));
     await effort.run(() => this.d.kv.delete(keys.totpStep(pid)));
     await effort.run(async () => {
       for await (const batch of this.d.kv.scanKeys(keys.recoveryCodeUsedPrefix(pid))) for (const key of batch) await effort.run(() => this.d.kv.delete(key));
     });
+    return taken === null ? null : (taken?.factors.length ?? 0);
   }
 
   /** Retires the user's known-browser tokens: their password attempts count on the account's count again. */

@@ -174,12 +174,15 @@ export class Attempts {
     return { ok: false, attemptsLeft: left };
   }
 
-  /** Operator: turns a kind back on (or all kinds) for a user. */
-  async clear(pid: string, kind?: AttemptKind): Promise<void> {
+  /** Operator: turns a kind back on (or all kinds) for a user; the kinds that were disabled. */
+  async clear(pid: string, kind?: AttemptKind): Promise<AttemptKind[]> {
+    const disabled: AttemptKind[] = [];
     for (const k of kind ? [kind] : ATTEMPT_KINDS) {
+      if (!(await this.counters[k].check(keys.factorFailures(pid, k))).allowed) disabled.push(k);
       await this.counters[k].clear(keys.factorFailures(pid, k));
       await this.d.kv.setRemove(keys.lockoutIndex(), `${pid}:${k}`);
     }
+    return disabled;
   }
 
   /** Disabled kinds of factor, by user. */

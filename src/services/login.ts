@@ -12,7 +12,7 @@ import { loginFields, namedLikeAUsername, queryFields, queryWrapsLoginField, sam
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
 import { returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
-import { canonicalUsername, type UsernameCase } from '../domain/username.js';
+import { accountNames, canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
 import { knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
 import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
@@ -97,12 +97,10 @@ export interface LoginDeps {
 }
 
 export class LoginService {
-  /** portal.login.usernamePattern, anchored: the whole username must match. */
-  private readonly usernamePattern: RegExp | undefined;
+  private readonly accountName: (raw: string) => string | null;
 
   constructor(private readonly d: LoginDeps) {
-    const pattern = d.config.portal.login.usernamePattern;
-    this.usernamePattern = pattern === undefined ? undefined : new RegExp(`^(?:${pattern})$`);
+    this.accountName = accountNames(d.config.portal.login);
   }
 
   /** The token that makes this browser a known browser of the account, given when a sign-in finishes. */
@@ -149,8 +147,8 @@ export class LoginService {
     const parsed = parseLoginBody(await req.body(), login.bodyType, usernameFields(login), login.usernameCase);
     // A servlet container reads its j_username from the query as well as from the body.
     if (queryFields(req.query).some(([n, v]) => otherUsername(n, v, parsed.username, login.usernameCase))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'a field named like a username in the query');
-    const username = canonicalUsername(parsed.username, login.usernameCase);
-    if (username === null || (this.usernamePattern && !this.usernamePattern.test(username))) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
+    const username = this.accountName(parsed.username);
+    if (username === null) throw new GatewayError('GW_ERR_BAD_REQUEST', 'unusable username');
     const pid = pseudonym(this.d.pseudonymKey, username);
     // …then the account, existing or not (a browser its owner signed in with on a count of its own), and the
     // gateway's overall rate.

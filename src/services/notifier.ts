@@ -16,7 +16,8 @@ export type NotificationEvent =
   | 'second_factor_replayed'
   | 'webauthn_counter_regression'
   | 'other_sessions_signed_out'
-  | 'factor_locked';
+  | 'factor_locked'
+  | 'factors_reset';
 
 /** Alerts for the operator: attacks on the login, not about one user. */
 export type AlertEvent = 'address_blocked' | 'login_failure_surge';
@@ -25,7 +26,8 @@ export interface Notification {
   event: NotificationEvent;
   /** The portal username, so the vendor can reach the person through the portal's own channel. */
   user: string;
-  ip: string;
+  /** The address the request came from; none for an operator's action. */
+  ip?: string;
   details?: Record<string, string | number | boolean>;
 }
 

@@ -5,6 +5,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { keysCommand, operatorFrom, sessionsCommand, userCommand } from '../../src/cli/admin.js';
+import { devicesCommand } from '../../src/cli/devices.js';
+import { lockoutsCommand } from '../../src/cli/limits.js';
+import { UsageError } from '../../src/cli/usage.js';
 import { reportCommand } from '../../src/cli/report.js';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import type { Gateway } from '../../src/gateway.js';
@@ -165,6 +168,39 @@ t.test('erase also removes what no configured key opens any more (a retired encr
     if (value.includes(pid)) naming.push(key);
   }
   t.same(naming, [], 'nor a value naming her');
+});
+
+t.test('reset-factors removes a factor record no configured key opens: the next sign-in enrols again', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  const other = await startStack({ kv: () => s.kv, patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e9', secret: randomKey() }], pseudonym: s.config.keys.pseudonym }) });
+  t.teardown(async () => {
+    await other.app.close();
+    await other.portal.close();
+  });
+  t.equal((await submitPassword(other.browser(), ALICE.username, ALICE.password)).status, 503, 'her factors cannot be read: closed');
+  t.match((await userCommand(other.app.gateway, 'reset-factors', { user: 'alice' }))[0], 'removed the factor record of alice, which no configured key opens');
+  t.equal((await submitPassword(other.browser(), ALICE.username, ALICE.password)).location, '/_mfa/enrol', 'she enrols again');
+});
+
+t.test('the help desk: a name no sign-in can use is refused; one that holds nothing is said to', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.portal.login.usernamePattern = '[a-z0-9._-]+') });
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  await signUpAndEnrol(s);
+  for (const run of [
+    () => userCommand(gw, 'reset-factors', { user: 'alice@clinic.example' }),
+    () => sessionsCommand(gw, 'revoke', { user: 'alice smith' }),
+    () => lockoutsCommand(gw, 'clear', { user: 'alice@clinic.example' }),
+    () => devicesCommand(gw, 'register', { fingerprint: 'a'.repeat(64), user: 'alice@clinic.example' }),
+  ]) {
+    await t.rejects(run(), { constructor: UsageError, message: /not a usable username/ });
+  }
+  t.match((await userCommand(gw, 'show', { user: 'alice' })).join('\n'), /totp/, 'her factor is still there');
+  t.match((await userCommand(gw, 'reset-factors', { user: 'alcie' }))[0], 'alcie held no factor: check the spelling');
+  t.match((await lockoutsCommand(gw, 'clear', { user: 'alcie' }))[0], 'none was disabled (check the spelling)');
+  t.match((await userCommand(gw, 'reset-factors', { user: 'alice' }))[0], 'removed every factor of alice (1)');
 });
 
 t.test('key rotation: records re-sealed with the new key; sessions and factors keep working; the old key can go', async (t) => {

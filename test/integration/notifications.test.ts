@@ -125,3 +125,15 @@ t.test('signatures: what a receiver checks', async (t) => {
   t.notOk(verifySignature(body, header.replace('t=1800000000', 't=1800000001'), SECRET, now), 'timestamp changed');
   t.notOk(verifySignature(body, 'v1=abc', SECRET, now), 'malformed');
 });
+
+t.test("an operator's factor reset: the person is told, unless the account held no factor", async (t) => {
+  const { receiver, s } = await enrolledWithReceiver(t);
+  const { userCommand } = await import('../../src/cli/admin.js');
+  await userCommand(s.app.gateway, 'reset-factors', { user: ' Alice' });
+  await receiver.waitFor(2);
+  t.match(receiver.calls[1]!.json, { event: 'factors_reset', user: 'alice', time: String });
+  t.notOk('ip' in receiver.calls[1]!.json, 'no address: an operator did it');
+  await userCommand(s.app.gateway, 'reset-factors', { user: 'alice' });
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(receiver.calls.length, 2, 'nothing left to reset: nothing told');
+});

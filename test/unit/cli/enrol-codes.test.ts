@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { issueEnrolmentCodes } from '../../../src/cli/enrol-codes.js';
-import { PartialOutput } from '../../../src/cli/usage.js';
+import { PartialOutput, UsageError } from '../../../src/cli/usage.js';
 import type { Gateway } from '../../../src/gateway.js';
 
 t.test('codes issued before the store fails are printed, then the failure', async (t) => {
@@ -29,4 +29,17 @@ t.test('codes issued before the store fails are printed, then the failure', asyn
   issued = 2;
   writeFileSync(csv, 'username\ncat\n');
   t.equal(await issueEnrolmentCodes(gw, { csv }).catch((e: unknown) => e), down, 'nothing issued: the failure alone');
+});
+
+t.test('a file saved with semicolons or tabs issues nothing (each whole line would be a username)', async (t) => {
+  const csv = join(mkdtempSync(join(tmpdir(), 'mfa-codes-')), 'users.csv');
+  let issued = 0;
+  const gw = { config: { enrolment: { proof: 'invite' } }, pidOf: (user: string) => `pid-${user}`, enrolment: { issueInvite: async () => ({ code: `CODE-${++issued}`, expiresAt: 0 }) } } as unknown as Gateway;
+  for (const text of ['username;name\nalice;Alice Smith\n', 'username\tname\nalice\tAlice Smith\n']) {
+    writeFileSync(csv, text);
+    await t.rejects(issueEnrolmentCodes(gw, { csv }), { constructor: UsageError, message: /separated by commas/ });
+  }
+  writeFileSync(csv, 'username,name\nalice,"Smith; Alice"\n');
+  t.same(await issueEnrolmentCodes(gw, { csv }), ['username,code,expires', 'alice,CODE-1,1970-01-01'], 'a semicolon in another column is fine');
+  t.equal(issued, 1);
 });
