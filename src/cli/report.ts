@@ -24,7 +24,8 @@ export function reportPeriod(a: ReportArgs, now: number): { from: number; to: nu
   if (a.days !== undefined && (a.from !== undefined || a.to !== undefined)) throw new UsageError('give --days N or --from/--to, not both');
   const to = a.to === undefined ? now : instant(a.to, '--to', DAY_MS);
   const days = a.days === undefined ? 30 : Number(a.days);
-  if (!Number.isInteger(days) || days < 1) throw new UsageError('--days is a whole number of days');
+  // Up to a hundred years: further back, the period's start is not a date.
+  if (!Number.isInteger(days) || days < 1 || days > 36_500) throw new UsageError('--days is a whole number of days, 1 to 36500');
   const from = a.from === undefined ? to - days * DAY_MS : instant(a.from, '--from', 0);
   if (from >= to) throw new UsageError('--from comes before --to');
   return { from, to };

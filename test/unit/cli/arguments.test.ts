@@ -20,6 +20,7 @@ t.test('report periods: UTC days with --to included, times with their offset, no
   const now = Date.UTC(2026, 5, 15, 12);
   t.same(reportPeriod({}, now), { from: now - 30 * DAY, to: now }, 'the last 30 days');
   t.same(reportPeriod({ days: '7' }, now), { from: now - 7 * DAY, to: now });
+  t.same(reportPeriod({ days: '36500' }, now), { from: now - 36500 * DAY, to: now }, 'a hundred years');
   t.same(reportPeriod({ from: '2026-05-01', to: '2026-05-04' }, now), { from: Date.UTC(2026, 4, 1), to: Date.UTC(2026, 4, 5) }, '1 to 4 May, the 4th included');
   t.same(reportPeriod({ from: '2026-05-01', to: '2026-05-01' }, now), { from: Date.UTC(2026, 4, 1), to: Date.UTC(2026, 4, 2) }, 'one day');
   t.same(reportPeriod({ from: '2026-05-01T08:00+02:00', to: '2026-05-01T10:30:00.5Z' }, now), { from: Date.UTC(2026, 4, 1, 6), to: Date.UTC(2026, 4, 1, 10, 30, 0, 500) }, 'times as given');
@@ -31,6 +32,8 @@ t.test('report periods: UTC days with --to included, times with their offset, no
     { from: '2026-05-03', to: '2026-05-02' },
     { days: '7', from: '2026-05-01', to: '2026-05-02' },
     { days: '0' },
+    { days: '36501' },
+    { days: '100000000000' },
   ])
     t.ok(refused(() => reportPeriod(bad, now)), JSON.stringify(bad));
 });
