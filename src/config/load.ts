@@ -41,6 +41,25 @@ function found(path: string, data: unknown): string {
   return `, found ${JSON.stringify(data)?.slice(0, 80)}`;
 }
 
+/**
+ * An unknown option's name, when it looks like one: in a YAML flow mapping, `{ secret:KEY }` (no space after the
+ * colon) is one key named `secret:KEY`, and that name must not be shown.
+ */
+function optionName(name: string): string {
+  return /^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name) ? `'${name}'` : '(its name, not an option name, not shown)';
+}
+
+/**
+ * Why a key (a secret given as base64 or base64url) is refused, or null. Random bytes so encoded have upper- and
+ * lower-case letters (a key of 32 bytes or more lacks either once in billions): without both, it is a word, a
+ * passphrase, hex or zeros, and far weaker than its length says.
+ */
+function keyProblem(secret: string): string | null {
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(secret) || secret.replace(/=+$/, '').length % 4 === 1) return 'must be base64 or base64url (letters, digits, + / or - _)';
+  if (!/[A-Z]/.test(secret) || !/[a-z]/.test(secret)) return 'does not look like random bytes (no upper- or no lower-case letter: a word, hex or zeros?); generate it as the README shows';
+  return null;
+}
+
 function isSecretPath(path: string): boolean {
   return SECRET_PATH.test(path) || SECRET_TREES.some((tree) => path === tree || path.startsWith(`${tree}.`));
 }
@@ -55,7 +74,8 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   }
   let raw: unknown;
   try {
-    raw = parseYaml(text);
+    // No warnings: the yaml library's quote the line (an unquoted `password: !s3cret` is an unknown tag).
+    raw = parseYaml(text, { logLevel: 'error' });
   } catch (err) {
     throw new ConfigError([`${file}: not valid YAML (${yamlProblem(err)})`]);
   }
@@ -88,7 +108,7 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
         continue;
       }
       if (e.keyword === 'const' && errors.some((a) => a.keyword === 'anyOf' && a.instancePath === e.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`))) continue;
-      const extra = e.keyword === 'additionalProperties' ? ` '${String(e.params.additionalProperty)}'` : '';
+      const extra = e.keyword === 'additionalProperties' ? ` ${optionName(String(e.params.additionalProperty))}` : '';
       problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : found(path, e.data)}`);
     }
   }
@@ -112,7 +132,8 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
     return node.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
       const v = env[name];
       if (v === undefined) problems.push(`${path}: environment variable ${name} is not set`);
-      return v ?? '';
+      // Trimmed as a *_FILE's content is: a secret made from a file ending in a line break is the same secret either way.
+      return v?.trim() ?? '';
     });
   }
   if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}.${i}`, env, baseDir, problems));
@@ -159,7 +180,9 @@ function checkSemantics(c: Config): string[] {
   regex('portal.login.usernamePattern', c.portal.login.usernamePattern);
   const keyBytes = (path: string, secret: string, exact?: number) => {
     const n = decodeKey(secret).length;
-    if (exact !== undefined ? n !== exact : n < 32) problems.push(`${path}: must decode to ${exact ?? 'at least 32'} bytes, found ${n}`);
+    const problem = keyProblem(secret);
+    if (problem) problems.push(`${path}: ${problem}`);
+    else if (exact !== undefined ? n !== exact : n < 32) problems.push(`${path}: must decode to ${exact ?? 'at least 32'} bytes, found ${n}`);
   };
   c.keys.signing.forEach((k, i) => keyBytes(`keys.signing.${i}.secret`, k.secret));
   c.keys.encryption.forEach((k, i) => keyBytes(`keys.encryption.${i}.secret`, k.secret, 32));
@@ -264,6 +287,10 @@ function checkSemantics(c: Config): string[] {
     problems.push("server.tls.keyFile: not the private key of server.tls.certFile's certificate");
   }
   if (c.audit.signingKey && !readable(() => parseSigningKey(c.audit.signingKey!))) problems.push('audit.signingKey: not an Ed25519 private key (PKCS#8 PEM or a base64 32-byte seed)');
+  else if (c.audit.signingKey && !c.audit.signingKey.trim().startsWith('-----BEGIN')) {
+    const problem = keyProblem(c.audit.signingKey.trim());
+    if (problem) problems.push(`audit.signingKey: ${problem}`);
+  }
   const assertionKey = c.identity.assertion?.signingKey;
   if (assertionKey && !readable(() => createPrivateKey(assertionKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) {
     problems.push('identity.assertion.signingKey: not an EC P-256 private key (PKCS#8 PEM)');

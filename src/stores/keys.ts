@@ -75,7 +75,7 @@ const SEALED = [
   /^jar:\{[^}]+\}$/,
   /^pending:\{[^}]+\}(:finished)?$/,
   /^session:\{[^}]+\}(:moved)?$/,
-  /^user:\{[^}]+\}:(factors|enrolment-code|factor-setup:\d+)$/,
+  /^user:\{[^}]+\}:(factors|enrolment-code|factor-setup:\d+|recovery-codes-made)$/,
   /^challenge:\{.+\}:(register|authenticate)$/,
   /^device:\{[^}]+\}$/,
   /^devices:index$/,

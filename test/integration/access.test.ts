@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { inputValue, rawRequest, type Browser } from '../helpers/browser.js';
 import { runCli } from '../helpers/cli.js';
+import { randomKey } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, copyOf, signUpAndEnrol, startStack, totpAt, type Stack } from '../helpers/stack.js';
 
 function accessStack(patch: (raw: Record<string, any>) => void = () => {}) {
@@ -318,9 +319,9 @@ policy:
     - { name: controlled drugs, paths: [/controlled/], decision: mfa, factors: [device-bound-passkey] }
     - { name: portal, paths: [/], decision: mfa }
 keys:
-  signing: [{ id: s, secret: ${'a'.repeat(43)} }]
-  encryption: [{ id: e, secret: ${'b'.repeat(43)} }]
-  pseudonym: ${'c'.repeat(43)}
+  signing: [{ id: s, secret: ${randomKey()} }]
+  encryption: [{ id: e, secret: ${randomKey()} }]
+  pseudonym: ${randomKey()}
 `,
   );
   const staff = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'Bob', '--path', '/ADMIN/%2e%2e/admin/x', '--ip', '10.20.1.2']);

@@ -9,6 +9,7 @@ import { verifySignature } from '../../src/services/notifier.js';
 import { keys } from '../../src/stores/keys.js';
 import { inputValue, type Browser, type Page } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
+import { randomKey } from '../helpers/config.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { ALICE, BOB, atCodePage, enrol, jsonCall, passkeyCsrf, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack, startRedisStack } from '../helpers/stack.js';
@@ -236,7 +237,7 @@ t.test('first-login: only when chosen, and config check warns', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-tofu-'));
   writeFileSync(
     join(dir, 'gw.yaml'),
-    `portal: { url: 'http://portal.internal:8080' }\naudit: { enabled: false }\nenrolment: { proof: first-login }\npolicy: { rules: [{ name: all, paths: [/], decision: mfa }] }\nkeys:\n  signing: [{ id: s, secret: ${'a'.repeat(43)} }]\n  encryption: [{ id: e, secret: ${'b'.repeat(43)} }]\n  pseudonym: ${'c'.repeat(43)}\n`,
+    `portal: { url: 'http://portal.internal:8080' }\naudit: { enabled: false }\nenrolment: { proof: first-login }\npolicy: { rules: [{ name: all, paths: [/], decision: mfa }] }\nkeys:\n  signing: [{ id: s, secret: ${randomKey()} }]\n  encryption: [{ id: e, secret: ${randomKey()} }]\n  pseudonym: ${randomKey()}\n`,
   );
   const check = runCli(['config', 'check', join(dir, 'gw.yaml')]);
   t.equal(check.code, 0);
@@ -259,10 +260,10 @@ t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (
   t.match(lines[1], /^Alice,[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4},\d{4}-\d\d-\d\d$/);
   const aliceCode = lines[1]!.split(',')[1]!;
   // A file with one unusable name issues nothing: Alice's code, handed out above, is not replaced by one never shown.
-  writeFileSync(join(dir, 'bad.csv'), 'username\nAlice\nbob\ncar\tol\n');
+  writeFileSync(join(dir, 'bad.csv'), 'username\nAlice\nbob\ncar\u0007ol\n');
   const bad = runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'bad.csv'), ...OPERATOR]);
   t.equal(bad.code, 2, 'a bad row: usage error');
-  t.match(bad.stderr, /not a usable username \(no code was issued\): "car\\tol"/);
+  t.match(bad.stderr, /not a usable username \(no code was issued\): "car\\u0007ol"/);
   t.equal(bad.stdout, '', 'no codes printed');
   t.match(runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'missing.csv'), ...OPERATOR]), { code: 2, stderr: /--csv \S+missing\.csv: cannot read \(ENOENT\)/ }, 'a missing file: usage error');
   writeFileSync(join(dir, 'twice.csv'), 'username\nbob\nBOB\n');
@@ -295,7 +296,7 @@ t.test('invite: a factor reset ends a sign-in past the old code; a sign-in binds
   const secret = secretOf((await attacker.b.get('/_mfa/enrol/totp')).body);
   const pendingKey = keys.pendingLogin(attacker.b.cookies.get('__Host-mfa-pending')!);
   t.not(await gw.kv.get(pendingKey), null);
-  const { invite: fresh } = await gw.admin.resetFactors(pid);
+  const { invite: fresh } = await gw.admin.resetFactors(pid, 'alice');
   t.equal(await gw.kv.get(pendingKey), null, 'the reset deleted the sign-in in progress');
   t.equal((await attacker.b.post('/_mfa/enrol/totp', { csrf: attacker.csrf, code: await totpAt(secret, s.clock.now()) })).status, 403, 'the reset ended that sign-in');
   t.equal(await gw.stores.factors.get(pid), null, 'no factor bound');
@@ -344,7 +345,7 @@ t.test('a factor reset while a first factor is being bound: the factor is taken 
   const gw = s.app.gateway;
   const pid = gw.pidOf('alice')!;
   // The help desk resets while someone with the password and an old letter's code binds an app.
-  const bound = await bindWith(t, s, () => gw.admin.resetFactors(pid));
+  const bound = await bindWith(t, s, () => gw.admin.resetFactors(pid, 'alice'));
   t.equal(bound.status, 403, 'the sign-in is told it ended');
   t.equal(await gw.stores.factors.get(pid), null, 'the factors as the reset left them (none): the next sign-in enrols with the new letter');
   const user = await atProof(s);

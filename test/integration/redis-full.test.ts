@@ -56,7 +56,7 @@ async function finishes(s: Stack, signingIn: { b: Browser; csrf: string }, secre
 const commands: { name: string; run: (s: Stack, pid: string) => Promise<unknown>; done: (done: any) => boolean }[] = [
   { name: 'sessions revoke --user', run: (s, pid) => s.app.gateway.admin.revokeSessions(pid), done: (ended) => ended === 1 },
   { name: 'sessions revoke --all', run: (s) => s.app.gateway.admin.revokeAllSessions(), done: (ended) => ended === 2 },
-  { name: 'user reset-factors', run: (s, pid) => s.app.gateway.admin.resetFactors(pid), done: (r) => r.sessionsEnded === 1 && r.invite === null },
+  { name: 'user reset-factors', run: (s, pid) => s.app.gateway.admin.resetFactors(pid, 'alice'), done: (r) => r.sessionsEnded === 1 && r.invite === null },
   { name: 'user erase', run: (s, pid) => s.app.gateway.admin.erase(pid), done: (r) => r.keysDeleted > 0 },
 ];
 

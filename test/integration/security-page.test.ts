@@ -1,6 +1,8 @@
 // The security page: list, add (app or passkey), rename, remove (never the last), new recovery codes, sign out
 // other devices. Every change needs a recent second factor and the CSRF token, ends other sessions and is notified.
 import t from 'tap';
+import { Sealer } from '../../src/mechanisms/sealer.js';
+import { isSealedKey } from '../../src/stores/keys.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
@@ -145,6 +147,19 @@ t.test('changes need a second factor in the last 5 minutes and the CSRF token', 
   const fresh = await securityPage(b);
   t.equal((await b.post('/_mfa/security/rename', { csrf: fresh.csrf, factor: id, name: 'Phone' })).status, 303, 'now it works');
   t.equal((await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Phone' })).status, 403, 'the CSRF token of the old session id is dead');
+});
+
+t.test('the new codes kept for a second click are a sealed record like any other (keys rotate re-seals it)', async (t) => {
+  const { s } = await setUp(t);
+  const { b } = await signUpAndEnrol(s);
+  const { csrf, page } = await securityPage(b);
+  t.equal((await b.post('/_mfa/security/recovery-codes', { csrf, replaces: inputValue(page.body, 'replaces') })).status, 200);
+  const sealed: string[] = [];
+  for await (const batch of s.kv.scanKeys('')) {
+    for (const key of batch) if (Sealer.keyIdOf((await s.kv.get(key).catch(() => null)) ?? '')) sealed.push(key);
+  }
+  t.ok(sealed.some((k) => k.endsWith(':recovery-codes-made')), 'kept');
+  t.same(sealed.filter((k) => !isSealedKey(k)), [], 'every sealed record is known as one');
 });
 
 t.test('new recovery codes replace the old; every change ends the other sessions; sign out other devices', async (t) => {
@@ -339,7 +354,7 @@ t.test('an app added while an operator resets the factors does not become the ac
   t.equal(await stores.factors.get(pid), null, 'no factor was bound: the next login goes through the enrolment proof');
 });
 
-t.test("a passkey added just after a reset read the factors: its id is released with the others (the key can be registered again)", async (t) => {
+t.test("a passkey added just before a reset takes the factors: its id is released with the others (the key can be registered again)", async (t) => {
   const { s } = await setUp(t);
   const { b } = await signUpAndEnrol(s);
   const gw = s.app.gateway;
@@ -347,15 +362,14 @@ t.test("a passkey added just after a reset read the factors: its id is released 
   const auth = new SoftAuthenticator({ origin: 'http://localhost' });
   const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
   const credential = auth.register((await jsonCall(b, '/_mfa/security/passkey/options', csrf)).json);
-  // The reset reads the factors (an app only), then the passkey is bound, then the reset goes on.
-  const read = gw.stores.factors.get.bind(gw.stores.factors);
-  gw.stores.factors.get = async (p: string) => {
-    const seen = await read(p);
+  // The reset has begun (its mark is set), then the passkey is bound, then the reset takes the factors.
+  const take = gw.stores.factors.take.bind(gw.stores.factors);
+  gw.stores.factors.take = async (p: string) => {
     t.equal((await jsonCall(b, '/_mfa/security/passkey', csrf, { credential, name: 'Key' })).status, 200, 'bound meanwhile');
-    gw.stores.factors.get = read;
-    return seen;
+    gw.stores.factors.take = take;
+    return take(p);
   };
-  await gw.admin.resetFactors(pid);
+  t.equal((await gw.admin.resetFactors(pid, 'alice')).factorsRemoved, 2, 'the app and the passkey');
   t.equal(await gw.stores.factors.get(pid), null, 'every factor gone');
   t.equal(await s.kv.get(`webauthn-credential:{${credential.id}}`), null, "the passkey's id released too");
 });

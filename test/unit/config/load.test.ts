@@ -1,5 +1,5 @@
 import t from 'tap';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +131,40 @@ t.test('semantic checks', async (t) => {
   t.ok(problems.some((p) => p.startsWith('session.idleTimeoutSeconds:')));
 });
 
+t.test('keys that are not random bytes in base64: refused, whatever their decoded length', async (t) => {
+  const weak = {
+    passphrase: 'riverbend patient portal session signing key 2026!',
+    words: 'riverbend-health-pseudonym-key-do-not-change-2026-x',
+    hex: 'a3f09c'.repeat(10),
+    zeros: Buffer.alloc(32).toString('base64'),
+    capitals: 'QWERTYUIOPASDFGHJKLZXCVBNM0123456789QWERTYU',
+  };
+  for (const [what, secret] of Object.entries(weak)) {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.keys.signing[0].secret = secret;
+    raw.keys.pseudonym = secret;
+    const problems = problemsOf(() => resolveConfig(raw));
+    t.ok(problems.some((p) => p.startsWith('keys.signing.0.secret:')) && problems.some((p) => p.startsWith('keys.pseudonym:')), what);
+    t.notOk(problems.join('\n').includes(secret), 'not echoed');
+  }
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.audit = { enabled: true, signingKey: Buffer.alloc(32).toString('base64') };
+  t.match(problemsOf(() => resolveConfig(raw)), [/^audit.signingKey: does not look like random bytes/], 'an audit seed of zeros');
+  raw.audit.signingKey = randomKey();
+  raw.keys.encryption[0].secret = randomBytes(48).toString('base64url');
+  t.same(problemsOf(() => resolveConfig(raw)), ['keys.encryption.0.secret: must decode to 32 bytes, found 48'], 'random, but not an AES-256 key');
+});
+
+t.test('an unknown option named with its value (no space after the colon in a flow mapping) is not shown', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
+  const secret = randomKey();
+  writeFileSync(join(dir, 'gw.yaml'), `portal: { url: 'http://portal.internal:8080' }\npolicy: { rules: [{ name: all, paths: [/], decision: mfa }] }\nkeys:\n  signing: [{ id: s, secret:${secret} }]\n  encryption: [{ id: e, secret: ${randomKey()}, colour: blue }]\n  pseudonym: ${randomKey()}\n`);
+  const problems = problemsOf(() => loadConfigFile(join(dir, 'gw.yaml')));
+  t.ok(problems.some((p) => p.startsWith('keys.signing.0: must NOT have additional properties (its name')), 'reported');
+  t.notOk(problems.join('\n').includes(secret), 'the key is not printed');
+  t.ok(problems.some((p) => p.startsWith("keys.encryption.0: must NOT have additional properties 'colour'")), 'an option name is');
+});
+
 t.test('keys that cannot be read and a port taken twice are problems by path, not failures at start', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.audit.signingKey = 'not-an-ed25519-key-but-long-enough-for-schema';
@@ -217,9 +251,9 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
     join(dir, 'gw.yaml'),
     `audit:\n  enabled: false\nportal:\n  url: \${PORTAL}\npolicy:\n  rules:\n    - { name: all, paths: [/], decision: mfa }\nkeys:\n  signing:\n    - id: s\n      secret: \${SIG}\n  encryption:\n    - id: e\n      secret_FILE: enc.key\n  pseudonym: \${PSEUDO}\n`,
   );
-  const c = loadConfigFile(join(dir, 'gw.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() });
+  const c = loadConfigFile(join(dir, 'gw.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: `${sig}\n`, PSEUDO: randomKey() });
   t.equal(c.portal.url, 'http://portal.internal:8080');
-  t.equal(c.keys.signing[0]!.secret, sig);
+  t.equal(c.keys.signing[0]!.secret, sig, 'the variable, trimmed as a file is');
   t.equal(c.keys.encryption[0]!.secret, enc, 'file content, trimmed');
   const problems = problemsOf(() => loadConfigFile(join(dir, 'gw.yaml'), {}));
   t.ok(problems.some((p) => p.includes('environment variable PORTAL is not set')));
