@@ -19,7 +19,7 @@ import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
-import type { BrowserJars, PendingLogins, PendingStage } from '../stores/records.js';
+import type { BrowserJars, PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
 import { bodyText, type PortalClient, type PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
 import type { AccountAdmission, Admission, LoginLimits } from './login-limits.js';
@@ -278,8 +278,7 @@ export class LoginService {
       },
       now,
     );
-    // Replaced, not abandoned: the person went back and entered the password again.
-    if (req.replacesPending && ID_PATTERN.test(req.replacesPending)) await this.d.pending.delete(req.replacesPending);
+    if (req.replacesPending && ID_PATTERN.test(req.replacesPending)) await this.replace(req.replacesPending, pid, now);
     this.d.security('password_ok', { pid, ip, next: stage });
     // A right password whose second step never came is told to the person once the login has expired (R11).
     clock.after(config.mfa.pendingTimeoutSeconds * 1000 + 1000, () => void this.reportAbandoned(pendingId));
@@ -309,18 +308,33 @@ export class LoginService {
     return p.expiresAt;
   }
 
+  /**
+   * Ends the browser's earlier login, replaced by this password step. The same account's is simply gone (the person
+   * went back and entered the password again); another account's is abandoned, and told at once: else a password
+   * holder could hide a right password by entering one of their own accounts' next, in the same browser.
+   */
+  private async replace(id: string, pid: string, now: number): Promise<void> {
+    const earlier = await this.d.pending.take(id, now);
+    await this.d.pending.delete(id);
+    if (earlier && earlier.pid !== pid) this.abandoned(earlier);
+  }
+
   /** An expired login that was neither finished nor ended, nor already reported for a wrong code. */
   private async reportAbandoned(id: string): Promise<void> {
     try {
       const p = await this.d.pending.takeAbandoned(id, this.d.clock.now());
-      // 'acknowledge': a factor was just bound; only the recovery codes page was left.
-      if (!p || p.stage === 'acknowledge' || p.failureNotified) return;
-      this.d.security('mfa_abandoned', { pid: p.pid, ip: p.ip, stage: p.stage });
-      const at = new Date(p.passwordAt ?? p.expiresAt - this.d.config.mfa.pendingTimeoutSeconds * 1000).toISOString();
-      this.d.notifier.notify({ event: 'second_factor_abandoned', user: p.username, ip: p.ip, details: { passwordAt: at } });
+      if (p) this.abandoned(p);
     } catch (err) {
       this.d.log.warn({ err }, 'could not check for an abandoned login');
     }
+  }
+
+  private abandoned(p: PendingLogin): void {
+    // 'acknowledge': a factor was just bound; only the recovery codes page was left.
+    if (p.stage === 'acknowledge' || p.failureNotified) return;
+    this.d.security('mfa_abandoned', { pid: p.pid, ip: p.ip, stage: p.stage });
+    const at = new Date(p.passwordAt ?? p.expiresAt - this.d.config.mfa.pendingTimeoutSeconds * 1000).toISOString();
+    this.d.notifier.notify({ event: 'second_factor_abandoned', user: p.username, ip: p.ip, details: { passwordAt: at } });
   }
 }
 

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { signatureHeader, verifySignature } from '../../src/services/notifier.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { inputValue } from '../helpers/browser.js';
-import { ALICE, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
 
 const SECRET = 'k'.repeat(40);
 
@@ -136,4 +136,19 @@ t.test("an operator's factor reset: the person is told, unless the account held 
   await userCommand(s.app.gateway, 'reset-factors', { user: 'alice' });
   await new Promise((r) => setTimeout(r, 300));
   t.equal(receiver.calls.length, 2, 'nothing left to reset: nothing told');
+});
+
+t.test("a right password followed, in the same browser, by another account's: the first is told as abandoned at once", async (t) => {
+  const { receiver, s } = await enrolledWithReceiver(t);
+  const b = s.browser();
+  t.equal((await submitPassword(b, ALICE.username, ALICE.password)).location, '/_mfa/verify');
+  t.equal((await submitPassword(b, ALICE.username, ALICE.password)).location, '/_mfa/verify', 'her own again: only replaced');
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(receiver.calls.length, 1, 'nothing told');
+  await submitPassword(b, BOB.username, BOB.password);
+  await receiver.waitFor(2);
+  t.match(receiver.calls[1]!.json, { event: 'second_factor_abandoned', user: 'alice', ip: '127.0.0.1', details: { passwordAt: String } });
+  s.clock.advance(6 * 60_000);
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(receiver.calls.slice(1).map((c) => `${c.json.event}:${c.json.user}`), ['second_factor_abandoned:alice', 'second_factor_abandoned:bob'], 'once each');
 });
