@@ -168,7 +168,8 @@ export class Attempts {
   async failed(c: Ceremony, ip: string, a: Attempt, reason: string): Promise<Refused> {
     this.d.security('mfa_failed', { pid: c.pid, ip, factor: a.kind, reason, failures: a.failures });
     if (a.last) await this.locked(c, ip, a.kind);
-    if (c.kind === 'login' && (await c.firstFailure())) this.d.notifier.notify({ event: 'second_factor_failed', user: c.username, ip, details: { factor: a.kind } });
+    // A typo while setting up the first app is no failed second step.
+    if (c.kind === 'login' && !a.setup && (await c.firstFailure())) this.d.notifier.notify({ event: 'second_factor_failed', user: c.username, ip, details: { factor: a.kind } });
     const left = this.d.config.mfa.maxAttemptsPerLogin - a.n;
     if (left <= 0) await this.exhausted(c, ip);
     return { ok: false, attemptsLeft: left };

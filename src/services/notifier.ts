@@ -4,6 +4,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 import type { Clock } from '../clock.js';
+import { newId } from '../mechanisms/random.js';
 
 export type NotificationEvent =
   | 'enrolled'
@@ -121,13 +122,14 @@ export class Notifier {
     private readonly clock: Clock,
   ) {}
 
+  // `id`, the same in every retry of an event: a receiver whose answer came too late gets the event again, and drops it.
   notify(n: Notification): void {
     if (!this.target) return;
-    this.webhooks.send(this.target, { ...n, time: new Date(this.clock.now()).toISOString() });
+    this.webhooks.send(this.target, { id: newId(), ...n, time: new Date(this.clock.now()).toISOString() });
   }
 
   alert(event: AlertEvent, details: Record<string, string | number | boolean>): void {
     if (!this.target) return;
-    this.webhooks.send(this.target, { event, alert: true, details, time: new Date(this.clock.now()).toISOString() });
+    this.webhooks.send(this.target, { id: newId(), event, alert: true, details, time: new Date(this.clock.now()).toISOString() });
   }
 }

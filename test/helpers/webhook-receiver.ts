@@ -1,5 +1,5 @@
-// A vendor's webhook endpoint for tests: records every call; answers with the statuses it is given, then 200
-// (status 0: never answers, like a hung endpoint).
+// A vendor's webhook endpoint for tests: records every call it answers 200 (`calls`; `all`: every call that came);
+// answers with the statuses it is given, then 200 (status 0: never answers, like a hung endpoint).
 import { createServer } from 'node:http';
 import { once } from 'node:events';
 
@@ -11,8 +11,9 @@ export interface Received {
 
 export async function startReceiver(
   statuses: number[] = [],
-): Promise<{ url: string; calls: Received[]; hanging: () => number; waitFor(n: number): Promise<void>; close(): Promise<void> }> {
+): Promise<{ url: string; calls: Received[]; all: Received[]; hanging: () => number; waitFor(n: number): Promise<void>; close(): Promise<void> }> {
   const calls: Received[] = [];
+  const all: Received[] = [];
   let hanging = 0;
   const queue = [...statuses];
   const server = createServer((req, res) => {
@@ -20,6 +21,7 @@ export async function startReceiver(
     req.on('data', (c) => (body += c));
     req.on('end', () => {
       const status = queue.shift() ?? 200;
+      all.push({ headers: req.headers, body, json: JSON.parse(body) });
       if (status === 0) {
         hanging++;
         return;
@@ -34,6 +36,7 @@ export async function startReceiver(
   return {
     url,
     calls,
+    all,
     hanging: () => hanging,
     waitFor: async (n) => {
       const deadline = Date.now() + 10_000;

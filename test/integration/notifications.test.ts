@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { signatureHeader, verifySignature } from '../../src/services/notifier.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { inputValue } from '../helpers/browser.js';
-import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
 const SECRET = 'k'.repeat(40);
 
@@ -32,6 +32,7 @@ t.test('a correct password followed by wrong codes: one signed event per login',
   t.match(failed[0]!.json, { user: 'alice', ip: '127.0.0.1', details: { factor: 'totp' }, time: String });
   t.ok(verifySignature(failed[0]!.body, String(failed[0]!.headers['x-mfa-signature']), SECRET, Date.now()), 'signed');
   t.notOk(JSON.stringify(receiver.calls).includes('000000'), 'no code in any event');
+  t.equal(new Set(receiver.calls.map((c) => c.json.id)).size, receiver.calls.length, 'each event its own id');
 });
 
 t.test('a code sent again after it was accepted: told each time, without the code', async (t) => {
@@ -100,6 +101,8 @@ t.test('delivery is retried, then given up and logged; sign-in never waits for i
   await signUpAndEnrol(s);
   await flaky.waitFor(1);
   t.equal(flaky.calls[0]!.json.event, 'enrolled', 'delivered on the second attempt');
+  t.same(flaky.all.map((c) => c.json.id), [flaky.calls[0]!.json.id, flaky.calls[0]!.json.id], 'with the id of the first: the same event');
+  t.match(flaky.calls[0]!.json.id, /^[\w-]{43}$/);
 
   const dead = await startReceiver([500, 500, 500]);
   t.teardown(dead.close);
@@ -151,4 +154,20 @@ t.test("a right password followed, in the same browser, by another account's: th
   s.clock.advance(6 * 60_000);
   await new Promise((r) => setTimeout(r, 300));
   t.same(receiver.calls.slice(1).map((c) => `${c.json.event}:${c.json.user}`), ['second_factor_abandoned:alice', 'second_factor_abandoned:bob'], 'once each');
+});
+
+t.test('a typo while setting up the first app is no failed second step; the sign-in left there is told as abandoned', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => (raw.notify = { url: receiver.url, secret: SECRET }) });
+  t.teardown(s.close);
+  const b = s.browser();
+  t.equal((await submitPassword(b, ALICE.username, ALICE.password)).location, '/_mfa/enrol');
+  const { csrf } = await totpEnrolmentForm(s, b);
+  t.equal((await b.post('/_mfa/enrol/totp', { csrf, code: '000000' })).status, 400);
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(receiver.calls, [], 'nothing told');
+  s.clock.advance(6 * 60_000);
+  await receiver.waitFor(1);
+  t.equal(receiver.calls[0]!.json.event, 'second_factor_abandoned');
 });
