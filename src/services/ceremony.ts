@@ -21,6 +21,8 @@ export type AttemptKind = 'totp' | 'webauthn' | 'recovery' | 'enrolment-code';
 export const ATTEMPT_KINDS: readonly AttemptKind[] = ['totp', 'webauthn', 'recovery', 'enrolment-code'];
 
 export interface Ceremony {
+  /** Which one: a sign-in in progress or a session (see ReplayGuard.claimStep). */
+  id: string;
   pid: string;
   username: string;
   /** login: the password was just accepted; session: a signed-in user confirming again. */
@@ -74,6 +76,7 @@ export class Attempts {
   ofLogin(id: string, p: PendingLogin): Ceremony {
     const { pending, clock } = this.d;
     return {
+      id: `login:${id}`,
       pid: p.pid,
       username: p.username,
       kind: 'login',
@@ -103,6 +106,7 @@ export class Attempts {
     // session ends no later.
     const lifetimeMs = () => Math.max(1, active.record.authTime + this.d.config.session.absoluteTimeoutSeconds * 1000 - this.d.clock.now());
     return {
+      id: `session:${active.sid}`,
       pid: active.record.pid,
       username: active.record.username,
       kind: 'session',
@@ -162,6 +166,15 @@ export class Attempts {
   async succeeded(c: Ceremony, a: Attempt): Promise<void> {
     await c.reset();
     if (!a.setup) await this.counters[a.kind].succeed(keys.factorFailures(c.pid, a.kind));
+  }
+
+  /**
+   * A right code this ceremony sent a moment ago (the form sent twice): refused, as a code is accepted once, but no
+   * failure. The caller answers with what the first submission started (PendingService.twin, SessionService.twin).
+   */
+  async repeated(c: Ceremony, a: Attempt): Promise<Refused> {
+    await this.succeeded(c, a);
+    return { ok: false, attemptsLeft: this.d.config.mfa.maxAttemptsPerLogin };
   }
 
   /** A wrong code or a refused passkey: logged, reported once per login, and the ceremony ends at its limit. */

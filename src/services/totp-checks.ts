@@ -33,7 +33,9 @@ export class TotpChecks {
     const apps = (factors?.factors ?? []).filter((f): f is TotpFactor => f.kind === 'totp');
     const match = await this.matchingStep(apps.map((f) => f.secret), input);
     if (match === null) return this.d.attempts.failed(c, ip, attempt, 'wrong code');
-    if (!(await this.claim(c, match.step, ip))) return this.d.attempts.failed(c, ip, attempt, 'code already used');
+    const claim = await this.claim(c, match.step, ip);
+    if (claim === 'repeat') return this.d.attempts.repeated(c, attempt);
+    if (claim === 'taken') return this.d.attempts.failed(c, ip, attempt, 'code already used');
     const factor = apps[match.index]!;
     const now = this.d.clock.now();
     // On the factors as they are now: an app removed meanwhile stays removed, and opens nothing (a stolen one, say).
@@ -58,13 +60,14 @@ export class TotpChecks {
   }
 
   /** A step is accepted at most once per user, also across parallel submissions and across the user's apps. */
-  private async claim(c: Ceremony, step: number, ip: string): Promise<boolean> {
-    if (await this.d.replay.claimStep(c.pid, step)) return true;
+  private async claim(c: Ceremony, step: number, ip: string): Promise<'claimed' | 'repeat' | 'taken'> {
+    const claim = await this.d.replay.claimStep(c.pid, step, c.id);
+    if (claim !== 'taken') return claim;
     this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
     // A code already accepted, sent with the password (or in a session) again: someone may have seen it, over a
     // shoulder or through a phishing page that passed it on (R16). Each time, not once per login as a wrong code.
     this.d.notifier.notify({ event: 'second_factor_replayed', user: c.username, ip, details: { factor: 'totp' } });
-    return false;
+    return 'taken';
   }
 
   /**

@@ -8,8 +8,17 @@ const STEP_TTL_MS = 10 * 60_000;
 /** A TOTP time step is accepted at most once per user (RFC 6238 §5.2), atomically, and never an older one. */
 export class ReplayGuard {
   constructor(private readonly kv: KvStore) {}
-  claimStep(pid: string, step: number): Promise<boolean> {
-    return this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS);
+  /**
+   * Accepts `step` for the user once. Refused, it tells whether the step itself was accepted and only the ceremony
+   * `by` (a sign-in in progress, a session) ever tried it: then it went to this same ceremony (a form sent twice with
+   * its code), since every claimant notes its try before it claims. Any other ceremony's try, and it may be a replay.
+   */
+  async claimStep(pid: string, step: number, by: string): Promise<'claimed' | 'repeat' | 'taken'> {
+    const tries = keys.totpStepTries(pid, step);
+    await this.kv.setAdd(tries, by, STEP_TTL_MS);
+    if (await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS)) return 'claimed';
+    const [mark, triedBy] = await Promise.all([this.kv.get(keys.totpStep(pid)), this.kv.setMembers(tries)]);
+    return Number(mark) === step && triedBy.length === 1 && triedBy[0] === by ? 'repeat' : 'taken';
   }
 
   /**
@@ -21,6 +30,8 @@ export class ReplayGuard {
    */
   async claimSetupStep(pid: string, setup: string, step: number): Promise<boolean> {
     if (!(await this.kv.raiseTo(keys.totpSetupStep(pid, setup), step, STEP_TTL_MS))) return false;
+    // A try of the step too: a sign-in's code for it then finds it taken by another (see claimStep).
+    await this.kv.setAdd(keys.totpStepTries(pid, step), `setup:${setup}`, STEP_TTL_MS);
     await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS);
     return true;
   }

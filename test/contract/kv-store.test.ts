@@ -381,10 +381,16 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
     t.test('replay guard and failure counter', async (t) => {
       const replay = new ReplayGuard(b.kv);
       const pid = k('pid');
-      const claims = await Promise.all(Array.from({ length: 20 }, () => replay.claimStep(pid, 1000)));
-      t.equal(claims.filter(Boolean).length, 1, 'a step is accepted once');
-      t.notOk(await replay.claimStep(pid, 999), 'an older step is refused');
-      t.ok(await replay.claimStep(pid, 1001));
+      const claims = await Promise.all(Array.from({ length: 20 }, (_, i) => replay.claimStep(pid, 1000, `login:${i}`)));
+      t.equal(claims.filter((c) => c === 'claimed').length, 1, 'a step is accepted once');
+      t.equal(claims.filter((c) => c === 'taken').length, 19, 'and taken for every other ceremony');
+      t.equal(await replay.claimStep(pid, 999, 'login:x'), 'taken', 'an older step is refused');
+      t.equal(await replay.claimStep(pid, 1001, 'login:y'), 'claimed');
+      // The same ceremony sending its code twice at once: one accepted, the other told it is its own.
+      const twice = await Promise.all([0, 1].map(() => replay.claimStep(pid, 1002, 'login:z')));
+      t.same(twice.sort(), ['claimed', 'repeat']);
+      t.equal(await replay.claimStep(pid, 1002, 'session:w'), 'taken', 'another ceremony: taken');
+      t.equal(await replay.claimStep(pid, 1002, 'login:z'), 'taken', 'and then for the first one too (another tried it)');
     });
 
     t.test('TTLs of 0 or a fraction of a millisecond: the same answers on every store, and the key still expires', async (t) => {

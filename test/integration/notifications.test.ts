@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { signatureHeader, verifySignature } from '../../src/services/notifier.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { inputValue } from '../helpers/browser.js';
-import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, copyOf, signInWithTotp, signUpAndEnrol, startRedisStack, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
 const SECRET = 'k'.repeat(40);
 
@@ -170,4 +170,33 @@ t.test('a typo while setting up the first app is no failed second step; the sign
   s.clock.advance(6 * 60_000);
   await receiver.waitFor(1);
   t.equal(receiver.calls[0]!.json.event, 'second_factor_abandoned');
+});
+
+t.test('a code form sent twice (a double tap), on Redis: one sign-in for both, and nobody is told of a replay or a failure', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startRedisStack(t, { patch: (raw) => (raw.notify = { url: receiver.url, secret: SECRET }) });
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  await receiver.waitFor(1);
+  for (let round = 0; round < 5; round++) {
+    s.clock.advance(30_000);
+    const { b, csrf } = await atCodePage(s);
+    const code = await totpAt(secret, s.clock.now());
+    const answers = await Promise.all([b, copyOf(s, b)].map((x) => x.post('/_mfa/verify', { csrf, code })));
+    t.same(answers.map((a) => a.status), [303, 303], 'both taps sign in');
+    if (round) continue;
+    // And a step-up sent twice.
+    s.clock.advance(30_000);
+    const form = { csrf: inputValue((await b.get('/_mfa/step-up')).body, 'csrf'), code: await totpAt(secret, s.clock.now()) };
+    const stepUps = await Promise.all([b, copyOf(s, b)].map((x) => x.post('/_mfa/step-up', form)));
+    t.same(stepUps.map((a) => a.status), [200, 200], 'both taps step up');
+  }
+  // A code used, then sent in another sign-in: that one is a replay, told.
+  const { b } = await atCodePage(s);
+  const again = await b.post('/_mfa/verify', { csrf: inputValue((await b.get('/_mfa/verify')).body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(again.status, 400);
+  await receiver.waitFor(3);
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(receiver.calls.slice(1).map((c) => c.json.event).sort(), ['second_factor_failed', 'second_factor_replayed'], 'only the replay (a failure of its sign-in)');
 });

@@ -49,6 +49,7 @@ function recordingAttempts(outcomes: string[]): Attempts {
     beginSetup: async () => ({ n: 1, kind: 'totp', last: false }),
     succeeded: async () => void outcomes.push('succeeded'),
     failed: async (_c: Ceremony, _ip: string, _a: unknown, reason: string) => (outcomes.push(reason), { ok: false, attemptsLeft: 4 }),
+    repeated: async () => (outcomes.push('repeated'), { ok: false, attemptsLeft: 4 }),
   } as unknown as Attempts;
 }
 
