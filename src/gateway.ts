@@ -104,10 +104,8 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   if (rawKv instanceof MemoryKvStore) rawKv.onRefused(() => metrics.storeRefused());
   const kv = rawKv instanceof MemoryKvStore ? rawKv : measuredStore(rawKv, metrics);
   const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
-  const tokens = new SessionTokens(
-    config.keys.signing.map((k) => ({ id: k.id, key: decodeKey(k.secret) })),
-    config.session.absoluteTimeoutSeconds,
-  );
+  const signingKeys = config.keys.signing.map((k) => ({ id: k.id, key: decodeKey(k.secret) }));
+  const tokens = new SessionTokens(signingKeys, config.session.absoluteTimeoutSeconds);
   const writer = overrides.auditWriter ?? 'gateway';
   const audit = writer === 'none' ? null : openAudit(config, {
     clock,
@@ -193,7 +191,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     access,
     identity,
     pending,
-    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, kv, limits: loginLimits, browserCookies, reservedHeaders, security, notifier, log: logger }),
+    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, signingKeys, kv, limits: loginLimits, browserCookies, reservedHeaders, security, notifier, log: logger }),
     enrolment,
     secondFactor: new SecondFactorService({ config, clock, kv, factors: factorStore, challenges, attempts, totp, pending, sessions, rp, notifier, security }),
     factors: new FactorService({ clock, factors: factorStore, owners, sessions, notifier, security }),

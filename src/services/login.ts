@@ -14,7 +14,7 @@ import { returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
 import { accountNames, canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
-import { knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
+import { knownBrowserId, knownBrowserToken, type MacKey } from '../mechanisms/known-browser.js';
 import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
@@ -86,6 +86,8 @@ export interface LoginDeps {
   pending: PendingLogins;
   factors: FactorStore;
   pseudonymKey: Buffer;
+  /** The session signing keys, for known-browser tokens. */
+  signingKeys: readonly MacKey[];
   kv: KvStore;
   limits: LoginLimits;
   browserCookies: BrowserCookies;
@@ -105,7 +107,7 @@ export class LoginService {
 
   /** The token that makes this browser a known browser of the account, given when a sign-in finishes. */
   async knownBrowserToken(pid: string): Promise<string> {
-    return knownBrowserToken(this.d.pseudonymKey, pid, await this.knownBrowserEpoch(pid), this.d.clock.now());
+    return knownBrowserToken(this.d.signingKeys, pid, await this.knownBrowserEpoch(pid), this.d.clock.now());
   }
 
   private async knownBrowserEpoch(pid: string): Promise<string> {
@@ -152,7 +154,7 @@ export class LoginService {
     const pid = pseudonym(this.d.pseudonymKey, username);
     // …then the account, existing or not (a browser its owner signed in with on a count of its own), and the
     // gateway's overall rate.
-    const known = req.knownBrowser && knownBrowserId(this.d.pseudonymKey, pid, await this.knownBrowserEpoch(pid), req.knownBrowser, clock.now());
+    const known = req.knownBrowser && knownBrowserId(this.d.signingKeys, pid, await this.knownBrowserEpoch(pid), req.knownBrowser, clock.now());
     const admitted = await this.d.limits.admitAccount(pid, known || null);
     throwIfRefused(admitted, ip, pid, this.d.security);
     // The portal checks exactly the username the gateway will hold the session for.
