@@ -181,9 +181,10 @@ export class Attempts {
   async failed(c: Ceremony, ip: string, a: Attempt, reason: string): Promise<Refused> {
     this.d.security('mfa_failed', { pid: c.pid, ip, factor: a.kind, reason, failures: a.failures });
     if (a.last) await this.locked(c, ip, a.kind);
-    // A typo while setting up the first app is no failed second step.
-    if (c.kind === 'login' && !a.setup && (await c.firstFailure())) this.d.notifier.notify({ event: 'second_factor_failed', user: c.username, ip, details: { factor: a.kind } });
     const left = this.d.config.mfa.maxAttemptsPerLogin - a.n;
+    // A typo while setting up the first app is no failed second step; set-up tries that end the sign-in are (else a
+    // password holder could confirm a password unheard, ending the sign-in before it is found abandoned).
+    if (c.kind === 'login' && (!a.setup || left <= 0) && (await c.firstFailure())) this.d.notifier.notify({ event: 'second_factor_failed', user: c.username, ip, details: { factor: a.kind } });
     if (left <= 0) await this.exhausted(c, ip);
     return { ok: false, attemptsLeft: left };
   }
@@ -192,7 +193,8 @@ export class Attempts {
   async clear(pid: string, kind?: AttemptKind): Promise<AttemptKind[]> {
     const disabled: AttemptKind[] = [];
     for (const k of kind ? [kind] : ATTEMPT_KINDS) {
-      if (!(await this.counters[k].check(keys.factorFailures(pid, k))).allowed) disabled.push(k);
+      const check = await this.counters[k].check(keys.factorFailures(pid, k));
+      if (!check.allowed && check.locked) disabled.push(k);
       await this.counters[k].clear(keys.factorFailures(pid, k));
       await this.d.kv.setRemove(keys.lockoutIndex(), `${pid}:${k}`);
     }

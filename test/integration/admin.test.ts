@@ -19,7 +19,7 @@ import { Browser, inputValue } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { TestCa } from '../helpers/pki.js';
 import { randomKey } from '../helpers/config.js';
-import { ALICE, BOB, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
 /** Every key in the store, and what every sealed record holds once opened. */
 async function dump(kv: KvStore, sealer: Sealer): Promise<{ keys: string[]; opened: string[] }> {
@@ -200,6 +200,12 @@ t.test('the help desk: a name no sign-in can use is refused; one that holds noth
   t.match((await userCommand(gw, 'show', { user: 'alice' })).join('\n'), /totp/, 'her factor is still there');
   t.match((await userCommand(gw, 'reset-factors', { user: 'alcie' }))[0], 'alcie held no factor: check the spelling');
   t.match((await lockoutsCommand(gw, 'clear', { user: 'alcie' }))[0], 'none was disabled (check the spelling)');
+  // Wrong codes past the free ones: a wait, not a disabled factor.
+  for (let login = 0; login < 2; login++) {
+    const { b, csrf } = await atCodePage(s);
+    for (let i = 0; i < 3; i++) await b.post('/_mfa/verify', { csrf, code: '000000' });
+  }
+  t.match((await lockoutsCommand(gw, 'clear', { user: 'alice' }))[0], 'cleared every kind of factor for alice: none was disabled');
   t.match((await userCommand(gw, 'reset-factors', { user: 'alice' }))[0], 'removed every factor of alice (1)');
 });
 

@@ -170,6 +170,19 @@ t.test('a typo while setting up the first app is no failed second step; the sign
   s.clock.advance(6 * 60_000);
   await receiver.waitFor(1);
   t.equal(receiver.calls[0]!.json.event, 'second_factor_abandoned');
+
+  // Set-up tries until the sign-in ends: told, as it is never found abandoned.
+  const c = s.browser();
+  await submitPassword(c, ALICE.username, ALICE.password);
+  const form = await totpEnrolmentForm(s, c);
+  const statuses: number[] = [];
+  for (let i = 0; i < 8 && statuses.at(-1) !== 403; i++) {
+    s.clock.advance(20_000);
+    statuses.push((await c.post('/_mfa/enrol/totp', { csrf: form.csrf, code: '000000' })).status);
+  }
+  t.equal(statuses.at(-1), 403, 'the sign-in ended');
+  await receiver.waitFor(2);
+  t.match(receiver.calls[1]!.json, { event: 'second_factor_failed', user: 'alice' });
 });
 
 t.test('a code form sent twice (a double tap), on Redis: one sign-in for both, and nobody is told of a replay or a failure', async (t) => {
