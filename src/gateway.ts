@@ -10,7 +10,7 @@ import type { Config } from './config/schema.js';
 import type { BrowserCookies } from './domain/cookie-jar.js';
 import { loginFields } from './domain/legacy-auth.js';
 import { compilePolicy, type PolicyConfig } from './domain/policy.js';
-import { accountNames } from './domain/username.js';
+import { canonicalUsername } from './domain/username.js';
 import type { HttpContext } from './http/context.js';
 import { createLogger } from './log.js';
 import { measuredStore } from './metrics/measured-store.js';
@@ -142,7 +142,6 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const loginLimits = new LoginLimits({ config, clock, kv, security, notifier });
   const pending = new PendingService({ clock, pending: pendingLogins, sessions, factors: factorStore });
   const pseudonymKey = decodeKey(config.keys.pseudonym);
-  const accountName = accountNames(config.portal.login);
   const registry = new DeviceRegistry(kv, sealer);
   const deviceCas = config.devices.caFile ? parseCertificates(readFileSync(config.devices.caFile, 'utf8')) : [];
   const reloadError = (what: string) => (err: Error) => logger.error({ err, file: what }, 'could not re-read a file: keeping its last good content');
@@ -217,7 +216,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
       if (audit?.log.stoppedBy) throw audit.log.stoppedBy;
     },
     pidOf: (username) => {
-      const name = accountName(username);
+      const name = canonicalUsername(username, config.portal.login.usernameCase);
       return name === null ? null : pseudonym(pseudonymKey, name);
     },
     close: async () => {

@@ -1,6 +1,6 @@
 // The admin commands on users, sessions and keys, and the operator accountability every store-acting command needs.
 import type { AuditValue } from '../audit/record.js';
-import { accountNames } from '../domain/username.js';
+import { canonicalUsername } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
 import type { UserSummary } from '../services/admin.js';
 import { PartlyDone } from '../services/best-effort.js';
@@ -37,7 +37,7 @@ export async function userCommand(gw: Gateway, action: string, a: { user?: strin
     case 'export':
       return [JSON.stringify({ username: a.user, ...(await gw.admin.export(pid)) }, null, 2)];
     case 'reset-factors': {
-      const r = await partly(gw.admin.resetFactors(pid, accountNames(gw.config.portal.login)(a.user!)!), (r) => [`ended ${r.sessionsEnded} session(s) of ${a.user}; the factors may not all be removed`]);
+      const r = await partly(gw.admin.resetFactors(pid, canonicalUsername(a.user!, gw.config.portal.login.usernameCase)!), (r) => [`ended ${r.sessionsEnded} session(s) of ${a.user}; the factors may not all be removed`]);
       const ended = `ended ${r.sessionsEnded} session(s)`;
       return [
         r.factorsRemoved === null

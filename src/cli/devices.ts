@@ -16,7 +16,7 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
   switch (action) {
     case 'register': {
       const fingerprint = fingerprintArg(a);
-      const pid = a.user === undefined ? undefined : userPid(gw, a.user, 'devices register --user needs USERNAME');
+      const pid = a.user === undefined ? undefined : userPid(gw, a.user, 'devices register --user needs USERNAME', true);
       await registry.put({ fingerprint, name: a.name ?? fingerprint.slice(0, 12), status: 'active', addedAt: now, ...(pid ? { pid } : {}) });
       return [`registered ${fingerprint}${pid ? ` for ${a.user}` : ''}`];
     }

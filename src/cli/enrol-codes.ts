@@ -1,4 +1,5 @@
 // `mfa-gateway enrol-codes issue`: enrolment codes to hand out by letter or at the clinic (enrolment.proof: invite).
+import { accountNames } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
 import { PartialOutput, UsageError, readArgumentFile } from './usage.js';
 
@@ -12,7 +13,9 @@ export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?:
   if (gw.config.enrolment.proof !== 'invite') throw new UsageError(`enrolment codes are for enrolment.proof: invite (this config uses ${gw.config.enrolment.proof})`);
   const users = a.user !== undefined ? [a.user] : a.csv !== undefined ? usernamesFromCsv(readArgumentFile(a.csv, '--csv')) : [];
   if (!users.length) throw new UsageError('give --user USERNAME or --csv FILE');
-  const pids = users.map((user) => ({ user, pid: gw.pidOf(user) }));
+  // Codes only for names a sign-in can use (portal.login.usernamePattern too).
+  const usable = accountNames(gw.config.portal.login);
+  const pids = users.map((user) => ({ user, pid: usable(user) === null ? null : gw.pidOf(user) }));
   const unusable = pids.filter((u) => !u.pid).map((u) => JSON.stringify(u.user));
   if (unusable.length) throw new UsageError(`not a usable username (no code was issued): ${unusable.join(', ')}`);
   // One code per user: a second row for the same user (`Alice`, `alice`) would replace the code printed for the first.

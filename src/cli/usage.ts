@@ -1,5 +1,6 @@
 // A command used the wrong way: main prints the message and the usage text, and exits 2.
 import { readFileSync } from 'node:fs';
+import { accountNames } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
 
 export class UsageError extends Error {}
@@ -19,11 +20,13 @@ export class PartialOutput extends Error {
 
 /**
  * The pseudonym of the user named by `--user`: a usage error with `missing` when there is none, and one naming it when
- * no sign-in could use the name (a spelling the login refuses would act on an account nobody signs in to).
+ * it is no name at all (blank, invisible characters). `signsIn`: for what is made for the name (a device bound to it),
+ * it must also be one the login accepts (portal.login.usernamePattern); what an account already holds is reached
+ * under a pattern set since, too.
  */
-export function userPid(gw: Pick<Gateway, 'pidOf'>, user: string | undefined, missing: string): string {
+export function userPid(gw: Pick<Gateway, 'pidOf' | 'config'>, user: string | undefined, missing: string, signsIn = false): string {
   if (user === undefined) throw new UsageError(missing);
-  const pid = gw.pidOf(user);
+  const pid = signsIn && accountNames(gw.config.portal.login)(user) === null ? null : gw.pidOf(user);
   if (!pid) throw new UsageError(`not a usable username (no sign-in can use it): ${JSON.stringify(user)}`);
   return pid;
 }

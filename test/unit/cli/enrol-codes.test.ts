@@ -13,7 +13,7 @@ t.test('codes issued before the store fails are printed, then the failure', asyn
   const down = new Error('redis: OOM command not allowed');
   let issued = 0;
   const gw = {
-    config: { enrolment: { proof: 'invite' } },
+    config: { enrolment: { proof: 'invite' }, portal: { login: { usernameCase: 'lower' } } },
     pidOf: (user: string) => `pid-${user}`,
     enrolment: {
       issueInvite: async () => {
@@ -34,7 +34,7 @@ t.test('codes issued before the store fails are printed, then the failure', asyn
 t.test('a file saved with semicolons or tabs issues nothing (each whole line would be a username)', async (t) => {
   const csv = join(mkdtempSync(join(tmpdir(), 'mfa-codes-')), 'users.csv');
   let issued = 0;
-  const gw = { config: { enrolment: { proof: 'invite' } }, pidOf: (user: string) => `pid-${user}`, enrolment: { issueInvite: async () => ({ code: `CODE-${++issued}`, expiresAt: 0 }) } } as unknown as Gateway;
+  const gw = { config: { enrolment: { proof: 'invite' }, portal: { login: { usernameCase: 'lower' } } }, pidOf: (user: string) => `pid-${user}`, enrolment: { issueInvite: async () => ({ code: `CODE-${++issued}`, expiresAt: 0 }) } } as unknown as Gateway;
   for (const text of ['username;name\nalice;Alice Smith\n', 'username\tname\nalice\tAlice Smith\n']) {
     writeFileSync(csv, text);
     await t.rejects(issueEnrolmentCodes(gw, { csv }), { constructor: UsageError, message: /separated by commas/ });
@@ -42,4 +42,16 @@ t.test('a file saved with semicolons or tabs issues nothing (each whole line wou
   writeFileSync(csv, 'username,name\nalice,"Smith; Alice"\n');
   t.same(await issueEnrolmentCodes(gw, { csv }), ['username,code,expires', 'alice,CODE-1,1970-01-01'], 'a semicolon in another column is fine');
   t.equal(issued, 1);
+});
+
+t.test('codes only for names the login accepts (portal.login.usernamePattern)', async (t) => {
+  let issued = 0;
+  const gw = {
+    config: { enrolment: { proof: 'invite' }, portal: { login: { usernameCase: 'lower', usernamePattern: '[a-z]+' } } },
+    pidOf: (user: string) => `pid-${user}`,
+    enrolment: { issueInvite: async () => ({ code: `CODE-${++issued}`, expiresAt: 0 }) },
+  } as unknown as Gateway;
+  await t.rejects(issueEnrolmentCodes(gw, { user: 'alice@clinic.example' }), { constructor: UsageError, message: /not a usable username/ });
+  t.equal(issued, 0);
+  t.same(await issueEnrolmentCodes(gw, { user: 'Alice' }), ['username,code,expires', 'Alice,CODE-1,1970-01-01']);
 });
