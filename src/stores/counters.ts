@@ -4,21 +4,30 @@ import { keys } from './keys.js';
 
 // Long enough to outlive the ±1 step window by far; after it, an old step cannot verify anyway.
 const STEP_TTL_MS = 10 * 60_000;
+// How long a claim refused waits for the note of the ceremony the step went to (written just after its claim).
+const CLAIMANT_WAIT = { rounds: 5, ms: 20 };
 
 /** A TOTP time step is accepted at most once per user (RFC 6238 §5.2), atomically, and never an older one. */
 export class ReplayGuard {
   constructor(private readonly kv: KvStore) {}
   /**
-   * Accepts `step` for the user once. Refused, it tells whether the step itself was accepted and only the ceremony
-   * `by` (a sign-in in progress, a session) ever tried it: then it went to this same ceremony (a form sent twice with
-   * its code), since every claimant notes its try before it claims. Any other ceremony's try, and it may be a replay.
+   * Accepts `step` for the user once, and notes which ceremony (`by`: a sign-in in progress, a session) it went to.
+   * Refused, it tells whether the step went to this same ceremony (`repeat`: a form sent twice with its code) or
+   * another (`taken`: it may be a replay). The note comes just after the claim: a refused one waits a moment for it,
+   * and with none (a set-up's claim, an instance of a release before this) the step counts as taken.
    */
   async claimStep(pid: string, step: number, by: string): Promise<'claimed' | 'repeat' | 'taken'> {
-    const tries = keys.totpStepTries(pid, step);
-    await this.kv.setAdd(tries, by, STEP_TTL_MS);
-    if (await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS)) return 'claimed';
-    const [mark, triedBy] = await Promise.all([this.kv.get(keys.totpStep(pid)), this.kv.setMembers(tries)]);
-    return Number(mark) === step && triedBy.length === 1 && triedBy[0] === by ? 'repeat' : 'taken';
+    const claimant = keys.totpStepClaimant(pid);
+    if (await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS)) {
+      await this.kv.set(claimant, `${step} ${by}`, STEP_TTL_MS);
+      return 'claimed';
+    }
+    for (let round = 0; ; round++) {
+      const [claimedStep, claimedBy] = ((await this.kv.get(claimant)) ?? '').split(' ');
+      if (Number(claimedStep) === step) return claimedBy === by ? 'repeat' : 'taken';
+      if (Number(claimedStep) > step || round === CLAIMANT_WAIT.rounds) return 'taken';
+      await new Promise((r) => setTimeout(r, CLAIMANT_WAIT.ms));
+    }
   }
 
   /**
@@ -30,8 +39,6 @@ export class ReplayGuard {
    */
   async claimSetupStep(pid: string, setup: string, step: number): Promise<boolean> {
     if (!(await this.kv.raiseTo(keys.totpSetupStep(pid, setup), step, STEP_TTL_MS))) return false;
-    // A try of the step too: a sign-in's code for it then finds it taken by another (see claimStep).
-    await this.kv.setAdd(keys.totpStepTries(pid, step), `setup:${setup}`, STEP_TTL_MS);
     await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS);
     return true;
   }
