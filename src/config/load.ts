@@ -43,11 +43,26 @@ function found(path: string, data: unknown): string {
 
 /**
  * An unknown option's name, when it looks like one: in a YAML flow mapping, `{ secret:KEY }` (no space after the
- * colon) is one key named `secret:KEY`, and that name must not be shown.
+ * colon) is one key named `secret:KEY`, and a key written without its option's name is a name of its own. Under an
+ * option that holds secrets, only the name of an option there is somewhere else is shown.
  */
-function optionName(name: string): string {
-  return /^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name) ? `'${name}'` : '(its name, not an option name, not shown)';
+function optionName(path: string, name: string): string {
+  const shown = isSecretPath(path) ? OPTION_NAMES.has(name) : /^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(name);
+  return shown ? `'${name}'` : '(its name, not an option name, not shown)';
 }
+
+/** Every option name the schema has, at any level. */
+const OPTION_NAMES = new Set<string>();
+(function collect(schema: unknown): void {
+  if (!schema || typeof schema !== 'object') return;
+  const properties = (schema as { properties?: Record<string, unknown> }).properties;
+  for (const [name, sub] of Object.entries(properties ?? {})) {
+    OPTION_NAMES.add(name);
+    collect(sub);
+  }
+  // Lists' items, choices of shapes.
+  for (const value of Object.values(schema)) if (value !== properties) collect(value);
+})(ConfigSchema);
 
 /**
  * Why a key (a secret given as base64 or base64url) is refused, or null. Random bytes so encoded have upper- and
@@ -108,7 +123,7 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
         continue;
       }
       if (e.keyword === 'const' && errors.some((a) => a.keyword === 'anyOf' && a.instancePath === e.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`))) continue;
-      const extra = e.keyword === 'additionalProperties' ? ` ${optionName(String(e.params.additionalProperty))}` : '';
+      const extra = e.keyword === 'additionalProperties' ? ` ${optionName(path, String(e.params.additionalProperty))}` : '';
       problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : found(path, e.data)}`);
     }
   }

@@ -158,11 +158,15 @@ t.test('keys that are not random bytes in base64: refused, whatever their decode
 t.test('an unknown option named with its value (no space after the colon in a flow mapping) is not shown', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
   const secret = randomKey();
-  writeFileSync(join(dir, 'gw.yaml'), `portal: { url: 'http://portal.internal:8080' }\npolicy: { rules: [{ name: all, paths: [/], decision: mfa }] }\nkeys:\n  signing: [{ id: s, secret:${secret} }]\n  encryption: [{ id: e, secret: ${randomKey()}, colour: blue }]\n  pseudonym: ${randomKey()}\n`);
+  const bare = `a${randomKey().slice(1)}`;
+  writeFileSync(join(dir, 'gw.yaml'), `portal: { url: 'http://portal.internal:8080', colour: blue }\npolicy: { rules: [{ name: all, paths: [/], decision: mfa }] }\nkeys:\n  signing: [{ id: s, secret:${secret} }, { id: t, ${bare} }]\n  encryption: [{ id: e, secret: ${randomKey()}, colour: blue, url: x }]\n  pseudonym: ${randomKey()}\n`);
   const problems = problemsOf(() => loadConfigFile(join(dir, 'gw.yaml')));
   t.ok(problems.some((p) => p.startsWith('keys.signing.0: must NOT have additional properties (its name')), 'reported');
-  t.notOk(problems.join('\n').includes(secret), 'the key is not printed');
-  t.ok(problems.some((p) => p.startsWith("keys.encryption.0: must NOT have additional properties 'colour'")), 'an option name is');
+  t.ok(problems.some((p) => p.startsWith('keys.signing.1: must NOT have additional properties (its name')), 'a key without its option name too');
+  t.notOk(problems.join('\n').includes(secret) || problems.join('\n').includes(bare), 'neither key is printed');
+  t.ok(problems.some((p) => p.startsWith("keys.encryption.0: must NOT have additional properties 'url'")), 'under keys: an option name the config has elsewhere is');
+  t.ok(problems.some((p) => p.startsWith('keys.encryption.0: must NOT have additional properties (its name')), 'another is not');
+  t.ok(problems.some((p) => p.startsWith("portal: must NOT have additional properties 'colour'")), 'elsewhere, a name is');
 });
 
 t.test('keys that cannot be read and a port taken twice are problems by path, not failures at start', async (t) => {
