@@ -47,6 +47,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return c;
   };
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
+  /** A code from paper sent wrong, to correct on the page that says so (no longer than its field takes). */
+  const typedCode = (req: FastifyRequest) => field(req, 'code').slice(0, 24);
   /**
    * The session starts: the pending cookie goes, the session cookie comes (with a known-browser token for the
    * account), and the portal's the browser holds: those its login answer set, and in forward-auth mode all of them.
@@ -140,7 +142,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (result.ok) return reply.redirect(`${p}/enrol`, 303);
     const ctx2 = pendingPage(req, login);
     const sent = proofMode === 'webhook' && login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
-    return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: wrong(req, result, 'proofWrong'), ...(sent ? { sent } : {}) }));
+    return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: wrong(req, result, 'proofWrong'), typed: typedCode(req), ...(sent ? { sent } : {}) }));
   });
 
   // 2. The first factor: a passkey, or an authenticator app (works without JavaScript).
@@ -266,7 +268,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const twin = await pending.twin(id, 'verify', form);
     if (twin) return finished(req, reply, twin);
     const c = pendingPage(req, login);
-    return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: wrong(req, result) }));
+    return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: wrong(req, result), typed: typedCode(req) }));
   });
 
   // 5. Step-up: a signed-in person confirms a second factor again, then goes back to where they were going.

@@ -126,7 +126,8 @@ ${inner}
 </form>`;
 }
 
-export function proofPage(ctx: PageContext, v: { csrf: string; mode: 'invite' | 'webhook'; sent?: { minutes: number }; error?: string; missing?: boolean }): string {
+/** `typed`: the code sent, shown again with its error (a long code from paper, to correct, not to type again). */
+export function proofPage(ctx: PageContext, v: { csrf: string; mode: 'invite' | 'webhook'; sent?: { minutes: number }; error?: string; typed?: string; missing?: boolean }): string {
   const { t } = ctx;
   const intro = v.mode === 'invite' ? t('proofIntroInvite') : t('proofIntroWebhook');
   const send =
@@ -147,6 +148,7 @@ ${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proo
             hint: v.mode === 'invite' ? t('proofHintInvite') : t('proofHintWebhook'),
             error: v.error,
             kind: v.mode === 'invite' ? 'code' : 'digits',
+            value: v.typed,
             // Only to correct a mistake: arriving, a screen reader starts at the top, with the instructions.
             autofocus: v.error !== undefined,
           }),
@@ -208,6 +210,10 @@ ${field({ id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHin
   );
 }
 
+/**
+ * The recovery codes, shown once. The box is checked by the browser (no `novalidate`, unlike the other forms): sent
+ * unticked, the answer could not show the codes again.
+ */
 export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: string; action: string; error?: string }): string {
   const { t } = ctx;
   return layout(
@@ -219,7 +225,7 @@ export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: 
 <ol class="codes" dir="ltr" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>`
         : `<p>${esc(t('recoveryShownOnce'))}</p>`
     }
-<form method="post" action="${ctx.prefix}${v.action}" novalidate>
+<form method="post" action="${ctx.prefix}${v.action}">
 ${hidden('csrf', v.csrf)}
 ${errorBlock('ack-error', v.error)}
 <p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' autofocus aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${esc(t('recoveryAck'))}</label></p>
@@ -253,12 +259,13 @@ ${v.recoverySignOut ? `<p>${esc(t('stepUpRecovery'))} <a href="${ctx.prefix}/log
   );
 }
 
-export function recoveryPage(ctx: PageContext, v: { csrf: string; error?: string }): string {
+/** `typed`: as for proofPage. */
+export function recoveryPage(ctx: PageContext, v: { csrf: string; error?: string; typed?: string }): string {
   const { t } = ctx;
   return layout(
     ctx,
     t('recoveryCodeTitle'),
-    `${form(ctx, '/recovery', v.csrf, field({ id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', autofocus: v.error !== undefined }), t('verifySubmit'))}
+    `${form(ctx, '/recovery', v.csrf, field({ id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', value: v.typed, autofocus: v.error !== undefined }), t('verifySubmit'))}
 <p><a href="${ctx.prefix}/verify">${esc(t('useOtherWays'))}</a></p>`,
     { error: v.error !== undefined },
   );

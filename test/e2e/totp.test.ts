@@ -52,6 +52,10 @@ t.test('first login: an authenticator app, then the records page; a later sign-i
   const codes = await shownCodes(page);
   t.equal(new Set(codes).size, 10, 'ten different recovery codes');
   t.ok(codes.every((c) => /^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$/.test(c)), 'in groups of four');
+  // Continue without the box ticked: the browser says so, and the codes stay on the page.
+  await page.click('button[type=submit]');
+  t.equal(await page.$eval('#ack', (e) => (e as HTMLInputElement).validationMessage !== ''), true, 'the browser asks for the box');
+  t.same(await shownCodes(page), codes, 'the codes are still shown');
   await page.check('#ack');
   await submit(page);
   t.equal(url(page), '/records', 'on to the page first asked for');

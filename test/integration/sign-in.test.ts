@@ -230,6 +230,10 @@ t.test('recovery code works once', async (t) => {
   const second = await use(codes[0]!);
   t.equal(second.status, 400, 'refused the second time');
   t.match(second.body, 'That code did not work');
+  const typed = (body: string) => /<input[^>]* id="code"[^>]* value="([^"]*)"/.exec(body)?.[1];
+  t.equal(typed(second.body), codes[0], 'the code sent is on the page again, to correct');
+  const misread = `${codes[1]!.slice(0, -1)}${codes[1]!.endsWith('A') ? 'B' : 'A'}`;
+  t.equal(typed((await use(` ${misread.toLowerCase()}`)).body), ` ${misread.toLowerCase()}`, 'a typo: as typed');
   t.equal((await use(codes[1]!)).status, 303, 'another code still works');
 });
 
