@@ -36,7 +36,8 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
       case 'GW_ERR_TOO_MANY_ATTEMPTS':
         return { href: loginPage, label: 'signInAgain' };
       case 'GW_ERR_STEP_UP_REQUIRED':
-        return { href: `${prefix}/step-up`, label: 'stepUpTitle' };
+        // A change on the security page after its window (its form sent, not a page opened): back there after.
+        return { href: `${prefix}/step-up${gateway ? `?to=${encodeURIComponent(`${prefix}/security`)}` : ''}`, label: 'stepUpTitle' };
       case 'GW_ERR_SIGNED_IN_MEANWHILE':
         return { href: `${prefix}/continue`, label: 'continue' };
       // Back to the step being done (another method, a recovery code): of a sign-in, or of a signed-in person's

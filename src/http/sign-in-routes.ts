@@ -331,7 +331,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     reply.setCookie(COOKIE.session, token, cookieOptions());
     if (to) return reply.redirect(to, 303);
     const c = page(req);
-    return sendPage(reply, 200, c, pages.messagePage(c, { title: 'stepUpDoneTitle', message: c.t('stepUpDone') }));
+    return sendPage(reply, 200, c, pages.messagePage(c, { title: 'stepUpDoneTitle', message: c.t('stepUpDone'), action: { href: '/', label: 'backToPortal' } }));
   };
   app.post(`${p}/step-up`, async (req, reply) => {
     // Before anything is read: a request from another site gets nothing, not even a wait.

@@ -138,7 +138,10 @@ t.test('changes need a second factor in the last 5 minutes and the CSRF token', 
   const stale = await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'x' }, { accept: 'application/json' });
   t.equal(stale.status, 401);
   t.match(JSON.parse(stale.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
-  t.equal((await b.post('/_mfa/security/recovery-codes', { csrf })).status, 401, 'new recovery codes too');
+  const late = await b.post('/_mfa/security/recovery-codes', { csrf });
+  t.equal(late.status, 401, 'new recovery codes too');
+  t.match(late.body, 'href="/_mfa/step-up?to=%2F_mfa%2Fsecurity"', 'its page leads to a step-up, and back to the settings after');
+
   t.equal((await b.get('/_mfa/security')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity', 'the page itself asks for a step-up first');
   t.equal((await b.get('/_mfa/security/totp')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp');
   const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity');
@@ -147,6 +150,12 @@ t.test('changes need a second factor in the last 5 minutes and the CSRF token', 
   const fresh = await securityPage(b);
   t.equal((await b.post('/_mfa/security/rename', { csrf: fresh.csrf, factor: id, name: 'Phone' })).status, 303, 'now it works');
   t.equal((await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Phone' })).status, 403, 'the CSRF token of the old session id is dead');
+  // A step-up asked for without a page to come back to: its answer leads on all the same.
+  s.clock.advance(30_000);
+  const plain = await b.get('/_mfa/step-up');
+  const thanks = await b.post('/_mfa/step-up', { csrf: inputValue(plain.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(thanks.status, 200);
+  t.match(thanks.body, '<a href="/">Back to the portal</a>');
 });
 
 t.test('the new codes kept for a second click are a sealed record like any other (keys rotate re-seals it)', async (t) => {
