@@ -43,7 +43,12 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const path = req.url.split('?', 1)[0]!.slice(p.length + 1);
     const here = path === 'enrol/proof' ? 'proof' : path;
     const more = MORE_TIME_PAGES[login.stage].includes(here) && offersMoreTime(login, now, config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
-    c.timeLimit = { minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)), ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}) };
+    const asked = (req.query as Record<string, unknown>).time;
+    c.timeLimit = {
+      minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)),
+      ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}),
+      ...(asked === 'more' || asked === 'same' ? { asked } : {}),
+    };
     return c;
   };
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
@@ -116,7 +121,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const expiresAt = await ctx.login.moreTime(id);
     reply.setCookie(COOKIE.pending, id, cookieOptions(Math.ceil((expiresAt - ctx.clock.now()) / 1000)));
     const back = field(req, 'back');
-    return reply.redirect(`${p}/${MORE_TIME_PAGES[stage].includes(back) ? back : PAGE_OF_STAGE[stage]}`, 303);
+    const asked = expiresAt > login.expiresAt ? 'more' : 'same';
+    return reply.redirect(`${p}/${MORE_TIME_PAGES[stage].includes(back) ? back : PAGE_OF_STAGE[stage]}?time=${asked}`, 303);
   });
 
   // 1. The enrolment proof: an invitation code, or a code sent through the portal's own channel.

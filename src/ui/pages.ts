@@ -16,7 +16,8 @@ export interface PageContext {
    * A sign-in in progress: the minutes left to finish it, said at the top of its pages, with a button for more time
    * while it can be given (`csrf`: the login's token; `back`: this page, under the prefix).
    */
-  timeLimit?: { minutesLeft: number; moreTime?: { csrf: string; back: string } };
+  /** `asked`: more time was just asked for, and given (`more`) or not yet (`same`: too soon, the page says when). */
+  timeLimit?: { minutesLeft: number; moreTime?: { csrf: string; back: string }; asked?: 'more' | 'same' };
 }
 
 /** A passkey button: the script asks the gateway for options, runs the browser ceremony and posts the result. */
@@ -56,7 +57,7 @@ ${ctx.timeLimit ? '' : `<nav aria-label="${esc(t('securityLink'))}"><a href="${p
 </header>
 <main id="main">
 <h1>${esc(title)}</h1>
-${ctx.timeLimit ? `<p class="hint">${esc(t('minutesLeft', { minutes: ctx.timeLimit.minutesLeft }))}</p>` : ''}
+${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${esc(t(ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: ctx.timeLimit.minutesLeft }))}</p>` : ''}
 ${body}
 ${ctx.timeLimit?.moreTime ? moreTimeForm(ctx, ctx.timeLimit.moreTime) : ''}
 </main>

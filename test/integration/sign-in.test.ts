@@ -145,7 +145,7 @@ t.test('the pages of a sign-in in progress say how long is left to finish it', a
   const codesPage = (await first.get('/_mfa/recovery-codes')).body;
   t.match(codesPage, 'You have 5 min left');
   t.notMatch(codesPage, 'more-time', 'no more time at the recovery codes: shown once, they would be gone after it');
-  t.equal((await first.post('/_mfa/more-time', { csrf })).location, '/_mfa/recovery-codes', 'asked anyway: nothing changes');
+  t.equal((await first.post('/_mfa/more-time', { csrf })).location, '/_mfa/recovery-codes?time=same', 'asked anyway: nothing changes');
   await first.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
   const { b } = await atCodePage(s);
   s.clock.advance(3 * 60_000 + 10_000);
@@ -177,11 +177,15 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
   for (let i = 0; i < 3; i++) await wrong();
   const more = await b.post('/_mfa/more-time', { csrf });
   t.equal(more.status, 303);
-  t.equal(more.location, '/_mfa/verify', 'back to the page of its step');
+  t.equal(more.location, '/_mfa/verify?time=more', 'back to the page of its step');
   t.match(String(more.headers['set-cookie']), /__Host-mfa-pending=[^;]+;.*Max-Age=300/, 'the pending cookie lives as long');
-  t.match((await b.get('/_mfa/verify')).body, 'You have 5 min left');
-  t.equal((await b.post('/_mfa/more-time', { csrf, back: 'recovery' })).location, '/_mfa/recovery', 'back to the page it was asked on');
-  t.equal((await b.post('/_mfa/more-time', { csrf, back: 'enrol/totp' })).location, '/_mfa/verify', 'never to a page of another step');
+  t.match((await b.get(more.location!)).body, '<p class="hint" role="status">You have 5 min left', 'said, to a screen reader too');
+  // Asked again at once: nothing more yet, and the page says so.
+  const soon = await b.post('/_mfa/more-time', { csrf, back: 'recovery' });
+  t.equal(soon.location, '/_mfa/recovery?time=same', 'back to the page it was asked on');
+  t.match((await b.get(soon.location!)).body, '<p class="hint" role="status">You still have 5 min left to finish signing in: more time can be given nearer the end.');
+  t.notMatch((await b.get('/_mfa/verify')).body, 'role="status"', 'only in answer to the button');
+  t.equal((await b.post('/_mfa/more-time', { csrf, back: 'enrol/totp' })).location, '/_mfa/verify?time=same', 'never to a page of another step');
   s.clock.advance(4 * 60_000);
   t.match(await wrong(), 'Attempts left: 1.', 'more time is no more tries: the count goes on past the first end');
 
