@@ -364,6 +364,10 @@ export function configWarnings(c: Config): string[] {
       "portal.login.failure is not set: a login answer that is not a success counts as a refused password, shown with its cookies kept for the browser's public pages; a right password your success rules miss (an interstitial page) would leave the portal signed in there",
     );
   }
+  // Built as serve builds it (checkSemantics has refused what it cannot read).
+  for (const { file, missing } of c.ui.localesDir ? new Messages(c.ui.localesDir, c.ui.defaultLanguage).incomplete : []) {
+    w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English on pages marked as its language, which a screen reader reads with that language's voice`);
+  }
   if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
   // Plain http to another machine is a warning, not an error: a service mesh may carry it over mutual TLS.
   if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');

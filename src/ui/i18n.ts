@@ -13,6 +13,8 @@ export class Messages {
   private readonly catalogues = new Map<string, Catalogue>([['en', en]]);
   /** The direction of each catalogue's language, worked out once. */
   private readonly directions = new Map<string, 'ltr' | 'rtl'>();
+  /** Catalogues that leave messages out (shown in English, in a page marked as their language). */
+  readonly incomplete: { file: string; missing: string[] }[] = [];
 
   /**
    * `dir`: a folder of `<language>.json` files (e.g. `mi.json`, `pt-BR.json`) with the same keys as the English
@@ -35,6 +37,8 @@ export class Messages {
         if (left.length) throw new Error(`${file}: message ${key} leaves out ${left.map((p) => `{${p}}`).join(', ')}, which English has`);
       }
       this.catalogues.set(lang, { ...en, ...(messages as Catalogue) });
+      const missing = Object.keys(en).filter((key) => !Object.hasOwn(messages, key));
+      if (missing.length) this.incomplete.push({ file, missing });
     }
     this.defaultLanguage = defaultLanguage.toLowerCase();
     if (!this.catalogues.has(this.defaultLanguage)) throw new Error(`no messages for the default language ${defaultLanguage}`);

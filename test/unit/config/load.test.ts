@@ -425,3 +425,13 @@ t.test('config check builds what serve builds from files, and names a choice of 
   problems = problemsOf(() => resolveConfig(choice));
   t.same(problems, ['log.level: must be one of fatal, error, warn, info, debug, trace, silent, found "quiet"'], 'one line with the values allowed');
 });
+
+t.test('a catalogue that leaves messages out: a warning naming it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-locales-'));
+  writeFileSync(join(dir, 'ar.json'), JSON.stringify({ verifyTitle: 'تأكيد' }));
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.ui = { localesDir: dir };
+  t.ok(configWarnings(resolveConfig(raw)).some((w) => /^ui\.localesDir: ar\.json leaves out \d+ message\(s\) \([\w.-]+, [\w.-]+, [\w.-]+, …\)/.test(w)));
+  writeFileSync(join(dir, 'ar.json'), readFileSync(new URL('../../../src/ui/locales/en.json', import.meta.url)));
+  t.notOk(configWarnings(resolveConfig(raw)).some((w) => w.startsWith('ui.localesDir')), 'none for a whole one');
+});

@@ -21,6 +21,8 @@ t.test('a language is a file drop; missing messages fall back to English', async
   t.equal(mi.t('verifyTitle'), 'Whakaū ko koe tēnei');
   t.equal(mi.t('wrongCode', { left: 3 }), 'Kāore i tika. Ngā whakamātau e toe ana: 3.');
   t.equal(mi.t('verifySubmit'), en.verifySubmit, 'not translated yet: English');
+  t.same(m.incomplete.map((c) => [c.file, c.missing.length]), [['mi.json', Object.keys(en).length - 2]], 'and said, for config check');
+  t.same(new Messages(localesDir({ 'mi.json': en })).incomplete, [], 'a whole catalogue is not');
   t.equal(m.forRequest('de, fr;q=0.9').lang, 'en', 'none we have: the default');
   t.equal(m.forRequest('en;q=0.1, mi;q=0.9').lang, 'mi', 'by weight');
   t.equal(m.forRequest('mi;q=0, en').lang, 'en', 'q=0 means not wanted');
