@@ -88,6 +88,16 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     await factors.rename(active, field(req, 'factor'), field(req, 'name'), clientIp(req));
     return done(reply);
   });
+  app.get(`${p}/security/remove`, async (req, reply) => {
+    const active = await forPage(req, reply);
+    if (!active) return reply;
+    const id = String((req.query as Record<string, unknown>).factor ?? '');
+    const factor = (await factors.list(active.record.pid)).factors.find((f) => f.id === id);
+    // Gone already, or asked for with no factor (back from a step-up, which keeps only the path): the settings.
+    if (!factor) return reply.redirect(`${p}/security`, 303);
+    const c = page(req);
+    return sendPage(reply, 200, c, pages.removeFactorPage(c, { csrf: active.record.csrf, factor: { id: factor.id, name: factor.name } }));
+  });
   app.post(`${p}/security/remove`, async (req, reply) => {
     const active = await forChange(req);
     await factors.remove(active, field(req, 'factor'), clientIp(req));

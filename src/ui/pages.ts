@@ -314,7 +314,7 @@ ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
 ${
   !f.removable
     ? `<p class="hint">${esc(t('securityLastFactor'))}</p>`
-    : `<form method="post" action="${ctx.prefix}/security/remove">${hidden('csrf', v.csrf)}${hidden('factor', f.id)}<button type="submit" class="secondary">${esc(t('securityRemove', { name: f.name }))}</button></form>`
+    : `<form method="get" action="${ctx.prefix}/security/remove">${hidden('factor', f.id)}<button type="submit" class="secondary">${esc(t('securityRemove', { name: f.name }))}</button></form>`
 }
 </li>`,
     )
@@ -336,6 +336,18 @@ ${form(ctx, '/security/recovery-codes', v.csrf, `${hidden('replaces', v.recovery
 <p>${esc(t('securitySessionsHint'))}</p>
 ${form(ctx, '/security/sign-out-others', v.csrf, '', t('securitySignOutOthers'))}
 <p><a href="/">${esc(t('backToPortal'))}</a> · <a href="${ctx.prefix}/logout">${esc(t('signOutLink'))}</a></p>`,
+  );
+}
+
+/** Removing a factor, confirmed: a tap that missed its button on a phone takes nothing away. */
+export function removeFactorPage(ctx: PageContext, v: { csrf: string; factor: { id: string; name: string } }): string {
+  const { t } = ctx;
+  return layout(
+    ctx,
+    t('securityRemoveTitle', { name: v.factor.name }),
+    `<p>${esc(t('securityRemoveConfirm'))}</p>
+${form(ctx, '/security/remove', v.csrf, hidden('factor', v.factor.id), t('securityRemove', { name: v.factor.name }))}
+<p><a href="${ctx.prefix}/security">${esc(t('cancel'))}</a></p>`,
   );
 }
 

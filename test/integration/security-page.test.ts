@@ -382,3 +382,20 @@ t.test("a passkey added just before a reset takes the factors: its id is release
   t.equal(await gw.stores.factors.get(pid), null, 'every factor gone');
   t.equal(await s.kv.get(`webauthn-credential:{${credential.id}}`), null, "the passkey's id released too");
 });
+
+t.test('removing a factor is asked first; the question removes nothing', async (t) => {
+  const { s } = await setUp(t);
+  const { b } = await signUpAndEnrol(s);
+  await addApp(s, b, 'Tablet');
+  const { page } = await securityPage(b);
+  const tablet = factorIds(page.body.slice(page.body.indexOf('<strong>Tablet</strong>')))[0]!;
+  t.match(page.body, `<form method="get" action="/_mfa/security/remove"><input type="hidden" name="factor" value="${tablet}"><button type="submit" class="secondary">Remove Tablet</button></form>`);
+  const asked = await b.get(`/_mfa/security/remove?factor=${tablet}`);
+  t.equal(asked.status, 200);
+  t.match(asked.body, '<h1>Remove Tablet?</h1>');
+  t.match(asked.body, '<a href="/_mfa/security">Cancel</a>');
+  t.equal(factorIds((await securityPage(b)).page.body).filter((id) => id === tablet).length, 2, 'still there (its rename and remove forms)');
+  t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(asked.body, 'csrf'), factor: inputValue(asked.body, 'factor') })).location, '/_mfa/security?notice=done');
+  t.notOk(factorIds((await securityPage(b)).page.body).includes(tablet), 'removed once confirmed');
+  t.equal((await b.get(`/_mfa/security/remove?factor=${tablet}`)).location, '/_mfa/security', 'gone: back to the settings');
+});
