@@ -163,7 +163,9 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     config,
     clock,
     groups,
-    signer: assertion ? new AssertionSigner(assertion.signingKey, assertion.keyId, 'mfa-gateway', assertion.audience ?? new URL(config.portal.url).origin, assertion.lifetimeSeconds) : null,
+    signer: assertion
+      ? new AssertionSigner(assertion.signingKey, assertion.keyId, 'mfa-gateway', assertion.audience ?? new URL(config.portal.url).origin, assertion.lifetimeSeconds, assertion.publishedKeys)
+      : null,
   });
   const enrolment = new EnrolmentService({
     config, clock, kv, sealer, pending: pendingLogins, factors: factorStore, owners, codes: enrolmentCodes, challenges, attempts, totp, rp, webhooks, notifier, security,

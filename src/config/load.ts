@@ -1,5 +1,5 @@
 // Config loading: YAML file → ${ENV} interpolation → *_FILE secrets → schema validation with defaults → extra checks.
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
@@ -310,6 +310,11 @@ function checkSemantics(c: Config): string[] {
   if (assertionKey && !readable(() => createPrivateKey(assertionKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) {
     problems.push('identity.assertion.signingKey: not an EC P-256 private key (PKCS#8 PEM)');
   }
+  c.identity.assertion?.publishedKeys.forEach((k, i) => {
+    if (!readable(() => createPublicKey(k.publicKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) problems.push(`identity.assertion.publishedKeys.${i}.publicKey: not an EC P-256 key (PEM)`);
+  });
+  const assertionIds = c.identity.assertion ? [c.identity.assertion.keyId, ...c.identity.assertion.publishedKeys.map((k) => k.keyId)] : [];
+  if (new Set(assertionIds).size !== assertionIds.length) problems.push('identity.assertion.publishedKeys: key ids must differ from each other and from identity.assertion.keyId');
   const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
   // `localhost` is the loopback address of either family.
   const listening = (host: string) => (host === 'localhost' ? ['127.0.0.1', '::1'] : [host]);

@@ -367,6 +367,16 @@ export const ConfigSchema = Type.Object(
               keyId: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', default: 'assertion-1', description: 'kid of the key, published at the JWKS endpoint.' }),
               audience: Type.Optional(Type.String({ minLength: 1, description: 'aud of the assertion (default: portal.url).' })),
               lifetimeSeconds: Type.Integer({ minimum: 10, maximum: 3600, default: 120, description: 'How long an assertion is valid; one is reused for a session until half of this is left.' }),
+              publishedKeys: Type.Array(
+                Type.Object(
+                  {
+                    keyId: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', description: 'kid of the key.' }),
+                    publicKey: Type.String({ minLength: 32, description: 'EC P-256 public key (SPKI PEM; a private key gives its public one); give it as publicKey_FILE.' }),
+                  },
+                  { additionalProperties: false },
+                ),
+                { default: [], description: 'Keys published at the JWKS endpoint that sign nothing: the next key before it signs, the one before until what it signed has expired (see Key rotation).' },
+              ),
             },
             { additionalProperties: false, description: 'A short-lived JWT (sub, groups, amr, auth_time) the portal can verify with the JWKS at <prefix>/jwks.json.' },
           ),

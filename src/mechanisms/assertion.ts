@@ -15,8 +15,18 @@ export const ASSERTION_TYP = 'mfa-assertion+jwt';
 export class AssertionSigner {
   private readonly key: KeyObject;
 
-  /** `pem`: an EC P-256 private key, PKCS#8 PEM (what ES256 signs with). */
-  constructor(pem: string, readonly keyId: string, private readonly issuer: string, private readonly audience: string, readonly lifetimeSeconds: number) {
+  /**
+   * `pem`: an EC P-256 private key, PKCS#8 PEM (what ES256 signs with). `published`: other keys the JWKS lists, which
+   * sign nothing (the next one, the one before: see Key rotation in the README).
+   */
+  constructor(
+    pem: string,
+    readonly keyId: string,
+    private readonly issuer: string,
+    private readonly audience: string,
+    readonly lifetimeSeconds: number,
+    private readonly published: readonly { keyId: string; publicKey: string }[] = [],
+  ) {
     this.key = createPrivateKey(pem);
     if (this.key.asymmetricKeyType !== 'ec' || this.key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new TypeError('identity.assertion.signingKey must be an EC P-256 private key');
   }
@@ -33,9 +43,9 @@ export class AssertionSigner {
       .sign(this.key);
   }
 
-  /** The public key as a JWK Set, for the portal to verify assertions with. */
+  /** The public keys as a JWK Set, for the portal to verify assertions with: the one signing first. */
   async jwks(): Promise<{ keys: JWK[] }> {
-    const jwk = await exportJWK(createPublicKey(this.key));
-    return { keys: [{ ...jwk, kid: this.keyId, alg: 'ES256', use: 'sig' }] };
+    const keys = [{ kid: this.keyId, key: createPublicKey(this.key) }, ...this.published.map((k) => ({ kid: k.keyId, key: createPublicKey(k.publicKey) }))];
+    return { keys: await Promise.all(keys.map(async ({ kid, key }) => ({ ...(await exportJWK(key)), kid, alg: 'ES256', use: 'sig' }))) };
   }
 }

@@ -1,10 +1,10 @@
 // Identity to the portal: user and groups headers, and the signed assertion, verified with jose against the JWKS.
 import t from 'tap';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
+import { SignJWT, createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { request } from 'undici';
 import { headerValue } from '../../src/services/identity.js';
 import { inputValue } from '../helpers/browser.js';
@@ -164,4 +164,38 @@ t.test("groups the portal names in its login answer (groups.loginHeader) reach t
   const alice = await signUpAndEnrol(s);
   t.equal(JSON.parse((await alice.b.get('/echo')).body).headers['x-mfa-groups'], '', 'none named for her');
   t.equal((await alice.b.get('/admin/')).status, 403, 'and the staff rule does not match');
+});
+
+t.test('assertion key rotation: keys published ahead and after, signing nothing; config check refuses a wrong one', async (t) => {
+  const [older, current, next] = [ecKey(), ecKey(), ecKey()];
+  const publicOf = (pem: string) => createPublicKey(pem).export({ type: 'spki', format: 'pem' }) as string;
+  const s = await startStack({
+    patch: (raw) => {
+      raw.identity = { assertion: { signingKey: current, keyId: 'a2', publishedKeys: [{ keyId: 'a3', publicKey: publicOf(next) }, { keyId: 'a1', publicKey: older }] } };
+    },
+  });
+  t.teardown(s.close);
+  const set = await jwks(s);
+  t.same(set.keys.map((k) => k.kid), ['a2', 'a3', 'a1'], 'the signing key first, then the others');
+  const { b } = await signUpAndEnrol(s);
+  const token = JSON.parse((await b.get('/echo')).body).headers['x-mfa-assertion'] as string;
+  const options = { issuer: 'mfa-gateway', audience: new URL(s.portal.url).origin, algorithms: ['ES256'], currentDate: new Date(s.clock.now()) };
+  t.equal((await jwtVerify(token, createLocalJWKSet(set), options)).protectedHeader.kid, 'a2', 'signed with the signing key only');
+  const byOld = await new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: 'a1' }).setIssuer('mfa-gateway').setAudience(options.audience).sign(createPrivateKey(older));
+  t.ok(await jwtVerify(byOld, createLocalJWKSet(set), options), 'what the key before signed still verifies');
+  t.notOk(JSON.stringify(set).includes('"d"'), 'no private part published');
+
+  const { rawTestConfig } = await import('../helpers/config.js');
+  const { ConfigError, resolveConfig } = await import('../../src/config/load.js');
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.identity = { assertion: { signingKey: current, keyId: 'a2', publishedKeys: [{ keyId: 'a2', publicKey: publicOf(next) }, { keyId: 'x', publicKey: generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ type: 'spki', format: 'pem' }) }] } };
+  const problems = (() => {
+    try {
+      resolveConfig(raw);
+      return [];
+    } catch (err) {
+      return (err as InstanceType<typeof ConfigError>).problems;
+    }
+  })();
+  t.same(problems.sort(), ['identity.assertion.publishedKeys.1.publicKey: not an EC P-256 key (PEM)', 'identity.assertion.publishedKeys: key ids must differ from each other and from identity.assertion.keyId']);
 });
