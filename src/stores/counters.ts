@@ -17,15 +17,16 @@ export class ReplayGuard {
    * and with none (a set-up's claim, an instance of a release before this) the step counts as taken.
    */
   async claimStep(pid: string, step: number, by: string): Promise<'claimed' | 'repeat' | 'taken'> {
-    const claimant = keys.totpStepClaimant(pid);
+    // One note per step: only the step's one claimant writes it, so notes of steps claimed together do not cross.
+    const claimant = keys.totpStepClaimant(pid, step);
     if (await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS)) {
-      await this.kv.set(claimant, `${step} ${by}`, STEP_TTL_MS);
+      await this.kv.set(claimant, by, STEP_TTL_MS);
       return 'claimed';
     }
     for (let round = 0; ; round++) {
-      const [claimedStep, claimedBy] = ((await this.kv.get(claimant)) ?? '').split(' ');
-      if (Number(claimedStep) === step) return claimedBy === by ? 'repeat' : 'taken';
-      if (Number(claimedStep) > step || round === CLAIMANT_WAIT.rounds) return 'taken';
+      const claimedBy = await this.kv.get(claimant);
+      if (claimedBy !== null) return claimedBy === by ? 'repeat' : 'taken';
+      if (round === CLAIMANT_WAIT.rounds) return 'taken';
       await new Promise((r) => setTimeout(r, CLAIMANT_WAIT.ms));
     }
   }

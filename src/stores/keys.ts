@@ -29,8 +29,8 @@ export const keys = {
   /** When every session was last ended (`sessions revoke --all`), likewise. */
   allSessionsEnded: () => '{sessions}:ended',
   totpStep: (pid: string) => `user:{${pid}}:totp-step`,
-  /** The last step accepted and the ceremony (a sign-in in progress, a session) it went to: see ReplayGuard.claimStep. */
-  totpStepClaimant: (pid: string) => `user:{${pid}}:totp-step-claimant`,
+  /** The ceremony (a sign-in in progress, a session) a step went to: see ReplayGuard.claimStep. */
+  totpStepClaimant: (pid: string, step: number) => `user:{${pid}}:totp-step-claimant:${step}`,
   /**
    * The TOTP replay mark of one secret being set up (a first enrolment or an app added from the security page), named
    * by a digest of that secret (`setup`), never the secret itself. A plain number, not sealed.

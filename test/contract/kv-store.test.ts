@@ -392,9 +392,12 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.same(twice.sort(), ['claimed', 'repeat']);
       t.equal(await replay.claimStep(pid, 1002, 'session:w'), 'taken', 'another ceremony: taken');
       t.equal(await replay.claimStep(pid, 1002, 'login:z'), 'repeat', 'the first one again: its own');
+      // Steps claimed together (a step-up and a sign-in, a moment apart): each keeps its own note.
+      t.equal(await replay.claimStep(pid, 1003, 'session:v'), 'claimed');
+      t.equal(await replay.claimStep(pid, 1002, 'login:z'), 'repeat', 'a later step taken since: still its own');
       // A step claimed with no note of its ceremony (a set-up; an instance of an earlier release): taken, for anyone.
-      t.ok(await b.kv.raiseTo(keys.totpStep(pid), 1003, 60_000));
-      t.equal(await replay.claimStep(pid, 1003, 'login:z'), 'taken');
+      t.ok(await b.kv.raiseTo(keys.totpStep(pid), 1004, 60_000));
+      t.equal(await replay.claimStep(pid, 1004, 'login:z'), 'taken');
     });
 
     t.test('TTLs of 0 or a fraction of a millisecond: the same answers on every store, and the key still expires', async (t) => {
