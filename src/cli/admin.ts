@@ -1,6 +1,6 @@
 // The admin commands on users, sessions and keys, and the operator accountability every store-acting command needs.
 import type { AuditValue } from '../audit/record.js';
-import { canonicalUsername } from '../domain/username.js';
+import { accountNames, canonicalUsername } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
 import type { UserSummary } from '../services/admin.js';
 import { PartlyDone } from '../services/best-effort.js';
@@ -37,7 +37,9 @@ export async function userCommand(gw: Gateway, action: string, a: { user?: strin
     case 'export':
       return [JSON.stringify({ username: a.user, ...(await gw.admin.export(pid)) }, null, 2)];
     case 'reset-factors': {
-      const r = await partly(gw.admin.resetFactors(pid, canonicalUsername(a.user!, gw.config.portal.login.usernameCase)!), (r) => [`ended ${r.sessionsEnded} session(s) of ${a.user}; the factors may not all be removed`]);
+      // No enrolment code for a name the login refuses (portal.login.usernamePattern set since the account was made).
+      const signsIn = accountNames(gw.config.portal.login)(a.user!) !== null;
+      const r = await partly(gw.admin.resetFactors(pid, canonicalUsername(a.user!, gw.config.portal.login.usernameCase)!, signsIn), (r) => [`ended ${r.sessionsEnded} session(s) of ${a.user}; the factors may not all be removed`]);
       const ended = `ended ${r.sessionsEnded} session(s)`;
       return [
         r.factorsRemoved === null
@@ -46,6 +48,7 @@ export async function userCommand(gw: Gateway, action: string, a: { user?: strin
             ? `removed every factor of ${a.user} (${r.factorsRemoved}) and ${ended}; the next sign-in enrols again`
             : `${a.user} held no factor: check the spelling (a name never enrolled holds none); ${ended}`,
         ...(r.invite ? [`enrolment code (give it only after checking who is asking): ${r.invite.code}  expires ${new Date(r.invite.expiresAt).toISOString().slice(0, 10)}`] : []),
+        ...(gw.config.enrolment.proof === 'invite' && !signsIn ? ['no enrolment code: the name does not match portal.login.usernamePattern, so no sign-in can use it'] : []),
       ];
     }
     case 'erase': {

@@ -13,7 +13,8 @@ const MAX_LENGTH = 256;
  */
 /**
  * The account name a sign-in uses for `raw`: canonical, and matching `usernamePattern` (anchored: the whole name) when
- * one is configured; null when no sign-in could use it. The login and the admin commands use the same rule.
+ * one is configured; null when no sign-in could use it. The login uses it, and the admin commands for what they make
+ * for a name (an enrolment code, a device bound to it).
  */
 export function accountNames(login: { usernameCase: UsernameCase; usernamePattern?: string | undefined }): (raw: string) => string | null {
   const pattern = login.usernamePattern === undefined ? undefined : new RegExp(`^(?:${login.usernamePattern})$`);

@@ -88,9 +88,9 @@ export class AdminService {
   /**
    * Removes every factor, ends every session and turns every kind back on: the next sign-in enrols again, with the
    * enrolment proof. With proof "invite", returns the new enrolment code to hand to the user once their identity is checked.
-   * `username`: the account's name, for the notification.
+   * `username`: the account's name, for the notification; `signsIn`: whether the login accepts it (no code otherwise).
    */
-  async resetFactors(pid: string, username: string): Promise<{ factorsRemoved: number | null; sessionsEnded: number; invite: { code: string; expiresAt: number } | null }> {
+  async resetFactors(pid: string, username: string, signsIn = true): Promise<{ factorsRemoved: number | null; sessionsEnded: number; invite: { code: string; expiresAt: number } | null }> {
     // A step that fails does not stop the others (see BestEffort): the sessions end even when the store is full.
     const effort = new BestEffort();
     // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
@@ -105,7 +105,7 @@ export class AdminService {
     this.d.security('factors_reset', { pid, factors: factorsRemoved ?? 'unreadable' });
     // "Was this you?": a reset is how a caller posing as the person at the help desk takes an account over.
     if (factorsRemoved !== 0) this.d.notifier.notify({ event: 'factors_reset', user: username });
-    const invite = this.d.config.enrolment.proof === 'invite' ? await this.d.enrolment.issueInvite(pid) : null;
+    const invite = this.d.config.enrolment.proof === 'invite' && signsIn ? await this.d.enrolment.issueInvite(pid) : null;
     return { factorsRemoved, sessionsEnded, invite };
   }
 

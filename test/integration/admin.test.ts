@@ -207,6 +207,15 @@ t.test('the help desk: a name no sign-in can use gets nothing made for it; one t
   t.match((await userCommand(gw, 'reset-factors', { user: 'alice' }))[0], 'removed every factor of alice (1)');
 });
 
+t.test('reset-factors with invitations: a code only for a name the login accepts', async (t) => {
+  const s = await startStack({ patch: (raw) => ((raw.portal.login.usernamePattern = '[a-z0-9._-]+'), (raw.enrolment = { proof: 'invite' })) });
+  t.teardown(s.close);
+  const refused = await userCommand(s.app.gateway, 'reset-factors', { user: 'alice@clinic.example' });
+  t.notOk(refused.some((l) => l.startsWith('enrolment code')), 'none for a name no sign-in can use');
+  t.match(refused.at(-1), 'no enrolment code: the name does not match portal.login.usernamePattern');
+  t.match((await userCommand(s.app.gateway, 'reset-factors', { user: 'alice' })).at(-1), /^enrolment code \(give it only after checking who is asking\): [A-Z2-9-]+ {2}expires/);
+});
+
 t.test('an account whose name a pattern set since refuses is still reached by the help desk (revoke, erase)', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
