@@ -121,7 +121,9 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const expiresAt = await ctx.login.moreTime(id);
     reply.setCookie(COOKIE.pending, id, cookieOptions(Math.ceil((expiresAt - ctx.clock.now()) / 1000)));
     const back = field(req, 'back');
-    const asked = expiresAt > login.expiresAt ? 'more' : 'same';
+    // `same` says more can be given later: only while it can (not at the latest end, nor at the recovery codes).
+    const later = offersMoreTime({ ...login, expiresAt }, ctx.clock.now(), config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
+    const asked = expiresAt === login.expiresAt && later ? 'same' : 'more';
     return reply.redirect(`${p}/${MORE_TIME_PAGES[stage].includes(back) ? back : PAGE_OF_STAGE[stage]}?time=${asked}`, 303);
   });
 

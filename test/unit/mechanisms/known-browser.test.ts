@@ -16,6 +16,10 @@ t.test('a token works for its account and epoch under any configured signing key
   t.equal(knownBrowserId([oldKey], 'pid-a', 'e1', token, now), null, 'retired by a new epoch');
   t.equal(knownBrowserId([oldKey], 'pid-a', 'e0', token, now + 181 * 86_400_000), null, 'too old');
   t.match(knownBrowserToken([newKey, oldKey], 'pid-a', 'e0', now), /\.s2$/, 'new tokens name the first key');
+  const [bid, , tag, ...kid] = token.split('.');
+  const reissued = `${bid}.${Math.floor((now + 86_400_000) / 1000).toString(36)}.${tag}.${kid.join('.')}`;
+  t.equal(kid.join('.'), 's.1', '(a key id with a dot)');
+  t.equal(knownBrowserId([oldKey], 'pid-a', 'e0', reissued, now + 86_400_000), null, 'the time it was given is covered: a token cannot be made younger');
 });
 
 t.test('a token MACed with another key under a configured key id is refused (the pseudonym key makes none)', async (t) => {
