@@ -31,17 +31,18 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   const recent = (active: ActiveSession) => clock.now() - active.record.factorTime <= CHANGE_WINDOW_MS;
 
   /**
-   * The signed-in session, for a page (GET: signed out → the login page; factor too old → step-up and back) or for
-   * a change (POST: CSRF, then a recent factor or GW_ERR_STEP_UP_REQUIRED).
+   * The signed-in session, for a page (GET: signed out → the login page; factor too old → step-up and back, to the
+   * page without its query, a notice shown already, unless `keepQuery`) or for a change (POST: CSRF, then a recent
+   * factor or GW_ERR_STEP_UP_REQUIRED).
    */
-  const forPage = async (req: FastifyRequest, reply: FastifyReply): Promise<ActiveSession | null> => {
+  const forPage = async (req: FastifyRequest, reply: FastifyReply, keepQuery = false): Promise<ActiveSession | null> => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active) {
       void reply.redirect(loginPageFor(config.portal.login.page, req.url), 302);
       return null;
     }
     if (!recent(active)) {
-      void reply.redirect(`${p}/step-up?to=${encodeURIComponent(req.url.split('?', 1)[0]!)}`, 303);
+      void reply.redirect(`${p}/step-up?to=${encodeURIComponent(keepQuery ? req.url : req.url.split('?', 1)[0]!)}`, 303);
       return null;
     }
     return active;
@@ -89,12 +90,13 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     return done(reply);
   });
   app.get(`${p}/security/remove`, async (req, reply) => {
-    const active = await forPage(req, reply);
+    const active = await forPage(req, reply, true);
     if (!active) return reply;
     const id = String((req.query as Record<string, unknown>).factor ?? '');
-    const factor = (await factors.list(active.record.pid)).factors.find((f) => f.id === id);
-    // Gone already, or asked for with no factor (back from a step-up, which keeps only the path): the settings.
-    if (!factor) return reply.redirect(`${p}/security`, 303);
+    const mine = (await factors.list(active.record.pid)).factors;
+    const factor = mine.find((f) => f.id === id);
+    // Gone already, or the last that works (removed in another tab meanwhile): the settings, which say so.
+    if (!factor || !removable(mine, id)) return reply.redirect(`${p}/security`, 303);
     const c = page(req);
     return sendPage(reply, 200, c, pages.removeFactorPage(c, { csrf: active.record.csrf, factor: { id: factor.id, name: factor.name } }));
   });

@@ -38,7 +38,8 @@ export class Messages {
       }
       this.catalogues.set(lang, { ...en, ...(messages as Catalogue) });
       const missing = Object.keys(en).filter((key) => !Object.hasOwn(messages, key));
-      if (missing.length) this.incomplete.push({ file, missing });
+      // English variants (en-GB) fall back to their own language.
+      if (missing.length && lang.split('-')[0] !== 'en') this.incomplete.push({ file, missing });
     }
     this.defaultLanguage = defaultLanguage.toLowerCase();
     if (!this.catalogues.has(this.defaultLanguage)) throw new Error(`no messages for the default language ${defaultLanguage}`);

@@ -398,4 +398,21 @@ t.test('removing a factor is asked first; the question removes nothing', async (
   t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(asked.body, 'csrf'), factor: inputValue(asked.body, 'factor') })).location, '/_mfa/security?notice=done');
   t.notOk(factorIds((await securityPage(b)).page.body).includes(tablet), 'removed once confirmed');
   t.equal((await b.get(`/_mfa/security/remove?factor=${tablet}`)).location, '/_mfa/security', 'gone: back to the settings');
+  const [app] = factorIds((await securityPage(b)).page.body);
+  t.equal((await b.get(`/_mfa/security/remove?factor=${app}`)).location, '/_mfa/security', 'the last that works: not offered');
+});
+
+t.test('the removal question asked after the five minutes: a step-up, then back to the question', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  await addApp(s, b, 'Tablet');
+  const { page } = await securityPage(b);
+  const tablet = factorIds(page.body.slice(page.body.indexOf('<strong>Tablet</strong>')))[0]!;
+  s.clock.advance(5 * 60_000 + 1);
+  const asked = await b.get(`/_mfa/security/remove?factor=${tablet}`);
+  t.equal(asked.location, `/_mfa/step-up?to=${encodeURIComponent(`/_mfa/security/remove?factor=${tablet}`)}`);
+  const step = await b.get(asked.location!);
+  const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: inputValue(step.body, 'to'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(back.location, `/_mfa/security/remove?factor=${tablet}`);
+  t.match((await b.get(back.location!)).body, '<h1>Remove Tablet?</h1>');
 });

@@ -23,6 +23,7 @@ t.test('a language is a file drop; missing messages fall back to English', async
   t.equal(mi.t('verifySubmit'), en.verifySubmit, 'not translated yet: English');
   t.same(m.incomplete.map((c) => [c.file, c.missing.length]), [['mi.json', Object.keys(en).length - 2]], 'and said, for config check');
   t.same(new Messages(localesDir({ 'mi.json': en })).incomplete, [], 'a whole catalogue is not');
+  t.same(new Messages(localesDir({ 'en-GB.json': { cancel: 'Cancel' } })).incomplete, [], 'nor an English variant (its fallbacks are its language)');
   t.equal(m.forRequest('de, fr;q=0.9').lang, 'en', 'none we have: the default');
   t.equal(m.forRequest('en;q=0.1, mi;q=0.9').lang, 'mi', 'by weight');
   t.equal(m.forRequest('mi;q=0, en').lang, 'en', 'q=0 means not wanted');
