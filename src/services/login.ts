@@ -14,7 +14,8 @@ import { returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
 import { accountNames, canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
-import { knownBrowserId, knownBrowserToken, type MacKey } from '../mechanisms/known-browser.js';
+import { knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
+import type { SigningKey } from '../mechanisms/session-token.js';
 import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
@@ -87,7 +88,7 @@ export interface LoginDeps {
   factors: FactorStore;
   pseudonymKey: Buffer;
   /** The session signing keys, for known-browser tokens. */
-  signingKeys: readonly MacKey[];
+  signingKeys: readonly SigningKey[];
   kv: KvStore;
   limits: LoginLimits;
   browserCookies: BrowserCookies;
