@@ -389,19 +389,21 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       if (err instanceof GatewayError && err.code === 'GW_ERR_STORE_UNAVAILABLE' && !crossSite(req)) reply.clearCookie(COOKIE.session, clearOptions);
       throw err;
     });
+    // No session (or a SameSite cookie another site's form did not get): still no clearing of this site's cookies, a
+    // sign-in in progress among them, at another site's request.
+    if (active) checkCsrf(req, active.record.csrf);
+    else checkSameOrigin(req);
+    // The browser forgets the session also when ending it fails (the store gone mid-way: the error page carries
+    // this), as it does when the store was down from the start.
+    reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', CLEAR_SITE_DATA);
     if (active) {
-      checkCsrf(req, active.record.csrf);
       // The gateway session ends first, so it ends even when the portal is slow or does not answer.
       await sessions.end(active, 'logout');
       await endPortalSession(ctx, active.record.jar, clientIp(req), req.log);
     } else {
-      // No session (or a SameSite cookie another site's form did not get): still no clearing of this site's
-      // cookies, a sign-in in progress among them, at another site's request. A step-up in another tab that took the
-      // session a moment ago ends with it.
-      checkSameOrigin(req);
+      // A step-up in another tab that took the session a moment ago ends with it.
       await sessions.endGone(req.cookies[COOKIE.session], 'logout');
     }
-    reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', CLEAR_SITE_DATA);
     const c = page(req);
     return sendPage(reply, 200, c, pages.messagePage(c, { title: 'signedOutTitle', action: { href: loginPageFor(config.portal.login.page), label: 'signInAgain' } }));
   });
