@@ -4,31 +4,21 @@ import { keys } from './keys.js';
 
 // Long enough to outlive the ±1 step window by far; after it, an old step cannot verify anyway.
 const STEP_TTL_MS = 10 * 60_000;
-// How long a claim refused waits for the note of the ceremony the step went to (written just after its claim).
-const CLAIMANT_WAIT = { rounds: 5, ms: 20 };
 
 /** A TOTP time step is accepted at most once per user (RFC 6238 §5.2), atomically, and never an older one. */
 export class ReplayGuard {
   constructor(private readonly kv: KvStore) {}
   /**
    * Accepts `step` for the user once, and notes which ceremony (`by`: a sign-in in progress, a session) it went to.
-   * Refused, it tells whether the step went to this same ceremony (`repeat`: a form sent twice with its code) or
-   * another (`taken`: it may be a replay). The note comes just after the claim: a refused one waits a moment for it,
-   * and with none (a set-up's claim, an instance of a release before this) the step counts as taken.
+   * Refused, it tells whether the step went to this same ceremony (`repeat`: a form sent twice with its code, or sent
+   * again after a claim that timed out but was applied) or another (`taken`: it may be a replay). The note is written
+   * in the same step as the claim; a step claimed without one (a set-up's claim) counts as taken.
    */
   async claimStep(pid: string, step: number, by: string): Promise<'claimed' | 'repeat' | 'taken'> {
     // One note per step: only the step's one claimant writes it, so notes of steps claimed together do not cross.
     const claimant = keys.totpStepClaimant(pid, step);
-    if (await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS)) {
-      await this.kv.set(claimant, by, STEP_TTL_MS);
-      return 'claimed';
-    }
-    for (let round = 0; ; round++) {
-      const claimedBy = await this.kv.get(claimant);
-      if (claimedBy !== null) return claimedBy === by ? 'repeat' : 'taken';
-      if (round === CLAIMANT_WAIT.rounds) return 'taken';
-      await new Promise((r) => setTimeout(r, CLAIMANT_WAIT.ms));
-    }
+    if (await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS, { key: claimant, value: by })) return 'claimed';
+    return (await this.kv.get(claimant)) === by ? 'repeat' : 'taken';
   }
 
   /**

@@ -41,8 +41,11 @@ export interface KvStore {
    * A counter at the cap, or with ttlMs null, is kept until deleted: the call drops any TTL it had, in the same step.
    */
   incrementCapped(key: string, cap: number, ttlMs: number | null): Promise<{ value: number; capped: boolean; reached: boolean }>;
-  /** Atomically stores `value` when it is greater than the stored number (or none); true when it was. */
-  raiseTo(key: string, value: number, ttlMs: number): Promise<boolean>;
+  /**
+   * Atomically stores `value` when it is greater than the stored number (or none); true when it was. With `note`, the
+   * same step also sets `note.key` (in the same hash slot as `key`) to `note.value`, with the same TTL.
+   */
+  raiseTo(key: string, value: number, ttlMs: number, note?: { key: string; value: string }): Promise<boolean>;
   /**
    * One atomic GCRA step (see domain/limits.ts) on the TAT stored at `key`. `nowMs` is the caller's clock, never the
    * store's. The key expires once the TAT is in the past.

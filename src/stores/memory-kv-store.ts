@@ -70,10 +70,11 @@ export class MemoryKvStore implements KvStore {
     return { value, capped: value >= cap, reached: n < cap && value >= cap };
   }
 
-  async raiseTo(key: string, value: number, ttlMs: number): Promise<boolean> {
+  async raiseTo(key: string, value: number, ttlMs: number, note?: { key: string; value: string }): Promise<boolean> {
     const e = this.text(key);
     if (e && Number(e.value) >= value) return false;
     this.write(key, String(value), ttlMs);
+    if (note) this.write(note.key, note.value, ttlMs);
     return true;
   }
 

@@ -15,6 +15,7 @@ return n`;
 const RAISE_TO = `local cur = tonumber(redis.call('GET', KEYS[1]))
 if cur ~= nil and cur >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
 return 1`;
 // An empty TTL, or the cap: the counter is kept until deleted (PERSIST drops a TTL it was created with).
 const INCREMENT_CAPPED = `local cur = redis.call('GET', KEYS[1])
@@ -47,6 +48,7 @@ return 1`;
 type ScriptedRedis = (Redis | Cluster) & {
   mfaIncrement(key: string, ttlMs: number): Promise<number>;
   mfaRaiseTo(key: string, value: number, ttlMs: number): Promise<number>;
+  mfaRaiseToNoting(key: string, noteKey: string, value: number, ttlMs: number, note: string): Promise<number>;
   mfaIncrementCapped(key: string, cap: number, ttlMs: number | ''): Promise<[value: number, counted: number]>;
   mfaGcra(key: string, nowMs: number, emissionIntervalMs: number, burst: number): Promise<[allowed: number, retryAfterMs: number, remaining: number]>;
   mfaSetAdd(key: string, member: string, ttlMs: number): Promise<number>;
@@ -79,6 +81,7 @@ export class RedisKvStore implements KvStore {
     if (timeoutMs === undefined) throw new TypeError('the redis client needs a commandTimeout (use createRedisClient)');
     redis.defineCommand('mfaIncrement', { numberOfKeys: 1, lua: INCREMENT });
     redis.defineCommand('mfaRaiseTo', { numberOfKeys: 1, lua: RAISE_TO });
+    redis.defineCommand('mfaRaiseToNoting', { numberOfKeys: 2, lua: RAISE_TO });
     redis.defineCommand('mfaIncrementCapped', { numberOfKeys: 1, lua: INCREMENT_CAPPED });
     redis.defineCommand('mfaGcra', { numberOfKeys: 1, lua: GCRA });
     redis.defineCommand('mfaSetAdd', { numberOfKeys: 1, lua: SET_ADD });
@@ -139,8 +142,9 @@ export class RedisKvStore implements KvStore {
     return this.write(() => this.redis.mfaIncrement(key, storeTtl(ttlMs)));
   }
 
-  async raiseTo(key: string, value: number, ttlMs: number) {
-    return (await this.write(() => this.redis.mfaRaiseTo(key, value, storeTtl(ttlMs)))) === 1;
+  async raiseTo(key: string, value: number, ttlMs: number, note?: { key: string; value: string }) {
+    const ttl = storeTtl(ttlMs);
+    return (await this.write(() => (note ? this.redis.mfaRaiseToNoting(key, note.key, value, ttl, note.value) : this.redis.mfaRaiseTo(key, value, ttl)))) === 1;
   }
 
   async incrementCapped(key: string, cap: number, ttlMs: number | null) {

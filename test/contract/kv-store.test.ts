@@ -141,6 +141,19 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(parallel.filter(Boolean).length, 1, 'one of many parallel claims');
     });
 
+    t.test('raiseTo with a note: the note is written in the same step, only when raised, with the same TTL', async (t) => {
+      const pid = k('noted');
+      const [key, note] = [keys.totpStep(pid), keys.totpStepClaimant(pid, 1)];
+      t.ok(await b.kv.raiseTo(key, 5, 10_000, { key: note, value: 'first' }));
+      t.equal(await b.kv.get(note), 'first');
+      t.notOk(await b.kv.raiseTo(key, 5, 10_000, { key: note, value: 'second' }));
+      t.equal(await b.kv.get(note), 'first', 'a refused raise writes no note');
+      t.ok(await b.kv.raiseTo(key, 6, 1000, { key: note, value: 'third' }));
+      t.equal(await b.kv.get(note), 'third');
+      await b.pass(1500);
+      t.equal(await b.kv.get(note), null, 'gone with the TTL given');
+    });
+
     t.test('increment: exact under 100 parallel calls, reads back as a number', async (t) => {
       const key = k('inc-many');
       for (let i = 0; i < 5; i++) await b.kv.increment(key, 10_000);
@@ -395,7 +408,7 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       // Steps claimed together (a step-up and a sign-in, a moment apart): each keeps its own note.
       t.equal(await replay.claimStep(pid, 1003, 'session:v'), 'claimed');
       t.equal(await replay.claimStep(pid, 1002, 'login:z'), 'repeat', 'a later step taken since: still its own');
-      // A step claimed with no note of its ceremony (a set-up; an instance of an earlier release): taken, for anyone.
+      // A step claimed with no note of its ceremony (a set-up): taken, for anyone.
       t.ok(await b.kv.raiseTo(keys.totpStep(pid), 1004, 60_000));
       t.equal(await replay.claimStep(pid, 1004, 'login:z'), 'taken');
     });
