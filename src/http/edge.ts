@@ -68,9 +68,12 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
       done(new GatewayError('GW_ERR_SHUTTING_DOWN', 'shutting down', { retryAfterMs: 1000 }));
       return;
     }
-    // Node keeps the first of two Host headers, a proxy or the portal may read the last: one Host, or no answer.
-    if (repeatedHost(req.raw.rawHeaders)) {
-      done(new GatewayError('GW_ERR_BAD_REQUEST', 'more than one Host header'));
+    // Node keeps the first of two Host (or Authorization) headers, a proxy or the portal may read the last: the rules
+    // would judge another request than the portal gets (in forward-auth mode, the proxy passes both on). One each, or
+    // no answer.
+    const repeated = repeatedHeader(req.raw.rawHeaders);
+    if (repeated) {
+      done(new GatewayError('GW_ERR_BAD_REQUEST', `more than one ${repeated} header`));
       return;
     }
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
@@ -104,19 +107,23 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
 }
 
 /**
- * Whether raw headers (name, value, name, ...) hold Host more than once. On every request: one pass, allocating
- * nothing for the usual spellings.
+ * Which of Host and Authorization raw headers (name, value, name, ...) hold more than once, if one does. On every
+ * request: one pass, allocating nothing for the usual spellings.
  */
-function repeatedHost(raw: string[]): boolean {
-  let seen = false;
+function repeatedHeader(raw: string[]): 'Host' | 'Authorization' | undefined {
+  let host = false;
+  let authorization = false;
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!;
     if (n.length === 4 && (n === 'Host' || n === 'host' || n.toLowerCase() === 'host')) {
-      if (seen) return true;
-      seen = true;
+      if (host) return 'Host';
+      host = true;
+    } else if (n.length === 13 && (n === 'Authorization' || n === 'authorization' || n.toLowerCase() === 'authorization')) {
+      if (authorization) return 'Authorization';
+      authorization = true;
     }
   }
-  return false;
+  return undefined;
 }
 
 /** The lower-case host name of the Host header, without port; null when absent or malformed. */

@@ -296,6 +296,18 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   const twice = await request(`${s.url}/_mfa/forward-auth`, { headers: ['x-forwarded-method', 'DELETE', 'x-forwarded-method', 'GET', 'x-forwarded-uri', '/records/1', 'x-forwarded-host', 'localhost', 'cookie', cookie] });
   await twice.body.dump();
   t.equal(twice.statusCode, 400, 'the header twice');
+  // Node keeps the first Authorization header; Caddy and Traefik pass every copy on, and a portal may read the last.
+  const victim = basic(ALICE.username, ALICE.password);
+  for (const [headers, uri] of [
+    [['cookie', cookie, 'authorization', 'Bearer x', 'authorization', victim], '/records'],
+    [['cookie', cookie, 'authorization', '', 'authorization', victim], '/records'],
+    [['authorization', 'Bearer x', 'authorization', victim], '/login'],
+  ] as const) {
+    const res = await request(`${s.url}/_mfa/forward-auth`, { headers: ['x-forwarded-method', 'GET', 'x-forwarded-uri', uri, 'x-forwarded-host', 'localhost', ...headers] });
+    await res.body.dump();
+    t.equal(res.statusCode, 400, `Authorization twice, HTTP Basic second (${uri}): refused`);
+  }
+  t.equal((await ask('/records', { cookie, authorization: 'Bearer x' })).status, 200, 'one Authorization that is no legacy scheme: judged as usual');
   // The access line tells the method judged, not the proxy's subrequest's.
   t.equal((await ask('/records', { cookie, 'x-forwarded-method': 'PUT' })).status, 200);
   t.ok(s.logs.some((l) => /"method":"PUT","path":"\/records"/.test(l) && l.includes('"msg":"request"')), 'logged as PUT');

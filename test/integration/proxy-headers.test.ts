@@ -41,7 +41,7 @@ async function start(t: Test, patch: (raw: Record<string, any>) => void = () => 
   return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, portalUrl, seen };
 }
 
-t.test('one Host header per request', async (t) => {
+t.test('one Host and one Authorization header per request', async (t) => {
   const s = await start(t);
   const ask = (hosts: string) => rawRequest(s.url, `GET /static/echo HTTP/1.1\r\n${hosts}Connection: close\r\n\r\n`);
   t.match(await ask('Host: 127.0.0.1\r\n'), /^HTTP\/1\.1 200/, 'one Host: answered');
@@ -51,7 +51,13 @@ t.test('one Host header per request', async (t) => {
     t.match(res, /^HTTP\/1\.1 400/, `${JSON.stringify(hosts)}: refused`);
     t.match(res, 'The request could not be understood.');
   }
-  t.equal(s.seen.length, 1, 'none of them reached the portal');
+  const basic = `Basic ${Buffer.from('alice:pw').toString('base64')}`;
+  t.match(await ask('Host: 127.0.0.1\r\nAuthorization: Bearer x\r\n'), /^HTTP\/1\.1 200/, 'one Authorization: answered');
+  t.equal(s.seen.length, 2);
+  for (const twice of [`Authorization: Bearer x\r\nAuthorization: ${basic}\r\n`, `authorization: \r\nAUTHORIZATION: ${basic}\r\n`]) {
+    t.match(await ask(`Host: 127.0.0.1\r\n${twice}`), /^HTTP\/1\.1 400/, `${JSON.stringify(twice)}: refused`);
+  }
+  t.equal(s.seen.length, 2, 'none of them reached the portal');
 });
 
 t.test('a WebSocket handshake is not proxied: the portal gets a plain request, after the same checks', async (t) => {
