@@ -46,8 +46,8 @@ export class SecondFactorService {
     const f = await this.d.factors.get(pid);
     return {
       totp: Boolean(f?.factors.some((x) => x.kind === 'totp')),
-      webauthn: Boolean(f?.factors.some((x) => x.kind === 'webauthn')),
-      deviceBoundPasskey: Boolean(f?.factors.some((x) => x.kind === 'webauthn' && deviceBound(x))),
+      webauthn: Boolean(f?.factors.some((x) => x.kind === 'webauthn' && usable(x))),
+      deviceBoundPasskey: Boolean(f?.factors.some((x) => x.kind === 'webauthn' && usable(x) && deviceBound(x))),
       recovery: f?.recovery ? codesLeft(f.recovery) > 0 : false,
     };
   }
