@@ -52,14 +52,17 @@ export function crossSite(req: FastifyRequest): string | null {
 
 /**
  * Whether a GET or HEAD is the browser opening a page (a link, the address bar, a form), which a redirect serves. A
- * script's call (fetch or XMLHttpRequest: `Sec-Fetch-Mode` other than `navigate`, or `X-Requested-With:
- * XMLHttpRequest`) would follow a redirect to a page it cannot use: it gets a status it can act on instead. A browser
- * that sends neither header is taken to open a page.
+ * script's call (fetch or XMLHttpRequest: `Sec-Fetch-Mode` other than `navigate`, `X-Requested-With: XMLHttpRequest`,
+ * or an `Accept` that takes neither HTML nor anything, as `application/json`) would follow a redirect to a page it
+ * cannot use: it gets a status it can act on instead. A browser opening a page always asks for HTML; one that sends
+ * none of these headers (older browsers, web views) is taken to open a page.
  */
 export function opensPage(req: FastifyRequest): boolean {
   if (req.method !== 'GET' && req.method !== 'HEAD') return false;
   const mode = req.headers['sec-fetch-mode'];
   if (mode !== undefined && mode !== 'navigate') return false;
+  const accept = req.headers.accept;
+  if (accept !== undefined && !accept.includes('text/html') && !accept.includes('*/*')) return false;
   return String(req.headers['x-requested-with']).toLowerCase() !== 'xmlhttprequest';
 }
 

@@ -204,12 +204,13 @@ t.test('unauthenticated requests: pages redirect to the login, other methods get
   t.equal(api.status, 401);
   t.same(Object.keys(JSON.parse(api.body)).sort(), ['error', 'message', 'requestId']);
   // A script's GET (fetch, XMLHttpRequest) would follow a redirect to a page it cannot use: 401, as JSON for it.
-  for (const headers of [{ 'sec-fetch-mode': 'cors', accept: '*/*' }, { 'x-requested-with': 'XMLHttpRequest', accept: 'application/json' }]) {
+  // Also a call of a browser that sends no Fetch Metadata (Safari before 16.4, web views) asking for JSON only.
+  for (const headers of [{ 'sec-fetch-mode': 'cors', accept: '*/*' }, { 'x-requested-with': 'XMLHttpRequest', accept: 'application/json' }, { accept: 'application/json' }]) {
     const call = await b.get('/api/records', headers);
     t.equal(call.status, 401, JSON.stringify(headers));
     t.match(JSON.parse(call.body), { error: 'GW_ERR_SIGN_IN_REQUIRED' });
   }
-  for (const headers of [{ 'sec-fetch-mode': 'navigate' }, { 'x-requested-with': 'com.example.portal-app' }]) {
+  for (const headers of [{ 'sec-fetch-mode': 'navigate' }, { 'x-requested-with': 'com.example.portal-app' }, { accept: 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8' }, { accept: '*/*' }]) {
     t.equal((await b.get('/records', headers)).location, '/login', `a page opened: ${JSON.stringify(headers)}`);
   }
   t.equal((await b.send('TRACE', '/records')).status, 405);
