@@ -189,7 +189,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     answered: answered(gateway),
     closing: () => closing,
   });
-  installErrorHandler(app, gateway.ui, answerError);
+  installErrorHandler(app, answerError);
   await app.register(async (scope) => gatewayRoutes(scope, gateway));
   await app.register(async (scope) => proxyRoutes(scope, gateway));
   app.addHook('preClose', (done) => {

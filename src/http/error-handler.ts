@@ -83,13 +83,10 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
   };
 }
 
-export function installErrorHandler(app: FastifyInstance, ui: UiSettings, answer: ErrorReply): void {
+export function installErrorHandler(app: FastifyInstance, answer: ErrorReply): void {
   app.setErrorHandler(answer);
   // Routes exist for every method the gateway serves, on every path (the proxy's catch the paths the gateway's own
-  // do not), so an unmatched request is a method it refuses, also under the gateway's prefix.
-  app.setNotFoundHandler((request, reply) => {
-    const code = 'GW_ERR_METHOD_NOT_ALLOWED';
-    const ctx = pageContext(ui, request);
-    return sendPage(reply, ERRORS[code].status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id }));
-  });
+  // do not), so an unmatched request is a method it refuses, also under the gateway's prefix: answered as any refusal
+  // (JSON for a script, counted in the metrics).
+  app.setNotFoundHandler((request, reply) => answer(new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${request.method.slice(0, 20)}`), request, reply));
 }

@@ -216,6 +216,8 @@ t.test('unauthenticated requests: pages redirect to the login, other methods get
   t.equal((await b.send('TRACE', '/records')).status, 405);
   t.equal((await b.send('TRACE', '/_mfa/verify')).status, 405, 'also on a page of the gateway');
   t.equal((await b.send('PROPFIND', '/_mfa/nothing-here')).status, 405, 'and under its prefix');
+  const scripted = await b.send('PROPFIND', '/records', undefined, { accept: 'application/json' });
+  t.same([scripted.status, JSON.parse(scripted.body).error], [405, 'GW_ERR_METHOD_NOT_ALLOWED'], 'JSON for a script, as any refusal');
   t.equal((await b.send('PUT', '/_mfa/nothing-here')).status, 404, 'a method it serves, under its prefix: no such page');
   const connect = await rawRequest(s.url, `CONNECT 127.0.0.1:${new URL(s.portal.url).port} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
   t.match(connect, /^HTTP\/1\.1 405 /, 'CONNECT: 405, no tunnel');
