@@ -150,13 +150,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       answerError(new GatewayError('GW_ERR_BAD_PATH', error.code), req, reply.header('strict-transport-security', HSTS));
     },
     // A request Node cannot read (headers too large, malformed, too slow to arrive) is answered before any hook: the
-    // gateway's code and HSTS, the connection closed.
+    // gateway's code and HSTS, the connection closed. Not when it came pipelined behind one whose answer has begun
+    // (an event stream, say): written there, it would land inside that answer's body.
     clientErrorHandler: (err, socket) => {
       const { code } = err as NodeJS.ErrnoException;
       if (code === 'ECONNRESET' || socket.destroyed) return;
       const refusal: ErrorCode = code === 'HPE_HEADER_OVERFLOW' ? 'GW_ERR_HEADERS_TOO_LARGE' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'GW_ERR_REQUEST_TIMEOUT' : 'GW_ERR_BAD_REQUEST';
       gateway.metrics.request(undefined, undefined, ERRORS[refusal].status, 0);
-      if (socket.writable) socket.write(rawErrorAnswer(refusal, gateway.ui.messages.forRequest(undefined).t(`error.${refusal}`)));
+      const answering = (socket as Duplex & { _httpMessage?: { headersSent: boolean } | null })._httpMessage;
+      if (socket.writable && !answering?.headersSent) socket.write(rawErrorAnswer(refusal, gateway.ui.messages.forRequest(undefined).t(`error.${refusal}`)));
       socket.destroy();
     },
     // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over). A

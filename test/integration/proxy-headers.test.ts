@@ -2,7 +2,7 @@
 // portal's internal origin kept out of the redirect headers, and field names a PHP portal reads as the login fields.
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { buildApp } from '../../src/app.js';
@@ -18,6 +18,10 @@ async function start(t: Test, patch: (raw: Record<string, any>) => void = () => 
     req.resume();
     const { pathname, searchParams } = new URL(req.url!, 'http://portal');
     if (pathname === '/static/echo') return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(req.headers));
+    if (pathname === '/static/events') {
+      res.writeHead(200, { 'content-type': 'text/event-stream' }).write('data: one\n\n');
+      return void setTimeout(() => res.end('data: two\n\n'), 300);
+    }
     if (pathname === '/static/moved') {
       const to = searchParams.get('to')!;
       return res.writeHead(302, { location: to, 'content-location': to, refresh: `0; url=${to}` }).end();
@@ -58,6 +62,27 @@ t.test('one Host and one Authorization header per request', async (t) => {
     t.match(await ask(`Host: 127.0.0.1\r\n${twice}`), /^HTTP\/1\.1 400/, `${JSON.stringify(twice)}: refused`);
   }
   t.equal(s.seen.length, 2, 'none of them reached the portal');
+});
+
+t.test("a request too large to read, pipelined behind an answer being streamed, writes no refusal into that answer", async (t) => {
+  const s = await start(t);
+  const host = 'Host: 127.0.0.1\r\n';
+  const got = await new Promise<string>((resolve) => {
+    const socket = connect(Number(new URL(s.url).port), '127.0.0.1', () => socket.write(`GET /static/events HTTP/1.1\r\n${host}\r\n`));
+    let data = '';
+    let sent = false;
+    socket.on('data', (d) => {
+      data += d;
+      if (sent || !data.includes('data: one')) return;
+      sent = true;
+      socket.write(`GET /static/echo HTTP/1.1\r\n${host}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    });
+    socket.on('close', () => resolve(data));
+    socket.on('error', () => {});
+  });
+  t.match(got, /^HTTP\/1\.1 200 /, 'the stream was answered');
+  t.notMatch(got, /HTTP\/1\.1 431/, 'and nothing written inside it');
+  t.match((await rawRequest(s.url, `GET /static/echo HTTP/1.1\r\n${host}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`)), /^HTTP\/1\.1 431 /, 'alone, it is answered');
 });
 
 t.test('a WebSocket handshake is not proxied: the portal gets a plain request, after the same checks', async (t) => {
