@@ -1,6 +1,6 @@
 // The HTTP app: fastify with the edge checks, the gateway's own routes and the proxy, around a Gateway.
 import { readFileSync } from 'node:fs';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
@@ -173,6 +173,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   app.server.on('connect', (_req, socket: Duplex) => {
     socket.on('error', () => {});
     socket.end(`HTTP/1.1 405 Method Not Allowed\r\nstrict-transport-security: ${HSTS}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+  });
+  // So does an Expect other than 100-continue, which Node answers itself (417) before any hook.
+  app.server.on('checkExpectation', (_req, res: ServerResponse) => {
+    res.writeHead(417, { 'strict-transport-security': HSTS, 'content-length': 0, connection: 'close' }).end();
   });
   // Cookies are read by the edge hook (http/edge.ts), not by a hook of the plugin's own.
   await app.register(cookie, { hook: false });

@@ -221,6 +221,9 @@ t.test('unauthenticated requests: pages redirect to the login, other methods get
   t.equal((await b.send('PUT', '/_mfa/nothing-here')).status, 404, 'a method it serves, under its prefix: no such page');
   const connect = await rawRequest(s.url, `CONNECT 127.0.0.1:${new URL(s.portal.url).port} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
   t.match(connect, /^HTTP\/1\.1 405 /, 'CONNECT: 405, no tunnel');
+  const expect = await rawRequest(s.url, `POST /messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nExpect: x-unknown\r\n\r\nabcd`);
+  t.match(expect, /^HTTP\/1\.1 417 /, 'an Expect other than 100-continue: 417');
+  t.match(expect, /strict-transport-security: max-age=/i, 'with HSTS, as every answer');
   t.equal((await b.get('/static/portal.css')).status, 200, 'and the gateway goes on');
   t.equal((await b.get('/static/portal.css')).status, 200, 'public assets pass');
 });
