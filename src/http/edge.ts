@@ -76,6 +76,13 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
       done(new GatewayError('GW_ERR_BAD_REQUEST', `more than one ${repeated} header`));
       return;
     }
+    // Node takes the chunks off a body and leaves any other transfer coding on it (`gzip, chunked`): the portal would
+    // get still-coded bytes as the body, and the login intercept read them as a form.
+    const coding = req.headers['transfer-encoding'];
+    if (coding !== undefined && coding.trim().toLowerCase() !== 'chunked') {
+      done(new GatewayError('GW_ERR_BAD_REQUEST', 'a transfer coding other than chunked'));
+      return;
+    }
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
     const host = hostName(req);
     // The exempt paths are compared whole and as sent: /_mfa/jwks.json/../x is not exempt (it would reach the portal).

@@ -64,6 +64,17 @@ t.test('one Host and one Authorization header per request', async (t) => {
   t.equal(s.seen.length, 2, 'none of them reached the portal');
 });
 
+t.test('a body only in the chunked transfer coding', async (t) => {
+  const s = await start(t);
+  const post = (coding: string) =>
+    rawRequest(s.url, `POST /static/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nTransfer-Encoding: ${coding}\r\nConnection: close\r\n\r\n4\r\nabcd\r\n0\r\n\r\n`);
+  t.match(await post('chunked'), /^HTTP\/1\.1 200 /, 'chunked: passed on');
+  t.match(await post('Chunked '), /^HTTP\/1\.1 200 /, 'in any case');
+  t.equal(s.seen.length, 2);
+  for (const coding of ['gzip, chunked', 'deflate,chunked', 'x-custom, chunked']) t.match(await post(coding), /^HTTP\/1\.1 400 /, `${coding}: refused`);
+  t.equal(s.seen.length, 2, 'none of them reached the portal');
+});
+
 t.test("a request too large to read, pipelined behind an answer being streamed, writes no refusal into that answer", async (t) => {
   const s = await start(t);
   const host = 'Host: 127.0.0.1\r\n';
