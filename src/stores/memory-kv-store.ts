@@ -73,8 +73,9 @@ export class MemoryKvStore implements KvStore {
   async raiseTo(key: string, value: number, ttlMs: number, note?: { key: string; value: string }): Promise<boolean> {
     const e = this.text(key);
     if (e && Number(e.value) >= value) return false;
-    this.write(key, String(value), ttlMs);
+    // The note first: a full store refusing it refuses the whole step, never leaves a claim without its note.
     if (note) this.write(note.key, note.value, ttlMs);
+    this.write(key, String(value), ttlMs);
     return true;
   }
 
