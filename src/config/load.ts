@@ -364,11 +364,7 @@ export function configWarnings(c: Config): string[] {
   if (c.enrolment.proof === 'first-login') {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
-  if (!c.portal.login.failure) {
-    w.push(
-      "portal.login.failure is not set: a login answer that is not a success counts as a refused password, shown with its cookies kept for the browser's public pages; a right password your success rules miss (an interstitial page) would leave the portal signed in there",
-    );
-  }
+  w.push(...loginRuleWarnings(c.portal.login));
   // Built as serve builds it (checkSemantics has refused what it cannot read).
   for (const { file, missing } of c.ui.localesDir ? new Messages(c.ui.localesDir, c.ui.defaultLanguage).incomplete : []) {
     w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English on pages marked as its language, which a screen reader reads with that language's voice`);
@@ -396,6 +392,39 @@ export function configWarnings(c: Config): string[] {
       w.push(`policy.rules.${i}.factors: webauthn takes every passkey, synced ones too, so device-bound-passkey adds nothing (list it without webauthn to refuse synced passkeys)`);
     }
   });
+  return w;
+}
+
+/**
+ * Login rules that cannot tell a right password from a wrong one. The portal decides on the password; the gateway
+ * only reads its answer, so a rule that a refusal also meets skips the password step (a refusal taken for a right
+ * password), and a refusal rule that a signed-in page also meets shows that page before the second factor.
+ */
+function loginRuleWarnings(login: Config['portal']['login']): string[] {
+  const w: string[] = [];
+  const { success, failure } = login;
+  if (success.location === undefined && success.setCookie === undefined && success.body === undefined) {
+    w.push(
+      'portal.login.success has a status only: a portal that also answers a wrong password with a redirect (back to its login page, as Spring Security does) would have every password taken for a right one; add location (anchored to where a sign-in lands), setCookie or body',
+    );
+  } else if (success.location !== undefined && success.setCookie === undefined && success.body === undefined) {
+    const location = new RegExp(success.location);
+    const loginPage = [login.page.replace('{target}', '').split('?')[0]!, ...login.paths].flatMap((p) => [p, `${p}?error`]).find((p) => location.test(p));
+    if (loginPage !== undefined) {
+      w.push(
+        `portal.login.success.location matches ${loginPage}: a wrong password answered with a redirect back to the login page would be taken for a right one; anchor it to where a sign-in lands (^/home), or add setCookie or body`,
+      );
+    }
+  }
+  if (!failure) {
+    w.push(
+      "portal.login.failure is not set: a login answer that is not a success counts as a refused password, shown with its cookies kept for the browser's public pages; a right password your success rules miss (an interstitial page) would leave the portal signed in there",
+    );
+  } else if (failure.location === undefined && failure.setCookie === undefined && failure.body === undefined && (failure.status ?? [200]).some((s) => s >= 200 && s < 300)) {
+    w.push(
+      "portal.login.failure takes a 2xx answer by its status alone: a page the portal shows after a right password (a password-expiry notice, terms to accept) would be shown as a refusal, before the second factor, its cookies kept for the browser's public pages; add body (the portal's error message)",
+    );
+  }
   return w;
 }
 

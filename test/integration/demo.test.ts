@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { Browser, inputValue } from '../helpers/browser.js';
 import { TS_LOADER, runCli } from '../helpers/cli.js';
 import { freePorts } from '../helpers/redis.js';
 
@@ -28,6 +29,15 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
   const login = await request(`http://localhost:${port}/login`);
   t.equal(login.statusCode, 200);
   t.match(await login.body.text(), 'name="password"', "the portal's own login page, through the gateway");
+  // The demo's login rules tell the portal's answers apart: its refusal shown, a right password on to the second step.
+  const b = new Browser(`http://localhost:${port}`);
+  const wrong = await b.post('/login', { username: 'alice', password: 'wrong', csrf: inputValue((await b.get('/login')).body, 'csrf') });
+  t.equal(wrong.status, 200);
+  t.match(wrong.body, 'Invalid username or password', "a wrong password: the portal's refusal");
+  const expired = await b.post('/login', { username: 'alice', password: 'wrong', csrf: 'stale' });
+  t.same([expired.status, /Your form expired/.test(expired.body)], [403, true], 'an expired form: its page');
+  const right = await b.post('/login', { username: 'alice', password: 'correct horse battery', csrf: inputValue((await b.get('/login')).body, 'csrf') });
+  t.same([right.status, right.location], [303, '/_mfa/proof'], 'a right password: on to the second step (its enrolment code first)');
 
   const check = /Check the trail: node dist\/src\/main\.js audit verify --public-key (\S+) (\S+)/.exec(out);
   t.ok(check, 'the command that checks the trail');

@@ -295,6 +295,7 @@ t.test('the shipped example and demo configs are valid', async (t) => {
     ...{ MFA_DEMO_SIGNING_KEY: randomKey(), MFA_DEMO_ENCRYPTION_KEY: randomKey(), MFA_DEMO_PSEUDONYM_KEY: randomKey(), MFA_DEMO_AUDIT_KEY: randomKey(), MFA_DEMO_AUDIT_DIR: '/tmp/audit' },
   };
   t.doesNotThrow(() => loadConfigFile('config/demo.yaml', env));
+  t.same(configWarnings(loadConfigFile('config/demo.yaml', env)).filter((w) => w.startsWith('portal.login')), [], 'its login rules tell a right password from a wrong one');
   // The example reads two keys from files that exist only in a deployment.
   t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', env)).sort(), [
     'identity.assertion.signingKey_FILE: cannot read secret file /run/secrets/mfa_assertion_key (ENOENT)',
@@ -339,8 +340,25 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.ok(warned.some((w) => w.startsWith('enrolment.webhook.url is plain http')), 'enrolment codes over plain http: a warning');
   t.ok(warned.some((w) => w.startsWith('notify.url is plain http')), 'notifications too');
   t.ok(warned.some((w) => w.startsWith('portal.login.failure is not set')), 'no rule for a refused login: a warning');
-  plain.portal.login.failure = { status: [200] };
+  plain.portal.login.failure = { status: [200], body: 'Invalid password' };
   t.notOk(configWarnings(resolveConfig(plain)).some((w) => w.startsWith('portal.login.failure')), 'with one: none');
+  const loginWarnings = (login: Record<string, unknown>) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    Object.assign(raw.portal.login, { page: '/Account/Login?ReturnUrl={target}', paths: ['/Account/Login', '/j_security_check'] }, login);
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('portal.login.'));
+  };
+  const refused = { status: [200], body: 'Invalid password' };
+  t.same(loginWarnings({ success: { status: [302], location: '^/home$' }, failure: refused }), [], 'a success anchored to where a sign-in lands, a refusal by its message: none');
+  t.match(loginWarnings({ success: {}, failure: refused }), [/^portal\.login\.success has a status only: .*redirect/], 'the default success rule, status only: a warning');
+  t.same(loginWarnings({ success: { status: [302], setCookie: 'AUTH' }, failure: refused }), [], 'a cookie set only on success: none');
+  t.match(loginWarnings({ success: { status: [302], location: '^/' }, failure: refused }), [/^portal\.login\.success\.location matches \/Account\/Login: /], 'a location the redirect back to the login page also meets: a warning');
+  t.match(loginWarnings({ success: { status: [302], location: 'Login\\?error' }, failure: refused }), [/^portal\.login\.success\.location matches \/Account\/Login\?error: /], '... with its error query too');
+  t.match(loginWarnings({ success: { status: [302], location: '^/(?!Account)' }, failure: refused }), [/^portal\.login\.success\.location matches \/j_security_check: /], '... or another login path');
+  t.same(loginWarnings({ success: { status: [302], location: '^/', body: 'x' }, failure: refused }), [], 'with another rule beside it: none');
+  t.match(loginWarnings({ success: { status: [302], location: '^/home$' }, failure: { status: [200, 403] } }), [/^portal\.login\.failure takes a 2xx answer by its status alone: /], 'a refusal by a 2xx status alone: a warning');
+  t.match(loginWarnings({ success: { status: [302], location: '^/home$' }, failure: {} }), [/^portal\.login\.failure takes a 2xx/], '... or by nothing at all');
+  t.same(loginWarnings({ success: { status: [302], location: '^/home$' }, failure: { status: [302, 303] } }), [], 'a refusal by a redirect status: none');
+  t.same(loginWarnings({ success: { status: [200], body: 'Welcome' }, failure: { status: [200], location: 'x', setCookie: 'E' } }), [], 'a refusal with another rule: none');
   const local = rawTestConfig('http://127.0.0.1:1');
   local.enrolment = { proof: 'webhook', webhook: { url: 'http://127.0.0.1:9999/hook', secret: randomKey() } };
   local.notify = { url: 'https://alerts.example/in', secret: randomKey() };
