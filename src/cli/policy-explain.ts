@@ -6,7 +6,7 @@ import { carriesLegacyCredentials, loginFields } from '../domain/legacy-auth.js'
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { canonicalUsername } from '../domain/username.js';
 import { canonicalTarget } from '../domain/canonical-path.js';
-import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
+import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
 import { readFileSync } from 'node:fs';
@@ -31,7 +31,9 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   if (!target) return [`${q.path}: refused before any rule (400): not a canonical path`];
   const host = parseHost(q.host ?? config.server.hosts[0]);
   if (!host) return [`host ${JSON.stringify(q.host)}: refused before any rule (421): not a host name`];
+  if (!config.server.hosts.some((h) => h.toLowerCase() === host)) return [`host ${host}: refused before any rule (421): not one of server.hosts`];
   const method = (q.method ?? 'GET').toUpperCase();
+  if (!(PORTAL_METHODS as readonly string[]).includes(method)) return [`method ${method}: refused before any rule (405): not a method the gateway passes to the portal`];
   const lowered = loose(target.matchPath);
   const prefix = config.server.prefix.toLowerCase();
   if (inPrefix(lowered, prefix)) {

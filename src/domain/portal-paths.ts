@@ -1,6 +1,9 @@
 // Which requests are the portal's login and logout: the gateway intercepts the one and ends its session at the other.
 import { foldCase } from './canonical-path.js';
 
+/** The methods the gateway passes to the portal; any other is refused (405) before any rule. */
+export const PORTAL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
 /** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
 export function loose(path: string): string {
   const lowered = foldCase(path).toLowerCase();

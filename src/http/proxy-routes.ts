@@ -8,7 +8,7 @@ import { canonicalTarget, pathAndQuery, type CanonicalTarget } from '../domain/c
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
-import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
+import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation, loginPageFor } from '../domain/redirect.js';
 import { GatewayError, portalFailureCode } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
@@ -19,7 +19,6 @@ import { CLEAR_SITE_DATA, COOKIE, clearOptions, cookieOptions } from './cookies.
 import { hostName } from './edge.js';
 import { checkSameOrigin, crossSite, opensPage } from './forms.js';
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 const LOGIN_BODY_LIMIT = 16 * 1024;
 const BROWSER_JAR_TTL_MS = 60 * 60_000;
 const BUFFERED_ANSWER_BYTES = 64 * 1024;
@@ -338,8 +337,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       else reply.send(err instanceof Error ? err : new Error(String(err)));
     });
   };
-  app.route({ method: [...METHODS], url: '/*', handler });
-  app.route({ method: [...METHODS], url: '/', handler });
+  app.route({ method: [...PORTAL_METHODS], url: '/*', handler });
+  app.route({ method: [...PORTAL_METHODS], url: '/', handler });
 }
 
 /**

@@ -341,6 +341,9 @@ keys:
   t.match(login.stdout, 'request: POST /login (the login, sent as /LOGIN/)');
   t.match(login.stdout, 'decision: allowed by "sign-in page" (public)');
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/_MFA/admin/report', '--user', 'bob']).stdout, "one of the gateway's own routes");
+  // What the gateway refuses before any rule is said so, not judged by the rules.
+  t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records', '--host', 'evil.example']).stdout, 'host evil.example: refused before any rule (421): not one of server.hosts');
+  t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records', '--method', 'TRACE']).stdout, 'method TRACE: refused before any rule (405)');
   const explain = (factor: string) => runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/controlled/', '--factor', factor]);
   t.match(explain('webauthn').stdout, 'decision: "controlled drugs" needs a second factor (device-bound-passkey)', 'a synced passkey is not enough');
   t.match(explain('device-bound-passkey').stdout, 'decision: allowed by "controlled drugs" (mfa)');
