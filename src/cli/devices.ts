@@ -16,9 +16,13 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
   switch (action) {
     case 'register': {
       const fingerprint = fingerprintArg(a);
-      const pid = a.user === undefined ? undefined : userPid(gw, a.user, 'devices register --user needs USERNAME', true);
-      await registry.put({ fingerprint, name: a.name ?? fingerprint.slice(0, 12), status: 'active', addedAt: now, ...(pid ? { pid } : {}) });
-      return [`registered ${fingerprint}${pid ? ` for ${a.user}` : ''}`];
+      const given = a.user === undefined ? undefined : userPid(gw, a.user, 'devices register --user needs USERNAME', true);
+      // Registered again (after a revoke, say), a device keeps its name and the user it is bound to unless told
+      // otherwise: a device of one user never becomes managed for everyone by a command that did not say so.
+      const before = await registry.get(fingerprint);
+      const pid = given ?? before?.pid;
+      await registry.put({ fingerprint, name: a.name ?? before?.name ?? fingerprint.slice(0, 12), status: 'active', addedAt: now, ...(pid ? { pid } : {}) });
+      return [`registered ${fingerprint}${given ? ` for ${a.user}` : pid ? ' (still bound to its user)' : ''}`];
     }
     case 'revoke': {
       const fingerprint = fingerprintArg(a);
@@ -39,8 +43,15 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
 
 /** The device a command names, by --cert or --fingerprint (normalised, as the registry keys it). */
 export function fingerprintArg(a: DeviceArgs): string {
+  if (a.cert !== undefined && a.fingerprint !== undefined) throw new UsageError('give --cert FILE or --fingerprint SHA256, not both');
   if (a.cert) {
-    const [cert] = parseCertificates(readArgumentFile(a.cert, '--cert'));
+    const pem = readArgumentFile(a.cert, '--cert');
+    let cert;
+    try {
+      [cert] = parseCertificates(pem);
+    } catch {
+      throw new UsageError(`${a.cert}: not a PEM certificate`);
+    }
     if (!cert) throw new UsageError(`${a.cert}: no certificate`);
     return fingerprintOf(cert);
   }

@@ -247,6 +247,21 @@ t.test('devices CLI on a shared Redis: register, list, revoke take effect in the
   t.equal((await b.get('/admin/')).status, 403, 'revoked by the CLI: refused on the next request');
   t.match(cli('list').stdout, /revoked/);
   t.equal(cli('register', '--fingerprint', 'xyz').code, 2, 'a bad fingerprint is a usage error');
+  // Registered again without --user (after a revoke): still bound to Alice, with its name; not managed for anyone.
+  const again = cli('register', '--fingerprint', laptop.fingerprint);
+  t.match(again.stdout, 'still bound to its user');
+  t.match(cli('list').stdout, new RegExp(`${laptop.fingerprint}  active .* user \\S+  front desk`));
+  t.equal((await b.get('/admin/')).status, 200, 'managed again for Alice');
+  const bob = s.browser(agent(laptop));
+  bob.cookies.set('__Host-mfa-session', (await signUpAndEnrol(s, BOB)).b.cookies.get('__Host-mfa-session')!);
+  t.equal((await bob.get('/admin/')).status, 403, 'but not for Bob');
+  // Both ways of naming a device at once, or a file that is no certificate: usage errors, naming the file.
+  const both = cli('register', '--cert', laptop.certFile, '--fingerprint', 'ab'.repeat(32));
+  t.same([both.code, /not both/.test(both.stderr)], [2, true], '--cert and --fingerprint');
+  const junk = `${deviceCa.dir}/junk.pem`;
+  writeFileSync(junk, '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+  const bad = cli('register', '--cert', junk);
+  t.same([bad.code, bad.stderr.split('\n')[0]], [2, `mfa-gateway: ${junk}: not a PEM certificate`], 'a PEM block that is no certificate');
 });
 
 t.test('twins are found for a CA on a brainpool curve too; a CA on a curve of unknown order is refused by config check', async (t) => {
