@@ -256,9 +256,10 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
 
 /** The demo: the legacy portal on one loopback port, the gateway on another, fresh keys each run. */
 async function demo(): Promise<number> {
+  // Not 0 (any free port): the banner, and the origin passkeys are made for, name the port given.
   for (const name of ['PORT', 'PORTAL_PORT', 'ADMIN_PORT']) {
     const v = process.env[name];
-    if (v !== undefined && !(/^\d{1,5}$/.test(v) && Number(v) <= 65535)) return usage(`${name} is a port number (0 to 65535), found ${JSON.stringify(v.slice(0, 20))}`);
+    if (v !== undefined && !(/^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535)) return usage(`${name} is a port number (1 to 65535), found ${JSON.stringify(v.slice(0, 20))}`);
   }
   const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
   const portal = await startDemoPortal({ port: Number(process.env.PORTAL_PORT ?? 8081) });

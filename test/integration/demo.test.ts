@@ -48,9 +48,9 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
   t.match(verified.stdout, /^OK: /m);
 });
 
-t.test('a port that is not one is a usage error, before anything starts', async (t) => {
+t.test('a port that is not one (or 0, any free port: the banner would name none) is a usage error, before anything starts', async (t) => {
   for (const name of ['PORT', 'PORTAL_PORT', 'ADMIN_PORT']) {
-    for (const value of ['abc', '65536']) {
+    for (const value of ['abc', '65536', '0']) {
       const r = runCli(['demo'], { [name]: value });
       t.equal(r.code, 2, `${name}=${value}`);
       t.match(r.stderr, `${name} is a port number`);
