@@ -409,7 +409,9 @@ function loginRuleWarnings(login: Config['portal']['login']): string[] {
     );
   } else if (success.location !== undefined && success.setCookie === undefined && success.body === undefined) {
     const location = new RegExp(success.location);
-    const loginPage = [login.page.replace('{target}', '').split('?')[0]!, ...login.paths].flatMap((p) => [p, `${p}?error`]).find((p) => location.test(p));
+    // Where portals send a refused password back to: the login page, often with an error flag (Spring's ?error).
+    const page = login.page.replace('{target}', '').split('?')[0]!;
+    const loginPage = [page, `${page}?error`].find((p) => location.test(p));
     if (loginPage !== undefined) {
       w.push(
         `portal.login.success.location matches ${loginPage}: a wrong password answered with a redirect back to the login page would be taken for a right one; anchor it to where a sign-in lands (^/home), or add setCookie or body`,

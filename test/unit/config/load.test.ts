@@ -353,7 +353,7 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.same(loginWarnings({ success: { status: [302], setCookie: 'AUTH' }, failure: refused }), [], 'a cookie set only on success: none');
   t.match(loginWarnings({ success: { status: [302], location: '^/' }, failure: refused }), [/^portal\.login\.success\.location matches \/Account\/Login: /], 'a location the redirect back to the login page also meets: a warning');
   t.match(loginWarnings({ success: { status: [302], location: 'Login\\?error' }, failure: refused }), [/^portal\.login\.success\.location matches \/Account\/Login\?error: /], '... with its error query too');
-  t.match(loginWarnings({ success: { status: [302], location: '^/(?!Account)' }, failure: refused }), [/^portal\.login\.success\.location matches \/j_security_check: /], '... or another login path');
+  t.same(loginWarnings({ success: { status: [302], location: '^/(?!Account)' }, failure: refused }), [], 'a login path that only takes the password (j_security_check): never where a refusal is sent');
   t.same(loginWarnings({ success: { status: [302], location: '^/', body: 'x' }, failure: refused }), [], 'with another rule beside it: none');
   t.match(loginWarnings({ success: { status: [302], location: '^/home$' }, failure: { status: [200, 403] } }), [/^portal\.login\.failure takes a 2xx answer by its status alone: /], 'a refusal by a 2xx status alone: a warning');
   t.match(loginWarnings({ success: { status: [302], location: '^/home$' }, failure: {} }), [/^portal\.login\.failure takes a 2xx/], '... or by nothing at all');
