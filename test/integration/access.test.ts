@@ -1,7 +1,7 @@
 // Conditional access end to end: legacy auth, the path matrix against a closed area, client addresses, hosts,
 // groups, step-up, and `policy explain`, with the demo portal behind the gateway.
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -344,6 +344,9 @@ keys:
   // What the gateway refuses before any rule is said so, not judged by the rules.
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records', '--host', 'evil.example']).stdout, 'host evil.example: refused before any rule (421): not one of server.hosts');
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records', '--method', 'TRACE']).stdout, 'method TRACE: refused before any rule (405)');
+  // In forward-auth mode the proxy in front passes any method on: the rules judge it.
+  writeFileSync(join(dir, 'fwd.yaml'), `${readFileSync(join(dir, 'gw.yaml'), 'utf8')}server: { trustedProxies: [127.0.0.1] }\nforwardAuth: { enabled: true }\n`);
+  t.match(runCli(['policy', 'explain', '--config', join(dir, 'fwd.yaml'), '--path', '/records', '--method', 'PROPFIND']).stdout, 'decision: sign-in required by "portal"');
   const explain = (factor: string) => runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/controlled/', '--factor', factor]);
   t.match(explain('webauthn').stdout, 'decision: "controlled drugs" needs a second factor (device-bound-passkey)', 'a synced passkey is not enough');
   t.match(explain('device-bound-passkey').stdout, 'decision: allowed by "controlled drugs" (mfa)');
