@@ -87,6 +87,6 @@ export function installErrorHandler(app: FastifyInstance, answer: ErrorReply): v
   app.setErrorHandler(answer);
   // Routes exist for every method the gateway serves, on every path (the proxy's catch the paths the gateway's own
   // do not), so an unmatched request is a method it refuses, also under the gateway's prefix: answered as any refusal
-  // (JSON for a script, counted in the metrics).
+  // (JSON for a script).
   app.setNotFoundHandler((request, reply) => answer(new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${request.method.slice(0, 20)}`), request, reply));
 }
