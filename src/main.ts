@@ -52,7 +52,7 @@ const USAGE = `Usage:
                                      end the sessions of one user or of everybody
   mfa-gateway keys rotate|status --config FILE
                                      re-seal every record with the first encryption key; keys in use and their ages
-  mfa-gateway devices register --config FILE (--cert PEM | --fingerprint SHA256) [--name N] [--user U]
+  mfa-gateway devices register --config FILE (--cert PEM | --fingerprint SHA256) [--name N] [--user U | --shared]
   mfa-gateway devices revoke --config FILE (--cert PEM | --fingerprint SHA256)
   mfa-gateway devices list --config FILE
                                      the registry of managed-device certificates
@@ -83,6 +83,7 @@ const OPTIONS = {
   reason: { type: 'string' },
   yes: { type: 'boolean' },
   all: { type: 'boolean' },
+  shared: { type: 'boolean' },
   from: { type: 'string' },
   to: { type: 'string' },
   days: { type: 'string' },
@@ -162,7 +163,7 @@ async function main(argv: string[]): Promise<number> {
     case 'keys':
       return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => keysCommand(gw, sub ?? ''));
     case 'devices':
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user }));
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared }));
     case 'blocks':
       return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => blocksCommand(gw, sub ?? '', { ip: v.ip }));
     case 'lockouts':

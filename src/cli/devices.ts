@@ -8,6 +8,8 @@ export interface DeviceArgs {
   cert?: string;
   name?: string;
   user?: string;
+  /** Registered for every account: a device bound to a user is unbound. */
+  shared?: boolean;
 }
 
 export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs): Promise<string[]> {
@@ -16,13 +18,14 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
   switch (action) {
     case 'register': {
       const fingerprint = fingerprintArg(a);
-      const given = a.user === undefined ? undefined : userPid(gw, a.user, 'devices register --user needs USERNAME', true);
-      // Registered again (after a revoke, say), a device keeps its name and the user it is bound to unless told
-      // otherwise: a device of one user never becomes managed for everyone by a command that did not say so.
+      if (a.user !== undefined && a.shared) throw new UsageError('give --user USERNAME or --shared, not both');
+      const pid = a.user === undefined ? undefined : userPid(gw, a.user, 'devices register --user needs USERNAME', true);
+      // Registered again (after a revoke, say), a device keeps its name; a device of one user never becomes managed
+      // for every account by a command that did not say so.
       const before = await registry.get(fingerprint);
-      const pid = given ?? before?.pid;
+      if (before?.pid && !pid && !a.shared) throw new UsageError(`${fingerprint} is bound to a user: give --user USERNAME, or --shared to make it managed for every account`);
       await registry.put({ fingerprint, name: a.name ?? before?.name ?? fingerprint.slice(0, 12), status: 'active', addedAt: now, ...(pid ? { pid } : {}) });
-      return [`registered ${fingerprint}${given ? ` for ${a.user}` : pid ? ' (still bound to its user)' : ''}`];
+      return [`registered ${fingerprint}${pid ? ` for ${a.user}` : before?.pid ? ' for every account' : ''}`];
     }
     case 'revoke': {
       const fingerprint = fingerprintArg(a);

@@ -247,14 +247,19 @@ t.test('devices CLI on a shared Redis: register, list, revoke take effect in the
   t.equal((await b.get('/admin/')).status, 403, 'revoked by the CLI: refused on the next request');
   t.match(cli('list').stdout, /revoked/);
   t.equal(cli('register', '--fingerprint', 'xyz').code, 2, 'a bad fingerprint is a usage error');
-  // Registered again without --user (after a revoke): still bound to Alice, with its name; not managed for anyone.
-  const again = cli('register', '--fingerprint', laptop.fingerprint);
-  t.match(again.stdout, 'still bound to its user');
-  t.match(cli('list').stdout, new RegExp(`${laptop.fingerprint}  active .* user \\S+  front desk`));
+  // Registered again (after a revoke), a device bound to a user is not made managed for every account unasked.
+  const unasked = cli('register', '--fingerprint', laptop.fingerprint);
+  t.same([unasked.code, /is bound to a user: give --user USERNAME, or --shared/.test(unasked.stderr)], [2, true], 'without --user or --shared: refused');
+  t.match(cli('list').stdout, /revoked/, 'and left as it was');
+  t.match(cli('register', '--fingerprint', laptop.fingerprint, '--user', 'alice').stdout, 'for alice');
+  t.match(cli('list').stdout, new RegExp(`${laptop.fingerprint}  active .* user \\S+  front desk`), 'its name kept');
   t.equal((await b.get('/admin/')).status, 200, 'managed again for Alice');
   const bob = s.browser(agent(laptop));
   bob.cookies.set('__Host-mfa-session', (await signUpAndEnrol(s, BOB)).b.cookies.get('__Host-mfa-session')!);
   t.equal((await bob.get('/admin/')).status, 403, 'but not for Bob');
+  t.equal(cli('register', '--fingerprint', laptop.fingerprint, '--user', 'alice', '--shared').code, 2, '--user with --shared');
+  t.match(cli('register', '--fingerprint', laptop.fingerprint, '--shared').stdout, 'for every account');
+  t.equal((await bob.get('/admin/')).status, 200, 'shared: managed for Bob too');
   // Both ways of naming a device at once, or a file that is no certificate: usage errors, naming the file.
   const both = cli('register', '--cert', laptop.certFile, '--fingerprint', 'ab'.repeat(32));
   t.same([both.code, /not both/.test(both.stderr)], [2, true], '--cert and --fingerprint');
