@@ -18,6 +18,8 @@ export interface AuditProblem {
   seq?: number;
   kind: AuditProblemKind;
   message: string;
+  /** On an `unsealed-tail` a `resumed` record states: records found when the writer started again, not its latest records. */
+  resumed?: true;
 }
 
 export interface AuditReport {
@@ -260,6 +262,7 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
         'not these records (a crash before their checkpoint, records added without the key, or a checkpoint removed)',
       first,
     );
+    found.at(-1)!.resumed = true;
   }
 
   // Records after the last valid checkpoint: intact as far as the chain shows, but no signature covers them.

@@ -21,8 +21,16 @@ export interface ReportInput {
   settings: readonly { name: string; value: string }[];
   /** firstSeen: epoch ms, or null when unknown. */
   keys: readonly { purpose: string; id: string; inUse: boolean; firstSeen: number | null }[];
-  /** null: the audit trail is disabled. */
-  audit: { ok: boolean; records: number; checkpoints: number; lastSealedSeq: number; problems: readonly AuditProblemView[] } | null;
+  /**
+   * null: the audit trail is disabled. One verdict over every chain read (one per instance, and the admin CLI's);
+   * `chains`: each one's directory and the seq of its last checkpoint that verified (0 if none).
+   */
+  audit: { ok: boolean; records: number; checkpoints: number; chains: readonly AuditChainView[]; problems: readonly AuditProblemView[] } | null;
+}
+
+export interface AuditChainView {
+  trail: string;
+  lastSealedSeq: number;
 }
 
 export interface AuditProblemView {
@@ -31,6 +39,8 @@ export interface AuditProblemView {
   seq?: number;
   kind: string;
   message: string;
+  /** An `unsealed-tail` a restarted writer stated: records inside its signed chain, not its latest records. */
+  resumed?: boolean;
 }
 
 /** Counts by name, largest first, then by name. */
@@ -68,7 +78,7 @@ export interface Report {
   };
   audit:
     | { status: 'disabled' }
-    | { status: 'verified' | 'unsigned' | 'problems'; records: number; checkpoints: number; lastSealedSeq: number; problems: AuditProblemView[] };
+    | { status: 'verified' | 'unsigned' | 'problems'; records: number; checkpoints: number; chains: AuditChainView[]; problems: AuditProblemView[] };
   /** Plain-language warnings; empty when there is nothing to flag. */
   findings: string[];
 }
@@ -158,7 +168,7 @@ export function buildReport(input: ReportInput): Report {
           status: input.audit.ok ? 'verified' : input.audit.problems.every((p) => NOT_YET_SIGNED.has(p.kind)) ? 'unsigned' : 'problems',
           records: input.audit.records,
           checkpoints: input.audit.checkpoints,
-          lastSealedSeq: input.audit.lastSealedSeq,
+          chains: input.audit.chains.map((c) => ({ ...c })),
           problems: input.audit.problems.map((p) => ({ ...p })),
         }
       : { status: 'disabled' },
@@ -205,13 +215,13 @@ function findings(r: Omit<Report, 'findings'>): string[] {
   if (r.audit.status === 'unsigned' && r.audit.records > 0) {
     out.push('No audit record is covered by a signature yet: normal for a minute after a gateway first writes (audit.checkpointIntervalSeconds); a trail that stays so cannot be told from a forged one.');
   }
-  // Unsigned records inside the signed chain: stated by the writer when it resumed (a crash before their checkpoint,
+  // Unsigned records inside a signed chain: stated by the writer when it resumed (a crash before their checkpoint,
   // or records added without the key while it was stopped). The figures count them; no signature vouches for them.
+  // The records after a chain's last checkpoint are not: a running gateway signs them at its next one.
   if (r.audit.status !== 'disabled') {
-    const sealedUpTo = r.audit.lastSealedSeq;
-    const unsigned = r.audit.problems.filter((p) => p.kind === 'unsealed-tail' && p.seq !== undefined && p.seq <= sealedUpTo);
+    const unsigned = r.audit.problems.filter((p) => p.kind === 'unsealed-tail' && p.resumed);
     if (unsigned.length > 0) {
-      out.push(`The audit trail holds records no signature covers (${unsigned.map((p) => `from seq ${p.seq}`).join(', ')}), found when the gateway started again: after a crash that is expected; otherwise they may have been added without the key. The figures count them: check them with \`audit verify\`.`);
+      out.push(`The audit trail holds records no signature covers (${unsigned.map((p) => `from seq ${p.seq} in ${p.file}`).join(', ')}), found when the gateway started again: after a crash that is expected; otherwise they may have been added without the key. The figures count them: check them with \`audit verify\`.`);
     }
   }
   if (r.audit.status === 'problems') {

@@ -41,7 +41,7 @@ export function readTrail({ dirs, publicKeyPem, period }: TrailRequest): TrailRe
   const keep = (r: AuditRecord) => {
     if (r.type === 'event' && withinPeriod(r, period)) records.push({ time: r.time, event: r.event });
   };
-  if (publicKeyPem !== null) return { records, audit: combine(dirs.map((dir) => verifyAuditDir(dir, publicKeyPem, keep))) };
+  if (publicKeyPem !== null) return { records, audit: combine(dirs.map((dir) => ({ dir, report: verifyAuditDir(dir, publicKeyPem, keep) }))) };
   for (const dir of dirs) {
     const trail = openAuditDir(dir);
     try {
@@ -58,14 +58,14 @@ export function readTrail({ dirs, publicKeyPem, period }: TrailRequest): TrailRe
   return { records, audit: null };
 }
 
-/** The gateway's chain and the admin CLI's, as one verdict. */
-function combine(reports: AuditReport[]): NonNullable<ReportInput['audit']> {
+/** The chains (the gateway's and the admin CLI's, or one per instance) as one verdict; each has its own seqs. */
+function combine(chains: { dir: string; report: AuditReport }[]): NonNullable<ReportInput['audit']> {
   return {
-    ok: reports.every((r) => r.ok),
-    records: reports.reduce((n, r) => n + r.records, 0),
-    checkpoints: reports.reduce((n, r) => n + r.checkpoints, 0),
-    lastSealedSeq: reports[0]?.lastSealedSeq ?? 0,
-    problems: reports.flatMap((r) => r.problems),
+    ok: chains.every((c) => c.report.ok),
+    records: chains.reduce((n, c) => n + c.report.records, 0),
+    checkpoints: chains.reduce((n, c) => n + c.report.checkpoints, 0),
+    chains: chains.map((c) => ({ trail: c.dir, lastSealedSeq: c.report.lastSealedSeq })),
+    problems: chains.flatMap((c) => c.report.problems),
   };
 }
 

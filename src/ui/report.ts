@@ -181,7 +181,8 @@ function auditSection(a: Report['audit']): Section {
     rows: [
       ['Records', a.records],
       ['Signed checkpoints', a.checkpoints],
-      ['Last record covered by a signature', a.lastSealedSeq],
+      // Each chain counts its own seqs: one figure per directory.
+      ...a.chains.map((c): Cell[] => [`Last record covered by a signature in ${c.trail}`, c.lastSealedSeq]),
     ],
   };
   const problems: Table = {

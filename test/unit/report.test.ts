@@ -94,7 +94,7 @@ function input(over: Partial<ReportInput> = {}): ReportInput {
       ok: true,
       records: 40,
       checkpoints: 3,
-      lastSealedSeq: 36,
+      chains: [{ trail: 'audit', lastSealedSeq: 36 }],
       problems: [{ file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the checkpoint at seq 36 are not covered by a signature' }],
     },
     ...over,
@@ -133,7 +133,7 @@ t.test('every number of a scripted month', async (t) => {
     { purpose: 'session cookie', id: 'cookie-2023', inUse: false, ageDays: 800 },
     { purpose: 'audit signing', id: 'audit-1', inUse: true, ageDays: null },
   ]);
-  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, lastSealedSeq: 36, problems: input().audit!.problems });
+  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: input().audit!.problems });
   t.same(r.findings, ['2 old-style logins (HTTP Basic and similar) refused: a program or device still sends passwords that way.'], 'an unsealed tail and a retired old key are not findings');
   t.same(JSON.parse(JSON.stringify(r)), r, 'JSON-safe');
 });
@@ -185,18 +185,32 @@ t.test('findings: factor records no configured key opens', async (t) => {
 });
 
 t.test('findings: records no signature covers inside the signed chain (a resumed writer), not the usual tail', async (t) => {
-  const inside = { file: 'audit/audit.jsonl', line: 12, seq: 12, kind: 'unsealed-tail', message: '3 record(s) (seqs 12..14) had no valid checkpoint when the writer resumed' };
+  const inside = { file: 'audit/audit.jsonl', line: 12, seq: 12, kind: 'unsealed-tail', message: '3 record(s) (seqs 12..14) had no valid checkpoint when the writer resumed', resumed: true };
   const tail = { file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the checkpoint at seq 36 are not covered by a signature' };
-  const r = buildReport(input({ audit: { ok: true, records: 40, checkpoints: 3, lastSealedSeq: 36, problems: [inside, tail] } }));
+  const r = buildReport(input({ audit: { ok: true, records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: [inside, tail] } }));
   t.equal(r.audit.status, 'verified');
   t.same(r.findings.filter((f) => f.startsWith('The audit trail holds records no signature covers')).length, 1, 'flagged once');
-  t.match(r.findings.join('\n'), 'from seq 12)', 'the records inside the chain, not the tail');
+  t.match(r.findings.join('\n'), 'from seq 12 in audit/audit.jsonl)', 'the records inside the chain, not the tail');
+});
+
+t.test('several chains: each one with its own sealed position, in the text and the HTML', async (t) => {
+  // A second instance that is running: its latest records wait for its next checkpoint, below the first one's seqs.
+  const tail = { file: 'audit/b/audit.jsonl', line: 6, seq: 6, kind: 'unsealed-tail', message: '3 record(s) after the checkpoint at seq 5 are not covered by a signature' };
+  const chains = [
+    { trail: 'audit/a', lastSealedSeq: 51 },
+    { trail: 'audit/b', lastSealedSeq: 5 },
+  ];
+  const r = buildReport(input({ audit: { ok: true, records: 59, checkpoints: 3, chains, problems: [tail] } }));
+  t.same(r.audit, { status: 'verified', records: 59, checkpoints: 3, chains, problems: [tail] });
+  t.notOk(r.findings.some((f) => f.startsWith('The audit trail holds records no signature covers')), 'a running instance is not flagged');
+  t.match(reportText(r), /\n {2}Last record covered by a signature in audit\/a +51\n {2}Last record covered by a signature in audit\/b +5\n/);
+  t.match(reportHtml(r), '<th scope="row">Last record covered by a signature in audit/b</th><td class="num">5</td>');
 });
 
 t.test('audit problems show in the findings, the text and the HTML', async (t) => {
   const problem = { file: 'audit/audit-2025-03.jsonl', line: 7, seq: 7, kind: 'edited', message: 'content does not match its hash' };
-  const r = buildReport(input({ audit: { ok: false, records: 40, checkpoints: 2, lastSealedSeq: 20, problems: [problem] } }));
-  t.same(r.audit, { status: 'problems', records: 40, checkpoints: 2, lastSealedSeq: 20, problems: [problem] });
+  const r = buildReport(input({ audit: { ok: false, records: 40, checkpoints: 2, chains: [{ trail: 'audit', lastSealedSeq: 20 }], problems: [problem] } }));
+  t.same(r.audit, { status: 'problems', records: 40, checkpoints: 2, chains: [{ trail: 'audit', lastSealedSeq: 20 }], problems: [problem] });
   t.ok(r.findings.includes('The audit trail failed its check (1 problem): records may have been altered or removed.'));
   const text = reportText(r);
   t.match(text, 'Result: PROBLEMS FOUND');
@@ -213,20 +227,20 @@ t.test('audit trail switched off', async (t) => {
 });
 
 t.test('an audit trail with no records is a finding, not a clean bill', async (t) => {
-  const r = buildReport(input({ audit: { ok: true, records: 0, checkpoints: 0, lastSealedSeq: 0, problems: [] } }));
+  const r = buildReport(input({ audit: { ok: true, records: 0, checkpoints: 0, chains: [{ trail: 'audit', lastSealedSeq: 0 }], problems: [] } }));
   t.ok(r.findings.includes('No audit records were found: check audit.dir (or --audit-dir); a trail that is missing proves nothing.'));
   t.notOk(buildReport(input()).findings.some((f) => f.startsWith('No audit records')), 'not when there are records');
 });
 
 t.test('a trail not signed yet (a new gateway) is "not verified", not tampered with', async (t) => {
   const unsigned = { file: 'audit/audit.jsonl', line: 1, seq: 1, kind: 'unsigned', message: 'no valid checkpoint: none of the 3 record(s) is covered by a signature' };
-  const r = buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, lastSealedSeq: 0, problems: [unsigned] } }));
+  const r = buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, chains: [{ trail: 'audit', lastSealedSeq: 0 }], problems: [unsigned] } }));
   t.equal(r.audit.status, 'unsigned');
   t.ok(r.findings.some((f) => f.startsWith('No audit record is covered by a signature yet')));
   t.notOk(r.findings.some((f) => f.startsWith('The audit trail failed its check')), 'no claim of tampering');
   t.match(reportText(r), 'Result: not verified: no record is signed yet');
   const edited = { ...unsigned, line: 2, seq: 2, kind: 'edited', message: 'content does not match its hash' };
-  t.equal(buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, lastSealedSeq: 0, problems: [unsigned, edited] } })).audit.status, 'problems', 'with another problem: problems');
+  t.equal(buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, chains: [{ trail: 'audit', lastSealedSeq: 0 }], problems: [unsigned, edited] } })).audit.status, 'problems', 'with another problem: problems');
 });
 
 t.test('text: headed sections, aligned numbers, the policy in plain words', async (t) => {

@@ -147,6 +147,7 @@ t.test('a record appended by someone without the key is not signed as if the wri
   const report = verifyAudit([file], publicKey);
   t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['unsealed-tail', 3, 3]], 'the forged record is not taken as signed');
   t.match(report.problems[0]!.message, `1 record(s) (seq 3) had no valid checkpoint when the writer resumed at ${file}:4`);
+  t.equal(report.problems[0]!.resumed, true, 'told from the records after the last checkpoint');
   // What an operator sees: the warning, and OK (a crash leaves the same).
   const pem = join(dir, 'public.pem');
   writeFileSync(pem, publicKey.export({ type: 'spki', format: 'pem' }));

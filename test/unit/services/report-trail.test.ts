@@ -2,10 +2,12 @@
 // loop keeps turning while a long trail is checked.
 import t, { type Test } from 'tap';
 import { openSync } from 'node:fs';
+import { join } from 'node:path';
 import { auditFiles, openAuditDir } from '../../../src/audit/file-sink.js';
 import { verifyTrail } from '../../../src/audit/verify-audit.js';
 import { publicKeyPem } from '../../../src/audit/signing-key.js';
 import { readTrail, readTrailOffThread, type TrailRequest } from '../../../src/services/report-trail.js';
+import { buildReport } from '../../../src/domain/report.js';
 import { openLog, privateKey, tempDir } from '../audit/helpers.js';
 
 const START = 1_800_000_000_000; // the FakeClock's start
@@ -65,6 +67,48 @@ t.test('a damaged trail is reported the same way from the worker', async (t) => 
   t.equal(off.audit!.ok, false);
   t.match(off.audit!.problems, [{ kind: 'edited' }]);
   t.same(off, readTrail(request));
+});
+
+/** The finding a report of these trails makes about records a restarted writer found unsigned, if any. */
+function resumedFinding(dirs: string[]): string | undefined {
+  const { records, audit } = readTrail({ dirs, publicKeyPem: publicKeyPem(privateKey), period: ALL });
+  const store = { enrolledUsers: new Set<string>(), factorsByKind: { totp: 0, webauthn: 0, recovery: 0 }, unreadableFactorRecords: 0 };
+  const policy = { rules: [], default: 'deny' as const, caseSensitivePaths: false, networks: {}, legacyEndpoints: [] };
+  const report = buildReport({ period: ALL, generatedAt: START, records, store, policy, settings: [], keys: [], audit });
+  return report.findings.find((f) => f.startsWith('The audit trail holds records no signature covers'));
+}
+
+t.test('several chains (one per instance): each has its own seqs and its own sealed position', async (t) => {
+  const append = (log: ReturnType<typeof openLog>['log'], n: number) => {
+    for (let i = 0; i < n; i++) log.append({ kind: 'security', event: 'password_ok', pid: `p${i}`, ip: '192.0.2.1' });
+  };
+  // Instance a stopped: everything signed, up to seq 51.
+  const a = tempDir(t);
+  const first = openLog(a, { checkpointEvery: 1000 });
+  append(first.log, 50);
+  await first.log.close();
+  // Instance b runs: a checkpoint at seq 6, then 3 records its next checkpoint will sign (seqs 7..9).
+  const b = tempDir(t);
+  const running = openLog(b, { checkpointEvery: 5 });
+  append(running.log, 8);
+  const both = readTrail({ dirs: [a, b], publicKeyPem: publicKeyPem(privateKey), period: ALL });
+  t.same(both.audit!.chains, [{ trail: a, lastSealedSeq: 51 }, { trail: b, lastSealedSeq: 6 }]);
+  t.match(both.audit!.problems, [{ file: join(b, 'audit.jsonl'), seq: 7, kind: 'unsealed-tail' }]);
+  t.equal(resumedFinding([a, b]), undefined, "a running instance's latest records are not taken for records found at a restart");
+
+  // Instance c crashed with 2 records its next checkpoint would have signed, and started again: it says so.
+  const c = tempDir(t);
+  const crashed = openLog(c, { checkpointEvery: 3 });
+  append(crashed.log, 5);
+  await openLog(c).log.close();
+  const short = tempDir(t);
+  const other = openLog(short);
+  append(other.log, 1);
+  await other.log.close();
+  t.match(resumedFinding([c]), `from seq 5 in ${join(c, 'audit.jsonl')}`, 'alone');
+  t.match(resumedFinding([short, c]), `from seq 5 in ${join(c, 'audit.jsonl')}`, 'after a chain that sealed fewer records');
+  t.match(readTrail({ dirs: [short, c], publicKeyPem: publicKeyPem(privateKey), period: ALL }).audit!.chains, [{ trail: short, lastSealedSeq: 2 }, { trail: c }]);
+  await running.log.close();
 });
 
 t.test('a worker that fails rejects instead of hanging', async (t) => {
