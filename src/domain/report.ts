@@ -88,6 +88,12 @@ const MAX_KEY_AGE_DAYS = 365;
 const FACTOR_KINDS: readonly FactorKind[] = ['totp', 'webauthn', 'recovery'];
 const SECOND_FACTOR_AMR = new Set(['otp', 'hwk', 'swk']);
 
+/**
+ * The kinds of audit event the report counts: security events and admin actions. Request records (one per request,
+ * with audit.requests) are not, so a reading of the trail leaves them out rather than hold every request of the period.
+ */
+export const REPORTED_KINDS: ReadonlySet<EventValue> = new Set(['security', 'admin']);
+
 /** Whether an audit record's time falls in [from, to). */
 export function withinPeriod(record: { time: string }, period: { from: number; to: number }): boolean {
   const t = Date.parse(record.time);

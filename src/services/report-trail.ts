@@ -4,7 +4,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'node:worker_thread
 import { openAuditDir } from '../audit/file-sink.js';
 import { parseRecord, type AuditRecord } from '../audit/record.js';
 import { verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
-import { withinPeriod, type ReportInput } from '../domain/report.js';
+import { REPORTED_KINDS, withinPeriod, type ReportInput } from '../domain/report.js';
 
 export interface TrailRequest {
   /** One audit directory per chain (the gateway's, the admin CLI's, or one per instance). */
@@ -39,7 +39,7 @@ export function readTrail({ dirs, publicKeyPem, period }: TrailRequest): TrailRe
   // Each chain read as one reading: its events and its verdict come from the same lines.
   const records: ReportInput['records'][number][] = [];
   const keep = (r: AuditRecord) => {
-    if (r.type === 'event' && withinPeriod(r, period)) records.push({ time: r.time, event: r.event });
+    if (r.type === 'event' && REPORTED_KINDS.has(r.event.kind) && withinPeriod(r, period)) records.push({ time: r.time, event: r.event });
   };
   if (publicKeyPem !== null) return { records, audit: combine(dirs.map((dir) => ({ dir, report: verifyAuditDir(dir, publicKeyPem, keep) }))) };
   for (const dir of dirs) {

@@ -58,6 +58,23 @@ t.test('only the events of the period come back; the whole trail is verified', a
   t.equal(off.audit!.records, readTrail(request).audit!.records, 'the verdict covers every record');
 });
 
+t.test('request records (audit.requests) are verified but not kept: the report counts none of them', async (t) => {
+  const dir = tempDir(t);
+  const { log } = openLog(dir);
+  log.append({ kind: 'security', event: 'password_ok', pid: 'p1', ip: '192.0.2.1' });
+  log.append({ kind: 'admin', action: 'lockout_clear', operator: 'ops', reason: 'user called', pid: 'p1' });
+  for (let i = 0; i < 1000; i++) {
+    log.append({ kind: 'request', pid: 'p1', ip: '192.0.2.1', method: 'GET', path: `/records/${i}`, rule: 'portal', verdict: 'allow', status: 200, ms: 3 });
+  }
+  await log.close();
+  const request = { dirs: [dir], publicKeyPem: publicKeyPem(privateKey), period: ALL };
+  const here = readTrail(request);
+  t.same(here.records.map((r) => r.event.kind), ['security', 'admin'], 'what the report counts, and nothing else');
+  t.match(here.audit, { ok: true, records: 1002 + here.audit!.checkpoints }, 'every record verified');
+  t.same(readTrail({ ...request, publicKeyPem: null }).records, here.records, 'also with the audit trail not checked');
+  t.same(await readTrailOffThread(request), here);
+});
+
 t.test('a damaged trail is reported the same way from the worker', async (t) => {
   const request = await trail(t, 50);
   const { writeFileSync, readFileSync } = await import('node:fs');
