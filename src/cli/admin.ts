@@ -19,7 +19,7 @@ export function operatorFrom(v: { operator?: string; reason?: string; user?: str
   const operator = v.operator?.trim() ?? '';
   const reason = v.reason?.trim() ?? '';
   if (!FREE_TEXT.test(operator) || !FREE_TEXT.test(reason)) throw new UsageError('admin commands need --operator NAME and --reason TEXT (each 1-200 characters): every action is audited');
-  if (v.user && reason.toLowerCase().includes(v.user.trim().toLowerCase())) throw new UsageError('--reason must not contain the username (refer to a ticket instead): the audit trail keeps only pseudonyms');
+  if (v.user?.trim() && reason.toLowerCase().includes(v.user.trim().toLowerCase())) throw new UsageError('--reason must not contain the username (refer to a ticket instead): the audit trail keeps only pseudonyms');
   return { operator, reason };
 }
 

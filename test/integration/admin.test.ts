@@ -388,6 +388,8 @@ t.test('operator and reason are required and free of control characters', async 
   t.throws(() => operatorFrom({ operator: 'Dana\nforged', reason: 'x' }), /--operator/);
   t.throws(() => operatorFrom({ operator: 'Dana', reason: 'x'.repeat(201) }), /--reason/);
   t.throws(() => operatorFrom({ operator: 'Dana', reason: 'ALICE asked', user: 'alice' }), /must not contain the username/);
+  // A blank --user names nobody: the command says so itself (not a usable username), not that the reason names it.
+  t.same(operatorFrom({ operator: 'Dana', reason: 'ticket 1', user: '  ' }), { operator: 'Dana', reason: 'ticket 1' });
 });
 
 t.test('a reset or a revocation also ends the sign-ins in progress of the user', async (t) => {
