@@ -11,8 +11,10 @@ import { PartialOutput, UsageError, readArgumentFile } from './usage.js';
  */
 export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?: string }): Promise<string[]> {
   if (gw.config.enrolment.proof !== 'invite') throw new UsageError(`enrolment codes are for enrolment.proof: invite (this config uses ${gw.config.enrolment.proof})`);
-  const users = a.user !== undefined ? [a.user] : a.csv !== undefined ? usernamesFromCsv(readArgumentFile(a.csv, '--csv')) : [];
-  if (!users.length) throw new UsageError('give --user USERNAME or --csv FILE');
+  if (a.user !== undefined && a.csv !== undefined) throw new UsageError('give --user USERNAME or --csv FILE, not both');
+  if (a.user === undefined && a.csv === undefined) throw new UsageError('give --user USERNAME or --csv FILE');
+  const users = a.user !== undefined ? [a.user] : usernamesFromCsv(readArgumentFile(a.csv!, '--csv'));
+  if (!users.length) throw new UsageError(`${a.csv}: no usernames found (no code was issued)`);
   // Codes only for names a sign-in can use (portal.login.usernamePattern too).
   const usable = accountNames(gw.config.portal.login);
   const pids = users.map((user) => ({ user, pid: usable(user) === null ? null : gw.pidOf(user) }));

@@ -274,6 +274,9 @@ t.test('enrol-codes CLI on a shared Redis: one user and a CSV of users', async (
   const one = runCli(['enrol-codes', 'issue', '--config', configFile, '--user', 'bob', ...OPERATOR]);
   t.match(one.stdout, /^username,code,expires\nbob,/);
   t.equal(runCli(['enrol-codes', 'issue', '--config', configFile, ...OPERATOR]).code, 2, 'usage');
+  t.match(runCli(['enrol-codes', 'issue', '--config', configFile, '--user', 'bob', '--csv', join(dir, 'users.csv'), ...OPERATOR]), { code: 2, stdout: '', stderr: /--user USERNAME or --csv FILE, not both/ }, 'both: neither is issued');
+  writeFileSync(join(dir, 'header.csv'), 'username\n');
+  t.match(runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'header.csv'), ...OPERATOR]), { code: 2, stderr: /header\.csv: no usernames found \(no code was issued\)/ }, 'a file with no usernames says so');
   // RFC 4180 in (a BOM, CRLF, quoted names with commas and quotes), and out: quoted where needed, never a formula.
   writeFileSync(join(dir, 'quoted.csv'), '\uFEFFusername,name\r\n"smith, j",J Smith\r\n"o""brien",x\r\n=cmd|\' /C calc\'!A0,y\r\n');
   const quoted = runCli(['enrol-codes', 'issue', '--config', configFile, '--csv', join(dir, 'quoted.csv'), ...OPERATOR]);
