@@ -6,6 +6,10 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 const LOCK = 'audit.lock';
+/** Held while a stale lock is taken over (see takeOver). */
+const TAKEOVER = 'audit.lock.takeover';
+/** How long a writer waits for another one to finish taking a stale lock over, before it judges that writer's lock. */
+const TAKEOVER_WAIT_MS = 1000;
 /** The holder touches its lock this often; a lock untouched for STALE_MS is taken over. */
 export const HEARTBEAT_MS = 10_000;
 export const STALE_MS = 30_000;
@@ -50,6 +54,7 @@ export function lockAuditDir(
   const file = join(dir, LOCK);
   let deadline = now() + waitMs;
   let waitedForLeft = false;
+  let waitedForTakeover = false;
   for (;;) {
     let fd: number;
     try {
@@ -75,8 +80,12 @@ export function lockAuditDir(
     if (!found) continue; // released meanwhile
     const mine = heldFiles.has(file);
     if (!mine && isStale(found.holder, found.touched, now())) {
-      rmSync(file, { force: true });
-      continue;
+      if (takeOver(dir, file, now)) continue;
+      // Another writer is taking it over: a moment, and its own lock is there to be judged (a live writer's: refused).
+      if (!waitedForTakeover) {
+        waitedForTakeover = true;
+        deadline = Math.max(deadline, now() + TAKEOVER_WAIT_MS);
+      }
     }
     // A lock of this host's whose process is gone, or one that names nobody (its writer stopped between making it and
     // writing it): most likely left by a crash.
@@ -94,6 +103,35 @@ export function lockAuditDir(
     }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
+}
+
+/**
+ * Removes a stale lock file, if it is still stale. Two writers that start together (replicas restarted after a host
+ * crash, on a shared volume) both read the old lock and judge it stale; the first removes it and makes its own at
+ * once. A plain removal by the second, on its earlier reading, would remove that new lock and make its own: both would
+ * hold the lock (each answers held() from memory between heartbeats) and fork the chain. So a takeover first makes a
+ * second lock file, TAKEOVER, with O_EXCL as the lock itself (one writer at a time), and only then reads the lock
+ * again and removes it if it is stale still. False: another writer is taking it over now. A TAKEOVER left by a writer
+ * stopped within those few steps is removed once stale itself.
+ */
+function takeOver(dir: string, file: string, now: () => number): boolean {
+  const takeover = join(dir, TAKEOVER);
+  try {
+    closeSync(openSync(takeover, 'wx', 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const left = statSync(takeover, { throwIfNoEntry: false });
+    if (!left || now() - left.mtimeMs <= STALE_MS) return false;
+    rmSync(takeover, { force: true });
+    return true;
+  }
+  try {
+    const found = readLock(file);
+    if (found && !heldFiles.has(file) && isStale(found.holder, found.touched, now())) rmSync(file, { force: true });
+  } finally {
+    rmSync(takeover, { force: true });
+  }
+  return true;
 }
 
 function hold(file: string, token: string, onLost: () => void, heartbeatMs: number, now: () => number): AuditDirLock {

@@ -91,6 +91,42 @@ t.test('another host (a container on a shared volume): kept while its heartbeat 
   t.throws(() => lockAuditDir(dir, { now: racing(lockFile(dir)) }), /in use by a lock file that names no writer/, 'an unreadable lock still touched is respected');
 });
 
+t.test('two writers taking over one stale lock at once: one gets it, the other is refused', async (t) => {
+  // Replicas restarted together after a host crash, on a shared volume: both read the old lock and judge it stale.
+  const dir = tempDir(t);
+  leave(dir, { host: 'crashed-host', pid: 1, token: 'old' }, STALE_MS + 5000);
+  let first: ReturnType<typeof lockAuditDir> | undefined;
+  let readings = 0;
+  // The second writer's clock, read once for its deadline, then to judge the old lock it has just read: the first
+  // writer takes the lock over in between.
+  const second = () => {
+    if (++readings === 2) first = lockAuditDir(dir);
+    return Date.now();
+  };
+  t.throws(() => lockAuditDir(dir, { now: second }), new RegExp(`in use by process ${process.pid} on ${hostname()}`), 'the second is refused');
+  t.ok(first, 'the first took it over');
+  t.ok(first!.held(), 'and holds it');
+  t.notMatch(readFileSync(lockFile(dir), 'utf8'), /"old"/);
+  t.notOk(existsSync(join(dir, 'audit.lock.takeover')), 'nothing left behind');
+  first!.release();
+});
+
+t.test('a takeover under way is waited for; one left by a writer that stopped is cleared once stale', async (t) => {
+  const dir = tempDir(t);
+  const takeover = join(dir, 'audit.lock.takeover');
+  leave(dir, { host: 'crashed-host', pid: 1, token: 'old' }, STALE_MS + 5000);
+  writeFileSync(takeover, '');
+  const started = Date.now();
+  t.throws(() => lockAuditDir(dir), /in use by process 1 on crashed-host/, 'another writer is taking it over');
+  t.ok(Date.now() - started >= 900, 'after a moment for that writer to finish');
+  t.match(readFileSync(lockFile(dir), 'utf8'), /"old"/, 'the lock is left to that writer');
+  const old = new Date(Date.now() - STALE_MS - 5000);
+  utimesSync(takeover, old, old);
+  lockAuditDir(dir).release();
+  t.pass('taken over once the half-done takeover is stale');
+  t.notOk(existsSync(takeover));
+});
+
 t.test('an admin command waits for the lock', async (t) => {
   const dir = tempDir(t);
   const lock = lockAuditDir(dir);
