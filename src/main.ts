@@ -15,7 +15,7 @@ import { publicKeyPem } from './audit/signing-key.js';
 import { keysCommand, operatorFrom, recordAdmin, sessionsCommand, userCommand } from './cli/admin.js';
 import { auditPublicKey, auditVerify, auditWho } from './cli/audit.js';
 import { devicesCommand, fingerprintArg } from './cli/devices.js';
-import { issueEnrolmentCodes } from './cli/enrol-codes.js';
+import { csvUsernames, issueEnrolmentCodes } from './cli/enrol-codes.js';
 import { blocksCommand, lockoutsCommand } from './cli/limits.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { reportCommand } from './cli/report.js';
@@ -188,7 +188,7 @@ function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => 
   action = action.trim();
   // Without an action there is nothing to carry out, nor to write to the audit trail.
   if (!action.includes(' ')) return Promise.resolve(usage(`${action} needs an action (see help)`));
-  const by = operatorFrom(v);
+  const by = operatorFrom({ ...v, users: v.csv === undefined ? [] : csvUsernames(v.csv) });
   return withGateway(config, 'admin', async (gw) => {
     // A device named by its certificate file is recorded by the certificate's fingerprint.
     const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;

@@ -14,12 +14,16 @@ export interface Operator {
 
 const FREE_TEXT = /^[^\p{Cc}]{1,200}$/u;
 
-/** --operator and --reason, both required; the reason must not name the user (the audit trail holds only pseudonyms). */
-export function operatorFrom(v: { operator?: string; reason?: string; user?: string }): Operator {
+/**
+ * --operator and --reason, both required; the reason must not name the user, nor any user of a --csv file (`users`):
+ * the audit trail holds only pseudonyms.
+ */
+export function operatorFrom(v: { operator?: string; reason?: string; user?: string; users?: readonly string[] }): Operator {
   const operator = v.operator?.trim() ?? '';
   const reason = v.reason?.trim() ?? '';
   if (!FREE_TEXT.test(operator) || !FREE_TEXT.test(reason)) throw new UsageError('admin commands need --operator NAME and --reason TEXT (each 1-200 characters): every action is audited');
-  if (v.user?.trim() && reason.toLowerCase().includes(v.user.trim().toLowerCase())) throw new UsageError('--reason must not contain the username (refer to a ticket instead): the audit trail keeps only pseudonyms');
+  const named = (user: string | undefined) => Boolean(user?.trim()) && reason.toLowerCase().includes(user!.trim().toLowerCase());
+  if (named(v.user) || v.users?.some(named)) throw new UsageError('--reason must not contain the username (refer to a ticket instead): the audit trail keeps only pseudonyms');
   return { operator, reason };
 }
 

@@ -36,6 +36,18 @@ export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?:
   return lines;
 }
 
+/**
+ * The usernames of a --csv file, read before the run so that --reason is checked against them before it is written to
+ * the audit trail; none when the file cannot be read or is refused (the command then fails on it and says why).
+ */
+export function csvUsernames(file: string): string[] {
+  try {
+    return usernamesFromCsv(readArgumentFile(file, '--csv'));
+  } catch {
+    return [];
+  }
+}
+
 function usernamesFromCsv(text: string): string[] {
   let rows: string[][];
   try {

@@ -1,11 +1,14 @@
 // Enrolment codes from a CSV: a store failing part-way still prints the codes issued before it failed.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { issueEnrolmentCodes } from '../../../src/cli/enrol-codes.js';
+import { operatorFrom } from '../../../src/cli/admin.js';
+import { csvUsernames, issueEnrolmentCodes } from '../../../src/cli/enrol-codes.js';
 import { PartialOutput, UsageError } from '../../../src/cli/usage.js';
 import type { Gateway } from '../../../src/gateway.js';
+import { runCli } from '../../helpers/cli.js';
+import { rawTestConfig } from '../../helpers/config.js';
 
 t.test('codes issued before the store fails are printed, then the failure', async (t) => {
   const csv = join(mkdtempSync(join(tmpdir(), 'mfa-codes-')), 'users.csv');
@@ -54,4 +57,24 @@ t.test('codes only for names the login accepts (portal.login.usernamePattern)', 
   await t.rejects(issueEnrolmentCodes(gw, { user: 'alice@clinic.example' }), { constructor: UsageError, message: /not a usable username/ });
   t.equal(issued, 0);
   t.same(await issueEnrolmentCodes(gw, { user: 'Alice' }), ['username,code,expires', 'Alice,CODE-1,1970-01-01']);
+});
+
+t.test('the reason names none of the users of the file: it goes into the audit trail, which holds only pseudonyms', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-codes-'));
+  const csv = join(dir, 'users.csv');
+  writeFileSync(csv, 'username\nann.lee\nBen.Okafor\n');
+  t.same(csvUsernames(csv), ['ann.lee', 'Ben.Okafor']);
+  t.same(csvUsernames(join(dir, 'missing.csv')), [], 'a file that cannot be read: the command fails on it');
+  const users = csvUsernames(csv);
+  t.same(operatorFrom({ operator: 'Dana', reason: 'letters of March', users }), { operator: 'Dana', reason: 'letters of March' });
+  t.throws(() => operatorFrom({ operator: 'Dana', reason: 'ben.okafor lost his phone', users }), { constructor: UsageError, message: /must not contain the username/ });
+
+  // From the command line: refused before anything is run or written to the admin trail.
+  const raw = rawTestConfig('http://127.0.0.1:9');
+  const config = join(dir, 'gw.json');
+  writeFileSync(config, JSON.stringify({ ...raw, enrolment: { proof: 'invite' } }));
+  const run = runCli(['enrol-codes', 'issue', '--config', config, '--csv', csv, '--operator', 'Dana', '--reason', 'Ann.Lee moved house']);
+  t.equal(run.code, 2);
+  t.match(run.stderr, '--reason must not contain the username');
+  t.notOk(existsSync(join(raw.audit.dir, 'admin')), 'nothing in the admin trail');
 });
