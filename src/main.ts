@@ -192,7 +192,7 @@ function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => 
   return withGateway(config, 'admin', async (gw) => {
     // A device named by its certificate file is recorded by the certificate's fingerprint.
     const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;
-    const target = { pid: v.user === undefined ? undefined : (gw.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint, all: v.all };
+    const target = { pid: v.user === undefined ? undefined : (gw.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint, all: v.all, shared: v.shared };
     try {
       // Inside: a store that cannot be reached is a failed run, and recorded as one.
       await gw.kv.ready();

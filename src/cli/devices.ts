@@ -23,9 +23,10 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
       // Registered again (after a revoke, say), a device keeps its name; a device of one user never becomes managed
       // for every account by a command that did not say so.
       const before = await registry.get(fingerprint);
-      if (before?.pid && !pid && !a.shared) throw new UsageError(`${fingerprint} is bound to a user: give --user USERNAME, or --shared to make it managed for every account`);
+      const bound = before?.pid !== undefined || before?.wasBound === true;
+      if (bound && !pid && !a.shared) throw new UsageError(`${fingerprint} is bound to a user: give --user USERNAME, or --shared to make it managed for every account`);
       await registry.put({ fingerprint, name: a.name ?? before?.name ?? fingerprint.slice(0, 12), status: 'active', addedAt: now, ...(pid ? { pid } : {}) });
-      return [`registered ${fingerprint}${pid ? ` for ${a.user}` : before?.pid ? ' for every account' : ''}`];
+      return [`registered ${fingerprint}${pid ? ` for ${a.user}` : bound ? ' for every account' : ''}`];
     }
     case 'revoke': {
       const fingerprint = fingerprintArg(a);

@@ -180,7 +180,7 @@ export class AdminService {
     keysDeleted += await this.deleteRecordsOf(pid, ['session:{'], effort, (key) => key.endsWith(':moved'));
     // A device bound to the user is revoked with the binding gone: unbound, it would count as managed for every account.
     for (const device of (await effort.run(() => this.d.devices.list())) ?? []) {
-      if (device.pid === pid) await effort.run(() => this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, status: 'revoked', addedAt: device.addedAt, revokedAt: device.revokedAt ?? this.d.clock.now() }));
+      if (device.pid === pid) await effort.run(() => this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, wasBound: true, status: 'revoked', addedAt: device.addedAt, revokedAt: device.revokedAt ?? this.d.clock.now() }));
     }
     // The marks that retire the user's known-browser tokens, stop sign-ins begun before now and take back a first factor
     // they bind stay throughout (a sign-in finishing meanwhile would find none), and are moved on to now at the end (the same username gets the

@@ -9,6 +9,8 @@ export interface DeviceRecord {
   name: string;
   /** The user the device belongs to (pseudonymous id), when it is bound to one. */
   pid?: string;
+  /** The user it was bound to was erased (the binding went with the user): registered again, it needs a user or to be shared. */
+  wasBound?: true;
   status: 'active' | 'revoked';
   addedAt: number;
   revokedAt?: number;

@@ -316,7 +316,7 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   t.equal(cli('user', 'erase', '--user', 'bob').code, 2, 'erase without --yes');
   // A device named by its certificate file is recorded by its fingerprint.
   const laptop = new TestCa('admin-devices').issue('laptop');
-  t.equal(cli('devices', 'register', '--cert', laptop.certFile).code, 0);
+  t.equal(cli('devices', 'register', '--cert', laptop.certFile, '--shared').code, 0);
   t.equal(cli('devices', 'revoke', '--cert', laptop.certFile).code, 0);
   const bare = cli('user', '--user', 'bob');
   t.equal(bare.code, 2, 'no action');
@@ -339,6 +339,7 @@ t.test('real Redis, real command line: every admin command, each in the admin au
     ['user show ok', 'user export ok', 'sessions revoke ok', 'user reset-factors ok', 'user erase ok', 'sessions revoke ok', 'user erase failed', 'devices register ok', 'devices revoke ok', 'keys rotate ok', 'keys status ok'],
   );
   t.same(actions.filter((a) => a.action.startsWith('devices')).map((a) => a.fingerprint), [laptop.fingerprint, laptop.fingerprint], 'the device, by the fingerprint of the certificate given');
+  t.equal(actions.find((a) => a.action === 'devices register').shared, true, 'a device made managed for every account says so');
   t.ok(actions.every((a) => a.operator === 'Dana Helpdesk' && a.reason === 'ticket 4711'));
   t.equal(actions[0].pid, pid, 'the user by pseudonym');
   t.notOk(/"(alice|bob)"/i.test(text), 'no username in the admin chain');

@@ -139,6 +139,11 @@ t.test('the device registry: revoked at once, bound to a user, registration requ
   t.equal((await on(alice, laptop2).get('/admin/')).status, 403, "alice on the erased user's laptop");
   const left = (await reg.list()).find((d) => d.name === 'bob-laptop')!;
   t.same([left.pid, left.status], [undefined, 'revoked'], 'the binding gone, the laptop revoked');
+  // Registered again, it is not made managed for every account unasked.
+  const { devicesCommand } = await import('../../src/cli/devices.js');
+  await t.rejects(devicesCommand(s.app.gateway, 'register', { fingerprint: laptop2.fingerprint }), /is bound to a user: give --user USERNAME, or --shared/);
+  t.same(await devicesCommand(s.app.gateway, 'register', { fingerprint: laptop2.fingerprint, shared: true }), [`registered ${laptop2.fingerprint} for every account`]);
+  t.equal((await on(alice, laptop2).get('/admin/')).status, 200, 'shared when asked');
 });
 
 t.test("a certificate's twin (its signature's other S: another fingerprint, the same device) is the same device to the registry", async (t) => {
