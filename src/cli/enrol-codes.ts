@@ -38,14 +38,10 @@ export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?:
 
 /**
  * The usernames of a --csv file, read before the run so that --reason is checked against them before it is written to
- * the audit trail; none when the file cannot be read or is refused (the command then fails on it and says why).
+ * the audit trail. A file that cannot be read or is refused is a usage error then, and nothing is written.
  */
 export function csvUsernames(file: string): string[] {
-  try {
-    return usernamesFromCsv(readArgumentFile(file, '--csv'));
-  } catch {
-    return [];
-  }
+  return usernamesFromCsv(readArgumentFile(file, '--csv'));
 }
 
 function usernamesFromCsv(text: string): string[] {

@@ -64,7 +64,10 @@ t.test('the reason names none of the users of the file: it goes into the audit t
   const csv = join(dir, 'users.csv');
   writeFileSync(csv, 'username\nann.lee\nBen.Okafor\n');
   t.same(csvUsernames(csv), ['ann.lee', 'Ben.Okafor']);
-  t.same(csvUsernames(join(dir, 'missing.csv')), [], 'a file that cannot be read: the command fails on it');
+  // A file that cannot be read, or is refused, is a usage error before anything is written to the audit trail.
+  t.throws(() => csvUsernames(join(dir, 'missing.csv')), { constructor: UsageError, message: /cannot read/ });
+  writeFileSync(join(dir, 'semicolons.csv'), 'username;letter\nann.lee;yes\n');
+  t.throws(() => csvUsernames(join(dir, 'semicolons.csv')), { constructor: UsageError });
   const users = csvUsernames(csv);
   t.same(operatorFrom({ operator: 'Dana', reason: 'letters of March', users }), { operator: 'Dana', reason: 'letters of March' });
   t.throws(() => operatorFrom({ operator: 'Dana', reason: 'ben.okafor lost his phone', users }), { constructor: UsageError, message: /must not contain the username/ });
