@@ -1,7 +1,7 @@
 // One writer per audit directory: a lock file naming the host and process that hold it, so two writers never fork
 // a chain, also when the directory is a volume shared by containers (each has its own host name, often pid 1).
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -95,6 +95,9 @@ export function lockAuditDir(
       deadline = Math.max(deadline, Math.min(found.touched, now()) + STALE_MS + 250);
     }
     if (now() >= deadline) {
+      if (waitedForTakeover && existsSync(join(dir, TAKEOVER))) {
+        throw new AuditDirInUse(`the audit directory ${dir} has a takeover of its stale lock under way (${TAKEOVER}; one left by a writer that crashed taking over is removed ${STALE_MS / 1000} s after it was made)`);
+      }
       const holder = found.holder.host === '' ? 'a lock file that names no writer' : `process ${found.holder.pid} on ${found.holder.host}`;
       throw new AuditDirInUse(
         `the audit directory ${dir} is in use by ${holder} (one writer per directory; ` +

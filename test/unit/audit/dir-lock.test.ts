@@ -117,7 +117,7 @@ t.test('a takeover under way is waited for; one left by a writer that stopped is
   leave(dir, { host: 'crashed-host', pid: 1, token: 'old' }, STALE_MS + 5000);
   writeFileSync(takeover, '');
   const started = Date.now();
-  t.throws(() => lockAuditDir(dir), /in use by process 1 on crashed-host/, 'another writer is taking it over');
+  t.throws(() => lockAuditDir(dir), /has a takeover of its stale lock under way \(audit.lock.takeover; one left by a writer that crashed/, 'another writer is taking it over: said so');
   t.ok(Date.now() - started >= 900, 'after a moment for that writer to finish');
   t.match(readFileSync(lockFile(dir), 'utf8'), /"old"/, 'the lock is left to that writer');
   const old = new Date(Date.now() - STALE_MS - 5000);
