@@ -168,9 +168,11 @@ async function main(argv: string[]): Promise<number> {
       return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => blocksCommand(gw, sub ?? '', { ip: v.ip }));
     case 'lockouts':
       return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => lockoutsCommand(gw, sub ?? '', { user: v.user, factor: v.factor }));
-    case 'enrol-codes':
+    case 'enrol-codes': {
       if (sub !== 'issue') return usage('enrol-codes issue needs --config FILE and --user U or --csv FILE');
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => issueEnrolmentCodes(gw, { user: v.user, csv: v.csv }));
+      const users = v.csv === undefined ? undefined : csvUsernames(v.csv);
+      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
+    }
     case 'help':
     case undefined:
       process.stdout.write(`${USAGE}\n`);
@@ -182,13 +184,14 @@ async function main(argv: string[]): Promise<number> {
 
 /**
  * An admin command: run against the configured store and written to the admin audit chain with the operator, the
- * reason, the user's pseudonym (never the name) and the outcome.
+ * reason, the user's pseudonym (never the name) and the outcome. `csvUsers`: the users of a --csv file, whom the reason
+ * must not name either.
  */
-function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => Promise<string[]>): Promise<number> {
+function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => Promise<string[]>, csvUsers?: readonly string[]): Promise<number> {
   action = action.trim();
   // Without an action there is nothing to carry out, nor to write to the audit trail.
   if (!action.includes(' ')) return Promise.resolve(usage(`${action} needs an action (see help)`));
-  const by = operatorFrom({ ...v, users: v.csv === undefined ? [] : csvUsernames(v.csv) });
+  const by = operatorFrom({ ...v, users: csvUsers });
   return withGateway(config, 'admin', async (gw) => {
     // A device named by its certificate file is recorded by the certificate's fingerprint.
     const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;

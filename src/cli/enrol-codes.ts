@@ -4,17 +4,16 @@ import type { Gateway } from '../gateway.js';
 import { PartialOutput, UsageError, readArgumentFile } from './usage.js';
 
 /**
- * One user (`--user`) or every username in the first column of a CSV file (`--csv`; a header line is skipped).
- * Every username is checked before the first code is issued: a new code replaces the earlier one, so a file that
- * stopped half-way would have replaced codes already handed out without printing the new ones. For the same reason
- * a store failing part-way ends in PartialOutput: the codes issued so far are printed.
+ * One user (`--user`) or the usernames of a CSV file (`--csv`, read once by csvUsernames: `users`). Every username is
+ * checked before the first code is issued: a new code replaces the earlier one, so a file that stopped half-way would
+ * have replaced codes already handed out without printing the new ones. For the same reason a store failing part-way
+ * ends in PartialOutput: the codes issued so far are printed.
  */
-export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?: string }): Promise<string[]> {
+export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; users?: readonly string[] }): Promise<string[]> {
   if (gw.config.enrolment.proof !== 'invite') throw new UsageError(`enrolment codes are for enrolment.proof: invite (this config uses ${gw.config.enrolment.proof})`);
-  if (a.user !== undefined && a.csv !== undefined) throw new UsageError('give --user USERNAME or --csv FILE, not both');
-  if (a.user === undefined && a.csv === undefined) throw new UsageError('give --user USERNAME or --csv FILE');
-  const users = a.user !== undefined ? [a.user] : usernamesFromCsv(readArgumentFile(a.csv!, '--csv'));
-  if (!users.length) throw new UsageError(`${a.csv}: no usernames found (no code was issued)`);
+  if (a.user !== undefined && a.users !== undefined) throw new UsageError('give --user USERNAME or --csv FILE, not both');
+  const users = a.user !== undefined ? [a.user] : a.users;
+  if (users === undefined) throw new UsageError('give --user USERNAME or --csv FILE');
   // Codes only for names a sign-in can use (portal.login.usernamePattern too).
   const usable = accountNames(gw.config.portal.login);
   const pids = users.map((user) => ({ user, pid: usable(user) === null ? null : gw.pidOf(user) }));
@@ -37,11 +36,14 @@ export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; csv?:
 }
 
 /**
- * The usernames of a --csv file, read before the run so that --reason is checked against them before it is written to
- * the audit trail. A file that cannot be read or is refused is a usage error then, and nothing is written.
+ * The usernames in the first column of a --csv file (a header line is skipped), read once, before the run: --reason
+ * is checked against them before it is written to the audit trail. A file that cannot be read, is refused or holds
+ * no usernames is a usage error then, and nothing is written.
  */
 export function csvUsernames(file: string): string[] {
-  return usernamesFromCsv(readArgumentFile(file, '--csv'));
+  const users = usernamesFromCsv(readArgumentFile(file, '--csv'));
+  if (!users.length) throw new UsageError(`${file}: no usernames found (no code was issued)`);
+  return users;
 }
 
 function usernamesFromCsv(text: string): string[] {
