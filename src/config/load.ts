@@ -403,7 +403,8 @@ export function configWarnings(c: Config): string[] {
 function loginRuleWarnings(login: Config['portal']['login']): string[] {
   const w: string[] = [];
   const { success, failure } = login;
-  if (success.location === undefined && success.setCookie === undefined && success.body === undefined) {
+  const statusAlone = (rule: { location?: string; setCookie?: string; body?: string }) => rule.location === undefined && rule.setCookie === undefined && rule.body === undefined;
+  if (statusAlone(success)) {
     w.push(
       'portal.login.success has a status only: a portal that also answers a wrong password with a redirect (back to its login page, as Spring Security does) would have every password taken for a right one; add location (anchored to where a sign-in lands), setCookie or body',
     );
@@ -422,7 +423,7 @@ function loginRuleWarnings(login: Config['portal']['login']): string[] {
     w.push(
       "portal.login.failure is not set: a login answer that is not a success counts as a refused password, shown with its cookies kept for the browser's public pages; a right password your success rules miss (an interstitial page) would leave the portal signed in there",
     );
-  } else if (failure.location === undefined && failure.setCookie === undefined && failure.body === undefined && (failure.status ?? [200]).some((s) => s >= 200 && s < 300)) {
+  } else if (statusAlone(failure) && (failure.status ?? [200]).some((s) => s >= 200 && s < 300)) {
     w.push(
       "portal.login.failure takes a 2xx answer by its status alone: a page the portal shows after a right password (a password-expiry notice, terms to accept) would be shown as a refusal, before the second factor, its cookies kept for the browser's public pages; add body (the portal's error message)",
     );
