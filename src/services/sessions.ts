@@ -23,6 +23,8 @@ export type Proof = { factor: 'webauthn'; deviceBound: boolean } | { factor: Exc
 const END_ALL_ROUNDS = 5;
 // Step-ups a logout follows: moves of the session while the logout was on its way (see SessionService.end).
 const FOLLOWED_MOVES = 5;
+// How long a portal answer's save waits for a step-up to write the session it moves to (a few store round trips).
+const MOVE_WAIT = { rounds: 5, ms: 20 };
 
 export class SessionService {
   constructor(
@@ -57,13 +59,14 @@ export class SessionService {
     // new record starts from the one taken, not the one this request began with: portal cookies saved meanwhile stay.
     const current = await this.d.sessions.take(active.sid);
     if (!current || current.pid !== active.record.pid) return null;
+    // Noted at once: a portal answer for the old id saved from now on finds where its cookies go (see save).
+    const sid = newId();
+    await this.d.sessions.noteMove(active.sid, sid);
     const record: SessionRecord = { ...current, ...proven(proof), factorTime: now, lastSeen: now, csrf: newId() };
     // The new id continues the session (its `since` too): an ending of the user's sessions since it began ends it,
     // also one whose sweep began before this step-up (it may have found neither id: the old one taken, the new one
     // not yet listed).
-    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
-    if (!sid) return null;
-    await this.d.sessions.noteMove(active.sid, sid);
+    if (!(await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits), sid))) return null;
     // A logout of the old session at this moment (see end) ends the new one: here, or there through the note.
     if (await this.d.sessions.endedLately(active.sid)) {
       await this.d.sessions.delete(sid, record.pid);
@@ -124,8 +127,13 @@ export class SessionService {
     const ttl = (s: SessionRecord) => sessionTtlMs(s, this.d.limits);
     if ((await this.d.sessions.change(active.sid, apply, ttl)) !== null) return;
     // Gone: ended, or moved by a step-up while this request waited for the portal (its cookies belong to the new id).
-    const to = await this.d.sessions.movedTo(active.sid);
-    if (to) await this.d.sessions.change(to, apply, ttl);
+    // A step-up takes the old record, notes the move, then writes the new one: in those moments this waits a little.
+    for (let round = 0; ; round++) {
+      const to = await this.d.sessions.movedTo(active.sid);
+      if (to !== null && (await this.d.sessions.change(to, apply, ttl)) !== null) return;
+      if (round >= MOVE_WAIT.rounds || (await this.d.sessions.endedLately(to ?? active.sid))) return;
+      await new Promise((r) => setTimeout(r, MOVE_WAIT.ms));
+    }
   }
 
   /**

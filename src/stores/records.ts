@@ -206,12 +206,12 @@ export class Sessions {
     this.moved = new FormTwins(kv, sealer, { outcome: keys.sessionMoved, busy: keys.sessionMoving });
   }
   /**
-   * Always a fresh id: never the pending login's, never one the client chose. Null when the user's sessions (or all)
-   * were ended after the session began (`since`): it is ended too.
+   * Always a fresh id (`sid`: one the caller made with newId() a moment ago, to note a step-up's move before the
+   * record is written): never the pending login's, never one the client chose. Null when the user's sessions (or
+   * all) were ended after the session began (`since`): it is ended too.
    */
-  async create(s: SessionRecord, ttlMs: number): Promise<string | null> {
+  async create(s: SessionRecord, ttlMs: number, sid = newId()): Promise<string | null> {
     const begunAt = s.since ?? s.authTime;
-    const sid = newId();
     await this.records.put(keys.session(sid), s, ttlMs);
     const index = keys.userSessions(s.pid);
     await this.kv.setAdd(index, sid, this.indexTtlMs);

@@ -80,6 +80,39 @@ t.test('a step-up keeps the portal cookies another answer saved while it ran', a
   t.not(moved.sid, active.sid, 'under a fresh id');
 });
 
+t.test('a portal answer saved while a step-up is moving the session: its cookies reach the new session', async (t) => {
+  const rotate = () => [{ name: 'PORTALSESSID', value: 'rotated', path: '/' }];
+  // The answer of a request begun on the old id is saved at each moment of the move: the old record just taken (the
+  // move not yet noted), or the move noted and the new record not yet written.
+  for (const moment of ['take', 'create'] as const) {
+    const { sessions, service, active } = await signedIn();
+    let saved: Promise<void> | undefined;
+    const step = sessions[moment].bind(sessions) as (...args: unknown[]) => Promise<unknown>;
+    (sessions as unknown as Record<string, unknown>)[moment] = async (...args: unknown[]) => {
+      const result = moment === 'take' ? await step(...args) : undefined;
+      saved = service.save(active, rotate);
+      // Its first look at the store goes before the step-up's next write.
+      await new Promise((r) => setImmediate(r));
+      return moment === 'take' ? result : step(...args);
+    };
+    const token = await service.reverified(active, { factor: 'totp' }, '192.0.2.1');
+    await saved;
+    const moved = (await service.authenticate(token!))!;
+    t.same(moved.record.jar, rotate(), `saved just after the ${moment}: the rotated cookie is kept`);
+  }
+});
+
+t.test('a portal answer saved after a logout ended the session does not wait for a move', async (t) => {
+  const { sessions, service, active } = await signedIn();
+  await service.end(active, 'logout');
+  let looks = 0;
+  const movedTo = sessions.movedTo.bind(sessions);
+  sessions.movedTo = (sid) => (looks++, movedTo(sid));
+  await service.save(active, add('late'));
+  t.equal(looks, 1, 'one look for a move, then done');
+  t.equal(await sessions.get(active.sid), null);
+});
+
 t.test('a passkey that can be synced is recorded as one, also after a step-up with a device-bound one', async (t) => {
   const { clock, service, active } = await signedIn();
   const step = async (from: typeof active, proof: Proof) => (await service.authenticate((await service.reverified(from, proof, '192.0.2.1'))!))!;
@@ -259,9 +292,9 @@ t.test('a logout that finds its session gone (a step-up in another tab took it):
   {
     const { sessions, service, active, d, cookie } = await signedIn();
     const racing = Object.create(sessions) as Sessions;
-    racing.create = async (record, ttl) => {
+    racing.create = async (record, ttl, sid) => {
       await service.endGone(cookie, 'logout');
-      return sessions.create(record, ttl);
+      return sessions.create(record, ttl, sid);
     };
     const stepping = new SessionService({ ...d, sessions: racing });
     t.equal(await stepping.reverified(active, { factor: 'totp' }, '192.0.2.1'), null, 'the step-up starts no session');
