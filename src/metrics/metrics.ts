@@ -1,5 +1,7 @@
 // Prometheus metrics of one gateway process, in a registry of its own; the app calls the small methods below.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { AUDIT_ERRORS } from '../audit/audit-error.js';
+import { SECURITY_EVENTS } from '../services/security-events.js';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 /*
@@ -26,7 +28,8 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
  * | process_*, nodejs_*                       | various   | prom-client defaults                  | CPU, memory, heap, event-loop lag, handles, GC                   |
  *
  * Labels never carry a user, an address or a path. Free-text values (rule names, event names, audit kinds) are
- * bounded: past `maxLabelValues` distinct values per label, further ones are counted as "other".
+ * bounded: past `maxLabelValues` distinct values per label (the known event names and audit kinds aside), further
+ * ones are counted as "other". Every known label value has its series from the start, at 0.
  */
 
 export type UpstreamErrorKind = 'unavailable' | 'timeout' | 'busy';
@@ -49,14 +52,17 @@ const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 const STATUS_CLASSES: readonly (string | undefined)[] = [undefined, '1xx', '2xx', '3xx', '4xx', '5xx'];
 const oneOf = (set: ReadonlySet<string>, v: unknown, fallback = 'other'): string => (typeof v === 'string' && set.has(v) ? v : fallback);
 
-/** The first `max` distinct values of a free-text label pass; later ones become "other". */
+/** The known values and the first `max` other distinct values of a free-text label pass; later ones become "other". */
 class BoundedValues {
   private readonly seen = new Set<string>();
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    readonly known: ReadonlySet<string> = new Set(),
+  ) {}
 
   of(v: unknown): string {
     const s = typeof v === 'string' && v !== '' ? v.slice(0, 120) : 'none';
-    if (this.seen.has(s)) return s;
+    if (this.known.has(s) || this.seen.has(s)) return s;
     if (this.seen.size >= this.max) return 'other';
     this.seen.add(s);
     return s;
@@ -97,11 +103,21 @@ export class Metrics {
 
   constructor(opts: MetricsOptions = {}) {
     const max = opts.maxLabelValues ?? 100;
-    this.events = new BoundedValues(max);
+    this.events = new BoundedValues(max, new Set(SECURITY_EVENTS));
     this.rules = new BoundedValues(max);
-    this.auditKinds = new BoundedValues(max);
-    // Zero series for the outcomes alerts divide by, so a ratio exists before the first failure.
+    this.auditKinds = new BoundedValues(max, new Set(Object.keys(AUDIT_ERRORS)));
+    // A zero series of every known label value: `increase()` sees a series rise only from a value scraped before, so
+    // an event that comes once (a damaged audit tail, a cloned passkey) would never fire its alert if its series were
+    // born at 1; and the ratios alerts divide by exist before the first failure.
     for (const outcome of ['ok', 'failed', 'throttled']) this.passwordChecks.inc({ outcome }, 0);
+    for (const factor of FACTORS) {
+      for (const outcome of ['ok', 'failed']) this.secondFactorChecks.inc({ factor, outcome }, 0);
+      this.lockouts.inc({ factor }, 0);
+    }
+    this.secondFactorChecks.inc({ factor: 'totp', outcome: 'replayed' }, 0);
+    for (const factor of ['totp', 'webauthn']) this.enrolments.inc({ factor }, 0);
+    for (const event of this.events.known) this.securityEvents.inc({ event }, 0);
+    for (const kind of this.auditKinds.known) this.auditFailures.inc({ kind }, 0);
     for (const kind of UPSTREAM_KINDS) this.upstreamErrors.inc({ kind }, 0);
     this.storeErrors.inc(0);
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });

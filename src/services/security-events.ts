@@ -5,38 +5,41 @@ import type { AuditEvent, AuditValue } from '../audit/record.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { FactorKind } from '../domain/policy.js';
 
-export type SecurityEventName =
-  | 'password_ok'
-  | 'password_failed'
-  | 'enrolled'
-  | 'mfa_ok'
-  | 'mfa_failed'
-  | 'mfa_replayed'
-  | 'mfa_attempts_exhausted'
-  | 'mfa_abandoned'
-  | 'recovery_code_used'
-  | 'session_started'
-  | 'session_ended'
-  | 'step_up_ok'
-  | 'enrolment_code_sent'
-  | 'enrolment_code_issued'
-  | 'enrolment_proof_ok'
-  | 'factor_added'
-  | 'factor_removed'
-  | 'factor_renamed'
-  | 'recovery_codes_regenerated'
-  | 'other_sessions_signed_out'
-  | 'webauthn_counter_regression'
-  | 'access_denied'
-  | 'legacy_auth_blocked'
-  | 'password_throttled'
-  | 'address_blocked'
-  | 'login_failure_surge'
-  | 'factor_locked'
-  | 'lockout_cleared'
-  | 'block_cleared'
-  | 'factors_reset'
-  | 'user_erased';
+/** Every security event, by name (the metrics start a zero series of each, so an alert sees the first one). */
+export const SECURITY_EVENTS = [
+  'password_ok',
+  'password_failed',
+  'enrolled',
+  'mfa_ok',
+  'mfa_failed',
+  'mfa_replayed',
+  'mfa_attempts_exhausted',
+  'mfa_abandoned',
+  'recovery_code_used',
+  'session_started',
+  'session_ended',
+  'step_up_ok',
+  'enrolment_code_sent',
+  'enrolment_code_issued',
+  'enrolment_proof_ok',
+  'factor_added',
+  'factor_removed',
+  'factor_renamed',
+  'recovery_codes_regenerated',
+  'other_sessions_signed_out',
+  'webauthn_counter_regression',
+  'access_denied',
+  'legacy_auth_blocked',
+  'password_throttled',
+  'address_blocked',
+  'login_failure_surge',
+  'factor_locked',
+  'lockout_cleared',
+  'block_cleared',
+  'factors_reset',
+  'user_erased',
+] as const;
+export type SecurityEventName = (typeof SECURITY_EVENTS)[number];
 
 export interface SecurityEventFields {
   pid?: string;

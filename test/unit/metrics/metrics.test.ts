@@ -1,5 +1,6 @@
 // Each Metrics method moves exactly the series it should; labels stay few, bounded and free of users and addresses.
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import { register as globalRegister } from 'prom-client';
 import { measuredStore } from '../../../src/metrics/measured-store.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
@@ -251,4 +252,26 @@ t.test('a registry of its own: the global one stays empty, two instances do not 
   t.match(await a.text(), /^process_cpu_user_seconds_total /m, 'default process metrics');
   t.match(await a.text(), /^nodejs_heap_size_used_bytes /m);
   t.match(a.contentType, /^text\/plain; version=0\.0\.4/);
+});
+
+t.test('a fresh registry has a zero series of each known label value: an event that comes once still fires its alert', async (t) => {
+  // increase() sees a series rise only from a value scraped before: a series born at 1 never fires `increase(…) > 0`.
+  const text = await fresh().text();
+  const zero = (series: string) => text.split('\n').includes(`${series} 0`);
+  for (const series of [
+    'mfa_gateway_security_events_total{event="webauthn_counter_regression"}',
+    'mfa_gateway_audit_failures_total{kind="AUDIT_TAIL_DAMAGED"}',
+    'mfa_gateway_audit_failures_total{kind="AUDIT_LOCK_LOST"}',
+    'mfa_gateway_audit_failures_total{kind="AUDIT_WRITE_FAILED"}',
+    'mfa_gateway_factor_lockouts_total{factor="totp"}',
+    'mfa_gateway_second_factor_checks_total{factor="totp",outcome="replayed"}',
+    'mfa_gateway_enrolments_total{factor="webauthn"}',
+  ]) {
+    t.ok(zero(series), series);
+  }
+  // Every label value the shipped alert rules select on.
+  const rules = readFileSync(new URL('../../../docs/alerts/mfa-gateway.rules.yml', import.meta.url), 'utf8');
+  const selected = [...rules.matchAll(/(mfa_gateway_\w+_total)\{(\w+)="(\w+)"\}/g)];
+  t.ok(selected.length >= 4, 'the rules select on label values');
+  for (const [, name, label, value] of selected) t.match(text, `${name}{${label}="${value}"`, `${name}{${label}="${value}"} exists before its first event`);
 });
