@@ -25,7 +25,7 @@ import type { Config } from './config/schema.js';
 import { normaliseAddress } from './domain/client-address.js';
 import type { RuleFactor } from './domain/policy.js';
 import { createGateway, type Gateway } from './gateway.js';
-import { startAdminServer } from './http/admin-server.js';
+import { startAdminServer, type AdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
 
 const USAGE = `Usage:
@@ -238,8 +238,15 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
   tuneRuntime();
   const app = built?.app ?? (await buildApp(config, { processMetrics: config.admin.enabled }));
   for (const w of configWarnings(config)) app.log.warn(w);
-  await app.listen({ host: config.server.host, port: config.server.port });
-  const admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.ready() }) : null;
+  let admin: AdminServer | null;
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+    admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.ready() }) : null;
+  } catch (err) {
+    // A port taken: the audit directory is given back, or the next start (a restart loop) would wait for its lock.
+    await app.close();
+    throw err;
+  }
   if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
   if (built) process.stdout.write(built.banner);
   await new Promise<void>((resolve) => {

@@ -1,12 +1,14 @@
 // The audit trail of a real run: what a sign-in, a refusal and browsing leave in it (by pseudonym, never a secret),
 // checked by the real command line (`audit verify`, `audit who`, `report`) and the report page.
 import t from 'tap';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import { runCli } from '../helpers/cli.js';
-import { merge } from '../helpers/config.js';
+import { merge, rawTestConfig } from '../helpers/config.js';
 import { request } from 'undici';
 import { AuditError } from '../../src/audit/audit-error.js';
 import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, submitPassword, totpAt, startRedisStack, startStack } from '../helpers/stack.js';
@@ -159,4 +161,21 @@ t.test('a gateway whose audit directory another writer took over stops writing t
   s.app.gateway.audit!.abandon(new AuditError('AUDIT_LOCK_LOST', s.config.audit.dir));
   t.equal(await ready(), 503, 'not ready: it no longer records');
   t.equal((await request(`${s.url}/_mfa/health/live`)).statusCode, 200, 'still alive (a restart is what it needs)');
+});
+
+t.test('a start that fails (its port or its admin port taken) gives the audit directory back: the next start need not wait', async (t) => {
+  const held = createServer();
+  await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => held.close());
+  const taken = (held.address() as AddressInfo).port;
+  for (const which of ['server', 'admin'] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'mfa-start-'));
+    const raw = merge(rawTestConfig('http://127.0.0.1:9'), { audit: { dir: join(dir, 'audit') }, [which]: { port: taken } });
+    const file = join(dir, 'gateway.json');
+    writeFileSync(file, JSON.stringify(raw));
+    const r = runCli(['serve', '--config', file]);
+    t.equal(r.code, 1, `${which} port taken: the start fails`);
+    t.match(r.stderr + r.stdout, 'EADDRINUSE');
+    t.notOk(existsSync(join(dir, 'audit', 'audit.lock')), `${which} port taken: no audit lock is left behind`);
+  }
 });
