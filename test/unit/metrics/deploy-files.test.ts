@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
-import { resolveConfig } from '../../../src/config/load.js';
+import { configWarnings, resolveConfig } from '../../../src/config/load.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
 import { randomKey } from '../../helpers/config.js';
 
@@ -80,6 +80,7 @@ t.test('compose: the gateway config validates, with the admin listener and the a
   t.match(config.admin, { host: '0.0.0.0', port: 9090, enabled: true });
   t.match(config.audit, { enabled: true, dir: AUDIT_DIR, signingKey: env.MFA_AUDIT_KEY });
   t.equal(config.store.type, 'redis');
+  t.same(configWarnings(config).filter((w) => w.startsWith('portal.login')), [], 'login rules that tell a right password from a wrong one');
 });
 
 t.test('compose: read-only gateway, audit volume, admin port on loopback only, every key from .env', async (t) => {
@@ -154,6 +155,7 @@ t.test('Kubernetes: hardened Deployment, probes on the admin port, mounts matchi
   t.same(files.map((f) => f.split('/').pop()).sort(), Object.keys(secret.stringData).sort(), 'every key of the Secret is read by the config, through a file');
   t.throws(() => resolveConfig(raw, { env: {} }), /audit.dir: environment variable POD_NAME is not set/, 'no pod name, no start');
   const config = resolveConfig(raw, { env: { POD_NAME: 'mfa-gateway-7d9f-abcde' } });
+  t.same(configWarnings(config).filter((w) => w.startsWith('portal.login')), [], 'login rules that tell a right password from a wrong one');
   t.match(config.store, { type: 'redis' });
   t.match(config.admin, { host: '0.0.0.0', port: 9090 });
   t.match(config.audit, { enabled: true, dir: `${AUDIT_DIR}/mfa-gateway-7d9f-abcde` }, 'each replica its own audit directory');
