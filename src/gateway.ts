@@ -195,7 +195,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, signingKeys, kv, limits: loginLimits, browserCookies, reservedHeaders, security, notifier, log: logger }),
     enrolment,
     secondFactor: new SecondFactorService({ config, clock, kv, factors: factorStore, challenges, attempts, totp, pending, sessions, rp, notifier, security }),
-    factors: new FactorService({ clock, factors: factorStore, owners, sessions, notifier, security }),
+    factors: new FactorService({ clock, factors: factorStore, owners, sessions, attempts, notifier, security }),
     ui: {
       messages: new Messages(config.ui.localesDir, config.ui.defaultLanguage),
       portalName: config.portal.name,

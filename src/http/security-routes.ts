@@ -75,7 +75,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
           addedAt: f.addedAt,
           ...(f.lastUsedAt ? { lastUsedAt: f.lastUsedAt } : {}),
           ...(usable(f) ? {} : { suspect: true }),
-          removable: removable(mine.factors, f.id),
+          ...(mine.disabled.has(f.kind) ? { disabled: true } : {}),
+          removable: removable(mine.factors, f.id, mine.disabled),
         })),
         recoveryLeft: mine.recovery ? codesLeft(mine.recovery) : 0,
         recoverySet: recoverySetOf(mine),
@@ -93,10 +94,10 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const active = await forPage(req, reply, true);
     if (!active) return reply;
     const id = String((req.query as Record<string, unknown>).factor ?? '');
-    const mine = (await factors.list(active.record.pid)).factors;
-    const factor = mine.find((f) => f.id === id);
+    const mine = await factors.list(active.record.pid);
+    const factor = mine.factors.find((f) => f.id === id);
     // Gone already, or the last that works (removed in another tab meanwhile): the settings, which say so.
-    if (!factor || !removable(mine, id)) return reply.redirect(`${p}/security`, 303);
+    if (!factor || !removable(mine.factors, id, mine.disabled)) return reply.redirect(`${p}/security`, 303);
     const c = page(req);
     return sendPage(reply, 200, c, pages.removeFactorPage(c, { csrf: active.record.csrf, factor: { id: factor.id, name: factor.name } }));
   });

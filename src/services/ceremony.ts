@@ -201,6 +201,16 @@ export class Attempts {
     return disabled;
   }
 
+  /** The kinds of factor disabled for a user after too many failures (a wait after failures disables nothing). */
+  async disabledKinds(pid: string): Promise<Set<AttemptKind>> {
+    const disabled = new Set<AttemptKind>();
+    for (const kind of ATTEMPT_KINDS) {
+      const check = await this.counters[kind].check(keys.factorFailures(pid, kind));
+      if (!check.allowed && check.locked) disabled.add(kind);
+    }
+    return disabled;
+  }
+
   /** Disabled kinds of factor, by user. */
   async lockedOut(): Promise<{ pid: string; kind: AttemptKind }[]> {
     return liveMembers(this.d.kv, keys.lockoutIndex(), async (member) => {

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { newRecoveryCodes } from '../mechanisms/recovery-codes.js';
 import { deviceBound, removable, type CredentialOwners, type Factor, type FactorStore, type UserFactors } from '../stores/factor-store.js';
+import type { Attempts } from './ceremony.js';
 import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession, SessionService } from './sessions.js';
@@ -16,7 +17,15 @@ const DOUBLE_SUBMIT_MS = 5000;
 
 export class FactorService {
   constructor(
-    private readonly d: { clock: Clock; factors: FactorStore; owners: CredentialOwners; sessions: SessionService; notifier: Notifier; security: SecurityLog },
+    private readonly d: {
+      clock: Clock;
+      factors: FactorStore;
+      owners: CredentialOwners;
+      sessions: SessionService;
+      attempts: Pick<Attempts, 'disabledKinds'>;
+      notifier: Notifier;
+      security: SecurityLog;
+    },
   ) {}
 
   /** Throws GW_ERR_STEP_UP_REQUIRED unless a second factor was verified in this session within the window. */
@@ -24,8 +33,10 @@ export class FactorService {
     if (this.d.clock.now() - active.record.factorTime > CHANGE_WINDOW_MS) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', 'change needs a recent second factor');
   }
 
-  async list(pid: string): Promise<UserFactors> {
-    return (await this.d.factors.get(pid)) ?? { factors: [] };
+  /** The user's factors, and the kinds disabled for them after too many failures. */
+  async list(pid: string): Promise<UserFactors & { disabled: ReadonlySet<string> }> {
+    const [factors, disabled] = await Promise.all([this.d.factors.get(pid), this.d.attempts.disabledKinds(pid)]);
+    return { ...(factors ?? { factors: [] }), disabled };
   }
 
   async rename(active: ActiveSession, factorId: string, name: string, ip: string): Promise<void> {
@@ -45,12 +56,13 @@ export class FactorService {
   async remove(active: ActiveSession, factorId: string, ip: string): Promise<void> {
     this.requireRecent(active);
     let removed: Factor | undefined;
+    const disabled = await this.d.attempts.disabledKinds(active.record.pid);
     // Judged on the factors as they are when written: two removals at once cannot leave the account without one.
     await this.d.factors.update(active.record.pid, (cur) => {
       const current = cur ?? { factors: [] };
       removed = this.find(current, factorId);
-      // A passkey marked as copied proves nothing: it does not count as the factor that is left.
-      if (!removable(current.factors, factorId)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'the last usable factor cannot be removed');
+      // A passkey marked as copied, or a factor of a disabled kind, proves nothing: it does not count as the one left.
+      if (!removable(current.factors, factorId, disabled)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'the last usable factor cannot be removed');
       // The account had a device-bound passkey, also when it was bound before the mark was kept (withPasskey).
       const had = removed.kind === 'webauthn' && deviceBound(removed) ? { hadDeviceBoundKey: true as const } : {};
       return { ...current, factors: current.factors.filter((f) => f.id !== factorId), ...had };

@@ -55,9 +55,12 @@ export function withPasskey(current: UserFactors, factor: WebAuthnFactor, proven
   return { ...current, factors: [...current.factors, factor], hadDeviceBoundKey: true };
 }
 
-/** Whether removing the factor `id` leaves the person a second factor that works. */
-export function removable(factors: readonly Factor[], id: string): boolean {
-  return factors.some((f) => f.id !== id && usable(f));
+/**
+ * Whether removing the factor `id` leaves the person a second factor that works: usable, and not of a kind disabled
+ * for them after too many failures (`disabled`, see Attempts.disabledKinds), which anyone holding the password can cause.
+ */
+export function removable(factors: readonly Factor[], id: string, disabled: ReadonlySet<string>): boolean {
+  return factors.some((f) => f.id !== id && usable(f) && !disabled.has(f.kind));
 }
 
 export interface UserFactors {

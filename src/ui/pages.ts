@@ -293,6 +293,8 @@ export interface FactorView {
   lastUsedAt?: number;
   /** A passkey a copy of which answered: it opens nothing until removed (and a key registered again). */
   suspect?: boolean;
+  /** Of a kind turned off for the person after too many failures: it opens nothing until one of its kind is added. */
+  disabled?: boolean;
   /** Another factor that works is left without it. */
   removable: boolean;
 }
@@ -304,7 +306,7 @@ export function securityPage(ctx: PageContext, v: { csrf: string; factors: Facto
     .map(
       (f) => `<li>
 <p><strong>${esc(f.name)}</strong> – ${esc(t(`securityKind.${f.kind}`))}<br>
-<span class="hint">${esc(t('securityAdded', { date: date(f.addedAt) }))}, ${esc(f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${esc(t('securitySuspect'))}</p>` : ''}
+<span class="hint">${esc(t('securityAdded', { date: date(f.addedAt) }))}, ${esc(f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${esc(t('securitySuspect'))}</p>` : ''}${f.disabled ? `\n<p class="error">${esc(t(f.kind === 'totp' ? 'securityDisabledApp' : 'securityDisabledPasskey'))}</p>` : ''}
 <form method="post" action="${ctx.prefix}/security/rename" class="inline">
 ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
 <label for="rename-${esc(f.id)}">${esc(t('securityRenameLabel', { name: f.name }))}</label>

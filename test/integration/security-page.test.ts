@@ -6,7 +6,7 @@ import { isSealedKey } from '../../src/stores/keys.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { ALICE, BOB, atCodePage, jsonCall, passkeyCsrf, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, jsonCall, passkeyCsrf, signInWithPasskey, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack } from '../helpers/stack.js';
 
 const factorIds = (html: string) => [...html.matchAll(/name="factor" value="([^"]+)"/g)].map((m) => m[1]!);
 const replayed = (s: Stack) => s.logs.filter((l) => l.includes('"security":"mfa_replayed"')).length;
@@ -415,4 +415,37 @@ t.test('the removal question asked after the five minutes: a step-up, then back 
   const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: inputValue(step.body, 'to'), code: await totpAt(secret, s.clock.now()) });
   t.equal(back.location, `/_mfa/security/remove?factor=${tablet}`);
   t.match((await b.get(back.location!)).body, '<h1>Remove Tablet?</h1>');
+});
+
+t.test('a factor of a kind disabled after too many failures is shown so, and does not count as the one left: the other cannot be removed', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 3, baseSeconds: 1, maxSeconds: 1, cap: 3 } }) });
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
+  const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const options = await jsonCall(b, '/_mfa/security/passkey/options', csrf);
+  t.equal((await jsonCall(b, '/_mfa/security/passkey', csrf, { credential: auth.register(options.json), name: 'Key' })).status, 200, 'a passkey added');
+  const keyOf = (html: string) => factorIds(html.slice(html.indexOf('<strong>Key</strong>')))[0]!;
+  const { page: before } = await securityPage(b);
+  t.notMatch(before.body, 'turned off', 'nothing disabled yet');
+  t.match(before.body, 'Remove Key', 'while the app works, the passkey can be removed');
+
+  // Someone holding the password disables the app with wrong codes.
+  for (let i = 0; i < 3; i++) {
+    s.clock.advance(2000);
+    const { b: x, csrf: c } = await atCodePage(s);
+    await x.post('/_mfa/verify', { csrf: c, code: '000000' });
+  }
+  const { b: owner } = await signInWithPasskey(s, auth);
+  const { page, csrf: settingsCsrf } = await securityPage(owner);
+  t.match(page.body, 'Too many wrong codes were entered for your app, so it is turned off', 'the app is shown as turned off');
+  t.notMatch(page.body, 'Remove Key', 'the passkey, the one factor that works, offers no removal');
+  t.equal((await owner.get(`/_mfa/security/remove?factor=${keyOf(page.body)}`)).location, '/_mfa/security', 'its removal question leads back to the settings');
+  t.equal((await owner.post('/_mfa/security/remove', { csrf: settingsCsrf, factor: keyOf(page.body) })).status, 400, 'its removal is refused');
+
+  // An app added again turns the kind back on: then the passkey can go.
+  await addApp(s, owner, 'New phone');
+  const { page: after, csrf: afterCsrf } = await securityPage(owner);
+  t.notMatch(after.body, 'turned off', 'the app kind works again');
+  t.equal((await owner.post('/_mfa/security/remove', { csrf: afterCsrf, factor: keyOf(after.body) })).location, '/_mfa/security?notice=done', 'the passkey can be removed now');
 });
