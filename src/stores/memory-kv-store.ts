@@ -15,12 +15,17 @@ interface Entry {
 const SWEEP_PER_WRITE = 4;
 // A write of a new key into a full store first checks up to this many entries for expiry, to make room.
 const SWEEP_WHEN_FULL = 1000;
+// After such a sweep found no room, new keys are refused without sweeping again for this long: a flood that filled
+// the store with live keys would otherwise make each of its refused writes cost a thousand checks.
+const FULL_RECHECK_MS = 100;
 
 // Every method runs to completion without awaiting, so each one is atomic, as a Lua script is in Redis.
 export class MemoryKvStore implements KvStore {
   private readonly map = new Map<string, Entry>();
   private sweep: Iterator<string> = this.map.keys();
   private refused: () => void = () => {};
+  /** Until when a full store refuses a new key without looking for expired entries (see FULL_RECHECK_MS). */
+  private noRoomUntil = -Infinity;
 
   /** `maxEntries`: live keys held at most; a new key beyond them is refused (none given: no cap). */
   constructor(
@@ -173,8 +178,10 @@ export class MemoryKvStore implements KvStore {
     // Full: a new key is refused (the request fails closed, as with Redis down) instead of memory growing until
     // the process dies; keys already held can still change, so signed-in people keep working.
     if (this.map.size >= this.maxEntries && !this.map.has(key)) {
-      this.sweepSome(SWEEP_WHEN_FULL);
+      const now = this.clock.now();
+      if (now >= this.noRoomUntil) this.sweepSome(SWEEP_WHEN_FULL);
       if (this.map.size >= this.maxEntries) {
+        if (now >= this.noRoomUntil) this.noRoomUntil = now + FULL_RECHECK_MS;
         this.refused();
         throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `memory store full (store.memory.maxEntries: ${this.maxEntries})`);
       }

@@ -514,6 +514,25 @@ t.test('memory store: a full store makes room from expired entries before it ref
   t.equal(await kv.get('new:99'), 'x');
 });
 
+t.test('memory store: a full store that found no room refuses new keys without looking again for a moment', async (t) => {
+  const clock = new FakeClock();
+  const kv = new MemoryKvStore(clock, 3);
+  for (const key of ['a', 'b', 'c']) await kv.set(key, '1', 1000);
+  // Looks at held entries, counted (a flood that filled the store would otherwise pay for a full sweep on each write).
+  const map = (kv as unknown as { map: Map<string, unknown> }).map;
+  let looks = 0;
+  const get = map.get.bind(map);
+  map.get = (key: string) => (looks++, get(key));
+  await t.rejects(kv.set('d', '1', 60_000), { code: 'GW_ERR_STORE_UNAVAILABLE' });
+  t.ok(looks >= 3, 'the first refusal looked for expired entries');
+  looks = 0;
+  for (let i = 0; i < 100; i++) await t.rejects(kv.set(`e${i}`, '1', 60_000), { code: 'GW_ERR_STORE_UNAVAILABLE' });
+  t.equal(looks, 0, 'the refusals right after it did not look again');
+  clock.advance(1000);
+  await kv.set('d', '1', 60_000);
+  t.equal(await kv.get('d'), '1', 'a moment later it looks again, and the expired entries make room');
+});
+
 t.test('memory store: the gateway takes its cap from store.memory.maxEntries', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.store = { type: 'memory', memory: { maxEntries: 1000 } };
