@@ -54,8 +54,22 @@ export const MIN_MORE_TIME_MS = 60_000;
  */
 export function moreTimeUntil(p: PendingTimes, now: number, timeoutMs: number, maxMs: number): number | null {
   if (!extensible(p) || p.expiresAt <= now) return null;
-  const until = Math.min(now + timeoutMs, latestEnd(p, maxMs));
+  const until = wholeTimeFrom(p, now, timeoutMs, maxMs);
   return until - p.expiresAt >= MIN_MORE_TIME_MS ? until : null;
+}
+
+/**
+ * The end of a sign-in in progress as it reaches the recovery codes: its whole time again from now, as "more time"
+ * gives (never less than it had). That page cannot offer more time, and writing ten codes down takes a while: the
+ * factor is already bound, so running out there would only send the person back to the password for nothing.
+ */
+export function recoveryCodesUntil(p: PendingTimes, now: number, timeoutMs: number, maxMs: number): number {
+  return Math.max(p.expiresAt, wholeTimeFrom(p, now, timeoutMs, maxMs));
+}
+
+/** Its whole time again from now, up to its latest end. */
+function wholeTimeFrom(p: PendingTimes, now: number, timeoutMs: number, maxMs: number): number {
+  return Math.min(now + timeoutMs, latestEnd(p, maxMs));
 }
 
 /**

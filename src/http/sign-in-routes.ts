@@ -22,7 +22,8 @@ import { checkCsrf, checkSameOrigin, clientIp, crossSite, field, member } from '
 import { pageContext, sendPage } from './pages.js';
 
 const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'enrol', verify: 'verify', acknowledge: 'recovery-codes' };
-// The pages of each stage that offer more time, and where "I need more time" comes back to.
+// The pages of each stage that offer more time, and where "I need more time" comes back to. None at the recovery
+// codes (shown once): that stage begins with its whole time again instead (see recoveryCodesUntil).
 const MORE_TIME_PAGES: Record<PendingStage, readonly string[]> = { proof: ['proof'], enrol: ['enrol', 'enrol/totp'], verify: ['verify', 'recovery'], acknowledge: [] };
 // WebAuthn responses with attestation are larger than a form; still bounded.
 const JSON_LIMIT = 64 * 1024;
@@ -207,6 +208,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const { id, p: login } = await pending.at(pendingId(req), 'acknowledge');
     // HEAD (a prefetch, a link checker) shows nothing, so it takes nothing.
     const codes = req.method === 'HEAD' ? [] : await pending.takeRecoveryCodes(id, login);
+    // The login got its whole time again at this stage: the pending cookie (set for the first time limit) lives as long.
+    reply.setCookie(COOKIE.pending, id, cookieOptions(Math.ceil((login.expiresAt - ctx.clock.now()) / 1000)));
     const c = pendingPage(req, login);
     return sendPage(reply, 200, c, pages.recoveryCodesPage(c, { codes, csrf: login.csrf, action: '/recovery-codes' }));
   });

@@ -3,7 +3,7 @@
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
-import { latestEnd } from '../domain/session-times.js';
+import { latestEnd, recoveryCodesUntil } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import { newId } from '../mechanisms/random.js';
 import { matchesCode, newEnrolmentCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
@@ -148,8 +148,9 @@ export class EnrolmentService {
       return check;
     }
     const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), p.username, ip, { first: true, proved: p.invite, since: p.passwordAt ?? 0 });
-    // The codes come with the stage: the page of that stage never finds it without them.
-    await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', factor: 'totp', factorAt: this.d.clock.now(), factorId: bound.factor.id, recoveryCodes: bound.recoveryCodes ?? [] }), this.d.clock.now());
+    // The codes come with the stage: the page of that stage never finds it without them. And the time to write them down.
+    const now = this.d.clock.now();
+    await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', expiresAt: this.codesUntil(rest, now), factor: 'totp', factorAt: now, factorId: bound.factor.id, recoveryCodes: bound.recoveryCodes ?? [] }), now);
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
     return bound;
   }
@@ -163,10 +164,11 @@ export class EnrolmentService {
     const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, { first: true, proved: p.invite, since: p.passwordAt ?? 0 });
     if (!bound.ok) return bound;
     const keyBound = bound.factor.kind === 'webauthn' && deviceBound(bound.factor);
+    const now = this.d.clock.now();
     await this.d.pending.update(
       id,
-      (cur) => ({ ...cur, stage: 'acknowledge', factor: 'webauthn', factorAt: this.d.clock.now(), factorId: bound.factor.id, ...(keyBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
-      this.d.clock.now(),
+      (cur) => ({ ...cur, stage: 'acknowledge', expiresAt: this.codesUntil(cur, now), factor: 'webauthn', factorAt: now, factorId: bound.factor.id, ...(keyBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
+      now,
     );
     this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });
     return bound;
@@ -252,6 +254,12 @@ export class EnrolmentService {
       if ((await this.d.pending.get(id, this.d.clock.now()))?.stage !== 'enrol') return;
       await new Promise((r) => setTimeout(r, TWIN_WAIT.ms));
     }
+  }
+
+  /** Until when a pending login moving to the recovery codes runs: its whole time again (see recoveryCodesUntil). */
+  private codesUntil(p: PendingLogin, now: number): number {
+    const { pendingTimeoutSeconds, pendingMaxSeconds } = this.d.config.mfa;
+    return recoveryCodesUntil(p, now, pendingTimeoutSeconds * 1000, pendingMaxSeconds * 1000);
   }
 
   /** Changes the pending login as it is now; it must not have ended meanwhile. */

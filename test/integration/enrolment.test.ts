@@ -47,6 +47,36 @@ t.test('the first session counts its second factor from the code checked at enro
   t.ok(active!.record.authTime >= checkedAt + 290_000, 'the session itself begins when it is started');
 });
 
+t.test('the recovery codes page begins with the whole time again: a factor bound near the end leaves time to write them down', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const p = s.config.server.prefix;
+  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
+  for (const [how, user] of [['app', ALICE], ['passkey', BOB]] as const) {
+    const b = s.browser();
+    await submitPassword(b, user.username, user.password);
+    // Four of the five minutes go on setting up the factor (finding the app, scanning, typing the code).
+    let csrf: string;
+    if (how === 'app') {
+      const form = await totpEnrolmentForm(s, b);
+      csrf = form.csrf;
+      s.clock.advance(4 * 60_000);
+      t.equal((await b.post(`${p}/enrol/totp`, { csrf, code: await totpAt(form.secret, s.clock.now()) })).location, `${p}/recovery-codes`);
+    } else {
+      csrf = passkeyCsrf((await b.get(`${p}/enrol`)).body);
+      s.clock.advance(4 * 60_000);
+      const options = await jsonCall(b, `${p}/enrol/passkey/options`, csrf);
+      t.equal((await jsonCall(b, `${p}/enrol/passkey`, csrf, { credential: auth.register(options.json), name: 'Key' })).status, 200);
+    }
+    const codes = await b.get(`${p}/recovery-codes`);
+    t.match(codes.body, 'You have 5 min left', `${how}: five minutes for the codes, not the one the sign-in had left`);
+    t.match(String(codes.headers['set-cookie']), /__Host-mfa-pending=[^;]+;.*Max-Age=300/, `${how}: the pending cookie lives as long`);
+    // Copying ten codes by hand takes a while: past the sign-in's first end.
+    s.clock.advance(3 * 60_000);
+    t.equal((await b.post(`${p}/recovery-codes`, { csrf, saved: 'yes' })).location, '/records', `${how}: signed in, not "your sign-in has expired"`);
+  }
+});
+
 t.test('invite: no way to a factor without the code', async (t) => {
   const s = await startStack({ patch: invite });
   t.teardown(s.close);

@@ -1,6 +1,6 @@
 // More time for a sign-in in progress: its whole time again from now, up to its latest end, never less.
 import t from 'tap';
-import { latestEnd, moreTimeUntil, offersMoreTime } from '../../../src/domain/session-times.js';
+import { latestEnd, moreTimeUntil, offersMoreTime, recoveryCodesUntil } from '../../../src/domain/session-times.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -39,4 +39,12 @@ t.test('none for an expired login, one without its password time, or at the reco
   t.equal(moreTimeUntil(login(0, 5 * MIN), 5 * MIN, 5 * MIN, HOUR), null, 'expired');
   t.equal(moreTimeUntil(login(undefined, 5 * MIN), MIN, 5 * MIN, HOUR), null, 'a record from before passwordAt was kept');
   t.equal(moreTimeUntil(login(0, 5 * MIN, 'acknowledge'), MIN, 5 * MIN, HOUR), null, 'the codes are shown once');
+});
+
+t.test('the recovery codes begin with the whole time again, as they offer no more time', async (t) => {
+  t.equal(recoveryCodesUntil(login(0, 5 * MIN, 'enrol'), 4 * MIN, 5 * MIN, HOUR), 9 * MIN, 'bound with a minute left: five to write the codes down');
+  t.equal(recoveryCodesUntil(login(0, 5 * MIN, 'enrol'), 30_000, 5 * MIN, HOUR), 5 * MIN + 30_000, 'even less than a minute more');
+  t.equal(recoveryCodesUntil(login(0, 9 * MIN, 'enrol'), MIN, 5 * MIN, HOUR), 9 * MIN, 'more time asked for before: never less than it had');
+  t.equal(recoveryCodesUntil(login(0, 58 * MIN, 'enrol'), 57 * MIN, 5 * MIN, HOUR), HOUR, 'never past the latest end');
+  t.equal(recoveryCodesUntil(login(undefined, 5 * MIN, 'enrol'), 4 * MIN, 5 * MIN, HOUR), 5 * MIN, 'a record from before passwordAt was kept: its own end');
 });
