@@ -111,7 +111,7 @@ ${errorBlock(`${o.id}-error`, o.error)}
 /** `withoutJs`: what the page says a browser without JavaScript can do instead (an app form is on the page by default). */
 function passkeyButton(ctx: PageContext, a: PasskeyAction, withoutJs: MessageKey = 'jsNeeded'): string {
   const { t } = ctx;
-  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}" data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}" data-unsupported="${esc(t('passkeyUnsupported'))}">
+  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}" data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}" data-already="${esc(t('passkeyAlreadyThere'))}" data-unsupported="${esc(t('passkeyUnsupported'))}">
 ${a.nameField ? field({ id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
 <button type="button" class="passkey-start" disabled>${esc(t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>

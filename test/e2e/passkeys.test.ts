@@ -1,5 +1,6 @@
 // Passkeys in Chromium with a virtual authenticator (Chrome DevTools Protocol): enrolment at first login, signing in
-// with it, a ceremony that fails, and the security page adding a passkey and removing an authenticator app.
+// with it, a ceremony that fails, and the security page adding a passkey (also on a device that already has one)
+// and removing an authenticator app.
 import t from 'tap';
 import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
 
@@ -100,6 +101,34 @@ t.test('security page: add a passkey, remove the authenticator app; the passkey 
   t.equal(await page.locator('#code').count(), 0, 'no code field: the authenticator app is gone');
   await andWait(page, page.getByRole('button', { name: 'Use your passkey or security key' }).click());
   t.equal(url(page), '/records', 'signed in with the passkey added on the security page');
+});
+
+t.test('security page: a passkey added on a device that already holds one for the account says so, not "try again"', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  const authenticator = await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  await page.check('#ack');
+  await submit(page);
+  t.equal(url(page), '/records');
+
+  // The same authenticator again: the options name its passkey to exclude, and the browser refuses (InvalidStateError).
+  await page.goto(`${s.base}${P}/security/passkey`);
+  const create = page.getByRole('button', { name: 'Create passkey' });
+  await create.click();
+  const status = page.getByRole('alert');
+  await status.waitFor({ timeout: 10_000 });
+  t.equal(
+    await status.textContent(),
+    'This device already has a passkey for your account. Use another device or security key, or choose another way.',
+    'announced (role=alert): trying again on this device could never work',
+  );
+  t.equal(url(page), `${P}/security/passkey`, 'still on the page');
+  t.equal((await authenticator.credentials()).length, 1, 'no second passkey on the device');
+  t.equal(await create.isEnabled(), true, 'the button can be used again (with another security key)');
+  t.match((await focused(page)).element, /^button "Create passkey/, 'focus back on the button');
+  t.same(await axeViolations(page), [], 'axe: the page with the message has no WCAG 2.2 A/AA violations');
 });
 
 t.test('JavaScript on, but a browser without passkeys: the page says so instead of a button that never wakes', async (t) => {

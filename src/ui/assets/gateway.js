@@ -44,7 +44,16 @@
           window.location.assign(done.next);
         })
         .catch(function (err) {
-          status.textContent = err && err.serverMessage ? err.serverMessage : err && err.name === 'NotAllowedError' ? box.dataset.cancelled : box.dataset.failed;
+          var name = err && err.name;
+          // InvalidStateError on registering: this authenticator already holds one of the account's passkeys (the
+          // options list them to exclude), so trying again on it can never work; the generic message would say to.
+          status.textContent = err && err.serverMessage
+            ? err.serverMessage
+            : name === 'NotAllowedError'
+              ? box.dataset.cancelled
+              : name === 'InvalidStateError' && box.dataset.ceremony === 'register'
+                ? box.dataset.already
+                : box.dataset.failed;
           status.hidden = false;
           button.disabled = false;
           button.focus();
