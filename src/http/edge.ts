@@ -88,7 +88,8 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     // The exempt paths are compared whole and as sent: /_mfa/jwks.json/../x is not exempt (it would reach the portal).
     // They are answered without a Host too (a load balancer's HTTP/1.0 probe).
     if ((host === null || !hosts.has(host)) && !opts.anyHost.includes(req.url.split('?')[0]!)) {
-      done(new GatewayError('GW_ERR_UNKNOWN_HOST', `host ${JSON.stringify(req.headers.host)?.slice(0, 100)}`));
+      // Logged without what a broken client may put before an `@` (user:password@host).
+      done(new GatewayError('GW_ERR_UNKNOWN_HOST', `host ${JSON.stringify(req.headers.host?.slice(req.headers.host.lastIndexOf('@') + 1))?.slice(0, 100)}`));
       return;
     }
     done();
