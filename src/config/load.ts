@@ -5,6 +5,7 @@ import { BlockList } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { Ajv } from 'ajv';
+import safeRegex from 'safe-regex2';
 import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
@@ -164,7 +165,8 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         try {
           out[target] = readFileSync(file, 'utf8').trim();
         } catch (err) {
-          problems.push(`${at}: cannot read secret file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+          // The path is not shown: a secret given where its file belongs (the two variables swapped) would be printed.
+          problems.push(`${at}: cannot read the secret file it names (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
         }
       } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {
         // Files the gateway keeps reading (certificates, CRL, group map) are named relative to the config file.
@@ -365,6 +367,7 @@ export function configWarnings(c: Config): string[] {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
   w.push(...loginRuleWarnings(c.portal.login));
+  w.push(...slowPatternWarnings(c.portal.login));
   // Built as serve builds it (checkSemantics has refused what it cannot read).
   for (const { file, missing } of c.ui.localesDir ? new Messages(c.ui.localesDir, c.ui.defaultLanguage).incomplete : []) {
     w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English on pages marked as its language, which a screen reader reads with that language's voice`);
@@ -400,6 +403,28 @@ export function configWarnings(c: Config): string[] {
  * only reads its answer, so a rule that a refusal also meets skips the password step (a refusal taken for a right
  * password), and a refusal rule that a signed-in page also meets shows that page before the second factor.
  */
+/**
+ * Patterns with a repetition inside a repetition: unless each inner one is set apart by a character it must have
+ * (`[a-z]+([._-][a-z]+)*`, safe), such a pattern (`([a-z]+[._-]?)+`) takes time doubling with each character of a
+ * crafted username, or of a portal page echoing it, and one login stops the gateway. A warning, not an error: the
+ * check (star height) cannot tell the two apart.
+ */
+function slowPatternWarnings(login: Config['portal']['login']): string[] {
+  const patterns = {
+    usernamePattern: login.usernamePattern,
+    'success.location': login.success.location,
+    'success.body': login.success.body,
+    'failure.location': login.failure?.location,
+    'failure.body': login.failure?.body,
+  };
+  return Object.entries(patterns)
+    .filter(([, src]) => src !== undefined && !safeRegex(src, { limit: Infinity }))
+    .map(
+      ([name]) =>
+        `portal.login.${name} has a repetition inside a repetition: unless each inner one is set apart by a character it must have (as in [a-z]+([._-][a-z]+)*), a crafted username can make it take exponential time and stop the gateway (([a-z]+[._-]?)+ does); write it without one`,
+    );
+}
+
 function loginRuleWarnings(login: Config['portal']['login']): string[] {
   const w: string[] = [];
   const { success, failure } = login;

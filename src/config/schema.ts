@@ -76,7 +76,7 @@ export const ConfigSchema = Type.Object(
   {
     server: Type.Object(
       {
-        host: Type.String({ default: '127.0.0.1', description: 'Address the gateway listens on.' }),
+        host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address the gateway listens on.' }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Port the gateway listens on (0 = any free port).' }),
         prefix: Type.String({
           default: '/_mfa',
@@ -413,7 +413,7 @@ export const ConfigSchema = Type.Object(
     ),
     admin: Type.Object(
       {
-        host: Type.String({ default: '127.0.0.1', description: 'Address of the admin listener (metrics, health).' }),
+        host: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address of the admin listener (metrics, health).' }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 9090, description: 'Port of the admin listener: /metrics, /health/live, /health/ready (0: any free port).' }),
         enabled: Type.Boolean({ default: true, description: 'Run the admin listener.' }),
         report: Type.Object(

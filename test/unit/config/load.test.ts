@@ -109,6 +109,31 @@ t.test('a value with a query or credentials is never echoed; a harmless one is',
   t.ok(problems.includes('admin.report.networks.1: neither a network name nor an address'), 'nor one with an @');
 });
 
+t.test('a pattern with a repetition inside a repetition is warned of: a crafted username could take exponential time', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.portal.login.usernamePattern = '([a-z0-9]+[._-]?)+';
+  raw.portal.login.failure = { status: [200], body: '(Invalid|Wrong)( \\w+)*' };
+  const slow = (c: ReturnType<typeof resolveConfig>) => configWarnings(c).filter((w) => w.includes('repetition inside a repetition'));
+  t.same(
+    slow(resolveConfig(raw)).map((w) => w.split(' has ')[0]),
+    ['portal.login.usernamePattern', 'portal.login.failure.body'],
+    'each such pattern is named',
+  );
+  t.notOk(slow(resolveConfig(raw)).join('\n').includes('Invalid|Wrong'), 'without printing it');
+  raw.portal.login.usernamePattern = '^[a-z0-9._@-]+$';
+  raw.portal.login.failure.body = 'Invalid username or password|Your form expired';
+  raw.portal.login.success.location = '^/(?!login)';
+  t.same(slow(resolveConfig(raw)), [], 'alternatives, lookaheads and single repetitions are not');
+});
+
+t.test('an empty listening address (a variable set but empty) is refused: it would listen on every interface', async (t) => {
+  for (const at of ['server', 'admin'] as const) {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw[at] = { ...raw[at], host: '${GW_HOST}' };
+    t.same(problemsOf(() => resolveConfig(raw, { env: { GW_HOST: '' } })), [`${at}.host: must NOT have fewer than 1 characters, found ""`], at);
+  }
+});
+
 t.test('an encryption key id has no ".", which separates the parts of a sealed record; a signing key id may', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.keys.encryption[0].id = 'enc.2026';
@@ -265,6 +290,12 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
   writeFileSync(join(dir, 'both.yaml'), readFileSync(join(dir, 'gw.yaml'), 'utf8').replace('  pseudonym: ${PSEUDO}\n', '  pseudonym: ${PSEUDO}\n  pseudonym_FILE: enc.key\n'));
   t.same(problemsOf(() => loadConfigFile(join(dir, 'both.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() })), ['keys.pseudonym: give either pseudonym or pseudonym_FILE, not both']);
   t.match(problemsOf(() => loadConfigFile(join(dir, 'missing.yaml')))[0], /cannot read/);
+  // The two variables swapped: the secret where its file's name belongs is not printed as a path.
+  const swapped = randomKey();
+  writeFileSync(join(dir, 'swapped.yaml'), readFileSync(join(dir, 'gw.yaml'), 'utf8').replace('  pseudonym: ${PSEUDO}\n', '  pseudonym_FILE: ${PSEUDO}\n'));
+  const found = problemsOf(() => loadConfigFile(join(dir, 'swapped.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: swapped }));
+  t.same(found, ['keys.pseudonym_FILE: cannot read the secret file it names (ENOENT)', "keys: must have required property 'pseudonym'"], 'the option named');
+  t.notOk(found.join('\n').includes(swapped.slice(0, 12)), 'the secret not shown');
   writeFileSync(join(dir, 'bad.yaml'), 'portal: [');
   t.match(problemsOf(() => loadConfigFile(join(dir, 'bad.yaml')))[0], /not valid YAML \(\w+ at line 1, column \d+\)/);
   // An unquoted secret that YAML reads as an alias, or that breaks the syntax: the problem, never the value.
@@ -298,9 +329,9 @@ t.test('the shipped example and demo configs are valid', async (t) => {
   t.same(configWarnings(loadConfigFile('config/demo.yaml', env)).filter((w) => w.startsWith('portal.login')), [], 'its login rules tell a right password from a wrong one');
   // The example reads two keys from files that exist only in a deployment.
   t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', env)).sort(), [
-    'identity.assertion.signingKey_FILE: cannot read secret file /run/secrets/mfa_assertion_key (ENOENT)',
+    'identity.assertion.signingKey_FILE: cannot read the secret file it names (ENOENT)',
     "identity.assertion: must have required property 'signingKey'",
-    'keys.encryption.0.secret_FILE: cannot read secret file /run/secrets/mfa_encryption_key (ENOENT)',
+    'keys.encryption.0.secret_FILE: cannot read the secret file it names (ENOENT)',
     "keys.encryption.0: must have required property 'secret'",
   ].sort());
 });
