@@ -14,6 +14,7 @@ import { createGateway, type Gateway, type GatewayOverrides } from './gateway.js
 import { HSTS, installEdge, type AnsweredRequest } from './http/edge.js';
 import { errorReply, installErrorHandler } from './http/error-handler.js';
 import { gatewayRoutes } from './http/gateway-routes.js';
+import { readPeerCertificate } from './http/peer-certificates.js';
 import { proxyRoutes } from './http/proxy-routes.js';
 import { requestLogger } from './log.js';
 import { newId } from './mechanisms/random.js';
@@ -168,6 +169,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }),
   });
   app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;
+  // A device's certificate is read as its connection's handshake ends, the only time Node gives its chain.
+  if (config.server.tls && config.devices.caFile !== undefined) app.server.on('secureConnection', readPeerCertificate);
   // CONNECT never reaches fastify (Node gives its socket to a `connect` listener, or drops it unanswered): answered
   // as other methods the gateway does not proxy are, and the connection closed.
   app.server.on('connect', (_req, socket: Duplex) => {

@@ -17,6 +17,7 @@ import type { ActiveSession } from '../services/sessions.js';
 import type { HttpContext } from './context.js';
 import { CLEAR_SITE_DATA, COOKIE, clearOptions, cookieOptions } from './cookies.js';
 import { hostName } from './edge.js';
+import { peerCertificate } from './peer-certificates.js';
 import { checkSameOrigin, crossSite, opensPage } from './forms.js';
 
 const LOGIN_BODY_LIMIT = 16 * 1024;
@@ -89,7 +90,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         reply.header('clear-site-data', CLEAR_SITE_DATA);
       }
     }
-    const tlsCert = (req.socket as TLSSocket).encrypted ? (req.socket as TLSSocket).getPeerX509Certificate() : undefined;
+    const tlsCert = (req.socket as TLSSocket).encrypted ? peerCertificate(req.socket as TLSSocket) : undefined;
     const { outcome, device } = await ctx.access.decide({
       host: hostName(req)!,
       method: req.method,

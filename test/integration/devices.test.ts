@@ -3,6 +3,7 @@
 import t from 'tap';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import type { TLSSocket } from 'node:tls';
 import { Agent } from 'undici';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { ConfigError, decodeKey, resolveConfig } from '../../src/config/load.js';
@@ -176,6 +177,16 @@ t.test('a certificate of an intermediate CA the device sends along: its twin is 
   const alice = (await signUpAndEnrol(s, ALICE)).b;
   const on = (cert: Issued) => withSession(s, alice, withChain(cert));
   t.equal((await on(issued).get('/admin/')).status, 200, 'managed, sent with its chain');
+  // Node gives the chain the device sent with the first certificate read of a connection only, and none on a
+  // connection that resumed a TLS session.
+  const oneConnection = s.browser(new Agent({ connections: 1, connect: { ca: serverCa.ca.cert, cert: withChain(issued).cert, key: issued.key } }));
+  oneConnection.cookies.set('__Host-mfa-session', alice.cookies.get('__Host-mfa-session')!);
+  let resumed = 0;
+  s.app.server.on('secureConnection', (socket: TLSSocket) => (resumed += socket.isSessionReused() ? 1 : 0));
+  t.equal((await oneConnection.get('/admin/')).status, 200, 'first request on a connection');
+  t.equal((await oneConnection.get('/admin/', { connection: 'close' })).status, 200, 'the next one on the same connection');
+  t.equal((await oneConnection.get('/admin/')).status, 200, 'and one on a connection that resumed its TLS session');
+  t.equal(resumed, 1, 'the session was resumed');
   await registry(s).put({ fingerprint: issued.fingerprint, name: 'laptop-3', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
   t.equal((await on(issued).get('/admin/')).status, 403, 'revoked');
   t.equal((await on(twinOf(issued, site.dir)).get('/admin/')).status, 403, 'revoked as its twin too');
