@@ -17,6 +17,7 @@ import { gatewayRoutes } from './http/gateway-routes.js';
 import { readPeerCertificate } from './http/peer-certificates.js';
 import { proxyRoutes } from './http/proxy-routes.js';
 import { requestLogger } from './log.js';
+import { pemCrls } from './mechanisms/certificates.js';
 import { newId } from './mechanisms/random.js';
 
 export type AppOverrides = Omit<GatewayOverrides, 'onCrlChange' | 'auditWriter'>;
@@ -112,10 +113,21 @@ function tlsOptions(config: Config, clientCerts: boolean): SecureContextOptions 
           // Unverified certificates are not refused at the handshake: the request goes on as an unmanaged device.
           rejectUnauthorized: false,
           ca: readFileSync(config.devices.caFile!),
-          ...(config.devices.crlFile ? { crl: readFileSync(config.devices.crlFile) } : {}),
+          ...(config.devices.crlFile ? { crl: deviceCrls(config.devices.crlFile) } : {}),
         }
       : {}),
   };
+}
+
+/**
+ * The CRLs of devices.crlFile one by one (the root CA's and an intermediate's, or those of two device CAs): given the
+ * file as one buffer, TLS reads its first CRL only, and refuses the certificates of the other CAs for want of theirs.
+ */
+function deviceCrls(file: string): string[] {
+  const crls = pemCrls(readFileSync(file, 'utf8'));
+  // A file caught mid-write: the reload fails (and is reported), rather than TLS going on without a CRL.
+  if (!crls.length) throw new Error('no X509 CRL in file');
+  return crls;
 }
 
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {

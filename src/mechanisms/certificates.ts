@@ -106,14 +106,19 @@ export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[],
   return cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
 }
 
+/** The CRLs of a PEM file, each its own PEM block (TLS reads only the first CRL of a buffer given it). */
+export function pemCrls(pem: string): string[] {
+  return pem.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? [];
+}
+
 /**
  * Serial numbers listed in a PEM CRL (RFC 5280 §5.1). Only the structure needed to reach the revoked list is
  * read; the CRL's signature is checked by TLS, which is given the same file.
  */
 export function crlSerials(pem: string): Set<string> {
   const serials = new Set<string>();
-  const blocks = pem.match(/-----BEGIN X509 CRL-----([\s\S]+?)-----END X509 CRL-----/g);
-  if (!blocks) throw new Error('no X509 CRL in file');
+  const blocks = pemCrls(pem);
+  if (!blocks.length) throw new Error('no X509 CRL in file');
   for (const block of blocks) {
     const der = Buffer.from(block.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     const list = tlv(der, 0);

@@ -202,6 +202,27 @@ t.test('a certificate of an intermediate CA the device sends along: its twin is 
   t.equal((await withSession(s, alice, withOdd(twinOf(kiosk, oddSite.dir, P224_ORDER))).get('/admin/')).status, 403, 'nor its twin, revoked or not');
 });
 
+t.test("a CRL file holding several CRLs (the root CA's and the intermediate's): TLS is given each, also when it is re-read", async (t) => {
+  const file = `${deviceCa.dir}/crls.pem`;
+  const crls = (revokedBySite: Issued[]) => {
+    const name = randomBytes(3).toString('hex');
+    return readFileSync(deviceCa.crl([stolen], `root-${name}.pem`), 'utf8') + readFileSync(site.crl(revokedBySite, `site-${name}.pem`), 'utf8');
+  };
+  writeFileSync(file, crls([]));
+  const s = await tlsStack((raw) => (raw.devices.crlFile = file));
+  t.teardown(s.close);
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const on = (cert: Issued) => withSession(s, alice, cert);
+  const withChain = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${site.ca.cert}` });
+  t.equal((await on(laptop).get('/admin/')).status, 200, "a device of the root CA, whose CRL is the file's first");
+  t.equal((await on(stolen).get('/admin/')).status, 403, 'revoked there');
+  t.equal((await on(withChain(issued)).get('/admin/')).status, 200, "a device of the intermediate, whose CRL is the file's second");
+  writeFileSync(file, crls([issued]));
+  s.clock.advance(1500);
+  t.equal((await on(withChain(issued)).get('/admin/')).status, 403, 'revoked there');
+  t.equal((await on(withChain(unrevoked)).get('/admin/')).status, 200, 'and another device of the intermediate, after the file was re-read');
+});
+
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {
   const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
   const viaProxy = await startStack({
