@@ -41,6 +41,22 @@ export function fingerprintsOf(cert: X509Certificate, cas: readonly X509Certific
   return twin ? [own, createHash('sha256').update(twin).digest('hex')] : [own];
 }
 
+/**
+ * The CA certificates above `cert`, nearest first: each the issuer (and signer) of the one before, found among `cas`
+ * and the chain the client sent, up to a self-issued one (the trust anchor) or one whose issuer is not found.
+ */
+export function issuersOf(cert: X509Certificate, cas: readonly X509Certificate[]): X509Certificate[] {
+  const known = [...cas, ...sentChain(cert)];
+  const issuers: X509Certificate[] = [];
+  for (let c = cert; issuers.length < 8 && !c.checkIssued(c); ) {
+    const issuer = known.find((k) => c.checkIssued(k) && c.verify(k.publicKey));
+    if (!issuer || issuers.includes(issuer)) break;
+    issuers.push(issuer);
+    c = issuer;
+  }
+  return issuers;
+}
+
 /** The certificates a TLS client sent after its own (at most a few: a chain is short). */
 function sentChain(cert: X509Certificate): X509Certificate[] {
   const chain: X509Certificate[] = [];
@@ -112,10 +128,12 @@ export function pemCrls(pem: string): string[] {
 }
 
 /**
- * Serial numbers listed in a PEM CRL (RFC 5280 §5.1). Only the structure needed to reach the revoked list is
- * read; the CRL's signature is checked by TLS, which is given the same file.
+ * The certificates listed in PEM CRLs (RFC 5280 §5.1), each as revocationKeyOf names it: a CRL lists serial numbers
+ * of the certificates its issuer issued, and another CA may have given the same number to one of its own. Only the
+ * structure needed to reach the issuer and the revoked list is read; the CRL's signature is checked by TLS, which is
+ * given the same file.
  */
-export function crlSerials(pem: string): Set<string> {
+export function crlRevoked(pem: string): Set<string> {
   const serials = new Set<string>();
   const blocks = pemCrls(pem);
   if (!blocks.length) throw new Error('no X509 CRL in file');
@@ -131,7 +149,8 @@ export function crlSerials(pem: string): Set<string> {
     };
     let t = next();
     if (t.tag === 0x02) t = next(); // version
-    next(); // issuer (t was the signature algorithm)
+    const issuerAt = at; // (t was the signature algorithm)
+    const issuer = nameKey(der.subarray(issuerAt, next().end));
     t = next(); // thisUpdate
     if (at >= tbs.end) continue;
     t = next();
@@ -144,11 +163,26 @@ export function crlSerials(pem: string): Set<string> {
       const entry = tlv(der, e);
       const serial = tlv(der, entry.start);
       if (serial.tag !== 0x02) throw new Error('malformed CRL entry');
-      serials.add(normaliseSerial(der.subarray(serial.start, serial.end).toString('hex')));
+      serials.add(`${issuer}:${normaliseSerial(der.subarray(serial.start, serial.end).toString('hex'))}`);
       e = entry.end;
     }
   }
   return serials;
+}
+
+/** How a certificate is listed in crlRevoked: its issuer's name (as the CRL of that issuer names it) and serial number. */
+export function revocationKeyOf(cert: X509Certificate): string {
+  const der = cert.raw;
+  const tbs = tlv(der, tlv(der, 0).start);
+  let t = tlv(der, tbs.start);
+  if (t.tag === 0xa0) t = tlv(der, t.end); // version
+  const signature = tlv(der, t.end); // after the serial number
+  return `${nameKey(der.subarray(signature.end, tlv(der, signature.end).end))}:${normaliseSerial(cert.serialNumber)}`;
+}
+
+/** A distinguished name (DER) compared as its CA writes it in both its certificates and its CRLs, shortened. */
+function nameKey(name: Buffer): string {
+  return createHash('sha256').update(name).digest('base64');
 }
 
 function tlv(buf: Buffer, offset: number): { tag: number; start: number; end: number } {

@@ -1,7 +1,7 @@
 // Managed devices: a client certificate from the device CA, not revoked (CRL or registry), bound to the user if set.
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import { chainsTo, fingerprintsOf, normaliseFingerprint, normaliseSerial } from '../mechanisms/certificates.js';
+import { chainsTo, fingerprintsOf, issuersOf, normaliseFingerprint, revocationKeyOf } from '../mechanisms/certificates.js';
 import type { WatchedFile } from '../mechanisms/watched-file.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
 
@@ -17,7 +17,7 @@ export interface DeviceServiceDeps {
   registry: DeviceRegistry;
   /** The device CA(s); without them only fingerprints vouched for by a trusted proxy can count. */
   cas: readonly X509Certificate[];
-  /** Serial numbers revoked by the device CA's CRL (current content of the CRL file). */
+  /** The certificates the device CAs' CRLs revoke (crlRevoked of the CRL file's current content). */
   crl: WatchedFile<Set<string>> | null;
   headerFormat: 'pem' | 'fingerprint';
   requireRegistration: boolean;
@@ -62,7 +62,9 @@ export class DeviceService {
   private current(cert: X509Certificate): boolean {
     const now = this.d.clock.now();
     if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return false;
-    return !this.d.crl?.current().has(normaliseSerial(cert.serialNumber));
+    // The CRL of the CA above an intermediate may revoke the intermediate, and with it every certificate it issued.
+    const revoked = this.d.crl?.current();
+    return !revoked || ![cert, ...issuersOf(cert, this.d.cas)].some((c) => revoked.has(revocationKeyOf(c)));
   }
 
   /** A certificate (URL-encoded PEM) or fingerprint set by the TLS-terminating proxy: the fingerprints it is known by. */

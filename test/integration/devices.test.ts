@@ -221,6 +221,46 @@ t.test("a CRL file holding several CRLs (the root CA's and the intermediate's): 
   s.clock.advance(1500);
   t.equal((await on(withChain(issued)).get('/admin/')).status, 403, 'revoked there');
   t.equal((await on(withChain(unrevoked)).get('/admin/')).status, 200, 'and another device of the intermediate, after the file was re-read');
+  t.equal(new X509Certificate(laptop.cert).serialNumber, new X509Certificate(issued.cert).serialNumber);
+  t.equal((await on(laptop).get('/admin/')).status, 200, "a device of the root CA with the serial number of the one the intermediate's CRL lists");
+});
+
+t.test('a CRL revoking an intermediate CA revokes its devices: on a TLS connection open before the change, and behind a proxy', async (t) => {
+  const file = `${deviceCa.dir}/revokes-site.pem`;
+  const crls = (revokedByRoot: Issued[]) => {
+    const name = randomBytes(3).toString('hex');
+    return readFileSync(deviceCa.crl([stolen, ...revokedByRoot], `root-${name}.pem`), 'utf8') + readFileSync(site.crl([], `site-${name}.pem`), 'utf8');
+  };
+  writeFileSync(file, crls([]));
+  const s = await tlsStack((raw) => (raw.devices.crlFile = file));
+  t.teardown(s.close);
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const withChain = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${site.ca.cert}` });
+  const open = s.browser(new Agent({ connections: 1, connect: { ca: serverCa.ca.cert, cert: withChain(issued).cert, key: issued.key } }));
+  open.cookies.set('__Host-mfa-session', alice.cookies.get('__Host-mfa-session')!);
+  t.equal((await open.get('/admin/')).status, 200, 'a device of the intermediate');
+  writeFileSync(file, crls([site.ca]));
+  s.clock.advance(1500);
+  // TLS checked the chain at the handshake only; the gateway checks it on every request.
+  t.equal((await open.get('/admin/')).status, 403, 'the intermediate revoked: refused on the connection open before');
+  t.equal((await withSession(s, alice, withChain(unrevoked)).get('/admin/')).status, 403, 'and on a new one');
+  t.equal((await withSession(s, alice, laptop).get('/admin/')).status, 200, "the root CA's own devices still count");
+
+  // Behind a proxy the gateway alone applies the CRL; the intermediate is in the bundle (the header holds one certificate).
+  const bundle = `${deviceCa.dir}/root-and-site.pem`;
+  writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert);
+  const viaProxy = await startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.devices = { caFile: bundle, crlFile: file, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
+      raw.policy = { rules };
+    },
+  });
+  t.teardown(viaProxy.close);
+  const { b } = await signUpAndEnrol(viaProxy, ALICE);
+  const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
+  t.equal((await b.get('/admin/', header(unrevoked))).status, 403, 'a device of the revoked intermediate, from the proxy');
+  t.equal((await b.get('/admin/', header(laptop))).status, 200, "one of the root CA's, from the proxy");
 });
 
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {

@@ -1,0 +1,31 @@
+// CRL entries and the chain above a device certificate: what the gateway checks against the CRL on every request.
+import t from 'tap';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { crlRevoked, issuersOf, revocationKeyOf } from '../../../src/mechanisms/certificates.js';
+import { TestCa } from '../../helpers/pki.js';
+
+const root = new TestCa('root');
+// The root's first device and the site's first device: each CA numbers its own certificates, so both are 0x1001.
+const laptop = root.issue('laptop');
+const site = root.intermediate('site');
+const kiosk = site.issue('kiosk');
+const x509 = (pem: string) => new X509Certificate(pem);
+
+t.test('a CRL entry names a certificate of the CRL\'s issuer: the same serial number from another CA is not revoked', async (t) => {
+  t.equal(x509(laptop.cert).serialNumber, x509(kiosk.cert).serialNumber, 'two CAs, one serial number');
+  const revoked = crlRevoked(readFileSync(site.crl([kiosk], 'site-revokes-kiosk.pem'), 'utf8'));
+  t.ok(revoked.has(revocationKeyOf(x509(kiosk.cert))), "the site CA's device it revoked");
+  t.notOk(revoked.has(revocationKeyOf(x509(laptop.cert))), "the root CA's device with the same number");
+});
+
+t.test('the CAs above a certificate, up to the trust anchor, from the bundle and the chain the device sent', async (t) => {
+  const subjects = (certs: X509Certificate[]) => certs.map((c) => c.subject);
+  t.same(subjects(issuersOf(x509(kiosk.cert), [x509(root.ca.cert), x509(site.ca.cert)])), ['CN=site', 'CN=root'], 'both in the bundle');
+  t.same(subjects(issuersOf(x509(kiosk.cert), [x509(root.ca.cert)])), [], 'the intermediate neither in the bundle nor sent');
+  t.same(subjects(issuersOf(x509(laptop.cert), [x509(root.ca.cert)])), ['CN=root']);
+  // A root CA's CRL revoking the intermediate: found by walking up from the device.
+  const revoked = crlRevoked(readFileSync(root.crl([site.ca], 'root-revokes-site.pem'), 'utf8') + readFileSync(site.crl([], 'site-empty.pem'), 'utf8'));
+  const chain = [x509(kiosk.cert), ...issuersOf(x509(kiosk.cert), [x509(root.ca.cert), x509(site.ca.cert)])];
+  t.same(chain.map((c) => revoked.has(revocationKeyOf(c))), [false, true, false], 'the intermediate is listed, its device itself is not');
+});
