@@ -161,6 +161,22 @@ function refreshWith(refresh: string, rewrite: (url: string) => string): string 
   return refresh.slice(0, start) + rewrite(refresh.slice(start, stop)) + refresh.slice(stop);
 }
 
+/**
+ * The value of a header (`name` lower-case) the request holds exactly once, from its raw headers (name, value, ...);
+ * undefined when it holds none or several. Node joins the copies of most headers with ", ", and the first copy, which
+ * may be the client's, is then read as the whole value.
+ */
+export function sentOnce(raw: readonly string[], name: string): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length !== name.length || n.toLowerCase() !== name) continue;
+    if (value !== undefined) return undefined;
+    value = raw[i + 1]!;
+  }
+  return value;
+}
+
 export function asList(v: string | string[] | number | undefined): string[] {
   if (v === undefined) return [];
   return Array.isArray(v) ? v : [String(v)];

@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
-import { actsOnPortal } from '../domain/headers.js';
+import { actsOnPortal, sentOnce } from '../domain/headers.js';
 import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { loginPageFor } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
@@ -64,8 +64,9 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
       authorization: req.headers.authorization,
       client: req.client,
       tlsCertificate: undefined,
-      // The proxy in front terminates TLS: its device header (from a trusted proxy, as every caller here is) counts.
-      deviceHeader: deviceHeader ? one(req, deviceHeader) : undefined,
+      // The proxy in front terminates TLS: its device header (from a trusted proxy, as every caller here is) counts;
+      // more than one (the browser's passed on beside the proxy's) names no device, as in proxy mode.
+      deviceHeader: deviceHeader ? sentOnce(req.raw.rawHeaders, deviceHeader) : undefined,
       session: active,
     });
     req.access = { method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, pathAndQuery, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
-import { asList, browserResponseHeaders, upstreamRequestHeaders } from '../domain/headers.js';
+import { asList, browserResponseHeaders, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
 import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation, loginPageFor } from '../domain/redirect.js';
 import { GatewayError, portalFailureCode } from '../errors.js';
@@ -99,7 +99,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       authorization: req.headers.authorization,
       client: req.client,
       tlsCertificate: tlsCert && { certificate: tlsCert, authorized: (req.socket as TLSSocket).authorized },
-      deviceHeader: deviceHeader && trustedProxies.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '') ? first(req.headers[deviceHeader]) : undefined,
+      // The device header more than once (a proxy that adds its own to the client's rather than replacing it): no
+      // copy can be told for the proxy's, so the device is unmanaged, as with a certificate that does not verify.
+      deviceHeader: deviceHeader && trustedProxies.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '') ? sentOnce(req.raw.rawHeaders, deviceHeader) : undefined,
       session: active,
     });
     req.access = { method: req.method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: forwarded.path, device };
@@ -364,10 +366,6 @@ function bufferable(method: string, status: number, contentLength: string | stri
 /** X-Forwarded-For for the portal: the client, or the peer when a trusted proxy passed an unreadable address. */
 function forwardedFor(req: FastifyRequest): string {
   return req.client.ip ?? normaliseAddress(req.socket.remoteAddress ?? '') ?? '';
-}
-
-function first(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
 
 type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff?: boolean; /** Bytes come so far. */ received?: number };

@@ -9,7 +9,7 @@ import { Sealer } from '../../src/mechanisms/sealer.js';
 import { ConfigError, decodeKey, resolveConfig } from '../../src/config/load.js';
 import { fingerprintsOf } from '../../src/mechanisms/certificates.js';
 import { DeviceRegistry } from '../../src/stores/device-registry.js';
-import type { Browser } from '../helpers/browser.js';
+import { rawRequest, type Browser } from '../helpers/browser.js';
 import { OPERATOR, runCli } from '../helpers/cli.js';
 import { rawTestConfig } from '../helpers/config.js';
 import { TestCa, twinOf, type Issued } from '../helpers/pki.js';
@@ -281,6 +281,13 @@ t.test('behind a TLS-terminating proxy: the certificate header counts only from 
   await registry(viaProxy).put({ fingerprint: laptop2.fingerprint, name: 'laptop-2', status: 'revoked', addedAt: viaProxy.clock.now(), revokedAt: viaProxy.clock.now() });
   t.equal((await b.get('/admin/', header(twinOf(laptop2, deviceCa.dir)))).status, 403, "a revoked certificate's twin from the proxy");
   t.equal((await b.get('/admin/')).status, 403, 'none');
+  // A proxy that adds its own header to the client's instead of replacing it sends two (Node would keep the first).
+  const twice = (...values: string[]) =>
+    rawRequest(viaProxy.url, `GET /admin/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: __Host-mfa-session=${b.cookies.get('__Host-mfa-session')}\r\n${values.map((v) => `X-SSL-Client-Cert: ${v}\r\n`).join('')}Connection: close\r\n\r\n`);
+  t.match(await twice(encodeURIComponent(laptop.cert)), /^HTTP\/1\.1 200 /, 'control: the header once, as raw bytes');
+  t.match(await twice(encodeURIComponent(laptop.cert), ''), /^HTTP\/1\.1 403 /, 'the header twice, the first a real certificate: not a managed device');
+  t.match(await twice(encodeURIComponent(laptop.cert), encodeURIComponent(laptop.cert)), /^HTTP\/1\.1 403 /, 'nor twice the same');
+  t.equal((await b.get('/records', { accept: 'application/json' })).status, 200, 'the request itself is not refused: only the device does not count');
   const echo = JSON.parse((await b.get('/echo', { ...header(laptop), accept: 'application/json' })).body);
   t.notOk('x-ssl-client-cert' in echo.headers, 'the header is removed before the portal');
 

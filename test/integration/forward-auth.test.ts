@@ -156,11 +156,14 @@ t.test("nginx sets the device header itself: a browser's own copy, even of a rea
   // nginx passes the login and the logout to the gateway itself: there too the header is nginx's, not the browser's.
   t.equal((await b.get('/logout', forged)).status, 403, 'a request nginx passes to the gateway: not a managed device either');
   // The same header from the proxy itself (as nginx sends the certificate it verified) is believed.
-  const fromProxy = await request(`${s.url}/_mfa/forward-auth`, {
-    headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/admin/', 'x-forwarded-host': 'localhost', 'x-forwarded-for': '203.0.113.9', cookie: cookieOf(b), ...forged },
-  });
+  const asked = { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/admin/', 'x-forwarded-host': 'localhost', 'x-forwarded-for': '203.0.113.9', cookie: cookieOf(b) };
+  const fromProxy = await request(`${s.url}/_mfa/forward-auth`, { headers: { ...asked, ...forged } });
   await fromProxy.body.dump();
   t.equal(fromProxy.statusCode, 200, 'a managed device when the proxy sends it');
+  // A proxy that adds its own header to the browser's instead of replacing it sends two (Node would keep the first).
+  const twice = await request(`${s.url}/_mfa/forward-auth`, { headers: { ...asked, 'x-ssl-client-cert': [forged['x-ssl-client-cert'], ''] } });
+  await twice.body.dump();
+  t.equal(twice.statusCode, 403, 'the header twice, the first a real certificate: not a managed device');
 });
 
 t.test('methods: a rule for GET covers HEAD, and a method override in the query is refused', async (t) => {
