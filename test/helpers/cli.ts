@@ -1,5 +1,6 @@
 // Runs the real command line (src/main.ts) in a child process, as an operator would.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 
@@ -9,6 +10,21 @@ export const TS_LOADER = process.execArgv.find((a) => a.includes('@tapjs/typescr
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [TS_LOADER, 'src/main.ts', ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * runCli without blocking this process: for a test whose gateway runs in this process and serves it around the
+ * commands (a blocked event loop for the seconds a command takes fires every timer at once afterwards, and a kept-alive
+ * connection may then be reset under the next request).
+ */
+export async function runCliAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [TS_LOADER, 'src/main.ts', ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
 }
 
 /** Every admin command names its operator and reason (they go into the audit trail). */

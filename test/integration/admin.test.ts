@@ -16,7 +16,7 @@ import { CredentialOwners } from '../../src/stores/factor-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { Browser, inputValue } from '../helpers/browser.js';
-import { OPERATOR, runCli } from '../helpers/cli.js';
+import { OPERATOR, runCli, runCliAsync } from '../helpers/cli.js';
 import { TestCa } from '../helpers/pki.js';
 import { randomKey } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
@@ -283,21 +283,21 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
   const configFile = join(dir, 'gw.json');
   writeFileSync(configFile, JSON.stringify({ ...s.config, log: { level: 'silent' } }));
-  const cli = (...args: string[]) => runCli([...args, '--config', configFile, ...OPERATOR]);
+  const cli = (...args: string[]) => runCliAsync([...args, '--config', configFile, ...OPERATOR]);
 
-  const shown = cli('user', 'show', '--user', 'alice');
+  const shown = await cli('user', 'show', '--user', 'alice');
   t.equal(shown.code, 0, shown.stderr);
   t.match(shown.stdout, /totp +Authenticator app/);
-  const exported = cli('user', 'export', '--user', 'alice');
+  const exported = await cli('user', 'export', '--user', 'alice');
   t.equal(JSON.parse(exported.stdout).pid, pid);
   t.notOk(exported.stdout.includes(alice.secret), 'no secret exported');
 
-  t.match(cli('sessions', 'revoke', '--user', 'alice').stdout, 'ended 1 session(s) of alice');
+  t.match((await cli('sessions', 'revoke', '--user', 'alice')).stdout, 'ended 1 session(s) of alice');
   t.notOk(await signedIn(alice.b));
-  t.match(cli('user', 'reset-factors', '--user', 'alice').stdout, 'removed every factor of alice');
+  t.match((await cli('user', 'reset-factors', '--user', 'alice')).stdout, 'removed every factor of alice');
   t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).location, '/_mfa/enrol');
 
-  const erased = cli('user', 'erase', '--user', 'alice', '--yes');
+  const erased = await cli('user', 'erase', '--user', 'alice', '--yes');
   t.equal(erased.code, 0, erased.stderr);
   const left: string[] = [];
   for await (const batch of s.kv.scanKeys('')) left.push(...batch);
@@ -305,29 +305,29 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   t.ok(left.some((k) => k.includes(gw.pidOf(BOB.username)!)));
 
   t.ok(await signedIn(bob.b));
-  t.match(cli('sessions', 'revoke', '--all').stdout, 'ended 1 session(s) of every user', "Bob's");
+  t.match((await cli('sessions', 'revoke', '--all')).stdout, 'ended 1 session(s) of every user', "Bob's");
   t.notOk(await signedIn(bob.b));
 
   // Refused: no operator, a reason naming the user, erase without --yes.
-  t.equal(runCli(['user', 'show', '--config', configFile, '--user', 'bob']).code, 2, 'no --operator/--reason');
-  const naming = runCli(['user', 'show', '--config', configFile, '--user', 'bob', '--operator', 'Dana', '--reason', 'Bob called']);
+  t.equal((await runCliAsync(['user', 'show', '--config', configFile, '--user', 'bob'])).code, 2, 'no --operator/--reason');
+  const naming = await runCliAsync(['user', 'show', '--config', configFile, '--user', 'bob', '--operator', 'Dana', '--reason', 'Bob called']);
   t.equal(naming.code, 2);
   t.match(naming.stderr, '--reason must not contain the username');
-  t.equal(cli('user', 'erase', '--user', 'bob').code, 2, 'erase without --yes');
+  t.equal((await cli('user', 'erase', '--user', 'bob')).code, 2, 'erase without --yes');
   // A device named by its certificate file is recorded by its fingerprint.
   const laptop = new TestCa('admin-devices').issue('laptop');
-  t.equal(cli('devices', 'register', '--cert', laptop.certFile, '--shared').code, 0);
-  t.equal(cli('devices', 'revoke', '--cert', laptop.certFile).code, 0);
-  const bare = cli('user', '--user', 'bob');
+  t.equal((await cli('devices', 'register', '--cert', laptop.certFile, '--shared')).code, 0);
+  t.equal((await cli('devices', 'revoke', '--cert', laptop.certFile)).code, 0);
+  const bare = await cli('user', '--user', 'bob');
   t.equal(bare.code, 2, 'no action');
   t.match(bare.stderr, 'mfa-gateway: user needs an action');
 
   // Rotation on Redis: a config with a new first encryption key (Bob's factors are left to re-seal).
   const rotatedFile = join(dir, 'rotated.json');
   writeFileSync(rotatedFile, JSON.stringify({ ...s.config, keys: { ...s.config.keys, encryption: [{ id: 'e2', secret: randomKey() }, ...s.config.keys.encryption] }, log: { level: 'silent' } }));
-  const rot = runCli(['keys', 'rotate', '--config', rotatedFile, ...OPERATOR]);
+  const rot = await runCliAsync(['keys', 'rotate', '--config', rotatedFile, ...OPERATOR]);
   t.match(rot.stdout, /^re-sealed [1-9]\d* record\(s\) with encryption key e2/, rot.stderr);
-  t.match(runCli(['keys', 'status', '--config', rotatedFile, ...OPERATOR]).stdout, /encryption {2}e1 .* 0 record\(s\)/);
+  t.match((await runCliAsync(['keys', 'status', '--config', rotatedFile, ...OPERATOR])).stdout, /encryption {2}e1 .* 0 record\(s\)/);
 
   // The admin chain: one record per command, with operator, reason, the pseudonym and the outcome; no names.
   const adminDir = join(s.config.audit.dir, 'admin');
@@ -344,7 +344,7 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   t.equal(actions[0].pid, pid, 'the user by pseudonym');
   t.notOk(/"(alice|bob)"/i.test(text), 'no username in the admin chain');
   t.ok(text.includes('"event":"factors_reset"') && text.includes('"event":"user_erased"'), 'the security events of the commands are in the chain too');
-  const verified = runCli(['audit', 'verify', '--config', configFile, adminDir]);
+  const verified = await runCliAsync(['audit', 'verify', '--config', configFile, adminDir]);
   t.equal(verified.code, 0, verified.stdout);
   t.match(verified.stdout, /^OK: \d+ record\(s\), [1-9]\d* signed checkpoint\(s\)/m);
 });
