@@ -127,11 +127,12 @@ export class SessionService {
     const ttl = (s: SessionRecord) => sessionTtlMs(s, this.d.limits);
     if ((await this.d.sessions.change(active.sid, apply, ttl)) !== null) return;
     // Gone: ended, or moved by a step-up while this request waited for the portal (its cookies belong to the new id).
-    // A step-up takes the old record, notes the move, then writes the new one: in those moments this waits a little.
+    // A step-up takes the old record, notes the move, then writes the new one: in those moments this waits a little
+    // (not moved: one more look, for a step-up between its take and its note; moved: until the new one is written).
     for (let round = 0; ; round++) {
       const to = await this.d.sessions.movedTo(active.sid);
       if (to !== null && (await this.d.sessions.change(to, apply, ttl)) !== null) return;
-      if (round >= MOVE_WAIT.rounds || (await this.d.sessions.endedLately(to ?? active.sid))) return;
+      if (round >= (to === null ? 1 : MOVE_WAIT.rounds) || (await this.d.sessions.endedLately(to ?? active.sid))) return;
       await new Promise((r) => setTimeout(r, MOVE_WAIT.ms));
     }
   }

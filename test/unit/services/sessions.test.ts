@@ -111,6 +111,14 @@ t.test('a portal answer saved after a logout ended the session does not wait for
   await service.save(active, add('late'));
   t.equal(looks, 1, 'one look for a move, then done');
   t.equal(await sessions.get(active.sid), null);
+  // Ended otherwise (signed out from another device), with no note: one more look, for a step-up between its steps.
+  const { sessions: others, service: other, active: first } = await signedIn();
+  await other.endAll(first.record.pid, 'signed out elsewhere');
+  let again = 0;
+  const movedAgain = others.movedTo.bind(others);
+  others.movedTo = (sid) => (again++, movedAgain(sid));
+  await other.save(first, add('late'));
+  t.equal(again, 2, 'two looks for a move, then done');
 });
 
 t.test('a passkey that can be synced is recorded as one, also after a step-up with a device-bound one', async (t) => {
