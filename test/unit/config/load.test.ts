@@ -124,6 +124,8 @@ t.test('a pattern with a repetition inside a repetition is warned of: a crafted 
   raw.portal.login.failure.body = 'Invalid username or password|Your form expired';
   raw.portal.login.success.location = '^/(?!login)';
   t.same(slow(resolveConfig(raw)), [], 'alternatives, lookaheads and single repetitions are not');
+  raw.portal.login.success.location = '(?<!login)$';
+  t.same(slow(resolveConfig(raw)), [], 'nor a lookbehind, which the check cannot read');
 });
 
 t.test('an empty listening address (a variable set but empty) is refused: it would listen on every interface', async (t) => {
