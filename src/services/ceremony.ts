@@ -191,20 +191,19 @@ export class Attempts {
 
   /** Operator: turns a kind back on (or all kinds) for a user; the kinds that were disabled. */
   async clear(pid: string, kind?: AttemptKind): Promise<AttemptKind[]> {
-    const disabled: AttemptKind[] = [];
-    for (const k of kind ? [kind] : ATTEMPT_KINDS) {
-      const check = await this.counters[k].check(keys.factorFailures(pid, k));
-      if (!check.allowed && check.locked) disabled.push(k);
+    const kinds = kind ? [kind] : ATTEMPT_KINDS;
+    const disabled = await this.disabledKinds(pid, kinds);
+    for (const k of kinds) {
       await this.counters[k].clear(keys.factorFailures(pid, k));
       await this.d.kv.setRemove(keys.lockoutIndex(), `${pid}:${k}`);
     }
-    return disabled;
+    return [...disabled];
   }
 
-  /** The kinds of factor disabled for a user after too many failures (a wait after failures disables nothing). */
-  async disabledKinds(pid: string): Promise<Set<AttemptKind>> {
+  /** The kinds of factor (of `kinds`) disabled for a user after too many failures (a wait after failures disables nothing). */
+  async disabledKinds(pid: string, kinds: readonly AttemptKind[] = ATTEMPT_KINDS): Promise<Set<AttemptKind>> {
     const disabled = new Set<AttemptKind>();
-    for (const kind of ATTEMPT_KINDS) {
+    for (const kind of kinds) {
       const check = await this.counters[kind].check(keys.factorFailures(pid, kind));
       if (!check.allowed && check.locked) disabled.add(kind);
     }

@@ -315,7 +315,7 @@ ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
 </form>
 ${
   !f.removable
-    ? `<p class="hint">${esc(t('securityLastFactor'))}</p>`
+    ? `<p class="hint">${esc(t(v.factors.length > 1 ? 'securityLastWorking' : 'securityLastFactor'))}</p>`
     : `<form method="get" action="${ctx.prefix}/security/remove">${hidden('factor', f.id)}<button type="submit" class="secondary">${esc(t('securityRemove', { name: f.name }))}</button></form>`
 }
 </li>`,

@@ -216,7 +216,7 @@ t.test('a passkey marked as copied does not count as the factor left: the app be
   const ids = [...new Set([...page.body.matchAll(/name="factor" value="([^"]+)"/g)].map((m) => m[1]!))];
   const appId = ids.find((id) => page.body.indexOf(`value="${id}"`) < page.body.indexOf('Key'))!;
   const keyId = ids.find((id) => id !== appId)!;
-  t.match(page.body, 'This is your only second step, so it cannot be removed.', 'the page says so');
+  t.match(page.body, 'This is the only second step that works now, so it cannot be removed.', 'the page says so');
   const form = inputValue(page.body, 'csrf');
   t.equal((await b.post('/_mfa/security/remove', { csrf: form, factor: appId })).status, 400, 'the app: refused');
   t.equal((await b.post('/_mfa/security/remove', { csrf: form, factor: keyId })).status, 303, 'the copied key: removed');

@@ -440,6 +440,7 @@ t.test('a factor of a kind disabled after too many failures is shown so, and doe
   const { page, csrf: settingsCsrf } = await securityPage(owner);
   t.match(page.body, 'Too many wrong codes were entered for your app, so it is turned off', 'the app is shown as turned off');
   t.notMatch(page.body, 'Remove Key', 'the passkey, the one factor that works, offers no removal');
+  t.match(page.body, 'This is the only second step that works now, so it cannot be removed', 'and says why');
   t.equal((await owner.get(`/_mfa/security/remove?factor=${keyOf(page.body)}`)).location, '/_mfa/security', 'its removal question leads back to the settings');
   t.equal((await owner.post('/_mfa/security/remove', { csrf: settingsCsrf, factor: keyOf(page.body) })).status, 400, 'its removal is refused');
 
