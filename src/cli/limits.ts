@@ -19,9 +19,9 @@ export async function blocksCommand(gw: Gateway, action: string, a: { ip?: strin
       const range = /^(.+)\/64$/.exec(a.ip);
       const ip = normaliseAddress(range ? range[1]! : a.ip);
       if (!ip || (range && !ip.includes(':'))) throw new UsageError(`--ip is not an IP address: ${JSON.stringify(a.ip)}`);
-      await login.unblock(ip);
-      gw.security('block_cleared', { ip: addressBucket(ip) });
-      return [`cleared ${addressBucket(ip)}`];
+      const was = await login.unblock(ip);
+      if (was) gw.security('block_cleared', { ip: addressBucket(ip) });
+      return [was ? `cleared ${addressBucket(ip)}` : `${addressBucket(ip)} was not blocked (check the address; its failures are forgotten all the same)`];
     }
     default:
       throw new UsageError(`unknown blocks action ${action}`);

@@ -149,13 +149,15 @@ export class LoginLimits {
   }
 
   /** Operator: lifts the block of an address (`mfa-gateway blocks clear`). */
-  async unblock(ip: string): Promise<void> {
+  /** Lifts an address's block and forgets its failures; whether it was blocked. */
+  async unblock(ip: string): Promise<boolean> {
     const bucket = addressBucket(ip);
     this.knownBlocks.delete(bucket);
-    await this.d.kv.delete(keys.addressBlock(bucket));
+    const was = await this.d.kv.take(keys.addressBlock(bucket));
     await this.d.kv.delete(keys.addressUsernames(bucket));
     await this.addresses.clear(keys.addressFailures(bucket));
     await this.d.kv.setRemove(keys.blockIndex(), bucket);
+    return was !== null;
   }
 
   /** Blocked addresses with the time each block ends. */
