@@ -332,6 +332,7 @@ function checkSemantics(c: Config): string[] {
   if (c.store.redis.mode === 'cluster' && c.store.redis.replicaAcks) problems.push('store.redis.replicaAcks: not available in cluster mode');
   if (c.devices.header && c.server.trustedProxies.length === 0) problems.push('devices.header: needs server.trustedProxies (the header is believed only from them)');
   if (c.forwardAuth.enabled && c.server.trustedProxies.length === 0) problems.push('forwardAuth.enabled: needs server.trustedProxies (the proxies that may ask)');
+  if (c.forwardAuth.enabled && c.forwardAuth.sessionCookies.length === 0) problems.push("forwardAuth.enabled: needs forwardAuth.sessionCookies (the names of the portal's session cookies)");
   if (c.devices.crlFile && !c.devices.caFile) problems.push('devices.crlFile: needs devices.caFile');
   // A fingerprint names no serial number: the CRL could not be checked for devices known by one.
   if (c.devices.crlFile && c.devices.header?.format === 'fingerprint') {

@@ -387,6 +387,11 @@ export const ConfigSchema = Type.Object(
     forwardAuth: Type.Object(
       {
         enabled: Type.Boolean({ default: false, description: 'Answer <prefix>/forward-auth for nginx auth_request, Caddy forward_auth and Traefik forwardAuth.' }),
+        sessionCookies: Type.Array(Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$" }), {
+          default: [],
+          maxItems: 10,
+          description: "The portal's session cookies (JSESSIONID, PHPSESSID, .ASPXAUTH): each gateway session lets through only the values it was signed in with.",
+        }),
       },
       { default: {}, additionalProperties: false, description: 'Forward-auth mode: a proxy in front asks the gateway about each request.' },
     ),

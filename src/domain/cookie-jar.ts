@@ -1,4 +1,5 @@
 // The server-side cookie jar that holds the portal's cookies for one browser: merge Set-Cookie, build Cookie.
+import { createHash } from 'node:crypto';
 import { parse as parseSetCookie } from 'set-cookie-parser';
 
 export interface JarCookie {
@@ -97,6 +98,27 @@ export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?
     }
   }
   return header || undefined;
+}
+
+/** Every value a Cookie header gives the cookie `name`, in order. */
+export function cookieValues(header: string | undefined, name: string): string[] {
+  if (!header?.includes(name)) return [];
+  return header.split(';').flatMap((pair) => (cookieName(pair) === name ? [pair.slice(pair.indexOf('=') + 1).trim()] : []));
+}
+
+/**
+ * The portal's session as one digest (forward-auth mode, where the browser holds the portal's cookies): the values of
+ * the named cookies, `valuesOf` giving each name's. Null when none has a value, or when one has two different values
+ * (held for two paths, or a second one added by the client): which one the portal reads cannot be told.
+ */
+export function portalSessionDigest(names: readonly string[], valuesOf: (name: string) => readonly string[]): string | null {
+  const held: [string, string][] = [];
+  for (const name of names) {
+    const values = new Set(valuesOf(name));
+    if (values.size > 1) return null;
+    for (const value of values) held.push([name, value]);
+  }
+  return held.length ? createHash('sha256').update(JSON.stringify(held)).digest('base64url') : null;
 }
 
 /** The name of a `name=value` pair or of a Set-Cookie header. */

@@ -2,11 +2,13 @@
 // about each request of the browser and sends it to the portal only on a 200. Same sessions, same policy.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical-path.js';
+import { cookieValues, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
 import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { loginPageFor } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
+import type { ActiveSession } from '../services/sessions.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 
@@ -20,9 +22,21 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   // The identity headers the gateway answers with and the portal's own trusted ones (portal.stripHeaders).
   const reserved = new Set([...ctx.reservedHeaders].map((name) => name.replaceAll('_', '-')));
   const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
+  const { sessionCookies } = config.forwardAuth;
   const one = (req: FastifyRequest, name: string) => {
     const v = req.headers[name];
     return Array.isArray(v) ? v[0] : v;
+  };
+
+  /**
+   * The session, when the portal's session cookies the browser sends are those it was signed in with. The browser holds
+   * them in this mode: a gateway session of one's own would otherwise let through another person's portal session (a
+   * stolen cookie, or one signed in with their password alone at a portal that keeps its pre-login session id).
+   */
+  const boundTo = (active: ActiveSession | null, req: FastifyRequest): ActiveSession | null => {
+    if (!active || active.record.portalSession === portalSessionDigest(sessionCookies, (name) => cookieValues(req.headers.cookie, name))) return active;
+    req.log.warn({ pid: active.record.pid }, "a session sent with portal cookies other than its sign-in's: not signed in");
+    return null;
   };
 
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -55,7 +69,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (paths.isLogout(lowered) || paths.loginPathOf(lowered, method)) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }
-    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
+    const active = boundTo(await sessions.authenticate(req.cookies[COOKIE.session]), req);
     const { outcome, device } = await access.decide({
       host,
       method,

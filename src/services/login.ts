@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { pathAndQuery } from '../domain/canonical-path.js';
-import { applySetCookies, cookieHeader, cookieName, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, cookieName, cookieValues, portalSessionDigest, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { loginFields, namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
@@ -257,6 +257,9 @@ export class LoginService {
       this.d.security('password_failed', { pid, ip });
       return { kind: 'failed', portal: answer };
     }
+    // A successful answer's cookies are all held, also in forward-auth mode: only the second factor releases them.
+    const held = this.d.browserCookies === 'all' ? applySetCookies(jar, setCookies, req.path, now, []) : updated;
+    const portalSession = config.forwardAuth.enabled ? forwardAuthSession(config.forwardAuth.sessionCookies, held, req.headers.cookie, now) : undefined;
     await this.d.limits.succeeded(admitted);
     const factors = await this.d.factors.get(pid);
     // No factor yet: the enrolment proof comes first, unless trust on first use was chosen explicitly.
@@ -268,8 +271,8 @@ export class LoginService {
       {
         pid,
         username,
-        // A successful answer's cookies are all held, also in forward-auth mode: only the second factor releases them.
-        jar: this.d.browserCookies === 'all' ? applySetCookies(jar, setCookies, req.path, now, []) : updated,
+        jar: held,
+        ...(portalSession ? { portalSession } : {}),
         continueTo: returnTarget(location, config),
         csrf: newId(),
         stage,
@@ -342,6 +345,26 @@ export class LoginService {
 }
 
 /** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */
+/**
+ * Forward-auth mode: the portal session a sign-in binds its gateway session to (see portalSessionDigest), its cookies
+ * as the browser will hold them: set by the login answer (withheld until the second factor), else sent with the
+ * password. The answer must set one of them anew: a portal that signed in the id the browser already had (one that a
+ * gateway session of someone else's may be bound to, or that an attacker planted) would let the password alone in.
+ */
+function forwardAuthSession(names: readonly string[], held: Jar, sentCookies: string | undefined, now: number): string {
+  const live = held.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
+  const setByAnswer = (name: string) => live.filter((c) => c.name === name).map((c) => c.value);
+  if (!names.some((name) => setByAnswer(name).some((value) => !cookieValues(sentCookies, name).includes(value)))) {
+    throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', 'the login answer set none of forwardAuth.sessionCookies anew (the portal kept its session id)');
+  }
+  const digest = portalSessionDigest(names, (name) => {
+    const set = setByAnswer(name);
+    return set.length ? set : cookieValues(sentCookies, name);
+  });
+  if (!digest) throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', 'a cookie of forwardAuth.sessionCookies has two values');
+  return digest;
+}
+
 function throwIfRefused<A extends Admission | AccountAdmission>(a: A, ip: string, pid: string | undefined, security: SecurityLog): asserts a is Extract<A, { ok: true }> {
   if (a.ok) return;
   if (a.reason !== 'address blocked') security('password_throttled', { ...(pid ? { pid } : {}), ip, reason: a.reason });

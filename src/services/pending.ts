@@ -71,7 +71,8 @@ export class PendingService {
     }
     // A login kept from before the password time was recorded counts as begun at once (before any ending).
     const factorAt = verified ? undefined : p.factorAt;
-    const token = await this.d.sessions.start({ pid: p.pid, username: p.username, proof, jar: p.jar, ...(p.groups ? { groups: p.groups } : {}), ...(factorAt ? { factorAt } : {}) }, ip, p.passwordAt ?? 0);
+    const { pid, username, jar, groups, portalSession } = p;
+    const token = await this.d.sessions.start({ pid, username, proof, jar, ...(groups ? { groups } : {}), ...(portalSession ? { portalSession } : {}), ...(factorAt ? { factorAt } : {}) }, ip, p.passwordAt ?? 0);
     const finished: FinishedLogin = { pid: p.pid, token, continueTo: p.continueTo, jar: p.jar, ...(p.browserSetCookies ? { browserSetCookies: p.browserSetCookies } : {}) };
     if (form !== undefined) await this.d.pending.finished.put(id, `${stage}\n${form}`, finished);
     return { ok: true, ...finished };

@@ -35,7 +35,7 @@ export class SessionService {
    * Creates the session record and returns the signed cookie value. `passwordAt`: when the sign-in began; the user's
    * sessions ended since (a factor reset, a revocation) end it too, so it never starts.
    */
-  async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[]; factorAt?: number }, ip: string, passwordAt: number): Promise<string> {
+  async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[]; portalSession?: string; factorAt?: number }, ip: string, passwordAt: number): Promise<string> {
     const now = this.d.clock.now();
     // `factorAt`: when the factor was verified, if not now (at enrolment, before the recovery codes were acknowledged).
     const { proof, factorAt, ...rest } = s;

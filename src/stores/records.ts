@@ -95,6 +95,8 @@ export interface PendingLogin {
   groups?: string[];
   /** The login answer's Set-Cookie lines for cookies the browser holds (portal.browserCookies), given it at the end. */
   browserSetCookies?: string[];
+  /** Forward-auth mode: the portal session the sign-in is bound to (portalSessionDigest). */
+  portalSession?: string;
   /** The client's address at the password step (for the notification of an abandoned login). */
   ip: string;
 }
@@ -187,6 +189,8 @@ export interface SessionRecord {
   csrf: string;
   /** Groups the portal named in its login answer (groups.loginHeader). */
   groups?: string[];
+  /** Forward-auth mode: the only portal session it lets through (portalSessionDigest of the cookies it was signed in with). */
+  portalSession?: string;
 }
 
 // Decrypting the session record is the largest cost of a proxied request; opened records are remembered.

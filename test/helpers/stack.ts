@@ -42,13 +42,15 @@ export interface StackOptions {
   patch?: (raw: Record<string, any>) => void;
   /** CA of the gateway's TLS certificate. */
   ca?: string;
+  /** The demo portal starts a new session id at login. */
+  newSessionAtLogin?: boolean;
 }
 
 export async function startStack(
   opts: StackOptions = {},
 ): Promise<Stack> {
   const portalRequests: Stack['portalRequests'] = [];
-  const portal = await startDemoPortal({ onRequest: (r) => portalRequests.push(r) });
+  const portal = await startDemoPortal({ onRequest: (r) => portalRequests.push(r), newSessionAtLogin: opts.newSessionAtLogin });
   const clock = new FakeClock(Date.now());
   const logs: string[] = [];
   const sink = new Writable({

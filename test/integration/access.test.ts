@@ -349,7 +349,7 @@ keys:
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records', '--host', 'evil.example']).stdout, 'host evil.example: refused before any rule (421): not one of server.hosts');
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records', '--method', 'TRACE']).stdout, 'method TRACE: refused before any rule (405)');
   // In forward-auth mode the proxy in front passes any method on: the rules judge it.
-  writeFileSync(join(dir, 'fwd.yaml'), `${readFileSync(join(dir, 'gw.yaml'), 'utf8')}server: { trustedProxies: [127.0.0.1] }\nforwardAuth: { enabled: true }\n`);
+  writeFileSync(join(dir, 'fwd.yaml'), `${readFileSync(join(dir, 'gw.yaml'), 'utf8')}server: { trustedProxies: [127.0.0.1] }\nforwardAuth: { enabled: true, sessionCookies: [PORTALSESSID] }\n`);
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'fwd.yaml'), '--path', '/records', '--method', 'PROPFIND']).stdout, 'decision: sign-in required by "portal"');
   const explain = (factor: string) => runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/controlled/', '--factor', factor]);
   t.match(explain('webauthn').stdout, 'decision: "controlled drugs" needs a second factor (device-bound-passkey)', 'a synced passkey is not enough');

@@ -9,16 +9,17 @@ import { COOKIE } from '../../src/http/cookies.js';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { startNginx, type TestNginx } from '../helpers/nginx.js';
 import { TestCa } from '../helpers/pki.js';
-import { ALICE, enrol, signUpAndEnrol, startStack, type Stack, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, enrol, signUpAndEnrol, startStack, type Stack, totpAt } from '../helpers/stack.js';
 
-function forwardAuthStack(patch: (raw: Record<string, any>) => void = () => {}): Promise<Stack> {
+function forwardAuthStack(patch: (raw: Record<string, any>) => void = () => {}, newSessionAtLogin = true): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-groups-'));
   const groupsFile = join(dir, 'groups.yaml');
   writeFileSync(groupsFile, 'alice: [patients, carers]\n');
   return startStack({
+    newSessionAtLogin,
     patch: (raw) => {
       raw.server.trustedProxies = ['127.0.0.1'];
-      raw.forwardAuth = { enabled: true };
+      raw.forwardAuth = { enabled: true, sessionCookies: ['PORTALSESSID'] };
       raw.identity = { userHeader: 'X-MFA-User', groupsHeader: 'X-MFA-Groups' };
       raw.policy = {
         rules: [
@@ -50,9 +51,9 @@ async function behindNginx(t: Test, patch?: (raw: Record<string, any>) => void):
 }
 
 /** Password and authenticator-app enrolment, all through nginx. */
-async function signIn(s: Stack, b: Browser, loginPath = '/login'): Promise<string> {
+async function signIn(s: Stack, b: Browser, loginPath = '/login', user = ALICE): Promise<string> {
   const form = await b.get('/login');
-  const password = await b.post(loginPath, { username: ALICE.username, password: ALICE.password, csrf: inputValue(form.body, 'csrf') });
+  const password = await b.post(loginPath, { username: user.username, password: user.password, csrf: inputValue(form.body, 'csrf') });
   if (password.location !== '/_mfa/enrol') throw new Error(`password login answered ${password.status} ${password.location}`);
   const { secret, done } = await enrol(s, b);
   if (done.status !== 303) throw new Error(`enrolment answered ${done.status}`);
@@ -96,12 +97,26 @@ t.test('sign in through nginx; the portal is told who is asking, and only by the
   t.equal(records.headers['cache-control'], 'no-store', 'not kept by the browser (Back on a shared computer)');
   t.equal((await b.get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', "the portal's caching of its style sheet stands");
   t.equal((await b.get('/echo', { accept: 'application/json', 'x-mfa-user': 'admin', 'x-mfa-groups': 'staff' })).status, 403, 'a client-sent identity header: refused');
-  // The browser's X-Forwarded-Host too is nginx's to set (the portal may build links from it).
-  const echoed = await b.get('/echo', { accept: 'application/json', 'x-forwarded-host': 'evil.example' });
+  // The browser's X-Forwarded-Host too is nginx's to set (the portal may build links from it), and its other
+  // forwarding headers, which frameworks read for the host, scheme, port or path asked for, never reach the portal.
+  const forwarding = {
+    forwarded: 'for=10.1.1.1;host=evil.example;proto=http',
+    'x-forwarded-uri': '/admin/',
+    'x-forwarded-method': 'DELETE',
+    'x-forwarded-prefix': '/evil',
+    'x-forwarded-port': '8443',
+    'x-forwarded-server': 'evil.example',
+    'x-forwarded-ssl': 'off',
+    'x-forwarded-scheme': 'http',
+    'front-end-https': 'off',
+  };
+  const echoed = await b.get('/echo', { accept: 'application/json', 'x-forwarded-host': 'evil.example', 'x-real-ip': '10.1.1.1', ...forwarding });
   t.equal(echoed.status, 200);
   const { headers } = JSON.parse(echoed.body);
   t.equal(headers['x-mfa-user'], 'alice', "the gateway's answer");
   t.equal(headers['x-forwarded-host'], '127.0.0.1', "nginx's (the Host it was asked for), not the browser's");
+  t.equal(headers['x-real-ip'], '127.0.0.1', "nginx's");
+  for (const name of Object.keys(forwarding)) t.equal(headers[name], undefined, `the browser's ${name} is not passed on`);
   t.same(String(headers['x-mfa-groups']).split(',').sort(), ['carers', 'patients']);
   t.notOk(s.portalRequests.some((r) => /admin|staff/.test(`${r.headers['x-mfa-user']} ${r.headers['x-mfa-groups']}`)), 'the client-sent identity never reached the portal');
 
@@ -116,6 +131,49 @@ t.test('sign in through nginx; the portal is told who is asking, and only by the
   const old = browser();
   for (const [k, v] of beforeLogout) old.cookies.set(k, v);
   t.equal((await old.get('/records')).status, 302, 'the gateway session ended with the logout');
+});
+
+t.test("a session lets through only the portal session it was signed in with: not another person's", async (t) => {
+  const { s, browser } = await behindNginx(t);
+  const alice = browser();
+  await signIn(s, alice);
+  const bob = browser();
+  await signIn(s, bob, '/login', BOB);
+  const aliceRecords = 'Health records for Alice Ngata';
+  t.match((await alice.get('/records')).body, aliceRecords, 'her own session and portal cookie');
+  t.match((await bob.get('/records')).body, 'Health records for Bob', 'his');
+
+  // Bob's own gateway session with Alice's portal cookie (stolen): signed out, not Alice's records.
+  const thief = browser();
+  for (const [k, v] of bob.cookies) thief.cookies.set(k, v);
+  thief.cookies.set('PORTALSESSID', alice.cookies.get('PORTALSESSID')!);
+  const stolen = await thief.get('/records');
+  t.equal(stolen.status, 302, 'sent to sign in');
+  t.notMatch(stolen.body, aliceRecords);
+  // Both cookies at once (a second value of the name, for another path): which one the portal reads cannot be told.
+  const both = await bob.get('/records', { cookie: `${cookieOf(bob)}; PORTALSESSID=${alice.cookies.get('PORTALSESSID')}` });
+  t.equal(both.status, 302, 'a session cookie sent twice with two values: signed out');
+  t.match((await bob.get('/records')).body, 'Health records for Bob', "his session itself is untouched");
+
+  // Alice's password alone, typed in Bob's browser: her portal session is a new one, withheld until her second factor.
+  const form = await bob.get('/login');
+  const password = await bob.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(form.body, 'csrf') });
+  t.equal(password.location, '/_mfa/verify', 'her password accepted, her second factor asked for');
+  const withheld = await bob.get('/records');
+  t.notMatch(withheld.body, aliceRecords, "Alice's records are not shown without her second factor");
+});
+
+t.test('a portal that keeps its session id at login gets no sign-in in forward-auth mode', async (t) => {
+  // There, Alice's password typed in a browser holding a portal session id bound to Bob's gateway session would sign
+  // that id in as Alice: Bob's session would carry it.
+  const s = await forwardAuthStack(undefined, false);
+  t.teardown(s.close);
+  const b = s.browser();
+  const form = await b.get('/login');
+  const refused = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(form.body, 'csrf') });
+  t.equal(refused.status, 502, 'GW_ERR_LOGIN_UNRECOGNISED');
+  t.notOk(b.cookies.has(COOKIE.pending), 'no second step begun');
+  t.ok(s.logs.some((l) => l.includes('the portal kept its session id')), 'the log says why');
 });
 
 t.test('the policy decides at nginx: closed areas, legacy authentication and odd paths never reach the portal', async (t) => {

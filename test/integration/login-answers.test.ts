@@ -119,7 +119,7 @@ t.test("forward-auth mode: the portal's cookies go to the browser as the portal 
   const value = 'S3cretPortalSess Value42';
   const { b, logs, stack } = await start(t, (_password, res) => res.writeHead(302, { location: '/', 'set-cookie': `PORTALSESSID=${value}; Path=/; HttpOnly` }).end(), (raw) => {
     raw.server.trustedProxies = ['127.0.0.1'];
-    raw.forwardAuth = { enabled: true };
+    raw.forwardAuth = { enabled: true, sessionCookies: ['PORTALSESSID'] };
   });
   t.equal((await b.post('/login', { username: 'alice', password: 'right' })).location, '/_mfa/enrol');
   const { done } = await enrol(stack, b);

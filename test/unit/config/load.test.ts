@@ -271,6 +271,12 @@ t.test('settings that would start a gateway nothing can reach: refused at check'
   const forwardAuth = rawTestConfig('http://127.0.0.1:1');
   forwardAuth.forwardAuth = { enabled: true };
   t.ok(problemsOf(() => resolveConfig(forwardAuth)).includes('forwardAuth.enabled: needs server.trustedProxies (the proxies that may ask)'));
+  t.ok(problemsOf(() => resolveConfig(forwardAuth)).includes("forwardAuth.enabled: needs forwardAuth.sessionCookies (the names of the portal's session cookies)"));
+  forwardAuth.server.trustedProxies = ['127.0.0.1'];
+  forwardAuth.forwardAuth.sessionCookies = ['JSESSIONID'];
+  t.doesNotThrow(() => resolveConfig(forwardAuth), 'with both');
+  forwardAuth.forwardAuth.sessionCookies = ['JSESSIONID; x=1'];
+  t.throws(() => resolveConfig(forwardAuth), 'a cookie name is a token');
 });
 
 t.test('${ENV} and *_FILE secrets', async (t) => {

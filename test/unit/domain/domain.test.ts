@@ -1,6 +1,6 @@
 import t from 'tap';
 import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-path.js';
-import { applySetCookies, cookieHeader, setCookieNames, withExplicitPath } from '../../../src/domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, cookieValues, portalSessionDigest, setCookieNames, withExplicitPath } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, returnTarget } from '../../../src/domain/redirect.js';
@@ -115,6 +115,24 @@ t.test('a Set-Cookie line sent in answer to another request keeps the path of it
   t.equal(withExplicitPath('XSRF-TOKEN=/path=/x', '/login'), 'XSRF-TOKEN=/path=/x; Path=/', 'a value is no attribute');
   t.equal(withExplicitPath('XSRF-TOKEN=a; Path=/x; Path', '/app/login'), 'XSRF-TOKEN=a; Path=/x; Path; Path=/app', 'a last Path without a value');
   t.equal(withExplicitPath('XSRF-TOKEN=a; Pathology=/x', '/app/login'), 'XSRF-TOKEN=a; Pathology=/x; Path=/app', 'another attribute');
+});
+
+t.test("forward-auth: the portal session a gateway session is bound to", async (t) => {
+  const header = 'theme=dark; JSESSIONID=abc; XJSESSIONID=zzz; JSESSIONID = abc';
+  t.same(cookieValues(header, 'JSESSIONID'), ['abc', 'abc'], 'by exact name, every copy');
+  t.same(cookieValues('theme=dark', 'JSESSIONID'), []);
+  t.same(cookieValues(undefined, 'JSESSIONID'), []);
+  const digest = (h: string | undefined) => portalSessionDigest(['JSESSIONID', 'SSO'], (name) => cookieValues(h, name));
+  const mine = digest('JSESSIONID=abc; SSO=1');
+  t.type(mine, 'string');
+  t.equal(digest('SSO=1; theme=dark; JSESSIONID=abc'), mine, 'other cookies and the order do not count');
+  t.equal(digest('JSESSIONID=abc; SSO=1; JSESSIONID=abc'), mine, 'the same value twice is one value');
+  t.not(digest('JSESSIONID=abd; SSO=1'), mine, "another person's session");
+  t.not(digest('JSESSIONID=abc'), mine, 'one of the cookies missing');
+  t.not(digest('JSESSIONID=abc; SSO=1x'), mine);
+  t.equal(digest('JSESSIONID=abc; SSO=1; JSESSIONID=xyz'), null, 'two values of one name: which the portal reads cannot be told');
+  t.equal(digest('theme=dark'), null, 'none at all');
+  t.not(portalSessionDigest(['A', 'B'], (n) => (n === 'A' ? ['x'] : [])), portalSessionDigest(['A', 'B'], (n) => (n === 'B' ? ['x'] : [])), 'the value under its own name');
 });
 
 t.test('session timeouts with an injected clock', async (t) => {
