@@ -302,10 +302,12 @@ export interface FactorView {
 export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoverySet: string; notice?: MessageKey; error?: string }): string {
   const { t } = ctx;
   const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+  // A factor left with its default name (an app called "Authenticator app") is not named twice.
+  const kindAfter = (f: FactorView) => (t(`securityKind.${f.kind}`) === f.name ? '' : ` – ${esc(t(`securityKind.${f.kind}`))}`);
   const items = v.factors
     .map(
       (f) => `<li>
-<p><strong>${esc(f.name)}</strong> – ${esc(t(`securityKind.${f.kind}`))}<br>
+<p><strong>${esc(f.name)}</strong>${kindAfter(f)}<br>
 <span class="hint">${esc(t('securityAdded', { date: date(f.addedAt) }))}, ${esc(f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${esc(t('securitySuspect'))}</p>` : ''}${f.disabled ? `\n<p class="error">${esc(t(f.kind === 'totp' ? 'securityDisabledApp' : 'securityDisabledPasskey'))}</p>` : ''}
 <form method="post" action="${ctx.prefix}/security/rename" class="inline">
 ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}

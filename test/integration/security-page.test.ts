@@ -82,7 +82,7 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
   const { s, receiver } = await setUp(t);
   const { b, secret } = await signUpAndEnrol(s);
   const { page } = await securityPage(b);
-  t.match(page.body, 'Authenticator app');
+  t.match(page.body, '<strong>Authenticator app</strong><br>', 'the default name, not followed by the same kind');
   t.match(page.body, /Added \d{4}-\d\d-\d\d, last used \d{4}-\d\d-\d\d/);
   t.match(page.body, 'This is your only second step, so it cannot be removed');
   t.equal(factorIds(page.body).length, 1, 'one factor: it can be renamed, not removed');
@@ -96,6 +96,7 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
 
   const second = await addApp(s, b, 'Tablet');
   t.not(second, secret, 'a new secret');
+  t.match((await securityPage(b)).page.body, '<strong>Tablet</strong> – Authenticator app<br>', 'a name of its own, with its kind');
   const auth = new SoftAuthenticator({ origin: 'http://localhost' });
   const passkeyPage = await b.get('/_mfa/security/passkey');
   const csrf = passkeyCsrf(passkeyPage.body);
