@@ -100,21 +100,48 @@ export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?
   return header || undefined;
 }
 
-/** Every value a Cookie header gives the cookie `name`, in order. */
-export function cookieValues(header: string | undefined, name: string): string[] {
-  if (!header?.includes(name)) return [];
-  return header.split(';').flatMap((pair) => (cookieName(pair) === name ? [pair.slice(pair.indexOf('=') + 1).trim()] : []));
+/**
+ * Every value a Cookie header gives the cookie `name`, in order (name=value pairs apart by `;`, spaces and tabs around
+ * them). Null when the header also holds the name in another form, which some portal's parser reads as that cookie:
+ * in another case (ASP.NET), percent-encoded (PHP), quoted, or after a comma, a space or another character that is
+ * not a cookie name's, also inside another cookie's value (Python and Tomcat split on commas and spaces, Django
+ * strips Unicode spaces: `x=1, NAME=v`, `\u0085NAME=v`).
+ */
+export function cookieValues(header: string | undefined, name: string): string[] | null {
+  if (!header) return [];
+  const values: string[] = [];
+  const lower = name.toLowerCase();
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq !== -1 && trimSpaces(pair.slice(0, eq)) === name) values.push(trimSpaces(pair.slice(eq + 1)));
+    else if (looseNames(pair).includes(lower)) return null;
+  }
+  return values;
+}
+
+const trimSpaces = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '');
+
+/** The cookie names a lenient parser could find in a pair: percent-decoded, in lower case, at any separator. */
+function looseNames(pair: string): string[] {
+  const decoded = pair.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+  return decoded
+    .toLowerCase()
+    .split(/[^\x21\x23-\x2b\x2d-\x3a\x3c\x3e-\x7e]+/)
+    .map((part) => part.replace(/^\$/, ''));
 }
 
 /**
  * The portal's session as one digest (forward-auth mode, where the browser holds the portal's cookies): the values of
  * the named cookies, `valuesOf` giving each name's. Null when none has a value, or when one has two different values
- * (held for two paths, or a second one added by the client): which one the portal reads cannot be told.
+ * (held for two paths, or a second one added by the client) or cannot be read for certain (see cookieValues): which
+ * one the portal reads cannot be told.
  */
-export function portalSessionDigest(names: readonly string[], valuesOf: (name: string) => readonly string[]): string | null {
+export function portalSessionDigest(names: readonly string[], valuesOf: (name: string) => readonly string[] | null): string | null {
   const held: [string, string][] = [];
   for (const name of names) {
-    const values = new Set(valuesOf(name));
+    const read = valuesOf(name);
+    if (read === null) return null;
+    const values = new Set(read);
     if (values.size > 1) return null;
     for (const value of values) held.push([name, value]);
   }

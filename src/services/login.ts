@@ -354,14 +354,14 @@ export class LoginService {
 function forwardAuthSession(names: readonly string[], held: Jar, sentCookies: string | undefined, now: number): string {
   const live = held.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
   const setByAnswer = (name: string) => live.filter((c) => c.name === name).map((c) => c.value);
-  if (!names.some((name) => setByAnswer(name).some((value) => !cookieValues(sentCookies, name).includes(value)))) {
+  if (!names.some((name) => setByAnswer(name).some((value) => !(cookieValues(sentCookies, name) ?? []).includes(value)))) {
     throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', 'the login answer set none of forwardAuth.sessionCookies anew (the portal kept its session id)');
   }
   const digest = portalSessionDigest(names, (name) => {
     const set = setByAnswer(name);
     return set.length ? set : cookieValues(sentCookies, name);
   });
-  if (!digest) throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', 'a cookie of forwardAuth.sessionCookies has two values');
+  if (!digest) throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', 'a cookie of forwardAuth.sessionCookies has two values, or is sent in another form too');
   return digest;
 }
 

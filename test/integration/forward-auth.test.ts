@@ -153,6 +153,15 @@ t.test("a session lets through only the portal session it was signed in with: no
   // Both cookies at once (a second value of the name, for another path): which one the portal reads cannot be told.
   const both = await bob.get('/records', { cookie: `${cookieOf(bob)}; PORTALSESSID=${alice.cookies.get('PORTALSESSID')}` });
   t.equal(both.status, 302, 'a session cookie sent twice with two values: signed out');
+  // Her cookie under a name some portal's parser reads as the session cookie (another case, percent-encoded, after a
+  // comma or a space in another cookie's value): nginx passes the header as it is, so it is refused.
+  const v = alice.cookies.get('PORTALSESSID')!;
+  for (const disguised of [`portalsessid=${v}`, `%50ORTALSESSID=${v}`, `x=1, PORTALSESSID=${v}`, `x=1 PORTALSESSID=${v}`, `$Version=1; x=1, PORTALSESSID=${v}`]) {
+    for (const header of [`${disguised}; ${cookieOf(bob)}`, `${cookieOf(bob)}; ${disguised}`]) {
+      const res = await bob.get('/echo', { accept: 'application/json', cookie: header });
+      t.equal(res.status, 302, `${header.startsWith(disguised) ? 'before' : 'after'} his own: ${disguised.replace(v, 'V')}`);
+    }
+  }
   t.match((await bob.get('/records')).body, 'Health records for Bob', "his session itself is untouched");
 
   // Alice's password alone, typed in Bob's browser: her portal session is a new one, withheld until her second factor.

@@ -122,6 +122,11 @@ t.test("forward-auth: the portal session a gateway session is bound to", async (
   t.same(cookieValues(header, 'JSESSIONID'), ['abc', 'abc'], 'by exact name, every copy');
   t.same(cookieValues('theme=dark', 'JSESSIONID'), []);
   t.same(cookieValues(undefined, 'JSESSIONID'), []);
+  t.same(cookieValues('JSESSIONIDSSO=1; a.JSESSIONID=2; JSESSIONID=abc', 'JSESSIONID'), ['abc'], 'other names holding it');
+  // The name in another form, which some portal's parser reads as the cookie: nothing can be said for certain.
+  for (const other of ['jsessionid=x', '%4aSESSIONID=x', '"JSESSIONID"=x', '$JSESSIONID=x', 'x=1 JSESSIONID=x', 'x=1, JSESSIONID=x', '\u0085JSESSIONID=x', '\u00a0JSESSIONID=x', 'x="a JSESSIONID=x"']) {
+    t.equal(cookieValues(`JSESSIONID=abc; ${other}`, 'JSESSIONID'), null, other);
+  }
   const digest = (h: string | undefined) => portalSessionDigest(['JSESSIONID', 'SSO'], (name) => cookieValues(h, name));
   const mine = digest('JSESSIONID=abc; SSO=1');
   t.type(mine, 'string');
