@@ -62,7 +62,7 @@ const USAGE = `Usage:
                                      client addresses blocked for credential stuffing
   mfa-gateway lockouts list|clear --config FILE [--user U] [--factor totp|webauthn|recovery|enrolment-code]
                                      factors disabled after too many failures
-  mfa-gateway help                   show this text`;
+  mfa-gateway help                   show this text (also --help, -h)`;
 
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
@@ -90,13 +90,16 @@ const OPTIONS = {
   format: { type: 'string' },
   'audit-dir': { type: 'string', multiple: true },
   'public-key': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>['values'];
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, values: v } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
-  const [command, sub, arg] = positionals;
+  const [, sub, arg] = positionals;
+  // --help is the answer to whatever else is on the line (`serve --help` runs nothing), as `help` is.
+  const command = v.help ? 'help' : positionals[0];
   const config = () => {
     if (!v.config) throw new UsageError(`${command} needs --config FILE`);
     return loadConfigFile(v.config);

@@ -1,9 +1,10 @@
-// Command-line arguments refused before anything runs: report periods, sessions revoke's choice.
+// Command-line arguments refused before anything runs: report periods, sessions revoke's choice; --help.
 import t from 'tap';
 import { sessionsCommand } from '../../../src/cli/admin.js';
 import { reportPeriod } from '../../../src/cli/report.js';
 import { UsageError } from '../../../src/cli/usage.js';
 import type { Gateway } from '../../../src/gateway.js';
+import { runCli } from '../../helpers/cli.js';
 
 const DAY = 86_400_000;
 
@@ -44,4 +45,18 @@ t.test('sessions revoke takes --user or --all, not both', async (t) => {
     (err: unknown) => (err instanceof UsageError ? 'usage error' : String(err)),
   );
   t.equal(outcome, 'usage error');
+});
+
+t.test('--help and -h print the usage and exit 0, as help does, running nothing else', async (t) => {
+  const help = runCli(['help']);
+  t.equal(help.code, 0);
+  t.match(help.stdout, /^Usage:/);
+  for (const args of [['--help'], ['-h'], ['serve', '--help'], ['config', 'check', 'no-such-file.yaml', '-h']]) {
+    const r = runCli(args);
+    t.same({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 0, stdout: help.stdout, stderr: '' }, args.join(' '));
+  }
+  // The negative: an option still unknown is still a usage error.
+  const unknown = runCli(['--helpme']);
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, "Unknown option '--helpme'");
 });
