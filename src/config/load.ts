@@ -113,11 +113,16 @@ function yamlProblem(err: unknown): string {
 /** Validates an already-parsed config object (the same rules as a file). */
 export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; baseDir?: string } = {}): Config {
   const problems: string[] = [];
-  const value = substitute(structuredClone(raw), '', opts.env ?? process.env, opts.baseDir ?? process.cwd(), problems);
+  const failed = new Set<string>();
+  const value = substitute(structuredClone(raw), '', opts.env ?? process.env, opts.baseDir ?? process.cwd(), problems, failed);
   if (!validate(value)) {
     const errors = validate.errors ?? [];
     for (const e of errors) {
       const path = e.instancePath.replace(/^\//, '').replaceAll('/', '.') || '(top level)';
+      // A value whose variable is not set or whose file cannot be read is already named: its empty or missing value
+      // is no second problem (a missing property is at the option's own path, not its parent's).
+      const at = e.keyword === 'required' ? `${path}.${String(e.params.missingProperty)}` : path;
+      if ([...failed].some((f) => at === f || at.startsWith(`${f}.`))) continue;
       // A choice of fixed values (TypeBox unions of literals): one line naming them, not one per value.
       const choices = errors.filter((c) => c.keyword === 'const' && c.instancePath === e.instancePath && c.schemaPath.startsWith(`${e.schemaPath}/`));
       if (e.keyword === 'anyOf' && choices.length) {
@@ -144,16 +149,19 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
  * Replaces ${NAME} in strings with environment values and `key_FILE: path` with the file's content under `key`;
  * paths in `*File` and `file` options become absolute, relative to the config file.
  */
-function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir: string, problems: string[]): unknown {
+function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir: string, problems: string[], failed: Set<string>): unknown {
   if (typeof node === 'string') {
     return node.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
       const v = env[name];
-      if (v === undefined) problems.push(`${path}: environment variable ${name} is not set`);
+      if (v === undefined) {
+        problems.push(`${path}: environment variable ${name} is not set`);
+        failed.add(path);
+      }
       // Trimmed as a *_FILE's content is: a secret made from a file ending in a line break is the same secret either way.
       return v?.trim() ?? '';
     });
   }
-  if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}.${i}`, env, baseDir, problems));
+  if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}.${i}`, env, baseDir, problems, failed));
   if (node && typeof node === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(node)) {
@@ -162,18 +170,19 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         const target = k.slice(0, -'_FILE'.length);
         // Both: which one wins would depend on their order in the file (for keys.pseudonym, every enrolment).
         if (Object.hasOwn(node, target)) problems.push(`${path ? `${path}.` : ''}${target}: give either ${target} or ${k}, not both`);
-        const file = resolve(baseDir, substitute(v, at, env, baseDir, problems) as string);
+        const file = resolve(baseDir, substitute(v, at, env, baseDir, problems, failed) as string);
         try {
           out[target] = readFileSync(file, 'utf8').trim();
         } catch (err) {
           // The path is not shown: a secret given where its file belongs (the two variables swapped) would be printed.
           problems.push(`${at}: cannot read the secret file it names (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+          failed.add(path ? `${path}.${target}` : target);
         }
       } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {
         // Files the gateway keeps reading (certificates, CRL, group map) are named relative to the config file.
-        out[k] = resolve(baseDir, substitute(v, at, env, baseDir, problems) as string);
+        out[k] = resolve(baseDir, substitute(v, at, env, baseDir, problems, failed) as string);
       } else {
-        out[k] = substitute(v, at, env, baseDir, problems);
+        out[k] = substitute(v, at, env, baseDir, problems, failed);
       }
     }
     return out;
