@@ -160,21 +160,21 @@ async function main(argv: string[]): Promise<number> {
           return usage('audit verify|who|public-key');
       }
     case 'user':
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => userCommand(gw, sub ?? '', { user: v.user, yes: v.yes }));
+      return admin(config(), v, command, sub, async (gw) => userCommand(gw, sub ?? '', { user: v.user, yes: v.yes }));
     case 'sessions':
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => sessionsCommand(gw, sub ?? '', { user: v.user, all: v.all }));
+      return admin(config(), v, command, sub, async (gw) => sessionsCommand(gw, sub ?? '', { user: v.user, all: v.all }));
     case 'keys':
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => keysCommand(gw, sub ?? ''));
+      return admin(config(), v, command, sub, async (gw) => keysCommand(gw, sub ?? ''));
     case 'devices':
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared }));
+      return admin(config(), v, command, sub, async (gw) => devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared }));
     case 'blocks':
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => blocksCommand(gw, sub ?? '', { ip: v.ip }));
+      return admin(config(), v, command, sub, async (gw) => blocksCommand(gw, sub ?? '', { ip: v.ip }));
     case 'lockouts':
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => lockoutsCommand(gw, sub ?? '', { user: v.user, factor: v.factor }));
+      return admin(config(), v, command, sub, async (gw) => lockoutsCommand(gw, sub ?? '', { user: v.user, factor: v.factor }));
     case 'enrol-codes': {
       if (sub !== 'issue') return usage('enrol-codes issue needs --config FILE and --user U or --csv FILE');
       const users = v.csv === undefined ? undefined : csvUsernames(v.csv);
-      return admin(config(), v, `${command} ${sub ?? ''}`, async (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
+      return admin(config(), v, command, sub, async (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
     }
     case 'help':
     case undefined:
@@ -185,15 +185,28 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** The actions of each admin command, as the usage lists them. */
+const ADMIN_ACTIONS: Readonly<Record<string, readonly string[]>> = {
+  user: ['show', 'export', 'reset-factors', 'erase'],
+  sessions: ['revoke'],
+  keys: ['rotate', 'status'],
+  devices: ['register', 'revoke', 'list'],
+  'enrol-codes': ['issue'],
+  blocks: ['list', 'clear'],
+  lockouts: ['list', 'clear'],
+};
+
 /**
  * An admin command: run against the configured store and written to the admin audit chain with the operator, the
  * reason, the user's pseudonym (never the name) and the outcome. `csvUsers`: the users of a --csv file, whom the reason
  * must not name either.
  */
-function admin(config: Config, v: Values, action: string, run: (gw: Gateway) => Promise<string[]>, csvUsers?: readonly string[]): Promise<number> {
-  action = action.trim();
-  // Without an action there is nothing to carry out, nor to write to the audit trail.
-  if (!action.includes(' ')) return Promise.resolve(usage(`${action} needs an action (see help)`));
+function admin(config: Config, v: Values, command: string, sub: string | undefined, run: (gw: Gateway) => Promise<string[]>, csvUsers?: readonly string[]): Promise<number> {
+  // Without an action there is nothing to carry out, nor to write to the audit trail; and only a known action goes
+  // there (and into the report): any other word would be written as given, line breaks and markup too.
+  if (!sub) return Promise.resolve(usage(`${command} needs an action (see help)`));
+  if (!ADMIN_ACTIONS[command]?.includes(sub)) return Promise.resolve(usage(`unknown ${command} action (see help)`));
+  const action = `${command} ${sub}`;
   const by = operatorFrom({ ...v, users: csvUsers });
   return withGateway(config, 'admin', async (gw) => {
     // A device named by its certificate file is recorded by the certificate's fingerprint.

@@ -382,6 +382,25 @@ t.test('an admin command that cannot reach the store fails, and is recorded as f
   t.same(actions.map((a) => `${a.action} ${a.outcome}`), ['sessions revoke failed'], 'the attempt is in the admin trail');
 });
 
+t.test('an action a command does not have is wrong usage, and is neither in the admin trail nor in the report', async (t) => {
+  const s = await startRedisStack(t);
+  t.teardown(s.close);
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
+  const configFile = join(dir, 'gw.json');
+  writeFileSync(configFile, JSON.stringify({ ...s.config, log: { level: 'silent' } }));
+  for (const action of ['x\n\nFindings: none', '<script>alert(1)</script>', 'list x']) {
+    const r = await runCliAsync(['lockouts', action, '--config', configFile, ...OPERATOR]);
+    t.equal(r.code, 2, JSON.stringify(action));
+    t.match(r.stderr, 'mfa-gateway: unknown lockouts action');
+  }
+  // The negative: a known action is still recorded.
+  t.equal((await runCliAsync(['lockouts', 'list', '--config', configFile, ...OPERATOR])).code, 0);
+  const report = await runCliAsync(['report', '--config', configFile, '--days', '1', '--format', 'text']);
+  t.equal(report.code, 0, report.stderr);
+  t.match(report.stdout, /lockouts list +1/);
+  t.notMatch(report.stdout, /Findings: none|<script>|lockouts (x|list x)/, 'no refused action in the report');
+});
+
 t.test('operator and reason are required and free of control characters', async (t) => {
   t.same(operatorFrom({ operator: ' Dana ', reason: 'ticket 1' }), { operator: 'Dana', reason: 'ticket 1' });
   t.throws(() => operatorFrom({ reason: 'x' }), /--operator/);
