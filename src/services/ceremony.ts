@@ -212,10 +212,14 @@ export class Attempts {
 
   /** Disabled kinds of factor, by user. */
   async lockedOut(): Promise<{ pid: string; kind: AttemptKind }[]> {
-    return liveMembers(this.d.kv, keys.lockoutIndex(), async (member) => {
+    const listed = await liveMembers(this.d.kv, keys.lockoutIndex(), async (member) => {
       const [pid = '', kind] = member.split(':') as [string, AttemptKind];
+      // A kind this version does not know (a damaged store, a newer version's kind) has no counter here: it is not
+      // shown, and left in the set for a version that knows it.
+      if (!ATTEMPT_KINDS.includes(kind)) return { pid, kind: null };
       return (await this.counters[kind].check(keys.factorFailures(pid, kind))).allowed ? null : { pid, kind };
     });
+    return listed.filter((l): l is { pid: string; kind: AttemptKind } => l.kind !== null);
   }
 
   /**

@@ -4,7 +4,10 @@ import t from 'tap';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { request } from 'undici';
+import { userCommand } from '../../src/cli/admin.js';
+import { lockoutsCommand } from '../../src/cli/limits.js';
 import { knownBrowserToken } from '../../src/mechanisms/known-browser.js';
+import { keys } from '../../src/stores/keys.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue, rawRequest, type Browser, type Page } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
@@ -195,6 +198,11 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   // The operator clears the lock (as `mfa-gateway lockouts clear` does).
   const gw = s.app.gateway;
   t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }]);
+  // Members of no known kind (a damaged store, a newer version's kind) are passed over, the lockout still shown.
+  for (const member of ['abc:bogus', 'nocolon', `${gw.pidOf('alice')}:constructor`]) await gw.kv.setAdd(keys.lockoutIndex(), member, 60_000);
+  t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }], 'a stray member is passed over');
+  t.same(await lockoutsCommand(gw, 'list', {}), [`user ${gw.pidOf('alice')}  totp`], 'lockouts list');
+  t.match((await userCommand(gw, 'show', { user: 'alice' })).join('\n'), /^disabled after too many failures: totp$/m, 'user show');
   await gw.limits.attempts.clear(gw.pidOf('alice')!, 'totp');
   t.same(await gw.limits.attempts.lockedOut(), []);
   s.clock.advance(30_000);
