@@ -23,7 +23,8 @@ export interface ReportArgs {
 export function reportPeriod(a: ReportArgs, now: number): { from: number; to: number } {
   if (a.days !== undefined && (a.from !== undefined || a.to !== undefined)) throw new UsageError('give --days N or --from/--to, not both');
   const to = a.to === undefined ? now : instant(a.to, '--to', DAY_MS);
-  const days = a.days === undefined ? 30 : Number(a.days);
+  // Digits only: Number() would also take `1e2`, `0x10` and ` 7`.
+  const days = a.days === undefined ? 30 : /^\d+$/.test(a.days) ? Number(a.days) : NaN;
   // Up to a hundred years: further back, the period's start is not a date.
   if (!Number.isInteger(days) || days < 1 || days > 36_500) throw new UsageError('--days is a whole number of days, 1 to 36500');
   const from = a.from === undefined ? to - days * DAY_MS : instant(a.from, '--from', 0);

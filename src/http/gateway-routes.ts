@@ -97,7 +97,9 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       });
       if (outcome.verdict === 'sign-in') return reply.redirect(loginPageFor(ctx.config.portal.login.page, req.url), 302);
       if (outcome.verdict !== 'allow') throw new GatewayError('GW_ERR_ACCESS_DENIED', `admin report: ${outcome.verdict}`);
-      const days = Number((req.query as Record<string, unknown>).days ?? 30);
+      // Digits only, given once: Number() would also take `1e2`, `0x10` and ` 7` (and `days=1&days=2` is a list).
+      const asked = (req.query as Record<string, unknown>).days ?? '30';
+      const days = typeof asked === 'string' && /^\d+$/.test(asked) ? Number(asked) : NaN;
       if (!Number.isInteger(days) || days < 1 || days > 3660) throw new GatewayError('GW_ERR_BAD_REQUEST', 'days');
       const html = await page(days);
       return reply

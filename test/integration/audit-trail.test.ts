@@ -61,6 +61,8 @@ t.test('a real run leaves a verifiable trail of pseudonymous events, and the rep
   t.equal((await bob.b.get('/_mfa/admin/report')).status, 403, 'a user outside admin.report.groups is refused');
   t.equal((await s.browser().get('/_mfa/admin/report')).status, 302, 'signed out: to the sign-in page');
   t.equal((await later.b.get('/_mfa/admin/report?days=0')).status, 400, 'a bad period');
+  for (const days of ['1e2', '0x10', '%207', '7&days=8']) t.equal((await later.b.get(`/_mfa/admin/report?days=${days}`)).status, 400, `days=${days}: digits only`);
+  t.equal((await later.b.get('/_mfa/admin/report?days=10')).status, 200, 'digits are taken');
 
   // A lockout (bob's app codes at the cap of 3) and an address block (3 usernames failing from one address).
   const guess = await atCodePage(s, BOB);

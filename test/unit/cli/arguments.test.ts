@@ -35,6 +35,11 @@ t.test('report periods: UTC days with --to included, times with their offset, no
     { days: '0' },
     { days: '36501' },
     { days: '100000000000' },
+    { days: '1e2' },
+    { days: '0x10' },
+    { days: ' 7' },
+    { days: '7.0' },
+    { days: '' },
   ])
     t.ok(refused(() => reportPeriod(bad, now)), JSON.stringify(bad));
 });
