@@ -336,6 +336,12 @@ function checkSemantics(c: Config): string[] {
   const sameHost = wildcard(c.admin.host) || wildcard(c.server.host) || listening(c.admin.host).some((a) => listening(c.server.host).includes(a));
   if (c.admin.enabled && c.admin.port !== 0 && c.admin.port === c.server.port && sameHost) problems.push('admin.port: the same address as server.port');
   if (c.audit.redisStream.enabled && c.store.type !== 'redis') problems.push('audit.redisStream: needs store.type redis');
+  // Checked here, not at the first connection: there a bad URL is "Invalid URL" naming no option, and a db that is no
+  // number is taken as database 0. Never shown: it may hold a password.
+  const redisUrl = urlOf(c.store.redis.url);
+  if (!redisUrl || !redisUrl.hostname || redisUrl.port === '0' || !/^(\/\d{1,5})?\/?$/.test(redisUrl.pathname)) {
+    problems.push('store.redis.url: not a Redis URL (redis[s]://[user:password@]host[:port 1-65535][/db number])');
+  }
   if (c.store.redis.mode === 'sentinel' && (!c.store.redis.sentinels.length || !c.store.redis.masterName)) problems.push('store.redis: sentinel mode needs sentinels and masterName');
   if (c.store.redis.mode === 'cluster' && !c.store.redis.nodes.length) problems.push('store.redis.nodes: cluster mode needs seed nodes');
   if (c.store.redis.mode === 'cluster' && c.store.redis.replicaAcks) problems.push('store.redis.replicaAcks: not available in cluster mode');
@@ -387,6 +393,11 @@ export function configWarnings(c: Config): string[] {
     w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English on pages marked as its language, which a screen reader reads with that language's voice`);
   }
   if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
+  // ioredis takes the user and password of a URL holding either, and then ignores both options (an empty one included).
+  const redisUrl = urlOf(c.store.redis.url);
+  if (c.store.type === 'redis' && c.store.redis.mode === 'single' && (redisUrl?.username || redisUrl?.password) && (c.store.redis.username || c.store.redis.password)) {
+    w.push('store.redis.url holds a user or password: it is used, and store.redis.username and store.redis.password are ignored; give them in one place');
+  }
   // Plain http to another machine is a warning, not an error: a service mesh may carry it over mutual TLS.
   if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');
   if (c.enrolment.webhook && !safeOutbound(c.enrolment.webhook.url)) w.push('enrolment.webhook.url is plain http to another machine: enrolment codes cross the network unencrypted');
@@ -486,6 +497,14 @@ function tooWide(entry: string): boolean {
   mapped.addSubnet('::ffff:0:0', 96, 'ipv6');
   const holdsMapped = cidr.prefix >= 96 ? mapped.check(cidr.address, 'ipv6') : range.check('::ffff:0:0', 'ipv6');
   return holdsMapped && cidr.prefix < 96 + 8;
+}
+
+function urlOf(text: string): URL | null {
+  try {
+    return new URL(text);
+  } catch {
+    return null;
+  }
 }
 
 /** https, or plain http to a loopback address. */

@@ -252,6 +252,25 @@ t.test('replica acknowledgements: single and sentinel, not cluster', async (t) =
   t.same(problemsOf(() => resolveConfig(raw)), []);
 });
 
+t.test('store.redis.url: a port and a db number that Redis can take, checked at check time; credentials in one place', async (t) => {
+  const withUrl = (url: string, more: Record<string, string> = {}) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.store = { type: 'redis', redis: { url, ...more } };
+    return raw;
+  };
+  for (const url of ['redis://127.0.0.1:notaport', 'redis://h:6379/notadb', 'redis://h:70000', 'redis://h:0', 'redis://', 'redis://h:6379/1/2', 'rediss://:S3cretPw@h:x']) {
+    const problems = problemsOf(() => resolveConfig(withUrl(url)));
+    t.same(problems, ['store.redis.url: not a Redis URL (redis[s]://[user:password@]host[:port 1-65535][/db number])'], url);
+  }
+  for (const url of ['redis://127.0.0.1:6379', 'redis://h', 'redis://h/', 'redis://h:6379/2', 'rediss://user:pw@[::1]:6380/15']) t.same(problemsOf(() => resolveConfig(withUrl(url))), [], url);
+  // ioredis takes a URL's credentials and ignores the options then (checked: its parseURL, then lodash defaults).
+  const warned = (url: string, more: Record<string, string>) => configWarnings(resolveConfig(withUrl(url, more))).filter((w) => w.startsWith('store.redis.url'));
+  t.equal(warned('redis://:urlPw@h:6379', { password: 'S3cretPw' }).length, 1, 'two passwords');
+  t.equal(warned('redis://app@h:6379', { password: 'S3cretPw' }).length, 1, 'a user in the URL: the password option is ignored too');
+  t.same(warned('redis://h:6379', { username: 'app', password: 'S3cretPw' }), [], 'the options alone');
+  t.same(warned('redis://app:urlPw@h:6379', {}), [], 'the URL alone');
+});
+
 t.test('settings that would start a gateway nothing can reach: refused at check', async (t) => {
   const withHosts = (hosts: string[]) => problemsOf(() => resolveConfig({ ...rawTestConfig('http://127.0.0.1:1'), server: { ...rawTestConfig('http://127.0.0.1:1').server, hosts } }));
   for (const host of ['portal.example.org:443', '::1', '[::1]:8443']) t.ok(withHosts([host]).some((p) => p.startsWith('server.hosts.0:')), `${host}: a Host never equal to it`);
