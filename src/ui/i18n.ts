@@ -26,7 +26,14 @@ export class Messages {
     for (const file of dir ? readdirSync(dir).filter((f) => f.endsWith('.json')) : []) {
       const lang = file.slice(0, -5).toLowerCase();
       if (!LANGUAGE_TAG.test(lang)) throw new Error(`${file}: the name is not a language tag (such as mi.json or pt-BR.json)`);
-      const messages = JSON.parse(readFileSync(join(dir!, file), 'utf8')) as Record<string, unknown>;
+      let messages: Record<string, unknown>;
+      try {
+        messages = JSON.parse(readFileSync(join(dir!, file), 'utf8')) as Record<string, unknown>;
+      } catch (err) {
+        throw new Error(`${file}: ${(err as Error).message}`);
+      }
+      // A list or a plain value would be read as messages named 0, 1, … (or none), not as the file it is.
+      if (typeof messages !== 'object' || messages === null || Array.isArray(messages)) throw new Error(`${file}: not an object of messages ({"name": "text", …})`);
       for (const [key, text] of Object.entries(messages)) {
         if (!Object.hasOwn(en, key)) throw new Error(`${file}: unknown message ${key}`);
         if (typeof text !== 'string') throw new Error(`${file}: message ${key} is not text`);

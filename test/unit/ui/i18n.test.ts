@@ -66,7 +66,11 @@ t.test('a broken translation file is a start-up error naming the problem', async
   t.throws(() => new Messages(localesDir({ 'xx.json': { toString: 'x' } })), /unknown message toString/, 'names every object has are no messages');
   t.throws(() => new Messages(localesDir({ 'fr_CA.json': {} })), /fr_CA\.json: the name is not a language tag/);
   t.throws(() => new Messages(localesDir({ 'messages.json': {} })), /not a language tag/);
-  t.throws(() => new Messages(localesDir({ 'xx.json': '{' })), /JSON/);
+  t.throws(() => new Messages(localesDir({ 'xx.json': '{' })), /^xx\.json: .*JSON/, 'broken JSON: the file named');
+  for (const content of [null, 'a string', ['Wrong code.'], 5]) {
+    t.throws(() => new Messages(localesDir({ 'xx.json': JSON.stringify(content) })), { message: 'xx.json: not an object of messages ({"name": "text", …})' }, JSON.stringify(content));
+  }
+  t.doesNotThrow(() => new Messages(localesDir({ 'xx.json': {} })), 'an empty object is a catalogue leaving everything out');
   t.throws(() => new Messages(undefined, 'fr'), /no messages for the default language fr/);
   t.equal(new Messages(localesDir({ 'fr.json': {} }), 'fr').forRequest(undefined).lang, 'fr', 'a dropped-in default language');
 });
