@@ -33,7 +33,10 @@ export function groupFile(path: string, usernameCase: UsernameCase, clock: Clock
 }
 
 export function parseGroupMap(text: string, usernameCase: UsernameCase): GroupMap {
-  const raw: unknown = parseYaml(text) ?? {};
+  const raw: unknown = parseYaml(text);
+  // Empty (or comments only): most likely a file caught while being written (`cat > groups.yaml` empties it first),
+  // which would take everyone's groups away; a file that maps nobody says so with `{}`.
+  if (raw === null || raw === undefined) throw new Error('group file: empty (write {} for a file that maps nobody)');
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('group file: expected a mapping of username to a list of groups');
   const map = new Map<string, readonly string[]>();
   for (const [user, groups] of Object.entries(raw as Record<string, unknown>)) {

@@ -1,7 +1,11 @@
 // The groups file: what it may hold, and what it refuses (keeping the last good content, see WatchedFile).
 import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { WatchedFile } from '../../../src/mechanisms/watched-file.js';
-import { GroupDirectory, parseGroupMap, type GroupMap } from '../../../src/services/groups.js';
+import { GroupDirectory, groupFile, parseGroupMap, type GroupMap } from '../../../src/services/groups.js';
+import { FakeClock } from '../../helpers/clock.js';
 
 t.test('one entry per user, whatever the spelling', async (t) => {
   t.same(parseGroupMap('alice: [patients]\nbob: ["cn=staff,o=clinic", Ärzte]\n', 'lower').get('bob'), ['cn=staff,o=clinic', 'Ärzte']);
@@ -26,4 +30,21 @@ t.test("groups the portal named at login count only while groups.loginHeader is 
   // the groups it took: they no longer count once the header is taken out of the config.
   t.same(new GroupDirectory(file, false).groupsOf('alice', ['staff']), ['patients'], 'the header no longer trusted');
   t.same(new GroupDirectory(null, false).groupsOf('bob', ['staff']), []);
+});
+
+t.test('an emptied file (a writer caught half-way) is a broken one: the last good groups stay', async (t) => {
+  for (const text of ['', '\n  \n', '# staff\n']) t.throws(() => parseGroupMap(text, 'lower'), /group file: empty/, JSON.stringify(text));
+  t.equal(parseGroupMap('{}\n', 'lower').size, 0, 'a file that maps nobody says so');
+  const path = join(mkdtempSync(join(tmpdir(), 'mfa-groups-')), 'groups.yaml');
+  writeFileSync(path, 'alice: [staff]\n');
+  const clock = new FakeClock();
+  const errors: string[] = [];
+  const file = groupFile(path, 'lower', clock, (err) => errors.push(err.message));
+  writeFileSync(path, '');
+  clock.advance(2000);
+  t.same(file.current().get('alice'), ['staff'], 'emptied: kept');
+  t.same(errors, ['group file: empty (write {} for a file that maps nobody)'], 'and reported');
+  writeFileSync(path, 'alice: [patients]\n');
+  clock.advance(2000);
+  t.same(file.current().get('alice'), ['patients'], 'written again: read');
 });
