@@ -65,17 +65,36 @@ export class SecondFactorService {
     const index = await matchRecoveryCode(factors.recovery, input);
     // The claim, kept for good, makes "works once" atomic even for two uses at the same moment; the marks in
     // the factor record only count what is left.
-    const claimed = index !== -1 && (await this.d.kv.setIfAbsent(keys.recoveryCodeUsed(p.pid, factors.recovery.salt, index), '1'));
+    const claimed = index !== -1 && (await this.claimRecoveryCode(c, factors.recovery.salt, index));
     if (!claimed) return this.d.attempts.failed(c, ip, attempt, index === -1 ? 'wrong code' : 'code already used');
     await this.d.attempts.succeeded(c, attempt);
-    // Marked on the set as it is now; a set replaced meanwhile is left alone (its codes are new).
-    const marked = await this.d.factors.update(p.pid, (cur) =>
-      cur?.recovery?.salt === factors.recovery!.salt ? { ...cur, recovery: { ...cur.recovery, hashes: cur.recovery.hashes.map((h, i) => (i === index ? null : h)) } } : cur,
-    );
-    const remaining = marked?.recovery ? codesLeft(marked.recovery) : 0;
-    this.d.security('recovery_code_used', { pid: p.pid, ip, remaining });
-    this.d.notifier.notify({ event: 'recovery_code_used', user: p.username, ip, details: { remaining } });
+    // Marked on the set as it is now; a set replaced meanwhile is left alone (its codes are new). Already marked: the
+    // same form sent twice, and the other submission tells the use.
+    let again = false;
+    const after = await this.d.factors.update(p.pid, (cur) => {
+      const set = cur?.recovery;
+      again = false;
+      if (!cur || !set || set.salt !== factors.recovery!.salt) return cur;
+      again = set.hashes[index] === null;
+      return again ? cur : { ...cur, recovery: { ...set, hashes: set.hashes.map((h, i) => (i === index ? null : h)) } };
+    });
+    if (!again) {
+      const remaining = after?.recovery ? codesLeft(after.recovery) : 0;
+      this.d.security('recovery_code_used', { pid: p.pid, ip, remaining });
+      this.d.notifier.notify({ event: 'recovery_code_used', user: p.username, ip, details: { remaining } });
+    }
     return this.signedIn(id, p, { factor: 'recovery' }, ip, input);
+  }
+
+  /**
+   * A recovery code is accepted once, for good, and its claim notes the ceremony it went to (as ReplayGuard.claimStep
+   * does for a TOTP step). A claim found already there is this ceremony's own when the store applied it but its
+   * answer was lost (the connection cut, the command timed out): the same code sent again goes on, where it would
+   * otherwise be refused as used and be lost to the person while still counted as unused. Any other ceremony is refused.
+   */
+  private async claimRecoveryCode(c: Ceremony, salt: string, index: number): Promise<boolean> {
+    const key = keys.recoveryCodeUsed(c.pid, salt, index);
+    return (await this.d.kv.setIfAbsent(key, c.id)) || (await this.d.kv.get(key)) === c.id;
   }
 
   /** Authentication options for a passkey at sign-in; the challenge is bound to this pending login. */

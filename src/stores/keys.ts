@@ -66,6 +66,7 @@ export const keys = {
   lockoutIndex: () => '{login}:locked-factors',
   proofCodeSends: (pid: string) => `user:{${pid}}:proof-code-sends`,
   proofCodeSendsDaily: (pid: string) => `user:{${pid}}:proof-code-sends:daily`,
+  /** A recovery code used, kept for good; its value is the ceremony it went to (see SecondFactorService). */
   recoveryCodeUsed: (pid: string, setSalt: string, index: number) => `user:{${pid}}:recovery-used:${setSalt}:${index}`,
   recoveryCodeUsedPrefix: (pid: string) => `user:{${pid}}:recovery-used:`,
   /** When the store first saw a configured key (for key ages in `keys status` and the report). */

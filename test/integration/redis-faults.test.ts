@@ -8,12 +8,14 @@ import { inputValue } from '../helpers/browser.js';
 import { startOwnRedis } from '../helpers/redis.js';
 import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, totpAt } from '../helpers/stack.js';
 
-/** A store whose next delete or raiseTo of a key matching a pattern meets a fault. */
+/** A store whose next delete, raiseTo or setIfAbsent of a key matching a pattern meets a fault. */
 class FaultyStore extends RedisKvStore {
   /** Every connection is cut before the DEL is sent (a Redis restart, a failover): it never arrives. */
   cutBeforeDelete: RegExp | null = null;
   /** Redis stops (SIGSTOP) just before the call, for longer than the command timeout, then goes on: applied late. */
   stallRaise: RegExp | null = null;
+  /** Likewise for a SET NX. */
+  stallSetIfAbsent: RegExp | null = null;
   constructor(
     opts: ConstructorParameters<typeof RedisKvStore>[0],
     private readonly admin: Redis,
@@ -31,10 +33,20 @@ class FaultyStore extends RedisKvStore {
   override raiseTo(...args: Parameters<RedisKvStore['raiseTo']>) {
     if (this.stallRaise?.test(args[0])) {
       this.stallRaise = null;
-      process.kill(this.serverPid, 'SIGSTOP');
-      setTimeout(() => process.kill(this.serverPid, 'SIGCONT'), 400);
+      this.stall();
     }
     return super.raiseTo(...args);
+  }
+  override setIfAbsent(...args: Parameters<RedisKvStore['setIfAbsent']>) {
+    if (this.stallSetIfAbsent?.test(args[0])) {
+      this.stallSetIfAbsent = null;
+      this.stall();
+    }
+    return super.setIfAbsent(...args);
+  }
+  private stall() {
+    process.kill(this.serverPid, 'SIGSTOP');
+    setTimeout(() => process.kill(this.serverPid, 'SIGCONT'), 400);
   }
 }
 
@@ -87,4 +99,39 @@ t.test('a TOTP claim that timed out but was applied: the same code sent again is
   const after = s.logs.slice(logged).join('\n');
   t.notMatch(after, /"security":"mfa_replayed"/, 'not taken for a replay (nor told as one)');
   t.notMatch(after, /"security":"mfa_failed"/, 'nor counted as a failure');
+});
+
+t.test('a recovery code claim that timed out but was applied: the same code sent again in the same sign-in signs in', async (t) => {
+  const { s, kv } = await stack(t);
+  const { codes } = await signUpAndEnrol(s);
+  const { b, csrf } = await atCodePage(s, ALICE, 'recovery');
+  kv.stallSetIfAbsent = /:recovery-used:/;
+  const first = await b.post(`${s.config.server.prefix}/recovery`, { csrf, code: codes[0]! });
+  t.equal(first.status, 503, 'Redis too slow: 503');
+  t.equal(kv.stallSetIfAbsent, null, 'the fault was met');
+  await new Promise((r) => setTimeout(r, 600));
+  await kv.ready();
+  const logged = s.logs.length;
+  const again = await b.post(`${s.config.server.prefix}/recovery`, { csrf, code: codes[0]! });
+  t.equal(again.status, 303, 'signed in');
+  t.ok(b.cookies.has('__Host-mfa-session'), 'with a session');
+  const after = s.logs.slice(logged).join('\n');
+  t.notMatch(after, /"security":"mfa_failed"/, 'not counted as a failure');
+  t.match(after, /"security":"recovery_code_used"[^\n]*"remaining":9/, 'the code is counted as used');
+});
+
+t.test('a recovery code claim that timed out but was applied: another sign-in cannot use the code', async (t) => {
+  const { s, kv } = await stack(t);
+  const { codes } = await signUpAndEnrol(s);
+  const first = await atCodePage(s, ALICE, 'recovery');
+  kv.stallSetIfAbsent = /:recovery-used:/;
+  t.equal((await first.b.post(`${s.config.server.prefix}/recovery`, { csrf: first.csrf, code: codes[0]! })).status, 503, 'Redis too slow: 503');
+  await new Promise((r) => setTimeout(r, 600));
+  await kv.ready();
+  const other = await atCodePage(s, ALICE, 'recovery');
+  const logged = s.logs.length;
+  const refused = await other.b.post(`${s.config.server.prefix}/recovery`, { csrf: other.csrf, code: codes[0]! });
+  t.equal(refused.status, 400, 'refused');
+  t.notOk(other.b.cookies.has('__Host-mfa-session'), 'no session');
+  t.match(s.logs.slice(logged).join('\n'), /"security":"mfa_failed"[^\n]*"reason":"code already used"/, 'as a used code');
 });
