@@ -164,7 +164,9 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     nameField: true,
   });
   app.get(`${p}/enrol`, async (req, reply) => {
-    const { p: login } = await pending.at(pendingId(req), 'enrol');
+    const { id, p: login } = await pending.at(pendingId(req), 'enrol');
+    // The factor this sign-in bound, its answer lost (a passkey cannot be made again on the same device): go on.
+    if (await enrolment.resumeEnrolment(id, login, clientIp(req))) return reply.redirect(`${p}/recovery-codes`, 303);
     const c = pendingPage(req, login);
     return sendPage(reply, 200, c, pages.choosePage(c, { csrf: login.csrf, passkey: enrolPasskey(login.csrf) }));
   });
@@ -175,6 +177,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   };
   app.get(`${p}/enrol/totp`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
+    if (await enrolment.resumeEnrolment(id, login, clientIp(req))) return reply.redirect(`${p}/recovery-codes`, 303);
     const secret = await enrolment.pendingTotpSecret(id, login);
     return totpPage(req, reply, 200, login, { secret });
   });

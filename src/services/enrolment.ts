@@ -1,6 +1,7 @@
 // Binding second factors: the enrolment proof at first login, the first factor (TOTP or passkey) with recovery
 // codes, and further factors added from the security page.
 import type { PublicKeyCredentialCreationOptionsJSON } from '@simplewebauthn/server';
+import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { latestEnd, recoveryCodesUntil } from '../domain/session-times.js';
@@ -41,10 +42,11 @@ export interface EnrolmentDeps {
 }
 
 /**
- * How a factor is bound: the first at first login (`proved`: the salt of the invitation code the pending login
- * showed; `since`: when its password was accepted), or another by a signed-in session (`provenByKey`: a device-bound passkey proved it).
+ * How a factor is bound: the first at first login (`by`: that pending login's enrolmentMark; `proved`: the salt of the
+ * invitation code it showed; `since`: when its password was accepted), or another by a signed-in session
+ * (`provenByKey`: a device-bound passkey proved it).
  */
-type Binding = { first: true; proved: string | undefined; since: number } | { first: false; provenByKey: boolean };
+type Binding = { first: true; by: string; proved: string | undefined; since: number } | { first: false; provenByKey: boolean };
 
 /** A factor has been bound: for a first enrolment, the recovery codes to show once. */
 export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
@@ -142,17 +144,64 @@ export class EnrolmentService {
     const check = await this.d.totp.checkSecret(this.d.attempts.ofLogin(id, p), p.totpSecret, input, ip);
     if (!check.ok) {
       // The right code, already used: the form was sent twice and the other submission is binding the factor. Its
-      // outcome is awaited (briefly), so that this answer can go on to the recovery codes too.
+      // outcome is awaited (briefly), so that this answer can go on to the recovery codes too. Or that submission
+      // bound it and then failed (it was answered with an error, and this is the person trying again).
       const code = normaliseTotpInput(input);
-      if (code !== null && (await matchTotpStep(p.totpSecret, code, this.d.clock.now())) !== null) await this.awaitOtherSubmission(id);
+      if (code !== null && (await matchTotpStep(p.totpSecret, code, this.d.clock.now())) !== null) {
+        await this.awaitOtherSubmission(id);
+        return (await this.resumeEnrolment(id, p, ip)) ?? check;
+      }
       return check;
     }
-    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), p.username, ip, { first: true, proved: p.invite, since: p.passwordAt ?? 0 });
+    // A later code after such a failure: the factor is there already.
+    const resumed = await this.resumeEnrolment(id, p, ip);
+    if (resumed) return resumed;
+    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), p.username, ip, { first: true, by: enrolmentMark(id), proved: p.invite, since: p.passwordAt ?? 0 });
+    await this.toRecoveryCodes(id, p.pid, bound.factor, bound.recoveryCodes ?? [], ip);
+    return bound;
+  }
+
+  /**
+   * The first factor this sign-in bound, when its move on to the recovery codes was lost (the store failed after the
+   * factor was written: the person was told it did not work, and has a factor with codes never shown): the sign-in
+   * goes on to them now, with a new set in place of the unseen one. Null when this sign-in bound none. Only the
+   * pending login that bound the factor (its enrolmentMark) gets this: one of someone holding only the password,
+   * begun after the factor was bound, is past this stage, and one begun before and still here did not bind it.
+   * Asked only once another submission of the same sign-in has had its time (see awaitOtherSubmission), or from a
+   * page of this stage: the codes of a move made meanwhile would no longer work.
+   */
+  async resumeEnrolment(id: string, p: PendingLogin, ip: string): Promise<Bound | null> {
+    const mark = enrolmentMark(id);
+    const ours = (cur: UserFactors | null) => cur?.factors.find((f) => f.enrolledBy === mark);
+    if (!ours(await this.d.factors.get(p.pid))) return null;
+    if ((await this.d.pending.get(id, this.d.clock.now()))?.stage !== 'enrol') return null;
+    // An operator's reset after the sign-in began takes the factor back (see bind); this sign-in does not go on.
+    if (await this.d.factors.removedSince(p.pid, p.passwordAt ?? 0)) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's factors were reset during the sign-in");
+    const made = await newRecoveryCodes();
+    const now = this.d.clock.now();
+    let factor: Factor | undefined;
+    await this.d.factors.update(p.pid, (cur) => {
+      factor = ours(cur);
+      return cur && factor ? { ...cur, recovery: { ...made.stored, addedAt: now } } : cur;
+    });
+    // (Set in the update's callback, which the type checker does not follow.)
+    const bound = factor as Factor | undefined;
+    if (!bound) return null;
+    await this.toRecoveryCodes(id, p.pid, bound, made.codes, ip);
+    return { ok: true, factor: bound, recoveryCodes: made.codes };
+  }
+
+  /** A first factor bound: the pending login goes on to its recovery codes. */
+  private async toRecoveryCodes(id: string, pid: string, factor: Factor, codes: string[], ip: string): Promise<void> {
+    const keyBound = factor.kind === 'webauthn' && deviceBound(factor);
     // The codes come with the stage: the page of that stage never finds it without them. And the time to write them down.
     const now = this.d.clock.now();
-    await this.d.pending.update(id, ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', expiresAt: this.codesUntil(rest, now), factor: 'totp', factorAt: now, factorId: bound.factor.id, recoveryCodes: bound.recoveryCodes ?? [] }), now);
-    this.d.security('enrolled', { pid: p.pid, ip, factor: 'totp' });
-    return bound;
+    await this.d.pending.update(
+      id,
+      ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', expiresAt: this.codesUntil(rest, now), factor: factor.kind, factorAt: now, factorId: factor.id, ...(keyBound ? { deviceBound: true } : {}), recoveryCodes: codes }),
+      now,
+    );
+    this.d.security('enrolled', { pid, ip, factor: factor.kind });
   }
 
   /** Registration options for a passkey at first login; the challenge is bound to this pending login. */
@@ -161,16 +210,10 @@ export class EnrolmentService {
   }
 
   async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
-    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, { first: true, proved: p.invite, since: p.passwordAt ?? 0 });
+    const how: Binding = { first: true, by: enrolmentMark(id), proved: p.invite, since: p.passwordAt ?? 0 };
+    const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, how);
     if (!bound.ok) return bound;
-    const keyBound = bound.factor.kind === 'webauthn' && deviceBound(bound.factor);
-    const now = this.d.clock.now();
-    await this.d.pending.update(
-      id,
-      (cur) => ({ ...cur, stage: 'acknowledge', expiresAt: this.codesUntil(cur, now), factor: 'webauthn', factorAt: now, factorId: bound.factor.id, ...(keyBound ? { deviceBound: true } : {}), recoveryCodes: bound.recoveryCodes ?? [] }),
-      now,
-    );
-    this.d.security('enrolled', { pid: p.pid, ip, factor: 'webauthn' });
+    await this.toRecoveryCodes(id, p.pid, bound.factor, bound.recoveryCodes ?? [], ip);
     return bound;
   }
 
@@ -300,7 +343,8 @@ export class EnrolmentService {
         // An added factor joins the factors the session was signed in with: none left means an operator reset them
         // meanwhile, and the factor of a session being ended must not become the account's only one.
         if (!first && !current.factors.length) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'the factors were reset meanwhile');
-        const added = factor.kind === 'webauthn' ? withPasskey(current, factor, provenByKey) : { ...current, factors: [...current.factors, factor] };
+        const mine: Factor = how.first ? { ...factor, enrolledBy: how.by } : factor;
+        const added = mine.kind === 'webauthn' ? withPasskey(current, mine, provenByKey) : { ...current, factors: [...current.factors, mine] };
         bound = added.factors.at(-1)!;
         return { ...added, ...(made ? { recovery: { ...made.stored, addedAt: now } } : {}) };
       });
@@ -338,4 +382,12 @@ const setupKey = (active: ActiveSession) => keys.factorSetup(active.record.pid, 
 export function factorName(input: string, fallback: string): string {
   const name = input.normalize('NFC').replace(/\p{Cc}/gu, '').trim().slice(0, 60);
   return name || fallback;
+}
+
+/**
+ * Names a pending login in the factor it bound without its id (which opens it while it lives): the id is random, so a
+ * one-way digest of it names the sign-in and tells nothing about it.
+ */
+function enrolmentMark(id: string): string {
+  return createHash('sha256').update('mfa-gateway first enrolment\0').update(id).digest('hex').slice(0, 32);
 }

@@ -13,6 +13,11 @@ interface FactorBase {
   name: string;
   addedAt: number;
   lastUsedAt?: number;
+  /**
+   * A first factor: the sign-in that bound it (a digest of its pending login's id), which can still go on to the
+   * recovery codes when its own move there was lost (see EnrolmentService.resumeEnrolment).
+   */
+  enrolledBy?: string;
 }
 export type TotpFactor = FactorBase & { kind: 'totp'; secret: string };
 export type WebAuthnFactor = FactorBase & {

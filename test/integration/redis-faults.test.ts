@@ -6,12 +6,14 @@ import { Redis } from 'ioredis';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { inputValue } from '../helpers/browser.js';
 import { startOwnRedis } from '../helpers/redis.js';
-import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
-/** A store whose next delete, raiseTo or setIfAbsent of a key matching a pattern meets a fault. */
+/** A store whose next delete, replaceIf, raiseTo or setIfAbsent of a key matching a pattern meets a fault. */
 class FaultyStore extends RedisKvStore {
   /** Every connection is cut before the DEL is sent (a Redis restart, a failover): it never arrives. */
   cutBeforeDelete: RegExp | null = null;
+  /** Likewise before a compare-and-set (a record's change). */
+  cutBeforeReplace: RegExp | null = null;
   /** Redis stops (SIGSTOP) just before the call, for longer than the command timeout, then goes on: applied late. */
   stallRaise: RegExp | null = null;
   /** Likewise for a SET NX. */
@@ -29,6 +31,13 @@ class FaultyStore extends RedisKvStore {
       await this.admin.client('KILL', 'TYPE', 'normal');
     }
     return super.delete(key);
+  }
+  override async replaceIf(...args: Parameters<RedisKvStore['replaceIf']>) {
+    if (this.cutBeforeReplace?.test(args[0])) {
+      this.cutBeforeReplace = null;
+      await this.admin.client('KILL', 'TYPE', 'normal');
+    }
+    return super.replaceIf(...args);
   }
   override raiseTo(...args: Parameters<RedisKvStore['raiseTo']>) {
     if (this.stallRaise?.test(args[0])) {
@@ -134,4 +143,58 @@ t.test('a recovery code claim that timed out but was applied: another sign-in ca
   t.equal(refused.status, 400, 'refused');
   t.notOk(other.b.cookies.has('__Host-mfa-session'), 'no session');
   t.match(s.logs.slice(logged).join('\n'), /"security":"mfa_failed"[^\n]*"reason":"code already used"/, 'as a used code');
+});
+
+/** A first enrolment whose factor is written and whose move on to the recovery codes then fails (the connection cut). */
+async function enrolmentCut(s: Awaited<ReturnType<typeof stack>>['s'], kv: FaultyStore, b: ReturnType<typeof s.browser>) {
+  const { secret, csrf } = await totpEnrolmentForm(s, b);
+  const code = await totpAt(secret, s.clock.now());
+  kv.cutBeforeReplace = /^pending:\{[^}]+\}$/;
+  const first = await b.post(`${s.config.server.prefix}/enrol/totp`, { csrf, code });
+  await kv.ready();
+  return { first, csrf, code, met: kv.cutBeforeReplace === null };
+}
+
+const shownCodes = (html: string) => [...html.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+
+t.test('a first enrolment whose move on to the recovery codes failed: the same code sent again goes on to new codes, which work', async (t) => {
+  const { s, kv } = await stack(t);
+  const p = s.config.server.prefix;
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const { first, csrf, code, met } = await enrolmentCut(s, kv, b);
+  t.equal(first.status, 503, 'the answer says it did not work');
+  t.ok(met, 'the fault was met');
+  const again = await b.post(`${p}/enrol/totp`, { csrf, code });
+  t.equal(again.location, `${p}/recovery-codes`, 'the same code sent again goes on');
+  const codes = shownCodes((await b.get(`${p}/recovery-codes`)).body);
+  t.equal(codes.length, 10, 'the codes are shown');
+  t.equal((await b.post(`${p}/recovery-codes`, { csrf, saved: 'yes' })).location, '/records', 'signed in');
+  const later = await atCodePage(s, ALICE, 'recovery');
+  const used = await later.b.post(`${p}/recovery`, { csrf: later.csrf, code: codes[0]! });
+  t.equal(used.status, 303, 'a code shown signs in');
+});
+
+t.test('a first enrolment whose move on to the recovery codes failed: no other sign-in gets codes for the factor bound', async (t) => {
+  const { s, kv } = await stack(t);
+  const p = s.config.server.prefix;
+  // Someone else with the password, whose sign-in began before the factor was bound: at the same stage.
+  const other = s.browser();
+  await submitPassword(other, ALICE.username, ALICE.password);
+  const otherForm = await totpEnrolmentForm(s, other);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const { first, met } = await enrolmentCut(s, kv, b);
+  t.equal(first.status, 503, 'the enrolment failed');
+  t.ok(met, 'the fault was met');
+  t.not((await other.get(`${p}/enrol`)).location, `${p}/recovery-codes`, 'the earlier sign-in does not go on from its page');
+  s.clock.advance(30_000);
+  const tried = await other.post(`${p}/enrol/totp`, { csrf: otherForm.csrf, code: await totpAt(otherForm.secret, s.clock.now()) });
+  t.not(tried.location, `${p}/recovery-codes`, 'nor with a code of its own');
+  t.same(shownCodes((await other.get(`${p}/recovery-codes`)).body), [], 'and is shown no codes');
+  // And one begun after: the account has a factor, so the sign-in asks for it.
+  const later = s.browser();
+  await submitPassword(later, ALICE.username, ALICE.password);
+  t.not((await later.get(`${p}/enrol`)).location, `${p}/recovery-codes`, 'a later sign-in does not enrol');
+  t.same(shownCodes((await later.get(`${p}/recovery-codes`)).body), [], 'nor is shown codes');
 });
