@@ -4,7 +4,7 @@ import { sessionsCommand } from '../../../src/cli/admin.js';
 import { reportPeriod } from '../../../src/cli/report.js';
 import { UsageError } from '../../../src/cli/usage.js';
 import type { Gateway } from '../../../src/gateway.js';
-import { runCli } from '../../helpers/cli.js';
+import { runCliAsync } from '../../helpers/cli.js';
 
 const DAY = 86_400_000;
 
@@ -53,15 +53,13 @@ t.test('sessions revoke takes --user or --all, not both', async (t) => {
 });
 
 t.test('--help and -h print the usage and exit 0, as help does, running nothing else', async (t) => {
-  const help = runCli(['help']);
-  t.equal(help.code, 0);
-  t.match(help.stdout, /^Usage:/);
-  for (const args of [['--help'], ['-h'], ['serve', '--help'], ['config', 'check', 'no-such-file.yaml', '-h']]) {
-    const r = runCli(args);
-    t.same({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 0, stdout: help.stdout, stderr: '' }, args.join(' '));
-  }
+  // Side by side: each start of the command line compiles it anew.
+  const asked = [['--help'], ['-h'], ['serve', '--help'], ['config', 'check', 'no-such-file.yaml', '-h']];
+  const [help, unknown, ...answers] = await Promise.all([['help'], ['--helpme'], ...asked].map((args) => runCliAsync(args)));
+  t.equal(help!.code, 0);
+  t.match(help!.stdout, /^Usage:/);
+  answers.forEach((r, i) => t.same({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 0, stdout: help!.stdout, stderr: '' }, asked[i]!.join(' ')));
   // The negative: an option still unknown is still a usage error.
-  const unknown = runCli(['--helpme']);
-  t.equal(unknown.code, 2);
-  t.match(unknown.stderr, "Unknown option '--helpme'");
+  t.equal(unknown!.code, 2);
+  t.match(unknown!.stderr, "Unknown option '--helpme'");
 });
