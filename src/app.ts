@@ -181,6 +181,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }),
   });
   app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;
+  // Every header is read, however many (server.maxHeaderBytes bounds them): Node would drop those past the 2000th
+  // unseen, so a second Host, or a header the proxy in front passes to the portal (forward-auth), would escape the checks.
+  app.server.maxHeadersCount = 0;
   // A device's certificate is read as its connection's handshake ends, the only time Node gives its chain.
   if (config.server.tls && config.devices.caFile !== undefined) app.server.on('secureConnection', readPeerCertificate);
   // CONNECT never reaches fastify (Node gives its socket to a `connect` listener, or drops it unanswered): answered

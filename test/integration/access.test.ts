@@ -177,6 +177,11 @@ t.test('unknown hosts are refused; health checks answer any host', async (t) => 
   const noHost = await rawRequest(s.url, `GET /login HTTP/1.1\r\nConnection: close\r\n\r\n`);
   t.match(noHost, /^HTTP\/1\.1 421 /, 'no Host at all');
   t.match(noHost, /strict-transport-security: max-age=31536000/i, "the gateway's answer, not Node's bare one");
+  // Node would read only the first 2000 headers and drop the rest unseen: a second Host (or, in forward-auth mode, a
+  // header the proxy passes to the portal) behind 2000 short ones would escape every check. Every header is read.
+  const many = 'a: 1\r\n'.repeat(2100);
+  t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: localhost\r\n${many}Host: evil.example\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 400 /, 'a second Host behind 2100 headers');
+  t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: localhost\r\n${many}Connection: close\r\n\r\n`), /^HTTP\/1\.1 200 /, 'many headers, none repeated: the page');
   // A load balancer's probe may send none (HTTP/1.0, HAProxy's httpchk by default).
   for (const path of ['/_mfa/health/live', '/_mfa/health/ready']) t.match(await rawRequest(s.url, `GET ${path} HTTP/1.0\r\n\r\n`), /^HTTP\/1\.1 200 /, `${path} without a Host`);
   t.match(await rawRequest(s.url, `GET /_mfa/health/live/../../login HTTP/1.0\r\n\r\n`), /^HTTP\/1\.1 421 /, 'only the exempt paths, whole');
