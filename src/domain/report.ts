@@ -11,8 +11,8 @@ export interface ReportInput {
   /** Epoch ms: `from` inclusive, `to` exclusive. */
   period: { from: number; to: number };
   generatedAt: number;
-  /** Audit event records in any order; those outside the period are ignored. */
-  records: readonly { time: string; event: Event }[];
+  /** What the audit events of the period show, counted by `countEvent`. */
+  events: EventSummary;
   /** Pids holding at least one factor, and how many factors of each kind are held now (recovery: users holding a code set). */
   /** `unreadableFactorRecords`: users whose factor record no configured key opens (their key was removed). */
   store: { enrolledUsers: ReadonlySet<string>; factorsByKind: Readonly<Record<FactorKind, number>>; unreadableFactorRecords: number };
@@ -88,77 +88,130 @@ const MAX_KEY_AGE_DAYS = 365;
 const FACTOR_KINDS: readonly FactorKind[] = ['totp', 'webauthn', 'recovery'];
 const SECOND_FACTOR_AMR = new Set(['otp', 'hwk', 'swk']);
 
-/**
- * The kinds of audit event the report counts: security events and admin actions. Request records (one per request,
- * with audit.requests) are not, so a reading of the trail leaves them out rather than hold every request of the period.
- */
-export const REPORTED_KINDS: ReadonlySet<EventValue> = new Set(['security', 'admin']);
+type Counts = Map<string, number>;
 
-/** Whether an audit record's time falls in [from, to). */
-export function withinPeriod(record: { time: string }, period: { from: number; to: number }): boolean {
-  const t = Date.parse(record.time);
-  return t >= period.from && t < period.to;
+/**
+ * What the audit events of a period show, counted one record at a time as the trail is read: it grows with the
+ * users and the names seen (factors, rules, actions), not with the number of events.
+ */
+export interface EventSummary {
+  /** Security events by name. */
+  security: Counts;
+  /** Sessions started with a second factor. */
+  signInsWithSecondFactor: number;
+  /** The pids that entered their password. */
+  usersSeen: Set<string>;
+  /** By factor: mfa_ok, mfa_failed, factor_locked; by rule: legacy_auth_blocked. */
+  factorUsed: Counts;
+  mfaFailed: Counts;
+  factorLocked: Counts;
+  legacyByRule: Counts;
+  /** access_denied by rule, then by reason. */
+  denials: Map<string, Counts>;
+  /** Admin actions by action. */
+  adminActions: Counts;
 }
+
+const label = (v: EventValue) => String(v ?? 'unknown');
+
+export function emptySummary(): EventSummary {
+  return {
+    security: new Map(),
+    signInsWithSecondFactor: 0,
+    usersSeen: new Set(),
+    factorUsed: new Map(),
+    mfaFailed: new Map(),
+    factorLocked: new Map(),
+    legacyByRule: new Map(),
+    denials: new Map(),
+    adminActions: new Map(),
+  };
+}
+
+/**
+ * Counts an audit event into the summary if it falls in [from, to) and is a security event or an admin action.
+ * Request records (one per request, with audit.requests) are not counted.
+ */
+export function countEvent(s: EventSummary, record: { time: string; event: Event }, period: { from: number; to: number }): void {
+  const e = record.event;
+  if (e.kind !== 'security' && e.kind !== 'admin') return;
+  const t = Date.parse(record.time);
+  if (!(t >= period.from && t < period.to)) return;
+  if (e.kind === 'admin') {
+    add(s.adminActions, label(e.action));
+    return;
+  }
+  add(s.security, label(e.event));
+  if (e.event === 'session_started' && hasSecondFactor(e)) s.signInsWithSecondFactor++;
+  else if (e.event === 'password_ok' && typeof e.pid === 'string') s.usersSeen.add(e.pid);
+  else if (e.event === 'mfa_ok') add(s.factorUsed, label(e.factor));
+  else if (e.event === 'mfa_failed') add(s.mfaFailed, label(e.factor));
+  else if (e.event === 'factor_locked') add(s.factorLocked, label(e.factor));
+  else if (e.event === 'legacy_auth_blocked') add(s.legacyByRule, label(e.rule));
+  else if (e.event === 'access_denied') {
+    const rule = label(e.rule);
+    const reasons = s.denials.get(rule) ?? new Map<string, number>();
+    s.denials.set(rule, add(reasons, label(e.reason)));
+  }
+}
+
+function add(counts: Counts, key: string): Counts {
+  return counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+const total = (counts: Counts) => [...counts.values()].reduce((a, b) => a + b, 0);
 
 export function buildReport(input: ReportInput): Report {
   const { from, to } = input.period;
-  const inPeriod = input.records.filter((r) => withinPeriod(r, input.period));
-  const security = (name: string) => inPeriod.map((r) => r.event).filter((e) => e.kind === 'security' && e.event === name);
-  const count = (name: string) => security(name).length;
-  const field = (name: string, key: string) => security(name).map((e) => String(e[key] ?? 'unknown'));
+  const ev = input.events;
+  const count = (name: string) => ev.security.get(name) ?? 0;
 
-  const sessions = security('session_started');
-  const withSecondFactor = sessions.filter(hasSecondFactor).length;
-  const seen = new Set(security('password_ok').flatMap((e) => (typeof e.pid === 'string' ? [e.pid] : [])));
+  const sessions = count('session_started');
+  const withSecondFactor = ev.signInsWithSecondFactor;
+  const seen = ev.usersSeen;
   const enrolledOfSeen = [...seen].filter((pid) => input.store.enrolledUsers.has(pid)).length;
-  const mfaFailed = field('mfa_failed', 'factor');
-  const factorLocked = field('factor_locked', 'factor');
-  const legacy = field('legacy_auth_blocked', 'rule');
-  const denials = security('access_denied');
-  const admin = inPeriod.map((r) => r.event).filter((e) => e.kind === 'admin');
-  const used = field('mfa_ok', 'factor');
 
   const report: Omit<Report, 'findings'> = {
     period: { from: iso(from), to: iso(to) },
     generatedAt: iso(input.generatedAt),
     signIns: {
-      total: sessions.length,
+      total: sessions,
       withSecondFactor,
-      withoutSecondFactor: sessions.length - withSecondFactor,
-      secondFactorPercent: percent(withSecondFactor, sessions.length),
-      allSecondFactor: withSecondFactor === sessions.length,
+      withoutSecondFactor: sessions - withSecondFactor,
+      secondFactorPercent: percent(withSecondFactor, sessions),
+      allSecondFactor: withSecondFactor === sessions,
     },
     coverage: { usersSeen: seen.size, enrolledOfSeen, enrolledPercent: percent(enrolledOfSeen, seen.size), totalEnrolled: input.store.enrolledUsers.size },
     factors: {
       held: { ...input.store.factorsByKind },
-      usedInPeriod: Object.fromEntries(FACTOR_KINDS.map((k) => [k, used.filter((f) => f === k).length])) as Record<FactorKind, number>,
+      usedInPeriod: Object.fromEntries(FACTOR_KINDS.map((k) => [k, ev.factorUsed.get(k) ?? 0])) as Record<FactorKind, number>,
       unreadableRecords: input.store.unreadableFactorRecords,
     },
     failures: {
       passwordFailed: count('password_failed'),
       passwordThrottled: count('password_throttled'),
-      mfaFailed: { total: mfaFailed.length, byFactor: tally(mfaFailed) },
+      mfaFailed: { total: count('mfa_failed'), byFactor: tally(ev.mfaFailed) },
       mfaReplayed: count('mfa_replayed'),
       mfaAttemptsExhausted: count('mfa_attempts_exhausted'),
       webauthnCounterRegressions: count('webauthn_counter_regression'),
     },
     lockouts: {
-      factorLocked: { total: factorLocked.length, byFactor: tally(factorLocked) },
+      factorLocked: { total: count('factor_locked'), byFactor: tally(ev.factorLocked) },
       addressBlocked: count('address_blocked'),
       loginFailureSurges: count('login_failure_surge'),
       lockoutsCleared: count('lockout_cleared'),
       blocksCleared: count('block_cleared'),
     },
-    legacyAuthBlocked: { total: legacy.length, byRule: tally(legacy) },
+    legacyAuthBlocked: { total: count('legacy_auth_blocked'), byRule: tally(ev.legacyByRule) },
     policyDenials: {
-      total: denials.length,
-      byRule: tally(denials.map((e) => String(e.rule ?? 'unknown'))).map(({ name, count }) => ({
+      total: count('access_denied'),
+      byRule: tally(new Map([...ev.denials].map(([rule, reasons]) => [rule, total(reasons)]))).map(({ name, count }) => ({
         rule: name,
         count,
-        reasons: tally(denials.filter((e) => String(e.rule ?? 'unknown') === name).map((e) => String(e.reason ?? 'unknown'))),
+        reasons: tally(ev.denials.get(name)!),
       })),
     },
-    adminActions: { total: admin.length, byAction: tally(admin.map((e) => String(e.action ?? 'unknown'))) },
+    adminActions: { total: total(ev.adminActions), byAction: tally(ev.adminActions) },
     policy: {
       description: describePolicy(input.policy),
       settings: input.settings.map((s) => ({ ...s })),
@@ -193,9 +246,7 @@ function percent(part: number, whole: number): number {
   return whole === 0 ? 100 : Math.floor((part * 1000) / whole) / 10;
 }
 
-function tally(names: readonly string[]): Tally {
-  const counts = new Map<string, number>();
-  for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
+function tally(counts: Counts): Tally {
   return [...counts]
     .map(([name, count]) => ({ name, count }))
     .sort((a, b) => b.count - a.count || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -1,23 +1,24 @@
-// The report's reading of the audit trails: every line of every file decoded and the chains verified. A trail of
-// months takes seconds of CPU, so it runs in a worker thread (this same module) and the gateway goes on serving.
+// The report's reading of the audit trails: every line of every file decoded, the chains verified and the events of
+// the period counted. A trail of months takes seconds of CPU, so it runs in a worker thread (this same module) and
+// only the counts come back: the gateway goes on serving.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { openAuditDir } from '../audit/file-sink.js';
 import { parseRecord, type AuditRecord } from '../audit/record.js';
 import { verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
-import { REPORTED_KINDS, withinPeriod, type ReportInput } from '../domain/report.js';
+import { countEvent, emptySummary, type EventSummary, type ReportInput } from '../domain/report.js';
 
 export interface TrailRequest {
   /** One audit directory per chain (the gateway's, the admin CLI's, or one per instance). */
   dirs: readonly string[];
   /** The public key of the checkpoints (PEM); null when the audit trail is disabled. */
   publicKeyPem: string | null;
-  /** Only the events of this period come back: what crosses between threads grows with the period, not the trail. */
+  /** The period whose events are counted. */
   period: { from: number; to: number };
 }
 
 export interface TrailReading {
-  /** The audit events of the period (request records left out). */
-  records: ReportInput['records'];
+  /** The audit events of the period, counted: what crosses between threads stays small however many there are. */
+  events: EventSummary;
   /** The verdict on every chain; null when the audit trail is disabled. */
   audit: ReportInput['audit'];
 }
@@ -37,25 +38,25 @@ export async function readTrailOffThread(request: TrailRequest): Promise<TrailRe
 /** The same, on the calling thread. */
 export function readTrail({ dirs, publicKeyPem, period }: TrailRequest): TrailReading {
   // Each chain read as one reading: its events and its verdict come from the same lines.
-  const records: ReportInput['records'][number][] = [];
-  const keep = (r: AuditRecord) => {
-    if (r.type === 'event' && REPORTED_KINDS.has(r.event.kind) && withinPeriod(r, period)) records.push({ time: r.time, event: r.event });
+  const events = emptySummary();
+  const count = (r: AuditRecord) => {
+    if (r.type === 'event') countEvent(events, r, period);
   };
-  if (publicKeyPem !== null) return { records, audit: combine(dirs.map((dir) => ({ dir, report: verifyAuditDir(dir, publicKeyPem, keep) }))) };
+  if (publicKeyPem !== null) return { events, audit: combine(dirs.map((dir) => ({ dir, report: verifyAuditDir(dir, publicKeyPem, count) }))) };
   for (const dir of dirs) {
     const trail = openAuditDir(dir);
     try {
       for (let f = 0; f < trail.files.length; f++) {
         for (const { line, complete } of trail.lines(f)) {
           const parsed = complete ? parseRecord(line) : undefined;
-          if (parsed && 'record' in parsed) keep(parsed.record);
+          if (parsed && 'record' in parsed) count(parsed.record);
         }
       }
     } finally {
       trail.close();
     }
   }
-  return { records, audit: null };
+  return { events, audit: null };
 }
 
 /** The chains (the gateway's and the admin CLI's, or one per instance) as one verdict; each has its own seqs. */

@@ -36,7 +36,7 @@ export async function assuranceReport(d: ReportDeps, period: { from: number; to:
   return buildReport({
     period,
     generatedAt: now,
-    records: trail.records,
+    events: trail.events,
     store: await factorCounts(d),
     policy: policyConfig(config),
     settings: settingsInForce(config),

@@ -2,7 +2,7 @@
 // and the text and HTML renderings.
 import t from 'tap';
 import type { PolicyConfig } from '../../src/domain/policy.js';
-import { buildReport, describePolicy, type ReportInput } from '../../src/domain/report.js';
+import { buildReport, countEvent, describePolicy, emptySummary, type ReportInput } from '../../src/domain/report.js';
 import { reportHtml, reportText } from '../../src/ui/report.js';
 
 const FROM = Date.parse('2025-03-01T00:00:00Z');
@@ -10,11 +10,12 @@ const TO = Date.parse('2025-04-01T00:00:00Z');
 const GENERATED = Date.parse('2025-04-01T06:00:00Z');
 const DAY = 86_400_000;
 
-type Event = ReportInput['records'][number]['event'];
+type Rec = Parameters<typeof countEvent>[1];
+type Event = Rec['event'];
 const at = (time: string, event: Event) => ({ time, event });
 const sec = (time: string, event: string, fields: Event = {}) => at(time, { kind: 'security', event, ...fields });
 
-const records: ReportInput['records'] = [
+const records: Rec[] = [
   // Three users, five sign-ins: app codes, passkeys, a recovery code.
   sec('2025-03-02T08:00:00.000Z', 'password_ok', { pid: 'p1' }),
   sec('2025-03-02T08:00:05.000Z', 'mfa_ok', { pid: 'p1', factor: 'totp' }),
@@ -74,11 +75,14 @@ const policy: PolicyConfig = {
   legacyEndpoints: ['/api/login', '/xmlrpc.php'],
 };
 
-function input(over: Partial<ReportInput> = {}): ReportInput {
+/** The report's input, its events counted from `records` (the scripted month unless given) as the trail reader does. */
+function input({ records: recs = records, ...over }: Partial<ReportInput> & { records?: Rec[] } = {}): ReportInput {
+  const events = emptySummary();
+  for (const r of recs) countEvent(events, r, { from: FROM, to: TO });
   return {
     period: { from: FROM, to: TO },
     generatedAt: GENERATED,
-    records,
+    events,
     store: { enrolledUsers: new Set(['p1', 'p2', 'p3', 'p7']), factorsByKind: { totp: 3, webauthn: 2, recovery: 4 }, unreadableFactorRecords: 0 },
     policy,
     settings: [
