@@ -69,14 +69,17 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   if (ctx.report) {
     const report = ctx.report;
     // Building reads the whole audit trail and scans the store: at most once per period length every 5 minutes,
-    // shared by concurrent viewers, so refreshing the page cannot load the gateway.
+    // shared by concurrent viewers, and one build at a time (the others wait their turn), so refreshing the page or
+    // asking for several periods cannot load the gateway.
     const built = new Map<number, { at: number; html: Promise<string> }>();
+    let previous: Promise<unknown> = Promise.resolve();
     const page = (days: number): Promise<string> => {
       const now = ctx.clock.now();
       const hit = built.get(days);
       if (hit && now - hit.at < REPORT_REUSE_MS) return hit.html;
       if (built.size >= 8) built.clear();
-      const html = report.build({ from: now - days * 86_400_000, to: now }).then(reportHtml);
+      const html = previous.then(() => report.build({ from: now - days * 86_400_000, to: now })).then(reportHtml);
+      previous = html.catch(() => undefined);
       built.set(days, { at: now, html });
       html.catch(() => built.delete(days));
       return html;

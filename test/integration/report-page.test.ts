@@ -1,0 +1,45 @@
+// The report page builds one report at a time: asking for several periods at once queues the builds (each reads the
+// whole audit trail) instead of running them side by side.
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { signUpAndEnrol, startStack } from '../helpers/stack.js';
+
+t.test('concurrent page requests for different periods are built one after another, each for its own period', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-report-'));
+  writeFileSync(join(dir, 'groups.yaml'), 'alice: [staff]\n');
+  const s = await startStack({
+    patch: (raw) => {
+      raw.groups = { file: join(dir, 'groups.yaml') };
+      raw.admin.report = { groups: ['staff'] };
+    },
+  });
+  t.teardown(() => s.close());
+  const alice = await signUpAndEnrol(s);
+
+  // Each build takes a while (as a long trail does) and notes how many run alongside it.
+  const report = s.app.gateway.report!;
+  const build = report.build;
+  let running = 0;
+  let most = 0;
+  const periods: number[] = [];
+  report.build = async (period) => {
+    running++;
+    most = Math.max(most, running);
+    periods.push(Math.round((period.to - period.from) / 86_400_000));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return await build(period);
+    } finally {
+      running--;
+    }
+  };
+
+  const pages = await Promise.all([1, 2, 3, 4].map((days) => alice.b.get(`/_mfa/admin/report?days=${days}`)));
+  t.same(pages.map((p) => p.status), [200, 200, 200, 200]);
+  t.equal(most, 1, 'never two builds at once');
+  t.same([...periods].sort(), [1, 2, 3, 4], 'one build per period');
+  t.equal((await alice.b.get('/_mfa/admin/report?days=2')).body, pages[1]!.body, 'and each is kept as before');
+  t.equal(periods.length, 4);
+});
