@@ -20,6 +20,13 @@ export interface AuditProblem {
   message: string;
   /** On an `unsealed-tail` a `resumed` record states: records found when the writer started again, not its latest records. */
   resumed?: true;
+  /** The directory read, when verifyAuditDir read one. */
+  trail?: string;
+  /**
+   * On the trail's final `unsealed-tail` or `unsigned`: how many records no signature covers, the times they state
+   * (which nothing vouches for) and the last checkpoint before them, if any.
+   */
+  unsigned?: { records: number; firstTime: string; lastTime: string; sealedSeq?: number; sealedTime?: string };
 }
 
 export interface AuditReport {
@@ -65,14 +72,14 @@ export function verifyAuditDir(dir: string, publicKey: AuditPublicKeys, visit?: 
     // A directory without records is named as such in the report.
     const report = verifyTrail(trail.files.length ? trail : textTrail([{ file: dir, text: '' }]), publicKey, visit);
     const last = trail.files.filter((f) => f.size > 0).at(-1);
-    if (!last || basename(last.name) === CURRENT) return report;
+    if (!last || basename(last.name) === CURRENT) return { ...report, problems: report.problems.map((p) => ({ ...p, trail: dir })) };
     const missing: AuditProblem = {
       file: join(dir, CURRENT),
       line: 0,
       kind: 'deleted',
       message: `the trail ends in ${basename(last.name)}: the records of the current file after it are missing (the file was deleted or emptied)`,
     };
-    return { ...report, ok: false, problems: [...report.problems, missing] };
+    return { ...report, ok: false, problems: [...report.problems, missing].map((p) => ({ ...p, trail: dir })) };
   } finally {
     trail.close();
   }
@@ -135,10 +142,11 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
   let lastKind: AuditProblemKind | undefined;
   let records = 0;
   let checkpoints = 0;
-  let lastSealed: { index: number; seq: number } | undefined;
-  // The records after the last valid checkpoint so far: how many, and the first.
+  let lastSealed: { index: number; seq: number; time: string } | undefined;
+  // The records after the last valid checkpoint so far: how many, the first, and the last one's time.
   let tail = 0;
-  let firstTail: { index: number; seq: number } | undefined;
+  let firstTail: { index: number; seq: number; time: string } | undefined;
+  let lastTailTime = '';
   // Intact `resumed` records that count records no valid checkpoint covered (checked once the last checkpoint is known).
   const unsealedClaims: { index: number; seq: number; unsealed: number }[] = [];
 
@@ -171,7 +179,8 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
     visit?.(r);
     records++;
     tail++;
-    firstTail ??= { index: l.index, seq: r.seq };
+    firstTail ??= { index: l.index, seq: r.seq, time: r.time };
+    lastTailTime = r.time;
     if (r.type === 'resumed' && r.unsealed && intact) unsealedClaims.push({ index: l.index, seq: r.seq, unsealed: r.unsealed });
 
     // Every record's bytes are the canonical form of its content and match its hash (checkpoints: below).
@@ -235,7 +244,7 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
       sealed = wrong.length === 0;
       if (sealed) {
         checkpoints++;
-        lastSealed = { index: l.index, seq: r.seq };
+        lastSealed = { index: l.index, seq: r.seq, time: r.time };
         tail = 0;
         firstTail = undefined;
       }
@@ -266,12 +275,16 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
   }
 
   // Records after the last valid checkpoint: intact as far as the chain shows, but no signature covers them.
+  // Anyone holding the files can rewrite them (drop records, chain the rest again) without the key: nothing vouches for them.
   if (firstTail) {
+    const unsigned = { records: tail, firstTime: firstTail.time, lastTime: lastTailTime };
     if (lastSealed) {
       report(firstTail.index, 'unsealed-tail', `${tail} record(s) after the checkpoint at seq ${lastSealed.seq} are not covered by a signature`, firstTail.seq);
+      found.at(-1)!.unsigned = { ...unsigned, sealedSeq: lastSealed.seq, sealedTime: lastSealed.time };
     } else {
       // Anyone can write a chain of hashes: without one valid signature the trail cannot be told from a forged one.
       report(firstTail.index, 'unsigned', `no valid checkpoint: none of the ${tail} record(s) is covered by a signature`, firstTail.seq);
+      found.at(-1)!.unsigned = unsigned;
     }
   }
   if (records === 0) found.push({ index: 0, file: trail.files[0]?.name ?? '', line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied' });

@@ -4,6 +4,7 @@ import { existsSync, statSync } from 'node:fs';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { verifyAudit, verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
 import type { Config } from '../config/schema.js';
+import { DEFAULT_CHECKPOINT_INTERVAL_SECONDS, unsignedOverdue, unsignedOverdueWords } from '../domain/report.js';
 import { canonicalUsername } from '../domain/username.js';
 import { decodeKey } from '../config/load.js';
 import { pseudonym } from '../mechanisms/random.js';
@@ -14,7 +15,7 @@ import { UsageError, readArgumentFile } from './usage.js';
  * trail (its files in chain order; not its subdirectories, such as the admin trail); files named one by one form
  * one trail, in the order given. Returns the lines to print and whether every trail verified.
  */
-export function auditVerify(paths: readonly string[], key: { publicKeyFile?: string; config?: Config }): { lines: string[]; ok: boolean } {
+export function auditVerify(paths: readonly string[], key: { publicKeyFile?: string; config?: Config }, now = Date.now()): { lines: string[]; ok: boolean } {
   if (!paths.length) throw new UsageError('audit verify needs FILE… (audit files in chain order) or DIR… (audit directories)');
   const pem = key.publicKeyFile ? readArgumentFile(key.publicKeyFile, '--public-key') : key.config?.audit.signingKey ? publicKeyPem(key.config.audit.signingKey) : null;
   if (!pem) throw new UsageError('audit verify needs --public-key FILE, or --config FILE with audit.signingKey');
@@ -29,6 +30,8 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   const dirs = paths.filter((p) => statSync(p).isDirectory());
   const files = paths.filter((p) => !dirs.includes(p));
   // A directory is read as one consistent reading (a running gateway may rotate its file meanwhile).
+  const interval = key.config?.audit.checkpointIntervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS;
+  const describe = (r: AuditReport) => describeReport(r, now, interval);
   const results = [
     ...dirs.map((d) => ({ name: d, ...describe(verifyAuditDir(d, pem)) })),
     ...(files.length ? [{ name: files.join(' '), ...describe(verifyAudit(files, pem)) }] : []),
@@ -37,9 +40,21 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   return { lines: results.flatMap((r) => [`${r.name}:`, ...r.lines.map((l) => `  ${l}`)]), ok: results.every((r) => r.ok) };
 }
 
-function describe(r: AuditReport): { lines: string[]; ok: boolean } {
+/**
+ * The problems, then OK or FAILED. Records after the last checkpoint leave the trail OK (a running gateway signs them
+ * at its next checkpoint) but are named as not verified, with a warning when they have waited longer than a gateway
+ * takes to sign them: a hint only, as their times are not signed either.
+ */
+function describeReport(r: AuditReport, now: number, intervalSeconds: number): { lines: string[]; ok: boolean } {
   const lines = r.problems.map((p) => `${p.file}:${p.line}${p.seq === undefined ? '' : ` (seq ${p.seq})`}  ${p.kind}: ${p.message}`);
-  const summary = `${r.records} record(s), ${r.checkpoints} signed checkpoint(s), sealed up to seq ${r.lastSealedSeq}`;
+  const tail = r.problems.find((p) => p.kind === 'unsealed-tail' && p.unsigned)?.unsigned;
+  if (tail && unsignedOverdue(tail.firstTime, now, intervalSeconds)) {
+    lines.push(`WARNING: the ${tail.records} record(s) after the last checkpoint, the first written ${tail.firstTime}, have ${unsignedOverdueWords(intervalSeconds)}`);
+  }
+  const covered = tail
+    ? `verified up to seq ${tail.sealedSeq} (checkpoint of ${tail.sealedTime}); ${tail.records} later record(s) (${tail.firstTime} to ${tail.lastTime}) not covered by a signature (yet), so not verified`
+    : `sealed up to seq ${r.lastSealedSeq}`;
+  const summary = `${r.records} record(s), ${r.checkpoints} signed checkpoint(s), ${covered}`;
   lines.push(r.ok ? `OK: ${summary}` : `FAILED: ${r.problems.filter((p) => p.kind !== 'unsealed-tail').length} problem(s); ${summary}`);
   return { lines, ok: r.ok };
 }

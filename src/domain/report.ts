@@ -7,6 +7,29 @@ type Event = Readonly<Record<string, EventValue>>;
 /** Problems that mean "nothing signed yet" (a new or idle gateway), not that anything was altered. */
 const NOT_YET_SIGNED: ReadonlySet<string> = new Set(['empty', 'unsigned', 'unsealed-tail']);
 
+/** audit.checkpointIntervalSeconds by default. */
+export const DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 60;
+
+/**
+ * Whether records no signature covers, the first written at `firstTime`, have waited longer than a gateway takes to
+ * sign them: it signs once the oldest unsigned record is audit.checkpointIntervalSeconds old, and at shutdown, so two
+ * intervals and a minute more mean a crash, a gateway that cannot sign, or records written without the key. A hint,
+ * not proof: whoever writes records without the key writes their times too (a time that cannot be read is overdue).
+ */
+export function unsignedOverdue(firstTime: string, now: number, checkpointIntervalSeconds: number): boolean {
+  return !(now - Date.parse(firstTime) <= (2 * checkpointIntervalSeconds + 60) * 1000);
+}
+
+/** Why overdue unsigned records are a warning, following "they have". */
+export function unsignedOverdueWords(checkpointIntervalSeconds: number): string {
+  const limit = 2 * checkpointIntervalSeconds + 60;
+  const wait = limit % 60 === 0 ? `${limit / 60} minutes` : `${limit} s`;
+  return (
+    `waited over ${wait} (two checkpoint intervals and a minute) without a signature: a running gateway signs sooner, and a stopped one signs at shutdown, ` +
+    'so the gateway crashed (and has not started again) or cannot sign, or the records were added, altered or removed without the key (their times can be forged too)'
+  );
+}
+
 export interface ReportInput {
   /** Epoch ms: `from` inclusive, `to` exclusive. */
   period: { from: number; to: number };
@@ -26,6 +49,8 @@ export interface ReportInput {
    * `chains`: each one's directory and the seq of its last checkpoint that verified (0 if none).
    */
   audit: { ok: boolean; records: number; checkpoints: number; chains: readonly AuditChainView[]; problems: readonly AuditProblemView[] } | null;
+  /** audit.checkpointIntervalSeconds: how long a gateway takes to sign its records. */
+  checkpointIntervalSeconds: number;
 }
 
 export interface AuditChainView {
@@ -41,6 +66,23 @@ export interface AuditProblemView {
   message: string;
   /** An `unsealed-tail` a restarted writer stated: records inside its signed chain, not its latest records. */
   resumed?: boolean;
+  /** The directory of the trail. */
+  trail?: string;
+  /** On a trail's final `unsealed-tail` or `unsigned`: its records no signature covers, and the checkpoint before them. */
+  unsigned?: { records: number; firstTime: string; lastTime: string; sealedSeq?: number; sealedTime?: string };
+}
+
+/**
+ * A trail's records no signature covers: after its last checkpoint (`signedUpTo`), or all of them (null). `overdue`:
+ * they have waited longer than a gateway takes to sign them (see unsignedOverdue).
+ */
+export interface UnsignedTrailView {
+  trail: string;
+  records: number;
+  firstTime: string;
+  lastTime: string;
+  signedUpTo: { seq: number; time: string } | null;
+  overdue: boolean;
 }
 
 /** Counts by name, largest first, then by name. */
@@ -78,7 +120,15 @@ export interface Report {
   };
   audit:
     | { status: 'disabled' }
-    | { status: 'verified' | 'unsigned' | 'problems'; records: number; checkpoints: number; chains: AuditChainView[]; problems: AuditProblemView[] };
+    | {
+        status: 'verified' | 'unsigned' | 'problems';
+        records: number;
+        checkpoints: number;
+        chains: AuditChainView[];
+        problems: AuditProblemView[];
+        /** Per trail: the records no signature covers after its last signature. */
+        unsigned: UnsignedTrailView[];
+      };
   /** Plain-language warnings; empty when there is nothing to flag. */
   findings: string[];
 }
@@ -229,10 +279,31 @@ export function buildReport(input: ReportInput): Report {
           checkpoints: input.audit.checkpoints,
           chains: input.audit.chains.map((c) => ({ ...c })),
           problems: input.audit.problems.map((p) => ({ ...p })),
+          unsigned: input.audit.problems.flatMap((p): UnsignedTrailView[] =>
+            p.kind === 'unsealed-tail' && !p.resumed && p.unsigned
+              ? [
+                  {
+                    trail: trailOf(p, input.audit!.chains),
+                    records: p.unsigned.records,
+                    firstTime: p.unsigned.firstTime,
+                    lastTime: p.unsigned.lastTime,
+                    signedUpTo: p.unsigned.sealedSeq !== undefined && p.unsigned.sealedTime !== undefined ? { seq: p.unsigned.sealedSeq, time: p.unsigned.sealedTime } : null,
+                    overdue: unsignedOverdue(p.unsigned.firstTime, input.generatedAt, input.checkpointIntervalSeconds),
+                  },
+                ]
+              : [],
+          ),
         }
       : { status: 'disabled' },
   };
-  return { ...report, findings: findings(report) };
+  return { ...report, findings: findings(report, input.checkpointIntervalSeconds) };
+}
+
+/** The trail a problem is in: as stated, or the deepest trail directory holding its file. */
+function trailOf(p: AuditProblemView, chains: readonly AuditChainView[]): string {
+  if (p.trail !== undefined) return p.trail;
+  const holding = chains.map((c) => c.trail).filter((t) => p.file === t || p.file.startsWith(`${t.replace(/\/+$/, '')}/`));
+  return holding.sort((a, b) => b.length - a.length)[0] ?? p.file;
 }
 
 /** RFC 8176 methods other than the password, or the factor used. */
@@ -258,7 +329,7 @@ function iso(ms: number): string {
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
-function findings(r: Omit<Report, 'findings'>): string[] {
+function findings(r: Omit<Report, 'findings'>, checkpointIntervalSeconds: number): string[] {
   const out: string[] = [];
   if (!r.signIns.allSecondFactor) {
     out.push(`${plural(r.signIns.withoutSecondFactor, 'sign-in')} without a second factor (${r.signIns.secondFactorPercent} % with one): this must be 100 %.`);
@@ -271,6 +342,16 @@ function findings(r: Omit<Report, 'findings'>): string[] {
   else if (r.audit.records === 0) out.push('No audit records were found: check audit.dir (or --audit-dir); a trail that is missing proves nothing.');
   if (r.audit.status === 'unsigned' && r.audit.records > 0) {
     out.push('No audit record is covered by a signature yet: normal for a minute after a gateway first writes (audit.checkpointIntervalSeconds); a trail that stays so cannot be told from a forged one.');
+  }
+  // Records after a trail's last signature: normal while a gateway has yet to sign them, not once they have waited longer.
+  if (r.audit.status !== 'disabled') {
+    for (const u of r.audit.unsigned) {
+      if (u.signedUpTo !== null && u.overdue) {
+        out.push(
+          `${plural(u.records, 'record')} in the audit trail ${u.trail} after its last signature (${u.signedUpTo.time}, seq ${u.signedUpTo.seq}), the first written ${u.firstTime}, ${u.records === 1 ? 'has' : 'have'} ${unsignedOverdueWords(checkpointIntervalSeconds)}. The figures count them: check them with \`audit verify\`.`,
+        );
+      }
+    }
   }
   // Unsigned records inside a signed chain: stated by the writer when it resumed (a crash before their checkpoint,
   // or records added without the key while it was stopped). The figures count them; no signature vouches for them.

@@ -42,6 +42,7 @@ export async function assuranceReport(d: ReportDeps, period: { from: number; to:
     settings: settingsInForce(config),
     keys: (await d.admin.keyStatus()).map((k) => ({ purpose: k.purpose, id: k.id, inUse: k.active, firstSeen: k.firstSeen })),
     audit: trail.audit,
+    checkpointIntervalSeconds: config.audit.checkpointIntervalSeconds,
   });
 }
 

@@ -170,12 +170,18 @@ function sections(r: Report): Section[] {
 
 function auditSection(a: Report['audit']): Section {
   if (a.status === 'disabled') return { title: 'Audit trail', notes: ['The audit trail is switched off.'], tables: [] };
+  // Records no signature covers are never called verified: anyone who can write the files can rewrite them.
   const result =
     a.status === 'verified'
-      ? 'Result: verified, no sign of tampering.'
+      ? a.unsigned.length === 0
+        ? 'Result: verified, no sign of tampering.'
+        : 'Result: verified up to the last signature of each trail, no sign of tampering in the records it covers. Later records are not signed (yet): nothing vouches for them, though the figures count them.'
       : a.status === 'unsigned'
         ? 'Result: not verified: no record is signed yet, so the trail cannot be told from a forged one.'
         : 'Result: PROBLEMS FOUND. Records may have been altered or removed.';
+  const trails = a.unsigned.flatMap((u) =>
+    u.signedUpTo ? [`${u.trail}: verified up to ${when(u.signedUpTo.time)} (seq ${u.signedUpTo.seq}); ${u.records} later record(s) not signed (yet), the first written ${when(u.firstTime)}.`] : [],
+  );
   const checked: Table = {
     caption: 'Check of the audit trail',
     rows: [
@@ -190,7 +196,7 @@ function auditSection(a: Report['audit']): Section {
     head: ['Where', 'Record', 'Kind', 'What'],
     rows: a.problems.map((p) => [`${p.file}:${p.line}`, p.seq ?? '–', p.kind, p.message]),
   };
-  return { title: 'Audit trail', notes: [result], tables: a.problems.length === 0 ? [checked] : [checked, problems] };
+  return { title: 'Audit trail', notes: [result, ...trails], tables: a.problems.length === 0 ? [checked] : [checked, problems] };
 }
 
 const NUMERIC = /^(?:-?\d+(?:\.\d+)?(?: %)?|–)$/;

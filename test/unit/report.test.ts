@@ -75,6 +75,10 @@ const policy: PolicyConfig = {
   legacyEndpoints: ['/api/login', '/xmlrpc.php'],
 };
 
+// Written in the minute before the report: a running gateway has yet to sign them.
+const YOUNG_TAIL = { records: 4, firstTime: '2025-04-01T05:59:10.000Z', lastTime: '2025-04-01T05:59:50.000Z', sealedSeq: 36, sealedTime: '2025-04-01T05:59:00.000Z' };
+const YOUNG_VIEW = { trail: 'audit', records: 4, firstTime: YOUNG_TAIL.firstTime, lastTime: YOUNG_TAIL.lastTime, signedUpTo: { seq: 36, time: YOUNG_TAIL.sealedTime }, overdue: false };
+
 /** The report's input, its events counted from `records` (the scripted month unless given) as the trail reader does. */
 function input({ records: recs = records, ...over }: Partial<ReportInput> & { records?: Rec[] } = {}): ReportInput {
   const events = emptySummary();
@@ -99,8 +103,9 @@ function input({ records: recs = records, ...over }: Partial<ReportInput> & { re
       records: 40,
       checkpoints: 3,
       chains: [{ trail: 'audit', lastSealedSeq: 36 }],
-      problems: [{ file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the checkpoint at seq 36 are not covered by a signature' }],
+      problems: [{ file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the checkpoint at seq 36 are not covered by a signature', trail: 'audit', unsigned: YOUNG_TAIL }],
     },
+    checkpointIntervalSeconds: 60,
     ...over,
   };
 }
@@ -137,7 +142,7 @@ t.test('every number of a scripted month', async (t) => {
     { purpose: 'session cookie', id: 'cookie-2023', inUse: false, ageDays: 800 },
     { purpose: 'audit signing', id: 'audit-1', inUse: true, ageDays: null },
   ]);
-  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: input().audit!.problems });
+  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: input().audit!.problems, unsigned: [YOUNG_VIEW] });
   t.same(r.findings, ['2 old-style logins (HTTP Basic and similar) refused: a program or device still sends passwords that way.'], 'an unsealed tail and a retired old key are not findings');
   t.same(JSON.parse(JSON.stringify(r)), r, 'JSON-safe');
 });
@@ -205,16 +210,35 @@ t.test('several chains: each one with its own sealed position, in the text and t
     { trail: 'audit/b', lastSealedSeq: 5 },
   ];
   const r = buildReport(input({ audit: { ok: true, records: 59, checkpoints: 3, chains, problems: [tail] } }));
-  t.same(r.audit, { status: 'verified', records: 59, checkpoints: 3, chains, problems: [tail] });
+  t.same(r.audit, { status: 'verified', records: 59, checkpoints: 3, chains, problems: [tail], unsigned: [] });
   t.notOk(r.findings.some((f) => f.startsWith('The audit trail holds records no signature covers')), 'a running instance is not flagged');
   t.match(reportText(r), /\n {2}Last record covered by a signature in audit\/a +51\n {2}Last record covered by a signature in audit\/b +5\n/);
   t.match(reportHtml(r), '<th scope="row">Last record covered by a signature in audit/b</th><td class="num">5</td>');
 });
 
+t.test('records after the last signature are not called verified, and are a finding once overdue', async (t) => {
+  const young = buildReport(input());
+  const text = reportText(young);
+  t.notMatch(text, 'no sign of tampering.', 'not said of unsigned records');
+  t.match(text, 'Result: verified up to the last signature of each trail');
+  t.match(text, 'audit: verified up to 2025-04-01 05:59 UTC (seq 36); 4 later record(s) not signed (yet), the first written 2025-04-01 05:59 UTC.');
+  t.notOk(young.findings.some((f) => f.includes('audit trail audit after its last signature')), 'a running gateway signs them soon: no finding');
+  // A rewritten tail, or a gateway that crashed: written an hour before the report, and still not signed.
+  const old = { ...YOUNG_TAIL, firstTime: '2025-04-01T05:00:00.000Z', lastTime: '2025-04-01T05:01:00.000Z', sealedTime: '2025-04-01T04:59:00.000Z' };
+  const tail = { ...input().audit!.problems[0]!, unsigned: old };
+  const r = buildReport(input({ audit: { ...input().audit!, problems: [tail] } }));
+  t.equal(r.audit.status, 'verified');
+  t.same(r.audit.status === 'disabled' ? null : r.audit.unsigned.map((u) => u.overdue), [true]);
+  t.match(r.findings.join('\n'), /^4 records in the audit trail audit after its last signature \(2025-04-01T04:59:00\.000Z, seq 36\), the first written 2025-04-01T05:00:00\.000Z, have waited over 3 minutes .*without the key/m);
+  t.match(reportText(r), 'audit: verified up to 2025-04-01 04:59 UTC (seq 36); 4 later record(s) not signed (yet)');
+  const slow = buildReport(input({ audit: { ...input().audit!, problems: [tail] }, checkpointIntervalSeconds: 3600 }));
+  t.notOk(slow.findings.some((f) => f.includes('after its last signature')), 'within two of its intervals: not overdue');
+});
+
 t.test('audit problems show in the findings, the text and the HTML', async (t) => {
   const problem = { file: 'audit/audit-2025-03.jsonl', line: 7, seq: 7, kind: 'edited', message: 'content does not match its hash' };
   const r = buildReport(input({ audit: { ok: false, records: 40, checkpoints: 2, chains: [{ trail: 'audit', lastSealedSeq: 20 }], problems: [problem] } }));
-  t.same(r.audit, { status: 'problems', records: 40, checkpoints: 2, chains: [{ trail: 'audit', lastSealedSeq: 20 }], problems: [problem] });
+  t.same(r.audit, { status: 'problems', records: 40, checkpoints: 2, chains: [{ trail: 'audit', lastSealedSeq: 20 }], problems: [problem], unsigned: [] });
   t.ok(r.findings.includes('The audit trail failed its check (1 problem): records may have been altered or removed.'));
   const text = reportText(r);
   t.match(text, 'Result: PROBLEMS FOUND');

@@ -126,6 +126,30 @@ t.test('resume after a restart: the chain continues; records no checkpoint seale
   t.equal(recordsOf(dir).length, 6);
 });
 
+t.test('audit verify: records after the last checkpoint are named as not verified, with a warning once overdue', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'audit.jsonl');
+  const { log, clock } = openLog(dir, { checkpointEvery: 3 });
+  for (let i = 1; i <= 5; i++) log.append(event(i));
+  await log.close();
+  // Without the key: the final checkpoint deleted (or records dropped and the rest chained again).
+  const lines = linesOf(readFileSync(file, 'utf8'));
+  t.same(lines.map((l) => JSON.parse(l).type), ['event', 'event', 'event', 'checkpoint', 'event', 'event', 'checkpoint']);
+  writeFileSync(file, lines.slice(0, -1).map((l) => `${l}\n`).join(''));
+  const pem = join(dir, 'public.pem');
+  writeFileSync(pem, publicKey.export({ type: 'spki', format: 'pem' }));
+  const time = new Date(clock.now()).toISOString();
+
+  const soon = auditVerify([file], { publicKeyFile: pem }, clock.now() + 30_000);
+  t.ok(soon.ok, 'a running gateway signs them at its next checkpoint');
+  t.equal(soon.lines.at(-1), `OK: 6 record(s), 1 signed checkpoint(s), verified up to seq 4 (checkpoint of ${time}); 2 later record(s) (${time} to ${time}) not covered by a signature (yet), so not verified`);
+  t.notOk(soon.lines.some((l) => l.startsWith('WARNING')));
+
+  const later = auditVerify([file], { publicKeyFile: pem }, clock.now() + 3_600_000);
+  t.ok(later.ok, 'a warning: a crash leaves the same, and the times are not signed');
+  t.match(later.lines.at(-2), /^WARNING: the 2 record\(s\) after the last checkpoint, the first written \S+, have waited over 3 minutes \(two checkpoint intervals and a minute\) without a signature/);
+});
+
 t.test('a record appended by someone without the key is not signed as if the writer had written it', async (t) => {
   const dir = tempDir(t);
   const file = join(dir, 'audit.jsonl');

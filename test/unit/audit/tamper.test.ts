@@ -154,6 +154,9 @@ t.test('unsealed-tail: records after the last checkpoint are reported, and ok st
   const unsealed = segs.find((s) => s.lines.some((l) => parse(l).seq === 16))!;
   t.same(summary(report), [['unsealed-tail', unsealed.file, unsealed.lines.findIndex((l) => parse(l).seq === 16) + 1, 16]]);
   t.match(report.problems[0]!.message, /^4 record\(s\) after the checkpoint at seq 15 are not covered/);
+  const sealed = parse(segs.flatMap((s) => s.lines).find((l) => parse(l).seq === 15)!).time as string;
+  const first = parse(segs.flatMap((s) => s.lines).find((l) => parse(l).seq === 16)!).time as string;
+  t.same(report.problems[0]!.unsigned, { records: 4, firstTime: first, lastTime: '2027-01-15T09:00:00.000Z', sealedSeq: 15, sealedTime: sealed }, 'with their times, which nothing vouches for');
 });
 
 t.test('records and lines that are not records', async (t) => {
@@ -198,11 +201,12 @@ t.test('a directory whose trail ends in a rotated file lost its current file: de
       line: 0,
       kind: 'deleted',
       message: `the trail ends in ${trail.at(-2)!.file}: the records of the current file after it are missing (the file was deleted or emptied)`,
+      trail: cut,
     });
     t.same(verifyAudit(auditFiles(cut), publicKey).ok, true, 'its records alone seem intact');
   }
   const none = tempDir(t);
-  t.same(check(none).problems, [{ file: none, line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied' }], 'a directory without audit files is named');
+  t.same(check(none).problems, [{ file: none, line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied', trail: none }], 'a directory without audit files is named');
 });
 
 t.test('read from its files in chunks, a trail gets the report its text gets, damage at chunk edges included', async (t) => {
