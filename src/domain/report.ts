@@ -126,8 +126,10 @@ export interface Report {
         checkpoints: number;
         chains: AuditChainView[];
         problems: AuditProblemView[];
-        /** Per trail: the records no signature covers after its last signature. */
+        /** Per trail: the records no signature covers at its end (or at all). */
         unsigned: UnsignedTrailView[];
+        /** Trails without a record. */
+        empty: string[];
       };
   /** Plain-language warnings; empty when there is nothing to flag. */
   findings: string[];
@@ -280,7 +282,7 @@ export function buildReport(input: ReportInput): Report {
           chains: input.audit.chains.map((c) => ({ ...c })),
           problems: input.audit.problems.map((p) => ({ ...p })),
           unsigned: input.audit.problems.flatMap((p): UnsignedTrailView[] =>
-            p.kind === 'unsealed-tail' && !p.resumed && p.unsigned
+            (p.kind === 'unsigned' || (p.kind === 'unsealed-tail' && !p.resumed)) && p.unsigned
               ? [
                   {
                     trail: trailOf(p, input.audit!.chains),
@@ -293,6 +295,7 @@ export function buildReport(input: ReportInput): Report {
                 ]
               : [],
           ),
+          empty: input.audit.problems.filter((p) => p.kind === 'empty').map((p) => trailOf(p, input.audit!.chains)),
         }
       : { status: 'disabled' },
   };
@@ -340,17 +343,23 @@ function findings(r: Omit<Report, 'findings'>, checkpointIntervalSeconds: number
   }
   if (r.audit.status === 'disabled') out.push('The audit trail is switched off: sign-ins and changes cannot be proven afterwards.');
   else if (r.audit.records === 0) out.push('No audit records were found: check audit.dir (or --audit-dir); a trail that is missing proves nothing.');
-  if (r.audit.status === 'unsigned' && r.audit.records > 0) {
-    out.push('No audit record is covered by a signature yet: normal for a minute after a gateway first writes (audit.checkpointIntervalSeconds); a trail that stays so cannot be told from a forged one.');
-  }
-  // Records after a trail's last signature: normal while a gateway has yet to sign them, not once they have waited longer.
+  // Records no signature covers, per trail: normal while a gateway has yet to sign them, not once they have waited longer.
   if (r.audit.status !== 'disabled') {
     for (const u of r.audit.unsigned) {
-      if (u.signedUpTo !== null && u.overdue) {
+      if (u.signedUpTo === null) {
+        out.push(
+          u.overdue
+            ? `None of the ${plural(u.records, 'record')} in the audit trail ${u.trail} is covered by a signature, the first written ${u.firstTime}, and they have ${unsignedOverdueWords(checkpointIntervalSeconds)}. Such a trail cannot be told from a forged one; the figures count its records.`
+            : `No record in the audit trail ${u.trail} is covered by a signature yet: normal for a few minutes after a gateway first writes (audit.checkpointIntervalSeconds); a trail that stays so cannot be told from a forged one.`,
+        );
+      } else if (u.overdue) {
         out.push(
           `${plural(u.records, 'record')} in the audit trail ${u.trail} after its last signature (${u.signedUpTo.time}, seq ${u.signedUpTo.seq}), the first written ${u.firstTime}, ${u.records === 1 ? 'has' : 'have'} ${unsignedOverdueWords(checkpointIntervalSeconds)}. The figures count them: check them with \`audit verify\`.`,
         );
       }
+    }
+    if (r.audit.records > 0) {
+      for (const trail of r.audit.empty) out.push(`The audit trail ${trail} holds no records: a gateway that has not written yet, or a trail that was deleted or emptied.`);
     }
   }
   // Unsigned records inside a signed chain: stated by the writer when it resumed (a crash before their checkpoint,

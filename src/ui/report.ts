@@ -177,11 +177,16 @@ function auditSection(a: Report['audit']): Section {
         ? 'Result: verified, no sign of tampering.'
         : 'Result: verified up to the last signature of each trail, no sign of tampering in the records it covers. Later records are not signed (yet): nothing vouches for them, though the figures count them.'
       : a.status === 'unsigned'
-        ? 'Result: not verified: no record is signed yet, so the trail cannot be told from a forged one.'
+        ? 'Result: not verified: a trail without records, or with records no signature covers, cannot be told from an emptied or forged one.'
         : 'Result: PROBLEMS FOUND. Records may have been altered or removed.';
-  const trails = a.unsigned.flatMap((u) =>
-    u.signedUpTo ? [`${u.trail}: verified up to ${when(u.signedUpTo.time)} (seq ${u.signedUpTo.seq}); ${u.records} later record(s) not signed (yet), the first written ${when(u.firstTime)}.`] : [],
-  );
+  const trails = [
+    ...a.unsigned.map((u) =>
+      u.signedUpTo
+        ? `${u.trail}: verified up to ${when(u.signedUpTo.time)} (seq ${u.signedUpTo.seq}); ${u.records} later record(s) not signed (yet), the first written ${when(u.firstTime)}.`
+        : `${u.trail}: none of its ${u.records} record(s) is signed, the first written ${when(u.firstTime)}.`,
+    ),
+    ...a.empty.map((t) => `${t}: no records.`),
+  ];
   const checked: Table = {
     caption: 'Check of the audit trail',
     rows: [

@@ -142,7 +142,7 @@ t.test('every number of a scripted month', async (t) => {
     { purpose: 'session cookie', id: 'cookie-2023', inUse: false, ageDays: 800 },
     { purpose: 'audit signing', id: 'audit-1', inUse: true, ageDays: null },
   ]);
-  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: input().audit!.problems, unsigned: [YOUNG_VIEW] });
+  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: input().audit!.problems, unsigned: [YOUNG_VIEW], empty: [] });
   t.same(r.findings, ['2 old-style logins (HTTP Basic and similar) refused: a program or device still sends passwords that way.'], 'an unsealed tail and a retired old key are not findings');
   t.same(JSON.parse(JSON.stringify(r)), r, 'JSON-safe');
 });
@@ -210,7 +210,7 @@ t.test('several chains: each one with its own sealed position, in the text and t
     { trail: 'audit/b', lastSealedSeq: 5 },
   ];
   const r = buildReport(input({ audit: { ok: true, records: 59, checkpoints: 3, chains, problems: [tail] } }));
-  t.same(r.audit, { status: 'verified', records: 59, checkpoints: 3, chains, problems: [tail], unsigned: [] });
+  t.same(r.audit, { status: 'verified', records: 59, checkpoints: 3, chains, problems: [tail], unsigned: [], empty: [] });
   t.notOk(r.findings.some((f) => f.startsWith('The audit trail holds records no signature covers')), 'a running instance is not flagged');
   t.match(reportText(r), /\n {2}Last record covered by a signature in audit\/a +51\n {2}Last record covered by a signature in audit\/b +5\n/);
   t.match(reportHtml(r), '<th scope="row">Last record covered by a signature in audit/b</th><td class="num">5</td>');
@@ -238,7 +238,7 @@ t.test('records after the last signature are not called verified, and are a find
 t.test('audit problems show in the findings, the text and the HTML', async (t) => {
   const problem = { file: 'audit/audit-2025-03.jsonl', line: 7, seq: 7, kind: 'edited', message: 'content does not match its hash' };
   const r = buildReport(input({ audit: { ok: false, records: 40, checkpoints: 2, chains: [{ trail: 'audit', lastSealedSeq: 20 }], problems: [problem] } }));
-  t.same(r.audit, { status: 'problems', records: 40, checkpoints: 2, chains: [{ trail: 'audit', lastSealedSeq: 20 }], problems: [problem], unsigned: [] });
+  t.same(r.audit, { status: 'problems', records: 40, checkpoints: 2, chains: [{ trail: 'audit', lastSealedSeq: 20 }], problems: [problem], unsigned: [], empty: [] });
   t.ok(r.findings.includes('The audit trail failed its check (1 problem): records may have been altered or removed.'));
   const text = reportText(r);
   t.match(text, 'Result: PROBLEMS FOUND');
@@ -260,15 +260,34 @@ t.test('an audit trail with no records is a finding, not a clean bill', async (t
   t.notOk(buildReport(input()).findings.some((f) => f.startsWith('No audit records')), 'not when there are records');
 });
 
-t.test('a trail not signed yet (a new gateway) is "not verified", not tampered with', async (t) => {
-  const unsigned = { file: 'audit/audit.jsonl', line: 1, seq: 1, kind: 'unsigned', message: 'no valid checkpoint: none of the 3 record(s) is covered by a signature' };
+t.test('a trail not signed yet (a new gateway) is "not verified", not tampered with; one that stays so is a finding', async (t) => {
+  const young = { records: 3, firstTime: '2025-04-01T05:59:30.000Z', lastTime: '2025-04-01T05:59:40.000Z' };
+  const unsigned = { file: 'audit/audit.jsonl', line: 1, seq: 1, kind: 'unsigned', message: 'no valid checkpoint: none of the 3 record(s) is covered by a signature', trail: 'audit', unsigned: young };
   const r = buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, chains: [{ trail: 'audit', lastSealedSeq: 0 }], problems: [unsigned] } }));
   t.equal(r.audit.status, 'unsigned');
-  t.ok(r.findings.some((f) => f.startsWith('No audit record is covered by a signature yet')));
+  t.ok(r.findings.some((f) => f.startsWith('No record in the audit trail audit is covered by a signature yet: normal for a few minutes')));
   t.notOk(r.findings.some((f) => f.startsWith('The audit trail failed its check')), 'no claim of tampering');
-  t.match(reportText(r), 'Result: not verified: no record is signed yet');
+  t.match(reportText(r), 'Result: not verified: a trail without records, or with records no signature covers, cannot be told from an emptied or forged one.\naudit: none of its 3 record(s) is signed, the first written 2025-04-01 05:59 UTC.');
   const edited = { ...unsigned, line: 2, seq: 2, kind: 'edited', message: 'content does not match its hash' };
   t.equal(buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, chains: [{ trail: 'audit', lastSealedSeq: 0 }], problems: [unsigned, edited] } })).audit.status, 'problems', 'with another problem: problems');
+
+  // A month old and never signed: not "normal".
+  const old = { ...unsigned, unsigned: { ...young, firstTime: '2025-03-02T08:00:00.000Z' } };
+  const o = buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, chains: [{ trail: 'audit', lastSealedSeq: 0 }], problems: [old] } }));
+  t.notOk(o.findings.some((f) => f.includes('normal')), 'not normal');
+  t.ok(o.findings.some((f) => f.startsWith('None of the 3 records in the audit trail audit is covered by a signature, the first written 2025-03-02T08:00:00.000Z, and they have waited over 3 minutes')));
+});
+
+t.test('an emptied trail next to a signed one: said of that trail, not of every record', async (t) => {
+  const empty = { file: 'audit/gw', line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied', trail: 'audit/gw' };
+  const chains = [
+    { trail: 'audit/gw', lastSealedSeq: 0 },
+    { trail: 'audit/gw/admin', lastSealedSeq: 12 },
+  ];
+  const r = buildReport(input({ audit: { ok: false, records: 12, checkpoints: 2, chains, problems: [empty] } }));
+  t.notOk(r.findings.some((f) => /No audit record is covered|no record .* signed yet/i.test(f)), 'not "nothing is signed"');
+  t.ok(r.findings.includes('The audit trail audit/gw holds no records: a gateway that has not written yet, or a trail that was deleted or emptied.'));
+  t.match(reportText(r), '\naudit/gw: no records.\n');
 });
 
 t.test('text: headed sections, aligned numbers, the policy in plain words', async (t) => {
