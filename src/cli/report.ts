@@ -1,7 +1,9 @@
 // `mfa-gateway report`: the assurance report for a period, as text, JSON or printable HTML.
 import { existsSync, statSync } from 'node:fs';
+import { openAuditDir } from '../audit/file-sink.js';
+import { parseRecord } from '../audit/record.js';
 import type { Gateway } from '../gateway.js';
-import { assuranceReport } from '../services/report.js';
+import { assuranceReport, distinctDirs } from '../services/report.js';
 import { reportHtml, reportText } from '../ui/report.js';
 import { UsageError } from './usage.js';
 
@@ -45,11 +47,44 @@ function instant(text: string, option: string, dayEnd: number): number {
   return date ? at + dayEnd : at;
 }
 
+/**
+ * The --audit-dir directories: each must be there, and each a trail of its own. One named twice is read once; two
+ * whose first records are the same are one trail and a copy of it (a backup, another path to it), whose records
+ * would count twice: refused.
+ */
+export function checkAuditDirs(dirs: readonly string[]): void {
+  const missing = dirs.filter((d) => !existsSync(d) || !statSync(d).isDirectory());
+  if (missing.length) throw new UsageError(`--audit-dir: no such directory: ${missing.join(', ')}`);
+  const byFirst = new Map<string, string>();
+  for (const dir of distinctDirs(dirs)) {
+    const first = firstRecordHash(dir);
+    if (first === undefined) continue;
+    const other = byFirst.get(first);
+    if (other !== undefined) throw new UsageError(`--audit-dir ${other} and ${dir} hold the same trail (their first records are the same): give each trail once`);
+    byFirst.set(first, dir);
+  }
+}
+
+/** The hash of a trail's first record, if it starts with one. */
+function firstRecordHash(dir: string): string | undefined {
+  const trail = openAuditDir(dir);
+  try {
+    for (let f = 0; f < trail.files.length; f++) {
+      for (const { line, complete } of trail.lines(f)) {
+        const parsed = complete ? parseRecord(line) : undefined;
+        return parsed && 'record' in parsed ? parsed.record.hash : undefined;
+      }
+    }
+    return undefined;
+  } finally {
+    trail.close();
+  }
+}
+
 export async function reportCommand(gw: Gateway, a: ReportArgs): Promise<string> {
   const format = a.format ?? 'text';
   if (!['text', 'json', 'html'].includes(format)) throw new UsageError('--format is text, json or html');
-  const missing = (a.auditDirs ?? []).filter((d) => !existsSync(d) || !statSync(d).isDirectory());
-  if (missing.length) throw new UsageError(`--audit-dir: no such directory: ${missing.join(', ')}`);
+  checkAuditDirs(a.auditDirs ?? []);
   const now = gw.clock.now();
   const report = await assuranceReport({ config: gw.config, kv: gw.kv, factors: gw.stores.factors, admin: gw.admin }, reportPeriod(a, now), now, a.auditDirs);
   return format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : format === 'html' ? reportHtml(report) : reportText(report);
