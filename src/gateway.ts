@@ -25,6 +25,7 @@ import type { RelyingParty } from './mechanisms/webauthn.js';
 import { AccessService } from './services/access.js';
 import { AdminService } from './services/admin.js';
 import { assuranceReport } from './services/report.js';
+import { readTrailOffThread } from './services/report-trail.js';
 import { Attempts } from './services/ceremony.js';
 import { DeviceService } from './services/devices.js';
 import { EnrolmentService } from './services/enrolment.js';
@@ -206,7 +207,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     stores: { factors: factorStore, devices: registry, sealer },
     admin,
     report: config.admin.report.groups.length
-      ? { access: accessUnder(reportPolicyConfig(config)), build: (period) => assuranceReport({ config, kv, factors: factorStore, admin }, period, clock.now()) }
+      ? { access: accessUnder(reportPolicyConfig(config)), build: (period) => assuranceReport({ config, kv, factors: factorStore, admin, readTrail: readTrailOffThread }, period, clock.now()) }
       : null,
     limits: { login: loginLimits, attempts },
     security,

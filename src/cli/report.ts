@@ -4,6 +4,7 @@ import { openAuditDir } from '../audit/file-sink.js';
 import { parseRecord } from '../audit/record.js';
 import type { Gateway } from '../gateway.js';
 import { assuranceReport, distinctDirs } from '../services/report.js';
+import { readTrail, type TrailRequest } from '../services/report-trail.js';
 import { reportHtml, reportText } from '../ui/report.js';
 import { UsageError } from './usage.js';
 
@@ -86,6 +87,7 @@ export async function reportCommand(gw: Gateway, a: ReportArgs): Promise<string>
   if (!['text', 'json', 'html'].includes(format)) throw new UsageError('--format is text, json or html');
   checkAuditDirs(a.auditDirs ?? []);
   const now = gw.clock.now();
-  const report = await assuranceReport({ config: gw.config, kv: gw.kv, factors: gw.stores.factors, admin: gw.admin }, reportPeriod(a, now), now, a.auditDirs);
+  const deps = { config: gw.config, kv: gw.kv, factors: gw.stores.factors, admin: gw.admin, readTrail: async (r: TrailRequest) => readTrail(r) };
+  const report = await assuranceReport(deps, reportPeriod(a, now), now, a.auditDirs);
   return format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : format === 'html' ? reportHtml(report) : reportText(report);
 }

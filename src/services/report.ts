@@ -10,13 +10,18 @@ import type { FactorStore } from '../stores/factor-store.js';
 import { UnreadableRecord } from '../stores/sealed-records.js';
 import type { KvStore } from '../stores/kv-store.js';
 import type { AdminService } from './admin.js';
-import { readTrailOffThread } from './report-trail.js';
+import type { TrailReading, TrailRequest } from './report-trail.js';
 
 export interface ReportDeps {
   config: Config;
   kv: KvStore;
   factors: FactorStore;
   admin: AdminService;
+  /**
+   * Reads and verifies the trails: in a worker thread for the gateway's page (readTrailOffThread: the gateway goes on
+   * serving), on the calling thread for the command line (readTrail: a process of its own, nothing else to serve).
+   */
+  readTrail: (request: TrailRequest) => Promise<TrailReading>;
 }
 
 const factorKey = /^user:\{([^}]+)\}:factors$/;
@@ -28,7 +33,7 @@ const factorKey = /^user:\{([^}]+)\}:factors$/;
 export async function assuranceReport(d: ReportDeps, period: { from: number; to: number }, now: number, dirs?: readonly string[]): Promise<Report> {
   const { config } = d;
   const chains = distinctDirs(!config.audit.enabled ? [] : dirs?.length ? dirs : (['gateway', 'admin'] as const).map((w) => auditDir(config, w)).filter(existsSync));
-  const trail = await readTrailOffThread({
+  const trail = await d.readTrail({
     dirs: chains,
     publicKeyPem: config.audit.enabled ? publicKeyPem(config.audit.signingKey!) : null,
     period,
