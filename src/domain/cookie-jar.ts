@@ -148,6 +148,20 @@ export function portalSessionDigest(names: readonly string[], valuesOf: (name: s
   return held.length ? createHash('sha256').update(JSON.stringify(held)).digest('base64url') : null;
 }
 
+/**
+ * Each of the named cookies a Cookie header sends, as a digest of its name and value (forward-auth mode: a password
+ * login sent with one marks it, see LoginService). Null when one cannot be read for certain (see cookieValues).
+ */
+export function portalCookieIds(names: readonly string[], header: string | undefined): string[] | null {
+  const ids: string[] = [];
+  for (const name of names) {
+    const values = cookieValues(header, name);
+    if (values === null) return null;
+    for (const value of new Set(values)) ids.push(createHash('sha256').update(JSON.stringify([name, value])).digest('base64url'));
+  }
+  return ids;
+}
+
 /** The name of a `name=value` pair or of a Set-Cookie header. */
 export function cookieName(pairOrSetCookie: string): string {
   return pairOrSetCookie.slice(0, pairOrSetCookie.indexOf('=')).trim();

@@ -2,18 +2,19 @@
 // about each request of the browser and sends it to the portal only on a 200. Same sessions, same policy.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical-path.js';
-import { cookieValues, portalSessionDigest } from '../domain/cookie-jar.js';
+import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
 import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { loginPageFor } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import type { ActiveSession } from '../services/sessions.js';
+import { keys } from '../stores/keys.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 
 export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
-  const { config, sessions, access, identity } = ctx;
+  const { config, sessions, access, identity, kv } = ctx;
   const p = config.server.prefix;
   const prefix = p.toLowerCase();
   const trusted = new AddressSet(config.server.trustedProxies);
@@ -29,13 +30,22 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   };
 
   /**
-   * The session, when the portal's session cookies the browser sends are those it was signed in with. The browser holds
-   * them in this mode: a gateway session of one's own would otherwise let through another person's portal session (a
-   * stolen cookie, or one signed in with their password alone at a portal that keeps its pre-login session id).
+   * The session, when the portal's session cookies the browser sends are those it was signed in with, and no password
+   * went to the portal with one of them since. The browser holds them in this mode: a gateway session of one's own
+   * would otherwise let through another person's portal session (a stolen cookie, or one signed in with their password
+   * alone at a portal that keeps its session id at login: see LoginService.markPortalCookies).
    */
-  const boundTo = (active: ActiveSession | null, req: FastifyRequest): ActiveSession | null => {
-    if (!active || active.record.portalSession === portalSessionDigest(sessionCookies, (name) => cookieValues(req.headers.cookie, name))) return active;
-    req.log.warn({ pid: active.record.pid }, "a session sent with portal cookies other than its sign-in's: not signed in");
+  const boundTo = async (active: ActiveSession | null, req: FastifyRequest): Promise<ActiveSession | null> => {
+    if (!active) return null;
+    const cookie = req.headers.cookie;
+    let bound = active.record.portalSession === portalSessionDigest(sessionCookies, (name) => cookieValues(cookie, name));
+    const since = active.record.since ?? active.record.authTime;
+    for (const id of bound ? (portalCookieIds(sessionCookies, cookie) ?? []) : []) {
+      const login = await kv.get(keys.portalCookieLogin(id));
+      if (login !== null && Number(login) >= since) bound = false;
+    }
+    if (bound) return active;
+    req.log.warn({ pid: active.record.pid }, "a session sent with portal cookies other than its sign-in's, or signed in again since: not signed in");
     return null;
   };
 
@@ -69,7 +79,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (paths.isLogout(lowered) || paths.loginPathOf(lowered, method)) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }
-    const active = boundTo(await sessions.authenticate(req.cookies[COOKIE.session]), req);
+    const active = await boundTo(await sessions.authenticate(req.cookies[COOKIE.session]), req);
     const { outcome, device } = await access.decide({
       host,
       method,

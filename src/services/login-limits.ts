@@ -148,8 +148,7 @@ export class LoginLimits {
     await this.count('successes');
   }
 
-  /** Operator: lifts the block of an address (`mfa-gateway blocks clear`). */
-  /** Lifts an address's block and forgets its failures; whether it was blocked. */
+  /** Operator: lifts the block of an address and forgets its failures (`mfa-gateway blocks clear`); whether it was blocked. */
   async unblock(ip: string): Promise<boolean> {
     const bucket = addressBucket(ip);
     this.knownBlocks.delete(bucket);

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { pathAndQuery } from '../domain/canonical-path.js';
-import { applySetCookies, cookieHeader, cookieName, cookieValues, portalSessionDigest, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, cookieName, cookieValues, portalCookieIds, portalSessionDigest, setCookieNames, withExplicitPath, type BrowserCookies, type Jar } from '../domain/cookie-jar.js';
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { loginFields, namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
@@ -226,6 +226,7 @@ export class LoginService {
     headers['content-length'] = String(body.length);
     // The answer is judged by its bytes (the body rule), so it is asked for uncompressed.
     headers['accept-encoding'] = 'identity';
+    if (config.forwardAuth.enabled) await this.markPortalCookies(req.headers.cookie, admitted, now);
     let answer: PortalResponse;
     try {
       answer = await this.d.portal.send({ method: req.method, pathAndQuery: pathAndQuery(req), headers, body });
@@ -259,7 +260,16 @@ export class LoginService {
     }
     // A successful answer's cookies are all held, also in forward-auth mode: only the second factor releases them.
     const held = this.d.browserCookies === 'all' ? applySetCookies(jar, setCookies, req.path, now, []) : updated;
-    const portalSession = config.forwardAuth.enabled ? forwardAuthSession(config.forwardAuth.sessionCookies, held, req.headers.cookie, now) : undefined;
+    let portalSession: string | undefined;
+    if (config.forwardAuth.enabled) {
+      try {
+        portalSession = forwardAuthSession(config.forwardAuth.sessionCookies, held, req.headers.cookie, now);
+      } catch (err) {
+        // The portal's fault (or the option's), not the password's: it counts neither way.
+        await this.d.limits.unjudged(admitted);
+        throw err;
+      }
+    }
     await this.d.limits.succeeded(admitted);
     const factors = await this.d.factors.get(pid);
     // No factor yet: the enrolment proof comes first, unless trust on first use was chosen explicitly.
@@ -289,6 +299,22 @@ export class LoginService {
     // A right password whose second step never came is told to the person once the login has expired (R11).
     clock.after(config.mfa.pendingTimeoutSeconds * 1000 + 1000, () => void this.reportAbandoned(pendingId));
     return { kind: 'accepted', pendingId, stage };
+  }
+
+  /**
+   * Forward-auth mode: the portal's session cookies a password goes to the portal with are marked, before the portal
+   * sees it. A portal that kept such an id would sign it in as this account (the login is refused then, but only once
+   * the portal has answered): a gateway session bound to that cookie, whoever's it is, no longer carries it (see
+   * forward-auth.ts). A cookie sent in more than one form (which would the portal read?) is refused outright.
+   */
+  private async markPortalCookies(sent: string | undefined, admitted: Extract<AccountAdmission, { ok: true }>, now: number): Promise<void> {
+    const ids = portalCookieIds(this.d.config.forwardAuth.sessionCookies, sent);
+    if (ids === null) {
+      await this.d.limits.unjudged(admitted);
+      throw new GatewayError('GW_ERR_BAD_REQUEST', 'a portal session cookie sent in more than one form with a password');
+    }
+    const ttlMs = this.d.config.session.absoluteTimeoutSeconds * 1000;
+    for (const id of ids) await this.d.kv.set(keys.portalCookieLogin(id), String(now), ttlMs);
   }
 
   /**
@@ -344,18 +370,20 @@ export class LoginService {
   }
 }
 
-/** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */
 /**
  * Forward-auth mode: the portal session a sign-in binds its gateway session to (see portalSessionDigest), its cookies
  * as the browser will hold them: set by the login answer (withheld until the second factor), else sent with the
- * password. The answer must set one of them anew: a portal that signed in the id the browser already had (one that a
- * gateway session of someone else's may be bound to, or that an attacker planted) would let the password alone in.
+ * password. The answer must set anew each of them the browser sent: a portal that signed in an id the browser already
+ * had (one that an attacker planted, or a gateway session of someone else's is bound to) would let the password alone in.
  */
 function forwardAuthSession(names: readonly string[], held: Jar, sentCookies: string | undefined, now: number): string {
   const live = held.filter((c) => c.expiresAt === undefined || c.expiresAt > now);
   const setByAnswer = (name: string) => live.filter((c) => c.name === name).map((c) => c.value);
-  if (!names.some((name) => setByAnswer(name).some((value) => !(cookieValues(sentCookies, name) ?? []).includes(value)))) {
-    throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', 'the login answer set none of forwardAuth.sessionCookies anew (the portal kept its session id)');
+  // Its cookies were read for certain before the password went (see markPortalCookies).
+  const sent = (name: string) => cookieValues(sentCookies, name) ?? [];
+  const renewed = (name: string) => setByAnswer(name).some((value) => !sent(name).includes(value));
+  if (!names.some(renewed) || names.some((name) => sent(name).length > 0 && !renewed(name))) {
+    throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', 'the login answer did not set each of forwardAuth.sessionCookies the browser sent anew (the portal kept its session id)');
   }
   const digest = portalSessionDigest(names, (name) => {
     const set = setByAnswer(name);
@@ -365,6 +393,7 @@ function forwardAuthSession(names: readonly string[], held: Jar, sentCookies: st
   return digest;
 }
 
+/** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */
 function throwIfRefused<A extends Admission | AccountAdmission>(a: A, ip: string, pid: string | undefined, security: SecurityLog): asserts a is Extract<A, { ok: true }> {
   if (a.ok) return;
   if (a.reason !== 'address blocked') security('password_throttled', { ...(pid ? { pid } : {}), ip, reason: a.reason });

@@ -10,6 +10,8 @@ export const keys = {
   pendingFinished: (id: string) => `pending:{${id}}:finished`,
   pendingFinishing: (id: string) => `pending:{${id}}:finishing`,
   session: (sid: string) => `session:{${sid}}`,
+  /** Forward-auth mode: when a password last went to the portal with this portal cookie (see portalCookieIds). */
+  portalCookieLogin: (id: string) => `portal-cookie:{${id}}:login`,
   /** A session a step-up just moved to a new id, for a second submission of the step-up form (see SessionService.twin). */
   sessionMoved: (sid: string) => `session:{${sid}}:moved`,
   sessionMoving: (sid: string) => `session:{${sid}}:moving`,

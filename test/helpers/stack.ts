@@ -11,7 +11,7 @@ import { loggerOptions } from '../../src/log.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
-import { DEMO_USERS, startDemoPortal, type DemoPortal } from '../fixtures/demo-portal.js';
+import { DEMO_USERS, startDemoPortal, type DemoPortal, type DemoPortalOptions } from '../fixtures/demo-portal.js';
 import { Browser, inputValue, type Page } from './browser.js';
 import type { AssertionKnobs, SoftAuthenticator } from './soft-authenticator.js';
 import { FakeClock } from './clock.js';
@@ -42,8 +42,8 @@ export interface StackOptions {
   patch?: (raw: Record<string, any>) => void;
   /** CA of the gateway's TLS certificate. */
   ca?: string;
-  /** The demo portal starts a new session id at login. */
-  newSessionAtLogin?: boolean;
+  /** The demo portal starts a new session id at login (see DemoPortalOptions). */
+  newSessionAtLogin?: DemoPortalOptions['newSessionAtLogin'];
 }
 
 export async function startStack(

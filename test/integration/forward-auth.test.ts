@@ -9,9 +9,9 @@ import { COOKIE } from '../../src/http/cookies.js';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { startNginx, type TestNginx } from '../helpers/nginx.js';
 import { TestCa } from '../helpers/pki.js';
-import { ALICE, BOB, enrol, signUpAndEnrol, startStack, type Stack, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, enrol, signUpAndEnrol, startStack, type Stack, type StackOptions, totpAt } from '../helpers/stack.js';
 
-function forwardAuthStack(patch: (raw: Record<string, any>) => void = () => {}, newSessionAtLogin = true): Promise<Stack> {
+function forwardAuthStack(patch: (raw: Record<string, any>) => void = () => {}, newSessionAtLogin: StackOptions['newSessionAtLogin'] = true): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-groups-'));
   const groupsFile = join(dir, 'groups.yaml');
   writeFileSync(groupsFile, 'alice: [patients, carers]\n');
@@ -183,6 +183,32 @@ t.test('a portal that keeps its session id at login gets no sign-in in forward-a
   t.equal(refused.status, 502, 'GW_ERR_LOGIN_UNRECOGNISED');
   t.notOk(b.cookies.has(COOKIE.pending), 'no second step begun');
   t.ok(s.logs.some((l) => l.includes('the portal kept its session id')), 'the log says why');
+});
+
+t.test("a password sent with the portal cookie another person's session is bound to ends that binding", async (t) => {
+  // A portal that kept the id for Alice's login only: Bob, signed in, types her password in his own browser. The login
+  // is refused once the portal has answered, but the portal has signed his cookie in as Alice by then.
+  const s = await forwardAuthStack(undefined, (username) => username !== ALICE.username);
+  t.teardown(s.close);
+  const bob = s.browser();
+  const secret = await signIn(s, bob, '/login', BOB);
+  const ask = (b: Browser) => request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/records', 'x-forwarded-host': 'localhost', cookie: cookieOf(b) } });
+  t.equal((await ask(bob)).statusCode, 200, 'his session and his portal cookie');
+  const form = await bob.get('/login');
+  const refused = await bob.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(form.body, 'csrf') });
+  t.equal(refused.status, 502, 'refused: the portal kept the id');
+  const res = await ask(bob);
+  t.equal(res.statusCode, 401, "his session no longer carries that cookie, now Alice's at the portal");
+  await res.body.dump();
+  // Signing in again (his portal gives him a new id) works.
+  s.clock.advance(30_000);
+  const page = await bob.get('/login');
+  t.equal((await bob.post('/login', { username: BOB.username, password: BOB.password, csrf: inputValue(page.body, 'csrf') })).location, '/_mfa/verify');
+  const verify = await bob.get('/_mfa/verify');
+  t.equal((await bob.post('/_mfa/verify', { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(secret, s.clock.now()) })).status, 303);
+  const again = await ask(bob);
+  t.equal(again.statusCode, 200, 'a new sign-in, bound to its new cookie');
+  await again.body.dump();
 });
 
 t.test('the policy decides at nginx: closed areas, legacy authentication and odd paths never reach the portal', async (t) => {

@@ -115,6 +115,20 @@ t.test('a login answered with a status outside 100–599 is the 502 of a portal 
   t.notOk(await leaked());
 });
 
+t.test('forward-auth mode: each session cookie the browser sent with the password must come back anew', async (t) => {
+  // Two session cookies; the browser already holds both. A portal that renews one and keeps the other would sign the
+  // kept one in (a gateway session bound to it would carry the account): the login is refused.
+  for (const [renews, status] of [['PORTALSESSID=new1; Path=/', 502], [['PORTALSESSID=new1; Path=/', 'SSO=new2; Path=/'], 303]] as const) {
+    const { b } = await start(t, (_password, res) => res.writeHead(302, { location: '/', 'set-cookie': renews }).end(), (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.forwardAuth = { enabled: true, sessionCookies: ['PORTALSESSID', 'SSO'] };
+    });
+    b.cookies.set('PORTALSESSID', 'old1');
+    b.cookies.set('SSO', 'old2');
+    t.equal((await b.post('/login', { username: 'alice', password: 'right' })).status, status, String(renews));
+  }
+});
+
 t.test("forward-auth mode: the portal's cookies go to the browser as the portal wrote them, a space in a value too", async (t) => {
   const value = 'S3cretPortalSess Value42';
   const { b, logs, stack } = await start(t, (_password, res) => res.writeHead(302, { location: '/', 'set-cookie': `PORTALSESSID=${value}; Path=/; HttpOnly` }).end(), (raw) => {
