@@ -149,13 +149,13 @@ export function portalSessionDigest(names: readonly string[], valuesOf: (name: s
 }
 
 /**
- * Each of the named cookies a Cookie header sends, as a digest of its name and value (forward-auth mode: a password
- * login sent with one marks it, see LoginService). Null when one cannot be read for certain (see cookieValues).
+ * Each value of the named cookies, `valuesOf` giving each name's, as a digest of its name and value (forward-auth mode:
+ * a password login sent with one marks it, see LoginService). Null when one cannot be read for certain (see cookieValues).
  */
-export function portalCookieIds(names: readonly string[], header: string | undefined): string[] | null {
+export function portalCookieIds(names: readonly string[], valuesOf: (name: string) => readonly string[] | null): string[] | null {
   const ids: string[] = [];
   for (const name of names) {
-    const values = cookieValues(header, name);
+    const values = valuesOf(name);
     if (values === null) return null;
     for (const value of new Set(values)) ids.push(createHash('sha256').update(JSON.stringify([name, value])).digest('base64url'));
   }

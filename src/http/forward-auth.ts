@@ -37,10 +37,11 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
    */
   const boundTo = async (active: ActiveSession | null, req: FastifyRequest): Promise<ActiveSession | null> => {
     if (!active) return null;
-    const cookie = req.headers.cookie;
-    let bound = active.record.portalSession === portalSessionDigest(sessionCookies, (name) => cookieValues(cookie, name));
+    const sent = new Map(sessionCookies.map((name) => [name, cookieValues(req.headers.cookie, name)]));
+    const valuesOf = (name: string) => sent.get(name)!;
+    let bound = active.record.portalSession === portalSessionDigest(sessionCookies, valuesOf);
     const since = active.record.since ?? active.record.authTime;
-    for (const id of bound ? (portalCookieIds(sessionCookies, cookie) ?? []) : []) {
+    for (const id of bound ? (portalCookieIds(sessionCookies, valuesOf) ?? []) : []) {
       const login = await kv.get(keys.portalCookieLogin(id));
       if (login !== null && Number(login) >= since) bound = false;
     }

@@ -308,7 +308,7 @@ export class LoginService {
    * forward-auth.ts). A cookie sent in more than one form (which would the portal read?) is refused outright.
    */
   private async markPortalCookies(sent: string | undefined, admitted: Extract<AccountAdmission, { ok: true }>, now: number): Promise<void> {
-    const ids = portalCookieIds(this.d.config.forwardAuth.sessionCookies, sent);
+    const ids = portalCookieIds(this.d.config.forwardAuth.sessionCookies, (name) => cookieValues(sent, name));
     if (ids === null) {
       await this.d.limits.unjudged(admitted);
       throw new GatewayError('GW_ERR_BAD_REQUEST', 'a portal session cookie sent in more than one form with a password');
