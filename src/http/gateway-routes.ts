@@ -19,6 +19,8 @@ import { signInRoutes } from './sign-in-routes.js';
 const FORM_BODY_LIMIT = 16 * 1024;
 // The report page is built again for the same period at most this often.
 const REPORT_REUSE_MS = 5 * 60_000;
+// Report builds waiting or running at most; one more period asked for meanwhile is refused (429).
+const REPORT_BUILDS = 4;
 const asset = (name: string) => readFileSync(new URL(`../ui/assets/${name}`, import.meta.url));
 // The browser half of @simplewebauthn, served from the gateway's own origin (no CDN).
 const WEBAUTHN_BROWSER = readFileSync(join(dirname(createRequire(import.meta.url).resolve('@simplewebauthn/browser')), '..', 'dist', 'bundle', 'index.umd.min.js'));
@@ -69,17 +71,20 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   if (ctx.report) {
     const report = ctx.report;
     // Building reads the whole audit trail and scans the store: at most once per period length every 5 minutes,
-    // shared by concurrent viewers, and one build at a time (the others wait their turn), so refreshing the page or
-    // asking for several periods cannot load the gateway.
+    // shared by concurrent viewers, one build at a time (the others wait their turn) and a few waiting at most, so
+    // refreshing the page or asking for many periods cannot load the gateway nor keep its reader busy for hours.
     const built = new Map<number, { at: number; html: Promise<string> }>();
     let previous: Promise<unknown> = Promise.resolve();
+    let pending = 0;
     const page = (days: number): Promise<string> => {
       const now = ctx.clock.now();
       const hit = built.get(days);
       if (hit && now - hit.at < REPORT_REUSE_MS) return hit.html;
+      if (pending >= REPORT_BUILDS) throw new GatewayError('GW_ERR_RATE_LIMITED', 'report builds waiting', { retryAfterMs: 60_000 });
       if (built.size >= 8) built.clear();
+      pending++;
       const html = previous.then(() => report.build({ from: now - days * 86_400_000, to: now })).then(reportHtml);
-      previous = html.catch(() => undefined);
+      previous = html.catch(() => undefined).then(() => void pending--);
       built.set(days, { at: now, html });
       html.catch(() => built.delete(days));
       return html;

@@ -43,3 +43,35 @@ t.test('concurrent page requests for different periods are built one after anoth
   t.equal((await alice.b.get('/_mfa/admin/report?days=2')).body, pages[1]!.body, 'and each is kept as before');
   t.equal(periods.length, 4);
 });
+
+t.test('a few builds wait at most: one more period asked for meanwhile is refused, and asked again once they are done', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-report-'));
+  writeFileSync(join(dir, 'groups.yaml'), 'alice: [staff]\n');
+  const s = await startStack({
+    patch: (raw) => {
+      raw.groups = { file: join(dir, 'groups.yaml') };
+      raw.admin.report = { groups: ['staff'] };
+    },
+  });
+  t.teardown(() => s.close());
+  const alice = await signUpAndEnrol(s);
+  const report = s.app.gateway.report!;
+  const build = report.build;
+  let builds = 0;
+  report.build = async (period) => {
+    builds++;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return build(period);
+  };
+
+  const periods = [1, 2, 3, 4, 5, 6];
+  const pages = await Promise.all(periods.map((days) => alice.b.get(`/_mfa/admin/report?days=${days}`)));
+  const built = periods.filter((_d, i) => pages[i]!.status === 200);
+  const refused = periods.filter((_d, i) => pages[i]!.status === 429);
+  t.same([built.length, refused.length], [4, 2], 'four periods built, two refused');
+  t.ok(pages.every((p) => p.status !== 429 || p.headers['retry-after'] === '60'), 'with the time to ask again');
+  t.equal(builds, 4, 'the refused ones never built');
+  t.equal((await alice.b.get(`/_mfa/admin/report?days=${built[0]}`)).status, 200, 'a period built is still shown meanwhile');
+  t.equal((await alice.b.get(`/_mfa/admin/report?days=${refused[0]}`)).status, 200, 'and once the builds are done, a refused one is built');
+  t.equal(builds, 5);
+});
