@@ -170,7 +170,13 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         const target = k.slice(0, -'_FILE'.length);
         // Both: which one wins would depend on their order in the file (for keys.pseudonym, every enrolment).
         if (Object.hasOwn(node, target)) problems.push(`${path ? `${path}.` : ''}${target}: give either ${target} or ${k}, not both`);
-        const file = resolve(baseDir, substitute(v, at, env, baseDir, problems, failed) as string);
+        const named = substitute(v, at, env, baseDir, problems, failed) as string;
+        // A path with a variable that is not set names no file: said once, as that variable.
+        if (failed.has(at)) {
+          failed.add(path ? `${path}.${target}` : target);
+          continue;
+        }
+        const file = resolve(baseDir, named);
         try {
           out[target] = readFileSync(file, 'utf8').trim();
         } catch (err) {

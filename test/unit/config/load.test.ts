@@ -323,6 +323,9 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
   const found = problemsOf(() => loadConfigFile(join(dir, 'swapped.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: swapped }));
   t.same(found, ['keys.pseudonym_FILE: cannot read the secret file it names (ENOENT)'], 'the option named, once');
   t.notOk(found.join('\n').includes(swapped.slice(0, 12)), 'the secret not shown');
+  // A variable in the file's path that is not set: the variable named, no file tried.
+  writeFileSync(join(dir, 'unset.yaml'), readFileSync(join(dir, 'gw.yaml'), 'utf8').replace('  pseudonym: ${PSEUDO}\n', '  pseudonym_FILE: /run/${SECRETS_DIR}/pseudonym\n'));
+  t.same(problemsOf(() => loadConfigFile(join(dir, 'unset.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig })), ['keys.pseudonym_FILE: environment variable SECRETS_DIR is not set'], 'one line');
   writeFileSync(join(dir, 'bad.yaml'), 'portal: [');
   t.match(problemsOf(() => loadConfigFile(join(dir, 'bad.yaml')))[0], /not valid YAML \(\w+ at line 1, column \d+\)/);
   // An unquoted secret that YAML reads as an alias, or that breaks the syntax: the problem, never the value.
