@@ -12,11 +12,11 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { AuditDirInUse } from './audit/dir-lock.js';
 import { publicKeyPem } from './audit/signing-key.js';
-import { keysCommand, operatorFrom, recordAdmin, sessionsCommand, userCommand } from './cli/admin.js';
+import { KEYS_ACTIONS, SESSIONS_ACTIONS, USER_ACTIONS, keysCommand, operatorFrom, recordAdmin, sessionsCommand, userCommand } from './cli/admin.js';
 import { auditPublicKey, auditVerify, auditWho } from './cli/audit.js';
-import { devicesCommand, fingerprintArg } from './cli/devices.js';
+import { DEVICES_ACTIONS, devicesCommand, fingerprintArg } from './cli/devices.js';
 import { csvUsernames, issueEnrolmentCodes } from './cli/enrol-codes.js';
-import { blocksCommand, lockoutsCommand } from './cli/limits.js';
+import { BLOCKS_ACTIONS, LOCKOUTS_ACTIONS, blocksCommand, lockoutsCommand } from './cli/limits.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { reportCommand } from './cli/report.js';
 import { PartialOutput, UsageError } from './cli/usage.js';
@@ -160,21 +160,21 @@ async function main(argv: string[]): Promise<number> {
           return usage('audit verify|who|public-key');
       }
     case 'user':
-      return admin(config(), v, command, sub, async (gw) => userCommand(gw, sub ?? '', { user: v.user, yes: v.yes }));
+      return admin(config(), v, command, sub, USER_ACTIONS, (gw, action) => userCommand(gw, action, { user: v.user, yes: v.yes }));
     case 'sessions':
-      return admin(config(), v, command, sub, async (gw) => sessionsCommand(gw, sub ?? '', { user: v.user, all: v.all }));
+      return admin(config(), v, command, sub, SESSIONS_ACTIONS, (gw) => sessionsCommand(gw, { user: v.user, all: v.all }));
     case 'keys':
-      return admin(config(), v, command, sub, async (gw) => keysCommand(gw, sub ?? ''));
+      return admin(config(), v, command, sub, KEYS_ACTIONS, keysCommand);
     case 'devices':
-      return admin(config(), v, command, sub, async (gw) => devicesCommand(gw, sub ?? '', { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared }));
+      return admin(config(), v, command, sub, DEVICES_ACTIONS, (gw, action) => devicesCommand(gw, action, { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared }));
     case 'blocks':
-      return admin(config(), v, command, sub, async (gw) => blocksCommand(gw, sub ?? '', { ip: v.ip }));
+      return admin(config(), v, command, sub, BLOCKS_ACTIONS, (gw, action) => blocksCommand(gw, action, { ip: v.ip }));
     case 'lockouts':
-      return admin(config(), v, command, sub, async (gw) => lockoutsCommand(gw, sub ?? '', { user: v.user, factor: v.factor }));
+      return admin(config(), v, command, sub, LOCKOUTS_ACTIONS, (gw, action) => lockoutsCommand(gw, action, { user: v.user, factor: v.factor }));
     case 'enrol-codes': {
       if (sub !== 'issue') return usage('enrol-codes issue needs --config FILE and --user U or --csv FILE');
       const users = v.csv === undefined ? undefined : csvUsernames(v.csv);
-      return admin(config(), v, command, sub, async (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
+      return admin(config(), v, command, sub, ['issue'], (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
     }
     case 'help':
     case undefined:
@@ -185,28 +185,26 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** The actions of each admin command, as the usage lists them. */
-const ADMIN_ACTIONS: Readonly<Record<string, readonly string[]>> = {
-  user: ['show', 'export', 'reset-factors', 'erase'],
-  sessions: ['revoke'],
-  keys: ['rotate', 'status'],
-  devices: ['register', 'revoke', 'list'],
-  'enrol-codes': ['issue'],
-  blocks: ['list', 'clear'],
-  lockouts: ['list', 'clear'],
-};
-
 /**
  * An admin command: run against the configured store and written to the admin audit chain with the operator, the
  * reason, the user's pseudonym (never the name) and the outcome. `csvUsers`: the users of a --csv file, whom the reason
  * must not name either.
  */
-function admin(config: Config, v: Values, command: string, sub: string | undefined, run: (gw: Gateway) => Promise<string[]>, csvUsers?: readonly string[]): Promise<number> {
-  // Without an action there is nothing to carry out, nor to write to the audit trail; and only a known action goes
-  // there (and into the report): any other word would be written as given, line breaks and markup too.
+function admin<A extends string>(
+  config: Config,
+  v: Values,
+  command: string,
+  sub: string | undefined,
+  actions: readonly A[],
+  run: (gw: Gateway, action: A) => Promise<string[]>,
+  csvUsers?: readonly string[],
+): Promise<number> {
+  // Without an action there is nothing to carry out, nor to write to the audit trail; and only one of the command's
+  // own actions goes there (and into the report): any other word would be written as given, line breaks and markup too.
   if (!sub) return Promise.resolve(usage(`${command} needs an action (see help)`));
-  if (!ADMIN_ACTIONS[command]?.includes(sub)) return Promise.resolve(usage(`unknown ${command} action (see help)`));
-  const action = `${command} ${sub}`;
+  if (!(actions as readonly string[]).includes(sub)) return Promise.resolve(usage(`unknown ${command} action (see help)`));
+  const known = sub as A;
+  const action = `${command} ${known}`;
   const by = operatorFrom({ ...v, users: csvUsers });
   return withGateway(config, 'admin', async (gw) => {
     // A device named by its certificate file is recorded by the certificate's fingerprint.
@@ -215,7 +213,7 @@ function admin(config: Config, v: Values, command: string, sub: string | undefin
     try {
       // Inside: a store that cannot be reached is a failed run, and recorded as one.
       await gw.kv.ready();
-      const lines = await run(gw);
+      const lines = await run(gw, known);
       recordAdmin(gw, by, action, { ...target, outcome: 'ok' });
       process.stdout.write(`${lines.join('\n')}\n`);
     } catch (err) {

@@ -33,7 +33,9 @@ export function recordAdmin(gw: Gateway, by: Operator, action: string, fields: R
   gw.logger.info({ admin: action, operator: by.operator, ...fields }, `admin action: ${action}`);
 }
 
-export async function userCommand(gw: Gateway, action: string, a: { user?: string; yes?: boolean }): Promise<string[]> {
+export const USER_ACTIONS = ['show', 'export', 'reset-factors', 'erase'] as const;
+
+export async function userCommand(gw: Gateway, action: (typeof USER_ACTIONS)[number], a: { user?: string; yes?: boolean }): Promise<string[]> {
   const pid = userPid(gw, a.user, `user ${action} needs --user USERNAME`);
   switch (action) {
     case 'show':
@@ -60,13 +62,13 @@ export async function userCommand(gw: Gateway, action: string, a: { user?: strin
       const r = await partly(gw.admin.erase(pid), (r) => [`erased ${a.user} in part (${r.keysDeleted} key(s))`]);
       return [`erased ${a.user} (${r.keysDeleted} key(s)); the audit trail keeps its pseudonymous records of user ${pid}`];
     }
-    default:
-      throw new UsageError(`unknown user action ${action}`);
   }
 }
 
-export async function sessionsCommand(gw: Gateway, action: string, a: { user?: string; all?: boolean }): Promise<string[]> {
-  if (action !== 'revoke') throw new UsageError(`unknown sessions action ${action}`);
+export const SESSIONS_ACTIONS = ['revoke'] as const;
+
+/** `sessions revoke`, its one action. */
+export async function sessionsCommand(gw: Gateway, a: { user?: string; all?: boolean }): Promise<string[]> {
   if (a.all && a.user !== undefined) throw new UsageError('sessions revoke takes --user USERNAME or --all, not both');
   const ended = (n: number) => [`ended ${n} session(s) of ${a.all ? 'every user' : a.user}`];
   if (a.all) return ended(await partly(gw.admin.revokeAllSessions(), ended));
@@ -87,7 +89,9 @@ async function partly<T>(action: Promise<T>, done: (partial: T) => string[]): Pr
   }
 }
 
-export async function keysCommand(gw: Gateway, action: string): Promise<string[]> {
+export const KEYS_ACTIONS = ['rotate', 'status'] as const;
+
+export async function keysCommand(gw: Gateway, action: (typeof KEYS_ACTIONS)[number]): Promise<string[]> {
   switch (action) {
     case 'rotate': {
       const r = await gw.admin.rotateKeys();
@@ -105,8 +109,6 @@ export async function keysCommand(gw: Gateway, action: string): Promise<string[]
         return `${k.purpose.padEnd(10)}  ${k.id.padEnd(12)}  ${k.active ? 'active ' : 'old    '}  ${age}  ${use}${configured}`;
       });
     }
-    default:
-      throw new UsageError(`unknown keys action ${action}`);
   }
 }
 

@@ -12,7 +12,9 @@ export interface DeviceArgs {
   shared?: boolean;
 }
 
-export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs): Promise<string[]> {
+export const DEVICES_ACTIONS = ['register', 'revoke', 'list'] as const;
+
+export async function devicesCommand(gw: Gateway, action: (typeof DEVICES_ACTIONS)[number], a: DeviceArgs): Promise<string[]> {
   const registry = gw.stores.devices;
   const now = gw.clock.now();
   switch (action) {
@@ -40,8 +42,6 @@ export async function devicesCommand(gw: Gateway, action: string, a: DeviceArgs)
       if (!all.length) return ['no devices registered'];
       return all.map((d) => `${d.fingerprint}  ${d.status.padEnd(7)}  ${new Date(d.addedAt).toISOString()}  ${d.pid ? `user ${d.pid}  ` : ''}${d.name}`);
     }
-    default:
-      throw new UsageError(`unknown devices action ${action}`);
   }
 }
 

@@ -5,7 +5,9 @@ import { ATTEMPT_KINDS, type AttemptKind } from '../services/ceremony.js';
 import type { Gateway } from '../gateway.js';
 import { UsageError, userPid } from './usage.js';
 
-export async function blocksCommand(gw: Gateway, action: string, a: { ip?: string }): Promise<string[]> {
+export const BLOCKS_ACTIONS = ['list', 'clear'] as const;
+
+export async function blocksCommand(gw: Gateway, action: (typeof BLOCKS_ACTIONS)[number], a: { ip?: string }): Promise<string[]> {
   const login = gw.limits.login;
   switch (action) {
     case 'list': {
@@ -23,12 +25,12 @@ export async function blocksCommand(gw: Gateway, action: string, a: { ip?: strin
       if (was) gw.security('block_cleared', { ip: addressBucket(ip) });
       return [was ? `cleared ${addressBucket(ip)}` : `${addressBucket(ip)} was not blocked (check the address; its failures are forgotten all the same)`];
     }
-    default:
-      throw new UsageError(`unknown blocks action ${action}`);
   }
 }
 
-export async function lockoutsCommand(gw: Gateway, action: string, a: { user?: string; factor?: string }): Promise<string[]> {
+export const LOCKOUTS_ACTIONS = ['list', 'clear'] as const;
+
+export async function lockoutsCommand(gw: Gateway, action: (typeof LOCKOUTS_ACTIONS)[number], a: { user?: string; factor?: string }): Promise<string[]> {
   const attempts = gw.limits.attempts;
   switch (action) {
     case 'list': {
@@ -42,7 +44,5 @@ export async function lockoutsCommand(gw: Gateway, action: string, a: { user?: s
       gw.security('lockout_cleared', { pid, kinds: a.factor ?? 'all' });
       return [`cleared ${a.factor ?? 'every kind of factor'} for ${a.user}: ${disabled.length ? `${disabled.join(', ')} turned back on` : 'none was disabled (check the spelling)'}`];
     }
-    default:
-      throw new UsageError(`unknown lockouts action ${action}`);
   }
 }

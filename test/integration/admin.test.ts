@@ -75,7 +75,7 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
     t.notOk(shown.includes(secret) || exported.includes(secret), 'no secret or recovery code is shown or exported');
   }
 
-  t.same(await sessionsCommand(gw, 'revoke', { user: 'alice' }), ['ended 1 session(s) of alice']);
+  t.same(await sessionsCommand(gw, { user: 'alice' }), ['ended 1 session(s) of alice']);
   t.notOk(await signedIn(alice.b), 'her session is gone');
   t.ok(await signedIn(bob.b), "Bob's is not");
 
@@ -98,7 +98,7 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
   t.ok(after.keys.some((k) => k.includes(gw.pidOf(BOB.username)!)), 'Bob is still there');
   t.ok(await signedIn(bob.b));
 
-  t.same(await sessionsCommand(gw, 'revoke', { all: true }), ['ended 2 session(s) of every user'], 'both of Bob’s');
+  t.same(await sessionsCommand(gw, { all: true }), ['ended 2 session(s) of every user'], 'both of Bob’s');
   t.notOk(await signedIn(bob.b), 'every session ended');
 });
 
@@ -225,7 +225,7 @@ t.test('an account whose name a pattern set since refuses is still reached by th
     await later.app.close();
     await later.portal.close();
   });
-  t.same(await sessionsCommand(later.app.gateway, 'revoke', { user: 'alice' }), ['ended 1 session(s) of alice']);
+  t.same(await sessionsCommand(later.app.gateway, { user: 'alice' }), ['ended 1 session(s) of alice']);
   t.notOk(await signedIn(alice.b));
   t.match((await userCommand(later.app.gateway, 'erase', { user: 'alice', yes: true }))[0], 'erased alice');
 });
@@ -433,7 +433,7 @@ t.test('a reset or a revocation also ends the sign-ins in progress of the user',
   const x = s.browser();
   await submitPassword(x, BOB.username, BOB.password);
   const verify = await x.get('/_mfa/verify');
-  t.same(await sessionsCommand(gw, 'revoke', { user: 'bob' }), ['ended 1 session(s) of bob']);
+  t.same(await sessionsCommand(gw, { user: 'bob' }), ['ended 1 session(s) of bob']);
   t.equal((await x.post('/_mfa/verify', { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(bob.secret, s.clock.now()) })).status, 403, 'the sign-in in progress ended too');
   t.notOk(await signedIn(x));
   t.equal((await signInWithTotp(s, bob.secret, BOB)).final.status, 303, 'a sign-in begun after it works');

@@ -45,7 +45,7 @@ t.test('report periods: UTC days with --to included, times with their offset, no
 });
 
 t.test('sessions revoke takes --user or --all, not both', async (t) => {
-  const outcome = await sessionsCommand({} as Gateway, 'revoke', { user: 'alice', all: true }).then(
+  const outcome = await sessionsCommand({} as Gateway, { user: 'alice', all: true }).then(
     () => 'ran',
     (err: unknown) => (err instanceof UsageError ? 'usage error' : String(err)),
   );
