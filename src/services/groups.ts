@@ -1,5 +1,5 @@
 // Group membership for rules: a mapping file (re-read when it changes) and/or groups the portal named at login.
-import { parse as parseYaml } from 'yaml';
+import { isNode, isScalar, parseDocument, type YAMLMap } from 'yaml';
 import type { Clock } from '../clock.js';
 import { canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { WatchedFile } from '../mechanisms/watched-file.js';
@@ -33,16 +33,22 @@ export function groupFile(path: string, usernameCase: UsernameCase, clock: Clock
 }
 
 export function parseGroupMap(text: string, usernameCase: UsernameCase): GroupMap {
-  const raw: unknown = parseYaml(text);
+  const doc = parseDocument(text);
+  if (doc.errors.length) throw doc.errors[0];
+  const raw: unknown = doc.toJS({ mapAsMap: true });
   // Empty (or comments only): most likely a file caught while being written (`cat > groups.yaml` empties it first),
   // which would take everyone's groups away; a file that maps nobody says so with `{}`.
   if (raw === null || raw === undefined) throw new Error('group file: empty (write {} for a file that maps nobody)');
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('group file: expected a mapping of username to a list of groups');
   const map = new Map<string, readonly string[]>();
-  for (const [user, groups] of Object.entries(raw as Record<string, unknown>)) {
-    const name = canonicalUsername(user, usernameCase);
+  for (const pair of (doc.contents as YAMLMap).items) {
+    // The username as written: YAML reads `007` as the number 7 (and `0x1A` as 26, `1e3` as 1000), which is the name
+    // of another person, who would be given these groups.
+    const user = isScalar(pair.key) ? (pair.key.type === 'PLAIN' ? pair.key.source ?? '' : String(pair.key.value)) : null;
+    const groups: unknown = isNode(pair.value) ? pair.value.toJS(doc) : pair.value;
+    const name = user === null ? null : canonicalUsername(user, usernameCase);
     if (name === null || !Array.isArray(groups) || !groups.every(isGroupName)) {
-      throw new Error(`group file: entry ${JSON.stringify(user).slice(0, 60)} must be a username with a list of group names`);
+      throw new Error(`group file: entry ${JSON.stringify(user ?? String(pair.key)).slice(0, 60)} must be a username with a list of group names`);
     }
     // Two spellings of one person (`alice`, `Alice`): the later would silently replace the groups of the earlier.
     if (map.has(name)) throw new Error(`group file: entry ${JSON.stringify(user).slice(0, 60)} names the same user as an earlier one`);

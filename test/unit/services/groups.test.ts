@@ -16,6 +16,15 @@ t.test('one entry per user, whatever the spelling', async (t) => {
   t.equal(parseGroupMap('alice: [a]\nAlice: [b]\n', 'exact').size, 2, 'two users where case counts');
 });
 
+t.test('usernames as written, never read as numbers', async (t) => {
+  // Staff and patient numbers: `007` is not user 7, nor `0x1A` user 26, nor `1e3` user 1000.
+  const map = parseGroupMap('007: [staff]\n0x1A: [admin]\n1e3: [carers]\ntrue: [patients]\n"0042": [x]\n12: [y]\n', 'lower');
+  t.same([...map.keys()], ['007', '0x1a', '1e3', 'true', '0042', '12']);
+  t.equal(map.get('7'), undefined, 'user 7 gets nothing of 007');
+  t.same(parseGroupMap('{"007": ["staff"]}', 'lower').get('007'), ['staff'], 'JSON as before');
+  t.throws(() => parseGroupMap('[a]: [staff]\n', 'lower'), /must be a username/, 'a list is no username');
+});
+
 t.test('group names a header or an assertion can carry', async (t) => {
   for (const bad of ['""', '"staff\\ud800"', '"staff\\u0000"', '"staff\\n"', '"sta\\u200bff"', '1', 'null', `"${'x'.repeat(257)}"`]) {
     t.throws(() => parseGroupMap(`alice: [${bad}]\n`, 'lower'), /must be a username with a list of group names/, bad);
