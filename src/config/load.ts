@@ -31,6 +31,10 @@ const SECRET_PATH = /secret|pseudonym|signingKey|password|token/i;
  * Options holding secrets, or URLs that may carry them: a value found anywhere under them may be a secret moved
  * by a mis-indentation (`keys.signing` written as the key itself), whatever the option's own name.
  */
+// Request headers the gateway writes for the portal, or that frame the request: no identity header may be one.
+const GATEWAY_SET_HEADERS = new Set([
+  'host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'accept-encoding', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+]);
 const SECRET_TREES = ['keys', 'identity.assertion', 'store.redis', 'audit', 'enrolment.webhook', 'notify'];
 
 /**
@@ -334,6 +338,12 @@ function checkSemantics(c: Config): string[] {
   c.identity.assertion?.publishedKeys.forEach((k, i) => {
     if (!readable(() => createPublicKey(k.publicKey).asymmetricKeyDetails?.namedCurve === 'prime256v1')) problems.push(`identity.assertion.publishedKeys.${i}.publicKey: not an EC P-256 key (PEM)`);
   });
+  // Each identity header once, and none the gateway sets itself: the later would silently replace the earlier (with
+  // userHeader and groupsHeader one header, a member of group `admin` reaches the portal as the user `admin`).
+  const identityHeaders = [c.identity.userHeader, c.identity.groupsHeader, c.identity.assertion?.header].flatMap((h) => (h ? [h.toLowerCase()] : []));
+  if (new Set(identityHeaders).size !== identityHeaders.length) problems.push('identity: userHeader, groupsHeader and assertion.header must name different headers');
+  const taken = identityHeaders.find((h) => GATEWAY_SET_HEADERS.has(h));
+  if (taken) problems.push(`identity: ${taken} is a header the gateway sets itself for the portal`);
   const assertionIds = c.identity.assertion ? [c.identity.assertion.keyId, ...c.identity.assertion.publishedKeys.map((k) => k.keyId)] : [];
   if (new Set(assertionIds).size !== assertionIds.length) problems.push('identity.assertion.publishedKeys: key ids must differ from each other and from identity.assertion.keyId');
   const wildcard = (host: string) => host === '0.0.0.0' || host === '::';

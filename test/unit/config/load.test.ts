@@ -215,6 +215,22 @@ t.test('keys that cannot be read and a port taken twice are problems by path, no
   t.same(problemsOf(() => resolveConfig(raw)), [], 'good keys and two ports: no problem');
 });
 
+t.test('each identity header once, and none the gateway sets itself', async (t) => {
+  const withIdentity = (identity: Record<string, unknown>) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.identity = identity;
+    return problemsOf(() => resolveConfig(raw));
+  };
+  const assertion = { signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+  const twice = 'identity: userHeader, groupsHeader and assertion.header must name different headers';
+  // The groups would replace the username: a member of `admin` would reach the portal as the user admin.
+  t.same(withIdentity({ userHeader: 'X-Portal-User', groupsHeader: 'x-portal-user' }), [twice]);
+  t.same(withIdentity({ userHeader: 'X-MFA-Assertion', assertion }), [twice]);
+  t.same(withIdentity({ userHeader: 'Cookie' }), ['identity: cookie is a header the gateway sets itself for the portal']);
+  t.same(withIdentity({ groupsHeader: 'X-Forwarded-For' }), ['identity: x-forwarded-for is a header the gateway sets itself for the portal']);
+  t.same(withIdentity({ userHeader: 'X-MFA-User', groupsHeader: 'X-MFA-Groups', assertion }), [], 'three headers of their own');
+});
+
 t.test('a file the gateway reads at start must be there', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.groups = { ...raw.groups, file: '/nonexistent/groups.yaml' };
