@@ -44,10 +44,13 @@ t.test('the portal learns who is asking and can verify it with the JWKS', async 
   t.equal(seen['x-mfa-groups'], 'patients,carers', 'groups from the group file, not the client copy');
 
   const token = seen['x-mfa-assertion']!;
+  // As the README tells portals to check it.
   const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(await jwks(s)), {
+    algorithms: ['ES256'],
+    typ: 'mfa-assertion+jwt',
     issuer: 'mfa-gateway',
     audience: new URL(s.portal.url).origin,
-    algorithms: ['ES256'],
+    requiredClaims: ['sub', 'exp', 'auth_time'],
     currentDate: new Date(s.clock.now()),
   });
   t.equal(protectedHeader.kid, 'portal-2026');
