@@ -27,14 +27,14 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose
 const validate = ajv.compile(ConfigSchema);
 
 const SECRET_PATH = /secret|pseudonym|signingKey|password|token/i;
-/**
- * Options holding secrets, or URLs that may carry them: a value found anywhere under them may be a secret moved
- * by a mis-indentation (`keys.signing` written as the key itself), whatever the option's own name.
- */
 // Request headers the gateway writes for the portal, or that frame the request: no identity header may be one.
 const GATEWAY_SET_HEADERS = new Set([
   'host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'accept-encoding', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
 ]);
+/**
+ * Options holding secrets, or URLs that may carry them: a value found anywhere under them may be a secret moved
+ * by a mis-indentation (`keys.signing` written as the key itself), whatever the option's own name.
+ */
 const SECRET_TREES = ['keys', 'identity.assertion', 'store.redis', 'audit', 'enrolment.webhook', 'notify'];
 
 /**
