@@ -42,7 +42,13 @@ export class GatewayError extends Error {
   /** Sent as Retry-After (429 and 503 answers that know when to come back). */
   readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; retryAfterMs?: number }) {
+  /**
+   * A step-up a rule asks for (GW_ERR_STEP_UP_REQUIRED): the kinds of factor it takes, so that the step-up page the
+   * error page leads to offers only those (a factor the rule does not take would step up, and be asked again).
+   */
+  readonly factors: readonly string[] | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; retryAfterMs?: number; factors?: readonly string[] }) {
     // A refusal (4xx) is an answer, not a fault: no stack trace, which costs more than the rest of a refused request.
     const depth = Error.stackTraceLimit;
     if (ERRORS[code].status < 500) Error.stackTraceLimit = 0;
@@ -52,6 +58,7 @@ export class GatewayError extends Error {
     this.code = code;
     this.status = ERRORS[code].status;
     this.retryAfterSeconds = options?.retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(options.retryAfterMs / 1000));
+    this.factors = options?.factors?.length ? options.factors : undefined;
   }
 }
 

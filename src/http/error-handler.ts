@@ -25,7 +25,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
    * progress (a pending cookie), `gateway` for a gateway page (else the portal's login was refused).
    */
-  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean): { href: string; label: MessageKey } | undefined => {
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, factors: readonly string[] | undefined): { href: string; label: MessageKey } | undefined => {
     switch (code) {
       case 'GW_ERR_SIGN_IN_REQUIRED':
         // A portal page asked for before the second factor: on to it.
@@ -35,9 +35,12 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
       case 'GW_ERR_LOGIN_UNRECOGNISED':
       case 'GW_ERR_TOO_MANY_ATTEMPTS':
         return { href: loginPage, label: 'signInAgain' };
-      case 'GW_ERR_STEP_UP_REQUIRED':
-        // A change on the security page after its window (its form sent, not a page opened): back there after.
-        return { href: `${prefix}/step-up${gateway ? `?to=${encodeURIComponent(`${prefix}/security`)}` : ''}`, label: 'stepUpTitle' };
+      case 'GW_ERR_STEP_UP_REQUIRED': {
+        // A change on the security page after its window (its form sent, not a page opened): back there after. A
+        // portal rule that takes only some kinds of factor: the step-up page offers only those, as when a page is opened.
+        const query = [...(gateway ? [`to=${encodeURIComponent(`${prefix}/security`)}`] : []), ...(factors ? [`factors=${factors.join(',')}`] : [])];
+        return { href: `${prefix}/step-up${query.length ? `?${query.join('&')}` : ''}`, label: 'stepUpTitle' };
+      }
       case 'GW_ERR_SIGNED_IN_MEANWHILE':
         return { href: `${prefix}/continue`, label: 'continue' };
       // Back to the step being done (another method, a recovery code): of a sign-in, or of a signed-in person's
@@ -78,7 +81,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     }
     // A page of a step already done (Back) while the sign-in goes on: the page of the step it is at, not an end.
     if (error instanceof OtherStage) return reply.header('cache-control', 'no-store').redirect(`${prefix}/continue`, 303);
-    const action = nextStep(code, request.url.startsWith(`${prefix}/`), request.cookies?.[COOKIE.pending] !== undefined);
+    const action = nextStep(code, request.url.startsWith(`${prefix}/`), request.cookies?.[COOKIE.pending] !== undefined, error instanceof GatewayError ? error.factors : undefined);
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
 }

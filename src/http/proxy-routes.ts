@@ -113,7 +113,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       case 'step-up': {
         const factors = outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : '';
         if (opensPage(req)) return void reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(pathAndQuery(target))}${factors}`, 303);
-        throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule);
+        throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule, { factors: outcome.factors });
       }
       case 'sign-in':
         if (!opensPage(req)) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);

@@ -236,6 +236,23 @@ t.test('step-up: an old second factor is asked for again, then the same page; ot
   t.equal((await b.post('/_mfa/step-up', { csrf: 'forged', code: '123456' })).status, 403, 'CSRF token required');
 });
 
+t.test('a form sent on a rule that takes only passkeys: its page leads to a step-up that offers only those', async (t) => {
+  const { s } = await accessStack((raw) => raw.policy.rules.splice(1, 0, { name: 'controlled drugs', paths: ['/controlled/'], decision: 'step-up', factors: ['webauthn'] }));
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const opened = await b.get('/controlled/');
+  t.equal(opened.location, '/_mfa/step-up?to=%2Fcontrolled%2F&factors=webauthn', "a page opened: the rule's factors go along");
+  const sent = await b.post('/controlled/', { medicine: 'morphine' });
+  t.equal(sent.status, 401);
+  const link = /<a href="([^"]*)">Confirm it is you<\/a>/.exec(sent.body)?.[1]?.replaceAll('&amp;', '&');
+  t.equal(link, '/_mfa/step-up?factors=webauthn', 'a form sent: the same, on the way its page offers');
+  const page = await b.get(link!);
+  t.notMatch(page.body, 'name="code"', 'no authenticator-app form, which would step up and be asked again');
+  t.match(page.body, 'This page needs a passkey or security key.');
+  const json = await b.post('/controlled/', { medicine: 'morphine' }, { accept: 'application/json' });
+  t.match(JSON.parse(json.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
+});
+
 t.test('a step-up form sent twice (a second tap): both answers carry the same new session; nothing else gets it', async (t) => {
   const { s } = await accessStack();
   t.teardown(s.close);
