@@ -81,7 +81,10 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     }
     // A page of a step already done (Back) while the sign-in goes on: the page of the step it is at, not an end.
     if (error instanceof OtherStage) return reply.header('cache-control', 'no-store').redirect(`${prefix}/continue`, 303);
-    const action = nextStep(code, request.url.startsWith(`${prefix}/`), request.cookies?.[COOKIE.pending] !== undefined, error instanceof GatewayError ? error.factors : undefined);
+    // The forward-auth endpoint answers for a portal page (a proxy may pass its page to the browser).
+    const path = request.url.split('?', 1)[0]!;
+    const gateway = path.startsWith(`${prefix}/`) && path !== `${prefix}/forward-auth`;
+    const action = nextStep(code, gateway, request.cookies?.[COOKIE.pending] !== undefined, error instanceof GatewayError ? error.factors : undefined);
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
 }

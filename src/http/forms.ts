@@ -55,10 +55,11 @@ export function crossSite(req: FastifyRequest): string | null {
  * script's call (fetch or XMLHttpRequest: `Sec-Fetch-Mode` other than `navigate`, `X-Requested-With: XMLHttpRequest`,
  * or an `Accept` that takes neither HTML nor anything, as `application/json`) would follow a redirect to a page it
  * cannot use: it gets a status it can act on instead. A browser opening a page always asks for HTML; one that sends
- * none of these headers (older browsers, web views) is taken to open a page.
+ * none of these headers (older browsers, web views) is taken to open a page. `method`: the browser's, when `req`
+ * carries its headers for another request (forward-auth).
  */
-export function opensPage(req: FastifyRequest): boolean {
-  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+export function opensPage(req: FastifyRequest, method = req.method): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false;
   const mode = req.headers['sec-fetch-mode'];
   if (mode !== undefined && mode !== 'navigate') return false;
   const accept = req.headers.accept;

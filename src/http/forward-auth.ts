@@ -12,6 +12,7 @@ import type { ActiveSession } from '../services/sessions.js';
 import { keys } from '../stores/keys.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
+import { opensPage } from './forms.js';
 
 export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, access, identity, kv } = ctx;
@@ -99,6 +100,10 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     const back = pathAndQuery(target);
     const send = (to: string) =>
       (req.query as Record<string, unknown>).redirect === 'true' ? reply.redirect(to, 302) : reply.code(401).header('x-mfa-redirect', to).send();
+    // As in proxy mode, only a page being opened is sent on to the sign-in or step-up page: a script's call would
+    // follow the redirect and take the page for the answer, and a form sent would come back from it as a GET, its
+    // fields lost. They get a 401 with no place to go (which nginx passes on as it is), and are sent again after.
+    const page = opensPage(req, method);
     switch (outcome.verdict) {
       case 'allow':
         if (active) {
@@ -107,9 +112,11 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
         }
         return reply.code(200).send();
       case 'sign-in':
+        if (!page) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
         // A password without its second factor: back to the pending step, as in proxy mode.
         return send(req.cookies[COOKIE.pending] ? `${p}/continue` : loginPageFor(config.portal.login.page, back));
       case 'step-up':
+        if (!page) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule, { factors: outcome.factors });
         return send(`${p}/step-up?to=${encodeURIComponent(back)}${outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : ''}`);
       case 'deny':
         throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);

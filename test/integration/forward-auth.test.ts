@@ -154,12 +154,13 @@ t.test("a session lets through only the portal session it was signed in with: no
   const both = await bob.get('/records', { cookie: `${cookieOf(bob)}; PORTALSESSID=${alice.cookies.get('PORTALSESSID')}` });
   t.equal(both.status, 302, 'a session cookie sent twice with two values: signed out');
   // Her cookie under a name some portal's parser reads as the session cookie (another case, percent-encoded, after a
-  // comma or a space in another cookie's value): nginx passes the header as it is, so it is refused.
+  // comma or a space in another cookie's value): nginx passes the header as it is, so it is refused (a script's call:
+  // told to sign in, not sent to the login page).
   const v = alice.cookies.get('PORTALSESSID')!;
   for (const disguised of [`portalsessid=${v}`, `%50ORTALSESSID=${v}`, `x=1, PORTALSESSID=${v}`, `x=1 PORTALSESSID=${v}`, `$Version=1; x=1, PORTALSESSID=${v}`]) {
     for (const header of [`${disguised}; ${cookieOf(bob)}`, `${cookieOf(bob)}; ${disguised}`]) {
       const res = await bob.get('/echo', { accept: 'application/json', cookie: header });
-      t.equal(res.status, 302, `${header.startsWith(disguised) ? 'before' : 'after'} his own: ${disguised.replace(v, 'V')}`);
+      t.equal(res.status, 401, `${header.startsWith(disguised) ? 'before' : 'after'} his own: ${disguised.replace(v, 'V')}`);
     }
   }
   t.match((await bob.get('/records')).body, 'Health records for Bob', "his session itself is untouched");
@@ -312,6 +313,45 @@ t.test('step-up through nginx: sent to the step-up page, then back to the same U
   t.equal(back.status, 303);
   t.equal(back.location, '/prescriptions/?page=2');
   t.equal((await b.get('/prescriptions/?page=2')).status, 200, 'back in');
+});
+
+t.test('through nginx, a form sent or a script\'s call is told to sign in or step up, not sent to a page it cannot use', async (t) => {
+  const { s, browser } = await behindNginx(t);
+  const script = { 'sec-fetch-mode': 'cors', accept: 'application/json' };
+  const anon = browser();
+  t.equal((await anon.get('/records', script)).status, 401, "signed out: a script's call");
+  t.equal((await anon.post('/records', { note: 'x' })).status, 401, 'signed out: a form sent');
+  t.equal((await anon.get('/records')).location, '/login', 'a page opened: to the login page, as before');
+  const b = browser();
+  await signIn(s, b);
+  s.clock.advance(301_000);
+  const before = s.portalRequests.length;
+  t.equal((await b.post('/prescriptions/', { medicine: 'salbutamol' })).status, 401, 'a form sent: not turned into a GET of the step-up page');
+  t.equal((await b.get('/prescriptions/', script)).status, 401, "a script's call");
+  t.equal(s.portalRequests.length, before, 'none reached the portal');
+  t.equal((await b.get('/prescriptions/')).location, '/_mfa/step-up?to=%2Fprescriptions%2F', 'a page opened: to the step-up page, as before');
+});
+
+t.test('the endpoint with ?redirect=true: a form sent or a script\'s call gets the 401 page, leading where a portal page would', async (t) => {
+  const s = await forwardAuthStack((raw) => raw.policy.rules.splice(2, 0, { name: 'controlled drugs', paths: ['/controlled/'], decision: 'step-up', factors: ['webauthn'] }));
+  t.teardown(s.close);
+  const ask = async (method: string, uri: string, headers: Record<string, string>) => {
+    const res = await request(`${s.url}/_mfa/forward-auth?redirect=true`, {
+      headers: { 'x-forwarded-method': method, 'x-forwarded-uri': uri, 'x-forwarded-host': 'localhost', 'x-forwarded-proto': 'https', accept: 'text/html', ...headers },
+    });
+    return { status: res.statusCode, location: res.headers.location, body: await res.body.text() };
+  };
+  const { b } = await signUpAndEnrol(s);
+  const cookie = cookieOf(b);
+  const sent = await ask('POST', '/controlled/', { cookie });
+  t.equal(sent.status, 401);
+  t.equal(sent.location, undefined, 'not redirected');
+  t.match(sent.body, '<a href="/_mfa/step-up?factors=webauthn">', "the rule's step-up, not the security page's");
+  const called = await ask('GET', '/controlled/', { cookie, 'sec-fetch-mode': 'cors', accept: 'application/json' });
+  t.match(JSON.parse(called.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
+  t.equal((await ask('GET', '/controlled/', { cookie })).location, '/_mfa/step-up?to=%2Fcontrolled%2F&factors=webauthn', 'a page opened: redirected, as before');
+  const midway = await ask('POST', '/records', { cookie: `${COOKIE.pending}=x` });
+  t.match(midway.body, '<a href="/_mfa/continue">', 'a sign-in in progress: back to its step');
 });
 
 t.test("the login's own browser cookies reach the portal, but none named as a login field", async (t) => {
