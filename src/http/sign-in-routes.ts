@@ -338,8 +338,10 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   };
   app.get(`${p}/step-up`, async (req, reply) => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
-    if (!active) return reply.redirect(loginPageFor(config.portal.login.page), 302);
-    return stepUpPage(req, reply, active, 200, backTo(String((req.query as Record<string, unknown>).to ?? '')));
+    const to = backTo(String((req.query as Record<string, unknown>).to ?? ''));
+    // Signed out meanwhile (the session idle on this page): a new sign-in goes on to the page the step-up was for.
+    if (!active) return reply.redirect(loginPageFor(config.portal.login.page, to), 302);
+    return stepUpPage(req, reply, active, 200, to);
   });
   const steppedUp = (req: FastifyRequest, reply: FastifyReply, token: string, to: string | undefined) => {
     reply.setCookie(COOKIE.session, token, cookieOptions());

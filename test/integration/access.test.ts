@@ -253,6 +253,15 @@ t.test('a form sent on a rule that takes only passkeys: its page leads to a step
   t.match(JSON.parse(json.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
 });
 
+t.test('the step-up page without a session (signed out while it was open): a new sign-in goes on to the page it was for', async (t) => {
+  const { s } = await accessStack((raw) => (raw.portal.login.page = '/login?next={target}'));
+  t.teardown(s.close);
+  const b = s.browser();
+  t.equal((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F%3Fpage%3D2')).location, '/login?next=%2Fprescriptions%2F%3Fpage%3D2');
+  t.equal((await b.get('/_mfa/step-up?to=%2F%2Fevil.example%2F')).location, '/login?next=%2F', 'an unsafe one: the home page, as after a step-up');
+  t.equal((await b.get('/_mfa/step-up')).location, '/login?next=%2F');
+});
+
 t.test('a step-up form sent twice (a second tap): both answers carry the same new session; nothing else gets it', async (t) => {
   const { s } = await accessStack();
   t.teardown(s.close);
