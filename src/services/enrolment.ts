@@ -101,9 +101,9 @@ export class EnrolmentService {
     // Never past the latest end the login can be given ("I need more time"); its own end stops the check anyway.
     const expiresAt = Math.min(latestEnd(p, this.d.config.mfa.pendingMaxSeconds * 1000), now + hook.codeMinutes * 60_000);
     await this.changeLive(id, (cur) => ({ ...cur, proofCode: { ...stored, expiresAt } }), now);
-    const delivered = await this.d.webhooks.post(hook, { event: 'enrolment_code', user: p.username, code, expiresAt: new Date(expiresAt).toISOString() });
-    this.d.security('enrolment_code_sent', { pid: p.pid, ip, delivered });
-    return delivered;
+    const delivery = await this.d.webhooks.post(hook, { id: newId(), event: 'enrolment_code', user: p.username, code, expiresAt: new Date(expiresAt).toISOString() });
+    this.d.security('enrolment_code_sent', { pid: p.pid, ip, delivered: delivery.delivered, ...(delivery.delivered ? {} : { why: delivery.why }) });
+    return delivery.delivered;
   }
 
   /** The enrolment proof of a pending login: an invitation code or the code just sent. Then a factor can be chosen. */

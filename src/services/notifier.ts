@@ -58,6 +58,12 @@ export function verifySignature(body: string, header: string, secret: string, no
 // attacks on the login, so an endpoint that is down or slow must not let them pile up.
 const MAX_DELIVERIES = 200;
 
+/**
+ * How one POST went: delivered, or why not (the receiver's status, or the error's code: never its message, which may
+ * name the URL, and a URL may carry a token), so that a wrong secret, a TLS error and a receiver down read apart.
+ */
+export type Delivery = { delivered: true } | { delivered: false; why: string };
+
 export class Webhooks {
   private readonly inFlight = new Set<Promise<void>>();
 
@@ -66,11 +72,11 @@ export class Webhooks {
   ) {}
 
   /**
-   * One signed POST; resolves true when the receiver answered 2xx, within the delivery time whatever the receiver
-   * does (the timeout covers connecting, the answer and its body: undici's own timeouts are per pause, and a receiver
+   * One signed POST; delivered when the receiver answered 2xx, within the delivery time whatever the receiver does
+   * (the timeout covers connecting, the answer and its body: undici's own timeouts are per pause, and a receiver
    * sending a byte now and then would never reach them).
    */
-  async post(target: WebhookTarget, payload: object): Promise<boolean> {
+  async post(target: WebhookTarget, payload: object): Promise<Delivery> {
     const body = JSON.stringify(payload);
     try {
       const res = await request(target.url, {
@@ -79,12 +85,12 @@ export class Webhooks {
         body,
         signal: AbortSignal.timeout(this.d.timeoutMs),
       });
-      const delivered = res.statusCode >= 200 && res.statusCode < 300;
       // The answer's body says nothing more; read (so the connection can serve the next call) until the deadline.
       await res.body.dump().catch(() => {});
-      return delivered;
-    } catch {
-      return false;
+      return res.statusCode >= 200 && res.statusCode < 300 ? { delivered: true } : { delivered: false, why: `status ${res.statusCode}` };
+    } catch (err) {
+      const { code, name } = err as { code?: unknown; name?: unknown };
+      return { delivered: false, why: String(code ?? name ?? 'error') };
     }
   }
 
@@ -96,8 +102,9 @@ export class Webhooks {
     }
     const job = (async () => {
       for (let attempt = 1; attempt <= this.d.retries + 1; attempt++) {
-        if (await this.post(target, payload)) return;
-        this.d.log.warn({ webhook: payload.event, attempt }, 'webhook delivery failed');
+        const delivery = await this.post(target, payload);
+        if (delivery.delivered) return;
+        this.d.log.warn({ webhook: payload.event, attempt, why: delivery.why }, 'webhook delivery failed');
         if (attempt <= this.d.retries) await new Promise((r) => setTimeout(r, this.d.retryDelayMs * 2 ** (attempt - 1)).unref());
       }
       this.d.log.error({ webhook: payload.event }, 'webhook not delivered: giving up');

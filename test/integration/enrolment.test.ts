@@ -212,7 +212,7 @@ t.test('webhook: a code sent through the vendor, signed; typed in to enrol', asy
   const call = receiver.calls[0]!;
   t.ok(verifySignature(call.body, String(call.headers['x-mfa-signature']), secret, s.clock.now()), 'signed with the configured secret');
   t.notOk(verifySignature(call.body, String(call.headers['x-mfa-signature']), 'x'.repeat(64), s.clock.now()), 'and not with another');
-  t.match(call.json, { event: 'enrolment_code', user: 'alice', code: /^\d{8}$/, expiresAt: String });
+  t.match(call.json, { id: /^[\w-]{20,}$/, event: 'enrolment_code', user: 'alice', code: /^\d{8}$/, expiresAt: String });
   const entry = (await b.get('/_mfa/proof')).body;
   t.match(entry, 'We have sent you a code');
   // A browser cuts what is typed or pasted at maxlength: the field takes the whole code.

@@ -34,7 +34,7 @@ t.test('a receiver that answers 200 and then sends its body a byte at a time: de
   });
   const { hooks } = webhooks(500);
   const started = Date.now();
-  t.equal(await hooks.post(target(`http://127.0.0.1:${(server.address() as { port: number }).port}/hook`), { event: 'x' }), true, 'its status said delivered');
+  t.same(await hooks.post(target(`http://127.0.0.1:${(server.address() as { port: number }).port}/hook`), { event: 'x' }), { delivered: true }, 'its status said delivered');
   t.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms (timeout 500 ms)`);
 });
 
@@ -50,7 +50,7 @@ t.test('a receiver that sends its headers a byte at a time: not delivered, withi
   t.teardown(() => server.closeAllConnections() ?? server.close());
   const { hooks } = webhooks(500);
   const started = Date.now();
-  t.equal(await hooks.post(target(`http://127.0.0.1:${(server.address() as { port: number }).port}/hook`), { event: 'x' }), false);
+  t.match(await hooks.post(target(`http://127.0.0.1:${(server.address() as { port: number }).port}/hook`), { event: 'x' }), { delivered: false, why: String });
   t.ok(Date.now() - started < 2000, `answered after ${Date.now() - started} ms`);
 });
 
@@ -66,4 +66,28 @@ t.test('deliveries waiting on an endpoint that never answers are capped; the one
   const dropped = lines.filter((l) => l.includes('too many deliveries waiting'));
   t.equal(dropped.length, 10, 'the other ten are dropped, each logged');
   t.match(JSON.parse(dropped[0]!), { webhook: 'address_blocked', waiting: 200 });
+});
+
+t.test('a failed delivery is logged with why: the receiver’s status, or the error’s code, never the URL', async (t) => {
+  const refusing = createServer((req, res) => {
+    req.resume();
+    res.writeHead(401).end();
+  });
+  refusing.listen(0, '127.0.0.1');
+  await once(refusing, 'listening');
+  t.teardown(() => refusing.close());
+  const { hooks, lines } = webhooks(2000);
+  const secretUrl = `http://127.0.0.1:${(refusing.address() as { port: number }).port}/hook?token=hush`;
+  hooks.send(target(secretUrl), { event: 'factor_added' });
+  await hooks.settle();
+  t.match(JSON.parse(lines.find((l) => l.includes('webhook delivery failed'))!), { webhook: 'factor_added', attempt: 1, why: 'status 401' });
+  // Nothing listens on the port once it is closed.
+  const closed = createServer();
+  closed.listen(0, '127.0.0.1');
+  await once(closed, 'listening');
+  const port = (closed.address() as { port: number }).port;
+  closed.close();
+  await once(closed, 'close');
+  t.same(await hooks.post(target(`http://127.0.0.1:${port}/hook?token=hush`), { event: 'x' }), { delivered: false, why: 'ECONNREFUSED' });
+  t.notOk(lines.join('\n').includes('hush'), 'the URL is not logged');
 });
