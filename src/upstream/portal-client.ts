@@ -54,8 +54,18 @@ export class PortalClient {
     }
   }
 
-  close(): Promise<void> {
-    return this.agent.close();
+  /**
+   * Lets logins and logouts still waiting for the portal finish for at most `maxMs`, then cuts them off. At shutdown
+   * their browsers' connections are already closed (server.shutdownGraceSeconds); waiting out portal.timeoutSeconds
+   * (30 s by default) for a slow portal would outlast the time the container is given to stop, and the gateway would
+   * be killed before it seals its audit trail and releases its lock.
+   */
+  async close(maxMs = 2000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const closed = this.agent.close().then(() => true);
+    const inTime = await Promise.race([closed, new Promise<false>((r) => (timer = setTimeout(() => r(false), maxMs)))]);
+    clearTimeout(timer);
+    if (!inTime) await this.agent.destroy();
   }
 }
 

@@ -1,0 +1,53 @@
+// Stopping the gateway process (`serve`) with SIGTERM: it stops within its grace period and a little more, whatever
+// the portal does, so the container's stop timeout never kills it before its audit trail is sealed.
+import t from 'tap';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Browser } from '../helpers/browser.js';
+import { gatewayProcess } from '../helpers/cli.js';
+import { rawTestConfig } from '../helpers/config.js';
+import { freePort } from '../helpers/redis.js';
+
+t.test('a login waiting for a portal that does not answer holds the stop no longer than the grace period and a little more', async (t) => {
+  // A portal that takes every request and never answers it.
+  const seen: string[] = [];
+  const portal = createServer((req) => {
+    seen.push(`${req.method} ${req.url}`);
+    req.resume();
+  });
+  portal.listen(0, '127.0.0.1');
+  await once(portal, 'listening');
+  t.teardown(() => {
+    portal.closeAllConnections();
+    portal.close();
+  });
+  const raw = rawTestConfig(`http://127.0.0.1:${(portal.address() as { port: number }).port}`);
+  const port = await freePort();
+  raw.server = { ...raw.server, port, shutdownGraceSeconds: 1 };
+  // Far longer than the grace period, as the default 30 s is longer than compose's 20 s stop_grace_period.
+  raw.portal.timeoutSeconds = 30;
+  const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+  writeFileSync(file, JSON.stringify(raw));
+  const gw = await gatewayProcess(file, port);
+  t.teardown(() => gw.proc.kill('SIGKILL'));
+  gw.proc.stdout!.resume();
+  gw.proc.stderr!.resume();
+
+  const b = new Browser(gw.url);
+  const login = b.post('/login', { username: 'alice', password: 'correct horse battery' }).catch(() => 'cut off');
+  for (let i = 0; i < 100 && !seen.includes('POST /login'); i++) await new Promise((r) => setTimeout(r, 50));
+  t.same(seen, ['POST /login'], 'the password is being replayed to the portal');
+
+  const started = Date.now();
+  gw.proc.kill('SIGTERM');
+  const [code] = (await once(gw.proc, 'exit')) as [number | null];
+  const took = Date.now() - started;
+  t.equal(code, 0);
+  t.ok(took < 6000, `stopped ${took} ms after SIGTERM (grace 1 s; the portal's timeout is 30 s)`);
+  t.equal(await login, 'cut off', 'the browser waiting for it is cut off');
+  // It stopped cleanly: the audit directory is given back, so the next start need not wait for its lock to go stale.
+  t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
+});
