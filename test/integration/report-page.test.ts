@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signUpAndEnrol, startStack } from '../helpers/stack.js';
 
-t.test('concurrent page requests for different periods are built one after another, each for its own period', async (t) => {
+/** A gateway whose report page is for the group staff, and alice of that group signed in. */
+async function staffStack(t: Tap.Test) {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-report-'));
   writeFileSync(join(dir, 'groups.yaml'), 'alice: [staff]\n');
   const s = await startStack({
@@ -16,7 +17,11 @@ t.test('concurrent page requests for different periods are built one after anoth
     },
   });
   t.teardown(() => s.close());
-  const alice = await signUpAndEnrol(s);
+  return { s, alice: await signUpAndEnrol(s) };
+}
+
+t.test('concurrent page requests for different periods are built one after another, each for its own period', async (t) => {
+  const { s, alice } = await staffStack(t);
 
   // Each build takes a while (as a long trail does) and notes how many run alongside it.
   const report = s.app.gateway.report!;
@@ -45,16 +50,7 @@ t.test('concurrent page requests for different periods are built one after anoth
 });
 
 t.test('a few builds wait at most: one more period asked for meanwhile is refused, and asked again once they are done', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'mfa-report-'));
-  writeFileSync(join(dir, 'groups.yaml'), 'alice: [staff]\n');
-  const s = await startStack({
-    patch: (raw) => {
-      raw.groups = { file: join(dir, 'groups.yaml') };
-      raw.admin.report = { groups: ['staff'] };
-    },
-  });
-  t.teardown(() => s.close());
-  const alice = await signUpAndEnrol(s);
+  const { s, alice } = await staffStack(t);
   const report = s.app.gateway.report!;
   const build = report.build;
   let builds = 0;
