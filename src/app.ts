@@ -157,10 +157,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // (http/edge.ts), not fastify's.
     return503OnClosing: false,
     // A malformed escape (`/%zz`) is refused by the router before any hook runs: answered as the gateway's own
-    // canonicalisation refuses a path (http/proxy-routes.ts), with its page and HSTS, the path not echoed.
+    // canonicalisation refuses a path (http/proxy-routes.ts), with its page and HSTS, the path not echoed, and logged
+    // and counted by the edge as any request (fastify calls this only for requests, once the edge is installed).
     frameworkErrors: (error, req, reply) => {
-      gateway.metrics.request(undefined, undefined, ERRORS.GW_ERR_BAD_PATH.status, 0);
       answerError(new GatewayError('GW_ERR_BAD_PATH', error.code), req, reply.header('strict-transport-security', HSTS));
+      edge.unrouted(req, reply);
     },
     // A request Node cannot read (headers too large, malformed, too slow to arrive) is answered before any hook: the
     // gateway's code and HSTS, the connection closed. Not when it came pipelined behind one whose answer has begun
@@ -203,7 +204,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // clients do not hold the close open.
   let closing = false;
   let stopStoreChecks = () => {};
-  installEdge(app, {
+  const edge = installEdge(app, {
     hosts: config.server.hosts,
     trustedProxies: config.server.trustedProxies,
     forwardedHeader: config.server.forwardedHeader,

@@ -1,6 +1,6 @@
 // The first thing every request meets: HSTS, the Host allow-list, who the client is (behind trusted proxies), its cookies.
 import type { TLSSocket } from 'node:tls';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { loggedPath, loggedTarget } from '../domain/canonical-path.js';
 import { AddressSet, clientView, type ClientView, type ForwardedHeader } from '../domain/client-address.js';
@@ -52,9 +52,18 @@ export interface EdgeOptions {
 /** On every answer, the gateway's own (the portal's is never passed on). */
 export const HSTS = 'max-age=31536000; includeSubDomains';
 
-export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
+export interface Edge {
+  /**
+   * The access line (and `answered`) of a request fastify's router refused before any hook ran (a malformed escape,
+   * `/%zz`): a scanner sending such paths is logged, with its address, as any other request.
+   */
+  unrouted(req: FastifyRequest, reply: FastifyReply): void;
+}
+
+export function installEdge(app: FastifyInstance, opts: EdgeOptions): Edge {
   const hosts = new Set(opts.hosts.map((h) => h.toLowerCase()));
   const trusted = new AddressSet(opts.trustedProxies);
+  const clientOf = (req: FastifyRequest) => clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted, opts.forwardedHeader);
   app.decorateRequest('client', null as unknown as ClientView);
   app.decorateRequest('access', null);
   app.addHook('onRequest', (req, reply, done) => {
@@ -62,7 +71,7 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     // the plugin's hook ran, so an error page below still knows the browser's cookies.
     req.cookies = req.headers.cookie ? app.parseCookie(req.headers.cookie) : {};
     reply.header('strict-transport-security', HSTS);
-    req.client = clientView(req.socket.remoteAddress, (req.socket as TLSSocket).encrypted === true, req.headers, trusted, opts.forwardedHeader);
+    req.client = clientOf(req);
     // A request on a connection still open while the gateway shuts down: the client tries again, on another instance.
     if (opts.closing()) {
       done(new GatewayError('GW_ERR_SHUTTING_DOWN', 'shutting down', { retryAfterMs: 1000 }));
@@ -95,7 +104,7 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
     done();
   });
   // One line per request (fastify's own request lines are off): who, what, which rule decided, the answer.
-  app.addHook('onResponse', (req, reply, done) => {
+  const answered = (req: FastifyRequest, reply: FastifyReply) => {
     const a = req.access;
     const r: AnsweredRequest = {
       method: a?.method ?? req.method,
@@ -110,8 +119,17 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): void {
       req.log.info({ method: r.method, path: r.path, ip: r.ip, status: r.status, ms: r.ms, ...(a ? { rule: a.rule, verdict: a.verdict, pid: a.pid } : {}) }, 'request');
     }
     opts.answered(r);
+  };
+  app.addHook('onResponse', (req, reply, done) => {
+    answered(req, reply);
     done();
   });
+  return {
+    unrouted: (req, reply) => {
+      req.client = clientOf(req);
+      answered(req, reply);
+    },
+  };
 }
 
 /**

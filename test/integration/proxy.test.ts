@@ -152,6 +152,15 @@ t.test('ambiguous paths get 400 and never reach the portal', async (t) => {
     t.notOk(r.body.includes(path), 'the path is not echoed');
   }
   t.equal(s.portalRequests.length, before);
+  // The router's refusal is logged and counted as any request: one access line, with the address.
+  const count = async () => Number(/^mfa_gateway_request_duration_seconds_count\{rule="none",status_class="4xx"\} (\d+)$/m.exec(await s.app.gateway.metrics.text())?.[1] ?? 0);
+  const counted = await count();
+  s.logs.length = 0;
+  t.equal((await b.get('/records/%zz?q=1')).status, 400);
+  const lines = s.logs.filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.equal(lines.length, 1, 'one access line for the malformed escape');
+  t.match(lines[0], { method: 'GET', path: '/records/%zz', ip: '127.0.0.1', status: 400 }, 'with what was asked, by whom, and the answer');
+  t.equal(await count(), counted + 1, 'counted once');
   const dots = await b.get('/static/../records');
   t.equal(dots.status, 200, 'dot segments resolved before the decision');
   t.equal(s.portalRequests.at(-1)!.url, '/records', 'the portal receives exactly the decided path');
