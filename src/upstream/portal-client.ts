@@ -10,17 +10,36 @@ export interface PortalResponse {
   body: Buffer;
 }
 
+export interface PortalRequest {
+  method: string;
+  pathAndQuery: string;
+  headers: Record<string, string | string[]>;
+  body?: Buffer;
+}
+
 // A login answer larger than this is not a login page.
 const MAX_BODY_BYTES = 1024 * 1024;
 
 export class PortalClient {
   private readonly agent: Agent;
+  // Logins and logouts waiting for the portal, which close() lets finish for a while.
+  private readonly sending = new Set<Promise<PortalResponse>>();
 
   constructor(readonly origin: string, timeoutMs: number, private readonly inFlight: InFlight) {
     this.agent = new Agent({ headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: timeoutMs });
   }
 
-  async send(opts: { method: string; pathAndQuery: string; headers: Record<string, string | string[]>; body?: Buffer }): Promise<PortalResponse> {
+  async send(opts: PortalRequest): Promise<PortalResponse> {
+    const sent = this.exchange(opts);
+    this.sending.add(sent);
+    try {
+      return await sent;
+    } finally {
+      this.sending.delete(sent);
+    }
+  }
+
+  private async exchange(opts: PortalRequest): Promise<PortalResponse> {
     const leave = this.inFlight.enter();
     try {
       const res = await request(new URL(opts.pathAndQuery, this.origin), {
@@ -62,10 +81,11 @@ export class PortalClient {
    */
   async close(maxMs = 2000): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
-    const closed = this.agent.close().then(() => true);
-    const inTime = await Promise.race([closed, new Promise<false>((r) => (timer = setTimeout(() => r(false), maxMs)))]);
+    await Promise.race([Promise.allSettled(this.sending), new Promise((r) => (timer = setTimeout(r, maxMs)))]);
     clearTimeout(timer);
-    if (!inTime) await this.agent.destroy();
+    // Not undici's close() first: it lets go of its connections at once, so a destroy after it would cut nothing off
+    // and the login would go on waiting, its connection to the portal open, for portal.timeoutSeconds.
+    await this.agent.destroy();
   }
 }
 

@@ -1,0 +1,41 @@
+// Shutting down while a login waits for a portal that does not answer: the login is let go within the time given,
+// with an answer of its own, and its connection to the portal is closed.
+import t from 'tap';
+import { once } from 'node:events';
+import { createServer, type IncomingMessage } from 'node:http';
+import { GatewayError } from '../../../src/errors.js';
+import { InFlight } from '../../../src/upstream/in-flight.js';
+import { PortalClient } from '../../../src/upstream/portal-client.js';
+
+t.test('close(): a login still waiting after the time given is cut off, and its connection closed', async (t) => {
+  const waiting: IncomingMessage[] = [];
+  const portal = createServer((req) => {
+    waiting.push(req);
+    req.resume();
+  });
+  portal.listen(0, '127.0.0.1');
+  await once(portal, 'listening');
+  t.teardown(() => {
+    portal.closeAllConnections();
+    portal.close();
+  });
+  const inFlight = new InFlight(1);
+  const client = new PortalClient(`http://127.0.0.1:${(portal.address() as { port: number }).port}`, 30_000, inFlight);
+  const login = client.send({ method: 'POST', pathAndQuery: '/login', headers: {}, body: Buffer.from('username=alice') }).then(
+    () => 'answered',
+    (err: unknown) => (err instanceof GatewayError ? err.code : String(err)),
+  );
+  for (let i = 0; i < 100 && !waiting.length; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(waiting.length, 1, 'the login reached the portal');
+  const cut = once(waiting[0]!.socket, 'close');
+
+  const started = Date.now();
+  await client.close(200);
+  const late = new Promise((r) => setTimeout(() => r('still waiting'), 2000).unref());
+  t.equal(await Promise.race([login, late]), 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the login is answered');
+  t.ok(Date.now() - started < 2000, `within ${Date.now() - started} ms (200 ms given; the portal's timeout is 30 s)`);
+  t.equal(await Promise.race([cut.then(() => 'closed'), late]), 'closed', 'its connection to the portal is closed');
+  t.doesNotThrow(() => inFlight.enter(), 'its place among the requests in flight is given back');
+  await client.close(200);
+  t.pass('close() again does no harm');
+});
