@@ -89,8 +89,10 @@ export class Webhooks {
       await res.body.dump().catch(() => {});
       return res.statusCode >= 200 && res.statusCode < 300 ? { delivered: true } : { delivered: false, why: `status ${res.statusCode}` };
     } catch (err) {
+      // Node's and undici's codes are words (ECONNREFUSED); the timeout's is a number (23, of DOMException): its name
+      // (TimeoutError) says it.
       const { code, name } = err as { code?: unknown; name?: unknown };
-      return { delivered: false, why: String(code ?? name ?? 'error') };
+      return { delivered: false, why: typeof code === 'string' ? code : String(name ?? 'error') };
     }
   }
 

@@ -89,5 +89,12 @@ t.test('a failed delivery is logged with why: the receiver’s status, or the er
   closed.close();
   await once(closed, 'close');
   t.same(await hooks.post(target(`http://127.0.0.1:${port}/hook?token=hush`), { event: 'x' }), { delivered: false, why: 'ECONNREFUSED' });
+  // A receiver that takes the call and never answers.
+  const silent = createServer((req) => req.resume());
+  silent.listen(0, '127.0.0.1');
+  await once(silent, 'listening');
+  t.teardown(() => silent.closeAllConnections() ?? silent.close());
+  const { hooks: quick } = webhooks(300);
+  t.same(await quick.post(target(`http://127.0.0.1:${(silent.address() as { port: number }).port}/hook`), { event: 'x' }), { delivered: false, why: 'TimeoutError' });
   t.notOk(lines.join('\n').includes('hush'), 'the URL is not logged');
 });
