@@ -33,7 +33,8 @@ export function groupFile(path: string, usernameCase: UsernameCase, clock: Clock
 }
 
 export function parseGroupMap(text: string, usernameCase: UsernameCase): GroupMap {
-  const doc = parseDocument(text);
+  // Keys are told apart below, as written: YAML's own check takes `7` and `007` (one number) for one key.
+  const doc = parseDocument(text, { uniqueKeys: false });
   if (doc.errors.length) throw doc.errors[0];
   const raw: unknown = doc.toJS({ mapAsMap: true });
   // Empty (or comments only): most likely a file caught while being written (`cat > groups.yaml` empties it first),

@@ -23,6 +23,8 @@ t.test('usernames as written, never read as numbers', async (t) => {
   t.equal(map.get('7'), undefined, 'user 7 gets nothing of 007');
   t.same(parseGroupMap('{"007": ["staff"]}', 'lower').get('007'), ['staff'], 'JSON as before');
   t.throws(() => parseGroupMap('[a]: [staff]\n', 'lower'), /must be a username/, 'a list is no username');
+  t.same([...parseGroupMap('7: [a]\n007: [b]\n1000: [c]\n1e3: [d]\n', 'lower').keys()], ['7', '007', '1000', '1e3'], 'two people, not one number twice');
+  t.throws(() => parseGroupMap('alice: [a]\nalice: [b]\n', 'exact'), /names the same user as an earlier one/, 'one name twice');
 });
 
 t.test('group names a header or an assertion can carry', async (t) => {
