@@ -1,5 +1,5 @@
 // Group membership for rules: a mapping file (re-read when it changes) and/or groups the portal named at login.
-import { isNode, isScalar, parseDocument, type YAMLMap } from 'yaml';
+import { isMap, isNode, isScalar, parseDocument } from 'yaml';
 import type { Clock } from '../clock.js';
 import { canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { WatchedFile } from '../mechanisms/watched-file.js';
@@ -40,9 +40,9 @@ export function parseGroupMap(text: string, usernameCase: UsernameCase): GroupMa
   // Empty (or comments only): most likely a file caught while being written (`cat > groups.yaml` empties it first),
   // which would take everyone's groups away; a file that maps nobody says so with `{}`.
   if (raw === null || raw === undefined) throw new Error('group file: empty (write {} for a file that maps nobody)');
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('group file: expected a mapping of username to a list of groups');
+  if (!isMap(doc.contents)) throw new Error('group file: expected a mapping of username to a list of groups');
   const map = new Map<string, readonly string[]>();
-  for (const pair of (doc.contents as YAMLMap).items) {
+  for (const pair of doc.contents.items) {
     // The username as written: YAML reads `007` as the number 7 (and `0x1A` as 26, `1e3` as 1000), which is the name
     // of another person, who would be given these groups.
     const user = isScalar(pair.key) ? (pair.key.type === 'PLAIN' ? pair.key.source ?? '' : String(pair.key.value)) : null;

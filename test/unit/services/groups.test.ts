@@ -25,6 +25,7 @@ t.test('usernames as written, never read as numbers', async (t) => {
   t.throws(() => parseGroupMap('[a]: [staff]\n', 'lower'), /must be a username/, 'a list is no username');
   t.same([...parseGroupMap('7: [a]\n007: [b]\n1000: [c]\n1e3: [d]\n', 'lower').keys()], ['7', '007', '1000', '1e3'], 'two people, not one number twice');
   t.throws(() => parseGroupMap('alice: [a]\nalice: [b]\n', 'exact'), /names the same user as an earlier one/, 'one name twice');
+  t.throws(() => parseGroupMap('!!binary YWxpY2U=\n', 'lower'), /expected a mapping/, 'bytes are no mapping');
 });
 
 t.test('group names a header or an assertion can carry', async (t) => {
