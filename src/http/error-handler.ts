@@ -84,7 +84,9 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     // The forward-auth endpoint answers for a portal page (a proxy may pass its page to the browser).
     const path = request.url.split('?', 1)[0]!;
     const gateway = path.startsWith(`${prefix}/`) && path !== `${prefix}/forward-auth`;
-    const action = nextStep(code, gateway, request.cookies?.[COOKIE.pending] !== undefined, error instanceof GatewayError ? error.factors : undefined);
+    // The report page refused while other builds wait: nothing to sign in or step up for, only to wait.
+    const waitOnly = code === 'GW_ERR_RATE_LIMITED' && path === `${prefix}/admin/report`;
+    const action = waitOnly ? undefined : nextStep(code, gateway, request.cookies?.[COOKIE.pending] !== undefined, error instanceof GatewayError ? error.factors : undefined);
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
 }

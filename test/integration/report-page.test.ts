@@ -66,6 +66,7 @@ t.test('a few builds wait at most: one more period asked for meanwhile is refuse
   const refused = periods.filter((_d, i) => pages[i]!.status === 429);
   t.same([built.length, refused.length], [4, 2], 'four periods built, two refused');
   t.ok(pages.every((p) => p.status !== 429 || p.headers['retry-after'] === '60'), 'with the time to ask again');
+  t.notOk(pages.some((p) => p.status === 429 && p.body.includes('/_mfa/step-up')), 'and no step-up offered: there is nothing to confirm');
   t.equal(builds, 4, 'the refused ones never built');
   t.equal((await alice.b.get(`/_mfa/admin/report?days=${built[0]}`)).status, 200, 'a period built is still shown meanwhile');
   t.equal((await alice.b.get(`/_mfa/admin/report?days=${refused[0]}`)).status, 200, 'and once the builds are done, a refused one is built');
