@@ -2,7 +2,6 @@
 // the portal does, so the container's stop timeout never kills it before its audit trail is sealed.
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer } from 'node:http';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,21 +9,13 @@ import { Browser } from '../helpers/browser.js';
 import { gatewayProcess } from '../helpers/cli.js';
 import { rawTestConfig } from '../helpers/config.js';
 import { freePort } from '../helpers/redis.js';
+import { silentServer } from '../helpers/silent-server.js';
 
 t.test('a login waiting for a portal that does not answer holds the stop no longer than the grace period and a little more', async (t) => {
   // A portal that takes every request and never answers it.
-  const seen: string[] = [];
-  const portal = createServer((req) => {
-    seen.push(`${req.method} ${req.url}`);
-    req.resume();
-  });
-  portal.listen(0, '127.0.0.1');
-  await once(portal, 'listening');
-  t.teardown(() => {
-    portal.closeAllConnections();
-    portal.close();
-  });
-  const raw = rawTestConfig(`http://127.0.0.1:${(portal.address() as { port: number }).port}`);
+  const portal = await silentServer(t);
+  const seen = () => portal.requests.map((r) => `${r.method} ${r.url}`);
+  const raw = rawTestConfig(portal.url);
   const port = await freePort();
   raw.server = { ...raw.server, port, shutdownGraceSeconds: 1 };
   // Far longer than the grace period, as the default 30 s is longer than compose's 20 s stop_grace_period.
@@ -38,8 +29,8 @@ t.test('a login waiting for a portal that does not answer holds the stop no long
 
   const b = new Browser(gw.url);
   const login = b.post('/login', { username: 'alice', password: 'correct horse battery' }).catch(() => 'cut off');
-  for (let i = 0; i < 100 && !seen.includes('POST /login'); i++) await new Promise((r) => setTimeout(r, 50));
-  t.same(seen, ['POST /login'], 'the password is being replayed to the portal');
+  for (let i = 0; i < 100 && !seen().includes('POST /login'); i++) await new Promise((r) => setTimeout(r, 50));
+  t.same(seen(), ['POST /login'], 'the password is being replayed to the portal');
 
   const started = Date.now();
   gw.proc.kill('SIGTERM');

@@ -2,25 +2,15 @@
 // with an answer of its own, and its connection to the portal is closed.
 import t from 'tap';
 import { once } from 'node:events';
-import { createServer, type IncomingMessage } from 'node:http';
 import { GatewayError } from '../../../src/errors.js';
 import { InFlight } from '../../../src/upstream/in-flight.js';
 import { PortalClient } from '../../../src/upstream/portal-client.js';
+import { silentServer } from '../../helpers/silent-server.js';
 
 t.test('close(): a login still waiting after the time given is cut off, and its connection closed', async (t) => {
-  const waiting: IncomingMessage[] = [];
-  const portal = createServer((req) => {
-    waiting.push(req);
-    req.resume();
-  });
-  portal.listen(0, '127.0.0.1');
-  await once(portal, 'listening');
-  t.teardown(() => {
-    portal.closeAllConnections();
-    portal.close();
-  });
+  const { url, requests: waiting } = await silentServer(t);
   const inFlight = new InFlight(1);
-  const client = new PortalClient(`http://127.0.0.1:${(portal.address() as { port: number }).port}`, 30_000, inFlight);
+  const client = new PortalClient(url, 30_000, inFlight);
   const login = client.send({ method: 'POST', pathAndQuery: '/login', headers: {}, body: Buffer.from('username=alice') }).then(
     () => 'answered',
     (err: unknown) => (err instanceof GatewayError ? err.code : String(err)),
