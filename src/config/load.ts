@@ -409,6 +409,11 @@ export function configWarnings(c: Config): string[] {
     w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English on pages marked as its language, which a screen reader reads with that language's voice`);
   }
   if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
+  // An assertion names no session: the portal believes it until its exp, also once the session it came from has ended.
+  const assertion = c.identity.assertion;
+  if (assertion && assertion.lifetimeSeconds > c.session.idleTimeoutSeconds) {
+    w.push(`identity.assertion.lifetimeSeconds (${assertion.lifetimeSeconds}) is longer than session.idleTimeoutSeconds (${c.session.idleTimeoutSeconds}): an assertion stays valid after the session it came from has timed out`);
+  }
   // ioredis takes the user and password of a URL holding either, and then ignores both options (an empty one included).
   const redisUrl = urlOf(c.store.redis.url);
   if (c.store.type === 'redis' && c.store.redis.mode === 'single' && (redisUrl?.username || redisUrl?.password) && (c.store.redis.username || c.store.redis.password)) {

@@ -229,6 +229,15 @@ t.test('each identity header once, and none the gateway sets itself', async (t) 
   t.same(withIdentity({ userHeader: 'Cookie' }), ['identity: cookie is a header the gateway sets itself for the portal']);
   t.same(withIdentity({ groupsHeader: 'X-Forwarded-For' }), ['identity: x-forwarded-for is a header the gateway sets itself for the portal']);
   t.same(withIdentity({ userHeader: 'X-MFA-User', groupsHeader: 'X-MFA-Groups', assertion }), [], 'three headers of their own');
+  // An assertion outliving the session's idle timeout: warned of, as it is believed until its exp.
+  const lasting = (lifetimeSeconds: number) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.identity = { assertion: { ...assertion, lifetimeSeconds } };
+    raw.session = { idleTimeoutSeconds: 600 };
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('identity.assertion.lifetimeSeconds'));
+  };
+  t.same(lasting(900), ['identity.assertion.lifetimeSeconds (900) is longer than session.idleTimeoutSeconds (600): an assertion stays valid after the session it came from has timed out']);
+  t.same(lasting(600), [], 'as long as the idle timeout: no warning');
 });
 
 t.test('a file the gateway reads at start must be there', async (t) => {
