@@ -163,7 +163,6 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const identity = new IdentityService({
     config,
     clock,
-    groups,
     signer: assertion
       ? new AssertionSigner(assertion.signingKey, assertion.keyId, 'mfa-gateway', assertion.audience ?? new URL(config.portal.url).origin, assertion.lifetimeSeconds, assertion.publishedKeys)
       : null,

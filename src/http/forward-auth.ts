@@ -82,7 +82,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }
     const active = await boundTo(await sessions.authenticate(req.cookies[COOKIE.session]), req);
-    const { outcome, device } = await access.decide({
+    const { outcome, device, groups } = await access.decide({
       host,
       method,
       path: target.matchPath,
@@ -108,7 +108,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
       case 'allow':
         if (active) {
           if (active.touch) await sessions.save(active);
-          reply.headers(await identity.headersFor(active));
+          reply.headers(await identity.headersFor(active, groups));
         }
         return reply.code(200).send();
       case 'sign-in':

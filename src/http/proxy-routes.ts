@@ -91,7 +91,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       }
     }
     const tlsCert = (req.socket as TLSSocket).encrypted ? peerCertificate(req.socket as TLSSocket) : undefined;
-    const { outcome, device } = await ctx.access.decide({
+    const { outcome, device, groups } = await ctx.access.decide({
       host: hostName(req)!,
       method: req.method,
       path: forwarded.matchPath,
@@ -134,7 +134,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', CLEAR_SITE_DATA);
           await sessions.end(active, 'portal-logout');
         }
-        return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active) : {}, ended });
+        return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active, groups) : {}, ended });
       }
     }
   }

@@ -38,8 +38,11 @@ export class AccessService {
     },
   ) {}
 
-  /** The decision, and the client certificate's fingerprint when a rule looked at the device. */
-  async decide(req: AccessRequest): Promise<{ outcome: AccessOutcome; device: string | undefined }> {
+  /**
+   * The decision, the client certificate's fingerprint when a rule looked at the device, and the user's groups as the
+   * rules saw them (the identity headers pass on the same: the group file may change between two reads).
+   */
+  async decide(req: AccessRequest): Promise<{ outcome: AccessOutcome; device: string | undefined; groups: readonly string[] }> {
     const s = req.session?.record;
     // Device state is worked out on every request that a rule could care about, never remembered from sign-in.
     const device: DeviceState = this.d.policy.usesDevices ? await this.d.devices.stateOf(req.tlsCertificate, req.deviceHeader, s?.pid ?? null) : UNMANAGED;
@@ -70,6 +73,6 @@ export class AccessService {
         path: loggedPath(req.path),
       });
     }
-    return { outcome, device: device.fingerprint };
+    return { outcome, device: device.fingerprint, groups: facts.session?.groups ?? [] };
   }
 }

@@ -4,7 +4,6 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import type { JWK } from 'jose';
 import type { AssertionSigner } from '../mechanisms/assertion.js';
-import type { GroupDirectory } from './groups.js';
 import { amrOf, type ActiveSession } from './sessions.js';
 
 const CACHE_SIZE = 10_000;
@@ -17,7 +16,7 @@ export class IdentityService {
   /** Whether any identity header is configured (the proxy skips the work when not). */
   readonly enabled: boolean;
 
-  constructor(private readonly d: { config: Config; clock: Clock; groups: GroupDirectory; signer: AssertionSigner | null }) {
+  constructor(private readonly d: { config: Config; clock: Clock; signer: AssertionSigner | null }) {
     const i = d.config.identity;
     this.headerNames = [i.userHeader, i.groupsHeader, d.signer ? i.assertion?.header : undefined].filter((h): h is string => !!h).map((h) => h.toLowerCase());
     this.enabled = this.headerNames.length > 0;
@@ -28,11 +27,11 @@ export class IdentityService {
     return this.d.signer?.jwks() ?? null;
   }
 
-  async headersFor(active: ActiveSession): Promise<Readonly<Record<string, string>>> {
+  /** The identity headers for a request of the session; `groups` as the access rules judged the request with. */
+  async headersFor(active: ActiveSession, groups: readonly string[]): Promise<Readonly<Record<string, string>>> {
     if (!this.enabled) return NONE;
     const { identity } = this.d.config;
     const r = active.record;
-    const groups = this.d.groups.groupsOf(r.username, r.groups);
     const out: Record<string, string> = {};
     if (identity.userHeader) out[identity.userHeader.toLowerCase()] = headerValue(r.username);
     if (identity.groupsHeader) out[identity.groupsHeader.toLowerCase()] = groups.map(headerValue).join(',');

@@ -83,6 +83,25 @@ t.test('the portal learns who is asking and can verify it with the JWKS', async 
   t.ok(p);
 });
 
+t.test('the portal gets the groups the rules judged, also when the group file changes in between', async (t) => {
+  const s = await identityStack(t);
+  const { b } = await signUpAndEnrol(s);
+  // The file changes (and is due to be read again) right after the decision.
+  const access = s.app.gateway.access;
+  const decide = access.decide.bind(access);
+  access.decide = async (req) => {
+    const decided = await decide(req);
+    writeFileSync(groupsFileOf(s), 'alice: [patients]\n');
+    s.clock.advance(1500);
+    return decided;
+  };
+  const seen = JSON.parse((await b.get('/echo')).body).headers as Record<string, string>;
+  t.equal(seen['x-mfa-groups'], 'patients,carers', 'the groups the decision was made with');
+  t.same(decodeJwt(seen['x-mfa-assertion']!).groups, ['patients', 'carers'], 'in the assertion too');
+  access.decide = decide;
+  t.equal(JSON.parse((await b.get('/echo')).body).headers['x-mfa-groups'], 'patients', 'the next request has the new ones');
+});
+
 t.test('client-sent identity headers never reach the portal', async (t) => {
   const s = await identityStack(t);
   const anon = s.browser();
