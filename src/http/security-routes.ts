@@ -79,6 +79,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
           removable: removable(mine.factors, f.id, mine.disabled),
         })),
         recoveryLeft: mine.recovery ? codesLeft(mine.recovery) : 0,
+        ...(mine.disabled.has('recovery') ? { recoveryDisabled: true } : {}),
         recoverySet: recoverySetOf(mine),
         ...(notice ? { notice } : {}),
       }),

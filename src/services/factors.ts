@@ -22,7 +22,7 @@ export class FactorService {
       factors: FactorStore;
       owners: CredentialOwners;
       sessions: SessionService;
-      attempts: Pick<Attempts, 'disabledKinds'>;
+      attempts: Pick<Attempts, 'disabledKinds' | 'clear'>;
       notifier: Notifier;
       security: SecurityLog;
     },
@@ -98,6 +98,9 @@ export class FactorService {
       return (await this.d.factors.codesMade.take(pid, form))?.codes ?? null;
     }
     await this.d.factors.codesMade.put(pid, form, { codes });
+    // Recovery codes turned off after too many wrong ones are back with the new set, as another kind is once one of it
+    // is added again (63B §3.2.2): the codes guessed at no longer work, and the person has just been shown these.
+    await this.d.attempts.clear(pid, 'recovery');
     this.d.security('recovery_codes_regenerated', { pid: active.record.pid, ip });
     this.d.notifier.notify({ event: 'recovery_codes_regenerated', user: active.record.username, ip });
     await this.afterChange(active, ip);

@@ -299,7 +299,7 @@ export interface FactorView {
   removable: boolean;
 }
 
-export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoverySet: string; notice?: MessageKey; error?: string }): string {
+export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoveryDisabled?: boolean; recoverySet: string; notice?: MessageKey; error?: string }): string {
   const { t } = ctx;
   const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
   // A factor left with its default name (an app called "Authenticator app") is not named twice.
@@ -334,7 +334,7 @@ ${errorBlock('security-error', v.error)}
 <p><a class="button" href="${ctx.prefix}/security/totp">${esc(t('securityAddTotp'))}</a>
 <a class="button" href="${ctx.prefix}/security/passkey">${esc(t('securityAddPasskey'))}</a></p>
 <h2>${esc(t('securityRecovery'))}</h2>
-<p>${esc(t('securityRecoveryLeft', { left: v.recoveryLeft }))}</p>
+<p>${esc(t('securityRecoveryLeft', { left: v.recoveryLeft }))}</p>${v.recoveryDisabled ? `\n<p class="error">${esc(t('securityDisabledRecovery'))}</p>` : ''}
 ${form(ctx, '/security/recovery-codes', v.csrf, `${hidden('replaces', v.recoverySet)}<p class="hint">${esc(t('securityRecoveryNewHint'))}</p>`, t('securityRecoveryNew'))}
 <h2>${esc(t('securitySessions'))}</h2>
 <p>${esc(t('securitySessionsHint'))}</p>

@@ -451,3 +451,25 @@ t.test('a factor of a kind disabled after too many failures is shown so, and doe
   t.notMatch(after.body, 'turned off', 'the app kind works again');
   t.equal((await owner.post('/_mfa/security/remove', { csrf: afterCsrf, factor: keyOf(after.body) })).location, '/_mfa/security?notice=done', 'the passkey can be removed now');
 });
+
+t.test('recovery codes turned off after too many wrong ones: the page says so, and a new set turns them back on', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.limits = { recoveryCode: { freeAttempts: 5, baseSeconds: 30, maxSeconds: 3600, cap: 3 } }) });
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  // Someone holding the password tries codes until the recovery codes are turned off.
+  for (let i = 0; i < 3; i++) {
+    const { b: a, csrf } = await atCodePage(s, ALICE, 'recovery');
+    t.equal((await a.post('/_mfa/recovery', { csrf, code: 'AAAA-AAAA-AAAA-AAAA' })).status, 400);
+  }
+  s.clock.advance(30_000);
+  const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity');
+  t.equal((await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code: await totpAt(secret, s.clock.now()) })).status, 303);
+  const { page, csrf } = await securityPage(b);
+  t.match(page.body, 'your codes are turned off', 'not only "10 of 10 left"');
+  const made = await b.post('/_mfa/security/recovery-codes', { csrf, replaces: inputValue(page.body, 'replaces') });
+  const codes = [...made.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+  t.equal(codes.length, 10);
+  t.notMatch((await securityPage(b)).page.body, 'your codes are turned off');
+  const { b: r, csrf: c } = await atCodePage(s, ALICE, 'recovery');
+  t.equal((await r.post('/_mfa/recovery', { csrf: c, code: codes[0]! })).status, 303, 'a code of the new set signs in');
+});
