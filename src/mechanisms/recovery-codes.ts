@@ -46,9 +46,14 @@ export async function matchRecoveryCode(set: RecoveryCodeSet, input: string): Pr
   return found;
 }
 
-/** As typed from paper (typedCode), lower case allowed; letters ASCII only (`ſ` upper-cases to S, `ß` to SS). */
+/**
+ * As typed from paper (typedCode), lower case allowed; letters ASCII only (`ſ` upper-cases to S, `ß` to SS), but
+ * for their full-width forms: a Japanese, Chinese or Korean input method left in full-width mode types `Ａ` for A.
+ */
 function normalise(input: string): string {
-  return typedCode(input).replace(/[a-z]/g, (c) => c.toUpperCase());
+  return typedCode(input)
+    .replace(/[\uFF21-\uFF3A\uFF41-\uFF5A]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xfee0))
+    .replace(/[a-z]/g, (c) => c.toUpperCase());
 }
 
 function hash(code: string, salt: Buffer): Promise<Buffer> {

@@ -105,6 +105,8 @@ t.test('recovery codes: ten, 80-bit, hashed, each once', async (t) => {
   t.equal(await matchRecoveryCode(stored, 'AAAA-BBBB-CCCC-DDDD'), -1);
   const arabic = codes[3]!.replace(/[2-9]/g, (d) => String.fromCodePoint(0x660 + Number(d))).replaceAll('-', '\u2013');
   t.equal(await matchRecoveryCode(stored, `\u200e${arabic}`), 3, 'its digits typed on an Arabic keypad, dashes autocorrected');
+  const fullWidth = [...codes[3]!.toLowerCase()].map((c) => String.fromCodePoint(c.codePointAt(0)! + 0xfee0)).join('');
+  t.equal(await matchRecoveryCode(stored, fullWidth), 3, 'typed with an input method in full-width mode');
   // Letters that upper-case to the code's (long s to S) are other letters, not the code.
   let withS = await newRecoveryCodes();
   while (!withS.codes.some((c) => c.includes('S'))) withS = await newRecoveryCodes();
