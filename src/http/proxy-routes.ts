@@ -105,6 +105,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       session: active,
     });
     req.access = { method: req.method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: forwarded.path, device };
+    // Signing out needs no more than the session itself: a rule on the portal's logout that asks for a step-up, a
+    // network or a managed device would leave the person signed in (on a shared computer, the next one at it). The
+    // gateway's sign-out page ends both sessions whatever the rules, as for a link from another site.
+    if (active && outcome.verdict !== 'allow' && paths.isLogout(lowered)) return void reply.redirect(`${config.server.prefix}/logout`, 303);
     switch (outcome.verdict) {
       case 'deny':
         throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);

@@ -600,6 +600,28 @@ t.test("another site's link to the portal's logout ends nothing: the person conf
   t.equal((await b.get('/records')).status, 302);
 });
 
+t.test("the portal's logout under a rule that would not let the person through (a step-up, a network) still signs out", async (t) => {
+  for (const rule of [
+    { name: 'portal', paths: ['/'], decision: 'step-up', maxAgeSeconds: 600 },
+    { name: 'portal', paths: ['/'], decision: 'mfa', networks: ['10.0.0.0/8'] },
+  ]) {
+    const s = await startStack({ patch: (raw) => (raw.policy.rules[1] = rule) });
+    t.teardown(s.close);
+    const { b } = await signUpAndEnrol(s);
+    const old = b.cookies.get('__Host-mfa-session')!;
+    // The second factor is older than the step-up rule allows.
+    s.clock.advance(11 * 60_000);
+    const out = await b.get('/logout', { 'sec-fetch-site': 'same-origin' });
+    t.equal(out.status, 303, `${rule.decision}: no step-up nor refusal to sign out`);
+    t.equal(out.location, '/_mfa/logout', "the gateway's sign-out page instead");
+    const done = await b.post('/_mfa/logout', { csrf: inputValue((await b.get('/_mfa/logout')).body, 'csrf') });
+    t.equal(done.status, 200);
+    const replay = s.browser();
+    replay.cookies.set('__Host-mfa-session', old);
+    t.match((await replay.get('/_mfa/security')).location, /^\/login/, 'the session has ended');
+  }
+});
+
 t.test("the portal's logout with the portal down: the 502 page still tells the browser to forget what the session left", async (t) => {
   const s = await startStack();
   t.teardown(s.close);
