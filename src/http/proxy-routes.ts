@@ -300,6 +300,14 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         leave();
         setCookies = asList(headers['set-cookie']);
         forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: owner.kind === 'session' });
+        if (owner.kind === 'session' && owner.ended && forwardedHeaders['clear-site-data'] !== undefined) {
+          // The portal's logout saying Clear-Site-Data itself ("cache", say) would replace the gateway's: the browser
+          // would keep the known-browser token and the portal cookies it holds. It forgets both lists, also when an
+          // error page takes the place of the portal's answer.
+          const portal = asList(forwardedHeaders['clear-site-data']);
+          delete forwardedHeaders['clear-site-data'];
+          reply.header('clear-site-data', [CLEAR_SITE_DATA, ...portal].join(', '));
+        }
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call

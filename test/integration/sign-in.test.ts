@@ -1,4 +1,7 @@
 // Sign-in end to end over real sockets: demo portal, gateway, memory store.
+import { once } from 'node:events';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { inputValue } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
@@ -620,6 +623,32 @@ t.test("the portal's logout under a rule that would not let the person through (
     replay.cookies.set('__Host-mfa-session', old);
     t.match((await replay.get('/_mfa/security')).location, /^\/login/, 'the session has ended');
   }
+});
+
+t.test("the portal's logout answered with a Clear-Site-Data of its own: the browser still forgets what the gateway asks", async (t) => {
+  // In front of the demo portal: its logout also says Clear-Site-Data "cache", as many portals' do.
+  let portalUrl = '';
+  const front = createServer((req, res) => {
+    const up = httpRequest(new URL(req.url!, portalUrl), { method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode!, { ...answer.headers, ...(req.url!.startsWith('/logout') ? { 'clear-site-data': '"cache"' } : {}) });
+      answer.pipe(res);
+    });
+    req.pipe(up);
+  });
+  front.listen(0, '127.0.0.1');
+  await once(front, 'listening');
+  t.teardown(() => new Promise((r) => front.close(r)));
+  const s = await startStack({
+    patch: (raw) => {
+      portalUrl = raw.portal.url;
+      raw.portal.url = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+    },
+  });
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const out = await b.get('/logout', { 'sec-fetch-site': 'same-origin' });
+  t.equal(out.status, 302);
+  t.equal(out.headers['clear-site-data'], '"cache", "cookies", "storage", "cache"', "the gateway's list and the portal's");
 });
 
 t.test("the portal's logout with the portal down: the 502 page still tells the browser to forget what the session left", async (t) => {
