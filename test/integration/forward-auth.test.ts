@@ -248,7 +248,9 @@ t.test("nginx sets the device header itself: a browser's own copy, even of a rea
   t.equal((await b.get('/echo', { ...forged, accept: 'application/json' })).status, 200);
   t.notOk(s.portalRequests.some((r) => r.headers['x-ssl-client-cert'] !== undefined), 'nor does the header reach the portal');
   // nginx passes the login and the logout to the gateway itself: there too the header is nginx's, not the browser's.
-  t.equal((await b.get('/logout', forged)).status, 403, 'a request nginx passes to the gateway: not a managed device either');
+  // The logout of an unmanaged device leads to the gateway's sign-out page (a managed one would reach the portal's).
+  const logout = await b.get('/logout', forged);
+  t.match({ status: logout.status, location: logout.headers.location }, { status: 303, location: '/_mfa/logout' }, 'a request nginx passes to the gateway: not a managed device either');
   // The same header from the proxy itself (as nginx sends the certificate it verified) is believed.
   const asked = { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/admin/', 'x-forwarded-host': 'localhost', 'x-forwarded-for': '203.0.113.9', cookie: cookieOf(b) };
   const fromProxy = await request(`${s.url}/_mfa/forward-auth`, { headers: { ...asked, ...forged } });
