@@ -27,6 +27,15 @@ export function loginPageFor(page: string, target = '/'): string {
   return page.replaceAll('{target}', encodeURIComponent(target));
 }
 
+/**
+ * The gateway's step-up page for a browser on its way to `to` (none: the page's own default), offering only the kinds of
+ * factor a rule takes (none listed: any).
+ */
+export function stepUpPage(prefix: string, to: string | undefined, factors: readonly string[]): string {
+  const query = [...(to === undefined ? [] : [`to=${encodeURIComponent(to)}`]), ...(factors.length ? [`factors=${factors.join(',')}`] : [])];
+  return `${prefix}/step-up${query.length ? `?${query.join('&')}` : ''}`;
+}
+
 /** Returns a path+query on `origin` or on one of `hosts`, or '/' for anything that could lead elsewhere (RFC 9700 §4.11). */
 function safeRelativeTarget(target: string | undefined, origin: string, hosts: readonly string[]): string {
   if (!target) return '/';

@@ -1,5 +1,6 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { stepUpPage } from '../domain/redirect.js';
 import { ERRORS, GatewayError, portalFailureCode, type ErrorCode } from '../errors.js';
 import { OtherStage } from '../services/pending.js';
 import type { MessageKey } from '../ui/i18n.js';
@@ -38,8 +39,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
       case 'GW_ERR_STEP_UP_REQUIRED': {
         // A change on the security page after its window (its form sent, not a page opened): back there after. A
         // portal rule that takes only some kinds of factor: the step-up page offers only those, as when a page is opened.
-        const query = [...(gateway ? [`to=${encodeURIComponent(`${prefix}/security`)}`] : []), ...(factors ? [`factors=${factors.join(',')}`] : [])];
-        return { href: `${prefix}/step-up${query.length ? `?${query.join('&')}` : ''}`, label: 'stepUpTitle' };
+        return { href: stepUpPage(prefix, gateway ? `${prefix}/security` : undefined, factors ?? []), label: 'stepUpTitle' };
       }
       case 'GW_ERR_SIGNED_IN_MEANWHILE':
         return { href: `${prefix}/continue`, label: 'continue' };

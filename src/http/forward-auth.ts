@@ -6,7 +6,7 @@ import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/co
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
 import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
-import { loginPageFor } from '../domain/redirect.js';
+import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import type { ActiveSession } from '../services/sessions.js';
 import { keys } from '../stores/keys.js';
@@ -117,7 +117,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
         return send(req.cookies[COOKIE.pending] ? `${p}/continue` : loginPageFor(config.portal.login.page, back));
       case 'step-up':
         if (!page) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule, { factors: outcome.factors });
-        return send(`${p}/step-up?to=${encodeURIComponent(back)}${outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : ''}`);
+        return send(stepUpPage(p, back, outcome.factors));
       case 'deny':
         throw new GatewayError(outcome.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED', `${outcome.rule}: ${outcome.reason}`);
       case 'managed-device':

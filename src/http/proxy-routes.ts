@@ -9,7 +9,7 @@ import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
 import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
-import { browserLocation, loginPageFor } from '../domain/redirect.js';
+import { browserLocation, loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError, portalFailureCode } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import { loginContentType } from '../services/login.js';
@@ -115,8 +115,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       case 'managed-device':
         throw new GatewayError('GW_ERR_DEVICE_NOT_MANAGED', outcome.rule);
       case 'step-up': {
-        const factors = outcome.factors.length ? `&factors=${outcome.factors.join(',')}` : '';
-        if (opensPage(req)) return void reply.redirect(`${config.server.prefix}/step-up?to=${encodeURIComponent(pathAndQuery(target))}${factors}`, 303);
+        if (opensPage(req)) return void reply.redirect(stepUpPage(config.server.prefix, pathAndQuery(target), outcome.factors), 303);
         throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule, { factors: outcome.factors });
       }
       case 'sign-in':

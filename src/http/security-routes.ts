@@ -1,7 +1,7 @@
 // The security page under the gateway prefix: the user's factors, adding and removing them, recovery codes,
 // signing out other devices. Every change needs a second factor in the last 5 minutes and the session's CSRF token.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { loginPageFor } from '../domain/redirect.js';
+import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
@@ -42,7 +42,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
       return null;
     }
     if (!recent(active)) {
-      void reply.redirect(`${p}/step-up?to=${encodeURIComponent(keepQuery ? req.url : req.url.split('?', 1)[0]!)}`, 303);
+      void reply.redirect(stepUpPage(p, keepQuery ? req.url : req.url.split('?', 1)[0]!, []), 303);
       return null;
     }
     return active;
