@@ -238,7 +238,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const passkey: pages.PasskeyAction | undefined = kinds.webauthn
       ? { ceremony: 'authenticate', optionsUrl: `${p}/verify/passkey/options`, finishUrl: `${p}/verify/passkey`, csrf: login.csrf, label: 'verifyPasskey' }
       : undefined;
-    return sendPage(reply, status, c, pages.verifyPage(c, { title: 'verifyTitle', action: '/verify', csrf: login.csrf, totp: kinds.totp, recoveryLink: kinds.recovery, ...(passkey ? { passkey } : {}), ...(error ? { error } : {}) }));
+    const note = lockedNote(kinds.locked.length > 0, kinds.totp || kinds.webauthn || kinds.recovery);
+    return sendPage(reply, status, c, pages.verifyPage(c, { title: 'verifyTitle', action: '/verify', csrf: login.csrf, totp: kinds.totp, recoveryLink: kinds.recovery, ...(passkey ? { passkey } : {}), ...(error ? { error } : {}), ...(note ? { note } : {}) }));
   };
   app.get(`${p}/verify`, (req, reply) => verifyPage(req, reply, 200));
   app.post(`${p}/verify`, async (req, reply) => {
@@ -300,6 +301,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const totp = kinds.totp && takes('totp');
     // A rule that takes only passkeys that cannot leave their device: only those are offered.
     const deviceBoundOnly = !takes('webauthn') && takes('device-bound-passkey');
+    const lockedHere = kinds.locked.some((kind) => (kind === 'totp' ? takes('totp') : kind === 'webauthn' && (takes('webauthn') || takes('device-bound-passkey'))));
     const c = page(req);
     const toParam = to ? `?to=${encodeURIComponent(to)}` : '';
     const passkey: pages.PasskeyAction | undefined =
@@ -329,8 +331,9 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
         ...(wanted.length ? { factors: wanted.join(',') } : {}),
         ...(passkey ? { passkey } : {}),
         ...(error ? { error } : {}),
-        // A rule asking for a kind of factor the user does not have: say which, and how to get one.
-        ...(!totp && !passkey ? { note: stepUpNote(wanted) } : {}),
+        // A rule asking for a kind of factor the user does not have: say which, and how to get one; one the user has
+        // but that is disabled: that the help desk turns it back on.
+        ...(lockedHere || (!totp && !passkey) ? { note: lockedNote(lockedHere, totp || Boolean(passkey)) ?? stepUpNote(wanted) } : {}),
         // Recovery codes do not step up; a new sign-in with one does, where the rule takes any factor.
         ...(active.record.factor === 'recovery' && kinds.recovery && (wanted.length === 0 || wanted.includes('recovery')) ? { recoverySignOut: true } : {}),
       }),
@@ -428,6 +431,12 @@ async function endPortalSession(ctx: HttpContext, jar: Jar, clientIp: string, lo
 }
 
 /** What the step-up page says when the user has no factor the rule takes. */
+/** What a page of second factors says when some the user has are disabled after too many failures (not offered). */
+function lockedNote(locked: boolean, othersOffered: boolean): MessageKey | undefined {
+  if (!locked) return undefined;
+  return othersOffered ? 'factorLocked' : 'allFactorsLocked';
+}
+
 function stepUpNote(wanted: readonly string[]): MessageKey {
   if (wanted.includes('webauthn')) return 'stepUpOtherFactor';
   if (wanted.includes('device-bound-passkey')) return wanted.includes('totp') ? 'stepUpNeedsTotpOrDeviceBound' : 'stepUpNeedsDeviceBound';

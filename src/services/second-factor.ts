@@ -33,6 +33,14 @@ export interface SecondFactorDeps {
 
 export type SteppedUp = { ok: true; token: string };
 
+export interface FactorKinds {
+  totp: boolean;
+  webauthn: boolean;
+  deviceBoundPasskey: boolean;
+  recovery: boolean;
+  locked: ('totp' | 'webauthn' | 'recovery')[];
+}
+
 /** The form a second submission must repeat to get the same sign-in or step-up: the page's CSRF token and the code as typed. */
 export function twinForm(csrf: string, code: string): string {
   return `${csrf}\n${code}`;
@@ -41,14 +49,24 @@ export function twinForm(csrf: string, code: string): string {
 export class SecondFactorService {
   constructor(private readonly d: SecondFactorDeps) {}
 
-  /** Which kinds of factor the user can sign in with (the verify page offers these). */
-  async kindsOf(pid: string): Promise<{ totp: boolean; webauthn: boolean; deviceBoundPasskey: boolean; recovery: boolean }> {
-    const f = await this.d.factors.get(pid);
-    return {
+  /**
+   * Which kinds of factor the user can sign in with (the verify and step-up pages offer these), and those the user has
+   * but that are disabled after too many failures (`locked`): offered, they would only be refused.
+   */
+  async kindsOf(pid: string): Promise<FactorKinds> {
+    const [f, disabled] = await Promise.all([this.d.factors.get(pid), this.d.attempts.disabledKinds(pid, ['totp', 'webauthn', 'recovery'])]);
+    const held = {
       totp: Boolean(f?.factors.some((x) => x.kind === 'totp')),
       webauthn: Boolean(f?.factors.some((x) => x.kind === 'webauthn' && usable(x))),
-      deviceBoundPasskey: Boolean(f?.factors.some((x) => x.kind === 'webauthn' && usable(x) && deviceBound(x))),
       recovery: f?.recovery ? codesLeft(f.recovery) > 0 : false,
+    };
+    const on = (kind: keyof typeof held) => held[kind] && !disabled.has(kind);
+    return {
+      totp: on('totp'),
+      webauthn: on('webauthn'),
+      deviceBoundPasskey: on('webauthn') && Boolean(f?.factors.some((x) => x.kind === 'webauthn' && usable(x) && deviceBound(x))),
+      recovery: on('recovery'),
+      locked: (['totp', 'webauthn', 'recovery'] as const).filter((kind) => held[kind] && disabled.has(kind)),
     };
   }
 

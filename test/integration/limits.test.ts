@@ -184,7 +184,10 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.match(lockedPage.body, '<a href="/_mfa/continue">Continue</a>');
   const onward = await b.get('/_mfa/continue');
   t.equal(onward.location, '/_mfa/verify', 'which leads back to the step, with its recovery link');
-  t.match((await b.get('/_mfa/verify')).body, 'Use a recovery code');
+  const step = (await b.get('/_mfa/verify')).body;
+  t.match(step, 'Use a recovery code');
+  t.notMatch(step, 'name="code"', 'the disabled app is not offered, only to be refused');
+  t.match(step, 'Some of your sign-in methods have been turned off', 'and the page says why');
   // Another kind of factor still works: the recovery codes have their own counter.
   const rb = s.browser();
   await submitPassword(rb, ALICE.username, ALICE.password);
@@ -192,7 +195,11 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.equal(rec.status, 303, 'a recovery code signs in');
   // Signed in, the locked app refused at a step-up: the page leads back to the step-up, not to a sign-in.
   const stepUp = await rb.get('/_mfa/step-up');
-  const lockedStep = await rb.post('/_mfa/step-up', { csrf: inputValue(stepUp.body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
+  t.notMatch(stepUp.body, 'name="code"', 'the step-up page does not offer the disabled app');
+  t.match(stepUp.body, 'The sign-in methods you could use here have been turned off', 'nor asks for an app the person already has');
+  t.notMatch(stepUp.body, 'Add one in your sign-in settings');
+  // A form sent all the same (a page opened before the lock) is refused.
+  const lockedStep = await rb.post('/_mfa/step-up', { csrf: inputValue((await rb.get('/_mfa/security')).body, 'csrf'), code: await totpAt(secret, s.clock.now()) });
   t.equal(lockedStep.status, 403);
   t.match(lockedStep.body, '<a href="/_mfa/step-up">');
   // The operator clears the lock (as `mfa-gateway lockouts clear` does).

@@ -461,6 +461,11 @@ t.test('recovery codes turned off after too many wrong ones: the page says so, a
     const { b: a, csrf } = await atCodePage(s, ALICE, 'recovery');
     t.equal((await a.post('/_mfa/recovery', { csrf, code: 'AAAA-AAAA-AAAA-AAAA' })).status, 400);
   }
+  const { b: offered } = await atCodePage(s);
+  const signIn = (await offered.get('/_mfa/verify')).body;
+  t.notMatch(signIn, 'Use a recovery code', 'the sign-in step no longer offers the codes, only to refuse them');
+  t.match(signIn, 'name="code"', 'the app still is');
+  t.match(signIn, 'Some of your sign-in methods have been turned off');
   s.clock.advance(30_000);
   const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity');
   t.equal((await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code: await totpAt(secret, s.clock.now()) })).status, 303);
@@ -470,6 +475,10 @@ t.test('recovery codes turned off after too many wrong ones: the page says so, a
   const codes = [...made.body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
   t.equal(codes.length, 10);
   t.notMatch((await securityPage(b)).page.body, 'your codes are turned off');
+  const { b: again } = await atCodePage(s);
+  const back = (await again.get('/_mfa/verify')).body;
+  t.match(back, 'Use a recovery code', 'offered again');
+  t.notMatch(back, 'have been turned off');
   const { b: r, csrf: c } = await atCodePage(s, ALICE, 'recovery');
   t.equal((await r.post('/_mfa/recovery', { csrf: c, code: codes[0]! })).status, 303, 'a code of the new set signs in');
 });
