@@ -91,18 +91,29 @@ export class PortalClient {
 
 /**
  * The answer's body as text, decoded as its Content-Encoding says (gzip, deflate, br: a portal may compress although
- * asked not to), up to the size limit; null for another encoding, or a body that does not decode within the limit.
+ * asked not to), up to the size limit, in the charset its Content-Type names (UTF-8 when it names none): a legacy
+ * portal's pages in ISO-8859-1 or windows-1252 would not match a rule naming their accented words. Null for another
+ * encoding, a charset the gateway does not know, or a body that does not decode within the limit.
  */
 export function bodyText(res: PortalResponse): string | null {
   const encoding = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
   const limit = { maxOutputLength: MAX_BODY_BYTES };
   try {
-    if (encoding === '' || encoding === 'identity') return res.body.toString('utf8');
-    if (encoding === 'gzip' || encoding === 'x-gzip') return gunzipSync(res.body, limit).toString('utf8');
-    if (encoding === 'deflate') return inflateSync(res.body, limit).toString('utf8');
-    if (encoding === 'br') return brotliDecompressSync(res.body, limit).toString('utf8');
+    const text = new TextDecoder(charsetOf(res.headers['content-type']) ?? 'utf-8');
+    if (encoding === '' || encoding === 'identity') return text.decode(res.body);
+    if (encoding === 'gzip' || encoding === 'x-gzip') return text.decode(gunzipSync(res.body, limit));
+    if (encoding === 'deflate') return text.decode(inflateSync(res.body, limit));
+    if (encoding === 'br') return text.decode(brotliDecompressSync(res.body, limit));
     return null;
   } catch {
     return null;
   }
+}
+
+/** The charset parameter of a Content-Type, if it has one. */
+function charsetOf(contentType: string | string[] | undefined): string | undefined {
+  const header = Array.isArray(contentType) ? contentType[0] : contentType;
+  const param = header?.split(';').slice(1).map((p) => p.trim().split('=')).find(([name]) => name!.trim().toLowerCase() === 'charset');
+  const value = param?.slice(1).join('=').trim().replace(/^"(.*)"$/, '$1');
+  return value || undefined;
 }

@@ -141,3 +141,22 @@ t.test("forward-auth mode: the portal's cookies go to the browser as the portal 
   t.equal(b.cookies.get('PORTALSESSID'), value, "the portal's session cookie, as the portal set it");
   t.notOk(logs.join('\n').includes('S3cretPortalSess'), 'its value is in no log line');
 });
+
+t.test('a login answer in the charset its Content-Type names is judged by its text in that charset', async (t) => {
+  // A legacy portal's pages in ISO-8859-1: "ungültig" is one byte 0xFC there, not UTF-8.
+  const page = (status: number, html: string, cookie?: string) => (res: ServerResponse) =>
+    res.writeHead(status, { 'content-type': 'text/html; charset=ISO-8859-1', ...(cookie ? { 'set-cookie': cookie } : {}) }).end(Buffer.from(html, 'latin1'));
+  const { b, leaked } = await start(
+    t,
+    (password, res) => (password === 'right' ? page(200, '<h1>Willkommen zurück</h1>', 'AUTH=tok; Path=/')(res) : page(200, '<p>Passwort ungültig</p>')(res)),
+    (raw) => {
+      raw.portal.login.success = { status: [200], body: 'Willkommen zurück' };
+      raw.portal.login.failure = { status: [200], body: 'Passwort ungültig' };
+    },
+  );
+  const wrong = await b.post('/login', { username: 'alice', password: 'wrong' });
+  t.equal(wrong.status, 200, "a refusal: the portal's page");
+  const right = await b.post('/login', { username: 'alice', password: 'right' });
+  t.equal(right.location, '/_mfa/enrol', 'a success: on to the second step');
+  t.notOk(await leaked(), "the portal's signed-in session stays with the gateway");
+});
