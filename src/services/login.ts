@@ -10,7 +10,7 @@ import { applySetCookies, cookieHeader, cookieName, cookieValues, portalCookieId
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { loginFields, namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
-import { returnTarget } from '../domain/redirect.js';
+import { browserLocation, returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
 import { accountNames, canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
@@ -240,7 +240,13 @@ export class LoginService {
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);
     const location = first(answer.headers.location);
     const text = bodyText(answer);
-    const facts: PortalAnswer = { status: answer.status, location, setCookieNames: setCookieNames(setCookies, clock.now()), body: text ?? '' };
+    const facts: PortalAnswer = {
+      status: answer.status,
+      location,
+      browserLocation: location === undefined ? undefined : browserLocation(location, new URL(config.portal.url).origin),
+      setCookieNames: setCookieNames(setCookies, clock.now()),
+      body: text ?? '',
+    };
     // A body rule cannot judge a body the gateway cannot read: neither a success nor a refusal.
     const unreadable = text === null && (login.success.body !== undefined || login.failure?.body !== undefined);
     const ok = !unreadable && answerMatches(login.success, facts);

@@ -160,3 +160,23 @@ t.test('a login answer in the charset its Content-Type names is judged by its te
   t.equal(right.location, '/_mfa/enrol', 'a success: on to the second step');
   t.notOk(await leaked(), "the portal's signed-in session stays with the gateway");
 });
+
+t.test("a login answer's Location on the portal's own origin is judged as the path the browser is sent to", async (t) => {
+  // A portal that builds its redirects from the Host it was sent (PHP's HTTP_HOST, older servlet containers).
+  const to = (path: string, cookie?: string) => (res: ServerResponse) =>
+    res.writeHead(302, { location: `http://${res.req.headers.host}${path}`, ...(cookie ? { 'set-cookie': cookie } : {}) }).end();
+  const { b, leaked } = await start(
+    t,
+    (password, res) => (password === 'right' ? to('/home', 'AUTH=tok; Path=/')(res) : to('/login?error=1')(res)),
+    (raw) => {
+      // Anchored to where a sign-in lands, as the configuration check advises.
+      raw.portal.login.success = { status: [302], location: '^/home' };
+      raw.portal.login.failure = { status: [302], location: '^/login\\?error' };
+    },
+  );
+  const wrong = await b.post('/login', { username: 'alice', password: 'wrong' });
+  t.equal(wrong.location, '/login?error=1', "a refusal: the portal's own, to its login page");
+  const right = await b.post('/login', { username: 'alice', password: 'right' });
+  t.equal(right.location, '/_mfa/enrol', 'a success: on to the second step');
+  t.notOk(await leaked(), "the portal's signed-in session stays with the gateway");
+});

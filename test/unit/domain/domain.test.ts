@@ -33,6 +33,7 @@ t.test('login success rules: every configured rule must hold', async (t) => {
   t.ok(answerMatches({ status: [302], location: '^/records' }, answer));
   t.notOk(answerMatches({ status: [302], location: '^/records' }, { ...answer, location: '/login?error=1' }), 'location pattern');
   t.notOk(answerMatches({ status: [302], location: '^/records' }, { ...answer, location: undefined }), 'no location');
+  t.ok(answerMatches({ status: [302], location: '^/records' }, { ...answer, location: 'http://portal.internal/records', browserLocation: '/records' }), 'as the browser gets it');
   t.ok(answerMatches({ status: [302], setCookie: 'PORTALSESSID' }, answer));
   t.notOk(answerMatches({ status: [302], setCookie: 'AUTH' }, answer), 'cookie missing');
   t.ok(answerMatches({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: '<h1>Welcome</h1>' }));
