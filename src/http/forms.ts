@@ -45,6 +45,9 @@ export function crossSite(req: FastifyRequest): string | null {
   // Without either header (older browsers, on a GET), the Referer when there is one.
   const origin = req.headers.origin ?? req.headers.referer;
   if (origin === undefined) return null;
+  // A page served with `Referrer-Policy: no-referrer` (the portal's login page with helmet's defaults, say) has its
+  // own forms posted with "Origin: null": the browser's Sec-Fetch-Site still says where the form was.
+  if (origin === 'null' && site === 'same-origin') return null;
   const from = urlOf(origin);
   // Another host, or the plain-http site of this host sending to the https gateway (a network attacker's page).
   return !from || from.host !== req.headers.host || (req.client.proto === 'https' && from.protocol !== 'https:') ? 'cross-origin request' : null;

@@ -225,8 +225,15 @@ t.test('a login another site posts (login CSRF) is refused before it reaches the
   t.equal(s.portalRequests.length, before, 'no password reached the portal');
   t.notOk(b.cookies.has('__Host-mfa-pending'), 'no sign-in planted in the browser');
   t.equal(b.cookies.get('__Host-mfa-browser'), browserCookie, "the browser's pre-login jar kept");
+  t.equal((await b.post('/login', form, { origin: 'null' })).status, 403, 'an opaque origin, the browser not saying where the form was');
+  t.equal(s.portalRequests.length, before, 'no password reached the portal');
   const same = await b.post('/login', form, { 'sec-fetch-site': 'same-origin', origin: s.url });
   t.equal(same.status, 303, 'the form on its own page still signs in');
+  // The portal's login page served with `Referrer-Policy: no-referrer`: the browser posts its form with "Origin: null".
+  const other = s.browser();
+  const csrf = inputValue((await other.get('/login')).body, 'csrf');
+  const noReferrer = await other.post('/login', { ...form, csrf }, { 'sec-fetch-site': 'same-origin', origin: 'null' });
+  t.equal(noReferrer.status, 303, 'the form on its own page signs in, also from a page that sends no referrer');
 });
 
 t.test('login Content-Type: the configured type with at most charset=utf-8, and the portal gets exactly that', async (t) => {

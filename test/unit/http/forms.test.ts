@@ -10,6 +10,7 @@ t.test('a form sent by the gateway’s own pages passes', async (t) => {
     t.doesNotThrow(() => checkSameOrigin(request(headers)), JSON.stringify(headers));
   }
   t.doesNotThrow(() => checkSameOrigin(request({ origin: 'http://gw.example' }, 'http')), 'plain http on a plain-http gateway (the demo)');
+  t.doesNotThrow(() => checkSameOrigin(request({ 'sec-fetch-site': 'same-origin', origin: 'null' })), 'a page with Referrer-Policy: no-referrer posting its own form');
 });
 
 t.test('a form another site made the browser send is refused', async (t) => {
