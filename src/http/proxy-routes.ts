@@ -187,7 +187,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // The portal shows its own error; only its cookies are kept back.
       const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: false });
       delete headers['content-length'];
-      reply.code(outcome.portal.status).headers(headers).send(outcome.portal.body);
+      // Without a type of the portal's, none is added (as for any other answer of the portal's): fastify would call a
+      // Buffer application/octet-stream, and the browser would download the error page it should show.
+      const body = outcome.portal.body;
+      reply.code(outcome.portal.status).headers(headers).send(headers['content-type'] === undefined ? Readable.from([body]) : body);
       return;
     }
     reply

@@ -180,3 +180,15 @@ t.test("a login answer's Location on the portal's own origin is judged as the pa
   t.equal(right.location, '/_mfa/enrol', 'a success: on to the second step');
   t.notOk(await leaked(), "the portal's signed-in session stays with the gateway");
 });
+
+t.test("a refused login's page without a Content-Type of the portal's gets none added (the browser would download it)", async (t) => {
+  const { b } = await start(
+    t,
+    (password, res) => (password === 'right' ? res.writeHead(302, { location: '/home', 'set-cookie': 'AUTH=tok; Path=/' }).end() : res.writeHead(200).end('<p>Wrong password</p>')),
+    (raw) => (raw.portal.login.success = { status: [302], setCookie: 'AUTH' }),
+  );
+  const wrong = await b.post('/login', { username: 'alice', password: 'wrong' });
+  t.equal(wrong.status, 200);
+  t.equal(wrong.body, '<p>Wrong password</p>', "the portal's page");
+  t.equal(wrong.headers['content-type'], undefined, 'no type the portal did not give');
+});
