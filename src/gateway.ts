@@ -89,10 +89,23 @@ export function relyingParty(config: Config): RelyingParty {
   return {
     id,
     name: config.webauthn.rpName ?? config.portal.name,
-    origins: (config.webauthn.origins ?? [`https://${id}`]).map((o) => o.toLowerCase()),
+    origins: (config.webauthn.origins ?? [`https://${id}`]).map(browserOrigin),
     userVerification: config.webauthn.userVerification,
     attestation: config.webauthn.attestation,
   };
+}
+
+/**
+ * An origin as browsers put it in a ceremony's client data (the HTML serialisation): scheme and host in lower case,
+ * and no port where it is the scheme's own. `https://portal.example:443` in the config would otherwise match no
+ * browser, and every passkey would be refused.
+ */
+function browserOrigin(origin: string): string {
+  try {
+    return new URL(origin).origin;
+  } catch {
+    return origin.toLowerCase();
+  }
 }
 
 export function createGateway(config: Config, overrides: GatewayOverrides = {}): Gateway {

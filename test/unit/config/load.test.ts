@@ -410,6 +410,9 @@ t.test('the WebAuthn relying party is in lower case, as browsers send it, howeve
   t.same(rp.origins, ['https://portal.example.org']);
   raw.webauthn = { rpId: 'example.org', origins: ['https://Portal.Example.org:8443'] };
   t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org:8443']);
+  // A port written out where it is the scheme's own: browsers leave it out of the origin they report.
+  raw.webauthn = { rpId: 'example.org', origins: ['https://Portal.Example.org:443', 'http://portal.example.org:80'] };
+  t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org', 'http://portal.example.org']);
 });
 
 t.test('unsafe settings: proxy ranges wider than a network, TLS files that are not PEM; plain-http outbound URLs warn', async (t) => {
