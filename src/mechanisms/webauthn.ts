@@ -287,8 +287,10 @@ function registrationShape(input: unknown): RegistrationResponseJSON {
 
 function assertionShape(input: unknown): AuthenticationResponseJSON {
   const { id, response } = credentialShape(input);
-  // Browsers send null or leave it out when the credential is not discoverable.
-  const userHandle = response.userHandle === null || response.userHandle === undefined ? undefined : base64urlField(response, 'userHandle');
+  // Browsers send null or leave it out when the credential is not discoverable; some (Safari with a security key)
+  // give an empty handle instead, which the browser script sends as "": it names no user either.
+  const named = response.userHandle !== null && response.userHandle !== undefined && response.userHandle !== '';
+  const userHandle = named ? base64urlField(response, 'userHandle') : undefined;
   return {
     id,
     rawId: id,

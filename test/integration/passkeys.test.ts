@@ -108,6 +108,9 @@ t.test('each check the gateway owns refuses, and a refused passkey counts as a w
   const stolenHandle = await start(ALICE);
   t.equal((await finish(stolenHandle, alice.authenticate(stolenHandle.options, { userHandle: bob.credentials[0]!.userHandle }))).status, 400, 'a user handle of another user');
   t.equal(lastReason(), 'user-handle');
+  // A browser that reports a security key's missing user handle as an empty one (Safari): no user named, signed in.
+  const emptyHandle = await start(ALICE);
+  t.equal((await finish(emptyHandle, alice.authenticate(emptyHandle.options, { userHandle: '' }))).status, 200, 'an empty user handle');
 
   // Relying-party checks (the mechanism has one unit test per check; these prove the gateway passes its config).
   for (const [what, knobs, reason] of [

@@ -264,6 +264,7 @@ t.test('user handle: when the authenticator names a user, it is the expected one
   t.equal(outcome((await authenticate(auth, credential, { userHandle: BOB_HANDLE })).result), 'user-handle');
   t.equal(outcome((await authenticate(auth, { ...credential, counter: 1 }, { userHandle: null })).result), 'ok', 'no handle sent');
   t.equal(outcome((await authenticate(auth, { ...credential, counter: 2 }, { userHandle: BOB_HANDLE }, RP, null)).result), 'ok', 'none expected');
+  t.equal(outcome((await authenticate(auth, { ...credential, counter: 3 }, { userHandle: '' })).result), 'ok', 'an empty handle (a security key in Safari) names no user');
 });
 
 t.test('algorithm: only EdDSA, ES256 and RS256 keys are registered', async (t) => {
