@@ -21,7 +21,7 @@ import { AssertionSigner } from './mechanisms/assertion.js';
 import { Sealer } from './mechanisms/sealer.js';
 import { SessionTokens } from './mechanisms/session-token.js';
 import { WatchedFile } from './mechanisms/watched-file.js';
-import type { RelyingParty } from './mechanisms/webauthn.js';
+import { relyingParty } from './mechanisms/webauthn.js';
 import { AccessService } from './services/access.js';
 import { AdminService } from './services/admin.js';
 import { assuranceReport } from './services/report.js';
@@ -80,32 +80,6 @@ export interface Gateway extends HttpContext {
 
 export function createKvStore(config: Config, clock: Clock): KvStore {
   return config.store.type === 'redis' ? new RedisKvStore(config.store.redis) : new MemoryKvStore(clock, config.store.memory.maxEntries);
-}
-
-/** The gateway as a WebAuthn relying party: from the config, never from a request (SECURITY R25). */
-export function relyingParty(config: Config): RelyingParty {
-  // Host names are case-insensitive, and browsers send them (in the origin and the RP ID hash) in lower case.
-  const id = (config.webauthn.rpId ?? config.server.hosts[0]!.replace(/^\[|\]$/g, '')).toLowerCase();
-  return {
-    id,
-    name: config.webauthn.rpName ?? config.portal.name,
-    origins: (config.webauthn.origins ?? [`https://${id}`]).map(browserOrigin),
-    userVerification: config.webauthn.userVerification,
-    attestation: config.webauthn.attestation,
-  };
-}
-
-/**
- * An origin as browsers put it in a ceremony's client data (the HTML serialisation): scheme and host in lower case,
- * and no port where it is the scheme's own. `https://portal.example:443` in the config would otherwise match no
- * browser, and every passkey would be refused.
- */
-function browserOrigin(origin: string): string {
-  try {
-    return new URL(origin).origin;
-  } catch {
-    return origin.toLowerCase();
-  }
 }
 
 export function createGateway(config: Config, overrides: GatewayOverrides = {}): Gateway {

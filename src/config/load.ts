@@ -1,7 +1,7 @@
 // Config loading: YAML file → ${ENV} interpolation → *_FILE secrets → schema validation with defaults → extra checks.
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import { BlockList } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { Ajv } from 'ajv';
@@ -12,6 +12,7 @@ import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
 import { compilePolicy, uncanonical, type PolicyConfig } from '../domain/policy.js';
 import { crlRevoked, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
+import { relyingParty } from '../mechanisms/webauthn.js';
 import { parseGroupMap } from '../services/groups.js';
 import { Messages } from '../ui/i18n.js';
 import { ConfigSchema, type Config } from './schema.js';
@@ -272,6 +273,15 @@ function checkSemantics(c: Config): string[] {
   } catch (err) {
     problems.push(`policy: ${(err as Error).message}`);
   }
+  // A browser runs a passkey ceremony only on a page whose host is the relying party id or a name under it: an origin
+  // elsewhere would have every passkey refused there. (The default origin is the id's own.)
+  const rp = relyingParty(c);
+  rp.origins.forEach((origin, i) => {
+    const host = urlOf(origin)?.hostname;
+    if (c.webauthn.origins && host !== rp.id && !host?.endsWith(`.${rp.id}`)) {
+      problems.push(`webauthn.origins.${i}: its host is neither the relying party id (${rp.id}) nor a name under it; browsers refuse passkeys there${found(`webauthn.origins.${i}`, origin)}`);
+    }
+  });
   if (c.enrolment.proof === 'webhook' && !c.enrolment.webhook) problems.push('enrolment.webhook: needed for enrolment.proof: webhook');
   if ((c.notify.url === undefined) !== (c.notify.secret === undefined)) problems.push('notify: url and secret go together');
   if (contrastWithWhite(c.ui.accentColour) < 4.5) {
@@ -408,6 +418,7 @@ export function configWarnings(c: Config): string[] {
   for (const { file, missing } of c.ui.localesDir ? new Messages(c.ui.localesDir, c.ui.defaultLanguage).incomplete : []) {
     w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English on pages marked as its language, which a screen reader reads with that language's voice`);
   }
+  if (isIP(relyingParty(c).id)) w.push(`webauthn.rpId${c.webauthn.rpId ? '' : ' (the first of server.hosts)'} is an IP address: browsers offer passkeys only on a host name`);
   if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
   // An assertion names no session: the portal believes it until its exp, also once the session it came from has ended.
   const assertion = c.identity.assertion;

@@ -11,6 +11,7 @@ import {
   type PublicKeyCredentialRequestOptionsJSON,
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
+import type { Config } from '../config/schema.js';
 
 /** The gateway as a relying party; always from configuration, never from a request. */
 export interface RelyingParty {
@@ -19,6 +20,32 @@ export interface RelyingParty {
   origins: readonly string[];
   userVerification: 'required' | 'preferred';
   attestation: 'none' | 'direct';
+}
+
+/** The gateway as a WebAuthn relying party: from the config, never from a request (SECURITY R25). */
+export function relyingParty(config: Config): RelyingParty {
+  // Host names are case-insensitive, and browsers send them (in the origin and the RP ID hash) in lower case.
+  const id = (config.webauthn.rpId ?? config.server.hosts[0]!.replace(/^\[|\]$/g, '')).toLowerCase();
+  return {
+    id,
+    name: config.webauthn.rpName ?? config.portal.name,
+    origins: (config.webauthn.origins ?? [`https://${id}`]).map(browserOrigin),
+    userVerification: config.webauthn.userVerification,
+    attestation: config.webauthn.attestation,
+  };
+}
+
+/**
+ * An origin as browsers put it in a ceremony's client data (the HTML serialisation): scheme and host in lower case,
+ * and no port where it is the scheme's own. `https://portal.example:443` in the config would otherwise match no
+ * browser, and every passkey would be refused.
+ */
+function browserOrigin(origin: string): string {
+  try {
+    return new URL(origin).origin;
+  } catch {
+    return origin.toLowerCase();
+  }
 }
 
 export interface StoredCredential {

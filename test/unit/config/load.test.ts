@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, configWarnings, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
-import { relyingParty } from '../../../src/gateway.js';
+import { relyingParty } from '../../../src/mechanisms/webauthn.js';
 import { randomKey, rawTestConfig } from '../../helpers/config.js';
 import { TestCa } from '../../helpers/pki.js';
 
@@ -413,6 +413,25 @@ t.test('the WebAuthn relying party is in lower case, as browsers send it, howeve
   // A port written out where it is the scheme's own: browsers leave it out of the origin they report.
   raw.webauthn = { rpId: 'example.org', origins: ['https://Portal.Example.org:443', 'http://portal.example.org:80'] };
   t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org', 'http://portal.example.org']);
+});
+
+t.test('passkey origins outside the relying party id are refused; an IP address as the id warns', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.webauthn = { rpId: 'example.org', origins: ['https://portal.example.org', 'https://example.org:8443', 'https://example.com', 'https://badexample.org'] };
+  t.same(
+    problemsOf(() => resolveConfig(raw)).filter((p) => p.startsWith('webauthn.origins')),
+    [
+      'webauthn.origins.2: its host is neither the relying party id (example.org) nor a name under it; browsers refuse passkeys there, found "https://example.com"',
+      'webauthn.origins.3: its host is neither the relying party id (example.org) nor a name under it; browsers refuse passkeys there, found "https://badexample.org"',
+    ],
+  );
+  raw.webauthn = { rpId: 'example.org', origins: ['https://portal.example.org'] };
+  t.same(configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('webauthn')), [], 'a host name as the id: no warning');
+  raw.server = { ...raw.server, hosts: ['192.0.2.10'] };
+  delete raw.webauthn;
+  t.same(configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('webauthn')), ['webauthn.rpId (the first of server.hosts) is an IP address: browsers offer passkeys only on a host name']);
+  raw.server = { ...raw.server, hosts: ['[2001:db8::1]'] };
+  t.same(configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('webauthn')).length, 1, 'an IPv6 address too, and its default origin is no problem');
 });
 
 t.test('unsafe settings: proxy ranges wider than a network, TLS files that are not PEM; plain-http outbound URLs warn', async (t) => {
