@@ -99,8 +99,8 @@ function field(o: FieldOpts): string {
     o.kind === 'otp' || o.kind === 'digits'
       ? ` class="code" inputmode="numeric" pattern="[0-9 -]*" maxlength="${o.kind === 'otp' ? 7 : 10}" autocomplete="one-time-code" spellcheck="false"`
       : o.kind === 'code'
-        ? // Letters from paper: not a code a phone or password manager could offer.
-          ' class="code" maxlength="24" autocapitalize="characters" autocomplete="off" autocorrect="off" spellcheck="false"'
+        ? // Letters from paper: not a code a phone or password manager could offer; shown whole, to check against the paper.
+          ' class="code letters" maxlength="24" autocapitalize="characters" autocomplete="off" autocorrect="off" spellcheck="false"'
         : ' maxlength="60" autocomplete="off"';
   return `<label for="${o.id}">${esc(o.label)}</label>
 ${o.hint ? `<p id="${o.id}-hint" class="hint">${esc(o.hint)}</p>` : ''}

@@ -35,6 +35,9 @@ const SHOTS = screenshotDir();
 // E2E_DOCS_SCREENSHOTS=1 also refreshes the few phone-width screenshots the README shows.
 const DOCS = process.env.E2E_DOCS_SCREENSHOTS ? join(import.meta.dirname, '..', '..', 'docs', 'screenshots') : undefined;
 const FOR_DOCS = new Set(['choose', 'totp-enrol', 'verify-passkey-totp', 'security-notice']);
+// The widest codes of letters as printed: an enrolment code (12 letters) and a recovery code (16).
+const INVITATION = 'WMWM-WMWM-WMWM';
+const RECOVERY = 'WMWM-WMWM-WMWM-WMWM';
 const invite = (raw: Record<string, any>) => (raw.enrolment = { proof: 'invite', inviteDays: 30 });
 t.comment(`screenshots: ${SHOTS}`);
 const browser = await launchChromium(t);
@@ -44,8 +47,11 @@ type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 interface Expect {
   /** The id of the field the page shows an error for (none: the page shows no field error). */
   errorFor?: string;
-  /** The code field (#code or #proof) and what it takes: six digits, or letters and digits. */
-  code?: { id: string; digits: boolean };
+  /**
+   * The code field (#code or #proof) and what it takes: six digits, or letters and digits (`longest`: the longest code
+   * of letters it is for, as printed, which must show whole in the field).
+   */
+  code?: { id: string; digits: boolean; longest?: string };
 }
 
 /** All checks of one screen, as it is now; leaves it as it was found (phone width, top of the page). */
@@ -88,6 +94,24 @@ async function screen(t: Test, page: Page, name: string, expect: Expect = {}): P
     if (expect.code) {
       t.equal(facts.code?.autocomplete, expect.code.digits ? 'one-time-code' : 'off', `autocomplete="${expect.code.digits ? 'one-time-code' : 'off'}"`);
       t.equal(facts.code?.inputmode, expect.code.digits ? 'numeric' : null, expect.code.digits ? 'inputmode="numeric"' : 'no numeric keyboard for a code with letters');
+    }
+
+    // A code copied from paper shows whole in its field, to be checked against the paper, also at 320 CSS px (the
+    // widest letters: W and M). The field's own value is put back.
+    if (expect.code?.longest) {
+      for (const width of [320, DESKTOP.width]) {
+        await page.setViewportSize({ width, height: 640 });
+        const hidden = await page.$eval(`#${expect.code.id}`, (e, code) => {
+          const input = e as HTMLInputElement;
+          const typed = input.value;
+          input.value = code;
+          const over = input.scrollWidth - input.clientWidth;
+          input.value = typed;
+          return over;
+        }, expect.code.longest);
+        t.equal(hidden, 0, `${expect.code.longest} shows whole in #${expect.code.id} at ${width} CSS px`);
+      }
+      await page.setViewportSize(PHONE);
     }
 
     // An error is announced and tied to its field; without one, nothing is marked invalid (WCAG 3.3.1, 4.1.3).
@@ -177,10 +201,10 @@ t.test('gateway screens', async (t) => {
     const invitation = await s.issueInvite(ALICE.username);
     await submitPassword(page, s);
     t.equal(url(page), `${P}/proof`);
-    await screen(t, page, 'proof', { code: { id: 'proof', digits: false } });
+    await screen(t, page, 'proof', { code: { id: 'proof', digits: false, longest: INVITATION } });
     await page.fill('#proof', 'AAAA-BBBB-CCCC');
     await submit(page);
-    await screen(t, page, 'proof-error', { errorFor: 'proof', code: { id: 'proof', digits: false } });
+    await screen(t, page, 'proof-error', { errorFor: 'proof', code: { id: 'proof', digits: false, longest: INVITATION } });
     await page.fill('#proof', invitation);
     await submit(page);
 
@@ -242,10 +266,10 @@ t.test('gateway screens', async (t) => {
     t.equal(url(page), `${P}/verify`);
     await screen(t, page, 'verify-passkey-totp', { code: { id: 'code', digits: true } });
     await andWait(page, page.click(`a[href="${P}/recovery"]`));
-    await screen(t, page, 'recovery', { code: { id: 'code', digits: false } });
+    await screen(t, page, 'recovery', { code: { id: 'code', digits: false, longest: RECOVERY } });
     await page.fill('#code', 'AAAA-BBBB-CCCC-DDDD');
     await submit(page);
-    await screen(t, page, 'recovery-error', { errorFor: 'code', code: { id: 'code', digits: false } });
+    await screen(t, page, 'recovery-error', { errorFor: 'code', code: { id: 'code', digits: false, longest: RECOVERY } });
 
     const missing = await page.goto(`${s.base}${P}/nothing`);
     t.equal(missing?.status(), 404);
