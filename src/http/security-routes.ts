@@ -154,8 +154,9 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   app.post(`${p}/security/totp`, async (req, reply) => {
     const active = await forChange(req);
     const ip = clientIp(req);
-    const result = await enrolment.confirmSessionTotp(active, field(req, 'code'), field(req, 'name') || page(req).t('totpDefaultName'), ip);
-    if (!result.ok) return totpPage(req, reply, active, 400, page(req).t('wrongCode', { left: result.attemptsLeft }), field(req, 'name'));
+    // Nothing typed in the code field: said so, as at sign-in, and no try used up.
+    const result = field(req, 'code').trim() === '' ? undefined : await enrolment.confirmSessionTotp(active, field(req, 'code'), field(req, 'name') || page(req).t('totpDefaultName'), ip);
+    if (!result?.ok) return totpPage(req, reply, active, 400, result ? page(req).t('wrongCode', { left: result.attemptsLeft }) : page(req).t('codeMissing'), field(req, 'name'));
     await factors.afterChange(active, ip);
     return done(reply);
   });

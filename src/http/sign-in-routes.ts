@@ -53,6 +53,13 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return c;
   };
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
+  /**
+   * A code form sent with nothing in its field (the button pressed, or Enter, before typing): said so, and no try is
+   * used up; "did not work", with one try less, would be untrue, and five of them would end the sign-in.
+   */
+  const noCode = (req: FastifyRequest) => field(req, 'code').trim() === '';
+  /** What a form with a code answers: the missing code, or the wrong one. */
+  const refusal = (req: FastifyRequest, r: Refused | undefined, key?: MessageKey) => (r ? wrong(req, r, key) : page(req).t('codeMissing'));
   /** A code from paper sent wrong, to correct on the page that says so (no longer than its field takes). */
   const typedCode = (req: FastifyRequest) => field(req, 'code').slice(0, 24);
   /**
@@ -147,11 +154,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/enrol/proof`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'proof');
     checkCsrf(req, login.csrf);
-    const result = await enrolment.confirmProof(id, login, field(req, 'code'), clientIp(req));
-    if (result.ok) return reply.redirect(`${p}/enrol`, 303);
+    const result = noCode(req) ? undefined : await enrolment.confirmProof(id, login, field(req, 'code'), clientIp(req));
+    if (result?.ok) return reply.redirect(`${p}/enrol`, 303);
     const ctx2 = pendingPage(req, login);
     const sent = proofMode === 'webhook' && login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
-    return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: wrong(req, result, 'proofWrong'), typed: typedCode(req), ...(sent ? { sent } : {}) }));
+    return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: refusal(req, result, 'proofWrong'), typed: typedCode(req), ...(sent ? { sent } : {}) }));
   });
 
   // 2. The first factor: a passkey, or an authenticator app (works without JavaScript).
@@ -184,11 +191,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/enrol/totp`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
     checkCsrf(req, login.csrf);
-    const result = await enrolment.confirmPendingTotp(id, login, field(req, 'code'), page(req).t('totpDefaultName'), clientIp(req));
-    if (result.ok) return reply.redirect(`${p}/recovery-codes`, 303);
+    const result = noCode(req) ? undefined : await enrolment.confirmPendingTotp(id, login, field(req, 'code'), page(req).t('totpDefaultName'), clientIp(req));
+    if (result?.ok) return reply.redirect(`${p}/recovery-codes`, 303);
     // The form sent twice: the other submission enrolled with the code (used up for this one); both go on.
     if ((await pending.stage(id)) === 'acknowledge') return reply.redirect(`${p}/recovery-codes`, 303);
-    return totpPage(req, reply, 400, login, { secret: login.totpSecret ?? '', error: wrong(req, result) });
+    return totpPage(req, reply, 400, login, { secret: login.totpSecret ?? '', error: refusal(req, result) });
   });
   app.post(`${p}/enrol/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
@@ -248,11 +255,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (at.twin) return finished(req, reply, at.twin);
     const { id, p: login } = at;
     checkCsrf(req, login.csrf);
-    const result = await secondFactor.verifyTotp(id, login, field(req, 'code'), clientIp(req));
-    if (result.ok) return finished(req, reply, result);
+    const result = noCode(req) ? undefined : await secondFactor.verifyTotp(id, login, field(req, 'code'), clientIp(req));
+    if (result?.ok) return finished(req, reply, result);
     // Refused as the code was just used, by this same form sent a moment before: that one's sign-in.
-    const twin = await pending.twin(id, 'verify', form);
-    return twin ? finished(req, reply, twin) : verifyPage(req, reply, 400, wrong(req, result));
+    const twin = result && (await pending.twin(id, 'verify', form));
+    return twin ? finished(req, reply, twin) : verifyPage(req, reply, 400, refusal(req, result));
   });
   app.post(`${p}/verify/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'verify');
@@ -278,12 +285,12 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (at.twin) return finished(req, reply, at.twin);
     const { id, p: login } = at;
     checkCsrf(req, login.csrf);
-    const result = await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
-    if (result.ok) return finished(req, reply, result);
-    const twin = await pending.twin(id, 'verify', form);
+    const result = noCode(req) ? undefined : await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
+    if (result?.ok) return finished(req, reply, result);
+    const twin = result && (await pending.twin(id, 'verify', form));
     if (twin) return finished(req, reply, twin);
     const c = pendingPage(req, login);
-    return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: wrong(req, result), typed: typedCode(req) }));
+    return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: refusal(req, result), typed: typedCode(req) }));
   });
 
   // 5. Step-up: a signed-in person confirms a second factor again, then goes back to where they were going.
@@ -366,11 +373,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       return steppedUp(req, reply, twin, to);
     }
     checkCsrf(req, active.record.csrf);
-    const result = await secondFactor.stepUpTotp(active, field(req, 'code'), clientIp(req));
-    if (result.ok) return steppedUp(req, reply, result.token, to);
+    const result = noCode(req) ? undefined : await secondFactor.stepUpTotp(active, field(req, 'code'), clientIp(req));
+    if (result?.ok) return steppedUp(req, reply, result.token, to);
     // Refused as the code was just used, by this same form sent a moment before: that one's step-up.
-    const twin = await sessions.twin(cookie, form);
-    return twin ? steppedUp(req, reply, twin, to) : stepUpPage(req, reply, active, 400, to, wrong(req, result));
+    const twin = result && (await sessions.twin(cookie, form));
+    return twin ? steppedUp(req, reply, twin, to) : stepUpPage(req, reply, active, 400, to, refusal(req, result));
   });
   app.post(`${p}/step-up/passkey/options`, json, async (req) => {
     const active = await session(req);

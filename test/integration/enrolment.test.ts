@@ -95,9 +95,12 @@ t.test('invite: no way to a factor without the code', async (t) => {
   t.equal(opts.status, 403, 'passkey options before the proof');
   t.equal((await b.get('/records')).location, '/_mfa/continue', 'the portal stays closed');
   t.equal((await b.get('/_mfa/continue')).location, '/_mfa/proof');
+  const empty = await b.post('/_mfa/enrol/proof', { csrf, code: '' });
+  t.equal(empty.status, 400, 'sent with nothing typed');
+  t.match(empty.body, 'Enter the code, then try again.', 'said so, not "did not work"');
   const none = await b.post('/_mfa/enrol/proof', { csrf, code: 'ABCD-EFGH-JKLM' });
   t.equal(none.status, 400, 'no code was issued for this user: any code is wrong');
-  t.match(none.body, 'Attempts left: 4');
+  t.match(none.body, 'Attempts left: 4', 'the form sent empty used up no try');
   t.match(none.body, /<input [^>]*id="proof"[^>]* autofocus[^>]* aria-invalid="true">/, 'a wrong code: focus on the field to correct');
 });
 

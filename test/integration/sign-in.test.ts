@@ -411,6 +411,43 @@ t.test('five wrong codes end the pending login', async (t) => {
   t.equal(late.status, 403, 'even the right code is refused now: the password is needed again');
 });
 
+t.test('a code form sent with nothing typed says so, and uses up no try', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const failures = () => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'mfa_failed').length;
+  const empty = (r: { status: number; body: string }, what: string) => {
+    t.equal(r.status, 400, `${what}: answered with the page again`);
+    t.match(r.body, 'Enter the code, then try again.', `${what}: says the code is missing`);
+    t.notMatch(r.body, 'did not work', `${what}: not a wrong code`);
+    t.match(r.body, /<title>Error: /, `${what}: the title says so`);
+    t.match(r.body, /<input[^>]* id="code"[^>]* aria-invalid="true"/, `${what}: the field is marked`);
+  };
+  // At enrolment (a space or two, from a phone keyboard, is nothing typed too).
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const { secret, csrf: enrolCsrf } = await totpEnrolmentForm(s, b);
+  empty(await b.post('/_mfa/enrol/totp', { csrf: enrolCsrf, code: '  ' }), 'enrolment');
+  t.equal((await b.post('/_mfa/enrol/totp', { csrf: enrolCsrf, code: await totpAt(secret, s.clock.now()) })).location, '/_mfa/recovery-codes', 'then the code goes on');
+  await b.post('/_mfa/recovery-codes', { csrf: enrolCsrf, saved: 'yes' });
+  // At sign-in: five empty forms would have ended the sign-in; none is a try.
+  s.clock.advance(30_000);
+  const { b: c, csrf } = await atCodePage(s);
+  for (let i = 0; i < 5; i++) empty(await c.post('/_mfa/verify', { csrf, code: '' }), 'sign-in');
+  empty(await c.post('/_mfa/recovery', { csrf, code: '' }), 'recovery code');
+  t.equal(failures(), 0, 'no failure counted');
+  t.equal((await c.post('/_mfa/verify', { csrf, code: '000000' })).status, 400);
+  t.match((await c.post('/_mfa/verify', { csrf, code: '000000' })).body, 'Attempts left: 3.', 'the first wrong code is the first try');
+  const final = await c.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
+  t.equal(final.location, '/records');
+  // A step-up, and an app added on the security page.
+  s.clock.advance(30_000);
+  const stepUp = await c.get('/_mfa/step-up?to=%2Frecords');
+  empty(await c.post('/_mfa/step-up', { csrf: inputValue(stepUp.body, 'csrf'), to: '/records', code: '' }), 'step-up');
+  const setup = await c.get('/_mfa/security/totp');
+  empty(await c.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code: '' }), 'another app');
+  t.equal(failures(), 2, 'still only the two wrong codes');
+});
+
 t.test('wrong codes also count per user across pending logins; a success resets the count', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 10 } } }) });
   t.teardown(s.close);
