@@ -143,3 +143,15 @@ t.test('JavaScript on, but a browser without passkeys: the page says so instead 
   t.equal(await page.getByRole('button', { name: 'Create passkey' }).isEnabled(), false, 'the button stays off');
   t.same(await axeViolations(page), [], 'axe: no WCAG 2.2 A/AA violations');
 });
+
+t.test('the sign-in run out of time while its passkey page was open: the button leads to the page that says so, with its way on', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/enrol`);
+  s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 + 1);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  t.equal(await page.textContent('h1'), 'Your sign-in has expired. Please sign in again.', 'the page says what happened');
+  t.equal(await page.getByRole('link', { name: 'Sign in again' }).count(), 1, 'and links on: not a button that can only fail again');
+});

@@ -3,6 +3,9 @@
 (function () {
   'use strict';
   var wa = window.SimpleWebAuthnBrowser;
+  // Refusals after which the page can no longer do what it offers (the sign-in ran out of time, the session ended,
+  // the settings need a step-up first): the button would only fail again, with no link on.
+  var PAGE_OVER = ['GW_ERR_LOGIN_EXPIRED', 'GW_ERR_SIGN_IN_REQUIRED', 'GW_ERR_STEP_UP_REQUIRED', 'GW_ERR_TOO_MANY_ATTEMPTS'];
   function post(url, csrf, body) {
     return fetch(url, {
       method: 'POST',
@@ -11,7 +14,7 @@
       body: JSON.stringify(body),
     }).then(function (res) {
       return res.json().then(function (json) {
-        if (!res.ok) throw Object.assign(new Error(json.message || 'failed'), { serverMessage: json.message });
+        if (!res.ok) throw Object.assign(new Error(json.message || 'failed'), { serverMessage: json.message, serverCode: json.error });
         return json;
       });
     });
@@ -44,6 +47,12 @@
           window.location.assign(done.next);
         })
         .catch(function (err) {
+          // The page opened again (as a GET, also after a form's answer): the gateway answers it with what happened
+          // and the way on (sign in again, the step-up), as it does for the forms.
+          if (err && PAGE_OVER.indexOf(err.serverCode) !== -1) {
+            window.location.assign(window.location.href);
+            return;
+          }
           var name = err && err.name;
           // InvalidStateError on registering: this authenticator already holds one of the account's passkeys (the
           // options list them to exclude), so trying again on it can never work; the generic message would say to.
