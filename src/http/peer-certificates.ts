@@ -25,12 +25,20 @@ export function readPeerCertificate(socket: TLSSocket): void {
   if (byFingerprint.size > KEPT) byFingerprint.delete(byFingerprint.keys().next().value!);
 }
 
-/** The client certificate of a TLS connection, with the chain read at its handshake (see readPeerCertificate). */
-export function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
+/**
+ * The client certificate of a TLS connection, with the chain read at its handshake (see readPeerCertificate), and
+ * whether TLS verified it against the device CA.
+ */
+export function peerCertificate(socket: TLSSocket): { certificate: X509Certificate; authorized: boolean } | undefined {
+  // Node sets `authorized` at the first handshake and never takes it back: a renegotiation that brings a certificate
+  // TLS does not verify (another CA's, sent with that CA) only sets `authorizationError`. Without this, a client that
+  // opened its connection with any device certificate (one revoked in the registry, say) could swap in its own.
+  const authorized = socket.authorized && !socket.authorizationError;
   const cert = socket.getPeerX509Certificate();
   const kept = bySocket.get(socket);
-  if (!cert || kept?.fingerprint256 === cert.fingerprint256) return cert && kept;
+  if (!cert) return undefined;
+  if (kept?.fingerprint256 === cert.fingerprint256) return { certificate: kept, authorized };
   // Another certificate than at the handshake: a renegotiation brought it.
   bySocket.set(socket, cert);
-  return cert;
+  return { certificate: cert, authorized };
 }

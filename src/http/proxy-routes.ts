@@ -90,7 +90,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         reply.header('clear-site-data', CLEAR_SITE_DATA);
       }
     }
-    const tlsCert = (req.socket as TLSSocket).encrypted ? peerCertificate(req.socket as TLSSocket) : undefined;
     const { outcome, device, groups } = await ctx.access.decide({
       host: hostName(req)!,
       method: req.method,
@@ -98,7 +97,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       query: target.query,
       authorization: req.headers.authorization,
       client: req.client,
-      tlsCertificate: tlsCert && { certificate: tlsCert, authorized: (req.socket as TLSSocket).authorized },
+      tlsCertificate: (req.socket as TLSSocket).encrypted ? peerCertificate(req.socket as TLSSocket) : undefined,
       // The device header more than once (a proxy that adds its own to the client's rather than replacing it): no
       // copy can be told for the proxy's, so the device is unmanaged, as with a certificate that does not verify.
       deviceHeader: deviceHeader && trustedProxies.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '') ? sentOnce(req.raw.rawHeaders, deviceHeader) : undefined,

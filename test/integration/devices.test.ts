@@ -2,7 +2,10 @@
 // device registry (also through the CLI, on a shared Redis).
 import t from 'tap';
 import { X509Certificate, randomBytes } from 'node:crypto';
+import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { TLSSocket } from 'node:tls';
 import { Agent } from 'undici';
 import { Sealer } from '../../src/mechanisms/sealer.js';
@@ -25,6 +28,11 @@ const rogue = new TestCa('rogue').issue('laptop-1');
 // Made before any gateway starts: a test gateway's clock begins at its start, and a certificate is valid from the
 // second it was made.
 const site = deviceCa.intermediate('site-ca');
+// A device of another CA, sent with that CA (so its issuer is in the chain the client sent).
+const forgedCa = new TestCa('forged');
+const forged = forgedCa.issue('laptop-9');
+const forgedChain = join(forgedCa.dir, 'forged-chain.pem');
+writeFileSync(forgedChain, `${forged.cert}${forgedCa.ca.cert}`);
 const issued = site.issue('laptop-3');
 const unrevoked = site.issue('laptop-4');
 const crlFile = deviceCa.crl([stolen]);
@@ -373,4 +381,48 @@ t.test('twins are found for a CA on a brainpool curve too; a CA on a curve of un
   };
   t.match(problems(odd.ca.certFile), [/^devices\.caFile: an EC key on curve secp224r1/]);
   t.same(problems(bp.ca.certFile), [], 'a brainpool CA is fine');
+});
+
+// A TLS 1.2 client that renegotiates on its open connection with another certificate (and chain), as OpenSSL lets a
+// client do: one request before, one after. Node's TLS client cannot change its certificate, so Perl's OpenSSL
+// binding does it.
+const RENEGOTIATE = String.raw`
+use strict; use Socket; use Net::SSLeay;
+Net::SSLeay::initialize();
+my ($port, $cert1, $key1, $cert2, $key2, $request) = @ARGV;
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die; connect($s, sockaddr_in($port, inet_aton('127.0.0.1'))) or die "connect: $!";
+my $ctx = Net::SSLeay::CTX_new() or die; Net::SSLeay::CTX_set_max_proto_version($ctx, Net::SSLeay::TLS1_2_VERSION());
+my $ssl = Net::SSLeay::new($ctx);
+sub use_cert { Net::SSLeay::use_certificate_chain_file($ssl, $_[0]) == 1 or die "cert"; Net::SSLeay::use_PrivateKey_file($ssl, $_[1], Net::SSLeay::FILETYPE_PEM()) == 1 or die "key"; }
+sub ask { Net::SSLeay::write($ssl, $request); my $answer = ''; while ($answer !~ /\r\n\r\n/) { my $r = Net::SSLeay::read($ssl); last unless defined $r && length $r; $answer .= $r; } my ($len) = $answer =~ /content-length: (\d+)/i; my $body = length($answer) - index($answer, "\r\n\r\n") - 4; while ($len && $body < $len) { my $r = Net::SSLeay::read($ssl); last unless defined $r && length $r; $body += length $r; } print +(split /\r\n/, $answer)[0], "\n"; }
+use_cert($cert1, $key1);
+Net::SSLeay::set_fd($ssl, fileno($s)); Net::SSLeay::connect($ssl) == 1 or die "handshake";
+ask();
+use_cert($cert2, $key2);
+Net::SSLeay::renegotiate($ssl) && Net::SSLeay::do_handshake($ssl) == 1 or die "renegotiation";
+ask();
+`;
+const execFileAsync = promisify(execFile);
+const perlTls = (() => {
+  try {
+    execFileSync('perl', ['-MNet::SSLeay', '-e', '1'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+t.test('a certificate a renegotiation brings that TLS did not verify does not count', { skip: !perlTls && 'needs perl with Net::SSLeay' }, async (t) => {
+  const s = await tlsStack();
+  t.teardown(s.close);
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const request = `GET /admin/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: __Host-mfa-session=${alice.cookies.get('__Host-mfa-session')}\r\n\r\n`;
+  // Run apart (not synchronously): the gateway answers in this process.
+  const statuses = async (first: Issued, second: { certFile: string; keyFile: string }) =>
+    (await execFileAsync('perl', ['-e', RENEGOTIATE, new URL(s.url).port, first.certFile, first.keyFile, second.certFile, second.keyFile, request], { encoding: 'utf8', timeout: 20_000 })).stdout.trim().split('\n');
+  t.same(await statuses(laptop, laptop), ['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK'], 'the same certificate again: still managed');
+  t.same(await statuses(laptop, { certFile: forgedChain, keyFile: forged.keyFile }), ['HTTP/1.1 200 OK', 'HTTP/1.1 403 Forbidden'], 'another CA after a managed device: not managed');
+  // A stolen laptop revoked in the registry (which TLS does not know of) opens a connection for the forged one.
+  await registry(s).put({ fingerprint: laptop2.fingerprint, name: 'laptop-2', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
+  t.same(await statuses(laptop2, { certFile: forgedChain, keyFile: forged.keyFile }), ['HTTP/1.1 403 Forbidden', 'HTTP/1.1 403 Forbidden'], 'nor after a device revoked in the registry');
 });
