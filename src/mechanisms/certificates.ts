@@ -42,17 +42,19 @@ export function fingerprintsOf(cert: X509Certificate, cas: readonly X509Certific
 }
 
 /**
- * The CA certificates above `cert`, nearest first: each the issuer (and signer) of the one before, found among `cas`
- * and the chain the client sent, up to a self-issued one (the trust anchor) or one whose issuer is not found.
+ * The CA certificates above `cert`, nearest first: every one among `cas` and the chain the client sent that issued
+ * (and signed) it or one of those, up to self-issued ones (the trust anchors). Every one, not the first found: a
+ * client can send, before the intermediate, another certificate with the intermediate's name and key (which needs
+ * only the intermediate's certificate to make; expired, TLS passes over it), and the CRL must still be checked for
+ * the intermediate TLS built its chain through.
  */
 export function issuersOf(cert: X509Certificate, cas: readonly X509Certificate[]): X509Certificate[] {
   const known = [...cas, ...sentChain(cert)];
   const issuers: X509Certificate[] = [];
-  for (let c = cert; issuers.length < 8 && !c.checkIssued(c); ) {
-    const issuer = known.find((k) => c.checkIssued(k) && c.verify(k.publicKey));
-    if (!issuer || issuers.includes(issuer)) break;
-    issuers.push(issuer);
-    c = issuer;
+  for (let i = -1; i < issuers.length; i++) {
+    const c = i < 0 ? cert : issuers[i]!;
+    if (c.checkIssued(c)) continue;
+    for (const k of known) if (!issuers.includes(k) && c.checkIssued(k) && c.verify(k.publicKey)) issuers.push(k);
   }
   return issuers;
 }

@@ -1,6 +1,6 @@
 // A throw-away PKI for tests, made with the openssl command: a CA, server and client certificates, and a CRL.
 import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +60,47 @@ export class TestCa {
     openssl(['x509', '-req', '-in', join(child.dir, 'ca.csr'), '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(0x9000 + this.serial++), '-days', '30', '-extfile', join(child.dir, 'ca.ext'), '-out', join(child.dir, 'ca.pem')], this.dir);
     Object.assign(child, { ca: child.load('ca') });
     return child;
+  }
+
+  /**
+   * `of` (a CA certificate) with another serial number, expired long ago, and signed by this CA's key instead: its
+   * name and public key are the CA's, so it looks like the issuer of the CA's certificates. Anyone can make one: it
+   * needs only the CA's certificate, not its private key.
+   */
+  lookalike(of: Issued): Issued {
+    const der = new X509Certificate(of.cert).raw;
+    const tlv = (b: Buffer, at: number) => {
+      let length = b[at + 1]!;
+      let start = at + 2;
+      if (length & 0x80) {
+        const n = length & 0x7f;
+        length = b.readUIntBE(start, n);
+        start += n;
+      }
+      return { at, start, end: start + length };
+    };
+    const encode = (tag: number, content: Buffer) => {
+      const n = content.length;
+      const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+      return Buffer.concat([Buffer.from([tag, ...length]), content]);
+    };
+    const tbs = tlv(der, tlv(der, 0).start);
+    const fields: Buffer[] = [];
+    for (let at = tbs.start; at < tbs.end; ) {
+      const f = tlv(der, at);
+      fields.push(der.subarray(at, f.end));
+      at = f.end;
+    }
+    // version, serial, signature algorithm, issuer, validity, subject, key, extensions
+    fields[1] = encode(0x02, Buffer.from([0x66, this.serial++]));
+    fields[4] = encode(0x30, Buffer.concat([encode(0x17, Buffer.from('200101000000Z')), encode(0x17, Buffer.from('200201000000Z'))]));
+    const newTbs = encode(0x30, Buffer.concat(fields));
+    const signature = sign('sha256', newTbs, readFileSync(join(this.dir, 'ca.key'), 'utf8'));
+    const cert = encode(0x30, Buffer.concat([newTbs, fields[2]!, encode(0x03, Buffer.concat([Buffer.from([0]), signature]))]));
+    const pem = `-----BEGIN CERTIFICATE-----\n${cert.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`;
+    const certFile = join(this.dir, `lookalike-${this.serial}.pem`);
+    writeFileSync(certFile, pem);
+    return { certFile, keyFile: '', cert: pem, key: '', fingerprint: new X509Certificate(pem).fingerprint256.replaceAll(':', '').toLowerCase() };
   }
 
   /** A CRL (PEM file) revoking these certificates. */

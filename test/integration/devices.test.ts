@@ -34,6 +34,10 @@ const forged = forgedCa.issue('laptop-9');
 const forgedChain = join(forgedCa.dir, 'forged-chain.pem');
 writeFileSync(forgedChain, `${forged.cert}${forgedCa.ca.cert}`);
 const issued = site.issue('laptop-3');
+// The intermediate's name and key in an expired certificate of another CA, sent before the intermediate: TLS passes
+// over it (it is not valid now) for the intermediate.
+const lookalikeCa = new TestCa('lookalike');
+const siteLookalike = lookalikeCa.lookalike(site.ca);
 const unrevoked = site.issue('laptop-4');
 const crlFile = deviceCa.crl([stolen]);
 // A certificate on a curve of unknown order (config check refuses such a CA in devices.caFile, not in a chain).
@@ -247,10 +251,16 @@ t.test('a CRL revoking an intermediate CA revokes its devices: on a TLS connecti
   const open = s.browser(new Agent({ connections: 1, connect: { ca: serverCa.ca.cert, cert: withChain(issued).cert, key: issued.key } }));
   open.cookies.set('__Host-mfa-session', alice.cookies.get('__Host-mfa-session')!);
   t.equal((await open.get('/admin/')).status, 200, 'a device of the intermediate');
+  // The chain sent with the lookalike before the intermediate: TLS passes over it (it is not valid now).
+  const withLookalike = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${siteLookalike.cert}${site.ca.cert}` });
+  const disguised = s.browser(new Agent({ connections: 1, connect: { ca: serverCa.ca.cert, cert: withLookalike(issued).cert, key: issued.key } }));
+  disguised.cookies.set('__Host-mfa-session', alice.cookies.get('__Host-mfa-session')!);
+  t.equal((await disguised.get('/admin/')).status, 200, 'a device of the intermediate, its chain sent with a lookalike of it');
   writeFileSync(file, crls([site.ca]));
   s.clock.advance(1500);
   // TLS checked the chain at the handshake only; the gateway checks it on every request.
   t.equal((await open.get('/admin/')).status, 403, 'the intermediate revoked: refused on the connection open before');
+  t.equal((await disguised.get('/admin/')).status, 403, 'also with the lookalike sent before it');
   t.equal((await withSession(s, alice, withChain(unrevoked)).get('/admin/')).status, 403, 'and on a new one');
   t.equal((await withSession(s, alice, laptop).get('/admin/')).status, 200, "the root CA's own devices still count");
 
