@@ -29,10 +29,20 @@ export function relyingParty(config: Config): RelyingParty {
   return {
     id,
     name: config.webauthn.rpName ?? config.portal.name,
-    origins: (config.webauthn.origins ?? [`https://${id}`]).map(browserOrigin),
+    origins: (config.webauthn.origins ?? defaultOrigins(config.server.hosts, id)).map(browserOrigin),
     userVerification: config.webauthn.userVerification,
     attestation: config.webauthn.attestation,
   };
+}
+
+/**
+ * Where passkeys are used when no origins are configured: the gateway's names (server.hosts) that the relying party
+ * id covers, over https; the id itself when none does. An id set to the parent domain (`example.org`) then still
+ * takes the name the gateway is served at (`portal.example.org`), where a ceremony's origin is.
+ */
+function defaultOrigins(hosts: readonly string[], id: string): string[] {
+  const covered = hosts.map((h) => h.toLowerCase()).filter((h) => h === id || h.endsWith(`.${id}`));
+  return (covered.length ? covered : [id]).map((h) => `https://${h}`);
 }
 
 /**

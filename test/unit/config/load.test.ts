@@ -413,6 +413,12 @@ t.test('the WebAuthn relying party is in lower case, as browsers send it, howeve
   // A port written out where it is the scheme's own: browsers leave it out of the origin they report.
   raw.webauthn = { rpId: 'example.org', origins: ['https://Portal.Example.org:443', 'http://portal.example.org:80'] };
   t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org', 'http://portal.example.org']);
+  // The id set to the parent domain, no origins: the gateway's own names under it, not the parent's.
+  raw.server = { ...raw.server, hosts: ['Portal.Example.org', 'other.test', 'staff.example.org'] };
+  raw.webauthn = { rpId: 'example.org' };
+  t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org', 'https://staff.example.org']);
+  raw.server = { ...raw.server, hosts: ['other.test'] };
+  t.same(relyingParty(resolveConfig(raw)).origins, ['https://example.org'], 'none under it: the id itself');
 });
 
 t.test('passkey origins outside the relying party id are refused; an IP address as the id warns', async (t) => {
