@@ -30,6 +30,14 @@
       return;
     }
     button.disabled = false;
+    // The name field is in no form (the passkey is sent by the script): Enter there starts it, as it would send a form.
+    if (nameInput) {
+      nameInput.addEventListener('keydown', function (event) {
+        if (event.key !== 'Enter' || button.disabled) return;
+        event.preventDefault();
+        button.click();
+      });
+    }
     button.addEventListener('click', function () {
       button.disabled = true;
       status.hidden = true;
