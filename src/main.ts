@@ -96,7 +96,15 @@ const OPTIONS = {
 type Values = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>['values'];
 
 async function main(argv: string[]): Promise<number> {
-  const { positionals, values: v } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS });
+  const { positionals, values: v, tokens } = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS, tokens: true });
+  // An option given twice would be taken with its last value only (`--user alice --user bob` acts on bob, and the
+  // reason is checked against bob): refused, as the operator meant one of them.
+  const given = new Set<string>();
+  for (const token of tokens) {
+    if (token.kind !== 'option' || OPTIONS[token.name as keyof typeof OPTIONS].type !== 'string' || 'multiple' in OPTIONS[token.name as keyof typeof OPTIONS]) continue;
+    if (given.has(token.name)) throw new UsageError(`--${token.name} is given more than once: give it once`);
+    given.add(token.name);
+  }
   const [, sub, arg] = positionals;
   // --help is the answer to whatever else is on the line (`serve --help` runs nothing), as `help` is.
   const command = v.help ? 'help' : positionals[0];

@@ -1,10 +1,13 @@
 // Command-line arguments refused before anything runs: report periods, sessions revoke's choice; --help.
 import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { sessionsCommand } from '../../../src/cli/admin.js';
 import { reportPeriod } from '../../../src/cli/report.js';
 import { UsageError } from '../../../src/cli/usage.js';
 import type { Gateway } from '../../../src/gateway.js';
 import { runCliAsync } from '../../helpers/cli.js';
+import { rawTestConfig } from '../../helpers/config.js';
 
 const DAY = 86_400_000;
 
@@ -62,4 +65,25 @@ t.test('--help and -h print the usage and exit 0, as help does, running nothing 
   // The negative: an option still unknown is still a usage error.
   t.equal(unknown!.code, 2);
   t.match(unknown!.stderr, "Unknown option '--helpme'");
+});
+
+t.test('an option given twice is wrong usage, not its last value taken', async (t) => {
+  const configFile = join(t.testdir(), 'gateway.json');
+  writeFileSync(configFile, JSON.stringify(rawTestConfig('http://127.0.0.1:9')));
+  const explain = ['policy', 'explain', '--config', configFile, '--path', '/'];
+  const [once, twice, spelt, config] = await Promise.all(
+    [
+      [...explain, '--user', 'alice'],
+      [...explain, '--user', 'alice', '--user', 'bob'],
+      [...explain, '--user=alice', '--user=bob'],
+      [...explain, '-c', configFile],
+    ].map((args) => runCliAsync(args)),
+  );
+  t.equal(once!.code, 0);
+  t.match(once!.stdout, /alice \(groups/);
+  for (const [r, option] of [[twice, 'user'], [spelt, 'user'], [config, 'config']] as const) {
+    t.equal(r!.code, 2, `--${option} twice`);
+    t.equal(r!.stdout, '');
+    t.match(r!.stderr, `--${option} is given more than once`);
+  }
 });
