@@ -93,6 +93,9 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** How many words a command takes, itself included (its action, a FILE); 2 when not named here. */
+const POSITIONALS: Readonly<Record<string, number>> = { serve: 1, demo: 1, report: 1, config: 3, policy: 2, audit: 2 };
+
 type Values = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>['values'];
 
 async function main(argv: string[]): Promise<number> {
@@ -113,6 +116,10 @@ async function main(argv: string[]): Promise<number> {
     return loadConfigFile(v.config);
   };
   const print = (lines: string[]): void => void process.stdout.write(`${lines.join('\n')}\n`);
+  // A word more than the command takes would be left out silently (`config check a.yaml b.yaml` checked a.yaml only
+  // and said valid): wrong usage. Only `audit verify` takes any number of files.
+  const words = command === 'audit' && sub === 'verify' ? Infinity : command === 'help' || command === undefined ? Infinity : (POSITIONALS[command] ?? 2) + (command === 'audit' && sub === 'who' ? 1 : 0);
+  if (positionals.length > words) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[words])}${command === 'config' ? ' (config check takes one FILE: run it once per file)' : ''}`);
   switch (command) {
     case 'serve':
       return serve(config());

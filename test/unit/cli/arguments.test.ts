@@ -87,3 +87,27 @@ t.test('an option given twice is wrong usage, not its last value taken', async (
     t.match(r!.stderr, `--${option} is given more than once`);
   }
 });
+
+t.test('a word more than a command takes is wrong usage, not left out', async (t) => {
+  const dir = t.testdir();
+  const configFile = join(dir, 'gateway.json');
+  writeFileSync(configFile, JSON.stringify(rawTestConfig('http://127.0.0.1:9')));
+  const invalid = join(dir, 'invalid.json');
+  writeFileSync(invalid, '{}');
+  const [one, two, who, whoTwo, key] = await Promise.all(
+    [
+      ['config', 'check', configFile],
+      ['config', 'check', configFile, invalid],
+      ['audit', 'who', '--config', configFile, 'alice'],
+      ['audit', 'who', '--config', configFile, 'alice', 'bob'],
+      ['audit', 'public-key', '--config', configFile, 'alice'],
+    ].map((args) => runCliAsync(args)),
+  );
+  t.equal(one!.code, 0);
+  t.equal(who!.code, 0);
+  for (const [r, word] of [[two, invalid], [whoTwo, 'bob'], [key, 'alice']] as const) {
+    t.equal(r!.code, 2, word);
+    t.equal(r!.stdout, '');
+    t.match(r!.stderr, `unexpected argument ${JSON.stringify(word)}`);
+  }
+});
