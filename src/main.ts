@@ -58,9 +58,11 @@ const USAGE = `Usage:
                                      the registry of managed-device certificates
   mfa-gateway enrol-codes issue --config FILE (--user U | --csv FILE)
                                      enrolment codes to hand out (enrolment.proof: invite); prints CSV
-  mfa-gateway blocks list|clear --config FILE [--ip A]
+  mfa-gateway blocks list --config FILE
+  mfa-gateway blocks clear --config FILE --ip A
                                      client addresses blocked for credential stuffing
-  mfa-gateway lockouts list|clear --config FILE [--user U] [--factor totp|webauthn|recovery|enrolment-code]
+  mfa-gateway lockouts list --config FILE
+  mfa-gateway lockouts clear --config FILE --user U [--factor totp|webauthn|recovery|enrolment-code]
                                      factors disabled after too many failures
   mfa-gateway help                   show this text (also --help, -h)`;
 
@@ -96,6 +98,31 @@ const OPTIONS = {
 /** How many words a command takes, itself included (its action, a FILE); 2 when not named here. */
 const POSITIONALS: Readonly<Record<string, number>> = { serve: 1, demo: 1, report: 1, config: 3, policy: 2, audit: 2 };
 
+const ADMIN = ['config', 'operator', 'reason'];
+/** The options each command (or command and action) takes; an unknown action is refused as such, not by its options. */
+const OPTIONS_OF: Readonly<Record<string, readonly string[]>> = {
+  serve: ['config'],
+  demo: [],
+  config: [],
+  policy: ['config', 'path', 'ip', 'user', 'groups', 'method', 'host', 'managed', 'factor', 'factor-age'],
+  report: ['config', 'days', 'from', 'to', 'format', 'audit-dir'],
+  audit: ['config', 'public-key'],
+  'audit verify': ['config', 'public-key'],
+  'audit who': ['config'],
+  'audit public-key': ['config'],
+  user: [...ADMIN, 'user', 'yes'],
+  sessions: [...ADMIN, 'user', 'all'],
+  keys: ADMIN,
+  devices: [...ADMIN, 'cert', 'fingerprint', 'name', 'user', 'shared'],
+  'devices revoke': [...ADMIN, 'cert', 'fingerprint', 'name'],
+  'devices list': ADMIN,
+  'enrol-codes': [...ADMIN, 'user', 'csv'],
+  blocks: [...ADMIN, 'ip'],
+  'blocks list': ADMIN,
+  lockouts: [...ADMIN, 'user', 'factor'],
+  'lockouts list': ADMIN,
+};
+
 type Values = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>['values'];
 
 async function main(argv: string[]): Promise<number> {
@@ -119,6 +146,11 @@ async function main(argv: string[]): Promise<number> {
   // A word more than the command takes would be left out silently (`config check a.yaml b.yaml` checked a.yaml only
   // and said valid): wrong usage. Only `audit verify` takes any number of files.
   const words = command === 'audit' && sub === 'verify' ? Infinity : command === 'help' || command === undefined ? Infinity : (POSITIONALS[command] ?? 2) + (command === 'audit' && sub === 'who' ? 1 : 0);
+  // An option the command does not take would be left out just as silently (`lockouts list --user alice` listed
+  // everybody's, `devices revoke --user bob` revoked the device for all and named bob in the trail): wrong usage.
+  const takes = command === undefined || command === 'help' ? undefined : (OPTIONS_OF[`${command} ${sub}`] ?? OPTIONS_OF[command]);
+  const stray = takes && tokens.find((token) => token.kind === 'option' && token.name !== 'help' && !takes.includes(token.name));
+  if (stray && stray.kind === 'option') throw new UsageError(`${command}${sub && OPTIONS_OF[`${command} ${sub}`] ? ` ${sub}` : ''} does not take --${stray.name}`);
   if (positionals.length > words) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[words])}${command === 'config' ? ' (config check takes one FILE: run it once per file)' : ''}`);
   switch (command) {
     case 'serve':

@@ -111,3 +111,19 @@ t.test('a word more than a command takes is wrong usage, not left out', async (t
     t.match(r!.stderr, `unexpected argument ${JSON.stringify(word)}`);
   }
 });
+
+t.test('an option the command does not take is wrong usage, not left out', async (t) => {
+  const configFile = join(t.testdir(), 'gateway.json');
+  writeFileSync(configFile, JSON.stringify({ ...rawTestConfig('http://127.0.0.1:9'), store: { type: 'redis', redis: { url: 'redis://127.0.0.1:1' } } }));
+  const admin = ['--config', configFile, '--operator', 'Dana', '--reason', 'ticket 4711'];
+  const asked = [
+    [['lockouts', 'list', ...admin, '--user', 'alice'], 'lockouts list does not take --user'],
+    [['blocks', 'list', ...admin, '--ip', '192.0.2.7'], 'blocks list does not take --ip'],
+    [['devices', 'revoke', ...admin, '--fingerprint', 'ab'.repeat(32), '--user', 'bob'], 'devices revoke does not take --user'],
+    [['user', 'erase', ...admin, '--user', 'alice', '--all', '--yes'], 'user does not take --all'],
+    [['audit', 'who', '--config', configFile, 'alice', '--user', 'bob'], 'audit who does not take --user'],
+    [['audit', 'verify', '--config', configFile, '--days', '1', configFile], 'audit verify does not take --days'],
+  ] as const;
+  const answers = await Promise.all(asked.map(([args]) => runCliAsync([...args])));
+  answers.forEach((r, i) => t.match({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 2, stdout: '', stderr: `mfa-gateway: ${asked[i]![1]}` }, asked[i]![0].join(' ')));
+});
