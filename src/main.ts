@@ -95,12 +95,12 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/** How many words a command takes, itself included (its action, a FILE); 2 when not named here. */
-const POSITIONALS: Readonly<Record<string, number>> = { serve: 1, demo: 1, report: 1, config: 3, policy: 2, audit: 2 };
+/** How many words a command (or command and action) takes, itself included (its action, a FILE); 2 when not named here. */
+const WORDS = new Map<string, number>([['serve', 1], ['demo', 1], ['report', 1], ['help', Infinity], ['config', 3], ['audit who', 3], ['audit verify', Infinity]]);
 
 const ADMIN = ['config', 'operator', 'reason'];
 /** The options each command (or command and action) takes; an unknown action is refused as such, not by its options. */
-const OPTIONS_OF: Readonly<Record<string, readonly string[]>> = {
+const OPTIONS_OF = new Map<string, readonly string[]>(Object.entries({
   serve: ['config'],
   demo: [],
   config: [],
@@ -121,7 +121,7 @@ const OPTIONS_OF: Readonly<Record<string, readonly string[]>> = {
   'blocks list': ADMIN,
   lockouts: [...ADMIN, 'user', 'factor'],
   'lockouts list': ADMIN,
-};
+}));
 
 type Values = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>['values'];
 
@@ -145,12 +145,14 @@ async function main(argv: string[]): Promise<number> {
   const print = (lines: string[]): void => void process.stdout.write(`${lines.join('\n')}\n`);
   // A word more than the command takes would be left out silently (`config check a.yaml b.yaml` checked a.yaml only
   // and said valid): wrong usage. Only `audit verify` takes any number of files.
-  const words = command === 'audit' && sub === 'verify' ? Infinity : command === 'help' || command === undefined ? Infinity : (POSITIONALS[command] ?? 2) + (command === 'audit' && sub === 'who' ? 1 : 0);
+  // (Maps: a command named `constructor` is no key of theirs.)
+  const words = WORDS.get(`${command} ${sub}`) ?? WORDS.get(command ?? 'help') ?? 2;
   // An option the command does not take would be left out just as silently (`lockouts list --user alice` listed
   // everybody's, `devices revoke --user bob` revoked the device for all and named bob in the trail): wrong usage.
-  const takes = command === undefined || command === 'help' ? undefined : (OPTIONS_OF[`${command} ${sub}`] ?? OPTIONS_OF[command]);
+  const action = OPTIONS_OF.has(`${command} ${sub}`) ? `${command} ${sub}` : command;
+  const takes = action === undefined ? undefined : OPTIONS_OF.get(action);
   const stray = takes && tokens.find((token) => token.kind === 'option' && token.name !== 'help' && !takes.includes(token.name));
-  if (stray && stray.kind === 'option') throw new UsageError(`${command}${sub && OPTIONS_OF[`${command} ${sub}`] ? ` ${sub}` : ''} does not take --${stray.name}`);
+  if (stray && stray.kind === 'option') throw new UsageError(`${action} does not take --${stray.name}`);
   if (positionals.length > words) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[words])}${command === 'config' ? ' (config check takes one FILE: run it once per file)' : ''}`);
   switch (command) {
     case 'serve':

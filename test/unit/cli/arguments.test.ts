@@ -126,4 +126,9 @@ t.test('an option the command does not take is wrong usage, not left out', async
   ] as const;
   const answers = await Promise.all(asked.map(([args]) => runCliAsync([...args])));
   answers.forEach((r, i) => t.match({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 2, stdout: '', stderr: `mfa-gateway: ${asked[i]![1]}` }, asked[i]![0].join(' ')));
+  // A command named as a property every object has is an unknown command, not a crash in the lookup of its options.
+  for (const name of ['constructor', 'toString', '__proto__']) {
+    const r = await runCliAsync([name, '--config', configFile]);
+    t.match({ code: r.code, stderr: r.stderr }, { code: 2, stderr: `mfa-gateway: unknown command ${name}` }, name);
+  }
 });
