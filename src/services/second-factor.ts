@@ -9,6 +9,7 @@ import { deviceBound, usable, type Challenges, type FactorStore, type WebAuthnFa
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { PendingLogin } from '../stores/records.js';
+import { BestEffort } from './best-effort.js';
 import type { Attempts, Ceremony, Refused } from './ceremony.js';
 import type { Notifier } from './notifier.js';
 import type { PendingService, SignedIn } from './pending.js';
@@ -177,9 +178,21 @@ export class SecondFactorService {
       await this.d.factors.update(c.pid, (cur) =>
         cur ? { ...cur, factors: cur.factors.map((f) => (f.id === factor.id && f.kind === 'webauthn' && usable(f) ? { ...f, suspectSince: now } : f)) } : cur,
       );
-      this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id });
-      this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name } });
-      return this.d.attempts.failed(c, ip, await this.d.attempts.againstUser(c, attempt), 'counter-regression');
+      // What either copy opened ends with it: every session of the user (this one too, when the copy answered a
+      // step-up) and every sign-in under way (this one included); the person signs in again with another factor. All
+      // of them, not only those this passkey proved: a session records only its latest factor, so one signed in with
+      // the copy and stepped up with an app since would be missed, and one more sign-in for the person is cheap beside
+      // an attacker left signed in. The sessions end before the refusal is counted (a ceremony's last try throws); a
+      // step that fails stops neither the other steps nor the event and the notification (see BestEffort).
+      const effort = new BestEffort();
+      const sessionsEnded = await this.d.sessions.endAll(c.pid, 'passkey-copied', undefined, effort);
+      this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id, sessionsEnded });
+      this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name, sessionsEnded } });
+      const refused = await this.d.attempts.failed(c, ip, await this.d.attempts.againstUser(c, attempt), 'counter-regression');
+      // The sign-in itself ends last: its first failed second step is notified as any other, and that reads the sign-in.
+      if (c.kind === 'login') await effort.run(() => c.end());
+      effort.rethrow();
+      return refused;
     };
     if (!result.ok && result.reason === 'counter-regression') return regressed();
     // Only a clone's answer (above: its signature right, its counter behind) counts against the user. A wrong

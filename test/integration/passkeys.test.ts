@@ -9,7 +9,7 @@ import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, jsonCall, passkeyCsrf, signInWithPasskey, signUpAndEnrol, signUpWithPasskey, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, jsonCall, passkeyCsrf, signInWithPasskey, signInWithTotp, signUpAndEnrol, signUpWithPasskey, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
 
 const ORIGIN = 'http://localhost';
 const events = (s: Stack, name: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === name);
@@ -204,17 +204,68 @@ t.test('a sign counter that does not increase: refused, a security event and a n
   t.match((await later.get('/_mfa/security')).body, 'A copy of this key was used to sign in, so it no longer works.');
 });
 
+t.test('a passkey found copied at a sign-in ends every session of its user, those it opened (either copy) and the others; another user keeps hers', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => (raw.notify = { url: receiver.url, secret: 'n'.repeat(32) }) });
+  t.teardown(s.close);
+  const { b: app, secret } = await signUpAndEnrol(s);
+  const { b: bob } = await signUpAndEnrol(s, BOB);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  await passkeyActions(t, app).add(auth, 'Key');
+  // The copy signs in first: nothing tells it from the key yet. Its session could add a key of its own.
+  const clone = auth.clone();
+  const { b: copied, answer } = await signInWithPasskey(s, clone);
+  t.equal(answer.status, 200, 'the copy signs in');
+  t.match((await copied.get('/records')).body, 'Signed in as alice');
+  t.equal((await copied.get('/_mfa/security/passkey')).status, 200, 'and may add a passkey');
+  t.match((await app.get('/records')).body, 'Signed in as alice', "alice's session of her app");
+  // The key answers with the counter the copy used: found copied.
+  const { b: genuine, answer: refused } = await signInWithPasskey(s, auth);
+  t.equal(refused.status, 400, "the key's answer, its counter not ahead, is refused");
+  t.equal((await copied.get('/records')).status, 302, 'the session the copy opened has ended');
+  t.equal((await copied.get('/_mfa/security/passkey')).status, 302, 'it adds nothing');
+  t.equal((await app.get('/records')).status, 302, 'so has the one her app opened: which sessions the copy reached is not known');
+  t.equal((await genuine.get('/_mfa/verify')).status, 403, 'and the sign-in the key answered: the password again');
+  t.match((await bob.get('/records')).body, 'Signed in as bob', "another user's session stays");
+  t.match(events(s, 'webauthn_counter_regression'), [{ sessionsEnded: 2 }]);
+  t.equal(events(s, 'session_ended').filter((e) => e.reason === 'passkey-copied').length, 2);
+  await receiver.waitFor(2);
+  t.match(receiver.calls.find((c) => c.json.event === 'webauthn_counter_regression')?.json, { user: 'alice', details: { name: 'Key', sessionsEnded: 2 } });
+  // She signs in again with her app.
+  const { b: again, final } = await signInWithTotp(s, secret);
+  t.equal(final.status, 303);
+  t.match((await again.get('/records')).body, 'Signed in as alice', 'another factor signs her in again');
+});
+
+t.test('a passkey found copied at a step-up ends the session stepping up too, and the one the copy opened', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  const { b } = await signUpWithPasskey(s, auth);
+  const { b: copied } = await signInWithPasskey(s, auth.clone());
+  t.match((await copied.get('/records')).body, 'Signed in as alice', 'the copy signs in');
+  const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const options = await jsonCall(b, '/_mfa/step-up/passkey/options', csrf);
+  t.equal((await jsonCall(b, '/_mfa/step-up/passkey', csrf, { credential: auth.authenticate(options.json) })).status, 400, "the key's step-up is refused");
+  t.equal((await b.get('/records')).status, 302, 'the session that stepped up has ended');
+  t.equal((await copied.get('/records')).status, 302, 'and the one the copy opened');
+  t.match(events(s, 'webauthn_counter_regression'), [{ sessionsEnded: 2 }]);
+});
+
 t.test('a passkey marked as copied does not count as the factor left: the app beside it cannot be removed, the passkey can', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
-  const { b } = await signUpAndEnrol(s);
+  const { b: first, secret } = await signUpAndEnrol(s);
   const auth = new SoftAuthenticator({ origin: ORIGIN });
-  const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
-  const options = await jsonCall(b, '/_mfa/security/passkey/options', csrf);
-  t.equal((await jsonCall(b, '/_mfa/security/passkey', csrf, { credential: auth.register(options.json), name: 'Key' })).status, 200);
+  const csrf = passkeyCsrf((await first.get('/_mfa/security/passkey')).body);
+  const options = await jsonCall(first, '/_mfa/security/passkey/options', csrf);
+  t.equal((await jsonCall(first, '/_mfa/security/passkey', csrf, { credential: auth.register(options.json), name: 'Key' })).status, 200);
   const clone = auth.clone();
   t.equal((await signInWithPasskey(s, auth)).answer.status, 200);
   t.equal((await signInWithPasskey(s, clone)).answer.status, 400, 'the copy: the key is suspect from now on');
+  // That ended her sessions: she signs in again with the app.
+  const { b } = await signInWithTotp(s, secret);
   const page = await b.get('/_mfa/security');
   const ids = [...new Set([...page.body.matchAll(/name="factor" value="([^"]+)"/g)].map((m) => m[1]!))];
   const appId = ids.find((id) => page.body.indexOf(`value="${id}"`) < page.body.indexOf('Key'))!;
