@@ -131,7 +131,12 @@ async function main(argv: string[]): Promise<number> {
   // reason is checked against bob): refused, as the operator meant one of them.
   const given = new Set<string>();
   for (const token of tokens) {
-    if (token.kind !== 'option' || OPTIONS[token.name as keyof typeof OPTIONS].type !== 'string' || 'multiple' in OPTIONS[token.name as keyof typeof OPTIONS]) continue;
+    const option = token.kind === 'option' ? OPTIONS[token.name as keyof typeof OPTIONS] : undefined;
+    if (token.kind !== 'option' || option?.type !== 'string') continue;
+    // An empty value (`--public-key=`, `--user=`, a variable unset in a script) would be taken as the option left out:
+    // the config's key verifies instead of the one meant, a request is explained as nobody's.
+    if (!token.value?.trim()) throw new UsageError(`--${token.name} is empty`);
+    if ('multiple' in option) continue;
     if (given.has(token.name)) throw new UsageError(`--${token.name} is given more than once: give it once`);
     given.add(token.name);
   }

@@ -126,6 +126,11 @@ t.test('an option the command does not take is wrong usage, not left out', async
   ] as const;
   const answers = await Promise.all(asked.map(([args]) => runCliAsync([...args])));
   answers.forEach((r, i) => t.match({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 2, stdout: '', stderr: `mfa-gateway: ${asked[i]![1]}` }, asked[i]![0].join(' ')));
+  // An empty value is no value: not the option left out (the config's key used instead of the one meant).
+  for (const args of [['audit', 'verify', '--public-key=', configFile], ['policy', 'explain', '--config', configFile, '--path', '/', '--user', ' '], ['report', '--config', configFile, '--audit-dir=']]) {
+    const r = await runCliAsync(args);
+    t.match({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 2, stdout: '', stderr: /mfa-gateway: --(public-key|user|audit-dir) is empty/ }, args.join(' '));
+  }
   // A command named as a property every object has is an unknown command, not a crash in the lookup of its options.
   for (const name of ['constructor', 'toString', '__proto__']) {
     const r = await runCliAsync([name, '--config', configFile]);
