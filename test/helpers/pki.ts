@@ -69,21 +69,6 @@ export class TestCa {
    */
   lookalike(of: Issued): Issued {
     const der = new X509Certificate(of.cert).raw;
-    const tlv = (b: Buffer, at: number) => {
-      let length = b[at + 1]!;
-      let start = at + 2;
-      if (length & 0x80) {
-        const n = length & 0x7f;
-        length = b.readUIntBE(start, n);
-        start += n;
-      }
-      return { at, start, end: start + length };
-    };
-    const encode = (tag: number, content: Buffer) => {
-      const n = content.length;
-      const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
-      return Buffer.concat([Buffer.from([tag, ...length]), content]);
-    };
     const tbs = tlv(der, tlv(der, 0).start);
     const fields: Buffer[] = [];
     for (let at = tbs.start; at < tbs.end; ) {
@@ -119,6 +104,25 @@ export class TestCa {
   }
 }
 
+/** A DER element at `at`: where its content starts and where it ends. */
+function tlv(b: Buffer, at: number): { at: number; start: number; end: number } {
+  let length = b[at + 1]!;
+  let start = at + 2;
+  if (length & 0x80) {
+    const n = length & 0x7f;
+    length = b.readUIntBE(start, n);
+    start += n;
+  }
+  return { at, start, end: start + length };
+}
+
+/** A DER element of `tag` holding `content`. */
+function encode(tag: number, content: Buffer): Buffer {
+  const n = content.length;
+  const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+  return Buffer.concat([Buffer.from([tag, ...length]), content]);
+}
+
 const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
 
 /**
@@ -127,21 +131,6 @@ const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc6
  */
 export function twinOf(issued: Issued, dir: string, order = P256_ORDER): Issued {
   const der = new X509Certificate(issued.cert).raw;
-  const tlv = (b: Buffer, at: number) => {
-    let length = b[at + 1]!;
-    let start = at + 2;
-    if (length & 0x80) {
-      const n = length & 0x7f;
-      length = b.readUIntBE(start, n);
-      start += n;
-    }
-    return { at, start, end: start + length };
-  };
-  const encode = (tag: number, content: Buffer) => {
-    const n = content.length;
-    const length = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
-    return Buffer.concat([Buffer.from([tag, ...length]), content]);
-  };
   const certificate = tlv(der, 0);
   const tbs = tlv(der, certificate.start);
   const algorithm = tlv(der, tbs.end);
