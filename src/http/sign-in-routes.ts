@@ -437,13 +437,13 @@ async function endPortalSession(ctx: HttpContext, jar: Jar, clientIp: string, lo
     .catch((err: unknown) => log.warn({ err }, 'could not end the portal session'));
 }
 
-/** What the step-up page says when the user has no factor the rule takes. */
 /** What a page of second factors says when some the user has are disabled after too many failures (not offered). */
 function lockedNote(locked: boolean, othersOffered: boolean): MessageKey | undefined {
   if (!locked) return undefined;
   return othersOffered ? 'factorLocked' : 'allFactorsLocked';
 }
 
+/** What the step-up page says when the user has no factor the rule takes. */
 function stepUpNote(wanted: readonly string[]): MessageKey {
   if (wanted.includes('webauthn')) return 'stepUpOtherFactor';
   if (wanted.includes('device-bound-passkey')) return wanted.includes('totp') ? 'stepUpNeedsTotpOrDeviceBound' : 'stepUpNeedsDeviceBound';
