@@ -118,10 +118,28 @@ export function parseCertificates(pem: string): X509Certificate[] {
   return blocks.map((b) => new X509Certificate(b));
 }
 
-/** Issued (and signed) by one of `cas`, and within its validity period at `now`. */
+// The extended key usage of TLS client certificates (RFC 5280 §4.2.1.12).
+const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+
+/**
+ * Whether `cert` is a device certificate as TLS verifies one at the handshake: made for TLS clients (an extended key
+ * usage, when it has one, that allows it), and issued (and signed) through CAs (basicConstraints CA:TRUE) made for
+ * TLS clients too, up to a self-issued CA of `cas`, every certificate on the way within its validity period at
+ * `now`. The CAs between may come from `cas` or from the chain the client sent (one an expired lookalike, TLS passes
+ * over it for the CA it looks like). A proxy may pass on a certificate it did not verify, and a TLS connection can
+ * outlive its certificates: both are checked this way on every request.
+ */
 export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[], now: number): boolean {
-  if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return false;
-  return cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+  const known = [...cas, ...sentChain(cert)];
+  const valid = (c: X509Certificate) => now >= Date.parse(c.validFrom) && now <= Date.parse(c.validTo);
+  const forClients = (c: X509Certificate) => c.keyUsage === undefined || c.keyUsage.includes(CLIENT_AUTH);
+  const chains = (c: X509Certificate, path: X509Certificate[]): boolean =>
+    known.some(
+      (issuer) =>
+        !path.includes(issuer) && c.checkIssued(issuer) && c.verify(issuer.publicKey) && issuer.ca && valid(issuer) &&
+        (issuer.checkIssued(issuer) ? cas.includes(issuer) : forClients(issuer) && path.length < 8 && chains(issuer, [...path, issuer])),
+    );
+  return valid(cert) && forClients(cert) && chains(cert, [cert]);
 }
 
 /** The CRLs of a PEM file, each its own PEM block (TLS reads only the first CRL of a buffer given it). */

@@ -34,13 +34,16 @@ export class TestCa {
     this.ca = this.load('ca');
   }
 
-  /** A certificate signed by this CA: a server (with SANs) or a client (device) certificate. */
-  issue(cn: string, opts: { server?: boolean; days?: number } = {}): Issued {
+  /**
+   * A certificate signed by this CA: a server (with SANs) or a client (device) certificate; `eku`: its extended key
+   * usage instead (OpenSSL's names).
+   */
+  issue(cn: string, opts: { server?: boolean; days?: number; eku?: string } = {}): Issued {
     const base = `${cn.replace(/\W/g, '_')}-${this.serial}`;
     openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${cn}`, '-keyout', `${base}.key`, '-out', `${base}.csr`], this.dir);
     const ext = opts.server
       ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'
-      : 'extendedKeyUsage=clientAuth\n';
+      : `extendedKeyUsage=${opts.eku ?? 'clientAuth'}\n`;
     writeFileSync(join(this.dir, `${base}.ext`), ext);
     openssl(
       ['x509', '-req', '-in', `${base}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(0x1000 + this.serial++), '-days', String(opts.days ?? 7), '-extfile', `${base}.ext`, '-out', `${base}.pem`],
@@ -51,12 +54,12 @@ export class TestCa {
 
   /**
    * An intermediate CA under this one: its certificate is issued by this CA, and it issues certificates itself
-   * (`curve`: of its own key).
+   * (`curve`: of its own key; `ext`: the extensions of its certificate, a CA's unless given).
    */
-  intermediate(name: string, curve = 'P-256'): TestCa {
+  intermediate(name: string, curve = 'P-256', ext = 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n'): TestCa {
     const child = new TestCa(name, curve);
     openssl(['req', '-new', '-key', 'ca.key', '-subj', `/CN=${name}`, '-out', 'ca.csr'], child.dir);
-    writeFileSync(join(child.dir, 'ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+    writeFileSync(join(child.dir, 'ca.ext'), ext);
     openssl(['x509', '-req', '-in', join(child.dir, 'ca.csr'), '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(0x9000 + this.serial++), '-days', '30', '-extfile', join(child.dir, 'ca.ext'), '-out', join(child.dir, 'ca.pem')], this.dir);
     Object.assign(child, { ca: child.load('ca') });
     return child;

@@ -45,6 +45,15 @@ const decoy = new TestCa('decoy', 'secp224r1');
 const oddSite = deviceCa.intermediate('odd-site', 'secp224r1');
 const kiosk = oddSite.issue('kiosk');
 const P224_ORDER = 0xffffffffffffffffffffffffffff16a2e0b8f03e13dd29455c5c2a3dn;
+// Certificates TLS refuses at the handshake: one for servers only, one whose issuer is no CA (basicConstraints
+// CA:FALSE), and one of an intermediate CA whose own certificate has expired.
+const serverOnly = deviceCa.issue('laptop-5', { eku: 'serverAuth' });
+const notCa = deviceCa.intermediate('not-a-ca', 'P-256', 'basicConstraints=critical,CA:FALSE\n');
+const ofNotCa = notCa.issue('laptop-6');
+const oldSite = deviceCa.intermediate('old-site');
+const ofOldSite = oldSite.issue('laptop-7');
+// The intermediate's certificate (its name and key, issued by the device CA) expired long ago.
+const oldSiteExpired = deviceCa.lookalike(oldSite.ca);
 
 const rules = [
   { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
@@ -279,6 +288,39 @@ t.test('a CRL revoking an intermediate CA revokes its devices: on a TLS connecti
   const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
   t.equal((await b.get('/admin/', header(unrevoked))).status, 403, 'a device of the revoked intermediate, from the proxy');
   t.equal((await b.get('/admin/', header(laptop))).status, 200, "one of the root CA's, from the proxy");
+});
+
+t.test("a certificate from the proxy is judged as TLS judges one: its purpose, the CAs above it and their validity", async (t) => {
+  // The gateway's own TLS refuses each at the handshake (no CRL: TLS would want the intermediates' too).
+  const s = await tlsStack((raw) => delete raw.devices.crlFile);
+  t.teardown(s.close);
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const on = (cert: Issued, chain = '') => withSession(s, alice, { ...cert, cert: `${cert.cert}${chain}` });
+  t.equal((await on(laptop).get('/admin/')).status, 200, 'TLS: a device certificate');
+  t.equal((await on(issued, site.ca.cert).get('/admin/')).status, 200, 'TLS: one of an intermediate, sent with it');
+  t.equal((await on(serverOnly).get('/admin/')).status, 403, 'TLS: a certificate for servers only');
+  t.equal((await on(ofNotCa, notCa.ca.cert).get('/admin/')).status, 403, 'TLS: one whose issuer is not a CA');
+  t.equal((await on(ofOldSite, oldSiteExpired.cert).get('/admin/')).status, 403, "TLS: one whose intermediate's certificate has expired");
+
+  // A proxy that passes on certificates it did not verify (nginx `ssl_verify_client optional_no_ca`): the bundle
+  // holds the intermediates (the header holds one certificate).
+  const bundle = `${deviceCa.dir}/with-odd-intermediates.pem`;
+  writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert + notCa.ca.cert + oldSiteExpired.cert);
+  const viaProxy = await startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.devices = { caFile: bundle, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
+      raw.policy = { rules };
+    },
+  });
+  t.teardown(viaProxy.close);
+  const { b } = await signUpAndEnrol(viaProxy, ALICE);
+  const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
+  t.equal((await b.get('/admin/', header(laptop))).status, 200, 'proxy: a device certificate');
+  t.equal((await b.get('/admin/', header(issued))).status, 200, 'proxy: one of an intermediate in the bundle');
+  t.equal((await b.get('/admin/', header(serverOnly))).status, 403, 'proxy: a certificate for servers only');
+  t.equal((await b.get('/admin/', header(ofNotCa))).status, 403, 'proxy: one whose issuer is not a CA');
+  t.equal((await b.get('/admin/', header(ofOldSite))).status, 403, "proxy: one whose intermediate's certificate has expired");
 });
 
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {
