@@ -15,7 +15,7 @@ import type { HttpContext } from './http/context.js';
 import { createLogger } from './log.js';
 import { measuredStore } from './metrics/measured-store.js';
 import { Metrics } from './metrics/metrics.js';
-import { crlRevoked, parseCertificates } from './mechanisms/certificates.js';
+import { crlsOf, parseCertificates } from './mechanisms/certificates.js';
 import { pseudonym } from './mechanisms/random.js';
 import { AssertionSigner } from './mechanisms/assertion.js';
 import { Sealer } from './mechanisms/sealer.js';
@@ -133,7 +133,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const registry = new DeviceRegistry(kv, sealer);
   const deviceCas = config.devices.caFile ? parseCertificates(readFileSync(config.devices.caFile, 'utf8')) : [];
   const reloadError = (what: string) => (err: Error) => logger.error({ err, file: what }, 'could not re-read a file: keeping its last good content');
-  const crl = config.devices.crlFile ? new WatchedFile(config.devices.crlFile, crlRevoked, clock, reloadError('devices.crlFile'), () => overrides.onCrlChange?.()) : null;
+  const crl = config.devices.crlFile ? new WatchedFile(config.devices.crlFile, crlsOf, clock, reloadError('devices.crlFile'), () => overrides.onCrlChange?.()) : null;
   const groups = new GroupDirectory(config.groups.file ? groupFile(config.groups.file, config.portal.login.usernameCase, clock, reloadError('groups.file')) : null, config.groups.loginHeader !== undefined);
   const devices = new DeviceService({
     clock,

@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
 import { compilePolicy, uncanonical, type PolicyConfig } from '../domain/policy.js';
-import { crlRevoked, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
+import { crlsOf, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
 import { parseGroupMap } from '../services/groups.js';
 import { Messages } from '../ui/i18n.js';
@@ -326,7 +326,7 @@ function checkSemantics(c: Config): string[] {
     if (odd) problems.push(`devices.caFile: an EC key on curve ${odd.publicKey.asymmetricKeyDetails?.namedCurve ?? 'unknown'} (use P-256, P-384, P-521, secp256k1 or a brainpool curve, or RSA)`);
   }
   const crl = c.devices.crlFile;
-  const crlProblem = crl && isFile(crl) && failure(() => crlRevoked(readFileSync(crl, 'utf8')));
+  const crlProblem = crl && isFile(crl) && failure(() => crlsOf(readFileSync(crl, 'utf8')));
   if (crlProblem) problems.push(`devices.crlFile: ${crlProblem}`);
   const tls = c.server.tls;
   const certOk = tls && isFile(tls.certFile) && readable(() => new X509Certificate(readFileSync(tls.certFile)));

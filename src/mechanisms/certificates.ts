@@ -147,14 +147,23 @@ export function pemCrls(pem: string): string[] {
   return pem.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? [];
 }
 
+/** What the device CAs' CRLs say (crlsOf). */
+export interface Crls {
+  /** The certificates listed, each as revocationKeyOf names it. */
+  revoked: Set<string>;
+  /** When each CA's list is due to be replaced (its CRLs' latest nextUpdate, ms), by issuer as issuerKeyOf names it. */
+  nextUpdate: Map<string, number>;
+}
+
 /**
  * The certificates listed in PEM CRLs (RFC 5280 §5.1), each as revocationKeyOf names it: a CRL lists serial numbers
  * of the certificates its issuer issued, and another CA may have given the same number to one of its own. Only the
- * structure needed to reach the issuer and the revoked list is read; the CRL's signature is checked by TLS, which is
- * given the same file.
+ * structure needed to reach the issuer, its next update and the revoked list is read; the CRL's signature is checked
+ * by TLS, which is given the same file.
  */
-export function crlRevoked(pem: string): Set<string> {
+export function crlsOf(pem: string): Crls {
   const serials = new Set<string>();
+  const nextUpdate = new Map<string, number>();
   const blocks = pemCrls(pem);
   if (!blocks.length) throw new Error('no X509 CRL in file');
   for (const block of blocks) {
@@ -175,6 +184,8 @@ export function crlRevoked(pem: string): Set<string> {
     if (at >= tbs.end) continue;
     t = next();
     if (t.tag === 0x17 || t.tag === 0x18) {
+      const due = derTime(der.subarray(t.start, t.end), t.tag);
+      nextUpdate.set(issuer, Math.max(due, nextUpdate.get(issuer) ?? due));
       if (at >= tbs.end) continue;
       t = next(); // after nextUpdate
     }
@@ -187,17 +198,31 @@ export function crlRevoked(pem: string): Set<string> {
       e = entry.end;
     }
   }
-  return serials;
+  return { revoked: serials, nextUpdate };
 }
 
-/** How a certificate is listed in crlRevoked: its issuer's name (as the CRL of that issuer names it) and serial number. */
+/** A UTCTime (tag 0x17, years 1950–2049) or GeneralizedTime (0x18) in UTC, as ms since the epoch. */
+function derTime(value: Buffer, tag: number): number {
+  const text = value.toString('latin1');
+  const m = /^(\d{2,4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text);
+  if (!m || m[1]!.length !== (tag === 0x17 ? 2 : 4)) throw new Error('malformed CRL time');
+  const year = tag === 0x17 ? (Number(m[1]) < 50 ? 2000 : 1900) + Number(m[1]) : Number(m[1]);
+  return Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
+}
+
+/** How a certificate is listed in crlsOf: its issuer (issuerKeyOf) and serial number. */
 export function revocationKeyOf(cert: X509Certificate): string {
+  return `${issuerKeyOf(cert)}:${normaliseSerial(cert.serialNumber)}`;
+}
+
+/** A certificate's issuer's name, as the CRL of that issuer names it (crlsOf). */
+export function issuerKeyOf(cert: X509Certificate): string {
   const der = cert.raw;
   const tbs = tlv(der, tlv(der, 0).start);
   let t = tlv(der, tbs.start);
   if (t.tag === 0xa0) t = tlv(der, t.end); // version
   const signature = tlv(der, t.end); // after the serial number
-  return `${nameKey(der.subarray(signature.end, tlv(der, signature.end).end))}:${normaliseSerial(cert.serialNumber)}`;
+  return nameKey(der.subarray(signature.end, tlv(der, signature.end).end));
 }
 
 /** A distinguished name (DER) compared as its CA writes it in both its certificates and its CRLs, shortened. */

@@ -1,7 +1,7 @@
 // Managed devices: a client certificate from the device CA, not revoked (CRL or registry), bound to the user if set.
 import { X509Certificate } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import { chainsTo, fingerprintsOf, issuersOf, normaliseFingerprint, revocationKeyOf } from '../mechanisms/certificates.js';
+import { chainsTo, fingerprintsOf, issuerKeyOf, issuersOf, normaliseFingerprint, revocationKeyOf, type Crls } from '../mechanisms/certificates.js';
 import type { WatchedFile } from '../mechanisms/watched-file.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
 
@@ -17,8 +17,8 @@ export interface DeviceServiceDeps {
   registry: DeviceRegistry;
   /** The device CA(s); without them only fingerprints vouched for by a trusted proxy can count. */
   cas: readonly X509Certificate[];
-  /** The certificates the device CAs' CRLs revoke (crlRevoked of the CRL file's current content). */
-  crl: WatchedFile<Set<string>> | null;
+  /** What the device CAs' CRLs say (crlsOf the CRL file's current content). */
+  crl: WatchedFile<Crls> | null;
   headerFormat: 'pem' | 'fingerprint';
   requireRegistration: boolean;
 }
@@ -61,10 +61,14 @@ export class DeviceService {
 
   /** The certificate's chain as TLS verifies it (see chainsTo), and no certificate of it in the CRL. */
   private current(cert: X509Certificate): boolean {
-    if (!chainsTo(cert, this.d.cas, this.d.clock.now())) return false;
-    // The CRL of the CA above an intermediate may revoke the intermediate, and with it every certificate it issued.
-    const revoked = this.d.crl?.current();
-    return !revoked || ![cert, ...issuersOf(cert, this.d.cas)].some((c) => revoked.has(revocationKeyOf(c)));
+    const now = this.d.clock.now();
+    if (!chainsTo(cert, this.d.cas, now)) return false;
+    const crls = this.d.crl?.current();
+    if (!crls) return true;
+    // The CRL of the CA above an intermediate may revoke the intermediate, and with it every certificate it issued. A
+    // CA's CRL past its next update may miss revocations made since: as TLS refuses new connections then, no
+    // certificate that CA issued counts until a fresh CRL is in the file.
+    return ![cert, ...issuersOf(cert, this.d.cas)].some((c) => crls.revoked.has(revocationKeyOf(c)) || now > (crls.nextUpdate.get(issuerKeyOf(c)) ?? Infinity));
   }
 
   /** A certificate (URL-encoded PEM) or fingerprint set by the TLS-terminating proxy: the fingerprints it is known by. */

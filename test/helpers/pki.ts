@@ -91,11 +91,13 @@ export class TestCa {
     return { certFile, keyFile: '', cert: pem, key: '', fingerprint: new X509Certificate(pem).fingerprint256.replaceAll(':', '').toLowerCase() };
   }
 
-  /** A CRL (PEM file) revoking these certificates. */
-  crl(revoked: Issued[], file = 'ca.crl.pem'): string {
+  /** A CRL (PEM file) revoking these certificates; due to be replaced in a day, or at `nextUpdate` (a day after its lastUpdate). */
+  crl(revoked: Issued[], file = 'ca.crl.pem', nextUpdate?: Date): string {
     writeFileSync(join(this.dir, 'index.txt'), '');
     for (const r of revoked) openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.pem', '-revoke', r.certFile], this.dir);
-    openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.pem', '-gencrl', '-out', file], this.dir);
+    const time = (d: Date) => `${d.toISOString().replace(/[-:T]|\.\d+/g, '')}`;
+    const times = nextUpdate ? ['-crl_lastupdate', time(new Date(nextUpdate.getTime() - 86_400_000)), '-crl_nextupdate', time(nextUpdate)] : [];
+    openssl(['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.pem', '-gencrl', ...times, '-out', file], this.dir);
     return join(this.dir, file);
   }
 

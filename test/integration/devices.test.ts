@@ -323,6 +323,60 @@ t.test("a certificate from the proxy is judged as TLS judges one: its purpose, t
   t.equal((await b.get('/admin/', header(ofOldSite))).status, 403, "proxy: one whose intermediate's certificate has expired");
 });
 
+t.test("a CA's CRL past its next update makes its devices unmanaged: on new TLS connections, open ones, and behind a proxy", async (t) => {
+  const file = `${deviceCa.dir}/due.pem`;
+  // Due in ten minutes (a session stays signed in that long unused), or due an hour ago.
+  const soon = 600_000;
+  const hour = 3_600_000;
+  // The root CA's CRL and the intermediate's, each due at the time given.
+  const crls = (rootDue: number, siteDue: number) => {
+    const name = randomBytes(3).toString('hex');
+    return readFileSync(deviceCa.crl([stolen], `root-${name}.pem`, new Date(rootDue)), 'utf8') + readFileSync(site.crl([], `site-${name}.pem`, new Date(siteDue)), 'utf8');
+  };
+  writeFileSync(file, crls(Date.now() + soon, Date.now() + soon));
+  const s = await tlsStack((raw) => (raw.devices.crlFile = file));
+  t.teardown(s.close);
+  const bundle = `${deviceCa.dir}/root-and-site-due.pem`;
+  writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert);
+  const viaProxy = await startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.devices = { caFile: bundle, crlFile: file, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
+      raw.policy = { rules };
+    },
+  });
+  t.teardown(viaProxy.close);
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const b = (await signUpAndEnrol(viaProxy, ALICE)).b;
+  const withChain = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${site.ca.cert}` });
+  const open = s.browser(new Agent({ connections: 1, connect: { ca: serverCa.ca.cert, cert: laptop.cert, key: laptop.key } }));
+  open.cookies.set('__Host-mfa-session', alice.cookies.get('__Host-mfa-session')!);
+  const statuses = async () => [
+    (await open.get('/admin/')).status,
+    (await withSession(s, alice, laptop).get('/admin/')).status,
+    (await b.get('/admin/', { 'x-ssl-client-cert': encodeURIComponent(laptop.cert) })).status,
+    (await withSession(s, alice, withChain(issued)).get('/admin/')).status,
+    (await b.get('/admin/', { 'x-ssl-client-cert': encodeURIComponent(issued.cert) })).status,
+  ];
+  const reread = async (text: string) => {
+    writeFileSync(file, text);
+    s.clock.advance(1500);
+    viaProxy.clock.advance(1500);
+  };
+  // [open connection, new connection, proxy] for a device of the root CA, then [new connection, proxy] for one of the intermediate.
+  t.same(await statuses(), [200, 200, 200, 200, 200], 'both CRLs current');
+  await reread(crls(Date.now() - hour, Date.now() + soon));
+  t.same(await statuses(), [403, 403, 403, 403, 403], "the root CA's CRL past its next update: its devices unmanaged (TLS refuses new connections), the intermediate's too (whose certificate that CRL would list)");
+  await reread(crls(Date.now() + soon, Date.now() - hour));
+  t.same(await statuses(), [200, 200, 200, 403, 403], "the intermediate's CRL past its next update: its devices unmanaged, the root CA's not");
+  await reread(crls(Date.now() + soon, Date.now() + soon));
+  t.same(await statuses(), [200, 200, 200, 200, 200], 'fresh CRLs again');
+  // The gateway's clock moves on: the CRLs fall due (by that clock, which TLS does not use).
+  s.clock.advance(soon + 60_000);
+  viaProxy.clock.advance(soon + 60_000);
+  t.same(await statuses(), [403, 403, 403, 403, 403], 'past their next update while the gateway runs');
+});
+
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {
   const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
   const viaProxy = await startStack({

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { crlRevoked, issuersOf, revocationKeyOf } from '../../../src/mechanisms/certificates.js';
+import { crlsOf, issuerKeyOf, issuersOf, revocationKeyOf } from '../../../src/mechanisms/certificates.js';
 import { TestCa } from '../../helpers/pki.js';
 
 const root = new TestCa('root');
@@ -14,7 +14,7 @@ const x509 = (pem: string) => new X509Certificate(pem);
 
 t.test('a CRL entry names a certificate of the CRL\'s issuer: the same serial number from another CA is not revoked', async (t) => {
   t.equal(x509(laptop.cert).serialNumber, x509(kiosk.cert).serialNumber, 'two CAs, one serial number');
-  const revoked = crlRevoked(readFileSync(site.crl([kiosk], 'site-revokes-kiosk.pem'), 'utf8'));
+  const { revoked } = crlsOf(readFileSync(site.crl([kiosk], 'site-revokes-kiosk.pem'), 'utf8'));
   t.ok(revoked.has(revocationKeyOf(x509(kiosk.cert))), "the site CA's device it revoked");
   t.notOk(revoked.has(revocationKeyOf(x509(laptop.cert))), "the root CA's device with the same number");
 });
@@ -25,7 +25,15 @@ t.test('the CAs above a certificate, up to the trust anchor, from the bundle and
   t.same(subjects(issuersOf(x509(kiosk.cert), [x509(root.ca.cert)])), [], 'the intermediate neither in the bundle nor sent');
   t.same(subjects(issuersOf(x509(laptop.cert), [x509(root.ca.cert)])), ['CN=root']);
   // A root CA's CRL revoking the intermediate: found by walking up from the device.
-  const revoked = crlRevoked(readFileSync(root.crl([site.ca], 'root-revokes-site.pem'), 'utf8') + readFileSync(site.crl([], 'site-empty.pem'), 'utf8'));
+  const { revoked } = crlsOf(readFileSync(root.crl([site.ca], 'root-revokes-site.pem'), 'utf8') + readFileSync(site.crl([], 'site-empty.pem'), 'utf8'));
   const chain = [x509(kiosk.cert), ...issuersOf(x509(kiosk.cert), [x509(root.ca.cert), x509(site.ca.cert)])];
   t.same(chain.map((c) => revoked.has(revocationKeyOf(c))), [false, true, false], 'the intermediate is listed, its device itself is not');
+});
+
+t.test("when each CA's CRL is due to be replaced: its nextUpdate, by the CA whose certificates it lists", async (t) => {
+  const rootDue = Date.UTC(2031, 4, 6, 7, 8, 9);
+  const siteDue = Date.UTC(2051, 0, 2, 3, 4, 5); // after 2049: a GeneralizedTime
+  const { nextUpdate } = crlsOf(readFileSync(root.crl([], 'root-due.pem', new Date(rootDue)), 'utf8') + readFileSync(site.crl([], 'site-due.pem', new Date(siteDue)), 'utf8'));
+  t.equal(nextUpdate.get(issuerKeyOf(x509(laptop.cert))), rootDue, "the root CA's devices");
+  t.equal(nextUpdate.get(issuerKeyOf(x509(kiosk.cert))), siteDue, "the intermediate's");
 });
