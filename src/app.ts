@@ -1,4 +1,5 @@
 // The HTTP app: fastify with the edge checks, the gateway's own routes and the proxy, around a Gateway.
+import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
@@ -100,19 +101,23 @@ function requestIds(): () => string {
   return () => `${instance}-${(++n).toString(36)}`;
 }
 
-/** TLS settings of the gateway's own listener; with a device CA, clients may present a certificate (never required). */
-function tlsOptions(config: Config, clientCerts: boolean): SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean; minVersion: 'TLSv1.2' } {
+/**
+ * TLS settings of the gateway's own listener; with device CAs, clients may present a certificate (never required).
+ * The CAs are those the gateway read at start (Gateway.deviceCas), not the file again: were it edited since, TLS
+ * would trust other CAs than the gateway checks devices against.
+ */
+function tlsOptions(config: Config, deviceCas: readonly X509Certificate[] | null): SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean; minVersion: 'TLSv1.2' } {
   const tls = config.server.tls!;
   return {
     cert: readFileSync(tls.certFile),
     key: readFileSync(tls.keyFile),
     minVersion: 'TLSv1.2',
-    ...(clientCerts
+    ...(deviceCas
       ? {
           requestCert: true,
           // Unverified certificates are not refused at the handshake: the request goes on as an unmanaged device.
           rejectUnauthorized: false,
-          ca: readFileSync(config.devices.caFile!),
+          ca: deviceCas.map((ca) => ca.toString()),
           ...(config.devices.crlFile ? { crl: deviceCrls(config.devices.crlFile) } : {}),
         }
       : {}),
@@ -132,7 +137,7 @@ function deviceCrls(file: string): string[] {
 
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   // The CRL is also given to TLS: a new handshake with a revoked certificate is not authorised.
-  const gateway = createGateway(config, { ...overrides, onCrlChange: () => config.server.tls && (app.server as HttpsServer).setSecureContext(tlsOptions(config, true)) });
+  const gateway = createGateway(config, { ...overrides, onCrlChange: () => config.server.tls && (app.server as HttpsServer).setSecureContext(tlsOptions(config, gateway.deviceCas)) });
   const answerError = errorReply(gateway.ui, loginPageFor(config.portal.login.page), (code) => {
     const kind = UPSTREAM_ERRORS[code];
     if (kind) gateway.metrics.upstreamError(kind);
@@ -178,7 +183,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over). A
     // request without Host is left to the edge hook (421 with the gateway's page and HSTS), not answered by Node.
     ...(config.server.tls
-      ? { https: { ...tlsOptions(config, config.devices.caFile !== undefined), maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }
+      ? { https: { ...tlsOptions(config, config.devices.caFile !== undefined ? gateway.deviceCas : null), maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }
       : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }),
   });
   app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;

@@ -1,5 +1,6 @@
 // The gateway without HTTP: clock, logger, store, portal client and services wired together. The HTTP app, the
 // CLI and the tests build on it.
+import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { AuditLog } from './audit/audit-log.js';
@@ -72,6 +73,8 @@ export interface Gateway extends HttpContext {
   /** The audit trail, when audit.enabled. */
   audit: AuditLog | null;
   metrics: Metrics;
+  /** The device CAs, read from devices.caFile at start: TLS is given these too, so both trust the same CAs. */
+  deviceCas: readonly X509Certificate[];
   /** The pseudonymous id of a username as typed (canonicalised first); null when it is not a usable username. */
   pidOf(username: string): string | null;
   /** Waits for background work (webhooks), closes the portal client and, unless given, the store. */
@@ -191,6 +194,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     },
     logger,
     stores: { factors: factorStore, devices: registry, sealer },
+    deviceCas,
     admin,
     report: config.admin.report.groups.length
       ? { access: accessUnder(reportPolicyConfig(config)), build: (period) => assuranceReport({ config, kv, factors: factorStore, admin, readTrail: readTrailOffThread }, period, clock.now()) }

@@ -377,6 +377,24 @@ t.test("a CA's CRL past its next update makes its devices unmanaged: on new TLS 
   t.same(await statuses(), [403, 403, 403, 403, 403], 'past their next update while the gateway runs');
 });
 
+t.test('devices.caFile is read at start: TLS keeps trusting the CAs the gateway checks against when the CRL changes', async (t) => {
+  const caFile = `${deviceCa.dir}/ca-copy.pem`;
+  const file = `${deviceCa.dir}/ca-copy-crl.pem`;
+  writeFileSync(caFile, deviceCa.ca.cert);
+  writeFileSync(file, crlText([stolen]));
+  const s = await tlsStack((raw) => Object.assign(raw.devices, { caFile, crlFile: file }));
+  t.teardown(s.close);
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  t.equal((await withSession(s, alice, laptop).get('/admin/')).status, 200, 'a device of the CA');
+  // The CA file edited while the gateway runs (another CA put in its place), then the CRL replaced.
+  writeFileSync(caFile, forgedCa.ca.cert);
+  writeFileSync(file, crlText([stolen, laptop2]));
+  s.clock.advance(1500);
+  t.equal((await withSession(s, alice, laptop2).get('/admin/')).status, 403, 'the new CRL applies');
+  t.equal((await withSession(s, alice, laptop).get('/admin/')).status, 200, 'a device of the CA read at start, on a new connection');
+  t.equal((await withSession(s, alice, { ...forged, cert: `${forged.cert}${forgedCa.ca.cert}` }).get('/admin/')).status, 403, 'not one of the CA in the file now, until a restart');
+});
+
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {
   const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
   const viaProxy = await startStack({
