@@ -149,16 +149,31 @@ export function loggedTarget(url: string): string {
 }
 
 /**
- * A canonical path (or path pattern) with its letters beyond ASCII folded to one case, for matching regardless of
- * case: a case-insensitive portal (IIS, a servlet comparing with equalsIgnoreCase) takes `/M%C4%80TAURANGA/` for
- * `/m%C4%81tauranga/`. ASCII is left as it is, for the case-insensitive match that follows. One character for one,
- * as those portals compare (`ß` stays `ß`); `İ` and `ı` are `i`, as Java's equalsIgnoreCase has them.
+ * A canonical path (or path pattern) with its letters in composed form (NFC), for matching: a name written with a
+ * letter and a combining accent (`ma%CC%84tauranga`, as macOS writes names) is the composed one
+ * (`m%C4%81tauranga`) to a portal that normalises Unicode, as one applying NFKC does, and to a macOS file system. The
+ * portal still gets the path as sent.
+ */
+export function composed(path: string): string {
+  if (!path.includes('%')) return path;
+  return path
+    .split('/')
+    .map((seg) => (seg.includes('%') ? encodeSegment(decodeURIComponent(seg).normalize('NFC')) : seg))
+    .join('/');
+}
+
+/**
+ * A canonical path (or path pattern) with its letters beyond ASCII composed (see composed) and folded to one case,
+ * for matching regardless of case: a case-insensitive portal (IIS, a servlet comparing with equalsIgnoreCase) takes
+ * `/M%C4%80TAURANGA/` for `/m%C4%81tauranga/`. ASCII is left as it is, for the case-insensitive match that follows.
+ * One character for one, as those portals compare (`ß` stays `ß`); `İ` and `ı` are `i`, as Java's equalsIgnoreCase
+ * has them.
  */
 export function foldCase(path: string): string {
   if (!path.includes('%')) return path;
   return path
     .split('/')
-    .map((seg) => encodeSegment([...decodeURIComponent(seg)].map(foldLetter).join('')))
+    .map((seg) => encodeSegment([...decodeURIComponent(seg).normalize('NFC')].map(foldLetter).join('')))
     .join('/');
 }
 

@@ -1,5 +1,5 @@
 // Conditional access: ordered rules, first match wins, then the default. A pure function of the request's facts.
-import { canonicalTarget, foldCase } from './canonical-path.js';
+import { canonicalTarget, composed, foldCase } from './canonical-path.js';
 import { AddressSet } from './client-address.js';
 import { METHOD_OVERRIDE_HEADERS } from './headers.js';
 import { queryFieldNames, type LegacyCredentials } from './legacy-auth.js';
@@ -90,14 +90,17 @@ export interface CompiledPolicy {
   legacyEndpoints: RegExp[];
   /** Whether any rule looks at the device: device state is only worked out when it can matter. */
   usesDevices: boolean;
-  /** Paths match regardless of case (patterns are folded already): a request's path is folded too (foldCase). */
+  /**
+   * Paths match in composed form, and regardless of case unless caseSensitivePaths (patterns are so already): a
+   * request's path is brought to the same form (composed, foldCase).
+   */
   foldCase: boolean;
 }
 
 /** Checks and compiles the rules once; throws TypeError naming the rule for anything that cannot be compiled. */
 export function compilePolicy(c: PolicyConfig): CompiledPolicy {
   const flags = c.caseSensitivePaths ? '' : 'i';
-  const fold = (p: string) => (c.caseSensitivePaths ? p : foldCase(p));
+  const fold = (p: string) => (c.caseSensitivePaths ? composed(p) : foldCase(p));
   const rules = c.rules.map((r): CompiledRule => {
     if (r.allowLegacyAuth && !r.networks?.length) throw new TypeError(`rule ${r.name}: allowLegacyAuth needs a networks restriction`);
     if (r.allowLegacyAuth && !r.paths?.length) throw new TypeError(`rule ${r.name}: allowLegacyAuth needs paths naming the service endpoints`);
@@ -215,7 +218,8 @@ export function explainAccess(policy: CompiledPolicy, facts: RequestFacts): { ou
 }
 
 function evaluate(policy: CompiledPolicy, requested: RequestFacts, trace: TraceLine[] | undefined): AccessOutcome {
-  const facts = policy.foldCase && requested.path.includes('%') ? { ...requested, path: foldCase(requested.path) } : requested;
+  // A name in decomposed form (a letter and a combining accent) is the composed one to a portal that normalises.
+  const facts = requested.path.includes('%') ? { ...requested, path: policy.foldCase ? foldCase(requested.path) : composed(requested.path) } : requested;
   // The rules would judge one method and the portal act on another (a POST past a rule for DELETE).
   if (facts.methodOverride) {
     trace?.push({ rule: 'method override', result: 'match', why: 'the query asks the portal for another method (_method, X-HTTP-Method-Override)' });

@@ -135,6 +135,23 @@ t.test('regardless of case: letters beyond ASCII too, one character for one', as
   t.equal(foldCase('/M%C4%80TAURANGA/%C3%89t%C3%A9;x'), '/M%C4%81TAURANGA/%C3%A9t%C3%A9;x', 'ASCII left to the case-insensitive match');
 });
 
+t.test('a name with a combining accent is the composed name, which a portal normalising Unicode reads it as', async (t) => {
+  const rules = [
+    { name: 'archive', paths: ['/m%C4%81tauranga/'], decision: 'deny' as const },
+    { name: 'decomposed pattern', paths: ['/Mu%CC%88ller/'], decision: 'deny' as const },
+  ];
+  const path = (p: string) => canonicalTarget(p)!.path;
+  for (const caseSensitivePaths of [false, true]) {
+    const p = compilePolicy({ rules, default: 'mfa', caseSensitivePaths, networks: {}, legacyEndpoints: ['/api/r%C3%A9sum%C3%A9'] });
+    const outcome = (raw: string) => decideAccess(p, facts({ path: path(raw) }));
+    t.match(outcome('/m%C4%81tauranga/x'), { verdict: 'deny', rule: 'archive' }, `composed (case-sensitive: ${caseSensitivePaths})`);
+    t.match(outcome('/ma%CC%84tauranga/x'), { verdict: 'deny', rule: 'archive' }, `decomposed (case-sensitive: ${caseSensitivePaths})`);
+    t.match(outcome('/M%C3%BCller/x'), { verdict: 'deny', rule: 'decomposed pattern' }, 'a pattern written decomposed covers the composed name');
+    t.match(outcome('/api/re%CC%81sume%CC%81'), { verdict: 'deny', reason: 'legacy-endpoint' }, 'a legacy endpoint decomposed');
+    t.match(outcome('/matauranga/x'), { verdict: 'allow', rule: 'default' }, 'the accent still counts');
+  }
+});
+
 t.test('path patterns', async (t) => {
   const m = (pattern: string, path: string) => pathPattern(pattern).test(path);
   t.ok(m('/', '/anything/at/all'));
