@@ -5,7 +5,7 @@ import { normaliseAddress } from '../domain/client-address.js';
 import { carriesLegacyCredentials, loginFields } from '../domain/legacy-auth.js';
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { canonicalUsername } from '../domain/username.js';
-import { canonicalTarget } from '../domain/canonical-path.js';
+import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
@@ -29,6 +29,8 @@ export interface ExplainQuery {
 export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   const target = canonicalTarget(q.path, { pathParameters: config.server.pathParameters === 'allow' });
   if (!target) return [`${q.path}: refused before any rule (400): not a canonical path`];
+  // The proxy in front sends the portal the URI as written: forward-auth judges only one with nothing to resolve.
+  if (config.forwardAuth.enabled && !sameSegments(q.path)) return [`${q.path}: refused before any rule (400): dot or empty segments, which the proxy in front would pass to the portal unresolved`];
   const host = parseHost(q.host ?? config.server.hosts[0]);
   if (!host) return [`host ${JSON.stringify(q.host)}: refused before any rule (421): not a host name`];
   if (!config.server.hosts.some((h) => h.toLowerCase() === host)) return [`host ${host}: refused before any rule (421): not one of server.hosts`];
@@ -42,8 +44,15 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   if (inPrefix(lowered, prefix)) {
     return [`${target.matchPath}: one of the gateway's own routes (server.prefix), never the portal's: not decided by these rules`];
   }
+  const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
+  const login = paths.loginPathOf(lowered, method);
+  // In forward-auth mode the login (other than its page) and the logout belong to the gateway, in every spelling: the
+  // proxy must send them there, and forward-auth refuses them.
+  if (config.forwardAuth.enabled && (login !== undefined || paths.isLogout(lowered))) {
+    return [`${method} ${target.matchPath}: refused before any rule (403): the portal's ${login === undefined ? 'logout' : 'login'}, which the proxy in front must send to the gateway, not ask forward-auth about`];
+  }
   // As the proxy does: a login in another spelling, or below a login script, is judged as the configured login path.
-  const path = portalPaths(config.portal.login, config.portal.logoutPaths).loginPathOf(lowered, method) ?? target.matchPath;
+  const path = login ?? target.matchPath;
   const ip = q.ip === undefined ? null : normaliseAddress(q.ip);
   const user = q.user === undefined ? null : canonicalUsername(q.user, config.portal.login.usernameCase);
   const fileGroups = user && config.groups.file ? parseGroupMap(readFileSync(config.groups.file, 'utf8'), config.portal.login.usernameCase).get(user) ?? [] : [];

@@ -382,6 +382,16 @@ keys:
   // In forward-auth mode the proxy in front passes any method on: the rules judge it.
   writeFileSync(join(dir, 'fwd.yaml'), `${readFileSync(join(dir, 'gw.yaml'), 'utf8')}server: { trustedProxies: [127.0.0.1] }\nforwardAuth: { enabled: true, sessionCookies: [PORTALSESSID] }\n`);
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'fwd.yaml'), '--path', '/records', '--method', 'PROPFIND']).stdout, 'decision: sign-in required by "portal"');
+  // What forward-auth refuses before any rule: the login and logout (the proxy must send them to the gateway), and a URI
+  // with segments the proxy would pass on unresolved. The full proxy judges each by the rules.
+  const fwd = (...args: string[]) => runCli(['policy', 'explain', '--config', join(dir, 'fwd.yaml'), ...args]).stdout;
+  t.match(fwd('--path', '/LOGIN/', '--method', 'POST'), 'refused before any rule (403)', 'the login');
+  t.notMatch(fwd('--path', '/LOGIN/', '--method', 'POST'), 'decision:');
+  t.match(fwd('--path', '/login'), 'decision: allowed by "sign-in page" (public)', 'the login page itself is judged');
+  t.match(fwd('--path', '/logout', '--user', 'bob'), 'refused before any rule (403)', 'the logout');
+  t.match(fwd('--path', '/records/%2E/x'), 'refused before any rule (400)', 'a dot segment');
+  t.match(fwd('--path', '/records/x'), 'decision: sign-in required by "portal"');
+  t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records/%2E/x']).stdout, 'decision: sign-in required by "portal"', 'the full proxy resolves it');
   const explain = (factor: string) => runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/controlled/', '--factor', factor]);
   t.match(explain('webauthn').stdout, 'decision: "controlled drugs" needs a second factor (device-bound-passkey)', 'a synced passkey is not enough');
   t.match(explain('device-bound-passkey').stdout, 'decision: allowed by "controlled drugs" (mfa)');
