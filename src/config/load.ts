@@ -255,8 +255,15 @@ function checkSemantics(c: Config): string[] {
     if (tooWide(a)) problems.push(`server.trustedProxies.${i}: wider than any proxy network (/8 for IPv4, /7 for IPv6)${found(`server.trustedProxies.${i}`, a)}`);
   });
   for (const [name, list] of Object.entries(c.networks)) addresses(`networks.${name}`, list);
+  const serverHosts = new Set(c.server.hosts.map((h) => h.toLowerCase()));
   c.policy.rules.forEach((r, i) => {
     if (r.decision !== 'step-up' && r.maxAgeSeconds !== undefined) problems.push(`policy.rules.${i}.maxAgeSeconds: only for decision step-up`);
+    // Rules see the Host's name without its port, and only a name of server.hosts gets that far (421 otherwise): a rule
+    // naming another (`portal.example:8443`, `portal.example.`) would never match, silently (a deny rule let through).
+    r.hosts?.forEach((h, j) => {
+      const at = `policy.rules.${i}.hosts.${j}`;
+      if (!serverHosts.has(h.toLowerCase())) problems.push(`${at}: not one of server.hosts (a host name without a port), so the rule could never match${found(at, h)}`);
+    });
     if (!r.networks) return;
     r.networks.forEach((n, j) => {
       const at = `policy.rules.${i}.networks.${j}`;

@@ -496,6 +496,16 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.same(hostWarnings.map((w) => w.split(':')[0]), ['policy.rules.0.hosts'], 'a public rule for one of the host names warns; a deny rule does not');
   kiosk.policy.rules[0].hosts = ['portal.example', 'KIOSK.example'];
   t.notOk(configWarnings(resolveConfig(kiosk)).some((w) => w.includes('.hosts:')), 'one for every host name does not');
+  // A rule naming a host with its port, with a trailing dot, or not one of server.hosts would never match: a deny rule
+  // so written would let everything through.
+  kiosk.policy.rules[1].hosts = ['kiosk.example:8443', 'kiosk.example.', 'other.example'];
+  t.same(
+    problemsOf(() => resolveConfig(kiosk)).filter((p) => p.includes('.hosts.')).map((p) => p.split(':')[0]),
+    ['policy.rules.1.hosts.0', 'policy.rules.1.hosts.1', 'policy.rules.1.hosts.2'],
+    'each name no request can carry is a problem',
+  );
+  kiosk.policy.rules[1].hosts = ['Kiosk.Example'];
+  t.same(problemsOf(() => resolveConfig(kiosk)), [], 'a name of server.hosts in another case is fine');
   const byFingerprint = rawTestConfig('http://127.0.0.1:1');
   byFingerprint.server.trustedProxies = ['127.0.0.1'];
   byFingerprint.devices = { header: { name: 'X-Client-Cert', format: 'fingerprint' } };
