@@ -69,6 +69,13 @@ export class AuditLog {
   private unsealedFound = 0;
   /** Records this process wrote that a resume no longer found (see AuditFileMoved); stated in the `resumed` record. */
   private missingFound = 0;
+  /**
+   * Events this process could not write (a full disk), not yet stated in a `resumed` record: one that reached the file
+   * not at all leaves no trace there otherwise, and the trail would look complete.
+   */
+  private lostFound = 0;
+  /** Whether the last write that failed was an event's: the partial line a failed write may leave is then that event. */
+  private lastFailedWasEvent = false;
   private closed = false;
   private stopped: AuditError | undefined;
   private readonly publicKey: KeyObject;
@@ -93,6 +100,8 @@ export class AuditLog {
         return this.report(new AuditError('AUDIT_EVENT_REFUSED', refusal));
       }
       if (this.write((base) => ({ ...base, type: 'event', event: { ...event } }))) this.counts.appended++;
+      // Not written (a failed write, or a resume that could not be written): stated at the next record that is.
+      else if (!this.closed) this.lostFound++;
       this.checkpointIfDue();
     } catch (cause) {
       this.report(new AuditError('AUDIT_WRITE_FAILED', 'unexpected failure', { cause }));
@@ -163,6 +172,7 @@ export class AuditLog {
       this.abandon(new AuditError('AUDIT_LOCK_LOST'));
       return false;
     }
+    let type: AuditRecord['type'] | undefined;
     try {
       if (this.needsResume) {
         this.resume();
@@ -170,6 +180,7 @@ export class AuditLog {
       }
       const now = this.opts.clock.now();
       const { record, line } = encodeRecord(build({ seq: this.seq + 1, time: new Date(now).toISOString(), prev: this.prevLine }));
+      type = record.type;
       this.opts.journal.write(line, record.seq);
       this.advance(record, line, now);
       for (const mirror of this.opts.mirrors ?? []) this.mirror(mirror, line, record.seq);
@@ -177,6 +188,7 @@ export class AuditLog {
     } catch (cause) {
       // Whatever reached the file (perhaps half a line), the next write first re-reads it: see resume().
       this.needsResume = true;
+      this.lastFailedWasEvent = type === 'event';
       this.counts.fileFailures++;
       this.report(new AuditError('AUDIT_WRITE_FAILED', errorText(cause), { cause, sink: 'file', seq: this.seq + 1 }));
       return cause instanceof AuditFileMoved && retry ? this.write(build, false) : false;
@@ -260,6 +272,10 @@ export class AuditLog {
       lines.return?.();
     }
     if (partial) this.opts.journal.endPartialLine();
+    // An event whose failed write left part of its line is in the trail as that damaged line, which the `resumed`
+    // record counts among the lines it skips: not lost as well.
+    if (partial && this.lastFailedWasEvent && this.lostFound > 0) this.lostFound--;
+    this.lastFailedWasEvent = false;
     const now = this.opts.clock.now();
     if (!unchanged) {
       this.seq = anchor?.record.seq ?? 0;
@@ -273,10 +289,19 @@ export class AuditLog {
     // Kept until written: a failed write resumes again, from the same anchor, and states it then.
     const unsealed = this.unsealedFound;
     const missing = this.missingFound;
-    if (skipped > 0 || unsealed > 0 || missing > 0) {
-      const reason = skipped > 0 ? (partial ? 'truncated' : 'corrupt') : missing > 0 ? 'missing' : 'unsealed';
-      const stated = this.write((base) => ({ ...base, type: 'resumed', reason, skipped, ...(unsealed > 0 ? { unsealed } : {}), ...(missing > 0 ? { missing } : {}) }));
-      if (stated) this.unsealedFound = this.missingFound = 0;
+    const lost = this.lostFound;
+    if (skipped > 0 || unsealed > 0 || missing > 0 || lost > 0) {
+      const reason = skipped > 0 ? (partial ? 'truncated' : 'corrupt') : missing > 0 ? 'missing' : lost > 0 ? 'lost' : 'unsealed';
+      const stated = this.write((base) => ({
+        ...base,
+        type: 'resumed',
+        reason,
+        skipped,
+        ...(unsealed > 0 ? { unsealed } : {}),
+        ...(missing > 0 ? { missing } : {}),
+        ...(lost > 0 ? { lost } : {}),
+      }));
+      if (stated) this.unsealedFound = this.missingFound = this.lostFound = 0;
     }
   }
 

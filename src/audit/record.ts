@@ -16,8 +16,9 @@
 //               sig     base64url Ed25519 signature of the canonical JSON of the checkpoint without `hash` and `sig`
 //   resumed     reason  "truncated" (the file ended in a partial line), "corrupt" (complete lines that failed
 //                       their own hash check), "unsealed" (no damage, but records no checkpoint signs) when the
-//                       writer started again, or "missing" (records this writer wrote are gone: its current file
-//                       was renamed or deleted while it ran)
+//                       writer started again, "missing" (records this writer wrote are gone: its current file
+//                       was renamed or deleted while it ran), or "lost" (records this writer could not write: a
+//                       full disk)
 //               skipped how many damaged lines just before it the chain does not continue from: its `prev` is
 //                       the line of the last intact record and its `seq` that record's seq + 1
 //               unsealed (left out when 0; absent in older trails) how many records just before it, seqs
@@ -26,6 +27,9 @@
 //                       after it sign this statement, which does not vouch for those records.
 //               missing (left out when 0) how many records this writer had written after the intact record it
 //                       continues from that the trail no longer holds: `audit verify` reports them.
+//               lost    (left out when 0) how many records this writer could not write at all since `seq - 1` (its
+//                       writes failed: a full disk, a failing volume), so the trail never held them: `audit verify`
+//                       reports them.
 import { createHash } from 'node:crypto';
 
 export type AuditValue = string | number | boolean | null;
@@ -51,12 +55,14 @@ export interface CheckpointRecord extends RecordBase {
 }
 export interface ResumedRecord extends RecordBase {
   type: 'resumed';
-  reason: 'truncated' | 'corrupt' | 'unsealed' | 'missing';
+  reason: 'truncated' | 'corrupt' | 'unsealed' | 'missing' | 'lost';
   skipped: number;
   /** Left out when 0, and absent in older trails. */
   unsealed?: number;
   /** Records this writer had written after `seq - 1` that the trail no longer holds; left out when 0. */
   missing?: number;
+  /** Records this writer could not write (failed writes) since `seq - 1`; left out when 0. */
+  lost?: number;
 }
 export type AuditRecord = EventRecord | CheckpointRecord | ResumedRecord;
 
@@ -100,7 +106,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const FIELDS = {
   event: ['event'],
   checkpoint: ['upTo', 'head', 'kid', 'sig'],
-  resumed: ['reason', 'skipped', 'unsealed', 'missing'],
+  resumed: ['reason', 'skipped', 'unsealed', 'missing', 'lost'],
 } as const;
 
 function shapeError(r: Record<string, unknown>): string | null {
@@ -121,9 +127,10 @@ function shapeError(r: Record<string, unknown>): string | null {
       if (typeof r.head !== 'string' || !HEX64.test(r.head)) return 'head is not a SHA-256';
       return typeof r.kid === 'string' && typeof r.sig === 'string' ? null : 'kid or sig is not a string';
     case 'resumed':
-      if (r.reason !== 'truncated' && r.reason !== 'corrupt' && r.reason !== 'unsealed' && r.reason !== 'missing') return 'unknown resume reason';
+      if (r.reason !== 'truncated' && r.reason !== 'corrupt' && r.reason !== 'unsealed' && r.reason !== 'missing' && r.reason !== 'lost') return 'unknown resume reason';
       if (r.unsealed !== undefined && !(Number.isSafeInteger(r.unsealed) && (r.unsealed as number) >= 0)) return 'unsealed is not a count';
       if (r.missing !== undefined && !(Number.isSafeInteger(r.missing) && (r.missing as number) > 0)) return 'missing is not a count';
+      if (r.lost !== undefined && !(Number.isSafeInteger(r.lost) && (r.lost as number) > 0)) return 'lost is not a count';
       return Number.isSafeInteger(r.skipped) && (r.skipped as number) >= 0 ? null : 'skipped is not a count';
   }
 }

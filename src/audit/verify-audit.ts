@@ -228,6 +228,10 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
     if (r.type === 'resumed' && r.missing) {
       report(l.index, 'deleted', `${r.missing} record(s) the writer had written after seq ${r.seq - 1} are missing: its current file was renamed or deleted while it ran`, r.seq);
     }
+    // Records the writer could not write at all (a full disk): the trail never held them, and says so here only.
+    if (r.type === 'resumed' && r.lost) {
+      report(l.index, 'deleted', `${r.lost} record(s) could not be written after seq ${r.seq - 1}: the writes failed (a full disk, a failing volume), so the trail does not hold them`, r.seq);
+    }
 
     // Every checkpoint carries a valid signature of the configured key and covers the record just before it.
     // (Where it is out of place, the problem above says so already: its upTo and head are not held against it.)

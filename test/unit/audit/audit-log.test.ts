@@ -385,12 +385,52 @@ t.test('append never throws: failed writes are reported and the chain resumes fr
   log.append(event(5));
   await log.close();
   log.append(event(6));
-  t.same(errors, ['AUDIT_WRITE_FAILED file 2', 'AUDIT_WRITE_FAILED file 3', 'AUDIT_TAIL_DAMAGED file 3', 'AUDIT_CLOSED undefined undefined']);
+  // p2, not written at all, is stated by a `resumed` record (seq 2) before p3; p4 left half its line.
+  t.same(errors, ['AUDIT_WRITE_FAILED file 2', 'AUDIT_WRITE_FAILED file 4', 'AUDIT_TAIL_DAMAGED file 4', 'AUDIT_CLOSED undefined undefined']);
   t.same(log.counts, { appended: 3, refused: 0, fileFailures: 2, mirrorFailures: 0 });
   t.same(recordsOf(dir).filter((r) => r.type === 'event').map((r) => (r.event as { pid: string }).pid), ['p1', 'p3', 'p5']);
   const report = verifyAudit(auditFiles(dir), publicKey);
-  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['truncated', 3, 3]], 'only the half-written line');
-  t.equal(report.lastSealedSeq, 5);
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['deleted', 2, 2], ['truncated', 4, 4]], 'the lost record, and the half-written line (counted once)');
+  t.match(recordsOf(dir)[1], { seq: 2, type: 'resumed', reason: 'lost', lost: 1 });
+  t.match(recordsOf(dir)[3], { seq: 4, type: 'resumed', reason: 'truncated', skipped: 1 }, 'the half-written p4 is its damaged line, not also lost');
+  t.notOk('lost' in recordsOf(dir)[3]!);
+  t.equal(report.lastSealedSeq, 6);
+});
+
+t.test('records lost to failed writes (a full disk) are counted in the trail once it can be written, and verify reports them', async (t) => {
+  const dir = tempDir(t);
+  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
+  let full = false;
+  const log = new AuditLog({
+    journal: {
+      linesFromEnd: () => sink.linesFromEnd(),
+      endPartialLine: () => sink.endPartialLine(),
+      sync: () => sink.sync(),
+      close: () => sink.close(),
+      write(line, seq) {
+        // A full disk: not one byte of the line is written.
+        if (full) throw new Error('ENOSPC: no space left on device, write');
+        sink.write(line, seq);
+      },
+    },
+    signingKey: privateKey,
+    keyId: 'audit-1',
+    clock: new FakeClock(),
+  });
+  log.append(event(1));
+  full = true;
+  log.append(event(2));
+  log.append(event(3));
+  full = false;
+  log.append(event(4));
+  await log.close();
+  const records = recordsOf(dir);
+  t.same(records.map((r) => `${String(r.seq)}${String(r.type)[0]}`), ['1e', '2r', '3e', '4c'], 'the next record written says what is missing');
+  t.match(records[1], { type: 'resumed', reason: 'lost', skipped: 0, lost: 2 });
+  const report = verifyAudit(auditFiles(dir), publicKey);
+  t.equal(report.ok, false, 'a trail missing records does not verify');
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['deleted', 2, 2]]);
+  t.match(report.problems[0]!.message, /^2 record\(s\) could not be written after seq 1/);
 });
 
 t.test('a current file renamed (logrotate) or deleted while the writer runs: reported, the gap stated, verify fails', async (t) => {
