@@ -20,8 +20,8 @@ export interface AuditJournal {
 }
 
 /**
- * What a journal throws when the file it was writing was renamed or deleted by something else: the records it took
- * since are not in the trail. The log resumes from what is there, says how many are missing, and writes on.
+ * What a journal throws when the file it was writing was renamed, deleted or emptied by something else: records it
+ * took are not in the trail. The log resumes from what is there, says how many are missing, and writes on.
  */
 export class AuditFileMoved extends Error {}
 

@@ -138,9 +138,11 @@ export class AuditFileSink implements AuditJournal {
   }
 
   /**
-   * The open file must still be the directory's current file: one renamed (logrotate) or deleted meanwhile would take
-   * every record into a file `audit verify` never reads. Such a file is let go (the next write opens a new one) and
-   * the write fails, so the log resumes from what the directory holds and says what is missing.
+   * The open file must still be the directory's current file, with every line written to it: one renamed (logrotate)
+   * or deleted meanwhile would take every record into a file `audit verify` never reads, and one emptied or cut short
+   * in place (logrotate's copytruncate) has lost the records it held. Such a file is let go (the next write opens the
+   * directory's current file again) and the write fails, so the log resumes from what the directory holds and says
+   * what is missing.
    */
   private checkNotMoved(): void {
     if (this.fd === undefined) return;
@@ -151,11 +153,11 @@ export class AuditFileSink implements AuditJournal {
     } catch {
       named = undefined;
     }
-    if (named?.ino === open.ino && named.dev === open.dev) return;
+    if (named?.ino === open.ino && named.dev === open.dev && open.size >= this.size) return;
     const fd = this.fd;
     this.fd = undefined;
     closeSync(fd);
-    throw new AuditFileMoved(`${CURRENT} was renamed or deleted while open: the records written to it since are not in the trail`);
+    throw new AuditFileMoved(`${CURRENT} was renamed or deleted while open (or emptied, as logrotate's copytruncate does): records written to it are not in the trail`);
   }
 
   private get current(): string {

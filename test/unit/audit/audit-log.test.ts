@@ -1,6 +1,6 @@
 // The audit log: chaining, checkpoints, resume after restarts and crashes, rotation, privacy, failures.
 import t from 'tap';
-import { appendFileSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, readFileSync, readdirSync, renameSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import { AuditLog } from '../../../src/audit/audit-log.js';
@@ -433,13 +433,18 @@ t.test('records lost to failed writes (a full disk) are counted in the trail onc
   t.match(report.problems[0]!.message, /^2 record\(s\) could not be written after seq 1/);
 });
 
-t.test('a current file renamed (logrotate) or deleted while the writer runs: reported, the gap stated, verify fails', async (t) => {
-  for (const how of ['renamed', 'deleted'] as const) {
+t.test('a current file renamed (logrotate), deleted or emptied (copytruncate) while the writer runs: reported, the gap stated, verify fails', async (t) => {
+  for (const how of ['renamed', 'deleted', 'emptied'] as const) {
     const dir = tempDir(t);
     const { log, errors } = openLog(dir, { checkpointEvery: 1000 });
     for (let n = 1; n <= 4; n++) log.append(event(n));
     if (how === 'renamed') renameSync(join(dir, 'audit.jsonl'), join(dir, 'audit.jsonl.1'));
-    else unlinkSync(join(dir, 'audit.jsonl'));
+    else if (how === 'deleted') unlinkSync(join(dir, 'audit.jsonl'));
+    else {
+      // logrotate's copytruncate: the records copied to a file the trail does not read, and the file emptied in place.
+      copyFileSync(join(dir, 'audit.jsonl'), join(dir, 'audit.jsonl.1'));
+      truncateSync(join(dir, 'audit.jsonl'), 0);
+    }
     log.append(event(5));
     log.append(event(6));
     await log.close();
