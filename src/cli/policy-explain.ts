@@ -9,6 +9,7 @@ import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
+import { UsageError } from './usage.js';
 import { readFileSync } from 'node:fs';
 
 export interface ExplainQuery {
@@ -55,6 +56,8 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   const path = login ?? target.matchPath;
   const ip = q.ip === undefined ? null : normaliseAddress(q.ip);
   const user = q.user === undefined ? null : canonicalUsername(q.user, config.portal.login.usernameCase);
+  // A name no sign-in can use would otherwise be explained as nobody signed in, as if --user were left out.
+  if (q.user !== undefined && user === null) throw new UsageError(`--user: not a usable username (no sign-in can use it): ${JSON.stringify(q.user)}`);
   const fileGroups = user && config.groups.file ? parseGroupMap(readFileSync(config.groups.file, 'utf8'), config.portal.login.usernameCase).get(user) ?? [] : [];
   const groups = [...new Set([...fileGroups, ...(q.groups ?? [])])];
   const { outcome, trace } = explainAccess(compilePolicy(policyConfig(config)), {
