@@ -211,13 +211,15 @@ export class AuditLog {
    * from that record, not from a tick that may come almost a whole interval after it. Only the batch that set it
    * acts on it; a timer holds at most about 24.8 days, so a longer wait goes in steps.
    */
-  private checkWhenDue(): void {
+  private checkWhenDue(wait = this.oldestUnsealedAt + this.intervalMs - this.opts.clock.now()): void {
     const batch = this.oldestUnsealedAt;
-    const wait = batch + this.intervalMs - this.opts.clock.now();
     this.opts.clock.after(Math.min(Math.max(wait, 0), 2 ** 31 - 1), () => {
       if (this.closed || this.unsealed === 0 || this.oldestUnsealedAt !== batch) return;
-      if (this.opts.clock.now() - batch >= this.intervalMs) this.checkpointIfDue();
-      else this.checkWhenDue();
+      if (this.opts.clock.now() - batch < this.intervalMs) return this.checkWhenDue();
+      this.checkpointIfDue();
+      // Not written (a full disk): tried again an interval later, not left until the next record, which on a quiet
+      // gateway may be hours away.
+      if (!this.closed && this.unsealed > 0 && this.oldestUnsealedAt === batch) this.checkWhenDue(this.intervalMs);
     });
   }
 

@@ -344,6 +344,34 @@ t.test('privacy: events with a username or a secret are refused and reported, ne
   t.equal(recordsOf(dir).length, 2, 'the good event and the final checkpoint');
 });
 
+t.test('a timed checkpoint that could not be written is tried again an interval later, with nothing else appended', async (t) => {
+  const dir = tempDir(t);
+  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
+  let fail = false;
+  const journal = {
+    linesFromEnd: () => sink.linesFromEnd(),
+    endPartialLine: () => sink.endPartialLine(),
+    sync: () => sink.sync(),
+    close: () => sink.close(),
+    write(line: string, seq: number) {
+      if (fail) throw new Error('ENOSPC: no space left on device');
+      sink.write(line, seq);
+    },
+  };
+  const clock = new FakeClock();
+  const log = new AuditLog({ journal, signingKey: privateKey, keyId: 'audit-1', clock, checkpointEvery: 1000, checkpointIntervalMs: 60_000, onError: () => {} });
+  log.append(event(1));
+  fail = true;
+  clock.advance(60_000);
+  t.equal(recordsOf(dir).filter((r) => r.type === 'checkpoint').length, 0, 'the disk full when it was due');
+  fail = false;
+  clock.advance(59_999);
+  t.equal(recordsOf(dir).filter((r) => r.type === 'checkpoint').length, 0, 'not before the interval');
+  clock.advance(1);
+  t.match(recordsOf(dir).at(-1), { type: 'checkpoint', upTo: 1 }, 'sealed by itself once it can be written');
+  await log.close();
+});
+
 t.test('append never throws: failed writes are reported and the chain resumes from the file', async (t) => {
   const dir = tempDir(t);
   const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
