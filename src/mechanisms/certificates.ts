@@ -153,6 +153,8 @@ export interface Crls {
   revoked: Set<string>;
   /** When each CA's list is due to be replaced (its CRLs' latest nextUpdate, ms), by issuer as issuerKeyOf names it. */
   nextUpdate: Map<string, number>;
+  /** The CAs with a CRL in the file, as issuerKeyOf names them. */
+  issuers: Set<string>;
 }
 
 /**
@@ -164,6 +166,7 @@ export interface Crls {
 export function crlsOf(pem: string): Crls {
   const serials = new Set<string>();
   const nextUpdate = new Map<string, number>();
+  const issuers = new Set<string>();
   const blocks = pemCrls(pem);
   if (!blocks.length) throw new Error('no X509 CRL in file');
   for (const block of blocks) {
@@ -180,6 +183,7 @@ export function crlsOf(pem: string): Crls {
     if (t.tag === 0x02) t = next(); // version
     const issuerAt = at; // (t was the signature algorithm)
     const issuer = nameKey(der.subarray(issuerAt, next().end));
+    issuers.add(issuer);
     t = next(); // thisUpdate
     if (at >= tbs.end) continue;
     t = next();
@@ -198,7 +202,7 @@ export function crlsOf(pem: string): Crls {
       e = entry.end;
     }
   }
-  return { revoked: serials, nextUpdate };
+  return { revoked: serials, nextUpdate, issuers };
 }
 
 /** A UTCTime (tag 0x17, years 1950–2049) or GeneralizedTime (0x18) in UTC, as ms since the epoch. */

@@ -67,8 +67,13 @@ export class DeviceService {
     if (!crls) return true;
     // The CRL of the CA above an intermediate may revoke the intermediate, and with it every certificate it issued. A
     // CA's CRL past its next update may miss revocations made since: as TLS refuses new connections then, no
-    // certificate that CA issued counts until a fresh CRL is in the file.
-    return ![cert, ...issuersOf(cert, this.d.cas)].some((c) => crls.revoked.has(revocationKeyOf(c)) || now > (crls.nextUpdate.get(issuerKeyOf(c)) ?? Infinity));
+    // certificate that CA issued counts until a fresh CRL is in the file. Nor does one of a CA that has no CRL in the
+    // file (its revocations cannot be known), as TLS, checking every certificate of the chain, refuses it.
+    return ![cert, ...issuersOf(cert, this.d.cas)].some((c) => {
+      if (c.checkIssued(c)) return false;
+      const issuer = issuerKeyOf(c);
+      return !crls.issuers.has(issuer) || crls.revoked.has(revocationKeyOf(c)) || now > (crls.nextUpdate.get(issuer) ?? Infinity);
+    });
   }
 
   /** A certificate (URL-encoded PEM) or fingerprint set by the TLS-terminating proxy: the fingerprints it is known by. */

@@ -246,6 +246,32 @@ t.test("a CRL file holding several CRLs (the root CA's and the intermediate's): 
   t.equal((await on(laptop).get('/admin/')).status, 200, "a device of the root CA with the serial number of the one the intermediate's CRL lists");
 });
 
+t.test('with a CRL file, a device of a CA that has no CRL in it counts on no path: TLS refuses it, and so does the gateway', async (t) => {
+  const file = `${deviceCa.dir}/root-only-${randomBytes(3).toString('hex')}.pem`;
+  writeFileSync(file, readFileSync(deviceCa.crl([stolen], `root-only-${randomBytes(3).toString('hex')}.crl.pem`), 'utf8'));
+  const s = await tlsStack((raw) => (raw.devices.crlFile = file));
+  t.teardown(s.close);
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const withChain = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${site.ca.cert}` });
+  t.equal((await withSession(s, alice, laptop).get('/admin/')).status, 200, "a device of the root CA, whose CRL is there");
+  t.equal((await withSession(s, alice, withChain(unrevoked)).get('/admin/')).status, 403, 'over TLS: a device of the intermediate, which has none');
+
+  const bundle = `${deviceCa.dir}/root-and-site.pem`;
+  writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert);
+  const viaProxy = await startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.devices = { caFile: bundle, crlFile: file, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
+      raw.policy = { rules };
+    },
+  });
+  t.teardown(viaProxy.close);
+  const { b } = await signUpAndEnrol(viaProxy, ALICE);
+  const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
+  t.equal((await b.get('/admin/', header(laptop))).status, 200, "from the proxy: the root CA's device");
+  t.equal((await b.get('/admin/', header(unrevoked))).status, 403, "from the proxy: the intermediate's device, whose revocations the gateway cannot know");
+});
+
 t.test('a CRL revoking an intermediate CA revokes its devices: on a TLS connection open before the change, and behind a proxy', async (t) => {
   const file = `${deviceCa.dir}/revokes-site.pem`;
   const crls = (revokedByRoot: Issued[]) => {
