@@ -156,3 +156,18 @@ t.test('the sign-in run out of time while its passkey page was open: the button 
   t.equal(await page.textContent('h1'), 'Your sign-in has expired. Please sign in again.', 'the page says what happened');
   t.equal(await page.getByRole('link', { name: 'Sign in again' }).count(), 1, 'and links on: not a button that can only fail again');
 });
+
+t.test('the same, after the skip link put #main in the address: the page still opens again', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  // Keyboard users take the skip link first (it shows when focused).
+  await page.getByRole('link', { name: /skip/i }).focus();
+  await page.keyboard.press('Enter');
+  t.equal(url(page), `${P}/enrol`);
+  t.match(page.url(), /#main$/, 'the skip link was followed');
+  s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 + 1);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  t.equal(await page.textContent('h1'), 'Your sign-in has expired. Please sign in again.', 'the page says what happened');
+});
