@@ -329,8 +329,12 @@ function checkSemantics(c: Config): string[] {
   if (ca && isFile(ca) && !readable(() => new X509Certificate(readFileSync(ca)))) problems.push('devices.caFile: not a PEM certificate');
   else if (ca && isFile(ca)) {
     // A certificate's ECDSA twin (another fingerprint, the same device) is found only for curves of known order.
-    const odd = parseCertificates(readFileSync(ca, 'utf8')).find((c) => !twinsKnown(c));
+    const cas = parseCertificates(readFileSync(ca, 'utf8'));
+    const odd = cas.find((c) => !twinsKnown(c));
     if (odd) problems.push(`devices.caFile: an EC key on curve ${odd.publicKey.asymmetricKeyDetails?.namedCurve ?? 'unknown'} (use P-256, P-384, P-521, secp256k1 or a brainpool curve, or RSA)`);
+    // A device certificate counts only through a chain up to a root of the bundle, as TLS verifies one (chainsTo): a
+    // bundle of intermediates alone would have every device unmanaged, without a word.
+    if (!cas.some((c) => c.checkIssued(c))) problems.push('devices.caFile: no root CA (a self-issued certificate) in it: a device certificate counts only through a chain up to one, as TLS verifies it; add the root above the intermediates');
   }
   const crl = c.devices.crlFile;
   const crlProblem = crl && isFile(crl) && failure(() => crlsOf(readFileSync(crl, 'utf8')));

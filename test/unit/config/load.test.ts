@@ -562,6 +562,13 @@ t.test('config check builds what serve builds from files, and names a choice of 
   t.ok(found.some((p) => p.startsWith('admin.report.networks.0: neither a network name nor an address')), 'hasOwnProperty is no network');
   t.ok(found.some((p) => p.startsWith('policy.rules.0.networks.0: neither a network name nor an address')), 'nor is constructor');
   mismatched.server.tls.keyFile = gw.keyFile;
+  // A bundle of an intermediate CA alone: no device certificate chains to a root through it, as TLS verifies one.
+  const site = pki.intermediate('check-site');
+  mismatched.devices = { caFile: site.ca.certFile, header: { name: 'X-Client-Cert', format: 'pem' } };
+  t.ok(problemsOf(() => resolveConfig(mismatched)).some((p) => p.startsWith('devices.caFile: no root CA')), 'a bundle without its root');
+  mismatched.devices.caFile = pki.ca.certFile;
+  t.notOk(problemsOf(() => resolveConfig(mismatched)).some((p) => p.startsWith('devices.caFile')), 'the root');
+  delete mismatched.devices;
   t.notOk(problemsOf(() => resolveConfig(mismatched)).some((p) => p.startsWith('server.tls')), 'the pair that goes together');
   const odd = rawTestConfig('http://127.0.0.1:1');
   odd.portal.login.paths = ['/legacy/100%/login', '/caf\u00e9/login'];
