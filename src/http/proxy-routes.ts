@@ -186,10 +186,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // The portal shows its own error; only its cookies are kept back.
       const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: false });
       delete headers['content-length'];
-      // Without a type of the portal's, none is added (as for any other answer of the portal's): fastify would call a
-      // Buffer application/octet-stream, and the browser would download the error page it should show.
-      const body = outcome.portal.body;
-      reply.code(outcome.portal.status).headers(headers).send(headers['content-type'] === undefined ? Readable.from([body]) : body);
+      reply.code(outcome.portal.status).headers(headers).send(asSent(headers, outcome.portal.body));
       return;
     }
     reply
@@ -277,9 +274,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         sendInstead(reply, forwardedHeaders, new GatewayError(portalFailureCode(error) ?? 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
         return;
       }
-      // Without a type of the portal's, none is added (fastify would call a Buffer application/octet-stream: the
-      // browser would download a page it should show).
-      reply.send(headers['content-type'] === undefined ? Readable.from([body]) : body);
+      reply.send(asSent(headers, body));
     }
 
     const options: FastifyReplyFromHooks = {
@@ -364,6 +359,14 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 function sendInstead(reply: { removeHeader(name: string): unknown; send(payload: GatewayError): unknown }, portalHeaders: OutgoingHttpHeaders, error: GatewayError): void {
   for (const name of Object.keys(portalHeaders)) reply.removeHeader(name);
   reply.send(error);
+}
+
+/**
+ * A portal answer's body read whole, to send as it came: without a type of the portal's, none is added (fastify would
+ * call a Buffer application/octet-stream, and the browser would download a page it should show).
+ */
+function asSent(headers: IncomingHttpHeaders | OutgoingHttpHeaders, body: Buffer): Buffer | Readable {
+  return headers['content-type'] === undefined ? Readable.from([body]) : body;
 }
 
 /**
