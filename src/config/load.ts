@@ -429,7 +429,12 @@ export function configWarnings(c: Config): string[] {
   for (const { file, missing } of c.ui.localesDir ? new Messages(c.ui.localesDir, c.ui.defaultLanguage).incomplete : []) {
     w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English on pages marked as its language, which a screen reader reads with that language's voice`);
   }
-  if (isIP(relyingParty(c).id)) w.push(`webauthn.rpId${c.webauthn.rpId ? '' : ' (the first of server.hosts)'} is an IP address: browsers offer passkeys only on a host name`);
+  const rp = relyingParty(c);
+  // Browsers run a ceremony only on a page under the id, and the gateway answers only server.hosts (421 otherwise).
+  if (c.webauthn.rpId && !c.server.hosts.some((h) => h.toLowerCase() === rp.id || h.toLowerCase().endsWith(`.${rp.id}`))) {
+    w.push(`webauthn.rpId (${rp.id}) is neither one of server.hosts nor a domain above one: browsers would refuse passkeys on every page of the gateway`);
+  }
+  if (isIP(rp.id)) w.push(`webauthn.rpId${c.webauthn.rpId ? '' : ' (the first of server.hosts)'} is an IP address: browsers offer passkeys only on a host name`);
   if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
   // An assertion names no session: the portal believes it until its exp, also once the session it came from has ended.
   const assertion = c.identity.assertion;

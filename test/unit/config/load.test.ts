@@ -417,12 +417,20 @@ t.test('the WebAuthn relying party is in lower case, as browsers send it, howeve
   raw.server = { ...raw.server, hosts: ['Portal.Example.org', 'other.test', 'staff.example.org'] };
   raw.webauthn = { rpId: 'example.org' };
   t.same(relyingParty(resolveConfig(raw)).origins, ['https://portal.example.org', 'https://staff.example.org']);
+  raw.server = { ...raw.server, hosts: ['example.org', 'other.test'] };
+  t.same(relyingParty(resolveConfig(raw)).origins, ['https://example.org'], 'the id itself, one of the names');
+  // An id above none of the gateway's names: no page of it could use a passkey.
+  const rpWarnings = () => configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('webauthn.rpId'));
+  t.same(rpWarnings(), [], 'one of the names: no warning');
   raw.server = { ...raw.server, hosts: ['other.test'] };
-  t.same(relyingParty(resolveConfig(raw)).origins, ['https://example.org'], 'none under it: the id itself');
+  t.same(rpWarnings(), ['webauthn.rpId (example.org) is neither one of server.hosts nor a domain above one: browsers would refuse passkeys on every page of the gateway']);
+  raw.server = { ...raw.server, hosts: ['badexample.org'] };
+  t.equal(rpWarnings().length, 1, 'a name that only ends in the same letters is not under it');
 });
 
 t.test('passkey origins outside the relying party id are refused; an IP address as the id warns', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.server = { ...raw.server, hosts: ['portal.example.org'] };
   raw.webauthn = { rpId: 'example.org', origins: ['https://portal.example.org', 'https://example.org:8443', 'https://example.com', 'https://badexample.org'] };
   t.same(
     problemsOf(() => resolveConfig(raw)).filter((p) => p.startsWith('webauthn.origins')),
