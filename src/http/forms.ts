@@ -13,6 +13,14 @@ export function field(req: FastifyRequest, name: string): string {
   return v ?? '';
 }
 
+/**
+ * Whether a code form came with nothing typed in its field (the button pressed, or Enter, before typing): said so, and
+ * no try is used up; "did not work", with one try less, would be untrue, and five of them would end the sign-in.
+ */
+export function noCodeTyped(req: FastifyRequest): boolean {
+  return field(req, 'code').trim() === '';
+}
+
 /** A member of a JSON body, as sent (checked by whoever reads it). */
 export function member(req: FastifyRequest, name: string): unknown {
   const body = req.body;

@@ -15,7 +15,7 @@ import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
-import { checkCsrf, clientIp, field, member } from './forms.js';
+import { checkCsrf, clientIp, field, member, noCodeTyped } from './forms.js';
 import { pageContext, sendPage } from './pages.js';
 
 const NOTICES = new Map<string, MessageKey>([
@@ -154,8 +154,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   app.post(`${p}/security/totp`, async (req, reply) => {
     const active = await forChange(req);
     const ip = clientIp(req);
-    // Nothing typed in the code field: said so, as at sign-in, and no try used up.
-    const result = field(req, 'code').trim() === '' ? undefined : await enrolment.confirmSessionTotp(active, field(req, 'code'), field(req, 'name') || page(req).t('totpDefaultName'), ip);
+    const result = noCodeTyped(req) ? undefined : await enrolment.confirmSessionTotp(active, field(req, 'code'), field(req, 'name') || page(req).t('totpDefaultName'), ip);
     if (!result?.ok) return totpPage(req, reply, active, 400, result ? page(req).t('wrongCode', { left: result.attemptsLeft }) : page(req).t('codeMissing'), field(req, 'name'));
     await factors.afterChange(active, ip);
     return done(reply);

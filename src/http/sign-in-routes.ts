@@ -18,7 +18,7 @@ import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
 import { CLEAR_SITE_DATA, COOKIE, clearOptions, cookieOptions } from './cookies.js';
-import { checkCsrf, checkSameOrigin, clientIp, crossSite, field, member } from './forms.js';
+import { checkCsrf, checkSameOrigin, clientIp, crossSite, field, member, noCodeTyped } from './forms.js';
 import { pageContext, sendPage } from './pages.js';
 
 const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'enrol', verify: 'verify', acknowledge: 'recovery-codes' };
@@ -53,11 +53,6 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return c;
   };
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
-  /**
-   * A code form sent with nothing in its field (the button pressed, or Enter, before typing): said so, and no try is
-   * used up; "did not work", with one try less, would be untrue, and five of them would end the sign-in.
-   */
-  const noCode = (req: FastifyRequest) => field(req, 'code').trim() === '';
   /** What a form with a code answers: the missing code, or the wrong one. */
   const refusal = (req: FastifyRequest, r: Refused | undefined, key?: MessageKey) => (r ? wrong(req, r, key) : page(req).t('codeMissing'));
   /** A code from paper sent wrong, to correct on the page that says so (no longer than its field takes). */
@@ -154,7 +149,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/enrol/proof`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'proof');
     checkCsrf(req, login.csrf);
-    const result = noCode(req) ? undefined : await enrolment.confirmProof(id, login, field(req, 'code'), clientIp(req));
+    const result = noCodeTyped(req) ? undefined : await enrolment.confirmProof(id, login, field(req, 'code'), clientIp(req));
     if (result?.ok) return reply.redirect(`${p}/enrol`, 303);
     const ctx2 = pendingPage(req, login);
     const sent = proofMode === 'webhook' && login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
@@ -191,7 +186,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/enrol/totp`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
     checkCsrf(req, login.csrf);
-    const result = noCode(req) ? undefined : await enrolment.confirmPendingTotp(id, login, field(req, 'code'), page(req).t('totpDefaultName'), clientIp(req));
+    const result = noCodeTyped(req) ? undefined : await enrolment.confirmPendingTotp(id, login, field(req, 'code'), page(req).t('totpDefaultName'), clientIp(req));
     if (result?.ok) return reply.redirect(`${p}/recovery-codes`, 303);
     // The form sent twice: the other submission enrolled with the code (used up for this one); both go on.
     if ((await pending.stage(id)) === 'acknowledge') return reply.redirect(`${p}/recovery-codes`, 303);
@@ -255,7 +250,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (at.twin) return finished(req, reply, at.twin);
     const { id, p: login } = at;
     checkCsrf(req, login.csrf);
-    const result = noCode(req) ? undefined : await secondFactor.verifyTotp(id, login, field(req, 'code'), clientIp(req));
+    const result = noCodeTyped(req) ? undefined : await secondFactor.verifyTotp(id, login, field(req, 'code'), clientIp(req));
     if (result?.ok) return finished(req, reply, result);
     // Refused as the code was just used, by this same form sent a moment before: that one's sign-in.
     const twin = result && (await pending.twin(id, 'verify', form));
@@ -285,7 +280,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (at.twin) return finished(req, reply, at.twin);
     const { id, p: login } = at;
     checkCsrf(req, login.csrf);
-    const result = noCode(req) ? undefined : await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
+    const result = noCodeTyped(req) ? undefined : await secondFactor.verifyRecoveryCode(id, login, field(req, 'code'), clientIp(req));
     if (result?.ok) return finished(req, reply, result);
     const twin = result && (await pending.twin(id, 'verify', form));
     if (twin) return finished(req, reply, twin);
@@ -373,7 +368,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       return steppedUp(req, reply, twin, to);
     }
     checkCsrf(req, active.record.csrf);
-    const result = noCode(req) ? undefined : await secondFactor.stepUpTotp(active, field(req, 'code'), clientIp(req));
+    const result = noCodeTyped(req) ? undefined : await secondFactor.stepUpTotp(active, field(req, 'code'), clientIp(req));
     if (result?.ok) return steppedUp(req, reply, result.token, to);
     // Refused as the code was just used, by this same form sent a moment before: that one's step-up.
     const twin = result && (await sessions.twin(cookie, form));
