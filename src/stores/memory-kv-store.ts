@@ -79,8 +79,17 @@ export class MemoryKvStore implements KvStore {
     const e = this.text(key);
     if (e && Number(e.value) >= value) return false;
     // The note first: a full store refusing it refuses the whole step, never leaves a claim without its note.
+    const noted = note && this.map.get(note.key);
     if (note) this.write(note.key, note.value, ttlMs);
-    this.write(key, String(value), ttlMs);
+    try {
+      this.write(key, String(value), ttlMs);
+    } catch (err) {
+      // Nor a note without its claim: the note may have taken the last free entry and the claim been refused, and a
+      // refused step keeps nothing of itself, as a Redis script refused at its first write does.
+      if (noted) this.map.set(note.key, noted);
+      else if (note) this.map.delete(note.key);
+      throw err;
+    }
     return true;
   }
 

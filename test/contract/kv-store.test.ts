@@ -503,6 +503,21 @@ t.test('memory store: beyond maxEntries a new key is refused (fail closed); keys
   t.equal(await kv.get('d'), '1');
 });
 
+t.test('memory store: a claim with a note that a full store refuses keeps neither, as in Redis', async (t) => {
+  const clock = new FakeClock();
+  const kv = new MemoryKvStore(clock, 3);
+  await kv.set('a', '1', 60_000);
+  await kv.set('held-note', 'before', 60_000);
+  // One entry free: the note would take it, and the claim then find none.
+  await t.rejects(kv.raiseTo('claim', 5, 60_000, { key: 'note', value: 'login:1' }), { code: 'GW_ERR_STORE_UNAVAILABLE' });
+  t.equal(await kv.get('note'), null, 'no note left without its claim');
+  t.equal(kv.size, 2, 'the free entry is still free');
+  await kv.set('b', '1', 60_000);
+  await t.rejects(kv.raiseTo('claim', 5, 60_000, { key: 'held-note', value: 'login:2' }), { code: 'GW_ERR_STORE_UNAVAILABLE' });
+  t.equal(await kv.get('held-note'), 'before', 'a note already held is left as it was');
+  t.equal(await kv.get('claim'), null);
+});
+
 t.test('memory store: a full store makes room from expired entries before it refuses', async (t) => {
   const clock = new FakeClock();
   const kv = new MemoryKvStore(clock, 100);
