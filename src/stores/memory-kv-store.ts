@@ -70,8 +70,10 @@ export class MemoryKvStore implements KvStore {
     assertPositiveInteger('cap', cap);
     const n = Number(this.text(key)?.value ?? 0);
     const value = n < cap ? this.bump(key, ttlMs ?? undefined) : n;
-    // Kept until deleted, as PERSIST does in Redis.
-    if (ttlMs === null || value >= cap) this.live(key)!.expiresAt = Infinity;
+    // Kept until deleted, as PERSIST does in Redis. The entry just read or written, without asking the clock again: a
+    // counter expiring in the meantime (the clock moves on while the call runs; Redis stops its clock for a script)
+    // would be dropped, the failure that locked it with it.
+    if (ttlMs === null || value >= cap) this.map.get(key)!.expiresAt = Infinity;
     return { value, capped: value >= cap, reached: n < cap && value >= cap };
   }
 

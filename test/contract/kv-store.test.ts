@@ -518,6 +518,22 @@ t.test('memory store: a claim with a note that a full store refuses keeps neithe
   t.equal(await kv.get('claim'), null);
 });
 
+t.test('memory store: a counter reaching its cap as it expires is locked or new, never dropped with an error', async (t) => {
+  // The system clock moves on while a call runs; this one moves a millisecond at every look.
+  const clock = { t: 1_800_000_000_000, ticking: false, now: () => (clock.ticking ? clock.t++ : clock.t) };
+  for (let early = 0; early < 20; early++) {
+    const kv = new MemoryKvStore(clock);
+    clock.ticking = false;
+    await kv.incrementCapped('count', 2, 100);
+    clock.t += 100 - early;
+    clock.ticking = true;
+    const r = await kv.incrementCapped('count', 2, 100);
+    clock.ticking = false;
+    if (r.capped) t.equal(await kv.get('count'), '2', `${early} ms before its expiry: the lock is kept`);
+    else t.same(r, { value: 1, capped: false, reached: false }, `${early} ms before its expiry: a new count`);
+  }
+});
+
 t.test('memory store: a full store makes room from expired entries before it refuses', async (t) => {
   const clock = new FakeClock();
   const kv = new MemoryKvStore(clock, 100);
