@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { operatorFrom } from '../../../src/cli/admin.js';
-import { csvUsernames, issueEnrolmentCodes } from '../../../src/cli/enrol-codes.js';
+import { csvCell, csvUsernames, issueEnrolmentCodes } from '../../../src/cli/enrol-codes.js';
 import { PartialOutput, UsageError } from '../../../src/cli/usage.js';
 import type { Gateway } from '../../../src/gateway.js';
 import { runCli } from '../../helpers/cli.js';
@@ -80,4 +80,9 @@ t.test('the reason names none of the users of the file: it goes into the audit t
   t.equal(run.code, 2);
   t.match(run.stderr, '--reason must not contain the username');
   t.notOk(existsSync(join(raw.audit.dir, 'admin')), 'nothing in the admin trail');
+});
+
+t.test('a cell a spreadsheet could run as a formula starts with an apostrophe, also after spaces or in full-width letters', async (t) => {
+  for (const name of ['=1+1', '+1', '-1', '@SUM(A1)', ' =HYPERLINK("x")', '\u3000=1+1', '\uFF1D1+1', '\uFF20x', '\t=1']) t.equal(csvCell(name)[0] === "'" || csvCell(name).startsWith(`"'`), true, JSON.stringify(name));
+  for (const name of ['alice', 'o.brien', 'a=b', 'ann-marie', ' bob']) t.equal(csvCell(name), name, JSON.stringify(name));
 });
