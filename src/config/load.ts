@@ -13,7 +13,7 @@ import { parseCidr } from '../domain/client-address.js';
 import { compilePolicy, uncanonical, type PolicyConfig } from '../domain/policy.js';
 import { crlsOf, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
-import { parseGroupMap } from '../services/groups.js';
+import { HEADER_GROUP, parseGroupMap } from '../services/groups.js';
 import { Messages } from '../ui/i18n.js';
 import { ConfigSchema, type Config } from './schema.js';
 
@@ -428,6 +428,12 @@ export function configWarnings(c: Config): string[] {
   // Built as serve builds it (checkSemantics has refused what it cannot read).
   for (const { file, missing } of c.ui.localesDir ? new Messages(c.ui.localesDir, c.ui.defaultLanguage).incomplete : []) {
     w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English on pages marked as its language, which a screen reader reads with that language's voice`);
+  }
+  // A group the login header cannot carry comes only from the group file: from the header, a rule naming it never
+  // matches (a deny rule for it lets its members through).
+  if (c.groups.loginHeader) {
+    const named = [...c.policy.rules.flatMap((r, i) => (r.groups ?? []).map((g) => [`policy.rules.${i}.groups`, g] as const)), ...c.admin.report.groups.map((g) => ['admin.report.groups', g] as const)];
+    for (const [at, g] of named) if (!HEADER_GROUP.test(g)) w.push(`${at}: ${JSON.stringify(g)} is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces, at most 64): only the group file can put anyone in it`);
   }
   const rp = relyingParty(c);
   // Browsers run a ceremony only on a page under the id, and the gateway answers only server.hosts (421 otherwise).

@@ -428,6 +428,22 @@ t.test('the WebAuthn relying party is in lower case, as browsers send it, howeve
   t.equal(rpWarnings().length, 1, 'a name that only ends in the same letters is not under it');
 });
 
+t.test('with groups from the login header, a rule group the header cannot carry warns: only the group file could fill it', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.groups = { loginHeader: 'X-Portal-Groups' };
+  raw.policy = {
+    rules: [
+      { name: 'doctors', paths: ['/prescriptions/'], groups: ['Ärzte', 'clinic staff'], decision: 'mfa' },
+      { name: 'closed', paths: ['/prescriptions/'], decision: 'deny' },
+      { name: 'portal', paths: ['/'], decision: 'mfa' },
+    ],
+  };
+  const groupWarnings = () => configWarnings(resolveConfig(raw)).filter((w) => w.includes('groups.loginHeader cannot carry'));
+  t.same(groupWarnings(), ['policy.rules.0.groups: "Ärzte" is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces, at most 64): only the group file can put anyone in it']);
+  raw.groups = {};
+  t.same(groupWarnings(), [], 'no login header: names are the group file\'s');
+});
+
 t.test('passkey origins outside the relying party id are refused; an IP address as the id warns', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.server = { ...raw.server, hosts: ['portal.example.org'] };
