@@ -166,10 +166,19 @@ export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[],
   const chains = (c: X509Certificate, path: X509Certificate[]): boolean =>
     known.some(
       (issuer) =>
-        !path.includes(issuer) && issuedBy(c, issuer) && issuer.ca && valid(issuer) &&
+        !path.includes(issuer) && issuedBy(c, issuer) && valid(issuer) &&
+        // A root of the bundle of the first X.509 version (no extensions, so no CA flag) is a CA, as TLS takes it;
+        // every other must say it is one.
+        (issuer.ca || (firstVersion(issuer) && issuer.checkIssued(issuer))) &&
         (issuer.checkIssued(issuer) ? cas.includes(issuer) : forClients(issuer) && path.length < 8 && chains(issuer, [...path, issuer])),
     );
   return valid(cert) && forClients(cert) && chains(cert, [cert]);
+}
+
+/** Whether a certificate is of the first X.509 version (its to-be-signed part starts without a version field). */
+function firstVersion(cert: X509Certificate): boolean {
+  const der = cert.raw;
+  return tlv(der, tlv(der, tlv(der, 0).start).start).tag !== 0xa0;
 }
 
 /** The CRLs of a PEM file, each its own PEM block (TLS reads only the first CRL of a buffer given it). */

@@ -21,8 +21,12 @@ export class TestCa {
   readonly ca: Issued;
   private serial = 1;
 
-  /** `curve`: of the CA's key, which signs every certificate it issues (OpenSSL's name). */
-  constructor(name: string, readonly curve = 'P-256') {
+  /**
+   * `curve`: of the CA's key, which signs every certificate it issues (OpenSSL's name); `v1`: the CA's certificate in
+   * the first X.509 version, without extensions (no basicConstraints), as old roots are; `ext`: an extension of the
+   * CA's certificate besides OpenSSL's defaults (OpenSSL's -addext).
+   */
+  constructor(name: string, readonly curve = 'P-256', opts: { v1?: boolean; ext?: string } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), `mfa-pki-${name}-`));
     writeFileSync(join(this.dir, 'index.txt'), '');
     writeFileSync(join(this.dir, 'crlnumber'), '01\n');
@@ -30,7 +34,13 @@ export class TestCa {
       join(this.dir, 'ca.cnf'),
       `[ca]\ndefault_ca = ca\n[ca]\ndatabase = index.txt\ndefault_md = sha256\ncrlnumber = crlnumber\ndefault_crl_days = 1\n`,
     );
-    openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', `ec_paramgen_curve:${curve}`, '-nodes', '-days', '30', '-subj', `/CN=${name}`, '-keyout', 'ca.key', '-out', 'ca.pem'], this.dir);
+    if (opts.v1) {
+      openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', `ec_paramgen_curve:${curve}`, '-nodes', '-subj', `/CN=${name}`, '-keyout', 'ca.key', '-out', 'ca.csr'], this.dir);
+      openssl(['x509', '-req', '-in', 'ca.csr', '-signkey', 'ca.key', '-days', '30', '-out', 'ca.pem'], this.dir);
+    } else {
+      const ext = opts.ext ? ['-addext', opts.ext] : [];
+      openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', `ec_paramgen_curve:${curve}`, '-nodes', '-days', '30', '-subj', `/CN=${name}`, ...ext, '-keyout', 'ca.key', '-out', 'ca.pem'], this.dir);
+    }
     this.ca = this.load('ca');
   }
 

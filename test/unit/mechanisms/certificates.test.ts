@@ -2,7 +2,7 @@
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { crlsOf, issuerKeyOf, issuersOf, revocationKeyOf } from '../../../src/mechanisms/certificates.js';
+import { chainsTo, crlsOf, issuerKeyOf, issuersOf, revocationKeyOf } from '../../../src/mechanisms/certificates.js';
 import { TestCa } from '../../helpers/pki.js';
 
 const root = new TestCa('root');
@@ -36,4 +36,18 @@ t.test("when each CA's CRL is due to be replaced: its nextUpdate, by the CA whos
   const { nextUpdate } = crlsOf(readFileSync(root.crl([], 'root-due.pem', new Date(rootDue)), 'utf8') + readFileSync(site.crl([], 'site-due.pem', new Date(siteDue)), 'utf8'));
   t.equal(nextUpdate.get(issuerKeyOf(x509(laptop.cert))), rootDue, "the root CA's devices");
   t.equal(nextUpdate.get(issuerKeyOf(x509(kiosk.cert))), siteDue, "the intermediate's");
+});
+
+t.test('a root CA in the first X.509 version (no extensions, as old roots are) is a trust anchor, as TLS takes it; a v1 certificate below it is no CA', async (t) => {
+  const old = new TestCa('old-root', 'P-256', { v1: true });
+  t.equal(x509(old.ca.cert).ca, false, 'no basicConstraints');
+  const now = Date.now();
+  t.ok(chainsTo(x509(old.issue('old-laptop').cert), [x509(old.ca.cert)], now), 'its device counts');
+  t.ok(chainsTo(x509(laptop.cert), [x509(root.ca.cert)], now), 'as a v3 root\'s does');
+  t.notOk(chainsTo(x509(laptop.cert), [x509(old.ca.cert)], now), 'not another CA\'s device');
+  // A root of a later version that says it is no CA is none, as TLS refuses it.
+  const notCa = new TestCa('not-a-ca', 'P-256', { ext: 'basicConstraints=critical,CA:FALSE' });
+  t.notOk(chainsTo(x509(notCa.issue('its-laptop').cert), [x509(notCa.ca.cert)], now), 'a self-signed certificate marked CA:FALSE issues no devices');
+  // Below a root, a CA must say it is one: a device certificate (no CA) cannot issue others.
+  t.notOk(chainsTo(x509(kiosk.cert), [x509(root.ca.cert), x509(laptop.cert)], now), 'not a certificate signed by a device');
 });
