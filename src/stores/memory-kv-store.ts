@@ -13,25 +13,33 @@ interface Entry {
 // Each write also checks this many other entries for expiry, so memory stays bounded by live state without a
 // pause that grows with the number of sessions.
 const SWEEP_PER_WRITE = 4;
-// A write of a new key into a full store first checks up to this many entries for expiry, to make room.
-const SWEEP_WHEN_FULL = 1000;
-// After such a sweep found no room, new keys are refused without sweeping again for this long: a flood that filled
-// the store with live keys would otherwise make each of its refused writes cost a thousand checks.
-const FULL_RECHECK_MS = 100;
+// Entries are also filed by the second they expire in, so a full store finds its expired entries first, however
+// many live ones were written before them: room comes back within a second of a flood's keys expiring.
+const FILE_MS = 1000;
+// A write of a new key into a full store first reclaims up to this many expired entries, to make room; with nothing
+// expired, a flood's refused writes each look at nothing.
+const RECLAIM_WHEN_FULL = 1000;
 
 // Every method runs to completion without awaiting, so each one is atomic, as a Lua script is in Redis.
 export class MemoryKvStore implements KvStore {
   private readonly map = new Map<string, Entry>();
   private sweep: Iterator<string> = this.map.keys();
   private refused: () => void = () => {};
-  /** Until when a full store refuses a new key without looking for expired entries (see FULL_RECHECK_MS). */
-  private noRoomUntil = -Infinity;
+  /** The keys of entries with an expiry, by the second it falls in (see FILE_MS). */
+  private readonly expiring = new Map<number, Set<string>>();
+  /** The first second whose entries have not all been reclaimed yet. */
+  private reclaimFrom: number;
 
-  /** `maxEntries`: live keys held at most; a new key beyond them is refused (none given: no cap). */
+  /**
+   * `maxEntries`: keys held at most, expired ones counted until reclaimed (a full store reclaims them first); a new
+   * key beyond them is refused (none given: no cap).
+   */
   constructor(
     private readonly clock: Clock,
     private readonly maxEntries = Infinity,
-  ) {}
+  ) {
+    this.reclaimFrom = Math.floor(clock.now() / FILE_MS);
+  }
 
   /** Calls `listener` on each write refused because the store is full (the gateway counts them as store errors). */
   onRefused(listener: () => void): void {
@@ -54,12 +62,12 @@ export class MemoryKvStore implements KvStore {
 
   async take(key: string): Promise<string | null> {
     const e = this.text(key);
-    this.map.delete(key);
+    this.drop(key);
     return e?.value ?? null;
   }
 
   async delete(key: string): Promise<void> {
-    this.map.delete(key);
+    this.drop(key);
   }
 
   async increment(key: string, ttlMs: number): Promise<number> {
@@ -73,7 +81,7 @@ export class MemoryKvStore implements KvStore {
     // Kept until deleted, as PERSIST does in Redis. The entry just read or written, without asking the clock again: a
     // counter expiring in the meantime (the clock moves on while the call runs; Redis stops its clock for a script)
     // would be dropped, the failure that locked it with it.
-    if (ttlMs === null || value >= cap) this.map.get(key)!.expiresAt = Infinity;
+    if (ttlMs === null || value >= cap) this.put(key, { ...this.map.get(key)!, expiresAt: Infinity });
     return { value, capped: value >= cap, reached: n < cap && value >= cap };
   }
 
@@ -88,8 +96,8 @@ export class MemoryKvStore implements KvStore {
     } catch (err) {
       // Nor a note without its claim: the note may have taken the last free entry and the claim been refused, and a
       // refused step keeps nothing of itself, as a Redis script refused at its first write does.
-      if (noted) this.map.set(note.key, noted);
-      else if (note) this.map.delete(note.key);
+      if (noted) this.put(note.key, noted);
+      else if (note) this.drop(note.key);
       throw err;
     }
     return true;
@@ -116,7 +124,7 @@ export class MemoryKvStore implements KvStore {
   async setRemove(key: string, member: string): Promise<void> {
     const members = this.members(key);
     members?.delete(member);
-    if (members?.size === 0) this.map.delete(key);
+    if (members?.size === 0) this.drop(key);
   }
 
   async replaceIf(key: string, expected: string, value: string, ttlMs?: number): Promise<boolean> {
@@ -129,7 +137,7 @@ export class MemoryKvStore implements KvStore {
 
   async deleteIf(key: string, expected: string): Promise<boolean> {
     if (this.text(key)?.value !== expected) return false;
-    this.map.delete(key);
+    this.drop(key);
     return true;
   }
 
@@ -153,6 +161,7 @@ export class MemoryKvStore implements KvStore {
 
   async close(): Promise<void> {
     this.map.clear();
+    this.expiring.clear();
   }
 
   /** +1 on a string counter; the TTL is set only when the counter is created (none without ttlMs). */
@@ -167,7 +176,7 @@ export class MemoryKvStore implements KvStore {
   private live(key: string): Entry | undefined {
     const e = this.map.get(key);
     if (e && e.expiresAt <= this.clock.now()) {
-      this.map.delete(key);
+      this.drop(key);
       return undefined;
     }
     return e;
@@ -189,16 +198,55 @@ export class MemoryKvStore implements KvStore {
     // Full: a new key is refused (the request fails closed, as with Redis down) instead of memory growing until
     // the process dies; keys already held can still change, so signed-in people keep working.
     if (this.map.size >= this.maxEntries && !this.map.has(key)) {
-      const now = this.clock.now();
-      if (now >= this.noRoomUntil) this.sweepSome(SWEEP_WHEN_FULL);
+      this.reclaim(RECLAIM_WHEN_FULL);
       if (this.map.size >= this.maxEntries) {
-        if (now >= this.noRoomUntil) this.noRoomUntil = now + FULL_RECHECK_MS;
         this.refused();
         throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `memory store full (store.memory.maxEntries: ${this.maxEntries})`);
       }
     }
-    this.map.set(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + storeTtl(ttlMs) });
+    this.put(key, { value, expiresAt: ttlMs === undefined ? Infinity : this.clock.now() + storeTtl(ttlMs) });
+    this.reclaim(SWEEP_PER_WRITE);
     this.sweepSome(SWEEP_PER_WRITE);
+  }
+
+  /** Sets an entry, filed under the second it expires in. */
+  private put(key: string, e: Entry): void {
+    const before = this.map.get(key);
+    this.map.set(key, e);
+    if (before && second(before) === second(e)) return;
+    if (before) this.unfile(key, before);
+    if (e.expiresAt === Infinity) return;
+    const keys = this.expiring.get(second(e));
+    if (keys) keys.add(key);
+    else this.expiring.set(second(e), new Set([key]));
+  }
+
+  private drop(key: string): void {
+    const e = this.map.get(key);
+    if (!e) return;
+    this.map.delete(key);
+    this.unfile(key, e);
+  }
+
+  private unfile(key: string, e: Entry): void {
+    const keys = this.expiring.get(second(e));
+    keys?.delete(key);
+    if (keys?.size === 0) this.expiring.delete(second(e));
+  }
+
+  /**
+   * Reclaims up to `n` expired entries in the order they expired, second by second up to the last one wholly passed.
+   * Each second is stepped over once, so that costs one step per second of uptime. An entry that outlives its second
+   * (only when the system clock is set back) is left to the sweep.
+   */
+  private reclaim(n: number): void {
+    const passed = Math.floor(this.clock.now() / FILE_MS);
+    for (; this.reclaimFrom <= passed; this.reclaimFrom++) {
+      for (const key of this.expiring.get(this.reclaimFrom) ?? []) {
+        if (n-- <= 0) return;
+        this.live(key);
+      }
+    }
   }
 
   /** Checks up to `n` entries for expiry, going round the map. */
@@ -214,4 +262,9 @@ export class MemoryKvStore implements KvStore {
   get size(): number {
     return this.map.size;
   }
+}
+
+/** The second an entry's expiry falls in: by its end the entry has expired. */
+function second(e: Entry): number {
+  return Math.ceil(e.expiresAt / FILE_MS);
 }
