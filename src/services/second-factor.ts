@@ -188,11 +188,15 @@ export class SecondFactorService {
       const sessionsEnded = await this.d.sessions.endAll(c.pid, 'passkey-copied', undefined, effort);
       this.d.security('webauthn_counter_regression', { pid: c.pid, ip, factor: 'webauthn', credential: factor.id, sessionsEnded });
       this.d.notifier.notify({ event: 'webauthn_counter_regression', user: c.username, ip, details: { name: factor.name, sessionsEnded } });
-      const refused = await this.d.attempts.failed(c, ip, await this.d.attempts.againstUser(c, attempt), 'counter-regression');
+      await this.d.attempts.failed(c, ip, await this.d.attempts.againstUser(c, attempt), 'counter-regression');
       // The sign-in itself ends last: its first failed second step is notified as any other, and that reads the sign-in.
       if (c.kind === 'login') await effort.run(() => c.end());
       effort.rethrow();
-      return refused;
+      // Answered as what has ended, not as a passkey to try again: the person is told at once (the passkey script
+      // opens the page again, which says to sign in again), not at the next press.
+      throw c.kind === 'login'
+        ? new GatewayError('GW_ERR_LOGIN_EXPIRED', 'sign-in ended: passkey found copied')
+        : new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'session ended: passkey found copied');
     };
     if (!result.ok && result.reason === 'counter-regression') return regressed();
     // Only a clone's answer (above: its signature right, its counter behind) counts against the user. A wrong

@@ -171,3 +171,32 @@ t.test('the same, after the skip link put #main in the address: the page still o
   await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
   t.equal(await page.textContent('h1'), 'Your sign-in has expired. Please sign in again.', 'the page says what happened');
 });
+
+t.test('a passkey found copied at sign-in: the press leads at once to the page that says the sign-in must start again', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  const authenticator = await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  await page.check('#ack');
+  await submit(page);
+  t.equal(url(page), '/records');
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('button', { name: 'Use your passkey or security key' }).click());
+  t.equal(url(page), '/records', 'the passkey has signed in, its sign counter now ahead of 0');
+
+  // The authenticator holds the same passkey with its counter set back, as a copy of it made earlier would.
+  const [held] = (await authenticator.cdp.send('WebAuthn.getCredentials', { authenticatorId: authenticator.id })).credentials;
+  await authenticator.cdp.send('WebAuthn.clearCredentials', { authenticatorId: authenticator.id });
+  await authenticator.cdp.send('WebAuthn.addCredential', { authenticatorId: authenticator.id, credential: { ...held!, signCount: 0 } });
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/verify`);
+  await andWait(page, page.getByRole('button', { name: 'Use your passkey or security key' }).click());
+  t.equal(await page.textContent('h1'), 'Your sign-in has expired. Please sign in again.', 'the first press: the page says the sign-in ended, no button to press again');
+  t.equal(await page.getByRole('link', { name: 'Sign in again' }).count(), 1, 'and links on');
+  t.equal(await page.getByRole('button', { name: 'Use your passkey or security key' }).count(), 0);
+});

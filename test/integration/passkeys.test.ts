@@ -165,7 +165,7 @@ t.test('answers that are no signature, from someone holding only the password, e
   t.equal((await jsonCall(b, '/_mfa/verify/passkey', csrf, { credential: forged })).status, 400);
   t.notOk('failures' in events(s, 'mfa_failed').at(-1)!, 'a wrong signature: not counted against alice');
   t.match(events(s, 'mfa_failed').at(-1), { reason: 'signature' });
-  t.equal((await signInWithPasskey(s, alice.clone(), ALICE, { counter: 1 })).answer.status, 400);
+  t.match((await signInWithPasskey(s, alice.clone(), ALICE, { counter: 1 })).answer, { status: 403, json: { error: 'GW_ERR_LOGIN_EXPIRED' } });
   t.match(events(s, 'mfa_failed').at(-1), { reason: 'counter-regression', failures: 1 });
 });
 
@@ -185,7 +185,9 @@ t.test('a sign counter that does not increase: refused, a security event and a n
   const csrf = passkeyCsrf((await waiting.get('/_mfa/verify')).body);
   const options = (await jsonCall(waiting, '/_mfa/verify/passkey/options', csrf)).json;
   const cloned = await signInWithPasskey(s, clone);
-  t.equal(cloned.answer.status, 400, 'a cloned authenticator answering with counter 1');
+  // The sign-in it answered has ended: told at once, in a code after which the script opens the page again (which
+  // says to sign in again), not as a passkey to try again.
+  t.match(cloned.answer, { status: 403, json: { error: 'GW_ERR_LOGIN_EXPIRED' } }, 'a cloned authenticator answering with counter 1');
   t.equal(events(s, 'webauthn_counter_regression').length, 1);
   await receiver.waitFor(2);
   t.ok(receiver.calls.some((c) => c.json.event === 'webauthn_counter_regression' && c.json.user === 'alice'));
@@ -222,7 +224,7 @@ t.test('a passkey found copied at a sign-in ends every session of its user, thos
   t.match((await app.get('/records')).body, 'Signed in as alice', "alice's session of her app");
   // The key answers with the counter the copy used: found copied.
   const { b: genuine, answer: refused } = await signInWithPasskey(s, auth);
-  t.equal(refused.status, 400, "the key's answer, its counter not ahead, is refused");
+  t.match(refused, { status: 403, json: { error: 'GW_ERR_LOGIN_EXPIRED' } }, "the key's answer, its counter not ahead, is refused: its sign-in has ended, and the answer says so");
   t.equal((await copied.get('/records')).status, 302, 'the session the copy opened has ended');
   t.equal((await copied.get('/_mfa/security/passkey')).status, 302, 'it adds nothing');
   t.equal((await app.get('/records')).status, 302, 'so has the one her app opened: which sessions the copy reached is not known');
@@ -247,7 +249,8 @@ t.test('a passkey found copied at a step-up ends the session stepping up too, an
   t.match((await copied.get('/records')).body, 'Signed in as alice', 'the copy signs in');
   const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
   const options = await jsonCall(b, '/_mfa/step-up/passkey/options', csrf);
-  t.equal((await jsonCall(b, '/_mfa/step-up/passkey', csrf, { credential: auth.authenticate(options.json) })).status, 400, "the key's step-up is refused");
+  const refused = await jsonCall(b, '/_mfa/step-up/passkey', csrf, { credential: auth.authenticate(options.json) });
+  t.match(refused, { status: 401, json: { error: 'GW_ERR_SIGN_IN_REQUIRED' } }, "the key's step-up is refused: its session has ended, and the answer says so");
   t.equal((await b.get('/records')).status, 302, 'the session that stepped up has ended');
   t.equal((await copied.get('/records')).status, 302, 'and the one the copy opened');
   t.match(events(s, 'webauthn_counter_regression'), [{ sessionsEnded: 2 }]);
@@ -263,7 +266,7 @@ t.test('a passkey marked as copied does not count as the factor left: the app be
   t.equal((await jsonCall(first, '/_mfa/security/passkey', csrf, { credential: auth.register(options.json), name: 'Key' })).status, 200);
   const clone = auth.clone();
   t.equal((await signInWithPasskey(s, auth)).answer.status, 200);
-  t.equal((await signInWithPasskey(s, clone)).answer.status, 400, 'the copy: the key is suspect from now on');
+  t.equal((await signInWithPasskey(s, clone)).answer.status, 403, 'the copy: the key is suspect from now on');
   // That ended her sessions: she signs in again with the app.
   const { b } = await signInWithTotp(s, secret);
   const page = await b.get('/_mfa/security');
@@ -306,7 +309,7 @@ t.test('a step-up for a device-bound rule whose only security key is marked as c
   t.notMatch(before, 'This page needs a security key');
   const clone = key.clone();
   t.equal((await signInWithPasskey(s, key)).answer.status, 200);
-  t.equal((await signInWithPasskey(s, clone)).answer.status, 400, 'the copy: the key is suspect from now on');
+  t.equal((await signInWithPasskey(s, clone)).answer.status, 403, 'the copy: the key is suspect from now on');
   const after = await stepUp();
   t.notMatch(after, 'class="passkey"', 'no button for a key that opens nothing');
   t.match(after, 'This page needs a security key', 'but the note on adding one');
@@ -329,7 +332,7 @@ t.test('a cloned authenticator racing the genuine one with the same counter: one
   }
   // Both sign with the same counter, higher than any before (the clone has kept up), sent at once.
   const answers = await Promise.all(logins.map((l) => jsonCall(l.b, `${p}/verify/passkey`, l.csrf, { credential: l.who.authenticate(l.options, { counter: 10 }) })));
-  t.same(answers.map((a) => a.status).sort(), [200, 400], 'exactly one of the two');
+  t.same(answers.map((a) => a.json.error ?? a.status).sort(), [200, 'GW_ERR_LOGIN_EXPIRED'], 'exactly one of the two (the other is found copied: its sign-in ends)');
   t.equal(events(s, 'webauthn_counter_regression').length, 1, 'the refusal is a counter regression');
   const later = s.browser();
   await submitPassword(later, ALICE.username, ALICE.password);
