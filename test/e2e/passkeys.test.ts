@@ -1,7 +1,8 @@
 // Passkeys in Chromium with a virtual authenticator (Chrome DevTools Protocol): enrolment at first login, signing in
 // with it, a ceremony that fails, and the security page adding a passkey (also on a device that already has one)
-// and removing an authenticator app.
+// and removing an authenticator app; refusals after which the button opens its page again.
 import t from 'tap';
+import type { Ceremony } from '../../src/services/ceremony.js';
 import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
 
 const P = '/_mfa';
@@ -199,4 +200,33 @@ t.test('a passkey found copied at sign-in: the press leads at once to the page t
   t.equal(await page.textContent('h1'), 'Your sign-in has expired. Please sign in again.', 'the first press: the page says the sign-in ended, no button to press again');
   t.equal(await page.getByRole('link', { name: 'Sign in again' }).count(), 1, 'and links on');
   t.equal(await page.getByRole('button', { name: 'Use your passkey or security key' }).count(), 0);
+});
+
+t.test('passkeys turned off after too many failures while the sign-in page was open: the press opens the page again, which offers what still works', async (t) => {
+  const s = await startE2eStack(t, { patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 3, baseSeconds: 1, maxSeconds: 1, cap: 3 } }) });
+  const { context, page } = await newPage(t, browser);
+  await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  await page.check('#ack');
+  await submit(page);
+  t.equal(url(page), '/records');
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/verify`);
+  const use = page.getByRole('button', { name: 'Use your passkey or security key' });
+  t.equal(await use.isEnabled(), true, 'the passkey is offered');
+
+  // Meanwhile passkeys are turned off for the user: their count of failures is put at the cap directly.
+  const gw = s.app.gateway;
+  const ceremony = { pid: gw.pidOf('alice')! } as Ceremony;
+  for (let i = 0; i < 3; i++) await gw.limits.attempts.againstUser(ceremony, { n: 0, kind: 'webauthn', last: false });
+  t.same([...(await gw.limits.attempts.disabledKinds(ceremony.pid))], ['webauthn']);
+
+  await andWait(page, use.click());
+  t.equal(url(page), `${P}/verify`, 'the same page, opened again');
+  t.equal(await page.getByRole('button', { name: 'Use your passkey or security key' }).count(), 0, 'no button that could only be refused again');
+  t.match(await page.textContent('main'), 'Some of your sign-in methods have been turned off', 'the page says why');
+  t.equal(await page.getByRole('link', { name: 'Use a recovery code' }).count(), 1, 'and offers what still works');
 });
