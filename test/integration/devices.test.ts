@@ -1,6 +1,6 @@
 // Managed devices: client certificates at the gateway's own TLS, behind a TLS-terminating proxy, the CRL and the
 // device registry (also through the CLI, on a shared Redis).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -71,6 +71,23 @@ function tlsStack(patch: (raw: Record<string, any>) => void = () => {}) {
       patch(raw);
     },
   });
+}
+
+/**
+ * A gateway behind a TLS-terminating proxy (127.0.0.1) that passes the device certificate in X-SSL-Client-Cert,
+ * judged against `caFile` (and `crlFile`); with a browser signed in there as Alice, and the header that presents a certificate.
+ */
+async function proxyStack(t: Test, caFile: string, crlFile?: string): Promise<{ stack: Stack; b: Browser; header: (cert: Issued) => Record<string, string> }> {
+  const stack = await startStack({
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.devices = { caFile, ...(crlFile ? { crlFile } : {}), header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
+      raw.policy = { rules };
+    },
+  });
+  t.teardown(stack.close);
+  const { b } = await signUpAndEnrol(stack, ALICE);
+  return { stack, b, header: (cert) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) }) };
 }
 
 const agent = (cert?: Issued) =>
@@ -258,16 +275,7 @@ t.test('with a CRL file, a device of a CA that has no CRL in it counts on no pat
 
   const bundle = `${deviceCa.dir}/root-and-site.pem`;
   writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert);
-  const viaProxy = await startStack({
-    patch: (raw) => {
-      raw.server.trustedProxies = ['127.0.0.1'];
-      raw.devices = { caFile: bundle, crlFile: file, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
-      raw.policy = { rules };
-    },
-  });
-  t.teardown(viaProxy.close);
-  const { b } = await signUpAndEnrol(viaProxy, ALICE);
-  const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
+  const { b, header } = await proxyStack(t, bundle, file);
   t.equal((await b.get('/admin/', header(laptop))).status, 200, "from the proxy: the root CA's device");
   t.equal((await b.get('/admin/', header(unrevoked))).status, 403, "from the proxy: the intermediate's device, whose revocations the gateway cannot know");
 });
@@ -302,16 +310,7 @@ t.test('a CRL revoking an intermediate CA revokes its devices: on a TLS connecti
   // Behind a proxy the gateway alone applies the CRL; the intermediate is in the bundle (the header holds one certificate).
   const bundle = `${deviceCa.dir}/root-and-site.pem`;
   writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert);
-  const viaProxy = await startStack({
-    patch: (raw) => {
-      raw.server.trustedProxies = ['127.0.0.1'];
-      raw.devices = { caFile: bundle, crlFile: file, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
-      raw.policy = { rules };
-    },
-  });
-  t.teardown(viaProxy.close);
-  const { b } = await signUpAndEnrol(viaProxy, ALICE);
-  const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
+  const { b, header } = await proxyStack(t, bundle, file);
   t.equal((await b.get('/admin/', header(unrevoked))).status, 403, 'a device of the revoked intermediate, from the proxy');
   t.equal((await b.get('/admin/', header(laptop))).status, 200, "one of the root CA's, from the proxy");
 });
@@ -332,16 +331,7 @@ t.test("a certificate from the proxy is judged as TLS judges one: its purpose, t
   // holds the intermediates (the header holds one certificate).
   const bundle = `${deviceCa.dir}/with-odd-intermediates.pem`;
   writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert + notCa.ca.cert + oldSiteExpired.cert);
-  const viaProxy = await startStack({
-    patch: (raw) => {
-      raw.server.trustedProxies = ['127.0.0.1'];
-      raw.devices = { caFile: bundle, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
-      raw.policy = { rules };
-    },
-  });
-  t.teardown(viaProxy.close);
-  const { b } = await signUpAndEnrol(viaProxy, ALICE);
-  const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
+  const { b, header } = await proxyStack(t, bundle);
   t.equal((await b.get('/admin/', header(laptop))).status, 200, 'proxy: a device certificate');
   t.equal((await b.get('/admin/', header(issued))).status, 200, 'proxy: one of an intermediate in the bundle');
   t.equal((await b.get('/admin/', header(serverOnly))).status, 403, 'proxy: a certificate for servers only');
@@ -364,16 +354,8 @@ t.test("a CA's CRL past its next update makes its devices unmanaged: on new TLS 
   t.teardown(s.close);
   const bundle = `${deviceCa.dir}/root-and-site-due.pem`;
   writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert);
-  const viaProxy = await startStack({
-    patch: (raw) => {
-      raw.server.trustedProxies = ['127.0.0.1'];
-      raw.devices = { caFile: bundle, crlFile: file, header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
-      raw.policy = { rules };
-    },
-  });
-  t.teardown(viaProxy.close);
+  const { stack: viaProxy, b } = await proxyStack(t, bundle, file);
   const alice = (await signUpAndEnrol(s, ALICE)).b;
-  const b = (await signUpAndEnrol(viaProxy, ALICE)).b;
   const withChain = (c: Issued): Issued => ({ ...c, cert: `${c.cert}${site.ca.cert}` });
   const open = s.browser(new Agent({ connections: 1, connect: { ca: serverCa.ca.cert, cert: laptop.cert, key: laptop.key } }));
   open.cookies.set('__Host-mfa-session', alice.cookies.get('__Host-mfa-session')!);
@@ -422,16 +404,7 @@ t.test('devices.caFile is read at start: TLS keeps trusting the CAs the gateway 
 });
 
 t.test('behind a TLS-terminating proxy: the certificate header counts only from trusted proxies and never reaches the portal', async (t) => {
-  const header = (cert: Issued) => ({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) });
-  const viaProxy = await startStack({
-    patch: (raw) => {
-      raw.server.trustedProxies = ['127.0.0.1'];
-      raw.devices = { caFile: deviceCa.ca.certFile, crlFile: deviceCa.crl([stolen], 'proxy-crl.pem'), header: { name: 'X-SSL-Client-Cert', format: 'pem' } };
-      raw.policy = { rules };
-    },
-  });
-  t.teardown(viaProxy.close);
-  const { b } = await signUpAndEnrol(viaProxy, ALICE);
+  const { stack: viaProxy, b, header } = await proxyStack(t, deviceCa.ca.certFile, deviceCa.crl([stolen], 'proxy-crl.pem'));
   t.equal((await b.get('/admin/', header(laptop))).status, 200, 'verified certificate from the proxy');
   t.equal((await b.get('/admin/', header(rogue))).status, 403, 'a certificate of another CA');
   t.equal((await b.get('/admin/', header(stolen))).status, 403, 'a certificate in the CRL');
