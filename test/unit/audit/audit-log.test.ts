@@ -10,7 +10,7 @@ import { GENESIS, canonicalJson, encodeRecord, sha256Hex, type CheckpointRecord,
 import { verifyAudit, verifyAuditText } from '../../../src/audit/verify-audit.js';
 import { auditVerify } from '../../../src/cli/audit.js';
 import { FakeClock } from '../../helpers/clock.js';
-import { linesOf, openLog, privateKey, publicKey, readSegments, recordsOf, tempDir } from './helpers.js';
+import { failingJournal, linesOf, openLog, privateKey, publicKey, readSegments, recordsOf, tempDir } from './helpers.js';
 
 const event = (n: number) => ({ name: 'password_ok', pid: `p${n}`, ip: '192.0.2.1' });
 
@@ -200,20 +200,10 @@ t.test('the statement of an unsealed tail is kept until written: a failed write 
   await first.log.close();
   const second = openLog(dir);
   second.log.append(event(2)); // then a crash, before its checkpoint
-  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
   let fail = true;
   const errors: string[] = [];
   const log = new AuditLog({
-    journal: {
-      linesFromEnd: () => sink.linesFromEnd(),
-      endPartialLine: () => sink.endPartialLine(),
-      sync: () => sink.sync(),
-      close: () => sink.close(),
-      write(line, seq) {
-        if (fail) throw new Error('EIO: i/o error, write');
-        sink.write(line, seq);
-      },
-    },
+    journal: failingJournal(dir, () => fail, 'EIO: i/o error, write'),
     signingKey: privateKey,
     keyId: 'audit-1',
     clock: new FakeClock(),
@@ -346,20 +336,9 @@ t.test('privacy: events with a username or a secret are refused and reported, ne
 
 t.test('a timed checkpoint that could not be written is tried again an interval later, with nothing else appended', async (t) => {
   const dir = tempDir(t);
-  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
   let fail = false;
-  const journal = {
-    linesFromEnd: () => sink.linesFromEnd(),
-    endPartialLine: () => sink.endPartialLine(),
-    sync: () => sink.sync(),
-    close: () => sink.close(),
-    write(line: string, seq: number) {
-      if (fail) throw new Error('ENOSPC: no space left on device');
-      sink.write(line, seq);
-    },
-  };
   const clock = new FakeClock();
-  const log = new AuditLog({ journal, signingKey: privateKey, keyId: 'audit-1', clock, checkpointEvery: 1000, checkpointIntervalMs: 60_000, onError: () => {} });
+  const log = new AuditLog({ journal: failingJournal(dir, () => fail), signingKey: privateKey, keyId: 'audit-1', clock, checkpointEvery: 1000, checkpointIntervalMs: 60_000, onError: () => {} });
   log.append(event(1));
   fail = true;
   clock.advance(60_000);
@@ -427,20 +406,9 @@ t.test('append never throws: failed writes are reported and the chain resumes fr
 
 t.test('records lost to failed writes (a full disk) are counted in the trail once it can be written, and verify reports them', async (t) => {
   const dir = tempDir(t);
-  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
   let full = false;
   const log = new AuditLog({
-    journal: {
-      linesFromEnd: () => sink.linesFromEnd(),
-      endPartialLine: () => sink.endPartialLine(),
-      sync: () => sink.sync(),
-      close: () => sink.close(),
-      write(line, seq) {
-        // A full disk: not one byte of the line is written.
-        if (full) throw new Error('ENOSPC: no space left on device, write');
-        sink.write(line, seq);
-      },
-    },
+    journal: failingJournal(dir, () => full),
     signingKey: privateKey,
     keyId: 'audit-1',
     clock: new FakeClock(),

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Test } from 'tap';
 import type { AuditError } from '../../../src/audit/audit-error.js';
-import { AuditLog, type AuditLogOptions } from '../../../src/audit/audit-log.js';
+import { AuditLog, type AuditJournal, type AuditLogOptions } from '../../../src/audit/audit-log.js';
 import { AuditFileSink, auditFiles } from '../../../src/audit/file-sink.js';
 import { canonicalJson, sha256Hex } from '../../../src/audit/record.js';
 import { FakeClock } from '../../helpers/clock.js';
@@ -34,6 +34,24 @@ export function openLog(dir: string, opts: TestLogOptions = {}) {
     onError: (e) => errors.push(e),
   });
   return { log, clock, errors };
+}
+
+/**
+ * The file journal of `dir`, whose writes fail with `message` while `failing()` says so, with not one byte of the line
+ * written (a full disk, a failing volume).
+ */
+export function failingJournal(dir: string, failing: () => boolean, message = 'ENOSPC: no space left on device, write'): AuditJournal {
+  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
+  return {
+    linesFromEnd: () => sink.linesFromEnd(),
+    endPartialLine: () => sink.endPartialLine(),
+    sync: () => sink.sync(),
+    close: () => sink.close(),
+    write(line, seq) {
+      if (failing()) throw new Error(message);
+      sink.write(line, seq);
+    },
+  };
 }
 
 /** The audit files of `dir` in chain order, named by their base name (positions in problems use it too). */
