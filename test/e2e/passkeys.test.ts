@@ -1,12 +1,22 @@
 // Passkeys in Chromium with a virtual authenticator (Chrome DevTools Protocol): enrolment at first login, signing in
 // with it, a ceremony that fails, and the security page adding a passkey (also on a device that already has one)
 // and removing an authenticator app; refusals after which the button opens its page again.
-import t from 'tap';
+import t, { type Test } from 'tap';
+import type { Page } from 'playwright-core';
 import type { Ceremony } from '../../src/services/ceremony.js';
-import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
+import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword, url, type E2eStack } from '../helpers/e2e.js';
 
 const P = '/_mfa';
 const browser = await launchChromium(t);
+
+/** The first sign-in: the password, a passkey created, the recovery codes acknowledged, on to the portal. */
+async function signUpWithPasskey(t: Test, page: Page, s: E2eStack): Promise<void> {
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  await page.check('#ack');
+  await submit(page);
+  t.equal(url(page), '/records');
+}
 
 t.test('first login with a passkey, sign out, sign in with it; a failed ceremony says so', async (t) => {
   const s = await startE2eStack(t);
@@ -109,11 +119,7 @@ t.test('security page: a passkey added on a device that already holds one for th
   const s = await startE2eStack(t);
   const { context, page } = await newPage(t, browser);
   const authenticator = await addVirtualAuthenticator(context, page);
-  await submitPassword(page, s);
-  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
-  await page.check('#ack');
-  await submit(page);
-  t.equal(url(page), '/records');
+  await signUpWithPasskey(t, page, s);
 
   // The same authenticator again: the options name its passkey to exclude, and the browser refuses (InvalidStateError).
   await page.goto(`${s.base}${P}/security/passkey`);
@@ -177,11 +183,7 @@ t.test('a passkey found copied at sign-in: the press leads at once to the page t
   const s = await startE2eStack(t);
   const { context, page } = await newPage(t, browser);
   const authenticator = await addVirtualAuthenticator(context, page);
-  await submitPassword(page, s);
-  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
-  await page.check('#ack');
-  await submit(page);
-  t.equal(url(page), '/records');
+  await signUpWithPasskey(t, page, s);
   await page.goto(`${s.base}${P}/logout`);
   await submit(page);
   await submitPassword(page, s);
@@ -206,11 +208,7 @@ t.test('passkeys turned off after too many failures while the sign-in page was o
   const s = await startE2eStack(t, { patch: (raw) => (raw.limits = { secondFactor: { freeAttempts: 3, baseSeconds: 1, maxSeconds: 1, cap: 3 } }) });
   const { context, page } = await newPage(t, browser);
   await addVirtualAuthenticator(context, page);
-  await submitPassword(page, s);
-  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
-  await page.check('#ack');
-  await submit(page);
-  t.equal(url(page), '/records');
+  await signUpWithPasskey(t, page, s);
   await page.goto(`${s.base}${P}/logout`);
   await submit(page);
   await submitPassword(page, s);
