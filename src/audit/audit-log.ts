@@ -188,7 +188,8 @@ export class AuditLog {
     } catch (cause) {
       // Whatever reached the file (perhaps half a line), the next write first re-reads it: see resume().
       this.needsResume = true;
-      this.lastFailedWasEvent = type === 'event';
+      // A failure before this record was built (the resume, ending a partial line) leaves that line's record as it was.
+      if (type !== undefined) this.lastFailedWasEvent = type === 'event';
       this.counts.fileFailures++;
       this.report(new AuditError('AUDIT_WRITE_FAILED', errorText(cause), { cause, sink: 'file', seq: this.seq + 1 }));
       return cause instanceof AuditFileMoved && retry ? this.write(build, false) : false;

@@ -429,6 +429,46 @@ t.test('records lost to failed writes (a full disk) are counted in the trail onc
   t.match(report.problems[0]!.message, /^2 record\(s\) could not be written after seq 1/);
 });
 
+t.test('an event that left half its line on a full disk is its damaged line, not also lost, when ending that line failed too', async (t) => {
+  const dir = tempDir(t);
+  const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
+  let full: 'no' | 'half' | 'yes' = 'no';
+  const log = new AuditLog({
+    journal: {
+      linesFromEnd: () => sink.linesFromEnd(),
+      endPartialLine: () => {
+        if (full !== 'no') throw new Error('ENOSPC: no space left on device, write');
+        sink.endPartialLine();
+      },
+      sync: () => sink.sync(),
+      close: () => sink.close(),
+      write(line, seq) {
+        if (full === 'half') {
+          appendFileSync(join(dir, 'audit.jsonl'), line.slice(0, 40));
+          sink.close();
+          full = 'yes';
+        }
+        if (full !== 'no') throw new Error('ENOSPC: no space left on device, write');
+        sink.write(line, seq);
+      },
+    },
+    signingKey: privateKey,
+    keyId: 'audit-1',
+    clock: new FakeClock(),
+    onError: () => {},
+  });
+  log.append(event(1));
+  full = 'half';
+  log.append(event(2)); // half its line reaches the file
+  log.append(event(3)); // not a byte: the half line cannot even be ended
+  full = 'no';
+  log.append(event(4));
+  await log.close();
+  t.match(recordsOf(dir)[1], { seq: 2, type: 'resumed', reason: 'truncated', skipped: 1, lost: 1 }, 'p2 is the damaged line, p3 alone is lost');
+  const report = verifyAudit(auditFiles(dir), publicKey);
+  t.same(report.problems.map((p) => p.kind), ['truncated', 'deleted']);
+});
+
 t.test('a current file renamed (logrotate), deleted or emptied (copytruncate) while the writer runs: reported, the gap stated, verify fails', async (t) => {
   for (const how of ['renamed', 'deleted', 'emptied'] as const) {
     const dir = tempDir(t);
