@@ -4,7 +4,7 @@ import { policyConfig } from '../config/load.js';
 import { normaliseAddress } from '../domain/client-address.js';
 import { carriesLegacyCredentials, loginFields } from '../domain/legacy-auth.js';
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
-import { canonicalUsername } from '../domain/username.js';
+import { accountNames } from '../domain/username.js';
 import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
 import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
@@ -55,7 +55,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   // As the proxy does: a login in another spelling, or below a login script, is judged as the configured login path.
   const path = login ?? target.matchPath;
   const ip = q.ip === undefined ? null : normaliseAddress(q.ip);
-  const user = q.user === undefined ? null : canonicalUsername(q.user, config.portal.login.usernameCase);
+  const user = q.user === undefined ? null : accountNames(config.portal.login)(q.user);
   // A name no sign-in can use would otherwise be explained as nobody signed in, as if --user were left out.
   if (q.user !== undefined && user === null) throw new UsageError(`--user: not a usable username (no sign-in can use it): ${JSON.stringify(q.user)}`);
   const fileGroups = user && config.groups.file ? parseGroupMap(readFileSync(config.groups.file, 'utf8'), config.portal.login.usernameCase).get(user) ?? [] : [];
