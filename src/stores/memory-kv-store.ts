@@ -241,12 +241,23 @@ export class MemoryKvStore implements KvStore {
    */
   private reclaim(n: number): void {
     const passed = Math.floor(this.clock.now() / FILE_MS);
-    for (; this.reclaimFrom <= passed; this.reclaimFrom++) {
+    while (this.reclaimFrom <= passed) {
       for (const key of this.expiring.get(this.reclaimFrom) ?? []) {
         if (n-- <= 0) return;
         this.live(key);
       }
+      // More seconds to step over than there are seconds holding entries (the clock jumped forward: a machine that
+      // started near 1970, then set its time): on to the next second that holds any, not through every one between,
+      // which would hold up every request for about a second per year skipped.
+      this.reclaimFrom = passed - this.reclaimFrom > this.expiring.size ? this.nextFiled(this.reclaimFrom, passed) : this.reclaimFrom + 1;
     }
+  }
+
+  /** The first second after `from` that holds entries, up to `upTo`; `upTo` + 1 when none does. */
+  private nextFiled(from: number, upTo: number): number {
+    let next = upTo + 1;
+    for (const sec of this.expiring.keys()) if (sec > from && sec < next) next = sec;
+    return next;
   }
 
   /** Checks up to `n` entries for expiry, going round the map. */

@@ -565,6 +565,22 @@ t.test('memory store: a full store has room again within a second of a flood exp
   }
 });
 
+t.test('memory store: a clock that jumps forward (a machine that set its time late) does not make a write step through every second between', async (t) => {
+  const clock = new FakeClock();
+  const kv = new MemoryKvStore(clock, 10);
+  for (const key of ['a', 'b', 'c']) await kv.set(key, '1', 1000);
+  await kv.set('kept', '1', 400 * 86_400_000);
+  const expiring = (kv as unknown as { expiring: Map<number, unknown> }).expiring;
+  let steps = 0;
+  const get = expiring.get.bind(expiring);
+  expiring.get = (second: number) => (steps++, get(second));
+  clock.advance(365 * 86_400_000);
+  await kv.set('d', '1', 60_000);
+  t.ok(steps < 20, `a year later, the write stepped over ${steps} second(s)`);
+  const map = (kv as unknown as { map: Map<string, unknown> }).map;
+  t.same([...map.keys()].sort(), ['d', 'kept'], 'what expired is reclaimed by the write, the rest kept');
+});
+
 t.test('memory store: a full store with nothing expired refuses new keys without looking through what it holds', async (t) => {
   const clock = new FakeClock();
   const kv = new MemoryKvStore(clock, 3);
