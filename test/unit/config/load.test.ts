@@ -287,7 +287,7 @@ t.test('store.redis.url: a port and a db number that Redis can take, checked at 
     const problems = problemsOf(() => resolveConfig(withUrl(url)));
     t.same(problems, ['store.redis.url: not a Redis URL (redis[s]://[user:password@]host[:port 1-65535][/db number])'], url);
   }
-  for (const url of ['redis://127.0.0.1:6379', 'redis://h', 'redis://h/', 'redis://h:6379/2', 'rediss://user:pw@[::1]:6380/15']) t.same(problemsOf(() => resolveConfig(withUrl(url))), [], url);
+  for (const url of ['redis://127.0.0.1:6380', 'redis://h', 'redis://h/', 'redis://h:6379/2', 'rediss://user:pw@[::1]:6380/15']) t.same(problemsOf(() => resolveConfig(withUrl(url))), [], url);
   // ioredis takes a URL's credentials and ignores the options then (checked: its parseURL, then lodash defaults).
   const warned = (url: string, more: Record<string, string>) => configWarnings(resolveConfig(withUrl(url, more))).filter((w) => w.startsWith('store.redis.url'));
   t.equal(warned('redis://:urlPw@h:6379', { password: 'S3cretPw' }).length, 1, 'two passwords');
