@@ -89,9 +89,9 @@ function csvRows(text: string): string[][] {
 /**
  * A CSV cell (RFC 4180), safe to open in a spreadsheet: a cell a spreadsheet would run as a formula (`=`, `+`, `-`,
  * `@`, a tab or a carriage return first, also after spaces, which a spreadsheet may trim on import, and in their
- * full-width forms, which some read as the same) starts with `'`, as OWASP advises.
+ * full-width and small forms and as the minus sign, which some read as the same) starts with `'`, as OWASP advises.
  */
 export function csvCell(value: string): string {
-  const inert = /^\s*[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20]/u.test(value) ? `'${value}` : value;
+  const inert = /^\s*[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20\uFE62\uFE63\uFE66\u2212]/u.test(value) ? `'${value}` : value;
   return /[",\r\n]/.test(inert) ? `"${inert.replaceAll('"', '""')}"` : inert;
 }
