@@ -433,7 +433,7 @@ export function configWarnings(c: Config): string[] {
   // matches (a deny rule for it lets its members through).
   if (c.groups.loginHeader) {
     const named = [...c.policy.rules.flatMap((r, i) => (r.groups ?? []).map((g) => [`policy.rules.${i}.groups`, g] as const)), ...c.admin.report.groups.map((g) => ['admin.report.groups', g] as const)];
-    for (const [at, g] of named) if (!HEADER_GROUP.test(g)) w.push(`${at}: ${JSON.stringify(g)} is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces, at most 64): only the group file can put anyone in it`);
+    for (const [at, g] of named) if (!HEADER_GROUP.test(g)) w.push(`${at}: ${JSON.stringify(g)} is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces between them, at most 64): only the group file can put anyone in it`);
   }
   const rp = relyingParty(c);
   // Browsers run a ceremony only on a page under the id, and the gateway answers only server.hosts (421 otherwise).

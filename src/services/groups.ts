@@ -63,8 +63,11 @@ function isGroupName(g: unknown): g is string {
   return typeof g === 'string' && g.length > 0 && g.length <= 256 && !/[\p{Cc}\p{Cf}\p{Cs}]/u.test(g);
 }
 
-/** A group name a login response header can carry (ASCII: a header's bytes beyond it are no reliable text). */
-export const HEADER_GROUP = /^[\w .:@-]{1,64}$/;
+/**
+ * A group name a login response header can carry (ASCII: a header's bytes beyond it are no reliable text), spaces
+ * only inside it (each name is trimmed).
+ */
+export const HEADER_GROUP = /^(?! )[\w .:@-]{1,64}(?<! )$/;
 
 /** Groups listed by the portal in a login response header (comma-separated); other names are left out. */
 export function groupsFromHeader(value: string | string[] | undefined): string[] {
