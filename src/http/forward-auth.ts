@@ -59,7 +59,8 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     const uri = one(req, 'x-forwarded-uri');
     const target = uri === undefined ? null : canonicalTarget(uri, { pathParameters: config.server.pathParameters === 'allow' });
     if (!target || !sameSegments(uri!)) throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI missing or with segments to resolve');
-    const host = (one(req, 'x-forwarded-host') ?? '').toLowerCase().replace(/:\d+$/, '');
+    const forwardedHost = (one(req, 'x-forwarded-host') ?? '').toLowerCase();
+    const host = forwardedHost.replace(/:\d{1,5}$/, '');
     if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');
     // Without the method, method rules (a step-up for POST) cannot be judged: refused, like a missing URI. So is more
     // than one (a proxy that adds the header to the client's: Node joins them as `POST, GET`), which no rule matches.
@@ -98,8 +99,11 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     req.access = { method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };
     reply.header('cache-control', 'no-store');
     const back = pathAndQuery(target);
+    // The redirect is absolute, on the host the browser asked for (one of server.hosts, checked above): Traefik
+    // resolves a relative Location against its forwardAuth address, which would send the browser to the gateway's
+    // internal name.
     const send = (to: string) =>
-      (req.query as Record<string, unknown>).redirect === 'true' ? reply.redirect(to, 302) : reply.code(401).header('x-mfa-redirect', to).send();
+      (req.query as Record<string, unknown>).redirect === 'true' ? reply.redirect(`${req.client.proto}://${forwardedHost}${to}`, 302) : reply.code(401).header('x-mfa-redirect', to).send();
     // As in proxy mode, only a page being opened is sent on to the sign-in or step-up page: a script's call would
     // follow the redirect and take the page for the answer, and a form sent would come back from it as a GET, its
     // fields lost. They get a 401 with no place to go (which nginx passes on as it is), and are sent again after.

@@ -351,7 +351,7 @@ t.test('the endpoint with ?redirect=true: a form sent or a script\'s call gets t
   t.match(sent.body, '<a href="/_mfa/step-up?factors=webauthn">', "the rule's step-up, not the security page's");
   const called = await ask('GET', '/controlled/', { cookie, 'sec-fetch-mode': 'cors', accept: 'application/json' });
   t.match(JSON.parse(called.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
-  t.equal((await ask('GET', '/controlled/', { cookie })).location, '/_mfa/step-up?to=%2Fcontrolled%2F&factors=webauthn', 'a page opened: redirected, as before');
+  t.equal((await ask('GET', '/controlled/', { cookie })).location, 'https://localhost/_mfa/step-up?to=%2Fcontrolled%2F&factors=webauthn', 'a page opened: redirected, as before');
   const midway = await ask('POST', '/records', { cookie: `${COOKIE.pending}=x` });
   t.match(midway.body, '<a href="/_mfa/continue">', 'a sign-in in progress: back to its step');
 });
@@ -395,7 +395,11 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   t.notOk(anon.headers['x-mfa-user']);
   const redirected = await ask('/records', {}, { query: '?redirect=true' });
   t.equal(redirected.status, 302, '?redirect=true: an answer the proxy can pass to the browser (Caddy, Traefik)');
-  t.equal(redirected.headers.location, '/login');
+  t.equal(redirected.headers.location, 'https://localhost/login', 'on the host the browser asked for');
+  // Traefik resolves the Location against its forwardAuth address (Go's Response.Location): the browser must still
+  // land on the portal's host, with the port it used, not on the gateway's internal address.
+  const onPort = await ask('/records', { 'x-forwarded-host': 'LOCALHOST:8443' }, { query: '?redirect=true' });
+  t.equal(new URL(String(onPort.headers.location), `${s.url}/_mfa/forward-auth?redirect=true`).href, 'https://localhost:8443/login', 'as Traefik passes it on');
   t.equal((await ask('/records', {}, { method: 'HEAD' })).status, 401, 'HEAD too');
   const midway = await ask('/records', { cookie: `${COOKIE.pending}=x` });
   t.same([midway.status, midway.headers['x-mfa-redirect']], [401, '/_mfa/continue'], 'a password without its second factor: back to that step, as the gateway itself would');
