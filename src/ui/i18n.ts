@@ -86,22 +86,26 @@ const RIGHT_TO_LEFT = new Set(['Arab', 'Hebr', 'Syrc', 'Thaa', 'Nkoo', 'Adlm', '
  * ku-Arab… A tag Intl does not take (`zh-yue`, an extended language subtag) goes by its primary language.
  */
 function textDirection(lang: string): 'ltr' | 'rtl' {
-  for (const tag of [lang, lang.split('-', 1)[0]!]) {
-    try {
-      return RIGHT_TO_LEFT.has(new Intl.Locale(tag).maximize().script ?? '') ? 'rtl' : 'ltr';
-    } catch {
-      // the next, shorter tag
-    }
+  return RIGHT_TO_LEFT.has(scriptOf(lang) ?? scriptOf(lang.split('-', 1)[0]!) ?? '') ? 'rtl' : 'ltr';
+}
+
+/** The script of a language tag, named in it or its usual one (`zh-TW`: Hant); none for a tag Intl does not take. */
+function scriptOf(tag: string): string | undefined {
+  try {
+    return new Intl.Locale(tag).maximize().script;
+  } catch {
+    return undefined;
   }
-  return 'ltr';
 }
 
 /** A language tag as a catalogue's file name gives it (lower case): a primary language and subtags. */
 const LANGUAGE_TAG = /^[a-z]{2,3}(-[a-z0-9]{1,8})*$/;
 
 /**
- * RFC 9110 §12.5.4: the highest-weighted language we have, by full tag, by its primary language, or else by another
- * tag of that language (`pt` finds `pt-br`). A weight that is not one (`q=abc`, `q=5`) leaves its language out.
+ * RFC 9110 §12.5.4: the highest-weighted language we have, by full tag, or else by the closest other tag of that
+ * language: in the same script first (`zh-tw` finds `zh-hant`, not `zh-hans`), then a shorter form of the tag
+ * (`mi-nz` finds `mi`), then the most subtags in common (`pt` finds `pt-br`). A weight that is not one (`q=abc`,
+ * `q=5`) leaves its language out.
  */
 function negotiate(header: string | undefined, have: ReadonlyMap<string, unknown>): string | undefined {
   if (!header) return undefined;
@@ -119,10 +123,19 @@ function negotiate(header: string | undefined, have: ReadonlyMap<string, unknown
   const usable = (lang: string) => have.has(lang) && !refused.has(lang);
   for (const { tag } of wanted.filter((w) => w.q > 0).sort((a, b) => b.q - a.q)) {
     if (usable(tag)) return tag;
-    const primary = tag.split('-')[0]!;
-    if (usable(primary)) return primary;
-    const sibling = [...have.keys()].find((lang) => lang.split('-')[0] === primary && usable(lang));
-    if (sibling) return sibling;
+    const subtags = tag.split('-');
+    const script = scriptOf(tag);
+    const closeness = (lang: string) => {
+      const theirs = lang.split('-');
+      const shared = theirs.findIndex((s, i) => s !== subtags[i]);
+      return [script !== undefined && scriptOf(lang) === script ? 1 : 0, shared === -1 ? 1 : 0, shared === -1 ? theirs.length : shared];
+    };
+    // Stable: of equally close ones, the first catalogue.
+    const closest = [...have.keys()]
+      .filter((lang) => lang.split('-')[0] === subtags[0] && usable(lang))
+      .map((lang) => ({ lang, rank: closeness(lang) }))
+      .sort((a, b) => b.rank[0]! - a.rank[0]! || b.rank[1]! - a.rank[1]! || b.rank[2]! - a.rank[2]!)[0];
+    if (closest) return closest.lang;
   }
   return undefined;
 }

@@ -58,6 +58,23 @@ t.test('a catalogue with a region is found by its language too; file names and t
   t.equal(brazil.forRequest('pt-PT;q=0, pt').lang, 'pt-br', 'a refused region refuses only itself');
 });
 
+t.test('of several catalogues of a language, the one closest to the tag asked for', async (t) => {
+  // Chinese in both scripts: Taiwan and Hong Kong read Traditional characters, the mainland and Singapore Simplified.
+  const chinese = new Messages(localesDir({ 'zh-Hans.json': {}, 'zh-Hant.json': {} }));
+  for (const [header, lang] of [['zh-TW,zh;q=0.9', 'zh-hant'], ['zh-HK', 'zh-hant'], ['zh-Hant-TW', 'zh-hant'], ['zh-CN', 'zh-hans'], ['zh', 'zh-hans'], ['zh-Hans-SG', 'zh-hans']]) {
+    t.equal(chinese.forRequest(header).lang, lang, header);
+  }
+  const byRegion = new Messages(localesDir({ 'zh-CN.json': {}, 'zh-TW.json': {}, 'zh.json': {} }));
+  t.equal(byRegion.forRequest('zh-HK').lang, 'zh-tw', 'a region of the same script, before the language itself in another');
+  t.equal(byRegion.forRequest('zh-SG').lang, 'zh', 'the language itself, before another region of its script');
+  const serbian = new Messages(localesDir({ 'sr-Cyrl.json': {}, 'sr-Latn.json': {} }));
+  t.equal(serbian.forRequest('sr-Latn-RS').lang, 'sr-latn');
+  t.equal(serbian.forRequest('sr-RS').lang, 'sr-cyrl', 'the script usual for the region');
+  const portuguese = new Messages(localesDir({ 'pt.json': {}, 'pt-BR.json': {}, 'pt-BR-abl1943.json': {} }));
+  t.equal(portuguese.forRequest('pt-PT').lang, 'pt', 'the language itself before another region');
+  t.equal(portuguese.forRequest('pt-BR-x-foo').lang, 'pt-br', 'the longest shorter form');
+});
+
 t.test('a broken translation file is a start-up error naming the problem', async (t) => {
   t.throws(() => new Messages(localesDir({ 'xx.json': { noSuchMessage: 'x' } })), /xx\.json: unknown message noSuchMessage/);
   t.throws(() => new Messages(localesDir({ 'xx.json': { wrongCode: 'Left: {remaining}' } })), /uses \{remaining\}, which English does not/);
