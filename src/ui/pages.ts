@@ -94,13 +94,14 @@ interface FieldOpts {
 
 function field(o: FieldOpts): string {
   const describedBy = [o.hint ? `${o.id}-hint` : '', o.error ? `${o.id}-error` : ''].filter(Boolean).join(' ');
-  // Room for the separators people type (a space, or "1234-5678"), never fewer than the code's own characters.
+  // Room for the separators people type (a space, or "1234-5678"), never fewer than the code's own characters. A code
+  // is left to right also on a page that is not: there, "123 456" would show as "456 123".
   const attrs =
     o.kind === 'otp' || o.kind === 'digits'
-      ? ` class="code" inputmode="numeric" pattern="[0-9 -]*" maxlength="${o.kind === 'otp' ? 7 : 10}" autocomplete="one-time-code" spellcheck="false"`
+      ? ` class="code" dir="ltr" inputmode="numeric" pattern="[0-9 -]*" maxlength="${o.kind === 'otp' ? 7 : 10}" autocomplete="one-time-code" spellcheck="false"`
       : o.kind === 'code'
         ? // Letters from paper: not a code a phone or password manager could offer; shown whole, to check against the paper.
-          ' class="code letters" maxlength="24" autocapitalize="characters" autocomplete="off" autocorrect="off" spellcheck="false"'
+          ' class="code letters" dir="ltr" maxlength="24" autocapitalize="characters" autocomplete="off" autocorrect="off" spellcheck="false"'
         : ' maxlength="60" autocomplete="off"';
   return `<label for="${o.id}">${esc(o.label)}</label>
 ${o.hint ? `<p id="${o.id}-hint" class="hint">${esc(o.hint)}</p>` : ''}
