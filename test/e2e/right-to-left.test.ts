@@ -27,3 +27,13 @@ t.test('the code field stays left to right, so that "123 456" does not show as "
   t.equal(await page.evaluate(() => document.documentElement.dir), 'rtl');
   t.equal(await page.$eval('#code', (e) => getComputedStyle(e).direction), 'ltr');
 });
+
+t.test('buttons start at the right edge, as the text does, with their gap on the left', async (t) => {
+  const page = await arabicEnrolment(t);
+  const box = await page.$eval('main form button[type=submit]', (b) => {
+    const [button, form] = [b.getBoundingClientRect(), b.closest('form')!.getBoundingClientRect()];
+    const style = getComputedStyle(b);
+    return { fromRight: form.right - button.right, gapLeft: style.marginLeft };
+  });
+  t.same(box, { fromRight: 0, gapLeft: '8px' });
+});
