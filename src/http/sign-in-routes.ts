@@ -3,7 +3,7 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
 import type { RuleFactor } from '../domain/policy.js';
-import { loginPageFor, returnTarget } from '../domain/redirect.js';
+import { loginPageFor, returnTarget, stepUpPage as stepUpAddress } from '../domain/redirect.js';
 import { offersMoreTime } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
@@ -314,6 +314,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
             finishUrl: `${p}/step-up/passkey${toParam}`,
             csrf: active.record.csrf,
             label: 'verifyPasskey',
+            // Also after a wrong code (the form's address): opened again, the page keeps its way back and the kinds it offers.
+            page: stepUpAddress(p, to, wanted),
           }
         : undefined;
     return sendPage(

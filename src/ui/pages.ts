@@ -29,6 +29,11 @@ export interface PasskeyAction {
   label: MessageKey;
   /** A text field whose value is sent as the credential's name (registration). */
   nameField?: boolean;
+  /**
+   * The page the script opens again when the ceremony can no longer go on, where the page's own address is not it (a
+   * form's answer has the form's address, without the query the page was opened with).
+   */
+  page?: string;
 }
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -112,7 +117,7 @@ ${errorBlock(`${o.id}-error`, o.error)}
 /** `withoutJs`: what the page says a browser without JavaScript can do instead (an app form is on the page by default). */
 function passkeyButton(ctx: PageContext, a: PasskeyAction, withoutJs: MessageKey = 'jsNeeded'): string {
   const { t } = ctx;
-  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}" data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}" data-already="${esc(t('passkeyAlreadyThere'))}" data-unsupported="${esc(t('passkeyUnsupported'))}">
+  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}"${a.page ? ` data-page="${esc(a.page)}"` : ''} data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}" data-already="${esc(t('passkeyAlreadyThere'))}" data-unsupported="${esc(t('passkeyUnsupported'))}">
 ${a.nameField ? field({ id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
 <button type="button" class="passkey-start" disabled>${esc(t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>

@@ -4,7 +4,8 @@
 import t, { type Test } from 'tap';
 import type { Page } from 'playwright-core';
 import type { Ceremony } from '../../src/services/ceremony.js';
-import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword, url, type E2eStack } from '../helpers/e2e.js';
+import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, startE2eStack, submit, submitPassword, url, wrongTotp, type E2eStack } from '../helpers/e2e.js';
+import { totpAt } from '../helpers/stack.js';
 
 const P = '/_mfa';
 const browser = await launchChromium(t);
@@ -227,4 +228,37 @@ t.test('passkeys turned off after too many failures while the sign-in page was o
   t.equal(await page.getByRole('button', { name: 'Use your passkey or security key' }).count(), 0, 'no button that could only be refused again');
   t.match(await page.textContent('main'), 'Some of your sign-in methods have been turned off', 'the page says why');
   t.equal(await page.getByRole('link', { name: 'Use a recovery code' }).count(), 1, 'and offers what still works');
+});
+
+t.test('the same at a step-up that answered a wrong code: the page opened again keeps where it goes back to and what it offers', async (t) => {
+  const s = await startE2eStack(t, {
+    patch: (raw) => {
+      raw.limits = { secondFactor: { freeAttempts: 3, baseSeconds: 1, maxSeconds: 1, cap: 3 } };
+      raw.policy.rules.splice(raw.policy.rules.length - 1, 0, { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['totp', 'webauthn'] });
+    },
+  });
+  const { context, page } = await newPage(t, browser);
+  await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  const { secret } = await enrolTotp(page, s);
+  await page.goto(`${s.base}${P}/security/passkey`);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  t.equal(url(page), `${P}/security`, 'a passkey beside the app');
+
+  s.clock.advance(301_000);
+  await page.goto(`${s.base}/prescriptions/`);
+  t.equal(`${url(page)}${new URL(page.url()).search}`, `${P}/step-up?to=%2Fprescriptions%2F&factors=totp,webauthn`);
+  await page.fill('#code', await wrongTotp(secret, s.clock.now()));
+  await submit(page);
+  t.equal(page.url(), `${s.base}${P}/step-up`, "the wrong code's answer, at the form's address");
+
+  const gw = s.app.gateway;
+  const ceremony = { pid: gw.pidOf('alice')! } as Ceremony;
+  for (let i = 0; i < 3; i++) await gw.limits.attempts.againstUser(ceremony, { n: 0, kind: 'webauthn', last: false });
+  await andWait(page, page.getByRole('button', { name: 'Use your passkey or security key' }).click());
+  t.equal(`${url(page)}${new URL(page.url()).search}`, `${P}/step-up?to=%2Fprescriptions%2F&factors=totp,webauthn`, 'opened again with its query');
+  t.match(await page.textContent('main'), 'Some of your sign-in methods have been turned off', 'the page says why');
+  await page.fill('#code', await totpAt(secret, s.clock.now()));
+  await submit(page);
+  t.equal(url(page), '/prescriptions/', 'the app steps up, and goes back to the page it was for');
 });

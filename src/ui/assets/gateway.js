@@ -58,10 +58,11 @@
         })
         .catch(function (err) {
           // The page opened again (as a GET, also after a form's answer): the gateway answers it with what happened
-          // and the way on (sign in again, the step-up), as it does for the forms. Without its fragment: the same
-          // address with one (#main, after the skip link) would only scroll, and leave the button off.
+          // and the way on (sign in again, the step-up), as it does for the forms. The page's own address when it
+          // names none (a step-up answering a wrong code names its query, which the form's address lacks). Without its
+          // fragment: the same address with one (#main, after the skip link) would only scroll, and leave the button off.
           if (err && PAGE_OVER.indexOf(err.serverCode) !== -1) {
-            window.location.assign(window.location.href.split('#')[0]);
+            window.location.assign(box.dataset.page || window.location.href.split('#')[0]);
             return;
           }
           var name = err && err.name;
