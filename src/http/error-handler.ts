@@ -26,7 +26,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
    * progress (a pending cookie), `gateway` for a gateway page (else the portal's login was refused).
    */
-  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, factors: readonly string[] | undefined): { href: string; label: MessageKey } | undefined => {
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, factors: readonly string[] | undefined, stepUp: string): { href: string; label: MessageKey } | undefined => {
     switch (code) {
       case 'GW_ERR_SIGN_IN_REQUIRED':
         // A portal page asked for before the second factor: on to it.
@@ -48,10 +48,19 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
       case 'GW_ERR_FACTOR_LOCKED':
       case 'GW_ERR_RATE_LIMITED':
         if (!gateway) return { href: loginPage, label: 'signInAgain' };
-        return signingIn ? { href: `${prefix}/continue`, label: 'continue' } : { href: `${prefix}/step-up`, label: 'stepUpTitle' };
+        return signingIn ? { href: `${prefix}/continue`, label: 'continue' } : { href: stepUp, label: 'stepUpTitle' };
       default:
         return undefined;
     }
+  };
+  /**
+   * The step-up page again, as the step-up form refused asked for it: its way back (checked there) and the kinds of
+   * factor it offers, which the form carries and its address does not.
+   */
+  const stepUpAgain = (request: FastifyRequest): string => {
+    const form = request.method === 'POST' && request.url.split('?', 1)[0] === `${prefix}/step-up` ? (request.body as Record<string, unknown> | undefined) : undefined;
+    const text = (name: string) => (typeof form?.[name] === 'string' ? (form[name] as string) : '');
+    return stepUpPage(prefix, text('to') || undefined, text('factors').split(',').filter((kind) => /^[a-z-]+$/.test(kind)));
   };
   return (error, request, reply) => {
     // Besides the gateway's own errors: a portal answer streaming through that broke off before anything was sent.
@@ -86,7 +95,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     const gateway = path.startsWith(`${prefix}/`) && path !== `${prefix}/forward-auth`;
     // The report page refused while other builds wait: nothing to sign in or step up for, only to wait.
     const waitOnly = code === 'GW_ERR_RATE_LIMITED' && path === `${prefix}/admin/report`;
-    const action = waitOnly ? undefined : nextStep(code, gateway, request.cookies?.[COOKIE.pending] !== undefined, error instanceof GatewayError ? error.factors : undefined);
+    const action = waitOnly ? undefined : nextStep(code, gateway, request.cookies?.[COOKIE.pending] !== undefined, error instanceof GatewayError ? error.factors : undefined, stepUpAgain(request));
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
 }

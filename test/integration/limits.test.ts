@@ -296,6 +296,29 @@ t.test('step-up: five wrong codes end the session, however slowly they come', as
   t.equal((await b.get('/records')).status, 302, 'the session has ended');
 });
 
+t.test('step-up: a try refused while the user must wait leads back to the step-up as it was asked for, its way back and its kinds kept', async (t) => {
+  const s = await startStack({
+    patch: (raw) => {
+      merge(raw, { limits: { secondFactor: { freeAttempts: 0, baseSeconds: 30, maxSeconds: 30, cap: 100 } } });
+      raw.policy.rules.splice(raw.policy.rules.length - 1, 0, { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300, factors: ['totp'] });
+    },
+  });
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  s.clock.advance(301_000);
+  const page = await b.get((await b.get('/prescriptions/')).location!);
+  const form = { csrf: inputValue(page.body, 'csrf'), to: inputValue(page.body, 'to'), factors: inputValue(page.body, 'factors') };
+  t.equal((await b.post('/_mfa/step-up', { ...form, code: '000000' })).status, 400);
+  const waited = await b.post('/_mfa/step-up', { ...form, code: await totpAt(secret, s.clock.now()) });
+  t.equal(waited.status, 429, 'a wait after the failure');
+  const link = /<a href="([^"]*)">Confirm it is you<\/a>/.exec(waited.body)?.[1]?.replaceAll('&#38;', '&');
+  t.equal(link, '/_mfa/step-up?to=%2Fprescriptions%2F&factors=totp', 'the page leads back to the step-up for the same page');
+  s.clock.advance(31_000);
+  const again = await b.get(link!);
+  const done = await b.post('/_mfa/step-up', { csrf: inputValue(again.body, 'csrf'), to: inputValue(again.body, 'to'), factors: inputValue(again.body, 'factors'), code: await totpAt(secret, s.clock.now()) });
+  t.equal(done.location, '/prescriptions/', 'and from there on to it');
+});
+
 t.test('credential stuffing from one address (rotating X-Forwarded-For, untrusted): limits hold, the address is blocked', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 100_000, burst: 100_000 }, globalRate: { perMinute: 100_000, burst: 100_000 } } } }) });
   t.teardown(s.close);
