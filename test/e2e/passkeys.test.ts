@@ -262,3 +262,28 @@ t.test('the same at a step-up that answered a wrong code: the page opened again 
   await submit(page);
   t.equal(url(page), '/prescriptions/', 'the app steps up, and goes back to the page it was for');
 });
+
+t.test('a step-up in another tab gave the session a new form token: a passkey pressed on a page opened before opens it again, and then works', async (t) => {
+  const s = await startE2eStack(t, {
+    patch: (raw) => void raw.policy.rules.splice(raw.policy.rules.length - 1, 0, { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 300 }),
+  });
+  const { context, page } = await newPage(t, browser);
+  await submitPassword(page, s);
+  const { secret } = await enrolTotp(page, s);
+  const other = await context.newPage();
+  await addVirtualAuthenticator(context, other);
+  await other.goto(`${s.base}${P}/security/passkey`);
+
+  s.clock.advance(301_000);
+  await page.goto(`${s.base}/prescriptions/`);
+  await page.fill('#code', await totpAt(secret, s.clock.now()));
+  await submit(page);
+  t.equal(url(page), '/prescriptions/', 'stepped up in the first tab');
+
+  // The second tab's page holds the token the step-up replaced: opened again, it has the current one.
+  await Promise.all([other.waitForNavigation({ timeout: 10_000 }), other.getByRole('button', { name: 'Create passkey' }).click()]);
+  t.equal(url(other), `${P}/security/passkey`, 'the page opened again');
+  await andWait(other, other.getByRole('button', { name: 'Create passkey' }).click());
+  t.equal(url(other), `${P}/security`, 'the passkey is added');
+  t.equal(await other.locator('.factors > li').count(), 2);
+});

@@ -4,10 +4,10 @@
   'use strict';
   var wa = window.SimpleWebAuthnBrowser;
   // Refusals after which the page can no longer do what it offers (the sign-in ran out of time, the session ended,
-  // the settings need a step-up first, passkeys were turned off after too many failures): the button would only fail
-  // again, with no link on. Opened again, the page offers what still works (a kind turned off is not offered, and it
-  // says so).
-  var PAGE_OVER = ['GW_ERR_LOGIN_EXPIRED', 'GW_ERR_SIGN_IN_REQUIRED', 'GW_ERR_STEP_UP_REQUIRED', 'GW_ERR_TOO_MANY_ATTEMPTS', 'GW_ERR_FACTOR_LOCKED'];
+  // the settings need a step-up first, passkeys were turned off after too many failures, the page's form token was
+  // replaced by a step-up in another tab): the button would only fail again, with no link on. Opened again, the page
+  // offers what still works (a kind turned off is not offered, and it says so), with the current token.
+  var PAGE_OVER = ['GW_ERR_LOGIN_EXPIRED', 'GW_ERR_SIGN_IN_REQUIRED', 'GW_ERR_STEP_UP_REQUIRED', 'GW_ERR_TOO_MANY_ATTEMPTS', 'GW_ERR_FACTOR_LOCKED', 'GW_ERR_CSRF'];
   function post(url, csrf, body) {
     return fetch(url, {
       method: 'POST',
