@@ -53,7 +53,7 @@ const USAGE = `Usage:
   mfa-gateway keys rotate|status --config FILE
                                      re-seal every record with the first encryption key; keys in use and their ages
   mfa-gateway devices register --config FILE (--cert PEM | --fingerprint SHA256) [--name N] [--user U | --shared]
-  mfa-gateway devices revoke --config FILE (--cert PEM | --fingerprint SHA256)
+  mfa-gateway devices revoke --config FILE (--cert PEM | --fingerprint SHA256) [--name N]
   mfa-gateway devices list --config FILE
                                      the registry of managed-device certificates
   mfa-gateway enrol-codes issue --config FILE (--user U | --csv FILE)

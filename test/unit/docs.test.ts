@@ -78,3 +78,17 @@ t.test('every command is in the README', async (t) => {
   t.ok(flags.length >= 20, `${flags.length} flags`);
   for (const f of flags) t.match(readme, `--${f}`, `--${f}`);
 });
+
+t.test("each command's row in the README names every option the command takes", async (t) => {
+  // An option left out of its row looks like one the command refuses (an option a command does not take is wrong usage).
+  const main = readFileSync('src/main.ts', 'utf8');
+  const table = /const OPTIONS_OF = new Map<[^>]+>\(Object\.entries\(\{([\s\S]+?)\n\}\)\);/.exec(main)![1]!;
+  const takes = [...table.matchAll(/^ {2}'?([a-z][a-z -]*?)'?: (.+),$/gm)].map((m) => ({ command: m[1]!, options: [...m[2]!.matchAll(/'([a-z-]+)'/g)].map((o) => o[1]!) }));
+  t.ok(takes.length >= 15, `${takes.length} commands`);
+  const rows = [...readme.matchAll(/^\| `mfa-gateway ([^|]*?(?:\\\|[^|]*?)*)` \|/gm)].map((m) => m[1]!);
+  for (const { command, options } of takes) {
+    const own = rows.filter((r) => r === command || r.startsWith(`${command} `));
+    t.ok(own.length > 0, `a row for ${command}`);
+    for (const o of options) t.ok(own.some((r) => r.includes(`--${o}`)), `${command}: --${o}`);
+  }
+});
