@@ -41,7 +41,8 @@ export async function lockoutsCommand(gw: Gateway, action: (typeof LOCKOUTS_ACTI
       const pid = userPid(gw, a.user, 'lockouts clear needs --user USERNAME');
       if (a.factor !== undefined && !ATTEMPT_KINDS.includes(a.factor as AttemptKind)) throw new UsageError(`--factor is one of ${ATTEMPT_KINDS.join(', ')}`);
       const disabled = await attempts.clear(pid, a.factor as AttemptKind | undefined);
-      gw.security('lockout_cleared', { pid, kinds: a.factor ?? 'all' });
+      // Only a kind turned back on is an event (the report counts them); a misspelt name, or a wait lifted, is not.
+      if (disabled.length) gw.security('lockout_cleared', { pid, kinds: disabled.join(',') });
       return [`cleared ${a.factor ?? 'every kind of factor'} for ${a.user}: ${disabled.length ? `${disabled.join(', ')} turned back on` : 'none was disabled (check the spelling)'}`];
     }
   }

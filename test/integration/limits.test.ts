@@ -210,7 +210,8 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.same(await gw.limits.attempts.lockedOut(), [{ pid: gw.pidOf('alice'), kind: 'totp' }], 'a stray member is passed over');
   t.same(await lockoutsCommand(gw, 'list', {}), [`user ${gw.pidOf('alice')}  totp`], 'lockouts list');
   t.match((await userCommand(gw, 'show', { user: 'alice' })).join('\n'), /^disabled after too many failures: totp$/m, 'user show');
-  await gw.limits.attempts.clear(gw.pidOf('alice')!, 'totp');
+  t.same(await lockoutsCommand(gw, 'clear', { user: 'alice', factor: 'totp' }), ['cleared totp for alice: totp turned back on']);
+  t.match(s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'lockout_cleared'), [{ pid: gw.pidOf('alice'), kinds: 'totp' }], 'one lockout_cleared, naming the kind');
   t.same(await gw.limits.attempts.lockedOut(), []);
   s.clock.advance(30_000);
   const again = await atCodePage(s);
