@@ -8,6 +8,8 @@ export interface JarCookie {
   path: string;
   /** Milliseconds since the epoch; absent for a session cookie. */
   expiresAt?: number;
+  /** Set without HttpOnly: the portal's scripts read it (an XSRF token), so in the browser it stays readable. */
+  scriptable?: true;
 }
 
 export type Jar = readonly JarCookie[];
@@ -50,7 +52,7 @@ export function applySetCookies(jar: Jar, setCookies: readonly string[], request
     const path = sc.path?.startsWith('/') ? sc.path : defaultPath(requestPath);
     const expiresAt = expiresAtOf(sc, raw, now);
     const at = next.findIndex((c) => c.name === sc.name && c.path === path);
-    const cookie: JarCookie = expiresAt === undefined ? { name: sc.name, value: sc.value, path } : { name: sc.name, value: sc.value, path, expiresAt };
+    const cookie: JarCookie = { name: sc.name, value: sc.value, path, ...(expiresAt === undefined ? {} : { expiresAt }), ...(sc.httpOnly ? {} : { scriptable: true as const }) };
     const gone = expired(expiresAt, now);
     // A replaced cookie keeps its place, so the Cookie header order stays stable (RFC 6265 §5.3 step 11.3).
     if (at !== -1) next.splice(at, 1, ...(gone ? [] : [cookie]));
@@ -168,7 +170,7 @@ export function cookieName(pairOrSetCookie: string): string {
 }
 
 export function sameJar(a: Jar, b: Jar): boolean {
-  return a === b || (a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.value === b[i]!.value && c.path === b[i]!.path && c.expiresAt === b[i]!.expiresAt));
+  return a === b || (a.length === b.length && a.every((c, i) => c.name === b[i]!.name && c.value === b[i]!.value && c.path === b[i]!.path && c.expiresAt === b[i]!.expiresAt && c.scriptable === b[i]!.scriptable));
 }
 
 /**

@@ -71,7 +71,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     for (const line of done.browserSetCookies ?? []) reply.header('set-cookie', line);
     if (ctx.browserCookies === 'all') {
       // Written as the portal wrote them (the cookie serializer refuses values a portal may use, a space among them),
-      // but only what a header can carry.
+      // but only what a header can carry; one its scripts read (an XSRF token) stays readable.
       const now = ctx.clock.now();
       const secure = req.client.proto === 'https' ? '; Secure' : '';
       for (const c of done.jar.filter((x) => x.expiresAt === undefined || x.expiresAt > now)) {
@@ -80,7 +80,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
           continue;
         }
         const maxAge = c.expiresAt === undefined ? '' : `; Max-Age=${Math.floor((c.expiresAt - now) / 1000)}`;
-        reply.header('set-cookie', `${c.name}=${c.value}; Path=${c.path}${maxAge}; HttpOnly${secure}; SameSite=Lax`);
+        reply.header('set-cookie', `${c.name}=${c.value}; Path=${c.path}${maxAge}${c.scriptable ? '' : '; HttpOnly'}${secure}; SameSite=Lax`);
       }
     }
   };

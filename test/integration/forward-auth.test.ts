@@ -133,6 +133,19 @@ t.test('sign in through nginx; the portal is told who is asking, and only by the
   t.equal((await old.get('/records')).status, 302, 'the gateway session ended with the logout');
 });
 
+t.test("the portal's cookies handed over at sign-in: one its scripts read (an XSRF token) stays readable", async (t) => {
+  const { s, browser } = await behindNginx(t);
+  const b = browser();
+  const form = await b.get('/login');
+  await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf: inputValue(form.body, 'csrf') });
+  const { done } = await enrol(s, b);
+  const lines = [done.headers['set-cookie'] ?? []].flat();
+  const line = (name: string) => lines.find((l) => l.startsWith(`${name}=`)) ?? '';
+  t.match(line('PORTALSESSID'), /; HttpOnly/, 'the session cookie the portal made HttpOnly stays so');
+  t.ok(line('XSRF-TOKEN'), 'the XSRF cookie the login answer set is handed over');
+  t.notMatch(line('XSRF-TOKEN'), /HttpOnly/i, 'and stays readable by the portal\'s scripts');
+});
+
 t.test("a session lets through only the portal session it was signed in with: not another person's", async (t) => {
   const { s, browser } = await behindNginx(t);
   const alice = browser();

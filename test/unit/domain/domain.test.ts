@@ -1,6 +1,6 @@
 import t from 'tap';
 import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-path.js';
-import { applySetCookies, cookieHeader, cookieValues, portalSessionDigest, setCookieNames, withExplicitPath } from '../../../src/domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, cookieValues, portalSessionDigest, sameJar, setCookieNames, withExplicitPath } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, returnTarget } from '../../../src/domain/redirect.js';
@@ -53,11 +53,11 @@ t.test('the cookies a login answer sets: not those it deletes', async (t) => {
 
 t.test('cookie jar: at most 50 cookies, a flood of one name going first, then the narrowest path, each of at most 4096 bytes (RFC 6265 §6.1)', async (t) => {
   const now = 1_000_000;
-  let jar = applySetCookies([], ['SESSION=1; Path=/'], '/', now);
+  let jar = applySetCookies([], ['SESSION=1; Path=/; HttpOnly'], '/', now);
   // A portal that sets a cookie without a Path: one per folder a client asks for.
   for (let i = 0; i < 60; i++) jar = applySetCookies(jar, ['seen=1'], `/static/d${i}/x`, now);
   t.equal(jar.length, 50, 'no more than 50');
-  t.same(jar.at(-1), { name: 'seen', value: '1', path: '/static/d59' }, 'the newest kept');
+  t.same(jar.at(-1), { name: 'seen', value: '1', path: '/static/d59', scriptable: true }, 'the newest kept');
   t.same(jar[0], { name: 'SESSION', value: '1', path: '/' }, 'the session cookie (Path=/) stays, though the oldest');
   t.notOk(jar.some((c) => c.path === '/static/d10'), 'the oldest of the others gone');
   t.equal(jar[1]!.path, '/static/d11');
@@ -67,7 +67,7 @@ t.test('cookie jar: at most 50 cookies, a flood of one name going first, then th
   t.equal(root[0]!.value, '2', 'a cookie set again keeps its place');
   // A servlet's session cookie on its context path, older than every cookie of the flood.
   // Tomcat with a ROOT application: the name is set on two paths, and the flood's name on more.
-  let servlet = applySetCookies([], ['JSESSIONID=root; Path=/', 'JSESSIONID=abc; Path=/portal; HttpOnly'], '/portal/login', now);
+  let servlet = applySetCookies([], ['JSESSIONID=root; Path=/; HttpOnly', 'JSESSIONID=abc; Path=/portal; HttpOnly'], '/portal/login', now);
   for (let i = 0; i < 55; i++) servlet = applySetCookies(servlet, ['lastView=1'], `/portal/records/r${i}/view`, now);
   t.same([servlet.length, servlet.slice(0, 2)], [50, [{ name: 'JSESSIONID', value: 'root', path: '/' }, { name: 'JSESSIONID', value: 'abc', path: '/portal' }]], 'a session cookie on a context path stays too');
   const unique = applySetCookies([], [...Array.from({ length: 50 }, (_, i) => `c${i}=1; Path=/app`), 'deep=1; Path=/app/x/y', 'late=1; Path=/app/z'], '/', now);
@@ -88,9 +88,13 @@ t.test('cookie jar merge', async (t) => {
   t.equal(cookieHeader(jar, '/', now), 'C=3', 'Max-Age=0 deletes');
   jar = applySetCookies(jar, ['C=3; Expires=Thu, 01 Jan 1970 00:00:00 GMT'], '/', now);
   t.equal(cookieHeader(jar, '/', now), undefined, 'past Expires deletes');
-  jar = applySetCookies([], ['SID=abc; Path=/'], '/', now);
-  jar = applySetCookies(jar, ['SID=new; Path=/; Expires=0'], '/', now);
+  jar = applySetCookies([], ['SID=abc; Path=/; HttpOnly'], '/', now);
+  jar = applySetCookies(jar, ['SID=new; Path=/; Expires=0; HttpOnly'], '/', now);
   t.same(jar, [{ name: 'SID', value: 'new', path: '/' }], 'Expires=0 (legacy code meaning "session cookie") is no date: kept, without expiry');
+  // Whether the portal's scripts may read a cookie: kept, for the browser that holds the portal's cookies (forward-auth).
+  const readable = applySetCookies(jar, ['SID=new; Path=/; Expires=0'], '/', now);
+  t.same(readable, [{ name: 'SID', value: 'new', path: '/', scriptable: true }], 'set without HttpOnly: readable by scripts');
+  t.notOk(sameJar(readable, jar), 'a jar in which that changed is another jar');
   // Dates as browsers read them: other spellings, trailing text, two-digit years; the last Expires counts.
   const future = now + 1000;
   for (const date of ['Wed, 01 Jan 2070 00:00:00 GMT garbage', '1 jan 2070 0:0:0', 'Thu, 01 Jan 1970 00:00:00 GMT; Expires=Wed, 01 Jan 2070 00:00:00 GMT'])
