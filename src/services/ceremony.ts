@@ -112,7 +112,7 @@ export class Attempts {
       kind: 'session',
       count: () => this.d.kv.increment(key, lifetimeMs()),
       reset: () => this.d.kv.delete(key),
-      end: () => this.d.sessions.end(active, 'too many wrong codes'),
+      end: () => this.d.sessions.end(active, 'too-many-wrong-codes'),
       firstFailure: async () => false,
     };
   }

@@ -109,14 +109,14 @@ export class FactorService {
 
   async signOutOthers(active: ActiveSession, ip: string): Promise<void> {
     this.requireRecent(active);
-    const ended = await this.d.sessions.endOthers(active, 'signed out from another device');
+    const ended = await this.d.sessions.endOthers(active, 'signed-out-elsewhere');
     this.d.security('other_sessions_signed_out', { pid: active.record.pid, ip, ended });
     this.d.notifier.notify({ event: 'other_sessions_signed_out', user: active.record.username, ip, details: { ended } });
   }
 
   /** A change to the factors ends the user's other sessions (ASVS 7.4.3): whoever else was in must sign in again. */
   async afterChange(active: ActiveSession, ip: string): Promise<void> {
-    const ended = await this.d.sessions.endOthers(active, 'factors changed');
+    const ended = await this.d.sessions.endOthers(active, 'factors-changed');
     if (ended) this.d.security('other_sessions_signed_out', { pid: active.record.pid, ip, ended });
   }
 

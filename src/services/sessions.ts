@@ -26,6 +26,18 @@ const FOLLOWED_MOVES = 5;
 // How long a portal answer's save waits for a step-up to write the session it moves to (a few store round trips).
 const MOVE_WAIT = { rounds: 5, ms: 20 };
 
+/** Why a session ended, as its `session_ended` event says (with `idle-expired` and `expired`, found when it is next used). */
+export type EndReason =
+  | 'logout'
+  | 'portal-logout'
+  | 'too-many-wrong-codes'
+  | 'signed-out-elsewhere'
+  | 'factors-changed'
+  | 'factors-reset'
+  | 'revoked'
+  | 'erased'
+  | 'passkey-copied';
+
 export class SessionService {
   constructor(
     private readonly d: { clock: Clock; sessions: Sessions; tokens: SessionTokens; limits: SessionLimits; security: SecurityLog },
@@ -155,7 +167,7 @@ export class SessionService {
    * Noted before the move is looked for, as the step-up notes its move before it looks at this: one of the two sees
    * the other.
    */
-  async end(active: ActiveSession, reason: string): Promise<void> {
+  async end(active: ActiveSession, reason: EndReason): Promise<void> {
     await this.endFrom(active.sid, active.record.pid);
     this.d.security('session_ended', { pid: active.record.pid, reason });
   }
@@ -165,7 +177,7 @@ export class SessionService {
    * new session not yet noted as a move. The cookie's session is noted as ended all the same, and what it moved to is
    * ended (see end): otherwise that step-up's session would outlive the logout.
    */
-  async endGone(cookie: string | undefined, reason: string): Promise<void> {
+  async endGone(cookie: string | undefined, reason: EndReason): Promise<void> {
     const claims = cookie ? await this.d.tokens.verify(cookie, this.d.clock.now()) : null;
     if (!claims || !ID_PATTERN.test(claims.sid)) return;
     if (await this.endFrom(claims.sid, claims.sub)) this.d.security('session_ended', { pid: claims.sub, reason });
@@ -185,7 +197,7 @@ export class SessionService {
   }
 
   /** Ends every other session of the same user; returns how many were live. */
-  async endOthers(active: ActiveSession, reason: string): Promise<number> {
+  async endOthers(active: ActiveSession, reason: EndReason): Promise<number> {
     return this.endAll(active.record.pid, reason, active.sid);
   }
 
@@ -199,7 +211,7 @@ export class SessionService {
    * listed session taken. The first failure is thrown at the end; with `effort`, it is kept there instead, for the
    * caller to go on with its own steps.
    */
-  async endAll(pid: string, reason: string, keep?: string, effort?: BestEffort): Promise<number> {
+  async endAll(pid: string, reason: EndReason, keep?: string, effort?: BestEffort): Promise<number> {
     const steps = effort ?? new BestEffort();
     // First: a sign-in or step-up finishing while the list is gone through starts no session (Sessions.create). The
     // session kept counts from now on, so its own step-ups go on (one at this very moment may end it: it fails safe).

@@ -335,6 +335,7 @@ t.test('step-up attempts are limited: too many wrong codes end the session', asy
   t.same(statuses.slice(0, 4), [400, 400, 400, 400]);
   t.equal(statuses[4], 429, 'the fifth wrong code ends it');
   t.equal((await b.get('/records')).status, 302, 'signed out');
+  t.match(securityEvents(s, 'session_ended'), [{ reason: 'too-many-wrong-codes' }], 'the event says why');
 });
 
 t.test('policy explain tells operators which rule decides and why', async (t) => {

@@ -92,3 +92,12 @@ t.test("each command's row in the README names every option the command takes", 
     for (const o of options) t.ok(own.some((r) => r.includes(`--${o}`)), `${command}: --${o}`);
   }
 });
+
+t.test("every reason a session_ended event gives is in the README's list", async (t) => {
+  const sessions = readFileSync('src/services/sessions.ts', 'utf8');
+  const type = /export type EndReason =([^;]+);/.exec(sessions)![1]!;
+  const reasons = [...type.matchAll(/'([a-z-]+)'/g), ...readFileSync('src/domain/session-times.ts', 'utf8').matchAll(/state: '((?!active)[a-z-]+)'/g)].map((m) => m[1]!);
+  t.ok(reasons.length >= 10, `${reasons.length} reasons`);
+  const list = /`session_ended` \(with its `reason`: ([^\n]+)/.exec(readme.replace(/\n {2}/g, ' '))![1]!;
+  for (const r of new Set(reasons)) t.match(list, `\`${r}\``, r);
+});

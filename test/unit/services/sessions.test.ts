@@ -238,7 +238,7 @@ t.test('"sign out other sessions": the session that did it goes on, and can step
   const { clock, service, active } = await signedIn();
   const other = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.9', clock.now());
   clock.advance(1000);
-  t.equal(await service.endOthers(active, 'signed out from another device'), 1);
+  t.equal(await service.endOthers(active, 'signed-out-elsewhere'), 1);
   t.equal(await service.authenticate(other), null, 'the other one ended');
   clock.advance(1000);
   const moved = await service.reverified(active, { factor: 'totp' }, '192.0.2.1');
@@ -327,7 +327,7 @@ t.test('ending all sessions with the store full: a mark it refuses still leaves 
   sessions.markEnded = async () => {
     throw refused;
   };
-  await t.rejects(service.endOthers(active, 'signed out from another device'), refused, 'signing out the others fails');
+  await t.rejects(service.endOthers(active, 'signed-out-elsewhere'), refused, 'signing out the others fails');
   t.equal(await service.authenticate(other), null, 'but the other session ended');
   t.ok(await sessions.get(active.sid), 'the one kept goes on');
   const third = await start();
