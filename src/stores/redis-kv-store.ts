@@ -195,7 +195,16 @@ export class RedisKvStore implements KvStore {
   }
 
   async ping() {
-    await this.call(() => this.redis.ping());
+    const redis = this.redis;
+    if (redis instanceof Cluster) {
+      // A Cluster node answers PING also when the cluster is down (a master lost with no replica to take its place),
+      // and then refuses every command on a key: its cluster_state says which.
+      const info = String(await this.call(() => redis.cluster('INFO')));
+      const state = /^cluster_state:(\w+)/m.exec(info)?.[1];
+      if (state !== 'ok') throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `redis: cluster_state is ${state ?? 'missing'}`);
+      return;
+    }
+    await this.call(() => redis.ping());
   }
 
   /**

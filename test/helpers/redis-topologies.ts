@@ -22,6 +22,8 @@ export interface TestCluster {
   nodes: Addr[];
   /** Port of the node that holds `key` (the full key, prefix included). */
   nodeOf(key: string): Promise<number>;
+  /** cluster_state of the node on `port` (ok, or fail once it counts a master with slots as down). */
+  state(port: number): Promise<string | undefined>;
   pid(port: number): number;
   stop(): Promise<void>;
 }
@@ -113,16 +115,20 @@ async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs 
 
 const field = (info: string, name: string) => new RegExp(`^${name}:(.*)$`, 'm').exec(info)?.[1]?.trim();
 
-/** Three masters, no replicas; resolves once every node says cluster_state:ok. */
-export async function startCluster(): Promise<TestCluster> {
+/**
+ * Three masters, no replicas; resolves once every node says cluster_state:ok. `nodeTimeoutMs`: how long a node may not
+ * answer before the others count it as down (Redis's cluster-node-timeout, 15 s by default).
+ */
+export async function startCluster(opts: { nodeTimeoutMs?: number } = {}): Promise<TestCluster> {
   const servers = await Servers.create('cluster');
   try {
     // The bus ports are chosen too: the default (port + 10000) may be taken or out of range.
     const [p1, p2, p3, ...bus] = await freePorts(6);
     const ports = [p1!, p2!, p3!];
+    const timeout = opts.nodeTimeoutMs === undefined ? [] : ['--cluster-node-timeout', String(opts.nodeTimeoutMs)];
     await Promise.all(
       ports.map((port, i) =>
-        servers.start(port, ['--cluster-enabled', 'yes', '--cluster-port', String(bus[i]), '--cluster-config-file', join(servers.dir, `nodes-${port}.conf`)]),
+        servers.start(port, ['--cluster-enabled', 'yes', '--cluster-port', String(bus[i]), '--cluster-config-file', join(servers.dir, `nodes-${port}.conf`), ...timeout]),
       ),
     );
     await promisify(execFile)('redis-cli', ['--cluster', 'create', ...ports.map((p) => `${HOST}:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
@@ -136,6 +142,7 @@ export async function startCluster(): Promise<TestCluster> {
         if (!range) throw new Error(`no node serves slot ${slot}`);
         return range[2][1];
       },
+      state: async (port) => field(await admin(port, 'CLUSTER', 'INFO'), 'cluster_state'),
       pid: (port) => servers.pid(port),
       stop: () => servers.stopAll(),
     };

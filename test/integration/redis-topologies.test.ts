@@ -264,3 +264,19 @@ t.test('Cluster: a stalled node fails its keys within the timeout, the others ca
   }
   t.ok(await waitFor(() => kv.get(keys.factorFailures(userOn.get(stalled)!, 'totp')).then(() => true)), 'the node answers again through the same store');
 });
+
+// A node whose cluster_state is fail still answers PING, and answers every command on a key with CLUSTERDOWN.
+t.test('Cluster: a master lost with no replica to take over makes the store unready once the cluster is down', async (t) => {
+  const cluster = await startCluster({ nodeTimeoutMs: 1000 });
+  t.teardown(() => cluster.stop());
+  const kv = new RedisKvStore({ mode: 'cluster', nodes: cluster.nodes, keyPrefix: prefix(), commandTimeoutMs: TIMEOUT_MS });
+  t.teardown(() => kv.close());
+  await kv.ready();
+  await t.resolves(kv.ping(), 'ready while every node serves');
+
+  const [lost, ...others] = cluster.nodes.map((n) => n.port);
+  process.kill(cluster.pid(lost!), 'SIGKILL');
+  t.ok(await waitFor(async () => (await Promise.all(others.map((p) => cluster.state(p)))).every((s) => s === 'fail')), 'the other nodes say the cluster is down');
+  await t.rejects(kv.get(keys.session('s')), { code: 'GW_ERR_STORE_UNAVAILABLE' }, 'requests fail closed');
+  for (let i = 0; i < 5; i++) await t.rejects(kv.ping(), { code: 'GW_ERR_STORE_UNAVAILABLE' }, 'and readiness says so, whichever node is asked');
+});
