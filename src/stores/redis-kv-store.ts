@@ -62,6 +62,8 @@ type ScriptedRedis = (Redis | Cluster) & {
  */
 export type RedisKvOptions = Omit<RedisConnectionOptions, 'mode'> & { mode?: RedisConnectionOptions['mode']; replicaAcks?: number };
 
+const CLUSTER_SLOTS = 16384;
+
 // ioredis' commandTimeout and the call's own deadline (below).
 const TIMED_OUT = /^(Command timed out|no answer within)/;
 
@@ -184,7 +186,7 @@ export class RedisKvStore implements KvStore {
     // SCAN sees keys as stored: with the client's keyPrefix, which MATCH needs and results lose.
     const stored = this.redis.options.keyPrefix ?? '';
     const match = `${(stored + prefix).replace(/[*?[\]\\]/g, '\\$&')}*`;
-    for (const node of this.masters()) {
+    for (const node of this.slotMasters()) {
       let cursor = '0';
       do {
         const [next, found] = await this.call(() => node.scan(cursor, 'MATCH', match, 'COUNT', 500));
@@ -233,6 +235,23 @@ export class RedisKvStore implements KvStore {
   /** The nodes that hold the data: each master of a Cluster, or the one server. */
   private masters(): Redis[] {
     return this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+  }
+
+  /**
+   * The master of every slot, for a scan that must see every key. ioredis lets go of a node whose connection closed
+   * until a slot refresh brings it back, and the masters it holds then would leave that node's keys out unsaid.
+   */
+  private slotMasters(): Redis[] {
+    const redis = this.redis;
+    if (!(redis instanceof Cluster)) return [redis];
+    const connected = new Map(redis.nodes('master').map((n) => [`${n.options.host}:${n.options.port}`, n]));
+    const masters = new Set<Redis>();
+    for (let slot = 0; slot < CLUSTER_SLOTS; slot++) {
+      const node = connected.get(redis.slots[slot]?.[0] ?? '');
+      if (!node) throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `redis: no connection to the master of slot ${slot}`);
+      masters.add(node);
+    }
+    return [...masters];
   }
 
   /**

@@ -1,7 +1,7 @@
 // The Redis store on Sentinel and Cluster: failing over and stalling nodes, fail closed and back by itself.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { GatewayError } from '../../src/errors.js';
 import { keys } from '../../src/stores/keys.js';
 import { createRedisClient } from '../../src/stores/redis-connection.js';
@@ -279,4 +279,26 @@ t.test('Cluster: a master lost with no replica to take over makes the store unre
   t.ok(await waitFor(async () => (await Promise.all(others.map((p) => cluster.state(p)))).every((s) => s === 'fail')), 'the other nodes say the cluster is down');
   await t.rejects(kv.get(keys.session('s')), { code: 'GW_ERR_STORE_UNAVAILABLE' }, 'requests fail closed');
   for (let i = 0; i < 5; i++) await t.rejects(kv.ping(), { code: 'GW_ERR_STORE_UNAVAILABLE' }, 'and readiness says so, whichever node is asked');
+});
+
+// ioredis drops its connection to a node that went away, until a slot refresh brings it back.
+t.test('Cluster: a scan while a master is gone fails instead of leaving its keys out', async (t) => {
+  const cluster = await startCluster();
+  t.teardown(() => cluster.stop());
+  const kv = new RedisKvStore({ mode: 'cluster', nodes: cluster.nodes, keyPrefix: prefix(), commandTimeoutMs: TIMEOUT_MS });
+  t.teardown(() => kv.close());
+  await kv.ready();
+  for (let i = 0; i < 60; i++) await kv.set(keys.session(`s${i}`), 'v', 600_000);
+  let found = 0;
+  for await (const batch of kv.scanKeys('session:{')) found += batch.length;
+  t.equal(found, 60, 'every key, on every node');
+
+  process.kill(cluster.pid(cluster.nodes[0]!.port), 'SIGKILL');
+  t.ok(await waitFor(async () => (kv.client as Cluster).nodes('master').length === 2), 'the client let go of the lost node');
+  await t.rejects(
+    (async () => {
+      for await (const batch of kv.scanKeys('session:{')) found += batch.length;
+    })(),
+    { code: 'GW_ERR_STORE_UNAVAILABLE' },
+  );
 });
