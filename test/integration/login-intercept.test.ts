@@ -73,6 +73,36 @@ t.test('a public page asked for while a password is checked: its answer, which m
   t.equal((await b.get('/records')).location, '/_mfa/continue', 'and the portal pages wait for the second factor');
 });
 
+t.test("a pre-login browser id planted in a victim's browser (session fixation): its holder never gets the portal session the victim's password signs in", async (t) => {
+  // The demo portal keeps its session id at login, so the pre-login jar's portal session is the one the password signs in.
+  const s = await startStack({ patch: (raw) => raw.policy.rules.unshift({ name: 'public page', paths: ['/slow'], decision: 'public' }) });
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  const attacker = s.browser();
+  t.equal((await attacker.get('/login')).status, 200, 'the attacker starts a pre-login jar');
+  const planted = attacker.cookies.get('__Host-mfa-browser')!;
+  const victim = s.browser();
+  victim.cookies.set('__Host-mfa-browser', planted);
+  s.clock.advance(30_000);
+  const csrf = inputValue((await victim.get('/login')).body, 'csrf');
+  t.equal(victim.cookies.get('__Host-mfa-browser'), planted, 'the victim uses the planted id');
+  const before = s.portalRequests.length;
+  t.equal((await victim.post('/login', { username: ALICE.username, password: ALICE.password, csrf })).status, 303, 'the password is right');
+  const signedIn = /PORTALSESSID=([0-9a-f]+)/.exec(String(s.portalRequests.slice(before).find((r) => r.method === 'POST')!.headers.cookie))![1]!;
+  t.notOk(victim.cookies.has('__Host-mfa-browser'), 'the pre-login id is dropped from the browser');
+  const attackerSees = async (when: string) => {
+    const from = s.portalRequests.length;
+    t.equal((await attacker.get('/slow?who=1')).body, 'slow ok: nobody', `${when}: the portal answers the planted id as nobody`);
+    for (const r of s.portalRequests.slice(from)) t.notMatch(String(r.headers.cookie ?? ''), signedIn, `${when}: the signed-in portal session never goes out under the planted id`);
+  };
+  await attackerSees('after the password');
+  const verifyCsrf = inputValue((await victim.get('/_mfa/verify')).body, 'csrf');
+  t.equal((await victim.post('/_mfa/verify', { csrf: verifyCsrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'the victim finishes');
+  await attackerSees('after the second factor');
+  t.equal((await victim.get('/slow?who=1')).body, `slow ok: ${ALICE.username}`, "the victim's session is the signed-in one");
+  t.equal((await attacker.get('/records')).location, '/login', 'the attacker is not signed in');
+});
+
 t.test('answers that change the pre-login cookies meanwhile are no password login: the page loads whole', async (t) => {
   // A load balancer's stickiness cookie (AWS ALB) has a new value on each answer; so has a session cookie some
   // frameworks encrypt again on each (Rails' expire_after).
