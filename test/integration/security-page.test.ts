@@ -159,6 +159,43 @@ t.test('changes need a second factor in the last 5 minutes and the CSRF token', 
   t.match(thanks.body, '<a href="/">Back to the portal</a>');
 });
 
+t.test('a stolen session cookie and its form token, without a recent second factor, change no factor: not removed, not added, no codes, no one signed out', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  await addApp(s, b, 'Tablet');
+  const { page, csrf } = await securityPage(b);
+  const before = factorIds(page.body);
+  const [phone, tablet] = [...new Set(before)] as [string, string];
+  // Within the five minutes, a removal still needs the form's token and a same-origin request.
+  t.equal((await b.post('/_mfa/security/remove', { csrf: 'x'.repeat(43), factor: tablet })).status, 403, 'removal without the CSRF token');
+  t.equal((await b.post('/_mfa/security/remove', { csrf, factor: tablet }, { origin: 'https://evil.example' })).status, 403, 'removal from another site');
+  t.equal((await b.post('/_mfa/security/remove', { csrf, factor: tablet }, { 'sec-fetch-site': 'cross-site' })).status, 403, 'removal from another site, by Sec-Fetch-Site');
+  // The thief holds a copy of the cookie and the page's token once the owner's second factor is over five minutes old.
+  const thief = s.browser();
+  for (const [k, v] of b.cookies) thief.cookies.set(k, v);
+  s.clock.advance(5 * 60_000 + 30_000);
+  const thiefApp = await totpAt('JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', s.clock.now());
+  const json = { 'content-type': 'application/json', accept: 'application/json', 'x-csrf-token': csrf };
+  for (const [what, answer] of [
+    ['remove a factor', await thief.post('/_mfa/security/remove', { csrf, factor: phone }, { accept: 'application/json' })],
+    ['remove the other', await thief.post('/_mfa/security/remove', { csrf, factor: tablet }, { accept: 'application/json' })],
+    ['add an app', await thief.post('/_mfa/security/totp', { csrf, name: 'Mine', code: thiefApp }, { accept: 'application/json' })],
+    ['passkey options', await thief.send('POST', '/_mfa/security/passkey/options', '{}', json)],
+    ['add a passkey', await thief.send('POST', '/_mfa/security/passkey', JSON.stringify({ credential: { id: 'x', rawId: 'x', type: 'public-key', response: {} }, name: 'Mine' }), json)],
+    ['new recovery codes', await thief.post('/_mfa/security/recovery-codes', { csrf }, { accept: 'application/json' })],
+    ['sign out the other devices', await thief.post('/_mfa/security/sign-out-others', { csrf }, { accept: 'application/json' })],
+  ] as const) {
+    t.equal(answer.status, 401, what);
+    t.match(JSON.parse(answer.body), { error: 'GW_ERR_STEP_UP_REQUIRED' }, `${what}: a step-up is asked for`);
+  }
+  t.equal((await thief.get('/_mfa/security/totp')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp', 'no new secret shown');
+  t.equal((await b.get('/records')).status, 200, "the owner's session is still there");
+  const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity');
+  const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code: await totpAt(secret, s.clock.now()) });
+  t.equal(back.location, '/_mfa/security', 'the owner steps up');
+  t.same(factorIds((await securityPage(b)).page.body), before, 'the same factors as before');
+});
+
 t.test('the new codes kept for a second click are a sealed record like any other (keys rotate re-seals it)', async (t) => {
   const { s } = await setUp(t);
   const { b } = await signUpAndEnrol(s);
