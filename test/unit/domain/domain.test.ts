@@ -202,6 +202,10 @@ t.test('safe redirects', async (t) => {
     t.equal(back(other), '/', other);
   for (const evil of ['https://evil.example', '//evil.example', '///evil.example', '/\\evil.example', '\\/evil.example', '/\t/evil.example', 'https:evil.example', 'http://portal.internal:8080@evil.example', 'javascript:alert(1)', 'data:text/html,x', '//evil%E3%80%82example'])
     t.equal(back(evil), '/', evil);
+  // The rest of the usual open-redirect spellings: one slash after the scheme, a look-alike host, encoded and
+  // double-encoded slashes and backslashes, dot segments that leave a '//' path, line breaks between the slashes.
+  for (const evil of ['https:/evil.example', '//localhost.evil.example', '//evil.example%2f%2e%2e', '%2f%2fevil.example', '%252f%252fevil.example', '/%5cevil.example', '/%2e%2e/%2e%2e//evil.example', '/.//evil.example', '/x/..//evil.example', '/\n/evil.example', '/\r/evil.example', '/\v/evil.example', 'http://localhost@evil.example', 'http:\\\\evil.example'])
+    t.equal(back(evil), '/', JSON.stringify(evil));
   t.equal(back(undefined), '/');
   // Followed after a sign-in or a step-up, the portal's logout would end the session just proved.
   for (const acting of ['/logout', '/LOGOUT/', '/logout?x=1', '/signout.php/x', '/%6cogout'])
