@@ -50,7 +50,8 @@ function connect(opts: RedisConnectionOptions): Redis | Cluster {
     enableOfflineQueue: false,
     retryStrategy: backoff,
     // A demoted master answers writes with READONLY: reconnect (to the new master) without resending the command.
-    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+    // Redis 6 puts a script's inside its own error (`ERR Error running script … -READONLY …`).
+    reconnectOnError: (err) => /^READONLY|: -READONLY /.test(err.message),
   };
   switch (opts.mode) {
     case 'single':
