@@ -462,6 +462,7 @@ export const ConfigSchema = Type.Object(
             nodes: Type.Array(HostPort, { default: [], description: 'cluster: seed nodes; the rest is discovered.' }),
             username: Type.Optional(Type.String({ minLength: 1, description: 'Redis ACL user (sentinel, cluster, or single when not in the URL).' })),
             password: Type.Optional(Type.String({ minLength: 1, description: 'Redis password (give it as password_FILE).' })),
+            sentinelUsername: Type.Optional(Type.String({ minLength: 1, description: 'sentinel: ACL user of the sentinels themselves (Redis 6.2 or later), with sentinelPassword.' })),
             sentinelPassword: Type.Optional(Type.String({ minLength: 1, description: 'Password of the sentinels themselves.' })),
             tls: Type.Optional(
               Type.Object(

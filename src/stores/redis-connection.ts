@@ -11,6 +11,8 @@ export interface RedisConnectionOptions {
   nodes?: { host: string; port: number }[];
   username?: string;
   password?: string;
+  /** sentinel: ACL user and password of the sentinels (not of the data nodes: those are username and password). */
+  sentinelUsername?: string;
   sentinelPassword?: string;
   tls?: { ca?: string; servername?: string; rejectUnauthorized?: boolean };
   /** Must not contain { or }: keys carry their own hash tags (see keys.ts). */
@@ -63,6 +65,7 @@ function connect(opts: RedisConnectionOptions): Redis | Cluster {
         ...client,
         sentinels: opts.sentinels,
         name: opts.masterName,
+        sentinelUsername: opts.sentinelUsername,
         sentinelPassword: opts.sentinelPassword,
         sentinelTLS: opts.tls,
         enableTLSForSentinelMode: opts.tls !== undefined,

@@ -28,6 +28,15 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
+/**
+ * Protection of the sentinels themselves (not of the data nodes): with a username, an ACL user (`user` in sentinel.conf)
+ * and the default user off; without, `requirepass`. The sentinels also log in to each other with it.
+ */
+export interface SentinelAuth {
+  username?: string;
+  password: string;
+}
+
 export interface TestSentinel {
   sentinels: Addr[];
   masterName: string;
@@ -65,11 +74,15 @@ class Servers {
     return new Servers(await mkdtemp(join(tmpdir(), `mfa-redis-${name}-`)));
   }
 
-  /** Starts redis-server on `port` and waits until it answers; `args` come first, so a config file may lead. */
-  async start(port: number, args: string[]): Promise<void> {
+  /**
+   * Starts redis-server on `port` and waits until it answers (logging in with `auth`, if given); `args` come first, so
+   * a config file may lead.
+   */
+  async start(port: number, args: string[], auth?: SentinelAuth): Promise<void> {
     const common = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no', '--dir', this.dir];
     this.procs.set(port, spawn('redis-server', [...args, ...common], { stdio: 'ignore' }));
-    await waitForPing(`redis://${HOST}:${port}`);
+    const login = auth ? `${encodeURIComponent(auth.username ?? '')}:${encodeURIComponent(auth.password)}@` : '';
+    await waitForPing(`redis://${login}${HOST}:${port}`);
   }
 
   pid(port: number): number {
@@ -93,9 +106,10 @@ class Servers {
   }
 }
 
-/** Runs one admin command on a fresh connection (no prefix, no retries). */
-async function admin<T = string>(port: number, ...args: (string | number)[]): Promise<T> {
-  const r = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 2000 });
+/** Runs one admin command on a fresh connection (no prefix, no retries); `{ port, ...auth }` logs in first. */
+async function admin<T = string>(at: number | ({ port: number } & SentinelAuth), ...args: (string | number)[]): Promise<T> {
+  const { port, username, password } = typeof at === 'number' ? { port: at, username: undefined, password: undefined } : at;
+  const r = new Redis({ host: HOST, port, username, password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 2000 });
   r.on('error', () => {});
   try {
     await r.connect();
@@ -152,8 +166,12 @@ export async function startCluster(opts: { nodeTimeoutMs?: number } = {}): Promi
   }
 }
 
-/** One master, one replica, three sentinels (quorum 2, down after 1 s); resolves once every sentinel sees both data nodes. */
-export async function startSentinel(): Promise<TestSentinel> {
+/**
+ * One master, one replica, three sentinels (quorum 2, down after 1 s); resolves once every sentinel sees both data nodes.
+ * `auth`: the sentinels refuse clients that do not log in with it.
+ */
+export async function startSentinel(opts: { auth?: SentinelAuth } = {}): Promise<TestSentinel> {
+  const { auth } = opts;
   const servers = await Servers.create('sentinel');
   try {
     const [masterPort, replicaPort, ...sentinelPorts] = (await freePorts(5)) as [number, number, number, number, number];
@@ -165,6 +183,7 @@ export async function startSentinel(): Promise<TestSentinel> {
     await servers.start(masterPort, [...data, '--min-replicas-to-write', '1']);
     await servers.start(replicaPort, [...data, '--replicaof', HOST, String(masterPort)]);
     await waitUntil('replica in sync', async () => field(await admin(replicaPort, 'INFO', 'replication'), 'master_link_status') === 'up');
+    const asSentinel = (port: number) => (auth ? { port, ...auth } : port);
     await Promise.all(
       sentinelPorts.map(async (port) => {
         const conf = join(servers.dir, `sentinel-${port}.conf`);
@@ -174,14 +193,15 @@ export async function startSentinel(): Promise<TestSentinel> {
             `sentinel monitor ${MASTER_NAME} ${HOST} ${masterPort} 2`,
             `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
             `sentinel failover-timeout ${MASTER_NAME} 2000`,
+            ...sentinelProtection(auth),
             '',
           ].join('\n'),
         );
-        await servers.start(port, [conf, '--sentinel']);
+        await servers.start(port, [conf, '--sentinel'], auth);
       }),
     );
     const sentinelSees = (port: number) => async () => {
-      const replicas = await admin<string[][]>(port, 'SENTINEL', 'REPLICAS', MASTER_NAME);
+      const replicas = await admin<string[][]>(asSentinel(port), 'SENTINEL', 'REPLICAS', MASTER_NAME);
       const ok = (r: string[]) => r[r.indexOf('flags') + 1] === 'slave' && r[r.indexOf('master-link-status') + 1] === 'ok';
       return replicas.length === 1 && ok(replicas[0]!);
     };
@@ -189,7 +209,7 @@ export async function startSentinel(): Promise<TestSentinel> {
 
     const paused = new Set<number>();
     const live = () => sentinelPorts.filter((p) => !paused.has(p));
-    const masterOf = async (port: number) => Number((await admin<[string, string]>(port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME))[1]);
+    const masterOf = async (port: number) => Number((await admin<[string, string]>(asSentinel(port), 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME))[1]);
     const master = () => masterOf(live()[0]!);
     const dataPorts = [masterPort, replicaPort];
     const newMaster = async (from: number) => {
@@ -210,14 +230,14 @@ export async function startSentinel(): Promise<TestSentinel> {
       },
       async failover() {
         const from = await master();
-        await waitUntil('failover accepted', async () => (await admin(live()[0]!, 'SENTINEL', 'FAILOVER', MASTER_NAME)) === 'OK');
+        await waitUntil('failover accepted', async () => (await admin(asSentinel(live()[0]!), 'SENTINEL', 'FAILOVER', MASTER_NAME)) === 'OK');
         return newMaster(from);
       },
       async killMaster() {
         const from = await master();
         // An objective "down" needs a quorum, so the sentinels that answer must have found each other first (hello every 2 s).
         const knowsTheOthers = async (port: number) => {
-          const known = (await admin<string[][]>(port, 'SENTINEL', 'SENTINELS', MASTER_NAME)).map((s) => Number(s[s.indexOf('port') + 1]));
+          const known = (await admin<string[][]>(asSentinel(port), 'SENTINEL', 'SENTINELS', MASTER_NAME)).map((s) => Number(s[s.indexOf('port') + 1]));
           return live().every((p) => p === port || known.includes(p));
         };
         await Promise.all(live().map((port) => waitUntil('sentinels know each other', () => knowsTheOthers(port))));
@@ -239,4 +259,12 @@ export async function startSentinel(): Promise<TestSentinel> {
     await servers.stopAll();
     throw err;
   }
+}
+
+/** sentinel.conf lines that make a sentinel refuse clients without `auth`, and log in with it to the other sentinels. */
+function sentinelProtection(auth: SentinelAuth | undefined): string[] {
+  if (!auth) return [];
+  const toOthers = [...(auth.username ? [`sentinel sentinel-user ${auth.username}`] : []), `sentinel sentinel-pass ${auth.password}`];
+  if (!auth.username) return [`requirepass ${auth.password}`, ...toOthers];
+  return ['user default off', `user ${auth.username} on >${auth.password} allchannels +@all`, ...toOthers];
 }

@@ -1,13 +1,19 @@
 // The Redis store on Sentinel and Cluster: failing over and stalling nodes, fail closed and back by itself.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
+import { request } from 'undici';
+import { systemClock } from '../../src/clock.js';
 import { GatewayError } from '../../src/errors.js';
+import { createKvStore } from '../../src/gateway.js';
+import type { KvStore } from '../../src/stores/kv-store.js';
 import { keys } from '../../src/stores/keys.js';
 import { createRedisClient } from '../../src/stores/redis-connection.js';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
+import { testConfig } from '../helpers/config.js';
 import { testRedis } from '../helpers/redis.js';
 import { startCluster, startSentinel, type TestSentinel } from '../helpers/redis-topologies.js';
+import { ALICE, startStack, submitPassword } from '../helpers/stack.js';
 
 const TIMEOUT_MS = 300;
 // Timers and the event loop may add a little to the deadline; far less than a hang would.
@@ -179,6 +185,71 @@ t.test('options that cannot work are refused before connecting', async (t) => {
 // the test of a killed master (which takes no more writes) runs without it.
 failoverTest('SENTINEL FAILOVER (the old master stays up)', (s) => s.failover(), 1, 15_000);
 failoverTest('master killed', (s) => s.killMaster());
+
+/** The store the gateway makes from its configuration: store.redis on `sentinel`, with `credentials` for the sentinels. */
+function configuredStore(sentinel: TestSentinel, credentials: { sentinelUsername?: string; sentinelPassword?: string }): KvStore {
+  const config = testConfig('http://127.0.0.1:1', (raw) => {
+    raw.store = {
+      type: 'redis',
+      redis: { mode: 'sentinel', sentinels: sentinel.sentinels, masterName: sentinel.masterName, ...credentials, keyPrefix: prefix(), commandTimeoutMs: TIMEOUT_MS },
+    };
+  });
+  return createKvStore(config, systemClock);
+}
+
+/** With sentinel credentials that are refused: the store fails closed within its timeout, and so does a gateway on it. */
+async function refusedBySentinels(t: Test, kv: KvStore, what: string): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    const o = await timed(() => kv.get(keys.session('s')));
+    t.ok(isStoreUnavailable(o.error), `${what}: a read fails with GW_ERR_STORE_UNAVAILABLE (${(o.error as Error | undefined)?.message})`);
+    t.ok(o.ms <= TIMEOUT_MS + SLACK_MS, `within the timeout (${Math.round(o.ms)} ms)`);
+  }
+  await t.rejects(kv.ping(), { code: 'GW_ERR_STORE_UNAVAILABLE' }, `${what}: not ready`);
+  const s = await startStack({ kv: () => kv });
+  t.teardown(() => s.close());
+  const ready = await request(`${s.url}/_mfa/health/ready`);
+  t.equal(ready.statusCode, 503, `${what}: the gateway says it is not ready`);
+  await ready.body.dump();
+  const login = await submitPassword(s.browser(), ALICE.username, ALICE.password).catch((e: Error) => e);
+  t.ok(login instanceof Error ? /answered 503/.test(login.message) : login.status === 503, `${what}: a sign-in cannot start (503)`);
+  t.same(s.portalRequests, [], `${what}: nothing reached the portal`);
+}
+
+t.test('Sentinels protected by an ACL user: sentinelUsername and sentinelPassword, and a wrong user fails closed', async (t) => {
+  const auth = { username: 'mfa-gateway', password: randomBytes(12).toString('hex') };
+  const sentinel = await startSentinel({ auth });
+  t.teardown(() => sentinel.stop());
+
+  const kv = configuredStore(sentinel, { sentinelUsername: auth.username, sentinelPassword: auth.password });
+  t.teardown(() => kv.close());
+  await kv.ready();
+  await kv.set(keys.session('s'), 'record', 600_000);
+  t.equal(await kv.get(keys.session('s')), 'record');
+  await sentinel.waitForSync();
+  // The master is found again through the same sentinels, and the failover is announced by them (SUBSCRIBE).
+  const { from, to } = await sentinel.killMaster();
+  t.not(from, to);
+  t.ok(await waitFor(() => kv.get(keys.session('s')).then((v) => v === 'record')), 'after a failover, the store reads from the new master');
+
+  await refusedBySentinels(t, configuredStore(sentinel, { sentinelUsername: 'someone-else', sentinelPassword: auth.password }), 'another user');
+  await refusedBySentinels(t, configuredStore(sentinel, { sentinelUsername: auth.username, sentinelPassword: 'wrong' }), 'a wrong password');
+  await refusedBySentinels(t, configuredStore(sentinel, { sentinelPassword: auth.password }), 'the password without the user');
+});
+
+t.test('Sentinels protected by requirepass: sentinelPassword, and a missing or wrong one fails closed', async (t) => {
+  const auth = { password: randomBytes(12).toString('hex') };
+  const sentinel = await startSentinel({ auth });
+  t.teardown(() => sentinel.stop());
+
+  const kv = configuredStore(sentinel, { sentinelPassword: auth.password });
+  t.teardown(() => kv.close());
+  await kv.ready();
+  await kv.set(keys.session('s'), 'record', 600_000);
+  t.equal(await kv.get(keys.session('s')), 'record', 'the store reaches the master through the sentinels');
+
+  await refusedBySentinels(t, configuredStore(sentinel, {}), 'no sentinelPassword');
+  await refusedBySentinels(t, configuredStore(sentinel, { sentinelPassword: 'wrong' }), 'a wrong password');
+});
 
 // The race behind "master killed" failing now and then: +switch-master reaching ioredis' failover detector while the
 // client is between connections, asking the sentinels for the master. ioredis then ended the client for good ("Connection
