@@ -74,6 +74,8 @@ export class RedisKvStore implements KvStore {
   /** When calls began to time out with no answer since (see timedOut()), and whether a ping is out to check. */
   private silentSince: number | undefined;
   private probing = false;
+  /** Why the connection last failed, until it is ready again: the reason a call refused while disconnected gives. */
+  private connectionError: string | undefined;
 
   /** Takes connection options, or a client made by createRedisClient (the store then owns it and closes it). */
   constructor(opts: RedisKvOptions | Redis | Cluster) {
@@ -89,6 +91,10 @@ export class RedisKvStore implements KvStore {
     redis.defineCommand('mfaSetAdd', { numberOfKeys: 1, lua: SET_ADD });
     redis.defineCommand('mfaReplaceIf', { numberOfKeys: 1, lua: REPLACE_IF });
     redis.defineCommand('mfaDeleteIf', { numberOfKeys: 1, lua: DELETE_IF });
+    // A call refused while disconnected says only that ("Stream isn't writeable"): the connection's own error (a
+    // refused password, no sentinel reachable) is what an operator needs to read.
+    redis.on('error', (err: Error) => (this.connectionError = err.message.slice(0, 300)));
+    redis.on('ready', () => (this.connectionError = undefined));
     this.redis = redis as ScriptedRedis;
     this.timeoutMs = timeoutMs;
     this.replicaAcks = opts instanceof Redis || opts instanceof Cluster ? 0 : (opts.replicaAcks ?? 0);
@@ -284,7 +290,8 @@ export class RedisKvStore implements KvStore {
       return result;
     } catch (cause) {
       if (TIMED_OUT.test((cause as Error).message)) this.timedOut();
-      throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `redis: ${(cause as Error).message}`, { cause });
+      const why = this.redis.status === 'ready' || this.connectionError === undefined ? '' : ` (connection: ${this.connectionError})`;
+      throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `redis: ${(cause as Error).message}${why}`, { cause });
     } finally {
       clearTimeout(timer);
     }

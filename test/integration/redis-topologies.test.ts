@@ -204,6 +204,9 @@ async function refusedBySentinels(t: Test, kv: KvStore, what: string): Promise<v
     t.ok(isStoreUnavailable(o.error), `${what}: a read fails with GW_ERR_STORE_UNAVAILABLE (${(o.error as Error | undefined)?.message})`);
     t.ok(o.ms <= TIMEOUT_MS + SLACK_MS, `within the timeout (${Math.round(o.ms)} ms)`);
   }
+  // What the operator reads in the log: why the connection fails, not only that the call could not be sent.
+  const refusal = () => kv.get(keys.session('s')).then(() => '', (e: Error) => e.message);
+  t.ok(await waitFor(async () => /WRONGPASS|NOAUTH/.test(await refusal())), `${what}: the error says the sentinels refused the credentials (${await refusal()})`);
   await t.rejects(kv.ping(), { code: 'GW_ERR_STORE_UNAVAILABLE' }, `${what}: not ready`);
   const s = await startStack({ kv: () => kv });
   t.teardown(() => s.close());
