@@ -103,6 +103,18 @@ export class EnrolmentService {
     await this.changeLive(id, (cur) => ({ ...cur, proofCode: { ...stored, expiresAt } }), now);
     const delivery = await this.d.webhooks.post(hook, { id: newId(), event: 'enrolment_code', user: p.username, code, expiresAt: new Date(expiresAt).toISOString() });
     this.d.security('enrolment_code_sent', { pid: p.pid, ip, delivered: delivery.delivered, ...(delivery.delivered ? {} : { why: delivery.why }) });
+    // Not delivered (the person is told so): the code sent before, if any, is the one that works, and the page does
+    // not say a code was sent when none was. Unless another send has replaced this code meanwhile.
+    if (!delivery.delivered) {
+      await this.d.pending.update(
+        id,
+        ({ proofCode: cur, ...rest }) => {
+          const kept = cur?.salt === stored.salt ? p.proofCode : cur;
+          return kept ? { ...rest, proofCode: kept } : rest;
+        },
+        this.d.clock.now(),
+      );
+    }
     return delivery.delivered;
   }
 

@@ -247,6 +247,25 @@ t.test('webhook: a code sent through the vendor, signed; typed in to enrol', asy
   t.ok([400, 403].includes(late.status), 'expired (or the login itself expired)');
 });
 
+t.test('webhook: a code the vendor did not take is not said to be sent, and the one sent before still works', async (t) => {
+  const receiver = await startReceiver([500, 200, 500, 0]);
+  t.teardown(receiver.close);
+  const s = await startStack({ patch: (raw) => ((raw.enrolment = { proof: 'webhook', webhook: { url: receiver.url, secret: 'w'.repeat(64), codeMinutes: 10 } }), (raw.notify = { timeoutSeconds: 1 })) });
+  t.teardown(s.close);
+  const { b, csrf } = await atProof(s);
+  t.equal((await b.post('/_mfa/enrol/proof/send', { csrf })).status, 502, 'the vendor endpoint failed');
+  const page = (await b.get('/_mfa/proof')).body;
+  t.notMatch(page, 'We have sent you a code', 'the page does not say a code was sent');
+  t.match(page, 'Send me a code');
+  t.equal((await b.post('/_mfa/enrol/proof/send', { csrf })).status, 303);
+  const code = String(receiver.calls.at(-1)!.json.code);
+  t.equal((await b.post('/_mfa/enrol/proof/send', { csrf })).status, 502, 'asked again: the vendor endpoint failed');
+  s.clock.advance(60_000);
+  t.equal((await b.post('/_mfa/enrol/proof/send', { csrf })).status, 502, 'and again: it did not answer');
+  t.match((await b.get('/_mfa/proof')).body, 'We have sent you a code', 'the code sent before is still said to be sent');
+  t.equal((await b.post('/_mfa/enrol/proof', { csrf, code })).location, '/_mfa/enrol', 'and it works');
+});
+
 t.test('a code sent before more time was asked for works as long as it says (10 minutes), in the longer login', async (t) => {
   const receiver = await startReceiver();
   t.teardown(receiver.close);
