@@ -65,7 +65,11 @@ const MAX_DELIVERIES = 200;
 export type Delivery = { delivered: true } | { delivered: false; why: string };
 
 export class Webhooks {
-  private readonly inFlight = new Set<Promise<void>>();
+  /** Deliveries running or waiting for a retry, with their event. */
+  private readonly inFlight = new Map<Promise<void>, string>();
+  /** Set at shutdown: deliveries waiting for a retry (woken by `wakers`) try at once, and for the last time. */
+  private closing = false;
+  private readonly wakers = new Set<() => void>();
 
   constructor(
     private readonly d: { clock: Clock; log: Logger; timeoutMs: number; retries: number; retryDelayMs: number },
@@ -107,19 +111,30 @@ export class Webhooks {
         const delivery = await this.post(target, payload);
         if (delivery.delivered) return;
         this.d.log.warn({ webhook: payload.event, attempt, why: delivery.why }, 'webhook delivery failed');
-        if (attempt <= this.d.retries) await new Promise((r) => setTimeout(r, this.d.retryDelayMs * 2 ** (attempt - 1)).unref());
+        if (attempt > this.d.retries || this.closing) break;
+        await new Promise<void>((r) => {
+          const done = () => (clearTimeout(timer), this.wakers.delete(done), r());
+          const timer = setTimeout(done, this.d.retryDelayMs * 2 ** (attempt - 1)).unref();
+          this.wakers.add(done);
+        });
       }
       this.d.log.error({ webhook: payload.event }, 'webhook not delivered: giving up');
     })();
-    this.inFlight.add(job);
+    this.inFlight.set(job, payload.event);
     void job.finally(() => this.inFlight.delete(job));
   }
 
-  /** Waits for deliveries still running, at most `maxMs` (shutdown must not hang on a vendor endpoint). */
+  /**
+   * At shutdown: deliveries waiting for a retry try once more at once; waits for them, at most `maxMs` (shutdown must
+   * not hang on a vendor endpoint). Those still not delivered then are logged: the process ends without them.
+   */
   async settle(maxMs = 2000): Promise<void> {
+    this.closing = true;
+    for (const wake of [...this.wakers]) wake();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all([...this.inFlight]), new Promise((r) => (timer = setTimeout(r, maxMs)))]);
+    await Promise.race([Promise.all([...this.inFlight.keys()]), new Promise((r) => (timer = setTimeout(r, maxMs)))]);
     clearTimeout(timer);
+    for (const event of this.inFlight.values()) this.d.log.error({ webhook: event }, 'webhook not delivered: shutting down');
   }
 }
 

@@ -100,3 +100,27 @@ t.test('a failed delivery is logged with why: the receiver’s status, or the er
   t.same(await quick.post(target(`http://127.0.0.1:${(silent.address() as { port: number }).port}/hook`), { event: 'x' }), { delivered: false, why: 'TimeoutError' });
   t.notOk(lines.join('\n').includes('hush'), 'the URL is not logged');
 });
+
+t.test('at shutdown, a delivery waiting for its retry tries at once; one still not delivered is logged', async (t) => {
+  const lines: string[] = [];
+  const log = pino(new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) }));
+  const flaky = await startReceiver([500]);
+  t.teardown(flaky.close);
+  const hooks = new Webhooks({ clock: systemClock, log, timeoutMs: 1000, retries: 3, retryDelayMs: 60_000 });
+  hooks.send(target(flaky.url), { event: 'factors_reset' });
+  while (flaky.all.length < 1) await new Promise((r) => setTimeout(r, 10));
+  const started = Date.now();
+  await hooks.settle();
+  t.ok(Date.now() - started < 2000, 'without waiting for the minute');
+  t.equal(flaky.calls.length, 1, 'delivered by the retry made at once');
+  t.notOk(lines.some((l) => l.includes('shutting down')));
+
+  const dead = await startReceiver([500, 0]);
+  t.teardown(dead.close);
+  const closing = new Webhooks({ clock: systemClock, log, timeoutMs: 5000, retries: 3, retryDelayMs: 60_000 });
+  closing.send(target(dead.url), { event: 'factor_added' });
+  while (dead.all.length < 1) await new Promise((r) => setTimeout(r, 10));
+  await closing.settle(500);
+  t.equal(dead.hanging(), 1, 'tried again at once (and that one hangs)');
+  t.match(JSON.parse(lines.find((l) => l.includes('webhook not delivered: shutting down'))!), { webhook: 'factor_added' }, 'the event left undelivered is logged');
+});
