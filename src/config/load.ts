@@ -456,6 +456,11 @@ export function configWarnings(c: Config): string[] {
   if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');
   if (c.enrolment.webhook && !safeOutbound(c.enrolment.webhook.url)) w.push('enrolment.webhook.url is plain http to another machine: enrolment codes cross the network unencrypted');
   if (c.notify.url && !safeOutbound(c.notify.url)) w.push('notify.url is plain http to another machine: notifications cross the network unencrypted');
+  // undici leaves the user and password of a URL out of the request: a receiver asking for them refuses every call.
+  for (const [path, url] of [['enrolment.webhook.url', c.enrolment.webhook?.url], ['notify.url', c.notify.url]] as const) {
+    const u = url === undefined ? null : urlOf(url);
+    if (u?.username || u?.password) w.push(`${path} holds a user or password: it is never sent, and a receiver that asks for it refuses every call (status 401); put a token in the path or query instead`);
+  }
   if (c.devices.header?.format === 'fingerprint' && !c.devices.requireRegistration) {
     w.push("devices.header.format is fingerprint without devices.requireRegistration: a revoked or bound certificate re-signed by its holder (another fingerprint, the same key) is not recognised");
   }

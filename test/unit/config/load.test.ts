@@ -516,6 +516,13 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.same(problemsOf(() => resolveConfig(local)), []);
   t.notOk(configWarnings(resolveConfig(local)).some((w) => /url is plain http/.test(w)), 'https, or plain http on this machine: no warning');
   t.ok(configWarnings(resolveConfig(rawTestConfig('http://portal.internal:8080'))).some((w) => w.startsWith('portal.url is plain http')), 'a plain-http portal elsewhere: a warning');
+  const userinfo = rawTestConfig('http://127.0.0.1:1');
+  userinfo.enrolment = { proof: 'webhook', webhook: { url: 'https://vendor:Pa55word@vendor.example/hook', secret: randomKey() } };
+  userinfo.notify = { url: 'https://:T0ken@alerts.example/in', secret: randomKey() };
+  const credentialWarnings = configWarnings(resolveConfig(userinfo)).filter((w) => w.includes('user or password'));
+  t.same(credentialWarnings.map((w) => w.split(' ')[0]), ['enrolment.webhook.url', 'notify.url'], 'a user or password in a webhook URL, which is never sent: a warning');
+  t.notOk(credentialWarnings.join('\n').includes('Pa55word') || credentialWarnings.join('\n').includes('T0ken'), 'without the password');
+  t.notOk(configWarnings(resolveConfig(local)).some((w) => w.includes('user or password')), 'none in the URL: no warning');
   const kiosk = rawTestConfig('http://127.0.0.1:1');
   kiosk.server.hosts = ['portal.example', 'kiosk.example'];
   kiosk.policy.rules.unshift({ name: 'kiosk pages', hosts: ['Kiosk.example'], paths: ['/records'], decision: 'public' }, { name: 'kiosk closed', hosts: ['kiosk.example'], paths: ['/admin/'], decision: 'deny' });
