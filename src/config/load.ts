@@ -233,6 +233,19 @@ function checkSemantics(c: Config): string[] {
   };
   ids('keys.signing', c.keys.signing);
   ids('keys.encryption', c.keys.encryption);
+  // One secret under two ids (a key copied for the "new" one) makes a rotation that changes nothing: `keys status`
+  // shows the old id sealing nothing, and removing it leaves the old secret in use. Nor does one secret serve two purposes.
+  const secrets: { path: string; key: Buffer }[] = [];
+  const once = (path: string, secret: string) => {
+    if (keyProblem(secret)) return;
+    const key = decodeKey(secret);
+    const same = secrets.find((s) => s.key.equals(key));
+    if (same) problems.push(`${path}: the same key as ${same.path}: every key needs a secret of its own (an old secret under a new id is no new key)`);
+    else secrets.push({ path, key });
+  };
+  c.keys.signing.forEach((k, i) => once(`keys.signing.${i}.secret`, k.secret));
+  c.keys.encryption.forEach((k, i) => once(`keys.encryption.${i}.secret`, k.secret));
+  once('keys.pseudonym', c.keys.pseudonym);
   if (c.mfa.pendingMaxSeconds < c.mfa.pendingTimeoutSeconds) {
     problems.push(`mfa.pendingMaxSeconds: must be at least mfa.pendingTimeoutSeconds (${c.mfa.pendingTimeoutSeconds}; the same: no more time is offered), found ${c.mfa.pendingMaxSeconds}`);
   }

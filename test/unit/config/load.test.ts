@@ -145,6 +145,25 @@ t.test('an encryption key id has no ".", which separates the parts of a sealed r
   t.same(problemsOf(() => resolveConfig(raw)), [], 'enc-2026 and sig.2026 are fine');
 });
 
+t.test('one secret under two key ids, or for two purposes, is refused: a rotation to it would change nothing', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  const old = raw.keys.encryption[0].secret;
+  // The "new" key made by copying the old one's secret.
+  raw.keys.encryption = [{ id: 'e2', secret: old }, raw.keys.encryption[0]];
+  t.same(problemsOf(() => resolveConfig(raw)), ['keys.encryption.1.secret: the same key as keys.encryption.0.secret: every key needs a secret of its own (an old secret under a new id is no new key)']);
+  // The same bytes spelt in base64 rather than base64url are the same key.
+  raw.keys.encryption = [{ id: 'e2', secret: randomKey() }, { id: 'e1', secret: old }];
+  raw.keys.signing = [{ id: 's2', secret: `${Buffer.from(raw.keys.signing[0].secret, 'base64url').toString('base64')}` }, raw.keys.signing[0]];
+  t.same(problemsOf(() => resolveConfig(raw)), ['keys.signing.1.secret: the same key as keys.signing.0.secret: every key needs a secret of its own (an old secret under a new id is no new key)']);
+  raw.keys.signing = [raw.keys.signing[1]];
+  raw.keys.pseudonym = raw.keys.signing[0].secret;
+  t.match(problemsOf(() => resolveConfig(raw)), [/^keys.pseudonym: the same key as keys.signing.0.secret/], 'nor one key for two purposes');
+  const problems = problemsOf(() => resolveConfig(raw)).join('\n');
+  t.notOk(problems.includes(raw.keys.pseudonym), 'the secret is not printed');
+  raw.keys.pseudonym = randomKey();
+  t.same(problemsOf(() => resolveConfig(raw)), [], 'keys of their own are fine');
+});
+
 t.test('semantic checks', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.portal.login.success.location = '([';
