@@ -217,10 +217,8 @@ export class AdminService {
         if (!isSealedKey(key)) continue;
         const sealed = await this.d.kv.get(key);
         if (sealed === null) continue;
-        if (Sealer.keyIdOf(sealed) === this.d.sealer.activeId) {
-          out.current++;
-          continue;
-        }
+        // Opened under the active key's id too: a record under that id that it does not open (the id given a new
+        // secret in place of a new id) is unreadable, not current.
         let plain: string;
         try {
           plain = this.d.sealer.open(sealed, key);
@@ -228,7 +226,8 @@ export class AdminService {
           out.unreadable++;
           continue;
         }
-        if (await this.d.kv.replaceIf(key, sealed, this.d.sealer.seal(plain, key))) out.resealed++;
+        if (Sealer.keyIdOf(sealed) === this.d.sealer.activeId) out.current++;
+        else if (await this.d.kv.replaceIf(key, sealed, this.d.sealer.seal(plain, key))) out.resealed++;
       }
     }
     return out;

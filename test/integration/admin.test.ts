@@ -274,6 +274,23 @@ t.test('key rotation: records re-sealed with the new key; sessions and factors k
   t.equal((await signInWithTotp(after.s2, alice.secret)).final.status, 303, 'and her authenticator app still signs her in');
 });
 
+t.test('key rotation: records under the active key id that its secret does not open are reported unreadable, not current', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  // The key "rotated" by giving its id a new secret rather than adding a new id: nothing under it opens any more.
+  const s2 = await startStack({
+    kv: () => s.kv,
+    patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e1', secret: randomKey() }], signing: s.config.keys.signing, pseudonym: s.config.keys.pseudonym }),
+  });
+  t.teardown(async () => {
+    await s2.app.close();
+    await s2.portal.close();
+  });
+  const rotated = await keysCommand(s2.app.gateway, 'rotate');
+  t.match(rotated[0], /^re-sealed 0 record\(s\) with encryption key e1; 0 already used it; [1-9]\d* could not be opened with any configured key$/, rotated[0]);
+});
+
 t.test('real Redis, real command line: every admin command, each in the admin audit chain with operator and reason', async (t) => {
   const s = await startRedisStack(t);
   t.teardown(s.close);
