@@ -38,30 +38,51 @@ export interface PasskeyAction {
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-/** `error`: the page answers a mistake in one of its fields, and its title says so first (WCAG 2.4.2, 3.3.1). */
-function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: boolean; error?: boolean } = {}): string {
+/** First strong isolate and pop directional isolate: bidi isolation in plain text, where no <bdi> can go. */
+const [FSI, PDI] = ['\u2068', '\u2069'];
+
+/**
+ * A message whose {name} is a name someone chose (a factor's), kept apart from the text around it for the bidi
+ * algorithm: unisolated, on a right-to-left page "Blue key!" shows as "!Blue key", and a right-to-left name on a
+ * left-to-right page takes the message's punctuation or numbers next to it into its own order. `html`: the message
+ * escaped, the name in a <bdi> (its own direction, from its first letter; textContent, and so accessible names, as
+ * they were). `text`: for the <title>, which holds no markup: the name between FSI and PDI, invisible characters that
+ * tab and window titles lay out as the <bdi> is. Not in attribute values: none holds a name but the name field's
+ * value, which is sent back and would keep the two characters in the name.
+ */
+function named(t: Translate, key: MessageKey, name: string): { html: string; text: string } {
+  // t without values leaves {name} as it is, esc its braces; a function, so that a name's "$&" is no pattern.
+  return { html: esc(t(key)).replaceAll('{name}', () => `<bdi>${esc(name)}</bdi>`), text: t(key, { name: `${FSI}${name}${PDI}` }) };
+}
+
+/**
+ * `error`: the page answers a mistake in one of its fields, and its title says so first (WCAG 2.4.2, 3.3.1).
+ * `heading`: the <h1> as HTML, where it is not the title escaped (a name in it, isolated).
+ */
+function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: boolean; error?: boolean; heading?: string } = {}): string {
   const { t, prefix } = ctx;
   // At the end of <body>: the passkey script looks for its buttons when it runs (in <head>, it found none).
   const scripts = opts.scripts
     ? `<script nonce="${ctx.nonce}" src="${prefix}/assets/webauthn-browser.js"></script>
 <script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
     : '';
+  // The portal's name, as set, is isolated as a factor's is (see `named`): "Patient Portal (EU)" next to Arabic.
   return `<!doctype html>
 <html lang="${esc(ctx.lang)}" dir="${ctx.dir}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(opts.error ? t('errorPageTitle', { title }) : title)} – ${esc(ctx.portalName)}</title>
+<title>${esc(opts.error ? t('errorPageTitle', { title }) : title)} – ${FSI}${esc(ctx.portalName)}${PDI}</title>
 <link rel="stylesheet" href="${prefix}/assets/gateway.css">
 </head>
 <body>
 <a class="skip" href="#main">${esc(t('skipLink'))}</a>
 <header>
-<p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}${esc(ctx.portalName)}</p>
+<p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}<bdi>${esc(ctx.portalName)}</bdi></p>
 ${ctx.timeLimit ? '' : `<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${esc(t('securityLink'))}</a></nav>`}
 </header>
 <main id="main">
-<h1>${esc(title)}</h1>
+<h1>${opts.heading ?? esc(title)}</h1>
 ${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${esc(t(ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: ctx.timeLimit.minutesLeft }))}</p>` : ''}
 ${body}
 ${ctx.timeLimit?.moreTime ? moreTimeForm(ctx, ctx.timeLimit.moreTime) : ''}
@@ -125,11 +146,12 @@ ${a.nameField ? field({ id: 'passkey-name', name: 'name', label: t('factorNameLa
 </div>`;
 }
 
-function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string): string {
+/** `submit`: the button's text, or its HTML (a message with a name, from `named`). */
+function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string | { html: string }): string {
   return `<form method="post" action="${ctx.prefix}${action}" novalidate>
 ${hidden('csrf', csrf)}
 ${inner}
-<button type="submit">${esc(submit)}</button>
+<button type="submit">${typeof submit === 'string' ? esc(submit) : submit.html}</button>
 </form>`;
 }
 
@@ -313,18 +335,18 @@ export function securityPage(ctx: PageContext, v: { csrf: string; factors: Facto
   const items = v.factors
     .map(
       (f) => `<li>
-<p><strong>${esc(f.name)}</strong>${kindAfter(f)}<br>
+<p><strong><bdi>${esc(f.name)}</bdi></strong>${kindAfter(f)}<br>
 <span class="hint">${esc(t('securityAdded', { date: date(f.addedAt) }))}, ${esc(f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${esc(t('securitySuspect'))}</p>` : ''}${f.disabled ? `\n<p class="error">${esc(t(f.kind === 'totp' ? 'securityDisabledApp' : 'securityDisabledPasskey'))}</p>` : ''}
 <form method="post" action="${ctx.prefix}/security/rename" class="inline">
 ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
-<label for="rename-${esc(f.id)}">${esc(t('securityRenameLabel', { name: f.name }))}</label>
+<label for="rename-${esc(f.id)}">${named(t, 'securityRenameLabel', f.name).html}</label>
 <input type="text" id="rename-${esc(f.id)}" name="name" maxlength="60" required autocomplete="off">
 <button type="submit">${esc(t('securityRename'))}</button>
 </form>
 ${
   !f.removable
     ? `<p class="hint">${esc(t(v.factors.length > 1 ? 'securityLastWorking' : 'securityLastFactor'))}</p>`
-    : `<form method="get" action="${ctx.prefix}/security/remove">${hidden('factor', f.id)}<button type="submit" class="secondary">${esc(t('securityRemove', { name: f.name }))}</button></form>`
+    : `<form method="get" action="${ctx.prefix}/security/remove">${hidden('factor', f.id)}<button type="submit" class="secondary">${named(t, 'securityRemove', f.name).html}</button></form>`
 }
 </li>`,
     )
@@ -352,12 +374,14 @@ ${form(ctx, '/security/sign-out-others', v.csrf, '', t('securitySignOutOthers'))
 /** Removing a factor, confirmed: a tap that missed its button on a phone takes nothing away. */
 export function removeFactorPage(ctx: PageContext, v: { csrf: string; factor: { id: string; name: string } }): string {
   const { t } = ctx;
+  const title = named(t, 'securityRemoveTitle', v.factor.name);
   return layout(
     ctx,
-    t('securityRemoveTitle', { name: v.factor.name }),
+    title.text,
     `<p>${esc(t('securityRemoveConfirm'))}</p>
-${form(ctx, '/security/remove', v.csrf, hidden('factor', v.factor.id), t('securityRemove', { name: v.factor.name }))}
+${form(ctx, '/security/remove', v.csrf, hidden('factor', v.factor.id), named(t, 'securityRemove', v.factor.name))}
 <p><a href="${ctx.prefix}/security">${esc(t('cancel'))}</a></p>`,
+    { heading: title.html },
   );
 }
 

@@ -98,7 +98,7 @@ t.test('security page: add a passkey, remove the authenticator app; the passkey 
   t.equal(await page.locator('.factors > li').count(), 2, 'two factors');
 
   await andWait(page, page.getByRole('button', { name: 'Remove Authenticator app' }).click());
-  t.match(await page.title(), /^Remove Authenticator app\? – /, 'asked first');
+  t.match(await page.title(), /^Remove \u2068Authenticator app\u2069\? – /, 'asked first');
   t.equal(await page.locator('.factors > li').count(), 0);
   await andWait(page, page.getByRole('button', { name: 'Remove Authenticator app' }).click());
   t.match(await page.getByRole('status').textContent(), 'Your change is saved');

@@ -4,7 +4,9 @@ import t from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { andWait, launchChromium, PHONE, startE2eStack, submitPassword } from '../helpers/e2e.js';
+import type { Locator } from 'playwright-core';
+import { andWait, enrolTotp, launchChromium, PHONE, shownSecret, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
+import { totpAt } from '../helpers/stack.js';
 
 const P = '/_mfa';
 const browser = await launchChromium(t);
@@ -36,4 +38,80 @@ t.test('buttons start at the right edge, as the text does, with their gap on the
     return { fromRight: form.right - button.right, gapLeft: style.marginLeft };
   });
   t.same(box, { fromRight: 0, gapLeft: '8px' });
+});
+
+/**
+ * Where the name's characters are drawn: the left edge of its first one and of its last one, in whichever text node
+ * of the element holds it. Laid out as written, "Blue key!" ends to the right of where it starts; mixed into an
+ * Arabic sentence without isolation, its "!" takes the sentence's direction and is drawn at its left ("!Blue key").
+ */
+async function nameEdges(element: Locator, name: string) {
+  return element.evaluate(
+    (element, name) => {
+      const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode() as Text | null; node; node = walker.nextNode() as Text | null) {
+        const at = node.data.indexOf(name);
+        if (at === -1) continue;
+        const left = (i: number) => {
+          const range = document.createRange();
+          range.setStart(node!, i);
+          range.setEnd(node!, i + 1);
+          return range.getBoundingClientRect().left;
+        };
+        return { first: left(at), last: left(at + name.length - 1), isolatedBy: node.parentElement!.localName };
+      }
+      throw new Error(`${name} is not in one text node of ${element.outerHTML}`);
+    },
+    name,
+  );
+}
+
+t.test('a name someone chose keeps its own order in an Arabic sentence: "Blue key!", not "!Blue key"', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-rtl-'));
+  writeFileSync(
+    join(dir, 'ar.json'),
+    JSON.stringify({ 'securityKind.totp': 'تطبيق المصادقة', securityRenameLabel: 'اسم جديد لـ {name}', securityRemove: 'إزالة {name}', securityRemoveTitle: 'إزالة {name}؟' }),
+  );
+  const s = await startE2eStack(t, { patch: (raw) => (raw.ui = { localesDir: dir }) });
+  const context = await browser.newContext({ viewport: PHONE, locale: 'ar-EG' });
+  t.teardown(() => context.close());
+  const page = await context.newPage();
+  await submitPassword(page, s);
+  await enrolTotp(page, s);
+  // A second app, named by its person, so that both can be removed. Its punctuation at the end is neutral, and
+  // without isolation goes with the Arabic around it. ("My phone (2)" Chromium lays out right even so: the digit
+  // goes with the letters before it, and the brackets pair.)
+  const name = 'Blue key!';
+  await page.goto(`${s.base}${P}/security/totp`);
+  await page.fill('#name', name);
+  await page.fill('#code', await totpAt(await shownSecret(page), s.clock.now()));
+  await submit(page);
+  t.equal(url(page), `${P}/security`);
+
+  const item = page.locator('.factors > li').filter({ has: page.locator('strong', { hasText: name }) });
+  for (const [what, element] of [
+    ['the name in the list, before its kind', item.locator('strong')],
+    ['the rename label', item.locator('label')],
+    ['the remove button', item.locator('button.secondary')],
+  ] as const) {
+    const edges = await nameEdges(element, name);
+    t.equal(edges.isolatedBy, 'bdi', `${what}: the name in a <bdi>`);
+    t.ok(edges.last > edges.first, `${what}: drawn left to right, its "!" last`);
+  }
+  t.equal(await item.locator('label').textContent(), `اسم جديد لـ ${name}`, 'the text itself as it was');
+  t.equal(await page.getByRole('button', { name: `إزالة ${name}` }).count(), 1, 'and so the accessible name');
+
+  await andWait(page, item.locator('button.secondary').click());
+  t.equal(url(page), `${P}/security/remove`);
+  for (const [what, element] of [
+    ['the heading', page.locator('h1')],
+    ['the button', page.locator('main form button[type=submit]')],
+  ] as const) {
+    const edges = await nameEdges(element, name);
+    t.equal(edges.isolatedBy, 'bdi', `${what}: the name in a <bdi>`);
+    t.ok(edges.last > edges.first, `${what}: drawn left to right`);
+  }
+  // A title holds no markup: the name between FSI and PDI, the characters that isolate in plain text.
+  t.equal(await page.title(), `إزالة \u2068${name}\u2069؟ – \u2068Riverbend Health Patient Portal\u2069`, "the portal's name too");
+  t.equal(await page.locator('header .brand bdi').textContent(), 'Riverbend Health Patient Portal');
 });

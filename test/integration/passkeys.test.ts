@@ -480,9 +480,9 @@ t.test('a synced passkey never passes a rule that wants one bound to its device;
   const eligibleKey = eligible.register(eligibleOptions.json, { flags: { be: true, bs: false } });
   t.equal((await jsonCall(b, '/_mfa/security/passkey', addCsrf, { credential: eligibleKey, name: 'Green key' })).status, 200);
   const listed = (await b.get('/_mfa/security')).body;
-  t.match(listed, 'Test key</strong> – Passkey that can be synced to your other devices');
-  t.match(listed, 'Green key</strong> – Passkey that can be synced to your other devices');
-  t.match(listed, 'Blue key</strong> – Security key or passkey on one device', 'the security page tells them apart');
+  t.match(listed, 'Test key</bdi></strong> – Passkey that can be synced to your other devices');
+  t.match(listed, 'Green key</bdi></strong> – Passkey that can be synced to your other devices');
+  t.match(listed, 'Blue key</bdi></strong> – Security key or passkey on one device', 'the security page tells them apart');
   const offered = await b.get(asked.location!);
   t.match(offered.body, 'class="passkey"');
   t.match(offered.body, 'data-options="/_mfa/step-up/passkey/options?only=device-bound"');
@@ -537,7 +537,7 @@ t.test('once an account has a security key, another counts as one only when a se
   const { csrf, add, stepUp } = passkeyActions(t, b);
   const kindOf = async (name: string) => {
     const page = (await b.get('/_mfa/security')).body;
-    return new RegExp(`<strong>${name}</strong> – ([^<]+)<`).exec(page)![1]!;
+    return new RegExp(`<strong><bdi>${name}</bdi></strong> – ([^<]+)<`).exec(page)![1]!;
   };
   const deviceBoundIds = async () => (await jsonCall(b, '/_mfa/step-up/passkey/options?only=device-bound', await csrf())).json.allowCredentials.map((c: { id: string }) => c.id);
   const phone = new SoftAuthenticator({ origin: ORIGIN, synced: true });
@@ -568,7 +568,7 @@ t.test('once an account has a security key, another counts as one only when a se
   // Removing the counted keys does not make the account one that never had a key.
   for (const name of ['Test key', 'Key C']) {
     const page = (await b.get('/_mfa/security')).body;
-    const factor = /name="factor" value="([^"]+)"/.exec(page.slice(page.indexOf(`<strong>${name}</strong>`)))![1]!;
+    const factor = /name="factor" value="([^"]+)"/.exec(page.slice(page.indexOf(`<strong><bdi>${name}</bdi></strong>`)))![1]!;
     t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(page, 'csrf'), factor })).status, 303, `${name} removed`);
   }
   await stepUp(phone);
@@ -595,12 +595,12 @@ t.test('an account whose key was bound before the mark was kept: removing the ke
   await add(phone, 'Phone');
   await stepUp(phone);
   const page = (await b.get('/_mfa/security')).body;
-  const factor = /name="factor" value="([^"]+)"/.exec(page.slice(page.indexOf('<strong>Test key</strong>')))![1]!;
+  const factor = /name="factor" value="([^"]+)"/.exec(page.slice(page.indexOf('<strong><bdi>Test key</bdi></strong>')))![1]!;
   t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(page, 'csrf'), factor })).status, 303, "the person's key removed");
   t.equal((await records.get(key))!.hadDeviceBoundKey, true, 'the removal keeps that the account had one');
   await stepUp(phone);
   await add(new SoftAuthenticator({ origin: ORIGIN, attachment: 'cross-platform', transports: ['usb'] }), 'Key X');
-  t.match((await b.get('/_mfa/security')).body, /<strong>Key X<\/strong> – [^<]*added without one of your keys/);
+  t.match((await b.get('/_mfa/security')).body, /<strong><bdi>Key X<\/bdi><\/strong> – [^<]*added without one of your keys/);
 });
 
 t.test('a first enrolment with a security key is device-bound from the start', async (t) => {
@@ -621,7 +621,7 @@ t.test('removing a device-bound key takes the device-bound proof from the sessio
   t.equal((await jsonCall(b, '/_mfa/security/passkey', addCsrf, { credential: synced.register(addOptions.json), name: 'Phone' })).status, 200);
   const removeForm = async (name: string) => {
     const page = (await b.get('/_mfa/security')).body;
-    const item = page.slice(page.indexOf(`<strong>${name}</strong>`));
+    const item = page.slice(page.indexOf(`<strong><bdi>${name}</bdi></strong>`));
     return { csrf: inputValue(page, 'csrf'), factor: /name="factor" value="([^"]+)"/.exec(item)![1]! };
   };
 

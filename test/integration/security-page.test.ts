@@ -65,7 +65,7 @@ t.test('a first sign-in left at its recovery codes does not finish once the fact
     await addApp(s, b, 'Tablet');
     const { page, csrf: c } = await securityPage(b);
     const ids = [...new Set(factorIds(page.body))];
-    const tablet = factorIds(page.body.slice(page.body.indexOf('<strong>Tablet</strong>')))[0]!;
+    const tablet = factorIds(page.body.slice(page.body.indexOf('<strong><bdi>Tablet</bdi></strong>')))[0]!;
     t.equal((await b.post('/_mfa/security/remove', { csrf: c, factor: removeEnrolled ? ids.find((id) => id !== tablet)! : tablet })).status, 303);
     return first.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
   };
@@ -82,7 +82,7 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
   const { s, receiver } = await setUp(t);
   const { b, secret } = await signUpAndEnrol(s);
   const { page } = await securityPage(b);
-  t.match(page.body, '<strong>Authenticator app</strong><br>', 'the default name, not followed by the same kind');
+  t.match(page.body, '<strong><bdi>Authenticator app</bdi></strong><br>', 'the default name, not followed by the same kind');
   t.match(page.body, /Added \d{4}-\d\d-\d\d, last used \d{4}-\d\d-\d\d/);
   t.match(page.body, 'This is your only second step, so it cannot be removed');
   t.equal(factorIds(page.body).length, 1, 'one factor: it can be renamed, not removed');
@@ -96,7 +96,7 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
 
   const second = await addApp(s, b, 'Tablet');
   t.not(second, secret, 'a new secret');
-  t.match((await securityPage(b)).page.body, '<strong>Tablet</strong> – Authenticator app<br>', 'a name of its own, with its kind');
+  t.match((await securityPage(b)).page.body, '<strong><bdi>Tablet</bdi></strong> – Authenticator app<br>', 'a name of its own, with its kind');
   const auth = new SoftAuthenticator({ origin: 'http://localhost' });
   const passkeyPage = await b.get('/_mfa/security/passkey');
   const csrf = passkeyCsrf(passkeyPage.body);
@@ -107,11 +107,11 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
 
   const { page: three, csrf: c3 } = await securityPage(b);
   t.match(three.body, 'Blue key &#60;script&#62;', 'names are escaped');
-  t.match(three.body, 'Blue key &#60;script&#62;</strong> – Security key or passkey on one device');
+  t.match(three.body, 'Blue key &#60;script&#62;</bdi></strong> – Security key or passkey on one device');
   const ids = factorIds(three.body);
   t.equal(new Set(ids).size, 3);
   t.equal((await b.post('/_mfa/security/rename', { csrf: c3, factor: ids[0]!, name: 'My phone' })).status, 303);
-  t.match((await securityPage(b)).page.body, '<strong>My phone</strong>');
+  t.match((await securityPage(b)).page.body, '<strong><bdi>My phone</bdi></strong>');
   t.equal((await b.post('/_mfa/security/remove', { csrf: c3, factor: ids[0]! })).status, 303);
   t.equal((await b.post('/_mfa/security/remove', { csrf: c3, factor: ids[0]! })).status, 400, 'gone already');
   const { page: two } = await securityPage(b);
@@ -426,11 +426,11 @@ t.test('removing a factor is asked first; the question removes nothing', async (
   const { b } = await signUpAndEnrol(s);
   await addApp(s, b, 'Tablet');
   const { page } = await securityPage(b);
-  const tablet = factorIds(page.body.slice(page.body.indexOf('<strong>Tablet</strong>')))[0]!;
-  t.match(page.body, `<form method="get" action="/_mfa/security/remove"><input type="hidden" name="factor" value="${tablet}"><button type="submit" class="secondary">Remove Tablet</button></form>`);
+  const tablet = factorIds(page.body.slice(page.body.indexOf('<strong><bdi>Tablet</bdi></strong>')))[0]!;
+  t.match(page.body, `<form method="get" action="/_mfa/security/remove"><input type="hidden" name="factor" value="${tablet}"><button type="submit" class="secondary">Remove <bdi>Tablet</bdi></button></form>`);
   const asked = await b.get(`/_mfa/security/remove?factor=${tablet}`);
   t.equal(asked.status, 200);
-  t.match(asked.body, '<h1>Remove Tablet?</h1>');
+  t.match(asked.body, '<h1>Remove <bdi>Tablet</bdi>?</h1>');
   t.match(asked.body, '<a href="/_mfa/security">Cancel</a>');
   t.equal(factorIds((await securityPage(b)).page.body).filter((id) => id === tablet).length, 2, 'still there (its rename and remove forms)');
   t.equal((await b.post('/_mfa/security/remove', { csrf: inputValue(asked.body, 'csrf'), factor: inputValue(asked.body, 'factor') })).location, '/_mfa/security?notice=done');
@@ -445,14 +445,14 @@ t.test('the removal question asked after the five minutes: a step-up, then back 
   const { b, secret } = await signUpAndEnrol(s);
   await addApp(s, b, 'Tablet');
   const { page } = await securityPage(b);
-  const tablet = factorIds(page.body.slice(page.body.indexOf('<strong>Tablet</strong>')))[0]!;
+  const tablet = factorIds(page.body.slice(page.body.indexOf('<strong><bdi>Tablet</bdi></strong>')))[0]!;
   s.clock.advance(5 * 60_000 + 1);
   const asked = await b.get(`/_mfa/security/remove?factor=${tablet}`);
   t.equal(asked.location, `/_mfa/step-up?to=${encodeURIComponent(`/_mfa/security/remove?factor=${tablet}`)}`);
   const step = await b.get(asked.location!);
   const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: inputValue(step.body, 'to'), code: await totpAt(secret, s.clock.now()) });
   t.equal(back.location, `/_mfa/security/remove?factor=${tablet}`);
-  t.match((await b.get(back.location!)).body, '<h1>Remove Tablet?</h1>');
+  t.match((await b.get(back.location!)).body, '<h1>Remove <bdi>Tablet</bdi>?</h1>');
 });
 
 t.test('a factor of a kind disabled after too many failures is shown so, and does not count as the one left: the other cannot be removed', async (t) => {
@@ -463,10 +463,10 @@ t.test('a factor of a kind disabled after too many failures is shown so, and doe
   const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
   const options = await jsonCall(b, '/_mfa/security/passkey/options', csrf);
   t.equal((await jsonCall(b, '/_mfa/security/passkey', csrf, { credential: auth.register(options.json), name: 'Key' })).status, 200, 'a passkey added');
-  const keyOf = (html: string) => factorIds(html.slice(html.indexOf('<strong>Key</strong>')))[0]!;
+  const keyOf = (html: string) => factorIds(html.slice(html.indexOf('<strong><bdi>Key</bdi></strong>')))[0]!;
   const { page: before } = await securityPage(b);
   t.notMatch(before.body, 'turned off', 'nothing disabled yet');
-  t.match(before.body, 'Remove Key', 'while the app works, the passkey can be removed');
+  t.match(before.body, 'Remove <bdi>Key</bdi>', 'while the app works, the passkey can be removed');
 
   // Someone holding the password disables the app with wrong codes.
   for (let i = 0; i < 3; i++) {
@@ -477,7 +477,7 @@ t.test('a factor of a kind disabled after too many failures is shown so, and doe
   const { b: owner } = await signInWithPasskey(s, auth);
   const { page, csrf: settingsCsrf } = await securityPage(owner);
   t.match(page.body, 'Too many wrong codes were entered for your app, so it is turned off', 'the app is shown as turned off');
-  t.notMatch(page.body, 'Remove Key', 'the passkey, the one factor that works, offers no removal');
+  t.notMatch(page.body, 'Remove <bdi>Key</bdi>', 'the passkey, the one factor that works, offers no removal');
   t.match(page.body, 'This is the only second step that works now, so it cannot be removed', 'and says why');
   t.equal((await owner.get(`/_mfa/security/remove?factor=${keyOf(page.body)}`)).location, '/_mfa/security', 'its removal question leads back to the settings');
   t.equal((await owner.post('/_mfa/security/remove', { csrf: settingsCsrf, factor: keyOf(page.body) })).status, 400, 'its removal is refused');

@@ -51,7 +51,7 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   const wrongCode = await b.post('/_mfa/enrol/totp', { csrf: inputValue(enrolPage.body, 'csrf'), code: '000000' });
   t.equal(wrongCode.status, 400);
   t.match(wrongCode.body, /<input [^>]*id="code"[^>]* autofocus[^>]* aria-invalid="true">/, 'a wrong code: focus on the field to correct');
-  t.match(wrongCode.body, '<title>Error: Set up your authenticator app – Riverbend Health Patient Portal</title>', 'the title says there is a mistake to correct');
+  t.match(wrongCode.body, '<title>Error: Set up your authenticator app – \u2068Riverbend Health Patient Portal\u2069</title>', 'the title says there is a mistake to correct');
   t.match(wrongCode.body, '<h1>Set up your authenticator app</h1>');
   t.match(enrolPage.body, '<title>Set up your authenticator app – ');
   t.notMatch(noSkip(enrolPage.body), /skip|later|not now/i, 'no way to skip');
@@ -510,13 +510,13 @@ t.test('a pending login expires after five minutes', async (t) => {
   s.clock.advance(301_000);
   const r = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
   t.equal(r.status, 403);
-  t.match(r.body, '<title>Your sign-in has expired. Please sign in again. – Riverbend Health Patient Portal</title>', 'the title says what happened');
+  t.match(r.body, '<title>Your sign-in has expired. Please sign in again. – \u2068Riverbend Health Patient Portal\u2069</title>', 'the title says what happened');
   t.match(r.body, '<h1>Your sign-in has expired. Please sign in again.</h1>');
   t.match(r.body, '<a href="/login">Sign in again</a>');
   t.equal((await b.get('/_mfa/enrol')).status, 403, 'a page of another step: expired too, no way round');
   const missing = await b.get('/_mfa/nothing');
   t.equal(missing.status, 404);
-  t.match(missing.body, '<title>Page not found. – Riverbend Health Patient Portal</title>');
+  t.match(missing.body, '<title>Page not found. – \u2068Riverbend Health Patient Portal\u2069</title>');
   t.notMatch(missing.body, 'Something needs your attention');
 });
 
