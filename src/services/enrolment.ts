@@ -390,9 +390,13 @@ export class EnrolmentService {
 /** A TOTP set-up of the security page: per session, by sign-in time (kept by a step-up). */
 const setupKey = (active: ActiveSession) => keys.factorSetup(active.record.pid, active.record.authTime);
 
-/** What a person called a factor: trimmed, control characters removed, at most 60 characters. */
+/**
+ * What a person called a factor: trimmed, at most 60 characters, without control characters, nor the bidi embeddings,
+ * overrides and isolates that would reorder the page's text around it or end the isolation the page puts it in
+ * (joiners, which some scripts and emoji need, stay).
+ */
 export function factorName(input: string, fallback: string): string {
-  const name = input.normalize('NFC').replace(/\p{Cc}/gu, '').trim().slice(0, 60);
+  const name = input.normalize('NFC').replace(/[\p{Cc}\u202A-\u202E\u2066-\u2069]/gu, '').trim().slice(0, 60);
   return name || fallback;
 }
 

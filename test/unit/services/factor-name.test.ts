@@ -1,0 +1,14 @@
+import t from 'tap';
+import { factorName } from '../../../src/services/enrolment.js';
+
+t.test("a factor's name: as typed, without what would change how the page around it is shown", async (t) => {
+  t.equal(factorName('  Blue key  ', 'Passkey'), 'Blue key', 'trimmed');
+  t.equal(factorName('a\u0007b\nc', 'Passkey'), 'abc', 'no control characters');
+  // Embeddings, overrides and isolates would reorder the page's text or end the isolation the page puts the name in.
+  t.equal(factorName('\u202Eyek eulB', 'Passkey'), 'yek eulB', 'no right-to-left override');
+  t.equal(factorName('phone\u2069 \u2066x\u202A\u202B\u202C\u202D\u2067\u2068', 'Passkey'), 'phone x', 'no embedding or isolate, opened or closed');
+  // Joiners are part of how some names are written: an emoji sequence, Persian.
+  t.equal(factorName('\u{1F469}\u200D\u{1F4BB} laptop', 'Passkey'), '\u{1F469}\u200D\u{1F4BB} laptop', 'a zero-width joiner stays');
+  t.equal(factorName('\u0645\u06CC\u200C\u062E\u0648\u0627\u0645', 'Passkey'), '\u0645\u06CC\u200C\u062E\u0648\u0627\u0645', 'a zero-width non-joiner stays');
+  t.equal(factorName('\u202E\u2069 ', 'Passkey'), 'Passkey', 'nothing left: the default');
+});
