@@ -92,6 +92,6 @@ function csvRows(text: string): string[][] {
  * full-width and small forms and as the minus sign, which some read as the same) starts with `'`, as OWASP advises.
  */
 export function csvCell(value: string): string {
-  const inert = /^\s*[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20\uFE62\uFE63\uFE66\u2212]/u.test(value) ? `'${value}` : value;
+  const inert = /^\s*[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20\uFE62\uFE63\uFE66\uFE6B\u2212]/u.test(value) ? `'${value}` : value;
   return /[",\r\n]/.test(inert) ? `"${inert.replaceAll('"', '""')}"` : inert;
 }
