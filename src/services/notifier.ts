@@ -65,8 +65,8 @@ const MAX_DELIVERIES = 200;
 export type Delivery = { delivered: true } | { delivered: false; why: string };
 
 export class Webhooks {
-  /** Deliveries running or waiting for a retry, with their event. */
-  private readonly inFlight = new Map<Promise<void>, string>();
+  /** Deliveries running or waiting for a retry, with their event and whether it was logged as lost at shutdown. */
+  private readonly inFlight = new Map<Promise<void>, { event: string; lost: boolean }>();
   /** Set at shutdown: deliveries waiting for a retry (woken by `wakers`) try at once, and for the last time. */
   private closing = false;
   private readonly wakers = new Set<() => void>();
@@ -106,21 +106,28 @@ export class Webhooks {
       this.d.log.error({ webhook: payload.event, waiting: this.inFlight.size }, 'webhook not delivered: too many deliveries waiting');
       return;
     }
+    const entry = { event: payload.event, lost: false };
     const job = (async () => {
       for (let attempt = 1; attempt <= this.d.retries + 1; attempt++) {
         const delivery = await this.post(target, payload);
         if (delivery.delivered) return;
         this.d.log.warn({ webhook: payload.event, attempt, why: delivery.why }, 'webhook delivery failed');
-        if (attempt > this.d.retries || this.closing) break;
+        if (attempt > this.d.retries) break;
+        // Its retries cut short by the shutdown: lost, and logged as such (once: settle may have logged it already).
+        if (this.closing) {
+          if (!entry.lost) this.d.log.error({ webhook: payload.event }, 'webhook not delivered: shutting down');
+          entry.lost = true;
+          return;
+        }
         await new Promise<void>((r) => {
           const done = () => (clearTimeout(timer), this.wakers.delete(done), r());
           const timer = setTimeout(done, this.d.retryDelayMs * 2 ** (attempt - 1)).unref();
           this.wakers.add(done);
         });
       }
-      this.d.log.error({ webhook: payload.event }, 'webhook not delivered: giving up');
+      if (!entry.lost) this.d.log.error({ webhook: payload.event }, 'webhook not delivered: giving up');
     })();
-    this.inFlight.set(job, payload.event);
+    this.inFlight.set(job, entry);
     void job.finally(() => this.inFlight.delete(job));
   }
 
@@ -134,7 +141,10 @@ export class Webhooks {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all([...this.inFlight.keys()]), new Promise((r) => (timer = setTimeout(r, maxMs)))]);
     clearTimeout(timer);
-    for (const event of this.inFlight.values()) this.d.log.error({ webhook: event }, 'webhook not delivered: shutting down');
+    for (const entry of this.inFlight.values()) {
+      if (!entry.lost) this.d.log.error({ webhook: entry.event }, 'webhook not delivered: shutting down');
+      entry.lost = true;
+    }
   }
 }
 

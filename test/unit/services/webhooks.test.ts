@@ -124,3 +124,17 @@ t.test('at shutdown, a delivery waiting for its retry tries at once; one still n
   t.equal(dead.hanging(), 1, 'tried again at once (and that one hangs)');
   t.match(JSON.parse(lines.find((l) => l.includes('webhook not delivered: shutting down'))!), { webhook: 'factor_added' }, 'the event left undelivered is logged');
 });
+
+t.test('at shutdown, a delivery whose try at once fails too is logged as lost to the shutdown, once', async (t) => {
+  const lines: string[] = [];
+  const log = pino(new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) }));
+  const failing = await startReceiver([500, 500]);
+  t.teardown(failing.close);
+  const hooks = new Webhooks({ clock: systemClock, log, timeoutMs: 1000, retries: 3, retryDelayMs: 60_000 });
+  hooks.send(target(failing.url), { event: 'factors_reset' });
+  while (failing.all.length < 1) await new Promise((r) => setTimeout(r, 10));
+  await hooks.settle();
+  t.equal(failing.all.length, 2, 'tried again at once, and refused again');
+  const lost = lines.map((l) => JSON.parse(l)).filter((l) => /^webhook not delivered/.test(l.msg));
+  t.same(lost.map((l) => [l.msg, l.webhook]), [['webhook not delivered: shutting down', 'factors_reset']], 'one line says the event is lost to the shutdown');
+});
