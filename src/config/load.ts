@@ -234,18 +234,12 @@ function checkSemantics(c: Config): string[] {
   ids('keys.signing', c.keys.signing);
   ids('keys.encryption', c.keys.encryption);
   // One secret under two ids (a key copied for the "new" one) makes a rotation that changes nothing: `keys status`
-  // shows the old id sealing nothing, and removing it leaves the old secret in use. Nor does one secret serve two purposes.
-  const secrets: { path: string; key: Buffer }[] = [];
-  const once = (path: string, secret: string) => {
-    if (keyProblem(secret)) return;
-    const key = decodeKey(secret);
-    const same = secrets.find((s) => s.key.equals(key));
-    if (same) problems.push(`${path}: the same key as ${same.path}: every key needs a secret of its own (an old secret under a new id is no new key)`);
-    else secrets.push({ path, key });
-  };
-  c.keys.signing.forEach((k, i) => once(`keys.signing.${i}.secret`, k.secret));
-  c.keys.encryption.forEach((k, i) => once(`keys.encryption.${i}.secret`, k.secret));
-  once('keys.pseudonym', c.keys.pseudonym);
+  // shows the old id sealing nothing, and removing it leaves the old secret in use.
+  for (const list of ['signing', 'encryption'] as const) {
+    for (const [path, earlier] of repeatedKeys(c.keys[list].map((k, i) => [`keys.${list}.${i}.secret`, k.secret]))) {
+      problems.push(`${path}: the same key as ${earlier}: every key needs a secret of its own (an old secret under a new id is no new key)`);
+    }
+  }
   if (c.mfa.pendingMaxSeconds < c.mfa.pendingTimeoutSeconds) {
     problems.push(`mfa.pendingMaxSeconds: must be at least mfa.pendingTimeoutSeconds (${c.mfa.pendingTimeoutSeconds}; the same: no more time is offered), found ${c.mfa.pendingMaxSeconds}`);
   }
@@ -433,6 +427,12 @@ const OVERRIDABLE = ['PUT', 'PATCH', 'DELETE'];
 /** Warnings that do not stop the gateway but that an operator must see (at start and in `config check`). */
 export function configWarnings(c: Config): string[] {
   const w: string[] = [];
+  // One secret for two purposes only warns: an installation using its pseudonym key for signing too could not start
+  // otherwise, and changing that key orphans every enrolment (a signing key can be replaced, ending the sessions).
+  const keyEntries = (list: 'signing' | 'encryption') => c.keys[list].map((k, i): [string, string] => [`keys.${list}.${i}.secret`, k.secret]);
+  for (const [path, earlier] of repeatedKeys([...keyEntries('signing'), ...keyEntries('encryption'), ['keys.pseudonym', c.keys.pseudonym]])) {
+    w.push(`${path}: the same key as ${earlier}: give each purpose a secret of its own (see Key rotation)`);
+  }
   if (c.enrolment.proof === 'first-login') {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
@@ -605,6 +605,20 @@ export function reportPolicyConfig(c: Config): PolicyConfig {
 }
 
 /** Decodes a base64 or base64url key. */
+/** Each entry ([path, secret]) whose secret is, decoded, that of an earlier one, with the earlier one's path. */
+function repeatedKeys(entries: readonly (readonly [string, string])[]): [string, string][] {
+  const seen: { path: string; key: Buffer }[] = [];
+  const repeated: [string, string][] = [];
+  for (const [path, secret] of entries) {
+    if (keyProblem(secret)) continue;
+    const key = decodeKey(secret);
+    const same = seen.find((s) => s.key.equals(key));
+    if (same) repeated.push([path, same.path]);
+    else seen.push({ path, key });
+  }
+  return repeated;
+}
+
 export function decodeKey(secret: string): Buffer {
   return Buffer.from(secret.replaceAll('-', '+').replaceAll('_', '/'), 'base64');
 }
