@@ -23,7 +23,7 @@ import { PartialOutput, UsageError } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { normaliseAddress } from './domain/client-address.js';
-import type { RuleFactor } from './domain/policy.js';
+import { isRuleFactor, RULE_FACTORS } from './domain/policy.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { startAdminServer, type AdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
@@ -171,8 +171,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'policy': {
       if (sub !== 'explain' || !v.path) return usage('policy explain needs --config FILE and --path P');
-      const factor = v.factor as RuleFactor | undefined;
-      if (factor !== undefined && !['totp', 'webauthn', 'device-bound-passkey', 'recovery'].includes(factor)) return usage('--factor is totp, webauthn, device-bound-passkey or recovery');
+      const factor = v.factor;
+      if (factor !== undefined && !isRuleFactor(factor)) return usage(`--factor is one of ${RULE_FACTORS.join(', ')}`);
       const factorAge = v['factor-age'];
       if (factorAge !== undefined && !/^\d{1,9}$/.test(factorAge)) return usage('--factor-age is a whole number of seconds');
       if (v.ip !== undefined && normaliseAddress(v.ip) === null) return usage('--ip is an IPv4 or IPv6 address');

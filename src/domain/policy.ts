@@ -12,6 +12,9 @@ export type FactorKind = 'totp' | 'webauthn' | 'recovery';
  * never this (NIST SP 800-63B-4: syncable authenticators are not for AAL3; SECURITY R4).
  */
 export type RuleFactor = FactorKind | 'device-bound-passkey';
+export const RULE_FACTORS: readonly RuleFactor[] = ['totp', 'webauthn', 'device-bound-passkey', 'recovery'];
+/** Whether a word from a request (a step-up page's `factors`) names one. */
+export const isRuleFactor = (word: string): word is RuleFactor => (RULE_FACTORS as readonly string[]).includes(word);
 
 export interface RuleConfig {
   name: string;

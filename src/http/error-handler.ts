@@ -1,5 +1,6 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isRuleFactor } from '../domain/policy.js';
 import { stepUpPage } from '../domain/redirect.js';
 import { ERRORS, GatewayError, portalFailureCode, type ErrorCode } from '../errors.js';
 import { OtherStage } from '../services/pending.js';
@@ -60,7 +61,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
   const stepUpAgain = (request: FastifyRequest): string => {
     const form = request.method === 'POST' && request.url.split('?', 1)[0] === `${prefix}/step-up` ? (request.body as Record<string, unknown> | undefined) : undefined;
     const text = (name: string) => (typeof form?.[name] === 'string' ? (form[name] as string) : '');
-    return stepUpPage(prefix, text('to') || undefined, text('factors').split(',').filter((kind) => /^[a-z-]+$/.test(kind)));
+    return stepUpPage(prefix, text('to') || undefined, text('factors').split(',').filter(isRuleFactor));
   };
   return (error, request, reply) => {
     // Besides the gateway's own errors: a portal answer streaming through that broke off before anything was sent.

@@ -2,7 +2,7 @@
 // second factor at each sign-in, step-up, and logout.
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { cookieHeader, type Jar } from '../domain/cookie-jar.js';
-import type { RuleFactor } from '../domain/policy.js';
+import { isRuleFactor, type RuleFactor } from '../domain/policy.js';
 import { loginPageFor, returnTarget, stepUpPage as stepUpAddress } from '../domain/redirect.js';
 import { offersMoreTime } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
@@ -297,7 +297,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const backTo = (value: string) => (value ? returnTarget(value, config) : undefined);
   const stepUpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, to: string | undefined, error?: string) => {
     const query = req.query as Record<string, unknown>;
-    const wanted = String(query.factors ?? field(req, 'factors')).split(',').filter(Boolean);
+    const wanted = String(query.factors ?? field(req, 'factors')).split(',').filter(isRuleFactor);
     const kinds = await secondFactor.kindsOf(active.record.pid);
     const takes = (kind: RuleFactor) => wanted.length === 0 || wanted.includes(kind);
     const totp = kinds.totp && takes('totp');

@@ -399,7 +399,7 @@ keys:
   const explain = (factor: string) => runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/controlled/', '--factor', factor]);
   t.match(explain('webauthn').stdout, 'decision: "controlled drugs" needs a second factor (device-bound-passkey)', 'a synced passkey is not enough');
   t.match(explain('device-bound-passkey').stdout, 'decision: allowed by "controlled drugs" (mfa)');
-  t.match(explain('security-key').stderr, '--factor is totp, webauthn, device-bound-passkey or recovery');
+  t.match(explain('security-key').stderr, '--factor is one of totp, webauthn, device-bound-passkey, recovery');
   const bad = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml')]);
   t.equal(bad.code, 2, 'usage error');
   // A factor age that is not a number is refused, not read as "fresh enough" (NaN compares false to any maximum).

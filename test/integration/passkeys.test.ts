@@ -419,6 +419,9 @@ t.test('step-up for a rule that wants an authenticator app: a wrong code keeps t
   const page = await b.get(asked.location!);
   t.match(page.body, 'name="code"');
   t.notMatch(page.body, 'class="passkey"', 'the passkey is not offered: the rule does not take it');
+  // A word that names no kind of factor is left out, also from the address the passkey script opens again.
+  const odd = await b.get(`/_mfa/step-up?to=%2Fprescriptions%2F&factors=${encodeURIComponent('webauthn,x&to=//evil.example')}`);
+  t.match(odd.body, 'data-page="/_mfa/step-up?to=%2Fprescriptions%2F&#38;factors=webauthn"');
   // The form as the page has it, with a wrong code.
   const wrong = await b.post('/_mfa/step-up', { csrf: inputValue(page.body, 'csrf'), to: inputValue(page.body, 'to'), factors: inputValue(page.body, 'factors'), code: '000000' });
   t.equal(wrong.status, 400);
