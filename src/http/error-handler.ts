@@ -27,7 +27,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
    * progress (a pending cookie), `gateway` for a gateway page (else the portal's login was refused).
    */
-  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, factors: readonly string[] | undefined, stepUp: string): { href: string; label: MessageKey } | undefined => {
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, factors: readonly string[] | undefined, stepUp: string | undefined): { href: string; label: MessageKey } | undefined => {
     switch (code) {
       case 'GW_ERR_SIGN_IN_REQUIRED':
         // A portal page asked for before the second factor: on to it.
@@ -49,17 +49,21 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
       case 'GW_ERR_FACTOR_LOCKED':
       case 'GW_ERR_RATE_LIMITED':
         if (!gateway) return { href: loginPage, label: 'signInAgain' };
-        return signingIn ? { href: `${prefix}/continue`, label: 'continue' } : { href: stepUp, label: 'stepUpTitle' };
+        return signingIn ? { href: `${prefix}/continue`, label: 'continue' } : { href: stepUp ?? `${prefix}/step-up`, label: 'stepUpTitle' };
+      // A step-up form whose token a step-up in another tab replaced: the page again, with the current one.
+      case 'GW_ERR_CSRF':
+        return stepUp === undefined ? undefined : { href: stepUp, label: 'stepUpTitle' };
       default:
         return undefined;
     }
   };
   /**
    * The step-up page again, as the step-up form refused asked for it: its way back (checked there) and the kinds of
-   * factor it offers, which the form carries and its address does not.
+   * factor it offers, which the form carries and its address does not. None for another request.
    */
-  const stepUpAgain = (request: FastifyRequest): string => {
-    const form = request.method === 'POST' && request.url.split('?', 1)[0] === `${prefix}/step-up` ? (request.body as Record<string, unknown> | undefined) : undefined;
+  const stepUpAgain = (request: FastifyRequest): string | undefined => {
+    if (request.method !== 'POST' || request.url.split('?', 1)[0] !== `${prefix}/step-up`) return undefined;
+    const form = request.body as Record<string, unknown> | undefined;
     const text = (name: string) => (typeof form?.[name] === 'string' ? (form[name] as string) : '');
     return stepUpPage(prefix, text('to') || undefined, text('factors').split(',').filter(isRuleFactor));
   };
