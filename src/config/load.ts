@@ -236,7 +236,7 @@ function checkSemantics(c: Config): string[] {
   // One secret under two ids (a key copied for the "new" one) makes a rotation that changes nothing: `keys status`
   // shows the old id sealing nothing, and removing it leaves the old secret in use.
   for (const list of ['signing', 'encryption'] as const) {
-    for (const [path, earlier] of repeatedKeys(c.keys[list].map((k, i) => [`keys.${list}.${i}.secret`, k.secret]))) {
+    for (const [path, earlier] of repeatedKeys(keyEntries(c, list))) {
       problems.push(`${path}: the same key as ${earlier}: every key needs a secret of its own (an old secret under a new id is no new key)`);
     }
   }
@@ -429,8 +429,7 @@ export function configWarnings(c: Config): string[] {
   const w: string[] = [];
   // One secret for two purposes only warns: an installation using its pseudonym key for signing too could not start
   // otherwise, and changing that key orphans every enrolment (a signing key can be replaced, ending the sessions).
-  const keyEntries = (list: 'signing' | 'encryption') => c.keys[list].map((k, i): [string, string] => [`keys.${list}.${i}.secret`, k.secret]);
-  for (const [path, earlier] of repeatedKeys([...keyEntries('signing'), ...keyEntries('encryption'), ['keys.pseudonym', c.keys.pseudonym]])) {
+  for (const [path, earlier] of repeatedKeys([...keyEntries(c, 'signing'), ...keyEntries(c, 'encryption'), ['keys.pseudonym', c.keys.pseudonym]])) {
     w.push(`${path}: the same key as ${earlier}: give each purpose a secret of its own (see Key rotation)`);
   }
   if (c.enrolment.proof === 'first-login') {
@@ -604,7 +603,11 @@ export function reportPolicyConfig(c: Config): PolicyConfig {
   return { rules: [rule], default: 'deny', caseSensitivePaths: true, networks: c.networks, legacyEndpoints: [] };
 }
 
-/** Decodes a base64 or base64url key. */
+/** The secrets of a key list, each with its path in the config. */
+function keyEntries(c: Config, list: 'signing' | 'encryption'): [string, string][] {
+  return c.keys[list].map((k, i) => [`keys.${list}.${i}.secret`, k.secret]);
+}
+
 /** Each entry ([path, secret]) whose secret is, decoded, that of an earlier one, with the earlier one's path. */
 function repeatedKeys(entries: readonly (readonly [string, string])[]): [string, string][] {
   const seen: { path: string; key: Buffer }[] = [];
@@ -619,6 +622,7 @@ function repeatedKeys(entries: readonly (readonly [string, string])[]): [string,
   return repeated;
 }
 
+/** Decodes a base64 or base64url key. */
 export function decodeKey(secret: string): Buffer {
   return Buffer.from(secret.replaceAll('-', '+').replaceAll('_', '/'), 'base64');
 }
