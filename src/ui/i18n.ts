@@ -11,8 +11,9 @@ type Catalogue = Readonly<Record<string, string>>;
 
 export class Messages {
   private readonly catalogues = new Map<string, Catalogue>([['en', en]]);
-  /** The direction of each catalogue's language, worked out once. */
+  /** The direction of each catalogue's language, and its script (see scriptOf), worked out once. */
   private readonly directions = new Map<string, 'ltr' | 'rtl'>();
+  private readonly scripts = new Map<string, string | undefined>();
   /** Catalogues that leave messages out (shown in English, in a page marked as their language). */
   readonly incomplete: { file: string; missing: string[] }[] = [];
 
@@ -50,7 +51,10 @@ export class Messages {
     }
     this.defaultLanguage = defaultLanguage.toLowerCase();
     if (!this.catalogues.has(this.defaultLanguage)) throw new Error(`no messages for the default language ${defaultLanguage}`);
-    for (const lang of this.catalogues.keys()) this.directions.set(lang, textDirection(lang));
+    for (const lang of this.catalogues.keys()) {
+      this.directions.set(lang, textDirection(lang));
+      this.scripts.set(lang, scriptOf(lang));
+    }
   }
 
   readonly defaultLanguage: string;
@@ -61,7 +65,7 @@ export class Messages {
 
   /** The best language for an Accept-Language header, the direction of its script, and its translate function. */
   forRequest(acceptLanguage: string | undefined): { lang: string; dir: 'ltr' | 'rtl'; t: Translate } {
-    const lang = negotiate(acceptLanguage, this.catalogues) ?? this.defaultLanguage;
+    const lang = negotiate(acceptLanguage, this.scripts) ?? this.defaultLanguage;
     const catalogue = this.catalogues.get(lang)!;
     return { lang, dir: this.directions.get(lang)!, t: (key, params) => fill(catalogue[key] ?? en[key], params) };
   }
@@ -105,9 +109,9 @@ const LANGUAGE_TAG = /^[a-z]{2,3}(-[a-z0-9]{1,8})*$/;
  * RFC 9110 §12.5.4: the highest-weighted language we have, by full tag, or else by the closest other tag of that
  * language: in the same script first (`zh-tw` finds `zh-hant`, not `zh-hans`), then a shorter form of the tag
  * (`mi-nz` finds `mi`), then the most subtags in common (`pt` finds `pt-br`). A weight that is not one (`q=abc`,
- * `q=5`) leaves its language out.
+ * `q=5`) leaves its language out. `have`: the catalogues' languages, each with its script.
  */
-function negotiate(header: string | undefined, have: ReadonlyMap<string, unknown>): string | undefined {
+function negotiate(header: string | undefined, have: ReadonlyMap<string, string | undefined>): string | undefined {
   if (!header) return undefined;
   const wanted = header
     .split(',')
@@ -128,7 +132,7 @@ function negotiate(header: string | undefined, have: ReadonlyMap<string, unknown
     const closeness = (lang: string) => {
       const theirs = lang.split('-');
       const shared = theirs.findIndex((s, i) => s !== subtags[i]);
-      return [script !== undefined && scriptOf(lang) === script ? 1 : 0, shared === -1 ? 1 : 0, shared === -1 ? theirs.length : shared];
+      return [script !== undefined && have.get(lang) === script ? 1 : 0, shared === -1 ? 1 : 0, shared === -1 ? theirs.length : shared];
     };
     // Stable: of equally close ones, the first catalogue.
     const closest = [...have.keys()]
