@@ -9,7 +9,6 @@ import cookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
-import { loginPageFor } from './domain/redirect.js';
 import { ERRORS, GatewayError, type ErrorCode } from './errors.js';
 import { createGateway, type Gateway, type GatewayOverrides } from './gateway.js';
 import { HSTS, installEdge, type AnsweredRequest } from './http/edge.js';
@@ -138,7 +137,7 @@ function deviceCrls(file: string): string[] {
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   // The CRL is also given to TLS: a new handshake with a revoked certificate is not authorised.
   const gateway = createGateway(config, { ...overrides, onCrlChange: () => config.server.tls && (app.server as HttpsServer).setSecureContext(tlsOptions(config, gateway.deviceCas)) });
-  const answerError = errorReply(gateway.ui, loginPageFor(config.portal.login.page), (code) => {
+  const answerError = errorReply(gateway.ui, config.portal.login.page, (code) => {
     const kind = UPSTREAM_ERRORS[code];
     if (kind) gateway.metrics.upstreamError(kind);
   });

@@ -48,7 +48,13 @@ export class GatewayError extends Error {
    */
   readonly factors: readonly string[] | undefined;
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; retryAfterMs?: number; factors?: readonly string[] }) {
+  /**
+   * Where a new sign-in goes on to (GW_ERR_SIGN_IN_REQUIRED): the page a form sent after its session ended was on its
+   * way to, already checked as a return target, so that the error page's link to the login page carries it.
+   */
+  readonly next: string | undefined;
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; retryAfterMs?: number; factors?: readonly string[]; next?: string }) {
     // A refusal (4xx) is an answer, not a fault: no stack trace, which costs more than the rest of a refused request.
     const depth = Error.stackTraceLimit;
     if (ERRORS[code].status < 500) Error.stackTraceLimit = 0;
@@ -59,6 +65,7 @@ export class GatewayError extends Error {
     this.status = ERRORS[code].status;
     this.retryAfterSeconds = options?.retryAfterMs === undefined ? undefined : Math.max(1, Math.ceil(options.retryAfterMs / 1000));
     this.factors = options?.factors?.length ? options.factors : undefined;
+    this.next = options?.next;
   }
 }
 

@@ -1,7 +1,7 @@
 // The one place errors become replies: status + generic message + request id outward, full detail in the log.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isRuleFactor } from '../domain/policy.js';
-import { stepUpPage } from '../domain/redirect.js';
+import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { ERRORS, GatewayError, portalFailureCode, type ErrorCode } from '../errors.js';
 import { OtherStage } from '../services/pending.js';
 import type { MessageKey } from '../ui/i18n.js';
@@ -21,18 +21,21 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
 export type ErrorReply = (error: FastifyError | GatewayError, request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined;
 
 /** How an error is answered (the app's error handler; also its router's refusals). `refused` hears every code answered (for metrics). */
-export function errorReply(ui: UiSettings, loginPage: string, refused: (code: ErrorCode) => void): ErrorReply {
+/** `loginPageTemplate`: `portal.login.page`, whose `{target}` becomes where a new sign-in goes on to. */
+export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (code: ErrorCode) => void): ErrorReply {
   const prefix = ui.prefix;
+  const loginPage = loginPageFor(loginPageTemplate);
   /**
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
    * progress (a pending cookie), `gateway` for a gateway page (else the portal's login was refused).
    */
-  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, factors: readonly string[] | undefined, stepUp: string | undefined): { href: string; label: MessageKey } | undefined => {
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined): { href: string; label: MessageKey } | undefined => {
+    const { factors, next } = error instanceof GatewayError ? error : { factors: undefined, next: undefined };
     switch (code) {
       case 'GW_ERR_SIGN_IN_REQUIRED':
         // A portal page asked for before the second factor: on to it.
         if (signingIn && !gateway) return { href: `${prefix}/continue`, label: 'continue' };
-        return { href: loginPage, label: 'signInAgain' };
+        return { href: next === undefined ? loginPage : loginPageFor(loginPageTemplate, next), label: 'signInAgain' };
       case 'GW_ERR_LOGIN_EXPIRED':
       case 'GW_ERR_LOGIN_UNRECOGNISED':
       case 'GW_ERR_TOO_MANY_ATTEMPTS':
@@ -100,7 +103,7 @@ export function errorReply(ui: UiSettings, loginPage: string, refused: (code: Er
     const gateway = path.startsWith(`${prefix}/`) && path !== `${prefix}/forward-auth`;
     // The report page refused while other builds wait: nothing to sign in or step up for, only to wait.
     const waitOnly = code === 'GW_ERR_RATE_LIMITED' && path === `${prefix}/admin/report`;
-    const action = waitOnly ? undefined : nextStep(code, gateway, request.cookies?.[COOKIE.pending] !== undefined, error instanceof GatewayError ? error.factors : undefined, stepUpAgain(request));
+    const action = waitOnly ? undefined : nextStep(code, gateway, request.cookies?.[COOKIE.pending] !== undefined, error, stepUpAgain(request));
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
 }

@@ -49,7 +49,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   };
   const forChange = async (req: FastifyRequest): Promise<ActiveSession> => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
-    if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session');
+    // Signed out meanwhile: a new sign-in comes back to this page.
+    if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session', { next: `${p}/security` });
     checkCsrf(req, active.record.csrf);
     factors.requireRecent(active);
     return active;

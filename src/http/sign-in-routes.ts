@@ -366,7 +366,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (!active) {
       // The same form sent a moment before moved this session to a new id (a second tap): that one's step-up.
       const twin = await sessions.twin(cookie, form);
-      if (!twin) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session');
+      // Signed out meanwhile (the session idle on this page): a new sign-in goes on to the page the step-up was for.
+      if (!twin) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session', { next: to ?? '/' });
       return steppedUp(req, reply, twin, to);
     }
     checkCsrf(req, active.record.csrf);

@@ -429,3 +429,20 @@ t.test('step-up after a sign-in with a recovery code: the page says a new sign-i
   t.match(page.body, 'Sign out, then sign in again with another recovery code.');
   t.match(page.body, '<a href="/_mfa/logout">Sign out</a>');
 });
+
+t.test('a step-up form sent after its session ended: the sign-in its page links to goes on to the page the step-up was for', async (t) => {
+  const { s } = await accessStack((raw) => (raw.portal.login.page = '/login?next={target}'));
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  s.clock.advance(301_000);
+  const csrf = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F%3Fpage%3D2')).body, 'csrf');
+  // Idle past the session's limit on the open page.
+  s.clock.advance(16 * 60_000);
+  const sent = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/?page=2', code: '123456' });
+  t.equal(sent.status, 401);
+  const link = (body: string) => /<a href="([^"]*)">Sign in again<\/a>/.exec(body)?.[1]?.replaceAll('&amp;', '&');
+  t.equal(link(sent.body), '/login?next=%2Fprescriptions%2F%3Fpage%3D2');
+  const unsafe = await b.post('/_mfa/step-up', { csrf, to: '//evil.example/', code: '123456' });
+  t.equal(link(unsafe.body), '/login?next=%2F', 'an unsafe one: the home page, as after a step-up');
+  t.match(JSON.parse((await b.post('/_mfa/step-up', { csrf, code: '123456' }, { accept: 'application/json' })).body), { error: 'GW_ERR_SIGN_IN_REQUIRED' });
+});

@@ -266,7 +266,9 @@ t.test('signed out: the security page sends you to sign in; it is linked from ev
   const { s } = await setUp(t);
   const b = s.browser();
   t.equal((await b.get('/_mfa/security')).location, '/login');
-  t.equal((await b.post('/_mfa/security/rename', { csrf: 'x', factor: 'y', name: 'z' })).status, 401);
+  const refused = await b.post('/_mfa/security/rename', { csrf: 'x', factor: 'y', name: 'z' });
+  t.equal(refused.status, 401);
+  t.match(refused.body, 'href="/login"', 'a change sent signed out links to the sign-in');
   const { b: signed } = await signUpAndEnrol(s);
   for (const path of ['/_mfa/security', '/_mfa/logout', '/_mfa/step-up', '/_mfa/security/totp']) {
     t.match((await signed.get(path)).body, 'href="/_mfa/security"', `${path} links to it`);
@@ -518,4 +520,15 @@ t.test('recovery codes turned off after too many wrong ones: the page says so, a
   t.notMatch(back, 'have been turned off');
   const { b: r, csrf: c } = await atCodePage(s, ALICE, 'recovery');
   t.equal((await r.post('/_mfa/recovery', { csrf: c, code: codes[0]! })).status, 303, 'a code of the new set signs in');
+});
+
+t.test('a change sent after the session ended: the sign-in its page links to comes back to the security page', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.portal.login.page = '/login?next={target}') });
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const { csrf } = await securityPage(b);
+  s.clock.advance(16 * 60_000);
+  const refused = await b.post('/_mfa/security/rename', { csrf, factor: 'y', name: 'z' });
+  t.equal(refused.status, 401);
+  t.match(refused.body, 'href="/login?next=%2F_mfa%2Fsecurity"');
 });
