@@ -76,7 +76,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       const secure = req.client.proto === 'https' ? '; Secure' : '';
       for (const c of done.jar.filter((x) => x.expiresAt === undefined || x.expiresAt > now)) {
         if (!COOKIE_NAME.test(c.name) || !COOKIE_TEXT.test(c.value) || !COOKIE_TEXT.test(c.path)) {
-          req.log.warn({ cookie: c.name.slice(0, 100) }, 'a portal cookie that cannot be given to the browser');
+          // Not under `cookie`, a field the log redacts: the line would not say which cookie.
+          req.log.warn({ cookieName: c.name.slice(0, 100) }, 'a portal cookie that cannot be given to the browser');
           continue;
         }
         const maxAge = c.expiresAt === undefined ? '' : `; Max-Age=${Math.floor((c.expiresAt - now) / 1000)}`;

@@ -44,13 +44,15 @@ export interface StackOptions {
   ca?: string;
   /** The demo portal starts a new session id at login (see DemoPortalOptions). */
   newSessionAtLogin?: DemoPortalOptions['newSessionAtLogin'];
+  /** Further cookies the demo portal sets at login (see DemoPortalOptions). */
+  loginSetCookies?: DemoPortalOptions['loginSetCookies'];
 }
 
 export async function startStack(
   opts: StackOptions = {},
 ): Promise<Stack> {
   const portalRequests: Stack['portalRequests'] = [];
-  const portal = await startDemoPortal({ onRequest: (r) => portalRequests.push(r), newSessionAtLogin: opts.newSessionAtLogin });
+  const portal = await startDemoPortal({ onRequest: (r) => portalRequests.push(r), newSessionAtLogin: opts.newSessionAtLogin, loginSetCookies: opts.loginSetCookies });
   const clock = new FakeClock(Date.now());
   const logs: string[] = [];
   const sink = new Writable({

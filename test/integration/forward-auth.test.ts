@@ -146,6 +146,29 @@ t.test("the portal's cookies handed over at sign-in: one its scripts read (an XS
   t.notMatch(line('XSRF-TOKEN'), /HttpOnly/i, 'and stays readable by the portal\'s scripts');
 });
 
+t.test("a portal cookie that cannot be handed over at sign-in is left out, and the log names it", async (t) => {
+  const s = await startStack({
+    newSessionAtLogin: true,
+    // A value no Set-Cookie header of the gateway's may carry (a raw non-ASCII byte).
+    loginSetCookies: ['theme=d\u00e9cor-S3CRETPREF; Path=/'],
+    patch: (raw) => {
+      raw.server.trustedProxies = ['127.0.0.1'];
+      raw.forwardAuth = { enabled: true, sessionCookies: ['PORTALSESSID'] };
+    },
+  });
+  t.teardown(s.close);
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  t.equal((await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf })).status, 303);
+  const { done } = await enrol(s, b);
+  const lines = [done.headers['set-cookie'] ?? []].flat();
+  t.ok(lines.some((l) => l.startsWith('PORTALSESSID=')), 'the session cookie is handed over');
+  t.notOk(lines.some((l) => l.startsWith('theme=')), 'the cookie it cannot write is not');
+  const warned = s.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'a portal cookie that cannot be given to the browser');
+  t.same(warned.map((l) => l.cookieName), ['theme'], 'the log line names the cookie (its name, never its value)');
+  t.notOk(s.logs.some((l) => l.includes('S3CRETPREF')), 'its value is not logged');
+});
+
 t.test("a session lets through only the portal session it was signed in with: not another person's", async (t) => {
   const { s, browser } = await behindNginx(t);
   const alice = browser();
