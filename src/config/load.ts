@@ -119,7 +119,11 @@ function yamlProblem(err: unknown): string {
 export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; baseDir?: string } = {}): Config {
   const problems: string[] = [];
   const failed = new Set<string>();
-  const value = substitute(structuredClone(raw), '', opts.env ?? process.env, opts.baseDir ?? process.cwd(), problems, failed);
+  // Values from the environment or a file are never shown: a secret's variable given to another option (`url:
+  // ${SIGNING_KEY}`) would be printed in a problem about that option.
+  const hidden = new Set<string>();
+  const show = (path: string, data: unknown) => (hidden.has(path) ? '' : found(path, data));
+  const value = substitute(structuredClone(raw), '', opts.env ?? process.env, opts.baseDir ?? process.cwd(), problems, failed, hidden);
   if (!validate(value)) {
     const errors = validate.errors ?? [];
     for (const e of errors) {
@@ -131,12 +135,12 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
       // A choice of fixed values (TypeBox unions of literals): one line naming them, not one per value.
       const choices = errors.filter((c) => c.keyword === 'const' && c.instancePath === e.instancePath && c.schemaPath.startsWith(`${e.schemaPath}/`));
       if (e.keyword === 'anyOf' && choices.length) {
-        problems.push(`${path}: must be one of ${choices.map((c) => String(c.params.allowedValue)).join(', ')}${found(path, e.data)}`);
+        problems.push(`${path}: must be one of ${choices.map((c) => String(c.params.allowedValue)).join(', ')}${show(path, e.data)}`);
         continue;
       }
       if (e.keyword === 'const' && errors.some((a) => a.keyword === 'anyOf' && a.instancePath === e.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`))) continue;
       const extra = e.keyword === 'additionalProperties' ? ` ${optionName(path, String(e.params.additionalProperty))}` : '';
-      problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : found(path, e.data)}`);
+      problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : show(path, e.data)}`);
     }
   }
   if (problems.length) throw new ConfigError(problems);
@@ -145,7 +149,7 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
   // path in it.
   config.audit.dir = resolve(opts.baseDir ?? process.cwd(), config.audit.dir);
   if (config.ui.localesDir) config.ui.localesDir = resolve(opts.baseDir ?? process.cwd(), config.ui.localesDir);
-  problems.push(...checkSemantics(config));
+  problems.push(...checkSemantics(config, show));
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze(config);
 }
@@ -154,9 +158,10 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
  * Replaces ${NAME} in strings with environment values and `key_FILE: path` with the file's content under `key`;
  * paths in `*File` and `file` options become absolute, relative to the config file.
  */
-function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir: string, problems: string[], failed: Set<string>): unknown {
+function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir: string, problems: string[], failed: Set<string>, hidden: Set<string>): unknown {
   if (typeof node === 'string') {
     return node.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      hidden.add(path);
       const v = env[name];
       if (v === undefined) {
         problems.push(`${path}: environment variable ${name} is not set`);
@@ -166,7 +171,7 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
       return v?.trim() ?? '';
     });
   }
-  if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}.${i}`, env, baseDir, problems, failed));
+  if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}.${i}`, env, baseDir, problems, failed, hidden));
   if (node && typeof node === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(node)) {
@@ -175,7 +180,7 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         const target = k.slice(0, -'_FILE'.length);
         // Both: which one wins would depend on their order in the file (for keys.pseudonym, every enrolment).
         if (Object.hasOwn(node, target)) problems.push(`${path ? `${path}.` : ''}${target}: give either ${target} or ${k}, not both`);
-        const named = substitute(v, at, env, baseDir, problems, failed) as string;
+        const named = substitute(v, at, env, baseDir, problems, failed, hidden) as string;
         // A path with a variable that is not set names no file: said once, as that variable.
         if (failed.has(at)) {
           failed.add(path ? `${path}.${target}` : target);
@@ -184,6 +189,7 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         const file = resolve(baseDir, named);
         try {
           out[target] = readFileSync(file, 'utf8').trim();
+          hidden.add(path ? `${path}.${target}` : target);
         } catch (err) {
           // The path is not shown: a secret given where its file belongs (the two variables swapped) would be printed.
           problems.push(`${at}: cannot read the secret file it names (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
@@ -191,9 +197,9 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         }
       } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {
         // Files the gateway keeps reading (certificates, CRL, group map) are named relative to the config file.
-        out[k] = resolve(baseDir, substitute(v, at, env, baseDir, problems, failed) as string);
+        out[k] = resolve(baseDir, substitute(v, at, env, baseDir, problems, failed, hidden) as string);
       } else {
-        out[k] = substitute(v, at, env, baseDir, problems, failed);
+        out[k] = substitute(v, at, env, baseDir, problems, failed, hidden);
       }
     }
     return out;
@@ -204,14 +210,15 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
 // ret (the parser safe-regex2 uses) is CommonJS: its module.exports is the parser itself, typed as its `default`.
 const parseRegex = ret as unknown as typeof ret.default;
 
-function checkSemantics(c: Config): string[] {
+/** `show`: what a problem shows of the value found at a path (see found). */
+function checkSemantics(c: Config, show: (path: string, data: unknown) => string): string[] {
   const problems: string[] = [];
   const regex = (path: string, src: string | undefined) => {
     if (src === undefined) return;
     try {
       new RegExp(src);
     } catch {
-      problems.push(`${path}: not a valid regular expression${found(path, src)}`);
+      problems.push(`${path}: not a valid regular expression${show(path, src)}`);
     }
   };
   regex('portal.login.success.location', c.portal.login.success.location);
@@ -253,13 +260,13 @@ function checkSemantics(c: Config): string[] {
   }
   const addresses = (path: string, list: readonly string[]) =>
     list.forEach((a, i) => {
-      if (!parseCidr(a)) problems.push(`${path}.${i}: not an address or CIDR${found(`${path}.${i}`, a)}`);
+      if (!parseCidr(a)) problems.push(`${path}.${i}: not an address or CIDR${show(`${path}.${i}`, a)}`);
     });
   addresses('server.trustedProxies', c.server.trustedProxies);
   // Proxies sit on a network of the operator's; a range wider than any such network (0.0.0.0/0) would let every
   // client write its own address, scheme and device header.
   c.server.trustedProxies.forEach((a, i) => {
-    if (tooWide(a)) problems.push(`server.trustedProxies.${i}: wider than any proxy network (/8 for IPv4, /7 for IPv6)${found(`server.trustedProxies.${i}`, a)}`);
+    if (tooWide(a)) problems.push(`server.trustedProxies.${i}: wider than any proxy network (/8 for IPv4, /7 for IPv6)${show(`server.trustedProxies.${i}`, a)}`);
   });
   for (const [name, list] of Object.entries(c.networks)) addresses(`networks.${name}`, list);
   const serverHosts = new Set(c.server.hosts.map((h) => h.toLowerCase()));
@@ -269,17 +276,17 @@ function checkSemantics(c: Config): string[] {
     // naming another (`portal.example:8443`, `portal.example.`) would never match, silently (a deny rule let through).
     r.hosts?.forEach((h, j) => {
       const at = `policy.rules.${i}.hosts.${j}`;
-      if (!serverHosts.has(h.toLowerCase())) problems.push(`${at}: not one of server.hosts (a host name without a port), so the rule could never match${found(at, h)}`);
+      if (!serverHosts.has(h.toLowerCase())) problems.push(`${at}: not one of server.hosts (a host name without a port), so the rule could never match${show(at, h)}`);
     });
     if (!r.networks) return;
     r.networks.forEach((n, j) => {
       const at = `policy.rules.${i}.networks.${j}`;
-      if (!Object.hasOwn(c.networks, n) && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${found(at, n)}`);
+      if (!Object.hasOwn(c.networks, n) && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${show(at, n)}`);
     });
   });
   c.admin.report.networks.forEach((n, j) => {
     const at = `admin.report.networks.${j}`;
-    if (!Object.hasOwn(c.networks, n) && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${found(at, n)}`);
+    if (!Object.hasOwn(c.networks, n) && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${show(at, n)}`);
   });
   if (new Set(c.policy.rules.map((r) => r.name)).size !== c.policy.rules.length) problems.push('policy.rules: rule names must be unique');
   try {
@@ -293,7 +300,7 @@ function checkSemantics(c: Config): string[] {
   rp.origins.forEach((origin, i) => {
     const host = urlOf(origin)?.hostname;
     if (c.webauthn.origins && host !== rp.id && !host?.endsWith(`.${rp.id}`)) {
-      problems.push(`webauthn.origins.${i}: its host is neither the relying party id (${rp.id}) nor a name under it; browsers refuse passkeys there${found(`webauthn.origins.${i}`, origin)}`);
+      problems.push(`webauthn.origins.${i}: its host is neither the relying party id (${rp.id}) nor a name under it; browsers refuse passkeys there${show(`webauthn.origins.${i}`, origin)}`);
     }
   });
   if (c.enrolment.proof === 'webhook' && !c.enrolment.webhook) problems.push('enrolment.webhook: needed for enrolment.proof: webhook');

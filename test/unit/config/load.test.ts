@@ -1,6 +1,6 @@
 import t from 'tap';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, configWarnings, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
@@ -132,8 +132,23 @@ t.test('an empty listening address (a variable set but empty) is refused: it wou
   for (const at of ['server', 'admin'] as const) {
     const raw = rawTestConfig('http://127.0.0.1:1');
     raw[at] = { ...raw[at], host: '${GW_HOST}' };
-    t.same(problemsOf(() => resolveConfig(raw, { env: { GW_HOST: '' } })), [`${at}.host: must NOT have fewer than 1 characters, found ""`], at);
+    t.same(problemsOf(() => resolveConfig(raw, { env: { GW_HOST: '' } })), [`${at}.host: must NOT have fewer than 1 characters`], at);
   }
+});
+
+t.test('a value from the environment or a file is never echoed: a secret given to the wrong option would be printed', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'proxies'), 'Fi1eSecretValue');
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.server = { ...raw.server, port: '${GW_KEY}', trustedProxies_FILE: join(dir, 'proxies'), hosts: ['${GW_HOST}'] } as never;
+  const problems = problemsOf(() => resolveConfig(raw, { env: { GW_KEY: 'EnvSecretValue', GW_HOST: 'gateway example' } }));
+  t.ok(problems.includes('server.port: must be integer'), 'the problem is named');
+  t.ok(problems.some((p) => p.startsWith('server.trustedProxies:')), 'the file one too');
+  t.notMatch(problems.join('\n'), /EnvSecretValue|Fi1eSecretValue|gateway example/, 'neither value is printed');
+  raw.server = { ...raw.server, port: 70000, hosts: ['gateway.example'] } as never;
+  delete (raw.server as Record<string, unknown>).trustedProxies_FILE;
+  t.ok(problemsOf(() => resolveConfig(raw, { env: {} })).includes('server.port: must be <= 65535, found 70000'), 'a value written in the file is');
 });
 
 t.test('an encryption key id has no ".", which separates the parts of a sealed record; a signing key id may', async (t) => {
