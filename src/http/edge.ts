@@ -92,6 +92,13 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): Edge {
       done(new GatewayError('GW_ERR_BAD_REQUEST', 'a transfer coding other than chunked'));
       return;
     }
+    // HTTP/1.0 has no transfer codings: a proxy in front may frame such a body otherwise than Node, which reads it as
+    // chunked, and take the rest for another request (RFC 9112 §6.1: faulty framing, the connection closed).
+    if (coding !== undefined && req.raw.httpVersionMinor === 0) {
+      reply.header('connection', 'close');
+      done(new GatewayError('GW_ERR_BAD_REQUEST', 'a transfer coding in an HTTP/1.0 request'));
+      return;
+    }
     // Links, redirects and cookies never come from an unknown Host (SECURITY R52, C-27).
     const host = hostName(req);
     // The exempt paths are compared whole and as sent: /_mfa/jwks.json/../x is not exempt (it would reach the portal).

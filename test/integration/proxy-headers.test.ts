@@ -75,6 +75,18 @@ t.test('a body only in the chunked transfer coding', async (t) => {
   t.equal(s.seen.length, 2, 'none of them reached the portal');
 });
 
+t.test('an HTTP/1.0 request with a transfer coding is refused, and its connection closed', async (t) => {
+  const s = await start(t);
+  const res = await rawRequest(
+    s.url,
+    `POST /static/echo HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n` +
+      `GET /static/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+  );
+  t.match(res, /^HTTP\/1\.1 400 /, 'refused');
+  t.match(res, /\r\nconnection: close\r\n/i, 'nothing after it on the connection is read');
+  t.equal(s.seen.length, 0, 'the portal saw nothing');
+});
+
 t.test("a request too large to read, pipelined behind an answer being streamed, writes no refusal into that answer", async (t) => {
   const s = await start(t);
   const host = 'Host: 127.0.0.1\r\n';
