@@ -101,3 +101,41 @@ t.test("every reason a session_ended event gives is in the README's list", async
   const list = /`session_ended` \(with its `reason`: ([^\n]+)/.exec(readme.replace(/\n {2}/g, ' '))![1]!;
   for (const r of new Set(reasons)) t.match(list, `\`${r}\``, r);
 });
+
+t.test('every command the operator docs show is one the CLI has, with options it takes', async (t) => {
+  const main = readFileSync('src/main.ts', 'utf8');
+  const table = /const OPTIONS_OF = new Map<[^>]+>\(Object\.entries\(\{([\s\S]+?)\n\}\)\);/.exec(main)![1]!;
+  const admin = [...(/const ADMIN = \[([^\]]+)\]/.exec(main)![1]!.matchAll(/'([a-z-]+)'/g))].map((m) => m[1]!);
+  const takes = new Map([...table.matchAll(/^ {2}'?([a-z][a-z -]*?)'?: (.+),$/gm)].map((m) => [m[1]!, [...(m[2]!.includes('ADMIN') ? admin : []), ...[...m[2]!.matchAll(/'([a-z-]+)'/g)].map((o) => o[1]!)]]));
+  // The actions of each command, from the usage text (`user show|export|…`).
+  const usage = /const USAGE = `([\s\S]+?)`;/.exec(main)![1]!;
+  const actions = new Map<string, Set<string>>();
+  for (const m of usage.matchAll(/^ {2}mfa-gateway ([a-z-]+) ([a-z|-]+)/gm)) for (const a of m[2]!.split('|')) actions.set(m[1]!, (actions.get(m[1]!) ?? new Set()).add(a));
+
+  /** Command lines: `mfa-gateway …` in code (a span, a block, a line of its own) and `node dist/src/main.js …` anywhere. */
+  const commandLines = (text: string): string[] => {
+    const lines: string[] = [];
+    // A line continued with \ (in a block or a comment) is one command.
+    const joined = text.replace(/\\\n[#\s]*/g, ' ');
+    const outside = joined.replace(/^```[a-z]*\n([\s\S]*?)^```/gm, (_, block: string) => (lines.push(...block.split('\n')), ''));
+    // Code spans may run over a line break (in a table cell, a folded YAML string).
+    for (const m of outside.matchAll(/`([^`]+)`/g)) lines.push(m[1]!.replace(/\n[#\s]*/g, ' '));
+    lines.push(...joined.split('\n'));
+    return lines.flatMap((l) => [...l.matchAll(/(?:^\s*(?:\$ )?mfa-gateway |\bmain\.js )([a-z][^`]*)/g)].map((m) => m[1]!));
+  };
+  const files = ['docs/operations.md', 'docs/forward-auth/README.md', 'docs/alerts/mfa-gateway.rules.yml', 'docker/k8s/README.md', 'docker/compose.yaml', 'README.md'];
+  let checked = 0;
+  for (const file of files) {
+    for (const line of commandLines(readFileSync(file, 'utf8'))) {
+      const [command, sub] = line.split(/\s+/);
+      const action = sub && /^[a-z][a-z-]*$/.test(sub) ? sub : undefined;
+      const options = takes.get(`${command} ${action}`) ?? takes.get(command!) ?? (command === 'help' ? [] : undefined);
+      t.ok(options, `${file}: ${command} is a command (${line})`);
+      if (!options) continue;
+      if (actions.has(command!) && action) t.ok(actions.get(command!)!.has(action), `${file}: ${command} ${action} is an action (${line})`);
+      for (const [, o] of line.matchAll(/(?<![\w-])--([a-z][a-z-]*)/g)) t.ok(o === 'help' || options.includes(o!), `${file}: ${command} ${action ?? ''} takes --${o} (${line})`);
+      checked++;
+    }
+  }
+  t.ok(checked >= 40, `${checked} command lines checked`);
+});
