@@ -433,8 +433,14 @@ t.test('the shipped example and demo configs are valid', async (t) => {
     'audit.signingKey: environment variable MFA_AUDIT_KEY is not set',
     'identity.assertion.signingKey_FILE: cannot read the secret file it names (ENOENT)',
   ]);
-  // The negative: a value given wrong (not missing) next to one missing is still refused.
+  // With those two files in place it passes every check, those that run only once the values are valid too.
   const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
+  writeFileSync(join(dir, 'encryption.key'), randomKey());
+  writeFileSync(join(dir, 'assertion.key'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const example = readFileSync('config/gateway.example.yaml', 'utf8');
+  writeFileSync(join(dir, 'example.yaml'), example.replace('/run/secrets/mfa_encryption_key', join(dir, 'encryption.key')).replace('/run/secrets/mfa_assertion_key', join(dir, 'assertion.key')));
+  t.doesNotThrow(() => loadConfigFile(join(dir, 'example.yaml'), env), 'the example with its secret files');
+  // The negative: a value given wrong (not missing) next to one missing is still refused.
   writeFileSync(join(dir, 'gw.yaml'), readFileSync('config/gateway.example.yaml', 'utf8').replace('${MFA_AUDIT_KEY}', 'short'));
   t.ok(problemsOf(() => loadConfigFile(join(dir, 'gw.yaml'), {})).includes('audit.signingKey: must NOT have fewer than 32 characters'), 'the short audit key');
 });

@@ -6,7 +6,7 @@ import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
 import { configWarnings, resolveConfig } from '../../../src/config/load.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
-import { randomKey } from '../../helpers/config.js';
+import { merge, randomKey, rawTestConfig } from '../../helpers/config.js';
 
 const AUDIT_DIR = '/var/lib/mfa-gateway/audit';
 
@@ -63,6 +63,20 @@ t.test('alerting rules: well formed, each names metrics the gateway exports', as
   }
 });
 
+t.test("every alert has its row in docs/operations.md's table, with its severity", async (t) => {
+  const { groups } = parse(readFileSync('docs/alerts/mfa-gateway.rules.yml', 'utf8'));
+  const rules = groups.flatMap((g: { rules: unknown[] }) => g.rules) as { alert: string; labels: { severity: string } }[];
+  // A row may name several alerts: one severity for all, or one each (`critical / warning`).
+  const rows = new Map<string, string>();
+  for (const [, names, severities] of readFileSync('docs/operations.md', 'utf8').matchAll(/^\| (`MfaGateway[^|]+) \| ([a-z /]+) \|/gm)) {
+    const alerts = [...names!.matchAll(/`(MfaGateway[A-Za-z]+)`/g)].map((m) => m[1]!);
+    const each = severities!.split(' / ');
+    alerts.forEach((a, i) => rows.set(a, each.length === alerts.length ? each[i]! : severities!));
+  }
+  for (const r of rules) t.equal(rows.get(r.alert), r.labels.severity, `${r.alert}: its row and severity`);
+  t.same([...rows.keys()].filter((a) => !rules.some((r) => r.alert === a)), [], 'no row for an alert that does not exist');
+});
+
 t.test('every metric is documented in docs/operations.md and in the table of src/metrics/metrics.ts', async (t) => {
   const ops = readFileSync('docs/operations.md', 'utf8');
   const source = readFileSync('src/metrics/metrics.ts', 'utf8');
@@ -72,6 +86,13 @@ t.test('every metric is documented in docs/operations.md and in the table of src
     t.match(source, ` * | ${name} `, `metrics.ts table: ${name}`);
   }
   t.equal((ops.match(/^\| `mfa_gateway_[a-z_]+` \|/gm) ?? []).length, ours.length, 'no documented metric that does not exist');
+});
+
+t.test("forward-auth: the README's gateway configuration validates", async (t) => {
+  const block = /```yaml\n([\s\S]*?)```/.exec(readFileSync('docs/forward-auth/README.md', 'utf8'))![1]!;
+  const config = resolveConfig(merge(rawTestConfig('http://portal.internal:8080'), parse(block)));
+  t.match(config.forwardAuth, { enabled: true, sessionCookies: ['JSESSIONID'] });
+  t.match(config.identity, { userHeader: 'X-MFA-User', groupsHeader: 'X-MFA-Groups' });
 });
 
 t.test('compose: the gateway config validates, with the admin listener and the audit trail', async (t) => {
