@@ -180,9 +180,18 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       socket.destroy();
     },
     // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over). A
-    // request without Host is left to the edge hook (421 with the gateway's page and HSTS), not answered by Node.
+    // request without Host is left to the edge hook (421 with the gateway's page and HSTS), not answered by Node. A TLS
+    // handshake is held to the headers' timeout too (Node's default is 120 s): a slow client is slow before either.
     ...(config.server.tls
-      ? { https: { ...tlsOptions(config, config.devices.caFile !== undefined ? gateway.deviceCas : null), maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }
+      ? {
+          https: {
+            ...tlsOptions(config, config.devices.caFile !== undefined ? gateway.deviceCas : null),
+            handshakeTimeout: config.server.headersTimeoutSeconds * 1000,
+            maxHeaderSize: config.server.maxHeaderBytes,
+            connectionsCheckingInterval: 1000,
+            requireHostHeader: false,
+          },
+        }
       : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }),
   });
   app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;

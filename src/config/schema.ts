@@ -101,7 +101,7 @@ export const ConfigSchema = Type.Object(
           description: "reject: a ';' path parameter gets 400; allow: kept and forwarded (rules then match the path without them).",
         }),
         requestTimeoutSeconds: Seconds(120, 'A request (headers and body) taking longer is cut off (408).'),
-        headersTimeoutSeconds: Seconds(15, 'Request headers taking longer are cut off (slow clients).'),
+        headersTimeoutSeconds: Seconds(15, 'Request headers (and, with server.tls, a TLS handshake) taking longer are cut off (slow clients).'),
         keepAliveTimeoutSeconds: Seconds(65, 'An idle keep-alive connection is closed after this.'),
         maxHeaderBytes: Type.Integer({ minimum: 4096, maximum: 65536, default: 16384, description: 'Larger request headers get 431.' }),
         maxBodyBytes: Type.Integer({ minimum: 1024, default: 10485760, description: 'Larger request bodies to the portal get 413.' }),

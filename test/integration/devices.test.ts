@@ -3,6 +3,8 @@
 import t, { type Test } from 'tap';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -548,4 +550,20 @@ t.test('a certificate a renegotiation brings that TLS did not verify does not co
   // A stolen laptop revoked in the registry (which TLS does not know of) opens a connection for the forged one.
   await registry(s).put({ fingerprint: laptop2.fingerprint, name: 'laptop-2', status: 'revoked', addedAt: s.clock.now(), revokedAt: s.clock.now() });
   t.same(await statuses(laptop2, { certFile: forgedChain, keyFile: forged.keyFile }), ['HTTP/1.1 403 Forbidden', 'HTTP/1.1 403 Forbidden'], 'nor after a device revoked in the registry');
+});
+
+t.test('a TLS handshake that never finishes is cut off after server.headersTimeoutSeconds, as slow request headers are', async (t) => {
+  const s = await tlsStack((raw) => (raw.server.headersTimeoutSeconds = 1));
+  t.teardown(s.close);
+  const { port } = new URL(s.url);
+  const started = Date.now();
+  // A client that opens the connection and sends nothing (no ClientHello), then one that stops halfway.
+  for (const first of ['', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03']) {
+    const socket = connect(Number(port), '127.0.0.1', () => void socket.write(first));
+    socket.on('error', () => {});
+    const closed = await Promise.race([once(socket, 'close').then(() => true), new Promise((r) => setTimeout(() => r(false), 6000))]);
+    socket.destroy();
+    t.ok(closed, `closed by the gateway (${first ? 'half a handshake' : 'nothing sent'})`);
+  }
+  t.ok(Date.now() - started < 12_000);
 });
