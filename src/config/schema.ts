@@ -1,8 +1,11 @@
 // Every configuration option: type, default and a one-line description. The Config type is derived from it.
 import { Type, type Static } from '@sinclair/typebox';
 
+// The longest a Node timer runs (2^31 - 1 ms): a longer one fires at once (a keep-alive of 30 days would close every
+// idle connection after 1 ms).
+const MAX_TIMER_SECONDS = 2_147_483;
 const Seconds = (def: number, description: string, min = 1) =>
-  Type.Integer({ minimum: min, default: def, description });
+  Type.Integer({ minimum: min, maximum: MAX_TIMER_SECONDS, default: def, description });
 
 const KeyList = (description: string, idPattern: string) =>
   Type.Array(
@@ -34,8 +37,8 @@ const Delay = (free: number, baseSeconds: number, maxSeconds: number, descriptio
   Type.Object(
     {
       freeAttempts: Type.Integer({ minimum: 0, default: free, description: 'Consecutive failures without any wait.' }),
-      baseSeconds: Type.Integer({ minimum: 1, default: baseSeconds, description: 'Wait after the first failure beyond those; it doubles with each further one.' }),
-      maxSeconds: Type.Integer({ minimum: 1, default: maxSeconds, description: 'The longest wait between attempts.' }),
+      baseSeconds: Type.Integer({ minimum: 1, maximum: MAX_TIMER_SECONDS, default: baseSeconds, description: 'Wait after the first failure beyond those; it doubles with each further one.' }),
+      maxSeconds: Type.Integer({ minimum: 1, maximum: MAX_TIMER_SECONDS, default: maxSeconds, description: 'The longest wait between attempts.' }),
       ...(cap === undefined
         ? {}
         : { cap: Type.Integer({ minimum: 1, maximum: 100, default: cap, description: 'Consecutive failures that disable it until it is bound again or an operator clears it (NIST SP 800-63B: at most 100).' }) }),
@@ -65,7 +68,7 @@ const Rule = Type.Object(
     groups: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'The user must be in one of these groups.' })),
     device: Type.Optional(Type.Union([Type.Literal('managed'), Type.Literal('unmanaged')], { description: 'The device must (not) be managed.' })),
     decision: Decision,
-    maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 1, description: 'step-up: the last second factor must be at most this old (default 300).' })),
+    maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TIMER_SECONDS, description: 'step-up: the last second factor must be at most this old (default 300).' })),
     factors: Type.Optional(Type.Array(Factor, { minItems: 1, description: 'mfa and step-up: the second factor must be one of these.' })),
     allowLegacyAuth: Type.Optional(Type.Boolean({ description: 'Let HTTP Basic/Digest and login fields in the query through (needs paths and networks); NTLM and Negotiate stay refused.' })),
   },
@@ -304,13 +307,13 @@ export const ConfigSchema = Type.Object(
           description:
             'What a user shows, besides the password, to bind a first factor. invite: a one-time code issued ahead; webhook: a code sent through the portal\'s email/SMS; first-login: nothing (trust on first use, set explicitly only).',
         }),
-        inviteDays: Seconds(30, 'invite: days an enrolment code stays valid.'),
+        inviteDays: Type.Integer({ minimum: 1, default: 30, description: 'invite: days an enrolment code stays valid.' }),
         webhook: Type.Optional(
           Type.Object(
             {
               url: Type.String({ pattern: '^https?://', description: 'The vendor endpoint that delivers the code to the user.' }),
               secret: Type.String({ minLength: 32, description: 'HMAC-SHA-256 key signing each call (X-MFA-Signature).' }),
-              codeMinutes: Seconds(10, 'Minutes a delivered code stays valid.'),
+              codeMinutes: Type.Integer({ minimum: 1, default: 10, description: 'Minutes a delivered code stays valid.' }),
             },
             { additionalProperties: false, description: 'webhook: where enrolment codes are sent.' },
           ),

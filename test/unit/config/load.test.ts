@@ -672,3 +672,11 @@ t.test('a catalogue that leaves messages out: a warning naming it', async (t) =>
   writeFileSync(join(dir, 'ar.json'), readFileSync(new URL('../../../src/ui/locales/en.json', import.meta.url)));
   t.notOk(configWarnings(resolveConfig(raw)).some((w) => w.startsWith('ui.localesDir')), 'none for a whole one');
 });
+
+t.test('an option in seconds longer than a Node timer runs is refused: the timer would fire at once', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.server = { ...raw.server, keepAliveTimeoutSeconds: 30 * 86_400 };
+  t.same(problemsOf(() => resolveConfig(raw)), ['server.keepAliveTimeoutSeconds: must be <= 2147483, found 2592000']);
+  raw.server.keepAliveTimeoutSeconds = 2_147_483;
+  t.equal(resolveConfig(raw).server.keepAliveTimeoutSeconds, 2_147_483, 'the longest is taken');
+});
