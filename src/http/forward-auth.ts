@@ -110,10 +110,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     const page = opensPage(req, method);
     switch (outcome.verdict) {
       case 'allow':
-        if (active) {
-          if (active.touch) await sessions.save(active);
-          reply.headers(await identity.headersFor(active, groups));
-        }
+        if (active) reply.headers(await identity.headersFor(active, groups));
         return reply.code(200).send();
       case 'sign-in':
         if (!page) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);

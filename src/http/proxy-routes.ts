@@ -228,9 +228,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           if (admitted && !admitted.allowed) refused = admitted;
           else await ctx.jars.update(owner.id, owner.round, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
         }
-        if (owner.kind === 'session' && !owner.ended && (changed || owner.active.touch)) {
+        if (owner.kind === 'session' && !owner.ended && changed) {
           // The answer's cookies go onto the jar as it is now (see SessionService.save).
-          await sessions.save(owner.active, changed ? (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies) : undefined);
+          await sessions.save(owner.active, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
         }
       } catch (err) {
         // The store failing (full, or Redis gone: counted in its metric, and the readiness check tells) is one short

@@ -13,8 +13,6 @@ import type { SecurityLog } from './security-events.js';
 export interface ActiveSession {
   sid: string;
   record: SessionRecord;
-  /** The idle clock is due to be written back. */
-  touch: boolean;
 }
 
 /** The second factor a sign-in or step-up was completed with; a passkey says whether it can leave its device (BE=0). */
@@ -102,7 +100,11 @@ export class SessionService {
     return moved?.pid === claims.sub ? moved.token : null;
   }
 
-  /** The live session behind a cookie value, or null: bad token, unknown, revoked, idle or too old. */
+  /**
+   * The live session behind a cookie value, or null: bad token, unknown, revoked, idle or too old. The request is
+   * activity, whoever answers it (the portal, or the gateway: its pages, a step-up asked for, a refusal): the idle
+   * clock is written back when due.
+   */
   async authenticate(cookie: string | undefined): Promise<ActiveSession | null> {
     if (!cookie) return null;
     const now = this.d.clock.now();
@@ -118,7 +120,10 @@ export class SessionService {
       this.d.security('session_ended', { pid: record.pid, reason: state.state });
       return null;
     }
-    return { sid: claims.sid, record, touch: state.touch };
+    const active = { sid: claims.sid, record };
+    // A write the store refuses (Redis full) does not fail the request: the session then ends at its idle time.
+    if (state.touch) await this.save(active).catch(() => undefined);
+    return active;
   }
 
   /**

@@ -236,6 +236,30 @@ t.test('step-up: an old second factor is asked for again, then the same page; ot
   t.equal((await b.post('/_mfa/step-up', { csrf: 'forged', code: '123456' })).status, 403, 'CSRF token required');
 });
 
+t.test("requests the gateway answers itself are activity too: a step-up asked for near the idle limit can be finished", async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  t.equal((await b.get('/records')).status, 200);
+  s.clock.advance(14 * 60_000);
+  const asked = await b.get('/prescriptions/');
+  t.equal(asked.status, 303, 'a step-up is asked for');
+  const csrf = inputValue((await b.get(asked.location!)).body, 'csrf');
+  // The person fetches their phone: two minutes on the step-up page, 16 since the last page of the portal.
+  s.clock.advance(2 * 60_000);
+  const done = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code: await totpAt(secret, s.clock.now()) });
+  t.equal(done.status, 303, 'still signed in: the step-up page was a request');
+  t.equal(done.location, '/prescriptions/');
+  t.equal((await b.get('/prescriptions/')).status, 200);
+  // The same for the settings, which only the gateway answers.
+  s.clock.advance(10 * 60_000);
+  t.equal((await b.get('/_mfa/security')).status, 303, 'the settings ask for a recent factor');
+  s.clock.advance(10 * 60_000);
+  t.equal((await b.get('/records')).status, 200, '10 minutes after the last request, not 20 after the last page of the portal');
+  s.clock.advance(15 * 60_000);
+  t.equal((await b.get('/records')).status, 302, 'idle for 15 minutes: signed out');
+});
+
 t.test('a form sent on a rule that takes only passkeys: its page leads to a step-up that offers only those', async (t) => {
   const { s } = await accessStack((raw) => raw.policy.rules.splice(1, 0, { name: 'controlled drugs', paths: ['/controlled/'], decision: 'step-up', factors: ['webauthn'] }));
   t.teardown(s.close);

@@ -760,7 +760,7 @@ t.test('a request still in flight at logout does not bring the session back', as
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
   const old = b.cookies.get('__Host-mfa-session')!;
-  s.clock.advance(31_000); // the idle clock is due to be written back by the next response
+  s.clock.advance(31_000); // the idle clock is due to be written back by the next request
   const slow = b.get('/slow?ms=400');
   await new Promise((r) => setTimeout(r, 100));
   const out = await b.get('/logout');
@@ -776,7 +776,7 @@ t.test('a slow request writing back the idle clock keeps the cookies a faster re
   const s = await startStack();
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
-  s.clock.advance(31_000); // the idle clock is due to be written back by the next responses
+  s.clock.advance(31_000); // the idle clock is due to be written back by the next requests
   const slow = b.get('/slow?ms=400');
   await new Promise((r) => setTimeout(r, 100));
   t.equal((await b.get('/set-cookie-test')).status, 200, 'the portal sets portal_pref meanwhile');
