@@ -27,9 +27,12 @@ export function touchDue(s: SessionTimes, now: number, limits: SessionLimits): b
   return now - s.lastSeen >= Math.min(TOUCH_INTERVAL_MS, limits.idleMs / 4);
 }
 
-/** How long the store should keep the record: until the earlier of the two timeouts. */
-export function sessionTtlMs(s: SessionTimes, limits: SessionLimits): number {
-  return Math.max(1, Math.min(s.authTime + limits.absoluteMs, s.lastSeen + limits.idleMs) - s.lastSeen);
+/**
+ * How long the store should keep the record written at `now`: until the earlier of the two timeouts. From `now`, not
+ * from lastSeen: a record written without moving the idle clock would otherwise be kept past its end.
+ */
+export function sessionTtlMs(s: SessionTimes, limits: SessionLimits, now: number): number {
+  return Math.max(1, Math.min(s.authTime + limits.absoluteMs, s.lastSeen + limits.idleMs) - now);
 }
 
 /** A sign-in in progress: until when it runs, from when the portal accepted the password (absent in old records). */

@@ -50,7 +50,7 @@ export class SessionService {
     // `factorAt`: when the factor was verified, if not now (at enrolment, before the recovery codes were acknowledged).
     const { proof, factorAt, ...rest } = s;
     const record: SessionRecord = { ...rest, ...proven(proof), authTime: now, since: passwordAt, factorTime: factorAt ?? now, lastSeen: now, csrf: newId() };
-    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits));
+    const sid = await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits, now));
     if (!sid) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's sessions were ended during the sign-in");
     this.d.security('session_started', { pid: s.pid, ip, factor: proof.factor, amr: amrOf(record) });
     return this.d.tokens.sign({ sub: s.pid, sid }, now);
@@ -76,7 +76,7 @@ export class SessionService {
     // The new id continues the session (its `since` too): an ending of the user's sessions since it began ends it,
     // also one whose sweep began before this step-up (it may have found neither id: the old one taken, the new one
     // not yet listed).
-    if (!(await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits), sid))) return null;
+    if (!(await this.d.sessions.create(record, sessionTtlMs(record, this.d.limits, now), sid))) return null;
     // A logout of the old session at this moment (see end) ends the new one: here, or there through the note.
     if (await this.d.sessions.endedLately(active.sid)) {
       await this.d.sessions.delete(sid, record.pid);
@@ -141,7 +141,7 @@ export class SessionService {
       if (sameJar(jar, s.jar) && !touchDue(s, now, this.d.limits)) return s;
       return { ...s, jar, lastSeen: now };
     };
-    const ttl = (s: SessionRecord) => sessionTtlMs(s, this.d.limits);
+    const ttl = (s: SessionRecord) => sessionTtlMs(s, this.d.limits, this.d.clock.now());
     if ((await this.d.sessions.change(active.sid, apply, ttl)) !== null) return;
     // Gone: ended, or moved by a step-up while this request waited for the portal (its cookies belong to the new id).
     // A step-up takes the old record, notes the move, then writes the new one: in those moments this waits a little
@@ -162,7 +162,7 @@ export class SessionService {
     await this.d.sessions.change(
       active.sid,
       (s) => (s.pid === active.record.pid ? { ...s, deviceBound: undefined } : s),
-      (s) => sessionTtlMs(s, this.d.limits),
+      (s) => sessionTtlMs(s, this.d.limits, this.d.clock.now()),
     );
   }
 
@@ -222,7 +222,7 @@ export class SessionService {
     // session kept counts from now on, so its own step-ups go on (one at this very moment may end it: it fails safe).
     const now = this.d.clock.now();
     await steps.run(() => this.d.sessions.markEnded(pid, now));
-    if (keep !== undefined) await steps.run(() => this.d.sessions.change(keep, (s) => (s.pid === pid ? { ...s, since: now } : s), (s) => sessionTtlMs(s, this.d.limits)));
+    if (keep !== undefined) await steps.run(() => this.d.sessions.change(keep, (s) => (s.pid === pid ? { ...s, since: now } : s), (s) => sessionTtlMs(s, this.d.limits, this.d.clock.now())));
     let ended = 0;
     for (let round = 0; round < END_ALL_ROUNDS; round++) {
       const listed = await steps.run(() => this.d.sessions.listIds(pid));

@@ -152,8 +152,9 @@ t.test('session timeouts with an injected clock', async (t) => {
   t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 31_000, limits), { state: 'active', touch: true }, 'touch after 30 s');
   t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 15 * 60_000, limits), { state: 'idle-expired' });
   t.same(sessionState({ authTime: auth, lastSeen: auth + 12 * 3600_000 - 1000 }, auth + 12 * 3600_000, limits), { state: 'expired' }, 'absolute despite activity');
-  t.equal(sessionTtlMs({ authTime: auth, lastSeen: auth }, limits), 15 * 60_000);
-  t.equal(sessionTtlMs({ authTime: auth, lastSeen: auth + 12 * 3600_000 - 60_000 }, limits), 60_000, 'never beyond the absolute limit');
+  t.equal(sessionTtlMs({ authTime: auth, lastSeen: auth }, limits, auth), 15 * 60_000);
+  t.equal(sessionTtlMs({ authTime: auth, lastSeen: auth + 12 * 3600_000 - 60_000 }, limits, auth + 12 * 3600_000 - 60_000), 60_000, 'never beyond the absolute limit');
+  t.equal(sessionTtlMs({ authTime: auth, lastSeen: auth }, limits, auth + 29_000), 15 * 60_000 - 29_000, 'written later without moving the idle clock: no longer than it has left');
 });
 
 t.test('canonical path', async (t) => {

@@ -336,3 +336,16 @@ t.test('ending all sessions with the store full: a mark it refuses still leaves 
   t.equal(await sessions.get(active.sid), null);
   t.same(await sessions.listIds('p1'), [], 'none is left');
 });
+
+t.test('a session written without a request (the others signed out, a passkey removed) is kept no longer than its timeouts', async (t) => {
+  for (const write of ['signed out the others', 'forgot the device-bound passkey'] as const) {
+    const { clock, sessions, service, active } = await signedIn();
+    // 29 s after the last write of the idle clock (not due again yet), the record is written for another reason.
+    clock.advance(29_000);
+    if (write === 'signed out the others') await service.endOthers(active, 'signed-out-elsewhere');
+    else await service.forgetDeviceBound(active);
+    clock.advance(15 * 60_000 - 29_000);
+    t.equal(await sessions.get(active.sid), null, `${write}: the store let it go at its idle timeout`);
+    t.equal(await service.endAll('p1', 'revoked'), 0, `${write}: a revocation after that counts it as ended already`);
+  }
+});
