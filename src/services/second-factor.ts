@@ -86,17 +86,21 @@ export class SecondFactorService {
     // the factor record only count what is left.
     const claimed = index !== -1 && (await this.claimRecoveryCode(c, factors.recovery.salt, index));
     if (!claimed) return this.d.attempts.failed(c, ip, attempt, index === -1 ? 'wrong code' : 'code already used');
-    await this.d.attempts.succeeded(c, attempt);
-    // Marked on the set as it is now; a set replaced meanwhile is left alone (its codes are new). Already marked: the
-    // same form sent twice, and the other submission tells the use.
+    // Marked on the set as it is now. Already marked: the same form sent twice, and the other submission tells the
+    // use. A set replaced (or removed) meanwhile is left alone, and its code opens nothing: new codes are made because
+    // the old ones may have been seen.
     let again = false;
+    let replaced = false;
     const after = await this.d.factors.update(p.pid, (cur) => {
       const set = cur?.recovery;
       again = false;
-      if (!cur || !set || set.salt !== factors.recovery!.salt) return cur;
+      replaced = !cur || !set || set.salt !== factors.recovery!.salt;
+      if (!cur || !set || replaced) return cur;
       again = set.hashes[index] === null;
       return again ? cur : { ...cur, recovery: { ...set, hashes: set.hashes.map((h, i) => (i === index ? null : h)) } };
     });
+    if (replaced) return this.d.attempts.failed(c, ip, attempt, 'code of a replaced set');
+    await this.d.attempts.succeeded(c, attempt);
     if (!again) {
       const remaining = after?.recovery ? codesLeft(after.recovery) : 0;
       this.d.security('recovery_code_used', { pid: p.pid, ip, remaining });

@@ -246,6 +246,28 @@ t.test('recovery code works once', async (t) => {
   t.equal((await use(codes[1]!)).status, 303, 'another code still works');
 });
 
+t.test('a recovery code whose set is replaced while it is checked signs nothing in', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { codes } = await signUpAndEnrol(s);
+  const { stores, pidOf } = s.app.gateway;
+  const pid = pidOf(ALICE.username)!;
+  const { b, csrf } = await atCodePage(s, ALICE, 'recovery');
+  // The person makes a new set on the security page (their old codes were seen) just after the code was looked up.
+  const get = stores.factors.get.bind(stores.factors);
+  stores.factors.get = async (p: string) => {
+    const before = await get(p);
+    stores.factors.get = get;
+    const { newRecoveryCodes } = await import('../../src/mechanisms/recovery-codes.js');
+    const { stored } = await newRecoveryCodes();
+    await stores.factors.update(pid, (cur) => cur && { ...cur, recovery: { ...stored, addedAt: s.clock.now() } });
+    return before;
+  };
+  const r = await b.post('/_mfa/recovery', { csrf, code: codes[0]! });
+  t.equal(r.status, 400, 'a code of the set replaced is refused');
+  t.equal(b.cookies.get('__Host-mfa-session'), undefined, 'no session');
+});
+
 t.test('the login replay asks the portal for an uncompressed answer, which the body rule can read', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
