@@ -368,7 +368,7 @@ export const ConfigSchema = Type.Object(
               header: Type.String({ pattern: '^[A-Za-z][A-Za-z0-9-]*$', default: 'X-MFA-Assertion', description: 'Header carrying the signed assertion (a JWT).' }),
               signingKey: Type.String({ minLength: 32, description: 'EC P-256 private key (PKCS#8 PEM) signing assertions (ES256); give it as signingKey_FILE.' }),
               keyId: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', default: 'assertion-1', description: 'kid of the key, published at the JWKS endpoint.' }),
-              audience: Type.Optional(Type.String({ minLength: 1, description: 'aud of the assertion (default: portal.url).' })),
+              audience: Type.Optional(Type.String({ minLength: 1, description: "aud of the assertion (default: portal.url's origin)." })),
               lifetimeSeconds: Type.Integer({ minimum: 10, maximum: 3600, default: 120, description: 'How long an assertion is valid; one is reused for a session until half of this is left.' }),
               publishedKeys: Type.Array(
                 Type.Object(
