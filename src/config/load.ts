@@ -28,9 +28,12 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, verbose
 const validate = ajv.compile(ConfigSchema);
 
 const SECRET_PATH = /secret|pseudonym|signingKey|password|token/i;
-// Request headers the gateway writes for the portal, or that frame the request: no identity header may be one.
+// Request headers the gateway writes for the portal, or that frame the request or belong to one connection (undici
+// refuses a request with Keep-Alive, Upgrade or Expect, so every signed-in request would fail): no identity header may
+// be one.
 const GATEWAY_SET_HEADERS = new Set([
   'host', 'cookie', 'content-length', 'content-type', 'transfer-encoding', 'connection', 'accept-encoding', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+  'keep-alive', 'upgrade', 'expect', 'te', 'trailer', 'proxy-connection',
 ]);
 /**
  * Options holding secrets, or URLs that may carry them: a value found anywhere under them may be a secret moved
@@ -378,7 +381,7 @@ function checkSemantics(c: Config, show: (path: string, data: unknown) => string
   const identityHeaders = [c.identity.userHeader, c.identity.groupsHeader, c.identity.assertion?.header].flatMap((h) => (h ? [h.toLowerCase()] : []));
   if (new Set(identityHeaders).size !== identityHeaders.length) problems.push('identity: userHeader, groupsHeader and assertion.header must name different headers');
   const taken = identityHeaders.find((h) => GATEWAY_SET_HEADERS.has(h));
-  if (taken) problems.push(`identity: ${taken} is a header the gateway sets itself for the portal`);
+  if (taken) problems.push(`identity: ${taken} is a header the gateway sets itself for the portal, or one of the connection's own`);
   const assertionIds = c.identity.assertion ? [c.identity.assertion.keyId, ...c.identity.assertion.publishedKeys.map((k) => k.keyId)] : [];
   if (new Set(assertionIds).size !== assertionIds.length) problems.push('identity.assertion.publishedKeys: key ids must differ from each other and from identity.assertion.keyId');
   const wildcard = (host: string) => host === '0.0.0.0' || host === '::';
