@@ -19,7 +19,7 @@ export class WatchedFile<T> {
     private readonly onReloadError: (err: Error) => void = () => {},
     private readonly onReload: (value: T) => void = () => {},
   ) {
-    this.version = versionOf(statSync(path));
+    this.version = versionOf(path);
     this.value = parse(readFileSync(path, 'utf8'));
     this.checkedAt = clock.now();
   }
@@ -30,9 +30,9 @@ export class WatchedFile<T> {
     if (now - this.checkedAt < CHECK_INTERVAL_MS) return this.value;
     this.checkedAt = now;
     try {
-      const version = versionOf(statSync(this.path));
+      const version = versionOf(this.path);
       if (version !== this.version) {
-        // Remembered first: a broken file is reported once, and tried again when it changes again.
+        // Remembered first: a broken or missing file is reported once, and tried again when it changes again.
         this.version = version;
         this.value = this.parse(readFileSync(this.path, 'utf8'));
         this.onReload(this.value);
@@ -50,6 +50,13 @@ export class WatchedFile<T> {
  * later with the same time, and would be kept half-read. Its size has grown meanwhile; a file replaced by a rename
  * has another inode.
  */
-function versionOf(stats: Stats): string {
+function versionOf(path: string): string {
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch {
+    // Gone (or unreadable): one version of its own, so that reading it fails, and is reported, once.
+    return 'missing';
+  }
   return `${stats.mtimeMs}/${stats.size}/${stats.ino}`;
 }

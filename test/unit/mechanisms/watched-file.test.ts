@@ -66,3 +66,16 @@ t.test('a file read while it was being written is read again once complete, thou
   clock.advance(1000);
   t.same(file.current(), ['x', 'y', 'z'], 'replaced by a rename: read');
 });
+
+t.test('a file deleted keeps the last good content and is reported once; back, it is read again', async (t) => {
+  const { path, clock, errors, file } = watched(t);
+  rmSync(path);
+  for (let i = 0; i < 3; i++) {
+    clock.advance(1000);
+    t.same(file.current(), ['a']);
+  }
+  t.equal(errors.length, 1, 'reported once, not every second');
+  writeFileSync(path, '["d"]');
+  clock.advance(1000);
+  t.same(file.current(), ['d']);
+});
