@@ -276,7 +276,9 @@ export function buildReport(input: ReportInput): Report {
     },
     audit: input.audit
       ? {
-          status: input.audit.ok ? 'verified' : input.audit.problems.every((p) => NOT_YET_SIGNED.has(p.kind)) ? 'unsigned' : 'problems',
+          // No record read (no trail directory at all: deleted, or not on this machine) verifies nothing.
+          status:
+            input.audit.ok && input.audit.records > 0 ? 'verified' : input.audit.problems.every((p) => NOT_YET_SIGNED.has(p.kind)) ? 'unsigned' : 'problems',
           records: input.audit.records,
           checkpoints: input.audit.checkpoints,
           chains: input.audit.chains.map((c) => ({ ...c })),

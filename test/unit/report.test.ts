@@ -260,6 +260,14 @@ t.test('an audit trail with no records is a finding, not a clean bill', async (t
   t.notOk(buildReport(input()).findings.some((f) => f.startsWith('No audit records')), 'not when there are records');
 });
 
+t.test('no trail read at all (the audit directory is gone) is not verified', async (t) => {
+  const r = buildReport(input({ audit: { ok: true, records: 0, checkpoints: 0, chains: [], problems: [] } }));
+  t.equal(r.audit.status, 'unsigned', 'nothing was checked');
+  t.notMatch(reportText(r), 'Result: verified');
+  t.match(reportText(r), 'Result: not verified');
+  t.ok(r.findings.some((f) => f.startsWith('No audit records were found')));
+});
+
 t.test('a trail not signed yet (a new gateway) is "not verified", not tampered with; one that stays so is a finding', async (t) => {
   const young = { records: 3, firstTime: '2025-04-01T05:59:30.000Z', lastTime: '2025-04-01T05:59:40.000Z' };
   const unsigned = { file: 'audit/audit.jsonl', line: 1, seq: 1, kind: 'unsigned', message: 'no valid checkpoint: none of the 3 record(s) is covered by a signature', trail: 'audit', unsigned: young };
