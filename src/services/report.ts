@@ -87,18 +87,20 @@ async function factorCounts(d: ReportDeps): Promise<ReportInput['store']> {
   const enrolledUsers = new Set<string>();
   const factorsByKind: Record<FactorKind, number> = { totp: 0, webauthn: 0, recovery: 0 };
   let unreadableFactorRecords = 0;
+  // Redis SCAN may list a key twice (while its table is resized): each user is counted once.
+  const counted = new Set<string>();
   for await (const batch of d.kv.scanKeys('user:{')) {
     for (const key of batch) {
       const pid = factorKey.exec(key)?.[1];
+      if (!pid || counted.has(pid)) continue;
+      counted.add(pid);
       // A record no configured key opens is counted (a finding), not the end of the report.
-      const f = pid
-        ? await d.factors.get(pid).catch((err: unknown) => {
-            if (!(err instanceof UnreadableRecord)) throw err;
-            unreadableFactorRecords++;
-            return null;
-          })
-        : null;
-      if (!pid || !f || f.factors.length === 0) continue;
+      const f = await d.factors.get(pid).catch((err: unknown) => {
+        if (!(err instanceof UnreadableRecord)) throw err;
+        unreadableFactorRecords++;
+        return null;
+      });
+      if (!f || f.factors.length === 0) continue;
       enrolledUsers.add(pid);
       for (const x of f.factors) factorsByKind[x.kind]++;
       if (f.recovery) factorsByKind.recovery++;

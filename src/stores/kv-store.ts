@@ -63,7 +63,8 @@ export interface KvStore {
   deleteIf(key: string, expected: string): Promise<boolean>;
   /**
    * Every key starting with `prefix`, in batches (for admin commands: export, erase, key rotation, reports; never on
-   * a request). Keys written during the scan may or may not be listed.
+   * a request). Keys written during the scan may or may not be listed, and a key may be listed more than once (Redis
+   * SCAN, while its table is resized).
    */
   scanKeys(prefix: string): AsyncIterable<string[]>;
   /** Throws when the backend cannot serve requests. */

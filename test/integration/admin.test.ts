@@ -140,6 +140,23 @@ t.test('erase: a sign-in begun before it and finishing while it runs starts no s
   t.equal(token && (await gw.sessions.authenticate(token)), undefined, 'it started no session');
 });
 
+t.test('the report counts each factor once, also when the store lists a key twice (Redis SCAN does, while its table grows)', async (t) => {
+  class ListsTwice extends MemoryKvStore {
+    override async *scanKeys(prefix: string): AsyncIterable<string[]> {
+      for await (const batch of super.scanKeys(prefix)) {
+        yield batch;
+        yield batch;
+      }
+    }
+  }
+  const s = await startStack({ kv: (clock) => new ListsTwice(clock) });
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  const report = JSON.parse(await reportCommand(s.app.gateway, { format: 'json' }));
+  t.same(report.factors.held, { totp: 1, webauthn: 0, recovery: 1 }, 'her app and her recovery codes, once each');
+  t.equal(report.coverage.totalEnrolled, 1);
+});
+
 t.test('erase also removes what no configured key opens any more (a retired encryption key)', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
