@@ -5,6 +5,7 @@ import { publicKeyPem } from '../audit/signing-key.js';
 import { policyConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { FactorKind } from '../domain/policy.js';
+import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { buildReport, type Report, type ReportInput } from '../domain/report.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import { UnreadableRecord } from '../stores/sealed-records.js';
@@ -103,7 +104,8 @@ async function factorCounts(d: ReportDeps): Promise<ReportInput['store']> {
       if (!f || f.factors.length === 0) continue;
       enrolledUsers.add(pid);
       for (const x of f.factors) factorsByKind[x.kind]++;
-      if (f.recovery) factorsByKind.recovery++;
+      // A set whose codes are all used opens nothing: the sign-in offers it no more.
+      if (f.recovery && codesLeft(f.recovery) > 0) factorsByKind.recovery++;
     }
   }
   return { enrolledUsers, factorsByKind, unreadableFactorRecords };

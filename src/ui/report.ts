@@ -71,7 +71,7 @@ function sections(r: Report): Section[] {
     },
     {
       title: 'Second factors',
-      notes: ['Recovery codes held: users holding a set of recovery codes.'],
+      notes: ['Recovery codes held: users with at least one unused recovery code.'],
       tables: [
         {
           caption: 'Second factors by kind',

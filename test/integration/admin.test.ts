@@ -157,6 +157,18 @@ t.test('the report counts each factor once, also when the store lists a key twic
   t.equal(report.coverage.totalEnrolled, 1);
 });
 
+t.test('the report counts as holding recovery codes only users with a code left', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  await signUpAndEnrol(s, BOB);
+  const gw = s.app.gateway;
+  // Bob has used every code of his set: the sign-in offers him none.
+  await gw.stores.factors.update(gw.pidOf(BOB.username)!, (cur) => ({ ...cur!, recovery: { ...cur!.recovery!, hashes: cur!.recovery!.hashes.map(() => null) } }));
+  const report = JSON.parse(await reportCommand(gw, { format: 'json' }));
+  t.same(report.factors.held, { totp: 2, webauthn: 0, recovery: 1 }, 'alice holds codes, bob none');
+});
+
 t.test('erase also removes what no configured key opens any more (a retired encryption key)', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
