@@ -168,6 +168,13 @@ t.test('no sign-ins: 100 in the data, "no sign-ins" in the text', async (t) => {
   t.match(reportText(r), /Old-style logins refused\n-+\nNone in this period\./);
 });
 
+t.test('a factor confirmed at a step-up is used in the period too, not a sign-in', async (t) => {
+  const stepUp = sec('2025-03-22T10:00:00.000Z', 'step_up_ok', { pid: 'p1', factor: 'webauthn', amr: 'pwd,hwk' });
+  const r = buildReport(input({ records: [...records, stepUp] }));
+  t.same(r.factors.usedInPeriod, { totp: 2, webauthn: 3, recovery: 1 });
+  t.equal(r.signIns.total, 5);
+});
+
 t.test('coverage: a user who entered their password but has no second factor', async (t) => {
   const r = buildReport(input({ records: [...records, sec('2025-03-21T10:00:00.000Z', 'password_ok', { pid: 'p4' })] }));
   t.same(r.coverage, { usersSeen: 4, enrolledOfSeen: 3, enrolledPercent: 75, totalEnrolled: 4 });
