@@ -441,7 +441,8 @@ function decisionWords(r: RuleConfig): string {
   }
 }
 
-function duration(seconds: number): string {
+/** A number of seconds in words, exactly: in hours or minutes when it is whole ones. */
+export function duration(seconds: number): string {
   if (seconds % 3600 === 0) return plural(seconds / 3600, 'hour');
   if (seconds % 60 === 0) return plural(seconds / 60, 'minute');
   return plural(seconds, 'second');

@@ -6,7 +6,7 @@ import { policyConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import type { FactorKind } from '../domain/policy.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
-import { buildReport, type Report, type ReportInput } from '../domain/report.js';
+import { buildReport, duration, type Report, type ReportInput } from '../domain/report.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import { UnreadableRecord } from '../stores/sealed-records.js';
 import type { KvStore } from '../stores/kv-store.js';
@@ -65,13 +65,12 @@ export function distinctDirs(dirs: readonly string[]): string[] {
 
 /** The security settings in force, in words a practice manager can check. */
 export function settingsInForce(c: Config): { name: string; value: string }[] {
-  const minutes = (s: number) => `${Math.round(s / 60)} minutes`;
   const l = c.limits;
   return [
     { name: 'Second factor', value: 'required for every account (authenticator app or passkey); no way to skip it' },
     { name: 'Enrolment proof', value: { invite: 'an enrolment code handed out by the clinic', webhook: "a code sent through the portal's own channel", 'first-login': 'none beyond the password (first login enrols)' }[c.enrolment.proof] },
-    { name: 'Session idle timeout', value: minutes(c.session.idleTimeoutSeconds) },
-    { name: 'Session absolute timeout', value: minutes(c.session.absoluteTimeoutSeconds) },
+    { name: 'Session idle timeout', value: duration(c.session.idleTimeoutSeconds) },
+    { name: 'Session absolute timeout', value: duration(c.session.absoluteTimeoutSeconds) },
     { name: 'Wrong passwords per account', value: `${l.password.perAccount.freeAttempts} free, then waits from ${l.password.perAccount.baseSeconds} s up to ${l.password.perAccount.maxSeconds} s` },
     { name: 'Wrong second factors per user', value: `${l.secondFactor.freeAttempts} free, then growing waits; disabled after ${l.secondFactor.cap}` },
     { name: 'Wrong codes in one login', value: String(c.mfa.maxAttemptsPerLogin) },

@@ -4,6 +4,8 @@ import t from 'tap';
 import type { PolicyConfig } from '../../src/domain/policy.js';
 import { buildReport, countEvent, describePolicy, emptySummary, type ReportInput } from '../../src/domain/report.js';
 import { reportHtml, reportText } from '../../src/ui/report.js';
+import { settingsInForce } from '../../src/services/report.js';
+import { testConfig } from '../helpers/config.js';
 
 const FROM = Date.parse('2025-03-01T00:00:00Z');
 const TO = Date.parse('2025-04-01T00:00:00Z');
@@ -342,6 +344,15 @@ t.test('HTML: one self-contained printable page, every value escaped', async (t)
   t.notMatch(html, '<img');
   t.notMatch(html, /<script|<link|<[^>]*\s(?:src|href)=|url\(/i, 'no scripts, no external resources');
   t.match(html, '<li>Requests to /appointments/* from the clinic network by members of staff need a second factor no older than 15 minutes.</li>');
+});
+
+t.test('settings: timeouts as configured, to the second', async (t) => {
+  const timeouts = (idle: number, absolute: number) =>
+    settingsInForce(testConfig('http://127.0.0.1:1', (raw) => (raw.session = { idleTimeoutSeconds: idle, absoluteTimeoutSeconds: absolute })))
+      .filter((s) => s.name.startsWith('Session'))
+      .map((s) => s.value);
+  t.same(timeouts(900, 43200), ['15 minutes', '12 hours']);
+  t.same(timeouts(20, 90), ['20 seconds', '90 seconds'], 'not "0 minutes", nor 90 s as 2 minutes');
 });
 
 t.test('describePolicy: each decision and condition in plain words, then the default and legacy endpoints', async (t) => {
