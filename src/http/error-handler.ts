@@ -53,9 +53,11 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
       case 'GW_ERR_RATE_LIMITED':
         if (!gateway) return { href: loginPage, label: 'signInAgain' };
         return signingIn ? { href: `${prefix}/continue`, label: 'continue' } : { href: stepUp ?? `${prefix}/step-up`, label: 'stepUpTitle' };
-      // A step-up form whose token a step-up in another tab replaced: the page again, with the current one.
+      // A step-up form whose token a step-up in another tab replaced: the page again, with the current one. A sign-in
+      // form whose login a password entered in another tab replaced: on to the sign-in in progress.
       case 'GW_ERR_CSRF':
-        return stepUp === undefined ? undefined : { href: stepUp, label: 'stepUpTitle' };
+        if (stepUp !== undefined) return { href: stepUp, label: 'stepUpTitle' };
+        return signingIn && gateway ? { href: `${prefix}/continue`, label: 'continue' } : undefined;
       default:
         return undefined;
     }

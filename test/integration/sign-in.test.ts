@@ -577,6 +577,23 @@ t.test('CSRF: gateway forms need the token and a same-origin request', async (t)
   t.equal((await b.post('/_mfa/verify', { csrf, code }, { 'sec-fetch-site': 'same-origin' })).status, 303, 'genuine form');
 });
 
+t.test('a code form whose sign-in a password entered in another tab replaced leads on to the sign-in in progress', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  await signUpAndEnrol(s, BOB);
+  s.clock.advance(30_000);
+  for (const other of [ALICE, BOB]) {
+    const { b, csrf } = await atCodePage(s);
+    // The other tab: the password again, or another account's, in the same browser.
+    t.equal((await submitPassword(b, other.username, other.password)).location, '/_mfa/verify');
+    const stale = await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) });
+    t.equal(stale.status, 403, `${other.username}: the old form's token is no longer the sign-in's`);
+    t.match(stale.body, '<a href="/_mfa/continue">Continue</a>', `${other.username}: a way on to the sign-in in progress`);
+    t.match((await b.get('/_mfa/continue')).location, '/_mfa/verify');
+  }
+});
+
 t.test('session cookies that are forged, tampered, expired, alg:none, wrong kid or oversized mean signed out', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
