@@ -9,10 +9,10 @@ import { loose, portalPaths } from './portal-paths.js';
  * back), or on a host the gateway answers to (a portal that builds its redirects from X-Forwarded-Host), but not the
  * portal's logout, which would end the session just proved: another site's link to `/login?next=/logout` or
  * `step-up?to=/logout` would sign the person out without the confirmation a logout from elsewhere gets. That becomes
- * '/'.
+ * '/'. `from`: the path of the request `target` answers, which a relative one (`home.php`) is read from, as a browser does.
  */
-export function returnTarget(target: string | undefined, config: Pick<Config, 'server' | 'portal'>): string {
-  const safe = safeRelativeTarget(target, config.portal.url, config.server.hosts);
+export function returnTarget(target: string | undefined, config: Pick<Config, 'server' | 'portal'>, from = '/'): string {
+  const safe = safeRelativeTarget(target, config.portal.url, config.server.hosts, from);
   const canonical = canonicalTarget(safe, { pathParameters: config.server.pathParameters === 'allow' });
   if (!canonical) return '/';
   return portalPaths(config.portal.login, config.portal.logoutPaths).isLogout(loose(canonical.matchPath)) ? '/' : safe;
@@ -37,13 +37,13 @@ export function stepUpPage(prefix: string, to: string | undefined, factors: read
 }
 
 /** Returns a path+query on `origin` or on one of `hosts`, or '/' for anything that could lead elsewhere (RFC 9700 §4.11). */
-function safeRelativeTarget(target: string | undefined, origin: string, hosts: readonly string[]): string {
+function safeRelativeTarget(target: string | undefined, origin: string, hosts: readonly string[], from: string): string {
   if (!target) return '/';
   // Backslashes, whitespace and control characters are read as '/' or dropped by some browsers.
   if (/[\\\s\p{Cc}]/u.test(target)) return '/';
   let url: URL;
   try {
-    url = new URL(target, origin);
+    url = new URL(target, new URL(from, origin));
   } catch {
     return '/';
   }

@@ -289,7 +289,7 @@ export class LoginService {
         username,
         jar: held,
         ...(portalSession ? { portalSession } : {}),
-        continueTo: returnTarget(location, config),
+        continueTo: returnTarget(location, config, req.path),
         csrf: newId(),
         stage,
         expiresAt: now + config.mfa.pendingTimeoutSeconds * 1000,

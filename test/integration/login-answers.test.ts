@@ -28,7 +28,7 @@ async function start(t: Test, answer: LoginAnswer, patch: (raw: Record<string, a
         cookies.push(req.headers.cookie ?? '');
         return void res.writeHead(200, { 'content-type': 'text/html' }).end('<form method="post">login</form>');
       }
-      if (path === '/login' && req.method === 'POST') return answer(new URLSearchParams(Buffer.concat(chunks).toString()).get('password') ?? '', res);
+      if ((path === '/login' || path === '/portal/login.php') && req.method === 'POST') return answer(new URLSearchParams(Buffer.concat(chunks).toString()).get('password') ?? '', res);
       res.writeHead(404).end();
     });
   });
@@ -179,6 +179,22 @@ t.test("a login answer's Location on the portal's own origin is judged as the pa
   const right = await b.post('/login', { username: 'alice', password: 'right' });
   t.equal(right.location, '/_mfa/enrol', 'a success: on to the second step');
   t.notOk(await leaked(), "the portal's signed-in session stays with the gateway");
+});
+
+t.test("a login answer's relative Location sends the browser on from the login's own path, as a browser reads it", async (t) => {
+  // PHP's header('Location: home.php') from /portal/login.php: the portal's home is /portal/home.php.
+  const { b, stack } = await start(
+    t,
+    (_password, res) => res.writeHead(302, { location: 'home.php?welcome=1', 'set-cookie': 'AUTH=tok; Path=/' }).end(),
+    (raw) => {
+      raw.portal.login.paths = ['/portal/login.php'];
+      raw.portal.login.success = { status: [302], location: '^home\\.php' };
+      raw.policy.rules[0].paths.push('/portal/login.php');
+    },
+  );
+  t.equal((await b.post('/portal/login.php', { username: 'alice', password: 'right' })).location, '/_mfa/enrol');
+  const { done } = await enrol(stack, b);
+  t.equal(done.location, '/portal/home.php?welcome=1', 'where the portal sent the browser, not /home.php');
 });
 
 t.test("a refused login's page without a Content-Type of the portal's gets none added (the browser would download it)", async (t) => {
