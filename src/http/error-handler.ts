@@ -105,7 +105,9 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     const gateway = path.startsWith(`${prefix}/`) && path !== `${prefix}/forward-auth`;
     // The report page refused while other builds wait: nothing to sign in or step up for, only to wait.
     const waitOnly = code === 'GW_ERR_RATE_LIMITED' && path === `${prefix}/admin/report`;
-    const action = waitOnly ? undefined : nextStep(code, gateway, request.cookies?.[COOKIE.pending] !== undefined, error, stepUpAgain(request));
+    const signingIn = request.cookies?.[COOKIE.pending] !== undefined;
+    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, error, stepUpAgain(request));
+    ctx.signingIn = signingIn;
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
 }

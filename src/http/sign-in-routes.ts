@@ -45,6 +45,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const here = path === 'enrol/proof' ? 'proof' : path;
     const more = MORE_TIME_PAGES[login.stage].includes(here) && offersMoreTime(login, now, config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
     const asked = (req.query as Record<string, unknown>).time;
+    c.signingIn = true;
     c.timeLimit = {
       minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)),
       ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}),

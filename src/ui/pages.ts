@@ -18,6 +18,11 @@ export interface PageContext {
    */
   /** `asked`: more time was just asked for, and given (`more`) or not yet (`same`: too soon, the page says when). */
   timeLimit?: { minutesLeft: number; moreTime?: { csrf: string; back: string }; asked?: 'more' | 'same' };
+  /**
+   * A page of a sign-in in progress (its steps, and an error page while one goes on): no link to the sign-in settings,
+   * which it has none of yet (the link would lead away to the login page, and from the recovery codes, lose them).
+   */
+  signingIn?: boolean;
 }
 
 /** A passkey button: the script asks the gateway for options, runs the browser ceremony and posts the result. */
@@ -79,7 +84,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <a class="skip" href="#main">${esc(t('skipLink'))}</a>
 <header>
 <p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}<bdi>${esc(ctx.portalName)}</bdi></p>
-${ctx.timeLimit ? '' : `<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${esc(t('securityLink'))}</a></nav>`}
+${ctx.signingIn ? '' : `<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${esc(t('securityLink'))}</a></nav>`}
 </header>
 <main id="main">
 <h1>${opts.heading ?? esc(title)}</h1>
