@@ -77,8 +77,12 @@ t.test('enrolment page again after confirming shows nothing; the secret is never
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
   const again = await b.get('/_mfa/enrol');
-  t.equal(again.status, 403);
+  t.equal(again.location, '/', 'signed in: on to the portal');
   t.notMatch(again.body, /id="secret"/);
+  b.cookies.delete('__Host-mfa-session');
+  const signedOut = await b.get('/_mfa/enrol/totp');
+  t.equal(signedOut.status, 403);
+  t.notMatch(signedOut.body, /id="secret"/);
 });
 
 t.test('stray requests during enrolment (a favicon, a reload) do not end the login', async (t) => {
@@ -235,6 +239,25 @@ t.test('an error page during a sign-in has no link to the sign-in settings eithe
   t.notMatch(refused.body, settings, 'a refused form');
   t.notMatch((await b.get('/_mfa/nothing')).body, settings, 'a page not found');
   t.match((await s.browser().get('/_mfa/nothing')).body, settings, 'without a sign-in in progress, the link is there');
+});
+
+t.test('Back to a page of the sign-in once signed in: on to the portal, not "your sign-in has expired"', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  const { b: later } = await signInWithTotp(s, secret);
+  for (const [who, browser] of [['after enrolling', b], ['after a code', later]] as const) {
+    for (const path of ['/_mfa/verify', '/_mfa/recovery-codes', '/_mfa/enrol', '/_mfa/continue']) {
+      const back = await browser.get(path);
+      t.equal(back.location, '/', `${who}: ${path}`);
+    }
+  }
+  t.equal((await later.get('/records')).status, 200, 'signed in there');
+  const stranger = s.browser();
+  t.equal((await stranger.get('/_mfa/verify')).status, 403, 'without a session: the sign-in has expired');
+  stranger.cookies.set('__Host-mfa-session', 'forged');
+  t.equal((await stranger.get('/_mfa/verify')).location, '/', 'a cookie that is no session goes on too…');
+  t.equal((await stranger.get('/')).location, '/login', '…and is sent to sign in there');
 });
 
 t.test('recovery code works once', async (t) => {
