@@ -217,7 +217,9 @@ export class Attempts {
       // A kind this version does not know (a damaged store, a newer version's kind) has no counter here: it is not
       // shown, and left in the set for a version that knows it.
       if (!ATTEMPT_KINDS.includes(kind)) return { pid, kind: null };
-      return (await this.counters[kind].check(keys.factorFailures(pid, kind))).allowed ? null : { pid, kind };
+      // Disabled, as disabledKinds() judges it: a listed kind that now only waits (a cap raised again) leaves the list.
+      const check = await this.counters[kind].check(keys.factorFailures(pid, kind));
+      return !check.allowed && check.locked ? { pid, kind } : null;
     });
     return listed.filter((l): l is { pid: string; kind: AttemptKind } => l.kind !== null);
   }

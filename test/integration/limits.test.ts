@@ -250,6 +250,40 @@ t.test('a cap lowered below standing counts: a kind found disabled at its next t
   t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, lowered.clock.now()) })).status, 303, 'cleared, the app signs in');
 });
 
+t.test('a kind listed as disabled that now only waits (its cap raised again) is no longer listed as disabled', async (t) => {
+  // A rollout that lowered the cap, and its rollback: the kind was found disabled at the lowered cap and listed, and
+  // under the cap restored the same count only makes the user wait.
+  let kv: MemoryKvStore | undefined;
+  const shared = (clock: ConstructorParameters<typeof MemoryKvStore>[0]) => (kv ??= new MemoryKvStore(clock));
+  let keys: unknown;
+  const old = await startStack({
+    kv: shared,
+    patch: (raw) => {
+      keys = raw.keys;
+      merge(raw, { limits: { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 3600, cap: 20 } } });
+    },
+  });
+  t.teardown(old.close);
+  const { secret } = await signUpAndEnrol(old);
+  old.clock.advance(30_000);
+  for (let i = 0; i < 6; i++) {
+    old.clock.advance(3_600_000);
+    await wrongCode(old);
+  }
+  const lowered = await startStack({ kv: shared, patch: (raw) => merge(raw, { keys, limits: { secondFactor: { freeAttempts: 3, cap: 5 } } }) });
+  t.teardown(lowered.close);
+  lowered.clock.advance(old.clock.now() - lowered.clock.now());
+  const { b, csrf } = await atCodePage(lowered);
+  t.match(JSON.parse((await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, lowered.clock.now()) }, { accept: 'application/json' })).body), { error: 'GW_ERR_FACTOR_LOCKED' });
+  t.same(await lowered.app.gateway.limits.attempts.lockedOut(), [{ pid: lowered.app.gateway.pidOf('alice'), kind: 'totp' }], 'listed at the lowered cap');
+  // Back under the old cap: six failures, the last a moment ago, are a wait of two minutes, not a disabled app.
+  const gw = old.app.gateway;
+  t.same([...(await gw.limits.attempts.disabledKinds(gw.pidOf('alice')!))], [], 'nothing is disabled');
+  t.same(await gw.limits.attempts.lockedOut(), [], 'a wait is not listed as disabled');
+  t.same(await lockoutsCommand(gw, 'list', {}), ['no disabled factors'], 'lockouts list');
+  t.notMatch((await userCommand(gw, 'show', { user: 'alice' })).join('\n'), /disabled after too many failures/, 'user show');
+});
+
 t.test('a kind disabled at the cap comes back when the user sets up a new one of that kind', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 120, cap: 8 } } }) });
   t.teardown(s.close);
