@@ -1,6 +1,6 @@
 // Limits on the password step and on second factors, credential-stuffing detection, and the server's own limits
 // (bodies, headers, slow clients, requests in flight), with the demo portal behind the gateway.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { request } from 'undici';
@@ -218,8 +218,12 @@ t.test('second factors: a growing wait across logins, the factor disabled at the
   t.equal((await again.b.post('/_mfa/verify', { csrf: again.csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'back on');
 });
 
-t.test('a cap lowered below standing counts: a kind found disabled at its next try is listed for the help desk', async (t) => {
-  // Two gateways on one store (and keys), as in a rolling deploy: the old config counted six failures, the new cap is five.
+/**
+ * Two gateways on one store (and keys), as in a rolling deploy: `old` with the second-factor limits given, where Alice
+ * has enrolled and sent six wrong codes (`between`: the time before each), and `lowered` with the cap at five, its
+ * clock where `old`'s is.
+ */
+async function capLowered(t: Test, limits: Record<string, number>, between = 0) {
   let kv: MemoryKvStore | undefined;
   const shared = (clock: ConstructorParameters<typeof MemoryKvStore>[0]) => (kv ??= new MemoryKvStore(clock));
   let keys: unknown;
@@ -227,16 +231,25 @@ t.test('a cap lowered below standing counts: a kind found disabled at its next t
     kv: shared,
     patch: (raw) => {
       keys = raw.keys;
-      merge(raw, { limits: { secondFactor: { freeAttempts: 10, cap: 20 } } });
+      merge(raw, { limits: { secondFactor: limits } });
     },
   });
   t.teardown(old.close);
   const { secret } = await signUpAndEnrol(old);
   old.clock.advance(30_000);
-  for (let i = 0; i < 6; i++) await wrongCode(old);
+  for (let i = 0; i < 6; i++) {
+    old.clock.advance(between);
+    await wrongCode(old);
+  }
   const lowered = await startStack({ kv: shared, patch: (raw) => merge(raw, { keys, limits: { secondFactor: { freeAttempts: 3, cap: 5 } } }) });
   t.teardown(lowered.close);
   lowered.clock.advance(old.clock.now() - lowered.clock.now());
+  return { old, lowered, secret };
+}
+
+t.test('a cap lowered below standing counts: a kind found disabled at its next try is listed for the help desk', async (t) => {
+  // The old config counted six failures, the new cap is five.
+  const { lowered, secret } = await capLowered(t, { freeAttempts: 10, cap: 20 });
   const gw = lowered.app.gateway;
   t.same(await gw.limits.attempts.lockedOut(), [], 'not listed before');
   const { b, csrf } = await atCodePage(lowered);
@@ -253,26 +266,7 @@ t.test('a cap lowered below standing counts: a kind found disabled at its next t
 t.test('a kind listed as disabled that now only waits (its cap raised again) is no longer listed as disabled', async (t) => {
   // A rollout that lowered the cap, and its rollback: the kind was found disabled at the lowered cap and listed, and
   // under the cap restored the same count only makes the user wait.
-  let kv: MemoryKvStore | undefined;
-  const shared = (clock: ConstructorParameters<typeof MemoryKvStore>[0]) => (kv ??= new MemoryKvStore(clock));
-  let keys: unknown;
-  const old = await startStack({
-    kv: shared,
-    patch: (raw) => {
-      keys = raw.keys;
-      merge(raw, { limits: { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 3600, cap: 20 } } });
-    },
-  });
-  t.teardown(old.close);
-  const { secret } = await signUpAndEnrol(old);
-  old.clock.advance(30_000);
-  for (let i = 0; i < 6; i++) {
-    old.clock.advance(3_600_000);
-    await wrongCode(old);
-  }
-  const lowered = await startStack({ kv: shared, patch: (raw) => merge(raw, { keys, limits: { secondFactor: { freeAttempts: 3, cap: 5 } } }) });
-  t.teardown(lowered.close);
-  lowered.clock.advance(old.clock.now() - lowered.clock.now());
+  const { old, lowered, secret } = await capLowered(t, { freeAttempts: 3, baseSeconds: 30, maxSeconds: 3600, cap: 20 }, 3_600_000);
   const { b, csrf } = await atCodePage(lowered);
   t.match(JSON.parse((await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, lowered.clock.now()) }, { accept: 'application/json' })).body), { error: 'GW_ERR_FACTOR_LOCKED' });
   t.same(await lowered.app.gateway.limits.attempts.lockedOut(), [{ pid: lowered.app.gateway.pidOf('alice'), kind: 'totp' }], 'listed at the lowered cap');
