@@ -82,7 +82,9 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (paths.isLogout(lowered) || paths.loginPathOf(lowered, method)) {
       throw new GatewayError('GW_ERR_ACCESS_DENIED', 'login or logout sent to forward-auth');
     }
-    const active = await boundTo(await sessions.authenticate(req.cookies[COOKIE.session]), req);
+    // Activity only once bound: a session cookie sent with another portal session (stolen) is not this session's request.
+    const active = await boundTo(await sessions.authenticate(req.cookies[COOKIE.session], { seen: false }), req);
+    if (active) await sessions.seen(active);
     const { outcome, device, groups } = await access.decide({
       host,
       method,

@@ -103,9 +103,10 @@ export class SessionService {
   /**
    * The live session behind a cookie value, or null: bad token, unknown, revoked, idle or too old. The request is
    * activity, whoever answers it (the portal, or the gateway: its pages, a step-up asked for, a refusal): the idle
-   * clock is written back when due.
+   * clock is written back when due. `seen: false`: not yet, the caller still judges whether the request is the
+   * session's (see seen).
    */
-  async authenticate(cookie: string | undefined): Promise<ActiveSession | null> {
+  async authenticate(cookie: string | undefined, opts: { seen?: boolean } = {}): Promise<ActiveSession | null> {
     if (!cookie) return null;
     const now = this.d.clock.now();
     // A token seen before is answered without a round through the event loop (the common case: every request).
@@ -121,9 +122,15 @@ export class SessionService {
       return null;
     }
     const active = { sid: claims.sid, record };
-    // A write the store refuses (Redis full) does not fail the request: the session then ends at its idle time.
-    if (state.touch) await this.save(active).catch(() => undefined);
+    if (opts.seen !== false) await this.seen(active);
     return active;
+  }
+
+  /** The request counts as activity of the session: its idle clock is written back when due. */
+  async seen(active: ActiveSession): Promise<void> {
+    if (!touchDue(active.record, this.d.clock.now(), this.d.limits)) return;
+    // A write the store refuses (Redis full) does not fail the request: the session then ends at its idle time.
+    await this.save(active).catch(() => undefined);
   }
 
   /**

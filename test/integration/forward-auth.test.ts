@@ -209,6 +209,24 @@ t.test("a session lets through only the portal session it was signed in with: no
   t.notMatch(withheld.body, aliceRecords, "Alice's records are not shown without her second factor");
 });
 
+t.test('a session sent with portal cookies other than its own is not signed in, and that request keeps it no longer alive', async (t) => {
+  const s = await forwardAuthStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const ask = async (cookie: string) => {
+    const res = await request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/records', 'x-forwarded-host': 'localhost', cookie } });
+    await res.body.dump();
+    return res.statusCode;
+  };
+  t.equal(await ask(cookieOf(b)), 200, 'her session with her portal cookie');
+  // Her gateway cookie alone (stolen), sent with a portal session of its holder's own, every 10 minutes.
+  const stolen = `${COOKIE.session}=${b.cookies.get(COOKIE.session)}; PORTALSESSID=another`;
+  s.clock.advance(10 * 60_000);
+  t.equal(await ask(stolen), 401, 'not signed in');
+  s.clock.advance(6 * 60_000);
+  t.equal(await ask(cookieOf(b)), 401, 'idle for 16 minutes: signed out, the stolen cookie kept it alive for nobody');
+});
+
 t.test('a portal that keeps its session id at login gets no sign-in in forward-auth mode', async (t) => {
   // There, Alice's password typed in a browser holding a portal session id bound to Bob's gateway session would sign
   // that id in as Alice: Bob's session would carry it.
