@@ -152,7 +152,7 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
   // path in it.
   config.audit.dir = resolve(opts.baseDir ?? process.cwd(), config.audit.dir);
   if (config.ui.localesDir) config.ui.localesDir = resolve(opts.baseDir ?? process.cwd(), config.ui.localesDir);
-  problems.push(...checkSemantics(config, show));
+  problems.push(...checkSemantics(config, show, hidden));
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze(config);
 }
@@ -213,8 +213,8 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
 // ret (the parser safe-regex2 uses) is CommonJS: its module.exports is the parser itself, typed as its `default`.
 const parseRegex = ret as unknown as typeof ret.default;
 
-/** `show`: what a problem shows of the value found at a path (see found). */
-function checkSemantics(c: Config, show: (path: string, data: unknown) => string): string[] {
+/** `show`: what a problem shows of the value found at a path (see found); `hidden`: paths whose value came from the environment or a file. */
+function checkSemantics(c: Config, show: (path: string, data: unknown) => string, hidden: ReadonlySet<string>): string[] {
   const problems: string[] = [];
   const regex = (path: string, src: string | undefined) => {
     if (src === undefined) return;
@@ -324,8 +324,10 @@ function checkSemantics(c: Config, show: (path: string, data: unknown) => string
   ];
   for (const [path, file] of files) {
     const stats = file === undefined ? undefined : statSync(file, { throwIfNoEntry: false });
-    if (file !== undefined && !stats) problems.push(`${path}: no such file: ${file}`);
-    else if (stats && !stats.isFile()) problems.push(`${path}: not a file: ${file}`);
+    // A path from the environment is not shown either: a secret's variable named there would be printed in it.
+    const named = hidden.has(path) ? '' : `: ${file}`;
+    if (file !== undefined && !stats) problems.push(`${path}: no such file${named}`);
+    else if (stats && !stats.isFile()) problems.push(`${path}: not a file${named}`);
   }
   const isFile = (file: string) => statSync(file, { throwIfNoEntry: false })?.isFile() === true;
   const failure = (build: () => unknown) => {

@@ -151,6 +151,16 @@ t.test('a value from the environment or a file is never echoed: a secret given t
   t.ok(problemsOf(() => resolveConfig(raw, { env: {} })).includes('server.port: must be <= 65535, found 70000'), 'a value written in the file is');
 });
 
+t.test('a file option from the environment that names no file: the path, which is the variable\'s value, is not printed', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.groups = { file: '/etc/mfa/${GW_KEY}' };
+  raw.ui = { ...raw.ui, logoFile: '/nonexistent/logo.png' };
+  const problems = problemsOf(() => resolveConfig(raw, { env: { GW_KEY: 'EnvSecretValue' } }));
+  t.ok(problems.includes('groups.file: no such file'), 'the problem is named');
+  t.notMatch(problems.join('\n'), 'EnvSecretValue', 'the value is not printed');
+  t.ok(problems.includes('ui.logoFile: no such file: /nonexistent/logo.png'), 'a path written in the file is');
+});
+
 t.test('an encryption key id has no ".", which separates the parts of a sealed record; a signing key id may', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.keys.encryption[0].id = 'enc.2026';
