@@ -836,7 +836,8 @@ t.test('a request still in flight at logout does not bring the session back', as
   const { b } = await signUpAndEnrol(s);
   const old = b.cookies.get('__Host-mfa-session')!;
   s.clock.advance(31_000); // the idle clock is due to be written back by the next request
-  const slow = b.get('/slow?ms=400');
+  // Its answer sets a cookie: it is saved to the session after the logout.
+  const slow = b.get('/slow?ms=400&cookie=late_pref');
   await new Promise((r) => setTimeout(r, 100));
   const out = await b.get('/logout');
   t.equal(out.status, 302);
@@ -852,12 +853,14 @@ t.test('a slow request writing back the idle clock keeps the cookies a faster re
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
   s.clock.advance(31_000); // the idle clock is due to be written back by the next requests
-  const slow = b.get('/slow?ms=400');
+  // The slow answer sets a cookie of its own: it is saved to the session after the faster one's.
+  const slow = b.get('/slow?ms=400&cookie=late_pref');
   await new Promise((r) => setTimeout(r, 100));
   t.equal((await b.get('/set-cookie-test')).status, 200, 'the portal sets portal_pref meanwhile');
   t.equal((await slow).status, 200);
   const echoed = JSON.parse((await b.get('/echo', { accept: 'application/json' })).body).headers.cookie;
   t.match(echoed, 'portal_pref=dark', 'the cookie is still in the jar');
+  t.match(echoed, 'late_pref=late', "beside the slow answer's");
   t.match(echoed, /PORTALSESSID=/, 'and so is the portal session');
 });
 
