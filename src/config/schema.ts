@@ -1,11 +1,10 @@
 // Every configuration option: type, default and a one-line description. The Config type is derived from it.
 import { Type, type Static } from '@sinclair/typebox';
 
-// The longest a Node timer runs (2^31 - 1 ms): a longer one fires at once (a keep-alive of 30 days would close every
-// idle connection after 1 ms).
-const MAX_TIMER_SECONDS = 2_147_483;
-const Seconds = (def: number, description: string, min = 1) =>
-  Type.Integer({ minimum: min, maximum: MAX_TIMER_SECONDS, default: def, description });
+const Seconds = (def: number, description: string) => Type.Integer({ minimum: 1, default: def, description });
+// Seconds a timer runs: at most the longest a Node timer runs (2^31 - 1 ms), as a longer one fires at once (a
+// keep-alive of 30 days would close every idle connection after 1 ms).
+const TimerSeconds = (def: number, description: string) => Type.Integer({ minimum: 1, maximum: 2_147_483, default: def, description });
 
 const KeyList = (description: string, idPattern: string) =>
   Type.Array(
@@ -37,8 +36,8 @@ const Delay = (free: number, baseSeconds: number, maxSeconds: number, descriptio
   Type.Object(
     {
       freeAttempts: Type.Integer({ minimum: 0, default: free, description: 'Consecutive failures without any wait.' }),
-      baseSeconds: Type.Integer({ minimum: 1, maximum: MAX_TIMER_SECONDS, default: baseSeconds, description: 'Wait after the first failure beyond those; it doubles with each further one.' }),
-      maxSeconds: Type.Integer({ minimum: 1, maximum: MAX_TIMER_SECONDS, default: maxSeconds, description: 'The longest wait between attempts.' }),
+      baseSeconds: Type.Integer({ minimum: 1, default: baseSeconds, description: 'Wait after the first failure beyond those; it doubles with each further one.' }),
+      maxSeconds: Type.Integer({ minimum: 1, default: maxSeconds, description: 'The longest wait between attempts.' }),
       ...(cap === undefined
         ? {}
         : { cap: Type.Integer({ minimum: 1, maximum: 100, default: cap, description: 'Consecutive failures that disable it until it is bound again or an operator clears it (NIST SP 800-63B: at most 100).' }) }),
@@ -68,7 +67,7 @@ const Rule = Type.Object(
     groups: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'The user must be in one of these groups.' })),
     device: Type.Optional(Type.Union([Type.Literal('managed'), Type.Literal('unmanaged')], { description: 'The device must (not) be managed.' })),
     decision: Decision,
-    maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TIMER_SECONDS, description: 'step-up: the last second factor must be at most this old (default 300).' })),
+    maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 1, description: 'step-up: the last second factor must be at most this old (default 300).' })),
     factors: Type.Optional(Type.Array(Factor, { minItems: 1, description: 'mfa and step-up: the second factor must be one of these.' })),
     allowLegacyAuth: Type.Optional(Type.Boolean({ description: 'Let HTTP Basic/Digest and login fields in the query through (needs paths and networks); NTLM and Negotiate stay refused.' })),
   },
@@ -103,13 +102,13 @@ export const ConfigSchema = Type.Object(
           default: 'reject',
           description: "reject: a ';' path parameter gets 400; allow: kept and forwarded (rules then match the path without them).",
         }),
-        requestTimeoutSeconds: Seconds(120, 'A request (headers and body) taking longer is cut off (408).'),
-        headersTimeoutSeconds: Seconds(15, 'Request headers (and, with server.tls, a TLS handshake) taking longer are cut off (slow clients).'),
-        keepAliveTimeoutSeconds: Seconds(65, 'An idle keep-alive connection is closed after this.'),
+        requestTimeoutSeconds: TimerSeconds(120, 'A request (headers and body) taking longer is cut off (408).'),
+        headersTimeoutSeconds: TimerSeconds(15, 'Request headers (and, with server.tls, a TLS handshake) taking longer are cut off (slow clients).'),
+        keepAliveTimeoutSeconds: TimerSeconds(65, 'An idle keep-alive connection is closed after this.'),
         maxHeaderBytes: Type.Integer({ minimum: 4096, maximum: 65536, default: 16384, description: 'Larger request headers get 431.' }),
         maxBodyBytes: Type.Integer({ minimum: 1024, default: 10485760, description: 'Larger request bodies to the portal get 413.' }),
         maxInFlight: Type.Integer({ minimum: 1, default: 512, description: 'Requests waiting for the portal at once; more get 503 at once instead of piling up.' }),
-        shutdownGraceSeconds: Seconds(10, 'On SIGTERM, how long requests in flight may finish before connections are closed.'),
+        shutdownGraceSeconds: TimerSeconds(10, 'On SIGTERM, how long requests in flight may finish before connections are closed.'),
         tls: Type.Optional(
           Type.Object(
             {
@@ -126,7 +125,7 @@ export const ConfigSchema = Type.Object(
       {
         url: Type.String({ pattern: '^https?://[^/?#]+/?$', description: 'Origin of the portal behind the gateway, e.g. http://portal.internal:8080.' }),
         name: Type.String({ default: 'Patient portal', description: "Portal name shown on the gateway's pages." }),
-        timeoutSeconds: Seconds(30, 'How long the gateway waits for the portal before answering 504.'),
+        timeoutSeconds: TimerSeconds(30, 'How long the gateway waits for the portal before answering 504.'),
         login: Type.Object(
           {
             paths: PathList(['/login'], "The portal's password login path(s), intercepted by the gateway."),
@@ -341,7 +340,7 @@ export const ConfigSchema = Type.Object(
         url: Type.Optional(Type.String({ pattern: '^https?://', description: 'Receives a signed POST for each factor change, recovery code use and failed second step.' })),
         secret: Type.Optional(Type.String({ minLength: 32, description: 'HMAC-SHA-256 key signing each call (X-MFA-Signature).' })),
         retries: Type.Integer({ minimum: 0, maximum: 10, default: 3, description: 'Further attempts after a failed delivery (1 s, 2 s, 4 s … apart).' }),
-        timeoutSeconds: Seconds(5, 'How long one delivery may take.'),
+        timeoutSeconds: TimerSeconds(5, 'How long one delivery may take.'),
       },
       { default: {}, additionalProperties: false, description: 'Notifications to the portal vendor ("was this you?").' },
     ),
@@ -404,7 +403,7 @@ export const ConfigSchema = Type.Object(
         dir: Type.String({ minLength: 1, default: 'audit', description: 'Directory of audit.jsonl and its rotated files (one gateway instance per directory).' }),
         maxFileBytes: Type.Integer({ minimum: 4096, maximum: 268435456, default: 10485760, description: 'Rotate before the current file would grow past this (at most 256 MiB: audit verify and the report read each file whole).' }),
         checkpointEvery: Type.Integer({ minimum: 1, default: 1000, description: 'At most this many records between signed checkpoints.' }),
-        checkpointIntervalSeconds: Seconds(60, 'Unsealed records get a signed checkpoint once the oldest is this old.'),
+        checkpointIntervalSeconds: TimerSeconds(60, 'Unsealed records get a signed checkpoint once the oldest is this old.'),
         signingKey: Type.Optional(Type.String({ minLength: 32, description: 'Ed25519 private key (PKCS#8 PEM or a base64 32-byte seed) signing checkpoints; give it as signingKey_FILE.' })),
         keyId: Type.String({ pattern: '^[A-Za-z0-9._-]{1,32}$', default: 'audit-1', description: 'kid written into each checkpoint.' }),
         requests: Type.Boolean({ default: false, description: 'Also audit every request to the portal (who, device, method, path, rule, status, latency).' }),

@@ -687,10 +687,12 @@ t.test('a catalogue that leaves messages out: a warning naming it', async (t) =>
   t.notOk(configWarnings(resolveConfig(raw)).some((w) => w.startsWith('ui.localesDir')), 'none for a whole one');
 });
 
-t.test('an option in seconds longer than a Node timer runs is refused: the timer would fire at once', async (t) => {
+t.test('a timer option longer than a Node timer runs is refused: the timer would fire at once', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.server = { ...raw.server, keepAliveTimeoutSeconds: 30 * 86_400 };
   t.same(problemsOf(() => resolveConfig(raw)), ['server.keepAliveTimeoutSeconds: must be <= 2147483, found 2592000']);
   raw.server.keepAliveTimeoutSeconds = 2_147_483;
   t.equal(resolveConfig(raw).server.keepAliveTimeoutSeconds, 2_147_483, 'the longest is taken');
+  raw.session = { idleTimeoutSeconds: 900, absoluteTimeoutSeconds: 30 * 86_400 };
+  t.equal(resolveConfig(raw).session.absoluteTimeoutSeconds, 30 * 86_400, 'a duration that sets no timer may be longer');
 });
