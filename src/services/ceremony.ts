@@ -118,19 +118,25 @@ export class Attempts {
   }
 
   /**
-   * Counts an attempt before it is checked, in the ceremony and for the user, so parallel guesses cannot outrun
-   * either limit (C-40): the attempt stands as a failure unless succeeded() follows. Throws when the ceremony is used
-   * up, the user must wait, or this kind of factor is disabled. A try refused for the wait or the disabled factor
+   * Counts an attempt before it is checked, for the user and in the ceremony, so parallel guesses cannot outrun
+   * either limit (C-40): the attempt stands as a failure unless succeeded() follows. Throws when the user must wait,
+   * this kind of factor is disabled, or the ceremony is used up. A try refused for the wait or the disabled factor
    * checks no code, so it does not count in the ceremony either: else anyone holding the password could put the user
-   * into a wait with wrong codes and have their own correct codes at a step-up end their session.
+   * into a wait with wrong codes and have their own correct codes at a step-up end their session. Hence the user's
+   * attempt first: a wrong code landing between a ceremony's count and the user's attempt would refuse a try already
+   * counted. A try the used-up ceremony then refuses checks no code either: the user's attempt is given back.
    */
   async begin(c: Ceremony, ip: string, kind: AttemptKind): Promise<Attempt> {
     const key = keys.factorFailures(c.pid, kind);
-    const waiting = await this.counters[kind].check(key);
-    if (!waiting.allowed) return this.refused(c, kind, waiting);
-    const n = await this.counted(c, ip);
     const a = await this.counters[kind].attempt(key);
     if (!a.allowed) return this.refused(c, kind, a);
+    let n: number;
+    try {
+      n = await this.counted(c, ip);
+    } catch (e) {
+      await this.counters[kind].release(key, a.failure).catch(() => undefined);
+      throw e;
+    }
     return { n, kind, failures: a.failure.failures, last: a.failure.locked };
   }
 

@@ -545,6 +545,37 @@ t.test("tries refused for the user's wait check no code and use up no tries: som
   t.notOk(s.logs.some((l) => l.includes('too-many-wrong-codes')), 'not ended for wrong codes never checked');
 });
 
+t.test("a try refused as another's wrong code lands in the same instant uses up no try of the step-up either", async (t) => {
+  const s = await startStack({
+    patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 0, baseSeconds: 1, maxSeconds: 1 }, password: { addressRate: { perMinute: 6000, burst: 1000 }, perAddress: { freeAttempts: 1000 } } } }),
+  });
+  t.teardown(s.close);
+  const { b: victim, secret } = await signUpAndEnrol(s);
+  const csrf = inputValue((await victim.get('/_mfa/step-up')).body, 'csrf');
+  // The user's per-user attempt is about to be counted when someone holding the password sends a wrong code: that
+  // failure is counted first and starts a wait, so the user's try is refused.
+  let meanwhile: (() => Promise<unknown>) | undefined;
+  const raiseTo = s.kv.raiseTo.bind(s.kv);
+  s.kv.raiseTo = async (key, ...rest) => {
+    const run = /:failures:totp:last$/.test(key) ? meanwhile : undefined;
+    meanwhile = undefined;
+    await run?.();
+    return raiseTo(key, ...rest);
+  };
+  const failures = () => s.logs.filter((l) => l.includes('"security":"mfa_failed"')).length;
+  for (let i = 0; i < s.config.mfa.maxAttemptsPerLogin + 1; i++) {
+    s.clock.advance(31_000);
+    const attacker = await atCodePage(s);
+    meanwhile = () => attacker.b.post('/_mfa/verify', { csrf: attacker.csrf, code: '000000' });
+    t.equal((await victim.post('/_mfa/step-up', { csrf, code: await totpAt(secret, s.clock.now()) })).status, 429, 'refused for the wait');
+  }
+  t.equal(failures(), s.config.mfa.maxAttemptsPerLogin + 1, "each time the other's wrong code was checked first");
+  s.clock.advance(31_000);
+  t.equal((await victim.post('/_mfa/step-up', { csrf, to: '/records', code: await totpAt(secret, s.clock.now()) })).location, '/records', 'the right code, once the wait is over, passes');
+  t.equal((await victim.get('/records')).status, 200, 'the session is still there');
+  t.notOk(s.logs.some((l) => l.includes('too-many-wrong-codes')), 'not ended for codes never checked');
+});
+
 t.test('parallel wrong codes cannot outrun the limit of one pending login', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
