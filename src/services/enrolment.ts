@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import { latestEnd, recoveryCodesUntil } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
 import { newId } from '../mechanisms/random.js';
-import { matchesCode, newEnrolmentCode, newRecoveryCodes } from '../mechanisms/recovery-codes.js';
+import { matchesCode, newEnrolmentCode, newRecoveryCodes, type RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
 import type { Sealer } from '../mechanisms/sealer.js';
 import { matchTotpStep, newTotpSecret, normaliseTotpInput } from '../mechanisms/totp.js';
 import { newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
@@ -42,11 +42,11 @@ export interface EnrolmentDeps {
 }
 
 /**
- * How a factor is bound: the first at first login (`by`: that pending login's enrolmentMark; `proved`: the salt of the
- * invitation code it showed; `since`: when its password was accepted), or another by a signed-in session
- * (`provenByKey`: a device-bound passkey proved it).
+ * How a factor is bound: the first at first login (`id`: that pending login; `proved`: the salt of the invitation code
+ * it showed; `since`: when its password was accepted), or another by a signed-in session (`provenByKey`: a
+ * device-bound passkey proved it).
  */
-type Binding = { first: true; by: string; proved: string | undefined; since: number } | { first: false; provenByKey: boolean };
+type Binding = { first: true; id: string; proved: string | undefined; since: number } | { first: false; provenByKey: boolean };
 
 /** A factor has been bound: for a first enrolment, the recovery codes to show once. */
 export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
@@ -168,19 +168,18 @@ export class EnrolmentService {
     // A later code after such a failure: the factor is there already.
     const resumed = await this.resumeEnrolment(id, p, ip);
     if (resumed) return resumed;
-    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), p.username, ip, { first: true, by: enrolmentMark(id), proved: p.invite, since: p.passwordAt ?? 0 });
-    await this.toRecoveryCodes(id, p.pid, bound.factor, bound.recoveryCodes ?? [], ip);
+    const bound = await this.bind(p.pid, this.totpFactor(p.totpSecret, name), p.username, ip, { first: true, id, proved: p.invite, since: p.passwordAt ?? 0 });
+    await this.toRecoveryCodes(id, p.pid, bound.factor, ip);
     return bound;
   }
 
   /**
    * The first factor this sign-in bound, when its move on to the recovery codes was lost (the store failed after the
-   * factor was written: the person was told it did not work, and has a factor with codes never shown): the sign-in
-   * goes on to them now, with a new set in place of the unseen one. Null when this sign-in bound none. Only the
+   * factor was written: the person was told it did not work, and has a factor with codes never shown), or is still
+   * under way on another instance: the sign-in goes on to them now, with the set this sign-in chose (see
+   * enrolmentCodes), stored again if another took its place. Null when this sign-in bound none. Only the
    * pending login that bound the factor (its enrolmentMark) gets this: one of someone holding only the password,
    * begun after the factor was bound, is past this stage, and one begun before and still here did not bind it.
-   * Asked only once another submission of the same sign-in has had its time (see awaitOtherSubmission), or from a
-   * page of this stage: the codes of a move made meanwhile would no longer work.
    */
   async resumeEnrolment(id: string, p: PendingLogin, ip: string): Promise<Bound | null> {
     const mark = enrolmentMark(id);
@@ -189,31 +188,59 @@ export class EnrolmentService {
     if ((await this.d.pending.get(id, this.d.clock.now()))?.stage !== 'enrol') return null;
     // An operator's reset after the sign-in began takes the factor back (see bind); this sign-in does not go on.
     if (await this.d.factors.removedSince(p.pid, p.passwordAt ?? 0)) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', "the user's factors were reset during the sign-in");
-    const made = await newRecoveryCodes();
+    const made = await this.enrolmentCodes(id);
+    if (!made) return null;
     const now = this.d.clock.now();
     let factor: Factor | undefined;
     await this.d.factors.update(p.pid, (cur) => {
       factor = ours(cur);
-      return cur && factor ? { ...cur, recovery: { ...made.stored, addedAt: now } } : cur;
+      return cur && factor && cur.recovery?.salt !== made.stored.salt ? { ...cur, recovery: { ...made.stored, addedAt: now } } : cur;
     });
     // (Set in the update's callback, which the type checker does not follow.)
     const bound = factor as Factor | undefined;
     if (!bound) return null;
-    await this.toRecoveryCodes(id, p.pid, bound, made.codes, ip);
+    await this.toRecoveryCodes(id, p.pid, bound, ip);
     return { ok: true, factor: bound, recoveryCodes: made.codes };
   }
 
-  /** A first factor bound: the pending login goes on to its recovery codes. */
-  private async toRecoveryCodes(id: string, pid: string, factor: Factor, codes: string[], ip: string): Promise<void> {
+  /**
+   * The recovery codes of this sign-in's first factor: chosen once, in the pending login, before any factor is bound.
+   * Bound with the factor, written again by resumeEnrolment, shown from the pending login: every write of the user's
+   * set by this sign-in, on any instance and in any order, is this one set, so the codes shown always work. Null once
+   * the sign-in has moved on to its codes (their set is no longer kept here) or ended: nothing more is bound nor
+   * written for it.
+   */
+  private async enrolmentCodes(id: string): Promise<{ codes: string[]; stored: RecoveryCodeSet } | null> {
+    const now = this.d.clock.now();
+    const p = await this.d.pending.get(id, now);
+    if (p?.stage !== 'enrol') return null;
+    if (p.enrolCodes) return p.enrolCodes;
+    const made = await newRecoveryCodes();
+    // Of two chosen at once, the one kept.
+    const kept = await this.d.pending.update(id, (cur) => (cur.stage !== 'enrol' || cur.enrolCodes ? cur : { ...cur, enrolCodes: made }), now);
+    return kept?.stage === 'enrol' ? (kept.enrolCodes ?? null) : null;
+  }
+
+  /**
+   * A first factor bound: the pending login goes on to its recovery codes, the set it chose (see enrolmentCodes). Once
+   * only: a move made meanwhile (another submission, a reload on another instance) already did, with the same set.
+   */
+  private async toRecoveryCodes(id: string, pid: string, factor: Factor, ip: string): Promise<void> {
     const keyBound = factor.kind === 'webauthn' && deviceBound(factor);
     // The codes come with the stage: the page of that stage never finds it without them. And the time to write them down.
     const now = this.d.clock.now();
+    let moved = false;
     await this.d.pending.update(
       id,
-      ({ totpSecret: _shown, ...rest }) => ({ ...rest, stage: 'acknowledge', expiresAt: this.codesUntil(rest, now), factor: factor.kind, factorAt: now, factorId: factor.id, ...(keyBound ? { deviceBound: true } : {}), recoveryCodes: codes }),
+      (cur) => {
+        if (cur.stage !== 'enrol' || !cur.enrolCodes) return cur;
+        moved = true;
+        const { totpSecret: _shown, enrolCodes, ...rest } = cur;
+        return { ...rest, stage: 'acknowledge', expiresAt: this.codesUntil(rest, now), factor: factor.kind, factorAt: now, factorId: factor.id, ...(keyBound ? { deviceBound: true } : {}), recoveryCodes: enrolCodes.codes };
+      },
       now,
     );
-    this.d.security('enrolled', { pid, ip, factor: factor.kind });
+    if (moved) this.d.security('enrolled', { pid, ip, factor: factor.kind });
   }
 
   /** Registration options for a passkey at first login; the challenge is bound to this pending login. */
@@ -222,10 +249,10 @@ export class EnrolmentService {
   }
 
   async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
-    const how: Binding = { first: true, by: enrolmentMark(id), proved: p.invite, since: p.passwordAt ?? 0 };
+    const how: Binding = { first: true, id, proved: p.invite, since: p.passwordAt ?? 0 };
     const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, how);
     if (!bound.ok) return bound;
-    await this.toRecoveryCodes(id, p.pid, bound.factor, bound.recoveryCodes ?? [], ip);
+    await this.toRecoveryCodes(id, p.pid, bound.factor, ip);
     return bound;
   }
 
@@ -333,7 +360,8 @@ export class EnrolmentService {
     // A first factor needs no proof of a device-bound passkey (see withPasskey).
     const provenByKey = how.first || how.provenByKey;
     const now = this.d.clock.now();
-    const made = first ? await newRecoveryCodes() : undefined;
+    const made = how.first ? await this.enrolmentCodes(how.id) : undefined;
+    if (made === null) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the sign-in ended or moved on meanwhile');
     // The invitation works once: of two logins that both showed it, only the first to bind a factor has it (taken
     // atomically); the other would bind a second first factor anyway, which the update below refuses too.
     const inviteMode = first && this.d.config.enrolment.proof === 'invite';
@@ -355,7 +383,7 @@ export class EnrolmentService {
         // An added factor joins the factors the session was signed in with: none left means an operator reset them
         // meanwhile, and the factor of a session being ended must not become the account's only one.
         if (!first && !current.factors.length) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'the factors were reset meanwhile');
-        const mine: Factor = how.first ? { ...factor, enrolledBy: how.by } : factor;
+        const mine: Factor = how.first ? { ...factor, enrolledBy: enrolmentMark(how.id) } : factor;
         const added = mine.kind === 'webauthn' ? withPasskey(current, mine, provenByKey) : { ...current, factors: [...current.factors, mine] };
         bound = added.factors.at(-1)!;
         return { ...added, ...(made ? { recovery: { ...made.stored, addedAt: now } } : {}) };

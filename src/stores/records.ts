@@ -1,7 +1,7 @@
 // The records of a sign-in: browser jars, pending logins and sessions, sealed at rest.
 import type { Jar } from '../domain/cookie-jar.js';
 import type { FactorKind } from '../domain/policy.js';
-import type { HashedCode } from '../mechanisms/recovery-codes.js';
+import type { HashedCode, RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
 import { newId } from '../mechanisms/random.js';
 import type { Sealer } from '../mechanisms/sealer.js';
 import { liveMembers, type KvStore } from './kv-store.js';
@@ -79,6 +79,11 @@ export interface PendingLogin {
   proofCode?: HashedCode & { expiresAt: number };
   /** enrolment.proof invite: the salt of the letter's code this login showed (bind uses up that one only). */
   invite?: string;
+  /**
+   * The recovery codes of a first enrolment, chosen before the factor is bound (stage enrol, never shown there): every
+   * write of the user's set by this sign-in is this set, so the codes shown are the stored ones.
+   */
+  enrolCodes?: { codes: string[]; stored: RecoveryCodeSet };
   /** Recovery codes of a first enrolment, held (sealed) only until the page that shows them once. */
   recoveryCodes?: string[];
   /** A failed second step was already reported to the notify webhook for this login. */

@@ -54,7 +54,8 @@ class Balanced extends Browser {
   }
 }
 
-async function twoInstances(t: Tap.Test, patch: (raw: Record<string, any>) => void = () => {}): Promise<Instances> {
+/** Two instances on one Redis; `store` sees each instance's store (0: A, 1: B) before the instance uses it. */
+async function twoInstances(t: Tap.Test, patch: (raw: Record<string, any>) => void = () => {}, store: (kv: RedisKvStore, i: number) => void = () => {}): Promise<Instances> {
   const redis = await testRedis();
   t.teardown(redis.stop);
   const portalRequests: Instances['portalRequests'] = [];
@@ -73,11 +74,12 @@ async function twoInstances(t: Tap.Test, patch: (raw: Record<string, any>) => vo
       cb();
     },
   });
-  const start = async (): Promise<Instance> => {
+  const start = async (i: number): Promise<Instance> => {
     // Same configuration and keys; each instance its own audit directory, as in production.
     const config = resolveConfig({ ...structuredClone(raw), audit: { ...raw.audit, dir: freshAuditDir() } });
     const kv = new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 });
     await kv.ready();
+    store(kv, i);
     const app = await buildApp(config, { clock, kv, logger: pino(loggerOptions('debug'), sink) });
     await app.listen({ host: '127.0.0.1', port: 0 });
     t.teardown(async () => {
@@ -86,8 +88,8 @@ async function twoInstances(t: Tap.Test, patch: (raw: Record<string, any>) => vo
     });
     return { url: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`, app, kv, config };
   };
-  const a = await start();
-  const b = await start();
+  const a = await start(0);
+  const b = await start(1);
   const browser = () => new Balanced([a.url, b.url]);
   const stack = { url: a.url, app: a.app, portal, portalRequests, clock, config: a.config, kv: a.kv, logs, browser } as unknown as Stack;
   return { a, b, portal, portalRequests: portalRequests, clock, logs, browser, stack };
@@ -390,4 +392,82 @@ t.test('an app removed on one instance: its codes are refused on the other', asy
   const csrf = inputValue((await later.on(1).get('/_mfa/verify')).body, 'csrf');
   t.equal((await later.on(1).post('/_mfa/verify', { csrf, code: await totpAt(secret, x.clock.now()) })).status, 400, 'the removed app on B');
   t.equal((await later.on(1).post('/_mfa/verify', { csrf, code: await totpAt(second, x.clock.now()) })).status, 303, 'the other app still works');
+});
+
+/**
+ * Once armed, holds the first write of a pending login the store makes after a factor record was written (a slow
+ * network, a paused process), until released: `held` resolves when it is held. `wrap` installs it on a store.
+ */
+function pendingMoveHold() {
+  let armed = false;
+  let factorsWritten = false;
+  let heldNow!: () => void;
+  const held = new Promise<void>((r) => (heldNow = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const wrap = (kv: RedisKvStore) => {
+    const setIfAbsent = kv.setIfAbsent.bind(kv);
+    const replaceIf = kv.replaceIf.bind(kv);
+    const wrote = (key: string, written: boolean) => {
+      if (armed && written && key.endsWith(':factors')) factorsWritten = true;
+      return written;
+    };
+    kv.setIfAbsent = async (key, value, ttlMs) => wrote(key, await setIfAbsent(key, value, ttlMs));
+    kv.replaceIf = async (key, expected, value, ttlMs) => {
+      if (factorsWritten && key.startsWith('pending:')) {
+        armed = factorsWritten = false;
+        heldNow();
+        await released;
+      }
+      return wrote(key, await replaceIf(key, expected, value, ttlMs));
+    };
+  };
+  return { wrap, arm: () => (armed = true), held, release };
+}
+
+/** The codes the recovery-codes page shows, then acknowledged; then a new sign-in with the first of them. */
+async function codesShownSignIn(t: Tap.Test, x: Instances, b: Balanced, csrf: string) {
+  const codes = [...(await b.on(0).get('/_mfa/recovery-codes')).body.matchAll(/<li>([A-Z2-9-]{19})<\/li>/g)].map((m) => m[1]!);
+  t.equal(codes.length, 10, 'ten recovery codes shown');
+  t.equal((await b.on(1).post('/_mfa/recovery-codes', { csrf, saved: 'yes' })).status, 303);
+  x.clock.advance(30_000);
+  const later = x.browser();
+  await submitPassword(later.on(1), ALICE.username, ALICE.password);
+  const rcsrf = inputValue((await later.on(1).get('/_mfa/recovery')).body, 'csrf');
+  t.equal((await later.on(1).post('/_mfa/recovery', { csrf: rcsrf, code: codes[0]! })).status, 303, 'a recovery code shown signs in');
+}
+
+t.test('the enrolment page reloaded on one instance while the other binds the app: the codes shown are the stored ones', async (t) => {
+  const hold = pendingMoveHold();
+  const x = await twoInstances(t, undefined, (kv, i) => i === 0 && hold.wrap(kv));
+  const b = x.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const setup = await b.on(0).get('/_mfa/enrol/totp');
+  const secret = /id="secret">([^<]+)</.exec(setup.body)![1]!.replaceAll(' ', '');
+  const csrf = inputValue(setup.body, 'csrf');
+  // A binds the app; its move on to the recovery codes is held while the page is reloaded on B.
+  hold.arm();
+  const binding = b.on(0).post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, x.clock.now()) });
+  await hold.held;
+  t.equal((await b.on(1).get('/_mfa/enrol/totp')).location, '/_mfa/recovery-codes', 'B goes on to the recovery codes');
+  hold.release();
+  t.equal((await binding).location, '/_mfa/recovery-codes', 'and so does A');
+  await codesShownSignIn(t, x, b, csrf);
+});
+
+t.test('the enrolment page reloaded on one instance while the other binds a passkey: the codes shown are the stored ones', async (t) => {
+  const hold = pendingMoveHold();
+  const x = await twoInstances(t, undefined, (kv, i) => i === 0 && hold.wrap(kv));
+  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
+  const b = x.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = passkeyCsrf((await b.on(0).get('/_mfa/enrol')).body);
+  const options = await jsonCall(b.on(0), '/_mfa/enrol/passkey/options', csrf);
+  hold.arm();
+  const binding = jsonCall(b.on(0), '/_mfa/enrol/passkey', csrf, { credential: auth.register(options.json), name: 'Key' });
+  await hold.held;
+  t.equal((await b.on(1).get('/_mfa/enrol')).location, '/_mfa/recovery-codes', 'B goes on to the recovery codes');
+  hold.release();
+  t.equal((await binding).status, 200, 'and so does A');
+  await codesShownSignIn(t, x, b, csrf);
 });
