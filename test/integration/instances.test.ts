@@ -103,6 +103,19 @@ async function signedUp(x: Instances, user = ALICE) {
   return { b, secret, codes };
 }
 
+/**
+ * A new browser with Alice's password accepted, at the passkey enrolment: its authenticator, the form's token and the
+ * registration options (asked through `via`: the balanced browser itself, or one instance of it).
+ */
+async function atPasskeyEnrolment(x: Instances, via: (b: Balanced) => Browser = (b) => b) {
+  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
+  const b = x.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = passkeyCsrf((await via(b).get('/_mfa/enrol')).body);
+  const options = await jsonCall(via(b), '/_mfa/enrol/passkey/options', csrf);
+  return { auth, b, csrf, options };
+}
+
 /** A later sign-in with the app (the next time step), alternating. */
 async function signedIn(x: Instances, secret: string, user = ALICE): Promise<Balanced> {
   x.clock.advance(30_000);
@@ -206,11 +219,7 @@ t.test('one-time things are accepted once across both instances, also sent at on
 
 t.test('a passkey removed on one instance is refused on the other', async (t) => {
   const x = await twoInstances(t);
-  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
-  const b = x.browser();
-  await submitPassword(b, ALICE.username, ALICE.password);
-  const csrf = passkeyCsrf((await b.get('/_mfa/enrol')).body);
-  const options = await jsonCall(b, '/_mfa/enrol/passkey/options', csrf);
+  const { auth, b, csrf, options } = await atPasskeyEnrolment(x);
   const finished = await jsonCall(b, '/_mfa/enrol/passkey', csrf, { credential: auth.register(options.json), name: 'Key' });
   t.equal(finished.status, 200);
   await b.get(finished.json.next);
@@ -297,11 +306,7 @@ t.test('wrong codes spread over both instances count together', async (t) => {
 
 t.test('a passkey answer sent to both instances at once signs in once', async (t) => {
   const x = await twoInstances(t);
-  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
-  const b = x.browser();
-  await submitPassword(b, ALICE.username, ALICE.password);
-  const csrf = passkeyCsrf((await b.get('/_mfa/enrol')).body);
-  const options = await jsonCall(b, '/_mfa/enrol/passkey/options', csrf);
+  const { auth, b, csrf, options } = await atPasskeyEnrolment(x);
   const registered = auth.register(options.json);
   const enrolled = await Promise.all([0, 1].map((i) => jsonCall(b.on(i), '/_mfa/enrol/passkey', csrf, { credential: registered, name: 'Key' })));
   t.same(enrolled.map((r) => r.status).sort(), [200, 400], 'one registration with one challenge');
@@ -458,11 +463,7 @@ t.test('the enrolment page reloaded on one instance while the other binds the ap
 t.test('the enrolment page reloaded on one instance while the other binds a passkey: the codes shown are the stored ones', async (t) => {
   const hold = pendingMoveHold();
   const x = await twoInstances(t, undefined, (kv, i) => i === 0 && hold.wrap(kv));
-  const auth = new SoftAuthenticator({ origin: 'http://localhost' });
-  const b = x.browser();
-  await submitPassword(b, ALICE.username, ALICE.password);
-  const csrf = passkeyCsrf((await b.on(0).get('/_mfa/enrol')).body);
-  const options = await jsonCall(b.on(0), '/_mfa/enrol/passkey/options', csrf);
+  const { auth, b, csrf, options } = await atPasskeyEnrolment(x, (browser) => browser.on(0));
   hold.arm();
   const binding = jsonCall(b.on(0), '/_mfa/enrol/passkey', csrf, { credential: auth.register(options.json), name: 'Key' });
   await hold.held;
