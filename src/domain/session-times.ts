@@ -14,12 +14,12 @@ export interface SessionLimits {
 /** Idle bookkeeping is written back at most this often per session, not on every request. */
 export const TOUCH_INTERVAL_MS = 30_000;
 
-export type SessionState = { state: 'active'; touch: boolean } | { state: 'idle-expired' } | { state: 'expired' };
+export type SessionState = { state: 'active' } | { state: 'idle-expired' } | { state: 'expired' };
 
 export function sessionState(s: SessionTimes, now: number, limits: SessionLimits): SessionState {
   if (now - s.authTime >= limits.absoluteMs) return { state: 'expired' };
   if (now - s.lastSeen >= limits.idleMs) return { state: 'idle-expired' };
-  return { state: 'active', touch: touchDue(s, now, limits) };
+  return { state: 'active' };
 }
 
 /** Whether the idle clock is due to be written back. */

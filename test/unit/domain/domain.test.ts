@@ -4,7 +4,7 @@ import { applySetCookies, cookieHeader, cookieValues, portalSessionDigest, sameJ
 import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, returnTarget } from '../../../src/domain/redirect.js';
-import { sessionState, sessionTtlMs } from '../../../src/domain/session-times.js';
+import { sessionState, sessionTtlMs, touchDue } from '../../../src/domain/session-times.js';
 import { canonicalUsername } from '../../../src/domain/username.js';
 import { testConfig } from '../../helpers/config.js';
 
@@ -148,8 +148,9 @@ t.test("forward-auth: the portal session a gateway session is bound to", async (
 t.test('session timeouts with an injected clock', async (t) => {
   const limits = { idleMs: 15 * 60_000, absoluteMs: 12 * 3600_000 };
   const auth = 1_000_000_000;
-  t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 1000, limits), { state: 'active', touch: false });
-  t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 31_000, limits), { state: 'active', touch: true }, 'touch after 30 s');
+  t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 1000, limits), { state: 'active' });
+  t.equal(touchDue({ authTime: auth, lastSeen: auth }, auth + 1000, limits), false);
+  t.equal(touchDue({ authTime: auth, lastSeen: auth }, auth + 31_000, limits), true, 'touch after 30 s');
   t.same(sessionState({ authTime: auth, lastSeen: auth }, auth + 15 * 60_000, limits), { state: 'idle-expired' });
   t.same(sessionState({ authTime: auth, lastSeen: auth + 12 * 3600_000 - 1000 }, auth + 12 * 3600_000, limits), { state: 'expired' }, 'absolute despite activity');
   t.equal(sessionTtlMs({ authTime: auth, lastSeen: auth }, limits, auth), 15 * 60_000);
