@@ -132,6 +132,10 @@ export function browserResponseHeaders(
       // A repeated Location is malformed: the first one, rewritten like a single one, never the portal's origin.
       // Content-Location names the portal's origin as Location does.
       out[n] = opts.rewriteLocation(asList(value)[0]!);
+    } else if (n === 'content-type') {
+      // Sent twice (a framework's and the server's): the last, as browsers read it. Both would make no type the
+      // gateway can read, and a page would go out as a download, kept as the portal said.
+      out[n] = asList(value).at(-1)!;
     } else if (n === 'refresh') {
       // `Refresh: 0; url=…` is a redirect too.
       out[n] = refreshWith(asList(value)[0]!, opts.rewriteLocation);

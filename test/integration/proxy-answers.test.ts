@@ -40,6 +40,11 @@ async function start(t: Test) {
       case '/static/nothing':
         // A 204 that declares a length it may not have (RFC 9110 §8.6).
         return void req.socket.write('HTTP/1.1 204 No Content\r\nX-Portal: yes\r\nContent-Length: 5\r\n\r\n');
+      case '/static/typed-twice':
+        // Content-Type twice (a framework's and the server's): browsers read the last, and show a page.
+        return void req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: public, max-age=3600\r\nContent-Length: 26\r\n\r\n<p>Patient: Jane Doe</p>\r\n');
+      case '/static/typed-twice-streamed':
+        return void req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Type: text/html\r\nCache-Control: public, max-age=3600\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
       case '/static/untyped':
         // No Content-Type: the browser decides what it is.
         return res.writeHead(200, { 'content-length': '13' }).end('<b>hello</b>\n');
@@ -119,6 +124,16 @@ t.test('an answer without a Content-Type gets none from the gateway either', asy
   t.equal(res.statusCode, 200);
   t.equal(res.headers['content-type'], undefined, 'not application/octet-stream: the browser would download the page');
   t.equal(await res.body.text(), '<b>hello</b>\n');
+});
+
+t.test('a page whose Content-Type comes twice is shown as a page (the last copy, as browsers read it), and never kept', async (t) => {
+  const s = await start(t);
+  for (const path of ['/static/typed-twice', '/static/typed-twice-streamed']) {
+    const res = await request(`${s.url}${path}`);
+    t.match(res.headers['content-type'], /^text\/html(; charset=utf-8)?$/, `${path}: not a download`);
+    t.equal(res.headers['cache-control'], 'no-store', `${path}: a page, whatever the portal said`);
+    t.match(await res.body.text(), /Jane Doe|hello/);
+  }
 });
 
 t.test('a 304 that declares the length of the page it did not send passes as a 304, and the connection serves on', async (t) => {
