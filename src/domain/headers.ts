@@ -9,8 +9,10 @@ const HOP_BY_HOP = new Set([
   'proxy-authorization', 'proxy-authenticate', 'http2-settings', 'expect',
 ]);
 
-// The gateway's own answer headers: the portal cannot weaken them (HSTS max-age=0 would switch HSTS off).
-const GATEWAY_OWNED = new Set(['strict-transport-security']);
+// The gateway's own answer headers: the portal cannot weaken them (HSTS max-age=0 would switch HSTS off), nor say
+// where else the gateway's origin is served (the portal's Alt-Svc names its own ports: the browser would send the
+// gateway's requests there, or keep trying a port with nothing on it).
+const GATEWAY_OWNED = new Set(['strict-transport-security', 'alt-svc']);
 
 /** Headers that ask the portal to act on another method than the request's (ASP.NET MVC, Express, Rails, Spring). */
 export const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override'];

@@ -295,6 +295,7 @@ t.test('response headers to the browser', async (t) => {
   const rewrite = (l: string) => l.replace('http://portal', '');
   t.same(browserResponseHeaders({ location: ['http://portal/a', 'http://portal/b'] }, { browserCookies: [], rewriteLocation: rewrite, signedIn: false }), { location: '/a' }, 'a repeated Location: the first, rewritten');
   t.same(browserResponseHeaders({ 'strict-transport-security': 'max-age=0', 'content-type': 'image/png' }, { browserCookies: [], rewriteLocation: rewrite, signedIn: false }), { 'content-type': 'image/png' }, "the portal cannot replace the gateway's HSTS");
+  t.same(browserResponseHeaders({ 'alt-svc': 'h3=":443"; ma=86400', 'content-type': 'image/png' }, { browserCookies: [], rewriteLocation: rewrite, signedIn: false }), { 'content-type': 'image/png' }, "where the portal is also served is not where the gateway is: the browser would take the gateway's origin there");
   // No page is kept by the browser; other answers to a signed-in person only as the portal says.
   const caching = (headers: Record<string, string>, signedIn: boolean) => browserResponseHeaders(headers, { browserCookies: [], rewriteLocation: rewrite, signedIn })['cache-control'];
   for (const type of ['text/html', 'text/html; charset=utf-8', 'TEXT/HTML;charset=UTF-8', 'application/xhtml+xml']) {
