@@ -318,7 +318,12 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
   if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
   if (built) process.stdout.write(built.banner);
   await new Promise<void>((resolve) => {
-    const stop = () => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      // A second signal (Ctrl+C twice, a supervisor that repeats SIGTERM) changes nothing: the stop already under way
+      // is bounded by the grace period, and cutting it short would leave the audit trail unsealed and its lock held.
+      if (stopping) return void app.log.warn({ signal }, 'already stopping');
+      stopping = true;
       // Requests in flight may finish; after the grace period the connections still open are closed.
       const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceSeconds * 1000);
       force.unref();
@@ -327,8 +332,8 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
         resolve();
       });
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
   });
   return 0;
 }

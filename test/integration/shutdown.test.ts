@@ -42,3 +42,32 @@ t.test('a login waiting for a portal that does not answer holds the stop no long
   // It stopped cleanly: the audit directory is given back, so the next start need not wait for its lock to go stale.
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
+
+t.test('a second signal while stopping (Ctrl+C after SIGTERM, SIGTERM again) neither crashes nor cuts the stop short', async (t) => {
+  for (const second of ['SIGINT', 'SIGTERM'] as const) {
+    const portal = await silentServer(t);
+    const raw = rawTestConfig(portal.url);
+    const port = await freePort();
+    raw.server = { ...raw.server, port, shutdownGraceSeconds: 1 };
+    raw.portal.timeoutSeconds = 30;
+    const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+    writeFileSync(file, JSON.stringify(raw));
+    const gw = await gatewayProcess(file, port);
+    t.teardown(() => gw.proc.kill('SIGKILL'));
+    gw.proc.stdout!.resume();
+    let stderr = '';
+    gw.proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+
+    // A login held by the portal keeps the stop going while the second signal comes.
+    const login = new Browser(gw.url).post('/login', { username: 'alice', password: 'correct horse battery' }).catch(() => 'cut off');
+    for (let i = 0; i < 100 && !portal.requests.length; i++) await new Promise((r) => setTimeout(r, 50));
+    gw.proc.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    gw.proc.kill(second);
+    const [code, signal] = (await once(gw.proc, 'exit')) as [number | null, string | null];
+    t.same({ code, signal }, { code: 0, signal: null }, `SIGTERM then ${second}: exits 0`);
+    t.notMatch(stderr, /ERR_SERVER_NOT_RUNNING|\n\s+at /, 'no crash, no stack trace');
+    await login;
+    t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit trail is sealed and its lock released');
+  }
+});
