@@ -4,6 +4,7 @@
 import { tuneRuntime } from './runtime.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -306,6 +307,15 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
   tuneRuntime();
   const app = built?.app ?? (await buildApp(config, { processMetrics: config.admin.enabled }));
   for (const w of configWarnings(config)) app.log.warn(w);
+  // With server.tls, closeAllConnections knows a connection only once its TLS handshake is done: one still in it (a
+  // client that connected and sent nothing) would hold the stop for server.headersTimeoutSeconds, past the grace.
+  const sockets = new Set<Socket>();
+  if (config.server.tls) {
+    app.server.on('connection', (socket: Socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+  }
   let admin: AdminServer | null;
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
@@ -325,7 +335,10 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
       if (stopping) return void app.log.warn({ signal }, 'already stopping');
       stopping = true;
       // Requests in flight may finish; after the grace period the connections still open are closed.
-      const force = setTimeout(() => app.server.closeAllConnections(), config.server.shutdownGraceSeconds * 1000);
+      const force = setTimeout(() => {
+        app.server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
+      }, config.server.shutdownGraceSeconds * 1000);
       force.unref();
       void Promise.all([app.close(), admin?.close()]).then(() => {
         clearTimeout(force);

@@ -1,13 +1,17 @@
 // Stopping the gateway process (`serve`) with SIGTERM: it stops within its grace period and a little more, whatever
 // the portal does, so the container's stop timeout never kills it before its audit trail is sealed.
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, request } from 'undici';
 import { Browser } from '../helpers/browser.js';
-import { gatewayProcess } from '../helpers/cli.js';
+import { gatewayProcess, TS_LOADER } from '../helpers/cli.js';
 import { rawTestConfig } from '../helpers/config.js';
+import { TestCa } from '../helpers/pki.js';
 import { freePort } from '../helpers/redis.js';
 import { silentServer } from '../helpers/silent-server.js';
 
@@ -70,4 +74,33 @@ t.test('a second signal while stopping (Ctrl+C after SIGTERM, SIGTERM again) nei
     await login;
     t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit trail is sealed and its lock released');
   }
+});
+
+t.test('with server.tls, a connection still in its TLS handshake holds the stop no longer than the grace period', async (t) => {
+  const portal = await silentServer(t);
+  const raw = rawTestConfig(portal.url);
+  const port = await freePort();
+  const cert = new TestCa('server').issue('gateway', { server: true });
+  // The handshake's own time limit (server.headersTimeoutSeconds) far longer than the grace period.
+  raw.server = { ...raw.server, port, shutdownGraceSeconds: 1, headersTimeoutSeconds: 30, tls: { certFile: cert.certFile, keyFile: cert.keyFile } };
+  const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+  writeFileSync(file, JSON.stringify(raw));
+  const proc = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'ignore'] });
+  t.teardown(() => proc.kill('SIGKILL'));
+  const tls = new Agent({ connect: { rejectUnauthorized: false } });
+  t.teardown(() => tls.close());
+  const ready = () => request(`https://127.0.0.1:${port}/_mfa/health/ready`, { dispatcher: tls }).then((r) => (r.body.dump(), r.statusCode === 200), () => false);
+  for (let i = 0; i < 300 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 100));
+
+  // A client that connects and sends nothing (no TLS hello).
+  const socket = connect(port, '127.0.0.1').on('error', () => {});
+  t.teardown(() => socket.destroy());
+  await once(socket, 'connect');
+  const started = Date.now();
+  proc.kill('SIGTERM');
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  const took = Date.now() - started;
+  t.equal(code, 0);
+  t.ok(took < 6000, `stopped ${took} ms after SIGTERM (grace 1 s; the handshake's limit is 30 s)`);
+  t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
