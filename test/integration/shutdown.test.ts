@@ -1,6 +1,6 @@
 // Stopping the gateway process (`serve`) with SIGTERM: it stops within its grace period and a little more, whatever
 // the portal does, so the container's stop timeout never kills it before its audit trail is sealed.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -15,10 +15,9 @@ import { TestCa } from '../helpers/pki.js';
 import { freePort } from '../helpers/redis.js';
 import { silentServer } from '../helpers/silent-server.js';
 
-t.test('a login waiting for a portal that does not answer holds the stop no longer than the grace period and a little more', async (t) => {
-  // A portal that takes every request and never answers it.
+/** A gateway process in front of a portal that takes every request and never answers it (grace period 1 s). */
+async function beforeSilentPortal(t: Test) {
   const portal = await silentServer(t);
-  const seen = () => portal.requests.map((r) => `${r.method} ${r.url}`);
   const raw = rawTestConfig(portal.url);
   const port = await freePort();
   raw.server = { ...raw.server, port, shutdownGraceSeconds: 1 };
@@ -29,6 +28,12 @@ t.test('a login waiting for a portal that does not answer holds the stop no long
   const gw = await gatewayProcess(file, port);
   t.teardown(() => gw.proc.kill('SIGKILL'));
   gw.proc.stdout!.resume();
+  return { portal, raw, gw };
+}
+
+t.test('a login waiting for a portal that does not answer holds the stop no longer than the grace period and a little more', async (t) => {
+  const { portal, raw, gw } = await beforeSilentPortal(t);
+  const seen = () => portal.requests.map((r) => `${r.method} ${r.url}`);
   gw.proc.stderr!.resume();
 
   const b = new Browser(gw.url);
@@ -49,16 +54,7 @@ t.test('a login waiting for a portal that does not answer holds the stop no long
 
 t.test('a second signal while stopping (Ctrl+C after SIGTERM, SIGTERM again) neither crashes nor cuts the stop short', async (t) => {
   for (const second of ['SIGINT', 'SIGTERM'] as const) {
-    const portal = await silentServer(t);
-    const raw = rawTestConfig(portal.url);
-    const port = await freePort();
-    raw.server = { ...raw.server, port, shutdownGraceSeconds: 1 };
-    raw.portal.timeoutSeconds = 30;
-    const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
-    writeFileSync(file, JSON.stringify(raw));
-    const gw = await gatewayProcess(file, port);
-    t.teardown(() => gw.proc.kill('SIGKILL'));
-    gw.proc.stdout!.resume();
+    const { portal, raw, gw } = await beforeSilentPortal(t);
     let stderr = '';
     gw.proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
 
