@@ -10,7 +10,7 @@ export interface AdminServerOptions {
   metrics: Metrics;
   /** Resolves when the gateway can serve (store answers, keys loaded); rejects with the reason when it cannot. */
   ready: () => Promise<unknown>;
-  /** A readiness check slower than this counts as failed (default 2000 ms). */
+  /** A readiness check slower than this counts as failed (default READY_TIMEOUT_MS). */
   readyTimeoutMs?: number;
 }
 
@@ -23,7 +23,7 @@ export interface AdminServer {
 type Probe = { ok: true } | { ok: false; reason: string };
 
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
-  const probe = readinessProbe(opts.ready, opts.readyTimeoutMs ?? 2000);
+  const probe = readinessProbe(opts.ready, opts.readyTimeoutMs ?? READY_TIMEOUT_MS);
   // The timeouts below are checked every second (Node's default: every 30 s, which let a half request sit 30 s).
   const server = createServer({ maxHeaderSize: 8192, connectionsCheckingInterval: 1000 }, (req, res) => {
     handle(req, res, opts.metrics, probe).catch(() => send(res, 500, { status: 'error' }));
@@ -45,7 +45,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     // the server closes. Answers take at most the readiness timeout; what is still open after that is cut off.
     close: () =>
       new Promise<void>((resolve, reject) => {
-        const cut = setTimeout(() => server.closeAllConnections(), (opts.readyTimeoutMs ?? 2000) + 1000);
+        const cut = setTimeout(() => server.closeAllConnections(), (opts.readyTimeoutMs ?? READY_TIMEOUT_MS) + 1000);
         server.close((err) => {
           clearTimeout(cut);
           return err ? reject(err) : resolve();
@@ -86,7 +86,10 @@ function send(res: ServerResponse, status: number, body: Record<string, string>)
 }
 
 /** The ready callback with a time limit; a rejection becomes its reason (first line, at most 200 characters). */
-function readinessProbe(ready: () => Promise<unknown>, timeoutMs: number): () => Promise<Probe> {
+/** How long a readiness check may take before it counts as failed (a Redis that hangs must not hang the probe). */
+export const READY_TIMEOUT_MS = 2000;
+
+export function readinessProbe(ready: () => Promise<unknown>, timeoutMs: number): () => Promise<Probe> {
   return async () => {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

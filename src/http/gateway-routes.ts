@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { loginPageFor } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { reportHtml } from '../ui/report.js';
+import { READY_TIMEOUT_MS, readinessProbe } from './admin-server.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 import { hostName } from './edge.js';
@@ -53,14 +54,9 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   }
 
   app.get(`${p}/health/live`, async () => ({ status: 'ok' }));
-  app.get(`${p}/health/ready`, async (_req, reply) => {
-    try {
-      await ctx.ready();
-      return { status: 'ready' };
-    } catch {
-      return reply.code(503).send({ status: 'unavailable' });
-    }
-  });
+  // Bounded as on the admin listener: a Redis that hangs makes the probe answer 503, not hang with it.
+  const ready = readinessProbe(ctx.ready, READY_TIMEOUT_MS);
+  app.get(`${p}/health/ready`, async (_req, reply) => ((await ready()).ok ? { status: 'ready' } : reply.code(503).send({ status: 'unavailable' })));
 
   app.get(`${p}/jwks.json`, async (_req, reply) => {
     const jwks = await ctx.identity.jwks();

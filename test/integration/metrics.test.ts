@@ -4,6 +4,8 @@ import { connect } from 'node:net';
 import t from 'tap';
 import { startAdminServer } from '../../src/http/admin-server.js';
 import { Metrics } from '../../src/metrics/metrics.js';
+import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
+import { startStack } from '../helpers/stack.js';
 
 /** What the app reports for one complete sign-in with an authenticator app. */
 function signIn(m: Metrics, pid: string): void {
@@ -121,6 +123,25 @@ t.test('a readiness check that hangs counts as not ready', async (t) => {
   const r = await fetch(`${admin.url}/health/ready`);
   t.equal(r.status, 503);
   t.same(await r.json(), { status: 'unavailable', reason: 'readiness check took longer than 50 ms' });
+});
+
+t.test("a store that hangs makes the gateway's own readiness probe answer 503 in time, as the admin listener's does", async (t) => {
+  class Hangs extends MemoryKvStore {
+    hanging = false;
+    override ping(): Promise<void> {
+      return this.hanging ? new Promise(() => {}) : super.ping();
+    }
+  }
+  let kv: Hangs | undefined;
+  const s = await startStack({ kv: (clock) => (kv = new Hangs(clock)) });
+  t.teardown(s.close);
+  t.equal((await fetch(`${s.url}/_mfa/health/ready`)).status, 200);
+  kv!.hanging = true;
+  const started = Date.now();
+  const r = await fetch(`${s.url}/_mfa/health/ready`, { signal: AbortSignal.timeout(5000) });
+  t.equal(r.status, 503);
+  t.same(await r.json(), { status: 'unavailable' }, 'no reason on the public listener');
+  t.ok(Date.now() - started < 4000, 'within the probe time limit');
 });
 
 t.test('close() stops the listener; a port in use is an error at start', async (t) => {
