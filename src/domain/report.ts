@@ -36,8 +36,11 @@ export interface ReportInput {
   generatedAt: number;
   /** What the audit events of the period show, counted by `countEvent`. */
   events: EventSummary;
-  /** Pids holding at least one factor, and how many factors of each kind are held now (recovery: users holding a code set with a code left). */
-  /** `unreadableFactorRecords`: users whose factor record no configured key opens (their key was removed). */
+  /**
+   * Pids holding at least one factor, and how many factors of each kind are held now (recovery: users holding a code
+   * set with a code left); `unreadableFactorRecords`: users whose factor record no configured key opens (their key was
+   * removed).
+   */
   store: { enrolledUsers: ReadonlySet<string>; factorsByKind: Readonly<Record<FactorKind, number>>; unreadableFactorRecords: number };
   policy: PolicyConfig;
   /** The security settings in force, worded by the caller. */

@@ -85,10 +85,10 @@ function send(res: ServerResponse, status: number, body: Record<string, string>)
   res.end(JSON.stringify(body));
 }
 
-/** The ready callback with a time limit; a rejection becomes its reason (first line, at most 200 characters). */
 /** How long a readiness check may take before it counts as failed (a Redis that hangs must not hang the probe). */
 export const READY_TIMEOUT_MS = 2000;
 
+/** The ready callback with a time limit; a rejection becomes its reason (first line, at most 200 characters). */
 export function readinessProbe(ready: () => Promise<unknown>, timeoutMs: number): () => Promise<Probe> {
   return async () => {
     let timer: NodeJS.Timeout | undefined;

@@ -20,8 +20,11 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
 
 export type ErrorReply = (error: FastifyError | GatewayError, request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined;
 
-/** How an error is answered (the app's error handler; also its router's refusals). `refused` hears every code answered (for metrics). */
-/** `loginPageTemplate`: `portal.login.page`, whose `{target}` becomes where a new sign-in goes on to. */
+/**
+ * How an error is answered (the app's error handler; also its router's refusals). `loginPageTemplate`:
+ * `portal.login.page`, whose `{target}` becomes where a new sign-in goes on to; `refused` hears every code answered
+ * (for metrics).
+ */
 export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (code: ErrorCode) => void): ErrorReply {
   const prefix = ui.prefix;
   const loginPage = loginPageFor(loginPageTemplate);
