@@ -95,7 +95,7 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     // The rest of a body too large, or of one still coming (see bodyStillComing), is never read: the connection closes
     // after this answer instead of waiting for it.
     if (code === 'GW_ERR_PAYLOAD_TOO_LARGE' || bodyStillComing(request)) reply.header('connection', 'close');
-    if (!(request.headers.accept ?? '').includes('text/html') && request.headers.accept !== undefined) {
+    if (request.headers.accept !== undefined && !request.headers.accept.toLowerCase().includes('text/html')) {
       return reply
         .code(status)
         .headers({ 'cache-control': 'no-store', 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' })

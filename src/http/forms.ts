@@ -73,7 +73,8 @@ export function opensPage(req: FastifyRequest, method = req.method): boolean {
   if (method !== 'GET' && method !== 'HEAD') return false;
   const mode = req.headers['sec-fetch-mode'];
   if (mode !== undefined && mode !== 'navigate') return false;
-  const accept = req.headers.accept;
+  // Media types are case-insensitive (RFC 9110 §8.3.1): `TEXT/HTML` asks for a page too.
+  const accept = req.headers.accept?.toLowerCase();
   if (accept !== undefined && !accept.includes('text/html') && !accept.includes('*/*')) return false;
   return String(req.headers['x-requested-with']).toLowerCase() !== 'xmlhttprequest';
 }

@@ -219,9 +219,11 @@ t.test('unauthenticated requests: pages redirect to the login, other methods get
     t.equal(call.status, 401, JSON.stringify(headers));
     t.match(JSON.parse(call.body), { error: 'GW_ERR_SIGN_IN_REQUIRED' });
   }
-  for (const headers of [{ 'sec-fetch-mode': 'navigate' }, { 'x-requested-with': 'com.example.portal-app' }, { accept: 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8' }, { accept: '*/*' }]) {
+  for (const headers of [{ 'sec-fetch-mode': 'navigate' }, { 'x-requested-with': 'com.example.portal-app' }, { accept: 'text/html,application/xhtml+xml;q=0.9,*/*;q=0.8' }, { accept: '*/*' }, { accept: 'TEXT/HTML' }]) {
     t.equal((await b.get('/records', headers)).location, '/login', `a page opened: ${JSON.stringify(headers)}`);
   }
+  const upper = await b.send('POST', '/messages', 'body=hi', { 'content-type': 'application/x-www-form-urlencoded', accept: 'Text/Html' });
+  t.same([upper.status, upper.headers['content-type']], [401, 'text/html; charset=utf-8'], 'a refusal of a request asking for HTML in capitals is a page');
   t.equal((await b.send('TRACE', '/records')).status, 405);
   t.equal((await b.send('TRACE', '/_mfa/verify')).status, 405, 'also on a page of the gateway');
   t.equal((await b.send('PROPFIND', '/_mfa/nothing-here')).status, 405, 'and under its prefix');
