@@ -152,7 +152,9 @@ export function browserResponseHeaders(
   return out;
 }
 
-const PAGE_TYPE = /^\s*(text\/html|application\/xhtml\+xml)\s*(;|$)/i;
+// Any type of a list (`text/plain, text/html`, malformed but sent): browsers take the last valid one, which may be the
+// page; an answer the browser shows as text instead is then only not cached.
+const PAGE_TYPE = /(^|,)\s*(text\/html|application\/xhtml\+xml)\s*(;|,|$)/i;
 
 // Refresh: `<seconds>[;|,] [url=]['|"]<url>` as browsers read it (HTML "shared declarative refresh steps").
 const REFRESH_URL = /^(\s*[\d.]+\s*[;,]?\s*(?:url\s*=\s*)?)(["']?)/i;

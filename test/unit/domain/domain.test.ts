@@ -298,10 +298,12 @@ t.test('response headers to the browser', async (t) => {
   t.same(browserResponseHeaders({ 'alt-svc': 'h3=":443"; ma=86400', 'content-type': 'image/png' }, { browserCookies: [], rewriteLocation: rewrite, signedIn: false }), { 'content-type': 'image/png' }, "where the portal is also served is not where the gateway is: the browser would take the gateway's origin there");
   // No page is kept by the browser; other answers to a signed-in person only as the portal says.
   const caching = (headers: Record<string, string>, signedIn: boolean) => browserResponseHeaders(headers, { browserCookies: [], rewriteLocation: rewrite, signedIn })['cache-control'];
-  for (const type of ['text/html', 'text/html; charset=utf-8', 'TEXT/HTML;charset=UTF-8', 'application/xhtml+xml']) {
+  for (const type of ['text/html', 'text/html; charset=utf-8', 'TEXT/HTML;charset=UTF-8', 'application/xhtml+xml', 'text/plain, text/html', 'text/html,text/plain']) {
     t.equal(caching({ 'content-type': type, 'cache-control': 'public, max-age=600' }, false), 'no-store', `${type}: whatever the portal said`);
   }
   t.equal(caching({ 'content-type': 'text/htmlx' }, false), undefined, 'another type');
+  t.equal(caching({ 'content-type': 'text/plain; x="text/html"' }, false), undefined, 'a page type only in a parameter');
+  t.equal(caching({ 'content-type': 'text/plain, image/png' }, false), undefined, 'a list without a page type');
   t.equal(caching({ 'content-type': 'application/json' }, true), 'no-store', 'signed in, nothing said');
   t.equal(caching({ 'content-type': 'application/json', 'cache-control': 'private, max-age=60' }, true), 'private, max-age=60', 'signed in, as said');
   t.equal(caching({ 'content-type': 'text/css' }, false), undefined, 'signed out, as said (nothing)');
