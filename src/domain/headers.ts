@@ -185,6 +185,17 @@ export function sentOnce(raw: readonly string[], name: string): string | undefin
   return value;
 }
 
+/**
+ * Whether a portal answer's Clear-Site-Data has the browser delete the site's cookies, the gateway's session cookie
+ * among them: a `"cookies"` or `"*"` directive. The value is a comma list of quoted strings; browsers match each one
+ * exactly (case and quotes) and ignore the rest, an unquoted `cookies` too, and so does this.
+ */
+export function clearsCookies(clearSiteData: string | string[] | number | undefined): boolean {
+  return asList(clearSiteData).some((value) => value.split(',').some((d) => COOKIE_DIRECTIVES.has(d.trim())));
+}
+
+const COOKIE_DIRECTIVES = new Set(['"cookies"', '"*"']);
+
 export function asList(v: string | string[] | number | undefined): string[] {
   if (v === undefined) return [];
   return Array.isArray(v) ? v : [String(v)];

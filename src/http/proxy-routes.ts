@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalTarget, pathAndQuery, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
-import { asList, browserResponseHeaders, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
+import { asList, browserResponseHeaders, clearsCookies, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
 import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation, loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError, portalFailureCode } from '../errors.js';
@@ -204,9 +204,19 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     let forwardedHeaders: OutgoingHttpHeaders = {};
     // reply-from goes on to onResponse after onError for an answer whose status it cannot set (outside 100–599).
     let failed = false;
+    // The portal's answer to a signed-in request has the browser delete its cookies (Clear-Site-Data): a logout not
+    // among portal.logoutPaths, or the portal ending its session itself. The browser would drop the gateway's cookie
+    // while the session lived on in the store (and its copies with it): it is the portal's logout.
+    let portalSignedOut = false;
 
     /** The portal's answer to the browser: the jar updated from its cookies, then its body (a small one read whole). */
     async function passOn(res: unknown): Promise<void> {
+      if (owner.kind === 'session' && portalSignedOut) {
+        // As the configured logout: the browser is told first, so that an error page (the store failing) tells it too.
+        reply.clearCookie(COOKIE.session, clearOptions);
+        clearAsSignedOut(reply, forwardedHeaders);
+        await sessions.end(owner.active, 'portal-logout');
+      }
       // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
       const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
       const changed = sameJar(updated, jar) ? undefined : updated;
@@ -228,7 +238,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           if (admitted && !admitted.allowed) refused = admitted;
           else await ctx.jars.update(owner.id, owner.round, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
         }
-        if (owner.kind === 'session' && !owner.ended && changed) {
+        if (owner.kind === 'session' && !owner.ended && !portalSignedOut && changed) {
           // The answer's cookies go onto the jar as it is now (see SessionService.save).
           await sessions.save(owner.active, (current) => applySetCookies(current, setCookies, target.path, clock.now(), ctx.browserCookies));
         }
@@ -296,14 +306,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         leave();
         setCookies = asList(headers['set-cookie']);
         forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: owner.kind === 'session' });
-        if (owner.kind === 'session' && owner.ended && forwardedHeaders['clear-site-data'] !== undefined) {
-          // The portal's logout saying Clear-Site-Data itself ("cache", say) would replace the gateway's: the browser
-          // would keep the known-browser token and the portal cookies it holds. It forgets both lists, also when an
-          // error page takes the place of the portal's answer.
-          const portal = asList(forwardedHeaders['clear-site-data']);
-          delete forwardedHeaders['clear-site-data'];
-          reply.header('clear-site-data', [CLEAR_SITE_DATA, ...portal].join(', '));
-        }
+        if (owner.kind === 'session' && owner.ended) clearAsSignedOut(reply, forwardedHeaders);
+        else if (owner.kind === 'session') portalSignedOut = clearsCookies(forwardedHeaders['clear-site-data']);
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call
@@ -359,6 +363,17 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 function sendInstead(reply: { removeHeader(name: string): unknown; send(payload: GatewayError): unknown }, portalHeaders: OutgoingHttpHeaders, error: GatewayError): void {
   for (const name of Object.keys(portalHeaders)) reply.removeHeader(name);
   reply.send(error);
+}
+
+/**
+ * The browser told to forget what a sign-out clears, and what the portal's answer asked besides: the portal's own
+ * Clear-Site-Data ("cache", say) would replace the gateway's, and the browser would keep the known-browser token and
+ * the portal cookies it holds. Set on the reply, so that an error page in place of the portal's answer carries it too.
+ */
+function clearAsSignedOut(reply: FastifyReply, portalHeaders: OutgoingHttpHeaders): void {
+  const portal = asList(portalHeaders['clear-site-data']);
+  delete portalHeaders['clear-site-data'];
+  reply.header('clear-site-data', [CLEAR_SITE_DATA, ...portal].join(', '));
 }
 
 /**

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { inputValue } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, copyOf, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, copyOf, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack } from '../helpers/stack.js';
 
 t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
   const s = await startStack();
@@ -768,12 +768,14 @@ t.test("the portal's logout under a rule that would not let the person through (
   }
 });
 
-t.test("the portal's logout answered with a Clear-Site-Data of its own: the browser still forgets what the gateway asks", async (t) => {
-  // In front of the demo portal: its logout also says Clear-Site-Data "cache", as many portals' do.
+/** A stack whose portal's answers say Clear-Site-Data as `saying` gives it for the request's URL (many portals' logouts do). */
+async function stackBehindClearSiteData(t: Tap.Test, saying: (url: string) => string | undefined): Promise<Stack> {
+  // In front of the demo portal: its answers as they are, with the header added.
   let portalUrl = '';
   const front = createServer((req, res) => {
     const up = httpRequest(new URL(req.url!, portalUrl), { method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode!, { ...answer.headers, ...(req.url!.startsWith('/logout') ? { 'clear-site-data': '"cache"' } : {}) });
+      const value = saying(req.url!);
+      res.writeHead(answer.statusCode!, { ...answer.headers, ...(value === undefined ? {} : { 'clear-site-data': value }) });
       answer.pipe(res);
     });
     req.pipe(up);
@@ -788,10 +790,57 @@ t.test("the portal's logout answered with a Clear-Site-Data of its own: the brow
     },
   });
   t.teardown(s.close);
+  return s;
+}
+
+const sessionsEnded = (s: Stack) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'session_ended');
+
+t.test("the portal's logout answered with a Clear-Site-Data of its own: the browser still forgets what the gateway asks", async (t) => {
+  const s = await stackBehindClearSiteData(t, (url) => (url.startsWith('/logout') ? '"cache"' : undefined));
   const { b } = await signUpAndEnrol(s);
   const out = await b.get('/logout', { 'sec-fetch-site': 'same-origin' });
   t.equal(out.status, 302);
   t.equal(out.headers['clear-site-data'], '"cache", "cookies", "storage", "cache"', "the gateway's list and the portal's");
+});
+
+// The demo portal's /echo, with ?csd= the Clear-Site-Data its answer says: a logout the configuration does not name.
+const csd = (url: string) => new URL(url, 'http://x').searchParams.get('csd') ?? undefined;
+
+t.test("a portal answer that has the browser delete its cookies (Clear-Site-Data) ends the gateway session, as the portal's logout", async (t) => {
+  const s = await stackBehindClearSiteData(t, csd);
+  const { b, secret } = await signUpAndEnrol(s);
+  let browser = b;
+  for (const [said, sent] of [['"cache","cookies"', '"cache", "cookies", "storage", "cache","cookies"'], ['"*"', '"cache", "cookies", "storage", "*"']] as const) {
+    const old = browser.cookies.get('__Host-mfa-session')!;
+    const out = await browser.get(`/echo?csd=${encodeURIComponent(said)}`);
+    t.equal(out.status, 200, `${said}: the portal's answer`);
+    t.equal(out.headers['clear-site-data'], sent, "with what the gateway's sign-out clears, and the portal's list");
+    t.notOk(browser.cookies.has('__Host-mfa-session'), 'the session cookie cleared');
+    const replay = s.browser();
+    replay.cookies.set('__Host-mfa-session', old);
+    t.equal((await replay.get('/echo')).status, 302, 'a copy of the old cookie is refused');
+    browser = (await signInWithTotp(s, secret)).b;
+  }
+  t.match(sessionsEnded(s), [{ reason: 'portal-logout' }, { reason: 'portal-logout' }], 'noted as the portal\'s logout');
+  t.equal(sessionsEnded(s).length, 2);
+});
+
+t.test('a Clear-Site-Data that deletes no cookies ends nothing; without a session, it passes as it is', async (t) => {
+  const s = await stackBehindClearSiteData(t, csd);
+  const { b } = await signUpAndEnrol(s);
+  // Browsers ignore directives they cannot read: an unquoted or capitalised cookies keeps the cookies.
+  for (const said of ['"cache"', '"storage"', '"cache", "storage"', 'cookies', '"Cookies"']) {
+    const out = await b.get(`/echo?csd=${encodeURIComponent(said)}`);
+    t.equal(out.status, 200);
+    t.equal(out.headers['clear-site-data'], said, `${said}: as the portal said it`);
+    t.ok(b.cookies.has('__Host-mfa-session'));
+    t.equal((await b.get('/echo')).status, 200, 'still signed in');
+  }
+  t.same(sessionsEnded(s), [], 'no session ended');
+  // The login page, public: the answer goes on to the sign-in's jar of portal cookies, as any other.
+  const out = await s.browser().get(`/login?csd=${encodeURIComponent('"cookies"')}`);
+  t.equal(out.status, 200);
+  t.equal(out.headers['clear-site-data'], '"cookies"', 'not signed in: the portal\'s answer as it is');
 });
 
 t.test("the portal's logout with the portal down: the 502 page still tells the browser to forget what the session left", async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-path.js';
 import { applySetCookies, cookieHeader, cookieValues, portalSessionDigest, sameJar, setCookieNames, withExplicitPath } from '../../../src/domain/cookie-jar.js';
-import { browserResponseHeaders, upstreamRequestHeaders } from '../../../src/domain/headers.js';
+import { browserResponseHeaders, clearsCookies, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
 import { browserLocation, returnTarget } from '../../../src/domain/redirect.js';
 import { sessionState, sessionTtlMs, touchDue } from '../../../src/domain/session-times.js';
@@ -325,6 +325,16 @@ t.test('response headers to the browser', async (t) => {
     t.same(portal({ refresh: sent }), { refresh: sent }, `${sent}: as sent`);
 });
 
+
+t.test("a portal answer's Clear-Site-Data that has the browser delete its cookies", async (t) => {
+  for (const value of ['"cookies"', '"*"', '"cache", "cookies"', '"cache","cookies","storage"', ' "storage" ,\t"cookies" ', ['"cache"', '"cookies"']]) {
+    t.ok(clearsCookies(value), JSON.stringify(value));
+  }
+  // Browsers match each directive exactly, quotes and case, and ignore the others.
+  for (const value of [undefined, '', '"cache"', '"storage"', '"cache", "storage", "executionContexts"', 'cookies', '"Cookies"', '*', "'cookies'", '"cookies', '"cache" "cookies"']) {
+    t.notOk(clearsCookies(value), JSON.stringify(value));
+  }
+});
 
 t.test('loggedTarget: the path of a refused target, never an authority or parameter values', async (t) => {
   t.equal(loggedTarget('/records/%zz?q=secret'), '/records/%zz', 'the query is left out');
