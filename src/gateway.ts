@@ -124,7 +124,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
     limits: { idleMs: config.session.idleTimeoutSeconds * 1000, absoluteMs: config.session.absoluteTimeoutSeconds * 1000 },
     security,
   });
-  const webhooks = new Webhooks({ clock, log: logger, timeoutMs: config.notify.timeoutSeconds * 1000, retries: config.notify.retries, retryDelayMs: 1000 });
+  const webhooks = new Webhooks({ clock, log: logger, metrics, timeoutMs: config.notify.timeoutSeconds * 1000, retries: config.notify.retries, retryDelayMs: 1000 });
   const notifier = new Notifier(webhooks, config.notify.url && config.notify.secret ? { url: config.notify.url, secret: config.notify.secret } : null, clock);
   const attempts = new Attempts({ config, clock, kv, pending: pendingLogins, sessions, security, notifier });
   const totp = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors: factorStore, security, notifier });

@@ -24,6 +24,7 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
  * | mfa_gateway_store_call_duration_seconds   | histogram | –                                     | Time of each store (Redis) call, failed ones included            |
  * | mfa_gateway_store_errors_total            | counter   | –                                     | Failed store calls: Redis errors and timeouts, full memory store |
  * | mfa_gateway_audit_failures_total          | counter   | kind                                  | Audit trail failures by AuditError code (AUDIT_WRITE_FAILED, …)  |
+ * | mfa_gateway_notification_failures_total   | counter   | reason: failed, dropped, shutdown     | Notify webhook events never delivered (receiver down, backlog)   |
  * | mfa_gateway_ready                         | gauge     | –                                     | 1 when the latest readiness check passed, 0 when it failed       |
  * | process_*, nodejs_*                       | various   | prom-client defaults                  | CPU, memory, heap, event-loop lag, handles, GC                   |
  *
@@ -33,6 +34,11 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
  */
 
 export type UpstreamErrorKind = 'unavailable' | 'timeout' | 'busy';
+/**
+ * Why a notify event was never delivered: failed (its retries too), dropped (too many deliveries waiting), shutdown
+ * (the process ended first).
+ */
+export type NotificationFailure = 'failed' | 'dropped' | 'shutdown';
 
 export interface MetricsOptions {
   /** Collect prom-client's process and Node.js metrics (default true). */
@@ -45,6 +51,7 @@ const FACTORS = new Set(['totp', 'webauthn', 'recovery', 'enrolment-code']);
 const VERDICTS = new Set(['allow', 'deny', 'sign-in', 'managed-device', 'step-up']);
 const DENY_REASONS = new Set(['rule', 'unknown-address', 'unmanaged-device', 'method-override', 'legacy-auth', 'legacy-endpoint']);
 const UPSTREAM_KINDS = new Set<string>(['unavailable', 'timeout', 'busy']);
+const NOTIFICATION_FAILURES = new Set<string>(['failed', 'dropped', 'shutdown']);
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
@@ -99,6 +106,11 @@ export class Metrics {
   private readonly storeDuration = new HotHistogram('mfa_gateway_store_call_duration_seconds', 'Time of each Redis call, failed ones included.', [], STORE_BUCKETS, this.registry);
   private readonly storeErrors = this.counter('mfa_gateway_store_errors_total', 'Store calls that failed: Redis calls that failed or timed out, writes refused by a full memory store.');
   private readonly auditFailures = this.counter('mfa_gateway_audit_failures_total', 'Audit trail failures, by AuditError code.', ['kind']);
+  private readonly notificationFailures = this.counter(
+    'mfa_gateway_notification_failures_total',
+    'Notify webhook events never delivered: failed (after their retries), dropped (too many waiting), shutdown (lost at a stop).',
+    ['reason'],
+  );
   private readonly readyGauge = new Gauge({ name: 'mfa_gateway_ready', help: '1 when the last readiness check passed, 0 when it failed.', registers: [this.registry] });
 
   constructor(opts: MetricsOptions = {}) {
@@ -119,6 +131,7 @@ export class Metrics {
     for (const event of this.events.known) this.securityEvents.inc({ event }, 0);
     for (const kind of this.auditKinds.known) this.auditFailures.inc({ kind }, 0);
     for (const kind of UPSTREAM_KINDS) this.upstreamErrors.inc({ kind }, 0);
+    for (const reason of NOTIFICATION_FAILURES) this.notificationFailures.inc({ reason }, 0);
     this.storeErrors.inc(0);
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
@@ -188,6 +201,11 @@ export class Metrics {
   /** An audit trail failure, by its AuditError code (e.g. AUDIT_WRITE_FAILED, AUDIT_MIRROR_FAILED). */
   auditFailure(kind: string): void {
     this.auditFailures.inc({ kind: this.auditKinds.of(kind) });
+  }
+
+  /** A notify event that will never reach the receiver, and why. */
+  notificationFailure(reason: NotificationFailure): void {
+    this.notificationFailures.inc({ reason: oneOf(NOTIFICATION_FAILURES, reason) });
   }
 
   /** The outcome of the latest readiness check (the admin server sets it). */

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { request } from 'undici';
 import type { Clock } from '../clock.js';
 import { newId } from '../mechanisms/random.js';
+import type { Metrics, NotificationFailure } from '../metrics/metrics.js';
 
 export type NotificationEvent =
   | 'enrolled'
@@ -64,15 +65,22 @@ const MAX_DELIVERIES = 200;
  */
 export type Delivery = { delivered: true } | { delivered: false; why: string };
 
+/** What the log says of an event that will not be delivered, by the reason counted. */
+const NOT_DELIVERED: Record<NotificationFailure, string> = {
+  failed: 'webhook not delivered: giving up',
+  dropped: 'webhook not delivered: too many deliveries waiting',
+  shutdown: 'webhook not delivered: shutting down',
+};
+
 export class Webhooks {
-  /** Deliveries running or waiting for a retry, with their event and whether it was logged as lost at shutdown. */
+  /** Deliveries running or waiting for a retry, with their event and whether it was logged as lost. */
   private readonly inFlight = new Map<Promise<void>, { event: string; lost: boolean }>();
   /** Set at shutdown: deliveries waiting for a retry (woken by `wakers`) try at once, and for the last time. */
   private closing = false;
   private readonly wakers = new Set<() => void>();
 
   constructor(
-    private readonly d: { clock: Clock; log: Logger; timeoutMs: number; retries: number; retryDelayMs: number },
+    private readonly d: { clock: Clock; log: Logger; metrics: Metrics; timeoutMs: number; retries: number; retryDelayMs: number },
   ) {}
 
   /**
@@ -100,10 +108,10 @@ export class Webhooks {
     }
   }
 
-  /** Delivers in the background with bounded retries; failures are logged, never thrown. */
+  /** Delivers in the background with bounded retries; failures are logged, never thrown; lost events are counted. */
   send(target: WebhookTarget, payload: { event: string; [field: string]: unknown }): void {
     if (this.inFlight.size >= MAX_DELIVERIES) {
-      this.d.log.error({ webhook: payload.event, waiting: this.inFlight.size }, 'webhook not delivered: too many deliveries waiting');
+      this.lose({ event: payload.event, lost: false }, 'dropped', { waiting: this.inFlight.size });
       return;
     }
     const entry = { event: payload.event, lost: false };
@@ -113,19 +121,15 @@ export class Webhooks {
         if (delivery.delivered) return;
         this.d.log.warn({ webhook: payload.event, attempt, why: delivery.why }, 'webhook delivery failed');
         if (attempt > this.d.retries) break;
-        // Its retries cut short by the shutdown: lost, and logged as such (once: settle may have logged it already).
-        if (this.closing) {
-          if (!entry.lost) this.d.log.error({ webhook: payload.event }, 'webhook not delivered: shutting down');
-          entry.lost = true;
-          return;
-        }
+        // Its retries cut short by the shutdown: lost (settle may have said so already).
+        if (this.closing) return this.lose(entry, 'shutdown');
         await new Promise<void>((r) => {
           const done = () => (clearTimeout(timer), this.wakers.delete(done), r());
           const timer = setTimeout(done, this.d.retryDelayMs * 2 ** (attempt - 1)).unref();
           this.wakers.add(done);
         });
       }
-      if (!entry.lost) this.d.log.error({ webhook: payload.event }, 'webhook not delivered: giving up');
+      this.lose(entry, 'failed');
     })();
     this.inFlight.set(job, entry);
     void job.finally(() => this.inFlight.delete(job));
@@ -141,10 +145,15 @@ export class Webhooks {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all([...this.inFlight.keys()]), new Promise((r) => (timer = setTimeout(r, maxMs)))]);
     clearTimeout(timer);
-    for (const entry of this.inFlight.values()) {
-      if (!entry.lost) this.d.log.error({ webhook: entry.event }, 'webhook not delivered: shutting down');
-      entry.lost = true;
-    }
+    for (const entry of this.inFlight.values()) this.lose(entry, 'shutdown');
+  }
+
+  /** An event that will not be delivered: logged and counted once, whoever finds it lost first. */
+  private lose(entry: { event: string; lost: boolean }, reason: NotificationFailure, fields: Record<string, unknown> = {}): void {
+    if (entry.lost) return;
+    entry.lost = true;
+    this.d.log.error({ webhook: entry.event, ...fields }, NOT_DELIVERED[reason]);
+    this.d.metrics.notificationFailure(reason);
   }
 }
 

@@ -114,6 +114,7 @@ t.test('delivery is retried, then given up and logged; sign-in never waits for i
   t.ok(s2.logs.some((l) => l.includes('"webhook":"enrolled"') && l.includes('webhook delivery failed')), 'each failure logged');
   t.ok(s2.logs.some((l) => l.includes('webhook not delivered')), 'and the giving up');
   t.equal(dead.calls.length, 0);
+  t.match(await s2.app.gateway.metrics.text(), /^mfa_gateway_notification_failures_total\{reason="failed"\} 1$/m, 'counted, for an alert');
 });
 
 t.test('signatures: what a receiver checks', async (t) => {

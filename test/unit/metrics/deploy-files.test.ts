@@ -58,7 +58,7 @@ t.test('alerting rules: well formed, each names metrics the gateway exports', as
       covered.add(s.replace(/_(bucket|count|sum)$/, ''));
     }
   }
-  for (const m of ['mfa_gateway_address_blocks_total', 'mfa_gateway_login_failure_surges_total', 'mfa_gateway_password_checks_total', 'mfa_gateway_factor_lockouts_total', 'mfa_gateway_store_errors_total', 'mfa_gateway_store_call_duration_seconds', 'mfa_gateway_ready', 'mfa_gateway_audit_failures_total', 'mfa_gateway_upstream_errors_total']) {
+  for (const m of ['mfa_gateway_address_blocks_total', 'mfa_gateway_login_failure_surges_total', 'mfa_gateway_password_checks_total', 'mfa_gateway_factor_lockouts_total', 'mfa_gateway_store_errors_total', 'mfa_gateway_store_call_duration_seconds', 'mfa_gateway_ready', 'mfa_gateway_audit_failures_total', 'mfa_gateway_upstream_errors_total', 'mfa_gateway_notification_failures_total']) {
     t.ok(covered.has(m), `an alert watches ${m}`);
   }
 });

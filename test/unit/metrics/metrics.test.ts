@@ -150,6 +150,15 @@ t.test('upstream errors by kind, audit failures by kind', async (t) => {
   t.match(await m.text(), 'mfa_gateway_upstream_errors_total{kind="unavailable"} 0', 'every kind has a series from the start');
 });
 
+t.test('notifications never delivered, by reason', async (t) => {
+  const m = fresh();
+  m.notificationFailure('failed');
+  m.notificationFailure('failed');
+  m.notificationFailure('shutdown');
+  t.same(await samples(m), ['mfa_gateway_notification_failures_total{reason="failed"} 2', 'mfa_gateway_notification_failures_total{reason="shutdown"} 1']);
+  t.match(await m.text(), 'mfa_gateway_notification_failures_total{reason="dropped"} 0', 'every reason has a series from the start');
+});
+
 t.test('store calls: latency of every call, errors counted; measuredStore passes results through', async (t) => {
   const m = fresh();
   m.storeCall(true, 0.002);

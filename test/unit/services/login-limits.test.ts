@@ -1,6 +1,7 @@
 // Stuffing detection per client address: what the shared bucket of unreadable addresses leaves in the store.
 import t from 'tap';
 import pino from 'pino';
+import { Metrics } from '../../../src/metrics/metrics.js';
 import { LoginLimits } from '../../../src/services/login-limits.js';
 import { Notifier, Webhooks } from '../../../src/services/notifier.js';
 import { keys } from '../../../src/stores/keys.js';
@@ -12,7 +13,7 @@ t.test('failures from unreadable addresses add nothing to a set of usernames (th
   const clock = new FakeClock();
   const kv = new MemoryKvStore(clock);
   const config = testConfig('http://127.0.0.1:9');
-  const limits = new LoginLimits({ config, clock, kv, security: () => {}, notifier: new Notifier(new Webhooks({ clock, log: pino({ level: 'silent' }), timeoutMs: 1000, retries: 0, retryDelayMs: 0 }), null, clock) });
+  const limits = new LoginLimits({ config, clock, kv, security: () => {}, notifier: new Notifier(new Webhooks({ clock, log: pino({ level: 'silent' }), metrics: new Metrics({ defaultMetrics: false }), timeoutMs: 1000, retries: 0, retryDelayMs: 0 }), null, clock) });
   const accounts = config.limits.stuffing.distinctAccounts + 5;
   for (let i = 0; i < accounts; i++) await limits.failed(`pid-${i}`, null);
   t.same(await kv.setMembers(keys.addressUsernames('unknown')), [], 'no usernames kept for the unknown bucket');

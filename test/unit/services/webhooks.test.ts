@@ -6,15 +6,22 @@ import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { systemClock } from '../../../src/clock.js';
+import { Metrics, type NotificationFailure } from '../../../src/metrics/metrics.js';
 import { Webhooks } from '../../../src/services/notifier.js';
 import { startReceiver } from '../../helpers/webhook-receiver.js';
 
 const target = (url: string) => ({ url, secret: 'k'.repeat(40) });
 
-function webhooks(timeoutMs: number) {
+function webhooks(timeoutMs: number, retries = 0, retryDelayMs = 10) {
   const lines: string[] = [];
   const log = pino(new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) }));
-  return { hooks: new Webhooks({ clock: systemClock, log, timeoutMs, retries: 0, retryDelayMs: 10 }), lines };
+  const metrics = new Metrics({ defaultMetrics: false });
+  return { hooks: new Webhooks({ clock: systemClock, log, metrics, timeoutMs, retries, retryDelayMs }), lines, metrics };
+}
+
+/** Events counted as never delivered, for that reason. */
+async function lost(metrics: Metrics, reason: NotificationFailure): Promise<number> {
+  return Number(new RegExp(`^mfa_gateway_notification_failures_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(await metrics.text())![1]);
 }
 
 t.test('a receiver that answers 200 and then sends its body a byte at a time: delivered, within the timeout', async (t) => {
@@ -59,7 +66,7 @@ t.test('a receiver that sends its headers a byte at a time: not delivered, withi
 t.test('deliveries waiting on an endpoint that never answers are capped; the ones beyond are dropped and logged', async (t) => {
   const hung = await startReceiver(Array.from({ length: 250 }, () => 0));
   t.teardown(hung.close);
-  const { hooks, lines } = webhooks(30_000);
+  const { hooks, lines, metrics } = webhooks(30_000);
   for (let i = 0; i < 210; i++) hooks.send(target(hung.url), { event: 'address_blocked' });
   const deadline = Date.now() + 10_000;
   while (hung.hanging() < 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -68,6 +75,22 @@ t.test('deliveries waiting on an endpoint that never answers are capped; the one
   const dropped = lines.filter((l) => l.includes('too many deliveries waiting'));
   t.equal(dropped.length, 10, 'the other ten are dropped, each logged');
   t.match(JSON.parse(dropped[0]!), { webhook: 'address_blocked', waiting: 200 });
+  t.equal(await lost(metrics, 'dropped'), 10, 'and counted');
+});
+
+t.test('an event still not delivered after its retries: logged and counted once', async (t) => {
+  const down = await startReceiver([503, 500, 502]);
+  t.teardown(down.close);
+  const { hooks, lines, metrics } = webhooks(1000, 2, 10);
+  hooks.send(target(down.url), { event: 'factor_added' });
+  const deadline = Date.now() + 5000;
+  while (!lines.some((l) => l.includes('giving up')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  t.equal(down.all.length, 3, 'tried three times');
+  t.equal(lines.filter((l) => l.includes('webhook delivery failed')).length, 3, 'each failure logged');
+  t.match(JSON.parse(lines.find((l) => l.includes('webhook not delivered: giving up'))!), { webhook: 'factor_added' });
+  t.equal(await lost(metrics, 'failed'), 1, 'one event lost');
+  await hooks.settle();
+  t.equal(await lost(metrics, 'shutdown'), 0, 'not counted again at shutdown');
 });
 
 t.test('a failed delivery is logged with why: the receiver’s status, or the error’s code, never the URL', async (t) => {
@@ -106,7 +129,7 @@ t.test('at shutdown, a delivery waiting for its retry tries at once; one still n
   const log = pino(new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) }));
   const flaky = await startReceiver([500]);
   t.teardown(flaky.close);
-  const hooks = new Webhooks({ clock: systemClock, log, timeoutMs: 1000, retries: 3, retryDelayMs: 60_000 });
+  const hooks = new Webhooks({ clock: systemClock, log, metrics: new Metrics({ defaultMetrics: false }), timeoutMs: 1000, retries: 3, retryDelayMs: 60_000 });
   hooks.send(target(flaky.url), { event: 'factors_reset' });
   while (flaky.all.length < 1) await new Promise((r) => setTimeout(r, 10));
   const started = Date.now();
@@ -117,12 +140,14 @@ t.test('at shutdown, a delivery waiting for its retry tries at once; one still n
 
   const dead = await startReceiver([500, 0]);
   t.teardown(dead.close);
-  const closing = new Webhooks({ clock: systemClock, log, timeoutMs: 5000, retries: 3, retryDelayMs: 60_000 });
+  const metrics = new Metrics({ defaultMetrics: false });
+  const closing = new Webhooks({ clock: systemClock, log, metrics, timeoutMs: 5000, retries: 3, retryDelayMs: 60_000 });
   closing.send(target(dead.url), { event: 'factor_added' });
   while (dead.all.length < 1) await new Promise((r) => setTimeout(r, 10));
   await closing.settle(500);
   t.equal(dead.hanging(), 1, 'tried again at once (and that one hangs)');
   t.match(JSON.parse(lines.find((l) => l.includes('webhook not delivered: shutting down'))!), { webhook: 'factor_added' }, 'the event left undelivered is logged');
+  t.equal(await lost(metrics, 'shutdown'), 1, 'and counted');
 });
 
 t.test('at shutdown, a delivery whose try at once fails too is logged as lost to the shutdown, once', async (t) => {
@@ -130,11 +155,13 @@ t.test('at shutdown, a delivery whose try at once fails too is logged as lost to
   const log = pino(new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) }));
   const failing = await startReceiver([500, 500]);
   t.teardown(failing.close);
-  const hooks = new Webhooks({ clock: systemClock, log, timeoutMs: 1000, retries: 3, retryDelayMs: 60_000 });
+  const metrics = new Metrics({ defaultMetrics: false });
+  const hooks = new Webhooks({ clock: systemClock, log, metrics, timeoutMs: 1000, retries: 3, retryDelayMs: 60_000 });
   hooks.send(target(failing.url), { event: 'factors_reset' });
   while (failing.all.length < 1) await new Promise((r) => setTimeout(r, 10));
   await hooks.settle();
   t.equal(failing.all.length, 2, 'tried again at once, and refused again');
-  const lost = lines.map((l) => JSON.parse(l)).filter((l) => /^webhook not delivered/.test(l.msg));
-  t.same(lost.map((l) => [l.msg, l.webhook]), [['webhook not delivered: shutting down', 'factors_reset']], 'one line says the event is lost to the shutdown');
+  const gone = lines.map((l) => JSON.parse(l)).filter((l) => /^webhook not delivered/.test(l.msg));
+  t.same(gone.map((l) => [l.msg, l.webhook]), [['webhook not delivered: shutting down', 'factors_reset']], 'one line says the event is lost to the shutdown');
+  t.equal(await lost(metrics, 'shutdown'), 1, 'counted once');
 });
