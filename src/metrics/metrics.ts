@@ -24,7 +24,7 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
  * | mfa_gateway_store_call_duration_seconds   | histogram | –                                     | Time of each store (Redis) call, failed ones included            |
  * | mfa_gateway_store_errors_total            | counter   | –                                     | Failed store calls: Redis errors and timeouts, full memory store |
  * | mfa_gateway_audit_failures_total          | counter   | kind                                  | Audit trail failures by AuditError code (AUDIT_WRITE_FAILED, …)  |
- * | mfa_gateway_notification_failures_total   | counter   | reason: failed, dropped, shutdown     | Notify webhook events never delivered (receiver down, backlog)   |
+ * | mfa_gateway_notification_failures_total   | counter   | reason                                | Notify events lost: refused, failed (retries), dropped, shutdown |
  * | mfa_gateway_ready                         | gauge     | –                                     | 1 when the latest readiness check passed, 0 when it failed       |
  * | process_*, nodejs_*                       | various   | prom-client defaults                  | CPU, memory, heap, event-loop lag, handles, GC                   |
  *
@@ -35,10 +35,10 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 export type UpstreamErrorKind = 'unavailable' | 'timeout' | 'busy';
 /**
- * Why a notify event was never delivered: failed (its retries too), dropped (too many deliveries waiting), shutdown
- * (the process ended first).
+ * Why a notify event was never delivered: refused (a 4xx that a retry would get again), failed (its retries too),
+ * dropped (too many deliveries waiting), shutdown (the process ended first).
  */
-export type NotificationFailure = 'failed' | 'dropped' | 'shutdown';
+export type NotificationFailure = 'refused' | 'failed' | 'dropped' | 'shutdown';
 
 export interface MetricsOptions {
   /** Collect prom-client's process and Node.js metrics (default true). */
@@ -51,7 +51,7 @@ const FACTORS = new Set(['totp', 'webauthn', 'recovery', 'enrolment-code']);
 const VERDICTS = new Set(['allow', 'deny', 'sign-in', 'managed-device', 'step-up']);
 const DENY_REASONS = new Set(['rule', 'unknown-address', 'unmanaged-device', 'method-override', 'legacy-auth', 'legacy-endpoint']);
 const UPSTREAM_KINDS = new Set<string>(['unavailable', 'timeout', 'busy']);
-const NOTIFICATION_FAILURES = new Set<string>(['failed', 'dropped', 'shutdown']);
+const NOTIFICATION_FAILURES = new Set<string>(['refused', 'failed', 'dropped', 'shutdown']);
 const REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 
@@ -108,7 +108,7 @@ export class Metrics {
   private readonly auditFailures = this.counter('mfa_gateway_audit_failures_total', 'Audit trail failures, by AuditError code.', ['kind']);
   private readonly notificationFailures = this.counter(
     'mfa_gateway_notification_failures_total',
-    'Notify webhook events never delivered: failed (after their retries), dropped (too many waiting), shutdown (lost at a stop).',
+    'Notify webhook events never delivered: refused (a 4xx but 408 and 429, not retried), failed (after their retries), dropped (too many waiting), shutdown (lost at a stop).',
     ['reason'],
   );
   private readonly readyGauge = new Gauge({ name: 'mfa_gateway_ready', help: '1 when the last readiness check passed, 0 when it failed.', registers: [this.registry] });

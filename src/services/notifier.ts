@@ -61,12 +61,22 @@ const MAX_DELIVERIES = 200;
 
 /**
  * How one POST went: delivered, or why not (the receiver's status, or the error's code: never its message, which may
- * name the URL, and a URL may carry a token), so that a wrong secret, a TLS error and a receiver down read apart.
+ * name the URL, and a URL may carry a token), so that a wrong secret, a TLS error and a receiver down read apart; and
+ * whether trying again may go through.
  */
-export type Delivery = { delivered: true } | { delivered: false; why: string };
+export type Delivery = { delivered: true } | { delivered: false; why: string; retry: boolean };
+
+/**
+ * A receiver's status that trying again cannot change: a 4xx (a wrong secret or URL, a body it does not take), but
+ * 408 and 429, which ask for a later try.
+ */
+export function refusedForGood(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
 
 /** What the log says of an event that will not be delivered, by the reason counted. */
 const NOT_DELIVERED: Record<NotificationFailure, string> = {
+  refused: 'webhook not delivered: refused',
   failed: 'webhook not delivered: giving up',
   dropped: 'webhook not delivered: too many deliveries waiting',
   shutdown: 'webhook not delivered: shutting down',
@@ -99,16 +109,21 @@ export class Webhooks {
       });
       // The answer's body says nothing more; read (so the connection can serve the next call) until the deadline.
       await res.body.dump().catch(() => {});
-      return res.statusCode >= 200 && res.statusCode < 300 ? { delivered: true } : { delivered: false, why: `status ${res.statusCode}` };
+      return res.statusCode >= 200 && res.statusCode < 300
+        ? { delivered: true }
+        : { delivered: false, why: `status ${res.statusCode}`, retry: !refusedForGood(res.statusCode) };
     } catch (err) {
       // Node's and undici's codes are words (ECONNREFUSED); the timeout's is a number (23, of DOMException): its name
       // (TimeoutError) says it.
       const { code, name } = err as { code?: unknown; name?: unknown };
-      return { delivered: false, why: typeof code === 'string' ? code : String(name ?? 'error') };
+      return { delivered: false, why: typeof code === 'string' ? code : String(name ?? 'error'), retry: true };
     }
   }
 
-  /** Delivers in the background with bounded retries; failures are logged, never thrown; lost events are counted. */
+  /**
+   * Delivers in the background with bounded retries (none after a refusal for good); failures are logged, never
+   * thrown; events not delivered are counted.
+   */
   send(target: WebhookTarget, payload: { event: string; [field: string]: unknown }): void {
     if (this.inFlight.size >= MAX_DELIVERIES) {
       this.lose({ event: payload.event, lost: false }, 'dropped', { waiting: this.inFlight.size });
@@ -119,6 +134,8 @@ export class Webhooks {
       for (let attempt = 1; attempt <= this.d.retries + 1; attempt++) {
         const delivery = await this.post(target, payload);
         if (delivery.delivered) return;
+        // Refused for good: the same call again gets the same answer, so it is not sent again (one line, with why).
+        if (!delivery.retry) return this.lose(entry, 'refused', { attempt, why: delivery.why });
         this.d.log.warn({ webhook: payload.event, attempt, why: delivery.why }, 'webhook delivery failed');
         if (attempt > this.d.retries) break;
         // Its retries cut short by the shutdown: lost (settle may have said so already).

@@ -155,7 +155,12 @@ t.test('notifications never delivered, by reason', async (t) => {
   m.notificationFailure('failed');
   m.notificationFailure('failed');
   m.notificationFailure('shutdown');
-  t.same(await samples(m), ['mfa_gateway_notification_failures_total{reason="failed"} 2', 'mfa_gateway_notification_failures_total{reason="shutdown"} 1']);
+  m.notificationFailure('refused');
+  t.same(await samples(m), [
+    'mfa_gateway_notification_failures_total{reason="failed"} 2',
+    'mfa_gateway_notification_failures_total{reason="refused"} 1',
+    'mfa_gateway_notification_failures_total{reason="shutdown"} 1',
+  ]);
   t.match(await m.text(), 'mfa_gateway_notification_failures_total{reason="dropped"} 0', 'every reason has a series from the start');
 });
 

@@ -105,7 +105,7 @@ t.test('a failed delivery is logged with why: the receiver’s status, or the er
   const secretUrl = `http://127.0.0.1:${(refusing.address() as { port: number }).port}/hook?token=hush`;
   hooks.send(target(secretUrl), { event: 'factor_added' });
   await hooks.settle();
-  t.match(JSON.parse(lines.find((l) => l.includes('webhook delivery failed'))!), { webhook: 'factor_added', attempt: 1, why: 'status 401' });
+  t.match(JSON.parse(lines.find((l) => l.includes('webhook not delivered: refused'))!), { webhook: 'factor_added', attempt: 1, why: 'status 401' });
   // Nothing listens on the port once it is closed.
   const closed = createServer();
   closed.listen(0, '127.0.0.1');
@@ -113,15 +113,45 @@ t.test('a failed delivery is logged with why: the receiver’s status, or the er
   const port = (closed.address() as { port: number }).port;
   closed.close();
   await once(closed, 'close');
-  t.same(await hooks.post(target(`http://127.0.0.1:${port}/hook?token=hush`), { event: 'x' }), { delivered: false, why: 'ECONNREFUSED' });
+  t.same(await hooks.post(target(`http://127.0.0.1:${port}/hook?token=hush`), { event: 'x' }), { delivered: false, why: 'ECONNREFUSED', retry: true });
   // A receiver that takes the call and never answers.
   const silent = createServer((req) => req.resume());
   silent.listen(0, '127.0.0.1');
   await once(silent, 'listening');
   t.teardown(() => silent.closeAllConnections() ?? silent.close());
   const { hooks: quick } = webhooks(300);
-  t.same(await quick.post(target(`http://127.0.0.1:${(silent.address() as { port: number }).port}/hook`), { event: 'x' }), { delivered: false, why: 'TimeoutError' });
+  t.same(await quick.post(target(`http://127.0.0.1:${(silent.address() as { port: number }).port}/hook`), { event: 'x' }), { delivered: false, why: 'TimeoutError', retry: true });
   t.notOk(lines.join('\n').includes('hush'), 'the URL is not logged');
+});
+
+t.test('a refusal for good (a 4xx but 408 and 429) is not tried again: one line, counted; 408, 429 and 5xx are', async (t) => {
+  for (const status of [400, 401, 403, 404, 410, 422]) {
+    const refusing = await startReceiver([status]);
+    t.teardown(refusing.close);
+    const { hooks, lines, metrics } = webhooks(1000, 3, 10);
+    hooks.send(target(refusing.url), { event: 'factor_added' });
+    while (refusing.all.length < 1) await new Promise((r) => setTimeout(r, 10));
+    // Long enough for the three retries, 10, 20 and 40 ms apart.
+    await new Promise((r) => setTimeout(r, 200));
+    t.equal(refusing.all.length, 1, `${status}: sent once`);
+    await hooks.settle();
+    t.same(
+      lines.map((l) => JSON.parse(l)).map((l) => [l.msg, l.why]),
+      [['webhook not delivered: refused', `status ${status}`]],
+      `${status}: one line says it`,
+    );
+    t.equal(await lost(metrics, 'refused'), 1, `${status}: counted`);
+    t.equal(await lost(metrics, 'shutdown'), 0, `${status}: and not as lost at shutdown`);
+  }
+  for (const status of [408, 429, 500, 503]) {
+    const busy = await startReceiver([status, status]);
+    t.teardown(busy.close);
+    const { hooks, metrics } = webhooks(1000, 3, 10);
+    hooks.send(target(busy.url), { event: 'factor_added' });
+    await busy.waitFor(1);
+    t.equal(busy.all.length, 3, `${status}: tried again until delivered`);
+    t.equal(await lost(metrics, 'refused'), 0, `${status}: not counted`);
+  }
 });
 
 t.test('at shutdown, a delivery waiting for its retry tries at once; one still not delivered is logged', async (t) => {
