@@ -3,8 +3,8 @@ import { Type, type Static } from '@sinclair/typebox';
 
 const Seconds = (def: number, description: string) => Type.Integer({ minimum: 1, default: def, description });
 // Seconds a timer runs: at most the longest a Node timer runs (2^31 - 1 ms), as a longer one fires at once (a
-// keep-alive of 30 days would close every idle connection after 1 ms).
-const TimerSeconds = (def: number, description: string) => Type.Integer({ minimum: 1, maximum: 2_147_483, default: def, description });
+// keep-alive of 30 days would close every idle connection after 1 ms); less where someone waits on it.
+const TimerSeconds = (def: number, description: string, maximum = 2_147_483) => Type.Integer({ minimum: 1, maximum, default: def, description });
 
 const KeyList = (description: string, idPattern: string) =>
   Type.Array(
@@ -340,7 +340,8 @@ export const ConfigSchema = Type.Object(
         url: Type.Optional(Type.String({ pattern: '^https?://', description: 'Receives a signed POST for each factor change, recovery code use and failed second step.' })),
         secret: Type.Optional(Type.String({ minLength: 32, description: 'HMAC-SHA-256 key signing each call (X-MFA-Signature).' })),
         retries: Type.Integer({ minimum: 0, maximum: 10, default: 3, description: 'Further attempts after a failed delivery (no answer, 408, 429 or 5xx; not another 4xx), 1 s, 2 s, 4 s … apart.' }),
-        timeoutSeconds: TimerSeconds(5, 'How long one delivery may take.'),
+        // The person who asked for an enrolment code waits on this one, and a proxy in front gives up at a minute or so.
+        timeoutSeconds: TimerSeconds(5, 'How long one delivery may take (at most 30 s: a person asking for an enrolment code waits for it).', 30),
       },
       { default: {}, additionalProperties: false, description: 'Notifications to the portal vendor ("was this you?").' },
     ),

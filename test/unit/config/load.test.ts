@@ -696,3 +696,11 @@ t.test('a timer option longer than a Node timer runs is refused: the timer would
   raw.session = { idleTimeoutSeconds: 900, absoluteTimeoutSeconds: 30 * 86_400 };
   t.equal(resolveConfig(raw).session.absoluteTimeoutSeconds, 30 * 86_400, 'a duration that sets no timer may be longer');
 });
+
+t.test('notify.timeoutSeconds is at most 30 s: a person asking for an enrolment code waits that long', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.notify = { timeoutSeconds: 3600 };
+  t.same(problemsOf(() => resolveConfig(raw)), ['notify.timeoutSeconds: must be <= 30'], 'refused (without the value: notify holds a secret)');
+  raw.notify.timeoutSeconds = 30;
+  t.equal(resolveConfig(raw).notify.timeoutSeconds, 30, 'the longest is taken');
+});
