@@ -15,7 +15,7 @@ export interface UiSettings {
 const nonces = new WeakMap<PageContext, string>();
 
 export function pageContext(ui: UiSettings, req: FastifyRequest): PageContext {
-  const { lang, dir, t } = ui.messages.forRequest(req.headers['accept-language']);
+  const { lang, dir, t, english } = ui.messages.forRequest(req.headers['accept-language']);
   const ctx: PageContext = {
     portalName: ui.portalName,
     prefix: ui.prefix,
@@ -23,6 +23,7 @@ export function pageContext(ui: UiSettings, req: FastifyRequest): PageContext {
     lang,
     dir,
     t,
+    english,
     get nonce() {
       let n = nonces.get(ctx);
       if (!n) nonces.set(ctx, (n = randomBytes(16).toString('base64')));

@@ -14,7 +14,9 @@ export class Messages {
   /** The direction of each catalogue's language, and its script (see scriptOf), worked out once. */
   private readonly directions = new Map<string, 'ltr' | 'rtl'>();
   private readonly scripts = new Map<string, string | undefined>();
-  /** Catalogues that leave messages out (shown in English, in a page marked as their language). */
+  /** Of each catalogue that leaves messages out: their English texts (see englishText). */
+  private readonly fallbacks = new Map<string, RegExp>();
+  /** Catalogues that leave messages out (shown in English, marked so on the pages). */
   readonly incomplete: { file: string; missing: string[] }[] = [];
 
   /**
@@ -47,7 +49,10 @@ export class Messages {
       this.catalogues.set(lang, { ...en, ...(messages as Catalogue) });
       const missing = Object.keys(en).filter((key) => !Object.hasOwn(messages, key));
       // English variants (en-GB) fall back to their own language.
-      if (missing.length && lang.split('-')[0] !== 'en') this.incomplete.push({ file, missing });
+      if (missing.length && lang.split('-')[0] !== 'en') {
+        this.incomplete.push({ file, missing });
+        this.fallbacks.set(lang, englishText(missing));
+      }
     }
     this.defaultLanguage = defaultLanguage.toLowerCase();
     if (!this.catalogues.has(this.defaultLanguage)) throw new Error(`no messages for the default language ${defaultLanguage}`);
@@ -63,11 +68,20 @@ export class Messages {
     return [...this.catalogues.keys()];
   }
 
-  /** The best language for an Accept-Language header, the direction of its script, and its translate function. */
-  forRequest(acceptLanguage: string | undefined): { lang: string; dir: 'ltr' | 'rtl'; t: Translate } {
+  /**
+   * The best language for an Accept-Language header, the direction of its script, its translate function, and
+   * whether a text from it is a message the catalogue leaves out, shown in English (to be marked so on a page).
+   */
+  forRequest(acceptLanguage: string | undefined): { lang: string; dir: 'ltr' | 'rtl'; t: Translate; english: (text: string) => boolean } {
     const lang = negotiate(acceptLanguage, this.scripts) ?? this.defaultLanguage;
     const catalogue = this.catalogues.get(lang)!;
-    return { lang, dir: this.directions.get(lang)!, t: (key, params) => fill(catalogue[key] ?? en[key], params) };
+    const fallbacks = this.fallbacks.get(lang);
+    return {
+      lang,
+      dir: this.directions.get(lang)!,
+      t: (key, params) => fill(catalogue[key] ?? en[key], params),
+      english: (text) => fallbacks?.test(text) ?? false,
+    };
   }
 }
 
@@ -76,6 +90,17 @@ export const english: Translate = (key, params) => fill(en[key], params);
 
 function fill(text: string, params: Record<string, string | number> | undefined): string {
   return params ? text.replace(/\{(\w+)\}/g, (m, name: string) => (name in params ? String(params[name]) : m)) : text;
+}
+
+/**
+ * The English texts of the messages a catalogue leaves out, with any values filled in (a page gets "Attempts left: 3",
+ * not the message's key): each message's words as they are, each placeholder any text. By text, so that a message
+ * reaches the page as a string wherever it was looked up (a route's error, a field's label). A translated message
+ * that reads as one of those (its translator kept the English) is taken as English too, which it is.
+ */
+function englishText(missing: string[]): RegExp {
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^(?:${missing.map((key) => en[key as MessageKey].split(/\{\w+\}/).map(escape).join('[^]*')).join('|')})$`);
 }
 
 function placeholders(text: string): string[] {

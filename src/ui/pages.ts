@@ -9,6 +9,8 @@ export interface PageContext {
   /** The direction of the language's script. */
   dir: 'ltr' | 'rtl';
   t: Translate;
+  /** Whether a text from `t` is a message the language's catalogue leaves out, shown in English. */
+  english: (text: string) => boolean;
   /** The nonce of this response's Content-Security-Policy, for the passkey scripts. */
   nonce: string;
   hasLogo: boolean;
@@ -41,7 +43,27 @@ export interface PasskeyAction {
   page?: string;
 }
 
+/**
+ * Escaped for HTML: attribute values, and text that is no message (names, codes). An attribute cannot carry a
+ * language of its own (lang on its element would cover the element's content too, and what is typed in a field): a
+ * message in one that the page's catalogue leaves out (an aria-label, the passkey script's texts, a field's value) is
+ * English taken as the page's language, left so.
+ */
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** The lang (and dir, on a right-to-left page) of English text in the page, as attributes of its element. */
+function inEnglish(ctx: PageContext): string {
+  return ` lang="en"${ctx.dir === 'rtl' ? ' dir="ltr"' : ''}`;
+}
+
+/**
+ * A message as an element's text, escaped. One the page's catalogue leaves out, shown in English, is marked so (WCAG
+ * 3.1.2): a screen reader reads it in English, not with the page language's voice and rules; on a right-to-left page
+ * it is laid out left to right ("Enter the code.", not ".Enter the code").
+ */
+function msg(ctx: PageContext, text: string): string {
+  return ctx.english(text) ? `<span${inEnglish(ctx)}>${esc(text)}</span>` : esc(text);
+}
 
 /** First strong isolate and pop directional isolate: bidi isolation in plain text, where no <bdi> can go. */
 const [FSI, PDI] = ['\u2068', '\u2069'];
@@ -55,9 +77,10 @@ const [FSI, PDI] = ['\u2068', '\u2069'];
  * tab and window titles lay out as the <bdi> is. Not in attribute values: none holds a name but the name field's
  * value, which is sent back and would keep the two characters in the name.
  */
-function named(t: Translate, key: MessageKey, name: string): { html: string; text: string } {
-  // t without values leaves {name} as it is, esc its braces; a function, so that a name's "$&" is no pattern.
-  return { html: esc(t(key)).replaceAll('{name}', () => `<bdi>${esc(name)}</bdi>`), text: t(key, { name: `${FSI}${name}${PDI}` }) };
+function named(ctx: PageContext, key: MessageKey, name: string): { html: string; text: string } {
+  const { t } = ctx;
+  // t without values leaves {name} as it is, and escaping its braces; a function, so that a name's "$&" is no pattern.
+  return { html: msg(ctx, t(key)).replaceAll('{name}', () => `<bdi>${esc(name)}</bdi>`), text: t(key, { name: `${FSI}${name}${PDI}` }) };
 }
 
 /**
@@ -71,24 +94,27 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
     ? `<script nonce="${ctx.nonce}" src="${prefix}/assets/webauthn-browser.js"></script>
 <script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
     : '';
-  // The portal's name, as set, is isolated as a factor's is (see `named`): "Patient Portal (EU)" next to Arabic.
+  // The portal's name, as set, is isolated as a factor's is (see `named`): "Patient Portal (EU)" next to Arabic. The
+  // title holds no markup: it is marked English as a whole when its messages all are (the portal's name is a name).
+  const titleText = opts.error ? t('errorPageTitle', { title }) : title;
+  const englishTitle = ctx.english(title) && ctx.english(titleText);
   return `<!doctype html>
 <html lang="${esc(ctx.lang)}" dir="${ctx.dir}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(opts.error ? t('errorPageTitle', { title }) : title)} – ${FSI}${esc(ctx.portalName)}${PDI}</title>
+<title${englishTitle ? inEnglish(ctx) : ''}>${esc(titleText)} – ${FSI}${esc(ctx.portalName)}${PDI}</title>
 <link rel="stylesheet" href="${prefix}/assets/gateway.css">
 </head>
 <body>
-<a class="skip" href="#main">${esc(t('skipLink'))}</a>
+<a class="skip" href="#main">${msg(ctx, t('skipLink'))}</a>
 <header>
 <p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}<bdi>${esc(ctx.portalName)}</bdi></p>
-${ctx.signingIn ? '' : `<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${esc(t('securityLink'))}</a></nav>`}
+${ctx.signingIn ? '' : `<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${msg(ctx, t('securityLink'))}</a></nav>`}
 </header>
 <main id="main">
-<h1>${opts.heading ?? esc(title)}</h1>
-${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${esc(t(ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: ctx.timeLimit.minutesLeft }))}</p>` : ''}
+<h1>${opts.heading ?? msg(ctx, title)}</h1>
+${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${msg(ctx, t(ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: ctx.timeLimit.minutesLeft }))}</p>` : ''}
 ${body}
 ${ctx.timeLimit?.moreTime ? moreTimeForm(ctx, ctx.timeLimit.moreTime) : ''}
 </main>
@@ -99,12 +125,12 @@ ${scripts}
 
 /** After the page's own form, so that its button comes first; the time left is said at the top. */
 function moreTimeForm(ctx: PageContext, v: { csrf: string; back: string }): string {
-  return `<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', v.csrf)}${hidden('back', v.back)}<button type="submit" class="secondary">${esc(ctx.t('moreTime'))}</button></form>`;
+  return `<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', v.csrf)}${hidden('back', v.back)}<button type="submit" class="secondary">${msg(ctx, ctx.t('moreTime'))}</button></form>`;
 }
 
 /** An error tied to its field: announced, described-by and aria-invalid (WCAG 3.3.1, 4.1.3). */
-function errorBlock(id: string, error: string | undefined): string {
-  return error ? `<p id="${id}" class="error" role="alert">${esc(error)}</p>` : '';
+function errorBlock(ctx: PageContext, id: string, error: string | undefined): string {
+  return error ? `<p id="${id}" class="error" role="alert">${msg(ctx, error)}</p>` : '';
 }
 
 function hidden(name: string, value: string | undefined): string {
@@ -123,7 +149,7 @@ interface FieldOpts {
   autofocus?: boolean;
 }
 
-function field(o: FieldOpts): string {
+function field(ctx: PageContext, o: FieldOpts): string {
   const describedBy = [o.hint ? `${o.id}-hint` : '', o.error ? `${o.id}-error` : ''].filter(Boolean).join(' ');
   // Room for the separators people type (a space, or "1234-5678"), never fewer than the code's own characters. A code
   // is left to right also on a page that is not: there, "123 456" would show as "456 123".
@@ -134,9 +160,9 @@ function field(o: FieldOpts): string {
         ? // Letters from paper: not a code a phone or password manager could offer; shown whole, to check against the paper.
           ' class="code letters" dir="ltr" maxlength="24" autocapitalize="characters" autocomplete="off" autocorrect="off" spellcheck="false"'
         : ' maxlength="60" autocomplete="off"';
-  return `<label for="${o.id}">${esc(o.label)}</label>
-${o.hint ? `<p id="${o.id}-hint" class="hint">${esc(o.hint)}</p>` : ''}
-${errorBlock(`${o.id}-error`, o.error)}
+  return `<label for="${o.id}">${msg(ctx, o.label)}</label>
+${o.hint ? `<p id="${o.id}-hint" class="hint">${msg(ctx, o.hint)}</p>` : ''}
+${errorBlock(ctx, `${o.id}-error`, o.error)}
 <input type="text" id="${o.id}" name="${o.name}"${o.kind === 'text' ? '' : ' required'}${o.autofocus ? ' autofocus' : ''}${attrs}${o.value ? ` value="${esc(o.value)}"` : ''}${describedBy ? ` aria-describedby="${describedBy}"` : ''}${o.error ? ' aria-invalid="true"' : ''}>`;
 }
 
@@ -144,10 +170,10 @@ ${errorBlock(`${o.id}-error`, o.error)}
 function passkeyButton(ctx: PageContext, a: PasskeyAction, withoutJs: MessageKey = 'jsNeeded'): string {
   const { t } = ctx;
   return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}"${a.page ? ` data-page="${esc(a.page)}"` : ''} data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}" data-already="${esc(t('passkeyAlreadyThere'))}" data-unsupported="${esc(t('passkeyUnsupported'))}">
-${a.nameField ? field({ id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
-<button type="button" class="passkey-start" disabled>${esc(t(a.label))}</button>
+${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
+<button type="button" class="passkey-start" disabled>${msg(ctx, t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>
-<noscript><p class="hint">${esc(t(withoutJs))}</p></noscript>
+<noscript><p class="hint">${msg(ctx, t(withoutJs))}</p></noscript>
 </div>`;
 }
 
@@ -156,7 +182,7 @@ function form(ctx: PageContext, action: string, csrf: string, inner: string, sub
   return `<form method="post" action="${ctx.prefix}${action}" novalidate>
 ${hidden('csrf', csrf)}
 ${inner}
-<button type="submit">${typeof submit === 'string' ? esc(submit) : submit.html}</button>
+<button type="submit">${typeof submit === 'string' ? msg(ctx, submit) : submit.html}</button>
 </form>`;
 }
 
@@ -166,7 +192,7 @@ export function proofPage(ctx: PageContext, v: { csrf: string; mode: 'invite' | 
   const intro = v.mode === 'invite' ? t('proofIntroInvite') : t('proofIntroWebhook');
   const send =
     v.mode === 'webhook'
-      ? `${v.sent ? `<p role="status">${esc(t('proofSent', { minutes: v.sent.minutes }))}</p>` : ''}
+      ? `${v.sent ? `<p role="status">${msg(ctx, t('proofSent', { minutes: v.sent.minutes }))}</p>` : ''}
 ${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proofSend'))}`
       : '';
   const entry =
@@ -175,7 +201,7 @@ ${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proo
           ctx,
           '/enrol/proof',
           v.csrf,
-          field({
+          field(ctx, {
             id: 'proof',
             name: 'code',
             label: t('proofLabel'),
@@ -192,8 +218,8 @@ ${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proo
   return layout(
     ctx,
     t('proofTitle'),
-    `<p>${esc(intro)}</p>
-${v.mode === 'invite' ? `<p class="hint">${esc(t('proofMissing'))}</p>` : ''}
+    `<p>${msg(ctx, intro)}</p>
+${v.mode === 'invite' ? `<p class="hint">${msg(ctx, t('proofMissing'))}</p>` : ''}
 ${send}
 ${entry}`,
     { error: v.error !== undefined },
@@ -205,16 +231,16 @@ export function choosePage(ctx: PageContext, v: { csrf: string; passkey: Passkey
   return layout(
     ctx,
     t('chooseTitle'),
-    `<p>${esc(t('chooseIntro'))}</p>
+    `<p>${msg(ctx, t('chooseIntro'))}</p>
 <section aria-labelledby="choose-passkey">
-<h2 id="choose-passkey">${esc(t('choosePasskey'))}</h2>
-<p>${esc(t('choosePasskeyHint'))}</p>
+<h2 id="choose-passkey">${msg(ctx, t('choosePasskey'))}</h2>
+<p>${msg(ctx, t('choosePasskeyHint'))}</p>
 ${passkeyButton(ctx, v.passkey)}
 </section>
 <section aria-labelledby="choose-totp">
-<h2 id="choose-totp">${esc(t('chooseTotp'))}</h2>
-<p>${esc(t('chooseTotpHint'))}</p>
-<p><a class="button" href="${ctx.prefix}/enrol/totp">${esc(t('continue'))}</a></p>
+<h2 id="choose-totp">${msg(ctx, t('chooseTotp'))}</h2>
+<p>${msg(ctx, t('chooseTotpHint'))}</p>
+<p><a class="button" href="${ctx.prefix}/enrol/totp">${msg(ctx, t('continue'))}</a></p>
 </section>`,
     { scripts: true },
   );
@@ -227,17 +253,17 @@ export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: strin
   return layout(
     ctx,
     t('enrolTitle'),
-    `<p>${esc(t('enrolIntro'))}</p>
+    `<p>${msg(ctx, t('enrolIntro'))}</p>
 <div class="qr" role="img" aria-label="${esc(t('enrolQrAlt'))}">${v.qrSvg}</div>
-<p>${esc(t('enrolKeyIntro'))}</p>
+<p>${msg(ctx, t('enrolKeyIntro'))}</p>
 <p class="key" dir="ltr" id="secret">${esc(v.groupedSecret)}</p>
-<p><a href="${esc(v.uri)}">${esc(t('enrolOpenApp'))}</a></p>
+<p><a href="${esc(v.uri)}">${msg(ctx, t('enrolOpenApp'))}</a></p>
 ${form(
   ctx,
   v.action,
   v.csrf,
-  `${v.nameField ? field({ id: 'name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: v.name ?? t('totpDefaultName') }) : ''}
-${field({ id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`,
+  `${v.nameField ? field(ctx, { id: 'name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: v.name ?? t('totpDefaultName') }) : ''}
+${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`,
   t('enrolSubmit'),
 )}`,
     { error: v.error !== undefined },
@@ -255,15 +281,15 @@ export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: 
     t('recoveryTitle'),
     `${
       v.codes.length
-        ? `<p>${esc(t('recoveryIntro'))}</p>
+        ? `<p>${msg(ctx, t('recoveryIntro'))}</p>
 <ol class="codes" dir="ltr" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>`
-        : `<p>${esc(t('recoveryShownOnce'))}</p>`
+        : `<p>${msg(ctx, t('recoveryShownOnce'))}</p>`
     }
 <form method="post" action="${ctx.prefix}${v.action}">
 ${hidden('csrf', v.csrf)}
-${errorBlock('ack-error', v.error)}
-<p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' autofocus aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${esc(t('recoveryAck'))}</label></p>
-<button type="submit">${esc(t('continue'))}</button>
+${errorBlock(ctx, 'ack-error', v.error)}
+<p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' autofocus aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${msg(ctx, t('recoveryAck'))}</label></p>
+<button type="submit">${msg(ctx, t('continue'))}</button>
 </form>`,
     { error: v.error !== undefined },
   );
@@ -276,19 +302,19 @@ export function verifyPage(
 ): string {
   const { t } = ctx;
   const totpForm = v.totp
-    ? `${v.passkey ? `<h2>${esc(t('verifyOr'))}</h2>` : `<p>${esc(t('verifyIntro'))}</p>`}
+    ? `${v.passkey ? `<h2>${msg(ctx, t('verifyOr'))}</h2>` : `<p>${msg(ctx, t('verifyIntro'))}</p>`}
 ${form(ctx, v.action, v.csrf, `${hidden('to', v.to)}${hidden('factors', v.factors)}
-${field({ id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`, t(v.submit ?? 'verifySubmit'))}`
+${field(ctx, { id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`, t(v.submit ?? 'verifySubmit'))}`
     : '';
   return layout(
     ctx,
     t(v.title),
-    `${v.intro ? `<p>${esc(t(v.intro))}</p>` : ''}
-${v.note ? `<p class="notice" role="status">${esc(t(v.note))}</p>` : ''}
+    `${v.intro ? `<p>${msg(ctx, t(v.intro))}</p>` : ''}
+${v.note ? `<p class="notice" role="status">${msg(ctx, t(v.note))}</p>` : ''}
 ${v.passkey ? passkeyButton(ctx, v.passkey, v.totp ? 'jsNeeded' : v.recoveryLink ? 'jsNeededOrRecovery' : 'jsNeededOnly') : ''}
 ${totpForm}
-${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${esc(t('useRecovery'))}</a></p>` : ''}
-${v.recoverySignOut ? `<p>${esc(t('stepUpRecovery'))} <a href="${ctx.prefix}/logout">${esc(t('signOutLink'))}</a></p>` : ''}`,
+${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${msg(ctx, t('useRecovery'))}</a></p>` : ''}
+${v.recoverySignOut ? `<p>${msg(ctx, t('stepUpRecovery'))} <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>` : ''}`,
     { scripts: Boolean(v.passkey), error: v.error !== undefined },
   );
 }
@@ -299,8 +325,8 @@ export function recoveryPage(ctx: PageContext, v: { csrf: string; error?: string
   return layout(
     ctx,
     t('recoveryCodeTitle'),
-    `${form(ctx, '/recovery', v.csrf, field({ id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', value: v.typed, autofocus: v.error !== undefined }), t('verifySubmit'))}
-<p><a href="${ctx.prefix}/verify">${esc(t('useOtherWays'))}</a></p>`,
+    `${form(ctx, '/recovery', v.csrf, field(ctx, { id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', value: v.typed, autofocus: v.error !== undefined }), t('verifySubmit'))}
+<p><a href="${ctx.prefix}/verify">${msg(ctx, t('useOtherWays'))}</a></p>`,
     { error: v.error !== undefined },
   );
 }
@@ -310,9 +336,9 @@ export function passkeySetupPage(ctx: PageContext, v: { passkey: PasskeyAction; 
   return layout(
     ctx,
     t('passkeyTitle'),
-    `<p>${esc(t('passkeyIntro'))}</p>
+    `<p>${msg(ctx, t('passkeyIntro'))}</p>
 ${passkeyButton(ctx, v.passkey)}
-${v.otherWay ? `<p><a href="${ctx.prefix}${v.otherWay}">${esc(t('otherWay'))}</a></p>` : ''}`,
+${v.otherWay ? `<p><a href="${ctx.prefix}${v.otherWay}">${msg(ctx, t('otherWay'))}</a></p>` : ''}`,
     { scripts: true },
   );
 }
@@ -336,22 +362,22 @@ export function securityPage(ctx: PageContext, v: { csrf: string; factors: Facto
   const { t } = ctx;
   const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
   // A factor left with its default name (an app called "Authenticator app") is not named twice.
-  const kindAfter = (f: FactorView) => (t(`securityKind.${f.kind}`) === f.name ? '' : ` – ${esc(t(`securityKind.${f.kind}`))}`);
+  const kindAfter = (f: FactorView) => (t(`securityKind.${f.kind}`) === f.name ? '' : ` – ${msg(ctx, t(`securityKind.${f.kind}`))}`);
   const items = v.factors
     .map(
       (f) => `<li>
 <p><strong><bdi>${esc(f.name)}</bdi></strong>${kindAfter(f)}<br>
-<span class="hint">${esc(t('securityAdded', { date: date(f.addedAt) }))}, ${esc(f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${esc(t('securitySuspect'))}</p>` : ''}${f.disabled ? `\n<p class="error">${esc(t(f.kind === 'totp' ? 'securityDisabledApp' : 'securityDisabledPasskey'))}</p>` : ''}
+<span class="hint">${msg(ctx, t('securityAdded', { date: date(f.addedAt) }))}, ${msg(ctx, f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${msg(ctx, t('securitySuspect'))}</p>` : ''}${f.disabled ? `\n<p class="error">${msg(ctx, t(f.kind === 'totp' ? 'securityDisabledApp' : 'securityDisabledPasskey'))}</p>` : ''}
 <form method="post" action="${ctx.prefix}/security/rename" class="inline">
 ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
-<label for="rename-${esc(f.id)}">${named(t, 'securityRenameLabel', f.name).html}</label>
+<label for="rename-${esc(f.id)}">${named(ctx, 'securityRenameLabel', f.name).html}</label>
 <input type="text" id="rename-${esc(f.id)}" name="name" maxlength="60" required autocomplete="off">
-<button type="submit">${esc(t('securityRename'))}</button>
+<button type="submit">${msg(ctx, t('securityRename'))}</button>
 </form>
 ${
   !f.removable
-    ? `<p class="hint">${esc(t(v.factors.length > 1 ? 'securityLastWorking' : 'securityLastFactor'))}</p>`
-    : `<form method="get" action="${ctx.prefix}/security/remove">${hidden('factor', f.id)}<button type="submit" class="secondary">${named(t, 'securityRemove', f.name).html}</button></form>`
+    ? `<p class="hint">${msg(ctx, t(v.factors.length > 1 ? 'securityLastWorking' : 'securityLastFactor'))}</p>`
+    : `<form method="get" action="${ctx.prefix}/security/remove">${hidden('factor', f.id)}<button type="submit" class="secondary">${named(ctx, 'securityRemove', f.name).html}</button></form>`
 }
 </li>`,
     )
@@ -359,40 +385,40 @@ ${
   return layout(
     ctx,
     t('securityTitle'),
-    `${v.notice ? `<p class="notice" role="status">${esc(t(v.notice))}</p>` : ''}
-${errorBlock('security-error', v.error)}
-<p>${esc(t('securityIntro'))}</p>
-<h2>${esc(t('securityFactors'))}</h2>
+    `${v.notice ? `<p class="notice" role="status">${msg(ctx, t(v.notice))}</p>` : ''}
+${errorBlock(ctx, 'security-error', v.error)}
+<p>${msg(ctx, t('securityIntro'))}</p>
+<h2>${msg(ctx, t('securityFactors'))}</h2>
 <ul class="factors">${items}</ul>
-<p><a class="button" href="${ctx.prefix}/security/totp">${esc(t('securityAddTotp'))}</a>
-<a class="button" href="${ctx.prefix}/security/passkey">${esc(t('securityAddPasskey'))}</a></p>
-<h2>${esc(t('securityRecovery'))}</h2>
-<p>${esc(t('securityRecoveryLeft', { left: v.recoveryLeft }))}</p>${v.recoveryDisabled ? `\n<p class="error">${esc(t('securityDisabledRecovery'))}</p>` : ''}
-${form(ctx, '/security/recovery-codes', v.csrf, `${hidden('replaces', v.recoverySet)}<p class="hint">${esc(t('securityRecoveryNewHint'))}</p>`, t('securityRecoveryNew'))}
-<h2>${esc(t('securitySessions'))}</h2>
-<p>${esc(t('securitySessionsHint'))}</p>
+<p><a class="button" href="${ctx.prefix}/security/totp">${msg(ctx, t('securityAddTotp'))}</a>
+<a class="button" href="${ctx.prefix}/security/passkey">${msg(ctx, t('securityAddPasskey'))}</a></p>
+<h2>${msg(ctx, t('securityRecovery'))}</h2>
+<p>${msg(ctx, t('securityRecoveryLeft', { left: v.recoveryLeft }))}</p>${v.recoveryDisabled ? `\n<p class="error">${msg(ctx, t('securityDisabledRecovery'))}</p>` : ''}
+${form(ctx, '/security/recovery-codes', v.csrf, `${hidden('replaces', v.recoverySet)}<p class="hint">${msg(ctx, t('securityRecoveryNewHint'))}</p>`, t('securityRecoveryNew'))}
+<h2>${msg(ctx, t('securitySessions'))}</h2>
+<p>${msg(ctx, t('securitySessionsHint'))}</p>
 ${form(ctx, '/security/sign-out-others', v.csrf, '', t('securitySignOutOthers'))}
-<p><a href="/">${esc(t('backToPortal'))}</a> · <a href="${ctx.prefix}/logout">${esc(t('signOutLink'))}</a></p>`,
+<p><a href="/">${msg(ctx, t('backToPortal'))}</a> · <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>`,
   );
 }
 
 /** Removing a factor, confirmed: a tap that missed its button on a phone takes nothing away. */
 export function removeFactorPage(ctx: PageContext, v: { csrf: string; factor: { id: string; name: string } }): string {
   const { t } = ctx;
-  const title = named(t, 'securityRemoveTitle', v.factor.name);
+  const title = named(ctx, 'securityRemoveTitle', v.factor.name);
   return layout(
     ctx,
     title.text,
-    `<p>${esc(t('securityRemoveConfirm'))}</p>
-${form(ctx, '/security/remove', v.csrf, hidden('factor', v.factor.id), named(t, 'securityRemove', v.factor.name))}
-<p><a href="${ctx.prefix}/security">${esc(t('cancel'))}</a></p>`,
+    `<p>${msg(ctx, t('securityRemoveConfirm'))}</p>
+${form(ctx, '/security/remove', v.csrf, hidden('factor', v.factor.id), named(ctx, 'securityRemove', v.factor.name))}
+<p><a href="${ctx.prefix}/security">${msg(ctx, t('cancel'))}</a></p>`,
     { heading: title.html },
   );
 }
 
 export function logoutPage(ctx: PageContext, v: { csrf: string }): string {
   const { t } = ctx;
-  return layout(ctx, t('logoutTitle'), `<p>${esc(t('logoutIntro'))}</p>
+  return layout(ctx, t('logoutTitle'), `<p>${msg(ctx, t('logoutIntro'))}</p>
 ${form(ctx, '/logout', v.csrf, '', t('logoutSubmit'))}`);
 }
 
@@ -402,8 +428,8 @@ export function messagePage(ctx: PageContext, v: { title: MessageKey; message?: 
   return layout(
     ctx,
     t(v.title),
-    `${v.message ? `<p role="alert">${esc(v.message)}</p>` : ''}
-${v.action ? `<p><a href="${esc(v.action.href)}">${esc(t(v.action.label))}</a></p>` : ''}
-${v.reference ? `<p class="hint">${esc(t('reference'))}: ${esc(v.reference)}</p>` : ''}`,
+    `${v.message ? `<p role="alert">${msg(ctx, v.message)}</p>` : ''}
+${v.action ? `<p><a href="${esc(v.action.href)}">${msg(ctx, t(v.action.label))}</a></p>` : ''}
+${v.reference ? `<p class="hint">${msg(ctx, t('reference'))}: ${esc(v.reference)}</p>` : ''}`,
   );
 }

@@ -975,7 +975,21 @@ t.test('pages in the language the browser asks for, from a dropped-in message fi
   t.match(ar.body, '<html lang="ar" dir="rtl">', 'a language written right to left is laid out so');
   t.match(mi.body, '<h1>Kōwhiria tō hīkoi tuarua</h1>');
   t.equal(mi.headers['content-language'], 'mi');
-  t.match((await b.get('/_mfa/enrol', { 'accept-language': 'de' })).body, '<h1>Choose your second step</h1>');
+  const de = await b.get('/_mfa/enrol', { 'accept-language': 'de' });
+  t.match(de.body, '<h1>Choose your second step</h1>');
+  // The messages the catalogues leave out are in English, marked so for a screen reader (and laid out left to right
+  // on a right-to-left page); an English page needs no such marks.
+  const intro = 'Each time you sign in, after your password you will confirm it is you with one of these.';
+  t.match(mi.body, `<p><span lang="en">${intro}</span></p>`);
+  t.match(ar.body, `<p><span lang="en" dir="ltr">${intro}</span></p>`);
+  t.notMatch(de.body, '<span lang=');
+  // An error page, its title too; the same error as JSON, for a script, has no language to mark.
+  const refused = await b.send('TRACE', '/_mfa/enrol', undefined, { 'accept-language': 'mi' });
+  t.equal(refused.status, 405);
+  t.match(refused.body, '<title lang="en">This method is not allowed here. – ');
+  t.match(refused.body, '<h1><span lang="en">This method is not allowed here.</span></h1>');
+  const json = await b.send('TRACE', '/_mfa/enrol', undefined, { 'accept-language': 'mi', accept: 'application/json' });
+  t.equal(JSON.parse(json.body).message, 'This method is not allowed here.');
   t.match(mi.body, '<img src="/_mfa/assets/logo" alt="" class="logo">');
   const logo = await b.get('/_mfa/assets/logo');
   t.equal(logo.headers['content-type'], 'image/svg+xml');

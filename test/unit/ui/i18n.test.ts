@@ -35,6 +35,21 @@ t.test('a language is a file drop; missing messages fall back to English', async
   t.equal(m.forRequest('mi;Q=1.0').lang, 'mi', 'q in capitals');
 });
 
+t.test('a text is known as English where the catalogue left its message out, with any values filled in', async (t) => {
+  const m = new Messages(localesDir({ 'mi.json': { verifyTitle: 'Whakaū ko koe tēnei', securityRemove: 'Tangohia {name}' }, 'en-GB.json': { cancel: 'Cancel' } }));
+  const mi = m.forRequest('mi');
+  t.ok(mi.english(mi.t('verifySubmit')), 'left out');
+  t.ok(mi.english(mi.t('wrongCode', { left: 3 })), 'with a value');
+  t.ok(mi.english(mi.t('securityRemoveTitle', { name: 'Blue key (1)?' })), "with a value that has the pattern's characters in it");
+  t.ok(mi.english(mi.t('securityRemoveTitle')), 'with its placeholder left as it is');
+  t.notOk(mi.english(mi.t('verifyTitle')), 'translated');
+  t.notOk(mi.english(mi.t('securityRemove', { name: 'Remove Blue key' })), 'translated, whatever the value');
+  t.notOk(mi.english(`${en.verifySubmit}!`), 'the whole text, not a part');
+  t.notOk(mi.english(mi.t('wrongCode', { left: 3 }).replace('.', '!')), 'the words as they are: a full stop is no pattern');
+  t.notOk(m.forRequest('en').english(en.verifySubmit), 'nothing on an English page');
+  t.notOk(m.forRequest('en-GB').english(en.verifySubmit), 'nor on one in a variant of English');
+});
+
 t.test('the direction of each language: right to left for those written so', async (t) => {
   const m = new Messages(localesDir({ 'ar.json': {}, 'he.json': {}, 'fa-IR.json': {}, 'ur.json': {}, 'dv.json': {}, 'mi.json': {}, 'ku-Arab.json': {}, 'pa.json': {} }));
   for (const [lang, dir] of [['ar', 'rtl'], ['he', 'rtl'], ['fa-IR', 'rtl'], ['ur', 'rtl'], ['dv', 'rtl'], ['ku-Arab', 'rtl'], ['pa', 'ltr'], ['mi', 'ltr'], ['en', 'ltr']] as const) {

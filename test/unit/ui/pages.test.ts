@@ -1,0 +1,75 @@
+// The pages' HTML in a language whose catalogue leaves messages out: the English shown instead is marked as English.
+import t from 'tap';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Messages } from '../../../src/ui/i18n.js';
+import en from '../../../src/ui/locales/en.json' with { type: 'json' };
+import { messagePage, securityPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
+
+/** Catalogues dropped in as an operator does (a folder of `<language>.json` files, ui.localesDir). */
+function catalogues(files: Record<string, Record<string, string>>): Messages {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-pages-'));
+  for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), JSON.stringify(content));
+  return new Messages(dir);
+}
+
+// Māori and Arabic with a few messages each.
+const messages = catalogues({ 'mi.json': { verifyTitle: 'Whakaū ko koe tēnei', verifySubmit: 'Takiuru', errorPageTitle: 'Hapa: {title}' }, 'ar.json': { verifyTitle: 'تأكيد هويتك' } });
+
+function context(acceptLanguage: string, from = messages): PageContext {
+  return { ...from.forRequest(acceptLanguage), portalName: 'Patient Portal', prefix: '/_mfa', nonce: 'n', hasLogo: false };
+}
+
+const verify = (ctx: PageContext, error?: string) => verifyPage(ctx, { title: 'verifyTitle', action: '/verify', csrf: 'c', totp: true, recoveryLink: true, ...(error ? { error } : {}) });
+
+t.test('a message left out is in an element marked as English; a translated one is not', async (t) => {
+  const ctx = context('mi');
+  const html = verify(ctx, ctx.t('wrongCode', { left: 2 }));
+  t.match(html, '<html lang="mi" dir="ltr">');
+  t.match(html, `<label for="code"><span lang="en">${en.verifyCodeLabel}</span></label>`, 'a label');
+  t.match(html, `<p id="code-error" class="error" role="alert"><span lang="en">That code did not work. Check it and try again. Attempts left: 2.</span></p>`, "a route's error, with its value");
+  t.match(html, `<a href="/_mfa/recovery"><span lang="en">${en.useRecovery}</span></a>`, 'a link');
+  t.match(html, '<h1>Whakaū ko koe tēnei</h1>', 'a translated heading: the page language');
+  t.match(html, '<button type="submit">Takiuru</button>', 'a translated button');
+  t.match(html, '<title>Hapa: Whakaū ko koe tēnei – ', 'nor its title');
+  t.match(html, `<a class="skip" href="#main"><span lang="en">${en.skipLink}</span></a>`);
+});
+
+t.test('on a right-to-left page, English is also laid out left to right', async (t) => {
+  const html = verify(context('ar'));
+  t.match(html, '<html lang="ar" dir="rtl">');
+  t.match(html, `<label for="code"><span lang="en" dir="ltr">${en.verifyCodeLabel}</span></label>`);
+  t.match(html, '<h1>تأكيد هويتك</h1>');
+});
+
+t.test('the title, which holds no markup, is marked as English when all its messages are', async (t) => {
+  const ctx = context('mi');
+  const error = messagePage(ctx, { title: 'error.GW_ERR_METHOD_NOT_ALLOWED', reference: 'r-1' });
+  t.match(error, `<title lang="en">${en['error.GW_ERR_METHOD_NOT_ALLOWED']} – `, "an error page's");
+  t.match(error, `<h1><span lang="en">${en['error.GW_ERR_METHOD_NOT_ALLOWED']}</span></h1>`);
+  t.match(error, `<p class="hint"><span lang="en">${en.reference}</span>: r-1</p>`, 'the reference itself is no message');
+  const mixed = messagePage(ctx, { title: 'verifyTitle' });
+  t.match(mixed, '<title>Whakaū ko koe tēnei – ');
+  const wrong = verify(context('ar'), 'x');
+  t.match(wrong, '<title>Error: تأكيد هويتك – ', 'an English frame around a translated title: the page language, as most of it is');
+});
+
+t.test('attributes, which cannot carry a language, hold the English as it is', async (t) => {
+  const ctx = context('mi');
+  const html = securityPage(ctx, { csrf: 'c', factors: [], recoveryLeft: 10, recoverySet: 's' });
+  t.match(html, `<nav aria-label="${en.securityLink}"><a href="/_mfa/security"><span lang="en">${en.securityLink}</span></a></nav>`);
+});
+
+t.test('an English page, and a fully translated one, have no such marks', async (t) => {
+  for (const lang of ['en', 'de']) {
+    const ctx = context(lang);
+    t.equal(ctx.lang, 'en');
+    for (const html of [verify(ctx, ctx.t('wrongCode', { left: 2 })), messagePage(ctx, { title: 'error.GW_ERR_METHOD_NOT_ALLOWED' }), securityPage(ctx, { csrf: 'c', factors: [], recoverySet: 's', recoveryLeft: 3 })]) {
+      t.notMatch(html, /<span lang=|<title lang=/, lang);
+    }
+  }
+  const whole = catalogues({ 'mi.json': Object.fromEntries(Object.entries(en).map(([key, text]) => [key, `${text} (mi)`])) });
+  const ctx = context('mi', whole);
+  t.notMatch(verify(ctx, ctx.t('wrongCode', { left: 2 })), /lang="en"/, 'every message translated');
+});
