@@ -11,7 +11,7 @@ export interface PageContext {
   t: Translate;
   /** Whether a text from `t` is a message the language's catalogue leaves out, shown in English. */
   english: (text: string) => boolean;
-  /** The nonce of this response's Content-Security-Policy, for the passkey scripts. */
+  /** The nonce of this response's Content-Security-Policy, for the page's scripts. */
   nonce: string;
   hasLogo: boolean;
   /**
@@ -87,12 +87,12 @@ function named(ctx: PageContext, key: MessageKey, name: string): { html: string;
  * `error`: the page answers a mistake in one of its fields, and its title says so first (WCAG 2.4.2, 3.3.1).
  * `heading`: the <h1> as HTML, where it is not the title escaped (a name in it, isolated).
  */
-function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: boolean; error?: boolean; heading?: string } = {}): string {
+function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: 'passkeys' | 'page'; error?: boolean; heading?: string } = {}): string {
   const { t, prefix } = ctx;
-  // At the end of <body>: the passkey script looks for its buttons when it runs (in <head>, it found none).
+  // At the end of <body>: the page's script looks for its buttons when it runs (in <head>, it found none). Passkeys
+  // need the WebAuthn browser library too.
   const scripts = opts.scripts
-    ? `<script nonce="${ctx.nonce}" src="${prefix}/assets/webauthn-browser.js"></script>
-<script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
+    ? `${opts.scripts === 'passkeys' ? `<script nonce="${ctx.nonce}" src="${prefix}/assets/webauthn-browser.js"></script>\n` : ''}<script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
     : '';
   // The portal's name, as set, is isolated as a factor's is (see `named`): "Patient Portal (EU)" next to Arabic. The
   // title holds no markup: it is marked English as a whole when its messages all are (the portal's name is a name).
@@ -242,7 +242,7 @@ ${passkeyButton(ctx, v.passkey)}
 <p>${msg(ctx, t('chooseTotpHint'))}</p>
 <p><a class="button" href="${ctx.prefix}/enrol/totp">${msg(ctx, t('continue'))}</a></p>
 </section>`,
-    { scripts: true },
+    { scripts: 'passkeys' },
   );
 }
 
@@ -282,7 +282,8 @@ export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: 
     `${
       v.codes.length
         ? `<p>${msg(ctx, t('recoveryIntro'))}</p>
-<ol class="codes" dir="ltr" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>`
+<ol class="codes" dir="ltr" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>
+${saveCodes(ctx, v.codes)}`
         : `<p>${msg(ctx, t('recoveryShownOnce'))}</p>`
     }
 <form method="post" action="${ctx.prefix}${v.action}">
@@ -291,8 +292,24 @@ ${errorBlock(ctx, 'ack-error', v.error)}
 <p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' autofocus aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${msg(ctx, t('recoveryAck'))}</label></p>
 <button type="submit">${msg(ctx, t('continue'))}</button>
 </form>`,
-    { error: v.error !== undefined },
+    { error: v.error !== undefined, scripts: v.codes.length ? 'page' : undefined },
   );
+}
+
+/**
+ * Ways to keep the codes: a text file to download (a link: it works without JavaScript), and with the script, Print
+ * (the page prints only the portal's name and the codes) and Copy (to paste into a password manager). The script
+ * shows a button only where the browser can do it.
+ */
+function saveCodes(ctx: PageContext, codes: string[]): string {
+  const { t } = ctx;
+  const file = `${t('recoveryFileIntro', { portal: ctx.portalName })}\n\n${codes.join('\n')}\n`;
+  return `<div class="save-codes" data-copied="${esc(t('recoveryCopied'))}" data-copy-failed="${esc(t('recoveryCopyFailed'))}">
+<p><a href="data:text/plain;charset=utf-8,${esc(encodeURIComponent(file))}" download="recovery-codes.txt">${msg(ctx, t('recoveryDownload'))}</a></p>
+<button type="button" class="secondary" data-save="print" hidden>${msg(ctx, t('recoveryPrint'))}</button>
+<button type="button" class="secondary" data-save="copy" hidden>${msg(ctx, t('recoveryCopy'))}</button>
+<p class="hint save-status" role="status"></p>
+</div>`;
 }
 
 /** Signing in or stepping up: a passkey button and/or the TOTP form, whichever the user has. */
@@ -315,7 +332,7 @@ ${v.passkey ? passkeyButton(ctx, v.passkey, v.totp ? 'jsNeeded' : v.recoveryLink
 ${totpForm}
 ${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${msg(ctx, t('useRecovery'))}</a></p>` : ''}
 ${v.recoverySignOut ? `<p>${msg(ctx, t('stepUpRecovery'))} <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>` : ''}`,
-    { scripts: Boolean(v.passkey), error: v.error !== undefined },
+    { scripts: v.passkey ? 'passkeys' : undefined, error: v.error !== undefined },
   );
 }
 
@@ -339,7 +356,7 @@ export function passkeySetupPage(ctx: PageContext, v: { passkey: PasskeyAction; 
     `<p>${msg(ctx, t('passkeyIntro'))}</p>
 ${passkeyButton(ctx, v.passkey)}
 ${v.otherWay ? `<p><a href="${ctx.prefix}${v.otherWay}">${msg(ctx, t('otherWay'))}</a></p>` : ''}`,
-    { scripts: true },
+    { scripts: 'passkeys' },
   );
 }
 

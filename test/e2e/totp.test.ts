@@ -1,5 +1,6 @@
 // An authenticator app in Chromium: first login and enrolment, a later sign-in, a recovery code instead, and the
 // whole enrolment with the keyboard alone.
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import {
   andWait,
@@ -82,6 +83,52 @@ t.test('first login: an authenticator app, then the records page; a later sign-i
   await submit(page);
   t.equal(url(page), '/records');
   t.match(await page.textContent('body'), 'Signed in as alice', 'second sign-in: password, then a code');
+});
+
+t.test('the recovery codes page: a text file to download, Print and Copy; printed, only the codes and what they are', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: s.base });
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  await page.fill('#code', await totpAt(await shownSecret(page), s.clock.now()));
+  await submit(page);
+  t.equal(url(page), `${P}/recovery-codes`);
+  const codes = await shownCodes(page);
+
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download them as a text file' }).click()]);
+  t.equal(download.suggestedFilename(), 'recovery-codes.txt');
+  const file = readFileSync((await download.path())!, 'utf8');
+  t.match(file, /^Recovery codes for Riverbend Health Patient Portal\. /, 'the file says what they are for');
+  t.same(file.trim().split('\n').slice(-11), ['', ...codes], 'and holds the codes shown, one a line');
+
+  await page.getByRole('button', { name: 'Copy them' }).click();
+  await page.getByRole('status').filter({ hasText: 'Copied' }).waitFor();
+  t.equal(await page.evaluate(() => navigator.clipboard.readText()), codes.join('\n'), 'Copy: the codes, one a line');
+  t.ok(await page.getByRole('button', { name: 'Print them' }).isVisible(), 'a Print button');
+
+  await page.emulateMedia({ media: 'print' });
+  t.same(await shownCodes(page), codes);
+  for (const hidden of ['.save-codes', '#ack', 'form button[type=submit]', 'header nav']) t.notOk(await page.locator(hidden).first().isVisible(), `printed without ${hidden}`);
+  t.ok(await page.locator('#recovery-codes').isVisible(), 'printed: the codes');
+  await page.emulateMedia({ media: 'screen' });
+  await page.check('#ack');
+  await submit(page);
+  t.equal(url(page), '/records', 'and on, as before');
+});
+
+t.test('the recovery codes page without JavaScript: the download link, no Print or Copy button that would do nothing', async (t) => {
+  const s = await startE2eStack(t);
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  t.teardown(() => context.close());
+  const page = await context.newPage();
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  await page.fill('#code', await totpAt(await shownSecret(page), s.clock.now()));
+  await submit(page);
+  t.equal(url(page), `${P}/recovery-codes`);
+  t.ok(await page.getByRole('link', { name: 'Download them as a text file' }).isVisible());
+  t.equal(await page.getByRole('button', { name: /Print them|Copy them/ }).count(), 0, 'no Print or Copy button');
 });
 
 t.test('signing in with a recovery code', async (t) => {

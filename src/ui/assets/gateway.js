@@ -1,5 +1,5 @@
-// Passkeys on the gateway's pages: ask the gateway for options, run the browser ceremony, send the result back.
-// Everything else on these pages works without JavaScript.
+// Passkeys on the gateway's pages: ask the gateway for options, run the browser ceremony, send the result back. And
+// Print and Copy for the recovery codes. Everything else on these pages works without JavaScript.
 (function () {
   'use strict';
   var wa = window.SimpleWebAuthnBrowser;
@@ -81,8 +81,39 @@
         });
     });
   }
+  // Each button is shown only where the browser can do what it says: Copy needs the clipboard, which browsers give
+  // to secure contexts only (a portal on plain http: no button; the download link and writing them down remain).
+  function saveCodes(box) {
+    var status = box.querySelector('.save-status');
+    var print = box.querySelector('[data-save="print"]');
+    var copy = box.querySelector('[data-save="copy"]');
+    if (typeof window.print === 'function') {
+      print.hidden = false;
+      print.addEventListener('click', function () {
+        window.print();
+      });
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      copy.hidden = false;
+      copy.addEventListener('click', function () {
+        var codes = Array.prototype.map.call(document.querySelectorAll('#recovery-codes li'), function (li) {
+          return li.textContent;
+        });
+        // Said in the status line (a live region): a screen reader announces it, the button keeps focus.
+        navigator.clipboard.writeText(codes.join('\n')).then(
+          function () {
+            status.textContent = box.dataset.copied;
+          },
+          function () {
+            status.textContent = box.dataset.copyFailed;
+          },
+        );
+      });
+    }
+  }
   function start() {
     document.querySelectorAll('.passkey').forEach(setUp);
+    document.querySelectorAll('.save-codes').forEach(saveCodes);
   }
   // The pages load this script at the end of <body>; loaded any earlier, it waits for the buttons to exist.
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
