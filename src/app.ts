@@ -136,7 +136,7 @@ function deviceCrls(file: string): string[] {
 
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   // The CRL is also given to TLS: a new handshake with a revoked certificate is not authorised.
-  const gateway = createGateway(config, { ...overrides, onCrlChange: () => config.server.tls && (app.server as HttpsServer).setSecureContext(tlsOptions(config, gateway.deviceCas)) });
+  const gateway = await createGateway(config, { ...overrides, onCrlChange: () => config.server.tls && (app.server as HttpsServer).setSecureContext(tlsOptions(config, gateway.deviceCas)) });
   const answerError = errorReply(gateway.ui, config.portal.login.page, (code) => {
     const kind = UPSTREAM_ERRORS[code];
     if (kind) gateway.metrics.upstreamError(kind);

@@ -63,6 +63,8 @@ export interface GatewayOverrides {
   auditWriter?: 'gateway' | 'admin' | 'none';
   /** Also collect process and Node.js metrics (the server does; tests and the CLI need not). */
   processMetrics?: boolean;
+  /** A stop requested while starting: the wait for the audit directory's lock is given up (its reason thrown). */
+  signal?: AbortSignal;
 }
 
 export interface Gateway extends HttpContext {
@@ -85,7 +87,7 @@ export function createKvStore(config: Config, clock: Clock): KvStore {
   return config.store.type === 'redis' ? new RedisKvStore(config.store.redis) : new MemoryKvStore(clock, config.store.memory.maxEntries);
 }
 
-export function createGateway(config: Config, overrides: GatewayOverrides = {}): Gateway {
+export async function createGateway(config: Config, overrides: GatewayOverrides = {}): Promise<Gateway> {
   const clock = overrides.clock ?? systemClock;
   const logger = overrides.logger ?? createLogger(config.log.level);
   const rawKv = overrides.kv ?? createKvStore(config, clock);
@@ -98,7 +100,7 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
   const signingKeys = config.keys.signing.map((k) => ({ id: k.id, key: decodeKey(k.secret) }));
   const tokens = new SessionTokens(signingKeys, config.session.absoluteTimeoutSeconds);
   const writer = overrides.auditWriter ?? 'gateway';
-  const audit = writer === 'none' ? null : openAudit(config, {
+  const opening = writer === 'none' ? null : openAudit(config, {
     clock,
     writer,
     redis: rawKv instanceof RedisKvStore ? rawKv.client : null,
@@ -106,6 +108,14 @@ export function createGateway(config: Config, overrides: GatewayOverrides = {}):
       metrics.auditFailure(err.code);
       logger.error({ err, sink: err.sink, seq: err.seq }, 'audit trail failure');
     },
+    onWait: (message) => logger.warn(message),
+    signal: overrides.signal,
+  });
+  // The store is connecting already (the trail's stream mirror uses its client): a start that does not get the trail
+  // (its directory in use, or the wait for its lock given up) closes it.
+  const audit = await opening?.catch(async (err: unknown) => {
+    if (!overrides.kv) await rawKv.close();
+    throw err;
   });
   const security = securityLog(logger, audit?.log ?? null, metrics);
   const inFlight = new InFlight(config.server.maxInFlight);

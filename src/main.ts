@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { AuditDirInUse } from './audit/dir-lock.js';
 import { publicKeyPem } from './audit/signing-key.js';
@@ -283,7 +284,7 @@ function admin<A extends string>(
 /** Runs a command against the configured store, which `run` waits for (logs go to stderr, output to stdout). */
 async function withGateway(config: Config, writer: 'admin' | 'none', run: (gw: Gateway) => Promise<void>): Promise<number> {
   if (config.store.type === 'memory') throw new UsageError('this command acts on the configured store; with store.type memory there is nothing shared to act on');
-  const gw = createGateway(config, { auditWriter: writer, logger: createLogger(config.log.level === 'silent' ? 'silent' : 'warn', process.stderr) });
+  const gw = await createGateway(config, { auditWriter: writer, logger: createLogger(config.log.level === 'silent' ? 'silent' : 'warn', process.stderr) });
   try {
     await run(gw);
   } finally {
@@ -303,9 +304,47 @@ function usage(problem: string): number {
   return 2;
 }
 
-async function serve(config: Config, built?: { app: FastifyInstance; banner: string }): Promise<number> {
+/** Why a start was given up: SIGTERM or SIGINT came while the gateway was still starting. */
+class StopRequested extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`${signal} while starting`);
+  }
+}
+
+/**
+ * Listens for SIGTERM and SIGINT from the very start of `serve`; the signal returned aborts at the first one. Without
+ * a handler while the gateway starts (waiting out a crashed writer's audit lock can take 30 s), a container's pid 1
+ * ignores SIGTERM until the runtime kills it at its stop timeout, and elsewhere the process dies at once, leaving the
+ * audit lock it may have taken for the next start to wait out.
+ */
+function stopOnSignal(log: Logger): AbortSignal {
+  const stop = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    // A second signal (Ctrl+C twice, a supervisor that repeats SIGTERM) changes nothing: the stop already under way
+    // is bounded by the grace period, and cutting it short would leave the audit trail unsealed and its lock held.
+    if (stop.signal.aborted) return void log.warn({ signal }, 'already stopping');
+    stop.abort(new StopRequested(signal));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return stop.signal;
+}
+
+/** Runs the gateway until SIGTERM or SIGINT. `banner`: the demo's, made once the app is built and printed once it listens. */
+async function serve(config: Config, banner?: (app: FastifyInstance) => Promise<string>): Promise<number> {
   tuneRuntime();
-  const app = built?.app ?? (await buildApp(config, { processMetrics: config.admin.enabled }));
+  const log = createLogger(config.log.level);
+  const stop = stopOnSignal(log);
+  let app: FastifyInstance;
+  try {
+    app = await buildApp(config, { processMetrics: config.admin.enabled, logger: log, signal: stop });
+  } catch (err) {
+    if (!(err instanceof StopRequested)) throw err;
+    // The audit lock was not taken and the store's connection is closed: the next start need not wait. Exit 0, as a
+    // stop asked for.
+    log.info({ signal: err.signal }, 'stopped while starting');
+    return 0;
+  }
   for (const w of configWarnings(config)) app.log.warn(w);
   // With server.tls, closeAllConnections knows a connection only once its TLS handshake is done: one still in it (a
   // client that connected and sent nothing) would hold the stop for server.headersTimeoutSeconds, past the grace.
@@ -317,23 +356,22 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
     });
   }
   let admin: AdminServer | null;
+  let shown: string | undefined;
   try {
+    shown = await banner?.(app);
     await app.listen({ host: config.server.host, port: config.server.port });
     admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.ready() }) : null;
   } catch (err) {
-    // A port taken: the audit directory is given back, or the next start (a restart loop) would wait for its lock.
+    // A port taken (or the demo's codes not issued): the audit directory is given back, or the next start (a restart
+    // loop) would wait for its lock.
     await app.close();
     throw err;
   }
   if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
-  if (built) process.stdout.write(built.banner);
+  if (shown) process.stdout.write(shown);
+  // A signal that came since the app was built stops it at once, as one that comes now.
   await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
-      // A second signal (Ctrl+C twice, a supervisor that repeats SIGTERM) changes nothing: the stop already under way
-      // is bounded by the grace period, and cutting it short would leave the audit trail unsealed and its lock held.
-      if (stopping) return void app.log.warn({ signal }, 'already stopping');
-      stopping = true;
+    const close = () => {
       // Requests in flight may finish; after the grace period the connections still open are closed.
       const force = setTimeout(() => {
         app.server.closeAllConnections();
@@ -345,8 +383,8 @@ async function serve(config: Config, built?: { app: FastifyInstance; banner: str
         resolve();
       });
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    if (stop.aborted) close();
+    else stop.addEventListener('abort', close, { once: true });
   });
   return 0;
 }
@@ -383,10 +421,10 @@ async function demo(): Promise<number> {
   // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would.
   const publicKeyFile = `${auditDir}.public-key.pem`;
   writeFileSync(publicKeyFile, publicKeyPem(config.audit.signingKey!));
-  const app = await buildApp(config, { processMetrics: config.admin.enabled });
-  const gw = app.gateway;
-  const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
-  const banner = `
+  // Built by serve, whose signal handlers are there while it starts.
+  const banner = async ({ gateway: gw }: FastifyInstance) => {
+    const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
+    return `
   mfa-gateway demo
   Portal (behind the gateway): ${portal.url}
   Open the gateway:            http://localhost:${port}/
@@ -401,8 +439,9 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
   Check the trail: node dist/src/main.js audit verify --public-key ${publicKeyFile} ${auditDir}
 
 `;
+  };
   try {
-    return await serve(config, { app, banner });
+    return await serve(config, banner);
   } finally {
     await portal.close();
   }

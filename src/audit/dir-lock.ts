@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const LOCK = 'audit.lock';
 /** Held while a stale lock is taken over (see takeOver). */
@@ -45,12 +46,16 @@ export interface AuditDirLock {
  * earlier life, as after a container restart) is waited for until it is stale, rather than refused at once, so
  * a restart after a crash gets the lock. Should another writer take it over all the same (this process was
  * frozen for longer than STALE_MS), the heartbeat or `held()` notices and `onLost` is called once.
+ *
+ * That wait is told to `onWait` as it begins (a start held for up to STALE_MS is otherwise silent). It lets the
+ * process go on meanwhile (its signal handlers above all): when `signal` aborts, it is given up and the signal's
+ * reason thrown, the lock not taken.
  */
-export function lockAuditDir(
+export async function lockAuditDir(
   dir: string,
-  opts: { waitMs?: number; onLost?: () => void; now?: () => number; heartbeatMs?: number } = {},
-): AuditDirLock {
-  const { waitMs = 0, onLost = () => {}, now = Date.now, heartbeatMs = HEARTBEAT_MS } = opts;
+  opts: { waitMs?: number; onLost?: () => void; onWait?: (message: string) => void; now?: () => number; heartbeatMs?: number; signal?: AbortSignal } = {},
+): Promise<AuditDirLock> {
+  const { waitMs = 0, onLost = () => {}, onWait = () => {}, now = Date.now, heartbeatMs = HEARTBEAT_MS, signal } = opts;
   const file = join(dir, LOCK);
   let deadline = now() + waitMs;
   let waitedForLeft = false;
@@ -92,19 +97,22 @@ export function lockAuditDir(
     if (!mine && !waitedForLeft && (looksLeft(found.holder) || found.holder.host === '')) {
       // Stale within STALE_MS of its last heartbeat if its writer is gone; a writer still touching it keeps it.
       waitedForLeft = true;
-      deadline = Math.max(deadline, Math.min(found.touched, now()) + STALE_MS + 250);
+      const at = now();
+      deadline = Math.max(deadline, Math.min(found.touched, at) + STALE_MS + 250);
+      const waiting = deadline - at;
+      if (waiting > 0) onWait(`the audit directory ${dir} has a lock left by ${holderOf(found.holder)}, most likely by a crash: waiting up to ${Math.ceil(waiting / 1000)} s for it to go stale`);
     }
     if (now() >= deadline) {
       if (waitedForTakeover && existsSync(join(dir, TAKEOVER))) {
         throw new AuditDirInUse(`the audit directory ${dir} has a takeover of its stale lock under way (${TAKEOVER}; one left by a writer that crashed taking over is removed ${STALE_MS / 1000} s after it was made)`);
       }
-      const holder = found.holder.host === '' ? 'a lock file that names no writer' : `process ${found.holder.pid} on ${found.holder.host}`;
       throw new AuditDirInUse(
-        `the audit directory ${dir} is in use by ${holder} (one writer per directory; ` +
+        `the audit directory ${dir} is in use by ${holderOf(found.holder)} (one writer per directory; ` +
           `a lock left by a crashed writer expires ${STALE_MS / 1000} s after its last heartbeat)`,
       );
     }
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    await sleep(100);
+    signal?.throwIfAborted();
   }
 }
 
@@ -195,6 +203,10 @@ function readLock(file: string): { holder: Holder; touched: number } | null {
     // Unreadable or half-written: judged by its age alone.
     return { holder: { host: '', pid: NaN }, touched: statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0 };
   }
+}
+
+function holderOf(holder: Holder): string {
+  return holder.host === '' ? 'a lock file that names no writer' : `process ${holder.pid} on ${holder.host}`;
 }
 
 /** Untouched for STALE_MS, and not the lock of a process still running on this host. */

@@ -18,6 +18,10 @@ export interface OpenAuditOptions {
   /** The store's Redis client, for the stream mirror. */
   redis: Redis | Cluster | null;
   onError: (err: AuditError) => void;
+  /** Told when the start waits for a lock left by a crashed writer to go stale. */
+  onWait?: (message: string) => void;
+  /** Gives up waiting for the directory's lock (a stop requested while starting). */
+  signal?: AbortSignal;
 }
 
 /** The audit directory a writer uses. */
@@ -26,7 +30,7 @@ export function auditDir(config: Config, writer: 'gateway' | 'admin'): string {
 }
 
 /** The open trail and its closer (final checkpoint, then the lock released), or null when auditing is off. */
-export function openAudit(config: Config, opts: OpenAuditOptions): { log: AuditLog; close: () => Promise<void> } | null {
+export async function openAudit(config: Config, opts: OpenAuditOptions): Promise<{ log: AuditLog; close: () => Promise<void> } | null> {
   const a = config.audit;
   if (!a.enabled) return null;
   const dir = auditDir(config, opts.writer);
@@ -35,9 +39,11 @@ export function openAudit(config: Config, opts: OpenAuditOptions): { log: AuditL
   let opened: AuditLog | undefined;
   // Admin commands wait for one another; a second gateway on the same directory is refused at once (unless the lock
   // looks left by a crash on this host: then it waits for that lock to go stale).
-  const lock = lockAuditDir(dir, {
+  const lock = await lockAuditDir(dir, {
     waitMs: opts.writer === 'admin' ? 10_000 : 0,
     onLost: () => opened?.abandon(new AuditError('AUDIT_LOCK_LOST', dir)),
+    onWait: opts.onWait,
+    signal: opts.signal,
   });
   try {
     const source = opts.writer === 'admin' ? `${hostname()}/admin` : hostname();

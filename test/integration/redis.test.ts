@@ -3,12 +3,17 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { request } from 'undici';
 import { Redis } from 'ioredis';
+import { createGateway } from '../../src/gateway.js';
 import { keys as storeKeys } from '../../src/stores/keys.js';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
 import { inputValue } from '../helpers/browser.js';
+import { testConfig } from '../helpers/config.js';
 import { freePort, startOwnRedis, type TestRedis } from '../helpers/redis.js';
 import { ALICE, signInWithTotp, signUpAndEnrol, startStack, submitPassword } from '../helpers/stack.js';
 
@@ -84,6 +89,24 @@ t.test('an evicting maxmemory-policy is said in the log at start (it would drop 
   t.teardown(s.close);
   t.ok(await waitFor(async () => s.logs.some((l) => JSON.parse(l).msg?.startsWith('Redis maxmemory-policy is volatile-lru'))), 'the gateway logs it once it has started');
   t.equal(JSON.parse(s.logs.find((l) => l.includes('maxmemory-policy'))!).level, 40, 'as a warning');
+});
+
+t.test('a start given up while waiting for the audit lock closes its connection to Redis', async (t) => {
+  const redis = await startOwnRedis();
+  t.teardown(redis.stop);
+  const watcher = new Redis(redis.url);
+  t.teardown(() => watcher.disconnect());
+  const clients = async () => ((await watcher.client('LIST')) as string).trim().split('\n').length;
+  const config = testConfig('http://127.0.0.1:1', (raw) => (raw.store = { type: 'redis', redis: { url: redis.url } }));
+  // The lock of a crashed gateway on this host: the start waits for it to go stale.
+  writeFileSync(join(config.audit.dir, 'audit.lock'), JSON.stringify({ host: hostname(), pid: process.pid, token: 'crashed' }));
+  const stop = new AbortController();
+  const starting = createGateway(config, { signal: stop.signal });
+  await waitFor(async () => (await clients()) === 2);
+  stop.abort(new Error('stop requested'));
+  await t.rejects(starting, /stop requested/);
+  await waitFor(async () => (await clients()) === 1, 3000);
+  t.equal(await clients(), 1, "the gateway's connection is closed: only the watcher's is left");
 });
 
 t.test('Redis up only well after the gateway: the start-up checks run once it is, and again on each reconnection', async (t) => {

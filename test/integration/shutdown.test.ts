@@ -1,16 +1,17 @@
 // Stopping the gateway process (`serve`) with SIGTERM: it stops within its grace period and a little more, whatever
 // the portal does, so the container's stop timeout never kills it before its audit trail is sealed.
 import t, { type Test } from 'tap';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { Browser } from '../helpers/browser.js';
 import { gatewayProcess, TS_LOADER } from '../helpers/cli.js';
 import { rawTestConfig } from '../helpers/config.js';
+import { STALE_MS } from '../../src/audit/dir-lock.js';
 import { TestCa } from '../helpers/pki.js';
 import { freePort } from '../helpers/redis.js';
 import { silentServer } from '../helpers/silent-server.js';
@@ -98,5 +99,66 @@ t.test('with server.tls, a connection still in its TLS handshake holds the stop 
   const took = Date.now() - started;
   t.equal(code, 0);
   t.ok(took < 6000, `stopped ${took} ms after SIGTERM (grace 1 s; the handshake's limit is 30 s)`);
+  t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
+});
+
+/**
+ * A `serve` process whose audit directory holds the lock of a crashed gateway on this host (its process gone), last
+ * touched `ageMs` ago: the start waits for it to go stale. Resolves once the process says it waits.
+ */
+async function startBehindLeftLock(t: Test, ageMs: number) {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  const port = await freePort();
+  raw.server = { ...raw.server, port };
+  raw.log = { level: 'info' };
+  const lock = join(raw.audit.dir, 'audit.lock');
+  const gone = spawnSync(process.execPath, ['-e', '']).pid;
+  writeFileSync(lock, JSON.stringify({ host: hostname(), pid: gone, token: 'crashed' }));
+  const touched = new Date(Date.now() - ageMs);
+  utimesSync(lock, touched, touched);
+  const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+  writeFileSync(file, JSON.stringify(raw));
+  const proc = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => proc.kill('SIGKILL'));
+  const out = { stdout: '', stderr: '' };
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
+  for (let i = 0; i < 300 && !out.stdout.includes('for it to go stale') && proc.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+  t.match(out.stdout, `has a lock left by process ${gone} on ${hostname()}, most likely by a crash: waiting up to`, 'the start says why it waits');
+  return { raw, port, lock, proc, out };
+}
+
+t.test("a SIGTERM while the start waits out a crashed gateway's audit lock stops it at once, with exit 0 and nothing taken", async (t) => {
+  const { lock, proc, out } = await startBehindLeftLock(t, 0);
+  const left = readFileSync(lock, 'utf8');
+
+  const started = Date.now();
+  proc.kill('SIGTERM');
+  // A supervisor that repeats it: no crash.
+  await new Promise((r) => setTimeout(r, 20));
+  proc.kill('SIGTERM');
+  const [code, signal] = (await once(proc, 'exit')) as [number | null, string | null];
+  const took = Date.now() - started;
+  t.same({ code, signal }, { code: 0, signal: null }, 'exits 0, as after a stop (not killed by the signal)');
+  t.ok(took < 3000, `stopped ${took} ms after SIGTERM (the lock goes stale only after ${STALE_MS / 1000} s)`);
+  t.match(out.stdout, /"signal":"SIGTERM".*"msg":"stopped while starting"/, 'said so');
+  t.match(out.stdout, /"msg":"already stopping"/, 'the second signal is only logged');
+  t.notMatch(out.stderr, /\n\s+at /, 'no stack trace');
+  t.equal(readFileSync(lock, 'utf8'), left, "the crashed gateway's lock is neither taken nor replaced by one of its own");
+});
+
+t.test("a start that is not stopped waits out the crashed gateway's lock, then serves and stops as ever", async (t) => {
+  // Stale in 10 s: time for the process to start, and to wait a while.
+  const { raw, port, lock, proc } = await startBehindLeftLock(t, STALE_MS - 10_000);
+  let ready = false;
+  for (let i = 0; i < 150 && !ready; i++) {
+    ready = await request(`http://127.0.0.1:${port}/_mfa/health/ready`).then((r) => (r.body.dump(), r.statusCode === 200), () => false);
+    if (!ready) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.ok(ready, 'serving');
+  t.match(readFileSync(lock, 'utf8'), `"pid":${proc.pid}`, 'the lock is its own');
+  proc.kill('SIGTERM');
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  t.equal(code, 0);
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });

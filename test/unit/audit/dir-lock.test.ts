@@ -33,14 +33,14 @@ const racing = (beat?: string) => {
 
 t.test('a second writer is refused until the first releases', async (t) => {
   const dir = tempDir(t);
-  const lock = lockAuditDir(dir);
+  const lock = await lockAuditDir(dir);
   t.ok(existsSync(lockFile(dir)));
   t.ok(lock.held());
-  t.throws(() => lockAuditDir(dir), /in use by process/, 'the same process cannot open it twice');
-  t.throws(() => lockAuditDir(dir), new RegExp(`in use by process ${process.pid} on ${hostname()}`));
+  await t.rejects(lockAuditDir(dir), /in use by process/, 'the same process cannot open it twice');
+  await t.rejects(lockAuditDir(dir), new RegExp(`in use by process ${process.pid} on ${hostname()}`));
   lock.release();
   t.notOk(existsSync(lockFile(dir)), 'released: the lock file is gone');
-  lockAuditDir(dir).release();
+  (await lockAuditDir(dir)).release();
 });
 
 t.test('on this host: a live process keeps it; a dead one, or an earlier life of this pid, loses it once stale', async (t) => {
@@ -48,15 +48,15 @@ t.test('on this host: a live process keeps it; a dead one, or an earlier life of
   const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
   t.teardown(() => child.kill());
   leave(dir, { host: hostname(), pid: child.pid }, STALE_MS + 5000);
-  t.throws(() => lockAuditDir(dir), /in use by process/, 'a live process on this host, even without a heartbeat (frozen, not gone)');
+  await t.rejects(lockAuditDir(dir), /in use by process/, 'a live process on this host, even without a heartbeat (frozen, not gone)');
   child.kill();
   await new Promise((r) => child.once('exit', r));
-  lockAuditDir(dir).release();
+  (await lockAuditDir(dir)).release();
   t.pass('taken over from a process that is gone');
 
   leave(dir, { host: hostname(), pid: process.pid });
   const started = Date.now();
-  lockAuditDir(dir, { now: racing() }).release();
+  (await lockAuditDir(dir, { now: racing() })).release();
   t.pass('taken over from an earlier life of this pid (a restarted container is pid 1 again), once its heartbeat is stale');
   t.ok(Date.now() - started >= 300, 'waited for it to go stale, rather than refusing at once');
 });
@@ -65,7 +65,7 @@ t.test('a lock file that names nobody (a writer stopped before writing it: a cra
   const dir = tempDir(t);
   writeFileSync(lockFile(dir), '');
   const started = Date.now();
-  lockAuditDir(dir, { now: racing() }).release();
+  (await lockAuditDir(dir, { now: racing() })).release();
   t.ok(Date.now() - started >= 300, 'taken over once stale, without waitMs');
 });
 
@@ -75,7 +75,7 @@ t.test('on this host: a lock still touched is kept, whatever its pid (two contai
   for (const pid of [process.pid, 4_190_001]) {
     const dir = tempDir(t);
     leave(dir, { host: hostname(), pid, token: 'theirs' });
-    t.throws(() => lockAuditDir(dir, { now: racing(lockFile(dir)) }), /in use by process/, `pid ${pid}, its heartbeat going on`);
+    await t.rejects(lockAuditDir(dir, { now: racing(lockFile(dir)) }), /in use by process/, `pid ${pid}, its heartbeat going on`);
     t.match(readFileSync(lockFile(dir), 'utf8'), /theirs/, 'its lock is left alone');
   }
 });
@@ -83,12 +83,12 @@ t.test('on this host: a lock still touched is kept, whatever its pid (two contai
 t.test('another host (a container on a shared volume): kept while its heartbeat is fresh, taken over once stale', async (t) => {
   const dir = tempDir(t);
   leave(dir, { host: 'other-container', pid: 1 }, 1000);
-  t.throws(() => lockAuditDir(dir), /in use by process 1 on other-container/, 'pid 1 elsewhere is not this pid 1');
+  await t.rejects(lockAuditDir(dir), /in use by process 1 on other-container/, 'pid 1 elsewhere is not this pid 1');
   leave(dir, { host: 'other-container', pid: 1 }, STALE_MS + 5000);
-  lockAuditDir(dir).release();
+  (await lockAuditDir(dir)).release();
   t.pass('a lock not touched for longer than the stale time is taken over');
   writeFileSync(lockFile(dir), '{"host":');
-  t.throws(() => lockAuditDir(dir, { now: racing(lockFile(dir)) }), /in use by a lock file that names no writer/, 'an unreadable lock still touched is respected');
+  await t.rejects(lockAuditDir(dir, { now: racing(lockFile(dir)) }), /in use by a lock file that names no writer/, 'an unreadable lock still touched is respected');
 });
 
 t.test('two writers taking over one stale lock at once: one gets it, the other is refused', async (t) => {
@@ -103,12 +103,13 @@ t.test('two writers taking over one stale lock at once: one gets it, the other i
     if (++readings === 2) first = lockAuditDir(dir);
     return Date.now();
   };
-  t.throws(() => lockAuditDir(dir, { now: second }), new RegExp(`in use by process ${process.pid} on ${hostname()}`), 'the second is refused');
+  await t.rejects(lockAuditDir(dir, { now: second }), new RegExp(`in use by process ${process.pid} on ${hostname()}`), 'the second is refused');
   t.ok(first, 'the first took it over');
-  t.ok(first!.held(), 'and holds it');
+  const held = await first!;
+  t.ok(held.held(), 'and holds it');
   t.notMatch(readFileSync(lockFile(dir), 'utf8'), /"old"/);
   t.notOk(existsSync(join(dir, 'audit.lock.takeover')), 'nothing left behind');
-  first!.release();
+  held.release();
 });
 
 t.test('a takeover under way is waited for; one left by a writer that stopped is cleared once stale', async (t) => {
@@ -117,21 +118,37 @@ t.test('a takeover under way is waited for; one left by a writer that stopped is
   leave(dir, { host: 'crashed-host', pid: 1, token: 'old' }, STALE_MS + 5000);
   writeFileSync(takeover, '');
   const started = Date.now();
-  t.throws(() => lockAuditDir(dir), /has a takeover of its stale lock under way \(audit.lock.takeover; one left by a writer that crashed/, 'another writer is taking it over: said so');
+  await t.rejects(lockAuditDir(dir), /has a takeover of its stale lock under way \(audit.lock.takeover; one left by a writer that crashed/, 'another writer is taking it over: said so');
   t.ok(Date.now() - started >= 900, 'after a moment for that writer to finish');
   t.match(readFileSync(lockFile(dir), 'utf8'), /"old"/, 'the lock is left to that writer');
   const old = new Date(Date.now() - STALE_MS - 5000);
   utimesSync(takeover, old, old);
-  lockAuditDir(dir).release();
+  (await lockAuditDir(dir)).release();
   t.pass('taken over once the half-done takeover is stale');
   t.notOk(existsSync(takeover));
 });
 
+t.test('a wait for a stale lock is given up when its signal aborts, the lock left as it was', async (t) => {
+  // A stop requested while the gateway starts: waiting out a crashed writer's lock takes up to STALE_MS.
+  const dir = tempDir(t);
+  leave(dir, { host: hostname(), pid: process.pid, token: 'crashed' });
+  const stop = new AbortController();
+  const reason = new Error('stop requested');
+  setTimeout(() => stop.abort(reason), 200);
+  const told: string[] = [];
+  const started = Date.now();
+  await t.rejects(lockAuditDir(dir, { signal: stop.signal, onWait: (m) => told.push(m) }), reason, "the signal's reason");
+  const took = Date.now() - started;
+  t.ok(took < 1000, `given up ${took} ms after the wait began, not after ${STALE_MS} ms`);
+  t.same(told, [`the audit directory ${dir} has a lock left by process ${process.pid} on ${hostname()}, most likely by a crash: waiting up to ${STALE_MS / 1000 + 1} s for it to go stale`], 'the wait was told as it began');
+  t.match(readFileSync(lockFile(dir), 'utf8'), /crashed/, 'the lock is not taken');
+});
+
 t.test('an admin command waits for the lock', async (t) => {
   const dir = tempDir(t);
-  const lock = lockAuditDir(dir);
+  const lock = await lockAuditDir(dir);
   const started = Date.now();
-  t.throws(() => lockAuditDir(dir, { waitMs: 300 }), /in use by process/);
+  await t.rejects(lockAuditDir(dir, { waitMs: 300 }), /in use by process/);
   t.ok(Date.now() - started >= 290, 'waited before giving up');
   lock.release();
 });
@@ -139,7 +156,7 @@ t.test('an admin command waits for the lock', async (t) => {
 t.test('a holder whose lock was taken over notices it, stops touching it, and leaves it at release', async (t) => {
   const dir = tempDir(t);
   let lost = 0;
-  const lock = lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
+  const lock = await lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
   await new Promise((r) => setTimeout(r, 60));
   t.equal(lost, 0, 'its own lock: nothing to report');
   // Another container judged it stale (this process was frozen) and took it.
@@ -160,7 +177,7 @@ t.test('a holder whose directory was replaced by a file reports the lock lost an
   const crash = (err: unknown) => crashes.push(err);
   process.on('uncaughtException', crash);
   t.teardown(() => void process.off('uncaughtException', crash));
-  const lock = lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
+  const lock = await lockAuditDir(dir, { heartbeatMs: 20, onLost: () => lost++ });
   await new Promise((r) => setTimeout(r, 60));
   t.equal(lost, 0, 'its own lock: nothing to report');
   // Reading the lock now fails with ENOTDIR, not ENOENT.
@@ -175,10 +192,10 @@ t.test('a holder whose directory was replaced by a file reports the lock lost an
 
 t.test('a log whose lock was taken over stops writing: no record after the loss, no final checkpoint', async (t) => {
   // Wired as openAudit wires it; `now` stands for the time this process lives in, which a freeze makes jump.
-  const open = (dir: string, now: () => number) => {
+  const open = async (dir: string, now: () => number) => {
     const errors: string[] = [];
     let log: AuditLog | undefined;
-    const lock = lockAuditDir(dir, { heartbeatMs: 20, now, onLost: () => log?.abandon(new AuditError('AUDIT_LOCK_LOST', dir)) });
+    const lock = await lockAuditDir(dir, { heartbeatMs: 20, now, onLost: () => log?.abandon(new AuditError('AUDIT_LOCK_LOST', dir)) });
     log = new AuditLog({ journal: new AuditFileSink({ dir, maxBytes: 1_000_000 }), signingKey: privateKey, keyId: 'k', clock: systemClock, owned: lock.held, onError: (e) => errors.push(e.code) });
     t.teardown(lock.release);
     return { log, errors };
@@ -187,7 +204,7 @@ t.test('a log whose lock was taken over stops writing: no record after the loss,
 
   // Noticed by the heartbeat.
   const dir = tempDir(t);
-  const { log, errors } = open(dir, Date.now);
+  const { log, errors } = await open(dir, Date.now);
   log.append({ name: 'before' });
   takeOver(dir);
   await new Promise((r) => setTimeout(r, 80));
@@ -200,7 +217,7 @@ t.test('a log whose lock was taken over stops writing: no record after the loss,
   // Right after a freeze, before the heartbeat had a chance to run: the first record checks the lock itself.
   const frozen = tempDir(t);
   let pausedFor = 0;
-  const other = open(frozen, () => Date.now() + pausedFor);
+  const other = await open(frozen, () => Date.now() + pausedFor);
   other.log.append({ name: 'before' });
   takeOver(frozen);
   pausedFor = STALE_MS + 5000;

@@ -13,7 +13,7 @@ t.test('a gateway whose lock another writer took over writes nothing more to tha
   const dir = tempDir(t);
   const config = testConfig('http://127.0.0.1:1', (raw) => (raw.audit.dir = dir));
   const errors: AuditError[] = [];
-  const audit = openAudit(config, { clock: new FakeClock(), writer: 'gateway', redis: null, onError: (e) => errors.push(e) })!;
+  const audit = (await openAudit(config, { clock: new FakeClock(), writer: 'gateway', redis: null, onError: (e) => errors.push(e) }))!;
   t.teardown(audit.close);
   audit.log.append({ name: 'password_ok', pid: 'p1' });
 
