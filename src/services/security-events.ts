@@ -20,6 +20,7 @@ export const SECURITY_EVENTS = [
   'session_ended',
   'step_up_ok',
   'enrolment_code_sent',
+  'enrolment_code_not_sent',
   'enrolment_code_issued',
   'enrolment_proof_ok',
   'factor_added',

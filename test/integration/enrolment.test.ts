@@ -264,6 +264,15 @@ t.test('webhook: a code the vendor did not take is not said to be sent, and the 
   t.equal((await b.post('/_mfa/enrol/proof/send', { csrf })).status, 502, 'and again: it did not answer');
   t.match((await b.get('/_mfa/proof')).body, 'We have sent you a code', 'the code sent before is still said to be sent');
   t.equal((await b.post('/_mfa/enrol/proof', { csrf, code })).location, '/_mfa/enrol', 'and it works');
+  // For the operator: each code not sent is an event of its own, with why, and the metrics tell them from codes sent.
+  const events = s.logs.map((l) => JSON.parse(l)).filter((l) => String(l.security).startsWith('enrolment_code_'));
+  t.same(
+    events.map((l) => [l.security, l.why ?? null]),
+    [['enrolment_code_not_sent', 'status 500'], ['enrolment_code_sent', null], ['enrolment_code_not_sent', 'status 500'], ['enrolment_code_not_sent', 'TimeoutError']],
+  );
+  const metrics = await s.app.gateway.metrics.text();
+  t.match(metrics, /^mfa_gateway_security_events_total\{event="enrolment_code_not_sent"\} 3$/m, 'counted apart, for an alert');
+  t.match(metrics, /^mfa_gateway_security_events_total\{event="enrolment_code_sent"\} 1$/m);
 });
 
 t.test('a code sent before more time was asked for works as long as it says (10 minutes), in the longer login', async (t) => {

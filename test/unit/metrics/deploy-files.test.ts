@@ -6,6 +6,7 @@ import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
 import { configWarnings, resolveConfig } from '../../../src/config/load.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
+import { SECURITY_EVENTS } from '../../../src/services/security-events.js';
 import { merge, randomKey, rawTestConfig } from '../../helpers/config.js';
 
 const AUDIT_DIR = '/var/lib/mfa-gateway/audit';
@@ -45,7 +46,9 @@ t.test('alerting rules: well formed, each names metrics the gateway exports', as
   t.ok(rules.length >= 10);
   t.equal(new Set(rules.map((r) => r.alert)).size, rules.length, 'alert names are unique');
   const covered = new Set<string>();
+  const events = new Set<string>();
   for (const r of rules) {
+    for (const [, e] of r.expr.matchAll(/mfa_gateway_security_events_total\{event="([a-z_]+)"\}/g)) events.add(e!);
     t.match(r.alert, /^MfaGateway[A-Za-z]+$/, r.alert);
     t.ok(['warning', 'critical'].includes(r.labels.severity), `${r.alert}: severity`);
     t.ok(r.annotations.summary.length > 10, `${r.alert}: summary`);
@@ -61,6 +64,8 @@ t.test('alerting rules: well formed, each names metrics the gateway exports', as
   for (const m of ['mfa_gateway_address_blocks_total', 'mfa_gateway_login_failure_surges_total', 'mfa_gateway_password_checks_total', 'mfa_gateway_factor_lockouts_total', 'mfa_gateway_store_errors_total', 'mfa_gateway_store_call_duration_seconds', 'mfa_gateway_ready', 'mfa_gateway_audit_failures_total', 'mfa_gateway_upstream_errors_total', 'mfa_gateway_notification_failures_total']) {
     t.ok(covered.has(m), `an alert watches ${m}`);
   }
+  for (const e of events) t.ok((SECURITY_EVENTS as readonly string[]).includes(e), `${e} is a security event`);
+  for (const e of ['webauthn_counter_regression', 'enrolment_code_not_sent']) t.ok(events.has(e), `an alert watches the ${e} events`);
 });
 
 t.test("every alert has its row in docs/operations.md's table, with its severity", async (t) => {
