@@ -339,7 +339,7 @@ export const ConfigSchema = Type.Object(
       {
         url: Type.Optional(Type.String({ pattern: '^https?://', description: 'Receives a signed POST for each factor change, recovery code use and failed second step.' })),
         secret: Type.Optional(Type.String({ minLength: 32, description: 'HMAC-SHA-256 key signing each call (X-MFA-Signature).' })),
-        retries: Type.Integer({ minimum: 0, maximum: 10, default: 3, description: 'Further attempts after a failed delivery (no answer, 408, 429 or 5xx; not another 4xx), 1 s, 2 s, 4 s … apart.' }),
+        retries: Type.Integer({ minimum: 0, maximum: 10, default: 3, description: 'Further attempts after a failed delivery (no answer, 408, 429 or 5xx; not a 3xx or another 4xx), 1 s, 2 s, 4 s … apart.' }),
         // The person who asked for an enrolment code waits on this one, and a proxy in front gives up at a minute or so.
         timeoutSeconds: TimerSeconds(5, 'How long one delivery may take (at most 30 s: a person asking for an enrolment code waits for it).', 30),
       },

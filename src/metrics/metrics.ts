@@ -35,7 +35,7 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 export type UpstreamErrorKind = 'unavailable' | 'timeout' | 'busy';
 /**
- * Why a notify event was never delivered: refused (a 4xx that a retry would get again), failed (its retries too),
+ * Why a notify event was never delivered: refused (a 3xx or 4xx that a retry would get again), failed (its retries too),
  * dropped (too many deliveries waiting), shutdown (the process ended first).
  */
 export type NotificationFailure = 'refused' | 'failed' | 'dropped' | 'shutdown';
@@ -108,7 +108,7 @@ export class Metrics {
   private readonly auditFailures = this.counter('mfa_gateway_audit_failures_total', 'Audit trail failures, by AuditError code.', ['kind']);
   private readonly notificationFailures = this.counter(
     'mfa_gateway_notification_failures_total',
-    'Notify webhook events never delivered: refused (a 4xx but 408 and 429, not retried), failed (after their retries), dropped (too many waiting), shutdown (lost at a stop).',
+    'Notify webhook events never delivered: refused (a 3xx, or a 4xx but 408 and 429: not retried), failed (after their retries), dropped (too many waiting), shutdown (lost at a stop).',
     ['reason'],
   );
   private readonly readyGauge = new Gauge({ name: 'mfa_gateway_ready', help: '1 when the last readiness check passed, 0 when it failed.', registers: [this.registry] });

@@ -67,11 +67,16 @@ const MAX_DELIVERIES = 200;
 export type Delivery = { delivered: true } | { delivered: false; why: string; retry: boolean };
 
 /**
- * A receiver's status that trying again cannot change: a 4xx (a wrong secret or URL, a body it does not take), but
- * 408 and 429, which ask for a later try.
+ * A receiver's status that trying again cannot change: a 3xx (redirects are not followed, so a URL that moved fails
+ * every time) or a 4xx (a wrong secret or URL, a body it does not take), but 408 and 429, which ask for a later try.
  */
 export function refusedForGood(status: number): boolean {
-  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+  return status >= 300 && status < 500 && status !== 408 && status !== 429;
+}
+
+/** Why a receiver's answer is not a delivery; a redirect says it was not followed (never where to: it may hold a token). */
+function statusWhy(status: number): string {
+  return status >= 300 && status < 400 ? `status ${status} (redirect not followed)` : `status ${status}`;
 }
 
 /** What the log says of an event that will not be delivered, by the reason counted. */
@@ -111,7 +116,7 @@ export class Webhooks {
       await res.body.dump().catch(() => {});
       return res.statusCode >= 200 && res.statusCode < 300
         ? { delivered: true }
-        : { delivered: false, why: `status ${res.statusCode}`, retry: !refusedForGood(res.statusCode) };
+        : { delivered: false, why: statusWhy(res.statusCode), retry: !refusedForGood(res.statusCode) };
     } catch (err) {
       // Node's and undici's codes are words (ECONNREFUSED); the timeout's is a number (23, of DOMException): its name
       // (TimeoutError) says it.

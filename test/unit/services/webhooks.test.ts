@@ -154,6 +154,34 @@ t.test('a refusal for good (a 4xx but 408 and 429) is not tried again: one line,
   }
 });
 
+t.test('a redirect is not followed, nor tried again: refused, one line with its status, never where it points', async (t) => {
+  for (const status of [301, 302, 303, 307, 308]) {
+    let calls = 0;
+    const moved = createServer((req, res) => {
+      calls++;
+      req.resume();
+      res.writeHead(status, { location: 'https://new.example/hook?token=hush' }).end();
+    });
+    moved.listen(0, '127.0.0.1');
+    await once(moved, 'listening');
+    t.teardown(() => moved.close());
+    const { hooks, lines, metrics } = webhooks(1000, 3, 10);
+    hooks.send(target(`http://127.0.0.1:${(moved.address() as { port: number }).port}/hook`), { event: 'factor_added' });
+    while (calls < 1) await new Promise((r) => setTimeout(r, 10));
+    // Long enough for the three retries, 10, 20 and 40 ms apart.
+    await new Promise((r) => setTimeout(r, 200));
+    await hooks.settle();
+    t.equal(calls, 1, `${status}: sent once`);
+    t.same(
+      lines.map((l) => JSON.parse(l)).map((l) => [l.msg, l.why]),
+      [['webhook not delivered: refused', `status ${status} (redirect not followed)`]],
+      `${status}: one line says it`,
+    );
+    t.notOk(lines.join('\n').includes('new.example'), `${status}: the Location is not logged`);
+    t.equal(await lost(metrics, 'refused'), 1, `${status}: counted as refused`);
+  }
+});
+
 t.test('at shutdown, a delivery waiting for its retry tries at once; one still not delivered is logged', async (t) => {
   const lines: string[] = [];
   const log = pino(new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) }));
