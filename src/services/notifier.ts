@@ -1,5 +1,6 @@
-// Signed webhooks to the portal vendor: "was this you?" notifications and enrolment-code delivery. Delivery is
-// retried a bounded number of times in the background and never holds up a sign-in.
+// Signed webhooks to the portal vendor: "was this you?" notifications and enrolment-code delivery. Notifications are
+// retried a bounded number of times in the background and never hold up a sign-in; an enrolment code is tried once,
+// while the person waits for it.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import { request } from 'undici';
@@ -7,22 +8,26 @@ import type { Clock } from '../clock.js';
 import { newId } from '../mechanisms/random.js';
 import type { Metrics, NotificationFailure } from '../metrics/metrics.js';
 
-export type NotificationEvent =
-  | 'enrolled'
-  | 'factor_added'
-  | 'factor_removed'
-  | 'recovery_code_used'
-  | 'recovery_codes_regenerated'
-  | 'second_factor_failed'
-  | 'second_factor_abandoned'
-  | 'second_factor_replayed'
-  | 'webauthn_counter_regression'
-  | 'other_sessions_signed_out'
-  | 'factor_locked'
-  | 'factors_reset';
+/** Every event for the vendor to tell the user of (the README's Notifications table has a row for each). */
+export const NOTIFICATION_EVENTS = [
+  'enrolled',
+  'factor_added',
+  'factor_removed',
+  'recovery_code_used',
+  'recovery_codes_regenerated',
+  'second_factor_failed',
+  'second_factor_abandoned',
+  'second_factor_replayed',
+  'webauthn_counter_regression',
+  'other_sessions_signed_out',
+  'factor_locked',
+  'factors_reset',
+] as const;
+export type NotificationEvent = (typeof NOTIFICATION_EVENTS)[number];
 
 /** Alerts for the operator: attacks on the login, not about one user. */
-export type AlertEvent = 'address_blocked' | 'login_failure_surge';
+export const ALERT_EVENTS = ['address_blocked', 'login_failure_surge'] as const;
+export type AlertEvent = (typeof ALERT_EVENTS)[number];
 
 export interface Notification {
   event: NotificationEvent;

@@ -4,6 +4,7 @@ import t from 'tap';
 import type { TSchema } from '@sinclair/typebox';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { ERRORS } from '../../src/errors.js';
+import { ALERT_EVENTS, NOTIFICATION_EVENTS } from '../../src/services/notifier.js';
 
 const readme = readFileSync('README.md', 'utf8');
 const documented = (path: string) => readme.includes(`\`${path}\``) || inParentRow(path);
@@ -100,6 +101,12 @@ t.test("every reason a session_ended event gives is in the README's list", async
   t.ok(reasons.length >= 10, `${reasons.length} reasons`);
   const list = /`session_ended` \(with its `reason`: ([^\n]+)/.exec(readme.replace(/\n {2}/g, ' '))![1]!;
   for (const r of new Set(reasons)) t.match(list, `\`${r}\``, r);
+});
+
+t.test("every notification and alert has its row in the README's Notifications tables, and nothing else has one", async (t) => {
+  const section = /^## Notifications\n([\s\S]+?)^## /m.exec(readme)![1]!;
+  const rows = [...section.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1]!);
+  t.same(rows.sort(), [...NOTIFICATION_EVENTS, ...ALERT_EVENTS].sort());
 });
 
 t.test('every command the operator docs show is one the CLI has, with options it takes', async (t) => {

@@ -1,13 +1,14 @@
 // Webhook delivery against receivers that misbehave: a delivery never takes longer than its timeout, and deliveries
-// waiting on a dead endpoint do not pile up.
+// waiting on a dead endpoint do not pile up; what is sent is what the README shows.
 import t from 'tap';
 import { createServer, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { systemClock } from '../../../src/clock.js';
 import { Metrics, type NotificationFailure } from '../../../src/metrics/metrics.js';
-import { Webhooks } from '../../../src/services/notifier.js';
+import { Notifier, Webhooks } from '../../../src/services/notifier.js';
 import { startReceiver } from '../../helpers/webhook-receiver.js';
 
 const target = (url: string) => ({ url, secret: 'k'.repeat(40) });
@@ -222,4 +223,22 @@ t.test('at shutdown, a delivery whose try at once fails too is logged as lost to
   const gone = lines.map((l) => JSON.parse(l)).filter((l) => /^webhook not delivered/.test(l.msg));
   t.same(gone.map((l) => [l.msg, l.webhook]), [['webhook not delivered: shutting down', 'factors_reset']], 'one line says the event is lost to the shutdown');
   t.equal(await lost(metrics, 'shutdown'), 1, 'counted once');
+});
+
+t.test("the README's examples of a notification and an alert have the fields sent, no more and no fewer", async (t) => {
+  const section = /^## Notifications\n([\s\S]+?)^## /m.exec(readFileSync('README.md', 'utf8'))![1]!;
+  const examples = [...section.matchAll(/^```json\n(.+)\n```$/gm)].map((m) => JSON.parse(m[1]!));
+  const notification = examples.find((e) => !e.alert);
+  const alert = examples.find((e) => e.alert);
+  t.ok(notification && alert, 'an example of each');
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const notifier = new Notifier(webhooks(1000).hooks, target(receiver.url), systemClock);
+  notifier.notify({ event: notification.event, user: notification.user, ip: notification.ip, details: notification.details });
+  notifier.alert(alert.event, alert.details);
+  await receiver.waitFor(2);
+  for (const example of [notification, alert]) {
+    const sent = receiver.calls.find((c) => c.json.event === example.event)!.json;
+    t.same(Object.keys(sent).sort(), Object.keys(example).sort(), `${example.event}: its fields`);
+  }
 });
