@@ -135,8 +135,22 @@ function deviceCrls(file: string): string[] {
 }
 
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  let app: FastifyInstance;
   // The CRL is also given to TLS: a new handshake with a revoked certificate is not authorised.
   const gateway = await createGateway(config, { ...overrides, onCrlChange: () => config.server.tls && (app.server as HttpsServer).setSecureContext(tlsOptions(config, gateway.deviceCas)) });
+  try {
+    app = await appAround(config, gateway);
+  } catch (err) {
+    // The gateway holds the audit trail's lock and the store's connection: given back as the app's close gives them
+    // back (its onClose hook), or the next start (a restart loop) would wait for that lock to go stale.
+    await gateway.close();
+    throw err;
+  }
+  return app;
+}
+
+/** The HTTP app around a gateway already built. */
+async function appAround(config: Config, gateway: Gateway): Promise<FastifyInstance> {
   const answerError = errorReply(gateway.ui, config.portal.login.page, (code) => {
     const kind = UPSTREAM_ERRORS[code];
     if (kind) gateway.metrics.upstreamError(kind);

@@ -79,7 +79,7 @@ export interface Gateway extends HttpContext {
   deviceCas: readonly X509Certificate[];
   /** The pseudonymous id of a username as typed (canonicalised first); null when it is not a usable username. */
   pidOf(username: string): string | null;
-  /** Waits for background work (webhooks), closes the portal client and, unless given, the store. */
+  /** Waits for background work (webhooks), closes the portal client, the audit trail (its lock released) and, unless given, the store. */
   close(): Promise<void>;
 }
 
@@ -99,6 +99,9 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const sealer = new Sealer(config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) })));
   const signingKeys = config.keys.signing.map((k) => ({ id: k.id, key: decodeKey(k.secret) }));
   const tokens = new SessionTokens(signingKeys, config.session.absoluteTimeoutSeconds);
+  const inFlight = new InFlight(config.server.maxInFlight);
+  const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, inFlight);
+  const webhooks = new Webhooks({ clock, log: logger, metrics, timeoutMs: config.notify.timeoutSeconds * 1000, retries: config.notify.retries, retryDelayMs: 1000 });
   const writer = overrides.auditWriter ?? 'gateway';
   const opening = writer === 'none' ? null : openAudit(config, {
     clock,
@@ -117,116 +120,121 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     if (!overrides.kv) await rawKv.close();
     throw err;
   });
-  const security = securityLog(logger, audit?.log ?? null, metrics);
-  const inFlight = new InFlight(config.server.maxInFlight);
-  const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, inFlight);
-  const pendingLogins = new PendingLogins(kv, sealer);
-  const factorStore = new FactorStore(kv, sealer);
-  const challenges = new Challenges(kv, sealer);
-  const owners = new CredentialOwners(kv);
-  const jars = new BrowserJars(kv, sealer, 60 * 60_000);
-  const enrolmentCodes = new EnrolmentCodes(kv, sealer);
-  const sessionRecords = new Sessions(kv, sealer, config.session.absoluteTimeoutSeconds * 1000);
-  const sessions = new SessionService({
-    clock,
-    sessions: sessionRecords,
-    tokens,
-    limits: { idleMs: config.session.idleTimeoutSeconds * 1000, absoluteMs: config.session.absoluteTimeoutSeconds * 1000 },
-    security,
-  });
-  const webhooks = new Webhooks({ clock, log: logger, metrics, timeoutMs: config.notify.timeoutSeconds * 1000, retries: config.notify.retries, retryDelayMs: 1000 });
-  const notifier = new Notifier(webhooks, config.notify.url && config.notify.secret ? { url: config.notify.url, secret: config.notify.secret } : null, clock);
-  const attempts = new Attempts({ config, clock, kv, pending: pendingLogins, sessions, security, notifier });
-  const totp = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors: factorStore, security, notifier });
-  const rp = relyingParty(config);
-  const browserCookies: BrowserCookies = config.forwardAuth.enabled ? 'all' : config.portal.browserCookies;
-  const loginLimits = new LoginLimits({ config, clock, kv, security, notifier });
-  const pending = new PendingService({ clock, pending: pendingLogins, sessions, factors: factorStore });
-  const pseudonymKey = decodeKey(config.keys.pseudonym);
-  const registry = new DeviceRegistry(kv, sealer);
-  const deviceCas = config.devices.caFile ? parseCertificates(readFileSync(config.devices.caFile, 'utf8')) : [];
-  const reloadError = (what: string) => (err: Error) => logger.error({ err, file: what }, 'could not re-read a file: keeping its last good content');
-  const crl = config.devices.crlFile ? new WatchedFile(config.devices.crlFile, crlsOf, clock, reloadError('devices.crlFile'), () => overrides.onCrlChange?.()) : null;
-  const groups = new GroupDirectory(config.groups.file ? groupFile(config.groups.file, config.portal.login.usernameCase, clock, reloadError('groups.file')) : null, config.groups.loginHeader !== undefined);
-  const devices = new DeviceService({
-    clock,
-    registry,
-    cas: deviceCas,
-    crl,
-    headerFormat: config.devices.header?.format ?? 'pem',
-    requireRegistration: config.devices.requireRegistration,
-  });
-  const accessUnder = (policy: PolicyConfig) =>
-    new AccessService({ policy: compilePolicy(policy), loginFields: loginFields(config.portal.login), clock, devices, groups, security });
-  const access = accessUnder(policyConfig(config));
-  const assertion = config.identity.assertion;
-  const identity = new IdentityService({
-    config,
-    clock,
-    signer: assertion
-      ? new AssertionSigner(assertion.signingKey, assertion.keyId, 'mfa-gateway', assertion.audience ?? new URL(config.portal.url).origin, assertion.lifetimeSeconds, assertion.publishedKeys)
-      : null,
-  });
-  const enrolment = new EnrolmentService({
-    config, clock, kv, sealer, pending: pendingLogins, factors: factorStore, owners, codes: enrolmentCodes, challenges, attempts, totp, rp, webhooks, notifier, security,
-  });
-  const admin = new AdminService({
-    config, clock, kv, sealer, factors: factorStore, owners, codes: enrolmentCodes, sessions, sessionRecords, devices: registry, attempts, enrolment, security, notifier,
-  });
-  // Only the gateway speaks for the device and the user, and the portal's own trusted headers come from nobody.
-  const reservedHeaders = new Set([
-    ...(config.devices.header ? [config.devices.header.name.toLowerCase()] : []),
-    ...identity.headerNames,
-    ...config.portal.stripHeaders.map((name) => name.toLowerCase()),
-  ]);
-  return {
-    config,
-    clock,
-    kv,
-    reservedHeaders,
-    jars,
-    portal,
-    inFlight,
-    browserCookies,
-    sessions,
-    access,
-    identity,
-    pending,
-    login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, signingKeys, kv, limits: loginLimits, browserCookies, reservedHeaders, security, notifier, log: logger }),
-    enrolment,
-    secondFactor: new SecondFactorService({ config, clock, kv, factors: factorStore, challenges, attempts, totp, pending, sessions, rp, notifier, security }),
-    factors: new FactorService({ clock, factors: factorStore, owners, sessions, attempts, notifier, security }),
-    ui: {
-      messages: new Messages(config.ui.localesDir, config.ui.defaultLanguage),
-      portalName: config.portal.name,
-      prefix: config.server.prefix,
-      hasLogo: config.ui.logoFile !== undefined,
-    },
-    logger,
-    stores: { factors: factorStore, devices: registry, sealer },
-    deviceCas,
-    admin,
-    report: config.admin.report.groups.length
-      ? { access: accessUnder(reportPolicyConfig(config)), build: (period) => assuranceReport({ config, kv, factors: factorStore, admin, readTrail: readTrailOffThread }, period, clock.now()) }
-      : null,
-    limits: { login: loginLimits, attempts },
-    security,
-    audit: audit?.log ?? null,
-    metrics,
-    ready: async () => {
-      await kv.ping();
-      // Another writer took the trail's directory over: this one no longer records (see openAudit).
-      if (audit?.log.stoppedBy) throw audit.log.stoppedBy;
-    },
-    pidOf: (username) => {
-      const name = canonicalUsername(username, config.portal.login.usernameCase);
-      return name === null ? null : pseudonym(pseudonymKey, name);
-    },
-    close: async () => {
-      await webhooks.settle();
-      await portal.close();
-      await audit?.close();
-      if (!overrides.kv) await rawKv.close();
-    },
+  const close = async () => {
+    await webhooks.settle();
+    await portal.close();
+    await audit?.close();
+    if (!overrides.kv) await rawKv.close();
   };
+  // The trail's lock is held from here: a start that fails now (a file read below changed since the config was
+  // checked) gives back what it took, or the next start (a restart loop) would wait for that lock to go stale.
+  try {
+    const security = securityLog(logger, audit?.log ?? null, metrics);
+    const pendingLogins = new PendingLogins(kv, sealer);
+    const factorStore = new FactorStore(kv, sealer);
+    const challenges = new Challenges(kv, sealer);
+    const owners = new CredentialOwners(kv);
+    const jars = new BrowserJars(kv, sealer, 60 * 60_000);
+    const enrolmentCodes = new EnrolmentCodes(kv, sealer);
+    const sessionRecords = new Sessions(kv, sealer, config.session.absoluteTimeoutSeconds * 1000);
+    const sessions = new SessionService({
+      clock,
+      sessions: sessionRecords,
+      tokens,
+      limits: { idleMs: config.session.idleTimeoutSeconds * 1000, absoluteMs: config.session.absoluteTimeoutSeconds * 1000 },
+      security,
+    });
+    const notifier = new Notifier(webhooks, config.notify.url && config.notify.secret ? { url: config.notify.url, secret: config.notify.secret } : null, clock);
+    const attempts = new Attempts({ config, clock, kv, pending: pendingLogins, sessions, security, notifier });
+    const totp = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors: factorStore, security, notifier });
+    const rp = relyingParty(config);
+    const browserCookies: BrowserCookies = config.forwardAuth.enabled ? 'all' : config.portal.browserCookies;
+    const loginLimits = new LoginLimits({ config, clock, kv, security, notifier });
+    const pending = new PendingService({ clock, pending: pendingLogins, sessions, factors: factorStore });
+    const pseudonymKey = decodeKey(config.keys.pseudonym);
+    const registry = new DeviceRegistry(kv, sealer);
+    const deviceCas = config.devices.caFile ? parseCertificates(readFileSync(config.devices.caFile, 'utf8')) : [];
+    const reloadError = (what: string) => (err: Error) => logger.error({ err, file: what }, 'could not re-read a file: keeping its last good content');
+    const crl = config.devices.crlFile ? new WatchedFile(config.devices.crlFile, crlsOf, clock, reloadError('devices.crlFile'), () => overrides.onCrlChange?.()) : null;
+    const groups = new GroupDirectory(config.groups.file ? groupFile(config.groups.file, config.portal.login.usernameCase, clock, reloadError('groups.file')) : null, config.groups.loginHeader !== undefined);
+    const devices = new DeviceService({
+      clock,
+      registry,
+      cas: deviceCas,
+      crl,
+      headerFormat: config.devices.header?.format ?? 'pem',
+      requireRegistration: config.devices.requireRegistration,
+    });
+    const accessUnder = (policy: PolicyConfig) =>
+      new AccessService({ policy: compilePolicy(policy), loginFields: loginFields(config.portal.login), clock, devices, groups, security });
+    const access = accessUnder(policyConfig(config));
+    const assertion = config.identity.assertion;
+    const identity = new IdentityService({
+      config,
+      clock,
+      signer: assertion
+        ? new AssertionSigner(assertion.signingKey, assertion.keyId, 'mfa-gateway', assertion.audience ?? new URL(config.portal.url).origin, assertion.lifetimeSeconds, assertion.publishedKeys)
+        : null,
+    });
+    const enrolment = new EnrolmentService({
+      config, clock, kv, sealer, pending: pendingLogins, factors: factorStore, owners, codes: enrolmentCodes, challenges, attempts, totp, rp, webhooks, notifier, security,
+    });
+    const admin = new AdminService({
+      config, clock, kv, sealer, factors: factorStore, owners, codes: enrolmentCodes, sessions, sessionRecords, devices: registry, attempts, enrolment, security, notifier,
+    });
+    // Only the gateway speaks for the device and the user, and the portal's own trusted headers come from nobody.
+    const reservedHeaders = new Set([
+      ...(config.devices.header ? [config.devices.header.name.toLowerCase()] : []),
+      ...identity.headerNames,
+      ...config.portal.stripHeaders.map((name) => name.toLowerCase()),
+    ]);
+    return {
+      config,
+      clock,
+      kv,
+      reservedHeaders,
+      jars,
+      portal,
+      inFlight,
+      browserCookies,
+      sessions,
+      access,
+      identity,
+      pending,
+      login: new LoginService({ config, clock, portal, jars, pending: pendingLogins, factors: factorStore, pseudonymKey, signingKeys, kv, limits: loginLimits, browserCookies, reservedHeaders, security, notifier, log: logger }),
+      enrolment,
+      secondFactor: new SecondFactorService({ config, clock, kv, factors: factorStore, challenges, attempts, totp, pending, sessions, rp, notifier, security }),
+      factors: new FactorService({ clock, factors: factorStore, owners, sessions, attempts, notifier, security }),
+      ui: {
+        messages: new Messages(config.ui.localesDir, config.ui.defaultLanguage),
+        portalName: config.portal.name,
+        prefix: config.server.prefix,
+        hasLogo: config.ui.logoFile !== undefined,
+      },
+      logger,
+      stores: { factors: factorStore, devices: registry, sealer },
+      deviceCas,
+      admin,
+      report: config.admin.report.groups.length
+        ? { access: accessUnder(reportPolicyConfig(config)), build: (period) => assuranceReport({ config, kv, factors: factorStore, admin, readTrail: readTrailOffThread }, period, clock.now()) }
+        : null,
+      limits: { login: loginLimits, attempts },
+      security,
+      audit: audit?.log ?? null,
+      metrics,
+      ready: async () => {
+        await kv.ping();
+        // Another writer took the trail's directory over: this one no longer records (see openAudit).
+        if (audit?.log.stoppedBy) throw audit.log.stoppedBy;
+      },
+      pidOf: (username) => {
+        const name = canonicalUsername(username, config.portal.login.usernameCase);
+        return name === null ? null : pseudonym(pseudonymKey, name);
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }

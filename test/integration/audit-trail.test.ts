@@ -1,15 +1,21 @@
 // The audit trail of a real run: what a sign-in, a refusal and browsing leave in it (by pseudonym, never a secret),
 // checked by the real command line (`audit verify`, `audit who`, `report`) and the report page.
 import t from 'tap';
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import { runCli } from '../helpers/cli.js';
-import { merge, rawTestConfig } from '../helpers/config.js';
+import { merge, rawTestConfig, testConfig } from '../helpers/config.js';
+import { TestCa } from '../helpers/pki.js';
+import { testRedis } from '../helpers/redis.js';
+import { Redis } from 'ioredis';
 import { request } from 'undici';
+import { buildApp } from '../../src/app.js';
+import { createGateway } from '../../src/gateway.js';
 import { AuditError } from '../../src/audit/audit-error.js';
 import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, submitPassword, totpAt, startRedisStack, startStack } from '../helpers/stack.js';
 
@@ -180,4 +186,46 @@ t.test('a start that fails (its port or its admin port taken) gives the audit di
     t.match(r.stderr + r.stdout, 'EADDRINUSE');
     t.notOk(existsSync(join(dir, 'audit', 'audit.lock')), `${which} port taken: no audit lock is left behind`);
   }
+});
+
+t.test('a start that fails once it holds the audit lock (a file read at start changed since the config was checked) gives the lock and the store back', async (t) => {
+  const redis = await testRedis();
+  t.teardown(redis.stop);
+  const cert = new TestCa('server').issue('gateway', { server: true });
+  const groups = join(mkdtempSync(join(tmpdir(), 'mfa-start-')), 'groups.yaml');
+  writeFileSync(groups, 'alice: [staff]\n');
+  const config = testConfig('http://127.0.0.1:9', (raw) => {
+    raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix: `it-${randomBytes(4).toString('hex')}:` } };
+    raw.server.tls = { certFile: cert.certFile, keyFile: cert.keyFile };
+    raw.groups = { file: groups };
+  });
+  const lock = join(config.audit.dir, 'audit.lock');
+  const probe = new Redis(redis.url);
+  t.teardown(() => probe.disconnect());
+  const clients = async () => ((await probe.client('LIST')) as string).trim().split('\n').length;
+  const alone = await clients();
+
+  // The server's key is read by the HTTP app, after the gateway took the lock.
+  const key = readFileSync(cert.keyFile);
+  rmSync(cert.keyFile);
+  await t.rejects(buildApp(config), { code: 'ENOENT' }, 'the server key removed since the config was checked: the start fails');
+  t.notOk(existsSync(lock), 'no audit lock is left behind');
+  writeFileSync(cert.keyFile, key);
+  // The group map is read by the gateway itself, after it took the lock: so too for an admin command.
+  writeFileSync(groups, '');
+  await t.rejects(buildApp(config), /group file: empty/, 'the group map emptied since: the start fails');
+  t.notOk(existsSync(lock), 'no audit lock is left behind');
+  await t.rejects(createGateway(config, { auditWriter: 'admin' }), /group file: empty/, "an admin command's start fails too");
+  t.notOk(existsSync(join(config.audit.dir, 'admin', 'audit.lock')), 'no admin audit lock is left behind');
+  // Time enough for a connection left open to be made.
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(await clients(), alone, "the store's connections are closed");
+
+  writeFileSync(groups, 'alice: [staff]\n');
+  const started = Date.now();
+  const app = await buildApp(config);
+  t.ok(Date.now() - started < 5000, 'the next start does not wait for a lock to go stale');
+  t.ok(existsSync(lock), 'a gateway that started holds the lock while it runs');
+  await app.close();
+  t.notOk(existsSync(lock), 'and gives it back when it stops');
 });
