@@ -105,7 +105,7 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     if (error instanceof OtherStage) return reply.header('cache-control', 'no-store').redirect(`${prefix}/continue`, 303);
     // A page of a sign-in already finished (Back, once signed in): on to the portal, not "your sign-in has expired"
     // (a session that is no longer valid is sent to sign in there).
-    if (code === 'GW_ERR_LOGIN_EXPIRED' && request.method === 'GET' && request.cookies?.[COOKIE.session] !== undefined && request.cookies[COOKIE.pending] === undefined) {
+    if (code === 'GW_ERR_LOGIN_EXPIRED' && (request.method === 'GET' || request.method === 'HEAD') && request.cookies?.[COOKIE.session] !== undefined && request.cookies[COOKIE.pending] === undefined) {
       return reply.header('cache-control', 'no-store').redirect('/', 303);
     }
     // The forward-auth endpoint answers for a portal page (a proxy may pass its page to the browser).

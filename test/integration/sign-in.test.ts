@@ -250,6 +250,8 @@ t.test('Back to a page of the sign-in once signed in: on to the portal, not "you
     for (const path of ['/_mfa/verify', '/_mfa/recovery-codes', '/_mfa/enrol', '/_mfa/continue']) {
       const back = await browser.get(path);
       t.equal(back.location, '/', `${who}: ${path}`);
+      const head = await browser.send('HEAD', path);
+      t.same([head.status, head.location], [303, '/'], `${who}: HEAD ${path}, as its GET`);
     }
   }
   t.equal((await later.get('/records')).status, 200, 'signed in there');
