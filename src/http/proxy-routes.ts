@@ -123,7 +123,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (req.cookies[COOKIE.pending]) return void reply.redirect(`${config.server.prefix}/continue`, 303);
         return void reply.redirect(loginPageFor(config.portal.login.page, pathAndQuery(target)), 302);
       case 'allow': {
-        if (loginPath) return interceptLogin(req, reply, forwarded);
+        if (loginPath) return interceptLogin(req, reply, forwarded, active);
         if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
         // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
         // portal still gets the request with the session's cookies, to end its own session. Another site can send the
@@ -141,6 +141,17 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     }
   }
 
+  /**
+   * A portal answer to a signed-in request that has the browser delete its cookies (Clear-Site-Data): the browser would
+   * drop the gateway's cookie while the session lived on in the store (and its copies with it), so it is the portal's
+   * logout. As for the configured one, the browser is told first, so that an error page (the store failing) tells it too.
+   */
+  async function signedOutByPortal(reply: FastifyReply, active: ActiveSession, portalHeaders: OutgoingHttpHeaders): Promise<void> {
+    reply.clearCookie(COOKIE.session, clearOptions);
+    clearAsSignedOut(reply, portalHeaders);
+    await sessions.end(active, 'portal-logout');
+  }
+
   async function browserJar(req: FastifyRequest, reply: FastifyReply): Promise<JarOwner> {
     const id = browserId(req, reply);
     const { round, cookies } = await ctx.jars.get(id);
@@ -155,7 +166,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     return fresh;
   }
 
-  async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget): Promise<void> {
+  async function interceptLogin(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, active: ActiveSession | null): Promise<void> {
     // Another site's form would sign the browser in as whoever's password it sends (login CSRF), replacing a sign-in
     // in progress, for a portal whose login form has no token of its own. Refused before any cookie changes.
     checkSameOrigin(req);
@@ -186,6 +197,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // The portal shows its own error; only its cookies are kept back.
       const headers = browserResponseHeaders(outcome.portal.headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: false });
       delete headers['content-length'];
+      // A signed-in browser's password refused with its cookies deleted: the browser would drop the gateway's too.
+      if (active && clearsCookies(headers['clear-site-data'])) await signedOutByPortal(reply, active, headers);
       reply.code(outcome.portal.status).headers(headers).send(asSent(headers, outcome.portal.body));
       return;
     }
@@ -205,18 +218,12 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // reply-from goes on to onResponse after onError for an answer whose status it cannot set (outside 100–599).
     let failed = false;
     // The portal's answer to a signed-in request has the browser delete its cookies (Clear-Site-Data): a logout not
-    // among portal.logoutPaths, or the portal ending its session itself. The browser would drop the gateway's cookie
-    // while the session lived on in the store (and its copies with it): it is the portal's logout.
+    // among portal.logoutPaths, or the portal ending its session itself (see signedOutByPortal).
     let portalSignedOut = false;
 
     /** The portal's answer to the browser: the jar updated from its cookies, then its body (a small one read whole). */
     async function passOn(res: unknown): Promise<void> {
-      if (owner.kind === 'session' && portalSignedOut) {
-        // As the configured logout: the browser is told first, so that an error page (the store failing) tells it too.
-        reply.clearCookie(COOKIE.session, clearOptions);
-        clearAsSignedOut(reply, forwardedHeaders);
-        await sessions.end(owner.active, 'portal-logout');
-      }
+      if (owner.kind === 'session' && portalSignedOut) await signedOutByPortal(reply, owner.active, forwardedHeaders);
       // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
       const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
       const changed = sameJar(updated, jar) ? undefined : updated;

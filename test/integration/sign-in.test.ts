@@ -845,6 +845,24 @@ t.test('a Clear-Site-Data that deletes no cookies ends nothing; without a sessio
   t.equal(out.headers['clear-site-data'], '"cookies"', 'not signed in: the portal\'s answer as it is');
 });
 
+t.test("the portal's refusal of a signed-in browser's password, deleting its cookies (Clear-Site-Data): the gateway session ends too", async (t) => {
+  const s = await stackBehindClearSiteData(t, csd);
+  const { b } = await signUpAndEnrol(s);
+  const old = b.cookies.get('__Host-mfa-session')!;
+  // A password sent again while signed in, to a login whose refusal says it: the demo portal refuses it as an expired
+  // form (its form's token went to the session's jar, not to the sign-in's).
+  const page = await b.get('/login');
+  const out = await b.post(`/login?csd=${encodeURIComponent('"cookies"')}`, { username: ALICE.username, password: 'wrong password', csrf: inputValue(page.body, 'csrf') });
+  t.equal(out.status, 403, "the portal's own refusal");
+  t.ok(s.logs.some((l) => l.includes('"security":"password_failed"')), 'taken for a refusal');
+  t.equal(out.headers['clear-site-data'], '"cache", "cookies", "storage", "cookies"', "with what the gateway's sign-out clears");
+  t.notOk(b.cookies.has('__Host-mfa-session'), 'the session cookie cleared');
+  const replay = s.browser();
+  replay.cookies.set('__Host-mfa-session', old);
+  t.equal((await replay.get('/echo')).status, 302, 'a copy of the old cookie is refused');
+  t.match(sessionsEnded(s), [{ reason: 'portal-logout' }], "noted as the portal's logout");
+});
+
 t.test("the portal's logout with the portal down: the 502 page still tells the browser to forget what the session left", async (t) => {
   const s = await startStack();
   t.teardown(s.close);
