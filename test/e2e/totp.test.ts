@@ -115,6 +115,9 @@ t.test('the recovery codes page: a text file to download, Print and Copy; printe
   await page.check('#ack');
   await submit(page);
   t.equal(url(page), '/records', 'and on, as before');
+  await page.goto(`${s.base}${P}/security`);
+  await page.emulateMedia({ media: 'print' });
+  t.ok(await page.getByRole('button', { name: 'Make new recovery codes' }).isVisible(), 'another page prints as it shows');
 });
 
 t.test('the recovery codes page without JavaScript: the download link, no Print or Copy button that would do nothing', async (t) => {
