@@ -191,6 +191,8 @@ export function sentOnce(raw: readonly string[], name: string): string | undefin
  * exactly (case and quotes) and ignore the rest, an unquoted `cookies` too, and so does this.
  */
 export function clearsCookies(clearSiteData: string | string[] | number | undefined): boolean {
+  // Nearly every answer has none: nothing to allocate for it.
+  if (clearSiteData === undefined) return false;
   return asList(clearSiteData).some((value) => value.split(',').some((d) => COOKIE_DIRECTIVES.has(d.trim())));
 }
 
