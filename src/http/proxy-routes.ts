@@ -322,6 +322,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       onResponse: (_r, rep, res) => {
         if (failed) return void (res as { stream: Readable }).stream.resume();
         passOn(res).catch((err: unknown) => {
+          // Failed before its body was taken (the store, ending the session or checking a withheld answer): the body is
+          // read and dropped, or the portal's connection would wait for a reader until portal.timeoutSeconds.
+          const { stream } = res as { stream: Readable };
+          if (stream.readableFlowing === null) stream.on('error', () => {}).resume();
           if (rep.sent) req.log.error({ err }, 'could not pass the portal answer on');
           // The gateway's own failures (the store, checking a withheld answer) keep their code.
           else sendInstead(rep, forwardedHeaders, err instanceof GatewayError ? err : new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer could not be passed on', { cause: err }));

@@ -1,11 +1,13 @@
 // Sign-in end to end over real sockets: demo portal, gateway, memory store.
 import { once } from 'node:events';
-import { createServer, request as httpRequest } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { GatewayError } from '../../src/errors.js';
+import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, copyOf, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, copyOf, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack, type StackOptions } from '../helpers/stack.js';
 
 t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
   const s = await startStack();
@@ -770,11 +772,19 @@ t.test("the portal's logout under a rule that would not let the person through (
   }
 });
 
-/** A stack whose portal's answers say Clear-Site-Data as `saying` gives it for the request's URL (many portals' logouts do). */
-async function stackBehindClearSiteData(t: Tap.Test, saying: (url: string) => string | undefined): Promise<Stack> {
+/**
+ * A stack whose portal's answers say Clear-Site-Data as `saying` gives it for the request's URL (many portals' logouts
+ * do). `own`: answers a request itself when it returns true. `kv`: the stack's store.
+ */
+async function stackBehindClearSiteData(
+  t: Tap.Test,
+  saying: (url: string) => string | undefined,
+  opts: { own?: (req: IncomingMessage, res: ServerResponse) => boolean; kv?: StackOptions['kv'] } = {},
+): Promise<Stack> {
   // In front of the demo portal: its answers as they are, with the header added.
   let portalUrl = '';
   const front = createServer((req, res) => {
+    if (opts.own?.(req, res)) return;
     const up = httpRequest(new URL(req.url!, portalUrl), { method: req.method, headers: req.headers }, (answer) => {
       const value = saying(req.url!);
       res.writeHead(answer.statusCode!, { ...answer.headers, ...(value === undefined ? {} : { 'clear-site-data': value }) });
@@ -784,8 +794,12 @@ async function stackBehindClearSiteData(t: Tap.Test, saying: (url: string) => st
   });
   front.listen(0, '127.0.0.1');
   await once(front, 'listening');
-  t.teardown(() => new Promise((r) => front.close(r)));
+  t.teardown(() => {
+    front.closeAllConnections();
+    return new Promise((r) => front.close(r));
+  });
   const s = await startStack({
+    ...(opts.kv ? { kv: opts.kv } : {}),
     patch: (raw) => {
       portalUrl = raw.portal.url;
       raw.portal.url = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
@@ -825,6 +839,38 @@ t.test("a portal answer that has the browser delete its cookies (Clear-Site-Data
   }
   t.match(sessionsEnded(s), [{ reason: 'portal-logout' }, { reason: 'portal-logout' }], 'noted as the portal\'s logout');
   t.equal(sessionsEnded(s).length, 2);
+});
+
+t.test('ending the session for such an answer fails (the store): an error page, and the portal\'s answer is still read to its end', async (t) => {
+  // A store whose session deletes fail once `failing` is set (Redis gone at that moment).
+  let failing = false;
+  class FailingDeletes extends MemoryKvStore {
+    override async delete(key: string): Promise<void> {
+      if (failing && key.startsWith('session:')) throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', 'store down');
+      return super.delete(key);
+    }
+  }
+  // Larger than the socket buffers hold: written to its end only if the gateway reads it.
+  const body = Buffer.alloc(8 * 1024 * 1024, 0x61);
+  let sent!: Promise<'finished' | 'cut off'>;
+  const s = await stackBehindClearSiteData(t, () => undefined, {
+    kv: (clock) => new FailingDeletes(clock),
+    own: (req, res) => {
+      if (req.url !== '/big') return false;
+      sent = new Promise((resolve) => {
+        res.once('finish', () => resolve('finished'));
+        res.once('close', () => resolve(res.writableFinished ? 'finished' : 'cut off'));
+      });
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length), 'clear-site-data': '"cookies"' }).end(body);
+      return true;
+    },
+  });
+  const { b } = await signUpAndEnrol(s);
+  failing = true;
+  const out = await b.get('/big');
+  t.equal(out.status, 503, 'the store failing: its error page, not the portal\'s answer');
+  const waited = new Promise((r) => setTimeout(r, 5000, 'still unread after 5 s'));
+  t.equal(await Promise.race([sent, waited]), 'finished', "the portal's answer was read to its end, not left half-read on its connection");
 });
 
 t.test('a Clear-Site-Data that deletes no cookies ends nothing; without a session, it passes as it is', async (t) => {
