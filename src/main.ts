@@ -19,6 +19,7 @@ import { auditPublicKey, auditVerify, auditWho } from './cli/audit.js';
 import { DEVICES_ACTIONS, devicesCommand, fingerprintArg } from './cli/devices.js';
 import { csvUsernames, issueEnrolmentCodes } from './cli/enrol-codes.js';
 import { BLOCKS_ACTIONS, LOCKOUTS_ACTIONS, blocksCommand, lockoutsCommand } from './cli/limits.js';
+import { loginCheck, readPassword } from './cli/login-check.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { reportCommand } from './cli/report.js';
 import { PartialOutput, UsageError } from './cli/usage.js';
@@ -37,6 +38,9 @@ const USAGE = `Usage:
   mfa-gateway policy explain --config FILE --path P [--ip A] [--user U] [--groups g1,g2] [--method M]
                              [--host H] [--managed] [--factor totp|webauthn|device-bound-passkey|recovery] [--factor-age SECONDS]
                                      which rule decides a request, and why
+  mfa-gateway login check --config FILE --user U
+                                     sign in at the portal with U's real password (one line on stdin) and a wrong
+                                     one; show whether portal.login.success and failure tell them apart
   mfa-gateway report --config FILE [--days N | --from DATE --to DATE] [--format text|json|html] [--audit-dir DIR]…
                                      the assurance report for a period (default: the last 30 days)
   mfa-gateway audit verify (--config FILE | --public-key PEM) FILE|DIR…
@@ -106,6 +110,7 @@ const OPTIONS_OF = new Map<string, readonly string[]>(Object.entries({
   serve: ['config'],
   demo: [],
   config: [],
+  login: ['config', 'user'],
   policy: ['config', 'path', 'ip', 'user', 'groups', 'method', 'host', 'managed', 'factor', 'factor-age'],
   report: ['config', 'days', 'from', 'to', 'format', 'audit-dir'],
   audit: ['config', 'public-key'],
@@ -192,6 +197,13 @@ async function main(argv: string[]): Promise<number> {
         }),
       );
       return 0;
+    }
+    case 'login': {
+      if (sub !== 'check' || !v.user) return usage('login check needs --config FILE and --user U (the password on stdin)');
+      const checked = config();
+      const r = await loginCheck(checked, v.user, readPassword());
+      print(r.lines);
+      return r.ok ? 0 : 1;
     }
     case 'report':
       // The report only reads the trails: it writes none (and needs no write access to them).

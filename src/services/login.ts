@@ -21,7 +21,7 @@ import type { FactorStore } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import type { BrowserJars, PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
-import { bodyText, type PortalClient, type PortalResponse } from '../upstream/portal-client.js';
+import { bodyText, type PortalClient, type PortalRequest, type PortalResponse } from '../upstream/portal-client.js';
 import { groupsFromHeader } from './groups.js';
 import type { AccountAdmission, Admission, LoginLimits } from './login-limits.js';
 import type { Notifier } from './notifier.js';
@@ -221,15 +221,10 @@ export class LoginService {
       cookie: cookieHeader(jar, req.path, now, withoutLoginFields(req.headers.cookie, loginFields(login)), this.d.browserCookies),
       strip: this.d.reservedHeaders,
     });
-    // The type as checked, and no other parameter than the charset the gateway read the body in.
-    headers['content-type'] = req.contentType;
-    headers['content-length'] = String(body.length);
-    // The answer is judged by its bytes (the body rule), so it is asked for uncompressed.
-    headers['accept-encoding'] = 'identity';
     if (config.forwardAuth.enabled) await this.markPortalCookies(req.headers.cookie, admitted, now);
     let answer: PortalResponse;
     try {
-      answer = await this.d.portal.send({ method: req.method, pathAndQuery: pathAndQuery(req), headers, body });
+      answer = await this.d.portal.send(portalLogin({ method: req.method, pathAndQuery: pathAndQuery(req), headers, body }, req.contentType));
     } catch (err) {
       // The portal never judged the password: it does not count against the account. The jar stays taken: the portal
       // may have signed its session in all the same.
@@ -239,18 +234,9 @@ export class LoginService {
     const setCookies = asArray(answer.headers['set-cookie']);
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);
     const location = first(answer.headers.location);
-    const text = bodyText(answer);
-    const facts: PortalAnswer = {
-      status: answer.status,
-      location,
-      browserLocation: location === undefined ? undefined : browserLocation(location, new URL(config.portal.url).origin),
-      setCookieNames: setCookieNames(setCookies, clock.now()),
-      body: text ?? '',
-    };
-    // A body rule cannot judge a body the gateway cannot read: neither a success nor a refusal.
-    const unreadable = text === null && (login.success.body !== undefined || login.failure?.body !== undefined);
-    const ok = !unreadable && answerMatches(login.success, facts);
-    if (unreadable || (!ok && login.failure && !answerMatches(login.failure, facts))) {
+    const { verdict } = judgeLoginAnswer(login, answer, new URL(config.portal.url).origin, clock.now());
+    const ok = verdict === 'success';
+    if (verdict === 'unrecognised') {
       // Neither a success nor a refusal as configured: perhaps a success the rules miss (a `next` the location rule
       // does not expect, a page in another language). Its page and cookies go nowhere, the jar stays taken, and the
       // password counts as a failure (a guess must not learn more here than from a refusal).
@@ -397,6 +383,43 @@ function forwardAuthSession(names: readonly string[], held: Jar, sentCookies: st
   });
   if (!digest) throw new GatewayError('GW_ERR_LOGIN_UNRECOGNISED', 'a cookie of forwardAuth.sessionCookies has two values, or is sent in another form too');
   return digest;
+}
+
+/**
+ * The password login as the portal gets it: with the Content-Type as checked (no other parameter than the charset the
+ * gateway read the body in), and asking for an uncompressed answer, as it is judged by its bytes (the body rule).
+ */
+export function portalLogin(req: PortalRequest & { body: Buffer }, contentType: string): PortalRequest {
+  return { ...req, headers: { ...req.headers, 'content-type': contentType, 'content-length': String(req.body.length), 'accept-encoding': 'identity' } };
+}
+
+/** The portal's answer to a password as the rules see it, whether each set of rules holds, and what it is taken for. */
+export interface JudgedLogin {
+  facts: PortalAnswer;
+  /** The body could not be read (another encoding or charset) and a body rule needs it: no rule holds. */
+  unreadable: boolean;
+  success: boolean;
+  /** Undefined without portal.login.failure. */
+  failure: boolean | undefined;
+  /** A success wins; an answer neither rule set takes, when failure rules are given, is unrecognised. */
+  verdict: 'success' | 'failure' | 'unrecognised';
+}
+
+export function judgeLoginAnswer(login: Config['portal']['login'], answer: PortalResponse, portalOrigin: string, now: number): JudgedLogin {
+  const location = first(answer.headers.location);
+  const text = bodyText(answer);
+  const facts: PortalAnswer = {
+    status: answer.status,
+    location,
+    browserLocation: location === undefined ? undefined : browserLocation(location, portalOrigin),
+    setCookieNames: setCookieNames(asArray(answer.headers['set-cookie']), now),
+    body: text ?? '',
+  };
+  // A body rule cannot judge a body the gateway cannot read: neither a success nor a refusal.
+  const unreadable = text === null && (login.success.body !== undefined || login.failure?.body !== undefined);
+  const success = !unreadable && answerMatches(login.success, facts);
+  const failure = login.failure === undefined ? undefined : !unreadable && answerMatches(login.failure, facts);
+  return { facts, unreadable, success, failure, verdict: success ? 'success' : unreadable || failure === false ? 'unrecognised' : 'failure' };
 }
 
 /** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */

@@ -16,12 +16,13 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { code: num
 }
 
 /**
- * runCli without blocking this process: for a test whose gateway runs in this process and serves it around the
+ * runCli without blocking this process (`stdin`: what the command reads there, then its end): for a test whose gateway runs in this process and serves it around the
  * commands (a blocked event loop for the seconds a command takes fires every timer at once afterwards, and a kept-alive
  * connection may then be reset under the next request).
  */
-export async function runCliAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function runCliAsync(args: string[], env: NodeJS.ProcessEnv = {}, stdin = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [TS_LOADER, 'src/main.ts', ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+  child.stdin.end(stdin);
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -1,0 +1,141 @@
+// `mfa-gateway login check`: the portal.login rules tried on the live portal, with a right password and a wrong one.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Config } from '../config/schema.js';
+import { applySetCookies, cookieHeader } from '../domain/cookie-jar.js';
+import { usernameFields } from '../domain/legacy-auth.js';
+import { loginFormOf } from '../domain/login-form.js';
+import { loose, portalPaths } from '../domain/portal-paths.js';
+import { loginPageFor } from '../domain/redirect.js';
+import { accountNames } from '../domain/username.js';
+import { judgeLoginAnswer, parseLoginBody, portalLogin, type JudgedLogin } from '../services/login.js';
+import { InFlight } from '../upstream/in-flight.js';
+import { bodyText, PortalClient, type PortalRequest } from '../upstream/portal-client.js';
+import { UsageError } from './usage.js';
+
+/**
+ * The password, one line of stdin. Never from a terminal: it would show the password as it is typed (and a line in
+ * argv is seen by every user of the machine and kept in the shell's history).
+ */
+export function readPassword(stdin: { isTTY?: boolean } = process.stdin): string {
+  if (stdin.isTTY) throw new UsageError('login check reads the password from stdin, which is a terminal here: pipe it in (read -rs PW; printf "%s\\n" "$PW" | mfa-gateway login check ...)');
+  const password = readFileSync(0, 'utf8').split(/\r?\n/, 1)[0];
+  if (!password) throw new UsageError('login check reads the password from stdin (one line): none given');
+  return password;
+}
+
+/**
+ * Signs `user` in at the portal as a browser would, through the gateway's own login code, once with `password` and
+ * once with a random wrong one, and judges both answers as the gateway would. `ok`: the rules tell them apart.
+ */
+export async function loginCheck(config: Config, user: string, password: string): Promise<{ lines: string[]; ok: boolean }> {
+  const username = accountNames(config.portal.login)(user);
+  if (username === null) throw new UsageError(`--user: not a usable username (no sign-in can use it): ${JSON.stringify(user)}`);
+  const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, new InFlight(1));
+  try {
+    const right = await tryPassword(config, portal, { user, username, password });
+    // Random, not the password with a suffix: nothing of the right one goes to the portal twice.
+    const wrong = await tryPassword(config, portal, { user, username, password: randomBytes(12).toString('base64url') });
+    const problems = [
+      ...(right.judged.success ? [] : ['success does not hold for the right password']),
+      ...(right.judged.failure === true ? ['failure holds for the right password'] : []),
+      ...(wrong.judged.success ? ['success holds for the wrong password'] : []),
+      ...(wrong.judged.failure === false ? ['failure does not hold for the wrong password'] : []),
+    ];
+    return {
+      lines: [
+        `right password: ${right.sent}`,
+        ...judgement(right.judged),
+        `wrong password (a random one; it counts once against the portal's own lockout): ${wrong.sent}`,
+        ...judgement(wrong.judged),
+        problems.length ? `verdict: the rules do not tell a right password from a wrong one: ${problems.join('; ')}` : 'verdict: the rules tell a right password from a wrong one',
+      ],
+      ok: problems.length === 0,
+    };
+  } finally {
+    await portal.close();
+  }
+}
+
+/** One password sent as the gateway forwards a login: what was sent (names only, never values) and its judgement. */
+async function tryPassword(config: Config, portal: PortalClient, c: Credentials & { username: string }): Promise<{ sent: string; judged: JudgedLogin }> {
+  const login = config.portal.login;
+  const origin = new URL(config.portal.url).origin;
+  const request = login.bodyType === 'json' ? jsonLogin(config, c) : await formLogin(config, portal, c);
+  // As the login intercept does: one canonical parse, and the portal checks the username the gateway would hold.
+  let body: Buffer;
+  try {
+    body = parseLoginBody(Buffer.from(request.body), login.bodyType, usernameFields(login), login.usernameCase).withUsername(c.username);
+  } catch (err) {
+    throw new Error(`the gateway would refuse this login (${(err as Error).message}): ${request.sent}`);
+  }
+  const contentType = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
+  const answer = await portal.send(portalLogin({ ...request.to, body }, contentType));
+  return { sent: request.sent, judged: judgeLoginAnswer(login, answer, origin, Date.now()) };
+}
+
+/** What a person types: the name as given (the gateway makes it canonical) and the password. */
+interface Credentials {
+  user: string;
+  password: string;
+}
+
+/** A single-page portal's login: the JSON body the gateway forwards, to the first login path, without a page. */
+function jsonLogin(config: Config, c: Credentials): { to: Omit<PortalRequest, 'body'>; body: string; sent: string } {
+  const login = config.portal.login;
+  const [path = '/login'] = login.paths;
+  const [method = 'POST'] = login.methods;
+  const field = usernameFields(login)[0]!;
+  return {
+    to: { method, pathAndQuery: path, headers: {} },
+    body: JSON.stringify({ [field]: c.user, [login.passwordField]: c.password }),
+    sent: `${method} ${path} with JSON ${field}, ${login.passwordField} (portal.login.bodyType json: no login page fetched)`,
+  };
+}
+
+/**
+ * A form login: the login page fetched (GET portal.login.page), its form that holds the username field filled in,
+ * hidden fields and the cookies of the page's answer kept, and sent where the form sends it.
+ */
+async function formLogin(config: Config, portal: PortalClient, c: Credentials): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
+  const login = config.portal.login;
+  const origin = new URL(config.portal.url).origin;
+  const pageUrl = new URL(loginPageFor(login.page), origin);
+  const page = await portal.send({ method: 'GET', pathAndQuery: pageUrl.pathname + pageUrl.search, headers: { accept: 'text/html', 'accept-encoding': 'identity' } });
+  const fields = usernameFields(login);
+  const form = loginFormOf(bodyText(page) ?? '', fields);
+  if (!form) {
+    throw new Error(
+      `GET ${pageUrl.pathname}${pageUrl.search} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,
+    );
+  }
+  const to = new URL(form.action ?? pageUrl.href, pageUrl);
+  const where = `${form.method} ${to.pathname}${to.search}`;
+  if (to.origin !== origin) throw new Error(`the login form sends ${form.method} ${to.href}, not to the portal (${origin})`);
+  if (portalPaths(login, []).loginPathOf(loose(to.pathname), form.method) === undefined || !(login.methods as readonly string[]).includes(form.method)) {
+    throw new Error(`the login form sends ${where}, which is not a login the gateway intercepts (portal.login.paths, portal.login.methods)`);
+  }
+  // A password field the form lacks (a script adds it) is added.
+  const filled = form.fields.map(([name, value]): [string, string] => [name, name === form.usernameField ? c.user : name === login.passwordField ? c.password : value]);
+  if (!filled.some(([name]) => name === login.passwordField)) filled.push([login.passwordField, c.password]);
+  const now = Date.now();
+  const setCookies = page.headers['set-cookie'] ?? [];
+  const jar = applySetCookies([], Array.isArray(setCookies) ? setCookies : [setCookies], pageUrl.pathname, now);
+  const cookie = cookieHeader(jar, to.pathname, now);
+  return {
+    to: { method: form.method, pathAndQuery: `${to.pathname}${to.search}`, headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) } },
+    body: new URLSearchParams(filled).toString(),
+    sent: `${where} with ${filled.map(([name]) => name).join(', ')} (the form of GET ${pageUrl.pathname}${pageUrl.search}; cookies sent: ${jar.map((c) => c.name).join(', ') || 'none'})`,
+  };
+}
+
+/** The answer as the gateway sees it (the Location as a path on the portal's origin), and each set of rules. */
+function judgement(j: JudgedLogin): string[] {
+  const holds = (h: boolean) => (h ? 'holds' : 'does not hold');
+  const location = j.facts.browserLocation;
+  return [
+    `  answer: ${j.facts.status}, ${location === undefined ? 'no Location' : `Location ${location}`}, cookies set: ${j.facts.setCookieNames.join(', ') || 'none'}${j.unreadable ? '; body unreadable (its encoding or charset): no rule holds' : ''}`,
+    `  success: ${holds(j.success)}`,
+    `  failure: ${j.failure === undefined ? 'not configured' : holds(j.failure)}`,
+  ];
+}

@@ -1,0 +1,64 @@
+// Reads a portal's login page as a browser fills it in: the form that holds the username field, and what it sends.
+
+export interface LoginForm {
+  /** The action as written (undefined: the page's own address). */
+  action: string | undefined;
+  /** Upper case; a form without one sends GET. */
+  method: string;
+  /** The username field the form holds (one of the configured names). */
+  usernameField: string;
+  /** Every field the form sends as it stands, in order: hidden fields (a CSRF token) above all. */
+  fields: [string, string][];
+}
+
+// A tag's attributes, quoted values and all: a `>` inside quotes does not end the tag.
+const ATTRIBUTES = String.raw`((?:[^>"']|"[^"]*"|'[^']*')*)`;
+const FORM = new RegExp(String.raw`<form\b${ATTRIBUTES}>([\s\S]*?)(?:</form\s*>|$)`, 'gi');
+const INPUT = new RegExp(String.raw`<input\b${ATTRIBUTES}>`, 'gi');
+const ATTRIBUTE = /([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
+// Inputs a browser sends only when clicked or chosen, or never as text.
+const NOT_SENT = new Set(['submit', 'image', 'button', 'reset', 'file']);
+
+/**
+ * The first form of the page with an input named as one of `usernameFields`, or null. Only <input> fields are read
+ * (a login form has no other that matters); a checkbox or radio button is sent only when checked, a disabled field
+ * never. Comments and scripts are left out first: a form written there is none the browser shows.
+ */
+export function loginFormOf(html: string, usernameFields: readonly string[]): LoginForm | null {
+  const page = html.replace(/<!--[\s\S]*?(?:-->|$)/g, '').replace(/<(script|style|template)\b[\s\S]*?(?:<\/\1\s*>|$)/gi, '');
+  for (const [, formAttributes = '', content = ''] of page.matchAll(FORM)) {
+    const inputs = [...content.matchAll(INPUT)].map((m) => attributesOf(m[1] ?? ''));
+    const usernameField = usernameFields.find((f) => inputs.some((i) => i.get('name') === f));
+    if (usernameField === undefined) continue;
+    const form = attributesOf(formAttributes);
+    const fields: [string, string][] = [];
+    for (const input of inputs) {
+      const name = input.get('name');
+      const type = (input.get('type') ?? 'text').toLowerCase();
+      if (!name || input.has('disabled') || NOT_SENT.has(type) || ((type === 'checkbox' || type === 'radio') && !input.has('checked'))) continue;
+      fields.push([name, input.get('value') ?? (type === 'checkbox' || type === 'radio' ? 'on' : '')]);
+    }
+    return { action: form.get('action') || undefined, method: (form.get('method') ?? 'GET').toUpperCase(), usernameField, fields };
+  }
+  return null;
+}
+
+/** A tag's attributes by lower-case name, values with their character references decoded; the first of a name counts. */
+function attributesOf(text: string): Map<string, string> {
+  const attributes = new Map<string, string>();
+  for (const [, name = '', double, single, bare] of text.matchAll(ATTRIBUTE)) {
+    const key = name.toLowerCase();
+    if (!attributes.has(key)) attributes.set(key, decodeEntities(double ?? single ?? bare ?? ''));
+  }
+  return attributes;
+}
+
+const NAMED = new Map([['amp', '&'], ['lt', '<'], ['gt', '>'], ['quot', '"'], ['apos', "'"], ['nbsp', '\u00a0']]);
+
+function decodeEntities(value: string): string {
+  return value.replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (whole, ref: string) => {
+    if (ref[0] !== '#') return NAMED.get(ref.toLowerCase()) ?? whole;
+    const code = ref[1] === 'x' || ref[1] === 'X' ? parseInt(ref.slice(2), 16) : parseInt(ref.slice(1), 10);
+    return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
+  });
+}

@@ -1,0 +1,75 @@
+// login check: the portal.login rules tried on the live demo portal, with the right password and a wrong one.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { DEMO_USERS, startDemoPortal } from '../fixtures/demo-portal.js';
+import { runCliAsync } from '../helpers/cli.js';
+import { rawTestConfig } from '../helpers/config.js';
+
+const alice = DEMO_USERS[0]!;
+
+t.test('login check against the demo portal', async (t) => {
+  const portal = await startDemoPortal();
+  const dir = mkdtempSync(join(tmpdir(), 'login-check-'));
+  t.teardown(async () => {
+    await portal.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const configFile = (name: string, login: Record<string, unknown>): string => {
+    const raw = rawTestConfig(portal.url);
+    raw.portal.login = { ...raw.portal.login, page: '/login?next={target}', ...login };
+    const file = join(dir, `${name}.json`);
+    writeFileSync(file, JSON.stringify({ ...raw, log: { level: 'silent' } }));
+    return file;
+  };
+  const check = (file: string, password = `${alice.password}\n`, user = 'Alice') => runCliAsync(['login', 'check', '--config', file, '--user', user], {}, password);
+  const noPassword = (t: Tap.Test, r: { stdout: string; stderr: string }) => t.notMatch(r.stdout + r.stderr, alice.password, 'the password is never printed');
+
+  t.test('rules that tell them apart: exit 0, each answer and rule shown', async (t) => {
+    const r = await check(configFile('right', { success: { status: [302], location: '^/(?!login)' }, failure: { status: [200], body: 'Invalid username or password' } }));
+    t.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    t.match(lines[0], /^right password: POST \/login with csrf, next, username, password \(the form of GET \/login\?next=%2F; cookies sent: PORTALSESSID, XSRF-TOKEN\)$/);
+    t.same(lines.slice(1, 4), ['  answer: 302, Location /, cookies set: XSRF-TOKEN', '  success: holds', '  failure: does not hold']);
+    t.match(lines[4], /^wrong password \(a random one; it counts once against the portal's own lockout\): POST \/login/);
+    t.same(lines.slice(5, 8), ['  answer: 200, no Location, cookies set: none', '  success: does not hold', '  failure: holds']);
+    t.equal(lines[8], 'verdict: the rules tell a right password from a wrong one');
+    noPassword(t, r);
+  });
+
+  t.test('rules the wrong password meets too: exit 1, the verdict names them', async (t) => {
+    const r = await check(configFile('loose', { success: { status: [302, 200] }, failure: { status: [200, 403] } }));
+    t.equal(r.code, 1, r.stderr);
+    t.match(r.stdout, /\n {2}success: holds\n {2}failure: holds\nverdict: the rules do not tell a right password from a wrong one: success holds for the wrong password$/m);
+    noPassword(t, r);
+  });
+
+  t.test('a wrong password given: success does not hold for it', async (t) => {
+    const r = await check(configFile('typo', { success: { status: [302], location: '^/(?!login)' }, failure: { status: [200], body: 'Invalid username or password' } }), 'not the password\n');
+    t.equal(r.code, 1);
+    t.match(r.stdout, 'verdict: the rules do not tell a right password from a wrong one: success does not hold for the right password; failure holds for the right password');
+  });
+
+  t.test('a username field the login page has no form for: a clear error', async (t) => {
+    const r = await check(configFile('field', { usernameField: 'email' }));
+    t.equal(r.code, 1);
+    t.equal(r.stdout, '');
+    t.match(r.stderr, 'GET /login?next=%2F (portal.login.page) answered 200 without a form that has an input named email (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json');
+    noPassword(t, r);
+  });
+
+  t.test('a JSON login: the body the gateway forwards, no page fetched', async (t) => {
+    const r = await check(configFile('json', { bodyType: 'json', success: { status: [302] }, failure: { status: [403] } }));
+    // The demo portal takes forms only: neither password gets past its CSRF check.
+    t.equal(r.code, 1);
+    t.match(r.stdout, /^right password: POST \/login with JSON username, password \(portal.login.bodyType json: no login page fetched\)\n {2}answer: 403, no Location/);
+    noPassword(t, r);
+  });
+
+  t.test('no password on stdin: wrong usage, nothing sent', async (t) => {
+    const r = await check(configFile('none', {}), '');
+    t.equal(r.code, 2);
+    t.match(r.stderr, 'login check reads the password from stdin (one line): none given');
+  });
+});

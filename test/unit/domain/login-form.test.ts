@@ -1,0 +1,29 @@
+// The login page read as a browser fills it in: the form with the username field, and what it sends.
+import t from 'tap';
+import { loginFormOf } from '../../../src/domain/login-form.js';
+
+t.test('the form that holds the username field, with what a browser sends of it', async (t) => {
+  const page = `<!-- <form action="/old"><input name="username"></form> -->
+<script>document.write('<form action="/js"><input name="username">')</script>
+<form action="/search" method="get"><input name="q" value="x"></form>
+<form METHOD=post action='/sign-in?a=1&amp;b=2' data-x="a>b">
+  <input type="hidden" name="csrf" value="t&#x3c;k&quot;n &#39;1&lt;">
+  <input name="username" type="text" autocomplete="username">
+  <input name="password" type="password" value="prefilled">
+  <input type="checkbox" name="remember"> <input type="checkbox" name="terms" value="yes" checked>
+  <input type="text" name="off" value="1" disabled>
+  <input type="submit" name="go" value="Sign in">
+</form>`;
+  t.same(loginFormOf(page, ['username']), {
+    action: '/sign-in?a=1&b=2',
+    method: 'POST',
+    usernameField: 'username',
+    fields: [['csrf', `t<k"n '1<`], ['username', ''], ['password', 'prefilled'], ['terms', 'yes']],
+  });
+});
+
+t.test('one of several configured names; none: null; no method is GET, no action the page itself', async (t) => {
+  t.same(loginFormOf('<form><input name="j_username"></form>', ['username', 'j_username']), { action: undefined, method: 'GET', usernameField: 'j_username', fields: [['j_username', '']] });
+  t.equal(loginFormOf('<form action="/login"><input name="email"></form>', ['username']), null);
+  t.equal(loginFormOf('<!-- <form><input name="username"></form> -->', ['username']), null);
+});
