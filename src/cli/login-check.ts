@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
+import { canonicalTarget, pathAndQuery } from '../domain/canonical-path.js';
 import { applySetCookies, cookieHeader } from '../domain/cookie-jar.js';
 import { usernameFields } from '../domain/legacy-auth.js';
 import { loginFormOf } from '../domain/login-form.js';
@@ -112,7 +113,11 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials): 
   const to = new URL(form.action ?? pageUrl.href, pageUrl);
   const where = `${form.method} ${to.pathname}${to.search}`;
   if (to.origin !== origin) throw new Error(`the login form sends ${form.method} ${to.href}, not to the portal (${origin})`);
-  if (portalPaths(login, []).loginPathOf(loose(to.pathname), form.method) === undefined || !(login.methods as readonly string[]).includes(form.method)) {
+  // As the login intercept takes it: the canonical target (a path starting with `//` is none, and would name another
+  // host to the portal client), sent to the portal as the configured login path it is.
+  const target = canonicalTarget(`${to.pathname}${to.search}`, { pathParameters: config.server.pathParameters === 'allow' });
+  const loginPath = target ? portalPaths(login, []).loginPathOf(loose(target.matchPath), form.method) : undefined;
+  if (!target || loginPath === undefined || !(login.methods as readonly string[]).includes(form.method)) {
     throw new Error(`the login form sends ${where}, which is not a login the gateway intercepts (portal.login.paths, portal.login.methods)`);
   }
   // A password field the form lacks (a script adds it) is added.
@@ -121,9 +126,9 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials): 
   const now = Date.now();
   const setCookies = page.headers['set-cookie'] ?? [];
   const jar = applySetCookies([], Array.isArray(setCookies) ? setCookies : [setCookies], pageUrl.pathname, now);
-  const cookie = cookieHeader(jar, to.pathname, now);
+  const cookie = cookieHeader(jar, loginPath, now);
   return {
-    to: { method: form.method, pathAndQuery: `${to.pathname}${to.search}`, headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) } },
+    to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) } },
     body: new URLSearchParams(filled).toString(),
     sent: `${where} with ${filled.map(([name]) => name).join(', ')} (the form of GET ${pageUrl.pathname}${pageUrl.search}; cookies sent: ${jar.map((c) => c.name).join(', ') || 'none'})`,
   };

@@ -1,5 +1,8 @@
 // login check: the portal.login rules tried on the live demo portal, with the right password and a wrong one.
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -72,4 +75,50 @@ t.test('login check against the demo portal', async (t) => {
     t.equal(r.code, 2);
     t.match(r.stderr, 'login check reads the password from stdin (one line): none given');
   });
+});
+
+/** A portal of one login page (`page`), which records every request it gets as `METHOD path body`. */
+async function startFormPortal(t: Tap.Test, page: (port: number) => string): Promise<{ url: string; port: number; seen: string[] }> {
+  const seen: string[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      seen.push(`${req.method} ${req.url} ${body}`);
+      if (req.method === 'GET') return void res.writeHead(200, { 'content-type': 'text/html' }).end(page(port));
+      const right = new URLSearchParams(body).get('j_password') === 'right-pw';
+      res.writeHead(302, { location: right ? '/home' : '/login?error' }).end();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => new Promise((r) => server.close(r)));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, port, seen };
+}
+
+t.test('the login form is sent where the gateway would send it, never to another host', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'login-check-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const other = await startFormPortal(t, () => '');
+  const run = async (action: string) => {
+    const portal = await startFormPortal(t, () => `<form method="post" action="${action}"><input name="j_username"><input type="password" name="j_password"></form>`);
+    const raw = rawTestConfig(portal.url);
+    raw.portal.login = { paths: ['/j_security_check'], usernameField: 'j_username', passwordField: 'j_password', success: { status: [302], location: '^/home' } };
+    const file = join(dir, `${portal.port}.json`);
+    writeFileSync(file, JSON.stringify({ ...raw, log: { level: 'silent' } }));
+    return { portal, r: await runCliAsync(['login', 'check', '--config', file, '--user', 'alice'], {}, 'right-pw\n') };
+  };
+
+  // Resolved on the portal's origin, a path that starts with `//` names a host to a URL parser.
+  const away = await run(`/..//127.0.0.1:${other.port}/j_security_check`);
+  t.same(other.seen, [], 'nothing reached the other host');
+  t.equal(away.r.code, 1);
+  t.match(away.r.stderr, `the login form sends POST //127.0.0.1:${other.port}/j_security_check, which is not a login the gateway intercepts`);
+  t.same(away.portal.seen.map((s) => s.split(' ', 1)[0]), ['GET'], 'no password sent at all');
+
+  // A login below the configured path (Jetty's j_security_check anywhere) goes to the portal as the configured path.
+  const below = await run('/app/j_security_check');
+  t.equal(below.r.code, 0, below.r.stderr);
+  t.match(below.portal.seen[1], /^POST \/j_security_check j_username=alice&j_password=right-pw$/);
 });
