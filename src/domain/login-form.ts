@@ -11,10 +11,12 @@ export interface LoginForm {
   fields: [string, string][];
 }
 
-// A tag's attributes, quoted values and all: a `>` inside quotes does not end the tag.
-const ATTRIBUTES = String.raw`((?:[^>"']|"[^"]*"|'[^']*')*)`;
-const FORM = new RegExp(String.raw`<form\b${ATTRIBUTES}>([\s\S]*?)(?:</form\s*>|$)`, 'gi');
-const INPUT = new RegExp(String.raw`<input\b${ATTRIBUTES}>`, 'gi');
+// A tag's attributes, quoted values and all: a `>` inside quotes does not end the tag. A tag or a quote never closed
+// runs to the page's end, as a browser reads it: a tag is then never read a long way only to be given up, which, tried
+// again at each `<form` or `<input` after it, would take time quadratic in the page's length (minutes for a 1 MiB page).
+const ATTRIBUTES = String.raw`((?:[^>"']|"[^"]*(?:"|$)|'[^']*(?:'|$))*)(?:>|$)`;
+const FORM = new RegExp(String.raw`<form\b${ATTRIBUTES}([\s\S]*?)(?:</form\s*>|$)`, 'gi');
+const INPUT = new RegExp(String.raw`<input\b${ATTRIBUTES}`, 'gi');
 const ATTRIBUTE = /([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
 // Inputs a browser sends only when clicked or chosen, or never as text.
 const NOT_SENT = new Set(['submit', 'image', 'button', 'reset', 'file']);

@@ -27,3 +27,20 @@ t.test('one of several configured names; none: null; no method is GET, no action
   t.equal(loginFormOf('<form action="/login"><input name="email"></form>', ['username']), null);
   t.equal(loginFormOf('<!-- <form><input name="username"></form> -->', ['username']), null);
 });
+
+t.test('a crafted page of tags never closed is read in time linear in its length', async (t) => {
+  // Each such tag, read from its start to the page's end and then given up, would make the time quadratic: minutes
+  // for a page of the portal client's 1 MiB.
+  for (const [what, page] of [
+    ['forms', '<form'.repeat(40_000)],
+    ['inputs', `<form>${'<input'.repeat(40_000)}`],
+    ['quotes', '<form "'.repeat(40_000)],
+  ] as const) {
+    const started = performance.now();
+    t.equal(loginFormOf(page, ['username']), null);
+    t.ok(performance.now() - started < 1000, `${what}: ${Math.round(performance.now() - started)} ms`);
+  }
+  // A tag never closed takes the page up to the next `>`, as a browser reads it: the form after it is in the first one's tag.
+  const tail = '<form action="/login" method="post"><input name="username"></form>';
+  t.same(loginFormOf(`<form${'<form'.repeat(3)} ${tail}`, ['username']), { action: '/login', method: 'POST', usernameField: 'username', fields: [['username', '']] });
+});
