@@ -16,25 +16,33 @@ export interface LoginForm {
 // again at each `<form` or `<input` after it, would take time quadratic in the page's length (minutes for a 1 MiB page).
 const ATTRIBUTES = String.raw`((?:[^>"']|"[^"]*(?:"|$)|'[^']*(?:'|$))*)(?:>|$)`;
 const FORM = new RegExp(String.raw`<form\b${ATTRIBUTES}([\s\S]*?)(?:</form\s*>|$)`, 'gi');
-const INPUT = new RegExp(String.raw`<input\b${ATTRIBUTES}`, 'gi');
+const FIELD = new RegExp(String.raw`<(input|button)\b${ATTRIBUTES}`, 'gi');
 const ATTRIBUTE = /([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
 // Inputs a browser sends only when clicked or chosen, or never as text.
 const NOT_SENT = new Set(['submit', 'image', 'button', 'reset', 'file']);
 
 /**
- * The first form of the page with an input named as one of `usernameFields`, or null. Only <input> fields are read
- * (a login form has no other that matters); a checkbox or radio button is sent only when checked, a disabled field
- * never. Comments and scripts are left out first: a form written there is none the browser shows.
+ * The first form of the page with an input named as one of `usernameFields`, or null. Only <input> fields and the
+ * buttons are read (a login form has no other that matters); a checkbox or radio button is sent only when checked, a
+ * disabled field never, a button only when it is the first submit button.
+ * Comments and scripts are left out first: a form written there is none the browser shows.
  */
 export function loginFormOf(html: string, usernameFields: readonly string[]): LoginForm | null {
   const page = html.replace(/<!--[\s\S]*?(?:-->|$)/g, '').replace(/<(script|style|template)\b[\s\S]*?(?:<\/\1\s*>|$)/gi, '');
   for (const [, formAttributes = '', content = ''] of page.matchAll(FORM)) {
-    const inputs = [...content.matchAll(INPUT)].map((m) => attributesOf(m[1] ?? ''));
+    const tags = [...content.matchAll(FIELD)].map((m): Field => ({ tag: m[1]!.toLowerCase(), attributes: attributesOf(m[2] ?? '') }));
+    const inputs = tags.filter((t) => t.tag === 'input').map((t) => t.attributes);
     const usernameField = usernameFields.find((f) => inputs.some((i) => i.get('name') === f));
     if (usernameField === undefined) continue;
     const form = attributesOf(formAttributes);
+    // The first submit button goes with the form, as its click or Enter sends it: many portals sign in only with its
+    // name in the body (PHP's `isset($_POST['login'])`).
+    const submitter = tags.find(isSubmitButton);
     const fields: [string, string][] = [];
-    for (const input of inputs) {
+    for (const field of tags) {
+      if (field === submitter) fields.push(...submitted(field));
+      if (field.tag !== 'input') continue;
+      const input = field.attributes;
       const name = input.get('name');
       const type = (input.get('type') ?? 'text').toLowerCase();
       if (!name || input.has('disabled') || NOT_SENT.has(type) || ((type === 'checkbox' || type === 'radio') && !input.has('checked'))) continue;
@@ -43,6 +51,25 @@ export function loginFormOf(html: string, usernameFields: readonly string[]): Lo
     return { action: form.get('action') || undefined, method: (form.get('method') ?? 'GET').toUpperCase(), usernameField, fields };
   }
   return null;
+}
+
+interface Field {
+  tag: string;
+  attributes: Map<string, string>;
+}
+
+function isSubmitButton({ tag, attributes }: Field): boolean {
+  const type = (attributes.get('type') ?? (tag === 'button' ? 'submit' : 'text')).toLowerCase();
+  return type === 'submit' || (tag === 'input' && type === 'image');
+}
+
+/** What a submit button adds to its form: its name and value, or an image button's click point (Enter's: 0, 0). */
+function submitted({ tag, attributes }: Field): [string, string][] {
+  if (attributes.has('disabled')) return [];
+  const name = attributes.get('name') ?? '';
+  const at = name ? `${name}.` : '';
+  if (tag === 'input' && attributes.get('type')!.toLowerCase() === 'image') return [[`${at}x`, '0'], [`${at}y`, '0']];
+  return name ? [[name, attributes.get('value') ?? '']] : [];
 }
 
 /** A tag's attributes by lower-case name, values with their character references decoded; the first of a name counts. */

@@ -18,7 +18,7 @@ t.test('the form that holds the username field, with what a browser sends of it'
     action: '/sign-in?a=1&b=2',
     method: 'POST',
     usernameField: 'username',
-    fields: [['csrf', `t<k"n '1<`], ['username', ''], ['password', 'prefilled'], ['terms', 'yes']],
+    fields: [['csrf', `t<k"n '1<`], ['username', ''], ['password', 'prefilled'], ['terms', 'yes'], ['go', 'Sign in']],
   });
 });
 
@@ -43,4 +43,17 @@ t.test('a crafted page of tags never closed is read in time linear in its length
   // A tag never closed takes the page up to the next `>`, as a browser reads it: the form after it is in the first one's tag.
   const tail = '<form action="/login" method="post"><input name="username"></form>';
   t.same(loginFormOf(`<form${'<form'.repeat(3)} ${tail}`, ['username']), { action: '/login', method: 'POST', usernameField: 'username', fields: [['username', '']] });
+});
+
+t.test("the form's first submit button goes with it, as a browser sends it (clicked, or by Enter)", async (t) => {
+  // PHP portals often sign in only `if (isset($_POST['login']))`.
+  const form = (buttons: string) => loginFormOf(`<form method="post"><input name="username">${buttons}</form>`, ['username'])?.fields;
+  t.same(form('<input type="submit" name="login" value="Sign in"><input type="submit" name="other" value="x">'), [['username', ''], ['login', 'Sign in']]);
+  t.same(loginFormOf('<form><button name="b" value="1"></button><input name="username"></form>', ['username'])?.fields, [['b', '1'], ['username', '']], 'in the order of the page');
+  t.same(form('<BUTTON name="login" value="1">Sign in</BUTTON><button type="submit" name="other">'), [['username', ''], ['login', '1']]);
+  t.same(form('<button type="button" name="show">Show</button><input type=submit name=go>'), [['username', ''], ['go', '']], 'a button of type button submits nothing');
+  t.same(form('<input type="image" name="go" src="go.png">'), [['username', ''], ['go.x', '0'], ['go.y', '0']]);
+  t.same(form('<input type="image" src="go.png">'), [['username', ''], ['x', '0'], ['y', '0']]);
+  t.same(form('<input type="submit" name="go" disabled><input type="submit" name="other">'), [['username', '']], 'the first one disabled: Enter submits nothing');
+  t.same(form('<button>Sign in</button><input type="submit" name="go">'), [['username', '']], 'the first one has no name: none');
 });
