@@ -127,8 +127,11 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials): 
   const setCookies = page.headers['set-cookie'] ?? [];
   const jar = applySetCookies([], Array.isArray(setCookies) ? setCookies : [setCookies], pageUrl.pathname, now);
   const cookie = cookieHeader(jar, loginPath, now);
+  // Where the form was, as a browser says it (and the gateway passes it on): a portal may refuse a login without them
+  // (Django over HTTPS wants a Referer of its own).
+  const headers = { accept: 'text/html', origin: pageUrl.origin, referer: `${pageUrl.origin}${pageUrl.pathname}${pageUrl.search}`, ...(cookie ? { cookie } : {}) };
   return {
-    to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) } },
+    to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers },
     body: new URLSearchParams(filled).toString(),
     sent: `${where} with ${filled.map(([name]) => name).join(', ')} (the form of GET ${pageUrl.pathname}${pageUrl.search}; cookies sent: ${jar.map((c) => c.name).join(', ') || 'none'})`,
   };

@@ -77,7 +77,10 @@ t.test('login check against the demo portal', async (t) => {
   });
 });
 
-/** A portal of one login page (`page`), which records every request it gets as `METHOD path body`. */
+/**
+ * A portal of one login page (`page`), which records every request it gets as `METHOD path body`, and refuses a
+ * password sent without its page's Origin or Referer, as Django does over HTTPS.
+ */
 async function startFormPortal(t: Tap.Test, page: (port: number) => string): Promise<{ url: string; port: number; seen: string[] }> {
   const seen: string[] = [];
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -86,6 +89,7 @@ async function startFormPortal(t: Tap.Test, page: (port: number) => string): Pro
     req.on('end', () => {
       seen.push(`${req.method} ${req.url} ${body}`);
       if (req.method === 'GET') return void res.writeHead(200, { 'content-type': 'text/html' }).end(page(port));
+      if (req.headers.origin !== `http://127.0.0.1:${port}` || req.headers.referer !== `http://127.0.0.1:${port}/login`) return void res.writeHead(403).end('CSRF verification failed');
       const right = new URLSearchParams(body).get('j_password') === 'right-pw';
       res.writeHead(302, { location: right ? '/home' : '/login?error' }).end();
     });
