@@ -42,7 +42,9 @@ export class PortalClient {
   private async exchange(opts: PortalRequest): Promise<PortalResponse> {
     const leave = this.inFlight.enter();
     try {
-      const res = await request(new URL(opts.pathAndQuery, this.origin), {
+      // Appended to the origin, never resolved against it: a path that starts with `//` would name another host.
+      if (!opts.pathAndQuery.startsWith('/')) throw new GatewayError('GW_ERR_BAD_PATH', 'a portal path must start with /');
+      const res = await request(new URL(`${this.origin}${opts.pathAndQuery}`), {
         method: opts.method as 'POST',
         headers: { ...opts.headers, host: new URL(this.origin).host },
         body: opts.body,
