@@ -146,7 +146,8 @@ export const ConfigSchema = Type.Object(
                   'Regular expression the whole canonical username must match (e.g. ^[a-z0-9._-]+$): for a portal that accepts several names for one account (an email address as well as a username), the one form the gateway accepts; other logins are refused before the portal sees them.',
               }),
             ),
-            page: Type.String({ pattern: '^/', default: '/login', description: 'Where a signed-out browser is sent (GET) to sign in; a {target} in it becomes the path and query asked for, percent-encoded (/Account/Login?ReturnUrl={target}).' }),
+            // A path on the gateway's origin: `//host` (or `/\host`, which browsers read alike) would send the browser to another site.
+            page: Type.String({ pattern: '^/(?![/\\\\])', default: '/login', description: 'Where a signed-out browser is sent (GET) to sign in, a path on the gateway (not //host); a {target} in it becomes the path and query asked for, percent-encoded (/Account/Login?ReturnUrl={target}).' }),
             success: Type.Object(
               {
                 status: Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { minItems: 1, default: [302, 303], description: 'Status codes of a successful login response.' }),

@@ -37,6 +37,17 @@ t.test('a sign-in in progress cannot be limited to less than its own time limit'
   t.equal(resolveConfig(raw).mfa.pendingMaxSeconds, 900, 'the same: no more time');
 });
 
+t.test('the login page is a path on the gateway, never another site', async (t) => {
+  for (const page of ['//evil.example/login', '/\\evil.example/login']) {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.portal.login.page = page;
+    t.match(problemsOf(() => resolveConfig(raw)), [/^portal\.login\.page: must match pattern/], page);
+  }
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.portal.login.page = '/Account/Login?ReturnUrl={target}';
+  t.equal(resolveConfig(raw).portal.login.page, '/Account/Login?ReturnUrl={target}');
+});
+
 t.test('every problem is reported with its path, secrets never echoed', async (t) => {
   const raw = rawTestConfig('ftp://nope');
   raw.portal.login.bodyType = 'xml';
