@@ -103,32 +103,29 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
   const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, inFlight);
   const webhooks = new Webhooks({ clock, log: logger, metrics, timeoutMs: config.notify.timeoutSeconds * 1000, retries: config.notify.retries, retryDelayMs: 1000 });
   const writer = overrides.auditWriter ?? 'gateway';
-  const opening = writer === 'none' ? null : openAudit(config, {
-    clock,
-    writer,
-    redis: rawKv instanceof RedisKvStore ? rawKv.client : null,
-    onError: (err) => {
-      metrics.auditFailure(err.code);
-      logger.error({ err, sink: err.sink, seq: err.seq }, 'audit trail failure');
-    },
-    onWait: (message) => logger.warn(message),
-    signal: overrides.signal,
-  });
-  // The store is connecting already (the trail's stream mirror uses its client): a start that does not get the trail
-  // (its directory in use, or the wait for its lock given up) closes it.
-  const audit = await opening?.catch(async (err: unknown) => {
-    if (!overrides.kv) await rawKv.close();
-    throw err;
-  });
+  let audit: Awaited<ReturnType<typeof openAudit>> = null;
   const close = async () => {
     await webhooks.settle();
     await portal.close();
     await audit?.close();
     if (!overrides.kv) await rawKv.close();
   };
-  // The trail's lock is held from here: a start that fails now (a file read below changed since the config was
-  // checked) gives back what it took, or the next start (a restart loop) would wait for that lock to go stale.
+  // The store is connecting already (the trail's stream mirror uses its client), and from the trail on its lock is
+  // held: a start that fails (the trail's directory in use, the wait for its lock given up, a file read below changed
+  // since the config was checked) gives back what it took, or the next start (a restart loop) would wait for that
+  // lock to go stale.
   try {
+    audit = writer === 'none' ? null : await openAudit(config, {
+      clock,
+      writer,
+      redis: rawKv instanceof RedisKvStore ? rawKv.client : null,
+      onError: (err) => {
+        metrics.auditFailure(err.code);
+        logger.error({ err, sink: err.sink, seq: err.seq }, 'audit trail failure');
+      },
+      onWait: (message) => logger.warn(message),
+      signal: overrides.signal,
+    });
     const security = securityLog(logger, audit?.log ?? null, metrics);
     const pendingLogins = new PendingLogins(kv, sealer);
     const factorStore = new FactorStore(kv, sealer);
