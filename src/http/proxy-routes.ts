@@ -323,7 +323,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (failed) return void (res as { stream: Readable }).stream.resume();
         passOn(res).catch((err: unknown) => {
           // Failed before its body was taken (the store, ending the session or checking a withheld answer): the body is
-          // read and dropped, or the portal's connection would wait for a reader until portal.timeoutSeconds.
+          // read and dropped, or the portal's connection would stay held for a reader that never comes (no timeout).
           const { stream } = res as { stream: Readable };
           if (stream.readableFlowing === null) stream.on('error', () => {}).resume();
           if (rep.sent) req.log.error({ err }, 'could not pass the portal answer on');
