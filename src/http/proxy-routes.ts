@@ -313,8 +313,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         leave();
         setCookies = asList(headers['set-cookie']);
         forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: owner.kind === 'session' });
-        if (owner.kind === 'session' && owner.ended) clearAsSignedOut(reply, forwardedHeaders);
-        else if (owner.kind === 'session') portalSignedOut = clearsCookies(forwardedHeaders['clear-site-data']);
+        // The configured logout set the gateway's Clear-Site-Data already: only a list of the portal's is added to it.
+        if (owner.kind === 'session' && owner.ended) {
+          if (forwardedHeaders['clear-site-data'] !== undefined) clearAsSignedOut(reply, forwardedHeaders);
+        } else if (owner.kind === 'session') portalSignedOut = clearsCookies(forwardedHeaders['clear-site-data']);
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call
