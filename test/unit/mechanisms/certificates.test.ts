@@ -41,13 +41,15 @@ t.test("when each CA's CRL is due to be replaced: its nextUpdate, by the CA whos
 t.test('a root CA in the first X.509 version (no extensions, as old roots are) is a trust anchor, as TLS takes it; a v1 certificate below it is no CA', async (t) => {
   const old = new TestCa('old-root', 'P-256', { v1: true });
   t.equal(x509(old.ca.cert).ca, false, 'no basicConstraints');
+  // Issued before the time it is judged at: its notBefore (whole seconds) could otherwise fall after that time.
+  const oldLaptop = old.issue('old-laptop');
   const now = Date.now();
-  t.ok(chainsTo(x509(old.issue('old-laptop').cert), [x509(old.ca.cert)], now), 'its device counts');
+  t.ok(chainsTo(x509(oldLaptop.cert), [x509(old.ca.cert)], now), 'its device counts');
   t.ok(chainsTo(x509(laptop.cert), [x509(root.ca.cert)], now), 'as a v3 root\'s does');
   t.notOk(chainsTo(x509(laptop.cert), [x509(old.ca.cert)], now), 'not another CA\'s device');
   // A root of a later version that says it is no CA is none, as TLS refuses it.
   const notCa = new TestCa('not-a-ca', 'P-256', { ext: 'basicConstraints=critical,CA:FALSE' });
-  t.notOk(chainsTo(x509(notCa.issue('its-laptop').cert), [x509(notCa.ca.cert)], now), 'a self-signed certificate marked CA:FALSE issues no devices');
+  t.notOk(chainsTo(x509(notCa.issue('its-laptop').cert), [x509(notCa.ca.cert)], Date.now()), 'a self-signed certificate marked CA:FALSE issues no devices');
   // Below a root, a CA must say it is one: a device certificate (no CA) cannot issue others.
   t.notOk(chainsTo(x509(kiosk.cert), [x509(root.ca.cert), x509(laptop.cert)], now), 'not a certificate signed by a device');
 });
