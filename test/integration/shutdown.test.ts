@@ -133,11 +133,13 @@ t.test("a SIGTERM while the start waits out a crashed gateway's audit lock stops
   const left = readFileSync(lock, 'utf8');
 
   const started = Date.now();
+  const exited = once(proc, 'exit');
   proc.kill('SIGTERM');
-  // A supervisor that repeats it: no crash.
-  await new Promise((r) => setTimeout(r, 20));
-  proc.kill('SIGTERM');
-  const [code, signal] = (await once(proc, 'exit')) as [number | null, string | null];
+  // A supervisor that repeats it: no crash. Repeated until the process is gone: two signals close together can reach
+  // it as one (the kernel keeps one of a kind pending), and a loaded machine may not run it in between.
+  const again = setInterval(() => proc.exitCode === null && proc.signalCode === null && proc.kill('SIGTERM'), 20);
+  const [code, signal] = (await exited) as [number | null, string | null];
+  clearInterval(again);
   const took = Date.now() - started;
   t.same({ code, signal }, { code: 0, signal: null }, 'exits 0, as after a stop (not killed by the signal)');
   t.ok(took < 3000, `stopped ${took} ms after SIGTERM (the lock goes stale only after ${STALE_MS / 1000} s)`);
