@@ -110,7 +110,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <a class="skip" href="#main">${msg(ctx, t('skipLink'))}</a>
 <header>
 <p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}<bdi>${esc(ctx.portalName)}</bdi></p>
-${ctx.signingIn ? '' : `<nav aria-label="${esc(t('securityLink'))}"><a href="${prefix}/security">${msg(ctx, t('securityLink'))}</a></nav>`}
+${ctx.signingIn ? '' : securityNav(ctx)}
 </header>
 <main id="main">
 <h1>${opts.heading ?? msg(ctx, title)}</h1>
@@ -121,6 +121,16 @@ ${ctx.timeLimit?.moreTime ? moreTimeForm(ctx, ctx.timeLimit.moreTime) : ''}
 ${scripts}
 </body>
 </html>`;
+}
+
+/**
+ * The link to the sign-in settings, in a <nav> named by the link's text. Where that is English, the <nav> is marked
+ * so, not the link's text: the label is an attribute, which has its element's language, and the <nav> holds nothing
+ * but that same text.
+ */
+function securityNav(ctx: PageContext): string {
+  const label = ctx.t('securityLink');
+  return `<nav aria-label="${esc(label)}"${ctx.english(label) ? inEnglish(ctx) : ''}><a href="${ctx.prefix}/security">${esc(label)}</a></nav>`;
 }
 
 /** After the page's own form, so that its button comes first; the time left is said at the top. */

@@ -55,10 +55,12 @@ t.test('the title, which holds no markup, is marked as English when all its mess
   t.match(wrong, '<title>Error: تأكيد هويتك – ', 'an English frame around a translated title: the page language, as most of it is');
 });
 
-t.test('attributes, which cannot carry a language, hold the English as it is', async (t) => {
-  const ctx = context('mi');
-  const html = securityPage(ctx, { csrf: 'c', factors: [], recoveryLeft: 10, recoverySet: 's' });
-  t.match(html, `<nav aria-label="${en.securityLink}"><a href="/_mfa/security"><span lang="en">${en.securityLink}</span></a></nav>`);
+t.test("the settings link's <nav>, named by the link's text, is marked as a whole: its aria-label too", async (t) => {
+  const nav = (ctx: PageContext) => securityPage(ctx, { csrf: 'c', factors: [], recoveryLeft: 10, recoverySet: 's' }).match(/<nav[^]*?<\/nav>/)![0];
+  t.equal(nav(context('mi')), `<nav aria-label="${en.securityLink}" lang="en"><a href="/_mfa/security">${en.securityLink}</a></nav>`);
+  t.equal(nav(context('ar')), `<nav aria-label="${en.securityLink}" lang="en" dir="ltr"><a href="/_mfa/security">${en.securityLink}</a></nav>`, 'left to right on a right-to-left page');
+  const translated = catalogues({ 'mi.json': { securityLink: 'Ō tautuhinga takiuru' } });
+  t.equal(nav(context('mi', translated)), '<nav aria-label="Ō tautuhinga takiuru"><a href="/_mfa/security">Ō tautuhinga takiuru</a></nav>', 'translated: the page language');
 });
 
 t.test('an English page, and a fully translated one, have no such marks', async (t) => {
