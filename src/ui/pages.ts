@@ -264,7 +264,7 @@ export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: strin
     ctx,
     t('enrolTitle'),
     `<p>${msg(ctx, t('enrolIntro'))}</p>
-<div class="qr" role="img" aria-label="${esc(t('enrolQrAlt'))}">${v.qrSvg}</div>
+${qrCode(ctx, v.qrSvg)}
 <p>${msg(ctx, t('enrolKeyIntro'))}</p>
 <p class="key" dir="ltr" id="secret">${esc(v.groupedSecret)}</p>
 <p><a href="${esc(v.uri)}">${msg(ctx, t('enrolOpenApp'))}</a></p>
@@ -278,6 +278,16 @@ ${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('co
 )}`,
     { error: v.error !== undefined },
   );
+}
+
+/**
+ * The QR code, an image named by its aria-label. Its label in English is marked so on the image itself, which holds no
+ * text of its own to be covered by it. With no dir: the image has no text to lay out, and dir would move it to the
+ * left of a right-to-left page.
+ */
+function qrCode(ctx: PageContext, svg: string): string {
+  const label = ctx.t('enrolQrAlt');
+  return `<div class="qr" role="img" aria-label="${esc(label)}"${ctx.english(label) ? ' lang="en"' : ''}>${svg}</div>`;
 }
 
 /**

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Messages } from '../../../src/ui/i18n.js';
 import en from '../../../src/ui/locales/en.json' with { type: 'json' };
-import { messagePage, securityPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
+import { messagePage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
 
 /** Catalogues dropped in as an operator does (a folder of `<language>.json` files, ui.localesDir). */
 function catalogues(files: Record<string, Record<string, string>>): Messages {
@@ -61,6 +61,14 @@ t.test("the settings link's <nav>, named by the link's text, is marked as a whol
   t.equal(nav(context('ar')), `<nav aria-label="${en.securityLink}" lang="en" dir="ltr"><a href="/_mfa/security">${en.securityLink}</a></nav>`, 'left to right on a right-to-left page');
   const translated = catalogues({ 'mi.json': { securityLink: 'Ō tautuhinga takiuru' } });
   t.equal(nav(context('mi', translated)), '<nav aria-label="Ō tautuhinga takiuru"><a href="/_mfa/security">Ō tautuhinga takiuru</a></nav>', 'translated: the page language');
+});
+
+t.test("the QR code's label in English is marked on its image, which holds no text: without dir, which would move it", async (t) => {
+  const qr = (ctx: PageContext) => totpSetupPage(ctx, { action: '/enrol/totp', csrf: 'c', qrSvg: '<svg></svg>', uri: 'otpauth://totp/x', groupedSecret: 'ABCD', nameField: false }).match(/<div class="qr"[^>]*>/)![0];
+  t.equal(qr(context('mi')), `<div class="qr" role="img" aria-label="${en.enrolQrAlt}" lang="en">`);
+  t.equal(qr(context('ar')), `<div class="qr" role="img" aria-label="${en.enrolQrAlt}" lang="en">`, 'on a right-to-left page too');
+  const translated = catalogues({ 'mi.json': { enrolQrAlt: 'Waehere QR mō tō taupānga' } });
+  t.equal(qr(context('mi', translated)), '<div class="qr" role="img" aria-label="Waehere QR mō tō taupānga">', 'translated: the page language');
 });
 
 t.test('an English page, and a fully translated one, have no such marks', async (t) => {
