@@ -46,8 +46,9 @@ export interface PasskeyAction {
 /**
  * Escaped for HTML: attribute values, and text that is no message (names, codes). An attribute cannot carry a
  * language of its own (lang on its element would cover the element's content too, and what is typed in a field): a
- * message in one that the page's catalogue leaves out (an aria-label, the passkey script's texts, a field's value) is
- * English taken as the page's language, left so.
+ * message in one that the page's catalogue leaves out is marked on its element only where that holds nothing else
+ * (see securityNav, qrCode), or passed on with its language for the script that shows it (scriptText); in a field's
+ * value it is English taken as the page's language, left so.
  */
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -63,6 +64,14 @@ function inEnglish(ctx: PageContext): string {
  */
 function msg(ctx: PageContext, text: string): string {
   return ctx.english(text) ? `<span${inEnglish(ctx)}>${esc(text)}</span>` : esc(text);
+}
+
+/**
+ * A message the page's script shows (in a live region), as data attributes of its element: `data-<name>`, and for one
+ * shown in English, `data-<name>-lang="en"`, for the script to mark it so where it writes it, as msg does.
+ */
+function scriptText(ctx: PageContext, name: string, text: string): string {
+  return ` data-${name}="${esc(text)}"${ctx.english(text) ? ` data-${name}-lang="en"` : ''}`;
 }
 
 /** First strong isolate and pop directional isolate: bidi isolation in plain text, where no <bdi> can go. */
@@ -179,7 +188,7 @@ ${errorBlock(ctx, `${o.id}-error`, o.error)}
 /** `withoutJs`: what the page says a browser without JavaScript can do instead (an app form is on the page by default). */
 function passkeyButton(ctx: PageContext, a: PasskeyAction, withoutJs: MessageKey = 'jsNeeded'): string {
   const { t } = ctx;
-  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}"${a.page ? ` data-page="${esc(a.page)}"` : ''} data-failed="${esc(t('passkeyFailed'))}" data-cancelled="${esc(t('passkeyCancelled'))}" data-already="${esc(t('passkeyAlreadyThere'))}" data-unsupported="${esc(t('passkeyUnsupported'))}">
+  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}"${a.page ? ` data-page="${esc(a.page)}"` : ''}${scriptText(ctx, 'failed', t('passkeyFailed'))}${scriptText(ctx, 'cancelled', t('passkeyCancelled'))}${scriptText(ctx, 'already', t('passkeyAlreadyThere'))}${scriptText(ctx, 'unsupported', t('passkeyUnsupported'))}>
 ${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
 <button type="button" class="passkey-start" disabled>${msg(ctx, t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>
@@ -324,7 +333,7 @@ ${errorBlock(ctx, 'ack-error', v.error)}
 function saveCodes(ctx: PageContext, codes: string[]): string {
   const { t } = ctx;
   const file = `${t('recoveryFileIntro', { portal: ctx.portalName })}\n\n${codes.join('\n')}\n`;
-  return `<div class="save-codes" data-copied="${esc(t('recoveryCopied'))}" data-copy-failed="${esc(t('recoveryCopyFailed'))}">
+  return `<div class="save-codes"${scriptText(ctx, 'copied', t('recoveryCopied'))}${scriptText(ctx, 'copy-failed', t('recoveryCopyFailed'))}>
 <p><a href="data:text/plain;charset=utf-8,${esc(encodeURIComponent(file))}" download="recovery-codes.txt">${msg(ctx, t('recoveryDownload'))}</a></p>
 <button type="button" class="secondary" data-save="print" hidden>${msg(ctx, t('recoveryPrint'))}</button>
 <button type="button" class="secondary" data-save="copy" hidden>${msg(ctx, t('recoveryCopy'))}</button>

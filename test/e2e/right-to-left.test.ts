@@ -1,12 +1,13 @@
 // A language written right to left in Chromium: the pages laid out from the right, the codes people type still
-// left to right.
+// left to right, and the English shown where its catalogue leaves a message out marked so, also by the page's script.
 import t from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Locator } from 'playwright-core';
-import { andWait, enrolTotp, launchChromium, PHONE, shownSecret, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
+import { addVirtualAuthenticator, andWait, enrolTotp, launchChromium, PHONE, shownSecret, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
 import { totpAt } from '../helpers/stack.js';
+import en from '../../src/ui/locales/en.json' with { type: 'json' };
 
 const P = '/_mfa';
 const browser = await launchChromium(t);
@@ -114,4 +115,69 @@ t.test('a name someone chose keeps its own order in an Arabic sentence: "Blue ke
   // A title holds no markup: the name between FSI and PDI, the characters that isolate in plain text.
   t.equal(await page.title(), `إزالة \u2068${name}\u2069؟ – \u2068Riverbend Health Patient Portal\u2069`, "the portal's name too");
   t.equal(await page.locator('header .brand bdi').textContent(), 'Riverbend Health Patient Portal');
+});
+
+/** The gateway with an Arabic catalogue of these messages, and a tab whose browser asks for Arabic. */
+async function arabic(t: Parameters<Parameters<typeof t.test>[0]>[0], messages: Record<string, string>) {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-rtl-'));
+  writeFileSync(join(dir, 'ar.json'), JSON.stringify(messages));
+  const s = await startE2eStack(t, { patch: (raw) => (raw.ui = { localesDir: dir }) });
+  const context = await browser.newContext({ viewport: PHONE, locale: 'ar-EG' });
+  t.teardown(() => context.close());
+  return { s, context, page: await context.newPage() };
+}
+
+/** A status's text, the language a screen reader reads it in (the nearest lang), and the direction it is laid out in. */
+function spoken(status: Locator) {
+  return status.evaluate((element) => {
+    const holder = document.createTreeWalker(element, NodeFilter.SHOW_TEXT).nextNode()!.parentElement!;
+    return { text: element.textContent, lang: holder.closest('[lang]')!.getAttribute('lang'), direction: getComputedStyle(holder).direction };
+  });
+}
+
+t.test("the passkey script's messages the catalogue leaves out are marked as English, left to right; a translated one is not", async (t) => {
+  const cancelled = 'أُلغي طلب مفتاح المرور أو انتهت مهلته. حاول مرة أخرى عندما تكون مستعدًا.';
+  const { s, context, page } = await arabic(t, { passkeyCancelled: cancelled });
+  const authenticator = await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  await page.check('#ack');
+  await submit(page);
+  t.equal(url(page), '/records');
+
+  // The same device again: the browser refuses, and the script says so.
+  await page.goto(`${s.base}${P}/security/passkey`);
+  await page.getByRole('button', { name: 'Create passkey' }).click();
+  const status = page.getByRole('alert');
+  await status.waitFor({ timeout: 10_000 });
+  t.same(await spoken(status), { text: en.passkeyAlreadyThere, lang: 'en', direction: 'ltr' }, 'left out: in English');
+
+  // The device's passkey gone: the sign-in's request fails as cancelled, a message translated.
+  await authenticator.cdp.send('WebAuthn.clearCredentials', { authenticatorId: authenticator.id });
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  await submitPassword(page, s);
+  await page.getByRole('button', { name: 'Use your passkey or security key' }).click();
+  await status.waitFor({ timeout: 10_000 });
+  t.same(await spoken(status), { text: cancelled, lang: 'ar', direction: 'rtl' }, 'translated: the page language');
+
+  // The same sign-in in a browser without passkeys.
+  const without = await context.newPage();
+  await without.addInitScript(() => delete (window as { PublicKeyCredential?: unknown }).PublicKeyCredential);
+  await without.goto(`${s.base}${P}/verify`);
+  t.same(await spoken(without.getByRole('alert')), { text: en.passkeyUnsupported, lang: 'en', direction: 'ltr' }, 'no passkeys here: in English');
+});
+
+t.test('so is "Copied" on the recovery codes page', async (t) => {
+  const { s, context, page } = await arabic(t, {});
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: s.base });
+  await submitPassword(page, s);
+  await andWait(page, page.click(`a[href="${P}/enrol/totp"]`));
+  await page.fill('#code', await totpAt(await shownSecret(page), s.clock.now()));
+  await submit(page);
+  t.equal(url(page), `${P}/recovery-codes`);
+  await page.getByRole('button', { name: 'Copy them' }).click();
+  const status = page.getByRole('status').filter({ hasText: 'Copied' });
+  await status.waitFor();
+  t.same(await spoken(status), { text: en.recoveryCopied, lang: 'en', direction: 'ltr' });
 });

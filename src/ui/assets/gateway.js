@@ -21,13 +21,31 @@
       });
     });
   }
+  // A message shown in English on a page in another language (its catalogue leaves it out) is marked so, as the pages
+  // mark such text (WCAG 3.1.2): in a span with lang="en", read by a screen reader in English, and on a right-to-left
+  // page laid out left to right. `lang`: the message's language, none for the page's.
+  function show(element, text, lang) {
+    if (!lang) {
+      element.textContent = text;
+      return;
+    }
+    var span = document.createElement('span');
+    span.lang = lang;
+    if (document.documentElement.dir === 'rtl') span.dir = 'ltr';
+    span.textContent = text;
+    element.replaceChildren(span);
+  }
+  // The message the page gave the script as data-<name>, with its language (data-<name>-lang).
+  function showGiven(element, box, name) {
+    show(element, box.dataset[name], box.dataset[name + 'Lang']);
+  }
   function setUp(box) {
     var button = box.querySelector('.passkey-start');
     var status = box.querySelector('.passkey-status');
     var nameInput = box.querySelector('input[name="name"]');
     // A browser without passkeys: say so (and that other ways work), not a button that stays off unexplained.
     if (!wa || !wa.browserSupportsWebAuthn()) {
-      status.textContent = box.dataset.unsupported;
+      showGiven(status, box, 'unsupported');
       status.hidden = false;
       return;
     }
@@ -68,13 +86,8 @@
           var name = err && err.name;
           // InvalidStateError on registering: this authenticator already holds one of the account's passkeys (the
           // options list them to exclude), so trying again on it can never work; the generic message would say to.
-          status.textContent = err && err.serverMessage
-            ? err.serverMessage
-            : name === 'NotAllowedError'
-              ? box.dataset.cancelled
-              : name === 'InvalidStateError' && box.dataset.ceremony === 'register'
-                ? box.dataset.already
-                : box.dataset.failed;
+          if (err && err.serverMessage) status.textContent = err.serverMessage;
+          else showGiven(status, box, name === 'NotAllowedError' ? 'cancelled' : name === 'InvalidStateError' && box.dataset.ceremony === 'register' ? 'already' : 'failed');
           status.hidden = false;
           button.disabled = false;
           button.focus();
@@ -102,10 +115,10 @@
         // Said in the status line (a live region): a screen reader announces it, the button keeps focus.
         navigator.clipboard.writeText(codes.join('\n')).then(
           function () {
-            status.textContent = box.dataset.copied;
+            showGiven(status, box, 'copied');
           },
           function () {
-            status.textContent = box.dataset.copyFailed;
+            showGiven(status, box, 'copyFailed');
           },
         );
       });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Messages } from '../../../src/ui/i18n.js';
 import en from '../../../src/ui/locales/en.json' with { type: 'json' };
-import { messagePage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
+import { messagePage, passkeySetupPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
 
 /** Catalogues dropped in as an operator does (a folder of `<language>.json` files, ui.localesDir). */
 function catalogues(files: Record<string, Record<string, string>>): Messages {
@@ -69,6 +69,18 @@ t.test("the QR code's label in English is marked on its image, which holds no te
   t.equal(qr(context('ar')), `<div class="qr" role="img" aria-label="${en.enrolQrAlt}" lang="en">`, 'on a right-to-left page too');
   const translated = catalogues({ 'mi.json': { enrolQrAlt: 'Waehere QR mō tō taupānga' } });
   t.equal(qr(context('mi', translated)), '<div class="qr" role="img" aria-label="Waehere QR mō tō taupānga">', 'translated: the page language');
+});
+
+t.test("the script's texts come with their language where it is English, for the script to mark them so", async (t) => {
+  const translated = catalogues({ 'mi.json': { passkeyCancelled: 'Kua whakakorea.' } });
+  const passkey = passkeySetupPage(context('mi', translated), { passkey: { ceremony: 'register', optionsUrl: '/o', finishUrl: '/f', csrf: 'c', label: 'passkeyCreate' } });
+  t.match(passkey, `data-failed="${en.passkeyFailed}" data-failed-lang="en"`);
+  t.match(passkey, `data-already="${en.passkeyAlreadyThere}" data-already-lang="en"`);
+  t.match(passkey, `data-unsupported="${en.passkeyUnsupported}" data-unsupported-lang="en"`);
+  t.match(passkey, /data-cancelled="Kua whakakorea\." data-/, 'translated: no language, the page\'s');
+  t.notMatch(passkey, 'data-cancelled-lang');
+  const codes = recoveryCodesPage(context('mi'), { codes: ['AAAA-BBBB-CCCC-DDDD'], csrf: 'c', action: '/recovery-codes' });
+  t.match(codes, `<div class="save-codes" data-copied="${en.recoveryCopied}" data-copied-lang="en" data-copy-failed="${en.recoveryCopyFailed}" data-copy-failed-lang="en">`);
 });
 
 t.test('an English page, and a fully translated one, have no such marks', async (t) => {
