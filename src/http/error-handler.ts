@@ -7,7 +7,7 @@ import { OtherStage } from '../services/pending.js';
 import type { MessageKey } from '../ui/i18n.js';
 import { messagePage } from '../ui/pages.js';
 import { COOKIE } from './cookies.js';
-import { pageContext, sendPage, type UiSettings } from './pages.js';
+import { messageLanguage, pageContext, sendPage, type UiSettings } from './pages.js';
 import { bodyStillComing } from './proxy-routes.js';
 
 const BY_STATUS: Partial<Record<number, ErrorCode>> = {
@@ -98,7 +98,7 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     if (request.headers.accept !== undefined && !request.headers.accept.toLowerCase().includes('text/html')) {
       return reply
         .code(status)
-        .headers({ 'cache-control': 'no-store', 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' })
+        .headers({ 'cache-control': 'no-store', 'content-type': 'application/json; charset=utf-8', 'content-language': messageLanguage(ctx, message), 'x-content-type-options': 'nosniff' })
         .send({ error: code, message, requestId: request.id });
     }
     // A page of a step already done (Back) while the sign-in goes on: the page of the step it is at, not an end.

@@ -33,6 +33,20 @@ export function pageContext(ui: UiSettings, req: FastifyRequest): PageContext {
   return ctx;
 }
 
+/**
+ * The language of a message sent as JSON to the page's script, which shows it: English where the request's catalogue
+ * leaves it out, for the script to mark it so (as the pages mark such text). Said as the answer's Content-Language.
+ */
+export function messageLanguage(ctx: PageContext, message: string): string {
+  return ctx.english(message) ? 'en' : ctx.lang;
+}
+
+/** A passkey the gateway refused, answered to the passkey script: the message it shows, and the tries left. */
+export function sendPasskeyRefused(reply: FastifyReply, ctx: PageContext, attemptsLeft: number): FastifyReply {
+  const message = ctx.t('passkeyFailed');
+  return reply.code(400).header('content-language', messageLanguage(ctx, message)).send({ error: 'refused', message, attemptsLeft });
+}
+
 /** Headers of every HTML page of the gateway's, besides its type, language, caching and CSP. */
 export const PAGE_HEADERS = {
   'x-content-type-options': 'nosniff',

@@ -16,7 +16,7 @@ import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 import { checkCsrf, clientIp, field, member, noCodeTyped } from './forms.js';
-import { pageContext, sendPage } from './pages.js';
+import { pageContext, sendPage, sendPasskeyRefused } from './pages.js';
 
 const NOTICES = new Map<string, MessageKey>([
   ['done', 'securityDone'],
@@ -184,7 +184,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const ip = clientIp(req);
     const name = typeof member(req, 'name') === 'string' ? (member(req, 'name') as string) : '';
     const result = await enrolment.confirmSessionPasskey(active, member(req, 'credential'), name || page(req).t('passkeyDefaultName'), ip);
-    if (!result.ok) return reply.code(400).send({ error: 'refused', message: page(req).t('passkeyFailed'), attemptsLeft: result.attemptsLeft });
+    if (!result.ok) return sendPasskeyRefused(reply, page(req), result.attemptsLeft);
     await factors.afterChange(active, ip);
     return { next: `${p}/security?notice=done` };
   });

@@ -19,7 +19,7 @@ import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
 import { CLEAR_SITE_DATA, COOKIE, clearOptions, cookieOptions } from './cookies.js';
 import { checkCsrf, checkSameOrigin, clientIp, crossSite, field, member, noCodeTyped } from './forms.js';
-import { pageContext, sendPage } from './pages.js';
+import { pageContext, sendPage, sendPasskeyRefused } from './pages.js';
 
 const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'enrol', verify: 'verify', acknowledge: 'recovery-codes' };
 // The pages of each stage that offer more time, and where "I need more time" comes back to. None at the recovery
@@ -105,9 +105,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       throw err;
     }
   };
-  /** A JSON call from the passkey script: its answer when refused (message in the page's language). */
-  const refusedJson = (req: FastifyRequest, reply: FastifyReply, r: Refused) =>
-    reply.code(400).send({ error: 'refused', message: page(req).t('passkeyFailed'), attemptsLeft: r.attemptsLeft });
+  /** A JSON call from the passkey script: its answer when refused. */
+  const refusedJson = (req: FastifyRequest, reply: FastifyReply, r: Refused) => sendPasskeyRefused(reply, page(req), r.attemptsLeft);
   const json = { bodyLimit: JSON_LIMIT };
 
   // Where a browser with a pending login goes next: the page of its stage.

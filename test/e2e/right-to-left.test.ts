@@ -181,3 +181,36 @@ t.test('so is "Copied" on the recovery codes page', async (t) => {
   await status.waitFor();
   t.same(await spoken(status), { text: en.recoveryCopied, lang: 'en', direction: 'ltr' });
 });
+
+t.test("so are the gateway's own answers to the passkey script: their Content-Language says which language the message is in", async (t) => {
+  const failed = 'لم ينجح ذلك. حاول مرة أخرى، أو اختر طريقة أخرى.';
+  const { s, context, page } = await arabic(t, { passkeyFailed: failed });
+  await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('button', { name: 'Create passkey' }).click());
+  await page.check('#ack');
+  await submit(page);
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/verify`);
+  const use = page.getByRole('button', { name: 'Use your passkey or security key' });
+  const status = page.getByRole('alert');
+
+  // An assertion from a passkey not the user's (its id changed on the way): refused, in a message translated.
+  await page.route(`**${P}/verify/passkey`, (route) => {
+    const body = JSON.parse(route.request().postData()!) as { credential: { id: string } };
+    body.credential.id = `x${body.credential.id}`;
+    return route.continue({ postData: JSON.stringify(body) });
+  });
+  await use.click();
+  await status.waitFor({ timeout: 10_000 });
+  t.same(await spoken(status), { text: failed, lang: 'ar', direction: 'rtl' }, 'refused: translated, the page language');
+  await page.unrouteAll();
+
+  // A call the gateway cannot read (a type it does not take): its error message, which the catalogue leaves out.
+  await page.route(`**${P}/verify/passkey/options`, (route) => route.continue({ headers: { ...route.request().headers(), 'content-type': 'application/xml' } }));
+  await use.click();
+  await status.filter({ hasText: en['error.GW_ERR_UNSUPPORTED_MEDIA_TYPE'] }).waitFor({ timeout: 10_000 });
+  t.same(await spoken(status), { text: en['error.GW_ERR_UNSUPPORTED_MEDIA_TYPE'], lang: 'en', direction: 'ltr' }, 'an error: in English');
+});

@@ -16,16 +16,18 @@
       body: JSON.stringify(body),
     }).then(function (res) {
       return res.json().then(function (json) {
-        if (!res.ok) throw Object.assign(new Error(json.message || 'failed'), { serverMessage: json.message, serverCode: json.error });
+        // The message's language is the answer's (see show).
+        if (!res.ok) throw Object.assign(new Error(json.message || 'failed'), { serverMessage: json.message, serverLang: res.headers.get('content-language'), serverCode: json.error });
         return json;
       });
     });
   }
   // A message shown in English on a page in another language (its catalogue leaves it out) is marked so, as the pages
   // mark such text (WCAG 3.1.2): in a span with lang="en", read by a screen reader in English, and on a right-to-left
-  // page laid out left to right. `lang`: the message's language, none for the page's.
+  // page laid out left to right. `lang`: the message's language, none (or the page's own) for the page's; English is
+  // the only other language a message can be in.
   function show(element, text, lang) {
-    if (!lang) {
+    if (!lang || lang === document.documentElement.lang) {
       element.textContent = text;
       return;
     }
@@ -86,7 +88,7 @@
           var name = err && err.name;
           // InvalidStateError on registering: this authenticator already holds one of the account's passkeys (the
           // options list them to exclude), so trying again on it can never work; the generic message would say to.
-          if (err && err.serverMessage) status.textContent = err.serverMessage;
+          if (err && err.serverMessage) show(status, err.serverMessage, err.serverLang);
           else showGiven(status, box, name === 'NotAllowedError' ? 'cancelled' : name === 'InvalidStateError' && box.dataset.ceremony === 'register' ? 'already' : 'failed');
           status.hidden = false;
           button.disabled = false;
