@@ -451,7 +451,7 @@ export function configWarnings(c: Config): string[] {
   w.push(...slowPatternWarnings(c.portal.login));
   // Built as serve builds it (checkSemantics has refused what it cannot read).
   for (const { file, missing } of c.ui.localesDir ? new Messages(c.ui.localesDir, c.ui.defaultLanguage).incomplete : []) {
-    w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English, marked so for screen readers, but not where a page has them in an attribute (see Screens and languages)`);
+    w.push(`ui.localesDir: ${file} leaves out ${missing.length} message(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): they are shown in English, marked so for screen readers, but not in a name field's value or the recovery codes file (see Screens and languages)`);
   }
   // A group the login header cannot carry comes only from the group file: from the header, a rule naming it never
   // matches (a deny rule for it lets its members through).
