@@ -32,11 +32,13 @@ export function readPassword(stdin: { isTTY?: boolean } = process.stdin): string
 export async function loginCheck(config: Config, user: string, password: string): Promise<{ lines: string[]; ok: boolean }> {
   const username = accountNames(config.portal.login)(user);
   if (username === null) throw new UsageError(`--user: not a usable username (no sign-in can use it): ${JSON.stringify(user)}`);
+  // Random, not the password with a suffix: nothing of the right one goes to the portal twice.
+  const wrongPassword = randomBytes(12).toString('base64url');
+  const hide = (text: string) => withoutPasswords(text, [password, wrongPassword]);
   const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, new InFlight(1));
   try {
     const right = await tryPassword(config, portal, { user, username, password });
-    // Random, not the password with a suffix: nothing of the right one goes to the portal twice.
-    const wrong = await tryPassword(config, portal, { user, username, password: randomBytes(12).toString('base64url') });
+    const wrong = await tryPassword(config, portal, { user, username, password: wrongPassword });
     const problems = [
       ...(right.judged.success ? [] : ['success does not hold for the right password']),
       ...(right.judged.failure === true ? ['failure holds for the right password'] : []),
@@ -50,12 +52,33 @@ export async function loginCheck(config: Config, user: string, password: string)
         `wrong password (a random one; it counts once against the portal's own lockout): ${wrong.sent}`,
         ...judgement(wrong.judged),
         problems.length ? `verdict: the rules do not tell a right password from a wrong one: ${problems.join('; ')}` : 'verdict: the rules tell a right password from a wrong one',
-      ],
+      ].map(hide),
       ok: problems.length === 0,
     };
+  } catch (err) {
+    // An error may name what the portal gave (a form's action, a Location), which may hold a password it was sent.
+    throw new Error(hide(err instanceof Error ? err.message : String(err)));
   } finally {
     await portal.close();
   }
+}
+
+/**
+ * `text` with each of `passwords` replaced by [password], also where it is percent-encoded (any of its characters, with
+ * hex digits in either case, and once or more: a URL carried in another one's query) or form-encoded (a space as +): a
+ * portal may echo a password in its Location, a login page in its form's action, and all of it is printed.
+ */
+export function withoutPasswords(text: string, passwords: readonly string[]): string {
+  return passwords.reduce((t, password) => t.replace(spellings(password), '[password]'), text);
+}
+
+function spellings(password: string): RegExp {
+  const hex = (byte: number) => byte.toString(16).padStart(2, '0').replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`);
+  const spelling = (c: string) => {
+    const encoded = [...Buffer.from(c)].map((byte) => `%(?:25)*${hex(byte)}`).join('');
+    return `(?:${c.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&')}|${encoded}${c === ' ' ? '|\\+' : ''})`;
+  };
+  return new RegExp([...password].map(spelling).join(''), 'g');
 }
 
 /** One password sent as the gateway forwards a login: what was sent (names only, never values) and its judgement. */

@@ -77,21 +77,23 @@ t.test('login check against the demo portal', async (t) => {
   });
 });
 
-/**
- * A portal of one login page (`page`), which records every request it gets as `METHOD path body`, and refuses a
- * password sent without its page's Origin or Referer, as Django does over HTTPS.
- */
-async function startFormPortal(t: Tap.Test, page: (port: number) => string): Promise<{ url: string; port: number; seen: string[] }> {
+interface Asked {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+/** A portal that answers each request as `answer` says, and records every request it gets as `METHOD path body`. */
+async function startPortal(t: Tap.Test, answer: (req: Asked, port: number) => { status: number; headers?: Record<string, string | string[]>; body?: string }): Promise<{ url: string; port: number; seen: string[] }> {
   const seen: string[] = [];
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     let body = '';
     req.setEncoding('utf8').on('data', (d: string) => (body += d));
     req.on('end', () => {
       seen.push(`${req.method} ${req.url} ${body}`);
-      if (req.method === 'GET') return void res.writeHead(200, { 'content-type': 'text/html' }).end(page(port));
-      if (req.headers.origin !== `http://127.0.0.1:${port}` || req.headers.referer !== `http://127.0.0.1:${port}/login`) return void res.writeHead(403).end('CSRF verification failed');
-      const right = new URLSearchParams(body).get('j_password') === 'right-pw';
-      res.writeHead(302, { location: right ? '/home' : '/login?error' }).end();
+      const a = answer({ method: req.method!, url: req.url!, headers: req.headers, body }, port);
+      res.writeHead(a.status, { 'content-type': 'text/html', ...a.headers }).end(a.body ?? '');
     });
   });
   server.listen(0, '127.0.0.1');
@@ -101,17 +103,35 @@ async function startFormPortal(t: Tap.Test, page: (port: number) => string): Pro
   return { url: `http://127.0.0.1:${port}`, port, seen };
 }
 
-t.test('the login form is sent where the gateway would send it, never to another host', async (t) => {
+/**
+ * A portal of one login page (`page`), which refuses a password sent without its page's Origin or Referer, as Django
+ * does over HTTPS.
+ */
+function startFormPortal(t: Tap.Test, page: (port: number) => string): Promise<{ url: string; port: number; seen: string[] }> {
+  return startPortal(t, (req, port) => {
+    if (req.method === 'GET') return { status: 200, body: page(port) };
+    if (req.headers.origin !== `http://127.0.0.1:${port}` || req.headers.referer !== `http://127.0.0.1:${port}/login`) return { status: 403, body: 'CSRF verification failed' };
+    const right = new URLSearchParams(req.body).get('j_password') === 'right-pw';
+    return { status: 302, headers: { location: right ? '/home' : '/login?error' } };
+  });
+}
+
+/** login check run on a config of `portal` with these portal.login settings, the password on stdin. */
+async function checkOn(t: Tap.Test, portal: { url: string }, login: Record<string, unknown>, password: string) {
   const dir = mkdtempSync(join(tmpdir(), 'login-check-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const raw = rawTestConfig(portal.url);
+  raw.portal.login = { paths: ['/j_security_check'], usernameField: 'j_username', passwordField: 'j_password', success: { status: [302], location: '^/home' }, ...login };
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({ ...raw, log: { level: 'silent' } }));
+  return runCliAsync(['login', 'check', '--config', file, '--user', 'alice'], {}, `${password}\n`);
+}
+
+t.test('the login form is sent where the gateway would send it, never to another host', async (t) => {
   const other = await startFormPortal(t, () => '');
   const run = async (action: string) => {
     const portal = await startFormPortal(t, () => `<form method="post" action="${action}"><input name="j_username"><input type="password" name="j_password"></form>`);
-    const raw = rawTestConfig(portal.url);
-    raw.portal.login = { paths: ['/j_security_check'], usernameField: 'j_username', passwordField: 'j_password', success: { status: [302], location: '^/home' } };
-    const file = join(dir, `${portal.port}.json`);
-    writeFileSync(file, JSON.stringify({ ...raw, log: { level: 'silent' } }));
-    return { portal, r: await runCliAsync(['login', 'check', '--config', file, '--user', 'alice'], {}, 'right-pw\n') };
+    return { portal, r: await checkOn(t, portal, {}, 'right-pw') };
   };
 
   // Resolved on the portal's origin, a path that starts with `//` names a host to a URL parser.
@@ -125,4 +145,35 @@ t.test('the login form is sent where the gateway would send it, never to another
   const below = await run('/app/j_security_check');
   t.equal(below.r.code, 0, below.r.stderr);
   t.match(below.portal.seen[1], /^POST \/j_security_check j_username=alice&j_password=right-pw$/);
+});
+
+t.test('a password the portal echoes is never printed: [password] in its place', async (t) => {
+  const pw = 'pa ss/wörd+&=1%Z';
+  const spellings = [pw, encodeURIComponent(pw), new URLSearchParams({ p: pw }).toString().slice(2)];
+  const printed = (t: Tap.Test, r: { stdout: string; stderr: string }) => {
+    for (const spelt of spellings) t.notOk((r.stdout + r.stderr).includes(spelt), `not printed: ${spelt}`);
+  };
+  // The last password tried is in the login page's form and in each answer's Location, as sent and as a URL spells it.
+  const echo = (away: boolean) => {
+    let last: string | undefined;
+    return startPortal(t, (req, port) => {
+      const host = away && last ? 'http://localhost:1' : '';
+      if (req.method === 'GET') return { status: 200, body: `<form method="post" action="${host}/j_security_check${last ? `?last=${last}` : ''}"><input name="j_username"><input type="password" name="j_password"></form>` };
+      last = req.body.split('j_password=')[1];
+      const sent = new URLSearchParams(req.body).get('j_password')!;
+      return { status: 302, headers: { location: sent === pw ? `/home?pw=${last}` : `http://127.0.0.1:${port}/login?pw=${encodeURIComponent(sent)}` } };
+    });
+  };
+  const r = await checkOn(t, await echo(false), {}, pw);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^ {2}answer: 302, Location \/home\?pw=\[password\], cookies set: none$/m);
+  t.match(r.stdout, /^wrong password .*: POST \/j_security_check\?last=\[password\] with j_username, j_password/m);
+  t.match(r.stdout, /^ {2}answer: 302, Location \/login\?pw=\[password\], cookies set: none$/m);
+  printed(t, r);
+
+  // An error names the form's action, with the password the page holds.
+  const e = await checkOn(t, await echo(true), {}, pw);
+  t.equal(e.code, 1);
+  t.match(e.stderr, 'the login form sends POST http://localhost:1/j_security_check?last=[password], not to the portal');
+  printed(t, e);
 });
