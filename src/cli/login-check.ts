@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { canonicalTarget, pathAndQuery } from '../domain/canonical-path.js';
-import { applySetCookies, cookieHeader } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, type Jar } from '../domain/cookie-jar.js';
 import { usernameFields } from '../domain/legacy-auth.js';
 import { loginFormOf } from '../domain/login-form.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
@@ -11,7 +11,7 @@ import { loginPageFor } from '../domain/redirect.js';
 import { accountNames } from '../domain/username.js';
 import { judgeLoginAnswer, parseLoginBody, portalLogin, type JudgedLogin } from '../services/login.js';
 import { InFlight } from '../upstream/in-flight.js';
-import { bodyText, PortalClient, type PortalRequest } from '../upstream/portal-client.js';
+import { bodyText, PortalClient, type PortalRequest, type PortalResponse } from '../upstream/portal-client.js';
 import { UsageError } from './usage.js';
 
 /**
@@ -118,21 +118,22 @@ function jsonLogin(config: Config, c: Credentials): { to: Omit<PortalRequest, 'b
 }
 
 /**
- * A form login: the login page fetched (GET portal.login.page), its form that holds the username field filled in,
- * hidden fields and the cookies of the page's answer kept, and sent where the form sends it.
+ * A form login: the login page fetched (see loginPage), its form that holds the username field filled in, hidden
+ * fields and the cookies set on the way kept, and sent where the form sends it.
  */
 async function formLogin(config: Config, portal: PortalClient, c: Credentials): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
   const login = config.portal.login;
   const origin = new URL(config.portal.url).origin;
-  const pageUrl = new URL(loginPageFor(login.page), origin);
-  const page = await portal.send({ method: 'GET', pathAndQuery: pageUrl.pathname + pageUrl.search, headers: { accept: 'text/html', 'accept-encoding': 'identity' } });
+  const now = Date.now();
+  const { page, url: pageUrl, jar, asked } = await loginPage(config, portal, now);
   const fields = usernameFields(login);
   const form = loginFormOf(bodyText(page) ?? '', fields);
   if (!form) {
     throw new Error(
-      `GET ${pageUrl.pathname}${pageUrl.search} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,
+      `${asked} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,
     );
   }
+  // Read from where the page is, after any redirect, as a browser reads it.
   const to = new URL(form.action ?? pageUrl.href, pageUrl);
   const where = `${form.method} ${to.pathname}${to.search}`;
   if (to.origin !== origin) throw new Error(`the login form sends ${form.method} ${to.href}, not to the portal (${origin})`);
@@ -146,9 +147,6 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials): 
   // A password field the form lacks (a script adds it) is added.
   const filled = form.fields.map(([name, value]): [string, string] => [name, name === form.usernameField ? c.user : name === login.passwordField ? c.password : value]);
   if (!filled.some(([name]) => name === login.passwordField)) filled.push([login.passwordField, c.password]);
-  const now = Date.now();
-  const setCookies = page.headers['set-cookie'] ?? [];
-  const jar = applySetCookies([], Array.isArray(setCookies) ? setCookies : [setCookies], pageUrl.pathname, now);
   const cookie = cookieHeader(jar, loginPath, now);
   // Where the form was, as a browser says it (and the gateway passes it on): a portal may refuse a login without them
   // (Django over HTTPS wants a Referer of its own).
@@ -156,8 +154,37 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials): 
   return {
     to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers },
     body: new URLSearchParams(filled).toString(),
-    sent: `${where} with ${filled.map(([name]) => name).join(', ')} (the form of GET ${pageUrl.pathname}${pageUrl.search}; cookies sent: ${jar.map((c) => c.name).join(', ') || 'none'})`,
+    sent: `${where} with ${filled.map(([name]) => name).join(', ')} (the form of ${asked}; cookies sent: ${jar.map((c) => c.name).join(', ') || 'none'})`,
   };
+}
+
+// Many portals send their login page on (`/login` to `/login/`, or to `/auth/login?next=…`); a browser follows.
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
+/**
+ * The login page as a browser gets it: GET portal.login.page, and each redirect followed on the portal's own origin
+ * (never to another host, which is an error), with the cookies set on the way. `url`: where the page is; `asked`: the
+ * way there (`GET /login -> /login/`).
+ */
+async function loginPage(config: Config, portal: PortalClient, now: number): Promise<{ page: PortalResponse; url: URL; jar: Jar; asked: string }> {
+  const origin = new URL(config.portal.url).origin;
+  let url = new URL(loginPageFor(config.portal.login.page), origin);
+  let asked = `GET ${url.pathname}${url.search}`;
+  let jar: Jar = [];
+  for (let redirects = 0; ; redirects++) {
+    const cookie = cookieHeader(jar, url.pathname, now);
+    const page = await portal.send({ method: 'GET', pathAndQuery: url.pathname + url.search, headers: { accept: 'text/html', 'accept-encoding': 'identity', ...(cookie ? { cookie } : {}) } });
+    jar = applySetCookies(jar, [page.headers['set-cookie'] ?? []].flat(), url.pathname, now);
+    const [location] = [page.headers.location ?? []].flat();
+    if (!REDIRECTS.has(page.status) || location === undefined) return { page, url, jar, asked };
+    if (redirects === MAX_REDIRECTS) throw new Error(`${asked} (portal.login.page) redirects more than ${MAX_REDIRECTS} times`);
+    const next = URL.canParse(location, url) ? new URL(location, url) : undefined;
+    // Named without its query, which may hold what is not for a log.
+    if (next?.origin !== origin) throw new Error(`${asked} (portal.login.page) answered ${page.status} to ${next ? `${next.origin}${next.pathname}` : 'no readable address'}, not on the portal (${origin})`);
+    url = next;
+    asked += ` -> ${url.pathname}${url.search}`;
+  }
 }
 
 /** The answer as the gateway sees it (the Location as a path on the portal's origin), and each set of rules. */

@@ -177,3 +177,41 @@ t.test('a password the portal echoes is never printed: [password] in its place',
   t.match(e.stderr, 'the login form sends POST http://localhost:1/j_security_check?last=[password], not to the portal');
   printed(t, e);
 });
+
+t.test('a login page reached by redirects: followed on the portal, with the cookies set on the way', async (t) => {
+  const cookies = (req: Asked) => req.headers.cookie ?? '';
+  const portal = await startPortal(t, (req, port) => {
+    const here = `http://127.0.0.1:${port}`;
+    if (req.url === '/login') return { status: 301, headers: { location: '/login/', 'set-cookie': 'first=1; Path=/' } };
+    if (req.url === '/login/' && cookies(req) === 'first=1') return { status: 303, headers: { location: `${here}/auth/login?next=%2F`, 'set-cookie': 'second=2; Path=/' } };
+    if (req.url === '/auth/login?next=%2F' && cookies(req) === 'first=1; second=2') {
+      // A relative action: /auth/check from this page, /check from the one first asked for.
+      return { status: 200, headers: { 'set-cookie': 'csrf=3; Path=/auth' }, body: '<form method="post" action="check"><input name="j_username"><input type="password" name="j_password"></form>' };
+    }
+    if (req.method === 'POST' && req.url === '/auth/check' && req.headers.referer === `${here}/auth/login?next=%2F` && cookies(req) === 'csrf=3; first=1; second=2') {
+      return { status: 302, headers: { location: new URLSearchParams(req.body).get('j_password') === 'right-pw' ? '/home' : '/login?error' } };
+    }
+    return { status: 400 };
+  });
+  const r = await checkOn(t, portal, { paths: ['/auth/check'] }, 'right-pw');
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout.split('\n')[0], 'right password: POST /auth/check with j_username, j_password (the form of GET /login -> /login/ -> /auth/login?next=%2F; cookies sent: first, second, csrf)');
+  t.same(portal.seen.filter((s) => s.startsWith('POST')).map((s) => s.split(' ', 2)[1]), ['/auth/check', '/auth/check'], 'the passwords went to the login path only');
+});
+
+t.test('a login page redirected to another host, or on and on: an error, nothing sent there', async (t) => {
+  const other = await startPortal(t, () => ({ status: 200 }));
+  const away = await startPortal(t, () => ({ status: 302, headers: { location: `http://localhost:${other.port}/sso/login?token=t0ken` } }));
+  const r = await checkOn(t, away, {}, 'right-pw');
+  t.equal(r.code, 1);
+  t.equal(r.stderr, `mfa-gateway: GET /login (portal.login.page) answered 302 to http://localhost:${other.port}/sso/login, not on the portal (${away.url})\n`);
+  t.same(other.seen, [], 'nothing reached the other host');
+  t.same(away.seen, ['GET /login '], 'no password sent');
+
+  let n = 0;
+  const loop = await startPortal(t, () => ({ status: 307, headers: { location: `/login?n=${++n}` } }));
+  const l = await checkOn(t, loop, {}, 'right-pw');
+  t.equal(l.code, 1);
+  t.equal(l.stderr, 'mfa-gateway: GET /login -> /login?n=1 -> /login?n=2 -> /login?n=3 -> /login?n=4 -> /login?n=5 (portal.login.page) redirects more than 5 times\n');
+  t.equal(loop.seen.length, 6, 'no password sent');
+});
