@@ -16,21 +16,29 @@ export interface LoginForm {
 // again at each `<form` or `<input` after it, would take time quadratic in the page's length (minutes for a 1 MiB page).
 const ATTRIBUTES = String.raw`((?:[^>"']|"[^"]*(?:"|$)|'[^']*(?:'|$))*)(?:>|$)`;
 const FORM = new RegExp(String.raw`<form\b${ATTRIBUTES}([\s\S]*?)(?:</form\s*>|$)`, 'gi');
-const FIELD = new RegExp(String.raw`<(input|button)\b${ATTRIBUTES}`, 'gi');
+// A field: an input or button tag; a textarea with its text, which no tag ends but its end tag; a select with its
+// options, ended as a browser ends it, also by a field it cannot hold (a select left open stops at the next input).
+// A textarea or select never closed runs to the page's end, as a tag does, for the same reason.
+const FIELD = new RegExp(
+  String.raw`<(input|button)\b${ATTRIBUTES}|<(textarea)\b${ATTRIBUTES}([\s\S]*?)(?:</textarea\s*>|$)|<(select)\b${ATTRIBUTES}([\s\S]*?)(?:</select\s*>|(?=<(?:input|keygen|select|textarea)\b)|$)`,
+  'gi',
+);
+// An option's text runs to the next option or group (a browser ignores the tags in it).
+const OPTION = new RegExp(String.raw`<option\b${ATTRIBUTES}([\s\S]*?)(?=</?(?:option|optgroup)\b|$)`, 'gi');
 const ATTRIBUTE = /([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
 // Inputs a browser sends only when clicked or chosen, or never as text.
 const NOT_SENT = new Set(['submit', 'image', 'button', 'reset', 'file']);
 
 /**
- * The first form of the page with an input named as one of `usernameFields`, or null. Only <input> fields and the
- * buttons are read (a login form has no other that matters); a checkbox or radio button is sent only when checked, a
- * disabled field never, a button only when it is the first submit button.
+ * The first form of the page with an input named as one of `usernameFields`, or null. Its inputs, buttons, selects and
+ * textareas are read; a checkbox or radio button is sent only when checked, a disabled field never, a button only
+ * when it is the first submit button, a select with its chosen options (see chosenOptions).
  * Comments and scripts are left out first: a form written there is none the browser shows.
  */
 export function loginFormOf(html: string, usernameFields: readonly string[]): LoginForm | null {
   const page = html.replace(/<!--[\s\S]*?(?:-->|$)/g, '').replace(/<(script|style|template)\b[\s\S]*?(?:<\/\1\s*>|$)/gi, '');
   for (const [, formAttributes = '', content = ''] of page.matchAll(FORM)) {
-    const tags = [...content.matchAll(FIELD)].map((m): Field => ({ tag: m[1]!.toLowerCase(), attributes: attributesOf(m[2] ?? '') }));
+    const tags = [...content.matchAll(FIELD)].map((m): Field => ({ tag: (m[1] ?? m[3] ?? m[6])!.toLowerCase(), attributes: attributesOf(m[2] ?? m[4] ?? m[7] ?? ''), content: m[5] ?? m[8] ?? '' }));
     const inputs = tags.filter((t) => t.tag === 'input').map((t) => t.attributes);
     const usernameField = usernameFields.find((f) => inputs.some((i) => i.get('name') === f));
     if (usernameField === undefined) continue;
@@ -39,15 +47,7 @@ export function loginFormOf(html: string, usernameFields: readonly string[]): Lo
     // name in the body (PHP's `isset($_POST['login'])`).
     const submitter = tags.find(isSubmitButton);
     const fields: [string, string][] = [];
-    for (const field of tags) {
-      if (field === submitter) fields.push(...submitted(field));
-      if (field.tag !== 'input') continue;
-      const input = field.attributes;
-      const name = input.get('name');
-      const type = (input.get('type') ?? 'text').toLowerCase();
-      if (!name || input.has('disabled') || NOT_SENT.has(type) || ((type === 'checkbox' || type === 'radio') && !input.has('checked'))) continue;
-      fields.push([name, input.get('value') ?? (type === 'checkbox' || type === 'radio' ? 'on' : '')]);
-    }
+    for (const field of tags) fields.push(...(field === submitter ? submitted(field) : sent(field)));
     return { action: form.get('action') || undefined, method: (form.get('method') ?? 'GET').toUpperCase(), usernameField, fields };
   }
   return null;
@@ -56,6 +56,36 @@ export function loginFormOf(html: string, usernameFields: readonly string[]): Lo
 interface Field {
   tag: string;
   attributes: Map<string, string>;
+  /** A textarea's or a select's, as written. */
+  content: string;
+}
+
+/** What a field other than the submitter adds to its form. */
+function sent({ tag, attributes, content }: Field): [string, string][] {
+  const name = attributes.get('name');
+  if (!name || attributes.has('disabled')) return [];
+  if (tag === 'select') return chosenOptions(attributes, content).map((value) => [name, value]);
+  // The parser drops a newline right after the start tag; a form sends each line break as CRLF.
+  if (tag === 'textarea') return [[name, decodeEntities(content.replace(/^(?:\r\n?|\n)/, '')).replace(/\r\n?|\n/g, '\r\n')]];
+  const type = (attributes.get('type') ?? 'text').toLowerCase();
+  if (tag !== 'input' || NOT_SENT.has(type) || ((type === 'checkbox' || type === 'radio') && !attributes.has('checked'))) return [];
+  return [[name, attributes.get('value') ?? (type === 'checkbox' || type === 'radio' ? 'on' : '')]];
+}
+
+/**
+ * The values a select sends, as a browser chooses them: with `multiple`, each option marked selected; else the last
+ * one marked (as the parser leaves it), or when none is, the first that is not disabled, unless the select shows
+ * several rows (`size`), which then chooses none. A disabled option is never sent. An option's value is its `value`,
+ * else its text with ASCII spaces collapsed and trimmed (a no-break space stays).
+ */
+function chosenOptions(select: Map<string, string>, content: string): string[] {
+  const options = [...content.matchAll(OPTION)].map(([, attributes = '', text = '']) => ({ attributes: attributesOf(attributes), text }));
+  const marked = options.filter((o) => o.attributes.has('selected'));
+  const rows = parseInt(select.get('size') ?? '', 10) > 1;
+  const chosen = select.has('multiple') ? marked : marked.length ? marked.slice(-1) : rows ? [] : options.filter((o) => !o.attributes.has('disabled')).slice(0, 1);
+  return chosen
+    .filter((o) => !o.attributes.has('disabled'))
+    .map((o) => o.attributes.get('value') ?? decodeEntities(o.text.replace(/<\/?[a-z][^>]*>?/gi, '')).replace(/[\t\n\f\r ]+/g, ' ').replace(/^ | $/g, ''));
 }
 
 function isSubmitButton({ tag, attributes }: Field): boolean {

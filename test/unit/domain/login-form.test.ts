@@ -31,15 +31,28 @@ t.test('one of several configured names; none: null; no method is GET, no action
 t.test('a crafted page of tags never closed is read in time linear in its length', async (t) => {
   // Each such tag, read from its start to the page's end and then given up, would make the time quadratic: minutes
   // for a page of the portal client's 1 MiB.
+  const timed = (what: string, page: string) => {
+    const started = performance.now();
+    const form = loginFormOf(page, ['username']);
+    t.ok(performance.now() - started < 1000, `${what}: ${Math.round(performance.now() - started)} ms`);
+    return form;
+  };
   for (const [what, page] of [
     ['forms', '<form'.repeat(40_000)],
     ['inputs', `<form>${'<input'.repeat(40_000)}`],
     ['quotes', '<form "'.repeat(40_000)],
+    ['selects', `<form>${'<select'.repeat(40_000)}`],
+    ['selects never closed', `<form>${'<select>'.repeat(40_000)}`],
+    ['textareas', `<form>${'<textarea>'.repeat(40_000)}`],
   ] as const) {
-    const started = performance.now();
-    t.equal(loginFormOf(page, ['username']), null);
-    t.ok(performance.now() - started < 1000, `${what}: ${Math.round(performance.now() - started)} ms`);
+    t.equal(timed(what, page), null);
   }
+  // The options and the text of the login form's fields, which are read.
+  const login = '<form><input name="username">';
+  t.same(timed('options', `${login}<select name="s">${'<option'.repeat(40_000)}`)?.fields, [['username', ''], ['s', '']]);
+  t.same(timed('options never closed', `${login}<select name="s">${'<option><b'.repeat(40_000)}`)?.fields, [['username', ''], ['s', '']]);
+  t.same(timed('tags in an option', `${login}<select name="s"><option>${'<b'.repeat(40_000)}`)?.fields, [['username', ''], ['s', '']]);
+  t.equal(timed('textarea ends', `${login}<textarea name="t">${'</textarea '.repeat(40_000)}`)?.fields[1]?.[1].length, 11 * 40_000);
   // A tag never closed takes the page up to the next `>`, as a browser reads it: the form after it is in the first one's tag.
   const tail = '<form action="/login" method="post"><input name="username"></form>';
   t.same(loginFormOf(`<form${'<form'.repeat(3)} ${tail}`, ['username']), { action: '/login', method: 'POST', usernameField: 'username', fields: [['username', '']] });
@@ -56,4 +69,22 @@ t.test("the form's first submit button goes with it, as a browser sends it (clic
   t.same(form('<input type="image" src="go.png">'), [['username', ''], ['x', '0'], ['y', '0']]);
   t.same(form('<input type="submit" name="go" disabled><input type="submit" name="other">'), [['username', '']], 'the first one disabled: Enter submits nothing');
   t.same(form('<button>Sign in</button><input type="submit" name="go">'), [['username', '']], 'the first one has no name: none');
+});
+
+t.test('a select sends its chosen option and a textarea its text, as a browser sends them', async (t) => {
+  const form = (fields: string) => loginFormOf(`<form method="post"><input name="username">${fields}</form>`, ['username'])?.fields.slice(1);
+  t.same(form('<select name="domain"><option value="a">A<option value="b" selected>B</option></select>'), [['domain', 'b']], 'the one selected');
+  t.same(form('<SELECT name="domain"><option selected>x<option value="c" selected>C</SELECT>'), [['domain', 'c']], 'the last one marked selected');
+  t.same(form('<select name="domain">\n<option disabled>-</option>\n<option>\n  Head  &amp;\n <b>Office</b> </option><option>b</option></select>'), [['domain', 'Head & Office']], 'none selected: the first not disabled, by its text');
+  t.same(form('<select name="d"><option>&nbsp;x&#32;\t</select>'), [['d', '\u00a0x']], 'only ASCII spaces trimmed');
+  t.same(form('<select name="d"><optgroup label="g"><option value="1"></optgroup><option value="2"></select>'), [['d', '1']], 'within a group');
+  t.same(form('<select name="d"><option value="1" selected disabled></select><select name="e" disabled><option value="1"></select>'), [], 'disabled: nothing sent');
+  t.same(form('<select name="d" multiple><option value="1" selected><option value="2"><option value="3" selected></select>'), [['d', '1'], ['d', '3']], 'multiple: each selected');
+  t.same(form('<select name="d" multiple><option value="1"></select><select name="e" size="3"><option value="1"></select>'), [], 'a list of rows chooses none by itself');
+  t.same(form('<select name="d"></select><select><option value="1"></select>'), [], 'no option, no name: nothing sent');
+  t.same(form('<select name="d"><option value="1"><input name="after" value="x">'), [['d', '1'], ['after', 'x']], 'a select left open ends at the next input');
+
+  t.same(form('<textarea name="note">\r\nline 1\nline &lt;2&gt;\r\n<input name="not-a-field"></textarea>'), [['note', 'line 1\r\nline <2>\r\n<input name="not-a-field">']], 'text as written, no field inside it');
+  t.same(form('<textarea name="a"></textarea><textarea name="b" disabled>x</textarea><textarea>y</textarea><input name="c">'), [['a', ''], ['c', '']]);
+  t.same(form('<input name="a"><textarea name="t">x</textarea><select name="s"><option>y</select><input name="z">'), [['a', ''], ['t', 'x'], ['s', 'y'], ['z', '']], 'in the order of the page');
 });
