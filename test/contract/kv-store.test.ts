@@ -291,7 +291,9 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       const jars = new BrowserJars(b.kv, sealer, 60_000);
       const id = randomBytes(32).toString('base64url');
       await jars.put(id, [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }]);
-      t.notMatch((await b.kv.get(`jar:{${id}}`)) ?? '', /portal-secret/, 'jar encrypted at rest');
+      const storedJar = await b.kv.get(keys.browserJar(id));
+      t.type(storedJar, 'string', 'the jar is stored under its key');
+      t.notMatch(storedJar, /portal-secret/, 'jar encrypted at rest');
       const { round: first } = await jars.get(id);
       t.same(await jars.take(id), [{ name: 'PORTALSESSID', value: 'portal-secret', path: '/' }]);
       t.same(await jars.get(id), { cookies: [] }, 'taken once');
@@ -300,7 +302,7 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       // as it is then, keeping its round.
       const add = (name: string) => (jar: readonly { name: string; value: string; path: string }[]) => [...jar, { name, value: '1', path: '/' }];
       await jars.update(id, first, add('late'));
-      t.equal(await b.kv.get(`jar:{${id}}`), null, 'a taken jar stays taken');
+      t.equal(await b.kv.get(keys.browserJar(id)), null, 'a taken jar stays taken');
       await jars.put(id, []);
       const { round: putBack } = await jars.get(id);
       t.not(putBack, first, 'put back: a new round');
@@ -315,7 +317,7 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(merged.round, round, 'answers keep the round');
       // A jar written before jars had rounds (its cookies alone): read, changed (given a round) and taken.
       const earlier = randomBytes(32).toString('base64url');
-      await b.kv.set(`jar:{${earlier}}`, sealer.seal(JSON.stringify([{ name: 'OLD', value: '1', path: '/' }]), `jar:{${earlier}}`));
+      await b.kv.set(keys.browserJar(earlier), sealer.seal(JSON.stringify([{ name: 'OLD', value: '1', path: '/' }]), keys.browserJar(earlier)));
       t.same(await jars.get(earlier), { cookies: [{ name: 'OLD', value: '1', path: '/' }] });
       await jars.update(earlier, undefined, add('new'));
       const upgraded = await jars.get(earlier);
@@ -366,7 +368,9 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       const factors = new FactorStore(b.kv, sealer);
       const totp = { kind: 'totp' as const, id: 'f1', name: 'phone', addedAt: now, secret: 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP' };
       await factors.update('p', () => ({ factors: [totp] }));
-      t.notMatch((await b.kv.get('user:{p}:factors')) ?? '', /JBSWY3DP/, 'TOTP secret encrypted at rest');
+      const storedFactors = await b.kv.get(keys.factors('p'));
+      t.type(storedFactors, 'string', 'the factors are stored under their key');
+      t.notMatch(storedFactors, /JBSWY3DP/, 'TOTP secret encrypted at rest');
       t.same((await factors.get('p'))?.factors, [totp]);
       // Changes at once each apply to the factors as they are: none is lost, none undoes another.
       const used = (n: number) => (f: UserFactors | null) => ({ ...f!, factors: f!.factors.map((x) => ({ ...x, lastUsedAt: n })) });
@@ -387,7 +391,7 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       };
       const firsts = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => factors.update(fresh, firstFactor(i))));
       t.equal(firsts.filter((r) => r.status === 'fulfilled').length, 1, 'of parallel first factors, one is created');
-      await b.kv.set('user:{q}:factors', (await b.kv.get('user:{p}:factors'))!);
+      await b.kv.set(keys.factors('q'), storedFactors!);
       await t.rejects(factors.get('q'), { code: 'GW_ERR_STORE_UNAVAILABLE' }, "a record copied under another user's key does not open, and is not read as \"no factor\"");
       t.equal(await factors.get('nobody'), null, 'no record: no factor');
     });
