@@ -42,11 +42,9 @@ t.test('signing key: anything else is refused, without echoing the key', async (
   };
   for (const [name, text] of Object.entries(bad)) {
     t.throws(() => parseSigningKey(text), { code: 'AUDIT_KEY_INVALID' }, name);
-    try {
-      parseSigningKey(text);
-    } catch (e) {
-      if (text.length > 8) t.notMatch((e as Error).message, text.slice(-20, -4), `${name}: not in the message`);
-    }
+    // From the middle of the text: a PEM's end is its armour, which says nothing of the key.
+    const middle = text.slice(text.length / 2 - 8, text.length / 2 + 8);
+    if (text) t.notMatch(messageOf(() => parseSigningKey(text)), middle, `${name}: not in the message`);
   }
 });
 
@@ -63,3 +61,13 @@ t.test('signing key: an auditor with only the public key PEM verifies the trail'
   t.same(other.problems.map((p) => [p.kind, p.seq]), [['unsigned', 1], ['bad-checkpoint', 2]], 'unknown key id; in file order');
   t.match(other.problems[1]!.message, /unknown key id "audit-1"/);
 });
+
+/** The message of what `fn` throws. */
+function messageOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error('nothing thrown');
+}
