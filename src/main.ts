@@ -3,6 +3,7 @@
 // First: importing it keeps the shape of Node's tick objects, before loading the rest can lose it (runtime.ts).
 import { tuneRuntime } from './runtime.js';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -372,7 +373,9 @@ async function serve(config: Config, banner?: (app: FastifyInstance) => Promise<
   try {
     shown = await banner?.(app);
     await app.listen({ host: config.server.host, port: config.server.port });
-    admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.ready() }) : null;
+    // Once a stop is asked for, readiness says so (503, "shutting down") while the requests in flight finish.
+    const ready = () => (stop.aborted ? Promise.reject(new Error('shutting down')) : app.gateway.ready());
+    admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready }) : null;
   } catch (err) {
     // A port taken (or the demo's codes not issued): the audit directory is given back, or the next start (a restart
     // loop) would wait for its lock.
@@ -382,22 +385,21 @@ async function serve(config: Config, banner?: (app: FastifyInstance) => Promise<
   if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
   if (shown) process.stdout.write(shown);
   // A signal that came since the app was built stops it at once, as one that comes now.
-  await new Promise<void>((resolve) => {
-    const close = () => {
-      // Requests in flight may finish; after the grace period the connections still open are closed.
-      const force = setTimeout(() => {
-        app.server.closeAllConnections();
-        for (const socket of sockets) socket.destroy();
-      }, config.server.shutdownGraceSeconds * 1000);
-      force.unref();
-      void Promise.all([app.close(), admin?.close()]).then(() => {
-        clearTimeout(force);
-        resolve();
-      });
-    };
-    if (stop.aborted) close();
-    else stop.addEventListener('abort', close, { once: true });
-  });
+  if (!stop.aborted) await once(stop, 'abort');
+  // Requests in flight may finish; after the grace period the connections still open are closed.
+  const force = setTimeout(() => {
+    app.server.closeAllConnections();
+    for (const socket of sockets) socket.destroy();
+  }, config.server.shutdownGraceSeconds * 1000);
+  force.unref();
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(force);
+  }
+  // Closed last: while the gateway's port drains, a load balancer or Kubernetes probing /health/ready is told to send
+  // no new work (503), /health/live still says the process is alive (not to be restarted), and /metrics is scraped.
+  await admin?.close();
   return 0;
 }
 

@@ -13,7 +13,7 @@ import { gatewayProcess, TS_LOADER } from '../helpers/cli.js';
 import { rawTestConfig } from '../helpers/config.js';
 import { STALE_MS } from '../../src/audit/dir-lock.js';
 import { TestCa } from '../helpers/pki.js';
-import { freePort } from '../helpers/redis.js';
+import { freePort, freePorts } from '../helpers/redis.js';
 import { silentServer } from '../helpers/silent-server.js';
 
 /** A gateway process in front of a portal that takes every request and never answers it (grace period 1 s). */
@@ -71,6 +71,55 @@ t.test('a second signal while stopping (Ctrl+C after SIGTERM, SIGTERM again) nei
     await login;
     t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit trail is sealed and its lock released');
   }
+});
+
+t.test('while it drains, the admin listener says not ready (shutting down) and still live, and closes after the gateway', async (t) => {
+  const portal = await silentServer(t);
+  const raw = rawTestConfig(portal.url);
+  const [port, adminPort] = await freePorts(2);
+  // A grace period and a portal timeout far longer than the test: the drain ends when the portal lets the login go.
+  raw.server = { ...raw.server, port, shutdownGraceSeconds: 120 };
+  raw.portal.timeoutSeconds = 120;
+  raw.admin = { port: adminPort };
+  const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+  writeFileSync(file, JSON.stringify(raw));
+  const gw = await gatewayProcess(file, port);
+  t.teardown(() => gw.proc.kill('SIGKILL'));
+  gw.proc.stdout!.resume();
+  gw.proc.stderr!.resume();
+  // A connection of its own for each request: what a probe that connects anew gets.
+  const fresh = new Agent({ pipelining: 0 });
+  t.teardown(() => fresh.close());
+  const get = (url: string) =>
+    request(url, { dispatcher: fresh }).then(
+      async (r) => ({ status: r.statusCode, body: await r.body.text() }),
+      (err: NodeJS.ErrnoException) => ({ status: 0, body: err.code }),
+    );
+  const admin = `http://127.0.0.1:${adminPort}`;
+  t.same(await get(`${admin}/health/ready`), { status: 200, body: '{"status":"ready"}' });
+
+  const login = new Browser(gw.url).post('/login', { username: 'alice', password: 'correct horse battery' });
+  for (let i = 0; i < 100 && !portal.requests.length; i++) await new Promise((r) => setTimeout(r, 50));
+  gw.proc.kill('SIGTERM');
+  let ready = await get(`${admin}/health/ready`);
+  for (let i = 0; i < 300 && ready.status === 200; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    ready = await get(`${admin}/health/ready`);
+  }
+  t.same(ready, { status: 503, body: '{"status":"unavailable","reason":"shutting down"}' }, 'not ready while the login drains');
+  t.same(await get(`${admin}/health/live`), { status: 200, body: '{"status":"ok"}' }, 'still live');
+  t.match(await get(`${admin}/metrics`), { status: 200, body: /^mfa_gateway_ready 0$/m }, 'still scraped, and not ready');
+  t.same(await get(`${gw.url}/_mfa/health/ready`), { status: 0, body: 'ECONNREFUSED' }, "the gateway's port takes no new connection");
+  t.equal(gw.proc.exitCode, null, 'still draining');
+
+  // The portal gives up on the login: the drain is over.
+  const exited = once(gw.proc, 'exit');
+  portal.requests[0]!.socket.destroy();
+  const [code] = (await exited) as [number | null];
+  t.equal(code, 0);
+  t.equal((await login).status, 502, 'the login in flight was answered');
+  t.same(await get(`${admin}/health/live`), { status: 0, body: 'ECONNREFUSED' }, 'the admin listener is closed too');
+  t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
 
 t.test('with server.tls, a connection still in its TLS handshake holds the stop no longer than the grace period', async (t) => {
