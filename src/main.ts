@@ -343,21 +343,17 @@ function stopOnSignal(log: Logger): AbortSignal {
   return stop.signal;
 }
 
-/** Runs the gateway until SIGTERM or SIGINT. `banner`: the demo's, made once the app is built and printed once it listens. */
-async function serve(config: Config, banner?: (app: FastifyInstance) => Promise<string>): Promise<number> {
-  tuneRuntime();
-  const log = createLogger(config.log.level);
-  const stop = stopOnSignal(log);
-  let app: FastifyInstance;
-  try {
-    app = await buildApp(config, { processMetrics: config.admin.enabled, logger: log, signal: stop });
-  } catch (err) {
-    if (!(err instanceof StopRequested)) throw err;
-    // The audit lock was not taken and the store's connection is closed: the next start need not wait. Exit 0, as a
-    // stop asked for.
-    log.info({ signal: err.signal }, 'stopped while starting');
-    return 0;
-  }
+interface Started {
+  app: FastifyInstance;
+  admin: AdminServer | null;
+  /** With server.tls, the connections of the gateway's port (see start). */
+  sockets: Set<Socket>;
+  shown: string | undefined;
+}
+
+/** The app built and listening, with the admin listener; throws StopRequested when a stop came before it listens. */
+async function start(config: Config, log: Logger, stop: AbortSignal, banner?: (app: FastifyInstance) => Promise<string>): Promise<Started> {
+  const app = await buildApp(config, { processMetrics: config.admin.enabled, logger: log, signal: stop });
   for (const w of configWarnings(config)) app.log.warn(w);
   // With server.tls, closeAllConnections knows a connection only once its TLS handshake is done: one still in it (a
   // client that connected and sent nothing) would hold the stop for server.headersTimeoutSeconds, past the grace.
@@ -368,23 +364,44 @@ async function serve(config: Config, banner?: (app: FastifyInstance) => Promise<
       socket.once('close', () => sockets.delete(socket));
     });
   }
-  let admin: AdminServer | null;
-  let shown: string | undefined;
   try {
-    shown = await banner?.(app);
+    const shown = await banner?.(app);
+    // A signal that came once the audit lock was taken (its handler ran as the app was built, fastify loading its
+    // plugins in turns of the event loop) gives the start up here, before anybody is served: not served for a moment,
+    // then stopped.
+    stop.throwIfAborted();
     await app.listen({ host: config.server.host, port: config.server.port });
     // Once a stop is asked for, readiness says so (503, "shutting down") while the requests in flight finish.
     const ready = () => (stop.aborted ? Promise.reject(new Error('shutting down')) : app.gateway.ready());
-    admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready }) : null;
+    const admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready }) : null;
+    return { app, admin, sockets, shown };
   } catch (err) {
-    // A port taken (or the demo's codes not issued): the audit directory is given back, or the next start (a restart
-    // loop) would wait for its lock.
+    // A stop, a port taken (or the demo's codes not issued): the audit directory is given back, or the next start (a
+    // restart loop) would wait for its lock.
     await app.close();
     throw err;
   }
+}
+
+/** Runs the gateway until SIGTERM or SIGINT. `banner`: the demo's, made once the app is built and printed once it listens. */
+async function serve(config: Config, banner?: (app: FastifyInstance) => Promise<string>): Promise<number> {
+  tuneRuntime();
+  const log = createLogger(config.log.level);
+  const stop = stopOnSignal(log);
+  let started: Started;
+  try {
+    started = await start(config, log, stop, banner);
+  } catch (err) {
+    if (!(err instanceof StopRequested)) throw err;
+    // The audit lock was not taken, or is given back with the trail sealed, and the store's connection is closed: the
+    // next start need not wait. Exit 0, as a stop asked for.
+    log.info({ signal: err.signal }, 'stopped while starting');
+    return 0;
+  }
+  const { app, admin, sockets, shown } = started;
   if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
   if (shown) process.stdout.write(shown);
-  // A signal that came since the app was built stops it at once, as one that comes now.
+  // A signal that came as it began to listen stops it at once, as one that comes now.
   if (!stop.aborted) await once(stop, 'abort');
   // Requests in flight may finish; after the grace period the connections still open are closed.
   const force = setTimeout(() => {

@@ -9,7 +9,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { Browser } from '../helpers/browser.js';
-import { gatewayProcess, TS_LOADER } from '../helpers/cli.js';
+import { gatewayProcess, SIGNAL_SELF, TS_LOADER } from '../helpers/cli.js';
 import { rawTestConfig } from '../helpers/config.js';
 import { STALE_MS } from '../../src/audit/dir-lock.js';
 import { TestCa } from '../helpers/pki.js';
@@ -211,5 +211,27 @@ t.test("a start that is not stopped waits out the crashed gateway's lock, then s
   proc.kill('SIGTERM');
   const [code] = (await once(proc, 'exit')) as [number | null];
   t.equal(code, 0);
+  t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
+});
+
+t.test('a signal once the start has taken the audit lock gives the start up before it listens: lock released, exit 0', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.server = { ...raw.server, port: await freePort() };
+  raw.log = { level: 'info' };
+  const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+  writeFileSync(file, JSON.stringify(raw));
+  const proc = spawn(process.execPath, [TS_LOADER, SIGNAL_SELF, 'src/main.ts', 'serve', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, SIGNAL_SELF: 'SIGTERM', SIGNAL_SELF_AT: 'lock' },
+  });
+  t.teardown(() => proc.kill('SIGKILL'));
+  const out = { stdout: '', stderr: '' };
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
+  const [code, signal] = (await once(proc, 'close')) as [number | null, string | null];
+  t.same({ code, signal }, { code: 0, signal: null }, 'exits 0, as after a stop');
+  t.match(out.stdout, /"signal":"SIGTERM".*"msg":"stopped while starting"/, 'said so');
+  t.notMatch(out.stdout, /Server listening|admin listener/, 'it never listened');
+  t.notMatch(out.stderr, /\n\s+at /, 'no stack trace');
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
