@@ -168,8 +168,11 @@ async function main(argv: string[]): Promise<number> {
   if (stray && stray.kind === 'option') throw new UsageError(`${action} does not take --${stray.name}`);
   if (positionals.length > words) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[words])}${command === 'config' ? ' (config check takes one FILE: run it once per file)' : ''}`);
   switch (command) {
-    case 'serve':
-      return serve(config());
+    case 'serve': {
+      const checked = config();
+      const log = createLogger(checked.log.level);
+      return serve(checked, log, stopOnSignal(log));
+    }
     case 'demo':
       return demo();
     case 'config':
@@ -383,11 +386,12 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: (a
   }
 }
 
-/** Runs the gateway until SIGTERM or SIGINT. `banner`: the demo's, made once the app is built and printed once it listens. */
-async function serve(config: Config, banner?: (app: FastifyInstance) => Promise<string>): Promise<number> {
+/**
+ * Runs the gateway until `stop` (SIGTERM or SIGINT, see stopOnSignal). `banner`: the demo's, made once the app is built
+ * and printed once it listens.
+ */
+async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: (app: FastifyInstance) => Promise<string>): Promise<number> {
   tuneRuntime();
-  const log = createLogger(config.log.level);
-  const stop = stopOnSignal(log);
   let started: Started;
   try {
     started = await start(config, log, stop, banner);
@@ -427,14 +431,15 @@ async function demo(): Promise<number> {
     const v = process.env[name];
     if (v !== undefined && !(/^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535)) return usage(`${name} is a port number (1 to 65535), found ${JSON.stringify(v.slice(0, 20))}`);
   }
-  const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
-  const portal = await startDemoPortal({ port: Number(process.env.PORTAL_PORT ?? 8081) });
   const key = () => randomBytes(32).toString('base64url');
   const port = Number(process.env.PORT ?? 8080);
+  // The portal's address is known before it starts (its port, on loopback): the config is read first, so that the
+  // signal handlers are there before anything starts.
+  const portalPort = Number(process.env.PORTAL_PORT ?? 8081);
   const auditDir = mkdtempSync(join(tmpdir(), 'mfa-gateway-demo-audit-'));
   const env = {
     ...process.env,
-    MFA_DEMO_PORTAL_URL: portal.url,
+    MFA_DEMO_PORTAL_URL: `http://127.0.0.1:${portalPort}`,
     MFA_DEMO_SIGNING_KEY: key(),
     MFA_DEMO_ENCRYPTION_KEY: key(),
     MFA_DEMO_PSEUDONYM_KEY: key(),
@@ -452,7 +457,12 @@ async function demo(): Promise<number> {
   // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would.
   const publicKeyFile = `${auditDir}.public-key.pem`;
   writeFileSync(publicKeyFile, publicKeyPem(config.audit.signingKey!));
-  // Built by serve, whose signal handlers are there while it starts.
+  // A signal at any point of the start stops the demo cleanly (the portal closed, exit 0) rather than killing it.
+  const log = createLogger(config.log.level);
+  const stop = stopOnSignal(log);
+  const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
+  const portal = await startDemoPortal({ host: '127.0.0.1', port: portalPort });
+  // Built by serve, once the app is.
   const banner = async ({ gateway: gw }: FastifyInstance) => {
     const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
     return `
@@ -472,7 +482,7 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
 `;
   };
   try {
-    return await serve(config, banner);
+    return await serve(config, log, stop, banner);
   } finally {
     await portal.close();
   }

@@ -4,9 +4,10 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connect } from 'node:net';
 import { request } from 'undici';
 import { Browser, inputValue } from '../helpers/browser.js';
-import { TS_LOADER, runCli } from '../helpers/cli.js';
+import { SIGNAL_SELF, TS_LOADER, runCli } from '../helpers/cli.js';
 import { freePorts } from '../helpers/redis.js';
 
 t.test('the demo starts, serves the portal through the gateway, and its audit trail verifies', async (t) => {
@@ -61,6 +62,34 @@ t.test('a port that is not one (or 0, any free port: the banner would name none)
       const r = runCli(['demo'], { [name]: value });
       t.equal(r.code, 2, `${name}=${value}`);
       t.match(r.stderr, `${name} is a port number`);
+    }
+  }
+});
+
+t.test('a SIGTERM or SIGINT at any point of the start stops the demo cleanly: exit 0, nothing left listening', async (t) => {
+  // The process signals itself as its demo portal begins to listen (listen:1), as the gateway takes its audit lock,
+  // and as the gateway's port begins to listen (listen:2), once started.
+  for (const [at, signal, starting] of [['listen:1', 'SIGINT', true], ['listen:1', 'SIGTERM', true], ['lock', 'SIGTERM', true], ['listen:2', 'SIGTERM', false]] as const) {
+    const [port, portalPort, adminPort] = await freePorts(3);
+    // Without the NODE_OPTIONS the test runner gives every child process: the module they preload handles SIGTERM and
+    // SIGINT itself, and only a moment later kills a process that has no handler of its own by then, where a demo run
+    // by hand is killed at once.
+    const proc = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, TS_LOADER, SIGNAL_SELF, 'src/main.ts', 'demo'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PORT: String(port), PORTAL_PORT: String(portalPort), ADMIN_PORT: String(adminPort), SIGNAL_SELF: signal, SIGNAL_SELF_AT: at },
+    });
+    t.teardown(() => proc.kill('SIGKILL'));
+    let out = '';
+    let err = '';
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const [code, killedBy] = (await once(proc, 'close')) as [number | null, string | null];
+    t.same({ code, signal: killedBy }, { code: 0, signal: null }, `${signal} at ${at}: exits 0`);
+    if (starting) t.match(out, `"signal":"${signal}","msg":"stopped while starting"`, `${signal} at ${at}: the start given up`);
+    t.notMatch(err, /\n\s+at /, `${signal} at ${at}: no stack trace`);
+    for (const p of [port, portalPort, adminPort]) {
+      const refused = await new Promise<boolean>((resolve) => connect(p!, '127.0.0.1').once('connect', function (this: import('node:net').Socket) { this.destroy(); resolve(false); }).once('error', () => resolve(true)));
+      t.ok(refused, `${signal} at ${at}: nothing listens on ${p}`);
     }
   }
 });
