@@ -11,7 +11,17 @@ export interface Received {
 
 export async function startReceiver(
   statuses: number[] = [],
-): Promise<{ url: string; calls: Received[]; all: Received[]; hanging: () => number; waitFor(n: number): Promise<void>; close(): Promise<void> }> {
+): Promise<{
+  url: string;
+  calls: Received[];
+  all: Received[];
+  hanging: () => number;
+  /** Until `n` calls were answered 200 (at most 10 s). */
+  waitFor(n: number): Promise<void>;
+  /** Until `n` calls are left waiting (at most 10 s). */
+  waitForHanging(n: number): Promise<void>;
+  close(): Promise<void>;
+}> {
   const calls: Received[] = [];
   const all: Received[] = [];
   let hanging = 0;
@@ -33,16 +43,18 @@ export async function startReceiver(
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
+  const reach = async (n: number, count: () => number, what: string) => {
+    const deadline = Date.now() + 10_000;
+    while (count() < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (count() < n) throw new Error(`expected ${n} webhook calls ${what}, got ${count()}`);
+  };
   return {
     url,
     calls,
     all,
     hanging: () => hanging,
-    waitFor: async (n) => {
-      const deadline = Date.now() + 10_000;
-      while (calls.length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      if (calls.length < n) throw new Error(`expected ${n} webhook calls, got ${calls.length}`);
-    },
+    waitFor: (n) => reach(n, () => calls.length, 'answered'),
+    waitForHanging: (n) => reach(n, () => hanging, 'left waiting'),
     close: () => {
       server.closeAllConnections();
       return new Promise((r) => server.close(() => r()));

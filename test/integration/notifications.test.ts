@@ -45,7 +45,8 @@ t.test('a code sent again after it was accepted: told each time, without the cod
     const { b, csrf } = await atCodePage(s);
     t.equal((await b.post('/_mfa/verify', { csrf, code })).status, 400, 'the same code again: refused');
   }
-  await receiver.waitFor(4);
+  // Enrolled, then each of the two sign-ins: a failed second step and the replay, sent side by side (in either order).
+  await receiver.waitFor(5);
   await new Promise((r) => setTimeout(r, 200));
   const replayed = receiver.calls.filter((c) => c.json.event === 'second_factor_replayed');
   t.equal(replayed.length, 2, 'each replay');
@@ -92,6 +93,8 @@ t.test('delivery is retried, then given up and logged; sign-in never waits for i
   t.teardown(s0.close);
   const { b: signedIn } = await signUpAndEnrol(s0);
   t.equal((await signedIn.get('/records')).status, 200, 'signed in');
+  // The endpoint never answers: whenever the event reaches it, the sign-in above did not wait for the answer.
+  await hung.waitForHanging(1);
   t.equal(hung.hanging(), 1, 'while the vendor endpoint has still not answered');
 
   const flaky = await startReceiver([500]);
@@ -109,7 +112,7 @@ t.test('delivery is retried, then given up and logged; sign-in never waits for i
   const s2 = await startStack({ patch: (raw) => (raw.notify = { url: dead.url, secret: SECRET, retries: 1 }) });
   t.teardown(s2.close);
   await signUpAndEnrol(s2);
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + 15_000;
   while (!s2.logs.some((l) => l.includes('webhook not delivered')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   t.ok(s2.logs.some((l) => l.includes('"webhook":"enrolled"') && l.includes('webhook delivery failed')), 'each failure logged');
   t.ok(s2.logs.some((l) => l.includes('webhook not delivered')), 'and the giving up');
@@ -153,6 +156,8 @@ t.test("a right password followed, in the same browser, by another account's: th
   await receiver.waitFor(2);
   t.match(receiver.calls[1]!.json, { event: 'second_factor_abandoned', user: 'alice', ip: '127.0.0.1', details: { passwordAt: String } });
   s.clock.advance(6 * 60_000);
+  // Bob's, then a moment for any other to come.
+  await receiver.waitFor(3);
   await new Promise((r) => setTimeout(r, 300));
   t.same(receiver.calls.slice(1).map((c) => `${c.json.event}:${c.json.user}`), ['second_factor_abandoned:alice', 'second_factor_abandoned:bob'], 'once each');
 });

@@ -78,7 +78,7 @@ t.test('deliveries waiting on an endpoint that never answers are capped; the one
   t.teardown(hung.close);
   const { hooks, lines, metrics } = webhooks(30_000);
   for (let i = 0; i < 210; i++) hooks.send(target(hung.url), { event: 'address_blocked' });
-  await until(() => hung.hanging() >= 200, 'two hundred deliveries at the endpoint');
+  await hung.waitForHanging(200);
   // A moment for any delivery beyond the cap to arrive too.
   await new Promise((r) => setTimeout(r, 200));
   t.equal(hung.hanging(), 200, 'two hundred reach the endpoint and wait');
