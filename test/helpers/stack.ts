@@ -115,6 +115,17 @@ export async function startRedisStack(t: { teardown(fn: () => unknown): void }, 
   });
 }
 
+/**
+ * Until the portal has received `n` requests for `url` (polling, at most 10 s): a request the test sent without
+ * waiting for its answer is then past the gateway's checks and under way at the portal, however loaded the machine.
+ */
+export async function portalReceived(s: Pick<Stack, 'portalRequests'>, url: string, n = 1): Promise<void> {
+  const received = () => s.portalRequests.filter((r) => r.url === url).length;
+  for (const deadline = Date.now() + 10_000; received() < n; await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() > deadline) throw new Error(`the portal received ${received()} of ${n} requests for ${url}`);
+  }
+}
+
 /** The browser as it is now, copied (its cookies): what it sends again if a form goes off twice. */
 export function copyOf(s: Stack, b: Browser): Browser {
   const copy = s.browser();

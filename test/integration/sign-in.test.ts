@@ -7,7 +7,7 @@ import { GatewayError } from '../../src/errors.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, copyOf, enrol, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack, type StackOptions } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, copyOf, enrol, portalReceived, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack, type StackOptions } from '../helpers/stack.js';
 
 t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
   const s = await startStack();
@@ -947,7 +947,7 @@ t.test("the gateway's sign-out ends its own session first: a slow or absent port
   const old = b.cookies.get('__Host-mfa-session')!;
   const confirm = await b.get('/_mfa/logout');
   const signingOut = b.post('/_mfa/logout', { csrf: inputValue(confirm.body, 'csrf') });
-  await new Promise((r) => setTimeout(r, 500));
+  await portalReceived(s, '/slow?ms=1500');
   const replay = s.browser();
   replay.cookies.set('__Host-mfa-session', old);
   t.equal((await replay.get('/records')).status, 302, 'while the portal is still being told, the session is already over');
@@ -984,7 +984,7 @@ t.test('a request still in flight at logout does not bring the session back', as
   s.clock.advance(31_000); // the idle clock is due to be written back by the next request
   // Its answer sets a cookie: it is saved to the session after the logout.
   const slow = b.get('/slow?ms=400&cookie=late_pref');
-  await new Promise((r) => setTimeout(r, 100));
+  await portalReceived(s, '/slow?ms=400&cookie=late_pref');
   const out = await b.get('/logout');
   t.equal(out.status, 302);
   t.equal((await slow).status, 200);
@@ -1001,7 +1001,7 @@ t.test('a slow request writing back the idle clock keeps the cookies a faster re
   s.clock.advance(31_000); // the idle clock is due to be written back by the next requests
   // The slow answer sets a cookie of its own: it is saved to the session after the faster one's.
   const slow = b.get('/slow?ms=400&cookie=late_pref');
-  await new Promise((r) => setTimeout(r, 100));
+  await portalReceived(s, '/slow?ms=400&cookie=late_pref');
   t.equal((await b.get('/set-cookie-test')).status, 200, 'the portal sets portal_pref meanwhile');
   t.equal((await slow).status, 200);
   const echoed = JSON.parse((await b.get('/echo', { accept: 'application/json' })).body).headers.cookie;
