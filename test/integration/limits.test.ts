@@ -11,7 +11,7 @@ import { keys } from '../../src/stores/keys.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue, rawRequest, type Browser, type Page } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, portalReceived, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
 
 /** A wrong code on a fresh password step (JSON answer). */
 async function wrongCode(s: Stack) {
@@ -497,7 +497,13 @@ t.test('a surge of failures across the gateway tightens the global rate and rais
 });
 
 t.test('server limits: bodies, headers, slow clients, requests in flight', async (t) => {
-  const s = await startStack({ patch: (raw) => Object.assign(raw.server, { maxBodyBytes: 1024 * 1024, maxHeaderBytes: 8192, headersTimeoutSeconds: 1, maxInFlight: 2 }) });
+  const s = await startStack({
+    patch: (raw) => {
+      Object.assign(raw.server, { maxBodyBytes: 1024 * 1024, maxHeaderBytes: 8192, headersTimeoutSeconds: 1, maxInFlight: 2 });
+      // A place held until the portal timed out is told apart from one given back at once, however slow the machine.
+      raw.portal.timeoutSeconds = 30;
+    },
+  });
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
   const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
@@ -535,7 +541,7 @@ t.test('server limits: bodies, headers, slow clients, requests in flight', async
   t.match(slow, /^(HTTP\/1\.1 408 [^]*"error":"GW_ERR_REQUEST_TIMEOUT"[^]*|)$/, 'headers never finished: the connection is closed after headersTimeout');
 
   const slowPage = () => b.get('/slow?ms=600', { accept: 'application/json' });
-  const results = await Promise.all([slowPage(), slowPage(), (async () => (await new Promise((r) => setTimeout(r, 100)), slowPage()))()]);
+  const results = await Promise.all([slowPage(), slowPage(), (async () => (await portalReceived(s, '/slow?ms=600', 2), slowPage()))()]);
   t.same(results.map((r) => r.status).sort(), [200, 200, 503], 'the third request waiting for the portal is refused at once');
   const busy = results.find((r) => r.status === 503)!;
   t.match(JSON.parse(busy.body), { error: 'GW_ERR_PORTAL_BUSY' });
@@ -547,23 +553,23 @@ t.test('server limits: bodies, headers, slow clients, requests in flight', async
   for (let i = 0; i < 2; i++) {
     const gone = new AbortController();
     const pending = request(`${s.url}/slow?ms=800`, { headers: { cookie, accept: 'application/json' }, signal: gone.signal }).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 100));
+    await portalReceived(s, '/slow?ms=800', i + 1);
     gone.abort();
     await pending;
   }
-  await new Promise((r) => setTimeout(r, 100));
   t.equal((await b.get('/records', { accept: 'application/json' })).status, 503, 'the portal is still busy with the abandoned ones');
   t.ok(await servedWithin(b, 5000), 'their places are free once the portal has answered them');
 
   // Uploads abandoned halfway: the portal request fails with them, and their places come back.
+  const echoes = s.portalRequests.filter((r) => r.url === '/echo').length;
   for (let i = 0; i < 2; i++) {
     const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
     await once(sock, 'connect');
     sock.write(`POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(1000)}`);
-    await new Promise((r) => setTimeout(r, 200));
+    await portalReceived(s, '/echo', echoes + i + 1);
     sock.destroy();
   }
-  t.ok(await servedWithin(b, 1500), 'abandoned uploads hold no place');
+  t.ok(await servedWithin(b, 10_000), 'abandoned uploads hold no place (not until the portal times out, after 30 s)');
 });
 
 /** Whether the portal page is served (not 503) within `ms`. */
@@ -578,7 +584,7 @@ t.test('graceful shutdown: requests in flight finish, new ones are refused', asy
   const s = await startStack();
   const { b } = await signUpAndEnrol(s);
   const inFlight = b.get('/slow?ms=500');
-  await new Promise((r) => setTimeout(r, 100));
+  await portalReceived(s, '/slow?ms=500');
   const closing = s.close();
   const answer = await inFlight;
   t.equal(answer.status, 200, 'the request in flight got its answer');
@@ -598,7 +604,7 @@ t.test('shutting down: a request that comes on a connection still open gets the 
   let received = '';
   sock.on('data', (d: Buffer) => (received += d.toString('latin1')));
   sock.write('GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\n');
-  await new Promise((r) => setTimeout(r, 100));
+  await portalReceived(s, '/slow?ms=500');
   const closing = s.close();
   await new Promise((r) => setTimeout(r, 50));
   sock.write('Accept: application/json\r\n\r\n');
@@ -653,22 +659,24 @@ t.test("a body its client breaks off is the client's mistake (400, logged as ref
   const { b } = await signUpAndEnrol(s);
   const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
   const port = Number(new URL(s.url).port);
+  const before = s.logs.length;
+  const lines = () => s.logs.slice(before).map((l) => JSON.parse(l) as { level: number; code?: string });
   const brokenOff = async (head: string, sent: string) => {
+    const answered = lines().filter((l) => l.code).length;
     const sock = connect(port, '127.0.0.1');
     t.teardown(() => sock.destroy());
     await once(sock, 'connect');
     sock.write(head + sent);
     await new Promise((r) => setTimeout(r, 200));
     sock.destroy();
-    await new Promise((r) => setTimeout(r, 300));
+    // Until the gateway has told what it made of it (a line with its code), at most 10 s.
+    for (const deadline = Date.now() + 10_000; lines().filter((l) => l.code).length === answered && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
   };
-  const before = s.logs.length;
   // An upload to the portal, and a login, each cut off after a few of the bytes they declared.
   await brokenOff(`POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n`, 'hello');
   await brokenOff('POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n', 'username=alice&pa');
-  const lines = s.logs.slice(before).map((l) => JSON.parse(l) as { level: number; code?: string });
-  t.same(lines.filter((l) => l.level >= 50), [], 'no error line (and so no portal failure counted)');
-  t.same(lines.filter((l) => l.code).map((l) => l.code), ['GW_ERR_BAD_REQUEST', 'GW_ERR_BAD_REQUEST']);
+  t.same(lines().filter((l) => l.level >= 50), [], 'no error line (and so no portal failure counted)');
+  t.same(lines().filter((l) => l.code).map((l) => l.code), ['GW_ERR_BAD_REQUEST', 'GW_ERR_BAD_REQUEST']);
 });
 
 t.test('a request body that stops arriving gives back its place among the requests waiting for the portal', async (t) => {
@@ -685,10 +693,11 @@ t.test('a request body that stops arriving gives back its place among the reques
       let answer = '';
       sock.on('data', (d: Buffer) => (answer += d.toString('latin1')));
       sock.write(`POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\nAccept: application/json\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nabc`);
-      await new Promise((r) => setTimeout(r, 300));
+      await portalReceived(s, '/echo', 2);
       const busy = await b.get('/records', { accept: 'application/json' });
-      // portal.timeoutSeconds (2 s in the tests) without a byte: the upload is cut off.
-      await new Promise((r) => setTimeout(r, 2500));
+      // portal.timeoutSeconds (2 s in the tests) without a byte: the upload is cut off, and its connection closed.
+      // Waited for up to 10 s, far less than the 120 s of server.requestTimeoutSeconds.
+      await Promise.race([once(sock, 'close'), new Promise((r) => setTimeout(r, 10_000).unref())]);
       return { busy: busy.status, answer };
     }),
   );
