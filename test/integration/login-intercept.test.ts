@@ -5,7 +5,7 @@ import { GatewayError } from '../../src/errors.js';
 import { loginContentType, parseLoginBody } from '../../src/services/login.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue } from '../helpers/browser.js';
-import { ALICE, BOB, enrol, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
+import { ALICE, BOB, enrol, portalReceived, signUpAndEnrol, startStack, submitPassword, totpAt } from '../helpers/stack.js';
 
 t.test('two logins sent at once from one browser: only one gets its portal session', async (t) => {
   const s = await startStack();
@@ -53,9 +53,9 @@ t.test('a public page asked for while a password is checked: its answer, which m
   const b = s.browser();
   const csrf = inputValue((await b.get('/login')).body, 'csrf');
   t.equal((await b.get('/slow?who=1')).body, 'slow ok: nobody', 'before: the public page, not signed in');
-  // The portal reads the session after 500 ms; the password is checked meanwhile.
-  const during = b.get('/slow?ms=500&who=1');
-  await new Promise((r) => setTimeout(r, 100));
+  // The portal reads the session a second after it has the request; the password is checked meanwhile.
+  const during = b.get('/slow?ms=1000&who=1');
+  await portalReceived(s, '/slow?ms=1000&who=1');
   const browserId = b.cookies.get('__Host-mfa-browser')!;
   const login = await b.post('/login', { username: ALICE.username, password: ALICE.password, csrf });
   t.equal(login.status, 303, 'the password is right');
@@ -138,7 +138,7 @@ t.test('a public page whose jar cannot be checked when its answer comes (the sto
   const b = s.browser();
   await b.get('/login');
   const during = b.get('/slow?ms=300&who=1');
-  await new Promise((r) => setTimeout(r, 100));
+  await portalReceived(s, '/slow?ms=300&who=1');
   failing = true;
   const answer = await during;
   failing = false;
