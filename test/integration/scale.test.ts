@@ -67,6 +67,9 @@ t.test('two gateway processes on one Redis: log in on one, finish on the other, 
   const raw = rawTestConfig(portal.url);
   raw.store = { type: 'redis', redis: { url: redis.url, keyPrefix: prefix() } };
   raw.log.level = 'warn';
+  // After the free wrong passwords, a minute's wait (not the default second): the last one below comes within it
+  // however slow the machine.
+  merge(raw, { limits: { password: { perAccount: { baseSeconds: 60 } } } });
   const files = [portA, portB].map((port, i) => {
     const file = join(dir, `gw-${i}.json`);
     // One audit directory per instance, as in production.
@@ -115,12 +118,13 @@ t.test('Redis killed and restarted under a stream of requests: 503 or the right 
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
   const anonymous = s.browser();
-  const seen = { ok: 0, unavailable: 0, other: [] as string[] };
+  const seen = { ok: 0, unavailable: 0, back: false, other: [] as string[] };
   let stop = false;
   let restarted = false;
   const stream = (async () => {
     while (!stop) {
       const [mine, theirs] = await Promise.all([b.get('/records'), anonymous.get('/records')]);
+      if (restarted && mine.status !== 503) seen.back = true;
       if (mine.status === 200 && mine.body.includes('Signed in as alice')) seen.ok++;
       else if (mine.status === 503) seen.unavailable++;
       // The restarted Redis kept nothing: from then on the session is gone and the browser is sent to sign in.
@@ -129,13 +133,19 @@ t.test('Redis killed and restarted under a stream of requests: 503 or the right 
       if (![302, 503].includes(theirs.status) || theirs.body.includes('Signed in')) seen.other.push(`anonymous: ${theirs.status}`);
     }
   })();
+  /** Until `done` holds, at most 15 s. */
+  const until = async (done: () => boolean) => {
+    for (const deadline = Date.now() + 15_000; !done() && Date.now() < deadline; ) await sleep(50);
+  };
   await sleep(300);
   await redis.stop();
+  // Down for a second at least, and until the stream has met it.
   await sleep(1000);
+  await until(() => seen.unavailable > 0);
   const during = seen.unavailable;
   restarted = true;
   await redis.restart();
-  await sleep(1500);
+  await until(() => seen.back);
   stop = true;
   await stream;
   t.ok(during > 0, `503 while Redis was down (${during})`);
