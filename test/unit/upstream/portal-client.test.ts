@@ -23,9 +23,10 @@ t.test('close(): a login still waiting after the time given is cut off, and its 
 
   const started = Date.now();
   await client.close(200);
-  const late = new Promise((r) => setTimeout(() => r('still waiting'), 2000).unref());
+  // Far more than the 200 ms given, for a loaded machine; far less than the portal's timeout of 30 s.
+  const late = new Promise((r) => setTimeout(() => r('still waiting'), 10_000).unref());
   t.equal(await Promise.race([login, late]), 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the login is answered');
-  t.ok(Date.now() - started < 2000, `within ${Date.now() - started} ms (200 ms given; the portal's timeout is 30 s)`);
+  t.ok(Date.now() - started < 10_000, `within ${Date.now() - started} ms (200 ms given; the portal's timeout is 30 s)`);
   t.equal(await Promise.race([cut.then(() => 'closed'), late]), 'closed', 'its connection to the portal is closed');
   t.doesNotThrow(() => inFlight.enter(), 'its place among the requests in flight is given back');
   await client.close(200);
