@@ -48,7 +48,7 @@ t.test('a login waiting for a portal that does not answer holds the stop no long
   const [code] = (await once(gw.proc, 'exit')) as [number | null];
   const took = Date.now() - started;
   t.equal(code, 0);
-  t.ok(took < 6000, `stopped ${took} ms after SIGTERM (grace 1 s; the portal's timeout is 30 s)`);
+  t.ok(took < 10_000, `stopped ${took} ms after SIGTERM (grace 1 s; the portal's timeout is 30 s)`);
   t.equal(await login, 'cut off', 'the browser waiting for it is cut off');
   // It stopped cleanly: the audit directory is given back, so the next start need not wait for its lock to go stale.
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
@@ -159,7 +159,7 @@ t.test('with server.tls, a connection still in its TLS handshake holds the stop 
   const [code] = (await once(proc, 'exit')) as [number | null];
   const took = Date.now() - started;
   t.equal(code, 0);
-  t.ok(took < 6000, `stopped ${took} ms after SIGTERM (grace 1 s; the handshake's limit is 30 s)`);
+  t.ok(took < 10_000, `stopped ${took} ms after SIGTERM (grace 1 s; the handshake's limit is 30 s)`);
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
 
@@ -199,7 +199,7 @@ t.test("a SIGTERM while the start waits out a crashed gateway's audit lock stops
   const [code, signal] = (await exited) as [number | null, string | null];
   const took = Date.now() - started;
   t.same({ code, signal }, { code: 0, signal: null }, 'exits 0, as after a stop (not killed by the signal)');
-  t.ok(took < 3000, `stopped ${took} ms after SIGTERM (the lock goes stale only after ${STALE_MS / 1000} s)`);
+  t.ok(took < 10_000, `stopped ${took} ms after SIGTERM (the lock goes stale only after ${STALE_MS / 1000} s)`);
   t.match(out.stdout, /"signal":"SIGTERM".*"msg":"stopped while starting"/, 'said so');
   t.notMatch(out.stderr, /\n\s+at /, 'no stack trace');
   t.equal(readFileSync(lock, 'utf8'), left, "the crashed gateway's lock is neither taken nor replaced by one of its own");
