@@ -1029,7 +1029,7 @@ t.test('pages in the language the browser asks for, from a dropped-in message fi
   const { join } = await import('node:path');
   const dir = mkdtempSync(join(tmpdir(), 'mfa-ui-'));
   writeFileSync(join(dir, 'mi.json'), JSON.stringify({ chooseTitle: 'Kōwhiria tō hīkoi tuarua' }));
-  writeFileSync(join(dir, 'ar.json'), JSON.stringify({ chooseTitle: 'اختر خطوتك الثانية' }));
+  writeFileSync(join(dir, 'ar.json'), JSON.stringify({ chooseTitle: 'اختر خطوتك الثانية', 'error.GW_ERR_METHOD_NOT_ALLOWED': 'هذه الطريقة غير مسموح بها هنا.' }));
   writeFileSync(join(dir, 'logo.svg'), '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
   const s = await startStack({ patch: (raw) => (raw.ui = { localesDir: dir, logoFile: join(dir, 'logo.svg'), accentColour: '#7a1f5c' }) });
   t.teardown(s.close);
@@ -1049,13 +1049,18 @@ t.test('pages in the language the browser asks for, from a dropped-in message fi
   t.match(mi.body, `<p><span lang="en">${intro}</span></p>`);
   t.match(ar.body, `<p><span lang="en" dir="ltr">${intro}</span></p>`);
   t.notMatch(de.body, '<span lang=');
-  // An error page, its title too; the same error as JSON, for a script, has no language to mark.
+  // An error page, its title too; the same error as JSON, for a script, says the message's language in its
+  // Content-Language, for the script to mark it as the page does.
   const refused = await b.send('TRACE', '/_mfa/enrol', undefined, { 'accept-language': 'mi' });
   t.equal(refused.status, 405);
   t.match(refused.body, '<title lang="en">This method is not allowed here. – ');
   t.match(refused.body, '<h1><span lang="en">This method is not allowed here.</span></h1>');
   const json = await b.send('TRACE', '/_mfa/enrol', undefined, { 'accept-language': 'mi', accept: 'application/json' });
   t.equal(JSON.parse(json.body).message, 'This method is not allowed here.');
+  t.equal(json.headers['content-language'], 'en', 'left out: English');
+  const translatedJson = await b.send('TRACE', '/_mfa/enrol', undefined, { 'accept-language': 'ar', accept: 'application/json' });
+  t.equal(JSON.parse(translatedJson.body).message, 'هذه الطريقة غير مسموح بها هنا.');
+  t.equal(translatedJson.headers['content-language'], 'ar', 'translated: the language asked for');
   t.match(mi.body, '<img src="/_mfa/assets/logo" alt="" class="logo">');
   const logo = await b.get('/_mfa/assets/logo');
   t.equal(logo.headers['content-type'], 'image/svg+xml');
