@@ -14,11 +14,13 @@ import { createGateway, type Gateway, type GatewayOverrides } from './gateway.js
 import { HSTS, installEdge, type AnsweredRequest } from './http/edge.js';
 import { errorReply, installErrorHandler } from './http/error-handler.js';
 import { gatewayRoutes } from './http/gateway-routes.js';
+import { messageLanguage } from './http/pages.js';
 import { readPeerCertificate } from './http/peer-certificates.js';
 import { proxyRoutes } from './http/proxy-routes.js';
 import { requestLogger } from './log.js';
 import { pemCrls } from './mechanisms/certificates.js';
 import { newId } from './mechanisms/random.js';
+import type { Messages } from './ui/i18n.js';
 
 export type AppOverrides = Omit<GatewayOverrides, 'onCrlChange' | 'auditWriter'>;
 
@@ -83,12 +85,19 @@ function answered(gateway: Gateway): (r: AnsweredRequest) => void {
   };
 }
 
-/** A whole HTTP answer for a request the server could not read: the error's code as JSON, HSTS, no keep-alive. */
-function rawErrorAnswer(code: ErrorCode, message: string): string {
+/**
+ * A whole HTTP answer for a request the server could not read: the error's code as JSON, HSTS, no keep-alive. Its
+ * message is in ui.defaultLanguage (the request's Accept-Language is not read), with its language said as a JSON
+ * error's is.
+ */
+function rawErrorAnswer(code: ErrorCode, messages: Messages): string {
+  const ui = messages.forRequest(undefined);
+  const message = ui.t(`error.${code}`);
   const body = JSON.stringify({ error: code, message });
   const status = ERRORS[code].status;
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nstrict-transport-security: ${HSTS}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `content-language: ${messageLanguage(ui, message)}\r\n` +
     `x-content-type-options: nosniff\r\ncache-control: no-store\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
   );
 }
@@ -190,7 +199,7 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
       const refusal: ErrorCode = code === 'HPE_HEADER_OVERFLOW' ? 'GW_ERR_HEADERS_TOO_LARGE' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'GW_ERR_REQUEST_TIMEOUT' : 'GW_ERR_BAD_REQUEST';
       gateway.metrics.request(undefined, undefined, ERRORS[refusal].status, 0);
       const answering = (socket as Duplex & { _httpMessage?: { headersSent: boolean } | null })._httpMessage;
-      if (socket.writable && !answering?.headersSent) socket.write(rawErrorAnswer(refusal, gateway.ui.messages.forRequest(undefined).t(`error.${refusal}`)));
+      if (socket.writable && !answering?.headersSent) socket.write(rawErrorAnswer(refusal, gateway.ui.messages));
       socket.destroy();
     },
     // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over). A

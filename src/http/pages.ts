@@ -37,7 +37,7 @@ export function pageContext(ui: UiSettings, req: FastifyRequest): PageContext {
  * The language of a message sent as JSON to the page's script, which shows it: English where the request's catalogue
  * leaves it out, for the script to mark it so (as the pages mark such text). Said as the answer's Content-Language.
  */
-export function messageLanguage(ctx: PageContext, message: string): string {
+export function messageLanguage(ctx: Pick<PageContext, 'lang' | 'english'>, message: string): string {
   return ctx.english(message) ? 'en' : ctx.lang;
 }
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { GatewayError } from '../../src/errors.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
-import { inputValue } from '../helpers/browser.js';
+import { inputValue, rawRequest } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, copyOf, enrol, portalReceived, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack, type StackOptions } from '../helpers/stack.js';
 
@@ -1066,6 +1066,25 @@ t.test('pages in the language the browser asks for, from a dropped-in message fi
   t.equal(logo.headers['content-type'], 'image/svg+xml');
   t.match(String(logo.headers['content-security-policy']), "default-src 'none'");
   t.match((await b.get('/_mfa/assets/gateway.css')).body, '--accent: #7a1f5c');
+});
+
+t.test('an answer to a request the server could not read: its message in ui.defaultLanguage, its Content-Language said', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-ui-'));
+  const tooLarge = 'طلبك يحتوي على ترويسات كبيرة جدًا.';
+  writeFileSync(join(dir, 'ar.json'), JSON.stringify({ 'error.GW_ERR_HEADERS_TOO_LARGE': tooLarge }));
+  const s = await startStack({ patch: (raw) => (raw.ui = { localesDir: dir, defaultLanguage: 'ar' }) });
+  t.teardown(s.close);
+  // Its headers are not read: the language it asks for is not known.
+  const large = await rawRequest(s.url, `GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Language: en\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+  t.match(large, /^HTTP\/1\.1 431 /);
+  t.match(large, /\r\ncontent-language: ar\r\n/, 'translated: the default language');
+  t.equal(JSON.parse(large.slice(large.indexOf('\r\n\r\n') + 4)).message, tooLarge);
+  const malformed = await rawRequest(s.url, 'GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bad: a\x01b\r\n\r\n');
+  t.match(malformed, /^HTTP\/1\.1 400 /);
+  t.match(malformed, /\r\ncontent-language: en\r\n/, 'left out by its catalogue: English');
 });
 
 t.test('the enrolment form sent twice at once: both go on to the recovery codes, which are there', async (t) => {
