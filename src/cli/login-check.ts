@@ -66,7 +66,9 @@ export async function loginCheck(config: Config, user: string, password: string)
 /**
  * `text` with each of `passwords` replaced by [password], also where it is percent-encoded (any of its characters, with
  * hex digits in either case, and once or more: a URL carried in another one's query) or form-encoded (a space as +): a
- * portal may echo a password in its Location, a login page in its form's action, and all of it is printed.
+ * portal may echo a password in its Location, a login page in its form's action, and all of it is printed. Also where
+ * its characters beyond ASCII are read byte by byte (wörd as wÃ¶rd): the portal client reads a header so, as HTTP
+ * has it, and a portal writes one in UTF-8 (PHP's header()).
  */
 export function withoutPasswords(text: string, passwords: readonly string[]): string {
   return passwords.reduce((t, password) => t.replace(spellings(password), '[password]'), text);
@@ -74,9 +76,11 @@ export function withoutPasswords(text: string, passwords: readonly string[]): st
 
 function spellings(password: string): RegExp {
   const hex = (byte: number) => byte.toString(16).padStart(2, '0').replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`);
+  const literal = (s: string) => s.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
+  const encoded = (s: string) => [...Buffer.from(s)].map((byte) => `%(?:25)*${hex(byte)}`).join('');
   const spelling = (c: string) => {
-    const encoded = [...Buffer.from(c)].map((byte) => `%(?:25)*${hex(byte)}`).join('');
-    return `(?:${c.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&')}|${encoded}${c === ' ' ? '|\\+' : ''})`;
+    const forms = [...new Set([c, Buffer.from(c).toString('latin1')])];
+    return `(?:${forms.flatMap((f) => [literal(f), encoded(f)]).join('|')}${c === ' ' ? '|\\+' : ''})`;
   };
   return new RegExp([...password].map(spelling).join(''), 'g');
 }
