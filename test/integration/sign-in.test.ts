@@ -3,7 +3,9 @@ import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { decodeKey } from '../../src/config/load.js';
 import { GatewayError } from '../../src/errors.js';
+import { SessionTokens } from '../../src/mechanisms/session-token.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue, rawRequest } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
@@ -673,11 +675,15 @@ t.test('session cookies that are forged, tampered, expired, alg:none, wrong kid 
   const [h, p, sig] = good.split('.') as [string, string, string];
   const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
   const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+  // Each differs from the genuine cookie only in what it is named for, so that is what refuses it: the genuine session
+  // and user (someone else's would find no session anyway), the configured secret under the unknown kid, and a
+  // signature part (an empty one is refused for its shape before the algorithm is looked at).
+  const otherKid = await new SessionTokens([{ id: 'other', key: decodeKey(s.config.keys.signing[0]!.secret) }], 43_200).sign({ sub: claims.sub, sid: claims.sid }, s.clock.now());
   const bad: Record<string, string> = {
-    tampered: `${h}.${enc({ ...claims, sub: 'someone-else' })}.${sig}`,
+    tampered: `${h}.${enc({ ...claims, exp: claims.exp + 86_400 })}.${sig}`,
     forged: `${h}.${p}.${Buffer.alloc(32, 7).toString('base64url')}`,
-    'alg none': `${enc({ alg: 'none', typ: 'mfa-session+jwt', kid: 's1' })}.${p}.`,
-    'wrong kid': `${enc({ alg: 'HS256', typ: 'mfa-session+jwt', kid: 'other' })}.${p}.${sig}`,
+    'alg none': `${enc({ alg: 'none', typ: 'mfa-session+jwt', kid: 's1' })}.${p}.${sig}`,
+    'wrong kid': otherKid,
     oversized: `${h}.${'A'.repeat(6000)}.${sig}`,
     empty: '',
   };
