@@ -119,10 +119,14 @@ t.test('invite: the right code, once; wrong, expired and reused codes refused', 
   t.equal(done.location, '/records');
   t.ok(s.logs.some((l) => l.includes('"security":"enrolment_proof_ok"')));
 
-  // The same code a second time (another browser with the password) does not work.
+  // The same code a second time does not work: her factors removed without a new letter, she is at the proof again.
+  await s.app.gateway.admin.resetFactors(s.app.gateway.pidOf('alice')!, 'alice', false);
+  const again = await atProof(s);
+  t.equal((await again.b.post('/_mfa/enrol/proof', { csrf: again.csrf, code })).status, 400, "alice's code, used by the factor it bound");
+  // Nor is one user's code another's.
   const reset = await issue(s, 'bob');
   const other = await atProof(s, BOB);
-  t.equal((await other.b.post('/_mfa/enrol/proof', { csrf: other.csrf, code })).status, 400, "alice's used code for bob");
+  t.equal((await other.b.post('/_mfa/enrol/proof', { csrf: other.csrf, code })).status, 400, "alice's code for bob");
   t.equal((await other.b.post('/_mfa/enrol/proof', { csrf: other.csrf, code: reset })).status, 303, "bob's own code");
 
   // Expired.
