@@ -162,8 +162,9 @@ t.test('unknown hosts are refused; health checks answer any host', async (t) => 
     t.match(raw, /^HTTP\/1\.1 (421|400) /, host);
   }
   // A broken client's credentials before an `@` are not written to the log with the host refused.
+  const logged = s.logs.length;
   t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: user:H0stPassw0rd@evil.example\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 421 /, 'userinfo in the Host');
-  t.ok(s.logs.some((l) => l.includes('GW_ERR_UNKNOWN_HOST') && l.includes('evil.example')), 'the host refused is logged');
+  t.ok(s.logs.slice(logged).some((l) => l.includes('GW_ERR_UNKNOWN_HOST') && l.includes('evil.example')), 'the host refused is logged');
   t.notOk(s.logs.some((l) => l.includes('H0stPassw0rd')), 'its userinfo is not');
   t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: LOCALHOST:8080\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /, 'case-insensitive, port ignored');
   t.match(await rawRequest(s.url, `GET /_mfa/health/live HTTP/1.1\r\nHost: 10.1.2.3:8080\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /);
