@@ -165,7 +165,8 @@ t.test('with server.tls, a connection still in its TLS handshake holds the stop 
 
 /**
  * A `serve` process whose audit directory holds the lock of a crashed gateway on this host (its process gone), last
- * touched `ageMs` ago: the start waits for it to go stale. Resolves once the process says it waits.
+ * touched `ageMs` ago: the start waits for it to go stale. Resolves once the process says it waits. Until then the
+ * lock is touched again and again (to `ageMs` ago), so a slow start cannot find it stale already.
  */
 async function startBehindLeftLock(t: Test, ageMs: number) {
   const raw = rawTestConfig('http://127.0.0.1:1');
@@ -175,8 +176,11 @@ async function startBehindLeftLock(t: Test, ageMs: number) {
   const lock = join(raw.audit.dir, 'audit.lock');
   const gone = spawnSync(process.execPath, ['-e', '']).pid;
   writeFileSync(lock, JSON.stringify({ host: hostname(), pid: gone, token: 'crashed' }));
-  const touched = new Date(Date.now() - ageMs);
-  utimesSync(lock, touched, touched);
+  const touch = () => {
+    const touched = new Date(Date.now() - ageMs);
+    utimesSync(lock, touched, touched);
+  };
+  touch();
   const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
   writeFileSync(file, JSON.stringify(raw));
   const proc = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'serve', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -184,7 +188,10 @@ async function startBehindLeftLock(t: Test, ageMs: number) {
   const out = { stdout: '', stderr: '' };
   proc.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
   proc.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
-  for (let i = 0; i < 300 && !out.stdout.includes('for it to go stale') && proc.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 300 && !out.stdout.includes('for it to go stale') && proc.exitCode === null; i++) {
+    touch();
+    await new Promise((r) => setTimeout(r, 100));
+  }
   t.match(out.stdout, `has a lock left by process ${gone} on ${hostname()}, most likely by a crash: waiting up to`, 'the start says why it waits');
   return { raw, port, lock, proc, out };
 }
@@ -206,8 +213,8 @@ t.test("a SIGTERM while the start waits out a crashed gateway's audit lock stops
 });
 
 t.test("a start that is not stopped waits out the crashed gateway's lock, then serves and stops as ever", async (t) => {
-  // Stale in 10 s: time for the process to start, and to wait a while.
-  const { raw, port, lock, proc } = await startBehindLeftLock(t, STALE_MS - 10_000);
+  // Stale 5 s after the process says it waits.
+  const { raw, port, lock, proc } = await startBehindLeftLock(t, STALE_MS - 5_000);
   let ready = false;
   for (let i = 0; i < 150 && !ready; i++) {
     ready = await request(`http://127.0.0.1:${port}/_mfa/health/ready`).then((r) => (r.body.dump(), r.statusCode === 200), () => false);
