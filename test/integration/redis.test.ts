@@ -44,12 +44,20 @@ t.test('full sign-in with Redis, and nothing readable at rest', async (t) => {
   t.match((await b.get('/records')).body, 'Signed in as alice');
   const second = await signInWithTotp(s, secret);
   t.equal(second.final.status, 303);
+  // A wrong password too: the address's failures note the accounts tried, in a set.
+  t.equal((await submitPassword(s.browser(), ALICE.username, 'wrong')).status, 200);
   const { Redis } = await import('ioredis');
   const r = new Redis(redis.url);
   const keys = await r.keys('*');
-  const values = await Promise.all(keys.map((k) => r.get(k).catch(() => '')));
+  const read = async (k: string) => {
+    const type = await r.type(k);
+    return type === 'string' ? (await r.get(k))! : type === 'set' ? (await r.smembers(k)).join('\n') : `not read: ${type}`;
+  };
+  const values = await Promise.all(keys.map(read));
   r.disconnect();
   t.ok(keys.some((k) => k.includes(':session:')), 'sessions are in Redis');
+  t.ok(keys.some((k) => k.endsWith(':usernames')), "and the set of the accounts tried from the address");
+  t.same(values.filter((v) => v.startsWith('not read')), [], 'every value read');
   const dump = keys.join('\n') + values.join('\n');
   t.notMatch(dump, 'alice', 'no username at rest');
   t.notMatch(dump, secret, 'no TOTP secret at rest');
