@@ -194,14 +194,19 @@ t.test('a first enrolment whose move on to the recovery codes failed: no other s
   const { first, met } = await enrolmentCut(s, kv, b);
   t.equal(first.status, 503, 'the enrolment failed');
   t.ok(met, 'the fault was met');
-  t.not((await other.get(`${p}/enrol`)).location, `${p}/recovery-codes`, 'the earlier sign-in does not go on from its page');
+  const reloaded = await other.get(`${p}/enrol`);
+  t.same([reloaded.status, reloaded.location], [200, undefined], 'the earlier sign-in does not go on from its page');
+  t.match(reloaded.body, '<h1>Choose your second step', 'it stays at its enrolment');
   s.clock.advance(30_000);
   const tried = await other.post(`${p}/enrol/totp`, { csrf: otherForm.csrf, code: await totpAt(otherForm.secret, s.clock.now()) });
-  t.not(tried.location, `${p}/recovery-codes`, 'nor with a code of its own');
-  t.same(shownCodes((await other.get(`${p}/recovery-codes`)).body), [], 'and is shown no codes');
+  t.equal(tried.status, 403, 'nor with a code of its own');
+  t.match(tried.body, 'Your sign-in has expired. Please sign in again.', 'the factor bound meanwhile ended it');
+  const codesPage = await other.get(`${p}/recovery-codes`);
+  t.same([codesPage.location, shownCodes(codesPage.body)], [`${p}/continue`, []], 'and is shown no codes');
   // And one begun after: the account has a factor, so the sign-in asks for it.
   const later = s.browser();
-  await submitPassword(later, ALICE.username, ALICE.password);
-  t.not((await later.get(`${p}/enrol`)).location, `${p}/recovery-codes`, 'a later sign-in does not enrol');
-  t.same(shownCodes((await later.get(`${p}/recovery-codes`)).body), [], 'nor is shown codes');
+  t.equal((await submitPassword(later, ALICE.username, ALICE.password)).location, `${p}/verify`, 'a later sign-in asks for the factor');
+  t.equal((await later.get(`${p}/enrol`)).location, `${p}/continue`, 'and does not enrol');
+  const laterCodes = await later.get(`${p}/recovery-codes`);
+  t.same([laterCodes.location, shownCodes(laterCodes.body)], [`${p}/continue`, []], 'nor is shown codes');
 });
