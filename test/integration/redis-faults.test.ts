@@ -106,6 +106,7 @@ t.test('a TOTP claim that timed out but was applied: the same code sent again is
   kv.stallRaise = /:totp-step$/;
   const first = await b.post(`${s.config.server.prefix}/verify`, { csrf, code });
   t.equal(first.status, 503, 'Redis too slow: 503');
+  t.equal(kv.stallRaise, null, 'the fault was met');
   await new Promise((r) => setTimeout(r, 600));
   await kv.ready();
   const logged = s.logs.length;
@@ -141,6 +142,7 @@ t.test('a recovery code claim that timed out but was applied: another sign-in ca
   const first = await atCodePage(s, ALICE, 'recovery');
   kv.stallSetIfAbsent = /:recovery-used:/;
   t.equal((await first.b.post(`${s.config.server.prefix}/recovery`, { csrf: first.csrf, code: codes[0]! })).status, 503, 'Redis too slow: 503');
+  t.equal(kv.stallSetIfAbsent, null, 'the fault was met');
   await new Promise((r) => setTimeout(r, 600));
   await kv.ready();
   const other = await atCodePage(s, ALICE, 'recovery');
