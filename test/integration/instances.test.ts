@@ -246,7 +246,8 @@ t.test('a passkey removed on one instance is refused on the other', async (t) =>
   t.notMatch(verify.body, 'data-csrf', 'B offers no passkey');
   const vcsrf = inputValue(verify.body, 'csrf');
   const opts = await jsonCall(later.on(1), '/_mfa/verify/passkey/options', vcsrf);
-  t.not(opts.status, 200, 'nor asks for one');
+  t.same([opts.status, opts.json.error], [400, 'GW_ERR_BAD_REQUEST'], 'nor asks for one');
+  t.ok(x.logs.some((l) => l.includes(`"reqId":"${opts.json.requestId}"`) && l.includes('"detail":"no passkey registered"')), 'as the user has none');
   t.match((await before.on(0).post('/_mfa/verify', { csrf: inputValue(beforePage, 'csrf'), code: await totpAt(secret, x.clock.now()) })).body, 'Sign in again', 'the sign-in begun before the change ended');
 });
 
@@ -321,8 +322,10 @@ t.test('a passkey answer sent to both instances at once signs in once', async (t
   }
   const opts = await jsonCall(pages[0]!.on(0), '/_mfa/verify/passkey/options', sent[0]!);
   const assertion = auth.authenticate(opts.json);
+  const logged = x.logs.length;
   const answers = await Promise.all([jsonCall(pages[0]!.on(0), '/_mfa/verify/passkey', sent[0]!, { credential: assertion }), jsonCall(pages[0]!.on(1), '/_mfa/verify/passkey', sent[0]!, { credential: assertion })]);
-  t.equal(answers.filter((a) => a.status === 200).length, 1, `one sign-in: ${answers.map((a) => a.status)}`);
+  t.same(answers.map((a) => `${a.status} ${a.json.next ?? a.json.error}`).sort(), ['200 /records', '400 refused'], 'one sign-in, the other answer refused');
+  t.match(x.logs.slice(logged).join('\n'), /"security":"mfa_failed"[^\n]*"reason":"no live authentication challenge"/, 'as its challenge was used');
 });
 
 t.test('an enrolment code used by two sign-ins at once, on both instances, binds one factor', async (t) => {
@@ -343,7 +346,8 @@ t.test('an enrolment code used by two sign-ins at once, on both instances, binds
     setups.push({ csrf: inputValue(page.body, 'csrf'), secret: /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '') });
   }
   const bound = await Promise.all(pages.map(async (p, i) => p.on(1 - i).post('/_mfa/enrol/totp', { csrf: setups[i]!.csrf, code: await totpAt(setups[i]!.secret, x.clock.now()) })));
-  t.equal(bound.filter((a) => a.location === '/_mfa/recovery-codes').length, 1, `one factor bound: ${bound.map((a) => a.status)}`);
+  t.same(bound.map((a) => a.location ?? String(a.status)).sort(), ['/_mfa/recovery-codes', '403'], 'one factor bound, the other sign-in refused');
+  t.match(bound.find((a) => a.status === 403)?.body, 'Your sign-in has expired. Please sign in again.', 'as its enrolment code was used');
 });
 
 t.test('a logout on one instance while a step-up of the same session runs on the other: no session is left', async (t) => {
