@@ -547,7 +547,7 @@ t.test('server limits: bodies, headers, slow clients, requests in flight', async
     sock.on('data', (d) => (data += d));
     sock.on('close', () => resolve(data));
   });
-  t.match(slow, /^(HTTP\/1\.1 408 [^]*"error":"GW_ERR_REQUEST_TIMEOUT"[^]*|)$/, 'headers never finished: the connection is closed after headersTimeout');
+  t.match(slow, /^HTTP\/1\.1 408 [^]*"error":"GW_ERR_REQUEST_TIMEOUT"/, 'headers never finished: a 408, and the connection is closed after headersTimeout');
 
   const slowPage = () => b.get('/slow?ms=600', { accept: 'application/json' });
   const results = await Promise.all([slowPage(), slowPage(), (async () => (await portalReceived(s, '/slow?ms=600', 2), slowPage()))()]);
