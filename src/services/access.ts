@@ -70,6 +70,7 @@ export class AccessService {
         ip: req.client.ip ?? 'unknown',
         rule: outcome.rule,
         reason: outcome.verdict === 'deny' ? outcome.reason : 'unmanaged-device',
+        ...(outcome.verdict === 'managed-device' ? { why: device.reason } : {}),
         path: loggedPath(req.path),
       });
     }

@@ -8,7 +8,7 @@ import type { DeviceRegistry } from '../stores/device-registry.js';
 export interface DeviceState {
   managed: boolean;
   fingerprint?: string;
-  /** Why a presented certificate does not count (for logs). */
+  /** Why the device does not count (for the access_denied event). */
   reason?: string;
 }
 
@@ -23,7 +23,7 @@ export interface DeviceServiceDeps {
   requireRegistration: boolean;
 }
 
-const NONE: DeviceState = { managed: false };
+const NONE: DeviceState = { managed: false, reason: 'no certificate' };
 
 export class DeviceService {
   private readonly certificates = new Map<string, X509Certificate | null>();
@@ -46,9 +46,18 @@ export class DeviceService {
       if (!tls.authorized || !this.current(tls.certificate)) return { managed: false, reason: 'certificate not valid' };
       fingerprints = fingerprintsOf(tls.certificate, this.d.cas);
       if (fingerprints === null) return { managed: false, reason: 'certificate issuer not known' };
+    } else if (header && this.d.headerFormat === 'fingerprint') {
+      const fingerprint = normaliseFingerprint(header);
+      if (fingerprint === null) return { managed: false, reason: 'certificate header not valid' };
+      fingerprints = [fingerprint];
     } else if (header) {
-      fingerprints = this.fromHeader(header);
-      if (fingerprints === null) return { managed: false, reason: 'certificate header not valid' };
+      const cert = this.parsed(header);
+      if (!cert) return { managed: false, reason: 'certificate header not valid' };
+      // Judged as the gateway's own TLS judges a certificate: a proxy may pass on one it did not verify (nginx
+      // `ssl_verify_client optional_no_ca`).
+      if (!this.current(cert)) return { managed: false, reason: 'certificate not valid' };
+      fingerprints = fingerprintsOf(cert, this.d.cas);
+      if (fingerprints === null) return { managed: false, reason: 'certificate issuer not known' };
     } else {
       return NONE;
     }
@@ -94,19 +103,5 @@ export class DeviceService {
       if (this.certificates.size > 1000) this.certificates.delete(this.certificates.keys().next().value!);
     }
     return cert;
-  }
-
-  /** A certificate (URL-encoded PEM) or fingerprint set by the TLS-terminating proxy: the fingerprints it is known by. */
-  private fromHeader(value: string): string[] | null {
-    if (this.d.headerFormat === 'fingerprint') {
-      const fingerprint = normaliseFingerprint(value);
-      return fingerprint === null ? null : [fingerprint];
-    }
-    const cert = this.parsed(value);
-    if (!cert) return null;
-    // Judged as the gateway's own TLS judges a certificate: a proxy may pass on one it did not verify (nginx
-    // `ssl_verify_client optional_no_ca`).
-    if (!this.current(cert)) return null;
-    return fingerprintsOf(cert, this.d.cas);
   }
 }
