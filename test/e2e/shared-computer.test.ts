@@ -39,10 +39,15 @@ for (const how of ['the gateway', "the portal's link"] as const) {
     } else {
       await andWait(page, page.getByRole('link', { name: 'Sign out' }).click());
     }
+    const visited: string[] = [];
     for (let back = 1; back <= 4; back++) {
       await goBack(page);
-      t.same(await shown(page), { signedIn: false, passwords: [] }, `Back ${back}: ${new URL(page.url()).pathname}`);
+      visited.push(new URL(page.url()).pathname);
+      t.same(await shown(page), { signedIn: false, passwords: [] }, `Back ${back}: ${visited.at(-1)}`);
     }
+    // Back went as far as their sign-in's own pages, and so through the signed-in ones after it (which, loaded again,
+    // lead to the login page), not round a signed-out page that stayed put.
+    t.match(visited.at(-1), /^\/_mfa\/(recovery-codes|enrol)/, `Back went past their portal pages: ${visited.join(', ')}`);
   });
 }
 
@@ -56,5 +61,7 @@ t.test('a sign-in left at the code step: Back shows the login form without the p
   await submitPassword(page, s, ALICE);
   t.match(page.url(), '/_mfa/verify', 'the password accepted, the code page open; then the person walks away');
   await goBack(page);
+  t.equal(new URL(page.url()).pathname, '/login', 'Back is at the login form');
+  t.equal(await page.locator('input[type=password]').count(), 1, 'which shows its password field');
   t.same(await shown(page), { signedIn: false, passwords: [] }, 'no password in the form');
 });
