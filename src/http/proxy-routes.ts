@@ -45,6 +45,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // NODE_EXTRA_CA_CERTS), as the login replay's client does by default.
     undici: { connections: 256, pipelining: 1, connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connect: { rejectUnauthorized: true } },
     disableRequestLogging: true,
+    // The app's close ends its connections to the portal (reply-from leaves them open by default), once the requests
+    // in flight are done. Left open, a keep-alive connection lives on for as long as the portal's Keep-Alive allows
+    // (72 s for some servers), and one undici opened but never used (it does after a request that failed mid-body)
+    // holds the portal's own shutdown that long: a server waits for a connection on which no request has begun.
+    destroyAgent: true,
   });
   // Bodies stream to the portal untouched, up to server.maxBodyBytes; only the login intercept reads one (bounded).
   const maxBody = config.server.maxBodyBytes;

@@ -2,7 +2,7 @@
 // error page, never a page cut short); a large one, or one of unknown length, streams through as it comes.
 import { once } from 'node:events';
 import { Agent, createServer, get as httpGet, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import t, { type Test } from 'tap';
@@ -293,4 +293,29 @@ t.test('the password check itself: a portal that does not answer in time is a 50
   t.equal(down.statusCode, 502);
   t.match(downBody, 'not reachable');
   t.notMatch(downBody, /ECONNREFUSED|Error:|correct horse/);
+});
+
+t.test("closing the gateway ends its connections to the portal, so they hold neither the portal's shutdown nor its sockets", async (t) => {
+  const portal = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '5' }).end('hello'));
+  // The portal lets an idle connection live for a minute (and says so in Keep-Alive), as servers often do.
+  portal.keepAliveTimeout = 60_000;
+  const open = new Set<Socket>();
+  portal.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
+  const portalUrl = await listen(portal);
+  t.teardown(() => {
+    portal.closeAllConnections();
+    portal.close();
+  });
+  const app = await buildApp(resolveConfig(rawTestConfig(portalUrl)), { logger: pino({ level: 'silent' }) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const res = await request(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/static/page`);
+  t.equal(await res.body.text(), 'hello');
+  t.equal(open.size, 1, 'the answer came on a connection the gateway keeps for the next request');
+  await app.close();
+  // Within 10 s (at once, but the machine may be loaded); left open, it would live on for the portal's minute.
+  for (const deadline = Date.now() + 10_000; open.size > 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+  t.equal(open.size, 0, 'the connection is closed once the gateway is');
 });
