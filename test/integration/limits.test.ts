@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { userCommand } from '../../src/cli/admin.js';
 import { lockoutsCommand } from '../../src/cli/limits.js';
 import { knownBrowserToken } from '../../src/mechanisms/known-browser.js';
@@ -558,14 +558,18 @@ t.test('server limits: bodies, headers, slow clients, requests in flight', async
   t.equal((await b.get('/records')).status, 200, 'and the gateway serves again when they are done');
 
   // Requests whose clients went away keep their places until the portal has answered them: abandoning requests
-  // cannot pile more work on the portal than the cap.
+  // cannot pile more work on the portal than the cap. Sent by a client of their own, closed after: undici may open a
+  // connection again after an aborted request and send nothing on it, and the teardown's close of the gateway would
+  // wait for that connection (no request has begun on it) until undici's idle timer closed it, a minute later.
+  const leaving = new Agent();
   for (let i = 0; i < 2; i++) {
     const gone = new AbortController();
-    const pending = request(`${s.url}/slow?ms=800`, { headers: { cookie, accept: 'application/json' }, signal: gone.signal }).catch(() => undefined);
+    const pending = request(`${s.url}/slow?ms=800`, { headers: { cookie, accept: 'application/json' }, signal: gone.signal, dispatcher: leaving }).catch(() => undefined);
     await portalReceived(s, '/slow?ms=800', i + 1);
     gone.abort();
     await pending;
   }
+  await leaving.destroy();
   t.equal((await b.get('/records', { accept: 'application/json' })).status, 503, 'the portal is still busy with the abandoned ones');
   t.ok(await servedWithin(b, 5000), 'their places are free once the portal has answered them');
 
