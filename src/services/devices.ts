@@ -24,6 +24,7 @@ export interface DeviceServiceDeps {
 }
 
 const NONE: DeviceState = { managed: false, reason: 'no certificate' };
+const HEADER_NOT_VALID: DeviceState = { managed: false, reason: 'certificate header not valid' };
 
 export class DeviceService {
   private readonly certificates = new Map<string, X509Certificate | null>();
@@ -39,28 +40,23 @@ export class DeviceService {
     header: string | undefined,
     pid: string | null,
   ): Promise<DeviceState> {
-    let fingerprints: string[] | null;
+    let fingerprints: string[] | DeviceState;
     if (tls) {
       // TLS checked the chain, validity and CRL at the handshake; they are checked again for this request, since a
       // connection can outlive its certificates' validity and the CRL it was checked with.
-      if (!tls.authorized || !this.current(tls.certificate)) return { managed: false, reason: 'certificate not valid' };
-      fingerprints = fingerprintsOf(tls.certificate, this.d.cas);
-      if (fingerprints === null) return { managed: false, reason: 'certificate issuer not known' };
-    } else if (header && this.d.headerFormat === 'fingerprint') {
+      fingerprints = this.judged(tls.certificate, tls.authorized);
+    } else if (!header) {
+      return NONE;
+    } else if (this.d.headerFormat === 'fingerprint') {
       const fingerprint = normaliseFingerprint(header);
-      if (fingerprint === null) return { managed: false, reason: 'certificate header not valid' };
-      fingerprints = [fingerprint];
-    } else if (header) {
-      const cert = this.parsed(header);
-      if (!cert) return { managed: false, reason: 'certificate header not valid' };
+      fingerprints = fingerprint === null ? HEADER_NOT_VALID : [fingerprint];
+    } else {
       // Judged as the gateway's own TLS judges a certificate: a proxy may pass on one it did not verify (nginx
       // `ssl_verify_client optional_no_ca`).
-      if (!this.current(cert)) return { managed: false, reason: 'certificate not valid' };
-      fingerprints = fingerprintsOf(cert, this.d.cas);
-      if (fingerprints === null) return { managed: false, reason: 'certificate issuer not known' };
-    } else {
-      return NONE;
+      const cert = this.parsed(header);
+      fingerprints = cert ? this.judged(cert, true) : HEADER_NOT_VALID;
     }
+    if (!Array.isArray(fingerprints)) return fingerprints;
     // A certificate's twin (see fingerprintsOf) is the same device: a record under either fingerprint applies.
     const fingerprint = fingerprints[0]!;
     const records = (await Promise.all(fingerprints.map((f) => this.d.registry.get(f)))).filter((r) => r !== null);
@@ -68,6 +64,12 @@ export class DeviceService {
     if (!records.length && this.d.requireRegistration) return { managed: false, fingerprint, reason: 'not registered' };
     if (records.some((r) => r.pid && r.pid !== pid)) return { managed: false, fingerprint, reason: 'registered to another user' };
     return { managed: true, fingerprint };
+  }
+
+  /** The fingerprints a certificate is known by (see fingerprintsOf), or why it does not count. */
+  private judged(cert: X509Certificate, authorized: boolean): string[] | DeviceState {
+    if (!authorized || !this.current(cert)) return { managed: false, reason: 'certificate not valid' };
+    return fingerprintsOf(cert, this.d.cas) ?? { managed: false, reason: 'certificate issuer not known' };
   }
 
   /** The certificate's chain as TLS verifies it (see chainsTo), and no certificate of it in the CRL. */
