@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { canonicalTarget, pathAndQuery } from '../domain/canonical-path.js';
-import { applySetCookies, cookieHeader, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, cookieName, type Jar } from '../domain/cookie-jar.js';
 import { usernameFields } from '../domain/legacy-auth.js';
 import { loginFormOf } from '../domain/login-form.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
@@ -158,7 +158,7 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials): 
   return {
     to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers },
     body: new URLSearchParams(filled).toString(),
-    sent: `${where} with ${filled.map(([name]) => name).join(', ')} (the form of ${asked}; cookies sent: ${jar.map((c) => c.name).join(', ') || 'none'})`,
+    sent: `${where} with ${filled.map(([name]) => name).join(', ')} (the form of ${asked}; cookies sent: ${cookie?.split('; ').map(cookieName).join(', ') ?? 'none'})`,
   };
 }
 
