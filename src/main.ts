@@ -369,9 +369,10 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: (a
   }
   try {
     const shown = await banner?.(app);
-    // A signal that came once the audit lock was taken (its handler ran as the app was built, fastify loading its
-    // plugins in turns of the event loop) gives the start up here, before anybody is served: not served for a moment,
-    // then stopped.
+    // A signal that came once the audit lock was taken gives the start up here, before anybody is served: not served
+    // for a moment, then stopped. Its handler runs in the event loop's poll phase, which the start (promises, run
+    // between phases) may not have passed through since: two setImmediate turns make sure one has.
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     stop.throwIfAborted();
     await app.listen({ host: config.server.host, port: config.server.port });
     // Once a stop is asked for, readiness says so (503, "shutting down") while the requests in flight finish.
