@@ -88,7 +88,7 @@ function spellings(password: string): RegExp {
 /** One password sent as the gateway forwards a login: what was sent (names only, never values) and its judgement. */
 async function tryPassword(config: Config, portal: PortalClient, c: Credentials & { username: string }): Promise<{ sent: string; judged: JudgedLogin }> {
   const login = config.portal.login;
-  const origin = new URL(config.portal.url).origin;
+  const { origin } = portal;
   const request = login.bodyType === 'json' ? jsonLogin(config, c) : await formLogin(config, portal, c);
   // As the login intercept does: one canonical parse, and the portal checks the username the gateway would hold.
   let body: Buffer;
@@ -127,7 +127,7 @@ function jsonLogin(config: Config, c: Credentials): { to: Omit<PortalRequest, 'b
  */
 async function formLogin(config: Config, portal: PortalClient, c: Credentials): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
   const login = config.portal.login;
-  const origin = new URL(config.portal.url).origin;
+  const { origin } = portal;
   const now = Date.now();
   const { page, url: pageUrl, jar, asked } = await loginPage(config, portal, now);
   const fields = usernameFields(login);
@@ -172,7 +172,7 @@ const MAX_REDIRECTS = 5;
  * way there (`GET /login -> /login/`).
  */
 async function loginPage(config: Config, portal: PortalClient, now: number): Promise<{ page: PortalResponse; url: URL; jar: Jar; asked: string }> {
-  const origin = new URL(config.portal.url).origin;
+  const { origin } = portal;
   let url = new URL(loginPageFor(config.portal.login.page), origin);
   let asked = `GET ${url.pathname}${url.search}`;
   let jar: Jar = [];
