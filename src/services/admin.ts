@@ -212,23 +212,20 @@ export class AdminService {
   async rotateKeys(): Promise<{ resealed: number; current: number; unreadable: number }> {
     await this.noteKeys();
     const out = { resealed: 0, current: 0, unreadable: 0 };
-    for await (const batch of this.d.kv.scanKeys('')) {
-      for (const key of batch) {
-        if (!isSealedKey(key)) continue;
-        const sealed = await this.d.kv.get(key);
-        if (sealed === null) continue;
-        // Opened under the active key's id too: a record under that id that it does not open (the id given a new
-        // secret in place of a new id) is unreadable, not current.
-        let plain: string;
-        try {
-          plain = this.d.sealer.open(sealed, key);
-        } catch {
-          out.unreadable++;
-          continue;
-        }
-        if (Sealer.keyIdOf(sealed) === this.d.sealer.activeId) out.current++;
-        else if (await this.d.kv.replaceIf(key, sealed, this.d.sealer.seal(plain, key))) out.resealed++;
+    for await (const key of this.sealedKeys()) {
+      const sealed = await this.d.kv.get(key);
+      if (sealed === null) continue;
+      // Opened under the active key's id too: a record under that id that it does not open (the id given a new
+      // secret in place of a new id) is unreadable, not current.
+      let plain: string;
+      try {
+        plain = this.d.sealer.open(sealed, key);
+      } catch {
+        out.unreadable++;
+        continue;
       }
+      if (Sealer.keyIdOf(sealed) === this.d.sealer.activeId) out.current++;
+      else if (await this.d.kv.replaceIf(key, sealed, this.d.sealer.seal(plain, key))) out.resealed++;
     }
     return out;
   }
@@ -236,12 +233,9 @@ export class AdminService {
   /** The configured keys: which is active, how old, and (encryption) how many records each still seals. */
   async keyStatus(): Promise<KeyUse[]> {
     const records = new Map<string, number>();
-    for await (const batch of this.d.kv.scanKeys('')) {
-      for (const key of batch) {
-        if (!isSealedKey(key)) continue;
-        const kid = Sealer.keyIdOf((await this.d.kv.get(key)) ?? '');
-        if (kid !== null) records.set(kid, (records.get(kid) ?? 0) + 1);
-      }
+    for await (const key of this.sealedKeys()) {
+      const kid = Sealer.keyIdOf((await this.d.kv.get(key)) ?? '');
+      if (kid !== null) records.set(kid, (records.get(kid) ?? 0) + 1);
     }
     const uses: KeyUse[] = [];
     for (const purpose of ['encryption', 'signing'] as const) {
@@ -254,6 +248,21 @@ export class AdminService {
       if (!this.d.config.keys.encryption.some((k) => k.id === kid)) uses.push({ purpose: 'encryption', id: kid, active: false, firstSeen: null, records: n });
     }
     return uses;
+  }
+
+  /**
+   * The keys of the sealed records, each once: Redis SCAN may list a key twice (while its table is resized), and a
+   * record re-sealed a moment ago would then count again, as current.
+   */
+  private async *sealedKeys(): AsyncIterable<string> {
+    const seen = new Set<string>();
+    for await (const batch of this.d.kv.scanKeys('')) {
+      for (const key of batch) {
+        if (!isSealedKey(key) || seen.has(key)) continue;
+        seen.add(key);
+        yield key;
+      }
+    }
   }
 
   /** Remembers when each configured key was first seen (for key ages); the gateway calls it at start. */

@@ -157,6 +157,35 @@ t.test('the report counts each factor once, also when the store lists a key twic
   t.equal(report.coverage.totalEnrolled, 1);
 });
 
+t.test('key status and key rotation count each record once, also when the store lists a key twice', async (t) => {
+  class ListsTwice extends MemoryKvStore {
+    override async *scanKeys(prefix: string): AsyncIterable<string[]> {
+      for await (const batch of super.scanKeys(prefix)) {
+        yield batch;
+        yield batch;
+      }
+    }
+  }
+  const s = await startStack({ kv: (clock) => new ListsTwice(clock) });
+  t.teardown(s.close);
+  await signUpAndEnrol(s);
+  const listed = new Set<string>();
+  for await (const batch of s.kv.scanKeys('')) for (const key of batch) listed.add(key);
+  let sealed = 0;
+  for (const key of listed) if (Sealer.keyIdOf((await s.kv.get(key).catch(() => null)) ?? '') === 'e1') sealed++;
+  t.ok(sealed > 1, 'her records are sealed under e1');
+  const s2 = await startStack({
+    kv: () => s.kv,
+    patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e2', secret: randomKey() }, s.config.keys.encryption[0]], signing: s.config.keys.signing, pseudonym: s.config.keys.pseudonym }),
+  });
+  t.teardown(async () => {
+    await s2.app.close();
+    await s2.portal.close();
+  });
+  t.equal((await s2.app.gateway.admin.keyStatus()).find((u) => u.id === 'e1')?.records, sealed, 'each record sealed under e1 counted once');
+  t.same(await s2.app.gateway.admin.rotateKeys(), { resealed: sealed, current: 0, unreadable: 0 }, 'each record re-sealed once, and not counted again as current');
+});
+
 t.test('the report counts as holding recovery codes only users with a code left', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
