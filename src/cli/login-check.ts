@@ -34,11 +34,13 @@ export async function loginCheck(config: Config, user: string, password: string)
   if (username === null) throw new UsageError(`--user: not a usable username (no sign-in can use it): ${JSON.stringify(user)}`);
   // Random, not the password with a suffix: nothing of the right one goes to the portal twice.
   const wrongPassword = randomBytes(12).toString('base64url');
+  // Applied to what the portal gave only (a password echoed in a Location, a form's action): the command's own words
+  // stay as they are, or a password that is one of them (`wrong`) would show where it stands in their place.
   const hide = (text: string) => withoutPasswords(text, [password, wrongPassword]);
   const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, new InFlight(1));
   try {
-    const right = await tryPassword(config, portal, { user, username, password });
-    const wrong = await tryPassword(config, portal, { user, username, password: wrongPassword });
+    const right = await tryPassword(config, portal, { user, username, password }, hide);
+    const wrong = await tryPassword(config, portal, { user, username, password: wrongPassword }, hide);
     const problems = [
       ...(right.judged.success ? [] : ['success does not hold for the right password']),
       ...(right.judged.failure === true ? ['failure holds for the right password'] : []),
@@ -48,20 +50,24 @@ export async function loginCheck(config: Config, user: string, password: string)
     return {
       lines: [
         `right password: ${right.sent}`,
-        ...judgement(right.judged),
+        ...judgement(right.judged, hide),
         `wrong password (a random one; it counts once against the portal's own lockout): ${wrong.sent}`,
-        ...judgement(wrong.judged),
+        ...judgement(wrong.judged, hide),
         problems.length ? `verdict: the rules do not tell a right password from a wrong one: ${problems.join('; ')}` : 'verdict: the rules tell a right password from a wrong one',
-      ].map(hide),
+      ],
       ok: problems.length === 0,
     };
   } catch (err) {
-    // An error may name what the portal gave (a form's action, a Location), which may hold a password it was sent.
-    throw new Error(hide(err instanceof Error ? err.message : String(err)));
+    // This command's own errors hide the password in what they quote of the portal; another (the portal client's) is
+    // hidden whole, as it may quote what the portal sent.
+    throw err instanceof CheckError ? err : new Error(hide(err instanceof Error ? err.message : String(err)));
   } finally {
     await portal.close();
   }
 }
+
+/** An error of the check whose message hides the passwords in what it quotes of the portal, and nothing else. */
+class CheckError extends Error {}
 
 /**
  * `text` with each of `passwords` replaced by [password], also where it is percent-encoded (any of its characters, with
@@ -86,16 +92,16 @@ function spellings(password: string): RegExp {
 }
 
 /** One password sent as the gateway forwards a login: what was sent (names only, never values) and its judgement. */
-async function tryPassword(config: Config, portal: PortalClient, c: Credentials & { username: string }): Promise<{ sent: string; judged: JudgedLogin }> {
+async function tryPassword(config: Config, portal: PortalClient, c: Credentials & { username: string }, hide: (text: string) => string): Promise<{ sent: string; judged: JudgedLogin }> {
   const login = config.portal.login;
   const { origin } = portal;
-  const request = login.bodyType === 'json' ? jsonLogin(config, c) : await formLogin(config, portal, c);
+  const request = login.bodyType === 'json' ? jsonLogin(config, c) : await formLogin(config, portal, c, hide);
   // As the login intercept does: one canonical parse, and the portal checks the username the gateway would hold.
   let body: Buffer;
   try {
     body = parseLoginBody(Buffer.from(request.body), login.bodyType, usernameFields(login), login.usernameCase).withUsername(c.username);
   } catch (err) {
-    throw new Error(`the gateway would refuse this login (${(err as Error).message}): ${request.sent}`);
+    throw new CheckError(`the gateway would refuse this login (${(err as Error).message}): ${request.sent}`);
   }
   const contentType = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
   const answer = await portal.send(portalLogin({ ...request.to, body }, contentType));
@@ -125,28 +131,28 @@ function jsonLogin(config: Config, c: Credentials): { to: Omit<PortalRequest, 'b
  * A form login: the login page fetched (see loginPage), its form that holds the username field filled in, hidden
  * fields and the cookies set on the way kept, and sent where the form sends it.
  */
-async function formLogin(config: Config, portal: PortalClient, c: Credentials): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
+async function formLogin(config: Config, portal: PortalClient, c: Credentials, hide: (text: string) => string): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
   const login = config.portal.login;
   const { origin } = portal;
   const now = Date.now();
-  const { page, url: pageUrl, jar, asked } = await loginPage(config, portal, now);
+  const { page, url: pageUrl, jar, asked } = await loginPage(config, portal, now, hide);
   const fields = usernameFields(login);
   const form = loginFormOf(bodyText(page) ?? '', fields);
   if (!form) {
-    throw new Error(
-      `${asked} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,
+    throw new CheckError(
+      `${hide(asked)} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,
     );
   }
   // Read from where the page is, after any redirect, as a browser reads it.
   const to = new URL(form.action ?? pageUrl.href, pageUrl);
   const where = `${form.method} ${to.pathname}${to.search}`;
-  if (to.origin !== origin) throw new Error(`the login form sends ${form.method} ${to.href}, not to the portal (${origin})`);
+  if (to.origin !== origin) throw new CheckError(`the login form sends ${hide(`${form.method} ${to.href}`)}, not to the portal (${origin})`);
   // As the login intercept takes it: the canonical target (a path starting with `//` is none, and would name another
   // host to the portal client), sent to the portal as the configured login path it is.
   const target = canonicalTarget(`${to.pathname}${to.search}`, { pathParameters: config.server.pathParameters === 'allow' });
   const loginPath = target ? portalPaths(login, []).loginPathOf(loose(target.matchPath), form.method) : undefined;
   if (!target || loginPath === undefined || !(login.methods as readonly string[]).includes(form.method)) {
-    throw new Error(`the login form sends ${where}, which is not a login the gateway intercepts (portal.login.paths, portal.login.methods)`);
+    throw new CheckError(`the login form sends ${hide(where)}, which is not a login the gateway intercepts (portal.login.paths, portal.login.methods)`);
   }
   // A password field the form lacks (a script adds it) is added.
   const filled = form.fields.map(([name, value]): [string, string] => [name, name === form.usernameField ? c.user : name === login.passwordField ? c.password : value]);
@@ -158,7 +164,7 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials): 
   return {
     to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers },
     body: new URLSearchParams(filled).toString(),
-    sent: `${where} with ${filled.map(([name]) => name).join(', ')} (the form of ${asked}; cookies sent: ${cookie?.split('; ').map(cookieName).join(', ') ?? 'none'})`,
+    sent: `${hide(where)} with ${hide(filled.map(([name]) => name).join(', '))} (the form of ${hide(asked)}; cookies sent: ${cookie ? hide(cookie.split('; ').map(cookieName).join(', ')) : 'none'})`,
   };
 }
 
@@ -171,7 +177,7 @@ const MAX_REDIRECTS = 5;
  * (never to another host, which is an error), with the cookies set on the way. `url`: where the page is; `asked`: the
  * way there (`GET /login -> /login/`).
  */
-async function loginPage(config: Config, portal: PortalClient, now: number): Promise<{ page: PortalResponse; url: URL; jar: Jar; asked: string }> {
+async function loginPage(config: Config, portal: PortalClient, now: number, hide: (text: string) => string): Promise<{ page: PortalResponse; url: URL; jar: Jar; asked: string }> {
   const { origin } = portal;
   let url = new URL(loginPageFor(config.portal.login.page), origin);
   let asked = `GET ${url.pathname}${url.search}`;
@@ -182,21 +188,22 @@ async function loginPage(config: Config, portal: PortalClient, now: number): Pro
     jar = applySetCookies(jar, [page.headers['set-cookie'] ?? []].flat(), url.pathname, now);
     const [location] = [page.headers.location ?? []].flat();
     if (!REDIRECTS.has(page.status) || location === undefined) return { page, url, jar, asked };
-    if (redirects === MAX_REDIRECTS) throw new Error(`${asked} (portal.login.page) redirects more than ${MAX_REDIRECTS} times`);
+    if (redirects === MAX_REDIRECTS) throw new CheckError(`${hide(asked)} (portal.login.page) redirects more than ${MAX_REDIRECTS} times`);
     const next = URL.canParse(location, url) ? new URL(location, url) : undefined;
     // Named without its query, which may hold what is not for a log.
-    if (next?.origin !== origin) throw new Error(`${asked} (portal.login.page) answered ${page.status} to ${next ? `${next.origin}${next.pathname}` : 'no readable address'}, not on the portal (${origin})`);
+    if (next?.origin !== origin) throw new CheckError(`${hide(asked)} (portal.login.page) answered ${page.status} to ${next ? hide(`${next.origin}${next.pathname}`) : 'no readable address'}, not on the portal (${origin})`);
     url = next;
     asked += ` -> ${url.pathname}${url.search}`;
   }
 }
 
 /** The answer as the gateway sees it (the Location as a path on the portal's origin), and each set of rules. */
-function judgement(j: JudgedLogin): string[] {
+function judgement(j: JudgedLogin, hide: (text: string) => string): string[] {
   const holds = (h: boolean) => (h ? 'holds' : 'does not hold');
   const location = j.facts.browserLocation;
+  const cookies = j.facts.setCookieNames.join(', ');
   return [
-    `  answer: ${j.facts.status}, ${location === undefined ? 'no Location' : `Location ${location}`}, cookies set: ${j.facts.setCookieNames.join(', ') || 'none'}${j.unreadable ? '; body unreadable (its encoding or charset): no rule holds' : ''}`,
+    `  answer: ${j.facts.status}, ${location === undefined ? 'no Location' : `Location ${hide(location)}`}, cookies set: ${cookies ? hide(cookies) : 'none'}${j.unreadable ? '; body unreadable (its encoding or charset): no rule holds' : ''}`,
     `  success: ${holds(j.success)}`,
     `  failure: ${j.failure === undefined ? 'not configured' : holds(j.failure)}`,
   ];

@@ -54,6 +54,15 @@ t.test('login check against the demo portal', async (t) => {
     t.match(r.stdout, 'verdict: the rules do not tell a right password from a wrong one: success does not hold for the right password; failure holds for the right password');
   });
 
+  t.test("a password that is a word of the command's own text: that text is printed as it is", async (t) => {
+    // [password] in the command's words would show where the password stands, and that it is `wrong`.
+    const r = await check(configFile('word', { success: { status: [302], location: '^/(?!login)' }, failure: { status: [200], body: 'Invalid username or password' } }), 'wrong\n');
+    t.equal(r.code, 1);
+    t.notMatch(r.stdout, '[password]');
+    t.match(r.stdout, /^wrong password \(a random one; it counts once against the portal's own lockout\): POST \/login/m);
+    t.match(r.stdout, 'verdict: the rules do not tell a right password from a wrong one: success does not hold for the right password; failure holds for the right password');
+  });
+
   t.test('a username field the login page has no form for: a clear error', async (t) => {
     const r = await check(configFile('field', { usernameField: 'email' }));
     t.equal(r.code, 1);
