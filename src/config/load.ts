@@ -291,7 +291,11 @@ function checkSemantics(c: Config, show: (path: string, data: unknown) => string
     const at = `admin.report.networks.${j}`;
     if (!Object.hasOwn(c.networks, n) && !parseCidr(n)) problems.push(`${at}: neither a network name nor an address${show(at, n)}`);
   });
-  if (new Set(c.policy.rules.map((r) => r.name)).size !== c.policy.rules.length) problems.push('policy.rules: rule names must be unique');
+  c.policy.rules.forEach((r, i) => {
+    const first = c.policy.rules.findIndex((o) => o.name === r.name);
+    const at = `policy.rules.${i}.name`;
+    if (first !== i) problems.push(`${at}: the name of policy.rules.${first} too; rule names must be unique${show(at, r.name)}`);
+  });
   try {
     compilePolicy(policyConfig(c));
   } catch (err) {

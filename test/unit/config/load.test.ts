@@ -37,6 +37,12 @@ t.test('a sign-in in progress cannot be limited to less than its own time limit'
   t.equal(resolveConfig(raw).mfa.pendingMaxSeconds, 900, 'the same: no more time');
 });
 
+t.test('a rule name given twice is named, with the rule that has it first', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.policy.rules.push({ name: 'admin', paths: ['/admin/'], decision: 'deny' }, { name: 'sign-in page', paths: ['/help'], decision: 'public' });
+  t.same(problemsOf(() => resolveConfig(raw)), ['policy.rules.3.name: the name of policy.rules.0 too; rule names must be unique, found "sign-in page"']);
+});
+
 t.test('the login page is a path on the gateway, never another site', async (t) => {
   for (const page of ['//evil.example/login', '/\\evil.example/login']) {
     const raw = rawTestConfig('http://127.0.0.1:1');
