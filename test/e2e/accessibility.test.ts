@@ -92,6 +92,26 @@ async function screen(t: Test, page: Page, name: string, expect: Expect = {}): P
     // Fields have a visible label of their own (WCAG 1.3.1, 3.3.2, 4.1.2).
     for (const f of facts.fields) t.ok(f.labels.length === 1 && f.labels[0], `#${f.id} has a visible label (${f.labels.join(' | ')})`);
 
+    // Touch targets (WCAG 2.5.5): 44×44 CSS px, at the widths and text size where they are smallest. A checkbox has
+    // its label to tap too, and is 24 px (2.5.8); a link in a sentence (a letter beside it, outside links) is exempt.
+    for (const width of [320, PHONE.width]) {
+      await page.setViewportSize({ width, height: 640 });
+      const small = await page.evaluate(() =>
+        [...document.querySelectorAll<HTMLElement>('a[href]:not(.skip), button, input:not([type=hidden])')]
+          .filter((e) => e.checkVisibility())
+          .filter((e) => {
+            const parent = e.parentElement!;
+            const outside = [...parent.childNodes].filter((n) => !(n instanceof HTMLAnchorElement)).map((n) => n.textContent).join('');
+            return !(e instanceof HTMLAnchorElement && /\p{L}/u.test(outside));
+          })
+          .map((e) => ({ e, r: e.getBoundingClientRect(), least: e.matches('input[type=checkbox]') ? 24 : 44 }))
+          .filter(({ r, least }) => r.width < least || r.height < least)
+          .map(({ e, r }) => `${e.tagName.toLowerCase()}${e.id ? `#${e.id}` : ''} "${e.textContent!.trim().slice(0, 30)}" ${r.width.toFixed(1)}×${r.height.toFixed(1)}`),
+      );
+      t.same(small, [], `touch targets of 44×44 CSS px at ${width} CSS px`);
+    }
+    await page.setViewportSize(PHONE);
+
     // Code fields: the browser and password managers may fill a code of digits (an app's, one sent by message); a
     // recovery or invitation code has letters and comes from paper: nothing to offer, and no numeric keyboard.
     if (expect.code) {
