@@ -10,7 +10,7 @@ import safeRegex from 'safe-regex2';
 import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { parseCidr } from '../domain/client-address.js';
-import { compilePolicy, uncanonical, type PolicyConfig } from '../domain/policy.js';
+import { compilePolicy, decideAccess, uncanonical, type PolicyConfig } from '../domain/policy.js';
 import { crlsOf, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
 import { HEADER_GROUP, parseGroupMap } from '../services/groups.js';
@@ -452,6 +452,7 @@ export function configWarnings(c: Config): string[] {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
   w.push(...loginRuleWarnings(c.portal.login));
+  w.push(...closedLoginWarnings(c));
   w.push(...slowPatternWarnings(c.portal.login));
   // Built as serve builds it (checkSemantics has refused what it cannot read).
   for (const { file, missing } of c.ui.localesDir ? new Messages(c.ui.localesDir, c.ui.defaultLanguage).incomplete : []) {
@@ -507,6 +508,27 @@ export function configWarnings(c: Config): string[] {
       w.push(`policy.rules.${i}.factors: webauthn takes every passkey, synced ones too, so device-bound-passkey adds nothing (list it without webauthn to refuse synced passkeys)`);
     }
   });
+  return w;
+}
+
+/**
+ * Login paths the policy keeps from a signed-out browser: the rules judge the login as any request, so one under an
+ * `mfa` rule (a login posted to another path than its page, `/api/session`, which the rule for the page's own path
+ * does not cover) asks for a sign-in before the sign-in, and nobody gets in; nor when no rule names it and the
+ * default denies. A rule that denies it outright, or for an address, is taken as meant.
+ */
+function closedLoginWarnings(c: Config): string[] {
+  const policy = compilePolicy(policyConfig(c));
+  const w: string[] = [];
+  for (const path of c.portal.login.paths) {
+    for (const method of c.portal.login.methods) {
+      const outcome = decideAccess(policy, { host: c.server.hosts[0]!.toLowerCase(), method, path, clientIp: null, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } });
+      const closed = outcome.verdict === 'deny' ? outcome.rule === policy.fallback.name && outcome.reason === 'rule' : outcome.verdict !== 'allow';
+      if (!closed) continue;
+      const why = outcome.verdict === 'deny' ? 'no rule matches it and policy.default is deny' : `policy rule "${outcome.rule}" asks a signed-out browser to sign in first`;
+      w.push(`portal.login.paths: ${method} ${path}: ${why}, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is`);
+    }
+  }
   return w;
 }
 

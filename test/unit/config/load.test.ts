@@ -571,6 +571,7 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   const loginWarnings = (login: Record<string, unknown>) => {
     const raw = rawTestConfig('http://127.0.0.1:1');
     Object.assign(raw.portal.login, { page: '/Account/Login?ReturnUrl={target}', paths: ['/Account/Login', '/j_security_check'] }, login);
+    raw.policy.rules[0].paths = ['/Account/Login', '/j_security_check'];
     return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('portal.login.'));
   };
   const refused = { status: [200], body: 'Invalid password' };
@@ -720,4 +721,24 @@ t.test('notify.timeoutSeconds is at most 30 s: a person asking for an enrolment 
   t.same(problemsOf(() => resolveConfig(raw)), ['notify.timeoutSeconds: must be <= 30'], 'refused (without the value: notify holds a secret)');
   raw.notify.timeoutSeconds = 30;
   t.equal(resolveConfig(raw).notify.timeoutSeconds, 30, 'the longest is taken');
+});
+
+t.test('a login the policy keeps from a signed-out browser is warned of: nobody could sign in', async (t) => {
+  const closed = (patch: (raw: Record<string, any>) => void) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    // A single-page portal: its page at /app/login, its script posting the password to /api/session.
+    raw.portal.login = { ...raw.portal.login, paths: ['/api/session'], page: '/app/login', bodyType: 'json' };
+    raw.policy.rules[0].paths = ['/app/login', '/app/static/'];
+    patch(raw);
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('portal.login.paths'));
+  };
+  t.same(closed(() => {}), [
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+  ]);
+  t.same(closed((raw) => (raw.policy.rules = [raw.policy.rules[0]])), [
+    'portal.login.paths: POST /api/session: no rule matches it and policy.default is deny, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+  ]);
+  t.same(closed((raw) => raw.policy.rules[0].paths.push('/api/session')), [], 'public with the page: no warning');
+  t.same(closed((raw) => raw.policy.rules.unshift({ name: 'logins from the clinic only', paths: ['/api/session'], networks: ['10.0.0.0/8'], decision: 'public' })), [], 'a rule for an address: taken as meant');
+  t.same(closed((raw) => raw.policy.rules.unshift({ name: 'closed for now', paths: ['/api/session'], decision: 'deny' })), [], 'a deny rule: taken as meant');
 });
