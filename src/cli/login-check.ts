@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { canonicalTarget, pathAndQuery } from '../domain/canonical-path.js';
-import { applySetCookies, cookieHeader, cookieName, type Jar } from '../domain/cookie-jar.js';
+import { applySetCookies, cookieHeader, cookieName, cookieValues, type Jar } from '../domain/cookie-jar.js';
 import { usernameFields } from '../domain/legacy-auth.js';
 import { loginFormOf } from '../domain/login-form.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
@@ -95,7 +95,7 @@ function spellings(password: string): RegExp {
 async function tryPassword(config: Config, portal: PortalClient, c: Credentials & { username: string }, hide: (text: string) => string): Promise<{ sent: string; judged: JudgedLogin }> {
   const login = config.portal.login;
   const { origin } = portal;
-  const request = login.bodyType === 'json' ? jsonLogin(config, c) : await formLogin(config, portal, c, hide);
+  const request = login.bodyType === 'json' ? await jsonLogin(config, portal, c, hide) : await formLogin(config, portal, c, hide);
   // As the login intercept does: one canonical parse, and the portal checks the username the gateway would hold.
   let body: Buffer;
   try {
@@ -114,17 +114,48 @@ interface Credentials {
   password: string;
 }
 
-/** A single-page portal's login: the JSON body the gateway forwards, to the first login path, without a page. */
-function jsonLogin(config: Config, c: Credentials): { to: Omit<PortalRequest, 'body'>; body: string; sent: string } {
+/**
+ * A single-page portal's login, as its page's script sends it: the page fetched as for a form (see loginPage), and the
+ * JSON body the gateway forwards sent to the first login path with the cookies set on the way, the page's Origin and
+ * Referer, and each cookie of portal.browserCookies the page can read echoed in the header `X-` and its name (a
+ * double-submit XSRF token, which many such portals want on the login too: `X-XSRF-TOKEN` as Angular, axios, Laravel
+ * and Spring send it; Django's `X-CSRFToken` is the same header as `X-csrftoken`), decoded as those scripts read it.
+ */
+async function jsonLogin(config: Config, portal: PortalClient, c: Credentials, hide: (text: string) => string): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
   const login = config.portal.login;
   const [path = '/login'] = login.paths;
   const [method = 'POST'] = login.methods;
   const field = usernameFields(login)[0]!;
-  return {
-    to: { method, pathAndQuery: path, headers: {} },
-    body: JSON.stringify({ [field]: c.user, [login.passwordField]: c.password }),
-    sent: `${method} ${path} with JSON ${field}, ${login.passwordField} (portal.login.bodyType json: no login page fetched)`,
+  const now = Date.now();
+  const { url: pageUrl, jar, asked } = await loginPage(config, portal, now, hide);
+  const cookie = cookieHeader(jar, path, now);
+  const readable = cookieHeader(jar, pageUrl.pathname, now);
+  const echoed = config.portal.browserCookies.flatMap((name) => {
+    const [value] = cookieValues(readable, name) ?? [];
+    return value === undefined ? [] : [[`X-${name}`, scriptRead(value)] as const];
+  });
+  const headers = {
+    accept: 'application/json',
+    origin: pageUrl.origin,
+    referer: `${pageUrl.origin}${pageUrl.pathname}${pageUrl.search}`,
+    ...(cookie ? { cookie } : {}),
+    ...Object.fromEntries(echoed),
   };
+  return {
+    to: { method, pathAndQuery: path, headers },
+    body: JSON.stringify({ [field]: c.user, [login.passwordField]: c.password }),
+    sent: `${method} ${path} with JSON ${field}, ${login.passwordField} (as the script of ${hide(asked)} sends it; cookies sent: ${cookie ? hide(cookie.split('; ').map(cookieName).join(', ')) : 'none'}; echoed in: ${echoed.map(([name]) => name).join(', ') || 'none'})`,
+  };
+}
+
+/** A cookie's value as a script reads it to echo it (percent-decoded, as Angular and axios do), else as it is. */
+function scriptRead(value: string): string {
+  try {
+    const decoded = decodeURIComponent(value);
+    return /^[\x20-\x7e]*$/.test(decoded) ? decoded : value;
+  } catch {
+    return value;
+  }
 }
 
 /**

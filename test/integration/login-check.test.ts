@@ -71,11 +71,11 @@ t.test('login check against the demo portal', async (t) => {
     noPassword(t, r);
   });
 
-  t.test('a JSON login: the body the gateway forwards, no page fetched', async (t) => {
+  t.test('a JSON login: the body the gateway forwards, with what the page set', async (t) => {
     const r = await check(configFile('json', { bodyType: 'json', success: { status: [302] }, failure: { status: [403] } }));
-    // The demo portal takes forms only: neither password gets past its CSRF check.
+    // The demo portal takes forms only: neither password gets past its CSRF check (a form field).
     t.equal(r.code, 1);
-    t.match(r.stdout, /^right password: POST \/login with JSON username, password \(portal.login.bodyType json: no login page fetched\)\n {2}answer: 403, no Location/);
+    t.match(r.stdout, /^right password: POST \/login with JSON username, password \(as the script of GET \/login\?next=%2F sends it; cookies sent: PORTALSESSID, XSRF-TOKEN; echoed in: X-XSRF-TOKEN\)\n {2}answer: 403, no Location/);
     noPassword(t, r);
   });
 
@@ -126,10 +126,11 @@ function startFormPortal(t: Tap.Test, page: (port: number) => string): Promise<{
 }
 
 /** login check run on a config of `portal` with these portal.login settings, the password on stdin. */
-async function checkOn(t: Tap.Test, portal: { url: string }, login: Record<string, unknown>, password: string) {
+async function checkOn(t: Tap.Test, portal: { url: string }, login: Record<string, unknown>, password: string, browserCookies = ['XSRF-TOKEN']) {
   const dir = mkdtempSync(join(tmpdir(), 'login-check-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const raw = rawTestConfig(portal.url);
+  raw.portal.browserCookies = browserCookies;
   raw.portal.login = { paths: ['/j_security_check'], usernameField: 'j_username', passwordField: 'j_password', success: { status: [302], location: '^/home' }, ...login };
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify({ ...raw, log: { level: 'silent' } }));
@@ -224,4 +225,26 @@ t.test('a login page redirected to another host, or on and on: an error, nothing
   t.equal(l.code, 1);
   t.equal(l.stderr, 'mfa-gateway: GET /login -> /login?n=1 -> /login?n=2 -> /login?n=3 -> /login?n=4 -> /login?n=5 (portal.login.page) redirects more than 5 times\n');
   t.equal(loop.seen.length, 6, 'no password sent');
+});
+
+t.test('a JSON login that wants the double-submit XSRF token of its page: sent as the script of the page sends it', async (t) => {
+  // Spring Security, Laravel Sanctum: the page sets XSRF-TOKEN (percent-encoded), its script echoes it in X-XSRF-TOKEN.
+  const portal = await startPortal(t, (req) => {
+    if (req.method === 'GET' && req.url === '/app/login') return { status: 200, headers: { 'set-cookie': ['XSRF-TOKEN=tok%3D1; Path=/', 'SESSION=anon; Path=/app'] } };
+    if (req.method !== 'POST' || req.url !== '/api/session') return { status: 404 };
+    if (req.headers.cookie !== 'XSRF-TOKEN=tok%3D1' || req.headers['x-xsrf-token'] !== 'tok=1') return { status: 403, body: '{"error":"Invalid CSRF token"}' };
+    const { user, pass } = JSON.parse(req.body) as { user: string; pass: string };
+    return user === 'alice' && pass === 'right-pw' ? { status: 200, headers: { 'set-cookie': 'JSESSIONID=s1; Path=/app; HttpOnly' }, body: '{"ok":true}' } : { status: 401, body: '{"ok":false}' };
+  });
+  const login = { paths: ['/api/session'], page: '/app/login', bodyType: 'json', usernameField: 'user', passwordField: 'pass', success: { status: [200], setCookie: 'JSESSIONID' }, failure: { status: [401] } };
+  const r = await checkOn(t, portal, login, 'right-pw');
+  t.equal(r.code, 0, r.stdout);
+  const lines = r.stdout.split('\n');
+  t.equal(lines[0], 'right password: POST /api/session with JSON user, pass (as the script of GET /app/login sends it; cookies sent: XSRF-TOKEN; echoed in: X-XSRF-TOKEN)');
+  t.same(lines.slice(1, 4), ['  answer: 200, no Location, cookies set: JSESSIONID', '  success: holds', '  failure: does not hold']);
+  t.same(lines.slice(5, 8), ['  answer: 401, no Location, cookies set: none', '  success: does not hold', '  failure: holds']);
+  // Not allow-listed, the browser could not read it, and its script could not send it: neither can login check.
+  const hidden = await checkOn(t, portal, login, 'right-pw', []);
+  t.equal(hidden.code, 1);
+  t.match(hidden.stdout, /echoed in: none\)\n {2}answer: 403/);
 });
