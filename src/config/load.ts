@@ -515,7 +515,7 @@ export function configWarnings(c: Config): string[] {
  * Login paths the policy keeps from a signed-out browser: the rules judge the login as any request, so one under an
  * `mfa` rule (a login posted to another path than its page, `/api/session`, which the rule for the page's own path
  * does not cover) asks for a sign-in before the sign-in, and nobody gets in; nor when no rule names it and the
- * default denies. A rule that denies it outright, or for an address, is taken as meant.
+ * default denies. A rule that denies it outright, or for an address, or that wants a managed device, is taken as meant.
  */
 function closedLoginWarnings(c: Config): string[] {
   const policy = compilePolicy(policyConfig(c));
@@ -523,7 +523,7 @@ function closedLoginWarnings(c: Config): string[] {
   for (const path of c.portal.login.paths) {
     for (const method of c.portal.login.methods) {
       const outcome = decideAccess(policy, { host: c.server.hosts[0]!.toLowerCase(), method, path, clientIp: null, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } });
-      const closed = outcome.verdict === 'deny' ? outcome.rule === policy.fallback.name && outcome.reason === 'rule' : outcome.verdict !== 'allow';
+      const closed = outcome.verdict === 'deny' ? outcome.rule === policy.fallback.name && outcome.reason === 'rule' : outcome.verdict === 'sign-in';
       if (!closed) continue;
       const why = outcome.verdict === 'deny' ? 'no rule matches it and policy.default is deny' : `policy rule "${outcome.rule}" asks a signed-out browser to sign in first`;
       w.push(`portal.login.paths: ${method} ${path}: ${why}, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is`);

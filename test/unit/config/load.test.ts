@@ -741,4 +741,5 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
   t.same(closed((raw) => raw.policy.rules[0].paths.push('/api/session')), [], 'public with the page: no warning');
   t.same(closed((raw) => raw.policy.rules.unshift({ name: 'logins from the clinic only', paths: ['/api/session'], networks: ['10.0.0.0/8'], decision: 'public' })), [], 'a rule for an address: taken as meant');
   t.same(closed((raw) => raw.policy.rules.unshift({ name: 'closed for now', paths: ['/api/session'], decision: 'deny' })), [], 'a deny rule: taken as meant');
+  t.same(closed((raw) => raw.policy.rules.unshift({ name: 'clinic computers only', paths: ['/api/session'], decision: 'managed-device' })), [], 'a rule for managed devices: taken as meant');
 });
