@@ -5,6 +5,7 @@ import { tuneRuntime } from './runtime.js';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -349,24 +350,79 @@ function stopOnSignal(log: Logger): AbortSignal {
 interface Started {
   app: FastifyInstance;
   admin: AdminServer | null;
-  /** With server.tls, the connections of the gateway's port (see start). */
-  sockets: Set<Socket>;
+  connections: Connections;
   shown: string | undefined;
+}
+
+interface Connections {
+  /**
+   * From now on, a connection with no request being answered is closed: those now, the others as their last answer
+   * ends. A request still on its way on one is not read: its client sees the connection closed before any answer, on
+   * which clients send a request again (RFC 9112 §9.3.1), never an answer cut short.
+   */
+  closeIdle(): void;
+  /** Every connection closed, answered or not. */
+  closeAll(): void;
+}
+
+/**
+ * The connections of the gateway's port, each with the requests being answered on it. Node's close (which fastify's
+ * calls) closes only the connections between two requests at that moment: one that has sent no request yet (a
+ * browser's preconnection, which Chrome opens ahead of need) and one whose answer began before the stop and ends after
+ * it would each hold the stop for the whole grace period. With server.tls the HTTP server knows a connection only once
+ * its handshake is done: one still in it (a client that connected and sent nothing) is known by its TCP socket.
+ */
+function trackConnections(server: Server, tls: boolean): Connections {
+  // The sockets requests come on (with server.tls, the TLS ones), and how many are being answered on each.
+  const requests = new Map<Socket, number>();
+  const handshaking = new Set<Socket>();
+  let closing = false;
+  const closeIfIdle = (socket: Socket) => {
+    if (closing && requests.get(socket) === 0) socket.destroy();
+  };
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    // The TCP socket a TLS socket runs on (Node's own name for it).
+    if (tls) handshaking.delete((socket as Socket & { _parent: Socket })._parent);
+    requests.set(socket, 0);
+    socket.once('close', () => requests.delete(socket));
+    // Taken as the stop began, before the port stopped taking connections.
+    closeIfIdle(socket);
+  });
+  if (tls) {
+    server.on('connection', (socket: Socket) => {
+      if (closing) return void socket.destroy();
+      handshaking.add(socket);
+      socket.once('close', () => handshaking.delete(socket));
+    });
+  }
+  server.on('request', ({ socket }: IncomingMessage, res: ServerResponse) => {
+    const answering = requests.get(socket);
+    if (answering === undefined) return;
+    requests.set(socket, answering + 1);
+    res.once('close', () => {
+      const left = requests.get(socket);
+      if (left === undefined) return;
+      requests.set(socket, left - 1);
+      closeIfIdle(socket);
+    });
+  });
+  return {
+    closeIdle() {
+      closing = true;
+      for (const socket of handshaking) socket.destroy();
+      for (const socket of requests.keys()) closeIfIdle(socket);
+    },
+    closeAll() {
+      for (const socket of [...handshaking, ...requests.keys()]) socket.destroy();
+    },
+  };
 }
 
 /** The app built and listening, with the admin listener; throws StopRequested when a stop came before it listens. */
 async function start(config: Config, log: Logger, stop: AbortSignal, banner?: (app: FastifyInstance) => Promise<string>): Promise<Started> {
   const app = await buildApp(config, { processMetrics: config.admin.enabled, logger: log, signal: stop });
   for (const w of configWarnings(config)) app.log.warn(w);
-  // With server.tls, closeAllConnections knows a connection only once its TLS handshake is done: one still in it (a
-  // client that connected and sent nothing) would hold the stop for server.headersTimeoutSeconds, past the grace.
-  const sockets = new Set<Socket>();
-  if (config.server.tls) {
-    app.server.on('connection', (socket: Socket) => {
-      sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
-    });
-  }
+  const connections = trackConnections(app.server, config.server.tls !== undefined);
   try {
     const shown = await banner?.(app);
     // A signal that came once the audit lock was taken gives the start up here, before anybody is served: not served
@@ -378,7 +434,7 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: (a
     // Once a stop is asked for, readiness says so (503, "shutting down") while the requests in flight finish.
     const ready = () => (stop.aborted ? Promise.reject(new Error('shutting down')) : app.gateway.ready());
     const admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready }) : null;
-    return { app, admin, sockets, shown };
+    return { app, admin, connections, shown };
   } catch (err) {
     // A stop, a port taken (or the demo's codes not issued): the audit directory is given back, or the next start (a
     // restart loop) would wait for its lock.
@@ -403,18 +459,17 @@ async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: (a
     log.info({ signal: err.signal }, 'stopped while starting');
     return 0;
   }
-  const { app, admin, sockets, shown } = started;
+  const { app, admin, connections, shown } = started;
   if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
   if (shown) process.stdout.write(shown);
   // A signal that came as it began to listen stops it at once, as one that comes now.
   if (!stop.aborted) await once(stop, 'abort');
-  // Requests in flight may finish; after the grace period the connections still open are closed.
-  const force = setTimeout(() => {
-    app.server.closeAllConnections();
-    for (const socket of sockets) socket.destroy();
-  }, config.server.shutdownGraceSeconds * 1000);
+  // Requests in flight may finish; a connection with none is closed at once, or as its last answer ends (see
+  // trackConnections). After the grace period every connection still open is closed.
+  const force = setTimeout(() => connections.closeAll(), config.server.shutdownGraceSeconds * 1000);
   force.unref();
   try {
+    connections.closeIdle();
     await app.close();
   } finally {
     clearTimeout(force);

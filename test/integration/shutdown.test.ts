@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -134,34 +135,135 @@ t.test('while it drains, the admin listener says not ready (shutting down) and s
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
 
-t.test('with server.tls, a connection still in its TLS handshake holds the stop no longer than the grace period', async (t) => {
+/**
+ * A gateway process (`serve`, with server.tls when `tls`) whose grace period (20 s) is far longer than any test of it,
+ * in front of a portal that answers only what the test writes to its requests' sockets. Once it is ready.
+ */
+async function beforeLongGrace(t: Test, tls: boolean) {
   const portal = await silentServer(t);
   const raw = rawTestConfig(portal.url);
   const port = await freePort();
-  const cert = new TestCa('server').issue('gateway', { server: true });
-  // The handshake's own time limit (server.headersTimeoutSeconds) far longer than the grace period.
-  raw.server = { ...raw.server, port, shutdownGraceSeconds: 1, headersTimeoutSeconds: 30, tls: { certFile: cert.certFile, keyFile: cert.keyFile } };
+  // The timers that close a connection sending nothing (server.headersTimeoutSeconds, which also bounds a TLS handshake)
+  // run past the grace period: only the stop itself can close such a connection in time.
+  raw.server = { ...raw.server, port, shutdownGraceSeconds: 20, headersTimeoutSeconds: 60 };
+  raw.portal.timeoutSeconds = 60;
+  if (tls) {
+    const cert = new TestCa('server').issue('gateway', { server: true });
+    raw.server.tls = { certFile: cert.certFile, keyFile: cert.keyFile };
+  }
   const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
   writeFileSync(file, JSON.stringify(raw));
   const proc = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'serve', '--config', file], { stdio: ['ignore', 'ignore', 'ignore'] });
   t.teardown(() => proc.kill('SIGKILL'));
-  const tls = new Agent({ connect: { rejectUnauthorized: false } });
-  t.teardown(() => tls.close());
-  const ready = () => request(`https://127.0.0.1:${port}/_mfa/health/ready`, { dispatcher: tls }).then((r) => (r.body.dump(), r.statusCode === 200), () => false);
+  const agent = new Agent({ connect: { rejectUnauthorized: false } });
+  t.teardown(() => agent.close());
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const ready = () => request(`${url}/_mfa/health/ready`, { dispatcher: agent }).then((r) => (r.body.dump(), r.statusCode === 200), () => false);
   for (let i = 0; i < 300 && !(await ready()); i++) await new Promise((r) => setTimeout(r, 100));
+  return { portal, raw, port, proc };
+}
 
-  // A client that connects and sends nothing (no TLS hello).
-  const socket = connect(port, '127.0.0.1').on('error', () => {});
+/**
+ * A browser's connection to the gateway's port, as the browser sees it: what it received (one character a byte) and
+ * when it was closed. With `tls`: once its handshake is done, or (`hello: false`) a TCP connection that sends nothing.
+ */
+async function browserConnection(t: Test, port: number, tls: boolean, hello = true) {
+  const socket = tls && hello ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : connect(port, '127.0.0.1');
   t.teardown(() => socket.destroy());
-  await once(socket, 'connect');
-  const started = Date.now();
-  proc.kill('SIGTERM');
-  const [code] = (await once(proc, 'exit')) as [number | null];
-  const took = Date.now() - started;
-  t.equal(code, 0);
-  t.ok(took < 10_000, `stopped ${took} ms after SIGTERM (grace 1 s; the handshake's limit is 30 s)`);
-  t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
-});
+  const c = { received: '', closedAt: undefined as number | undefined, get: (path: string) => socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`) };
+  socket.setEncoding('latin1').on('data', (d: string) => (c.received += d));
+  socket.on('error', () => {}).on('close', () => (c.closedAt = Date.now()));
+  await once(socket, tls && hello ? 'secureConnect' : 'connect');
+  return c;
+}
+
+/** Waits until `done` (polling), at most `ms`; says whether it came. */
+async function until(done: () => boolean, ms = 10_000): Promise<boolean> {
+  for (const deadline = Date.now() + ms; !done(); await new Promise((r) => setTimeout(r, 20))) if (Date.now() > deadline) return false;
+  return true;
+}
+
+/** Whether `text` is nothing but whole answers, each with the body of the length it declares (none cut short). */
+function wholeAnswers(text: string): boolean {
+  while (text) {
+    const head = /^HTTP\/1\.1 \d{3} [^\r]*\r\n(?:[^\r]+\r\n)*\r\n/.exec(text)?.[0];
+    const length = head && /\r\ncontent-length: (\d+)\r\n/i.exec(head)?.[1];
+    if (!head || length === undefined || text.length < head.length + Number(length)) return false;
+    text = text.slice(head.length + Number(length));
+  }
+  return true;
+}
+
+for (const tls of [false, true]) {
+  const mode = tls ? 'with server.tls' : 'over plain HTTP';
+  t.test(`${mode}, connections with no request in flight (a browser's preconnection, a kept-alive one) do not hold the stop`, async (t) => {
+    const { raw, port, proc } = await beforeLongGrace(t, tls);
+    // A kept-alive connection, its answer received.
+    const kept = await browserConnection(t, port, tls);
+    kept.get('/_mfa/health/ready');
+    t.ok(await until(() => wholeAnswers(kept.received) && kept.received !== ''), 'answered, and kept open');
+    // One that sends its next request just as the stop begins.
+    const late = await browserConnection(t, port, tls);
+    late.get('/_mfa/health/ready');
+    await until(() => wholeAnswers(late.received) && late.received !== '');
+    const first = late.received;
+    // A browser's preconnection (with server.tls: its handshake done), and a connection that sends nothing at all.
+    const preconnected = await browserConnection(t, port, tls);
+    const silent = tls ? await browserConnection(t, port, tls, false) : preconnected;
+
+    const started = Date.now();
+    proc.kill('SIGTERM');
+    late.get('/_mfa/health/ready');
+    const [code] = (await once(proc, 'exit')) as [number | null];
+    const took = Date.now() - started;
+    t.equal(code, 0);
+    t.ok(took < 10_000, `stopped ${took} ms after SIGTERM (grace 20 s)`);
+    t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit trail is sealed and its lock released');
+    t.ok(await until(() => [kept, late, preconnected, silent].every((c) => c.closedAt !== undefined), 2_000), 'every connection is closed');
+    // The request as the stop began: answered whole (the gateway's 503 or 200), or its connection closed before it was
+    // read, which a browser sends again (never an answer cut short).
+    t.ok(wholeAnswers(late.received.slice(first.length)), `the request as the stop began: ${JSON.stringify(late.received.slice(first.length, first.length + 20))}`);
+  });
+
+  t.test(`${mode}, while a request in flight holds the stop, a connection is closed as soon as it has none, and the one in flight gets its answer`, async (t) => {
+    const { portal, port, proc } = await beforeLongGrace(t, tls);
+    // An answer of unknown length, streamed through: its head went out before the stop, without Connection: close.
+    const streamed = await browserConnection(t, port, tls);
+    streamed.get('/static/stream');
+    await until(() => portal.requests.length === 1);
+    portal.requests[0]!.socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst \r\n');
+    t.ok(await until(() => streamed.received.includes('first ')), 'the first part is through');
+    const held = await browserConnection(t, port, tls);
+    held.get('/static/held');
+    await until(() => portal.requests.length === 2);
+    const preconnected = await browserConnection(t, port, tls);
+
+    proc.kill('SIGTERM');
+    const refused = () =>
+      new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1');
+        socket.once('connect', () => (socket.destroy(), resolve(false))).once('error', () => resolve(true));
+      });
+    for (let i = 0; i < 200 && !(await refused()); i++) await new Promise((r) => setTimeout(r, 10));
+    t.ok(await until(() => preconnected.closedAt !== undefined, 2_000), 'the preconnection is closed as the stop begins');
+    t.same([streamed.closedAt, held.closedAt], [undefined, undefined], 'the connections with a request in flight are not');
+
+    portal.requests[0]!.socket.end('4\r\nlast\r\n0\r\n\r\n');
+    t.ok(await until(() => streamed.closedAt !== undefined, 2_000), 'the streamed answer ended: its connection is closed then');
+    t.match(streamed.received, /first [\s\S]*last\r\n0\r\n\r\n$/, 'after the whole answer');
+    t.equal(held.closedAt, undefined, 'the other request is still in flight');
+    t.equal(proc.exitCode, null, 'still draining');
+
+    const answered = Date.now();
+    portal.requests[1]!.socket.end('HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nheld page');
+    const [code] = (await once(proc, 'exit')) as [number | null];
+    const took = Date.now() - answered;
+    t.equal(code, 0);
+    t.ok(took < 10_000, `stopped ${took} ms after the last answer (grace 20 s)`);
+    t.match(held.received, /^HTTP\/1\.1 200 [\s\S]*\r\n\r\nheld page$/, 'the request in flight got its whole answer');
+    t.ok(await until(() => held.closedAt !== undefined, 2_000), 'and its connection is closed');
+  });
+}
 
 /**
  * A `serve` process whose audit directory holds the lock of a crashed gateway on this host (its process gone), last
