@@ -5,7 +5,7 @@ import { tuneRuntime } from './runtime.js';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -366,54 +366,49 @@ interface Connections {
 }
 
 /**
- * The connections of the gateway's port, each with the requests being answered on it. Node's close (which fastify's
+ * The connections of the gateway's port (kept per connection, nothing per request). Node's close (which fastify's
  * calls) closes only the connections between two requests at that moment: one that has sent no request yet (a
  * browser's preconnection, which Chrome opens ahead of need) and one whose answer began before the stop and ends after
  * it would each hold the stop for the whole grace period. With server.tls the HTTP server knows a connection only once
  * its handshake is done: one still in it (a client that connected and sent nothing) is known by its TCP socket.
  */
 function trackConnections(server: Server, tls: boolean): Connections {
-  // The sockets requests come on (with server.tls, the TLS ones), and how many are being answered on each.
-  const requests = new Map<Socket, number>();
+  // The sockets requests come on (with server.tls, the TLS ones), and with server.tls those still in their handshake.
+  const sockets = new Set<Socket>();
   const handshaking = new Set<Socket>();
   let closing = false;
-  const closeIfIdle = (socket: Socket) => {
-    if (closing && requests.get(socket) === 0) socket.destroy();
+  // Closed once no answer is under way on it: Node's own test, the response the socket is given to (the next one of
+  // pipelined requests takes it before the last one's close is emitted).
+  const closeWhenIdle = (socket: Socket) => {
+    const answering = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (answering) answering.once('close', () => closeWhenIdle(socket));
+    else socket.destroy();
+  };
+  const track = (set: Set<Socket>, socket: Socket) => {
+    set.add(socket);
+    socket.once('close', () => set.delete(socket));
   };
   server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     // The TCP socket a TLS socket runs on (Node's own name for it).
     if (tls) handshaking.delete((socket as Socket & { _parent: Socket })._parent);
-    requests.set(socket, 0);
-    socket.once('close', () => requests.delete(socket));
+    track(sockets, socket);
     // Taken as the stop began, before the port stopped taking connections.
-    closeIfIdle(socket);
+    if (closing) closeWhenIdle(socket);
   });
   if (tls) {
     server.on('connection', (socket: Socket) => {
       if (closing) return void socket.destroy();
-      handshaking.add(socket);
-      socket.once('close', () => handshaking.delete(socket));
+      track(handshaking, socket);
     });
   }
-  server.on('request', ({ socket }: IncomingMessage, res: ServerResponse) => {
-    const answering = requests.get(socket);
-    if (answering === undefined) return;
-    requests.set(socket, answering + 1);
-    res.once('close', () => {
-      const left = requests.get(socket);
-      if (left === undefined) return;
-      requests.set(socket, left - 1);
-      closeIfIdle(socket);
-    });
-  });
   return {
     closeIdle() {
       closing = true;
       for (const socket of handshaking) socket.destroy();
-      for (const socket of requests.keys()) closeIfIdle(socket);
+      for (const socket of sockets) closeWhenIdle(socket);
     },
     closeAll() {
-      for (const socket of [...handshaking, ...requests.keys()]) socket.destroy();
+      for (const socket of [...handshaking, ...sockets]) socket.destroy();
     },
   };
 }
