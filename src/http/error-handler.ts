@@ -18,6 +18,9 @@ const BY_STATUS: Partial<Record<number, ErrorCode>> = {
   415: 'GW_ERR_UNSUPPORTED_MEDIA_TYPE',
 };
 
+/** An error page's one link. */
+type Link = { href: string; label: MessageKey };
+
 export type ErrorReply = (error: FastifyError | GatewayError, request: FastifyRequest, reply: FastifyReply) => FastifyReply | undefined;
 
 /**
@@ -30,10 +33,19 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
   const loginPage = loginPageFor(loginPageTemplate);
   /**
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
-   * progress (a pending cookie), `gateway` for a gateway page (else the portal's login was refused).
+   * progress (a pending cookie), `signedIn` with a session (see signedInTo), `gateway` for a gateway page (else the
+   * portal's login was refused).
    */
-  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined): { href: string; label: MessageKey } | undefined => {
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, signedIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined): Link | undefined => {
     const { factors, next } = error instanceof GatewayError ? error : { factors: undefined, next: undefined };
+    // Any other gateway page (one not found, a form refused): on with what the browser was doing, as its cookies say.
+    // Nothing is looked up: without the pending cookie the page says nothing of a sign-in. A host not served has no
+    // page to lead to.
+    const onward = (): Link | undefined => {
+      if (!gateway || code === 'GW_ERR_UNKNOWN_HOST') return undefined;
+      if (signingIn) return { href: `${prefix}/continue`, label: 'continue' };
+      return signedIn ? { href: '/', label: 'backToPortal' } : { href: loginPage, label: 'signInAgain' };
+    };
     switch (code) {
       case 'GW_ERR_SIGN_IN_REQUIRED':
         // A portal page asked for before the second factor: on to it.
@@ -59,10 +71,9 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
       // A step-up form whose token a step-up in another tab replaced: the page again, with the current one. A sign-in
       // form whose login a password entered in another tab replaced: on to the sign-in in progress.
       case 'GW_ERR_CSRF':
-        if (stepUp !== undefined) return { href: stepUp, label: 'stepUpTitle' };
-        return signingIn && gateway ? { href: `${prefix}/continue`, label: 'continue' } : undefined;
+        return stepUp !== undefined ? { href: stepUp, label: 'stepUpTitle' } : onward();
       default:
-        return undefined;
+        return onward();
     }
   };
   /**
@@ -114,10 +125,19 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     // The report page refused while other builds wait: nothing to sign in or step up for, only to wait.
     const waitOnly = code === 'GW_ERR_RATE_LIMITED' && path === `${prefix}/admin/report`;
     const signingIn = request.cookies?.[COOKIE.pending] !== undefined;
-    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, error, stepUpAgain(request));
+    const signedIn = !signingIn && signedInTo(code, request.cookies?.[COOKIE.session]);
+    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, signedIn, error, stepUpAgain(request));
     ctx.signingIn = signingIn;
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
+}
+
+/**
+ * Whether an error page is shown to someone signed in, as far as it can tell without the store: a session cookie, and
+ * an error that does not say there is no session (or that it just ended).
+ */
+function signedInTo(code: ErrorCode, sessionCookie: string | undefined): boolean {
+  return sessionCookie !== undefined && code !== 'GW_ERR_SIGN_IN_REQUIRED' && code !== 'GW_ERR_TOO_MANY_ATTEMPTS';
 }
 
 export function installErrorHandler(app: FastifyInstance, answer: ErrorReply): void {

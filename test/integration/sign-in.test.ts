@@ -245,6 +245,24 @@ t.test('an error page during a sign-in has no link to the sign-in settings eithe
   t.match((await s.browser().get('/_mfa/nothing')).body, settings, 'without a sign-in in progress, the link is there');
 });
 
+t.test('a gateway page not found is no dead end: on to the sign-in in progress, back to the portal, or to sign in', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b: signedIn } = await signUpAndEnrol(s);
+  const { b: signingIn } = await atCodePage(s);
+  const signedOut = s.browser();
+  for (const [method, path] of [['GET', '/_mfa/nothing'], ['TRACE', '/_mfa/verify']] as const) {
+    const during = await signingIn.send(method, path);
+    t.equal(during.status, method === 'GET' ? 404 : 405);
+    t.match(during.body, '<a href="/_mfa/continue">Continue</a>', `${method} ${path} during a sign-in: on to it`);
+    t.match((await signedIn.send(method, path)).body, '<a href="/">Back to the portal</a>', `${method} ${path} signed in: back to the portal`);
+    const none = await signedOut.send(method, path);
+    t.match(none.body, '<a href="/login">Sign in again</a>', `${method} ${path} with neither: to sign in`);
+    t.notMatch(none.body, '/_mfa/continue', 'nothing of a sign-in without its cookie');
+  }
+  t.equal((await signingIn.get('/_mfa/continue')).location, '/_mfa/verify', 'which leads to the step the sign-in is at');
+});
+
 t.test('Back to a page of the sign-in once signed in: on to the portal, not "your sign-in has expired"', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
