@@ -127,7 +127,7 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     const signingIn = request.cookies?.[COOKIE.pending] !== undefined;
     const signedIn = !signingIn && signedInTo(code, request.cookies?.[COOKIE.session]);
     const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, signedIn, error, stepUpAgain(request));
-    ctx.signingIn = signingIn;
+    ctx.signedIn = signedIn;
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
 }

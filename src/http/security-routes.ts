@@ -27,7 +27,8 @@ const NOTICES = new Map<string, MessageKey>([
 export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, factors, enrolment, ui, clock } = ctx;
   const p = config.server.prefix;
-  const page = (req: FastifyRequest) => pageContext(ui, req);
+  // Every page here is shown to someone signed in (see forPage, forChange).
+  const page = (req: FastifyRequest) => Object.assign(pageContext(ui, req), { signedIn: true });
   const recent = (active: ActiveSession) => clock.now() - active.record.factorTime <= CHANGE_WINDOW_MS;
 
   /**

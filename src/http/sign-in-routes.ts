@@ -36,6 +36,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const p = config.server.prefix;
   const pendingId = (req: FastifyRequest) => req.cookies[COOKIE.pending];
   const page = (req: FastifyRequest) => pageContext(ui, req);
+  /** A page shown to someone signed in (a step-up, signing out): it links to their sign-in settings. */
+  const sessionPage = (req: FastifyRequest) => Object.assign(page(req), { signedIn: true });
   /** A page of a sign-in in progress, which says how long is left to finish it, and offers more time while it can. */
   const pendingPage = (req: FastifyRequest, login: PendingLogin) => {
     const c = page(req);
@@ -45,7 +47,6 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const here = path === 'enrol/proof' ? 'proof' : path;
     const more = MORE_TIME_PAGES[login.stage].includes(here) && offersMoreTime(login, now, config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
     const asked = (req.query as Record<string, unknown>).time;
-    c.signingIn = true;
     c.timeLimit = {
       minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)),
       ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}),
@@ -305,7 +306,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     // A rule that takes only passkeys that cannot leave their device: only those are offered.
     const deviceBoundOnly = !takes('webauthn') && takes('device-bound-passkey');
     const lockedHere = kinds.locked.some((kind) => (kind === 'totp' ? takes('totp') : kind === 'webauthn' && (takes('webauthn') || takes('device-bound-passkey'))));
-    const c = page(req);
+    const c = sessionPage(req);
     const toParam = to ? `?to=${encodeURIComponent(to)}` : '';
     const passkey: pages.PasskeyAction | undefined =
       (deviceBoundOnly ? kinds.deviceBoundPasskey : takes('webauthn') && kinds.webauthn)
@@ -354,7 +355,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const steppedUp = (req: FastifyRequest, reply: FastifyReply, token: string, to: string | undefined) => {
     reply.setCookie(COOKIE.session, token, cookieOptions());
     if (to) return reply.redirect(to, 303);
-    const c = page(req);
+    const c = sessionPage(req);
     return sendPage(reply, 200, c, pages.messagePage(c, { title: 'stepUpDoneTitle', message: c.t('stepUpDone'), action: { href: '/', label: 'backToPortal' } }));
   };
   app.post(`${p}/step-up`, async (req, reply) => {
@@ -396,7 +397,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.get(`${p}/logout`, async (req, reply) => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active) return reply.redirect(loginPageFor(config.portal.login.page), 302);
-    const c = page(req);
+    const c = sessionPage(req);
     return sendPage(reply, 200, c, pages.logoutPage(c, { csrf: active.record.csrf }));
   });
   app.post(`${p}/logout`, async (req, reply) => {

@@ -21,10 +21,11 @@ export interface PageContext {
   /** `asked`: more time was just asked for, and given (`more`) or not yet (`same`: too soon, the page says when). */
   timeLimit?: { minutesLeft: number; moreTime?: { csrf: string; back: string }; asked?: 'more' | 'same' };
   /**
-   * A page of a sign-in in progress (its steps, and an error page while one goes on): no link to the sign-in settings,
-   * which it has none of yet (the link would lead away to the login page, and from the recovery codes, lose them).
+   * A page shown to someone signed in: it links to their sign-in settings. No other page does: a sign-in in progress
+   * has none yet (the link would lead away to the login page, and from the recovery codes, lose them), and someone
+   * signed out would only be asked to sign in.
    */
-  signingIn?: boolean;
+  signedIn?: boolean;
 }
 
 /** A passkey button: the script asks the gateway for options, runs the browser ceremony and posts the result. */
@@ -119,7 +120,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <a class="skip" href="#main">${msg(ctx, t('skipLink'))}</a>
 <header>
 <p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}<bdi>${esc(ctx.portalName)}</bdi></p>
-${ctx.signingIn ? '' : securityNav(ctx)}
+${ctx.signedIn ? securityNav(ctx) : ''}
 </header>
 <main id="main">
 <h1>${opts.heading ?? msg(ctx, title)}</h1>

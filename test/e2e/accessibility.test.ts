@@ -54,6 +54,8 @@ interface Expect {
   code?: { id: string; digits: boolean; longest?: string };
   /** An error page while a sign-in is in progress (its pages say so by their time limit; an error page does not). */
   signingIn?: boolean;
+  /** The page shown once signed out. */
+  signedOut?: boolean;
 }
 
 /** All checks of one screen, as it is now; leaves it as it was found (phone width, top of the page). */
@@ -82,12 +84,13 @@ async function screen(t: Test, page: Page, name: string, expect: Expect = {}): P
       };
     }, expect.code?.id);
 
-    // One of the gateway's own pages: language, one h1, and the way to the sign-in settings (not while signing in: a
-    // sign-in in progress has none yet, and leaving the recovery codes would lose them).
+    // One of the gateway's own pages: language, one h1, and the way to the sign-in settings, for someone signed in (a
+    // sign-in in progress has none yet, and leaving the recovery codes would lose them; signed out, it would only ask
+    // to sign in).
     t.equal(facts.lang, 'en', 'language of the page');
     t.equal(facts.h1, 1, 'one h1');
-    const signingIn = facts.signingIn || expect.signingIn === true;
-    t.equal(facts.securityLink, signingIn ? 0 : 1, signingIn ? 'no link to the security page while signing in' : 'links to the security page');
+    const signedIn = !facts.signingIn && !expect.signingIn && !expect.signedOut;
+    t.equal(facts.securityLink, signedIn ? 1 : 0, signedIn ? 'links to the security page' : 'no link to the security page when not signed in');
 
     // Fields have a visible label of their own (WCAG 1.3.1, 3.3.2, 4.1.2).
     for (const f of facts.fields) t.ok(f.labels.length === 1 && f.labels[0], `#${f.id} has a visible label (${f.labels.join(' | ')})`);
@@ -283,7 +286,7 @@ t.test('gateway screens', async (t) => {
     await page.goto(`${s.base}${P}/logout`);
     await screen(t, page, 'logout');
     await submit(page);
-    await screen(t, page, 'signed-out');
+    await screen(t, page, 'signed-out', { signedOut: true });
 
     await submitPassword(page, s);
     t.equal(url(page), `${P}/verify`);

@@ -79,7 +79,7 @@ t.test('security page: add a passkey, remove the authenticator app; the passkey 
   await enrolTotp(page, s);
   t.equal(url(page), '/records');
 
-  // The security page is linked from every gateway page, e.g. the sign-out page.
+  // The security page is linked from every gateway page shown signed in, e.g. the sign-out page.
   await page.goto(`${s.base}${P}/logout`);
   await andWait(page, page.getByRole('navigation').getByRole('link', { name: 'Your sign-in settings' }).click());
   t.equal(url(page), `${P}/security`);

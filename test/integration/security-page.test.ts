@@ -6,7 +6,7 @@ import { isSealedKey } from '../../src/stores/keys.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { ALICE, BOB, atCodePage, jsonCall, passkeyCsrf, signInWithPasskey, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, copyOf, jsonCall, passkeyCsrf, signInWithPasskey, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack } from '../helpers/stack.js';
 
 const factorIds = (html: string) => [...html.matchAll(/name="factor" value="([^"]+)"/g)].map((m) => m[1]!);
 const replayed = (s: Stack) => s.logs.filter((l) => l.includes('"security":"mfa_replayed"')).length;
@@ -262,18 +262,30 @@ t.test('new recovery codes replace the old; every change ends the other sessions
   t.ok(receiver.calls.some((c) => c.json.event === 'other_sessions_signed_out'));
 });
 
-t.test('signed out: the security page sends you to sign in; it is linked from every gateway page', async (t) => {
+t.test('signed out: the security page sends you to sign in; it is linked from every gateway page shown signed in, and none shown signed out', async (t) => {
   const { s } = await setUp(t);
+  const settings = 'href="/_mfa/security"';
   const b = s.browser();
   t.equal((await b.get('/_mfa/security')).location, '/login');
   const refused = await b.post('/_mfa/security/rename', { csrf: 'x', factor: 'y', name: 'z' });
   t.equal(refused.status, 401);
   t.match(refused.body, 'href="/login"', 'a change sent signed out links to the sign-in');
+  t.notMatch(refused.body, settings, 'and not to the settings it would ask to sign in for');
+  t.notMatch((await b.get('/_mfa/nothing')).body, settings, 'nor does a page not found');
+  t.notMatch((await b.get('/_mfa/verify')).body, settings, 'nor a sign-in expired');
   const { b: signed } = await signUpAndEnrol(s);
   for (const path of ['/_mfa/security', '/_mfa/logout', '/_mfa/step-up', '/_mfa/security/totp']) {
-    t.match((await signed.get(path)).body, 'href="/_mfa/security"', `${path} links to it`);
+    t.match((await signed.get(path)).body, settings, `${path} links to it`);
   }
-  t.match((await b.get('/_mfa/nothing')).body, 'href="/_mfa/security"', 'error pages too');
+  t.match((await signed.get('/_mfa/nothing')).body, settings, 'error pages too');
+  const stale = copyOf(s, signed);
+  const logout = await signed.get('/_mfa/logout');
+  const out = await signed.post('/_mfa/logout', { csrf: inputValue(logout.body, 'csrf') });
+  t.match(out.body, '<h1>You have signed out</h1>');
+  t.notMatch(out.body, settings, 'the page once signed out: none');
+  const gone = await stale.post('/_mfa/security/rename', { csrf: 'x', factor: 'y', name: 'z' });
+  t.equal(gone.status, 401);
+  t.notMatch(gone.body, settings, 'nor a change sent with the cookie of a session that has ended');
 });
 
 t.test('an app being added: one key per set-up, however many pages are opened at once, and not shared with other sessions', async (t) => {

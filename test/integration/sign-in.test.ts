@@ -235,14 +235,14 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
 t.test('an error page during a sign-in has no link to the sign-in settings either: it would lead away to the login page', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
-  await signUpAndEnrol(s);
+  const { b: signedIn } = await signUpAndEnrol(s);
   const { b } = await atCodePage(s, ALICE);
   const settings = 'href="/_mfa/security"';
   const refused = await b.post('/_mfa/verify', { csrf: 'not the form token', code: '123456' });
   t.equal(refused.status, 403);
   t.notMatch(refused.body, settings, 'a refused form');
   t.notMatch((await b.get('/_mfa/nothing')).body, settings, 'a page not found');
-  t.match((await s.browser().get('/_mfa/nothing')).body, settings, 'without a sign-in in progress, the link is there');
+  t.match((await signedIn.get('/_mfa/nothing')).body, settings, 'signed in, the link is there');
 });
 
 t.test('a gateway page not found is no dead end: on to the sign-in in progress, back to the portal, or to sign in', async (t) => {

@@ -56,7 +56,7 @@ t.test('the title, which holds no markup, is marked as English when all its mess
 });
 
 t.test("the settings link's <nav>, named by the link's text, is marked as a whole: its aria-label too", async (t) => {
-  const nav = (ctx: PageContext) => securityPage(ctx, { csrf: 'c', factors: [], recoveryLeft: 10, recoverySet: 's' }).match(/<nav[^]*?<\/nav>/)![0];
+  const nav = (ctx: PageContext) => securityPage({ ...ctx, signedIn: true }, { csrf: 'c', factors: [], recoveryLeft: 10, recoverySet: 's' }).match(/<nav[^]*?<\/nav>/)![0];
   t.equal(nav(context('mi')), `<nav aria-label="${en.securityLink}" lang="en"><a href="/_mfa/security">${en.securityLink}</a></nav>`);
   t.equal(nav(context('ar')), `<nav aria-label="${en.securityLink}" lang="en" dir="ltr"><a href="/_mfa/security">${en.securityLink}</a></nav>`, 'left to right on a right-to-left page');
   const translated = catalogues({ 'mi.json': { securityLink: 'Ō tautuhinga takiuru' } });
