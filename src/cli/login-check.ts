@@ -94,7 +94,6 @@ function spellings(password: string): RegExp {
 /** One password sent as the gateway forwards a login: what was sent (names only, never values) and its judgement. */
 async function tryPassword(config: Config, portal: PortalClient, c: Credentials & { username: string }, hide: (text: string) => string): Promise<{ sent: string; judged: JudgedLogin }> {
   const login = config.portal.login;
-  const { origin } = portal;
   const request = login.bodyType === 'json' ? await jsonLogin(config, portal, c, hide) : await formLogin(config, portal, c, hide);
   // As the login intercept does: one canonical parse, and the portal checks the username the gateway would hold.
   let body: Buffer;
@@ -105,7 +104,7 @@ async function tryPassword(config: Config, portal: PortalClient, c: Credentials 
   }
   const contentType = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
   const answer = await portal.send(portalLogin({ ...request.to, body }, contentType));
-  return { sent: request.sent, judged: judgeLoginAnswer(login, answer, origin, Date.now()) };
+  return { sent: request.sent, judged: judgeLoginAnswer(config, answer, request.to.pathAndQuery, Date.now()) };
 }
 
 /** What a person types: the name as given (the gateway makes it canonical) and the password. */
@@ -228,13 +227,18 @@ async function loginPage(config: Config, portal: PortalClient, now: number, hide
   }
 }
 
-/** The answer as the gateway sees it (the Location as a path on the portal's origin), and each set of rules. */
+/**
+ * The answer as the gateway judges it (the Location where it sends a browser: a path and query on the portal, another
+ * site's absolute URL), and each set of rules.
+ */
 function judgement(j: JudgedLogin, hide: (text: string) => string): string[] {
   const holds = (h: boolean) => (h ? 'holds' : 'does not hold');
-  const location = j.facts.browserLocation;
+  const { location } = j.facts;
   const cookies = j.facts.setCookieNames.join(', ');
+  const where =
+    location !== undefined ? `Location ${hide(location)}` : j.sentLocation ? `Location ${hide(j.sentLocation)} as sent, which the gateway cannot resolve (no location rule holds)` : 'no Location';
   return [
-    `  answer: ${j.facts.status}, ${location === undefined ? 'no Location' : `Location ${hide(location)}`}, cookies set: ${cookies ? hide(cookies) : 'none'}${j.unreadable ? '; body unreadable (its encoding or charset): no rule holds' : ''}`,
+    `  answer: ${j.facts.status}, ${where}, cookies set: ${cookies ? hide(cookies) : 'none'}${j.unreadable ? '; body unreadable (its encoding or charset): no rule holds' : ''}`,
     `  success: ${holds(j.success)}`,
     `  failure: ${j.failure === undefined ? 'not configured' : holds(j.failure)}`,
   ];

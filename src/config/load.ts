@@ -5,7 +5,7 @@ import { BlockList, isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { Ajv } from 'ajv';
-import ret from 'ret';
+import ret, { types as tokenTypes } from 'ret';
 import safeRegex from 'safe-regex2';
 import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
@@ -452,6 +452,7 @@ export function configWarnings(c: Config): string[] {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
   w.push(...loginRuleWarnings(c.portal.login));
+  w.push(...locationRuleWarnings(c));
   w.push(...closedLoginWarnings(c));
   w.push(...slowPatternWarnings(c.portal.login));
   // Built as serve builds it (checkSemantics has refused what it cannot read).
@@ -587,6 +588,39 @@ function loginRuleWarnings(login: Config['portal']['login']): string[] {
     w.push(
       "portal.login.failure takes a 2xx answer by its status alone: a page the portal shows after a right password (a password-expiry notice, terms to accept) would be shown as a refusal, before the second factor, its cookies kept for the browser's public pages; add body (the portal's error message)",
     );
+  }
+  return w;
+}
+
+/**
+ * Location rules written for the Location as the portal sent it. A rule is matched against where it sends a browser:
+ * on the portal (its origin, or a host in server.hosts), the path and query, so a pattern anchored to another first
+ * character than `/` (`^home\\.jsp`, for `home.jsp` answered to /portal/login.do) holds only for another site's absolute
+ * URL, and one for an absolute URL naming a host of the portal never holds.
+ */
+function locationRuleWarnings(c: Config): string[] {
+  const portal = new URL(c.portal.url);
+  const hosts = [portal.host, ...c.server.hosts].map((h) => h.toLowerCase());
+  const rules = { 'success.location': c.portal.login.success.location, 'failure.location': c.portal.login.failure?.location };
+  const w: string[] = [];
+  for (const [name, src] of Object.entries(rules)) {
+    if (src === undefined || !readable(() => parseRegex(src))) continue;
+    const tokens = parseRegex(src);
+    // The first character every match starts with, when the pattern is anchored to one (no `|` beside the `^`).
+    const [anchor, first] = ('stack' in tokens && tokens.stack) || [];
+    const lead = anchor?.type === tokenTypes.POSITION && anchor.value === '^' && first?.type === tokenTypes.CHAR ? String.fromCharCode(first.value) : undefined;
+    // As written, with its escaped dots and slashes read as plain ones.
+    const plain = src.replace(/\\([./])/g, '$1').toLowerCase();
+    const authority = /:\/\/([^/]*)/.exec(plain)?.[1];
+    if (authority === undefined && lead !== undefined && lead !== '/') {
+      w.push(
+        `portal.login.${name} starts with ^${lead}, not ^/: a Location is matched as the path it leads to on the portal (home.jsp answered to /portal/login.do as /portal/home.jsp), so it holds for none there; anchor it to that path (^/portal/home\\.jsp)`,
+      );
+    } else if (authority !== undefined && hosts.some((h) => authority.includes(h))) {
+      w.push(
+        `portal.login.${name} is written for an absolute URL on the portal: a Location there is matched as its path and query (https://portal.example/portal/home.jsp as /portal/home.jsp), so it holds for none; write the path (^/portal/home\\.jsp)`,
+      );
+    }
   }
   return w;
 }

@@ -151,7 +151,7 @@ export const ConfigSchema = Type.Object(
             success: Type.Object(
               {
                 status: Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { minItems: 1, default: [302, 303], description: 'Status codes of a successful login response.' }),
-                location: Type.Optional(Type.String({ description: 'Regular expression the Location header of a successful login must match.' })),
+                location: Type.Optional(Type.String({ description: "Regular expression that where the Location of a successful login sends a browser must match: a path and query on the portal (a relative one read from the login's URL), another site's absolute URL." })),
                 setCookie: Type.Optional(Type.String({ description: 'Name of a cookie the portal sets on a successful login.' })),
                 body: Type.Optional(Type.String({ description: 'Regular expression the body of a successful login must match.' })),
               },
@@ -161,7 +161,7 @@ export const ConfigSchema = Type.Object(
               Type.Object(
                 {
                   status: Type.Optional(Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { minItems: 1, description: 'Status codes of a refused login response.' })),
-                  location: Type.Optional(Type.String({ description: 'Regular expression the Location header of a refused login must match.' })),
+                  location: Type.Optional(Type.String({ description: 'Regular expression that where the Location of a refused login sends a browser must match (read as for a success).' })),
                   setCookie: Type.Optional(Type.String({ description: 'Name of a cookie the portal sets on a refused login.' })),
                   body: Type.Optional(Type.String({ description: 'Regular expression the body of a refused login must match.' })),
                 },

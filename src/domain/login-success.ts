@@ -10,13 +10,13 @@ export interface LoginAnswerRules {
 
 export interface PortalAnswer {
   status: number;
-  location: string | undefined;
   /**
-   * The Location as the browser gets it, a URL on the portal's own origin as a path (`http://portal.internal/home` is
-   * `/home`): a rule anchored to where a sign-in lands (`^/home`) holds for a portal that builds its redirects from
-   * the Host it is sent, too.
+   * Where the Location sends a browser, resolved against the login's URL as a browser resolves it (see
+   * followedLocation): a path and query on the portal (`home.jsp` answered to `/portal/login.do` is
+   * `/portal/home.jsp`, `http://portal.internal/home` is `/home`), another site's absolute URL; undefined without a
+   * Location, or with one it cannot resolve: no location rule holds then.
    */
-  browserLocation?: string | undefined;
+  location: string | undefined;
   setCookieNames: readonly string[];
   body: string;
 }
@@ -24,10 +24,7 @@ export interface PortalAnswer {
 /** Every configured rule must hold; a rule left out is not checked. */
 export function answerMatches(rules: LoginAnswerRules, answer: PortalAnswer): boolean {
   if (rules.status !== undefined && !rules.status.includes(answer.status)) return false;
-  if (rules.location !== undefined) {
-    const pattern = new RegExp(rules.location);
-    if (![answer.location, answer.browserLocation].some((l) => l !== undefined && pattern.test(l))) return false;
-  }
+  if (rules.location !== undefined && (answer.location === undefined || !new RegExp(rules.location).test(answer.location))) return false;
   if (rules.setCookie !== undefined && !answer.setCookieNames.includes(rules.setCookie)) return false;
   if (rules.body !== undefined && !new RegExp(rules.body).test(answer.body)) return false;
   return true;

@@ -1,4 +1,5 @@
-// Redirect safety: only paths on the portal's own origin or the gateway's hosts are followed; anything else becomes '/'.
+// Where a redirect leads, resolved as a browser resolves it, and redirect safety: only paths on the portal's own origin
+// or the gateway's hosts are followed; anything else becomes '/'.
 import type { Config } from '../config/schema.js';
 import { canonicalTarget } from './canonical-path.js';
 import { loose, portalPaths } from './portal-paths.js';
@@ -9,10 +10,13 @@ import { loose, portalPaths } from './portal-paths.js';
  * back), or on a host the gateway answers to (a portal that builds its redirects from X-Forwarded-Host), but not the
  * portal's logout, which would end the session just proved: another site's link to `/login?next=/logout` or
  * `step-up?to=/logout` would sign the person out without the confirmation a logout from elsewhere gets. That becomes
- * '/'. `from`: the path of the request `target` answers, which a relative one (`home.php`) is read from, as a browser does.
+ * '/'. `from`: the path and query of the request `target` answers, which a relative one (`home.php`) is read from, as a
+ * browser does (see followedLocation).
  */
 export function returnTarget(target: string | undefined, config: Pick<Config, 'server' | 'portal'>, from = '/'): string {
-  const safe = safeRelativeTarget(target, config.portal.url, config.server.hosts, from);
+  const followed = followedLocation(target, config, from);
+  // A path on the portal, or '/' for anything that could lead elsewhere (RFC 9700 §4.11).
+  const safe = followed?.startsWith('/') && !followed.startsWith('//') ? followed : '/';
   const canonical = canonicalTarget(safe, { pathParameters: config.server.pathParameters === 'allow' });
   if (!canonical) return '/';
   return portalPaths(config.portal.login, config.portal.logoutPaths).isLogout(loose(canonical.matchPath)) ? '/' : safe;
@@ -36,21 +40,26 @@ export function stepUpPage(prefix: string, to: string | undefined, factors: read
   return `${prefix}/step-up${query.length ? `?${query.join('&')}` : ''}`;
 }
 
-/** Returns a path+query on `origin` or on one of `hosts`, or '/' for anything that could lead elsewhere (RFC 9700 §4.11). */
-function safeRelativeTarget(target: string | undefined, origin: string, hosts: readonly string[], from: string): string {
-  if (!target) return '/';
+/**
+ * Where a Location (or a `to`) sends a browser, resolved as a browser resolves it against `from`, the path and query
+ * of the request it answers on the portal (`home.jsp`, `../x`, `?a=1`, `//host/x` and absolute URLs alike): on the
+ * portal's origin, or on a host the gateway answers to (a portal that builds its redirects from X-Forwarded-Host), its
+ * path and query; elsewhere, or with a user or password in it, the absolute URL. Undefined for none, and for one that
+ * browsers read differently or not at all.
+ */
+export function followedLocation(target: string | undefined, config: Pick<Config, 'server' | 'portal'>, from: string): string | undefined {
+  if (!target) return undefined;
   // Backslashes, whitespace and control characters are read as '/' or dropped by some browsers.
-  if (/[\\\s\p{Cc}]/u.test(target)) return '/';
+  if (/[\\\s\p{Cc}]/u.test(target)) return undefined;
+  const portal = new URL(config.portal.url).origin;
   let url: URL;
   try {
-    url = new URL(target, new URL(from, origin));
+    url = new URL(target, new URL(from, portal));
   } catch {
-    return '/';
+    return undefined;
   }
-  const ours = url.origin === new URL(origin).origin || (/^https?:$/.test(url.protocol) && hosts.some((h) => h.toLowerCase() === url.hostname));
-  if (!ours || url.username || url.password) return '/';
-  const rel = `${url.pathname}${url.search}`;
-  return rel.startsWith('/') && !rel.startsWith('//') ? rel : '/';
+  const ours = url.origin === portal || (/^https?:$/.test(url.protocol) && config.server.hosts.some((h) => h.toLowerCase() === url.hostname));
+  return ours && !url.username && !url.password ? `${url.pathname}${url.search}` : url.href;
 }
 
 /**

@@ -10,7 +10,7 @@ import { applySetCookies, cookieHeader, cookieName, cookieValues, portalCookieId
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { loginFields, namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
-import { browserLocation, returnTarget } from '../domain/redirect.js';
+import { followedLocation, returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
 import { accountNames, canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
@@ -234,7 +234,7 @@ export class LoginService {
     const setCookies = asArray(answer.headers['set-cookie']);
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);
     const location = first(answer.headers.location);
-    const { verdict } = judgeLoginAnswer(login, answer, new URL(config.portal.url).origin, clock.now());
+    const { verdict } = judgeLoginAnswer(config, answer, pathAndQuery(req), clock.now());
     const ok = verdict === 'success';
     if (verdict === 'unrecognised') {
       // Neither a success nor a refusal as configured: perhaps a success the rules miss (a `next` the location rule
@@ -275,7 +275,7 @@ export class LoginService {
         username,
         jar: held,
         ...(portalSession ? { portalSession } : {}),
-        continueTo: returnTarget(location, config, req.path),
+        continueTo: returnTarget(location, config, pathAndQuery(req)),
         csrf: newId(),
         stage,
         expiresAt: now + config.mfa.pendingTimeoutSeconds * 1000,
@@ -396,6 +396,8 @@ export function portalLogin(req: PortalRequest & { body: Buffer }, contentType: 
 /** The portal's answer to a password as the rules see it, whether each set of rules holds, and what it is taken for. */
 export interface JudgedLogin {
   facts: PortalAnswer;
+  /** The Location as the portal sent it. */
+  sentLocation: string | undefined;
   /** The body could not be read (another encoding or charset) and a body rule needs it: no rule holds. */
   unreadable: boolean;
   success: boolean;
@@ -405,13 +407,14 @@ export interface JudgedLogin {
   verdict: 'success' | 'failure' | 'unrecognised';
 }
 
-export function judgeLoginAnswer(login: Config['portal']['login'], answer: PortalResponse, portalOrigin: string, now: number): JudgedLogin {
-  const location = first(answer.headers.location);
+/** `from`: the path and query the login was sent to, which a relative Location is read from. */
+export function judgeLoginAnswer(config: Pick<Config, 'server' | 'portal'>, answer: PortalResponse, from: string, now: number): JudgedLogin {
+  const login = config.portal.login;
+  const sentLocation = first(answer.headers.location);
   const text = bodyText(answer);
   const facts: PortalAnswer = {
     status: answer.status,
-    location,
-    browserLocation: location === undefined ? undefined : browserLocation(location, portalOrigin),
+    location: followedLocation(sentLocation, config, from),
     setCookieNames: setCookieNames(asArray(answer.headers['set-cookie']), now),
     body: text ?? '',
   };
@@ -419,7 +422,7 @@ export function judgeLoginAnswer(login: Config['portal']['login'], answer: Porta
   const unreadable = text === null && (login.success.body !== undefined || login.failure?.body !== undefined);
   const success = !unreadable && answerMatches(login.success, facts);
   const failure = login.failure === undefined ? undefined : !unreadable && answerMatches(login.failure, facts);
-  return { facts, unreadable, success, failure, verdict: success ? 'success' : unreadable || failure === false ? 'unrecognised' : 'failure' };
+  return { facts, sentLocation, unreadable, success, failure, verdict: success ? 'success' : unreadable || failure === false ? 'unrecognised' : 'failure' };
 }
 
 /** A refused admission becomes a 429 (and one security event, except for a blocked address's flood). */

@@ -181,20 +181,42 @@ t.test("a login answer's Location on the portal's own origin is judged as the pa
   t.notOk(await leaked(), "the portal's signed-in session stays with the gateway");
 });
 
-t.test("a login answer's relative Location sends the browser on from the login's own path, as a browser reads it", async (t) => {
+t.test("a login answer's relative Location is judged, and sends the browser on, from the login's own path, as a browser reads it", async (t) => {
   // PHP's header('Location: home.php') from /portal/login.php: the portal's home is /portal/home.php.
   const { b, stack } = await start(
     t,
-    (_password, res) => res.writeHead(302, { location: 'home.php?welcome=1', 'set-cookie': 'AUTH=tok; Path=/' }).end(),
+    (password, res) => res.writeHead(302, password === 'right' ? { location: 'home.php?welcome=1', 'set-cookie': 'AUTH=tok; Path=/' } : { location: 'login.php?error=1' }).end(),
     (raw) => {
       raw.portal.login.paths = ['/portal/login.php'];
-      raw.portal.login.success = { status: [302], location: '^home\\.php' };
+      raw.portal.login.success = { status: [302], location: '^/portal/home\\.php' };
+      raw.portal.login.failure = { status: [302], location: '^/portal/login\\.php\\?error' };
       raw.policy.rules[0].paths.push('/portal/login.php');
     },
   );
+  const wrong = await b.post('/portal/login.php', { username: 'alice', password: 'wrong' });
+  t.equal(wrong.location, 'login.php?error=1', "a refusal: the portal's own answer");
   t.equal((await b.post('/portal/login.php', { username: 'alice', password: 'right' })).location, '/_mfa/enrol');
   const { done } = await enrol(stack, b);
   t.equal(done.location, '/portal/home.php?welcome=1', 'where the portal sent the browser, not /home.php');
+});
+
+t.test("a login answer that sends the browser to another site is not a success for a rule written for the portal's path", async (t) => {
+  // The same path on another host: a portal taken over, or misconfigured, must not have it count as a sign-in.
+  for (const location of ['https://evil.example/portal/home.php', '//evil.example/portal/home.php']) {
+    const { b, leaked } = await start(
+      t,
+      (_password, res) => res.writeHead(302, { location, 'set-cookie': 'AUTH=tok; Path=/' }).end(),
+      (raw) => {
+        raw.portal.login.success = { status: [302], location: '^/portal/home' };
+        raw.portal.login.failure = { status: [302], location: '^/login\\?error' };
+      },
+    );
+    const answer = await b.post('/login', { username: 'alice', password: 'right' }, { accept: 'application/json' });
+    t.equal(answer.status, 502, location);
+    t.match(JSON.parse(answer.body), { error: 'GW_ERR_LOGIN_UNRECOGNISED' });
+    t.notOk(b.cookies.has('__Host-mfa-pending'), 'no second step');
+    t.notOk(await leaked(), "the answer's session cookie went nowhere");
+  }
 });
 
 t.test("a refused login's page without a Content-Type of the portal's gets none added (the browser would download it)", async (t) => {

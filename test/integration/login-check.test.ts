@@ -157,6 +157,32 @@ t.test('the login form is sent where the gateway would send it, never to another
   t.match(below.portal.seen[1], /^POST \/j_security_check j_username=alice&j_password=right-pw$/);
 });
 
+t.test("each answer's Location is printed and judged where it sends a browser: resolved against the login's URL", async (t) => {
+  // A servlet portal under /portal/ that answers with Locations relative to its login (home.jsp), or another.
+  const run = async (right: string, wrong = 'login.jsp?error') => {
+    const portal = await startPortal(t, (req) => {
+      if (req.method === 'GET') return { status: 200, body: '<form method="post" action="/portal/j_security_check"><input name="j_username"><input type="password" name="j_password"></form>' };
+      return { status: 302, headers: { location: new URLSearchParams(req.body).get('j_password') === 'right-pw' ? right : wrong } };
+    });
+    const login = { paths: ['/portal/j_security_check'], success: { status: [302], location: '^/portal/home\\.jsp' }, failure: { status: [302], location: '^/portal/login\\.jsp\\?error' } };
+    return checkOn(t, portal, login, 'right-pw');
+  };
+  const relative = await run('home.jsp');
+  t.equal(relative.code, 0, relative.stderr);
+  t.match(relative.stdout, /^ {2}answer: 302, Location \/portal\/home\.jsp, cookies set: none\n {2}success: holds\n {2}failure: does not hold$/m);
+  t.match(relative.stdout, /^ {2}answer: 302, Location \/portal\/login\.jsp\?error, cookies set: none\n {2}success: does not hold\n {2}failure: holds$/m);
+
+  // The same path on another site is no success; shown as the absolute URL it is.
+  const away = await run('https://evil.example/portal/home.jsp');
+  t.equal(away.code, 1);
+  t.match(away.stdout, /^ {2}answer: 302, Location https:\/\/evil\.example\/portal\/home\.jsp, cookies set: none\n {2}success: does not hold$/m);
+
+  // One the gateway cannot resolve (browsers read a backslash differently) is shown as sent, and holds no rule.
+  const odd = await run('/\\evil.example/portal/home.jsp');
+  t.equal(odd.code, 1);
+  t.match(odd.stdout, /^ {2}answer: 302, Location \/\\evil\.example\/portal\/home\.jsp as sent, which the gateway cannot resolve \(no location rule holds\), cookies set: none\n {2}success: does not hold$/m);
+});
+
 t.test('a password the portal echoes is never printed: [password] in its place', async (t) => {
   const pw = 'pa ss/wörd+&=1%Z';
   const spellings = [pw, encodeURIComponent(pw), new URLSearchParams({ p: pw }).toString().slice(2)];

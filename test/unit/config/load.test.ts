@@ -586,6 +586,15 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.match(loginWarnings({ success: { status: [302], location: '^/home$' }, failure: {} }), [/^portal\.login\.failure takes a 2xx/], '... or by nothing at all');
   t.same(loginWarnings({ success: { status: [302], location: '^/home$' }, failure: { status: [302, 303] } }), [], 'a refusal by a redirect status: none');
   t.same(loginWarnings({ success: { status: [200], body: 'Welcome' }, failure: { status: [200], location: 'x', setCookie: 'E' } }), [], 'a refusal with another rule: none');
+  // A Location is matched as the path it leads to on the portal: a pattern written for it as sent may hold for none.
+  const located = (success: string, failure = '^/Account/Login\\?error') => loginWarnings({ success: { status: [302], location: success, setCookie: 'AUTH' }, failure: { status: [302], location: failure } });
+  t.match(located('^home\\.jsp'), [/^portal\.login\.success\.location starts with \^h, not \^\/: .*\/portal\/home\.jsp/], 'anchored to a relative Location as sent: a warning');
+  t.match(located('^/home', '^\\?error'), [/^portal\.login\.failure\.location starts with \^\?, not \^\/: /], 'a refusal rule too');
+  for (const path of ['^/portal/home', '^(/portal/)?home\\.jsp', '^home|/portal/home', '^[/]home', 'home\\.jsp', '^\\/home'])
+    t.same(located(path), [], `${path}: it can match a path, none`);
+  t.same(located('^/home', '^https://sso\\.example/login'), [], "another site's address: none");
+  for (const absolute of ['^https?://localhost/home', '^http:\\/\\/127\\.0\\.0\\.1:1/home', '^https://(www\\.)?localhost(:\\d+)?/home'])
+    t.match(located(absolute), [/^portal\.login\.success\.location is written for an absolute URL on the portal: /], `${absolute}: a host of the portal's, a warning`);
   const local = rawTestConfig('http://127.0.0.1:1');
   local.enrolment = { proof: 'webhook', webhook: { url: 'http://127.0.0.1:9999/hook', secret: randomKey() } };
   local.notify = { url: 'https://alerts.example/in', secret: randomKey() };

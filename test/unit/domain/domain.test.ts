@@ -3,7 +3,7 @@ import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-pat
 import { applySetCookies, cookieHeader, cookieValues, portalSessionDigest, sameJar, setCookieNames, withExplicitPath } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, clearsCookies, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
-import { browserLocation, returnTarget } from '../../../src/domain/redirect.js';
+import { browserLocation, followedLocation, returnTarget } from '../../../src/domain/redirect.js';
 import { sessionState, sessionTtlMs, touchDue } from '../../../src/domain/session-times.js';
 import { canonicalUsername } from '../../../src/domain/username.js';
 import { testConfig } from '../../helpers/config.js';
@@ -33,11 +33,52 @@ t.test('login success rules: every configured rule must hold', async (t) => {
   t.ok(answerMatches({ status: [302], location: '^/records' }, answer));
   t.notOk(answerMatches({ status: [302], location: '^/records' }, { ...answer, location: '/login?error=1' }), 'location pattern');
   t.notOk(answerMatches({ status: [302], location: '^/records' }, { ...answer, location: undefined }), 'no location');
-  t.ok(answerMatches({ status: [302], location: '^/records' }, { ...answer, location: 'http://portal.internal/records', browserLocation: '/records' }), 'as the browser gets it');
   t.ok(answerMatches({ status: [302], setCookie: 'PORTALSESSID' }, answer));
   t.notOk(answerMatches({ status: [302], setCookie: 'AUTH' }, answer), 'cookie missing');
   t.ok(answerMatches({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: '<h1>Welcome</h1>' }));
   t.notOk(answerMatches({ status: [200], body: 'Welcome' }, { ...answer, status: 200, body: 'Invalid password' }), 'body pattern');
+});
+
+t.test("a login answer's Location is judged where it sends a browser: resolved against the login's URL", async (t) => {
+  const config = testConfig('http://portal.internal:8080');
+  const followed = (location: string) => followedLocation(location, config, '/portal/login.do?lang=en');
+  const success = (location: string, pattern = '^/portal/home') => answerMatches({ status: [302], location: pattern }, { status: 302, location: followed(location), setCookieNames: [], body: '' });
+  // On the portal: its path and query, whether the Location is relative, absolute-path or absolute.
+  for (const [sent, path] of [
+    ['home.jsp', '/portal/home.jsp'],
+    ['home.jsp?a=1#top', '/portal/home.jsp?a=1'],
+    ['../x', '/x'],
+    ['?a=1', '/portal/login.do?a=1'],
+    ['/portal/home.jsp', '/portal/home.jsp'],
+    ['http://portal.internal:8080/portal/home.jsp', '/portal/home.jsp'],
+    ['//PORTAL.internal:8080/portal/home.jsp', '/portal/home.jsp'],
+    // A portal that builds its redirects from X-Forwarded-Host names a host of the gateway (server.hosts).
+    ['https://localhost/portal/home.jsp', '/portal/home.jsp'],
+  ]) {
+    t.equal(followed(sent!), path, `${sent}: ${path}`);
+  }
+  t.ok(success('home.jsp'), 'a relative Location meets the rule for the path it leads to');
+  t.ok(success('http://portal.internal:8080/portal/home.jsp'), 'so does the absolute URL on the portal');
+  t.ok(success('home.jsp', '^(/portal/)?home\\.jsp'), 'a pattern written for the relative form that allows the path holds');
+  t.notOk(success('home.jsp', '^home\\.jsp'), 'one anchored to the relative form does not');
+  // Elsewhere: the absolute URL, so that a rule for a path on the portal never holds for another site's same path.
+  for (const [sent, url] of [
+    ['https://evil.example/portal/home.jsp', 'https://evil.example/portal/home.jsp'],
+    ['//other.host/x', 'http://other.host/x'],
+    ['//evil.example/portal/home.jsp', 'http://evil.example/portal/home.jsp'],
+    ['http://portal.internal:9090/portal/home.jsp', 'http://portal.internal:9090/portal/home.jsp'],
+    ['https://user:pw@localhost/portal/home.jsp', 'https://user:pw@localhost/portal/home.jsp'],
+  ]) {
+    t.equal(followed(sent!), url, `${sent}: ${url}`);
+    t.notOk(success(sent!), `${sent}: not a success for ^/portal/home`);
+  }
+  t.ok(success('https://evil.example/portal/home.jsp', 'portal/home'), 'an unanchored rule holds for any site: the reason to anchor it');
+  t.notOk(success('//evil.example/portal/home.jsp', '^/'), 'a scheme-relative Location to another host is no path on the portal, not even for ^/');
+  // What cannot be resolved, or what browsers read differently, meets no location rule.
+  for (const garbage of ['http://[bad', 'http://portal.internal:99999/x', '/\\evil.example/portal/home', '/portal/home\tx', '/portal/home x', '']) {
+    t.equal(followed(garbage), undefined, JSON.stringify(garbage));
+    t.notOk(success(garbage, '.*'), `${JSON.stringify(garbage)}: no rule holds`);
+  }
 });
 
 t.test('the cookies a login answer sets: not those it deletes', async (t) => {
