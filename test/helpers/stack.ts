@@ -11,7 +11,7 @@ import { loggerOptions } from '../../src/log.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { RedisKvStore } from '../../src/stores/redis-kv-store.js';
-import { DEMO_USERS, startDemoPortal, type DemoPortal, type DemoPortalOptions } from '../fixtures/demo-portal.js';
+import { closeWithin, DEMO_USERS, startDemoPortal, type DemoPortal, type DemoPortalOptions } from '../fixtures/demo-portal.js';
 import { Browser, inputValue, type Page } from './browser.js';
 import type { AssertionKnobs, SoftAuthenticator } from './soft-authenticator.js';
 import { FakeClock } from './clock.js';
@@ -87,7 +87,7 @@ export async function startStack(
     logs,
     browser: (dispatcher?: Dispatcher) => new Browser(url, dispatcher ?? defaultDispatcher),
     close: async () => {
-      await app.close();
+      await closeWithin(app);
       await kv.close();
       await portal.close();
     },
