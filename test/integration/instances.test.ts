@@ -350,22 +350,78 @@ t.test('an enrolment code used by two sign-ins at once, on both instances, binds
   t.match(bound.find((a) => a.status === 403)?.body, 'Your sign-in has expired. Please sign in again.', 'as its enrolment code was used');
 });
 
-t.test('a logout on one instance while a step-up of the same session runs on the other: no session is left', async (t) => {
-  const x = await twoInstances(t);
+/** The key of a session record (not of what is kept beside it: a move noted, an ending, a step-up's outcome). */
+const SESSION_RECORD = /^session:\{[^}]+\}$/;
+
+/**
+ * Once armed, holds the next step-up on the store it is installed on between its read of the old session (a take) and
+ * its write of the new one: just after the take (`taken`), or just before the new record is written (`writing`, the
+ * move already noted), until released; `held` resolves when it is held.
+ */
+function stepUpHold() {
+  let armed: { at: 'taken' | 'writing'; tookOld: boolean; reached(): Promise<void> } | undefined;
+  const arm = (at: 'taken' | 'writing') => {
+    let heldNow!: () => void;
+    const held = new Promise<void>((r) => (heldNow = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    armed = { at, tookOld: false, reached: () => ((armed = undefined), heldNow(), released) };
+    return { held, release };
+  };
+  const wrap = (kv: RedisKvStore) => {
+    const take = kv.take.bind(kv);
+    const set = kv.set.bind(kv);
+    kv.take = async (key) => {
+      const value = await take(key);
+      if (armed && value !== null && SESSION_RECORD.test(key)) {
+        armed.tookOld = true;
+        if (armed.at === 'taken') await armed.reached();
+      }
+      return value;
+    };
+    kv.set = async (key, value, ttlMs) => {
+      if (armed?.at === 'writing' && armed.tookOld && SESSION_RECORD.test(key)) await armed.reached();
+      return set(key, value, ttlMs);
+    };
+  };
+  return { wrap, arm };
+}
+
+// The step-up takes the old record, notes the move, writes the new one, then looks whether the old one was ended
+// meanwhile (README, step-up: "a logout of the old id at that moment, in another tab, ends the new one too").
+t.test('a logout on one instance landing between the read and the write of a step-up of the same session on the other: no session is left', async (t) => {
+  const hold = stepUpHold();
+  const x = await twoInstances(t, undefined, (kv, i) => i === 0 && hold.wrap(kv));
   const { secret } = await signedUp(x);
-  for (let round = 0; round < 4; round++) {
+  const liveSessions = async () => {
+    const records: string[] = [];
+    for await (const batch of x.a.kv.scanKeys('session:{')) records.push(...batch.filter((k) => SESSION_RECORD.test(k)));
+    return records.sort();
+  };
+  for (const at of ['taken', 'writing'] as const) {
     const b = await signedIn(x, secret);
     x.clock.advance(6 * 60_000);
     const step = await b.on(0).get('/_mfa/step-up?to=%2F_mfa%2Fsecurity');
     const confirm = await b.on(1).get('/_mfa/logout');
     const stepping = new Balanced([x.a.url, x.b.url]);
     for (const [k, v] of b.cookies) stepping.cookies.set(k, v);
-    const code = await totpAt(secret, x.clock.now());
-    await Promise.all([
-      stepping.on(round % 2).post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code }),
-      b.on(1 - (round % 2)).post('/_mfa/logout', { csrf: inputValue(confirm.body, 'csrf') }),
-    ]);
-    for (const i of [0, 1]) t.equal((await stepping.on(i).get('/records')).status, 302, `round ${round}: the step-up's cookie signs in nowhere`);
+    const before = await liveSessions();
+    const logged = x.logs.length;
+
+    const held = hold.arm(at);
+    const steppingUp = stepping.on(0).post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code: await totpAt(secret, x.clock.now()) });
+    await held.held;
+    t.equal((await b.on(1).post('/_mfa/logout', { csrf: inputValue(confirm.body, 'csrf') })).status, 200, `${at}: the logout on B, while the step-up on A is held`);
+    held.release();
+    const answer = await steppingUp;
+
+    t.equal(answer.status, 401, `${at}: the step-up does not go through: sign in again`);
+    t.notOk(x.logs.slice(logged).some((l) => l.includes('"security":"step_up_ok"')), `${at}: no step-up logged as done`);
+    t.ok(x.logs.slice(logged).some((l) => l.includes('"detail":"session ended during step-up"')), `${at}: the step-up found its session ended`);
+    const after = await liveSessions();
+    t.equal(after.length, before.length - 1, `${at}: one session fewer in the store (the one logged out)`);
+    t.same(after.filter((k) => !before.includes(k)), [], `${at}: and no new one`);
+    for (const i of [0, 1]) t.equal((await stepping.on(i).get('/records')).status, 302, `${at}: the step-up's cookie signs in nowhere (${'AB'[i]})`);
   }
 });
 
