@@ -73,11 +73,28 @@ async function rawGet(port: number, key: string): Promise<string | null> {
   }
 }
 
+/** ROLE of one node, asked straight, bypassing the store: ['master', …] or ['slave', host, master's port, …]. */
+async function rawRole(port: number): Promise<unknown[]> {
+  const r = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    return (await r.role()) as unknown[];
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** The port of the node the store's own connection is on (INFO sent through it). */
+async function servedBy(kv: KvStore): Promise<number> {
+  const info = await ((kv as RedisKvStore).client as Redis).info('server');
+  return Number(/^tcp_port:(\d+)/m.exec(info)?.[1]);
+}
+
 /**
- * `backWithinMs`: with replicaAcks, writes wait for a replica again; with a single replica that is the old master, once
- * the sentinels have made it a replica of the new one (their INFO round comes every 10 s).
+ * `how`: SENTINEL FAILOVER (the old master stays up and becomes a replica), or the master killed. `backWithinMs`: with
+ * replicaAcks, writes wait for a replica again; with a single replica that is the old master, once the sentinels have
+ * made it a replica of the new one (their INFO round comes every 10 s).
  */
-function failoverTest(name: string, failOver: (s: TestSentinel) => Promise<{ from: number; to: number }>, replicaAcks = 0, backWithinMs = 5000) {
+function failoverTest(name: string, how: 'failover' | 'killMaster', replicaAcks = 0, backWithinMs = 5000) {
   t.test(`Sentinel, ${name}: nothing lost, fail closed meanwhile, back by itself`, async (t) => {
     const sentinel = await startSentinel();
     t.teardown(() => sentinel.stop());
@@ -96,10 +113,12 @@ function failoverTest(name: string, failOver: (s: TestSentinel) => Promise<{ fro
     t.ok(await setup.raiseTo(keys.totpStep('p'), 100, 600_000));
     await setup.close();
     await sentinel.waitForSync();
+    const before = await sentinel.master();
+    t.equal(await servedBy(kv), before, `the store works on the master the sentinels name (${before})`);
 
     // Probe one read and one write at a time until the failover is over and the store answers again.
     let done: { from: number; to: number } | undefined;
-    const failover = failOver(sentinel).then((r) => (done = r));
+    const failover = sentinel[how]().then((r) => (done = r));
     const outcomes: Outcome<unknown>[] = [];
     const wrongReads: unknown[] = [];
     const gaps: string[] = [];
@@ -124,8 +143,11 @@ function failoverTest(name: string, failOver: (s: TestSentinel) => Promise<{ fro
       if (done && !read.error && !write.error) backAt = Date.now();
       await sleep(10);
     }
-    const { from, to } = await failover;
-    t.not(from, to, `failed over from ${from} to ${to}`);
+    const { to } = await failover;
+    // The failover happened: the sentinels name the other node, which is a master now; an old master still up follows it.
+    t.not(to, before, `failed over from ${before} to ${to}`);
+    t.equal(await sentinel.master(), to, 'the sentinels name the new master');
+    t.equal((await rawRole(to))[0], 'master', 'the new master says it is one');
 
     const failures = outcomes.filter((o) => o.error);
     t.ok(failures.length > 0, `${failures.length} of ${outcomes.length} calls failed during the failover`);
@@ -142,6 +164,7 @@ function failoverTest(name: string, failOver: (s: TestSentinel) => Promise<{ fro
         : `the same store works again within 30 s (it did not: client status ${kv.client.status}, last error: ${lastError})`,
     );
 
+    t.equal(await servedBy(kv), to, 'the same store now works on the new master');
     for (const [key, value] of sessions) t.equal(await kv.get(key), value, `${key} written before is readable after`);
     // With replicaAcks, a write can still fail closed while the sentinels finish turning the old master into a replica
     // (its link to the new master may restart once); such a write may have been applied, as in the loop above.
@@ -152,6 +175,8 @@ function failoverTest(name: string, failOver: (s: TestSentinel) => Promise<{ fro
     );
     t.equal((await settled(() => kv.raiseTo(keys.totpStep('p'), 100, 600_000))).value, false, 'a step claimed before is still claimed');
     t.equal(await rawGet(to, keyPrefix + sessions[0]![0]), sessions[0]![1], 'the new master holds the data');
+    t.equal(await rawGet(to, keyPrefix + counter), String(next.value), 'and the write acknowledged after the failover');
+    if (how === 'failover') t.same((await rawRole(before)).slice(0, 3), ['slave', '127.0.0.1', to], 'the old master is a replica of the new one');
   });
 }
 
@@ -183,8 +208,8 @@ t.test('options that cannot work are refused before connecting', async (t) => {
 // With the old master up, a write it takes just after a replica was promoted is lost unless a replica must hold it
 // first (store.redis.replicaAcks: 1). With a single replica that also stops writes while the replica is missing, so
 // the test of a killed master (which takes no more writes) runs without it.
-failoverTest('SENTINEL FAILOVER (the old master stays up)', (s) => s.failover(), 1, 15_000);
-failoverTest('master killed', (s) => s.killMaster());
+failoverTest('SENTINEL FAILOVER (the old master stays up)', 'failover', 1, 15_000);
+failoverTest('master killed', 'killMaster');
 
 /** The store the gateway makes from its configuration: store.redis on `sentinel`, with `credentials` for the sentinels. */
 function configuredStore(sentinel: TestSentinel, credentials: { sentinelUsername?: string; sentinelPassword?: string }): KvStore {
@@ -233,6 +258,7 @@ t.test('Sentinels protected by an ACL user: sentinelUsername and sentinelPasswor
   const { from, to } = await sentinel.killMaster();
   t.not(from, to);
   t.ok(await waitFor(() => kv.get(keys.session('s')).then((v) => v === 'record')), 'after a failover, the store reads from the new master');
+  t.equal(await servedBy(kv), to, `its connection is on the new master (${to})`);
 
   await refusedBySentinels(t, configuredStore(sentinel, { sentinelUsername: 'someone-else', sentinelPassword: auth.password }), 'another user');
   await refusedBySentinels(t, configuredStore(sentinel, { sentinelUsername: auth.username, sentinelPassword: 'wrong' }), 'a wrong password');
@@ -278,6 +304,7 @@ t.test('Sentinel: a failover announced while the client is asking the sentinels 
   sentinel.resume(stalled);
   resumed = true;
   t.ok(await waitFor(() => kv.get('k').then((v) => v === 'v'), 5000), `the same store works again (client status ${kv.client.status})`);
+  t.equal(await servedBy(kv), to, `on the new master (${to})`);
 });
 
 t.test('Cluster: users spread over every node, and the scripts run on each', async (t) => {
