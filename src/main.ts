@@ -24,7 +24,7 @@ import { BLOCKS_ACTIONS, LOCKOUTS_ACTIONS, blocksCommand, lockoutsCommand } from
 import { loginCheck, readPassword } from './cli/login-check.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { reportCommand } from './cli/report.js';
-import { PartialOutput, UsageError } from './cli/usage.js';
+import { PartialOutput, UsageError, usageOf } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { normaliseAddress } from './domain/client-address.js';
@@ -72,6 +72,7 @@ const USAGE = `Usage:
   mfa-gateway lockouts list --config FILE
   mfa-gateway lockouts clear --config FILE --user U [--factor totp|webauthn|recovery|enrolment-code]
                                      factors disabled after too many failures
+
   mfa-gateway help                   show this text (also --help, -h)`;
 
 const OPTIONS = {
@@ -177,17 +178,17 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       return demo();
     case 'config':
-      if (sub !== 'check' || !arg) return usage('config check needs a FILE');
+      if (sub !== 'check' || !arg) throw new UsageError('config check needs a FILE');
       for (const w of configWarnings(loadConfigFile(arg))) process.stdout.write(`warning: ${w}\n`);
       process.stdout.write(`${arg}: valid\n`);
       return 0;
     case 'policy': {
-      if (sub !== 'explain' || !v.path) return usage('policy explain needs --config FILE and --path P');
+      if (sub !== 'explain' || !v.path) throw new UsageError('policy explain needs --config FILE and --path P');
       const factor = v.factor;
-      if (factor !== undefined && !isRuleFactor(factor)) return usage(`--factor is one of ${RULE_FACTORS.join(', ')}`);
+      if (factor !== undefined && !isRuleFactor(factor)) throw new UsageError(`--factor is one of ${RULE_FACTORS.join(', ')}`);
       const factorAge = v['factor-age'];
-      if (factorAge !== undefined && !/^\d{1,9}$/.test(factorAge)) return usage('--factor-age is a whole number of seconds');
-      if (v.ip !== undefined && normaliseAddress(v.ip) === null) return usage('--ip is an IPv4 or IPv6 address');
+      if (factorAge !== undefined && !/^\d{1,9}$/.test(factorAge)) throw new UsageError('--factor-age is a whole number of seconds');
+      if (v.ip !== undefined && normaliseAddress(v.ip) === null) throw new UsageError('--ip is an IPv4 or IPv6 address');
       print(
         explainPolicy(config(), {
           path: v.path,
@@ -204,7 +205,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'login': {
-      if (sub !== 'check' || !v.user) return usage('login check needs --config FILE and --user U (the password on stdin)');
+      if (sub !== 'check' || !v.user) throw new UsageError('login check needs --config FILE and --user U (the password on stdin)');
       const checked = config();
       const r = await loginCheck(checked, v.user, readPassword());
       print(r.lines);
@@ -230,7 +231,7 @@ async function main(argv: string[]): Promise<number> {
           print([auditPublicKey(config())]);
           return 0;
         default:
-          return usage('audit verify|who|public-key');
+          throw new UsageError('audit verify|who|public-key');
       }
     case 'user':
       return admin(config(), v, command, sub, USER_ACTIONS, (gw, action) => userCommand(gw, action, { user: v.user, yes: v.yes }));
@@ -245,7 +246,7 @@ async function main(argv: string[]): Promise<number> {
     case 'lockouts':
       return admin(config(), v, command, sub, LOCKOUTS_ACTIONS, (gw, action) => lockoutsCommand(gw, action, { user: v.user, factor: v.factor }));
     case 'enrol-codes': {
-      if (sub !== 'issue') return usage('enrol-codes issue needs --config FILE and --user U or --csv FILE');
+      if (sub !== 'issue') throw new UsageError('enrol-codes issue needs --config FILE and --user U or --csv FILE');
       const users = v.csv === undefined ? undefined : csvUsernames(v.csv);
       return admin(config(), v, command, sub, ['issue'], (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
     }
@@ -254,7 +255,7 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${USAGE}\n`);
       return command === undefined ? 2 : 0;
     default:
-      return usage(`unknown command ${command}`);
+      throw new UsageError(`unknown command ${command}`);
   }
 }
 
@@ -274,8 +275,8 @@ function admin<A extends string>(
 ): Promise<number> {
   // Without an action there is nothing to carry out, nor to write to the audit trail; and only one of the command's
   // own actions goes there (and into the report): any other word would be written as given, line breaks and markup too.
-  if (!sub) return Promise.resolve(usage(`${command} needs an action (see help)`));
-  if (!(actions as readonly string[]).includes(sub)) return Promise.resolve(usage(`unknown ${command} action (see help)`));
+  if (!sub) throw new UsageError(`${command} needs an action`);
+  if (!(actions as readonly string[]).includes(sub)) throw new UsageError(`unknown ${command} action`);
   const known = sub as A;
   const action = `${command} ${known}`;
   const by = operatorFrom({ ...v, users: csvUsers });
@@ -316,8 +317,13 @@ async function withGateway(config: Config, writer: 'admin' | 'none', run: (gw: G
   return 0;
 }
 
-function usage(problem: string): number {
-  process.stderr.write(`mfa-gateway: ${problem}\n${USAGE}\n`);
+/**
+ * Wrong usage: the problem, then the usage of the command named on the line (`help` prints the whole text). Exit 2.
+ * `argv` is read again leniently, as it may be a line parseArgs refused (an option unknown).
+ */
+function usage(problem: string, argv: string[]): number {
+  const command = parseArgs({ args: argv, allowPositionals: true, strict: false, options: OPTIONS }).positionals[0];
+  process.stderr.write(`mfa-gateway: ${problem}\n${usageOf(USAGE, command).join('\n')}\n`);
   return 2;
 }
 
@@ -480,7 +486,7 @@ async function demo(): Promise<number> {
   // Not 0 (any free port): the banner, and the origin passkeys are made for, name the port given.
   for (const name of ['PORT', 'PORTAL_PORT', 'ADMIN_PORT']) {
     const v = process.env[name];
-    if (v !== undefined && !(/^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535)) return usage(`${name} is a port number (1 to 65535), found ${JSON.stringify(v.slice(0, 20))}`);
+    if (v !== undefined && !(/^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535)) throw new UsageError(`${name} is a port number (1 to 65535), found ${JSON.stringify(v.slice(0, 20))}`);
   }
   const key = () => randomBytes(32).toString('base64url');
   const port = Number(process.env.PORT ?? 8080);
@@ -545,12 +551,13 @@ function packageRoot(): string {
   return dir;
 }
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+main(argv).then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof ConfigError || err instanceof AuditDirInUse) process.stderr.write(`mfa-gateway: ${err.message}\n`);
     else if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
-      process.exit(usage((err as Error).message));
+      process.exit(usage((err as Error).message, argv));
     } else process.stderr.write(`mfa-gateway: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   },

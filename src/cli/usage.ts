@@ -1,9 +1,34 @@
-// A command used the wrong way: main prints the message and the usage text, and exits 2.
+// A command used the wrong way: main prints the message and that command's usage, and exits 2.
 import { readFileSync } from 'node:fs';
 import { accountNames } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
 
 export class UsageError extends Error {}
+
+/**
+ * What a usage error shows beneath its message: the lines of `usage` (the whole text `help` prints) that describe
+ * `command`, with the note above them that applies (the admin commands' --operator and --reason), then where the rest
+ * is. The whole text would push the message off the screen. An unknown command, or none, gets the pointer only.
+ */
+export function usageOf(usage: string, command: string | undefined): string[] {
+  const lines: string[] = [];
+  let note: string | undefined;
+  let entry = false;
+  for (const line of usage.split('\n')) {
+    // An entry: `  mfa-gateway COMMAND …`, continued on the lines indented further beneath it.
+    if (line.startsWith('  mfa-gateway ')) {
+      entry = line.split(' ')[3] === command;
+      if (entry && note !== undefined && !lines.includes(note)) lines.push(note);
+    } else if (!line.startsWith('   ')) {
+      entry = false;
+      // A note of its own (`  Admin commands …`) applies to the entries beneath it, up to a blank line.
+      if (/^ {2}\S/.test(line)) note = line;
+      if (line === '') note = undefined;
+    }
+    if (entry) lines.push(line);
+  }
+  return [...(lines.length > 0 ? ['Usage:', ...lines] : []), 'Run `mfa-gateway help` for every command.'];
+}
 
 /**
  * A command that failed after it made part of its output, which must not be lost (enrolment codes issued before the

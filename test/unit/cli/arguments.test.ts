@@ -1,10 +1,10 @@
-// Command-line arguments refused before anything runs: report periods, sessions revoke's choice; --help.
+// Command-line arguments refused before anything runs: report periods, sessions revoke's choice; --help; what a refusal shows.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sessionsCommand } from '../../../src/cli/admin.js';
 import { reportPeriod } from '../../../src/cli/report.js';
-import { UsageError } from '../../../src/cli/usage.js';
+import { UsageError, usageOf } from '../../../src/cli/usage.js';
 import type { Gateway } from '../../../src/gateway.js';
 import { runCliAsync } from '../../helpers/cli.js';
 import { rawTestConfig } from '../../helpers/config.js';
@@ -65,6 +65,26 @@ t.test('--help and -h print the usage and exit 0, as help does, running nothing 
   // The negative: an option still unknown is still a usage error.
   t.equal(unknown!.code, 2);
   t.match(unknown!.stderr, "Unknown option '--helpme'");
+});
+
+t.test("wrong usage shows the message and that command's usage, not the whole text", async (t) => {
+  const text = ['Usage:', '  mfa-gateway serve --config FILE    run', '  Admin note.', '  mfa-gateway keys rotate|status', '                                     keys', '  mfa-gateway devices list', '', '  mfa-gateway help   this'].join('\n');
+  const pointer = 'Run `mfa-gateway help` for every command.';
+  t.same(usageOf(text, 'serve'), ['Usage:', '  mfa-gateway serve --config FILE    run', pointer]);
+  t.same(usageOf(text, 'keys'), ['Usage:', '  Admin note.', '  mfa-gateway keys rotate|status', '                                     keys', pointer], 'with its lines beneath and the note above');
+  t.same(usageOf(text, 'help'), ['Usage:', '  mfa-gateway help   this', pointer], 'a note ends at a blank line');
+  t.same(usageOf(text, 'frob'), [pointer]);
+  t.same(usageOf(text, undefined), [pointer]);
+
+  const [serve, lockouts, unknownOption, unknownCommand] = await Promise.all(
+    [['serve'], ['lockouts', 'clear'], ['serve', '--port', '8080'], ['frob']].map((args) => runCliAsync(args)),
+  );
+  t.same(serve, { code: 2, stdout: '', stderr: `mfa-gateway: serve needs --config FILE\nUsage:\n  mfa-gateway serve --config FILE    run the gateway with a config file\n${pointer}\n` });
+  t.equal(lockouts!.code, 2);
+  t.match(lockouts!.stderr, /^mfa-gateway: lockouts needs --config FILE\nUsage:\n  Admin commands .* --operator NAME --reason TEXT\.\n  mfa-gateway lockouts list .*\n  mfa-gateway lockouts clear .*\n +factors disabled after too many failures\n/);
+  t.notMatch(lockouts!.stderr, /blocks|sessions|serve/, "no other command's usage");
+  t.match(unknownOption, { code: 2, stderr: /^mfa-gateway: Unknown option '--port'.*\nUsage:\n  mfa-gateway serve --config FILE /, stdout: '' }, 'an option parseArgs refuses: the usage of the command still named');
+  t.same(unknownCommand, { code: 2, stdout: '', stderr: `mfa-gateway: unknown command frob\n${pointer}\n` });
 });
 
 t.test('an option given twice is wrong usage, not its last value taken', async (t) => {
