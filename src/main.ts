@@ -73,7 +73,9 @@ const USAGE = `Usage:
   mfa-gateway lockouts clear --config FILE --user U [--factor totp|webauthn|recovery|enrolment-code]
                                      factors disabled after too many failures
 
-  mfa-gateway help                   show this text (also --help, -h)`;
+  mfa-gateway help                   show this text (also --help, -h)
+
+Short options: -c FILE for --config FILE, -h for --help.`;
 
 const OPTIONS = {
   config: { type: 'string', short: 'c' },

@@ -78,6 +78,13 @@ t.test('every command is in the README', async (t) => {
   const flags = [...options.matchAll(/^ {2}'?([a-z-]+)'?:/gm)].map((m) => m[1]!);
   t.ok(flags.length >= 20, `${flags.length} flags`);
   for (const f of flags) t.match(readme, `--${f}`, `--${f}`);
+  // A short option the usage text does not name is one nobody knows of (-c was in the README only).
+  const shorts = [...options.matchAll(/^ {2}'?([a-z-]+)'?: \{[^}]*short: '(\w)'/gm)].map((m) => ({ long: m[1]!, short: m[2]! }));
+  t.ok(shorts.length >= 2, `${shorts.length} short options`);
+  for (const { long, short } of shorts) {
+    t.match(usage, new RegExp(`(?<![\\w-])-${short}\\b[^\\n]* for --${long}\\b`), `the usage text: -${short}`);
+    t.match(readme, new RegExp(`\`-${short}( [A-Z]+)?\` is short for \`--${long}\\b`), `the README: -${short}`);
+  }
 });
 
 t.test("each command's row in the README names every option the command takes", async (t) => {
