@@ -4,7 +4,7 @@
 import { tuneRuntime } from './runtime.js';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -359,8 +359,11 @@ interface Started {
   app: FastifyInstance;
   admin: AdminServer | null;
   connections: Connections;
-  shown: string | undefined;
+  show: (() => void) | undefined;
 }
+
+/** The demo's banner: made once the app is built (its enrolment codes need the gateway), shown once it listens. */
+type Banner = (app: FastifyInstance) => Promise<() => void>;
 
 interface Connections {
   /**
@@ -422,12 +425,12 @@ function trackConnections(server: Server, tls: boolean): Connections {
 }
 
 /** The app built and listening, with the admin listener; throws StopRequested when a stop came before it listens. */
-async function start(config: Config, log: Logger, stop: AbortSignal, banner?: (app: FastifyInstance) => Promise<string>): Promise<Started> {
+async function start(config: Config, log: Logger, stop: AbortSignal, banner?: Banner): Promise<Started> {
   const app = await buildApp(config, { processMetrics: config.admin.enabled, logger: log, signal: stop });
   for (const w of configWarnings(config)) app.log.warn(w);
   const connections = trackConnections(app.server, config.server.tls !== undefined);
   try {
-    const shown = await banner?.(app);
+    const show = await banner?.(app);
     // A signal that came once the audit lock was taken gives the start up here, before anybody is served: not served
     // for a moment, then stopped. Its handler runs in the event loop's poll phase, which the start (promises, run
     // between phases) may not have passed through since: two setImmediate turns make sure one has.
@@ -437,7 +440,7 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: (a
     // Once a stop is asked for, readiness says so (503, "shutting down") while the requests in flight finish.
     const ready = () => (stop.aborted ? Promise.reject(new Error('shutting down')) : app.gateway.ready());
     const admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready }) : null;
-    return { app, admin, connections, shown };
+    return { app, admin, connections, show };
   } catch (err) {
     // A stop, a port taken (or the demo's codes not issued): the audit directory is given back, or the next start (a
     // restart loop) would wait for its lock.
@@ -447,10 +450,9 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: (a
 }
 
 /**
- * Runs the gateway until `stop` (SIGTERM or SIGINT, see stopOnSignal). `banner`: the demo's, made once the app is built
- * and printed once it listens.
+ * Runs the gateway until `stop` (SIGTERM or SIGINT, see stopOnSignal), with the demo's banner if given.
  */
-async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: (app: FastifyInstance) => Promise<string>): Promise<number> {
+async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Banner): Promise<number> {
   tuneRuntime();
   let started: Started;
   try {
@@ -462,9 +464,9 @@ async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: (a
     log.info({ signal: err.signal }, 'stopped while starting');
     return 0;
   }
-  const { app, admin, connections, shown } = started;
+  const { app, admin, connections, show } = started;
   if (admin) app.log.info({ url: admin.url }, 'admin listener (metrics, health)');
-  if (shown) process.stdout.write(shown);
+  show?.();
   // A signal that came as it began to listen stops it at once, as one that comes now.
   if (!stop.aborted) await once(stop, 'abort');
   // Requests in flight may finish; a connection with none is closed at once, or as its last answer ends (see
@@ -496,35 +498,39 @@ async function demo(): Promise<number> {
   // signal handlers are there before anything starts.
   const portalPort = Number(process.env.PORTAL_PORT ?? 8081);
   const auditDir = mkdtempSync(join(tmpdir(), 'mfa-gateway-demo-audit-'));
-  const env = {
-    ...process.env,
-    MFA_DEMO_PORTAL_URL: `http://127.0.0.1:${portalPort}`,
-    MFA_DEMO_SIGNING_KEY: key(),
-    MFA_DEMO_ENCRYPTION_KEY: key(),
-    MFA_DEMO_PSEUDONYM_KEY: key(),
-    MFA_DEMO_AUDIT_KEY: key(),
-    MFA_DEMO_AUDIT_DIR: auditDir,
-  };
-  const file = loadConfigFile(join(packageRoot(), 'config', 'demo.yaml'), env);
-  // PORT moves the gateway, and with it the origin passkeys are made for.
-  const config: Config = {
-    ...file,
-    server: { ...file.server, port },
-    webauthn: { ...file.webauthn, origins: [`http://localhost:${port}`] },
-    admin: { ...file.admin, port: Number(process.env.ADMIN_PORT ?? file.admin.port) },
-  };
-  // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would.
   const publicKeyFile = `${auditDir}.public-key.pem`;
-  writeFileSync(publicKeyFile, publicKeyPem(config.audit.signingKey!));
-  // A signal at any point of the start stops the demo cleanly (the portal closed, exit 0) rather than killing it.
-  const log = createLogger(config.log.level);
-  const stop = stopOnSignal(log);
-  const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
-  const portal = await startDemoPortal({ host: '127.0.0.1', port: portalPort });
-  // Built by serve, once the app is.
-  const banner = async ({ gateway: gw }: FastifyInstance) => {
-    const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
-    return `
+  // Once the banner has named them, the trail and its key are kept, to be checked after the demo as it says; a demo
+  // that failed to start (a port taken) or was stopped before it served removes them: nobody was told where they are.
+  let shown = false;
+  try {
+    const env = {
+      ...process.env,
+      MFA_DEMO_PORTAL_URL: `http://127.0.0.1:${portalPort}`,
+      MFA_DEMO_SIGNING_KEY: key(),
+      MFA_DEMO_ENCRYPTION_KEY: key(),
+      MFA_DEMO_PSEUDONYM_KEY: key(),
+      MFA_DEMO_AUDIT_KEY: key(),
+      MFA_DEMO_AUDIT_DIR: auditDir,
+    };
+    const file = loadConfigFile(join(packageRoot(), 'config', 'demo.yaml'), env);
+    // PORT moves the gateway, and with it the origin passkeys are made for.
+    const config: Config = {
+      ...file,
+      server: { ...file.server, port },
+      webauthn: { ...file.webauthn, origins: [`http://localhost:${port}`] },
+      admin: { ...file.admin, port: Number(process.env.ADMIN_PORT ?? file.admin.port) },
+    };
+    // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would.
+    writeFileSync(publicKeyFile, publicKeyPem(config.audit.signingKey!));
+    // A signal at any point of the start stops the demo cleanly (the portal closed, exit 0) rather than killing it.
+    const log = createLogger(config.log.level);
+    const stop = stopOnSignal(log);
+    const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
+    const portal = await startDemoPortal({ host: '127.0.0.1', port: portalPort });
+    // Built by serve, once the app is.
+    const banner: Banner = async ({ gateway: gw }) => {
+      const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
+      const text = `
   mfa-gateway demo
   Portal (behind the gateway): ${portal.url}
   Open the gateway:            http://localhost:${port}/
@@ -539,11 +545,21 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
   Check the trail: node dist/src/main.js audit verify --public-key ${publicKeyFile} ${auditDir}
 
 `;
-  };
-  try {
-    return await serve(config, log, stop, banner);
+      return () => {
+        shown = true;
+        process.stdout.write(text);
+      };
+    };
+    try {
+      return await serve(config, log, stop, banner);
+    } finally {
+      await portal.close();
+    }
   } finally {
-    await portal.close();
+    if (!shown) {
+      rmSync(auditDir, { recursive: true, force: true });
+      rmSync(publicKeyFile, { force: true });
+    }
   }
 }
 
