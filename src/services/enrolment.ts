@@ -421,12 +421,13 @@ export class EnrolmentService {
 const setupKey = (active: ActiveSession) => keys.factorSetup(active.record.pid, active.record.authTime);
 
 /**
- * What a person called a factor: trimmed, at most 60 characters, without control characters, nor the bidi embeddings,
- * overrides and isolates that would reorder the page's text around it or end the isolation the page puts it in
- * (joiners, which some scripts and emoji need, stay).
+ * What a person called a factor: trimmed, at most 60 UTF-16 units (the field's maxlength), without control characters,
+ * nor the bidi embeddings, overrides and isolates that would reorder the page's text around it or end the isolation the
+ * page puts it in (joiners, which some scripts and emoji need, stay). A lone surrogate (`\ud800` in a JSON body) is no
+ * character and goes too; so does the half of one the limit would cut in two: the page would show either as U+FFFD.
  */
 export function factorName(input: string, fallback: string): string {
-  const name = input.normalize('NFC').replace(/[\p{Cc}\u202A-\u202E\u2066-\u2069]/gu, '').trim().slice(0, 60);
+  const name = input.normalize('NFC').replace(/[\p{Cc}\p{Cs}\u202A-\u202E\u2066-\u2069]/gu, '').trim().slice(0, 60).replace(/\p{Cs}$/u, '');
   return name || fallback;
 }
 

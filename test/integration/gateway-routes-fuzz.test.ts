@@ -12,7 +12,7 @@ import { request } from 'undici';
 import { COOKIE } from '../../src/http/cookies.js';
 import { inputValue, rawRequest, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
-import { ALICE, BOB, enrol, jsonCall, passkeyCsrf, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
+import { ALICE, BOB, enrol, jsonCall, passkeyCsrf, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_260_517);
 const P = '/_mfa';
@@ -600,4 +600,23 @@ t.test('broken framing on the gateway routes and the login: a 400, never a hang'
     'nothing of them at the portal',
   );
   t.equal((await request(`${s.url}${P}/health/live`)).statusCode, 200, 'the gateway still answers');
+});
+
+t.test("a factor's name with a lone surrogate, or cut in the middle of a character: no U+FFFD on the page", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const csrf = passkeyCsrf((await b.get(`${P}/security/passkey`)).body);
+  const options = await jsonCall(b, `${P}/security/passkey/options`, csrf);
+  // JSON.stringify writes the lone surrogate as the escape \ud800, which JSON.parse reads back as one.
+  const added = await jsonCall(b, `${P}/security/passkey`, csrf, { credential: new SoftAuthenticator({ origin: ORIGIN }).register(options.json), name: 'Blue\ud800 key' });
+  t.equal(added.status, 200);
+  const page = await b.get(`${P}/security`);
+  t.match(page.body, '>Blue key<', 'the passkey is named without it');
+  const id = /name="factor" value="([^"]+)"/.exec(page.body)![1]!;
+  const renamed = await b.post(`${P}/security/rename`, { csrf, factor: id, name: `${'a'.repeat(59)}\u{1F511}` });
+  t.equal(renamed.status, 303);
+  const after = (await b.get(`${P}/security`)).body;
+  t.match(after, `>${'a'.repeat(59)}<`, 'the name ends before the character the limit would cut');
+  t.notMatch(after, '\ufffd', 'no replacement character anywhere');
 });

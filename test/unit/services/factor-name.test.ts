@@ -11,4 +11,9 @@ t.test("a factor's name: as typed, without what would change how the page around
   t.equal(factorName('\u{1F469}\u200D\u{1F4BB} laptop', 'Passkey'), '\u{1F469}\u200D\u{1F4BB} laptop', 'a zero-width joiner stays');
   t.equal(factorName('\u0645\u06CC\u200C\u062E\u0648\u0627\u0645', 'Passkey'), '\u0645\u06CC\u200C\u062E\u0648\u0627\u0645', 'a zero-width non-joiner stays');
   t.equal(factorName('\u202E\u2069 ', 'Passkey'), 'Passkey', 'nothing left: the default');
+  // A surrogate without its pair is no character: the page would show U+FFFD for it.
+  t.equal(factorName('Blue\ud800 key\udfff', 'Passkey'), 'Blue key', 'no lone surrogate');
+  t.equal(factorName('\ud83d', 'Passkey'), 'Passkey', 'only a lone surrogate: the default');
+  t.equal(factorName(`${'a'.repeat(59)}\u{1F511}`, 'Passkey'), 'a'.repeat(59), 'at most 60 units, a character not cut in two');
+  t.equal(factorName(`${'a'.repeat(58)}\u{1F511}b`, 'Passkey'), `${'a'.repeat(58)}\u{1F511}`, 'one that fits is kept whole');
 });
