@@ -57,8 +57,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
   /** What a form with a code answers: the missing code, or the wrong one. */
   const refusal = (req: FastifyRequest, r: Refused | undefined, key?: MessageKey) => (r ? wrong(req, r, key) : page(req).t('codeMissing'));
-  /** A code from paper sent wrong, to correct on the page that says so (no longer than its field takes). */
-  const typedCode = (req: FastifyRequest) => field(req, 'code').slice(0, 24);
+  /**
+   * A code from paper sent wrong, to correct on the page that says so: no longer than its field takes, without the
+   * half of a character the cut would leave (shown as U+FFFD).
+   */
+  const sentCode = (req: FastifyRequest) => field(req, 'code').slice(0, 24).replace(/\p{Cs}$/u, '');
   /**
    * The session starts: the pending cookie goes, the session cookie comes (with a known-browser token for the
    * account), and the portal's the browser holds: those its login answer set, and in forward-auth mode all of them.
@@ -155,7 +158,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (result?.ok) return reply.redirect(`${p}/enrol`, 303);
     const ctx2 = pendingPage(req, login);
     const sent = proofMode === 'webhook' && login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
-    return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: refusal(req, result, 'proofWrong'), typed: typedCode(req), ...(sent ? { sent } : {}) }));
+    return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: refusal(req, result, 'proofWrong'), typed: sentCode(req), ...(sent ? { sent } : {}) }));
   });
 
   // 2. The first factor: a passkey, or an authenticator app (works without JavaScript).
@@ -287,7 +290,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const twin = result && (await pending.twin(id, 'verify', form));
     if (twin) return finished(req, reply, twin);
     const c = pendingPage(req, login);
-    return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: refusal(req, result), typed: typedCode(req) }));
+    return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: refusal(req, result), typed: sentCode(req) }));
   });
 
   // 5. Step-up: a signed-in person confirms a second factor again, then goes back to where they were going.

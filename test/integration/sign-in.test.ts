@@ -303,6 +303,8 @@ t.test('recovery code works once', async (t) => {
   t.equal(typed(second.body), codes[0], 'the code sent is on the page again, to correct');
   const misread = `${codes[1]!.slice(0, -1)}${codes[1]!.endsWith('A') ? 'B' : 'A'}`;
   t.equal(typed((await use(` ${misread.toLowerCase()}`)).body), ` ${misread.toLowerCase()}`, 'a typo: as typed');
+  // Longer than the field: cut to its 24 characters, not inside one (an emoji is two UTF-16 units).
+  t.equal(typed((await use(`${'x'.repeat(23)}😀`)).body), 'x'.repeat(23), 'a character the cut would halve is left out, not halved');
   t.equal((await use(codes[1]!)).status, 303, 'another code still works');
 });
 
