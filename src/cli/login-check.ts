@@ -128,7 +128,8 @@ async function jsonLogin(config: Config, portal: PortalClient, c: Credentials, h
   const now = Date.now();
   const { url: pageUrl, jar, asked } = await loginPage(config, portal, now, hide);
   const cookie = cookieHeader(jar, path, now);
-  const readable = cookieHeader(jar, pageUrl.pathname, now);
+  // What the page's script can read: the cookies for its path that are not HttpOnly.
+  const readable = cookieHeader(jar.filter((c) => c.scriptable), pageUrl.pathname, now);
   const echoed = config.portal.browserCookies.flatMap((name) => {
     const [value] = cookieValues(readable, name) ?? [];
     return value === undefined ? [] : [[`X-${name}`, scriptRead(value)] as const];

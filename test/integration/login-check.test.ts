@@ -273,4 +273,12 @@ t.test('a JSON login that wants the double-submit XSRF token of its page: sent a
   const hidden = await checkOn(t, portal, login, 'right-pw', []);
   t.equal(hidden.code, 1);
   t.match(hidden.stdout, /echoed in: none\)\n {2}answer: 403/);
+  // HttpOnly, no script of the page can read it (allow-listed or not): it is sent as a cookie, never echoed.
+  const httpOnly = await startPortal(t, (req) => {
+    if (req.method === 'GET' && req.url === '/app/login') return { status: 200, headers: { 'set-cookie': 'XSRF-TOKEN=tok; Path=/; HttpOnly' } };
+    if (req.method !== 'POST' || req.url !== '/api/session') return { status: 404 };
+    return req.headers['x-xsrf-token'] === undefined ? { status: 401, body: '{"ok":false}' } : { status: 200, headers: { 'set-cookie': 'JSESSIONID=s1; Path=/app; HttpOnly' }, body: '{"ok":true}' };
+  });
+  const unread = await checkOn(t, httpOnly, login, 'right-pw');
+  t.match(unread.stdout, /cookies sent: XSRF-TOKEN; echoed in: none\)\n {2}answer: 401/);
 });
