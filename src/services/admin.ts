@@ -9,7 +9,7 @@ import { Sealer } from '../mechanisms/sealer.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
 import type { CredentialOwners, EnrolmentCodes, FactorStore } from '../stores/factor-store.js';
 import { isSealedKey, keys } from '../stores/keys.js';
-import type { KvStore } from '../stores/kv-store.js';
+import { keysOnce, type KvStore } from '../stores/kv-store.js';
 import type { Sessions } from '../stores/records.js';
 import { UnreadableRecord } from '../stores/sealed-records.js';
 import { BestEffort } from './best-effort.js';
@@ -187,14 +187,12 @@ export class AdminService {
     // same pseudonym, so an account made again would inherit what they retired).
     const marks = new Set([keys.userSessionsEnded(pid), keys.knownBrowserEpoch(pid), keys.factorsRemoved(pid)]);
     await effort.run(async () => {
-      for await (const batch of this.d.kv.scanKeys(`user:{${pid}}`)) {
-        for (const key of batch) {
-          if (marks.has(key)) continue;
-          await effort.run(async () => {
-            await this.d.kv.delete(key);
-            keysDeleted++;
-          });
-        }
+      for await (const key of keysOnce(this.d.kv, `user:{${pid}}`)) {
+        if (marks.has(key)) continue;
+        await effort.run(async () => {
+          await this.d.kv.delete(key);
+          keysDeleted++;
+        });
       }
     });
     await effort.run(() => this.forgetKnownBrowsers(pid));
@@ -212,7 +210,9 @@ export class AdminService {
   async rotateKeys(): Promise<{ resealed: number; current: number; unreadable: number }> {
     await this.noteKeys();
     const out = { resealed: 0, current: 0, unreadable: 0 };
-    for await (const key of this.sealedKeys()) {
+    // Each once: a record re-sealed a moment ago, listed again, would count again as current.
+    for await (const key of keysOnce(this.d.kv, '')) {
+      if (!isSealedKey(key)) continue;
       const sealed = await this.d.kv.get(key);
       if (sealed === null) continue;
       // Opened under the active key's id too: a record under that id that it does not open (the id given a new
@@ -233,7 +233,8 @@ export class AdminService {
   /** The configured keys: which is active, how old, and (encryption) how many records each still seals. */
   async keyStatus(): Promise<KeyUse[]> {
     const records = new Map<string, number>();
-    for await (const key of this.sealedKeys()) {
+    for await (const key of keysOnce(this.d.kv, '')) {
+      if (!isSealedKey(key)) continue;
       const kid = Sealer.keyIdOf((await this.d.kv.get(key)) ?? '');
       if (kid !== null) records.set(kid, (records.get(kid) ?? 0) + 1);
     }
@@ -248,21 +249,6 @@ export class AdminService {
       if (!this.d.config.keys.encryption.some((k) => k.id === kid)) uses.push({ purpose: 'encryption', id: kid, active: false, firstSeen: null, records: n });
     }
     return uses;
-  }
-
-  /**
-   * The keys of the sealed records, each once: Redis SCAN may list a key twice (while its table is resized), and a
-   * record re-sealed a moment ago would then count again, as current.
-   */
-  private async *sealedKeys(): AsyncIterable<string> {
-    const seen = new Set<string>();
-    for await (const batch of this.d.kv.scanKeys('')) {
-      for (const key of batch) {
-        if (!isSealedKey(key) || seen.has(key)) continue;
-        seen.add(key);
-        yield key;
-      }
-    }
   }
 
   /** Remembers when each configured key was first seen (for key ages); the gateway calls it at start. */
@@ -306,15 +292,13 @@ export class AdminService {
     let deleted = 0;
     for (const prefix of prefixes) {
       await effort.run(async () => {
-        for await (const batch of this.d.kv.scanKeys(prefix)) {
-          for (const key of batch) {
-            if (!isSealedKey(key) || !only(key)) continue;
-            await effort.run(async () => {
-              if (pid !== null && (await this.opened(key))?.pid !== pid) return;
-              await this.d.kv.delete(key);
-              deleted++;
-            });
-          }
+        for await (const key of keysOnce(this.d.kv, prefix)) {
+          if (!isSealedKey(key) || !only(key)) continue;
+          await effort.run(async () => {
+            if (pid !== null && (await this.opened(key))?.pid !== pid) return;
+            await this.d.kv.delete(key);
+            deleted++;
+          });
         }
       });
     }

@@ -9,7 +9,7 @@ import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { buildReport, duration, type Report, type ReportInput } from '../domain/report.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import { UnreadableRecord } from '../stores/sealed-records.js';
-import type { KvStore } from '../stores/kv-store.js';
+import { keysOnce, type KvStore } from '../stores/kv-store.js';
 import type { AdminService } from './admin.js';
 import type { TrailReading, TrailRequest } from './report-trail.js';
 
@@ -87,25 +87,21 @@ async function factorCounts(d: ReportDeps): Promise<ReportInput['store']> {
   const enrolledUsers = new Set<string>();
   const factorsByKind: Record<FactorKind, number> = { totp: 0, webauthn: 0, recovery: 0 };
   let unreadableFactorRecords = 0;
-  // Redis SCAN may list a key twice (while its table is resized): each user is counted once.
-  const counted = new Set<string>();
-  for await (const batch of d.kv.scanKeys('user:{')) {
-    for (const key of batch) {
-      const pid = factorKey.exec(key)?.[1];
-      if (!pid || counted.has(pid)) continue;
-      counted.add(pid);
-      // A record no configured key opens is counted (a finding), not the end of the report.
-      const f = await d.factors.get(pid).catch((err: unknown) => {
-        if (!(err instanceof UnreadableRecord)) throw err;
-        unreadableFactorRecords++;
-        return null;
-      });
-      if (!f || f.factors.length === 0) continue;
-      enrolledUsers.add(pid);
-      for (const x of f.factors) factorsByKind[x.kind]++;
-      // A set whose codes are all used opens nothing: the sign-in offers it no more.
-      if (f.recovery && codesLeft(f.recovery) > 0) factorsByKind.recovery++;
-    }
+  // Each user once, whose factor record is one key.
+  for await (const key of keysOnce(d.kv, 'user:{')) {
+    const pid = factorKey.exec(key)?.[1];
+    if (!pid) continue;
+    // A record no configured key opens is counted (a finding), not the end of the report.
+    const f = await d.factors.get(pid).catch((err: unknown) => {
+      if (!(err instanceof UnreadableRecord)) throw err;
+      unreadableFactorRecords++;
+      return null;
+    });
+    if (!f || f.factors.length === 0) continue;
+    enrolledUsers.add(pid);
+    for (const x of f.factors) factorsByKind[x.kind]++;
+    // A set whose codes are all used opens nothing: the sign-in offers it no more.
+    if (f.recovery && codesLeft(f.recovery) > 0) factorsByKind.recovery++;
   }
   return { enrolledUsers, factorsByKind, unreadableFactorRecords };
 }

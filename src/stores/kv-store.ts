@@ -81,3 +81,18 @@ export interface KvStore {
   warnings(): Promise<string[]>;
   close(): Promise<void>;
 }
+
+/**
+ * Every key starting with `prefix`, each once (scanKeys may list a key twice): for what counts keys, or acts on each
+ * once. Remembers the keys listed so far: for admin commands only, as scanKeys.
+ */
+export async function* keysOnce(kv: KvStore, prefix: string): AsyncIterable<string> {
+  const listed = new Set<string>();
+  for await (const batch of kv.scanKeys(prefix)) {
+    for (const key of batch) {
+      if (listed.has(key)) continue;
+      listed.add(key);
+      yield key;
+    }
+  }
+}

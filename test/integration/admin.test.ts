@@ -140,15 +140,17 @@ t.test('erase: a sign-in begun before it and finishing while it runs starts no s
   t.match(started, { code: 'GW_ERR_LOGIN_EXPIRED', message: "the user's sessions were ended during the sign-in" }, 'it started no session: refused for the erasure');
 });
 
-t.test('the report counts each factor once, also when the store lists a key twice (Redis SCAN does, while its table grows)', async (t) => {
-  class ListsTwice extends MemoryKvStore {
-    override async *scanKeys(prefix: string): AsyncIterable<string[]> {
-      for await (const batch of super.scanKeys(prefix)) {
-        yield batch;
-        yield batch;
-      }
+/** A store that lists every key twice, as Redis SCAN may while its table is resized. */
+class ListsTwice extends MemoryKvStore {
+  override async *scanKeys(prefix: string): AsyncIterable<string[]> {
+    for await (const batch of super.scanKeys(prefix)) {
+      yield batch;
+      yield batch;
     }
   }
+}
+
+t.test('the report counts each factor once, also when the store lists a key twice (Redis SCAN does, while its table grows)', async (t) => {
   const s = await startStack({ kv: (clock) => new ListsTwice(clock) });
   t.teardown(s.close);
   await signUpAndEnrol(s);
@@ -157,15 +159,7 @@ t.test('the report counts each factor once, also when the store lists a key twic
   t.equal(report.coverage.totalEnrolled, 1);
 });
 
-t.test('key status and key rotation count each record once, also when the store lists a key twice', async (t) => {
-  class ListsTwice extends MemoryKvStore {
-    override async *scanKeys(prefix: string): AsyncIterable<string[]> {
-      for await (const batch of super.scanKeys(prefix)) {
-        yield batch;
-        yield batch;
-      }
-    }
-  }
+t.test('key status, key rotation and erasure count each key once, also when the store lists a key twice', async (t) => {
   const s = await startStack({ kv: (clock) => new ListsTwice(clock) });
   t.teardown(s.close);
   await signUpAndEnrol(s);
@@ -184,6 +178,12 @@ t.test('key status and key rotation count each record once, also when the store 
   });
   t.equal((await s2.app.gateway.admin.keyStatus()).find((u) => u.id === 'e1')?.records, sealed, 'each record sealed under e1 counted once');
   t.same(await s2.app.gateway.admin.rotateKeys(), { resealed: sealed, current: 0, unreadable: 0 }, 'each record re-sealed once, and not counted again as current');
+  const deleted: string[] = [];
+  const del = s.kv.delete.bind(s.kv);
+  s.kv.delete = async (key) => (deleted.push(key), del(key));
+  const { keysDeleted } = await s2.app.gateway.admin.erase(s.app.gateway.pidOf(ALICE.username)!);
+  t.ok(keysDeleted > 0 && keysDeleted <= deleted.length, 'erase counts the keys it deleted…');
+  t.equal(new Set(deleted).size, deleted.length, '…each once');
 });
 
 t.test('the report counts as holding recovery codes only users with a code left', async (t) => {
