@@ -427,7 +427,7 @@ const setupKey = (active: ActiveSession) => keys.factorSetup(active.record.pid, 
  * character and goes too; so does the half of one the limit would cut in two: the page would show either as U+FFFD.
  */
 export function factorName(input: string, fallback: string): string {
-  const name = input.normalize('NFC').replace(/[\p{Cc}\p{Cs}\u202A-\u202E\u2066-\u2069]/gu, '').trim().slice(0, 60).replace(/\p{Cs}$/u, '');
+  const name = input.normalize('NFC').replace(/[\p{Cc}\p{Cs}\u202A-\u202E\u2066-\u2069]/gu, '').trim().slice(0, 60).replace(/\p{Cs}$/u, '').trimEnd();
   return name || fallback;
 }
 

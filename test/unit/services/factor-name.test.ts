@@ -16,4 +16,6 @@ t.test("a factor's name: as typed, without what would change how the page around
   t.equal(factorName('\ud83d', 'Passkey'), 'Passkey', 'only a lone surrogate: the default');
   t.equal(factorName(`${'a'.repeat(59)}\u{1F511}`, 'Passkey'), 'a'.repeat(59), 'at most 60 units, a character not cut in two');
   t.equal(factorName(`${'a'.repeat(58)}\u{1F511}b`, 'Passkey'), `${'a'.repeat(58)}\u{1F511}`, 'one that fits is kept whole');
+  t.equal(factorName(`${'a'.repeat(58)} \u{1F511}`, 'Passkey'), 'a'.repeat(58), 'no space left at the end by the cut');
+  t.equal(factorName(`${'a'.repeat(59)} b`, 'Passkey'), 'a'.repeat(59), 'nor by a cut after a space');
 });
