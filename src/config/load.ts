@@ -599,8 +599,7 @@ function loginRuleWarnings(login: Config['portal']['login']): string[] {
  * URL, and one for an absolute URL naming a host of the portal never holds.
  */
 function locationRuleWarnings(c: Config): string[] {
-  const portal = new URL(c.portal.url);
-  const hosts = [portal.host, ...c.server.hosts].map((h) => h.toLowerCase());
+  const hosts = [new URL(c.portal.url).hostname, ...c.server.hosts].map((h) => h.toLowerCase());
   const rules = { 'success.location': c.portal.login.success.location, 'failure.location': c.portal.login.failure?.location };
   const w: string[] = [];
   for (const [name, src] of Object.entries(rules)) {
@@ -609,14 +608,15 @@ function locationRuleWarnings(c: Config): string[] {
     // The first character every match starts with, when the pattern is anchored to one (no `|` beside the `^`).
     const [anchor, first] = ('stack' in tokens && tokens.stack) || [];
     const lead = anchor?.type === tokenTypes.POSITION && anchor.value === '^' && first?.type === tokenTypes.CHAR ? String.fromCharCode(first.value) : undefined;
-    // As written, with its escaped dots and slashes read as plain ones.
-    const plain = src.replace(/\\([./])/g, '$1').toLowerCase();
-    const authority = /:\/\/([^/]*)/.exec(plain)?.[1];
-    if (authority === undefined && lead !== undefined && lead !== '/') {
+    // The host name an absolute URL in it names (portal.internal in `^https?://portal\\.internal(:8080)?/home`), with
+    // escaped dots and slashes read as plain ones and its optional groups (`(www\\.)?`, a port) left out.
+    const shortest = src.replace(/\\([./])/g, '$1').replace(/\([^()]*\)\?/g, '').toLowerCase();
+    const host = /:\/\/([^/:(?$]*)/.exec(shortest)?.[1];
+    if (host === undefined && lead !== undefined && lead !== '/') {
       w.push(
         `portal.login.${name} starts with ^${lead}, not ^/: a Location is matched as the path it leads to on the portal (home.jsp answered to /portal/login.do as /portal/home.jsp), so it holds for none there; anchor it to that path (^/portal/home\\.jsp)`,
       );
-    } else if (authority !== undefined && hosts.some((h) => authority.includes(h))) {
+    } else if (host !== undefined && hosts.includes(host)) {
       w.push(
         `portal.login.${name} is written for an absolute URL on the portal: a Location there is matched as its path and query (https://portal.example/portal/home.jsp as /portal/home.jsp), so it holds for none; write the path (^/portal/home\\.jsp)`,
       );

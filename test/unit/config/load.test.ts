@@ -595,6 +595,17 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.same(located('^/home', '^https://sso\\.example/login'), [], "another site's address: none");
   for (const absolute of ['^https?://localhost/home', '^http:\\/\\/127\\.0\\.0\\.1:1/home', '^https://(www\\.)?localhost(:\\d+)?/home'])
     t.match(located(absolute), [/^portal\.login\.success\.location is written for an absolute URL on the portal: /], `${absolute}: a host of the portal's, a warning`);
+  // The host is compared as a whole name, whatever the port: a Location on the portal is matched as its path anyway.
+  for (const absolute of ['^https://sso\\.localhost\\.example/home', '^https://localhost\\.example/home', '^https://my-localhost/home'])
+    t.same(located(absolute), [], `${absolute}: another site whose name holds one of the portal's, none`);
+  const onPortal = (success: string) => {
+    const raw = rawTestConfig('http://portal.internal:8080');
+    Object.assign(raw.portal.login, { success: { status: [302], location: success, setCookie: 'AUTH' }, failure: { status: [302], location: '^/login\\?error' } });
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('portal.login.'));
+  };
+  for (const absolute of ['^http://portal\\.internal', '^https?://portal\\.internal(:8080)?/home', '^http://Portal\\.Internal:8080/home', '^https?://(?:www\\.)?portal\\.internal$'])
+    t.match(onPortal(absolute), [/^portal\.login\.success\.location is written for an absolute URL on the portal: /], `${absolute}: the portal's host without its port, a warning`);
+  t.same(onPortal('^https://portal\\.internal\\.example/home'), [], "a name that begins with the portal's: none");
   const local = rawTestConfig('http://127.0.0.1:1');
   local.enrolment = { proof: 'webhook', webhook: { url: 'http://127.0.0.1:9999/hook', secret: randomKey() } };
   local.notify = { url: 'https://alerts.example/in', secret: randomKey() };
