@@ -516,18 +516,44 @@ export function configWarnings(c: Config): string[] {
  * Login paths the policy keeps from a signed-out browser: the rules judge the login as any request, so one under an
  * `mfa` rule (a login posted to another path than its page, `/api/session`, which the rule for the page's own path
  * does not cover) asks for a sign-in before the sign-in, and nobody gets in; nor when no rule names it and the
- * default denies. A rule that denies it outright, or for an address, or that wants a managed device, is taken as meant.
+ * default denies. Each of server.hosts is judged, as rules may name hosts. Judged without a client address, a rule
+ * for some networks stops at it (fail closed), so each such rule is judged again with an address in each network it
+ * names: one that asks for a sign-in there closes the login for those clients. A rule that denies it outright or
+ * wants a managed device is taken as meant, and so is a public rule for some networks before an `mfa` rule for the
+ * rest (logins from those networks only).
  */
 function closedLoginWarnings(c: Config): string[] {
   const policy = compilePolicy(policyConfig(c));
+  // The address part of a network's first entry is an address in it.
+  const inside = (network: string) => (Object.hasOwn(c.networks, network) ? c.networks[network]! : [network]).slice(0, 1).map((entry) => entry.split('/')[0]!);
+  const clients = [
+    { ip: null, rule: undefined, network: undefined },
+    ...c.policy.rules.flatMap((r) => (r.networks ?? []).flatMap((network) => inside(network).map((ip) => ({ ip, rule: r.name, network })))),
+  ];
   const w: string[] = [];
   for (const path of c.portal.login.paths) {
     for (const method of c.portal.login.methods) {
-      const outcome = decideAccess(policy, { host: c.server.hosts[0]!.toLowerCase(), method, path, clientIp: null, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } });
-      const closed = outcome.verdict === 'deny' ? outcome.rule === policy.fallback.name && outcome.reason === 'rule' : outcome.verdict === 'sign-in';
-      if (!closed) continue;
-      const why = outcome.verdict === 'deny' ? 'no rule matches it and policy.default is deny' : `policy rule "${outcome.rule}" asks a signed-out browser to sign in first`;
-      w.push(`portal.login.paths: ${method} ${path}: ${why}, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is`);
+      // What closes the login → the hosts it closes it on.
+      const closing = new Map<string, string[]>();
+      for (const host of c.server.hosts) {
+        for (const { ip, rule, network } of clients) {
+          const outcome = decideAccess(policy, { host: host.toLowerCase(), method, path, clientIp: ip, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } });
+          // With an address in a rule's network, only that rule's own sign-in counts: another's is the one for the
+          // rest, met by clients outside every network too (taken as meant).
+          const closed =
+            outcome.verdict === 'deny' ? rule === undefined && outcome.rule === policy.fallback.name && outcome.reason === 'rule' : outcome.verdict === 'sign-in' && (rule === undefined || outcome.rule === rule);
+          if (!closed) continue;
+          const why =
+            outcome.verdict === 'deny' ? 'no rule matches it and policy.default is deny' : `policy rule "${outcome.rule}" asks a signed-out browser${network === undefined ? '' : ` in ${network}`} to sign in first`;
+          const fix =
+            network === undefined
+              ? 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is'
+              : 'so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it';
+          const found = `${why}, ${fix}`;
+          closing.set(found, [...(closing.get(found) ?? []), host]);
+        }
+      }
+      for (const [found, hosts] of closing) w.push(`portal.login.paths: ${method} ${path}${hosts.length < c.server.hosts.length ? ` on ${hosts.join(', ')}` : ''}: ${found}`);
     }
   }
   return w;

@@ -762,4 +762,43 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
   t.same(closed((raw) => raw.policy.rules.unshift({ name: 'logins from the clinic only', paths: ['/api/session'], networks: ['10.0.0.0/8'], decision: 'public' })), [], 'a rule for an address: taken as meant');
   t.same(closed((raw) => raw.policy.rules.unshift({ name: 'closed for now', paths: ['/api/session'], decision: 'deny' })), [], 'a deny rule: taken as meant');
   t.same(closed((raw) => raw.policy.rules.unshift({ name: 'clinic computers only', paths: ['/api/session'], decision: 'managed-device' })), [], 'a rule for managed devices: taken as meant');
+  // Every host name is judged: a rule may name some.
+  const twoHosts = (raw: Record<string, any>) => (raw.server = { ...raw.server, hosts: ['portal.example', 'kiosk.example'] });
+  t.same(
+    closed((raw) => {
+      twoHosts(raw);
+      raw.policy.rules[0].paths.push('/api/session');
+      raw.policy.rules.unshift({ name: 'kiosk', hosts: ['kiosk.example'], paths: ['/'], decision: 'mfa' });
+    }),
+    [
+      'portal.login.paths: POST /api/session on kiosk.example: policy rule "kiosk" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+    ],
+    'a rule for one host name that closes it there: a warning naming the host',
+  );
+  t.same(closed(twoHosts), [
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+  ], 'closed on every host name: one warning naming none');
+  // A rule for some networks asking for a sign-in closes it for their clients.
+  t.same(closed((raw) => {
+    raw.policy.rules[0].paths.push('/api/session');
+    raw.policy.rules.unshift({ name: 'vpn', networks: ['10.0.0.0/8'], paths: ['/'], decision: 'mfa' });
+  }), [
+    'portal.login.paths: POST /api/session: policy rule "vpn" asks a signed-out browser in 10.0.0.0/8 to sign in first, so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it',
+  ], 'an mfa rule for a network before the public login rule: a warning naming the network');
+  t.same(closed((raw) => {
+    raw.networks = { clinic: ['10.1.0.0/16'], guests: ['2001:db8::/32'] };
+    raw.policy.rules[0].paths.push('/api/session');
+    raw.policy.rules.unshift({ name: 'clinic login', networks: ['clinic'], paths: ['/api/session'], decision: 'public' }, { name: 'outside', networks: ['clinic', 'guests', '192.0.2.0/24'], paths: ['/'], decision: 'mfa' });
+  }).map((w) => w.split(' to sign in')[0]), [
+    'portal.login.paths: POST /api/session: policy rule "outside" asks a signed-out browser in guests',
+    'portal.login.paths: POST /api/session: policy rule "outside" asks a signed-out browser in 192.0.2.0/24',
+  ], '... each network it closes it for (not one a public rule before it opens)');
+  t.same(closed((raw) => {
+    raw.policy.rules[0].paths.push('/api/session');
+    raw.policy.rules.push({ name: 'vpn', networks: ['10.0.0.0/8'], paths: ['/'], decision: 'mfa' });
+  }), [], 'after the public login rule: none');
+  t.same(closed((raw) => {
+    raw.networks = { clinic: ['10.1.0.0/16'], guests: ['192.168.0.0/16'] };
+    raw.policy.rules.unshift({ name: 'guest pages', networks: ['guests'], paths: ['/wifi/'], decision: 'public' }, { name: 'clinic login', networks: ['clinic'], paths: ['/api/session'], decision: 'public' });
+  }), [], 'logins from one network only, another network named elsewhere: taken as meant');
 });
