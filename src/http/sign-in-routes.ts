@@ -300,9 +300,9 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return active;
   };
   const backTo = (value: string) => (value ? returnTarget(value, config) : undefined);
-  const stepUpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, to: string | undefined, error?: string) => {
-    const query = req.query as Record<string, unknown>;
-    const wanted = String(query.factors ?? field(req, 'factors')).split(',').filter(isRuleFactor);
+  /** The kinds of factor the step-up is for (its rule's, carried by the page's address or its form); none: any. */
+  const wantedOf = (req: FastifyRequest) => String((req.query as Record<string, unknown>).factors ?? field(req, 'factors')).split(',').filter(isRuleFactor);
+  const stepUpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, to: string | undefined, wanted: RuleFactor[], error?: string) => {
     const kinds = await secondFactor.kindsOf(active.record.pid);
     const takes = (kind: RuleFactor) => wanted.length === 0 || wanted.includes(kind);
     const totp = kinds.totp && takes('totp');
@@ -353,7 +353,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const to = backTo(String((req.query as Record<string, unknown>).to ?? ''));
     // Signed out meanwhile (the session idle on this page): a new sign-in goes on to the page the step-up was for.
     if (!active) return reply.redirect(loginPageFor(config.portal.login.page, to), 302);
-    return stepUpPage(req, reply, active, 200, to);
+    return stepUpPage(req, reply, active, 200, to, wantedOf(req));
   });
   const steppedUp = (req: FastifyRequest, reply: FastifyReply, token: string, to: string | undefined) => {
     reply.setCookie(COOKIE.session, token, cookieOptions());
@@ -365,8 +365,10 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     // Before anything is read: a request from another site gets nothing, not even a wait.
     checkSameOrigin(req);
     const cookie = req.cookies[COOKIE.session];
+    // Every field is read before the code is checked: one that is not one text value is refused before it uses a try.
     const form = twinForm(field(req, 'csrf'), field(req, 'code'));
     const to = backTo(field(req, 'to'));
+    const wanted = wantedOf(req);
     const active = await sessions.authenticate(cookie);
     if (!active) {
       // The same form sent a moment before moved this session to a new id (a second tap): that one's step-up.
@@ -380,7 +382,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (result?.ok) return steppedUp(req, reply, result.token, to);
     // Refused as the code was just used, by this same form sent a moment before: that one's step-up.
     const twin = result && (await sessions.twin(cookie, form));
-    return twin ? steppedUp(req, reply, twin, to) : stepUpPage(req, reply, active, 400, to, refusal(req, result));
+    return twin ? steppedUp(req, reply, twin, to) : stepUpPage(req, reply, active, 400, to, wanted, refusal(req, result));
   });
   app.post(`${p}/step-up/passkey/options`, json, async (req) => {
     const active = await session(req);

@@ -332,6 +332,23 @@ t.test('step-up: five wrong codes end the session, however slowly they come', as
   t.equal((await b.get('/records')).status, 302, 'the session has ended');
 });
 
+t.test('step-up: a form refused for a field that is not one text value uses up no try, whatever its code', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const pid = s.app.gateway.pidOf(ALICE.username)!;
+  const csrf = inputValue((await b.get('/_mfa/step-up')).body, 'csrf');
+  // The kinds of factor twice (a form put together by hand, a script's mistake): more than a session's five tries.
+  for (const field of ['factors', 'factors', 'to', 'factors', 'to', 'factors']) {
+    const refused = await b.send('POST', '/_mfa/step-up', `csrf=${csrf}&code=000000&${field}=totp&${field}=webauthn`, { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' });
+    t.match([refused.status, JSON.parse(refused.body)], [400, { error: 'GW_ERR_BAD_REQUEST' }], `${field} twice: refused`);
+  }
+  t.equal(await s.kv.get(keys.factorFailures(pid, 'totp')), null, 'no failure of the app counted for the user');
+  t.equal((await b.get('/records')).status, 200, 'the session goes on');
+  const wrong = await b.post('/_mfa/step-up', { csrf, code: '000000', factors: 'totp' });
+  t.match([wrong.status, wrong.body], [400, /Attempts left: 4\./], 'the first wrong code is its first try');
+});
+
 t.test('step-up: a try refused while the user must wait leads back to the step-up as it was asked for, its way back and its kinds kept', async (t) => {
   const s = await startStack({
     patch: (raw) => {
