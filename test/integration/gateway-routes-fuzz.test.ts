@@ -2,7 +2,11 @@
 // a sign-in: wrong methods and content types, odd bodies and fields, odd query strings and paths, broken CSRF tokens,
 // WebAuthn answers with wrong types, broken framing. Every answer is a 4xx (or an ordinary answer where the input is
 // acceptable): never a 5xx, a stack trace, the input echoed unescaped, or a request of the gateway's own at the portal;
-// and the gateway still answers its health check after. Cases are drawn from a fixed seed (FUZZ_SEED picks another).
+// and the gateway still answers its health check after. Nothing is lost either: a refused request costs no try and
+// ends no sign-in or session, a code checked costs one try and says so, and after each batch of cases the person
+// finishes with the right input (the sign-in, the enrolment, the recovery codes, a step-up, a portal page); a test at
+// the limits as shipped says, route by route, which malformed input costs a try (none refused as an error). Cases are
+// drawn from a fixed seed (FUZZ_SEED picks another).
 import t from 'tap';
 import fc from 'fast-check';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -10,9 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { COOKIE } from '../../src/http/cookies.js';
+import { ATTEMPT_KINDS, type AttemptKind } from '../../src/services/ceremony.js';
+import { keys } from '../../src/stores/keys.js';
 import { inputValue, rawRequest, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
-import { ALICE, BOB, enrol, jsonCall, passkeyCsrf, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
+import { ALICE, BOB, enrol, jsonCall, passkeyCsrf, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack } from '../helpers/stack.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_260_517);
 const P = '/_mfa';
@@ -87,6 +93,10 @@ interface State {
   csrf: string;
   /** A WebAuthn answer the state's passkey route would take, as a base for mutations. */
   credential?: Record<string, unknown>;
+  /** Who is signing in or signed in, and what they have to finish with: the invitation code, the app's secret. */
+  person?: { pid: string; invite?: string; totp?: string };
+  /** Why the sign-in or session may have ended in the batch (too many wrong codes, a sign-out): no loss then. */
+  ended?: string;
 }
 type StateName = 'signed-out' | 'junk-cookies' | 'proof' | 'enrol' | 'acknowledge' | 'verify' | 'signed-in' | 'signed-in-long-ago';
 const STATES: StateName[] = ['signed-out', 'junk-cookies', 'proof', 'enrol', 'acknowledge', 'verify', 'signed-in', 'signed-in-long-ago'];
@@ -383,6 +393,27 @@ function routePaths(tree: string): string[] {
   return paths;
 }
 
+type Cookies = { pending?: string | undefined; session?: string | undefined };
+/** What a person has to lose: the sign-in or session a browser holds, the tries its ceremony used, the user's failures. */
+interface Standing {
+  alive: boolean;
+  /** The store key of the ceremony's count: the same before and after a request that ends it. */
+  triesKey?: string;
+  tries: number;
+  failures: Record<AttemptKind, number>;
+}
+
+/** The standing of the sign-in or session behind a browser's gateway cookies (read without touching it). */
+async function standing(s: Stack, pid: string, cookies: Cookies, triesKey?: string): Promise<Standing> {
+  const gw = s.app.gateway;
+  const pending = (await gw.pending.stage(cookies.pending)) !== null;
+  const active = await gw.sessions.authenticate(cookies.session, { seen: false });
+  const key = triesKey ?? (pending ? keys.pendingAttempts(cookies.pending!) : active ? keys.stepUpAttempts(active.sid) : undefined);
+  const failures = {} as Record<AttemptKind, number>;
+  for (const kind of ATTEMPT_KINDS) failures[kind] = Number(await s.kv.get(keys.factorFailures(pid, kind)));
+  return { alive: pending || active !== null, ...(key ? { triesKey: key } : {}), tries: key ? Number(await s.kv.get(key)) : 0, failures };
+}
+
 /** What is wrong with an answer, if anything. */
 function faults(c: Case, status: number, headers: Record<string, string | string[] | undefined>, body: string, portal: { method: string; url: string }[]): string[] {
   const problems: string[] = [];
@@ -464,6 +495,8 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
     const added = await jsonCall(b, `${P}/security/passkey`, csrf, { credential: auth.register(options.json), name: 'Key' });
     t.equal(added.status, 200, 'alice has a passkey too');
   }
+  const alice = { pid: gw.pidOf(ALICE.username)!, totp: secret };
+  const bob = gw.pidOf(BOB.username)!;
   const signedIn = async (): Promise<State> => {
     s.clock.advance(30_000);
     const b = s.browser();
@@ -473,7 +506,7 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
     if (done.status !== 303) throw new Error(`sign-in answered ${done.status}`);
     const session = passkeyCsrf((await b.get(`${P}/security/passkey`)).body);
     const options = await jsonCall(b, `${P}/security/passkey/options`, session);
-    return { b, csrf: session, credential: new SoftAuthenticator({ origin: ORIGIN }).register(options.json) as unknown as Record<string, unknown> };
+    return { b, csrf: session, credential: new SoftAuthenticator({ origin: ORIGIN }).register(options.json) as unknown as Record<string, unknown>, person: alice };
   };
   const make: Record<StateName, () => Promise<State>> = {
     'signed-out': async () => ({ b: s.browser(), csrf: 'a'.repeat(43) }),
@@ -483,20 +516,20 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
       return { b, csrf: 'a'.repeat(43) };
     },
     proof: async () => {
-      const { b, csrf } = await proofFor(BOB.username, BOB.password);
-      return { b, csrf };
+      const { b, code, csrf } = await proofFor(BOB.username, BOB.password);
+      return { b, csrf, person: { pid: bob, invite: code } };
     },
     enrol: async () => {
       const { b, csrf } = await toEnrol(BOB.username, BOB.password);
       const options = await jsonCall(b, `${P}/enrol/passkey/options`, csrf);
-      return { b, csrf, credential: new SoftAuthenticator({ origin: ORIGIN }).register(options.json) as unknown as Record<string, unknown> };
+      return { b, csrf, credential: new SoftAuthenticator({ origin: ORIGIN }).register(options.json) as unknown as Record<string, unknown>, person: { pid: bob } };
     },
     acknowledge: async () => {
       const { b } = await toEnrol(BOB.username, BOB.password);
       const { secret: bobs, csrf } = await totpEnrolmentForm(s, b);
       const confirmed = await b.post(`${P}/enrol/totp`, { csrf, code: await totpAt(bobs, s.clock.now()) });
       if (confirmed.location !== `${P}/recovery-codes`) throw new Error(`enrolment answered ${confirmed.status}`);
-      return { b, csrf };
+      return { b, csrf, person: { pid: bob, totp: bobs } };
     },
     verify: async () => {
       // A sign-in first: its second factor clears the failures the cases before counted.
@@ -505,7 +538,7 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
       await submitPassword(b, ALICE.username, ALICE.password);
       const csrf = passkeyCsrf((await b.get(`${P}/verify`)).body);
       const options = await jsonCall(b, `${P}/verify/passkey/options`, csrf);
-      return { b, csrf, credential: auth.clone().authenticate(options.json) as unknown as Record<string, unknown> };
+      return { b, csrf, credential: auth.clone().authenticate(options.json) as unknown as Record<string, unknown>, person: alice };
     },
     'signed-in': signedIn,
     'signed-in-long-ago': async () => {
@@ -515,12 +548,75 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
     },
   };
 
+  const max = s.config.mfa.maxAttemptsPerLogin;
+  /** What a case cost the person that it should not have: a try not said, more than one, a sign-in or session lost. */
+  const losses = async (state: State, c: Case, cookies: Cookies, was: Standing, status: number, body: string, refused: string | undefined): Promise<string[]> => {
+    const now = await standing(s, state.person!.pid, cookies, was.triesKey);
+    const problems: string[] = [];
+    const tried = now.tries - was.tries;
+    const failed = ATTEMPT_KINDS.filter((kind) => now.failures[kind] > was.failures[kind]);
+    if (tried > 1) problems.push(`${tried} tries counted`);
+    for (const kind of failed) if (now.failures[kind] - was.failures[kind] > 1) problems.push(`${now.failures[kind] - was.failures[kind]} ${kind} failures counted`);
+    // A signature cannot be guessed: only a clone's answer counts against the user, and none here is one.
+    if (failed.includes('webauthn')) problems.push('a passkey answer counted against the user');
+    if (refused === 'GW_ERR_TOO_MANY_ATTEMPTS') state.ended = 'too many wrong codes';
+    else if (refused && (tried > 0 || failed.length)) problems.push(`refused (${refused}), yet counted as a try`);
+    else if (tried > 0 || failed.length) {
+      // A code or passkey answer was checked: the answer says it did not work, and how many tries are left.
+      const left = max - now.tries;
+      if (status !== 400 || !(body.includes(`Attempts left: ${left}.`) || body.includes(`"attemptsLeft":${left}`))) problems.push(`a try counted without saying so (${left} left)`);
+      if (tried !== 1) problems.push(`a ${failed.join(', ')} failure counted without a try`);
+    }
+    if (c.method === 'POST' && c.path.split('?', 1)[0] === `${P}/logout` && status === 200) state.ended ??= 'signed out';
+    if (was.alive && !now.alive && !state.ended) {
+      // Only by going on: the sign-in finished, or the session moved to a new id (a step-up).
+      const onward = state.b.cookies.get(COOKIE.session);
+      if (onward === cookies.session || !(await gw.sessions.authenticate(onward, { seen: false }))) problems.push('the sign-in or session was lost');
+    }
+    return problems;
+  };
+  /** The person goes on from where the browser is, with the right input, to a step-up and a portal page; what failed. */
+  const finish = async (state: State): Promise<string | null> => {
+    const { b, person } = state;
+    for (let step = 0; b.cookies.has(COOKIE.pending) && step < 4; step++) {
+      const next = await b.get(`${P}/continue`);
+      const page = next.location?.slice(P.length + 1);
+      let answer;
+      if (page === 'proof') answer = await b.post(`${P}/enrol/proof`, { csrf: state.csrf, code: person!.invite! });
+      else if (page === 'enrol') {
+        const form = await totpEnrolmentForm(s, b);
+        person!.totp = form.secret;
+        answer = await b.post(`${P}/enrol/totp`, { csrf: form.csrf, code: await totpAt(form.secret, s.clock.now()) });
+      } else if (page === 'recovery-codes') {
+        await b.get(`${P}/recovery-codes`);
+        answer = await b.post(`${P}/recovery-codes`, { csrf: state.csrf, saved: 'yes' });
+      } else if (page === 'verify') {
+        s.clock.advance(30_000);
+        answer = await b.post(`${P}/verify`, { csrf: state.csrf, code: await totpAt(person!.totp!, s.clock.now()) });
+      } else return `the sign-in was lost (continue answered ${next.status} ${next.location ?? ''})`;
+      if (answer.status !== 303) return `${page} with the right input answered ${answer.status}`;
+    }
+    if (!(await gw.sessions.authenticate(b.cookies.get(COOKIE.session), { seen: false }))) return 'the session was lost';
+    if (person!.totp) {
+      s.clock.advance(30_000);
+      const page = await b.get(`${P}/step-up`);
+      const up = await b.post(`${P}/step-up`, { csrf: inputValue(page.body, 'csrf'), code: await totpAt(person!.totp, s.clock.now()) });
+      if (up.status !== 200) return `a step-up with the right code answered ${up.status}`;
+    }
+    const portal = await b.get('/records');
+    return portal.status === 200 ? null : `a portal page answered ${portal.status}`;
+  };
+
   const g = new Gen(SEED);
   const failures: string[] = [];
   let n = 0;
+  let finished = 0;
   const started = Date.now();
   const send = async (state: State, c: Case) => {
     const before = s.portalRequests.length;
+    const logged = s.logs.length;
+    const cookies: Cookies = { pending: state.b.cookies.get(COOKIE.pending), session: state.b.cookies.get(COOKIE.session) };
+    const was = state.person && (await standing(s, state.person.pid, cookies));
     const cookie = [...state.b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
     try {
       const res = await request(new URL(c.path, s.url), {
@@ -531,12 +627,16 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
         bodyTimeout: 5_000,
       });
       const body = await res.body.text();
-      // The route may have moved the state on (a session stepped up): the browser keeps what it was given.
+      // The route may have moved the state on (a session stepped up, a sign-in finished): the browser keeps what it was
+      // given, and forgets what was cleared.
       for (const line of [res.headers['set-cookie'] ?? []].flat()) {
         const [name, value] = line.split(';', 1)[0]!.split('=') as [string, string];
         if (value) state.b.cookies.set(name, value);
+        else state.b.cookies.delete(name);
       }
       const problems = faults(c, res.statusCode, res.headers, body, s.portalRequests.slice(before));
+      const refused = s.logs.slice(logged).map((l) => JSON.parse(l)).find((l) => l.msg === 'request refused')?.code;
+      if (was) problems.push(...(await losses(state, c, cookies, was, res.statusCode, body, refused)));
       if (problems.length) failures.push(`${c.label}: ${problems.join('; ')} (answer ${res.statusCode} ${body.slice(0, 200)})`);
     } catch (err) {
       failures.push(`${c.label}: no answer (${(err as Error).message})`);
@@ -550,10 +650,15 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
     }
     for (let i = 0; i < cases.length; i += BATCH[name]) {
       const state = await make[name]();
+      const first = n;
       for (const route of cases.slice(i, i + BATCH[name])) await send(state, makeCase(g, route, state, n++));
+      if (!state.person || state.ended) continue;
+      const lost = await finish(state);
+      if (lost) failures.push(`${name}, after cases ${first} to ${n - 1}: ${lost}`);
+      finished++;
     }
   }
-  t.same(failures, [], `${n} cases (seed ${SEED}) in ${Math.round((Date.now() - started) / 1000)} s`);
+  t.same(failures, [], `${n} cases (seed ${SEED}) in ${Math.round((Date.now() - started) / 1000)} s; ${finished} batches finished with the right input after`);
   t.same(
     s.portalRequests.filter((r) => r.url.toLowerCase().includes('_mfa')),
     [],
@@ -565,6 +670,120 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
     'no error was logged',
   );
   t.equal((await request(`${s.url}${P}/health/live`)).statusCode, 200, 'the gateway still answers');
+});
+
+t.test('what malformed input costs: refused, no try; a code or passkey answer checked, one, said; the person then goes on', async (t) => {
+  // The limits as shipped: refusals that counted would soon make the person wait, or end the sign-in or session.
+  const s = await startStack({ patch: (raw) => void (raw.enrolment = { proof: 'invite', inviteDays: 30 }) });
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const max = s.config.mfa.maxAttemptsPerLogin;
+  const FORM = 'application/x-www-form-urlencoded';
+  const JSON_TYPE = 'application/json';
+  type Probe = [label: string, path: string, type: string | undefined, body: string, headers?: Record<string, string>];
+  const q = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
+  /** A form sent wrong in each way that is not its field's value: a refusal that checks nothing. */
+  const malformedForm = (path: string, csrf: string, name: string, value: string): Probe[] => [
+    ['no CSRF token', path, FORM, q({ [name]: value })],
+    ['a wrong CSRF token', path, FORM, q({ csrf: 'x'.repeat(csrf.length), [name]: value })],
+    ['sent from another site', path, FORM, q({ csrf, [name]: value }), { 'sec-fetch-site': 'cross-site' }],
+    ['as text/plain', path, 'text/plain', q({ csrf, [name]: value })],
+    ['as multipart', path, 'multipart/form-data; boundary=zz', ['csrf', name].map((k) => `--zz\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${k === 'csrf' ? csrf : value}\r\n`).join('') + '--zz--\r\n'],
+    ['without a type', path, undefined, q({ csrf, [name]: value })],
+    ['as broken JSON', path, JSON_TYPE, `{"csrf":"${csrf}","${name}":`],
+    [`${name} as a JSON array`, path, JSON_TYPE, JSON.stringify({ csrf, [name]: [value] })],
+    [`${name} twice`, path, FORM, `${q({ csrf, [name]: value })}&${name}=${value}`],
+    [`nothing typed in ${name}`, path, FORM, q({ csrf, [name]: ' ' })],
+    ['a body too large', path, FORM, q({ csrf, [name]: '0'.repeat(20_000) })],
+  ];
+  /** A passkey script's call sent wrong: a refusal that checks nothing. */
+  const malformedCall = (path: string, csrf: string, body: object): Probe[] => [
+    ['no CSRF token', path, JSON_TYPE, JSON.stringify(body)],
+    ['a wrong CSRF token', path, JSON_TYPE, JSON.stringify(body), { 'x-csrf-token': 'x'.repeat(csrf.length) }],
+    ['a body that is not an object', path, JSON_TYPE, JSON.stringify([body]), { 'x-csrf-token': csrf }],
+    ['broken JSON', path, JSON_TYPE, '{"credential":', { 'x-csrf-token': csrf }],
+    ['as text/plain', path, 'text/plain', JSON.stringify(body), { 'x-csrf-token': csrf }],
+  ];
+  /**
+   * Sends each probe from the browser: each costs `tries` of its sign-in or session and a failure of `kind` for the
+   * user (none: none), says so when it costs one, and leaves the sign-in or session where it was.
+   */
+  const probe = async (b: Browser, pid: string, probes: Probe[], tries: 0 | 1 = 0, kind?: AttemptKind) => {
+    for (const [label, path, type, body, headers] of probes) {
+      const cookies = { pending: b.cookies.get(COOKIE.pending), session: b.cookies.get(COOKIE.session) };
+      const was = await standing(s, pid, cookies);
+      const res = await b.send('POST', path, body, { accept: type === JSON_TYPE ? JSON_TYPE : 'text/html', ...(type ? { 'content-type': type } : {}), ...headers });
+      const now = await standing(s, pid, cookies, was.triesKey);
+      const failed = ATTEMPT_KINDS.filter((k) => now.failures[k] !== was.failures[k]).map((k) => `${k} ${now.failures[k] - was.failures[k]}`);
+      const left = max - now.tries;
+      const said = res.status === 400 && (res.body.includes(`Attempts left: ${left}.`) || res.body.includes(`"attemptsLeft":${left}`));
+      const answer = said ? 'a try, said' : res.status >= 400 && res.status < 500 ? 'refused' : res.status;
+      const cost = { tries: now.tries - was.tries, failed, alive: now.alive, answer };
+      t.same(cost, { tries, failed: kind ? [`${kind} 1`] : [], alive: true, answer: tries ? 'a try, said' : 'refused' }, `${path}, ${label}: ${res.status}`);
+    }
+  };
+  const invited = async (user: typeof ALICE) => {
+    const pid = gw.pidOf(user.username)!;
+    const { code } = await gw.enrolment.issueInvite(pid);
+    const b = s.browser();
+    await submitPassword(b, user.username, user.password);
+    return { b, pid, code, csrf: inputValue((await b.get(`${P}/proof`)).body, 'csrf') };
+  };
+
+  // Bob's first sign-in: the enrolment proof, the first factor, the recovery codes.
+  const bob = await invited(BOB);
+  await probe(bob.b, bob.pid, malformedForm(`${P}/enrol/proof`, bob.csrf, 'code', 'WRONG-CODE-1'));
+  await probe(bob.b, bob.pid, [['a wrong code', `${P}/enrol/proof`, FORM, q({ csrf: bob.csrf, code: 'WRONG-CODE-1' })]], 1, 'enrolment-code');
+  t.equal((await bob.b.post(`${P}/enrol/proof`, { csrf: bob.csrf, code: bob.code })).location, `${P}/enrol`, 'the right invitation code goes on');
+  const { secret: bobs } = await totpEnrolmentForm(s, bob.b);
+  await probe(bob.b, bob.pid, malformedForm(`${P}/enrol/totp`, bob.csrf, 'code', '000000'));
+  await jsonCall(bob.b, `${P}/enrol/passkey/options`, bob.csrf);
+  await probe(bob.b, bob.pid, malformedCall(`${P}/enrol/passkey`, bob.csrf, { credential: { id: 'x' }, name: 'Key' }));
+  await probe(bob.b, bob.pid, [['a wrong code', `${P}/enrol/totp`, FORM, q({ csrf: bob.csrf, code: '000000' })]], 1);
+  await probe(bob.b, bob.pid, [['a junk passkey answer', `${P}/enrol/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': bob.csrf }]], 1);
+  t.equal((await bob.b.post(`${P}/enrol/totp`, { csrf: bob.csrf, code: await totpAt(bobs, s.clock.now()) })).location, `${P}/recovery-codes`, 'the right code enrols the app');
+  t.match((await bob.b.get(`${P}/recovery-codes`)).body, /<li>[A-Z2-9-]{19}<\/li>/, 'the recovery codes are shown');
+  await probe(bob.b, bob.pid, malformedForm(`${P}/recovery-codes`, bob.csrf, 'saved', 'yes'));
+  t.equal((await bob.b.post(`${P}/recovery-codes`, { csrf: bob.csrf, saved: 'yes' })).status, 303, 'confirmed, they go on');
+  t.equal((await bob.b.get('/records')).status, 200, 'bob is signed in');
+
+  // Alice, enrolled with an app, a passkey and recovery codes, at a later sign-in's second factor.
+  const alice = await invited(ALICE);
+  await alice.b.post(`${P}/enrol/proof`, { csrf: alice.csrf, code: alice.code });
+  const { secret } = await enrol(s, alice.b);
+  const auth = new SoftAuthenticator({ origin: ORIGIN });
+  const options = await jsonCall(alice.b, `${P}/security/passkey/options`, passkeyCsrf((await alice.b.get(`${P}/security/passkey`)).body));
+  t.equal((await jsonCall(alice.b, `${P}/security/passkey`, passkeyCsrf((await alice.b.get(`${P}/security/passkey`)).body), { credential: auth.register(options.json), name: 'Key' })).status, 200, 'alice adds a passkey');
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = inputValue((await b.get(`${P}/verify`)).body, 'csrf');
+  await probe(b, alice.pid, malformedForm(`${P}/verify`, csrf, 'code', '000000'));
+  await probe(b, alice.pid, malformedForm(`${P}/recovery`, csrf, 'code', 'AAAA-BBBB-CCCC-DDDD'));
+  await jsonCall(b, `${P}/verify/passkey/options`, csrf);
+  await probe(b, alice.pid, malformedCall(`${P}/verify/passkey`, csrf, { credential: { id: 'x' } }));
+  await probe(b, alice.pid, [['a wrong code', `${P}/verify`, FORM, q({ csrf, code: '000000' })], ['letters for a code', `${P}/verify`, FORM, q({ csrf, code: 'abcdef' })]], 1, 'totp');
+  await probe(b, alice.pid, [['a wrong code', `${P}/recovery`, FORM, q({ csrf, code: 'AAAA-BBBB-CCCC-DDDD' })]], 1, 'recovery');
+  // A passkey answer that is junk counts in the sign-in only: a signature cannot be guessed.
+  await probe(b, alice.pid, [['a junk passkey answer', `${P}/verify/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': csrf }]], 1);
+  s.clock.advance(30_000);
+  t.equal((await b.post(`${P}/verify`, { csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'the right code at the last try signs in');
+  t.equal((await b.get('/records')).status, 200, 'alice is signed in');
+
+  // Signed in: the step-up and the security page's changes count the tries of the session.
+  const session = inputValue((await b.get(`${P}/step-up`)).body, 'csrf');
+  const twice = (field: string) => `${q({ csrf: session, code: '000000' })}&${field}=totp&${field}=webauthn`;
+  await probe(b, alice.pid, [...malformedForm(`${P}/step-up`, session, 'code', '000000'), ['the kinds of factor twice', `${P}/step-up`, FORM, twice('factors')], ['the way back twice', `${P}/step-up`, FORM, twice('to')]]);
+  await jsonCall(b, `${P}/step-up/passkey/options`, session);
+  await probe(b, alice.pid, malformedCall(`${P}/step-up/passkey`, session, { credential: { id: 'x' } }));
+  await b.get(`${P}/security/totp`);
+  await probe(b, alice.pid, [...malformedForm(`${P}/security/totp`, session, 'code', '000000'), ['the name twice', `${P}/security/totp`, FORM, twice('name')]]);
+  await probe(b, alice.pid, [['a wrong code', `${P}/step-up`, FORM, q({ csrf: session, code: '000000' })]], 1, 'totp');
+  await probe(b, alice.pid, [['a wrong code for a new app', `${P}/security/totp`, FORM, q({ csrf: session, code: '000000' })]], 1);
+  await probe(b, alice.pid, [['a junk passkey answer', `${P}/step-up/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': session }]], 1);
+  s.clock.advance(30_000);
+  t.equal((await b.post(`${P}/step-up`, { csrf: session, code: await totpAt(secret, s.clock.now()) })).status, 200, 'the right code steps up');
+  t.equal((await b.get('/records')).status, 200, 'the session goes on');
+  t.same([...(await gw.limits.attempts.disabledKinds(alice.pid)), ...(await gw.limits.attempts.disabledKinds(bob.pid))], [], 'no kind of factor is disabled for anyone');
 });
 
 t.test('broken framing on the gateway routes and the login: a 400, never a hang', async (t) => {
