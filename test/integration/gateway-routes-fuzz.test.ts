@@ -804,10 +804,12 @@ t.test('broken framing on the gateway routes and the login: a 400, never a hang'
   for (const path of [`${P}/verify`, `${P}/verify/passkey`, `${P}/step-up`, `${P}/logout`, `${P}/security/totp`, '/login']) {
     for (const [head, body] of framings) {
       const type = path.endsWith('passkey') ? 'application/json' : 'application/x-www-form-urlencoded';
+      let timer: NodeJS.Timeout | undefined;
       const answer = await Promise.race([
         rawRequest(s.url, `POST ${path} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: ${type}\r\n${head}\r\nconnection: close\r\n\r\n${body}`),
-        new Promise<string>((resolve) => setTimeout(() => resolve('no answer in 5 s'), 5_000)),
+        new Promise<string>((resolve) => (timer = setTimeout(() => resolve('no answer in 5 s'), 5_000))),
       ]);
+      clearTimeout(timer);
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1]);
       t.ok(status >= 400 && status < 500, `${path} with ${head.replace(/\r\n/g, ', ')}: ${answer.split('\r\n', 1)[0]}`);
       t.notMatch(answer, /\n\s+at .+:\d+:\d+|node:internal/, 'no stack trace');
