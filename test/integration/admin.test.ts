@@ -140,6 +140,19 @@ t.test('erase: a sign-in begun before it and finishing while it runs starts no s
   t.match(started, { code: 'GW_ERR_LOGIN_EXPIRED', message: "the user's sessions were ended during the sign-in" }, 'it started no session: refused for the erasure');
 });
 
+/** A second gateway on the store of `s`, with a new encryption key e2 before its e1: a key rotation begun. */
+async function withNewKey(t: Tap.Test, s: Stack): Promise<Stack> {
+  const s2 = await startStack({
+    kv: () => s.kv,
+    patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e2', secret: randomKey() }, s.config.keys.encryption[0]], signing: s.config.keys.signing, pseudonym: s.config.keys.pseudonym }),
+  });
+  t.teardown(async () => {
+    await s2.app.close();
+    await s2.portal.close();
+  });
+  return s2;
+}
+
 /** A store that lists every key twice, as Redis SCAN may while its table is resized. */
 class ListsTwice extends MemoryKvStore {
   override async *scanKeys(prefix: string): AsyncIterable<string[]> {
@@ -168,14 +181,7 @@ t.test('key status, key rotation and erasure count each key once, also when the 
   let sealed = 0;
   for (const key of listed) if (Sealer.keyIdOf((await s.kv.get(key).catch(() => null)) ?? '') === 'e1') sealed++;
   t.ok(sealed > 1, 'her records are sealed under e1');
-  const s2 = await startStack({
-    kv: () => s.kv,
-    patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e2', secret: randomKey() }, s.config.keys.encryption[0]], signing: s.config.keys.signing, pseudonym: s.config.keys.pseudonym }),
-  });
-  t.teardown(async () => {
-    await s2.app.close();
-    await s2.portal.close();
-  });
+  const s2 = await withNewKey(t, s);
   t.equal((await s2.app.gateway.admin.keyStatus()).find((u) => u.id === 'e1')?.records, sealed, 'each record sealed under e1 counted once');
   t.same(await s2.app.gateway.admin.rotateKeys(), { resealed: sealed, current: 0, unreadable: 0 }, 'each record re-sealed once, and not counted again as current');
   const deleted: string[] = [];
@@ -524,14 +530,7 @@ t.test('key rotation and key status include the key of an app being set up from 
   const setupKeys: string[] = [];
   for await (const batch of s.kv.scanKeys('user:{')) setupKeys.push(...batch.filter((k) => k.includes(':factor-setup')));
   t.equal(setupKeys.length, 1);
-  const s2 = await startStack({
-    kv: () => s.kv,
-    patch: (raw) => (raw.keys = { ...raw.keys, encryption: [{ id: 'e2', secret: randomKey() }, s.config.keys.encryption[0]], signing: s.config.keys.signing, pseudonym: s.config.keys.pseudonym }),
-  });
-  t.teardown(async () => {
-    await s2.app.close();
-    await s2.portal.close();
-  });
+  const s2 = await withNewKey(t, s);
   let sealed = 0;
   for await (const batch of s.kv.scanKeys('')) for (const key of batch) if (Sealer.keyIdOf((await s.kv.get(key).catch(() => null)) ?? '') === 'e1') sealed++;
   const status = await s2.app.gateway.admin.keyStatus();
