@@ -407,14 +407,18 @@ export interface FactorView {
 
 export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoveryDisabled?: boolean; recoverySet: string; notice?: MessageKey; error?: string }): string {
   const { t } = ctx;
-  const date = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+  // A message with a {date}, the date in a <time>, which is kept on one line (a phone broke "2026-12-06" at a dash).
+  const dated = (key: MessageKey, ms: number) => {
+    const day = new Date(ms).toISOString().slice(0, 10);
+    return msg(ctx, t(key)).replaceAll('{date}', `<time datetime="${day}">${day}</time>`);
+  };
   // A factor left with its default name (an app called "Authenticator app") is not named twice.
   const kindAfter = (f: FactorView) => (t(`securityKind.${f.kind}`) === f.name ? '' : ` – ${msg(ctx, t(`securityKind.${f.kind}`))}`);
   const items = v.factors
     .map(
       (f) => `<li>
 <p><strong><bdi>${esc(f.name)}</bdi></strong>${kindAfter(f)}<br>
-<span class="hint">${msg(ctx, t('securityAdded', { date: date(f.addedAt) }))}, ${msg(ctx, f.lastUsedAt ? t('securityLastUsed', { date: date(f.lastUsedAt) }) : t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${msg(ctx, t('securitySuspect'))}</p>` : ''}${f.disabled ? `\n<p class="error">${msg(ctx, t(f.kind === 'totp' ? 'securityDisabledApp' : 'securityDisabledPasskey'))}</p>` : ''}
+<span class="hint">${dated('securityAdded', f.addedAt)}, ${f.lastUsedAt ? dated('securityLastUsed', f.lastUsedAt) : msg(ctx, t('securityNeverUsed'))}</span></p>${f.suspect ? `\n<p class="error">${msg(ctx, t('securitySuspect'))}</p>` : ''}${f.disabled ? `\n<p class="error">${msg(ctx, t(f.kind === 'totp' ? 'securityDisabledApp' : 'securityDisabledPasskey'))}</p>` : ''}
 <form method="post" action="${ctx.prefix}/security/rename" class="inline">
 ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
 <label for="rename-${esc(f.id)}">${named(ctx, 'securityRenameLabel', f.name).html}</label>

@@ -189,6 +189,35 @@ async function screen(t: Test, page: Page, name: string, expect: Expect = {}): P
   });
 }
 
+/**
+ * The dates (YYYY-MM-DD) in the page's main content broken across lines at some width of the page from 240 to 480 CSS
+ * px, each with the first width it breaks at: laid out in the page by the width of its root, as a window that wide.
+ */
+async function brokenDates(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const dates: Range[] = [];
+    const walker = document.createTreeWalker(document.querySelector('main')!, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.textContent!.matchAll(/\d{4}-\d{2}-\d{2}/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        dates.push(range);
+      }
+    }
+    const broken = new Map<string, number>();
+    const root = document.documentElement;
+    for (let width = 240; width <= 480; width++) {
+      root.style.width = `${width}px`;
+      for (const range of dates) {
+        const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+        if (lines.size > 1 && !broken.has(range.toString())) broken.set(range.toString(), width);
+      }
+    }
+    root.style.width = '';
+    return [...broken].map(([date, width]) => `${date} at ${width} CSS px`);
+  });
+}
 
 t.test('the checks see problems when there are some', async (t) => {
   const s = await startE2eStack(t);
@@ -200,7 +229,8 @@ t.test('the checks see problems when there are some', async (t) => {
     const faint = Object.assign(document.createElement('p'), { textContent: 'faint text' });
     faint.style.color = '#bbbbbb';
     const wide = Object.assign(document.createElement('pre'), { textContent: 'x'.repeat(200) });
-    main.append(faint, wide);
+    const dated = Object.assign(document.createElement('p'), { textContent: 'Added 2026-12-06, last used 2026-12-06' });
+    main.append(faint, wide, dated);
     for (const a of document.querySelectorAll<HTMLElement>('a')) {
       a.style.outline = 'none';
       a.style.boxShadow = 'none';
@@ -210,6 +240,7 @@ t.test('the checks see problems when there are some', async (t) => {
   t.ok(ids.includes('label'), 'an unlabelled field');
   t.ok(ids.includes('color-contrast'), 'text with too little contrast');
   t.ok((await horizontalOverflow(page)) > 0, 'a line wider than the window');
+  t.ok((await brokenDates(page)).length > 0, 'a date broken across lines');
   let stop: FocusStop;
   do stop = await pressTab(page);
   while (stop.index >= 0 && stop.tag !== 'a');
@@ -257,6 +288,7 @@ t.test('gateway screens', async (t) => {
 
     await page.goto(`${s.base}${P}/security`);
     await screen(t, page, 'security');
+    t.same(await brokenDates(page), [], 'each date on one line, at every width from 240 to 480 CSS px');
     await andWait(page, page.click(`a[href="${P}/security/totp"]`));
     await screen(t, page, 'add-app', { code: { id: 'code', digits: true } });
     s.clock.advance(30_000);
