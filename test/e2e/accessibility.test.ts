@@ -289,6 +289,12 @@ t.test('gateway screens', async (t) => {
     await page.goto(`${s.base}${P}/security`);
     await screen(t, page, 'security');
     t.same(await brokenDates(page), [], 'each date on one line, at every width from 240 to 480 CSS px');
+    // The only factor: a hint where its Remove button would be, as far below Rename as any button is from what it follows.
+    const { gap, buttonMargin } = await page.$eval('.factors form.inline', (form) => {
+      const rename = form.querySelector('button')!;
+      return { gap: form.nextElementSibling!.getBoundingClientRect().top - rename.getBoundingClientRect().bottom, buttonMargin: parseFloat(getComputedStyle(rename).marginTop) };
+    });
+    t.ok(Math.abs(gap - buttonMargin) < 1, `the hint ${gap.toFixed(1)} CSS px below Rename (${buttonMargin} px above a button)`);
     await andWait(page, page.click(`a[href="${P}/security/totp"]`));
     await screen(t, page, 'add-app', { code: { id: 'code', digits: true } });
     s.clock.advance(30_000);
