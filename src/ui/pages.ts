@@ -266,8 +266,11 @@ ${passkeyButton(ctx, v.passkey)}
   );
 }
 
-/** The code field takes focus only to correct a mistake: arriving, the QR code and the key come first, uncovered by a keyboard. */
-/** The key also as an otpauth link: on the phone that holds the app, a tap adds it (a QR code on that screen cannot be scanned). */
+/**
+ * The code field takes focus only to correct a mistake: arriving, the QR code and the key come first, uncovered by a
+ * keyboard. On the phone that holds the app, a QR code on its own screen cannot be scanned: the key is also an otpauth
+ * link, a tap on which adds it, and with the script, a Copy button (see copyKey).
+ */
 export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; uri: string; groupedSecret: string; error?: string; name?: string; nameField: boolean }): string {
   const { t } = ctx;
   return layout(
@@ -276,7 +279,7 @@ export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: strin
     `<p>${msg(ctx, t('enrolIntro'))}</p>
 ${qrCode(ctx, v.qrSvg)}
 <p>${msg(ctx, t('enrolKeyIntro'))}</p>
-<p class="key" dir="ltr" id="secret">${esc(v.groupedSecret)}</p>
+${copyKey(ctx, v.groupedSecret)}
 <p><a href="${esc(v.uri)}">${msg(ctx, t('enrolOpenApp'))}</a></p>
 ${form(
   ctx,
@@ -286,8 +289,22 @@ ${form(
 ${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`,
   t('enrolSubmit'),
 )}`,
-    { error: v.error !== undefined },
+    { error: v.error !== undefined, scripts: 'page' },
   );
+}
+
+/**
+ * The key to type into the app, in groups of four to read, and a Copy button, which the script shows where the browser
+ * gives the page the clipboard (as the recovery codes' Copy). It copies the key without the spaces: every app takes it
+ * so, also one that would not take them.
+ */
+function copyKey(ctx: PageContext, groupedSecret: string): string {
+  const { t } = ctx;
+  return `<div class="copy-key"${scriptText(ctx, 'copied', t('enrolKeyCopied'))}${scriptText(ctx, 'copy-failed', t('enrolKeyCopyFailed'))}>
+<p class="key" dir="ltr" id="secret">${esc(groupedSecret)}</p>
+<button type="button" class="secondary" hidden>${msg(ctx, t('enrolCopyKey'))}</button>
+<p class="hint copy-status" role="status"></p>
+</div>`;
 }
 
 /**

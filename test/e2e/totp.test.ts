@@ -134,6 +134,30 @@ t.test('the recovery codes page without JavaScript: the download link, no Print 
   t.equal(await page.getByRole('button', { name: /Print them|Copy them/ }).count(), 0, 'no Print or Copy button');
 });
 
+t.test('the app set-up page: Copy puts the key on the clipboard without its spaces; without JavaScript, no Copy button', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: s.base });
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  t.equal(url(page), `${P}/enrol/totp`);
+  t.match(await page.textContent('#secret'), /^([A-Z2-7]{4} ){7}[A-Z2-7]{4}$/, 'shown in groups of four');
+  const copy = page.getByRole('button', { name: 'Copy the key' });
+  await copy.click();
+  await page.getByRole('status').filter({ hasText: 'Copied. Paste it into your authenticator app.' }).waitFor();
+  t.equal(await page.evaluate(() => navigator.clipboard.readText()), await shownSecret(page), 'copied: the key without spaces');
+  t.match((await focused(page)).element, /^button "Copy the key"/, 'the button keeps focus');
+
+  const noScript = await browser.newContext({ javaScriptEnabled: false });
+  t.teardown(() => noScript.close());
+  const plain = await noScript.newPage();
+  await submitPassword(plain, s);
+  await andWait(plain, plain.getByRole('link', { name: 'Continue' }).click());
+  t.equal(url(plain), `${P}/enrol/totp`);
+  t.ok(await plain.locator('#secret').isVisible(), 'without JavaScript: the key');
+  t.equal(await plain.getByRole('button', { name: 'Copy the key' }).count(), 0, 'and no Copy button that would do nothing');
+});
+
 t.test('signing in with a recovery code', async (t) => {
   const s = await startE2eStack(t);
   const { page } = await newPage(t, browser);

@@ -1,5 +1,6 @@
 // Passkeys on the gateway's pages: ask the gateway for options, run the browser ceremony, send the result back. And
-// Print and Copy for the recovery codes. Everything else on these pages works without JavaScript.
+// Print and Copy for the recovery codes, Copy for an authenticator app's key. Everything else on these pages works
+// without JavaScript.
 (function () {
   'use strict';
   var wa = window.SimpleWebAuthnBrowser;
@@ -97,38 +98,50 @@
     });
   }
   // Each button is shown only where the browser can do what it says: Copy needs the clipboard, which browsers give
-  // to secure contexts only (a portal on plain http: no button; the download link and writing them down remain).
+  // to secure contexts only (a portal on plain http: no button; what the page offers besides remains). `text`: what
+  // to copy, read when the button is pressed.
+  function offerCopy(box, button, status, text) {
+    if (!navigator.clipboard || !window.isSecureContext) return;
+    button.hidden = false;
+    button.addEventListener('click', function () {
+      // Said in the status line (a live region): a screen reader announces it, the button keeps focus.
+      navigator.clipboard.writeText(text()).then(
+        function () {
+          showGiven(status, box, 'copied');
+        },
+        function () {
+          showGiven(status, box, 'copyFailed');
+        },
+      );
+    });
+  }
+  // The recovery codes: Print, and Copy (one a line). Without either, the download link and writing them down.
   function saveCodes(box) {
-    var status = box.querySelector('.save-status');
     var print = box.querySelector('[data-save="print"]');
-    var copy = box.querySelector('[data-save="copy"]');
     if (typeof window.print === 'function') {
       print.hidden = false;
       print.addEventListener('click', function () {
         window.print();
       });
     }
-    if (navigator.clipboard && window.isSecureContext) {
-      copy.hidden = false;
-      copy.addEventListener('click', function () {
-        var codes = Array.prototype.map.call(document.querySelectorAll('#recovery-codes li'), function (li) {
-          return li.textContent;
-        });
-        // Said in the status line (a live region): a screen reader announces it, the button keeps focus.
-        navigator.clipboard.writeText(codes.join('\n')).then(
-          function () {
-            showGiven(status, box, 'copied');
-          },
-          function () {
-            showGiven(status, box, 'copyFailed');
-          },
-        );
+    offerCopy(box, box.querySelector('[data-save="copy"]'), box.querySelector('.save-status'), function () {
+      var codes = Array.prototype.map.call(document.querySelectorAll('#recovery-codes li'), function (li) {
+        return li.textContent;
       });
-    }
+      return codes.join('\n');
+    });
+  }
+  // The authenticator app's key, as shown without the spaces between its groups. Without Copy: the otpauth link, or
+  // typing it.
+  function copyKey(box) {
+    offerCopy(box, box.querySelector('button'), box.querySelector('.copy-status'), function () {
+      return box.querySelector('.key').textContent.replace(/\s/g, '');
+    });
   }
   function start() {
     document.querySelectorAll('.passkey').forEach(setUp);
     document.querySelectorAll('.save-codes').forEach(saveCodes);
+    document.querySelectorAll('.copy-key').forEach(copyKey);
   }
   // The pages load this script at the end of <body>; loaded any earlier, it waits for the buttons to exist.
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);

@@ -81,6 +81,8 @@ t.test("the script's texts come with their language where it is English, for the
   t.notMatch(passkey, 'data-cancelled-lang');
   const codes = recoveryCodesPage(context('mi'), { codes: ['AAAA-BBBB-CCCC-DDDD'], csrf: 'c', action: '/recovery-codes' });
   t.match(codes, `<div class="save-codes" data-copied="${en.recoveryCopied}" data-copied-lang="en" data-copy-failed="${en.recoveryCopyFailed}" data-copy-failed-lang="en">`);
+  const key = totpSetupPage(context('mi'), { action: '/enrol/totp', csrf: 'c', qrSvg: '<svg></svg>', uri: 'otpauth://totp/x', groupedSecret: 'ABCD', nameField: false });
+  t.match(key, `<div class="copy-key" data-copied="${en.enrolKeyCopied}" data-copied-lang="en" data-copy-failed="${en.enrolKeyCopyFailed}" data-copy-failed-lang="en">`, "the app key's Copy");
 });
 
 t.test('an English page, and a fully translated one, have no such marks', async (t) => {
