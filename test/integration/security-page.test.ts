@@ -83,7 +83,7 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
   const { b, secret } = await signUpAndEnrol(s);
   const { page } = await securityPage(b);
   t.match(page.body, '<strong><bdi>Authenticator app</bdi></strong><br>', 'the default name, not followed by the same kind');
-  t.match(page.body, /Added \d{4}-\d\d-\d\d, last used \d{4}-\d\d-\d\d/);
+  t.match(page.body, /Added <time datetime="(\d{4}-\d\d-\d\d)">\1<\/time>, last used <time datetime="(\d{4}-\d\d-\d\d)">\2<\/time>/);
   t.match(page.body, 'This is your only second step, so it cannot be removed');
   t.equal(factorIds(page.body).length, 1, 'one factor: it can be renamed, not removed');
   t.match(page.body, '10 of 10 recovery codes left.');
