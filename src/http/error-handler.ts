@@ -39,10 +39,12 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
   const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, signedIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined): Link | undefined => {
     const { factors, next } = error instanceof GatewayError ? error : { factors: undefined, next: undefined };
     // Any other gateway page (one not found, a form refused): on with what the browser was doing, as its cookies say.
-    // Nothing is looked up: without the pending cookie the page says nothing of a sign-in. A host not served has no
-    // page to lead to.
+    // Nothing is looked up: without the pending cookie the page says nothing of a sign-in. A portal page refused (a rule
+    // that denies it, the portal down): back to the portal for someone signed in, else nothing to lead to. A host not
+    // served has no page to lead to.
     const onward = (): Link | undefined => {
-      if (!gateway || code === 'GW_ERR_UNKNOWN_HOST') return undefined;
+      if (code === 'GW_ERR_UNKNOWN_HOST') return undefined;
+      if (!gateway) return signedIn ? { href: '/', label: 'backToPortal' } : undefined;
       if (signingIn) return { href: `${prefix}/continue`, label: 'continue' };
       return signedIn ? { href: '/', label: 'backToPortal' } : { href: loginPage, label: 'signInAgain' };
     };

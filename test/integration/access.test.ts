@@ -139,6 +139,19 @@ t.test('client address: X-Forwarded-For only from trusted proxies, unreadable fa
   t.match(securityEvents(trusted.s, 'access_denied').at(-1), { rule: 'admin closed', reason: 'rule' });
 });
 
+t.test('a portal page the policy refuses is no dead end for someone signed in: back to the portal', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s, ALICE);
+  const refused = await b.get('/admin/');
+  t.equal(refused.status, 403);
+  t.match(refused.body, 'You do not have access to this page.');
+  t.match(refused.body, '<a href="/">Back to the portal</a>', 'a way on from the refusal');
+  const signedOut = await s.browser().get('/api/login');
+  t.equal(signedOut.status, 403, 'an old login endpoint, signed out');
+  t.notMatch(signedOut.body, 'Back to the portal', 'nobody signed in: no portal to go back to');
+});
+
 t.test('groups come from the mapping file and its changes apply at once', async (t) => {
   const { s, groupsFile } = await accessStack((raw) => (raw.server.trustedProxies = ['127.0.0.1']));
   t.teardown(s.close);
