@@ -7,6 +7,7 @@ import { OtherStage } from '../services/pending.js';
 import type { MessageKey } from '../ui/i18n.js';
 import { messagePage } from '../ui/pages.js';
 import { COOKIE } from './cookies.js';
+import { sentFrom } from './forms.js';
 import { messageLanguage, pageContext, sendPage, type UiSettings } from './pages.js';
 import { bodyStillComing } from './proxy-routes.js';
 
@@ -34,9 +35,9 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
   /**
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
    * progress (a pending cookie), `signedIn` with a session (see signedInTo), `gateway` for a gateway page (else the
-   * portal's login was refused).
+   * portal's login was refused); `from`: the page the request was sent from (see sentFrom).
    */
-  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, signedIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined): Link | undefined => {
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, signedIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined, from: string | undefined): Link | undefined => {
     const { factors, next } = error instanceof GatewayError ? error : { factors: undefined, next: undefined };
     // Any other gateway page (one not found, a form refused): on with what the browser was doing, as its cookies say.
     // Nothing is looked up: without the pending cookie the page says nothing of a sign-in. A portal page refused (a rule
@@ -58,9 +59,10 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
       case 'GW_ERR_TOO_MANY_ATTEMPTS':
         return { href: loginPage, label: 'signInAgain' };
       case 'GW_ERR_STEP_UP_REQUIRED': {
-        // A change on the security page after its window (its form sent, not a page opened): back there after. A
-        // portal rule that takes only some kinds of factor: the step-up page offers only those, as when a page is opened.
-        return { href: stepUpPage(prefix, gateway ? `${prefix}/security` : undefined, factors ?? []), label: 'stepUpTitle' };
+        // A change on the security page after its window (its form sent, not a page opened): back there after; a
+        // portal form: back to the page it was sent from, to send it again. A portal rule that takes only some kinds of
+        // factor: the step-up page offers only those, as when a page is opened.
+        return { href: stepUpPage(prefix, gateway ? `${prefix}/security` : from, factors ?? []), label: 'stepUpTitle' };
       }
       case 'GW_ERR_SIGNED_IN_MEANWHILE':
         return { href: `${prefix}/continue`, label: 'continue' };
@@ -128,7 +130,7 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     const waitOnly = code === 'GW_ERR_RATE_LIMITED' && path === `${prefix}/admin/report`;
     const signingIn = request.cookies?.[COOKIE.pending] !== undefined;
     const signedIn = !signingIn && signedInTo(code, request.cookies?.[COOKIE.session]);
-    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, signedIn, error, stepUpAgain(request));
+    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, signedIn, error, stepUpAgain(request), sentFrom(request));
     ctx.signedIn = signedIn;
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };

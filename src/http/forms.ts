@@ -79,6 +79,17 @@ export function opensPage(req: FastifyRequest, method = req.method): boolean {
   return String(req.headers['x-requested-with']).toLowerCase() !== 'xmlhttprequest';
 }
 
+/**
+ * The page a request was sent from (its path and query), when the browser says so (Referer) and the page is on this
+ * gateway's origin: where a step-up asked for by a form sent there comes back to.
+ */
+export function sentFrom(req: FastifyRequest): string | undefined {
+  const referer = req.headers.referer;
+  if (referer === undefined || crossSite(req)) return undefined;
+  const from = urlOf(referer);
+  return from && from.host === req.headers.host?.toLowerCase() ? `${from.pathname}${from.search}` : undefined;
+}
+
 /** The client's address for logs, limits and notifications ('unknown' when a trusted proxy passed junk). */
 export function clientIp(req: FastifyRequest): string {
   return req.client.ip ?? 'unknown';

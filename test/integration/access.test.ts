@@ -291,6 +291,27 @@ t.test('a form sent on a rule that takes only passkeys: its page leads to a step
   t.match(JSON.parse(json.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
 });
 
+t.test('a form sent that needs a step-up: its page leads to a step-up that comes back to the page the form was on', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  s.clock.advance(301_000);
+  const form = `${s.url}/prescriptions/?patient=7`;
+  const sent = await b.post('/prescriptions/', { medicine: 'salbutamol' }, { referer: form, 'sec-fetch-site': 'same-origin' });
+  t.equal(sent.status, 401);
+  const link = () => /<a href="([^"]*)">Confirm it is you<\/a>/.exec(sent.body)?.[1]?.replaceAll('&amp;', '&');
+  t.equal(link(), '/_mfa/step-up?to=%2Fprescriptions%2F%3Fpatient%3D7', "the form's page is where the step-up comes back to");
+  const csrf = inputValue((await b.get(link()!)).body, 'csrf');
+  const done = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/?patient=7', code: await totpAt(secret, s.clock.now()) });
+  t.equal(done.location, '/prescriptions/?patient=7', 'back to the form, to send it again');
+  s.clock.advance(301_000);
+  for (const [referer, why] of [['https://evil.example/prescriptions/', 'another site'], ['not a URL', 'unreadable']] as const) {
+    const other = await b.post('/prescriptions/', { medicine: 'salbutamol' }, { referer });
+    t.equal(other.status, 401);
+    t.match(other.body, '<a href="/_mfa/step-up">Confirm it is you</a>', `${why}: the step-up page's own way back`);
+  }
+});
+
 t.test('the step-up page without a session (signed out while it was open): a new sign-in goes on to the page it was for', async (t) => {
   const { s } = await accessStack((raw) => (raw.portal.login.page = '/login?next={target}'));
   t.teardown(s.close);
