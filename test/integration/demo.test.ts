@@ -41,6 +41,10 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
   t.same([expired.status, /Your form expired/.test(expired.body)], [403, true], 'an expired form: its page');
   const right = await b.post('/login', { username: 'alice', password: 'correct horse battery', csrf: inputValue((await b.get('/login')).body, 'csrf') });
   t.same([right.status, right.location], [303, '/_mfa/proof'], 'a right password: on to the second step (its enrolment code first)');
+  // A page opened signed out: the login page takes it along, so that the sign-in ends there.
+  const asked = await new Browser(`http://localhost:${port}`).get('/admin/');
+  t.same([asked.status, asked.location], [302, '/login?next=%2Fadmin%2F'], 'signed out: to the login page, with the page asked for');
+  t.equal(inputValue((await b.get(asked.location!)).body, 'next'), '/admin/', "the portal's form carries it to the password");
 
   const check = /Check the trail: node dist\/src\/main\.js audit verify --public-key (\S+) (\S+)/.exec(out);
   t.ok(check, 'the command that checks the trail');
