@@ -156,7 +156,7 @@ export interface EventSummary {
   signInsWithSecondFactor: number;
   /** The pids that entered their password. */
   usersSeen: Set<string>;
-  /** By factor: mfa_ok and step_up_ok, mfa_failed, factor_locked; by rule: legacy_auth_blocked. */
+  /** By factor: mfa_ok, step_up_ok and enrolled, mfa_failed, factor_locked; by rule: legacy_auth_blocked. */
   factorUsed: Counts;
   mfaFailed: Counts;
   factorLocked: Counts;
@@ -199,8 +199,9 @@ export function countEvent(s: EventSummary, record: { time: string; event: Event
   add(s.security, label(e.event));
   if (e.event === 'session_started' && hasSecondFactor(e)) s.signInsWithSecondFactor++;
   else if (e.event === 'password_ok' && typeof e.pid === 'string') s.usersSeen.add(e.pid);
-  // A factor confirmed at a step-up is used as much as at a sign-in (its failures count in both too).
-  else if (e.event === 'mfa_ok' || e.event === 'step_up_ok') add(s.factorUsed, label(e.factor));
+  // A factor confirmed at a step-up is used as much as at a sign-in (its failures count in both too), and one set up at a
+  // first sign-in, which that sign-in was proved with.
+  else if (e.event === 'mfa_ok' || e.event === 'step_up_ok' || e.event === 'enrolled') add(s.factorUsed, label(e.factor));
   else if (e.event === 'mfa_failed') add(s.mfaFailed, label(e.factor));
   else if (e.event === 'factor_locked') add(s.factorLocked, label(e.factor));
   else if (e.event === 'legacy_auth_blocked') add(s.legacyByRule, label(e.rule));

@@ -177,6 +177,20 @@ t.test('a factor confirmed at a step-up is used in the period too, not a sign-in
   t.equal(r.signIns.total, 5);
 });
 
+t.test('a factor set up at a first sign-in is used in the period: that sign-in was proved with it', async (t) => {
+  const firstSignIn = [
+    sec('2025-03-23T10:00:00.000Z', 'password_ok', { pid: 'p4' }),
+    sec('2025-03-23T10:00:20.000Z', 'factor_added', { pid: 'p4', factor: 'totp' }),
+    sec('2025-03-23T10:00:20.000Z', 'enrolled', { pid: 'p4', factor: 'totp' }),
+    sec('2025-03-23T10:01:00.000Z', 'session_started', { pid: 'p4', amr: 'pwd,otp', factor: 'totp' }),
+  ];
+  const r = buildReport(input({ records: [...records, ...firstSignIn] }));
+  t.same(r.factors.usedInPeriod, { totp: 3, webauthn: 2, recovery: 1 });
+  t.equal(r.signIns.withSecondFactor, 6);
+  const added = sec('2025-03-24T10:00:00.000Z', 'factor_added', { pid: 'p4', factor: 'webauthn' });
+  t.same(buildReport(input({ records: [...records, ...firstSignIn, added] })).factors.usedInPeriod, { totp: 3, webauthn: 2, recovery: 1 }, 'one added on the security page is not used by being added');
+});
+
 t.test('coverage: a user who entered their password but has no second factor', async (t) => {
   const r = buildReport(input({ records: [...records, sec('2025-03-21T10:00:00.000Z', 'password_ok', { pid: 'p4' })] }));
   t.same(r.coverage, { usersSeen: 4, enrolledOfSeen: 3, enrolledPercent: 75, totalEnrolled: 4 });
