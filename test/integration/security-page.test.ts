@@ -87,6 +87,7 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
   t.match(page.body, 'This is your only second step, so it cannot be removed');
   t.equal(factorIds(page.body).length, 1, 'one factor: it can be renamed, not removed');
   t.match(page.body, '10 of 10 recovery codes left.');
+  t.match(page.body, 'Making new codes stops the ones you have now from working.', 'what the button does, not that the codes no longer work');
   t.match((await b.get('/_mfa/security?notice=done')).body, 'role="status"', 'a known notice is shown');
   for (const notice of ['constructor', '__proto__', 'toString', 'nonsense']) {
     const odd = await b.get(`/_mfa/security?notice=${notice}`);
