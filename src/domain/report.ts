@@ -17,7 +17,12 @@ export const DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 60;
  * not proof: whoever writes records without the key writes their times too (a time that cannot be read is overdue).
  */
 export function unsignedOverdue(firstTime: string, now: number, checkpointIntervalSeconds: number): boolean {
-  return !(now - Date.parse(firstTime) <= (2 * checkpointIntervalSeconds + 60) * 1000);
+  return !(now <= unsignedDeadline(firstTime, checkpointIntervalSeconds));
+}
+
+/** Epoch ms after which such records are overdue (see unsignedOverdue); NaN when `firstTime` cannot be read. */
+function unsignedDeadline(firstTime: string, checkpointIntervalSeconds: number): number {
+  return Date.parse(firstTime) + (2 * checkpointIntervalSeconds + 60) * 1000;
 }
 
 /** Why overdue unsigned records are a warning, following "they have". */
@@ -76,8 +81,9 @@ export interface AuditProblemView {
 }
 
 /**
- * A trail's records no signature covers: after its last checkpoint (`signedUpTo`), or all of them (null). `overdue`:
- * they have waited longer than a gateway takes to sign them (see unsignedOverdue).
+ * A trail's records no signature covers: after its last checkpoint (`signedUpTo`), or all of them (null). `dueBy`: the
+ * time a gateway has signed them by at the latest (null when the first one's time cannot be read); `overdue`: that
+ * time has passed (see unsignedOverdue).
  */
 export interface UnsignedTrailView {
   trail: string;
@@ -85,6 +91,7 @@ export interface UnsignedTrailView {
   firstTime: string;
   lastTime: string;
   signedUpTo: { seq: number; time: string } | null;
+  dueBy: string | null;
   overdue: boolean;
 }
 
@@ -128,6 +135,7 @@ export interface Report {
         records: number;
         checkpoints: number;
         chains: AuditChainView[];
+        /** What the check found wrong, in file order; not the records a gateway has yet to sign (in `unsigned`, not overdue). */
         problems: AuditProblemView[];
         /** Per trail: the records no signature covers at its end (or at all). */
         unsigned: UnsignedTrailView[];
@@ -279,34 +287,40 @@ export function buildReport(input: ReportInput): Report {
         ageDays: k.firstSeen === null ? null : Math.max(0, Math.floor((input.generatedAt - k.firstSeen) / DAY_MS)),
       })),
     },
-    audit: input.audit
-      ? {
-          // No record read (no trail directory at all: deleted, or not on this machine) verifies nothing.
-          status:
-            input.audit.ok && input.audit.records > 0 ? 'verified' : input.audit.problems.every((p) => NOT_YET_SIGNED.has(p.kind)) ? 'unsigned' : 'problems',
-          records: input.audit.records,
-          checkpoints: input.audit.checkpoints,
-          chains: input.audit.chains.map((c) => ({ ...c })),
-          problems: input.audit.problems.map((p) => ({ ...p })),
-          unsigned: input.audit.problems.flatMap((p): UnsignedTrailView[] =>
-            (p.kind === 'unsigned' || (p.kind === 'unsealed-tail' && !p.resumed)) && p.unsigned
-              ? [
-                  {
-                    trail: trailOf(p, input.audit!.chains),
-                    records: p.unsigned.records,
-                    firstTime: p.unsigned.firstTime,
-                    lastTime: p.unsigned.lastTime,
-                    signedUpTo: p.unsigned.sealedSeq !== undefined && p.unsigned.sealedTime !== undefined ? { seq: p.unsigned.sealedSeq, time: p.unsigned.sealedTime } : null,
-                    overdue: unsignedOverdue(p.unsigned.firstTime, input.generatedAt, input.checkpointIntervalSeconds),
-                  },
-                ]
-              : [],
-          ),
-          empty: input.audit.problems.filter((p) => p.kind === 'empty').map((p) => trailOf(p, input.audit!.chains)),
-        }
-      : { status: 'disabled' },
+    audit: input.audit ? auditView(input.audit, input.generatedAt, input.checkpointIntervalSeconds) : { status: 'disabled' },
   };
   return { ...report, findings: findings(report, input.checkpointIntervalSeconds) };
+}
+
+function auditView(a: NonNullable<ReportInput['audit']>, now: number, checkpointIntervalSeconds: number): Exclude<Report['audit'], { status: 'disabled' }> {
+  const read = a.problems.map((p) => ({ p, unsigned: unsignedView(p, a.chains, now, checkpointIntervalSeconds) }));
+  return {
+    // No record read (no trail directory at all: deleted, or not on this machine) verifies nothing.
+    status: a.ok && a.records > 0 ? 'verified' : a.problems.every((p) => NOT_YET_SIGNED.has(p.kind)) ? 'unsigned' : 'problems',
+    records: a.records,
+    checkpoints: a.checkpoints,
+    chains: a.chains.map((c) => ({ ...c })),
+    // Records a gateway has yet to sign are no problem: they are in `unsigned`, and become one once overdue.
+    problems: read.filter(({ unsigned }) => !unsigned || unsigned.overdue).map(({ p }) => ({ ...p })),
+    unsigned: read.flatMap(({ unsigned }) => (unsigned ? [unsigned] : [])),
+    empty: a.problems.filter((p) => p.kind === 'empty').map((p) => trailOf(p, a.chains)),
+  };
+}
+
+/** The records no signature covers at the end of a trail (or in all of it), if that is what the problem is. */
+function unsignedView(p: AuditProblemView, chains: readonly AuditChainView[], now: number, checkpointIntervalSeconds: number): UnsignedTrailView | null {
+  if (!(p.kind === 'unsigned' || (p.kind === 'unsealed-tail' && !p.resumed)) || !p.unsigned) return null;
+  const u = p.unsigned;
+  const due = unsignedDeadline(u.firstTime, checkpointIntervalSeconds);
+  return {
+    trail: trailOf(p, chains),
+    records: u.records,
+    firstTime: u.firstTime,
+    lastTime: u.lastTime,
+    signedUpTo: u.sealedSeq !== undefined && u.sealedTime !== undefined ? { seq: u.sealedSeq, time: u.sealedTime } : null,
+    dueBy: Number.isFinite(due) ? iso(due) : null,
+    overdue: unsignedOverdue(u.firstTime, now, checkpointIntervalSeconds),
+  };
 }
 
 /** The trail a problem is in: as stated, or the deepest trail directory holding its file. */
@@ -337,7 +351,7 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 function findings(r: Omit<Report, 'findings'>, checkpointIntervalSeconds: number): string[] {
   const out: string[] = [];

@@ -1,6 +1,6 @@
 // The assurance report for a practice manager: plain text, and one self-contained printable HTML page.
 import type { FactorKind } from '../domain/policy.js';
-import type { Report, Tally } from '../domain/report.js';
+import { plural, type Report, type Tally } from '../domain/report.js';
 
 type Cell = string | number;
 
@@ -32,6 +32,8 @@ const REASONS: Readonly<Record<string, string>> = {
 const pct = (n: number, whole: number, none: string) => (whole === 0 ? none : `${n} %`);
 const factorName = (f: string) => FACTOR_NAMES[f as FactorKind] ?? f;
 const when = (iso: string) => `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+/** A time something is due by, to the minute after it: `when` would put it up to a minute too early. */
+const by = (iso: string) => when(new Date(Math.ceil(Date.parse(iso) / 60_000) * 60_000).toISOString());
 
 function sections(r: Report): Section[] {
   const none = (t: readonly unknown[]) => (t.length === 0 ? ['None in this period.'] : []);
@@ -175,16 +177,22 @@ function auditSection(a: Report['audit']): Section {
     a.status === 'verified'
       ? a.unsigned.length === 0
         ? 'Result: verified, no sign of tampering.'
-        : 'Result: verified up to the last signature of each trail, no sign of tampering in the records it covers. Later records are not signed (yet): nothing vouches for them, though the figures count them.'
+        : 'Result: verified up to the last signature of each trail, no sign of tampering in the records it covers. The records written since (below) are counted in the figures, but nothing vouches for them until they are signed.'
       : a.status === 'unsigned'
         ? 'Result: not verified: a trail without records, or with records no signature covers, cannot be told from an emptied or forged one.'
         : 'Result: PROBLEMS FOUND. Records may have been altered or removed.';
+  // Records a gateway has yet to sign are information; once overdue they are a finding and a problem.
   const trails = [
-    ...a.unsigned.map((u) =>
-      u.signedUpTo
-        ? `${u.trail}: verified up to ${when(u.signedUpTo.time)} (seq ${u.signedUpTo.seq}); ${u.records} later record(s) not signed (yet), the first written ${when(u.firstTime)}.`
-        : `${u.trail}: none of its ${u.records} record(s) is signed, the first written ${when(u.firstTime)}.`,
-    ),
+    ...a.unsigned.map((u) => {
+      const [is, was] = u.records === 1 ? ['is', 'was'] : ['are', 'were'];
+      const records = `${plural(u.records, 'record')} written since ${u.signedUpTo ? 'then' : when(u.firstTime)}`;
+      const state = u.overdue
+        ? `${was} not signed in time: see Findings.`
+        : `${is} not signed yet, which is normal while the gateway runs: the ${u.signedUpTo ? 'next' : 'first'} signature is due by ${by(u.dueBy!)}.`;
+      return u.signedUpTo
+        ? `${u.trail}: verified up to its last signature, at ${when(u.signedUpTo.time)} (record ${u.signedUpTo.seq}). ${records} ${state}`
+        : `${u.trail}: ${records} ${state}`;
+    }),
     ...a.empty.map((t) => `${t}: no records.`),
   ];
   const checked: Table = {

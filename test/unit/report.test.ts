@@ -79,7 +79,7 @@ const policy: PolicyConfig = {
 
 // Written in the minute before the report: a running gateway has yet to sign them.
 const YOUNG_TAIL = { records: 4, firstTime: '2025-04-01T05:59:10.000Z', lastTime: '2025-04-01T05:59:50.000Z', sealedSeq: 36, sealedTime: '2025-04-01T05:59:00.000Z' };
-const YOUNG_VIEW = { trail: 'audit', records: 4, firstTime: YOUNG_TAIL.firstTime, lastTime: YOUNG_TAIL.lastTime, signedUpTo: { seq: 36, time: YOUNG_TAIL.sealedTime }, overdue: false };
+const YOUNG_VIEW = { trail: 'audit', records: 4, firstTime: YOUNG_TAIL.firstTime, lastTime: YOUNG_TAIL.lastTime, signedUpTo: { seq: 36, time: YOUNG_TAIL.sealedTime }, dueBy: '2025-04-01T06:02:10.000Z', overdue: false };
 
 /** The report's input, its events counted from `records` (the scripted month unless given) as the trail reader does. */
 function input({ records: recs = records, ...over }: Partial<ReportInput> & { records?: Rec[] } = {}): ReportInput {
@@ -144,7 +144,7 @@ t.test('every number of a scripted month', async (t) => {
     { purpose: 'session cookie', id: 'cookie-2023', inUse: false, ageDays: 800 },
     { purpose: 'audit signing', id: 'audit-1', inUse: true, ageDays: null },
   ]);
-  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: input().audit!.problems, unsigned: [YOUNG_VIEW], empty: [] });
+  t.same(r.audit, { status: 'verified', records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: [], unsigned: [YOUNG_VIEW], empty: [] }, 'records yet to be signed are not a problem');
   t.same(r.findings, ['2 old-style logins (HTTP Basic and similar) refused: a program or device still sends passwords that way.'], 'an unsealed tail and a retired old key are not findings');
   t.same(JSON.parse(JSON.stringify(r)), r, 'JSON-safe');
 });
@@ -239,23 +239,38 @@ t.test('several chains: each one with its own sealed position, in the text and t
   t.match(reportHtml(r), '<th scope="row">Last record covered by a signature in audit/b</th><td class="num">5</td>');
 });
 
-t.test('records after the last signature are not called verified, and are a finding once overdue', async (t) => {
+t.test('records after the last signature are not called verified, nor a problem until overdue, then a finding and a problem', async (t) => {
   const young = buildReport(input());
   const text = reportText(young);
   t.notMatch(text, 'no sign of tampering.', 'not said of unsigned records');
   t.match(text, 'Result: verified up to the last signature of each trail');
-  t.match(text, 'audit: verified up to 2025-04-01 05:59 UTC (seq 36); 4 later record(s) not signed (yet), the first written 2025-04-01 05:59 UTC.');
-  t.notOk(young.findings.some((f) => f.includes('audit trail audit after its last signature')), 'a running gateway signs them soon: no finding');
+  t.match(
+    text,
+    'audit: verified up to its last signature, at 2025-04-01 05:59 UTC (record 36). 4 records written since then are not signed yet, which is normal while the gateway runs: the next signature is due by 2025-04-01 06:03 UTC.',
+    'information, due by a time rounded up to the minute',
+  );
+  t.notMatch(text, 'Problems', 'not listed as a problem');
+  t.notMatch(text, 'unsealed-tail');
+  t.notMatch(reportHtml(young), 'Problems');
+  t.same(young.findings.filter((f) => f.includes('signature')), [], 'a running gateway signs them soon: no finding');
+  t.equal(buildReport(input({ audit: { ...input().audit!, problems: [{ ...input().audit!.problems[0]!, unsigned: { ...YOUNG_TAIL, records: 1 } }] } })).audit.status, 'verified');
+  t.match(
+    reportText(buildReport(input({ audit: { ...input().audit!, problems: [{ ...input().audit!.problems[0]!, unsigned: { ...YOUNG_TAIL, records: 1 } }] } }))),
+    '1 record written since then is not signed yet',
+  );
   // A rewritten tail, or a gateway that crashed: written an hour before the report, and still not signed.
   const old = { ...YOUNG_TAIL, firstTime: '2025-04-01T05:00:00.000Z', lastTime: '2025-04-01T05:01:00.000Z', sealedTime: '2025-04-01T04:59:00.000Z' };
   const tail = { ...input().audit!.problems[0]!, unsigned: old };
   const r = buildReport(input({ audit: { ...input().audit!, problems: [tail] } }));
   t.equal(r.audit.status, 'verified');
   t.same(r.audit.status === 'disabled' ? null : r.audit.unsigned.map((u) => u.overdue), [true]);
+  t.same(r.audit.status === 'disabled' ? null : r.audit.problems, [tail], 'overdue: a problem');
   t.match(r.findings.join('\n'), /^4 records in the audit trail audit after its last signature \(2025-04-01T04:59:00\.000Z, seq 36\), the first written 2025-04-01T05:00:00\.000Z, have waited over 3 minutes .*without the key/m);
-  t.match(reportText(r), 'audit: verified up to 2025-04-01 04:59 UTC (seq 36); 4 later record(s) not signed (yet)');
+  t.match(reportText(r), 'audit: verified up to its last signature, at 2025-04-01 04:59 UTC (record 36). 4 records written since then were not signed in time: see Findings.');
+  t.match(reportText(r), /Problems, in file order\n.*\n {2}audit\/audit\.jsonl:37 +37 +unsealed-tail/);
   const slow = buildReport(input({ audit: { ...input().audit!, problems: [tail] }, checkpointIntervalSeconds: 3600 }));
   t.notOk(slow.findings.some((f) => f.includes('after its last signature')), 'within two of its intervals: not overdue');
+  t.same(slow.audit.status === 'disabled' ? null : slow.audit.problems, [], 'nor a problem');
 });
 
 t.test('audit problems show in the findings, the text and the HTML', async (t) => {
@@ -298,7 +313,11 @@ t.test('a trail not signed yet (a new gateway) is "not verified", not tampered w
   t.equal(r.audit.status, 'unsigned');
   t.ok(r.findings.some((f) => f.startsWith('No record in the audit trail audit is covered by a signature yet: normal for a few minutes')));
   t.notOk(r.findings.some((f) => f.startsWith('The audit trail failed its check')), 'no claim of tampering');
-  t.match(reportText(r), 'Result: not verified: a trail without records, or with records no signature covers, cannot be told from an emptied or forged one.\naudit: none of its 3 record(s) is signed, the first written 2025-04-01 05:59 UTC.');
+  t.match(
+    reportText(r),
+    'Result: not verified: a trail without records, or with records no signature covers, cannot be told from an emptied or forged one.\naudit: 3 records written since 2025-04-01 05:59 UTC are not signed yet, which is normal while the gateway runs: the first signature is due by 2025-04-01 06:03 UTC.',
+  );
+  t.notMatch(reportText(r), 'Problems, in file order', 'not a problem yet');
   const edited = { ...unsigned, line: 2, seq: 2, kind: 'edited', message: 'content does not match its hash' };
   t.equal(buildReport(input({ audit: { ok: false, records: 3, checkpoints: 0, chains: [{ trail: 'audit', lastSealedSeq: 0 }], problems: [unsigned, edited] } })).audit.status, 'problems', 'with another problem: problems');
 
