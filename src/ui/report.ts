@@ -214,19 +214,21 @@ function auditSection(a: Report['audit']): Section {
 
 const NUMERIC = /^(?:-?\d+(?:\.\d+)?(?: %)?|–)$/;
 const numeric = (c: Cell) => NUMERIC.test(String(c));
+/** Per column: whether it holds numbers only, so is aligned right (a number among words is aligned as they are). */
+const numberColumns = (t: Table): boolean[] =>
+  Array.from({ length: Math.max(...[t.head ?? [], ...t.rows].map((row) => row.length)) }, (_, i) => i > 0 && t.rows.every((row) => numeric(row[i] ?? '')));
 
 function textTable(t: Table): string[] {
   const rows = t.head ? [t.head, ...t.rows] : t.rows;
   const cells = rows.map((row) => row.map(String));
-  const columns = Math.max(...cells.map((row) => row.length));
-  const widths = Array.from({ length: columns }, (_, i) => Math.max(...cells.map((row) => (row[i] ?? '').length)));
-  const numberColumn = widths.map((_, i) => i > 0 && t.rows.every((row) => numeric(row[i] ?? '')));
-  const line = (row: string[], head: boolean) =>
+  const right = numberColumns(t);
+  const widths = right.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? '').length)));
+  const line = (row: string[]) =>
     row
-      .map((cell, i) => (i > 0 && (head ? numberColumn[i] : numeric(cell)) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .map((cell, i) => (right[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
-  return [t.caption, ...cells.map((row, i) => `  ${line(row, t.head !== undefined && i === 0)}`)];
+  return [t.caption, ...cells.map((row) => `  ${line(row)}`)];
 }
 
 export function reportText(r: Report): string {
@@ -242,9 +244,11 @@ export function reportText(r: Report): string {
 const esc = (v: Cell) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function htmlTable(t: Table): string {
-  const head = t.head ? `<thead><tr>${t.head.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead>\n` : '';
+  const right = numberColumns(t);
+  const num = (i: number) => (right[i] ? ' class="num"' : '');
+  const head = t.head ? `<thead><tr>${t.head.map((h, i) => `<th scope="col"${num(i)}>${esc(h)}</th>`).join('')}</tr></thead>\n` : '';
   const rows = t.rows
-    .map(([first, ...rest]) => `<tr><th scope="row">${esc(first ?? '')}</th>${rest.map((c) => `<td${numeric(c) ? ' class="num"' : ''}>${esc(c)}</td>`).join('')}</tr>`)
+    .map(([first, ...rest]) => `<tr><th scope="row">${esc(first ?? '')}</th>${rest.map((c, i) => `<td${num(i + 1)}>${esc(c)}</td>`).join('')}</tr>`)
     .join('\n');
   return `<table>\n<caption>${esc(t.caption)}</caption>\n${head}<tbody>\n${rows}\n</tbody>\n</table>`;
 }
@@ -262,7 +266,7 @@ table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
 caption { text-align: left; font-weight: 600; padding-bottom: 0.25rem; }
 th, td { border: 1px solid #bbb; padding: 0.2rem 0.5rem; text-align: left; vertical-align: top; }
 th[scope="row"] { font-weight: normal; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 @media print {
   body { margin: 0; max-width: none; font-size: 10pt; }
   section { break-inside: avoid; }

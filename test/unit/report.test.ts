@@ -357,6 +357,18 @@ t.test('text: headed sections, aligned numbers, the policy in plain words', asyn
   t.equal(new Set(ends).size, 1, 'numbers end in one column');
 });
 
+t.test('a number among words is aligned as they are: right only in a column of numbers', async (t) => {
+  const r = buildReport(input());
+  const text = reportText(r);
+  t.match(text, '\n  Session lifetime           8 hours\n  Wrong codes before a lock  100\n', 'the settings, numbers and words alike, from the left');
+  t.match(text, /\n {2}Kind +Held now +Used in the period\n {2}Authenticator app +3 +2\n/, 'a column of numbers, heading and all, to the right');
+  const html = reportHtml(r);
+  t.match(html, '<th scope="row">Wrong codes before a lock</th><td>100</td>');
+  t.match(html, '<th scope="col">Value</th>');
+  t.match(html, '<th scope="col" class="num">Held now</th>');
+  t.match(html, '<th scope="row">Authenticator app</th><td class="num">3</td><td class="num">2</td>');
+});
+
 t.test('HTML: one self-contained printable page, every value escaped', async (t) => {
   const hostile = '<script>alert(1)</script>';
   const r = buildReport(
