@@ -79,7 +79,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
       if (pending >= REPORT_BUILDS) throw new GatewayError('GW_ERR_RATE_LIMITED', 'report builds waiting', { retryAfterMs: 60_000 });
       if (built.size >= 8) built.clear();
       pending++;
-      const html = previous.then(() => report.build({ from: now - days * 86_400_000, to: now })).then(reportHtml);
+      const html = previous.then(() => report.build({ from: now - days * 86_400_000, to: now })).then((r) => reportHtml(r, { portal: '/' }));
       previous = html.catch(() => undefined).then(() => void pending--);
       built.set(days, { at: now, html });
       html.catch(() => built.delete(days));

@@ -1,6 +1,7 @@
 // The assurance report for a practice manager: plain text, and one self-contained printable HTML page.
 import type { FactorKind } from '../domain/policy.js';
 import { plural, type Report, type Tally } from '../domain/report.js';
+import en from './locales/en.json' with { type: 'json' };
 
 type Cell = string | number;
 
@@ -271,10 +272,16 @@ th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
   body { margin: 0; max-width: none; font-size: 10pt; }
   section { break-inside: avoid; }
   h2 { break-after: avoid; }
+  nav { display: none; }
 }`;
 
-export function reportHtml(r: Report): string {
+/**
+ * `portal`: the portal's address, for the gateway's page: a link back to it. The command line's page, a file, has no
+ * link.
+ */
+export function reportHtml(r: Report, opts: { portal?: string } = {}): string {
   const body = sections(r).map(htmlSection);
+  const back = opts.portal === undefined ? '' : `<nav><a href="${esc(opts.portal)}">${esc(en.backToPortal)}</a></nav>\n`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -287,7 +294,7 @@ ${STYLE}
 </head>
 <body>
 <header>
-<h1>${esc(TITLE)}</h1>
+${back}<h1>${esc(TITLE)}</h1>
 <p>Period: ${esc(when(r.period.from))} to ${esc(when(r.period.to))}. Generated: ${esc(when(r.generatedAt))}.</p>
 </header>
 <main>

@@ -1,5 +1,6 @@
-// The report page builds one report at a time: asking for several periods at once queues the builds (each reads the
-// whole audit trail) instead of running them side by side.
+// The report page over HTTP: a way back to the portal, the records yet to be signed as information, and one report
+// built at a time: asking for several periods at once queues the builds (each reads the whole audit trail) instead of
+// running them side by side.
 import t from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,15 @@ async function staffStack(t: Tap.Test) {
   t.teardown(() => s.close());
   return { s, alice: await signUpAndEnrol(s) };
 }
+
+t.test('the page leads back to the portal, and names the records the gateway has yet to sign as information, not problems', async (t) => {
+  const { alice } = await staffStack(t);
+  const page = await alice.b.get('/_mfa/admin/report?days=1');
+  t.equal(page.status, 200);
+  t.match(page.body, '<nav><a href="/">Back to the portal</a></nav>', 'a way on, as on the other gateway pages');
+  t.match(page.body, /records? written since [^<]* not signed yet, which is normal while the gateway runs: the first signature is due by/);
+  t.notMatch(page.body, 'Problems', 'no problem listed');
+});
 
 t.test('concurrent page requests for different periods are built one after another, each for its own period', async (t) => {
   const { s, alice } = await staffStack(t);

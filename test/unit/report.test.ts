@@ -388,6 +388,10 @@ t.test('HTML: one self-contained printable page, every value escaped', async (t)
   t.notMatch(html, hostile);
   t.notMatch(html, '<img');
   t.notMatch(html, /<script|<link|<[^>]*\s(?:src|href)=|url\(/i, 'no scripts, no external resources');
+  const page = reportHtml(r, { portal: '/' });
+  t.match(page, '<header>\n<nav><a href="/">Back to the portal</a></nav>\n<h1>', "the gateway's page leads back to the portal");
+  t.match(page, /@media print \{[^]*\n  nav \{ display: none; \}\n\}\n<\/style>/, 'not on paper');
+  t.equal(page.replace('<nav><a href="/">Back to the portal</a></nav>\n', ''), html, 'and is otherwise the same');
   t.match(html, '<li>Requests to /appointments/* from the clinic network by members of staff need a second factor no older than 15 minutes.</li>');
 });
 
