@@ -71,15 +71,15 @@ export function settingsInForce(c: Config): { name: string; value: string }[] {
     { name: 'Enrolment proof', value: { invite: 'an enrolment code handed out by the clinic', webhook: "a code sent through the portal's own channel", 'first-login': 'none beyond the password (first login enrols)' }[c.enrolment.proof] },
     { name: 'Session idle timeout', value: duration(c.session.idleTimeoutSeconds) },
     { name: 'Session absolute timeout', value: duration(c.session.absoluteTimeoutSeconds) },
-    { name: 'Wrong passwords per account', value: `${l.password.perAccount.freeAttempts} free, then waits from ${l.password.perAccount.baseSeconds} s up to ${l.password.perAccount.maxSeconds} s` },
-    { name: 'Wrong second factors per user', value: `${l.secondFactor.freeAttempts} free, then growing waits; disabled after ${l.secondFactor.cap}` },
-    { name: 'Wrong codes in one login', value: String(c.mfa.maxAttemptsPerLogin) },
+    { name: 'Wrong passwords per account', value: `${l.password.perAccount.freeAttempts} free, then waits from ${duration(l.password.perAccount.baseSeconds)} up to ${duration(l.password.perAccount.maxSeconds)}` },
+    { name: 'Wrong second factors per user', value: `${l.secondFactor.freeAttempts} free, then growing waits; locked after ${l.secondFactor.cap} in a row` },
+    { name: 'Wrong codes in one login', value: `${c.mfa.maxAttemptsPerLogin}, then the password must be entered again` },
     { name: 'Credential stuffing', value: `an address trying ${l.stuffing.distinctAccounts} accounts in ${l.stuffing.windowMinutes} minutes is blocked for ${l.stuffing.blockMinutes} minutes` },
     { name: 'TLS', value: c.server.tls ? 'the gateway terminates TLS 1.2 or later' : 'terminated in front of the gateway (server.tls not set)' },
     { name: 'Managed devices', value: c.devices.caFile || c.devices.header ? `client certificates${c.devices.requireRegistration ? ', registered ones only' : ''}` : 'not configured' },
     { name: 'Default for requests no rule covers', value: c.policy.default === 'deny' ? 'refused' : 'second factor required' },
     { name: 'Store', value: c.store.type === 'redis' ? `Redis (${c.store.redis.mode})` : 'memory (one instance)' },
-    { name: 'Audit trail', value: c.audit.enabled ? `on${c.audit.requests ? ', every request' : ', security events'}; checkpoints signed every ${c.audit.checkpointEvery} records or ${c.audit.checkpointIntervalSeconds} s` : 'off' },
+    { name: 'Audit trail', value: c.audit.enabled ? `on, recording ${c.audit.requests ? 'every request' : 'security events'}; signed every ${c.audit.checkpointEvery} records or ${duration(c.audit.checkpointIntervalSeconds)}` : 'off' },
   ];
 }
 

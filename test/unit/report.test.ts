@@ -404,6 +404,19 @@ t.test('settings: timeouts as configured, to the second', async (t) => {
   t.same(timeouts(20, 90), ['20 seconds', '90 seconds'], 'not "0 minutes", nor 90 s as 2 minutes');
 });
 
+t.test('settings: limits in words, each saying what happens', async (t) => {
+  const settings = Object.fromEntries(settingsInForce(testConfig('http://127.0.0.1:1')).map((s) => [s.name, s.value]));
+  t.same(
+    [settings['Wrong passwords per account'], settings['Wrong second factors per user'], settings['Wrong codes in one login'], settings['Audit trail']],
+    [
+      '5 free, then waits from 1 second up to 15 minutes',
+      '5 free, then growing waits; locked after 100 in a row',
+      '5, then the password must be entered again',
+      'on, recording security events; signed every 1000 records or 1 minute',
+    ],
+  );
+});
+
 t.test('describePolicy: each decision and condition in plain words, then the default and legacy endpoints', async (t) => {
   const lines = describePolicy({
     rules: [
