@@ -319,7 +319,9 @@ function qrCode(ctx: PageContext, svg: string): string {
 
 /**
  * The recovery codes, shown once. The box is checked by the browser (no `novalidate`, unlike the other forms): sent
- * unticked, the answer could not show the codes again.
+ * unticked, the answer could not show the codes again. The browser takes a box that is required and not yet ticked
+ * for invalid, and a screen reader said "invalid" of it on arrival: it is marked invalid only where the page answers
+ * one sent unticked (the browser says what is missing when its button is pressed).
  */
 export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: string; action: string; error?: string }): string {
   const { t } = ctx;
@@ -336,7 +338,7 @@ ${saveCodes(ctx, v.codes)}`
 <form method="post" action="${ctx.prefix}${v.action}">
 ${hidden('csrf', v.csrf)}
 ${errorBlock(ctx, 'ack-error', v.error)}
-<p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' autofocus aria-invalid="true" aria-describedby="ack-error"' : ''}><label for="ack">${msg(ctx, t('recoveryAck'))}</label></p>
+<p class="ack"><input type="checkbox" id="ack" name="saved" value="yes" required${v.error ? ' autofocus aria-invalid="true" aria-describedby="ack-error"' : ' aria-invalid="false"'}><label for="ack">${msg(ctx, t('recoveryAck'))}</label></p>
 <button type="submit">${msg(ctx, t('continue'))}</button>
 </form>`,
     { error: v.error !== undefined, scripts: v.codes.length ? 'page' : undefined },

@@ -1,0 +1,69 @@
+// The gateway's screens as a screen reader meets them, driven by the keyboard alone (Tab, Shift+Tab, Enter, Space):
+// what Chromium gives a screen reader (roles, names, states, alerts), read through the DevTools protocol. axe's rules
+// are checked in accessibility.test.ts; the whole enrolment by keyboard in totp.test.ts.
+import t from 'tap';
+import type { CDPSession, Page } from 'playwright-core';
+import { andWait, focused, launchChromium, newPage, shownCodes, shownSecret, startE2eStack, submitPassword, url } from '../helpers/e2e.js';
+import { totpAt } from '../helpers/stack.js';
+import en from '../../src/ui/locales/en.json' with { type: 'json' };
+
+const P = '/_mfa';
+const browser = await launchChromium(t);
+
+interface AxNode {
+  role: string;
+  name: string;
+  /** aria-invalid as the browser works it out: also from the field's own validity. */
+  invalid?: string;
+}
+
+// One DevTools session a page, kept open: one detached ends the page's virtual authenticator.
+const sessions = new WeakMap<Page, CDPSession>();
+
+/** The page's accessibility tree as Chromium gives it to a screen reader: its nodes not ignored, in the page's order. */
+async function axTree(page: Page): Promise<AxNode[]> {
+  let cdp = sessions.get(page);
+  if (!cdp) sessions.set(page, (cdp = await page.context().newCDPSession(page)));
+  const { nodes } = await cdp.send('Accessibility.getFullAXTree');
+  return nodes
+    .filter((n) => !n.ignored)
+    .map((n) => ({ role: String(n.role?.value), name: String(n.name?.value ?? ''), invalid: n.properties?.find((p) => p.name === 'invalid')?.value.value as string | undefined }));
+}
+
+/** Tab until focus is on the element `what` matches (tag, id and text, as `focused` names it). */
+async function tabTo(page: Page, what: RegExp): Promise<void> {
+  for (let i = 0; i < 20; i++) {
+    await page.keyboard.press('Tab');
+    if (what.test((await focused(page)).element)) return;
+  }
+  throw new Error(`Tab never reached ${what}`);
+}
+
+t.test('the recovery codes: the box is not called invalid before it is sent unticked', async (t) => {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  await submitPassword(page, s);
+  await tabTo(page, /^a "Continue"/);
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(url(page), `${P}/enrol/totp`);
+  await tabTo(page, /^input#code/);
+  await page.keyboard.type(await totpAt(await shownSecret(page), s.clock.now()));
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(url(page), `${P}/recovery-codes`);
+
+  // Each code an item of a list, to be read one by one.
+  const tree = await axTree(page);
+  t.equal(tree.filter((n) => n.role === 'listitem').length, 10, 'ten items');
+  t.same(tree.filter((n) => n.role === 'StaticText' && /^[A-Z2-9]{4}(-[A-Z2-9]{4}){3}$/.test(n.name)).map((n) => n.name), await shownCodes(page), 'a code in each');
+  // Chromium takes a required box not yet ticked for invalid: a screen reader said "invalid" of it on arrival.
+  t.same(tree.find((n) => n.role === 'checkbox'), { role: 'checkbox', name: en.recoveryAck, invalid: 'false' }, 'the box, on arrival: not invalid');
+  // Sent unticked: the browser says so (an alert of its own) and puts focus on the box.
+  await tabTo(page, /^button "Continue"/);
+  await page.keyboard.press('Enter');
+  t.match((await focused(page)).element, /^input#ack/, 'focus on the box');
+  t.ok((await axTree(page)).some((n) => n.role === 'alert' && n.name.startsWith('Please check this box')), "the browser's alert says what is missing");
+  await page.keyboard.press('Space');
+  await page.keyboard.press('Tab');
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(url(page), '/records', 'signed in');
+});
