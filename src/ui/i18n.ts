@@ -23,7 +23,7 @@ export class Messages {
    * `dir`: a folder of `<language>.json` files (e.g. `mi.json`, `pt-BR.json`) with the same keys as the English
    * catalogue; a key left out falls back to English. An unknown key, a file name that is no language tag, and a
    * message whose placeholders differ from English's (one left out would drop the number of tries left, or make
-   * every factor's Remove button read the same) are errors.
+   * every factor's Rename and Remove buttons read the same) are errors.
    */
   constructor(dir: string | undefined, defaultLanguage = 'en') {
     for (const file of dir ? readdirSync(dir).filter((f) => f.endsWith('.json')) : []) {

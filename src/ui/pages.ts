@@ -442,7 +442,7 @@ export function securityPage(ctx: PageContext, v: { csrf: string; factors: Facto
 ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
 <label for="rename-${esc(f.id)}">${named(ctx, 'securityRenameLabel', f.name).html}</label>
 <input type="text" id="rename-${esc(f.id)}" name="name" maxlength="60" required autocomplete="off">
-<button type="submit">${msg(ctx, t('securityRename'))}</button>
+<button type="submit">${named(ctx, 'securityRename', f.name).html}</button>
 </form>
 ${
   !f.removable

@@ -3,7 +3,7 @@
 // are checked in accessibility.test.ts; the whole enrolment by keyboard in totp.test.ts.
 import t from 'tap';
 import type { CDPSession, Page } from 'playwright-core';
-import { andWait, focused, launchChromium, newPage, shownCodes, shownSecret, startE2eStack, submitPassword, url } from '../helpers/e2e.js';
+import { addVirtualAuthenticator, andWait, enrolTotp, focused, launchChromium, newPage, shownCodes, shownSecret, startE2eStack, submitPassword, url } from '../helpers/e2e.js';
 import { totpAt } from '../helpers/stack.js';
 import en from '../../src/ui/locales/en.json' with { type: 'json' };
 
@@ -66,4 +66,27 @@ t.test('the recovery codes: the box is not called invalid before it is sent unti
   await page.keyboard.press('Tab');
   await andWait(page, page.keyboard.press('Enter'));
   t.equal(url(page), '/records', 'signed in');
+});
+
+t.test("the security page: each factor's Rename and Remove buttons say which factor", async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  await enrolTotp(page, s);
+
+  // A second factor: a passkey, added by the keyboard.
+  await page.goto(`${s.base}${P}/security`);
+  await tabTo(page, /^a "Add a passkey or security key"/);
+  await andWait(page, page.keyboard.press('Enter'));
+  await tabTo(page, /^button "Create passkey"/);
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(`${url(page)}${new URL(page.url()).search}`, `${P}/security?notice=done`, 'passkey added');
+
+  // Met in a screen reader's list of buttons, or tabbed to past the field, a bare "Rename" does not say which.
+  const buttons = (await axTree(page)).filter((n) => n.role === 'button').map((n) => n.name);
+  for (const factor of [en.totpDefaultName, en.passkeyDefaultName]) {
+    for (const action of ['Rename', 'Remove']) t.ok(buttons.includes(`${action} ${factor}`), `a button "${action} ${factor}"`);
+  }
+  t.same(buttons.filter((b) => /^(Rename|Remove)$/.test(b)), [], 'none that does not say which factor');
 });
