@@ -48,7 +48,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const more = MORE_TIME_PAGES[login.stage].includes(here) && offersMoreTime(login, now, config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
     const asked = (req.query as Record<string, unknown>).time;
     c.timeLimit = {
-      minutesLeft: Math.max(1, Math.ceil((login.expiresAt - now) / 60_000)),
+      secondsLeft: Math.max(0, Math.ceil((login.expiresAt - now) / 1000)),
       ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}),
       ...(asked === 'more' || asked === 'same' ? { asked } : {}),
     };

@@ -15,17 +15,24 @@ export interface PageContext {
   nonce: string;
   hasLogo: boolean;
   /**
-   * A sign-in in progress: the minutes left to finish it, said at the top of its pages, with a button for more time
-   * while it can be given (`csrf`: the login's token; `back`: this page, under the prefix).
+   * A sign-in in progress: the seconds left to finish it (said at the top of its pages in minutes, and warned of
+   * before the end), with a button for more time while it can be given (`csrf`: the login's token; `back`: this page,
+   * under the prefix). `asked`: more time was just asked for, and given (`more`) or not yet (`same`: too soon, the
+   * page says when).
    */
-  /** `asked`: more time was just asked for, and given (`more`) or not yet (`same`: too soon, the page says when). */
-  timeLimit?: { minutesLeft: number; moreTime?: { csrf: string; back: string }; asked?: 'more' | 'same' };
+  timeLimit?: TimeLimit;
   /**
    * A page shown to someone signed in: it links to their sign-in settings. No other page does: a sign-in in progress
    * has none yet (the link would lead away to the login page, and from the recovery codes, lose them), and someone
    * signed out would only be asked to sign in.
    */
   signedIn?: boolean;
+}
+
+export interface TimeLimit {
+  secondsLeft: number;
+  moreTime?: { csrf: string; back: string };
+  asked?: 'more' | 'same';
 }
 
 /** A passkey button: the script asks the gateway for options, runs the browser ceremony and posts the result. */
@@ -100,9 +107,10 @@ function named(ctx: PageContext, key: MessageKey, name: string): { html: string;
 function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: 'passkeys' | 'page'; error?: boolean; heading?: string } = {}): string {
   const { t, prefix } = ctx;
   // At the end of <body>: the page's script looks for its buttons when it runs (in <head>, it found none). Passkeys
-  // need the WebAuthn browser library too.
-  const scripts = opts.scripts
-    ? `${opts.scripts === 'passkeys' ? `<script nonce="${ctx.nonce}" src="${prefix}/assets/webauthn-browser.js"></script>\n` : ''}<script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
+  // need the WebAuthn browser library too. A page with a time limit has the script for its warning.
+  const script = opts.scripts ?? (ctx.timeLimit ? 'page' : undefined);
+  const scripts = script
+    ? `${script === 'passkeys' ? `<script nonce="${ctx.nonce}" src="${prefix}/assets/webauthn-browser.js"></script>\n` : ''}<script nonce="${ctx.nonce}" src="${prefix}/assets/gateway.js"></script>`
     : '';
   // The portal's name, as set, is isolated as a factor's is (see `named`): "Patient Portal (EU)" next to Arabic. The
   // title holds no markup: it is marked English as a whole when its messages all are (the portal's name is a name).
@@ -124,9 +132,9 @@ ${ctx.signedIn ? securityNav(ctx) : ''}
 </header>
 <main id="main">
 <h1>${opts.heading ?? msg(ctx, title)}</h1>
-${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${msg(ctx, t(ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: ctx.timeLimit.minutesLeft }))}</p>` : ''}
+${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${msg(ctx, t(ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: Math.max(1, Math.ceil(ctx.timeLimit.secondsLeft / 60)) }))}</p>` : ''}
 ${body}
-${ctx.timeLimit?.moreTime ? moreTimeForm(ctx, ctx.timeLimit.moreTime) : ''}
+${ctx.timeLimit ? timeWarning(ctx, ctx.timeLimit) : ''}
 </main>
 ${scripts}
 </body>
@@ -143,9 +151,18 @@ function securityNav(ctx: PageContext): string {
   return `<nav aria-label="${esc(label)}"${ctx.english(label) ? inEnglish(ctx) : ''}><a href="${ctx.prefix}/security">${esc(label)}</a></nav>`;
 }
 
-/** After the page's own form, so that its button comes first; the time left is said at the top. */
-function moreTimeForm(ctx: PageContext, v: { csrf: string; back: string }): string {
-  return `<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', v.csrf)}${hidden('back', v.back)}<button type="submit" class="secondary">${msg(ctx, ctx.t('moreTime'))}</button></form>`;
+/**
+ * The warning the script shows (an alert) a minute before the sign-in's time runs out, also to someone who has read
+ * past the time said at the top, or is typing (WCAG 2.2.1): the page is not drawn again by itself. Where it can give
+ * more, it says to ask, and the button follows it: after the page's own form, so that that button comes first. A
+ * page opened with a minute or less left says so at the top, and warns no more.
+ */
+function timeWarning(ctx: PageContext, limit: TimeLimit): string {
+  const { t } = ctx;
+  const warning = `<p class="notice time-warning" role="alert" data-seconds-left="${limit.secondsLeft}"${scriptText(ctx, 'warning', t(limit.moreTime ? 'timeAlmostUp' : 'timeAlmostUpNoMore'))} hidden></p>`;
+  return limit.moreTime
+    ? `${warning}\n<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', limit.moreTime.csrf)}${hidden('back', limit.moreTime.back)}<button type="submit" class="secondary">${msg(ctx, t('moreTime'))}</button></form>`
+    : warning;
 }
 
 /** An error tied to its field: announced, described-by and aria-invalid (WCAG 3.3.1, 4.1.3). */

@@ -3,7 +3,7 @@
 // are checked in accessibility.test.ts; the whole enrolment by keyboard in totp.test.ts.
 import t from 'tap';
 import type { CDPSession, Page } from 'playwright-core';
-import { addVirtualAuthenticator, andWait, enrolTotp, focused, launchChromium, newPage, shownCodes, shownSecret, startE2eStack, submitPassword, url } from '../helpers/e2e.js';
+import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, shownSecret, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
 import { totpAt } from '../helpers/stack.js';
 import en from '../../src/ui/locales/en.json' with { type: 'json' };
 
@@ -89,4 +89,36 @@ t.test("the security page: each factor's Rename and Remove buttons say which fac
     for (const action of ['Rename', 'Remove']) t.ok(buttons.includes(`${action} ${factor}`), `a button "${action} ${factor}"`);
   }
   t.same(buttons.filter((b) => /^(Rename|Remove)$/.test(b)), [], 'none that does not say which factor');
+});
+
+t.test('a minute before a sign-in runs out of time, its page warns, and "I need more time" is a Tab away', async (t) => {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  await submitPassword(page, s);
+  await enrolTotp(page, s);
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  await submitPassword(page, s);
+  // The code page of an app-only person: a page with no passkey script.
+  t.equal(url(page), `${P}/verify`);
+  const warning = page.getByRole('alert');
+  t.equal(await warning.count(), 0, 'no warning with the whole time left');
+
+  // 62 s left when the page comes: the warning 2 s later.
+  s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 - 62_000);
+  await page.reload();
+  t.equal(await warning.count(), 0, 'none yet');
+  await tabTo(page, /^input#code/);
+  await page.keyboard.type('123');
+  await warning.waitFor({ timeout: 10_000 });
+  t.equal(await warning.textContent(), en.timeAlmostUp, 'the warning, shown');
+  t.ok((await axTree(page)).some((n) => n.role === 'alert'), 'an alert, which a screen reader announces');
+  t.same(await axeViolations(page), [], 'axe: the page with the warning has no WCAG 2.2 A/AA violations');
+  t.match((await focused(page)).element, /^input#code/, 'focus left where it was');
+  t.equal(await page.inputValue('#code'), '123', 'and what was typed');
+  await tabTo(page, /^button "I need more time"/);
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(url(page), `${P}/verify`, 'the same page again');
+  t.equal(await page.getByRole('status').textContent(), 'You have 5 min left to finish signing in. After that, start again with your password.', 'with its whole time again');
+  t.equal(await warning.count(), 0, 'and no warning');
 });

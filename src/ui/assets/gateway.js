@@ -1,6 +1,6 @@
 // Passkeys on the gateway's pages: ask the gateway for options, run the browser ceremony, send the result back. And
-// Print and Copy for the recovery codes, Copy for an authenticator app's key. Everything else on these pages works
-// without JavaScript.
+// Print and Copy for the recovery codes, Copy for an authenticator app's key, and the warning that a sign-in's time
+// is nearly up. Everything else on these pages works without JavaScript.
 (function () {
   'use strict';
   var wa = window.SimpleWebAuthnBrowser;
@@ -138,10 +138,21 @@
       return box.querySelector('.key').textContent.replace(/\s/g, '');
     });
   }
+  // A sign-in in progress: its warning shown, and so announced (an alert), a minute before its time runs out, timed
+  // from when the page came. A page that came with a minute or less left says so already.
+  function warnOfTime(warning) {
+    var wait = Number(warning.dataset.secondsLeft) - 60;
+    if (!(wait > 0)) return;
+    setTimeout(function () {
+      showGiven(warning, warning, 'warning');
+      warning.hidden = false;
+    }, wait * 1000);
+  }
   function start() {
     document.querySelectorAll('.passkey').forEach(setUp);
     document.querySelectorAll('.save-codes').forEach(saveCodes);
     document.querySelectorAll('.copy-key').forEach(copyKey);
+    document.querySelectorAll('.time-warning').forEach(warnOfTime);
   }
   // The pages load this script at the end of <body>; loaded any earlier, it waits for the buttons to exist.
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
