@@ -87,7 +87,9 @@ export function sentFrom(req: FastifyRequest): string | undefined {
   const referer = req.headers.referer;
   if (referer === undefined || crossSite(req)) return undefined;
   const from = urlOf(referer);
-  return from && from.host === req.headers.host?.toLowerCase() ? `${from.pathname}${from.search}` : undefined;
+  // Not a path that reads as another host (`//evil.example/`) either, though the step-up page would refuse it too.
+  if (!from || from.host !== req.headers.host?.toLowerCase() || from.pathname.startsWith('//')) return undefined;
+  return `${from.pathname}${from.search}`;
 }
 
 /** The client's address for logs, limits and notifications ('unknown' when a trusted proxy passed junk). */

@@ -301,12 +301,20 @@ t.test('a form sent that needs a step-up: its page leads to a step-up that comes
   t.equal(sent.status, 401);
   const link = () => /<a href="([^"]*)">Confirm it is you<\/a>/.exec(sent.body)?.[1]?.replaceAll('&amp;', '&');
   t.equal(link(), '/_mfa/step-up?to=%2Fprescriptions%2F%3Fpatient%3D7', "the form's page is where the step-up comes back to");
-  const csrf = inputValue((await b.get(link()!)).body, 'csrf');
-  const done = await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/?patient=7', code: await totpAt(secret, s.clock.now()) });
+  const stepUp = (await b.get(link()!)).body;
+  const done = await b.post('/_mfa/step-up', { csrf: inputValue(stepUp, 'csrf'), to: inputValue(stepUp, 'to'), code: await totpAt(secret, s.clock.now()) });
   t.equal(done.location, '/prescriptions/?patient=7', 'back to the form, to send it again');
   s.clock.advance(301_000);
-  for (const [referer, why] of [['https://evil.example/prescriptions/', 'another site'], ['not a URL', 'unreadable']] as const) {
-    const other = await b.post('/prescriptions/', { medicine: 'salbutamol' }, { referer });
+  const host = new URL(s.url).host;
+  const cases = [
+    ['https://evil.example/prescriptions/', 'another site', {}],
+    ['not a URL', 'unreadable', {}],
+    // The browser says the request is its own site's: the Referer must still name this host.
+    ['https://evil.example/prescriptions/', 'another host, though sent as same-origin', { 'sec-fetch-site': 'same-origin' }],
+    [`http://${host}//evil.example/prescriptions/`, 'a path that reads as another host', { 'sec-fetch-site': 'same-origin' }],
+  ] as const;
+  for (const [referer, why, headers] of cases) {
+    const other = await b.post('/prescriptions/', { medicine: 'salbutamol' }, { referer, ...headers });
     t.equal(other.status, 401);
     t.match(other.body, '<a href="/_mfa/step-up">Confirm it is you</a>', `${why}: the step-up page's own way back`);
   }
