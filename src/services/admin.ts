@@ -187,8 +187,7 @@ export class AdminService {
     // same pseudonym, so an account made again would inherit what they retired).
     const marks = new Set([keys.userSessionsEnded(pid), keys.knownBrowserEpoch(pid), keys.factorsRemoved(pid)]);
     await effort.run(async () => {
-      for await (const key of keysOnce(this.d.kv, `user:{${pid}}`)) {
-        if (marks.has(key)) continue;
+      for await (const key of keysOnce(this.d.kv, `user:{${pid}}`, (k) => !marks.has(k))) {
         await effort.run(async () => {
           await this.d.kv.delete(key);
           keysDeleted++;
@@ -211,8 +210,7 @@ export class AdminService {
     await this.noteKeys();
     const out = { resealed: 0, current: 0, unreadable: 0 };
     // Each once: a record re-sealed a moment ago, listed again, would count again as current.
-    for await (const key of keysOnce(this.d.kv, '')) {
-      if (!isSealedKey(key)) continue;
+    for await (const key of keysOnce(this.d.kv, '', isSealedKey)) {
       const sealed = await this.d.kv.get(key);
       if (sealed === null) continue;
       // Opened under the active key's id too: a record under that id that it does not open (the id given a new
@@ -233,8 +231,7 @@ export class AdminService {
   /** The configured keys: which is active, how old, and (encryption) how many records each still seals. */
   async keyStatus(): Promise<KeyUse[]> {
     const records = new Map<string, number>();
-    for await (const key of keysOnce(this.d.kv, '')) {
-      if (!isSealedKey(key)) continue;
+    for await (const key of keysOnce(this.d.kv, '', isSealedKey)) {
       const kid = Sealer.keyIdOf((await this.d.kv.get(key)) ?? '');
       if (kid !== null) records.set(kid, (records.get(kid) ?? 0) + 1);
     }
@@ -292,8 +289,7 @@ export class AdminService {
     let deleted = 0;
     for (const prefix of prefixes) {
       await effort.run(async () => {
-        for await (const key of keysOnce(this.d.kv, prefix)) {
-          if (!isSealedKey(key) || !only(key)) continue;
+        for await (const key of keysOnce(this.d.kv, prefix, (k) => isSealedKey(k) && only(k))) {
           await effort.run(async () => {
             if (pid !== null && (await this.opened(key))?.pid !== pid) return;
             await this.d.kv.delete(key);

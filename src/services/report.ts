@@ -87,10 +87,9 @@ async function factorCounts(d: ReportDeps): Promise<ReportInput['store']> {
   const enrolledUsers = new Set<string>();
   const factorsByKind: Record<FactorKind, number> = { totp: 0, webauthn: 0, recovery: 0 };
   let unreadableFactorRecords = 0;
-  // Each user once, whose factor record is one key.
-  for await (const key of keysOnce(d.kv, 'user:{')) {
-    const pid = factorKey.exec(key)?.[1];
-    if (!pid) continue;
+  // Each user once: their factor record is one key.
+  for await (const key of keysOnce(d.kv, 'user:{', (k) => factorKey.test(k))) {
+    const pid = factorKey.exec(key)![1]!;
     // A record no configured key opens is counted (a finding), not the end of the report.
     const f = await d.factors.get(pid).catch((err: unknown) => {
       if (!(err instanceof UnreadableRecord)) throw err;

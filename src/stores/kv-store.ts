@@ -83,14 +83,14 @@ export interface KvStore {
 }
 
 /**
- * Every key starting with `prefix`, each once (scanKeys may list a key twice): for what counts keys, or acts on each
- * once. Remembers the keys listed so far: for admin commands only, as scanKeys.
+ * Every key starting with `prefix` that `wanted` picks, each once (scanKeys may list a key twice): for what counts keys,
+ * or acts on each once. Remembers the keys given so far (only those picked): for admin commands and reports, as scanKeys.
  */
-export async function* keysOnce(kv: KvStore, prefix: string): AsyncIterable<string> {
+export async function* keysOnce(kv: KvStore, prefix: string, wanted: (key: string) => boolean = () => true): AsyncIterable<string> {
   const listed = new Set<string>();
   for await (const batch of kv.scanKeys(prefix)) {
     for (const key of batch) {
-      if (listed.has(key)) continue;
+      if (!wanted(key) || listed.has(key)) continue;
       listed.add(key);
       yield key;
     }
