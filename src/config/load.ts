@@ -9,7 +9,7 @@ import ret, { types as tokenTypes } from 'ret';
 import safeRegex from 'safe-regex2';
 import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
-import { parseCidr } from '../domain/client-address.js';
+import { AddressSet, parseCidr } from '../domain/client-address.js';
 import { compilePolicy, decideAccess, uncanonical, type PolicyConfig } from '../domain/policy.js';
 import { crlsOf, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
@@ -515,49 +515,50 @@ export function configWarnings(c: Config): string[] {
 /**
  * Login paths the policy keeps from a signed-out browser: the rules judge the login as any request, so one under an
  * `mfa` rule (a login posted to another path than its page, `/api/session`, which the rule for the page's own path
- * does not cover) asks for a sign-in before the sign-in, and nobody gets in; nor when no rule names it and the
- * default denies. Each of server.hosts is judged, as rules may name hosts. Judged without a client address, a rule
- * for some networks stops at it (fail closed), so each such rule is judged again with an address in each network it
- * names: one that asks for a sign-in there closes the login for those clients. A rule that denies it outright or
- * wants a managed device is taken as meant, and so is a public rule for some networks before an `mfa` rule for the
- * rest (logins from those networks only).
+ * does not cover) asks for a sign-in before the sign-in, and nobody it asks gets in. Judged without a client address,
+ * evaluation stops at the first rule for some networks (fail closed), so the clients judged are an address in each
+ * entry of each network the rules name and, for everyone else, an IPv4 and an IPv6 address in none of them, on each
+ * of server.hosts. A sign-in asked of any of them is warned of; the default deny only when it refuses them all
+ * (nobody can sign in). A rule that denies the login or wants a managed device is taken as meant, and so is a public
+ * rule for some networks before one denying the rest (logins from those networks only).
  */
 function closedLoginWarnings(c: Config): string[] {
   const policy = compilePolicy(policyConfig(c));
-  // The address part of a network's first entry is an address in it.
-  const inside = (network: string) => (Object.hasOwn(c.networks, network) ? c.networks[network]! : [network]).slice(0, 1).map((entry) => entry.split('/')[0]!);
+  const named = [...new Set(c.policy.rules.flatMap((r) => r.networks ?? []))];
+  const entries = (network: string) => (Object.hasOwn(c.networks, network) ? c.networks[network]! : [network]);
+  const inNamed = new AddressSet(named.flatMap(entries));
+  const outside = named.length === 0 ? '' : ' outside the networks the rules name';
   const clients = [
-    { ip: null, rule: undefined, network: undefined },
-    ...c.policy.rules.flatMap((r) => (r.networks ?? []).flatMap((network) => inside(network).map((ip) => ({ ip, rule: r.name, network })))),
+    // The address part of an entry is an address in it.
+    ...named.flatMap((network) => entries(network).map((entry) => ({ ip: entry.split('/')[0]!, where: ` in ${network}` }))),
+    ...[ELSEWHERE_V4, ELSEWHERE_V6].flatMap((ips) => ips.filter((ip) => !inNamed.has(ip)).slice(0, 1).map((ip) => ({ ip, where: outside }))),
   ];
   const w: string[] = [];
   for (const path of c.portal.login.paths) {
     for (const method of c.portal.login.methods) {
       // What closes the login → the hosts it closes it on.
-      const closing = new Map<string, string[]>();
+      const closing = new Map<string, Set<string>>();
+      const close = (found: string, host: string) => closing.set(found, (closing.get(found) ?? new Set()).add(host));
       for (const host of c.server.hosts) {
-        for (const { ip, rule, network } of clients) {
-          const outcome = decideAccess(policy, { host: host.toLowerCase(), method, path, clientIp: ip, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } });
-          // With an address in a rule's network, only that rule's own sign-in counts: another's is the one for the
-          // rest, met by clients outside every network too (taken as meant).
-          const closed =
-            outcome.verdict === 'deny' ? rule === undefined && outcome.rule === policy.fallback.name && outcome.reason === 'rule' : outcome.verdict === 'sign-in' && (rule === undefined || outcome.rule === rule);
-          if (!closed) continue;
-          const why =
-            outcome.verdict === 'deny' ? 'no rule matches it and policy.default is deny' : `policy rule "${outcome.rule}" asks a signed-out browser${network === undefined ? '' : ` in ${network}`} to sign in first`;
-          const fix =
-            network === undefined
-              ? 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is'
-              : 'so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it';
-          const found = `${why}, ${fix}`;
-          closing.set(found, [...(closing.get(found) ?? []), host]);
+        const outcomes = clients.map(({ ip, where }) => ({ where, outcome: decideAccess(policy, { host: host.toLowerCase(), method, path, clientIp: ip, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } }) }));
+        for (const { where, outcome } of outcomes) {
+          if (outcome.verdict !== 'sign-in') continue;
+          const fix = where === '' ? 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is' : 'so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it';
+          close(`policy rule "${outcome.rule}" asks a signed-out browser${where} to sign in first, ${fix}`, host);
+        }
+        if (outcomes.every(({ outcome }) => outcome.verdict === 'deny' && outcome.rule === policy.fallback.name && outcome.reason === 'rule')) {
+          close('no rule matches it and policy.default is deny, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is', host);
         }
       }
-      for (const [found, hosts] of closing) w.push(`portal.login.paths: ${method} ${path}${hosts.length < c.server.hosts.length ? ` on ${hosts.join(', ')}` : ''}: ${found}`);
+      for (const [found, hosts] of closing) w.push(`portal.login.paths: ${method} ${path}${hosts.size < c.server.hosts.length ? ` on ${[...hosts].join(', ')}` : ''}: ${found}`);
     }
   }
   return w;
 }
+
+// Documentation addresses (RFC 5737, RFC 3849): the first in none of the networks the rules name stands for everyone else.
+const ELSEWHERE_V4 = ['192.0.2.1', '198.51.100.1', '203.0.113.1'];
+const ELSEWHERE_V6 = ['2001:db8::1', '2001:db8:1::1'];
 
 /**
  * Patterns with a repetition inside a repetition: unless each inner one is set apart by a character it must have

@@ -471,6 +471,7 @@ t.test('the shipped example and demo configs are valid', async (t) => {
   const example = readFileSync('config/gateway.example.yaml', 'utf8');
   writeFileSync(join(dir, 'example.yaml'), example.replace('/run/secrets/mfa_encryption_key', join(dir, 'encryption.key')).replace('/run/secrets/mfa_assertion_key', join(dir, 'assertion.key')));
   t.doesNotThrow(() => loadConfigFile(join(dir, 'example.yaml'), env), 'the example with its secret files');
+  t.same(configWarnings(loadConfigFile(join(dir, 'example.yaml'), env)).filter((w) => w.startsWith('portal.login')), [], 'its policy lets anyone reach its login');
   // The negative: a value given wrong (not missing) next to one missing is still refused.
   writeFileSync(join(dir, 'gw.yaml'), readFileSync('config/gateway.example.yaml', 'utf8').replace('${MFA_AUDIT_KEY}', 'short'));
   t.ok(problemsOf(() => loadConfigFile(join(dir, 'gw.yaml'), {})).includes('audit.signingKey: must NOT have fewer than 32 characters'), 'the short audit key');
@@ -759,7 +760,12 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
     'portal.login.paths: POST /api/session: no rule matches it and policy.default is deny, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
   ]);
   t.same(closed((raw) => raw.policy.rules[0].paths.push('/api/session')), [], 'public with the page: no warning');
-  t.same(closed((raw) => raw.policy.rules.unshift({ name: 'logins from the clinic only', paths: ['/api/session'], networks: ['10.0.0.0/8'], decision: 'public' })), [], 'a rule for an address: taken as meant');
+  // A public rule for some networks: logins from there only when a deny rule refuses the rest; an mfa rule there is a mistake.
+  const clinicOnly = { name: 'logins from the clinic only', paths: ['/api/session'], networks: ['10.0.0.0/8'], decision: 'public' };
+  t.same(closed((raw) => raw.policy.rules.unshift(clinicOnly, { name: 'nobody else', paths: ['/api/session'], decision: 'deny' })), [], 'a public rule for an address, then a deny rule: taken as meant');
+  t.same(closed((raw) => raw.policy.rules.unshift(clinicOnly)), [
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser outside the networks the rules name to sign in first, so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it',
+  ], 'a public rule for an address, then an mfa rule: a warning for everyone else');
   t.same(closed((raw) => raw.policy.rules.unshift({ name: 'closed for now', paths: ['/api/session'], decision: 'deny' })), [], 'a deny rule: taken as meant');
   t.same(closed((raw) => raw.policy.rules.unshift({ name: 'clinic computers only', paths: ['/api/session'], decision: 'managed-device' })), [], 'a rule for managed devices: taken as meant');
   // Every host name is judged: a rule may name some.
@@ -797,8 +803,37 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
     raw.policy.rules[0].paths.push('/api/session');
     raw.policy.rules.push({ name: 'vpn', networks: ['10.0.0.0/8'], paths: ['/'], decision: 'mfa' });
   }), [], 'after the public login rule: none');
-  t.same(closed((raw) => {
+  const clinicLogin = (raw: Record<string, any>) => {
     raw.networks = { clinic: ['10.1.0.0/16'], guests: ['192.168.0.0/16'] };
     raw.policy.rules.unshift({ name: 'guest pages', networks: ['guests'], paths: ['/wifi/'], decision: 'public' }, { name: 'clinic login', networks: ['clinic'], paths: ['/api/session'], decision: 'public' });
+  };
+  t.same(closed((raw) => {
+    clinicLogin(raw);
+    raw.policy.rules.splice(2, 0, { name: 'no login elsewhere', paths: ['/api/session'], decision: 'deny' });
   }), [], 'logins from one network only, another network named elsewhere: taken as meant');
+  t.same(closed(clinicLogin).map((w) => w.split(' to sign in')[0]), [
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser in guests',
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser outside the networks the rules name',
+  ], '... without the deny rule: a warning for each client the mfa rule meets');
+  // Judged without an address, evaluation stops at the first rule for some networks: clients outside them all are judged too.
+  t.same(closed((raw) => {
+    raw.policy.rules.unshift(
+      { name: 'guest wifi never', networks: ['10.99.0.0/16'], paths: ['/'], decision: 'deny' },
+      { name: 'api', paths: ['/api/'], decision: 'mfa' },
+    );
+    raw.policy.rules[2].paths.push('/api/session');
+  }), [
+    'portal.login.paths: POST /api/session: policy rule "api" asks a signed-out browser outside the networks the rules name to sign in first, so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it',
+  ], 'an mfa rule after a deny rule for a network: a warning for everyone else');
+  // Every entry of a network is judged, not only the first.
+  t.same(closed((raw) => {
+    raw.networks = { clinic: ['127.0.0.0/8', '::1'] };
+    raw.policy.rules.unshift(
+      { name: 'clinic pages', networks: ['clinic'], paths: ['/wifi/'], decision: 'public' },
+      { name: 'logins over IPv4', networks: ['0.0.0.0/0'], paths: ['/api/session'], decision: 'public' },
+      { name: 'guest wifi never', networks: ['2001:db8::/32'], paths: ['/'], decision: 'deny' },
+    );
+  }), [
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser in clinic to sign in first, so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it',
+  ], 'the second entry of a network (::1): judged');
 });
