@@ -319,7 +319,8 @@ function unsignedView(p: AuditProblemView, chains: readonly AuditChainView[], no
     lastTime: u.lastTime,
     signedUpTo: u.sealedSeq !== undefined && u.sealedTime !== undefined ? { seq: u.sealedSeq, time: u.sealedTime } : null,
     dueBy: Number.isFinite(due) ? iso(due) : null,
-    overdue: unsignedOverdue(u.firstTime, now, checkpointIntervalSeconds),
+    // As unsignedOverdue judges it, from the deadline just worked out (a time that cannot be read is overdue).
+    overdue: !(now <= due),
   };
 }
 
