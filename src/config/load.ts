@@ -541,10 +541,13 @@ function closedLoginWarnings(c: Config): string[] {
       const close = (found: string, host: string) => closing.set(found, (closing.get(found) ?? new Set()).add(host));
       for (const host of c.server.hosts) {
         const outcomes = clients.map(({ ip, where }) => ({ where, outcome: decideAccess(policy, { host: host.toLowerCase(), method, path, clientIp: ip, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } }) }));
-        for (const { where, outcome } of outcomes) {
-          if (outcome.verdict !== 'sign-in') continue;
-          const fix = where === '' ? 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is' : 'so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it';
-          close(`policy rule "${outcome.rule}" asks a signed-out browser${where} to sign in first, ${fix}`, host);
+        // One warning a rule, naming where it meets signed-out browsers (nowhere when it meets them all).
+        const wheres = new Map<string, Set<string>>();
+        for (const { where, outcome } of outcomes) if (outcome.verdict === 'sign-in') wheres.set(outcome.rule, (wheres.get(outcome.rule) ?? new Set()).add(where));
+        for (const [rule, at] of wheres) {
+          const everyone = outcomes.every(({ outcome }) => outcome.rule === rule && outcome.verdict === 'sign-in');
+          const fix = everyone ? 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is' : 'so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it';
+          close(`policy rule "${rule}" asks a signed-out browser${everyone ? '' : [...at].join(' or')} to sign in first, ${fix}`, host);
         }
         if (outcomes.every(({ outcome }) => outcome.verdict === 'deny' && outcome.rule === policy.fallback.name && outcome.reason === 'rule')) {
           close('no rule matches it and policy.default is deny, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is', host);
