@@ -249,6 +249,7 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
     anyHost: ['health/live', 'health/ready', 'jwks.json', 'forward-auth'].map((p) => `${config.server.prefix}/${p}`),
     answered: answered(gateway),
     closing: () => closing,
+    live: `${config.server.prefix}/health/live`,
   });
   installErrorHandler(app, answerError);
   await app.register(async (scope) => gatewayRoutes(scope, gateway));

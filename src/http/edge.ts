@@ -47,6 +47,11 @@ export interface EdgeOptions {
   answered: (r: AnsweredRequest) => void;
   /** Whether the gateway is shutting down (new requests are refused). */
   closing: () => boolean;
+  /**
+   * The liveness path, answered while the gateway shuts down too: the process is alive until it exits, and a 503 there
+   * would have an orchestrator restart it in the middle of its drain.
+   */
+  live: string;
 }
 
 /** On every answer, the gateway's own (the portal's is never passed on). */
@@ -73,7 +78,7 @@ export function installEdge(app: FastifyInstance, opts: EdgeOptions): Edge {
     reply.header('strict-transport-security', HSTS);
     req.client = clientOf(req);
     // A request on a connection still open while the gateway shuts down: the client tries again, on another instance.
-    if (opts.closing()) {
+    if (opts.closing() && req.url.split('?')[0] !== opts.live) {
       done(new GatewayError('GW_ERR_SHUTTING_DOWN', 'shutting down', { retryAfterMs: 1000 }));
       return;
     }

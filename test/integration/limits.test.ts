@@ -647,6 +647,36 @@ t.test('shutting down: a request that comes on a connection still open gets the 
   await closing;
 });
 
+t.test('shutting down: on a connection still open, readiness says 503 and liveness still 200 (the process is alive until it exits)', async (t) => {
+  const s = await startStack();
+  const { b } = await signUpAndEnrol(s);
+  const inFlight = b.get('/slow?ms=500');
+  // Each probe's request begun before the stop, ended after it (see the test above).
+  const probes = await Promise.all(
+    ['ready', 'live'].map(async (name) => {
+      const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
+      await once(sock, 'connect');
+      const probe = { sock, path: `/_mfa/health/${name}`, received: '' };
+      sock.on('data', (d: Buffer) => (probe.received += d.toString('latin1')));
+      sock.write(`GET ${probe.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n`);
+      return probe;
+    }),
+  );
+  await portalReceived(s, '/slow?ms=500');
+  const closing = s.close();
+  await new Promise((r) => setTimeout(r, 50));
+  for (const probe of probes) {
+    probe.sock.write('Accept: application/json\r\n\r\n');
+    await once(probe.sock, 'close');
+  }
+  const [ready, live] = probes.map((p) => p.received);
+  t.match(ready, /^HTTP\/1\.1 503 [^]*"error":"GW_ERR_SHUTTING_DOWN"/, 'not ready');
+  t.match(live, /^HTTP\/1\.1 200 [^]*\r\n\r\n\{"status":"ok"\}$/, 'still live');
+  t.match(live, /\r\nconnection: close\r\n/i, 'and its connection closes after the answer');
+  t.equal((await inFlight).status, 200, 'the request in flight still got its answer');
+  await closing;
+});
+
 t.test('a login refused for its address is answered slowly (a flood slows to the pace of its connections)', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 1, burst: 1 }, refusalDelayMs: 300 } } }) });
   t.teardown(s.close);
