@@ -198,8 +198,11 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
       if (code === 'ECONNRESET' || socket.destroyed) return;
       const refusal: ErrorCode = code === 'HPE_HEADER_OVERFLOW' ? 'GW_ERR_HEADERS_TOO_LARGE' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'GW_ERR_REQUEST_TIMEOUT' : 'GW_ERR_BAD_REQUEST';
       gateway.metrics.request(undefined, undefined, ERRORS[refusal].status, 0);
-      const answering = (socket as Duplex & { _httpMessage?: { headersSent: boolean } | null })._httpMessage;
+      const answering = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
       if (socket.writable && !answering?.headersSent) socket.write(rawErrorAnswer(refusal, gateway.ui.messages));
+      // A request whose body was still coming (server.requestTimeoutSeconds passed, its framing broke) fails with this
+      // refusal, not as a body its client broke off: what reads it logs the code the client was sent.
+      answering?.req.destroy(new GatewayError(refusal, (err as Error).message));
       socket.destroy();
     },
     // Node checks the header and request timeouts on this interval (its default, 30 s, would let them run over). A
