@@ -61,8 +61,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const body = bounded(maxBody, timeoutMs);
     // A client that goes away mid-body (or breaks its framing) fails the portal request: its fault, not the portal's.
     // Its side fails first; when the portal fails, undici has destroyed the body before the pipeline tears this down.
-    payload.once('error', () => {
-      if (!body.destroyed) body.brokeOff = true;
+    // The server's request timeout fails it with a 408 of its own (app.ts): a body that stopped arriving.
+    payload.once('error', (err) => {
+      if (body.destroyed) return;
+      if (err instanceof GatewayError && err.code === 'GW_ERR_REQUEST_TIMEOUT') body.stalled = true;
+      else body.brokeOff = true;
     });
     pipeline(payload, body, () => {});
     done(null, body);

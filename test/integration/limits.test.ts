@@ -738,28 +738,37 @@ t.test("a body its client breaks off is the client's mistake (400, logged as ref
   t.same(lines().filter((l) => l.code).map((l) => l.code), ['GW_ERR_BAD_REQUEST', 'GW_ERR_BAD_REQUEST']);
 });
 
-t.test('a login body cut off by server.requestTimeoutSeconds is one 408, counted and logged as such (not as a body its client broke off)', async (t) => {
+t.test('a body cut off by server.requestTimeoutSeconds is one 408, counted and logged as such (not as a body its client broke off)', async (t) => {
   // The request timeout before the portal's (which also bounds a body that stops arriving): 1 s, checked every second.
   const s = await startStack({ patch: (raw) => (Object.assign(raw.server, { requestTimeoutSeconds: 1, headersTimeoutSeconds: 1 }), (raw.portal.timeoutSeconds = 30)) });
   t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
   const requests4xx = async () => {
     const text = await s.app.gateway.metrics.text();
     return [...text.matchAll(/^mfa_gateway_request_duration_seconds_count\{[^}]*status_class="4xx"[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
   };
-  const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
-  t.teardown(() => sock.destroy());
-  await once(sock, 'connect');
-  let answer = '';
-  sock.on('data', (d: Buffer) => (answer += d.toString('latin1')));
-  // A login that stalls after a few of the bytes it declared.
-  sock.write('POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername=alice&pa');
-  await once(sock, 'close');
-  const refused = () => s.logs.map((l) => JSON.parse(l) as { msg: string; code?: string }).filter((l) => l.msg === 'request refused');
-  // Until the gateway has told what it made of it, at most 10 s.
-  for (const deadline = Date.now() + 10_000; !refused().length && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
-  t.match(answer, /^HTTP\/1\.1 408 [^]*"error":"GW_ERR_REQUEST_TIMEOUT"/, 'a 408');
-  t.same(refused().map((l) => l.code), ['GW_ERR_REQUEST_TIMEOUT'], 'logged as the 408 it was');
-  t.equal(await requests4xx(), 1, 'counted once');
+  // An upload to the portal, and a login, each stalling after a few of the bytes they declared.
+  for (const [what, head] of [
+    ['an upload', `POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${cookie}\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nhello`],
+    ['a login', 'POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername=alice&pa'],
+  ]) {
+    const before = s.logs.length;
+    const counted = await requests4xx();
+    const sock = connect(Number(new URL(s.url).port), '127.0.0.1');
+    t.teardown(() => sock.destroy());
+    await once(sock, 'connect');
+    let answer = '';
+    sock.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    sock.write(head!);
+    await once(sock, 'close');
+    const refused = () => s.logs.slice(before).map((l) => JSON.parse(l) as { msg: string; code?: string }).filter((l) => l.msg === 'request refused');
+    // Until the gateway has told what it made of it, at most 10 s.
+    for (const deadline = Date.now() + 10_000; !refused().length && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    t.match(answer, /^HTTP\/1\.1 408 [^]*"error":"GW_ERR_REQUEST_TIMEOUT"/, `${what}: a 408`);
+    t.same(refused().map((l) => l.code), ['GW_ERR_REQUEST_TIMEOUT'], `${what}: logged as the 408 it was`);
+    t.equal((await requests4xx()) - counted, 1, `${what}: counted once`);
+  }
 });
 
 t.test('a request body that stops arriving gives back its place among the requests waiting for the portal', async (t) => {
