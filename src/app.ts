@@ -220,7 +220,8 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
         }
       : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }),
   });
-  app.server.headersTimeout = config.server.headersTimeoutSeconds * 1000;
+  // Headers come within the whole request's time too: Node waits out the longer of the two before cutting a request.
+  app.server.headersTimeout = Math.min(config.server.headersTimeoutSeconds, config.server.requestTimeoutSeconds) * 1000;
   // Every header is read, however many (server.maxHeaderBytes bounds them): Node would drop those past the 2000th
   // unseen, so a second Host, or a header the proxy in front passes to the portal (forward-auth), would escape the checks.
   app.server.maxHeadersCount = 0;

@@ -739,8 +739,9 @@ t.test("a body its client breaks off is the client's mistake (400, logged as ref
 });
 
 t.test('a body cut off by server.requestTimeoutSeconds is one 408, counted and logged as such (not as a body its client broke off)', async (t) => {
-  // The request timeout before the portal's (which also bounds a body that stops arriving): 1 s, checked every second.
-  const s = await startStack({ patch: (raw) => (Object.assign(raw.server, { requestTimeoutSeconds: 1, headersTimeoutSeconds: 1 }), (raw.portal.timeoutSeconds = 30)) });
+  // The request timeout before the portal's (which also bounds a body that stops arriving): 1 s, checked every second,
+  // below the headers' timeout (15 s), which Node would otherwise wait out first.
+  const s = await startStack({ patch: (raw) => (Object.assign(raw.server, { requestTimeoutSeconds: 1, headersTimeoutSeconds: 15 }), (raw.portal.timeoutSeconds = 30)) });
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s);
   const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
@@ -761,7 +762,9 @@ t.test('a body cut off by server.requestTimeoutSeconds is one 408, counted and l
     let answer = '';
     sock.on('data', (d: Buffer) => (answer += d.toString('latin1')));
     sock.write(head!);
+    const sent = Date.now();
     await once(sock, 'close');
+    t.ok(Date.now() - sent < 10_000, `${what}: cut off by the request's timeout, not the headers' (15 s)`);
     const refused = () => s.logs.slice(before).map((l) => JSON.parse(l) as { msg: string; code?: string }).filter((l) => l.msg === 'request refused');
     // Until the gateway has told what it made of it, at most 10 s.
     for (const deadline = Date.now() + 10_000; !refused().length && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
