@@ -242,8 +242,12 @@ export class Attempts {
     throw new GatewayError('GW_ERR_FACTOR_LOCKED', `${kind} disabled after too many failures`);
   }
 
+  /**
+   * Kept until deleted, as the lock it lists is (no TTL): with one, a list that gained no lockout for that long
+   * expired, and every lockout still in force dropped off it. Members whose lock is gone leave when it is read.
+   */
   private list(pid: string, kind: AttemptKind): Promise<number> {
-    return this.d.kv.setAdd(keys.lockoutIndex(), `${pid}:${kind}`, 365 * 24 * 60 * 60_000);
+    return this.d.kv.setAdd(keys.lockoutIndex(), `${pid}:${kind}`);
   }
 
   private async locked(c: Ceremony, ip: string, kind: AttemptKind): Promise<void> {

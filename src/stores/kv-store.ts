@@ -51,8 +51,11 @@ export interface KvStore {
    * store's. The key expires once the TAT is in the past.
    */
   gcra(key: string, emissionIntervalMs: number, burst: number, nowMs: number): Promise<{ allowed: boolean; retryAfterMs: number; remaining: number }>;
-  /** Adds to a set, pushes its TTL to `ttlMs` from now, and returns its size, atomically. */
-  setAdd(key: string, member: string, ttlMs: number): Promise<number>;
+  /**
+   * Adds to a set, pushes its TTL to `ttlMs` from now, and returns its size, atomically. Without ttlMs the set is kept
+   * until deleted (a TTL it had is dropped, in the same step): for an index of what lasts until it is cleared.
+   */
+  setAdd(key: string, member: string, ttlMs?: number): Promise<number>;
   /** The members of a set, in no particular order; [] when there is none. */
   setMembers(key: string): Promise<string[]>;
   /** Removes one member (the TTL is left as it is); an emptied set is gone. */

@@ -110,7 +110,7 @@ export class MemoryKvStore implements KvStore {
     return decision;
   }
 
-  async setAdd(key: string, member: string, ttlMs: number): Promise<number> {
+  async setAdd(key: string, member: string, ttlMs?: number): Promise<number> {
     const members = this.members(key) ?? new Set<string>();
     members.add(member);
     this.write(key, members, ttlMs);

@@ -33,8 +33,9 @@ local allowAt = tat - burst * interval
 if now < allowAt then return {0, allowAt - now, 0} end
 redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', tat - now))
 return {1, 0, math.floor((now - allowAt) / interval)}`;
+// An empty TTL: the set is kept until deleted (PERSIST drops a TTL an earlier add gave it).
 const SET_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[2] == '' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SCARD', KEYS[1])`;
 
 const REPLACE_IF = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -51,7 +52,7 @@ type ScriptedRedis = (Redis | Cluster) & {
   mfaRaiseToNoting(key: string, noteKey: string, value: number, ttlMs: number, note: string): Promise<number>;
   mfaIncrementCapped(key: string, cap: number, ttlMs: number | ''): Promise<[value: number, counted: number]>;
   mfaGcra(key: string, nowMs: number, emissionIntervalMs: number, burst: number): Promise<[allowed: number, retryAfterMs: number, remaining: number]>;
-  mfaSetAdd(key: string, member: string, ttlMs: number): Promise<number>;
+  mfaSetAdd(key: string, member: string, ttlMs: number | ''): Promise<number>;
   mfaReplaceIf(key: string, expected: string, value: string, ttlMs: string): Promise<number>;
   mfaDeleteIf(key: string, expected: string): Promise<number>;
 };
@@ -167,8 +168,8 @@ export class RedisKvStore implements KvStore {
     return { allowed: allowed === 1, retryAfterMs, remaining };
   }
 
-  setAdd(key: string, member: string, ttlMs: number) {
-    return this.write(() => this.redis.mfaSetAdd(key, member, storeTtl(ttlMs)));
+  setAdd(key: string, member: string, ttlMs?: number) {
+    return this.write(() => this.redis.mfaSetAdd(key, member, ttlMs === undefined ? '' : storeTtl(ttlMs)));
   }
 
   setMembers(key: string) {

@@ -283,6 +283,18 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.same(await b.kv.setMembers(key), [], 'a removal does not push it');
     });
 
+    t.test('sets without a TTL: kept until deleted, and an add without one drops the TTL an earlier add gave', async (t) => {
+      const key = k('set-kept');
+      await b.kv.setAdd(key, 'a', 1000);
+      t.equal(await b.kv.setAdd(key, 'b'), 2);
+      await b.pass(1500);
+      t.same((await b.kv.setMembers(key)).sort(), ['a', 'b'], 'kept past the TTL of the first add');
+      await b.kv.setRemove(key, 'a');
+      t.same(await b.kv.setMembers(key), ['b'], 'members still leave one by one');
+      await b.kv.setRemove(key, 'b');
+      t.same(await b.kv.setMembers(key), [], 'and an emptied set is gone');
+    });
+
     t.test('ping', async (t) => {
       await t.resolves(b.kv.ping());
     });
