@@ -29,6 +29,8 @@ export interface Ceremony {
   kind: 'login' | 'session';
   /** Counts one check (atomically) and returns the count so far. */
   count(): Promise<number>;
+  /** The checks counted so far, without counting one. */
+  tries(): Promise<number>;
   /** A check passed: the count starts again (the next step of a login has its own attempts). */
   reset(): Promise<void>;
   /** Ends the ceremony after too many wrong attempts. */
@@ -82,6 +84,7 @@ export class Attempts {
       kind: 'login',
       // Kept as long as the login can be given more time: more time never brings back tries already used.
       count: () => pending.countAttempt(id, Math.max(1, latestEnd(p, this.d.config.mfa.pendingMaxSeconds * 1000) - clock.now())),
+      tries: () => pending.attempts(id),
       reset: () => pending.resetAttempts(id),
       end: () => pending.delete(id),
       firstFailure: async () => {
@@ -111,6 +114,7 @@ export class Attempts {
       username: active.record.username,
       kind: 'session',
       count: () => this.d.kv.increment(key, lifetimeMs()),
+      tries: async () => Number((await this.d.kv.get(key)) ?? 0),
       reset: () => this.d.kv.delete(key),
       end: () => this.d.sessions.end(active, 'too-many-wrong-codes'),
       firstFailure: async () => false,
@@ -237,7 +241,13 @@ export class Attempts {
    * then succeeds, an operator's clear meanwhile) drops out of the list when it is read.
    */
   private async refused(c: Ceremony, kind: AttemptKind, a: { retryAfterMs: number; locked: boolean }): Promise<never> {
-    if (!a.locked) throw new GatewayError('GW_ERR_RATE_LIMITED', `${kind}: wait after failures`, { retryAfterMs: a.retryAfterMs });
+    if (!a.locked) {
+      // Of parallel tries, those counted first may have used up the ceremony's: then no wait gives this one a try, the
+      // password must be entered again (or the session ends, by the try that used the last). Asked only now, as the
+      // user's attempt comes first (see begin).
+      if ((await c.tries()) >= this.d.config.mfa.maxAttemptsPerLogin) throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', `${kind}: no try left in the ceremony`);
+      throw new GatewayError('GW_ERR_RATE_LIMITED', `${kind}: wait after failures`, { retryAfterMs: a.retryAfterMs });
+    }
     await this.list(c.pid, kind);
     throw new GatewayError('GW_ERR_FACTOR_LOCKED', `${kind} disabled after too many failures`);
   }

@@ -152,9 +152,12 @@ export class PendingLogins {
   async take(id: string, now: number): Promise<PendingLogin | null> {
     return live(await this.records.take(keys.pendingLogin(id)), now);
   }
+  /**
+   * Its count of code checks is left to expire with it: a check that found the login before it ended, and is counted
+   * after, finds the tries used up, not a count started again (one code more checked, or a wait where none is left).
+   */
   async delete(id: string): Promise<void> {
     await this.records.delete(keys.pendingLogin(id));
-    await this.kv.delete(keys.pendingAttempts(id));
   }
   /** After its expiry: the login, taken, when it was neither finished nor ended (null otherwise). */
   async takeAbandoned(id: string, now: number): Promise<PendingLogin | null> {
@@ -167,6 +170,10 @@ export class PendingLogins {
   /** Counts one code check against this pending login; returns the count so far. */
   countAttempt(id: string, ttlMs: number): Promise<number> {
     return this.kv.increment(keys.pendingAttempts(id), ttlMs);
+  }
+  /** The code checks counted against this pending login so far. */
+  async attempts(id: string): Promise<number> {
+    return Number((await this.kv.get(keys.pendingAttempts(id))) ?? 0);
   }
   resetAttempts(id: string): Promise<void> {
     return this.kv.delete(keys.pendingAttempts(id));

@@ -1,14 +1,19 @@
-// The limits on second-factor tries, on the memory store and on a real Redis: the list of disabled kinds of factor
-// that `lockouts list` reads.
+// The limits on second-factor tries, on the memory store and on a real Redis: what parallel codes beyond a ceremony's
+// tries are answered, and the list of disabled kinds of factor that `lockouts list` reads.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { Attempts } from '../../../src/services/ceremony.js';
+import { Sealer } from '../../../src/mechanisms/sealer.js';
+import { newTotpSecret } from '../../../src/mechanisms/totp.js';
+import { Attempts, type Ceremony } from '../../../src/services/ceremony.js';
 import type { Notifier } from '../../../src/services/notifier.js';
 import type { ActiveSession, SessionService } from '../../../src/services/sessions.js';
+import { TotpChecks } from '../../../src/services/totp-checks.js';
+import { ReplayGuard } from '../../../src/stores/counters.js';
+import { FactorStore } from '../../../src/stores/factor-store.js';
 import type { KvStore } from '../../../src/stores/kv-store.js';
 import { keys } from '../../../src/stores/keys.js';
 import { MemoryKvStore } from '../../../src/stores/memory-kv-store.js';
-import type { PendingLogins } from '../../../src/stores/records.js';
+import { PendingLogins, type PendingLogin } from '../../../src/stores/records.js';
 import { RedisKvStore } from '../../../src/stores/redis-kv-store.js';
 import { FakeClock } from '../../helpers/clock.js';
 import { merge, testConfig } from '../../helpers/config.js';
@@ -17,12 +22,14 @@ import { testRedis } from '../../helpers/redis.js';
 const DAY = 24 * 60 * 60_000;
 const ip = '192.0.2.1';
 
-/** Attempts on `kv` with the second-factor limits given (`limits.secondFactor`). */
-function attemptsOn(kv: KvStore, clock: FakeClock, secondFactor: Record<string, number> = {}) {
+const sealer = new Sealer([{ id: 'e1', key: randomBytes(32) }]);
+const notifier = { notify: () => {} } as unknown as Notifier;
+
+/** Attempts on `kv` with the second-factor limits given (`limits.secondFactor`); `security` gets each event's name. */
+function attemptsOn(kv: KvStore, clock: FakeClock, secondFactor: Record<string, number> = {}, security: (event: string) => void = () => {}) {
   const config = testConfig('http://127.0.0.1:9', (raw) => merge(raw, { limits: { secondFactor } }));
   const sessions = { end: async () => {} } as unknown as SessionService;
-  const notifier = { notify: () => {} } as unknown as Notifier;
-  return new Attempts({ config, clock, kv, pending: {} as PendingLogins, sessions, security: () => {}, notifier });
+  return new Attempts({ config, clock, kv, pending: new PendingLogins(kv, sealer), sessions, security, notifier });
 }
 
 /** A step-up ceremony of a session of its own, for the user `pid`. */
@@ -69,4 +76,80 @@ t.test('redis store: the list of lockouts has no TTL, also one an earlier releas
   await lockOut(attempts, clock, 'p-alice', 3);
   t.equal(await kv.client.pttl(keys.lockoutIndex()), -1, 'kept until deleted');
   t.same((await kv.setMembers(keys.lockoutIndex())).sort(), ['p-alice:totp', 'p-carol:totp']);
+});
+
+/** A ceremony (a sign-in in progress, or a session's step-up) of a user with an app, and the checks of its codes. */
+async function ceremonyOn(kv: KvStore, clock: FakeClock, ceremony: 'login' | 'session', secondFactor: Record<string, number> = {}) {
+  const events = { checked: 0 };
+  const attempts = attemptsOn(kv, clock, secondFactor, (event) => void (events.checked += event === 'mfa_failed' ? 1 : 0));
+  const factors = new FactorStore(kv, sealer);
+  const pid = `p-${randomBytes(4).toString('hex')}`;
+  await factors.update(pid, () => ({ factors: [{ id: 'phone', kind: 'totp', name: 'Phone', addedAt: clock.now(), secret: newTotpSecret() }] }));
+  const checks = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors, security: () => {}, notifier });
+  let c: Ceremony;
+  if (ceremony === 'session') c = stepUp(attempts, clock, pid);
+  else {
+    const p = { pid, username: 'alice', continueTo: '/', csrf: 'c', stage: 'verify', expiresAt: clock.now() + 300_000, passwordAt: clock.now() } as PendingLogin;
+    c = attempts.ofLogin(await new PendingLogins(kv, sealer).create(p, clock.now()), p);
+  }
+  /** What a wrong code is answered: a wrong code (the page again), or the error thrown. */
+  const wrong = (i: number) => checks.checkUser(c, String(100000 + i), ip).then((r) => (r.ok ? 'signed in' : 'wrong code'), (e: { code: string }) => e.code);
+  return { events, wrong };
+}
+
+/** `n` wrong app codes sent at once in one ceremony: how many were checked, and how many times each answer came. */
+async function flood(kv: KvStore, clock: FakeClock, ceremony: 'login' | 'session', n: number, secondFactor: Record<string, number> = {}) {
+  const { events, wrong } = await ceremonyOn(kv, clock, ceremony, secondFactor);
+  const answers = await Promise.all(Array.from({ length: n }, (_, i) => wrong(i)));
+  const count: Record<string, number> = {};
+  for (const a of answers) count[a] = (count[a] ?? 0) + 1;
+  return { checked: events.checked, count };
+}
+
+function floods(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStore>) {
+  t.test(`${name}: parallel codes beyond a ceremony's tries are told to start again, never to wait; no more are checked`, async (t) => {
+    const clock = new FakeClock();
+    const kv = await make(t, clock);
+    for (const ceremony of ['login', 'session'] as const) {
+      for (const n of [6, 30, 100]) {
+        const { checked, count } = await flood(kv, clock, ceremony, n);
+        // Four wrong codes answered as such, the fifth ends the ceremony: every answer after it says so.
+        t.equal(checked, 5, `${ceremony}, ${n} at once: exactly five checked`);
+        t.same(count, { 'wrong code': 4, GW_ERR_TOO_MANY_ATTEMPTS: n - 4 }, `${ceremony}, ${n} at once: the rest told the tries are used up`);
+      }
+    }
+  });
+
+  t.test(`${name}: a code that found the sign-in before it ended and is counted after finds no try left, not a count started again`, async (t) => {
+    const clock = new FakeClock();
+    const kv = await make(t, clock);
+    const { events, wrong } = await ceremonyOn(kv, clock, 'login');
+    for (let i = 0; i < 4; i++) t.equal(await wrong(i), 'wrong code');
+    t.equal(await wrong(4), 'GW_ERR_TOO_MANY_ATTEMPTS', 'the fifth ends the sign-in');
+    // The user's own count has a free failure left (five free), so only the sign-in's tries can refuse it.
+    t.equal(await wrong(5), 'GW_ERR_TOO_MANY_ATTEMPTS', 'a code sent before the end, counted after it');
+    t.equal(events.checked, 5, 'and not checked');
+  });
+
+  t.test(`${name}: parallel codes the user's wait stops while the ceremony has tries left are told to wait`, async (t) => {
+    const clock = new FakeClock();
+    const kv = await make(t, clock);
+    for (const ceremony of ['login', 'session'] as const) {
+      // Three failures free, the fourth starts a wait: the ceremony still has a try, which the wait gives back.
+      const { checked, count } = await flood(kv, clock, ceremony, 30, { freeAttempts: 3 });
+      t.equal(checked, 4, `${ceremony}: exactly the user's free failures and one more checked`);
+      t.same(count, { 'wrong code': 4, GW_ERR_RATE_LIMITED: 26 }, `${ceremony}: the rest told to wait`);
+    }
+  });
+}
+
+floods('memory store', async (_t, clock) => new MemoryKvStore(clock));
+
+floods('redis store', async (t) => {
+  const redis = await testRedis();
+  t.teardown(() => redis.stop());
+  const kv = new RedisKvStore({ url: redis.url, keyPrefix: `flood-${randomBytes(4).toString('hex')}:`, commandTimeoutMs: 2000 });
+  t.teardown(() => kv.close());
+  await kv.ready();
+  return kv;
 });
