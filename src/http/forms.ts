@@ -6,6 +6,31 @@ import { sameToken } from '../mechanisms/random.js';
 
 type Body = Record<string, unknown>;
 
+/** What a gateway route takes as its body: its pages' forms, or its scripts' JSON calls. */
+export type BodyKind = 'form' | 'json';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The body the route takes, when it is not a form (see checkBodyType). */
+    body?: BodyKind;
+  }
+}
+
+const MEDIA_TYPE: Record<BodyKind, string> = { form: 'application/x-www-form-urlencoded', json: 'application/json' };
+
+/**
+ * Refuses a POST whose body is not of the kind its route takes, by its Content-Type (parameters aside), before it is
+ * read: a field is read alike from a form and a JSON object, so a code sent to a form as JSON would be checked and use
+ * up a try, and a passkey call would take a form. Nothing is checked, and no try used, for a body of another type.
+ */
+export function checkBodyType(req: FastifyRequest): void {
+  if (req.method !== 'POST') return;
+  const kind = req.routeOptions.config.body ?? 'form';
+  // Media types are case-insensitive (RFC 9110 §8.3.1).
+  const type = req.headers['content-type']?.split(';', 1)[0]!.trim().toLowerCase();
+  if (type !== MEDIA_TYPE[kind]) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', `not a ${kind} body`);
+}
+
 /** A form field or JSON string member; repeated fields are refused, absent ones are ''. */
 export function field(req: FastifyRequest, name: string): string {
   const v = (req.body as Body | undefined)?.[name];

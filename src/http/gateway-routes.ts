@@ -11,6 +11,7 @@ import { READY_TIMEOUT_MS, readinessProbe } from './admin-server.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 import { hostName } from './edge.js';
+import { checkBodyType } from './forms.js';
 import { forwardAuthRoutes } from './forward-auth.js';
 import { PAGE_HEADERS } from './pages.js';
 import { securityRoutes } from './security-routes.js';
@@ -32,6 +33,11 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   const { config } = ctx;
   const p = config.server.prefix;
   await app.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
+  // A form route takes only a form, a JSON route (`config: { body: 'json' }`) only JSON.
+  app.addHook('onRequest', (req, _reply, done) => {
+    checkBodyType(req);
+    done();
+  });
   // Every answer of the gateway's own routes (JSON calls too): never read as another type, never cached unless it
   // says so (the assets do). The proxy's routes are another scope: portal answers keep their own headers.
   app.addHook('onSend', (_req, reply, payload, done) => {

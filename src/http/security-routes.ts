@@ -23,6 +23,8 @@ const NOTICES = new Map<string, MessageKey>([
   ['signed-out', 'securitySignedOutOthers'],
   ['codes-kept', 'securityCodesKept'],
 ]);
+// A passkey's answer, with its attestation, is larger than a form; still bounded.
+const json = { bodyLimit: 64 * 1024, config: { body: 'json' } } as const;
 
 export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, sessions, factors, enrolment, ui, clock } = ctx;
@@ -176,11 +178,11 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
       }),
     );
   });
-  app.post(`${p}/security/passkey/options`, { bodyLimit: 64 * 1024 }, async (req) => {
+  app.post(`${p}/security/passkey/options`, json, async (req) => {
     const active = await forChange(req);
     return enrolment.sessionPasskeyOptions(active);
   });
-  app.post(`${p}/security/passkey`, { bodyLimit: 64 * 1024 }, async (req, reply) => {
+  app.post(`${p}/security/passkey`, json, async (req, reply) => {
     const active = await forChange(req);
     const ip = clientIp(req);
     const name = typeof member(req, 'name') === 'string' ? (member(req, 'name') as string) : '';

@@ -111,7 +111,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   };
   /** A JSON call from the passkey script: its answer when refused. */
   const refusedJson = (req: FastifyRequest, reply: FastifyReply, r: Refused) => sendPasskeyRefused(reply, page(req), r.attemptsLeft);
-  const json = { bodyLimit: JSON_LIMIT };
+  const json = { bodyLimit: JSON_LIMIT, config: { body: 'json' } } as const;
 
   // Where a browser with a pending login goes next: the page of its stage.
   app.get(`${p}/continue`, async (req, reply) => {

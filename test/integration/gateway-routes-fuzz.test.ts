@@ -690,6 +690,7 @@ t.test('what malformed input costs: refused, no try; a code or passkey answer ch
     ['as text/plain', path, 'text/plain', q({ csrf, [name]: value })],
     ['as multipart', path, 'multipart/form-data; boundary=zz', ['csrf', name].map((k) => `--zz\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${k === 'csrf' ? csrf : value}\r\n`).join('') + '--zz--\r\n'],
     ['without a type', path, undefined, q({ csrf, [name]: value })],
+    ['as JSON', path, JSON_TYPE, JSON.stringify({ csrf, [name]: value })],
     ['as broken JSON', path, JSON_TYPE, `{"csrf":"${csrf}","${name}":`],
     [`${name} as a JSON array`, path, JSON_TYPE, JSON.stringify({ csrf, [name]: [value] })],
     [`${name} twice`, path, FORM, `${q({ csrf, [name]: value })}&${name}=${value}`],
@@ -703,6 +704,7 @@ t.test('what malformed input costs: refused, no try; a code or passkey answer ch
     ['a body that is not an object', path, JSON_TYPE, JSON.stringify([body]), { 'x-csrf-token': csrf }],
     ['broken JSON', path, JSON_TYPE, '{"credential":', { 'x-csrf-token': csrf }],
     ['as text/plain', path, 'text/plain', JSON.stringify(body), { 'x-csrf-token': csrf }],
+    ['as a form', path, FORM, q({ csrf, ...Object.fromEntries(Object.entries(body).map(([k, v]) => [k, JSON.stringify(v)])) }), { 'x-csrf-token': csrf }],
   ];
   /**
    * Sends each probe from the browser: each costs `tries` of its sign-in or session and a failure of `kind` for the

@@ -545,10 +545,13 @@ t.test('server limits: bodies, headers, slow clients, requests in flight', async
   t.equal(chunked.statusCode, 413, 'streamed past the limit');
   await chunked.body.dump();
   t.equal((await b.send('POST', '/echo', Buffer.alloc(100 * 1024, 1), { 'content-type': 'application/octet-stream', accept: 'application/json' })).status, 200, 'within the limit');
-  // The gateway's own routes read bodies of at most 16 KiB, in any content type.
-  for (const type of ['application/json', 'text/plain', 'application/x-www-form-urlencoded']) {
-    const body = type === 'application/json' ? JSON.stringify({ x: 'a'.repeat(20_000) }) : `x=${'a'.repeat(20_000)}`;
-    t.equal((await b.send('POST', '/_mfa/logout', body, { 'content-type': type, accept: 'application/json' })).status, 413, `${type} over 16 KiB to a gateway route`);
+  // The gateway's own forms read bodies of at most 16 KiB, its passkey calls 64 KiB; another type is not read at all.
+  const form = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+  t.equal((await b.send('POST', '/_mfa/logout', `x=${'a'.repeat(20_000)}`, form)).status, 413, 'a form over 16 KiB to a gateway route');
+  const json = { 'content-type': 'application/json', accept: 'application/json' };
+  t.equal((await b.send('POST', '/_mfa/security/passkey', JSON.stringify({ x: 'a'.repeat(70_000) }), json)).status, 413, 'a passkey call over 64 KiB');
+  for (const type of ['application/json', 'text/plain']) {
+    t.equal((await b.send('POST', '/_mfa/logout', `x=${'a'.repeat(20_000)}`, { ...form, 'content-type': type })).status, 415, `${type} to a gateway form`);
   }
   t.ok(b.cookies.has('__Host-mfa-session'), 'and nothing was done');
   const headers = await rawRequest(s.url, `GET /records HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(10_000)}\r\n\r\n`);

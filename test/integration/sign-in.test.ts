@@ -532,6 +532,32 @@ t.test('a code form sent with nothing typed says so, and uses up no try', async 
   t.equal(failures(), 2, 'still only the two wrong codes');
 });
 
+t.test('a code form sent as JSON, or a passkey call as a form, is refused (415) and uses up no try', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const { b, csrf } = await atCodePage(s);
+  const failures = () => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'mfa_failed').length;
+  const code = await totpAt(secret, s.clock.now());
+  for (const accept of ['application/json', 'text/html']) {
+    for (const body of [{ csrf, code: '000000' }, { csrf, code }]) {
+      const r = await b.send('POST', '/_mfa/verify', JSON.stringify(body), { 'content-type': 'application/json', accept });
+      t.equal(r.status, 415, `${accept}: refused`);
+      t.match(r.body, accept === 'text/html' ? 'The request format is not supported.' : '"error":"GW_ERR_UNSUPPORTED_MEDIA_TYPE"');
+    }
+  }
+  const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
+  for (const path of ['/_mfa/verify/passkey/options', '/_mfa/verify/passkey']) {
+    const r = await b.send('POST', path, form({ csrf, credential: '{}' }), { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' });
+    t.equal(r.status, 415, `${path} as a form: refused`);
+  }
+  t.equal(failures(), 0, 'no failure counted');
+  // The same as a form: the wrong code is the first try, the right one signs in.
+  t.match((await b.post('/_mfa/verify', { csrf, code: '000000' })).body, 'Attempts left: 4.', 'the wrong code as a form is the first try');
+  t.equal((await b.post('/_mfa/verify', { csrf, code })).location, '/records', 'the right code as a form signs in');
+});
+
 t.test('wrong codes also count per user across pending logins; a success resets the count', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 10 } } }) });
   t.teardown(s.close);
