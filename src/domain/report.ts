@@ -365,20 +365,15 @@ function findings(r: Omit<Report, 'findings'>, checkpointIntervalSeconds: number
   }
   if (r.audit.status === 'disabled') out.push('The audit trail is switched off: sign-ins and changes cannot be proven afterwards.');
   else if (r.audit.records === 0) out.push('No audit records were found: check audit.dir (or --audit-dir); a trail that is missing proves nothing.');
-  // Records no signature covers, per trail: normal while a gateway has yet to sign them, not once they have waited longer.
+  // Records no signature covers, per trail: normal while a gateway has yet to sign them (the audit section says by
+  // when), in a new trail as after a signature; a finding once they have waited longer.
   if (r.audit.status !== 'disabled') {
-    for (const u of r.audit.unsigned) {
-      if (u.signedUpTo === null) {
-        out.push(
-          u.overdue
-            ? `None of the ${plural(u.records, 'record')} in the audit trail ${u.trail} is covered by a signature, the first written ${u.firstTime}, and they have ${unsignedOverdueWords(checkpointIntervalSeconds)}. Such a trail cannot be told from a forged one; the figures count its records.`
-            : `No record in the audit trail ${u.trail} is covered by a signature yet: normal for a few minutes after a gateway first writes (audit.checkpointIntervalSeconds); a trail that stays so cannot be told from a forged one.`,
-        );
-      } else if (u.overdue) {
-        out.push(
-          `${plural(u.records, 'record')} in the audit trail ${u.trail} after its last signature (${u.signedUpTo.time}, seq ${u.signedUpTo.seq}), the first written ${u.firstTime}, ${u.records === 1 ? 'has' : 'have'} ${unsignedOverdueWords(checkpointIntervalSeconds)}. The figures count them: check them with \`audit verify\`.`,
-        );
-      }
+    for (const u of r.audit.unsigned.filter((u) => u.overdue)) {
+      out.push(
+        u.signedUpTo === null
+          ? `None of the ${plural(u.records, 'record')} in the audit trail ${u.trail} is covered by a signature, the first written ${u.firstTime}, and they have ${unsignedOverdueWords(checkpointIntervalSeconds)}. Such a trail cannot be told from a forged one; the figures count its records.`
+          : `${plural(u.records, 'record')} in the audit trail ${u.trail} after its last signature (${u.signedUpTo.time}, seq ${u.signedUpTo.seq}), the first written ${u.firstTime}, ${u.records === 1 ? 'has' : 'have'} ${unsignedOverdueWords(checkpointIntervalSeconds)}. The figures count them: check them with \`audit verify\`.`,
+      );
     }
     if (r.audit.records > 0) {
       for (const trail of r.audit.empty) out.push(`The audit trail ${trail} holds no records: a gateway that has not written yet, or a trail that was deleted or emptied.`);
