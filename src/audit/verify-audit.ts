@@ -189,7 +189,7 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
     // A record that takes the seq of the record just before it, and links to what that one linked to, shows
     // that one was inserted: drop it from the chain and take this one in its place.
     if (r.seq < state.expected && r.seq === state.last?.decoded.record.seq && r.prev === before.prevLine && ix.withSeq(r.seq).length > 1) {
-      report(state.last.index, 'inserted', `seq ${r.seq} is taken again by ${pos(l.index)}, which follows on from the record before this one`, r.seq);
+      report(state.last.index, 'inserted', `record number ${r.seq} is taken again by ${pos(l.index)}, which follows on from the record before this one`, r.seq);
       state = before;
       lastKind = undefined;
     }
@@ -199,38 +199,38 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
     const linked = r.seq === state.expected && r.prev === state.prevLine;
     if (r.seq === state.expected) {
       if (!linked && trusted) {
-        if (state.last) report(state.last.index, 'edited', `its line does not match the prev of seq ${r.seq} at ${pos(l.index)}: one of them was altered`, state.last.decoded.record.seq);
+        if (state.last) report(state.last.index, 'edited', `its line does not match the prev of record ${r.seq} at ${pos(l.index)}: one of them was altered`, state.last.decoded.record.seq);
         else report(l.index, 'edited', 'the first record does not start from 64 zeros', r.seq);
       }
     } else if (r.seq > state.expected) {
       const elsewhere = ix.withSeq(state.expected)[0];
       kind = elsewhere === undefined ? 'deleted' : 'reordered';
-      const missing = r.seq - 1 > state.expected ? `seqs ${state.expected}..${r.seq - 1}` : `seq ${state.expected}`;
+      const missing = r.seq - 1 > state.expected ? `records ${state.expected}..${r.seq - 1}` : `record ${state.expected}`;
       const message =
         elsewhere === undefined
           ? `${missing} missing${ix.where(l.index).line === 1 && state.last ? ' before this file: a file may be missing' : ''}`
-          : `seq ${r.seq} where ${state.expected} was expected; ${state.expected} is at ${pos(elsewhere)}`;
+          : `record ${r.seq} where ${state.expected} was expected; record ${state.expected} is at ${pos(elsewhere)}`;
       if (kind !== lastKind) report(l.index, kind, message, state.expected);
     } else {
       const other = ix.withSeq(r.seq).find((i) => i !== l.index);
       if (other !== undefined) {
         // A copy of a record found elsewhere: reported, and left out of the chain.
-        report(l.index, 'inserted', `seq ${r.seq} is also at ${pos(other)}`, r.seq);
+        report(l.index, 'inserted', `record ${r.seq} is also at ${pos(other)}`, r.seq);
         lastKind = undefined;
         continue;
       }
       kind = 'reordered';
-      if (kind !== lastKind) report(l.index, kind, `seq ${r.seq} comes after seq ${state.expected - 1}`, r.seq);
+      if (kind !== lastKind) report(l.index, kind, `record ${r.seq} comes after record ${state.expected - 1}`, r.seq);
     }
     lastKind = kind;
 
     // Records the writer says it wrote and the trail no longer holds (its current file renamed or deleted meanwhile).
     if (r.type === 'resumed' && r.missing) {
-      report(l.index, 'deleted', `${r.missing} record(s) the writer had written after seq ${r.seq - 1} are missing: its current file was renamed or deleted while it ran`, r.seq);
+      report(l.index, 'deleted', `${r.missing} record(s) the writer had written after record ${r.seq - 1} are missing: its current file was renamed or deleted while it ran`, r.seq);
     }
     // Records the writer could not write at all (a full disk): the trail never held them, and says so here only.
     if (r.type === 'resumed' && r.lost) {
-      report(l.index, 'deleted', `${r.lost} record(s) could not be written after seq ${r.seq - 1}: the writes failed (a full disk, a failing volume), so the trail does not hold them`, r.seq);
+      report(l.index, 'deleted', `${r.lost} record(s) could not be written after record ${r.seq - 1}: the writes failed (a full disk, a failing volume), so the trail does not hold them`, r.seq);
     }
 
     // Every checkpoint carries a valid signature of the configured key and covers the record just before it.
@@ -267,7 +267,7 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
     const [first, last] = [seq - unsealed, seq - 1];
     const at = ix.withSeq(first)[0] ?? index;
     if (at > (lastSealed?.index ?? -1)) continue;
-    const which = first === last ? `seq ${first}` : `seqs ${first}..${last}`;
+    const which = first === last ? `record ${first}` : `records ${first}..${last}`;
     report(
       at,
       'unsealed-tail',
@@ -283,7 +283,7 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
   if (firstTail) {
     const unsigned = { records: tail, firstTime: firstTail.time, lastTime: lastTailTime };
     if (lastSealed) {
-      report(firstTail.index, 'unsealed-tail', `${tail} record(s) after the checkpoint at seq ${lastSealed.seq} are not covered by a signature`, firstTail.seq);
+      report(firstTail.index, 'unsealed-tail', `${tail} record(s) after the last signature (record ${lastSealed.seq}) are not covered by one`, firstTail.seq);
       found.at(-1)!.unsigned = { ...unsigned, sealedSeq: lastSealed.seq, sealedTime: lastSealed.time };
     } else {
       // Anyone can write a chain of hashes: without one valid signature the trail cannot be told from a forged one.

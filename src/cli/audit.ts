@@ -43,17 +43,20 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
 /**
  * The problems, then OK or FAILED. Records after the last checkpoint leave the trail OK (a running gateway signs them
  * at its next checkpoint) but are named as not verified, with a warning when they have waited longer than a gateway
- * takes to sign them: a hint only, as their times are not signed either.
+ * takes to sign them: a hint only, as their times are not signed either. In the assurance report's words: a record
+ * by its number (its seq), a checkpoint as a signature.
  */
 function describeReport(r: AuditReport, now: number, intervalSeconds: number): { lines: string[]; ok: boolean } {
-  const lines = r.problems.map((p) => `${p.file}:${p.line}${p.seq === undefined ? '' : ` (seq ${p.seq})`}  ${p.kind}: ${p.message}`);
+  const lines = r.problems.map((p) => `${p.file}:${p.line}${p.seq === undefined ? '' : ` (record ${p.seq})`}  ${p.kind}: ${p.message}`);
   const tail = r.problems.find((p) => p.kind === 'unsealed-tail' && p.unsigned)?.unsigned;
   if (tail && unsignedOverdue(tail.firstTime, now, intervalSeconds)) {
-    lines.push(`WARNING: the ${tail.records} record(s) after the last checkpoint, the first written ${tail.firstTime}, have ${unsignedOverdueWords(intervalSeconds)}`);
+    lines.push(`WARNING: the ${tail.records} record(s) after the last signature, the first written ${tail.firstTime}, have ${unsignedOverdueWords(intervalSeconds)}`);
   }
   const covered = tail
-    ? `verified up to seq ${tail.sealedSeq} (checkpoint of ${tail.sealedTime}); ${tail.records} later record(s) (${tail.firstTime} to ${tail.lastTime}) not covered by a signature (yet), so not verified`
-    : `sealed up to seq ${r.lastSealedSeq}`;
+    ? `verified up to the last signature, at ${tail.sealedTime} (record ${tail.sealedSeq}); ${tail.records} record(s) written since then (${tail.firstTime} to ${tail.lastTime}) are not signed yet, so not verified`
+    : r.lastSealedSeq > 0
+      ? `last record covered by a signature: ${r.lastSealedSeq}`
+      : 'no record covered by a signature';
   const summary = `${r.records} record(s), ${r.checkpoints} signed checkpoint(s), ${covered}`;
   lines.push(r.ok ? `OK: ${summary}` : `FAILED: ${r.problems.filter((p) => p.kind !== 'unsealed-tail').length} problem(s); ${summary}`);
   return { lines, ok: r.ok };

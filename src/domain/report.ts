@@ -372,7 +372,7 @@ function findings(r: Omit<Report, 'findings'>, checkpointIntervalSeconds: number
       out.push(
         u.signedUpTo === null
           ? `None of the ${plural(u.records, 'record')} in the audit trail ${u.trail} is covered by a signature, the first written ${u.firstTime}, and they have ${unsignedOverdueWords(checkpointIntervalSeconds)}. Such a trail cannot be told from a forged one; the figures count its records.`
-          : `${plural(u.records, 'record')} in the audit trail ${u.trail} after its last signature (${u.signedUpTo.time}, seq ${u.signedUpTo.seq}), the first written ${u.firstTime}, ${u.records === 1 ? 'has' : 'have'} ${unsignedOverdueWords(checkpointIntervalSeconds)}. The figures count them: check them with \`audit verify\`.`,
+          : `${plural(u.records, 'record')} in the audit trail ${u.trail} after its last signature (${u.signedUpTo.time}, record ${u.signedUpTo.seq}), the first written ${u.firstTime}, ${u.records === 1 ? 'has' : 'have'} ${unsignedOverdueWords(checkpointIntervalSeconds)}. The figures count them: check them with \`audit verify\`.`,
       );
     }
     if (r.audit.records > 0) {
@@ -385,7 +385,7 @@ function findings(r: Omit<Report, 'findings'>, checkpointIntervalSeconds: number
   if (r.audit.status !== 'disabled') {
     const unsigned = r.audit.problems.filter((p) => p.kind === 'unsealed-tail' && p.resumed);
     if (unsigned.length > 0) {
-      out.push(`The audit trail holds records no signature covers (${unsigned.map((p) => `from seq ${p.seq} in ${p.file}`).join(', ')}), found when the gateway started again: after a crash that is expected; otherwise they may have been added without the key. The figures count them: check them with \`audit verify\`.`);
+      out.push(`The audit trail holds records no signature covers (${unsigned.map((p) => `from record ${p.seq} in ${p.file}`).join(', ')}), found when the gateway started again: after a crash that is expected; otherwise they may have been added without the key. The figures count them: check them with \`audit verify\`.`);
     }
   }
   if (r.audit.status === 'problems') {

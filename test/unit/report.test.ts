@@ -105,7 +105,7 @@ function input({ records: recs = records, ...over }: Partial<ReportInput> & { re
       records: 40,
       checkpoints: 3,
       chains: [{ trail: 'audit', lastSealedSeq: 36 }],
-      problems: [{ file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the checkpoint at seq 36 are not covered by a signature', trail: 'audit', unsigned: YOUNG_TAIL }],
+      problems: [{ file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the last signature (record 36) are not covered by one', trail: 'audit', unsigned: YOUNG_TAIL }],
     },
     checkpointIntervalSeconds: 60,
     ...over,
@@ -217,17 +217,17 @@ t.test('findings: factor records no configured key opens', async (t) => {
 });
 
 t.test('findings: records no signature covers inside the signed chain (a resumed writer), not the usual tail', async (t) => {
-  const inside = { file: 'audit/audit.jsonl', line: 12, seq: 12, kind: 'unsealed-tail', message: '3 record(s) (seqs 12..14) had no valid checkpoint when the writer resumed', resumed: true };
-  const tail = { file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the checkpoint at seq 36 are not covered by a signature' };
+  const inside = { file: 'audit/audit.jsonl', line: 12, seq: 12, kind: 'unsealed-tail', message: '3 record(s) (records 12..14) had no valid checkpoint when the writer resumed', resumed: true };
+  const tail = { file: 'audit/audit.jsonl', line: 37, seq: 37, kind: 'unsealed-tail', message: '4 record(s) after the last signature (record 36) are not covered by one' };
   const r = buildReport(input({ audit: { ok: true, records: 40, checkpoints: 3, chains: [{ trail: 'audit', lastSealedSeq: 36 }], problems: [inside, tail] } }));
   t.equal(r.audit.status, 'verified');
   t.same(r.findings.filter((f) => f.startsWith('The audit trail holds records no signature covers')).length, 1, 'flagged once');
-  t.match(r.findings.join('\n'), 'from seq 12 in audit/audit.jsonl)', 'the records inside the chain, not the tail');
+  t.match(r.findings.join('\n'), 'from record 12 in audit/audit.jsonl)', 'the records inside the chain, not the tail');
 });
 
 t.test('several chains: each one with its own sealed position, in the text and the HTML', async (t) => {
   // A second instance that is running: its latest records wait for its next checkpoint, below the first one's seqs.
-  const tail = { file: 'audit/b/audit.jsonl', line: 6, seq: 6, kind: 'unsealed-tail', message: '3 record(s) after the checkpoint at seq 5 are not covered by a signature' };
+  const tail = { file: 'audit/b/audit.jsonl', line: 6, seq: 6, kind: 'unsealed-tail', message: '3 record(s) after the last signature (record 5) are not covered by one' };
   const chains = [
     { trail: 'audit/a', lastSealedSeq: 51 },
     { trail: 'audit/b', lastSealedSeq: 5 },
@@ -265,7 +265,7 @@ t.test('records after the last signature are not called verified, nor a problem 
   t.equal(r.audit.status, 'verified');
   t.same(r.audit.status === 'disabled' ? null : r.audit.unsigned.map((u) => u.overdue), [true]);
   t.same(r.audit.status === 'disabled' ? null : r.audit.problems, [tail], 'overdue: a problem');
-  t.match(r.findings.join('\n'), /^4 records in the audit trail audit after its last signature \(2025-04-01T04:59:00\.000Z, seq 36\), the first written 2025-04-01T05:00:00\.000Z, have waited over 3 minutes .*without the key/m);
+  t.match(r.findings.join('\n'), /^4 records in the audit trail audit after its last signature \(2025-04-01T04:59:00\.000Z, record 36\), the first written 2025-04-01T05:00:00\.000Z, have waited over 3 minutes .*without the key/m);
   t.match(reportText(r), 'audit: verified up to its last signature, at 2025-04-01 04:59 UTC (record 36). 4 records written since then were not signed in time: see Findings.');
   t.match(reportText(r), /Problems, in file order\n.*\n {2}audit\/audit\.jsonl:37 +37 +unsealed-tail/);
   const slow = buildReport(input({ audit: { ...input().audit!, problems: [tail] }, checkpointIntervalSeconds: 3600 }));

@@ -142,12 +142,14 @@ t.test('audit verify: records after the last checkpoint are named as not verifie
 
   const soon = auditVerify([file], { publicKeyFile: pem }, clock.now() + 30_000);
   t.ok(soon.ok, 'a running gateway signs them at its next checkpoint');
-  t.equal(soon.lines.at(-1), `OK: 6 record(s), 1 signed checkpoint(s), verified up to seq 4 (checkpoint of ${time}); 2 later record(s) (${time} to ${time}) not covered by a signature (yet), so not verified`);
+  // In the assurance report's words (its audit section: "verified up to its last signature, at … (record 4)").
+  t.equal(soon.lines.at(-1), `OK: 6 record(s), 1 signed checkpoint(s), verified up to the last signature, at ${time} (record 4); 2 record(s) written since then (${time} to ${time}) are not signed yet, so not verified`);
+  t.notMatch(soon.lines.join('\n'), /\bseqs?\b|checkpoint of|\bsealed/, 'no word of its own for them');
   t.notOk(soon.lines.some((l) => l.startsWith('WARNING')));
 
   const later = auditVerify([file], { publicKeyFile: pem }, clock.now() + 3_600_000);
   t.ok(later.ok, 'a warning: a crash leaves the same, and the times are not signed');
-  t.match(later.lines.at(-2), /^WARNING: the 2 record\(s\) after the last checkpoint, the first written \S+, have waited over 3 minutes \(two checkpoint intervals and a minute\) without a signature/);
+  t.match(later.lines.at(-2), /^WARNING: the 2 record\(s\) after the last signature, the first written \S+, have waited over 3 minutes \(two checkpoint intervals and a minute\) without a signature/);
 });
 
 t.test('a record appended by someone without the key is not signed as if the writer had written it', async (t) => {
@@ -170,14 +172,14 @@ t.test('a record appended by someone without the key is not signed as if the wri
   t.match(recordsOf(dir)[3], { reason: 'unsealed', skipped: 0, unsealed: 1 }, 'the restart says so, and its checkpoint signs that');
   const report = verifyAudit([file], publicKey);
   t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['unsealed-tail', 3, 3]], 'the forged record is not taken as signed');
-  t.match(report.problems[0]!.message, `1 record(s) (seq 3) had no valid checkpoint when the writer resumed at ${file}:4`);
+  t.match(report.problems[0]!.message, `1 record(s) (record 3) had no valid checkpoint when the writer resumed at ${file}:4`);
   t.equal(report.problems[0]!.resumed, true, 'told from the records after the last checkpoint');
   // What an operator sees: the warning, and OK (a crash leaves the same).
   const pem = join(dir, 'public.pem');
   writeFileSync(pem, publicKey.export({ type: 'spki', format: 'pem' }));
   const cli = auditVerify([file], { publicKeyFile: pem });
   t.ok(cli.ok);
-  t.match(cli.lines, [`${file}:3 (seq 3)  unsealed-tail: 1 record(s) (seq 3) had no valid checkpoint`, /^OK: 6 record\(s\), 2 signed checkpoint\(s\)/]);
+  t.match(cli.lines, [`${file}:3 (record 3)  unsealed-tail: 1 record(s) (record 3) had no valid checkpoint`, /^OK: 6 record\(s\), 2 signed checkpoint\(s\), last record covered by a signature: 6$/]);
 
   // A forged checkpoint does not seal: only one that verifies with the writer's key does.
   const other = generateKeyPairSync('ed25519').privateKey;
@@ -233,7 +235,7 @@ t.test('a crash mid-write after unsealed records: one resumed record says both',
   t.match(recordsOf(dir)[4], { seq: 5, type: 'resumed', reason: 'truncated', skipped: 1, unsealed: 2 });
   const report = verifyAudit([file], publicKey);
   t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['unsealed-tail', 3, 3], ['truncated', 5, 5]]);
-  t.match(report.problems[0]!.message, /^2 record\(s\) \(seqs 3\.\.4\) had no valid checkpoint/);
+  t.match(report.problems[0]!.message, /^2 record\(s\) \(records 3\.\.4\) had no valid checkpoint/);
 });
 
 t.test('resume after a crash mid-write: a resumed record, never a continuation of the partial line', async (t) => {
@@ -426,7 +428,7 @@ t.test('records lost to failed writes (a full disk) are counted in the trail onc
   const report = verifyAudit(auditFiles(dir), publicKey);
   t.equal(report.ok, false, 'a trail missing records does not verify');
   t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['deleted', 2, 2]]);
-  t.match(report.problems[0]!.message, /^2 record\(s\) could not be written after seq 1/);
+  t.match(report.problems[0]!.message, /^2 record\(s\) could not be written after record 1/);
 });
 
 t.test('an event that left half its line on a full disk is its damaged line, not also lost, when ending that line failed too', async (t) => {
@@ -491,6 +493,6 @@ t.test('a current file renamed (logrotate), deleted or emptied (copytruncate) wh
     t.same(records.filter((r) => r.type === 'event').map((r) => (r.event as { pid: string }).pid), ['p5', 'p6'], `${how}: the records after it are kept`);
     const report = verifyAuditText(readSegments(dir), publicKey);
     t.equal(report.ok, false, `${how}: verify fails`);
-    t.match(report.problems, [{ kind: 'deleted', message: /4 record\(s\) the writer had written after seq 0 are missing/ }]);
+    t.match(report.problems, [{ kind: 'deleted', message: /4 record\(s\) the writer had written after record 0 are missing/ }]);
   }
 });

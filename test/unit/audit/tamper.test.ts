@@ -59,7 +59,7 @@ t.test('deleted: a missing record is reported where the gap shows, with the miss
   seg.lines.splice(i, 1);
   const report = verify(segs);
   t.same(summary(report)[0], ['deleted', seg.file, i + 1, seq]);
-  t.match(report.problems[0]!.message, `seq ${seq} missing`);
+  t.match(report.problems[0]!.message, `record ${seq} missing`);
 });
 
 t.test('inserted: a forged record taking a seq, or a copied record, is reported where it sits', async (t) => {
@@ -153,7 +153,7 @@ t.test('unsealed-tail: records after the last checkpoint are reported, and ok st
   t.equal(report.lastSealedSeq, 15);
   const unsealed = segs.find((s) => s.lines.some((l) => parse(l).seq === 16))!;
   t.same(summary(report), [['unsealed-tail', unsealed.file, unsealed.lines.findIndex((l) => parse(l).seq === 16) + 1, 16]]);
-  t.match(report.problems[0]!.message, /^4 record\(s\) after the checkpoint at seq 15 are not covered/);
+  t.match(report.problems[0]!.message, /^4 record\(s\) after the last signature \(record 15\) are not covered/);
   const sealed = parse(segs.flatMap((s) => s.lines).find((l) => parse(l).seq === 15)!).time as string;
   const first = parse(segs.flatMap((s) => s.lines).find((l) => parse(l).seq === 16)!).time as string;
   t.same(report.problems[0]!.unsigned, { records: 4, firstTime: first, lastTime: '2027-01-15T09:00:00.000Z', sealedSeq: 15, sealedTime: sealed }, 'with their times, which nothing vouches for');

@@ -123,8 +123,8 @@ t.test('several chains (one per instance): each has its own seqs and its own sea
   const other = openLog(short);
   append(other.log, 1);
   await other.log.close();
-  t.match(resumedFinding([c]), `from seq 5 in ${join(c, 'audit.jsonl')}`, 'alone');
-  t.match(resumedFinding([short, c]), `from seq 5 in ${join(c, 'audit.jsonl')}`, 'after a chain that sealed fewer records');
+  t.match(resumedFinding([c]), `from record 5 in ${join(c, 'audit.jsonl')}`, 'alone');
+  t.match(resumedFinding([short, c]), `from record 5 in ${join(c, 'audit.jsonl')}`, 'after a chain that sealed fewer records');
   t.match(readTrail({ dirs: [short, c], publicKeyPem: publicKeyPem(privateKey), period: ALL }).audit!.chains, [{ trail: short, lastSealedSeq: 2 }, { trail: c }]);
   await running.log.close();
 });
