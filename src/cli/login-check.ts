@@ -188,6 +188,12 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials, h
   // A password field the form lacks (a script adds it) is added.
   const filled = form.fields.map(([name, value]): [string, string] => [name, name === form.usernameField ? c.user : name === login.passwordField ? c.password : value]);
   if (!filled.some(([name]) => name === login.passwordField)) filled.push([login.passwordField, c.password]);
+  // The names of the login's own fields are the config's words, printed as they are: [password] in the place of
+  // `password` would tell whoever reads the output that the password is `password`. The form's other names are the
+  // portal's, and hidden as any text of its (a page may echo the last password tried), also one that is the password
+  // by chance.
+  const named = new Set([form.usernameField, login.passwordField]);
+  const names = filled.map(([name]) => (named.has(name) ? name : hide(name))).join(', ');
   const cookie = cookieHeader(jar, loginPath, now);
   // Where the form was, as a browser says it (and the gateway passes it on): a portal may refuse a login without them
   // (Django over HTTPS wants a Referer of its own).
@@ -195,7 +201,7 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials, h
   return {
     to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers },
     body: new URLSearchParams(filled).toString(),
-    sent: `${hide(where)} with ${hide(filled.map(([name]) => name).join(', '))} (the form of ${hide(asked)}; cookies sent: ${cookie ? hide(cookie.split('; ').map(cookieName).join(', ')) : 'none'})`,
+    sent: `${hide(where)} with ${names} (the form of ${hide(asked)}; cookies sent: ${cookie ? hide(cookie.split('; ').map(cookieName).join(', ')) : 'none'})`,
   };
 }
 

@@ -214,6 +214,26 @@ t.test('a password the portal echoes is never printed: [password] in its place',
   printed(t, e);
 });
 
+t.test("a password that is the name of a login field: the name printed as it is, the password hidden elsewhere", async (t) => {
+  // [password] in the field's place would say that the password is j_password.
+  let last: string | null = null;
+  const portal = await startPortal(t, (req) => {
+    if (req.method === 'GET') {
+      const seen = last === null ? '' : `<input type="hidden" name="seen-${last}" value="1">`;
+      return { status: 200, body: `<form method="post" action="/j_security_check"><input name="j_username"><input type="password" name="j_password">${seen}</form>` };
+    }
+    const sent = new URLSearchParams(req.body).get('j_password')!;
+    last ??= sent;
+    return { status: 302, headers: { location: sent === 'j_password' ? `/home?pw=${sent}` : '/login?error' } };
+  });
+  const r = await checkOn(t, portal, {}, 'j_password');
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stdout, /^right password: POST \/j_security_check with j_username, j_password \(/m, "the login's own field");
+  t.match(r.stdout, /^ {2}answer: 302, Location \/home\?pw=\[password\], cookies set: none$/m, 'the password the portal echoes: hidden');
+  t.match(r.stdout, /^wrong password .*: POST \/j_security_check with j_username, j_password, seen-\[password\] \(/m, "in a name of the portal's own: hidden");
+  t.notMatch(r.stdout, /pw=j_password|seen-j_password/);
+});
+
 t.test('a login page reached by redirects: followed on the portal, with the cookies set on the way', async (t) => {
   const cookies = (req: Asked) => req.headers.cookie ?? '';
   const portal = await startPortal(t, (req, port) => {
