@@ -35,17 +35,19 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
   /**
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
    * progress (a pending cookie), `signedIn` with a session (see signedInTo), `gateway` for a gateway page (else the
-   * portal's login was refused); `from`: the page the request was sent from (see sentFrom).
+   * portal's login was refused); `from`: the page the request was sent from (see sentFrom); `atStart`: the portal page
+   * refused (4xx) is its start page, where "Back to the portal" leads (see refusedStart).
    */
-  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, signedIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined, from: string | undefined): Link | undefined => {
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, signedIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined, from: string | undefined, atStart: boolean): Link | undefined => {
     const { factors, next } = error instanceof GatewayError ? error : { factors: undefined, next: undefined };
     // Any other gateway page (one not found, a form refused): on with what the browser was doing, as its cookies say.
     // Nothing is looked up: without the pending cookie the page says nothing of a sign-in. A portal page refused (a rule
-    // that denies it, the portal down): back to the portal for someone signed in, else nothing to lead to. A host not
-    // served has no page to lead to.
+    // that denies it, the portal down): back to the portal for someone signed in, else nothing to lead to; its start
+    // page refused (not failed: then the way back tries again), the way back would only be refused again: to signing
+    // out (the sign-in settings are in the page's header). A host not served has no page to lead to.
     const onward = (): Link | undefined => {
       if (code === 'GW_ERR_UNKNOWN_HOST') return undefined;
-      if (!gateway) return signedIn ? { href: '/', label: 'backToPortal' } : undefined;
+      if (!gateway) return !signedIn ? undefined : atStart ? { href: `${prefix}/logout`, label: 'signOutLink' } : { href: '/', label: 'backToPortal' };
       if (signingIn) return { href: `${prefix}/continue`, label: 'continue' };
       return signedIn ? { href: '/', label: 'backToPortal' } : { href: loginPage, label: 'signInAgain' };
     };
@@ -130,10 +132,19 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     const waitOnly = code === 'GW_ERR_RATE_LIMITED' && path === `${prefix}/admin/report`;
     const signingIn = request.cookies?.[COOKIE.pending] !== undefined;
     const signedIn = !signingIn && signedInTo(code, request.cookies?.[COOKIE.session]);
-    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, signedIn, error, stepUpAgain(request), sentFrom(request));
+    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, signedIn, error, stepUpAgain(request), sentFrom(request), status < 500 && refusedStart(request, path !== `${prefix}/forward-auth`));
     ctx.signedIn = signedIn;
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
+}
+
+/**
+ * Whether the portal page refused is the one "Back to the portal" opens, `GET /`: the request's own, or in forward-auth
+ * mode (`own` false) the one the proxy asked about. Another method or a query may be let through where this is not.
+ */
+function refusedStart(request: FastifyRequest, own: boolean): boolean {
+  const [method, uri] = own ? [request.method, request.url] : [request.headers['x-forwarded-method'], request.headers['x-forwarded-uri']];
+  return uri === '/' && ['GET', 'HEAD'].includes(String(method).toUpperCase());
 }
 
 /**

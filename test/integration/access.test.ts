@@ -152,6 +152,25 @@ t.test('a portal page the policy refuses is no dead end for someone signed in: b
   t.notMatch(signedOut.body, 'Back to the portal', 'nobody signed in: no portal to go back to');
 });
 
+t.test("the portal's start page refused: no way back to it, which would only refuse it again, but on to signing out", async (t) => {
+  const { s } = await accessStack((raw) => raw.policy.rules.splice(1, 0, { name: 'staff elsewhere', paths: ['/'], groups: ['staff'], decision: 'deny' }));
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s, BOB);
+  const { b: alice } = await signUpAndEnrol(s, ALICE);
+  const start = await b.get('/');
+  t.equal(start.status, 403);
+  t.match(start.body, '<p><a href="/_mfa/logout">Sign out</a></p>');
+  t.notMatch(start.body, 'Back to the portal');
+  t.match(start.body, '<a href="/_mfa/security">', 'the sign-in settings in the header, as on every page for someone signed in');
+  // The negatives: another page refused, or the start page asked for otherwise, still lead back to it.
+  t.match((await b.get('/records')).body, '<a href="/">Back to the portal</a>');
+  t.match((await b.get('/?_method=DELETE')).body, '<a href="/">Back to the portal</a>', 'GET / may be let through where this is not');
+  await s.portal.close();
+  const down = await alice.get('/');
+  t.equal(down.status, 502);
+  t.match(down.body, '<a href="/">Back to the portal</a>', 'the start page failed, not refused: the way back tries again');
+});
+
 t.test('groups come from the mapping file and its changes apply at once', async (t) => {
   const { s, groupsFile } = await accessStack((raw) => (raw.server.trustedProxies = ['127.0.0.1']));
   t.teardown(s.close);

@@ -410,6 +410,21 @@ t.test('the endpoint with ?redirect=true: a form sent or a script\'s call gets t
   t.match(midway.body, '<a href="/_mfa/continue">', 'a sign-in in progress: back to its step');
 });
 
+t.test("the endpoint's page for the portal's start page refused leads on to signing out, not back to the start page", async (t) => {
+  const s = await forwardAuthStack((raw) => raw.policy.rules.splice(1, 0, { name: 'carers elsewhere', paths: ['/'], groups: ['carers'], decision: 'deny' }));
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const ask = async (uri: string) => {
+    const res = await request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': uri, 'x-forwarded-host': 'localhost', 'x-forwarded-proto': 'https', accept: 'text/html', cookie: cookieOf(b) } });
+    return { status: res.statusCode, body: await res.body.text() };
+  };
+  const start = await ask('/');
+  t.equal(start.status, 403);
+  t.match(start.body, '<p><a href="/_mfa/logout">Sign out</a></p>');
+  t.notMatch(start.body, 'Back to the portal');
+  t.match((await ask('/records')).body, '<a href="/">Back to the portal</a>', 'another page: back to the portal');
+});
+
 t.test("the login's own browser cookies reach the portal, but none named as a login field", async (t) => {
   const s = await forwardAuthStack();
   t.teardown(s.close);
