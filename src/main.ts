@@ -24,7 +24,7 @@ import { BLOCKS_ACTIONS, LOCKOUTS_ACTIONS, blocksCommand, lockoutsCommand } from
 import { loginCheck, readPassword } from './cli/login-check.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { reportCommand } from './cli/report.js';
-import { PartialOutput, UsageError, usageOf } from './cli/usage.js';
+import { PartialOutput, refusal, UsageError } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { normaliseAddress } from './domain/client-address.js';
@@ -319,13 +319,9 @@ async function withGateway(config: Config, writer: 'admin' | 'none', run: (gw: G
   return 0;
 }
 
-/**
- * Wrong usage: the problem, then the usage of the command named on the line (`help` prints the whole text). Exit 2.
- * `argv` is read again leniently, as it may be a line parseArgs refused (an option unknown).
- */
-function usage(problem: string, argv: string[]): number {
-  const command = parseArgs({ args: argv, allowPositionals: true, strict: false, options: OPTIONS }).positionals[0];
-  process.stderr.write(`mfa-gateway: ${problem}\n${usageOf(USAGE, command).join('\n')}\n`);
+/** Wrong usage: the problem, then the usage of the command named on the line (see refusal). Exit 2. */
+function usage(err: Error, argv: string[]): number {
+  process.stderr.write(`${refusal(USAGE, OPTIONS, argv, err).join('\n')}\n`);
   return 2;
 }
 
@@ -575,7 +571,7 @@ main(argv).then(
   (err: unknown) => {
     if (err instanceof ConfigError || err instanceof AuditDirInUse) process.stderr.write(`mfa-gateway: ${err.message}\n`);
     else if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
-      process.exit(usage((err as Error).message, argv));
+      process.exit(usage(err as Error, argv));
     } else process.stderr.write(`mfa-gateway: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   },

@@ -1,5 +1,6 @@
 // A command used the wrong way: main prints the message and that command's usage, and exits 2.
 import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { accountNames } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
 
@@ -28,6 +29,27 @@ export function usageOf(usage: string, command: string | undefined): string[] {
     if (entry) lines.push(line);
   }
   return [...(lines.length > 0 ? ['Usage:', ...lines] : []), 'Run `mfa-gateway help` for every command.'];
+}
+
+/**
+ * What wrong usage prints: the problem, then the usage of the command the line names (see usageOf). The line is read
+ * again leniently, as parseArgs may have refused it: its command is its first word, but a word just after an unknown
+ * option (`--port 8080 serve`: it may be that option's value) only if it names a command. An unknown option is said as
+ * the other usage errors say it, not in parseArgs' words for programmers (a positional argument starting with '-').
+ */
+export function refusal(usage: string, options: NonNullable<ParseArgsConfig['options']>, argv: string[], err: Error): string[] {
+  const { tokens } = parseArgs({ args: argv, allowPositionals: true, strict: false, options, tokens: true });
+  const commands = new Set(usage.split('\n').flatMap((line) => (line.startsWith('  mfa-gateway ') ? [line.split(' ')[3]] : [])));
+  const unknown = tokens.flatMap((token) => (token.kind === 'option' && !Object.hasOwn(options, token.name) ? [token] : []));
+  const command = tokens.flatMap((token, i) => {
+    if (token.kind !== 'positional') return [];
+    const before = tokens[i - 1];
+    const maybeValue = before?.kind === 'option' && unknown.includes(before) && before.inlineValue === undefined;
+    return !maybeValue || commands.has(token.value) ? [token.value] : [];
+  })[0];
+  const option = (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? unknown[0]?.rawName : undefined;
+  const problem = option === undefined ? err.message : command !== undefined && commands.has(command) ? `${command} does not take ${option}` : `unknown option ${option}`;
+  return [`mfa-gateway: ${problem}`, ...usageOf(usage, command)];
 }
 
 /**

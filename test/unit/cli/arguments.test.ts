@@ -64,7 +64,7 @@ t.test('--help and -h print the usage and exit 0, as help does, running nothing 
   answers.forEach((r, i) => t.same({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 0, stdout: help!.stdout, stderr: '' }, asked[i]!.join(' ')));
   // The negative: an option still unknown is still a usage error.
   t.equal(unknown!.code, 2);
-  t.match(unknown!.stderr, "Unknown option '--helpme'");
+  t.same(unknown!.stderr, 'mfa-gateway: unknown option --helpme\nRun `mfa-gateway help` for every command.\n');
 });
 
 t.test("wrong usage shows the message and that command's usage, not the whole text", async (t) => {
@@ -76,15 +76,21 @@ t.test("wrong usage shows the message and that command's usage, not the whole te
   t.same(usageOf(text, 'frob'), [pointer]);
   t.same(usageOf(text, undefined), [pointer]);
 
-  const [serve, lockouts, unknownOption, unknownCommand] = await Promise.all(
-    [['serve'], ['lockouts', 'clear'], ['serve', '--port', '8080'], ['frob']].map((args) => runCliAsync(args)),
+  const [serve, lockouts, unknownOption, unknownCommand, optionFirst, flagFirst, optionOnly, wordFirst] = await Promise.all(
+    [['serve'], ['lockouts', 'clear'], ['serve', '--port', '8080'], ['frob'], ['--port', '8080', 'serve'], ['--verbose', 'serve'], ['--port', '8080'], ['8080', 'serve']].map((args) => runCliAsync(args)),
   );
   t.same(serve, { code: 2, stdout: '', stderr: `mfa-gateway: serve needs --config FILE\nUsage:\n  mfa-gateway serve --config FILE    run the gateway with a config file\n${pointer}\n` });
   t.equal(lockouts!.code, 2);
   t.match(lockouts!.stderr, /^mfa-gateway: lockouts needs --config FILE\nUsage:\n  Admin commands .* --operator NAME --reason TEXT\.\n  mfa-gateway lockouts list .*\n  mfa-gateway lockouts clear .*\n +factors disabled after too many failures\n/);
   t.notMatch(lockouts!.stderr, /blocks|sessions|serve/, "no other command's usage");
-  t.match(unknownOption, { code: 2, stderr: /^mfa-gateway: Unknown option '--port'.*\nUsage:\n  mfa-gateway serve --config FILE /, stdout: '' }, 'an option parseArgs refuses: the usage of the command still named');
+  const serveUsage = `Usage:\n  mfa-gateway serve --config FILE    run the gateway with a config file\n${pointer}\n`;
+  t.same(unknownOption, { code: 2, stdout: '', stderr: `mfa-gateway: serve does not take --port\n${serveUsage}` }, 'an option parseArgs refuses: said as the others are, with the usage of the command named');
   t.same(unknownCommand, { code: 2, stdout: '', stderr: `mfa-gateway: unknown command frob\n${pointer}\n` });
+  // Before the command, an unknown option's value (8080) may stand where the command would: the command is still found.
+  t.same(optionFirst, unknownOption, 'an option before the command: the same');
+  t.same(flagFirst, { code: 2, stdout: '', stderr: `mfa-gateway: serve does not take --verbose\n${serveUsage}` }, 'one without a value, too');
+  t.same(optionOnly, { code: 2, stdout: '', stderr: `mfa-gateway: unknown option --port\n${pointer}\n` }, 'no command: none named');
+  t.same(wordFirst, { code: 2, stdout: '', stderr: `mfa-gateway: unknown command 8080\n${pointer}\n` }, 'a word before the command, after no option: the command the line names');
 });
 
 t.test('an option given twice is wrong usage, not its last value taken', async (t) => {
