@@ -150,8 +150,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   }
 
   /**
-   * A portal answer to a signed-in request of this site that has the browser delete its cookies (Clear-Site-Data; one to
-   * a request another site made is withheld, see passOn): the browser would
+   * A portal answer to a signed-in request that has the browser delete its cookies (Clear-Site-Data): the browser would
    * drop the gateway's cookie while the session lived on in the store (and its copies with it), so it is the portal's
    * logout. As for the configured one, the browser is told first, so that an error page (the store failing) tells it too.
    */
@@ -232,18 +231,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
     /** The portal's answer to the browser: the jar updated from its cookies, then its body (a small one read whole). */
     async function passOn(res: unknown): Promise<void> {
-      if (owner.kind === 'session' && portalSignedOut) {
-        // Another site made the browser send the request (a link, an image: the SameSite=Lax cookie goes along): a
-        // portal page that signs out would sign the person out at any site's bidding. Its answer is withheld (its
-        // Clear-Site-Data and cookies with it), and the person confirms on the gateway's sign-out page, as for the
-        // configured logout; the session lives on, and so does the browser's cookie.
-        if (crossSite(req)) {
-          (res as { stream: Readable }).stream.on('error', () => {}).resume();
-          for (const name of Object.keys(forwardedHeaders)) reply.removeHeader(name);
-          return void reply.redirect(`${config.server.prefix}/logout`, 303);
-        }
-        await signedOutByPortal(reply, owner.active, forwardedHeaders);
-      }
+      if (owner.kind === 'session' && portalSignedOut) await signedOutByPortal(reply, owner.active, forwardedHeaders);
       // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
       const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
       const changed = sameJar(updated, jar) ? undefined : updated;

@@ -902,29 +902,6 @@ t.test("a portal answer that has the browser delete its cookies (Clear-Site-Data
   t.equal(sessionsEnded(s).length, 2);
 });
 
-t.test("such an answer to a request another site made the browser send ends nothing: the person confirms on the gateway's sign-out page", async (t) => {
-  const s = await stackBehindClearSiteData(t, csd);
-  const { b } = await signUpAndEnrol(s);
-  const cookie = b.cookies.get('__Host-mfa-session');
-  // A link or image on another site (the SameSite=Lax cookie goes along), a sibling site, and an older browser that
-  // sends neither Fetch Metadata nor Origin on a GET, but a Referer.
-  for (const headers of [{ 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }, { origin: 'https://evil.example' }, { referer: 'https://evil.example/page' }]) {
-    const out = await b.get(`/echo?csd=${encodeURIComponent('"cookies"')}`, headers);
-    t.equal(out.status, 303, `${JSON.stringify(headers)}: sent to the confirmation`);
-    t.equal(out.location, '/_mfa/logout');
-    t.notOk(out.headers['clear-site-data'], 'the browser keeps its cookies');
-    t.equal(b.cookies.get('__Host-mfa-session'), cookie, 'the session cookie stays');
-  }
-  t.equal((await b.get('/echo')).status, 200, 'still signed in');
-  t.same(sessionsEnded(s), [], 'no session ended');
-  // The same answer to the portal's own page: signed out.
-  const own = await b.get(`/echo?csd=${encodeURIComponent('"cookies"')}`, { 'sec-fetch-site': 'same-origin' });
-  t.equal(own.status, 200);
-  t.equal(own.headers['clear-site-data'], '"cache", "cookies", "storage", "cookies"');
-  t.notOk(b.cookies.has('__Host-mfa-session'));
-  t.match(sessionsEnded(s), [{ reason: 'portal-logout' }]);
-});
-
 t.test('ending the session for such an answer fails (the store): an error page, and the portal\'s answer is still read to its end', async (t) => {
   // A store whose session deletes fail once `failing` is set (Redis gone at that moment).
   let failing = false;
