@@ -164,6 +164,9 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
     const kind = UPSTREAM_ERRORS[code];
     if (kind) gateway.metrics.upstreamError(kind);
   });
+  // Headers (and a TLS handshake) come within the whole request's time too: Node waits out the longer of its two
+  // timers before cutting a request.
+  const headersTimeoutMs = Math.min(config.server.headersTimeoutSeconds, config.server.requestTimeoutSeconds) * 1000;
   const app = Fastify({
     loggerInstance: gateway.logger as FastifyBaseLogger,
     // Request ids are ours; a client-chosen id never reaches the logs.
@@ -212,7 +215,7 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
       ? {
           https: {
             ...tlsOptions(config, config.devices.caFile !== undefined ? gateway.deviceCas : null),
-            handshakeTimeout: config.server.headersTimeoutSeconds * 1000,
+            handshakeTimeout: headersTimeoutMs,
             maxHeaderSize: config.server.maxHeaderBytes,
             connectionsCheckingInterval: 1000,
             requireHostHeader: false,
@@ -220,8 +223,7 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
         }
       : { http: { maxHeaderSize: config.server.maxHeaderBytes, connectionsCheckingInterval: 1000, requireHostHeader: false } }),
   });
-  // Headers come within the whole request's time too: Node waits out the longer of the two before cutting a request.
-  app.server.headersTimeout = Math.min(config.server.headersTimeoutSeconds, config.server.requestTimeoutSeconds) * 1000;
+  app.server.headersTimeout = headersTimeoutMs;
   // Every header is read, however many (server.maxHeaderBytes bounds them): Node would drop those past the 2000th
   // unseen, so a second Host, or a header the proxy in front passes to the portal (forward-auth), would escape the checks.
   app.server.maxHeadersCount = 0;
