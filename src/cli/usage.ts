@@ -48,7 +48,8 @@ export function refusal(usage: string, options: NonNullable<ParseArgsConfig['opt
     return !maybeValue || commands.has(token.value) ? [token.value] : [];
   })[0];
   const option = (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? unknown[0]?.rawName : undefined;
-  const problem = option === undefined ? err.message : command !== undefined && commands.has(command) ? `${command} does not take ${option}` : `unknown option ${option}`;
+  // A word that names no command is said first, as without the option.
+  const problem = option === undefined ? err.message : command === undefined ? `unknown option ${option}` : commands.has(command) ? `${command} does not take ${option}` : `unknown command ${command}`;
   return [`mfa-gateway: ${problem}`, ...usageOf(usage, command)];
 }
 

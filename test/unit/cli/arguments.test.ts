@@ -76,8 +76,8 @@ t.test("wrong usage shows the message and that command's usage, not the whole te
   t.same(usageOf(text, 'frob'), [pointer]);
   t.same(usageOf(text, undefined), [pointer]);
 
-  const [serve, lockouts, unknownOption, unknownCommand, optionFirst, flagFirst, optionOnly, wordFirst] = await Promise.all(
-    [['serve'], ['lockouts', 'clear'], ['serve', '--port', '8080'], ['frob'], ['--port', '8080', 'serve'], ['--verbose', 'serve'], ['--port', '8080'], ['8080', 'serve']].map((args) => runCliAsync(args)),
+  const [serve, lockouts, unknownOption, unknownCommand, optionFirst, flagFirst, optionOnly, wordFirst, unknownBoth] = await Promise.all(
+    [['serve'], ['lockouts', 'clear'], ['serve', '--port', '8080'], ['frob'], ['--port', '8080', 'serve'], ['--verbose', 'serve'], ['--port', '8080'], ['8080', 'serve'], ['frob', '--port', '1']].map((args) => runCliAsync(args)),
   );
   t.same(serve, { code: 2, stdout: '', stderr: `mfa-gateway: serve needs --config FILE\nUsage:\n  mfa-gateway serve --config FILE    run the gateway with a config file\n${pointer}\n` });
   t.equal(lockouts!.code, 2);
@@ -91,6 +91,7 @@ t.test("wrong usage shows the message and that command's usage, not the whole te
   t.same(flagFirst, { code: 2, stdout: '', stderr: `mfa-gateway: serve does not take --verbose\n${serveUsage}` }, 'one without a value, too');
   t.same(optionOnly, { code: 2, stdout: '', stderr: `mfa-gateway: unknown option --port\n${pointer}\n` }, 'no command: none named');
   t.same(wordFirst, { code: 2, stdout: '', stderr: `mfa-gateway: unknown command 8080\n${pointer}\n` }, 'a word before the command, after no option: the command the line names');
+  t.same(unknownBoth, unknownCommand, 'an unknown command with an unknown option: the command is said');
 });
 
 t.test('an option given twice is wrong usage, not its last value taken', async (t) => {
