@@ -52,8 +52,9 @@ export interface KvStore {
    */
   gcra(key: string, emissionIntervalMs: number, burst: number, nowMs: number): Promise<{ allowed: boolean; retryAfterMs: number; remaining: number }>;
   /**
-   * Adds to a set, pushes its TTL to `ttlMs` from now, and returns its size, atomically. Without ttlMs the set is kept
-   * until deleted (a TTL it had is dropped, in the same step): for an index of what lasts until it is cleared.
+   * Adds to a set, pushes its TTL to `ttlMs` from now (never shortens it: an index outlives what it lists, also after
+   * a configured time was lowered), and returns its size, atomically. Without ttlMs the set is kept until deleted (a
+   * TTL it had is dropped, in the same step): for an index of what lasts until it is cleared.
    */
   setAdd(key: string, member: string, ttlMs?: number): Promise<number>;
   /** The members of a set, in no particular order; [] when there is none. */

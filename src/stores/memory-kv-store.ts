@@ -113,7 +113,9 @@ export class MemoryKvStore implements KvStore {
   async setAdd(key: string, member: string, ttlMs?: number): Promise<number> {
     const members = this.members(key) ?? new Set<string>();
     members.add(member);
-    this.write(key, members, ttlMs);
+    // A TTL is never shortened (a set without one is given it, as in Redis).
+    const left = (this.live(key)?.expiresAt ?? Infinity) - this.clock.now();
+    this.write(key, members, ttlMs === undefined ? undefined : Number.isFinite(left) ? Math.max(ttlMs, left) : ttlMs);
     return members.size;
   }
 

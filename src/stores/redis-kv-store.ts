@@ -33,9 +33,11 @@ local allowAt = tat - burst * interval
 if now < allowAt then return {0, allowAt - now, 0} end
 redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', tat - now))
 return {1, 0, math.floor((now - allowAt) / interval)}`;
-// An empty TTL: the set is kept until deleted (PERSIST drops a TTL an earlier add gave it).
+// An empty TTL: the set is kept until deleted (PERSIST drops a TTL an earlier add gave it). A TTL is never shortened
+// (PTTL is -1 for a set without one, as a new one is after SADD).
 const SET_ADD = `redis.call('SADD', KEYS[1], ARGV[1])
-if ARGV[2] == '' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if ARGV[2] == '' then redis.call('PERSIST', KEYS[1])
+elseif redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('SCARD', KEYS[1])`;
 
 const REPLACE_IF = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end

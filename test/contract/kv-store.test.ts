@@ -281,6 +281,12 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       await b.kv.setRemove(key, 'b');
       await b.pass(1200);
       t.same(await b.kv.setMembers(key), [], 'a removal does not push it');
+      // An add with a shorter TTL (a configured time lowered since) keeps the longer: the index outlives what it lists.
+      const kept = k('set-ttl-kept');
+      await b.kv.setAdd(kept, 'a', 4000);
+      await b.kv.setAdd(kept, 'b', 500);
+      await b.pass(1500);
+      t.same((await b.kv.setMembers(kept)).sort(), ['a', 'b'], 'a shorter TTL does not shorten it');
     });
 
     t.test('sets without a TTL: kept until deleted, and an add without one drops the TTL an earlier add gave', async (t) => {
