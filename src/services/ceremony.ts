@@ -136,7 +136,7 @@ export class Attempts {
     if (!a.allowed) return this.refused(c, kind, a);
     let n: number;
     try {
-      n = await this.counted(c, ip);
+      n = await this.counted(c);
     } catch (e) {
       await this.counters[kind].release(key, a.failure).catch(() => undefined);
       throw e;
@@ -152,7 +152,7 @@ export class Attempts {
   async beginPasskey(c: Ceremony, ip: string): Promise<Attempt> {
     const a = await this.counters.webauthn.check(keys.factorFailures(c.pid, 'webauthn'));
     if (!a.allowed) return this.refused(c, 'webauthn', a);
-    return { n: await this.counted(c, ip), kind: 'webauthn', last: false };
+    return { n: await this.counted(c), kind: 'webauthn', last: false };
   }
 
   /**
@@ -163,7 +163,7 @@ export class Attempts {
    * (see bind in enrolment.ts).
    */
   async beginSetup(c: Ceremony, ip: string, kind: 'totp' | 'webauthn'): Promise<Attempt> {
-    return { n: await this.counted(c, ip), kind, last: false, setup: true };
+    return { n: await this.counted(c), kind, last: false, setup: true };
   }
 
   /** A passkey answer signed right but by a clone (its counter behind): it counts against the user (R6). */
@@ -266,10 +266,16 @@ export class Attempts {
     this.d.notifier.notify({ event: 'factor_locked', user: c.username, ip, details: { kind } });
   }
 
-  /** Counts the attempt in the ceremony; ends the ceremony past its limit. */
-  private async counted(c: Ceremony, ip: string): Promise<number> {
+  /**
+   * Counts the attempt in the ceremony; past its limit the ceremony ends. Logged by the try that used the last (see
+   * failed), once: of parallel tries, each beyond the limit would log it again, and the report count it again.
+   */
+  private async counted(c: Ceremony): Promise<number> {
     const n = await c.count();
-    if (n > this.d.config.mfa.maxAttemptsPerLogin) await this.exhausted(c, ip);
+    if (n > this.d.config.mfa.maxAttemptsPerLogin) {
+      await c.end();
+      throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', 'no try left in the ceremony');
+    }
     return n;
   }
 

@@ -80,8 +80,11 @@ t.test('redis store: the list of lockouts has no TTL, also one an earlier releas
 
 /** A ceremony (a sign-in in progress, or a session's step-up) of a user with an app, and the checks of its codes. */
 async function ceremonyOn(kv: KvStore, clock: FakeClock, ceremony: 'login' | 'session', secondFactor: Record<string, number> = {}) {
-  const events = { checked: 0 };
-  const attempts = attemptsOn(kv, clock, secondFactor, (event) => void (events.checked += event === 'mfa_failed' ? 1 : 0));
+  const events = { checked: 0, exhausted: 0 };
+  const attempts = attemptsOn(kv, clock, secondFactor, (event) => {
+    if (event === 'mfa_failed') events.checked++;
+    if (event === 'mfa_attempts_exhausted') events.exhausted++;
+  });
   const factors = new FactorStore(kv, sealer);
   const pid = `p-${randomBytes(4).toString('hex')}`;
   await factors.update(pid, () => ({ factors: [{ id: 'phone', kind: 'totp', name: 'Phone', addedAt: clock.now(), secret: newTotpSecret() }] }));
@@ -103,7 +106,7 @@ async function flood(kv: KvStore, clock: FakeClock, ceremony: 'login' | 'session
   const answers = await Promise.all(Array.from({ length: n }, (_, i) => wrong(i)));
   const count: Record<string, number> = {};
   for (const a of answers) count[a] = (count[a] ?? 0) + 1;
-  return { checked: events.checked, count };
+  return { checked: events.checked, exhausted: events.exhausted, count };
 }
 
 function floods(name: string, make: (t: Test, clock: FakeClock) => Promise<KvStore>) {
@@ -112,9 +115,10 @@ function floods(name: string, make: (t: Test, clock: FakeClock) => Promise<KvSto
     const kv = await make(t, clock);
     for (const ceremony of ['login', 'session'] as const) {
       for (const n of [6, 30, 100]) {
-        const { checked, count } = await flood(kv, clock, ceremony, n);
+        const { checked, exhausted, count } = await flood(kv, clock, ceremony, n);
         // Four wrong codes answered as such, the fifth ends the ceremony: every answer after it says so.
         t.equal(checked, 5, `${ceremony}, ${n} at once: exactly five checked`);
+        t.equal(exhausted, 1, `${ceremony}, ${n} at once: the end logged once (the report counts it)`);
         t.same(count, { 'wrong code': 4, GW_ERR_TOO_MANY_ATTEMPTS: n - 4 }, `${ceremony}, ${n} at once: the rest told the tries are used up`);
       }
     }
@@ -129,6 +133,7 @@ function floods(name: string, make: (t: Test, clock: FakeClock) => Promise<KvSto
     // The user's own count has a free failure left (five free), so only the sign-in's tries can refuse it.
     t.equal(await wrong(5), 'GW_ERR_TOO_MANY_ATTEMPTS', 'a code sent before the end, counted after it');
     t.equal(events.checked, 5, 'and not checked');
+    t.equal(events.exhausted, 1, 'the end logged once');
   });
 
   t.test(`${name}: parallel codes the user's wait stops while the ceremony has tries left are told to wait`, async (t) => {
@@ -136,7 +141,8 @@ function floods(name: string, make: (t: Test, clock: FakeClock) => Promise<KvSto
     const kv = await make(t, clock);
     for (const ceremony of ['login', 'session'] as const) {
       // Three failures free, the fourth starts a wait: the ceremony still has a try, which the wait gives back.
-      const { checked, count } = await flood(kv, clock, ceremony, 30, { freeAttempts: 3 });
+      const { checked, exhausted, count } = await flood(kv, clock, ceremony, 30, { freeAttempts: 3 });
+      t.equal(exhausted, 0, `${ceremony}: the ceremony not ended`);
       t.equal(checked, 4, `${ceremony}: exactly the user's free failures and one more checked`);
       t.same(count, { 'wrong code': 4, GW_ERR_RATE_LIMITED: 26 }, `${ceremony}: the rest told to wait`);
     }
