@@ -147,7 +147,7 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
     const rp = relyingParty(config);
     const browserCookies: BrowserCookies = config.forwardAuth.enabled ? 'all' : config.portal.browserCookies;
     const loginLimits = new LoginLimits({ config, clock, kv, security, notifier });
-    const pending = new PendingService({ clock, pending: pendingLogins, sessions, factors: factorStore });
+    const pending = new PendingService({ clock, pending: pendingLogins, sessions, factors: factorStore, security });
     const pseudonymKey = decodeKey(config.keys.pseudonym);
     const registry = new DeviceRegistry(kv, sealer);
     const deviceCas = config.devices.caFile ? parseCertificates(readFileSync(config.devices.caFile, 'utf8')) : [];

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { FinishedLogin, PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
+import type { SecurityLog } from './security-events.js';
 import type { Proof, SessionService } from './sessions.js';
 
 /**
@@ -19,7 +20,7 @@ export class OtherStage extends GatewayError {
 }
 
 export class PendingService {
-  constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService; factors: FactorStore }) {}
+  constructor(private readonly d: { clock: Clock; pending: PendingLogins; sessions: SessionService; factors: FactorStore; security: SecurityLog }) {}
 
   /** The pending login behind a cookie value, when it exists, has not expired and is at `stage` (else OtherStage). */
   async at(id: string | undefined, stage: PendingStage): Promise<{ id: string; p: PendingLogin }> {
@@ -53,7 +54,8 @@ export class PendingService {
 
   /**
    * Ends the pending login and starts the session. Taking the record makes this atomic: of parallel finishers only
-   * one starts a session, and only from the stage it was checked at.
+   * one starts a session, and only from the stage it was checked at. `verified`: the second factor just proved, logged
+   * (mfa_ok) by that one finisher only: a form sent twice at once, or two factors at once, proves one sign-in.
    */
   async finish(id: string, stage: PendingStage, ip: string, verified?: Proof, form?: string): Promise<SignedIn> {
     // A second submission of the form finds this while the session is being started, and waits for it (see twin).
@@ -65,6 +67,7 @@ export class PendingService {
     const proof = verified ?? (p?.factor && { factor: p.factor, deviceBound: p.deviceBound === true });
     if (!p || p.stage !== stage || !proof) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'pending login already finished');
     await this.d.pending.delete(id);
+    if (verified) this.d.security('mfa_ok', { pid: p.pid, ip, factor: verified.factor });
     // A factor enrolled at this login proves it only while the user still has it.
     if (!verified && p.factorId && !(await this.d.factors.get(p.pid))?.factors.some((f) => f.id === p.factorId)) {
       throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'the factor enrolled at this login was removed');

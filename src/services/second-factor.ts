@@ -232,8 +232,7 @@ export class SecondFactorService {
   }
 
   /** `code`: what the person typed, for a second submission of the same form (see PendingService.twin). */
-  private async signedIn(id: string, p: PendingLogin, proof: Proof, ip: string, code?: string): Promise<SignedIn> {
-    this.d.security('mfa_ok', { pid: p.pid, ip, factor: proof.factor });
+  private signedIn(id: string, p: PendingLogin, proof: Proof, ip: string, code?: string): Promise<SignedIn> {
     return this.d.pending.finish(id, 'verify', ip, proof, code === undefined ? undefined : twinForm(p.csrf, code));
   }
 

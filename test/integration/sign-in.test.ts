@@ -1162,3 +1162,18 @@ t.test('the enrolment form sent twice at once: both go on to the recovery codes,
   const done = await b.post('/_mfa/recovery-codes', { csrf: form.csrf, saved: 'yes' });
   t.equal(done.location, '/records', 'signed in');
 });
+
+t.test('a recovery code form sent twice at once logs one mfa_ok: one sign-in, proved once', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { codes } = await signUpAndEnrol(s);
+  const events = () => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'mfa_ok' || l.security === 'session_started');
+  const since = (n: number) => events().slice(n).map((e) => `${e.security} ${e.factor}`);
+
+  const n = events().length;
+  const { b, csrf } = await atCodePage(s, ALICE, 'recovery');
+  const tapped = copyOf(s, b);
+  const both = await Promise.all([b.post('/_mfa/recovery', { csrf, code: codes[0]! }), tapped.post('/_mfa/recovery', { csrf, code: codes[0]! })]);
+  t.same(both.map((a) => a.status), [303, 303], 'a recovery code form sent twice at once: both go on');
+  t.same(since(n), ['mfa_ok recovery', 'session_started recovery'], 'one sign-in, proved once');
+});

@@ -51,7 +51,7 @@ t.test('an expired login is not changed', async (t) => {
 t.test('a form sent twice: the same form gets the sign-in once, while it is being finished too; anything else ends the chance', async (t) => {
   const { pending, id, factors } = await pendingLogin();
   const sessions = { start: async () => 'token-1' } as unknown as SessionService;
-  const service = new PendingService({ clock: new FakeClock(), pending, sessions, factors });
+  const service = new PendingService({ clock: new FakeClock(), pending, sessions, factors, security: () => {} });
   t.equal(await service.twin('no-such-login', 'verify', 'c\n123456'), null, 'no login finishing or finished');
   t.equal(await service.twin(undefined, 'verify', 'c\n123456'), null, 'no pending cookie');
 
@@ -61,14 +61,14 @@ t.test('a form sent twice: the same form gets the sign-in once, while it is bein
   t.equal(await service.twin(id, 'verify', 'c\n123456'), null, 'once');
 
   const other = await pendingLogin();
-  const second = new PendingService({ clock: other.clock, pending: other.pending, sessions, factors: other.factors });
+  const second = new PendingService({ clock: other.clock, pending: other.pending, sessions, factors: other.factors, security: () => {} });
   await second.finish(other.id, 'verify', '192.0.2.1', { factor: 'totp' }, 'c\n123456');
   t.equal(await second.twin(other.id, 'acknowledge', 'c\n123456'), null, 'another stage');
   t.equal(await second.twin(other.id, 'verify', 'c\n123456'), null, 'after any other form, not even the right one');
 
   // The first submission still starting the session: the second waits for it.
   const third = await pendingLogin();
-  const waiting = new PendingService({ clock: third.clock, pending: third.pending, sessions, factors: third.factors });
+  const waiting = new PendingService({ clock: third.clock, pending: third.pending, sessions, factors: third.factors, security: () => {} });
   await third.pending.finished.markBusy(third.id);
   const answer = waiting.twin(third.id, 'verify', 'c\n000111');
   await new Promise((r) => setTimeout(r, 120));
@@ -81,14 +81,14 @@ t.test('the same form finishing twice at once: one session, both get it; another
   const sessions = { start: async () => `token-${++started}` } as unknown as SessionService;
   const { clock, pending, id, factors } = await pendingLogin();
   await pending.update(id, (p) => ({ ...p, stage: 'acknowledge', factor: 'totp' }), clock.now());
-  const service = new PendingService({ clock, pending, sessions, factors });
+  const service = new PendingService({ clock, pending, sessions, factors, security: () => {} });
   const both = await Promise.all([service.finish(id, 'acknowledge', '192.0.2.1', undefined, 'c\nyes'), service.finish(id, 'acknowledge', '192.0.2.1', undefined, 'c\nyes')]);
   t.same(both.map((d) => d.token), ['token-1', 'token-1']);
   t.equal(started, 1);
 
   const other = await pendingLogin();
   await other.pending.update(other.id, (p) => ({ ...p, stage: 'acknowledge', factor: 'totp' }), other.clock.now());
-  const second = new PendingService({ clock: other.clock, pending: other.pending, sessions, factors: other.factors });
+  const second = new PendingService({ clock: other.clock, pending: other.pending, sessions, factors: other.factors, security: () => {} });
   const [first, forged] = await Promise.allSettled([
     second.finish(other.id, 'acknowledge', '192.0.2.1', undefined, 'c\nyes'),
     second.finish(other.id, 'acknowledge', '192.0.2.1', undefined, 'c\nother'),
