@@ -159,6 +159,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const active = await forChange(req);
     const ip = clientIp(req);
     const result = noCodeTyped(req) ? undefined : await enrolment.confirmSessionTotp(active, field(req, 'code'), field(req, 'name') || page(req).t('totpDefaultName'), ip);
+    // No set-up left to confirm (added already, or expired): the settings, which list the apps there are.
+    if (result === null) return reply.redirect(`${p}/security`, 303);
     if (!result?.ok) return totpPage(req, reply, active, 400, result ? page(req).t('wrongCode', { left: result.attemptsLeft }) : page(req).t('codeMissing'), field(req, 'name'));
     await factors.afterChange(active, ip);
     return done(reply);

@@ -267,14 +267,24 @@ export class EnrolmentService {
     return (await this.setups.change(setupKey(active), (cur) => cur ?? newTotpSecret(), () => SETUP_TTL_MS))!;
   }
 
-  async confirmSessionTotp(active: ActiveSession, input: string, name: string, ip: string): Promise<Bound | Refused> {
+  /**
+   * Null when there is no set-up to confirm (the form sent again after its app was added, or the set-up expired): the
+   * session is as it was, and the security page shows whether the app is there.
+   */
+  async confirmSessionTotp(active: ActiveSession, input: string, name: string, ip: string): Promise<Bound | Refused | null> {
     const key = setupKey(active);
     const secret = await this.setups.get(key);
-    if (!secret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'TOTP set-up expired');
+    if (!secret) return null;
     const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active), secret, input, ip);
-    if (!check.ok) return check;
+    if (!check.ok) {
+      // The right code, already used: the form was sent twice, and the other submission is adding this app. Answered
+      // as that one is, once the app is there.
+      const code = normaliseTotpInput(input);
+      if (code !== null && (await matchTotpStep(secret, code, this.d.clock.now())) !== null) return this.boundApp(active.record.pid, secret);
+      return check;
+    }
     // Taken once: the same set-up confirmed in two tabs at once (each with a code of its own) binds one app.
-    if (!(await this.setups.deleteIf(key, (cur) => cur === secret))) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'TOTP set-up confirmed meanwhile');
+    if (!(await this.setups.deleteIf(key, (cur) => cur === secret))) return this.boundApp(active.record.pid, secret);
     return this.bind(active.record.pid, this.totpFactor(secret, name), active.record.username, ip, { first: false, provenByKey: active.record.deviceBound === true });
   }
 
@@ -329,6 +339,16 @@ export class EnrolmentService {
       // Nothing was bound: the credential id is free again.
       await this.d.owners.release(result.credential.id).catch(() => undefined);
       throw err;
+    }
+  }
+
+  /** The app another submission of a set-up added with its secret: waited for at most TWIN_WAIT (null: none). */
+  private async boundApp(pid: string, secret: string): Promise<Bound | null> {
+    for (let round = 0; ; round++) {
+      const app = (await this.d.factors.get(pid))?.factors.find((f) => f.kind === 'totp' && f.secret === secret);
+      if (app) return { ok: true, factor: app };
+      if (round >= TWIN_WAIT.rounds) return null;
+      await new Promise((r) => setTimeout(r, TWIN_WAIT.ms));
     }
   }
 
