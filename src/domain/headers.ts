@@ -19,10 +19,13 @@ export const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method
 
 // Client-address and routing headers, as proxies, CDNs and load balancers set them: only the gateway may set them
 // for the portal (SECURITY C-24). In forward-auth mode the proxy in front passes them on, and may set some itself.
+// X-Forwarded and Forwarded-For are read by the common PHP "client IP" code (HTTP_X_FORWARDED, HTTP_FORWARDED_FOR),
+// which skips a private address in X-Forwarded-For (a clinic's) and takes the next header it finds.
 const FORWARDED_ADDRESS = '(for|proto|host|port|server|ssl|scheme|method|uri|prefix)$';
 const ADDRESS = [
-  `x-forwarded-${FORWARDED_ADDRESS}`, 'forwarded$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$', 'true-client-ip$', 'x-true-client-ip$',
-  'cf-connecting-ip', 'fastly-client-ip$', 'x-originating-ip$', 'x-original-forwarded-for$', 'x-envoy-', 'front-end-https$',
+  `x-forwarded-${FORWARDED_ADDRESS}`, 'x-forwarded$', 'forwarded$', 'forwarded-for$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$',
+  'true-client-ip$', 'x-true-client-ip$', 'cf-connecting-ip', 'fastly-client-ip$', 'x-azure-clientip$', 'x-azure-socketip$', 'cloudfront-viewer-address$',
+  'x-originating-ip$', 'x-original-forwarded-for$', 'x-envoy-', 'front-end-https$',
 ];
 // Headers that would have the portal act for another user, on another path, method or client certificate, as set by
 // identity-aware proxies and URL rewriters, and Proxy (httpoxy: a CGI or FastCGI portal sees it as HTTP_PROXY, which

@@ -55,6 +55,12 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     'cf-connecting-ipv6': '2001:db8::5',
     'fastly-client-ip': '10.0.0.5',
     'x-original-forwarded-for': '10.0.0.5',
+    // Read by the common PHP "client IP" code after X-Forwarded-For, and by portals behind Azure Front Door or CloudFront.
+    'x-forwarded': 'for=10.0.0.5',
+    'forwarded-for': '10.0.0.5',
+    'x-azure-clientip': '10.0.0.5',
+    'x-azure-socketip': '10.0.0.5',
+    'cloudfront-viewer-address': '10.0.0.5:443',
     'x-envoy-original-path': '/admin',
     'x-pomerium-claim-email': 'admin@x',
     'shib-identity-provider': 'forged',
@@ -73,6 +79,7 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     ...['x-ms-token-aad-id-token', 'x-arr-clientcert', 'gap-auth', 'x-consumer-username', 'x-credential-identifier', 'x-credential-username', 'x-anonymous-consumer'],
     ...['x-originating-ip', 'x-true-client-ip', 'cf-connecting-ipv6', 'fastly-client-ip', 'x-original-forwarded-for', 'x-envoy-original-path', 'x-pomerium-claim-email'],
     ...['shib-identity-provider', 'auth-user', 'front-end-https', 'oidc-claim-email', 'x-portal-operator', 'client-cert', 'client-cert-chain'],
+    ...['x-forwarded', 'forwarded-for', 'x-azure-clientip', 'x-azure-socketip', 'cloudfront-viewer-address'],
   ]) {
     t.notOk(name in seen, `${name} removed`);
   }
