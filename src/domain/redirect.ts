@@ -43,7 +43,7 @@ export function stepUpPage(prefix: string, to: string | undefined, factors: read
 /**
  * Where a Location (or a `to`) sends a browser, resolved as a browser resolves it against `from`, the path and query
  * of the request it answers on the portal (`home.jsp`, `../x`, `?a=1`, `//host/x` and absolute URLs alike): on the
- * portal's origin, or on a host the gateway answers to (a portal that builds its redirects from X-Forwarded-Host), its
+ * portal (see onPortal), or on a host the gateway answers to (a portal that builds its redirects from X-Forwarded-Host), its
  * path and query; elsewhere, or with a user or password in it, the absolute URL. Undefined for none, and for one that
  * browsers read differently or not at all.
  */
@@ -58,13 +58,23 @@ export function followedLocation(target: string | undefined, config: Pick<Config
   } catch {
     return undefined;
   }
-  const ours = url.origin === portal || (/^https?:$/.test(url.protocol) && config.server.hosts.some((h) => h.toLowerCase() === url.hostname));
+  const ours = onPortal(url, portal) || (/^https?:$/.test(url.protocol) && config.server.hosts.some((h) => h.toLowerCase() === url.hostname));
   return ours && !url.username && !url.password ? `${url.pathname}${url.search}` : url.href;
 }
 
 /**
+ * Whether a URL names the portal: its origin, or its host and port under the other scheme (http or https). A portal
+ * that builds absolute URLs from its Host and the X-Forwarded-Proto the gateway sends (ASP.NET Core's sign-in
+ * redirect, Django's absolute URLs) names itself with https, though the gateway reaches it over http.
+ */
+function onPortal(url: URL, portalOrigin: string): boolean {
+  if (url.origin === portalOrigin) return true;
+  return (url.protocol === 'https:' || url.protocol === 'http:') && url.host === portalOrigin.slice(portalOrigin.indexOf('//') + 2);
+}
+
+/**
  * A portal's Location (or Content-Location, or Refresh URL) for the browser: an absolute or scheme-relative URL on
- * the portal's own origin becomes a path on the gateway; anything else passes as sent. The path keeps one leading
+ * the portal (see onPortal) becomes a path on the gateway; anything else passes as sent. The path keeps one leading
  * slash: `http://portal//evil.example/` is harmless on the portal's origin, but as `//evil.example/` a browser would
  * go to another host.
  */
@@ -78,5 +88,5 @@ export function browserLocation(location: string, portalOrigin: string): string 
   } catch {
     return location;
   }
-  return url.origin === portalOrigin ? `${url.pathname.replace(/^\/+/, '/')}${url.search}${url.hash}` : location;
+  return onPortal(url, portalOrigin) ? `${url.pathname.replace(/^\/+/, '/')}${url.search}${url.hash}` : location;
 }

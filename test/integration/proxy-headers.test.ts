@@ -146,13 +146,15 @@ t.test("the portal's redirect headers never name its internal origin", async (t)
   const s = await start(t);
   const moved = (to: string) => request(`${s.url}/static/moved?to=${encodeURIComponent(to)}`);
   const internal = new URL(s.portalUrl).host;
-  for (const to of [`${s.portalUrl}/home?a=1`, `//${internal}/home?a=1`]) {
+  // Also under the other scheme: a portal that builds its redirects from Host and X-Forwarded-Proto (ASP.NET Core's
+  // sign-in redirect, Django's absolute URLs) names its own host with https.
+  for (const to of [`${s.portalUrl}/home?a=1`, `//${internal}/home?a=1`, `https://${internal}/home?a=1`, `HTTPS://${internal}/home?a=1`]) {
     const res = await moved(to);
     t.equal(res.statusCode, 302);
     t.same([res.headers.location, res.headers['content-location'], res.headers.refresh], ['/home?a=1', '/home?a=1', '0; url=/home?a=1'], `${to}: a path on the gateway`);
     await res.body.dump();
   }
-  for (const to of ['https://elsewhere.example/x', '//elsewhere.example/x', '/home']) {
+  for (const to of ['https://elsewhere.example/x', '//elsewhere.example/x', '/home', `https://127.0.0.1:${Number(new URL(s.portalUrl).port) + 1}/x`, 'ftp://127.0.0.1/x']) {
     const res = await moved(to);
     t.same([res.headers.location, res.headers['content-location'], res.headers.refresh], [to, to, `0; url=${to}`], `${to}: as sent`);
     await res.body.dump();

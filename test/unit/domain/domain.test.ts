@@ -52,6 +52,8 @@ t.test("a login answer's Location is judged where it sends a browser: resolved a
     ['/portal/home.jsp', '/portal/home.jsp'],
     ['http://portal.internal:8080/portal/home.jsp', '/portal/home.jsp'],
     ['//PORTAL.internal:8080/portal/home.jsp', '/portal/home.jsp'],
+    // Its host under https: a portal that builds its redirects from Host and X-Forwarded-Proto.
+    ['https://portal.internal:8080/portal/home.jsp', '/portal/home.jsp'],
     // A portal that builds its redirects from X-Forwarded-Host names a host of the gateway (server.hosts).
     ['https://localhost/portal/home.jsp', '/portal/home.jsp'],
   ]) {
@@ -261,9 +263,11 @@ t.test("the portal's Location, for the browser", async (t) => {
   const o = 'http://portal.internal:8080';
   t.equal(browserLocation('http://portal.internal:8080/messages?a=1#top', o), '/messages?a=1#top', 'its own origin: a path on the gateway');
   t.equal(browserLocation('HTTP://PORTAL.INTERNAL:8080/x', o), '/x');
+  t.equal(browserLocation('https://portal.internal:8080/x?a=1', o), '/x?a=1', 'its host under https (built from X-Forwarded-Proto): a path too');
+  t.equal(browserLocation('https://portal.internal/x', 'http://portal.internal'), '/x', 'so on the default ports');
   for (const path of ['//evil.example/', '///evil.example/', '/\\evil.example/', '/\\/evil.example/'])
     t.equal(browserLocation(`http://portal.internal:8080${path}`, o), '/evil.example/', `${path}: never a host to the browser`);
-  for (const other of ['https://elsewhere.example/x', 'http://portal.internal:9090/x', '/relative', 'relative', 'http://[bad'])
+  for (const other of ['https://elsewhere.example/x', 'http://portal.internal:9090/x', 'https://portal.internal/x', 'ftp://portal.internal:8080/x', '/relative', 'relative', 'http://[bad'])
     t.equal(browserLocation(other, o), other, `${other}: as sent`);
   // Scheme-relative: the portal's host with the scheme of the request it answered, never shown to the browser.
   for (const own of ['//portal.internal:8080/home?a=1', '//PORTAL.internal:8080/home?a=1', '\\\\portal.internal:8080/home?a=1', '/\\portal.internal:8080/home?a=1'])
