@@ -177,11 +177,11 @@ export class SessionService {
    * Ends the session, and the ones step-ups moved it to while this request was on its way (a logout in one tab, a
    * step-up in another): the step-up took the record first, so deleting it alone would leave the person signed in.
    * Noted before the move is looked for, as the step-up notes its move before it looks at this: one of the two sees
-   * the other.
+   * the other. Logged by the request that ended it: one that found it live and ends it again (a logout sent twice, a
+   * step-up code counted after the one that used the last try) does not log it again, nor the report count it again.
    */
   async end(active: ActiveSession, reason: EndReason): Promise<void> {
-    await this.endFrom(active.sid, active.record.pid);
-    this.d.security('session_ended', { pid: active.record.pid, reason });
+    if (await this.endFrom(active.sid)) this.d.security('session_ended', { pid: active.record.pid, reason });
   }
 
   /**
@@ -192,20 +192,22 @@ export class SessionService {
   async endGone(cookie: string | undefined, reason: EndReason): Promise<void> {
     const claims = cookie ? await this.d.tokens.verify(cookie, this.d.clock.now()) : null;
     if (!claims || !ID_PATTERN.test(claims.sid)) return;
-    if (await this.endFrom(claims.sid, claims.sub)) this.d.security('session_ended', { pid: claims.sub, reason });
+    if (await this.endFrom(claims.sid)) this.d.security('session_ended', { pid: claims.sub, reason });
   }
 
-  /** Ends the session and each one step-ups moved it to, a few at most (each a second factor verified again); whether it had moved. */
-  private async endFrom(sid: string, pid: string): Promise<boolean> {
+  /**
+   * Ends the session and each one step-ups moved it to, a few at most (each a second factor verified again); whether
+   * one of them was live until now (taken: of parallel endings, one ends it).
+   */
+  private async endFrom(sid: string): Promise<boolean> {
     let next: string | null = sid;
-    let moved = false;
+    let ended = false;
     for (let hop = 0; next !== null && hop < FOLLOWED_MOVES; hop++) {
-      await this.d.sessions.delete(next, pid);
+      if (await this.d.sessions.take(next)) ended = true;
       await this.d.sessions.noteEnded(next);
       next = await this.d.sessions.movedTo(next);
-      moved ||= next !== null;
     }
-    return moved;
+    return ended;
   }
 
   /** Ends every other session of the same user; returns how many were live. */

@@ -8,9 +8,9 @@ import { inputValue } from '../helpers/browser.js';
 import { startOwnRedis } from '../helpers/redis.js';
 import { ALICE, BOB, atCodePage, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
-/** A store whose next delete, replaceIf, raiseTo or setIfAbsent of a key matching a pattern meets a fault. */
+/** A store whose next delete (or take), replaceIf, raiseTo or setIfAbsent of a key matching a pattern meets a fault. */
 class FaultyStore extends RedisKvStore {
-  /** Every connection is cut before the DEL is sent (a Redis restart, a failover): it never arrives. */
+  /** Every connection is cut before the DEL (or GETDEL) is sent (a Redis restart, a failover): it never arrives. */
   cutBeforeDelete: RegExp | null = null;
   /** Likewise before a compare-and-set (a record's change)… */
   cutBeforeReplace: RegExp | null = null;
@@ -28,11 +28,18 @@ class FaultyStore extends RedisKvStore {
     super(opts);
   }
   override async delete(key: string) {
+    await this.cutIfDeleting(key);
+    return super.delete(key);
+  }
+  override async take(key: string) {
+    await this.cutIfDeleting(key);
+    return super.take(key);
+  }
+  private async cutIfDeleting(key: string) {
     if (this.cutBeforeDelete?.test(key)) {
       this.cutBeforeDelete = null;
       await this.admin.client('KILL', 'TYPE', 'normal');
     }
-    return super.delete(key);
   }
   override async replaceIf(...args: Parameters<RedisKvStore['replaceIf']>) {
     if (this.cutBeforeReplace?.test(args[0]) && this.cutOnceWritten === null) {

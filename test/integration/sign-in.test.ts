@@ -903,12 +903,16 @@ t.test("a portal answer that has the browser delete its cookies (Clear-Site-Data
 });
 
 t.test('ending the session for such an answer fails (the store): an error page, and the portal\'s answer is still read to its end', async (t) => {
-  // A store whose session deletes fail once `failing` is set (Redis gone at that moment).
+  // A store whose session deletes (and takes) fail once `failing` is set (Redis gone at that moment).
   let failing = false;
   class FailingDeletes extends MemoryKvStore {
     override async delete(key: string): Promise<void> {
       if (failing && key.startsWith('session:')) throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', 'store down');
       return super.delete(key);
+    }
+    override async take(key: string): Promise<string | null> {
+      if (failing && key.startsWith('session:')) throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', 'store down');
+      return super.take(key);
     }
   }
   // Larger than the socket buffers hold: written to its end only if the gateway reads it.

@@ -4,10 +4,17 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../../src/mechanisms/sealer.js';
 import { SessionTokens } from '../../../src/mechanisms/session-token.js';
+import { newTotpSecret } from '../../../src/mechanisms/totp.js';
+import { Attempts } from '../../../src/services/ceremony.js';
+import type { Notifier } from '../../../src/services/notifier.js';
 import { amrOf, SessionService, type Proof } from '../../../src/services/sessions.js';
+import { TotpChecks } from '../../../src/services/totp-checks.js';
+import { ReplayGuard } from '../../../src/stores/counters.js';
+import { FactorStore } from '../../../src/stores/factor-store.js';
 import { MemoryKvStore } from '../../../src/stores/memory-kv-store.js';
-import { Sessions } from '../../../src/stores/records.js';
+import { PendingLogins, Sessions } from '../../../src/stores/records.js';
 import { FakeClock } from '../../helpers/clock.js';
+import { testConfig } from '../../helpers/config.js';
 
 async function signedIn() {
   const clock = new FakeClock();
@@ -348,4 +355,39 @@ t.test('a session written without a request (the others signed out, a passkey re
     t.equal(await sessions.get(active.sid), null, `${write}: the store let it go at its idle timeout`);
     t.equal(await service.endAll('p1', 'revoked'), 0, `${write}: a revocation after that counts it as ended already`);
   }
+});
+
+t.test("wrong step-up codes: the session's end is logged once, also when a try found the session before it ended", async (t) => {
+  const clock = new FakeClock();
+  const kv = new MemoryKvStore(clock);
+  const sealer = new Sealer([{ id: 'e1', key: randomBytes(32) }]);
+  const events: string[] = [];
+  const security = (event: string, details: { reason?: string }) => void events.push(event === 'session_ended' ? `${event} ${details.reason}` : event);
+  const limits = { idleMs: 900_000, absoluteMs: 43_200_000 };
+  const sessions = new Sessions(kv, sealer, limits.absoluteMs);
+  const service = new SessionService({ clock, sessions, tokens: new SessionTokens([{ id: 's1', key: randomBytes(32) }], 43_200), limits, security });
+  const notifier = { notify: () => {} } as unknown as Notifier;
+  const attempts = new Attempts({ config: testConfig('http://127.0.0.1:9'), clock, kv, pending: new PendingLogins(kv, sealer), sessions: service, security, notifier });
+  const factors = new FactorStore(kv, sealer);
+  await factors.update('p1', () => ({ factors: [{ id: 'phone', kind: 'totp', name: 'Phone', addedAt: clock.now(), secret: newTotpSecret() }] }));
+  const checks = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors, security, notifier });
+  const cookie = await service.start({ pid: 'p1', username: 'alice', proof: { factor: 'totp' }, jar: [] }, '192.0.2.1', clock.now());
+  // Every code below is one request that found the session live (a flood: each read it before the first was checked).
+  const c = attempts.ofSession((await service.authenticate(cookie))!);
+  const wrong = (i: number) => checks.checkUser(c, String(100000 + i), '192.0.2.1').then((r) => (r.ok ? 'signed in' : 'wrong code'), (e: { code: string }) => e.code);
+  for (let i = 0; i < 4; i++) t.equal(await wrong(i), 'wrong code');
+  t.equal(await wrong(4), 'GW_ERR_TOO_MANY_ATTEMPTS', 'the fifth ends the session');
+  t.equal(await service.authenticate(cookie), null, 'ended');
+  t.equal(await wrong(5), 'GW_ERR_TOO_MANY_ATTEMPTS', 'a code counted after the end');
+  t.same(events.filter((e) => e.startsWith('session_ended')), ['session_ended too-many-wrong-codes'], 'the end logged once');
+  t.equal(events.filter((e) => e === 'mfa_attempts_exhausted').length, 1, 'the tries used up logged once');
+});
+
+t.test('a logout sent twice at once (a double click) logs the end once', async (t) => {
+  const { service, active, d } = await signedIn();
+  const ended: unknown[] = [];
+  const logged = new SessionService({ ...d, security: (event, details) => void (event === 'session_ended' && ended.push(details)) });
+  await Promise.all([logged.end(active, 'logout'), logged.end(active, 'logout')]);
+  t.equal(await service.authenticate((await d.tokens.sign({ sub: 'p1', sid: active.sid }, d.clock.now()))), null);
+  t.same(ended, [{ pid: 'p1', reason: 'logout' }]);
 });
