@@ -11,7 +11,7 @@ import { READY_TIMEOUT_MS, readinessProbe } from './admin-server.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
 import { hostName } from './edge.js';
-import { checkBodyType } from './forms.js';
+import { checkBodyType, checkSameOrigin } from './forms.js';
 import { forwardAuthRoutes } from './forward-auth.js';
 import { PAGE_HEADERS } from './pages.js';
 import { securityRoutes } from './security-routes.js';
@@ -33,8 +33,10 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   const { config } = ctx;
   const p = config.server.prefix;
   await app.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
-  // A form route takes only a form, a JSON route (`config: { body: 'json' }`) only JSON.
+  // A form route takes only a form, a JSON route (`config: { body: 'json' }`) only JSON. Another site's POST is refused
+  // as such first (each route checks its origin too): its form's type (text/plain) is not what is wrong with it.
   app.addHook('onRequest', (req, _reply, done) => {
+    if (req.method === 'POST') checkSameOrigin(req);
     checkBodyType(req);
     done();
   });

@@ -696,6 +696,33 @@ t.test('CSRF: gateway forms need the token and a same-origin request', async (t)
   t.equal((await b.post('/_mfa/verify', { csrf, code }, { 'sec-fetch-site': 'same-origin' })).status, 303, 'genuine form');
 });
 
+t.test("another site's form posted to a gateway route in a type it does not take is refused as CSRF, not as the type", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { b: signedIn } = await signUpAndEnrol(s);
+  s.clock.advance(30_000);
+  const { b, csrf } = await atCodePage(s);
+  const refusals = () => s.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request refused').map((l) => l.code);
+  // A cross-site <form enctype="text/plain">, and the same body sent by a script, from each page of the gateway.
+  const text = `csrf=${csrf}&code=000000`;
+  for (const [browser, path, type] of [[b, '/_mfa/verify', 'text/plain'], [b, '/_mfa/verify/passkey', 'text/plain'], [signedIn, '/_mfa/step-up', 'text/plain'], [signedIn, '/_mfa/security/remove', 'multipart/form-data; boundary=x'], [signedIn, '/_mfa/logout', 'application/json']] as const) {
+    for (const from of [{ 'sec-fetch-site': 'cross-site' }, { origin: 'https://evil.example' }, { 'sec-fetch-site': 'same-site' }]) {
+      const before = refusals().length;
+      const r = await browser.send('POST', path, text, { 'content-type': type, accept: 'application/json', ...from });
+      t.equal(r.status, 403, `${path}, ${type}, ${JSON.stringify(from)}: refused`);
+      t.match(JSON.parse(r.body), { error: 'GW_ERR_CSRF' }, 'as a cross-site request');
+      t.same(refusals().slice(before), ['GW_ERR_CSRF'], 'and logged so');
+    }
+    // From the gateway's own page (or a client that says nothing of where it came from): the type is what is wrong.
+    for (const from of [{ 'sec-fetch-site': 'same-origin' }, {}]) {
+      const r = await browser.send('POST', path, text, { 'content-type': type, accept: 'application/json', ...from });
+      t.equal(r.status, 415, `${path}, ${type}, ${JSON.stringify(from)}: the type refused`);
+    }
+  }
+  t.equal(s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'mfa_failed').length, 0, 'no code checked');
+  t.equal((await signedIn.get('/records')).status, 200, 'still signed in');
+});
+
 t.test('a code form whose sign-in a password entered in another tab replaced leads on to the sign-in in progress', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
