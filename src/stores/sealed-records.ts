@@ -36,8 +36,11 @@ export class SealedRecords<T> {
     return this.open(key, await this.kv.get(key));
   }
 
+  /** Deletes the record and returns it (of parallel callers, one gets it); its opened copy is not kept. */
   async take(key: string): Promise<T | null> {
-    return this.open(key, await this.kv.take(key));
+    const value = this.open(key, await this.kv.take(key));
+    this.opened.delete(key);
+    return value;
   }
 
   put(key: string, value: T, ttlMs?: number): Promise<void> {
