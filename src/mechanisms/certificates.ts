@@ -253,19 +253,28 @@ function derTime(value: Buffer, tag: number): number {
   return Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
 }
 
-/** How a certificate is listed in crlsOf: its issuer (issuerKeyOf) and serial number. */
+/**
+ * How a certificate is listed in crlsOf: its issuer (issuerKeyOf) and serial number, read from its bytes as the CRL's
+ * are. Not as Node gives it (`serialNumber`): a number whose first bit is set, written without a zero byte before it
+ * (as some CAs wrote random numbers), is negative, `-80` to Node where the CRL lists `80`.
+ */
 export function revocationKeyOf(cert: X509Certificate): string {
-  return `${issuerKeyOf(cert)}:${normaliseSerial(cert.serialNumber)}`;
+  const { serial, issuer } = serialAndIssuer(cert.raw);
+  return `${nameKey(issuer)}:${normaliseSerial(serial.toString('hex'))}`;
 }
 
 /** A certificate's issuer's name, as the CRL of that issuer names it (crlsOf). */
 export function issuerKeyOf(cert: X509Certificate): string {
-  const der = cert.raw;
+  return nameKey(serialAndIssuer(cert.raw).issuer);
+}
+
+/** A certificate's serial number (the content of its DER INTEGER) and its issuer's name (DER). */
+function serialAndIssuer(der: Buffer): { serial: Buffer; issuer: Buffer } {
   const tbs = tlv(der, tlv(der, 0).start);
   let t = tlv(der, tbs.start);
   if (t.tag === 0xa0) t = tlv(der, t.end); // version
   const signature = tlv(der, t.end); // after the serial number
-  return nameKey(der.subarray(signature.end, tlv(der, signature.end).end));
+  return { serial: der.subarray(t.start, t.end), issuer: der.subarray(signature.end, tlv(der, signature.end).end) };
 }
 
 /** A distinguished name (DER) compared as its CA writes it in both its certificates and its CRLs, shortened. */

@@ -19,6 +19,15 @@ t.test('a CRL entry names a certificate of the CRL\'s issuer: the same serial nu
   t.notOk(revoked.has(revocationKeyOf(x509(laptop.cert))), "the root CA's device with the same number");
 });
 
+t.test('a certificate whose serial number is negative (its first bit set, no zero byte before it) is found in its CRL', async (t) => {
+  // As some CAs wrote a random serial number; Node gives it as -80, the CRL lists its bytes, 80.
+  const negative = root.issue('negative', { serial: '-128' });
+  t.equal(x509(negative.cert).serialNumber, '-80');
+  const { revoked } = crlsOf(readFileSync(root.crl([negative], 'root-revokes-negative.pem'), 'utf8'));
+  t.ok(revoked.has(revocationKeyOf(x509(negative.cert))), 'revoked');
+  t.notOk(revoked.has(revocationKeyOf(x509(laptop.cert))), 'not another of its CA');
+});
+
 t.test('the CAs above a certificate, up to the trust anchor, from the bundle and the chain the device sent', async (t) => {
   const subjects = (certs: X509Certificate[]) => certs.map((c) => c.subject);
   t.same(subjects(issuersOf(x509(kiosk.cert), [x509(root.ca.cert), x509(site.ca.cert)])), ['CN=site', 'CN=root'], 'both in the bundle');
