@@ -64,7 +64,11 @@ export interface RequestFacts {
     /** The factor was a passkey that cannot be copied off its device (BE=0). */
     deviceBound: boolean;
   };
-  device: { managed: boolean };
+  /**
+   * `bound`: registered to a user, and nobody is signed in: whether it is managed is known once someone is, so a rule
+   * that tests the device asks for a sign-in first.
+   */
+  device: { managed: boolean; bound?: boolean };
 }
 
 export type AccessOutcome =
@@ -242,8 +246,8 @@ function evaluate(policy: CompiledPolicy, requested: RequestFacts, trace: TraceL
         trace?.push({ rule: rule.name, result: 'match', why: 'the rule tests the network and the client address is unknown: fail closed' });
         return { verdict: 'deny', rule: rule.name, reason: 'unknown-address' };
       case 'needs-user':
-        // Only the user's groups are unknown: signing in tells whether the rule applies.
-        trace?.push({ rule: rule.name, result: 'needs sign-in', why: 'the rule tests groups and there is no session' });
+        // Only the user's groups (or whose the device is) are unknown: signing in tells whether the rule applies.
+        trace?.push({ rule: rule.name, result: 'needs sign-in', why: rule.device && facts.device.bound ? 'the device is registered to a user and there is no session' : 'the rule tests groups and there is no session' });
         return legacyRefusal(rule, facts) ?? { verdict: 'sign-in', rule: rule.name };
       case 'match':
         trace?.push({ rule: rule.name, result: 'match', why: 'every condition holds' });
@@ -273,7 +277,10 @@ function matchRule(r: CompiledRule, f: RequestFacts): RuleMatch {
     if (f.clientIp === null) return UNKNOWN_ADDRESS;
     if (!r.addresses.has(f.clientIp)) return MISS.network;
   }
-  if (r.device && (r.device === 'managed') !== f.device.managed) return MISS.device;
+  if (r.device) {
+    if (f.device.bound) return NEEDS_USER;
+    if ((r.device === 'managed') !== f.device.managed) return MISS.device;
+  }
   if (r.groups) {
     if (!f.session) return NEEDS_USER;
     if (!r.groups.some((g) => f.session!.groups.includes(g))) return MISS.groups;
@@ -325,7 +332,7 @@ function apply(rule: CompiledRule, f: RequestFacts): AccessOutcome {
     case 'mfa':
     case 'managed-device':
     case 'step-up': {
-      if (rule.decision === 'managed-device' && !f.device.managed) return { verdict: 'managed-device', rule: name };
+      if (rule.decision === 'managed-device' && !f.device.managed && !f.device.bound) return { verdict: 'managed-device', rule: name };
       if (!f.session) return { verdict: 'sign-in', rule: name };
       const factors = rule.factors ?? [];
       const maxAge = rule.decision === 'step-up' ? rule.maxAgeSeconds ?? 300 : Infinity;

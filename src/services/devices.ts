@@ -10,6 +10,8 @@ export interface DeviceState {
   fingerprint?: string;
   /** Why the device does not count (for the access_denied event). */
   reason?: string;
+  /** Registered to a user, and nobody is signed in: it counts once that user signs in (the rules ask for a sign-in). */
+  bound?: true;
 }
 
 export interface DeviceServiceDeps {
@@ -62,7 +64,7 @@ export class DeviceService {
     const records = (await Promise.all(fingerprints.map((f) => this.d.registry.get(f)))).filter((r) => r !== null);
     if (records.some((r) => r.status === 'revoked')) return { managed: false, fingerprint, reason: 'revoked in the registry' };
     if (!records.length && this.d.requireRegistration) return { managed: false, fingerprint, reason: 'not registered' };
-    if (records.some((r) => r.pid && r.pid !== pid)) return { managed: false, fingerprint, reason: 'registered to another user' };
+    if (records.some((r) => r.pid && r.pid !== pid)) return pid === null ? { managed: false, fingerprint, bound: true } : { managed: false, fingerprint, reason: 'registered to another user' };
     return { managed: true, fingerprint };
   }
 

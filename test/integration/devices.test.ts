@@ -197,6 +197,24 @@ t.test('the device registry: revoked at once, bound to a user, registration requ
   t.equal((await on(alice, laptop2).get('/admin/')).status, 200, 'shared when asked');
 });
 
+t.test('a device registered to a user, opened before anyone signs in on it: a sign-in first, then it is managed for that user only', async (t) => {
+  const s = await tlsStack();
+  t.teardown(s.close);
+  const { pseudonym } = await import('../../src/mechanisms/random.js');
+  await registry(s).put({ fingerprint: laptop.fingerprint, name: 'alice-laptop', status: 'active', addedAt: s.clock.now(), pid: pseudonym(decodeKey(s.config.keys.pseudonym), 'alice') });
+  const [status, why] = await judged(s, async () => {
+    const first = await s.browser(agent(laptop)).get('/admin/');
+    t.match(first.headers.location, /^\/login/, 'to the sign-in');
+    return first.status;
+  });
+  t.same([status, why], [302, undefined], 'not refused as an unmanaged device (nor logged as one used by another user)');
+  t.same(await judged(s, async () => (await s.browser(agent()).get('/admin/')).status), refused('no certificate'), 'without a certificate: refused at once, as before');
+  const alice = (await signUpAndEnrol(s, ALICE)).b;
+  const bob = (await signUpAndEnrol(s, BOB)).b;
+  t.equal((await withSession(s, alice, laptop).get('/admin/')).status, 200, 'its user, signed in');
+  t.same(await judged(s, async () => (await withSession(s, bob, laptop).get('/admin/')).status), refused('registered to another user'), 'another user, signed in');
+});
+
 t.test("a certificate's twin (its signature's other S: another fingerprint, the same device) is the same device to the registry", async (t) => {
   const s = await tlsStack();
   t.teardown(s.close);

@@ -237,6 +237,32 @@ t.test('configuration mistakes are caught at compile time', async (t) => {
   t.throws(() => compilePolicy({ ...base, rules: [{ name: 'x', paths: ['/x'], networks: ['10.0.0.0/99'], decision: 'mfa' }] }), /not an address/);
 });
 
+t.test("a device registered to a user, with nobody signed in: signing in tells whether it is managed, as for groups", async (t) => {
+  const p = compilePolicy({
+    rules: [
+      { name: 'clinic workstation', paths: ['/admin/'], decision: 'managed-device' },
+      { name: 'kiosk', paths: ['/kiosk/'], device: 'managed', decision: 'mfa' },
+      { name: 'kiosk elsewhere', paths: ['/kiosk/'], decision: 'deny' },
+      { name: 'no exports on unmanaged devices', paths: ['/export/'], device: 'unmanaged', decision: 'deny' },
+      { name: 'portal', paths: ['/'], decision: 'mfa' },
+    ],
+    default: 'deny',
+    caseSensitivePaths: false,
+    networks: {},
+    legacyEndpoints: [],
+  });
+  const bound = { managed: false, bound: true };
+  for (const path of ['/admin/', '/kiosk/x', '/export/x']) {
+    t.match(decideAccess(p, facts({ path, session: null, device: bound })), { verdict: 'sign-in' }, `${path}: its owner signs in first`);
+  }
+  t.match(decideAccess(p, facts({ path: '/admin/', session: null, device: { managed: false } })), { verdict: 'managed-device', rule: 'clinic workstation' }, 'an unmanaged device is refused at once, as before');
+  t.match(decideAccess(p, facts({ path: '/kiosk/x', session: null, device: { managed: false } })), { verdict: 'deny', rule: 'kiosk elsewhere' });
+  t.match(decideAccess(p, facts({ path: '/export/x', session: null, device: { managed: false } })), { verdict: 'deny', rule: 'no exports on unmanaged devices' });
+  t.match(decideAccess(p, facts({ path: '/records', session: null, device: bound })), { verdict: 'sign-in', rule: 'portal' }, 'a rule that does not test the device is not affected');
+  t.match(explainAccess(p, facts({ path: '/admin/', session: null, device: bound })).trace, [{ rule: 'clinic workstation', result: 'match' }]);
+  t.match(explainAccess(p, facts({ path: '/kiosk/x', session: null, device: bound })).trace, [{ rule: 'clinic workstation' }, { rule: 'kiosk', result: 'needs sign-in', why: 'the device is registered to a user and there is no session' }]);
+});
+
 t.test('explain gives the rule that decided and why the others did not', async (t) => {
   const { outcome, trace } = explainAccess(policy, facts({ path: '/admin/', session: staffKey, clientIp: '198.51.100.7' }));
   t.equal(outcome.rule, 'admin closed');
