@@ -48,7 +48,10 @@ export type AuditPublicKeys = KeyObject | string | Readonly<Record<string, KeyOb
 /** A trail to check: its files in chain order, each read line by line as often as asked (a check reads it twice). */
 export type Trail = Pick<OpenAuditFiles, 'files' | 'lines'>;
 
-/** A trail's records as they are read, each with its bytes checked (damaged and misplaced ones too). */
+/**
+ * A trail's records as they are read, each with its bytes checked (damaged and misplaced ones too), each once: a copy
+ * of a record read before (the same seq and hash, put in again) is not seen again, so that the report counts it once.
+ */
 export type RecordVisitor = (record: AuditRecord) => void;
 
 /** Verifies the given files, which must be the whole trail in chain order (see auditFiles). */
@@ -62,7 +65,7 @@ export function verifyAudit(files: readonly string[], publicKey: AuditPublicKeys
 }
 
 /**
- * Verifies a directory's trail, read as one consistent reading (openAuditDir); `visit` sees each record on the way. A
+ * Verifies a directory's trail, read as one consistent reading (openAuditDir); `visit` sees each record on the way (see RecordVisitor). A
  * trail that has rotated ends in its current file, which the record that rotated the last file starts: one that ends
  * in a rotated file lost the current file's records, and with them the checkpoint that sealed the records before them.
  */
@@ -121,7 +124,7 @@ interface State {
 /**
  * The check, in two readings of the trail. The first notes a few numbers a line (what the second needs to know ahead:
  * where each seq is, which lines a later `resumed` record skipped); the second follows the chain with one line in
- * hand. Memory grows with the number of lines by about 16 bytes each, not with the trail's size.
+ * hand. Memory grows with the number of lines by about 20 bytes each, not with the trail's size.
  */
 export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: RecordVisitor): AuditReport {
   const keyFor = keyResolver(publicKey);
@@ -162,7 +165,7 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
       if (l.index === 0 || ix.skippedBy[l.index - 1] !== resumed) {
         report(l.index, ix.skipReasons.get(resumed) === 'truncated' ? 'truncated' : 'edited', `damaged line(s) the writer skipped when it restarted (see ${pos(resumed)})`, state.expected);
       }
-      if ('record' in l.decoded) visit?.(l.decoded.record);
+      if ('record' in l.decoded && !ix.copyOfEarlier(l.index, l.decoded.record)) visit?.(l.decoded.record);
       continue;
     }
     // Every line is a whole record: a partial last line is a truncation, anything else unreadable an edit.
@@ -176,7 +179,7 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
     }
     const { record: r, intact } = l.decoded;
     const current = l as Line & { decoded: { record: AuditRecord } };
-    visit?.(r);
+    if (!ix.copyOfEarlier(l.index, r)) visit?.(r);
     records++;
     tail++;
     firstTail ??= { index: l.index, seq: r.seq, time: r.time };
@@ -321,6 +324,8 @@ interface TrailIndex {
   skipReasons: Map<number, ResumedRecord['reason']>;
   /** Indices of the records that are not skipped and have this seq, first to last. */
   withSeq(seq: number): number[];
+  /** Whether a record that is not skipped, before this line, has this record's seq and hash (by its first 32 bits). */
+  copyOfEarlier(index: number, record: AuditRecord): boolean;
   /** File and 1-based line of a line index. */
   where(index: number): { file: string; line: number };
 }
@@ -329,6 +334,8 @@ function indexTrail(trail: Trail): TrailIndex {
   const starts: number[] = [];
   // The seq of each line that is a record (NaN for the others), grown as lines come.
   let seqs = new Float64Array(1024);
+  // The first 32 bits of each record's hash (0 for the others), to tell a copy of a record from another with its seq.
+  let heads = new Uint32Array(1024);
   const resumed: { index: number; skipped: number; reason: ResumedRecord['reason'] }[] = [];
   let count = 0;
   for (let f = 0; f < trail.files.length; f++) {
@@ -338,10 +345,14 @@ function indexTrail(trail: Trail): TrailIndex {
         const grown = new Float64Array(2 * count);
         grown.set(seqs);
         seqs = grown;
+        const grownHeads = new Uint32Array(2 * count);
+        grownHeads.set(heads);
+        heads = grownHeads;
       }
       const parsed = complete ? parseRecord(line) : undefined;
       const r = parsed && 'record' in parsed ? parsed.record : undefined;
       seqs[count] = r ? r.seq : NaN;
+      heads[count] = r ? headOf(r.hash) : 0;
       if (r?.type === 'resumed' && r.skipped > 0) resumed.push({ index: count, skipped: r.skipped, reason: r.reason });
       count++;
     }
@@ -373,6 +384,11 @@ function indexTrail(trail: Trail): TrailIndex {
       for (let k = firstWith(seq); k < bySeq.length && seqs[bySeq[k]!] === seq; k++) out.push(bySeq[k]!);
       return out;
     },
+    copyOfEarlier(index, record) {
+      const head = headOf(record.hash);
+      for (let k = firstWith(record.seq); k < bySeq.length && seqs[bySeq[k]!] === record.seq && bySeq[k]! < index; k++) if (heads[bySeq[k]!] === head) return true;
+      return false;
+    },
     where(index) {
       // The last file whose first line is at or before this one (empty files share the next file's start).
       let [lo, hi] = [0, starts.length - 1];
@@ -385,6 +401,8 @@ function indexTrail(trail: Trail): TrailIndex {
     },
   };
 }
+
+const headOf = (hash: string) => Number.parseInt(hash.slice(0, 8), 16);
 
 function keyResolver(keys: AuditPublicKeys): (kid: string) => KeyObject | undefined {
   const toPublic = (k: KeyObject | string) => (k instanceof KeyObject && k.type === 'public' ? k : createPublicKey(k));

@@ -77,6 +77,41 @@ t.test('inserted: a forged record taking a seq, or a copied record, is reported 
   t.same(summary(verify(copied)), [['inserted', later.seg.file, later.i + 1, original.seq]], 'a copy of an earlier record');
 });
 
+t.test('a copy of a record put in again is reported, and seen once by the reading the report counts from', async (t) => {
+  const seen = (segs: Segments) => {
+    const d = tempDir(t);
+    for (const s of segs) writeFileSync(join(d, s.file), textOf(s.lines));
+    const seqs: number[] = [];
+    const report = verifyAuditDir(d, publicKey, (r) => seqs.push(r.seq));
+    return { report, seqs: seqs.sort((a, b) => a - b) };
+  };
+  const all = Array.from({ length: 19 }, (_, i) => i + 1);
+  t.same(seen(copy()).seqs, all, 'untouched: each record once');
+  const cases: [string, (segs: Segments) => void][] = [
+    ['right after itself', (segs) => {
+      const { seg, i } = find(segs, 'event', 2);
+      seg.lines.splice(i + 1, 0, seg.lines[i]!);
+    }],
+    ['further on', (segs) => {
+      const original = find(segs, 'event', 0);
+      const later = find(segs, 'event', 5);
+      later.seg.lines.splice(later.i, 0, original.seg.lines[original.i]!);
+    }],
+    ['before its original', (segs) => {
+      const original = find(segs, 'event', 5);
+      const earlier = find(segs, 'event', 3);
+      earlier.seg.lines.splice(earlier.i, 0, original.seg.lines[original.i]!);
+    }],
+  ];
+  for (const [name, put] of cases) {
+    const segs = copy();
+    put(segs);
+    const { report, seqs } = seen(segs);
+    t.equal(report.ok, false, `${name}: reported`);
+    t.same(seqs, all, `${name}: each record seen once`);
+  }
+});
+
 t.test('reordered: two records swapped, near or far', async (t) => {
   for (const [a, b] of [[1, 2], [2, 3], [1, 6]] as const) {
     const segs = copy();
