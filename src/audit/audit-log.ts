@@ -136,10 +136,14 @@ export class AuditLog {
     }
   }
 
-  /** Writes a final checkpoint, waits for the mirrors and closes the journal. */
+  /**
+   * Writes a final checkpoint, waits for the mirrors and closes the journal. After a failed write the checkpoint is
+   * written also with nothing unsealed: the resume before it states what the trail is missing (records lost to a full
+   * disk that has room again), which the next process could not.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.unsealed > 0) this.checkpoint();
+    if (this.unsealed > 0 || this.needsResume) this.checkpoint();
     this.closed = true;
     await Promise.all(this.pending);
     try {

@@ -431,6 +431,29 @@ t.test('records lost to failed writes (a full disk) are counted in the trail onc
   t.match(report.problems[0]!.message, /^2 record\(s\) could not be written after record 1/);
 });
 
+t.test('records lost after a checkpoint, the disk recovered before shutdown with nothing else written: the shutdown says so', async (t) => {
+  const dir = tempDir(t);
+  let full = false;
+  const log = new AuditLog({ journal: failingJournal(dir, () => full), signingKey: privateKey, keyId: 'audit-1', clock: new FakeClock(), checkpointEvery: 1 });
+  log.append(event(1));
+  full = true;
+  log.append(event(2));
+  full = false;
+  await log.close();
+  const records = recordsOf(dir);
+  t.same(records.map((r) => `${String(r.seq)}${String(r.type)[0]}`), ['1e', '2c', '3r', '4c'], 'stated, and signed, before the process ends');
+  t.match(records[2], { type: 'resumed', reason: 'lost', skipped: 0, lost: 1 });
+  const report = verifyAudit(auditFiles(dir), publicKey);
+  t.equal(report.ok, false);
+  t.same(report.problems.map((p) => [p.kind, p.line, p.seq]), [['deleted', 3, 3]]);
+
+  // Nothing lost: a clean shutdown after a checkpoint writes nothing more.
+  const again = openLog(dir, { checkpointEvery: 1 });
+  again.log.append(event(3));
+  await again.log.close();
+  t.equal(recordsOf(dir).length, 6);
+});
+
 t.test('an event that left half its line on a full disk is its damaged line, not also lost, when ending that line failed too', async (t) => {
   const dir = tempDir(t);
   const sink = new AuditFileSink({ dir, maxBytes: 1_000_000 });
