@@ -109,6 +109,21 @@ const OPTIONS = {
 /** How many words a command (or command and action) takes, itself included (its action, a FILE); 2 when not named here. */
 const WORDS = new Map<string, number>([['serve', 1], ['demo', 1], ['report', 1], ['help', Infinity], ['config', 3], ['audit who', 3], ['audit verify', Infinity]]);
 
+/** The actions of each command that has them: any other word in an action's place is refused as such, first. */
+const ACTIONS = new Map<string, readonly string[]>(Object.entries({
+  config: ['check'],
+  policy: ['explain'],
+  login: ['check'],
+  audit: ['verify', 'who', 'public-key'],
+  user: USER_ACTIONS,
+  sessions: SESSIONS_ACTIONS,
+  keys: KEYS_ACTIONS,
+  devices: DEVICES_ACTIONS,
+  'enrol-codes': ['issue'],
+  blocks: BLOCKS_ACTIONS,
+  lockouts: LOCKOUTS_ACTIONS,
+}));
+
 const ADMIN = ['config', 'operator', 'reason'];
 /** The options each command (or command and action) takes; an unknown action is refused as such, not by its options. */
 const OPTIONS_OF = new Map<string, readonly string[]>(Object.entries({
@@ -160,9 +175,14 @@ async function main(argv: string[]): Promise<number> {
     return loadConfigFile(v.config);
   };
   const print = (lines: string[]): void => void process.stdout.write(`${lines.join('\n')}\n`);
+  // A misspelt action (`config chek FILE`) would otherwise be refused for what the action needs (a FILE, given) or as a
+  // word too many: the word is named as what it is. (Maps: a command named `constructor` is no key of theirs.)
+  const actions = ACTIONS.get(command ?? 'help');
+  if (actions && !actions.includes(sub ?? '')) {
+    throw new UsageError(sub === undefined ? `${command} needs an action: ${actions.join(', ')}` : `unknown ${command} action ${JSON.stringify(sub)}`);
+  }
   // A word more than the command takes would be left out silently (`config check a.yaml b.yaml` checked a.yaml only
   // and said valid): wrong usage. Only `audit verify` takes any number of files.
-  // (Maps: a command named `constructor` is no key of theirs.)
   const words = WORDS.get(`${command} ${sub}`) ?? WORDS.get(command ?? 'help') ?? 2;
   // An option the command does not take would be left out just as silently (`lockouts list --user alice` listed
   // everybody's, `devices revoke --user bob` revoked the device for all and named bob in the trail): wrong usage.
@@ -180,12 +200,12 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       return demo();
     case 'config':
-      if (sub !== 'check' || !arg) throw new UsageError('config check needs a FILE');
+      if (!arg) throw new UsageError('config check needs a FILE');
       for (const w of configWarnings(loadConfigFile(arg))) process.stdout.write(`warning: ${w}\n`);
       process.stdout.write(`${arg}: valid\n`);
       return 0;
     case 'policy': {
-      if (sub !== 'explain' || !v.path) throw new UsageError('policy explain needs --config FILE and --path P');
+      if (!v.path) throw new UsageError('policy explain needs --config FILE and --path P');
       const factor = v.factor;
       if (factor !== undefined && !isRuleFactor(factor)) throw new UsageError(`--factor is one of ${RULE_FACTORS.join(', ')}`);
       const factorAge = v['factor-age'];
@@ -207,7 +227,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'login': {
-      if (sub !== 'check' || !v.user) throw new UsageError('login check needs --config FILE and --user U (the password on stdin)');
+      if (!v.user) throw new UsageError('login check needs --config FILE and --user U (the password on stdin)');
       const checked = config();
       const r = await loginCheck(checked, v.user, readPassword());
       print(r.lines);
@@ -229,28 +249,26 @@ async function main(argv: string[]): Promise<number> {
         case 'who':
           print([auditWho(config(), arg)]);
           return 0;
-        case 'public-key':
+        default:
+          // public-key (see ACTIONS).
           print([auditPublicKey(config())]);
           return 0;
-        default:
-          throw new UsageError('audit verify|who|public-key');
       }
     case 'user':
-      return admin(config(), v, command, sub, USER_ACTIONS, (gw, action) => userCommand(gw, action, { user: v.user, yes: v.yes }));
+      return admin(config(), v, command, sub as (typeof USER_ACTIONS)[number], (gw, action) => userCommand(gw, action, { user: v.user, yes: v.yes }));
     case 'sessions':
-      return admin(config(), v, command, sub, SESSIONS_ACTIONS, (gw) => sessionsCommand(gw, { user: v.user, all: v.all }));
+      return admin(config(), v, command, sub as (typeof SESSIONS_ACTIONS)[number], (gw) => sessionsCommand(gw, { user: v.user, all: v.all }));
     case 'keys':
-      return admin(config(), v, command, sub, KEYS_ACTIONS, keysCommand);
+      return admin(config(), v, command, sub as (typeof KEYS_ACTIONS)[number], keysCommand);
     case 'devices':
-      return admin(config(), v, command, sub, DEVICES_ACTIONS, (gw, action) => devicesCommand(gw, action, { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared }));
+      return admin(config(), v, command, sub as (typeof DEVICES_ACTIONS)[number], (gw, action) => devicesCommand(gw, action, { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared }));
     case 'blocks':
-      return admin(config(), v, command, sub, BLOCKS_ACTIONS, (gw, action) => blocksCommand(gw, action, { ip: v.ip }));
+      return admin(config(), v, command, sub as (typeof BLOCKS_ACTIONS)[number], (gw, action) => blocksCommand(gw, action, { ip: v.ip }));
     case 'lockouts':
-      return admin(config(), v, command, sub, LOCKOUTS_ACTIONS, (gw, action) => lockoutsCommand(gw, action, { user: v.user, factor: v.factor }));
+      return admin(config(), v, command, sub as (typeof LOCKOUTS_ACTIONS)[number], (gw, action) => lockoutsCommand(gw, action, { user: v.user, factor: v.factor }));
     case 'enrol-codes': {
-      if (sub !== 'issue') throw new UsageError('enrol-codes issue needs --config FILE and --user U or --csv FILE');
       const users = v.csv === undefined ? undefined : csvUsernames(v.csv);
-      return admin(config(), v, command, sub, ['issue'], (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
+      return admin(config(), v, command, 'issue', (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
     }
     case 'help':
     case undefined:
@@ -263,23 +281,18 @@ async function main(argv: string[]): Promise<number> {
 
 /**
  * An admin command: run against the configured store and written to the admin audit chain with the operator, the
- * reason, the user's pseudonym (never the name) and the outcome. `csvUsers`: the users of a --csv file, whom the reason
- * must not name either.
+ * reason, the user's pseudonym (never the name) and the outcome. `known`: one of the command's own actions (main has
+ * refused any other word, see ACTIONS): a word as given would go into the trail and the report, line breaks and markup
+ * too. `csvUsers`: the users of a --csv file, whom the reason must not name either.
  */
 function admin<A extends string>(
   config: Config,
   v: Values,
   command: string,
-  sub: string | undefined,
-  actions: readonly A[],
+  known: A,
   run: (gw: Gateway, action: A) => Promise<string[]>,
   csvUsers?: readonly string[],
 ): Promise<number> {
-  // Without an action there is nothing to carry out, nor to write to the audit trail; and only one of the command's
-  // own actions goes there (and into the report): any other word would be written as given, line breaks and markup too.
-  if (!sub) throw new UsageError(`${command} needs an action`);
-  if (!(actions as readonly string[]).includes(sub)) throw new UsageError(`unknown ${command} action`);
-  const known = sub as A;
   const action = `${command} ${known}`;
   const by = operatorFrom({ ...v, users: csvUsers });
   return withGateway(config, 'admin', async (gw) => {

@@ -164,3 +164,22 @@ t.test('an option the command does not take is wrong usage, not left out', async
     t.match({ code: r.code, stderr: r.stderr }, { code: 2, stderr: `mfa-gateway: unknown command ${name}` }, name);
   }
 });
+
+t.test('a word that is no action of its command is named as such, not refused for what the action needs', async (t) => {
+  const configFile = join(t.testdir(), 'gateway.json');
+  writeFileSync(configFile, JSON.stringify(rawTestConfig('http://127.0.0.1:9')));
+  const asked = [
+    [['config', 'chek', configFile], 'unknown config action "chek"'],
+    [['policy', 'explian', '--config', configFile, '--path', '/'], 'unknown policy action "explian"'],
+    [['login', 'chek', '--config', configFile, '--user', 'alice'], 'unknown login action "chek"'],
+    [['audit', 'veify', configFile], 'unknown audit action "veify"'],
+    [['enrol-codes', 'isue', '--config', configFile, '--user', 'alice', '--operator', 'Dana', '--reason', 'ticket 4711'], 'unknown enrol-codes action "isue"'],
+    [['lockouts', 'lsit'], 'unknown lockouts action "lsit"'],
+    [['config'], 'config needs an action: check'],
+    [['audit', '--config', configFile], 'audit needs an action: verify, who, public-key'],
+  ] as const;
+  const [valid, ...answers] = await Promise.all([['config', 'check', configFile], ...asked.map(([args]) => args)].map((args) => runCliAsync([...args])));
+  answers.forEach((r, i) => t.match({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 2, stdout: '', stderr: `mfa-gateway: ${asked[i]![1]}\nUsage:\n` }, asked[i]![0].join(' ')));
+  // The negative: the action itself still runs.
+  t.equal(valid!.code, 0);
+});
