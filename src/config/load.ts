@@ -143,7 +143,9 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
       }
       if (e.keyword === 'const' && errors.some((a) => a.keyword === 'anyOf' && a.instancePath === e.instancePath && e.schemaPath.startsWith(`${a.schemaPath}/`))) continue;
       const extra = e.keyword === 'additionalProperties' ? ` ${optionName(path, String(e.params.additionalProperty))}` : '';
-      problems.push(`${path}: ${e.message}${extra}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : show(path, e.data)}`);
+      // `port: ${PORT}` is text whatever the variable holds: said, as its value is not shown.
+      const text = e.keyword === 'type' && hidden.has(path) && typeof e.data === 'string' ? ', found text from an environment variable or a file (only a text option takes one)' : '';
+      problems.push(`${path}: ${e.message}${extra}${text}${e.keyword === 'additionalProperties' || e.keyword === 'required' ? '' : show(path, e.data)}`);
     }
   }
   if (problems.length) throw new ConfigError(problems);

@@ -160,12 +160,26 @@ t.test('a value from the environment or a file is never echoed: a secret given t
   const raw = rawTestConfig('http://127.0.0.1:1');
   raw.server = { ...raw.server, port: '${GW_KEY}', trustedProxies_FILE: join(dir, 'proxies'), hosts: ['${GW_HOST}'] } as never;
   const problems = problemsOf(() => resolveConfig(raw, { env: { GW_KEY: 'EnvSecretValue', GW_HOST: 'gateway example' } }));
-  t.ok(problems.includes('server.port: must be integer'), 'the problem is named');
+  t.ok(problems.includes('server.port: must be integer, found text from an environment variable or a file (only a text option takes one)'), 'the problem is named');
   t.ok(problems.some((p) => p.startsWith('server.trustedProxies:')), 'the file one too');
   t.notMatch(problems.join('\n'), /EnvSecretValue|Fi1eSecretValue|gateway example/, 'neither value is printed');
   raw.server = { ...raw.server, port: 70000, hosts: ['gateway.example'] } as never;
   delete (raw.server as Record<string, unknown>).trustedProxies_FILE;
   t.ok(problemsOf(() => resolveConfig(raw, { env: {} })).includes('server.port: must be <= 65535, found 70000'), 'a value written in the file is');
+});
+
+t.test('a number or a true/false from the environment or a file is refused as the text it is, not as a value not shown', async (t) => {
+  const dir = t.testdir({ enabled: 'true\n' });
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.server = { ...raw.server, port: '${GW_PORT}' } as never;
+  raw.audit = { ...raw.audit, enabled_FILE: join(dir, 'enabled') } as never;
+  raw.portal = { ...raw.portal, name: '${GW_NAME}' };
+  const note = 'found text from an environment variable or a file (only a text option takes one)';
+  t.same(problemsOf(() => resolveConfig(raw, { env: { GW_PORT: '8443', GW_NAME: 'Clinic' } })), [`server.port: must be integer, ${note}`, `audit.enabled: must be boolean, ${note}`], 'each said, the text option from the environment taken');
+  // The negative: text written in the file is shown as found, as before.
+  raw.server = { ...raw.server, port: '8443' } as never;
+  delete (raw.audit as Record<string, unknown>).enabled_FILE;
+  t.same(problemsOf(() => resolveConfig(raw, { env: { GW_NAME: 'Clinic' } })), ['server.port: must be integer, found "8443"']);
 });
 
 t.test('a file option from the environment that names no file: the path, which is the variable\'s value, is not printed', async (t) => {
