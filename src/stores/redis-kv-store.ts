@@ -112,7 +112,8 @@ export class RedisKvStore implements KvStore {
   ready(timeoutMs = 5000): Promise<void> {
     if (this.redis.status === 'ready') return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('redis not ready')), timeoutMs);
+      // Why, as a call says it (an admin command that cannot reach Redis prints this).
+      const t = setTimeout(() => reject(new Error(`redis not ready${this.connectionError === undefined ? '' : ` (connection: ${this.connectionError})`}`)), timeoutMs);
       this.redis.once('ready', () => {
         clearTimeout(t);
         resolve();

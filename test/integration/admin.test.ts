@@ -18,7 +18,8 @@ import { Sealer } from '../../src/mechanisms/sealer.js';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { OPERATOR, runCli, runCliAsync } from '../helpers/cli.js';
 import { TestCa } from '../helpers/pki.js';
-import { randomKey } from '../helpers/config.js';
+import { randomKey, rawTestConfig } from '../helpers/config.js';
+import { freePort } from '../helpers/redis.js';
 import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
 /** Every key in the store, and what every sealed record holds once opened. */
@@ -550,3 +551,13 @@ t.test('key rotation and key status include the key of an app being set up from 
 function isErasureMark(key: string): boolean {
   return key.endsWith(':known-browser-epoch') || key.endsWith(':sessions-ended') || key.endsWith(':factors-removed');
 }
+
+t.test('an admin command that cannot reach Redis says why, as the readiness check does', async (t) => {
+  const port = await freePort();
+  const dir = t.testdir();
+  const configFile = join(dir, 'gw.json');
+  writeFileSync(configFile, JSON.stringify({ ...rawTestConfig('http://127.0.0.1:9'), store: { type: 'redis', redis: { url: `redis://127.0.0.1:${port}` } }, audit: { enabled: false } }));
+  const r = await runCliAsync(['lockouts', 'list', '--config', configFile, ...OPERATOR]);
+  t.equal(r.code, 1);
+  t.match(r.stderr, `mfa-gateway: redis not ready (connection: connect ECONNREFUSED 127.0.0.1:${port})`);
+});
