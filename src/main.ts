@@ -45,7 +45,7 @@ const USAGE = `Usage:
                                      one; show whether portal.login.success and failure tell them apart
   mfa-gateway report --config FILE [--days N | --from DATE --to DATE] [--format text|json|html] [--audit-dir DIR]…
                                      the assurance report for a period (default: the last 30 days)
-  mfa-gateway audit verify (--config FILE | --public-key PEM) FILE|DIR…
+  mfa-gateway audit verify (--config FILE | --public-key FILE) FILE|DIR…
                                      check an audit trail: edited, deleted, inserted, reordered, truncated records
   mfa-gateway audit who --config FILE USERNAME
                                      the pseudonym a user has in the audit trail, the logs and the store
@@ -60,8 +60,8 @@ const USAGE = `Usage:
                                      end the sessions of one user or of everybody
   mfa-gateway keys rotate|status --config FILE
                                      re-seal every record with the first encryption key; keys in use and their ages
-  mfa-gateway devices register --config FILE (--cert PEM | --fingerprint SHA256) [--name N] [--user U | --shared]
-  mfa-gateway devices revoke --config FILE (--cert PEM | --fingerprint SHA256) [--name N]
+  mfa-gateway devices register --config FILE (--cert FILE | --fingerprint SHA256) [--name N] [--user U | --shared]
+  mfa-gateway devices revoke --config FILE (--cert FILE | --fingerprint SHA256) [--name N]
   mfa-gateway devices list --config FILE
                                      the registry of managed-device certificates
   mfa-gateway enrol-codes issue --config FILE (--user U | --csv FILE)

@@ -87,6 +87,20 @@ t.test('every command is in the README', async (t) => {
   }
 });
 
+t.test("the README's command rows name each option's value as the usage text does", async (t) => {
+  // `--cert PEM` in the usage and `--cert FILE` in the README: one of them misleads (it is a file, holding a PEM).
+  const usage = /const USAGE = `([\s\S]+?)`;/.exec(readFileSync('src/main.ts', 'utf8'))![1]!;
+  const rows = readme.split('\n').filter((l) => l.startsWith('| `mfa-gateway ')).map((l) => l.split('` |')[0]!).join('\n');
+  const values = (text: string) => {
+    const found = new Map<string, Set<string>>();
+    for (const [, option, value] of text.matchAll(/--([a-z-]+) ([A-Z][A-Z0-9]*)\b/g)) found.set(option!, (found.get(option!) ?? new Set()).add(value!));
+    return found;
+  };
+  const [inUsage, inReadme] = [values(usage), values(rows)];
+  t.ok(inReadme.size >= 15, `${inReadme.size} options with a value in the README`);
+  for (const [option, named] of inReadme) t.same([...named], [...(inUsage.get(option) ?? [])], `--${option}`);
+});
+
 t.test("each command's row in the README names every option the command takes", async (t) => {
   // An option left out of its row looks like one the command refuses (an option a command does not take is wrong usage).
   const main = readFileSync('src/main.ts', 'utf8');
