@@ -155,11 +155,12 @@ function securityNav(ctx: PageContext): string {
  * The warning the script shows (an alert) a minute before the sign-in's time runs out, also to someone who has read
  * past the time said at the top, or is typing (WCAG 2.2.1): the page is not drawn again by itself. Where it can give
  * more, it says to ask, and the button follows it: after the page's own form, so that that button comes first. A
- * page opened with a minute or less left says so at the top, and warns no more.
+ * page opened with a minute or less left says so at the top, and warns no more. When the time has run out, the same
+ * alert says so (`over`), and the button goes.
  */
 function timeWarning(ctx: PageContext, limit: TimeLimit): string {
   const { t } = ctx;
-  const warning = `<p class="notice time-warning" role="alert" data-seconds-left="${limit.secondsLeft}"${scriptText(ctx, 'warning', t(limit.moreTime ? 'timeAlmostUp' : 'timeAlmostUpNoMore'))} hidden></p>`;
+  const warning = `<p class="notice time-warning" role="alert" data-seconds-left="${limit.secondsLeft}"${scriptText(ctx, 'warning', t(limit.moreTime ? 'timeAlmostUp' : 'timeAlmostUpNoMore'))}${scriptText(ctx, 'over', t('timeRanOut'))} hidden></p>`;
   return limit.moreTime
     ? `${warning}\n<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', limit.moreTime.csrf)}${hidden('back', limit.moreTime.back)}<button type="submit" class="secondary">${msg(ctx, t('moreTime'))}</button></form>`
     : warning;

@@ -122,3 +122,49 @@ t.test('a minute before a sign-in runs out of time, its page warns, and "I need 
   t.equal(await page.getByRole('status').textContent(), 'You have 5 min left to finish signing in. After that, start again with your password.', 'with its whole time again');
   t.equal(await warning.count(), 0, 'and no warning');
 });
+
+t.test('when a sign-in runs out of time, its page says so (also when its timer fires late) and offers no more time', async (t) => {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  await submitPassword(page, s);
+  await enrolTotp(page, s);
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  // The page's clock is the test's: moved on at will, its timers fired as they fall due.
+  await page.clock.install();
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/verify`);
+  const warning = page.getByRole('alert');
+  const moreTime = page.locator('form.more-time button');
+
+  s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 - 62_000);
+  await page.reload();
+  await tabTo(page, /^input#code/);
+  await page.keyboard.type('123');
+  await page.clock.runFor(3_000);
+  t.equal(await warning.textContent(), en.timeAlmostUp, 'a minute before the end: the warning');
+  t.equal(await moreTime.textContent(), en.moreTime);
+  t.ok(await moreTime.isVisible(), 'and "I need more time"');
+  await page.clock.runFor(60_000);
+  t.equal(await warning.textContent(), en.timeRanOut, 'at the end: that the time has run out, in the same alert');
+  t.ok((await axTree(page)).some((n) => n.role === 'alert'), 'still an alert, which a screen reader announces');
+  t.notOk(await moreTime.isVisible(), 'no "I need more time", which could no longer give any');
+  t.match((await focused(page)).element, /^input#code/, 'focus left where it was');
+  t.equal(await page.inputValue('#code'), '123', 'and what was typed');
+
+  // Focus on "I need more time" when the time runs out: not lost with the button, but on what says why it went.
+  await page.reload();
+  await page.clock.runFor(3_000);
+  await tabTo(page, /^button "I need more time"/);
+  await page.clock.runFor(60_000);
+  t.notOk(await moreTime.isVisible(), 'the button gone');
+  t.match((await focused(page)).element, /^p "The time to finish signing in has run/, 'focus on the alert that says why');
+
+  // The tab in the background (the authenticator app in front of it, a phone asleep): its timer fires only once the
+  // end has passed. The page says the time has run out, not that a minute is left.
+  await page.reload();
+  await page.clock.fastForward(120_000);
+  await warning.waitFor();
+  t.equal(await warning.textContent(), en.timeRanOut, 'a timer fired late: that the time has run out');
+  t.notOk(await moreTime.isVisible(), 'and no more time offered');
+});

@@ -138,15 +138,34 @@
       return box.querySelector('.key').textContent.replace(/\s/g, '');
     });
   }
-  // A sign-in in progress: its warning shown, and so announced (an alert), a minute before its time runs out, timed
-  // from when the page came. A page that came with a minute or less left says so already.
+  // A sign-in in progress: its warning shown, and so announced (an alert), a minute before its time runs out, and at
+  // the end, in the same alert, that it has run out, "I need more time" gone (it could give none). Timed from when the
+  // page came, by this device's clock: a timer fires late in a tab in the background (the authenticator app in front
+  // of it, a phone asleep), and a page seen again after the end says so, not that a minute is left. A page that came
+  // with a minute or less left says so already, and is told only of the end. Focus on the button that goes moves to
+  // the alert (not lost to the top of the page).
   function warnOfTime(warning) {
-    var wait = Number(warning.dataset.secondsLeft) - 60;
-    if (!(wait > 0)) return;
-    setTimeout(function () {
-      showGiven(warning, warning, 'warning');
+    var end = Date.now() + Number(warning.dataset.secondsLeft) * 1000;
+    function show(name) {
+      showGiven(warning, warning, name);
       warning.hidden = false;
-    }, wait * 1000);
+    }
+    if (end - Date.now() > 60000) {
+      setTimeout(function () {
+        if (Date.now() < end) show('warning');
+      }, end - Date.now() - 60000);
+    }
+    setTimeout(function () {
+      show('over');
+      var more = document.querySelector('form.more-time');
+      if (!more) return;
+      var hadFocus = more.contains(document.activeElement);
+      more.hidden = true;
+      if (hadFocus) {
+        warning.tabIndex = -1;
+        warning.focus();
+      }
+    }, end - Date.now());
   }
   function start() {
     document.querySelectorAll('.passkey').forEach(setUp);
