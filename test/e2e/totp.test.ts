@@ -120,6 +120,28 @@ t.test('the recovery codes page: a text file to download, Print and Copy; printe
   t.ok(await page.getByRole('button', { name: 'Make new recovery codes' }).isVisible(), 'another page prints as it shows');
 });
 
+t.test('the recovery codes page printed once its time warning shows: still only the codes and what they are', async (t) => {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  await page.clock.install();
+  await submitPassword(page, s);
+  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  await page.fill('#code', await totpAt(await shownSecret(page), s.clock.now()));
+  await submit(page);
+  t.equal(url(page), `${P}/recovery-codes`);
+  const warning = page.getByRole('alert');
+  await page.clock.runFor(s.config.mfa.pendingTimeoutSeconds * 1000 - 50_000);
+  t.match(await warning.textContent(), /^Less than a minute left/, 'the warning, on the screen');
+  await page.emulateMedia({ media: 'print' });
+  t.ok(await page.locator('#recovery-codes').isVisible(), 'printed: the codes');
+  t.notOk(await page.locator('.time-warning').isVisible(), 'printed without the warning');
+  await page.emulateMedia({ media: 'screen' });
+  await page.clock.runFor(60_000);
+  t.match(await warning.textContent(), /has run out/, 'and once the time has run out');
+  await page.emulateMedia({ media: 'print' });
+  t.notOk(await page.locator('.time-warning').isVisible(), 'printed without that either');
+});
+
 t.test('the recovery codes page without JavaScript: the download link, no Print or Copy button that would do nothing', async (t) => {
   const s = await startE2eStack(t);
   const context = await browser.newContext({ javaScriptEnabled: false });
