@@ -442,7 +442,7 @@ export interface FactorView {
   removable: boolean;
 }
 
-export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoveryDisabled?: boolean; recoverySet: string; notice?: MessageKey; error?: string }): string {
+export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoveryDisabled?: boolean; recoverySet: string; notice?: MessageKey }): string {
   const { t } = ctx;
   // A message with a {date}, the date in a <time>, which is kept on one line (a phone broke "2026-12-06" at a dash).
   const dated = (key: MessageKey, ms: number) => {
@@ -474,7 +474,6 @@ ${
     ctx,
     t('securityTitle'),
     `${v.notice ? `<p class="notice" role="status">${msg(ctx, t(v.notice))}</p>` : ''}
-${errorBlock(ctx, 'security-error', v.error)}
 <p>${msg(ctx, t('securityIntro'))}</p>
 <h2>${msg(ctx, t('securityFactors'))}</h2>
 <ul class="factors">${items}</ul>
