@@ -27,11 +27,13 @@ export class DeviceRegistry {
   get(fingerprint: string): Promise<DeviceRecord | null> {
     return this.records.get(keys.device(fingerprint));
   }
-  /** Adds or replaces a device (operators only: the index is not updated atomically with the record). */
+  /**
+   * Adds or replaces a device (operators only: the index is not updated atomically with the record). The index is
+   * compared and set: of devices added at once (two commands run together), none drops out of it.
+   */
   async put(d: DeviceRecord): Promise<void> {
     await this.records.put(keys.device(d.fingerprint), d);
-    const list = (await this.index.get(keys.deviceIndex())) ?? [];
-    if (!list.includes(d.fingerprint)) await this.index.put(keys.deviceIndex(), [...list, d.fingerprint]);
+    await this.index.change(keys.deviceIndex(), (list) => (list?.includes(d.fingerprint) ? list : [...(list ?? []), d.fingerprint]));
   }
   async list(): Promise<DeviceRecord[]> {
     const list = (await this.index.get(keys.deviceIndex())) ?? [];
