@@ -41,10 +41,13 @@ export function messageLanguage(ctx: Pick<PageContext, 'lang' | 'english'>, mess
   return ctx.english(message) ? 'en' : ctx.lang;
 }
 
-/** A passkey the gateway refused, answered to the passkey script: the message it shows, and the tries left. */
-export function sendPasskeyRefused(reply: FastifyReply, ctx: PageContext, attemptsLeft: number): FastifyReply {
+/**
+ * A passkey the gateway refused, answered to the passkey script: the message it shows, and the tries left when the
+ * refusal used one (a registration's uses none).
+ */
+export function sendPasskeyRefused(reply: FastifyReply, ctx: PageContext, attemptsLeft?: number): FastifyReply {
   const message = ctx.t('passkeyFailed');
-  return reply.code(400).header('content-language', messageLanguage(ctx, message)).send({ error: 'refused', message, attemptsLeft });
+  return reply.code(400).header('content-language', messageLanguage(ctx, message)).send({ error: 'refused', message, ...(attemptsLeft === undefined ? {} : { attemptsLeft }) });
 }
 
 /** Headers of every HTML page of the gateway's, besides its type, language, caching and CSP. */

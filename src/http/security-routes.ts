@@ -189,7 +189,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const ip = clientIp(req);
     const name = typeof member(req, 'name') === 'string' ? (member(req, 'name') as string) : '';
     const result = await enrolment.confirmSessionPasskey(active, member(req, 'credential'), name || page(req).t('passkeyDefaultName'), ip);
-    if (!result.ok) return sendPasskeyRefused(reply, page(req), result.attemptsLeft);
+    if (!result.ok) return sendPasskeyRefused(reply, page(req));
     await factors.afterChange(active, ip);
     return { next: `${p}/security?notice=done` };
   });

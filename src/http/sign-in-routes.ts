@@ -207,7 +207,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const name = typeof member(req, 'name') === 'string' ? (member(req, 'name') as string) : '';
     const result = await enrolment.confirmPendingPasskey(id, login, member(req, 'credential'), name || page(req).t('passkeyDefaultName'), clientIp(req));
-    if (!result.ok) return refusedJson(req, reply, result);
+    if (!result.ok) return sendPasskeyRefused(reply, page(req));
     return { next: `${p}/recovery-codes` };
   });
 

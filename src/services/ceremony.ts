@@ -47,7 +47,7 @@ export interface Attempt {
   failures?: number;
   /** This was the last attempt before the cap: if it is wrong, the kind is disabled. */
   last: boolean;
-  /** A factor being set up: it counts in the ceremony only, right or wrong. */
+  /** An app being set up: it counts in the ceremony only, right or wrong. */
   setup?: true;
 }
 
@@ -156,13 +156,13 @@ export class Attempts {
   }
 
   /**
-   * A factor being set up: counted in the ceremony only. A set-up guesses no secret (the person sees the key, or
-   * makes the credential), so it is neither refused nor counted for the user; nor does its success reset the user's
-   * count, which would let a set-up that is never bound (a stale sign-in's) wipe the failures of guesses at the
-   * user's real factor. A kind disabled after too many failures comes back when a new one of that kind is bound
-   * (see bind in enrolment.ts).
+   * An app being set up: its code is counted in the ceremony only. A set-up guesses no secret (the person sees the
+   * key), so it is neither refused nor counted for the user; nor does its success reset the user's count, which would
+   * let a set-up that is never bound (a stale sign-in's) wipe the failures of guesses at the user's real factor. A
+   * kind disabled after too many failures comes back when a new one of that kind is bound (see bind in enrolment.ts).
+   * A passkey being registered counts in neither (see registrationRefused there).
    */
-  async beginSetup(c: Ceremony, ip: string, kind: 'totp' | 'webauthn'): Promise<Attempt> {
+  async beginSetup(c: Ceremony, ip: string, kind: 'totp'): Promise<Attempt> {
     return { n: await this.counted(c), kind, last: false, setup: true };
   }
 

@@ -50,6 +50,8 @@ type Binding = { first: true; id: string; proved: string | undefined; since: num
 
 /** A factor has been bound: for a first enrolment, the recovery codes to show once. */
 export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
+/** A passkey registration refused: no try was used (see registrationRefused). */
+export type Unregistered = { ok: false };
 
 // A TOTP secret being set up from the security page waits this long for its first code.
 const SETUP_TTL_MS = 10 * 60_000;
@@ -250,7 +252,7 @@ export class EnrolmentService {
     return this.passkeyOptions(`pending:${id}`, p.pid, p.username);
   }
 
-  async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
+  async confirmPendingPasskey(id: string, p: PendingLogin, response: unknown, name: string, ip: string): Promise<Bound | Unregistered> {
     const how: Binding = { first: true, id, proved: p.invite, since: p.passwordAt ?? 0 };
     const bound = await this.registerPasskey(`pending:${id}`, this.d.attempts.ofLogin(id, p), response, name, ip, how);
     if (!bound.ok) return bound;
@@ -292,7 +294,7 @@ export class EnrolmentService {
     return this.passkeyOptions(`session:${active.sid}`, active.record.pid, active.record.username);
   }
 
-  confirmSessionPasskey(active: ActiveSession, response: unknown, name: string, ip: string): Promise<Bound | Refused> {
+  confirmSessionPasskey(active: ActiveSession, response: unknown, name: string, ip: string): Promise<Bound | Unregistered> {
     // The session's last proof: a device-bound passkey, or not (see withPasskey).
     return this.registerPasskey(`session:${active.sid}`, this.d.attempts.ofSession(active), response, name, ip, { first: false, provenByKey: active.record.deviceBound === true });
   }
@@ -320,18 +322,15 @@ export class EnrolmentService {
     name: string,
     ip: string,
     how: Binding,
-  ): Promise<Bound | Refused> {
-    const attempt = await this.d.attempts.beginSetup(c, ip, 'webauthn');
-    // The challenge was made for this login or session and for registration, and is used once (R21, C-42).
+  ): Promise<Bound | Unregistered> {
+    // The challenge was made for this login or session and for registration, and is used once (R21, C-42): taken
+    // before the answer is checked, so each answer, refused or not, needs options of its own.
     const challenge = await this.d.challenges.take(owner, 'register');
-    if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) {
-      return this.d.attempts.failed(c, ip, attempt, 'no live registration challenge');
-    }
+    if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) return this.registrationRefused(c, ip, 'no live registration challenge');
     const result = await verifyRegistration(this.d.rp, response, challenge.challenge);
-    if (!result.ok) return this.d.attempts.failed(c, ip, attempt, result.reason);
+    if (!result.ok) return this.registrationRefused(c, ip, result.reason);
     // A credential id belongs to one user only (WA3 §7.1, C-44).
-    if (!(await this.d.owners.claim(result.credential.id, c.pid))) return this.d.attempts.failed(c, ip, attempt, 'credential id already registered');
-    await this.d.attempts.succeeded(c, attempt);
+    if (!(await this.d.owners.claim(result.credential.id, c.pid))) return this.registrationRefused(c, ip, 'credential id already registered');
     const factor: Factor = { id: newId().slice(0, 16), kind: 'webauthn', name: factorName(name, 'Passkey'), addedAt: this.d.clock.now(), credential: result.credential };
     try {
       return await this.bind(c.pid, factor, c.username, ip, how);
@@ -340,6 +339,18 @@ export class EnrolmentService {
       await this.d.owners.release(result.credential.id).catch(() => undefined);
       throw err;
     }
+  }
+
+  /**
+   * A passkey registration refused (an authenticator that is broken or says no, a page left open past its challenge):
+   * logged with its reason, and the person may try again with new options. It uses no try of the sign-in or session:
+   * nothing a registration is checked for could be guessed (its challenge is the gateway's, its origin the browser's,
+   * its signatures the authenticator's), so five refusals must not end a session, nor send a first sign-in back to its
+   * password and enrolment proof.
+   */
+  private registrationRefused(c: Ceremony, ip: string, reason: string): Unregistered {
+    this.d.security('mfa_failed', { pid: c.pid, ip, factor: 'webauthn', reason });
+    return { ok: false };
   }
 
   /** The app another submission of a set-up added with its secret: waited for at most TWIN_WAIT (null: none). */

@@ -744,7 +744,8 @@ t.test('what malformed input costs: refused, no try; a code or passkey answer ch
   await jsonCall(bob.b, `${P}/enrol/passkey/options`, bob.csrf);
   await probe(bob.b, bob.pid, malformedCall(`${P}/enrol/passkey`, bob.csrf, { credential: { id: 'x' }, name: 'Key' }));
   await probe(bob.b, bob.pid, [['a wrong code', `${P}/enrol/totp`, FORM, q({ csrf: bob.csrf, code: '000000' })]], 1);
-  await probe(bob.b, bob.pid, [['a junk passkey answer', `${P}/enrol/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': bob.csrf }]], 1);
+  // A registration guesses nothing: its refusal uses no try (see the README's security page).
+  await probe(bob.b, bob.pid, [['a junk passkey answer', `${P}/enrol/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': bob.csrf }]]);
   t.equal((await bob.b.post(`${P}/enrol/totp`, { csrf: bob.csrf, code: await totpAt(bobs, s.clock.now()) })).location, `${P}/recovery-codes`, 'the right code enrols the app');
   t.match((await bob.b.get(`${P}/recovery-codes`)).body, /<li>[A-Z2-9-]{19}<\/li>/, 'the recovery codes are shown');
   await probe(bob.b, bob.pid, malformedForm(`${P}/recovery-codes`, bob.csrf, 'saved', 'yes'));
@@ -783,6 +784,8 @@ t.test('what malformed input costs: refused, no try; a code or passkey answer ch
   await probe(b, alice.pid, [...malformedForm(`${P}/security/totp`, session, 'code', '000000'), ['the name twice', `${P}/security/totp`, FORM, twice('name')]]);
   await probe(b, alice.pid, [['a wrong code', `${P}/step-up`, FORM, q({ csrf: session, code: '000000' })]], 1, 'totp');
   await probe(b, alice.pid, [['a wrong code for a new app', `${P}/security/totp`, FORM, q({ csrf: session, code: '000000' })]], 1);
+  await jsonCall(b, `${P}/security/passkey/options`, session);
+  await probe(b, alice.pid, [['a junk answer for a new passkey', `${P}/security/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': session }]]);
   await probe(b, alice.pid, [['a junk passkey answer', `${P}/step-up/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': session }]], 1);
   s.clock.advance(30_000);
   t.equal((await b.post(`${P}/step-up`, { csrf: session, code: await totpAt(secret, s.clock.now()) })).status, 200, 'the right code steps up');

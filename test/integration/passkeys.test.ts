@@ -670,3 +670,41 @@ t.test('someone with only a passkey, in a browser without JavaScript, is told wh
   const stepUp = await b.get('/_mfa/step-up?to=%2Fprescriptions%2F');
   t.equal(noScript(stepUp.body), 'Passkeys need JavaScript in your browser. Turn it on, or use another browser.', 'a step-up: recovery codes do not step up');
 });
+
+t.test('a passkey the authenticator fails to register at first enrolment is refused, and may be tried again: the sign-in stays; wrong app codes still end it', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = passkeyCsrf((await b.get('/_mfa/enrol')).body);
+  const options = async () => (await jsonCall(b, '/_mfa/enrol/passkey/options', csrf)).json;
+  const finish = (credential: unknown) => jsonCall(b, '/_mfa/enrol/passkey', csrf, { credential, name: 'Key' });
+  const broken = new SoftAuthenticator({ origin: ORIGIN });
+  for (let i = 0; i < 7; i++) {
+    const refused = await finish(broken.register(await options(), { flags: { up: false, uv: false } }));
+    t.same(refused, { status: 400, json: { error: 'refused', message: 'That did not work. Try again, or choose another way.' } }, `refusal ${i + 1}: no try used, none said`);
+  }
+  t.equal(events(s, 'mfa_failed').filter((e) => e.reason === 'user-presence').length, 7, 'each refusal logged with its reason');
+  t.equal(events(s, 'mfa_attempts_exhausted').length, 0, 'the sign-in goes on');
+  const key = new SoftAuthenticator({ origin: ORIGIN });
+  const o = await options();
+  t.equal((await finish(key.register(o, { rpId: 'evil.example' }))).status, 400, 'the rp id hash of another domain');
+  t.equal(events(s, 'mfa_failed').at(-1).reason, 'rp-id');
+  t.equal((await finish(key.register(o))).status, 400, 'a refusal took the challenge');
+  t.equal(events(s, 'mfa_failed').at(-1).reason, 'no live registration challenge');
+
+  // The app instead: its wrong codes count, and the fifth ends the sign-in (the password again).
+  const page = await b.get('/_mfa/enrol/totp');
+  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
+  const wrong = (await totpAt(secret, s.clock.now())) === '000000' ? '111111' : '000000';
+  const answers = [];
+  for (let i = 0; i < 5; i++) answers.push((await b.post('/_mfa/enrol/totp', { csrf, code: wrong })).status);
+  t.same(answers, [400, 400, 400, 400, 429], 'five wrong codes');
+
+  // A new sign-in: the key that works is bound.
+  const again = s.browser();
+  await submitPassword(again, ALICE.username, ALICE.password);
+  const c = passkeyCsrf((await again.get('/_mfa/enrol')).body);
+  const added = await jsonCall(again, '/_mfa/enrol/passkey', c, { credential: key.register((await jsonCall(again, '/_mfa/enrol/passkey/options', c)).json), name: 'Key' });
+  t.same(added, { status: 200, json: { next: '/_mfa/recovery-codes' } });
+});

@@ -574,3 +574,40 @@ t.test('a change sent after the session ended: the sign-in its page links to com
   t.equal(refused.status, 401);
   t.match(refused.body, 'href="/login?next=%2F_mfa%2Fsecurity"');
 });
+
+t.test('a passkey the authenticator fails to register is refused, and may be tried again: the session stays; each refusal uses up its challenge', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const options = async () => (await jsonCall(b, '/_mfa/security/passkey/options', csrf)).json;
+  const finish = (credential: unknown) => jsonCall(b, '/_mfa/security/passkey', csrf, { credential, name: 'Key' });
+  const failed = () => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'mfa_failed');
+  // A key that never reports the person's touch: refused each time, with the message the page shows, never "sign in again".
+  const broken = new SoftAuthenticator({ origin: 'http://localhost' });
+  for (let i = 0; i < 7; i++) {
+    const refused = await finish(broken.register(await options(), { flags: { up: false, uv: false } }));
+    t.same(refused, { status: 400, json: { error: 'refused', message: 'That did not work. Try again, or choose another way.' } }, `refusal ${i + 1}: no try used, none said`);
+  }
+  t.equal(failed().filter((e) => e.factor === 'webauthn' && e.reason === 'user-presence').length, 7, 'each refusal logged with its reason');
+  t.equal((await b.get('/records')).status, 200, 'still signed in');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 1, 'nothing added');
+
+  // Every check still holds, and a refusal takes its challenge: the key's genuine answer to it is refused too.
+  const key = new SoftAuthenticator({ origin: 'http://localhost' });
+  const o = await options();
+  t.equal((await finish(key.register(o, { origin: 'https://evil.example' }))).status, 400, 'a phishing origin');
+  t.equal(failed().at(-1).reason, 'origin');
+  t.equal((await finish(key.register(o))).status, 400, 'the challenge is gone');
+  t.equal(failed().at(-1).reason, 'no live registration challenge');
+  t.same(await finish(key.register(await options())), { status: 200, json: { next: '/_mfa/security?notice=done' } }, 'a new challenge: added');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 2);
+
+  // Wrong codes still count: five end the session.
+  s.clock.advance(30_000);
+  const wrong = (await totpAt(secret, s.clock.now())) === '000000' ? '111111' : '000000';
+  const step = inputValue((await b.get('/_mfa/step-up')).body, 'csrf');
+  const answers = [];
+  for (let i = 0; i < 5; i++) answers.push((await b.post('/_mfa/step-up', { csrf: step, code: wrong })).status);
+  t.same(answers, [400, 400, 400, 400, 429], 'the fifth wrong code ends the session');
+  t.equal((await b.get('/_mfa/security')).status, 302, 'signed out');
+});
