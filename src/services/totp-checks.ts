@@ -21,7 +21,9 @@ export class TotpChecks {
     const attempt = await this.d.attempts.beginSetup(c, ip, 'totp');
     const step = await this.matchingStep([secret], input);
     if (step === null) return this.d.attempts.failed(c, ip, attempt, 'wrong code');
-    if (!(await this.claimSetup(c, secret, step.step, ip))) return this.d.attempts.failed(c, ip, attempt, 'code already used');
+    const claim = await this.claimSetup(c, secret, step.step, ip);
+    if (claim === 'repeat') return this.d.attempts.repeated(c, attempt);
+    if (claim === 'taken') return this.d.attempts.failed(c, ip, attempt, 'code already used');
     await this.d.attempts.succeeded(c, attempt);
     return { ok: true };
   }
@@ -72,12 +74,13 @@ export class TotpChecks {
 
   /**
    * A step of a secret being set up is accepted at most once for that secret, also across parallel submissions (the
-   * form sent twice: see awaitOtherSubmission in enrolment.ts); the user's mark then covers it too.
+   * form sent twice, which is no replay: see awaitOtherSubmission and boundApp in enrolment.ts); the user's mark then
+   * covers it too.
    */
-  private async claimSetup(c: Ceremony, secret: string, step: number, ip: string): Promise<boolean> {
-    if (await this.d.replay.claimSetupStep(c.pid, setupId(secret), step)) return true;
-    this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
-    return false;
+  private async claimSetup(c: Ceremony, secret: string, step: number, ip: string): Promise<'claimed' | 'repeat' | 'taken'> {
+    const claim = await this.d.replay.claimSetupStep(c.pid, setupId(secret), step, c.id);
+    if (claim === 'taken') this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
+    return claim;
   }
 }
 

@@ -23,14 +23,18 @@ export class ReplayGuard {
 
   /**
    * The first code of a secret being set up: a step is accepted at most once per set-up (`setup` names it, without
-   * its secret), atomically, so of two parallel submissions of one code only one binds the app. The user's own mark
-   * is not asked: the code the user's other app just gave for the same step (a step-up, usually) takes nothing from
-   * a new app's. Then the user's mark is raised to the step (never lowered, whether or not it moved), so the code that
-   * set the app up cannot also sign in once the app is bound.
+   * its secret), atomically, so of two parallel submissions of one code only one binds the app; refused, it tells
+   * whether the step went to this same ceremony (`repeat`: the form sent twice) or another (`taken`), as claimStep
+   * does. The user's own mark is not asked: the code the user's other app just gave for the same step (a step-up,
+   * usually) takes nothing from a new app's. Then the user's mark is raised to the step (never lowered, whether or not
+   * it moved), without a note, so the code that set the app up cannot also sign in once the app is bound.
    */
-  async claimSetupStep(pid: string, setup: string, step: number): Promise<boolean> {
-    if (!(await this.kv.raiseTo(keys.totpSetupStep(pid, setup), step, STEP_TTL_MS))) return false;
+  async claimSetupStep(pid: string, setup: string, step: number, by: string): Promise<'claimed' | 'repeat' | 'taken'> {
+    const claimant = keys.totpSetupClaimant(pid, setup, step);
+    if (!(await this.kv.raiseTo(keys.totpSetupStep(pid, setup), step, STEP_TTL_MS, { key: claimant, value: by }))) {
+      return (await this.kv.get(claimant)) === by ? 'repeat' : 'taken';
+    }
     await this.kv.raiseTo(keys.totpStep(pid), step, STEP_TTL_MS);
-    return true;
+    return 'claimed';
   }
 }

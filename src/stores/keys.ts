@@ -38,6 +38,8 @@ export const keys = {
    * by a digest of that secret (`setup`), never the secret itself. A plain number, not sealed.
    */
   totpSetupStep: (pid: string, setup: string) => `user:{${pid}}:totp-setup-step:${setup}`,
+  /** The ceremony a step of a set-up went to: see ReplayGuard.claimSetupStep. */
+  totpSetupClaimant: (pid: string, setup: string, step: number) => `user:{${pid}}:totp-setup-claimant:${setup}:${step}`,
   credentialOwner: (credentialId: string) => `webauthn-credential:{${credentialId}}`,
   credentialOwnerPrefix: () => 'webauthn-credential:{',
   enrolmentCode: (pid: string) => `user:{${pid}}:enrolment-code`,

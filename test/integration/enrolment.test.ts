@@ -475,3 +475,40 @@ t.test('a passkey whose binding fails leaves its credential id free', async (t) 
   t.equal(refused.status, 403, 'a factor was enrolled meanwhile');
   t.equal(await s.kv.get(keys.credentialOwner(auth.credentials[0]!.id)), null, 'the credential id is not kept for her');
 });
+
+t.test("the first app's code form sent twice at once (a double-click) is no replay and uses no try; its code used later elsewhere is", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const logged = (event: string) => s.logs.filter((l) => l.includes(`"security":"${event}"`)).length;
+  const gw = s.app.gateway;
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const { secret, csrf } = await totpEnrolmentForm(s, b);
+  const wrong = (await totpAt(secret, s.clock.now())) === '000000' ? '111111' : '000000';
+  for (let i = 0; i < 2; i++) t.equal((await b.post('/_mfa/enrol/totp', { csrf, code: wrong })).status, 400, 'a typo');
+  const { id, p } = await gw.pending.at(b.cookies.get('__Host-mfa-pending'), 'enrol');
+  const tries = () => gw.limits.attempts.ofLogin(id, p).tries();
+  t.equal(await tries(), 2);
+  // Both submissions reach the check of the code (the service itself, as the pages may not meet at that moment).
+  const code = await totpAt(secret, s.clock.now());
+  const results = await Promise.all([0, 1].map(() => gw.enrolment.confirmPendingTotp(id, p, code, 'Phone', '192.0.2.1')));
+  t.equal(results.filter((r) => r.ok && r.recoveryCodes?.length === 10).length, 1, 'one binds the app');
+  t.equal(await gw.pending.stage(id), 'acknowledge', 'both go on to the recovery codes (see the route)');
+  t.same({ replayed: logged('mfa_replayed'), failed: logged('mfa_failed') }, { replayed: 0, failed: 2 }, 'no replay, no failure');
+  t.equal(await tries(), 0, 'no try used: the right code gave them back');
+  t.equal((await b.post('/_mfa/recovery-codes', { csrf, saved: 'yes' })).location, '/records', 'signed in');
+
+  // Through the pages (Bob's first sign-in): both answers go on, never a replay nor a failure.
+  const x = s.browser();
+  await submitPassword(x, BOB.username, BOB.password);
+  const form = await totpEnrolmentForm(s, x);
+  const sent = { csrf: form.csrf, code: await totpAt(form.secret, s.clock.now()) };
+  const answers = await Promise.all([x, x].map((y) => y.post('/_mfa/enrol/totp', sent)));
+  t.same(answers.map((a) => a.location), ['/_mfa/recovery-codes', '/_mfa/recovery-codes']);
+  t.same({ replayed: logged('mfa_replayed'), failed: logged('mfa_failed') }, { replayed: 0, failed: 2 }, 'no replay, no failure');
+
+  // Alice's app's enrolment code, sent in a later sign-in: a replay, refused.
+  const { b: later, csrf: c } = await atCodePage(s);
+  t.equal((await later.post('/_mfa/verify', { csrf: c, code })).status, 400, 'refused');
+  t.equal(logged('mfa_replayed'), 1, 'reported as replayed');
+});

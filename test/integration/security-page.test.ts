@@ -393,7 +393,7 @@ t.test('the code of an app being added, sent twice at once: one app is bound, an
   const results = await Promise.all([0, 1].map(() => s.app.gateway.enrolment.confirmSessionTotp(active, again, 'Second phone', '192.0.2.1')));
   const bound = (r: (typeof results)[number]) => (r?.ok ? r.factor.id : null);
   t.ok(bound(results[0]!) && bound(results[0]!) === bound(results[1]!), 'one app bound, named in both answers');
-  t.equal(replayed(s), before + 1, 'the step claimed once (the second reported as replayed)');
+  t.equal(replayed(s), before, 'the step claimed once (the second, of the same session, is no replay)');
   t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 3, 'one more app, not two');
 
   // One set-up confirmed in two tabs at once, each with a code of its own (the last step's and this one's).
@@ -610,4 +610,41 @@ t.test('a passkey the authenticator fails to register is refused, and may be tri
   for (let i = 0; i < 5; i++) answers.push((await b.post('/_mfa/step-up', { csrf: step, code: wrong })).status);
   t.same(answers, [400, 400, 400, 400, 429], 'the fifth wrong code ends the session');
   t.equal((await b.get('/_mfa/security')).status, 302, 'signed out');
+});
+
+t.test("an app's set-up form sent twice at once (a double-click) is no replay and uses no try; its code used later elsewhere is", async (t) => {
+  const { s } = await setUp(t);
+  const { secret } = await signUpAndEnrol(s);
+  const { b } = await signInWithTotp(s, secret);
+  const failed = () => s.logs.filter((l) => l.includes('"security":"mfa_failed"')).length;
+  const active = (await s.app.gateway.sessions.authenticate(b.cookies.get('__Host-mfa-session')))!;
+  const tries = () => s.app.gateway.limits.attempts.ofSession(active).tries();
+  // Two wrong codes first: the session has three tries left.
+  const setup = await b.get('/_mfa/security/totp');
+  const tablet = shownSecret(setup.body);
+  const wrong = (await totpAt(tablet, s.clock.now())) === '000000' ? '111111' : '000000';
+  for (let i = 0; i < 2; i++) t.equal((await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code: wrong })).status, 400);
+  t.equal(await tries(), 2);
+  const before = { replayed: replayed(s), failed: failed() };
+  // Both submissions reach the check of the code (the service itself, as the pages may not meet at that moment).
+  const code = await totpAt(tablet, s.clock.now());
+  const results = await Promise.all([0, 1].map(() => s.app.gateway.enrolment.confirmSessionTotp(active, code, 'Tablet', '192.0.2.1')));
+  t.ok(results.every((r) => r?.ok && r.factor.id === (results[0] as { factor: { id: string } }).factor.id), 'one app, named in both answers');
+  t.same({ replayed: replayed(s), failed: failed() }, before, 'no replay, no failure');
+  t.equal(await tries(), 0, 'no try used: the right code gave them back');
+
+  // Through the pages, again and again: never a replay, nor a failure.
+  for (let round = 0; round < 3; round++) {
+    const page = await b.get('/_mfa/security/totp');
+    const form = { csrf: inputValue(page.body, 'csrf'), name: `Phone ${round}`, code: await totpAt(shownSecret(page.body), s.clock.now()) };
+    const answers = await Promise.all([b, copyOf(s, b)].map((x) => x.post('/_mfa/security/totp', form)));
+    t.ok(answers.every((a) => a.status === 303 && ['/_mfa/security?notice=done', '/_mfa/security'].includes(a.location!)), `round ${round}: added, or the settings`);
+  }
+  t.same({ replayed: replayed(s), failed: failed() }, before, 'no replay, no failure');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 5, 'one app a set-up');
+
+  // The tablet's code, sent in another sign-in: a replay, refused.
+  const { b: other, csrf } = await atCodePage(s);
+  t.equal((await other.post('/_mfa/verify', { csrf, code })).status, 400, 'refused');
+  t.equal(replayed(s), before.replayed + 1, 'reported as replayed');
 });

@@ -82,13 +82,16 @@ function setUpTests(name: string, make: (t: Tap.Test, clock: FakeClock) => Promi
       const code = await totpAt(tablet, clock.now());
       t.same(await checks.checkSecret(c, tablet, code, ip), { ok: true }, "the tablet's code for step S sets it up");
       t.same(events, [], 'nothing reported');
-      t.same(await checks.checkSecret(c, tablet, code, ip), { ok: false, attemptsLeft: 4 }, 'the same code for the same set-up again: refused');
+      t.same(await checks.checkSecret(c, tablet, code, ip), { ok: false, attemptsLeft: 4 }, 'the same code for the same set-up again (the form sent twice): refused');
+      t.same(events, [], 'by the same session: no replay');
+      t.same(await checks.checkSecret({ ...c, id: 'session:2' }, tablet, code, ip), { ok: false, attemptsLeft: 4 }, 'by another session: refused');
+      t.same(events, ['mfa_replayed'], 'a replay');
       await bind(tablet);
       t.same(await checks.checkUser(c, code, ip), { ok: false, attemptsLeft: 4 }, 'the code that set the tablet up does not sign in');
       t.same(await checks.checkUser(c, await totpAt(phone, clock.now()), ip), { ok: false, attemptsLeft: 4 }, "nor the phone's, used already");
       // In this session, which used the step: its own (no failure); in a sign-in: taken, and a replay.
       t.same(await checks.checkUser({ ...c, id: 'login:2', kind: 'login' }, code, ip), { ok: false, attemptsLeft: 4 }, 'nor in a sign-in');
-      t.same(outcomes, ['succeeded', 'succeeded', 'code already used', 'repeated', 'repeated', 'code already used']);
+      t.same(outcomes, ['succeeded', 'succeeded', 'repeated', 'code already used', 'repeated', 'repeated', 'code already used']);
       t.same(events, ['mfa_replayed', 'mfa_replayed']);
       clock.advance(30_000);
       t.match(await checks.checkUser(c, await totpAt(tablet, clock.now()), ip), { ok: true }, 'the next step: the tablet signs in');
