@@ -7,7 +7,7 @@ import { applySetCookies, cookieHeader, cookieName, cookieValues, type Jar } fro
 import { usernameFields } from '../domain/legacy-auth.js';
 import { loginFormOf } from '../domain/login-form.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
-import { loginPageFor } from '../domain/redirect.js';
+import { browserLocation, loginPageFor } from '../domain/redirect.js';
 import { accountNames } from '../domain/username.js';
 import { judgeLoginAnswer, parseLoginBody, portalLogin, type JudgedLogin } from '../services/login.js';
 import { InFlight } from '../upstream/in-flight.js';
@@ -210,9 +210,9 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 
 /**
- * The login page as a browser gets it: GET portal.login.page, and each redirect followed on the portal's own origin
- * (never to another host, which is an error), with the cookies set on the way. `url`: where the page is; `asked`: the
- * way there (`GET /login -> /login/`).
+ * The login page as a browser gets it through the gateway: GET portal.login.page, and each redirect followed on the
+ * portal (never to another host, which is an error), with the cookies set on the way. `url`: where the page is;
+ * `asked`: the way there (`GET /login -> /login/`).
  */
 async function loginPage(config: Config, portal: PortalClient, now: number, hide: (text: string) => string): Promise<{ page: PortalResponse; url: URL; jar: Jar; asked: string }> {
   const { origin } = portal;
@@ -226,7 +226,10 @@ async function loginPage(config: Config, portal: PortalClient, now: number, hide
     const [location] = [page.headers.location ?? []].flat();
     if (!REDIRECTS.has(page.status) || location === undefined) return { page, url, jar, asked };
     if (redirects === MAX_REDIRECTS) throw new CheckError(`${hide(asked)} (portal.login.page) redirects more than ${MAX_REDIRECTS} times`);
-    const next = URL.canParse(location, url) ? new URL(location, url) : undefined;
+    // Where the browser goes: the Location as the gateway passes it on (a path on the portal, see browserLocation), read
+    // from the page's address.
+    const sent = browserLocation(location, origin);
+    const next = URL.canParse(sent, url) ? new URL(sent, url) : undefined;
     // Named without its query, which may hold what is not for a log.
     if (next?.origin !== origin) throw new CheckError(`${hide(asked)} (portal.login.page) answered ${page.status} to ${next ? hide(`${next.origin}${next.pathname}`) : 'no readable address'}, not on the portal (${origin})`);
     url = next;

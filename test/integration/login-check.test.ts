@@ -256,6 +256,28 @@ t.test('a login page reached by redirects: followed on the portal, with the cook
   t.same(portal.seen.filter((s) => s.startsWith('POST')).map((s) => s.split(' ', 2)[1]), ['/auth/check', '/auth/check'], 'the passwords went to the login path only');
 });
 
+t.test("a login page redirected to the portal's host and port under https: followed, as the gateway passes it on", async (t) => {
+  // A portal that builds its redirects from its Host and the scheme it assumes (ASP.NET Core, Django): the gateway
+  // makes such a Location a path on the gateway (browserLocation), so the browser gets the page there.
+  const portal = await startPortal(t, (req, port) => {
+    if (req.url === '/login') return { status: 302, headers: { location: `https://127.0.0.1:${port}/login/?next=%2F` } };
+    if (req.method === 'GET' && req.url === '/login/?next=%2F') return { status: 200, body: '<form method="post" action="/j_security_check"><input name="j_username"><input type="password" name="j_password"></form>' };
+    if (req.method === 'POST' && req.url === '/j_security_check') return { status: 302, headers: { location: new URLSearchParams(req.body).get('j_password') === 'right-pw' ? '/home' : '/login?error' } };
+    return { status: 400 };
+  });
+  const r = await checkOn(t, portal, {}, 'right-pw');
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout.split('\n')[0], 'right password: POST /j_security_check with j_username, j_password (the form of GET /login -> /login/?next=%2F; cookies sent: none)');
+
+  // The same host on another port is another site: the gateway passes it on as sent.
+  const other = await startPortal(t, () => ({ status: 200 }));
+  const away = await startPortal(t, () => ({ status: 302, headers: { location: `https://127.0.0.1:${other.port}/login/` } }));
+  const a = await checkOn(t, away, {}, 'right-pw');
+  t.equal(a.code, 1);
+  t.equal(a.stderr, `mfa-gateway: GET /login (portal.login.page) answered 302 to https://127.0.0.1:${other.port}/login/, not on the portal (${away.url})\n`);
+  t.same(other.seen, [], 'nothing reached the other host');
+});
+
 t.test('a login page redirected to another host, or on and on: an error, nothing sent there', async (t) => {
   const other = await startPortal(t, () => ({ status: 200 }));
   const away = await startPortal(t, () => ({ status: 302, headers: { location: `http://localhost:${other.port}/sso/login?token=t0ken` } }));
