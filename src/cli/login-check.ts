@@ -185,6 +185,10 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials, h
   if (!target || loginPath === undefined || !(login.methods as readonly string[]).includes(form.method)) {
     throw new CheckError(`the login form sends ${hide(where)}, which is not a login the gateway intercepts (portal.login.paths, portal.login.methods)`);
   }
+  // The login intercept takes the configured type only (415 for any other): a browser's login would never reach the portal.
+  if (form.enctype !== 'application/x-www-form-urlencoded') {
+    throw new CheckError(`the login form sends ${hide(where)} as ${form.enctype} (its enctype), which the gateway refuses (415): a portal.login.bodyType: form login is application/x-www-form-urlencoded`);
+  }
   // A password field the form lacks (a script adds it) is added.
   const filled = form.fields.map(([name, value]): [string, string] => [name, name === form.usernameField ? c.user : name === login.passwordField ? c.password : value]);
   if (!filled.some(([name]) => name === login.passwordField)) filled.push([login.passwordField, c.password]);

@@ -5,6 +5,11 @@ export interface LoginForm {
   action: string | undefined;
   /** Upper case; a form without one sends GET. */
   method: string;
+  /**
+   * How a POST encodes the fields, lower case: application/x-www-form-urlencoded (also for none, or one a browser does
+   * not know), multipart/form-data or text/plain; the first submit button's formenctype, if it has one, else the form's.
+   */
+  enctype: string;
   /** The username field the form holds (one of the configured names). */
   usernameField: string;
   /** Every field the form sends as it stands, in order: hidden fields (a CSRF token) above all. */
@@ -26,6 +31,8 @@ const FIELD = new RegExp(
 // An option's text runs to the next option or group (a browser ignores the tags in it).
 const OPTION = new RegExp(String.raw`<option\b${ATTRIBUTES}([\s\S]*?)(?=</?(?:option|optgroup)\b|$)`, 'gi');
 const ATTRIBUTE = /([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
+// The encodings a form can send its fields in (HTML's enctype keywords).
+const ENCTYPES = new Set(['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain']);
 // Inputs a browser sends only when clicked or chosen, or never as text.
 const NOT_SENT = new Set(['submit', 'image', 'button', 'reset', 'file']);
 
@@ -48,7 +55,8 @@ export function loginFormOf(html: string, usernameFields: readonly string[]): Lo
     const submitter = tags.find(isSubmitButton);
     const fields: [string, string][] = [];
     for (const field of tags) fields.push(...(field === submitter ? submitted(field) : sent(field)));
-    return { action: form.get('action') || undefined, method: (form.get('method') ?? 'GET').toUpperCase(), usernameField, fields };
+    const enctype = (submitter?.attributes.get('formenctype') ?? form.get('enctype') ?? '').toLowerCase();
+    return { action: form.get('action') || undefined, method: (form.get('method') ?? 'GET').toUpperCase(), enctype: ENCTYPES.has(enctype) ? enctype : 'application/x-www-form-urlencoded', usernameField, fields };
   }
   return null;
 }

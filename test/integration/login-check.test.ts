@@ -157,6 +157,22 @@ t.test('the login form is sent where the gateway would send it, never to another
   t.match(below.portal.seen[1], /^POST \/j_security_check j_username=alice&j_password=right-pw$/);
 });
 
+t.test('a login form a browser sends in another encoding than the gateway takes: an error, no password sent', async (t) => {
+  // The login intercept answers such a login 415: it never reaches the portal, whatever the rules say of its answers.
+  const run = async (form: string) => {
+    const portal = await startFormPortal(t, () => `${form}<input name="j_username"><input type="password" name="j_password"><button>Sign in</button></form>`);
+    return { portal, r: await checkOn(t, portal, {}, 'right-pw') };
+  };
+  for (const enctype of ['multipart/form-data', 'text/plain']) {
+    const { portal, r } = await run(`<form method="post" action="/j_security_check" enctype="${enctype}">`);
+    t.equal(r.code, 1, enctype);
+    t.match(r.stderr, `the login form sends POST /j_security_check as ${enctype} (its enctype), which the gateway refuses (415)`);
+    t.same(portal.seen.map((s) => s.split(' ', 1)[0]), ['GET'], 'no password sent');
+  }
+  const { r } = await run('<form method="post" action="/j_security_check" enctype="application/x-www-form-urlencoded">');
+  t.equal(r.code, 0, r.stderr);
+});
+
 t.test("each answer's Location is printed and judged where it sends a browser: resolved against the login's URL", async (t) => {
   // A servlet portal under /portal/ that answers with Locations relative to its login (home.jsp), or another.
   const run = async (right: string, wrong = 'login.jsp?error') => {

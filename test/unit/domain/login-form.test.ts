@@ -17,13 +17,14 @@ t.test('the form that holds the username field, with what a browser sends of it'
   t.same(loginFormOf(page, ['username']), {
     action: '/sign-in?a=1&b=2',
     method: 'POST',
+    enctype: 'application/x-www-form-urlencoded',
     usernameField: 'username',
     fields: [['csrf', `t<k"n '1<`], ['username', ''], ['password', 'prefilled'], ['terms', 'yes'], ['go', 'Sign in']],
   });
 });
 
 t.test('one of several configured names; none: null; no method is GET, no action the page itself', async (t) => {
-  t.same(loginFormOf('<form><input name="j_username"></form>', ['username', 'j_username']), { action: undefined, method: 'GET', usernameField: 'j_username', fields: [['j_username', '']] });
+  t.same(loginFormOf('<form><input name="j_username"></form>', ['username', 'j_username']), { action: undefined, method: 'GET', enctype: 'application/x-www-form-urlencoded', usernameField: 'j_username', fields: [['j_username', '']] });
   t.equal(loginFormOf('<form action="/login"><input name="email"></form>', ['username']), null);
   t.equal(loginFormOf('<!-- <form><input name="username"></form> -->', ['username']), null);
 });
@@ -55,7 +56,7 @@ t.test('a crafted page of tags never closed is read in time linear in its length
   t.equal(timed('textarea ends', `${login}<textarea name="t">${'</textarea '.repeat(40_000)}`)?.fields[1]?.[1].length, 11 * 40_000);
   // A tag never closed takes the page up to the next `>`, as a browser reads it: the form after it is in the first one's tag.
   const tail = '<form action="/login" method="post"><input name="username"></form>';
-  t.same(loginFormOf(`<form${'<form'.repeat(3)} ${tail}`, ['username']), { action: '/login', method: 'POST', usernameField: 'username', fields: [['username', '']] });
+  t.same(loginFormOf(`<form${'<form'.repeat(3)} ${tail}`, ['username']), { action: '/login', method: 'POST', enctype: 'application/x-www-form-urlencoded', usernameField: 'username', fields: [['username', '']] });
 });
 
 t.test("the form's first submit button goes with it, as a browser sends it (clicked, or by Enter)", async (t) => {
@@ -69,6 +70,17 @@ t.test("the form's first submit button goes with it, as a browser sends it (clic
   t.same(form('<input type="image" src="go.png">'), [['username', ''], ['x', '0'], ['y', '0']]);
   t.same(form('<input type="submit" name="go" disabled><input type="submit" name="other">'), [['username', '']], 'the first one disabled: Enter submits nothing');
   t.same(form('<button>Sign in</button><input type="submit" name="go">'), [['username', '']], 'the first one has no name: none');
+});
+
+t.test("the encoding a browser sends the form in: its enctype, or its first submit button's formenctype", async (t) => {
+  const enctype = (form: string) => loginFormOf(form.replace('<input>', '<input name="username">'), ['username'])?.enctype;
+  t.equal(enctype('<form method="post"><input></form>'), 'application/x-www-form-urlencoded', 'none');
+  t.equal(enctype('<form method="post" enctype="Multipart/Form-Data"><input></form>'), 'multipart/form-data', 'in any case');
+  t.equal(enctype('<form method="post" enctype="text/plain"><input></form>'), 'text/plain');
+  t.equal(enctype('<form method="post" enctype="application/json"><input></form>'), 'application/x-www-form-urlencoded', 'one browsers do not know: the default');
+  t.equal(enctype('<form method="post"><input><button formenctype="multipart/form-data">Sign in</button><button formenctype="text/plain"></form>'), 'multipart/form-data', "the first submit button's");
+  t.equal(enctype('<form method="post" enctype="multipart/form-data"><input><input type="submit" formenctype="application/x-www-form-urlencoded"></form>'), 'application/x-www-form-urlencoded', "the first submit button's, over the form's");
+  t.equal(enctype('<form method="post" enctype="multipart/form-data"><input><button type="button" formenctype="text/plain">Show</button></form>'), 'multipart/form-data', 'not a submit button: the form\'s');
 });
 
 t.test('a select sends its chosen option and a textarea its text, as a browser sends them', async (t) => {
