@@ -1,8 +1,9 @@
 // The HTTP app: fastify with the edge checks, the gateway's own routes and the proxy, around a Gateway.
 import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type Server, type ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions } from 'node:tls';
 import cookie from '@fastify/cookie';
@@ -100,6 +101,35 @@ function rawErrorAnswer(code: ErrorCode, messages: Messages): string {
     `content-language: ${messageLanguage(ui, message)}\r\n` +
     `x-content-type-options: nosniff\r\ncache-control: no-store\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`
   );
+}
+
+/**
+ * Closes each connection whose client takes nothing of its answer for `ms` (portal.timeoutSeconds, as an upload that
+ * sends nothing is cut off): answer bytes wait to go out, and none has gone since. Such a client would hold its
+ * answer's portal connection for as long as it keeps its own open (the portal's timeout does not run while the
+ * browser is not reading), and a few hundred of them every connection to the portal, leaving everybody else's
+ * requests waiting. Checked every second over the open connections: nothing per request. Returns the function that
+ * stops the checks.
+ */
+function closeStalledReaders(server: Server, tls: boolean, ms: number): () => void {
+  // Per connection: the answer bytes gone out (written and taken off the socket) at the last change, and when.
+  const seen = new Map<Socket, { out: number; since: number }>();
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    seen.set(socket, { out: 0, since: 0 });
+    socket.once('close', () => seen.delete(socket));
+  });
+  const timer = setInterval(() => {
+    const now = performance.now();
+    for (const [socket, s] of seen) {
+      const out = socket.bytesWritten - socket.writableLength;
+      if (socket.writableLength === 0 || out !== s.out) {
+        s.out = out;
+        s.since = now;
+      } else if (now - s.since >= ms) socket.destroy();
+    }
+  }, 1000);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Request ids for log correlation: a random instance prefix and a counter (cheap, unique per instance). */
@@ -229,6 +259,7 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
   app.server.maxHeadersCount = 0;
   // A device's certificate is read as its connection's handshake ends, the only time Node gives its chain.
   if (config.server.tls && config.devices.caFile !== undefined) app.server.on('secureConnection', readPeerCertificate);
+  const stopStallChecks = closeStalledReaders(app.server, config.server.tls !== undefined, config.portal.timeoutSeconds * 1000);
   // CONNECT never reaches fastify (Node gives its socket to a `connect` listener, or drops it unanswered): answered
   // as other methods the gateway does not proxy are, and the connection closed.
   app.server.on('connect', (_req, socket: Duplex) => {
@@ -272,6 +303,9 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
   app.addHook('onReady', async () => {
     stopStoreChecks = checkStoreWhenReady(gateway, app.log);
   });
-  app.addHook('onClose', () => gateway.close());
+  app.addHook('onClose', () => {
+    stopStallChecks();
+    return gateway.close();
+  });
   return app;
 }

@@ -2,8 +2,9 @@
 // error page, never a page cut short); a large one, or one of unknown length, streams through as it comes.
 import { once } from 'node:events';
 import { Agent, createServer, get as httpGet, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
 import pino from 'pino';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
@@ -12,6 +13,7 @@ import { resolveConfig } from '../../src/config/load.js';
 import { loggerOptions } from '../../src/log.js';
 import { rawRequest } from '../helpers/browser.js';
 import { rawTestConfig } from '../helpers/config.js';
+import { TestCa } from '../helpers/pki.js';
 
 const CHUNK = Buffer.alloc(100 * 1024, 0x61);
 const PORTAL_SECRET = 'S3CRETPORTALSESSION';
@@ -23,9 +25,14 @@ async function listen(server: ReturnType<typeof createServer>): Promise<string> 
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-/** A portal whose public /static/ answers misbehave on purpose; `release` lets the held large answer finish. */
-async function start(t: Test) {
+/**
+ * A portal whose public /static/ answers misbehave on purpose; `release` lets the held large answer finish. `patch`
+ * changes the gateway's config.
+ */
+async function start(t: Test, patch: (raw: Record<string, any>) => void = () => {}) {
   let release!: () => void;
+  // The portal's connections of /static/endless answers still open.
+  const endless = new Set<Socket>();
   const released = new Promise<void>((r) => (release = r));
   let finished = false;
   const portal = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -84,6 +91,25 @@ async function start(t: Test) {
         // The password check never answers (longer than portal.timeoutSeconds).
         req.resume();
         return void setTimeout(() => res.socket?.destroy(), 4000).unref();
+      case '/static/endless': {
+        // A download that goes on for as long as it is read (sent as fast as it is taken).
+        const socket = res.socket!;
+        endless.add(socket);
+        socket.once('close', () => endless.delete(socket));
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' });
+        const more = () => {
+          while (!res.destroyed && res.write(CHUNK));
+        };
+        res.on('drain', more);
+        return more();
+      }
+      case '/static/sized':
+        // 20 MiB, more than the sockets between the portal and a client hold, sent as fast as it is taken.
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(200 * CHUNK.length) });
+        return void (async () => {
+          for (let i = 0; i < 200 && !res.destroyed; i++) if (!res.write(CHUNK)) await once(res, 'drain');
+          res.end();
+        })().catch(() => {});
       case '/static/large':
         // Half of a large answer, then nothing more until the test has seen the first bytes (or 5 s have passed).
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(2 * CHUNK.length) });
@@ -104,7 +130,9 @@ async function start(t: Test) {
       cb();
     },
   });
-  const app = await buildApp(resolveConfig(rawTestConfig(portalUrl)), { logger: pino(loggerOptions('debug'), sink) });
+  const raw = rawTestConfig(portalUrl);
+  patch(raw);
+  const app = await buildApp(resolveConfig(raw), { logger: pino(loggerOptions('debug'), sink) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
     await app.close();
@@ -115,7 +143,8 @@ async function start(t: Test) {
     portal.closeAllConnections();
     return new Promise((r) => portal.close(r));
   };
-  return { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, release, finished: () => finished, closePortal, logs };
+  const port = (app.server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${port}`, port, release, finished: () => finished, closePortal, logs, endless };
 }
 
 t.test('an answer without a Content-Type gets none from the gateway either', async (t) => {
@@ -272,6 +301,56 @@ t.test('a large answer streams: its first bytes arrive before the portal has sen
   let total = (first.value as Buffer).length;
   for (let c = await chunks.next(); !c.done; c = await chunks.next()) total += (c.value as Buffer).length;
   t.equal(total, 2 * CHUNK.length, 'all of it');
+});
+
+for (const mode of ['http', 'https'] as const) {
+  t.test(`${mode}, a client that takes none of a large answer is cut off after portal.timeoutSeconds, and the portal connection it held is let go`, async (t) => {
+    const ca = mode === 'https' ? new TestCa('server') : undefined;
+    const cert = ca?.issue('localhost', { server: true });
+    const s = await start(t, (raw) => {
+      if (cert) raw.server.tls = { certFile: cert.certFile, keyFile: cert.keyFile };
+    });
+    // Reads nothing once the request is sent (a browser tab frozen, a client gone to sleep with its connection open).
+    const client = cert ? tlsConnect({ port: s.port, host: '127.0.0.1', servername: 'localhost', ca: ca!.ca.cert }) : tcpConnect(s.port, '127.0.0.1');
+    t.teardown(() => client.destroy());
+    client.on('error', () => {});
+    await once(client, cert ? 'secureConnect' : 'connect');
+    client.write('GET /static/endless HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    client.pause();
+    while (s.endless.size === 0) await new Promise((r) => setTimeout(r, 20));
+    const since = Date.now();
+    // portal.timeoutSeconds is 2 s in tests; at once, the stall is not yet seen.
+    await new Promise((r) => setTimeout(r, 1000));
+    t.equal(s.endless.size, 1, 'the answer is still under way within portal.timeoutSeconds');
+    // Kept open, the portal's connection is held for as long as the client keeps its own.
+    while (s.endless.size > 0 && Date.now() - since < 10_000) await new Promise((r) => setTimeout(r, 50));
+    t.equal(s.endless.size, 0, "the portal's connection is closed within a few seconds of portal.timeoutSeconds");
+  });
+}
+
+t.test('a client that takes a large answer slowly, pausing for less than portal.timeoutSeconds at a time, gets all of it', async (t) => {
+  const s = await start(t);
+  const client = tcpConnect(s.port, '127.0.0.1');
+  t.teardown(() => client.destroy());
+  await once(client, 'connect');
+  client.write('GET /static/sized HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+  // A slow line: 2 MiB every 1.3 s (longer than the gateway's checks are apart), nothing in between.
+  let received = 0;
+  let quota = 0;
+  client.on('data', (d: Buffer) => {
+    received += d.length;
+    quota -= d.length;
+    if (quota <= 0) client.pause();
+  });
+  client.pause();
+  let ended = false;
+  client.once('close', () => (ended = true));
+  while (!ended) {
+    await new Promise((r) => setTimeout(r, 1300));
+    quota = 2 * 1024 * 1024;
+    client.resume();
+  }
+  t.ok(received > 200 * CHUNK.length, `the whole answer arrived (${received} bytes with the head)`);
 });
 
 t.test('the password check itself: a portal that does not answer in time is a 504 page, one that is down a 502', async (t) => {
