@@ -61,10 +61,11 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
       case 'GW_ERR_TOO_MANY_ATTEMPTS':
         return { href: loginPage, label: 'signInAgain' };
       case 'GW_ERR_STEP_UP_REQUIRED': {
-        // A change on the security page after its window (its form sent, not a page opened): back there after; a
-        // portal form: back to the page it was sent from, to send it again. A portal rule that takes only some kinds of
-        // factor: the step-up page offers only those, as when a page is opened.
-        return { href: stepUpPage(prefix, gateway ? `${prefix}/security` : from, factors ?? []), label: 'stepUpTitle' };
+        // A change on the security page after its window (its form sent, not a page opened): back there after, to the
+        // form with what was typed in it where the change says (`next`); a portal form: back to the page it was sent
+        // from, to send it again. A portal rule that takes only some kinds of factor: the step-up page offers only
+        // those, as when a page is opened.
+        return { href: stepUpPage(prefix, gateway ? (next ?? `${prefix}/security`) : from, factors ?? []), label: 'stepUpTitle' };
       }
       case 'GW_ERR_SIGNED_IN_MEANWHILE':
         return { href: `${prefix}/continue`, label: 'continue' };

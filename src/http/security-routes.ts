@@ -32,11 +32,16 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   // Every page here is shown to someone signed in (see forPage, forChange).
   const page = (req: FastifyRequest) => Object.assign(pageContext(ui, req), { signedIn: true });
   const recent = (active: ActiveSession) => clock.now() - active.record.factorTime <= CHANGE_WINDOW_MS;
+  /** A page that makes changes: it says how long they can be made without a step-up, and warns before the end (WCAG 2.2.1). */
+  const changePage = (req: FastifyRequest, active: ActiveSession) =>
+    Object.assign(page(req), { timeLimit: { of: 'changes' as const, secondsLeft: Math.max(0, Math.ceil((active.record.factorTime + CHANGE_WINDOW_MS - clock.now()) / 1000)) } });
+  const query = (req: FastifyRequest, name: string) => String((req.query as Record<string, unknown>)[name] ?? '');
 
   /**
    * The signed-in session, for a page (GET: signed out → the login page; factor too old → step-up and back, to the
    * page without its query, a notice shown already, unless `keepQuery`) or for a change (POST: CSRF, then a recent
-   * factor or GW_ERR_STEP_UP_REQUIRED).
+   * factor or GW_ERR_STEP_UP_REQUIRED, whose step-up comes back to `again`: the form's page, with what was typed in
+   * it, to send again (WCAG 2.2.5); by default the settings).
    */
   const forPage = async (req: FastifyRequest, reply: FastifyReply, keepQuery = false): Promise<ActiveSession | null> => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
@@ -50,12 +55,12 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     }
     return active;
   };
-  const forChange = async (req: FastifyRequest): Promise<ActiveSession> => {
+  const forChange = async (req: FastifyRequest, again = () => `${p}/security`): Promise<ActiveSession> => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     // Signed out meanwhile: a new sign-in comes back to this page.
     if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session', { next: `${p}/security` });
     checkCsrf(req, active.record.csrf);
-    factors.requireRecent(active);
+    if (!recent(active)) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', 'change needs a recent second factor', { next: again() });
     return active;
   };
   const done = (reply: FastifyReply, notice = 'done') => reply.redirect(`${p}/security?notice=${notice}`, 303);
@@ -64,8 +69,10 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const active = await forPage(req, reply);
     if (!active) return reply;
     const mine = await factors.list(active.record.pid);
-    const notice = NOTICES.get(String((req.query as Record<string, unknown>).notice ?? ''));
-    const c = page(req);
+    // A new name sent after the time for changes, back from its step-up (see forChange): in its field again.
+    const kept = mine.factors.some((f) => f.id === query(req, 'rename')) ? { factor: query(req, 'rename'), name: query(req, 'name') } : undefined;
+    const notice = kept ? 'securityKept' : NOTICES.get(query(req, 'notice'));
+    const c = changePage(req, active);
     return sendPage(
       reply,
       200,
@@ -86,12 +93,13 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
         ...(mine.disabled.has('recovery') ? { recoveryDisabled: true } : {}),
         recoverySet: recoverySetOf(mine),
         ...(notice ? { notice } : {}),
+        ...(kept ? { kept } : {}),
       }),
     );
   });
 
   app.post(`${p}/security/rename`, async (req, reply) => {
-    const active = await forChange(req);
+    const active = await forChange(req, () => `${p}/security?rename=${encodeURIComponent(field(req, 'factor'))}&name=${encodeURIComponent(field(req, 'name'))}`);
     await factors.rename(active, field(req, 'factor'), field(req, 'name'), clientIp(req));
     return done(reply);
   });
@@ -103,11 +111,11 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     const factor = mine.factors.find((f) => f.id === id);
     // Gone already, or the last that works (removed in another tab meanwhile): the settings, which say so.
     if (!factor || !removable(mine.factors, id, mine.disabled)) return reply.redirect(`${p}/security`, 303);
-    const c = page(req);
+    const c = changePage(req, active);
     return sendPage(reply, 200, c, pages.removeFactorPage(c, { csrf: active.record.csrf, factor: { id: factor.id, name: factor.name } }));
   });
   app.post(`${p}/security/remove`, async (req, reply) => {
-    const active = await forChange(req);
+    const active = await forChange(req, () => `${p}/security/remove?factor=${encodeURIComponent(field(req, 'factor'))}`);
     await factors.remove(active, field(req, 'factor'), clientIp(req));
     return done(reply);
   });
@@ -140,23 +148,25 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   });
 
   // Adding an authenticator app: a new secret, confirmed by its first code.
-  const totpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, error?: string, name?: string) => {
+  // `kept`: the name sent after the time for changes, back from its step-up (see forChange); the code is typed anew.
+  const totpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, error?: string, name?: string, kept = false) => {
     const secret = await enrolment.sessionTotpSecret(active);
     const uri = totpUri({ issuer: config.mfa.issuer, account: active.record.username, secret });
-    const c = page(req);
+    const c = changePage(req, active);
     return sendPage(
       reply,
       status,
       c,
-      pages.totpSetupPage(c, { action: '/security/totp', csrf: active.record.csrf, qrSvg: await qrSvg(uri), uri, groupedSecret: groupedSecret(secret), nameField: true, ...(error ? { error } : {}), ...(name ? { name } : {}) }),
+      pages.totpSetupPage(c, { action: '/security/totp', csrf: active.record.csrf, qrSvg: await qrSvg(uri), uri, groupedSecret: groupedSecret(secret), nameField: true, kept, ...(error ? { error } : {}), ...(name ? { name } : {}) }),
     );
   };
   app.get(`${p}/security/totp`, async (req, reply) => {
-    const active = await forPage(req, reply);
-    return active ? totpPage(req, reply, active, 200) : reply;
+    const active = await forPage(req, reply, true);
+    const name = query(req, 'name');
+    return active ? totpPage(req, reply, active, 200, undefined, name, name !== '') : reply;
   });
   app.post(`${p}/security/totp`, async (req, reply) => {
-    const active = await forChange(req);
+    const active = await forChange(req, () => `${p}/security/totp?name=${encodeURIComponent(field(req, 'name'))}`);
     const ip = clientIp(req);
     const result = noCodeTyped(req) ? undefined : await enrolment.confirmSessionTotp(active, field(req, 'code'), field(req, 'name') || page(req).t('totpDefaultName'), ip);
     // No set-up left to confirm (added already, or expired): the settings, which list the apps there are.
@@ -167,16 +177,19 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   });
 
   // Adding a passkey or security key.
+  // Its script opens it again, with the name typed, when a call is refused as too late (see forChange).
   app.get(`${p}/security/passkey`, async (req, reply) => {
-    const active = await forPage(req, reply);
+    const active = await forPage(req, reply, true);
     if (!active) return reply;
-    const c = page(req);
+    const name = query(req, 'name');
+    const c = changePage(req, active);
     return sendPage(
       reply,
       200,
       c,
       pages.passkeySetupPage(c, {
-        passkey: { ceremony: 'register', optionsUrl: `${p}/security/passkey/options`, finishUrl: `${p}/security/passkey`, csrf: active.record.csrf, label: 'passkeyCreate', nameField: true },
+        passkey: { ceremony: 'register', optionsUrl: `${p}/security/passkey/options`, finishUrl: `${p}/security/passkey`, csrf: active.record.csrf, label: 'passkeyCreate', nameField: true, ...(name ? { name } : {}) },
+        kept: name !== '',
       }),
     );
   });

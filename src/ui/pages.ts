@@ -18,7 +18,8 @@ export interface PageContext {
    * A sign-in in progress: the seconds left to finish it (said at the top of its pages in minutes, and warned of
    * before the end), with a button for more time while it can be given (`csrf`: the login's token; `back`: this page,
    * under the prefix). `asked`: more time was just asked for, and given (`more`) or not yet (`same`: too soon, the
-   * page says when).
+   * page says when). `of: 'changes'`: instead, the time left to make changes on the security page without a step-up,
+   * said and warned of alike; no more of it can be given (only a step-up gives it).
    */
   timeLimit?: TimeLimit;
   /**
@@ -31,6 +32,7 @@ export interface PageContext {
 
 export interface TimeLimit {
   secondsLeft: number;
+  of?: 'changes';
   moreTime?: { csrf: string; back: string };
   asked?: 'more' | 'same';
 }
@@ -42,8 +44,9 @@ export interface PasskeyAction {
   finishUrl: string;
   csrf: string;
   label: MessageKey;
-  /** A text field whose value is sent as the credential's name (registration). */
+  /** A text field whose value is sent as the credential's name (registration); `name`: its value, if not the default. */
   nameField?: boolean;
+  name?: string;
   /**
    * The page the script opens again when the ceremony can no longer go on, where the page's own address is not it (a
    * form's answer has the form's address, without the query the page was opened with).
@@ -132,7 +135,7 @@ ${ctx.signedIn ? securityNav(ctx) : ''}
 </header>
 <main id="main">
 <h1>${opts.heading ?? msg(ctx, title)}</h1>
-${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${msg(ctx, t(ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: Math.max(1, Math.ceil(ctx.timeLimit.secondsLeft / 60)) }))}</p>` : ''}
+${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${msg(ctx, t(ctx.timeLimit.of === 'changes' ? 'changesMinutesLeft' : ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: Math.max(1, Math.ceil(ctx.timeLimit.secondsLeft / 60)) }))}</p>` : ''}
 ${body}
 ${ctx.timeLimit ? timeWarning(ctx, ctx.timeLimit) : ''}
 </main>
@@ -156,11 +159,13 @@ function securityNav(ctx: PageContext): string {
  * past the time said at the top, or is typing (WCAG 2.2.1): the page is not drawn again by itself. Where it can give
  * more, it says to ask, and the button follows it: after the page's own form, so that that button comes first. A
  * page opened with a minute or less left says so at the top, and warns no more. When the time has run out, the same
- * alert says so (`over`), and the button goes.
+ * alert says so (`over`), and the button goes. The security page's time for changes is warned of alike: it says that
+ * a change sent after it asks for a step-up first, which comes back to it with what was typed.
  */
 function timeWarning(ctx: PageContext, limit: TimeLimit): string {
   const { t } = ctx;
-  const warning = `<p class="notice time-warning" role="alert" data-seconds-left="${limit.secondsLeft}"${scriptText(ctx, 'warning', t(limit.moreTime ? 'timeAlmostUp' : 'timeAlmostUpNoMore'))}${scriptText(ctx, 'over', t('timeRanOut'))} hidden></p>`;
+  const [warningKey, overKey]: [MessageKey, MessageKey] = limit.of === 'changes' ? ['changesAlmostUp', 'changesRanOut'] : [limit.moreTime ? 'timeAlmostUp' : 'timeAlmostUpNoMore', 'timeRanOut'];
+  const warning = `<p class="notice time-warning" role="alert" data-seconds-left="${limit.secondsLeft}"${scriptText(ctx, 'warning', t(warningKey))}${scriptText(ctx, 'over', t(overKey))} hidden></p>`;
   return limit.moreTime
     ? `${warning}\n<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', limit.moreTime.csrf)}${hidden('back', limit.moreTime.back)}<button type="submit" class="secondary">${msg(ctx, t('moreTime'))}</button></form>`
     : warning;
@@ -208,7 +213,7 @@ ${errorBlock(ctx, `${o.id}-error`, o.error)}
 function passkeyButton(ctx: PageContext, a: PasskeyAction, withoutJs: MessageKey = 'jsNeeded'): string {
   const { t } = ctx;
   return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}"${a.page ? ` data-page="${esc(a.page)}"` : ''}${scriptText(ctx, 'failed', t('passkeyFailed'))}${scriptText(ctx, 'cancelled', t('passkeyCancelled'))}${scriptText(ctx, 'already', t('passkeyAlreadyThere'))}${scriptText(ctx, 'unsupported', t('passkeyUnsupported'))}>
-${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: t('passkeyDefaultName') }) : ''}
+${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: a.name ?? t('passkeyDefaultName') }) : ''}
 <button type="button" class="passkey-start" disabled>${msg(ctx, t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>
 <noscript><p class="hint">${msg(ctx, t(withoutJs))}</p></noscript>
@@ -285,16 +290,17 @@ ${passkeyButton(ctx, v.passkey)}
 }
 
 /**
- * The code field takes focus only to correct a mistake: arriving, the QR code and the key come first, uncovered by a
- * keyboard. On the phone that holds the app, a QR code on its own screen cannot be scanned: the key is also an otpauth
- * link, a tap on which adds it, and with the script, a Copy button (see copyKey).
+ * The code field takes focus only to correct a mistake, or to finish a set-up sent after the security page's time for
+ * changes (`kept`: back from its step-up, with the name typed, which the page says): arriving, the QR code and the key
+ * come first, uncovered by a keyboard. On the phone that holds the app, a QR code on its own screen cannot be scanned:
+ * the key is also an otpauth link, a tap on which adds it, and with the script, a Copy button (see copyKey).
  */
-export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; uri: string; groupedSecret: string; error?: string; name?: string; nameField: boolean }): string {
+export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; uri: string; groupedSecret: string; error?: string; name?: string; nameField: boolean; kept?: boolean }): string {
   const { t } = ctx;
   return layout(
     ctx,
     t('enrolTitle'),
-    `<p>${msg(ctx, t('enrolIntro'))}</p>
+    `${v.kept ? `<p class="notice" role="status">${msg(ctx, t('securityKeptApp'))}</p>\n` : ''}<p>${msg(ctx, t('enrolIntro'))}</p>
 ${qrCode(ctx, v.qrSvg)}
 <p>${msg(ctx, t('enrolKeyIntro'))}</p>
 ${copyKey(ctx, v.groupedSecret)}
@@ -304,7 +310,7 @@ ${form(
   v.action,
   v.csrf,
   `${v.nameField ? field(ctx, { id: 'name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: v.name ?? t('totpDefaultName') }) : ''}
-${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`,
+${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined || v.kept === true })}`,
   t('enrolSubmit'),
 )}`,
     { error: v.error !== undefined, scripts: 'page' },
@@ -415,12 +421,13 @@ export function recoveryPage(ctx: PageContext, v: { csrf: string; error?: string
   );
 }
 
-export function passkeySetupPage(ctx: PageContext, v: { passkey: PasskeyAction; otherWay?: string }): string {
+/** `kept`: opened again with the name typed (after a step-up the security page's time for changes asked for), which it says. */
+export function passkeySetupPage(ctx: PageContext, v: { passkey: PasskeyAction; otherWay?: string; kept?: boolean }): string {
   const { t } = ctx;
   return layout(
     ctx,
     t('passkeyTitle'),
-    `<p>${msg(ctx, t('passkeyIntro'))}</p>
+    `${v.kept ? `<p class="notice" role="status">${msg(ctx, t('securityKept'))}</p>\n` : ''}<p>${msg(ctx, t('passkeyIntro'))}</p>
 ${passkeyButton(ctx, v.passkey)}
 ${v.otherWay ? `<p><a href="${ctx.prefix}${v.otherWay}">${msg(ctx, t('otherWay'))}</a></p>` : ''}`,
     { scripts: 'passkeys' },
@@ -442,7 +449,11 @@ export interface FactorView {
   removable: boolean;
 }
 
-export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoveryDisabled?: boolean; recoverySet: string; notice?: MessageKey }): string {
+/**
+ * `kept`: a new name sent for a factor after the time for changes, back from its step-up: in its field, which takes
+ * focus (the notice says it is not saved yet).
+ */
+export function securityPage(ctx: PageContext, v: { csrf: string; factors: FactorView[]; recoveryLeft: number; recoveryDisabled?: boolean; recoverySet: string; notice?: MessageKey; kept?: { factor: string; name: string } }): string {
   const { t } = ctx;
   // A message with a {date}, the date in a <time>, which is kept on one line (a phone broke "2026-12-06" at a dash).
   const dated = (key: MessageKey, ms: number) => {
@@ -459,7 +470,7 @@ export function securityPage(ctx: PageContext, v: { csrf: string; factors: Facto
 <form method="post" action="${ctx.prefix}/security/rename" class="inline">
 ${hidden('csrf', v.csrf)}${hidden('factor', f.id)}
 <label for="rename-${esc(f.id)}">${named(ctx, 'securityRenameLabel', f.name).html}</label>
-<input type="text" id="rename-${esc(f.id)}" name="name" maxlength="60" required autocomplete="off">
+<input type="text" id="rename-${esc(f.id)}" name="name" maxlength="60" required autocomplete="off"${v.kept?.factor === f.id ? ` value="${esc(v.kept.name)}" autofocus` : ''}>
 <button type="submit">${named(ctx, 'securityRename', f.name).html}</button>
 </form>
 ${

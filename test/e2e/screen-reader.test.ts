@@ -168,3 +168,52 @@ t.test('when a sign-in runs out of time, its page says so (also when its timer f
   t.equal(await warning.textContent(), en.timeRanOut, 'a timer fired late: that the time has run out');
   t.notOk(await moreTime.isVisible(), 'and no more time offered');
 });
+
+t.test('the security page says how long changes stay open, warns a minute before and at the end; what was typed comes back after the step-up a late change asks for', async (t) => {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  await submitPassword(page, s);
+  const { secret } = await enrolTotp(page, s);
+  await page.clock.install();
+  await page.goto(`${s.base}${P}/security`);
+  t.equal(await page.locator('main > h1 + p.hint').textContent(), en.changesMinutesLeft.replace('{minutes}', '5'), 'the time said at the top');
+  const warning = page.getByRole('alert');
+  t.equal(await warning.count(), 0, 'no warning with the whole time left');
+
+  await tabTo(page, /^input#rename-/);
+  await page.keyboard.type('Blue phone');
+  await page.clock.runFor(4 * 60_000 + 1_000);
+  t.equal(await warning.textContent(), en.changesAlmostUp, 'a minute before the end: the warning');
+  t.ok((await axTree(page)).some((n) => n.role === 'alert'), 'an alert, which a screen reader announces');
+  t.same(await axeViolations(page), [], 'axe: the page with the warning has no WCAG 2.2 A/AA violations');
+  await page.clock.runFor(60_000);
+  t.equal(await warning.textContent(), en.changesRanOut, 'at the end: that the time has run out, in the same alert');
+  t.match((await focused(page)).element, /^input#rename-/, 'focus left where it was');
+  t.equal(await page.inputValue('input[id^="rename-"]'), 'Blue phone', 'and what was typed');
+
+  // Sent all the same: a step-up first, then back to the field with the new name in it, not yet saved.
+  s.clock.advance(5 * 60_000 + 1);
+  await andWait(page, page.keyboard.press('Enter'));
+  await andWait(page, page.getByRole('link', { name: en.stepUpTitle }).click());
+  t.equal(url(page), `${P}/step-up`);
+  await page.fill('#code', await totpAt(secret, s.clock.now()));
+  await submit(page);
+  t.equal(url(page), `${P}/security`);
+  t.equal(await page.getByRole('status').textContent(), en.securityKept, 'the page says the change is not saved yet');
+  t.match((await focused(page)).element, /^input#rename-/, 'focus on the field');
+  t.equal(await page.inputValue('input[id^="rename-"]'), 'Blue phone', 'with what was typed');
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(await page.locator('.factors strong bdi').textContent(), 'Blue phone', 'sent again: saved');
+
+  // A passkey's name: its page opened again with it, across the step-up.
+  await page.goto(`${s.base}${P}/security/passkey`);
+  await page.fill('#passkey-name', 'Red key');
+  s.clock.advance(5 * 60_000 + 1);
+  await andWait(page, page.getByRole('button', { name: en.passkeyCreate }).click());
+  t.equal(url(page), `${P}/step-up`, 'a step-up first');
+  await page.fill('#code', await totpAt(secret, s.clock.now()));
+  await submit(page);
+  t.equal(url(page), `${P}/security/passkey`);
+  t.equal(await page.inputValue('#passkey-name'), 'Red key', 'the name typed, kept');
+  t.equal(await page.getByRole('status').textContent(), en.securityKept);
+});

@@ -160,6 +160,68 @@ t.test('changes need a second factor in the last 5 minutes and the CSRF token', 
   t.match(thanks.body, '<a href="/">Back to the portal</a>');
 });
 
+t.test('the pages that make changes say how long they stay open; a change sent after comes back from its step-up to its form, with what was typed, not yet saved', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  /** The step-up a late change's page leads to, done: where it comes back to. */
+  const stepUp = async (late: { status: number; body: string }) => {
+    t.equal(late.status, 401, 'a change sent after the five minutes still asks for a step-up first');
+    const step = await b.get(/href="(\/_mfa\/step-up[^"]*)"/.exec(late.body)![1]!.replaceAll('&#38;', '&'));
+    s.clock.advance(30_000);
+    const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: inputValue(step.body, 'to').replaceAll('&#38;', '&'), code: await totpAt(secret, s.clock.now()) });
+    t.equal(back.status, 303);
+    return back.location!;
+  };
+  const { page, csrf } = await securityPage(b);
+  t.match(page.body, '<p class="hint">You can make changes here for 5 min. After that, a change you send first asks you to confirm it is you again, then brings you back to it with what you typed.</p>');
+  t.match(page.body, /<p class="notice time-warning" role="alert" data-seconds-left="(\d+)" data-warning="Less than a minute left to make changes here\. [^"]+" data-over="The time to make changes here has run out\. [^"]+" hidden><\/p>/, 'warned of a minute before the end, and at the end');
+  t.notMatch(page.body, 'I need more time', 'no more time without a step-up');
+  const id = factorIds(page.body)[0]!;
+
+  s.clock.advance(4 * 60_000 + 30_000);
+  const setup = await b.get('/_mfa/security/totp');
+  t.match(setup.body, 'You can make changes here for 1 min.', 'the set-up page too, with the time left');
+  t.match(setup.body, 'data-seconds-left="30"');
+
+  // Renaming: the new name comes back in its field, with focus, and says it is not saved yet.
+  s.clock.advance(31_000);
+  const renamed = `/_mfa/security?rename=${id}&name=Blue%20phone%20%26%20%22case%22`;
+  t.equal(await stepUp(await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Blue phone & "case"' })), renamed);
+  const again = await b.get(renamed);
+  t.match(again.body, `id="rename-${id}" name="name" maxlength="60" required autocomplete="off" value="Blue phone &#38; &#34;case&#34;" autofocus>`);
+  t.match(again.body, '<p class="notice" role="status">Your change is not saved yet. What you typed is kept below: check it and send it again.</p>');
+  t.notMatch(again.body, '<strong><bdi>Blue phone', 'nothing changed before it is sent again');
+  t.equal((await b.post('/_mfa/security/rename', { csrf: inputValue(again.body, 'csrf'), factor: id, name: 'Blue phone' })).status, 303, 'sent again: saved');
+  t.match((await securityPage(b)).page.body, '<strong><bdi>Blue phone</bdi></strong>');
+  const other = await b.get(`/_mfa/security?rename=nonsense&name=x`);
+  t.notMatch(other.body, 'role="status"', 'a factor that is not there: no notice, nothing filled in');
+  t.notMatch(other.body, 'value="x"');
+
+  // An app: its name comes back, the code is typed anew (from the same key, scanned already).
+  const app = await b.get('/_mfa/security/totp');
+  const key = shownSecret(app.body);
+  s.clock.advance(5 * 60_000 + 1);
+  const appBack = await stepUp(await b.post('/_mfa/security/totp', { csrf: inputValue(app.body, 'csrf'), name: 'Tablet', code: await totpAt(key, s.clock.now()) }));
+  t.equal(appBack, '/_mfa/security/totp?name=Tablet');
+  const appAgain = await b.get(appBack);
+  t.equal(shownSecret(appAgain.body), key, 'the key already in the app');
+  t.match(appAgain.body, 'id="name" name="name" maxlength="60" autocomplete="off" value="Tablet"');
+  t.match(appAgain.body, 'The app is not added yet. Its name is kept below: type the code your app shows now, and send it again.');
+  t.match(appAgain.body, /<input type="text" id="code" name="code" required autofocus/, 'focus on the code, which is not kept');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 1, 'no app added before it is sent again');
+  s.clock.advance(30_000);
+  t.equal((await b.post('/_mfa/security/totp', { csrf: inputValue(appAgain.body, 'csrf'), name: 'Tablet', code: await totpAt(key, s.clock.now()) })).location, '/_mfa/security?notice=done');
+
+  // Removing: back to the question, asked again.
+  const { page: two, csrf: c2 } = await securityPage(b);
+  const tablet = factorIds(two.body.slice(two.body.indexOf('<strong><bdi>Tablet</bdi></strong>')))[0]!;
+  s.clock.advance(60_000);
+  t.match((await b.get(`/_mfa/security/remove?factor=${tablet}`)).body, /data-seconds-left="2\d\d"/, 'the question before a removal says the time too');
+  s.clock.advance(4 * 60_000 + 1);
+  t.equal(await stepUp(await b.post('/_mfa/security/remove', { csrf: c2, factor: tablet })), `/_mfa/security/remove?factor=${tablet}`);
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 2, 'nothing removed before it is sent again');
+});
+
 t.test('a stolen session cookie and its form token, without a recent second factor, change no factor: not removed, not added, no codes, no one signed out', async (t) => {
   const { s } = await setUp(t);
   const { b, secret } = await signUpAndEnrol(s);

@@ -1,6 +1,6 @@
 // Passkeys on the gateway's pages: ask the gateway for options, run the browser ceremony, send the result back. And
 // Print and Copy for the recovery codes, Copy for an authenticator app's key, and the warning that a sign-in's time
-// is nearly up. Everything else on these pages works without JavaScript.
+// (or the security page's time for changes) is nearly up. Everything else on these pages works without JavaScript.
 (function () {
   'use strict';
   var wa = window.SimpleWebAuthnBrowser;
@@ -82,8 +82,12 @@
           // and the way on (sign in again, the step-up), as it does for the forms. The page's own address when it
           // names none (a step-up answering a wrong code names its query, which the form's address lacks). Without its
           // fragment: the same address with one (#main, after the skip link) would only scroll, and leave the button off.
+          // With the name typed, which the page opened again keeps (also across the step-up it may ask for first).
           if (err && PAGE_OVER.indexOf(err.serverCode) !== -1) {
-            window.location.assign(box.dataset.page || window.location.href.split('#')[0]);
+            var again = new URL(box.dataset.page || window.location.href, window.location.href);
+            again.hash = '';
+            if (nameInput) again.searchParams.set('name', nameInput.value);
+            window.location.assign(again.href);
             return;
           }
           var name = err && err.name;
@@ -138,12 +142,12 @@
       return box.querySelector('.key').textContent.replace(/\s/g, '');
     });
   }
-  // A sign-in in progress: its warning shown, and so announced (an alert), a minute before its time runs out, and at
-  // the end, in the same alert, that it has run out, "I need more time" gone (it could give none). Timed from when the
-  // page came, by this device's clock: a timer fires late in a tab in the background (the authenticator app in front
-  // of it, a phone asleep), and a page seen again after the end says so, not that a minute is left. A page that came
-  // with a minute or less left says so already, and is told only of the end. Focus on the button that goes moves to
-  // the alert (not lost to the top of the page).
+  // A sign-in in progress (or the security page's time for changes): its warning shown, and so announced (an alert),
+  // a minute before its time runs out, and at the end, in the same alert, that it has run out, "I need more time" gone
+  // (it could give none). Timed from when the page came, by this device's clock: a timer fires late in a tab in the
+  // background (the authenticator app in front of it, a phone asleep), and a page seen again after the end says so,
+  // not that a minute is left. A page that came with a minute or less left says so already, and is told only of the
+  // end. Focus on the button that goes moves to the alert (not lost to the top of the page).
   function warnOfTime(warning) {
     var end = Date.now() + Number(warning.dataset.secondsLeft) * 1000;
     function show(name) {
