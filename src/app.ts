@@ -115,7 +115,7 @@ function closeStalledReaders(server: Server, tls: boolean, ms: number): () => vo
   // Per connection: the answer bytes gone out (written and taken off the socket) at the last change, and when.
   const seen = new Map<Socket, { out: number; since: number }>();
   server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-    seen.set(socket, { out: 0, since: 0 });
+    seen.set(socket, { out: 0, since: performance.now() });
     socket.once('close', () => seen.delete(socket));
   });
   const timer = setInterval(() => {

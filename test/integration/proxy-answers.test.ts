@@ -1,9 +1,11 @@
 // Portal answers: a small one of declared length is read whole before it is sent (so one that breaks off becomes an
 // error page, never a page cut short); a large one, or one of unknown length, streams through as it comes.
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { Agent, createServer, get as httpGet, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { connect as tlsConnect } from 'node:tls';
 import pino from 'pino';
 import t, { type Test } from 'tap';
@@ -351,6 +353,32 @@ t.test('a client that takes a large answer slowly, pausing for less than portal.
     client.resume();
   }
   t.ok(received > 200 * CHUNK.length, `the whole answer arrived (${received} bytes with the head)`);
+});
+
+t.test('a client on a slow line, whose first part of the answer takes a while to go out, is not cut off for the time before it came', async (t) => {
+  const s = await start(t);
+  // The gateway has been up longer than portal.timeoutSeconds (2 s in tests) before the client comes.
+  await new Promise((r) => setTimeout(r, 2500));
+  // A receive buffer of 2 KiB and small segments (a phone on a poor line): the answer's first write cannot all go out
+  // at once. The client reads nothing for 1.5 s (under portal.timeoutSeconds), then all of it. Node cannot set a
+  // socket's receive buffer; Python can.
+  const client = `
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+s.connect(('127.0.0.1', int(sys.argv[1])))
+s.sendall(b'GET /static/sized HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n')
+time.sleep(1.5)
+n = 0
+while True:
+    d = s.recv(65536)
+    if not d: break
+    n += len(d)
+print(n)
+`;
+  const { stdout } = await promisify(execFile)('python3', ['-c', client, String(s.port)], { timeout: 60_000 });
+  t.ok(Number(stdout) > 200 * CHUNK.length, `the whole answer arrived (${stdout.trim()} bytes with the head)`);
 });
 
 t.test('the password check itself: a portal that does not answer in time is a 504 page, one that is down a 502', async (t) => {
