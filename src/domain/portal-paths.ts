@@ -18,6 +18,11 @@ export function inPrefix(lowered: string, prefix: string): boolean {
   return lowered === prefix || lowered.startsWith(`${prefix}/`);
 }
 
+/** The path of `portal.login.page` (without its query, where a {target} goes), as `loose` gives it. */
+export function loginPagePath(page: string): string {
+  return loose(page.split('?', 1)[0]!);
+}
+
 /** Both take a request's canonical match path as `loose` gives it (worked out once per request). */
 export interface PortalPaths {
   /** The configured login path a request is a login at, or undefined; never for GET or HEAD (the login page). */

@@ -5,7 +5,7 @@ import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical
 import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
-import { inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, loginPagePath, loose, portalPaths } from '../domain/portal-paths.js';
 import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -24,6 +24,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   // The identity headers the gateway answers with and the portal's own trusted ones (portal.stripHeaders).
   const reserved = new Set([...ctx.reservedHeaders].map((name) => name.replaceAll('_', '-')));
   const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
+  const loginPage = loginPagePath(config.portal.login.page);
   const { sessionCookies } = config.forwardAuth;
   const one = (req: FastifyRequest, name: string) => {
     const v = req.headers[name];
@@ -97,6 +98,8 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
       // more than one (the browser's passed on beside the proxy's) names no device, as in proxy mode.
       deviceHeader: deviceHeader ? sentOnce(req.raw.rawHeaders, deviceHeader) : undefined,
       session: active,
+      // Logins are refused above: the login page alone is the sign-in's here.
+      signingIn: lowered === loginPage,
     });
     req.access = { method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };
     reply.header('cache-control', 'no-store');

@@ -106,6 +106,7 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
         tlsCertificate: undefined,
         deviceHeader: undefined,
         session: active,
+        signingIn: false,
       });
       if (outcome.verdict === 'sign-in') return reply.redirect(loginPageFor(ctx.config.portal.login.page, req.url), 302);
       if (outcome.verdict !== 'allow') throw new GatewayError('GW_ERR_ACCESS_DENIED', `admin report: ${outcome.verdict}`);

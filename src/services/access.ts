@@ -22,6 +22,8 @@ export interface AccessRequest {
   /** The device header, only when the peer is a trusted proxy. */
   deviceHeader: string | undefined;
   session: ActiveSession | null;
+  /** The sign-in's own request: the portal's login page, or a login (see AccessService.decide). */
+  signingIn: boolean;
 }
 
 const UNMANAGED = { managed: false } as const;
@@ -45,7 +47,12 @@ export class AccessService {
   async decide(req: AccessRequest): Promise<{ outcome: AccessOutcome; device: string | undefined; groups: readonly string[] }> {
     const s = req.session?.record;
     // Device state is worked out on every request that a rule could care about, never remembered from sign-in.
-    const device: DeviceState = this.d.policy.usesDevices ? await this.d.devices.stateOf(req.tlsCertificate, req.deviceHeader, s?.pid ?? null) : UNMANAGED;
+    const found: DeviceState = this.d.policy.usesDevices ? await this.d.devices.stateOf(req.tlsCertificate, req.deviceHeader, s?.pid ?? null) : UNMANAGED;
+    // A device registered to a user, nobody signed in: only the sign-in tells whether it is that user's, so a rule that
+    // tests the device asks for one (see RequestFacts.device). On the sign-in's own page and login it counts as managed,
+    // or a rule for devices there would send its owner from the sign-in to the sign-in, for ever; once someone is
+    // signed in, the rules judge it again.
+    const device: DeviceState = found.bound && req.signingIn ? { managed: true, ...(found.fingerprint ? { fingerprint: found.fingerprint } : {}) } : found;
     const facts: RequestFacts = {
       host: req.host,
       method: req.method,

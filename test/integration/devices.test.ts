@@ -18,7 +18,7 @@ import { rawRequest, type Browser } from '../helpers/browser.js';
 import { OPERATOR, runCliAsync } from '../helpers/cli.js';
 import { rawTestConfig } from '../helpers/config.js';
 import { TestCa, twinOf, type Issued } from '../helpers/pki.js';
-import { ALICE, BOB, signUpAndEnrol, startStack, type Stack, startRedisStack } from '../helpers/stack.js';
+import { ALICE, BOB, enrol, signUpAndEnrol, startStack, submitPassword, type Stack, startRedisStack } from '../helpers/stack.js';
 
 const serverCa = new TestCa('server');
 const server = serverCa.issue('gateway', { server: true });
@@ -213,6 +213,30 @@ t.test('a device registered to a user, opened before anyone signs in on it: a si
   const bob = (await signUpAndEnrol(s, BOB)).b;
   t.equal((await withSession(s, alice, laptop).get('/admin/')).status, 200, 'its user, signed in');
   t.same(await judged(s, async () => (await withSession(s, bob, laptop).get('/admin/')).status), refused('registered to another user'), 'another user, signed in');
+});
+
+t.test('a device registered to a user, where a rule for devices covers the sign-in too: its owner signs in (no loop back to the sign-in)', async (t) => {
+  // Clinic devices only, before anything else: the login page and the login are behind that rule too.
+  const s = await tlsStack((raw) => {
+    raw.policy.rules = [{ name: 'clinic devices only', paths: ['/'], device: 'unmanaged', decision: 'deny' }, ...rules];
+  });
+  t.teardown(s.close);
+  const { pseudonym } = await import('../../src/mechanisms/random.js');
+  const pidOf = (name: string) => pseudonym(decodeKey(s.config.keys.pseudonym), name);
+  await registry(s).put({ fingerprint: laptop.fingerprint, name: 'alice-laptop', status: 'active', addedAt: s.clock.now(), pid: pidOf('alice') });
+  const b = s.browser(agent(laptop));
+  t.equal((await b.get('/login')).status, 200, 'the login page, not a sign-in asked of it');
+  t.equal((await b.get('/records')).status, 302, 'a page: to the sign-in first');
+  const password = await submitPassword(b, ALICE.username, ALICE.password);
+  t.equal(password.status, 303, 'the password reaches the portal');
+  t.equal((await s.browser(agent()).get('/login')).status, 403, 'the login page without a certificate: refused, as before');
+  await enrol(s, b);
+  t.equal((await b.get('/records')).status, 200, 'signed in on it, its user gets in');
+  // Bob's password on Alice's laptop: the sign-in is let through, his session is not.
+  const bob = s.browser(agent(laptop));
+  t.equal((await submitPassword(bob, BOB.username, BOB.password)).status, 303);
+  await enrol(s, bob);
+  t.equal((await bob.get('/records')).status, 403, "Bob signed in on Alice's laptop: refused");
 });
 
 t.test("a certificate's twin (its signature's other S: another fingerprint, the same device) is the same device to the registry", async (t) => {
