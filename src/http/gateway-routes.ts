@@ -33,8 +33,9 @@ export async function gatewayRoutes(app: FastifyInstance, ctx: HttpContext): Pro
   const { config } = ctx;
   const p = config.server.prefix;
   await app.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
-  // A form route takes only a form, a JSON route (`config: { body: 'json' }`) only JSON. Another site's POST is refused
-  // as such first (each route checks its origin too): its form's type (text/plain) is not what is wrong with it.
+  // Another site's POST gets nothing here, not even a wait, nor a cookie cleared (a sign-in in progress, a session):
+  // refused before anything is read, and as what it is (its form's type, text/plain, is not what is wrong with it).
+  // Then a form route takes only a form, a JSON route (`config: { body: 'json' }`) only JSON.
   app.addHook('onRequest', (req, _reply, done) => {
     if (req.method === 'POST') checkSameOrigin(req);
     checkBodyType(req);

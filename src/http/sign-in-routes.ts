@@ -18,7 +18,7 @@ import type { MessageKey } from '../ui/i18n.js';
 import * as pages from '../ui/pages.js';
 import type { HttpContext } from './context.js';
 import { CLEAR_SITE_DATA, COOKIE, clearOptions, cookieOptions } from './cookies.js';
-import { checkCsrf, checkSameOrigin, clientIp, crossSite, field, member, noCodeTyped } from './forms.js';
+import { checkCsrf, checkSameOrigin, clientIp, field, member, noCodeTyped } from './forms.js';
 import { pageContext, sendPage, sendPasskeyRefused } from './pages.js';
 
 const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'enrol', verify: 'verify', acknowledge: 'recovery-codes' };
@@ -99,8 +99,6 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
    * sent twice: see PendingService.twin). Otherwise the login has expired, as pending.at says.
    */
   const pendingOrTwin = async (req: FastifyRequest, stage: PendingStage, form: string): Promise<{ id: string; p: PendingLogin; twin?: undefined } | { twin: SignedIn }> => {
-    // Before anything is read: a request from another site gets nothing, not even a wait.
-    checkSameOrigin(req);
     try {
       return await pending.at(pendingId(req), stage);
     } catch (err) {
@@ -362,8 +360,6 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return sendPage(reply, 200, c, pages.messagePage(c, { title: 'stepUpDoneTitle', message: c.t('stepUpDone'), action: { href: '/', label: 'backToPortal' } }));
   };
   app.post(`${p}/step-up`, async (req, reply) => {
-    // Before anything is read: a request from another site gets nothing, not even a wait.
-    checkSameOrigin(req);
     const cookie = req.cookies[COOKIE.session];
     // Every field is read before the code is checked: one that is not one text value is refused before it uses a try.
     const form = twinForm(field(req, 'csrf'), field(req, 'code'));
@@ -408,14 +404,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/logout`, async (req, reply) => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]).catch((err: unknown) => {
       // The store is down: the session cannot be ended now (it runs out at its idle timeout), but this browser
-      // forgets it (a shared computer), asked from this site; the answer says it did not work.
-      if (err instanceof GatewayError && err.code === 'GW_ERR_STORE_UNAVAILABLE' && !crossSite(req)) reply.clearCookie(COOKIE.session, clearOptions);
+      // forgets it (a shared computer); the answer says it did not work.
+      if (err instanceof GatewayError && err.code === 'GW_ERR_STORE_UNAVAILABLE') reply.clearCookie(COOKIE.session, clearOptions);
       throw err;
     });
-    // No session (or a SameSite cookie another site's form did not get): still no clearing of this site's cookies, a
-    // sign-in in progress among them, at another site's request.
     if (active) checkCsrf(req, active.record.csrf);
-    else checkSameOrigin(req);
     // The browser forgets the session also when ending it fails (the store gone mid-way: the error page carries
     // this), as it does when the store was down from the start.
     reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', CLEAR_SITE_DATA);
