@@ -18,9 +18,15 @@ export function inPrefix(lowered: string, prefix: string): boolean {
   return lowered === prefix || lowered.startsWith(`${prefix}/`);
 }
 
-/** The path of `portal.login.page` (without its query, where a {target} goes), as `loose` gives it. */
-export function loginPagePath(page: string): string {
-  return loose(page.split('?', 1)[0]!);
+/**
+ * Whether a request is for the portal's login page (`portal.login.page`, its query and any {target} aside): a GET or
+ * HEAD of its path, as the portal serves it (in its case), with or without a trailing slash (a portal that adds one
+ * sends the browser on to it).
+ */
+export function loginPageMatcher(page: string): (path: string, method: string) => boolean {
+  const trimmed = (path: string) => path.replace(/\/+$/, '') || '/';
+  const own = trimmed(page.replaceAll('{target}', '').split('?', 1)[0]!);
+  return (path, method) => (method === 'GET' || method === 'HEAD') && trimmed(path) === own;
 }
 
 /** Both take a request's canonical match path as `loose` gives it (worked out once per request). */

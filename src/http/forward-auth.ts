@@ -5,7 +5,7 @@ import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical
 import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
-import { inPrefix, loginPagePath, loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, loginPageMatcher, loose, portalPaths } from '../domain/portal-paths.js';
 import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -24,7 +24,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   // The identity headers the gateway answers with and the portal's own trusted ones (portal.stripHeaders).
   const reserved = new Set([...ctx.reservedHeaders].map((name) => name.replaceAll('_', '-')));
   const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
-  const loginPage = loginPagePath(config.portal.login.page);
+  const isLoginPage = loginPageMatcher(config.portal.login.page);
   const { sessionCookies } = config.forwardAuth;
   const one = (req: FastifyRequest, name: string) => {
     const v = req.headers[name];
@@ -99,7 +99,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
       deviceHeader: deviceHeader ? sentOnce(req.raw.rawHeaders, deviceHeader) : undefined,
       session: active,
       // Logins are refused above: the login page alone is the sign-in's here.
-      signingIn: lowered === loginPage,
+      signingIn: isLoginPage(target.matchPath, method),
     });
     req.access = { method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: target.path, device };
     reply.header('cache-control', 'no-store');

@@ -8,7 +8,7 @@ import { canonicalTarget, pathAndQuery, type CanonicalTarget } from '../domain/c
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, clearsCookies, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
-import { PORTAL_METHODS, inPrefix, loginPagePath, loose, portalPaths } from '../domain/portal-paths.js';
+import { PORTAL_METHODS, inPrefix, loginPageMatcher, loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation, loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError, portalFailureCode } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
@@ -36,7 +36,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   const { config, clock, sessions } = ctx;
   const prefix = config.server.prefix.toLowerCase();
   const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
-  const loginPage = loginPagePath(config.portal.login.page);
+  const isLoginPage = loginPageMatcher(config.portal.login.page);
   const { origin: portalOrigin, host: portalHost } = new URL(config.portal.url);
   const timeoutMs = config.portal.timeoutSeconds * 1000;
 
@@ -111,7 +111,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // copy can be told for the proxy's, so the device is unmanaged, as with a certificate that does not verify.
       deviceHeader: deviceHeader && trustedProxies.has(normaliseAddress(req.socket.remoteAddress ?? '') ?? '') ? sentOnce(req.raw.rawHeaders, deviceHeader) : undefined,
       session: active,
-      signingIn: loginPath !== undefined || lowered === loginPage,
+      signingIn: loginPath !== undefined || isLoginPage(forwarded.matchPath, req.method),
     });
     req.access = { method: req.method, rule: outcome.rule, verdict: outcome.verdict, pid: active?.record.pid, path: forwarded.path, device };
     // Signing out needs no more than the session itself: a rule on the portal's logout that asks for a step-up, a

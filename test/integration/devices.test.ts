@@ -239,6 +239,25 @@ t.test('a device registered to a user, where a rule for devices covers the sign-
   t.equal((await bob.get('/records')).status, 403, "Bob signed in on Alice's laptop: refused");
 });
 
+t.test("a device registered to a user counts as managed on the login page only as the portal serves it: a GET of its path", async (t) => {
+  const s = await tlsStack((raw) => {
+    raw.portal.login.page = '/signin?next={target}';
+    raw.policy.rules = [{ name: 'clinic devices only', paths: ['/'], device: 'unmanaged', decision: 'deny' }, { name: 'its login page', paths: ['/signin'], decision: 'public' }, ...rules];
+  });
+  t.teardown(s.close);
+  const { pseudonym } = await import('../../src/mechanisms/random.js');
+  await registry(s).put({ fingerprint: laptop.fingerprint, name: 'alice-laptop', status: 'active', addedAt: s.clock.now(), pid: pseudonym(decodeKey(s.config.keys.pseudonym), 'alice') });
+  const b = s.browser(agent(laptop));
+  const reached = () => s.portalRequests.length;
+  const before = reached();
+  t.not((await b.get('/signin')).status, 302, 'GET of the page: to the portal');
+  t.not((await b.get('/signin/')).status, 302, 'with a trailing slash too');
+  t.equal(reached(), before + 2);
+  t.equal((await b.post('/signin', { username: 'alice' })).status, 401, 'another method on its path is no sign-in: a sign-in first');
+  t.equal((await b.get('/SignIn')).status, 302, 'another spelling is another page to the portal: a sign-in first');
+  t.equal(reached(), before + 2, 'neither reached the portal');
+});
+
 t.test("a certificate's twin (its signature's other S: another fingerprint, the same device) is the same device to the registry", async (t) => {
   const s = await tlsStack();
   t.teardown(s.close);
