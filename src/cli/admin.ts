@@ -22,7 +22,9 @@ export function operatorFrom(v: { operator?: string; reason?: string; user?: str
   const operator = v.operator?.trim() ?? '';
   const reason = v.reason?.trim() ?? '';
   if (!FREE_TEXT.test(operator) || !FREE_TEXT.test(reason)) throw new UsageError('admin commands need --operator NAME and --reason TEXT (each 1-200 characters): every action is audited');
-  const named = (user: string | undefined) => Boolean(user?.trim()) && reason.toLowerCase().includes(user!.trim().toLowerCase());
+  // Compared as the sign-in reads a name (Unicode NFKC), in any case: `--user ＡＬＩＣＥ` is alice, in a reason too.
+  const folded = (text: string) => text.normalize('NFKC').trim().toLowerCase();
+  const named = (user: string | undefined) => Boolean(user && folded(user)) && folded(reason).includes(folded(user!));
   if (named(v.user) || v.users?.some(named)) throw new UsageError('--reason must not contain the username (refer to a ticket instead): the audit trail keeps only pseudonyms');
   return { operator, reason };
 }

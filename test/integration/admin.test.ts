@@ -491,6 +491,12 @@ t.test('operator and reason are required and free of control characters', async 
   t.throws(() => operatorFrom({ operator: 'Dana\nforged', reason: 'x' }), /--operator/);
   t.throws(() => operatorFrom({ operator: 'Dana', reason: 'x'.repeat(201) }), /--reason/);
   t.throws(() => operatorFrom({ operator: 'Dana', reason: 'ALICE asked', user: 'alice' }), /must not contain the username/);
+  // The name as the sign-in reads it (Unicode NFKC, trimmed): `--user ＡＬＩＣＥ` acts on alice, and a reason naming her
+  // in either spelling names her.
+  t.throws(() => operatorFrom({ operator: 'Dana', reason: 'alice asked', user: 'ＡＬＩＣＥ' }), /must not contain the username/);
+  t.throws(() => operatorFrom({ operator: 'Dana', reason: 'ａｌｉｃｅ asked', user: 'alice' }), /must not contain the username/);
+  t.throws(() => operatorFrom({ operator: 'Dana', reason: 'letters for ben.okafor', users: ['Ｂｅｎ.Okafor'] }), /must not contain the username/);
+  t.same(operatorFrom({ operator: 'Dana', reason: 'ticket 1', user: 'ＡＬＩＣＥ' }), { operator: 'Dana', reason: 'ticket 1' }, 'a reason that does not name her');
   // A blank --user names nobody: the command says so itself (not a usable username), not that the reason names it.
   t.same(operatorFrom({ operator: 'Dana', reason: 'ticket 1', user: '  ' }), { operator: 'Dana', reason: 'ticket 1' });
 });
