@@ -61,8 +61,15 @@ export async function userCommand(gw: Gateway, action: (typeof USER_ACTIONS)[num
     }
     case 'erase': {
       if (!a.yes) throw new UsageError('user erase deletes everything held about the user: add --yes');
-      const r = await partly(gw.admin.erase(pid), (r) => [`erased ${a.user} in part (${r.keysDeleted} key(s))`]);
-      return [`erased ${a.user} (${r.keysDeleted} key(s)); the audit trail keeps its pseudonymous records of user ${pid}`];
+      const done = (r: { keysDeleted: number; sessionsEnded: number; devicesRevoked: number }) => `${r.keysDeleted} key(s) deleted, ${r.sessionsEnded} session(s) ended, ${r.devicesRevoked} device(s) bound to the user revoked`;
+      const r = await partly(gw.admin.erase(pid), (r) => [`erased ${a.user} in part: ${done(r)}`]);
+      // A misspelt name holds nothing: "erased" alone would have the access request answered while the account stays.
+      const held = r.keysDeleted + r.sessionsEnded + r.devicesRevoked > 0;
+      return [
+        held
+          ? `erased ${a.user}: ${done(r)}; the audit trail keeps its pseudonymous records of user ${pid}`
+          : `nothing was held about ${a.user}: check the spelling (a name that never signed in holds nothing); the audit trail keeps its pseudonymous records of user ${pid}`,
+      ];
     }
   }
 }

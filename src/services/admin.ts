@@ -153,10 +153,20 @@ export class AdminService {
    * Right to erasure: factors, sessions, logins in progress, counters, device bindings and every key of the user.
    * The audit trail keeps its pseudonymous records (it cannot be edited without breaking the chain).
    */
-  async erase(pid: string): Promise<{ keysDeleted: number }> {
+  async erase(pid: string): Promise<{ keysDeleted: number; sessionsEnded: number; devicesRevoked: number }> {
     // A step that fails does not stop the others (see BestEffort): the sessions end, and what can be deleted is, even
     // when the store is full.
     const effort = new BestEffort();
+    // The marks that retire the user's known-browser tokens, stop sign-ins begun before now and take back a first factor
+    // they bind stay throughout (a sign-in finishing meanwhile would find none), and are moved on to now at the end (the same username gets the
+    // same pseudonym, so an account made again would inherit what they retired).
+    const marks = new Set([keys.userSessionsEnded(pid), keys.knownBrowserEpoch(pid), keys.factorsRemoved(pid)]);
+    // The user's keys counted before any is deleted (the factors and their counters go first, not in the sweep below):
+    // none, and no other record naming the user, is a name that holds nothing.
+    let keysDeleted = 0;
+    await effort.run(async () => {
+      for await (const _key of keysOnce(this.d.kv, `user:{${pid}}`, (k) => !marks.has(k))) keysDeleted++;
+    });
     // First: a first factor a sign-in in progress binds after the factors are gone is taken back (see bind).
     await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
     // A factor record no configured key opens (its key already retired) is erased all the same.
@@ -174,32 +184,30 @@ export class AdminService {
       }
     });
     // Sign-ins in progress first: one on its recovery-codes page would otherwise start a session after the sweep.
-    let keysDeleted = await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{'], effort);
-    await this.d.sessions.endAll(pid, 'erased', undefined, effort);
+    keysDeleted += await this.deleteRecordsOf(pid, ['pending:{', 'challenge:{'], effort);
+    const sessionsEnded = await this.d.sessions.endAll(pid, 'erased', undefined, effort);
     // What is left under session ids: a step-up's outcome, kept briefly for the same form sent again.
     keysDeleted += await this.deleteRecordsOf(pid, ['session:{'], effort, (key) => key.endsWith(':moved'));
     // A device bound to the user is revoked with the binding gone: unbound, it would count as managed for every account.
+    let devicesRevoked = 0;
     for (const device of (await effort.run(() => this.d.devices.list())) ?? []) {
-      if (device.pid === pid) await effort.run(() => this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, wasBound: true, status: 'revoked', addedAt: device.addedAt, revokedAt: device.revokedAt ?? this.d.clock.now() }));
+      if (device.pid !== pid) continue;
+      const revoked = await effort.run(async () => {
+        await this.d.devices.put({ fingerprint: device.fingerprint, name: device.name, wasBound: true, status: 'revoked', addedAt: device.addedAt, revokedAt: device.revokedAt ?? this.d.clock.now() });
+        return true;
+      });
+      if (revoked) devicesRevoked++;
     }
-    // The marks that retire the user's known-browser tokens, stop sign-ins begun before now and take back a first factor
-    // they bind stay throughout (a sign-in finishing meanwhile would find none), and are moved on to now at the end (the same username gets the
-    // same pseudonym, so an account made again would inherit what they retired).
-    const marks = new Set([keys.userSessionsEnded(pid), keys.knownBrowserEpoch(pid), keys.factorsRemoved(pid)]);
+    // Every other key of the user, one written meanwhile too (counted above, or not at all: it came after the command).
     await effort.run(async () => {
-      for await (const key of keysOnce(this.d.kv, `user:{${pid}}`, (k) => !marks.has(k))) {
-        await effort.run(async () => {
-          await this.d.kv.delete(key);
-          keysDeleted++;
-        });
-      }
+      for await (const key of keysOnce(this.d.kv, `user:{${pid}}`, (k) => !marks.has(k))) await effort.run(() => this.d.kv.delete(key));
     });
     await effort.run(() => this.forgetKnownBrowsers(pid));
     await effort.run(() => this.d.sessionRecords.markEnded(pid, this.d.clock.now()));
     await effort.run(() => this.d.factors.markRemoved(pid, this.d.clock.now()));
     // An erasure that failed part-way is not one: no event says it was done (the command run again finishes it).
     if (!effort.failed) this.d.security('user_erased', { pid, keys: keysDeleted });
-    return effort.result({ keysDeleted });
+    return effort.result({ keysDeleted, sessionsEnded, devicesRevoked });
   }
 
   /**

@@ -103,6 +103,29 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
   t.notOk(await signedIn(bob.b), 'every session ended');
 });
 
+t.test('erase says what it did; a name that holds nothing (a misspelt one) is said to hold nothing, not erased', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const alice = await signUpAndEnrol(s);
+  t.same(await devicesCommand(gw, 'register', { fingerprint: 'a'.repeat(64), user: 'alice' }), [`registered ${'a'.repeat(64)} for alice`]);
+  const erased = await userCommand(gw, 'erase', { user: 'Alice', yes: true });
+  t.match(erased[0], /^erased Alice: [1-9]\d* key\(s\) deleted, 1 session\(s\) ended, 1 device\(s\) bound to the user revoked; /, 'her session, her device');
+  t.notOk(await signedIn(alice.b));
+  const misspelt = await userCommand(gw, 'erase', { user: 'alicee', yes: true });
+  t.same(misspelt, [`nothing was held about alicee: check the spelling (a name that never signed in holds nothing); the audit trail keeps its pseudonymous records of user ${gw.pidOf('alicee')}`]);
+  t.match((await userCommand(gw, 'erase', { user: 'alice', yes: true }))[0], 'nothing was held about alice', 'erased already: nothing left');
+
+  // Enrolled long ago, her sessions and their list expired: only her factors are held, and they are erased.
+  const bob = await signUpAndEnrol(s, BOB);
+  const bobPid = gw.pidOf(BOB.username)!;
+  await sessionsCommand(gw, { user: 'bob' });
+  t.notOk(await signedIn(bob.b));
+  for await (const batch of s.kv.scanKeys(`user:{${bobPid}}`)) for (const key of batch) if (!key.endsWith(':factors') && !isErasureMark(key)) await s.kv.delete(key);
+  t.match((await userCommand(gw, 'erase', { user: 'bob', yes: true }))[0], /^erased bob: 1 key\(s\) deleted, 0 session\(s\) ended, 0 device\(s\) bound to the user revoked/);
+  t.equal(await s.kv.get(`user:{${bobPid}}:factors`), null);
+});
+
 t.test('erase: a sign-in begun before it and finishing while it runs starts no session (the marks stay throughout)', async (t) => {
   let whileSweeping: (() => Promise<void>) | null = null;
   const s = await startStack({
