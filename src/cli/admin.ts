@@ -43,7 +43,8 @@ export async function userCommand(gw: Gateway, action: (typeof USER_ACTIONS)[num
     case 'show':
       return showUser(a.user!, await gw.admin.show(pid));
     case 'export':
-      return [JSON.stringify({ username: a.user, ...(await gw.admin.export(pid)) }, null, 2)];
+      // The account's name as the gateway holds it (as the sign-in made it canonical), not as typed.
+      return [JSON.stringify({ username: canonicalUsername(a.user!, gw.config.portal.login.usernameCase), ...(await gw.admin.export(pid)) }, null, 2)];
     case 'reset-factors': {
       // No enrolment code for a name the login refuses (portal.login.usernamePattern set since the account was made).
       const signsIn = accountNames(gw.config.portal.login)(a.user!) !== null;

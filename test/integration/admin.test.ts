@@ -69,6 +69,8 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
   const exported = (await userCommand(gw, 'export', { user: 'alice' }))[0]!;
   const data = JSON.parse(exported);
   t.equal(data.pid, pid);
+  t.equal(data.username, 'alice');
+  t.equal(JSON.parse((await userCommand(gw, 'export', { user: ' ＡＬＩＣＥ ' }))[0]!).username, 'alice', 'the account as the gateway holds it, not as typed');
   t.equal(data.factors.length, 1);
   t.equal(data.sessions.length, 1);
   t.ok(data.withheld.includes('TOTP secrets'));
