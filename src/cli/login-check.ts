@@ -1,9 +1,11 @@
 // `mfa-gateway login check`: the portal.login rules tried on the live portal, with a right password and a wrong one.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Config } from '../config/schema.js';
 import { canonicalTarget, pathAndQuery } from '../domain/canonical-path.js';
 import { applySetCookies, cookieHeader, cookieName, cookieValues, type Jar } from '../domain/cookie-jar.js';
+import { upstreamRequestHeaders } from '../domain/headers.js';
 import { usernameFields } from '../domain/legacy-auth.js';
 import { loginFormOf } from '../domain/login-form.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
@@ -38,9 +40,10 @@ export async function loginCheck(config: Config, user: string, password: string)
   // stay as they are, or a password that is one of them (`wrong`) would show where it stands in their place.
   const hide = (text: string) => withoutPasswords(text, [password, wrongPassword]);
   const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, new InFlight(1));
+  const site = gatewaySite(config.server);
   try {
-    const right = await tryPassword(config, portal, { user, username, password }, hide);
-    const wrong = await tryPassword(config, portal, { user, username, password: wrongPassword }, hide);
+    const right = await tryPassword(config, portal, site, { user, username, password }, hide);
+    const wrong = await tryPassword(config, portal, site, { user, username, password: wrongPassword }, hide);
     const problems = [
       ...(right.judged.success ? [] : ['success does not hold for the right password']),
       ...(right.judged.failure === true ? ['failure holds for the right password'] : []),
@@ -49,6 +52,7 @@ export async function loginCheck(config: Config, user: string, password: string)
     ];
     return {
       lines: [
+        `as a browser at ${BROWSER_ADDRESS} on ${site.origin} (Origin and Referer), through the gateway (X-Forwarded-Proto ${site.proto}, X-Forwarded-Host ${site.host}, X-Forwarded-For ${BROWSER_ADDRESS})`,
         `right password: ${right.sent}`,
         ...judgement(right.judged, hide),
         `wrong password (a random one; it counts once against the portal's own lockout): ${wrong.sent}`,
@@ -64,6 +68,35 @@ export async function loginCheck(config: Config, user: string, password: string)
   } finally {
     await portal.close();
   }
+}
+
+/**
+ * The gateway as a browser reaches it, which names it in its Origin and Referer and which the gateway names to the portal
+ * (X-Forwarded-Proto, X-Forwarded-Host): the first of server.hosts, over https unless the gateway serves plain HTTP
+ * itself (neither server.tls nor a proxy in front, server.trustedProxies: the demo on loopback), with server.port
+ * where the browser connects to it (no proxy in front) and it is not the scheme's own.
+ */
+export function gatewaySite(server: Config['server']): GatewaySite {
+  const proto = server.tls || server.trustedProxies.length ? 'https' : 'http';
+  const own = server.trustedProxies.length || server.port === 0 || server.port === (proto === 'https' ? 443 : 80);
+  const host = `${server.hosts[0]!.toLowerCase()}${own ? '' : `:${server.port}`}`;
+  return { proto, host, origin: `${proto}://${host}` };
+}
+
+interface GatewaySite {
+  proto: 'http' | 'https';
+  /** As the browser's Host names it. */
+  host: string;
+  origin: string;
+}
+
+// The browser's address the portal is told (X-Forwarded-For): one kept for documentation (RFC 5737), no client's, and
+// not the portal's own machine, which some portals trust more.
+const BROWSER_ADDRESS = '192.0.2.1';
+
+/** What the portal gets from the gateway for a browser's request with `headers` and the jar's `cookie`. */
+function throughGateway(site: GatewaySite, headers: IncomingHttpHeaders, cookie: string | undefined): Record<string, string | string[]> {
+  return upstreamRequestHeaders(headers, { clientIp: BROWSER_ADDRESS, proto: site.proto, host: site.host, cookie });
 }
 
 /** An error of the check whose message hides the passwords in what it quotes of the portal, and nothing else. */
@@ -92,9 +125,9 @@ function spellings(password: string): RegExp {
 }
 
 /** One password sent as the gateway forwards a login: what was sent (names only, never values) and its judgement. */
-async function tryPassword(config: Config, portal: PortalClient, c: Credentials & { username: string }, hide: (text: string) => string): Promise<{ sent: string; judged: JudgedLogin }> {
+async function tryPassword(config: Config, portal: PortalClient, site: GatewaySite, c: Credentials & { username: string }, hide: (text: string) => string): Promise<{ sent: string; judged: JudgedLogin }> {
   const login = config.portal.login;
-  const request = login.bodyType === 'json' ? await jsonLogin(config, portal, c, hide) : await formLogin(config, portal, c, hide);
+  const request = login.bodyType === 'json' ? await jsonLogin(config, portal, site, c, hide) : await formLogin(config, portal, site, c, hide);
   // As the login intercept does: one canonical parse, and the portal checks the username the gateway would hold.
   let body: Buffer;
   try {
@@ -116,17 +149,18 @@ interface Credentials {
 /**
  * A single-page portal's login, as its page's script sends it: the page fetched as for a form (see loginPage), and the
  * JSON body the gateway forwards sent to the first login path with the cookies set on the way, the page's Origin and
- * Referer, and each cookie of portal.browserCookies the page can read echoed in the header `X-` and its name (a
- * double-submit XSRF token, which many such portals want on the login too: `X-XSRF-TOKEN` as Angular, axios, Laravel
- * and Spring send it; Django's `X-CSRFToken` is the same header as `X-csrftoken`), decoded as those scripts read it.
+ * Referer (on the gateway), and each cookie of portal.browserCookies the page can read echoed in the header `X-` and
+ * its name (a double-submit XSRF token, which many such portals want on the login too: `X-XSRF-TOKEN` as Angular,
+ * axios, Laravel and Spring send it; Django's `X-CSRFToken` is the same header as `X-csrftoken`), decoded as those
+ * scripts read it.
  */
-async function jsonLogin(config: Config, portal: PortalClient, c: Credentials, hide: (text: string) => string): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
+async function jsonLogin(config: Config, portal: PortalClient, site: GatewaySite, c: Credentials, hide: (text: string) => string): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
   const login = config.portal.login;
   const [path = '/login'] = login.paths;
   const [method = 'POST'] = login.methods;
   const field = usernameFields(login)[0]!;
   const now = Date.now();
-  const { url: pageUrl, jar, asked } = await loginPage(config, portal, now, hide);
+  const { url: pageUrl, jar, asked } = await loginPage(config, portal, site, now, hide);
   const cookie = cookieHeader(jar, path, now);
   // What the page's script can read: the cookies for its path that are not HttpOnly.
   const readable = cookieHeader(jar.filter((c) => c.scriptable), pageUrl.pathname, now);
@@ -134,13 +168,7 @@ async function jsonLogin(config: Config, portal: PortalClient, c: Credentials, h
     const [value] = cookieValues(readable, name) ?? [];
     return value === undefined ? [] : [[`X-${name}`, scriptRead(value)] as const];
   });
-  const headers = {
-    accept: 'application/json',
-    origin: pageUrl.origin,
-    referer: `${pageUrl.origin}${pageUrl.pathname}${pageUrl.search}`,
-    ...(cookie ? { cookie } : {}),
-    ...Object.fromEntries(echoed),
-  };
+  const headers = throughGateway(site, { accept: 'application/json', origin: pageUrl.origin, referer: `${pageUrl.origin}${pageUrl.pathname}${pageUrl.search}`, ...Object.fromEntries(echoed) }, cookie);
   return {
     to: { method, pathAndQuery: path, headers },
     body: JSON.stringify({ [field]: c.user, [login.passwordField]: c.password }),
@@ -162,11 +190,10 @@ function scriptRead(value: string): string {
  * A form login: the login page fetched (see loginPage), its form that holds the username field filled in, hidden
  * fields and the cookies set on the way kept, and sent where the form sends it.
  */
-async function formLogin(config: Config, portal: PortalClient, c: Credentials, hide: (text: string) => string): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
+async function formLogin(config: Config, portal: PortalClient, site: GatewaySite, c: Credentials, hide: (text: string) => string): Promise<{ to: Omit<PortalRequest, 'body'>; body: string; sent: string }> {
   const login = config.portal.login;
-  const { origin } = portal;
   const now = Date.now();
-  const { page, url: pageUrl, jar, asked } = await loginPage(config, portal, now, hide);
+  const { page, url: pageUrl, jar, asked } = await loginPage(config, portal, site, now, hide);
   const fields = usernameFields(login);
   const form = loginFormOf(bodyText(page) ?? '', fields);
   if (!form) {
@@ -174,10 +201,11 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials, h
       `${hide(asked)} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,
     );
   }
-  // Read from where the page is, after any redirect, as a browser reads it.
+  // Read from where the page is on the gateway, after any redirect, as a browser reads it: an action that names the
+  // portal's own address (built from its Host) would take the password there, past the gateway.
   const to = new URL(form.action ?? pageUrl.href, pageUrl);
   const where = `${form.method} ${to.pathname}${to.search}`;
-  if (to.origin !== origin) throw new CheckError(`the login form sends ${hide(`${form.method} ${to.href}`)}, not to the portal (${origin})`);
+  if (to.origin !== site.origin) throw new CheckError(`the login form sends ${hide(`${form.method} ${to.href}`)}, not to the gateway (${site.origin}), where the browser has the page`);
   // As the login intercept takes it: the canonical target (a path starting with `//` is none, and would name another
   // host to the portal client), sent to the portal as the configured login path it is.
   const target = canonicalTarget(`${to.pathname}${to.search}`, { pathParameters: config.server.pathParameters === 'allow' });
@@ -200,8 +228,8 @@ async function formLogin(config: Config, portal: PortalClient, c: Credentials, h
   const names = filled.map(([name]) => (named.has(name) ? name : hide(name))).join(', ');
   const cookie = cookieHeader(jar, loginPath, now);
   // Where the form was, as a browser says it (and the gateway passes it on): a portal may refuse a login without them
-  // (Django over HTTPS wants a Referer of its own).
-  const headers = { accept: 'text/html', origin: pageUrl.origin, referer: `${pageUrl.origin}${pageUrl.pathname}${pageUrl.search}`, ...(cookie ? { cookie } : {}) };
+  // (Django over HTTPS wants a Referer of the host it is told it has).
+  const headers = throughGateway(site, { accept: 'text/html', origin: pageUrl.origin, referer: `${pageUrl.origin}${pageUrl.pathname}${pageUrl.search}` }, cookie);
   return {
     to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers },
     body: new URLSearchParams(filled).toString(),
@@ -215,27 +243,29 @@ const MAX_REDIRECTS = 5;
 
 /**
  * The login page as a browser gets it through the gateway: GET portal.login.page, and each redirect followed on the
- * portal (never to another host, which is an error), with the cookies set on the way. `url`: where the page is;
- * `asked`: the way there (`GET /login -> /login/`).
+ * gateway, so on the portal (never to another host, which is an error), with the cookies set on the way. `url`: where
+ * the page is on the gateway; `asked`: the way there (`GET /login -> /login/`).
  */
-async function loginPage(config: Config, portal: PortalClient, now: number, hide: (text: string) => string): Promise<{ page: PortalResponse; url: URL; jar: Jar; asked: string }> {
+async function loginPage(config: Config, portal: PortalClient, site: GatewaySite, now: number, hide: (text: string) => string): Promise<{ page: PortalResponse; url: URL; jar: Jar; asked: string }> {
   const { origin } = portal;
-  let url = new URL(loginPageFor(config.portal.login.page), origin);
+  let url = new URL(loginPageFor(config.portal.login.page), site.origin);
   let asked = `GET ${url.pathname}${url.search}`;
   let jar: Jar = [];
   for (let redirects = 0; ; redirects++) {
     const cookie = cookieHeader(jar, url.pathname, now);
-    const page = await portal.send({ method: 'GET', pathAndQuery: url.pathname + url.search, headers: { accept: 'text/html', 'accept-encoding': 'identity', ...(cookie ? { cookie } : {}) } });
+    const page = await portal.send({ method: 'GET', pathAndQuery: url.pathname + url.search, headers: throughGateway(site, { accept: 'text/html', 'accept-encoding': 'identity' }, cookie) });
     jar = applySetCookies(jar, [page.headers['set-cookie'] ?? []].flat(), url.pathname, now);
     const [location] = [page.headers.location ?? []].flat();
     if (!REDIRECTS.has(page.status) || location === undefined) return { page, url, jar, asked };
     if (redirects === MAX_REDIRECTS) throw new CheckError(`${hide(asked)} (portal.login.page) redirects more than ${MAX_REDIRECTS} times`);
-    // Where the browser goes: the Location as the gateway passes it on (a path on the portal, see browserLocation), read
-    // from the page's address.
+    // Where the browser goes: the Location as the gateway passes it on (one on the portal as a path, see
+    // browserLocation; one a portal built from X-Forwarded-Host, on the gateway, as sent), read from the page's address.
     const sent = browserLocation(location, origin);
     const next = URL.canParse(sent, url) ? new URL(sent, url) : undefined;
     // Named without its query, which may hold what is not for a log.
-    if (next?.origin !== origin) throw new CheckError(`${hide(asked)} (portal.login.page) answered ${page.status} to ${next ? hide(`${next.origin}${next.pathname}`) : 'no readable address'}, not on the portal (${origin})`);
+    if (next?.origin !== site.origin) {
+      throw new CheckError(`${hide(asked)} (portal.login.page) answered ${page.status} to ${next ? hide(`${next.origin}${next.pathname}`) : 'no readable address'}, not on the portal (${origin}) nor on the gateway (${site.origin})`);
+    }
     url = next;
     asked += ` -> ${url.pathname}${url.search}`;
   }

@@ -32,7 +32,7 @@ t.test('login check against the demo portal', async (t) => {
   t.test('rules that tell them apart: exit 0, each answer and rule shown', async (t) => {
     const r = await check(configFile('right', { success: { status: [302], location: '^/(?!login)' }, failure: { status: [200], body: 'Invalid username or password' } }));
     t.equal(r.code, 0, r.stderr);
-    const lines = r.stdout.trim().split('\n');
+    const lines = r.stdout.trim().split('\n').slice(1);
     t.match(lines[0], /^right password: POST \/login with csrf, next, username, password \(the form of GET \/login\?next=%2F; cookies sent: PORTALSESSID, XSRF-TOKEN\)$/);
     t.same(lines.slice(1, 4), ['  answer: 302, Location /, cookies set: XSRF-TOKEN', '  success: holds', '  failure: does not hold']);
     t.match(lines[4], /^wrong password \(a random one; it counts once against the portal's own lockout\): POST \/login/);
@@ -75,7 +75,7 @@ t.test('login check against the demo portal', async (t) => {
     const r = await check(configFile('json', { bodyType: 'json', success: { status: [302] }, failure: { status: [403] } }));
     // The demo portal takes forms only: neither password gets past its CSRF check (a form field).
     t.equal(r.code, 1);
-    t.match(r.stdout, /^right password: POST \/login with JSON username, password \(as the script of GET \/login\?next=%2F sends it; cookies sent: PORTALSESSID, XSRF-TOKEN; echoed in: X-XSRF-TOKEN\)\n {2}answer: 403, no Location/);
+    t.match(r.stdout, /^right password: POST \/login with JSON username, password \(as the script of GET \/login\?next=%2F sends it; cookies sent: PORTALSESSID, XSRF-TOKEN; echoed in: X-XSRF-TOKEN\)\n {2}answer: 403, no Location/m);
     noPassword(t, r);
   });
 
@@ -112,30 +112,67 @@ async function startPortal(t: Tap.Test, answer: (req: Asked, port: number) => { 
   return { url: `http://127.0.0.1:${port}`, port, seen };
 }
 
+// Where a browser has the portal's pages with the test config: the first of server.hosts, served over plain HTTP.
+const GATEWAY = 'http://localhost';
+
 /**
- * A portal of one login page (`page`), which refuses a password sent without its page's Origin or Referer, as Django
- * does over HTTPS.
+ * A portal of one login page (`page`), which refuses a password sent without its page's Origin or Referer (on the
+ * gateway), as Django does over HTTPS.
  */
 function startFormPortal(t: Tap.Test, page: (port: number) => string): Promise<{ url: string; port: number; seen: string[] }> {
   return startPortal(t, (req, port) => {
     if (req.method === 'GET') return { status: 200, body: page(port) };
-    if (req.headers.origin !== `http://127.0.0.1:${port}` || req.headers.referer !== `http://127.0.0.1:${port}/login`) return { status: 403, body: 'CSRF verification failed' };
+    if (req.headers.origin !== GATEWAY || req.headers.referer !== `${GATEWAY}/login`) return { status: 403, body: 'CSRF verification failed' };
     const right = new URLSearchParams(req.body).get('j_password') === 'right-pw';
     return { status: 302, headers: { location: right ? '/home' : '/login?error' } };
   });
 }
 
-/** login check run on a config of `portal` with these portal.login settings, the password on stdin. */
-async function checkOn(t: Tap.Test, portal: { url: string }, login: Record<string, unknown>, password: string, browserCookies = ['XSRF-TOKEN']) {
+/** login check run on a config of `portal` with these portal.login (and server) settings, the password on stdin. */
+async function checkOn(t: Tap.Test, portal: { url: string }, login: Record<string, unknown>, password: string, browserCookies = ['XSRF-TOKEN'], server: Record<string, unknown> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'login-check-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const raw = rawTestConfig(portal.url);
+  raw.server = { ...raw.server, ...server };
   raw.portal.browserCookies = browserCookies;
   raw.portal.login = { paths: ['/j_security_check'], usernameField: 'j_username', passwordField: 'j_password', success: { status: [302], location: '^/home' }, ...login };
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify({ ...raw, log: { level: 'silent' } }));
   return runCliAsync(['login', 'check', '--config', file, '--user', 'alice'], {}, `${password}\n`);
 }
+
+t.test('the portal is told what the gateway tells it of a browser on the gateway: its scheme, host and address', async (t) => {
+  // A portal that is told it is behind https on the gateway's host (Django's SECURE_SSL_REDIRECT and USE_X_FORWARDED_HOST,
+  // Rails' force_ssl): any other request is sent there; its redirects and its form's action name that host (Rails'
+  // redirect_to), and its CSRF check wants a login's Origin and Referer on it.
+  const told: string[] = [];
+  const portal = await startPortal(t, (req) => {
+    const host = req.headers['x-forwarded-host'] ?? req.headers.host;
+    told.push(`${req.headers['x-forwarded-proto']} ${req.headers['x-forwarded-host']} ${req.headers['x-forwarded-for']}`);
+    if (req.headers['x-forwarded-proto'] !== 'https') return { status: 301, headers: { location: `https://${host}${req.url}` } };
+    if (req.url === '/login') return { status: 302, headers: { location: `https://${host}/session/new` } };
+    if (req.method === 'GET') return { status: 200, body: `<form method="post" action="https://${host}/j_security_check"><input name="j_username"><input type="password" name="j_password"></form>` };
+    if (req.headers.origin !== `https://${host}` || req.headers.referer !== `https://${host}/session/new`) return { status: 403, body: 'CSRF verification failed' };
+    return { status: 302, headers: { location: `https://${host}${new URLSearchParams(req.body).get('j_password') === 'right-pw' ? '/home' : '/login?error'}` } };
+  });
+  const behindProxy = { hosts: ['mfa.example', 'localhost'], trustedProxies: ['10.0.0.1'] };
+  const r = await checkOn(t, portal, { failure: { status: [302], location: '^/login\\?error' } }, 'right-pw', [], behindProxy);
+  t.equal(r.code, 0, r.stdout + r.stderr);
+  const lines = r.stdout.split('\n');
+  t.equal(lines[0], 'as a browser at 192.0.2.1 on https://mfa.example (Origin and Referer), through the gateway (X-Forwarded-Proto https, X-Forwarded-Host mfa.example, X-Forwarded-For 192.0.2.1)');
+  t.equal(lines[1], 'right password: POST /j_security_check with j_username, j_password (the form of GET /login -> /session/new; cookies sent: none)');
+  t.same(portal.seen.map((s) => s.split(' ', 2).join(' ')), ['GET /login', 'GET /session/new', 'POST /j_security_check', 'GET /login', 'GET /session/new', 'POST /j_security_check']);
+  t.same(new Set(told), new Set(['https mfa.example 192.0.2.1']), 'on every request');
+});
+
+t.test("a login form whose action names the portal's own address: an error, no password sent", async (t) => {
+  // Built from the portal's Host: the browser would send the password there, past the gateway (or nowhere).
+  const portal = await startFormPortal(t, (port) => `<form method="post" action="http://127.0.0.1:${port}/j_security_check"><input name="j_username"><input type="password" name="j_password"></form>`);
+  const r = await checkOn(t, portal, {}, 'right-pw');
+  t.equal(r.code, 1);
+  t.equal(r.stderr, `mfa-gateway: the login form sends POST ${portal.url}/j_security_check, not to the gateway (http://localhost), where the browser has the page\n`);
+  t.same(portal.seen.map((s) => s.split(' ', 1)[0]), ['GET'], 'no password sent');
+});
 
 t.test('the login form is sent where the gateway would send it, never to another host', async (t) => {
   const other = await startFormPortal(t, () => '');
@@ -226,7 +263,7 @@ t.test('a password the portal echoes is never printed: [password] in its place',
   // An error names the form's action, with the password the page holds.
   const e = await checkOn(t, await echo(true), {}, pw);
   t.equal(e.code, 1);
-  t.match(e.stderr, 'the login form sends POST http://localhost:1/j_security_check?last=[password], not to the portal');
+  t.match(e.stderr, 'the login form sends POST http://localhost:1/j_security_check?last=[password], not to the gateway (http://localhost), where the browser has the page');
   printed(t, e);
 });
 
@@ -261,14 +298,14 @@ t.test('a login page reached by redirects: followed on the portal, with the cook
       // A relative action: /auth/check from this page, /check from the one first asked for.
       return { status: 200, headers: { 'set-cookie': 'csrf=3; Path=/auth' }, body: '<form method="post" action="check"><input name="j_username"><input type="password" name="j_password"></form>' };
     }
-    if (req.method === 'POST' && req.url === '/auth/check' && req.headers.referer === `${here}/auth/login?next=%2F` && cookies(req) === 'csrf=3; first=1; second=2') {
+    if (req.method === 'POST' && req.url === '/auth/check' && req.headers.referer === `${GATEWAY}/auth/login?next=%2F` && cookies(req) === 'csrf=3; first=1; second=2') {
       return { status: 302, headers: { location: new URLSearchParams(req.body).get('j_password') === 'right-pw' ? '/home' : '/login?error' } };
     }
     return { status: 400 };
   });
   const r = await checkOn(t, portal, { paths: ['/auth/check'] }, 'right-pw');
   t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout.split('\n')[0], 'right password: POST /auth/check with j_username, j_password (the form of GET /login -> /login/ -> /auth/login?next=%2F; cookies sent: csrf, first, second)');
+  t.equal(r.stdout.split('\n')[1], 'right password: POST /auth/check with j_username, j_password (the form of GET /login -> /login/ -> /auth/login?next=%2F; cookies sent: csrf, first, second)');
   t.same(portal.seen.filter((s) => s.startsWith('POST')).map((s) => s.split(' ', 2)[1]), ['/auth/check', '/auth/check'], 'the passwords went to the login path only');
 });
 
@@ -283,14 +320,14 @@ t.test("a login page redirected to the portal's host and port under https: follo
   });
   const r = await checkOn(t, portal, {}, 'right-pw');
   t.equal(r.code, 0, r.stderr);
-  t.equal(r.stdout.split('\n')[0], 'right password: POST /j_security_check with j_username, j_password (the form of GET /login -> /login/?next=%2F; cookies sent: none)');
+  t.equal(r.stdout.split('\n')[1], 'right password: POST /j_security_check with j_username, j_password (the form of GET /login -> /login/?next=%2F; cookies sent: none)');
 
   // The same host on another port is another site: the gateway passes it on as sent.
   const other = await startPortal(t, () => ({ status: 200 }));
   const away = await startPortal(t, () => ({ status: 302, headers: { location: `https://127.0.0.1:${other.port}/login/` } }));
   const a = await checkOn(t, away, {}, 'right-pw');
   t.equal(a.code, 1);
-  t.equal(a.stderr, `mfa-gateway: GET /login (portal.login.page) answered 302 to https://127.0.0.1:${other.port}/login/, not on the portal (${away.url})\n`);
+  t.equal(a.stderr, `mfa-gateway: GET /login (portal.login.page) answered 302 to https://127.0.0.1:${other.port}/login/, not on the portal (${away.url}) nor on the gateway (${GATEWAY})\n`);
   t.same(other.seen, [], 'nothing reached the other host');
 });
 
@@ -299,7 +336,7 @@ t.test('a login page redirected to another host, or on and on: an error, nothing
   const away = await startPortal(t, () => ({ status: 302, headers: { location: `http://localhost:${other.port}/sso/login?token=t0ken` } }));
   const r = await checkOn(t, away, {}, 'right-pw');
   t.equal(r.code, 1);
-  t.equal(r.stderr, `mfa-gateway: GET /login (portal.login.page) answered 302 to http://localhost:${other.port}/sso/login, not on the portal (${away.url})\n`);
+  t.equal(r.stderr, `mfa-gateway: GET /login (portal.login.page) answered 302 to http://localhost:${other.port}/sso/login, not on the portal (${away.url}) nor on the gateway (${GATEWAY})\n`);
   t.same(other.seen, [], 'nothing reached the other host');
   t.same(away.seen, ['GET /login '], 'no password sent');
 
@@ -323,7 +360,7 @@ t.test('a JSON login that wants the double-submit XSRF token of its page: sent a
   const login = { paths: ['/api/session'], page: '/app/login', bodyType: 'json', usernameField: 'user', passwordField: 'pass', success: { status: [200], setCookie: 'JSESSIONID' }, failure: { status: [401] } };
   const r = await checkOn(t, portal, login, 'right-pw');
   t.equal(r.code, 0, r.stdout);
-  const lines = r.stdout.split('\n');
+  const lines = r.stdout.split('\n').slice(1);
   t.equal(lines[0], 'right password: POST /api/session with JSON user, pass (as the script of GET /app/login sends it; cookies sent: XSRF-TOKEN; echoed in: X-XSRF-TOKEN)');
   t.same(lines.slice(1, 4), ['  answer: 200, no Location, cookies set: JSESSIONID', '  success: holds', '  failure: does not hold']);
   t.same(lines.slice(5, 8), ['  answer: 401, no Location, cookies set: none', '  success: does not hold', '  failure: holds']);
