@@ -201,9 +201,11 @@ async function formLogin(config: Config, portal: PortalClient, site: GatewaySite
       `${hide(asked)} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,
     );
   }
-  // Read from where the page is on the gateway, after any redirect, as a browser reads it: an action that names the
-  // portal's own address (built from its Host) would take the password there, past the gateway.
-  const to = new URL(form.action ?? pageUrl.href, pageUrl);
+  // Read from where the page is on the gateway, after any redirect, or from its <base href> (one that cannot be read is
+  // none), as a browser reads it: an action or a base that names the portal's own address (built from its Host, as a
+  // JSP's basePath is) would take the password there, past the gateway.
+  const base = form.base !== undefined && URL.canParse(form.base, pageUrl) ? new URL(form.base, pageUrl) : pageUrl;
+  const to = form.action === undefined ? pageUrl : new URL(form.action, base);
   const where = `${form.method} ${to.pathname}${to.search}`;
   if (to.origin !== site.origin) throw new CheckError(`the login form sends ${hide(`${form.method} ${to.href}`)}, not to the gateway (${site.origin}), where the browser has the page`);
   // As the login intercept takes it: the canonical target (a path starting with `//` is none, and would name another

@@ -3,6 +3,8 @@
 export interface LoginForm {
   /** The action as written (undefined: the page's own address). */
   action: string | undefined;
+  /** The page's `<base href>` as written, which an action is read from instead of the page's address (undefined: none). */
+  base: string | undefined;
   /** Upper case; a form without one sends GET. */
   method: string;
   /**
@@ -21,6 +23,7 @@ export interface LoginForm {
 // again at each `<form` or `<input` after it, would take time quadratic in the page's length (minutes for a 1 MiB page).
 const ATTRIBUTES = String.raw`((?:[^>"']|"[^"]*(?:"|$)|'[^']*(?:'|$))*)(?:>|$)`;
 const FORM = new RegExp(String.raw`<form\b${ATTRIBUTES}([\s\S]*?)(?:</form\s*>|$)`, 'gi');
+const BASE = new RegExp(String.raw`<base\b${ATTRIBUTES}`, 'gi');
 // A field: an input or button tag; a textarea with its text, which no tag ends but its end tag; a select with its
 // options, ended as a browser ends it, also by a field it cannot hold (a select left open stops at the next input).
 // A textarea or select never closed runs to the page's end, as a tag does, for the same reason.
@@ -56,9 +59,18 @@ export function loginFormOf(html: string, usernameFields: readonly string[]): Lo
     const fields: [string, string][] = [];
     for (const field of tags) fields.push(...(field === submitter ? submitted(field) : sent(field)));
     const enctype = (submitter?.attributes.get('formenctype') ?? form.get('enctype') ?? '').toLowerCase();
-    return { action: form.get('action') || undefined, method: (form.get('method') ?? 'GET').toUpperCase(), enctype: ENCTYPES.has(enctype) ? enctype : 'application/x-www-form-urlencoded', usernameField, fields };
+    return { action: form.get('action') || undefined, base: baseOf(page), method: (form.get('method') ?? 'GET').toUpperCase(), enctype: ENCTYPES.has(enctype) ? enctype : 'application/x-www-form-urlencoded', usernameField, fields };
   }
   return null;
+}
+
+/** The href of the page's first base element that has one, as browsers take it (wherever it stands). */
+function baseOf(page: string): string | undefined {
+  for (const [, attributes = ''] of page.matchAll(BASE)) {
+    const href = attributesOf(attributes).get('href');
+    if (href !== undefined) return href;
+  }
+  return undefined;
 }
 
 interface Field {

@@ -194,6 +194,23 @@ t.test('the login form is sent where the gateway would send it, never to another
   t.match(below.portal.seen[1], /^POST \/j_security_check j_username=alice&j_password=right-pw$/);
 });
 
+t.test("a login page with a base URL: the form's action read from it, as a browser reads it", async (t) => {
+  // A JSP with `<base href="<%=basePath%>">`, its forms' actions relative to the application's root.
+  const run = async (base: (port: number) => string) => {
+    const portal = await startFormPortal(t, (port) => `<head><base href="${base(port)}"></head><form method="post" action="login.do"><input name="j_username"><input type="password" name="j_password"></form>`);
+    return { portal, r: await checkOn(t, portal, { paths: ['/app/login.do'] }, 'right-pw') };
+  };
+  const path = await run(() => '/app/');
+  t.equal(path.r.code, 0, path.r.stderr);
+  t.match(path.portal.seen[1], /^POST \/app\/login\.do j_username=alice&j_password=right-pw$/);
+
+  // A basePath built from the portal's Host names the portal: the browser would send the password there, past the gateway.
+  const portalAddress = await run((port) => `http://127.0.0.1:${port}/app/`);
+  t.equal(portalAddress.r.code, 1);
+  t.equal(portalAddress.r.stderr, `mfa-gateway: the login form sends POST ${portalAddress.portal.url}/app/login.do, not to the gateway (http://localhost), where the browser has the page\n`);
+  t.same(portalAddress.portal.seen.map((s) => s.split(' ', 1)[0]), ['GET'], 'no password sent');
+});
+
 t.test('a login form a browser sends in another encoding than the gateway takes: an error, no password sent', async (t) => {
   // The login intercept answers such a login 415: it never reaches the portal, whatever the rules say of its answers.
   const run = async (form: string) => {

@@ -29,6 +29,13 @@ t.test('one of several configured names; none: null; no method is GET, no action
   t.equal(loginFormOf('<!-- <form><input name="username"></form> -->', ['username']), null);
 });
 
+t.test("the page's base URL, which a browser reads the action from: the first base element with an href", async (t) => {
+  const base = (page: string) => loginFormOf(`${page}<form action="login.do"><input name="username"></form>`, ['username'])?.base;
+  t.equal(base('<head><base target="_top"><BASE HREF="/app/"><base href="/other/"></head>'), '/app/', 'the first with an href');
+  t.equal(base('<base href="http://portal.internal:8080/app/">'), 'http://portal.internal:8080/app/');
+  t.equal(base('<!-- <base href="/old/"> --><basefont href="/font/">'), undefined, 'in a comment, or another tag: none');
+});
+
 t.test('a crafted page of tags never closed is read in time linear in its length', async (t) => {
   // Each such tag, read from its start to the page's end and then given up, would make the time quadratic: minutes
   // for a page of the portal client's 1 MiB.
@@ -45,6 +52,7 @@ t.test('a crafted page of tags never closed is read in time linear in its length
     ['selects', `<form>${'<select'.repeat(40_000)}`],
     ['selects never closed', `<form>${'<select>'.repeat(40_000)}`],
     ['textareas', `<form>${'<textarea>'.repeat(40_000)}`],
+    ['bases', '<base "'.repeat(40_000)],
   ] as const) {
     t.equal(timed(what, page), null);
   }
