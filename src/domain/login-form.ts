@@ -1,11 +1,11 @@
 // Reads a portal's login page as a browser fills it in: the form that holds the username field, and what it sends.
 
 export interface LoginForm {
-  /** The action as written (undefined: the page's own address). */
+  /** The action as written, the first submit button's formaction if it has one, else the form's (undefined: the page's own address). */
   action: string | undefined;
   /** The page's `<base href>` as written, which an action is read from instead of the page's address (undefined: none). */
   base: string | undefined;
-  /** Upper case; a form without one sends GET. */
+  /** Upper case, the first submit button's formmethod if it has one, else the form's; a form without one sends GET. */
   method: string;
   /**
    * How a POST encodes the fields, lower case: application/x-www-form-urlencoded (also for none, or one a browser does
@@ -58,8 +58,10 @@ export function loginFormOf(html: string, usernameFields: readonly string[]): Lo
     const submitter = tags.find(isSubmitButton);
     const fields: [string, string][] = [];
     for (const field of tags) fields.push(...(field === submitter ? submitted(field) : sent(field)));
-    const enctype = (submitter?.attributes.get('formenctype') ?? form.get('enctype') ?? '').toLowerCase();
-    return { action: form.get('action') || undefined, base: baseOf(page), method: (form.get('method') ?? 'GET').toUpperCase(), enctype: ENCTYPES.has(enctype) ? enctype : 'application/x-www-form-urlencoded', usernameField, fields };
+    // Its formaction, formmethod and formenctype, where it has them, stand for the form's.
+    const chosen = (attribute: string) => submitter?.attributes.get(`form${attribute}`) ?? form.get(attribute);
+    const enctype = (chosen('enctype') ?? '').toLowerCase();
+    return { action: chosen('action') || undefined, base: baseOf(page), method: (chosen('method') ?? 'GET').toUpperCase(), enctype: ENCTYPES.has(enctype) ? enctype : 'application/x-www-form-urlencoded', usernameField, fields };
   }
   return null;
 }

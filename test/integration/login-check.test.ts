@@ -211,6 +211,13 @@ t.test("a login page with a base URL: the form's action read from it, as a brows
   t.same(portalAddress.portal.seen.map((s) => s.split(' ', 1)[0]), ['GET'], 'no password sent');
 });
 
+t.test("a login form whose submit button names where it goes (formaction, formmethod): sent there, as a browser sends it", async (t) => {
+  const portal = await startFormPortal(t, () => '<form action="/login"><input name="j_username"><input type="password" name="j_password"><button formaction="/j_security_check" formmethod="post">Sign in</button></form>');
+  const r = await checkOn(t, portal, {}, 'right-pw');
+  t.equal(r.code, 0, r.stderr);
+  t.match(portal.seen[1], /^POST \/j_security_check j_username=alice&j_password=right-pw$/);
+});
+
 t.test('a login form a browser sends in another encoding than the gateway takes: an error, no password sent', async (t) => {
   // The login intercept answers such a login 415: it never reaches the portal, whatever the rules say of its answers.
   const run = async (form: string) => {

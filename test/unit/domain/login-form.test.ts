@@ -91,6 +91,17 @@ t.test("the encoding a browser sends the form in: its enctype, or its first subm
   t.equal(enctype('<form method="post" enctype="multipart/form-data"><input><button type="button" formenctype="text/plain">Show</button></form>'), 'multipart/form-data', 'not a submit button: the form\'s');
 });
 
+t.test("where and how a browser sends the form: its first submit button's formaction and formmethod, else the form's", async (t) => {
+  const sends = (html: string) => {
+    const form = loginFormOf(html.replace('<input>', '<input name="username">'), ['username']);
+    return form && [form.method, form.action];
+  };
+  t.same(sends('<form action="/search"><input><button formmethod="POST" formaction="/login">Sign in</button></form>'), ['POST', '/login']);
+  t.same(sends('<form method="post" action="/login"><input><input type="submit" formaction="" formmethod="get"></form>'), ['GET', undefined], "an empty formaction: the page's address");
+  t.same(sends('<form method="post" action="/login"><input><button type="button" formaction="/x" formmethod="get">Show</button></form>'), ['POST', '/login'], "not a submit button: the form's");
+  t.same(sends('<form method="post" action="/login"><input><button>Sign in</button><button formaction="/x">Other</button></form>'), ['POST', '/login'], "another than the first: the form's");
+});
+
 t.test('a select sends its chosen option and a textarea its text, as a browser sends them', async (t) => {
   const form = (fields: string) => loginFormOf(`<form method="post"><input name="username">${fields}</form>`, ['username'])?.fields.slice(1);
   t.same(form('<select name="domain"><option value="a">A<option value="b" selected>B</option></select>'), [['domain', 'b']], 'the one selected');
