@@ -1,6 +1,7 @@
 // Where codes and passkeys are checked (a pending login, a session's step-up or factor set-up) and the limits on
-// wrong attempts: per ceremony (5, then the password again or the session ends) and per user and kind of factor
-// across ceremonies (a growing wait, then the kind is disabled at the cap: NIST SP 800-63B §3.2.2, SECURITY R6–R8).
+// wrong attempts: per ceremony (5, then the password again or the session ends; set-ups apart: SETUP_TRIES) and per
+// user and kind of factor across ceremonies (a growing wait, then the kind is disabled at the cap: NIST SP 800-63B
+// §3.2.2, SECURITY R6–R8).
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { latestEnd } from '../domain/session-times.js';
@@ -20,6 +21,9 @@ export type Refused = Exclude<CodeCheck, { ok: true }>;
 export type AttemptKind = 'totp' | 'webauthn' | 'recovery' | 'enrolment-code';
 export const ATTEMPT_KINDS: readonly AttemptKind[] = ['totp', 'webauthn', 'recovery', 'enrolment-code'];
 
+/** Set-ups a ceremony may try, right or wrong, before it ends (see beginSetup). */
+export const SETUP_TRIES = 20;
+
 export interface Ceremony {
   /** Which one: a sign-in in progress or a session (see ReplayGuard.claimStep). */
   id: string;
@@ -29,6 +33,8 @@ export interface Ceremony {
   kind: 'login' | 'session';
   /** Counts one check (atomically) and returns the count so far. */
   count(): Promise<number>;
+  /** Counts one set-up tried (atomically), for as long as the ceremony can last, never reset; the count so far. */
+  countSetup(): Promise<number>;
   /** The checks counted so far, without counting one. */
   tries(): Promise<number>;
   /** A check passed: the count starts again (the next step of a login has its own attempts). */
@@ -47,8 +53,11 @@ export interface Attempt {
   failures?: number;
   /** This was the last attempt before the cap: if it is wrong, the kind is disabled. */
   last: boolean;
-  /** An app being set up: it counts in the ceremony only, right or wrong. */
-  setup?: true;
+  /**
+   * A factor being set up: it counts in the ceremony only, right or wrong, in its tries (an app at first enrolment) or
+   * its set-up tries (see beginSetup).
+   */
+  setup?: 'tries' | 'setup-tries';
 }
 
 export interface AttemptDeps {
@@ -77,13 +86,15 @@ export class Attempts {
 
   ofLogin(id: string, p: PendingLogin): Ceremony {
     const { pending, clock } = this.d;
+    // Kept as long as the login can be given more time: more time never brings back tries already used.
+    const lifetimeMs = () => Math.max(1, latestEnd(p, this.d.config.mfa.pendingMaxSeconds * 1000) - clock.now());
     return {
       id: `login:${id}`,
       pid: p.pid,
       username: p.username,
       kind: 'login',
-      // Kept as long as the login can be given more time: more time never brings back tries already used.
-      count: () => pending.countAttempt(id, Math.max(1, latestEnd(p, this.d.config.mfa.pendingMaxSeconds * 1000) - clock.now())),
+      count: () => pending.countAttempt(id, lifetimeMs()),
+      countSetup: () => this.d.kv.increment(keys.pendingSetupTries(id), lifetimeMs()),
       tries: () => pending.attempts(id),
       reset: () => pending.resetAttempts(id),
       end: () => pending.delete(id),
@@ -114,6 +125,7 @@ export class Attempts {
       username: active.record.username,
       kind: 'session',
       count: () => this.d.kv.increment(key, lifetimeMs()),
+      countSetup: () => this.d.kv.increment(keys.sessionSetupTries(active.sid), lifetimeMs()),
       tries: async () => Number((await this.d.kv.get(key)) ?? 0),
       reset: () => this.d.kv.delete(key),
       end: () => this.d.sessions.end(active, 'too-many-wrong-codes'),
@@ -156,14 +168,23 @@ export class Attempts {
   }
 
   /**
-   * An app being set up: its code is counted in the ceremony only. A set-up guesses no secret (the person sees the
-   * key), so it is neither refused nor counted for the user; nor does its success reset the user's count, which would
-   * let a set-up that is never bound (a stale sign-in's) wipe the failures of guesses at the user's real factor. A
-   * kind disabled after too many failures comes back when a new one of that kind is bound (see bind in enrolment.ts).
-   * A passkey being registered counts in neither (see registrationRefused there).
+   * An app's code or a passkey's answer, being set up: counted in the ceremony only. A set-up guesses no secret (the
+   * person sees the app's key; a registration's challenge is the gateway's, its origin the browser's, its signatures
+   * the authenticator's), so it is neither refused nor counted for the user; nor does its success reset the user's
+   * count, which would let a set-up that is never bound (a stale sign-in's) wipe the failures of guesses at the user's
+   * real factor. A kind disabled after too many failures comes back when a new one of that kind is bound (see bind in
+   * enrolment.ts).
+   *
+   * An app's code at first enrolment is one of the sign-in's tries, as ever. Any other set-up (a passkey's answer
+   * there, an app's code or a passkey's answer on the security page) is one of the ceremony's SETUP_TRIES instead: a
+   * key that does not work, or codes mistyped, must not end a session or send a first sign-in back to its password,
+   * but a flood of answers (each a store write, a check and an audit record) must end. Counted before it is checked,
+   * as tries are, and kept when it is right: whoever holds the session or sign-in can set up a factor that works, so a
+   * count a success gave back would bound nothing.
    */
-  async beginSetup(c: Ceremony, ip: string, kind: 'totp'): Promise<Attempt> {
-    return { n: await this.counted(c), kind, last: false, setup: true };
+  async beginSetup(c: Ceremony, ip: string, kind: 'totp' | 'webauthn'): Promise<Attempt> {
+    if (kind === 'totp' && c.kind === 'login') return { n: await this.counted(c), kind, last: false, setup: 'tries' };
+    return { n: await this.counted(c, true), kind, last: false, setup: 'setup-tries' };
   }
 
   /** A passkey answer signed right but by a clone (its counter behind): it counts against the user (R6). */
@@ -172,9 +193,12 @@ export class Attempts {
     return { ...a, failures: f.failures, last: f.locked };
   }
 
-  /** The attempt was right: the ceremony's count and (but for a set-up) the user's counter of this kind start again. */
+  /**
+   * The attempt was right: the ceremony's count (but for a set-up try, see beginSetup) and the user's counter of this
+   * kind (but for any set-up) start again.
+   */
   async succeeded(c: Ceremony, a: Attempt): Promise<void> {
-    await c.reset();
+    if (a.setup !== 'setup-tries') await c.reset();
     if (!a.setup) await this.counters[a.kind].succeed(keys.factorFailures(c.pid, a.kind));
   }
 
@@ -191,9 +215,10 @@ export class Attempts {
   async failed(c: Ceremony, ip: string, a: Attempt, reason: string): Promise<Refused> {
     this.d.security('mfa_failed', { pid: c.pid, ip, factor: a.kind, reason, failures: a.failures });
     if (a.last) await this.locked(c, ip, a.kind);
-    const left = this.d.config.mfa.maxAttemptsPerLogin - a.n;
-    // A typo while setting up the first app is no failed second step; set-up tries that end the sign-in are (else a
-    // password holder could confirm a password unheard, ending the sign-in before it is found abandoned).
+    const left = this.limit(a.setup === 'setup-tries') - a.n;
+    // A set-up at first enrolment that failed (a typo, a key that said no) is no failed second step; set-ups that end
+    // the sign-in are (else a password holder could confirm a password unheard, ending the sign-in before it is found
+    // abandoned).
     if (c.kind === 'login' && (!a.setup || left <= 0) && (await c.firstFailure())) this.d.notifier.notify({ event: 'second_factor_failed', user: c.username, ip, details: { factor: a.kind } });
     if (left <= 0) await this.exhausted(c, ip);
     return { ok: false, attemptsLeft: left };
@@ -267,16 +292,21 @@ export class Attempts {
   }
 
   /**
-   * Counts the attempt in the ceremony; past its limit the ceremony ends. Logged by the try that used the last (see
-   * failed), once: of parallel tries, each beyond the limit would log it again, and the report count it again.
+   * Counts the attempt in the ceremony (in its set-up tries: `setup`); past its limit the ceremony ends. Logged by the
+   * try that used the last (see failed), once: of parallel tries, each beyond the limit would log it again, and the
+   * report count it again.
    */
-  private async counted(c: Ceremony): Promise<number> {
-    const n = await c.count();
-    if (n > this.d.config.mfa.maxAttemptsPerLogin) {
+  private async counted(c: Ceremony, setup = false): Promise<number> {
+    const n = await (setup ? c.countSetup() : c.count());
+    if (n > this.limit(setup)) {
       await c.end();
-      throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', 'no try left in the ceremony');
+      throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', setup ? 'no set-up try left in the ceremony' : 'no try left in the ceremony');
     }
     return n;
+  }
+
+  private limit(setup: boolean): number {
+    return setup ? SETUP_TRIES : this.d.config.mfa.maxAttemptsPerLogin;
   }
 
   private async exhausted(c: Ceremony, ip: string): Promise<never> {

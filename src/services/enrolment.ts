@@ -50,7 +50,7 @@ type Binding = { first: true; id: string; proved: string | undefined; since: num
 
 /** A factor has been bound: for a first enrolment, the recovery codes to show once. */
 export type Bound = { ok: true; factor: Factor; recoveryCodes?: string[] };
-/** A passkey registration refused: no try was used (see registrationRefused). */
+/** A passkey registration refused: one of the set-up tries, whose count is not said (see Attempts.beginSetup). */
 export type Unregistered = { ok: false };
 
 // A TOTP secret being set up from the security page waits this long for its first code.
@@ -323,14 +323,15 @@ export class EnrolmentService {
     ip: string,
     how: Binding,
   ): Promise<Bound | Unregistered> {
+    const attempt = await this.d.attempts.beginSetup(c, ip, 'webauthn');
     // The challenge was made for this login or session and for registration, and is used once (R21, C-42): taken
     // before the answer is checked, so each answer, refused or not, needs options of its own.
     const challenge = await this.d.challenges.take(owner, 'register');
-    if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) return this.registrationRefused(c, ip, 'no live registration challenge');
+    if (!challenge || challenge.pid !== c.pid || challenge.expiresAt <= this.d.clock.now()) return this.d.attempts.failed(c, ip, attempt, 'no live registration challenge');
     const result = await verifyRegistration(this.d.rp, response, challenge.challenge);
-    if (!result.ok) return this.registrationRefused(c, ip, result.reason);
+    if (!result.ok) return this.d.attempts.failed(c, ip, attempt, result.reason);
     // A credential id belongs to one user only (WA3 §7.1, C-44).
-    if (!(await this.d.owners.claim(result.credential.id, c.pid))) return this.registrationRefused(c, ip, 'credential id already registered');
+    if (!(await this.d.owners.claim(result.credential.id, c.pid))) return this.d.attempts.failed(c, ip, attempt, 'credential id already registered');
     const factor: Factor = { id: newId().slice(0, 16), kind: 'webauthn', name: factorName(name, 'Passkey'), addedAt: this.d.clock.now(), credential: result.credential };
     try {
       return await this.bind(c.pid, factor, c.username, ip, how);
@@ -339,18 +340,6 @@ export class EnrolmentService {
       await this.d.owners.release(result.credential.id).catch(() => undefined);
       throw err;
     }
-  }
-
-  /**
-   * A passkey registration refused (an authenticator that is broken or says no, a page left open past its challenge):
-   * logged with its reason, and the person may try again with new options. It uses no try of the sign-in or session:
-   * nothing a registration is checked for could be guessed (its challenge is the gateway's, its origin the browser's,
-   * its signatures the authenticator's), so five refusals must not end a session, nor send a first sign-in back to its
-   * password and enrolment proof.
-   */
-  private registrationRefused(c: Ceremony, ip: string, reason: string): Unregistered {
-    this.d.security('mfa_failed', { pid: c.pid, ip, factor: 'webauthn', reason });
-    return { ok: false };
   }
 
   /** The app another submission of a set-up added with its secret: waited for at most TWIN_WAIT (null: none). */

@@ -6,6 +6,8 @@ export const keys = {
   loginInFlight: (browserId: string) => `jar:{${browserId}}:login`,
   pendingLogin: (id: string) => `pending:{${id}}`,
   pendingAttempts: (id: string) => `pending:{${id}}:attempts`,
+  /** The set-up tries of a pending login (the passkeys it registers): see Attempts.beginSetup. */
+  pendingSetupTries: (id: string) => `pending:{${id}}:setup-tries`,
   /** A pending login just finished, for a second submission of the form that finished it (see PendingService.twin). */
   pendingFinished: (id: string) => `pending:{${id}}:finished`,
   pendingFinishing: (id: string) => `pending:{${id}}:finishing`,
@@ -47,6 +49,8 @@ export const keys = {
   device: (fingerprint: string) => `device:{${fingerprint}}`,
   deviceIndex: () => 'devices:index',
   stepUpAttempts: (sid: string) => `session:{${sid}}:step-up-attempts`,
+  /** The set-up tries of a session (the apps and passkeys it adds): see Attempts.beginSetup. */
+  sessionSetupTries: (sid: string) => `session:{${sid}}:setup-tries`,
   /** A TOTP secret being set up from the security page, per session (by its sign-in time, which a step-up keeps). */
   factorSetup: (pid: string, authTime: number) => `user:{${pid}}:factor-setup:${authTime}`,
   // Limits: per account and per client address, each with its own hash tag; global ones share {login}.

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { COOKIE } from '../../src/http/cookies.js';
-import { ATTEMPT_KINDS, type AttemptKind } from '../../src/services/ceremony.js';
+import { ATTEMPT_KINDS, SETUP_TRIES, type AttemptKind } from '../../src/services/ceremony.js';
 import { keys } from '../../src/stores/keys.js';
 import { inputValue, rawRequest, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
@@ -394,24 +394,31 @@ function routePaths(tree: string): string[] {
 }
 
 type Cookies = { pending?: string | undefined; session?: string | undefined };
-/** What a person has to lose: the sign-in or session a browser holds, the tries its ceremony used, the user's failures. */
+/**
+ * What a person has to lose: the sign-in or session a browser holds, the tries and set-up tries its ceremony used, the
+ * user's failures.
+ */
 interface Standing {
   alive: boolean;
-  /** The store key of the ceremony's count: the same before and after a request that ends it. */
-  triesKey?: string;
+  /** The store keys of the ceremony's counts: the same before and after a request that ends it. */
+  keys?: { tries: string; setUp: string };
   tries: number;
+  setUpTries: number;
   failures: Record<AttemptKind, number>;
 }
 
 /** The standing of the sign-in or session behind a browser's gateway cookies (read without touching it). */
-async function standing(s: Stack, pid: string, cookies: Cookies, triesKey?: string): Promise<Standing> {
+async function standing(s: Stack, pid: string, cookies: Cookies, was?: Standing): Promise<Standing> {
   const gw = s.app.gateway;
   const pending = (await gw.pending.stage(cookies.pending)) !== null;
   const active = await gw.sessions.authenticate(cookies.session, { seen: false });
-  const key = triesKey ?? (pending ? keys.pendingAttempts(cookies.pending!) : active ? keys.stepUpAttempts(active.sid) : undefined);
+  const counts =
+    was?.keys ??
+    (pending ? { tries: keys.pendingAttempts(cookies.pending!), setUp: keys.pendingSetupTries(cookies.pending!) } : active ? { tries: keys.stepUpAttempts(active.sid), setUp: keys.sessionSetupTries(active.sid) } : undefined);
   const failures = {} as Record<AttemptKind, number>;
   for (const kind of ATTEMPT_KINDS) failures[kind] = Number(await s.kv.get(keys.factorFailures(pid, kind)));
-  return { alive: pending || active !== null, ...(key ? { triesKey: key } : {}), tries: key ? Number(await s.kv.get(key)) : 0, failures };
+  const count = async (key: string | undefined) => (key ? Number(await s.kv.get(key)) : 0);
+  return { alive: pending || active !== null, ...(counts ? { keys: counts } : {}), tries: await count(counts?.tries), setUpTries: await count(counts?.setUp), failures };
 }
 
 /** What is wrong with an answer, if anything. */
@@ -551,16 +558,20 @@ t.test("malformed input to the gateway's routes and the login: a 4xx, never a 5x
   const max = s.config.mfa.maxAttemptsPerLogin;
   /** What a case cost the person that it should not have: a try not said, more than one, a sign-in or session lost. */
   const losses = async (state: State, c: Case, cookies: Cookies, was: Standing, status: number, body: string, refused: string | undefined): Promise<string[]> => {
-    const now = await standing(s, state.person!.pid, cookies, was.triesKey);
+    const now = await standing(s, state.person!.pid, cookies, was);
     const problems: string[] = [];
     const tried = now.tries - was.tries;
+    const setUp = now.setUpTries - was.setUpTries;
+    if (setUp > 1) problems.push(`${setUp} set-up tries counted`);
+    // An app's code being set up is answered with the set-up tries left (a passkey's registration says no count).
+    if (setUp && !refused && c.path.split('?', 1)[0]!.endsWith('/totp') && !body.includes(`Attempts left: ${SETUP_TRIES - now.setUpTries}.`)) problems.push(`a set-up try counted without saying so`);
     const failed = ATTEMPT_KINDS.filter((kind) => now.failures[kind] > was.failures[kind]);
     if (tried > 1) problems.push(`${tried} tries counted`);
     for (const kind of failed) if (now.failures[kind] - was.failures[kind] > 1) problems.push(`${now.failures[kind] - was.failures[kind]} ${kind} failures counted`);
     // A signature cannot be guessed: only a clone's answer counts against the user, and none here is one.
     if (failed.includes('webauthn')) problems.push('a passkey answer counted against the user');
     if (refused === 'GW_ERR_TOO_MANY_ATTEMPTS') state.ended = 'too many wrong codes';
-    else if (refused && (tried > 0 || failed.length)) problems.push(`refused (${refused}), yet counted as a try`);
+    else if (refused && (tried > 0 || setUp > 0 || failed.length)) problems.push(`refused (${refused}), yet counted as a try`);
     else if (tried > 0 || failed.length) {
       // A code or passkey answer was checked: the answer says it did not work, and how many tries are left.
       const left = max - now.tries;
@@ -709,21 +720,27 @@ t.test('what malformed input costs: refused, no try; a code or passkey answer ch
     ['as a form', path, FORM, q({ csrf, ...Object.fromEntries(Object.entries(body).map(([k, v]) => [k, JSON.stringify(v)])) }), { 'x-csrf-token': csrf }],
   ];
   /**
-   * Sends each probe from the browser: each costs `tries` of its sign-in or session and a failure of `kind` for the
-   * user (none: none), says so when it costs one, and leaves the sign-in or session where it was.
+   * Sends each probe from the browser: each costs `tries` of its sign-in or session (or one of its set-up tries) and a
+   * failure of `kind` for the user (none: none), says so when it costs one (but a passkey's registration, which says no
+   * count), and leaves the sign-in or session where it was.
    */
-  const probe = async (b: Browser, pid: string, probes: Probe[], tries: 0 | 1 = 0, kind?: AttemptKind) => {
+  const probe = async (b: Browser, pid: string, probes: Probe[], tries: 0 | 1 | 'set-up' = 0, kind?: AttemptKind) => {
     for (const [label, path, type, body, headers] of probes) {
       const cookies = { pending: b.cookies.get(COOKIE.pending), session: b.cookies.get(COOKIE.session) };
       const was = await standing(s, pid, cookies);
       const res = await b.send('POST', path, body, { accept: type === JSON_TYPE ? JSON_TYPE : 'text/html', ...(type ? { 'content-type': type } : {}), ...headers });
-      const now = await standing(s, pid, cookies, was.triesKey);
+      const now = await standing(s, pid, cookies, was);
       const failed = ATTEMPT_KINDS.filter((k) => now.failures[k] !== was.failures[k]).map((k) => `${k} ${now.failures[k] - was.failures[k]}`);
-      const left = max - now.tries;
+      const left = tries === 'set-up' ? SETUP_TRIES - now.setUpTries : max - now.tries;
       const said = res.status === 400 && (res.body.includes(`Attempts left: ${left}.`) || res.body.includes(`"attemptsLeft":${left}`));
       const answer = said ? 'a try, said' : res.status >= 400 && res.status < 500 ? 'refused' : res.status;
-      const cost = { tries: now.tries - was.tries, failed, alive: now.alive, answer };
-      t.same(cost, { tries, failed: kind ? [`${kind} 1`] : [], alive: true, answer: tries ? 'a try, said' : 'refused' }, `${path}, ${label}: ${res.status}`);
+      const cost = { tries: now.tries - was.tries, setUpTries: now.setUpTries - was.setUpTries, failed, alive: now.alive, answer };
+      const sayable = tries === 1 || (tries === 'set-up' && type !== JSON_TYPE);
+      t.same(
+        cost,
+        { tries: tries === 1 ? 1 : 0, setUpTries: tries === 'set-up' ? 1 : 0, failed: kind ? [`${kind} 1`] : [], alive: true, answer: sayable ? 'a try, said' : 'refused' },
+        `${path}, ${label}: ${res.status}`,
+      );
     }
   };
   const invited = async (user: typeof ALICE) => {
@@ -744,8 +761,8 @@ t.test('what malformed input costs: refused, no try; a code or passkey answer ch
   await jsonCall(bob.b, `${P}/enrol/passkey/options`, bob.csrf);
   await probe(bob.b, bob.pid, malformedCall(`${P}/enrol/passkey`, bob.csrf, { credential: { id: 'x' }, name: 'Key' }));
   await probe(bob.b, bob.pid, [['a wrong code', `${P}/enrol/totp`, FORM, q({ csrf: bob.csrf, code: '000000' })]], 1);
-  // A registration guesses nothing: its refusal uses no try (see the README's security page).
-  await probe(bob.b, bob.pid, [['a junk passkey answer', `${P}/enrol/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': bob.csrf }]]);
+  // A registration guesses nothing: its refusal uses no try, only a set-up try (see the README's security page).
+  await probe(bob.b, bob.pid, [['a junk passkey answer', `${P}/enrol/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': bob.csrf }]], 'set-up');
   t.equal((await bob.b.post(`${P}/enrol/totp`, { csrf: bob.csrf, code: await totpAt(bobs, s.clock.now()) })).location, `${P}/recovery-codes`, 'the right code enrols the app');
   t.match((await bob.b.get(`${P}/recovery-codes`)).body, /<li>[A-Z2-9-]{19}<\/li>/, 'the recovery codes are shown');
   await probe(bob.b, bob.pid, malformedForm(`${P}/recovery-codes`, bob.csrf, 'saved', 'yes'));
@@ -774,7 +791,7 @@ t.test('what malformed input costs: refused, no try; a code or passkey answer ch
   t.equal((await b.post(`${P}/verify`, { csrf, code: await totpAt(secret, s.clock.now()) })).status, 303, 'the right code at the last try signs in');
   t.equal((await b.get('/records')).status, 200, 'alice is signed in');
 
-  // Signed in: the step-up and the security page's changes count the tries of the session.
+  // Signed in: the step-up counts the tries of the session, the security page's set-ups its set-up tries.
   const session = inputValue((await b.get(`${P}/step-up`)).body, 'csrf');
   const twice = (field: string) => `${q({ csrf: session, code: '000000' })}&${field}=totp&${field}=webauthn`;
   await probe(b, alice.pid, [...malformedForm(`${P}/step-up`, session, 'code', '000000'), ['the kinds of factor twice', `${P}/step-up`, FORM, twice('factors')], ['the way back twice', `${P}/step-up`, FORM, twice('to')]]);
@@ -783,9 +800,10 @@ t.test('what malformed input costs: refused, no try; a code or passkey answer ch
   await b.get(`${P}/security/totp`);
   await probe(b, alice.pid, [...malformedForm(`${P}/security/totp`, session, 'code', '000000'), ['the name twice', `${P}/security/totp`, FORM, twice('name')]]);
   await probe(b, alice.pid, [['a wrong code', `${P}/step-up`, FORM, q({ csrf: session, code: '000000' })]], 1, 'totp');
-  await probe(b, alice.pid, [['a wrong code for a new app', `${P}/security/totp`, FORM, q({ csrf: session, code: '000000' })]], 1);
+  // A set-up guesses nothing: a set-up try, none of the session's.
+  await probe(b, alice.pid, [['a wrong code for a new app', `${P}/security/totp`, FORM, q({ csrf: session, code: '000000' })]], 'set-up');
   await jsonCall(b, `${P}/security/passkey/options`, session);
-  await probe(b, alice.pid, [['a junk answer for a new passkey', `${P}/security/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': session }]]);
+  await probe(b, alice.pid, [['a junk answer for a new passkey', `${P}/security/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': session }]], 'set-up');
   await probe(b, alice.pid, [['a junk passkey answer', `${P}/step-up/passkey`, JSON_TYPE, JSON.stringify({ credential: { id: 'x' } }), { 'x-csrf-token': session }]], 1);
   s.clock.advance(30_000);
   t.equal((await b.post(`${P}/step-up`, { csrf: session, code: await totpAt(secret, s.clock.now()) })).status, 200, 'the right code steps up');

@@ -2,6 +2,7 @@
 // per relying-party check that lives in the gateway (challenge binding, ownership, counters, uniqueness).
 import t, { type Test } from 'tap';
 import { decodeKey } from '../../src/config/load.js';
+import { SETUP_TRIES } from '../../src/services/ceremony.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import type { UserFactors } from '../../src/stores/factor-store.js';
 import { SealedRecords } from '../../src/stores/sealed-records.js';
@@ -707,4 +708,35 @@ t.test('a passkey the authenticator fails to register at first enrolment is refu
   const c = passkeyCsrf((await again.get('/_mfa/enrol')).body);
   const added = await jsonCall(again, '/_mfa/enrol/passkey', c, { credential: key.register((await jsonCall(again, '/_mfa/enrol/passkey/options', c)).json), name: 'Key' });
   t.same(added, { status: 200, json: { next: '/_mfa/recovery-codes' } });
+});
+
+t.test(`passkeys that fail to register at first enrolment take none of the sign-in's 5 tries; the ${SETUP_TRIES}th ends it (the password again)`, async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = passkeyCsrf((await b.get('/_mfa/enrol')).body);
+  const finish = (credential: unknown) => jsonCall(b, '/_mfa/enrol/passkey', csrf, { credential, name: 'Key' });
+  const broken = new SoftAuthenticator({ origin: ORIGIN });
+  // With options or without: each answer is one of the sign-in's set-up tries.
+  const answers = [];
+  for (let i = 1; i < SETUP_TRIES; i++) {
+    const credential = i % 2 ? broken.register((await jsonCall(b, '/_mfa/enrol/passkey/options', csrf)).json, { flags: { up: false, uv: false } }) : { id: 'x' };
+    answers.push((await finish(credential)).status);
+  }
+  t.same(answers, Array(SETUP_TRIES - 1).fill(400), 'refused, to be tried again');
+  // The app's codes still have the sign-in's tries: four wrong ones are said so.
+  const page = await b.get('/_mfa/enrol/totp');
+  const secret = /id="secret">([^<]+)</.exec(page.body)![1]!.replaceAll(' ', '');
+  const wrong = (await totpAt(secret, s.clock.now())) === '000000' ? '111111' : '000000';
+  const left = [];
+  for (let i = 0; i < 4; i++) left.push(/Attempts left: (\d+)/.exec((await b.post('/_mfa/enrol/totp', { csrf, code: wrong })).body)?.[1]);
+  t.same(left, ['4', '3', '2', '1'], "the sign-in's own tries");
+  t.equal(events(s, 'mfa_attempts_exhausted').length, 0, 'the sign-in goes on');
+
+  t.match(await finish({ id: 'x' }), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS' } }, `the ${SETUP_TRIES}th refusal ends the sign-in`);
+  t.equal(events(s, 'mfa_attempts_exhausted').length, 1, 'logged once');
+  t.equal(await s.app.gateway.pending.stage(b.cookies.get('__Host-mfa-pending')), null, 'the password again');
+  t.match(await finish({ id: 'x' }), { json: { error: /^GW_ERR_/ } }, 'an answer after it is not checked');
+  t.equal(events(s, 'mfa_failed').length, SETUP_TRIES + 4, 'each refusal and wrong code logged, none after the end');
 });

@@ -2,7 +2,8 @@
 // other devices. Every change needs a recent second factor and the CSRF token, ends other sessions and is notified.
 import t from 'tap';
 import { Sealer } from '../../src/mechanisms/sealer.js';
-import { isSealedKey } from '../../src/stores/keys.js';
+import { SETUP_TRIES } from '../../src/services/ceremony.js';
+import { isSealedKey, keys } from '../../src/stores/keys.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
@@ -674,26 +675,27 @@ t.test('a passkey the authenticator fails to register is refused, and may be tri
   t.equal((await b.get('/_mfa/security')).status, 302, 'signed out');
 });
 
-t.test("an app's set-up form sent twice at once (a double-click) is no replay and uses no try; its code used later elsewhere is", async (t) => {
+t.test("an app's set-up form sent twice at once (a double-click) is no replay and uses no try of the session; its code used later elsewhere is", async (t) => {
   const { s } = await setUp(t);
   const { secret } = await signUpAndEnrol(s);
   const { b } = await signInWithTotp(s, secret);
   const failed = () => s.logs.filter((l) => l.includes('"security":"mfa_failed"')).length;
   const active = (await s.app.gateway.sessions.authenticate(b.cookies.get('__Host-mfa-session')))!;
   const tries = () => s.app.gateway.limits.attempts.ofSession(active).tries();
-  // Two wrong codes first: the session has three tries left.
+  const setUpTries = async () => Number(await s.kv.get(keys.sessionSetupTries(active.sid)));
+  // Two wrong codes first: set-up tries, none of the session's.
   const setup = await b.get('/_mfa/security/totp');
   const tablet = shownSecret(setup.body);
   const wrong = (await totpAt(tablet, s.clock.now())) === '000000' ? '111111' : '000000';
   for (let i = 0; i < 2; i++) t.equal((await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code: wrong })).status, 400);
-  t.equal(await tries(), 2);
+  t.same({ tries: await tries(), setUp: await setUpTries() }, { tries: 0, setUp: 2 });
   const before = { replayed: replayed(s), failed: failed() };
   // Both submissions reach the check of the code (the service itself, as the pages may not meet at that moment).
   const code = await totpAt(tablet, s.clock.now());
   const results = await Promise.all([0, 1].map(() => s.app.gateway.enrolment.confirmSessionTotp(active, code, 'Tablet', '192.0.2.1')));
   t.ok(results.every((r) => r?.ok && r.factor.id === (results[0] as { factor: { id: string } }).factor.id), 'one app, named in both answers');
   t.same({ replayed: replayed(s), failed: failed() }, before, 'no replay, no failure');
-  t.equal(await tries(), 0, 'no try used: the right code gave them back');
+  t.same({ tries: await tries(), setUp: await setUpTries() }, { tries: 0, setUp: 4 }, 'no try of the session used; each submission a set-up try');
 
   // Through the pages, again and again: never a replay, nor a failure.
   for (let round = 0; round < 3; round++) {
@@ -709,4 +711,40 @@ t.test("an app's set-up form sent twice at once (a double-click) is no replay an
   const { b: other, csrf } = await atCodePage(s);
   t.equal((await other.post('/_mfa/verify', { csrf, code })).status, 400, 'refused');
   t.equal(replayed(s), before.replayed + 1, 'reported as replayed');
+});
+
+t.test(`a wrong code while adding an app is one of the session's ${SETUP_TRIES} set-up tries, not of its 5: typos leave the session; the last set-up try, an app's code or a passkey's answer, ends it`, async (t) => {
+  const { s } = await setUp(t);
+  const { b } = await signUpAndEnrol(s);
+  const logged = (event: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === event);
+  // Five typos while adding an app: each said, with the set-up tries left; the session stays.
+  const setup = await b.get('/_mfa/security/totp');
+  const tablet = shownSecret(setup.body);
+  const csrf = inputValue(setup.body, 'csrf');
+  const wrong = (await totpAt(tablet, s.clock.now())) === '000000' ? '111111' : '000000';
+  const typos = [];
+  for (let i = 0; i < 5; i++) {
+    const r = await b.post('/_mfa/security/totp', { csrf, name: 'Tablet', code: wrong });
+    typos.push(`${r.status} ${/Attempts left: (\d+)/.exec(r.body)?.[1]}`);
+  }
+  t.same(typos, [19, 18, 17, 16, 15].map((left) => `400 ${left}`), 'each typo said, with the set-up tries left');
+  t.equal((await b.get('/records')).status, 200, 'still signed in');
+  t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 1, 'a wrong code adds nothing');
+  t.equal((await b.post('/_mfa/security/totp', { csrf, name: 'Tablet', code: await totpAt(tablet, s.clock.now()) })).location, '/_mfa/security?notice=done', 'the right code adds the app');
+
+  // Passkeys that fail to register, with options or without: each a set-up try (the app's right code was one too).
+  const pk = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const broken = new SoftAuthenticator({ origin: 'http://localhost' });
+  const answers = [];
+  for (let i = 7; i <= SETUP_TRIES; i++) {
+    const credential = i % 2 ? broken.register((await jsonCall(b, '/_mfa/security/passkey/options', pk)).json, { flags: { up: false, uv: false } }) : { id: 'x' };
+    answers.push(await jsonCall(b, '/_mfa/security/passkey', pk, { credential, name: 'Key' }));
+  }
+  t.same(new Set(answers.slice(0, -1).map((a) => JSON.stringify(a))), new Set([JSON.stringify({ status: 400, json: { error: 'refused', message: 'That did not work. Try again, or choose another way.' } })]), 'refused, to be tried again');
+  t.match(answers.at(-1), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS' } }, `the ${SETUP_TRIES}th ends the session`);
+  t.equal(logged('mfa_failed').length, SETUP_TRIES - 1, 'each refusal logged');
+  t.equal(logged('mfa_attempts_exhausted').length, 1, 'the end logged once');
+  t.equal((await b.get('/_mfa/security')).status, 302, 'signed out: sign in again');
+  t.equal((await jsonCall(b, '/_mfa/security/passkey', pk, { credential: { id: 'x' }, name: 'Key' })).status, 401, 'no more answers checked');
+  t.equal(logged('mfa_failed').length, SETUP_TRIES - 1);
 });

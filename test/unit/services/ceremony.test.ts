@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { Sealer } from '../../../src/mechanisms/sealer.js';
 import { newTotpSecret } from '../../../src/mechanisms/totp.js';
-import { Attempts, type Ceremony } from '../../../src/services/ceremony.js';
+import { Attempts, SETUP_TRIES, type Ceremony } from '../../../src/services/ceremony.js';
 import type { Notifier } from '../../../src/services/notifier.js';
 import type { ActiveSession, SessionService } from '../../../src/services/sessions.js';
 import { TotpChecks } from '../../../src/services/totp-checks.js';
@@ -32,9 +32,9 @@ function attemptsOn(kv: KvStore, clock: FakeClock, secondFactor: Record<string, 
   return new Attempts({ config, clock, kv, pending: new PendingLogins(kv, sealer), sessions, security, notifier });
 }
 
-/** A step-up ceremony of a session of its own, for the user `pid`. */
-function stepUp(attempts: Attempts, clock: FakeClock, pid: string) {
-  return attempts.ofSession({ sid: randomBytes(8).toString('hex'), record: { pid, username: 'alice', authTime: clock.now() } } as ActiveSession);
+/** A step-up ceremony of a session of its own (or of the session `sid`), for the user `pid`. */
+function stepUp(attempts: Attempts, clock: FakeClock, pid: string, sid = randomBytes(8).toString('hex')) {
+  return attempts.ofSession({ sid, record: { pid, username: 'alice', authTime: clock.now() } } as ActiveSession);
 }
 
 /** Wrong app codes for `pid`, each in a step-up of its own, until the app is disabled at the cap. */
@@ -97,7 +97,10 @@ async function ceremonyOn(kv: KvStore, clock: FakeClock, ceremony: 'login' | 'se
   }
   /** What a wrong code is answered: a wrong code (the page again), or the error thrown. */
   const wrong = (i: number) => checks.checkUser(c, String(100000 + i), ip).then((r) => (r.ok ? 'signed in' : 'wrong code'), (e: { code: string }) => e.code);
-  return { events, wrong };
+  /** Likewise, a wrong code for a new app being set up (`secret`: its key). */
+  const secret = newTotpSecret();
+  const wrongSetUp = (i: number) => checks.checkSecret(c, secret, String(100000 + i), ip).then((r) => (r.ok ? 'added' : 'wrong code'), (e: { code: string }) => e.code);
+  return { events, wrong, wrongSetUp, c };
 }
 
 /** `n` wrong app codes sent at once in one ceremony: how many were checked, and how many times each answer came. */
@@ -147,6 +150,27 @@ function floods(name: string, make: (t: Test, clock: FakeClock) => Promise<KvSto
       t.same(count, { 'wrong code': 4, GW_ERR_RATE_LIMITED: 26 }, `${ceremony}: the rest told to wait`);
     }
   });
+
+  t.test(`${name}: a session's set-ups are its own ${SETUP_TRIES} tries, however many are sent at once; a first enrolment's app codes are the sign-in's 5`, async (t) => {
+    const clock = new FakeClock();
+    const kv = await make(t, clock);
+    for (const [ceremony, tries] of [['session', SETUP_TRIES], ['login', 5]] as const) {
+      for (const n of [SETUP_TRIES + 1, 100]) {
+        const { events, wrongSetUp } = await ceremonyOn(kv, clock, ceremony);
+        const count: Record<string, number> = {};
+        for (const a of await Promise.all(Array.from({ length: n }, (_, i) => wrongSetUp(i)))) count[a] = (count[a] ?? 0) + 1;
+        t.equal(events.checked, tries, `${ceremony}, ${n} at once: exactly ${tries} checked`);
+        t.equal(events.exhausted, 1, `${ceremony}, ${n} at once: the end logged once`);
+        t.same(count, { 'wrong code': tries - 1, GW_ERR_TOO_MANY_ATTEMPTS: n - tries + 1 }, `${ceremony}, ${n} at once: the rest told to start again`);
+      }
+    }
+    // Five wrong codes for a new app leave the session's tries for codes untouched: the sixth is still answered.
+    const { wrong, wrongSetUp, c } = await ceremonyOn(kv, clock, 'session');
+    for (let i = 0; i < 5; i++) t.equal(await wrongSetUp(i), 'wrong code');
+    t.equal(await c.tries(), 0, 'no try of the session used');
+    for (let i = 0; i < 4; i++) t.equal(await wrong(i), 'wrong code');
+    t.equal(await wrong(4), 'GW_ERR_TOO_MANY_ATTEMPTS', "five wrong step-up codes still end it");
+  });
 }
 
 floods('memory store', async (_t, clock) => new MemoryKvStore(clock));
@@ -158,4 +182,32 @@ floods('redis store', async (t) => {
   t.teardown(() => kv.close());
   await kv.ready();
   return kv;
+});
+
+t.test("redis store, two gateway instances: a session's set-up tries are counted in the store, across both", async (t) => {
+  const redis = await testRedis();
+  t.teardown(() => redis.stop());
+  const keyPrefix = `setups-${randomBytes(4).toString('hex')}:`;
+  const clock = new FakeClock();
+  const instances = [0, 1].map(() => new RedisKvStore({ url: redis.url, keyPrefix, commandTimeoutMs: 2000 }));
+  for (const kv of instances) {
+    t.teardown(() => kv.close());
+    await kv.ready();
+  }
+  const pid = `p-${randomBytes(4).toString('hex')}`;
+  const sid = randomBytes(8).toString('hex');
+  const secret = newTotpSecret();
+  let exhausted = 0;
+  const checks = instances.map((kv) => {
+    const attempts = attemptsOn(kv, clock, {}, (event) => void (event === 'mfa_attempts_exhausted' && exhausted++));
+    const c = stepUp(attempts, clock, pid, sid);
+    const totp = new TotpChecks({ clock, replay: new ReplayGuard(kv), attempts, factors: new FactorStore(kv, sealer), security: () => {}, notifier });
+    return (i: number) => totp.checkSecret(c, secret, String(100000 + i), ip).then((r) => (r.ok ? 'added' : `left ${r.attemptsLeft}`), (e: { code: string }) => e.code);
+  });
+  const answers = [];
+  for (let i = 0; i < SETUP_TRIES; i++) answers.push(await checks[i % 2]!(i));
+  t.same(answers.slice(0, 3), [`left ${SETUP_TRIES - 1}`, `left ${SETUP_TRIES - 2}`, `left ${SETUP_TRIES - 3}`], 'one count, whichever instance checks');
+  t.equal(answers.at(-1), 'GW_ERR_TOO_MANY_ATTEMPTS', `the ${SETUP_TRIES}th, on the other instance, ends the session`);
+  t.equal(await checks[0]!(SETUP_TRIES), 'GW_ERR_TOO_MANY_ATTEMPTS', 'and none is checked after, on either');
+  t.equal(exhausted, 1);
 });
