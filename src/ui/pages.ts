@@ -496,7 +496,7 @@ ${form(ctx, '/security/recovery-codes', v.csrf, `${hidden('replaces', v.recovery
 <h2>${msg(ctx, t('securitySessions'))}</h2>
 <p>${msg(ctx, t('securitySessionsHint'))}</p>
 ${form(ctx, '/security/sign-out-others', v.csrf, '', t('securitySignOutOthers'))}
-<p><a href="/">${msg(ctx, t('backToPortal'))}</a> · <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>`,
+<p><a href="/" referrerpolicy="no-referrer">${msg(ctx, t('backToPortal'))}</a> · <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>`,
   );
 }
 

@@ -192,6 +192,7 @@ t.test('the pages that make changes say how long they stay open; a change sent a
   t.match(again.body, `id="rename-${id}" name="name" maxlength="60" required autocomplete="off" value="Blue phone &#38; &#34;case&#34;" autofocus>`);
   t.match(again.body, '<p class="notice" role="status">Your change is not saved yet. What you typed is kept below: check it and send it again.</p>');
   t.notMatch(again.body, '<strong><bdi>Blue phone', 'nothing changed before it is sent again');
+  t.match(again.body, '<a href="/" referrerpolicy="no-referrer">Back to the portal</a>', 'the portal is not told the address, with what was typed in it');
   t.equal((await b.post('/_mfa/security/rename', { csrf: inputValue(again.body, 'csrf'), factor: id, name: 'Blue phone' })).status, 303, 'sent again: saved');
   t.match((await securityPage(b)).page.body, '<strong><bdi>Blue phone</bdi></strong>');
   const other = await b.get(`/_mfa/security?rename=nonsense&name=x`);
