@@ -1,6 +1,8 @@
 // The security page under the gateway prefix: the user's factors, adding and removing them, recovery codes,
 // signing out other devices. Every change needs a second factor in the last 5 minutes and the session's CSRF token.
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { decodeKey } from '../config/load.js';
 import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import { qrSvg } from '../mechanisms/qr.js';
@@ -36,6 +38,20 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   const changePage = (req: FastifyRequest, active: ActiveSession) =>
     Object.assign(page(req), { timeLimit: { of: 'changes' as const, secondsLeft: Math.max(0, Math.ceil((active.record.factorTime + CHANGE_WINDOW_MS - clock.now()) / 1000)) } });
   const query = (req: FastifyRequest, name: string) => String((req.query as Record<string, unknown>)[name] ?? '');
+  /**
+   * What a change sent after the time for changes keeps for its page (see forChange) is marked as the gateway's own,
+   * for this session (`kept`, a MAC over it keyed by the gateway's signing key): a link from elsewhere with the same
+   * query fills in nothing and says nothing is kept. Tied to the sign-in (its pid and time), not to the form token,
+   * which the step-up in between replaces. A passkey's name is not in it: the page's script adds the name (see
+   * passkeyButton).
+   */
+  const keptKey = decodeKey(config.keys.signing[0]!.secret);
+  const keptMark = (active: ActiveSession, ...what: string[]) =>
+    createHmac('sha256', keptKey).update(JSON.stringify(['kept', active.record.pid, active.record.authTime, ...what])).digest().subarray(0, 16).toString('base64url');
+  const isKept = (req: FastifyRequest, active: ActiveSession, ...what: string[]) => {
+    const [given, mark] = [Buffer.from(query(req, 'kept')), Buffer.from(keptMark(active, ...what))];
+    return given.length === mark.length && timingSafeEqual(given, mark);
+  };
 
   /**
    * The signed-in session, for a page (GET: signed out → the login page; factor too old → step-up and back, to the
@@ -55,12 +71,12 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     }
     return active;
   };
-  const forChange = async (req: FastifyRequest, again = () => `${p}/security`): Promise<ActiveSession> => {
+  const forChange = async (req: FastifyRequest, again = (_active: ActiveSession) => `${p}/security`): Promise<ActiveSession> => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     // Signed out meanwhile: a new sign-in comes back to this page.
     if (!active) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', 'no session', { next: `${p}/security` });
     checkCsrf(req, active.record.csrf);
-    if (!recent(active)) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', 'change needs a recent second factor', { next: again() });
+    if (!recent(active)) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', 'change needs a recent second factor', { next: again(active) });
     return active;
   };
   const done = (reply: FastifyReply, notice = 'done') => reply.redirect(`${p}/security?notice=${notice}`, 303);
@@ -70,7 +86,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     if (!active) return reply;
     const mine = await factors.list(active.record.pid);
     // A new name sent after the time for changes, back from its step-up (see forChange): in its field again.
-    const kept = mine.factors.some((f) => f.id === query(req, 'rename')) ? { factor: query(req, 'rename'), name: query(req, 'name') } : undefined;
+    const [id, name] = [query(req, 'rename'), query(req, 'name')];
+    const kept = mine.factors.some((f) => f.id === id) && isKept(req, active, 'rename', id, name) ? { factor: id, name } : undefined;
     const notice = kept ? 'securityKept' : NOTICES.get(query(req, 'notice'));
     const c = changePage(req, active);
     return sendPage(
@@ -99,8 +116,9 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   });
 
   app.post(`${p}/security/rename`, async (req, reply) => {
-    const active = await forChange(req, () => `${p}/security?rename=${encodeURIComponent(field(req, 'factor'))}&name=${encodeURIComponent(field(req, 'name'))}`);
-    await factors.rename(active, field(req, 'factor'), field(req, 'name'), clientIp(req));
+    const [id, name] = [() => field(req, 'factor'), () => field(req, 'name')];
+    const active = await forChange(req, (a) => `${p}/security?rename=${encodeURIComponent(id())}&name=${encodeURIComponent(name())}&kept=${keptMark(a, 'rename', id(), name())}`);
+    await factors.rename(active, id(), name(), clientIp(req));
     return done(reply);
   });
   app.get(`${p}/security/remove`, async (req, reply) => {
@@ -148,7 +166,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   });
 
   // Adding an authenticator app: a new secret, confirmed by its first code.
-  // `kept`: the name sent after the time for changes, back from its step-up (see forChange); the code is typed anew.
+  // `kept`: the name sent after the time for changes, back from its step-up (see forChange), shown as typed (also
+  // empty); the code is typed anew.
   const totpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, error?: string, name?: string, kept = false) => {
     const secret = await enrolment.sessionTotpSecret(active);
     const uri = totpUri({ issuer: config.mfa.issuer, account: active.record.username, secret });
@@ -157,16 +176,28 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
       reply,
       status,
       c,
-      pages.totpSetupPage(c, { action: '/security/totp', csrf: active.record.csrf, qrSvg: await qrSvg(uri), uri, groupedSecret: groupedSecret(secret), nameField: true, kept, ...(error ? { error } : {}), ...(name ? { name } : {}) }),
+      pages.totpSetupPage(c, {
+        action: '/security/totp',
+        csrf: active.record.csrf,
+        qrSvg: await qrSvg(uri),
+        uri,
+        groupedSecret: groupedSecret(secret),
+        nameField: true,
+        kept,
+        ...(error ? { error } : {}),
+        ...(name || kept ? { name } : {}),
+      }),
     );
   };
   app.get(`${p}/security/totp`, async (req, reply) => {
     const active = await forPage(req, reply, true);
+    if (!active) return reply;
     const name = query(req, 'name');
-    return active ? totpPage(req, reply, active, 200, undefined, name, name !== '') : reply;
+    const kept = isKept(req, active, 'totp', name);
+    return totpPage(req, reply, active, 200, undefined, kept ? name : undefined, kept);
   });
   app.post(`${p}/security/totp`, async (req, reply) => {
-    const active = await forChange(req, () => `${p}/security/totp?name=${encodeURIComponent(field(req, 'name'))}`);
+    const active = await forChange(req, (a) => `${p}/security/totp?name=${encodeURIComponent(field(req, 'name'))}&kept=${keptMark(a, 'totp', field(req, 'name'))}`);
     const ip = clientIp(req);
     const result = noCodeTyped(req) ? undefined : await enrolment.confirmSessionTotp(active, field(req, 'code'), field(req, 'name') || page(req).t('totpDefaultName'), ip);
     // No set-up left to confirm (added already, or expired): the settings, which list the apps there are.
@@ -177,19 +208,29 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   });
 
   // Adding a passkey or security key.
-  // Its script opens it again, with the name typed, when a call is refused as too late (see forChange).
+  // Its script opens it again, with the name typed and the page's mark (`keep`, see keptMark), when a call is refused
+  // as too late (see forChange).
   app.get(`${p}/security/passkey`, async (req, reply) => {
     const active = await forPage(req, reply, true);
     if (!active) return reply;
-    const name = query(req, 'name');
+    const kept = isKept(req, active, 'passkey');
     const c = changePage(req, active);
     return sendPage(
       reply,
       200,
       c,
       pages.passkeySetupPage(c, {
-        passkey: { ceremony: 'register', optionsUrl: `${p}/security/passkey/options`, finishUrl: `${p}/security/passkey`, csrf: active.record.csrf, label: 'passkeyCreate', nameField: true, ...(name ? { name } : {}) },
-        kept: name !== '',
+        passkey: {
+          ceremony: 'register',
+          optionsUrl: `${p}/security/passkey/options`,
+          finishUrl: `${p}/security/passkey`,
+          csrf: active.record.csrf,
+          label: 'passkeyCreate',
+          nameField: true,
+          keep: keptMark(active, 'passkey'),
+          ...(kept ? { name: query(req, 'name') } : {}),
+        },
+        kept,
       }),
     );
   });

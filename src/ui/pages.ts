@@ -44,9 +44,14 @@ export interface PasskeyAction {
   finishUrl: string;
   csrf: string;
   label: MessageKey;
-  /** A text field whose value is sent as the credential's name (registration); `name`: its value, if not the default. */
+  /**
+   * A text field whose value is sent as the credential's name (registration); `name`: its value, if not the default.
+   * `keep`: the mark with which the page, opened again by the script with the name typed, fills it in (see PAGE_OVER
+   * in gateway.js); none where the page does not read a name back.
+   */
   nameField?: boolean;
   name?: string;
+  keep?: string;
   /**
    * The page the script opens again when the ceremony can no longer go on, where the page's own address is not it (a
    * form's answer has the form's address, without the query the page was opened with).
@@ -212,7 +217,7 @@ ${errorBlock(ctx, `${o.id}-error`, o.error)}
 /** `withoutJs`: what the page says a browser without JavaScript can do instead (an app form is on the page by default). */
 function passkeyButton(ctx: PageContext, a: PasskeyAction, withoutJs: MessageKey = 'jsNeeded'): string {
   const { t } = ctx;
-  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}"${a.page ? ` data-page="${esc(a.page)}"` : ''}${scriptText(ctx, 'failed', t('passkeyFailed'))}${scriptText(ctx, 'cancelled', t('passkeyCancelled'))}${scriptText(ctx, 'already', t('passkeyAlreadyThere'))}${scriptText(ctx, 'unsupported', t('passkeyUnsupported'))}>
+  return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}"${a.page ? ` data-page="${esc(a.page)}"` : ''}${a.keep ? ` data-keep="${esc(a.keep)}"` : ''}${scriptText(ctx, 'failed', t('passkeyFailed'))}${scriptText(ctx, 'cancelled', t('passkeyCancelled'))}${scriptText(ctx, 'already', t('passkeyAlreadyThere'))}${scriptText(ctx, 'unsupported', t('passkeyUnsupported'))}>
 ${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: a.name ?? t('passkeyDefaultName') }) : ''}
 <button type="button" class="passkey-start" disabled>${msg(ctx, t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>

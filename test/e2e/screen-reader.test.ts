@@ -217,3 +217,19 @@ t.test('the security page says how long changes stay open, warns a minute before
   t.equal(await page.inputValue('#passkey-name'), 'Red key', 'the name typed, kept');
   t.equal(await page.getByRole('status').textContent(), en.securityKept);
 });
+
+t.test("a first enrolment's passkey page, opened again by its script, gets no name it would not read back", async (t) => {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/enrol`);
+  await page.fill('#passkey-name', 'Red key');
+  const opened: string[] = [];
+  page.on('request', (req) => {
+    if (req.isNavigationRequest()) opened.push(new URL(req.url()).pathname + new URL(req.url()).search);
+  });
+  // The sign-in's time over: the options refused, the page opened again.
+  s.clock.advance(60 * 60_000);
+  await andWait(page, page.getByRole('button', { name: en.passkeyCreate }).click());
+  t.equal(opened[0], `${P}/enrol`, 'opened again, without the name');
+});

@@ -186,8 +186,8 @@ t.test('the pages that make changes say how long they stay open; a change sent a
 
   // Renaming: the new name comes back in its field, with focus, and says it is not saved yet.
   s.clock.advance(31_000);
-  const renamed = `/_mfa/security?rename=${id}&name=Blue%20phone%20%26%20%22case%22`;
-  t.equal(await stepUp(await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Blue phone & "case"' })), renamed);
+  const renamed = await stepUp(await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Blue phone & "case"' }));
+  t.match(renamed, new RegExp(`^/_mfa/security\\?rename=${id}&name=Blue%20phone%20%26%20%22case%22&kept=[\\w-]{22}$`));
   const again = await b.get(renamed);
   t.match(again.body, `id="rename-${id}" name="name" maxlength="60" required autocomplete="off" value="Blue phone &#38; &#34;case&#34;" autofocus>`);
   t.match(again.body, '<p class="notice" role="status">Your change is not saved yet. What you typed is kept below: check it and send it again.</p>');
@@ -204,7 +204,7 @@ t.test('the pages that make changes say how long they stay open; a change sent a
   const key = shownSecret(app.body);
   s.clock.advance(5 * 60_000 + 1);
   const appBack = await stepUp(await b.post('/_mfa/security/totp', { csrf: inputValue(app.body, 'csrf'), name: 'Tablet', code: await totpAt(key, s.clock.now()) }));
-  t.equal(appBack, '/_mfa/security/totp?name=Tablet');
+  t.match(appBack, /^\/_mfa\/security\/totp\?name=Tablet&kept=[\w-]{22}$/);
   const appAgain = await b.get(appBack);
   t.equal(shownSecret(appAgain.body), key, 'the key already in the app');
   t.match(appAgain.body, 'id="name" name="name" maxlength="60" autocomplete="off" value="Tablet"');
@@ -222,6 +222,61 @@ t.test('the pages that make changes say how long they stay open; a change sent a
   s.clock.advance(4 * 60_000 + 1);
   t.equal(await stepUp(await b.post('/_mfa/security/remove', { csrf: c2, factor: tablet })), `/_mfa/security/remove?factor=${tablet}`);
   t.equal(new Set(factorIds((await securityPage(b)).page.body)).size, 2, 'nothing removed before it is sent again');
+});
+
+t.test('a page fills in and says kept only what this session sent after the time for changes, never a link from elsewhere', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  const { page, csrf } = await securityPage(b);
+  const id = factorIds(page.body)[0]!;
+  const notice = 'class="notice" role="status"';
+  /** Where the step-up a change sent after the time for changes leads to comes back to. */
+  const keptAt = async (late: { status: number; body: string }) => {
+    t.equal(late.status, 401);
+    return decodeURIComponent(/href="\/_mfa\/step-up\?to=([^"&]+)/.exec(late.body)![1]!);
+  };
+
+  // Crafted links: the values in the address, without the gateway's mark (or with another's), fill in nothing.
+  const crafted = await b.get(`/_mfa/security/totp?name=Call%20us`);
+  t.notMatch(crafted.body, notice, 'an app: no notice');
+  t.notMatch(crafted.body, 'value="Call us"', 'nor the name');
+  t.notMatch(crafted.body, /id="code"[^>]*autofocus/, 'nor focus on the code');
+  const craftedKey = await b.get(`/_mfa/security/passkey?name=Call%20us&kept=AAAAAAAAAAAAAAAAAAAAAA`);
+  t.notMatch(craftedKey.body, notice, 'a passkey: no notice');
+  t.notMatch(craftedKey.body, 'value="Call us"');
+  t.notMatch((await b.get(`/_mfa/security?rename=${id}&name=Call%20us`)).body, 'value="Call us"', 'a new name: not filled in');
+
+  s.clock.advance(5 * 60_000 + 1);
+  const renamed = await keptAt(await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Blue phone' }));
+  const app = await keptAt(await b.post('/_mfa/security/totp', { csrf, name: '', code: '123456' }));
+  t.match(app, /^\/_mfa\/security\/totp\?name=&kept=/, 'an empty name is kept too');
+  const step = await b.get(`/_mfa/step-up?to=${encodeURIComponent(app)}`);
+  s.clock.advance(30_000);
+  t.equal((await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: app, code: await totpAt(secret, s.clock.now()) })).location, app);
+  const emptyKept = await b.get(app);
+  t.match(emptyKept.body, 'The app is not added yet. Its name is kept below: type the code your app shows now, and send it again.', 'kept with an empty name: said');
+  t.match(emptyKept.body, /<input type="text" id="code" name="code" required autofocus/, 'focus on the code');
+  t.match(emptyKept.body, /<input type="text" id="name" name="name" maxlength="60" autocomplete="off" aria-describedby/, 'the name as typed: empty');
+  t.notMatch((await b.get(renamed.replace('Blue%20phone', 'Call%20us'))).body, 'value="Call us"', 'another name with the mark of one sent: not filled in');
+  const kept = await b.get(renamed);
+  t.match(kept.body, 'value="Blue phone" autofocus', 'the name sent: filled in (the step-up in between replaced the form token)');
+
+  // A passkey's page gives its script the mark to open it again with a name; the first enrolment's, which reads none back, does not.
+  const keyPage = await b.get('/_mfa/security/passkey');
+  const mark = /data-keep="([\w-]{22})"/.exec(keyPage.body)![1]!;
+  const keyKept = await b.get(`/_mfa/security/passkey?name=Red%20key&kept=${mark}`);
+  t.match(keyKept.body, 'value="Red key"');
+  t.match(keyKept.body, '<p class="notice" role="status">Your change is not saved yet.');
+  const first = s.browser();
+  await submitPassword(first, BOB.username, BOB.password);
+  const enrolPage = await first.get('/_mfa/enrol');
+  t.match(enrolPage.body, 'id="passkey-name"', 'first enrolment: a passkey with a name');
+  t.notMatch(enrolPage.body, 'data-keep=', 'but no mark');
+
+  // Another sign-in of the same person: the marks of this one fill in nothing.
+  const { b: other } = await signInWithTotp(s, secret);
+  t.notMatch((await other.get(renamed)).body, 'value="Blue phone"', 'another session: not filled in');
+  t.notMatch((await other.get(`/_mfa/security/passkey?name=Red%20key&kept=${mark}`)).body, 'value="Red key"');
 });
 
 t.test('a stolen session cookie and its form token, without a recent second factor, change no factor: not removed, not added, no codes, no one signed out', async (t) => {

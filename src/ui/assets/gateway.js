@@ -82,11 +82,15 @@
           // and the way on (sign in again, the step-up), as it does for the forms. The page's own address when it
           // names none (a step-up answering a wrong code names its query, which the form's address lacks). Without its
           // fragment: the same address with one (#main, after the skip link) would only scroll, and leave the button off.
-          // With the name typed, which the page opened again keeps (also across the step-up it may ask for first).
+          // With the name typed, where the page opened again reads it back (its box gives the mark it takes it with):
+          // kept also across the step-up it may ask for first.
           if (err && PAGE_OVER.indexOf(err.serverCode) !== -1) {
             var again = new URL(box.dataset.page || window.location.href, window.location.href);
             again.hash = '';
-            if (nameInput) again.searchParams.set('name', nameInput.value);
+            if (nameInput && box.dataset.keep) {
+              again.searchParams.set('name', nameInput.value);
+              again.searchParams.set('kept', box.dataset.keep);
+            }
             window.location.assign(again.href);
             return;
           }
