@@ -1,5 +1,6 @@
 // The security page's changes: rename or remove a factor, new recovery codes, signing out other devices. Each
-// needs a second factor within the last 5 minutes (SECURITY R27), and each ends the user's other sessions.
+// needs a second factor within the last 5 minutes (SECURITY R27), which the security page's routes check, once, before
+// calling here (their refusal says where its step-up comes back to), and each ends the user's other sessions.
 import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import { newRecoveryCodes } from '../mechanisms/recovery-codes.js';
@@ -28,11 +29,6 @@ export class FactorService {
     },
   ) {}
 
-  /** Throws GW_ERR_STEP_UP_REQUIRED unless a second factor was verified in this session within the window. */
-  requireRecent(active: ActiveSession): void {
-    if (this.d.clock.now() - active.record.factorTime > CHANGE_WINDOW_MS) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', 'change needs a recent second factor');
-  }
-
   /** The user's factors, and the kinds disabled for them after too many failures. */
   async list(pid: string): Promise<UserFactors & { disabled: ReadonlySet<string> }> {
     const [factors, disabled] = await Promise.all([this.d.factors.get(pid), this.d.attempts.disabledKinds(pid)]);
@@ -40,7 +36,6 @@ export class FactorService {
   }
 
   async rename(active: ActiveSession, factorId: string, name: string, ip: string): Promise<void> {
-    this.requireRecent(active);
     let factor: Factor | undefined;
     await this.d.factors.update(active.record.pid, (cur) => {
       const current = cur ?? { factors: [] };
@@ -54,7 +49,6 @@ export class FactorService {
 
   /** Removes a factor; never the last usable one, so the account always keeps a second factor that works. */
   async remove(active: ActiveSession, factorId: string, ip: string): Promise<void> {
-    this.requireRecent(active);
     let removed: Factor | undefined;
     const disabled = await this.d.attempts.disabledKinds(active.record.pid);
     // Judged on the factors as they are when written: two removals at once cannot leave the account without one.
@@ -83,7 +77,6 @@ export class FactorService {
    * the browser shows instead of the first answer.
    */
   async newRecoveryCodes(active: ActiveSession, replaces: string | undefined, ip: string, form: string): Promise<string[] | null> {
-    this.requireRecent(active);
     const { pid } = active.record;
     const { codes, stored } = await newRecoveryCodes();
     const addedAt = this.d.clock.now();
@@ -108,7 +101,6 @@ export class FactorService {
   }
 
   async signOutOthers(active: ActiveSession, ip: string): Promise<void> {
-    this.requireRecent(active);
     const ended = await this.d.sessions.endOthers(active, 'signed-out-elsewhere');
     this.d.security('other_sessions_signed_out', { pid: active.record.pid, ip, ended });
     this.d.notifier.notify({ event: 'other_sessions_signed_out', user: active.record.username, ip, details: { ended } });

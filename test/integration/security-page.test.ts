@@ -279,6 +279,34 @@ t.test('a page fills in and says kept only what this session sent after the time
   t.notMatch((await other.get(`/_mfa/security/passkey?name=Red%20key&kept=${mark}`)).body, 'value="Red key"');
 });
 
+t.test('a change whose time for changes runs out while it is served is judged once: refused, its step-up comes back to what was typed', async (t) => {
+  const { s } = await setUp(t);
+  const { secret } = await signUpAndEnrol(s);
+  // Time passes between one reading of the clock and the next, as it does while a request is served.
+  const now = s.clock.now.bind(s.clock);
+  let ticking = false;
+  s.clock.now = () => {
+    const at = now();
+    if (ticking) s.clock.advance(1);
+    return at;
+  };
+  const seen = new Set<number>();
+  for (let ms = 0; ms < 30; ms++) {
+    const { b } = await signInWithTotp(s, secret);
+    const { page, csrf } = await securityPage(b);
+    const id = factorIds(page.body)[0]!;
+    // Sent `ms` before the end of the 5 minutes: the end comes while it is served.
+    s.clock.advance(5 * 60_000 - ms);
+    ticking = true;
+    const sent = await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Blue phone' });
+    ticking = false;
+    seen.add(sent.status);
+    if (sent.status === 401) t.match(sent.body, `href="/_mfa/step-up?to=%2F_mfa%2Fsecurity%3Frename%3D${id}%26name%3DBlue%2520phone%26kept%3D`, `${ms} ms before the end: back to the new name`);
+    else t.equal(sent.status, 303, `${ms} ms before the end: saved`);
+  }
+  t.same([...seen].sort(), [303, 401], 'the end came before and after the check');
+});
+
 t.test('a stolen session cookie and its form token, without a recent second factor, change no factor: not removed, not added, no codes, no one signed out', async (t) => {
   const { s } = await setUp(t);
   const { b, secret } = await signUpAndEnrol(s);
