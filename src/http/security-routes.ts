@@ -82,7 +82,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   const done = (reply: FastifyReply, notice = 'done') => reply.redirect(`${p}/security?notice=${notice}`, 303);
 
   app.get(`${p}/security`, async (req, reply) => {
-    const active = await forPage(req, reply);
+    // Kept across the step-up a reload after the time for changes asks for, as the other pages keep theirs.
+    const active = await forPage(req, reply, query(req, 'kept') !== '');
     if (!active) return reply;
     const mine = await factors.list(active.record.pid);
     // A new name sent after the time for changes, back from its step-up (see forChange): in its field again.

@@ -307,6 +307,20 @@ t.test('a change whose time for changes runs out while it is served is judged on
   t.same([...seen].sort(), [303, 401], 'the end came before and after the check');
 });
 
+t.test('a kept new name, reloaded after the time for changes, is kept across the step-up', async (t) => {
+  const { s } = await setUp(t);
+  const { b } = await signUpAndEnrol(s);
+  const { page, csrf } = await securityPage(b);
+  const id = factorIds(page.body)[0]!;
+  s.clock.advance(5 * 60_000 + 1);
+  const late = await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Blue phone' });
+  const renamed = decodeURIComponent(/href="\/_mfa\/step-up\?to=([^"&]+)/.exec(late.body)![1]!);
+  const reload = await b.get(renamed);
+  t.equal(reload.status, 303);
+  t.equal(reload.location, `/_mfa/step-up?to=${encodeURIComponent(renamed)}`, 'its step-up comes back to the name kept');
+  t.equal((await b.get('/_mfa/security?notice=done')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity', 'a notice shown already is not');
+});
+
 t.test('a stolen session cookie and its form token, without a recent second factor, change no factor: not removed, not added, no codes, no one signed out', async (t) => {
   const { s } = await setUp(t);
   const { b, secret } = await signUpAndEnrol(s);
