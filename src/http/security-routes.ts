@@ -170,7 +170,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   // `kept`: the name sent after the time for changes, back from its step-up (see forChange), shown as typed (also
   // empty); the code is typed anew.
   const totpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, error?: string, name?: string, kept = false) => {
-    const secret = await enrolment.sessionTotpSecret(active);
+    const { secret, made } = await enrolment.sessionTotpSecret(active);
     const uri = totpUri({ issuer: config.mfa.issuer, account: active.record.username, secret });
     const c = changePage(req, active);
     return sendPage(
@@ -184,7 +184,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
         uri,
         groupedSecret: groupedSecret(secret),
         nameField: true,
-        kept,
+        // A set-up made now (the one sent was over): its key is not in the app yet.
+        ...(kept ? { kept: made ? ('new' as const) : ('same' as const) } : {}),
         ...(error ? { error } : {}),
         ...(name || kept ? { name } : {}),
       }),

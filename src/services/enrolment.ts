@@ -264,9 +264,19 @@ export class EnrolmentService {
    * Security page: a new TOTP secret for a signed-in user, kept briefly until its first code. Kept for the session by
    * its sign-in time, which a step-up in between (a new session id) keeps: the key already scanned stays; another
    * session of the user never sees it (R13). Set only when absent: two pages opened at once show the same secret.
+   * `made`: set now (none was under way, or its 10 minutes were over), so in no app yet.
    */
-  async sessionTotpSecret(active: ActiveSession): Promise<string> {
-    return (await this.setups.change(setupKey(active), (cur) => cur ?? newTotpSecret(), () => SETUP_TTL_MS))!;
+  async sessionTotpSecret(active: ActiveSession): Promise<{ secret: string; made: boolean }> {
+    let made = false;
+    const secret = (await this.setups.change(
+      setupKey(active),
+      (cur) => {
+        made = cur === null;
+        return cur ?? newTotpSecret();
+      },
+      () => SETUP_TTL_MS,
+    ))!;
+    return { secret, made };
   }
 
   /**

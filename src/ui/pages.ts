@@ -296,16 +296,17 @@ ${passkeyButton(ctx, v.passkey)}
 
 /**
  * The code field takes focus only to correct a mistake, or to finish a set-up sent after the security page's time for
- * changes (`kept`: back from its step-up, with the name typed, which the page says): arriving, the QR code and the key
+ * changes (`kept`: back from its step-up, with the name typed, which the page says; `new`: the set-up had run out, and
+ * the key shown is new, to add to the app first): arriving, the QR code and the key
  * come first, uncovered by a keyboard. On the phone that holds the app, a QR code on its own screen cannot be scanned:
  * the key is also an otpauth link, a tap on which adds it, and with the script, a Copy button (see copyKey).
  */
-export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; uri: string; groupedSecret: string; error?: string; name?: string; nameField: boolean; kept?: boolean }): string {
+export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; uri: string; groupedSecret: string; error?: string; name?: string; nameField: boolean; kept?: 'same' | 'new' }): string {
   const { t } = ctx;
   return layout(
     ctx,
     t('enrolTitle'),
-    `${v.kept ? `<p class="notice" role="status">${msg(ctx, t('securityKeptApp'))}</p>\n` : ''}<p>${msg(ctx, t('enrolIntro'))}</p>
+    `${v.kept ? `<p class="notice" role="status">${msg(ctx, t(v.kept === 'new' ? 'securityKeptAppNewKey' : 'securityKeptApp'))}</p>\n` : ''}<p>${msg(ctx, t('enrolIntro'))}</p>
 ${qrCode(ctx, v.qrSvg)}
 <p>${msg(ctx, t('enrolKeyIntro'))}</p>
 ${copyKey(ctx, v.groupedSecret)}
@@ -315,7 +316,7 @@ ${form(
   v.action,
   v.csrf,
   `${v.nameField ? field(ctx, { id: 'name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: v.name ?? t('totpDefaultName') }) : ''}
-${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined || v.kept === true })}`,
+${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined || v.kept !== undefined })}`,
   t('enrolSubmit'),
 )}`,
     { error: v.error !== undefined, scripts: 'page' },

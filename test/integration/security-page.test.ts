@@ -321,6 +321,23 @@ t.test('a kept new name, reloaded after the time for changes, is kept across the
   t.equal((await b.get('/_mfa/security?notice=done')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity', 'a notice shown already is not');
 });
 
+t.test('an app sent after its set-up ran out comes back from its step-up with a new key, which the page says to add', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  const setup = await b.get('/_mfa/security/totp');
+  const old = shownSecret(setup.body);
+  s.clock.advance(10 * 60_000 + 1);
+  const late = await b.post('/_mfa/security/totp', { csrf: inputValue(setup.body, 'csrf'), name: 'Tablet', code: await totpAt(old, s.clock.now()) });
+  const back = decodeURIComponent(/href="\/_mfa\/step-up\?to=([^"&]+)/.exec(late.body)![1]!);
+  const step = await b.get(`/_mfa/step-up?to=${encodeURIComponent(back)}`);
+  t.equal((await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: back, code: await totpAt(secret, s.clock.now()) })).location, back);
+  const again = await b.get(back);
+  t.not(shownSecret(again.body), old, 'a new key');
+  t.match(again.body, 'The app is not added yet, and its set-up ran out: the key below is new.', 'which the page says to add');
+  t.notMatch(again.body, 'type the code your app shows now');
+  t.match(again.body, 'value="Tablet"');
+});
+
 t.test('a stolen session cookie and its form token, without a recent second factor, change no factor: not removed, not added, no codes, no one signed out', async (t) => {
   const { s } = await setUp(t);
   const { b, secret } = await signUpAndEnrol(s);
@@ -455,8 +472,10 @@ t.test('an app being added: one key per set-up, however many pages are opened at
   const { b, secret } = await signUpAndEnrol(s);
   const keyOf = (html: string) => /id="secret">([^<]+)</.exec(html)![1]!.replaceAll(' ', '');
   const active = (await s.app.gateway.sessions.authenticate(b.cookies.get('__Host-mfa-session')))!;
-  const [one, two] = await Promise.all([s.app.gateway.enrolment.sessionTotpSecret(active), s.app.gateway.enrolment.sessionTotpSecret(active)]);
-  t.equal(one, two, 'two pages opened at once show the same key');
+  const both = await Promise.all([s.app.gateway.enrolment.sessionTotpSecret(active), s.app.gateway.enrolment.sessionTotpSecret(active)]);
+  const one = both[0].secret;
+  t.equal(both[1].secret, one, 'two pages opened at once show the same key');
+  t.same(both.map((x) => x.made).sort(), [false, true], 'made by one of them');
   const pages = [await b.get('/_mfa/security/totp')];
   t.equal(keyOf(pages[0]!.body), one, 'and keep showing it');
   const { b: other } = await signInWithTotp(s, secret);
