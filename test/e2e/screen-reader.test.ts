@@ -1,7 +1,7 @@
 // The gateway's screens as a screen reader meets them, driven by the keyboard alone (Tab, Shift+Tab, Enter, Space):
 // what Chromium gives a screen reader (roles, names, states, alerts), read through the DevTools protocol. axe's rules
 // are checked in accessibility.test.ts; the whole enrolment by keyboard in totp.test.ts.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { CDPSession, Page } from 'playwright-core';
 import { addVirtualAuthenticator, andWait, axeViolations, enrolTotp, focused, launchChromium, newPage, shownCodes, shownSecret, startE2eStack, submit, submitPassword, url } from '../helpers/e2e.js';
 import { totpAt } from '../helpers/stack.js';
@@ -37,6 +37,17 @@ async function tabTo(page: Page, what: RegExp): Promise<void> {
     if (what.test((await focused(page)).element)) return;
   }
   throw new Error(`Tab never reached ${what}`);
+}
+
+/** Someone who has enrolled an authenticator app and signed out again. */
+async function enrolledAndSignedOut(t: Test) {
+  const s = await startE2eStack(t);
+  const { page } = await newPage(t, browser);
+  await submitPassword(page, s);
+  await enrolTotp(page, s);
+  await page.goto(`${s.base}${P}/logout`);
+  await submit(page);
+  return { s, page };
 }
 
 t.test('the recovery codes: the box is not called invalid before it is sent unticked', async (t) => {
@@ -92,12 +103,7 @@ t.test("the security page: each factor's Rename and Remove buttons say which fac
 });
 
 t.test('a minute before a sign-in runs out of time, its page warns, and "I need more time" is a Tab away', async (t) => {
-  const s = await startE2eStack(t);
-  const { page } = await newPage(t, browser);
-  await submitPassword(page, s);
-  await enrolTotp(page, s);
-  await page.goto(`${s.base}${P}/logout`);
-  await submit(page);
+  const { s, page } = await enrolledAndSignedOut(t);
   await submitPassword(page, s);
   // The code page of an app-only person: a page with no passkey script.
   t.equal(url(page), `${P}/verify`);
@@ -124,12 +130,7 @@ t.test('a minute before a sign-in runs out of time, its page warns, and "I need 
 });
 
 t.test('when a sign-in runs out of time, its page says so (also when its timer fires late) and offers no more time', async (t) => {
-  const s = await startE2eStack(t);
-  const { page } = await newPage(t, browser);
-  await submitPassword(page, s);
-  await enrolTotp(page, s);
-  await page.goto(`${s.base}${P}/logout`);
-  await submit(page);
+  const { s, page } = await enrolledAndSignedOut(t);
   // The page's clock is the test's: moved on at will, its timers fired as they fall due.
   await page.clock.install();
   await submitPassword(page, s);
