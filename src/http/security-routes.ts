@@ -62,7 +62,9 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   const forPage = async (req: FastifyRequest, reply: FastifyReply, keepQuery = false): Promise<ActiveSession | null> => {
     const active = await sessions.authenticate(req.cookies[COOKIE.session]);
     if (!active) {
-      void reply.redirect(loginPageFor(config.portal.login.page, req.url), 302);
+      // Back to the page after the sign-in, without its query: what it kept (a name typed, see forChange) is for this
+      // session only, and would reach the portal in a login page's {target}.
+      void reply.redirect(loginPageFor(config.portal.login.page, req.url.split('?', 1)[0]!), 302);
       return null;
     }
     if (!recent(active)) {

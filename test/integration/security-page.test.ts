@@ -753,6 +753,13 @@ t.test('a change sent after the session ended: the sign-in its page links to com
   const refused = await b.post('/_mfa/security/rename', { csrf, factor: 'y', name: 'z' });
   t.equal(refused.status, 401);
   t.match(refused.body, 'href="/login?next=%2F_mfa%2Fsecurity"');
+  // A page opened with what a change kept (a name typed), the session ended: the sign-in comes back to the page, and
+  // the portal's login page is not told the name.
+  for (const kept of ['/_mfa/security?rename=abc&name=Blue%20phone&kept=x', '/_mfa/security/totp?name=Blue%20phone&kept=x', '/_mfa/security/passkey?name=Blue%20phone&kept=x']) {
+    const page = await b.get(kept);
+    t.equal(page.status, 302);
+    t.equal(page.headers.location, `/login?next=${encodeURIComponent(kept.split('?')[0]!)}`, `${kept.split('?')[0]}: its path only`);
+  }
 });
 
 t.test('a passkey the authenticator fails to register is refused, and may be tried again: the session stays; each refusal uses up its challenge', async (t) => {

@@ -82,12 +82,12 @@
           // and the way on (sign in again, the step-up), as it does for the forms. The page's own address when it
           // names none (a step-up answering a wrong code names its query, which the form's address lacks). Without its
           // fragment: the same address with one (#main, after the skip link) would only scroll, and leave the button off.
-          // With the name typed, where the page opened again reads it back (its box gives the mark it takes it with):
-          // kept also across the step-up it may ask for first.
+          // With the name typed, where the page opened again reads it back (its box gives the mark it takes it with),
+          // when it is opened again for a step-up, which comes back to it; not when the session has ended.
           if (err && PAGE_OVER.indexOf(err.serverCode) !== -1) {
             var again = new URL(box.dataset.page || window.location.href, window.location.href);
             again.hash = '';
-            if (nameInput && box.dataset.keep) {
+            if (nameInput && box.dataset.keep && err.serverCode === 'GW_ERR_STEP_UP_REQUIRED') {
               again.searchParams.set('name', nameInput.value);
               again.searchParams.set('kept', box.dataset.keep);
             }
