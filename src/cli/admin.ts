@@ -62,8 +62,10 @@ export async function userCommand(gw: Gateway, action: (typeof USER_ACTIONS)[num
     }
     case 'erase': {
       if (!a.yes) throw new UsageError('user erase deletes everything held about the user: add --yes');
-      const done = (r: { keysDeleted: number; sessionsEnded: number; devicesRevoked: number }) => `${r.keysDeleted} key(s) deleted, ${r.sessionsEnded} session(s) ended, ${r.devicesRevoked} device(s) bound to the user revoked`;
-      const r = await partly(gw.admin.erase(pid), (r) => [`erased ${a.user} in part: ${done(r)}`]);
+      const ended = (r: { sessionsEnded: number; devicesRevoked: number }) => `${r.sessionsEnded} session(s) ended, ${r.devicesRevoked} device(s) bound to the user revoked`;
+      const done = (r: { keysDeleted: number; sessionsEnded: number; devicesRevoked: number }) => `${r.keysDeleted} key(s) deleted, ${ended(r)}`;
+      // The user's keys are counted before they are deleted: after a failed step, not all of them are gone.
+      const r = await partly(gw.admin.erase(pid), (r) => [`erased ${a.user} in part: ${r.keysDeleted} key(s) held, not all of them deleted, ${ended(r)}`]);
       // A misspelt name holds nothing: "erased" alone would have the access request answered while the account stays.
       const held = r.keysDeleted + r.sessionsEnded + r.devicesRevoked > 0;
       return [
