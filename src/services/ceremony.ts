@@ -14,7 +14,8 @@ import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession, SessionService } from './sessions.js';
 
-export type CodeCheck = { ok: true } | { ok: false; attemptsLeft: number };
+/** `repeat`: the right code, which this ceremony sent a moment ago (see Attempts.repeated). */
+export type CodeCheck = { ok: true } | { ok: false; attemptsLeft: number; repeat?: true };
 export type Refused = Exclude<CodeCheck, { ok: true }>;
 
 /** What is being tried: each kind has its own failure counter per user. */
@@ -208,7 +209,7 @@ export class Attempts {
    */
   async repeated(c: Ceremony, a: Attempt): Promise<Refused> {
     await this.succeeded(c, a);
-    return { ok: false, attemptsLeft: this.d.config.mfa.maxAttemptsPerLogin };
+    return { ok: false, attemptsLeft: this.d.config.mfa.maxAttemptsPerLogin, repeat: true };
   }
 
   /** A wrong code or a refused passkey: logged, reported once per login, and the ceremony ends at its limit. */

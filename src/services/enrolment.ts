@@ -9,7 +9,7 @@ import { GatewayError } from '../errors.js';
 import { newId } from '../mechanisms/random.js';
 import { matchesCode, newEnrolmentCode, newRecoveryCodes, type RecoveryCodeSet } from '../mechanisms/recovery-codes.js';
 import type { Sealer } from '../mechanisms/sealer.js';
-import { matchTotpStep, newTotpSecret, normaliseTotpInput } from '../mechanisms/totp.js';
+import { newTotpSecret } from '../mechanisms/totp.js';
 import { newChallenge, registrationOptions, verifyRegistration, WEBAUTHN_TIMEOUT_MS, type RelyingParty } from '../mechanisms/webauthn.js';
 import { deviceBound, withPasskey, type Challenges, type CredentialOwners, type EnrolmentCodes, type Factor, type FactorStore, type UserFactors } from '../stores/factor-store.js';
 import type { KvStore } from '../stores/kv-store.js';
@@ -159,11 +159,10 @@ export class EnrolmentService {
     if (!p.totpSecret) throw new GatewayError('GW_ERR_LOGIN_EXPIRED', 'enrolment not started');
     const check = await this.d.totp.checkSecret(this.d.attempts.ofLogin(id, p), p.totpSecret, input, ip);
     if (!check.ok) {
-      // The right code, already used: the form was sent twice and the other submission is binding the factor. Its
-      // outcome is awaited (briefly), so that this answer can go on to the recovery codes too. Or that submission
-      // bound it and then failed (it was answered with an error, and this is the person trying again).
-      const code = normaliseTotpInput(input);
-      if (code !== null && (await matchTotpStep(p.totpSecret, code, this.d.clock.now())) !== null) {
+      // The right code, already used by this sign-in: the form was sent twice and the other submission is binding the
+      // factor. Its outcome is awaited (briefly), so that this answer can go on to the recovery codes too. Or that
+      // submission bound it and then failed (it was answered with an error, and this is the person trying again).
+      if (check.repeat) {
         await this.awaitOtherSubmission(id);
         return (await this.resumeEnrolment(id, p, ip)) ?? check;
       }
@@ -289,11 +288,9 @@ export class EnrolmentService {
     if (!secret) return null;
     const check = await this.d.totp.checkSecret(this.d.attempts.ofSession(active), secret, input, ip);
     if (!check.ok) {
-      // The right code, already used: the form was sent twice, and the other submission is adding this app. Answered
-      // as that one is, once the app is there.
-      const code = normaliseTotpInput(input);
-      if (code !== null && (await matchTotpStep(secret, code, this.d.clock.now())) !== null) return this.boundApp(active.record.pid, secret);
-      return check;
+      // The right code, already used by this session: the form was sent twice, and the other submission is adding this
+      // app. Answered as that one is, once the app is there.
+      return check.repeat ? this.boundApp(active.record.pid, secret) : check;
     }
     // Taken once: the same set-up confirmed in two tabs at once (each with a code of its own) binds one app.
     if (!(await this.setups.deleteIf(key, (cur) => cur === secret))) return this.boundApp(active.record.pid, secret);
