@@ -1,6 +1,7 @@
 // The Redis store on Sentinel and Cluster: failing over and stalling nodes, fail closed and back by itself.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Cluster, Redis } from 'ioredis';
 import { request } from 'undici';
 import { systemClock } from '../../src/clock.js';
@@ -16,8 +17,11 @@ import { startCluster, startSentinel, type TestSentinel } from '../helpers/redis
 import { ALICE, startStack, submitPassword } from '../helpers/stack.js';
 
 const TIMEOUT_MS = 300;
-// Timers and the event loop may add a little to the deadline; far less than a hang would.
+// Timers and the event loop may add a little to the deadline; far less than a hang would. A loaded machine adds more:
+// a call may also take as long as the event loop was held up meanwhile (its timeout's timer fires that much later).
 const SLACK_MS = 100;
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const prefix = () => `it-${randomBytes(4).toString('hex')}:`;
@@ -26,17 +30,24 @@ interface Outcome<T> {
   value?: T;
   error?: unknown;
   ms: number;
+  /** The longest the event loop was held up during the call. */
+  lagMs: number;
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
+  loopDelay.reset();
   const start = performance.now();
+  const end = () => ({ ms: performance.now() - start, lagMs: loopDelay.max / 1e6 });
   try {
     const value = await fn();
-    return { value, ms: performance.now() - start };
+    return { value, ...end() };
   } catch (error) {
-    return { error, ms: performance.now() - start };
+    return { error, ...end() };
   }
 }
+
+/** Whether a call ended within the timeout, the slack and what a held-up event loop added. */
+const withinTimeout = (o: Outcome<unknown>) => o.ms <= TIMEOUT_MS + SLACK_MS + o.lagMs;
 
 async function waitFor(check: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
   const deadline = Date.now() + ms;
@@ -152,8 +163,11 @@ function failoverTest(name: string, how: 'failover' | 'killMaster', replicaAcks 
     const failures = outcomes.filter((o) => o.error);
     t.ok(failures.length > 0, `${failures.length} of ${outcomes.length} calls failed during the failover`);
     t.same(failures.filter((o) => !isStoreUnavailable(o.error)), [], 'every failure is GW_ERR_STORE_UNAVAILABLE');
-    const slowest = Math.max(...outcomes.map((o) => o.ms));
-    t.ok(slowest <= TIMEOUT_MS + SLACK_MS, `no call took longer than the timeout (slowest: ${Math.round(slowest)} ms)`);
+    const slowest = outcomes.reduce((a, b) => (b.ms - b.lagMs > a.ms - a.lagMs ? b : a));
+    t.ok(
+      outcomes.every(withinTimeout),
+      `no call took longer than the timeout (slowest: ${Math.round(slowest.ms)} ms, the event loop held up ${Math.round(slowest.lagMs)} ms of it)`,
+    );
     t.same(wrongReads, [], 'no read answered a wrong value');
     t.same(gaps, [], 'no acknowledged write was lost (each increment follows the last one acknowledged)');
     const lastError = (failures.at(-1)?.error as Error | undefined)?.message;
@@ -227,7 +241,7 @@ async function refusedBySentinels(t: Test, kv: KvStore, what: string): Promise<v
   for (let i = 0; i < 3; i++) {
     const o = await timed(() => kv.get(keys.session('s')));
     t.ok(isStoreUnavailable(o.error), `${what}: a read fails with GW_ERR_STORE_UNAVAILABLE (${(o.error as Error | undefined)?.message})`);
-    t.ok(o.ms <= TIMEOUT_MS + SLACK_MS, `within the timeout (${Math.round(o.ms)} ms)`);
+    t.ok(withinTimeout(o), `within the timeout (${Math.round(o.ms)} ms, the event loop held up ${Math.round(o.lagMs)} ms)`);
   }
   // What the operator reads in the log: why the connection fails, not only that the call could not be sent.
   const refusal = () => kv.get(keys.session('s')).then(() => '', (e: Error) => e.message);
@@ -357,7 +371,7 @@ t.test('Cluster: a stalled node fails its keys within the timeout, the others ca
     for (let i = 0; i < 3; i++) {
       const o = await timed(() => kv.increment(keys.factorFailures(userOn.get(stalled)!, 'totp'), 60_000));
       t.ok(isStoreUnavailable(o.error), 'the stalled node: GW_ERR_STORE_UNAVAILABLE');
-      t.ok(o.ms <= TIMEOUT_MS + SLACK_MS, `within the timeout (${Math.round(o.ms)} ms)`);
+      t.ok(withinTimeout(o), `within the timeout (${Math.round(o.ms)} ms, the event loop held up ${Math.round(o.lagMs)} ms)`);
     }
     for (const port of others) t.equal(await kv.increment(keys.factorFailures(userOn.get(port)!, 'totp'), 60_000), 1, `node ${port} unaffected`);
   } finally {
