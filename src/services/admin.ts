@@ -6,11 +6,12 @@ import { KNOWN_BROWSER_SECONDS } from '../mechanisms/known-browser.js';
 import { newId } from '../mechanisms/random.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { Sealer } from '../mechanisms/sealer.js';
+import { TOTP_PERIOD_SECONDS } from '../mechanisms/totp.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
 import type { CredentialOwners, EnrolmentCodes, FactorStore } from '../stores/factor-store.js';
 import { isSealedKey, keys } from '../stores/keys.js';
 import { keysOnce, type KvStore } from '../stores/kv-store.js';
-import type { Sessions } from '../stores/records.js';
+import type { PendingLogin, Sessions } from '../stores/records.js';
 import { UnreadableRecord } from '../stores/sealed-records.js';
 import { BestEffort } from './best-effort.js';
 import type { Attempts } from './ceremony.js';
@@ -48,6 +49,27 @@ export interface UserSummary {
   enrolmentCode: { expiresAt: string } | null;
 }
 
+/**
+ * What the access request export adds to the summary: the traces of the user's sign-ins and the limits on them, which
+ * an erasure deletes too. Described, never a secret: no cookie, form token, code or key.
+ */
+export interface SignInTraces {
+  /** Sign-ins whose password the portal accepted, the second step outstanding (or expired a few minutes ago). */
+  signInsInProgress: { stage: string; passwordAcceptedAt: string | null; expiresAt: string; address: string; goingTo: string; codesTried: number }[];
+  /** The client addresses (IPv6 by its /64) a wrong password for the account came from lately (the credential-stuffing watch). */
+  failedPasswordAddresses: string[];
+  /** Consecutive failures counted against the user, by what failed, and when the last one was. */
+  failures: { of: string; count: number; lastAt: string | null }[];
+  /** When a TOTP code was last accepted (its time step, kept a few minutes against its replay). */
+  totpCodeAcceptedAt: string | null;
+  /** Recovery codes used, of any set (each kept, against its use again). */
+  recoveryCodesUsed: number;
+  /** Passkey credential ids registered to the user (each can serve one user only). */
+  passkeyCredentialIds: number;
+  /** What else is held about the user for a short while, described once each. */
+  alsoHeld: string[];
+}
+
 export interface KeyUse {
   purpose: 'encryption' | 'signing';
   id: string;
@@ -61,6 +83,8 @@ export interface KeyUse {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const sessionKey = /^session:\{([^}]+)\}$/;
+const pendingKey = /^pending:\{([^}]+)\}$/;
+const addressUsernamesKey = /^addr:\{(.+)\}:usernames$/;
 
 export class AdminService {
   constructor(private readonly d: AdminDeps) {}
@@ -140,12 +164,74 @@ export class AdminService {
     return effort.result(ended);
   }
 
-  /** Everything held about a user, as plain JSON for an access request (secrets are named, never given). */
-  async export(pid: string): Promise<UserSummary & { exportedAt: string; withheld: string[] }> {
+  /**
+   * Everything held about a user, as plain JSON for an access request (secrets are named, never given): what erase
+   * deletes, but for the audit trail's pseudonymous records.
+   */
+  async export(pid: string): Promise<UserSummary & SignInTraces & { exportedAt: string; withheld: string[] }> {
     return {
       exportedAt: iso(this.d.clock.now()),
       ...(await this.show(pid)),
-      withheld: ['TOTP secrets', 'passkey public keys', 'recovery code hashes', 'enrolment code hashes', 'portal session cookies'],
+      ...(await this.traces(pid)),
+      withheld: [
+        'TOTP secrets',
+        'passkey public keys',
+        'recovery code hashes',
+        'enrolment code hashes',
+        'portal session cookies',
+        'the ids and form tokens of sessions and sign-ins in progress',
+        'recovery codes waiting to be shown once',
+      ],
+    };
+  }
+
+  private async traces(pid: string): Promise<SignInTraces> {
+    const alsoHeld = new Set<string>();
+    const signInsInProgress: SignInTraces['signInsInProgress'] = [];
+    for await (const [key, p] of this.recordsOf<PendingLogin>(pid, 'pending:{')) {
+      const id = pendingKey.exec(key)?.[1];
+      if (id === undefined) {
+        alsoHeld.add('a sign-in just finished, kept for seconds for the same form sent again');
+        continue;
+      }
+      const codesTried = Number((await this.d.kv.get(keys.pendingAttempts(id))) ?? 0);
+      signInsInProgress.push({ stage: p.stage, passwordAcceptedAt: p.passwordAt ? iso(p.passwordAt) : null, expiresAt: iso(p.expiresAt), address: p.ip, goingTo: p.continueTo, codesTried });
+    }
+    for await (const _ of this.recordsOf(pid, 'challenge:{')) alsoHeld.add('a passkey challenge waiting for its answer');
+    for await (const _ of this.recordsOf(pid, 'session:{', (k) => k.endsWith(':moved'))) alsoHeld.add('a step-up just done, kept for seconds for the same form sent again');
+    const failedPasswordAddresses: string[] = [];
+    for await (const key of keysOnce(this.d.kv, keys.addressPrefix())) {
+      const address = addressUsernamesKey.exec(key)?.[1];
+      if (address !== undefined && (await this.d.kv.setMembers(key)).includes(pid)) failedPasswordAddresses.push(address);
+    }
+    let passkeyCredentialIds = 0;
+    for await (const key of keysOnce(this.d.kv, keys.credentialOwnerPrefix())) if ((await this.d.kv.get(key)) === pid) passkeyCredentialIds++;
+    // The user's own keys: each is what held() says it holds.
+    const prefix = `user:{${pid}}:`;
+    const counters = new Set<string>();
+    let totpStep: string | null = null;
+    let recoveryCodesUsed = 0;
+    for await (const key of keysOnce(this.d.kv, prefix)) {
+      const h = held(key.slice(prefix.length));
+      if ('failures' in h) counters.add(h.failures);
+      else if ('about' in h) alsoHeld.add(h.about);
+      else if (h.is === 'totp-step') totpStep = await this.d.kv.get(key);
+      else if (h.is === 'recovery-used') recoveryCodesUsed++;
+    }
+    const failures: SignInTraces['failures'] = [];
+    for (const counter of [...counters].sort()) {
+      const count = Number((await this.d.kv.get(`${prefix}failures:${counter}`)) ?? 0);
+      const last = await this.d.kv.get(`${prefix}failures:${counter}:last`);
+      failures.push({ of: counter.startsWith('password:') ? 'password, in a browser the user signed in with' : counter, count, lastAt: last === null ? null : iso(Number(last)) });
+    }
+    return {
+      signInsInProgress,
+      failedPasswordAddresses: failedPasswordAddresses.sort(),
+      failures,
+      totpCodeAcceptedAt: totpStep === null ? null : iso(Number(totpStep) * TOTP_PERIOD_SECONDS * 1000),
+      recoveryCodesUsed,
+      passkeyCredentialIds,
+      alsoHeld: [...alsoHeld],
     };
   }
 
@@ -309,6 +395,14 @@ export class AdminService {
     return deleted;
   }
 
+  /** The user's sealed records under `prefix` that `only` picks by key (which name the user only inside), opened. */
+  private async *recordsOf<T>(pid: string, prefix: string, only: (key: string) => boolean = () => true): AsyncIterable<[string, T]> {
+    for await (const key of keysOnce(this.d.kv, prefix, (k) => isSealedKey(k) && only(k))) {
+      const record = await this.opened(key);
+      if (record?.pid === pid) yield [key, record as T];
+    }
+  }
+
   private async opened(key: string): Promise<{ pid?: unknown } | null> {
     const sealed = await this.d.kv.get(key);
     if (sealed === null) return null;
@@ -318,6 +412,25 @@ export class AdminService {
       return null;
     }
   }
+}
+
+/**
+ * What one of a user's keys holds (`name`: the key after `user:{pid}:`), for the export. `shown`: in the summary
+ * already, or no personal data (a mark an erasure keeps, a flag of a moment, which ceremony a TOTP step went to).
+ */
+function held(name: string): { failures: string } | { is: 'totp-step' | 'recovery-used' | 'shown' } | { about: string } {
+  // A failure count and the time of its last failure (`:last`, see FailureCounter), by what failed; a known browser's
+  // password count is `password:<browser id>`.
+  const failures = /^failures:(password:(?!last$)[^:]+|[a-z-]+)(?::last)?$/.exec(name);
+  if (failures) return { failures: failures[1]! };
+  if (name === 'totp-step') return { is: 'totp-step' };
+  if (name.startsWith('recovery-used:')) return { is: 'recovery-used' };
+  if (/^(factors|sessions|enrolment-code|factors-removed|sessions-ended|known-browser-epoch|recovery-codes-making|totp-step-claimant:\d+)$/.test(name)) return { is: 'shown' };
+  if (name.startsWith('totp-setup-')) return { about: 'the first code of an authenticator app set up lately, kept a few minutes against its replay' };
+  if (name.startsWith('factor-setup:')) return { about: 'an authenticator app being set up from the security page' };
+  if (name === 'recovery-codes-made') return { about: 'new recovery codes just made, kept for seconds for the same form sent again' };
+  if (name.startsWith('proof-code-sends')) return { about: 'how many enrolment proof codes were sent lately (their limits)' };
+  return { about: 'another record of the gateway about the user' };
 }
 
 /** A record no configured key opens counts as none (erased all the same). */

@@ -105,6 +105,60 @@ t.test('memory store: show, export, revoke, reset and erase one user, leaving th
   t.notOk(await signedIn(bob.b), 'every session ended');
 });
 
+t.test('export holds what erase deletes: sign-ins in progress, wrong codes and passwords, the addresses they came from', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.server.trustedProxies = ['127.0.0.1']) });
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const { secret } = await signUpAndEnrol(s);
+  const from = (address: string) => ({ 'x-forwarded-for': address });
+  // A sign-in from one address: the password accepted, then two wrong codes.
+  s.clock.advance(60_000);
+  const b = s.browser();
+  const login = await b.get('/login?continue=%2Frecords', from('198.51.100.4'));
+  t.equal((await b.post('/login', { username: 'alice', password: ALICE.password, csrf: inputValue(login.body, 'csrf') }, from('198.51.100.4'))).location, '/_mfa/verify');
+  const csrf = inputValue((await b.get('/_mfa/verify', from('198.51.100.4'))).body, 'csrf');
+  const valid = new Set(await Promise.all([-2, -1, 0, 1, 2].map((step) => totpAt(secret, s.clock.now() + step * 30_000))));
+  const wrong = ['123456', '234567', '345678', '456789'].filter((c) => !valid.has(c));
+  for (const code of wrong.slice(0, 2)) t.equal((await b.post('/_mfa/verify', { csrf, code }, from('198.51.100.4'))).status, 400, 'a wrong code');
+  // A wrong password from another.
+  const other = s.browser();
+  const page = await other.get('/login', from('203.0.113.7'));
+  t.equal((await other.post('/login', { username: 'alice', password: 'wrong password', csrf: inputValue(page.body, 'csrf') }, from('203.0.113.7'))).status, 200);
+
+  const exported = (await userCommand(gw, 'export', { user: 'alice' }))[0]!;
+  const data = JSON.parse(exported);
+  t.match(data.signInsInProgress, [{ stage: 'verify', address: '198.51.100.4', codesTried: 2, passwordAcceptedAt: new Date(s.clock.now()).toISOString() }], 'the sign-in in progress, where from, its wrong codes');
+  t.equal(data.signInsInProgress.length, 1);
+  t.same(data.failedPasswordAddresses, ['203.0.113.7'], 'the address a wrong password came from');
+  t.same(
+    data.failures,
+    [
+      { of: 'password', count: 1, lastAt: new Date(s.clock.now()).toISOString() },
+      { of: 'totp', count: 2, lastAt: new Date(s.clock.now()).toISOString() },
+    ],
+    'the failures counted against her',
+  );
+  t.equal(data.totpCodeAcceptedAt, new Date(Math.floor((s.clock.now() - 60_000) / 30_000) * 30_000).toISOString(), 'when her last code was accepted (the enrolment)');
+  t.equal(data.recoveryCodesUsed, 0);
+  t.equal(data.passkeyCredentialIds, 0);
+  t.same(data.alsoHeld, ['the first code of an authenticator app set up lately, kept a few minutes against its replay'], 'her enrolment a minute ago');
+  t.ok(data.withheld.includes('the ids and form tokens of sessions and sign-ins in progress'));
+  for (const secretValue of [secret, csrf, ...b.cookies.values(), ...other.cookies.values()]) t.notOk(exported.includes(secretValue), 'no secret, cookie or form token');
+
+  t.match((await userCommand(gw, 'erase', { user: 'alice', yes: true }))[0], 'erased alice');
+  t.match(JSON.parse((await userCommand(gw, 'export', { user: 'alice' }))[0]!), {
+    factors: [],
+    sessions: [],
+    signInsInProgress: [],
+    failedPasswordAddresses: [],
+    failures: [],
+    totpCodeAcceptedAt: null,
+    recoveryCodesUsed: 0,
+    passkeyCredentialIds: 0,
+    alsoHeld: [],
+  }, 'erased: the export holds nothing');
+});
+
 t.test('erase says what it did; a name that holds nothing (a misspelt one) is said to hold nothing, not erased', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
@@ -398,6 +452,7 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   t.match(shown.stdout, /totp +Authenticator app/);
   const exported = await cli('user', 'export', '--user', 'alice');
   t.equal(JSON.parse(exported.stdout).pid, pid);
+  t.match(JSON.parse(exported.stdout), { totpCodeAcceptedAt: String, failures: [], signInsInProgress: [] }, 'what her sign-ins left, read from Redis too');
   t.notOk(exported.stdout.includes(alice.secret), 'no secret exported');
 
   t.match((await cli('sessions', 'revoke', '--user', 'alice')).stdout, 'ended 1 session(s) of alice');
