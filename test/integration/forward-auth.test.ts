@@ -354,6 +354,42 @@ t.test('methods: a rule for GET covers HEAD, and a method override in the query 
   for (const name of ['X-Real-IP', 'CF-Connecting-IP', 'Forwarded']) t.equal(await ask('GET', '/records/1', { [name]: 'for=198.51.100.7' }), 200, `${name}: passes`);
 });
 
+t.test('a method the full proxy does not pass is refused before any rule, in any spelling; the others are judged as before', async (t) => {
+  const s = await forwardAuthStack((raw) => raw.policy.rules.splice(1, 0, { name: 'records changed', paths: ['/records/'], methods: ['POST', 'PUT', 'PATCH', 'DELETE'], decision: 'step-up', maxAgeSeconds: 300 }));
+  t.teardown(s.close);
+  const cookie = cookieOf((await signUpAndEnrol(s)).b);
+  const ask = async (method: string, uri = '/records/1', headers: Record<string, string> = { cookie }) => {
+    const res = await request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-method': method, 'x-forwarded-uri': uri, 'x-forwarded-host': 'localhost', accept: 'application/json', ...headers } });
+    const body = await res.body.text();
+    return [res.statusCode, body && JSON.parse(body).error];
+  };
+  s.clock.advance(301_000);
+  t.same(await ask('GET'), [200, ''], 'GET: not a write, allowed');
+  t.same(await ask('POST'), [401, 'GW_ERR_STEP_UP_REQUIRED'], 'POST: the step-up the rule asks for');
+  t.same(await ask('DELETE'), [401, 'GW_ERR_STEP_UP_REQUIRED'], 'DELETE too');
+  // The rule names the write methods the gateway passes; a WebDAV or made-up method writes without being named.
+  for (const method of ['PROPPATCH', 'MOVE', 'COPY', 'MKCOL', 'LOCK', 'TRACE', 'FROBNICATE']) t.same(await ask(method), [405, 'GW_ERR_METHOD_NOT_ALLOWED'], `${method}: refused, as the full proxy refuses it`);
+  // The full proxy takes a method only as written in capitals (Node refuses `post`); a portal may read any case.
+  for (const method of ['post', 'Post', 'get', 'delete']) t.same(await ask(method), [405, 'GW_ERR_METHOD_NOT_ALLOWED'], `${method}: refused, not judged as ${method.toUpperCase()}`);
+  // Before any rule: signed out it is not sent to sign in, and a public path does not let it through.
+  t.same(await ask('PROPPATCH', '/records/1', {}), [405, 'GW_ERR_METHOD_NOT_ALLOWED'], 'signed out');
+  t.same(await ask('PROPFIND', '/static/portal.css', {}), [405, 'GW_ERR_METHOD_NOT_ALLOWED'], 'on a public path');
+  const refused = s.logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request refused' && l.code === 'GW_ERR_METHOD_NOT_ALLOWED');
+  t.ok(refused.some((l) => l.detail === 'method PROPPATCH'), 'logged with the code and detail of the full proxy');
+});
+
+t.test('through nginx, a method the full proxy does not pass never reaches the portal', async (t) => {
+  const { s, browser } = await behindNginx(t);
+  const b = browser();
+  await signIn(s, b);
+  const before = s.portalRequests.length;
+  // nginx answers 500 for an auth answer other than 2xx, 401 and 403: closed all the same.
+  for (const method of ['PROPPATCH', 'MOVE', 'FROBNICATE']) t.equal((await b.send(method, '/messages', '<x/>', { 'content-type': 'application/xml' })).status, 500, method);
+  t.same(reachedPortal(s, before), [], 'none reached the portal');
+  await b.post('/messages', { body: 'hi' });
+  t.same(reachedPortal(s, before), ['/messages'], 'a POST does, as before');
+});
+
 t.test('step-up through nginx: sent to the step-up page, then back to the same URL', async (t) => {
   const { s, browser } = await behindNginx(t);
   const b = browser();
@@ -525,7 +561,7 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   // The login and the logout belong to the gateway: one the proxy's routes let through is refused, never allowed
   // on to the portal (a password checked without the login limits, a portal logout leaving the session running).
   t.equal((await ask('/login', { cookie, 'x-forwarded-method': 'POST' })).status, 403, 'a login POST');
-  t.equal((await ask('/LOGIN/', { 'x-forwarded-method': 'post' })).status, 403, 'in another spelling, signed out');
+  t.equal((await ask('/LOGIN/', { 'x-forwarded-method': 'POST' })).status, 403, 'in another spelling, signed out');
   t.equal((await ask('/logout', { cookie })).status, 403, 'the logout');
   t.equal((await ask('/login', { cookie })).status, 200, 'GET of the login page is still judged (public)');
   // The gateway's prefix never reaches the portal, in a spelling the proxy's routes for it do not match either.
