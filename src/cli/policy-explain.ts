@@ -36,10 +36,8 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   if (!host) return [`host ${JSON.stringify(q.host)}: refused before any rule (421): not a host name`];
   if (!config.server.hosts.some((h) => h.toLowerCase() === host)) return [`host ${host}: refused before any rule (421): not one of server.hosts`];
   const method = (q.method ?? 'GET').toUpperCase();
-  // The proxy passes on its own methods only; in forward-auth mode the proxy in front passes any, and the rules judge it.
-  if (config.forwardAuth.enabled ? !/^[A-Z]{1,20}$/.test(method) : !(PORTAL_METHODS as readonly string[]).includes(method)) {
-    return [`method ${method}: refused before any rule (${config.forwardAuth.enabled ? 400 : 405}): not a method the gateway ${config.forwardAuth.enabled ? 'judges' : 'passes to the portal'}`];
-  }
+  // Only the methods the gateway passes to the portal, in forward-auth mode too (the endpoint refuses the others).
+  if (!(PORTAL_METHODS as readonly string[]).includes(method)) return [`method ${method}: refused before any rule (405): not a method the gateway passes to the portal`];
   const lowered = loose(target.matchPath);
   const prefix = config.server.prefix.toLowerCase();
   if (inPrefix(lowered, prefix)) {

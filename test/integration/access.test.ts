@@ -469,9 +469,9 @@ keys:
   // What the gateway refuses before any rule is said so, not judged by the rules.
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records', '--host', 'evil.example']).stdout, 'host evil.example: refused before any rule (421): not one of server.hosts');
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records', '--method', 'TRACE']).stdout, 'method TRACE: refused before any rule (405)');
-  // In forward-auth mode the proxy in front passes any method on: the rules judge it.
+  // In forward-auth mode too: the endpoint refuses a method the full proxy would.
   writeFileSync(join(dir, 'fwd.yaml'), `${readFileSync(join(dir, 'gw.yaml'), 'utf8')}server: { trustedProxies: [127.0.0.1] }\nforwardAuth: { enabled: true, sessionCookies: [PORTALSESSID] }\n`);
-  t.match(runCli(['policy', 'explain', '--config', join(dir, 'fwd.yaml'), '--path', '/records', '--method', 'PROPFIND']).stdout, 'decision: sign-in required by "portal"');
+  t.match(runCli(['policy', 'explain', '--config', join(dir, 'fwd.yaml'), '--path', '/records', '--method', 'PROPFIND']).stdout, 'method PROPFIND: refused before any rule (405)');
   // What forward-auth refuses before any rule: the login and logout (the proxy must send them to the gateway), and a URI
   // with segments the proxy would pass on unresolved. The full proxy judges each by the rules.
   const fwd = (...args: string[]) => runCli(['policy', 'explain', '--config', join(dir, 'fwd.yaml'), ...args]).stdout;
