@@ -24,10 +24,11 @@ export function twinsKnown(ca: X509Certificate): boolean {
 }
 
 // Answers worked out before, by certificate fingerprints: a device's certificate is checked on every request a device
-// rule sees, a signature check costs of the order of 100 µs and a twin 20 µs, and neither answer ever changes for the
-// same certificates. Bounded: the oldest go first.
+// rule sees, a signature check costs of the order of 100 µs, a twin 20 µs and reading extensions a few, and no answer
+// ever changes for the same certificates. Bounded: the oldest go first.
 const SIGNED = new Map<string, boolean>();
 const TWINS = new Map<string, string | null>();
+const LIMITS = new Map<string, Limits | null>();
 const KEPT = 10_000;
 
 function remember<T>(map: Map<string, T>, key: string, value: T): void {
@@ -150,19 +151,28 @@ export function parseCertificates(pem: string): X509Certificate[] {
 
 // The extended key usage of TLS client certificates (RFC 5280 §4.2.1.12).
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+// The key usage of a key that signs (a TLS client's handshake, RFC 8446 §4.4.3): a bit of the first byte of the
+// extension's value (RFC 5280 §4.2.1.3).
+const DIGITAL_SIGNATURE = 0x80;
 
 /**
  * Whether `cert` is a device certificate as TLS verifies one at the handshake: made for TLS clients (an extended key
- * usage, when it has one, that allows it), and issued (and signed) through CAs (basicConstraints CA:TRUE) made for
- * TLS clients too, up to a self-issued CA of `cas`, every certificate on the way within its validity period at
- * `now`. The CAs between may come from `cas` or from the chain the client sent (one an expired lookalike, TLS passes
- * over it for the CA it looks like). A proxy may pass on a certificate it did not verify, and a TLS connection can
- * outlive its certificates: both are checked this way on every request.
+ * usage, when it has one, that allows it; a key usage, when it has one, that allows signing), and issued (and signed)
+ * through CAs (basicConstraints CA:TRUE) made for TLS clients too, each with a key usage, when it has one, that allows
+ * signing certificates (checkIssued sees to that), up to a self-issued CA of `cas`, every certificate on the way
+ * within its validity period at `now`. The CAs between may come from `cas` or from the chain the client sent (one an expired
+ * lookalike, TLS passes over it for the CA it looks like). A proxy may pass on a certificate it did not verify, and a
+ * TLS connection can outlive its certificates: both are checked this way on every request.
  */
 export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[], now: number): boolean {
   const known = [...cas, ...sentChain(cert)];
   const valid = (c: X509Certificate) => now >= Date.parse(c.validFrom) && now <= Date.parse(c.validTo);
   const forClients = (c: X509Certificate) => c.keyUsage === undefined || c.keyUsage.includes(CLIENT_AUTH);
+  // A certificate whose extensions cannot be read does not.
+  const signs = (c: X509Certificate) => {
+    const limits = limitsOf(c);
+    return limits !== null && (limits.keyUsage === undefined || (limits.keyUsage & DIGITAL_SIGNATURE) !== 0);
+  };
   const chains = (c: X509Certificate, path: X509Certificate[]): boolean =>
     known.some(
       (issuer) =>
@@ -172,7 +182,50 @@ export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[],
         (issuer.ca || (firstVersion(issuer) && issuer.checkIssued(issuer))) &&
         (issuer.checkIssued(issuer) ? cas.includes(issuer) : forClients(issuer) && path.length < 8 && chains(issuer, [...path, issuer])),
     );
-  return valid(cert) && forClients(cert) && chains(cert, [cert]);
+  return valid(cert) && forClients(cert) && signs(cert) && chains(cert, [cert]);
+}
+
+/** What a certificate's extensions limit: its key usages (the first eight bits). */
+interface Limits {
+  keyUsage?: number;
+}
+
+/** The limits of a certificate (see Limits), read once; null when an extension of them cannot be read. */
+function limitsOf(cert: X509Certificate): Limits | null {
+  let limits = LIMITS.get(cert.fingerprint256);
+  if (limits === undefined) {
+    limits = readLimits(cert.raw);
+    remember(LIMITS, cert.fingerprint256, limits);
+  }
+  return limits;
+}
+
+/** The limits (see Limits) a certificate's DER holds in its extensions (RFC 5280 §4.1: tbsCertificate's [3]). */
+function readLimits(der: Buffer): Limits | null {
+  try {
+    const limits: Limits = {};
+    const tbs = tlv(der, tlv(der, 0).start);
+    let at = tbs.start;
+    while (at < tbs.end && der[at] !== 0xa3) at = tlv(der, at).end;
+    if (at >= tbs.end) return limits;
+    const list = tlv(der, tlv(der, at).start);
+    for (let e = list.start; e < list.end; e = tlv(der, e).end) {
+      // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+      const oid = tlv(der, tlv(der, e).start);
+      const id = der.subarray(oid.start, oid.end).toString('hex');
+      let field = tlv(der, oid.end);
+      if (field.tag === 0x01) field = tlv(der, field.end);
+      const value = tlv(der, field.start);
+      if (id === '551d0f') {
+        // keyUsage (2.5.29.15): a BIT STRING, its first byte the number of unused bits.
+        if (value.tag !== 0x03) return null;
+        limits.keyUsage = value.end - value.start > 1 ? der[value.start + 1]! : 0;
+      }
+    }
+    return limits;
+  } catch {
+    return null;
+  }
 }
 
 /** Whether a certificate is of the first X.509 version (its to-be-signed part starts without a version field). */

@@ -56,6 +56,10 @@ const oldSite = deviceCa.intermediate('old-site');
 const ofOldSite = oldSite.issue('laptop-7');
 // The intermediate's certificate (its name and key, issued by the device CA) expired long ago.
 const oldSiteExpired = deviceCa.lookalike(oldSite.ca);
+// TLS refuses this too: a certificate whose key usage allows no signing (it signs no handshake); beside it one for
+// signing.
+const encipherOnly = deviceCa.issue('laptop-8', { keyUsage: 'keyEncipherment' });
+const forSigning = deviceCa.issue('laptop-10', { keyUsage: 'digitalSignature' });
 
 const rules = [
   { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
@@ -399,6 +403,8 @@ t.test("a certificate from the proxy is judged as TLS judges one: its purpose, t
   t.same(await judged(s, async () => (await on(serverOnly).get('/admin/')).status), refused('certificate not valid'), 'TLS: a certificate for servers only');
   t.same(await judged(s, async () => (await on(ofNotCa, notCa.ca.cert).get('/admin/')).status), refused('certificate not valid'), 'TLS: one whose issuer is not a CA');
   t.same(await judged(s, async () => (await on(ofOldSite, oldSiteExpired.cert).get('/admin/')).status), refused('certificate not valid'), "TLS: one whose intermediate's certificate has expired");
+  t.equal((await on(forSigning).get('/admin/')).status, 200, 'TLS: one whose key usage allows signing');
+  t.same(await judged(s, async () => (await on(encipherOnly).get('/admin/')).status), refused('certificate not valid'), 'TLS: one whose key usage allows no signing');
 
   // A proxy that passes on certificates it did not verify (nginx `ssl_verify_client optional_no_ca`): the bundle
   // holds the intermediates (the header holds one certificate).
@@ -410,6 +416,8 @@ t.test("a certificate from the proxy is judged as TLS judges one: its purpose, t
   t.same(await judged(stack, async () => (await b.get('/admin/', header(serverOnly))).status), refused('certificate not valid'), 'proxy: a certificate for servers only');
   t.same(await judged(stack, async () => (await b.get('/admin/', header(ofNotCa))).status), refused('certificate not valid'), 'proxy: one whose issuer is not a CA');
   t.same(await judged(stack, async () => (await b.get('/admin/', header(ofOldSite))).status), refused('certificate not valid'), "proxy: one whose intermediate's certificate has expired");
+  t.equal((await b.get('/admin/', header(forSigning))).status, 200, 'proxy: one whose key usage allows signing');
+  t.same(await judged(stack, async () => (await b.get('/admin/', header(encipherOnly))).status), refused('certificate not valid'), 'proxy: one whose key usage allows no signing');
 });
 
 t.test("a CA's CRL past its next update makes its devices unmanaged: on new TLS connections, open ones, and behind a proxy", async (t) => {

@@ -62,3 +62,19 @@ t.test('a root CA in the first X.509 version (no extensions, as old roots are) i
   // Below a root, a CA must say it is one: a device certificate (no CA) cannot issue others.
   t.notOk(chainsTo(x509(kiosk.cert), [x509(root.ca.cert), x509(laptop.cert)], now), 'not a certificate signed by a device');
 });
+
+t.test('a device certificate with a key usage counts only when that allows signing, as a TLS client signs its handshake', async (t) => {
+  const usages = ['digitalSignature', 'digitalSignature,keyEncipherment', 'keyEncipherment', 'keyCertSign', 'keyAgreement'];
+  const devices = usages.map((keyUsage) => root.issue(`usage-${keyUsage}`, { keyUsage }));
+  const now = Date.now();
+  // keyAgreement alone (static Diffie-Hellman) signs nothing: refused, though OpenSSL's TLS lets it through.
+  t.same(devices.map((d) => chainsTo(x509(d.cert), [x509(root.ca.cert)], now)), [true, true, false, false, false]);
+});
+
+t.test('a CA whose key usage does not allow signing certificates issues no devices', async (t) => {
+  const unsigning = root.intermediate('unsigning', 'P-256', 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,cRLSign\n');
+  const device = unsigning.issue('of-unsigning');
+  const now = Date.now();
+  t.notOk(chainsTo(x509(device.cert), [x509(root.ca.cert), x509(unsigning.ca.cert)], now), 'an intermediate without keyCertSign');
+  t.ok(chainsTo(x509(kiosk.cert), [x509(root.ca.cert), x509(site.ca.cert)], now), 'as one with it issues them');
+});
