@@ -159,8 +159,9 @@ const DIGITAL_SIGNATURE = 0x80;
  * Whether `cert` is a device certificate as TLS verifies one at the handshake: made for TLS clients (an extended key
  * usage, when it has one, that allows it; a key usage, when it has one, that allows signing), and issued (and signed)
  * through CAs (basicConstraints CA:TRUE) made for TLS clients too, each with a key usage, when it has one, that allows
- * signing certificates (checkIssued sees to that), up to a self-issued CA of `cas`, every certificate on the way
- * within its validity period at `now`. The CAs between may come from `cas` or from the chain the client sent (one an expired
+ * signing certificates (checkIssued sees to that) and a path length constraint, when it has one, that allows as many
+ * CAs below it as there are on the way down, up to a self-issued CA of `cas`, every certificate on the way within its
+ * validity period at `now`. The CAs between may come from `cas` or from the chain the client sent (one an expired
  * lookalike, TLS passes over it for the CA it looks like). A proxy may pass on a certificate it did not verify, and a
  * TLS connection can outlive its certificates: both are checked this way on every request.
  */
@@ -168,10 +169,14 @@ export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[],
   const known = [...cas, ...sentChain(cert)];
   const valid = (c: X509Certificate) => now >= Date.parse(c.validFrom) && now <= Date.parse(c.validTo);
   const forClients = (c: X509Certificate) => c.keyUsage === undefined || c.keyUsage.includes(CLIENT_AUTH);
-  // A certificate whose extensions cannot be read does not.
+  // A certificate whose extensions cannot be read is neither.
   const signs = (c: X509Certificate) => {
     const limits = limitsOf(c);
     return limits !== null && (limits.keyUsage === undefined || (limits.keyUsage & DIGITAL_SIGNATURE) !== 0);
+  };
+  const allowsBelow = (c: X509Certificate, below: number) => {
+    const limits = limitsOf(c);
+    return limits !== null && below <= (limits.pathLen ?? Infinity);
   };
   const chains = (c: X509Certificate, path: X509Certificate[]): boolean =>
     known.some(
@@ -180,14 +185,18 @@ export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[],
         // A root of the bundle of the first X.509 version (no extensions, so no CA flag) is a CA, as TLS takes it;
         // every other must say it is one.
         (issuer.ca || (firstVersion(issuer) && issuer.checkIssued(issuer))) &&
+        // Its path length constraint counts the CAs below it (RFC 5280 §4.2.1.9): those of the path but the device
+        // (none self-issued: the path ends at the first).
+        allowsBelow(issuer, path.length - 1) &&
         (issuer.checkIssued(issuer) ? cas.includes(issuer) : forClients(issuer) && path.length < 8 && chains(issuer, [...path, issuer])),
     );
   return valid(cert) && forClients(cert) && signs(cert) && chains(cert, [cert]);
 }
 
-/** What a certificate's extensions limit: its key usages (the first eight bits). */
+/** What a certificate's extensions limit: its key usages (the first eight bits), and the CAs below it (pathLen). */
 interface Limits {
   keyUsage?: number;
+  pathLen?: number;
 }
 
 /** The limits of a certificate (see Limits), read once; null when an extension of them cannot be read. */
@@ -220,6 +229,15 @@ function readLimits(der: Buffer): Limits | null {
         // keyUsage (2.5.29.15): a BIT STRING, its first byte the number of unused bits.
         if (value.tag !== 0x03) return null;
         limits.keyUsage = value.end - value.start > 1 ? der[value.start + 1]! : 0;
+      } else if (id === '551d13') {
+        // basicConstraints (2.5.29.19): SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER (0..MAX) OPTIONAL }.
+        if (value.tag !== 0x30) return null;
+        for (let f = value.start; f < value.end; f = tlv(der, f).end) {
+          const n = tlv(der, f);
+          if (n.tag !== 0x02) continue;
+          if (n.end === n.start || der[n.start]! & 0x80) return null;
+          limits.pathLen = n.end - n.start > 6 ? Infinity : der.readUIntBE(n.start, n.end - n.start);
+        }
       }
     }
     return limits;

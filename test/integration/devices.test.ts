@@ -56,10 +56,13 @@ const oldSite = deviceCa.intermediate('old-site');
 const ofOldSite = oldSite.issue('laptop-7');
 // The intermediate's certificate (its name and key, issued by the device CA) expired long ago.
 const oldSiteExpired = deviceCa.lookalike(oldSite.ca);
-// TLS refuses this too: a certificate whose key usage allows no signing (it signs no handshake); beside it one for
-// signing.
+// TLS refuses these too: a certificate whose key usage allows no signing (it signs no handshake), and one of a CA
+// issued by a CA with pathlen:0 (which may issue devices, no CAs); beside them one of that CA, for signing.
 const encipherOnly = deviceCa.issue('laptop-8', { keyUsage: 'keyEncipherment' });
-const forSigning = deviceCa.issue('laptop-10', { keyUsage: 'digitalSignature' });
+const lastCa = deviceCa.intermediate('last-ca', 'P-256', 'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n');
+const ofLastCa = lastCa.issue('laptop-10', { keyUsage: 'digitalSignature' });
+const belowLastCa = lastCa.intermediate('below-last-ca');
+const ofBelowLastCa = belowLastCa.issue('laptop-11');
 
 const rules = [
   { name: 'sign-in page', paths: ['/login', '/static/'], decision: 'public' },
@@ -392,7 +395,7 @@ t.test('a CRL revoking an intermediate CA revokes its devices: on a TLS connecti
   t.equal((await b.get('/admin/', header(laptop))).status, 200, "one of the root CA's, from the proxy");
 });
 
-t.test("a certificate from the proxy is judged as TLS judges one: its purpose, the CAs above it and their validity", async (t) => {
+t.test("a certificate from the proxy is judged as TLS judges one: its purpose, the CAs above it, their validity and path length", async (t) => {
   // The gateway's own TLS refuses each at the handshake (no CRL: TLS would want the intermediates' too).
   const s = await tlsStack((raw) => delete raw.devices.crlFile);
   t.teardown(s.close);
@@ -403,21 +406,23 @@ t.test("a certificate from the proxy is judged as TLS judges one: its purpose, t
   t.same(await judged(s, async () => (await on(serverOnly).get('/admin/')).status), refused('certificate not valid'), 'TLS: a certificate for servers only');
   t.same(await judged(s, async () => (await on(ofNotCa, notCa.ca.cert).get('/admin/')).status), refused('certificate not valid'), 'TLS: one whose issuer is not a CA');
   t.same(await judged(s, async () => (await on(ofOldSite, oldSiteExpired.cert).get('/admin/')).status), refused('certificate not valid'), "TLS: one whose intermediate's certificate has expired");
-  t.equal((await on(forSigning).get('/admin/')).status, 200, 'TLS: one whose key usage allows signing');
+  t.equal((await on(ofLastCa, lastCa.ca.cert).get('/admin/')).status, 200, 'TLS: one for signing, of a CA with pathlen:0');
   t.same(await judged(s, async () => (await on(encipherOnly).get('/admin/')).status), refused('certificate not valid'), 'TLS: one whose key usage allows no signing');
+  t.same(await judged(s, async () => (await on(ofBelowLastCa, belowLastCa.ca.cert + lastCa.ca.cert).get('/admin/')).status), refused('certificate not valid'), 'TLS: one of a CA below a CA with pathlen:0');
 
   // A proxy that passes on certificates it did not verify (nginx `ssl_verify_client optional_no_ca`): the bundle
   // holds the intermediates (the header holds one certificate).
   const bundle = `${deviceCa.dir}/with-odd-intermediates.pem`;
-  writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert + notCa.ca.cert + oldSiteExpired.cert);
+  writeFileSync(bundle, deviceCa.ca.cert + site.ca.cert + notCa.ca.cert + oldSiteExpired.cert + lastCa.ca.cert + belowLastCa.ca.cert);
   const { stack, b, header } = await proxyStack(t, bundle);
   t.equal((await b.get('/admin/', header(laptop))).status, 200, 'proxy: a device certificate');
   t.equal((await b.get('/admin/', header(issued))).status, 200, 'proxy: one of an intermediate in the bundle');
   t.same(await judged(stack, async () => (await b.get('/admin/', header(serverOnly))).status), refused('certificate not valid'), 'proxy: a certificate for servers only');
   t.same(await judged(stack, async () => (await b.get('/admin/', header(ofNotCa))).status), refused('certificate not valid'), 'proxy: one whose issuer is not a CA');
   t.same(await judged(stack, async () => (await b.get('/admin/', header(ofOldSite))).status), refused('certificate not valid'), "proxy: one whose intermediate's certificate has expired");
-  t.equal((await b.get('/admin/', header(forSigning))).status, 200, 'proxy: one whose key usage allows signing');
+  t.equal((await b.get('/admin/', header(ofLastCa))).status, 200, 'proxy: one for signing, of a CA with pathlen:0');
   t.same(await judged(stack, async () => (await b.get('/admin/', header(encipherOnly))).status), refused('certificate not valid'), 'proxy: one whose key usage allows no signing');
+  t.same(await judged(stack, async () => (await b.get('/admin/', header(ofBelowLastCa))).status), refused('certificate not valid'), 'proxy: one of a CA below a CA with pathlen:0');
 });
 
 t.test("a CA's CRL past its next update makes its devices unmanaged: on new TLS connections, open ones, and behind a proxy", async (t) => {

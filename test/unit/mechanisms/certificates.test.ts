@@ -71,6 +71,30 @@ t.test('a device certificate with a key usage counts only when that allows signi
   t.same(devices.map((d) => chainsTo(x509(d.cert), [x509(root.ca.cert)], now)), [true, true, false, false, false]);
 });
 
+t.test("a CA's path length constraint: a CA with pathlen:0 issues devices, not CAs; with pathlen:1, one CA below it", async (t) => {
+  const caExt = (pathlen: number) => `basicConstraints=critical,CA:TRUE,pathlen:${pathlen}\nkeyUsage=critical,keyCertSign,cRLSign\n`;
+  const last = root.intermediate('last', 'P-256', caExt(0));
+  const belowLast = last.intermediate('below-last');
+  const one = root.intermediate('one', 'P-256', caExt(1));
+  const belowOne = one.intermediate('below-one');
+  const bundle = [root, last, belowLast, one, belowOne].map((c) => x509(c.ca.cert));
+  const ofLast = last.issue('of-last');
+  const ofBelowLast = belowLast.issue('of-below-last');
+  const ofBelowOne = belowOne.issue('of-below-one');
+  // A root with pathlen:0 (TLS holds a trust anchor to its constraint too).
+  const lastRoot = new TestCa('last-root', 'P-256', { ext: 'basicConstraints=critical,CA:TRUE,pathlen:0' });
+  const belowLastRoot = lastRoot.intermediate('below-last-root');
+  const ofLastRoot = lastRoot.issue('of-last-root');
+  const ofBelowLastRoot = belowLastRoot.issue('of-below-last-root');
+  const now = Date.now();
+  t.ok(chainsTo(x509(ofLast.cert), bundle, now), 'a device of the CA with pathlen:0');
+  t.ok(chainsTo(x509(ofBelowOne.cert), bundle, now), 'a device of a CA below the CA with pathlen:1');
+  t.notOk(chainsTo(x509(ofBelowLast.cert), bundle, now), 'not one of a CA below the CA with pathlen:0');
+  const rootBundle = [x509(lastRoot.ca.cert), x509(belowLastRoot.ca.cert)];
+  t.ok(chainsTo(x509(ofLastRoot.cert), rootBundle, now), "a device of the root with pathlen:0");
+  t.notOk(chainsTo(x509(ofBelowLastRoot.cert), rootBundle, now), 'not one of a CA below it');
+});
+
 t.test('a CA whose key usage does not allow signing certificates issues no devices', async (t) => {
   const unsigning = root.intermediate('unsigning', 'P-256', 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,cRLSign\n');
   const device = unsigning.issue('of-unsigning');
