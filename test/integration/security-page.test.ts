@@ -1,6 +1,8 @@
 // The security page: list, add (app or passkey), rename, remove (never the last), new recovery codes, sign out
 // other devices. Every change needs a recent second factor and the CSRF token, ends other sessions and is notified.
+import { createHmac, hkdfSync } from 'node:crypto';
 import t from 'tap';
+import { decodeKey } from '../../src/config/load.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { SETUP_TRIES } from '../../src/services/ceremony.js';
 import { isSealedKey, keys } from '../../src/stores/keys.js';
@@ -277,6 +279,45 @@ t.test('a page fills in and says kept only what this session sent after the time
   const { b: other } = await signInWithTotp(s, secret);
   t.notMatch((await other.get(renamed)).body, 'value="Blue phone"', 'another session: not filled in');
   t.notMatch((await other.get(`/_mfa/security/passkey?name=Red%20key&kept=${mark}`)).body, 'value="Red key"');
+});
+
+t.test('the mark of what a change kept is a MAC under a key of its own, derived from the signing key: one under the signing key itself fills in nothing', async (t) => {
+  const { s } = await setUp(t);
+  const { b, secret } = await signUpAndEnrol(s);
+  const { page, csrf } = await securityPage(b);
+  const id = factorIds(page.body)[0]!;
+  const { record } = (await s.app.gateway.sessions.authenticate(b.cookies.get('__Host-mfa-session')))!;
+  const signingKey = decodeKey(s.config.keys.signing[0]!.secret);
+  const markUnder = (key: Uint8Array, ...what: string[]) =>
+    createHmac('sha256', key).update(JSON.stringify(['kept', record.pid, record.authTime, ...what])).digest().subarray(0, 16).toString('base64url');
+  const derived = Buffer.from(hkdfSync('sha256', signingKey, Buffer.alloc(0), 'mfa-gateway kept-values v1', 32));
+  const renameAt = (mark: string) => `/_mfa/security?rename=${id}&name=Call%20us&kept=${mark}`;
+
+  // A MAC under the signing key itself, as the mark once was: nothing filled in, nothing said to be kept.
+  for (const [path, filled] of [
+    [renameAt(markUnder(signingKey, 'rename', id, 'Call us')), 'value="Call us"'],
+    [`/_mfa/security/totp?name=Call%20us&kept=${markUnder(signingKey, 'totp', 'Call us')}`, 'value="Call us"'],
+    [`/_mfa/security/passkey?name=Call%20us&kept=${markUnder(signingKey, 'passkey')}`, 'value="Call us"'],
+  ] as const) {
+    const r = await b.get(path);
+    t.equal(r.status, 200);
+    t.notMatch(r.body, filled, `${path.split('?', 1)[0]}: a mark under the signing key fills in nothing`);
+    t.notMatch(r.body, 'class="notice" role="status"', 'and says nothing is kept');
+  }
+  t.notMatch((await b.get('/_mfa/security/passkey')).body, `data-keep="${markUnder(signingKey, 'passkey')}"`, 'the passkey page gives no such mark');
+  // Under the key derived for marks (HKDF-SHA256, info "mfa-gateway kept-values v1"): filled in.
+  t.match((await b.get(renameAt(markUnder(derived, 'rename', id, 'Call us')))).body, 'value="Call us" autofocus');
+
+  // As a change sent after the time for changes keeps it, across its step-up.
+  s.clock.advance(5 * 60_000 + 1);
+  const late = await b.post('/_mfa/security/rename', { csrf, factor: id, name: 'Blue phone' });
+  t.equal(late.status, 401);
+  const renamed = decodeURIComponent(/href="\/_mfa\/step-up\?to=([^"&]+)/.exec(late.body)![1]!);
+  t.equal(renamed, `/_mfa/security?rename=${id}&name=Blue%20phone&kept=${markUnder(derived, 'rename', id, 'Blue phone')}`);
+  const step = await b.get(`/_mfa/step-up?to=${encodeURIComponent(renamed)}`);
+  s.clock.advance(30_000);
+  t.equal((await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: renamed, code: await totpAt(secret, s.clock.now()) })).location, renamed);
+  t.match((await b.get(renamed)).body, 'value="Blue phone" autofocus', 'the name sent: filled in');
 });
 
 t.test('a change whose time for changes runs out while it is served is judged once: refused, its step-up comes back to what was typed', async (t) => {
