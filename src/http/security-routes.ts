@@ -241,7 +241,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   });
   app.post(`${p}/security/passkey/options`, json, async (req) => {
     const active = await forChange(req);
-    return enrolment.sessionPasskeyOptions(active);
+    return enrolment.sessionPasskeyOptions(active, clientIp(req));
   });
   app.post(`${p}/security/passkey`, json, async (req, reply) => {
     const active = await forChange(req);

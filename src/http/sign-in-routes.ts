@@ -198,7 +198,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/enrol/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
     checkCsrf(req, login.csrf);
-    return enrolment.pendingPasskeyOptions(id, login);
+    return enrolment.pendingPasskeyOptions(id, login, clientIp(req));
   });
   app.post(`${p}/enrol/passkey`, json, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');

@@ -247,7 +247,8 @@ export class EnrolmentService {
   }
 
   /** Registration options for a passkey at first login; the challenge is bound to this pending login. */
-  pendingPasskeyOptions(id: string, p: PendingLogin): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  async pendingPasskeyOptions(id: string, p: PendingLogin, ip: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    await this.d.attempts.beginOptions(this.d.attempts.ofLogin(id, p), ip);
     return this.passkeyOptions(`pending:${id}`, p.pid, p.username);
   }
 
@@ -297,7 +298,8 @@ export class EnrolmentService {
     return this.bind(active.record.pid, this.totpFactor(secret, name), active.record.username, ip, { first: false, provenByKey: active.record.deviceBound === true });
   }
 
-  sessionPasskeyOptions(active: ActiveSession): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  async sessionPasskeyOptions(active: ActiveSession, ip: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    await this.d.attempts.beginOptions(this.d.attempts.ofSession(active), ip);
     return this.passkeyOptions(`session:${active.sid}`, active.record.pid, active.record.username);
   }
 

@@ -8,6 +8,8 @@ export const keys = {
   pendingAttempts: (id: string) => `pending:{${id}}:attempts`,
   /** The set-up tries of a pending login (the passkeys it registers): see Attempts.beginSetup. */
   pendingSetupTries: (id: string) => `pending:{${id}}:setup-tries`,
+  /** The passkey registration options a pending login fetched: see Attempts.beginOptions. */
+  pendingSetupOptions: (id: string) => `pending:{${id}}:setup-options`,
   /** A pending login just finished, for a second submission of the form that finished it (see PendingService.twin). */
   pendingFinished: (id: string) => `pending:{${id}}:finished`,
   pendingFinishing: (id: string) => `pending:{${id}}:finishing`,
@@ -51,6 +53,8 @@ export const keys = {
   stepUpAttempts: (sid: string) => `session:{${sid}}:step-up-attempts`,
   /** The set-up tries of a session (the apps and passkeys it adds): see Attempts.beginSetup. */
   sessionSetupTries: (sid: string) => `session:{${sid}}:setup-tries`,
+  /** The passkey registration options a session fetched: see Attempts.beginOptions. */
+  sessionSetupOptions: (sid: string) => `session:{${sid}}:setup-options`,
   /** A TOTP secret being set up from the security page, per session (by its sign-in time, which a step-up keeps). */
   factorSetup: (pid: string, authTime: number) => `user:{${pid}}:factor-setup:${authTime}`,
   // Limits: per account and per client address, each with its own hash tag; global ones share {login}.

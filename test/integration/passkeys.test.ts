@@ -2,7 +2,7 @@
 // per relying-party check that lives in the gateway (challenge binding, ownership, counters, uniqueness).
 import t, { type Test } from 'tap';
 import { decodeKey } from '../../src/config/load.js';
-import { SETUP_TRIES } from '../../src/services/ceremony.js';
+import { SETUP_OPTIONS, SETUP_TRIES } from '../../src/services/ceremony.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import type { UserFactors } from '../../src/stores/factor-store.js';
 import { SealedRecords } from '../../src/stores/sealed-records.js';
@@ -739,4 +739,31 @@ t.test(`passkeys that fail to register at first enrolment take none of the sign-
   t.equal(await s.app.gateway.pending.stage(b.cookies.get('__Host-mfa-pending')), null, 'the password again');
   t.match(await finish({ id: 'x' }), { json: { error: /^GW_ERR_/ } }, 'an answer after it is not checked');
   t.equal(events(s, 'mfa_failed').length, SETUP_TRIES + 4, 'each refusal and wrong code logged, none after the end');
+});
+
+t.test(`a first enrolment fetches at most ${SETUP_OPTIONS} passkey registration options: a key registered after many prompts cancelled; the fetch after the last ends the sign-in (the password again)`, async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const enrolling = async (user: typeof ALICE) => {
+    const b = s.browser();
+    await submitPassword(b, user.username, user.password);
+    const csrf = passkeyCsrf((await b.get('/_mfa/enrol')).body);
+    return { b, csrf, options: () => jsonCall(b, '/_mfa/enrol/passkey/options', csrf) };
+  };
+  // Prompts cancelled (options, no answer), then a key that works, with the last options the sign-in may fetch.
+  const alice = await enrolling(ALICE);
+  const cancelled = [];
+  for (let i = 1; i < SETUP_OPTIONS; i++) cancelled.push((await alice.options()).status);
+  t.same(cancelled, Array(SETUP_OPTIONS - 1).fill(200), 'each answered with options');
+  const key = new SoftAuthenticator({ origin: ORIGIN });
+  t.same(await jsonCall(alice.b, '/_mfa/enrol/passkey', alice.csrf, { credential: key.register((await alice.options()).json), name: 'Key' }), { status: 200, json: { next: '/_mfa/recovery-codes' } }, 'registered');
+
+  // A flood of fetches, sent at once: as many answered as the bound, the rest end the sign-in, with the generic message.
+  const bob = await enrolling(BOB);
+  const flood = await Promise.all(Array.from({ length: SETUP_OPTIONS + 10 }, () => bob.options()));
+  t.equal(flood.filter((r) => r.status === 200).length, SETUP_OPTIONS, 'as many answered as the bound');
+  t.match(flood.find((r) => r.status !== 200), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS', message: 'Too many incorrect codes. Please sign in again.' } }, 'the rest refused');
+  t.equal(await s.app.gateway.pending.stage(bob.b.cookies.get('__Host-mfa-pending')), null, 'the password again');
+  t.match(await bob.options(), { json: { error: 'GW_ERR_LOGIN_EXPIRED' } }, 'no more options');
+  t.equal(events(s, 'mfa_attempts_exhausted').length, 1, 'logged once');
 });

@@ -4,7 +4,7 @@ import { createHmac, hkdfSync } from 'node:crypto';
 import t from 'tap';
 import { decodeKey } from '../../src/config/load.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
-import { SETUP_TRIES } from '../../src/services/ceremony.js';
+import { SETUP_OPTIONS, SETUP_TRIES } from '../../src/services/ceremony.js';
 import { isSealedKey, keys } from '../../src/stores/keys.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
@@ -912,4 +912,25 @@ t.test(`a wrong code while adding an app is one of the session's ${SETUP_TRIES} 
   t.equal((await b.get('/_mfa/security')).status, 302, 'signed out: sign in again');
   t.equal((await jsonCall(b, '/_mfa/security/passkey', pk, { credential: { id: 'x' }, name: 'Key' })).status, 401, 'no more answers checked');
   t.equal(logged('mfa_failed').length, SETUP_TRIES - 1);
+});
+
+t.test(`a session fetches at most ${SETUP_OPTIONS} passkey registration options, each a new challenge: a key added after many prompts cancelled; the fetch after the last ends the session`, async (t) => {
+  const { s } = await setUp(t);
+  const { b } = await signUpAndEnrol(s);
+  const logged = (event: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === event);
+  const csrf = passkeyCsrf((await b.get('/_mfa/security/passkey')).body);
+  const options = () => jsonCall(b, '/_mfa/security/passkey/options', csrf);
+  // Prompts cancelled: options fetched, no answer sent. All but the last the session may fetch.
+  const cancelled = [];
+  for (let i = 1; i < SETUP_OPTIONS; i++) cancelled.push((await options()).status);
+  t.same(cancelled, Array(SETUP_OPTIONS - 1).fill(200), 'each answered with options');
+  const key = new SoftAuthenticator({ origin: 'http://localhost' });
+  t.same(await jsonCall(b, '/_mfa/security/passkey', csrf, { credential: key.register((await options()).json), name: 'Key' }), { status: 200, json: { next: '/_mfa/security?notice=done' } }, 'the key then added');
+  t.equal(logged('mfa_attempts_exhausted').length, 0, 'the session goes on');
+
+  t.match(await options(), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS', message: 'Too many incorrect codes. Please sign in again.' } }, 'one more: refused, with the generic message');
+  t.equal(logged('mfa_attempts_exhausted').length, 1, 'logged once');
+  t.equal((await b.get('/_mfa/security')).status, 302, 'signed out: sign in again');
+  t.equal((await options()).status, 401, 'no more options');
+  t.equal(logged('mfa_attempts_exhausted').length, 1);
 });
