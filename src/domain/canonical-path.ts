@@ -23,17 +23,19 @@ const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
 const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
 // Characters Windows' best-fit conversion to an ANSI code page turns into `\` or `/`.
 const BEST_FIT_SEPARATOR = /[\u00a5\u20a9\u2215\u2216\u2044]/;
+// A Windows 8.3 short name (`ADMINI~1`, `REPORT~1.PDF`): `~` and a digit.
+const SHORT_NAME = /~[0-9]/;
 // Also names ending in a dot or starting with two: the slow path refuses those.
 const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
 
 /**
- * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input
- * that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double
- * encoding, invalid UTF-8, characters NFKC would change or Windows would read as a separator, NTFS stream names
- * (':$'), names ending in '.' or ' ' (before any parameters) or starting with '..', ';'
- * path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))` segments,
- * fragments, absolute-form targets and ones starting with `//` (an authority to URL parsers, which can carry
- * `user:password@`), a query starting with '/', and a path longer than 4096 characters.
+ * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input that
+ * two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double encoding,
+ * invalid UTF-8, characters NFKC would change or Windows would read as a separator, NTFS stream names (':$'),
+ * Windows short names ('~' and a digit), names ending in '.' or ' ' (before any parameters) or starting with '..',
+ * ';' path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))`
+ * segments, fragments, absolute-form targets and ones starting with `//` (an authority to URL parsers, which can
+ * carry `user:password@`), a query starting with '/', and a path longer than 4096 characters.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
   if (!rawUrl.startsWith('/') || rawUrl.startsWith('//')) return null;
@@ -45,8 +47,9 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // A query that starts with '/' is the route to CodeIgniter (`/?/admin/users`, `/index.php?/login`): a path the
   // rules would never see.
   if (query.startsWith('/')) return null;
-  // Most paths are already canonical: nothing encoded, no empty or dot segments, no segment starting with '('.
-  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && !rawPath.includes(':') && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
+  // Most paths are already canonical: nothing encoded, no empty or dot segments, no segment starting with '(', no
+  // short name.
+  if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && !rawPath.includes(':') && !(rawPath.includes('~') && SHORT_NAME.test(rawPath)) && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
     return { path: rawPath, matchPath: rawPath, query };
   }
   // Only printable ASCII on the wire; '#' never belongs in a request target.
@@ -82,8 +85,10 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   if (/[^\x00-\x7f]/.test(decoded) && normalisesAway(decoded)) return null;
   // Windows also maps characters NFKC keeps to a separator when a name goes through an ANSI code page ("best fit":
   // `¥` is `\` in Japanese, `₩` in Korean, `∕` and `⁄` are `/`), and NTFS reads `admin::$INDEX_ALLOCATION` and
-  // `admin:$I30:$INDEX_ALLOCATION` as the folder `admin`: no stream name (`:$`) passes.
-  if (BEST_FIT_SEPARATOR.test(decoded) || decoded.includes(':$')) return null;
+  // `admin:$I30:$INDEX_ALLOCATION` as the folder `admin`: no stream name (`:$`) passes. Nor does an 8.3 short name:
+  // where they are on (the default on system drives), `/ADMINI~1/` opens IIS's `/administration/`. Refused whatever
+  // the portal runs on, as stream names are: a name with `~` and a digit is rare on any server.
+  if (BEST_FIT_SEPARATOR.test(decoded) || decoded.includes(':$') || SHORT_NAME.test(decoded)) return null;
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
   // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading. Nor has a segment of

@@ -235,6 +235,12 @@ t.test('canonical path', async (t) => {
   for (const raw of bad) t.equal(canonicalTarget(raw), null, JSON.stringify(raw));
 });
 
+t.test("canonical path: a Windows short name (IIS's `/ADMINI~1/` is `/administration/`) is refused, other tildes are fine", async (t) => {
+  for (const raw of ['/ADMINI~1/', '/admini~1/x', '/REPORT~1.PDF', '/docs/REPORT~12.PDF', '/ADMINI%7E1/', '/ADMINI~1/?x=1']) t.equal(canonicalTarget(raw), null, raw);
+  for (const raw of ['/~alice/', '/a~b/', '/x~/', '/~/x', '/v~beta1', '/%7Ealice/']) t.equal(canonicalTarget(raw)?.path, raw.replace('%7E', '~'), raw);
+  t.same(canonicalTarget('/records?v=~1'), { path: '/records', matchPath: '/records', query: 'v=~1' }, 'the query is not a path');
+});
+
 t.test('safe redirects', async (t) => {
   const config = testConfig('http://portal.internal:8080', (raw) => (raw.portal.logoutPaths = ['/logout', '/signout.php']));
   const back = (target: string | undefined) => returnTarget(target, config);
