@@ -25,17 +25,20 @@ const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
 const BEST_FIT_SEPARATOR = /[\u00a5\u20a9\u2215\u2216\u2044]/;
 // A Windows 8.3 short name (`ADMINI~1`, `REPORT~1.PDF`): `~` and a digit.
 const SHORT_NAME = /~[0-9]/;
+// Characters a portal or framework may strip as invisible (zero-width space, soft hyphen, BOM, bidi controls…).
+const IGNORABLE = /\p{Default_Ignorable_Code_Point}/u;
 // Also names ending in a dot or starting with two: the slow path refuses those.
 const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
 
 /**
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input that
  * two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double encoding,
- * invalid UTF-8, characters NFKC would change or Windows would read as a separator, NTFS stream names (':$'),
- * Windows short names ('~' and a digit), names ending in '.' or ' ' (before any parameters) or starting with '..',
- * ';' path parameters (unless allowed; never on a dot segment, never encoded), ASP.NET's cookieless `(S(…))`
- * segments, fragments, absolute-form targets and ones starting with `//` (an authority to URL parsers, which can
- * carry `user:password@`), a query starting with '/', and a path longer than 4096 characters.
+ * invalid UTF-8, characters NFKC would change, invisible ones (Default_Ignorable_Code_Point) or ones Windows would
+ * read as a separator, NTFS stream names (':$'), Windows short names ('~' and a digit), names ending in '.' or ' '
+ * (before any parameters) or starting with '..', ';' path parameters (unless allowed; never on a dot segment, never
+ * encoded), ASP.NET's cookieless `(S(…))` segments, fragments, absolute-form targets and ones starting with `//` (an
+ * authority to URL parsers, which can carry `user:password@`), a query starting with '/', and a path longer than
+ * 4096 characters.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
   if (!rawUrl.startsWith('/') || rawUrl.startsWith('//')) return null;
@@ -81,8 +84,10 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // A character that compatibility normalisation changes (fullwidth `ａ`, ligatures, superscripts) is another
   // character to a portal that applies NFKC or Windows' best-fit mapping: `/%EF%BD%81dmin` would be its `/admin`.
   // So is one that even canonical normalisation turns into ASCII (the Kelvin sign is `K`, U+037E is `;`). Names
-  // in decomposed form (`u` and a combining diaeresis, as macOS writes them) are fine.
-  if (/[^\x00-\x7f]/.test(decoded) && normalisesAway(decoded)) return null;
+  // in decomposed form (`u` and a combining diaeresis, as macOS writes them) are fine. A character that is invisible
+  // by definition (zero-width space, soft hyphen, BOM, bidi controls, variation selectors) is one that portals and
+  // frameworks strip: `/ad%E2%80%8Bmin` would be their `/admin`.
+  if (/[^\x00-\x7f]/.test(decoded) && (normalisesAway(decoded) || IGNORABLE.test(decoded))) return null;
   // Windows also maps characters NFKC keeps to a separator when a name goes through an ANSI code page ("best fit":
   // `¥` is `\` in Japanese, `₩` in Korean, `∕` and `⁄` are `/`), and NTFS reads `admin::$INDEX_ALLOCATION` and
   // `admin:$I30:$INDEX_ALLOCATION` as the folder `admin`: no stream name (`:$`) passes. Nor does an 8.3 short name:

@@ -241,6 +241,16 @@ t.test("canonical path: a Windows short name (IIS's `/ADMINI~1/` is `/administra
   t.same(canonicalTarget('/records?v=~1'), { path: '/records', matchPath: '/records', query: 'v=~1' }, 'the query is not a path');
 });
 
+t.test('canonical path: an invisible character, which portals strip (`/ad%E2%80%8Bmin` is their `/admin`), is refused', async (t) => {
+  // Zero-width space, BOM, soft hyphen, zero-width joiner, right-to-left override, word joiner, Mongolian vowel
+  // separator, a variation selector, a tag character.
+  for (const raw of ['/ad%E2%80%8Bmin/', '/%EF%BB%BFadmin', '/ad%C2%ADmin', '/ad%E2%80%8Dmin', '/admin%E2%80%AE', '/a%E2%81%A0b', '/a%E1%A0%8Eb', '/a%EF%B8%8Fb', '/a%F3%A0%80%81b']) {
+    t.equal(canonicalTarget(raw), null, raw);
+  }
+  for (const raw of ['/caf%C3%A9', '/%E4%B8%AD%E6%96%87', '/a-b']) t.equal(canonicalTarget(raw)?.path, raw, raw);
+  t.same(canonicalTarget('/records?q=%E2%80%8B'), { path: '/records', matchPath: '/records', query: 'q=%E2%80%8B' }, 'the query is not a path');
+});
+
 t.test('safe redirects', async (t) => {
   const config = testConfig('http://portal.internal:8080', (raw) => (raw.portal.logoutPaths = ['/logout', '/signout.php']));
   const back = (target: string | undefined) => returnTarget(target, config);
