@@ -170,7 +170,7 @@ export function uncanonical(pattern: string): string | null {
   }
   const canonical = canonicalTarget(raw)?.path;
   if (canonical === undefined) {
-    return `path ${pattern} can never match a canonical path (';', '\\', an encoded '/' or '%', a name ending in '.' or starting with '..', a character Unicode normalisation changes)`;
+    return `path ${pattern} can never match a canonical path (';', '\\', an encoded '/' or '%', a name ending in '.' or starting with '..', a character Unicode normalisation changes or an invisible one, a Windows short name such as ADMINI~1)`;
   }
   return canonical === pattern ? null : `path ${pattern} is matched against the canonical (percent-encoded) path: write it as ${canonical}`;
 }
