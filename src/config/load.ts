@@ -517,7 +517,8 @@ export function configWarnings(c: Config): string[] {
 /**
  * Login paths the policy keeps from a signed-out browser: the rules judge the login as any request, so one under an
  * `mfa` rule (a login posted to another path than its page, `/api/session`, which the rule for the page's own path
- * does not cover) asks for a sign-in before the sign-in, and nobody it asks gets in. Judged without a client address,
+ * does not cover) asks for a sign-in before the sign-in, and nobody it asks gets in. So for the login page: under a
+ * sign-in rule, a signed-out browser is sent to it again and again. Judged without a client address,
  * evaluation stops at the first rule for some networks (fail closed), so the clients judged are an address in each
  * entry of each network the rules name and, for everyone else, an IPv4 and an IPv6 address in none of them, on each
  * of server.hosts. A sign-in asked of any of them is warned of; the default deny only when it refuses them all
@@ -535,31 +536,47 @@ function closedLoginWarnings(c: Config): string[] {
     ...named.flatMap((network) => entries(network).map((entry) => ({ ip: entry.split('/')[0]!, where: ` in ${network}` }))),
     ...[ELSEWHERE_V4, ELSEWHERE_V6].flatMap((ips) => ips.filter((ip) => !inNamed.has(ip)).slice(0, 1).map((ip) => ({ ip, where: outside }))),
   ];
+  // The login itself, and the login page a signed-out browser is sent to (under a sign-in rule, sent there again and
+  // again: a redirect loop).
+  const judged = [
+    ...c.portal.login.paths.flatMap((path) => c.portal.login.methods.map((method) => ({ option: 'portal.login.paths', method, path, ...CLOSED_LOGIN }))),
+    { option: 'portal.login.page', method: 'GET', path: c.portal.login.page.split('?')[0]!, ...CLOSED_PAGE },
+  ];
   const w: string[] = [];
-  for (const path of c.portal.login.paths) {
-    for (const method of c.portal.login.methods) {
-      // What closes the login → the hosts it closes it on.
-      const closing = new Map<string, Set<string>>();
-      const close = (found: string, host: string) => closing.set(found, (closing.get(found) ?? new Set()).add(host));
-      for (const host of c.server.hosts) {
-        const outcomes = clients.map(({ ip, where }) => ({ where, outcome: decideAccess(policy, { host: host.toLowerCase(), method, path, clientIp: ip, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } }) }));
-        // One warning a rule, naming where it meets signed-out browsers (nowhere when it meets them all).
-        const wheres = new Map<string, Set<string>>();
-        for (const { where, outcome } of outcomes) if (outcome.verdict === 'sign-in') wheres.set(outcome.rule, (wheres.get(outcome.rule) ?? new Set()).add(where));
-        for (const [rule, at] of wheres) {
-          const everyone = outcomes.every(({ outcome }) => outcome.rule === rule && outcome.verdict === 'sign-in');
-          const fix = everyone ? 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is' : 'so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it';
-          close(`policy rule "${rule}" asks a signed-out browser${everyone ? '' : [...at].join(' or')} to sign in first, ${fix}`, host);
-        }
-        if (outcomes.every(({ outcome }) => outcome.verdict === 'deny' && outcome.rule === policy.fallback.name && outcome.reason === 'rule')) {
-          close('no rule matches it and policy.default is deny, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is', host);
-        }
+  for (const { option, method, path, everyone: fixEveryone, some: fixSome, fallback } of judged) {
+    // What closes it → the hosts it closes it on.
+    const closing = new Map<string, Set<string>>();
+    const close = (found: string, host: string) => closing.set(found, (closing.get(found) ?? new Set()).add(host));
+    for (const host of c.server.hosts) {
+      const outcomes = clients.map(({ ip, where }) => ({ where, outcome: decideAccess(policy, { host: host.toLowerCase(), method, path, clientIp: ip, legacyAuth: false, methodOverride: false, session: null, device: { managed: false } }) }));
+      // One warning a rule, naming where it meets signed-out browsers (nowhere when it meets them all).
+      const wheres = new Map<string, Set<string>>();
+      for (const { where, outcome } of outcomes) if (outcome.verdict === 'sign-in') wheres.set(outcome.rule, (wheres.get(outcome.rule) ?? new Set()).add(where));
+      for (const [rule, at] of wheres) {
+        const everyone = outcomes.every(({ outcome }) => outcome.rule === rule && outcome.verdict === 'sign-in');
+        close(`policy rule "${rule}" asks a signed-out browser${everyone ? '' : [...at].join(' or')} to sign in first, ${everyone ? fixEveryone : fixSome}`, host);
       }
-      for (const [found, hosts] of closing) w.push(`portal.login.paths: ${method} ${path}${hosts.size < c.server.hosts.length ? ` on ${[...hosts].join(', ')}` : ''}: ${found}`);
+      if (outcomes.every(({ outcome }) => outcome.verdict === 'deny' && outcome.rule === policy.fallback.name && outcome.reason === 'rule')) {
+        close(`no rule matches it and policy.default is deny, ${fallback}`, host);
+      }
     }
+    for (const [found, hosts] of closing) w.push(`${option}: ${method} ${path}${hosts.size < c.server.hosts.length ? ` on ${[...hosts].join(', ')}` : ''}: ${found}`);
   }
   return w;
 }
+
+/** What a closed login, and a closed login page, does to signed-out browsers: all of them, some, or all by the default deny. */
+const LOGIN_CLOSED = 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is';
+const CLOSED_LOGIN = {
+  everyone: LOGIN_CLOSED,
+  some: 'so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it',
+  fallback: LOGIN_CLOSED,
+};
+const CLOSED_PAGE = {
+  everyone: 'and sends it to this page: every signed-out browser goes round in a redirect loop and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
+  some: 'and sends it to this page: a signed-out browser from there goes round in a redirect loop and nobody there can sign in; add the page\'s path to a public rule before it',
+  fallback: 'so no signed-out browser gets the login page and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
+};
 
 // Documentation addresses (RFC 5737, RFC 3849): the first in none of the networks the rules name stands for everyone else.
 const ELSEWHERE_V4 = ['192.0.2.1', '198.51.100.1', '203.0.113.1'];

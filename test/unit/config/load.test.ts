@@ -855,3 +855,26 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
     'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser in clinic to sign in first, so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it',
   ], 'the second entry of a network (::1): judged');
 });
+
+t.test('a login page the policy keeps from a signed-out browser is warned of: a redirect loop, nobody could sign in', async (t) => {
+  const page = (patch: (raw: Record<string, any>) => void) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    // A single-page portal: its page at /signin, its script posting the password to /api/session.
+    raw.portal.login = { ...raw.portal.login, paths: ['/api/session'], page: '/signin?next={target}', bodyType: 'json' };
+    raw.policy.rules[0].paths = ['/signin', '/assets/', '/api/session'];
+    patch(raw);
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('portal.login.page'));
+  };
+  t.same(page(() => {}), [], 'a public rule for the page: no warning');
+  t.same(page((raw) => (raw.policy.rules[0].paths = ['/assets/', '/api/session'])), [
+    'portal.login.page: GET /signin: policy rule "portal" asks a signed-out browser to sign in first, and sends it to this page: every signed-out browser goes round in a redirect loop and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
+  ], 'under the mfa rule: the page, without its query');
+  t.same(page((raw) => raw.policy.rules.unshift({ name: 'vpn', networks: ['10.0.0.0/8'], paths: ['/'], decision: 'mfa' })), [
+    'portal.login.page: GET /signin: policy rule "vpn" asks a signed-out browser in 10.0.0.0/8 to sign in first, and sends it to this page: a signed-out browser from there goes round in a redirect loop and nobody there can sign in; add the page\'s path to a public rule before it',
+  ], 'a rule for a network before the public one: naming the network');
+  t.same(page((raw) => (raw.policy.rules = [{ name: 'login', paths: ['/assets/', '/api/session'], decision: 'public' }])), [
+    'portal.login.page: GET /signin: no rule matches it and policy.default is deny, so no signed-out browser gets the login page and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
+  ], 'no rule for it and the default deny');
+  t.same(page((raw) => raw.policy.rules.unshift({ name: 'closed for now', paths: ['/signin'], decision: 'deny' })), [], 'a deny rule: taken as meant');
+  t.same(page((raw) => raw.policy.rules.unshift({ name: 'clinic computers only', paths: ['/signin'], decision: 'managed-device' })), [], 'a rule for managed devices: taken as meant');
+});
