@@ -256,12 +256,13 @@ function checkSemantics(c: Config, show: (path: string, data: unknown) => string
     problems.push(`mfa.pendingMaxSeconds: must be at least mfa.pendingTimeoutSeconds (${c.mfa.pendingTimeoutSeconds}; the same: no more time is offered), found ${c.mfa.pendingMaxSeconds}`);
   }
   const prefix = c.server.prefix;
-  for (const [i, p] of [...c.portal.login.paths, ...c.portal.logoutPaths].entries()) {
-    if (p === prefix || p.startsWith(`${prefix}/`)) problems.push(`portal paths: ${p} (entry ${i}) lies under the gateway prefix ${prefix}`);
+  const portalPathOptions = [...c.portal.login.paths.map((p, i) => [`portal.login.paths.${i}`, p] as const), ...c.portal.logoutPaths.map((p, i) => [`portal.logoutPaths.${i}`, p] as const)];
+  for (const [at, p] of portalPathOptions) {
+    if (p === prefix || p.startsWith(`${prefix}/`)) problems.push(`${at}: ${p} lies under the gateway prefix ${prefix}`);
     // Requests are matched in their canonical form: a path in another never matches (and `%` alone is no path). The
     // gateway's sign-out calls the first logout path as written, query and all.
     const problem = uncanonical(p.split('?', 1)[0]!);
-    if (problem) problems.push(`portal paths (entry ${i}): ${problem}`);
+    if (problem) problems.push(`${at}: ${problem}`);
   }
   const addresses = (path: string, list: readonly string[]) =>
     list.forEach((a, i) => {

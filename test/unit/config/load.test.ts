@@ -717,9 +717,12 @@ t.test('config check builds what serve builds from files, and names a choice of 
   t.notOk(problemsOf(() => resolveConfig(mismatched)).some((p) => p.startsWith('server.tls')), 'the pair that goes together');
   const odd = rawTestConfig('http://127.0.0.1:1');
   odd.portal.login.paths = ['/legacy/100%/login', '/caf\u00e9/login'];
+  odd.portal.logoutPaths = ['/signout', '/Caf\u00e9/out', '/_mfa/out'];
   problems = problemsOf(() => resolveConfig(odd));
-  t.ok(problems.some((p) => p.startsWith('portal paths (entry 0): path /legacy/100%/login can never match')), 'a stray % in a login path: refused, not a crash');
-  t.ok(problems.includes('portal paths (entry 1): path /caf\u00e9/login is matched against the canonical (percent-encoded) path: write it as /caf%C3%A9/login'));
+  t.ok(problems.some((p) => p.startsWith('portal.login.paths.0: path /legacy/100%/login can never match')), 'a stray % in a login path: refused, not a crash');
+  t.ok(problems.includes('portal.login.paths.1: path /caf\u00e9/login is matched against the canonical (percent-encoded) path: write it as /caf%C3%A9/login'));
+  t.ok(problems.includes('portal.logoutPaths.1: path /Caf\u00e9/out is matched against the canonical (percent-encoded) path: write it as /Caf%C3%A9/out'), 'a logout path named by its own option and place');
+  t.ok(problems.includes('portal.logoutPaths.2: /_mfa/out lies under the gateway prefix /_mfa'));
   raw.ui = { localesDir: join(dir, 'missing') };
   problems = problemsOf(() => resolveConfig(raw));
   t.ok(problems.some((p) => p.startsWith('ui.localesDir: ENOENT')), 'a missing locales folder');
