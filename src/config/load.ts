@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { AddressSet, parseCidr } from '../domain/client-address.js';
 import { compilePolicy, decideAccess, uncanonical, type PolicyConfig } from '../domain/policy.js';
+import { loose, portalPaths } from '../domain/portal-paths.js';
 import { crlsOf, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
 import { HEADER_GROUP, parseGroupMap } from '../services/groups.js';
@@ -454,6 +455,14 @@ export function configWarnings(c: Config): string[] {
   if (c.enrolment.proof === 'first-login') {
     w.push('enrolment.proof is first-login: anyone who knows a password can bind their own second factor to an account that has none yet');
   }
+  // Any request to a login path but a GET or HEAD is the login: a logout there (a script's DELETE) never reaches the
+  // portal as one.
+  const logins = portalPaths(c.portal.login, []);
+  c.portal.logoutPaths.forEach((p, i) => {
+    if (logins.loginPathOf(loose(p.split('?', 1)[0]!), 'DELETE')) {
+      w.push(`portal.logoutPaths.${i}: ${p} is also a login path: a request to it other than a GET or HEAD is a login (a DELETE gets 405), so a script's logout there never reaches the portal and signs nobody out; name the logout page a browser opens (/signout) instead`);
+    }
+  });
   w.push(...loginRuleWarnings(c.portal.login));
   w.push(...locationRuleWarnings(c));
   w.push(...closedLoginWarnings(c));

@@ -859,6 +859,23 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
   ], 'the second entry of a network (::1): judged');
 });
 
+t.test('a logout path that is also a login path is warned of: a script logout there is taken for a login', async (t) => {
+  const logout = (paths: string[], logoutPaths: string[]) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.portal.login = { ...raw.portal.login, paths, bodyType: 'json' };
+    raw.portal.logoutPaths = logoutPaths;
+    raw.policy.rules[0].paths.push(...paths);
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('portal.logoutPaths'));
+  };
+  const also = (at: number, path: string) =>
+    `portal.logoutPaths.${at}: ${path} is also a login path: a request to it other than a GET or HEAD is a login (a DELETE gets 405), so a script's logout there never reaches the portal and signs nobody out; name the logout page a browser opens (/signout) instead`;
+  t.same(logout(['/api/session'], ['/signout', '/api/session']), [also(1, '/api/session')], 'a DELETE of the session resource');
+  t.same(logout(['/api/session'], ['/API/Session/?all=1']), [also(0, '/API/Session/?all=1')], 'in another spelling, with a query');
+  t.same(logout(['/login.php'], ['/login.php/out']), [also(0, '/login.php/out')], 'below a login script');
+  t.same(logout(['/api/session'], ['/signout', '/api/session/all']), [], 'below a login route: another route');
+  t.same(logout(['/login'], ['/logout']), [], 'a logout of its own');
+});
+
 t.test('a login page the policy keeps from a signed-out browser is warned of: a redirect loop, nobody could sign in', async (t) => {
   const page = (patch: (raw: Record<string, any>) => void) => {
     const raw = rawTestConfig('http://127.0.0.1:1');
