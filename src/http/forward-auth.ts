@@ -123,7 +123,10 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
       case 'sign-in':
         if (!page) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
         // A password without its second factor: back to the pending step, as in proxy mode.
-        return send(req.cookies[COOKIE.pending] ? `${p}/continue` : loginPageFor(config.portal.login.page, back));
+        if (req.cookies[COOKIE.pending]) return send(`${p}/continue`);
+        // The login page itself under a rule that asks for a sign-in: refused, not sent round to itself (as in proxy mode).
+        if (isLoginPage(target.matchPath, method)) throw new GatewayError('GW_ERR_ACCESS_DENIED', `${outcome.rule}: the login page asks for a sign-in`);
+        return send(loginPageFor(config.portal.login.page, back));
       case 'step-up':
         if (!page) throw new GatewayError('GW_ERR_STEP_UP_REQUIRED', outcome.rule, { factors: outcome.factors });
         return send(stepUpPage(p, back, outcome.factors));

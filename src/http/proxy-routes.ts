@@ -131,6 +131,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         if (!opensPage(req)) throw new GatewayError('GW_ERR_SIGN_IN_REQUIRED', outcome.rule);
         // A password without its second factor opens nothing: back to the pending step.
         if (req.cookies[COOKIE.pending]) return void reply.redirect(`${config.server.prefix}/continue`, 303);
+        // The login page itself under a rule that asks for a sign-in (`config check` warns of it): sent on to itself,
+        // the browser would go round for ever, the address growing each time. Refused instead, the rule named in the log.
+        if (isLoginPage(forwarded.matchPath, req.method)) throw new GatewayError('GW_ERR_ACCESS_DENIED', `${outcome.rule}: the login page asks for a sign-in`);
         return void reply.redirect(loginPageFor(config.portal.login.page, pathAndQuery(target)), 302);
       case 'allow': {
         if (loginPath) return interceptLogin(req, reply, forwarded, active);

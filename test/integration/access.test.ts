@@ -156,6 +156,23 @@ t.test('a portal page the policy refuses is no dead end for someone signed in: b
   t.notMatch(signedOut.body, 'Back to the portal', 'nobody signed in: no portal to go back to');
 });
 
+t.test('a login page under a rule that asks for a sign-in is refused, not sent round to itself', async (t) => {
+  // The mistake `config check` warns of: the login page left out of the public rule.
+  const { s } = await accessStack((raw) => (raw.policy.rules[0].paths = ['/static/']));
+  t.teardown(s.close);
+  const page = { accept: 'text/html', 'sec-fetch-mode': 'navigate' };
+  const from = s.portalRequests.length;
+  const login = await s.browser().get('/login?next=%2Frecords', page);
+  t.equal(login.status, 403, 'the login page: refused');
+  t.notOk(login.headers.location, 'no redirect to itself');
+  t.same(s.portalRequests.slice(from), [], 'the portal is not asked');
+  const refused = s.logs.map((l) => JSON.parse(l)).filter((l) => l.code === 'GW_ERR_ACCESS_DENIED');
+  t.ok(refused.some((l) => /^portal: the login page asks for a sign-in$/.test(l.detail)), 'the log names the rule and why');
+  const records = await s.browser().get('/records', page);
+  t.equal(records.status, 302, 'another page still leads to the login page');
+  t.equal(records.headers.location, '/login', 'the login page');
+});
+
 t.test("the portal's start page refused: no way back to it, which would only refuse it again, but on to signing out", async (t) => {
   const { s } = await accessStack((raw) => raw.policy.rules.splice(1, 0, { name: 'staff elsewhere', paths: ['/'], groups: ['staff'], decision: 'deny' }));
   t.teardown(s.close);

@@ -446,6 +446,18 @@ t.test('the endpoint with ?redirect=true: a form sent or a script\'s call gets t
   t.match(midway.body, '<a href="/_mfa/continue">', 'a sign-in in progress: back to its step');
 });
 
+t.test('a login page under a rule that asks for a sign-in is refused, not sent round to itself', async (t) => {
+  const s = await forwardAuthStack((raw) => (raw.policy.rules[0].paths = ['/static/']));
+  t.teardown(s.close);
+  const ask = async (uri: string) => {
+    const res = await request(`${s.url}/_mfa/forward-auth`, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': uri, 'x-forwarded-host': 'localhost', accept: 'text/html', 'sec-fetch-mode': 'navigate' } });
+    await res.body.dump();
+    return [res.statusCode, res.headers['x-mfa-redirect']];
+  };
+  t.same(await ask('/login?next=%2Frecords'), [403, undefined], 'the login page: refused, not sent to itself');
+  t.same(await ask('/records'), [401, '/login'], 'another page still leads to the login page');
+});
+
 t.test("the endpoint's page for the portal's start page refused leads on to signing out, not back to the start page", async (t) => {
   const s = await forwardAuthStack((raw) => raw.policy.rules.splice(1, 0, { name: 'carers elsewhere', paths: ['/'], groups: ['carers'], decision: 'deny' }));
   t.teardown(s.close);
