@@ -262,7 +262,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/verify/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'verify');
     checkCsrf(req, login.csrf);
-    return secondFactor.pendingPasskeyOptions(id, login);
+    return secondFactor.pendingPasskeyOptions(id, login, clientIp(req));
   });
   app.post(`${p}/verify/passkey`, json, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'verify');
@@ -383,7 +383,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   app.post(`${p}/step-up/passkey/options`, json, async (req) => {
     const active = await session(req);
     checkCsrf(req, active.record.csrf);
-    return secondFactor.stepUpPasskeyOptions(active, (req.query as Record<string, unknown>).only === 'device-bound');
+    return secondFactor.stepUpPasskeyOptions(active, (req.query as Record<string, unknown>).only === 'device-bound', clientIp(req));
   });
   app.post(`${p}/step-up/passkey`, json, async (req, reply) => {
     const active = await session(req);

@@ -1,11 +1,12 @@
 // Where codes and passkeys are checked (a pending login, a session's step-up or factor set-up) and the limits on
-// wrong attempts: per ceremony (5, then the password again or the session ends; set-ups apart: SETUP_TRIES, and the
-// passkey registration options they fetch: SETUP_OPTIONS) and per user and kind of factor across ceremonies (a growing
-// wait, then the kind is disabled at the cap: NIST SP 800-63B §3.2.2, SECURITY R6–R8).
+// wrong attempts: per ceremony (5, then the password again or the session ends; set-ups apart: SETUP_TRIES; and the
+// passkey options it fetches: SETUP_OPTIONS) and per user and kind of factor across ceremonies (a growing wait, then
+// the kind is disabled at the cap: NIST SP 800-63B §3.2.2, SECURITY R6–R8).
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
 import { latestEnd } from '../domain/session-times.js';
 import { GatewayError } from '../errors.js';
+import type { Challenge } from '../stores/factor-store.js';
 import { liveMembers, type KvStore } from '../stores/kv-store.js';
 import { keys } from '../stores/keys.js';
 import { FailureCounter } from '../stores/limits.js';
@@ -24,7 +25,7 @@ export const ATTEMPT_KINDS: readonly AttemptKind[] = ['totp', 'webauthn', 'recov
 
 /** Set-ups a ceremony may try, right or wrong, before it ends (see beginSetup). */
 export const SETUP_TRIES = 20;
-/** Passkey registration options a ceremony may fetch before it ends (see beginOptions). */
+/** Passkey options of each kind (to register, to sign in) a ceremony may fetch before it ends (see beginOptions). */
 export const SETUP_OPTIONS = 50;
 
 export interface Ceremony {
@@ -38,8 +39,11 @@ export interface Ceremony {
   count(): Promise<number>;
   /** Counts one set-up tried (atomically), for as long as the ceremony can last, never reset; the count so far. */
   countSetup(): Promise<number>;
-  /** Counts one fetch of passkey registration options (atomically), kept as the set-up tries are; the count so far. */
-  countOptions(): Promise<number>;
+  /**
+   * Counts one fetch of passkey options for the challenge's ceremony (atomically; each ceremony counted apart), kept
+   * as the set-up tries are; the count so far.
+   */
+  countOptions(ceremony: Challenge['ceremony']): Promise<number>;
   /** The checks counted so far, without counting one. */
   tries(): Promise<number>;
   /** A check passed: the count starts again (the next step of a login has its own attempts). */
@@ -100,7 +104,7 @@ export class Attempts {
       kind: 'login',
       count: () => pending.countAttempt(id, lifetimeMs()),
       countSetup: () => this.d.kv.increment(keys.pendingSetupTries(id), lifetimeMs()),
-      countOptions: () => this.d.kv.increment(keys.pendingSetupOptions(id), lifetimeMs()),
+      countOptions: (ceremony) => this.d.kv.increment(ceremony === 'register' ? keys.pendingSetupOptions(id) : keys.pendingSignInOptions(id), lifetimeMs()),
       tries: () => pending.attempts(id),
       reset: () => pending.resetAttempts(id),
       end: () => pending.delete(id),
@@ -132,7 +136,7 @@ export class Attempts {
       kind: 'session',
       count: () => this.d.kv.increment(key, lifetimeMs()),
       countSetup: () => this.d.kv.increment(keys.sessionSetupTries(active.sid), lifetimeMs()),
-      countOptions: () => this.d.kv.increment(keys.sessionSetupOptions(active.sid), lifetimeMs()),
+      countOptions: (ceremony) => this.d.kv.increment(ceremony === 'register' ? keys.sessionSetupOptions(active.sid) : keys.stepUpOptions(active.sid), lifetimeMs()),
       tries: async () => Number((await this.d.kv.get(key)) ?? 0),
       reset: () => this.d.kv.delete(key),
       end: () => this.d.sessions.end(active, 'too-many-wrong-codes'),
@@ -195,19 +199,22 @@ export class Attempts {
   }
 
   /**
-   * Registration options fetched for a passkey being set up: each writes a new challenge to the store, so a ceremony
-   * fetches SETUP_OPTIONS at most, and the one after ends it, as its last set-up try would. Counted apart from the
-   * set-up tries, and more of them: every answer needs options of its own (see registerPasskey in enrolment.ts), and a
-   * browser prompt cancelled or left to time out takes options and sends no answer, so all 20 set-up tries and 30
-   * prompts cancelled besides fit; nobody adding a key cancels thirty times.
+   * Passkey options fetched (`ceremony`: to register a passkey being set up, or to sign in or step up with one): each
+   * writes a new challenge to the store, so a ceremony fetches SETUP_OPTIONS of each at most, and the one after ends
+   * it, as its last try would. Registration options count apart from the set-up tries, and more of them: every answer
+   * needs options of its own (see registerPasskey in enrolment.ts), and a browser prompt cancelled or left to time out
+   * takes options and sends no answer, so all 20 set-up tries and 30 prompts cancelled besides fit. Sign-in options
+   * likewise, and apart from registration's: a prompt cancelled at a step-up must not take one from adding a key.
+   * Their answers are the ceremony's tries (5), and one right finishes it (a step-up moves the session to a new id,
+   * whose counts start again), so all the tries and 45 prompts cancelled besides fit; nobody cancels that often.
    */
-  async beginOptions(c: Ceremony, ip: string): Promise<void> {
-    const n = await c.countOptions();
+  async beginOptions(c: Ceremony, ip: string, ceremony: Challenge['ceremony']): Promise<void> {
+    const n = await c.countOptions(ceremony);
     if (n <= SETUP_OPTIONS) return;
     await c.end();
     // Logged once, by the first fetch past the bound: of parallel fetches beyond it, each would log it again.
     if (n === SETUP_OPTIONS + 1) this.d.security('mfa_attempts_exhausted', { pid: c.pid, ip });
-    throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', 'no registration options left in the ceremony');
+    throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', `no ${ceremony} options left in the ceremony`);
   }
 
   /** A passkey answer signed right but by a clone (its counter behind): it counts against the user (R6). */

@@ -248,7 +248,7 @@ export class EnrolmentService {
 
   /** Registration options for a passkey at first login; the challenge is bound to this pending login. */
   async pendingPasskeyOptions(id: string, p: PendingLogin, ip: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
-    await this.d.attempts.beginOptions(this.d.attempts.ofLogin(id, p), ip);
+    await this.d.attempts.beginOptions(this.d.attempts.ofLogin(id, p), ip, 'register');
     return this.passkeyOptions(`pending:${id}`, p.pid, p.username);
   }
 
@@ -299,7 +299,7 @@ export class EnrolmentService {
   }
 
   async sessionPasskeyOptions(active: ActiveSession, ip: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
-    await this.d.attempts.beginOptions(this.d.attempts.ofSession(active), ip);
+    await this.d.attempts.beginOptions(this.d.attempts.ofSession(active), ip, 'register');
     return this.passkeyOptions(`session:${active.sid}`, active.record.pid, active.record.username);
   }
 

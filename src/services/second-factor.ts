@@ -121,7 +121,8 @@ export class SecondFactorService {
   }
 
   /** Authentication options for a passkey at sign-in; the challenge is bound to this pending login. */
-  pendingPasskeyOptions(id: string, p: PendingLogin): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  async pendingPasskeyOptions(id: string, p: PendingLogin, ip: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    await this.d.attempts.beginOptions(this.d.attempts.ofLogin(id, p), ip, 'authenticate');
     return this.passkeyOptions(`pending:${id}`, p.pid);
   }
 
@@ -137,7 +138,8 @@ export class SecondFactorService {
   }
 
   /** `deviceBoundOnly`: for a rule that takes only a passkey that cannot leave its device, only those are offered. */
-  stepUpPasskeyOptions(active: ActiveSession, deviceBoundOnly: boolean): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  async stepUpPasskeyOptions(active: ActiveSession, deviceBoundOnly: boolean, ip: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    await this.d.attempts.beginOptions(this.stepUpCeremony(active), ip, 'authenticate');
     return this.passkeyOptions(`session:${active.sid}`, active.record.pid, deviceBoundOnly);
   }
 

@@ -10,6 +10,8 @@ export const keys = {
   pendingSetupTries: (id: string) => `pending:{${id}}:setup-tries`,
   /** The passkey registration options a pending login fetched: see Attempts.beginOptions. */
   pendingSetupOptions: (id: string) => `pending:{${id}}:setup-options`,
+  /** The passkey sign-in options a pending login fetched: see Attempts.beginOptions. */
+  pendingSignInOptions: (id: string) => `pending:{${id}}:sign-in-options`,
   /** A pending login just finished, for a second submission of the form that finished it (see PendingService.twin). */
   pendingFinished: (id: string) => `pending:{${id}}:finished`,
   pendingFinishing: (id: string) => `pending:{${id}}:finishing`,
@@ -55,6 +57,8 @@ export const keys = {
   sessionSetupTries: (sid: string) => `session:{${sid}}:setup-tries`,
   /** The passkey registration options a session fetched: see Attempts.beginOptions. */
   sessionSetupOptions: (sid: string) => `session:{${sid}}:setup-options`,
+  /** The passkey step-up options a session fetched: see Attempts.beginOptions. */
+  stepUpOptions: (sid: string) => `session:{${sid}}:step-up-options`,
   /** A TOTP secret being set up from the security page, per session (by its sign-in time, which a step-up keeps). */
   factorSetup: (pid: string, authTime: number) => `user:{${pid}}:factor-setup:${authTime}`,
   // Limits: per account and per client address, each with its own hash tag; global ones share {login}.
