@@ -40,9 +40,10 @@ const USAGE = `Usage:
   mfa-gateway policy explain --config FILE --path P [--ip A] [--user U] [--groups g1,g2] [--method M]
                              [--host H] [--managed] [--factor totp|webauthn|device-bound-passkey|recovery] [--factor-age SECONDS]
                                      which rule decides a request, and why
-  mfa-gateway login check --config FILE --user U
+  mfa-gateway login check --config FILE --user U [--host H]
                                      sign in at the portal with U's real password (one line on stdin) and a wrong
-                                     one; show whether portal.login.success and failure tell them apart
+                                     one; show whether portal.login.success and failure tell them apart (the
+                                     browser on H, one of server.hosts; default: the first)
   mfa-gateway report --config FILE [--days N | --from DATE --to DATE] [--format text|json|html] [--audit-dir DIR]…
                                      the assurance report for a period (default: the last 30 days)
   mfa-gateway audit verify (--config FILE | --public-key FILE) FILE|DIR…
@@ -130,7 +131,7 @@ const OPTIONS_OF = new Map<string, readonly string[]>(Object.entries({
   serve: ['config'],
   demo: [],
   config: [],
-  login: ['config', 'user'],
+  login: ['config', 'user', 'host'],
   policy: ['config', 'path', 'ip', 'user', 'groups', 'method', 'host', 'managed', 'factor', 'factor-age'],
   report: ['config', 'days', 'from', 'to', 'format', 'audit-dir'],
   audit: ['config', 'public-key'],
@@ -229,7 +230,7 @@ async function main(argv: string[]): Promise<number> {
     case 'login': {
       if (!v.user) throw new UsageError('login check needs --config FILE and --user U (the password on stdin)');
       const checked = config();
-      const r = await loginCheck(checked, v.user, readPassword());
+      const r = await loginCheck(checked, v.user, readPassword(), v.host);
       print(r.lines);
       return r.ok ? 0 : 1;
     }

@@ -29,18 +29,23 @@ export function readPassword(stdin: { isTTY?: boolean } = process.stdin): string
 
 /**
  * Signs `user` in at the portal as a browser would, through the gateway's own login code, once with `password` and
- * once with a random wrong one, and judges both answers as the gateway would. `ok`: the rules tell them apart.
+ * once with a random wrong one, and judges both answers as the gateway would. `ok`: the rules tell them apart. `host`:
+ * the name of server.hosts the browser has the gateway at (one run, one wrong password against the portal's lockout).
  */
-export async function loginCheck(config: Config, user: string, password: string): Promise<{ lines: string[]; ok: boolean }> {
+export async function loginCheck(config: Config, user: string, password: string, host = config.server.hosts[0]!): Promise<{ lines: string[]; ok: boolean }> {
   const username = accountNames(config.portal.login)(user);
   if (username === null) throw new UsageError(`--user: not a usable username (no sign-in can use it): ${JSON.stringify(user)}`);
+  // The gateway answers no other name (421), and the port is server.port's.
+  if (!config.server.hosts.some((h) => h.toLowerCase() === host.toLowerCase())) {
+    throw new UsageError(`--host: not one of server.hosts (${config.server.hosts.join(', ')}), a name without a port: ${JSON.stringify(host)}`);
+  }
   // Random, not the password with a suffix: nothing of the right one goes to the portal twice.
   const wrongPassword = randomBytes(12).toString('base64url');
   // Applied to what the portal gave only (a password echoed in a Location, a form's action): the command's own words
   // stay as they are, or a password that is one of them (`wrong`) would show where it stands in their place.
   const hide = (text: string) => withoutPasswords(text, [password, wrongPassword]);
   const portal = new PortalClient(new URL(config.portal.url).origin, config.portal.timeoutSeconds * 1000, new InFlight(1));
-  const site = gatewaySite(config.server);
+  const site = gatewaySite(config.server, host);
   try {
     const right = await tryPassword(config, portal, site, { user, username, password }, hide);
     const wrong = await tryPassword(config, portal, site, { user, username, password: wrongPassword }, hide);
@@ -72,14 +77,14 @@ export async function loginCheck(config: Config, user: string, password: string)
 
 /**
  * The gateway as a browser reaches it, which names it in its Origin and Referer and which the gateway names to the portal
- * (X-Forwarded-Proto, X-Forwarded-Host): the first of server.hosts, over https unless the gateway serves plain HTTP
- * itself (neither server.tls nor a proxy in front, server.trustedProxies: the demo on loopback), with server.port
- * where the browser connects to it (no proxy in front) and it is not the scheme's own.
+ * (X-Forwarded-Proto, X-Forwarded-Host): `name` (one of server.hosts, the first by default), over https unless the
+ * gateway serves plain HTTP itself (neither server.tls nor a proxy in front, server.trustedProxies: the demo on
+ * loopback), with server.port where the browser connects to it (no proxy in front) and it is not the scheme's own.
  */
-export function gatewaySite(server: Config['server']): GatewaySite {
+export function gatewaySite(server: Config['server'], name = server.hosts[0]!): GatewaySite {
   const proto = server.tls || server.trustedProxies.length ? 'https' : 'http';
   const own = server.trustedProxies.length || server.port === 0 || server.port === (proto === 'https' ? 443 : 80);
-  const host = `${server.hosts[0]!.toLowerCase()}${own ? '' : `:${server.port}`}`;
+  const host = `${name.toLowerCase()}${own ? '' : `:${server.port}`}`;
   return { proto, host, origin: `${proto}://${host}` };
 }
 

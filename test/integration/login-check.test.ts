@@ -128,8 +128,8 @@ function startFormPortal(t: Tap.Test, page: (port: number) => string): Promise<{
   });
 }
 
-/** login check run on a config of `portal` with these portal.login (and server) settings, the password on stdin. */
-async function checkOn(t: Tap.Test, portal: { url: string }, login: Record<string, unknown>, password: string, browserCookies = ['XSRF-TOKEN'], server: Record<string, unknown> = {}) {
+/** login check run on a config of `portal` with these portal.login (and server) settings and `args`, the password on stdin. */
+async function checkOn(t: Tap.Test, portal: { url: string }, login: Record<string, unknown>, password: string, browserCookies = ['XSRF-TOKEN'], server: Record<string, unknown> = {}, args: string[] = []) {
   const dir = mkdtempSync(join(tmpdir(), 'login-check-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const raw = rawTestConfig(portal.url);
@@ -138,7 +138,7 @@ async function checkOn(t: Tap.Test, portal: { url: string }, login: Record<strin
   raw.portal.login = { paths: ['/j_security_check'], usernameField: 'j_username', passwordField: 'j_password', success: { status: [302], location: '^/home' }, ...login };
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify({ ...raw, log: { level: 'silent' } }));
-  return runCliAsync(['login', 'check', '--config', file, '--user', 'alice'], {}, `${password}\n`);
+  return runCliAsync(['login', 'check', '--config', file, '--user', 'alice', ...args], {}, `${password}\n`);
 }
 
 t.test('the portal is told what the gateway tells it of a browser on the gateway: its scheme, host and address', async (t) => {
@@ -163,6 +163,31 @@ t.test('the portal is told what the gateway tells it of a browser on the gateway
   t.equal(lines[1], 'right password: POST /j_security_check with j_username, j_password (the form of GET /login -> /session/new; cookies sent: none)');
   t.same(portal.seen.map((s) => s.split(' ', 2).join(' ')), ['GET /login', 'GET /session/new', 'POST /j_security_check', 'GET /login', 'GET /session/new', 'POST /j_security_check']);
   t.same(new Set(told), new Set(['https mfa.example 192.0.2.1']), 'on every request');
+});
+
+t.test('--host: the browser on that name of server.hosts, which must be one of them', async (t) => {
+  // A portal that knows one of the gateway's names only (Django's ALLOWED_HOSTS, read from X-Forwarded-Host).
+  const portal = await startPortal(t, (req) => {
+    if (req.headers['x-forwarded-host'] !== 'portal.example') return { status: 400, body: 'Bad Request (400)' };
+    if (req.method === 'GET') return { status: 200, body: '<form method="post" action="/j_security_check"><input name="j_username"><input type="password" name="j_password"></form>' };
+    return { status: 302, headers: { location: new URLSearchParams(req.body).get('j_password') === 'right-pw' ? '/home' : '/login?error' } };
+  });
+  const server = { hosts: ['mfa.example', 'portal.example'], trustedProxies: ['10.0.0.1'] };
+  const first = await checkOn(t, portal, {}, 'right-pw', [], server);
+  t.equal(first.code, 1, 'the first name by default');
+  t.match(first.stderr, 'GET /login (portal.login.page) answered 400 without a form');
+
+  const named = await checkOn(t, portal, {}, 'right-pw', [], server, ['--host', 'Portal.Example']);
+  t.equal(named.code, 0, named.stderr);
+  t.equal(named.stdout.split('\n')[0], 'as a browser at 192.0.2.1 on https://portal.example (Origin and Referer), through the gateway (X-Forwarded-Proto https, X-Forwarded-Host portal.example, X-Forwarded-For 192.0.2.1)');
+
+  const asked = portal.seen.length;
+  for (const host of ['evil.example', 'portal.example:443']) {
+    const other = await checkOn(t, portal, {}, 'right-pw', [], server, ['--host', host]);
+    t.equal(other.code, 2, host);
+    t.match(other.stderr, `mfa-gateway: --host: not one of server.hosts (mfa.example, portal.example), a name without a port: "${host}"\n`);
+  }
+  t.equal(portal.seen.length, asked, 'nothing sent for another name');
 });
 
 t.test("a login form whose action names the portal's own address: an error, no password sent", async (t) => {
