@@ -206,10 +206,21 @@ async function formLogin(config: Config, portal: PortalClient, site: GatewaySite
       `${hide(asked)} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,
     );
   }
-  // Read from where the page is on the gateway, after any redirect, or from its <base href> (one that cannot be read is
-  // none), as a browser reads it: an action or a base that names the portal's own address (built from its Host, as a
-  // JSP's basePath is) would take the password there, past the gateway.
-  const base = form.base !== undefined && URL.canParse(form.base, pageUrl) ? new URL(form.base, pageUrl) : pageUrl;
+  // Read from where the page is on the gateway, after any redirect, or from its <base href>, as a browser reads it: an
+  // action or a base that names the portal's own address (built from its Host, as a JSP's basePath is) would take the
+  // password there, past the gateway. A base that is no URL, or a data: or javascript: one, is ignored, as browsers do
+  // (https://html.spec.whatwg.org/multipage/semantics.html#set-the-frozen-base-url); any other is taken.
+  const declared = form.base !== undefined && URL.canParse(form.base, pageUrl) ? new URL(form.base, pageUrl) : undefined;
+  const ignored = form.base !== undefined && (!declared || declared.protocol === 'data:' || declared.protocol === 'javascript:');
+  const base = declared && !ignored ? declared : pageUrl;
+  const baseNamed = form.base === undefined ? '' : `the page's <base href=${JSON.stringify(hide(form.base))}>`;
+  const ignoredNote = ignored ? `${baseNamed} ignored, as browsers ignore one that is no URL or a data: or javascript: one` : '';
+  // An action no URL can be read from is sent nowhere by a browser (the form submission algorithm stops), so no password
+  // would reach the portal.
+  if (form.action !== undefined && !URL.canParse(form.action, base)) {
+    const from = base === pageUrl ? `the page's address (${hide(`${pageUrl.pathname}${pageUrl.search}`)}${ignored ? `; ${ignoredNote}` : ''})` : baseNamed;
+    throw new CheckError(`the login form's action ${JSON.stringify(hide(form.action))} is no URL read from ${from}: a browser sends the form nowhere`);
+  }
   const to = form.action === undefined ? pageUrl : new URL(form.action, base);
   const where = `${form.method} ${to.pathname}${to.search}`;
   if (to.origin !== site.origin) throw new CheckError(`the login form sends ${hide(`${form.method} ${to.href}`)}, not to the gateway (${site.origin}), where the browser has the page`);
@@ -240,7 +251,7 @@ async function formLogin(config: Config, portal: PortalClient, site: GatewaySite
   return {
     to: { method: form.method, pathAndQuery: pathAndQuery({ path: loginPath, query: target.query }), headers },
     body: new URLSearchParams(filled).toString(),
-    sent: `${hide(where)} with ${names} (the form of ${hide(asked)}; cookies sent: ${cookie ? hide(cookie.split('; ').map(cookieName).join(', ')) : 'none'})`,
+    sent: `${hide(where)} with ${names} (the form of ${hide(asked)}${ignored ? `; ${ignoredNote}` : ''}; cookies sent: ${cookie ? hide(cookie.split('; ').map(cookieName).join(', ')) : 'none'})`,
   };
 }
 

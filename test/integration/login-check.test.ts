@@ -236,6 +236,35 @@ t.test("a login page with a base URL: the form's action read from it, as a brows
   t.same(portalAddress.portal.seen.map((s) => s.split(' ', 1)[0]), ['GET'], 'no password sent');
 });
 
+t.test("a login page whose <base href> a browser ignores (no URL, data:, javascript:): the action read from the page's address, and said so", async (t) => {
+  for (const href of ['javascript:void(0)', 'data:text/html,x', 'http://[portal']) {
+    const portal = await startFormPortal(t, () => `<base href="${href}"><form method="post" action="j_security_check"><input name="j_username"><input type="password" name="j_password"></form>`);
+    const r = await checkOn(t, portal, {}, 'right-pw');
+    t.equal(r.code, 0, r.stderr);
+    t.equal(r.stdout.split('\n')[1], `right password: POST /j_security_check with j_username, j_password (the form of GET /login; the page's <base href="${href}"> ignored, as browsers ignore one that is no URL or a data: or javascript: one; cookies sent: none)`);
+    t.match(portal.seen[1], /^POST \/j_security_check j_username=alice&j_password=right-pw$/);
+  }
+});
+
+t.test('a login form whose action no URL can be read from: an error that names it and where it is read from, no password sent', async (t) => {
+  const run = async (page: string, password = 'right-pw') => {
+    const portal = await startFormPortal(t, () => `${page}<input name="j_username"><input type="password" name="j_password"></form>`);
+    const r = await checkOn(t, portal, {}, password);
+    t.same(portal.seen.map((s) => s.split(' ', 1)[0]), ['GET'], 'no password sent');
+    return r;
+  };
+  // A base a browser takes, but that no relative address can be read from: the browser sends the form nowhere.
+  const mailto = await run('<base href="mailto:help@portal.example"><form method="post" action="j_security_check">');
+  t.equal(mailto.code, 1);
+  t.equal(mailto.stderr, `mfa-gateway: the login form's action "j_security_check" is no URL read from the page's <base href="mailto:help@portal.example">: a browser sends the form nowhere\n`);
+  const space = await run('<form method="post" action="https://portal example/j_security_check">');
+  t.equal(space.code, 1);
+  t.equal(space.stderr, `mfa-gateway: the login form's action "https://portal example/j_security_check" is no URL read from the page's address (/login): a browser sends the form nowhere\n`);
+  // One that echoes the password (a backslash, which quoting it escapes): hidden before it is quoted.
+  const echoed = await run('<form method="post" action="https://portal example/j_security_check?last=pa\\ss">', 'pa\\ss');
+  t.equal(echoed.stderr, `mfa-gateway: the login form's action "https://portal example/j_security_check?last=[password]" is no URL read from the page's address (/login): a browser sends the form nowhere\n`);
+});
+
 t.test("a login form whose submit button names where it goes (formaction, formmethod): sent there, as a browser sends it", async (t) => {
   const portal = await startFormPortal(t, () => '<form action="/login"><input name="j_username"><input type="password" name="j_password"><button formaction="/j_security_check" formmethod="post">Sign in</button></form>');
   const r = await checkOn(t, portal, {}, 'right-pw');
