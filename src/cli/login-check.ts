@@ -200,7 +200,14 @@ async function formLogin(config: Config, portal: PortalClient, site: GatewaySite
   const now = Date.now();
   const { page, url: pageUrl, jar, asked } = await loginPage(config, portal, site, now, hide);
   const fields = usernameFields(login);
-  const form = loginFormOf(bodyText(page) ?? '', fields);
+  const text = bodyText(page);
+  if (text === null) {
+    const header = (name: string) => hide([page.headers[name] ?? 'none'].flat().join(', '));
+    throw new CheckError(
+      `${hide(asked)} (portal.login.page) answered ${page.status} with a body login check cannot decode (Content-Encoding ${header('content-encoding')}, Content-Type ${header('content-type')}): compressed other than gzip, deflate or br (none was asked for), damaged, or in a charset it does not know`,
+    );
+  }
+  const form = loginFormOf(text, fields);
   if (!form) {
     throw new CheckError(
       `${hide(asked)} (portal.login.page) answered ${page.status} without a form that has an input named ${fields.join(' or ')} (portal.login.usernameField); a portal that signs in with JSON needs portal.login.bodyType: json`,

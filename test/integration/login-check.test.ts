@@ -265,6 +265,20 @@ t.test('a login form whose action no URL can be read from: an error that names i
   t.equal(echoed.stderr, `mfa-gateway: the login form's action "https://portal example/j_security_check?last=[password]" is no URL read from the page's address (/login): a browser sends the form nowhere\n`);
 });
 
+t.test('a login page whose body cannot be decoded: an error that names its encoding and type, not a missing form', async (t) => {
+  const form = '<form method="post" action="/j_security_check"><input name="j_username"><input type="password" name="j_password"></form>';
+  for (const [headers, named] of [
+    [{ 'content-encoding': 'zstd' }, 'Content-Encoding zstd, Content-Type text/html'],
+    [{ 'content-type': 'text/html; charset=x-unknown' }, 'Content-Encoding none, Content-Type text/html; charset=x-unknown'],
+  ] as const) {
+    const portal = await startPortal(t, () => ({ status: 200, headers, body: form }));
+    const r = await checkOn(t, portal, {}, 'right-pw');
+    t.equal(r.code, 1);
+    t.equal(r.stderr, `mfa-gateway: GET /login (portal.login.page) answered 200 with a body login check cannot decode (${named}): compressed other than gzip, deflate or br (none was asked for), damaged, or in a charset it does not know\n`);
+    t.same(portal.seen.map((s) => s.split(' ', 1)[0]), ['GET'], 'no password sent');
+  }
+});
+
 t.test("a login form whose submit button names where it goes (formaction, formmethod): sent there, as a browser sends it", async (t) => {
   const portal = await startFormPortal(t, () => '<form action="/login"><input name="j_username"><input type="password" name="j_password"><button formaction="/j_security_check" formmethod="post">Sign in</button></form>');
   const r = await checkOn(t, portal, {}, 'right-pw');
