@@ -11,6 +11,7 @@ import { loginFormOf } from '../domain/login-form.js';
 import { loose, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation, loginPageFor } from '../domain/redirect.js';
 import { accountNames } from '../domain/username.js';
+import { GatewayError } from '../errors.js';
 import { judgeLoginAnswer, parseLoginBody, portalLogin, type JudgedLogin } from '../services/login.js';
 import { InFlight } from '../upstream/in-flight.js';
 import { bodyText, PortalClient, type PortalRequest, type PortalResponse } from '../upstream/portal-client.js';
@@ -141,7 +142,7 @@ async function tryPassword(config: Config, portal: PortalClient, site: GatewaySi
     throw new CheckError(`the gateway would refuse this login (${(err as Error).message}): ${request.sent}`);
   }
   const contentType = login.bodyType === 'form' ? 'application/x-www-form-urlencoded' : 'application/json';
-  const answer = await portal.send(portalLogin({ ...request.to, body }, contentType));
+  const answer = await ask(config, portal, portalLogin({ ...request.to, body }, contentType), `the login ${hide(`${request.to.method} ${request.to.pathAndQuery}`)}`, hide);
   return { sent: request.sent, judged: judgeLoginAnswer(config, answer, request.to.pathAndQuery, Date.now()) };
 }
 
@@ -278,7 +279,7 @@ async function loginPage(config: Config, portal: PortalClient, site: GatewaySite
   let jar: Jar = [];
   for (let redirects = 0; ; redirects++) {
     const cookie = cookieHeader(jar, url.pathname, now);
-    const page = await portal.send({ method: 'GET', pathAndQuery: url.pathname + url.search, headers: throughGateway(site, { accept: 'text/html', 'accept-encoding': 'identity' }, cookie) });
+    const page = await ask(config, portal, { method: 'GET', pathAndQuery: url.pathname + url.search, headers: throughGateway(site, { accept: 'text/html', 'accept-encoding': 'identity' }, cookie) }, `${hide(asked)} (portal.login.page)`, hide);
     jar = applySetCookies(jar, [page.headers['set-cookie'] ?? []].flat(), url.pathname, now);
     const [location] = [page.headers.location ?? []].flat();
     if (!REDIRECTS.has(page.status) || location === undefined) return { page, url, jar, asked };
@@ -293,6 +294,20 @@ async function loginPage(config: Config, portal: PortalClient, site: GatewaySite
     }
     url = next;
     asked += ` -> ${url.pathname}${url.search}`;
+  }
+}
+
+/**
+ * The portal's answer to `request`; none (no connection, no answer in time, one too large) is an error naming `what`
+ * was sent (the passwords hidden in it) and why, in the connection's own words (connect ECONNREFUSED …).
+ */
+async function ask(config: Config, portal: PortalClient, request: PortalRequest, what: string, hide: (text: string) => string): Promise<PortalResponse> {
+  try {
+    return await portal.send(request);
+  } catch (err) {
+    if (!(err instanceof GatewayError)) throw err;
+    const why = err.code === 'GW_ERR_UPSTREAM_TIMEOUT' ? `none within portal.timeoutSeconds (${config.portal.timeoutSeconds} s)` : hide(err.cause instanceof Error ? err.cause.message : err.message);
+    throw new CheckError(`${what}: no usable answer from the portal (portal.url ${portal.origin}): ${why}`);
   }
 }
 

@@ -265,6 +265,31 @@ t.test('a login form whose action no URL can be read from: an error that names i
   t.equal(echoed.stderr, `mfa-gateway: the login form's action "https://portal example/j_security_check?last=[password]" is no URL read from the page's address (/login): a browser sends the form nowhere\n`);
 });
 
+t.test('a portal that does not answer: an error naming what was asked, where and why', async (t) => {
+  const form = '<form method="post" action="/j_security_check"><input name="j_username"><input type="password" name="j_password"></form>';
+  // Nothing listening: refused.
+  const gone = createServer().listen(0, '127.0.0.1');
+  await once(gone, 'listening');
+  const url = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+  await new Promise((r) => gone.close(r));
+  const refused = await checkOn(t, { url }, {}, 'right-pw');
+  t.equal(refused.code, 1);
+  t.equal(refused.stderr, `mfa-gateway: GET /login (portal.login.page): no usable answer from the portal (portal.url ${url}): connect ECONNREFUSED ${url.slice(7)}\n`);
+
+  // The login page answered, the login not (within portal.timeoutSeconds, 2 s in the test config).
+  const held: ServerResponse[] = [];
+  const slow = createServer((req, res) => (req.method === 'GET' ? res.writeHead(200, { 'content-type': 'text/html' }).end(form) : held.push(res))).listen(0, '127.0.0.1');
+  await once(slow, 'listening');
+  t.teardown(() => {
+    slow.closeAllConnections();
+    slow.close();
+  });
+  const late = await checkOn(t, { url: `http://127.0.0.1:${(slow.address() as AddressInfo).port}` }, {}, 'right-pw');
+  t.equal(late.code, 1);
+  t.equal(late.stderr, `mfa-gateway: the login POST /j_security_check: no usable answer from the portal (portal.url http://127.0.0.1:${(slow.address() as AddressInfo).port}): none within portal.timeoutSeconds (2 s)\n`);
+  t.equal(held.length, 1, 'the right password only');
+});
+
 t.test('a login page whose body cannot be decoded: an error that names its encoding and type, not a missing form', async (t) => {
   const form = '<form method="post" action="/j_security_check"><input name="j_username"><input type="password" name="j_password"></form>';
   for (const [headers, named] of [
