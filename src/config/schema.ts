@@ -288,7 +288,7 @@ export const ConfigSchema = Type.Object(
     ),
     mfa: Type.Object(
       {
-        issuer: Type.String({ minLength: 1, default: 'Patient portal', description: 'Issuer shown in authenticator apps.' }),
+        issuer: Type.Optional(Type.String({ minLength: 1, description: 'Issuer shown in authenticator apps (default: portal.name).' })),
         pendingTimeoutSeconds: Type.Integer({ minimum: 30, maximum: 3600, default: 300, description: 'Time allowed between the password and the second factor (30 s to 1 h); the person can ask for as much again, up to pendingMaxSeconds.' }),
         pendingMaxSeconds: Type.Integer({
           minimum: 30,

@@ -174,7 +174,7 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   // empty); the code is typed anew.
   const totpPage = async (req: FastifyRequest, reply: FastifyReply, active: ActiveSession, status: number, error?: string, name?: string, kept = false) => {
     const { secret, made } = await enrolment.sessionTotpSecret(active);
-    const uri = totpUri({ issuer: config.mfa.issuer, account: active.record.username, secret });
+    const uri = totpUri({ issuer: config.mfa.issuer ?? config.portal.name, account: active.record.username, secret });
     const c = changePage(req, active);
     return sendPage(
       reply,

@@ -176,7 +176,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     return sendPage(reply, 200, c, pages.choosePage(c, { csrf: login.csrf, passkey: enrolPasskey(login.csrf) }));
   });
   const totpPage = async (req: FastifyRequest, reply: FastifyReply, status: number, login: PendingLogin, v: { secret: string; error?: string }) => {
-    const uri = totpUri({ issuer: config.mfa.issuer, account: login.username, secret: v.secret });
+    const uri = totpUri({ issuer: config.mfa.issuer ?? config.portal.name, account: login.username, secret: v.secret });
     const c = pendingPage(req, login);
     return sendPage(reply, status, c, pages.totpSetupPage(c, { action: '/enrol/totp', csrf: login.csrf, qrSvg: await qrSvg(uri), uri, groupedSecret: groupedSecret(v.secret), nameField: false, ...(v.error ? { error: v.error } : {}) }));
   };

@@ -11,6 +11,21 @@ import { inputValue, rawRequest } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
 import { ALICE, BOB, atCodePage, copyOf, enrol, portalReceived, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, totpEnrolmentForm, type Stack, type StackOptions } from '../helpers/stack.js';
 
+t.test("the authenticator app is told the issuer mfa.issuer names, else the portal's name", async (t) => {
+  const issuerShown = async (s: Stack) => {
+    const b = s.browser();
+    await submitPassword(b, ALICE.username, ALICE.password);
+    const page = await b.get('/_mfa/enrol/totp');
+    return new URL(/<a href="(otpauth:[^"]+)"/.exec(page.body)![1]!.replaceAll('&#38;', '&')).searchParams.get('issuer');
+  };
+  const named = await startStack();
+  t.teardown(named.close);
+  t.equal(await issuerShown(named), 'Riverbend Health', 'mfa.issuer');
+  const unnamed = await startStack({ patch: (raw) => delete raw.mfa.issuer });
+  t.teardown(unnamed.close);
+  t.equal(await issuerShown(unnamed), 'Riverbend Health Patient Portal', 'none: portal.name');
+});
+
 t.test('first login: portal password, mandatory enrolment, recovery codes, then the records', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
