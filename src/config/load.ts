@@ -483,7 +483,11 @@ export function configWarnings(c: Config): string[] {
     w.push(`webauthn.rpId (${rp.id}) is neither one of server.hosts nor a domain above one: browsers would refuse passkeys on every page of the gateway`);
   }
   if (isIP(rp.id)) w.push(`webauthn.rpId${c.webauthn.rpId ? '' : ' (the first of server.hosts)'} is an IP address: browsers offer passkeys only on a host name`);
-  if (c.store.type === 'memory') w.push('store.type is memory: sessions and counters are lost on restart and not shared between instances');
+  if (c.store.type === 'memory') {
+    // The command line is another process: the codes it issues go to a memory store of its own.
+    const invite = c.enrolment.proof === 'invite' ? '; enrolment.proof is invite, and `enrol-codes issue` needs store.type: redis, so it can give nobody a code to enrol with' : '';
+    w.push(`store.type is memory: sessions and counters are lost on restart and not shared between instances${invite}`);
+  }
   // An assertion names no session: the portal believes it until its exp, also once the session it came from has ended.
   const assertion = c.identity.assertion;
   if (assertion && assertion.lifetimeSeconds > c.session.idleTimeoutSeconds) {

@@ -898,3 +898,16 @@ t.test('a login page the policy keeps from a signed-out browser is warned of: a 
   t.same(page((raw) => raw.policy.rules.unshift({ name: 'closed for now', paths: ['/signin'], decision: 'deny' })), [], 'a deny rule: taken as meant');
   t.same(page((raw) => raw.policy.rules.unshift({ name: 'clinic computers only', paths: ['/signin'], decision: 'managed-device' })), [], 'a rule for managed devices: taken as meant');
 });
+
+t.test('a memory store with enrolment.proof: invite is warned of: the command line cannot issue codes into it', async (t) => {
+  const memory = (w: string) => w.startsWith('store.type is memory');
+  const warned = (proof: string, store: Record<string, unknown> = { type: 'memory' }) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.store = store;
+    raw.enrolment = { proof };
+    return configWarnings(resolveConfig(raw)).filter(memory);
+  };
+  t.match(warned('invite'), [/enrolment.proof is invite, and `enrol-codes issue` needs store.type: redis, so it can give nobody a code/], 'invite: said why');
+  t.notMatch(warned('first-login').join(), /enrol-codes/, 'another proof: the memory warning alone');
+  t.same(warned('invite', { type: 'redis', redis: { url: 'redis://127.0.0.1:6379' } }), [], 'a Redis store: none');
+});
