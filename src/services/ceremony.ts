@@ -1,6 +1,6 @@
 // Where codes and passkeys are checked (a pending login, a session's step-up or factor set-up) and the limits on
 // wrong attempts: per ceremony (5, then the password again or the session ends; set-ups apart: SETUP_TRIES; and the
-// passkey options it fetches: SETUP_OPTIONS) and per user and kind of factor across ceremonies (a growing wait, then
+// passkey options it fetches: PASSKEY_OPTIONS) and per user and kind of factor across ceremonies (a growing wait, then
 // the kind is disabled at the cap: NIST SP 800-63B §3.2.2, SECURITY R6–R8).
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
@@ -26,7 +26,7 @@ export const ATTEMPT_KINDS: readonly AttemptKind[] = ['totp', 'webauthn', 'recov
 /** Set-ups a ceremony may try, right or wrong, before it ends (see beginSetup). */
 export const SETUP_TRIES = 20;
 /** Passkey options of each kind (to register, to sign in) a ceremony may fetch before it ends (see beginOptions). */
-export const SETUP_OPTIONS = 50;
+export const PASSKEY_OPTIONS = 50;
 
 export interface Ceremony {
   /** Which one: a sign-in in progress or a session (see ReplayGuard.claimStep). */
@@ -200,7 +200,7 @@ export class Attempts {
 
   /**
    * Passkey options fetched (`ceremony`: to register a passkey being set up, or to sign in or step up with one): each
-   * writes a new challenge to the store, so a ceremony fetches SETUP_OPTIONS of each at most, and the one after ends
+   * writes a new challenge to the store, so a ceremony fetches PASSKEY_OPTIONS of each at most, and the one after ends
    * it, as its last try would. Registration options count apart from the set-up tries, and more of them: every answer
    * needs options of its own (see registerPasskey in enrolment.ts), and a browser prompt cancelled or left to time out
    * takes options and sends no answer, so all 20 set-up tries and 30 prompts cancelled besides fit. Sign-in options
@@ -210,10 +210,10 @@ export class Attempts {
    */
   async beginOptions(c: Ceremony, ip: string, ceremony: Challenge['ceremony']): Promise<void> {
     const n = await c.countOptions(ceremony);
-    if (n <= SETUP_OPTIONS) return;
+    if (n <= PASSKEY_OPTIONS) return;
     await c.end();
     // Logged once, by the first fetch past the bound: of parallel fetches beyond it, each would log it again.
-    if (n === SETUP_OPTIONS + 1) this.d.security('mfa_attempts_exhausted', { pid: c.pid, ip });
+    if (n === PASSKEY_OPTIONS + 1) this.d.security('mfa_attempts_exhausted', { pid: c.pid, ip });
     throw new GatewayError('GW_ERR_TOO_MANY_ATTEMPTS', `no ${ceremony} options left in the ceremony`);
   }
 

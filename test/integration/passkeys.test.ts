@@ -2,7 +2,7 @@
 // per relying-party check that lives in the gateway (challenge binding, ownership, counters, uniqueness).
 import t, { type Test } from 'tap';
 import { decodeKey } from '../../src/config/load.js';
-import { SETUP_OPTIONS, SETUP_TRIES } from '../../src/services/ceremony.js';
+import { PASSKEY_OPTIONS, SETUP_TRIES } from '../../src/services/ceremony.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import type { UserFactors } from '../../src/stores/factor-store.js';
 import { SealedRecords } from '../../src/stores/sealed-records.js';
@@ -741,7 +741,7 @@ t.test(`passkeys that fail to register at first enrolment take none of the sign-
   t.equal(events(s, 'mfa_failed').length, SETUP_TRIES + 4, 'each refusal and wrong code logged, none after the end');
 });
 
-t.test(`a first enrolment fetches at most ${SETUP_OPTIONS} passkey registration options: a key registered after many prompts cancelled; the fetch after the last ends the sign-in (the password again)`, async (t) => {
+t.test(`a first enrolment fetches at most ${PASSKEY_OPTIONS} passkey registration options: a key registered after many prompts cancelled; the fetch after the last ends the sign-in (the password again)`, async (t) => {
   const s = await startStack();
   t.teardown(s.close);
   const enrolling = async (user: typeof ALICE) => {
@@ -753,22 +753,22 @@ t.test(`a first enrolment fetches at most ${SETUP_OPTIONS} passkey registration 
   // Prompts cancelled (options, no answer), then a key that works, with the last options the sign-in may fetch.
   const alice = await enrolling(ALICE);
   const cancelled = [];
-  for (let i = 1; i < SETUP_OPTIONS; i++) cancelled.push((await alice.options()).status);
-  t.same(cancelled, Array(SETUP_OPTIONS - 1).fill(200), 'each answered with options');
+  for (let i = 1; i < PASSKEY_OPTIONS; i++) cancelled.push((await alice.options()).status);
+  t.same(cancelled, Array(PASSKEY_OPTIONS - 1).fill(200), 'each answered with options');
   const key = new SoftAuthenticator({ origin: ORIGIN });
   t.same(await jsonCall(alice.b, '/_mfa/enrol/passkey', alice.csrf, { credential: key.register((await alice.options()).json), name: 'Key' }), { status: 200, json: { next: '/_mfa/recovery-codes' } }, 'registered');
 
   // A flood of fetches, sent at once: as many answered as the bound, the rest end the sign-in, with the generic message.
   const bob = await enrolling(BOB);
-  const flood = await Promise.all(Array.from({ length: SETUP_OPTIONS + 10 }, () => bob.options()));
-  t.equal(flood.filter((r) => r.status === 200).length, SETUP_OPTIONS, 'as many answered as the bound');
+  const flood = await Promise.all(Array.from({ length: PASSKEY_OPTIONS + 10 }, () => bob.options()));
+  t.equal(flood.filter((r) => r.status === 200).length, PASSKEY_OPTIONS, 'as many answered as the bound');
   t.match(flood.find((r) => r.status !== 200), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS', message: 'Too many incorrect codes. Please sign in again.' } }, 'the rest refused');
   t.equal(await s.app.gateway.pending.stage(bob.b.cookies.get('__Host-mfa-pending')), null, 'the password again');
   t.match(await bob.options(), { json: { error: 'GW_ERR_LOGIN_EXPIRED' } }, 'no more options');
   t.equal(events(s, 'mfa_attempts_exhausted').length, 1, 'logged once');
 });
 
-t.test(`a sign-in fetches at most ${SETUP_OPTIONS} passkey options: signed in after many prompts cancelled; the fetch after the last ends the sign-in (the password again)`, async (t) => {
+t.test(`a sign-in fetches at most ${PASSKEY_OPTIONS} passkey options: signed in after many prompts cancelled; the fetch after the last ends the sign-in (the password again)`, async (t) => {
   const s = await startStack();
   t.teardown(s.close);
   const aliceKey = new SoftAuthenticator({ origin: ORIGIN });
@@ -783,22 +783,22 @@ t.test(`a sign-in fetches at most ${SETUP_OPTIONS} passkey options: signed in af
   // Prompts cancelled (options, no answer), then the passkey, with the last options the sign-in may fetch.
   const alice = await verifying(ALICE);
   const cancelled = [];
-  for (let i = 1; i < SETUP_OPTIONS; i++) cancelled.push((await alice.options()).status);
-  t.same(cancelled, Array(SETUP_OPTIONS - 1).fill(200), 'each answered with options');
+  for (let i = 1; i < PASSKEY_OPTIONS; i++) cancelled.push((await alice.options()).status);
+  t.same(cancelled, Array(PASSKEY_OPTIONS - 1).fill(200), 'each answered with options');
   t.same(await jsonCall(alice.b, '/_mfa/verify/passkey', alice.csrf, { credential: aliceKey.authenticate((await alice.options()).json) }), { status: 200, json: { next: '/records' } }, 'signed in');
   t.equal(events(s, 'mfa_attempts_exhausted').length, 0);
 
   // A flood of fetches, sent at once: as many answered as the bound, the rest end the sign-in, with the generic message.
   const bob = await verifying(BOB);
-  const flood = await Promise.all(Array.from({ length: SETUP_OPTIONS + 10 }, () => bob.options()));
-  t.equal(flood.filter((r) => r.status === 200).length, SETUP_OPTIONS, 'as many answered as the bound');
+  const flood = await Promise.all(Array.from({ length: PASSKEY_OPTIONS + 10 }, () => bob.options()));
+  t.equal(flood.filter((r) => r.status === 200).length, PASSKEY_OPTIONS, 'as many answered as the bound');
   t.match(flood.find((r) => r.status !== 200), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS', message: 'Too many incorrect codes. Please sign in again.' } }, 'the rest refused');
   t.equal(await s.app.gateway.pending.stage(bob.b.cookies.get('__Host-mfa-pending')), null, 'the password again');
   t.match(await bob.options(), { json: { error: 'GW_ERR_LOGIN_EXPIRED' } }, 'no more options');
   t.equal(events(s, 'mfa_attempts_exhausted').length, 1, 'logged once');
 });
 
-t.test(`a session fetches at most ${SETUP_OPTIONS} passkey step-up options, apart from those to add a key: a step-up after many prompts cancelled; the fetch after the last ends the session`, async (t) => {
+t.test(`a session fetches at most ${PASSKEY_OPTIONS} passkey step-up options, apart from those to add a key: a step-up after many prompts cancelled; the fetch after the last ends the session`, async (t) => {
   const s = await startStack();
   t.teardown(s.close);
   const auth = new SoftAuthenticator({ origin: ORIGIN });
@@ -808,8 +808,8 @@ t.test(`a session fetches at most ${SETUP_OPTIONS} passkey step-up options, apar
   const options = () => jsonCall(b, '/_mfa/step-up/passkey/options', token);
   // Step-up prompts cancelled: all but the last the session may fetch.
   const cancelled = [];
-  for (let i = 1; i < SETUP_OPTIONS; i++) cancelled.push((await options()).status);
-  t.same(cancelled, Array(SETUP_OPTIONS - 1).fill(200), 'each answered with options');
+  for (let i = 1; i < PASSKEY_OPTIONS; i++) cancelled.push((await options()).status);
+  t.same(cancelled, Array(PASSKEY_OPTIONS - 1).fill(200), 'each answered with options');
   // Adding a key meanwhile, one prompt of it cancelled: its options take none of the step-up's.
   const key = new SoftAuthenticator({ origin: ORIGIN });
   t.equal((await jsonCall(b, '/_mfa/security/passkey/options', token)).status, 200, 'options to add a key');
@@ -819,8 +819,8 @@ t.test(`a session fetches at most ${SETUP_OPTIONS} passkey step-up options, apar
 
   // The session under its new id, flooded with fetches sent at once: as many answered as the bound, the rest end it.
   token = await csrf();
-  const flood = await Promise.all(Array.from({ length: SETUP_OPTIONS + 10 }, () => options()));
-  t.equal(flood.filter((r) => r.status === 200).length, SETUP_OPTIONS, 'as many answered as the bound');
+  const flood = await Promise.all(Array.from({ length: PASSKEY_OPTIONS + 10 }, () => options()));
+  t.equal(flood.filter((r) => r.status === 200).length, PASSKEY_OPTIONS, 'as many answered as the bound');
   t.match(flood.find((r) => r.status !== 200), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS', message: 'Too many incorrect codes. Please sign in again.' } }, 'the rest refused, with the generic message');
   t.equal((await b.get('/_mfa/security')).status, 302, 'signed out: sign in again');
   t.equal((await options()).status, 401, 'no more options');

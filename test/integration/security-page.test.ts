@@ -4,7 +4,7 @@ import { createHmac, hkdfSync } from 'node:crypto';
 import t from 'tap';
 import { decodeKey } from '../../src/config/load.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
-import { SETUP_OPTIONS, SETUP_TRIES } from '../../src/services/ceremony.js';
+import { PASSKEY_OPTIONS, SETUP_TRIES } from '../../src/services/ceremony.js';
 import { isSealedKey, keys } from '../../src/stores/keys.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
@@ -914,7 +914,7 @@ t.test(`a wrong code while adding an app is one of the session's ${SETUP_TRIES} 
   t.equal(logged('mfa_failed').length, SETUP_TRIES - 1);
 });
 
-t.test(`a session fetches at most ${SETUP_OPTIONS} passkey registration options, each a new challenge: a key added after many prompts cancelled; the fetch after the last ends the session`, async (t) => {
+t.test(`a session fetches at most ${PASSKEY_OPTIONS} passkey registration options, each a new challenge: a key added after many prompts cancelled; the fetch after the last ends the session`, async (t) => {
   const { s } = await setUp(t);
   const { b } = await signUpAndEnrol(s);
   const logged = (event: string) => s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === event);
@@ -922,8 +922,8 @@ t.test(`a session fetches at most ${SETUP_OPTIONS} passkey registration options,
   const options = () => jsonCall(b, '/_mfa/security/passkey/options', csrf);
   // Prompts cancelled: options fetched, no answer sent. All but the last the session may fetch.
   const cancelled = [];
-  for (let i = 1; i < SETUP_OPTIONS; i++) cancelled.push((await options()).status);
-  t.same(cancelled, Array(SETUP_OPTIONS - 1).fill(200), 'each answered with options');
+  for (let i = 1; i < PASSKEY_OPTIONS; i++) cancelled.push((await options()).status);
+  t.same(cancelled, Array(PASSKEY_OPTIONS - 1).fill(200), 'each answered with options');
   const key = new SoftAuthenticator({ origin: 'http://localhost' });
   t.same(await jsonCall(b, '/_mfa/security/passkey', csrf, { credential: key.register((await options()).json), name: 'Key' }), { status: 200, json: { next: '/_mfa/security?notice=done' } }, 'the key then added');
   t.equal(logged('mfa_attempts_exhausted').length, 0, 'the session goes on');
