@@ -23,8 +23,10 @@ const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
 const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
 // Characters Windows' best-fit conversion to an ANSI code page turns into `\` or `/`.
 const BEST_FIT_SEPARATOR = /[\u00a5\u20a9\u2215\u2216\u2044]/;
-// A Windows 8.3 short name (`ADMINI~1`, `REPORT~1.PDF`): `~` and a digit.
-const SHORT_NAME = /~[0-9]/;
+// A name shaped as a Windows 8.3 short name (`ADMINI~1`, `REPORT~1.PDF`): up to six characters, `~` and a number,
+// an extension of up to three. Not any `~` and digit: `HEAD~1...main`, JSON Pointer's `~1` or a bundler's
+// `vendors~main~4f6d7a3c.js` are other names.
+const SHORT_NAME = /(^|\/)[^/.;~]{1,6}~[0-9]{1,6}(\.[^/.;]{1,3})?(?=[/;]|$)/;
 // Characters a portal or framework may strip as invisible (zero-width space, soft hyphen, BOM, bidi controls…).
 const IGNORABLE = /\p{Default_Ignorable_Code_Point}/u;
 // Also names ending in a dot or starting with two: the slow path refuses those.
@@ -92,7 +94,7 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // `¥` is `\` in Japanese, `₩` in Korean, `∕` and `⁄` are `/`), and NTFS reads `admin::$INDEX_ALLOCATION` and
   // `admin:$I30:$INDEX_ALLOCATION` as the folder `admin`: no stream name (`:$`) passes. Nor does an 8.3 short name:
   // where they are on (the default on system drives), `/ADMINI~1/` opens IIS's `/administration/`. Refused whatever
-  // the portal runs on, as stream names are: a name with `~` and a digit is rare on any server.
+  // the portal runs on, as stream names are: a name of that shape is rare on any server.
   if (BEST_FIT_SEPARATOR.test(decoded) || decoded.includes(':$') || SHORT_NAME.test(decoded)) return null;
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
