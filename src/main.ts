@@ -339,7 +339,7 @@ function usage(err: Error, argv: string[]): number {
   return 2;
 }
 
-/** Why a start was given up: SIGTERM or SIGINT came while the gateway was still starting. */
+/** Why a start was given up: SIGTERM, SIGINT or SIGHUP came while the gateway was still starting. */
 class StopRequested extends Error {
   constructor(readonly signal: NodeJS.Signals) {
     super(`${signal} while starting`);
@@ -347,10 +347,11 @@ class StopRequested extends Error {
 }
 
 /**
- * Listens for SIGTERM and SIGINT from the very start of `serve`; the signal returned aborts at the first one. Without
- * a handler while the gateway starts (waiting out a crashed writer's audit lock can take 30 s), a container's pid 1
- * ignores SIGTERM until the runtime kills it at its stop timeout, and elsewhere the process dies at once, leaving the
- * audit lock it may have taken for the next start to wait out.
+ * Listens for SIGTERM, SIGINT and SIGHUP from the very start of `serve`; the signal returned aborts at the first one.
+ * Without a handler while the gateway starts (waiting out a crashed writer's audit lock can take 30 s), a container's
+ * pid 1 ignores SIGTERM until the runtime kills it at its stop timeout, and elsewhere the process dies at once, leaving
+ * the audit lock it may have taken for the next start to wait out. SIGHUP (the terminal it runs in closed, or a
+ * `kill -HUP` meant as a reload, which the gateway does not have) would otherwise kill it in the same way.
  */
 function stopOnSignal(log: Logger): AbortSignal {
   const stop = new AbortController();
@@ -362,6 +363,7 @@ function stopOnSignal(log: Logger): AbortSignal {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
   return stop.signal;
 }
 
@@ -460,7 +462,7 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
 }
 
 /**
- * Runs the gateway until `stop` (SIGTERM or SIGINT, see stopOnSignal), with the demo's banner if given.
+ * Runs the gateway until `stop` (SIGTERM, SIGINT or SIGHUP, see stopOnSignal), with the demo's banner if given.
  */
 async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Banner): Promise<number> {
   tuneRuntime();

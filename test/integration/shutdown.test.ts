@@ -55,6 +55,19 @@ t.test('a login waiting for a portal that does not answer holds the stop no long
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
 
+t.test('SIGHUP (the terminal closed, a reload the gateway does not have) stops it as SIGTERM does, not at once', async (t) => {
+  const { portal, raw, gw } = await beforeSilentPortal(t);
+  gw.proc.stderr!.resume();
+  const login = new Browser(gw.url).post('/login', { username: 'alice', password: 'correct horse battery' }).catch(() => 'cut off');
+  for (let i = 0; i < 100 && !portal.requests.length; i++) await new Promise((r) => setTimeout(r, 50));
+
+  gw.proc.kill('SIGHUP');
+  const [code, signal] = (await once(gw.proc, 'exit')) as [number | null, string | null];
+  t.same({ code, signal }, { code: 0, signal: null }, 'exits 0 after its stop, not killed by the signal');
+  t.equal(await login, 'cut off');
+  t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit trail is sealed and its lock released: the next start need not wait');
+});
+
 t.test('a second signal while stopping (Ctrl+C after SIGTERM, SIGTERM again) neither crashes nor cuts the stop short', async (t) => {
   for (const second of ['SIGINT', 'SIGTERM'] as const) {
     // A login held by the portal keeps the stop going (5 s of grace) while the second signal comes.
