@@ -481,6 +481,8 @@ async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
   show?.();
   // A signal that came as it began to listen stops it at once, as one that comes now.
   if (!stop.aborted) await once(stop, 'abort');
+  const { signal } = stop.reason as StopRequested;
+  log.info({ signal, graceSeconds: config.server.shutdownGraceSeconds }, 'stopping: no new connections; requests in flight may finish');
   // Requests in flight may finish; a connection with none is closed at once, or as its last answer ends (see
   // trackConnections). After the grace period every connection still open is closed.
   const force = setTimeout(() => connections.closeAll(), config.server.shutdownGraceSeconds * 1000);
@@ -494,6 +496,7 @@ async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
   // Closed last: while the gateway's port drains, a load balancer or Kubernetes probing /health/ready is told to send
   // no new work (503), /health/live still says the process is alive (not to be restarted), and /metrics is scraped.
   await admin?.close();
+  log.info({ signal }, 'stopped');
   return 0;
 }
 

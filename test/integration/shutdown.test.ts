@@ -18,10 +18,10 @@ import { freePort, freePorts } from '../helpers/redis.js';
 import { silentServer } from '../helpers/silent-server.js';
 
 /** A gateway process in front of a portal that takes every request and never answers it (grace period 1 s). */
-async function beforeSilentPortal(t: Test, graceSeconds = 1) {
+async function beforeSilentPortal(t: Test, graceSeconds = 1, logLevel = 'warn') {
   const portal = await silentServer(t);
   const raw = rawTestConfig(portal.url);
-  raw.log = { level: 'warn' };
+  raw.log = { level: logLevel };
   const port = await freePort();
   raw.server = { ...raw.server, port, shutdownGraceSeconds: graceSeconds };
   // Far longer than the grace period, as the default 30 s is longer than compose's 20 s stop_grace_period.
@@ -56,7 +56,9 @@ t.test('a login waiting for a portal that does not answer holds the stop no long
 });
 
 t.test('SIGHUP (the terminal closed, a reload the gateway does not have) stops it as SIGTERM does, not at once', async (t) => {
-  const { portal, raw, gw } = await beforeSilentPortal(t);
+  const { portal, raw, gw } = await beforeSilentPortal(t, 1, 'info');
+  let stdout = '';
+  gw.proc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   gw.proc.stderr!.resume();
   const login = new Browser(gw.url).post('/login', { username: 'alice', password: 'correct horse battery' }).catch(() => 'cut off');
   for (let i = 0; i < 100 && !portal.requests.length; i++) await new Promise((r) => setTimeout(r, 50));
@@ -66,6 +68,8 @@ t.test('SIGHUP (the terminal closed, a reload the gateway does not have) stops i
   t.same({ code, signal }, { code: 0, signal: null }, 'exits 0 after its stop, not killed by the signal');
   t.equal(await login, 'cut off');
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit trail is sealed and its lock released: the next start need not wait');
+  // The operator's log says the stop began, by which signal, and that it ended.
+  t.match(stdout, /"signal":"SIGHUP","graceSeconds":1,"msg":"stopping: no new connections; requests in flight may finish"}\n(.*\n)*.*"signal":"SIGHUP","msg":"stopped"}\n$/);
 });
 
 t.test('a second signal while stopping (Ctrl+C after SIGTERM, SIGTERM again) neither crashes nor cuts the stop short', async (t) => {
