@@ -69,6 +69,9 @@ const CLUSTER_SLOTS = 16384;
 
 // ioredis' commandTimeout and the call's own deadline (below).
 const TIMED_OUT = /^(Command timed out|no answer within)/;
+// ioredis' refusal of a call while disconnected, which names its own option ("Stream isn't writeable and
+// enableOfflineQueue options is false"): said as "not connected", with the connection's own error after it.
+const OFFLINE = /enableOfflineQueue/;
 
 export class RedisKvStore implements KvStore {
   private readonly redis: ScriptedRedis;
@@ -94,8 +97,8 @@ export class RedisKvStore implements KvStore {
     redis.defineCommand('mfaSetAdd', { numberOfKeys: 1, lua: SET_ADD });
     redis.defineCommand('mfaReplaceIf', { numberOfKeys: 1, lua: REPLACE_IF });
     redis.defineCommand('mfaDeleteIf', { numberOfKeys: 1, lua: DELETE_IF });
-    // A call refused while disconnected says only that ("Stream isn't writeable"): the connection's own error (a
-    // refused password, no sentinel reachable) is what an operator needs to read.
+    // A call refused while disconnected says only that (OFFLINE): the connection's own error (a refused password, no
+    // sentinel reachable) is what an operator needs to read.
     redis.on('error', (err: Error) => (this.connectionError = err.message.slice(0, 300)));
     redis.on('ready', () => (this.connectionError = undefined));
     this.redis = redis as ScriptedRedis;
@@ -295,7 +298,8 @@ export class RedisKvStore implements KvStore {
     } catch (cause) {
       if (TIMED_OUT.test((cause as Error).message)) this.timedOut();
       const why = this.redis.status === 'ready' || this.connectionError === undefined ? '' : ` (connection: ${this.connectionError})`;
-      throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `redis: ${(cause as Error).message}${why}`, { cause });
+      const what = OFFLINE.test((cause as Error).message) ? 'not connected' : (cause as Error).message;
+      throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', `redis: ${what}${why}`, { cause });
     } finally {
       clearTimeout(timer);
     }

@@ -230,6 +230,16 @@ t.test('a Redis connection that goes silent (no close, no reset) is dropped, and
   t.equal(connections, 2, 'the silent one was dropped for a new one');
 });
 
+t.test('a call while Redis is down says it is not connected and why, in words an operator reads (the readiness reason, the log)', async (t) => {
+  const port = await freePort();
+  const kv = new RedisKvStore({ url: `redis://127.0.0.1:${port}`, keyPrefix: 'down:', commandTimeoutMs: 200 });
+  t.teardown(() => kv.close());
+  await kv.ready(300).catch(() => {});
+  const err = (await kv.get('x').catch((e: Error) => e)) as Error;
+  t.equal(err.message, `redis: not connected (connection: connect ECONNREFUSED 127.0.0.1:${port})`);
+  t.notMatch(err.message, /enableOfflineQueue|writeable/, "not ioredis' own option");
+});
+
 t.test('Redis killed mid-test: 503, never a pass-through; restarted: service resumes by itself', async (t) => {
   const { s, redis } = await redisStack();
   t.teardown(async () => {
