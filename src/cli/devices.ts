@@ -59,7 +59,8 @@ export function fingerprintArg(a: DeviceArgs): string {
     if (!cert) throw new UsageError(`${a.cert}: no certificate`);
     return fingerprintOf(cert);
   }
-  const fp = a.fingerprint === undefined ? null : normaliseFingerprint(a.fingerprint);
-  if (!fp) throw new UsageError('give --cert FILE or --fingerprint SHA256 (64 hex digits, colons allowed)');
+  if (a.fingerprint === undefined) throw new UsageError('give --cert FILE or --fingerprint SHA256 (64 hex digits, colons allowed)');
+  const fp = normaliseFingerprint(a.fingerprint);
+  if (!fp) throw new UsageError(`--fingerprint is not a SHA-256 fingerprint (64 hex digits, colons allowed): ${JSON.stringify(a.fingerprint)}`);
   return fp;
 }
