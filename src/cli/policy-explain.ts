@@ -83,12 +83,21 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   ];
 }
 
+/** Why a request is denied, in the words of the options and headers behind it. */
+const DENIALS: Record<Extract<AccessOutcome, { verdict: 'deny' }>['reason'], string> = {
+  rule: "the rule's decision is deny",
+  'legacy-auth': 'legacy authentication, an Authorization header (Basic, Digest, NTLM, Negotiate) or the login fields in the query',
+  'legacy-endpoint': 'a legacyAuth.endpoints path',
+  'unknown-address': 'the rule tests the network and the client address is unknown',
+  'method-override': 'the query asks the portal for another method',
+};
+
 function describe(o: AccessOutcome): string {
   switch (o.verdict) {
     case 'allow':
       return `allowed by "${o.rule}" (${o.decision})`;
     case 'deny':
-      return `denied by "${o.rule}" (${o.reason})`;
+      return `denied by "${o.rule}": ${DENIALS[o.reason]} (403 ${o.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED'})`;
     case 'sign-in':
       return `sign-in required by "${o.rule}"`;
     case 'managed-device':

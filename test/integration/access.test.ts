@@ -475,7 +475,7 @@ keys:
   t.match(staff.stdout, 'decision: allowed by "staff admin" (mfa)');
   const outside = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/admin/', '--ip', '198.51.100.7']);
   t.match(outside.stdout, 'address 198.51.100.7 is in none of clinic');
-  t.match(outside.stdout, 'decision: denied by "admin closed" (rule)');
+  t.match(outside.stdout, 'decision: denied by "admin closed": the rule\'s decision is deny (403 GW_ERR_ACCESS_DENIED)');
   // A name no sign-in can use (a control character in it) is wrong usage, not explained as nobody signed in.
   const unusable = runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob\u0007', '--path', '/admin/', '--ip', '10.20.1.2']);
   t.match({ code: unusable.code, stdout: unusable.stdout, stderr: unusable.stderr }, { code: 2, stdout: '', stderr: '--user: not a usable username' });

@@ -11,3 +11,20 @@ t.test('--user with a name outside portal.login.usernamePattern is wrong usage, 
   t.throws(() => explainPolicy(config, { path: '/records', user: 'alice@clinic.example' }), { constructor: UsageError, message: /--user: not a usable username/ });
   t.match(explainPolicy(config, { path: '/records', user: 'Alice' }).join('\n'), 'decision:');
 });
+
+t.test('a denial says why in words, with the answer the browser gets', async (t) => {
+  const config = testConfig('http://127.0.0.1:1', (raw) => {
+    raw.networks = { clinic: ['10.0.0.0/8'] };
+    raw.legacyAuth = { endpoints: ['/api/login'] };
+    raw.policy.rules.unshift({ name: 'closed', paths: ['/closed/'], decision: 'deny' }, { name: 'clinic only', paths: ['/clinic/'], networks: ['clinic'], decision: 'mfa' });
+  });
+  const decision = (q: Parameters<typeof explainPolicy>[1]) => explainPolicy(config, q).at(-1);
+  t.equal(decision({ path: '/closed/x', user: 'alice' }), 'decision: denied by "closed": the rule\'s decision is deny (403 GW_ERR_ACCESS_DENIED)');
+  t.equal(
+    decision({ path: '/records?username=alice&password=x' }),
+    'decision: denied by "portal": legacy authentication, an Authorization header (Basic, Digest, NTLM, Negotiate) or the login fields in the query (403 GW_ERR_LEGACY_AUTH)',
+  );
+  t.equal(decision({ path: '/api/login' }), 'decision: denied by "legacy endpoints": a legacyAuth.endpoints path (403 GW_ERR_LEGACY_AUTH)');
+  t.equal(decision({ path: '/clinic/x', user: 'alice' }), 'decision: denied by "clinic only": the rule tests the network and the client address is unknown (403 GW_ERR_ACCESS_DENIED)');
+  t.equal(decision({ path: '/records?_method=DELETE', user: 'alice' }), 'decision: denied by "method override": the query asks the portal for another method (403 GW_ERR_ACCESS_DENIED)');
+});
