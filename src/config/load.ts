@@ -485,7 +485,7 @@ export function configWarnings(c: Config): string[] {
   if (isIP(rp.id)) w.push(`webauthn.rpId${c.webauthn.rpId ? '' : ' (the first of server.hosts)'} is an IP address: browsers offer passkeys only on a host name`);
   if (c.store.type === 'memory') {
     // The command line is another process: the codes it issues go to a memory store of its own.
-    const invite = c.enrolment.proof === 'invite' ? '; enrolment.proof is invite, and `enrol-codes issue` needs store.type: redis, so it can give nobody a code to enrol with' : '';
+    const invite = c.enrolment.proof === 'invite' ? '; enrolment.proof is invite, and the command line issues enrolment codes (`enrol-codes issue`) only into store.type: redis' : '';
     w.push(`store.type is memory: sessions and counters are lost on restart and not shared between instances${invite}`);
   }
   // An assertion names no session: the portal believes it until its exp, also once the session it came from has ended.
@@ -550,8 +550,7 @@ function closedLoginWarnings(c: Config): string[] {
     ...named.flatMap((network) => entries(network).map((entry) => ({ ip: entry.split('/')[0]!, where: ` in ${network}` }))),
     ...[ELSEWHERE_V4, ELSEWHERE_V6].flatMap((ips) => ips.filter((ip) => !inNamed.has(ip)).slice(0, 1).map((ip) => ({ ip, where: outside }))),
   ];
-  // The login itself, and the login page a signed-out browser is sent to (under a sign-in rule, sent there again and
-  // again: a redirect loop).
+  // The login itself, and the login page a signed-out browser is sent to (under a sign-in rule, refused to it).
   const judged = [
     ...c.portal.login.paths.flatMap((path) => c.portal.login.methods.map((method) => ({ option: 'portal.login.paths', method, path, ...CLOSED_LOGIN }))),
     { option: 'portal.login.page', method: 'GET', path: c.portal.login.page.split('?')[0]!, ...CLOSED_PAGE },
@@ -580,15 +579,15 @@ function closedLoginWarnings(c: Config): string[] {
 }
 
 /** What a closed login, and a closed login page, does to signed-out browsers: all of them, some, or all by the default deny. */
-const LOGIN_CLOSED = 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is';
+const LOGIN_CLOSED = 'so no password reaches the portal and nobody can sign in; add the login path to a public rule, with the login page';
 const CLOSED_LOGIN = {
   everyone: LOGIN_CLOSED,
   some: 'so no password from there reaches the portal and nobody there can sign in; add the login path to a public rule before it',
   fallback: LOGIN_CLOSED,
 };
 const CLOSED_PAGE = {
-  everyone: 'and sends it to this page: every signed-out browser goes round in a redirect loop and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
-  some: 'and sends it to this page: a signed-out browser from there goes round in a redirect loop and nobody there can sign in; add the page\'s path to a public rule before it',
+  everyone: 'so the gateway refuses this page (403) to every signed-out browser, rather than send it round to itself, and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
+  some: 'so the gateway refuses this page (403) to a signed-out browser from there, rather than send it round to itself, and nobody there can sign in; add the page\'s path to a public rule before it',
   fallback: 'so no signed-out browser gets the login page and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
 };
 

@@ -771,10 +771,10 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
     return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('portal.login.paths'));
   };
   t.same(closed(() => {}), [
-    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, with the login page',
   ]);
   t.same(closed((raw) => (raw.policy.rules = [raw.policy.rules[0]])), [
-    'portal.login.paths: POST /api/session: no rule matches it and policy.default is deny, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+    'portal.login.paths: POST /api/session: no rule matches it and policy.default is deny, so no password reaches the portal and nobody can sign in; add the login path to a public rule, with the login page',
   ]);
   t.same(closed((raw) => raw.policy.rules[0].paths.push('/api/session')), [], 'public with the page: no warning');
   // A public rule for some networks: logins from there only when a deny rule refuses the rest; an mfa rule there is a mistake.
@@ -794,12 +794,12 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
       raw.policy.rules.unshift({ name: 'kiosk', hosts: ['kiosk.example'], paths: ['/'], decision: 'mfa' });
     }),
     [
-      'portal.login.paths: POST /api/session on kiosk.example: policy rule "kiosk" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+      'portal.login.paths: POST /api/session on kiosk.example: policy rule "kiosk" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, with the login page',
     ],
     'a rule for one host name that closes it there: a warning naming the host',
   );
   t.same(closed(twoHosts), [
-    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, with the login page',
   ], 'closed on every host name: one warning naming none');
   // A rule for some networks asking for a sign-in closes it for their clients.
   t.same(closed((raw) => {
@@ -834,7 +834,7 @@ t.test('a login the policy keeps from a signed-out browser is warned of: nobody 
     raw.networks = { guests: ['192.168.0.0/16'] };
     raw.policy.rules.unshift({ name: 'guest pages', networks: ['guests'], paths: ['/wifi/'], decision: 'public' });
   }), [
-    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, as the login page is',
+    'portal.login.paths: POST /api/session: policy rule "portal" asks a signed-out browser to sign in first, so no password reaches the portal and nobody can sign in; add the login path to a public rule, with the login page',
   ], 'a rule that meets every client, networks named elsewhere: one warning naming none');
   // Judged without an address, evaluation stops at the first rule for some networks: clients outside them all are judged too.
   t.same(closed((raw) => {
@@ -876,7 +876,7 @@ t.test('a logout path that is also a login path is warned of: a script logout th
   t.same(logout(['/login'], ['/logout']), [], 'a logout of its own');
 });
 
-t.test('a login page the policy keeps from a signed-out browser is warned of: a redirect loop, nobody could sign in', async (t) => {
+t.test('a login page the policy keeps from a signed-out browser is warned of: refused to signed-out browsers, nobody could sign in', async (t) => {
   const page = (patch: (raw: Record<string, any>) => void) => {
     const raw = rawTestConfig('http://127.0.0.1:1');
     // A single-page portal: its page at /signin, its script posting the password to /api/session.
@@ -887,10 +887,10 @@ t.test('a login page the policy keeps from a signed-out browser is warned of: a 
   };
   t.same(page(() => {}), [], 'a public rule for the page: no warning');
   t.same(page((raw) => (raw.policy.rules[0].paths = ['/assets/', '/api/session'])), [
-    'portal.login.page: GET /signin: policy rule "portal" asks a signed-out browser to sign in first, and sends it to this page: every signed-out browser goes round in a redirect loop and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
+    'portal.login.page: GET /signin: policy rule "portal" asks a signed-out browser to sign in first, so the gateway refuses this page (403) to every signed-out browser, rather than send it round to itself, and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
   ], 'under the mfa rule: the page, without its query');
   t.same(page((raw) => raw.policy.rules.unshift({ name: 'vpn', networks: ['10.0.0.0/8'], paths: ['/'], decision: 'mfa' })), [
-    'portal.login.page: GET /signin: policy rule "vpn" asks a signed-out browser in 10.0.0.0/8 to sign in first, and sends it to this page: a signed-out browser from there goes round in a redirect loop and nobody there can sign in; add the page\'s path to a public rule before it',
+    'portal.login.page: GET /signin: policy rule "vpn" asks a signed-out browser in 10.0.0.0/8 to sign in first, so the gateway refuses this page (403) to a signed-out browser from there, rather than send it round to itself, and nobody there can sign in; add the page\'s path to a public rule before it',
   ], 'a rule for a network before the public one: naming the network');
   t.same(page((raw) => (raw.policy.rules = [{ name: 'login', paths: ['/assets/', '/api/session'], decision: 'public' }])), [
     'portal.login.page: GET /signin: no rule matches it and policy.default is deny, so no signed-out browser gets the login page and nobody can sign in; add the page\'s path to a public rule (with its scripts and styles)',
@@ -907,7 +907,7 @@ t.test('a memory store with enrolment.proof: invite is warned of: the command li
     raw.enrolment = { proof };
     return configWarnings(resolveConfig(raw)).filter(memory);
   };
-  t.match(warned('invite'), [/enrolment.proof is invite, and `enrol-codes issue` needs store.type: redis, so it can give nobody a code/], 'invite: said why');
+  t.match(warned('invite'), [/enrolment.proof is invite, and the command line issues enrolment codes \(`enrol-codes issue`\) only into store.type: redis/], 'invite: said why');
   t.notMatch(warned('first-login').join(), /enrol-codes/, 'another proof: the memory warning alone');
   t.same(warned('invite', { type: 'redis', redis: { url: 'redis://127.0.0.1:6379' } }), [], 'a Redis store: none');
 });
