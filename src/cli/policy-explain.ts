@@ -6,7 +6,7 @@ import { carriesLegacyCredentials, loginFields } from '../domain/legacy-auth.js'
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { accountNames } from '../domain/username.js';
 import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
-import { PORTAL_METHODS, inPrefix, loose, portalPaths } from '../domain/portal-paths.js';
+import { PORTAL_METHODS, inPrefix, loginPageMatcher, loose, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
 import { UsageError } from './usage.js';
@@ -79,7 +79,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   return [
     `request: ${method} ${path}${path === target.matchPath ? '' : ` (the login, sent as ${target.matchPath})`} from ${ip ?? 'an unknown address'}, ${who}, ${q.managed ? 'managed' : 'unmanaged'} device`,
     ...trace.map((l) => `  ${l.result === 'no match' ? '-' : '>'} ${l.rule}: ${l.result} (${l.why})`),
-    `decision: ${describe(outcome)}`,
+    `decision: ${describe(outcome, loginPageMatcher(config.portal.login.page)(target.matchPath, method))}`,
   ];
 }
 
@@ -92,14 +92,17 @@ const DENIALS: Record<Extract<AccessOutcome, { verdict: 'deny' }>['reason'], str
   'method-override': 'the query asks the portal for another method',
 };
 
-function describe(o: AccessOutcome): string {
+/** `loginPage`: the request is for the login page, which the gateway refuses rather than send it round to itself. */
+function describe(o: AccessOutcome, loginPage: boolean): string {
   switch (o.verdict) {
     case 'allow':
       return `allowed by "${o.rule}" (${o.decision})`;
     case 'deny':
       return `denied by "${o.rule}": ${DENIALS[o.reason]} (403 ${o.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED'})`;
     case 'sign-in':
-      return `sign-in required by "${o.rule}"`;
+      return loginPage
+        ? `sign-in required by "${o.rule}", on the login page itself: refused to a signed-out browser (403 GW_ERR_ACCESS_DENIED); add its path to a public rule`
+        : `sign-in required by "${o.rule}"`;
     case 'managed-device':
       return `"${o.rule}" needs a managed device`;
     case 'step-up':

@@ -28,3 +28,13 @@ t.test('a denial says why in words, with the answer the browser gets', async (t)
   t.equal(decision({ path: '/clinic/x', user: 'alice' }), 'decision: denied by "clinic only": the rule tests the network and the client address is unknown (403 GW_ERR_ACCESS_DENIED)');
   t.equal(decision({ path: '/records?_method=DELETE', user: 'alice' }), 'decision: denied by "method override": the query asks the portal for another method (403 GW_ERR_ACCESS_DENIED)');
 });
+
+t.test('a login page under a rule that asks for a sign-in is explained as the gateway answers it: refused', async (t) => {
+  const config = testConfig('http://127.0.0.1:1', (raw) => (raw.policy.rules[0].paths = ['/static/']));
+  const decision = (q: Parameters<typeof explainPolicy>[1]) => explainPolicy(config, q).at(-1);
+  t.equal(
+    decision({ path: '/login?next=%2Frecords' }),
+    'decision: sign-in required by "portal", on the login page itself: refused to a signed-out browser (403 GW_ERR_ACCESS_DENIED); add its path to a public rule',
+  );
+  t.equal(decision({ path: '/records' }), 'decision: sign-in required by "portal"', 'another page: sent to sign in');
+});
