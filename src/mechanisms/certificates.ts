@@ -222,8 +222,11 @@ function readLimits(der: Buffer): Limits | null {
       // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
       const oid = tlv(der, tlv(der, e).start);
       const id = der.subarray(oid.start, oid.end).toString('hex');
+      if (id !== '551d0f' && id !== '551d13') continue;
       let field = tlv(der, oid.end);
       if (field.tag === 0x01) field = tlv(der, field.end);
+      // Only these two extensions' values are read (another's need not be DER).
+      if (field.tag !== 0x04) return null;
       const value = tlv(der, field.start);
       if (id === '551d0f') {
         // keyUsage (2.5.29.15): a BIT STRING, its first byte the number of unused bits.

@@ -47,16 +47,16 @@ export class TestCa {
   /**
    * A certificate signed by this CA: a server (with SANs) or a client (device) certificate; `eku`: its extended key
    * usage instead (OpenSSL's names); `keyUsage`: a key usage extension (OpenSSL's names; none unless given); `serial`:
-   * its serial number instead of the next one (OpenSSL's -set_serial).
+   * its serial number instead of the next one (OpenSSL's -set_serial); `ext`: more extensions (OpenSSL's extfile lines).
    */
-  issue(cn: string, opts: { server?: boolean; days?: number; eku?: string; keyUsage?: string; serial?: string } = {}): Issued {
+  issue(cn: string, opts: { server?: boolean; days?: number; eku?: string; keyUsage?: string; serial?: string; ext?: string } = {}): Issued {
     const base = `${cn.replace(/\W/g, '_')}-${this.serial}`;
     const serial = opts.serial ?? String(0x1000 + this.serial);
     this.serial++;
     openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${cn}`, '-keyout', `${base}.key`, '-out', `${base}.csr`], this.dir);
     const ext = opts.server
       ? 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'
-      : `extendedKeyUsage=${opts.eku ?? 'clientAuth'}\n${opts.keyUsage ? `keyUsage=critical,${opts.keyUsage}\n` : ''}`;
+      : `extendedKeyUsage=${opts.eku ?? 'clientAuth'}\n${opts.keyUsage ? `keyUsage=critical,${opts.keyUsage}\n` : ''}${opts.ext ?? ''}`;
     writeFileSync(join(this.dir, `${base}.ext`), ext);
     openssl(
       ['x509', '-req', '-in', `${base}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', serial, '-days', String(opts.days ?? 7), '-extfile', `${base}.ext`, '-out', `${base}.pem`],

@@ -71,6 +71,11 @@ t.test('a device certificate with a key usage counts only when that allows signi
   t.same(devices.map((d) => chainsTo(x509(d.cert), [x509(root.ca.cert)], now)), [true, true, false, false, false]);
 });
 
+t.test("another extension's value is not read: one that is no DER (a vendor's own) leaves the device managed", async (t) => {
+  const device = root.issue('vendor-extension', { keyUsage: 'digitalSignature', ext: '1.3.6.1.4.1.99999.1=DER:3080\n1.3.6.1.4.1.99999.2=DER:04847FFFFFFF\n' });
+  t.ok(chainsTo(x509(device.cert), [x509(root.ca.cert)], Date.now()));
+});
+
 t.test("a CA's path length constraint: a CA with pathlen:0 issues devices, not CAs; with pathlen:1, one CA below it", async (t) => {
   const caExt = (pathlen: number) => `basicConstraints=critical,CA:TRUE,pathlen:${pathlen}\nkeyUsage=critical,keyCertSign,cRLSign\n`;
   const last = root.intermediate('last', 'P-256', caExt(0));
