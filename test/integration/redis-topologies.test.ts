@@ -30,14 +30,15 @@ interface Outcome<T> {
   value?: T;
   error?: unknown;
   ms: number;
-  /** The longest the event loop was held up during the call. */
+  /** How long the event loop was held up during the call: busy in all, or its longest wait to be run. */
   lagMs: number;
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<Outcome<T>> {
   loopDelay.reset();
+  const busy = performance.eventLoopUtilization();
   const start = performance.now();
-  const end = () => ({ ms: performance.now() - start, lagMs: loopDelay.max / 1e6 });
+  const end = () => ({ ms: performance.now() - start, lagMs: Math.max(loopDelay.max / 1e6, performance.eventLoopUtilization(busy).active) });
   try {
     const value = await fn();
     return { value, ...end() };
