@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { AddressSet, parseCidr } from '../domain/client-address.js';
 import { compilePolicy, decideAccess, uncanonical, type PolicyConfig } from '../domain/policy.js';
-import { loose, portalPaths } from '../domain/portal-paths.js';
+import { loginPagePath, loose, portalPaths } from '../domain/portal-paths.js';
 import { crlsOf, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
 import { HEADER_GROUP, parseGroupMap } from '../services/groups.js';
@@ -553,7 +553,7 @@ function closedLoginWarnings(c: Config): string[] {
   // The login itself, and the login page a signed-out browser is sent to (under a sign-in rule, refused to it).
   const judged = [
     ...c.portal.login.paths.flatMap((path) => c.portal.login.methods.map((method) => ({ option: 'portal.login.paths', method, path, ...CLOSED_LOGIN }))),
-    { option: 'portal.login.page', method: 'GET', path: c.portal.login.page.split('?')[0]!, ...CLOSED_PAGE },
+    { option: 'portal.login.page', method: 'GET', path: loginPagePath(c.portal.login.page), ...CLOSED_PAGE },
   ];
   const w: string[] = [];
   for (const { option, method, path, everyone: fixEveryone, some: fixSome, fallback } of judged) {
@@ -634,7 +634,7 @@ function loginRuleWarnings(login: Config['portal']['login']): string[] {
   } else if (success.location !== undefined && success.setCookie === undefined && success.body === undefined) {
     const location = new RegExp(success.location);
     // Where portals send a refused password back to: the login page, often with an error flag (Spring's ?error).
-    const page = login.page.replace('{target}', '').split('?')[0]!;
+    const page = loginPagePath(login.page);
     const loginPage = [page, `${page}?error`].find((p) => location.test(p));
     if (loginPage !== undefined) {
       w.push(

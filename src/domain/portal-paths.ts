@@ -4,6 +4,12 @@ import { foldCase } from './canonical-path.js';
 /** The methods the gateway passes to the portal; any other is refused (405) before any rule. */
 export const PORTAL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
+/** Whether the gateway passes `method` (as written: Node refuses `post`) to the portal. */
+export const isPortalMethod = (method: string): boolean => (PORTAL_METHODS as readonly string[]).includes(method);
+
+/** The path of the portal's login page (`portal.login.page` without its query and any {target}). */
+export const loginPagePath = (page: string): string => page.replaceAll('{target}', '').split('?', 1)[0]!;
+
 /** Login and logout paths match regardless of case and a trailing slash, as legacy portals treat them. */
 export function loose(path: string): string {
   const lowered = foldCase(path).toLowerCase();
@@ -25,7 +31,7 @@ export function inPrefix(lowered: string, prefix: string): boolean {
  */
 export function loginPageMatcher(page: string): (path: string, method: string) => boolean {
   const trimmed = (path: string) => path.replace(/\/+$/, '') || '/';
-  const own = trimmed(page.replaceAll('{target}', '').split('?', 1)[0]!);
+  const own = trimmed(loginPagePath(page));
   return (path, method) => (method === 'GET' || method === 'HEAD') && trimmed(path) === own;
 }
 

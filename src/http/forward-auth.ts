@@ -5,7 +5,7 @@ import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical
 import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
-import { PORTAL_METHODS, inPrefix, loginPageMatcher, loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, isPortalMethod, loginPageMatcher, loose, portalPaths } from '../domain/portal-paths.js';
 import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -70,7 +70,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     // Only the methods the full proxy passes, as it spells them (Node refuses `post`): a rule for the write methods
     // does not name PROPPATCH, MOVE or a made-up one, which a portal may act on all the same (WebDAV, a framework that
     // reads the method in any case). Refused as the full proxy refuses them, before any rule.
-    if (!(PORTAL_METHODS as readonly string[]).includes(method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method}`);
+    if (!isPortalMethod(method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method}`);
     // The login (other than its page) and the logout belong to the gateway: a spelling the proxy's routes missed
     // (`/login;jsessionid=1`, `/login.php/x`) must not take a password to the portal, or log out of the portal alone.
     // The proxy passes the browser's headers on to the portal (the gateway strips these when it proxies itself): one
