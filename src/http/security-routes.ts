@@ -1,10 +1,10 @@
 // The security page under the gateway prefix: the user's factors, adding and removing them, recovery codes,
 // signing out other devices. Every change needs a second factor in the last 5 minutes and the session's CSRF token.
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeKey } from '../config/load.js';
 import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
+import { keptMarks } from '../mechanisms/kept-mark.js';
 import { qrSvg } from '../mechanisms/qr.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
@@ -42,17 +42,12 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
    * What a change sent after the time for changes keeps for its page (see forChange) is marked as the gateway's own,
    * for this session (`kept`, a MAC over it): a link from elsewhere with the same query fills in nothing and says
    * nothing is kept. Tied to the sign-in (its pid and time), not to the form token, which the step-up in between
-   * replaces. A passkey's name is not in it: the page's script adds the name (see passkeyButton). Keyed by a key of its
-   * own, derived from the first signing key (HKDF, RFC 5869, with this use as its info): the signing key itself signs
-   * session tokens, and a MAC under it could be taken for one.
+   * replaces. A passkey's name is not in it: the page's script adds the name (see passkeyButton). Keyed from the first
+   * signing key (see keptMarks).
    */
-  const keptKey = Buffer.from(hkdfSync('sha256', decodeKey(config.keys.signing[0]!.secret), Buffer.alloc(0), 'mfa-gateway kept-values v1', 32));
-  const keptMark = (active: ActiveSession, ...what: string[]) =>
-    createHmac('sha256', keptKey).update(JSON.stringify(['kept', active.record.pid, active.record.authTime, ...what])).digest().subarray(0, 16).toString('base64url');
-  const isKept = (req: FastifyRequest, active: ActiveSession, ...what: string[]) => {
-    const [given, mark] = [Buffer.from(query(req, 'kept')), Buffer.from(keptMark(active, ...what))];
-    return given.length === mark.length && timingSafeEqual(given, mark);
-  };
+  const marks = keptMarks(decodeKey(config.keys.signing[0]!.secret));
+  const keptMark = (active: ActiveSession, ...what: string[]) => marks.mark([active.record.pid, active.record.authTime, ...what]);
+  const isKept = (req: FastifyRequest, active: ActiveSession, ...what: string[]) => marks.isMark(query(req, 'kept'), [active.record.pid, active.record.authTime, ...what]);
 
   /**
    * The signed-in session, for a page (GET: signed out → the login page; factor too old → step-up and back, to the
