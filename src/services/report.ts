@@ -74,7 +74,7 @@ export function settingsInForce(c: Config): { name: string; value: string }[] {
     { name: 'Wrong passwords per account', value: `${l.password.perAccount.freeAttempts} free, then waits from ${duration(l.password.perAccount.baseSeconds)} up to ${duration(l.password.perAccount.maxSeconds)}` },
     { name: 'Wrong second factors per user', value: `${l.secondFactor.freeAttempts} free, then growing waits; locked after ${l.secondFactor.cap} in a row` },
     { name: 'Wrong codes in one login', value: `${c.mfa.maxAttemptsPerLogin}, then the password must be entered again` },
-    { name: 'Credential stuffing', value: `an address trying ${l.stuffing.distinctAccounts} accounts in ${l.stuffing.windowMinutes} minutes is blocked for ${l.stuffing.blockMinutes} minutes` },
+    { name: 'Credential stuffing', value: `an address whose wrong passwords reach ${l.stuffing.distinctAccounts} accounts, without a pause of ${duration(l.stuffing.windowMinutes * 60)} between two, is blocked for ${duration(l.stuffing.blockMinutes * 60)}` },
     { name: 'TLS', value: c.server.tls ? 'the gateway terminates TLS 1.2 or later' : 'terminated in front of the gateway (server.tls not set)' },
     { name: 'Managed devices', value: c.devices.caFile || c.devices.header ? `client certificates${c.devices.requireRegistration ? ', registered ones only' : ''}` : 'not configured' },
     { name: 'Default for requests no rule covers', value: c.policy.default === 'deny' ? 'refused' : 'second factor required' },

@@ -408,11 +408,13 @@ t.test('settings: timeouts as configured, to the second', async (t) => {
 t.test('settings: limits in words, each saying what happens', async (t) => {
   const settings = Object.fromEntries(settingsInForce(testConfig('http://127.0.0.1:1')).map((s) => [s.name, s.value]));
   t.same(
-    [settings['Wrong passwords per account'], settings['Wrong second factors per user'], settings['Wrong codes in one login'], settings['Audit trail']],
+    [settings['Wrong passwords per account'], settings['Wrong second factors per user'], settings['Wrong codes in one login'], settings['Credential stuffing'], settings['Audit trail']],
     [
       '5 free, then waits from 1 second up to 15 minutes',
       '5 free, then growing waits; locked after 100 in a row',
       '5, then the password must be entered again',
+      // The count starts again only after a pause that long, not every so many minutes.
+      'an address whose wrong passwords reach 20 accounts, without a pause of 10 minutes between two, is blocked for 1 hour',
       'on, recording security events; signed every 1000 records or 1 minute',
     ],
   );
