@@ -225,24 +225,28 @@ ${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorN
 </div>`;
 }
 
-/** `submit`: the button's text, or its HTML (a message with a name, from `named`). */
-function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string | { html: string }): string {
+/**
+ * `submit`: the button's text, or its HTML (a message with a name, from `named`). `secondary`: a button beside the
+ * page's main one, drawn as the lesser.
+ */
+function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string | { html: string }, secondary = false): string {
   return `<form method="post" action="${ctx.prefix}${action}" novalidate>
 ${hidden('csrf', csrf)}
 ${inner}
-<button type="submit">${typeof submit === 'string' ? msg(ctx, submit) : submit.html}</button>
+<button type="submit"${secondary ? ' class="secondary"' : ''}>${typeof submit === 'string' ? msg(ctx, submit) : submit.html}</button>
 </form>`;
 }
 
-/** `typed`: the code sent, shown again with its error (a long code from paper, to correct, not to type again). */
+/**
+ * `typed`: the code sent, shown again with its error (a long code from paper, to correct, not to type again). A code
+ * sent: its field comes first, and "Send a new code" after it, as the lesser button: a tap on it replaces the code on
+ * its way, which would then not work.
+ */
 export function proofPage(ctx: PageContext, v: { csrf: string; mode: 'invite' | 'webhook'; sent?: { minutes: number }; error?: string; typed?: string; missing?: boolean }): string {
   const { t } = ctx;
   const intro = v.mode === 'invite' ? t('proofIntroInvite') : t('proofIntroWebhook');
-  const send =
-    v.mode === 'webhook'
-      ? `${v.sent ? `<p role="status">${msg(ctx, t('proofSent', { minutes: v.sent.minutes }))}</p>` : ''}
-${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proofSend'))}`
-      : '';
+  const sent = v.mode === 'webhook' && v.sent ? `<p role="status">${msg(ctx, t('proofSent', { minutes: v.sent.minutes }))}</p>\n` : '';
+  const send = v.mode === 'webhook' ? form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proofSend'), v.sent !== undefined) : '';
   const entry =
     v.mode === 'invite' || v.sent
       ? form(
@@ -268,8 +272,8 @@ ${form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proo
     t('proofTitle'),
     `<p>${msg(ctx, intro)}</p>
 ${v.mode === 'invite' ? `<p class="hint">${msg(ctx, t('proofMissing'))}</p>` : ''}
-${send}
-${entry}`,
+${sent}${entry}
+${send}`,
     { error: v.error !== undefined },
   );
 }

@@ -1,11 +1,12 @@
-// The pages' HTML in a language whose catalogue leaves messages out: the English shown instead is marked as English.
+// The pages' HTML: English shown in a language whose catalogue leaves messages out is marked as English; what a page puts
+// first.
 import t from 'tap';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Messages } from '../../../src/ui/i18n.js';
 import en from '../../../src/ui/locales/en.json' with { type: 'json' };
-import { messagePage, passkeySetupPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
+import { messagePage, passkeySetupPage, proofPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
 
 /** Catalogues dropped in as an operator does (a folder of `<language>.json` files, ui.localesDir). */
 function catalogues(files: Record<string, Record<string, string>>): Messages {
@@ -96,4 +97,16 @@ t.test('an English page, and a fully translated one, have no such marks', async 
   const whole = catalogues({ 'mi.json': Object.fromEntries(Object.entries(en).map(([key, text]) => [key, `${text} (mi)`])) });
   const ctx = context('mi', whole);
   t.notMatch(verify(ctx, ctx.t('wrongCode', { left: 2 })), /lang="en"/, 'every message translated');
+});
+
+t.test('a code sent by email or text message: its field first, then "Send a new code", the lesser button', async (t) => {
+  const ctx = context('en');
+  const sent = proofPage(ctx, { csrf: 'c', mode: 'webhook', sent: { minutes: 10 } });
+  const [field, resend] = [sent.indexOf('<input type="text" id="proof"'), sent.indexOf(en.proofResend)];
+  t.ok(field > 0 && resend > field, 'the code field comes before the button that replaces the code');
+  t.match(sent, `<button type="submit" class="secondary">${en.proofResend}</button>`);
+  t.match(sent, `<button type="submit">${en.proofSubmit}</button>`, 'Confirm: the main button');
+  const before = proofPage(ctx, { csrf: 'c', mode: 'webhook' });
+  t.match(before, `<button type="submit">${en.proofSend}</button>`, 'none sent yet: "Send me a code" is the main button');
+  t.notMatch(before, 'id="proof"', 'and there is no field yet');
 });
