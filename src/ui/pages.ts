@@ -355,7 +355,9 @@ function qrCode(ctx: PageContext, svg: string): string {
  * The recovery codes, shown once. The box is checked by the browser (no `novalidate`, unlike the other forms): sent
  * unticked, the answer could not show the codes again. The browser takes a box that is required and not yet ticked
  * for invalid, and a screen reader said "invalid" of it on arrival: it is marked invalid only where the page answers
- * one sent unticked (the browser says what is missing when its button is pressed).
+ * one sent unticked (the browser says what is missing when its button is pressed). Sent unticked, the page says what
+ * to do if they were not saved: on the sign-in settings of someone signed in (new codes made there), the settings
+ * themselves; at enrolment, there once signed in.
  */
 export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: string; action: string; error?: string }): string {
   const { t } = ctx;
@@ -367,7 +369,7 @@ export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: 
         ? `<p>${msg(ctx, t('recoveryIntro'))}</p>
 <ol class="codes" dir="ltr" id="recovery-codes">${v.codes.map((c) => `<li>${esc(c)}</li>`).join('')}</ol>
 ${saveCodes(ctx, v.codes)}`
-        : `<p>${msg(ctx, t('recoveryShownOnce'))}</p>`
+        : `<p>${msg(ctx, t(ctx.signedIn ? 'recoveryShownOnceSignedIn' : 'recoveryShownOnce'))}</p>`
     }
 <form method="post" action="${ctx.prefix}${v.action}">
 ${hidden('csrf', v.csrf)}

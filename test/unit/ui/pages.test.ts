@@ -110,3 +110,12 @@ t.test('a code sent by email or text message: its field first, then "Send a new 
   t.match(before, `<button type="submit">${en.proofSend}</button>`, 'none sent yet: "Send me a code" is the main button');
   t.notMatch(before, 'id="proof"', 'and there is no field yet');
 });
+
+t.test('the recovery codes sent unticked: what to do if they were not saved, at enrolment and on the sign-in settings', async (t) => {
+  const unticked = (ctx: PageContext, action: string) => recoveryCodesPage(ctx, { codes: [], csrf: 'c', action, error: ctx.t('recoveryAckRequired') });
+  const enrolling = unticked(context('en'), '/recovery-codes');
+  t.match(enrolling, en.recoveryShownOnce, 'at enrolment: the second step is set up; new codes once signed in');
+  const settings = unticked({ ...context('en'), signedIn: true }, '/security/recovery-codes/saved');
+  t.match(settings, en.recoveryShownOnceSignedIn, 'signed in: new codes in the sign-in settings, now');
+  t.notMatch(settings, /second step is set up|once you are signed in/, 'not the words for someone still signing in');
+});
