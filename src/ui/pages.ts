@@ -526,10 +526,12 @@ ${form(ctx, '/security/remove', v.csrf, hidden('factor', v.factor.id), named(ctx
   );
 }
 
+/** Signing out, confirmed: Cancel leads back to the portal. */
 export function logoutPage(ctx: PageContext, v: { csrf: string }): string {
   const { t } = ctx;
   return layout(ctx, t('logoutTitle'), `<p>${msg(ctx, t('logoutIntro'))}</p>
-${form(ctx, '/logout', v.csrf, '', t('logoutSubmit'))}`);
+${form(ctx, '/logout', v.csrf, '', t('logoutSubmit'))}
+<p><a href="/">${msg(ctx, t('cancel'))}</a></p>`);
 }
 
 /** A page that says one thing; an error page's title and heading are the error's own message, so no `message` repeats it. */

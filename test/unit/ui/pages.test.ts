@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Messages } from '../../../src/ui/i18n.js';
 import en from '../../../src/ui/locales/en.json' with { type: 'json' };
-import { messagePage, passkeySetupPage, proofPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
+import { logoutPage, messagePage, passkeySetupPage, proofPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
 
 /** Catalogues dropped in as an operator does (a folder of `<language>.json` files, ui.localesDir). */
 function catalogues(files: Record<string, Record<string, string>>): Messages {
@@ -118,4 +118,10 @@ t.test('the recovery codes sent unticked: what to do if they were not saved, at 
   const settings = unticked({ ...context('en'), signedIn: true }, '/security/recovery-codes/saved');
   t.match(settings, en.recoveryShownOnceSignedIn, 'signed in: new codes in the sign-in settings, now');
   t.notMatch(settings, /second step is set up|once you are signed in/, 'not the words for someone still signing in');
+});
+
+t.test('signing out, asked to confirm, can be cancelled: back to the portal', async (t) => {
+  const html = logoutPage({ ...context('en'), signedIn: true }, { csrf: 'c' });
+  t.match(html, `<button type="submit">${en.logoutSubmit}</button>`);
+  t.match(html, `<p><a href="/">${en.cancel}</a></p>`);
 });
