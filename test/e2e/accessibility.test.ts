@@ -175,17 +175,41 @@ async function screen(t: Test, page: Page, name: string, expect: Expect = {}): P
     // Every tabbable element is reached with Tab and shows where focus is (WCAG 2.1.1, 2.4.7, 2.4.11).
     const count = await tabbableCount(page);
     const seen = new Map<number, FocusStop>();
+    const faint: string[] = [];
     for (let i = 0; i < 2 * count + 2 && seen.size < count; i++) {
       const stop = await pressTab(page);
-      if (stop.index >= 0) seen.set(stop.index, stop);
+      if (stop.index < 0 || seen.has(stop.index)) continue;
+      seen.set(stop.index, stop);
+      const ratio = await outlineContrast(page);
+      if (ratio < 3) faint.push(`${stop.element}: ${ratio.toFixed(2)}:1`);
     }
     t.equal(seen.size, count, `Tab reaches all ${count} tabbable elements`);
     const hidden = [...seen.values()].filter((s) => !s.visible);
     t.same(hidden, [], 'each shows an outline or box-shadow when focused, on screen');
+    t.same(faint, [], 'each outline contrasts 3:1 with what is around it (WCAG 1.4.11)');
     await page.evaluate(() => {
       (document.activeElement as HTMLElement | null)?.blur();
       window.scrollTo(0, 0);
     });
+  });
+}
+
+/**
+ * The contrast of the focused element's outline with the background it is drawn on (the nearest ancestor's with one;
+ * the outline is outside the element): WCAG 2.x relative luminance.
+ */
+async function outlineContrast(page: Page): Promise<number> {
+  return page.evaluate(() => {
+    const rgb = (c: string) => c.match(/[\d.]+/g)!.slice(0, 3).map(Number);
+    const luminance = (c: string) => {
+      const [r, g, b] = rgb(c).map((v) => (v / 255 <= 0.03928 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4));
+      return 0.2126 * r! + 0.7152 * g! + 0.0722 * b!;
+    };
+    const el = document.activeElement!;
+    let around = el.parentElement;
+    while (around && getComputedStyle(around).backgroundColor === 'rgba(0, 0, 0, 0)') around = around.parentElement;
+    const [a, b] = [luminance(getComputedStyle(el).outlineColor), luminance(around ? getComputedStyle(around).backgroundColor : 'rgb(255, 255, 255)')];
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
   });
 }
 
@@ -246,6 +270,8 @@ t.test('the checks see problems when there are some', async (t) => {
   while (stop.index >= 0 && stop.tag !== 'a');
   t.equal(stop.tag, 'a', 'a link has focus');
   t.equal(stop.visible, false, 'a focused link without outline or shadow');
+  await page.evaluate(() => ((document.activeElement as HTMLElement).style.outline = '3px solid #bbbbbb'));
+  t.ok((await outlineContrast(page)) < 3, 'an outline too faint on its background');
 });
 
 t.test('gateway screens', async (t) => {
