@@ -534,13 +534,17 @@ ${form(ctx, '/logout', v.csrf, '', t('logoutSubmit'))}
 <p><a href="/">${msg(ctx, t('cancel'))}</a></p>`);
 }
 
-/** A page that says one thing; an error page's title and heading are the error's own message, so no `message` repeats it. */
+/**
+ * A page that says one thing; an error page's title and heading are the error's own message, so no `message` repeats it.
+ * `message`: text of the page as it comes (a step-up done), no alert: a screen reader reads it after the heading, not
+ * as a warning.
+ */
 export function messagePage(ctx: PageContext, v: { title: MessageKey; message?: string; reference?: string; action?: { href: string; label: MessageKey } }): string {
   const { t } = ctx;
   return layout(
     ctx,
     t(v.title),
-    `${v.message ? `<p role="alert">${msg(ctx, v.message)}</p>` : ''}
+    `${v.message ? `<p>${msg(ctx, v.message)}</p>` : ''}
 ${v.action ? `<p><a href="${esc(v.action.href)}">${msg(ctx, t(v.action.label))}</a></p>` : ''}
 ${v.reference ? `<p class="hint">${msg(ctx, t('reference'))}: ${esc(v.reference)}</p>` : ''}`,
   );

@@ -125,3 +125,10 @@ t.test('signing out, asked to confirm, can be cancelled: back to the portal', as
   t.match(html, `<button type="submit">${en.logoutSubmit}</button>`);
   t.match(html, `<p><a href="/">${en.cancel}</a></p>`);
 });
+
+t.test('a step-up done says so as the page\'s text, not as an alert', async (t) => {
+  const ctx = { ...context('en'), signedIn: true };
+  const html = messagePage(ctx, { title: 'stepUpDoneTitle', message: ctx.t('stepUpDone'), action: { href: '/', label: 'backToPortal' } });
+  t.match(html, `<p>${en.stepUpDone}</p>`);
+  t.notMatch(html, 'role="alert"');
+});
