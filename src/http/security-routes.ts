@@ -9,6 +9,7 @@ import { qrSvg } from '../mechanisms/qr.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { groupedSecret, totpUri } from '../mechanisms/totp.js';
 import { isDeviceBound } from '../mechanisms/webauthn.js';
+import { factorName } from '../services/enrolment.js';
 import { CHANGE_WINDOW_MS, recoverySetOf } from '../services/factors.js';
 import { twinForm } from '../services/second-factor.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -24,6 +25,7 @@ const NOTICES = new Map<string, MessageKey>([
   ['done', 'securityDone'],
   ['signed-out', 'securitySignedOutOthers'],
   ['codes-kept', 'securityCodesKept'],
+  ['name-empty', 'securityNameEmpty'],
 ]);
 // A passkey's answer, with its attestation, is larger than a form; still bounded.
 const json = { bodyLimit: 64 * 1024, config: { body: 'json' } } as const;
@@ -117,6 +119,8 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
   app.post(`${p}/security/rename`, async (req, reply) => {
     const [id, name] = [() => field(req, 'factor'), () => field(req, 'name')];
     const active = await forChange(req, (a) => `${p}/security?rename=${encodeURIComponent(id())}&name=${encodeURIComponent(name())}&kept=${keptMark(a, 'rename', id(), name())}`);
+    // A name of spaces alone (or of characters a name leaves out) would keep the old one: said so, not "saved".
+    if (!factorName(name(), '')) return done(reply, 'name-empty');
     await factors.rename(active, id(), name(), clientIp(req));
     return done(reply);
   });

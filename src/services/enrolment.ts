@@ -457,7 +457,8 @@ const setupKey = (active: ActiveSession) => keys.factorSetup(active.record.pid, 
  */
 export function factorName(input: string, fallback: string): string {
   const name = input.normalize('NFC').replace(/[\p{Cc}\p{Cs}\u202A-\u202E\u2066-\u2069]/gu, '').trim().slice(0, 60).replace(/\p{Cs}$/u, '').trimEnd();
-  return name || fallback;
+  // Nothing visible (spaces, a direction mark, a zero-width space alone): no name.
+  return /[^\s\p{Default_Ignorable_Code_Point}]/u.test(name) ? name : fallback;
 }
 
 /**

@@ -116,6 +116,11 @@ t.test('list, add an app and a passkey, rename, remove; the last factor stays', 
   t.equal(new Set(ids).size, 3);
   t.equal((await b.post('/_mfa/security/rename', { csrf: c3, factor: ids[0]!, name: 'My phone' })).status, 303);
   t.match((await securityPage(b)).page.body, '<strong><bdi>My phone</bdi></strong>');
+  const blank = await b.post('/_mfa/security/rename', { csrf: c3, factor: ids[0]!, name: ' \u200e \t ' });
+  t.equal(blank.headers.location, '/_mfa/security?notice=name-empty', 'a name of spaces alone: not "saved"');
+  const unchanged = (await b.get(blank.headers.location!)).body;
+  t.match(unchanged, 'Nothing was changed: the new name was empty.', 'it says so');
+  t.match(unchanged, '<strong><bdi>My phone</bdi></strong>', 'the name is kept');
   t.equal((await b.post('/_mfa/security/remove', { csrf: c3, factor: ids[0]! })).status, 303);
   t.equal((await b.post('/_mfa/security/remove', { csrf: c3, factor: ids[0]! })).status, 400, 'gone already');
   const { page: two } = await securityPage(b);

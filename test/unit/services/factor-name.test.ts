@@ -11,6 +11,8 @@ t.test("a factor's name: as typed, without what would change how the page around
   t.equal(factorName('\u{1F469}\u200D\u{1F4BB} laptop', 'Passkey'), '\u{1F469}\u200D\u{1F4BB} laptop', 'a zero-width joiner stays');
   t.equal(factorName('\u0645\u06CC\u200C\u062E\u0648\u0627\u0645', 'Passkey'), '\u0645\u06CC\u200C\u062E\u0648\u0627\u0645', 'a zero-width non-joiner stays');
   t.equal(factorName('\u202E\u2069 ', 'Passkey'), 'Passkey', 'nothing left: the default');
+  t.equal(factorName(' \u200E\u200B\uFEFF ', 'Passkey'), 'Passkey', 'nothing visible left (a direction mark, a zero-width space): the default');
+  t.equal(factorName('\u200Ephone', 'Passkey'), '\u200Ephone', 'a mark beside a visible name stays');
   // A surrogate without its pair is no character: the page would show U+FFFD for it.
   t.equal(factorName('Blue\ud800 key\udfff', 'Passkey'), 'Blue key', 'no lone surrogate');
   t.equal(factorName('\ud83d', 'Passkey'), 'Passkey', 'only a lone surrogate: the default');
