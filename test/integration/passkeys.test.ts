@@ -741,6 +741,25 @@ t.test(`passkeys that fail to register at first enrolment take none of the sign-
   t.equal(events(s, 'mfa_failed').length, SETUP_TRIES + 4, 'each refusal and wrong code logged, none after the end');
 });
 
+type Fetching = { b: Browser; options: () => Promise<{ status: number; json: any }> };
+
+/** Prompts cancelled: as many options fetched as a ceremony may, but one, each answered. */
+async function cancelAllButOne(t: Test, options: Fetching['options']): Promise<void> {
+  const cancelled = [];
+  for (let i = 1; i < PASSKEY_OPTIONS; i++) cancelled.push((await options()).status);
+  t.same(cancelled, Array(PASSKEY_OPTIONS - 1).fill(200), 'each answered with options');
+}
+
+/** A flood of option fetches, sent at once: as many answered as the bound, the rest end the sign-in, with the generic message. */
+async function floodEndsSignIn(t: Test, s: Stack, who: Fetching): Promise<void> {
+  const flood = await Promise.all(Array.from({ length: PASSKEY_OPTIONS + 10 }, () => who.options()));
+  t.equal(flood.filter((r) => r.status === 200).length, PASSKEY_OPTIONS, 'as many answered as the bound');
+  t.match(flood.find((r) => r.status !== 200), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS', message: 'Too many incorrect codes. Please sign in again.' } }, 'the rest refused');
+  t.equal(await s.app.gateway.pending.stage(who.b.cookies.get('__Host-mfa-pending')), null, 'the password again');
+  t.match(await who.options(), { json: { error: 'GW_ERR_LOGIN_EXPIRED' } }, 'no more options');
+  t.equal(events(s, 'mfa_attempts_exhausted').length, 1, 'logged once');
+}
+
 t.test(`a first enrolment fetches at most ${PASSKEY_OPTIONS} passkey registration options: a key registered after many prompts cancelled; the fetch after the last ends the sign-in (the password again)`, async (t) => {
   const s = await startStack();
   t.teardown(s.close);
@@ -752,20 +771,12 @@ t.test(`a first enrolment fetches at most ${PASSKEY_OPTIONS} passkey registratio
   };
   // Prompts cancelled (options, no answer), then a key that works, with the last options the sign-in may fetch.
   const alice = await enrolling(ALICE);
-  const cancelled = [];
-  for (let i = 1; i < PASSKEY_OPTIONS; i++) cancelled.push((await alice.options()).status);
-  t.same(cancelled, Array(PASSKEY_OPTIONS - 1).fill(200), 'each answered with options');
+  await cancelAllButOne(t, alice.options);
   const key = new SoftAuthenticator({ origin: ORIGIN });
   t.same(await jsonCall(alice.b, '/_mfa/enrol/passkey', alice.csrf, { credential: key.register((await alice.options()).json), name: 'Key' }), { status: 200, json: { next: '/_mfa/recovery-codes' } }, 'registered');
 
-  // A flood of fetches, sent at once: as many answered as the bound, the rest end the sign-in, with the generic message.
   const bob = await enrolling(BOB);
-  const flood = await Promise.all(Array.from({ length: PASSKEY_OPTIONS + 10 }, () => bob.options()));
-  t.equal(flood.filter((r) => r.status === 200).length, PASSKEY_OPTIONS, 'as many answered as the bound');
-  t.match(flood.find((r) => r.status !== 200), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS', message: 'Too many incorrect codes. Please sign in again.' } }, 'the rest refused');
-  t.equal(await s.app.gateway.pending.stage(bob.b.cookies.get('__Host-mfa-pending')), null, 'the password again');
-  t.match(await bob.options(), { json: { error: 'GW_ERR_LOGIN_EXPIRED' } }, 'no more options');
-  t.equal(events(s, 'mfa_attempts_exhausted').length, 1, 'logged once');
+  await floodEndsSignIn(t, s, bob);
 });
 
 t.test(`a sign-in fetches at most ${PASSKEY_OPTIONS} passkey options: signed in after many prompts cancelled; the fetch after the last ends the sign-in (the password again)`, async (t) => {
@@ -782,20 +793,12 @@ t.test(`a sign-in fetches at most ${PASSKEY_OPTIONS} passkey options: signed in 
   };
   // Prompts cancelled (options, no answer), then the passkey, with the last options the sign-in may fetch.
   const alice = await verifying(ALICE);
-  const cancelled = [];
-  for (let i = 1; i < PASSKEY_OPTIONS; i++) cancelled.push((await alice.options()).status);
-  t.same(cancelled, Array(PASSKEY_OPTIONS - 1).fill(200), 'each answered with options');
+  await cancelAllButOne(t, alice.options);
   t.same(await jsonCall(alice.b, '/_mfa/verify/passkey', alice.csrf, { credential: aliceKey.authenticate((await alice.options()).json) }), { status: 200, json: { next: '/records' } }, 'signed in');
   t.equal(events(s, 'mfa_attempts_exhausted').length, 0);
 
-  // A flood of fetches, sent at once: as many answered as the bound, the rest end the sign-in, with the generic message.
   const bob = await verifying(BOB);
-  const flood = await Promise.all(Array.from({ length: PASSKEY_OPTIONS + 10 }, () => bob.options()));
-  t.equal(flood.filter((r) => r.status === 200).length, PASSKEY_OPTIONS, 'as many answered as the bound');
-  t.match(flood.find((r) => r.status !== 200), { status: 429, json: { error: 'GW_ERR_TOO_MANY_ATTEMPTS', message: 'Too many incorrect codes. Please sign in again.' } }, 'the rest refused');
-  t.equal(await s.app.gateway.pending.stage(bob.b.cookies.get('__Host-mfa-pending')), null, 'the password again');
-  t.match(await bob.options(), { json: { error: 'GW_ERR_LOGIN_EXPIRED' } }, 'no more options');
-  t.equal(events(s, 'mfa_attempts_exhausted').length, 1, 'logged once');
+  await floodEndsSignIn(t, s, bob);
 });
 
 t.test(`a session fetches at most ${PASSKEY_OPTIONS} passkey step-up options, apart from those to add a key: a step-up after many prompts cancelled; the fetch after the last ends the session`, async (t) => {
