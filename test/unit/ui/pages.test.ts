@@ -111,6 +111,18 @@ t.test('a code sent by email or text message: its field first, then "Send a new 
   t.notMatch(before, 'id="proof"', 'and there is no field yet');
 });
 
+t.test('the enrolment-code page is titled for what it asks, not as the sign-in code and step-up pages are', async (t) => {
+  const ctx = context('en');
+  for (const mode of ['invite', 'webhook'] as const) {
+    const html = proofPage(ctx, { csrf: 'c', mode, sent: { minutes: 10 } });
+    t.match(html, '<title>Enter your enrolment code – ', `${mode}: the title`);
+    t.match(html, '<h1>Enter your enrolment code</h1>', `${mode}: the heading`);
+    t.notMatch(html, en.verifyTitle, `${mode}: not the sign-in code page's`);
+  }
+  const wrong = proofPage(ctx, { csrf: 'c', mode: 'invite', error: ctx.t('proofWrong', { left: 2 }), typed: 'ABCD' });
+  t.match(wrong, '<title>Error: Enter your enrolment code – ', 'a wrong code: said first in the title');
+});
+
 t.test('the recovery codes sent unticked: what to do if they were not saved, at enrolment and on the sign-in settings', async (t) => {
   const unticked = (ctx: PageContext, action: string) => recoveryCodesPage(ctx, { codes: [], csrf: 'c', action, error: ctx.t('recoveryAckRequired') });
   const enrolling = unticked(context('en'), '/recovery-codes');
