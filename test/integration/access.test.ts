@@ -374,7 +374,9 @@ t.test('a step-up form sent twice (a second tap): both answers carry the same ne
   t.teardown(s.close);
   const { b, secret } = await signUpAndEnrol(s);
   s.clock.advance(301_000);
-  const csrf = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
+  const page = await b.get('/_mfa/step-up?to=%2Fprescriptions%2F');
+  t.match(page.body, '<p>To go on, confirm it is you again.</p>', 'the step-up for a page says why, in plain words');
+  const csrf = inputValue(page.body, 'csrf');
   const code = await totpAt(secret, s.clock.now());
   // The browser as it was when the form went off the first time; it never sees the first answer.
   const [tap2, tap3] = [copyOf(s, b), copyOf(s, b)];

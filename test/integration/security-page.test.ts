@@ -155,6 +155,7 @@ t.test('changes need a second factor in the last 5 minutes and the CSRF token', 
   t.equal((await b.get('/_mfa/security')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity', 'the page itself asks for a step-up first');
   t.equal((await b.get('/_mfa/security/totp')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp');
   const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity');
+  t.match(step.body, '<p>To go on, confirm it is you again.</p>', 'the step-up says why, in plain words');
   const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code: await totpAt(secret, s.clock.now()) });
   t.equal(back.location, '/_mfa/security', 'and comes back');
   const fresh = await securityPage(b);
@@ -175,6 +176,7 @@ t.test('the pages that make changes say how long they stay open; a change sent a
   const stepUp = async (late: { status: number; body: string }) => {
     t.equal(late.status, 401, 'a change sent after the five minutes still asks for a step-up first');
     const step = await b.get(/href="(\/_mfa\/step-up[^"]*)"/.exec(late.body)![1]!.replaceAll('&#38;', '&'));
+    t.match(step.body, '<p>To go on, confirm it is you again.</p>', 'the step-up for a change sent says why, as for a page');
     s.clock.advance(30_000);
     const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: inputValue(step.body, 'to').replaceAll('&#38;', '&'), code: await totpAt(secret, s.clock.now()) });
     t.equal(back.status, 303);
