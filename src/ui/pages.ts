@@ -292,7 +292,7 @@ ${passkeyButton(ctx, v.passkey)}
 <section aria-labelledby="choose-totp">
 <h2 id="choose-totp">${msg(ctx, t('chooseTotp'))}</h2>
 <p>${msg(ctx, t('chooseTotpHint'))}</p>
-<p><a class="button" href="${ctx.prefix}/enrol/totp">${msg(ctx, t('continue'))}</a></p>
+<p><a class="button" href="${ctx.prefix}/enrol/totp">${msg(ctx, t('chooseTotpStart'))}</a></p>
 </section>`,
     { scripts: 'passkeys' },
   );

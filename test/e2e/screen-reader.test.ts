@@ -54,7 +54,7 @@ t.test('the recovery codes: the box is not called invalid before it is sent unti
   const s = await startE2eStack(t);
   const { page } = await newPage(t, browser);
   await submitPassword(page, s);
-  await tabTo(page, /^a "Continue"/);
+  await tabTo(page, /^a "Set up an authenticator app"/);
   await andWait(page, page.keyboard.press('Enter'));
   t.equal(url(page), `${P}/enrol/totp`);
   await tabTo(page, /^input#code/);

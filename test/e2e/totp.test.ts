@@ -34,7 +34,7 @@ t.test('first login: an authenticator app, then the records page; a later sign-i
   await submit(page, 'button[type=submit]');
   t.equal(url(page), `${P}/enrol`, 'no factor yet: the factor choice');
 
-  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  await andWait(page, page.getByRole('link', { name: 'Set up an authenticator app' }).click());
   t.equal(url(page), `${P}/enrol/totp`);
   t.ok(await page.getByRole('img', { name: 'QR code for your authenticator app' }).locator('svg').isVisible(), 'the QR code');
   const secret = await shownSecret(page);
@@ -90,7 +90,7 @@ t.test('the recovery codes page: a text file to download, Print and Copy; printe
   const { context, page } = await newPage(t, browser);
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: s.base });
   await submitPassword(page, s);
-  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  await andWait(page, page.getByRole('link', { name: 'Set up an authenticator app' }).click());
   await page.fill('#code', await totpAt(await shownSecret(page), s.clock.now()));
   await submit(page);
   t.equal(url(page), `${P}/recovery-codes`);
@@ -125,7 +125,7 @@ t.test('the recovery codes page printed once its time warning shows: still only 
   const { page } = await newPage(t, browser);
   await page.clock.install();
   await submitPassword(page, s);
-  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  await andWait(page, page.getByRole('link', { name: 'Set up an authenticator app' }).click());
   await page.fill('#code', await totpAt(await shownSecret(page), s.clock.now()));
   await submit(page);
   t.equal(url(page), `${P}/recovery-codes`);
@@ -148,7 +148,7 @@ t.test('the recovery codes page without JavaScript: the download link, no Print 
   t.teardown(() => context.close());
   const page = await context.newPage();
   await submitPassword(page, s);
-  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  await andWait(page, page.getByRole('link', { name: 'Set up an authenticator app' }).click());
   await page.fill('#code', await totpAt(await shownSecret(page), s.clock.now()));
   await submit(page);
   t.equal(url(page), `${P}/recovery-codes`);
@@ -161,7 +161,7 @@ t.test('the app set-up page: Copy puts the key on the clipboard without its spac
   const { context, page } = await newPage(t, browser);
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: s.base });
   await submitPassword(page, s);
-  await andWait(page, page.getByRole('link', { name: 'Continue' }).click());
+  await andWait(page, page.getByRole('link', { name: 'Set up an authenticator app' }).click());
   t.equal(url(page), `${P}/enrol/totp`);
   t.match(await page.textContent('#secret'), /^([A-Z2-7]{4} ){7}[A-Z2-7]{4}$/, 'shown in groups of four');
   const copy = page.getByRole('button', { name: 'Copy the key' });
@@ -174,7 +174,7 @@ t.test('the app set-up page: Copy puts the key on the clipboard without its spac
   t.teardown(() => noScript.close());
   const plain = await noScript.newPage();
   await submitPassword(plain, s);
-  await andWait(plain, plain.getByRole('link', { name: 'Continue' }).click());
+  await andWait(plain, plain.getByRole('link', { name: 'Set up an authenticator app' }).click());
   t.equal(url(plain), `${P}/enrol/totp`);
   t.ok(await plain.locator('#secret').isVisible(), 'without JavaScript: the key');
   t.equal(await plain.getByRole('button', { name: 'Copy the key' }).count(), 0, 'and no Copy button that would do nothing');
@@ -248,7 +248,7 @@ t.test('enrolment with the keyboard alone, focus visible at each stop', async (t
   await page.keyboard.press('Enter');
   t.match((await tab()).element, /^input#passkey-name/, 'after the skip link, Tab goes on in the main content');
 
-  await tabTo(/^a "Continue"/);
+  await tabTo(/^a "Set up an authenticator app"/);
   await andWait(page, page.keyboard.press('Enter'));
   t.equal(url(page), `${P}/enrol/totp`);
   t.equal((await focused(page)).index, -1, 'no field takes focus: the QR code and the key are read first, no keyboard covers them');

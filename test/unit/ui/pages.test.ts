@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Messages } from '../../../src/ui/i18n.js';
 import en from '../../../src/ui/locales/en.json' with { type: 'json' };
-import { logoutPage, messagePage, passkeySetupPage, proofPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
+import { choosePage, logoutPage, messagePage, passkeySetupPage, proofPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
 
 /** Catalogues dropped in as an operator does (a folder of `<language>.json` files, ui.localesDir). */
 function catalogues(files: Record<string, Record<string, string>>): Messages {
@@ -121,6 +121,13 @@ t.test('the enrolment-code page is titled for what it asks, not as the sign-in c
   }
   const wrong = proofPage(ctx, { csrf: 'c', mode: 'invite', error: ctx.t('proofWrong', { left: 2 }), typed: 'ABCD' });
   t.match(wrong, '<title>Error: Enter your enrolment code – ', 'a wrong code: said first in the title');
+});
+
+t.test("choosing a second step: each option's button says what it sets up", async (t) => {
+  const html = choosePage(context('en'), { csrf: 'c', passkey: { ceremony: 'register', optionsUrl: '/o', finishUrl: '/f', csrf: 'c', label: 'passkeyCreate', nameField: true } });
+  t.match(html, '<button type="button" class="passkey-start" disabled>Create passkey</button>');
+  t.match(html, '<p><a class="button" href="/_mfa/enrol/totp">Set up an authenticator app</a></p>', 'the app: not a bare "Continue"');
+  t.notMatch(html, />Continue</);
 });
 
 t.test('the recovery codes sent unticked: what to do if they were not saved, at enrolment and on the sign-in settings', async (t) => {
