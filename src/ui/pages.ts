@@ -140,13 +140,22 @@ ${ctx.signedIn ? securityNav(ctx) : ''}
 </header>
 <main id="main">
 <h1>${opts.heading ?? msg(ctx, title)}</h1>
-${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${msg(ctx, t(ctx.timeLimit.of === 'changes' ? 'changesMinutesLeft' : ctx.timeLimit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes: Math.max(1, Math.ceil(ctx.timeLimit.secondsLeft / 60)) }))}</p>` : ''}
+${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${msg(ctx, timeLeft(ctx, ctx.timeLimit))}</p>` : ''}
 ${body}
 ${ctx.timeLimit ? timeWarning(ctx, ctx.timeLimit) : ''}
 </main>
 ${scripts}
 </body>
 </html>`;
+}
+
+/**
+ * The time left, said at the top of the page. The time for changes is in minutes written out (a screen reader reads
+ * "min" as a word of its own), and with a minute or less left, as "less than a minute", not "1 minutes".
+ */
+function timeLeft(ctx: PageContext, limit: TimeLimit): string {
+  const minutes = Math.max(1, Math.ceil(limit.secondsLeft / 60));
+  return ctx.t(limit.of === 'changes' ? (minutes > 1 ? 'changesMinutesLeft' : 'changesAlmostUp') : limit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes });
 }
 
 /**

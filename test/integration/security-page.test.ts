@@ -183,14 +183,15 @@ t.test('the pages that make changes say how long they stay open; a change sent a
     return back.location!;
   };
   const { page, csrf } = await securityPage(b);
-  t.match(page.body, '<p class="hint">You can make changes here for 5 min. After that, a change you send first asks you to confirm it is you again, then brings you back to it with what you typed.</p>');
+  t.match(page.body, '<p class="hint">You can make changes here for 5 minutes. After that, confirm it is you again to save a change: what you typed is kept.</p>', 'minutes written out');
   t.match(page.body, /<p class="notice time-warning" role="alert" data-seconds-left="(\d+)" data-warning="Less than a minute left to make changes here\. [^"]+" data-over="The time to make changes here has run out\. [^"]+" hidden><\/p>/, 'warned of a minute before the end, and at the end');
   t.notMatch(page.body, 'I need more time', 'no more time without a step-up');
   const id = factorIds(page.body)[0]!;
 
   s.clock.advance(4 * 60_000 + 30_000);
   const setup = await b.get('/_mfa/security/totp');
-  t.match(setup.body, 'You can make changes here for 1 min.', 'the set-up page too, with the time left');
+  t.match(setup.body, '<p class="hint">Less than a minute left to make changes here. After that, confirm it is you again to save a change: what you typed is kept.</p>', 'the set-up page too, with the time left: not "1 minutes"');
+  t.notMatch(setup.body, /for \d+ min/);
   t.match(setup.body, 'data-seconds-left="30"');
 
   // Renaming: the new name comes back in its field, with focus, and says it is not saved yet.
