@@ -23,10 +23,10 @@ const KEEP = /^[A-Za-z0-9\-._~!$&'()*+,=:@]$/;
 const PLAIN = /^[A-Za-z0-9\-._~!$&'()*+,=:@/]*$/;
 // Characters Windows' best-fit conversion to an ANSI code page turns into `\` or `/`.
 const BEST_FIT_SEPARATOR = /[\u00a5\u20a9\u2215\u2216\u2044]/;
-// A name shaped as a Windows 8.3 short name (`ADMINI~1`, `REPORT~1.PDF`): up to six characters, `~` and a number,
-// an extension of up to three. Not any `~` and digit: `HEAD~1...main`, JSON Pointer's `~1` or a bundler's
-// `vendors~main~4f6d7a3c.js` are other names.
-const SHORT_NAME = /(^|\/)[^/.;~]{1,6}~[0-9]{1,6}(\.[^/.;]{1,3})?(?=[/;]|$)/;
+// A name shaped as a Windows 8.3 short name (`ADMINI~1`, `REPORT~1.PDF`, `~ADMIN~1` of `~administration`): up to
+// six characters, `~` and a number, an extension of up to three. Not any `~` and digit: `HEAD~1...main`, JSON
+// Pointer's `~1` or a bundler's `vendors~main~4f6d7a3c.js` are other names.
+const SHORT_NAME = /(^|\/)[^/.;]{1,6}~[0-9]{1,6}(\.[^/.;]{1,3})?(?=[/;]|$)/;
 // Characters a portal or framework may strip as invisible (zero-width space, soft hyphen, BOM, bidi controls…).
 const IGNORABLE = /\p{Default_Ignorable_Code_Point}/u;
 // Also names ending in a dot or starting with two: the slow path refuses those.
@@ -36,7 +36,7 @@ const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
  * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input that
  * two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double encoding,
  * invalid UTF-8, characters NFKC would change, invisible ones (Default_Ignorable_Code_Point) or ones Windows would
- * read as a separator, NTFS stream names (':$'), Windows short names ('~' and a digit), names ending in '.' or ' '
+ * read as a separator, NTFS stream names (':$'), names shaped as Windows short names, names ending in '.' or ' '
  * (before any parameters) or starting with '..', ';' path parameters (unless allowed; never on a dot segment, never
  * encoded), ASP.NET's cookieless `(S(…))` segments, fragments, absolute-form targets and ones starting with `//` (an
  * authority to URL parsers, which can carry `user:password@`), a query starting with '/', and a path longer than
