@@ -101,7 +101,7 @@ function describe(o: AccessOutcome, loginPage: boolean): string {
       return `denied by "${o.rule}": ${DENIALS[o.reason]} (403 ${o.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED'})`;
     case 'sign-in':
       return loginPage
-        ? `sign-in required by "${o.rule}", on the login page itself: refused to a signed-out browser (403 GW_ERR_ACCESS_DENIED); add its path to a public rule`
+        ? `sign-in required by "${o.rule}", on the login page itself: refused to a signed-out browser opening it (403 GW_ERR_ACCESS_DENIED); add its path to a public rule`
         : `sign-in required by "${o.rule}"`;
     case 'managed-device':
       return `"${o.rule}" needs a managed device`;

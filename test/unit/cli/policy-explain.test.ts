@@ -34,7 +34,7 @@ t.test('a login page under a rule that asks for a sign-in is explained as the ga
   const decision = (q: Parameters<typeof explainPolicy>[1]) => explainPolicy(config, q).at(-1);
   t.equal(
     decision({ path: '/login?next=%2Frecords' }),
-    'decision: sign-in required by "portal", on the login page itself: refused to a signed-out browser (403 GW_ERR_ACCESS_DENIED); add its path to a public rule',
+    'decision: sign-in required by "portal", on the login page itself: refused to a signed-out browser opening it (403 GW_ERR_ACCESS_DENIED); add its path to a public rule',
   );
   t.equal(decision({ path: '/records' }), 'decision: sign-in required by "portal"', 'another page: sent to sign in');
 });
