@@ -909,5 +909,5 @@ t.test('a memory store with enrolment.proof: invite is warned of: the command li
   };
   t.match(warned('invite'), [/enrolment.proof is invite, and the command line issues enrolment codes \(`enrol-codes issue`\) only into store.type: redis/], 'invite: said why');
   t.notMatch(warned('first-login').join(), /enrol-codes/, 'another proof: the memory warning alone');
-  t.same(warned('invite', { type: 'redis', redis: { url: 'redis://127.0.0.1:6379' } }), [], 'a Redis store: none');
+  t.same(warned('invite', { type: 'redis', redis: { url: 'redis://redis.internal:6379' } }), [], 'a Redis store: none');
 });
