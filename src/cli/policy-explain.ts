@@ -6,7 +6,7 @@ import { carriesLegacyCredentials, loginFields } from '../domain/legacy-auth.js'
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { accountNames } from '../domain/username.js';
 import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
-import { inPrefix, isPortalMethod, loginPageMatcher, loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
 import { UsageError } from './usage.js';
@@ -37,7 +37,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   if (!config.server.hosts.some((h) => h.toLowerCase() === host)) return [`host ${host}: refused before any rule (421): not one of server.hosts`];
   const method = (q.method ?? 'GET').toUpperCase();
   // Only the methods the gateway passes to the portal, in forward-auth mode too (the endpoint refuses the others).
-  if (!isPortalMethod(method)) return [`method ${method}: refused before any rule (405): not a method the gateway passes to the portal`];
+  if (!passedMethods(config.portal.methods).includes(method)) return [`method ${method}: refused before any rule (405): not one of portal.methods`];
   const lowered = loose(target.matchPath);
   const prefix = config.server.prefix.toLowerCase();
   if (inPrefix(lowered, prefix)) {

@@ -256,6 +256,9 @@ function checkSemantics(c: Config, show: (path: string, data: unknown) => string
   if (c.mfa.pendingMaxSeconds < c.mfa.pendingTimeoutSeconds) {
     problems.push(`mfa.pendingMaxSeconds: must be at least mfa.pendingTimeoutSeconds (${c.mfa.pendingTimeoutSeconds}; the same: no more time is offered), found ${c.mfa.pendingMaxSeconds}`);
   }
+  // The login page and every page a browser opens are GETs; the login itself must reach the portal.
+  if (!c.portal.methods.includes('GET')) problems.push('portal.methods: must hold GET (the login page and every page a browser opens)');
+  for (const m of c.portal.login.methods) if (!c.portal.methods.includes(m)) problems.push(`portal.login.methods: ${m} is not one of portal.methods, so the login could never reach the portal`);
   const prefix = c.server.prefix;
   const portalPathOptions = [...c.portal.login.paths.map((p, i) => [`portal.login.paths.${i}`, p] as const), ...c.portal.logoutPaths.map((p, i) => [`portal.logoutPaths.${i}`, p] as const)];
   for (const [at, p] of portalPathOptions) {
@@ -520,6 +523,12 @@ export function configWarnings(c: Config): string[] {
     const methods = r.methods?.map((m) => m.toUpperCase());
     if (r.decision !== 'public' && methods?.some((m) => OVERRIDABLE.includes(m)) && !methods.includes('POST')) {
       w.push(`policy.rules.${i}.methods: a rule for ${methods.filter((m) => OVERRIDABLE.includes(m)).join(', ')} without POST does not cover a POST whose body asks the portal for that method (a _method form field, as Rails, Laravel and Symfony read it): add POST, or switch body overrides off in the portal`);
+    }
+    // Many portal scripts (PHP, classic ASP, CGI) answer an address alike whatever the method: a page's rule that
+    // names only GET leaves it open to the portal's other methods.
+    const others = c.portal.methods.filter((m) => m !== 'GET' && m !== 'HEAD' && !methods?.includes(m));
+    if (r.decision !== 'public' && methods?.includes('GET') && others.length > 0) {
+      w.push(`policy.rules.${i}.methods: a rule for GET without ${others.join(', ')} does not cover its paths asked for with ${others.length > 1 ? 'those methods' : 'that method'} (portal.methods passes ${others.length > 1 ? 'them' : 'it'}), which many portal scripts answer as they answer GET: leave methods out to cover every method`);
     }
     if (r.factors?.includes('webauthn') && r.factors.includes('device-bound-passkey')) {
       w.push(`policy.rules.${i}.factors: webauthn takes every passkey, synced ones too, so device-bound-passkey adds nothing (list it without webauthn to refuse synced passkeys)`);

@@ -1,5 +1,6 @@
 // Every configuration option: type, default and a one-line description. The Config type is derived from it.
 import { Type, type Static } from '@sinclair/typebox';
+import { PORTAL_METHODS } from '../domain/portal-paths.js';
 
 const Seconds = (def: number, description: string) => Type.Integer({ minimum: 1, default: def, description });
 // Seconds a timer runs: at most the longest a Node timer runs (2^31 - 1 ms), as a longer one fires at once (a
@@ -175,6 +176,12 @@ export const ConfigSchema = Type.Object(
           },
           { default: {}, additionalProperties: false, description: "The portal's own password login, which the gateway intercepts." },
         ),
+        methods: Type.Array(Type.Union(PORTAL_METHODS.map((m) => Type.Literal(m))), {
+          default: ['GET', 'HEAD', 'POST'],
+          minItems: 1,
+          uniqueItems: true,
+          description: 'Methods the gateway passes to the portal (GET among them; HEAD goes with GET); any other gets 405 before any rule.',
+        }),
         logoutPaths: PathList(['/logout'], "The portal's logout path(s): they end the gateway session too."),
         browserCookies: Type.Array(Type.String({ minLength: 1 }), {
           default: [],

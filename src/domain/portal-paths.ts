@@ -1,11 +1,14 @@
 // Which requests are the portal's login and logout: the gateway intercepts the one and ends its session at the other.
 import { foldCase } from './canonical-path.js';
 
-/** The methods the gateway passes to the portal; any other is refused (405) before any rule. */
+/** The methods `portal.methods` may name; the gateway refuses any other (405) before any rule. */
 export const PORTAL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
-/** Whether the gateway passes `method` (as written: Node refuses `post`) to the portal. */
-export const isPortalMethod = (method: string): boolean => (PORTAL_METHODS as readonly string[]).includes(method);
+/**
+ * The methods the gateway passes to the portal, as written (Node refuses `post`): those of `portal.methods` (which
+ * holds GET), and HEAD with GET, as servers answer HEAD with the GET handler.
+ */
+export const passedMethods = (methods: readonly string[]): readonly string[] => [...new Set([...methods, 'HEAD'])];
 
 /** The path of the portal's login page (`portal.login.page` without its query and any {target}). */
 export const loginPagePath = (page: string): string => page.replaceAll('{target}', '').split('?', 1)[0]!;

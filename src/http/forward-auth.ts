@@ -5,7 +5,7 @@ import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical
 import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
-import { inPrefix, isPortalMethod, loginPageMatcher, loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
 import type { ActiveSession } from '../services/sessions.js';
@@ -24,6 +24,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   // The identity headers the gateway answers with and the portal's own trusted ones (portal.stripHeaders).
   const reserved = new Set([...ctx.reservedHeaders].map((name) => name.replaceAll('_', '-')));
   const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
+  const methods = passedMethods(config.portal.methods);
   const isLoginPage = loginPageMatcher(config.portal.login.page);
   const { sessionCookies } = config.forwardAuth;
   const one = (req: FastifyRequest, name: string) => {
@@ -67,10 +68,10 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     // than one (a proxy that adds the header to the client's: Node joins them as `POST, GET`), which no rule matches.
     const method = req.headers['x-forwarded-method'];
     if (typeof method !== 'string' || !/^[A-Za-z]{1,20}$/.test(method)) throw new GatewayError('GW_ERR_BAD_REQUEST', 'X-Forwarded-Method missing or not one method');
-    // Only the methods the full proxy passes, as it spells them (Node refuses `post`): a rule for the write methods
-    // does not name PROPPATCH, MOVE or a made-up one, which a portal may act on all the same (WebDAV, a framework that
-    // reads the method in any case). Refused as the full proxy refuses them, before any rule.
-    if (!isPortalMethod(method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method}`);
+    // Only the methods the full proxy passes (portal.methods), as it spells them (Node refuses `post`): a rule for the
+    // write methods does not name PROPPATCH, MOVE or a made-up one, which a portal may act on all the same (WebDAV, a
+    // framework that reads the method in any case). Refused as the full proxy refuses them, before any rule.
+    if (!methods.includes(method)) throw new GatewayError('GW_ERR_METHOD_NOT_ALLOWED', `method ${method}`);
     // The login (other than its page) and the logout belong to the gateway: a spelling the proxy's routes missed
     // (`/login;jsessionid=1`, `/login.php/x`) must not take a password to the portal, or log out of the portal alone.
     // The proxy passes the browser's headers on to the portal (the gateway strips these when it proxies itself): one

@@ -8,7 +8,7 @@ import { canonicalTarget, pathAndQuery, type CanonicalTarget } from '../domain/c
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, clearsCookies, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
-import { PORTAL_METHODS, inPrefix, loginPageMatcher, loose, portalPaths } from '../domain/portal-paths.js';
+import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation, loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError, portalFailureCode } from '../errors.js';
 import { ID_PATTERN, newId } from '../mechanisms/random.js';
@@ -378,8 +378,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       else reply.send(err instanceof Error ? err : new Error(String(err)));
     });
   };
-  app.route({ method: [...PORTAL_METHODS], url: '/*', handler });
-  app.route({ method: [...PORTAL_METHODS], url: '/', handler });
+  // Only the methods portal.methods names reach the portal; the others get 405 (error-handler.ts), before any rule.
+  const method = [...passedMethods(config.portal.methods)];
+  app.route({ method, url: '/*', handler });
+  app.route({ method, url: '/', handler });
 }
 
 /**

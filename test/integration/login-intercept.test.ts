@@ -149,7 +149,12 @@ t.test('a public page whose jar cannot be checked when its answer comes (the sto
 t.test('a password sent below a login script is the login: it never reaches the portal with a session\'s jar', async (t) => {
   // PHP and ASP.NET run a script with path info: `/login.php/x` is `/login.php`, and forwarded with a signed-in
   // session's jar it would switch that session to the account whose password came with it.
-  const s = await startStack({ patch: (raw) => (raw.portal.login.paths = ['/login', '/login.php', '/app/j_security_check']) });
+  const s = await startStack({
+    patch: (raw) => {
+      raw.portal.login.paths = ['/login', '/login.php', '/app/j_security_check'];
+      raw.portal.methods = ['GET', 'POST', 'PUT'];
+    },
+  });
   t.teardown(s.close);
   const { b } = await signUpAndEnrol(s, ALICE);
   await b.get('/records');

@@ -55,7 +55,7 @@ t.test("the gateway's JSON answers: not sniffed, not cached; a JSON error too", 
   const refused = await call('/_mfa/verify/passkey/options', 'not-the-token');
   t.equal(refused.status, 403);
   t.match(refused.headers, { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }, 'a refusal');
-  const portalPath = await s.browser().send('DELETE', '/records', '', { accept: 'application/json' });
+  const portalPath = await s.browser().send('POST', '/records', '', { accept: 'application/json' });
   t.equal(portalPath.status, 401);
   t.match(portalPath.headers, { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff' }, 'an error on a portal path');
 });

@@ -173,6 +173,23 @@ t.test('ambiguous paths get 400 and never reach the portal', async (t) => {
   t.equal(s.portalRequests.at(-1)!.url, '/records', 'the portal receives exactly the decided path');
 });
 
+t.test('only the methods portal.methods names reach the portal, before any rule', async (t) => {
+  for (const methods of [undefined, ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']]) {
+    const s = await startStack({ patch: (raw) => methods && (raw.portal.methods = methods) });
+    t.teardown(s.close);
+    const { b } = await signUpAndEnrol(s);
+    const passed = methods ?? ['GET', 'HEAD', 'POST'];
+    for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
+      const before = s.portalRequests.length;
+      const res = await b.send(method, '/echo', undefined, { accept: 'application/json' });
+      // HEAD goes with GET, listed or not.
+      const reached = passed.includes(method) || method === 'HEAD';
+      t.same([res.status === 405, s.portalRequests.slice(before).map((q) => q.method)], reached ? [false, [method]] : [true, []], `${methods ? 'all listed' : 'by default'}: ${method} ${reached ? 'passed' : 'refused'}`);
+      if (!reached) t.equal(JSON.parse(res.body).error, 'GW_ERR_METHOD_NOT_ALLOWED');
+    }
+  }
+});
+
 t.test('the login intercept: methods, content types, sizes, duplicate fields', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
@@ -236,7 +253,7 @@ t.test('unauthenticated requests: pages redirect to the login, other methods get
   t.equal((await b.send('PROPFIND', '/_mfa/nothing-here')).status, 405, 'and under its prefix');
   const scripted = await b.send('PROPFIND', '/records', undefined, { accept: 'application/json' });
   t.same([scripted.status, JSON.parse(scripted.body).error], [405, 'GW_ERR_METHOD_NOT_ALLOWED'], 'JSON for a script, as any refusal');
-  t.equal((await b.send('PUT', '/_mfa/nothing-here')).status, 404, 'a method it serves, under its prefix: no such page');
+  t.equal((await b.send('POST', '/_mfa/nothing-here')).status, 404, 'a method it serves, under its prefix: no such page');
   const connect = await rawRequest(s.url, `CONNECT 127.0.0.1:${new URL(s.portal.url).port} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
   t.match(connect, /^HTTP\/1\.1 405 /, 'CONNECT: 405, no tunnel');
   const expect = await rawRequest(s.url, `POST /messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nExpect: x-unknown\r\n\r\nabcd`);

@@ -38,3 +38,13 @@ t.test('a login page under a rule that asks for a sign-in is explained as the ga
   );
   t.equal(decision({ path: '/records' }), 'decision: sign-in required by "portal"', 'another page: sent to sign in');
 });
+
+t.test('a method portal.methods leaves out is refused before any rule; HEAD goes with GET', async (t) => {
+  const explain = (config: ReturnType<typeof testConfig>, method: string) => explainPolicy(config, { path: '/records', method, user: 'alice' }).at(-1);
+  const config = testConfig('http://127.0.0.1:1');
+  t.equal(explain(config, 'PUT'), 'method PUT: refused before any rule (405): not one of portal.methods');
+  t.equal(explain(config, 'PROPFIND'), 'method PROPFIND: refused before any rule (405): not one of portal.methods');
+  t.match(explain(config, 'HEAD'), /^decision: /);
+  const widened = testConfig('http://127.0.0.1:1', (raw) => (raw.portal.methods = ['GET', 'POST', 'PUT']));
+  t.match(explain(widened, 'PUT'), /^decision: /, 'listed: judged by the rules');
+});

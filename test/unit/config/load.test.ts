@@ -675,6 +675,35 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.notOk(configWarnings(resolveConfig(deletes)).some((w) => w.includes('.methods:')), 'with POST: no warning');
 });
 
+t.test('portal.methods: which methods reach the portal, and the rules that name only GET', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  t.same(resolveConfig(raw).portal.methods, ['GET', 'HEAD', 'POST'], 'GET, HEAD and POST by default');
+  raw.portal.methods = ['POST'];
+  raw.portal.login.methods = ['PUT'];
+  t.same(problemsOf(() => resolveConfig(raw)), ['portal.methods: must hold GET (the login page and every page a browser opens)', 'portal.login.methods: PUT is not one of portal.methods, so the login could never reach the portal']);
+  raw.portal.methods = ['GET', 'PUT'];
+  t.same(resolveConfig(raw).portal.methods, ['GET', 'PUT'], 'with GET and the login method: valid');
+  raw.portal.methods = ['GET', 'TRACE'];
+  t.match(problemsOf(() => resolveConfig(raw)), [/^portal\.methods\.1: /], 'a method the gateway never passes: refused');
+
+  const pages = rawTestConfig('http://127.0.0.1:1');
+  pages.policy.rules = [
+    { name: 'exports', paths: ['/records/export'], methods: ['get'], decision: 'step-up', maxAgeSeconds: 60 },
+    { name: 'open exports', paths: ['/open/export'], methods: ['GET'], decision: 'public' },
+    { name: 'written', paths: ['/drafts/'], methods: ['POST'], decision: 'step-up' },
+    ...pages.policy.rules,
+  ];
+  const onlyGet = configWarnings(resolveConfig(pages)).filter((w) => w.includes('.methods:'));
+  t.same(onlyGet.map((w) => w.split(':')[0]), ['policy.rules.0.methods'], 'a rule for GET alone: a warning (not a public one, not one for POST)');
+  t.match(onlyGet[0], /a rule for GET without POST does not cover its paths asked for with that method/);
+  pages.portal.methods = ['GET', 'POST', 'PUT', 'OPTIONS'];
+  t.match(configWarnings(resolveConfig(pages)).find((w) => w.startsWith('policy.rules.0.methods')), /without POST, PUT, OPTIONS .* with those methods/, 'each method portal.methods passes and the rule leaves out');
+  pages.policy.rules[0].methods = ['GET', 'POST', 'PUT', 'OPTIONS'];
+  t.notOk(configWarnings(resolveConfig(pages)).some((w) => w.includes('.methods:')), 'every method the portal takes: no warning');
+  delete pages.policy.rules[0].methods;
+  t.notOk(configWarnings(resolveConfig(pages)).some((w) => w.includes('.methods:')), 'no methods (every method): no warning');
+});
+
 t.test('config check builds what serve builds from files, and names a choice of values once', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-files-'));
   writeFileSync(join(dir, 'groups.yaml'), '- just a list');
