@@ -150,12 +150,24 @@ ${scripts}
 }
 
 /**
- * The time left, said at the top of the page. The time for changes is in minutes written out (a screen reader reads
- * "min" as a word of its own), and with a minute or less left, as "less than a minute", not "1 minutes".
+ * The time left, said at the top of the page: in minutes written out (a screen reader reads "min" as a word of its
+ * own), and with a minute or less left, as the warning says it, "less than a minute", not "1 minutes".
  */
 function timeLeft(ctx: PageContext, limit: TimeLimit): string {
-  const minutes = Math.max(1, Math.ceil(limit.secondsLeft / 60));
-  return ctx.t(limit.of === 'changes' ? (minutes > 1 ? 'changesMinutesLeft' : 'changesAlmostUp') : limit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', { minutes });
+  const minutes = Math.ceil(limit.secondsLeft / 60);
+  const { left, almostUp } = timeMessages(limit);
+  return ctx.t(minutes > 1 ? left : almostUp, { minutes });
+}
+
+/**
+ * The messages of a time limit: the minutes left; a minute or less left (at the top of a page opened then, and the
+ * warning before the end); run out. A sign-in's says to ask for more time where the page offers it, or, asked too
+ * soon, that more can be given nearer the end.
+ */
+function timeMessages(limit: TimeLimit): { left: MessageKey; almostUp: MessageKey; over: MessageKey } {
+  return limit.of === 'changes'
+    ? { left: 'changesMinutesLeft', almostUp: 'changesAlmostUp', over: 'changesRanOut' }
+    : { left: limit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', almostUp: limit.moreTime ? 'timeAlmostUp' : 'timeAlmostUpNoMore', over: 'timeRanOut' };
 }
 
 /**
@@ -178,8 +190,8 @@ function securityNav(ctx: PageContext): string {
  */
 function timeWarning(ctx: PageContext, limit: TimeLimit): string {
   const { t } = ctx;
-  const [warningKey, overKey]: [MessageKey, MessageKey] = limit.of === 'changes' ? ['changesAlmostUp', 'changesRanOut'] : [limit.moreTime ? 'timeAlmostUp' : 'timeAlmostUpNoMore', 'timeRanOut'];
-  const warning = `<p class="notice time-warning" role="alert" data-seconds-left="${limit.secondsLeft}"${scriptText(ctx, 'warning', t(warningKey))}${scriptText(ctx, 'over', t(overKey))} hidden></p>`;
+  const { almostUp, over } = timeMessages(limit);
+  const warning = `<p class="notice time-warning" role="alert" data-seconds-left="${limit.secondsLeft}"${scriptText(ctx, 'warning', t(almostUp))}${scriptText(ctx, 'over', t(over))} hidden></p>`;
   return limit.moreTime
     ? `${warning}\n<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', limit.moreTime.csrf)}${hidden('back', limit.moreTime.back)}<button type="submit" class="secondary">${msg(ctx, t('moreTime'))}</button></form>`
     : warning;

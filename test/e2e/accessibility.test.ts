@@ -73,7 +73,7 @@ async function screen(t: Test, page: Page, name: string, expect: Expect = {}): P
         lang: document.documentElement.lang,
         h1: document.querySelectorAll('h1').length,
         securityLink: document.querySelectorAll('header nav a[href="/_mfa/security"]').length,
-        signingIn: /You have \d+ min left/.test(document.querySelector('main')?.textContent ?? ''),
+        signingIn: / left to finish signing in/.test(document.querySelector('main')?.textContent ?? ''),
         fields: [...document.querySelectorAll<HTMLInputElement>('input:not([type=hidden])')].map((i) => ({
           id: i.id,
           labels: [...(i.labels ?? [])].map((l) => (visible(l) ? l.textContent!.trim() : '')),

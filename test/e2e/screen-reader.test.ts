@@ -125,8 +125,23 @@ t.test('a minute before a sign-in runs out of time, its page warns, and "I need 
   await tabTo(page, /^button "I need more time"/);
   await andWait(page, page.keyboard.press('Enter'));
   t.equal(url(page), `${P}/verify`, 'the same page again');
-  t.equal(await page.getByRole('status').textContent(), 'You have 5 min left to finish signing in. After that, start again with your password.', 'with its whole time again');
+  t.equal(await page.getByRole('status').textContent(), 'You have 5 minutes left to finish signing in. After that, start again with your password.', 'with its whole time again');
   t.equal(await warning.count(), 0, 'and no warning');
+});
+
+t.test('the time left at the top of a sign-in page reads as words: minutes, then less than a minute', async (t) => {
+  const { s, page } = await enrolledAndSignedOut(t);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/verify`);
+  const read = async () => (await axTree(page)).filter((n) => n.role === 'StaticText').map((n) => n.name);
+  s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 - 4 * 60_000);
+  await page.reload();
+  t.ok((await read()).includes('You have 4 minutes left to finish signing in. After that, start again with your password.'), 'minutes written out');
+  s.clock.advance(3 * 60_000 + 30_000);
+  await page.reload();
+  const late = await read();
+  t.ok(late.includes('Less than a minute left to finish signing in. If you need more time, use the button below.'), 'with a minute or less: less than a minute, not "1 minutes"');
+  t.notOk(late.some((text) => /\bmin\b/.test(text)), 'no "min" to be read as a word');
 });
 
 t.test('when a sign-in runs out of time, its page says so (also when its timer fires late) and offers no more time', async (t) => {

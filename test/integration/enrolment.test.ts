@@ -69,7 +69,7 @@ t.test('the recovery codes page begins with the whole time again: a factor bound
       t.equal((await jsonCall(b, `${p}/enrol/passkey`, csrf, { credential: auth.register(options.json), name: 'Key' })).status, 200);
     }
     const codes = await b.get(`${p}/recovery-codes`);
-    t.match(codes.body, 'You have 5 min left', `${how}: five minutes for the codes, not the one the sign-in had left`);
+    t.match(codes.body, 'You have 5 minutes left', `${how}: five minutes for the codes, not the one the sign-in had left`);
     t.match(String(codes.headers['set-cookie']), /__Host-mfa-pending=[^;]+;.*Max-Age=300/, `${how}: the pending cookie lives as long`);
     // Copying ten codes by hand takes a while: past the sign-in's first end.
     s.clock.advance(3 * 60_000);

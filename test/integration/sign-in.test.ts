@@ -163,27 +163,27 @@ t.test('the pages of a sign-in in progress say how long is left to finish it', a
   const first = s.browser();
   await submitPassword(first, ALICE.username, ALICE.password);
   const enrolPage = (await first.get('/_mfa/enrol')).body;
-  t.match(enrolPage, 'You have 5 min left to finish signing in.', 'enrolment');
+  t.match(enrolPage, 'You have 5 minutes left to finish signing in.', 'enrolment');
   t.match(enrolPage, 'I need more time', 'with a button for more, from the start');
-  t.match((await first.get('/_mfa/enrol/totp')).body, 'You have 5 min left');
+  t.match((await first.get('/_mfa/enrol/totp')).body, 'You have 5 minutes left');
   const { secret, csrf } = await totpEnrolmentForm(s, first);
   await first.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) });
   const codesPage = (await first.get('/_mfa/recovery-codes')).body;
-  t.match(codesPage, 'You have 5 min left');
+  t.match(codesPage, 'You have 5 minutes left');
   t.notMatch(codesPage, 'more-time', 'no more time at the recovery codes: shown once, they would be gone after it');
   t.equal((await first.post('/_mfa/more-time', { csrf })).location, '/_mfa/recovery-codes?time=more', 'asked anyway: nothing changes, and the page says the time left (not that more may come)');
   await first.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
   const { b } = await atCodePage(s);
   s.clock.advance(3 * 60_000 + 10_000);
-  t.match((await b.get('/_mfa/verify')).body, 'You have 2 min left', 'the code page, later');
+  t.match((await b.get('/_mfa/verify')).body, 'You have 2 minutes left', 'the code page, later');
   const recovery = (await b.get('/_mfa/recovery')).body;
-  t.match(recovery, 'You have 2 min left');
+  t.match(recovery, 'You have 2 minutes left');
   t.notMatch(recovery, 'autofocus', 'read from the top, the time left first');
   t.match(recovery, /<input [^>]*id="code"[^>]* autocomplete="off"/, 'letters from paper: nothing for a phone to offer');
   t.notMatch((await b.get('/_mfa/verify')).body, 'autofocus');
   const security = await first.get('/_mfa/security');
   t.equal(security.status, 200);
-  t.notMatch(security.body, 'min left', 'not on the pages of a session');
+  t.notMatch(security.body, 'to finish signing in', 'not on the pages of a session');
 });
 
 t.test('a sign-in in progress gets more time from a button on its pages, up to an hour after the password', async (t) => {
@@ -194,22 +194,22 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
   const { b, csrf } = await atCodePage(s);
   s.clock.advance(4 * 60_000);
   const late = await b.get('/_mfa/verify');
-  t.match(late.body, 'You have 1 min left');
+  t.match(late.body, '<p class="hint">Less than a minute left to finish signing in. If you need more time, use the button below.</p>', 'a minute or less: not "1 minutes"');
   t.match(late.body, /<form method="post" action="\/_mfa\/more-time" class="more-time"><input type="hidden" name="csrf" value="[^"]+"><input type="hidden" name="back" value="verify"><button type="submit" class="secondary">I need more time<\/button><\/form>/);
   t.equal((await b.post('/_mfa/more-time', { csrf: 'forged' })).status, 403, 'the login\'s CSRF token, as every form');
   t.equal((await b.post('/_mfa/more-time', { csrf }, { origin: 'https://evil.example' })).status, 403, 'never from another site');
-  t.match((await b.get('/_mfa/verify')).body, 'You have 1 min left', 'neither gave any');
+  t.match((await b.get('/_mfa/verify')).body, 'Less than a minute left to finish signing in.', 'neither gave any');
   const wrong = async () => (await b.post('/_mfa/verify', { csrf, code: '000000' })).body;
   for (let i = 0; i < 3; i++) await wrong();
   const more = await b.post('/_mfa/more-time', { csrf });
   t.equal(more.status, 303);
   t.equal(more.location, '/_mfa/verify?time=more', 'back to the page of its step');
   t.match(String(more.headers['set-cookie']), /__Host-mfa-pending=[^;]+;.*Max-Age=300/, 'the pending cookie lives as long');
-  t.match((await b.get(more.location!)).body, '<p class="hint" role="status">You have 5 min left', 'said, to a screen reader too');
+  t.match((await b.get(more.location!)).body, '<p class="hint" role="status">You have 5 minutes left to finish signing in.', 'said, to a screen reader too');
   // Asked again at once: nothing more yet, and the page says so.
   const soon = await b.post('/_mfa/more-time', { csrf, back: 'recovery' });
   t.equal(soon.location, '/_mfa/recovery?time=same', 'back to the page it was asked on');
-  t.match((await b.get(soon.location!)).body, '<p class="hint" role="status">You still have 5 min left to finish signing in: more time can be given nearer the end.');
+  t.match((await b.get(soon.location!)).body, '<p class="hint" role="status">You still have 5 minutes left to finish signing in: more time can be given nearer the end.');
   t.notMatch((await b.get('/_mfa/verify')).body, 'role="status"', 'only in answer to the button');
   t.equal((await b.post('/_mfa/more-time', { csrf, back: 'enrol/totp' })).location, '/_mfa/verify?time=same', 'never to a page of another step');
   s.clock.advance(4 * 60_000);
@@ -220,15 +220,15 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
     await b.post('/_mfa/more-time', { csrf });
     s.clock.advance(4 * 60_000);
   }
-  t.match((await b.get('/_mfa/verify')).body, 'more-time', '56 minutes after the password, 1 min left: more time is offered');
+  t.match((await b.get('/_mfa/verify')).body, 'more-time', '56 minutes after the password, a minute left: more time is offered');
   await b.post('/_mfa/more-time', { csrf });
   const last = await b.get('/_mfa/verify');
-  t.match(last.body, 'You have 4 min left', 'until an hour after the password, not 5 min more');
+  t.match(last.body, 'You have 4 minutes left', 'until an hour after the password, not 5 minutes more');
   t.notMatch(last.body, 'more-time', 'and no more after that');
   const after = await b.post('/_mfa/more-time', { csrf });
   t.equal(after.location, '/_mfa/verify?time=more', 'asking anyway changes nothing');
   t.notMatch((await b.get(after.location!)).body, 'more time can be given', 'and promises none');
-  t.match((await b.get('/_mfa/verify')).body, 'You have 4 min left');
+  t.match((await b.get('/_mfa/verify')).body, 'You have 4 minutes left');
   t.equal((await b.post('/_mfa/verify', { csrf, code: await totpAt(secret, s.clock.now()) })).location, '/records', 'signed in 56 minutes after the password');
 
   // An abandoned login is reported at its last end, not its first.

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Messages } from '../../../src/ui/i18n.js';
 import en from '../../../src/ui/locales/en.json' with { type: 'json' };
-import { choosePage, logoutPage, messagePage, passkeySetupPage, proofPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext } from '../../../src/ui/pages.js';
+import { choosePage, logoutPage, messagePage, passkeySetupPage, proofPage, recoveryCodesPage, securityPage, totpSetupPage, verifyPage, type PageContext, type TimeLimit } from '../../../src/ui/pages.js';
 
 /** Catalogues dropped in as an operator does (a folder of `<language>.json` files, ui.localesDir). */
 function catalogues(files: Record<string, Record<string, string>>): Messages {
@@ -150,4 +150,26 @@ t.test('a step-up done says so as the page\'s text, not as an alert', async (t) 
   const html = messagePage(ctx, { title: 'stepUpDoneTitle', message: ctx.t('stepUpDone'), action: { href: '/', label: 'backToPortal' } });
   t.match(html, `<p>${en.stepUpDone}</p>`);
   t.notMatch(html, 'role="alert"');
+});
+
+t.test('the time left is said in minutes written out, and with a minute or less left as less than a minute', async (t) => {
+  const top = (ctx: PageContext) => verify(ctx).match(/<main id="main">\n<h1>[^]*?<\/h1>\n(.*)/)![1]!;
+  const signingIn = (secondsLeft: number, more: Partial<TimeLimit> = {}) => top({ ...context('en'), timeLimit: { secondsLeft, ...more } });
+  const moreTime = { moreTime: { csrf: 'c', back: 'verify' } };
+  t.equal(signingIn(4 * 60), `<p class="hint">${en.minutesLeft.replace('{minutes}', '4')}</p>`);
+  t.match(signingIn(4 * 60), 'You have 4 minutes left to finish signing in.');
+  t.match(signingIn(61), 'You have 2 minutes left', 'a part of a minute counts as one');
+  t.match(signingIn(5 * 60, { ...moreTime, asked: 'same' }), '<p class="hint" role="status">You still have 5 minutes left to finish signing in: more time can be given nearer the end.');
+  t.equal(signingIn(60), `<p class="hint">${en.timeAlmostUpNoMore}</p>`, 'a minute or less: as the warning says it, not "1 minutes"');
+  t.equal(signingIn(30, moreTime), `<p class="hint">${en.timeAlmostUp}</p>`, 'with the button for more time on the page');
+  t.equal(signingIn(0), `<p class="hint">${en.timeAlmostUpNoMore}</p>`);
+  const changes = (secondsLeft: number) => top({ ...context('en'), signedIn: true, timeLimit: { secondsLeft, of: 'changes' } });
+  t.match(changes(4 * 60), 'You can make changes here for 4 minutes.', 'the time for changes alike');
+  t.equal(changes(60), `<p class="hint">${en.changesAlmostUp}</p>`);
+  const limits = [{}, moreTime, { ...moreTime, asked: 'same' as const }, { of: 'changes' as const }];
+  const lines = [0, 1, 59, 60, 61, 119, 120, 121, 300, 3600].flatMap((secondsLeft) => limits.map((limit) => top({ ...context('en'), timeLimit: { secondsLeft, ...limit } })));
+  t.notMatch(lines.join('\n'), /\bmin\b|\b1 minutes/, 'never "min", nor "1 minutes"');
+  const translated = catalogues({ 'mi.json': { minutesLeft: 'E {minutes} meneti e toe ana.', timeAlmostUpNoMore: 'Kei raro iho i te meneti kotahi e toe ana.' } });
+  t.equal(top({ ...context('mi', translated), timeLimit: { secondsLeft: 4 * 60 } }), '<p class="hint">E 4 meneti e toe ana.</p>', "another language: its catalogue's words");
+  t.equal(top({ ...context('mi', translated), timeLimit: { secondsLeft: 60 } }), '<p class="hint">Kei raro iho i te meneti kotahi e toe ana.</p>');
 });
