@@ -7,8 +7,9 @@ import { newId } from '../mechanisms/random.js';
 import { codesLeft } from '../mechanisms/recovery-codes.js';
 import { Sealer } from '../mechanisms/sealer.js';
 import { TOTP_PERIOD_SECONDS } from '../mechanisms/totp.js';
+import { isDeviceBound } from '../mechanisms/webauthn.js';
 import type { DeviceRegistry } from '../stores/device-registry.js';
-import type { CredentialOwners, EnrolmentCodes, FactorStore } from '../stores/factor-store.js';
+import { deviceBound, type CredentialOwners, type EnrolmentCodes, type Factor, type FactorStore } from '../stores/factor-store.js';
 import { isSealedKey, keys } from '../stores/keys.js';
 import { keysOnce, type KvStore } from '../stores/kv-store.js';
 import type { PendingLogin, Sessions } from '../stores/records.js';
@@ -40,13 +41,43 @@ export interface AdminDeps {
 /** What the gateway holds about a user, without a secret: for `user show` and the access request export. */
 export interface UserSummary {
   pid: string;
-  factors: { id: string; kind: string; name: string; addedAt: string; lastUsedAt: string | null }[];
+  factors: FactorSummary[];
   /** The set made at `addedAt`: how many codes it had, how many are still unused. */
   recoveryCodes: { total: number; left: number; addedAt: string } | null;
+  /**
+   * The WebAuthn user handle the person's passkeys hold (random, made once, kept when a passkey is removed), null
+   * before any passkey was offered: personal data (an identifier of the person), and no secret (see README).
+   */
+  passkeyUserHandle: string | null;
+  /** A passkey that cannot leave its device was bound once: another counts as one only when added with such a key. */
+  hadDeviceBoundPasskey: boolean;
   sessions: { signedInAt: string; lastSeenAt: string; factor: string; amr: string[]; secondFactorAt: string }[];
   devices: { fingerprint: string; name: string; status: string; addedAt: string }[];
   disabledFactorKinds: string[];
   enrolmentCode: { expiresAt: string } | null;
+}
+
+/** A factor as the summary gives it: its record but for the secret, the public key and the ids a key is known by. */
+export interface FactorSummary {
+  id: string;
+  kind: string;
+  name: string;
+  addedAt: string;
+  lastUsedAt: string | null;
+  /** A passkey's details, as its authenticator reported them (absent for an authenticator app). */
+  passkey?: {
+    transports: string[];
+    /** It cannot leave its device (not backup eligible). */
+    deviceBound: boolean;
+    /** It passes rules that take only a key that cannot leave its device (see withPasskey). */
+    countsAsDeviceBound: boolean;
+    backedUp: boolean;
+    userVerifiedAtRegistration: boolean;
+    /** The authenticator's signature counter at the last sign-in. */
+    signCount: number;
+    /** When a copy of it was found answering: refused since. */
+    suspectSince: string | null;
+  };
 }
 
 /**
@@ -100,8 +131,10 @@ export class AdminService {
     const code = await this.d.codes.get(pid);
     return {
       pid,
-      factors: (f?.factors ?? []).map((x) => ({ id: x.id, kind: x.kind, name: x.name, addedAt: iso(x.addedAt), lastUsedAt: x.lastUsedAt ? iso(x.lastUsedAt) : null })),
+      factors: (f?.factors ?? []).map(factorSummary),
       recoveryCodes: f?.recovery ? { total: f.recovery.hashes.length, left: codesLeft(f.recovery), addedAt: iso(f.recovery.addedAt) } : null,
+      passkeyUserHandle: f?.userHandle ?? null,
+      hadDeviceBoundPasskey: f?.hadDeviceBoundKey === true,
       sessions,
       devices: (await this.d.devices.list()).filter((x) => x.pid === pid).map((x) => ({ fingerprint: x.fingerprint, name: x.name, status: x.status, addedAt: iso(x.addedAt) })),
       disabledFactorKinds: locked,
@@ -176,6 +209,7 @@ export class AdminService {
       withheld: [
         'TOTP secrets',
         'passkey public keys',
+        'passkey credential ids (a security key may derive its private key from its id)',
         'recovery code hashes',
         'enrolment code hashes',
         'portal session cookies',
@@ -431,6 +465,25 @@ function held(name: string): { failures: string } | { is: 'totp-step' | 'recover
   if (name === 'recovery-codes-made') return { about: 'new recovery codes just made, kept for seconds for the same form sent again' };
   if (name.startsWith('proof-code-sends')) return { about: 'how many enrolment proof codes were sent lately (their limits)' };
   return { about: 'another record of the gateway about the user' };
+}
+
+/** What the summary gives of a factor (see FactorSummary). */
+function factorSummary(f: Factor): FactorSummary {
+  const summary: FactorSummary = { id: f.id, kind: f.kind, name: f.name, addedAt: iso(f.addedAt), lastUsedAt: f.lastUsedAt ? iso(f.lastUsedAt) : null };
+  if (f.kind !== 'webauthn') return summary;
+  const c = f.credential;
+  return {
+    ...summary,
+    passkey: {
+      transports: c.transports ?? [],
+      deviceBound: isDeviceBound(c),
+      countsAsDeviceBound: deviceBound(f),
+      backedUp: c.backedUp,
+      userVerifiedAtRegistration: c.uvInitialized,
+      signCount: c.counter,
+      suspectSince: f.suspectSince === undefined ? null : iso(f.suspectSince),
+    },
+  };
 }
 
 /** A record no configured key opens counts as none (erased all the same). */

@@ -12,7 +12,7 @@ import { reportCommand } from '../../src/cli/report.js';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import type { Gateway } from '../../src/gateway.js';
 import type { KvStore } from '../../src/stores/kv-store.js';
-import { CredentialOwners } from '../../src/stores/factor-store.js';
+import { CredentialOwners, type WebAuthnFactor } from '../../src/stores/factor-store.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
 import { Browser, inputValue } from '../helpers/browser.js';
@@ -20,7 +20,8 @@ import { OPERATOR, runCli, runCliAsync } from '../helpers/cli.js';
 import { TestCa } from '../helpers/pki.js';
 import { randomKey, rawTestConfig } from '../helpers/config.js';
 import { freePort } from '../helpers/redis.js';
-import { ALICE, BOB, atCodePage, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
+import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { ALICE, BOB, atCodePage, signInWithPasskey, signInWithTotp, signUpAndEnrol, signUpWithPasskey, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
 /** Every key in the store, and what every sealed record holds once opened. */
 async function dump(kv: KvStore, sealer: Sealer): Promise<{ keys: string[]; opened: string[] }> {
@@ -157,6 +158,40 @@ t.test('export holds what erase deletes: sign-ins in progress, wrong codes and p
     passkeyCredentialIds: 0,
     alsoHeld: [],
   }, 'erased: the export holds nothing');
+});
+
+t.test('export: a passkey as its record holds it and the user handle its authenticators hold; never its public key, credential id or a recovery code hash', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const auth = new SoftAuthenticator({ origin: 'http://localhost', attachment: 'cross-platform', transports: ['nfc', 'usb'] });
+  const { codes } = await signUpWithPasskey(s, auth);
+  const copy = auth.clone();
+  s.clock.advance(60_000);
+  t.equal((await signInWithPasskey(s, auth)).answer.status, 200, 'signed in: its counter 1');
+  s.clock.advance(60_000);
+  t.equal((await signInWithPasskey(s, copy)).answer.status, 403, 'a copy answering with counter 1: the key is suspect');
+
+  const exported = (await userCommand(gw, 'export', { user: 'alice' }))[0]!;
+  const data = JSON.parse(exported);
+  const at = (ms: number) => new Date(ms).toISOString();
+  t.same(
+    data.factors.map((f: { passkey?: unknown }) => f.passkey),
+    [{ transports: ['nfc', 'usb'], deviceBound: true, countsAsDeviceBound: true, backedUp: false, userVerifiedAtRegistration: true, signCount: 1, suspectSince: at(s.clock.now()) }],
+    'how it is reached, that it cannot leave its device, its counter, since when it is refused',
+  );
+  t.equal(data.factors[0].lastUsedAt, at(s.clock.now() - 60_000), 'used last by the genuine key');
+  t.equal(data.passkeyUserHandle, auth.credentials[0]!.userHandle, 'the user handle her key holds');
+  t.equal(data.hadDeviceBoundPasskey, true);
+  t.ok(data.withheld.includes('passkey public keys'));
+  // The factor record, opened: none of its secrets, keys or hashes is in the export.
+  const record = (await gw.stores.factors.get(gw.pidOf(ALICE.username)!))!;
+  const passkey = record.factors[0] as WebAuthnFactor;
+  const hashes = record.recovery!.hashes.filter((h): h is string => h !== null);
+  t.equal(hashes.length, 10);
+  for (const [what, value] of [['public key', passkey.credential.publicKey], ['credential id', passkey.credential.id], ['recovery code salt', record.recovery!.salt], ...hashes.map((h) => ['recovery code hash', h]), ...codes.map((c) => ['recovery code', c])] as [string, string][]) {
+    t.notOk(exported.includes(value), `no ${what}`);
+  }
 });
 
 t.test('erase says what it did; a name that holds nothing (a misspelt one) is said to hold nothing, not erased', async (t) => {
