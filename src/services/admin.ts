@@ -51,8 +51,9 @@ export interface UserSummary {
   passkeyUserHandle: string | null;
   /** A passkey that cannot leave its device was bound once: another counts as one only when added with such a key. */
   hadDeviceBoundPasskey: boolean;
-  sessions: { signedInAt: string; lastSeenAt: string; factor: string; amr: string[]; secondFactorAt: string }[];
-  devices: { fingerprint: string; name: string; status: string; addedAt: string }[];
+  /** `codesTried`: the codes and passkey answers its step-ups checked since the last one passed. */
+  sessions: { signedInAt: string; lastSeenAt: string; factor: string; amr: string[]; secondFactorAt: string; codesTried: number; groups: string[] }[];
+  devices: { fingerprint: string; name: string; status: string; addedAt: string; revokedAt: string | null }[];
   disabledFactorKinds: string[];
   enrolmentCode: { expiresAt: string } | null;
 }
@@ -85,8 +86,24 @@ export interface FactorSummary {
  * an erasure deletes too. Described, never a secret: no cookie, form token, code or key.
  */
 export interface SignInTraces {
-  /** Sign-ins whose password the portal accepted, the second step outstanding (or expired a few minutes ago). */
-  signInsInProgress: { stage: string; passwordAcceptedAt: string | null; expiresAt: string; address: string; goingTo: string; codesTried: number }[];
+  /**
+   * Sign-ins whose password the portal accepted, the second step outstanding (or expired a few minutes ago): with the
+   * groups the portal named, an enrolment proof code sent (until when it works), the second step done (on the recovery
+   * codes page), whether a wrong one was reported to the person.
+   */
+  signInsInProgress: {
+    stage: string;
+    passwordAcceptedAt: string | null;
+    expiresAt: string;
+    address: string;
+    goingTo: string;
+    codesTried: number;
+    groups: string[];
+    proofCodeExpiresAt: string | null;
+    factor: string | null;
+    secondFactorAt: string | null;
+    failureNotified: boolean;
+  }[];
   /** The client addresses (IPv6 by its /64) a wrong password for the account came from lately (the credential-stuffing watch). */
   failedPasswordAddresses: string[];
   /** Consecutive failures counted against the user, by what failed, and when the last one was. */
@@ -113,6 +130,7 @@ export interface KeyUse {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const SET_UPS_COUNTED = 'how many factors a sign-in in progress or a session tried to set up, and the passkey prompts it fetched (their limits)';
 const sessionKey = /^session:\{([^}]+)\}$/;
 const pendingKey = /^pending:\{([^}]+)\}$/;
 const addressUsernamesKey = /^addr:\{(.+)\}:usernames$/;
@@ -125,7 +143,9 @@ export class AdminService {
     const sessions = [];
     for (const sid of await this.d.sessionRecords.listIds(pid)) {
       const s = await this.d.sessionRecords.get(sid);
-      if (s) sessions.push({ signedInAt: iso(s.authTime), lastSeenAt: iso(s.lastSeen), factor: s.factor, amr: amrOf(s), secondFactorAt: iso(s.factorTime) });
+      if (!s) continue;
+      const codesTried = Number((await this.d.kv.get(keys.stepUpAttempts(sid))) ?? 0);
+      sessions.push({ signedInAt: iso(s.authTime), lastSeenAt: iso(s.lastSeen), factor: s.factor, amr: amrOf(s), secondFactorAt: iso(s.factorTime), codesTried, groups: s.groups ?? [] });
     }
     const locked = (await this.d.attempts.lockedOut()).filter((l) => l.pid === pid).map((l) => l.kind);
     const code = await this.d.codes.get(pid);
@@ -136,7 +156,7 @@ export class AdminService {
       passkeyUserHandle: f?.userHandle ?? null,
       hadDeviceBoundPasskey: f?.hadDeviceBoundKey === true,
       sessions,
-      devices: (await this.d.devices.list()).filter((x) => x.pid === pid).map((x) => ({ fingerprint: x.fingerprint, name: x.name, status: x.status, addedAt: iso(x.addedAt) })),
+      devices: (await this.d.devices.list()).filter((x) => x.pid === pid).map((x) => ({ fingerprint: x.fingerprint, name: x.name, status: x.status, addedAt: iso(x.addedAt), revokedAt: x.revokedAt ? iso(x.revokedAt) : null })),
       disabledFactorKinds: locked,
       enrolmentCode: code ? { expiresAt: iso(code.expiresAt) } : null,
     };
@@ -229,7 +249,23 @@ export class AdminService {
         continue;
       }
       const codesTried = Number((await this.d.kv.get(keys.pendingAttempts(id))) ?? 0);
-      signInsInProgress.push({ stage: p.stage, passwordAcceptedAt: p.passwordAt ? iso(p.passwordAt) : null, expiresAt: iso(p.expiresAt), address: p.ip, goingTo: p.continueTo, codesTried });
+      signInsInProgress.push({
+        stage: p.stage,
+        passwordAcceptedAt: p.passwordAt ? iso(p.passwordAt) : null,
+        expiresAt: iso(p.expiresAt),
+        address: p.ip,
+        goingTo: p.continueTo,
+        codesTried,
+        groups: p.groups ?? [],
+        proofCodeExpiresAt: p.proofCode ? iso(p.proofCode.expiresAt) : null,
+        factor: p.factor ?? null,
+        secondFactorAt: p.factorAt ? iso(p.factorAt) : null,
+        failureNotified: p.failureNotified === true,
+      });
+      if (await this.anyHeld([keys.pendingSetupTries(id), keys.pendingSetupOptions(id), keys.pendingSignInOptions(id)])) alsoHeld.add(SET_UPS_COUNTED);
+    }
+    for (const sid of await this.d.sessionRecords.listIds(pid)) {
+      if (await this.anyHeld([keys.sessionSetupTries(sid), keys.sessionSetupOptions(sid), keys.stepUpOptions(sid)])) alsoHeld.add(SET_UPS_COUNTED);
     }
     for await (const _ of this.recordsOf(pid, 'challenge:{')) alsoHeld.add('a passkey challenge waiting for its answer');
     for await (const _ of this.recordsOf(pid, 'session:{', (k) => k.endsWith(':moved'))) alsoHeld.add('a step-up just done, kept for seconds for the same form sent again');
@@ -435,6 +471,12 @@ export class AdminService {
       const record = await this.opened(key);
       if (record?.pid === pid) yield [key, record as T];
     }
+  }
+
+  /** Whether any of the keys `names` is held. */
+  private async anyHeld(names: string[]): Promise<boolean> {
+    for (const key of names) if ((await this.d.kv.get(key)) !== null) return true;
+    return false;
   }
 
   private async opened(key: string): Promise<{ pid?: unknown } | null> {

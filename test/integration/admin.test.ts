@@ -21,7 +21,7 @@ import { TestCa } from '../helpers/pki.js';
 import { randomKey, rawTestConfig } from '../helpers/config.js';
 import { freePort } from '../helpers/redis.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
-import { ALICE, BOB, atCodePage, signInWithPasskey, signInWithTotp, signUpAndEnrol, signUpWithPasskey, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, jsonCall, passkeyCsrf, signInWithPasskey, signInWithTotp, signUpAndEnrol, signUpWithPasskey, startStack, submitPassword, totpAt, type Stack, startRedisStack } from '../helpers/stack.js';
 
 /** Every key in the store, and what every sealed record holds once opened. */
 async function dump(kv: KvStore, sealer: Sealer): Promise<{ keys: string[]; opened: string[] }> {
@@ -192,6 +192,36 @@ t.test('export: a passkey as its record holds it and the user handle its authent
   for (const [what, value] of [['public key', passkey.credential.publicKey], ['credential id', passkey.credential.id], ['recovery code salt', record.recovery!.salt], ...hashes.map((h) => ['recovery code hash', h]), ...codes.map((c) => ['recovery code', c])] as [string, string][]) {
     t.notOk(exported.includes(value), `no ${what}`);
   }
+});
+
+t.test('export: each session with its step-up codes tried and the groups the portal named, a sign-in in progress likewise, a device revoked and when', async (t) => {
+  const s = await startStack({ patch: (raw) => (raw.groups = { loginHeader: 'X-Portal-Roles' }) });
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const bob = await signUpAndEnrol(s, BOB);
+  const token = passkeyCsrf((await bob.b.get('/_mfa/security/passkey')).body);
+  t.equal((await jsonCall(bob.b, '/_mfa/security/passkey/options', token)).status, 200, 'a passkey prompt fetched to add a key');
+  s.clock.advance(60_000);
+  const csrf = inputValue((await bob.b.get('/_mfa/step-up')).body, 'csrf');
+  const valid = new Set(await Promise.all([-2, -1, 0, 1, 2].map((step) => totpAt(bob.secret, s.clock.now() + step * 30_000))));
+  const wrong = ['123456', '234567', '345678', '456789'].filter((c) => !valid.has(c));
+  for (const code of wrong.slice(0, 2)) t.equal((await bob.b.post('/_mfa/step-up', { csrf, code })).status, 400, 'a wrong code at a step-up');
+  t.equal((await submitPassword(s.browser(), BOB.username, BOB.password)).location, '/_mfa/verify', 'a sign-in in progress');
+  const fingerprint = 'b'.repeat(64);
+  await devicesCommand(gw, 'register', { fingerprint, user: 'bob' });
+  await devicesCommand(gw, 'revoke', { fingerprint });
+
+  const data = JSON.parse((await userCommand(gw, 'export', { user: 'bob' }))[0]!);
+  t.match(data.sessions, [{ factor: 'totp', codesTried: 2, groups: ['staff'] }], 'her session, its wrong step-up codes, her groups');
+  t.equal(data.sessions.length, 1);
+  t.notOk(data.factors.some((f: object) => 'passkey' in f), 'an app has no passkey details');
+  t.match(data, { passkeyUserHandle: String, hadDeviceBoundPasskey: false }, 'the user handle made for the key he began to add, no key bound');
+  t.match(data.signInsInProgress, [{ stage: 'verify', codesTried: 0, groups: ['staff'], proofCodeExpiresAt: null, factor: null, secondFactorAt: null, failureNotified: false }]);
+  t.same(data.devices, [{ fingerprint, name: fingerprint.slice(0, 12), status: 'revoked', addedAt: new Date(s.clock.now()).toISOString(), revokedAt: new Date(s.clock.now()).toISOString() }]);
+  t.ok(data.alsoHeld.includes('how many factors a sign-in in progress or a session tried to set up, and the passkey prompts it fetched (their limits)'), 'the prompt her session fetched');
+
+  t.match((await userCommand(gw, 'erase', { user: 'bob', yes: true }))[0], 'erased bob');
+  t.match(JSON.parse((await userCommand(gw, 'export', { user: 'bob' }))[0]!), { sessions: [], signInsInProgress: [], devices: [], alsoHeld: [] }, 'erased: none of it is held');
 });
 
 t.test('erase says what it did; a name that holds nothing (a misspelt one) is said to hold nothing, not erased', async (t) => {
