@@ -5,7 +5,7 @@ import { normaliseAddress } from '../domain/client-address.js';
 import { carriesLegacyCredentials, loginFields } from '../domain/legacy-auth.js';
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { accountNames } from '../domain/username.js';
-import { canonicalTarget, sameSegments } from '../domain/canonical-path.js';
+import { sameSegments, targetOrRefusal } from '../domain/canonical-path.js';
 import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
@@ -28,10 +28,10 @@ export interface ExplainQuery {
 
 /** The explanation as text lines (the command prints them). */
 export function explainPolicy(config: Config, q: ExplainQuery): string[] {
-  const target = canonicalTarget(q.path, { pathParameters: config.server.pathParameters === 'allow' });
-  if (!target) return [`${q.path}: refused before any rule (400): not a canonical path`];
+  const target = targetOrRefusal(q.path, { pathParameters: config.server.pathParameters === 'allow' });
+  if (typeof target === 'string') return [`${q.path}: refused before any rule (400 GW_ERR_BAD_PATH): ${target}`];
   // The proxy in front sends the portal the URI as written: forward-auth judges only one with nothing to resolve.
-  if (config.forwardAuth.enabled && !sameSegments(q.path)) return [`${q.path}: refused before any rule (400): dot or empty segments, which the proxy in front would pass to the portal unresolved`];
+  if (config.forwardAuth.enabled && !sameSegments(q.path)) return [`${q.path}: refused before any rule (400 GW_ERR_BAD_PATH): dot or empty segments, which the proxy in front would pass to the portal unresolved`];
   const host = parseHost(q.host ?? config.server.hosts[0]);
   if (!host) return [`host ${JSON.stringify(q.host)}: refused before any rule (421): not a host name`];
   if (!config.server.hosts.some((h) => h.toLowerCase() === host)) return [`host ${host}: refused before any rule (421): not one of server.hosts`];

@@ -33,33 +33,42 @@ const IGNORABLE = /\p{Default_Ignorable_Code_Point}/u;
 const DOT_OR_EMPTY = /\/\/|(^|\/)\.\.?(\/|$)|\.(\/|$)|\/\.\./;
 
 /**
- * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null for any input that
- * two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters, double encoding,
- * invalid UTF-8, characters NFKC would change, invisible ones (Default_Ignorable_Code_Point) or ones Windows would
- * read as a separator, NTFS stream names (':$'), names shaped as Windows short names, names ending in '.' or ' '
- * (before any parameters) or starting with '..', ';' path parameters (unless allowed; never on a dot segment, never
- * encoded), ASP.NET's cookieless `(S(…))` segments, fragments, absolute-form targets and ones starting with `//` (an
- * authority to URL parsers, which can carry `user:password@`), a query starting with '/', and a path longer than
+ * Decodes percent-encoding once, resolves dot segments and merges duplicate slashes. Returns null (targetOrRefusal says
+ * why) for any input that two parsers could read differently: encoded '/' or '\', raw '\', NUL and control characters,
+ * double encoding, invalid UTF-8, characters NFKC would change, invisible ones (Default_Ignorable_Code_Point) or ones
+ * Windows would read as a separator, NTFS stream names (':$'), names shaped as Windows short names, names ending in '.'
+ * or ' ' (before any parameters) or starting with '..', ';' path parameters (unless allowed; never on a dot segment,
+ * never encoded), ASP.NET's cookieless `(S(…))` segments, fragments, absolute-form targets and ones starting with `//`
+ * (an authority to URL parsers, which can carry `user:password@`), a query starting with '/', and a path longer than
  * 4096 characters.
  */
 export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | null {
-  if (!rawUrl.startsWith('/') || rawUrl.startsWith('//')) return null;
+  const target = targetOrRefusal(rawUrl, opts);
+  return typeof target === 'string' ? null : target;
+}
+
+/** canonicalTarget's work: the canonical target, or why there is none, in words (`policy explain` says it). */
+export function targetOrRefusal(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | string {
+  if (!rawUrl.startsWith('/')) return "an absolute URL or '*', not a path";
+  if (rawUrl.startsWith('//')) return "a target starting with '//', which URL parsers read as a host name (one that can carry user:password@)";
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   // IIS's own limit (maxUrl): no portal needs more, and it bounds the time rules with wildcards take to match.
-  if (rawPath.length > MAX_PATH_CHARS) return null;
+  if (rawPath.length > MAX_PATH_CHARS) return 'a path longer than 4096 characters';
   const query = q === -1 ? '' : rawUrl.slice(q + 1);
   // A query that starts with '/' is the route to CodeIgniter (`/?/admin/users`, `/index.php?/login`): a path the
   // rules would never see.
-  if (query.startsWith('/')) return null;
+  if (query.startsWith('/')) return "a query starting with '/', which a portal may route as a path (CodeIgniter's /?/admin)";
   // Most paths are already canonical: nothing encoded, no empty or dot segments, no segment starting with '(', no
   // short name.
   if (PLAIN.test(rawPath) && !DOT_OR_EMPTY.test(rawPath) && !rawPath.includes('/(') && !rawPath.includes(':') && !(rawPath.includes('~') && SHORT_NAME.test(rawPath)) && /^[\x21-\x7e]*$/.test(query) && !query.includes('#')) {
     return { path: rawPath, matchPath: rawPath, query };
   }
   // Only printable ASCII on the wire; '#' never belongs in a request target.
-  if (!/^[\x21-\x7e]*$/.test(rawUrl) || rawUrl.includes('#')) return null;
-  if (rawPath.includes('\\') || (rawPath.includes(';') && !opts.pathParameters)) return null;
+  if (!/^[\x21-\x7e]*$/.test(rawUrl)) return 'a character other than printable ASCII (a space, a control character, a letter not percent-encoded)';
+  if (rawUrl.includes('#')) return "a '#', which never belongs in a request target";
+  if (rawPath.includes('\\')) return "a '\\', which Windows servers read as '/'";
+  if (rawPath.includes(';') && !opts.pathParameters) return "';' path parameters (server.pathParameters does not allow them)";
   const bytes: number[] = [];
   for (let i = 0; i < rawPath.length; i++) {
     const ch = rawPath.charCodeAt(i);
@@ -68,11 +77,11 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
       continue;
     }
     const hex = rawPath.slice(i + 1, i + 3);
-    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return null;
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return "a '%' not followed by two hexadecimal digits";
     const b = parseInt(hex, 16);
     // Encoded separators, '%' (double encoding), ';', '?' and '#' (a portal that decodes before it splits the URL
     // reads `/admin%23/x` as `/admin`) and control characters are refused, not decoded.
-    if (b === 0x2f || b === 0x5c || b === 0x25 || b === 0x3b || b === 0x3f || b === 0x23 || b < 0x20 || b === 0x7f) return null;
+    if (b === 0x2f || b === 0x5c || b === 0x25 || b === 0x3b || b === 0x3f || b === 0x23 || b < 0x20 || b === 0x7f) return encodedRefusal(b);
     // A decoded '/' never appears, so a decoded byte can never start a segment boundary; mark it for re-encoding.
     bytes.push(b);
     i += 2;
@@ -81,7 +90,7 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   try {
     decoded = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
   } catch {
-    return null;
+    return 'percent-encoded bytes that are not UTF-8';
   }
   // A character that compatibility normalisation changes (fullwidth `ａ`, ligatures, superscripts) is another
   // character to a portal that applies NFKC or Windows' best-fit mapping: `/%EF%BD%81dmin` would be its `/admin`.
@@ -89,27 +98,38 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   // in decomposed form (`u` and a combining diaeresis, as macOS writes them) are fine. A character that is invisible
   // by definition (zero-width space, soft hyphen, BOM, bidi controls, variation selectors) is one that portals and
   // frameworks strip: `/ad%E2%80%8Bmin` would be their `/admin`.
-  if (/[^\x00-\x7f]/.test(decoded) && (normalisesAway(decoded) || IGNORABLE.test(decoded))) return null;
+  if (/[^\x00-\x7f]/.test(decoded)) {
+    if (IGNORABLE.test(decoded)) return 'an invisible character (a zero-width space, soft hyphen, BOM or bidi control), which portals may strip';
+    if (normalisesAway(decoded)) return 'a character Unicode normalisation turns into another (a fullwidth letter, a ligature, a superscript)';
+  }
   // Windows also maps characters NFKC keeps to a separator when a name goes through an ANSI code page ("best fit":
   // `¥` is `\` in Japanese, `₩` in Korean, `∕` and `⁄` are `/`), and NTFS reads `admin::$INDEX_ALLOCATION` and
   // `admin:$I30:$INDEX_ALLOCATION` as the folder `admin`: no stream name (`:$`) passes. Nor does an 8.3 short name:
   // where they are on (the default on system drives), `/ADMINI~1/` opens IIS's `/administration/`. Refused whatever
   // the portal runs on, as stream names are: a name of that shape is rare on any server.
-  if (BEST_FIT_SEPARATOR.test(decoded) || decoded.includes(':$') || SHORT_NAME.test(decoded)) return null;
+  if (BEST_FIT_SEPARATOR.test(decoded)) return "a character Windows reads as '\\' or '/' (¥, ₩, ∕, ∖, ⁄)";
+  if (decoded.includes(':$')) return "an NTFS stream name (':$', as in ::$DATA), which opens the file or folder before it";
+  if (SHORT_NAME.test(decoded)) return 'a name shaped as a Windows 8.3 short name (ADMINI~1), which IIS may open as a longer name (/administration/)';
   const out: string[] = [];
   const segments = decoded.split('/').slice(1);
   // '..;x' is '..' to Tomcat and friends: a dot segment with parameters has no single reading. Nor has a segment of
   // parameters alone before another ('/;x/admin' is '//admin' to them, then '/admin'); only the last may be one
   // ('/app/;jsessionid=…', as servlet containers rewrite URLs).
-  if (segments.some((seg, i) => /^\.\.?;/.test(seg) || (seg.startsWith(';') && i < segments.length - 1))) return null;
+  const parameters = segments.find((seg, i) => /^\.\.?;/.test(seg) || (seg.startsWith(';') && i < segments.length - 1));
+  if (parameters !== undefined) {
+    return parameters.startsWith(';') ? "a segment of ';' parameters alone before another ('/;x/admin' is '/admin' to servlet containers)" : "';' parameters on a dot segment ('..;x' is '..' to servlet containers)";
+  }
   // Windows drops a name's trailing dots and spaces (`/admin.` is `/admin` to IIS), and a name starting with `..`
   // reads as a dot segment to some servers (reply-from refuses to send one). The name is what comes before its
   // parameters: the rules see `/admin.;x` as `/admin.`.
   const nameOf = (seg: string) => (seg.includes(';') ? seg.slice(0, seg.indexOf(';')) : seg);
-  if (segments.some((seg) => seg !== '.' && seg !== '..' && (/[. ]$/.test(nameOf(seg)) || seg.startsWith('..')))) return null;
+  const name = segments.find((seg) => seg !== '.' && seg !== '..' && (/[. ]$/.test(nameOf(seg)) || seg.startsWith('..')));
+  if (name !== undefined) {
+    return name.startsWith('..') ? "a name starting with '..', which some servers read as a dot segment" : "a name ending in '.' or ' ', which Windows drops ('/admin.' is '/admin' to IIS)";
+  }
   // ASP.NET takes a segment like `(S(x))` (cookieless session, forms ticket, anonymous id) out of the path before it
   // routes, in any app: `/(S(x))/admin/` is its `/admin/`, which the rules would never have seen.
-  if (segments.some((seg) => /^\([A-Za-z]\(/.test(seg))) return null;
+  if (segments.some((seg) => /^\([A-Za-z]\(/.test(seg))) return "an ASP.NET cookieless segment ('(S(…))'), which ASP.NET takes out of the path before it routes";
   segments.forEach((seg, i) => {
     const last = i === segments.length - 1;
     if (seg === '.' || seg === '..') {
@@ -121,6 +141,15 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
   });
   const path = `/${out.map(encodeSegment).join('/')}`;
   return { path, matchPath: path.includes(';') ? path.replace(/;[^/]*/g, '') : path, query };
+}
+
+/** Why a decoded byte is refused rather than decoded. */
+function encodedRefusal(b: number): string {
+  if (b === 0x2f || b === 0x5c) return "an encoded '/' or '\\' (%2F, %5C), which a portal that decodes first reads as a separator";
+  if (b === 0x25) return "double encoding (%25), which a portal that decodes twice reads as another path";
+  if (b === 0x3b) return "an encoded ';' (%3B), which a portal that decodes first reads as path parameters";
+  if (b === 0x3f || b === 0x23) return "an encoded '?' or '#' (%3F, %23), where a portal that decodes first ends the path";
+  return 'an encoded control character (%00 to %1F, %7F)';
 }
 
 /**

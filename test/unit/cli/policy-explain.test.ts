@@ -48,3 +48,17 @@ t.test('a method portal.methods leaves out is refused before any rule; HEAD goes
   const widened = testConfig('http://127.0.0.1:1', (raw) => (raw.portal.methods = ['GET', 'POST', 'PUT']));
   t.match(explain(widened, 'PUT'), /^decision: /, 'listed: judged by the rules');
 });
+
+t.test('a path refused before any rule (400 GW_ERR_BAD_PATH) is explained with its cause', async (t) => {
+  const config = testConfig('http://127.0.0.1:1');
+  const explain = (path: string) => explainPolicy(config, { path }).join('\n');
+  t.equal(
+    explain('/ADMINI~1/'),
+    '/ADMINI~1/: refused before any rule (400 GW_ERR_BAD_PATH): a name shaped as a Windows 8.3 short name (ADMINI~1), which IIS may open as a longer name (/administration/)',
+  );
+  t.match(explain('/records%2f..%2fadmin'), /^\/records%2f\.\.%2fadmin: refused before any rule \(400 GW_ERR_BAD_PATH\): an encoded '\/' or '\\'/);
+  t.match(explain('/ad%E2%80%8Bmin/'), /\(400 GW_ERR_BAD_PATH\): an invisible character/);
+  t.match(explain('/admin./'), /\(400 GW_ERR_BAD_PATH\): a name ending in '\.' or ' ', which Windows drops/);
+  // Names that only look like those: decided by the rules.
+  for (const path of ['/ADMINISTRATOR~1/', '/a/./b/../records', '/caf%C3%A9']) t.notMatch(explain(path), 'refused before any rule', path);
+});

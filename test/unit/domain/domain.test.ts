@@ -1,5 +1,5 @@
 import t from 'tap';
-import { canonicalTarget, loggedTarget } from '../../../src/domain/canonical-path.js';
+import { canonicalTarget, loggedTarget, targetOrRefusal } from '../../../src/domain/canonical-path.js';
 import { applySetCookies, cookieHeader, cookieValues, portalSessionDigest, sameJar, setCookieNames, withExplicitPath } from '../../../src/domain/cookie-jar.js';
 import { browserResponseHeaders, clearsCookies, upstreamRequestHeaders } from '../../../src/domain/headers.js';
 import { answerMatches } from '../../../src/domain/login-success.js';
@@ -250,6 +250,44 @@ t.test('canonical path: an invisible character, which portals strip (`/ad%E2%80%
   }
   for (const raw of ['/caf%C3%A9', '/%E4%B8%AD%E6%96%87', '/a-b']) t.equal(canonicalTarget(raw)?.path, raw, raw);
   t.same(canonicalTarget('/records?q=%E2%80%8B'), { path: '/records', matchPath: '/records', query: 'q=%E2%80%8B' }, 'the query is not a path');
+});
+
+t.test('canonical path: a refused target says why, in words; an accepted one is the canonical target', async (t) => {
+  const refused: [string, RegExp][] = [
+    ['http://evil/x', /not a path/],
+    ['//alice:secret@host/records', /starting with '\/\/'/],
+    [`/${'a'.repeat(4096)}`, /longer than 4096/],
+    ['/?/admin/users', /query starting with '\/'/],
+    ['/a b', /printable ASCII/],
+    ['/a#b', /'#'/],
+    ['/a\\b', /a '\\'/],
+    ['/admin;jsessionid=1', /server\.pathParameters/],
+    ['/a%zz', /'%' not followed by two hexadecimal digits/],
+    ['/a%2fb', /encoded '\/' or '\\'/],
+    ['/a%5Cb', /encoded '\/' or '\\'/],
+    ['/a%252e', /double encoding/],
+    ['/a%3bb', /encoded ';'/],
+    ['/admin%23/public', /encoded '\?' or '#'/],
+    ['/a%00b', /encoded control character/],
+    ['/a%c0%af', /not UTF-8/],
+    ['/ad%E2%80%8Bmin/', /invisible character/],
+    ['/%EF%BD%81dmin/', /normalisation/],
+    ['/a%E2%88%96b', /Windows reads as/],
+    ['/admin::$INDEX_ALLOCATION/', /NTFS stream name/],
+    ['/ADMINI~1/', /Windows 8\.3 short name/],
+    ['/ADMINI%7E1/', /Windows 8\.3 short name/],
+    ['/admin.', /ending in '\.' or ' '/],
+    ['/admin%20', /ending in '\.' or ' '/],
+    ['/files/..hidden', /starting with '\.\.'/],
+    ['/(S(x))/admin/', /ASP\.NET cookieless segment/],
+  ];
+  for (const [raw, why] of refused) t.match(targetOrRefusal(raw), why, JSON.stringify(raw));
+  const opts = { pathParameters: true };
+  t.match(targetOrRefusal('/..;x/admin', opts), /dot segment/, 'parameters on a dot segment');
+  t.match(targetOrRefusal('/;x/admin', opts), /parameters alone before another/, 'a segment of parameters alone');
+  // What is refused for none of these reasons: the same target as canonicalTarget gives.
+  for (const raw of ['/records', '/a/./b/../c', '/%61dmin', '/caf%C3%A9', '/ADMINISTRATOR~1/', '/x?a=/admin&b=%2f']) t.same(targetOrRefusal(raw), canonicalTarget(raw), raw);
+  t.same(targetOrRefusal('/admin;jsessionid=x/users', opts), { path: '/admin;jsessionid=x/users', matchPath: '/admin/users', query: '' });
 });
 
 t.test('safe redirects', async (t) => {
