@@ -12,7 +12,7 @@ import { parseSigningKey } from '../audit/signing-key.js';
 import { AddressSet, parseCidr } from '../domain/client-address.js';
 import { compilePolicy, decideAccess, uncanonical, type PolicyConfig } from '../domain/policy.js';
 import { loginPagePath, loose, portalPaths } from '../domain/portal-paths.js';
-import { crlsOf, parseCertificates, twinsKnown } from '../mechanisms/certificates.js';
+import { crlsOf, parseCertificates, twinsKnown, unusableCas } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
 import { HEADER_GROUP, parseGroupMap } from '../services/groups.js';
 import { Messages } from '../ui/i18n.js';
@@ -509,6 +509,10 @@ export function configWarnings(c: Config): string[] {
   for (const [path, url] of [['enrolment.webhook.url', c.enrolment.webhook?.url], ['notify.url', c.notify.url]] as const) {
     const u = url === undefined ? null : urlOf(url);
     if (u?.username || u?.password) w.push(`${path} holds a user or password: it is never sent, and a receiver that asks for it refuses every call (status 401); put a token in the path or query instead`);
+  }
+  // As TLS and the gateway verify a device's chain (checkSemantics has refused a bundle they cannot read).
+  for (const why of c.devices.caFile ? unusableCas(parseCertificates(readFileSync(c.devices.caFile, 'utf8'))) : []) {
+    w.push(`devices.caFile: ${why}: no certificate it issues counts, so every device under it is unmanaged`);
   }
   if (c.devices.header?.format === 'fingerprint' && !c.devices.requireRegistration) {
     w.push("devices.header.format is fingerprint without devices.requireRegistration: a revoked or bound certificate re-signed by its holder (another fingerprint, the same key) is not recognised");

@@ -151,9 +151,20 @@ export function parseCertificates(pem: string): X509Certificate[] {
 
 // The extended key usage of TLS client certificates (RFC 5280 §4.2.1.12).
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
-// The key usage of a key that signs (a TLS client's handshake, RFC 8446 §4.4.3): a bit of the first byte of the
-// extension's value (RFC 5280 §4.2.1.3).
+// The key usage of a key that signs (a TLS client's handshake, RFC 8446 §4.4.3), and of one that signs certificates:
+// bits of the first byte of the extension's value (RFC 5280 §4.2.1.3).
 const DIGITAL_SIGNATURE = 0x80;
+const KEY_CERT_SIGN = 0x04;
+
+/** Whether a certificate is made for TLS clients: no extended key usage, or one that allows them. */
+const forClients = (c: X509Certificate) => c.keyUsage === undefined || c.keyUsage.includes(CLIENT_AUTH);
+
+/**
+ * Whether a certificate is a CA: it says so (basicConstraints CA:TRUE, and a key usage, when it has one, that allows
+ * signing certificates), or it is a self-issued root of the first X.509 version (no extensions, so no CA flag), which
+ * TLS takes as one.
+ */
+const actsAsCa = (c: X509Certificate) => c.ca || (firstVersion(c) && c.checkIssued(c));
 
 /**
  * Whether `cert` is a device certificate as TLS verifies one at the handshake: made for TLS clients (an extended key
@@ -168,7 +179,6 @@ const DIGITAL_SIGNATURE = 0x80;
 export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[], now: number): boolean {
   const known = [...cas, ...sentChain(cert)];
   const valid = (c: X509Certificate) => now >= Date.parse(c.validFrom) && now <= Date.parse(c.validTo);
-  const forClients = (c: X509Certificate) => c.keyUsage === undefined || c.keyUsage.includes(CLIENT_AUTH);
   // A certificate whose extensions cannot be read is neither.
   const signs = (c: X509Certificate) => {
     const limits = limitsOf(c);
@@ -181,16 +191,50 @@ export function chainsTo(cert: X509Certificate, cas: readonly X509Certificate[],
   const chains = (c: X509Certificate, path: X509Certificate[]): boolean =>
     known.some(
       (issuer) =>
-        !path.includes(issuer) && issuedBy(c, issuer) && valid(issuer) &&
-        // A root of the bundle of the first X.509 version (no extensions, so no CA flag) is a CA, as TLS takes it;
-        // every other must say it is one.
-        (issuer.ca || (firstVersion(issuer) && issuer.checkIssued(issuer))) &&
+        !path.includes(issuer) && issuedBy(c, issuer) && valid(issuer) && actsAsCa(issuer) &&
         // Its path length constraint counts the CAs below it (RFC 5280 §4.2.1.9): those of the path but the device
         // (none self-issued: the path ends at the first).
         allowsBelow(issuer, path.length - 1) &&
         (issuer.checkIssued(issuer) ? cas.includes(issuer) : forClients(issuer) && path.length < 8 && chains(issuer, [...path, issuer])),
     );
   return valid(cert) && forClients(cert) && signs(cert) && chains(cert, [cert]);
+}
+
+/**
+ * Why no device certificate under a CA of the bundle `cas` can count (chainsTo), one line each, naming the
+ * certificate: its key usage or basic constraints cannot be read, its key usage does not allow signing certificates,
+ * it is no CA, it is an intermediate not made for TLS clients, or it is more CAs below a CA of the bundle than that
+ * one's path length constraint allows.
+ */
+export function unusableCas(cas: readonly X509Certificate[]): string[] {
+  const named = (c: X509Certificate) => `${JSON.stringify(c.subject.replaceAll('\n', ', '))} (certificate ${cas.indexOf(c) + 1} in the file)`;
+  const lines: string[] = [];
+  for (const c of cas) {
+    const limits = limitsOf(c);
+    if (limits === null) lines.push(`${named(c)}: its keyUsage or basicConstraints cannot be read`);
+    else if (limits.keyUsage !== undefined && (limits.keyUsage & KEY_CERT_SIGN) === 0) lines.push(`${named(c)}: its keyUsage does not allow signing certificates (no keyCertSign)`);
+    else if (!actsAsCa(c)) lines.push(`${named(c)}: not a CA (its basicConstraints do not say CA:TRUE)`);
+    else if (!c.checkIssued(c) && !forClients(c)) lines.push(`${named(c)}: an intermediate CA whose extendedKeyUsage leaves out clientAuth`);
+  }
+  // The CAs of the bundle above each intermediate, nearest first: a path length constraint counts the CAs below its
+  // CA on the way down to a device, up to the first self-issued one.
+  for (const c of cas) {
+    let level = actsAsCa(c) && !c.checkIssued(c) ? [c] : [];
+    const seen = new Set(level);
+    for (let below = 1; level.length; below++) {
+      const above = cas.filter((a) => !seen.has(a) && level.some((l) => issuedBy(l, a)));
+      for (const a of above) {
+        seen.add(a);
+        const pathLen = limitsOf(a)?.pathLen;
+        if (pathLen !== undefined && below > pathLen) {
+          const nth = ['first', 'second', 'third'][below - 1] ?? `${below}th`;
+          lines.push(`${named(c)}: the ${nth} CA below ${named(a)}, whose path length constraint (pathlen:${pathLen}) allows ${pathLen === 0 ? 'none' : pathLen === 1 ? 'one' : pathLen}`);
+        }
+      }
+      level = above.filter((a) => !a.checkIssued(a));
+    }
+  }
+  return lines;
 }
 
 /** What a certificate's extensions limit: its key usages (the first eight bits), and the CAs below it (pathLen). */

@@ -1,9 +1,10 @@
 import t from 'tap';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, configWarnings, loadConfigFile, resolveConfig } from '../../../src/config/load.js';
+import { chainsTo } from '../../../src/mechanisms/certificates.js';
 import { relyingParty } from '../../../src/mechanisms/webauthn.js';
 import { randomKey, rawTestConfig } from '../../helpers/config.js';
 import { TestCa } from '../../helpers/pki.js';
@@ -760,6 +761,48 @@ t.test('config check builds what serve builds from files, and names a choice of 
   choice.log.level = 'quiet';
   problems = problemsOf(() => resolveConfig(choice));
   t.same(problems, ['log.level: must be one of fatal, error, warn, info, debug, trace, silent, found "quiet"'], 'one line with the values allowed');
+});
+
+t.test('a device CA under which no device certificate can count: a warning naming the certificate', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-device-cas-'));
+  const warned = (cas: TestCa[]) => {
+    const file = join(dir, `bundle-${cas.map((c) => c.ca.fingerprint.slice(0, 8)).join('-')}.pem`);
+    writeFileSync(file, cas.map((c) => c.ca.cert).join(''));
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.devices = { caFile: file };
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('devices.caFile'));
+  };
+  // Whether a device of the last CA of the bundle counts, as the gateway checks one on every request.
+  const managed = (cas: TestCa[]) => chainsTo(new X509Certificate(cas.at(-1)!.issue('device').cert), cas.map((c) => new X509Certificate(c.ca.cert)), Date.now());
+  const root = new TestCa('Clinic root');
+  const caExt = (more = '') => `basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n${more}`;
+  const roomy = new TestCa('Roomy root', 'P-256', { ext: 'basicConstraints=critical,CA:TRUE,pathlen:1' });
+  const good: [string, TestCa[]][] = [
+    ['a root', [root]],
+    ['an intermediate made for TLS clients', [root, root.intermediate('Site', 'P-256', caExt('extendedKeyUsage=clientAuth\n'))]],
+    ['one CA below a root with pathlen:1', [roomy, roomy.intermediate('Roomy site')]],
+    ['a root of the first X.509 version (no CA flag)', [new TestCa('Old root', 'P-256', { v1: true })]],
+  ];
+  for (const [what, cas] of good) {
+    t.same(warned(cas), [], `${what}: no warning`);
+    t.ok(managed(cas), `${what}: its devices are managed`);
+  }
+  const last = new TestCa('Last root', 'P-256', { ext: 'basicConstraints=critical,CA:TRUE,pathlen:0' });
+  const site = roomy.intermediate('Roomy site 2');
+  const bad: [TestCa[], string][] = [
+    [[root, root.intermediate('Unsigning', 'P-256', 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,digitalSignature,cRLSign\n')], '"CN=Unsigning" (certificate 2 in the file): its keyUsage does not allow signing certificates (no keyCertSign)'],
+    [[root, root.intermediate('No flag', 'P-256', 'keyUsage=critical,keyCertSign\n')], '"CN=No flag" (certificate 2 in the file): not a CA (its basicConstraints do not say CA:TRUE)'],
+    [[new TestCa('Leaf root', 'P-256', { ext: 'basicConstraints=critical,CA:FALSE' })], '"CN=Leaf root" (certificate 1 in the file): not a CA (its basicConstraints do not say CA:TRUE)'],
+    [[root, root.intermediate('Servers', 'P-256', caExt('extendedKeyUsage=serverAuth\n'))], '"CN=Servers" (certificate 2 in the file): an intermediate CA whose extendedKeyUsage leaves out clientAuth'],
+    [[root, root.intermediate('Unreadable', 'P-256', 'basicConstraints=critical,CA:TRUE\nkeyUsage=DER:04:01:00\n')], '"CN=Unreadable" (certificate 2 in the file): its keyUsage or basicConstraints cannot be read'],
+    [[last, last.intermediate('Below last')], '"CN=Below last" (certificate 2 in the file): the first CA below "CN=Last root" (certificate 1 in the file), whose path length constraint (pathlen:0) allows none'],
+    // Only the CA too far down: the one above it is within the constraint.
+    [[roomy, site, site.intermediate('Too deep')], '"CN=Too deep" (certificate 3 in the file): the second CA below "CN=Roomy root" (certificate 1 in the file), whose path length constraint (pathlen:1) allows one'],
+  ];
+  for (const [cas, why] of bad) {
+    t.same(warned(cas), [`devices.caFile: ${why}: no certificate it issues counts, so every device under it is unmanaged`], why);
+    t.notOk(managed(cas), `${why}: its devices are not managed`);
+  }
 });
 
 t.test('a catalogue that leaves messages out: a warning naming it', async (t) => {
