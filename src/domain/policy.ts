@@ -1,5 +1,5 @@
 // Conditional access: ordered rules, first match wins, then the default. A pure function of the request's facts.
-import { canonicalTarget, composed, foldCase } from './canonical-path.js';
+import { composed, foldCase, targetOrRefusal } from './canonical-path.js';
 import { AddressSet } from './client-address.js';
 import { METHOD_OVERRIDE_HEADERS } from './headers.js';
 import { queryFieldNames, type LegacyCredentials } from './legacy-auth.js';
@@ -168,10 +168,10 @@ export function uncanonical(pattern: string): string | null {
     if (/[A-Za-z0-9\-._~!$&'()*+,=:@/%]/.test(ch)) raw += ch;
     else for (const b of Buffer.from(ch, 'utf8')) raw += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
-  const canonical = canonicalTarget(raw)?.path;
-  if (canonical === undefined) {
-    return `path ${pattern} can never match a canonical path (';', '\\', an encoded '/' or '%', a name ending in '.' or starting with '..', a character Unicode normalisation changes or an invisible one, a Windows short name such as ADMINI~1)`;
-  }
+  // Rules see a path without its ';' parameters.
+  const target = pattern.includes(';') ? "';', as rules match the path without its parameters" : targetOrRefusal(raw);
+  if (typeof target === 'string') return `path ${pattern} can never match a canonical path: it holds ${target}`;
+  const canonical = target.path;
   return canonical === pattern ? null : `path ${pattern} is matched against the canonical (percent-encoded) path: write it as ${canonical}`;
 }
 
