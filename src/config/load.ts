@@ -501,6 +501,12 @@ export function configWarnings(c: Config): string[] {
   if (c.store.type === 'redis' && c.store.redis.mode === 'single' && (redisUrl?.username || redisUrl?.password) && (c.store.redis.username || c.store.redis.password)) {
     w.push('store.redis.url holds a user or password: it is used, and store.redis.username and store.redis.password are ignored; give them in one place');
   }
+  // Browsers keep Secure cookies over plain http only from a loopback name; a TLS balancer in front but not trusted
+  // makes the same config (and every client the balancer's address).
+  const plainNames = c.server.tls || c.server.trustedProxies.length ? [] : c.server.hosts.filter((h) => !loopbackName(h.toLowerCase()));
+  if (plainNames.length) {
+    w.push(`server.hosts: ${plainNames.join(', ')} ${plainNames.length > 1 ? 'are' : 'is'} served over plain http (no server.tls, no server.trustedProxies), where browsers drop the gateway's Secure cookies and nobody can sign in: serve the gateway over HTTPS (server.tls) or behind a TLS proxy listed in server.trustedProxies (a TLS load balancer not listed there gives every client its address, and one credential-stuffing block on it refuses everyone)`);
+  }
   // Plain http to another machine is a warning, not an error: a service mesh may carry it over mutual TLS.
   if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');
   if (c.enrolment.webhook && !safeOutbound(c.enrolment.webhook.url)) w.push('enrolment.webhook.url is plain http to another machine: enrolment codes cross the network unencrypted');
@@ -729,10 +735,15 @@ function urlOf(text: string): URL | null {
 function safeOutbound(url: string): boolean {
   try {
     const u = new URL(url);
-    return u.protocol === 'https:' || ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname) || /^127\.\d+\.\d+\.\d+$/.test(u.hostname);
+    return u.protocol === 'https:' || loopbackName(u.hostname);
   } catch {
     return false;
   }
+}
+
+/** A lower-case host name (IPv6 in brackets) of this machine. */
+function loopbackName(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** The policy part of the config, as the pure policy code takes it. */

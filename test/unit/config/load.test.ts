@@ -466,6 +466,7 @@ t.test('the shipped example and demo configs are valid', async (t) => {
   };
   t.doesNotThrow(() => loadConfigFile('config/demo.yaml', env));
   t.same(configWarnings(loadConfigFile('config/demo.yaml', env)).filter((w) => w.startsWith('portal.login')), [], 'its login rules tell a right password from a wrong one');
+  t.same(configWarnings(loadConfigFile('config/demo.yaml', env)).filter((w) => w.startsWith('server.hosts')), [], 'plain http on loopback names, where browsers keep Secure cookies');
   // The example reads two keys from files that exist only in a deployment.
   t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', env)).sort(), [
     'identity.assertion.signingKey_FILE: cannot read the secret file it names (ENOENT)',
@@ -638,10 +639,10 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   const kiosk = rawTestConfig('http://127.0.0.1:1');
   kiosk.server.hosts = ['portal.example', 'kiosk.example'];
   kiosk.policy.rules.unshift({ name: 'kiosk pages', hosts: ['Kiosk.example'], paths: ['/records'], decision: 'public' }, { name: 'kiosk closed', hosts: ['kiosk.example'], paths: ['/admin/'], decision: 'deny' });
-  const hostWarnings = configWarnings(resolveConfig(kiosk)).filter((w) => w.includes('.hosts:'));
+  const hostWarnings = configWarnings(resolveConfig(kiosk)).filter((w) => w.startsWith('policy.rules.'));
   t.same(hostWarnings.map((w) => w.split(':')[0]), ['policy.rules.0.hosts'], 'a public rule for one of the host names warns; a deny rule does not');
   kiosk.policy.rules[0].hosts = ['portal.example', 'KIOSK.example'];
-  t.notOk(configWarnings(resolveConfig(kiosk)).some((w) => w.includes('.hosts:')), 'one for every host name does not');
+  t.notOk(configWarnings(resolveConfig(kiosk)).some((w) => w.startsWith('policy.rules.')), 'one for every host name does not');
   // A rule naming a host with its port, with a trailing dot, or not one of server.hosts would never match: a deny rule
   // so written would let everything through.
   kiosk.policy.rules[1].hosts = ['kiosk.example:8443', 'kiosk.example.', 'other.example'];
@@ -674,6 +675,21 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   t.match(overrides[0], /for DELETE, PUT without POST/);
   deletes.policy.rules[0].methods = ['DELETE', 'POST'];
   t.notOk(configWarnings(resolveConfig(deletes)).some((w) => w.includes('.methods:')), 'with POST: no warning');
+});
+
+t.test('plain http under a name browsers keep no Secure cookie for warns: nobody could sign in', async (t) => {
+  const plain = (server: Record<string, unknown>) => {
+    const raw = rawTestConfig('http://127.0.0.1:1');
+    raw.server = { ...raw.server, ...server };
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('server.hosts'));
+  };
+  t.match(plain({ hosts: ['portal.other.test'] }), [/^server\.hosts: portal\.other\.test is served over plain http \(no server\.tls, no server\.trustedProxies\), where browsers drop the gateway's Secure cookies and nobody can sign in: .*server\.tls.*server\.trustedProxies.*credential-stuffing block/]);
+  t.match(plain({ host: '0.0.0.0', hosts: ['localhost', 'Portal.other.test', '192.0.2.10'] }), [/^server\.hosts: Portal\.other\.test, 192\.0\.2\.10 are served over plain http/], 'listening everywhere: each name but the loopback ones');
+  t.same(plain({ hosts: ['portal.other.test'], trustedProxies: ['10.0.0.10'] }), [], 'behind a proxy: none');
+  const withTls = resolveConfig({ ...rawTestConfig('http://127.0.0.1:1'), server: { host: '127.0.0.1', port: 0, hosts: ['portal.other.test'] } });
+  t.same(configWarnings({ ...withTls, server: { ...withTls.server, tls: { certFile: '/tls/gw.crt', keyFile: '/tls/gw.key' } } }).filter((w) => w.startsWith('server.hosts')), [], 'with TLS in the gateway: none');
+  t.same(plain({ host: '0.0.0.0' }), [], 'the default names (localhost, 127.0.0.1): none');
+  t.same(plain({ hosts: ['LOCALHOST', '127.0.0.2', '[::1]'] }), [], 'loopback names: none');
 });
 
 t.test('portal.methods: which methods reach the portal, and the rules that name only GET', async (t) => {
