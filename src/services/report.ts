@@ -75,7 +75,8 @@ export function settingsInForce(c: Config): { name: string; value: string }[] {
     { name: 'Wrong second factors per user', value: `${l.secondFactor.freeAttempts} free, then growing waits; locked after ${l.secondFactor.cap} in a row` },
     { name: 'Wrong codes in one login', value: `${c.mfa.maxAttemptsPerLogin}, then the password must be entered again` },
     { name: 'Credential stuffing', value: `an address whose wrong passwords reach ${l.stuffing.distinctAccounts} accounts, without a pause of ${duration(l.stuffing.windowMinutes * 60)} between two, is blocked for ${duration(l.stuffing.blockMinutes * 60)}` },
-    { name: 'TLS', value: c.server.tls ? 'the gateway terminates TLS 1.2 or later' : 'terminated in front of the gateway (server.tls not set)' },
+    // Only what the config says: a proxy's TLS is not the gateway's to see.
+    { name: 'TLS', value: c.server.tls ? 'the gateway terminates TLS 1.2 or later' : c.server.trustedProxies.length ? 'terminated by a proxy in front (server.trustedProxies; not verified by the gateway)' : 'none: the gateway serves plain HTTP itself (neither server.tls nor server.trustedProxies is set)' },
     { name: 'Managed devices', value: c.devices.caFile || c.devices.header ? `client certificates${c.devices.requireRegistration ? ', registered ones only' : ''}` : 'not configured' },
     { name: 'Default for requests no rule covers', value: c.policy.default === 'deny' ? 'refused' : 'second factor required' },
     { name: 'Store', value: c.store.type === 'redis' ? `Redis (${c.store.redis.mode})` : 'memory (one instance)' },

@@ -420,6 +420,14 @@ t.test('settings: limits in words, each saying what happens', async (t) => {
   );
 });
 
+t.test('settings: TLS as far as the config tells it, a proxy never stated as checked', async (t) => {
+  const tls = (c: ReturnType<typeof testConfig>) => settingsInForce(c).find((s) => s.name === 'TLS')?.value;
+  const plain = testConfig('http://127.0.0.1:1');
+  t.equal(tls(plain), 'none: the gateway serves plain HTTP itself (neither server.tls nor server.trustedProxies is set)');
+  t.equal(tls(testConfig('http://127.0.0.1:1', (raw) => (raw.server.trustedProxies = ['10.0.0.10']))), 'terminated by a proxy in front (server.trustedProxies; not verified by the gateway)');
+  t.equal(tls({ ...plain, server: { ...plain.server, tls: { certFile: '/tls/gw.crt', keyFile: '/tls/gw.key' } } }), 'the gateway terminates TLS 1.2 or later');
+});
+
 t.test('describePolicy: each decision and condition in plain words, then the default and legacy endpoints', async (t) => {
   const lines = describePolicy({
     rules: [
