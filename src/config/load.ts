@@ -197,8 +197,9 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
           out[target] = readFileSync(file, 'utf8').trim();
           hidden.add(path ? `${path}.${target}` : target);
         } catch (err) {
-          // The path is not shown: a secret given where its file belongs (the two variables swapped) would be printed.
-          problems.push(`${at}: cannot read the secret file it names (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+          // A path from the environment is shown as written: with the two variables swapped, its value is the secret.
+          const why = (err as NodeJS.ErrnoException).code ?? 'error';
+          problems.push(`${at}: cannot read the secret file ${hidden.has(at) ? `${v} (${why}; shown as written, not with the variable's value, which may be the secret itself)` : `${file} (${why})`}`);
           failed.add(path ? `${path}.${target}` : target);
         }
       } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {
