@@ -2,7 +2,7 @@
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { Ajv } from 'ajv';
 import ret, { types as tokenTypes } from 'ret';
@@ -197,9 +197,10 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
           out[target] = readFileSync(file, 'utf8').trim();
           hidden.add(path ? `${path}.${target}` : target);
         } catch (err) {
-          // A path from the environment is shown as written: with the two variables swapped, its value is the secret.
+          // The path is not shown: a secret given where its file belongs (in the file, or the two variables swapped)
+          // would be printed. Where a relative one is read from is.
           const why = (err as NodeJS.ErrnoException).code ?? 'error';
-          problems.push(`${at}: cannot read the secret file ${hidden.has(at) ? `${v} (${why}; shown as written, not with the variable's value, which may be the secret itself)` : `${file} (${why})`}`);
+          problems.push(`${at}: cannot read the secret file it names (${why}${isAbsolute(named) ? '' : `; a relative path is read from ${baseDir}`})`);
           failed.add(path ? `${path}.${target}` : target);
         }
       } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {

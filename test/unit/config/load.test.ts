@@ -430,16 +430,17 @@ t.test('${ENV} and *_FILE secrets', async (t) => {
   const swapped = randomKey();
   writeFileSync(join(dir, 'swapped.yaml'), readFileSync(join(dir, 'gw.yaml'), 'utf8').replace('  pseudonym: ${PSEUDO}\n', '  pseudonym_FILE: ${PSEUDO}\n'));
   const found = problemsOf(() => loadConfigFile(join(dir, 'swapped.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: swapped }));
-  t.same(found, ["keys.pseudonym_FILE: cannot read the secret file ${PSEUDO} (ENOENT; shown as written, not with the variable's value, which may be the secret itself)"], 'the option named, once, the path as written');
+  t.same(found, [`keys.pseudonym_FILE: cannot read the secret file it names (ENOENT; a relative path is read from ${dir})`], 'the option named, once');
   t.notOk(found.join('\n').includes(swapped.slice(0, 12)), 'the secret not shown');
   // A variable in the file's path that is not set: the variable named, no file tried.
   writeFileSync(join(dir, 'unset.yaml'), readFileSync(join(dir, 'gw.yaml'), 'utf8').replace('  pseudonym: ${PSEUDO}\n', '  pseudonym_FILE: /run/${SECRETS_DIR}/pseudonym\n'));
   t.same(problemsOf(() => loadConfigFile(join(dir, 'unset.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig })), ['keys.pseudonym_FILE: environment variable SECRETS_DIR is not set'], 'one line');
-  // A path written in the file is no secret: the file named as read, relative to the config file, whatever went wrong.
+  // Nor is a path written in the file (it may be a secret written where its file belongs); where a relative one is
+  // read from is named.
   writeFileSync(join(dir, 'gone.yaml'), readFileSync(join(dir, 'gw.yaml'), 'utf8').replace('secret_FILE: enc.key', 'secret_FILE: gone.key'));
-  t.same(problemsOf(() => loadConfigFile(join(dir, 'gone.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() })), [`keys.encryption.0.secret_FILE: cannot read the secret file ${join(dir, 'gone.key')} (ENOENT)`]);
+  t.same(problemsOf(() => loadConfigFile(join(dir, 'gone.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() })), [`keys.encryption.0.secret_FILE: cannot read the secret file it names (ENOENT; a relative path is read from ${dir})`]);
   writeFileSync(join(dir, 'folder.yaml'), readFileSync(join(dir, 'gw.yaml'), 'utf8').replace('secret_FILE: enc.key', `secret_FILE: ${dir}`));
-  t.same(problemsOf(() => loadConfigFile(join(dir, 'folder.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() })), [`keys.encryption.0.secret_FILE: cannot read the secret file ${dir} (EISDIR)`]);
+  t.same(problemsOf(() => loadConfigFile(join(dir, 'folder.yaml'), { PORTAL: 'http://portal.internal:8080', SIG: sig, PSEUDO: randomKey() })), ['keys.encryption.0.secret_FILE: cannot read the secret file it names (EISDIR)']);
   writeFileSync(join(dir, 'bad.yaml'), 'portal: [');
   t.match(problemsOf(() => loadConfigFile(join(dir, 'bad.yaml')))[0], /not valid YAML \(\w+ at line 1, column \d+\)/);
   // An unquoted secret that YAML reads as an alias, or that breaks the syntax: the problem, never the value.
@@ -474,16 +475,16 @@ t.test('the shipped example and demo configs are valid', async (t) => {
   t.same(configWarnings(loadConfigFile('config/demo.yaml', env)).filter((w) => w.startsWith('server.hosts')), [], 'plain http on loopback names, where browsers keep Secure cookies');
   // The example reads two keys from files that exist only in a deployment.
   t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', env)).sort(), [
-    'identity.assertion.signingKey_FILE: cannot read the secret file /run/secrets/mfa_assertion_key (ENOENT)',
-    'keys.encryption.0.secret_FILE: cannot read the secret file /run/secrets/mfa_encryption_key (ENOENT)',
+    'identity.assertion.signingKey_FILE: cannot read the secret file it names (ENOENT)',
+    'keys.encryption.0.secret_FILE: cannot read the secret file it names (ENOENT)',
   ].sort());
   // Without the variables either: each secret missing is named once, with no schema error about its empty value.
   t.same(problemsOf(() => loadConfigFile('config/gateway.example.yaml', {})), [
     'keys.signing.0.secret: environment variable MFA_SIGNING_KEY is not set',
-    'keys.encryption.0.secret_FILE: cannot read the secret file /run/secrets/mfa_encryption_key (ENOENT)',
+    'keys.encryption.0.secret_FILE: cannot read the secret file it names (ENOENT)',
     'keys.pseudonym: environment variable MFA_PSEUDONYM_KEY is not set',
     'audit.signingKey: environment variable MFA_AUDIT_KEY is not set',
-    'identity.assertion.signingKey_FILE: cannot read the secret file /run/secrets/mfa_assertion_key (ENOENT)',
+    'identity.assertion.signingKey_FILE: cannot read the secret file it names (ENOENT)',
   ]);
   // With those two files in place it passes every check, those that run only once the values are valid too.
   const dir = mkdtempSync(join(tmpdir(), 'mfa-cfg-'));
