@@ -40,7 +40,16 @@ export interface AuditReport {
   lastSealedSeq: number;
   /** In file order. */
   problems: AuditProblem[];
+  /**
+   * Set when the trail has checkpoints and the signature of not one verifies with the key given: the key ids they
+   * name, the first KEY_IDS_NAMED of them (`more` when they name others too). A key other than the trail's gives this
+   * (another environment's, one replaced), and so do checkpoints that are all forged.
+   */
+  noSignatureVerifies?: { checkpoints: number; keyIds: string[]; more: boolean };
 }
+
+/** How many of the key ids named by checkpoints that do not verify a report gives. */
+export const KEY_IDS_NAMED = 3;
 
 /** One public key (PEM or KeyObject; a private key is accepted too) for every checkpoint, or keys by key id. */
 export type AuditPublicKeys = KeyObject | string | Readonly<Record<string, KeyObject | string>>;
@@ -152,6 +161,11 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
   let lastTailTime = '';
   // Intact `resumed` records that count records no valid checkpoint covered (checked once the last checkpoint is known).
   const unsealedClaims: { index: number; seq: number; unsealed: number }[] = [];
+  // Checkpoints read, those whose signature verifies (whatever else is wrong with them), and the key ids named.
+  let signatures = 0;
+  let verifiedSignatures = 0;
+  const keyIds = new Set<string>();
+  let moreKeyIds = false;
 
   let read = 0;
   for (const l of linesOf(trail, decodeRecord)) {
@@ -245,8 +259,13 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
       if (r.upTo !== r.seq - 1 || (linked && r.upTo !== state.last?.decoded.record.seq)) wrong.push(`upTo ${r.upTo} is not the record before it`);
       if (linked && r.head !== state.lastHash) wrong.push('head is not the hash of the record before it');
       const key = keyFor(r.kid);
+      const verifies = key !== undefined && checkpointSignatureValid(r, key);
       if (!key) wrong.push(`unknown key id "${r.kid}"`);
-      else if (!checkpointSignatureValid(r, key)) wrong.push('signature does not verify');
+      else if (!verifies) wrong.push('signature does not verify');
+      signatures++;
+      if (verifies) verifiedSignatures++;
+      if (keyIds.size < KEY_IDS_NAMED) keyIds.add(r.kid);
+      else moreKeyIds ||= !keyIds.has(r.kid);
       if (wrong.length > 0) report(l.index, 'bad-checkpoint', wrong.join('; '), r.seq);
       sealed = wrong.length === 0;
       if (sealed) {
@@ -297,7 +316,8 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
   if (records === 0) found.push({ index: 0, file: trail.files[0]?.name ?? '', line: 0, kind: 'empty', message: 'no records: the trail is missing or was emptied' });
 
   const problems = found.sort((a, b) => a.index - b.index).map(({ index: _index, ...p }) => p);
-  return { ok: problems.every((p) => p.kind === 'unsealed-tail'), records, checkpoints, lastSealedSeq: lastSealed?.seq ?? 0, problems };
+  const noSignatureVerifies = signatures > 0 && verifiedSignatures === 0 ? { noSignatureVerifies: { checkpoints: signatures, keyIds: [...keyIds], more: moreKeyIds } } : {};
+  return { ok: problems.every((p) => p.kind === 'unsealed-tail'), records, checkpoints, lastSealedSeq: lastSealed?.seq ?? 0, problems, ...noSignatureVerifies };
 }
 
 const PARTIAL = 'partial line';

@@ -31,7 +31,8 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   const files = paths.filter((p) => !dirs.includes(p));
   // A directory is read as one consistent reading (a running gateway may rotate its file meanwhile).
   const interval = key.config?.audit.checkpointIntervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS;
-  const describe = (r: AuditReport) => describeReport(r, now, interval);
+  const verifiedWith: KeyGiven = key.publicKeyFile ? { name: `in ${key.publicKeyFile}` } : { name: 'of this config', keyId: key.config!.audit.keyId };
+  const describe = (r: AuditReport) => describeReport(r, now, interval, verifiedWith);
   const results = [
     ...dirs.map((d) => ({ name: d, ...describe(verifyAuditDir(d, pem)) })),
     ...(files.length ? [{ name: files.join(' '), ...describe(verifyAudit(files, pem)) }] : []),
@@ -40,18 +41,26 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   return { lines: results.flatMap((r) => [`${r.name}:`, ...r.lines.map((l) => `  ${l}`)]), ok: results.every((r) => r.ok) };
 }
 
+/** The key a trail was verified with, as the auditor gave it: a file, or a config (which names its key id). */
+interface KeyGiven {
+  /** Words after "the key": "in FILE", "of this config". */
+  name: string;
+  keyId?: string;
+}
+
 /**
  * The problems, then OK or FAILED. Records after the last checkpoint leave the trail OK (a running gateway signs them
  * at its next checkpoint) but are named as not verified, with a warning when they have waited longer than a gateway
  * takes to sign them: a hint only, as their times are not signed either. In the assurance report's words: a record
  * by its number (its seq), a checkpoint as a signature.
  */
-function describeReport(r: AuditReport, now: number, intervalSeconds: number): { lines: string[]; ok: boolean } {
+function describeReport(r: AuditReport, now: number, intervalSeconds: number, key: KeyGiven): { lines: string[]; ok: boolean } {
   const lines = r.problems.map((p) => `${p.file}:${p.line}${p.seq === undefined ? '' : ` (record ${p.seq})`}  ${p.kind}: ${p.message}`);
   const tail = r.problems.find((p) => p.kind === 'unsealed-tail' && p.unsigned)?.unsigned;
   if (tail && unsignedOverdue(tail.firstTime, now, intervalSeconds)) {
     lines.push(`WARNING: the ${tail.records} record(s) after the last signature, the first written ${tail.firstTime}, have ${unsignedOverdueWords(intervalSeconds)}`);
   }
+  if (r.noSignatureVerifies) lines.push(wrongKeyWords(r.noSignatureVerifies, key));
   const covered = tail
     ? `verified up to the last signature, at ${tail.sealedTime} (record ${tail.sealedSeq}); ${tail.records} record(s) written since then (${tail.firstTime} to ${tail.lastTime}) are not signed yet, so not verified`
     : r.lastSealedSeq > 0
@@ -60,6 +69,25 @@ function describeReport(r: AuditReport, now: number, intervalSeconds: number): {
   const summary = `${r.records} record(s), ${r.checkpoints} signed checkpoint(s), ${covered}`;
   lines.push(r.ok ? `OK: ${summary}` : `FAILED: ${r.problems.filter((p) => p.kind !== 'unsealed-tail').length} problem(s); ${summary}`);
   return { lines, ok: r.ok };
+}
+
+/**
+ * Not one checkpoint verifies with the key given: most likely a key other than the trail's (another environment's,
+ * or one replaced), which must not read as tampering; the key ids they name, held against the config's, say more.
+ */
+function wrongKeyWords(found: NonNullable<AuditReport['noSignatureVerifies']>, key: KeyGiven): string {
+  // Key ids are read from the trail: quoted as JSON, so that no character of theirs reaches the terminal as is.
+  const ids = `key id${found.keyIds.length > 1 || found.more ? 's' : ''} ${found.keyIds.map((k) => JSON.stringify(k)).join(', ')}${found.more ? ' and others' : ''}`;
+  const none = `WRONG KEY? Not one of the ${found.checkpoints} checkpoint(s) verifies with the key ${key.name}`;
+  const source = '`audit public-key` with the config of the gateway that wrote it';
+  if (key.keyId === undefined) return `${none}; they name ${ids}: is it this trail's public key (${source})? If it is, that gateway did not sign them.`;
+  const verify = (which: string) => `Verify with ${which} (--public-key FILE, from ${source}); if they fail with that key too, that gateway did not sign them.`;
+  const configured = `audit.keyId ${JSON.stringify(key.keyId)}`;
+  if (found.keyIds.includes(key.keyId)) {
+    return `${none}, though they name its key id (${configured}): did this audit.signingKey sign this trail (not another environment's, nor a new key under the same key id)? ${verify("the trail's public key")}`;
+  }
+  if (found.more) return `${none} (${configured}); they name ${ids}: did it sign this trail? ${verify("the trail's public key")}`;
+  return `${none} (${configured}): they name ${ids}, so another key signed them. ${verify(`the public key of ${ids}`)}`;
 }
 
 /** The pseudonym a username has in the audit trail, the logs and the store. */

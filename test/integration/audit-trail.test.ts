@@ -113,6 +113,13 @@ t.test('a real run leaves a verifiable trail of pseudonymous events, and the rep
   const ok = runCli(['audit', 'verify', '--config', configFile, s.config.audit.dir]);
   t.equal(ok.code, 0, ok.stdout + ok.stderr);
   t.match(ok.stdout, new RegExp(`^OK: ${records.length} record\\(s\\)`, 'm'));
+  // Another environment's config, with an audit key of its own: a wrong key never passes, and is named as what it may be.
+  const otherKey = join(dir, 'other-environment.json');
+  writeFileSync(otherKey, JSON.stringify({ ...s.config, audit: { ...s.config.audit, signingKey: randomBytes(32).toString('base64url') }, log: { level: 'silent' } }));
+  const wrongKey = runCli(['audit', 'verify', '--config', otherKey, s.config.audit.dir]);
+  t.equal(wrongKey.code, 1, 'a key other than the trail\'s fails');
+  t.match(wrongKey.stdout, /^WRONG KEY\? Not one of the [1-9]\d* checkpoint\(s\) verifies with the key of this config, though they name its key id \(audit\.keyId "audit-1"\)/m);
+  t.notMatch(ok.stdout, /WRONG KEY/, 'the trail\'s own key: not a word of it');
 
   const copy = mkdtempSync(join(tmpdir(), 'mfa-trail-edited-'));
   cpSync(s.config.audit.dir, copy, { recursive: true });
