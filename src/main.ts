@@ -47,7 +47,8 @@ const USAGE = `Usage:
   mfa-gateway report --config FILE [--days N | --from DATE --to DATE] [--format text|json|html] [--audit-dir DIR]…
                                      the assurance report for a period (default: the last 30 days)
   mfa-gateway audit verify (--config FILE | --public-key FILE) FILE|DIR…
-                                     check an audit trail: edited, deleted, inserted, reordered, truncated records
+                                     check audit trails (a DIR's and the admin trail in DIR/admin, each on its
+                                     own): edited, deleted, inserted, reordered, truncated records
   mfa-gateway audit who --config FILE USERNAME
                                      the pseudonym a user has in the audit trail, the logs and the store
   mfa-gateway audit public-key --config FILE

@@ -24,9 +24,12 @@ export interface OpenAuditOptions {
   signal?: AbortSignal;
 }
 
+/** The admin commands' trail: this directory in the gateway's. */
+export const ADMIN_TRAIL = 'admin';
+
 /** The audit directory a writer uses. */
 export function auditDir(config: Config, writer: 'gateway' | 'admin'): string {
-  return writer === 'admin' ? join(config.audit.dir, 'admin') : config.audit.dir;
+  return writer === 'admin' ? join(config.audit.dir, ADMIN_TRAIL) : config.audit.dir;
 }
 
 /** The open trail and its closer (final checkpoint, then the lock released), or null when auditing is off. */

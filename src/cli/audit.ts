@@ -1,6 +1,8 @@
 // `mfa-gateway audit verify|who|public-key`: checking a trail, finding a user's pseudonym, the auditors' key.
 import { createPublicKey } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ADMIN_TRAIL } from '../audit/open-audit.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { verifyAudit, verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
 import type { Config } from '../config/schema.js';
@@ -8,12 +10,13 @@ import { DEFAULT_CHECKPOINT_INTERVAL_SECONDS, unsignedOverdue, unsignedOverdueWo
 import { canonicalUsername } from '../domain/username.js';
 import { decodeKey } from '../config/load.js';
 import { pseudonym } from '../mechanisms/random.js';
+import { distinctDirs } from '../services/report.js';
 import { UsageError, readArgumentFile } from './usage.js';
 
 /**
- * Verifies trails with the public key from a PEM file or from the config's signing key. Each directory is one
- * trail (its files in chain order; not its subdirectories, such as the admin trail); files named one by one form
- * one trail, in the order given. Returns the lines to print and whether every trail verified.
+ * Verifies trails with the public key from a PEM file or from the config's signing key. Each directory is one trail
+ * (its files in chain order), and so is the admin trail in it (`DIR/admin`), reported on its own; files named one by
+ * one form one trail, in the order given. Returns the lines to print and whether every trail verified.
  */
 export function auditVerify(paths: readonly string[], key: { publicKeyFile?: string; config?: Config }, now = Date.now()): { lines: string[]; ok: boolean } {
   if (!paths.length) throw new UsageError('audit verify needs FILE… (audit files in chain order) or DIR… (audit directories)');
@@ -27,8 +30,11 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   }
   const missing = paths.filter((p) => !existsSync(p));
   if (missing.length) throw new UsageError(`audit verify: no such file or directory: ${missing.join(', ')}`);
-  const dirs = paths.filter((p) => statSync(p).isDirectory());
-  const files = paths.filter((p) => !dirs.includes(p));
+  const isDir = (p: string) => statSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
+  const given = paths.filter(isDir);
+  const files = paths.filter((p) => !given.includes(p));
+  // The admin commands' trail is checked with its directory's (once, should it be named as well).
+  const dirs = distinctDirs(given.flatMap((d) => [d, join(d, ADMIN_TRAIL)].filter(isDir)));
   // A directory is read as one consistent reading (a running gateway may rotate its file meanwhile).
   const interval = key.config?.audit.checkpointIntervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS;
   const verifiedWith: KeyGiven = key.publicKeyFile ? { name: `in ${key.publicKeyFile}` } : { name: 'of this config', keyId: key.config!.audit.keyId };

@@ -575,6 +575,10 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   const verified = await runCliAsync(['audit', 'verify', '--config', configFile, adminDir]);
   t.equal(verified.code, 0, verified.stdout);
   t.match(verified.stdout, /^OK: \d+ record\(s\), [1-9]\d* signed checkpoint\(s\)/m);
+  // The gateway's directory: its trail and the admin trail in it, each with its own verdict.
+  const whole = await runCliAsync(['audit', 'verify', '--config', configFile, s.config.audit.dir]);
+  t.match(whole.stdout, `${s.config.audit.dir}:\n  `);
+  t.match(whole.stdout, `${adminDir}:\n  ${verified.stdout.trim()}\n`, 'the admin trail checked too');
 });
 
 t.test('an admin command whose audit record cannot be written exits 1, saying the action was carried out', async (t) => {

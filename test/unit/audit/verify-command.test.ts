@@ -1,7 +1,7 @@
-// `audit verify` as an auditor runs it: a key other than the trail's said as such.
+// `audit verify` as an auditor runs it: a key other than the trail's said as such, and the admin trail in a directory.
 import t from 'tap';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { signCheckpoint } from '../../../src/audit/checkpoint.js';
 import { encodeRecord, sha256Hex, type RecordBody } from '../../../src/audit/record.js';
@@ -89,4 +89,32 @@ t.test('the key ids named: each once, the first three, then "and others"', async
   t.match(wrong.lines.at(-2), /^WRONG KEY\? Not one of the 6 checkpoint\(s\) verifies with the key of this config \(audit\.keyId "k4"\); they name key ids "k1", "k2", "k3" and others: did it sign this trail\? Verify with the trail's public key/, 'k4 may be among the others: no verdict on it');
   const named = auditVerify([dir], { config: configWith(other.privateKey, 'k2') });
   t.match(named.lines.at(-2), /verifies with the key of this config, though they name its key id \(audit\.keyId "k2"\)/, 'k2 is among the first named');
+});
+
+t.test('a directory: its trail and the admin trail in it, each reported on its own', async (t) => {
+  const dir = tempDir(t);
+  await writeTrail(dir, 5);
+  const admin = join(dir, 'admin');
+  mkdirSync(admin);
+  await writeTrail(admin, 3);
+  const key = { publicKeyFile: pemFile(dir, publicKey) };
+
+  const both = auditVerify([dir], key);
+  t.ok(both.ok, both.lines.join('\n'));
+  t.same(both.lines, [`${dir}:`, '  OK: 8 record(s), 3 signed checkpoint(s), last record covered by a signature: 8', `${admin}:`, '  OK: 5 record(s), 2 signed checkpoint(s), last record covered by a signature: 5']);
+  t.same(auditVerify([dir, `${admin}/`, dir], key).lines, both.lines, 'each trail once, also when named as well');
+  t.same(auditVerify([admin], key).lines, ['OK: 5 record(s), 2 signed checkpoint(s), last record covered by a signature: 5'], 'the admin trail alone');
+
+  // An edited admin record fails the command, and is named under its trail.
+  const file = join(admin, 'audit.jsonl');
+  writeFileSync(file, readFileSync(file, 'utf8').replace('"p2"', '"p9"'));
+  const broken = auditVerify([dir], key);
+  t.notOk(broken.ok);
+  t.match(broken.lines.join('\n'), `${dir}:\n  OK: 8 record(s)`);
+  t.match(broken.lines.join('\n'), `${admin}:\n  ${file}:2 (record 2)  edited: content does not match its hash`);
+
+  // A directory without an admin trail: its own report alone, as before.
+  const alone = tempDir(t);
+  await writeTrail(alone, 1);
+  t.same(auditVerify([alone], key).lines, ['OK: 2 record(s), 1 signed checkpoint(s), last record covered by a signature: 2']);
 });
