@@ -320,7 +320,7 @@ export const ConfigSchema = Type.Object(
             {
               url: Type.String({ pattern: '^https?://', description: 'The vendor endpoint that delivers the code to the user.' }),
               secret: Type.String({ minLength: 32, description: 'HMAC-SHA-256 key signing each call (X-MFA-Signature).' }),
-              codeMinutes: Type.Integer({ minimum: 1, default: 10, description: 'Minutes a delivered code stays valid.' }),
+              codeMinutes: Type.Integer({ minimum: 2, default: 10, description: 'Minutes a delivered code stays valid (at least 2: an email or text message may take a minute to arrive).' }),
             },
             { additionalProperties: false, description: 'webhook: where enrolment codes are sent.' },
           ),

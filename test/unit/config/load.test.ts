@@ -1005,3 +1005,11 @@ t.test('a memory store with enrolment.proof: invite is warned of: the command li
   t.notMatch(warned('first-login').join(), /enrol-codes/, 'another proof: the memory warning alone');
   t.same(warned('invite', { type: 'redis', redis: { url: 'redis://redis.internal:6379' } }), [], 'a Redis store: none');
 });
+
+t.test('a delivered enrolment code is valid for at least two minutes', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.enrolment = { proof: 'webhook', webhook: { url: 'https://vendor.example/hook', secret: randomKey(), codeMinutes: 1 } };
+  t.match(problemsOf(() => resolveConfig(raw)), [/^enrolment\.webhook\.codeMinutes: must be >= 2/]);
+  raw.enrolment.webhook.codeMinutes = 2;
+  t.equal(resolveConfig(raw).enrolment.webhook?.codeMinutes, 2);
+});
