@@ -36,7 +36,8 @@ import { createLogger } from './log.js';
 const USAGE = `Usage:
   mfa-gateway serve --config FILE    run the gateway with a config file
   mfa-gateway demo                   run a demo portal with the gateway in front of it (memory store)
-  mfa-gateway config check FILE      validate a config file and report every problem
+  mfa-gateway config check (FILE | --config FILE)
+                                     validate a config file and report every problem
   mfa-gateway policy explain --config FILE --path P [--ip A] [--user U] [--groups g1,g2] [--method M]
                              [--host H] [--managed] [--factor totp|webauthn|device-bound-passkey|recovery] [--factor-age SECONDS]
                                      which rule decides a request, and why
@@ -131,7 +132,7 @@ const ADMIN = ['config', 'operator', 'reason'];
 const OPTIONS_OF = new Map<string, readonly string[]>(Object.entries({
   serve: ['config'],
   demo: [],
-  config: [],
+  config: ['config'],
   login: ['config', 'user', 'host'],
   policy: ['config', 'path', 'ip', 'user', 'groups', 'method', 'host', 'managed', 'factor', 'factor-age'],
   report: ['config', 'days', 'from', 'to', 'format', 'audit-dir'],
@@ -201,11 +202,15 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo':
       return demo();
-    case 'config':
-      if (!arg) throw new UsageError('config check needs a FILE');
-      for (const w of configWarnings(loadConfigFile(arg))) process.stdout.write(`warning: ${w}\n`);
-      process.stdout.write(`${arg}: valid\n`);
+    case 'config': {
+      // The file as a word of its own or as every other command takes it (--config, -c); not both.
+      if (arg !== undefined && v.config !== undefined) throw new UsageError('config check takes one FILE: give it or --config FILE, not both');
+      const file = arg ?? v.config;
+      if (!file) throw new UsageError('config check needs a FILE (or --config FILE)');
+      for (const w of configWarnings(loadConfigFile(file))) process.stdout.write(`warning: ${w}\n`);
+      process.stdout.write(`${file}: valid\n`);
       return 0;
+    }
     case 'policy': {
       if (!v.path) throw new UsageError('policy explain needs --config FILE and --path P');
       const factor = v.factor;

@@ -183,3 +183,28 @@ t.test('a word that is no action of its command is named as such, not refused fo
   // The negative: the action itself still runs.
   t.equal(valid!.code, 0);
 });
+
+t.test('config check takes its file as a word or as --config FILE (-c FILE), as every other command takes it', async (t) => {
+  const dir = t.testdir();
+  const configFile = join(dir, 'gateway.json');
+  writeFileSync(configFile, JSON.stringify(rawTestConfig('http://127.0.0.1:9')));
+  const invalid = join(dir, 'invalid.json');
+  writeFileSync(invalid, '{}');
+  const [word, long, short, wrong, both, none] = await Promise.all(
+    [
+      ['config', 'check', configFile],
+      ['config', 'check', '--config', configFile],
+      ['config', 'check', '-c', configFile],
+      ['config', 'check', '--config', invalid],
+      ['config', 'check', configFile, '--config', configFile],
+      ['config', 'check'],
+    ].map((args) => runCliAsync(args)),
+  );
+  for (const [r, how] of [[word, 'FILE'], [long, '--config FILE'], [short, '-c FILE']] as const) {
+    t.same({ code: r!.code, stdout: r!.stdout.split('\n').at(-2), stderr: r!.stderr }, { code: 0, stdout: `${configFile}: valid`, stderr: '' }, how);
+  }
+  // The file named by --config is the one checked: an invalid one is reported as such.
+  t.equal(wrong!.code, 1, 'an invalid file named by --config');
+  t.match(both!, { code: 2, stdout: '', stderr: /^mfa-gateway: config check takes one FILE: give it or --config FILE, not both\n/ });
+  t.match(none!, { code: 2, stdout: '', stderr: /^mfa-gateway: config check needs a FILE \(or --config FILE\)\n/ });
+});
