@@ -83,12 +83,11 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   ];
 }
 
-/** Why a request is denied, in the words of the options and headers behind it. */
-const DENIALS: Record<Extract<AccessOutcome, { verdict: 'deny' }>['reason'], string> = {
+/** Why a request is denied, in the words of the options and headers behind it (an unknown address: see describe). */
+const DENIALS: Record<Exclude<Extract<AccessOutcome, { verdict: 'deny' }>['reason'], 'unknown-address'>, string> = {
   rule: "the rule's decision is deny",
   'legacy-auth': 'legacy authentication, an Authorization header (Basic, Digest, NTLM, Negotiate) or the login fields in the query',
   'legacy-endpoint': 'a legacyAuth.endpoints path',
-  'unknown-address': 'the rule tests the network and the client address is unknown',
   'method-override': 'the query asks the portal for another method',
 };
 
@@ -98,6 +97,11 @@ function describe(o: AccessOutcome, loginPage: boolean): string {
     case 'allow':
       return `allowed by "${o.rule}" (${o.decision})`;
     case 'deny':
+      // The address is unknown here only for want of --ip (main refuses one it cannot read); the gateway always has
+      // one, but for an address a trusted proxy passed that it cannot read, which it denies.
+      if (o.reason === 'unknown-address') {
+        return `unknown without --ip: "${o.rule}" tests the network; give --ip A to judge network rules (a client address the gateway cannot read is denied: 403 GW_ERR_ACCESS_DENIED)`;
+      }
       return `denied by "${o.rule}": ${DENIALS[o.reason]} (403 ${o.reason.startsWith('legacy') ? 'GW_ERR_LEGACY_AUTH' : 'GW_ERR_ACCESS_DENIED'})`;
     case 'sign-in':
       return loginPage

@@ -25,7 +25,13 @@ t.test('a denial says why in words, with the answer the browser gets', async (t)
     'decision: denied by "portal": legacy authentication, an Authorization header (Basic, Digest, NTLM, Negotiate) or the login fields in the query (403 GW_ERR_LEGACY_AUTH)',
   );
   t.equal(decision({ path: '/api/login' }), 'decision: denied by "legacy endpoints": a legacyAuth.endpoints path (403 GW_ERR_LEGACY_AUTH)');
-  t.equal(decision({ path: '/clinic/x', user: 'alice' }), 'decision: denied by "clinic only": the rule tests the network and the client address is unknown (403 GW_ERR_ACCESS_DENIED)');
+  // Without --ip the address is unknown: the running gateway knows it, so the decision is not a denial but a question.
+  t.equal(
+    decision({ path: '/clinic/x', user: 'alice' }),
+    'decision: unknown without --ip: "clinic only" tests the network; give --ip A to judge network rules (a client address the gateway cannot read is denied: 403 GW_ERR_ACCESS_DENIED)',
+  );
+  t.equal(decision({ path: '/clinic/x', user: 'alice', ip: '10.1.2.3' }), 'decision: allowed by "clinic only" (mfa)', 'with --ip the rule is judged');
+  t.equal(decision({ path: '/clinic/x', user: 'alice', ip: '192.0.2.7' }), 'decision: allowed by "portal" (mfa)', 'an address outside the network: the next rule');
   t.equal(decision({ path: '/records?_method=DELETE', user: 'alice' }), 'decision: denied by "method override": the query asks the portal for another method (403 GW_ERR_ACCESS_DENIED)');
 });
 
