@@ -105,8 +105,14 @@ t.test("each command's row in the README names every option the command takes", 
   // An option left out of its row looks like one the command refuses (an option a command does not take is wrong usage).
   const main = readFileSync('src/main.ts', 'utf8');
   const table = /const OPTIONS_OF = new Map<[^>]+>\(Object\.entries\(\{([\s\S]+?)\n\}\)\);/.exec(main)![1]!;
-  const takes = [...table.matchAll(/^ {2}'?([a-z][a-z -]*?)'?: (.+),$/gm)].map((m) => ({ command: m[1]!, options: [...m[2]!.matchAll(/'([a-z-]+)'/g)].map((o) => o[1]!) }));
+  // The admin commands' own (ADMIN: --config, --operator, --reason) too: without them each is refused (exit 2).
+  const admin = [...(/const ADMIN = \[([^\]]+)\]/.exec(main)![1]!.matchAll(/'([a-z-]+)'/g))].map((m) => m[1]!);
+  const takes = [...table.matchAll(/^ {2}'?([a-z][a-z -]*?)'?: (.+),$/gm)].map((m) => ({
+    command: m[1]!,
+    options: [...(m[2]!.includes('ADMIN') ? admin : []), ...[...m[2]!.matchAll(/'([a-z-]+)'/g)].map((o) => o[1]!)],
+  }));
   t.ok(takes.length >= 15, `${takes.length} commands`);
+  t.ok(takes.filter((c) => c.options.includes('operator')).length >= 10, 'the admin commands');
   const rows = [...readme.matchAll(/^\| `mfa-gateway ([^|]*?(?:\\\|[^|]*?)*)` \|/gm)].map((m) => m[1]!);
   for (const { command, options } of takes) {
     const own = rows.filter((r) => r === command || r.startsWith(`${command} `));
