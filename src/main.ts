@@ -549,7 +549,10 @@ async function demo(): Promise<number> {
     const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
     const portal = await startDemoPortal({ host: '127.0.0.1', port: portalPort });
     // Built by serve, once the app is.
-    const banner: Banner = async ({ gateway: gw }) => {
+    const banner: Banner = async ({ log: appLog, gateway: gw }) => {
+      // Right after the warning that the command line issues no enrolment codes into a memory store, which read alone
+      // says nobody can enrol.
+      appLog.info("the demo issues its users' enrolment codes itself: they are printed below, with the logins (enrol-codes issue on the command line cannot reach the demo's memory store)");
       const codes = await Promise.all(DEMO_USERS.map(async (u) => ({ u, code: (await gw.enrolment.issueInvite(gw.pidOf(u.username)!)).code })));
       const text = `
   mfa-gateway demo

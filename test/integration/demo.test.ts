@@ -28,6 +28,11 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
   }
   t.match(out, `Open the gateway:            http://localhost:${port}/`);
   t.match(out, /alice +correct horse battery +enrolment code [A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}/);
+  // The memory store's warning (the command line issues no enrolment codes into it) is followed by where the codes are.
+  const lines = out.split('\n');
+  const warning = lines.findIndex((l) => l.includes('store.type is memory'));
+  t.ok(warning >= 0, "the memory store's warning stays");
+  t.match(JSON.parse(lines[warning + 1]!), { msg: /^the demo issues its users' enrolment codes itself: they are printed below/ }, 'and is followed by where the codes are');
 
   const login = await request(`http://localhost:${port}/login`);
   t.equal(login.statusCode, 200);
