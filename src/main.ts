@@ -524,8 +524,8 @@ async function demo(): Promise<number> {
   // that failed to start (a port taken) or was stopped before it served removes them: nobody was told where they are.
   let shown = false;
   try {
-    const env = {
-      ...process.env,
+    // What config/demo.yaml reads: the banner prints them for the command line (policy explain, login check, audit who).
+    const vars = {
       MFA_DEMO_PORTAL_URL: `http://127.0.0.1:${portalPort}`,
       MFA_DEMO_SIGNING_KEY: key(),
       MFA_DEMO_ENCRYPTION_KEY: key(),
@@ -533,7 +533,7 @@ async function demo(): Promise<number> {
       MFA_DEMO_AUDIT_KEY: key(),
       MFA_DEMO_AUDIT_DIR: auditDir,
     };
-    const file = loadConfigFile(join(packageRoot(), 'config', 'demo.yaml'), env);
+    const file = loadConfigFile(join(packageRoot(), 'config', 'demo.yaml'), { ...process.env, ...vars });
     // PORT moves the gateway, and with it the origin passkeys are made for.
     const config: Config = {
       ...file,
@@ -567,6 +567,11 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
 
   Audit trail: ${auditDir}   Metrics: http://127.0.0.1:${config.admin.port}/metrics
   Check the trail: node dist/src/main.js audit verify --public-key ${publicKeyFile} ${auditDir}
+
+  The command line on this demo, in another terminal in this folder (config/demo.yaml reads this run's values):
+    export ${Object.entries(vars).map(([name, value]) => `${name}='${value.replaceAll("'", `'\\''`)}'`).join(' ')}
+    node dist/src/main.js policy explain --config config/demo.yaml --path /admin/ --user bob --ip 127.0.0.1
+    node dist/src/main.js login check --config config/demo.yaml --user alice     (then type alice's password)
 
 `;
       return () => {

@@ -60,6 +60,20 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
     running = runCli(['audit', 'verify', '--public-key', check![1]!, check![2]!]);
   }
   t.equal(running.code, 0, `while the demo runs: ${running.stdout}${running.stderr}`);
+  // The command line on the demo, as the banner says to run it: its variables (this run's), then the commands.
+  const exported = /^ {4}export (.+)$/m.exec(out);
+  t.ok(exported, 'the variables config/demo.yaml reads');
+  const vars = Object.fromEntries([...exported![1]!.matchAll(/(MFA_DEMO_\w+)='([^']*)'/g)].map((m) => [m[1]!, m[2]!]));
+  t.equal(Object.keys(vars).length, 6, 'all six of them');
+  const shown = (command: string) => new RegExp(`^ {4}node dist/src/main\\.js (${command} .+?)(?: {2,}\\(|$)`, 'm').exec(out)![1]!.split(' ');
+  const [explained, checked, who] = await Promise.all([
+    runCliAsync(shown('policy explain'), vars),
+    runCliAsync(shown('login check'), vars, 'correct horse battery\n'),
+    runCliAsync(['audit', 'who', '--config', 'config/demo.yaml', 'alice'], vars),
+  ]);
+  t.match(explained, { code: 0, stdout: /decision: allowed by "clinic administration for staff in the clinic"/ }, 'policy explain as shown');
+  t.match(checked, { code: 0, stdout: /verdict: the rules tell a right password from a wrong one/ }, "login check as shown, on the demo's portal");
+  t.match(out, `"pid":"${who.stdout.trim()}"`, "audit who gives the pseudonym the demo's log names alice by: its keys");
   proc.kill('SIGTERM');
   await once(proc, 'exit');
   const verified = runCli(['audit', 'verify', '--public-key', check![1]!, check![2]!]);
