@@ -520,11 +520,13 @@ async function demo(): Promise<number> {
   const portalPort = Number(process.env.PORTAL_PORT ?? 8081);
   const auditDir = mkdtempSync(join(tmpdir(), 'mfa-gateway-demo-audit-'));
   const publicKeyFile = `${auditDir}.public-key.pem`;
+  const envFile = `${auditDir}.env`;
   // Once the banner has named them, the trail and its key are kept, to be checked after the demo as it says; a demo
   // that failed to start (a port taken) or was stopped before it served removes them: nobody was told where they are.
   let shown = false;
   try {
-    // What config/demo.yaml reads: the banner prints them for the command line (policy explain, login check, audit who).
+    // What config/demo.yaml reads: written to a file of the user's alone (keys are among them) for the command line
+    // (policy explain, login check, audit who), which the banner names.
     const vars = {
       MFA_DEMO_PORTAL_URL: `http://127.0.0.1:${portalPort}`,
       MFA_DEMO_SIGNING_KEY: key(),
@@ -543,6 +545,7 @@ async function demo(): Promise<number> {
     };
     // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would.
     writeFileSync(publicKeyFile, publicKeyPem(config.audit.signingKey!));
+    writeFileSync(envFile, Object.entries(vars).map(([name, value]) => `export ${name}='${value.replaceAll("'", `'\\''`)}'\n`).join(''), { mode: 0o600 });
     // A signal at any point of the start stops the demo cleanly (the portal closed, exit 0) rather than killing it.
     const log = createLogger(config.log.level);
     const stop = stopOnSignal(log);
@@ -568,8 +571,9 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
   Audit trail: ${auditDir}   Metrics: http://127.0.0.1:${config.admin.port}/metrics
   Check the trail: node dist/src/main.js audit verify --public-key ${publicKeyFile} ${auditDir}
 
-  The command line on this demo, in another terminal in this folder (config/demo.yaml reads this run's values):
-    export ${Object.entries(vars).map(([name, value]) => `${name}='${value.replaceAll("'", `'\\''`)}'`).join(' ')}
+  The command line on this demo, in another terminal in this folder (config/demo.yaml reads this run's values and
+  keys, which the first line takes from a file only you can read):
+    . ${envFile}
     node dist/src/main.js policy explain --config config/demo.yaml --path /admin/ --user bob --ip 127.0.0.1
     node dist/src/main.js login check --config config/demo.yaml --user alice     (then type alice's password)
 
@@ -588,6 +592,7 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
     if (!shown) {
       rmSync(auditDir, { recursive: true, force: true });
       rmSync(publicKeyFile, { force: true });
+      rmSync(envFile, { force: true });
     }
   }
 }
