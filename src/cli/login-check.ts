@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Config } from '../config/schema.js';
 import { canonicalTarget, pathAndQuery } from '../domain/canonical-path.js';
 import { applySetCookies, cookieHeader, cookieName, cookieValues, type Jar } from '../domain/cookie-jar.js';
+import { gatewaySite, type GatewaySite } from '../domain/gateway-site.js';
 import { upstreamRequestHeaders } from '../domain/headers.js';
 import { usernameFields } from '../domain/legacy-auth.js';
 import { loginFormOf } from '../domain/login-form.js';
@@ -74,26 +75,6 @@ export async function loginCheck(config: Config, user: string, password: string,
   } finally {
     await portal.close();
   }
-}
-
-/**
- * The gateway as a browser reaches it, which names it in its Origin and Referer and which the gateway names to the portal
- * (X-Forwarded-Proto, X-Forwarded-Host): `name` (one of server.hosts, the first by default), over https unless the
- * gateway serves plain HTTP itself (neither server.tls nor a proxy in front, server.trustedProxies: the demo on
- * loopback), with server.port where the browser connects to it (no proxy in front) and it is not the scheme's own.
- */
-export function gatewaySite(server: Config['server'], name = server.hosts[0]!): GatewaySite {
-  const proto = server.tls || server.trustedProxies.length ? 'https' : 'http';
-  const own = server.trustedProxies.length || server.port === 0 || server.port === (proto === 'https' ? 443 : 80);
-  const host = `${name.toLowerCase()}${own ? '' : `:${server.port}`}`;
-  return { proto, host, origin: `${proto}://${host}` };
-}
-
-interface GatewaySite {
-  proto: 'http' | 'https';
-  /** As the browser's Host names it. */
-  host: string;
-  origin: string;
 }
 
 // The browser's address the portal is told (X-Forwarded-For): one kept for documentation (RFC 5737), no client's, and

@@ -12,6 +12,7 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import type { Config } from '../config/schema.js';
+import { gatewaySite } from '../domain/gateway-site.js';
 
 /** The gateway as a relying party; always from configuration, never from a request. */
 export interface RelyingParty {
@@ -29,7 +30,7 @@ export function relyingParty(config: Config): RelyingParty {
   return {
     id,
     name: config.webauthn.rpName ?? config.portal.name,
-    origins: (config.webauthn.origins ?? defaultOrigins(config.server.hosts, id)).map(browserOrigin),
+    origins: (config.webauthn.origins ?? defaultOrigins(config.server, id)).map(browserOrigin),
     userVerification: config.webauthn.userVerification,
     attestation: config.webauthn.attestation,
   };
@@ -37,12 +38,13 @@ export function relyingParty(config: Config): RelyingParty {
 
 /**
  * Where passkeys are used when no origins are configured: the gateway's names (server.hosts) that the relying party
- * id covers, over https; the id itself when none does. An id set to the parent domain (`example.org`) then still
- * takes the name the gateway is served at (`portal.example.org`), where a ceremony's origin is.
+ * id covers, the id itself when none does, each where a browser has the gateway (its scheme and port: see
+ * gatewaySite). An id set to the parent domain (`example.org`) then still takes the name the gateway is served at
+ * (`portal.example.org`), where a ceremony's origin is.
  */
-function defaultOrigins(hosts: readonly string[], id: string): string[] {
-  const covered = hosts.map((h) => h.toLowerCase()).filter((h) => h === id || h.endsWith(`.${id}`));
-  return (covered.length ? covered : [id]).map((h) => `https://${h}`);
+function defaultOrigins(server: Config['server'], id: string): string[] {
+  const covered = server.hosts.map((h) => h.toLowerCase()).filter((h) => h === id || h.endsWith(`.${id}`));
+  return (covered.length ? covered : [id]).map((h) => gatewaySite(server, h).origin);
 }
 
 /**

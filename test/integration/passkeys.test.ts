@@ -7,6 +7,8 @@ import { Sealer } from '../../src/mechanisms/sealer.js';
 import type { UserFactors } from '../../src/stores/factor-store.js';
 import { SealedRecords } from '../../src/stores/sealed-records.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
+import { TestCa } from '../helpers/pki.js';
+import { freePort } from '../helpers/redis.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
 import { merge } from '../helpers/config.js';
@@ -39,6 +41,28 @@ t.test('first login with a passkey, then signing in with it', async (t) => {
   t.notMatch(verify, 'name="code"', 'no code field for a user without an authenticator app');
   t.match(verify, /<script nonce="[^"]+" src="\/_mfa\/assets\/webauthn-browser\.js">/, 'the browser library, from the gateway itself');
   t.equal((await again.get('/_mfa/assets/webauthn-browser.js')).status, 200);
+});
+
+t.test('with no webauthn section, passkeys work on a gateway serving TLS on a port other than 443, there only', async (t) => {
+  const serverCa = new TestCa('server');
+  const server = serverCa.issue('gateway', { server: true });
+  const port = await freePort();
+  const s = await startStack({
+    ca: serverCa.ca.cert,
+    patch: (raw) => {
+      raw.server.port = port;
+      raw.server.tls = { certFile: server.certFile, keyFile: server.keyFile };
+      delete raw.webauthn;
+    },
+  });
+  t.teardown(s.close);
+  // Where the browser is: the name (localhost, the rp id), https and the gateway's port.
+  const { b } = await signUpWithPasskey(s, new SoftAuthenticator({ origin: `https://localhost:${port}` }));
+  t.match((await b.get('/records')).body, 'Signed in as alice');
+  for (const origin of ['https://localhost', `https://localhost:${port + 1}`, `http://localhost:${port}`]) {
+    await t.rejects(signUpWithPasskey(s, new SoftAuthenticator({ origin }), BOB), /passkey enrolment answered 400/, `refused from ${origin}`);
+    t.match(events(s, 'mfa_failed').at(-1), { factor: 'webauthn', reason: 'origin' });
+  }
 });
 
 t.test("the gateway's JSON answers: not sniffed, not cached; a JSON error too", async (t) => {

@@ -1,8 +1,7 @@
 // login check reads the password from stdin, never from a terminal, which would show it as typed, and never prints it.
 import t from 'tap';
-import { gatewaySite, readPassword, withoutPasswords } from '../../../src/cli/login-check.js';
+import { readPassword, withoutPasswords } from '../../../src/cli/login-check.js';
 import { UsageError } from '../../../src/cli/usage.js';
-import { testConfig } from '../../helpers/config.js';
 
 t.test('a terminal on stdin is wrong usage, before anything is read', async (t) => {
   t.throws(() => readPassword({ isTTY: true }), { constructor: UsageError, message: /stdin, which is a terminal here: pipe it in/ });
@@ -31,17 +30,4 @@ t.test('a password in what is printed becomes [password], however a URL or a for
   t.equal(withoutPasswords('/a?p=PA ss/wörd+&=1%Z', [pw]), '/a?p=PA ss/wörd+&=1%Z', 'another text is left as it is');
   t.equal(withoutPasswords('x=one&y=two.2', ['one', 'two.2']), 'x=[password]&y=[password]', 'each password given');
   t.equal(withoutPasswords('a.b', ['a*']), 'a.b', 'a password is text, never a pattern');
-});
-
-t.test('the gateway as a browser reaches it: the first of server.hosts, over https unless it serves plain HTTP itself', async (t) => {
-  const defaults = testConfig('http://portal.internal:8080').server;
-  const site = (server: Partial<typeof defaults>) => gatewaySite({ ...defaults, ...server });
-  t.same(site({ hosts: ['localhost', '127.0.0.1'], port: 8080 }), { proto: 'http', host: 'localhost:8080', origin: 'http://localhost:8080' }, 'the demo');
-  t.same(site({ hosts: ['MFA.example'], port: 80 }), { proto: 'http', host: 'mfa.example', origin: 'http://mfa.example' }, "the scheme's own port: none");
-  t.equal(site({ hosts: ['localhost'], port: 0 }).origin, 'http://localhost', 'any free port: none named');
-  const tls = { certFile: 'cert.pem', keyFile: 'key.pem' };
-  t.equal(site({ hosts: ['mfa.example'], port: 8443, tls }).origin, 'https://mfa.example:8443', 'TLS in the gateway, on its port');
-  t.equal(site({ hosts: ['mfa.example'], port: 443, tls }).origin, 'https://mfa.example');
-  t.same(site({ hosts: ['mfa.example', 'portal.example'], port: 8080, trustedProxies: ['10.0.0.1'] }), { proto: 'https', host: 'mfa.example', origin: 'https://mfa.example' }, 'a proxy in front: its port');
-  t.equal(site({ hosts: ['[::1]'], port: 8080 }).origin, 'http://[::1]:8080');
 });

@@ -501,7 +501,8 @@ t.test('the shipped example and demo configs are valid', async (t) => {
 
 t.test('the WebAuthn relying party is in lower case, as browsers send it, however the hosts are written', async (t) => {
   const raw = rawTestConfig('http://127.0.0.1:1');
-  raw.server = { ...raw.server, hosts: ['Portal.Example.org'] };
+  // Behind a TLS proxy: the default origins are https on 443.
+  raw.server = { ...raw.server, hosts: ['Portal.Example.org'], trustedProxies: ['10.0.0.1'] };
   delete raw.webauthn;
   const rp = relyingParty(resolveConfig(raw));
   t.equal(rp.id, 'portal.example.org');

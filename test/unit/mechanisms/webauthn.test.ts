@@ -4,12 +4,14 @@ import {
   authenticationOptions,
   newChallenge,
   registrationOptions,
+  relyingParty,
   verifyAuthentication,
   verifyRegistration,
   type RelyingParty,
   type StoredCredential,
   type WebAuthnRejection,
 } from '../../../src/mechanisms/webauthn.js';
+import { testConfig } from '../../helpers/config.js';
 import { SoftAuthenticator, type AssertionKnobs, type RegistrationKnobs } from '../../helpers/soft-authenticator.js';
 
 const RP: RelyingParty = {
@@ -136,6 +138,29 @@ t.test('origin: exact match on scheme, host and port (R25, C-41)', async (t) => 
   const other = new SoftAuthenticator({ origin: 'https://portal.gw.example' });
   const { result } = await register({}, twoOrigins, other);
   t.equal(outcome(result), 'ok', 'any configured origin, with the configured rp id');
+});
+
+t.test('origins by default: where a browser has the gateway, its port included, and no other', async (t) => {
+  const config = ({ tls, ...server }: Record<string, unknown>, webauthn?: Record<string, unknown>) => {
+    const c = testConfig('http://portal.internal:8080', (raw) => {
+      raw.webauthn = webauthn;
+      Object.assign(raw.server, server);
+    });
+    // Only that the gateway terminates TLS counts here (no certificate file is read).
+    return tls ? { ...c, server: { ...c.server, tls: { certFile: 'cert.pem', keyFile: 'key.pem' } } } : c;
+  };
+  const onPort = relyingParty(config({ hosts: ['portal.other.test'], port: 18443, tls: true }));
+  t.same(onPort.origins, ['https://portal.other.test:18443'], 'TLS in the gateway on a port of its own');
+  const there = new SoftAuthenticator({ origin: 'https://portal.other.test:18443' });
+  t.equal(outcome((await register({}, onPort, there)).result), 'ok', 'a ceremony on that port');
+  for (const origin of ['https://portal.other.test', 'https://portal.other.test:8443', 'http://portal.other.test:18443']) {
+    t.equal(outcome((await register({}, onPort, new SoftAuthenticator({ origin }))).result), 'origin', `refused from ${origin}`);
+  }
+  t.same(relyingParty(config({ hosts: ['portal.other.test'], port: 443, tls: true })).origins, ['https://portal.other.test'], "https's own port: none");
+  t.same(relyingParty(config({ hosts: ['portal.other.test'], port: 8080, trustedProxies: ['10.0.0.1'] })).origins, ['https://portal.other.test'], "behind a TLS proxy: https on 443, not the gateway's port");
+  t.same(relyingParty(config({ hosts: ['localhost', '127.0.0.1'], port: 8080 }, { rpId: 'localhost' })).origins, ['http://localhost:8080'], 'plain HTTP on localhost: the demo');
+  t.same(relyingParty(config({ hosts: ['portal.other.test', 'other.test'], port: 18443, tls: true }, { rpId: 'other.test' })).origins, ['https://portal.other.test:18443', 'https://other.test:18443'], 'each name under the rp id');
+  t.same(relyingParty(config({ hosts: ['portal.other.test'], port: 18443, tls: true }, { origins: ['https://portal.other.test'] })).origins, ['https://portal.other.test'], 'webauthn.origins given: those only');
 });
 
 t.test('rp id: authenticatorData names our rp id, not another domain nor the parent (C-41)', async (t) => {
