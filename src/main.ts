@@ -536,11 +536,10 @@ async function demo(): Promise<number> {
       MFA_DEMO_AUDIT_DIR: auditDir,
     };
     const file = loadConfigFile(join(packageRoot(), 'config', 'demo.yaml'), { ...process.env, ...vars });
-    // PORT moves the gateway, and with it the origin passkeys are made for.
+    // PORT moves the gateway, and with it the origin passkeys are made for (http://localhost:PORT, the default).
     const config: Config = {
       ...file,
       server: { ...file.server, port },
-      webauthn: { ...file.webauthn, origins: [`http://localhost:${port}`] },
       admin: { ...file.admin, port: Number(process.env.ADMIN_PORT ?? file.admin.port) },
     };
     // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would.

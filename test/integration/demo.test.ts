@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { Browser, inputValue } from '../helpers/browser.js';
 import { SIGNAL_SELF, TS_LOADER, runCli, runCliAsync } from '../helpers/cli.js';
+import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
+import { jsonCall, passkeyCsrf } from '../helpers/stack.js';
 import { freePorts } from '../helpers/redis.js';
 
 t.test('the demo starts, serves the portal through the gateway, and its audit trail verifies', async (t) => {
@@ -46,6 +48,17 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
   t.same([expired.status, /Your form expired/.test(expired.body)], [403, true], 'an expired form: its page');
   const right = await b.post('/login', { username: 'alice', password: 'correct horse battery', csrf: inputValue((await b.get('/login')).body, 'csrf') });
   t.same([right.status, right.location], [303, '/_mfa/proof'], 'a right password: on to the second step (its enrolment code first)');
+  // A passkey made where the banner sends the browser: http://localhost and the demo's port.
+  const code = /alice +correct horse battery +enrolment code (\S+)/.exec(out)![1]!;
+  const proof = await b.post('/_mfa/enrol/proof', { csrf: inputValue((await b.get('/_mfa/proof')).body, 'csrf'), code });
+  t.equal(proof.location, '/_mfa/enrol', 'the enrolment code from the banner');
+  const csrf = passkeyCsrf((await b.get('/_mfa/enrol')).body);
+  const passkey = async (origin: string) => {
+    const options = await jsonCall(b, '/_mfa/enrol/passkey/options', csrf);
+    return jsonCall(b, '/_mfa/enrol/passkey', csrf, { credential: new SoftAuthenticator({ origin }).register(options.json), name: 'Test key' });
+  };
+  t.equal((await passkey(`http://127.0.0.1:${port}`)).status, 400, 'not at 127.0.0.1');
+  t.equal((await passkey(`http://localhost:${port}`)).status, 200, `at http://localhost:${port}`);
   // A page opened signed out: the login page takes it along, so that the sign-in ends there.
   const asked = await new Browser(`http://localhost:${port}`).get('/admin/');
   t.same([asked.status, asked.location], [302, '/login?next=%2Fadmin%2F'], 'signed out: to the login page, with the page asked for');
