@@ -10,6 +10,7 @@ import safeRegex from 'safe-regex2';
 import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { AddressSet, parseCidr } from '../domain/client-address.js';
+import { gatewaySite } from '../domain/gateway-site.js';
 import { compilePolicy, decideAccess, uncanonical, type PolicyConfig } from '../domain/policy.js';
 import { loginPagePath, loose, portalPaths } from '../domain/portal-paths.js';
 import { crlsOf, parseCertificates, twinsKnown, unusableCas } from '../mechanisms/certificates.js';
@@ -505,7 +506,7 @@ export function configWarnings(c: Config): string[] {
   }
   // Browsers keep Secure cookies over plain http only from a loopback name; a TLS balancer in front but not trusted
   // makes the same config (and every client the balancer's address).
-  const plainNames = c.server.tls || c.server.trustedProxies.length ? [] : c.server.hosts.filter((h) => !loopbackName(h.toLowerCase()));
+  const plainNames = gatewaySite(c.server).proto === 'https' ? [] : c.server.hosts.filter((h) => !loopbackName(h.toLowerCase()));
   if (plainNames.length) {
     w.push(`server.hosts: ${plainNames.join(', ')} ${plainNames.length > 1 ? 'are' : 'is'} served over plain http (no server.tls, no server.trustedProxies), where browsers drop the gateway's Secure cookies and nobody can sign in: serve the gateway over HTTPS (server.tls) or behind a TLS proxy listed in server.trustedProxies (a TLS load balancer not listed there gives every client its address, and one credential-stuffing block on it refuses everyone)`);
   }
