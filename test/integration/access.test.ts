@@ -502,7 +502,7 @@ keys:
   t.notMatch(fwd('--path', '/LOGIN/', '--method', 'POST'), 'decision:');
   t.match(fwd('--path', '/login'), 'decision: allowed by "sign-in page" (public)', 'the login page itself is judged');
   t.match(fwd('--path', '/logout', '--user', 'bob'), 'refused before any rule (403)', 'the logout');
-  t.match(fwd('--path', '/records/%2E/x'), 'refused before any rule (400)', 'a dot segment');
+  t.match(fwd('--path', '/records/%2E/x'), 'refused before any rule (400 GW_ERR_BAD_PATH)', 'a dot segment');
   t.match(fwd('--path', '/records/x'), 'decision: sign-in required by "portal"');
   t.match(runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--path', '/records/%2E/x']).stdout, 'decision: sign-in required by "portal"', 'the full proxy resolves it');
   const explain = (factor: string) => runCli(['policy', 'explain', '--config', join(dir, 'gw.yaml'), '--user', 'bob', '--path', '/controlled/', '--factor', factor]);
