@@ -10,9 +10,9 @@ import safeRegex from 'safe-regex2';
 import { parse as parseYaml } from 'yaml';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { AddressSet, parseCidr } from '../domain/client-address.js';
-import { gatewaySite } from '../domain/gateway-site.js';
+import { gatewaySite, loopbackName } from '../domain/gateway-site.js';
 import { compilePolicy, decideAccess, uncanonical, type PolicyConfig } from '../domain/policy.js';
-import { loginPagePath, loose, portalPaths } from '../domain/portal-paths.js';
+import { loginPagePath, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { crlsOf, parseCertificates, twinsKnown, unusableCas } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
 import { HEADER_GROUP, parseGroupMap } from '../services/groups.js';
@@ -449,6 +449,8 @@ export function contrastWithWhite(hex: string): number {
 
 /** Methods a portal may take from a POST body's method override. */
 const OVERRIDABLE = ['PUT', 'PATCH', 'DELETE'];
+/** Methods that change something at the portal. */
+const WRITES = ['POST', 'PUT', 'PATCH', 'DELETE'];
 
 /** Warnings that do not stop the gateway but that an operator must see (at start and in `config check`). */
 export function configWarnings(c: Config): string[] {
@@ -508,7 +510,7 @@ export function configWarnings(c: Config): string[] {
   // makes the same config (and every client the balancer's address).
   const plainNames = gatewaySite(c.server).proto === 'https' ? [] : c.server.hosts.filter((h) => !loopbackName(h.toLowerCase()));
   if (plainNames.length) {
-    w.push(`server.hosts: ${plainNames.join(', ')} ${plainNames.length > 1 ? 'are' : 'is'} served over plain http (no server.tls, no server.trustedProxies), where browsers drop the gateway's Secure cookies and nobody can sign in: serve the gateway over HTTPS (server.tls) or behind a TLS proxy listed in server.trustedProxies (a TLS load balancer not listed there gives every client its address, and one credential-stuffing block on it refuses everyone)`);
+    w.push(`server.hosts: ${plainNames.join(', ')} ${plainNames.length > 1 ? 'are' : 'is'} served over plain http (no server.tls, no server.trustedProxies): a browser there keeps none of the gateway's Secure cookies and is offered no passkeys, so nobody can sign in. Serve the gateway over HTTPS (server.tls) or behind a TLS proxy listed in server.trustedProxies (a TLS load balancer not listed there gives every client its address: one credential-stuffing block on it refuses everyone, and network rules judge it)`);
   }
   // Plain http to another machine is a warning, not an error: a service mesh may carry it over mutual TLS.
   if (!safeOutbound(c.portal.url)) w.push('portal.url is plain http to another machine: passwords and portal sessions cross the network unencrypted');
@@ -527,6 +529,7 @@ export function configWarnings(c: Config): string[] {
     w.push("devices.header.format is fingerprint without devices.requireRegistration: a revoked or bound certificate re-signed by its holder (another fingerprint, the same key) is not recognised");
   }
   const hosts = new Set(c.server.hosts.map((h) => h.toLowerCase()));
+  const passed = passedMethods(c.portal.methods);
   c.policy.rules.forEach((r, i) => {
     // Every name in server.hosts reaches the same portal, and the client chooses which it sends.
     if (r.decision === 'public' && r.hosts && [...hosts].some((h) => !r.hosts!.some((x) => x.toLowerCase() === h))) {
@@ -534,7 +537,8 @@ export function configWarnings(c: Config): string[] {
     }
     // Bodies stream to the portal unread: a `_method` form field is not seen by the rules.
     const methods = r.methods?.map((m) => m.toUpperCase());
-    if (r.decision !== 'public' && methods?.some((m) => OVERRIDABLE.includes(m)) && !methods.includes('POST')) {
+    const overridable = r.decision !== 'public' && methods !== undefined && methods.some((m) => OVERRIDABLE.includes(m)) && !methods.includes('POST');
+    if (overridable) {
       w.push(`policy.rules.${i}.methods: a rule for ${methods.filter((m) => OVERRIDABLE.includes(m)).join(', ')} without POST does not cover a POST whose body asks the portal for that method (a _method form field, as Rails, Laravel and Symfony read it): add POST, or switch body overrides off in the portal`);
     }
     // Many portal scripts (PHP, classic ASP, CGI) answer an address alike whatever the method: a page's rule that
@@ -542,6 +546,19 @@ export function configWarnings(c: Config): string[] {
     const others = c.portal.methods.filter((m) => m !== 'GET' && m !== 'HEAD' && !methods?.includes(m));
     if (r.decision !== 'public' && methods?.includes('GET') && others.length > 0) {
       w.push(`policy.rules.${i}.methods: a rule for GET without ${others.join(', ')} does not cover its paths asked for with ${others.length > 1 ? 'those methods' : 'that method'} (portal.methods passes ${others.length > 1 ? 'them' : 'it'}), which many portal scripts answer as they answer GET: leave methods out to cover every method`);
+    }
+    // A rule for the writes covers every write method the portal takes: one added to portal.methods later is not
+    // left out of it.
+    const writes: string[] = c.portal.methods.filter((m) => WRITES.includes(m));
+    const unwritten = writes.filter((m) => !methods?.includes(m));
+    if (r.decision !== 'public' && !overridable && methods && !methods.includes('GET') && methods.some((m) => writes.includes(m)) && unwritten.length > 0) {
+      w.push(`policy.rules.${i}.methods: a rule for ${methods.filter((m) => writes.includes(m)).join(', ')} without ${unwritten.join(', ')} does not cover the writes portal.methods passes with ${unwritten.length > 1 ? 'those methods' : 'that method'}: add ${unwritten.length > 1 ? 'them' : 'it'}`);
+    }
+    // A method the gateway refuses before any rule never reaches this one: the portal may need it (a config from before
+    // portal.methods, when every method passed).
+    const refused = methods?.filter((m) => !passed.includes(m)) ?? [];
+    if (refused.length > 0) {
+      w.push(`policy.rules.${i}.methods: ${refused.join(', ')} ${refused.length > 1 ? 'get' : 'gets'} 405 before any rule, as portal.methods leaves ${refused.length > 1 ? 'them' : 'it'} out: add ${refused.length > 1 ? 'them' : 'it'} to portal.methods if the portal takes ${refused.length > 1 ? 'them' : 'it'}, or take ${refused.length > 1 ? 'them' : 'it'} out of the rule`);
     }
     if (r.factors?.includes('webauthn') && r.factors.includes('device-bound-passkey')) {
       w.push(`policy.rules.${i}.factors: webauthn takes every passkey, synced ones too, so device-bound-passkey adds nothing (list it without webauthn to refuse synced passkeys)`);
@@ -742,11 +759,6 @@ function safeOutbound(url: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** A lower-case host name (IPv6 in brackets) of this machine. */
-function loopbackName(host: string): boolean {
-  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** The policy part of the config, as the pure policy code takes it. */

@@ -333,7 +333,7 @@ export const ConfigSchema = Type.Object(
         rpId: Type.Optional(Type.String({ pattern: '^[a-z0-9.-]+$', description: 'Relying party id: the registrable host name (default: the first of server.hosts).' })),
         rpName: Type.Optional(Type.String({ minLength: 1, description: 'Name shown by the browser (default: portal.name).' })),
         origins: Type.Optional(
-          Type.Array(Type.String({ pattern: '^https?://[^/]+$' }), { minItems: 1, description: 'Exact origins allowed in ceremonies (default: the names of server.hosts that are the rpId or under it, else the rpId, where a browser has the gateway: https://<name> behind server.trustedProxies, else <scheme>://<name>:<server.port>, no port where it is the scheme\'s own).' }),
+          Type.Array(Type.String({ pattern: '^https?://[^/]+$' }), { minItems: 1, description: 'Exact origins allowed in ceremonies (default: the names of server.hosts that are the rpId or under it, else the rpId, as https://<name>, and https://<name>:<server.port> with server.tls on another port than 443; on a loopback name served over plain http, http://<name>:<server.port> instead).' }),
         ),
         userVerification: Type.Union([Type.Literal('preferred'), Type.Literal('required')], {
           default: 'preferred',

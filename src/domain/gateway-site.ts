@@ -27,3 +27,11 @@ export interface GatewaySite {
   host: string;
   origin: string;
 }
+
+/**
+ * A lower-case host name (IPv6 in brackets) of this machine: browsers keep Secure cookies and offer passkeys over
+ * plain http there (a secure context), and a plain-http call to it crosses no network.
+ */
+export function loopbackName(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}

@@ -12,7 +12,7 @@ import {
   type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import type { Config } from '../config/schema.js';
-import { gatewaySite } from '../domain/gateway-site.js';
+import { gatewaySite, loopbackName } from '../domain/gateway-site.js';
 
 /** The gateway as a relying party; always from configuration, never from a request. */
 export interface RelyingParty {
@@ -38,13 +38,20 @@ export function relyingParty(config: Config): RelyingParty {
 
 /**
  * Where passkeys are used when no origins are configured: the gateway's names (server.hosts) that the relying party
- * id covers, the id itself when none does, each where a browser has the gateway (its scheme and port: see
- * gatewaySite). An id set to the parent domain (`example.org`) then still takes the name the gateway is served at
- * (`portal.example.org`), where a ceremony's origin is.
+ * id covers, the id itself when none does. An id set to the parent domain (`example.org`) then still takes the name
+ * the gateway is served at (`portal.example.org`), where a ceremony's origin is. Each name on https without a port,
+ * where a browser has a gateway behind a TLS proxy or a container's port 443; and where a browser may have it
+ * otherwise (gatewaySite): with server.tls on another port, there too (`https://portal.example:8443`); over plain
+ * http, on a loopback name only (the demo's `http://localhost:8080`), as browsers offer passkeys over http nowhere
+ * else: any other name is on https in front of the gateway, if anywhere (a TLS proxy server.trustedProxies leaves out).
  */
 function defaultOrigins(server: Config['server'], id: string): string[] {
   const covered = server.hosts.map((h) => h.toLowerCase()).filter((h) => h === id || h.endsWith(`.${id}`));
-  return (covered.length ? covered : [id]).map((h) => gatewaySite(server, h).origin);
+  return (covered.length ? covered : [id]).flatMap((h) => {
+    const { proto, origin } = gatewaySite(server, h);
+    if (proto === 'http') return [loopbackName(h) ? origin : `https://${h}`];
+    return origin === `https://${h}` ? [origin] : [origin, `https://${h}`];
+  });
 }
 
 /**

@@ -672,6 +672,7 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   both.policy.rules[0].factors = ['device-bound-passkey', 'totp'];
   t.notOk(configWarnings(resolveConfig(both)).some((w) => w.startsWith('policy.rules')), 'device-bound alone (or with an app): no warning');
   const deletes = rawTestConfig('http://127.0.0.1:1');
+  deletes.portal.methods = ['GET', 'POST', 'PUT', 'DELETE'];
   deletes.policy.rules = [
     { name: 'no deleting', paths: ['/records/**'], methods: ['delete', 'PUT'], decision: 'deny' },
     { name: 'open deletes', paths: ['/drafts/**'], methods: ['DELETE'], decision: 'public' },
@@ -680,7 +681,7 @@ t.test('unsafe settings: proxy ranges wider than a network, TLS files that are n
   const overrides = configWarnings(resolveConfig(deletes)).filter((w) => w.includes('.methods:'));
   t.same(overrides.map((w) => w.split(':')[0]), ['policy.rules.0.methods'], 'a rule for DELETE or PUT without POST: a warning (not a public one)');
   t.match(overrides[0], /for DELETE, PUT without POST/);
-  deletes.policy.rules[0].methods = ['DELETE', 'POST'];
+  deletes.policy.rules[0].methods = ['DELETE', 'POST', 'PUT'];
   t.notOk(configWarnings(resolveConfig(deletes)).some((w) => w.includes('.methods:')), 'with POST: no warning');
 });
 
@@ -690,7 +691,7 @@ t.test('plain http under a name browsers keep no Secure cookie for warns: nobody
     raw.server = { ...raw.server, ...server };
     return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('server.hosts'));
   };
-  t.match(plain({ hosts: ['portal.other.test'] }), [/^server\.hosts: portal\.other\.test is served over plain http \(no server\.tls, no server\.trustedProxies\), where browsers drop the gateway's Secure cookies and nobody can sign in: .*server\.tls.*server\.trustedProxies.*credential-stuffing block/]);
+  t.match(plain({ hosts: ['portal.other.test'] }), [/^server\.hosts: portal\.other\.test is served over plain http \(no server\.tls, no server\.trustedProxies\): a browser there keeps none of the gateway's Secure cookies and is offered no passkeys, so nobody can sign in\. .*server\.tls.*server\.trustedProxies.*credential-stuffing block/]);
   t.match(plain({ host: '0.0.0.0', hosts: ['localhost', 'Portal.other.test', '192.0.2.10'] }), [/^server\.hosts: Portal\.other\.test, 192\.0\.2\.10 are served over plain http/], 'listening everywhere: each name but the loopback ones');
   t.same(plain({ hosts: ['portal.other.test'], trustedProxies: ['10.0.0.10'] }), [], 'behind a proxy: none');
   const withTls = resolveConfig({ ...rawTestConfig('http://127.0.0.1:1'), server: { host: '127.0.0.1', port: 0, hosts: ['portal.other.test'] } });
@@ -723,9 +724,27 @@ t.test('portal.methods: which methods reach the portal, and the rules that name 
   pages.portal.methods = ['GET', 'POST', 'PUT', 'OPTIONS'];
   t.match(configWarnings(resolveConfig(pages)).find((w) => w.startsWith('policy.rules.0.methods')), /without POST, PUT, OPTIONS .* with those methods/, 'each method portal.methods passes and the rule leaves out');
   pages.policy.rules[0].methods = ['GET', 'POST', 'PUT', 'OPTIONS'];
-  t.notOk(configWarnings(resolveConfig(pages)).some((w) => w.includes('.methods:')), 'every method the portal takes: no warning');
+  t.notOk(configWarnings(resolveConfig(pages)).some((w) => w.startsWith('policy.rules.0.methods')), 'every method the portal takes: no warning');
   delete pages.policy.rules[0].methods;
-  t.notOk(configWarnings(resolveConfig(pages)).some((w) => w.includes('.methods:')), 'no methods (every method): no warning');
+  t.notOk(configWarnings(resolveConfig(pages)).some((w) => w.startsWith('policy.rules.0.methods')), 'no methods (every method): no warning');
+});
+
+t.test('a rule for writes covers every write method portal.methods passes, and names none it refuses', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.policy.rules = [{ name: 'changes', paths: ['/prescriptions/'], methods: ['POST'], decision: 'step-up' }, ...raw.policy.rules];
+  const warned = () => configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('policy.rules.0.methods'));
+  t.same(warned(), [], 'POST, the one write method passed by default: no warning');
+  raw.portal.methods = ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'];
+  t.same(warned(), ['policy.rules.0.methods: a rule for POST without PUT, DELETE does not cover the writes portal.methods passes with those methods: add them'], 'a write method passed and left out');
+  raw.policy.rules[0].methods = ['POST', 'PUT', 'DELETE'];
+  t.same(warned(), [], 'every write method passed (OPTIONS writes nothing): no warning');
+  raw.portal.methods = ['GET', 'HEAD', 'POST'];
+  t.same(warned(), ['policy.rules.0.methods: PUT, DELETE get 405 before any rule, as portal.methods leaves them out: add them to portal.methods if the portal takes them, or take them out of the rule'], 'methods refused before any rule: named');
+  raw.policy.rules[0].methods = ['POST', 'head'];
+  t.same(warned(), [], 'HEAD passes with GET');
+  raw.policy.rules[0].decision = 'public';
+  raw.policy.rules[0].methods = ['PATCH'];
+  t.match(warned(), [/^policy\.rules\.0\.methods: PATCH gets 405 before any rule/], 'a public rule too: it never applies');
 });
 
 t.test('config check builds what serve builds from files, and names a choice of values once', async (t) => {

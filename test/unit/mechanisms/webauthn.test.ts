@@ -150,16 +150,20 @@ t.test('origins by default: where a browser has the gateway, its port included, 
     return tls ? { ...c, server: { ...c.server, tls: { certFile: 'cert.pem', keyFile: 'key.pem' } } } : c;
   };
   const onPort = relyingParty(config({ hosts: ['portal.other.test'], port: 18443, tls: true }));
-  t.same(onPort.origins, ['https://portal.other.test:18443'], 'TLS in the gateway on a port of its own');
-  const there = new SoftAuthenticator({ origin: 'https://portal.other.test:18443' });
-  t.equal(outcome((await register({}, onPort, there)).result), 'ok', 'a ceremony on that port');
-  for (const origin of ['https://portal.other.test', 'https://portal.other.test:8443', 'http://portal.other.test:18443']) {
+  t.same(onPort.origins, ['https://portal.other.test:18443', 'https://portal.other.test'], "TLS in the gateway on a port of its own: that port, and 443 (a container's port published as 443)");
+  for (const origin of onPort.origins) t.equal(outcome((await register({}, onPort, new SoftAuthenticator({ origin }))).result), 'ok', `a ceremony at ${origin}`);
+  for (const origin of ['https://portal.other.test:8443', 'http://portal.other.test:18443', 'http://portal.other.test', 'https://other.test:18443']) {
     t.equal(outcome((await register({}, onPort, new SoftAuthenticator({ origin }))).result), 'origin', `refused from ${origin}`);
   }
   t.same(relyingParty(config({ hosts: ['portal.other.test'], port: 443, tls: true })).origins, ['https://portal.other.test'], "https's own port: none");
   t.same(relyingParty(config({ hosts: ['portal.other.test'], port: 8080, trustedProxies: ['10.0.0.1'] })).origins, ['https://portal.other.test'], "behind a TLS proxy: https on 443, not the gateway's port");
+  t.same(relyingParty(config({ hosts: ['portal.other.test'], port: 8080 })).origins, ['https://portal.other.test'], 'plain HTTP under another name: https on 443, where a TLS proxy server.trustedProxies leaves out has it (browsers offer no passkeys over http there)');
   t.same(relyingParty(config({ hosts: ['localhost', '127.0.0.1'], port: 8080 }, { rpId: 'localhost' })).origins, ['http://localhost:8080'], 'plain HTTP on localhost: the demo');
-  t.same(relyingParty(config({ hosts: ['portal.other.test', 'other.test'], port: 18443, tls: true }, { rpId: 'other.test' })).origins, ['https://portal.other.test:18443', 'https://other.test:18443'], 'each name under the rp id');
+  t.same(
+    relyingParty(config({ hosts: ['portal.other.test', 'other.test'], port: 18443, tls: true }, { rpId: 'other.test' })).origins,
+    ['https://portal.other.test:18443', 'https://portal.other.test', 'https://other.test:18443', 'https://other.test'],
+    'each name under the rp id',
+  );
   t.same(relyingParty(config({ hosts: ['portal.other.test'], port: 18443, tls: true }, { origins: ['https://portal.other.test'] })).origins, ['https://portal.other.test'], 'webauthn.origins given: those only');
 });
 
