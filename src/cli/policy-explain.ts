@@ -26,6 +26,9 @@ export interface ExplainQuery {
   authorization?: string;
 }
 
+/** Whether `rule` decided for want of a client address (no --ip given). */
+const undecided = (o: AccessOutcome, rule: string): boolean => o.verdict === 'deny' && o.reason === 'unknown-address' && o.rule === rule;
+
 /** The explanation as text lines (the command prints them). */
 export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   const target = targetOrRefusal(q.path, { pathParameters: config.server.pathParameters === 'allow' });
@@ -78,7 +81,8 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   const who = user ? `${user} (groups: ${groups.join(', ') || 'none'}; ${q.factor ?? 'totp'} ${q.factorAgeSeconds ?? 0} s ago)` : 'nobody signed in';
   return [
     `request: ${method} ${path}${path === target.matchPath ? '' : ` (the login, sent as ${target.matchPath})`} from ${ip ?? 'an unknown address'}, ${who}, ${q.managed ? 'managed' : 'unmanaged'} device`,
-    ...trace.map((l) => `  ${l.result === 'no match' ? '-' : '>'} ${l.rule}: ${l.result} (${l.why})`),
+    // Without --ip, the rule that tests the network decides for want of an address, as the decision line says.
+    ...trace.map((l) => `  ${l.result === 'no match' ? '-' : '>'} ${l.rule}: ${l.result} (${undecided(outcome, l.rule) ? 'the rule tests the network: give --ip to judge it' : l.why})`),
     `decision: ${describe(outcome, loginPageMatcher(config.portal.login.page)(target.matchPath, method))}`,
   ];
 }

@@ -49,7 +49,7 @@ export function canonicalTarget(rawUrl: string, opts: { pathParameters?: boolean
 
 /** canonicalTarget's work: the canonical target, or why there is none, in words (`policy explain` says it). */
 export function targetOrRefusal(rawUrl: string, opts: { pathParameters?: boolean } = {}): CanonicalTarget | string {
-  if (!rawUrl.startsWith('/')) return "an absolute URL or '*', not a path";
+  if (!rawUrl.startsWith('/')) return "no path starting with '/' (an absolute URL, '*' or a relative path)";
   if (rawUrl.startsWith('//')) return "a target starting with '//', which URL parsers read as a host name (one that can carry user:password@)";
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);

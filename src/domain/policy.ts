@@ -170,7 +170,7 @@ export function uncanonical(pattern: string): string | null {
   }
   // Rules see a path without its ';' parameters.
   const target = pattern.includes(';') ? "';', as rules match the path without its parameters" : targetOrRefusal(raw);
-  if (typeof target === 'string') return `path ${pattern} can never match a canonical path: it holds ${target}`;
+  if (typeof target === 'string') return `path ${pattern} can never match a canonical path: ${target}`;
   const canonical = target.path;
   return canonical === pattern ? null : `path ${pattern} is matched against the canonical (percent-encoded) path: write it as ${canonical}`;
 }

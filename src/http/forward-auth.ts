@@ -1,7 +1,7 @@
 // Forward-auth mode: a proxy in front (nginx auth_request, Caddy forward_auth, Traefik forwardAuth) asks the gateway
 // about each request of the browser and sends it to the portal only on a 200. Same sessions, same policy.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalTarget, pathAndQuery, sameSegments } from '../domain/canonical-path.js';
+import { pathAndQuery, sameSegments, targetOrRefusal } from '../domain/canonical-path.js';
 import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
@@ -59,8 +59,10 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     // The proxy sends the portal the URI as the browser wrote it, so only a URI with nothing to resolve is judged: the
     // path the rules see is then the one the portal gets ('/admin/x/../../public' would be judged as '/public').
     const uri = one(req, 'x-forwarded-uri');
-    const target = uri === undefined ? null : canonicalTarget(uri, { pathParameters: config.server.pathParameters === 'allow' });
-    if (!target || !sameSegments(uri!)) throw new GatewayError('GW_ERR_BAD_PATH', 'forwarded URI missing or with segments to resolve');
+    if (uri === undefined) throw new GatewayError('GW_ERR_BAD_PATH', 'X-Forwarded-Uri missing');
+    const target = targetOrRefusal(uri, { pathParameters: config.server.pathParameters === 'allow' });
+    if (typeof target === 'string') throw new GatewayError('GW_ERR_BAD_PATH', target);
+    if (!sameSegments(uri)) throw new GatewayError('GW_ERR_BAD_PATH', 'dot or empty segments, which the proxy in front would pass to the portal unresolved');
     const forwardedHost = (one(req, 'x-forwarded-host') ?? '').toLowerCase();
     const host = forwardedHost.replace(/:\d{1,5}$/, '');
     if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');

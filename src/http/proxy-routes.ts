@@ -4,7 +4,7 @@ import { pipeline, Readable, Transform } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import replyFrom, { type FastifyReplyFromHooks } from '@fastify/reply-from';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { canonicalTarget, pathAndQuery, type CanonicalTarget } from '../domain/canonical-path.js';
+import { pathAndQuery, targetOrRefusal, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { asList, browserResponseHeaders, clearsCookies, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
@@ -78,8 +78,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   const trustedProxies = new AddressSet(config.server.trustedProxies);
 
   async function handle(req: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const target = canonicalTarget(req.raw.url ?? '', { pathParameters: config.server.pathParameters === 'allow' });
-    if (!target) throw new GatewayError('GW_ERR_BAD_PATH', 'path refused by canonicalisation');
+    const target = targetOrRefusal(req.raw.url ?? '', { pathParameters: config.server.pathParameters === 'allow' });
+    // The log says why, in the words policy explain uses.
+    if (typeof target === 'string') throw new GatewayError('GW_ERR_BAD_PATH', target);
     const lowered = loose(target.matchPath);
     // The reserved prefix never reaches the portal, in any spelling.
     if (inPrefix(lowered, prefix)) throw new GatewayError('GW_ERR_NOT_FOUND');

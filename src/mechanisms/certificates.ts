@@ -160,9 +160,8 @@ const KEY_CERT_SIGN = 0x04;
 const forClients = (c: X509Certificate) => c.keyUsage === undefined || c.keyUsage.includes(CLIENT_AUTH);
 
 /**
- * Whether a certificate is a CA: it says so (basicConstraints CA:TRUE, and a key usage, when it has one, that allows
- * signing certificates), or it is a self-issued root of the first X.509 version (no extensions, so no CA flag), which
- * TLS takes as one.
+ * Whether a certificate is a CA: it says so (basicConstraints CA:TRUE), or it is a self-issued root of the first X.509
+ * version (no extensions, so no CA flag), which TLS takes as one. Its key usage is checkIssued's to check.
  */
 const actsAsCa = (c: X509Certificate) => c.ca || (firstVersion(c) && c.checkIssued(c));
 

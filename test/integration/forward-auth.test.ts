@@ -371,9 +371,9 @@ t.test('a method the full proxy does not pass is refused before any rule, in any
   t.same(await ask('GET'), [200, ''], 'GET: not a write, allowed');
   t.same(await ask('POST'), [401, 'GW_ERR_STEP_UP_REQUIRED'], 'POST: the step-up the rule asks for');
   t.same(await ask('DELETE'), [401, 'GW_ERR_STEP_UP_REQUIRED'], 'DELETE too');
-  // The rule names the write methods the gateway passes; a WebDAV or made-up method writes without being named.
   // The rule names methods portal.methods leaves out, which the full proxy refuses.
   for (const method of ['PUT', 'PATCH', 'OPTIONS']) t.same(await ask(method), [405, 'GW_ERR_METHOD_NOT_ALLOWED'], `${method}: not in portal.methods, refused`);
+  // A WebDAV or made-up method writes without being named by any rule.
   for (const method of ['PROPPATCH', 'MOVE', 'COPY', 'MKCOL', 'LOCK', 'TRACE', 'FROBNICATE']) t.same(await ask(method), [405, 'GW_ERR_METHOD_NOT_ALLOWED'], `${method}: refused, as the full proxy refuses it`);
   // The full proxy takes a method only as written in capitals (Node refuses `post`); a portal may read any case.
   for (const method of ['post', 'Post', 'get', 'delete']) t.same(await ask(method), [405, 'GW_ERR_METHOD_NOT_ALLOWED'], `${method}: refused, not judged as ${method.toUpperCase()}`);
@@ -544,6 +544,9 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   for (const uri of ['/admin/x/../../login', '/admin/%2e%2e/records', '/admin/..', '/admin/./', '//records', '/records//x']) {
     t.equal((await ask(uri, { cookie })).status, 400, `segments to resolve: ${uri}`);
   }
+  const why = s.logs.map((l) => JSON.parse(l)).filter((l) => l.code === 'GW_ERR_BAD_PATH').map((l) => l.detail);
+  t.ok(why.includes("an encoded '/' or '\\' (%2F, %5C), which a portal that decodes first reads as a separator"), 'the log says why a path is refused');
+  t.ok(why.includes('dot or empty segments, which the proxy in front would pass to the portal unresolved'), 'and for segments to resolve');
   t.equal((await ask('/records?a=/../admin&b=%2f', { cookie })).status, 200, 'the query is not part of the path');
   t.equal((await ask('/records?', { cookie })).status, 200, 'an empty query');
   t.equal((await ask('/%72ecords', { cookie })).status, 200, 'percent-encoding alone is judged as decoded');

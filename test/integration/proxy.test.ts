@@ -159,6 +159,9 @@ t.test('ambiguous paths get 400 and never reach the portal', async (t) => {
     t.notOk(r.body.includes(path), 'the path is not echoed');
   }
   t.equal(s.portalRequests.length, before);
+  const why = s.logs.map((l) => JSON.parse(l)).filter((l) => l.code === 'GW_ERR_BAD_PATH').map((l) => l.detail);
+  t.ok(why.includes("an encoded '/' or '\\' (%2F, %5C), which a portal that decodes first reads as a separator"), 'the log says why, as policy explain does');
+  t.ok(why.includes("an ASP.NET cookieless segment ('(S(…))'), which ASP.NET takes out of the path before it routes"));
   // The router's refusal is logged and counted as any request: one access line, with the address.
   const count = async () => Number(/^mfa_gateway_request_duration_seconds_count\{rule="none",status_class="4xx"\} (\d+)$/m.exec(await s.app.gateway.metrics.text())?.[1] ?? 0);
   const counted = await count();

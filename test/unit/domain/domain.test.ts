@@ -254,7 +254,7 @@ t.test('canonical path: an invisible character, which portals strip (`/ad%E2%80%
 
 t.test('canonical path: a refused target says why, in words; an accepted one is the canonical target', async (t) => {
   const refused: [string, RegExp][] = [
-    ['http://evil/x', /not a path/],
+    ['http://evil/x', /no path starting with '\/' \(an absolute URL/],
     ['//alice:secret@host/records', /starting with '\/\/'/],
     [`/${'a'.repeat(4096)}`, /longer than 4096/],
     ['/?/admin/users', /query starting with '\/'/],

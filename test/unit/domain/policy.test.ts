@@ -222,10 +222,10 @@ t.test('a path pattern the canonical form would spell differently is refused, wi
   t.throws(() => compile(['/m%c4%81tauranga/']), /write it as \/m%C4%81tauranga\//, 'lower-case escapes');
   t.throws(() => compile(['/%41dmin/']), /write it as \/Admin\//, 'an escape the canonical form decodes');
   t.throws(() => compile(['/a/../admin/']), /write it as \/admin\//);
-  t.throws(() => compile(['/admin;x']), /can never match a canonical path: it holds ';', as rules match the path without its parameters/);
+  t.throws(() => compile(['/admin;x']), /can never match a canonical path: ';', as rules match the path without its parameters/);
   t.throws(() => compile(['/ａdmin/']), /can never match/, 'a character NFKC changes');
-  t.throws(() => compile(['/ADMINI~1/']), /can never match a canonical path: it holds a name shaped as a Windows 8.3 short name/, 'a Windows short name: named as the cause');
-  t.throws(() => compile(['/ad%E2%80%8Bmin/']), /can never match a canonical path: it holds an invisible character/, 'an invisible character: named as the cause');
+  t.throws(() => compile(['/ADMINI~1/']), /can never match a canonical path: a name shaped as a Windows 8.3 short name/, 'a Windows short name: named as the cause');
+  t.throws(() => compile(['/ad%E2%80%8Bmin/']), /can never match a canonical path: an invisible character/, 'an invisible character: named as the cause');
   t.throws(() => compile(['/x'], ['/api/lögin']), /legacy endpoint path \/api\/lögin .* write it as \/api\/l%C3%B6gin/);
   const p = compile(['/m%C4%81tauranga/', '/reports/*.pdf', '/a/**/c', "/x-y_z.~!$&'()+,=:@/"]);
   t.equal(decideAccess(p, facts({ path: '/m%C4%81tauranga/x' })).rule, 'x', 'the encoded spelling matches');
