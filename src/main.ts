@@ -65,7 +65,7 @@ const USAGE = `Usage:
                                      re-seal every record with the first encryption key; keys in use and their ages
   mfa-gateway devices register --config FILE (--cert FILE | --fingerprint SHA256) [--name N] [--user U | --shared]
   mfa-gateway devices revoke --config FILE (--cert FILE | --fingerprint SHA256) [--name N]
-  mfa-gateway devices list --config FILE [--user U]
+  mfa-gateway devices list --config FILE
                                      the registry of managed-device certificates
   mfa-gateway enrol-codes issue --config FILE (--user U | --csv FILE)
                                      enrolment codes to hand out (enrolment.proof: invite); prints CSV
@@ -145,7 +145,7 @@ const OPTIONS_OF = new Map<string, readonly string[]>(Object.entries({
   keys: ADMIN,
   devices: [...ADMIN, 'cert', 'fingerprint', 'name', 'user', 'shared'],
   'devices revoke': [...ADMIN, 'cert', 'fingerprint', 'name'],
-  'devices list': [...ADMIN, 'user'],
+  'devices list': ADMIN,
   'enrol-codes': [...ADMIN, 'user', 'csv'],
   blocks: [...ADMIN, 'ip'],
   'blocks list': ADMIN,

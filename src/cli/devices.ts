@@ -38,10 +38,8 @@ export async function devicesCommand(gw: Gateway, action: (typeof DEVICES_ACTION
       return [`revoked ${fingerprint}: it stops counting as managed on its next request`];
     }
     case 'list': {
-      // The list names a bound user by pseudonym only: --user narrows it to the devices bound to one person.
-      const pid = a.user === undefined ? undefined : userPid(gw, a.user, 'devices list --user needs USERNAME');
-      const all = (await registry.list()).filter((d) => pid === undefined || d.pid === pid);
-      if (!all.length) return [pid === undefined ? 'no devices registered' : `no devices bound to ${a.user}`];
+      const all = await registry.list();
+      if (!all.length) return ['no devices registered'];
       return all.map((d) => `${d.fingerprint}  ${d.status.padEnd(7)}  ${new Date(d.addedAt).toISOString()}  ${d.pid ? `user ${d.pid}  ` : ''}${d.name}`);
     }
   }

@@ -556,9 +556,10 @@ t.test('devices CLI on a shared Redis: register, list, revoke take effect in the
   t.match((await cli('list')).stdout, /revoked/, 'and left as it was');
   t.match((await cli('register', '--fingerprint', laptop.fingerprint, '--user', 'alice')).stdout, 'for alice');
   t.match((await cli('list')).stdout, new RegExp(`${laptop.fingerprint}  active .* user \\S+  front desk`), 'its name kept');
-  // A help desk checks a person's devices by name: the list names the user by pseudonym only.
-  t.match((await cli('list', '--user', 'Alice')).stdout, new RegExp(`^${laptop.fingerprint}  active .* front desk\n$`), "Alice's devices");
-  t.equal((await cli('list', '--user', 'bob')).stdout, 'no devices bound to bob\n', "Bob's: none");
+  // The list names the user by pseudonym only: a help desk checks a person's devices with user show.
+  const shown = (u: string) => runCliAsync(['user', 'show', '--user', u, '--config', configFile, ...OPERATOR]);
+  t.match((await shown('Alice')).stdout, `\ndevices:\n  ${laptop.fingerprint}  active  front desk\n`, "Alice's devices");
+  t.notMatch((await shown('bob')).stdout, /^devices:/m, "Bob's: none");
   t.equal((await b.get('/admin/')).status, 200, 'managed again for Alice');
   const bob = s.browser(agent(laptop));
   bob.cookies.set('__Host-mfa-session', (await signUpAndEnrol(s, BOB)).b.cookies.get('__Host-mfa-session')!);

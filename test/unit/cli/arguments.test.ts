@@ -147,6 +147,7 @@ t.test('an option the command does not take is wrong usage, not left out', async
     [['lockouts', 'list', ...admin, '--user', 'alice'], 'lockouts list does not take --user'],
     [['blocks', 'list', ...admin, '--ip', '192.0.2.7'], 'blocks list does not take --ip'],
     [['devices', 'revoke', ...admin, '--fingerprint', 'ab'.repeat(32), '--user', 'bob'], 'devices revoke does not take --user'],
+    [['devices', 'list', ...admin, '--user', 'bob'], 'devices list does not take --user'],
     [['user', 'erase', ...admin, '--user', 'alice', '--all', '--yes'], 'user does not take --all'],
     [['audit', 'who', '--config', configFile, 'alice', '--user', 'bob'], 'audit who does not take --user'],
     [['audit', 'verify', '--config', configFile, '--days', '1', configFile], 'audit verify does not take --days'],
