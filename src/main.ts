@@ -523,7 +523,9 @@ async function demo(): Promise<number> {
   const envFile = `${auditDir}.env`;
   // Once the banner has named them, the trail and its key are kept, to be checked after the demo as it says; a demo
   // that failed to start (a port taken) or was stopped before it served removes them: nobody was told where they are.
+  // Only what it made: a file found at one of these paths (see below) is not the demo's.
   let shown = false;
+  const made = [auditDir];
   try {
     // What config/demo.yaml reads: written to a file of the user's alone (keys are among them) for the command line
     // (policy explain, login check, audit who), which the banner names.
@@ -542,9 +544,13 @@ async function demo(): Promise<number> {
       server: { ...file.server, port },
       admin: { ...file.admin, port: Number(process.env.ADMIN_PORT ?? file.admin.port) },
     };
-    // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would.
-    writeFileSync(publicKeyFile, publicKeyPem(config.audit.signingKey!));
-    writeFileSync(envFile, Object.entries(vars).map(([name, value]) => `export ${name}='${value.replaceAll("'", `'\\''`)}'\n`).join(''), { mode: 0o600 });
+    // The auditors' key beside the trail (not in it), so the trail can be checked as an auditor would. Beside it means
+    // in the shared temporary directory, where another user who saw the trail's directory appear may have put a file
+    // or a link at these paths first, to read the keys through it: written only as new files ('wx'), or not at all.
+    writeFileSync(publicKeyFile, publicKeyPem(config.audit.signingKey!), { flag: 'wx' });
+    made.push(publicKeyFile);
+    writeFileSync(envFile, Object.entries(vars).map(([name, value]) => `export ${name}='${value.replaceAll("'", `'\\''`)}'\n`).join(''), { flag: 'wx', mode: 0o600 });
+    made.push(envFile);
     // A signal at any point of the start stops the demo cleanly (the portal closed, exit 0) rather than killing it.
     const log = createLogger(config.log.level);
     const stop = stopOnSignal(log);
@@ -588,11 +594,7 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
       await portal.close();
     }
   } finally {
-    if (!shown) {
-      rmSync(auditDir, { recursive: true, force: true });
-      rmSync(publicKeyFile, { force: true });
-      rmSync(envFile, { force: true });
-    }
+    if (!shown) for (const path of made) rmSync(path, { recursive: true, force: true });
   }
 }
 

@@ -13,6 +13,9 @@ export const TS_LOADER = '--import=tsx';
 /** Preloads test/helpers/signal-self.ts: the process signals itself at a point of its start (SIGNAL_SELF_AT). */
 export const SIGNAL_SELF = '--import=./test/helpers/signal-self.ts';
 
+/** Preloads test/helpers/plant-link.ts: a link to PLANT_TARGET is put beside the demo's audit directory (PLANT_SUFFIX). */
+export const PLANT_LINK = '--import=./test/helpers/plant-link.ts';
+
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [TS_LOADER, 'src/main.ts', ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };

@@ -4,12 +4,12 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { Browser, inputValue } from '../helpers/browser.js';
-import { SIGNAL_SELF, TS_LOADER, runCli, runCliAsync } from '../helpers/cli.js';
+import { PLANT_LINK, SIGNAL_SELF, TS_LOADER, runCli, runCliAsync } from '../helpers/cli.js';
 import { SoftAuthenticator } from '../helpers/soft-authenticator.js';
 import { jsonCall, passkeyCsrf } from '../helpers/stack.js';
 import { freePorts } from '../helpers/redis.js';
@@ -79,7 +79,7 @@ t.test('the demo starts, serves the portal through the gateway, and its audit tr
   t.equal(statSync(envFile!).mode & 0o777, 0o600, "the user's alone");
   const vars = Object.fromEntries([...readFileSync(envFile!, 'utf8').matchAll(/^export (MFA_DEMO_\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
   t.equal(Object.keys(vars).length, 6, 'all six of them');
-  t.notMatch(out, vars.MFA_DEMO_SIGNING_KEY!, 'no key on the screen');
+  for (const key of ['SIGNING', 'ENCRYPTION', 'PSEUDONYM', 'AUDIT']) t.notMatch(out, vars[`MFA_DEMO_${key}_KEY`]!, `no ${key.toLowerCase()} key on the screen`);
   const shown = (command: string) => new RegExp(`^ {4}node dist/src/main\\.js (${command} .+?)(?: {2,}\\(|$)`, 'm').exec(out)![1]!.split(' ');
   const [explained, checked, who] = await Promise.all([
     runCliAsync(shown('policy explain'), vars),
@@ -124,6 +124,31 @@ t.test('a demo that fails to start (a port taken) exits 1 and leaves neither its
     t.match(r.stderr, 'EADDRINUSE', `${taken} taken`);
     t.same(demoLeftovers(tmp), [], `${taken} taken: nothing left behind`);
   }
+});
+
+t.test('the keys and their public key are written beside the trail only as new files: never through a link put there first', async (t) => {
+  const dir = t.testdir();
+  const runs = ['.env', '.public-key.pem'].map(async (suffix) => {
+    const [port, portalPort, adminPort] = await freePorts(3);
+    const tmp = mkdtempSync(join(dir, `tmp${suffix}-`));
+    // Another user's file, which they can read, and a link to it where the demo writes.
+    const target = join(dir, `target${suffix}`);
+    writeFileSync(target, '');
+    const proc = spawn(process.execPath, [TS_LOADER, PLANT_LINK, 'src/main.ts', 'demo'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PORT: String(port), PORTAL_PORT: String(portalPort), ADMIN_PORT: String(adminPort), PLANT_TARGET: target, PLANT_SUFFIX: suffix, TMPDIR: tmp },
+      timeout: 60_000,
+    });
+    let err = '';
+    proc.stdout.resume();
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const [code] = (await once(proc, 'close')) as [number | null];
+    t.equal(code, 1, `a link at DIR${suffix}: the demo does not start`);
+    t.match(err, new RegExp(`EEXIST.*mfa-gateway-demo-audit-\\w+\\${suffix}`), `a link at DIR${suffix}: the path is named`);
+    t.equal(readFileSync(target, 'utf8'), '', `a link at DIR${suffix}: nothing written through it`);
+    t.same(demoLeftovers(tmp).map((f) => f.endsWith(suffix)), [true], `a link at DIR${suffix}: the link, not the demo's, left as it was; the rest removed`);
+  });
+  await Promise.all(runs);
 });
 
 t.test('a SIGTERM or SIGINT at any point of the start stops the demo cleanly: exit 0, nothing left listening', async (t) => {
