@@ -1,7 +1,8 @@
 // `mfa-gateway audit verify|who|public-key`: checking a trail, finding a user's pseudonym, the auditors' key.
 import { createPublicKey } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { auditFiles } from '../audit/file-sink.js';
 import { ADMIN_TRAIL } from '../audit/open-audit.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { verifyAudit, verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
@@ -15,8 +16,8 @@ import { UsageError, readArgumentFile } from './usage.js';
 
 /**
  * Verifies trails with the public key from a PEM file or from the config's signing key. Each directory is one trail
- * (its files in chain order), and so is the admin trail in it (`DIR/admin`), reported on its own; files named one by
- * one form one trail, in the order given. Returns the lines to print and whether every trail verified.
+ * (its files in chain order), and so is the admin trail in it (`DIR/admin`), reported on its own (an admin directory
+ * without audit files is no trail yet, and said to be); files named one by one form one trail, in the order given. Returns the lines to print and whether every trail verified.
  */
 export function auditVerify(paths: readonly string[], key: { publicKeyFile?: string; config?: Config }, now = Date.now()): { lines: string[]; ok: boolean } {
   if (!paths.length) throw new UsageError('audit verify needs FILE… (audit files in chain order) or DIR… (audit directories)');
@@ -35,16 +36,23 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   const files = paths.filter((p) => !given.includes(p));
   // The admin commands' trail is checked with its directory's (once, should it be named as well).
   const dirs = distinctDirs(given.flatMap((d) => [d, join(d, ADMIN_TRAIL)].filter(isDir)));
+  // An admin command takes its directory before it has a record to write, and one that stops first (wrong usage, a
+  // store it cannot reach) leaves it without audit files: no trail yet, unless named itself. An audit file there, even
+  // an emptied one, makes it a trail to check.
+  const named = new Set(given.map((d) => realpathSync(d)));
+  const notYet = (d: string) => !named.has(realpathSync(d)) && auditFiles(d).length === 0;
   // A directory is read as one consistent reading (a running gateway may rotate its file meanwhile).
   const interval = key.config?.audit.checkpointIntervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS;
   const verifiedWith: KeyGiven = key.publicKeyFile ? { name: `in ${key.publicKeyFile}` } : { name: 'of this config', keyId: key.config!.audit.keyId };
   const describe = (r: AuditReport) => describeReport(r, now, interval, verifiedWith);
+  // Each trail under its name when there is more than one.
+  const trail = (name: string, r: { lines: string[]; ok: boolean }) => ({ ...r, block: [`${name}:`, ...r.lines.map((l) => `  ${l}`)] });
   const results = [
-    ...dirs.map((d) => ({ name: d, ...describe(verifyAuditDir(d, pem)) })),
-    ...(files.length ? [{ name: files.join(' '), ...describe(verifyAudit(files, pem)) }] : []),
+    ...dirs.map((d) => (notYet(d) ? { lines: [], ok: true, block: [`${d}: no admin trail yet (no audit files: no admin command has written a record here)`] } : trail(d, describe(verifyAuditDir(d, pem))))),
+    ...(files.length ? [trail(files.join(' '), describe(verifyAudit(files, pem)))] : []),
   ];
-  if (results.length === 1) return results[0]!;
-  return { lines: results.flatMap((r) => [`${r.name}:`, ...r.lines.map((l) => `  ${l}`)]), ok: results.every((r) => r.ok) };
+  if (results.length === 1) return { lines: results[0]!.lines, ok: results[0]!.ok };
+  return { lines: results.flatMap((r) => r.block), ok: results.every((r) => r.ok) };
 }
 
 /** The key a trail was verified with, as the auditor gave it: a file, or a config (which names its key id). */

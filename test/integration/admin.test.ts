@@ -614,6 +614,25 @@ t.test('an admin command that cannot reach the store fails, and is recorded as f
   t.same(actions.map((a) => `${a.action} ${a.outcome}`), ['sessions revoke failed'], 'the attempt is in the admin trail');
 });
 
+t.test('an admin command that stops before its record leaves no admin trail, which audit verify says, not fails', async (t) => {
+  const s = await startRedisStack(t);
+  t.teardown(s.close);
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
+  const configFile = join(dir, 'gw.json');
+  const auditDir = join(dir, 'audit');
+  const adminDir = join(auditDir, 'admin');
+  writeFileSync(configFile, JSON.stringify({ ...s.config, audit: { ...s.config.audit, dir: auditDir }, log: { level: 'silent' } }));
+  const notACert = join(dir, 'laptop.pem');
+  writeFileSync(notACert, 'not a certificate');
+  const refused = await runCliAsync(['devices', 'register', '--cert', notACert, '--shared', '--config', configFile, ...OPERATOR]);
+  t.equal(refused.code, 2, refused.stderr);
+  t.ok(existsSync(adminDir), 'the admin trail was opened');
+  t.same(auditFiles(adminDir), [], 'and has no file');
+  const verified = await runCliAsync(['audit', 'verify', '--config', configFile, auditDir]);
+  t.match(verified.stdout, `\n${adminDir}: no admin trail yet (no audit files: no admin command has written a record here)\n`);
+  t.notMatch(verified.stdout, `${adminDir}:\n`, 'no verdict on it');
+});
+
 t.test('an action a command does not have is wrong usage, and is neither in the admin trail nor in the report', async (t) => {
   const s = await startRedisStack(t);
   t.teardown(s.close);

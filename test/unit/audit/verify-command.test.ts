@@ -118,3 +118,30 @@ t.test('a directory: its trail and the admin trail in it, each reported on its o
   await writeTrail(alone, 1);
   t.same(auditVerify([alone], key).lines, ['OK: 2 record(s), 1 signed checkpoint(s), last record covered by a signature: 2']);
 });
+
+t.test('an admin directory without audit files is no admin trail yet; one emptied, or named itself, fails', async (t) => {
+  const dir = tempDir(t);
+  await writeTrail(dir, 1);
+  const key = { publicKeyFile: pemFile(dir, publicKey) };
+  const admin = join(dir, 'admin');
+  const gateway = [`${dir}:`, '  OK: 2 record(s), 1 signed checkpoint(s), last record covered by a signature: 2'];
+
+  // As an admin command that stopped before its record leaves it (its lock left by a crash, too).
+  mkdirSync(admin);
+  writeFileSync(join(admin, 'audit.lock'), '{}');
+  const notYet = auditVerify([dir], key);
+  t.ok(notYet.ok, notYet.lines.join('\n'));
+  t.same(notYet.lines, [...gateway, `${admin}: no admin trail yet (no audit files: no admin command has written a record here)`]);
+
+  // Named itself, it is the trail asked for: one without records fails.
+  const named = auditVerify([dir, admin], key);
+  t.notOk(named.ok);
+  t.match(named.lines.join('\n'), `${admin}:\n  ${admin}:0  empty: no records: the trail is missing or was emptied\n  FAILED`);
+  t.notOk(auditVerify([`${admin}/`], key).ok);
+
+  // An audit file whose records were deleted is a trail emptied.
+  writeFileSync(join(admin, 'audit.jsonl'), '');
+  const emptied = auditVerify([dir], key);
+  t.notOk(emptied.ok);
+  t.match(emptied.lines.join('\n'), `${admin}:\n  ${join(admin, 'audit.jsonl')}:0  empty: no records`);
+});
