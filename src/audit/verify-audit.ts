@@ -1,6 +1,7 @@
 // The auditor's check of an audit trail: chain, order, completeness and checkpoint signatures, with positions.
 import { KeyObject, createPublicKey } from 'node:crypto';
 import { basename, join } from 'node:path';
+import { quoted } from '../quoted.js';
 import { CURRENT, openAuditDir, openAuditFiles, type OpenAuditFiles } from './file-sink.js';
 import { checkpointSignatureValid } from './checkpoint.js';
 import { GENESIS, decodeRecord, parseRecord, sha256Hex, type AuditRecord, type ResumedRecord } from './record.js';
@@ -260,7 +261,7 @@ export function verifyTrail(trail: Trail, publicKey: AuditPublicKeys, visit?: Re
       if (linked && r.head !== state.lastHash) wrong.push('head is not the hash of the record before it');
       const key = keyFor(r.kid);
       const verifies = key !== undefined && checkpointSignatureValid(r, key);
-      if (!key) wrong.push(`unknown key id "${r.kid}"`);
+      if (!key) wrong.push(`unknown key id ${quoted(r.kid)}`);
       else if (!verifies) wrong.push('signature does not verify');
       signatures++;
       if (verifies) verifiedSignatures++;

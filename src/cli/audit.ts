@@ -11,6 +11,7 @@ import { DEFAULT_CHECKPOINT_INTERVAL_SECONDS, unsignedOverdue, unsignedOverdueWo
 import { canonicalUsername } from '../domain/username.js';
 import { decodeKey } from '../config/load.js';
 import { pseudonym } from '../mechanisms/random.js';
+import { quoted } from '../quoted.js';
 import { distinctDirs } from '../services/report.js';
 import { UsageError, readArgumentFile } from './usage.js';
 
@@ -90,13 +91,13 @@ function describeReport(r: AuditReport, now: number, intervalSeconds: number, ke
  * or one replaced), which must not read as tampering; the key ids they name, held against the config's, say more.
  */
 function wrongKeyWords(found: NonNullable<AuditReport['noSignatureVerifies']>, key: KeyGiven): string {
-  // Key ids are read from the trail: quoted as JSON, so that no character of theirs reaches the terminal as is.
-  const ids = `key id${found.keyIds.length > 1 || found.more ? 's' : ''} ${found.keyIds.map((k) => JSON.stringify(k)).join(', ')}${found.more ? ' and others' : ''}`;
+  // Key ids are read from the trail: quoted, so that no character of theirs reaches the terminal as is.
+  const ids = `key id${found.keyIds.length > 1 || found.more ? 's' : ''} ${found.keyIds.map(quoted).join(', ')}${found.more ? ' and others' : ''}`;
   const none = `WRONG KEY? Not one of the ${found.checkpoints} checkpoint(s) verifies with the key ${key.name}`;
   const source = '`audit public-key` with the config of the gateway that wrote it';
   if (key.keyId === undefined) return `${none}; they name ${ids}: is it this trail's public key (${source})? If it is, that gateway did not sign them.`;
   const verify = (which: string) => `Verify with ${which} (--public-key FILE, from ${source}); if they fail with that key too, that gateway did not sign them.`;
-  const configured = `audit.keyId ${JSON.stringify(key.keyId)}`;
+  const configured = `audit.keyId ${quoted(key.keyId)}`;
   if (found.keyIds.includes(key.keyId)) {
     return `${none}, though they name its key id (${configured}): did this audit.signingKey sign this trail (not another environment's, nor a new key under the same key id)? ${verify("the trail's public key")}`;
   }

@@ -91,6 +91,30 @@ t.test('the key ids named: each once, the first three, then "and others"', async
   t.match(named.lines.at(-2), /verifies with the key of this config, though they name its key id \(audit\.keyId "k2"\)/, 'k2 is among the first named');
 });
 
+t.test('key ids read from the trail reach the terminal quoted, every character not shown as itself escaped', async (t) => {
+  const dir = tempDir(t);
+  // A forged trail's key id: a terminal's title set, C1 CSI (U+009B, as ESC [), DEL, a right-to-left override.
+  const forged = 'k\u001b]0;ok\u0007\u009b2J\u007f\u202eevil';
+  const escaped = '"k\\u001b]0;ok\\u0007\\u009b2J\\u007f\\u202eevil"';
+  await writeTrail(dir, 1, forged);
+  const shown = (lines: string[]) => lines.filter((l) => /[\p{C}]/u.test(l));
+
+  const wrong = auditVerify([dir], { publicKeyFile: pemFile(dir, other.publicKey) });
+  t.match(wrong.lines.at(-2), `they name key id ${escaped}:`);
+  t.same(shown(wrong.lines), [], 'no line holds a character a terminal would not show as itself');
+  const config = auditVerify([dir], { config: configWith(other.privateKey, forged) });
+  t.match(config.lines.at(-2), `though they name its key id (audit.keyId ${escaped})`);
+  t.same(shown(config.lines), []);
+
+  // Keys by key id: the one named is not among them.
+  const unknown = verifyAudit([join(dir, 'audit.jsonl')], { 'audit-1': publicKey });
+  t.match(unknown.problems.find((p) => p.kind === 'bad-checkpoint')?.message, `unknown key id ${escaped}`);
+  t.same(shown(unknown.problems.map((p) => p.message)), []);
+
+  // The negative: under that key id, the trail's key verifies it.
+  t.ok(verifyAudit([join(dir, 'audit.jsonl')], { [forged]: publicKey }).ok);
+});
+
 t.test('a directory: its trail and the admin trail in it, each reported on its own', async (t) => {
   const dir = tempDir(t);
   await writeTrail(dir, 5);
