@@ -50,7 +50,7 @@ export interface AuditReport {
 }
 
 /** How many of the key ids named by checkpoints that do not verify a report gives. */
-export const KEY_IDS_NAMED = 3;
+const KEY_IDS_NAMED = 3;
 
 /** One public key (PEM or KeyObject; a private key is accepted too) for every checkpoint, or keys by key id. */
 export type AuditPublicKeys = KeyObject | string | Readonly<Record<string, KeyObject | string>>;
