@@ -1,5 +1,5 @@
 // The audit journal on disk: JSON lines appended to audit.jsonl, rotated by size to audit-<first seq>.jsonl.
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, realpathSync, renameSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditFileMoved, type AuditJournal } from './audit-log.js';
 
@@ -21,6 +21,17 @@ export function auditFiles(dir: string): string[] {
   const names = readdirSync(dir).filter((n) => ROTATED.test(n)).sort();
   if (existsSync(join(dir, CURRENT))) names.push(CURRENT);
   return names.map((n) => join(dir, n));
+}
+
+/** Each directory once, as first named: the same trail named twice (`t1` and `t1/`, a link to it) would count twice. */
+export function distinctDirs(dirs: readonly string[]): string[] {
+  const seen = new Set<string>();
+  return dirs.filter((d) => {
+    const real = realpathSync(d);
+    if (seen.has(real)) return false;
+    seen.add(real);
+    return true;
+  });
 }
 
 const READ_ATTEMPTS = 5;

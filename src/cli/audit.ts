@@ -2,7 +2,7 @@
 import { createPublicKey } from 'node:crypto';
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { auditFiles } from '../audit/file-sink.js';
+import { auditFiles, distinctDirs } from '../audit/file-sink.js';
 import { ADMIN_TRAIL } from '../audit/open-audit.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { verifyAudit, verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
@@ -12,7 +12,6 @@ import { canonicalUsername } from '../domain/username.js';
 import { decodeKey } from '../config/load.js';
 import { pseudonym } from '../mechanisms/random.js';
 import { quoted } from '../quoted.js';
-import { distinctDirs } from '../services/report.js';
 import { UsageError, readArgumentFile } from './usage.js';
 
 /**

@@ -1,9 +1,9 @@
 // `mfa-gateway report`: the assurance report for a period, as text, JSON or printable HTML.
 import { existsSync, statSync } from 'node:fs';
-import { openAuditDir } from '../audit/file-sink.js';
+import { distinctDirs, openAuditDir } from '../audit/file-sink.js';
 import { parseRecord } from '../audit/record.js';
 import type { Gateway } from '../gateway.js';
-import { assuranceReport, distinctDirs } from '../services/report.js';
+import { assuranceReport } from '../services/report.js';
 import { readTrail, type TrailRequest } from '../services/report-trail.js';
 import { reportHtml, reportText } from '../ui/report.js';
 import { UsageError } from './usage.js';

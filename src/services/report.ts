@@ -1,5 +1,6 @@
 // Gathers the assurance report's inputs: the audit trail (read and verified), the factor records, the configuration.
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { distinctDirs } from '../audit/file-sink.js';
 import { auditDir } from '../audit/open-audit.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { policyConfig } from '../config/load.js';
@@ -49,17 +50,6 @@ export async function assuranceReport(d: ReportDeps, period: { from: number; to:
     keys: (await d.admin.keyStatus()).map((k) => ({ purpose: k.purpose, id: k.id, inUse: k.active, firstSeen: k.firstSeen })),
     audit: trail.audit,
     checkpointIntervalSeconds: config.audit.checkpointIntervalSeconds,
-  });
-}
-
-/** Each directory once, as first named: the same trail named twice (`t1` and `t1/`, a link to it) would count twice. */
-export function distinctDirs(dirs: readonly string[]): string[] {
-  const seen = new Set<string>();
-  return dirs.filter((d) => {
-    const real = realpathSync(d);
-    if (seen.has(real)) return false;
-    seen.add(real);
-    return true;
   });
 }
 

@@ -2,9 +2,9 @@
 import t from 'tap';
 import { cpSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { distinctDirs } from '../../../src/audit/file-sink.js';
 import { checkAuditDirs } from '../../../src/cli/report.js';
 import { UsageError } from '../../../src/cli/usage.js';
-import { distinctDirs } from '../../../src/services/report.js';
 import { openLog, tempDir } from '../audit/helpers.js';
 
 const root = tempDir(t);
