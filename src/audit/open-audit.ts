@@ -1,4 +1,5 @@
 // The audit trail a process writes, as configured: the file journal (locked to this process) and the Redis mirror.
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
@@ -7,7 +8,7 @@ import type { Config } from '../config/schema.js';
 import { AuditError } from './audit-error.js';
 import { AuditLog } from './audit-log.js';
 import { lockAuditDir } from './dir-lock.js';
-import { AuditFileSink } from './file-sink.js';
+import { AuditFileSink, auditFiles } from './file-sink.js';
 import { RedisAuditSink } from './redis-sink.js';
 import { parseSigningKey } from './signing-key.js';
 
@@ -26,6 +27,15 @@ export interface OpenAuditOptions {
 
 /** The admin commands' trail: this directory in the gateway's. */
 export const ADMIN_TRAIL = 'admin';
+
+/**
+ * Whether an admin directory holds a trail: an admin command takes its directory before it has a record to write, and
+ * one that stops first (wrong usage, a store it cannot reach) leaves it without audit files, which is no trail yet.
+ * An audit file there, even an emptied one, makes it a trail.
+ */
+export function adminTrailStarted(dir: string): boolean {
+  return existsSync(dir) && auditFiles(dir).length > 0;
+}
 
 /** The audit directory a writer uses. */
 export function auditDir(config: Config, writer: 'gateway' | 'admin'): string {

@@ -2,8 +2,8 @@
 import { createPublicKey } from 'node:crypto';
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { auditFiles, distinctDirs } from '../audit/file-sink.js';
-import { ADMIN_TRAIL } from '../audit/open-audit.js';
+import { distinctDirs } from '../audit/file-sink.js';
+import { ADMIN_TRAIL, adminTrailStarted } from '../audit/open-audit.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { verifyAudit, verifyAuditDir, type AuditReport } from '../audit/verify-audit.js';
 import type { Config } from '../config/schema.js';
@@ -36,11 +36,9 @@ export function auditVerify(paths: readonly string[], key: { publicKeyFile?: str
   const files = paths.filter((p) => !given.includes(p));
   // The admin commands' trail is checked with its directory's (once, should it be named as well).
   const dirs = distinctDirs(given.flatMap((d) => [d, join(d, ADMIN_TRAIL)].filter(isDir)));
-  // An admin command takes its directory before it has a record to write, and one that stops first (wrong usage, a
-  // store it cannot reach) leaves it without audit files: no trail yet, unless named itself. An audit file there, even
-  // an emptied one, makes it a trail to check.
+  // An admin directory not named itself is checked once it holds a trail.
   const named = new Set(given.map((d) => realpathSync(d)));
-  const notYet = (d: string) => !named.has(realpathSync(d)) && auditFiles(d).length === 0;
+  const notYet = (d: string) => !named.has(realpathSync(d)) && !adminTrailStarted(d);
   // A directory is read as one consistent reading (a running gateway may rotate its file meanwhile).
   const interval = key.config?.audit.checkpointIntervalSeconds ?? DEFAULT_CHECKPOINT_INTERVAL_SECONDS;
   const verifiedWith: KeyGiven = key.publicKeyFile ? { name: `in ${key.publicKeyFile}` } : { name: 'of this config', keyId: key.config!.audit.keyId };

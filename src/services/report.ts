@@ -1,7 +1,7 @@
 // Gathers the assurance report's inputs: the audit trail (read and verified), the factor records, the configuration.
 import { existsSync } from 'node:fs';
 import { distinctDirs } from '../audit/file-sink.js';
-import { auditDir } from '../audit/open-audit.js';
+import { adminTrailStarted, auditDir } from '../audit/open-audit.js';
 import { publicKeyPem } from '../audit/signing-key.js';
 import { policyConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -34,7 +34,9 @@ const factorKey = /^user:\{([^}]+)\}:factors$/;
  */
 export async function assuranceReport(d: ReportDeps, period: { from: number; to: number }, now: number, dirs?: readonly string[]): Promise<Report> {
   const { config } = d;
-  const chains = distinctDirs(!config.audit.enabled ? [] : dirs?.length ? dirs : (['gateway', 'admin'] as const).map((w) => auditDir(config, w)).filter(existsSync));
+  // By default this gateway's trail, and the admin commands' once one has written a record.
+  const own = [...[auditDir(config, 'gateway')].filter(existsSync), ...[auditDir(config, 'admin')].filter(adminTrailStarted)];
+  const chains = distinctDirs(!config.audit.enabled ? [] : dirs?.length ? dirs : own);
   const trail = await d.readTrail({
     dirs: chains,
     publicKeyPem: config.audit.enabled ? publicKeyPem(config.audit.signingKey!) : null,

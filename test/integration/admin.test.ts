@@ -631,6 +631,13 @@ t.test('an admin command that stops before its record leaves no admin trail, whi
   const verified = await runCliAsync(['audit', 'verify', '--config', configFile, auditDir]);
   t.match(verified.stdout, `\n${adminDir}: no admin trail yet (no audit files: no admin command has written a record here)\n`);
   t.notMatch(verified.stdout, `${adminDir}:\n`, 'no verdict on it');
+  // The report reads it no more than audit verify checks it.
+  const report = async () => JSON.parse((await runCliAsync(['report', '--config', configFile, '--days', '1', '--format', 'json'])).stdout).audit;
+  t.same((await report()).chains.map((c: { trail: string }) => c.trail), [auditDir], 'the report reads the gateway\'s trail alone');
+  // The negative: an audit file there, emptied, is a trail that fails.
+  writeFileSync(join(adminDir, 'audit.jsonl'), '');
+  t.match((await runCliAsync(['audit', 'verify', '--config', configFile, auditDir])).stdout, `${adminDir}:\n  ${join(adminDir, 'audit.jsonl')}:0  empty: no records`);
+  t.ok((await report()).empty.includes(adminDir), 'and the report says so');
 });
 
 t.test('an action a command does not have is wrong usage, and is neither in the admin trail nor in the report', async (t) => {
