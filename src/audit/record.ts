@@ -103,6 +103,7 @@ export function flatEventError(event: unknown): string | null {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+const ISO_TIME = /^[+-]?\d{4,6}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const FIELDS = {
   event: ['event'],
   checkpoint: ['upTo', 'head', 'kid', 'sig'],
@@ -116,7 +117,8 @@ function shapeError(r: Record<string, unknown>): string | null {
   const extra = Object.keys(r).find((k) => !allowed.has(k));
   if (extra !== undefined) return `unexpected field "${extra}"`;
   if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return 'seq is not a positive integer';
-  if (typeof r.time !== 'string') return 'time is not a string';
+  // As the writer writes it (toISOString): checked, as the time of records no signature covers yet is printed.
+  if (typeof r.time !== 'string' || !ISO_TIME.test(r.time)) return 'time is not an ISO-8601 UTC time';
   if (typeof r.prev !== 'string' || !HEX64.test(r.prev)) return 'prev is not a SHA-256';
   if (typeof r.hash !== 'string' || !HEX64.test(r.hash)) return 'hash is not a SHA-256';
   switch (type) {

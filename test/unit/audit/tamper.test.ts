@@ -202,6 +202,14 @@ t.test('records and lines that are not records', async (t) => {
   const extra = copy();
   extra[0]!.lines[0] = canonicalJson({ ...parse(extra[0]!.lines[0]!), note: 'x' });
   t.same(summary(verify(extra))[0], ['edited', extra[0]!.file, 1, 1], 'an unknown field');
+  // A time that is not the writer's: it would be printed (the times of records no signature covers yet).
+  const escape = copy();
+  const { seg: last, i: at } = find(escape, 'event', 1);
+  const record = parse(last.lines[at]!);
+  const { hash: _, ...body } = { ...record, time: '\u009b31mforged' };
+  last.lines[at] = canonicalJson({ ...body, hash: sha256Hex(canonicalJson(body)) });
+  const found = verify(escape).problems.find((p) => p.kind === 'edited');
+  t.match(found, { message: /not a record: time is not an ISO-8601 UTC time/ }, 'a time that is no time: not a record');
 });
 
 t.test('a trail with no record, or with no valid checkpoint, does not verify: it could be forged', async (t) => {
