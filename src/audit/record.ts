@@ -31,6 +31,7 @@
 //                       writes failed: a full disk, a failing volume), so the trail never held them: `audit verify`
 //                       reports them.
 import { createHash } from 'node:crypto';
+import { quoted } from '../quoted.js';
 
 export type AuditValue = string | number | boolean | null;
 /** A field set to undefined is left out, as JSON.stringify does. */
@@ -97,7 +98,7 @@ export function flatEventError(event: unknown): string | null {
   if (event === null || typeof event !== 'object' || Array.isArray(event)) return 'event is not an object';
   for (const [key, v] of Object.entries(event)) {
     const flat = v === null || v === undefined || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
-    if (!flat) return `event field "${key}" is not a string, finite number, boolean or null`;
+    if (!flat) return `event field ${quoted(key)} is not a string, finite number, boolean or null`;
   }
   return null;
 }
@@ -115,7 +116,8 @@ function shapeError(r: Record<string, unknown>): string | null {
   if (!Object.hasOwn(FIELDS, type)) return 'unknown record type';
   const allowed = new Set<string>(['seq', 'time', 'type', 'prev', 'hash', ...FIELDS[type]]);
   const extra = Object.keys(r).find((k) => !allowed.has(k));
-  if (extra !== undefined) return `unexpected field "${extra}"`;
+  // Names read from the trail: quoted, so a forged line writes no escape sequence to the terminal.
+  if (extra !== undefined) return `unexpected field ${quoted(extra)}`;
   if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return 'seq is not a positive integer';
   // As the writer writes it (toISOString): checked, as the time of records no signature covers yet is printed.
   if (typeof r.time !== 'string' || !ISO_TIME.test(r.time)) return 'time is not an ISO-8601 UTC time';

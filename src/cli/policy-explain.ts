@@ -5,7 +5,7 @@ import { normaliseAddress } from '../domain/client-address.js';
 import { carriesLegacyCredentials, loginFields } from '../domain/legacy-auth.js';
 import { carriesMethodOverride, compilePolicy, explainAccess, type AccessOutcome, type RuleFactor } from '../domain/policy.js';
 import { accountNames } from '../domain/username.js';
-import { sameSegments, targetOrRefusal } from '../domain/canonical-path.js';
+import { UNRESOLVED, sameSegments, targetOrRefusal } from '../domain/canonical-path.js';
 import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { parseHost } from '../http/edge.js';
 import { parseGroupMap } from '../services/groups.js';
@@ -34,7 +34,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   const target = targetOrRefusal(q.path, { pathParameters: config.server.pathParameters === 'allow' });
   if (typeof target === 'string') return [`${q.path}: refused before any rule (400 GW_ERR_BAD_PATH): ${target}`];
   // The proxy in front sends the portal the URI as written: forward-auth judges only one with nothing to resolve.
-  if (config.forwardAuth.enabled && !sameSegments(q.path)) return [`${q.path}: refused before any rule (400 GW_ERR_BAD_PATH): dot or empty segments, which the proxy in front would pass to the portal unresolved`];
+  if (config.forwardAuth.enabled && !sameSegments(q.path)) return [`${q.path}: refused before any rule (400 GW_ERR_BAD_PATH): ${UNRESOLVED}`];
   const host = parseHost(q.host ?? config.server.hosts[0]);
   if (!host) return [`host ${JSON.stringify(q.host)}: refused before any rule (421): not a host name`];
   if (!config.server.hosts.some((h) => h.toLowerCase() === host)) return [`host ${host}: refused before any rule (421): not one of server.hosts`];
@@ -82,7 +82,7 @@ export function explainPolicy(config: Config, q: ExplainQuery): string[] {
   return [
     `request: ${method} ${path}${path === target.matchPath ? '' : ` (the login, sent as ${target.matchPath})`} from ${ip ?? 'an unknown address'}, ${who}, ${q.managed ? 'managed' : 'unmanaged'} device`,
     // Without --ip, the rule that tests the network decides for want of an address, as the decision line says.
-    ...trace.map((l) => `  ${l.result === 'no match' ? '-' : '>'} ${l.rule}: ${l.result} (${undecided(outcome, l.rule) ? 'the rule tests the network: give --ip to judge it' : l.why})`),
+    ...trace.map((l) => `  ${l.result === 'no match' ? '-' : '>'} ${l.rule}: ${undecided(outcome, l.rule) ? 'unknown without --ip (the rule tests the network: give --ip to judge it)' : `${l.result} (${l.why})`}`),
     `decision: ${describe(outcome, loginPageMatcher(config.portal.login.page)(target.matchPath, method))}`,
   ];
 }

@@ -152,6 +152,9 @@ function encodedRefusal(b: number): string {
   return 'an encoded control character (%00 to %1F, %7F)';
 }
 
+/** Why a target that is not sameSegments is refused where a proxy in front passes it on (forward-auth). */
+export const UNRESOLVED = 'dot or empty segments, which the proxy in front would pass to the portal unresolved';
+
 /**
  * Whether a target canonicalTarget accepted names the same segments as its canonical form, differing at most in
  * percent-encoding (no dot or empty segment to resolve, in any encoding): a proxy that passes the target on as sent

@@ -1,7 +1,7 @@
 // Forward-auth mode: a proxy in front (nginx auth_request, Caddy forward_auth, Traefik forwardAuth) asks the gateway
 // about each request of the browser and sends it to the portal only on a 200. Same sessions, same policy.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { pathAndQuery, sameSegments, targetOrRefusal } from '../domain/canonical-path.js';
+import { UNRESOLVED, pathAndQuery, sameSegments, targetOrRefusal } from '../domain/canonical-path.js';
 import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { actsOnPortal, sentOnce } from '../domain/headers.js';
@@ -62,7 +62,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (uri === undefined) throw new GatewayError('GW_ERR_BAD_PATH', 'X-Forwarded-Uri missing');
     const target = targetOrRefusal(uri, { pathParameters: config.server.pathParameters === 'allow' });
     if (typeof target === 'string') throw new GatewayError('GW_ERR_BAD_PATH', target);
-    if (!sameSegments(uri)) throw new GatewayError('GW_ERR_BAD_PATH', 'dot or empty segments, which the proxy in front would pass to the portal unresolved');
+    if (!sameSegments(uri)) throw new GatewayError('GW_ERR_BAD_PATH', UNRESOLVED);
     const forwardedHost = (one(req, 'x-forwarded-host') ?? '').toLowerCase();
     const host = forwardedHost.replace(/:\d{1,5}$/, '');
     if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');

@@ -210,6 +210,12 @@ t.test('records and lines that are not records', async (t) => {
   last.lines[at] = canonicalJson({ ...body, hash: sha256Hex(canonicalJson(body)) });
   const found = verify(escape).problems.find((p) => p.kind === 'edited');
   t.match(found, { message: /not a record: time is not an ISO-8601 UTC time/ }, 'a time that is no time: not a record');
+  // Names read from a forged line reach the message quoted, with no character a terminal would act on.
+  const named = copy();
+  named[0]!.lines[0] = canonicalJson({ ...parse(named[0]!.lines[0]!), '\u001b]0;x\u0007': 1 });
+  const message = verify(named).problems[0]!.message;
+  t.match(message, 'unexpected field "\\u001b]0;x\\u0007"');
+  t.notMatch(message, /\p{C}/u, 'no control character');
 });
 
 t.test('a trail with no record, or with no valid checkpoint, does not verify: it could be forged', async (t) => {

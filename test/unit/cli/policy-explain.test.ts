@@ -30,7 +30,7 @@ t.test('a denial says why in words, with the answer the browser gets', async (t)
     decision({ path: '/clinic/x', user: 'alice' }),
     'decision: unknown without --ip: "clinic only" tests the network; give --ip A to judge network rules (a client address the gateway cannot read is denied: 403 GW_ERR_ACCESS_DENIED)',
   );
-  t.ok(explainPolicy(config, { path: '/clinic/x', user: 'alice' }).includes('  > clinic only: match (the rule tests the network: give --ip to judge it)'), 'its trace line says so too');
+  t.ok(explainPolicy(config, { path: '/clinic/x', user: 'alice' }).includes('  > clinic only: unknown without --ip (the rule tests the network: give --ip to judge it)'), 'its trace line says so too');
   t.equal(decision({ path: '/clinic/x', user: 'alice', ip: '10.1.2.3' }), 'decision: allowed by "clinic only" (mfa)', 'with --ip the rule is judged');
   t.equal(decision({ path: '/clinic/x', user: 'alice', ip: '192.0.2.7' }), 'decision: allowed by "portal" (mfa)', 'an address outside the network: the next rule');
   t.equal(decision({ path: '/records?_method=DELETE', user: 'alice' }), 'decision: denied by "method override": the query asks the portal for another method (403 GW_ERR_ACCESS_DENIED)');
