@@ -20,12 +20,17 @@ export const METHOD_OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method
 // Client-address and routing headers, as proxies, CDNs and load balancers set them: only the gateway may set them
 // for the portal (SECURITY C-24). In forward-auth mode the proxy in front passes them on, and may set some itself.
 // X-Forwarded and Forwarded-For are read by the common PHP "client IP" code (HTTP_X_FORWARDED, HTTP_FORWARDED_FOR),
-// which skips a private address in X-Forwarded-For (a clinic's) and takes the next header it finds.
+// which skips a private address in X-Forwarded-For (a clinic's) and takes the next header it finds. The application
+// servers and SSO agents of legacy portals have their own: WebLogic's plugin (WL-Proxy-Client-IP, and WL-Proxy-SSL for
+// "the client used HTTPS", as IIS ARR's X-ARR-SSL and Front-End-Https), WebSEAL's iv-remote-address, and
+// Proxy-Client-IP and X-ProxyUser-IP, which the common Java "client IP" code reads.
 const FORWARDED_ADDRESS = '(for|proto|host|port|server|ssl|scheme|method|uri|prefix)$';
+const WEBLOGIC_ADDRESS = '(client-ip|ssl)$';
 const ADDRESS = [
   `x-forwarded-${FORWARDED_ADDRESS}`, 'x-forwarded$', 'forwarded$', 'forwarded-for$', 'x-real-ip$', 'x-client-ip$', 'client-ip$', 'x-cluster-client-ip$',
   'true-client-ip$', 'x-true-client-ip$', 'cf-connecting-ip', 'fastly-client-ip$', 'x-azure-clientip$', 'x-azure-socketip$', 'cloudfront-viewer-address$',
   'x-originating-ip$', 'x-original-forwarded-for$', 'x-envoy-', 'front-end-https$',
+  'proxy-client-ip$', 'x-proxyuser-ip$', `wl-proxy-${WEBLOGIC_ADDRESS}`, 'x-arr-ssl$', 'iv-remote-address$',
 ];
 // Headers that would have the portal act for another user, on another path, method or client certificate, as set by
 // identity-aware proxies and URL rewriters, and Proxy (httpoxy: a CGI or FastCGI portal sees it as HTTP_PROXY, which
@@ -39,6 +44,14 @@ const ACTING = [
   'x-ssl-', 'ssl-client', 'x-client-cert', 'client-cert$', 'client-cert-chain$', 'x-client-verify', 'x-client-dn', 'x-amzn-oidc-', 'x-goog-authenticated-', 'x-goog-iap-',
   'x-ms-client-principal', 'x-ms-token-aad-', 'x-arr-clientcert$', 'cf-access-', 'gap-auth$', 'x-consumer-', 'x-credential-',
   'x-anonymous-consumer$', 'x-original-url$', 'x-rewrite-url$', 'x-original-uri$', 'x-original-method$',
+  // Application servers and SSO agents under legacy portals, in the dashed spelling (actsOnPortal and a CGI portal
+  // read SM_USER as SM-USER): WebLogic's plugin (WL-Proxy-Client-Cert, -Keysize, -SecretKeysize: any but its address
+  // headers), IBM WebSEAL and WebSphere's TAI (iv-user, iv-user-l, iv-groups, iv-creds), CA SiteMinder (SM_USER,
+  // SM_USERDN, SM_UNIVERSALID and the rest, and the older spellings without the underscore: exact names, as a bare
+  // "sm" would take in ordinary headers), Oracle Access Manager (OAM_REMOTE_USER), mod_auth_mellon (MELLON_*), iisnode
+  // (x-iisnode-auth_user, -logon_user) and the AWS load balancer's mutual TLS (X-Amzn-Mtls-Clientcert*).
+  `wl-proxy-(?!${WEBLOGIC_ADDRESS})`, 'iv-(?!remote-address$)', 'sm-', 'smuser$', 'smuserdn$', 'smuniversalid$',
+  'oam-', 'mellon-', 'x-iisnode-', 'x-amzn-mtls-',
   'x-original-host$', 'x-host$', 'x-middleware-subrequest$', 'x-mfa-', 'proxy$', 'proxy-authorization$',
   ...METHOD_OVERRIDE_HEADERS.map((name) => `${name}$`),
 ];

@@ -109,6 +109,8 @@ t.test('sign in through nginx; the portal is told who is asking, and only by the
     'x-forwarded-ssl': 'off',
     'x-forwarded-scheme': 'http',
     'front-end-https': 'off',
+    'wl-proxy-ssl': 'false',
+    'x-arr-ssl': '2048|256|CN=forged',
   };
   const echoed = await b.get('/echo', { accept: 'application/json', 'x-forwarded-host': 'evil.example', 'x-real-ip': '10.1.1.1', ...forwarding });
   t.equal(echoed.status, 200);
@@ -351,8 +353,21 @@ t.test('methods: a rule for GET covers HEAD, and a method override in the query 
   for (const [name, value] of [['X-Original-URL', '/records/export'], ['X-Rewrite-URL', '/records/export'], ['X_Original_URL', '/records/export'], ['X-Original-Method', 'DELETE'], ['Remote-User', 'admin'], ['X-Forwarded-User', 'admin'], ['X-MFA-User', 'admin'], ['X-Middleware-Subrequest', 'middleware'], ['Proxy-Authorization', 'Basic YTpi'], ['X-Portal-User', 'admin'], ['X_Portal_User', 'admin'], ['X-Portal-Operator', 'admin']]) {
     t.equal(await ask('GET', '/records/1', { [name]: value }), 403, `${name}: refused`);
   }
+  // The identity and client-certificate headers of application servers and SSO agents under legacy portals
+  // (WebLogic, WebSEAL, SiteMinder, Oracle Access Manager, mod_auth_mellon, iisnode, the AWS load balancer's mTLS), as
+  // their agents spell them (SM_USER) and dashed.
+  for (const name of [
+    ...['WL-Proxy-Client-Cert', 'WL-Proxy-Client-Keysize', 'WL-Proxy-Client-SecretKeysize', 'IV-User', 'IV-User-L', 'IV-Groups', 'IV-Creds'],
+    ...['SM_USER', 'SM-User', 'SMUSER', 'SM_USERDN', 'SMUSERDN', 'SM_UNIVERSALID', 'SMUNIVERSALID', 'OAM_REMOTE_USER', 'OAM-Remote-User'],
+    ...['MELLON_NAME_ID', 'X-IISNode-AUTH_USER', 'X-IISNode-LOGON_USER', 'X-Amzn-Mtls-Clientcert', 'X-Amzn-Mtls-Clientcert-Subject'],
+  ]) {
+    t.equal(await ask('GET', '/records/1', { [name]: 'admin' }), 403, `${name}: refused`);
+  }
   // Address headers a CDN or load balancer in front sets are the portal's business: they pass.
   for (const name of ['X-Real-IP', 'CF-Connecting-IP', 'Forwarded']) t.equal(await ask('GET', '/records/1', { [name]: 'for=198.51.100.7' }), 200, `${name}: passes`);
+  for (const name of ['WL-Proxy-Client-IP', 'Proxy-Client-IP', 'X-ProxyUser-IP', 'IV-Remote-Address', 'WL-Proxy-SSL', 'X-ARR-SSL', 'SMUsers-Online']) {
+    t.equal(await ask('GET', '/records/1', { [name]: 'on' }), 200, `${name}: passes`);
+  }
 });
 
 t.test('a method the full proxy does not pass is refused before any rule, in any spelling; the others are judged as before', async (t) => {

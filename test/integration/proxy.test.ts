@@ -4,6 +4,35 @@ import { request } from 'undici';
 import { inputValue, rawRequest } from '../helpers/browser.js';
 import { ALICE, signUpAndEnrol, startStack, submitPassword } from '../helpers/stack.js';
 
+// What application servers and SSO agents under legacy portals take from the proxy in front: WebLogic's plugin
+// (WL-Proxy-*), IBM WebSEAL (iv-*), CA SiteMinder (SM_* and the older SMUSER spellings), Oracle Access Manager (OAM_*),
+// mod_auth_mellon (MELLON_*), iisnode (x-iisnode-*), the AWS load balancer's mutual TLS (X-Amzn-Mtls-*), and the client
+// address and "came over HTTPS" headers of WebLogic, WebSEAL and IIS ARR.
+const LEGACY_TRUSTED = {
+  'wl-proxy-client-cert': 'forged',
+  'wl-proxy-client-keysize': '256',
+  'wl-proxy-client-secretkeysize': '256',
+  'wl-proxy-client-ip': '10.0.0.5',
+  'wl-proxy-ssl': 'true',
+  'proxy-client-ip': '10.0.0.5',
+  'x-proxyuser-ip': '10.0.0.5',
+  'x-arr-ssl': '2048|256|CN=forged',
+  'iv-user': 'admin',
+  'iv-user-l': 'cn=admin,o=clinic',
+  'iv-groups': 'admins',
+  'iv-creds': 'forged',
+  'iv-remote-address': '10.0.0.5',
+  'sm-user': 'admin',
+  smuser: 'admin',
+  smuserdn: 'cn=admin,o=clinic',
+  smuniversalid: 'admin',
+  'oam-remote-user': 'admin',
+  'mellon-name-id': 'admin',
+  'x-iisnode-auth-user': 'admin',
+  'x-amzn-mtls-clientcert': 'forged',
+  'x-amzn-mtls-clientcert-subject': 'CN=admin',
+};
+
 t.test('identity, forwarding and hop-by-hop headers from the client never reach the portal', async (t) => {
   const s = await startStack({ patch: (raw) => (raw.portal.stripHeaders = ['X-Portal-Operator']) });
   t.teardown(s.close);
@@ -68,10 +97,16 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     'front-end-https': 'on',
     'oidc-claim-email': 'admin@x',
     'x-portal-operator': 'admin',
+    ...LEGACY_TRUSTED,
+    // Only the names of the agents' headers: nothing else that starts with the same letters.
+    'smartphone-model': 'kept',
+    'smusers-online': 'kept',
   });
   const seen = JSON.parse(res.body).headers as Record<string, string>;
   t.equal(seen['x-custom'], 'kept', 'ordinary headers pass');
   t.equal(seen['x-emailer-campaign'], 'kept too', 'a header that only starts like one is not an identity header');
+  t.equal(seen['smartphone-model'], 'kept', 'nor one that starts as a SiteMinder name does');
+  t.equal(seen['smusers-online'], 'kept');
   for (const name of [
     ...['x-forwarded-user', 'forwarded', 'x-real-ip', 'x-auth-user', 'x-auth-request-email', 'remote-user', 'x-remote-user', 'x_auth_user', 'x-original-url', 'x-middleware-subrequest'],
     ...['x-webauth-user', 'x-email', 'x-preferred-username', 'x-ssl-client-s-dn', 'ssl-client-cert', 'x-client-cert', 'x-amzn-oidc-identity', 'x-goog-authenticated-user-email'],
@@ -80,6 +115,7 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     ...['x-originating-ip', 'x-true-client-ip', 'cf-connecting-ipv6', 'fastly-client-ip', 'x-original-forwarded-for', 'x-envoy-original-path', 'x-pomerium-claim-email'],
     ...['shib-identity-provider', 'auth-user', 'front-end-https', 'oidc-claim-email', 'x-portal-operator', 'client-cert', 'client-cert-chain'],
     ...['x-forwarded', 'forwarded-for', 'x-azure-clientip', 'x-azure-socketip', 'cloudfront-viewer-address'],
+    ...Object.keys(LEGACY_TRUSTED),
   ]) {
     t.notOk(name in seen, `${name} removed`);
   }
