@@ -263,7 +263,7 @@ function checkSemantics(c: Config, show: (path: string, data: unknown) => string
   if (!c.portal.methods.includes('GET')) problems.push('portal.methods: must hold GET (the login page and every page a browser opens)');
   for (const m of c.portal.login.methods) if (!c.portal.methods.includes(m)) problems.push(`portal.login.methods: ${m} is not one of portal.methods, so the login could never reach the portal`);
   const prefix = c.server.prefix;
-  const portalPathOptions = [...c.portal.login.paths.map((p, i) => [`portal.login.paths.${i}`, p] as const), ...c.portal.logoutPaths.map((p, i) => [`portal.logoutPaths.${i}`, p] as const)];
+  const portalPathOptions = [...c.portal.login.paths.map((p, i) => [`portal.login.paths.${i}`, p] as const), ...c.portal.logoutPaths.map((p, i) => [`portal.logoutPaths.${i}`, p] as const), ...c.portal.passwordForms.map((p, i) => [`portal.passwordForms.${i}`, p] as const)];
   for (const [at, p] of portalPathOptions) {
     if (p === prefix || p.startsWith(`${prefix}/`)) problems.push(`${at}: ${p} lies under the gateway prefix ${prefix}`);
     // Requests are matched in their canonical form: a path in another never matches (and `%` alone is no path). The
@@ -271,6 +271,9 @@ function checkSemantics(c: Config, show: (path: string, data: unknown) => string
     const problem = uncanonical(p.split('?', 1)[0]!);
     if (problem) problems.push(`${at}: ${problem}`);
   }
+  c.portal.passwordForms.forEach((p, i) => {
+    if (p.includes('?')) problems.push(`portal.passwordForms.${i}: a path without a query (a form is the path's whatever its query)${show(`portal.passwordForms.${i}`, p)}`);
+  });
   const addresses = (path: string, list: readonly string[]) =>
     list.forEach((a, i) => {
       if (!parseCidr(a)) problems.push(`${path}.${i}: not an address or CIDR${show(`${path}.${i}`, a)}`);

@@ -70,7 +70,7 @@ const Rule = Type.Object(
     decision: Decision,
     maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 1, description: 'step-up: the last second factor must be at most this old (default 300).' })),
     factors: Type.Optional(Type.Array(Factor, { minItems: 1, description: 'mfa and step-up: the second factor must be one of these.' })),
-    allowLegacyAuth: Type.Optional(Type.Boolean({ description: 'Let HTTP Basic/Digest and login fields in the query through (needs paths and networks); NTLM and Negotiate stay refused.' })),
+    allowLegacyAuth: Type.Optional(Type.Boolean({ description: 'Let HTTP Basic/Digest and login fields in the query or a body through (needs paths and networks); NTLM and Negotiate stay refused.' })),
   },
   { additionalProperties: false },
 );
@@ -183,6 +183,10 @@ export const ConfigSchema = Type.Object(
           description: 'Methods the gateway passes to the portal (GET among them; HEAD goes with GET); any other gets 405 before any rule.',
         }),
         logoutPaths: PathList(['/logout'], "The portal's logout path(s): they end the gateway session too."),
+        passwordForms: PathList(
+          [],
+          "Paths of the portal's other forms that send the login's username and password fields together without signing anyone in (a registration or change-password page); anywhere else such a body is refused as legacy authentication.",
+        ),
         browserCookies: Type.Array(Type.String({ minLength: 1 }), {
           default: [],
           description: "Portal cookies that may reach the browser (e.g. a double-submit XSRF cookie read by the portal's JavaScript). All others stay in the gateway.",

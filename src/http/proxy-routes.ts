@@ -7,7 +7,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { pathAndQuery, targetOrRefusal, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
+import { fieldBody, LoginFieldsScanner } from '../domain/body-fields.js';
 import { asList, browserResponseHeaders, clearsCookies, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
+import { usernameFields } from '../domain/legacy-auth.js';
 import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation, loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError, portalFailureCode } from '../errors.js';
@@ -37,6 +39,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   const prefix = config.server.prefix.toLowerCase();
   const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
   const isLoginPage = loginPageMatcher(config.portal.login.page);
+  const passwordForms = new Set(config.portal.passwordForms.map(loose));
   const { origin: portalOrigin, host: portalHost } = new URL(config.portal.url);
   const timeoutMs = config.portal.timeoutSeconds * 1000;
 
@@ -138,6 +141,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         return void reply.redirect(loginPageFor(config.portal.login.page, pathAndQuery(target)), 302);
       case 'allow': {
         if (loginPath) return interceptLogin(req, reply, forwarded, active);
+        if (req.body && !passwordForms.has(lowered) && !ctx.access.allowsLoginFields(outcome.rule)) guardLoginFields(req);
         if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
         // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
         // portal still gets the request with the session's cookies, to end its own session. Another site can send the
@@ -220,6 +224,33 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       .clearCookie(COOKIE.browser, clearOptions)
       .setCookie(COOKIE.pending, outcome.pendingId, cookieOptions(config.mfa.pendingTimeoutSeconds))
       .redirect(`${config.server.prefix}/${outcome.stage}`, 303);
+  }
+
+  /**
+   * The login's username and password fields together in the body of a request to another path (SECURITY C-30): a
+   * portal that signs in wherever they come (a front controller, a common include) would take a password there
+   * without its second factor. The body is read on its way to the portal, and the request fails (403) at the chunk
+   * that completes the pair, which does not reach the portal: a portal gets at most a body cut short, its request
+   * broken off, which no framework acts on. A form or JSON body the gateway cannot read (compressed) is refused.
+   */
+  function guardLoginFields(req: FastifyRequest): void {
+    const kind = fieldBody(req.headers['content-type']);
+    if (!kind) return;
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+    if (encoding && encoding !== 'identity') throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'compressed form or JSON body');
+    const body = req.body as BoundedBody;
+    const scanner = new LoginFieldsScanner(kind, usernameFields(config.portal.login), config.portal.login.passwordField);
+    const refuse = (cb: (err: Error) => void) => {
+      body.loginFields = true;
+      cb(new GatewayError('GW_ERR_LEGACY_AUTH', 'login fields in a request body'));
+    };
+    const guard: GuardedBody = new Transform({
+      transform: (chunk: Buffer, _enc, cb) => (scanner.write(chunk) ? refuse(cb) : cb(null, chunk)),
+      flush: (cb) => (scanner.end() ? refuse(cb) : cb()),
+    });
+    guard.bounded = body;
+    pipeline(body, guard, () => {});
+    req.body = guard;
   }
 
   function forward(req: FastifyRequest, reply: FastifyReply, target: CanonicalTarget, owner: JarOwner): void {
@@ -351,7 +382,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       onError: (rep, { error }) => {
         leave();
         failed = true;
-        const body = req.body as BoundedBody | undefined;
+        const body = boundedBody(req);
+        if (body?.loginFields) {
+          ctx.access.loginFieldsRefused({ pid: req.access?.pid, ip: req.client.ip, rule: req.access?.rule ?? '', path: target.path });
+          return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_LEGACY_AUTH', 'login fields in a request body'));
+        }
         if (body?.tooLarge) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
         if (body?.stalled) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_REQUEST_TIMEOUT', 'the body stopped arriving'));
         if (body?.brokeOff) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_BAD_REQUEST', 'the body broke off'));
@@ -428,7 +463,15 @@ function forwardedFor(req: FastifyRequest): string {
   return req.client.ip ?? normaliseAddress(req.socket.remoteAddress ?? '') ?? '';
 }
 
-type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff?: boolean; /** Bytes come so far. */ received?: number };
+type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff?: boolean; loginFields?: boolean; /** Bytes come so far. */ received?: number };
+/** A body read for the login's fields (guardLoginFields) on its way from the bounded one. */
+type GuardedBody = Transform & { bounded?: BoundedBody };
+
+/** The request's body as the content parser bounded it, also where a guard stands after it. */
+function boundedBody(req: FastifyRequest): BoundedBody | undefined {
+  const body = req.body as GuardedBody | undefined;
+  return body?.bounded ?? body;
+}
 
 /**
  * Whether a proxied request's body is still coming (the portal failed meanwhile, or the request was refused before
@@ -436,7 +479,7 @@ type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff
  * body comes with its headers) leaves the connection serving on; `complete` says so only a moment later.
  */
 export function bodyStillComing(req: FastifyRequest): boolean {
-  const body = req.body as BoundedBody | undefined;
+  const body = boundedBody(req);
   if (!(body instanceof Transform) || req.raw.complete || body.writableEnded) return false;
   return body.received !== Number(req.headers['content-length']);
 }

@@ -83,4 +83,14 @@ export class AccessService {
     }
     return { outcome, device: device.fingerprint, groups: facts.session?.groups ?? [] };
   }
+
+  /** Whether the body of a request the rule `name` let through may carry the login's fields (allowLegacyAuth). */
+  allowsLoginFields(name: string): boolean {
+    return this.d.policy.rules.some((r) => r.name === name && r.allowLegacyAuth === true);
+  }
+
+  /** The login's fields found in the body of a request the rules let through (SECURITY C-30), refused as legacy auth. */
+  loginFieldsRefused(req: { pid: string | undefined; ip: string | null; rule: string; path: string }): void {
+    this.d.security('legacy_auth_blocked', { pid: req.pid, ip: req.ip ?? 'unknown', rule: req.rule, reason: 'legacy-auth', in: 'body', path: loggedPath(req.path) });
+  }
 }

@@ -178,8 +178,11 @@ t.test('a password sent below a login script is the login: it never reaches the 
   t.match((await b.get('/records')).body, `Signed in as ${ALICE.username}`, "Alice's session is still Alice's at the portal");
   // Below a route name (`/login`) are other routes of the portal (Spring's /login/oauth2/code/…): ordinary requests.
   const before = s.portalRequests.length;
-  t.equal((await b.post('/login/x', { username: BOB.username, password: BOB.password })).status, 404, 'POST /login/x goes to the portal');
+  t.equal((await b.post('/login/x', { code: 'x', state: 'y' })).status, 404, 'POST /login/x goes to the portal');
   t.same(s.portalRequests.slice(before).map((q) => `${q.method} ${q.url}`), ['POST /login/x']);
+  // Unless it carries the login's fields, as any request to another path (SECURITY C-30).
+  t.equal((await b.post('/login/x', { username: BOB.username, password: BOB.password })).status, 403, 'the login fields below the login path: refused');
+  t.equal(s.portalRequests.length, before + 1, 'nothing more reached the portal');
   t.equal((await b.get('/login.php/x')).status, 404, 'GET below the login script is an ordinary request');
   t.equal(s.portalRequests.at(-1)!.url, '/login.php/x');
 });

@@ -158,6 +158,75 @@ t.test('request bodies stream to the portal', async (t) => {
   t.equal(JSON.parse(json.body).bodyBytes, 7, 'JSON passes through unparsed');
 });
 
+t.test("the login's username and password fields in another request's body are refused, signed in or not (SECURITY C-30)", async (t) => {
+  const s = await startStack({
+    patch: (raw) => {
+      raw.portal.passwordForms = ['/echo/register'];
+      raw.networks = { here: ['127.0.0.0/8'] };
+      raw.policy.rules.unshift({ name: 'integration', paths: ['/echo/integration'], networks: ['here'], allowLegacyAuth: true, decision: 'mfa' });
+    },
+  });
+  t.teardown(s.close);
+  const { b } = await signUpAndEnrol(s);
+  const echoed = () => s.portalRequests.filter((r) => r.url.startsWith('/echo')).length;
+  const json = { accept: 'application/json' };
+  const refused = async (body: string, type: string, why: string) => {
+    const before = echoed();
+    const res = await b.send('POST', '/echo', body, { 'content-type': type, ...json });
+    t.equal(res.status, 403, why);
+    t.match(JSON.parse(res.body), { error: 'GW_ERR_LEGACY_AUTH' }, why);
+    t.equal(echoed(), before, `${why}: nothing reached the portal`);
+  };
+  await refused(`username=${ALICE.username}&password=${ALICE.password}`, 'application/x-www-form-urlencoded', 'a form');
+  await refused(JSON.stringify({ session: { UserName: ALICE.username, password: ALICE.password } }), 'application/json', 'JSON, nested');
+  await refused(`--b\r\nContent-Disposition: form-data; name="username"\r\n\r\nalice\r\n--b\r\nContent-Disposition: form-data; name="password"\r\n\r\nx\r\n--b--\r\n`, 'multipart/form-data; boundary=b', 'multipart');
+  // Signed out, on a public path: a portal signing in there would sign in the browser's pre-login cookies.
+  const anon = await request(`${s.url}/static/x`, { method: 'POST', body: 'username=alice&password=x', headers: { 'content-type': 'application/x-www-form-urlencoded', ...json } });
+  t.equal(anon.statusCode, 403, 'signed out, on a public path');
+  t.match(await anon.body.json(), { error: 'GW_ERR_LEGACY_AUTH' });
+
+  // The pair completed in a later chunk: refused there, whatever came before.
+  const cookie = [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+  async function* slow() {
+    yield Buffer.from('password=x&note=');
+    await new Promise((r) => setTimeout(r, 50));
+    yield Buffer.from('hello&username=alice');
+  }
+  const chunked = await request(`${s.url}/echo`, { method: 'POST', body: slow(), headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', ...json } });
+  t.equal(chunked.statusCode, 403, 'the fields in two chunks');
+  t.match(await chunked.body.json(), { error: 'GW_ERR_LEGACY_AUTH' });
+
+  // Positive: one field alone, the names as values, a path named in portal.passwordForms, other types.
+  for (const [body, type] of [
+    ['username=alice&message=hi', 'application/x-www-form-urlencoded'],
+    ['password=old&newPassword=x', 'application/x-www-form-urlencoded'],
+    ['note=username%3Dalice%26password%3Dx', 'application/x-www-form-urlencoded'],
+    ['{"note":"username","password":"x"}', 'application/json'],
+    ['username=alice&password=x', 'text/plain'],
+  ]) {
+    const res = await b.send('POST', '/echo', body!, { 'content-type': type!, ...json });
+    t.equal(res.status, 200, `${type}: ${body}`);
+    t.equal(JSON.parse(res.body).bodyBytes, Buffer.byteLength(body!), 'the body reaches the portal whole');
+  }
+  const registered = await b.send('POST', '/echo/register', 'username=alice&password=x', { 'content-type': 'application/x-www-form-urlencoded', ...json });
+  t.not(registered.status, 403, 'portal.passwordForms: a registration form passes');
+  t.equal(s.portalRequests.at(-1)?.url, '/echo/register');
+  const integration = await b.send('POST', '/echo/integration', 'username=alice&password=x', { 'content-type': 'application/x-www-form-urlencoded', ...json });
+  t.not(integration.status, 403, 'a rule with allowLegacyAuth lets them through, as it does in the query');
+  t.equal(s.portalRequests.at(-1)?.url, '/echo/integration');
+
+  // A compressed form the gateway cannot read is refused; a compressed upload of another type passes as before.
+  const gz = await b.send('POST', '/echo', Buffer.from('1f8b', 'hex'), { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'gzip', ...json });
+  t.equal(gz.status, 415);
+  const upload = await b.send('POST', '/echo', Buffer.from('1f8b', 'hex'), { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip', ...json });
+  t.equal(upload.status, 200);
+
+  const security = s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'legacy_auth_blocked');
+  t.equal(security.length, 5, 'each refusal is a security event');
+  t.match(security[0], { reason: 'legacy-auth', in: 'body', rule: 'portal', path: '/echo' });
+  t.notOk(s.logs.some((l) => l.includes(ALICE.password)), 'no password in any log line');
+});
+
 t.test('portal cookies set later stay in the jar and are sent back', async (t) => {
   const s = await startStack();
   t.teardown(s.close);

@@ -795,6 +795,11 @@ t.test('config check builds what serve builds from files, and names a choice of 
   t.ok(problems.includes('portal.login.paths.1: path /caf\u00e9/login is matched against the canonical (percent-encoded) path: write it as /caf%C3%A9/login'));
   t.ok(problems.includes('portal.logoutPaths.1: path /Caf\u00e9/out is matched against the canonical (percent-encoded) path: write it as /Caf%C3%A9/out'), 'a logout path named by its own option and place');
   t.ok(problems.includes('portal.logoutPaths.2: /_mfa/out lies under the gateway prefix /_mfa'));
+  odd.portal.passwordForms = ['/register', '/Caf\u00e9/register', '/account/password?step=1'];
+  problems = problemsOf(() => resolveConfig(odd));
+  t.notOk(problems.some((p) => p.startsWith('portal.passwordForms.0')), 'a canonical path');
+  t.ok(problems.includes('portal.passwordForms.1: path /Caf\u00e9/register is matched against the canonical (percent-encoded) path: write it as /Caf%C3%A9/register'));
+  t.ok(problems.some((p) => p.startsWith('portal.passwordForms.2: a path without a query')), 'no query');
   raw.ui = { localesDir: join(dir, 'missing') };
   problems = problemsOf(() => resolveConfig(raw));
   t.ok(problems.some((p) => p.startsWith('ui.localesDir: ENOENT')), 'a missing locales folder');
