@@ -107,63 +107,77 @@ class FormNames implements NameReader {
   }
 }
 
-/** The keys of a JSON text at any depth: each string followed by a colon. Not validated: a portal may be lenient. */
+/**
+ * The keys of a JSON text at any depth: each string followed by a colon. Read as the lenient parsers of legacy stacks
+ * read JSON (Json.NET, JSON5): single-quoted strings and bare-word keys (`{username: 'x'}`) too. Not validated.
+ */
 class JsonKeys implements NameReader {
-  private state: 'out' | 'string' | 'escape' | 'unicode' | 'after' = 'out';
+  private state: 'out' | 'string' | 'escape' | 'unicode' | 'word' | 'after' = 'out';
+  private quote = 0;
   private bytes: number[] = [];
   private text = '';
   private hex = '';
   private long = false;
 
   write(chunk: Buffer, saw: (name: string) => void): void {
-    for (const byte of chunk) {
-      switch (this.state) {
-        case 'out':
-          if (byte === 0x22) this.begin();
-          break;
-        case 'string':
-          if (byte === 0x22) {
-            this.flush();
-            this.state = 'after';
-          } else if (byte === 0x5c) this.state = 'escape';
-          else this.add(byte);
-          break;
-        case 'escape':
-          if (byte === 0x75) {
-            this.hex = '';
-            this.state = 'unicode';
-          } else {
-            this.add(ESCAPED[byte] ?? byte);
-            this.state = 'string';
-          }
-          break;
-        case 'unicode':
-          this.hex += String.fromCharCode(byte);
-          if (this.hex.length === 4) {
-            this.flush();
-            if (this.text.length >= MAX_NAME) this.long = true;
-            else if (/^[0-9a-f]{4}$/i.test(this.hex)) this.text += String.fromCharCode(parseInt(this.hex, 16));
-            this.state = 'string';
-          }
-          break;
-        case 'after':
-          if (byte === 0x3a) {
-            if (!this.long) saw(this.text);
-            this.state = 'out';
-          } else if (byte === 0x22) this.begin();
-          else if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) this.state = 'out';
-          break;
-      }
-    }
+    for (const byte of chunk) this.step(byte, saw);
   }
 
   end(): void {}
 
-  private begin(): void {
-    this.bytes = [];
+  private step(byte: number, saw: (name: string) => void): void {
+    switch (this.state) {
+      case 'out':
+        this.begin(byte);
+        break;
+      case 'string':
+        if (byte === this.quote) {
+          this.flush();
+          this.state = 'after';
+        } else if (byte === 0x5c) this.state = 'escape';
+        else this.add(byte);
+        break;
+      case 'escape':
+        if (byte === 0x75) {
+          this.hex = '';
+          this.state = 'unicode';
+        } else {
+          this.add(ESCAPED[byte] ?? byte);
+          this.state = 'string';
+        }
+        break;
+      case 'unicode':
+        this.hex += String.fromCharCode(byte);
+        if (this.hex.length === 4) {
+          this.flush();
+          if (this.text.length >= MAX_NAME) this.long = true;
+          else if (/^[0-9a-f]{4}$/i.test(this.hex)) this.text += String.fromCharCode(parseInt(this.hex, 16));
+          this.state = 'string';
+        }
+        break;
+      case 'word':
+        if (wordByte(byte)) return this.add(byte);
+        this.flush();
+        this.state = 'after';
+        return this.step(byte, saw);
+      case 'after':
+        if (byte === 0x3a) {
+          if (!this.long) saw(this.text);
+          this.state = 'out';
+        } else if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) this.begin(byte);
+        break;
+    }
+  }
+
+  /** A string or a bare word beginning at this byte, or nothing. */
+  private begin(byte: number): void {
+    const quoted = byte === 0x22 || byte === 0x27;
+    this.state = quoted ? 'string' : wordByte(byte) ? 'word' : 'out';
+    if (this.state === 'out') return;
+    this.quote = byte;
+    this.bytes = quoted ? [] : [byte];
     this.text = '';
     this.long = false;
-    this.state = 'string';
   }
 
   private add(byte: number): void {
@@ -176,6 +190,9 @@ class JsonKeys implements NameReader {
     this.bytes = [];
   }
 }
+
+/** A byte of a bare word: letters, digits, _ and $, and any byte of a UTF-8 sequence. */
+const wordByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x5f || b === 0x24 || b >= 0x80;
 
 const ESCAPED: Readonly<Record<number, number>> = { 0x62: 0x08, 0x66: 0x0c, 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09 };
 

@@ -62,6 +62,11 @@ t.test('JSON bodies: keys at any depth, escaped as JSON allows', async (t) => {
   holdsInAnyChunks(t, json, '[{"username":"bob"},{"password":"x"}]', true);
   holdsInAnyChunks(t, json, '{"\\u0075sername":"bob","pass\\u0077ord":"x"}', true);
   holdsInAnyChunks(t, json, '{"USERNAME":"bob","Password":"x"}', true);
+  holdsInAnyChunks(t, json, "{'username':'bob','password':'x'}", true);
+  holdsInAnyChunks(t, json, "{username: 'bob', password : \"x\"}", true);
+  holdsInAnyChunks(t, json, '{"a":[true,1,null],"username":"bob","password":"x"}', true);
+  holdsInAnyChunks(t, json, "{note: 'it''s', username: 1, other: \"password\"}", false);
+  holdsInAnyChunks(t, json, '[username, password]', false);
   holdsInAnyChunks(t, json, '{"user\\"name":"bob","password":"x"}', false);
   holdsInAnyChunks(t, json, '{"note":"username","other":"password"}', false);
   holdsInAnyChunks(t, json, '{"note":"\\"username\\":","password":"x"}', false);
