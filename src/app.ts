@@ -19,6 +19,7 @@ import { messageLanguage } from './http/pages.js';
 import { readPeerCertificate } from './http/peer-certificates.js';
 import { proxyRoutes } from './http/proxy-routes.js';
 import { requestLogger } from './log.js';
+import { logConnection } from './stores/kv-store.js';
 import { pemCrls } from './mechanisms/certificates.js';
 import { newId } from './mechanisms/random.js';
 import type { Messages } from './ui/i18n.js';
@@ -277,6 +278,7 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
   // clients do not hold the close open.
   let closing = false;
   let stopStoreChecks = () => {};
+  let stopConnectionLog = () => {};
   const edge = installEdge(app, {
     hosts: config.server.hosts,
     trustedProxies: config.server.trustedProxies,
@@ -294,6 +296,7 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
   app.addHook('preClose', (done) => {
     closing = true;
     stopStoreChecks();
+    stopConnectionLog();
     done();
   });
   app.addHook('onSend', (_req, reply, payload, done) => {
@@ -302,6 +305,7 @@ async function appAround(config: Config, gateway: Gateway): Promise<FastifyInsta
   });
   app.addHook('onReady', async () => {
     stopStoreChecks = checkStoreWhenReady(gateway, app.log);
+    stopConnectionLog = logConnection(gateway.kv, app.log);
   });
   app.addHook('onClose', () => {
     stopStallChecks();

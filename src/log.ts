@@ -1,6 +1,7 @@
 // Logger options: JSON lines, secrets redacted at known paths, requests logged by path only (never the query).
 import { hostname } from 'node:os';
 import pino, { type Bindings, type ChildLoggerOptions, type Logger, type LoggerOptions } from 'pino';
+import { GatewayError } from './errors.js';
 
 // Explicit paths, no leading wildcard: a '*.x' path makes pino run the redaction on every binding of every
 // per-request child logger. The serializers below already keep headers and bodies out; these are a second net.
@@ -38,10 +39,17 @@ export function loggerOptions(level: string): LoggerOptions {
 // (undici's parse error the rest of the portal's answer, Set-Cookie included; Node's the raw request bytes).
 const ERROR_FIELDS = ['code', 'status', 'statusCode', 'errno', 'syscall', 'retryAfterSeconds', 'sink', 'seq'] as const;
 
-/** The error serializer: pino's (type, message and stack with their causes) cut down to the fields above. */
+/**
+ * The error serializer: pino's (type, message and stack with their causes) cut down to the fields above. A store
+ * that failed (GW_ERR_STORE_UNAVAILABLE) is logged without the stack: its message says what the store answered, and
+ * while the store is down every request that needs it fails, each with a line of its own.
+ */
 export function errorFields(err: Error): unknown {
   const full = pino.stdSerializers.err(err) as unknown;
-  return typeof full === 'object' && full !== null ? keptFields(full as Record<string, unknown>) : full;
+  if (typeof full !== 'object' || full === null) return full;
+  const kept = keptFields(full as Record<string, unknown>);
+  if (err instanceof GatewayError && err.code === 'GW_ERR_STORE_UNAVAILABLE') delete kept.stack;
+  return kept;
 }
 
 function keptFields(full: Record<string, unknown>): Record<string, unknown> {

@@ -23,6 +23,21 @@ export async function liveMembers<T>(kv: KvStore, index: string, live: (member: 
   return out;
 }
 
+/** A change of the backend's connection: lost or refused (`reason`: why, no password in it), or made again. */
+export type ConnectionChange = { up: false; reason: string } | { up: true };
+
+/**
+ * The store's connection in the log: one warning when it is lost or cannot be made, with why (nothing more while the
+ * client retries), one line when it is back. Returns the function that stops it (when the app closes: a store closed
+ * on purpose is no lost connection).
+ */
+export function logConnection(kv: KvStore, log: { warn(o: object, msg: string): void; info(o: object, msg: string): void }): () => void {
+  return kv.onConnection((change) => {
+    if (change.up) log.info({ store: 'redis' }, 'store connection back: requests are served again');
+    else log.warn({ store: 'redis', reason: change.reason }, 'store connection failed: requests that need the store are refused (503) until it is back');
+  });
+}
+
 export interface KvStore {
   /** A counter written by increment or incrementCapped reads back as its number in decimal. */
   get(key: string): Promise<string | null>;
@@ -81,6 +96,12 @@ export interface KvStore {
    * however long that takes. For checks of the backend itself. Returns the function that stops the calls.
    */
   onReady(listener: () => void): () => void;
+  /**
+   * Calls `listener` when the connection to the backend is lost or cannot be made (`up` false, with the reason), and
+   * when it is made again (`up` true): once each way, not on every retry in between; at once when it is down already.
+   * A backend without a connection (the memory store) never calls it. Returns the function that stops the calls.
+   */
+  onConnection(listener: (change: ConnectionChange) => void): () => void;
   /** Settings of the backend that weaken what the gateway guarantees, one line each, for the log ([]: none). */
   warnings(): Promise<string[]>;
   close(): Promise<void>;

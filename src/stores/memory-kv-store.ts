@@ -157,6 +157,10 @@ export class MemoryKvStore implements KvStore {
     return () => {};
   }
 
+  onConnection(): () => void {
+    return () => {};
+  }
+
   async warnings(): Promise<string[]> {
     return [];
   }

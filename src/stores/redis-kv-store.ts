@@ -2,7 +2,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { assertGcraArgs, assertPositiveInteger } from '../domain/limits.js';
 import { GatewayError } from '../errors.js';
-import { storeTtl, type KvStore } from './kv-store.js';
+import { storeTtl, type ConnectionChange, type KvStore } from './kv-store.js';
 import { createRedisClient, type RedisConnectionOptions } from './redis-connection.js';
 
 // Lua runs atomically in Redis; ioredis loads each script once and then calls it by its SHA. Each script touches
@@ -82,6 +82,14 @@ export class RedisKvStore implements KvStore {
   private probing = false;
   /** Why the connection last failed, until it is ready again: the reason a call refused while disconnected gives. */
   private connectionError: string | undefined;
+  /** Why the connection is down, once said to onConnection's listeners (undefined: up, or not down yet). */
+  private down: string | undefined;
+  /** The connection was ready, and has not closed since. */
+  private connected = false;
+  /** Why this store closes its own connection (a silent one replaced): said instead of "closed". */
+  private dropping: string | undefined;
+  private closing = false;
+  private readonly connectionListeners = new Set<(change: ConnectionChange) => void>();
 
   /** Takes connection options, or a client made by createRedisClient (the store then owns it and closes it). */
   constructor(opts: RedisKvOptions | Redis | Cluster) {
@@ -99,8 +107,26 @@ export class RedisKvStore implements KvStore {
     redis.defineCommand('mfaDeleteIf', { numberOfKeys: 1, lua: DELETE_IF });
     // A call refused while disconnected says only that (OFFLINE): the connection's own error (a refused password, no
     // sentinel reachable) is what an operator needs to read.
-    redis.on('error', (err: Error) => (this.connectionError = err.message.slice(0, 300)));
-    redis.on('ready', () => (this.connectionError = undefined));
+    // Those messages name hosts and ports, not credentials; a password is taken out all the same should one be there.
+    const secrets = passwordsOf(redis);
+    redis.on('error', (err: Error) => {
+      this.connectionError = withoutSecrets(err.message, secrets).slice(0, 300);
+      this.lost(this.connectionError);
+    });
+    // A connection that closes after it was ready (Redis stopped or restarted, the connection cut, a failover): ioredis
+    // reconnects, and an error comes only if that fails; it is down from now.
+    redis.on('close', () => {
+      if (this.connected) this.lost(this.dropping ?? 'the connection was closed');
+      this.connected = false;
+      this.dropping = undefined;
+    });
+    redis.on('ready', () => {
+      this.connectionError = undefined;
+      this.connected = true;
+      if (this.down === undefined) return;
+      this.down = undefined;
+      for (const listener of this.connectionListeners) listener({ up: true });
+    });
     this.redis = redis as ScriptedRedis;
     this.timeoutMs = timeoutMs;
     this.replicaAcks = opts instanceof Redis || opts instanceof Cluster ? 0 : (opts.replicaAcks ?? 0);
@@ -129,6 +155,19 @@ export class RedisKvStore implements KvStore {
     this.redis.on('ready', listener);
     if (this.redis.status === 'ready') listener();
     return () => void this.redis.off('ready', listener);
+  }
+
+  onConnection(listener: (change: ConnectionChange) => void): () => void {
+    this.connectionListeners.add(listener);
+    if (this.down !== undefined) listener({ up: false, reason: this.down });
+    return () => void this.connectionListeners.delete(listener);
+  }
+
+  /** Said once per outage: ioredis retries every second at most, each retry failing with an error again. */
+  private lost(reason: string): void {
+    if (this.closing || this.down !== undefined) return;
+    this.down = reason;
+    for (const listener of this.connectionListeners) listener({ up: false, reason });
   }
 
   get(key: string) {
@@ -242,6 +281,7 @@ export class RedisKvStore implements KvStore {
   }
 
   async close() {
+    this.closing = true;
     this.redis.disconnect();
   }
 
@@ -317,6 +357,7 @@ export class RedisKvStore implements KvStore {
     const now = Date.now();
     this.silentSince ??= now;
     if (now - this.silentSince >= 2 * this.timeoutMs) {
+      this.dropping = `no answer for ${now - this.silentSince} ms: connection replaced`;
       this.silentSince = undefined;
       this.redis.disconnect(true);
       return;
@@ -328,4 +369,17 @@ export class RedisKvStore implements KvStore {
       .then(() => (this.silentSince = undefined), () => undefined)
       .finally(() => (this.probing = false));
   }
+}
+
+/** The passwords a client was given (its URL's among them), for taking out of what is logged. */
+function passwordsOf(redis: Redis | Cluster): string[] {
+  const o = redis instanceof Cluster ? redis.options.redisOptions : redis.options;
+  return [o?.password, (o as { sentinelPassword?: string } | undefined)?.sentinelPassword].filter((p): p is string => typeof p === 'string' && p.length > 0);
+}
+
+/** An error's message with no `user:password@` of a URL in it, nor any of `secrets`. */
+function withoutSecrets(message: string, secrets: string[]): string {
+  let out = message.replace(/\/\/[^\s/@]*@/g, '//[redacted]@');
+  for (const secret of secrets) out = out.split(secret).join('[redacted]');
+  return out;
 }
