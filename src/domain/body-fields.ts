@@ -3,132 +3,196 @@
 // without its second factor, for the session's own portal cookies or a signed-out browser's.
 import { queryFieldNames, sameFieldName } from './legacy-auth.js';
 
-/** A body a portal reads fields from: a form (urlencoded or multipart) or JSON. */
-export type FieldBody = { kind: 'form' | 'json' } | { kind: 'multipart'; boundary: string };
+/** Why a body cannot go to the portal: the login's fields in it, or a body that cannot be read for them. */
+export type BodyRefusal = { refuse: 'login-fields' } | { refuse: 'unreadable'; why: string };
+
+// Charsets in which the login's field names are the ASCII bytes the readers look for.
+const ASCII_COMPATIBLE = /^(utf-?8|us-ascii|ascii|iso-?8859-\d{1,2}|latin-?[1-9]|windows-125\d|cp125\d)$/i;
 
 /**
- * How a portal may read a request body's fields, by its Content-Type read as loosely as lenient portals read it (any
- * case, the type anywhere in the header), or null for a body no framework reads fields from.
+ * Why a body with these headers cannot be read for the login's fields (a charset in which field names are other
+ * bytes, UTF-16 or UTF-7, which a portal may decode; a multipart body without a boundary), or null.
  */
-export function fieldBody(contentType: string | undefined): FieldBody | null {
-  const type = (contentType ?? '').toLowerCase();
-  if (type.includes('x-www-form-urlencoded')) return { kind: 'form' };
-  if (type.includes('multipart/')) {
-    const boundary = /boundary\s*=\s*(?:"([^"]*)"|([^;,\s]+))/i.exec(contentType!);
-    const value = boundary?.[1] ?? boundary?.[2];
-    // Without a boundary no part can be told from another, by the portal either.
-    return value ? { kind: 'multipart', boundary: value } : null;
+export function unreadableBody(contentType: string | undefined): string | null {
+  for (const [, charset] of (contentType ?? '').matchAll(/charset\s*=\s*"?([^";,\s]*)/gi)) {
+    if (!ASCII_COMPATIBLE.test(charset!)) return `charset ${charset!.slice(0, 40)}`;
   }
-  if (type.includes('json')) return { kind: 'json' };
+  if (mediaType(contentType).startsWith('multipart/') && boundaries(contentType!).length === 0) return 'a multipart body without a boundary';
   return null;
 }
 
-// Longer names (in bytes) are kept to this length, and a longer JSON key is none: no login field is named so long,
-// and a name cannot grow memory.
+/** Whether a portal framework may unpack a compressed body of this type before reading its fields (body-parser does). */
+export function fieldsType(contentType: string | undefined): boolean {
+  const media = mediaType(contentType);
+  return media.includes('json') || media.includes('form') || media.startsWith('multipart/');
+}
+
+const mediaType = (contentType: string | undefined) => (contentType ?? '').split(/[;,]/, 1)[0]!.trim().toLowerCase();
+
+/**
+ * Every boundary a multipart parser may read from the header: each `boundary` parameter in any case (parsers take the
+ * first, the last, or the first spelt in lower case), quoted or up to `;`, `,`, a quote or a space, and as PHP reads
+ * it, from the first `=` after the word to a `,` or `;`.
+ */
+function boundaries(contentType: string): string[] {
+  const found = new Set<string>();
+  for (const m of contentType.matchAll(/boundary/gi)) {
+    const after = contentType.slice(m.index + m[0].length);
+    const eq = after.indexOf('=');
+    if (eq === -1) continue;
+    const value = after.slice(eq + 1).trimStart();
+    const quoted = /^"([^"]*)"/.exec(value)?.[1];
+    for (const v of [quoted, /^[^;,"\s]*/.exec(value)![0], value.split(/[;,]/, 1)[0]!.trim()]) if (v) found.add(v.slice(0, 200));
+  }
+  return [...found];
+}
+
+// Longer names (in bytes, leading spaces aside) are kept to this length, and a longer JSON key is none: no login
+// field is named so long, and a name cannot grow memory.
 const MAX_NAME = 1024;
-// A multipart part's headers are looked at up to this length.
+// A multipart part's headers longer than this make the body unreadable.
 const MAX_PART_HEADERS = 16 * 1024;
 
 /**
- * Reads a body as it streams and tells once it has held both a username field (one of `usernameFields`) and the
- * password field, in any spelling a portal matching names loosely reads as them (sameFieldName): form fields, JSON
- * keys at any depth, multipart parts by their name.
+ * Reads a body as it streams, every way a portal may read fields from it: as an urlencoded form and as JSON (keys at
+ * any depth), whatever its Content-Type says (a front controller may read `php://input` as either), and as multipart
+ * by each boundary its Content-Type may name. Refuses once it has held a username field (one of `usernameFields`)
+ * and the password field, in any spelling a portal matching names loosely reads as them (sameFieldName): in a form
+ * only with values (a page's empty login box sent with every postback is no login).
  */
 export class LoginFieldsScanner {
   private username = false;
   private password = false;
-  private readonly names: NameReader;
+  private readonly readers: NameReader[];
+  private unreadable: string | null = null;
+  private started = false;
+  private readonly json: boolean;
 
   constructor(
-    body: FieldBody,
+    contentType: string | undefined,
     private readonly usernameFields: readonly string[],
     private readonly passwordField: string,
   ) {
-    this.names = body.kind === 'multipart' ? new MultipartNames(body.boundary) : body.kind === 'form' ? new FormNames() : new JsonKeys();
+    this.json = mediaType(contentType).includes('json');
+    const multipart = /multipart/i.test(contentType ?? '') ? boundaries(contentType!) : [];
+    this.readers = [new FormNames(), new JsonKeys(), ...multipart.map((b) => new MultipartNames(b))];
   }
 
-  /** Reads the next chunk; true once the body has held both fields. */
-  write(chunk: Buffer): boolean {
-    this.names.write(chunk, (name) => this.saw(name));
-    return this.found;
+  /** Reads the next chunk: a refusal once the body cannot go on, else null. */
+  write(chunk: Buffer): BodyRefusal | null {
+    // JSON in UTF-16 or UTF-32 (a byte-order mark, or a NUL among the first bytes), which Jackson and Python read.
+    if (!this.started && this.json && chunk.length && (chunk[0] === 0xfe || chunk[0] === 0xff || chunk.subarray(0, 4).includes(0))) this.unreadable = 'JSON not in UTF-8';
+    this.started ||= chunk.length > 0;
+    for (const r of this.readers) r.write(chunk, this.saw);
+    return this.verdict();
   }
 
-  /** Reads the end of the body; true once the body has held both fields. */
-  end(): boolean {
-    this.names.end((name) => this.saw(name));
-    return this.found;
+  /** Reads the end of the body: a refusal, or null when it may go to the portal. */
+  end(): BodyRefusal | null {
+    for (const r of this.readers) r.end(this.saw);
+    return this.verdict();
   }
 
-  get found(): boolean {
-    return this.username && this.password;
+  private verdict(): BodyRefusal | null {
+    if (this.username && this.password) return { refuse: 'login-fields' };
+    const why = this.unreadable ?? this.readers.map((r) => r.unreadable).find((u) => u);
+    return why ? { refuse: 'unreadable', why } : null;
   }
 
-  private saw(name: string): void {
+  private readonly saw = (name: string, filled = true): void => {
+    if (!filled) return;
     if (!this.password && sameFieldName(name, this.passwordField)) this.password = true;
     if (!this.username && this.usernameFields.some((f) => sameFieldName(name, f))) this.username = true;
-  }
+  };
 }
 
+type Saw = (name: string, filled?: boolean) => void;
+
 interface NameReader {
-  write(chunk: Buffer, saw: (name: string) => void): void;
-  end(saw: (name: string) => void): void;
+  write(chunk: Buffer, saw: Saw): void;
+  end(saw: Saw): void;
+  /** Why the body cannot be read this way, once it cannot. */
+  unreadable?: string;
 }
 
 /**
  * Field names of an urlencoded form, split on & and ; (some portals split on both), raw bytes read as UTF-8 and
- * escapes decoded as queries' are.
+ * escapes decoded as queries' are, leading spaces dropped (PHP drops them), each told with whether it has a value.
  */
 class FormNames implements NameReader {
   private inName = true;
   private name: number[] = [];
+  /** A name whose value has not shown a byte yet. */
+  private waiting: string | null = null;
 
-  write(chunk: Buffer, saw: (name: string) => void): void {
+  write(chunk: Buffer, saw: Saw): void {
     for (const byte of chunk) {
       if (byte === 0x26 || byte === 0x3b) {
-        if (this.inName) this.emit(saw);
+        this.close(saw);
         this.inName = true;
-      } else if (this.inName) {
-        if (byte === 0x3d) {
-          this.emit(saw);
-          this.inName = false;
-        } else if (this.name.length < MAX_NAME) this.name.push(byte);
+      } else if (!this.inName) {
+        if (this.waiting !== null) saw(this.waiting, true);
+        this.waiting = null;
+      } else if (byte === 0x3d) {
+        this.waiting = this.decoded();
+        this.inName = false;
+      } else if (this.name.length === 0 && (byte === 0x20 || byte === 0x2b)) {
+        // A leading space (raw or +) is no part of the name.
+      } else if (this.name.length < MAX_NAME) {
+        this.name.push(byte);
+        // Nor is a leading %20.
+        if (this.name.length === 3 && this.name[0] === 0x25 && this.name[1] === 0x32 && this.name[2] === 0x30) this.name = [];
       }
     }
   }
 
-  end(saw: (name: string) => void): void {
-    if (this.inName) this.emit(saw);
+  end(saw: Saw): void {
+    this.close(saw);
   }
 
-  private emit(saw: (name: string) => void): void {
-    // Decoded as the legacy check decodes a query's names (+, %XX, and %uXXXX as ASP.NET reads it).
-    if (this.name.length) for (const n of queryFieldNames(`${Buffer.from(this.name).toString('utf8')}=`)) saw(n);
+  /** The end of a field: a name without a value, or one whose value stayed empty. */
+  private close(saw: Saw): void {
+    if (this.inName) {
+      const name = this.decoded();
+      if (name) saw(name, false);
+    } else if (this.waiting !== null) saw(this.waiting, false);
+    this.waiting = null;
+  }
+
+  /** The name so far, decoded as the legacy check decodes a query's (+, %XX, and %uXXXX as ASP.NET reads it). */
+  private decoded(): string {
+    const raw = Buffer.from(this.name).toString('utf8');
     this.name = [];
+    return raw ? (queryFieldNames(`${raw}=`)[0] ?? '') : '';
   }
 }
 
 /**
  * The keys of a JSON text at any depth: each string followed by a colon. Read as the lenient parsers of legacy stacks
- * read JSON (Json.NET, JSON5): single-quoted strings and bare-word keys (`{username: 'x'}`) too. Not validated.
+ * read JSON (Json.NET, JSON5): single-quoted strings, bare-word keys (`{username: 'x'}`), comments and any space
+ * (a non-breaking one, a byte-order mark) between tokens. Not validated.
  */
 class JsonKeys implements NameReader {
-  private state: 'out' | 'string' | 'escape' | 'unicode' | 'word' | 'after' = 'out';
+  private state: 'out' | 'string' | 'escape' | 'unicode' | 'word' | 'after' | 'slash' | 'block' | 'blockStar' | 'line' = 'out';
+  /** Where a comment returns to. */
+  private resume: 'out' | 'after' = 'out';
   private quote = 0;
   private bytes: number[] = [];
   private text = '';
   private hex = '';
   private long = false;
 
-  write(chunk: Buffer, saw: (name: string) => void): void {
+  write(chunk: Buffer, saw: Saw): void {
     for (const byte of chunk) this.step(byte, saw);
   }
 
   end(): void {}
 
-  private step(byte: number, saw: (name: string) => void): void {
+  private step(byte: number, saw: Saw): void {
     switch (this.state) {
       case 'out':
-        this.begin(byte);
+        if (byte === 0x2f) this.comment('out');
+        else this.begin(byte);
         break;
       case 'string':
         if (byte === this.quote) {
@@ -164,9 +228,33 @@ class JsonKeys implements NameReader {
         if (byte === 0x3a) {
           if (!this.long) saw(this.text);
           this.state = 'out';
-        } else if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) this.begin(byte);
+        } else if (byte === 0x2f) this.comment('after');
+        else if (!spaceByte(byte)) this.begin(byte);
+        break;
+      case 'slash':
+        if (byte === 0x2a) this.state = 'block';
+        else if (byte === 0x2f) this.state = 'line';
+        else {
+          this.state = this.resume;
+          this.step(byte, saw);
+        }
+        break;
+      case 'block':
+        if (byte === 0x2a) this.state = 'blockStar';
+        break;
+      case 'blockStar':
+        if (byte === 0x2f) this.state = this.resume;
+        else if (byte !== 0x2a) this.state = 'block';
+        break;
+      case 'line':
+        if (byte === 0x0a || byte === 0x0d) this.state = this.resume;
         break;
     }
+  }
+
+  private comment(from: 'out' | 'after'): void {
+    this.resume = from;
+    this.state = 'slash';
   }
 
   /** A string or a bare word beginning at this byte, or nothing. */
@@ -191,25 +279,33 @@ class JsonKeys implements NameReader {
   }
 }
 
-/** A byte of a bare word: letters, digits, _ and $, and any byte of a UTF-8 sequence. */
-const wordByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x5f || b === 0x24 || b >= 0x80;
+/** A byte of a bare word: letters, digits, _ and $, and a UTF-8 sequence's (not of a space: see spaceByte). */
+const wordByte = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || b === 0x5f || b === 0x24 || (b >= 0x80 && !spaceByte(b));
+/**
+ * A byte of a space between tokens: ASCII controls and space, and the bytes of the non-breaking space (C2 A0), the
+ * byte-order mark (EF BB BF) and the spaces and separators of U+2000–U+205F and U+3000 (E2 80 xx, E2 81 9F, E3 80 80),
+ * which lenient parsers take as whitespace. A name holding such bytes is no login field's.
+ */
+const spaceByte = (b: number) => b <= 0x20 || b === 0xc2 || b === 0xa0 || b === 0xef || b === 0xbb || b === 0xbf || b === 0xe2 || b === 0xe3 || b === 0x80 || b === 0x81 || b === 0x9f;
 
 const ESCAPED: Readonly<Record<number, number>> = { 0x62: 0x08, 0x66: 0x0c, 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09 };
 
 /**
- * The names of a multipart body's parts, from each part's Content-Disposition (`name="…"`, or RFC 5987's `name*=`),
- * its headers ending at an empty line with CRLF or LF alone, as lenient parsers read them.
+ * The names of a multipart body's parts by one boundary: every `name` (quoted with " or ', or bare) and RFC 5987
+ * `name*` parameter of each part's Content-Disposition, wherever it stands in the value and however many there are,
+ * its headers read as lenient parsers read them (lines ending in LF or CRLF, folded lines joined).
  */
 class MultipartNames implements NameReader {
+  unreadable?: string;
   private readonly delimiter: Buffer;
   private pending = Buffer.alloc(0);
   private inHeaders = false;
 
   constructor(boundary: string) {
-    this.delimiter = Buffer.from(`--${boundary}`, 'latin1');
+    this.delimiter = Buffer.from(`--${boundary}`, 'utf8');
   }
 
-  write(chunk: Buffer, saw: (name: string) => void): void {
+  write(chunk: Buffer, saw: Saw): void {
     let rest = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     for (;;) {
       if (!this.inHeaders) {
@@ -220,35 +316,61 @@ class MultipartNames implements NameReader {
           break;
         }
         rest = rest.subarray(at + this.delimiter.length);
+        // The closing delimiter: no part follows it.
+        if (rest.length < 2 && rest[0] !== 0x0a && rest[0] !== 0x0d) {
+          this.pending = Buffer.concat([this.delimiter, rest]);
+          return;
+        }
+        if (rest[0] === 0x2d && rest[1] === 0x2d) continue;
         this.inHeaders = true;
       }
-      const crlf = rest.indexOf('\r\n\r\n');
-      const lf = rest.indexOf('\n\n');
-      const end = crlf === -1 ? lf : lf === -1 ? crlf : Math.min(crlf, lf);
+      // The delimiter's line, then header lines up to an empty one.
+      const end = headersEnd(rest);
       if (end === -1) {
-        // Headers that go on and on are no part a parser reads: the search for the next delimiter goes on after them.
-        if (rest.length > MAX_PART_HEADERS) this.inHeaders = false;
-        else break;
-        continue;
+        if (rest.length > MAX_PART_HEADERS) this.unreadable = 'multipart part headers too long';
+        break;
       }
       this.headers(rest.subarray(0, end).toString('utf8'), saw);
-      rest = rest.subarray(end + 2);
+      rest = rest.subarray(end);
       this.inHeaders = false;
     }
-    this.pending = Buffer.from(rest);
+    this.pending = Buffer.from(rest.length > MAX_PART_HEADERS ? rest.subarray(0, 0) : rest);
   }
 
-  end(saw: (name: string) => void): void {
+  end(saw: Saw): void {
     if (this.inHeaders) this.headers(this.pending.toString('utf8'), saw);
   }
 
-  private headers(text: string, saw: (name: string) => void): void {
-    for (const line of text.split(/\r?\n/)) {
-      if (!/^\s*content-disposition\s*:/i.test(line)) continue;
-      const plain = /;\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))/i.exec(line);
-      if (plain) saw((plain[1]?.replace(/\\(.)/g, '$1') ?? plain[2] ?? '').slice(0, MAX_NAME));
-      const extended = /;\s*name\*\s*=\s*[^']*'[^']*'([^;\s]*)/i.exec(line);
-      if (extended) for (const n of queryFieldNames(`${extended[1]}=`)) saw(n.slice(0, MAX_NAME));
+  private headers(text: string, saw: Saw): void {
+    // The first line is the rest of the delimiter's.
+    const lines = text.split('\n').slice(1).map((l) => l.replace(/\r$/, ''));
+    const joined: string[] = [];
+    for (const line of lines) {
+      if (joined.length && (/^\s/.test(line) || !line.includes(':'))) joined[joined.length - 1] += ` ${line.trim()}`;
+      else joined.push(line);
+    }
+    for (const header of joined) {
+      const colon = header.indexOf(':');
+      if (header.slice(0, colon).trim().toLowerCase() !== 'content-disposition') continue;
+      const value = header.slice(colon + 1);
+      for (const m of value.matchAll(/(?:^|[\s;:])name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([^;\s]*))/gi)) {
+        saw((m[1]?.replace(/\\(.)/g, '$1') ?? m[2] ?? m[3] ?? '').slice(0, MAX_NAME));
+      }
+      for (const m of value.matchAll(/(?:^|[\s;:])name\*\s*=\s*[^']*'[^']*'([^;\s]*)/gi)) {
+        for (const n of queryFieldNames(`${m[1]}=`)) saw(n.slice(0, MAX_NAME));
+      }
     }
   }
+}
+
+/** Where a part's headers end (after the empty line that ends them, LF or CRLF), or -1 while it has not come. */
+function headersEnd(rest: Buffer): number {
+  let from = rest.indexOf(0x0a);
+  while (from !== -1) {
+    const next = rest.indexOf(0x0a, from + 1);
+    if (next === -1) return -1;
+    if (next === from + 1 || (next === from + 2 && rest[from + 1] === 0x0d)) return next + 1;
+    from = next;
+  }
+  return -1;
 }

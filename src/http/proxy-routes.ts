@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { pathAndQuery, targetOrRefusal, type CanonicalTarget } from '../domain/canonical-path.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
-import { fieldBody, LoginFieldsScanner } from '../domain/body-fields.js';
+import { fieldsType, LoginFieldsScanner, unreadableBody, type BodyRefusal } from '../domain/body-fields.js';
 import { asList, browserResponseHeaders, clearsCookies, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
 import { usernameFields } from '../domain/legacy-auth.js';
 import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
@@ -229,24 +229,39 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   /**
    * The login's username and password fields together in the body of a request to another path (SECURITY C-30): a
    * portal that signs in wherever they come (a front controller, a common include) would take a password there
-   * without its second factor. The body is read on its way to the portal, and the request fails (403) at the chunk
-   * that completes the pair, which does not reach the portal: a portal gets at most a body cut short, its request
-   * broken off, which no framework acts on. A form or JSON body the gateway cannot read (compressed) is refused.
+   * without its second factor. The body is read on its way to the portal, every way a portal may read fields from it,
+   * and its last chunk is held back until the whole body has been read: a body holding both never reaches the portal
+   * whole (a portal gets at most one cut short, its request broken off, which no framework acts on), and the request
+   * is refused (403). A body the gateway cannot read for them is refused too: compressed (415, for form, JSON and
+   * multipart types, which a framework may unpack), in a charset in which the names are other bytes (415), or
+   * unreadable as multipart (400).
    */
   function guardLoginFields(req: FastifyRequest): void {
-    const kind = fieldBody(req.headers['content-type']);
-    if (!kind) return;
+    const type = req.headers['content-type'];
     const encoding = req.headers['content-encoding']?.trim().toLowerCase();
-    if (encoding && encoding !== 'identity') throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'compressed form or JSON body');
+    if (encoding && encoding !== 'identity' && fieldsType(type)) throw new GatewayError('GW_ERR_UNSUPPORTED_MEDIA_TYPE', 'compressed form or JSON body');
+    const unreadable = unreadableBody(type);
+    if (unreadable) throw new GatewayError(unreadable.startsWith('charset') ? 'GW_ERR_UNSUPPORTED_MEDIA_TYPE' : 'GW_ERR_BAD_REQUEST', `request body: ${unreadable}`);
     const body = req.body as BoundedBody;
-    const scanner = new LoginFieldsScanner(kind, usernameFields(config.portal.login), config.portal.login.passwordField);
-    const refuse = (cb: (err: Error) => void) => {
-      body.loginFields = true;
-      cb(new GatewayError('GW_ERR_LEGACY_AUTH', 'login fields in a request body'));
+    const scanner = new LoginFieldsScanner(type, usernameFields(config.portal.login), config.portal.login.passwordField);
+    let held: Buffer | undefined;
+    const refused = (verdict: BodyRefusal | null, cb: (err?: Error | null) => void): boolean => {
+      if (!verdict) return false;
+      body.refused = verdict;
+      cb(refusal(verdict));
+      return true;
     };
     const guard: GuardedBody = new Transform({
-      transform: (chunk: Buffer, _enc, cb) => (scanner.write(chunk) ? refuse(cb) : cb(null, chunk)),
-      flush: (cb) => (scanner.end() ? refuse(cb) : cb()),
+      transform(chunk: Buffer, _enc, cb) {
+        if (refused(scanner.write(chunk), cb)) return;
+        if (held) this.push(held);
+        held = chunk;
+        cb();
+      },
+      flush(cb) {
+        if (refused(scanner.end(), cb)) return;
+        cb(null, held);
+      },
     });
     guard.bounded = body;
     pipeline(body, guard, () => {});
@@ -383,9 +398,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         leave();
         failed = true;
         const body = boundedBody(req);
-        if (body?.loginFields) {
-          ctx.access.loginFieldsRefused({ pid: req.access?.pid, ip: req.client.ip, rule: req.access?.rule ?? '', path: target.path });
-          return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_LEGACY_AUTH', 'login fields in a request body'));
+        if (body?.refused) {
+          if (body.refused.refuse === 'login-fields') ctx.access.loginFieldsRefused({ pid: req.access?.pid, ip: req.client.ip, rule: req.access?.rule ?? '', path: target.path });
+          return sendInstead(rep, forwardedHeaders, refusal(body.refused));
         }
         if (body?.tooLarge) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_PAYLOAD_TOO_LARGE', 'body too large'));
         if (body?.stalled) return sendInstead(rep, forwardedHeaders, new GatewayError('GW_ERR_REQUEST_TIMEOUT', 'the body stopped arriving'));
@@ -463,9 +478,14 @@ function forwardedFor(req: FastifyRequest): string {
   return req.client.ip ?? normaliseAddress(req.socket.remoteAddress ?? '') ?? '';
 }
 
-type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff?: boolean; loginFields?: boolean; /** Bytes come so far. */ received?: number };
+type BoundedBody = Transform & { tooLarge?: boolean; stalled?: boolean; brokeOff?: boolean; refused?: BodyRefusal; /** Bytes come so far. */ received?: number };
 /** A body read for the login's fields (guardLoginFields) on its way from the bounded one. */
 type GuardedBody = Transform & { bounded?: BoundedBody };
+
+/** The answer to a body refused by guardLoginFields. */
+function refusal(r: BodyRefusal): GatewayError {
+  return r.refuse === 'login-fields' ? new GatewayError('GW_ERR_LEGACY_AUTH', 'login fields in a request body') : new GatewayError('GW_ERR_BAD_REQUEST', `request body: ${r.why}`);
+}
 
 /** The request's body as the content parser bounded it, also where a guard stands after it. */
 function boundedBody(req: FastifyRequest): BoundedBody | undefined {
