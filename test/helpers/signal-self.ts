@@ -3,8 +3,9 @@
 // outside could land it:
 //   lock      just after it takes its audit directory's lock
 //   listen:N  as the Nth server of the process begins to listen (listen:1, the first)
+//   import:M  as module M is first imported (import:fastify: as the gateway's modules are being loaded)
 import fs from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
+import { register, syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
 
 const send = () => process.kill(process.pid, process.env.SIGNAL_SELF as NodeJS.Signals);
@@ -29,4 +30,18 @@ if (nth) {
     if (++n === Number(nth[1])) send();
     return listen.apply(this, args as Parameters<typeof listen>);
   } as typeof listen;
+}
+
+const imported = /^import:(.+)$/.exec(at);
+if (imported) {
+  // A module hook (run on a thread of its own): it sends the signal as it resolves M, and goes on loading.
+  const hooks = `let sent = false;
+export async function resolve(specifier, context, next) {
+  if (!sent && specifier === ${JSON.stringify(imported[1])}) {
+    sent = true;
+    process.kill(${process.pid}, ${JSON.stringify(process.env.SIGNAL_SELF)});
+  }
+  return next(specifier, context);
+}`;
+  register(`data:text/javascript,${encodeURIComponent(hooks)}`);
 }

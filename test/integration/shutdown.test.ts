@@ -369,3 +369,52 @@ t.test('a signal once the start has taken the audit lock gives the start up befo
   t.notMatch(out.stderr, /\n\s+at /, 'no stack trace');
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
+
+/**
+ * The command line, sent `signal` as the web framework's module is first imported: while the gateway's modules are
+ * being loaded, before anything of the command has run. Without the NODE_OPTIONS the test runner gives every child
+ * process: the module they preload handles SIGTERM and SIGINT itself, and a moment later kills a process that has no
+ * handler of its own by then, where one run by hand is killed at once.
+ */
+function loadingSignalled(args: string[], signal: NodeJS.Signals) {
+  return spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, TS_LOADER, SIGNAL_SELF, 'src/main.ts', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, SIGNAL_SELF: signal, SIGNAL_SELF_AT: 'import:fastify' },
+  });
+}
+
+t.test('a signal while the command line is still loading (before the gateway is built) stops serve cleanly: exit 0, said so', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.server = { ...raw.server, port: await freePort() };
+  raw.log = { level: 'info' };
+  const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+  writeFileSync(file, JSON.stringify(raw));
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    // As the web framework's module is first imported: the gateway's modules are being loaded.
+    const proc = loadingSignalled(['serve', '--config', file], signal);
+    t.teardown(() => proc.kill('SIGKILL'));
+    const out = { stdout: '', stderr: '' };
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));
+    const [code, killedBy] = (await once(proc, 'close')) as [number | null, string | null];
+    t.same({ code, signal: killedBy }, { code: 0, signal: null }, `${signal}: exits 0, as after a stop (not killed by the signal)`);
+    t.match(out.stdout, new RegExp(`"signal":"${signal}".*"msg":"stopped while starting"`), 'said so');
+    t.notMatch(out.stdout, /Server listening|admin listener/, 'it never listened');
+    t.notMatch(out.stderr, /\n\s+at /, 'no stack trace');
+    t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'no audit lock is left');
+  }
+});
+
+t.test('a signal while the command line is loading still ends any other command, as Node does by default', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+  writeFileSync(file, JSON.stringify(raw));
+  const proc = loadingSignalled(['config', 'check', file], 'SIGTERM');
+  t.teardown(() => proc.kill('SIGKILL'));
+  let stdout = '';
+  proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  proc.stderr.resume();
+  const [code, signal] = (await once(proc, 'close')) as [number | null, string | null];
+  t.same({ code, signal }, { code: null, signal: 'SIGTERM' }, 'ended by the signal');
+  t.notMatch(stdout, /valid/, 'before it checked anything');
+});

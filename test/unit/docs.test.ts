@@ -68,7 +68,7 @@ t.test('every error code is in the README, with its status', async (t) => {
 });
 
 t.test('every command is in the README', async (t) => {
-  const main = readFileSync('src/main.ts', 'utf8');
+  const main = readFileSync('src/commands.ts', 'utf8');
   const usage = /const USAGE = `([\s\S]+?)`;/.exec(main)![1]!;
   // `user show|export` is two commands.
   const commands = [...usage.matchAll(/^ {2}mfa-gateway ([a-z-]+)(?: ([a-z|-]+))?/gm)].flatMap((m) => (m[2] ?? '').split('|').map((sub) => `${m[1]} ${sub}`.trim()));
@@ -89,7 +89,7 @@ t.test('every command is in the README', async (t) => {
 
 t.test("the README's command rows name each option's value as the usage text does", async (t) => {
   // `--cert PEM` in the usage and `--cert FILE` in the README: one of them misleads (it is a file, holding a PEM).
-  const usage = /const USAGE = `([\s\S]+?)`;/.exec(readFileSync('src/main.ts', 'utf8'))![1]!;
+  const usage = /const USAGE = `([\s\S]+?)`;/.exec(readFileSync('src/commands.ts', 'utf8'))![1]!;
   const rows = readme.split('\n').filter((l) => l.startsWith('| `mfa-gateway ')).map((l) => l.split('` |')[0]!).join('\n');
   const values = (text: string) => {
     const found = new Map<string, Set<string>>();
@@ -103,7 +103,7 @@ t.test("the README's command rows name each option's value as the usage text doe
 
 t.test("each command's row in the README names every option the command takes", async (t) => {
   // An option left out of its row looks like one the command refuses (an option a command does not take is wrong usage).
-  const main = readFileSync('src/main.ts', 'utf8');
+  const main = readFileSync('src/commands.ts', 'utf8');
   const table = /const OPTIONS_OF = new Map<[^>]+>\(Object\.entries\(\{([\s\S]+?)\n\}\)\);/.exec(main)![1]!;
   // The admin commands' own (ADMIN: --config, --operator, --reason) too: without them each is refused (exit 2).
   const admin = [...(/const ADMIN = \[([^\]]+)\]/.exec(main)![1]!.matchAll(/'([a-z-]+)'/g))].map((m) => m[1]!);
@@ -137,7 +137,7 @@ t.test("every notification and alert has its row in the README's Notifications t
 });
 
 t.test('every command the operator docs show is one the CLI has, with options it takes', async (t) => {
-  const main = readFileSync('src/main.ts', 'utf8');
+  const main = readFileSync('src/commands.ts', 'utf8');
   const table = /const OPTIONS_OF = new Map<[^>]+>\(Object\.entries\(\{([\s\S]+?)\n\}\)\);/.exec(main)![1]!;
   const admin = [...(/const ADMIN = \[([^\]]+)\]/.exec(main)![1]!.matchAll(/'([a-z-]+)'/g))].map((m) => m[1]!);
   const takes = new Map([...table.matchAll(/^ {2}'?([a-z][a-z -]*?)'?: (.+),$/gm)].map((m) => [m[1]!, [...(m[2]!.includes('ADMIN') ? admin : []), ...[...m[2]!.matchAll(/'([a-z-]+)'/g)].map((o) => o[1]!)]]));
