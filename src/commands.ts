@@ -364,8 +364,8 @@ interface Connections {
    * which clients send a request again (RFC 9112 §9.3.1), never an answer cut short.
    */
   closeIdle(): void;
-  /** Every connection closed, answered or not. */
-  closeAll(): void;
+  /** Every connection closed, answered or not; returns how many requests were still being answered (cut off). */
+  closeAll(): number;
 }
 
 /**
@@ -411,7 +411,10 @@ function trackConnections(server: Server, tls: boolean): Connections {
       for (const socket of sockets) closeWhenIdle(socket);
     },
     closeAll() {
+      let answering = 0;
+      for (const socket of sockets) if ((socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage) answering++;
       for (const socket of [...handshaking, ...sockets]) socket.destroy();
+      return answering;
     },
   };
 }
@@ -467,7 +470,12 @@ async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
   log.info({ signal, graceSeconds: config.server.shutdownGraceSeconds }, 'stopping: no new connections; requests in flight may finish');
   // Requests in flight may finish; a connection with none is closed at once, or as its last answer ends (see
   // trackConnections). After the grace period every connection still open is closed.
-  const force = setTimeout(() => connections.closeAll(), config.server.shutdownGraceSeconds * 1000);
+  const graceSeconds = config.server.shutdownGraceSeconds;
+  const force = setTimeout(() => {
+    // Their clients see the connection closed: a page cut short, a sign-in that must be sent again.
+    const requests = connections.closeAll();
+    if (requests > 0) log.warn({ signal, requests, graceSeconds }, `server.shutdownGraceSeconds ran out: ${requests} request${requests === 1 ? '' : 's'} still in flight ${requests === 1 ? 'was' : 'were'} cut off`);
+  }, graceSeconds * 1000);
   force.unref();
   try {
     connections.closeIdle();

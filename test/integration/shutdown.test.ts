@@ -55,6 +55,21 @@ t.test('a login waiting for a portal that does not answer holds the stop no long
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
 
+t.test('when the grace period runs out, the log says how many requests in flight were cut off', async (t) => {
+  const { portal, gw } = await beforeSilentPortal(t, 1, 'warn');
+  let stdout = '';
+  gw.proc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  gw.proc.stderr!.resume();
+  const b = new Browser(gw.url);
+  const cut = [b.post('/login', { username: 'alice', password: 'correct horse battery' }), new Browser(gw.url).get('/static/a')].map((p) => p.catch(() => 'cut off'));
+  for (let i = 0; i < 100 && portal.requests.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  gw.proc.kill('SIGTERM');
+  const [code] = (await once(gw.proc, 'exit')) as [number | null];
+  t.equal(code, 0);
+  t.same(await Promise.all(cut), ['cut off', 'cut off']);
+  t.match(stdout, /"level":40,.*"requests":2,"graceSeconds":1,"msg":"server.shutdownGraceSeconds ran out: 2 requests still in flight were cut off"/);
+});
+
 t.test('SIGHUP (the terminal closed, a reload the gateway does not have) stops it as SIGTERM does, not at once', async (t) => {
   const { portal, raw, gw } = await beforeSilentPortal(t, 1, 'info');
   let stdout = '';
