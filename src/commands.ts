@@ -433,10 +433,16 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
     // between phases) may not have passed through since: two setImmediate turns make sure one has.
     for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     stop.throwIfAborted();
-    await app.listen({ host: config.server.host, port: config.server.port });
+    await app.listen({ host: config.server.host, port: config.server.port }).catch((err: unknown) => {
+      throw listenError('server', config.server, err);
+    });
     // Once a stop is asked for, readiness says so (503, "shutting down") while the requests in flight finish.
     const ready = () => (stop.aborted ? Promise.reject(new Error('shutting down')) : app.gateway.ready());
-    const admin = config.admin.enabled ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready }) : null;
+    const admin = config.admin.enabled
+      ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready }).catch((err: unknown) => {
+          throw listenError('admin', config.admin, err);
+        })
+      : null;
     return { app, admin, connections, show };
   } catch (err) {
     // A stop, a port taken (or the demo's codes not issued): the audit directory is given back, or the next start (a
@@ -444,6 +450,24 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
     await app.close();
     throw err;
   }
+}
+
+/**
+ * A listener that could not listen, named by the option of its port (server.port or admin.port) with what to do:
+ * Node's own words (`listen EADDRINUSE: address already in use 127.0.0.1:8080`) say neither which of the two it is nor
+ * where to change it.
+ */
+function listenError(listener: 'server' | 'admin', at: { host: string; port: number }, err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const where = `${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`;
+  const option = `${listener}.port`;
+  const problem: Record<string, string> = {
+    EADDRINUSE: `address already in use (${where}): another process listens there; stop it, or set another ${option}`,
+    EACCES: `permission denied (${where}): a port below 1024 needs privileges; set ${option} to 1024 or more (and map or forward the port), or grant them`,
+    EADDRNOTAVAIL: `address not available (${where}): ${listener}.host is no address of this machine; set it to one of its addresses, or 0.0.0.0`,
+  };
+  const text = (code !== undefined && problem[code]) || (err instanceof Error ? err.message : String(err));
+  return new Error(`${option} ${at.port}: ${text}`, { cause: err });
 }
 
 /**
