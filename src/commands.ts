@@ -31,6 +31,7 @@ import { isRuleFactor, RULE_FACTORS } from './domain/policy.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { startAdminServer, type AdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
+import { VERSION } from './metrics/build-info.js';
 import { defaultOnSignal, StopRequested, stopOnSignal } from './stop.js';
 
 const USAGE = `Usage:
@@ -77,6 +78,7 @@ const USAGE = `Usage:
                                      factors disabled after too many failures
 
   mfa-gateway help                   show this text (also --help, -h)
+  mfa-gateway version                the version of mfa-gateway (also --version)
 
 Short options: -c FILE for --config FILE, -h for --help.`;
 
@@ -107,10 +109,11 @@ const OPTIONS = {
   'audit-dir': { type: 'string', multiple: true },
   'public-key': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const;
 
 /** How many words a command (or command and action) takes, itself included (its action, a FILE); 2 when not named here. */
-const WORDS = new Map<string, number>([['serve', 1], ['demo', 1], ['report', 1], ['help', Infinity], ['config', 3], ['audit who', 3], ['audit verify', Infinity]]);
+const WORDS = new Map<string, number>([['serve', 1], ['demo', 1], ['report', 1], ['help', Infinity], ['version', Infinity], ['config', 3], ['audit who', 3], ['audit verify', Infinity]]);
 
 /** The actions of each command that has them: any other word in an action's place is refused as such, first. */
 const ACTIONS = new Map<string, readonly string[]>(Object.entries({
@@ -171,8 +174,8 @@ async function main(argv: string[]): Promise<number> {
     given.add(token.name);
   }
   const [, sub, arg] = positionals;
-  // --help is the answer to whatever else is on the line (`serve --help` runs nothing), as `help` is.
-  const command = v.help ? 'help' : positionals[0];
+  // --help is the answer to whatever else is on the line (`serve --help` runs nothing), as `help` is; so is --version.
+  const command = v.help ? 'help' : v.version ? 'version' : positionals[0];
   // Only serve and demo stop on a signal of their own (stop.ts); any other command ends by it, as it began to.
   if (command !== 'serve' && command !== 'demo') await defaultOnSignal();
   const config = () => {
@@ -193,7 +196,7 @@ async function main(argv: string[]): Promise<number> {
   // everybody's, `devices revoke --user bob` revoked the device for all and named bob in the trail): wrong usage.
   const action = OPTIONS_OF.has(`${command} ${sub}`) ? `${command} ${sub}` : command;
   const takes = action === undefined ? undefined : OPTIONS_OF.get(action);
-  const stray = takes && tokens.find((token) => token.kind === 'option' && token.name !== 'help' && !takes.includes(token.name));
+  const stray = takes && tokens.find((token) => token.kind === 'option' && token.name !== 'help' && token.name !== 'version' && !takes.includes(token.name));
   if (stray && stray.kind === 'option') throw new UsageError(`${action} does not take --${stray.name}`);
   if (positionals.length > words) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[words])}${command === 'config' ? ' (config check takes one FILE: run it once per file)' : ''}`);
   switch (command) {
@@ -279,6 +282,9 @@ async function main(argv: string[]): Promise<number> {
       const users = v.csv === undefined ? undefined : csvUsernames(v.csv);
       return admin(config(), v, command, 'issue', (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
     }
+    case 'version':
+      print([`mfa-gateway ${VERSION}`]);
+      return 0;
     case 'help':
     case undefined:
       process.stdout.write(`${USAGE}\n`);
@@ -474,6 +480,7 @@ function listenError(listener: 'server' | 'admin', at: { host: string; port: num
  * Runs the gateway until `stop` (SIGTERM, SIGINT or SIGHUP, see stop.ts), with the demo's banner if given.
  */
 async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Banner): Promise<number> {
+  log.info({ version: VERSION }, 'starting mfa-gateway');
   tuneRuntime();
   let started: Started;
   try {

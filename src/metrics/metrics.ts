@@ -2,6 +2,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { AUDIT_ERRORS } from '../audit/audit-error.js';
 import { SECURITY_EVENTS } from '../services/security-events.js';
+import { VERSION } from './build-info.js';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 /*
@@ -26,6 +27,7 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
  * | mfa_gateway_audit_failures_total          | counter   | kind                                  | Audit trail failures by AuditError code (AUDIT_WRITE_FAILED, …)  |
  * | mfa_gateway_notification_failures_total   | counter   | reason                                | Notify events lost: refused, failed (retries), dropped, shutdown |
  * | mfa_gateway_ready                         | gauge     | –                                     | 1 when the latest readiness check passed, 0 when it failed       |
+ * | mfa_gateway_build_info                    | gauge     | version                               | Always 1; its label is the version that runs (package.json's)    |
  * | process_*, nodejs_*                       | various   | prom-client defaults                  | CPU, memory, heap, event-loop lag, handles, GC                   |
  *
  * Labels never carry a user, an address or a path. Free-text values (rule names, event names, audit kinds) are
@@ -133,6 +135,7 @@ export class Metrics {
     for (const kind of UPSTREAM_KINDS) this.upstreamErrors.inc({ kind }, 0);
     for (const reason of NOTIFICATION_FAILURES) this.notificationFailures.inc({ reason }, 0);
     this.storeErrors.inc(0);
+    new Gauge({ name: 'mfa_gateway_build_info', help: 'Always 1: the version of mfa-gateway that runs, in its label.', labelNames: ['version'], registers: [this.registry] }).set({ version: VERSION }, 1);
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 

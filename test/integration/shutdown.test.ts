@@ -86,6 +86,9 @@ t.test('SIGHUP (the terminal closed, a reload the gateway does not have) stops i
   // The operator's log says the stop began, by which signal, and that it ended (a line of a request cut off may be
   // written after it, its time before).
   t.match(stdout, /"signal":"SIGHUP","graceSeconds":1,"msg":"stopping: no new connections; requests in flight may finish"}\n(.*\n)*.*"signal":"SIGHUP","msg":"stopped"}\n/);
+  // And the first line named the version that ran.
+  const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+  t.match(stdout.split('\n')[0], `"version":"${version}","msg":"starting mfa-gateway"}`);
 });
 
 t.test('a second signal while stopping (Ctrl+C after SIGTERM, SIGTERM again) neither crashes nor cuts the stop short', async (t) => {

@@ -1,6 +1,6 @@
 // Command-line arguments refused before anything runs: report periods, sessions revoke's choice; --help; what a refusal shows.
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sessionsCommand } from '../../../src/cli/admin.js';
 import { reportPeriod } from '../../../src/cli/report.js';
@@ -65,6 +65,13 @@ t.test('--help and -h print the usage and exit 0, as help does, running nothing 
   // The negative: an option still unknown is still a usage error.
   t.equal(unknown!.code, 2);
   t.same(unknown!.stderr, 'mfa-gateway: unknown option --helpme\nRun `mfa-gateway help` for every command.\n');
+});
+
+t.test('--version and version print the version of package.json and exit 0, whatever else is on the line', async (t) => {
+  const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+  const asked = [['--version'], ['version'], ['serve', '--version']];
+  const answers = await Promise.all(asked.map((args) => runCliAsync(args)));
+  answers.forEach((r, i) => t.same({ code: r.code, stdout: r.stdout, stderr: r.stderr }, { code: 0, stdout: `mfa-gateway ${version}\n`, stderr: '' }, asked[i]!.join(' ')));
 });
 
 t.test("wrong usage shows the message and that command's usage, not the whole text", async (t) => {

@@ -5,12 +5,13 @@ import { register as globalRegister } from 'prom-client';
 import { measuredStore } from '../../../src/metrics/measured-store.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
 
-/** Every non-zero sample of the registry as "name{a="x",b="y"} value" lines, default metrics left out. */
+/** Every non-zero sample of the registry as "name{a="x",b="y"} value" lines, default metrics and the build info left out. */
 async function samples(m: Metrics): Promise<string[]> {
   const out: string[] = [];
   for (const metric of await m.registry.getMetricsAsJSON()) {
     for (const v of (metric as unknown as { values: { metricName?: string; labels: Record<string, string | number>; value: number }[] }).values) {
-      if (v.value === 0) continue;
+      // The build info is 1 from the start, whatever happens.
+      if (v.value === 0 || metric.name === 'mfa_gateway_build_info') continue;
       const labels = Object.entries(v.labels)
         .sort(([a], [b]) => a.localeCompare(b))
         .map(([k, l]) => `${k}="${l}"`)
@@ -246,7 +247,7 @@ t.test('free-text labels are bounded: past the limit, new values count as "other
 
 t.test('label names are few and never name a user, an address or a path', async (t) => {
   const m = new Metrics();
-  const allowed = new Set(['event', 'outcome', 'factor', 'rule', 'reason', 'status_class', 'verdict', 'kind']);
+  const allowed = new Set(['event', 'outcome', 'factor', 'rule', 'reason', 'status_class', 'verdict', 'kind', 'version']);
   const ours = (await m.registry.getMetricsAsJSON()).filter((x) => x.name.startsWith('mfa_gateway_'));
   t.ok(ours.length >= 18);
   for (const metric of ours) {
@@ -288,4 +289,9 @@ t.test('a fresh registry has a zero series of each known label value: an event t
   const selected = [...rules.matchAll(/(mfa_gateway_\w+_total)\{(\w+)="(\w+)"\}/g)];
   t.ok(selected.length >= 4, 'the rules select on label values');
   for (const [, name, label, value] of selected) t.match(text, `${name}{${label}="${value}"`, `${name}{${label}="${value}"} exists before its first event`);
+});
+
+t.test('mfa_gateway_build_info says which version runs: 1, with the version of package.json', async (t) => {
+  const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+  t.match(await fresh().registry.metrics(), `\nmfa_gateway_build_info{version="${version}"} 1\n`);
 });
