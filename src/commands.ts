@@ -442,10 +442,9 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
     await app.listen({ host: config.server.host, port: config.server.port }).catch((err: unknown) => {
       throw listenError('server', config.server, err);
     });
-    // Once a stop is asked for, readiness says so (503, "shutting down") while the requests in flight finish.
-    const ready = () => (stop.aborted ? Promise.reject(new Error('shutting down')) : app.gateway.ready());
+    // Once a stop is asked for, readiness says so (503, "shutting down") on both listeners (see createGateway's ready).
     const admin = config.admin.enabled
-      ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready }).catch((err: unknown) => {
+      ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.ready() }).catch((err: unknown) => {
           throw listenError('admin', config.admin, err);
         })
       : null;
@@ -498,6 +497,13 @@ async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
   // A signal that came as it began to listen stops it at once, as one that comes now.
   if (!stop.aborted) await once(stop, 'abort');
   const { signal } = stop.reason as StopRequested;
+  // Readiness says 503 from the stop on, but a load balancer sees it only at its next probes: until it has taken the
+  // gateway out of service it goes on sending requests, which a port that takes no connection would refuse.
+  const delaySeconds = config.server.shutdownDelaySeconds;
+  if (delaySeconds > 0) {
+    log.info({ signal, delaySeconds }, 'stopping: not ready (503) for server.shutdownDelaySeconds, still serving');
+    await new Promise((resolve) => setTimeout(resolve, delaySeconds * 1000));
+  }
   log.info({ signal, graceSeconds: config.server.shutdownGraceSeconds }, 'stopping: no new connections; requests in flight may finish');
   // Requests in flight may finish; a connection with none is closed at once, or as its last answer ends (see
   // trackConnections). After the grace period every connection still open is closed.

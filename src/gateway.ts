@@ -63,7 +63,7 @@ export interface GatewayOverrides {
   auditWriter?: 'gateway' | 'admin' | 'none';
   /** Also collect process and Node.js metrics (the server does; tests and the CLI need not). */
   processMetrics?: boolean;
-  /** A stop requested while starting: the wait for the audit directory's lock is given up (its reason thrown). */
+  /** A stop requested (serve): while starting, the wait for the audit directory's lock is given up (its reason thrown); then readiness fails. */
   signal?: AbortSignal;
 }
 
@@ -220,6 +220,8 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
       audit: audit?.log ?? null,
       metrics,
       ready: async () => {
+        // A stop asked for (serve): not ready from then on, on both listeners, while it goes on serving or drains.
+        if (overrides.signal?.aborted) throw new Error('shutting down');
         await kv.ping();
         // Another writer took the trail's directory over: this one no longer records (see openAudit).
         if (audit?.log.stoppedBy) throw audit.log.stoppedBy;

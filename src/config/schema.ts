@@ -109,6 +109,12 @@ export const ConfigSchema = Type.Object(
         maxHeaderBytes: Type.Integer({ minimum: 4096, maximum: 65536, default: 16384, description: 'Larger request headers get 431.' }),
         maxBodyBytes: Type.Integer({ minimum: 1024, default: 10485760, description: 'Larger request bodies to the portal get 413.' }),
         maxInFlight: Type.Integer({ minimum: 1, default: 512, description: 'Requests waiting for the portal at once; more get 503 at once instead of piling up.' }),
+        shutdownDelaySeconds: Type.Integer({
+          minimum: 0,
+          maximum: 3600,
+          default: 0,
+          description: 'On SIGTERM, how long the gateway goes on serving while its readiness says 503, so load balancers take it out of service, before it stops taking connections.',
+        }),
         shutdownGraceSeconds: TimerSeconds(10, 'On SIGTERM, how long requests in flight may finish before connections are closed.'),
         tls: Type.Optional(
           Type.Object(

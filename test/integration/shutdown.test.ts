@@ -171,6 +171,38 @@ t.test('while it drains, the admin listener says not ready (shutting down) and s
   t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
 });
 
+t.test('with server.shutdownDelaySeconds, a stop first says not ready on both ports while it still serves, then drains', async (t) => {
+  const portal = await silentServer(t);
+  const raw = rawTestConfig(portal.url);
+  const [port, adminPort] = await freePorts(2);
+  raw.server = { ...raw.server, port, shutdownDelaySeconds: 3, shutdownGraceSeconds: 1 };
+  raw.admin = { port: adminPort };
+  raw.log = { level: 'info' };
+  const file = join(mkdtempSync(join(tmpdir(), 'mfa-stop-')), 'gw.json');
+  writeFileSync(file, JSON.stringify(raw));
+  const gw = await gatewayProcess(file, port);
+  t.teardown(() => gw.proc.kill('SIGKILL'));
+  let stdout = '';
+  gw.proc.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  gw.proc.stderr!.resume();
+  const fresh = new Agent({ pipelining: 0 });
+  t.teardown(() => fresh.close());
+  const get = (url: string) => request(url, { dispatcher: fresh }).then(async (r) => ({ status: r.statusCode, body: await r.body.text() }), (err: NodeJS.ErrnoException) => ({ status: 0, body: err.code }));
+
+  const started = Date.now();
+  gw.proc.kill('SIGTERM');
+  let ready = await get(`${gw.url}/_mfa/health/ready`);
+  for (let i = 0; i < 50 && ready.status === 200; i++) ready = (await new Promise((r) => setTimeout(r, 50)), await get(`${gw.url}/_mfa/health/ready`));
+  t.same(ready, { status: 503, body: '{"status":"unavailable"}' }, "the gateway's port: not ready, on a new connection");
+  t.same(await get(`http://127.0.0.1:${adminPort}/health/ready`), { status: 503, body: '{"status":"unavailable","reason":"shutting down"}' }, 'the admin listener: not ready');
+  t.match(await get(`${gw.url}/_mfa/assets/gateway.css`), { status: 200 }, 'and it still serves requests, on new connections');
+  t.ok(Date.now() - started < 3_000, 'all within the delay');
+  const [code] = (await once(gw.proc, 'exit')) as [number | null];
+  t.equal(code, 0);
+  t.ok(Date.now() - started >= 3_000, 'it stopped only after the delay');
+  t.match(stdout, /"signal":"SIGTERM","delaySeconds":3,"msg":"stopping: not ready \(503\) for server.shutdownDelaySeconds, still serving"}\n(.*\n)*.*"msg":"stopping: no new connections; requests in flight may finish"}/);
+});
+
 /**
  * A gateway process (`serve`, with server.tls when `tls`) whose grace period (20 s) is far longer than any test of it,
  * in front of a portal that answers only what the test writes to its requests' sockets. Once it is ready.
