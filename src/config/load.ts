@@ -8,6 +8,7 @@ import { Ajv } from 'ajv';
 import ret, { types as tokenTypes } from 'ret';
 import safeRegex from 'safe-regex2';
 import { parse as parseYaml } from 'yaml';
+import { auditDirWarning } from '../audit/open-audit.js';
 import { parseSigningKey } from '../audit/signing-key.js';
 import { AddressSet, parseCidr } from '../domain/client-address.js';
 import { gatewaySite, loopbackName } from '../domain/gateway-site.js';
@@ -474,6 +475,9 @@ export function configWarnings(c: Config): string[] {
       w.push(`portal.logoutPaths.${i}: ${p} is also a login path: a request to it other than a GET or HEAD is a login (a DELETE gets 405), so a script's logout there never reaches the portal and signs nobody out; name the logout page a browser opens (/signout) instead`);
     }
   });
+  // Checked as the user running this, which may not be the gateway's: a warning.
+  const auditDirProblem = auditDirWarning(c);
+  if (auditDirProblem) w.push(auditDirProblem);
   w.push(...loginRuleWarnings(c.portal.login));
   w.push(...locationRuleWarnings(c));
   w.push(...closedLoginWarnings(c));
