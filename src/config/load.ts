@@ -475,6 +475,14 @@ export function configWarnings(c: Config): string[] {
       w.push(`portal.logoutPaths.${i}: ${p} is also a login path: a request to it other than a GET or HEAD is a login (a DELETE gets 405), so a script's logout there never reaches the portal and signs nobody out; name the logout page a browser opens (/signout) instead`);
     }
   });
+  // A proxy on another machine (an ingress, a load balancer, Docker's port publishing) cannot connect to a loopback
+  // address: its connections are refused or reset, and nothing in the gateway's log says why.
+  if (loopbackHost(c.server.host)) {
+    const remote = c.server.trustedProxies.filter((a) => !loopbackRange(a));
+    if (remote.length) {
+      w.push(`server.host is ${c.server.host} (loopback only), but server.trustedProxies names ${remote.join(', ')}, on another machine or network: such a proxy cannot connect to a loopback address (its connections are refused, and a container's published port resets them); set server.host to 0.0.0.0 (always in a container) or to an address the proxies reach`);
+    }
+  }
   // Checked as the user running this, which may not be the gateway's: a warning.
   const auditDirProblem = auditDirWarning(c);
   if (auditDirProblem) w.push(auditDirProblem);
@@ -573,6 +581,23 @@ export function configWarnings(c: Config): string[] {
   });
   return w;
 }
+
+/** A listening address that only this machine (this container) can connect to. */
+function loopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  return h === 'localhost' || loopbackRange(h);
+}
+
+/** An address or range (server.trustedProxies) wholly within 127.0.0.0/8 or ::1 (IPv4-mapped too). */
+function loopbackRange(entry: string): boolean {
+  const r = parseCidr(entry);
+  if (!r) return false;
+  const v4 = r.family === 'ipv4' ? r.address : /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(r.address)?.[1];
+  if (v4) return v4.startsWith('127.') && r.prefix >= (r.family === 'ipv4' ? 8 : 104);
+  return r.prefix === 128 && LOOPBACK_V6.check(r.address, 'ipv6');
+}
+const LOOPBACK_V6 = new BlockList();
+LOOPBACK_V6.addAddress('::1', 'ipv6');
 
 /**
  * Login paths the policy keeps from a signed-out browser: the rules judge the login as any request, so one under an

@@ -1038,3 +1038,21 @@ t.test('a delivered enrolment code is valid for at least two minutes', async (t)
   raw.enrolment.webhook.codeMinutes = 2;
   t.equal(resolveConfig(raw).enrolment.webhook?.codeMinutes, 2);
 });
+
+t.test('a gateway listening on loopback only behind proxies on other machines is warned of: they could never reach it', async (t) => {
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  const warned = (host: string | undefined, proxies: string[]) => {
+    raw.server = { ...raw.server, trustedProxies: proxies };
+    if (host === undefined) delete raw.server.host;
+    else raw.server.host = host;
+    return configWarnings(resolveConfig(raw)).filter((w) => w.startsWith('server.host'));
+  };
+  t.match(warned(undefined, ['10.0.0.0/8', '127.0.0.1']), [
+    /^server\.host is 127\.0\.0\.1 \(loopback only\), but server\.trustedProxies names 10\.0\.0\.0\/8, on another machine or network: .* set server\.host to 0\.0\.0\.0/,
+  ], 'the default listening address, with the proxies that cannot reach it');
+  t.equal(warned('localhost', ['192.168.1.5', 'fd00::/8']).length, 1, 'localhost is loopback too');
+  t.equal(warned('::1', ['10.1.2.3']).length, 1, 'so is ::1');
+  t.same(warned('127.0.0.1', ['127.0.0.1', '::1']), [], 'a proxy on the same machine (nginx beside it) reaches it');
+  t.same(warned('0.0.0.0', ['10.0.0.0/8']), [], 'every interface: reachable');
+  t.same(warned('127.0.0.1', []), [], 'no proxy: the loopback default is the safe one');
+});
