@@ -129,7 +129,10 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
   // ${SIGNING_KEY}`) would be printed in a problem about that option.
   const hidden = new Set<string>();
   const show = (path: string, data: unknown) => (hidden.has(path) ? '' : found(path, data));
-  const value = substitute(structuredClone(raw), '', opts.env ?? process.env, opts.baseDir ?? process.cwd(), problems, failed, hidden);
+  // Values given by an empty variable or file, by path: refused, they are said to be empty rather than too short.
+  const empty = new Map<string, string>();
+  const value = substitute(structuredClone(raw), '', opts.env ?? process.env, opts.baseDir ?? process.cwd(), problems, failed, hidden, empty);
+  const saidEmpty = new Set<string>();
   if (!validate(value)) {
     const errors = validate.errors ?? [];
     for (const e of errors) {
@@ -138,6 +141,13 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
       // is no second problem (a missing property is at the option's own path, not its parent's).
       const at = e.keyword === 'required' ? `${path}.${String(e.params.missingProperty)}` : path;
       if ([...failed].some((f) => at === f || at.startsWith(`${f}.`))) continue;
+      // An empty variable or secret file (a Secret key left blank): said so, once, whatever the schema wants of it.
+      const emptied = empty.get(path);
+      if (emptied !== undefined) {
+        if (!saidEmpty.has(path)) problems.push(`${path}: ${emptied}`);
+        saidEmpty.add(path);
+        continue;
+      }
       // A choice of fixed values (TypeBox unions of literals): one line naming them, not one per value.
       const choices = errors.filter((c) => c.keyword === 'const' && c.instancePath === e.instancePath && c.schemaPath.startsWith(`${e.schemaPath}/`));
       if (e.keyword === 'anyOf' && choices.length) {
@@ -166,7 +176,7 @@ export function resolveConfig(raw: unknown, opts: { env?: NodeJS.ProcessEnv; bas
  * Replaces ${NAME} in strings with environment values and `key_FILE: path` with the file's content under `key`;
  * paths in `*File` and `file` options become absolute, relative to the config file.
  */
-function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir: string, problems: string[], failed: Set<string>, hidden: Set<string>): unknown {
+function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir: string, problems: string[], failed: Set<string>, hidden: Set<string>, empty: Map<string, string>): unknown {
   if (typeof node === 'string') {
     return node.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
       hidden.add(path);
@@ -174,12 +184,12 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
       if (v === undefined) {
         problems.push(`${path}: environment variable ${name} is not set`);
         failed.add(path);
-      }
+      } else if (v.trim() === '' && !empty.has(path)) empty.set(path, `environment variable ${name} is empty`);
       // Trimmed as a *_FILE's content is: a secret made from a file ending in a line break is the same secret either way.
       return v?.trim() ?? '';
     });
   }
-  if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}.${i}`, env, baseDir, problems, failed, hidden));
+  if (Array.isArray(node)) return node.map((v, i) => substitute(v, `${path}.${i}`, env, baseDir, problems, failed, hidden, empty));
   if (node && typeof node === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(node)) {
@@ -188,7 +198,7 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         const target = k.slice(0, -'_FILE'.length);
         // Both: which one wins would depend on their order in the file (for keys.pseudonym, every enrolment).
         if (Object.hasOwn(node, target)) problems.push(`${path ? `${path}.` : ''}${target}: give either ${target} or ${k}, not both`);
-        const named = substitute(v, at, env, baseDir, problems, failed, hidden) as string;
+        const named = substitute(v, at, env, baseDir, problems, failed, hidden, empty) as string;
         // A path with a variable that is not set names no file: said once, as that variable.
         if (failed.has(at)) {
           failed.add(path ? `${path}.${target}` : target);
@@ -198,6 +208,7 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         try {
           out[target] = readFileSync(file, 'utf8').trim();
           hidden.add(path ? `${path}.${target}` : target);
+          if (out[target] === '') empty.set(path ? `${path}.${target}` : target, `the file named by ${at} is empty`);
         } catch (err) {
           // The path is not shown: a secret given where its file belongs (in the file, or the two variables swapped)
           // would be printed. Where a relative one is read from is.
@@ -207,9 +218,9 @@ function substitute(node: unknown, path: string, env: NodeJS.ProcessEnv, baseDir
         }
       } else if ((k.endsWith('File') || k === 'file') && typeof v === 'string') {
         // Files the gateway keeps reading (certificates, CRL, group map) are named relative to the config file.
-        out[k] = resolve(baseDir, substitute(v, at, env, baseDir, problems, failed, hidden) as string);
+        out[k] = resolve(baseDir, substitute(v, at, env, baseDir, problems, failed, hidden, empty) as string);
       } else {
-        out[k] = substitute(v, at, env, baseDir, problems, failed, hidden);
+        out[k] = substitute(v, at, env, baseDir, problems, failed, hidden, empty);
       }
     }
     return out;

@@ -150,7 +150,7 @@ t.test('an empty listening address (a variable set but empty) is refused: it wou
   for (const at of ['server', 'admin'] as const) {
     const raw = rawTestConfig('http://127.0.0.1:1');
     raw[at] = { ...raw[at], host: '${GW_HOST}' };
-    t.same(problemsOf(() => resolveConfig(raw, { env: { GW_HOST: '' } })), [`${at}.host: must NOT have fewer than 1 characters`], at);
+    t.same(problemsOf(() => resolveConfig(raw, { env: { GW_HOST: '' } })), [`${at}.host: environment variable GW_HOST is empty`], at);
   }
 });
 
@@ -1055,4 +1055,28 @@ t.test('a gateway listening on loopback only behind proxies on other machines is
   t.same(warned('127.0.0.1', ['127.0.0.1', '::1']), [], 'a proxy on the same machine (nginx beside it) reaches it');
   t.same(warned('0.0.0.0', ['10.0.0.0/8']), [], 'every interface: reachable');
   t.same(warned('127.0.0.1', []), [], 'no proxy: the loopback default is the safe one');
+});
+
+t.test('a secret from an empty variable or an empty file is said to be so, not a length it falls short of (never the value)', async (t) => {
+  const dir = t.testdir({ empty: '\n', blank: '  \n' });
+  const raw = rawTestConfig('http://127.0.0.1:1');
+  raw.keys.signing[0].secret = '${MFA_SIGNING_KEY}';
+  raw.audit.signingKey = '${MFA_AUDIT_KEY}';
+  delete raw.keys.encryption[0].secret;
+  raw.keys.encryption[0].secret_FILE = join(dir, 'empty');
+  delete raw.keys.pseudonym;
+  raw.keys.pseudonym_FILE = join(dir, 'blank');
+  t.same(problemsOf(() => resolveConfig(raw, { env: { MFA_SIGNING_KEY: '', MFA_AUDIT_KEY: '   ' } })).sort(), [
+    'keys.signing.0.secret: environment variable MFA_SIGNING_KEY is empty',
+    'keys.encryption.0.secret: the file named by keys.encryption.0.secret_FILE is empty',
+    'keys.pseudonym: the file named by keys.pseudonym_FILE is empty',
+    'audit.signingKey: environment variable MFA_AUDIT_KEY is empty',
+  ].sort());
+  // A variable that is not set is still said so; one set to a short value still gets its length.
+  raw.keys = { ...raw.keys, encryption: [{ id: 'e1', secret: randomKey() }], pseudonym: randomKey() };
+  delete raw.keys.pseudonym_FILE;
+  t.same(problemsOf(() => resolveConfig(raw, { env: { MFA_SIGNING_KEY: 'short' } })).sort(), [
+    'keys.signing.0.secret: must NOT have fewer than 43 characters',
+    'audit.signingKey: environment variable MFA_AUDIT_KEY is not set',
+  ].sort());
 });
