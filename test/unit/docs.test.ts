@@ -173,3 +173,16 @@ t.test('every command the operator docs show is one the CLI has, with options it
   }
   t.ok(checked >= 40, `${checked} command lines checked`);
 });
+
+t.test("an audit verify the docs show names no DIR/admin beside its DIR: audit verify DIR checks DIR/admin itself", async (t) => {
+  const files = ['docs/operations.md', 'docker/k8s/README.md', 'README.md'];
+  for (const file of files) {
+    const text = readFileSync(file, 'utf8').replace(/\\\n\s*/g, ' ');
+    for (const [line] of text.matchAll(/audit verify [^\n`]*/g)) {
+      const words = line.split(/\s+/).filter((w) => !w.startsWith('-'));
+      const twice = words.filter((w) => w.endsWith('/admin') && words.includes(w.slice(0, -'/admin'.length)));
+      t.same(twice, [], `${file}: ${line}`);
+    }
+    t.notMatch(text, /does not include its `?admin/, `${file}: no directory is said to leave its admin trail out`);
+  }
+});
