@@ -131,6 +131,30 @@ t.test('Dockerfile: non-root, the audit directory is the volume, the health chec
   t.ok(runStage.indexOf('RUN mkdir') < runStage.indexOf('USER'), 'the directory is made before dropping root');
 });
 
+t.test('Dockerfile: the image holds the shipped config files and the runtime, never an operator\'s config, keys or the tests', async (t) => {
+  const file = readFileSync('docker/Dockerfile', 'utf8').replace(/\\\n\s*/g, ' ');
+  const runStage = file.slice(file.lastIndexOf('\nFROM '));
+  const copies = [...runStage.matchAll(/^COPY (.*)$/gm)].map((m) => m[1]!.split(/\s+/));
+  // What the build stage made: only the gateway and the demo portal compose runs from the same image.
+  const fromBuild = copies.filter((c) => c[0] === '--from=build').map((c) => c[1]);
+  t.same(fromBuild.sort(), ['/app/dist/src', '/app/dist/test/fixtures/demo-portal.js', '/app/node_modules'].sort());
+  // From the context: the config files the repository ships by name (a real gateway.yaml or a key put in config/ is
+  // no part of the image), and each of them.
+  const local = copies.filter((c) => !c[0]!.startsWith('--')).flatMap((c) => c.slice(0, -1));
+  const shipped = ['config/demo-groups.yaml', 'config/demo.yaml', 'config/gateway.example.yaml'];
+  t.same(local.filter((f) => f.startsWith('config')).sort(), shipped, 'config files named one by one');
+  for (const f of shipped) t.ok(statSync(f).isFile(), `${f} is there`);
+  // The build context leaves out anything else put in config/ (docker build sends the context before any COPY).
+  const ignore = readFileSync('.dockerignore', 'utf8').split('\n').map((l) => l.trim());
+  t.ok(ignore.includes('config/*'), '.dockerignore leaves config/ out');
+  for (const f of shipped) t.ok(ignore.includes(`!${f}`), `but for ${f}`);
+  t.ok(ignore.indexOf('config/*') < Math.min(...shipped.map((f) => ignore.indexOf(`!${f}`))), 'the exceptions after the rule');
+  // What compose runs from the image is in it.
+  const compose = parse(readFileSync('docker/compose.yaml', 'utf8'));
+  t.ok(fromBuild.some((f) => `/app/${compose.services.portal.entrypoint[1]}` === f), 'the demo portal compose runs');
+  t.match(runStage, /^ENTRYPOINT \["node", "dist\/src\/main\.js"\]$/m);
+});
+
 t.test('Kubernetes: hardened Deployment, probes on the admin port, mounts matching the ConfigMap', async (t) => {
   const deployment = k8s('deployment.yaml');
   const spec = deployment.spec.template.spec;
