@@ -2,7 +2,7 @@
 import type { AuditValue } from '../audit/record.js';
 import { accountNames, canonicalUsername } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
-import type { UserSummary } from '../services/admin.js';
+import type { KeyUse, UserSummary } from '../services/admin.js';
 import { PartlyDone } from '../services/best-effort.js';
 import { PartialOutput, UsageError, userPid } from './usage.js';
 
@@ -114,13 +114,48 @@ export async function keysCommand(gw: Gateway, action: (typeof KEYS_ACTIONS)[num
     }
     case 'status': {
       const now = gw.clock.now();
-      return (await gw.admin.keyStatus()).map((k) => {
+      const uses = await gw.admin.keyStatus();
+      return uses.map((k) => {
         const age = k.firstSeen === null ? 'age unknown' : `first seen ${Math.floor((now - k.firstSeen) / 86_400_000)} day(s) ago`;
-        const use = k.purpose === 'encryption' ? `${k.records} record(s)` : k.active ? 'signs new sessions' : 'verifies sessions signed before the rotation';
-        const configured = gw.config.keys[k.purpose].some((c) => c.id === k.id) ? '' : '  NOT CONFIGURED: these records cannot be read';
-        return `${k.purpose.padEnd(10)}  ${k.id.padEnd(12)}  ${k.active ? 'active ' : 'old    '}  ${age}  ${use}${configured}`;
+        const configured = gw.config.keys[k.purpose].some((c) => c.id === k.id);
+        const role = configured ? keyRole(k, uses) : 'removed';
+        return `${k.purpose.padEnd(10)}  ${k.id.padEnd(12)}  ${role.padEnd(9)}  ${age}  ${keyUse(k, role)}${configured ? '' : '  NOT CONFIGURED: these records cannot be read'}`;
       });
     }
+  }
+}
+
+type KeyRole = 'active' | 'staged' | 'retiring' | 'not first' | 'removed';
+
+/**
+ * A key's place in a rotation. Every key but the first only reads (decrypts, verifies); of those, one first seen after
+ * the active key was added for the rotation to come (step 1 of Key rotation: it must stay, and move first), one seen
+ * before it is the key the rotation retires. Without both ages, neither is said.
+ */
+function keyRole(k: KeyUse, all: readonly KeyUse[]): KeyRole {
+  if (k.active) return 'active';
+  const active = all.find((a) => a.purpose === k.purpose && a.active);
+  if (k.firstSeen === null || active?.firstSeen == null) return 'not first';
+  return k.firstSeen > active.firstSeen ? 'staged' : 'retiring';
+}
+
+/** What a key does, and for one that only reads, whether and when it may be removed. */
+function keyUse(k: KeyUse, role: KeyRole): string {
+  const reads = k.purpose === 'encryption' ? 'decrypts only' : 'verifies only';
+  const count = k.purpose === 'encryption' ? `${k.records ?? 0} record(s); ` : '';
+  switch (role) {
+    case 'active':
+      return k.purpose === 'encryption' ? `${count}seals new records` : 'signs new sessions';
+    case 'staged':
+      return `${count}not first: ${reads} (added for a rotation: move it first); not the key to remove`;
+    case 'retiring':
+      return k.purpose === 'encryption'
+        ? `${count}not first: decrypts only; remove it once it seals 0 (keys rotate)`
+        : 'not first: verifies sessions signed before the rotation; remove it once session.absoluteTimeoutSeconds has passed';
+    case 'not first':
+      return `${count}${reads}`;
+    case 'removed':
+      return `${count}`.replace(/; $/, '');
   }
 }
 

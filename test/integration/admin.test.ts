@@ -472,7 +472,7 @@ t.test('key rotation: records re-sealed with the new key; sessions and factors k
   const both = await withKeys([fresh.enc, old.enc], [fresh.sig, old.sig]);
   t.ok(await passes(both), 'during rotation the old session works');
   const before = await keysCommand(both.gw, 'status');
-  t.match(before.join('\n'), /encryption {2}e1 .* old .* [1-9]\d* record\(s\)/);
+  t.match(before.join('\n'), /encryption {2}e1 +retiring .* [1-9]\d* record\(s\)/);
   const rotated = await keysCommand(both.gw, 'rotate');
   t.match(rotated[0], /^re-sealed [1-9]\d* record\(s\) with encryption key e2/);
   t.match((await keysCommand(both.gw, 'status')).join('\n'), /encryption {2}e1 .* 0 record\(s\)/, 'nothing left under the old key');
