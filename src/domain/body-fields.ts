@@ -63,19 +63,39 @@ const MAX_PART_HEADERS = 16 * 1024;
 export class LoginFieldsScanner {
   private username = false;
   private password = false;
-  private readonly readers: NameReader[];
+  private readers: NameReader[];
   private unreadable: string | null = null;
   private started = false;
   private readonly json: boolean;
+  private readonly parts: NameReader[];
+  /**
+   * Whether a NUL byte ends reading the body as a form or JSON: one of another type (an upload) that holds one is
+   * binary, which no portal reads fields from (raw in JSON, a NUL is an error).
+   */
+  private binaryEnds: boolean;
 
   constructor(
     contentType: string | undefined,
     private readonly usernameFields: readonly string[],
     private readonly passwordField: string,
   ) {
-    this.json = mediaType(contentType).includes('json');
-    const multipart = /multipart/i.test(contentType ?? '') ? boundaries(contentType!) : [];
-    this.readers = [new FormNames(), new JsonKeys(), ...multipart.map((b) => new MultipartNames(b))];
+    const media = mediaType(contentType);
+    this.json = media.includes('json');
+    const parts = (/multipart/i.test(contentType ?? '') ? boundaries(contentType!) : []).map((b) => new MultipartNames(b));
+    // A multipart body is read as such only (PHP leaves php://input empty for one): an upload costs a search for its
+    // delimiters. Any other is read as a form and as JSON, whatever its type.
+    const firsts = new Set(
+      [...usernameFields, passwordField].flatMap((f) => {
+        const first = f.replace(/[-_.\s]/g, '').charAt(0);
+        return [first.toLowerCase().charCodeAt(0), first.toUpperCase().charCodeAt(0)];
+      }),
+    );
+    // A name that may be a login field's begins with its first letter, or with what a loose reading drops or decodes
+    // (%, -, _, ., [, a space or control, a non-ASCII character): others are not decoded.
+    const mayBe = (b: number) => firsts.has(b) || b <= 0x20 || b >= 0x80 || b === 0x25 || b === 0x2d || b === 0x5f || b === 0x2e || b === 0x5b;
+    this.readers = media.startsWith('multipart/') ? parts : [new FormNames(mayBe), new JsonKeys(mayBe), ...parts];
+    this.parts = parts;
+    this.binaryEnds = !fieldsType(contentType);
   }
 
   /** Reads the next chunk: a refusal once the body cannot go on, else null. */
@@ -83,6 +103,10 @@ export class LoginFieldsScanner {
     // JSON in UTF-16 or UTF-32 (a byte-order mark, or a NUL among the first bytes), which Jackson and Python read.
     if (!this.started && this.json && chunk.length && (chunk[0] === 0xfe || chunk[0] === 0xff || chunk.subarray(0, 4).includes(0))) this.unreadable = 'JSON not in UTF-8';
     this.started ||= chunk.length > 0;
+    if (this.binaryEnds && chunk.includes(0)) {
+      this.readers = this.parts;
+      this.binaryEnds = false;
+    }
     for (const r of this.readers) r.write(chunk, this.saw);
     return this.verdict();
   }
@@ -122,22 +146,32 @@ interface NameReader {
 class FormNames implements NameReader {
   private inName = true;
   private name: number[] = [];
+  /** A name that cannot be a login field's, by its first byte: not collected. */
+  private other = false;
   /** A name whose value has not shown a byte yet. */
   private waiting: string | null = null;
 
+  /** `mayBe`: whether a name beginning with this byte (leading spaces aside) may be a login field's. */
+  constructor(private readonly mayBe: (byte: number) => boolean) {}
+
   write(chunk: Buffer, saw: Saw): void {
-    for (const byte of chunk) {
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i]!;
       if (byte === 0x26 || byte === 0x3b) {
         this.close(saw);
         this.inName = true;
       } else if (!this.inName) {
         if (this.waiting !== null) saw(this.waiting, true);
         this.waiting = null;
+        // The rest of the value, up to the next separator, at native speed.
+        i = nextSeparator(chunk, i) - 1;
       } else if (byte === 0x3d) {
-        this.waiting = this.decoded();
+        this.waiting = this.decoded() || null;
         this.inName = false;
-      } else if (this.name.length === 0 && (byte === 0x20 || byte === 0x2b)) {
+      } else if (this.other || (this.name.length === 0 && (byte === 0x20 || byte === 0x2b))) {
         // A leading space (raw or +) is no part of the name.
+      } else if (this.name.length === 0 && !this.mayBe(byte)) {
+        this.other = true;
       } else if (this.name.length < MAX_NAME) {
         this.name.push(byte);
         // Nor is a leading %20.
@@ -161,10 +195,19 @@ class FormNames implements NameReader {
 
   /** The name so far, decoded as the legacy check decodes a query's (+, %XX, and %uXXXX as ASP.NET reads it). */
   private decoded(): string {
-    const raw = Buffer.from(this.name).toString('utf8');
+    const raw = this.other ? '' : Buffer.from(this.name).toString('utf8');
     this.name = [];
+    this.other = false;
     return raw ? (queryFieldNames(`${raw}=`)[0] ?? '') : '';
   }
+}
+
+/** Where the next & or ; is from `from` on, or the chunk's end. */
+function nextSeparator(chunk: Buffer, from: number): number {
+  const amp = chunk.indexOf(0x26, from);
+  const semi = chunk.indexOf(0x3b, from);
+  const end = amp === -1 ? semi : semi === -1 ? amp : Math.min(amp, semi);
+  return end === -1 ? chunk.length : end;
 }
 
 /**
@@ -173,6 +216,9 @@ class FormNames implements NameReader {
  * (a non-breaking one, a byte-order mark) between tokens. Not validated.
  */
 class JsonKeys implements NameReader {
+  /** `mayBe`: whether a key beginning with this byte may be a login field's (others are not decoded). */
+  constructor(private readonly mayBe: (byte: number) => boolean) {}
+
   private state: 'out' | 'string' | 'escape' | 'unicode' | 'word' | 'after' | 'slash' | 'block' | 'blockStar' | 'line' = 'out';
   /** Where a comment returns to. */
   private resume: 'out' | 'after' = 'out';
@@ -180,13 +226,34 @@ class JsonKeys implements NameReader {
   private bytes: number[] = [];
   private text = '';
   private hex = '';
-  private long = false;
+  /** A key too long, or one whose first character no login field's has: not collected. */
+  private ignored = false;
 
   write(chunk: Buffer, saw: Saw): void {
-    for (const byte of chunk) this.step(byte, saw);
+    for (let i = 0; i < chunk.length; i++) {
+      if (this.state === 'string') {
+        // A string's plain bytes, up to its quote or a backslash, at once.
+        let j = i;
+        while (j < chunk.length && chunk[j] !== this.quote && chunk[j] !== 0x5c) j++;
+        if (j > i) this.addRange(chunk, i, j);
+        if (j === chunk.length) return;
+        i = j;
+      } else if (this.state === 'word' && this.ignored) {
+        while (i < chunk.length && wordByte(chunk[i]!)) i++;
+        if (i === chunk.length) return;
+      }
+      this.step(chunk[i]!, saw);
+    }
   }
 
   end(): void {}
+
+  private addRange(chunk: Buffer, from: number, to: number): void {
+    if (this.ignored || (this.text.length + this.bytes.length === 0 && !this.mayBe(chunk[from]!))) return void (this.ignored = true);
+    const room = MAX_NAME - this.text.length - this.bytes.length;
+    if (to - from > room) this.ignored = true;
+    for (let k = from; k < Math.min(to, from + Math.max(room, 0)); k++) this.bytes.push(chunk[k]!);
+  }
 
   private step(byte: number, saw: Saw): void {
     switch (this.state) {
@@ -195,10 +262,8 @@ class JsonKeys implements NameReader {
         else this.begin(byte);
         break;
       case 'string':
-        if (byte === this.quote) {
-          this.flush();
-          this.state = 'after';
-        } else if (byte === 0x5c) this.state = 'escape';
+        if (byte === this.quote) this.state = 'after';
+        else if (byte === 0x5c) this.state = 'escape';
         else this.add(byte);
         break;
       case 'escape':
@@ -214,19 +279,22 @@ class JsonKeys implements NameReader {
         this.hex += String.fromCharCode(byte);
         if (this.hex.length === 4) {
           this.flush();
-          if (this.text.length >= MAX_NAME) this.long = true;
+          if (this.text.length >= MAX_NAME || (this.text.length === 0 && !this.mayBe(parseInt(this.hex, 16)))) this.ignored = true;
           else if (/^[0-9a-f]{4}$/i.test(this.hex)) this.text += String.fromCharCode(parseInt(this.hex, 16));
           this.state = 'string';
         }
         break;
       case 'word':
         if (wordByte(byte)) return this.add(byte);
-        this.flush();
         this.state = 'after';
         return this.step(byte, saw);
       case 'after':
         if (byte === 0x3a) {
-          if (!this.long) saw(this.text);
+          // Only a key that may be a login field's is decoded.
+          if (!this.ignored) {
+            this.flush();
+            saw(this.text);
+          }
           this.state = 'out';
         } else if (byte === 0x2f) this.comment('after');
         else if (!spaceByte(byte)) this.begin(byte);
@@ -263,14 +331,16 @@ class JsonKeys implements NameReader {
     this.state = quoted ? 'string' : wordByte(byte) ? 'word' : 'out';
     if (this.state === 'out') return;
     this.quote = byte;
-    this.bytes = quoted ? [] : [byte];
+    this.ignored = !quoted && !this.mayBe(byte);
+    this.bytes = quoted || this.ignored ? [] : [byte];
     this.text = '';
-    this.long = false;
   }
 
   private add(byte: number): void {
-    if (this.text.length + this.bytes.length < MAX_NAME) this.bytes.push(byte);
-    else this.long = true;
+    if (this.ignored) return;
+    if (this.text.length + this.bytes.length === 0 && !this.mayBe(byte)) this.ignored = true;
+    else if (this.text.length + this.bytes.length < MAX_NAME) this.bytes.push(byte);
+    else this.ignored = true;
   }
 
   private flush(): void {
