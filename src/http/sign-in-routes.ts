@@ -25,6 +25,11 @@ const PAGE_OF_STAGE: Record<PendingStage, string> = { proof: 'proof', enrol: 'en
 // The pages of each stage that offer more time, and where "I need more time" comes back to. None at the recovery
 // codes (shown once): that stage begins with its whole time again instead (see recoveryCodesUntil).
 const MORE_TIME_PAGES: Record<PendingStage, readonly string[]> = { proof: ['proof'], enrol: ['enrol', 'enrol/totp'], verify: ['verify', 'recovery'], acknowledge: [] };
+/** A page as the answer to "I need more time": which page, and whether more was given (see pendingPage). */
+interface MoreTimeAnswer {
+  here: string;
+  asked: 'more' | 'same';
+}
 // WebAuthn responses with attestation are larger than a form; still bounded.
 const JSON_LIMIT = 64 * 1024;
 /** A cookie name (an RFC 9110 token), and what a cookie's value or path may hold in a header: printable ASCII but ';'. */
@@ -38,15 +43,18 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   const page = (req: FastifyRequest) => pageContext(ui, req);
   /** A page shown to someone signed in (a step-up, signing out): it links to their sign-in settings. */
   const sessionPage = (req: FastifyRequest) => Object.assign(page(req), { signedIn: true });
-  /** A page of a sign-in in progress, which says how long is left to finish it, and offers more time while it can. */
-  const pendingPage = (req: FastifyRequest, login: PendingLogin) => {
+  /**
+   * A page of a sign-in in progress, which says how long is left to finish it, and offers more time while it can.
+   * `moreTime`: the page as the answer to "I need more time" (its path and what the button got), not the request's.
+   */
+  const pendingPage = (req: FastifyRequest, login: PendingLogin, moreTime?: MoreTimeAnswer) => {
     const c = page(req);
     const now = ctx.clock.now();
     // The page itself: its path, or the path of its form when a form answers with the page again.
     const path = req.url.split('?', 1)[0]!.slice(p.length + 1);
-    const here = path === 'enrol/proof' ? 'proof' : path;
+    const here = moreTime?.here ?? (path === 'enrol/proof' ? 'proof' : path);
     const more = MORE_TIME_PAGES[login.stage].includes(here) && offersMoreTime(login, now, config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
-    const asked = (req.query as Record<string, unknown>).time;
+    const asked = moreTime?.asked ?? (req.query as Record<string, unknown>).time;
     c.timeLimit = {
       secondsLeft: Math.max(0, Math.ceil((login.expiresAt - now) / 1000)),
       ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}),
@@ -130,16 +138,30 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     // `same` says more can be given later: only while it can (not at the latest end, nor at the recovery codes).
     const later = offersMoreTime({ ...login, expiresAt }, ctx.clock.now(), config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
     const asked = expiresAt === login.expiresAt && later ? 'same' : 'more';
-    return reply.redirect(`${p}/${MORE_TIME_PAGES[stage].includes(back) ? back : PAGE_OF_STAGE[stage]}?time=${asked}`, 303);
+    const ownPage = MORE_TIME_PAGES[stage].includes(back);
+    // Sent by the button of a page's form with a code field (see timeWarning): the page itself, with what was typed
+    // in its field again, not a redirect (a code goes in no address, and the log would have it).
+    const typed = ownPage && Object.hasOwn((req.body as object | undefined) ?? {}, 'code') ? sentCode(req) : undefined;
+    const again: MoreTimeAnswer = { here: back, asked };
+    const longer = { ...login, expiresAt };
+    if (typed !== undefined && back === 'proof') return proofPage(req, reply, 200, longer, { typed }, again);
+    if (typed !== undefined && back === 'enrol/totp') return totpPage(req, reply, 200, longer, { secret: await enrolment.pendingTotpSecret(id, login), typed }, again);
+    if (typed !== undefined && back === 'verify') return verifyPage(req, reply, 200, undefined, { ...again, typed });
+    if (typed !== undefined && back === 'recovery') return recoveryPage(req, reply, 200, longer, { typed }, again);
+    return reply.redirect(`${p}/${ownPage ? back : PAGE_OF_STAGE[stage]}?time=${asked}`, 303);
   });
 
   // 1. The enrolment proof: an invitation code, or a code sent through the portal's own channel.
   const proofMode = config.enrolment.proof === 'webhook' ? 'webhook' : 'invite';
+  /** The proof page; `v`: the code sent, with its error (or with more time, `again`). */
+  const proofPage = (req: FastifyRequest, reply: FastifyReply, status: number, login: PendingLogin, v: { error?: string; typed?: string } = {}, again?: MoreTimeAnswer) => {
+    const c = pendingPage(req, login, again);
+    const sent = proofMode === 'webhook' && login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
+    return sendPage(reply, status, c, pages.proofPage(c, { csrf: login.csrf, mode: proofMode, ...v, ...(sent ? { sent } : {}) }));
+  };
   app.get(`${p}/proof`, async (req, reply) => {
     const { p: login } = await pending.at(pendingId(req), 'proof');
-    const sent = login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
-    const c = pendingPage(req, login);
-    return sendPage(reply, 200, c, pages.proofPage(c, { csrf: login.csrf, mode: proofMode, ...(sent ? { sent } : {}) }));
+    return proofPage(req, reply, 200, login);
   });
   app.post(`${p}/enrol/proof/send`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'proof');
@@ -154,9 +176,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const result = noCodeTyped(req) ? undefined : await enrolment.confirmProof(id, login, field(req, 'code'), clientIp(req));
     if (result?.ok) return reply.redirect(`${p}/enrol`, 303);
-    const ctx2 = pendingPage(req, login);
-    const sent = proofMode === 'webhook' && login.proofCode ? { minutes: config.enrolment.webhook?.codeMinutes ?? 10 } : undefined;
-    return sendPage(reply, 400, ctx2, pages.proofPage(ctx2, { csrf: login.csrf, mode: proofMode, error: refusal(req, result, 'proofWrong'), typed: sentCode(req), ...(sent ? { sent } : {}) }));
+    return proofPage(req, reply, 400, login, { error: refusal(req, result, 'proofWrong'), typed: sentCode(req) });
   });
 
   // 2. The first factor: a passkey, or an authenticator app (works without JavaScript).
@@ -175,10 +195,10 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const c = pendingPage(req, login);
     return sendPage(reply, 200, c, pages.choosePage(c, { csrf: login.csrf, passkey: enrolPasskey(login.csrf) }));
   });
-  const totpPage = async (req: FastifyRequest, reply: FastifyReply, status: number, login: PendingLogin, v: { secret: string; error?: string }) => {
+  const totpPage = async (req: FastifyRequest, reply: FastifyReply, status: number, login: PendingLogin, v: { secret: string; error?: string; typed?: string }, again?: MoreTimeAnswer) => {
     const uri = totpUri({ issuer: config.mfa.issuer ?? config.portal.name, account: login.username, secret: v.secret });
-    const c = pendingPage(req, login);
-    return sendPage(reply, status, c, pages.totpSetupPage(c, { action: '/enrol/totp', csrf: login.csrf, qrSvg: await qrSvg(uri), uri, groupedSecret: groupedSecret(v.secret), nameField: false, ...(v.error ? { error: v.error } : {}) }));
+    const c = pendingPage(req, login, again);
+    return sendPage(reply, status, c, pages.totpSetupPage(c, { action: '/enrol/totp', csrf: login.csrf, qrSvg: await qrSvg(uri), uri, groupedSecret: groupedSecret(v.secret), nameField: false, ...(v.error ? { error: v.error } : {}), ...(v.typed !== undefined ? { typed: v.typed } : {}) }));
   };
   app.get(`${p}/enrol/totp`, async (req, reply) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');
@@ -236,15 +256,17 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   });
 
   // 4. Every later sign-in: a passkey, the authenticator app, or a recovery code.
-  const verifyPage = async (req: FastifyRequest, reply: FastifyReply, status: number, error?: string) => {
+  /** `again`: the answer to "I need more time", with the code typed (read anew, the login has its new end). */
+  const verifyPage = async (req: FastifyRequest, reply: FastifyReply, status: number, error?: string, again?: MoreTimeAnswer & { typed: string }) => {
     const { p: login } = await pending.at(pendingId(req), 'verify');
     const kinds = await secondFactor.kindsOf(login.pid);
-    const c = pendingPage(req, login);
+    const c = pendingPage(req, login, again);
+    // `page`: opened again by its script, the page is this one, also where the form's answer (more time) has another address.
     const passkey: pages.PasskeyAction | undefined = kinds.webauthn
-      ? { ceremony: 'authenticate', optionsUrl: `${p}/verify/passkey/options`, finishUrl: `${p}/verify/passkey`, csrf: login.csrf, label: 'verifyPasskey' }
+      ? { ceremony: 'authenticate', optionsUrl: `${p}/verify/passkey/options`, finishUrl: `${p}/verify/passkey`, csrf: login.csrf, label: 'verifyPasskey', page: `${p}/verify` }
       : undefined;
     const note = lockedNote(kinds.locked.length > 0, kinds.totp || kinds.webauthn || kinds.recovery);
-    return sendPage(reply, status, c, pages.verifyPage(c, { title: 'verifyTitle', action: '/verify', csrf: login.csrf, totp: kinds.totp, recoveryLink: kinds.recovery, ...(passkey ? { passkey } : {}), ...(error ? { error } : {}), ...(note ? { note } : {}) }));
+    return sendPage(reply, status, c, pages.verifyPage(c, { title: 'verifyTitle', action: '/verify', csrf: login.csrf, totp: kinds.totp, recoveryLink: kinds.recovery, ...(passkey ? { passkey } : {}), ...(error ? { error } : {}), ...(note ? { note } : {}), ...(again ? { typed: again.typed } : {}) }));
   };
   app.get(`${p}/verify`, (req, reply) => verifyPage(req, reply, 200));
   app.post(`${p}/verify`, async (req, reply) => {
@@ -272,10 +294,13 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     await signedIn(req, reply, result);
     return { next: result.continueTo };
   });
+  const recoveryPage = (req: FastifyRequest, reply: FastifyReply, status: number, login: PendingLogin, v: { error?: string; typed?: string } = {}, again?: MoreTimeAnswer) => {
+    const c = pendingPage(req, login, again);
+    return sendPage(reply, status, c, pages.recoveryPage(c, { csrf: login.csrf, ...v }));
+  };
   app.get(`${p}/recovery`, async (req, reply) => {
     const { p: login } = await pending.at(pendingId(req), 'verify');
-    const c = pendingPage(req, login);
-    return sendPage(reply, 200, c, pages.recoveryPage(c, { csrf: login.csrf }));
+    return recoveryPage(req, reply, 200, login);
   });
   app.post(`${p}/recovery`, async (req, reply) => {
     const form = twinForm(field(req, 'csrf'), field(req, 'code'));
@@ -287,8 +312,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (result?.ok) return finished(req, reply, result);
     const twin = result && (await pending.twin(id, 'verify', form));
     if (twin) return finished(req, reply, twin);
-    const c = pendingPage(req, login);
-    return sendPage(reply, 400, c, pages.recoveryPage(c, { csrf: login.csrf, error: refusal(req, result), typed: sentCode(req) }));
+    return recoveryPage(req, reply, 400, login, { error: refusal(req, result), typed: sentCode(req) });
   });
 
   // 5. Step-up: a signed-in person confirms a second factor again, then goes back to where they were going.

@@ -111,8 +111,10 @@ function named(ctx: PageContext, key: MessageKey, name: string): { html: string;
 /**
  * `error`: the page answers a mistake in one of its fields, and its title says so first (WCAG 2.4.2, 3.3.1).
  * `heading`: the <h1> as HTML, where it is not the title escaped (a name in it, isolated).
+ * `typedIn`: the id of the page's form with a field to type a code in, which "I need more time" sends along (see
+ * timeWarning).
  */
-function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: 'passkeys' | 'page'; error?: boolean; heading?: string } = {}): string {
+function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: 'passkeys' | 'page'; error?: boolean; heading?: string; typedIn?: string } = {}): string {
   const { t, prefix } = ctx;
   // At the end of <body>: the page's script looks for its buttons when it runs (in <head>, it found none). Passkeys
   // need the WebAuthn browser library too. A page with a time limit has the script for its warning.
@@ -142,7 +144,7 @@ ${ctx.signedIn ? securityNav(ctx) : ''}
 <h1>${opts.heading ?? msg(ctx, title)}</h1>
 ${ctx.timeLimit ? `<p class="hint"${ctx.timeLimit.asked ? ' role="status"' : ''}>${msg(ctx, timeLeft(ctx, ctx.timeLimit))}</p>` : ''}
 ${body}
-${ctx.timeLimit ? timeWarning(ctx, ctx.timeLimit) : ''}
+${ctx.timeLimit ? timeWarning(ctx, ctx.timeLimit, opts.typedIn) : ''}
 </main>
 ${scripts}
 </body>
@@ -188,19 +190,27 @@ function securityNav(ctx: PageContext): string {
  * alert says so (`over`), and the button goes. The security page's time for changes is warned of alike: it says that
  * a change sent after it asks for a step-up first, which comes back to it with what was typed.
  */
-function timeWarning(ctx: PageContext, limit: TimeLimit): string {
+function timeWarning(ctx: PageContext, limit: TimeLimit, typedIn?: string): string {
   const { t } = ctx;
   const { almostUp, over } = timeMessages(limit);
   const warning = `<p class="notice time-warning" role="alert" data-seconds-left="${limit.secondsLeft}"${scriptText(ctx, 'warning', t(almostUp))}${scriptText(ctx, 'over', t(over))} hidden></p>`;
-  return limit.moreTime
-    ? `${warning}\n<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', limit.moreTime.csrf)}${hidden('back', limit.moreTime.back)}<button type="submit" class="secondary">${msg(ctx, t('moreTime'))}</button></form>`
-    : warning;
+  if (!limit.moreTime) return warning;
+  const button = (attrs: string) => `<button type="submit"${attrs} class="secondary">${msg(ctx, t('moreTime'))}</button>`;
+  // On a page with a code to type, a button of its form (by the form attribute, where it stands: after the form's own
+  // button, which Enter in the field still sends): what was typed goes along, and the page comes back with it (also
+  // without JavaScript), not emptied (a half-typed recovery code lost). Elsewhere, a form of its own.
+  return typedIn
+    ? `${warning}\n<div class="more-time">${button(` form="${typedIn}" formaction="${ctx.prefix}/more-time" formnovalidate name="back" value="${esc(limit.moreTime.back)}"`)}</div>`
+    : `${warning}\n<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', limit.moreTime.csrf)}${hidden('back', limit.moreTime.back)}${button('')}</form>`;
 }
 
 /** An error tied to its field: announced, described-by and aria-invalid (WCAG 3.3.1, 4.1.3). */
 function errorBlock(ctx: PageContext, id: string, error: string | undefined): string {
   return error ? `<p id="${id}" class="error" role="alert">${msg(ctx, error)}</p>` : '';
 }
+
+/** The id of a page's form with a field for a code (one a page). */
+const CODE_FORM = 'code-form';
 
 function hidden(name: string, value: string | undefined): string {
   return value === undefined ? '' : `<input type="hidden" name="${name}" value="${esc(value)}">`;
@@ -248,10 +258,10 @@ ${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorN
 
 /**
  * `submit`: the button's text, or its HTML (a message with a name, from `named`). `secondary`: a button beside the
- * page's main one, drawn as the lesser.
+ * page's main one, drawn as the lesser. `id`: the form's, for a button outside it (see timeWarning).
  */
-function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string | { html: string }, secondary = false): string {
-  return `<form method="post" action="${ctx.prefix}${action}" novalidate>
+function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string | { html: string }, { secondary = false, id }: { secondary?: boolean; id?: string } = {}): string {
+  return `<form method="post" action="${ctx.prefix}${action}" novalidate${id ? ` id="${id}"` : ''}>
 ${hidden('csrf', csrf)}
 ${inner}
 <button type="submit"${secondary ? ' class="secondary"' : ''}>${typeof submit === 'string' ? msg(ctx, submit) : submit.html}</button>
@@ -259,7 +269,8 @@ ${inner}
 }
 
 /**
- * `typed`: the code sent, shown again with its error (a long code from paper, to correct, not to type again). A code
+ * `typed`: the code sent, shown again with its error (a long code from paper, to correct, not to type again), or with
+ * more time (see timeWarning); its field takes focus. A code
  * sent: its field comes first, and "Send a new code" after it, as the lesser button: a tap on it replaces the code on
  * its way, which would then not work.
  */
@@ -267,7 +278,7 @@ export function proofPage(ctx: PageContext, v: { csrf: string; mode: 'invite' | 
   const { t } = ctx;
   const intro = v.mode === 'invite' ? t('proofIntroInvite') : t('proofIntroWebhook');
   const sent = v.mode === 'webhook' && v.sent ? `<p role="status">${msg(ctx, t('proofSent', { minutes: v.sent.minutes }))}</p>\n` : '';
-  const send = v.mode === 'webhook' ? form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proofSend'), v.sent !== undefined) : '';
+  const send = v.mode === 'webhook' ? form(ctx, '/enrol/proof/send', v.csrf, '', v.sent ? t('proofResend') : t('proofSend'), { secondary: v.sent !== undefined }) : '';
   const entry =
     v.mode === 'invite' || v.sent
       ? form(
@@ -282,10 +293,11 @@ export function proofPage(ctx: PageContext, v: { csrf: string; mode: 'invite' | 
             error: v.error,
             kind: v.mode === 'invite' ? 'code' : 'digits',
             value: v.typed,
-            // Only to correct a mistake: arriving, a screen reader starts at the top, with the instructions.
-            autofocus: v.error !== undefined,
+            // Only to correct a mistake, or to go on typing: arriving, a screen reader starts at the top, with the instructions.
+            autofocus: v.error !== undefined || v.typed !== undefined,
           }),
           t('proofSubmit'),
+          { id: CODE_FORM },
         )
       : '';
   return layout(
@@ -295,7 +307,7 @@ export function proofPage(ctx: PageContext, v: { csrf: string; mode: 'invite' | 
 ${v.mode === 'invite' ? `<p class="hint">${msg(ctx, t('proofMissing'))}</p>` : ''}
 ${sent}${entry}
 ${send}`,
-    { error: v.error !== undefined },
+    { error: v.error !== undefined, ...(entry ? { typedIn: CODE_FORM } : {}) },
   );
 }
 
@@ -322,11 +334,11 @@ ${passkeyButton(ctx, v.passkey)}
 /**
  * The code field takes focus only to correct a mistake, or to finish a set-up sent after the security page's time for
  * changes (`kept`: back from its step-up, with the name typed, which the page says; `new`: the set-up had run out, and
- * the key shown is new, to add to the app first): arriving, the QR code and the key
+ * the key shown is new, to add to the app first), or to go on typing the code after more time (`typed`): arriving, the QR code and the key
  * come first, uncovered by a keyboard. On the phone that holds the app, a QR code on its own screen cannot be scanned:
  * the key is also an otpauth link, a tap on which adds it, and with the script, a Copy button (see copyKey).
  */
-export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; uri: string; groupedSecret: string; error?: string; name?: string; nameField: boolean; kept?: 'same' | 'new' }): string {
+export function totpSetupPage(ctx: PageContext, v: { action: string; csrf: string; qrSvg: string; uri: string; groupedSecret: string; error?: string; name?: string; nameField: boolean; kept?: 'same' | 'new'; typed?: string }): string {
   const { t } = ctx;
   return layout(
     ctx,
@@ -341,10 +353,11 @@ ${form(
   v.action,
   v.csrf,
   `${v.nameField ? field(ctx, { id: 'name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: v.name ?? t('totpDefaultName') }) : ''}
-${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined || v.kept !== undefined })}`,
+${field(ctx, { id: 'code', name: 'code', label: t('enrolCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', value: v.typed, autofocus: v.error !== undefined || v.kept !== undefined || v.typed !== undefined })}`,
   t('enrolSubmit'),
+  { id: CODE_FORM },
 )}`,
-    { error: v.error !== undefined, scripts: 'page' },
+    { error: v.error !== undefined, scripts: 'page', typedIn: CODE_FORM },
   );
 }
 
@@ -418,16 +431,19 @@ function saveCodes(ctx: PageContext, codes: string[]): string {
 </div>`;
 }
 
-/** Signing in or stepping up: a passkey button and/or the TOTP form, whichever the user has. */
+/**
+ * Signing in or stepping up: a passkey button and/or the TOTP form, whichever the user has. `typed`: a code typed
+ * before more time was asked for, in its field again, which takes focus.
+ */
 export function verifyPage(
   ctx: PageContext,
-  v: { title: MessageKey; intro?: MessageKey; action: string; csrf: string; totp: boolean; passkey?: PasskeyAction; to?: string; factors?: string; error?: string; recoveryLink: boolean; note?: MessageKey; recoverySignOut?: boolean; submit?: MessageKey },
+  v: { title: MessageKey; intro?: MessageKey; action: string; csrf: string; totp: boolean; passkey?: PasskeyAction; to?: string; factors?: string; error?: string; recoveryLink: boolean; note?: MessageKey; recoverySignOut?: boolean; submit?: MessageKey; typed?: string },
 ): string {
   const { t } = ctx;
   const totpForm = v.totp
     ? `${v.passkey ? `<h2>${msg(ctx, t('verifyOr'))}</h2>` : `<p>${msg(ctx, t('verifyIntro'))}</p>`}
 ${form(ctx, v.action, v.csrf, `${hidden('to', v.to)}${hidden('factors', v.factors)}
-${field(ctx, { id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', autofocus: v.error !== undefined })}`, t(v.submit ?? 'verifySubmit'))}`
+${field(ctx, { id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('codeHint'), error: v.error, kind: 'otp', value: v.typed, autofocus: v.error !== undefined || v.typed !== undefined })}`, t(v.submit ?? 'verifySubmit'), { id: CODE_FORM })}`
     : '';
   return layout(
     ctx,
@@ -438,7 +454,7 @@ ${v.passkey ? passkeyButton(ctx, v.passkey, v.totp ? 'jsNeeded' : v.recoveryLink
 ${totpForm}
 ${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${msg(ctx, t('useRecovery'))}</a></p>` : ''}
 ${v.recoverySignOut ? `<p>${msg(ctx, t('stepUpRecovery'))} <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>` : ''}`,
-    { scripts: v.passkey ? 'passkeys' : undefined, error: v.error !== undefined },
+    { scripts: v.passkey ? 'passkeys' : undefined, error: v.error !== undefined, ...(v.totp ? { typedIn: CODE_FORM } : {}) },
   );
 }
 
@@ -448,9 +464,9 @@ export function recoveryPage(ctx: PageContext, v: { csrf: string; error?: string
   return layout(
     ctx,
     t('recoveryCodeTitle'),
-    `${form(ctx, '/recovery', v.csrf, field(ctx, { id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', value: v.typed, autofocus: v.error !== undefined }), t('verifySubmit'))}
+    `${form(ctx, '/recovery', v.csrf, field(ctx, { id: 'code', name: 'code', label: t('recoveryCodeLabel'), hint: t('recoveryCodeHint'), error: v.error, kind: 'code', value: v.typed, autofocus: v.error !== undefined || v.typed !== undefined }), t('verifySubmit'), { id: CODE_FORM })}
 <p><a href="${ctx.prefix}/verify">${msg(ctx, t('useOtherWays'))}</a></p>`,
-    { error: v.error !== undefined },
+    { error: v.error !== undefined, typedIn: CODE_FORM },
   );
 }
 

@@ -124,9 +124,15 @@ t.test('a minute before a sign-in runs out of time, its page warns, and "I need 
   t.equal(await page.inputValue('#code'), '123', 'and what was typed');
   await tabTo(page, /^button "I need more time"/);
   await andWait(page, page.keyboard.press('Enter'));
-  t.equal(url(page), `${P}/verify`, 'the same page again');
+  t.equal(await page.locator('h1').textContent(), en.verifyTitle, 'the same page again');
   t.equal(await page.getByRole('status').textContent(), 'You have 5 minutes left to finish signing in. After that, start again with your password.', 'with its whole time again');
   t.equal(await warning.count(), 0, 'and no warning');
+  t.equal(await page.inputValue('#code'), '123', 'what was typed, kept');
+  t.match((await focused(page)).element, /^input#code/, 'focus back on the field, to go on typing');
+  await page.keyboard.type('456');
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(url(page), `${P}/verify`, 'Enter in the field still sends the code, not "I need more time"');
+  t.match(await page.title(), /^Error: /, 'a wrong code (123456), answered as one');
 });
 
 t.test('the time left at the top of a sign-in page reads as words: minutes, then less than a minute', async (t) => {
@@ -151,7 +157,7 @@ t.test('when a sign-in runs out of time, its page says so (also when its timer f
   await submitPassword(page, s);
   t.equal(url(page), `${P}/verify`);
   const warning = page.getByRole('alert');
-  const moreTime = page.locator('form.more-time button');
+  const moreTime = page.locator('.more-time button');
 
   s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 - 62_000);
   await page.reload();

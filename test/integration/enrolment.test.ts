@@ -98,6 +98,10 @@ t.test('invite: no way to a factor without the code', async (t) => {
   const empty = await b.post('/_mfa/enrol/proof', { csrf, code: '' });
   t.equal(empty.status, 400, 'sent with nothing typed');
   t.match(empty.body, 'Enter the code, then try again.', 'said so, not "did not work"');
+  const half = await b.post('/_mfa/more-time', { csrf, back: 'proof', code: 'ABCD-EF' });
+  t.equal(half.status, 200, '"I need more time", pressed with half the code typed: the page itself');
+  t.match(half.body, /<input type="text" id="proof" name="code" required autofocus [^>]*value="ABCD-EF"/, 'with it in its field, which takes focus');
+  t.match(half.body, /<button type="submit" form="code-form" formaction="\/_mfa\/more-time" formnovalidate name="back" value="proof" class="secondary">/);
   const none = await b.post('/_mfa/enrol/proof', { csrf, code: 'ABCD-EFGH-JKLM' });
   t.equal(none.status, 400, 'no code was issued for this user: any code is wrong');
   t.match(none.body, 'Attempts left: 4', 'the form sent empty used up no try');

@@ -48,7 +48,7 @@ const ROUTES: Route[] = [
   get('jwks.json'),
   get('admin/report', ['days']),
   get('continue'),
-  form('more-time', ['back']),
+  form('more-time', ['back', 'code']),
   get('proof'),
   form('enrol/proof/send', []),
   form('enrol/proof', ['code']),

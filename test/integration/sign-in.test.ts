@@ -74,7 +74,7 @@ t.test('first login: portal password, mandatory enrolment, recovery codes, then 
   t.match(wrongCode.body, '<h1>Set up your authenticator app</h1>');
   t.match(enrolPage.body, '<title>Set up your authenticator app – ');
   t.notMatch(noSkip(enrolPage.body), /skip|later|not now/i, 'no way to skip');
-  t.same([...enrolPage.body.matchAll(/<form [^>]*action="([^"]+)"/g)].map((m) => m[1]), ['/_mfa/enrol/totp', '/_mfa/more-time'], 'the forms confirm the code or ask for more time: none skips');
+  t.same([...enrolPage.body.matchAll(/<(?:form|button) [^>]*action="([^"]+)"/g)].map((m) => m[1]), ['/_mfa/enrol/totp', '/_mfa/more-time'], 'the form and its buttons confirm the code or ask for more time: none skips');
 
   const { codes, done } = await enrol(s, b);
   t.equal(codes.length, 10, 'ten recovery codes shown');
@@ -195,7 +195,7 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
   s.clock.advance(4 * 60_000);
   const late = await b.get('/_mfa/verify');
   t.match(late.body, '<p class="hint">Less than a minute left to finish signing in. If you need more time, use the button below.</p>', 'a minute or less: not "1 minutes"');
-  t.match(late.body, /<form method="post" action="\/_mfa\/more-time" class="more-time"><input type="hidden" name="csrf" value="[^"]+"><input type="hidden" name="back" value="verify"><button type="submit" class="secondary">I need more time<\/button><\/form>/);
+  t.match(late.body, /<div class="more-time"><button type="submit" form="code-form" formaction="\/_mfa\/more-time" formnovalidate name="back" value="verify" class="secondary">I need more time<\/button><\/div>/);
   t.equal((await b.post('/_mfa/more-time', { csrf: 'forged' })).status, 403, 'the login\'s CSRF token, as every form');
   t.equal((await b.post('/_mfa/more-time', { csrf }, { origin: 'https://evil.example' })).status, 403, 'never from another site');
   t.match((await b.get('/_mfa/verify')).body, 'Less than a minute left to finish signing in.', 'neither gave any');
@@ -245,6 +245,46 @@ t.test('a sign-in in progress gets more time from a button on its pages, up to a
   await settled();
   t.equal(abandoned(), before + 1, 'at the new one');
   t.equal((await other.post('/_mfa/more-time', { csrf: otherCsrf })).status, 403, 'an expired login gets no more time');
+});
+
+t.test('"I need more time" sends what was typed with it: the page comes back with it in its field, which takes focus', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const first = s.browser();
+  await submitPassword(first, ALICE.username, ALICE.password);
+  const enrolPage = (await first.get('/_mfa/enrol/totp')).body;
+  const button = (back: string) => new RegExp(`<button type="submit" form="code-form" formaction="/_mfa/more-time" formnovalidate name="back" value="${back.replace('/', '\\/')}" class="secondary">I need more time</button>`);
+  t.match(enrolPage, button('enrol/totp'), "a button of the page's own form (by its form attribute), which holds the code field");
+  t.match(enrolPage, /<form method="post" action="\/_mfa\/enrol\/totp" novalidate id="code-form">/);
+  t.notMatch(enrolPage, '<form method="post" action="/_mfa/more-time"', 'no form of its own, which would send nothing typed');
+  const csrf = inputValue(enrolPage, 'csrf');
+  s.clock.advance(4 * 60_000);
+  const enrolKept = await first.post('/_mfa/more-time', { csrf, back: 'enrol/totp', code: '123' });
+  t.equal(enrolKept.status, 200, 'the page itself, not a redirect (nothing typed goes in an address)');
+  t.match(enrolKept.body, /<input type="text" id="code" name="code" required autofocus [^>]*value="123"/, 'the code typed, in its field, which takes focus');
+  t.match(enrolKept.body, '<p class="hint" role="status">You have 5 minutes left to finish signing in.', 'with the whole time again, said');
+  t.match(enrolKept.body, button('enrol/totp'), 'and the button again');
+  t.notMatch(enrolKept.body, 'class="error"', 'no error: nothing was checked');
+  const { secret } = await totpEnrolmentForm(s, first);
+  t.equal((await first.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) })).location, '/_mfa/recovery-codes', 'the code, sent then, counts as always');
+  await first.get('/_mfa/recovery-codes');
+  await first.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });
+
+  const { b, csrf: login } = await atCodePage(s);
+  t.match((await b.get('/_mfa/verify')).body, button('verify'));
+  t.match((await b.get('/_mfa/recovery')).body, button('recovery'));
+  s.clock.advance(4 * 60_000);
+  const half = await b.post('/_mfa/more-time', { csrf: login, back: 'recovery', code: 'ABCD-EFGH-JK' });
+  t.equal(half.status, 200);
+  t.match(half.body, /<input type="text" id="code" name="code" required autofocus [^>]*value="ABCD-EFGH-JK"/, 'a recovery code half typed, kept');
+  t.match(half.body, '<p class="hint" role="status">You have 5 minutes left to finish signing in.');
+  t.match(half.body, /<form method="post" action="\/_mfa\/recovery" novalidate id="code-form">/, 'sent on, the form goes where it always does');
+  const soon = await b.post('/_mfa/more-time', { csrf: login, back: 'verify', code: '12' });
+  t.match(soon.body, /<input type="text" id="code" name="code" required autofocus [^>]*value="12"/, 'asked too soon: kept as well');
+  t.match(soon.body, 'more time can be given nearer the end', 'and the page says more can come later');
+  t.equal((await b.post('/_mfa/more-time', { csrf: 'forged', back: 'verify', code: '12' })).status, 403, 'the CSRF token, as ever');
+  t.equal((await b.post('/_mfa/more-time', { csrf: login, back: 'enrol/totp', code: '12' })).location, '/_mfa/verify?time=same', 'a page of another step: its own page, nothing refilled');
+  t.equal((await b.post('/_mfa/more-time', { csrf: login, back: 'verify' })).location, '/_mfa/verify?time=same', 'without a field (a page with no form to type in): back to the page, as before');
 });
 
 t.test('an error page during a sign-in has no link to the sign-in settings either: it would lead away to the login page', async (t) => {

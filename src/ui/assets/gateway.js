@@ -165,7 +165,7 @@
     }
     setTimeout(function () {
       show('over');
-      var more = document.querySelector('form.more-time');
+      var more = document.querySelector('.more-time');
       if (!more) return;
       var hadFocus = more.contains(document.activeElement);
       more.hidden = true;
