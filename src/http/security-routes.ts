@@ -145,10 +145,19 @@ export async function securityRoutes(app: FastifyInstance, ctx: HttpContext): Pr
     await factors.signOutOthers(active, clientIp(req));
     return done(reply, 'signed-out');
   });
+  // New recovery codes, asked first (as a removal): the settings' button opens the question, for the set they showed.
+  app.get(`${p}/security/recovery-codes`, async (req, reply) => {
+    const active = await forPage(req, reply, true);
+    if (!active) return reply;
+    const replaces = Object.hasOwn((req.query as object | undefined) ?? {}, 'replaces') ? query(req, 'replaces') : recoverySetOf(await factors.list(active.record.pid));
+    const c = changePage(req, active);
+    return sendPage(reply, 200, c, pages.newRecoveryCodesPage(c, { csrf: active.record.csrf, replaces }));
+  });
   app.post(`${p}/security/recovery-codes`, async (req, reply) => {
-    const active = await forChange(req);
     // The set the page offered to replace (a page from before this field existed sends none: no check).
     const replaces = Object.hasOwn((req.body as object | undefined) ?? {}, 'replaces') ? field(req, 'replaces') : undefined;
+    // Sent late: the step-up comes back to the question, for the same set.
+    const active = await forChange(req, () => `${p}/security/recovery-codes${replaces === undefined ? '' : `?replaces=${encodeURIComponent(replaces)}`}`);
     const codes = await factors.newRecoveryCodes(active, replaces, clientIp(req), twinForm(field(req, 'csrf'), replaces ?? ''));
     // The form was sent again (Back, then resend): the set it meant to replace is gone already; the codes just
     // printed stay the ones that work.

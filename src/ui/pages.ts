@@ -258,13 +258,14 @@ ${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorN
 
 /**
  * `submit`: the button's text, or its HTML (a message with a name, from `named`). `secondary`: a button beside the
- * page's main one, drawn as the lesser. `id`: the form's, for a button outside it (see timeWarning).
+ * page's main one, drawn as the lesser. `id`: the form's, for a button outside it (see timeWarning). `describedBy`: the
+ * id of what the button does besides what it says (a warning), for a screen reader to read with it.
  */
-function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string | { html: string }, { secondary = false, id }: { secondary?: boolean; id?: string } = {}): string {
+function form(ctx: PageContext, action: string, csrf: string, inner: string, submit: string | { html: string }, { secondary = false, id, describedBy }: { secondary?: boolean; id?: string; describedBy?: string } = {}): string {
   return `<form method="post" action="${ctx.prefix}${action}" novalidate${id ? ` id="${id}"` : ''}>
 ${hidden('csrf', csrf)}
 ${inner}
-<button type="submit"${secondary ? ' class="secondary"' : ''}>${typeof submit === 'string' ? msg(ctx, submit) : submit.html}</button>
+<button type="submit"${secondary ? ' class="secondary"' : ''}${describedBy ? ` aria-describedby="${describedBy}"` : ''}>${typeof submit === 'string' ? msg(ctx, submit) : submit.html}</button>
 </form>`;
 }
 
@@ -541,7 +542,8 @@ ${
 <a class="button" href="${ctx.prefix}/security/passkey">${msg(ctx, t('securityAddPasskey'))}</a></p>
 <h2>${msg(ctx, t('securityRecovery'))}</h2>
 <p>${msg(ctx, t('securityRecoveryLeft', { left: v.recoveryLeft }))}</p>${v.recoveryDisabled ? `\n<p class="error">${msg(ctx, t('securityDisabledRecovery'))}</p>` : ''}
-${form(ctx, '/security/recovery-codes', v.csrf, `${hidden('replaces', v.recoverySet)}<p class="hint">${msg(ctx, t('securityRecoveryNewHint'))}</p>`, t('securityRecoveryNew'))}
+<p class="hint" id="recovery-new-hint">${msg(ctx, t('securityRecoveryNewHint'))}</p>
+<form method="get" action="${ctx.prefix}/security/recovery-codes">${hidden('replaces', v.recoverySet)}<button type="submit" aria-describedby="recovery-new-hint">${msg(ctx, t('securityRecoveryNew'))}</button></form>
 <h2>${msg(ctx, t('securitySessions'))}</h2>
 <p>${msg(ctx, t('securitySessionsHint'))}</p>
 ${form(ctx, '/security/sign-out-others', v.csrf, '', t('securitySignOutOthers'))}
@@ -560,6 +562,21 @@ export function removeFactorPage(ctx: PageContext, v: { csrf: string; factor: { 
 ${form(ctx, '/security/remove', v.csrf, hidden('factor', v.factor.id), named(ctx, 'securityRemove', v.factor.name))}
 <p><a href="${ctx.prefix}/security">${msg(ctx, t('cancel'))}</a></p>`,
     { heading: title.html },
+  );
+}
+
+/**
+ * New recovery codes, confirmed: a tap that missed its button leaves the codes on paper working. The warning that the
+ * old ones stop working is the button's description too. `replaces`: the set the settings page offered to replace.
+ */
+export function newRecoveryCodesPage(ctx: PageContext, v: { csrf: string; replaces: string }): string {
+  const { t } = ctx;
+  return layout(
+    ctx,
+    t('securityRecoveryNewTitle'),
+    `<p id="recovery-new-warning">${msg(ctx, t('securityRecoveryNewHint'))}</p>
+${form(ctx, '/security/recovery-codes', v.csrf, hidden('replaces', v.replaces), t('securityRecoveryNew'), { describedBy: 'recovery-new-warning' })}
+<p><a href="${ctx.prefix}/security">${msg(ctx, t('cancel'))}</a></p>`,
   );
 }
 

@@ -336,6 +336,10 @@ t.test('gateway screens', async (t) => {
     await screen(t, page, 'security-notice');
     await andWait(page, page.getByRole('button', { name: /^Remove / }).first().click());
     await screen(t, page, 'remove-factor');
+    await page.goto(`${s.base}${P}/security`);
+    await andWait(page, page.getByRole('button', { name: 'Make new recovery codes' }).click());
+    await screen(t, page, 'new-recovery-codes');
+    t.equal(await page.getByRole('button', { name: 'Make new recovery codes' }).getAttribute('aria-describedby'), 'recovery-new-warning', 'its warning is the button\'s description');
 
     await page.goto(`${s.base}${P}/step-up`);
     await screen(t, page, 'step-up', { code: { id: 'code', digits: true } });

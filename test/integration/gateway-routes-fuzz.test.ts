@@ -76,6 +76,7 @@ const ROUTES: Route[] = [
   form('security/rename', ['factor', 'name']),
   form('security/remove', ['factor']),
   form('security/sign-out-others', []),
+  get('security/recovery-codes', ['replaces']),
   form('security/recovery-codes', ['replaces']),
   form('security/recovery-codes/saved', ['saved']),
   get('security/totp'),

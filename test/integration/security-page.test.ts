@@ -150,7 +150,7 @@ t.test('changes need a second factor in the last 5 minutes and the CSRF token', 
   t.match(JSON.parse(stale.body), { error: 'GW_ERR_STEP_UP_REQUIRED' });
   const late = await b.post('/_mfa/security/recovery-codes', { csrf });
   t.equal(late.status, 401, 'new recovery codes too');
-  t.match(late.body, 'href="/_mfa/step-up?to=%2F_mfa%2Fsecurity"', 'its page leads to a step-up, and back to the settings after');
+  t.match(late.body, 'href="/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Frecovery-codes"', 'its page leads to a step-up, and back to its question after');
 
   t.equal((await b.get('/_mfa/security')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity', 'the page itself asks for a step-up first');
   t.equal((await b.get('/_mfa/security/totp')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp');
@@ -422,6 +422,36 @@ t.test('a stolen session cookie and its form token, without a recent second fact
   const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code: await totpAt(secret, s.clock.now()) });
   t.equal(back.location, '/_mfa/security', 'the owner steps up');
   t.same(factorIds((await securityPage(b)).page.body), before, 'the same factors as before');
+});
+
+t.test('"Make new recovery codes" asks first, on a page of its own with Cancel: a mis-tap leaves the codes on paper working', async (t) => {
+  const { s } = await setUp(t);
+  const { b } = await signUpAndEnrol(s);
+  s.clock.advance(1000);
+  const { page } = await securityPage(b);
+  const set = inputValue(page.body, 'replaces');
+  t.match(page.body, `<p class="hint" id="recovery-new-hint">Making new codes stops the ones you have now from working.</p>\n<form method="get" action="/_mfa/security/recovery-codes"><input type="hidden" name="replaces" value="${set}"><button type="submit" aria-describedby="recovery-new-hint">Make new recovery codes</button></form>`, 'the warning tied to the button, which only asks');
+  const ask = await b.get(`/_mfa/security/recovery-codes?replaces=${set}`);
+  t.equal(ask.status, 200);
+  t.match(ask.body, '<h1>Make new recovery codes?</h1>');
+  t.match(ask.body, '<p id="recovery-new-warning">Making new codes stops the ones you have now from working.</p>');
+  t.match(ask.body, /<form method="post" action="\/_mfa\/security\/recovery-codes" novalidate>\n<input type="hidden" name="csrf" value="[^"]+">\n<input type="hidden" name="replaces" value="\d+">\n<button type="submit" aria-describedby="recovery-new-warning">Make new recovery codes<\/button>/, 'the warning tied to the button that makes them');
+  t.match(ask.body, '<p><a href="/_mfa/security">Cancel</a></p>');
+  t.match(ask.body, /data-seconds-left="\d+"/, 'the time for changes said and warned of, as on the removal question');
+  t.notMatch(ask.body, /<li>[A-Z2-9-]{19}<\/li>/, 'asking makes no codes');
+  t.equal(inputValue((await securityPage(b)).page.body, 'replaces'), set, 'the set on paper is still the one that works');
+  const made = await b.post('/_mfa/security/recovery-codes', { csrf: inputValue(ask.body, 'csrf'), replaces: inputValue(ask.body, 'replaces') });
+  t.equal(made.status, 200);
+  t.equal([...made.body.matchAll(/<li>[A-Z2-9-]{19}<\/li>/g)].length, 10, 'confirmed: the new codes');
+  s.clock.advance(60_000);
+  t.equal((await b.get(`/_mfa/security/recovery-codes?replaces=${set}`)).status, 200, 'the question opened again (Back)');
+  t.equal((await b.post('/_mfa/security/recovery-codes', { csrf: inputValue(ask.body, 'csrf'), replaces: set })).location, '/_mfa/security?notice=codes-kept', 'and sent again: no second set');
+  // Late: the step-up comes back to the question, for the set it was about.
+  s.clock.advance(5 * 60_000 + 1);
+  t.equal((await b.get('/_mfa/security/recovery-codes?replaces=1')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Frecovery-codes%3Freplaces%3D1', 'the question itself asks for a step-up first, and comes back to it');
+  const late = await b.post('/_mfa/security/recovery-codes', { csrf: inputValue(ask.body, 'csrf'), replaces: '7' });
+  t.equal(late.status, 401);
+  t.match(late.body, 'href="/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Frecovery-codes%3Freplaces%3D7"', 'sent late: back to the question, for the set it was about');
 });
 
 t.test('the new codes kept for a second click are a sealed record like any other (keys rotate re-seals it)', async (t) => {
