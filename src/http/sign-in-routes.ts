@@ -57,6 +57,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const asked = moreTime?.asked ?? (req.query as Record<string, unknown>).time;
     c.timeLimit = {
       secondsLeft: Math.max(0, Math.ceil((login.expiresAt - now) / 1000)),
+      // The recovery codes: the factor and its codes are saved, so the end loses nothing (see TimeLimit).
+      ...(login.stage === 'acknowledge' ? { of: 'codes' as const } : {}),
       ...(more ? { moreTime: { csrf: login.csrf, back: here } } : {}),
       ...(asked === 'more' || asked === 'same' ? { asked } : {}),
     };

@@ -18,8 +18,10 @@ export interface PageContext {
    * A sign-in in progress: the seconds left to finish it (said at the top of its pages in minutes, and warned of
    * before the end), with a button for more time while it can be given (`csrf`: the login's token; `back`: this page,
    * under the prefix). `asked`: more time was just asked for, and given (`more`) or not yet (`same`: too soon, the
-   * page says when). `of: 'changes'`: instead, the time left to make changes on the security page without a step-up,
-   * said and warned of alike; no more of it can be given (only a step-up gives it).
+   * page says when). `of: 'codes'`: the sign-in's time at its recovery codes, which cannot be given more (the codes
+   * are shown once): said and warned of in words of their own, as the factor and its codes are saved already (they
+   * still work once the time is up: to sign in again). `of: 'changes'`: instead, the time left to make changes on the
+   * security page without a step-up, said and warned of alike; no more of it can be given (only a step-up gives it).
    */
   timeLimit?: TimeLimit;
   /**
@@ -32,7 +34,7 @@ export interface PageContext {
 
 export interface TimeLimit {
   secondsLeft: number;
-  of?: 'changes';
+  of?: 'changes' | 'codes';
   moreTime?: { csrf: string; back: string };
   asked?: 'more' | 'same';
 }
@@ -164,9 +166,10 @@ function timeLeft(ctx: PageContext, limit: TimeLimit): string {
 /**
  * The messages of a time limit: the minutes left; a minute or less left (at the top of a page opened then, and the
  * warning before the end); run out. A sign-in's says to ask for more time where the page offers it, or, asked too
- * soon, that more can be given nearer the end.
+ * soon, that more can be given nearer the end; at its recovery codes, that they still work after it.
  */
 function timeMessages(limit: TimeLimit): { left: MessageKey; almostUp: MessageKey; over: MessageKey } {
+  if (limit.of === 'codes') return { left: 'codesMinutesLeft', almostUp: 'codesAlmostUp', over: 'codesRanOut' };
   return limit.of === 'changes'
     ? { left: 'changesMinutesLeft', almostUp: 'changesAlmostUp', over: 'changesRanOut' }
     : { left: limit.asked === 'same' ? 'minutesLeftSame' : 'minutesLeft', almostUp: limit.moreTime ? 'timeAlmostUp' : 'timeAlmostUpNoMore', over: 'timeRanOut' };

@@ -169,7 +169,10 @@ t.test('the pages of a sign-in in progress say how long is left to finish it', a
   const { secret, csrf } = await totpEnrolmentForm(s, first);
   await first.post('/_mfa/enrol/totp', { csrf, code: await totpAt(secret, s.clock.now()) });
   const codesPage = (await first.get('/_mfa/recovery-codes')).body;
-  t.match(codesPage, 'You have 5 minutes left');
+  t.match(codesPage, '<p class="hint">You have 5 minutes left to finish signing in. After that, your recovery codes still work: finish saving them, then sign in again.</p>', 'the codes: their own words, as the factor and its codes are saved already');
+  t.notMatch(codesPage, 'start again with your password', 'not that all is lost');
+  t.match(codesPage, 'data-over="The time to finish signing in has run out. Your recovery codes still work: finish saving them, then sign in again."', 'nor at the end');
+  t.match(codesPage, 'data-warning="Less than a minute left to finish signing in. Your recovery codes still work after that: finish saving them, then sign in again."');
   t.notMatch(codesPage, 'more-time', 'no more time at the recovery codes: shown once, they would be gone after it');
   t.equal((await first.post('/_mfa/more-time', { csrf })).location, '/_mfa/recovery-codes?time=more', 'asked anyway: nothing changes, and the page says the time left (not that more may come)');
   await first.post('/_mfa/recovery-codes', { csrf, saved: 'yes' });

@@ -166,7 +166,11 @@ t.test('the time left is said in minutes written out, and with a minute or less 
   const changes = (secondsLeft: number) => top({ ...context('en'), signedIn: true, timeLimit: { secondsLeft, of: 'changes' } });
   t.match(changes(4 * 60), 'You can make changes here for 4 minutes.', 'the time for changes alike');
   t.equal(changes(60), `<p class="hint">${en.changesAlmostUp}</p>`);
-  const limits = [{}, moreTime, { ...moreTime, asked: 'same' as const }, { of: 'changes' as const }];
+  const codes = (secondsLeft: number) => top({ ...context('en'), timeLimit: { secondsLeft, of: 'codes' } });
+  t.equal(codes(4 * 60), `<p class="hint">${en.codesMinutesLeft.replace('{minutes}', '4')}</p>`, 'the recovery codes: their own words');
+  t.equal(codes(60), `<p class="hint">${en.codesAlmostUp}</p>`);
+  t.match(codes(60), 'Your recovery codes still work', 'which say the codes shown are not lost');
+  const limits = [{}, moreTime, { ...moreTime, asked: 'same' as const }, { of: 'changes' as const }, { of: 'codes' as const }];
   const lines = [0, 1, 59, 60, 61, 119, 120, 121, 300, 3600].flatMap((secondsLeft) => limits.map((limit) => top({ ...context('en'), timeLimit: { secondsLeft, ...limit } })));
   t.notMatch(lines.join('\n'), /\bmin\b|\b1 minutes/, 'never "min", nor "1 minutes"');
   const translated = catalogues({ 'mi.json': { minutesLeft: 'E {minutes} meneti e toe ana.', timeAlmostUpNoMore: 'Kei raro iho i te meneti kotahi e toe ana.' } });
