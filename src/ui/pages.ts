@@ -27,7 +27,7 @@ export interface PageContext {
   /**
    * A page shown to someone signed in: it links to their sign-in settings. No other page does: a sign-in in progress
    * has none yet (the link would lead away to the login page, and from the recovery codes, lose them), and someone
-   * signed out would only be asked to sign in.
+   * signed out would only be asked to sign in. Nor do new recovery codes made on the settings (see recoveryCodesPage).
    */
   signedIn?: boolean;
 }
@@ -395,12 +395,13 @@ function qrCode(ctx: PageContext, svg: string): string {
  * for invalid, and a screen reader said "invalid" of it on arrival: it is marked invalid only where the page answers
  * one sent unticked (the browser says what is missing when its button is pressed). Sent unticked, the page says what
  * to do if they were not saved: on the sign-in settings of someone signed in (new codes made there), the settings
- * themselves; at enrolment, there once signed in.
+ * themselves; at enrolment, there once signed in. Codes shown have no link to the settings, also for someone signed
+ * in: it would lead away from them, and they cannot be shown again.
  */
 export function recoveryCodesPage(ctx: PageContext, v: { codes: string[]; csrf: string; action: string; error?: string }): string {
   const { t } = ctx;
   return layout(
-    ctx,
+    v.codes.length ? { ...ctx, signedIn: false } : ctx,
     t('recoveryTitle'),
     `${
       v.codes.length

@@ -443,6 +443,10 @@ t.test('"Make new recovery codes" asks first, on a page of its own with Cancel: 
   const made = await b.post('/_mfa/security/recovery-codes', { csrf: inputValue(ask.body, 'csrf'), replaces: inputValue(ask.body, 'replaces') });
   t.equal(made.status, 200);
   t.equal([...made.body.matchAll(/<li>[A-Z2-9-]{19}<\/li>/g)].length, 10, 'confirmed: the new codes');
+  t.notMatch(made.body, 'href="/_mfa/security"', 'shown once: no link to the settings, which would lead away from them, as at sign-up');
+  t.notMatch(made.body, '<nav', 'nor its <nav>');
+  const unticked = await b.post('/_mfa/security/recovery-codes/saved', { csrf: inputValue(made.body, 'csrf') });
+  t.match(unticked.body, '<nav aria-label="Your sign-in settings"><a href="/_mfa/security">', 'sent unticked, the codes gone: the link is back, to make new ones there');
   s.clock.advance(60_000);
   t.equal((await b.get(`/_mfa/security/recovery-codes?replaces=${set}`)).status, 200, 'the question opened again (Back)');
   t.equal((await b.post('/_mfa/security/recovery-codes', { csrf: inputValue(ask.body, 'csrf'), replaces: set })).location, '/_mfa/security?notice=codes-kept', 'and sent again: no second set');
