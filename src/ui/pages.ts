@@ -232,7 +232,8 @@ interface FieldOpts {
 }
 
 function field(ctx: PageContext, o: FieldOpts): string {
-  const describedBy = [o.hint ? `${o.id}-hint` : '', o.error ? `${o.id}-error` : ''].filter(Boolean).join(' ');
+  // The error first: a screen reader reads the descriptions in this order, and what went wrong comes before the hint.
+  const describedBy = [o.error ? `${o.id}-error` : '', o.hint ? `${o.id}-hint` : ''].filter(Boolean).join(' ');
   // Room for the separators people type (a space, or "1234-5678"), never fewer than the code's own characters. A code
   // is left to right also on a page that is not: there, "123 456" would show as "456 123".
   const attrs =

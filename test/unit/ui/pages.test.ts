@@ -37,6 +37,12 @@ t.test('a message left out is in an element marked as English; a translated one 
   t.match(html, `<a class="skip" href="#main"><span lang="en">${en.skipLink}</span></a>`);
 });
 
+t.test('a field with an error is described by the error first, then its hint: what went wrong is read first', async (t) => {
+  const html = verify(context('en'), 'That code did not work.');
+  t.match(html, /<input type="text" id="code" [^>]* aria-describedby="code-error code-hint" aria-invalid="true">/);
+  t.match(verify(context('en')), /<input type="text" id="code" [^>]* aria-describedby="code-hint">/, 'without an error, the hint alone');
+});
+
 t.test('on a right-to-left page, English is also laid out left to right', async (t) => {
   const html = verify(context('ar'));
   t.match(html, '<html lang="ar" dir="rtl">');
