@@ -322,7 +322,7 @@ t.test('a form sent on a rule that takes only passkeys: its page leads to a step
   t.equal(opened.location, '/_mfa/step-up?to=%2Fcontrolled%2F&factors=webauthn', "a page opened: the rule's factors go along");
   const sent = await b.post('/controlled/', { medicine: 'morphine' });
   t.equal(sent.status, 401);
-  const link = /<a href="([^"]*)">Confirm it is you<\/a>/.exec(sent.body)?.[1]?.replaceAll('&amp;', '&');
+  const link = /<a href="([^"]*)">Confirm it is you again<\/a>/.exec(sent.body)?.[1]?.replaceAll('&amp;', '&');
   t.equal(link, '/_mfa/step-up?factors=webauthn', 'a form sent: the same, on the way its page offers');
   const page = await b.get(link!);
   t.notMatch(page.body, 'name="code"', 'no authenticator-app form, which would step up and be asked again');
@@ -339,7 +339,7 @@ t.test('a form sent that needs a step-up: its page leads to a step-up that comes
   const form = `${s.url}/prescriptions/?patient=7`;
   const sent = await b.post('/prescriptions/', { medicine: 'salbutamol' }, { referer: form, 'sec-fetch-site': 'same-origin' });
   t.equal(sent.status, 401);
-  const link = () => /<a href="([^"]*)">Confirm it is you<\/a>/.exec(sent.body)?.[1]?.replaceAll('&amp;', '&');
+  const link = () => /<a href="([^"]*)">Confirm it is you again<\/a>/.exec(sent.body)?.[1]?.replaceAll('&amp;', '&');
   t.equal(link(), '/_mfa/step-up?to=%2Fprescriptions%2F%3Fpatient%3D7', "the form's page is where the step-up comes back to");
   const stepUp = (await b.get(link()!)).body;
   const done = await b.post('/_mfa/step-up', { csrf: inputValue(stepUp, 'csrf'), to: inputValue(stepUp, 'to'), code: await totpAt(secret, s.clock.now()) });
@@ -356,7 +356,7 @@ t.test('a form sent that needs a step-up: its page leads to a step-up that comes
   for (const [referer, why, headers] of cases) {
     const other = await b.post('/prescriptions/', { medicine: 'salbutamol' }, { referer, ...headers });
     t.equal(other.status, 401);
-    t.match(other.body, '<a href="/_mfa/step-up">Confirm it is you</a>', `${why}: the step-up page's own way back`);
+    t.match(other.body, '<a href="/_mfa/step-up">Confirm it is you again</a>', `${why}: the step-up page's own way back`);
   }
 });
 

@@ -364,14 +364,14 @@ t.test('step-up: a try refused while the user must wait leads back to the step-u
   t.equal((await b.post('/_mfa/step-up', { ...form, code: '000000' })).status, 400);
   const waited = await b.post('/_mfa/step-up', { ...form, code: await totpAt(secret, s.clock.now()) });
   t.equal(waited.status, 429, 'a wait after the failure');
-  const link = /<a href="([^"]*)">Confirm it is you<\/a>/.exec(waited.body)?.[1]?.replaceAll('&#38;', '&');
+  const link = /<a href="([^"]*)">Confirm it is you again<\/a>/.exec(waited.body)?.[1]?.replaceAll('&#38;', '&');
   t.equal(link, '/_mfa/step-up?to=%2Fprescriptions%2F&factors=totp', 'the page leads back to the step-up for the same page');
   // The form with a token another tab's step-up replaced: its page leads back the same way.
   const stale = await b.post('/_mfa/step-up', { ...form, csrf: 'x'.repeat(43), code: await totpAt(secret, s.clock.now()) });
   t.equal(stale.status, 403);
-  t.equal(/<a href="([^"]*)">Confirm it is you<\/a>/.exec(stale.body)?.[1]?.replaceAll('&#38;', '&'), link, 'a stale form token: back to the same step-up');
+  t.equal(/<a href="([^"]*)">Confirm it is you again<\/a>/.exec(stale.body)?.[1]?.replaceAll('&#38;', '&'), link, 'a stale form token: back to the same step-up');
   const security = await b.post('/_mfa/security/rename', { csrf: 'x'.repeat(43), factor: 'f', name: 'x' });
-  t.same([security.status, /<a href="[^"]*">Confirm it is you<\/a>/.test(security.body)], [403, false], 'another form: no step-up link');
+  t.same([security.status, /<a href="[^"]*">Confirm it is you again<\/a>/.test(security.body)], [403, false], 'another form: no step-up link');
   s.clock.advance(31_000);
   const again = await b.get(link!);
   const done = await b.post('/_mfa/step-up', { csrf: inputValue(again.body, 'csrf'), to: inputValue(again.body, 'to'), factors: inputValue(again.body, 'factors'), code: await totpAt(secret, s.clock.now()) });

@@ -156,6 +156,8 @@ t.test('changes need a second factor in the last 5 minutes and the CSRF token', 
   t.equal((await b.get('/_mfa/security/totp')).location, '/_mfa/step-up?to=%2F_mfa%2Fsecurity%2Ftotp');
   const step = await b.get('/_mfa/step-up?to=%2F_mfa%2Fsecurity');
   t.match(step.body, '<p>To go on, confirm it is you again.</p>', 'the step-up says why, in plain words');
+  t.match(step.body, '<title>Confirm it is you again – ', 'titled apart from the sign-in\'s code page ("Confirm it is you"), in a list of tabs or in history');
+  t.match(step.body, '<h1>Confirm it is you again</h1>');
   const back = await b.post('/_mfa/step-up', { csrf: inputValue(step.body, 'csrf'), to: '/_mfa/security', code: await totpAt(secret, s.clock.now()) });
   t.equal(back.location, '/_mfa/security', 'and comes back');
   const fresh = await securityPage(b);
