@@ -114,9 +114,9 @@ function named(ctx: PageContext, key: MessageKey, name: string): { html: string;
  * `error`: the page answers a mistake in one of its fields, and its title says so first (WCAG 2.4.2, 3.3.1).
  * `heading`: the <h1> as HTML, where it is not the title escaped (a name in it, isolated).
  * `typedIn`: the id of the page's form with a field to type a code in, which "I need more time" sends along (see
- * timeWarning).
+ * timeWarning). `settings`: the page is the sign-in settings, which their link says (aria-current).
  */
-function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: 'passkeys' | 'page'; error?: boolean; heading?: string; typedIn?: string } = {}): string {
+function layout(ctx: PageContext, title: string, body: string, opts: { scripts?: 'passkeys' | 'page'; error?: boolean; heading?: string; typedIn?: string; settings?: boolean } = {}): string {
   const { t, prefix } = ctx;
   // At the end of <body>: the page's script looks for its buttons when it runs (in <head>, it found none). Passkeys
   // need the WebAuthn browser library too. A page with a time limit has the script for its warning.
@@ -140,7 +140,7 @@ function layout(ctx: PageContext, title: string, body: string, opts: { scripts?:
 <a class="skip" href="#main">${msg(ctx, t('skipLink'))}</a>
 <header>
 <p class="brand">${ctx.hasLogo ? `<img src="${prefix}/assets/logo" alt="" class="logo"> ` : ''}<bdi>${esc(ctx.portalName)}</bdi></p>
-${ctx.signedIn ? securityNav(ctx) : ''}
+${ctx.signedIn ? securityNav(ctx, opts.settings) : ''}
 </header>
 <main id="main">
 <h1>${opts.heading ?? msg(ctx, title)}</h1>
@@ -178,11 +178,11 @@ function timeMessages(limit: TimeLimit): { left: MessageKey; almostUp: MessageKe
 /**
  * The link to the sign-in settings, in a <nav> named by the link's text. Where that is English, the <nav> is marked
  * so, not the link's text: the label is an attribute, which has its element's language, and the <nav> holds nothing
- * but that same text.
+ * but that same text. On the settings themselves, the link says it is the current page.
  */
-function securityNav(ctx: PageContext): string {
+function securityNav(ctx: PageContext, current = false): string {
   const label = ctx.t('securityLink');
-  return `<nav aria-label="${esc(label)}"${ctx.english(label) ? inEnglish(ctx) : ''}><a href="${ctx.prefix}/security">${esc(label)}</a></nav>`;
+  return `<nav aria-label="${esc(label)}"${ctx.english(label) ? inEnglish(ctx) : ''}><a href="${ctx.prefix}/security"${current ? ' aria-current="page"' : ''}>${esc(label)}</a></nav>`;
 }
 
 /**
@@ -552,7 +552,8 @@ ${
 <h2>${msg(ctx, t('securitySessions'))}</h2>
 <p>${msg(ctx, t('securitySessionsHint'))}</p>
 ${form(ctx, '/security/sign-out-others', v.csrf, '', t('securitySignOutOthers'))}
-<p><a href="/" referrerpolicy="no-referrer">${msg(ctx, t('backToPortal'))}</a> · <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>`,
+<p><a href="/" referrerpolicy="no-referrer">${msg(ctx, t('backToPortal'))}</a> <span aria-hidden="true">·</span> <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>`,
+    { settings: true },
   );
 }
 

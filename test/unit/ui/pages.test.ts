@@ -64,10 +64,18 @@ t.test('the title, which holds no markup, is marked as English when all its mess
 
 t.test("the settings link's <nav>, named by the link's text, is marked as a whole: its aria-label too", async (t) => {
   const nav = (ctx: PageContext) => securityPage({ ...ctx, signedIn: true }, { csrf: 'c', factors: [], recoveryLeft: 10, recoverySet: 's' }).match(/<nav[^]*?<\/nav>/)![0];
-  t.equal(nav(context('mi')), `<nav aria-label="${en.securityLink}" lang="en"><a href="/_mfa/security">${en.securityLink}</a></nav>`);
-  t.equal(nav(context('ar')), `<nav aria-label="${en.securityLink}" lang="en" dir="ltr"><a href="/_mfa/security">${en.securityLink}</a></nav>`, 'left to right on a right-to-left page');
+  t.equal(nav(context('mi')), `<nav aria-label="${en.securityLink}" lang="en"><a href="/_mfa/security" aria-current="page">${en.securityLink}</a></nav>`);
+  t.equal(nav(context('ar')), `<nav aria-label="${en.securityLink}" lang="en" dir="ltr"><a href="/_mfa/security" aria-current="page">${en.securityLink}</a></nav>`, 'left to right on a right-to-left page');
   const translated = catalogues({ 'mi.json': { securityLink: 'Ō tautuhinga takiuru' } });
-  t.equal(nav(context('mi', translated)), '<nav aria-label="Ō tautuhinga takiuru"><a href="/_mfa/security">Ō tautuhinga takiuru</a></nav>', 'translated: the page language');
+  t.equal(nav(context('mi', translated)), '<nav aria-label="Ō tautuhinga takiuru"><a href="/_mfa/security" aria-current="page">Ō tautuhinga takiuru</a></nav>', 'translated: the page language');
+});
+
+t.test('the settings link says so on the settings themselves (aria-current), and on no other page; the dot between links is not read', async (t) => {
+  const ctx = { ...context('en'), signedIn: true };
+  const settings = securityPage(ctx, { csrf: 'c', factors: [], recoveryLeft: 10, recoverySet: 's' });
+  t.match(settings, `<nav aria-label="${en.securityLink}"><a href="/_mfa/security" aria-current="page">${en.securityLink}</a></nav>`, 'the current page');
+  t.match(logoutPage(ctx, { csrf: 'c' }), `<nav aria-label="${en.securityLink}"><a href="/_mfa/security">${en.securityLink}</a></nav>`, 'elsewhere, a link like any other');
+  t.match(settings, `${en.backToPortal}</a> <span aria-hidden="true">·</span> <a href="/_mfa/logout">`, 'the "·" between the links is hidden from a screen reader');
 });
 
 t.test("the QR code's label in English is marked on its image, which holds no text: without dir, which would move it", async (t) => {
