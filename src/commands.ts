@@ -467,9 +467,9 @@ function listenError(listener: 'server' | 'admin', at: { host: string; port: num
   const where = `${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`;
   const option = `${listener}.port`;
   const problem: Record<string, string> = {
-    EADDRINUSE: `address already in use (${where}): another process listens there; stop it, or set another ${option}`,
-    EACCES: `permission denied (${where}): a port below 1024 needs privileges; set ${option} to 1024 or more (and map or forward the port), or grant them`,
-    EADDRNOTAVAIL: `address not available (${where}): ${listener}.host is no address of this machine; set it to one of its addresses, or 0.0.0.0`,
+    EADDRINUSE: `address already in use (EADDRINUSE, ${where}): another process listens there; stop it, or set another ${option}`,
+    EACCES: `permission denied (EACCES, ${where}): a port below 1024 needs privileges; set ${option} to 1024 or more (and map or forward the port), or grant them`,
+    EADDRNOTAVAIL: `address not available (EADDRNOTAVAIL, ${where}): ${listener}.host is no address of this machine; set it to one of its addresses, or 0.0.0.0`,
   };
   const text = (code !== undefined && problem[code]) || (err instanceof Error ? err.message : String(err));
   return new Error(`${option} ${at.port}: ${text}`, { cause: err });

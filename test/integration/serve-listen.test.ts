@@ -29,7 +29,7 @@ for (const option of ['server.port', 'admin.port'] as const) {
     const [code] = (await once(proc, 'close')) as [number | null];
     t.equal(code, 1);
     const at = option === 'server.port' ? port : adminPort;
-    t.match(stderr, `mfa-gateway: ${option} ${at}: address already in use (127.0.0.1:${at}): another process listens there; stop it, or set another ${option}\n`);
+    t.match(stderr, `mfa-gateway: ${option} ${at}: address already in use (EADDRINUSE, 127.0.0.1:${at}): another process listens there; stop it, or set another ${option}\n`);
     t.notOk(existsSync(join(raw.audit.dir, 'audit.lock')), 'the audit lock is released');
   });
 }
