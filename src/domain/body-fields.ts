@@ -40,9 +40,11 @@ function boundaries(contentType: string): string[] {
     const after = contentType.slice(m.index + m[0].length);
     const eq = after.indexOf('=');
     if (eq === -1) continue;
-    const value = after.slice(eq + 1).trimStart();
-    const quoted = /^"([^"]*)"/.exec(value)?.[1];
-    for (const v of [quoted, /^[^;,"\s]*/.exec(value)![0], value.split(/[;,]/, 1)[0]!.trim()]) if (v) found.add(v.slice(0, 200));
+    // PHP and older Rack keep a space after the =: its delimiter is `-- B`.
+    const raw = after.slice(eq + 1);
+    const value = raw.trimStart();
+    const readings = [/^"([^"]*)"/.exec(value)?.[1], /^[^;,"\s]*/.exec(value)![0], value.split(/[;,]/, 1)[0]!.trim(), raw.split(/[;,]/, 1)[0], /^"?([^";,]+)/.exec(raw)?.[1]];
+    for (const v of readings) if (v) found.add(v.slice(0, 200));
   }
   return [...found];
 }
@@ -67,6 +69,8 @@ export class LoginFieldsScanner {
   private unreadable: string | null = null;
   private started = false;
   private readonly json: boolean;
+  /** The fields folded, when each is plain ASCII without brackets (see saw). */
+  private readonly plain: { password: string; usernames: string[]; shortest: number } | null;
   private readonly parts: NameReader[];
   /**
    * Whether a NUL byte ends reading the body as a form or JSON: one of another type (an upload) that holds one is
@@ -79,11 +83,13 @@ export class LoginFieldsScanner {
     private readonly usernameFields: readonly string[],
     private readonly passwordField: string,
   ) {
+    const folded = { password: foldPlain(passwordField), usernames: usernameFields.map(foldPlain) };
+    this.plain = [...usernameFields, passwordField].every((f) => PLAIN.test(f)) ? { ...folded, shortest: Math.min(...[folded.password, ...folded.usernames].map((f) => f.length)) } : null;
     const media = mediaType(contentType);
     this.json = media.includes('json');
     const parts = (/multipart/i.test(contentType ?? '') ? boundaries(contentType!) : []).map((b) => new MultipartNames(b));
-    // A multipart body is read as such only (PHP leaves php://input empty for one): an upload costs a search for its
-    // delimiters. Any other is read as a form and as JSON, whatever its type.
+    // A multipart/form-data body is read as such only: an upload costs a search for its delimiters. Any other is read
+    // as a form and as JSON, whatever its type.
     const firsts = new Set(
       [...usernameFields, passwordField].flatMap((f) => {
         const first = f.replace(/[-_.\s]/g, '').charAt(0);
@@ -91,9 +97,11 @@ export class LoginFieldsScanner {
       }),
     );
     // A name that may be a login field's begins with its first letter, or with what a loose reading drops or decodes
-    // (%, -, _, ., [, a space or control, a non-ASCII character): others are not decoded.
-    const mayBe = (b: number) => firsts.has(b) || b <= 0x20 || b >= 0x80 || b === 0x25 || b === 0x2d || b === 0x5f || b === 0x2e || b === 0x5b;
-    this.readers = media.startsWith('multipart/') ? parts : [new FormNames(mayBe), new JsonKeys(mayBe), ...parts];
+    // (%, -, _, ., [ and ] (Rack drops both), a space or control, a non-ASCII character): others are not decoded.
+    const mayBe = (b: number) => firsts.has(b) || b <= 0x20 || b >= 0x80 || b === 0x25 || b === 0x2d || b === 0x5f || b === 0x2e || b === 0x5b || b === 0x5d;
+    // PHP leaves php://input empty for multipart/form-data only, its type as PHP cuts it (at ; , or a space, tabs kept).
+    const formData = (contentType ?? '').split(/[;, ]/, 1)[0]!.toLowerCase() === 'multipart/form-data';
+    this.readers = formData ? parts : [new FormNames(mayBe), new JsonKeys(mayBe), ...parts];
     this.parts = parts;
     this.binaryEnds = !fieldsType(contentType);
   }
@@ -125,10 +133,24 @@ export class LoginFieldsScanner {
 
   private readonly saw = (name: string, filled = true): void => {
     if (!filled) return;
+    // A plain ASCII name (most are) against plain fields: folded and compared at once, as sameFieldName would.
+    if (this.plain && PLAIN.test(name)) {
+      // Folding only takes characters away.
+      if (name.length < this.plain.shortest) return;
+      const folded = foldPlain(name);
+      if (folded === this.plain.password) this.password = true;
+      if (this.plain.usernames.includes(folded)) this.username = true;
+      return;
+    }
     if (!this.password && sameFieldName(name, this.passwordField)) this.password = true;
     if (!this.username && this.usernameFields.some((f) => sameFieldName(name, f))) this.username = true;
   };
 }
+
+/** Printable ASCII without the brackets PHP and Rack read keys from. */
+const PLAIN = /^[\x20-\x5a\x5c\x5e-\x7e]*$/;
+/** sameFieldName's folding of a plain name: case, and -, _, . and spaces, dropped. */
+const foldPlain = (name: string) => name.toLowerCase().replace(/[-_. ]/g, '');
 
 type Saw = (name: string, filled?: boolean) => void;
 
@@ -195,10 +217,24 @@ class FormNames implements NameReader {
 
   /** The name so far, decoded as the legacy check decodes a query's (+, %XX, and %uXXXX as ASP.NET reads it). */
   private decoded(): string {
-    const raw = this.other ? '' : Buffer.from(this.name).toString('utf8');
+    const bytes = this.name;
     this.name = [];
+    const other = this.other;
     this.other = false;
-    return raw ? (queryFieldNames(`${raw}=`)[0] ?? '') : '';
+    if (other || bytes.length === 0) return '';
+    // ASCII only: nothing to decode (no % or +) or only what decodeURIComponent decodes as queries' names are (no %u).
+    if (bytes.every((b) => b < 0x80)) {
+      const raw = String.fromCharCode(...bytes);
+      if (!/[%+]/.test(raw)) return raw;
+      if (!/%u/i.test(raw)) {
+        try {
+          return decodeURIComponent(raw.replaceAll('+', ' '));
+        } catch {
+          // A % not followed by two hex digits, or bytes that are no UTF-8: as URLSearchParams reads them, below.
+        }
+      }
+    }
+    return queryFieldNames(`${Buffer.from(bytes).toString('utf8')}=`)[0] ?? '';
   }
 }
 
@@ -344,7 +380,7 @@ class JsonKeys implements NameReader {
   }
 
   private flush(): void {
-    if (this.bytes.length) this.text += Buffer.from(this.bytes).toString('utf8');
+    if (this.bytes.length) this.text += this.bytes.every((b) => b < 0x80) ? String.fromCharCode(...this.bytes) : Buffer.from(this.bytes).toString('utf8');
     this.bytes = [];
   }
 }
@@ -419,14 +455,12 @@ class MultipartNames implements NameReader {
       if (joined.length && (/^\s/.test(line) || !line.includes(':'))) joined[joined.length - 1] += ` ${line.trim()}`;
       else joined.push(line);
     }
-    for (const header of joined) {
-      const colon = header.indexOf(':');
-      if (header.slice(0, colon).trim().toLowerCase() !== 'content-disposition') continue;
-      const value = header.slice(colon + 1);
-      for (const m of value.matchAll(/(?:^|[\s;:])name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([^;\s]*))/gi)) {
+    // Anywhere in a line: PHP cuts a line longer than its buffer (5 KiB) and reads the rest as a line of its own.
+    for (const [, value] of joined.flatMap((header) => [...header.matchAll(/content-disposition\s*:((?:(?!content-disposition\s*:)[^])*)/gi)])) {
+      for (const m of value!.matchAll(/(?:^|[\s;:])name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([^;\s]*))/gi)) {
         saw((m[1]?.replace(/\\(.)/g, '$1') ?? m[2] ?? m[3] ?? '').slice(0, MAX_NAME));
       }
-      for (const m of value.matchAll(/(?:^|[\s;:])name\*\s*=\s*[^']*'[^']*'([^;\s]*)/gi)) {
+      for (const m of value!.matchAll(/(?:^|[\s;:])name\*\s*=\s*[^']*'[^']*'([^;\s]*)/gi)) {
         for (const n of queryFieldNames(`${m[1]}=`)) saw(n.slice(0, MAX_NAME));
       }
     }

@@ -50,6 +50,11 @@ t.test('forms: both fields in any spelling a portal reads as them, with values',
   holdsInAnyChunks(t, FORM, 'pa%C5%BFsword=x&username=bob', true);
   holdsInAnyChunks(t, FORM, 'paſsword=x&username=bob', true);
   holdsInAnyChunks(t, FORM, 'j_username=bob&password=x', true, ['username', 'j_username']);
+  // Rack 2 drops leading brackets.
+  holdsInAnyChunks(t, FORM, ']username=bob&]password=x', true);
+  holdsInAnyChunks(t, JSON_TYPE, '{"]username":"bob","[password":"x"}', true);
+  holdsInAnyChunks(t, FORM, 'User-Name=bob&PASS.WORD=x', true);
+  holdsInAnyChunks(t, FORM, 'usernames=bob&passwords=x', false);
   // PHP drops leading spaces: a name padded past any length limit is still the field.
   t.ok(holds(FORM, `${'+'.repeat(1100)}username=bob&${'%20'.repeat(1100)}password=x`, 4096));
   t.ok(holds(FORM, `${' '.repeat(1100)}username=bob&password=x`, 7));
@@ -114,6 +119,13 @@ t.test('multipart: parts by their name, every boundary a parser may read, header
   holdsInAnyChunks(t, 'multipart/form-data; boundary; b=XyZ', `${part('form-data; name="username"', 'bob')}${part('form-data; name="password"', 'x')}--XyZ--`, true);
   holdsInAnyChunks(t, 'multipart/form-data; boundary=A; boundary=XyZ', `${part('form-data; name="username"', 'bob')}${part('form-data; name="password"', 'x')}--XyZ--`, true);
   holdsInAnyChunks(t, 'multipart/form-data; boundary=XyZ; x=x-www-form-urlencoded', `${part('form-data; name="username"', 'bob')}${part('form-data; name="password"', 'x')}--XyZ--`, true);
+  // PHP and older Rack keep a space after boundary=, so the delimiter is `-- B`.
+  holdsInAnyChunks(t, 'multipart/form-data; boundary= B', `${part('form-data; name="username"', 'bob', '\r\n', ' B')}${part('form-data; name="password"', 'x', '\r\n', ' B')}-- B--`, true);
+  // PHP cuts a header line longer than 5 KiB and reads the rest as a line of its own.
+  holdsInAnyChunks(t, MP, `--XyZ\r\n${'a'.repeat(5120)}Content-Disposition: form-data; name="username"\r\n\r\nbob\r\n${part('form-data; name="password"', 'x')}`, true);
+  // Another multipart type, or form-data with a tab before its ;: PHP reads php://input, as a form or JSON.
+  holdsInAnyChunks(t, 'multipart/mixed; boundary=XyZ', '{"username":"bob","password":"x"}', true);
+  holdsInAnyChunks(t, 'multipart/form-data\t; boundary=XyZ', 'username=bob&password=x', true);
   holdsInAnyChunks(t, MP, `${part('form-data; name="username"', 'bob')}${part('form-data; name="file"; filename="password"', 'Content-Disposition: form-data; name="password"')}--XyZ--`, false);
   holdsInAnyChunks(t, MP, `${part('form-data; name="username"', 'bob')}--XyZ--\r\n`, false);
   // A megabyte of file before the second field: the delimiter is found whatever the chunking.
