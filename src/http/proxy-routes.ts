@@ -230,7 +230,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
    * The login's username and password fields together in the body of a request to another path (SECURITY C-30): a
    * portal that signs in wherever they come (a front controller, a common include) would take a password there
    * without its second factor. The body is read on its way to the portal, every way a portal may read fields from it,
-   * and its last chunk is held back until the whole body has been read: a body holding both never reaches the portal
+   * and its last byte is held back until the whole body has been read: a body holding both never reaches the portal
    * whole (a portal gets at most one cut short, its request broken off, which no framework acts on), and the request
    * is refused (403). A body the gateway cannot read for them is refused too: compressed (415, for form, JSON and
    * multipart types, which a framework may unpack), in a charset in which the names are other bytes (415), or
@@ -254,8 +254,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const guard: GuardedBody = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         if (refused(scanner.write(chunk), cb)) return;
+        if (chunk.length === 0) return cb();
+        // All but the last byte goes on at once (the portal sees the request begin, and streaming stays as it was).
         if (held) this.push(held);
-        held = chunk;
+        if (chunk.length > 1) this.push(chunk.subarray(0, -1));
+        held = chunk.subarray(-1);
         cb();
       },
       flush(cb) {
