@@ -17,7 +17,10 @@ export function unreadableBody(contentType: string | undefined): string | null {
   for (const [, charset] of (contentType ?? '').matchAll(/charset\s*=\s*"?([^";,\s]*)/gi)) {
     if (!ASCII_COMPATIBLE.test(charset!)) return `charset ${charset!.slice(0, 40)}`;
   }
-  if (mediaType(contentType).startsWith('multipart/') && boundaries(contentType!).length === 0) return 'a multipart body without a boundary';
+  const multipart = /multipart/i.test(contentType ?? '') ? boundaries(contentType!).length : 0;
+  if (mediaType(contentType).startsWith('multipart/') && multipart === 0) return 'a multipart body without a boundary';
+  // Each is a reading of the whole body: a header naming hundreds would multiply the work.
+  if (multipart > MAX_BOUNDARIES) return 'a multipart body with too many boundaries';
   return null;
 }
 
@@ -52,6 +55,8 @@ function boundaries(contentType: string): string[] {
 // Longer names (in bytes, leading spaces aside) are kept to this length, and a longer JSON key is none: no login
 // field is named so long, and a name cannot grow memory.
 const MAX_NAME = 1024;
+// More readings of a multipart Content-Type's boundary than a header has by any parser's reading.
+const MAX_BOUNDARIES = 8;
 // A multipart part's headers longer than this make the body unreadable.
 const MAX_PART_HEADERS = 16 * 1024;
 

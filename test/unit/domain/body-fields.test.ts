@@ -34,6 +34,9 @@ t.test('what the headers alone refuse: a charset in which names are other bytes,
   t.match(unreadableBody(`${FORM}; charset="utf-7"`), /charset utf-7/);
   t.match(unreadableBody(`${JSON_TYPE}; charset=utf-8; charset=utf-32`), /charset utf-32/, 'every charset named');
   t.match(unreadableBody('multipart/form-data'), /without a boundary/);
+  t.equal(unreadableBody('multipart/form-data; boundary=a; BOUNDARY="b c"'), null, 'a few readings');
+  t.match(unreadableBody(`multipart/form-data; ${Array.from({ length: 9 }, (_, i) => `boundary=b${i}`).join('; ')}`), /too many boundaries/, 'each a reading of the whole body');
+  t.match(unreadableBody(`text/plain; x=multipart; ${Array.from({ length: 9 }, (_, i) => `boundary=b${i}`).join('; ')}`), /too many boundaries/, 'read as multipart too');
   t.ok(fieldsType(FORM) && fieldsType(JSON_TYPE) && fieldsType('application/vnd.api+json') && fieldsType('multipart/form-data; boundary=b'));
   t.notOk(fieldsType('application/octet-stream'));
 });
