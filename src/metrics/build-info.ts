@@ -5,7 +5,11 @@ import { fileURLToPath } from 'node:url';
 
 function packageJson(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  while (!existsSync(join(dir, 'package.json'))) {
+    // At the root with none found: an installation without its package.json, which no start can go on from.
+    if (dirname(dir) === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = dirname(dir);
+  }
   return join(dir, 'package.json');
 }
 
