@@ -30,6 +30,8 @@ interface MoreTimeAnswer {
   here: string;
   asked: 'more' | 'same';
 }
+// The maxlength of the fields whose value a page is sent back with (see sent): a code from paper's, a factor name's.
+const FIELD_LENGTH = { code: 24, name: 60 } as const;
 // WebAuthn responses with attestation are larger than a form; still bounded.
 const JSON_LIMIT = 64 * 1024;
 /** A cookie name (an RFC 9110 token), and what a cookie's value or path may hold in a header: printable ASCII but ';'. */
@@ -68,10 +70,11 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
   /** What a form with a code answers: the missing code, or the wrong one. */
   const refusal = (req: FastifyRequest, r: Refused | undefined, key?: MessageKey) => (r ? wrong(req, r, key) : page(req).t('codeMissing'));
   /**
-   * A code from paper sent wrong, to correct on the page that says so: no longer than its field takes, without the
-   * half of a character the cut would leave (shown as U+FFFD).
+   * What was typed in a field, sent back to its page (a code from paper sent wrong, to correct; a code or a passkey's
+   * name, to go on after more time): no longer than the field takes, without the half of a character the cut would
+   * leave (shown as U+FFFD).
    */
-  const sentCode = (req: FastifyRequest) => field(req, 'code').slice(0, 24).replace(/\p{Cs}$/u, '');
+  const sent = (req: FastifyRequest, name: keyof typeof FIELD_LENGTH) => field(req, name).slice(0, FIELD_LENGTH[name]).replace(/\p{Cs}$/u, '');
   /**
    * The session starts: the pending cookie goes, the session cookie comes (with a known-browser token for the
    * account), and the portal's the browser holds: those its login answer set, and in forward-auth mode all of them.
@@ -141,11 +144,14 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     const later = offersMoreTime({ ...login, expiresAt }, ctx.clock.now(), config.mfa.pendingTimeoutSeconds * 1000, config.mfa.pendingMaxSeconds * 1000);
     const asked = expiresAt === login.expiresAt && later ? 'same' : 'more';
     const ownPage = MORE_TIME_PAGES[stage].includes(back);
-    // Sent by the button of a page's form with a code field (see timeWarning): the page itself, with what was typed
-    // in its field again, not a redirect (a code goes in no address, and the log would have it).
-    const typed = ownPage && Object.hasOwn((req.body as object | undefined) ?? {}, 'code') ? sentCode(req) : undefined;
+    // Sent by the button of a page's form with a code field, or with the factor choice's passkey name (see
+    // timeWarning): the page itself, with what was typed in its field again, not a redirect (a code goes in no
+    // address, and the log would have it).
+    const sentWith = (name: string) => ownPage && Object.hasOwn((req.body as object | undefined) ?? {}, name);
+    const typed = sentWith('code') ? sent(req, 'code') : undefined;
     const again: MoreTimeAnswer = { here: back, asked };
     const longer = { ...login, expiresAt };
+    if (back === 'enrol' && sentWith('name')) return choosePage(req, reply, id, longer, { ...again, typed: sent(req, 'name') });
     if (typed !== undefined && back === 'proof') return proofPage(req, reply, 200, longer, { typed }, again);
     if (typed !== undefined && back === 'enrol/totp') return totpPage(req, reply, 200, longer, { secret: await enrolment.pendingTotpSecret(id, login), typed }, again);
     if (typed !== undefined && back === 'verify') return verifyPage(req, reply, 200, undefined, { ...again, typed });
@@ -178,7 +184,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     checkCsrf(req, login.csrf);
     const result = noCodeTyped(req) ? undefined : await enrolment.confirmProof(id, login, field(req, 'code'), clientIp(req));
     if (result?.ok) return reply.redirect(`${p}/enrol`, 303);
-    return proofPage(req, reply, 400, login, { error: refusal(req, result, 'proofWrong'), typed: sentCode(req) });
+    return proofPage(req, reply, 400, login, { error: refusal(req, result, 'proofWrong'), typed: sent(req, 'code') });
   });
 
   // 2. The first factor: a passkey, or an authenticator app (works without JavaScript).
@@ -190,12 +196,16 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     label: 'passkeyCreate',
     nameField: true,
   });
-  app.get(`${p}/enrol`, async (req, reply) => {
-    const { id, p: login } = await pending.at(pendingId(req), 'enrol');
+  /** The factor choice; `again`: the answer to "I need more time", with the passkey's name typed. */
+  const choosePage = async (req: FastifyRequest, reply: FastifyReply, id: string, login: PendingLogin, again?: MoreTimeAnswer & { typed: string }) => {
     // The factor this sign-in bound, its answer lost (a passkey cannot be made again on the same device): go on.
     if (await enrolment.resumeEnrolment(id, login, clientIp(req))) return reply.redirect(`${p}/recovery-codes`, 303);
-    const c = pendingPage(req, login);
-    return sendPage(reply, 200, c, pages.choosePage(c, { csrf: login.csrf, passkey: enrolPasskey(login.csrf) }));
+    const c = pendingPage(req, login, again);
+    return sendPage(reply, 200, c, pages.choosePage(c, { csrf: login.csrf, passkey: enrolPasskey(login.csrf), ...(again ? { typed: again.typed } : {}) }));
+  };
+  app.get(`${p}/enrol`, async (req, reply) => {
+    const { id, p: login } = await pending.at(pendingId(req), 'enrol');
+    return choosePage(req, reply, id, login);
   });
   const totpPage = async (req: FastifyRequest, reply: FastifyReply, status: number, login: PendingLogin, v: { secret: string; error?: string; typed?: string }, again?: MoreTimeAnswer) => {
     const uri = totpUri({ issuer: config.mfa.issuer ?? config.portal.name, account: login.username, secret: v.secret });
@@ -314,7 +324,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (result?.ok) return finished(req, reply, result);
     const twin = result && (await pending.twin(id, 'verify', form));
     if (twin) return finished(req, reply, twin);
-    return recoveryPage(req, reply, 400, login, { error: refusal(req, result), typed: sentCode(req) });
+    return recoveryPage(req, reply, 400, login, { error: refusal(req, result), typed: sent(req, 'code') });
   });
 
   // 5. Step-up: a signed-in person confirms a second factor again, then goes back to where they were going.

@@ -201,10 +201,11 @@ function timeWarning(ctx: PageContext, limit: TimeLimit, typedIn?: string): stri
   const button = (attrs: string) => `<button type="submit"${attrs} class="secondary">${msg(ctx, t('moreTime'))}</button>`;
   // On a page with a code to type, a button of its form (by the form attribute, where it stands: after the form's own
   // button, which Enter in the field still sends): what was typed goes along, and the page comes back with it (also
-  // without JavaScript), not emptied (a half-typed recovery code lost). Elsewhere, a form of its own.
+  // without JavaScript), not emptied (a half-typed recovery code lost). Elsewhere, a form of its own, which a field in
+  // no form of the page joins, for the same reason (see passkeyButton).
   return typedIn
     ? `${warning}\n<div class="more-time">${button(` form="${typedIn}" formaction="${ctx.prefix}/more-time" formnovalidate name="back" value="${esc(limit.moreTime.back)}"`)}</div>`
-    : `${warning}\n<form method="post" action="${ctx.prefix}/more-time" class="more-time">${hidden('csrf', limit.moreTime.csrf)}${hidden('back', limit.moreTime.back)}${button('')}</form>`;
+    : `${warning}\n<form method="post" action="${ctx.prefix}/more-time" class="more-time" id="${MORE_TIME_FORM}">${hidden('csrf', limit.moreTime.csrf)}${hidden('back', limit.moreTime.back)}${button('')}</form>`;
 }
 
 /** An error tied to its field: announced, described-by and aria-invalid (WCAG 3.3.1, 4.1.3). */
@@ -214,6 +215,8 @@ function errorBlock(ctx: PageContext, id: string, error: string | undefined): st
 
 /** The id of a page's form with a field for a code (one a page). */
 const CODE_FORM = 'code-form';
+/** The id of a page's own "I need more time" form (see timeWarning). */
+const MORE_TIME_FORM = 'more-time';
 
 function hidden(name: string, value: string | undefined): string {
   return value === undefined ? '' : `<input type="hidden" name="${name}" value="${esc(value)}">`;
@@ -229,6 +232,8 @@ interface FieldOpts {
   kind: 'otp' | 'digits' | 'code' | 'text';
   value?: string;
   autofocus?: boolean;
+  /** The id of the form the field belongs to, where it stands in none. */
+  form?: string;
 }
 
 function field(ctx: PageContext, o: FieldOpts): string {
@@ -246,14 +251,18 @@ function field(ctx: PageContext, o: FieldOpts): string {
   return `<label for="${o.id}">${msg(ctx, o.label)}</label>
 ${o.hint ? `<p id="${o.id}-hint" class="hint">${msg(ctx, o.hint)}</p>` : ''}
 ${errorBlock(ctx, `${o.id}-error`, o.error)}
-<input type="text" id="${o.id}" name="${o.name}"${o.kind === 'text' ? '' : ' required'}${o.autofocus ? ' autofocus' : ''}${attrs}${o.value ? ` value="${esc(o.value)}"` : ''}${describedBy ? ` aria-describedby="${describedBy}"` : ''}${o.error ? ' aria-invalid="true"' : ''}>`;
+<input type="text" id="${o.id}" name="${o.name}"${o.form ? ` form="${o.form}"` : ''}${o.kind === 'text' ? '' : ' required'}${o.autofocus ? ' autofocus' : ''}${attrs}${o.value ? ` value="${esc(o.value)}"` : ''}${describedBy ? ` aria-describedby="${describedBy}"` : ''}${o.error ? ' aria-invalid="true"' : ''}>`;
 }
 
-/** `withoutJs`: what the page says a browser without JavaScript can do instead (an app form is on the page by default). */
-function passkeyButton(ctx: PageContext, a: PasskeyAction, withoutJs: MessageKey = 'jsNeeded'): string {
+/**
+ * `withoutJs`: what the page says a browser without JavaScript can do instead (an app form is on the page by default).
+ * `typed`: the name typed before more time was asked for, in its field again, which takes focus. The name field is in
+ * no form (the script sends the passkey): on a page that offers more time, it is a field of that form, and goes along.
+ */
+function passkeyButton(ctx: PageContext, a: PasskeyAction, { withoutJs = 'jsNeeded', typed }: { withoutJs?: MessageKey; typed?: string } = {}): string {
   const { t } = ctx;
   return `<div class="passkey" data-ceremony="${a.ceremony}" data-options="${esc(a.optionsUrl)}" data-finish="${esc(a.finishUrl)}" data-csrf="${esc(a.csrf)}"${a.page ? ` data-page="${esc(a.page)}"` : ''}${a.keep ? ` data-keep="${esc(a.keep)}"` : ''}${scriptText(ctx, 'failed', t('passkeyFailed'))}${scriptText(ctx, 'cancelled', t('passkeyCancelled'))}${scriptText(ctx, 'already', t('passkeyAlreadyThere'))}${scriptText(ctx, 'unsupported', t('passkeyUnsupported'))}>
-${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: a.name ?? t('passkeyDefaultName') }) : ''}
+${a.nameField ? field(ctx, { id: 'passkey-name', name: 'name', label: t('factorNameLabel'), hint: t('factorNameHint'), kind: 'text', value: typed ?? a.name ?? t('passkeyDefaultName'), autofocus: typed !== undefined, ...(ctx.timeLimit?.moreTime ? { form: MORE_TIME_FORM } : {}) }) : ''}
 <button type="button" class="passkey-start" disabled>${msg(ctx, t(a.label))}</button>
 <p class="passkey-status error" role="alert" hidden></p>
 <noscript><p class="hint">${msg(ctx, t(withoutJs))}</p></noscript>
@@ -316,7 +325,8 @@ ${send}`,
   );
 }
 
-export function choosePage(ctx: PageContext, v: { csrf: string; passkey: PasskeyAction }): string {
+/** `typed`: the passkey's name typed before more time was asked for (see passkeyButton). */
+export function choosePage(ctx: PageContext, v: { csrf: string; passkey: PasskeyAction; typed?: string }): string {
   const { t } = ctx;
   return layout(
     ctx,
@@ -325,7 +335,7 @@ export function choosePage(ctx: PageContext, v: { csrf: string; passkey: Passkey
 <section aria-labelledby="choose-passkey">
 <h2 id="choose-passkey">${msg(ctx, t('choosePasskey'))}</h2>
 <p>${msg(ctx, t('choosePasskeyHint'))}</p>
-${passkeyButton(ctx, v.passkey)}
+${passkeyButton(ctx, v.passkey, { typed: v.typed })}
 </section>
 <section aria-labelledby="choose-totp">
 <h2 id="choose-totp">${msg(ctx, t('chooseTotp'))}</h2>
@@ -456,7 +466,7 @@ ${field(ctx, { id: 'code', name: 'code', label: t('verifyCodeLabel'), hint: t('c
     t(v.title),
     `${v.intro ? `<p>${msg(ctx, t(v.intro))}</p>` : ''}
 ${v.note ? `<p class="notice" role="status">${msg(ctx, t(v.note))}</p>` : ''}
-${v.passkey ? passkeyButton(ctx, v.passkey, v.totp ? 'jsNeeded' : v.recoveryLink ? 'jsNeededOrRecovery' : 'jsNeededOnly') : ''}
+${v.passkey ? passkeyButton(ctx, v.passkey, { withoutJs: v.totp ? 'jsNeeded' : v.recoveryLink ? 'jsNeededOrRecovery' : 'jsNeededOnly' }) : ''}
 ${totpForm}
 ${v.recoveryLink ? `<p><a href="${ctx.prefix}/recovery">${msg(ctx, t('useRecovery'))}</a></p>` : ''}
 ${v.recoverySignOut ? `<p>${msg(ctx, t('stepUpRecovery'))} <a href="${ctx.prefix}/logout">${msg(ctx, t('signOutLink'))}</a></p>` : ''}`,

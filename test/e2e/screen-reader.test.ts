@@ -135,6 +135,31 @@ t.test('a minute before a sign-in runs out of time, its page warns, and "I need 
   t.match(await page.title(), /^Error: /, 'a wrong code (123456), answered as one');
 });
 
+t.test('"I need more time" on the factor choice keeps the passkey\'s name typed, and focus goes back to it', async (t) => {
+  const s = await startE2eStack(t);
+  const { context, page } = await newPage(t, browser);
+  await addVirtualAuthenticator(context, page);
+  await submitPassword(page, s);
+  t.equal(url(page), `${P}/enrol`);
+  s.clock.advance(s.config.mfa.pendingTimeoutSeconds * 1000 - 62_000);
+  await page.reload();
+  await tabTo(page, /^input#passkey-name/);
+  await page.keyboard.press('ControlOrMeta+A');
+  await page.keyboard.type('Blue <key>');
+  await tabTo(page, /^button "I need more time"/);
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(await page.locator('h1').textContent(), en.chooseTitle, 'the same page again');
+  t.equal(await page.getByRole('status').textContent(), 'You have 5 minutes left to finish signing in. After that, start again with your password.', 'with its whole time again');
+  t.equal(await page.inputValue('#passkey-name'), 'Blue <key>', 'the name typed, kept');
+  t.match((await focused(page)).element, /^input#passkey-name/, 'focus back on the field, to go on typing');
+  await andWait(page, page.keyboard.press('Enter'));
+  t.equal(url(page), `${P}/recovery-codes`, 'Enter in the field still creates the passkey, not "I need more time"');
+  await page.check('#ack');
+  await submit(page);
+  await page.goto(`${s.base}${P}/security`);
+  t.match(await page.textContent('.factors'), 'Blue <key> – ', 'named as typed');
+});
+
 t.test('the time left at the top of a sign-in page reads as words: minutes, then less than a minute', async (t) => {
   const { s, page } = await enrolledAndSignedOut(t);
   await submitPassword(page, s);

@@ -290,6 +290,32 @@ t.test('"I need more time" sends what was typed with it: the page comes back wit
   t.equal((await b.post('/_mfa/more-time', { csrf: login, back: 'verify' })).location, '/_mfa/verify?time=same', 'without a field (a page with no form to type in): back to the page, as before');
 });
 
+t.test('"I need more time" on the factor choice sends the passkey\'s name with it: the page comes back with it in its field, escaped and no longer than the field takes', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const choice = (await b.get('/_mfa/enrol')).body;
+  t.match(choice, '<form method="post" action="/_mfa/more-time" class="more-time" id="more-time">', 'the button has a form of its own (the name field is in none)');
+  t.match(choice, /<input type="text" id="passkey-name" name="name" form="more-time" [^>]*value="Passkey"/, 'which the name field joins');
+  t.notMatch(choice, /<input type="text" id="passkey-name"[^>]* autofocus/, 'arriving: read from the top');
+  const csrf = inputValue(choice, 'csrf');
+  s.clock.advance(4 * 60_000);
+  const kept = await b.post('/_mfa/more-time', { csrf, back: 'enrol', name: 'Blue key "for work" <script>alert(1)</script>' });
+  t.equal(kept.status, 200, 'the page itself, not a redirect');
+  t.match(kept.body, /<input type="text" id="passkey-name" name="name" form="more-time" autofocus [^>]*value="Blue key &#34;for work&#34; &#60;script&#62;alert\(1\)&#60;\/script&#62;"/, 'the name typed, escaped, in its field, which takes focus');
+  t.notMatch(kept.body, '<script>alert', 'never as markup');
+  t.match(kept.body, '<p class="hint" role="status">You have 5 minutes left to finish signing in.', 'with the whole time again, said');
+  t.match(kept.body, 'id="more-time"', 'and the button again');
+  const long = await b.post('/_mfa/more-time', { csrf, back: 'enrol', name: `${'x'.repeat(59)}😀 and more` });
+  t.match(long.body, new RegExp(`value="${'x'.repeat(59)}"`), 'at most 60 UTF-16 units, as a name is kept, without the half of a character the cut leaves');
+  t.match((await b.post('/_mfa/more-time', { csrf, back: 'enrol', name: '' })).body, /<input type="text" id="passkey-name" name="name" form="more-time" autofocus maxlength="60" autocomplete="off" aria-describedby/, 'a field emptied: empty again, not the default name');
+  t.equal((await b.post('/_mfa/more-time', { csrf, back: 'enrol' })).location, '/_mfa/enrol?time=same', 'without the field: back to the page, as before');
+  const twice = await b.send('POST', '/_mfa/more-time', `csrf=${encodeURIComponent(csrf)}&back=enrol&name=a&name=b`, { 'content-type': 'application/x-www-form-urlencoded' });
+  t.equal(twice.status, 400, 'a name sent twice: refused, as any field');
+  t.equal((await b.post('/_mfa/more-time', { csrf: 'forged', back: 'enrol', name: 'Blue key' })).status, 403, 'the CSRF token, as ever');
+});
+
 t.test('an error page during a sign-in has no link to the sign-in settings either: it would lead away to the login page', async (t) => {
   const s = await startStack();
   t.teardown(s.close);

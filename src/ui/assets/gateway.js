@@ -46,6 +46,16 @@
     var button = box.querySelector('.passkey-start');
     var status = box.querySelector('.passkey-status');
     var nameInput = box.querySelector('input[name="name"]');
+    // The passkey is sent by the script: Enter in its name field starts it, as it would send a form, and does nothing
+    // while it is under way or where it cannot be; never what the field's form would do ("I need more time", which
+    // the field joins to keep the name: see passkeyButton).
+    if (nameInput) {
+      nameInput.addEventListener('keydown', function (event) {
+        if (event.key !== 'Enter') return;
+        event.preventDefault();
+        if (!button.disabled) button.click();
+      });
+    }
     // A browser without passkeys: say so (and that other ways work), not a button that stays off unexplained.
     if (!wa || !wa.browserSupportsWebAuthn()) {
       showGiven(status, box, 'unsupported');
@@ -53,14 +63,6 @@
       return;
     }
     button.disabled = false;
-    // The name field is in no form (the passkey is sent by the script): Enter there starts it, as it would send a form.
-    if (nameInput) {
-      nameInput.addEventListener('keydown', function (event) {
-        if (event.key !== 'Enter' || button.disabled) return;
-        event.preventDefault();
-        button.click();
-      });
-    }
     button.addEventListener('click', function () {
       button.disabled = true;
       status.hidden = true;

@@ -142,6 +142,7 @@ t.test("choosing a second step: each option's button says what it sets up", asyn
   t.match(html, '<button type="button" class="passkey-start" disabled>Create passkey</button>');
   t.match(html, '<p><a class="button" href="/_mfa/enrol/totp">Set up an authenticator app</a></p>', 'the app: not a bare "Continue"');
   t.notMatch(html, />Continue</);
+  t.notMatch(html, 'form="more-time"', 'no time limit: no form of "I need more time" for the name field to join');
 });
 
 t.test('the recovery codes sent unticked: what to do if they were not saved, at enrolment and on the sign-in settings', async (t) => {
