@@ -130,6 +130,7 @@ t.test('a minute before a sign-in runs out of time, its page warns, and "I need 
   t.equal(await page.inputValue('#code'), '123', 'what was typed, kept');
   t.match((await focused(page)).element, /^input#code/, 'focus back on the field, to go on typing');
   await page.keyboard.type('456');
+  t.equal(await page.inputValue('#code'), '123456', 'after what was typed: the caret at its end');
   await andWait(page, page.keyboard.press('Enter'));
   t.equal(url(page), `${P}/verify`, 'Enter in the field still sends the code, not "I need more time"');
   t.match(await page.title(), /^Error: /, 'a wrong code (123456), answered as one');
@@ -152,12 +153,14 @@ t.test('"I need more time" on the factor choice keeps the passkey\'s name typed,
   t.equal(await page.getByRole('status').textContent(), 'You have 5 minutes left to finish signing in. After that, start again with your password.', 'with its whole time again');
   t.equal(await page.inputValue('#passkey-name'), 'Blue <key>', 'the name typed, kept');
   t.match((await focused(page)).element, /^input#passkey-name/, 'focus back on the field, to go on typing');
+  await page.keyboard.type(' 2');
+  t.equal(await page.inputValue('#passkey-name'), 'Blue <key> 2', 'after what was typed: the caret at its end');
   await andWait(page, page.keyboard.press('Enter'));
   t.equal(url(page), `${P}/recovery-codes`, 'Enter in the field still creates the passkey, not "I need more time"');
   await page.check('#ack');
   await submit(page);
   await page.goto(`${s.base}${P}/security`);
-  t.match(await page.textContent('.factors'), 'Blue <key> – ', 'named as typed');
+  t.match(await page.textContent('.factors'), 'Blue <key> 2 – ', 'named as typed');
 });
 
 t.test('the time left at the top of a sign-in page reads as words: minutes, then less than a minute', async (t) => {

@@ -177,7 +177,13 @@
       }
     }, end - Date.now());
   }
+  // A field that takes focus with what was typed in it (the page back after more time, or to correct a mistake): the
+  // caret at its end, to go on typing (Chromium puts it at the start, before what was typed).
+  function caretAtEnd(field) {
+    field.setSelectionRange(field.value.length, field.value.length);
+  }
   function start() {
+    document.querySelectorAll('input[type="text"][autofocus]').forEach(caretAtEnd);
     document.querySelectorAll('.passkey').forEach(setUp);
     document.querySelectorAll('.save-codes').forEach(saveCodes);
     document.querySelectorAll('.copy-key').forEach(copyKey);
