@@ -101,7 +101,9 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
         : (portalFailureCode(error) ?? ((error.statusCode && error.statusCode < 500 && BY_STATUS[error.statusCode]) || 'GW_ERR_INTERNAL'));
     const { status } = ERRORS[code];
     refused(code);
-    if (status >= 500) request.log.error({ err: error, code }, 'request failed');
+    // The portal down or slow fails every request to it meanwhile: one short line each, not an error with its stack.
+    if (code === 'GW_ERR_UPSTREAM_UNAVAILABLE' || code === 'GW_ERR_UPSTREAM_TIMEOUT') request.log.warn({ code, reason: portalFailureReason(error) }, 'request failed');
+    else if (status >= 500) request.log.error({ err: error, code }, 'request failed');
     else request.log.info({ code, detail: error.message }, 'request refused');
     if (reply.sent) return undefined;
     // The pending cookie is left alone: the record in the store decides, and a stray request (a favicon) that
@@ -137,6 +139,20 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     ctx.signedIn = signedIn;
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };
+}
+
+/**
+ * What a portal failure's log line says of it: the message of the error at the end of its causes (`connect ECONNREFUSED
+ * 10.0.0.5:8080`), with that error's code where the message does not name it (`Headers Timeout Error
+ * (UND_ERR_HEADERS_TIMEOUT)`; Node's AggregateError of each address tried has only its code, `ECONNREFUSED`). These
+ * messages name the portal's address at most: what the portal sent is kept on the error (undici's `data`), not in them.
+ */
+function portalFailureReason(error: Error): string {
+  let cause = error;
+  while (cause.cause instanceof Error) cause = cause.cause;
+  const { code } = cause as { code?: unknown };
+  if (cause instanceof GatewayError || typeof code !== 'string' || cause.message.includes(code)) return cause.message;
+  return cause.message ? `${cause.message} (${code})` : code;
 }
 
 /**

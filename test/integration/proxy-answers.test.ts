@@ -146,8 +146,11 @@ async function start(t: Test, patch: (raw: Record<string, any>) => void = () => 
     return new Promise((r) => portal.close(r));
   };
   const port = (app.server.address() as AddressInfo).port;
-  return { url: `http://127.0.0.1:${port}`, port, release, finished: () => finished, closePortal, logs, endless };
+  return { url: `http://127.0.0.1:${port}`, port, portalPort: new URL(portalUrl).port, release, finished: () => finished, closePortal, logs, endless };
 }
+
+/** The `request failed` lines of the gateway's log. */
+const failed = (s: { logs: string[] }): Record<string, unknown>[] => s.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'request failed');
 
 t.test('an answer without a Content-Type gets none from the gateway either', async (t) => {
   const s = await start(t);
@@ -238,7 +241,7 @@ t.test("a portal that drops an upload half-way is the portal's failure (502), no
   const small = await rawRequest(s.url, `POST /records HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc`);
   t.match(small, /^HTTP\/1\.1 401 [^]*\r\nconnection: keep-alive\r\n/i);
   t.match(await res.body.json(), { error: 'GW_ERR_UPSTREAM_UNAVAILABLE' });
-  t.match(s.logs.join(''), /"level":50[^\n]*"code":"GW_ERR_UPSTREAM_UNAVAILABLE"/, 'logged as a portal failure');
+  t.match(failed(s), [{ level: 40, code: 'GW_ERR_UPSTREAM_UNAVAILABLE', reason: String }], 'logged as a portal failure: one short warning');
 });
 
 t.test('an answer the gateway cannot parse is a 502 page, and none of its bytes reach the log', async (t) => {
@@ -381,7 +384,7 @@ print(n)
   t.ok(Number(stdout) > 200 * CHUNK.length, `the whole answer arrived (${stdout.trim()} bytes with the head)`);
 });
 
-t.test('the password check itself: a portal that does not answer in time is a 504 page, one that is down a 502', async (t) => {
+t.test('the password check itself: a portal that does not answer in time is a 504 page, one that is down a 502; each a short warning in the log', async (t) => {
   const s = await start(t);
   const login = () =>
     request(`${s.url}/login`, {
@@ -400,6 +403,16 @@ t.test('the password check itself: a portal that does not answer in time is a 50
   t.equal(down.statusCode, 502);
   t.match(downBody, 'not reachable');
   t.notMatch(downBody, /ECONNREFUSED|Error:|correct horse/);
+  // A portal page asked for while the portal is down: the same.
+  t.equal((await request(`${s.url}/static/small`)).statusCode, 502);
+  // An outage fails every request: one line each, with what went wrong, without a stack trace.
+  t.match(failed(s), [
+    { level: 40, code: 'GW_ERR_UPSTREAM_TIMEOUT', reason: 'Headers Timeout Error (UND_ERR_HEADERS_TIMEOUT)' },
+    { level: 40, code: 'GW_ERR_UPSTREAM_UNAVAILABLE', reason: `connect ECONNREFUSED 127.0.0.1:${s.portalPort}` },
+    { level: 40, code: 'GW_ERR_UPSTREAM_UNAVAILABLE', reason: `connect ECONNREFUSED 127.0.0.1:${s.portalPort}` },
+  ]);
+  for (const line of failed(s)) t.same(Object.keys(line).sort(), ['code', 'hostname', 'level', 'msg', 'reason', 'reqId', 'time'], 'no err, no stack');
+  t.notMatch(s.logs.join(''), 'correct horse');
 });
 
 t.test("closing the gateway ends its connections to the portal, so they hold neither the portal's shutdown nor its sockets", async (t) => {
