@@ -15,20 +15,20 @@ import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { AuditDirInUse } from './audit/dir-lock.js';
 import { publicKeyPem } from './audit/signing-key.js';
-import { KEYS_ACTIONS, SESSIONS_ACTIONS, USER_ACTIONS, keysCommand, operatorFrom, recordAdmin, sessionsCommand, userCommand } from './cli/admin.js';
+import { KEYS_ACTIONS, SESSIONS_ACTIONS, USER_ACTIONS, keysCommand, operatorFrom, recordAdmin, sessionsArgs, sessionsCommand, userArgs, userCommand } from './cli/admin.js';
 import { auditPublicKey, auditVerify, auditWho } from './cli/audit.js';
-import { DEVICES_ACTIONS, devicesCommand, fingerprintArg } from './cli/devices.js';
-import { csvUsernames, issueEnrolmentCodes } from './cli/enrol-codes.js';
-import { BLOCKS_ACTIONS, LOCKOUTS_ACTIONS, blocksCommand, lockoutsCommand } from './cli/limits.js';
+import { DEVICES_ACTIONS, deviceArgs, devicesCommand, fingerprintArg } from './cli/devices.js';
+import { csvUsernames, enrolCodeArgs, issueEnrolmentCodes } from './cli/enrol-codes.js';
+import { BLOCKS_ACTIONS, LOCKOUTS_ACTIONS, blocksArgs, blocksCommand, lockoutsArgs, lockoutsCommand } from './cli/limits.js';
 import { loginCheck, readPassword } from './cli/login-check.js';
 import { explainPolicy } from './cli/policy-explain.js';
 import { reportCommand } from './cli/report.js';
-import { PartialOutput, refusal, UsageError } from './cli/usage.js';
+import { PartialOutput, refusal, UsageError, type Names } from './cli/usage.js';
 import { ConfigError, configWarnings, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { normaliseAddress } from './domain/client-address.js';
 import { isRuleFactor, RULE_FACTORS } from './domain/policy.js';
-import { createGateway, type Gateway } from './gateway.js';
+import { createGateway, pidsOf, type Gateway } from './gateway.js';
 import { startAdminServer, type AdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
 import { VERSION } from './metrics/build-info.js';
@@ -266,21 +266,29 @@ async function main(argv: string[]): Promise<number> {
           print([auditPublicKey(config())]);
           return 0;
       }
-    case 'user':
-      return admin(config(), v, command, sub as (typeof USER_ACTIONS)[number], (gw, action) => userCommand(gw, action, { user: v.user, yes: v.yes }));
-    case 'sessions':
-      return admin(config(), v, command, sub as (typeof SESSIONS_ACTIONS)[number], (gw) => sessionsCommand(gw, { user: v.user, all: v.all }));
+    case 'user': {
+      const a = { user: v.user, yes: v.yes };
+      return admin(config(), v, command, sub as (typeof USER_ACTIONS)[number], (names, action) => userArgs(names, action, a), (gw, action) => userCommand(gw, action, a));
+    }
+    case 'sessions': {
+      const a = { user: v.user, all: v.all };
+      return admin(config(), v, command, sub as (typeof SESSIONS_ACTIONS)[number], (names) => sessionsArgs(names, a), (gw) => sessionsCommand(gw, a));
+    }
     case 'keys':
-      return admin(config(), v, command, sub as (typeof KEYS_ACTIONS)[number], keysCommand);
-    case 'devices':
-      return admin(config(), v, command, sub as (typeof DEVICES_ACTIONS)[number], (gw, action) => devicesCommand(gw, action, { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared }));
+      return admin(config(), v, command, sub as (typeof KEYS_ACTIONS)[number], () => {}, keysCommand);
+    case 'devices': {
+      const a = { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared };
+      return admin(config(), v, command, sub as (typeof DEVICES_ACTIONS)[number], (names, action) => deviceArgs(names, action, a), (gw, action) => devicesCommand(gw, action, a));
+    }
     case 'blocks':
-      return admin(config(), v, command, sub as (typeof BLOCKS_ACTIONS)[number], (gw, action) => blocksCommand(gw, action, { ip: v.ip }));
-    case 'lockouts':
-      return admin(config(), v, command, sub as (typeof LOCKOUTS_ACTIONS)[number], (gw, action) => lockoutsCommand(gw, action, { user: v.user, factor: v.factor }));
+      return admin(config(), v, command, sub as (typeof BLOCKS_ACTIONS)[number], (_, action) => blocksArgs(action, { ip: v.ip }), (gw, action) => blocksCommand(gw, action, { ip: v.ip }));
+    case 'lockouts': {
+      const a = { user: v.user, factor: v.factor };
+      return admin(config(), v, command, sub as (typeof LOCKOUTS_ACTIONS)[number], (names, action) => lockoutsArgs(names, action, a), (gw, action) => lockoutsCommand(gw, action, a));
+    }
     case 'enrol-codes': {
-      const users = v.csv === undefined ? undefined : csvUsernames(v.csv);
-      return admin(config(), v, command, 'issue', (gw) => issueEnrolmentCodes(gw, { user: v.user, users }), users);
+      const a = { user: v.user, users: v.csv === undefined ? undefined : csvUsernames(v.csv) };
+      return admin(config(), v, command, 'issue', (names) => enrolCodeArgs(names, a), (gw) => issueEnrolmentCodes(gw, a), a.users);
     }
     case 'version':
       print([`mfa-gateway ${VERSION}`]);
@@ -298,22 +306,27 @@ async function main(argv: string[]): Promise<number> {
  * An admin command: run against the configured store and written to the admin audit chain with the operator, the
  * reason, the user's pseudonym (never the name) and the outcome. `known`: one of the command's own actions (main has
  * refused any other word, see ACTIONS): a word as given would go into the trail and the report, line breaks and markup
- * too. `csvUsers`: the users of a --csv file, whom the reason must not name either.
+ * too. `check`: the command's check of its arguments, which `run` makes again. `csvUsers`: the users of a --csv file,
+ * whom the reason must not name either.
  */
 function admin<A extends string>(
   config: Config,
   v: Values,
   command: string,
   known: A,
+  check: (names: Names, action: A) => unknown,
   run: (gw: Gateway, action: A) => Promise<string[]>,
   csvUsers?: readonly string[],
 ): Promise<number> {
   const action = `${command} ${known}`;
   const by = operatorFrom({ ...v, users: csvUsers });
+  // Wrong usage is refused before the store and the audit trail are opened: it leaves no record, and needs neither.
+  const names = { config, pidOf: pidsOf(config) };
+  check(names, known);
+  // A device named by its certificate file is recorded by the certificate's fingerprint.
+  const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;
+  const target = { pid: v.user === undefined ? undefined : (names.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint, all: v.all, shared: v.shared };
   return withGateway(config, 'admin', async (gw) => {
-    // A device named by its certificate file is recorded by the certificate's fingerprint.
-    const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;
-    const target = { pid: v.user === undefined ? undefined : (gw.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint, all: v.all, shared: v.shared };
     try {
       // Inside: a store that cannot be reached is a failed run, and recorded as one.
       await gw.kv.ready();

@@ -226,14 +226,20 @@ export async function createGateway(config: Config, overrides: GatewayOverrides 
         // Another writer took the trail's directory over: this one no longer records (see openAudit).
         if (audit?.log.stoppedBy) throw audit.log.stoppedBy;
       },
-      pidOf: (username) => {
-        const name = canonicalUsername(username, config.portal.login.usernameCase);
-        return name === null ? null : pseudonym(pseudonymKey, name);
-      },
+      pidOf: pidsOf(config),
       close,
     };
   } catch (err) {
     await close();
     throw err;
   }
+}
+
+/** Gateway.pidOf, from the config alone: the admin commands check the user they name before a gateway is made. */
+export function pidsOf(config: Config): (username: string) => string | null {
+  const key = decodeKey(config.keys.pseudonym);
+  return (username) => {
+    const name = canonicalUsername(username, config.portal.login.usernameCase);
+    return name === null ? null : pseudonym(key, name);
+  };
 }

@@ -4,7 +4,7 @@ import { accountNames, canonicalUsername } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
 import type { KeyUse, UserSummary } from '../services/admin.js';
 import { PartlyDone } from '../services/best-effort.js';
-import { PartialOutput, UsageError, userPid } from './usage.js';
+import { PartialOutput, UsageError, userPid, type Names } from './usage.js';
 
 /** Who ran an admin command, and why: written with the action into the admin audit chain. */
 export interface Operator {
@@ -37,8 +37,15 @@ export function recordAdmin(gw: Gateway, by: Operator, action: string, fields: R
 
 export const USER_ACTIONS = ['show', 'export', 'reset-factors', 'erase'] as const;
 
+/** `user ACTION`'s arguments, checked before the store and the audit trail are opened: the user's pseudonym. */
+export function userArgs(names: Names, action: (typeof USER_ACTIONS)[number], a: { user?: string; yes?: boolean }): string {
+  const pid = userPid(names, a.user, `user ${action} needs --user USERNAME`);
+  if (action === 'erase' && !a.yes) throw new UsageError('user erase deletes everything held about the user: add --yes');
+  return pid;
+}
+
 export async function userCommand(gw: Gateway, action: (typeof USER_ACTIONS)[number], a: { user?: string; yes?: boolean }): Promise<string[]> {
-  const pid = userPid(gw, a.user, `user ${action} needs --user USERNAME`);
+  const pid = userArgs(gw, action, a);
   switch (action) {
     case 'show':
       return showUser(a.user!, await gw.admin.show(pid));
@@ -61,7 +68,6 @@ export async function userCommand(gw: Gateway, action: (typeof USER_ACTIONS)[num
       ];
     }
     case 'erase': {
-      if (!a.yes) throw new UsageError('user erase deletes everything held about the user: add --yes');
       const ended = (r: { sessionsEnded: number; devicesRevoked: number }) => `${r.sessionsEnded} session(s) ended, ${r.devicesRevoked} device(s) bound to the user revoked`;
       const done = (r: { keysDeleted: number; sessionsEnded: number; devicesRevoked: number }) => `${r.keysDeleted} key(s) deleted, ${ended(r)}`;
       // The user's keys are counted before they are deleted: after a failed step, not all of them are gone.
@@ -79,13 +85,17 @@ export async function userCommand(gw: Gateway, action: (typeof USER_ACTIONS)[num
 
 export const SESSIONS_ACTIONS = ['revoke'] as const;
 
+/** `sessions revoke`'s arguments, checked first (see userArgs): the user's pseudonym, null for every user (--all). */
+export function sessionsArgs(names: Names, a: { user?: string; all?: boolean }): string | null {
+  if (a.all && a.user !== undefined) throw new UsageError('sessions revoke takes --user USERNAME or --all, not both');
+  return a.all ? null : userPid(names, a.user, 'sessions revoke needs --user USERNAME or --all');
+}
+
 /** `sessions revoke`, its one action. */
 export async function sessionsCommand(gw: Gateway, a: { user?: string; all?: boolean }): Promise<string[]> {
-  if (a.all && a.user !== undefined) throw new UsageError('sessions revoke takes --user USERNAME or --all, not both');
-  const ended = (n: number) => [`ended ${n} session(s) of ${a.all ? 'every user' : a.user}`];
-  if (a.all) return ended(await partly(gw.admin.revokeAllSessions(), ended));
-  const pid = userPid(gw, a.user, 'sessions revoke needs --user USERNAME or --all');
-  return ended(await partly(gw.admin.revokeSessions(pid), ended));
+  const pid = sessionsArgs(gw, a);
+  const ended = (n: number) => [`ended ${n} session(s) of ${pid === null ? 'every user' : a.user}`];
+  return ended(await partly(pid === null ? gw.admin.revokeAllSessions() : gw.admin.revokeSessions(pid), ended));
 }
 
 /**

@@ -1,30 +1,38 @@
 // `mfa-gateway enrol-codes issue`: enrolment codes to hand out by letter or at the clinic (enrolment.proof: invite).
 import { accountNames } from '../domain/username.js';
 import type { Gateway } from '../gateway.js';
-import { PartialOutput, UsageError, readArgumentFile } from './usage.js';
+import { PartialOutput, UsageError, readArgumentFile, type Names } from './usage.js';
 
 /**
- * One user (`--user`) or the usernames of a CSV file (`--csv`, read once by csvUsernames: `users`). Every username is
- * checked before the first code is issued: a new code replaces the earlier one, so a file that stopped half-way would
- * have replaced codes already handed out without printing the new ones. For the same reason a store failing part-way
- * ends in PartialOutput: the codes issued so far are printed.
+ * The users to issue codes to, each once: one user (`--user`) or the usernames of a CSV file (`--csv`, read once by
+ * csvUsernames: `users`). Every username is checked before the first code is issued (and before the store and the audit
+ * trail are opened): a new code replaces the earlier one, so a file that stopped half-way would have replaced codes
+ * already handed out without printing the new ones.
  */
-export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; users?: readonly string[] }): Promise<string[]> {
-  if (gw.config.enrolment.proof !== 'invite') throw new UsageError(`enrolment codes are for enrolment.proof: invite (this config uses ${gw.config.enrolment.proof})`);
+export function enrolCodeArgs(names: Names, a: { user?: string; users?: readonly string[] }): { user: string; pid: string }[] {
+  if (names.config.enrolment.proof !== 'invite') throw new UsageError(`enrolment codes are for enrolment.proof: invite (this config uses ${names.config.enrolment.proof})`);
   if (a.user !== undefined && a.users !== undefined) throw new UsageError('give --user USERNAME or --csv FILE, not both');
   const users = a.user !== undefined ? [a.user] : a.users;
   if (users === undefined) throw new UsageError('give --user USERNAME or --csv FILE');
   // Codes only for names a sign-in can use (portal.login.usernamePattern too).
-  const usable = accountNames(gw.config.portal.login);
-  const pids = users.map((user) => ({ user, pid: usable(user) === null ? null : gw.pidOf(user) }));
+  const usable = accountNames(names.config.portal.login);
+  const pids = users.map((user) => ({ user, pid: usable(user) === null ? null : names.pidOf(user) }));
   const unusable = pids.filter((u) => !u.pid).map((u) => JSON.stringify(u.user));
   if (unusable.length) throw new UsageError(`not a usable username (no code was issued): ${unusable.join(', ')}`);
   // One code per user: a second row for the same user (`Alice`, `alice`) would replace the code printed for the first.
-  const once = pids.filter((u, i) => pids.findIndex((v) => v.pid === u.pid) === i);
+  return pids.filter((u, i) => pids.findIndex((v) => v.pid === u.pid) === i) as { user: string; pid: string }[];
+}
+
+/**
+ * Issues the codes (see enrolCodeArgs). A store failing part-way ends in PartialOutput: the codes issued so far replaced
+ * earlier ones, and are printed all the same.
+ */
+export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; users?: readonly string[] }): Promise<string[]> {
+  const once = enrolCodeArgs(gw, a);
   const lines = ['username,code,expires'];
   for (const { user, pid } of once) {
     try {
-      const { code, expiresAt } = await gw.enrolment.issueInvite(pid!);
+      const { code, expiresAt } = await gw.enrolment.issueInvite(pid);
       lines.push([user, code, new Date(expiresAt).toISOString().slice(0, 10)].map(csvCell).join(','));
     } catch (err) {
       // The store failed part-way: the codes issued so far replaced earlier ones, and are printed all the same.

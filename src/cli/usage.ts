@@ -67,12 +67,18 @@ export class PartialOutput extends Error {
 }
 
 /**
+ * What an admin command's arguments are checked against: the config and the users' pseudonyms, both known before the
+ * store or the audit trail is opened (a gateway has them too).
+ */
+export type Names = Pick<Gateway, 'pidOf' | 'config'>;
+
+/**
  * The pseudonym of the user named by `--user`: a usage error with `missing` when there is none, and one naming it when
  * it is no name at all (blank, invisible characters). `signsIn`: for what is made for the name (a device bound to it),
  * it must also be one the login accepts (portal.login.usernamePattern); what an account already holds is reached
  * under a pattern set since, too.
  */
-export function userPid(gw: Pick<Gateway, 'pidOf' | 'config'>, user: string | undefined, missing: string, signsIn = false): string {
+export function userPid(gw: Names, user: string | undefined, missing: string, signsIn = false): string {
   if (user === undefined) throw new UsageError(missing);
   const pid = signsIn && accountNames(gw.config.portal.login)(user) === null ? null : gw.pidOf(user);
   if (!pid) throw new UsageError(`not a usable username (no sign-in can use it): ${JSON.stringify(user)}`);
