@@ -376,6 +376,13 @@ interface Started {
 /** The demo's banner: made once the app is built (its enrolment codes need the gateway), shown once it listens. */
 type Banner = (app: FastifyInstance) => Promise<() => void>;
 
+/**
+ * What the listeners' ports are called where they were set, for a port that cannot be listened on: the config's
+ * options, or the demo's environment variables.
+ */
+type PortNames = Record<'server' | 'admin', string>;
+const PORT_OPTIONS: PortNames = { server: 'server.port', admin: 'admin.port' };
+
 interface Connections {
   /**
    * From now on, a connection with no request being answered is closed: those now, the others as their last answer
@@ -439,7 +446,7 @@ function trackConnections(server: Server, tls: boolean): Connections {
 }
 
 /** The app built and listening, with the admin listener; throws StopRequested when a stop came before it listens. */
-async function start(config: Config, log: Logger, stop: AbortSignal, banner?: Banner): Promise<Started> {
+async function start(config: Config, log: Logger, stop: AbortSignal, banner: Banner | undefined, ports: PortNames): Promise<Started> {
   // A signal that came while the command line was loading (see main.ts): nothing is started.
   stop.throwIfAborted();
   const app = await buildApp(config, { processMetrics: config.admin.enabled, logger: log, signal: stop });
@@ -453,12 +460,12 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
     for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     stop.throwIfAborted();
     await app.listen({ host: config.server.host, port: config.server.port }).catch((err: unknown) => {
-      throw listenError('server', config.server, err);
+      throw listenError('server', ports.server, config.server, err);
     });
     // Once a stop is asked for, readiness says so (503, "shutting down") on both listeners (see createGateway's ready).
     const admin = config.admin.enabled
       ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.ready() }).catch((err: unknown) => {
-          throw listenError('admin', config.admin, err);
+          throw listenError('admin', ports.admin, config.admin, err);
         })
       : null;
     return { app, admin, connections, show };
@@ -471,14 +478,13 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner?: Ba
 }
 
 /**
- * A listener that could not listen, named by the option of its port (server.port or admin.port) with what to do:
- * Node's own words (`listen EADDRINUSE: address already in use 127.0.0.1:8080`) say neither which of the two it is nor
- * where to change it.
+ * A listener that could not listen, named by what its port is called (`option`: server.port or admin.port, or the
+ * demo's PORT or ADMIN_PORT) with what to do: Node's own words (`listen EADDRINUSE: address already in use
+ * 127.0.0.1:8080`) say neither which of the two it is nor where to change it.
  */
-function listenError(listener: 'server' | 'admin', at: { host: string; port: number }, err: unknown): unknown {
+function listenError(listener: 'server' | 'admin', option: string, at: { host: string; port: number }, err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const where = `${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`;
-  const option = `${listener}.port`;
   const problem: Record<string, string> = {
     EADDRINUSE: `address already in use (EADDRINUSE, ${where}): another process listens there; stop it, or set another ${option}`,
     EACCES: `permission denied (EACCES, ${where}): a port below 1024 needs privileges; set ${option} to 1024 or more (and map or forward the port), or grant them`,
@@ -491,12 +497,12 @@ function listenError(listener: 'server' | 'admin', at: { host: string; port: num
 /**
  * Runs the gateway until `stop` (SIGTERM, SIGINT or SIGHUP, see stop.ts), with the demo's banner if given.
  */
-async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Banner): Promise<number> {
+async function serve(config: Config, log: Logger, stop: AbortSignal, banner?: Banner, ports = PORT_OPTIONS): Promise<number> {
   log.info({ version: VERSION }, 'starting mfa-gateway');
   tuneRuntime();
   let started: Started;
   try {
-    started = await start(config, log, stop, banner);
+    started = await start(config, log, stop, banner, ports);
   } catch (err) {
     if (!(err instanceof StopRequested)) throw err;
     // The audit lock was not taken, or is given back with the trail sealed, and the store's connection is closed: the
@@ -623,7 +629,8 @@ ${codes.map(({ u, code }) => `    ${u.username.padEnd(8)} ${u.password.padEnd(24
       };
     };
     try {
-      return await serve(config, log, stop, banner);
+      // A port taken is named as its user set it.
+      return await serve(config, log, stop, banner, { server: 'PORT', admin: 'ADMIN_PORT' });
     } finally {
       await portal.close();
     }
