@@ -195,6 +195,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     csrf,
     label: 'passkeyCreate',
     nameField: true,
+    // Opened again by its own address: the page may be the answer to "I need more time", at one that takes only POST.
+    page: `${p}/enrol`,
   });
   /** The factor choice; `again`: the answer to "I need more time", with the passkey's name typed. */
   const choosePage = async (req: FastifyRequest, reply: FastifyReply, id: string, login: PendingLogin, again?: MoreTimeAnswer & { typed: string }) => {

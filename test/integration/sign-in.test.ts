@@ -307,6 +307,7 @@ t.test('"I need more time" on the factor choice sends the passkey\'s name with i
   t.notMatch(kept.body, '<script>alert', 'never as markup');
   t.match(kept.body, '<p class="hint" role="status">You have 5 minutes left to finish signing in.', 'with the whole time again, said');
   t.match(kept.body, 'id="more-time"', 'and the button again');
+  t.match(kept.body, 'data-page="/_mfa/enrol"', 'a passkey refusal that opens the page again opens the choice, not this address (POST only)');
   const long = await b.post('/_mfa/more-time', { csrf, back: 'enrol', name: `${'x'.repeat(59)}😀 and more` });
   t.match(long.body, new RegExp(`value="${'x'.repeat(59)}"`), 'at most 60 UTF-16 units, as a name is kept, without the half of a character the cut leaves');
   t.match((await b.post('/_mfa/more-time', { csrf, back: 'enrol', name: '' })).body, /<input type="text" id="passkey-name" name="name" form="more-time" autofocus maxlength="60" autocomplete="off" aria-describedby/, 'a field emptied: empty again, not the default name');
