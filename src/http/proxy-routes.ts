@@ -392,8 +392,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           const { stream } = res as { stream: Readable };
           if (stream.readableFlowing === null) stream.on('error', () => {}).resume();
           if (rep.sent) req.log.error({ err }, 'could not pass the portal answer on');
-          // The gateway's own failures (the store, checking a withheld answer) keep their code.
-          else sendInstead(rep, forwardedHeaders, err instanceof GatewayError ? err : new GatewayError('GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer could not be passed on', { cause: err }));
+          // The gateway's own failures (the store, checking a withheld answer) keep their code; anything else is the
+          // portal's failure only when it says so, and otherwise a fault of the gateway (logged with its stack).
+          else sendInstead(rep, forwardedHeaders, err instanceof GatewayError ? err : new GatewayError(portalFailureCode(err) ?? 'GW_ERR_INTERNAL', 'the portal answer could not be passed on', { cause: err }));
         });
       },
       // Also after the portal's headers were put on the reply (an answer whose status cannot be set): they go.

@@ -146,6 +146,32 @@ t.test('a public page whose jar cannot be checked when its answer comes (the sto
   t.notMatch(answer.body, 'slow ok');
 });
 
+t.test("a fault of the gateway's own while passing an answer on is an internal error, logged with its stack, not the portal's failure", async (t) => {
+  let failing = false;
+  const s = await startStack({
+    patch: (raw) => raw.policy.rules.unshift({ name: 'public slow page', paths: ['/slow'], decision: 'public' }),
+    kv: (clock) =>
+      new (class extends MemoryKvStore {
+        override async get(key: string): Promise<string | null> {
+          if (failing) throw new TypeError('a fault (test)');
+          return super.get(key);
+        }
+      })(clock),
+  });
+  t.teardown(s.close);
+  const b = s.browser();
+  await b.get('/login');
+  const during = b.get('/slow?ms=300&who=1');
+  await portalReceived(s, '/slow?ms=300&who=1');
+  failing = true;
+  const answer = await during;
+  failing = false;
+  t.equal(answer.status, 500, 'GW_ERR_INTERNAL, not a 502 blaming the portal');
+  t.notMatch(answer.body, 'slow ok');
+  const failed = s.logs.map((l) => JSON.parse(l) as { msg: string; level: number; code?: string; err?: { stack?: string } }).filter((l) => l.msg === 'request failed');
+  t.match(failed, [{ level: 50, code: 'GW_ERR_INTERNAL', err: { stack: /a fault \(test\)/ } }], 'an error, with the stack of its cause');
+});
+
 t.test('a password sent below a login script is the login: it never reaches the portal with a session\'s jar', async (t) => {
   // PHP and ASP.NET run a script with path info: `/login.php/x` is `/login.php`, and forwarded with a signed-in
   // session's jar it would switch that session to the account whose password came with it.
