@@ -277,8 +277,13 @@ async function main(argv: string[]): Promise<number> {
     case 'keys':
       return admin(config(), v, command, sub as (typeof KEYS_ACTIONS)[number], () => {}, keysCommand);
     case 'devices': {
-      const a = { fingerprint: v.fingerprint, cert: v.cert, name: v.name, user: v.user, shared: v.shared };
-      return admin(config(), v, command, sub as (typeof DEVICES_ACTIONS)[number], (names, action) => deviceArgs(names, action, a), (gw, action) => devicesCommand(gw, action, a));
+      const c = config();
+      // A certificate file is read once (a pipe, `--cert <(…)`, can be read only once, and a file may change between two
+      // readings): from then on the device is its fingerprint, checked, registered and recorded alike.
+      const named = v.cert !== undefined && v.fingerprint === undefined ? { cert: undefined, fingerprint: fingerprintArg({ cert: v.cert }) } : {};
+      const w = { ...v, ...named };
+      const a = { fingerprint: w.fingerprint, cert: w.cert, name: v.name, user: v.user, shared: v.shared };
+      return admin(c, w, command, sub as (typeof DEVICES_ACTIONS)[number], (names, action) => deviceArgs(names, action, a), (gw, action) => devicesCommand(gw, action, a));
     }
     case 'blocks':
       return admin(config(), v, command, sub as (typeof BLOCKS_ACTIONS)[number], (_, action) => blocksArgs(action, { ip: v.ip }), (gw, action) => blocksCommand(gw, action, { ip: v.ip }));

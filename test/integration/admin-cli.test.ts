@@ -1,9 +1,9 @@
 // The admin commands through the real command line on a real Redis: each in the admin audit chain with its operator
 // and reason, their failures (the trail, the store) and wrong usage. (The commands themselves: admin.test.ts.)
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { operatorFrom } from '../../src/cli/admin.js';
@@ -60,6 +60,14 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   const laptop = new TestCa('admin-devices').issue('laptop');
   t.equal((await cli('devices', 'register', '--cert', laptop.certFile, '--shared')).code, 0);
   t.equal((await cli('devices', 'revoke', '--cert', laptop.certFile)).code, 0);
+  // A certificate from a pipe (`--cert <(…)`) can be read once only: it is, and checked, registered and recorded as read
+  // (a second reading would wait for a writer that never comes).
+  const fifo = join(dir, 'cert.fifo');
+  execFileSync('mkfifo', [fifo]);
+  createWriteStream(fifo).end(readFileSync(laptop.certFile));
+  const piped = await cli('devices', 'register', '--cert', fifo, '--shared');
+  t.equal(piped.code, 0, piped.stderr);
+  t.match(piped.stdout, /^registered [0-9a-f]{64}/);
   const bare = await cli('user', '--user', 'bob');
   t.equal(bare.code, 2, 'no action');
   t.match(bare.stderr, 'mfa-gateway: user needs an action');
@@ -78,9 +86,9 @@ t.test('real Redis, real command line: every admin command, each in the admin au
   const actions = text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.type === 'event' && r.event.kind === 'admin').map((r) => r.event);
   t.same(
     actions.map((a) => `${a.action} ${a.outcome}`),
-    ['user show ok', 'user export ok', 'sessions revoke ok', 'user reset-factors ok', 'user erase ok', 'sessions revoke ok', 'devices register ok', 'devices revoke ok', 'keys rotate ok', 'keys status ok'],
+    ['user show ok', 'user export ok', 'sessions revoke ok', 'user reset-factors ok', 'user erase ok', 'sessions revoke ok', 'devices register ok', 'devices revoke ok', 'devices register ok', 'keys rotate ok', 'keys status ok'],
   );
-  t.same(actions.filter((a) => a.action.startsWith('devices')).map((a) => a.fingerprint), [laptop.fingerprint, laptop.fingerprint], 'the device, by the fingerprint of the certificate given');
+  t.same(actions.filter((a) => a.action.startsWith('devices')).map((a) => a.fingerprint), [laptop.fingerprint, laptop.fingerprint, laptop.fingerprint], 'the device, by the fingerprint of the certificate given (from a pipe too)');
   t.equal(actions.find((a) => a.action === 'devices register').shared, true, 'a device made managed for every account says so');
   t.ok(actions.every((a) => a.operator === 'Dana Helpdesk' && a.reason === 'ticket 4711'));
   t.equal(actions[0].pid, pid, 'the user by pseudonym');
