@@ -114,6 +114,11 @@ export class AuditLog {
     if (this.unsealed >= this.every || this.opts.clock.now() - this.oldestUnsealedAt >= this.intervalMs) this.checkpoint();
   }
 
+  /** Seals the unsealed records now, not when due: a gateway's start record (see openAudit). */
+  seal(): void {
+    if (!this.closed && this.unsealed > 0) this.checkpoint();
+  }
+
   /** Why the log stopped writing before close() (the directory lock was lost), for readiness checks; else undefined. */
   get stoppedBy(): AuditError | undefined {
     return this.stopped;

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config/schema.js';
+import { VERSION } from '../metrics/build-info.js';
 import { AuditError } from './audit-error.js';
 import { AuditLog } from './audit-log.js';
 import { lockAuditDir } from './dir-lock.js';
@@ -119,6 +120,12 @@ export async function openAudit(config: Config, opts: OpenAuditOptions): Promise
       owned: lock.held,
     });
     opened = log;
+    // A trail with no record cannot be told from a deleted one: a gateway's begins with its start, signed at once, so
+    // that the trail of one nobody has signed in to yet verifies (and a crash after it leaves nothing unsigned).
+    if (opts.writer === 'gateway') {
+      log.append({ kind: 'gateway_started', version: VERSION });
+      log.seal();
+    }
     return {
       log,
       close: async () => {

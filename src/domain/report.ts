@@ -193,7 +193,7 @@ export function emptySummary(): EventSummary {
 
 /**
  * Counts an audit event into the summary if it falls in [from, to) and is a security event or an admin action.
- * Request records (one per request, with audit.requests) are not counted.
+ * Request records (one per request, with audit.requests) and gateway starts are not counted.
  */
 export function countEvent(s: EventSummary, record: { time: string; event: Event }, period: { from: number; to: number }): void {
   const e = record.event;

@@ -8,6 +8,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { auditFiles } from '../../src/audit/file-sink.js';
+import { publicKeyPem } from '../../src/audit/signing-key.js';
+import { verifyAuditDir } from '../../src/audit/verify-audit.js';
+import { VERSION } from '../../src/metrics/build-info.js';
 import { runCli } from '../helpers/cli.js';
 import { merge, rawTestConfig, testConfig } from '../helpers/config.js';
 import { TestCa } from '../helpers/pki.js';
@@ -236,4 +239,29 @@ t.test('a start that fails once it holds the audit lock (a file read at start ch
   t.ok(existsSync(lock), 'a gateway that started holds the lock while it runs');
   await app.close();
   t.notOk(existsSync(lock), 'and gives it back when it stops');
+});
+
+t.test("a gateway that served nobody leaves a trail that verifies: its start, signed at once; an emptied trail still fails as empty", async (t) => {
+  const config = testConfig('http://127.0.0.1:9');
+  const dir = config.audit.dir;
+  const publicKey = publicKeyPem(config.audit.signingKey!);
+  const started = () => lines(dir).map((l) => JSON.parse(l)).filter((r) => r.type === 'event').map((r) => r.event);
+
+  const app = await buildApp(config);
+  // Sealed before anything else happens: a gateway killed now still leaves a trail that verifies, with nothing unsigned.
+  const running = verifyAuditDir(dir, publicKey);
+  t.match(running, { ok: true, records: 2, checkpoints: 1, lastSealedSeq: 2, problems: [] }, 'the start and its checkpoint, while it runs');
+  await app.close();
+  t.match(verifyAuditDir(dir, publicKey), { ok: true, records: 2, problems: [] }, 'closed: nothing more to seal');
+  t.same(started(), [{ kind: 'gateway_started', version: VERSION }], 'the one event: the start, with the version and nothing else');
+
+  const again = await buildApp(config);
+  await again.close();
+  t.match(verifyAuditDir(dir, publicKey), { ok: true, records: 4, checkpoints: 2, problems: [] }, 'a restart on the same directory: its own start, signed');
+  t.same(started().map((e) => e.kind), ['gateway_started', 'gateway_started']);
+
+  // An empty trail cannot be told from a deleted one: it fails as before.
+  writeFileSync(join(dir, 'audit.jsonl'), '');
+  t.same(verifyAuditDir(dir, publicKey).problems.map((p) => p.kind), ['empty'], 'the trail emptied afterwards');
+  t.same(verifyAuditDir(mkdtempSync(join(tmpdir(), 'mfa-no-trail-')), publicKey).problems.map((p) => p.kind), ['empty'], 'a directory without a trail');
 });

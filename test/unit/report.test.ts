@@ -53,8 +53,9 @@ const records: Rec[] = [
   sec('2025-03-11T07:00:02.000Z', 'access_denied', { rule: 'admin closed', reason: 'rule', path: '/admin/x' }),
   at('2025-03-12T07:00:00.000Z', { kind: 'admin', action: 'lockout_clear', operator: 'ops', reason: 'user called', pid: 'p2' }),
   sec('2025-03-12T07:00:00.000Z', 'lockout_cleared', { pid: 'p2', factor: 'totp' }),
-  // Request lines are not security events.
+  // Request lines and gateway starts are not security events.
   at('2025-03-12T08:00:00.000Z', { kind: 'request', pid: 'p1', method: 'GET', path: '/admin/', rule: 'admin closed', verdict: 'deny', status: 403, ms: 2 }),
+  at('2025-03-12T08:00:01.000Z', { kind: 'gateway_started', version: '1.0.0' }),
   // Outside the period: ignored, whatever they are (the end is exclusive).
   sec('2025-02-28T23:59:59.999Z', 'session_started', { pid: 'p9', amr: 'pwd' }),
   sec('2025-02-28T23:59:59.999Z', 'password_ok', { pid: 'p9' }),

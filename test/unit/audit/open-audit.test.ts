@@ -23,7 +23,7 @@ t.test('a gateway whose lock another writer took over writes nothing more to tha
   audit.log.append({ name: 'password_ok', pid: 'p2' });
   await audit.close();
 
-  t.same(recordsOf(dir).map((r) => r.seq), [1], 'its own record only: no event, no final checkpoint after the loss');
+  t.same(recordsOf(dir).map((r) => r.seq), [1, 2, 3], 'its start, signed, and its own record only: no event, no final checkpoint after the loss');
   t.same(errors.map((e) => e.code), ['AUDIT_LOCK_LOST', 'AUDIT_CLOSED'], 'the loss, then each dropped event, for the log and metrics');
   t.equal(audit.log.stoppedBy?.code, 'AUDIT_LOCK_LOST', 'for a readiness check');
 });
