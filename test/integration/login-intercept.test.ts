@@ -1,6 +1,6 @@
 // The intercepted login against what a browser (or an attacker's script) can send at once or in odd spellings.
 import { createServer } from 'node:http';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { GatewayError } from '../../src/errors.js';
 import { loginContentType, parseLoginBody } from '../../src/services/login.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
@@ -122,14 +122,18 @@ t.test('answers that change the pre-login cookies meanwhile are no password logi
   t.match((await b.get('/static/c.css')).body, /^ok AWSALB=v3$/, 'the jar holds the latest value');
 });
 
-t.test('a public page whose jar cannot be checked when its answer comes (the store failing) is not passed on', async (t) => {
+/**
+ * A public page whose answer comes while the store's reads fail with `error` (as the jar is checked then): the gateway's
+ * answer, and its stack for the log.
+ */
+async function answeredWhileStoreFails(t: Test, error: Error) {
   let failing = false;
   const s = await startStack({
     patch: (raw) => raw.policy.rules.unshift({ name: 'public slow page', paths: ['/slow'], decision: 'public' }),
     kv: (clock) =>
       new (class extends MemoryKvStore {
         override async get(key: string): Promise<string | null> {
-          if (failing) throw new GatewayError('GW_ERR_STORE_UNAVAILABLE', 'store down (test)');
+          if (failing) throw error;
           return super.get(key);
         }
       })(clock),
@@ -142,30 +146,17 @@ t.test('a public page whose jar cannot be checked when its answer comes (the sto
   failing = true;
   const answer = await during;
   failing = false;
+  return { s, answer };
+}
+
+t.test('a public page whose jar cannot be checked when its answer comes (the store failing) is not passed on', async (t) => {
+  const { answer } = await answeredWhileStoreFails(t, new GatewayError('GW_ERR_STORE_UNAVAILABLE', 'store down (test)'));
   t.equal(answer.status, 503, 'fails closed, as the store does');
   t.notMatch(answer.body, 'slow ok');
 });
 
 t.test("a fault of the gateway's own while passing an answer on is an internal error, logged with its stack, not the portal's failure", async (t) => {
-  let failing = false;
-  const s = await startStack({
-    patch: (raw) => raw.policy.rules.unshift({ name: 'public slow page', paths: ['/slow'], decision: 'public' }),
-    kv: (clock) =>
-      new (class extends MemoryKvStore {
-        override async get(key: string): Promise<string | null> {
-          if (failing) throw new TypeError('a fault (test)');
-          return super.get(key);
-        }
-      })(clock),
-  });
-  t.teardown(s.close);
-  const b = s.browser();
-  await b.get('/login');
-  const during = b.get('/slow?ms=300&who=1');
-  await portalReceived(s, '/slow?ms=300&who=1');
-  failing = true;
-  const answer = await during;
-  failing = false;
+  const { s, answer } = await answeredWhileStoreFails(t, new TypeError('a fault (test)'));
   t.equal(answer.status, 500, 'GW_ERR_INTERNAL, not a 502 blaming the portal');
   t.notMatch(answer.body, 'slow ok');
   const failed = s.logs.map((l) => JSON.parse(l) as { msg: string; level: number; code?: string; err?: { stack?: string } }).filter((l) => l.msg === 'request failed');
