@@ -74,7 +74,7 @@ async function child(): Promise<void> {
 const KEYS = JSON.stringify(rawTestConfig('http://x').keys);
 
 async function spawn(role: string, ...args: string[]): Promise<{ proc: ChildProcess; url: string }> {
-  const profile = role === 'gateway' && process.env.BENCH_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE_DIR}`] : [];
+  const profile = (role === 'gateway' || role === 'bare') && process.env.BENCH_CPU_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE_DIR}/${role}`] : [];
   const proc = fork(self, [role, ...args], { stdio: 'inherit', execArgv: profile, env: { ...process.env, BENCH_KEYS: KEYS } });
   const [msg] = (await once(proc, 'message')) as [{ url: string }];
   return { proc, url: msg.url };

@@ -465,12 +465,12 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner: Ban
     for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     stop.throwIfAborted();
     await app.listen({ host: config.server.host, port: config.server.port }).catch((err: unknown) => {
-      throw listenError('server', ports.server, config.server, err);
+      throw listenError(ports.server, config.server, err, 'server.host');
     });
     // Once a stop is asked for, readiness says so (503, "shutting down") on both listeners (see createGateway's ready).
     const admin = config.admin.enabled
       ? await startAdminServer({ host: config.admin.host, port: config.admin.port, metrics: app.gateway.metrics, ready: () => app.gateway.ready() }).catch((err: unknown) => {
-          throw listenError('admin', ports.admin, config.admin, err);
+          throw listenError(ports.admin, config.admin, err, 'admin.host');
         })
       : null;
     return { app, admin, connections, show };
@@ -484,16 +484,17 @@ async function start(config: Config, log: Logger, stop: AbortSignal, banner: Ban
 
 /**
  * A listener that could not listen, named by what its port is called (`option`: server.port or admin.port, or the
- * demo's PORT or ADMIN_PORT) with what to do: Node's own words (`listen EADDRINUSE: address already in use
- * 127.0.0.1:8080`) say neither which of the two it is nor where to change it.
+ * demo's PORT, ADMIN_PORT or PORTAL_PORT) with what to do: Node's own words (`listen EADDRINUSE: address already in
+ * use 127.0.0.1:8080`) say neither which one it is nor where to change it. `hostOption`: where its host is set, if
+ * it can be.
  */
-function listenError(listener: 'server' | 'admin', option: string, at: { host: string; port: number }, err: unknown): unknown {
+function listenError(option: string, at: { host: string; port: number }, err: unknown, hostOption?: string): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   const where = `${at.host.includes(':') ? `[${at.host}]` : at.host}:${at.port}`;
   const problem: Record<string, string> = {
     EADDRINUSE: `address already in use (EADDRINUSE, ${where}): another process listens there; stop it, or set another ${option}`,
     EACCES: `permission denied (EACCES, ${where}): a port below 1024 needs privileges; set ${option} to 1024 or more (and map or forward the port), or grant them`,
-    EADDRNOTAVAIL: `address not available (EADDRNOTAVAIL, ${where}): ${listener}.host is no address of this machine; set it to one of its addresses, or 0.0.0.0`,
+    ...(hostOption ? { EADDRNOTAVAIL: `address not available (EADDRNOTAVAIL, ${where}): ${hostOption} is no address of this machine; set it to one of its addresses, or 0.0.0.0` } : {}),
   };
   const text = (code !== undefined && problem[code]) || (err instanceof Error ? err.message : String(err));
   return new Error(`${option} ${at.port}: ${text}`, { cause: err });
@@ -600,7 +601,9 @@ async function demo(): Promise<number> {
     const log = createLogger(config.log.level);
     const stop = stopOnSignal(log);
     const { startDemoPortal, DEMO_USERS } = await import('../test/fixtures/demo-portal.js');
-    const portal = await startDemoPortal({ host: '127.0.0.1', port: portalPort });
+    const portal = await startDemoPortal({ host: '127.0.0.1', port: portalPort }).catch((err: unknown) => {
+      throw listenError('PORTAL_PORT', { host: '127.0.0.1', port: portalPort }, err);
+    });
     // Built by serve, once the app is.
     const banner: Banner = async ({ log: appLog, gateway: gw }) => {
       // Right after the warning that the command line issues no enrolment codes into a memory store, which read alone
