@@ -29,6 +29,9 @@ export interface AccessRequest {
 const UNMANAGED = { managed: false } as const;
 
 export class AccessService {
+  /** The rules that let the login's fields through (allowLegacyAuth), by name. */
+  private readonly loginFieldRules: ReadonlySet<string>;
+
   constructor(
     private readonly d: {
       policy: CompiledPolicy;
@@ -38,7 +41,9 @@ export class AccessService {
       groups: GroupDirectory;
       security: SecurityLog;
     },
-  ) {}
+  ) {
+    this.loginFieldRules = new Set(d.policy.rules.filter((r) => r.allowLegacyAuth === true).map((r) => r.name));
+  }
 
   /**
    * The decision, the client certificate's fingerprint when a rule looked at the device, and the user's groups as the
@@ -86,7 +91,7 @@ export class AccessService {
 
   /** Whether the body of a request the rule `name` let through may carry the login's fields (allowLegacyAuth). */
   allowsLoginFields(name: string): boolean {
-    return this.d.policy.rules.some((r) => r.name === name && r.allowLegacyAuth === true);
+    return this.loginFieldRules.has(name);
   }
 
   /** The login's fields found in the body of a request the rules let through (SECURITY C-30), refused as legacy auth. */
