@@ -50,8 +50,9 @@ export interface DelayPolicy {
 }
 
 /**
- * 5 free attempts, then 1 s doubling to 15 min: a user who mistypes a few times never waits; a guesser reaches the
- * 15 min ceiling at the 16th failure (after about 17 min of waiting in all), then makes 4 guesses an hour.
+ * 5 failures without a wait, then 1 s after the 6th, doubling to 15 min: a user who mistypes a few times never waits;
+ * a guesser reaches the 15 min ceiling at the 16th failure (after about 17 min of waiting in all), then makes 4 guesses
+ * an hour.
  * SECURITY.md R6 gives "30 s rising to 1 h" as an example for second factors:
  * pass { freeAttempts: 5, baseMs: 30_000, maxMs: 3_600_000 } there.
  */

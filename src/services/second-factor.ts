@@ -159,7 +159,8 @@ export class SecondFactorService {
     );
     if (!credentials.length) throw new GatewayError('GW_ERR_BAD_REQUEST', 'no passkey registered');
     const challenge = newChallenge();
-    await this.d.challenges.put(owner, { challenge, pid, ceremony: 'authenticate', expiresAt: this.d.clock.now() + WEBAUTHN_TIMEOUT_MS }, WEBAUTHN_TIMEOUT_MS);
+    const allowed = credentials.map((c) => c.id);
+    await this.d.challenges.put(owner, { challenge, pid, ceremony: 'authenticate', expiresAt: this.d.clock.now() + WEBAUTHN_TIMEOUT_MS, allowed }, WEBAUTHN_TIMEOUT_MS);
     return authenticationOptions(this.d.rp, credentials, challenge);
   }
 
@@ -176,6 +177,9 @@ export class SecondFactorService {
     // The assertion comes from a credential of the user whose password was just checked (R23, C-44).
     const factor = factors?.factors.find((f): f is WebAuthnFactor => f.kind === 'webauthn' && f.credential.id === id);
     if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
+    // And one the options listed (R23): a step-up that offered only the passkeys bound to their device is answered by
+    // one of them, or by none; a passkey added since the options were made waits for the next ones.
+    if (!challenge.allowed?.includes(id)) return this.d.attempts.failed(c, ip, attempt, 'a credential the options did not list');
     // A copy of it answered before: neither the copy nor the original opens anything (which is which is unknown).
     if (!usable(factor)) return this.d.attempts.failed(c, ip, attempt, 'suspect-credential');
     const result = await verifyAuthentication(this.d.rp, response, challenge.challenge, factor.credential, factors.userHandle);

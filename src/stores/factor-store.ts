@@ -162,6 +162,8 @@ export interface Challenge {
   pid: string;
   ceremony: 'register' | 'authenticate';
   expiresAt: number;
+  /** authenticate: the ids of the credentials the options listed (allowCredentials), the only ones that may answer. */
+  allowed?: string[];
 }
 
 /**

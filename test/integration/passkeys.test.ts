@@ -524,7 +524,12 @@ t.test('a synced passkey never passes a rule that wants one bound to its device;
   );
   t.throws(() => synced.authenticate(options.json), 'the synced passkey cannot answer');
   t.throws(() => eligible.authenticate(options.json), 'nor one that could be synced');
-  const done = await jsonCall(b, '/_mfa/step-up/passkey?to=%2Fprescriptions%2F', stepCsrf, { credential: key.authenticate(options.json) });
+  // Made to answer anyway (a script of its own): refused, a credential the options did not list (R23).
+  const unlisted = await jsonCall(b, '/_mfa/step-up/passkey', stepCsrf, { credential: synced.authenticate(options.json, { credentialId: synced.credentials[0]!.id }) });
+  t.equal(unlisted.status, 400, 'a passkey the options did not list is refused');
+  t.equal(events(s, 'step_up_ok').length, 1, 'no step-up done');
+  const listedOnly = await jsonCall(b, '/_mfa/step-up/passkey/options?only=device-bound', stepCsrf);
+  const done = await jsonCall(b, '/_mfa/step-up/passkey?to=%2Fprescriptions%2F', stepCsrf, { credential: key.authenticate(listedOnly.json) });
   t.same(done, { status: 200, json: { next: '/prescriptions/' } });
   t.same(events(s, 'step_up_ok').at(-1).amr, ['pwd', 'hwk']);
   t.equal((await b.get('/prescriptions/')).status, 200);
