@@ -227,7 +227,8 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     if (result?.ok) return reply.redirect(`${p}/recovery-codes`, 303);
     // The form sent twice: the other submission enrolled with the code (used up for this one); both go on.
     if ((await pending.stage(id)) === 'acknowledge') return reply.redirect(`${p}/recovery-codes`, 303);
-    return totpPage(req, reply, 400, login, { secret: login.totpSecret ?? '', error: refusal(req, result) });
+    // The page's key, or a new one for a form sent before the page was ever shown (no code typed: nothing was checked).
+    return totpPage(req, reply, 400, login, { secret: await enrolment.pendingTotpSecret(id, login), error: refusal(req, result) });
   });
   app.post(`${p}/enrol/passkey/options`, json, async (req) => {
     const { id, p: login } = await pending.at(pendingId(req), 'enrol');

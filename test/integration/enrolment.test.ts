@@ -47,6 +47,22 @@ t.test('the first session counts its second factor from the code checked at enro
   t.ok(active!.record.authTime >= checkedAt + 290_000, 'the session itself begins when it is started');
 });
 
+t.test("the app set-up form sent before its page was shown (no code typed) shows the page with a key, the one the page then keeps", async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const p = s.config.server.prefix;
+  const b = s.browser();
+  await submitPassword(b, ALICE.username, ALICE.password);
+  const csrf = inputValue((await b.get(`${p}/enrol`)).body, 'csrf');
+  const early = await b.post(`${p}/enrol/totp`, { csrf, code: '' });
+  t.equal(early.status, 400);
+  const shown = /id="secret">([^<]+)</.exec(early.body)?.[1]?.replaceAll(' ', '');
+  t.match(shown, /^[A-Z2-7]{32}$/, 'a key to set the app up with, not an empty one');
+  const { secret } = await totpEnrolmentForm(s, b);
+  t.equal(secret, shown, 'the page shows the same key');
+  t.equal((await b.post(`${p}/enrol/totp`, { csrf, code: await totpAt(secret, s.clock.now()) })).location, `${p}/recovery-codes`);
+});
+
 t.test('the recovery codes page begins with the whole time again: a factor bound near the end leaves time to write them down', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
