@@ -17,6 +17,7 @@ import { loginPagePath, loose, passedMethods, portalPaths } from '../domain/port
 import { crlsOf, parseCertificates, twinsKnown, unusableCas } from '../mechanisms/certificates.js';
 import { relyingParty } from '../mechanisms/webauthn.js';
 import { HEADER_GROUP, parseGroupMap } from '../services/groups.js';
+import { quoted } from '../quoted.js';
 import { Messages } from '../ui/i18n.js';
 import { ConfigSchema, type Config } from './schema.js';
 
@@ -51,7 +52,8 @@ const SECRET_TREES = ['keys', 'identity.assertion', 'store.redis', 'audit', 'enr
 function found(path: string, data: unknown): string {
   if (data === null || typeof data === 'object' || isSecretPath(path)) return '';
   if (typeof data === 'string' && /[@?]/.test(data)) return '';
-  return `, found ${JSON.stringify(data)?.slice(0, 80)}`;
+  // A text in quotes, with what a terminal would not show as itself escaped (a bidi override, a C1 control).
+  return `, found ${(typeof data === 'string' ? quoted(data) : JSON.stringify(data))?.slice(0, 80)}`;
 }
 
 /**

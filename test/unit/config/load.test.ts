@@ -112,7 +112,7 @@ t.test('a value with a query or credentials is never echoed; a harmless one is',
   t.notOk(problems.join('\n').includes('P0rtalToken'), 'the URL with a query is not printed');
 
   const semantic = rawTestConfig('http://127.0.0.1:1');
-  semantic.server = { ...semantic.server, trustedProxies: ['10.0.0.300', 'proxy.internal?token=Pr0xyToken'] };
+  semantic.server = { ...semantic.server, trustedProxies: ['10.0.0.300', 'proxy.internal?token=Pr0xyToken', '10.0.0.1\u202e\u009b31m'] };
   semantic.portal.login.success.location = '([';
   semantic.portal.login.success.body = '(?<=token=B0dyToken';
   semantic.portal.login.usernamePattern = '[a-z';
@@ -123,6 +123,7 @@ t.test('a value with a query or credentials is never echoed; a harmless one is',
   t.ok(problems.includes('portal.login.usernamePattern: not a valid regular expression, found "[a-z"'), 'the username pattern is checked too');
   t.ok(problems.includes('admin.report.networks.0: neither a network name nor an address, found "vpn"'), 'an unknown network is shown');
   t.ok(problems.includes('server.trustedProxies.1: not an address or CIDR'), 'an address with a query is not');
+  t.ok(problems.includes('server.trustedProxies.2: not an address or CIDR, found "10.0.0.1\\u202e\\u009b31m"'), 'what a terminal would not show as itself is escaped');
   t.ok(problems.includes('portal.login.success.body: not a valid regular expression'), 'nor an expression with one');
   t.ok(problems.includes('admin.report.networks.1: neither a network name nor an address'), 'nor one with an @');
 });
