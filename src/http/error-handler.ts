@@ -34,11 +34,12 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
   const loginPage = loginPageFor(loginPageTemplate);
   /**
    * Where the page's one link leads, so that no step of signing in is a dead end: `signingIn` when a sign-in is in
-   * progress (a pending cookie), `signedIn` with a session (see signedInTo), `gateway` for a gateway page (else the
-   * portal's login was refused); `from`: the page the request was sent from (see sentFrom); `atStart`: the portal page
-   * refused (4xx) is its start page, where "Back to the portal" leads (see refusedStart).
+   * progress (a pending cookie), `signedIn` with a session (see signedInTo), `signingOut` for the sign-out form,
+   * `gateway` for a gateway page (else the portal's login was refused); `from`: the page the request was sent from
+   * (see sentFrom); `atStart`: the portal page refused (4xx) is its start page, where "Back to the portal" leads (see
+   * refusedStart).
    */
-  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, signedIn: boolean, error: FastifyError | GatewayError, stepUp: string | undefined, from: string | undefined, atStart: boolean): Link | undefined => {
+  const nextStep = (code: ErrorCode, gateway: boolean, signingIn: boolean, signedIn: boolean, signingOut: boolean, error: FastifyError | GatewayError, stepUp: string | undefined, from: string | undefined, atStart: boolean): Link | undefined => {
     const { factors, next } = error instanceof GatewayError ? error : { factors: undefined, next: undefined };
     // Any other gateway page (one not found, a form refused): on with what the browser was doing, as its cookies say.
     // Nothing is looked up: without the pending cookie the page says nothing of a sign-in. A portal page refused (a rule
@@ -75,10 +76,12 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
       case 'GW_ERR_RATE_LIMITED':
         if (!gateway) return { href: loginPage, label: 'signInAgain' };
         return signingIn ? { href: `${prefix}/continue`, label: 'continue' } : { href: stepUp ?? `${prefix}/step-up`, label: 'stepUpTitle' };
-      // A step-up form whose token a step-up in another tab replaced: the page again, with the current one. A sign-in
-      // form whose login a password entered in another tab replaced: on to the sign-in in progress.
+      // A step-up form whose token a step-up in another tab replaced: the page again, with the current one; so the
+      // sign-out form, or the person would stay signed in. A sign-in form whose login a password entered in another
+      // tab replaced: on to the sign-in in progress.
       case 'GW_ERR_CSRF':
-        return stepUp !== undefined ? { href: stepUp, label: 'stepUpTitle' } : onward();
+        if (stepUp !== undefined) return { href: stepUp, label: 'stepUpTitle' };
+        return signingOut && signedIn ? { href: `${prefix}/logout`, label: 'signOutLink' } : onward();
       default:
         return onward();
     }
@@ -135,7 +138,7 @@ export function errorReply(ui: UiSettings, loginPageTemplate: string, refused: (
     const waitOnly = code === 'GW_ERR_RATE_LIMITED' && path === `${prefix}/admin/report`;
     const signingIn = request.cookies?.[COOKIE.pending] !== undefined;
     const signedIn = !signingIn && signedInTo(code, request.cookies?.[COOKIE.session]);
-    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, signedIn, error, stepUpAgain(request), sentFrom(request), status < 500 && refusedStart(request, path !== `${prefix}/forward-auth`));
+    const action = waitOnly ? undefined : nextStep(code, gateway, signingIn, signedIn, request.method === 'POST' && path === `${prefix}/logout`, error, stepUpAgain(request), sentFrom(request), status < 500 && refusedStart(request, path !== `${prefix}/forward-auth`));
     ctx.signedIn = signedIn;
     return sendPage(reply, status, ctx, messagePage(ctx, { title: `error.${code}`, reference: request.id, ...(action ? { action } : {}) }));
   };

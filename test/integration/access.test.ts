@@ -433,6 +433,27 @@ t.test('a logout sent with the cookie a step-up in another tab has just replaced
   }
 });
 
+t.test('a sign-out form whose token a step-up in another tab replaced is refused, and its page leads to the sign-out page again', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  const staleCsrf = inputValue((await b.get('/_mfa/logout')).body, 'csrf');
+  s.clock.advance(301_000);
+  const csrf = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
+  t.equal((await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code: await totpAt(secret, s.clock.now()) })).location, '/prescriptions/');
+  const stale = await b.post('/_mfa/logout', { csrf: staleCsrf });
+  t.equal(stale.status, 403);
+  const link = /<a href="([^"]*)">Sign out<\/a>/.exec(stale.body)?.[1];
+  t.equal(link, '/_mfa/logout', 'its page leads to the sign-out page, not back to the portal');
+  const done = await b.post('/_mfa/logout', { csrf: inputValue((await b.get(link!)).body, 'csrf') });
+  t.equal(done.status, 200, 'signed out from there');
+  t.equal((await b.get('/records')).status, 302);
+  // Another gateway form with a stale token still leads back to the portal.
+  const other = await signUpAndEnrol(s, BOB);
+  const security = await other.b.post('/_mfa/security/rename', { csrf: 'x'.repeat(43), factor: 'f', name: 'x' });
+  t.same([security.status, /<a href="\/_mfa\/logout">/.test(security.body)], [403, false], 'another form: no sign-out link');
+});
+
 t.test('step-up attempts are limited: too many wrong codes end the session', async (t) => {
   const { s } = await accessStack();
   t.teardown(s.close);
