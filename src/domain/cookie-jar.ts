@@ -107,7 +107,8 @@ export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?
  * them). Null when the header also holds the name in another form, which some portal's parser reads as that cookie:
  * in another case (ASP.NET), percent-encoded (PHP), quoted, or after a comma, a space or another character that is
  * not a cookie name's, also inside another cookie's value (Python and Tomcat split on commas and spaces, Django
- * strips Unicode spaces: `x=1, NAME=v`, `\u0085NAME=v`).
+ * strips Unicode spaces: `x=1, NAME=v`, `\u0085NAME=v`), or as PHP renames it (`app.session`, `app session` and
+ * `app[session` are its `app_session`, and the first of two wins).
  */
 export function cookieValues(header: string | undefined, name: string): string[] | null {
   if (!header) return [];
@@ -123,13 +124,28 @@ export function cookieValues(header: string | undefined, name: string): string[]
 
 const trimSpaces = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '');
 
-/** The cookie names a lenient parser could find in a pair: percent-decoded, in lower case, at any separator. */
+/**
+ * The cookie names a lenient parser could find in a pair: percent-decoded, in lower case, at any separator, and the
+ * pair's name as PHP reads it (phpName).
+ */
 function looseNames(pair: string): string[] {
-  const decoded = pair.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16)));
-  return decoded
-    .toLowerCase()
-    .split(/[^\x21\x23-\x2b\x2d-\x3a\x3c\x3e-\x7e]+/)
-    .map((part) => part.replace(/^\$/, ''));
+  const decoded = pair.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))).toLowerCase();
+  const names = decoded.split(/[^\x21\x23-\x2b\x2d-\x3a\x3c\x3e-\x7e]+/).map((part) => part.replace(/^\$/, ''));
+  const eq = decoded.indexOf('=');
+  if (eq !== -1) names.push(phpName(decoded.slice(0, eq)));
+  return names;
+}
+
+/**
+ * A cookie's name in PHP's $_COOKIE (php_register_variable_ex): spaces before it dropped, `.` and spaces in it made
+ * `_`, cut where an array's `[…]` begins, and a `[` never closed made `_`.
+ */
+function phpName(name: string): string {
+  const n = name.replace(/^ +/, '');
+  const open = n.indexOf('[');
+  if (open === -1) return n.replace(/[. ]/g, '_');
+  const base = n.slice(0, open).replace(/[. ]/g, '_');
+  return n.includes(']', open) ? base : `${base}_${n.slice(open + 1)}`;
 }
 
 /**

@@ -175,6 +175,11 @@ t.test("forward-auth: the portal session a gateway session is bound to", async (
   for (const other of ['jsessionid=x', '%4aSESSIONID=x', '"JSESSIONID"=x', '$JSESSIONID=x', 'x=1 JSESSIONID=x', 'x=1, JSESSIONID=x', '\u0085JSESSIONID=x', '\u00a0JSESSIONID=x', 'x="a JSESSIONID=x"']) {
     t.equal(cookieValues(`JSESSIONID=abc; ${other}`, 'JSESSIONID'), null, other);
   }
+  // PHP's names: `.` and spaces are `_`, a `[` never closed too, an array's name ends at its `[`.
+  for (const other of ['app.session=x', 'app session=x', 'app[session=x', 'app%2esession=x', 'app_session[]=x', 'app_session[0]=x', 'APP.SESSION=x']) {
+    t.equal(cookieValues(`${other}; app_session=abc`, 'app_session'), null, other);
+  }
+  t.same(cookieValues('app.sessions=x; app_sess=y; app[session]=z; app_session=abc', 'app_session'), ['abc'], "names PHP reads as others: app_sessions, app_sess, an array app")
   const digest = (h: string | undefined) => portalSessionDigest(['JSESSIONID', 'SSO'], (name) => cookieValues(h, name));
   const mine = digest('JSESSIONID=abc; SSO=1');
   t.type(mine, 'string');
