@@ -54,10 +54,16 @@ interface BrowserJar {
   cookies: Jar;
 }
 
-/** A stored jar as { round, cookies }: one written before jars had rounds is its cookies alone, with no round. */
+/**
+ * The round of a jar written before jars had rounds (its cookies alone): a round all the same, which a password login
+ * taking the jar ends as any other (an answer to a request that began with it is then withheld).
+ */
+const BEFORE_ROUNDS = 'before-rounds';
+
+/** A stored jar as { round, cookies }; none: no round. */
 function roundOf(stored: BrowserJar | Jar | null): { round?: string; cookies: Jar } {
   if (stored === null) return { cookies: [] };
-  return 'cookies' in stored ? stored : { cookies: stored };
+  return 'cookies' in stored ? stored : { round: BEFORE_ROUNDS, cookies: stored };
 }
 
 /** proof: the enrolment proof is due; enrol: choose and set up a first factor; verify: sign in with one; acknowledge: recovery codes shown. */

@@ -334,14 +334,18 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       const merged = await jars.get(id);
       t.same(merged.cookies.map((c) => c.name).sort(), ['a', 'b', 'c'], 'compared and set: no answer undoes another');
       t.equal(merged.round, round, 'answers keep the round');
-      // A jar written before jars had rounds (its cookies alone): read, changed (given a round) and taken.
+      // A jar written before jars had rounds (its cookies alone): read with a round, changed in it and taken, and then
+      // an answer of that round does not bring it back.
       const earlier = randomBytes(32).toString('base64url');
       await b.kv.set(keys.browserJar(earlier), sealer.seal(JSON.stringify([{ name: 'OLD', value: '1', path: '/' }]), keys.browserJar(earlier)));
-      t.same(await jars.get(earlier), { cookies: [{ name: 'OLD', value: '1', path: '/' }] });
-      await jars.update(earlier, undefined, add('new'));
+      const before = await jars.get(earlier);
+      t.same([typeof before.round, before.cookies], ['string', [{ name: 'OLD', value: '1', path: '/' }]], 'a round, so that a login taking it is seen');
+      await jars.update(earlier, before.round, add('new'));
       const upgraded = await jars.get(earlier);
-      t.same([typeof upgraded.round, upgraded.cookies.map((c) => c.name)], ['string', ['OLD', 'new']]);
+      t.same([upgraded.round, upgraded.cookies.map((c) => c.name)], [before.round, ['OLD', 'new']]);
       t.same(await jars.take(earlier), upgraded.cookies);
+      await jars.update(earlier, before.round, add('late'));
+      t.equal(await b.kv.get(keys.browserJar(earlier)), null, 'taken, it stays taken');
       // Forty answers at once, each setting a cookie: none lost (each would otherwise lose rounds to the others).
       await Promise.all(Array.from({ length: 40 }, (_, i) => jars.update(id, round, add(`p${i}`))));
       t.equal((await jars.get(id)).cookies.length, 43, 'forty changes at once, all kept');
