@@ -93,14 +93,19 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     const forwarded: CanonicalTarget = loginPath ? { ...target, path: loginPath, matchPath: loginPath } : target;
 
     // An invalid session is dropped before any rule runs: the request is simply not signed in.
-    const active = await sessions.authenticate(req.cookies[COOKIE.session]);
-    if (!active && req.cookies[COOKIE.session]) {
-      reply.clearCookie(COOKIE.session, clearOptions);
+    const cookie = req.cookies[COOKIE.session];
+    const active = await sessions.authenticate(cookie);
+    if (!active && cookie) {
       // The portal's logout, its session gone a moment ago (a step-up in another tab took it): what it moved to ends,
       // and the browser forgets what the session left in it.
       if (paths.isLogout(lowered) && !crossSite(req)) {
-        await sessions.endGone(req.cookies[COOKIE.session], 'portal-logout');
+        reply.clearCookie(COOKIE.session, clearOptions);
+        await sessions.endGone(cookie, 'portal-logout');
         reply.header('clear-site-data', CLEAR_SITE_DATA);
+      } else if (!(await sessions.movedLately(cookie))) {
+        // Not for a session a step-up moved a moment ago: this answer (to a request sent before the step-up's came
+        // back, in another tab) may reach the browser after the new cookie, and would delete that one.
+        reply.clearCookie(COOKIE.session, clearOptions);
       }
     }
     const { outcome, device, groups } = await ctx.access.decide({

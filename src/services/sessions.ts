@@ -184,6 +184,12 @@ export class SessionService {
     if (await this.endFrom(active.sid)) this.d.security('session_ended', { pid: active.record.pid, reason });
   }
 
+  /** Whether the session of a cookie value was moved by a step-up lately (see SessionRecords.movedTo). */
+  async movedLately(cookie: string): Promise<boolean> {
+    const claims = await this.d.tokens.verify(cookie, this.d.clock.now());
+    return claims !== null && ID_PATTERN.test(claims.sid) && (await this.d.sessions.movedTo(claims.sid)) !== null;
+  }
+
   /**
    * A logout whose cookie leads to no session any more: a step-up in another tab may have taken it a moment ago, its
    * new session not yet noted as a move. The cookie's session is noted as ended all the same, and what it moved to is

@@ -454,6 +454,27 @@ t.test('a sign-out form whose token a step-up in another tab replaced is refused
   t.same([security.status, /<a href="\/_mfa\/logout">/.test(security.body)], [403, false], 'another form: no sign-out link');
 });
 
+t.test('a request sent with the cookie a step-up in another tab has just replaced does not delete the new cookie; one of an ended session does', async (t) => {
+  const { s } = await accessStack();
+  t.teardown(s.close);
+  const { b, secret } = await signUpAndEnrol(s);
+  s.clock.advance(301_000);
+  const otherTab = copyOf(s, b);
+  const csrf = inputValue((await b.get('/_mfa/step-up?to=%2Fprescriptions%2F')).body, 'csrf');
+  t.equal((await b.post('/_mfa/step-up', { csrf, to: '/prescriptions/', code: await totpAt(secret, s.clock.now()) })).location, '/prescriptions/');
+  const late = await otherTab.get('/records');
+  t.equal(late.status, 302, 'the old cookie opens nothing');
+  t.notOk(String(late.headers['set-cookie'] ?? '').includes('__Host-mfa-session='), 'and its answer does not delete the cookie the step-up set');
+  t.equal((await b.get('/records')).status, 200, 'the moved session goes on');
+  // A session that ended (signed out), sent again from a copy of its browser: its cookie is deleted.
+  const { b: bob } = await signUpAndEnrol(s, BOB);
+  const copy = copyOf(s, bob);
+  await bob.post('/_mfa/logout', { csrf: inputValue((await bob.get('/_mfa/logout')).body, 'csrf') });
+  const gone = await copy.get('/records');
+  t.equal(gone.status, 302);
+  t.match(String(gone.headers['set-cookie'] ?? ''), /__Host-mfa-session=;/, 'an ended session: its cookie is deleted');
+});
+
 t.test('step-up attempts are limited: too many wrong codes end the session', async (t) => {
   const { s } = await accessStack();
   t.teardown(s.close);
