@@ -133,9 +133,12 @@ export class LoginService {
     }
   }
 
-  /** The longest a login can take: its wait for the browser's turn (awaitTurn), then the portal's answer. */
+  /**
+   * The longest a login can take: its body (sent as slowly as server.requestTimeoutSeconds allows), its wait for the
+   * browser's turn (awaitTurn), then the portal's answer.
+   */
   private longestLoginMs(): number {
-    return this.busyMs() + this.d.config.portal.timeoutSeconds * 1000;
+    return this.d.config.server.requestTimeoutSeconds * 1000 + this.busyMs() + this.d.config.portal.timeoutSeconds * 1000;
   }
 
   /** How long one login of a browser can keep the next waiting for its turn. */

@@ -7,6 +7,7 @@ import { Agent, request } from 'undici';
 import { userCommand } from '../../src/cli/admin.js';
 import { lockoutsCommand } from '../../src/cli/limits.js';
 import { knownBrowserToken } from '../../src/mechanisms/known-browser.js';
+import { addressBucket } from '../../src/services/login-limits.js';
 import { keys } from '../../src/stores/keys.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue, rawRequest, type Browser, type Page } from '../helpers/browser.js';
@@ -98,6 +99,50 @@ t.test('wrong passwords per address: a growing wait, and when it ends one login 
   t.equal((await submitPassword(s.browser(), ALICE.username, ALICE.password)).status, 303, 'a right password after the wait');
   t.equal((await guess()).status, 200, 'gives the turn back at once (the next login goes on)…');
   t.equal((await guess()).headers['retry-after'], '4', "…and does not clear the address's count (an attacker's own login would)");
+});
+
+t.test("an address's turn lasts as long as its login can: one whose body comes slowly keeps the others out", async (t) => {
+  const s = await startStack({
+    patch: (raw) =>
+      merge(raw, {
+        portal: { timeoutSeconds: 10 },
+        limits: {
+          password: { addressRate: { perMinute: 1000, burst: 1000 }, globalRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 2, baseSeconds: 1, maxSeconds: 900 } },
+          stuffing: { distinctAccounts: 1000 },
+        },
+      }),
+  });
+  t.teardown(s.close);
+  let n = 0;
+  const guess = () => submitPassword(s.browser(), `guess${n++}`, 'wrong-password');
+  for (let i = 0; i < 3; i++) await guess();
+  t.equal((await guess()).status, 429, 'the address waits');
+  s.clock.advance(1000);
+  // A login that takes the turn and sends its body slowly (a byte at a time, within the body's idle limit).
+  const b = s.browser();
+  const csrf = inputValue((await b.get('/login')).body, 'csrf');
+  const form = new URLSearchParams({ username: `guess${n++}`, password: 'wrong-password', csrf }).toString();
+  let release!: () => void;
+  const rest = new Promise<void>((resolve) => (release = resolve));
+  const slow = request(new URL('/login', s.url), {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: [...b.cookies].map(([k, v]) => `${k}=${v}`).join('; '), accept: 'text/html' },
+    body: (async function* () {
+      yield Buffer.from(form.slice(0, 5));
+      await rest;
+      yield Buffer.from(form.slice(5));
+    })(),
+  }).then(async (r) => (await r.body.text(), r.statusCode));
+  // Once it holds the turn (taken before its body is read).
+  const failures = keys.addressFailures(addressBucket('127.0.0.1'));
+  const turn = `${failures}:turn:${await s.kv.get(`${failures}:last`)}`;
+  for (let i = 0; i < 100 && (await s.kv.get(turn)) === null; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal((await guess()).status, 429, 'another login while it holds the turn');
+  // Longer than four portal timeouts and its answer (45 s): the slow login may still be sending its body.
+  s.clock.advance(46_000);
+  t.equal((await guess()).status, 429, 'still refused: its request may last server.requestTimeoutSeconds more');
+  release();
+  t.equal(await slow, 200, 'the slow login reaches the portal');
 });
 
 t.test("a browser its owner signed in with is not kept out by strangers' wrong passwords (no lockout by username)", async (t) => {
