@@ -14,7 +14,7 @@ import { followedLocation, returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
 import { accountNames, canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
-import { knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
+import { KNOWN_BROWSER_SECONDS, knownBrowserId, knownBrowserToken } from '../mechanisms/known-browser.js';
 import type { SigningKey } from '../mechanisms/session-token.js';
 import { ID_PATTERN, newId, pseudonym } from '../mechanisms/random.js';
 import type { FactorStore } from '../stores/factor-store.js';
@@ -108,7 +108,11 @@ export class LoginService {
 
   /** The token that makes this browser a known browser of the account, given when a sign-in finishes. */
   async knownBrowserToken(pid: string): Promise<string> {
-    return knownBrowserToken(this.d.signingKeys, pid, await this.knownBrowserEpoch(pid), this.d.clock.now());
+    const epoch = await this.knownBrowserEpoch(pid);
+    // The epoch that retired the tokens given before stays as long as this one works: gone, it would retire this one
+    // too. Kept only while it is still the same (a retirement meanwhile is not undone).
+    if (epoch !== '') await this.d.kv.replaceIf(keys.knownBrowserEpoch(pid), epoch, epoch, KNOWN_BROWSER_SECONDS * 1000);
+    return knownBrowserToken(this.d.signingKeys, pid, epoch, this.d.clock.now());
   }
 
   private async knownBrowserEpoch(pid: string): Promise<string> {

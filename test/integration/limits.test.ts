@@ -12,7 +12,7 @@ import { keys } from '../../src/stores/keys.js';
 import { MemoryKvStore } from '../../src/stores/memory-kv-store.js';
 import { inputValue, rawRequest, type Browser, type Page } from '../helpers/browser.js';
 import { merge } from '../helpers/config.js';
-import { ALICE, BOB, atCodePage, portalReceived, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
+import { ALICE, BOB, atCodePage, portalReceived, signInWithTotp, signUpAndEnrol, startStack, submitPassword, totpAt, type Stack } from '../helpers/stack.js';
 
 /** A wrong code on a fresh password step (JSON answer). */
 async function wrongCode(s: Stack) {
@@ -204,6 +204,26 @@ for (const [what, retire] of [
     t.equal((await submitPassword(known(), ALICE.username, ALICE.password)).status, 429, `after ${what}: the account's count, which waits`);
   });
 }
+
+t.test('a known-browser token given after a revocation works its 180 days, also past those of the revocation itself', async (t) => {
+  const s = await startStack({ patch: (raw) => merge(raw, { limits: { password: { addressRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 100 } } } }) });
+  t.teardown(s.close);
+  const gw = s.app.gateway;
+  const day = 86_400_000;
+  const { secret } = await signUpAndEnrol(s);
+  await gw.admin.revokeSessions(gw.pidOf(ALICE.username)!);
+  s.clock.advance(100 * day);
+  const token = (await signInWithTotp(s, secret)).b.cookies.get('__Host-mfa-known')!;
+  t.ok(token, 'a token given 100 days after the revocation');
+  s.clock.advance(81 * day);
+  const stranger = s.browser();
+  for (let i = 0; i < 12; i++) await submitPassword(stranger, ALICE.username, 'wrong-password');
+  const known = s.browser();
+  known.cookies.set('__Host-mfa-known', token);
+  t.equal((await submitPassword(known, ALICE.username, ALICE.password)).status, 303, '181 days after the revocation, the token (81 days old) has its own count');
+  const other = s.browser();
+  t.equal((await submitPassword(other, ALICE.username, ALICE.password)).status, 429, "another browser: the account's count, which waits");
+});
 
 t.test('second factors: a growing wait across logins, the factor disabled at the cap, an operator turns it back on', async (t) => {
   const s = await startStack({ patch: (raw) => merge(raw, { limits: { secondFactor: { freeAttempts: 3, baseSeconds: 30, maxSeconds: 120, cap: 8 } } }) });
