@@ -138,7 +138,8 @@ t.test("an address's turn lasts as long as its login can: one whose body comes s
   const turn = `${failures}:turn:${await s.kv.get(`${failures}:last`)}`;
   for (let i = 0; i < 100 && (await s.kv.get(turn)) === null; i++) await new Promise((r) => setTimeout(r, 20));
   t.equal((await guess()).status, 429, 'another login while it holds the turn');
-  // Longer than four portal timeouts and its answer (45 s): the slow login may still be sending its body.
+  // Longer than its browser's turn and its answer (three portal timeouts and 5 s, then one: 45 s): the slow login may
+  // still be sending its body.
   s.clock.advance(46_000);
   t.equal((await guess()).status, 429, 'still refused: its request may last server.requestTimeoutSeconds more');
   release();
