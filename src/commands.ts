@@ -32,7 +32,7 @@ import { createGateway, pidsOf, type Gateway } from './gateway.js';
 import { startAdminServer, type AdminServer } from './http/admin-server.js';
 import { createLogger } from './log.js';
 import { VERSION } from './metrics/build-info.js';
-import { defaultOnSignal, StopRequested, stopOnSignal } from './stop.js';
+import { defaultOnSignal, interruption, Interrupted, StopRequested, stopOnSignal } from './stop.js';
 
 const USAGE = `Usage:
   mfa-gateway serve --config FILE    run the gateway with a config file
@@ -332,17 +332,24 @@ function admin<A extends string>(
   const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;
   const target = { pid: v.user === undefined ? undefined : (names.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint, all: v.all, shared: v.shared };
   return withGateway(config, 'admin', async (gw) => {
+    // A signal meanwhile: what the action changed so far stays, and is recorded as interrupted (the action itself is
+    // left to fail on the store closed under it), then the process ends by the signal (main).
+    const { interrupted, done } = interruption();
     try {
       // Inside: a store that cannot be reached is a failed run, and recorded as one.
-      await gw.kv.ready();
-      const lines = await run(gw, known);
+      await Promise.race([gw.kv.ready(), interrupted]);
+      const running = run(gw, known);
+      running.catch(() => {});
+      const lines = await Promise.race([running, interrupted]);
       recordAdmin(gw, by, action, { ...target, outcome: 'ok' });
       process.stdout.write(`${lines.join('\n')}\n`);
     } catch (err) {
-      recordAdmin(gw, by, action, { ...target, outcome: 'failed' });
+      recordAdmin(gw, by, action, { ...target, outcome: err instanceof Interrupted ? 'interrupted' : 'failed' });
       if (!(err instanceof PartialOutput)) throw err;
       process.stdout.write(`${err.lines.join('\n')}\n`);
       throw err.cause;
+    } finally {
+      done();
     }
   });
 }
@@ -658,6 +665,14 @@ const argv = process.argv.slice(2);
 main(argv).then(
   (code) => process.exit(code),
   (err: unknown) => {
+    if (err instanceof Interrupted) {
+      // Its audit trail sealed and given back: ended by the signal, as without this handling.
+      process.stderr.write(`mfa-gateway: ${err.message}: what the command did so far stays, recorded in the audit trail as interrupted\n`);
+      process.kill(process.pid, err.signal);
+      // It may reach the process a moment later (another thread can take it); meanwhile nothing else is done.
+      setTimeout(() => process.exit(1), 5000);
+      return;
+    }
     if (err instanceof ConfigError || err instanceof AuditDirInUse) process.stderr.write(`mfa-gateway: ${err.message}\n`);
     else if (err instanceof UsageError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS_')) {
       process.exit(usage(err as Error, argv));

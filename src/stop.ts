@@ -1,5 +1,6 @@
-// Stopping `serve` and `demo` on SIGTERM, SIGINT and SIGHUP: the one place that listens for them. Imported by the entry
-// (main.ts) before anything else is loaded, so it holds no import but types.
+// Stopping `serve` and `demo` on SIGTERM, SIGINT and SIGHUP, and an admin command that is acting on the store: the one
+// place that listens for them. Imported by the entry (main.ts) before anything else is loaded, so it holds no import
+// but types.
 import type { Logger } from 'pino';
 
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -49,4 +50,34 @@ export async function defaultOnSignal(): Promise<void> {
   for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
   for (const signal of SIGNALS) process.off(signal, onSignal);
   if (stop.signal.aborted) process.kill(process.pid, (stop.signal.reason as StopRequested).signal);
+}
+
+/** An admin command stopped by a signal while it acted on the store (see interruption). */
+export class Interrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`);
+  }
+}
+
+/**
+ * For an admin command while it acts on the store: the first SIGTERM, SIGINT or SIGHUP (Ctrl+C, a closed terminal)
+ * rejects `interrupted` with Interrupted rather than ending the process at once, so that the command records what it
+ * did as interrupted and gives its audit trail back sealed; a second one ends the process, as Node does. `done()` puts
+ * Node's default back.
+ */
+export function interruption(): { interrupted: Promise<never>; done(): void } {
+  let handler: (signal: NodeJS.Signals) => void = () => {};
+  const done = () => {
+    for (const signal of SIGNALS) process.off(signal, handler);
+  };
+  const interrupted = new Promise<never>((_resolve, reject) => {
+    handler = (signal) => {
+      done();
+      reject(new Interrupted(signal));
+    };
+  });
+  // Unheard when the command ends first.
+  interrupted.catch(() => {});
+  for (const signal of SIGNALS) process.on(signal, handler);
+  return { interrupted, done };
 }

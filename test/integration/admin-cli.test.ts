@@ -144,12 +144,13 @@ t.test('an admin command that stops before its record leaves no admin trail, whi
   const auditDir = join(dir, 'audit');
   const adminDir = join(auditDir, 'admin');
   writeFileSync(configFile, JSON.stringify({ ...s.config, audit: { ...s.config.audit, dir: auditDir }, log: { level: 'silent' } }));
-  // Stopped (SIGTERM) just after it took the admin trail's lock.
+  // Killed just after it took the admin trail's lock (SIGKILL: a SIGTERM there is taken as the command's interruption,
+  // and recorded).
   const stopped = spawn(process.execPath, [TS_LOADER, SIGNAL_SELF, 'src/main.ts', 'devices', 'list', '--config', configFile, ...OPERATOR], {
     stdio: 'ignore',
-    env: { ...process.env, SIGNAL_SELF: 'SIGTERM', SIGNAL_SELF_AT: 'lock' },
+    env: { ...process.env, SIGNAL_SELF: 'SIGKILL', SIGNAL_SELF_AT: 'lock' },
   });
-  t.same(await once(stopped, 'close'), [null, 'SIGTERM'], 'ended by the signal');
+  t.same(await once(stopped, 'close'), [null, 'SIGKILL'], 'ended by the signal');
   t.ok(existsSync(adminDir), 'the admin trail was opened');
   t.same(auditFiles(adminDir), [], 'and has no file');
   const verified = await runCliAsync(['audit', 'verify', '--config', configFile, auditDir]);
@@ -162,6 +163,35 @@ t.test('an admin command that stops before its record leaves no admin trail, whi
   writeFileSync(join(adminDir, 'audit.jsonl'), '');
   t.match((await runCliAsync(['audit', 'verify', '--config', configFile, auditDir])).stdout, `${adminDir}:\n  ${join(adminDir, 'audit.jsonl')}:0  empty: no records`);
   t.ok((await report()).empty.includes(adminDir), 'and the report says so');
+});
+
+t.test('an admin command stopped by a signal while it acts records what it did as interrupted, its trail sealed and its lock given back', async (t) => {
+  const s = await startRedisStack(t, { patch: (raw) => (raw.enrolment = { proof: 'invite', inviteDays: 30 }) });
+  t.teardown(s.close);
+  const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
+  const configFile = join(dir, 'gw.json');
+  const auditDir = join(dir, 'audit');
+  const adminDir = join(auditDir, 'admin');
+  writeFileSync(configFile, JSON.stringify({ ...s.config, audit: { ...s.config.audit, dir: auditDir }, log: { level: 'silent' } }));
+  // Codes for many users: minutes of work, stopped (Ctrl+C) once the first are issued.
+  writeFileSync(join(dir, 'users.csv'), `username\n${Array.from({ length: 5000 }, (_, i) => `user${i}`).join('\n')}\n`);
+  const issuing = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'enrol-codes', 'issue', '--csv', join(dir, 'users.csv'), '--config', configFile, ...OPERATOR], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  issuing.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const closed = once(issuing, 'close');
+  const adminText = () => auditFiles(adminDir).map((f) => readFileSync(f, 'utf8')).join('');
+  for (let i = 0; i < 600 && !(existsSync(adminDir) && adminText().includes('"enrolment_code_issued"')); i++) await new Promise((r) => setTimeout(r, 50));
+  t.ok(adminText().includes('"enrolment_code_issued"'), 'codes being issued');
+  issuing.kill('SIGINT');
+  t.same(await closed, [null, 'SIGINT'], 'ended by the signal, as without it');
+  t.match(stderr, 'stopped by SIGINT: what the command did so far stays, recorded in the audit trail as interrupted');
+  const events = adminText().split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.type === 'event').map((r) => r.event);
+  t.same(events.filter((e) => e.kind === 'admin').map((e) => `${e.action} ${e.outcome}`), ['enrol-codes issue interrupted'], 'the run is in the admin trail');
+  t.ok(events.filter((e) => e.event === 'enrolment_code_issued').length < 5000, 'stopped before the end');
+  t.notOk(existsSync(join(adminDir, 'audit.lock')), 'the lock given back');
+  const verified = await runCliAsync(['audit', 'verify', '--config', configFile, adminDir]);
+  t.equal(verified.code, 0, verified.stdout);
+  t.notMatch(verified.stdout, 'unsealed', 'sealed: nothing left for the next writer to sign');
 });
 
 t.test('an action a command does not have is wrong usage, and is neither in the admin trail nor in the report', async (t) => {
