@@ -178,8 +178,9 @@ export class SecondFactorService {
     const factor = factors?.factors.find((f): f is WebAuthnFactor => f.kind === 'webauthn' && f.credential.id === id);
     if (!factors || !factor) return this.d.attempts.failed(c, ip, attempt, "not one of the user's credentials");
     // And one the options listed (R23): a step-up that offered only the passkeys bound to their device is answered by
-    // one of them, or by none; a passkey added since the options were made waits for the next ones.
-    if (!challenge.allowed?.includes(id)) return this.d.attempts.failed(c, ip, attempt, 'a credential the options did not list');
+    // one of them, or by none; a passkey added since the options were made waits for the next ones. (A challenge made by
+    // the release before, in the minutes after an upgrade, lists none: not held against the person.)
+    if (challenge.allowed !== undefined && !challenge.allowed.includes(id)) return this.d.attempts.failed(c, ip, attempt, 'a credential the options did not list');
     // A copy of it answered before: neither the copy nor the original opens anything (which is which is unknown).
     if (!usable(factor)) return this.d.attempts.failed(c, ip, attempt, 'suspect-credential');
     const result = await verifyAuthentication(this.d.rp, response, challenge.challenge, factor.credential, factors.userHandle);

@@ -4,7 +4,8 @@ import t, { type Test } from 'tap';
 import { decodeKey } from '../../src/config/load.js';
 import { PASSKEY_OPTIONS, SETUP_TRIES } from '../../src/services/ceremony.js';
 import { Sealer } from '../../src/mechanisms/sealer.js';
-import type { UserFactors } from '../../src/stores/factor-store.js';
+import type { Challenge, UserFactors } from '../../src/stores/factor-store.js';
+import { keys } from '../../src/stores/keys.js';
 import { SealedRecords } from '../../src/stores/sealed-records.js';
 import { inputValue, type Browser } from '../helpers/browser.js';
 import { TestCa } from '../helpers/pki.js';
@@ -117,6 +118,15 @@ t.test('each check the gateway owns refuses, and a refused passkey counts as a w
   await finish(reuse, alice.authenticate(reuse.options, { origin: 'https://evil.example' }));
   t.equal((await finish(reuse, first)).status, 400, 'a challenge already taken (even by a failed attempt) is gone');
   t.equal(lastReason(), 'no live authentication challenge');
+
+  // A challenge the release before made (in the minutes after an upgrade) lists no credentials: its answer is taken.
+  const older = await start();
+  const challenges = new SealedRecords<Challenge>(s.kv, new Sealer(s.config.keys.encryption.map((k) => ({ id: k.id, key: decodeKey(k.secret) }))));
+  const challengeKey = keys.challenge(`pending:${older.b.cookies.get('__Host-mfa-pending')}`, 'authenticate');
+  const { allowed, ...before } = (await challenges.get(challengeKey))!;
+  t.same(allowed, [alice.credentials[0]!.id], 'a challenge lists the credentials its options offered');
+  await challenges.put(challengeKey, before, 60_000);
+  t.equal((await finish(older, alice.authenticate(older.options))).status, 200, 'one of the release before: its answer taken');
 
   // A challenge belongs to one login, one user, one ceremony.
   const a = await start(ALICE);
