@@ -293,7 +293,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'enrol-codes': {
       const a = { user: v.user, users: v.csv === undefined ? undefined : csvUsernames(v.csv) };
-      return admin(config(), v, command, 'issue', (names) => enrolCodeArgs(names, a), (gw) => issueEnrolmentCodes(gw, a), a.users);
+      return admin(config(), v, command, 'issue', (names) => enrolCodeArgs(names, a), (gw, _action, stop) => issueEnrolmentCodes(gw, a, stop), a.users);
     }
     case 'version':
       print([`mfa-gateway ${VERSION}`]);
@@ -314,13 +314,13 @@ async function main(argv: string[]): Promise<number> {
  * too. `check`: the command's check of its arguments, which `run` makes again. `csvUsers`: the users of a --csv file,
  * whom the reason must not name either.
  */
-function admin<A extends string>(
+async function admin<A extends string>(
   config: Config,
   v: Values,
   command: string,
   known: A,
   check: (names: Names, action: A) => unknown,
-  run: (gw: Gateway, action: A) => Promise<string[]>,
+  run: (gw: Gateway, action: A, stop: AbortSignal) => Promise<string[]>,
   csvUsers?: readonly string[],
 ): Promise<number> {
   const action = `${command} ${known}`;
@@ -331,26 +331,38 @@ function admin<A extends string>(
   // A device named by its certificate file is recorded by the certificate's fingerprint.
   const fingerprint = v.cert !== undefined || v.fingerprint !== undefined ? fingerprintArg({ cert: v.cert, fingerprint: v.fingerprint }) : undefined;
   const target = { pid: v.user === undefined ? undefined : (names.pidOf(v.user) ?? undefined), ip: v.ip, fingerprint, all: v.all, shared: v.shared };
-  return withGateway(config, 'admin', async (gw) => {
-    // A signal meanwhile: what the action changed so far stays, and is recorded as interrupted (the action itself is
-    // left to fail on the store closed under it), then the process ends by the signal (main).
-    const { interrupted, done } = interruption();
-    try {
-      // Inside: a store that cannot be reached is a failed run, and recorded as one.
-      await Promise.race([gw.kv.ready(), interrupted]);
-      const running = run(gw, known);
-      running.catch(() => {});
-      const lines = await Promise.race([running, interrupted]);
-      recordAdmin(gw, by, action, { ...target, outcome: 'ok' });
-      process.stdout.write(`${lines.join('\n')}\n`);
-    } catch (err) {
-      recordAdmin(gw, by, action, { ...target, outcome: err instanceof Interrupted ? 'interrupted' : 'failed' });
-      if (!(err instanceof PartialOutput)) throw err;
-      process.stdout.write(`${err.lines.join('\n')}\n`);
-      throw err.cause;
-    } finally {
-      done();
-    }
+  // A signal from here on: the action stops after its step under way (the codes of enrol-codes issue; any other runs
+  // to its end), the run is recorded (interrupted, or ok when it was done) and the trail sealed, then the process ends
+  // by the signal (main).
+  const stop = interruption();
+  try {
+    const code = await withGateway(config, 'admin', async (gw) => {
+      try {
+        // Inside: a store that cannot be reached is a failed run, and recorded as one.
+        await Promise.race([gw.kv.ready(), aborted(stop.signal)]);
+        const lines = await run(gw, known, stop.signal);
+        recordAdmin(gw, by, action, { ...target, outcome: 'ok' });
+        process.stdout.write(`${lines.join('\n')}\n`);
+      } catch (err) {
+        const reason = err instanceof PartialOutput ? err.cause : err;
+        recordAdmin(gw, by, action, { ...target, outcome: reason instanceof Interrupted ? 'interrupted' : 'failed' });
+        if (!(err instanceof PartialOutput)) throw err;
+        process.stdout.write(`${err.lines.join('\n')}\n`);
+        throw err.cause;
+      }
+    });
+    stop.signal.throwIfAborted();
+    return code;
+  } finally {
+    stop.done();
+  }
+}
+
+/** A promise that fails with the signal's reason once it is aborted. */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
   });
 }
 
@@ -667,7 +679,7 @@ main(argv).then(
   (err: unknown) => {
     if (err instanceof Interrupted) {
       // Its audit trail sealed and given back: ended by the signal, as without this handling.
-      process.stderr.write(`mfa-gateway: ${err.message}: what the command did so far stays, recorded in the audit trail as interrupted\n`);
+      process.stderr.write(`mfa-gateway: ${err.message}: what the command did stays, and is recorded in the audit trail\n`);
       process.kill(process.pid, err.signal);
       // It may reach the process a moment later (another thread can take it); meanwhile nothing else is done.
       setTimeout(() => process.exit(1), 5000);

@@ -52,7 +52,7 @@ export async function defaultOnSignal(): Promise<void> {
   if (stop.signal.aborted) process.kill(process.pid, (stop.signal.reason as StopRequested).signal);
 }
 
-/** An admin command stopped by a signal while it acted on the store (see interruption). */
+/** An admin command stopped by a signal (see interruption). */
 export class Interrupted extends Error {
   constructor(readonly signal: NodeJS.Signals) {
     super(`stopped by ${signal}`);
@@ -60,24 +60,20 @@ export class Interrupted extends Error {
 }
 
 /**
- * For an admin command while it acts on the store: the first SIGTERM, SIGINT or SIGHUP (Ctrl+C, a closed terminal)
- * rejects `interrupted` with Interrupted rather than ending the process at once, so that the command records what it
- * did as interrupted and gives its audit trail back sealed; a second one ends the process, as Node does. `done()` puts
- * Node's default back.
+ * For an admin command, from before its audit trail is opened until it is sealed again: the first SIGTERM, SIGINT or
+ * SIGHUP (Ctrl+C, a closed terminal) aborts `signal` (its reason an Interrupted) rather than ending the process at once,
+ * so that the command stops after the step under way, records the run and seals its trail; a second one ends the
+ * process, as Node does. `done()` puts Node's default back.
  */
-export function interruption(): { interrupted: Promise<never>; done(): void } {
-  let handler: (signal: NodeJS.Signals) => void = () => {};
+export function interruption(): { signal: AbortSignal; done(): void } {
+  const stop = new AbortController();
   const done = () => {
     for (const signal of SIGNALS) process.off(signal, handler);
   };
-  const interrupted = new Promise<never>((_resolve, reject) => {
-    handler = (signal) => {
-      done();
-      reject(new Interrupted(signal));
-    };
-  });
-  // Unheard when the command ends first.
-  interrupted.catch(() => {});
+  const handler = (signal: NodeJS.Signals) => {
+    done();
+    stop.abort(new Interrupted(signal));
+  };
   for (const signal of SIGNALS) process.on(signal, handler);
-  return { interrupted, done };
+  return { signal: stop.signal, done };
 }

@@ -24,13 +24,17 @@ export function enrolCodeArgs(names: Names, a: { user?: string; users?: readonly
 }
 
 /**
- * Issues the codes (see enrolCodeArgs). A store failing part-way ends in PartialOutput: the codes issued so far replaced
- * earlier ones, and are printed all the same.
+ * Issues the codes (see enrolCodeArgs). A store failing part-way, or `stop` (the command interrupted, checked before each
+ * code), ends in PartialOutput: the codes issued so far replaced earlier ones, and are printed all the same.
  */
-export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; users?: readonly string[] }): Promise<string[]> {
+export async function issueEnrolmentCodes(gw: Gateway, a: { user?: string; users?: readonly string[] }, stop?: AbortSignal): Promise<string[]> {
   const once = enrolCodeArgs(gw, a);
   const lines = ['username,code,expires'];
   for (const { user, pid } of once) {
+    if (stop?.aborted) {
+      if (lines.length === 1) throw stop.reason;
+      throw new PartialOutput(lines, stop.reason);
+    }
     try {
       const { code, expiresAt } = await gw.enrolment.issueInvite(pid);
       lines.push([user, code, new Date(expiresAt).toISOString().slice(0, 10)].map(csvCell).join(','));
