@@ -132,20 +132,25 @@ function looseNames(pair: string): string[] {
   const decoded = pair.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))).toLowerCase();
   const names = decoded.split(/[^\x21\x23-\x2b\x2d-\x3a\x3c\x3e-\x7e]+/).map((part) => part.replace(/^\$/, ''));
   const eq = decoded.indexOf('=');
-  if (eq !== -1) names.push(phpName(decoded.slice(0, eq)));
+  // Older PHP decoded a `+` in a name as a space too.
+  if (eq !== -1) for (const name of new Set([decoded.slice(0, eq), decoded.slice(0, eq).replaceAll('+', ' ')])) names.push(...phpNames(name));
   return names;
 }
 
 /**
- * A cookie's name in PHP's $_COOKIE (php_register_variable_ex): spaces before it dropped, `.` and spaces in it made
- * `_`, cut where an array's `[…]` begins, and a `[` never closed made `_`.
+ * The names a cookie's name can have in PHP's $_COOKIE (php_register_variable_ex): white space before it dropped, `.`
+ * and spaces in it made `_`, cut where an array's `[…]` begins; a `[` never closed made `_`, and what follows it read
+ * as it is (PHP 7) or as the rest (PHP 8).
  */
-function phpName(name: string): string {
-  const n = name.replace(/^ +/, '');
+function phpNames(name: string): string[] {
+  const n = name.replace(/^[\t\n\v\f\r ]+/, '');
+  const plain = (part: string) => part.replace(/[. []/g, '_');
   const open = n.indexOf('[');
-  if (open === -1) return n.replace(/[. ]/g, '_');
-  const base = n.slice(0, open).replace(/[. ]/g, '_');
-  return n.includes(']', open) ? base : `${base}_${n.slice(open + 1)}`;
+  if (open === -1) return [plain(n)];
+  const base = plain(n.slice(0, open));
+  if (n.includes(']', open)) return [base];
+  const rest = n.slice(open + 1);
+  return [`${base}_${rest}`, `${base}_${plain(rest)}`];
 }
 
 /**

@@ -176,8 +176,11 @@ t.test("forward-auth: the portal session a gateway session is bound to", async (
     t.equal(cookieValues(`JSESSIONID=abc; ${other}`, 'JSESSIONID'), null, other);
   }
   // PHP's names: `.` and spaces are `_`, a `[` never closed too, an array's name ends at its `[`.
-  for (const other of ['app.session=x', 'app session=x', 'app[session=x', 'app%2esession=x', 'app_session[]=x', 'app_session[0]=x', 'APP.SESSION=x']) {
+  for (const other of ['app.session=x', 'app session=x', 'app[session=x', 'app%2esession=x', 'app_session[]=x', 'app_session[0]=x', 'APP.SESSION=x', '\tapp.session=x', 'app+session=x']) {
     t.equal(cookieValues(`${other}; app_session=abc`, 'app_session'), null, other);
+  }
+  for (const other of ['my[app.session=x', 'my[app[session=x', 'my[app_session=x']) {
+    t.equal(cookieValues(`${other}; my_app_session=abc`, 'my_app_session'), null, `${other}: after a [ never closed, as PHP 7 or 8 reads it`);
   }
   t.same(cookieValues('app.sessions=x; app_sess=y; app[session]=z; app_session=abc', 'app_session'), ['abc'], "names PHP reads as others: app_sessions, app_sess, an array app")
   const digest = (h: string | undefined) => portalSessionDigest(['JSESSIONID', 'SSO'], (name) => cookieValues(h, name));
