@@ -511,7 +511,7 @@ export function configWarnings(c: Config): string[] {
   // matches (a deny rule for it lets its members through).
   if (c.groups.loginHeader) {
     const named = [...c.policy.rules.flatMap((r, i) => (r.groups ?? []).map((g) => [`policy.rules.${i}.groups`, g] as const)), ...c.admin.report.groups.map((g) => ['admin.report.groups', g] as const)];
-    for (const [at, g] of named) if (!HEADER_GROUP.test(g)) w.push(`${at}: ${JSON.stringify(g)} is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces between them, at most 64): only the group file can put anyone in it`);
+    for (const [at, g] of named) if (!HEADER_GROUP.test(g)) w.push(`${at}: ${quoted(g)} is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces between them, at most 64): only the group file can put anyone in it`);
   }
   const rp = relyingParty(c);
   // Browsers run a ceremony only on a page under the id, and the gateway answers only server.hosts (421 otherwise).
@@ -651,7 +651,7 @@ function closedLoginWarnings(c: Config): string[] {
       for (const { where, outcome } of outcomes) if (outcome.verdict === 'sign-in') wheres.set(outcome.rule, (wheres.get(outcome.rule) ?? new Set()).add(where));
       for (const [rule, at] of wheres) {
         const everyone = outcomes.every(({ outcome }) => outcome.rule === rule && outcome.verdict === 'sign-in');
-        close(`policy rule "${rule}" asks a signed-out browser${everyone ? '' : [...at].join(' or')} to sign in first, ${everyone ? fixEveryone : fixSome}`, host);
+        close(`policy rule ${quoted(rule)} asks a signed-out browser${everyone ? '' : [...at].join(' or')} to sign in first, ${everyone ? fixEveryone : fixSome}`, host);
       }
       if (outcomes.every(({ outcome }) => outcome.verdict === 'deny' && outcome.rule === policy.fallback.name && outcome.reason === 'rule')) {
         close(`no rule matches it and policy.default is deny, ${fallback}`, host);

@@ -533,7 +533,7 @@ t.test('with groups from the login header, a rule group the header cannot carry 
   raw.groups = { loginHeader: 'X-Portal-Groups' };
   raw.policy = {
     rules: [
-      { name: 'doctors', paths: ['/prescriptions/'], groups: ['Ärzte', 'clinic staff', 'nurses '], decision: 'mfa' },
+      { name: 'doctors', paths: ['/prescriptions/'], groups: ['Ärzte', 'clinic staff', 'nurses ', 'staff\u202e'], decision: 'mfa' },
       { name: 'closed', paths: ['/prescriptions/'], decision: 'deny' },
       { name: 'portal', paths: ['/'], decision: 'mfa' },
     ],
@@ -542,6 +542,7 @@ t.test('with groups from the login header, a rule group the header cannot carry 
   t.same(groupWarnings(), [
     'policy.rules.0.groups: "Ärzte" is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces between them, at most 64): only the group file can put anyone in it',
     'policy.rules.0.groups: "nurses " is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces between them, at most 64): only the group file can put anyone in it',
+    'policy.rules.0.groups: "staff\\u202e" is a group name groups.loginHeader cannot carry (letters, digits, _ . : @ - and spaces between them, at most 64): only the group file can put anyone in it',
   ]);
   raw.groups = {};
   t.same(groupWarnings(), [], 'no login header: names are the group file\'s');
