@@ -375,10 +375,10 @@ async function withGateway(config: Config, writer: 'admin' | 'none', run: (gw: G
   } finally {
     await gw.close();
   }
-  // The action is done, but the trail does not show it (the failure itself was logged above; dropped: the directory's
-  // lock was lost, another writer took it over): the operator must know.
+  // The action is done, but the trail does not show it, or not sealed (the failure itself was logged above; stoppedBy:
+  // the directory's lock was lost, another writer took it over, and what came after was dropped): the operator must know.
   const counts = writer === 'admin' ? gw.audit?.counts : undefined;
-  if (counts && (counts.appended === 0 || counts.refused > 0 || counts.fileFailures > 0 || counts.dropped > 0)) {
+  if (counts && (counts.appended === 0 || counts.refused > 0 || counts.fileFailures > 0 || gw.audit?.stoppedBy !== undefined)) {
     process.stderr.write('mfa-gateway: the command was carried out, but its audit record could not be written\n');
     return 1;
   }

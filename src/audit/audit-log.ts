@@ -54,7 +54,7 @@ type Base = { seq: number; time: string; prev: string };
 
 export class AuditLog {
   /** Running totals for metrics. */
-  readonly counts = { appended: 0, refused: 0, fileFailures: 0, mirrorFailures: 0, /** Events appended once closed or abandoned. */ dropped: 0 };
+  readonly counts = { appended: 0, refused: 0, fileFailures: 0, mirrorFailures: 0 };
   private readonly every: number;
   private readonly intervalMs: number;
   private readonly pending = new Set<Promise<void>>();
@@ -93,10 +93,7 @@ export class AuditLog {
   /** Adds an event to the chain. Never throws: refusals and failures go to onError and the counts. */
   append(event: AuditEvent): void {
     try {
-      if (this.closed) {
-        this.counts.dropped++;
-        return this.report(new AuditError('AUDIT_CLOSED'));
-      }
+      if (this.closed) return this.report(new AuditError('AUDIT_CLOSED'));
       const refusal = refuseEvent(event);
       if (refusal) {
         this.counts.refused++;
