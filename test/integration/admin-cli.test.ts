@@ -7,6 +7,7 @@ import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, sy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { operatorFrom } from '../../src/cli/admin.js';
+import type { Config } from '../../src/config/schema.js';
 import { auditFiles } from '../../src/audit/file-sink.js';
 import { isErasureMark, signedIn } from '../helpers/admin.js';
 import { OPERATOR, SIGNAL_SELF, TS_LOADER, runCli, runCliAsync } from '../helpers/cli.js';
@@ -136,14 +137,19 @@ t.test('an admin command that cannot reach the store fails, and is recorded as f
   t.same(actions.map((a) => `${a.action} ${a.outcome}`), ['sessions revoke failed'], 'the attempt is in the admin trail');
 });
 
-t.test('an admin command that stops before its record leaves no admin trail, which audit verify says, not fails', async (t) => {
-  const s = await startRedisStack(t);
-  t.teardown(s.close);
+/** A config file for the command line with an audit directory of its own (and its admin trail's). */
+function ownAuditDir(config: Config): { dir: string; configFile: string; auditDir: string; adminDir: string } {
   const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
   const configFile = join(dir, 'gw.json');
   const auditDir = join(dir, 'audit');
-  const adminDir = join(auditDir, 'admin');
-  writeFileSync(configFile, JSON.stringify({ ...s.config, audit: { ...s.config.audit, dir: auditDir }, log: { level: 'silent' } }));
+  writeFileSync(configFile, JSON.stringify({ ...config, audit: { ...config.audit, dir: auditDir }, log: { level: 'silent' } }));
+  return { dir, configFile, auditDir, adminDir: join(auditDir, 'admin') };
+}
+
+t.test('an admin command that stops before its record leaves no admin trail, which audit verify says, not fails', async (t) => {
+  const s = await startRedisStack(t);
+  t.teardown(s.close);
+  const { configFile, auditDir, adminDir } = ownAuditDir(s.config);
   // Killed just after it took the admin trail's lock (SIGKILL: a SIGTERM there is taken as the command's interruption,
   // and recorded).
   const stopped = spawn(process.execPath, [TS_LOADER, SIGNAL_SELF, 'src/main.ts', 'devices', 'list', '--config', configFile, ...OPERATOR], {
@@ -168,11 +174,7 @@ t.test('an admin command that stops before its record leaves no admin trail, whi
 t.test('an admin command stopped by a signal while it acts records what it did as interrupted, its trail sealed and its lock given back', async (t) => {
   const s = await startRedisStack(t, { patch: (raw) => (raw.enrolment = { proof: 'invite', inviteDays: 30 }) });
   t.teardown(s.close);
-  const dir = mkdtempSync(join(tmpdir(), 'mfa-admin-'));
-  const configFile = join(dir, 'gw.json');
-  const auditDir = join(dir, 'audit');
-  const adminDir = join(auditDir, 'admin');
-  writeFileSync(configFile, JSON.stringify({ ...s.config, audit: { ...s.config.audit, dir: auditDir }, log: { level: 'silent' } }));
+  const { dir, configFile, adminDir } = ownAuditDir(s.config);
   // Codes for many users: minutes of work, stopped (Ctrl+C) once the first are issued.
   writeFileSync(join(dir, 'users.csv'), `username\n${Array.from({ length: 5000 }, (_, i) => `user${i}`).join('\n')}\n`);
   const issuing = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'enrol-codes', 'issue', '--csv', join(dir, 'users.csv'), '--config', configFile, ...OPERATOR], { stdio: ['ignore', 'pipe', 'pipe'] });

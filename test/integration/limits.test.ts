@@ -59,16 +59,17 @@ t.test('passwords per account: a growing wait, the same for unknown usernames; a
   t.match(events(s, 'password_throttled')[0], { reason: 'account failures', ip: '127.0.0.1' });
 });
 
-t.test('wrong passwords per address: a growing wait, and when it ends one login at a time (a burst sent then does not all pass)', async (t) => {
-  const s = await startStack({
-    patch: (raw) =>
-      merge(raw, {
-        limits: {
-          password: { addressRate: { perMinute: 1000, burst: 1000 }, globalRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 2, baseSeconds: 1, maxSeconds: 900 } },
-          stuffing: { distinctAccounts: 1000 },
-        },
-      }),
+/** Waits per address from the third wrong password, 1 s doubling (no rate or stuffing limit in the way). */
+const addressWaits = (raw: Record<string, any>) =>
+  merge(raw, {
+    limits: {
+      password: { addressRate: { perMinute: 1000, burst: 1000 }, globalRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 2, baseSeconds: 1, maxSeconds: 900 } },
+      stuffing: { distinctAccounts: 1000 },
+    },
   });
+
+t.test('wrong passwords per address: a growing wait, and when it ends one login at a time (a burst sent then does not all pass)', async (t) => {
+  const s = await startStack({ patch: addressWaits });
   t.teardown(s.close);
   let n = 0;
   // Each guess at a username of its own (no account's count in the way), from a browser of its own.
@@ -102,16 +103,7 @@ t.test('wrong passwords per address: a growing wait, and when it ends one login 
 });
 
 t.test("an address's turn lasts as long as its login can: one whose body comes slowly keeps the others out", async (t) => {
-  const s = await startStack({
-    patch: (raw) =>
-      merge(raw, {
-        portal: { timeoutSeconds: 10 },
-        limits: {
-          password: { addressRate: { perMinute: 1000, burst: 1000 }, globalRate: { perMinute: 1000, burst: 1000 }, perAddress: { freeAttempts: 2, baseSeconds: 1, maxSeconds: 900 } },
-          stuffing: { distinctAccounts: 1000 },
-        },
-      }),
-  });
+  const s = await startStack({ patch: (raw) => (addressWaits(raw), merge(raw, { portal: { timeoutSeconds: 10 } })) });
   t.teardown(s.close);
   let n = 0;
   const guess = () => submitPassword(s.browser(), `guess${n++}`, 'wrong-password');
