@@ -126,7 +126,7 @@ const trimSpaces = (s: string) => s.replace(/^[ \t]+|[ \t]+$/g, '');
 
 /**
  * The cookie names a lenient parser could find in a pair: percent-decoded, in lower case, at any separator, and the
- * pair's name as PHP reads it (phpName).
+ * pair's name as PHP reads it (phpNames).
  */
 function looseNames(pair: string): string[] {
   const decoded = pair.replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))).toLowerCase();

@@ -162,7 +162,10 @@ export interface Challenge {
   pid: string;
   ceremony: 'register' | 'authenticate';
   expiresAt: number;
-  /** authenticate: the ids of the credentials the options listed (allowCredentials), the only ones that may answer. */
+  /**
+   * authenticate: the ids of the credentials the options listed (allowCredentials), the only ones that may answer
+   * (absent from a challenge the release before made).
+   */
   allowed?: string[];
 }
 
