@@ -335,6 +335,9 @@ async function admin<A extends string>(
   // to its end), the run is recorded (interrupted, or ok when it was done) and the trail sealed, then the process ends
   // by the signal (main).
   const stop = interruption();
+  // Its output still goes out after a signal: a terminal closed meanwhile (SIGHUP) or a pipe whose reader is gone (`|
+  // tee`, stopped by the same Ctrl+C) fails that write, which would otherwise end the process before its trail is sealed.
+  process.stdout.on('error', () => {});
   try {
     const code = await withGateway(config, 'admin', async (gw) => {
       try {
@@ -350,7 +353,7 @@ async function admin<A extends string>(
         process.stdout.write(`${err.lines.join('\n')}\n`);
         throw err.cause;
       }
-    });
+    }, stop.signal);
     stop.signal.throwIfAborted();
     return code;
   } finally {
@@ -367,9 +370,10 @@ function aborted(signal: AbortSignal): Promise<never> {
 }
 
 /** Runs a command against the configured store, which `run` waits for (logs go to stderr, output to stdout). */
-async function withGateway(config: Config, writer: 'admin' | 'none', run: (gw: Gateway) => Promise<void>): Promise<number> {
+async function withGateway(config: Config, writer: 'admin' | 'none', run: (gw: Gateway) => Promise<void>, stop?: AbortSignal): Promise<number> {
   if (config.store.type === 'memory') throw new UsageError('this command acts on the configured store; with store.type memory there is nothing shared to act on');
-  const gw = await createGateway(config, { auditWriter: writer, logger: createLogger(config.log.level === 'silent' ? 'silent' : 'warn', process.stderr) });
+  // `stop`: a wait for the trail's lock (another admin command holds it) is given up at once.
+  const gw = await createGateway(config, { auditWriter: writer, logger: createLogger(config.log.level === 'silent' ? 'silent' : 'warn', process.stderr), signal: stop });
   try {
     await run(gw);
   } finally {
@@ -679,7 +683,7 @@ main(argv).then(
   (err: unknown) => {
     if (err instanceof Interrupted) {
       // Its audit trail sealed and given back: ended by the signal, as without this handling.
-      process.stderr.write(`mfa-gateway: ${err.message}: what the command did stays, and is recorded in the audit trail\n`);
+      process.stderr.write(`mfa-gateway: ${err.message}\n`);
       process.kill(process.pid, err.signal);
       // It may reach the process a moment later (another thread can take it); meanwhile nothing else is done.
       setTimeout(() => process.exit(1), 5000);

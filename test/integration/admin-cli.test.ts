@@ -4,7 +4,7 @@ import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { operatorFrom } from '../../src/cli/admin.js';
 import type { Config } from '../../src/config/schema.js';
@@ -188,7 +188,7 @@ t.test('an admin command stopped by a signal while it acts records what it did a
   t.ok(adminText().includes('"enrolment_code_issued"'), 'codes being issued');
   issuing.kill('SIGINT');
   t.same(await closed, [null, 'SIGINT'], 'ended by the signal, as without it');
-  t.match(stderr, 'stopped by SIGINT: what the command did stays, and is recorded in the audit trail');
+  t.match(stderr, 'mfa-gateway: stopped by SIGINT\n');
   const events = adminText().split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.type === 'event').map((r) => r.event);
   t.same(events.filter((e) => e.kind === 'admin').map((e) => `${e.action} ${e.outcome}`), ['enrol-codes issue interrupted'], 'the run is in the admin trail');
   const issued = events.filter((e) => e.event === 'enrolment_code_issued').length;
@@ -203,6 +203,23 @@ t.test('an admin command stopped by a signal while it acts records what it did a
   const verified = await runCliAsync(['audit', 'verify', '--config', configFile, adminDir]);
   t.equal(verified.code, 0, verified.stdout);
   t.notMatch(verified.stdout, 'unsealed', 'sealed: nothing left for the next writer to sign');
+});
+
+t.test('a signal while an admin command waits for its trail\'s lock (another admin command holds it) ends it at once, nothing done', async (t) => {
+  const s = await startRedisStack(t);
+  t.teardown(s.close);
+  const { configFile, adminDir } = ownAuditDir(s.config);
+  // The lock of a live writer of this host (this test's process): a command waits up to 10 s for it.
+  mkdirSync(adminDir, { recursive: true });
+  writeFileSync(join(adminDir, 'audit.lock'), JSON.stringify({ host: hostname(), pid: process.pid, token: 'held' }));
+  const waiting = spawn(process.execPath, [TS_LOADER, 'src/main.ts', 'sessions', 'revoke', '--all', '--config', configFile, ...OPERATOR], { stdio: 'ignore' });
+  const closed = once(waiting, 'close');
+  await new Promise((r) => setTimeout(r, 4000));
+  const sent = Date.now();
+  waiting.kill('SIGINT');
+  t.same(await closed, [null, 'SIGINT'], 'ended by the signal');
+  t.ok(Date.now() - sent < 5000, 'at once, not when the wait is over');
+  t.same(auditFiles(adminDir), [], 'nothing recorded');
 });
 
 t.test('an action a command does not have is wrong usage, and is neither in the admin trail nor in the report', async (t) => {
