@@ -169,9 +169,9 @@ export function hostName(req: FastifyRequest): string | null {
   return parseHost(req.headers.host);
 }
 
-/** A Host value's lower-case host name, without port; null when absent or malformed. */
+/** A Host value's lower-case host name, without port; null when absent or malformed (a port above 65535 too). */
 export function parseHost(raw: string | undefined): string | null {
   if (!raw) return null;
-  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/.exec(raw);
-  return m ? m[1]!.toLowerCase() : null;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(raw);
+  return m && !(Number(m[2] ?? 0) > 65535) ? m[1]!.toLowerCase() : null;
 }

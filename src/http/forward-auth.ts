@@ -12,6 +12,7 @@ import type { ActiveSession } from '../services/sessions.js';
 import { keys } from '../stores/keys.js';
 import type { HttpContext } from './context.js';
 import { COOKIE } from './cookies.js';
+import { parseHost } from './edge.js';
 import { opensPage } from './forms.js';
 
 export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
@@ -64,8 +65,8 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     if (typeof target === 'string') throw new GatewayError('GW_ERR_BAD_PATH', target);
     if (!sameSegments(uri)) throw new GatewayError('GW_ERR_BAD_PATH', UNRESOLVED);
     const forwardedHost = (one(req, 'x-forwarded-host') ?? '').toLowerCase();
-    const host = forwardedHost.replace(/:\d{1,5}$/, '');
-    if (!hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');
+    const host = parseHost(forwardedHost);
+    if (host === null || !hosts.has(host)) throw new GatewayError('GW_ERR_UNKNOWN_HOST', 'forwarded host');
     // Without the method, method rules (a step-up for POST) cannot be judged: refused, like a missing URI. So is more
     // than one (a proxy that adds the header to the client's: Node joins them as `POST, GET`), which no rule matches.
     const method = req.headers['x-forwarded-method'];

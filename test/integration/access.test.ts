@@ -220,6 +220,8 @@ t.test('unknown hosts are refused; health checks answer any host', async (t) => 
   t.ok(s.logs.slice(logged).some((l) => l.includes('GW_ERR_UNKNOWN_HOST') && l.includes('evil.example')), 'the host refused is logged');
   t.notOk(s.logs.some((l) => l.includes('H0stPassw0rd')), 'its userinfo is not');
   t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: LOCALHOST:8080\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /, 'case-insensitive, port ignored');
+  t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: localhost:65535\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /, 'the highest port');
+  t.match(await rawRequest(s.url, `GET /login HTTP/1.1\r\nHost: localhost:65536\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 421 /, 'a port no host has');
   t.match(await rawRequest(s.url, `GET /_mfa/health/live HTTP/1.1\r\nHost: 10.1.2.3:8080\r\nConnection: close\r\n\r\n`), /^HTTP\/1\.1 200 /);
   // The exempt paths only, whole: no way through them to the portal with a Host of the client's choosing.
   const before = s.portalRequests.length;

@@ -603,6 +603,9 @@ t.test('the endpoint, called as a proxy calls it', async (t) => {
   // The gateway's prefix never reaches the portal, in a spelling the proxy's routes for it do not match either.
   for (const uri of ['/_MFA/security', '/_Mfa/', '/_mfa']) t.equal((await ask(uri, { cookie })).status, 403, `the prefix as ${uri}`);
   t.equal((await ask('/records', { cookie, 'x-forwarded-host': 'evil.example' })).status, 421, 'a host not in server.hosts');
+  t.equal((await ask('/records', { cookie, 'x-forwarded-host': 'localhost:65535' })).status, 200, 'the highest port');
+  // It would go into the Location of a sign-in redirect: a URL no browser opens.
+  t.equal((await ask('/records', { cookie, 'x-forwarded-host': 'localhost:99999' })).status, 421, 'a port no host has');
 
   // Below a login script, and at any j_security_check, in a method the login does not take too (Jetty signs in there
   // whatever the method).
