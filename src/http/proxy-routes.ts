@@ -100,7 +100,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       // and the browser forgets what the session left in it.
       if (paths.isLogout(lowered) && !crossSite(req)) {
         reply.clearCookie(COOKIE.session, clearOptions);
-        await sessions.endGone(cookie, 'portal-logout');
+        await sessions.endByCookie(cookie, 'portal-logout');
         reply.header('clear-site-data', CLEAR_SITE_DATA);
       } else if (!(await sessions.movedLately(cookie))) {
         // Not for a session a step-up moved a moment ago: this answer (to a request sent before the step-up's came
@@ -147,7 +147,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       case 'allow': {
         if (loginPath) return interceptLogin(req, reply, forwarded, active);
         if (req.body && !passwordForms.has(lowered) && !ctx.access.allowsLoginFields(outcome.rule)) guardLoginFields(req);
-        if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
+        // The login page is the sign-in's own, as the login is (see interceptLogin): from the browser's pre-login jar,
+        // also in a browser signed in (someone signing in again, another person perhaps). From the session's jar, its
+        // form's token would belong to a portal session the login is never sent with ("form expired").
+        if (!active || isLoginPage(forwarded.matchPath, req.method)) return forward(req, reply, forwarded, await browserJar(req, reply));
         // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
         // portal still gets the request with the session's cookies, to end its own session. Another site can send the
         // browser there too (the SameSite=Lax cookie goes along on a link): then the person confirms on the gateway's

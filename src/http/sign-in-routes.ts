@@ -83,6 +83,13 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     reply
       .clearCookie(COOKIE.pending, clearOptions)
       .setCookie(COOKIE.session, done.token, cookieOptions());
+    // Signed in again in a browser that was (as the same person or another): the session its cookie held ends, rather
+    // than living on in the store, with its portal cookies, until its idle time. Not when the form sent twice already
+    // brought this very cookie.
+    const before = req.cookies[COOKIE.session];
+    if (before && before !== done.token) {
+      await ctx.sessions.endByCookie(before, 'signed-in-again').catch((err: unknown) => void req.log.warn({ err }, 'could not end the session signed in again from'));
+    }
     // The session has started: a store that fails now costs the browser its token, not the sign-in.
     const known = await ctx.login.knownBrowserToken(done.pid).catch((err: unknown) => void req.log.warn({ err }, 'could not give a known-browser token'));
     if (known) reply.setCookie(COOKIE.known, known, cookieOptions(KNOWN_BROWSER_SECONDS));
@@ -457,7 +464,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
       await endPortalSession(ctx, active.record.jar, clientIp(req), req.log);
     } else {
       // A step-up in another tab that took the session a moment ago ends with it.
-      await sessions.endGone(req.cookies[COOKIE.session], 'logout');
+      await sessions.endByCookie(req.cookies[COOKIE.session], 'logout');
     }
     const c = page(req);
     return sendPage(reply, 200, c, pages.messagePage(c, { title: 'signedOutTitle', action: { href: loginPageFor(config.portal.login.page), label: 'signInAgain' } }));

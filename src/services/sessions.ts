@@ -28,6 +28,7 @@ const MOVE_WAIT = { rounds: 5, ms: 20 };
 export type EndReason =
   | 'logout'
   | 'portal-logout'
+  | 'signed-in-again'
   | 'too-many-wrong-codes'
   | 'signed-out-elsewhere'
   | 'factors-changed'
@@ -191,11 +192,11 @@ export class SessionService {
   }
 
   /**
-   * A logout whose cookie leads to no session any more: a step-up in another tab may have taken it a moment ago, its
-   * new session not yet noted as a move. The cookie's session is noted as ended all the same, and what it moved to is
-   * ended (see end): otherwise that step-up's session would outlive the logout.
+   * Ends the session of a cookie value (see end), also one that leads to no session any more: a step-up in another tab
+   * may have taken it a moment ago, its new session not yet noted as a move. The cookie's session is noted as ended all
+   * the same, and what it moved to is ended: otherwise that step-up's session would outlive a logout.
    */
-  async endGone(cookie: string | undefined, reason: EndReason): Promise<void> {
+  async endByCookie(cookie: string | undefined, reason: EndReason): Promise<void> {
     const claims = cookie ? await this.d.tokens.verify(cookie, this.d.clock.now()) : null;
     if (!claims || !ID_PATTERN.test(claims.sid)) return;
     if (await this.endFrom(claims.sid)) this.d.security('session_ended', { pid: claims.sub, reason });

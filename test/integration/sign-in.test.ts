@@ -157,6 +157,26 @@ t.test('second login asks for the password, then a code', async (t) => {
   t.match((await b.get('/records')).body, 'Signed in as alice');
 });
 
+t.test('signing in again in a browser that was signed in ends the session its cookie held', async (t) => {
+  const s = await startStack();
+  t.teardown(s.close);
+  const { secret } = await signUpAndEnrol(s);
+  const { secret: bobSecret } = await signUpAndEnrol(s, BOB);
+  const { b } = await signInWithTotp(s, secret);
+  const old = copyOf(s, b);
+  t.match((await old.get('/records')).body, 'Signed in as alice');
+  // Someone else at the same computer signs in: the cookie is replaced, and the session it held ends with it.
+  s.clock.advance(30_000);
+  // The login page comes from the browser's pre-login jar, as the login goes: its form is not "expired".
+  t.equal((await submitPassword(b, BOB.username, BOB.password)).location, '/_mfa/verify');
+  const verify = await b.get('/_mfa/verify');
+  t.equal((await b.post('/_mfa/verify', { csrf: inputValue(verify.body, 'csrf'), code: await totpAt(bobSecret, s.clock.now()) })).status, 303);
+  t.match((await b.get('/records')).body, 'Signed in as bob');
+  t.equal((await old.get('/records')).status, 302, "alice's session ended: a copy of her cookie opens nothing");
+  const ended = s.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'session_ended');
+  t.same(ended.map((l) => l.reason), ['signed-in-again'], 'recorded as such');
+});
+
 t.test('the pages of a sign-in in progress say how long is left to finish it', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
@@ -1072,11 +1092,11 @@ t.test("the portal's refusal of a signed-in browser's password, deleting its coo
   const s = await stackBehindClearSiteData(t, csd);
   const { b } = await signUpAndEnrol(s);
   const old = b.cookies.get('__Host-mfa-session')!;
-  // A password sent again while signed in, to a login whose refusal says it: the demo portal refuses it as an expired
-  // form (its form's token went to the session's jar, not to the sign-in's).
+  // A wrong password sent while signed in, to a login whose refusal says it.
   const page = await b.get('/login');
   const out = await b.post(`/login?csd=${encodeURIComponent('"cookies"')}`, { username: ALICE.username, password: 'wrong password', csrf: inputValue(page.body, 'csrf') });
-  t.equal(out.status, 403, "the portal's own refusal");
+  t.equal(out.status, 200, "the portal's own refusal");
+  t.match(out.body, 'Invalid username or password');
   t.ok(s.logs.some((l) => l.includes('"security":"password_failed"')), 'taken for a refusal');
   t.equal(out.headers['clear-site-data'], '"cache", "cookies", "storage", "cookies"', "with what the gateway's sign-out clears");
   t.notOk(b.cookies.has('__Host-mfa-session'), 'the session cookie cleared');

@@ -300,7 +300,7 @@ t.test('a logout that finds its session gone (a step-up in another tab took it):
     const { service, active, cookie } = await signedIn();
     const moved = (await service.reverified(active, { factor: 'totp' }, '192.0.2.1'))!;
     t.equal(await service.authenticate(cookie), null, "the logout's cookie finds nothing");
-    await service.endGone(cookie, 'logout');
+    await service.endByCookie(cookie, 'logout');
     t.equal(await service.authenticate(moved), null, 'the session the step-up made is ended');
   }
   // The logout comes between the step-up's taking of the session and its new one.
@@ -308,7 +308,7 @@ t.test('a logout that finds its session gone (a step-up in another tab took it):
     const { sessions, service, active, d, cookie } = await signedIn();
     const racing = Object.create(sessions) as Sessions;
     racing.create = async (record, ttl, sid) => {
-      await service.endGone(cookie, 'logout');
+      await service.endByCookie(cookie, 'logout');
       return sessions.create(record, ttl, sid);
     };
     const stepping = new SessionService({ ...d, sessions: racing });
@@ -319,8 +319,8 @@ t.test('a logout that finds its session gone (a step-up in another tab took it):
   {
     const { service, active } = await signedIn();
     const moved = (await service.reverified(active, { factor: 'totp' }, '192.0.2.1'))!;
-    await service.endGone('not-a-token', 'logout');
-    await service.endGone(undefined, 'logout');
+    await service.endByCookie('not-a-token', 'logout');
+    await service.endByCookie(undefined, 'logout');
     t.ok(await service.authenticate(moved), 'the session goes on');
   }
 });
