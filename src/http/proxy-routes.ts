@@ -32,7 +32,15 @@ const noRetry = () => null;
 
 type JarOwner =
   | { kind: 'session'; active: ActiveSession; identity: Readonly<Record<string, string>>; /** Logged out by this request. */ ended: boolean }
-  | { kind: 'browser'; id: string; jar: Jar; /** The jar's round, if there was one (BrowserJars). */ round?: string };
+  | {
+      kind: 'browser';
+      id: string;
+      jar: Jar;
+      /** The jar's round, if there was one (BrowserJars). */
+      round?: string;
+      /** The browser's session, for the login page opened by a browser signed in. */
+      signedIn?: ActiveSession;
+    };
 
 export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const { config, clock, sessions } = ctx;
@@ -147,10 +155,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       case 'allow': {
         if (loginPath) return interceptLogin(req, reply, forwarded, active);
         if (req.body && !passwordForms.has(lowered) && !ctx.access.allowsLoginFields(outcome.rule)) guardLoginFields(req);
-        // The login page is the sign-in's own, as the login is (see interceptLogin): from the browser's pre-login jar,
-        // also in a browser signed in (someone signing in again, another person perhaps). From the session's jar, its
-        // form's token would belong to a portal session the login is never sent with ("form expired").
-        if (!active || isLoginPage(forwarded.matchPath, req.method)) return forward(req, reply, forwarded, await browserJar(req, reply));
+        if (!active) return forward(req, reply, forwarded, await browserJar(req, reply));
         // The portal's logout ends the gateway session first, so it ends even when the portal does not answer; the
         // portal still gets the request with the session's cookies, to end its own session. Another site can send the
         // browser there too (the SameSite=Lax cookie goes along on a link): then the person confirms on the gateway's
@@ -161,6 +166,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           // Set on the reply itself, so that an error page (the portal down or slow) carries them too.
           reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', CLEAR_SITE_DATA);
           await sessions.end(active, 'portal-logout');
+        } else if (isLoginPage(forwarded.matchPath, req.method, target.query)) {
+          // The login page is the sign-in's own, as the login is (see interceptLogin): from the browser's pre-login jar,
+          // also in a browser signed in (someone signing in again, another person perhaps). From the session's jar, its
+          // form's token would belong to a portal session the login is never sent with ("form expired").
+          return forward(req, reply, forwarded, { ...(await browserJar(req, reply)), signedIn: active });
         }
         return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active, groups) : {}, ended });
       }
@@ -178,7 +188,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     await sessions.end(active, 'portal-logout');
   }
 
-  async function browserJar(req: FastifyRequest, reply: FastifyReply): Promise<JarOwner> {
+  async function browserJar(req: FastifyRequest, reply: FastifyReply): Promise<Extract<JarOwner, { kind: 'browser' }>> {
     const id = browserId(req, reply);
     const { round, cookies } = await ctx.jars.get(id);
     return { kind: 'browser', id, jar: cookies, ...(round === undefined ? {} : { round }) };
@@ -284,6 +294,8 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // away meanwhile: the portal is still working on the request, and the cap is on the portal's load.
     const leave = ctx.inFlight.enter();
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
+    // The browser's session, also where the answer is the login page's, from the pre-login jar.
+    const session = owner.kind === 'session' ? owner.active : owner.signedIn;
     let setCookies: string[] = [];
     let forwardedHeaders: OutgoingHttpHeaders = {};
     // reply-from goes on to onResponse after onError for an answer whose status it cannot set (outside 100–599).
@@ -294,7 +306,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
     /** The portal's answer to the browser: the jar updated from its cookies, then its body (a small one read whole). */
     async function passOn(res: unknown): Promise<void> {
-      if (owner.kind === 'session' && portalSignedOut) await signedOutByPortal(reply, owner.active, forwardedHeaders);
+      if (session && portalSignedOut) await signedOutByPortal(reply, session, forwardedHeaders);
       // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
       const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
       const changed = sameJar(updated, jar) ? undefined : updated;
@@ -383,11 +395,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       rewriteHeaders: (headers) => {
         leave();
         setCookies = asList(headers['set-cookie']);
-        forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: owner.kind === 'session' });
+        forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: session !== undefined });
         // The configured logout set the gateway's Clear-Site-Data already: only a list of the portal's is added to it.
         if (owner.kind === 'session' && owner.ended) {
           if (forwardedHeaders['clear-site-data'] !== undefined) clearAsSignedOut(reply, forwardedHeaders);
-        } else if (owner.kind === 'session') portalSignedOut = clearsCookies(forwardedHeaders['clear-site-data']);
+        } else if (session) portalSignedOut = clearsCookies(forwardedHeaders['clear-site-data']);
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call

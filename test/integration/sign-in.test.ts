@@ -177,6 +177,34 @@ t.test('signing in again in a browser that was signed in ends the session its co
   t.same(ended.map((l) => l.reason), ['signed-in-again'], 'recorded as such');
 });
 
+t.test("the login page opened while signed in comes from the pre-login jar: only the page itself, never the portal's logout", async (t) => {
+  // A logout at the login page's path (a login.php that ends the session) still ends the session.
+  const atLogin = await startStack({ patch: (raw) => void (raw.portal.logoutPaths = ['/login']) });
+  t.teardown(atLogin.close);
+  const { b } = await signUpAndEnrol(atLogin);
+  const out = await b.get('/login', { 'sec-fetch-site': 'same-origin' });
+  t.equal(out.headers['clear-site-data'], '"cache", "cookies", "storage"', 'signed out');
+  t.notOk(b.cookies.has('__Host-mfa-session'));
+  t.equal((await b.get('/records')).status, 302);
+  t.match(atLogin.logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'session_ended'), [{ reason: 'portal-logout' }]);
+
+  // A front controller's login page: the controller's other pages are still the session's.
+  const front = await startStack({
+    patch: (raw) => {
+      raw.portal.login.page = '/records?show=login';
+      raw.policy.rules = [{ name: 'sign-in page', paths: ['/login', '/static/', '/records'], decision: 'public' }, { name: 'portal', paths: ['/'], decision: 'mfa' }];
+    },
+  });
+  t.teardown(front.close);
+  const { b: c } = await signUpAndEnrol(front);
+  t.match((await c.get('/records?page=2')).body, 'Signed in as alice', "another page of the login page's path");
+  t.notMatch(String(front.portalRequests.at(-1)!.headers.cookie), /__Host-mfa-browser/);
+  const portalSession = /PORTALSESSID=\w+/.exec(String(front.portalRequests.at(-1)!.headers.cookie))?.[0];
+  t.ok(portalSession, "with the session's portal cookies");
+  await c.get('/records?page=2&show=login');
+  t.notMatch(String(front.portalRequests.at(-1)!.headers.cookie), portalSession!, 'the login page itself: from the pre-login jar');
+});
+
 t.test('the pages of a sign-in in progress say how long is left to finish it', async (t) => {
   const s = await startStack();
   t.teardown(s.close);
@@ -1086,6 +1114,20 @@ t.test('a Clear-Site-Data that deletes no cookies ends nothing; without a sessio
   const out = await s.browser().get(`/login?csd=${encodeURIComponent('"cookies"')}`);
   t.equal(out.status, 200);
   t.equal(out.headers['clear-site-data'], '"cookies"', 'not signed in: the portal\'s answer as it is');
+});
+
+t.test("the login page opened while signed in, answered with a Clear-Site-Data that deletes cookies: the gateway session ends", async (t) => {
+  const s = await stackBehindClearSiteData(t, csd);
+  const { b } = await signUpAndEnrol(s);
+  const old = b.cookies.get('__Host-mfa-session')!;
+  const out = await b.get(`/login?csd=${encodeURIComponent('"cookies"')}`);
+  t.equal(out.status, 200);
+  t.equal(out.headers['clear-site-data'], '"cache", "cookies", "storage", "cookies"', "with what the gateway's sign-out clears");
+  t.notOk(b.cookies.has('__Host-mfa-session'), 'the session cookie cleared');
+  const replay = s.browser();
+  replay.cookies.set('__Host-mfa-session', old);
+  t.equal((await replay.get('/echo')).status, 302, 'a copy of the old cookie is refused');
+  t.match(sessionsEnded(s), [{ reason: 'portal-logout' }], "noted as the portal's logout");
 });
 
 t.test("the portal's refusal of a signed-in browser's password, deleting its cookies (Clear-Site-Data): the gateway session ends too", async (t) => {
