@@ -27,7 +27,8 @@ export function heldByBrowser(name: string, policy: BrowserCookies): boolean {
   return policy === 'all' ? !GATEWAY_COOKIE.test(name) : policy.includes(name);
 }
 
-const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/;
+// RFC 6265 §4.1.1 cookie-value: cookie-octets, or cookie-octets in double quotes.
+const COOKIE_VALUE = /^("?)[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*\1$/;
 
 // What RFC 6265 §6.1 says a portal can count on, and no more: 50 cookies of 4096 bytes each. A jar is decrypted and
 // sealed again on every change, and a portal that sets a cookie without a Path on a public page would otherwise add
@@ -94,7 +95,7 @@ export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?
       const name = cookieName(pair);
       if (!heldByBrowser(name, browserOwned)) continue;
       const value = pair.slice(pair.indexOf('=') + 1).trim();
-      // Only a well-formed value (RFC 6265 cookie-octets): "a, SESSION=x" would smuggle a second cookie to
+      // Only a well-formed value (RFC 6265 cookie-octets, quoted or not): "a, SESSION=x" would smuggle a second cookie to
       // portals that also split on commas.
       if (COOKIE_VALUE.test(value)) header += `${header ? '; ' : ''}${name}=${value}`;
     }

@@ -60,11 +60,17 @@ const IDENTITY = matcher([...ADDRESS, ...ACTING]);
 const ACTING_HEADER = matcher(ACTING);
 
 /**
+ * A header name as a CGI, FastCGI or PHP portal reads it, in the dashed spelling: each character but a letter, a digit
+ * or `-` is `-` (lighttpd, Apache 2.2 and PHP make every one of them the variable's `_`: X_Real.IP is HTTP_X_REAL_IP).
+ */
+export const cgiSpelling = (name: string): string => name.toLowerCase().replace(/[^a-z0-9-]/g, '-');
+
+/**
  * Whether a client's header (lower-case name) would have the portal act for another user, path, method or client
- * certificate; underscore spellings too (X_Original_URL reaches PHP/CGI apps as the same variable).
+ * certificate, in any spelling a CGI portal reads as the same variable (X_Original_URL, X-Original.URL).
  */
 export function actsOnPortal(name: string): boolean {
-  return ACTING_HEADER.test(name.replaceAll('_', '-'));
+  return ACTING_HEADER.test(cgiSpelling(name));
 }
 
 export interface ForwardContext {
@@ -84,8 +90,9 @@ export interface ForwardContext {
 /** Whether a client-sent header may pass to the portal, by lower-case name (without the Connection check). */
 function passes(name: string): boolean {
   const n = name.toLowerCase();
-  // Underscore spellings (X_Auth_User) reach PHP/CGI apps as the same variable as the dashed form.
-  return !(n.includes('_') || HOP_BY_HOP.has(n) || IDENTITY.test(n) || n === 'cookie' || n === 'host');
+  // A name with another character than a letter, a digit or `-` (X_Auth_User, X-Real.IP) may reach a PHP or CGI
+  // portal as the same variable as the dashed form (see cgiSpelling): such a name never passes.
+  return !(cgiSpelling(n) !== n || HOP_BY_HOP.has(n) || IDENTITY.test(n) || n === 'cookie' || n === 'host');
 }
 
 // Header names repeat from request to request: each name is judged once (bounded, so junk names cannot grow it).

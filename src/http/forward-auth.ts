@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { UNRESOLVED, pathAndQuery, sameSegments, targetOrRefusal } from '../domain/canonical-path.js';
 import { cookieValues, portalCookieIds, portalSessionDigest } from '../domain/cookie-jar.js';
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
-import { actsOnPortal, sentOnce } from '../domain/headers.js';
+import { actsOnPortal, cgiSpelling, sentOnce } from '../domain/headers.js';
 import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { loginPageFor, stepUpPage } from '../domain/redirect.js';
 import { GatewayError } from '../errors.js';
@@ -23,7 +23,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
   const hosts = new Set(config.server.hosts.map((h) => h.toLowerCase()));
   const deviceHeader = config.devices.header?.name.toLowerCase();
   // The identity headers the gateway answers with and the portal's own trusted ones (portal.stripHeaders).
-  const reserved = new Set([...ctx.reservedHeaders].map((name) => name.replaceAll('_', '-')));
+  const reserved = new Set([...ctx.reservedHeaders].map(cgiSpelling));
   const paths = portalPaths(config.portal.login, config.portal.logoutPaths);
   const methods = passedMethods(config.portal.methods);
   const isLoginPage = loginPageMatcher(config.portal.login.page);
@@ -82,7 +82,7 @@ export async function forwardAuthRoutes(app: FastifyInstance, ctx: HttpContext):
     // X-HTTP-Method-Override, the configured identity headers and portal.stripHeaders), in any spelling a CGI or
     // FastCGI portal reads as the same variable, would have it act on something the rules did not judge. The device
     // header is the proxy's own.
-    const acting = Object.keys(req.headers).find((name) => name !== deviceHeader && (actsOnPortal(name) || reserved.has(name.replaceAll('_', '-'))));
+    const acting = Object.keys(req.headers).find((name) => name !== deviceHeader && (actsOnPortal(name) || reserved.has(cgiSpelling(name))));
     if (acting) throw new GatewayError('GW_ERR_ACCESS_DENIED', `client header ${acting.slice(0, 40)}`);
     const lowered = loose(target.matchPath);
     // The gateway's prefix never reaches the portal, in any spelling (the proxy's routes for it may match one only).

@@ -350,7 +350,7 @@ t.test('methods: a rule for GET covers HEAD, and a method override in the query 
   // The proxy passes the browser's headers on to the portal: an override header there is another method too.
   for (const name of ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override', 'X_HTTP_Method_Override']) t.equal(await ask('POST', '/records/1', { [name]: 'DELETE' }), 403, `${name}: refused`);
   // So is one that has the portal act on another path (IIS URL Rewrite, Zend, older Symfony), or for another user.
-  for (const [name, value] of [['X-Original-URL', '/records/export'], ['X-Rewrite-URL', '/records/export'], ['X_Original_URL', '/records/export'], ['X-Original-Method', 'DELETE'], ['Remote-User', 'admin'], ['X-Forwarded-User', 'admin'], ['X-MFA-User', 'admin'], ['X-Middleware-Subrequest', 'middleware'], ['Proxy-Authorization', 'Basic YTpi'], ['X-Portal-User', 'admin'], ['X_Portal_User', 'admin'], ['X-Portal-Operator', 'admin']]) {
+  for (const [name, value] of [['X-Original-URL', '/records/export'], ['X-Rewrite-URL', '/records/export'], ['X_Original_URL', '/records/export'], ['X-Original.URL', '/records/export'], ['X-Portal.User', 'admin'], ['X-Original-Method', 'DELETE'], ['Remote-User', 'admin'], ['X-Forwarded-User', 'admin'], ['X-MFA-User', 'admin'], ['X-Middleware-Subrequest', 'middleware'], ['Proxy-Authorization', 'Basic YTpi'], ['X-Portal-User', 'admin'], ['X_Portal_User', 'admin'], ['X-Portal-Operator', 'admin']]) {
     t.equal(await ask('GET', '/records/1', { [name]: value }), 403, `${name}: refused`);
   }
   // The identity and client-certificate headers of application servers and SSO agents under legacy portals

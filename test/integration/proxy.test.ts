@@ -49,6 +49,11 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
     'remote-user': 'admin',
     'x-remote-user': 'admin',
     x_auth_user: 'admin',
+    // Read by lighttpd, Apache 2.2 and PHP as HTTP_X_ORIGINAL_URL, HTTP_X_REAL_IP, HTTP_CLIENT_IP.
+    'x-original.url': '/admin',
+    'x-real.ip': '10.0.0.5',
+    'client.ip': '10.0.0.5',
+    'x~forwarded~for': '10.0.0.5',
     'x-original-url': '/admin',
     'x-middleware-subrequest': 'middleware',
     'x-webauth-user': 'admin',
@@ -109,6 +114,7 @@ t.test('identity, forwarding and hop-by-hop headers from the client never reach 
   t.equal(seen['smusers-online'], 'kept');
   for (const name of [
     ...['x-forwarded-user', 'forwarded', 'x-real-ip', 'x-auth-user', 'x-auth-request-email', 'remote-user', 'x-remote-user', 'x_auth_user', 'x-original-url', 'x-middleware-subrequest'],
+    ...['x-original.url', 'x-real.ip', 'client.ip', 'x~forwarded~for'],
     ...['x-webauth-user', 'x-email', 'x-preferred-username', 'x-ssl-client-s-dn', 'ssl-client-cert', 'x-client-cert', 'x-amzn-oidc-identity', 'x-goog-authenticated-user-email'],
     ...['x-ms-client-principal-name', 'cf-access-authenticated-user-email', 'x-principal', 'client-ip', 'x-cluster-client-ip', 'x-http-method-override', 'x-method-override', 'x-username-hint'],
     ...['x-ms-token-aad-id-token', 'x-arr-clientcert', 'gap-auth', 'x-consumer-username', 'x-credential-identifier', 'x-credential-username', 'x-anonymous-consumer'],

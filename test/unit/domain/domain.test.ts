@@ -148,7 +148,9 @@ t.test('cookie jar merge', async (t) => {
   t.equal(cookieHeader(owned, '/', now, 'S=planted; XSRF-TOKEN=from-browser; other=x', ['XSRF-TOKEN']), 'S=1; XSRF-TOKEN=from-browser', "only the browser's allow-listed cookies are added");
   t.equal(cookieHeader([], '/', now, 'S=planted', ['XSRF-TOKEN']), undefined, 'nothing else from the browser');
   t.equal(cookieHeader([], '/', now, 'XSRF-TOKEN=a, JSESSIONID=evil', ['XSRF-TOKEN']), undefined, 'a value smuggling a second cookie is dropped');
-  t.equal(cookieHeader([], '/', now, 'XSRF-TOKEN="a b"', ['XSRF-TOKEN']), undefined, 'whitespace or quotes: dropped');
+  t.equal(cookieHeader([], '/', now, 'XSRF-TOKEN="a b"', ['XSRF-TOKEN']), undefined, 'whitespace: dropped');
+  t.equal(cookieHeader([], '/', now, 'XSRF-TOKEN="a1b2"', ['XSRF-TOKEN']), 'XSRF-TOKEN="a1b2"', 'a quoted value (RFC 6265 §4.1.1) passes as sent');
+  for (const v of ['"a1b2', 'a1b2"', 'a"b', '"a"b"']) t.equal(cookieHeader([], '/', now, `XSRF-TOKEN=${v}`, ['XSRF-TOKEN']), undefined, `quotes not around it: ${v}`);
   const expiring = applySetCookies([], ['D=4; Max-Age=10'], '/', now);
   t.equal(cookieHeader(expiring, '/', now + 11_000), undefined, 'expires with time');
 });
