@@ -73,6 +73,15 @@ function onPortal(url: URL, portalOrigin: string): boolean {
 }
 
 /**
+ * A URL as a portal's header gave it, each byte a Latin-1 character (as Node and undici read headers), for the URL
+ * parser: the raw bytes above 0x7F (UTF-8, as browsers read them) percent-encoded as they are, not as the characters'
+ * UTF-8 (`Müller` sent in UTF-8 would turn into `MÃ¼ller`, percent-encoded twice).
+ */
+export function headerUrl(value: string): string {
+  return value.replace(/[\x80-\xff]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/**
  * A portal's Location (or Content-Location, or Refresh URL) for the browser: an absolute or scheme-relative URL on
  * the portal (see onPortal) becomes a path on the gateway; anything else passes as sent. The path keeps one leading
  * slash: `http://portal//evil.example/` is harmless on the portal's origin, but as `//evil.example/` a browser would
@@ -84,7 +93,7 @@ export function browserLocation(location: string, portalOrigin: string): string 
   if (!/^(https?:|[/\\]{2})/i.test(location)) return location;
   let url: URL;
   try {
-    url = new URL(location, portalOrigin);
+    url = new URL(headerUrl(location), portalOrigin);
   } catch {
     return location;
   }

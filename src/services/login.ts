@@ -10,7 +10,7 @@ import { applySetCookies, cookieHeader, cookieName, cookieValues, portalCookieId
 import { browserSetCookies, upstreamRequestHeaders } from '../domain/headers.js';
 import { loginFields, namedLikeAUsername, queryFields, queryWrapsLoginField, sameFieldName, usernameFields } from '../domain/legacy-auth.js';
 import { answerMatches, type PortalAnswer } from '../domain/login-success.js';
-import { followedLocation, returnTarget } from '../domain/redirect.js';
+import { followedLocation, headerUrl, returnTarget } from '../domain/redirect.js';
 import { moreTimeUntil } from '../domain/session-times.js';
 import { accountNames, canonicalUsername, type UsernameCase } from '../domain/username.js';
 import { GatewayError } from '../errors.js';
@@ -240,7 +240,7 @@ export class LoginService {
     }
     const setCookies = asArray(answer.headers['set-cookie']);
     const updated = applySetCookies(jar, setCookies, req.path, clock.now(), this.d.browserCookies);
-    const location = first(answer.headers.location);
+    const location = locationOf(answer);
     const { verdict } = judgeLoginAnswer(config, answer, pathAndQuery(req), clock.now());
     const ok = verdict === 'success';
     if (verdict === 'unrecognised') {
@@ -414,10 +414,16 @@ export interface JudgedLogin {
   verdict: 'success' | 'failure' | 'unrecognised';
 }
 
+/** The Location of the portal's answer, its raw bytes (UTF-8) percent-encoded for the URL parser (see headerUrl). */
+function locationOf(answer: PortalResponse): string | undefined {
+  const location = first(answer.headers.location);
+  return location === undefined ? undefined : headerUrl(location);
+}
+
 /** `from`: the path and query the login was sent to, which a relative Location is read from. */
 export function judgeLoginAnswer(config: Pick<Config, 'server' | 'portal'>, answer: PortalResponse, from: string, now: number): JudgedLogin {
   const login = config.portal.login;
-  const sentLocation = first(answer.headers.location);
+  const sentLocation = locationOf(answer);
   const text = bodyText(answer);
   const facts: PortalAnswer = {
     status: answer.status,

@@ -142,6 +142,15 @@ t.test("forward-auth mode: the portal's cookies go to the browser as the portal 
   t.notOk(logs.join('\n').includes('S3cretPortalSess'), 'its value is in no log line');
 });
 
+t.test("a login answer's Location in UTF-8 sends the browser there once signed in, percent-encoded once", async (t) => {
+  // Node writes a header string byte by byte: the UTF-8 bytes of the path, as a portal sends them.
+  const raw = Buffer.from('http://PORTAL/befund/Müller?n=Zoë', 'utf8').toString('latin1');
+  const { b, stack } = await start(t, (_password, res) => res.writeHead(302, { location: raw.replace('PORTAL', res.req.headers.host!), 'set-cookie': 'AUTH=tok; Path=/' }).end(), () => {});
+  t.equal((await b.post('/login', { username: 'alice', password: 'right' })).location, '/_mfa/enrol');
+  const { done } = await enrol(stack, b);
+  t.equal(done.location, '/befund/M%C3%BCller?n=Zo%C3%AB');
+});
+
 t.test('a login answer in the charset its Content-Type names is judged by its text in that charset', async (t) => {
   // A legacy portal's pages in ISO-8859-1: "ungültig" is one byte 0xFC there, not UTF-8.
   const page = (status: number, html: string, cookie?: string) => (res: ServerResponse) =>

@@ -328,6 +328,9 @@ t.test("the portal's Location, for the browser", async (t) => {
   const o = 'http://portal.internal:8080';
   t.equal(browserLocation('http://portal.internal:8080/messages?a=1#top', o), '/messages?a=1#top', 'its own origin: a path on the gateway');
   t.equal(browserLocation('HTTP://PORTAL.INTERNAL:8080/x', o), '/x');
+  // As undici hands a header over: each byte a Latin-1 character (`ü` in UTF-8 is the two bytes C3 BC).
+  const utf8 = Buffer.from('http://portal.internal:8080/befund/Müller?n=Zoë', 'utf8').toString('latin1');
+  t.equal(browserLocation(utf8, o), '/befund/M%C3%BCller?n=Zo%C3%AB', 'raw UTF-8 bytes percent-encoded as they are, once');
   t.equal(browserLocation('https://portal.internal:8080/x?a=1', o), '/x?a=1', 'its host under https (built from X-Forwarded-Proto): a path too');
   t.equal(browserLocation('https://portal.internal/x', 'http://portal.internal'), '/x', 'so on the default ports');
   for (const path of ['//evil.example/', '///evil.example/', '/\\evil.example/', '/\\/evil.example/'])
