@@ -40,6 +40,8 @@ type JarOwner =
       round?: string;
       /** The browser's session, for the login page opened by a browser signed in. */
       signedIn?: ActiveSession;
+      /** The browser's id was made for this answer (its cookie set on it). */
+      minted?: true;
     };
 
 export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promise<void> {
@@ -191,7 +193,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
   async function browserJar(req: FastifyRequest, reply: FastifyReply): Promise<Extract<JarOwner, { kind: 'browser' }>> {
     const id = browserId(req, reply);
     const { round, cookies } = await ctx.jars.get(id);
-    return { kind: 'browser', id, jar: cookies, ...(round === undefined ? {} : { round }) };
+    return { kind: 'browser', id, jar: cookies, ...(round === undefined ? {} : { round }), ...(id === req.cookies[COOKIE.browser] ? {} : { minted: true as const }) };
   }
 
   function browserId(req: FastifyRequest, reply: FastifyReply): string {
@@ -396,6 +398,9 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         leave();
         setCookies = asList(headers['set-cookie']);
         forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: session !== undefined });
+        // An answer that gives a browser its id is no answer for a shared cache (a CDN in front) to give others, even a
+        // public one of the portal's: every browser it reached would share one pre-login jar.
+        if (owner.kind === 'browser' && owner.minted) forwardedHeaders['cache-control'] = 'no-store';
         // The configured logout set the gateway's Clear-Site-Data already: only a list of the portal's is added to it.
         if (owner.kind === 'session' && owner.ended) {
           if (forwardedHeaders['clear-site-data'] !== undefined) clearAsSignedOut(reply, forwardedHeaders);

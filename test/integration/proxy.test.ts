@@ -440,7 +440,11 @@ t.test('no page is kept by the browser (Back on a shared computer); a signed-in 
   const login = await s.browser().get('/login');
   t.equal(login.headers['cache-control'], 'no-store', 'signed out, the login form (Back would show it with the password typed in)');
   t.equal((await b.get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', "the portal's own word stands for its style sheet");
-  t.equal((await s.browser().get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', 'signed out too');
+  const anonymous = s.browser();
+  const first = await anonymous.get('/static/portal.css');
+  t.ok(anonymous.cookies.has('__Host-mfa-browser'), 'a new browser gets its id with its first answer');
+  t.equal(first.headers['cache-control'], 'no-store', 'which no shared cache may keep for others: they would share its pre-login jar');
+  t.equal((await anonymous.get('/static/portal.css')).headers['cache-control'], 'public, max-age=3600', 'signed out too, once it has its id');
   // The portal's refusal of a password: its login form again.
   const refused = await s.browser().post('/login', { username: ALICE.username, password: 'wrong', csrf: inputValue(login.body, 'csrf') });
   t.equal(refused.headers['cache-control'], 'no-store', 'its error page too');
