@@ -103,10 +103,12 @@ export function withoutPasswords(text: string, passwords: readonly string[]): st
 function spellings(password: string): RegExp {
   const hex = (byte: number) => byte.toString(16).padStart(2, '0').replace(/[a-f]/g, (d) => `[${d}${d.toUpperCase()}]`);
   const literal = (s: string) => s.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
-  const encoded = (s: string) => [...Buffer.from(s)].map((byte) => `%(?:25)*${hex(byte)}`).join('');
+  const encoded = (s: string, as: BufferEncoding = 'utf8') => [...Buffer.from(s, as)].map((byte) => `%(?:25)*${hex(byte)}`).join('');
   const spelling = (c: string) => {
     const forms = [...new Set([c, Buffer.from(c).toString('latin1')])];
-    return `(?:${forms.flatMap((f) => [literal(f), encoded(f)]).join('|')}${c === ' ' ? '|\\+' : ''})`;
+    // A Latin-1 portal's byte for it, percent-encoded (a servlet's Location: `ö` is the byte F6, read as %F6).
+    const latin1 = c.codePointAt(0)! > 0x7f && c.codePointAt(0)! <= 0xff ? [encoded(c, 'latin1')] : [];
+    return `(?:${[...forms.flatMap((f) => [literal(f), encoded(f)]), ...latin1].join('|')}${c === ' ' ? '|\\+' : ''})`;
   };
   return new RegExp([...password].map(spelling).join(''), 'g');
 }
