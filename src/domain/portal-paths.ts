@@ -30,19 +30,12 @@ export function inPrefix(lowered: string, prefix: string): boolean {
 /**
  * Whether a request is for the portal's login page (`portal.login.page`, its query and any {target} aside): a GET or
  * HEAD of its path, as the portal serves it (in its case), with or without a trailing slash (a portal that adds one
- * sends the browser on to it). Given the request's query (without '?'), the page's own parameters must be in it too,
- * as written: `/index.php?action=login` is not every page of that front controller (a {target} one may hold anything).
+ * sends the browser on to it).
  */
-export function loginPageMatcher(page: string): (path: string, method: string, query?: string) => boolean {
+export function loginPageMatcher(page: string): (path: string, method: string) => boolean {
   const trimmed = (path: string) => path.replace(/\/+$/, '') || '/';
   const own = trimmed(loginPagePath(page));
-  const ownParams = (page.split('?')[1] ?? '').split('&').filter((p) => p !== '' && !p.includes('{target}'));
-  return (path, method, query) => {
-    if ((method !== 'GET' && method !== 'HEAD') || trimmed(path) !== own) return false;
-    if (query === undefined || ownParams.length === 0) return true;
-    const params = query.split('&');
-    return ownParams.every((p) => params.includes(p));
-  };
+  return (path, method) => (method === 'GET' || method === 'HEAD') && trimmed(path) === own;
 }
 
 /** Both take a request's canonical match path as `loose` gives it (worked out once per request). */

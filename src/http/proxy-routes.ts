@@ -38,8 +38,6 @@ type JarOwner =
       jar: Jar;
       /** The jar's round, if there was one (BrowserJars). */
       round?: string;
-      /** The browser's session, for the login page opened by a browser signed in. */
-      signedIn?: ActiveSession;
       /** The browser's id was made for this answer (its cookie set on it). */
       minted?: true;
     };
@@ -168,11 +166,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
           // Set on the reply itself, so that an error page (the portal down or slow) carries them too.
           reply.clearCookie(COOKIE.session, clearOptions).header('clear-site-data', CLEAR_SITE_DATA);
           await sessions.end(active, 'portal-logout');
-        } else if (isLoginPage(forwarded.matchPath, req.method, target.query)) {
-          // The login page is the sign-in's own, as the login is (see interceptLogin): from the browser's pre-login jar,
-          // also in a browser signed in (someone signing in again, another person perhaps). From the session's jar, its
-          // form's token would belong to a portal session the login is never sent with ("form expired").
-          return forward(req, reply, forwarded, { ...(await browserJar(req, reply)), signedIn: active });
         }
         return forward(req, reply, forwarded, { kind: 'session', active, identity: ctx.identity.enabled ? await ctx.identity.headersFor(active, groups) : {}, ended });
       }
@@ -190,7 +183,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     await sessions.end(active, 'portal-logout');
   }
 
-  async function browserJar(req: FastifyRequest, reply: FastifyReply): Promise<Extract<JarOwner, { kind: 'browser' }>> {
+  async function browserJar(req: FastifyRequest, reply: FastifyReply): Promise<JarOwner> {
     const id = browserId(req, reply);
     const { round, cookies } = await ctx.jars.get(id);
     return { kind: 'browser', id, jar: cookies, ...(round === undefined ? {} : { round }), ...(id === req.cookies[COOKIE.browser] ? {} : { minted: true as const }) };
@@ -296,8 +289,6 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
     // away meanwhile: the portal is still working on the request, and the cap is on the portal's load.
     const leave = ctx.inFlight.enter();
     const jar = owner.kind === 'session' ? owner.active.record.jar : owner.jar;
-    // The browser's session, also where the answer is the login page's, from the pre-login jar.
-    const session = owner.kind === 'session' ? owner.active : owner.signedIn;
     let setCookies: string[] = [];
     let forwardedHeaders: OutgoingHttpHeaders = {};
     // reply-from goes on to onResponse after onError for an answer whose status it cannot set (outside 100–599).
@@ -308,7 +299,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
 
     /** The portal's answer to the browser: the jar updated from its cookies, then its body (a small one read whole). */
     async function passOn(res: unknown): Promise<void> {
-      if (session && portalSignedOut) await signedOutByPortal(reply, session, forwardedHeaders);
+      if (owner.kind === 'session' && portalSignedOut) await signedOutByPortal(reply, owner.active, forwardedHeaders);
       // Only a jar that changed costs a write; allow-listed cookies went to the browser, not the jar.
       const updated = applySetCookies(jar, setCookies, target.path, clock.now(), ctx.browserCookies);
       const changed = sameJar(updated, jar) ? undefined : updated;
@@ -341,6 +332,10 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
         else req.log.error({ err }, 'could not save portal cookies');
       }
       const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
+      // An answer that gives a browser its id is no answer for a shared cache (a CDN in front) to give others, even a
+      // public one of the portal's: every browser it reached would share one pre-login jar. A 304 keeps the portal's
+      // word: it would have the browser's own cache drop what it just validated.
+      if (owner.kind === 'browser' && owner.minted && statusCode !== 304) reply.header('cache-control', 'no-store');
       if (refused) {
         stream.resume();
         sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', refused.reason, { retryAfterMs: refused.retryAfterMs }));
@@ -397,14 +392,11 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       rewriteHeaders: (headers) => {
         leave();
         setCookies = asList(headers['set-cookie']);
-        forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: session !== undefined });
-        // An answer that gives a browser its id is no answer for a shared cache (a CDN in front) to give others, even a
-        // public one of the portal's: every browser it reached would share one pre-login jar.
-        if (owner.kind === 'browser' && owner.minted) forwardedHeaders['cache-control'] = 'no-store';
+        forwardedHeaders = browserResponseHeaders(headers, { browserCookies: ctx.browserCookies, rewriteLocation, signedIn: owner.kind === 'session' });
         // The configured logout set the gateway's Clear-Site-Data already: only a list of the portal's is added to it.
         if (owner.kind === 'session' && owner.ended) {
           if (forwardedHeaders['clear-site-data'] !== undefined) clearAsSignedOut(reply, forwardedHeaders);
-        } else if (session) portalSignedOut = clearsCookies(forwardedHeaders['clear-site-data']);
+        } else if (owner.kind === 'session') portalSignedOut = clearsCookies(forwardedHeaders['clear-site-data']);
         return forwardedHeaders as IncomingHttpHeaders;
       },
       // Nothing is returned: an async function that returned the reply (a thenable) would make the promise machinery call

@@ -142,6 +142,24 @@ t.test("forward-auth mode: the portal's cookies go to the browser as the portal 
   t.notOk(logs.join('\n').includes('S3cretPortalSess'), 'its value is in no log line');
 });
 
+t.test('signing in again in a browser that was signed in ends the session its cookie held', async (t) => {
+  // A portal whose login form has no token bound to its session: its form, opened while signed in, signs in again.
+  const { b, logs, stack } = await start(t, (password, res) => (password === 'right' ? res.writeHead(302, { location: '/', 'set-cookie': 'AUTH=tok; Path=/' }) : res.writeHead(401)).end(), () => {});
+  await b.post('/login', { username: 'alice', password: 'right' });
+  await enrol(stack, b);
+  const old = new Browser(b.base);
+  old.cookies.set('__Host-mfa-session', b.cookies.get('__Host-mfa-session')!);
+  t.equal((await old.get('/records')).status, 404, "alice's session: on to the portal");
+  // Someone else at the same computer signs in: the cookie is replaced, and the session it held ends with it.
+  t.equal((await b.post('/login', { username: 'bob', password: 'right' })).location, '/_mfa/enrol');
+  const { done } = await enrol(stack, b);
+  t.equal(done.status, 303, 'bob signed in');
+  t.equal((await b.get('/records')).status, 404, "bob's session: on to the portal");
+  t.equal((await old.get('/records')).status, 302, "alice's session ended: a copy of her cookie opens nothing");
+  const ended = logs.map((l) => JSON.parse(l)).filter((l) => l.security === 'session_ended');
+  t.same(ended.map((l) => l.reason), ['signed-in-again'], 'recorded as such');
+});
+
 t.test("a login answer's Location in UTF-8 sends the browser there once signed in, percent-encoded once", async (t) => {
   // Node writes a header string byte by byte: the UTF-8 bytes of the path, as a portal sends them.
   const raw = Buffer.from('http://PORTAL/befund/Müller?n=Zoë', 'utf8').toString('latin1');

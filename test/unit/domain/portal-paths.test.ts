@@ -1,6 +1,6 @@
 // Which requests are the portal's login and logout.
 import t from 'tap';
-import { loginPageMatcher, loose, portalPaths as paths } from '../../../src/domain/portal-paths.js';
+import { loose, portalPaths as paths } from '../../../src/domain/portal-paths.js';
 
 /** As the routes use them: on the request's path as `loose` gives it. */
 const portalPaths = (login: { paths: string[] }, logout: string[]) => {
@@ -37,18 +37,4 @@ t.test('servlet form login: a j_security_check segment anywhere is the login (Je
   t.equal(p.loginPathOf('/home/j_security_check', 'PUT'), '/app/j_security_check', 'in another method too (Jetty does not look at it)');
   for (const path of ['/home/j_security_checks', '/home/xj_security_check', '/home']) t.equal(p.loginPathOf(path, 'POST'), undefined, path);
   t.equal(portalPaths({ paths: ['/login']}, []).loginPathOf('/home/j_security_check', 'POST'), undefined, 'a portal without form login: an ordinary path');
-});
-
-t.test("the login page: its path, and given the request's query, the page's own parameters in it", async (t) => {
-  const plain = loginPageMatcher('/login');
-  t.ok(plain('/login/', 'GET', 'next=%2Frecords'), 'any query');
-  t.notOk(plain('/login', 'POST'), 'the login, not its page');
-  const front = loginPageMatcher('/index.php?action=login&next={target}');
-  t.ok(front('/index.php', 'GET'), 'without the query: the path only');
-  t.ok(front('/index.php', 'HEAD', 'next=x&action=login'));
-  t.notOk(front('/index.php', 'GET', 'page=2'), 'another page of the front controller');
-  t.notOk(front('/index.php', 'GET', 'action=login2'), 'compared whole');
-  const returning = loginPageMatcher('/Account/Login?ReturnUrl={target}');
-  t.ok(returning('/Account/Login', 'GET', 'ReturnUrl=%2Fx'), 'a {target} parameter holds anything');
-  t.ok(returning('/Account/Login', 'GET', ''));
 });
