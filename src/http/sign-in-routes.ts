@@ -66,7 +66,7 @@ export async function signInRoutes(app: FastifyInstance, ctx: HttpContext): Prom
     };
     return c;
   };
-  const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(key, { left: r.attemptsLeft });
+  const wrong = (req: FastifyRequest, r: Refused, key: MessageKey = 'wrongCode') => page(req).t(r.justUsed ? 'codeJustUsed' : key, { left: r.attemptsLeft });
   /** What a form with a code answers: the missing code, or the wrong one. */
   const refusal = (req: FastifyRequest, r: Refused | undefined, key?: MessageKey) => (r ? wrong(req, r, key) : page(req).t('codeMissing'));
   /**

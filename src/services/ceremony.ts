@@ -15,8 +15,17 @@ import type { Notifier } from './notifier.js';
 import type { SecurityLog } from './security-events.js';
 import type { ActiveSession, SessionService } from './sessions.js';
 
-/** `repeat`: the right code, which this ceremony sent a moment ago (see Attempts.repeated). */
-export type CodeCheck = { ok: true } | { ok: false; attemptsLeft: number; repeat?: true };
+/**
+ * Which ceremony a code went to (see ReplayGuard.claimStep): a sign-in in progress, by its pending id, or a session's
+ * step-up or set-up, by the session's id.
+ */
+export const ceremonyId = { login: (id: string): string => `login:${id}`, session: (sid: string): string => `session:${sid}` };
+
+/**
+ * `repeat`: the right code, which this ceremony sent a moment ago (see Attempts.repeated); `justUsed`: the code the
+ * session was signed in or stepped up with, a moment ago (see TotpChecks.claim).
+ */
+export type CodeCheck = { ok: true } | { ok: false; attemptsLeft: number; repeat?: true; justUsed?: true };
 export type Refused = Exclude<CodeCheck, { ok: true }>;
 
 /** What is being tried: each kind has its own failure counter per user. */
@@ -29,8 +38,13 @@ export const SETUP_TRIES = 20;
 export const PASSKEY_OPTIONS = 50;
 
 export interface Ceremony {
-  /** Which one: a sign-in in progress or a session (see ReplayGuard.claimStep). */
+  /** Which one: a sign-in in progress or a session (see ceremonyId). */
   id: string;
+  /**
+   * A session's: the ceremony that verified its factor last, its sign-in or a step-up (SessionRecord.factorBy). A code
+   * that one took, typed again here, is the person's own, no one else's replay.
+   */
+  verifiedBy?: string;
   pid: string;
   username: string;
   /** login: the password was just accepted; session: a signed-in user confirming again. */
@@ -98,7 +112,7 @@ export class Attempts {
     // Kept as long as the login can be given more time: more time never brings back tries already used.
     const lifetimeMs = () => Math.max(1, latestEnd(p, this.d.config.mfa.pendingMaxSeconds * 1000) - clock.now());
     return {
-      id: `login:${id}`,
+      id: ceremonyId.login(id),
       pid: p.pid,
       username: p.username,
       kind: 'login',
@@ -130,7 +144,8 @@ export class Attempts {
     // session ends no later.
     const lifetimeMs = () => Math.max(1, active.record.authTime + this.d.config.session.absoluteTimeoutSeconds * 1000 - this.d.clock.now());
     return {
-      id: `session:${active.sid}`,
+      id: ceremonyId.session(active.sid),
+      ...(active.record.factorBy === undefined ? {} : { verifiedBy: active.record.factorBy }),
       pid: active.record.pid,
       username: active.record.username,
       kind: 'session',

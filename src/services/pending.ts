@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { GatewayError } from '../errors.js';
 import type { FactorStore } from '../stores/factor-store.js';
 import type { FinishedLogin, PendingLogin, PendingLogins, PendingStage } from '../stores/records.js';
+import { ceremonyId } from './ceremony.js';
 import type { SecurityLog } from './security-events.js';
 import type { Proof, SessionService } from './sessions.js';
 
@@ -75,7 +76,7 @@ export class PendingService {
     // A login kept from before the password time was recorded counts as begun at once (before any ending).
     const factorAt = verified ? undefined : p.factorAt;
     const { pid, username, jar, groups, portalSession } = p;
-    const token = await this.d.sessions.start({ pid, username, proof, jar, ...(groups ? { groups } : {}), ...(portalSession ? { portalSession } : {}), ...(factorAt ? { factorAt } : {}) }, ip, p.passwordAt ?? 0);
+    const token = await this.d.sessions.start({ pid, username, proof, factorBy: ceremonyId.login(id), jar, ...(groups ? { groups } : {}), ...(portalSession ? { portalSession } : {}), ...(factorAt ? { factorAt } : {}) }, ip, p.passwordAt ?? 0);
     const finished: FinishedLogin = { pid: p.pid, token, continueTo: p.continueTo, jar: p.jar, ...(p.browserSetCookies ? { browserSetCookies: p.browserSetCookies } : {}) };
     if (form !== undefined) await this.d.pending.finished.put(id, `${stage}\n${form}`, finished);
     return { ok: true, ...finished };

@@ -8,6 +8,7 @@ import { ID_PATTERN, newId } from '../mechanisms/random.js';
 import type { SessionTokens } from '../mechanisms/session-token.js';
 import type { SessionRecord, Sessions } from '../stores/records.js';
 import { BestEffort } from './best-effort.js';
+import { ceremonyId } from './ceremony.js';
 import type { SecurityLog } from './security-events.js';
 
 export interface ActiveSession {
@@ -46,7 +47,7 @@ export class SessionService {
    * Creates the session record and returns the signed cookie value. `passwordAt`: when the sign-in began; the user's
    * sessions ended since (a factor reset, a revocation) end it too, so it never starts.
    */
-  async start(s: { pid: string; username: string; proof: Proof; jar: Jar; groups?: string[]; portalSession?: string; factorAt?: number }, ip: string, passwordAt: number): Promise<string> {
+  async start(s: { pid: string; username: string; proof: Proof; factorBy: string; jar: Jar; groups?: string[]; portalSession?: string; factorAt?: number }, ip: string, passwordAt: number): Promise<string> {
     const now = this.d.clock.now();
     // `factorAt`: when the factor was verified, if not now (at enrolment, before the recovery codes were acknowledged).
     const { proof, factorAt, ...rest } = s;
@@ -73,7 +74,7 @@ export class SessionService {
     // Noted at once: a portal answer for the old id saved from now on finds where its cookies go (see save).
     const sid = newId();
     await this.d.sessions.noteMove(active.sid, sid);
-    const record: SessionRecord = { ...current, ...proven(proof), factorTime: now, lastSeen: now, csrf: newId() };
+    const record: SessionRecord = { ...current, ...proven(proof), factorTime: now, factorBy: ceremonyId.session(active.sid), lastSeen: now, csrf: newId() };
     // The new id continues the session (its `since` too): an ending of the user's sessions since it began ends it,
     // also one whose sweep began before this step-up (it may have found neither id: the old one taken, the new one
     // not yet listed).

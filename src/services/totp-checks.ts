@@ -37,6 +37,7 @@ export class TotpChecks {
     if (match === null) return this.d.attempts.failed(c, ip, attempt, 'wrong code');
     const claim = await this.claim(c, match.step, ip);
     if (claim === 'repeat') return this.d.attempts.repeated(c, attempt);
+    if (claim === 'earlier') return { ...(await this.d.attempts.failed(c, ip, attempt, 'code already used by this session')), justUsed: true };
     if (claim === 'taken') return this.d.attempts.failed(c, ip, attempt, 'code already used');
     const factor = apps[match.index]!;
     const now = this.d.clock.now();
@@ -61,9 +62,13 @@ export class TotpChecks {
     return null;
   }
 
-  /** A step is accepted at most once per user, also across parallel submissions and across the user's apps. */
-  private async claim(c: Ceremony, step: number, ip: string): Promise<'claimed' | 'repeat' | 'taken'> {
-    const claim = await this.d.replay.claimStep(c.pid, step, c.id);
+  /**
+   * A step is accepted at most once per user, also across parallel submissions and across the user's apps. The code
+   * the session was signed in or stepped up with, typed again (a step-up asked for within its 90 s), is refused as
+   * the person's own: no replay to tell them of.
+   */
+  private async claim(c: Ceremony, step: number, ip: string): Promise<'claimed' | 'repeat' | 'earlier' | 'taken'> {
+    const claim = await this.d.replay.claimStep(c.pid, step, c.id, c.verifiedBy);
     if (claim !== 'taken') return claim;
     this.d.security('mfa_replayed', { pid: c.pid, ip, factor: 'totp' });
     // A code already accepted, sent with the password (or in a session) again: someone may have seen it, over a

@@ -200,6 +200,8 @@ export interface SessionRecord {
   /** When a second factor was last verified (sign-in or step-up), and which. */
   factorTime: number;
   factor: FactorKind;
+  /** The ceremony that verified it (see ceremonyId); absent in records of the release before. */
+  factorBy?: string;
   /** That factor was a passkey that cannot leave its device (see RuleFactor); absent otherwise. */
   deviceBound?: true;
   lastSeen: number;

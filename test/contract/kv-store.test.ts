@@ -438,6 +438,15 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       // A step claimed with no note of its ceremony (a set-up): taken, for anyone.
       t.ok(await b.kv.raiseTo(keys.totpStep(pid), 1004, 60_000));
       t.equal(await replay.claimStep(pid, 1004, 'login:z'), 'taken');
+      // A session's step-up, typing the code its sign-in took: `earlier`; a code anyone else took: taken.
+      t.equal(await replay.claimStep(pid, 1005, 'login:p'), 'claimed');
+      t.equal(await replay.claimStep(pid, 1005, 'session:s', 'login:p'), 'earlier');
+      t.equal(await replay.claimStep(pid, 1005, 'session:s', 'login:q'), 'taken');
+      t.equal(await replay.claimStep(pid, 1004, 'session:s'), 'taken', 'no note, none named: taken');
+      // A set-up's step notes its ceremony on the user's mark too, when it raised it.
+      t.equal(await replay.claimSetupStep(pid, 'setup-a', 1006, 'login:e'), 'claimed');
+      t.equal(await replay.claimStep(pid, 1006, 'session:t', 'login:e'), 'earlier', 'the code that set the app up, typed again in the session it began');
+      t.equal(await replay.claimStep(pid, 1006, 'login:f'), 'taken');
     });
 
     t.test('TTLs of 0 or a fraction of a millisecond: the same answers on every store, and the key still expires', async (t) => {

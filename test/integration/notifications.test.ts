@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import { signatureHeader, verifySignature } from '../../src/services/notifier.js';
 import { startReceiver } from '../helpers/webhook-receiver.js';
-import { inputValue } from '../helpers/browser.js';
+import { inputValue, type Browser } from '../helpers/browser.js';
 import { ALICE, BOB, atCodePage, copyOf, signInWithTotp, signUpAndEnrol, startRedisStack, startStack, submitPassword, totpAt, totpEnrolmentForm } from '../helpers/stack.js';
 
 const SECRET = 'k'.repeat(40);
@@ -52,6 +52,48 @@ t.test('a code sent again after it was accepted: told each time, without the cod
   t.equal(replayed.length, 2, 'each replay');
   t.match(replayed[0]!.json, { user: 'alice', ip: '127.0.0.1', details: { factor: 'totp' }, time: String });
   t.notOk(JSON.stringify(receiver.calls).includes(code), 'no code in any event');
+});
+
+t.test('the code a session was signed in with, typed again at a step-up a moment later: refused as just used, no replay told', async (t) => {
+  const receiver = await startReceiver();
+  t.teardown(receiver.close);
+  const s = await startStack({
+    patch: (raw) => {
+      raw.notify = { url: receiver.url, secret: SECRET };
+      raw.policy.rules.splice(raw.policy.rules.length - 1, 0, { name: 'prescriptions', paths: ['/prescriptions/'], decision: 'step-up', maxAgeSeconds: 20, factors: ['totp'] });
+    },
+  });
+  t.teardown(s.close);
+  const stepUp = async (b: Browser, code: string) => {
+    const page = await b.get((await b.get('/prescriptions/')).location!);
+    return b.post('/_mfa/step-up', { csrf: inputValue(page.body, 'csrf'), to: inputValue(page.body, 'to'), factors: inputValue(page.body, 'factors'), code });
+  };
+  const justUsed = /used a moment ago, to sign in/;
+  // Enrolled: the code that set the app up, typed again at once (its time step still open).
+  const enrolledAt = s.clock.now();
+  const { b, secret } = await signUpAndEnrol(s);
+  await receiver.waitFor(1);
+  s.clock.advance(21_000);
+  const again = await stepUp(b, await totpAt(secret, enrolledAt));
+  t.equal(again.status, 400, 'refused');
+  t.match(again.body, justUsed, 'as the code just used');
+  // A step-up, then its code once more at the next one.
+  s.clock.advance(30_000);
+  const code = await totpAt(secret, s.clock.now());
+  t.equal((await stepUp(b, code)).location, '/prescriptions/');
+  s.clock.advance(21_000);
+  t.match((await stepUp(b, code)).body, justUsed, "the step-up's own code, typed again");
+  // Another session's code is no one's own: told, as a replay.
+  const { b: other } = await signInWithTotp(s, secret);
+  const theirs = await totpAt(secret, s.clock.now());
+  s.clock.advance(21_000);
+  const replay = await stepUp(b, theirs);
+  t.equal(replay.status, 400);
+  t.notMatch(replay.body, justUsed, "another session's code: a wrong code");
+  t.equal((await other.get('/records')).status, 200);
+  await receiver.waitFor(2);
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(receiver.calls.map((c) => c.json.event).filter((e) => e === 'second_factor_replayed').length, 1, 'one replay told: the other session\'s code');
 });
 
 t.test('a correct password whose second step never came: told once, when the login has expired', async (t) => {
