@@ -443,10 +443,15 @@ function contract(name: string, make: (t: Test) => Promise<Backend>) {
       t.equal(await replay.claimStep(pid, 1005, 'session:s', 'login:p'), 'earlier');
       t.equal(await replay.claimStep(pid, 1005, 'session:s', 'login:q'), 'taken');
       t.equal(await replay.claimStep(pid, 1004, 'session:s'), 'taken', 'no note, none named: taken');
-      // A set-up's step notes its ceremony on the user's mark too, when it raised it.
+      // A set-up's step notes the set-up on the user's mark too, when it raised it.
       t.equal(await replay.claimSetupStep(pid, 'setup-a', 1006, 'login:e'), 'claimed');
       t.equal(await replay.claimStep(pid, 1006, 'session:t', 'login:e'), 'earlier', 'the code that set the app up, typed again in the session it began');
       t.equal(await replay.claimStep(pid, 1006, 'login:f'), 'taken');
+      t.equal(await replay.claimStep(pid, 1006, 'login:e'), 'earlier', "the set-up's own ceremony: its own code, never its repeat (the set-up was no code of the user's apps)");
+      // An app set up in a session, its code typed at a step-up of that session: the person's own, not its repeat.
+      t.equal(await replay.claimSetupStep(pid, 'setup-b', 1007, 'session:u'), 'claimed');
+      t.equal(await replay.claimStep(pid, 1007, 'session:u'), 'earlier');
+      t.equal(await replay.claimStep(pid, 1007, 'session:x', 'login:y'), 'taken');
     });
 
     t.test('TTLs of 0 or a fraction of a millisecond: the same answers on every store, and the key still expires', async (t) => {

@@ -68,7 +68,7 @@ t.test('the code a session was signed in with, typed again at a step-up a moment
     const page = await b.get((await b.get('/prescriptions/')).location!);
     return b.post('/_mfa/step-up', { csrf: inputValue(page.body, 'csrf'), to: inputValue(page.body, 'to'), factors: inputValue(page.body, 'factors'), code });
   };
-  const justUsed = /used a moment ago, to sign in/;
+  const justUsed = /That code was used a moment ago/;
   // Enrolled: the code that set the app up, typed again at once (its time step still open).
   const enrolledAt = s.clock.now();
   const { b, secret } = await signUpAndEnrol(s);
