@@ -22,8 +22,8 @@ import type { ActiveSession, SessionService } from './sessions.js';
 export const ceremonyId = { login: (id: string): string => `login:${id}`, session: (sid: string): string => `session:${sid}` };
 
 /**
- * `repeat`: the right code, which this ceremony sent a moment ago (see Attempts.repeated); `justUsed`: the code the
- * session was signed in or stepped up with, a moment ago (see TotpChecks.claim).
+ * `repeat`: the right code, which this ceremony sent a moment ago (see Attempts.repeated); `justUsed`: the person's own
+ * code of a moment ago, typed again (see TotpChecks.claim).
  */
 export type CodeCheck = { ok: true } | { ok: false; attemptsLeft: number; repeat?: true; justUsed?: true };
 export type Refused = Exclude<CodeCheck, { ok: true }>;

@@ -64,8 +64,8 @@ export class TotpChecks {
 
   /**
    * A step is accepted at most once per user, also across parallel submissions and across the user's apps. The code
-   * the session was signed in or stepped up with, typed again (a step-up asked for within its 90 s), is refused as
-   * the person's own: no replay to tell them of.
+   * that last verified the session (its sign-in or last step-up), or set up an app in it or in that sign-in, typed
+   * again (a step-up asked for within its 90 s), is refused as the person's own: no replay to tell them of.
    */
   private async claim(c: Ceremony, step: number, ip: string): Promise<'claimed' | 'repeat' | 'earlier' | 'taken'> {
     const claim = await this.d.replay.claimStep(c.pid, step, c.id, c.verifiedBy);
