@@ -6,7 +6,29 @@ import { VERSION } from './build-info.js';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 /*
- * Every metric, its labels and its meaning: README (Metrics and health), which a test keeps complete.
+ * | Metric                                    | Type      | Labels                                | Meaning                                                          |
+ * |-------------------------------------------|-----------|---------------------------------------|------------------------------------------------------------------|
+ * | mfa_gateway_security_events_total         | counter   | event                                 | Every security event, by name (password_ok, factor_locked, …)    |
+ * | mfa_gateway_password_checks_total         | counter   | outcome: ok, failed, throttled        | Password step: the portal said yes or no, or a limit refused it  |
+ * | mfa_gateway_second_factor_checks_total    | counter   | factor, outcome: ok, failed, replayed | Second-factor checks: sign-in, step-up, enrolment codes          |
+ * | mfa_gateway_second_factor_exhausted_total | counter   | –                                     | Logins or step-ups ended after too many wrong codes              |
+ * | mfa_gateway_sign_ins_total                | counter   | –                                     | Sessions started: sign-ins completed with both factors           |
+ * | mfa_gateway_enrolments_total              | counter   | factor                                | First factors bound at enrolment                                 |
+ * | mfa_gateway_factor_lockouts_total         | counter   | factor                                | A kind of factor disabled for a user after too many failures     |
+ * | mfa_gateway_address_blocks_total          | counter   | –                                     | Client addresses blocked for credential stuffing                 |
+ * | mfa_gateway_login_failure_surges_total    | counter   | –                                     | Gateway-wide password failure surges (global rate tightened)     |
+ * | mfa_gateway_legacy_auth_blocked_total     | counter   | rule, reason                          | Legacy authentication refused (legacy-auth, legacy-endpoint)     |
+ * | mfa_gateway_access_denied_total           | counter   | rule, reason                          | Policy denials (rule, unknown-address, unmanaged-device, method-override) |
+ * | mfa_gateway_request_duration_seconds      | histogram | rule, status_class                    | Time to answer a request, by deciding rule ("none": no rule)     |
+ * | mfa_gateway_policy_decisions_total        | counter   | rule, verdict                         | Access decisions (allow, deny, sign-in, managed-device, step-up) |
+ * | mfa_gateway_upstream_errors_total         | counter   | kind: unavailable, timeout, busy      | Portal unreachable (502), too slow (504), too many waiting (503) |
+ * | mfa_gateway_store_call_duration_seconds   | histogram | –                                     | Time of each store (Redis) call, failed ones included            |
+ * | mfa_gateway_store_errors_total            | counter   | –                                     | Failed store calls: Redis errors and timeouts, full memory store |
+ * | mfa_gateway_audit_failures_total          | counter   | kind                                  | Audit trail failures by AuditError code (AUDIT_WRITE_FAILED, …)  |
+ * | mfa_gateway_notification_failures_total   | counter   | reason                                | Notify events lost: refused, failed (retries), dropped, shutdown |
+ * | mfa_gateway_ready                         | gauge     | –                                     | 1 when the latest readiness check passed, 0 when it failed       |
+ * | mfa_gateway_build_info                    | gauge     | version                               | Always 1; its label is the version that runs (package.json's)    |
+ * | process_*, nodejs_*                       | various   | prom-client defaults                  | CPU, memory, heap, event-loop lag, handles, GC                   |
  *
  * Labels never carry a user, an address or a path. Free-text values (rule names, event names, audit kinds) are
  * bounded: past `maxLabelValues` distinct values per label (the known event names and audit kinds aside), further
