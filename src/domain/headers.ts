@@ -171,9 +171,24 @@ export function browserResponseHeaders(
       out[n] = value;
     }
   }
-  if (PAGE_TYPE.test(String(out['content-type'] ?? '')) || (opts.signedIn && out['cache-control'] === undefined)) out['cache-control'] = 'no-store';
+  if (PAGE_TYPE.test(String(out['content-type'] ?? '')) || (opts.signedIn && out['cache-control'] === undefined)) {
+    out['cache-control'] = 'no-store';
+    for (const name in out) if (targetedCaching(name)) delete out[name];
+  }
   return out;
 }
+
+/**
+ * A caching field a cache in front reads instead of Cache-Control (RFC 9213 §2.1): CDN-Cache-Control and a CDN's own
+ * (`Cloudflare-CDN-Cache-Control`), Surrogate-Control (Fastly, Akamai, Varnish), Akamai's Edge-Control, nginx's
+ * X-Accel-Expires. Where the gateway says `no-store`, they go: a CDN would keep the answer as the portal said, for
+ * others.
+ */
+export function targetedCaching(name: string): boolean {
+  return TARGETED_CACHING.has(name) || name.endsWith('-cdn-cache-control');
+}
+
+const TARGETED_CACHING = new Set(['cdn-cache-control', 'surrogate-control', 'edge-control', 'x-accel-expires']);
 
 // Any type of a list (`text/plain, text/html`, malformed but sent): browsers take the last valid one, which may be the
 // page; an answer the browser shows as text instead is then only not cached.

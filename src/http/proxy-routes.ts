@@ -8,7 +8,7 @@ import { pathAndQuery, targetOrRefusal, type CanonicalTarget } from '../domain/c
 import { AddressSet, normaliseAddress } from '../domain/client-address.js';
 import { applySetCookies, cookieHeader, sameJar, type Jar } from '../domain/cookie-jar.js';
 import { fieldsType, LoginFieldsScanner, unreadableBody, type BodyRefusal } from '../domain/body-fields.js';
-import { asList, browserResponseHeaders, clearsCookies, sentOnce, upstreamRequestHeaders } from '../domain/headers.js';
+import { asList, browserResponseHeaders, clearsCookies, sentOnce, targetedCaching, upstreamRequestHeaders } from '../domain/headers.js';
 import { usernameFields } from '../domain/legacy-auth.js';
 import { inPrefix, loginPageMatcher, loose, passedMethods, portalPaths } from '../domain/portal-paths.js';
 import { browserLocation, loginPageFor, stepUpPage } from '../domain/redirect.js';
@@ -333,9 +333,13 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       }
       const { stream, statusCode, headers } = res as unknown as { stream: Readable & { arrayBuffer(): Promise<ArrayBuffer> }; statusCode: number; headers: IncomingHttpHeaders };
       // An answer that gives a browser its id is no answer for a shared cache (a CDN in front) to give others, even a
-      // public one of the portal's: every browser it reached would share one pre-login jar. A 304 keeps the portal's
+      // public one of the portal's: every browser it reached would share one pre-login jar. Nor does a CDN keep it by
+      // its own caching field (targetedCaching), which it reads before Cache-Control. A 304 keeps the portal's
       // word: it would have the browser's own cache drop what it just validated.
-      if (owner.kind === 'browser' && owner.minted && statusCode !== 304) reply.header('cache-control', 'no-store');
+      if (owner.kind === 'browser' && owner.minted && statusCode !== 304) {
+        reply.header('cache-control', 'no-store');
+        for (const name of Object.keys(forwardedHeaders)) if (targetedCaching(name)) reply.removeHeader(name);
+      }
       if (refused) {
         stream.resume();
         sendInstead(reply, forwardedHeaders, new GatewayError('GW_ERR_RATE_LIMITED', refused.reason, { retryAfterMs: refused.retryAfterMs }));

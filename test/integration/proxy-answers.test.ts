@@ -13,6 +13,7 @@ import { request } from 'undici';
 import { buildApp } from '../../src/app.js';
 import { resolveConfig } from '../../src/config/load.js';
 import { loggerOptions } from '../../src/log.js';
+import { asList } from '../../src/domain/headers.js';
 import { rawRequest } from '../helpers/browser.js';
 import { rawTestConfig } from '../helpers/config.js';
 import { TestCa } from '../helpers/pki.js';
@@ -54,6 +55,11 @@ async function start(t: Test, patch: (raw: Record<string, any>) => void = () => 
         return void req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: public, max-age=3600\r\nContent-Length: 26\r\n\r\n<p>Patient: Jane Doe</p>\r\n');
       case '/static/typed-twice-streamed':
         return void req.socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Type: text/html\r\nCache-Control: public, max-age=3600\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+      case '/static/cdn':
+        // A public style sheet, kept by the CDN in front as its own fields say (which it reads before Cache-Control).
+        return res
+          .writeHead(200, { 'content-type': 'text/css', 'content-length': '3', 'cache-control': 'public, max-age=3600', 'cdn-cache-control': 'max-age=86400', 'cloudflare-cdn-cache-control': 'max-age=86400', 'surrogate-control': 'max-age=86400', 'x-accel-expires': '86400' })
+          .end('a{}');
       case '/static/untyped':
         // No Content-Type: the browser decides what it is.
         return res.writeHead(200, { 'content-length': '13' }).end('<b>hello</b>\n');
@@ -158,6 +164,22 @@ t.test('an answer without a Content-Type gets none from the gateway either', asy
   t.equal(res.statusCode, 200);
   t.equal(res.headers['content-type'], undefined, 'not application/octet-stream: the browser would download the page');
   t.equal(await res.body.text(), '<b>hello</b>\n');
+});
+
+t.test("the answer that gives a new browser its id is kept by no cache in front, by none of a CDN's own fields either; later ones as the portal says", async (t) => {
+  const s = await start(t);
+  const targeted = ['cdn-cache-control', 'cloudflare-cdn-cache-control', 'surrogate-control', 'x-accel-expires'];
+  const first = await request(`${s.url}/static/cdn`);
+  const id = asList(first.headers['set-cookie']).find((c) => c.startsWith('__Host-mfa-browser='));
+  t.ok(id, 'the new browser gets its id');
+  t.equal(first.headers['cache-control'], 'no-store');
+  for (const name of targeted) t.equal(first.headers[name], undefined, `${name}: a CDN would keep it, id and all, for other browsers`);
+  t.equal(await first.body.text(), 'a{}');
+  const later = await request(`${s.url}/static/cdn`, { headers: { cookie: id!.split(';')[0]! } });
+  t.equal(later.headers['set-cookie'], undefined, 'the browser has its id');
+  t.equal(later.headers['cache-control'], 'public, max-age=3600', "then the portal's word stands");
+  for (const name of targeted) t.ok(later.headers[name], `${name} too`);
+  await later.body.text();
 });
 
 t.test('a page whose Content-Type comes twice is shown as a page (the last copy, as browsers read it), and never kept', async (t) => {
