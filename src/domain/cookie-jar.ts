@@ -91,10 +91,15 @@ export function cookieHeader(jar: Jar, path: string, now: number, browserHeader?
   let header = '';
   for (const c of matching) header += `${header ? '; ' : ''}${c.name}=${c.value}`;
   if (browserHeader && (browserOwned === 'all' || browserOwned.some((name) => browserHeader.includes(name)))) {
-    for (const pair of browserHeader.split(';')) {
-      const name = cookieName(pair);
+    // Pair by pair without splitting the header: most of it is the gateway's own cookies, on every request.
+    for (let start = 0, end = 0; start < browserHeader.length; start = end + 1) {
+      end = browserHeader.indexOf(';', start);
+      if (end === -1) end = browserHeader.length;
+      const eq = browserHeader.indexOf('=', start);
+      if (eq === -1 || eq > end) continue;
+      const name = browserHeader.slice(start, eq).trim();
       if (!heldByBrowser(name, browserOwned)) continue;
-      const value = pair.slice(pair.indexOf('=') + 1).trim();
+      const value = browserHeader.slice(eq + 1, end).trim();
       // Only a well-formed value (RFC 6265 cookie-octets, quoted or not): "a, SESSION=x" would smuggle a second cookie to
       // portals that also split on commas.
       if (COOKIE_VALUE.test(value)) header += `${header ? '; ' : ''}${name}=${value}`;

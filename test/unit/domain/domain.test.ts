@@ -151,6 +151,9 @@ t.test('cookie jar merge', async (t) => {
   t.equal(cookieHeader([], '/', now, 'XSRF-TOKEN="a b"', ['XSRF-TOKEN']), undefined, 'whitespace: dropped');
   t.equal(cookieHeader([], '/', now, 'XSRF-TOKEN="a1b2"', ['XSRF-TOKEN']), 'XSRF-TOKEN="a1b2"', 'a quoted value (RFC 6265 §4.1.1) passes as sent');
   for (const v of ['"a1b2', 'a1b2"', 'a"b', '"a"b"']) t.equal(cookieHeader([], '/', now, `XSRF-TOKEN=${v}`, ['XSRF-TOKEN']), undefined, `quotes not around it: ${v}`);
+  t.equal(cookieHeader([], '/', now, ' XSRF-TOKEN=a1 ;\t__Host-mfa-session=x.y.z; other=q', ['XSRF-TOKEN']), 'XSRF-TOKEN=a1', 'spaces and tabs around a pair go');
+  t.equal(cookieHeader([], '/', now, 'XSRF-TOKENx; JSESSIONID=evil', ['XSRF-TOKEN']), undefined, 'a pair without `=` names no allow-listed cookie (its name would be read as the text less its last character)');
+  t.equal(cookieHeader([], '/', now, 'a=1; XSRF-TOKEN=b2; XSRF-TOKEN=c3', ['XSRF-TOKEN']), 'XSRF-TOKEN=b2; XSRF-TOKEN=c3', 'each copy, in order');
   const expiring = applySetCookies([], ['D=4; Max-Age=10'], '/', now);
   t.equal(cookieHeader(expiring, '/', now + 11_000), undefined, 'expires with time');
 });
