@@ -1,10 +1,12 @@
 // Legacy authentication: credentials that would let a password alone reach the portal (SECURITY R57, C-28..C-30).
 
-// Schemes that carry a password (or a Windows logon) straight to the portal, skipping the second factor.
-const LEGACY_SCHEME = /^\s*(basic|digest|ntlm|negotiate)(\s|$)/i;
+// Schemes that carry a password (or a Windows logon) straight to the portal, skipping the second factor. Whatever
+// follows the name: Spring Security takes `BasicXYWxp…` (anything in the sixth place) and Apache Shiro `Basicx YWxp…`
+// for Basic.
+const LEGACY_SCHEME = /^\s*(basic|digest|ntlm|negotiate)/i;
 // Windows logons sign in the connection, not the request: the portal would take every later request on that
 // (shared, kept-alive) portal connection as the same account, whoever's browser sent it.
-const CONNECTION_SCHEME = /^\s*(ntlm|negotiate)(\s|$)/i;
+const CONNECTION_SCHEME = /^\s*(ntlm|negotiate)/i;
 
 /**
  * Credentials that let a password alone reach the portal: 'request' (Basic, Digest, the login form's fields in the

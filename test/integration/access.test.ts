@@ -58,6 +58,10 @@ t.test('legacy authentication is refused at the gateway: the portal never sees i
 
   const { b } = await signUpAndEnrol(s);
   t.equal((await b.get('/records', { authorization: basic(ALICE.username, ALICE.password) })).status, 403, 'refused with a session too');
+  const credentials = Buffer.from(`${ALICE.username}:${ALICE.password}`).toString('base64');
+  for (const spelling of [`BasicX${credentials}`, `Basic:${credentials}`, `Basicx ${credentials}`]) {
+    t.equal((await b.get('/records', { authorization: spelling })).status, 403, `${spelling.slice(0, 6)}…: Basic as Spring Security and Shiro read it`);
+  }
   t.equal((await b.get('/records')).status, 200, 'the same session without the header works');
   t.notOk(s.portalRequests.some((r) => r.headers.authorization), 'no Authorization header ever forwarded');
   t.ok(securityEvents(s, 'legacy_auth_blocked').length >= 6, 'each refusal is a security event');

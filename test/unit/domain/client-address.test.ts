@@ -69,8 +69,11 @@ t.test('only the header the trusted proxies write is read: they pass a client\'s
 t.test('legacy credentials', async (t) => {
   const fields = ['username', 'password'];
   for (const h of ['Basic YWxpY2U6cHc=', 'basic x', 'Digest username="a"', '  Basic x']) t.equal(carriesLegacyCredentials(h, '', fields), 'request', h);
-  for (const h of ['NTLM TlRMTVNTUAAB', 'Negotiate YII', 'negotiate x']) t.equal(carriesLegacyCredentials(h, '', fields), 'connection', h);
-  for (const h of [undefined, 'Bearer abc', 'Basically', 'Token x']) t.notOk(carriesLegacyCredentials(h, '', fields), String(h));
+  // Whatever follows the scheme's name: Spring Security reads the credentials from the seventh character on, Apache
+  // Shiro after the first space.
+  for (const h of ['BasicXYWxpY2U6cHc=', 'Basic:YWxpY2U6cHc=', 'Basic_YWxpY2U6cHc=', 'Basicx YWxpY2U6cHc=', 'Basic,YWxpY2U6cHc=', 'Basically', 'DigestX username="a"']) t.equal(carriesLegacyCredentials(h, '', fields), 'request', h);
+  for (const h of ['NTLM TlRMTVNTUAAB', 'Negotiate YII', 'negotiate x', 'NTLMxTlRMTVNTUAAB', 'Negotiate:YII']) t.equal(carriesLegacyCredentials(h, '', fields), 'connection', h);
+  for (const h of [undefined, 'Bearer abc', 'Token x', 'Bearer Basic x']) t.notOk(carriesLegacyCredentials(h, '', fields), String(h));
   for (const q of ['password=x', 'a=1&username=alice', 'PassWord=x', 'user_name=alice', 'pass-word=1', 'a=1;password=x']) t.ok(carriesLegacyCredentials(undefined, q, fields), q);
   for (const q of ['', 'page=2', 'passwords=1', 'q=password']) t.notOk(carriesLegacyCredentials(undefined, q, fields), q);
   // ASP.NET reads %uXXXX as that character: %u0075sername is its username.
