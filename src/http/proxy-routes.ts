@@ -369,7 +369,7 @@ export async function proxyRoutes(app: FastifyInstance, ctx: HttpContext): Promi
       }
       let body: Buffer;
       try {
-        body = Buffer.from(await stream.arrayBuffer());
+        body = (await arrived(stream, Number(headers['content-length']))) ?? Buffer.from(await stream.arrayBuffer());
       } catch (error) {
         // An error page instead of a page cut short.
         sendInstead(reply, forwardedHeaders, new GatewayError(portalFailureCode(error) ?? 'GW_ERR_UPSTREAM_UNAVAILABLE', 'the portal answer broke off', { cause: error }));
@@ -496,6 +496,19 @@ function bufferable(method: string, status: number, contentLength: string | stri
   if (method === 'HEAD' || status < 200 || typeof contentLength !== 'string') return false;
   const length = Number(contentLength);
   return Number.isSafeInteger(length) && length <= BUFFERED_ANSWER_BYTES;
+}
+
+/**
+ * A small answer's whole body when it has already arrived (it mostly comes with its headers, which undici hands on
+ * before it has read the rest of the same packet): taken at once, without undici's reader and its copy. Null when not.
+ */
+async function arrived(stream: Readable, length: number): Promise<Buffer | null> {
+  await undefined;
+  if (stream.readableLength !== length || length === 0) return null;
+  const body = stream.read() as Buffer | null;
+  // Ends the stream (and frees undici's hold on it); an error after the body had come changes nothing.
+  if (body) stream.on('error', () => {}).resume();
+  return body;
 }
 
 /** X-Forwarded-For for the portal: the client, or the peer when a trusted proxy passed an unreadable address. */

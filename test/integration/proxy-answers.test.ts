@@ -60,6 +60,14 @@ async function start(t: Test, patch: (raw: Record<string, any>) => void = () => 
         return res
           .writeHead(200, { 'content-type': 'text/css', 'content-length': '3', 'cache-control': 'public, max-age=3600', 'cdn-cache-control': 'max-age=86400', 'cloudflare-cdn-cache-control': 'max-age=86400', 'surrogate-control': 'max-age=86400', 'x-accel-expires': '86400' })
           .end('a{}');
+      case '/static/later':
+        // A small answer whose body comes in parts, after its headers.
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '11' });
+        res.flushHeaders();
+        return void setTimeout(() => {
+          res.write('hello ');
+          setTimeout(() => res.end('world'), 30);
+        }, 30);
       case '/static/untyped':
         // No Content-Type: the browser decides what it is.
         return res.writeHead(200, { 'content-length': '13' }).end('<b>hello</b>\n');
@@ -228,12 +236,18 @@ t.test('a 204 that declares a length passes as a 204, without it', async (t) => 
   }
 });
 
-t.test('a small answer arrives whole', async (t) => {
+t.test('a small answer arrives whole, also one whose body comes in parts after its headers', async (t) => {
   const s = await start(t);
-  const res = await request(`${s.url}/static/small`);
-  t.equal(res.statusCode, 200);
-  t.equal(res.headers['content-length'], '5');
-  t.equal(await res.body.text(), 'hello');
+  for (let i = 0; i < 2; i++) {
+    const res = await request(`${s.url}/static/small`);
+    t.equal(res.statusCode, 200);
+    t.equal(res.headers['content-length'], '5');
+    t.equal(await res.body.text(), 'hello');
+    const later = await request(`${s.url}/static/later`);
+    t.equal(later.statusCode, 200);
+    t.equal(later.headers['content-length'], '11');
+    t.equal(await later.body.text(), 'hello world');
+  }
 });
 
 t.test('a small answer that breaks off is a 502 page, without the portal headers, not a page cut short', async (t) => {
